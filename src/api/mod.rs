@@ -1,0 +1,161 @@
+//! HTTP: AWS JSON 1.1 framing on `POST /`, SigV4, dispatch to one module per operation, and the
+//! one error-to-wire mapping. Request and response bodies are never logged.
+
+pub mod error;
+pub mod ops;
+pub mod sigv4;
+pub mod wire;
+
+use bytes::Bytes;
+use error::ApiError;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+use crate::kms::{Caller, Kms};
+
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+pub const TARGET_PREFIX: &str = "TrentService.";
+
+pub struct ApiState {
+    pub kms: Arc<Kms>,
+    pub regions: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+/// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests (for at
+/// most `drain`).
+pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl Future<Output = ()>, drain: Duration) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let svc = service_fn(move |req| handle(state.clone(), req));
+                let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(drain) => tracing::warn!("drain timed out; closing remaining connections"),
+    }
+}
+
+async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (op, result) = process(&state, req).await;
+    let (status, body) = match result {
+        Ok(v) => (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()),
+        Err(e) => {
+            let (status, kind, message) = e.wire();
+            if let Some(detail) = e.internal_detail() {
+                tracing::error!(request_id = %request_id, operation = %op, detail, "internal error");
+            }
+            let body = serde_json::json!({ "__type": kind, "message": message });
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), serde_json::to_vec(&body).unwrap_or_default())
+        }
+    };
+    tracing::info!(
+        request_id = %request_id,
+        operation = %op,
+        status = status.as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    let resp = Response::builder()
+        .status(status)
+        .header("content-type", CONTENT_TYPE)
+        .header("x-amzn-RequestId", &request_id)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+    Ok(resp)
+}
+
+async fn process(state: &ApiState, req: Request<Incoming>) -> (String, Result<serde_json::Value, ApiError>) {
+    let (parts, body) = req.into_parts();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let op = target.strip_prefix(TARGET_PREFIX).unwrap_or("").to_string();
+    let result = async {
+        if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
+            return Err(ApiError::UnknownOperation(format!(
+                "The service accepts only POST / (got {} {})",
+                parts.method,
+                parts.uri.path()
+            )));
+        }
+        if let Some(len) = parts.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+            if len > state.max_body_bytes {
+                return Err(ApiError::RequestTooLarge(state.max_body_bytes));
+            }
+        }
+        let body = match Limited::new(body, state.max_body_bytes).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    return Err(ApiError::RequestTooLarge(state.max_body_bytes));
+                }
+                return Err(ApiError::Serialization("The request body could not be read.".into()));
+            }
+        };
+        let verified = sigv4::verify(
+            &state.kms.credentials,
+            &state.regions,
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query().unwrap_or(""),
+            &parts.headers,
+            &body,
+            chrono::Utc::now(),
+        )
+        .await?;
+        if op.is_empty() || !ops::OPERATIONS.contains(&op.as_str()) {
+            return Err(ApiError::UnknownOperation(if target.is_empty() {
+                "Missing X-Amz-Target header".into()
+            } else {
+                format!("Unknown operation {target}")
+            }));
+        }
+        let ct = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !ct.trim().starts_with(CONTENT_TYPE) {
+            return Err(ApiError::UnknownOperation(format!(
+                "Content-Type must be {CONTENT_TYPE} (got '{}')",
+                ct.chars().take(100).collect::<String>()
+            )));
+        }
+        let caller = Caller {
+            account_id: verified.key.account_id.clone(),
+            principal_arn: verified.key.principal_arn.clone(),
+            region: verified.region,
+        };
+        ops::dispatch(&op, &state.kms, &caller, &body).await
+    }
+    .await;
+    (op, result)
+}

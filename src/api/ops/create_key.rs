@@ -1,0 +1,107 @@
+use crate::api::error::ApiError;
+use crate::api::wire::{parse, Validator};
+use crate::kms::{Caller, CreateKeyInput, Kms, KmsError};
+use crate::store::Tag;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagIn {
+    tag_key: Option<String>,
+    tag_value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Request {
+    policy: Option<String>,
+    description: Option<String>,
+    key_usage: Option<String>,
+    customer_master_key_spec: Option<String>,
+    key_spec: Option<String>,
+    origin: Option<String>,
+    custom_key_store_id: Option<String>,
+    #[allow(dead_code)]
+    bypass_policy_lockout_safety_check: Option<bool>,
+    tags: Option<Vec<TagIn>>,
+    multi_region: Option<bool>,
+    xks_key_id: Option<String>,
+}
+
+pub const KEY_SPECS: &[&str] = &[
+    "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1",
+    "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2", "ML_DSA_44", "ML_DSA_65",
+    "ML_DSA_87", "ECC_NIST_EDWARDS25519",
+];
+pub const KEY_USAGES: &[&str] = &["SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"];
+pub const ORIGINS: &[&str] = &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
+
+pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: Request = parse(body)?;
+    let mut v = Validator::new();
+    v.str_len(r.policy.as_deref(), "policy", 1, 32768)
+        .str_len(r.description.as_deref(), "description", 0, 8192)
+        .one_of(r.key_usage.as_deref(), "keyUsage", KEY_USAGES)
+        .one_of(r.customer_master_key_spec.as_deref(), "customerMasterKeySpec", KEY_SPECS)
+        .one_of(r.key_spec.as_deref(), "keySpec", KEY_SPECS)
+        .one_of(r.origin.as_deref(), "origin", ORIGINS)
+        .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
+        .str_len(r.xks_key_id.as_deref(), "xksKeyId", 1, 128);
+    if let Some(tags) = &r.tags {
+        for (i, t) in tags.iter().enumerate() {
+            v.required(&t.tag_key, &format!("tags.{}.member.tagKey", i + 1))
+                .required(&t.tag_value, &format!("tags.{}.member.tagValue", i + 1))
+                .str_len(t.tag_key.as_deref(), &format!("tags.{}.member.tagKey", i + 1), 1, 128)
+                .str_len(t.tag_value.as_deref(), &format!("tags.{}.member.tagValue", i + 1), 0, 256);
+        }
+    }
+    v.finish()?;
+    if r.key_spec.is_some() && r.customer_master_key_spec.is_some() {
+        return Err(KmsError::Validation(
+            "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated."
+                .into(),
+        )
+        .into());
+    }
+    if let Some(p) = &r.policy {
+        if serde_json::from_str::<Value>(p).map(|v| !v.is_object()).unwrap_or(true) {
+            return Err(KmsError::MalformedPolicy("The new key policy will not allow you to update the key policy in the future.".into()).into());
+        }
+    }
+    if r.custom_key_store_id.is_some() || r.xks_key_id.is_some() {
+        return Err(KmsError::UnsupportedOperation("Custom key stores are not supported by this service.".into()).into());
+    }
+    let mut tags = Vec::new();
+    let mut seen = HashSet::new();
+    for t in r.tags.unwrap_or_default() {
+        let (key, value) = (t.tag_key.unwrap_or_default(), t.tag_value.unwrap_or_default());
+        if key.starts_with("aws:") {
+            return Err(KmsError::Tag("Tags beginning with aws: are reserved.".into()).into());
+        }
+        if !seen.insert(key.clone()) {
+            return Err(KmsError::Tag(format!("Duplicate tag key {key}")).into());
+        }
+        tags.push(Tag { key, value });
+    }
+    if tags.len() > 50 {
+        return Err(KmsError::Tag("A KMS key can have at most 50 tags.".into()).into());
+    }
+    let key_spec = r.key_spec.or(r.customer_master_key_spec).unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
+    let meta = kms
+        .create_key(
+            caller,
+            CreateKeyInput {
+                description: r.description.unwrap_or_default(),
+                key_usage: r.key_usage.unwrap_or_else(|| "ENCRYPT_DECRYPT".into()),
+                key_spec,
+                origin: r.origin.unwrap_or_else(|| "AWS_KMS".into()),
+                policy: r.policy,
+                tags,
+                multi_region: r.multi_region.unwrap_or(false),
+            },
+        )
+        .await?;
+    Ok(json!({ "KeyMetadata": super::key_metadata(&meta) }))
+}

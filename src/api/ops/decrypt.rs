@@ -1,0 +1,40 @@
+use crate::api::error::ApiError;
+use crate::api::wire::{b64, parse, require_symmetric_algorithm, Blob, Context, Validator, ENCRYPTION_ALGORITHMS};
+use crate::kms::{Caller, Kms, KmsError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Request {
+    ciphertext_blob: Option<Blob>,
+    encryption_context: Option<Context>,
+    grant_tokens: Option<Vec<String>>,
+    key_id: Option<String>,
+    encryption_algorithm: Option<String>,
+    recipient: Option<Value>,
+    dry_run: Option<bool>,
+}
+
+pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: Request = parse(body)?;
+    Validator::new()
+        .required(&r.ciphertext_blob, "ciphertextBlob")
+        .blob_len(r.ciphertext_blob.as_ref(), "ciphertextBlob", 1, 6144)
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .grant_tokens(r.grant_tokens.as_ref())
+        .one_of(r.encryption_algorithm.as_deref(), "encryptionAlgorithm", ENCRYPTION_ALGORITHMS)
+        .finish()?;
+    if r.recipient.is_some() {
+        return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported.".into()).into());
+    }
+    require_symmetric_algorithm(r.encryption_algorithm.as_deref())?;
+    let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
+    let ctx = r.encryption_context.unwrap_or_default();
+    let out = kms.decrypt(caller, &blob, &ctx, r.key_id.as_deref(), r.dry_run.unwrap_or(false)).await?;
+    Ok(json!({
+        "KeyId": out.key_arn,
+        "Plaintext": b64(&out.plaintext),
+        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+    }))
+}

@@ -1,0 +1,53 @@
+//! `GenerateDataKey` and `GenerateDataKeyWithoutPlaintext`.
+
+use crate::api::error::ApiError;
+use crate::api::wire::{b64, parse, Context, Validator};
+use crate::kms::{Caller, Kms, KmsError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Request {
+    key_id: Option<String>,
+    encryption_context: Option<Context>,
+    number_of_bytes: Option<i64>,
+    key_spec: Option<String>,
+    grant_tokens: Option<Vec<String>>,
+    recipient: Option<Value>,
+    dry_run: Option<bool>,
+}
+
+pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8], with_plaintext: bool) -> Result<Value, ApiError> {
+    let r: Request = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .int_range(r.number_of_bytes, "numberOfBytes", 1, 1024)
+        .one_of(r.key_spec.as_deref(), "keySpec", &["AES_256", "AES_128"])
+        .grant_tokens(r.grant_tokens.as_ref())
+        .finish()?;
+    let bytes = match (r.number_of_bytes, r.key_spec.as_deref()) {
+        (Some(n), None) => n as usize,
+        (None, Some("AES_256")) => 32,
+        (None, Some(_)) => 16,
+        (None, None) => {
+            return Err(KmsError::Validation("Please specify either number of bytes or key spec.".into()).into())
+        }
+        (Some(_), Some(_)) => {
+            return Err(KmsError::Validation("Please specify either number of bytes or key spec, not both.".into()).into())
+        }
+    };
+    if r.recipient.is_some() {
+        return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported.".into()).into());
+    }
+    let ctx = r.encryption_context.unwrap_or_default();
+    let out = kms
+        .generate_data_key(caller, r.key_id.as_deref().unwrap_or_default(), bytes, &ctx, r.dry_run.unwrap_or(false))
+        .await?;
+    let mut v = json!({ "CiphertextBlob": b64(&out.blob), "KeyId": out.key_arn });
+    if with_plaintext {
+        v["Plaintext"] = json!(b64(&out.plaintext));
+    }
+    Ok(v)
+}

@@ -1,0 +1,30 @@
+use crate::api::error::ApiError;
+use crate::api::wire::{b64, parse, Validator};
+use crate::kms::{Caller, Kms, KmsError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Request {
+    number_of_bytes: Option<i64>,
+    custom_key_store_id: Option<String>,
+    recipient: Option<Value>,
+}
+
+pub async fn handle(kms: &Kms, _caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: Request = parse(body)?;
+    Validator::new()
+        .required(&r.number_of_bytes, "numberOfBytes")
+        .int_range(r.number_of_bytes, "numberOfBytes", 1, 1024)
+        .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
+        .finish()?;
+    if r.custom_key_store_id.is_some() {
+        return Err(KmsError::UnsupportedOperation("Custom key stores are not supported by this service.".into()).into());
+    }
+    if r.recipient.is_some() {
+        return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported.".into()).into());
+    }
+    let bytes = kms.generate_random(r.number_of_bytes.unwrap_or_default() as usize).await?;
+    Ok(json!({ "Plaintext": b64(&bytes) }))
+}

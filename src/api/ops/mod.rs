@@ -1,0 +1,71 @@
+//! One module per AWS operation: its wire shapes, validation and call into the domain layer.
+//! "Which operations exist" is this directory listing plus [`dispatch`].
+
+mod create_key;
+mod decrypt;
+mod describe_key;
+mod encrypt;
+mod generate_data_key;
+mod generate_random;
+mod list_keys;
+mod re_encrypt;
+
+use super::error::ApiError;
+use crate::kms::{Caller, KeyMetadata, Kms};
+use serde_json::{json, Value};
+
+/// Every operation this server implements, by `X-Amz-Target` suffix.
+pub const OPERATIONS: &[&str] = &[
+    "CreateKey",
+    "Decrypt",
+    "DescribeKey",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+    "ListKeys",
+    "ReEncrypt",
+];
+
+pub async fn dispatch(op: &str, kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    match op {
+        "CreateKey" => create_key::handle(kms, caller, body).await,
+        "Decrypt" => decrypt::handle(kms, caller, body).await,
+        "DescribeKey" => describe_key::handle(kms, caller, body).await,
+        "Encrypt" => encrypt::handle(kms, caller, body).await,
+        "GenerateDataKey" => generate_data_key::handle(kms, caller, body, true).await,
+        "GenerateDataKeyWithoutPlaintext" => generate_data_key::handle(kms, caller, body, false).await,
+        "GenerateRandom" => generate_random::handle(kms, caller, body).await,
+        "ListKeys" => list_keys::handle(kms, caller, body).await,
+        "ReEncrypt" => re_encrypt::handle(kms, caller, body).await,
+        other => Err(ApiError::UnknownOperation(format!("Unknown operation {other}"))),
+    }
+}
+
+/// AWS timestamps on the JSON protocols are epoch seconds (with a fraction).
+pub fn epoch(t: &chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+pub fn key_metadata(m: &KeyMetadata) -> Value {
+    let r = &m.record;
+    let mut v = json!({
+        "AWSAccountId": r.account_id,
+        "KeyId": r.key_id.to_string(),
+        "Arn": m.arn,
+        "CreationDate": epoch(&r.created_at),
+        "Enabled": r.key_state == "Enabled",
+        "Description": r.description,
+        "KeyUsage": r.key_usage,
+        "KeyState": r.key_state,
+        "Origin": r.origin,
+        "KeyManager": r.key_manager,
+        "CustomerMasterKeySpec": r.key_spec,
+        "KeySpec": r.key_spec,
+        "MultiRegion": r.multi_region,
+    });
+    if r.key_usage == "ENCRYPT_DECRYPT" {
+        v["EncryptionAlgorithms"] = json!(["SYMMETRIC_DEFAULT"]);
+    }
+    v
+}

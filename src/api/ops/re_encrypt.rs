@@ -1,0 +1,54 @@
+use crate::api::error::ApiError;
+use crate::api::wire::{b64, parse, require_symmetric_algorithm, Blob, Context, Validator, ENCRYPTION_ALGORITHMS};
+use crate::kms::{Caller, Kms};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Request {
+    ciphertext_blob: Option<Blob>,
+    source_encryption_context: Option<Context>,
+    source_key_id: Option<String>,
+    destination_key_id: Option<String>,
+    destination_encryption_context: Option<Context>,
+    source_encryption_algorithm: Option<String>,
+    destination_encryption_algorithm: Option<String>,
+    grant_tokens: Option<Vec<String>>,
+    dry_run: Option<bool>,
+}
+
+pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: Request = parse(body)?;
+    Validator::new()
+        .required(&r.ciphertext_blob, "ciphertextBlob")
+        .required(&r.destination_key_id, "destinationKeyId")
+        .blob_len(r.ciphertext_blob.as_ref(), "ciphertextBlob", 1, 6144)
+        .str_len(r.source_key_id.as_deref(), "sourceKeyId", 1, 2048)
+        .str_len(r.destination_key_id.as_deref(), "destinationKeyId", 1, 2048)
+        .one_of(r.source_encryption_algorithm.as_deref(), "sourceEncryptionAlgorithm", ENCRYPTION_ALGORITHMS)
+        .one_of(r.destination_encryption_algorithm.as_deref(), "destinationEncryptionAlgorithm", ENCRYPTION_ALGORITHMS)
+        .grant_tokens(r.grant_tokens.as_ref())
+        .finish()?;
+    require_symmetric_algorithm(r.source_encryption_algorithm.as_deref())?;
+    require_symmetric_algorithm(r.destination_encryption_algorithm.as_deref())?;
+    let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
+    let out = kms
+        .re_encrypt(
+            caller,
+            &blob,
+            &r.source_encryption_context.unwrap_or_default(),
+            r.source_key_id.as_deref(),
+            r.destination_key_id.as_deref().unwrap_or_default(),
+            &r.destination_encryption_context.unwrap_or_default(),
+            r.dry_run.unwrap_or(false),
+        )
+        .await?;
+    Ok(json!({
+        "CiphertextBlob": b64(&out.blob),
+        "SourceKeyId": out.source_key_arn,
+        "KeyId": out.key_arn,
+        "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+    }))
+}

@@ -1,0 +1,201 @@
+//! Shared wire shapes: base64 blobs, JSON parsing with AWS's error types, and a collector for
+//! AWS-style validation messages ("1 validation error detected: Value ... at 'keyId' failed to
+//! satisfy constraint: Member must ...").
+
+use super::error::ApiError;
+use crate::kms::KmsError;
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// A base64 blob member. Its bytes are wiped when dropped.
+pub struct Blob(pub Zeroizing<Vec<u8>>);
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Zeroizing::new(String::deserialize(d)?);
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map(|v| Blob(Zeroizing::new(v)))
+            .map_err(|_| serde::de::Error::custom("Base64 encoded value is not valid"))
+    }
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// serde messages can quote the offending value; a value may be a secret, so quotes are
+/// emptied before the message is returned.
+fn redact(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            inside = !inside;
+            out.push(c);
+            if !inside {
+                continue;
+            }
+            out.push_str("...");
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parse a request body. An empty body is an empty structure, as AWS treats it.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(|b| b.is_ascii_whitespace()) { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::Serialization(format!("Malformed JSON: {}", redact(&e.to_string())))
+            }
+            Category::Data => ApiError::Serialization(redact(&e.to_string())),
+        }
+    })
+}
+
+pub type Context = BTreeMap<String, String>;
+
+#[derive(Default)]
+pub struct Validator {
+    errors: Vec<String>,
+}
+
+impl Validator {
+    pub fn new() -> Validator {
+        Validator::default()
+    }
+
+    fn push(&mut self, value: Option<String>, field: &str, constraint: String) {
+        let v = match value {
+            Some(v) => format!("Value '{v}' at '{field}'"),
+            None => format!("Value at '{field}'"),
+        };
+        self.errors.push(format!("{v} failed to satisfy constraint: Member must {constraint}"));
+    }
+
+    pub fn required<T>(&mut self, v: &Option<T>, field: &str) -> &mut Self {
+        if v.is_none() {
+            self.errors.push(format!("Value null at '{field}' failed to satisfy constraint: Member must not be null"));
+        }
+        self
+    }
+
+    pub fn str_len(&mut self, v: Option<&str>, field: &str, min: usize, max: usize) -> &mut Self {
+        if let Some(s) = v {
+            let n = s.chars().count();
+            if n < min {
+                self.push(Some(s.to_string()), field, format!("have length greater than or equal to {min}"));
+            } else if n > max {
+                self.push(Some(s.to_string()), field, format!("have length less than or equal to {max}"));
+            }
+        }
+        self
+    }
+
+    /// Blob lengths; blob values are never echoed.
+    pub fn blob_len(&mut self, v: Option<&Blob>, field: &str, min: usize, max: usize) -> &mut Self {
+        if let Some(b) = v {
+            if b.0.len() < min {
+                self.push(None, field, format!("have length greater than or equal to {min}"));
+            } else if b.0.len() > max {
+                self.push(None, field, format!("have length less than or equal to {max}"));
+            }
+        }
+        self
+    }
+
+    pub fn int_range(&mut self, v: Option<i64>, field: &str, min: i64, max: i64) -> &mut Self {
+        if let Some(n) = v {
+            if n < min {
+                self.push(Some(n.to_string()), field, format!("have value greater than or equal to {min}"));
+            } else if n > max {
+                self.push(Some(n.to_string()), field, format!("have value less than or equal to {max}"));
+            }
+        }
+        self
+    }
+
+    pub fn one_of(&mut self, v: Option<&str>, field: &str, allowed: &[&str]) -> &mut Self {
+        if let Some(s) = v {
+            if !allowed.contains(&s) {
+                self.push(Some(s.to_string()), field, format!("satisfy enum value set: [{}]", allowed.join(", ")));
+            }
+        }
+        self
+    }
+
+    pub fn grant_tokens(&mut self, v: Option<&Vec<String>>) -> &mut Self {
+        if let Some(list) = v {
+            if list.len() > 10 {
+                self.push(None, "grantTokens", "have length less than or equal to 10".into());
+            }
+            for t in list {
+                self.str_len(Some(t), "grantTokens", 1, 8192);
+            }
+        }
+        self
+    }
+
+    pub fn finish(&mut self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        let n = self.errors.len();
+        let msg = format!(
+            "{n} validation error{} detected: {}",
+            if n == 1 { "" } else { "s" },
+            self.errors.join("; ")
+        );
+        Err(ApiError::Kms(KmsError::Validation(msg)))
+    }
+}
+
+pub const ENCRYPTION_ALGORITHMS: &[&str] =
+    &["SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE"];
+
+/// Symmetric keys accept only SYMMETRIC_DEFAULT.
+pub fn require_symmetric_algorithm(alg: Option<&str>) -> Result<(), ApiError> {
+    match alg {
+        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
+        Some(other) => Err(ApiError::Kms(KmsError::InvalidKeyUsage(format!(
+            "The encryption algorithm {other} is not supported by a symmetric KMS key."
+        )))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_like_aws() {
+        let mut v = Validator::new();
+        v.int_range(Some(0), "numberOfBytes", 1, 1024);
+        let Err(ApiError::Kms(KmsError::Validation(m))) = v.finish() else { panic!() };
+        assert_eq!(
+            m,
+            "1 validation error detected: Value '0' at 'numberOfBytes' failed to satisfy constraint: \
+             Member must have value greater than or equal to 1"
+        );
+    }
+
+    #[test]
+    fn serde_messages_do_not_echo_values() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            a: Option<BTreeMap<String, String>>,
+        }
+        let e = parse::<T>(br#"{"a": "topsecret"}"#).unwrap_err();
+        let (_, _, m) = e.wire();
+        assert!(!m.contains("topsecret"), "{m}");
+    }
+}

@@ -1,0 +1,136 @@
+//! Settings: a TOML file (`--config`) with every setting overridable by environment variables
+//! (`KMS_LISTEN`, `KMS_HSM__PIN`, `KMS_CACHE__KEY_HANDLES`, …; lists comma-separated).
+//! `kms.example.toml` documents each one.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub listen: String,
+    pub regions: Vec<String>,
+    pub account_id: String,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub max_body_bytes: usize,
+    pub drain_seconds: u64,
+    pub log: String,
+    pub hsm: HsmSettings,
+    pub cache: CacheSettings,
+}
+
+#[derive(Deserialize)]
+#[serde(default)]
+pub struct HsmSettings {
+    pub module: String,
+    pub token_label: String,
+    /// From the environment (`KMS_HSM__PIN`) only in practice; never a command-line argument.
+    pub pin: Option<SecretString>,
+    pub pin_file: Option<PathBuf>,
+    pub session_pool_size: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(default)]
+pub struct CacheSettings {
+    pub key_metadata: usize,
+    pub key_handles: usize,
+    pub signing_keys: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:4000".into(),
+            regions: vec!["us-east-1".into()],
+            account_id: "123456789012".into(),
+            database_url: "postgres://postgres@127.0.0.1:5432/kms".into(),
+            database_max_connections: 16,
+            max_body_bytes: 256 * 1024,
+            drain_seconds: 30,
+            log: "info".into(),
+            hsm: HsmSettings::default(),
+            cache: CacheSettings::default(),
+        }
+    }
+}
+
+impl Default for HsmSettings {
+    fn default() -> Self {
+        HsmSettings {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            token_label: "kms".into(),
+            pin: None,
+            pin_file: None,
+            session_pool_size: 4,
+        }
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings { key_metadata: 10_000, key_handles: 1_000, signing_keys: 10_000 }
+    }
+}
+
+impl Settings {
+    pub fn load(file: Option<&Path>) -> Result<Settings, String> {
+        let mut b = config::Config::builder();
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(format!("the configuration file {} does not exist", f.display()));
+            }
+            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("KMS")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("regions"),
+        );
+        let s: Settings = b
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| format!("the configuration is invalid: {e}"))?;
+        if s.regions.is_empty() || s.regions.iter().any(|r| r.trim().is_empty()) {
+            return Err("the configuration must list at least one region".into());
+        }
+        if s.account_id.len() != 12 || !s.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("account_id must be 12 digits, not '{}'", s.account_id));
+        }
+        Ok(s)
+    }
+
+    /// The user PIN, from `KMS_HSM__PIN` or `hsm.pin_file`.
+    pub fn pin(&self) -> Result<SecretString, String> {
+        if let Some(p) = &self.hsm.pin {
+            return Ok(p.clone());
+        }
+        if let Some(f) = &self.hsm.pin_file {
+            let s = std::fs::read_to_string(f).map_err(|e| format!("cannot read the PIN file {}: {e}", f.display()))?;
+            return Ok(SecretString::from(s.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        Err("no user PIN: set KMS_HSM__PIN or hsm.pin_file".into())
+    }
+
+    /// The database URL without its password, for messages.
+    pub fn database_url_redacted(&self) -> String {
+        match url_without_password(&self.database_url) {
+            Some(u) => u,
+            None => "the configured database".into(),
+        }
+    }
+}
+
+fn url_without_password(u: &str) -> Option<String> {
+    let (scheme, rest) = u.split_once("://")?;
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((a, h)) => (Some(a), h),
+        None => (None, rest),
+    };
+    let user = auth.map(|a| a.split(':').next().unwrap_or("")).map(|u| format!("{u}@")).unwrap_or_default();
+    Some(format!("{scheme}://{user}{host}"))
+}

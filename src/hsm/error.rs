@@ -1,0 +1,66 @@
+//! Errors of the HSM layer. A PKCS#11 failure keeps the function that failed and its `CK_RV`
+//! (as cryptoki reports them), so that callers translate return codes to domain meanings in
+//! one place and operators see exactly which call the token refused.
+
+use cryptoki::error::{Error as CkError, RvError};
+use std::fmt;
+
+#[derive(Debug)]
+pub enum HsmError {
+    /// The PKCS#11 module could not be loaded (missing file, wrong architecture, missing symbol).
+    ModuleLoad { path: String, detail: String },
+    /// No slot holds a token with the configured label.
+    TokenNotFound { label: String },
+    /// `C_Login` refused the PIN.
+    PinIncorrect,
+    /// A mechanism the service needs is not offered by the token.
+    MechanismMissing { what: &'static str },
+    /// The root wrapping key (or the MAC key) is not on the token.
+    ServiceKeyMissing { label: String },
+    /// A PKCS#11 function returned an error.
+    Call { function: String, rv: RvError },
+    /// Any other cryptoki failure (conversion, unsupported feature).
+    Other(String),
+}
+
+impl HsmError {
+    /// The return code of a failed PKCS#11 call, if that is what failed.
+    pub fn rv(&self) -> Option<RvError> {
+        match self {
+            HsmError::Call { rv, .. } => Some(*rv),
+            _ => None,
+        }
+    }
+}
+
+impl From<CkError> for HsmError {
+    fn from(e: CkError) -> Self {
+        match e {
+            CkError::Pkcs11(rv, function) => HsmError::Call { function: format!("{function:?}"), rv },
+            CkError::LibraryLoading(l) => HsmError::ModuleLoad { path: String::new(), detail: l.to_string() },
+            other => HsmError::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for HsmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HsmError::ModuleLoad { path, detail } => {
+                write!(f, "the PKCS#11 module {path} could not be loaded: {detail}")
+            }
+            HsmError::TokenNotFound { label } => {
+                write!(f, "no PKCS#11 token labelled '{label}' was found; initialise one (see hsm/) or fix hsm.token_label")
+            }
+            HsmError::PinIncorrect => write!(f, "the token refused the user PIN (CKR_PIN_INCORRECT); check hsm.pin / KMS_HSM__PIN"),
+            HsmError::MechanismMissing { what } => write!(f, "the token does not offer {what}, which the service requires"),
+            HsmError::ServiceKeyMissing { label } => {
+                write!(f, "the token holds no key labelled '{label}'; run `kms init` first")
+            }
+            HsmError::Call { function, rv } => write!(f, "PKCS#11 {function} failed: {rv:?}"),
+            HsmError::Other(s) => write!(f, "PKCS#11 error: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for HsmError {}

@@ -1,0 +1,172 @@
+//! SigV4 credentials. A secret access key is stored only as the generic secret
+//! `"AWS4" || secret`, wrapped by the HSM; the first HMAC of the SigV4 key derivation (over the
+//! date) runs inside the token, and the resulting day-scoped signing key is cached in memory.
+
+use super::{mac_input, KmsError};
+use crate::hsm::Hsm;
+use crate::store::{AccessKeyRecord, IdentityStore};
+use aws_lc_rs::hmac;
+use base64::Engine;
+use lru::LruCache;
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
+
+/// A day-, region- and service-scoped SigV4 signing key and whose it is.
+pub struct SigningKey {
+    key: hmac::Key,
+    pub access_key_id: String,
+    pub principal_arn: String,
+    pub account_id: String,
+}
+
+impl SigningKey {
+    /// HMAC-SHA256 of a string to sign under this key.
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.key, data).as_ref().to_vec()
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub enum CredentialError {
+    /// No such access key, or it is not active.
+    Unrecognized,
+    Failed(KmsError),
+}
+
+type CacheKey = (String, String, String, String);
+
+pub struct Credentials {
+    hsm: Hsm,
+    ids: Arc<dyn IdentityStore>,
+    cache: Mutex<LruCache<CacheKey, Arc<SigningKey>>>,
+}
+
+fn access_key_mac_input(r: &AccessKeyRecord) -> Vec<u8> {
+    mac_input(
+        "kms.access-key.v1",
+        &[
+            r.access_key_id.as_bytes(),
+            r.principal_arn.as_bytes(),
+            r.status.as_bytes(),
+            &r.root_version.to_be_bytes(),
+            &r.secret_blob,
+        ],
+    )
+}
+
+/// AWS access key ids: 16 to 128 word characters.
+pub fn valid_access_key_id(s: &str) -> bool {
+    (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Secrets are 40 characters when AWS issues them; the token's HMAC needs a key of at least 32
+/// bytes ("AWS4" plus 28 characters), so shorter ones are refused.
+pub fn valid_secret(s: &str) -> bool {
+    (28..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl Credentials {
+    pub fn new(hsm: Hsm, ids: Arc<dyn IdentityStore>, cache_size: usize) -> Credentials {
+        Credentials { hsm, ids, cache: Mutex::new(LruCache::new(super::nz(cache_size))) }
+    }
+
+    /// Forget every cached signing key (an access key was deactivated or deleted).
+    pub fn invalidate_all(&self) {
+        self.cache.lock().unwrap().clear();
+    }
+
+    /// The signing key for `access_key_id` on `date` (YYYYMMDD) in `region` for `service`.
+    pub async fn signing_key(
+        &self,
+        access_key_id: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> Result<Arc<SigningKey>, CredentialError> {
+        let ck = (access_key_id.to_string(), date.to_string(), region.to_string(), service.to_string());
+        if let Some(k) = self.cache.lock().unwrap().get(&ck) {
+            return Ok(k.clone());
+        }
+        let rec = self
+            .ids
+            .access_key(access_key_id)
+            .await
+            .map_err(|e| CredentialError::Failed(e.into()))?
+            .ok_or(CredentialError::Unrecognized)?;
+        let expect = self.hsm.row_mac(access_key_mac_input(&rec)).await.map_err(|e| CredentialError::Failed(e.into()))?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), rec.mac.as_slice())) {
+            tracing::error!(access_key_id, "access key row failed its integrity check; refusing it");
+            return Err(CredentialError::Unrecognized);
+        }
+        if rec.status != "Active" {
+            return Err(CredentialError::Unrecognized);
+        }
+        let secret = self.hsm.unwrap_hmac_secret(rec.secret_blob.clone()).await.map_err(|e| CredentialError::Failed(e.into()))?;
+        let k_date = self
+            .hsm
+            .hmac_sha256(secret, date.as_bytes().to_vec())
+            .await
+            .map_err(|e| CredentialError::Failed(e.into()))?;
+        let step = |k: &[u8], d: &str| Zeroizing::new(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, k), d.as_bytes()).as_ref().to_vec());
+        let k_region = step(&k_date, region);
+        let k_service = step(&k_region, service);
+        let k_signing = step(&k_service, "aws4_request");
+        let key = Arc::new(SigningKey {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &k_signing),
+            access_key_id: rec.access_key_id,
+            principal_arn: rec.principal_arn,
+            account_id: rec.account_id,
+        });
+        self.cache.lock().unwrap().put(ck, key.clone());
+        Ok(key)
+    }
+
+    /// Store an access key for a principal: the secret goes into the token, is wrapped there,
+    /// and only the wrapped blob and a row MAC reach the database.
+    pub async fn import(&self, principal_arn: &str, access_key_id: &str, secret: &SecretString) -> Result<(), KmsError> {
+        if !valid_access_key_id(access_key_id) {
+            return Err(KmsError::Validation("access key ids are 16 to 128 letters and digits".into()));
+        }
+        if !valid_secret(secret.expose_secret()) {
+            return Err(KmsError::Validation("secret access keys are 28 to 128 printable characters".into()));
+        }
+        let mut material = Zeroizing::new(b"AWS4".to_vec());
+        material.extend_from_slice(secret.expose_secret().as_bytes());
+        let (blob, root_version) = self.hsm.wrap_hmac_secret(material).await?;
+        let mut rec = AccessKeyRecord {
+            access_key_id: access_key_id.to_string(),
+            principal_arn: principal_arn.to_string(),
+            account_id: String::new(),
+            status: "Active".into(),
+            secret_blob: blob,
+            root_version: root_version as i32,
+            mac: vec![],
+        };
+        rec.mac = self.hsm.row_mac(access_key_mac_input(&rec)).await?;
+        self.ids.put_access_key(&rec).await.map_err(|e| match e {
+            crate::store::StoreError::Conflict { .. } => {
+                KmsError::Validation(format!("access key {access_key_id} already exists"))
+            }
+            other => other.into(),
+        })
+    }
+
+    /// Create a new access key with a random id and secret from the token's RNG. The secret is
+    /// returned once and not kept.
+    pub async fn create(&self, principal_arn: &str) -> Result<(String, SecretString), KmsError> {
+        let rnd = self.hsm.random(16 + 30).await?;
+        const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        // 256 is a multiple of 32, so `b & 31` is uniform.
+        let id: String = "AKIA".chars().chain(rnd[..16].iter().map(|b| B32[(*b & 31) as usize] as char)).collect();
+        let secret = SecretString::from(base64::engine::general_purpose::STANDARD_NO_PAD.encode(&rnd[16..46]));
+        self.import(principal_arn, &id, &secret).await?;
+        Ok((id, secret))
+    }
+}

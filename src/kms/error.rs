@@ -1,0 +1,64 @@
+//! Domain errors with AWS KMS meanings. The API layer maps each variant to exactly one
+//! `(status, __type, message)` in `api/error.rs`.
+
+use crate::hsm::HsmError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub enum KmsError {
+    NotFound(String),
+    /// Deliberately opaque: AWS says nothing about why a ciphertext was refused.
+    InvalidCiphertext,
+    IncorrectKey,
+    Disabled(String),
+    InvalidState(String),
+    InvalidKeyUsage(String),
+    Validation(String),
+    InvalidArn(String),
+    InvalidMarker,
+    Tag(String),
+    MalformedPolicy(String),
+    UnsupportedOperation(String),
+    DryRun,
+    LimitExceeded(String),
+    AccessDenied(String),
+    /// Key material cannot be used right now (unwrap failed, row failed its integrity check).
+    KeyUnavailable,
+    /// The HSM or the database did not answer in time / is unreachable.
+    DependencyTimeout,
+    /// Anything else. The string is logged with the request id and never sent to the client.
+    Internal(String),
+}
+
+impl From<StoreError> for KmsError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(s) => {
+                tracing::error!(error = %s, "database unavailable");
+                KmsError::DependencyTimeout
+            }
+            other => KmsError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<HsmError> for KmsError {
+    fn from(e: HsmError) -> Self {
+        use cryptoki::error::RvError;
+        match e.rv() {
+            Some(RvError::DeviceRemoved) | Some(RvError::TokenNotPresent) | Some(RvError::DeviceError)
+            | Some(RvError::SessionHandleInvalid) | Some(RvError::SessionClosed) => {
+                tracing::error!(error = %e, "HSM unavailable");
+                KmsError::DependencyTimeout
+            }
+            _ => KmsError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for KmsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+impl std::error::Error for KmsError {}

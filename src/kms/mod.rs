@@ -1,0 +1,518 @@
+//! The domain: one function per operation, key states, the ciphertext format, and the caches
+//! that keep the hot path free of SQL, session opening and unwrapping.
+
+pub mod ciphertext;
+pub mod credentials;
+mod error;
+pub mod keyid;
+
+pub use error::KmsError;
+pub use keyid::KeyRef;
+
+use crate::hsm::{Hsm, KeyHandle};
+use crate::store::{KeyRecord, KeyStore, MaterialRecord, Tag};
+use chrono::Utc;
+use ciphertext::Header;
+use lru::LruCache;
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+/// AES-GCM with random 96-bit IVs: at most 2^32 invocations per key (NIST SP 800-38D §8.3).
+pub const GCM_INVOCATION_LIMIT: i64 = 1 << 32;
+/// Invocations leased from the database at a time.
+pub const GCM_LEASE: i64 = 1 << 18;
+
+pub const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+pub const ENCRYPT_DECRYPT: &str = "ENCRYPT_DECRYPT";
+
+/// Who is calling, as established by SigV4.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account_id: String,
+    pub principal_arn: String,
+    pub region: String,
+}
+
+pub struct CreateKeyInput {
+    pub description: String,
+    pub key_spec: String,
+    pub key_usage: String,
+    pub origin: String,
+    pub policy: Option<String>,
+    pub tags: Vec<Tag>,
+    pub multi_region: bool,
+}
+
+/// What `DescribeKey` and `CreateKey` return.
+#[derive(Debug, Clone)]
+pub struct KeyMetadata {
+    pub record: KeyRecord,
+    pub arn: String,
+}
+
+pub struct EncryptOutput {
+    pub blob: Vec<u8>,
+    pub key_arn: String,
+}
+
+pub struct DecryptOutput {
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub key_arn: String,
+}
+
+pub struct DataKeyOutput {
+    pub blob: Vec<u8>,
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub key_arn: String,
+}
+
+pub struct ReEncryptOutput {
+    pub blob: Vec<u8>,
+    pub source_key_arn: String,
+    pub key_arn: String,
+}
+
+pub struct ListKeysOutput {
+    pub keys: Vec<(Uuid, String)>,
+    pub next_marker: Option<String>,
+}
+
+pub type Context = BTreeMap<String, String>;
+
+/// A usable version of a key's material: the unwrapped token object and the invocation lease.
+struct LiveMaterial {
+    handle: Arc<KeyHandle>,
+    lease: tokio::sync::Mutex<Lease>,
+}
+
+#[derive(Default)]
+struct Lease {
+    next: i64,
+    end: i64,
+}
+
+pub struct CacheSizes {
+    pub key_metadata: usize,
+    pub key_handles: usize,
+    pub signing_keys: usize,
+}
+
+pub struct Kms {
+    hsm: Hsm,
+    keys: Arc<dyn KeyStore>,
+    meta: Mutex<LruCache<Uuid, Arc<KeyRecord>>>,
+    live: Mutex<LruCache<(Uuid, i32), Arc<LiveMaterial>>>,
+    pub credentials: credentials::Credentials,
+}
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n.max(1)).expect("max(1) is non-zero")
+}
+
+/// Length-prefixed concatenation for MAC inputs, so no two field lists encode alike.
+pub(crate) fn mac_input(domain: &str, fields: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in std::iter::once(domain.as_bytes()).chain(fields.iter().copied()) {
+        out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+fn material_mac_input(k: &KeyRecord, m: &MaterialRecord) -> Vec<u8> {
+    mac_input(
+        "kms.key-material.v1",
+        &[
+            m.key_id.as_bytes(),
+            k.account_id.as_bytes(),
+            k.region.as_bytes(),
+            k.key_spec.as_bytes(),
+            k.key_usage.as_bytes(),
+            &m.version.to_be_bytes(),
+            &m.root_version.to_be_bytes(),
+            &m.wrapped,
+        ],
+    )
+}
+
+pub fn default_key_policy(account_id: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": "key-default-1",
+        "Statement": [{
+            "Sid": "Enable IAM User Permissions",
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{account_id}:root")},
+            "Action": "kms:*",
+            "Resource": "*"
+        }]
+    })
+    .to_string()
+}
+
+impl Kms {
+    pub fn new(hsm: Hsm, keys: Arc<dyn KeyStore>, ids: Arc<dyn crate::store::IdentityStore>, sizes: &CacheSizes) -> Kms {
+        Kms {
+            credentials: credentials::Credentials::new(hsm.clone(), ids, sizes.signing_keys),
+            hsm,
+            keys,
+            meta: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
+            live: Mutex::new(LruCache::new(nz(sizes.key_handles))),
+        }
+    }
+
+    pub fn hsm(&self) -> &Hsm {
+        &self.hsm
+    }
+
+    /// Drop cached metadata for one key (another node changed it) or for all keys (the
+    /// notification channel was interrupted, so changes may have been missed).
+    pub fn invalidate(&self, key_id: Option<Uuid>) {
+        let mut m = self.meta.lock().unwrap();
+        match key_id {
+            Some(id) => {
+                m.pop(&id);
+            }
+            None => m.clear(),
+        }
+    }
+
+    // ----- key resolution -------------------------------------------------------------------
+
+    async fn record(&self, id: Uuid) -> Result<Option<Arc<KeyRecord>>, KmsError> {
+        if let Some(r) = self.meta.lock().unwrap().get(&id) {
+            return Ok(Some(r.clone()));
+        }
+        let Some(rec) = self.keys.key(id).await? else { return Ok(None) };
+        let rec = Arc::new(rec);
+        self.meta.lock().unwrap().put(id, rec.clone());
+        Ok(Some(rec))
+    }
+
+    /// Resolve a `KeyId` parameter to a key the caller can see in the caller's region.
+    pub async fn resolve(&self, caller: &Caller, key_id: &str) -> Result<Arc<KeyRecord>, KmsError> {
+        let r = keyid::parse(key_id)?;
+        let not_found = |id: &Uuid| {
+            KmsError::NotFound(format!("Key '{}' does not exist", keyid::key_arn(&caller.region, &caller.account_id, id)))
+        };
+        let (id, account) = match &r {
+            KeyRef::Id(id) => (*id, caller.account_id.clone()),
+            KeyRef::Arn { region, account, id } => {
+                if region != &caller.region {
+                    return Err(KmsError::NotFound(format!(
+                        "Key '{}' does not exist",
+                        keyid::key_arn(region, account, id)
+                    )));
+                }
+                (*id, account.clone())
+            }
+            KeyRef::Alias { name, region, account } => {
+                let arn = keyid::alias_arn(
+                    region.as_deref().unwrap_or(&caller.region),
+                    account.as_deref().unwrap_or(&caller.account_id),
+                    name,
+                );
+                return Err(KmsError::NotFound(format!("Alias {arn} is not found.")));
+            }
+        };
+        let rec = self.record(id).await?.ok_or_else(|| not_found(&id))?;
+        if rec.region != caller.region || rec.account_id != account {
+            return Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                keyid::key_arn(&caller.region, &account, &id)
+            )));
+        }
+        if rec.account_id != caller.account_id {
+            // Cross-account use needs a key policy that allows it (access control comes later).
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to access {}",
+                caller.principal_arn,
+                keyid::key_arn(&rec.region, &rec.account_id, &id)
+            )));
+        }
+        Ok(rec)
+    }
+
+    fn arn(rec: &KeyRecord) -> String {
+        keyid::key_arn(&rec.region, &rec.account_id, &rec.key_id)
+    }
+
+    fn require_usable(rec: &KeyRecord) -> Result<(), KmsError> {
+        match rec.key_state.as_str() {
+            "Enabled" => Ok(()),
+            "Disabled" => Err(KmsError::Disabled(format!("{} is disabled.", Self::arn(rec)))),
+            other => Err(KmsError::InvalidState(format!("{} is {}", Self::arn(rec), other.to_lowercase()))),
+        }
+    }
+
+    fn require_symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
+        if rec.key_usage != ENCRYPT_DECRYPT || rec.key_spec != SYMMETRIC_DEFAULT {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} key usage is {} which is not valid for {op}.",
+                Self::arn(rec),
+                rec.key_usage
+            )));
+        }
+        Ok(())
+    }
+
+    /// The usable material of a key version: from the cache, or loaded, checked and unwrapped.
+    async fn live_material(&self, rec: &KeyRecord, version: i32) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+        let k = (rec.key_id, version);
+        if let Some(l) = self.live.lock().unwrap().get(&k) {
+            return Ok(Some(l.clone()));
+        }
+        let Some(m) = self.keys.material(rec.key_id, version).await? else { return Ok(None) };
+        let expect = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), m.mac.as_slice())) {
+            tracing::error!(key_id = %rec.key_id, version, "key material row failed its integrity check; refusing to use it");
+            return Err(KmsError::KeyUnavailable);
+        }
+        let handle = self.hsm.unwrap_aes(m.wrapped.clone()).await.map_err(|e| {
+            tracing::error!(key_id = %rec.key_id, version, error = %e, "could not unwrap key material");
+            KmsError::KeyUnavailable
+        })?;
+        let live = Arc::new(LiveMaterial { handle, lease: tokio::sync::Mutex::new(Lease::default()) });
+        let evicted = {
+            let mut c = self.live.lock().unwrap();
+            match c.get(&k) {
+                Some(existing) => return Ok(Some(existing.clone())),
+                None => c.push(k, live.clone()),
+            }
+        };
+        drop(evicted); // destroys the evicted object once no request holds it
+        Ok(Some(live))
+    }
+
+    /// Take one GCM invocation from the lease, leasing more from the database when it runs out.
+    async fn take_invocation(&self, rec: &KeyRecord, version: i32, live: &LiveMaterial) -> Result<(), KmsError> {
+        let mut lease = live.lease.lock().await;
+        if lease.next >= lease.end {
+            match self.keys.reserve_invocations(rec.key_id, version, GCM_LEASE, GCM_INVOCATION_LIMIT).await? {
+                Some(end) => {
+                    lease.end = end;
+                    lease.next = end - GCM_LEASE;
+                }
+                None => {
+                    tracing::error!(key_id = %rec.key_id, version, "key material reached the AES-GCM invocation limit");
+                    return Err(KmsError::KeyUnavailable);
+                }
+            }
+        }
+        lease.next += 1;
+        Ok(())
+    }
+
+    async fn seal(&self, rec: &KeyRecord, plaintext: Zeroizing<Vec<u8>>, ctx: &Context) -> Result<Vec<u8>, KmsError> {
+        let version = rec.current_version;
+        let live = self.live_material(rec, version).await?.ok_or_else(|| {
+            KmsError::Internal(format!("current material v{version} of {} is missing", rec.key_id))
+        })?;
+        self.take_invocation(rec, version, &live).await?;
+        let mut iv = [0u8; 12];
+        aws_lc_rs::rand::fill(&mut iv).map_err(|_| KmsError::Internal("system RNG failed".into()))?;
+        let header = Header { key_id: rec.key_id, material_version: version as u32, iv };
+        let aad = ciphertext::aad(&header, ctx);
+        let body = self.hsm.gcm_encrypt(live.handle.clone(), iv, aad, plaintext).await?;
+        let mut blob = header.to_bytes().to_vec();
+        blob.extend_from_slice(&body);
+        Ok(blob)
+    }
+
+    /// Decrypt a blob: the blob names its key; `expected` (from `KeyId`) must match it.
+    async fn open(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        ctx: &Context,
+        expected: Option<&str>,
+    ) -> Result<(Arc<KeyRecord>, Zeroizing<Vec<u8>>), KmsError> {
+        let expected = match expected {
+            Some(k) => Some(self.resolve(caller, k).await?),
+            None => None,
+        };
+        let (header, body) = ciphertext::parse(blob).ok_or(KmsError::InvalidCiphertext)?;
+        if let Some(e) = &expected {
+            if e.key_id != header.key_id {
+                return Err(KmsError::IncorrectKey);
+            }
+        }
+        let rec = match self.record(header.key_id).await? {
+            Some(r) if r.region == caller.region => r,
+            _ => return Err(KmsError::InvalidCiphertext),
+        };
+        if rec.account_id != caller.account_id {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to access {}",
+                caller.principal_arn,
+                Self::arn(&rec)
+            )));
+        }
+        Self::require_usable(&rec)?;
+        Self::require_symmetric(&rec, "Decrypt")?;
+        let version = i32::try_from(header.material_version).map_err(|_| KmsError::InvalidCiphertext)?;
+        let live = self.live_material(&rec, version).await?.ok_or(KmsError::InvalidCiphertext)?;
+        let aad = ciphertext::aad(&header, ctx);
+        match self.hsm.gcm_decrypt(live.handle.clone(), header.iv, aad, body.to_vec()).await {
+            Ok(pt) => Ok((rec, pt)),
+            Err(e) => {
+                use cryptoki::error::RvError::*;
+                match e.rv() {
+                    // SoftHSM reports a failed tag check as CKR_GENERAL_ERROR.
+                    Some(GeneralError) | Some(EncryptedDataInvalid) | Some(EncryptedDataLenRange) => {
+                        Err(KmsError::InvalidCiphertext)
+                    }
+                    _ => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    // ----- operations -----------------------------------------------------------------------
+
+    pub async fn create_key(&self, caller: &Caller, input: CreateKeyInput) -> Result<KeyMetadata, KmsError> {
+        if input.multi_region {
+            return Err(KmsError::UnsupportedOperation("Multi-Region keys are not supported by this key store.".into()));
+        }
+        match input.origin.as_str() {
+            "AWS_KMS" => {}
+            "EXTERNAL" => {
+                return Err(KmsError::UnsupportedOperation("Keys with Origin EXTERNAL are not supported yet.".into()))
+            }
+            other => {
+                return Err(KmsError::UnsupportedOperation(format!("Origin {other} is not supported by this key store.")))
+            }
+        }
+        if input.key_spec != SYMMETRIC_DEFAULT {
+            return Err(KmsError::UnsupportedOperation(format!("KeySpec {} is not supported yet.", input.key_spec)));
+        }
+        if input.key_usage != ENCRYPT_DECRYPT {
+            return Err(KmsError::Validation(format!(
+                "KeyUsage {} is not compatible with KeySpec {}",
+                input.key_usage, input.key_spec
+            )));
+        }
+        let key_id = Uuid::new_v4();
+        // Token generates → token wraps → database commits → reply.
+        let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
+        let rec = KeyRecord {
+            key_id,
+            account_id: caller.account_id.clone(),
+            region: caller.region.clone(),
+            description: input.description,
+            key_spec: input.key_spec,
+            key_usage: input.key_usage,
+            origin: input.origin,
+            key_manager: "CUSTOMER".into(),
+            key_state: "Enabled".into(),
+            policy: input.policy.unwrap_or_else(|| default_key_policy(&caller.account_id)),
+            multi_region: false,
+            current_version: 1,
+            created_at: Utc::now(),
+        };
+        let mut m = MaterialRecord { key_id, version: 1, wrapped, root_version: root_version as i32, mac: vec![] };
+        m.mac = self.hsm.row_mac(material_mac_input(&rec, &m)).await?;
+        self.keys.create_key(&rec, &m, &input.tags).await?;
+        Ok(KeyMetadata { arn: Self::arn(&rec), record: rec })
+    }
+
+    pub async fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyMetadata, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        Ok(KeyMetadata { arn: Self::arn(&rec), record: (*rec).clone() })
+    }
+
+    pub async fn list_keys(&self, caller: &Caller, limit: usize, marker: Option<&str>) -> Result<ListKeysOutput, KmsError> {
+        let after = match marker {
+            None => None,
+            Some(m) => Some(Uuid::parse_str(m).map_err(|_| KmsError::InvalidMarker)?),
+        };
+        let mut rows = self.keys.list_keys(&caller.account_id, &caller.region, after, limit as i64 + 1).await?;
+        let truncated = rows.len() > limit;
+        rows.truncate(limit);
+        let next_marker = if truncated { rows.last().map(|r| r.key_id.to_string()) } else { None };
+        Ok(ListKeysOutput { keys: rows.iter().map(|r| (r.key_id, Self::arn(r))).collect(), next_marker })
+    }
+
+    pub async fn encrypt(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        plaintext: Zeroizing<Vec<u8>>,
+        ctx: &Context,
+        dry_run: bool,
+    ) -> Result<EncryptOutput, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        Self::require_usable(&rec)?;
+        Self::require_symmetric(&rec, "Encrypt")?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let blob = self.seal(&rec, plaintext, ctx).await?;
+        Ok(EncryptOutput { blob, key_arn: Self::arn(&rec) })
+    }
+
+    pub async fn decrypt(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        ctx: &Context,
+        key_id: Option<&str>,
+        dry_run: bool,
+    ) -> Result<DecryptOutput, KmsError> {
+        let (rec, plaintext) = self.open(caller, blob, ctx, key_id).await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        Ok(DecryptOutput { plaintext, key_arn: Self::arn(&rec) })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn re_encrypt(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        source_ctx: &Context,
+        source_key_id: Option<&str>,
+        destination_key_id: &str,
+        destination_ctx: &Context,
+        dry_run: bool,
+    ) -> Result<ReEncryptOutput, KmsError> {
+        let dest = self.resolve(caller, destination_key_id).await?;
+        Self::require_usable(&dest)?;
+        Self::require_symmetric(&dest, "ReEncrypt")?;
+        let (src, plaintext) = self.open(caller, blob, source_ctx, source_key_id).await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let blob = self.seal(&dest, plaintext, destination_ctx).await?;
+        Ok(ReEncryptOutput { blob, source_key_arn: Self::arn(&src), key_arn: Self::arn(&dest) })
+    }
+
+    /// A data key from the token's RNG, encrypted under the KMS key. The plaintext is returned
+    /// to the caller (when asked for) and forgotten.
+    pub async fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        bytes: usize,
+        ctx: &Context,
+        dry_run: bool,
+    ) -> Result<DataKeyOutput, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        Self::require_usable(&rec)?;
+        Self::require_symmetric(&rec, "GenerateDataKey")?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let plaintext = self.hsm.random(bytes).await?;
+        let blob = self.seal(&rec, Zeroizing::new(plaintext.to_vec()), ctx).await?;
+        Ok(DataKeyOutput { blob, plaintext, key_arn: Self::arn(&rec) })
+    }
+
+    pub async fn generate_random(&self, bytes: usize) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        Ok(self.hsm.random(bytes).await?)
+    }
+}

@@ -1,0 +1,11 @@
+//! An on-premises key management service that speaks the AWS KMS API, with every root and
+//! backing key inside a PKCS#11 token and only wrapped blobs and metadata in Postgres.
+//!
+//! Layers (dependencies point down only): `api` → `kms` → (`hsm`, `store`).
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod hsm;
+pub mod kms;
+pub mod store;

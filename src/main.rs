@@ -1,0 +1,51 @@
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// An HSM-backed key management service that speaks the AWS KMS API.
+#[derive(Parser)]
+#[command(name = "kms", version)]
+struct Cli {
+    /// TOML configuration file; every setting can be overridden by a KMS_* environment variable.
+    #[arg(long, global = true, env = "KMS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run migrations, create or verify the token's keys, create the default account and its
+    /// administrator, and print the administrator's credentials once.
+    Init,
+    /// Serve the API until SIGINT/SIGTERM, then drain in-flight requests.
+    Serve,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let settings = match kms::config::Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => fail(&e),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => fail(&format!("cannot start the runtime: {e}")),
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Init => kms::app::init(&settings).await,
+            Command::Serve => kms::app::serve(&settings).await,
+        }
+    });
+    if let Err(e) = result {
+        fail(&e);
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("kms: {msg}");
+    std::process::exit(1);
+}

@@ -1,0 +1,126 @@
+//! The only code that speaks SQL. The domain layer sees the repository traits below; the
+//! Postgres implementation lives in `postgres.rs`. Another backend (an embedded store for
+//! development) implements the same traits without touching the domain layer.
+
+mod postgres;
+
+pub use postgres::PgStore;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::fmt;
+use uuid::Uuid;
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// A uniqueness or foreign-key constraint refused the write; carries the constraint name.
+    Conflict { constraint: String },
+    /// The database could not be reached or is shutting down (by SQLSTATE class or I/O).
+    Unavailable(String),
+    /// Anything else; logged, never shown to a client.
+    Other(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict { constraint } => write!(f, "constraint {constraint} refused the write"),
+            StoreError::Unavailable(s) => write!(f, "database unavailable: {s}"),
+            StoreError::Other(s) => write!(f, "database error: {s}"),
+        }
+    }
+}
+impl std::error::Error for StoreError {}
+
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub key_id: Uuid,
+    pub account_id: String,
+    pub region: String,
+    pub description: String,
+    pub key_spec: String,
+    pub key_usage: String,
+    pub origin: String,
+    pub key_manager: String,
+    pub key_state: String,
+    pub policy: String,
+    pub multi_region: bool,
+    pub current_version: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One version of a key's material, wrapped by the HSM.
+#[derive(Clone)]
+pub struct MaterialRecord {
+    pub key_id: Uuid,
+    pub version: i32,
+    pub wrapped: Vec<u8>,
+    pub root_version: i32,
+    pub mac: Vec<u8>,
+}
+
+impl fmt::Debug for MaterialRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaterialRecord").field("key_id", &self.key_id).field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Clone)]
+pub struct AccessKeyRecord {
+    pub access_key_id: String,
+    pub principal_arn: String,
+    pub account_id: String,
+    pub status: String,
+    pub secret_blob: Vec<u8>,
+    pub root_version: i32,
+    pub mac: Vec<u8>,
+}
+
+impl fmt::Debug for AccessKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessKeyRecord")
+            .field("access_key_id", &self.access_key_id)
+            .field("principal_arn", &self.principal_arn)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Insert a key, its first material version and its tags in one transaction.
+    async fn create_key(&self, key: &KeyRecord, material: &MaterialRecord, tags: &[Tag]) -> Result<(), StoreError>;
+    async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError>;
+    /// Keys of one account in one region, ordered by id, after `after`.
+    async fn list_keys(&self, account_id: &str, region: &str, after: Option<Uuid>, limit: i64)
+        -> Result<Vec<KeyRecord>, StoreError>;
+    async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
+    async fn material(&self, key_id: Uuid, version: i32) -> Result<Option<MaterialRecord>, StoreError>;
+    /// Atomically reserve `n` more encryptions with a material version; returns the new
+    /// reserved total, or `None` if that would pass `limit`.
+    async fn reserve_invocations(&self, key_id: Uuid, version: i32, n: i64, limit: i64)
+        -> Result<Option<i64>, StoreError>;
+}
+
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    async fn ensure_account(&self, account_id: &str, name: &str) -> Result<(), StoreError>;
+    async fn ensure_principal(&self, arn: &str, account_id: &str, kind: &str, name: &str, admin: bool)
+        -> Result<(), StoreError>;
+    async fn put_access_key(&self, rec: &AccessKeyRecord) -> Result<(), StoreError>;
+    async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError>;
+    async fn access_keys_of(&self, principal_arn: &str) -> Result<Vec<AccessKeyRecord>, StoreError>;
+}
+
+#[async_trait]
+pub trait ServiceStore: Send + Sync {
+    /// Record a root key version (idempotent).
+    async fn ensure_root_key(&self, version: i32, label: &str) -> Result<(), StoreError>;
+    /// The newest recorded root key version.
+    async fn current_root_version(&self) -> Result<Option<i32>, StoreError>;
+}

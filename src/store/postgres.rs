@@ -1,0 +1,305 @@
+//! Postgres implementation of the repository traits.
+
+use super::*;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    url: String,
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            if code == "23505" || code == "23503" || code == "23514" {
+                StoreError::Conflict { constraint: db.constraint().unwrap_or("unknown").to_string() }
+            } else if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") {
+                StoreError::Unavailable(format!("SQLSTATE {code}"))
+            } else {
+                StoreError::Other(format!("SQLSTATE {code}: {}", db.message()))
+            }
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+impl PgStore {
+    /// Connect (failing fast if Postgres is unreachable) and run the migrations in `sql/`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(PgStore { pool, url: url.to_string() })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./sql").run(&self.pool).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+    }
+
+    /// Whether the schema has been created (i.e. `kms init` ran against this database).
+    pub async fn is_initialised(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT to_regclass('public.root_keys') IS NOT NULL AS ok")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.get::<bool, _>("ok"))
+    }
+
+    /// A listener for key-change notifications from any node.
+    pub async fn key_change_listener(&self) -> Result<PgListener, StoreError> {
+        let mut l = PgListener::connect(&self.url).await.map_err(map_err)?;
+        l.listen("kms_key_changed").await.map_err(map_err)?;
+        Ok(l)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn key_from_row(r: &PgRow) -> KeyRecord {
+    KeyRecord {
+        key_id: r.get("key_id"),
+        account_id: r.get("account_id"),
+        region: r.get("region"),
+        description: r.get("description"),
+        key_spec: r.get("key_spec"),
+        key_usage: r.get("key_usage"),
+        origin: r.get("origin"),
+        key_manager: r.get("key_manager"),
+        key_state: r.get("key_state"),
+        policy: r.get("policy"),
+        multi_region: r.get("multi_region"),
+        current_version: r.get("current_version"),
+        created_at: r.get("created_at"),
+    }
+}
+
+fn access_key_from_row(r: &PgRow) -> AccessKeyRecord {
+    AccessKeyRecord {
+        access_key_id: r.get("access_key_id"),
+        principal_arn: r.get("principal_arn"),
+        account_id: r.get("account_id"),
+        status: r.get("status"),
+        secret_blob: r.get("secret_blob"),
+        root_version: r.get("root_version"),
+        mac: r.get("mac"),
+    }
+}
+
+const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
+     key_state, policy, multi_region, current_version, created_at";
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn create_key(&self, k: &KeyRecord, m: &MaterialRecord, tags: &[Tag]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
+             key_state, policy, multi_region, current_version, created_at) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+        )
+        .bind(k.key_id)
+        .bind(&k.account_id)
+        .bind(&k.region)
+        .bind(&k.description)
+        .bind(&k.key_spec)
+        .bind(&k.key_usage)
+        .bind(&k.origin)
+        .bind(&k.key_manager)
+        .bind(&k.key_state)
+        .bind(&k.policy)
+        .bind(k.multi_region)
+        .bind(k.current_version)
+        .bind(k.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("INSERT INTO key_materials (key_id, version, wrapped, root_version, mac) VALUES ($1,$2,$3,$4,$5)")
+            .bind(m.key_id)
+            .bind(m.version)
+            .bind(&m.wrapped)
+            .bind(m.root_version)
+            .bind(&m.mac)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        for t in tags {
+            sqlx::query("INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES ($1,$2,$3)")
+                .bind(k.key_id)
+                .bind(&t.key)
+                .bind(&t.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = $1");
+        let row = sqlx::query(&q).bind(key_id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        Ok(row.as_ref().map(key_from_row))
+    }
+
+    async fn list_keys(&self, account_id: &str, region: &str, after: Option<Uuid>, limit: i64)
+        -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE account_id = $1 AND region = $2 \
+             AND ($3::uuid IS NULL OR key_id > $3) ORDER BY key_id LIMIT $4"
+        );
+        let rows = sqlx::query(&q)
+            .bind(account_id)
+            .bind(region)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError> {
+        let rows = sqlx::query("SELECT tag_key, tag_value FROM key_tags WHERE key_id = $1 ORDER BY tag_key")
+            .bind(key_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(|r| Tag { key: r.get("tag_key"), value: r.get("tag_value") }).collect())
+    }
+
+    async fn material(&self, key_id: Uuid, version: i32) -> Result<Option<MaterialRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_id, version, wrapped, root_version, mac FROM key_materials WHERE key_id = $1 AND version = $2",
+        )
+        .bind(key_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(|r| MaterialRecord {
+            key_id: r.get("key_id"),
+            version: r.get("version"),
+            wrapped: r.get("wrapped"),
+            root_version: r.get("root_version"),
+            mac: r.get("mac"),
+        }))
+    }
+
+    async fn reserve_invocations(&self, key_id: Uuid, version: i32, n: i64, limit: i64)
+        -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE key_materials SET invocations_reserved = invocations_reserved + $3 \
+             WHERE key_id = $1 AND version = $2 AND invocations_reserved + $3 <= $4 \
+             RETURNING invocations_reserved",
+        )
+        .bind(key_id)
+        .bind(version)
+        .bind(n)
+        .bind(limit)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(|r| r.get::<i64, _>("invocations_reserved")))
+    }
+}
+
+#[async_trait]
+impl IdentityStore for PgStore {
+    async fn ensure_account(&self, account_id: &str, name: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO accounts (account_id, name) VALUES ($1, $2) ON CONFLICT (account_id) DO NOTHING")
+            .bind(account_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn ensure_principal(&self, arn: &str, account_id: &str, kind: &str, name: &str, admin: bool)
+        -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO principals (arn, account_id, kind, name, is_admin) VALUES ($1,$2,$3,$4,$5) \
+             ON CONFLICT (arn) DO NOTHING",
+        )
+        .bind(arn)
+        .bind(account_id)
+        .bind(kind)
+        .bind(name)
+        .bind(admin)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn put_access_key(&self, a: &AccessKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, principal_arn, status, secret_blob, root_version, mac) \
+             VALUES ($1,$2,$3,$4,$5,$6)",
+        )
+        .bind(&a.access_key_id)
+        .bind(&a.principal_arn)
+        .bind(&a.status)
+        .bind(&a.secret_blob)
+        .bind(a.root_version)
+        .bind(&a.mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT a.access_key_id, a.principal_arn, p.account_id, a.status, a.secret_blob, a.root_version, a.mac \
+             FROM access_keys a JOIN principals p ON p.arn = a.principal_arn WHERE a.access_key_id = $1",
+        )
+        .bind(access_key_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.as_ref().map(access_key_from_row))
+    }
+
+    async fn access_keys_of(&self, principal_arn: &str) -> Result<Vec<AccessKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.access_key_id, a.principal_arn, p.account_id, a.status, a.secret_blob, a.root_version, a.mac \
+             FROM access_keys a JOIN principals p ON p.arn = a.principal_arn WHERE a.principal_arn = $1 \
+             ORDER BY a.created_at",
+        )
+        .bind(principal_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(access_key_from_row).collect())
+    }
+}
+
+#[async_trait]
+impl ServiceStore for PgStore {
+    async fn ensure_root_key(&self, version: i32, label: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO root_keys (version, label) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
+            .bind(version)
+            .bind(label)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn current_root_version(&self) -> Result<Option<i32>, StoreError> {
+        let row = sqlx::query("SELECT max(version) AS v FROM root_keys").fetch_one(&self.pool).await.map_err(map_err)?;
+        Ok(row.get::<Option<i32>, _>("v"))
+    }
+}
