@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 #[serde(default)]
 pub struct Settings {
     pub listen: String,
+    /// A TOML array, or a comma-separated string (`KMS_REGIONS=us-east-1,eu-west-1`).
+    #[serde(deserialize_with = "string_or_list")]
     pub regions: Vec<String>,
     pub account_id: String,
     pub database_url: String,
@@ -50,7 +52,7 @@ impl Default for Settings {
             database_max_connections: 16,
             max_body_bytes: 256 * 1024,
             drain_seconds: 30,
-            log: "info".into(),
+            log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
             hsm: HsmSettings::default(),
             cache: CacheSettings::default(),
         }
@@ -87,9 +89,7 @@ impl Settings {
         b = b.add_source(
             config::Environment::with_prefix("KMS")
                 .prefix_separator("_")
-                .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("regions"),
+                .separator("__"),
         );
         let s: Settings = b
             .build()
@@ -123,6 +123,19 @@ impl Settings {
             None => "the configured database".into(),
         }
     }
+}
+
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
+        Either::Many(v) => v,
+    })
 }
 
 fn url_without_password(u: &str) -> Option<String> {

@@ -1,0 +1,10 @@
+//! Integration tests: the real `kms` binary, a real SoftHSM2 token, a real Postgres database,
+//! real HTTP, and the AWS SDK with SigV4 credentials. One binary for the whole area.
+
+mod support;
+
+mod auth;
+mod protocol;
+mod security;
+mod startup;
+mod symmetric;

@@ -1,0 +1,78 @@
+//! `kms init` and `kms serve` start-up: idempotent bootstrap, provisioning from the
+//! environment, and one clear sentence for each way start-up can fail.
+
+use crate::support::*;
+use std::process::Command;
+
+fn serve_fails(token: &Token, db: &Database, tweak: impl FnOnce(&mut Command)) -> String {
+    let mut cmd = Command::new(kms_bin());
+    kms_env(&mut cmd, token, db);
+    tweak(&mut cmd);
+    let out = cmd.arg("serve").output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[tokio::test]
+async fn init_is_idempotent_and_provisionable() {
+    tokio::task::spawn_blocking(|| {
+        let token = Token::new();
+        let db = Database::new();
+        let id = "AKIAPROVISIONED00001";
+        let secret = "Provisioned/Secret/0123456789abcdefghijkl";
+        let first = run_init(&token, &db, Some((id, secret)));
+        assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+        let out = String::from_utf8_lossy(&first.stdout).to_string();
+        assert_eq!(parse_credentials(&out).0.as_deref(), Some(id));
+        assert!(!out.contains(secret), "a provisioned secret is not printed back");
+        let objects = token.object_files();
+        assert_eq!(objects, 2);
+        let again = run_init(&token, &db, None);
+        assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+        let out = String::from_utf8_lossy(&again.stdout).to_string();
+        assert_eq!(parse_credentials(&out), (Some(id.to_string()), None), "no new key, no secret");
+        assert_eq!(token.object_files(), objects, "no new token objects");
+    })
+    .await
+    .unwrap();
+    // The provisioned credentials work.
+    let token = Token::new();
+    let db = Database::new();
+    let (id, secret) = ("AKIAPROVISIONED00002", "Another/Provisioned/Secret/0123456789abcd");
+    assert!(run_init(&token, &db, Some((id, secret))).status.success());
+    let s = Server::from_parts(token, db, id, secret);
+    s.client().list_keys().send().await.unwrap();
+}
+
+#[test]
+fn serve_fails_fast_with_one_clear_sentence() {
+    let token = Token::new();
+    let db = Database::new();
+    // Database without schema: tells the user to run kms init.
+    let e = serve_fails(&token, &db, |_| {});
+    assert!(e.contains("run `kms init`"), "{e}");
+    assert!(run_init(&token, &db, None).status.success());
+    let e = serve_fails(&token, &db, |c| {
+        c.env("KMS_HSM__PIN", "00000000");
+    });
+    assert!(e.contains("PIN"), "{e}");
+    let e = serve_fails(&token, &db, |c| {
+        c.env("KMS_HSM__TOKEN_LABEL", "no-such-token");
+    });
+    assert!(e.contains("no-such-token"), "{e}");
+    let e = serve_fails(&token, &db, |c| {
+        c.env("KMS_HSM__MODULE", "/nonexistent/libpkcs11.so");
+    });
+    assert!(e.contains("could not be loaded"), "{e}");
+    let e = serve_fails(&token, &db, |c| {
+        c.env("KMS_DATABASE_URL", "postgres://postgres@127.0.0.1:1/none");
+    });
+    assert!(e.contains("Postgres is unreachable"), "{e}");
+    // A token that was never initialised for the service: its root key is missing.
+    let fresh = Token::new();
+    let e = serve_fails(&fresh, &db, |_| {});
+    assert!(e.contains("kms init"), "{e}");
+    for e in [e] {
+        assert_eq!(e.trim().lines().count(), 1, "one sentence: {e}");
+    }
+}

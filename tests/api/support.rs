@@ -1,0 +1,377 @@
+//! Test harness: every test gets its own SoftHSM2 token directory (with its own
+//! `SOFTHSM2_CONF`), its own Postgres database, and its own `kms` server process on an
+//! ephemeral port, started the way an operator would (`kms init`, then `kms serve`).
+
+#![allow(dead_code)]
+
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::error::ProvideErrorMetadata;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+pub const PIN: &str = "98765432";
+pub const SO_PIN: &str = "12345678";
+pub const REGION: &str = "us-east-1";
+pub const OTHER_REGION: &str = "eu-west-1";
+
+pub fn kms_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kms")
+}
+
+pub fn pg_base() -> String {
+    std::env::var("KMS_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn softhsm_module() -> String {
+    std::env::var("KMS_TEST_PKCS11_MODULE").unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into())
+}
+
+fn random_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// A fresh SoftHSM2 token in its own directory.
+pub struct Token {
+    pub dir: tempfile::TempDir,
+    pub label: String,
+}
+
+impl Token {
+    pub fn new() -> Token {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir_all(&tokens).unwrap();
+        std::fs::write(
+            dir.path().join("softhsm2.conf"),
+            format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+        )
+        .unwrap();
+        let label = format!("t{}", random_suffix());
+        let out = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
+            .args(["--init-token", "--free", "--label", &label, "--so-pin", SO_PIN, "--pin", PIN])
+            .output()
+            .expect("softhsm2-util must be installed (scripts/test.sh installs it)");
+        assert!(out.status.success(), "init-token failed: {}", String::from_utf8_lossy(&out.stderr));
+        Token { dir, label }
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("softhsm2.conf")
+    }
+
+    /// SoftHSM's file backend keeps one file per token object.
+    pub fn object_files(&self) -> usize {
+        let mut n = 0;
+        for token in std::fs::read_dir(self.dir.path().join("tokens")).unwrap() {
+            let token = token.unwrap().path();
+            if token.is_dir() {
+                n += std::fs::read_dir(&token)
+                    .unwrap()
+                    .filter(|e| {
+                        let p = e.as_ref().unwrap().path();
+                        // token.object holds the token itself, not a key.
+                        p.extension().is_some_and(|x| x == "object") && p.file_name().is_some_and(|n| n != "token.object")
+                    })
+                    .count();
+            }
+        }
+        n
+    }
+}
+
+/// A fresh database, dropped when the value is dropped.
+pub struct Database {
+    pub name: String,
+}
+
+impl Database {
+    pub fn new() -> Database {
+        let name = format!("kms_t_{}", random_suffix());
+        psql(&format!("CREATE DATABASE {name}"));
+        Database { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", pg_base(), self.name)
+    }
+
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&self.url()).await.expect("connect to test db")
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([&format!("{}/postgres", pg_base()), "-qXc", sql])
+        .output()
+        .expect("psql must be installed");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Environment for a `kms` process bound to a token and a database.
+pub fn kms_env(cmd: &mut Command, token: &Token, db: &Database) {
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SOFTHSM2_CONF", token.conf())
+        .env("KMS_DATABASE_URL", db.url())
+        .env("KMS_HSM__MODULE", softhsm_module())
+        .env("KMS_HSM__TOKEN_LABEL", &token.label)
+        .env("KMS_HSM__PIN", PIN)
+        .env("KMS_LISTEN", "127.0.0.1:0")
+        .env("KMS_REGIONS", format!("{REGION},{OTHER_REGION}"))
+        .env("RUST_LOG", "info,cryptoki=off,sqlx=warn");
+}
+
+pub struct Server {
+    pub token: Token,
+    pub db: Database,
+    child: Option<Child>,
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub secret: String,
+    pub log: PathBuf,
+}
+
+pub fn run_init(token: &Token, db: &Database, creds: Option<(&str, &str)>) -> std::process::Output {
+    let mut cmd = Command::new(kms_bin());
+    kms_env(&mut cmd, token, db);
+    if let Some((id, secret)) = creds {
+        cmd.env("KMS_ADMIN_ACCESS_KEY_ID", id).env("KMS_ADMIN_SECRET_ACCESS_KEY", secret);
+    }
+    cmd.arg("init").output().expect("run kms init")
+}
+
+/// Parse `AWS_ACCESS_KEY_ID=…` / `AWS_SECRET_ACCESS_KEY=…` lines.
+pub fn parse_credentials(stdout: &str) -> (Option<String>, Option<String>) {
+    let mut id = None;
+    let mut secret = None;
+    for l in stdout.lines() {
+        if let Some(v) = l.strip_prefix("AWS_ACCESS_KEY_ID=") {
+            id = Some(v.to_string());
+        }
+        if let Some(v) = l.strip_prefix("AWS_SECRET_ACCESS_KEY=") {
+            secret = Some(v.to_string());
+        }
+    }
+    (id, secret)
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        tokio::task::spawn_blocking(Self::start_blocking).await.unwrap()
+    }
+
+    /// A server for a token and database that `kms init` already prepared.
+    pub fn from_parts(token: Token, db: Database, id: &str, secret: &str) -> Server {
+        let log = token.dir.path().join("server.log");
+        let mut s = Server { token, db, child: None, endpoint: String::new(), access_key_id: id.into(), secret: secret.into(), log };
+        s.spawn();
+        s
+    }
+
+    fn start_blocking() -> Server {
+        let token = Token::new();
+        let db = Database::new();
+        let init = run_init(&token, &db, None);
+        assert!(init.status.success(), "kms init failed: {}", String::from_utf8_lossy(&init.stderr));
+        let (id, secret) = parse_credentials(&String::from_utf8_lossy(&init.stdout));
+        let log = token.dir.path().join("server.log");
+        let mut s = Server {
+            token,
+            db,
+            child: None,
+            endpoint: String::new(),
+            access_key_id: id.expect("init prints the key id"),
+            secret: secret.expect("init prints the secret"),
+            log,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Start (or restart) the server process.
+    pub fn spawn(&mut self) {
+        self.stop();
+        let mut cmd = Command::new(kms_bin());
+        kms_env(&mut cmd, &self.token, &self.db);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut child = cmd.arg("serve").stdout(Stdio::piped()).stderr(log).spawn().expect("spawn kms serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            panic!("kms serve did not start: {}", std::fs::read_to_string(&self.log).unwrap_or_default())
+        });
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("listening line").to_string();
+        self.endpoint = url;
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe {
+                libc_kill(c.id() as i32, 15);
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn client(&self) -> aws_sdk_kms::Client {
+        self.client_with(&self.access_key_id, &self.secret, REGION, None)
+    }
+
+    pub fn client_in(&self, region: &str) -> aws_sdk_kms::Client {
+        self.client_with(&self.access_key_id, &self.secret, region, None)
+    }
+
+    pub fn client_with(&self, id: &str, secret: &str, region: &str, at: Option<SystemTime>) -> aws_sdk_kms::Client {
+        let mut b = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new(id, secret, None, None, "test"))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled());
+        if let Some(t) = at {
+            b = b.time_source(aws_smithy_async::time::StaticTimeSource::new(t));
+        }
+        aws_sdk_kms::Client::from_conf(b.build())
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send a request signed by an independent SigV4 implementation (aws-sigv4), or unsigned.
+    pub async fn raw(&self, target: Option<&str>, content_type: &str, body: Vec<u8>, sign: bool) -> RawResponse {
+        raw_request(&self.endpoint, &self.access_key_id, &self.secret, REGION, target, content_type, body, sign, SystemTime::now()).await
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: serde_json::Value,
+}
+
+impl RawResponse {
+    pub fn error_type(&self) -> &str {
+        self.json["__type"].as_str().unwrap_or("")
+    }
+    pub fn message(&self) -> &str {
+        self.json["message"].as_str().unwrap_or("")
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn raw_request(
+    endpoint: &str,
+    id: &str,
+    secret: &str,
+    region: &str,
+    target: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+    sign: bool,
+    at: SystemTime,
+) -> RawResponse {
+    let mut req = http::Request::builder().method("POST").uri(format!("{endpoint}/"));
+    let host = endpoint.trim_start_matches("http://").to_string();
+    req = req.header("host", host).header("content-type", content_type);
+    if let Some(t) = target {
+        req = req.header("x-amz-target", t);
+    }
+    let mut req = req.body(body.clone()).unwrap();
+    if sign {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let identity = Credentials::new(id, secret, None, None, "test").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name("kms")
+            .time(at)
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let headers: Vec<(String, String)> =
+            req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string())).collect();
+        let signable = SignableRequest::new(
+            "POST",
+            req.uri().to_string(),
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(&body),
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        instructions.apply_to_request_http1x(&mut req);
+    }
+    let client = reqwest::Client::new();
+    let mut rb = client.post(format!("{endpoint}/"));
+    for (k, v) in req.headers() {
+        if k.as_str() != "host" {
+            rb = rb.header(k.as_str(), v.to_str().unwrap());
+        }
+    }
+    let resp = rb.body(req.into_body()).send().await.expect("http");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    RawResponse { status, headers, json }
+}
+
+/// The AWS error code of a failed SDK call.
+pub fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(r: Result<T, E>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code().unwrap_or_else(|| panic!("no error code in {e:?}")).to_string(),
+    }
+}
+
+pub fn message<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(r: Result<T, E>) -> (String, String) {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => (
+            e.code().unwrap_or_else(|| panic!("no error code in {e:?}")).to_string(),
+            e.message().unwrap_or("").to_string(),
+        ),
+    }
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
