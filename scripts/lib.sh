@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Shared by dev.sh and test.sh: install what is missing and make sure a Postgres answers.
+# Everything here is idempotent and works as root on a fresh Debian machine.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEV_DIR="${KMS_DEV_DIR:-$ROOT/.dev}"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=0
+need_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        if [ "$APT_UPDATED" -eq 0 ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+ensure_tools() {
+    need_packages softhsm2 postgresql-client ca-certificates pkg-config gcc libc6-dev python3
+    command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] \
+        || die "Rust is required: install it with rustup (https://rustup.rs), then re-run"
+    command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
+    [ -e /usr/lib/softhsm/libsofthsm2.so ] || die "softhsm2 is installed but /usr/lib/softhsm/libsofthsm2.so is missing"
+}
+
+# Sets PG_BASE (postgres://user@host:port, no database). Uses 127.0.0.1:5432 when it answers;
+# otherwise starts the machine's cluster, or a private one under $DEV_DIR/pg.
+ensure_postgres() {
+    if [ -n "${KMS_PG_BASE:-}" ]; then PG_BASE="$KMS_PG_BASE"; return; fi
+    if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && psql "postgres://postgres@127.0.0.1:5432/postgres" -qXtAc 'select 1' >/dev/null 2>&1; then
+        PG_BASE="postgres://postgres@127.0.0.1:5432"; return
+    fi
+    if ls /etc/postgresql/*/main >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+        log "starting the machine's Postgres cluster"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start >/dev/null 2>&1 || true
+        for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
+        if psql "postgres://postgres@127.0.0.1:5432/postgres" -qXtAc 'select 1' >/dev/null 2>&1; then
+            PG_BASE="postgres://postgres@127.0.0.1:5432"; return
+        fi
+    fi
+    # A private cluster with trust authentication on 127.0.0.1:55432.
+    need_packages postgresql
+    local bin pgdir port=55432
+    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    pgdir="$DEV_DIR/pg"
+    if ! pg_isready -q -h 127.0.0.1 -p "$port" 2>/dev/null; then
+        log "starting a private Postgres in $pgdir on port $port"
+        mkdir -p "$pgdir"
+        local run=()
+        if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$pgdir"; run=(runuser -u postgres --); fi
+        if [ ! -f "$pgdir/data/PG_VERSION" ]; then
+            "${run[@]}" "$bin/initdb" -D "$pgdir/data" -A trust -U postgres >/dev/null
+        fi
+        "${run[@]}" "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
+            -o "-p $port -c listen_addresses=127.0.0.1 -k $pgdir" start >/dev/null
+    fi
+    PG_BASE="postgres://postgres@127.0.0.1:$port"
+}
+
+# Create database $1 if it does not exist.
+ensure_database() {
+    psql "$PG_BASE/postgres" -qXtAc "SELECT 1 FROM pg_database WHERE datname = '$1'" | grep -q 1 \
+        || psql "$PG_BASE/postgres" -qXc "CREATE DATABASE $1" >/dev/null
+}
+
+ensure_aws_cli() {
+    if ! command -v aws >/dev/null 2>&1; then
+        log "installing the aws CLI (awscli from PyPI)"
+        need_packages python3-pip python3-venv
+        python3 -m venv "$DEV_DIR/awscli" >/dev/null
+        "$DEV_DIR/awscli/bin/pip" install -q awscli
+        export PATH="$DEV_DIR/awscli/bin:$PATH"
+    fi
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Run every test: unit tests and the integration suite against real SoftHSM2 tokens (one per
+# test) and a real Postgres (one database per test), plus the aws CLI walk-through.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_tools
+ensure_postgres
+mkdir -p "$DEV_DIR"
+ensure_aws_cli
+
+# Databases left behind by an interrupted run.
+for db in $(psql "$PG_BASE/postgres" -qXtAc "SELECT datname FROM pg_database WHERE datname LIKE 'kms\_t\_%'"); do
+    psql "$PG_BASE/postgres" -qXc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+done
+
+export KMS_TEST_DATABASE_URL="$PG_BASE"
+export KMS_TEST_REQUIRE_AWS_CLI=1
+cd "$ROOT"
+log "running the test suite"
+cargo test --all-targets "$@"
