@@ -147,3 +147,41 @@ fn url_without_password(u: &str) -> Option<String> {
     let user = auth.map(|a| a.split(':').next().unwrap_or("")).map(|u| format!("{u}@")).unwrap_or_default();
     Some(format!("{scheme}://{user}{host}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented example is valid and says exactly what the defaults are.
+    #[test]
+    fn example_file_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kms.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let from_file: Settings = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        let d = Settings::default();
+        assert_eq!(from_file.listen, d.listen);
+        assert_eq!(from_file.regions, d.regions);
+        assert_eq!(from_file.account_id, d.account_id);
+        assert_eq!(from_file.database_url, d.database_url);
+        assert_eq!(from_file.database_max_connections, d.database_max_connections);
+        assert_eq!(from_file.max_body_bytes, d.max_body_bytes);
+        assert_eq!(from_file.drain_seconds, d.drain_seconds);
+        assert_eq!(from_file.log, d.log);
+        assert_eq!(from_file.hsm.module, d.hsm.module);
+        assert_eq!(from_file.hsm.token_label, d.hsm.token_label);
+        assert_eq!(from_file.hsm.session_pool_size, d.hsm.session_pool_size);
+        assert_eq!(from_file.cache.key_metadata, d.cache.key_metadata);
+        assert_eq!(from_file.cache.key_handles, d.cache.key_handles);
+        assert_eq!(from_file.cache.signing_keys, d.cache.signing_keys);
+    }
+
+    #[test]
+    fn passwords_are_not_repeated_in_messages() {
+        assert_eq!(url_without_password("postgres://u:hunter2@db:5432/kms").unwrap(), "postgres://u@db:5432/kms");
+    }
+}

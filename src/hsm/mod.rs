@@ -125,28 +125,7 @@ impl Hsm {
         }
         let (slot, info) = found.ok_or_else(|| HsmError::TokenNotFound { label: cfg.token_label.clone() })?;
         let mechs = ck(ctx.get_mechanism_list(slot))?;
-        let need = [
-            (MechanismType::AES_KEY_GEN, "CKM_AES_KEY_GEN"),
-            (MechanismType::AES_GCM, "CKM_AES_GCM"),
-            (MechanismType::SHA256_HMAC, "CKM_SHA256_HMAC"),
-            (MechanismType::GENERIC_SECRET_KEY_GEN, "CKM_GENERIC_SECRET_KEY_GEN"),
-        ];
-        for (m, name) in need {
-            if !mechs.contains(&m) {
-                return Err(HsmError::MechanismMissing { what: name });
-            }
-        }
-        // RFC 5649: SoftHSM calls it CKM_AES_KEY_WRAP_PAD (0x210A); PKCS#11 3.0 tokens name
-        // it CKM_AES_KEY_WRAP_KWP (0x210B), which cryptoki 0.12 cannot express yet.
-        let wrap = if mechs.contains(&MechanismType::AES_KEY_WRAP_PAD) {
-            MechanismType::AES_KEY_WRAP_PAD
-        } else if mechs.iter().any(|m| u64::from(*m) == 0x210B) {
-            return Err(HsmError::MechanismMissing {
-                what: "CKM_AES_KEY_WRAP_PAD (it offers CKM_AES_KEY_WRAP_KWP, which this build cannot drive yet)",
-            });
-        } else {
-            return Err(HsmError::MechanismMissing { what: "RFC 5649 key wrap (CKM_AES_KEY_WRAP_PAD or CKM_AES_KEY_WRAP_KWP)" });
-        };
+        let wrap = check_mechanisms(&mechs)?;
         let caps = Capabilities {
             wrap,
             manufacturer: info.manufacturer_id().trim().to_string(),
@@ -477,6 +456,26 @@ impl Hsm {
     }
 }
 
+/// The mechanisms the service needs, checked once at start-up; returns the RFC 5649 wrap
+/// mechanism to use. SoftHSM calls RFC 5649 `CKM_AES_KEY_WRAP_PAD` (0x210A); PKCS#11 3.0
+/// tokens name it `CKM_AES_KEY_WRAP_KWP` (0x210B), which cryptoki 0.12 cannot express, so such
+/// a token is refused with a sentence that says so.
+pub fn check_mechanisms(mechs: &[MechanismType]) -> Result<MechanismType, HsmError> {
+    let need = [
+        (MechanismType::AES_KEY_GEN, "CKM_AES_KEY_GEN"),
+        (MechanismType::AES_GCM, "CKM_AES_GCM"),
+        (MechanismType::SHA256_HMAC, "CKM_SHA256_HMAC"),
+        (MechanismType::GENERIC_SECRET_KEY_GEN, "CKM_GENERIC_SECRET_KEY_GEN"),
+        (MechanismType::AES_KEY_WRAP_PAD, "RFC 5649 key wrap (CKM_AES_KEY_WRAP_PAD)"),
+    ];
+    for (m, name) in need {
+        if !mechs.contains(&m) {
+            return Err(HsmError::MechanismMissing { what: name });
+        }
+    }
+    Ok(MechanismType::AES_KEY_WRAP_PAD)
+}
+
 fn find_one(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
     let found = ck(s.find_objects(&[
         Attribute::Token(true),
@@ -508,5 +507,28 @@ fn verify_service_key(s: &Session, h: ObjectHandle, label: &str, purpose: Attrib
         Err(HsmError::Other(format!(
             "the token key '{label}' is not a sensitive, non-extractable key with the expected usage; refusing to use it"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_mechanism_is_named() {
+        let all = vec![
+            MechanismType::AES_KEY_GEN,
+            MechanismType::AES_GCM,
+            MechanismType::SHA256_HMAC,
+            MechanismType::GENERIC_SECRET_KEY_GEN,
+            MechanismType::AES_KEY_WRAP_PAD,
+        ];
+        assert_eq!(check_mechanisms(&all).unwrap(), MechanismType::AES_KEY_WRAP_PAD);
+        for i in 0..all.len() {
+            let mut fewer = all.clone();
+            fewer.remove(i);
+            let e = check_mechanisms(&fewer).unwrap_err().to_string();
+            assert!(e.starts_with("the token does not offer ") && e.contains("CKM_"), "{e}");
+        }
     }
 }

@@ -76,3 +76,45 @@ fn serve_fails_fast_with_one_clear_sentence() {
         assert_eq!(e.trim().lines().count(), 1, "one sentence: {e}");
     }
 }
+
+/// SIGTERM stops accepting, lets in-flight requests finish, and exits 0: no client sees a
+/// 5xx or a half-written response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests() {
+    use aws_sdk_kms::primitives::Blob;
+    let mut s = Server::start().await;
+    let c = s.client();
+    let key = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (c, key, stop) = (c.clone(), key.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut refused) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match c.encrypt().key_id(&key).plaintext(Blob::new(vec![1u8; 64])).send().await {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        // After shutdown, connections are refused or closed before a request
+                        // is read; never a service error.
+                        assert!(e.as_service_error().is_none(), "service error during drain: {e:?}");
+                        assert!(e.raw_response().is_none(), "a response was cut or failed: {e:?}");
+                        refused += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let status = tokio::task::block_in_place(|| s.terminate());
+    assert!(status.success(), "exit status {status:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total_ok = 0;
+    for t in tasks {
+        total_ok += t.await.unwrap().0;
+    }
+    assert!(total_ok > 0);
+    assert!(s.server_log().contains("shutting down"));
+}

@@ -239,6 +239,15 @@ impl Server {
         }
     }
 
+    /// Send SIGTERM and wait for the process to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        unsafe {
+            libc_kill(c.id() as i32, 15);
+        }
+        c.wait().unwrap()
+    }
+
     pub fn client(&self) -> aws_sdk_kms::Client {
         self.client_with(&self.access_key_id, &self.secret, REGION, None)
     }
