@@ -89,7 +89,7 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
                 }
                 eprintln!("kms init: administrator access key {id} already present");
             } else {
-                kms.credentials.import(&admin, &id, &secret).await.map_err(|e| format!("cannot import the administrator's key: {e:?}"))?;
+                kms.credentials.import(&admin, &id, &secret).await.map_err(|e| format!("cannot import the administrator's key: {e}"))?;
                 eprintln!("kms init: administrator access key {id} imported from the environment");
             }
             println!("AWS_ACCESS_KEY_ID={id}");
@@ -105,7 +105,7 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
             println!("AWS_ACCESS_KEY_ID={}", existing[0].access_key_id);
         }
         (None, None) => {
-            let (id, secret) = kms.credentials.create(&admin).await.map_err(|e| format!("cannot create the administrator's key: {e:?}"))?;
+            let (id, secret) = kms.credentials.create(&admin).await.map_err(|e| format!("cannot create the administrator's key: {e}"))?;
             println!("AWS_ACCESS_KEY_ID={id}");
             println!("AWS_SECRET_ACCESS_KEY={}", secret.expose_secret());
         }

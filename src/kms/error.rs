@@ -58,7 +58,14 @@ impl From<HsmError> for KmsError {
 
 impl std::fmt::Display for KmsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
+        use KmsError::*;
+        match self {
+            NotFound(m) | Disabled(m) | InvalidState(m) | InvalidKeyUsage(m) | Validation(m) | InvalidArn(m) | Tag(m)
+            | MalformedPolicy(m) | UnsupportedOperation(m) | LimitExceeded(m) | AccessDenied(m) | Internal(m) => {
+                f.write_str(m)
+            }
+            other => write!(f, "{other:?}"),
+        }
     }
 }
 impl std::error::Error for KmsError {}

@@ -45,6 +45,19 @@ async fn init_is_idempotent_and_provisionable() {
 }
 
 #[test]
+fn init_refuses_unusable_provisioned_credentials() {
+    let token = Token::new();
+    let db = Database::new();
+    let out = run_init(&token, &db, Some(("AKIASHORTSECRET00001", "too-short")));
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("28 to 128"), "{e}");
+    let out = run_init(&token, &db, Some(("bad id!", "Provisioned/Secret/0123456789abcdefghijkl")));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("access key ids"));
+}
+
+#[test]
 fn serve_fails_fast_with_one_clear_sentence() {
     let token = Token::new();
     let db = Database::new();
