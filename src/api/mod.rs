@@ -8,7 +8,7 @@ pub mod wire;
 
 use bytes::Bytes;
 use error::ApiError;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -24,6 +24,9 @@ use crate::kms::{Caller, Kms};
 
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 pub const TARGET_PREFIX: &str = "TrentService.";
+/// A client gets this long to send a request's headers, and again its body.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct ApiState {
     pub kms: Arc<Kms>,
@@ -50,7 +53,11 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl F
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 let svc = service_fn(move |req| handle(state.clone(), req));
-                let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+                let conn = http1::Builder::new()
+                    .keep_alive(true)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -98,10 +105,36 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
     Ok(resp)
 }
 
+/// A body somewhat over the limit is read and discarded, so that the client gets its 400
+/// instead of a connection reset while it is still sending; a body far over it is cut off.
+const DRAIN_FACTOR: usize = 16;
+
+async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::Serialization("The request body could not be read.".into()))?;
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            if total <= max {
+                buf.extend_from_slice(&data);
+            } else if total > max.saturating_mul(DRAIN_FACTOR) {
+                return Err(ApiError::RequestTooLarge(max));
+            }
+        }
+    }
+    if total > max {
+        return Err(ApiError::RequestTooLarge(max));
+    }
+    Ok(buf.freeze())
+}
+
 async fn process(state: &ApiState, req: Request<Incoming>) -> (String, Result<serde_json::Value, ApiError>) {
     let (parts, body) = req.into_parts();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let op = target.strip_prefix(TARGET_PREFIX).unwrap_or("").to_string();
+    // Only a known operation name is logged; the header is the client's to fill.
+    let label = if ops::OPERATIONS.contains(&op.as_str()) { op.clone() } else { "-".to_string() };
     let result = async {
         if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
             return Err(ApiError::UnknownOperation(format!(
@@ -111,19 +144,13 @@ async fn process(state: &ApiState, req: Request<Incoming>) -> (String, Result<se
             )));
         }
         if let Some(len) = parts.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
-            if len > state.max_body_bytes {
+            if len > state.max_body_bytes.saturating_mul(DRAIN_FACTOR) {
                 return Err(ApiError::RequestTooLarge(state.max_body_bytes));
             }
         }
-        let body = match Limited::new(body, state.max_body_bytes).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    return Err(ApiError::RequestTooLarge(state.max_body_bytes));
-                }
-                return Err(ApiError::Serialization("The request body could not be read.".into()));
-            }
-        };
+        let body = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(body, state.max_body_bytes))
+            .await
+            .map_err(|_| ApiError::Serialization("The request body was not received in time.".into()))??;
         let verified = sigv4::verify(
             &state.kms.credentials,
             &state.regions,
@@ -139,7 +166,7 @@ async fn process(state: &ApiState, req: Request<Incoming>) -> (String, Result<se
             return Err(ApiError::UnknownOperation(if target.is_empty() {
                 "Missing X-Amz-Target header".into()
             } else {
-                format!("Unknown operation {target}")
+                format!("Unknown operation {}", target.chars().take(128).collect::<String>())
             }));
         }
         let ct = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -157,5 +184,5 @@ async fn process(state: &ApiState, req: Request<Incoming>) -> (String, Result<se
         ops::dispatch(&op, &state.kms, &caller, &body).await
     }
     .await;
-    (op, result)
+    (label, result)
 }

@@ -177,12 +177,19 @@ pub async fn verify(
         let s = d.to_str().unwrap_or_default().to_string();
         let t = parse_http_date(&s)
             .ok_or_else(|| ApiError::IncompleteSignature(format!("Date header is not an RFC 2822 date: '{s}'")))?;
-        (s, t)
+        // The string to sign always carries the ISO-8601 basic form.
+        (t.format("%Y%m%dT%H%M%SZ").to_string(), t)
     } else {
         return Err(ApiError::IncompleteSignature(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into(),
         ));
     };
+    // What selects the operation and the time must be covered by the signature.
+    for required in ["x-amz-target", "x-amz-date", "x-amz-security-token"] {
+        if headers.contains_key(required) && !auth.signed_headers.iter().any(|h| h == required) {
+            return Err(ApiError::InvalidSignature(format!("'{required}' must be a 'SignedHeader' in the AWS Authorization.")));
+        }
+    }
     let day = when.format("%Y%m%d").to_string();
     if auth.date != day {
         return Err(ApiError::InvalidSignature(format!(

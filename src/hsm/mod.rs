@@ -65,9 +65,13 @@ struct Inner {
     slot: Slot,
     caps: Capabilities,
     /// Logged in for the life of the process; owns every unwrapped session object.
-    pinned: Mutex<Session>,
+    pinned: Arc<Mutex<Session>>,
     pool: Mutex<Vec<Session>>,
-    permits: tokio::sync::Semaphore,
+    pool_size: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Objects to destroy, handed to a dedicated thread so that dropping a handle never
+    /// blocks (or deadlocks) the caller.
+    reaper: std::sync::mpsc::Sender<ObjectHandle>,
     root: Mutex<Option<(u32, ObjectHandle)>>,
     mac: Mutex<Option<ObjectHandle>>,
 }
@@ -76,7 +80,7 @@ struct Inner {
 /// handle is dropped, so a cache may evict it while a request still uses it.
 pub struct KeyHandle {
     obj: ObjectHandle,
-    inner: Arc<Inner>,
+    reaper: std::sync::mpsc::Sender<ObjectHandle>,
 }
 
 impl std::fmt::Debug for KeyHandle {
@@ -87,12 +91,26 @@ impl std::fmt::Debug for KeyHandle {
 
 impl Drop for KeyHandle {
     fn drop(&mut self) {
-        if let Ok(s) = self.inner.pinned.lock() {
-            if let Err(e) = s.destroy_object(self.obj) {
+        // The reaper thread lives as long as the process; if it is gone, so is the session
+        // that owned the object.
+        let _ = self.reaper.send(self.obj);
+    }
+}
+
+fn spawn_reaper(pinned: Arc<Mutex<Session>>) -> std::sync::mpsc::Sender<ObjectHandle> {
+    let (tx, rx) = std::sync::mpsc::channel::<ObjectHandle>();
+    let spawned = std::thread::Builder::new().name("kms-hsm-reaper".into()).spawn(move || {
+        for obj in rx {
+            let Ok(s) = pinned.lock() else { return };
+            if let Err(e) = s.destroy_object(obj) {
                 tracing::warn!(error = %HsmError::from(e), "could not destroy an evicted key object");
             }
         }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the key object reaper; evicted objects will stay until exit");
     }
+    tx
 }
 
 fn ck<T>(r: Result<T, CkError>) -> Result<T, HsmError> {
@@ -147,14 +165,18 @@ impl Hsm {
         for _ in 0..pool_size {
             pool.push(ck(ctx.open_rw_session(slot))?);
         }
+        let pinned = Arc::new(Mutex::new(pinned));
+        let reaper = spawn_reaper(pinned.clone());
         Ok(Hsm {
             inner: Arc::new(Inner {
                 ctx,
                 slot,
                 caps,
-                pinned: Mutex::new(pinned),
+                pinned,
                 pool: Mutex::new(pool),
-                permits: tokio::sync::Semaphore::new(pool_size),
+                pool_size,
+                permits: Arc::new(tokio::sync::Semaphore::new(pool_size)),
+                reaper,
                 root: Mutex::new(None),
                 mac: Mutex::new(None),
             }),
@@ -257,14 +279,23 @@ impl Hsm {
         F: FnOnce(&Session) -> Result<R, HsmError> + Send + 'static,
         R: Send + 'static,
     {
-        let _permit = self.inner.permits.acquire().await.map_err(|_| HsmError::Other("session pool closed".into()))?;
-        let pooled = self.inner.pool.lock().unwrap().pop();
-        let session = match pooled {
-            Some(s) => s,
-            None => ck(self.inner.ctx.open_rw_session(self.inner.slot))?,
-        };
+        // The permit moves into the blocking task: if the caller goes away, the session stays
+        // counted until the token call returns.
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| HsmError::Other("session pool closed".into()))?;
         let inner = self.inner.clone();
         let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let pooled = inner.pool.lock().unwrap().pop();
+            let session = match pooled {
+                Some(s) => s,
+                None => ck(inner.ctx.open_rw_session(inner.slot))?,
+            };
             let r = f(&session);
             // A session the token no longer knows is not returned to the pool.
             let broken = matches!(
@@ -273,7 +304,10 @@ impl Hsm {
                     | Some(RvError::TokenNotPresent)
             );
             if !broken {
-                inner.pool.lock().unwrap().push(session);
+                let mut pool = inner.pool.lock().unwrap();
+                if pool.len() < inner.pool_size {
+                    pool.push(session);
+                }
             }
             r
         })
@@ -365,8 +399,14 @@ impl Hsm {
 
     async fn unwrap(&self, blob: Vec<u8>, template: Vec<Attribute>) -> Result<Arc<KeyHandle>, HsmError> {
         let (_, root) = self.root()?;
-        let obj = self.run_pinned(move |s| ck(s.unwrap_key(&WRAP, root, &blob, &template))).await?;
-        Ok(Arc::new(KeyHandle { obj, inner: self.inner.clone() }))
+        let reaper = self.inner.reaper.clone();
+        // The handle is made inside the blocking task, so the object is destroyed even if the
+        // caller is cancelled before the task returns.
+        self.run_pinned(move |s| {
+            let obj = ck(s.unwrap_key(&WRAP, root, &blob, &template))?;
+            Ok(Arc::new(KeyHandle { obj, reaper }))
+        })
+        .await
     }
 
     /// Import a caller-supplied secret (an access key's signing secret) as a generic secret and
@@ -375,7 +415,7 @@ impl Hsm {
         let (version, root) = self.root()?;
         let blob = self
             .run(move |s| {
-                let key = ck(s.create_object(&[
+                let mut template = vec![
                     Attribute::Class(ObjectClass::SECRET_KEY),
                     Attribute::KeyType(KeyType::GENERIC_SECRET),
                     Attribute::Token(false),
@@ -385,7 +425,14 @@ impl Hsm {
                     Attribute::Sign(true),
                     Attribute::Verify(true),
                     Attribute::Value(secret.to_vec()),
-                ]))?;
+                ];
+                let created = ck(s.create_object(&template));
+                for a in template.iter_mut() {
+                    if let Attribute::Value(v) = a {
+                        zeroize::Zeroize::zeroize(v);
+                    }
+                }
+                let key = created?;
                 let wrapped = ck(s.wrap_key(&WRAP, root, key));
                 let destroyed = ck(s.destroy_object(key));
                 let wrapped = wrapped?;

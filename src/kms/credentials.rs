@@ -61,6 +61,15 @@ fn access_key_mac_input(r: &AccessKeyRecord) -> Vec<u8> {
     )
 }
 
+/// `arn:aws:iam::<account>:user/<name>` → `<account>`.
+pub fn account_of_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some("iam"), Some(""), Some(account)) if account.len() == 12 => Some(account),
+        _ => None,
+    }
+}
+
 /// AWS access key ids: 16 to 128 word characters.
 pub fn valid_access_key_id(s: &str) -> bool {
     (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -90,6 +99,9 @@ impl Credentials {
         region: &str,
         service: &str,
     ) -> Result<Arc<SigningKey>, CredentialError> {
+        if !valid_access_key_id(access_key_id) {
+            return Err(CredentialError::Unrecognized);
+        }
         let ck = (access_key_id.to_string(), date.to_string(), region.to_string(), service.to_string());
         if let Some(k) = self.cache.lock().unwrap().get(&ck) {
             return Ok(k.clone());
@@ -103,6 +115,12 @@ impl Credentials {
         let expect = self.hsm.row_mac(access_key_mac_input(&rec)).await.map_err(|e| CredentialError::Failed(e.into()))?;
         if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), rec.mac.as_slice())) {
             tracing::error!(access_key_id, "access key row failed its integrity check; refusing it");
+            return Err(CredentialError::Unrecognized);
+        }
+        // The MAC covers the principal's ARN, which names its account; the account column comes
+        // from an unauthenticated join, so it must agree with the ARN.
+        if account_of_arn(&rec.principal_arn) != Some(rec.account_id.as_str()) {
+            tracing::error!(access_key_id, "access key's principal does not belong to the account the database says; refusing it");
             return Err(CredentialError::Unrecognized);
         }
         if rec.status != "Active" {
@@ -168,5 +186,15 @@ impl Credentials {
         let secret = SecretString::from(base64::engine::general_purpose::STANDARD_NO_PAD.encode(&rnd[16..46]));
         self.import(principal_arn, &id, &secret).await?;
         Ok((id, secret))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn account_of_arn() {
+        assert_eq!(super::account_of_arn("arn:aws:iam::123456789012:user/admin"), Some("123456789012"));
+        assert_eq!(super::account_of_arn("arn:aws:iam::12345:user/admin"), None);
+        assert_eq!(super::account_of_arn("arn:aws:kms:us-east-1:123456789012:key/x"), None);
     }
 }

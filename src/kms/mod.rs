@@ -22,8 +22,11 @@ use zeroize::Zeroizing;
 
 /// AES-GCM with random 96-bit IVs: at most 2^32 invocations per key (NIST SP 800-38D §8.3).
 pub const GCM_INVOCATION_LIMIT: i64 = 1 << 32;
-/// Invocations leased from the database at a time.
-pub const GCM_LEASE: i64 = 1 << 18;
+/// Invocations leased from the database at a time: the first lease of a freshly loaded key is
+/// small and each next one doubles up to the maximum, so a key whose handle is evicted and
+/// reloaded often wastes little of its budget, and a busy key rarely goes to the database.
+pub const GCM_LEASE_MIN: i64 = 1 << 10;
+pub const GCM_LEASE_MAX: i64 = 1 << 18;
 
 pub const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
 pub const ENCRYPT_DECRYPT: &str = "ENCRYPT_DECRYPT";
@@ -86,12 +89,35 @@ pub type Context = BTreeMap<String, String>;
 struct LiveMaterial {
     handle: Arc<KeyHandle>,
     lease: tokio::sync::Mutex<Lease>,
+    /// The metadata the row MAC was verified against; a cached handle is only used for a key
+    /// record that still says the same (the record may be reloaded from the database).
+    bound_to: Binding,
+}
+
+#[derive(PartialEq, Eq)]
+struct Binding {
+    account_id: String,
+    region: String,
+    key_spec: String,
+    key_usage: String,
+}
+
+impl Binding {
+    fn of(k: &KeyRecord) -> Binding {
+        Binding {
+            account_id: k.account_id.clone(),
+            region: k.region.clone(),
+            key_spec: k.key_spec.clone(),
+            key_usage: k.key_usage.clone(),
+        }
+    }
 }
 
 #[derive(Default)]
 struct Lease {
     next: i64,
     end: i64,
+    size: i64,
 }
 
 pub struct CacheSizes {
@@ -136,6 +162,18 @@ fn material_mac_input(k: &KeyRecord, m: &MaterialRecord) -> Vec<u8> {
             &m.wrapped,
         ],
     )
+}
+
+/// "PendingDeletion" → "pending deletion", as AWS words key states in messages.
+fn state_words(state: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in state.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
 }
 
 pub fn default_key_policy(account_id: &str) -> String {
@@ -244,7 +282,7 @@ impl Kms {
         match rec.key_state.as_str() {
             "Enabled" => Ok(()),
             "Disabled" => Err(KmsError::Disabled(format!("{} is disabled.", Self::arn(rec)))),
-            other => Err(KmsError::InvalidState(format!("{} is {}", Self::arn(rec), other.to_lowercase()))),
+            other => Err(KmsError::InvalidState(format!("{} is {}.", Self::arn(rec), state_words(other)))),
         }
     }
 
@@ -262,8 +300,15 @@ impl Kms {
     /// The usable material of a key version: from the cache, or loaded, checked and unwrapped.
     async fn live_material(&self, rec: &KeyRecord, version: i32) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
         let k = (rec.key_id, version);
-        if let Some(l) = self.live.lock().unwrap().get(&k) {
-            return Ok(Some(l.clone()));
+        let cached = self.live.lock().unwrap().get(&k).cloned();
+        if let Some(l) = cached {
+            if l.bound_to == Binding::of(rec) {
+                return Ok(Some(l));
+            }
+            // The key's record changed under a loaded handle: verify the row again.
+            tracing::warn!(key_id = %rec.key_id, version, "key metadata changed under a cached key handle; re-verifying");
+            let evicted = self.live.lock().unwrap().pop(&k);
+            drop(evicted);
         }
         let Some(m) = self.keys.material(rec.key_id, version).await? else { return Ok(None) };
         let expect = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
@@ -275,12 +320,16 @@ impl Kms {
             tracing::error!(key_id = %rec.key_id, version, error = %e, "could not unwrap key material");
             KmsError::KeyUnavailable
         })?;
-        let live = Arc::new(LiveMaterial { handle, lease: tokio::sync::Mutex::new(Lease::default()) });
+        let live = Arc::new(LiveMaterial {
+            handle,
+            lease: tokio::sync::Mutex::new(Lease::default()),
+            bound_to: Binding::of(rec),
+        });
         let evicted = {
             let mut c = self.live.lock().unwrap();
             match c.get(&k) {
-                Some(existing) => return Ok(Some(existing.clone())),
-                None => c.push(k, live.clone()),
+                Some(existing) if existing.bound_to == live.bound_to => return Ok(Some(existing.clone())),
+                _ => c.push(k, live.clone()),
             }
         };
         drop(evicted); // destroys the evicted object once no request holds it
@@ -291,13 +340,15 @@ impl Kms {
     async fn take_invocation(&self, rec: &KeyRecord, version: i32, live: &LiveMaterial) -> Result<(), KmsError> {
         let mut lease = live.lease.lock().await;
         if lease.next >= lease.end {
-            match self.keys.reserve_invocations(rec.key_id, version, GCM_LEASE, GCM_INVOCATION_LIMIT).await? {
-                Some(end) => {
+            let size = (lease.size * 2).clamp(GCM_LEASE_MIN, GCM_LEASE_MAX);
+            match self.keys.reserve_invocations(rec.key_id, version, size, GCM_INVOCATION_LIMIT).await? {
+                Some((start, end)) => {
+                    lease.next = start;
                     lease.end = end;
-                    lease.next = end - GCM_LEASE;
+                    lease.size = size;
                 }
                 None => {
-                    tracing::error!(key_id = %rec.key_id, version, "key material reached the AES-GCM invocation limit");
+                    tracing::error!(key_id = %rec.key_id, version, "key material reached the AES-GCM invocation limit (or its row is gone)");
                     return Err(KmsError::KeyUnavailable);
                 }
             }

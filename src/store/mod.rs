@@ -101,10 +101,11 @@ pub trait KeyStore: Send + Sync {
         -> Result<Vec<KeyRecord>, StoreError>;
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
     async fn material(&self, key_id: Uuid, version: i32) -> Result<Option<MaterialRecord>, StoreError>;
-    /// Atomically reserve `n` more encryptions with a material version; returns the new
-    /// reserved total, or `None` if that would pass `limit`.
+    /// Atomically reserve up to `n` more encryptions with a material version, never passing
+    /// `limit`; returns the reserved range `[start, end)`, or `None` when nothing is left (or
+    /// the row does not exist).
     async fn reserve_invocations(&self, key_id: Uuid, version: i32, n: i64, limit: i64)
-        -> Result<Option<i64>, StoreError>;
+        -> Result<Option<(i64, i64)>, StoreError>;
 }
 
 #[async_trait]

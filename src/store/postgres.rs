@@ -197,11 +197,13 @@ impl KeyStore for PgStore {
     }
 
     async fn reserve_invocations(&self, key_id: Uuid, version: i32, n: i64, limit: i64)
-        -> Result<Option<i64>, StoreError> {
+        -> Result<Option<(i64, i64)>, StoreError> {
         let row = sqlx::query(
-            "UPDATE key_materials SET invocations_reserved = invocations_reserved + $3 \
-             WHERE key_id = $1 AND version = $2 AND invocations_reserved + $3 <= $4 \
-             RETURNING invocations_reserved",
+            "WITH old AS (SELECT invocations_reserved AS start FROM key_materials \
+                          WHERE key_id = $1 AND version = $2 FOR UPDATE) \
+             UPDATE key_materials k SET invocations_reserved = LEAST(old.start + $3, $4) FROM old \
+             WHERE k.key_id = $1 AND k.version = $2 AND old.start < $4 \
+             RETURNING old.start, k.invocations_reserved",
         )
         .bind(key_id)
         .bind(version)
@@ -210,7 +212,7 @@ impl KeyStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(row.map(|r| r.get::<i64, _>("invocations_reserved")))
+        Ok(row.map(|r| (r.get::<i64, _>("start"), r.get::<i64, _>("invocations_reserved"))))
     }
 }
 

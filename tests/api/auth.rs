@@ -108,3 +108,55 @@ fn chrono_like_now() -> String {
     let y = if m <= 2 { y + 1 } else { y };
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
+
+/// The operation header must be signed: otherwise a request for
+/// GenerateDataKeyWithoutPlaintext could be turned into GenerateDataKey in flight.
+#[tokio::test]
+async fn the_operation_must_be_signed() {
+    let s = Server::start().await;
+    let ct = "application/x-amz-json-1.1";
+    // Signed without any X-Amz-Target, which is then added.
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(format!("{}/", s.endpoint))
+        .header("host", s.endpoint.trim_start_matches("http://"))
+        .header("content-type", ct)
+        .body(b"{}".to_vec())
+        .unwrap();
+    {
+        use aws_sdk_kms::config::Credentials;
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let identity = Credentials::new(&s.access_key_id, &s.secret, None, None, "t").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(REGION)
+            .name("kms")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let headers: Vec<(String, String)> =
+            req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string())).collect();
+        let signable = SignableRequest::new(
+            "POST",
+            req.uri().to_string(),
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(b"{}"),
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        instructions.apply_to_request_http1x(&mut req);
+    }
+    let mut rb = reqwest::Client::new().post(format!("{}/", s.endpoint)).header("x-amz-target", "TrentService.ListKeys");
+    for (k, v) in req.headers() {
+        if k.as_str() != "host" {
+            rb = rb.header(k.as_str(), v.to_str().unwrap());
+        }
+    }
+    let r = rb.body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(j["__type"], "InvalidSignatureException");
+    assert!(j["message"].as_str().unwrap().contains("x-amz-target"), "{j}");
+}

@@ -95,3 +95,114 @@ async fn tampered_key_rows_are_refused() {
     c.encrypt().key_id(&a).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
     assert!(s.server_log().contains("failed its integrity check"));
 }
+
+/// AES-GCM's 2^32 bound per key is enforced through a durable counter, across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcm_invocations_are_counted_durably() {
+    let mut s = Server::start().await;
+    let c = s.client();
+    let key = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let pool = s.db.pool().await;
+    let reserved = |pool: sqlx::PgPool, key: String| async move {
+        sqlx::query("SELECT invocations_reserved FROM key_materials WHERE key_id = $1::uuid")
+            .bind(key)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get::<i64, _>(0)
+    };
+    assert_eq!(reserved(pool.clone(), key.clone()).await, 0, "creating a key encrypts nothing");
+    let mut blob = None;
+    for _ in 0..3 {
+        blob = Some(c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap().ciphertext_blob.unwrap());
+    }
+    assert_eq!(reserved(pool.clone(), key.clone()).await, 1024, "one small lease covers the first encryptions");
+
+    // Leave room for exactly one more lease, restart (the in-memory lease is gone): it works.
+    let limit: i64 = 1 << 32;
+    sqlx::query("UPDATE key_materials SET invocations_reserved = $1 WHERE key_id = $2::uuid")
+        .bind(limit - 1024)
+        .bind(&key)
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
+    assert_eq!(reserved(pool.clone(), key.clone()).await, limit);
+
+    // At the bound: no more encryptions after a restart, but decryption still works.
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    assert_eq!(code(c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await), "KeyUnavailableException");
+    assert_eq!(code(c.generate_data_key().key_id(&key).number_of_bytes(16).send().await), "KeyUnavailableException");
+    let pt = c.decrypt().ciphertext_blob(blob.unwrap()).send().await.unwrap().plaintext.unwrap();
+    assert_eq!(pt.into_inner(), b"x");
+    assert_eq!(reserved(pool, key).await, limit);
+    assert!(s.server_log().contains("invocation limit"));
+}
+
+/// Cached key metadata is dropped when the row changes (Postgres NOTIFY), so a change made by
+/// another node is seen without a restart.
+#[tokio::test]
+async fn key_changes_reach_the_metadata_cache() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
+    let pool = s.db.pool().await;
+    sqlx::query("UPDATE keys SET key_state = 'Disabled' WHERE key_id = $1::uuid").bind(&key).execute(&pool).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await {
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "the cache never saw the change"),
+            Err(e) => {
+                assert_eq!(code::<(), _>(Err(e)), "DisabledException");
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let d = c.describe_key().key_id(&key).send().await.unwrap().key_metadata.unwrap();
+    assert!(!d.enabled);
+}
+
+/// Moving a loaded key to another region (or account) in the database does not carry its
+/// cached key material along: the row's MAC binds the material to where it was created.
+#[tokio::test]
+async fn a_key_moved_in_the_database_is_refused_even_when_cached() {
+    let s = Server::start().await;
+    let east = s.client();
+    let key = east.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    east.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
+    let pool = s.db.pool().await;
+    sqlx::query("UPDATE keys SET region = 'eu-west-1' WHERE key_id = $1::uuid").bind(&key).execute(&pool).await.unwrap();
+    let west = s.client_in(OTHER_REGION);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match west.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await {
+            Ok(_) => panic!("moved key material was used"),
+            Err(e) => {
+                let c = code::<(), _>(Err(e));
+                if c == "KeyUnavailableException" {
+                    break;
+                }
+                assert_eq!(c, "NotFoundException", "until the notification arrives");
+                assert!(std::time::Instant::now() < deadline);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// An access key whose principal is moved to another account in the database stops working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_moved_in_the_database_is_refused() {
+    let mut s = Server::start().await;
+    s.client().list_keys().send().await.unwrap();
+    let pool = s.db.pool().await;
+    sqlx::query("INSERT INTO accounts (account_id, name) VALUES ('111122223333', 'other')").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE principals SET account_id = '111122223333'").execute(&pool).await.unwrap();
+    tokio::task::block_in_place(|| s.spawn());
+    assert_eq!(code(s.client().list_keys().send().await), "UnrecognizedClientException");
+}

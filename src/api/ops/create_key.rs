@@ -41,7 +41,7 @@ pub const ORIGINS: &[&str] = &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
     let mut v = Validator::new();
-    v.str_len(r.policy.as_deref(), "policy", 1, 32768)
+    v.str_len(r.policy.as_deref(), "policy", 1, 131072)
         .str_len(r.description.as_deref(), "description", 0, 8192)
         .one_of(r.key_usage.as_deref(), "keyUsage", KEY_USAGES)
         .one_of(r.customer_master_key_spec.as_deref(), "customerMasterKeySpec", KEY_SPECS)
@@ -67,7 +67,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     }
     if let Some(p) = &r.policy {
         if serde_json::from_str::<Value>(p).map(|v| !v.is_object()).unwrap_or(true) {
-            return Err(KmsError::MalformedPolicy("The new key policy will not allow you to update the key policy in the future.".into()).into());
+            return Err(KmsError::MalformedPolicy("The key policy is not a valid JSON policy document.".into()).into());
         }
     }
     if r.custom_key_store_id.is_some() || r.xks_key_id.is_some() {
