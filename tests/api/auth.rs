@@ -123,31 +123,7 @@ async fn the_operation_must_be_signed() {
         .header("content-type", ct)
         .body(b"{}".to_vec())
         .unwrap();
-    {
-        use aws_sdk_kms::config::Credentials;
-        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-        let identity = Credentials::new(&s.access_key_id, &s.secret, None, None, "t").into();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(REGION)
-            .name("kms")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let headers: Vec<(String, String)> =
-            req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string())).collect();
-        let signable = SignableRequest::new(
-            "POST",
-            req.uri().to_string(),
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(b"{}"),
-        )
-        .unwrap();
-        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-        instructions.apply_to_request_http1x(&mut req);
-    }
+    sign_request(&mut req, &s.access_key_id, &s.secret, REGION, SystemTime::now());
     let mut rb = reqwest::Client::new().post(format!("{}/", s.endpoint)).header("x-amz-target", "TrentService.ListKeys");
     for (k, v) in req.headers() {
         if k.as_str() != "host" {

@@ -325,28 +325,7 @@ pub async fn raw_request(
     }
     let mut req = req.body(body.clone()).unwrap();
     if sign {
-        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-        let identity = Credentials::new(id, secret, None, None, "test").into();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(region)
-            .name("kms")
-            .time(at)
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let headers: Vec<(String, String)> =
-            req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string())).collect();
-        let signable = SignableRequest::new(
-            "POST",
-            req.uri().to_string(),
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(&body),
-        )
-        .unwrap();
-        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-        instructions.apply_to_request_http1x(&mut req);
+        sign_request(&mut req, id, secret, region, at);
     }
     let client = reqwest::Client::new();
     let mut rb = client.post(format!("{endpoint}/"));
@@ -361,6 +340,34 @@ pub async fn raw_request(
     let text = resp.text().await.unwrap();
     let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     RawResponse { status, headers, json }
+}
+
+/// Sign an HTTP request with the independent `aws-sigv4` implementation, over the headers it
+/// carries now.
+pub fn sign_request(req: &mut http::Request<Vec<u8>>, id: &str, secret: &str, region: &str, at: SystemTime) {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let identity = Credentials::new(id, secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("kms")
+        .time(at)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers: Vec<(String, String)> =
+        req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string())).collect();
+    let body = req.body().clone();
+    let signable = SignableRequest::new(
+        "POST",
+        req.uri().to_string(),
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(&body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions.apply_to_request_http1x(req);
 }
 
 /// The AWS error code of a failed SDK call.
