@@ -131,6 +131,9 @@ pub struct Kms {
     keys: Arc<dyn KeyStore>,
     meta: Mutex<LruCache<Uuid, Arc<KeyRecord>>>,
     live: Mutex<LruCache<(Uuid, i32), Arc<LiveMaterial>>>,
+    /// One load (MAC check + unwrap) at a time per key version: concurrent first uses of a
+    /// cold key wait for it instead of unwrapping the same blob N times.
+    loading: Mutex<std::collections::HashMap<(Uuid, i32), Arc<tokio::sync::Mutex<()>>>>,
     pub credentials: credentials::Credentials,
 }
 
@@ -199,6 +202,7 @@ impl Kms {
             keys,
             meta: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             live: Mutex::new(LruCache::new(nz(sizes.key_handles))),
+            loading: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -299,6 +303,20 @@ impl Kms {
 
     /// The usable material of a key version: from the cache, or loaded, checked and unwrapped.
     async fn live_material(&self, rec: &KeyRecord, version: i32) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+        let k = (rec.key_id, version);
+        if let Some(l) = self.live.lock().unwrap().get(&k) {
+            if l.bound_to == Binding::of(rec) {
+                return Ok(Some(l.clone()));
+            }
+        }
+        let gate = self.loading.lock().unwrap().entry(k).or_default().clone();
+        let _loading = gate.lock().await;
+        let r = self.load_material(rec, version).await;
+        self.loading.lock().unwrap().remove(&k);
+        r
+    }
+
+    async fn load_material(&self, rec: &KeyRecord, version: i32) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
         let k = (rec.key_id, version);
         let cached = self.live.lock().unwrap().get(&k).cloned();
         if let Some(l) = cached {
