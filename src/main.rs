@@ -40,6 +40,8 @@ fn main() {
             Command::Serve => kms::app::serve(&settings).await,
         }
     });
+    // Drop every task (and with them the HSM sessions) before the process exits.
+    rt.shutdown_timeout(std::time::Duration::from_secs(10));
     if let Err(e) = result {
         fail(&e);
     }

@@ -71,16 +71,34 @@ struct Inner {
     permits: Arc<tokio::sync::Semaphore>,
     /// Objects to destroy, handed to a dedicated thread so that dropping a handle never
     /// blocks (or deadlocks) the caller.
-    reaper: std::sync::mpsc::Sender<ObjectHandle>,
+    reaper: std::sync::mpsc::Sender<Reap>,
+    reaper_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     root: Mutex<Option<(u32, ObjectHandle)>>,
     mac: Mutex<Option<ObjectHandle>>,
+}
+
+/// Work for the reaper thread.
+enum Reap {
+    Destroy(ObjectHandle),
+    Stop,
+}
+
+impl Drop for Inner {
+    /// Stop and join the reaper before the sessions close, so that no thread is inside the
+    /// PKCS#11 library when the process exits (SoftHSM can hang in its exit handlers if one is).
+    fn drop(&mut self) {
+        let _ = self.reaper.send(Reap::Stop);
+        if let Some(h) = self.reaper_thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = h.join();
+        }
+    }
 }
 
 /// An unwrapped key object on the token. The object is destroyed when the last clone of the
 /// handle is dropped, so a cache may evict it while a request still uses it.
 pub struct KeyHandle {
     obj: ObjectHandle,
-    reaper: std::sync::mpsc::Sender<ObjectHandle>,
+    reaper: std::sync::mpsc::Sender<Reap>,
 }
 
 impl std::fmt::Debug for KeyHandle {
@@ -93,24 +111,30 @@ impl Drop for KeyHandle {
     fn drop(&mut self) {
         // The reaper thread lives as long as the process; if it is gone, so is the session
         // that owned the object.
-        let _ = self.reaper.send(self.obj);
+        let _ = self.reaper.send(Reap::Destroy(self.obj));
     }
 }
 
-fn spawn_reaper(pinned: Arc<Mutex<Session>>) -> std::sync::mpsc::Sender<ObjectHandle> {
-    let (tx, rx) = std::sync::mpsc::channel::<ObjectHandle>();
+fn spawn_reaper(
+    pinned: Arc<Mutex<Session>>,
+) -> (std::sync::mpsc::Sender<Reap>, Option<std::thread::JoinHandle<()>>) {
+    let (tx, rx) = std::sync::mpsc::channel::<Reap>();
     let spawned = std::thread::Builder::new().name("kms-hsm-reaper".into()).spawn(move || {
-        for obj in rx {
+        for msg in rx {
+            let Reap::Destroy(obj) = msg else { return };
             let Ok(s) = pinned.lock() else { return };
             if let Err(e) = s.destroy_object(obj) {
                 tracing::warn!(error = %HsmError::from(e), "could not destroy an evicted key object");
             }
         }
     });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "could not start the key object reaper; evicted objects will stay until exit");
+    match spawned {
+        Ok(h) => (tx, Some(h)),
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the key object reaper; evicted objects will stay until exit");
+            (tx, None)
+        }
     }
-    tx
 }
 
 fn ck<T>(r: Result<T, CkError>) -> Result<T, HsmError> {
@@ -166,7 +190,7 @@ impl Hsm {
             pool.push(ck(ctx.open_rw_session(slot))?);
         }
         let pinned = Arc::new(Mutex::new(pinned));
-        let reaper = spawn_reaper(pinned.clone());
+        let (reaper, reaper_thread) = spawn_reaper(pinned.clone());
         Ok(Hsm {
             inner: Arc::new(Inner {
                 ctx,
@@ -177,6 +201,7 @@ impl Hsm {
                 pool_size,
                 permits: Arc::new(tokio::sync::Semaphore::new(pool_size)),
                 reaper,
+                reaper_thread: Mutex::new(reaper_thread),
                 root: Mutex::new(None),
                 mac: Mutex::new(None),
             }),
