@@ -8,4 +8,5 @@ pub mod app;
 pub mod config;
 pub mod hsm;
 pub mod kms;
+pub mod policy;
 pub mod store;

@@ -1,0 +1,266 @@
+//! Parsing the IAM policy language as KMS uses it. A document that is not valid is refused
+//! with a sentence that says what is wrong.
+
+use super::condition::Condition;
+use super::{glob, PrincipalMatch, Request};
+use serde_json::Value;
+
+/// Key policies name principals; identity policies are attached to one and must not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    Key,
+    Identity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principals {
+    /// `"*"` or `{"AWS": "*"}`.
+    Anyone,
+    /// ARNs and account ids from `{"AWS": …}`; service principals are kept but never match a
+    /// caller of this service.
+    List { aws: Vec<String>, services: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sid: Option<String>,
+    pub effect: Effect,
+    pub principal: Option<Principals>,
+    pub not_principal: Option<Principals>,
+    pub action: Vec<String>,
+    pub not_action: bool,
+    pub resource: Vec<String>,
+    pub not_resource: bool,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyDocument {
+    pub version: Option<String>,
+    pub id: Option<String>,
+    pub statements: Vec<Statement>,
+}
+
+fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(a) if !a.is_empty() => a
+            .iter()
+            .map(|x| x.as_str().map(str::to_string).ok_or_else(|| format!("{what} must be a string or a list of strings")))
+            .collect(),
+        _ => Err(format!("{what} must be a string or a non-empty list of strings")),
+    }
+}
+
+fn valid_aws_principal(p: &str) -> bool {
+    if p == "*" {
+        return true;
+    }
+    if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    let parts: Vec<&str> = p.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[1].is_empty() || parts[3] != "" {
+        return false;
+    }
+    let account_ok = parts[4].len() == 12 && parts[4].bytes().all(|b| b.is_ascii_digit());
+    let res = parts[5];
+    account_ok
+        && match parts[2] {
+            "iam" => res == "root" || (res.starts_with("user/") && res.len() > 5) || (res.starts_with("role/") && res.len() > 5),
+            "sts" => res.starts_with("assumed-role/") && res.matches('/').count() >= 2,
+            _ => false,
+        }
+}
+
+fn principals(v: &Value) -> Result<Principals, String> {
+    const INVALID: &str = "Policy contains a statement with one or more invalid principals.";
+    match v {
+        Value::String(s) if s == "*" => Ok(Principals::Anyone),
+        Value::Object(m) if !m.is_empty() => {
+            let mut aws = Vec::new();
+            let mut services = Vec::new();
+            for (k, v) in m {
+                match k.as_str() {
+                    "AWS" => aws.extend(strings(v, "Principal AWS").map_err(|_| INVALID.to_string())?),
+                    "Service" => services.extend(strings(v, "Principal Service").map_err(|_| INVALID.to_string())?),
+                    _ => return Err(INVALID.into()),
+                }
+            }
+            if aws.iter().any(|p| !valid_aws_principal(p)) {
+                return Err(INVALID.into());
+            }
+            if aws.iter().any(|p| p == "*") {
+                return Ok(Principals::Anyone);
+            }
+            Ok(Principals::List { aws, services })
+        }
+        _ => Err(INVALID.into()),
+    }
+}
+
+fn valid_action(a: &str) -> bool {
+    a == "*" || a.split_once(':').is_some_and(|(svc, act)| !svc.is_empty() && !act.is_empty() && svc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+/// Parse and check a policy document.
+pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("The policy is not valid JSON: {e}"))?;
+    let Value::Object(top) = v else { return Err("The policy must be a JSON object.".into()) };
+    let mut version = None;
+    let mut id = None;
+    let mut statements = None;
+    for (k, v) in &top {
+        match k.as_str() {
+            "Version" => {
+                let s = v.as_str().ok_or("Version must be a string.")?;
+                if s != "2012-10-17" && s != "2008-10-17" {
+                    return Err(format!("The policy version {s} is not supported; use 2012-10-17."));
+                }
+                version = Some(s.to_string());
+            }
+            "Id" => id = Some(v.as_str().ok_or("Id must be a string.")?.to_string()),
+            "Statement" => statements = Some(v),
+            other => return Err(format!("The policy has an unknown element '{other}'.")),
+        }
+    }
+    let stmts = match statements {
+        Some(Value::Array(a)) if !a.is_empty() => a.clone(),
+        Some(o @ Value::Object(_)) => vec![o.clone()],
+        _ => return Err("The policy must have a Statement: an object or a non-empty list of objects.".into()),
+    };
+    let mut out = Vec::new();
+    for (i, s) in stmts.iter().enumerate() {
+        out.push(statement(s, kind).map_err(|e| format!("Statement {}: {e}", i + 1))?);
+    }
+    Ok(PolicyDocument { version, id, statements: out })
+}
+
+fn statement(v: &Value, kind: PolicyKind) -> Result<Statement, String> {
+    let Value::Object(m) = v else { return Err("a statement must be a JSON object.".into()) };
+    let mut st = Statement {
+        sid: None,
+        effect: Effect::Allow,
+        principal: None,
+        not_principal: None,
+        action: vec![],
+        not_action: false,
+        resource: vec![],
+        not_resource: false,
+        conditions: vec![],
+    };
+    let mut effect = None;
+    let (mut has_action, mut has_resource) = (0, 0);
+    for (k, v) in m {
+        match k.as_str() {
+            "Sid" => st.sid = Some(v.as_str().ok_or("Sid must be a string.")?.to_string()),
+            "Effect" => {
+                effect = Some(match v.as_str() {
+                    Some("Allow") => Effect::Allow,
+                    Some("Deny") => Effect::Deny,
+                    _ => return Err("Effect must be \"Allow\" or \"Deny\".".into()),
+                })
+            }
+            "Principal" => st.principal = Some(principals(v)?),
+            "NotPrincipal" => st.not_principal = Some(principals(v)?),
+            "Action" | "NotAction" => {
+                has_action += 1;
+                st.not_action = k == "NotAction";
+                st.action = strings(v, k)?;
+                if let Some(bad) = st.action.iter().find(|a| !valid_action(a)) {
+                    return Err(format!("'{bad}' is not a valid action; actions look like kms:Encrypt."));
+                }
+            }
+            "Resource" | "NotResource" => {
+                has_resource += 1;
+                st.not_resource = k == "NotResource";
+                st.resource = strings(v, k)?;
+            }
+            "Condition" => st.conditions = super::condition::parse_block(v)?,
+            other => return Err(format!("unknown element '{other}'.")),
+        }
+    }
+    st.effect = effect.ok_or("Effect is required.")?;
+    if has_action != 1 {
+        return Err("exactly one of Action or NotAction is required.".into());
+    }
+    if has_resource != 1 {
+        return Err("exactly one of Resource or NotResource is required.".into());
+    }
+    match kind {
+        PolicyKind::Key => {
+            if st.principal.is_some() == st.not_principal.is_some() {
+                return Err("a key policy statement needs exactly one of Principal or NotPrincipal.".into());
+            }
+        }
+        PolicyKind::Identity => {
+            if st.principal.is_some() || st.not_principal.is_some() {
+                return Err("an identity-based policy cannot name a Principal.".into());
+            }
+        }
+    }
+    Ok(st)
+}
+
+fn account_of(arn_or_account: &str) -> Option<&str> {
+    if arn_or_account.len() == 12 && arn_or_account.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(arn_or_account);
+    }
+    arn_or_account.strip_prefix("arn:").and_then(|r| r.splitn(5, ':').nth(3))
+}
+
+impl Principals {
+    fn matches(&self, req: &Request) -> Option<PrincipalMatch> {
+        match self {
+            Principals::Anyone => Some(PrincipalMatch::Direct),
+            Principals::List { aws, .. } => {
+                let mut found = None;
+                for p in aws {
+                    if p == &req.principal_arn || Some(p) == req.role_arn.as_ref() {
+                        return Some(PrincipalMatch::Direct);
+                    }
+                    let is_account = p.len() == 12 || p.ends_with(":root");
+                    if is_account && account_of(p) == Some(req.principal_account.as_str()) {
+                        found = Some(PrincipalMatch::Account);
+                    }
+                }
+                found
+            }
+        }
+    }
+}
+
+impl Statement {
+    /// Whether this statement applies to the request, and how its principal matched
+    /// (identity policies apply to their own principal: `Direct`).
+    pub fn applies(&self, req: &Request) -> Option<PrincipalMatch> {
+        let m = match (&self.principal, &self.not_principal) {
+            (Some(p), _) => p.matches(req)?,
+            (None, Some(np)) => {
+                if np.matches(req).is_some() {
+                    return None;
+                }
+                PrincipalMatch::Direct
+            }
+            (None, None) => PrincipalMatch::Direct,
+        };
+        let action = self.action.iter().any(|a| glob(a, &req.action, true));
+        if action == self.not_action {
+            return None;
+        }
+        let resource = self.resource.iter().any(|r| glob(r, &req.resource, false));
+        if resource == self.not_resource {
+            return None;
+        }
+        if !self.conditions.iter().all(|c| c.holds(req)) {
+            return None;
+        }
+        Some(m)
+    }
+}

@@ -1,0 +1,180 @@
+//! Key policies, identity policies and grants → Allow / Deny. Pure: no I/O, no clock (the
+//! current time is a request-context key), testable with tables of cases (`tests.rs`).
+//!
+//! * [`document`] parses the IAM policy language as KMS uses it and says what is wrong with a
+//!   document that is not valid (`MalformedPolicyDocumentException`).
+//! * [`condition`] evaluates the `Condition` element: the String, Numeric, Date, Bool, Null,
+//!   Arn and IpAddress families, the `…IfExists` forms and the `ForAnyValue:` /
+//!   `ForAllValues:` qualifiers.
+//! * [`decide`] combines the key policy, the caller's identity policies and grants the way AWS
+//!   KMS does.
+
+pub mod condition;
+pub mod document;
+
+#[cfg(test)]
+mod tests;
+
+pub use document::{parse, PolicyDocument, PolicyKind};
+
+use std::collections::BTreeMap;
+
+/// Everything evaluation needs to know about one request.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// `arn:aws:iam::<account>:user/<name>`, or for an assumed role
+    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`.
+    pub principal_arn: String,
+    pub principal_account: String,
+    /// For an assumed-role session: the role's ARN, which is what policies name.
+    pub role_arn: Option<String>,
+    /// `kms:Encrypt`, …
+    pub action: String,
+    /// The key's ARN, or `*` for actions on no particular key (`kms:CreateKey`, `kms:ListKeys`).
+    pub resource: String,
+    /// Condition keys (lower-cased names) and their values.
+    pub context: BTreeMap<String, Vec<String>>,
+}
+
+impl Request {
+    pub fn with(mut self, key: &str, values: &[&str]) -> Request {
+        self.context.insert(key.to_ascii_lowercase(), values.iter().map(|v| v.to_string()).collect());
+        self
+    }
+
+    pub fn value(&self, key: &str) -> Option<&Vec<String>> {
+        self.context.get(&key.to_ascii_lowercase())
+    }
+}
+
+/// How a statement's principal matched the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalMatch {
+    /// By `*` or by the caller's own ARN.
+    Direct,
+    /// By the caller's account (`<account>` or `arn:aws:iam::<account>:root`): the account's
+    /// identity policies decide.
+    Account,
+}
+
+/// The outcome of one policy document for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    ExplicitDeny,
+    Allow(PrincipalMatch),
+    NotApplicable,
+}
+
+/// Evaluate one document: an explicit deny wins over any allow; among allows, a direct one
+/// wins over one through the account.
+pub fn evaluate(doc: &PolicyDocument, req: &Request) -> Outcome {
+    let mut best = Outcome::NotApplicable;
+    for st in &doc.statements {
+        let Some(m) = st.applies(req) else { continue };
+        match st.effect {
+            document::Effect::Deny => return Outcome::ExplicitDeny,
+            document::Effect::Allow => {
+                best = match (best, m) {
+                    (Outcome::Allow(PrincipalMatch::Direct), _) | (_, PrincipalMatch::Direct) => {
+                        Outcome::Allow(PrincipalMatch::Direct)
+                    }
+                    _ => Outcome::Allow(PrincipalMatch::Account),
+                }
+            }
+        }
+    }
+    best
+}
+
+/// Why a request was refused: AWS names the kind of policy in its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    ExplicitInKeyPolicy,
+    ExplicitInIdentityPolicy,
+    NoKeyPolicyAllows,
+    NoIdentityPolicyAllows,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(Denial),
+}
+
+/// AWS KMS's evaluation: an explicit deny anywhere wins; otherwise the key policy must allow
+/// the caller directly, or trust the caller's account so that an identity policy can allow,
+/// or a grant must allow. Cross-account use needs the key policy (directly or through the
+/// caller's account) and an identity policy of the caller's account.
+pub fn decide(
+    key_policy: &PolicyDocument,
+    key_account: &str,
+    identity_policies: &[PolicyDocument],
+    grant_allows: bool,
+    req: &Request,
+) -> Decision {
+    let key = evaluate(key_policy, req);
+    if key == Outcome::ExplicitDeny {
+        return Decision::Deny(Denial::ExplicitInKeyPolicy);
+    }
+    let mut identity = Outcome::NotApplicable;
+    for p in identity_policies {
+        match evaluate(p, req) {
+            Outcome::ExplicitDeny => return Decision::Deny(Denial::ExplicitInIdentityPolicy),
+            Outcome::Allow(_) => identity = Outcome::Allow(PrincipalMatch::Direct),
+            Outcome::NotApplicable => {}
+        }
+    }
+    let identity_allows = matches!(identity, Outcome::Allow(_));
+    if grant_allows {
+        return Decision::Allow;
+    }
+    let same_account = req.principal_account == key_account;
+    match key {
+        Outcome::Allow(PrincipalMatch::Direct) if same_account => Decision::Allow,
+        Outcome::Allow(_) if identity_allows => Decision::Allow,
+        Outcome::Allow(_) => Decision::Deny(Denial::NoIdentityPolicyAllows),
+        _ => Decision::Deny(Denial::NoKeyPolicyAllows),
+    }
+}
+
+/// AWS's wording for an `AccessDeniedException`.
+pub fn denial_message(req: &Request, why: Denial) -> String {
+    let tail = match why {
+        Denial::ExplicitInKeyPolicy => "with an explicit deny in a resource-based policy".to_string(),
+        Denial::ExplicitInIdentityPolicy => "with an explicit deny in an identity-based policy".to_string(),
+        Denial::NoKeyPolicyAllows => format!("because no resource-based policy allows the {} action", req.action),
+        Denial::NoIdentityPolicyAllows => format!("because no identity-based policy allows the {} action", req.action),
+    };
+    format!(
+        "User: {} is not authorized to perform: {} on resource: {} {tail}",
+        req.principal_arn, req.action, req.resource
+    )
+}
+
+/// `*` matches any run of characters, `?` any one character.
+pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
+    let p: Vec<char> = if ignore_case { pattern.to_lowercase().chars().collect() } else { pattern.chars().collect() };
+    let t: Vec<char> = if ignore_case { text.to_lowercase().chars().collect() } else { text.chars().collect() };
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let (mut star, mut mark) = (None::<usize>, 0usize);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
