@@ -31,6 +31,9 @@ async fn open_hsm(s: &Settings) -> Result<Hsm, Error> {
         .map_err(|e| e.to_string())
 }
 
+pub const ADMIN_POLICY_NAME: &str = "KMSFullAccess";
+pub const ADMIN_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"KMSFullAccess","Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+
 pub fn admin_arn(account_id: &str) -> String {
     format!("arn:aws:iam::{account_id}:user/admin")
 }
@@ -76,6 +79,11 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
     store.ensure_account(&s.account_id, "default").await.map_err(|e| e.to_string())?;
     let admin = admin_arn(&s.account_id);
     store.ensure_principal(&admin, &s.account_id, "user", "admin", true).await.map_err(|e| e.to_string())?;
+    // The default key policy trusts the account, which delegates to identity policies: the
+    // administrator gets all of KMS through one (replace it with `kms admin` to narrow it).
+    if !store.identity_policies(&admin).await.map_err(|e| e.to_string())?.iter().any(|(n, _)| n == ADMIN_POLICY_NAME) {
+        store.put_identity_policy(&admin, ADMIN_POLICY_NAME, ADMIN_POLICY).await.map_err(|e| e.to_string())?;
+    }
     let store = Arc::new(store);
     let kms = Kms::new(hsm, store.clone(), store.clone(), &cache_sizes(s));
     let given_id = std::env::var("KMS_ADMIN_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty());
@@ -158,11 +166,16 @@ async fn spawn_invalidation(store: Arc<PgStore>, kms: Arc<Kms>) -> Result<(), Er
     tokio::spawn(async move {
         loop {
             match listener.try_recv().await {
+                Ok(Some(n)) if n.channel() == "kms_identity_changed" => kms.invalidate_identities(),
                 Ok(Some(n)) => kms.invalidate(n.payload().parse().ok()),
-                Ok(None) => kms.invalidate(None),
-                Err(e) => {
-                    tracing::warn!(error = %e, "key change listener failed; retrying");
+                Ok(None) => {
                     kms.invalidate(None);
+                    kms.invalidate_identities();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "change listener failed; retrying");
+                    kms.invalidate(None);
+                    kms.invalidate_identities();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

@@ -42,7 +42,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl F
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -52,7 +52,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl F
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
-                let svc = service_fn(move |req| handle(state.clone(), req));
+                let svc = service_fn(move |req| handle(state.clone(), peer.ip(), req));
                 let conn = http1::Builder::new()
                     .keep_alive(true)
                     .timer(hyper_util::rt::TokioTimer::new())
@@ -74,10 +74,10 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl F
     }
 }
 
-async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(state: Arc<ApiState>, peer: std::net::IpAddr, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let (op, result) = process(&state, req).await;
+    let (op, result) = process(&state, peer, req).await;
     let (status, body) = match result {
         Ok(v) => (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()),
         Err(e) => {
@@ -129,7 +129,7 @@ async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
     Ok(buf.freeze())
 }
 
-async fn process(state: &ApiState, req: Request<Incoming>) -> (String, Result<serde_json::Value, ApiError>) {
+async fn process(state: &ApiState, peer: std::net::IpAddr, req: Request<Incoming>) -> (String, Result<serde_json::Value, ApiError>) {
     let (parts, body) = req.into_parts();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let op = target.strip_prefix(TARGET_PREFIX).unwrap_or("").to_string();
@@ -180,6 +180,7 @@ async fn process(state: &ApiState, req: Request<Incoming>) -> (String, Result<se
             account_id: verified.key.account_id.clone(),
             principal_arn: verified.key.principal_arn.clone(),
             region: verified.region,
+            source_ip: Some(peer.to_string()),
         };
         ops::dispatch(&op, &state.kms, &caller, &body).await
     }

@@ -19,6 +19,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 use zeroize::Zeroizing;
+use crate::policy::{self, PolicyDocument, PolicyKind};
 
 /// AES-GCM with random 96-bit IVs: at most 2^32 invocations per key (NIST SP 800-38D §8.3).
 pub const GCM_INVOCATION_LIMIT: i64 = 1 << 32;
@@ -37,6 +38,8 @@ pub struct Caller {
     pub account_id: String,
     pub principal_arn: String,
     pub region: String,
+    /// The client's address, for `aws:SourceIp`.
+    pub source_ip: Option<String>,
 }
 
 pub struct CreateKeyInput {
@@ -47,6 +50,7 @@ pub struct CreateKeyInput {
     pub policy: Option<String>,
     pub tags: Vec<Tag>,
     pub multi_region: bool,
+    pub bypass_policy_lockout_safety_check: bool,
 }
 
 /// What `DescribeKey` and `CreateKey` return.
@@ -135,7 +139,15 @@ pub struct Kms {
     /// cold key wait for it instead of unwrapping the same blob N times.
     loading: Mutex<std::collections::HashMap<(Uuid, i32), Arc<tokio::sync::Mutex<()>>>>,
     pub credentials: credentials::Credentials,
+    ids: Arc<dyn crate::store::IdentityStore>,
+    /// Parsed identity policies per principal; dropped on any identity change (NOTIFY).
+    identity: Mutex<LruCache<String, Arc<Vec<PolicyDocument>>>>,
+    /// Parsed key policies, with the text they were parsed from.
+    key_policies: Mutex<LruCache<Uuid, Arc<(String, Option<PolicyDocument>)>>>,
 }
+
+/// Key policies are limited to 32 KB.
+pub const MAX_KEY_POLICY_BYTES: usize = 32 * 1024;
 
 fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n.max(1)).expect("max(1) is non-zero")
@@ -197,7 +209,10 @@ pub fn default_key_policy(account_id: &str) -> String {
 impl Kms {
     pub fn new(hsm: Hsm, keys: Arc<dyn KeyStore>, ids: Arc<dyn crate::store::IdentityStore>, sizes: &CacheSizes) -> Kms {
         Kms {
-            credentials: credentials::Credentials::new(hsm.clone(), ids, sizes.signing_keys),
+            credentials: credentials::Credentials::new(hsm.clone(), ids.clone(), sizes.signing_keys),
+            ids,
+            identity: Mutex::new(LruCache::new(nz(sizes.signing_keys))),
+            key_policies: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             hsm,
             keys,
             meta: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
@@ -219,6 +234,111 @@ impl Kms {
                 m.pop(&id);
             }
             None => m.clear(),
+        }
+    }
+
+    /// An identity (identity policy or access key) changed somewhere: forget what was derived.
+    pub fn invalidate_identities(&self) {
+        self.identity.lock().unwrap().clear();
+        self.credentials.invalidate_all();
+    }
+
+    // ----- authorization --------------------------------------------------------------------
+
+    async fn identity_policies(&self, principal_arn: &str) -> Result<Arc<Vec<PolicyDocument>>, KmsError> {
+        if let Some(p) = self.identity.lock().unwrap().get(principal_arn) {
+            return Ok(p.clone());
+        }
+        let mut docs = Vec::new();
+        for (name, text) in self.ids.identity_policies(principal_arn).await? {
+            match policy::parse(&text, PolicyKind::Identity) {
+                Ok(d) => docs.push(d),
+                Err(e) => tracing::error!(principal_arn, policy = %name, error = %e, "stored identity policy is not valid; ignoring it"),
+            }
+        }
+        let docs = Arc::new(docs);
+        self.identity.lock().unwrap().put(principal_arn.to_string(), docs.clone());
+        Ok(docs)
+    }
+
+    fn key_policy(&self, rec: &KeyRecord) -> Option<PolicyDocument> {
+        if let Some(p) = self.key_policies.lock().unwrap().get(&rec.key_id) {
+            if p.0 == rec.policy {
+                return p.1.clone();
+            }
+        }
+        let parsed = match policy::parse(&rec.policy, PolicyKind::Key) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!(key_id = %rec.key_id, error = %e, "stored key policy is not valid; it allows nothing");
+                None
+            }
+        };
+        self.key_policies.lock().unwrap().put(rec.key_id, Arc::new((rec.policy.clone(), parsed.clone())));
+        parsed
+    }
+
+    fn request(caller: &Caller, action: &str, rec: Option<&KeyRecord>, ctx: Option<&Context>) -> policy::Request {
+        let mut r = policy::Request {
+            principal_arn: caller.principal_arn.clone(),
+            principal_account: caller.account_id.clone(),
+            role_arn: None,
+            action: action.to_string(),
+            resource: rec.map(Self::arn).unwrap_or_else(|| "*".into()),
+            context: Default::default(),
+        };
+        let mut put = |k: &str, v: Vec<String>| {
+            r.context.insert(k.to_ascii_lowercase(), v);
+        };
+        put("kms:CallerAccount", vec![caller.account_id.clone()]);
+        put("aws:PrincipalArn", vec![caller.principal_arn.clone()]);
+        put("aws:PrincipalAccount", vec![caller.account_id.clone()]);
+        put("aws:CurrentTime", vec![Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)]);
+        put("aws:SecureTransport", vec!["false".into()]);
+        if let Some(ip) = &caller.source_ip {
+            put("aws:SourceIp", vec![ip.clone()]);
+        }
+        if let Some(rec) = rec {
+            put("kms:KeySpec", vec![rec.key_spec.clone()]);
+            put("kms:KeyUsage", vec![rec.key_usage.clone()]);
+            put("kms:KeyOrigin", vec![rec.origin.clone()]);
+        }
+        if let Some(ctx) = ctx {
+            for (k, v) in ctx {
+                put(&format!("kms:EncryptionContext:{k}"), vec![v.clone()]);
+            }
+            if !ctx.is_empty() {
+                put("kms:EncryptionContextKeys", ctx.keys().cloned().collect());
+            }
+        }
+        r
+    }
+
+    /// Allow or refuse `action` for the caller, on a key (key policy + identity policies) or
+    /// on no key (identity policies alone).
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: Option<&KeyRecord>,
+        ctx: Option<&Context>,
+        extra: &[(&str, &str)],
+    ) -> Result<(), KmsError> {
+        let ids = self.identity_policies(&caller.principal_arn).await?;
+        let mut req = Self::request(caller, action, rec, ctx);
+        for (k, v) in extra {
+            req.context.insert(k.to_ascii_lowercase(), vec![v.to_string()]);
+        }
+        let decision = match rec {
+            Some(rec) => match self.key_policy(rec) {
+                Some(kp) => policy::decide(&kp, &rec.account_id, &ids, false, &req),
+                None => policy::Decision::Deny(policy::Denial::NoKeyPolicyAllows),
+            },
+            None => policy::decide_identity_only(&ids, &req),
+        };
+        match decision {
+            policy::Decision::Allow => Ok(()),
+            policy::Decision::Deny(why) => Err(KmsError::AccessDenied(policy::denial_message(&req, why))),
         }
     }
 
@@ -267,14 +387,7 @@ impl Kms {
                 keyid::key_arn(&caller.region, &account, &id)
             )));
         }
-        if rec.account_id != caller.account_id {
-            // Cross-account use needs a key policy that allows it (access control comes later).
-            return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to access {}",
-                caller.principal_arn,
-                keyid::key_arn(&rec.region, &rec.account_id, &id)
-            )));
-        }
+        // Another account's key (named by ARN): its key policy decides, in `authorize`.
         Ok(rec)
     }
 
@@ -395,6 +508,7 @@ impl Kms {
     async fn open(
         &self,
         caller: &Caller,
+        action: &str,
         blob: &[u8],
         ctx: &Context,
         expected: Option<&str>,
@@ -413,13 +527,7 @@ impl Kms {
             Some(r) if r.region == caller.region => r,
             _ => return Err(KmsError::InvalidCiphertext),
         };
-        if rec.account_id != caller.account_id {
-            return Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to access {}",
-                caller.principal_arn,
-                Self::arn(&rec)
-            )));
-        }
+        self.authorize(caller, action, Some(&rec), Some(ctx), &[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]).await?;
         Self::require_usable(&rec)?;
         Self::require_symmetric(&rec, "Decrypt")?;
         let version = i32::try_from(header.material_version).map_err(|_| KmsError::InvalidCiphertext)?;
@@ -464,7 +572,33 @@ impl Kms {
                 input.key_usage, input.key_spec
             )));
         }
+        self.authorize(
+            caller,
+            "kms:CreateKey",
+            None,
+            None,
+            &[("kms:KeySpec", &input.key_spec), ("kms:KeyUsage", &input.key_usage), ("kms:KeyOrigin", &input.origin)],
+        )
+        .await?;
         let key_id = Uuid::new_v4();
+        if let Some(p) = &input.policy {
+            let probe = KeyRecord {
+                key_id,
+                account_id: caller.account_id.clone(),
+                region: caller.region.clone(),
+                description: String::new(),
+                key_spec: input.key_spec.clone(),
+                key_usage: input.key_usage.clone(),
+                origin: input.origin.clone(),
+                key_manager: "CUSTOMER".into(),
+                key_state: "Enabled".into(),
+                policy: p.clone(),
+                multi_region: false,
+                current_version: 1,
+                created_at: Utc::now(),
+            };
+            self.check_new_policy(caller, &probe, p, input.bypass_policy_lockout_safety_check).await?;
+        }
         // Token generates → token wraps → database commits → reply.
         let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
         let rec = KeyRecord {
@@ -488,12 +622,60 @@ impl Kms {
         Ok(KeyMetadata { arn: Self::arn(&rec), record: rec })
     }
 
+    /// A new key policy must be valid, at most 32 KB, and (unless the caller bypasses the
+    /// check) still allow the caller to change it later.
+    async fn check_new_policy(&self, caller: &Caller, rec: &KeyRecord, text: &str, bypass: bool) -> Result<(), KmsError> {
+        if text.len() > MAX_KEY_POLICY_BYTES {
+            return Err(KmsError::LimitExceeded(format!(
+                "The key policy is {} bytes; the limit is {MAX_KEY_POLICY_BYTES} bytes.",
+                text.len()
+            )));
+        }
+        let doc = policy::parse(text, PolicyKind::Key).map_err(KmsError::MalformedPolicy)?;
+        if !bypass {
+            let ids = self.identity_policies(&caller.principal_arn).await?;
+            let req = Self::request(caller, "kms:PutKeyPolicy", Some(rec), None);
+            if policy::decide(&doc, &rec.account_id, &ids, false, &req) != policy::Decision::Allow {
+                return Err(KmsError::MalformedPolicy(
+                    "The new key policy will not allow you to update the key policy in the future.".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn put_key_policy(&self, caller: &Caller, key_id: &str, text: &str, bypass: bool) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:PutKeyPolicy", Some(&rec), None, &[]).await?;
+        if rec.key_state == "PendingDeletion" {
+            return Err(KmsError::InvalidState(format!("{} is pending deletion.", Self::arn(&rec))));
+        }
+        self.check_new_policy(caller, &rec, text, bypass).await?;
+        self.keys.set_key_policy(rec.key_id, text).await?;
+        self.invalidate(Some(rec.key_id));
+        Ok(())
+    }
+
+    pub async fn get_key_policy(&self, caller: &Caller, key_id: &str) -> Result<String, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:GetKeyPolicy", Some(&rec), None, &[]).await?;
+        Ok(rec.policy.clone())
+    }
+
+    pub async fn list_key_policies(&self, caller: &Caller, key_id: &str) -> Result<Vec<String>, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:ListKeyPolicies", Some(&rec), None, &[]).await?;
+        Ok(vec!["default".into()])
+    }
+
     pub async fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyMetadata, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:DescribeKey", Some(&rec), None, &[]).await?;
         Ok(KeyMetadata { arn: Self::arn(&rec), record: (*rec).clone() })
     }
 
     pub async fn list_keys(&self, caller: &Caller, limit: usize, marker: Option<&str>) -> Result<ListKeysOutput, KmsError> {
+        self.authorize(caller, "kms:ListKeys", None, None, &[]).await?;
         let after = match marker {
             None => None,
             Some(m) => Some(Uuid::parse_str(m).map_err(|_| KmsError::InvalidMarker)?),
@@ -514,6 +696,7 @@ impl Kms {
         dry_run: bool,
     ) -> Result<EncryptOutput, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:Encrypt", Some(&rec), Some(ctx), &[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]).await?;
         Self::require_usable(&rec)?;
         Self::require_symmetric(&rec, "Encrypt")?;
         if dry_run {
@@ -531,7 +714,7 @@ impl Kms {
         key_id: Option<&str>,
         dry_run: bool,
     ) -> Result<DecryptOutput, KmsError> {
-        let (rec, plaintext) = self.open(caller, blob, ctx, key_id).await?;
+        let (rec, plaintext) = self.open(caller, "kms:Decrypt", blob, ctx, key_id).await?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
@@ -550,9 +733,10 @@ impl Kms {
         dry_run: bool,
     ) -> Result<ReEncryptOutput, KmsError> {
         let dest = self.resolve(caller, destination_key_id).await?;
+        self.authorize(caller, "kms:ReEncryptTo", Some(&dest), Some(destination_ctx), &[]).await?;
         Self::require_usable(&dest)?;
         Self::require_symmetric(&dest, "ReEncrypt")?;
-        let (src, plaintext) = self.open(caller, blob, source_ctx, source_key_id).await?;
+        let (src, plaintext) = self.open(caller, "kms:ReEncryptFrom", blob, source_ctx, source_key_id).await?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
@@ -562,15 +746,18 @@ impl Kms {
 
     /// A data key from the token's RNG, encrypted under the KMS key. The plaintext is returned
     /// to the caller (when asked for) and forgotten.
+    #[allow(clippy::too_many_arguments)]
     pub async fn generate_data_key(
         &self,
         caller: &Caller,
+        action: &str,
         key_id: &str,
         bytes: usize,
         ctx: &Context,
         dry_run: bool,
     ) -> Result<DataKeyOutput, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, action, Some(&rec), Some(ctx), &[]).await?;
         Self::require_usable(&rec)?;
         Self::require_symmetric(&rec, "GenerateDataKey")?;
         if dry_run {
@@ -581,7 +768,8 @@ impl Kms {
         Ok(DataKeyOutput { blob, plaintext, key_arn: Self::arn(&rec) })
     }
 
-    pub async fn generate_random(&self, bytes: usize) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    pub async fn generate_random(&self, caller: &Caller, bytes: usize) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        self.authorize(caller, "kms:GenerateRandom", None, None, &[]).await?;
         Ok(self.hsm.random(bytes).await?)
     }
 }

@@ -137,6 +137,24 @@ pub fn decide(
     }
 }
 
+/// Actions on no particular key (`kms:CreateKey`, `kms:ListKeys`, `kms:GenerateRandom`) are
+/// decided by identity policies alone.
+pub fn decide_identity_only(identity_policies: &[PolicyDocument], req: &Request) -> Decision {
+    let mut allowed = false;
+    for p in identity_policies {
+        match evaluate(p, req) {
+            Outcome::ExplicitDeny => return Decision::Deny(Denial::ExplicitInIdentityPolicy),
+            Outcome::Allow(_) => allowed = true,
+            Outcome::NotApplicable => {}
+        }
+    }
+    if allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny(Denial::NoIdentityPolicyAllows)
+    }
+}
+
 /// AWS's wording for an `AccessDeniedException`.
 pub fn denial_message(req: &Request, why: Denial) -> String {
     let tail = match why {

@@ -100,6 +100,7 @@ pub trait KeyStore: Send + Sync {
     async fn list_keys(&self, account_id: &str, region: &str, after: Option<Uuid>, limit: i64)
         -> Result<Vec<KeyRecord>, StoreError>;
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
+    async fn set_key_policy(&self, key_id: Uuid, policy: &str) -> Result<(), StoreError>;
     async fn material(&self, key_id: Uuid, version: i32) -> Result<Option<MaterialRecord>, StoreError>;
     /// Atomically reserve up to `n` more encryptions with a material version, never passing
     /// `limit`; returns the reserved range `[start, end)`, or `None` when nothing is left (or
@@ -116,6 +117,13 @@ pub trait IdentityStore: Send + Sync {
     async fn put_access_key(&self, rec: &AccessKeyRecord) -> Result<(), StoreError>;
     async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError>;
     async fn access_keys_of(&self, principal_arn: &str) -> Result<Vec<AccessKeyRecord>, StoreError>;
+    async fn account_exists(&self, account_id: &str) -> Result<bool, StoreError>;
+    async fn principal_exists(&self, arn: &str) -> Result<bool, StoreError>;
+    /// Attach (or replace) a named identity policy.
+    async fn put_identity_policy(&self, principal_arn: &str, name: &str, document: &str) -> Result<(), StoreError>;
+    async fn delete_identity_policy(&self, principal_arn: &str, name: &str) -> Result<bool, StoreError>;
+    /// `(name, document)` of every policy attached to a principal.
+    async fn identity_policies(&self, principal_arn: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 #[async_trait]

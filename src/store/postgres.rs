@@ -58,7 +58,7 @@ impl PgStore {
     /// A listener for key-change notifications from any node.
     pub async fn key_change_listener(&self) -> Result<PgListener, StoreError> {
         let mut l = PgListener::connect(&self.url).await.map_err(map_err)?;
-        l.listen("kms_key_changed").await.map_err(map_err)?;
+        l.listen_all(["kms_key_changed", "kms_identity_changed"]).await.map_err(map_err)?;
         Ok(l)
     }
 
@@ -178,6 +178,16 @@ impl KeyStore for PgStore {
         Ok(rows.iter().map(|r| Tag { key: r.get("tag_key"), value: r.get("tag_value") }).collect())
     }
 
+    async fn set_key_policy(&self, key_id: Uuid, policy: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET policy = $2 WHERE key_id = $1")
+            .bind(key_id)
+            .bind(policy)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
     async fn material(&self, key_id: Uuid, version: i32) -> Result<Option<MaterialRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT key_id, version, wrapped, root_version, mac FROM key_materials WHERE key_id = $1 AND version = $2",
@@ -285,6 +295,53 @@ impl IdentityStore for PgStore {
         .await
         .map_err(map_err)?;
         Ok(rows.iter().map(access_key_from_row).collect())
+    }
+
+    async fn account_exists(&self, account_id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("SELECT 1 FROM accounts WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.is_some())
+    }
+
+    async fn principal_exists(&self, arn: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("SELECT 1 FROM principals WHERE arn = $1").bind(arn).fetch_optional(&self.pool).await.map_err(map_err)?;
+        Ok(r.is_some())
+    }
+
+    async fn put_identity_policy(&self, principal_arn: &str, name: &str, document: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO identity_policies (principal_arn, policy_name, document) VALUES ($1, $2, $3) \
+             ON CONFLICT (principal_arn, policy_name) DO UPDATE SET document = EXCLUDED.document, updated_at = now()",
+        )
+        .bind(principal_arn)
+        .bind(name)
+        .bind(document)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_identity_policy(&self, principal_arn: &str, name: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM identity_policies WHERE principal_arn = $1 AND policy_name = $2")
+            .bind(principal_arn)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn identity_policies(&self, principal_arn: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT policy_name, document FROM identity_policies WHERE principal_arn = $1 ORDER BY policy_name")
+            .bind(principal_arn)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(|r| (r.get("policy_name"), r.get("document"))).collect())
     }
 }
 

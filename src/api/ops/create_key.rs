@@ -23,7 +23,6 @@ struct Request {
     key_spec: Option<String>,
     origin: Option<String>,
     custom_key_store_id: Option<String>,
-    #[allow(dead_code)]
     bypass_policy_lockout_safety_check: Option<bool>,
     tags: Option<Vec<TagIn>>,
     multi_region: Option<bool>,
@@ -65,11 +64,6 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         )
         .into());
     }
-    if let Some(p) = &r.policy {
-        if serde_json::from_str::<Value>(p).map(|v| !v.is_object()).unwrap_or(true) {
-            return Err(KmsError::MalformedPolicy("The key policy is not a valid JSON policy document.".into()).into());
-        }
-    }
     if r.custom_key_store_id.is_some() || r.xks_key_id.is_some() {
         return Err(KmsError::UnsupportedOperation("Custom key stores are not supported by this service.".into()).into());
     }
@@ -100,6 +94,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
                 policy: r.policy,
                 tags,
                 multi_region: r.multi_region.unwrap_or(false),
+                bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check.unwrap_or(false),
             },
         )
         .await?;

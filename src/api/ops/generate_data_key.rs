@@ -43,7 +43,14 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8], with_plaintext: boo
     }
     let ctx = r.encryption_context.unwrap_or_default();
     let out = kms
-        .generate_data_key(caller, r.key_id.as_deref().unwrap_or_default(), bytes, &ctx, r.dry_run.unwrap_or(false))
+        .generate_data_key(
+            caller,
+            if with_plaintext { "kms:GenerateDataKey" } else { "kms:GenerateDataKeyWithoutPlaintext" },
+            r.key_id.as_deref().unwrap_or_default(),
+            bytes,
+            &ctx,
+            r.dry_run.unwrap_or(false),
+        )
         .await?;
     let mut v = json!({ "CiphertextBlob": b64(&out.blob), "KeyId": out.key_arn });
     if with_plaintext {

@@ -12,7 +12,7 @@ struct Request {
     recipient: Option<Value>,
 }
 
-pub async fn handle(kms: &Kms, _caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
     Validator::new()
         .required(&r.number_of_bytes, "numberOfBytes")
@@ -25,6 +25,6 @@ pub async fn handle(kms: &Kms, _caller: &Caller, body: &[u8]) -> Result<Value, A
     if r.recipient.is_some() {
         return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported.".into()).into());
     }
-    let bytes = kms.generate_random(r.number_of_bytes.unwrap_or_default() as usize).await?;
+    let bytes = kms.generate_random(caller, r.number_of_bytes.unwrap_or_default() as usize).await?;
     Ok(json!({ "Plaintext": b64(&bytes) }))
 }

@@ -7,6 +7,7 @@ mod describe_key;
 mod encrypt;
 mod generate_data_key;
 mod generate_random;
+mod key_policy;
 mod list_keys;
 mod re_encrypt;
 
@@ -23,7 +24,10 @@ pub const OPERATIONS: &[&str] = &[
     "GenerateDataKey",
     "GenerateDataKeyWithoutPlaintext",
     "GenerateRandom",
+    "GetKeyPolicy",
+    "ListKeyPolicies",
     "ListKeys",
+    "PutKeyPolicy",
     "ReEncrypt",
 ];
 
@@ -37,6 +41,9 @@ pub async fn dispatch(op: &str, kms: &Kms, caller: &Caller, body: &[u8]) -> Resu
         "GenerateDataKeyWithoutPlaintext" => generate_data_key::handle(kms, caller, body, false).await,
         "GenerateRandom" => generate_random::handle(kms, caller, body).await,
         "ListKeys" => list_keys::handle(kms, caller, body).await,
+        "PutKeyPolicy" => key_policy::put(kms, caller, body).await,
+        "GetKeyPolicy" => key_policy::get(kms, caller, body).await,
+        "ListKeyPolicies" => key_policy::list(kms, caller, body).await,
         "ReEncrypt" => re_encrypt::handle(kms, caller, body).await,
         other => Err(ApiError::UnknownOperation(format!("Unknown operation {other}"))),
     }

@@ -1,0 +1,85 @@
+//! `PutKeyPolicy`, `GetKeyPolicy`, `ListKeyPolicies`.
+
+use crate::api::error::ApiError;
+use crate::api::wire::{parse, Validator};
+use crate::kms::{Caller, Kms, KmsError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRequest {
+    key_id: Option<String>,
+    policy_name: Option<String>,
+    policy: Option<String>,
+    bypass_policy_lockout_safety_check: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetRequest {
+    key_id: Option<String>,
+    policy_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListRequest {
+    key_id: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+fn check_name(name: Option<&str>) -> Result<(), ApiError> {
+    match name {
+        None | Some("default") => Ok(()),
+        Some(_) => Err(KmsError::NotFound("No such policy exists".into()).into()),
+    }
+}
+
+pub async fn put(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: PutRequest = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .required(&r.policy, "policy")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .str_len(r.policy_name.as_deref(), "policyName", 1, 128)
+        .str_len(r.policy.as_deref(), "policy", 1, 131072)
+        .finish()?;
+    check_name(r.policy_name.as_deref())?;
+    kms.put_key_policy(
+        caller,
+        r.key_id.as_deref().unwrap_or_default(),
+        r.policy.as_deref().unwrap_or_default(),
+        r.bypass_policy_lockout_safety_check.unwrap_or(false),
+    )
+    .await?;
+    Ok(json!({}))
+}
+
+pub async fn get(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: GetRequest = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .str_len(r.policy_name.as_deref(), "policyName", 1, 128)
+        .finish()?;
+    check_name(r.policy_name.as_deref())?;
+    let policy = kms.get_key_policy(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    Ok(json!({ "Policy": policy, "PolicyName": "default" }))
+}
+
+pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: ListRequest = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .int_range(r.limit, "limit", 1, 1000)
+        .str_len(r.marker.as_deref(), "marker", 1, 320)
+        .finish()?;
+    if r.marker.is_some() {
+        return Err(KmsError::InvalidMarker.into());
+    }
+    let names = kms.list_key_policies(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    Ok(json!({ "PolicyNames": names, "Truncated": false }))
+}
