@@ -125,6 +125,164 @@ fn cache_sizes(s: &Settings) -> CacheSizes {
     CacheSizes { key_metadata: s.cache.key_metadata, key_handles: s.cache.key_handles, signing_keys: s.cache.signing_keys }
 }
 
+/// `kms admin …`: manage accounts, users, access keys and identity policies.
+#[derive(clap::Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an account (a tenant).
+    CreateAccount {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Create a user in an account; prints its ARN.
+    CreateUser {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long)]
+        user_name: String,
+    },
+    /// Create an access key for a user; prints AWS_ACCESS_KEY_ID=… and, once,
+    /// AWS_SECRET_ACCESS_KEY=…. With --access-key-id, imports an existing key whose secret is
+    /// read from KMS_IMPORT_SECRET_ACCESS_KEY (never from the command line).
+    CreateAccessKey {
+        #[arg(long)]
+        user_arn: String,
+        #[arg(long)]
+        access_key_id: Option<String>,
+    },
+    /// Deactivate an access key (it stops working on every node at once).
+    DeactivateAccessKey {
+        #[arg(long)]
+        access_key_id: String,
+    },
+    /// Reactivate an access key.
+    ActivateAccessKey {
+        #[arg(long)]
+        access_key_id: String,
+    },
+    /// Attach (or replace) a named identity policy, read from a JSON file.
+    PutUserPolicy {
+        #[arg(long)]
+        user_arn: String,
+        #[arg(long)]
+        policy_name: String,
+        #[arg(long)]
+        policy_document: std::path::PathBuf,
+    },
+    /// Detach a named identity policy.
+    DeleteUserPolicy {
+        #[arg(long)]
+        user_arn: String,
+        #[arg(long)]
+        policy_name: String,
+    },
+}
+
+fn valid_name(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
+    let store = connect_store(s).await?;
+    if !store.is_initialised().await.map_err(|e| e.to_string())? {
+        return Err("the database has no schema; run `kms init` first".into());
+    }
+    let err = |e: crate::store::StoreError| e.to_string();
+    let need_principal = |arn: String| {
+        let store = store.clone();
+        async move {
+            if store.principal_exists(&arn).await.map_err(err)? {
+                Ok(())
+            } else {
+                Err(format!("no user {arn}; create it with `kms admin create-user`"))
+            }
+        }
+    };
+    match cmd {
+        AdminCommand::CreateAccount { account_id, name } => {
+            if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("account ids are 12 digits, not '{account_id}'"));
+            }
+            store.ensure_account(&account_id, &name).await.map_err(err)?;
+            eprintln!("kms admin: account {account_id} exists");
+        }
+        AdminCommand::CreateUser { account_id, user_name } => {
+            if !store.account_exists(&account_id).await.map_err(err)? {
+                return Err(format!("no account {account_id}; create it with `kms admin create-account`"));
+            }
+            if !valid_name(&user_name) {
+                return Err("user names are 1 to 64 letters, digits and +=,.@_-".into());
+            }
+            let arn = format!("arn:aws:iam::{account_id}:user/{user_name}");
+            store.ensure_principal(&arn, &account_id, "user", &user_name, false).await.map_err(err)?;
+            println!("{arn}");
+        }
+        AdminCommand::CreateAccessKey { user_arn, access_key_id } => {
+            need_principal(user_arn.clone()).await?;
+            let kms = open_kms(s, store.clone()).await?;
+            match access_key_id {
+                Some(id) => {
+                    let secret = std::env::var("KMS_IMPORT_SECRET_ACCESS_KEY")
+                        .map_err(|_| "set KMS_IMPORT_SECRET_ACCESS_KEY to the secret to import".to_string())?;
+                    kms.credentials.import(&user_arn, &id, &SecretString::from(secret)).await.map_err(|e| e.to_string())?;
+                    println!("AWS_ACCESS_KEY_ID={id}");
+                }
+                None => {
+                    let (id, secret) = kms.credentials.create(&user_arn).await.map_err(|e| e.to_string())?;
+                    println!("AWS_ACCESS_KEY_ID={id}");
+                    println!("AWS_SECRET_ACCESS_KEY={}", secret.expose_secret());
+                }
+            }
+        }
+        AdminCommand::DeactivateAccessKey { access_key_id } => {
+            let kms = open_kms(s, store.clone()).await?;
+            kms.credentials.set_status(&access_key_id, false).await.map_err(|e| e.to_string())?;
+            eprintln!("kms admin: access key {access_key_id} deactivated");
+        }
+        AdminCommand::ActivateAccessKey { access_key_id } => {
+            let kms = open_kms(s, store.clone()).await?;
+            kms.credentials.set_status(&access_key_id, true).await.map_err(|e| e.to_string())?;
+            eprintln!("kms admin: access key {access_key_id} activated");
+        }
+        AdminCommand::PutUserPolicy { user_arn, policy_name, policy_document } => {
+            need_principal(user_arn.clone()).await?;
+            let text = std::fs::read_to_string(&policy_document)
+                .map_err(|e| format!("cannot read {}: {e}", policy_document.display()))?;
+            crate::policy::parse(&text, crate::policy::PolicyKind::Identity)
+                .map_err(|e| format!("the policy document is not valid: {e}"))?;
+            if !(1..=128).contains(&policy_name.len()) || !policy_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) {
+                return Err("policy names are 1 to 128 letters, digits and +=,.@_-".into());
+            }
+            store.put_identity_policy(&user_arn, &policy_name, &text).await.map_err(err)?;
+            eprintln!("kms admin: policy {policy_name} attached to {user_arn}");
+        }
+        AdminCommand::DeleteUserPolicy { user_arn, policy_name } => {
+            if !store.delete_identity_policy(&user_arn, &policy_name).await.map_err(err)? {
+                return Err(format!("{user_arn} has no policy named {policy_name}"));
+            }
+            eprintln!("kms admin: policy {policy_name} detached from {user_arn}");
+        }
+    }
+    Ok(())
+}
+
+async fn open_kms(s: &Settings, store: PgStore) -> Result<Kms, Error> {
+    let version = store
+        .current_root_version()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the database records no root key; run `kms init` first")?;
+    let hsm = open_hsm(s).await?;
+    let h = hsm.clone();
+    tokio::task::spawn_blocking(move || h.load_service_keys(version as u32))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let store = Arc::new(store);
+    Ok(Kms::new(hsm, store.clone(), store, &cache_sizes(s)))
+}
+
 /// Serve the API until SIGINT/SIGTERM, then drain.
 pub async fn serve(s: &Settings) -> Result<(), Error> {
     let store = connect_store(s).await?;

@@ -19,6 +19,9 @@ enum Command {
     Init,
     /// Serve the API until SIGINT/SIGTERM, then drain in-flight requests.
     Serve,
+    /// Manage accounts, users, access keys and identity policies.
+    #[command(subcommand)]
+    Admin(kms::app::AdminCommand),
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         match cli.command {
             Command::Init => kms::app::init(&settings).await,
             Command::Serve => kms::app::serve(&settings).await,
+            Command::Admin(cmd) => kms::app::admin(&settings, cmd).await,
         }
     });
     // Drop every task (and with them the HSM sessions) before the process exits.

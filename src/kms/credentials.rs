@@ -176,6 +176,20 @@ impl Credentials {
         })
     }
 
+    /// Activate or deactivate an access key (the row's MAC covers its status).
+    pub async fn set_status(&self, access_key_id: &str, active: bool) -> Result<(), KmsError> {
+        let mut rec = self
+            .ids
+            .access_key(access_key_id)
+            .await?
+            .ok_or_else(|| KmsError::NotFound(format!("access key {access_key_id} does not exist")))?;
+        rec.status = if active { "Active" } else { "Inactive" }.into();
+        let mac = self.hsm.row_mac(access_key_mac_input(&rec)).await?;
+        self.ids.set_access_key_status(access_key_id, &rec.status, &mac).await?;
+        self.invalidate_all();
+        Ok(())
+    }
+
     /// Create a new access key with a random id and secret from the token's RNG. The secret is
     /// returned once and not kept.
     pub async fn create(&self, principal_arn: &str) -> Result<(String, SecretString), KmsError> {

@@ -118,6 +118,8 @@ pub trait IdentityStore: Send + Sync {
     async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError>;
     async fn access_keys_of(&self, principal_arn: &str) -> Result<Vec<AccessKeyRecord>, StoreError>;
     async fn account_exists(&self, account_id: &str) -> Result<bool, StoreError>;
+    /// Set an access key's status and its new row MAC; false if there is no such key.
+    async fn set_access_key_status(&self, access_key_id: &str, status: &str, mac: &[u8]) -> Result<bool, StoreError>;
     async fn principal_exists(&self, arn: &str) -> Result<bool, StoreError>;
     /// Attach (or replace) a named identity policy.
     async fn put_identity_policy(&self, principal_arn: &str, name: &str, document: &str) -> Result<(), StoreError>;

@@ -297,6 +297,17 @@ impl IdentityStore for PgStore {
         Ok(rows.iter().map(access_key_from_row).collect())
     }
 
+    async fn set_access_key_status(&self, access_key_id: &str, status: &str, mac: &[u8]) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE access_keys SET status = $2, mac = $3 WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .bind(status)
+            .bind(mac)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
     async fn account_exists(&self, account_id: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("SELECT 1 FROM accounts WHERE account_id = $1")
             .bind(account_id)

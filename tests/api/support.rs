@@ -269,6 +269,45 @@ impl Server {
         aws_sdk_kms::Client::from_conf(b.build())
     }
 
+    /// Run `kms admin …` against this server's token and database.
+    pub fn admin(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut cmd = Command::new(kms_bin());
+        kms_env(&mut cmd, &self.token, &self.db);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.arg("admin").args(args).output().expect("run kms admin");
+        out
+    }
+
+    fn admin_ok(&self, args: &[&str]) -> String {
+        let out = self.admin(args, &[]);
+        assert!(out.status.success(), "kms admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Attach an identity policy (JSON text) to a principal.
+    pub fn put_user_policy(&self, arn: &str, name: &str, policy: &str) {
+        let f = self.token.dir.path().join(format!("{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&f, policy).unwrap();
+        self.admin_ok(&["put-user-policy", "--user-arn", arn, "--policy-name", name, "--policy-document", f.to_str().unwrap()]);
+    }
+
+    /// A user in `account` (created if needed) with an optional identity policy, and a client
+    /// signed with a fresh access key of theirs. Returns (user ARN, access key id, client).
+    pub fn new_user(&self, account: &str, name: &str, policy: Option<&str>) -> (String, String, aws_sdk_kms::Client) {
+        self.admin_ok(&["create-account", "--account-id", account]);
+        let arn = self.admin_ok(&["create-user", "--account-id", account, "--user-name", name]).trim().to_string();
+        if let Some(p) = policy {
+            self.put_user_policy(&arn, "policy", p);
+        }
+        let out = self.admin_ok(&["create-access-key", "--user-arn", &arn]);
+        let (id, secret) = parse_credentials(&out);
+        let (id, secret) = (id.unwrap(), secret.unwrap());
+        let client = self.client_with(&id, &secret, REGION, None);
+        (arn, id, client)
+    }
+
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
