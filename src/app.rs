@@ -85,7 +85,7 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
         store.put_identity_policy(&admin, ADMIN_POLICY_NAME, ADMIN_POLICY).await.map_err(|e| e.to_string())?;
     }
     let store = Arc::new(store);
-    let kms = Kms::new(hsm, store.clone(), store.clone(), &cache_sizes(s));
+    let kms = Kms::new(hsm, store.clone(), store.clone(), store.clone(), &cache_sizes(s));
     let given_id = std::env::var("KMS_ADMIN_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty());
     let given_secret = std::env::var("KMS_ADMIN_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty()).map(SecretString::from);
     let existing = store.access_keys_of(&admin).await.map_err(|e| e.to_string())?;
@@ -280,7 +280,7 @@ async fn open_kms(s: &Settings, store: PgStore) -> Result<Kms, Error> {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let store = Arc::new(store);
-    Ok(Kms::new(hsm, store.clone(), store, &cache_sizes(s)))
+    Ok(Kms::new(hsm, store.clone(), store.clone(), store, &cache_sizes(s)))
 }
 
 /// Serve the API until SIGINT/SIGTERM, then drain.
@@ -302,7 +302,7 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let store = Arc::new(store);
-    let kms = Arc::new(Kms::new(hsm, store.clone(), store.clone(), &cache_sizes(s)));
+    let kms = Arc::new(Kms::new(hsm, store.clone(), store.clone(), store.clone(), &cache_sizes(s)));
     spawn_invalidation(store.clone(), kms.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
@@ -325,15 +325,18 @@ async fn spawn_invalidation(store: Arc<PgStore>, kms: Arc<Kms>) -> Result<(), Er
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) if n.channel() == "kms_identity_changed" => kms.invalidate_identities(),
+                Ok(Some(n)) if n.channel() == "kms_grant_changed" => kms.invalidate_grants(n.payload().parse().ok()),
                 Ok(Some(n)) => kms.invalidate(n.payload().parse().ok()),
                 Ok(None) => {
                     kms.invalidate(None);
                     kms.invalidate_identities();
+                    kms.invalidate_grants(None);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "change listener failed; retrying");
                     kms.invalidate(None);
                     kms.invalidate_identities();
+                    kms.invalidate_grants(None);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

@@ -181,6 +181,7 @@ async fn process(state: &ApiState, peer: std::net::IpAddr, req: Request<Incoming
             principal_arn: verified.key.principal_arn.clone(),
             region: verified.region,
             source_ip: Some(peer.to_string()),
+            grant_tokens: Vec::new(),
         };
         ops::dispatch(&op, &state.kms, &caller, &body).await
     }

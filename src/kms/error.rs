@@ -16,6 +16,8 @@ pub enum KmsError {
     Validation(String),
     InvalidArn(String),
     InvalidMarker,
+    InvalidGrantToken,
+    InvalidGrantId(String),
     Tag(String),
     MalformedPolicy(String),
     UnsupportedOperation(String),

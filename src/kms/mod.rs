@@ -3,6 +3,7 @@
 
 pub mod ciphertext;
 pub mod credentials;
+pub mod grants;
 mod error;
 pub mod keyid;
 
@@ -40,6 +41,14 @@ pub struct Caller {
     pub region: String,
     /// The client's address, for `aws:SourceIp`.
     pub source_ip: Option<String>,
+    /// `GrantTokens` of the request: they make grants usable before caches know of them.
+    pub grant_tokens: Vec<String>,
+}
+
+impl Caller {
+    pub fn with_grant_tokens(&self, tokens: Option<Vec<String>>) -> Caller {
+        Caller { grant_tokens: tokens.unwrap_or_default(), ..self.clone() }
+    }
 }
 
 pub struct CreateKeyInput {
@@ -144,6 +153,9 @@ pub struct Kms {
     identity: Mutex<LruCache<String, Arc<Vec<PolicyDocument>>>>,
     /// Parsed key policies, with the text they were parsed from.
     key_policies: Mutex<LruCache<Uuid, Arc<(String, Option<PolicyDocument>)>>>,
+    grant_store: Arc<dyn crate::store::GrantStore>,
+    /// Grants per key; dropped when any node changes a key's grants (NOTIFY).
+    grants: Mutex<LruCache<Uuid, Arc<Vec<crate::store::GrantRecord>>>>,
 }
 
 /// Key policies are limited to 32 KB.
@@ -207,12 +219,20 @@ pub fn default_key_policy(account_id: &str) -> String {
 }
 
 impl Kms {
-    pub fn new(hsm: Hsm, keys: Arc<dyn KeyStore>, ids: Arc<dyn crate::store::IdentityStore>, sizes: &CacheSizes) -> Kms {
+    pub fn new(
+        hsm: Hsm,
+        keys: Arc<dyn KeyStore>,
+        ids: Arc<dyn crate::store::IdentityStore>,
+        grant_store: Arc<dyn crate::store::GrantStore>,
+        sizes: &CacheSizes,
+    ) -> Kms {
         Kms {
             credentials: credentials::Credentials::new(hsm.clone(), ids.clone(), sizes.signing_keys),
             ids,
             identity: Mutex::new(LruCache::new(nz(sizes.signing_keys))),
             key_policies: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
+            grant_store,
+            grants: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             hsm,
             keys,
             meta: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
@@ -314,8 +334,8 @@ impl Kms {
         r
     }
 
-    /// Allow or refuse `action` for the caller, on a key (key policy + identity policies) or
-    /// on no key (identity policies alone).
+    /// Allow or refuse `action` for the caller, on a key (key policy + identity policies +
+    /// grants) or on no key (identity policies alone).
     pub async fn authorize(
         &self,
         caller: &Caller,
@@ -324,14 +344,32 @@ impl Kms {
         ctx: Option<&Context>,
         extra: &[(&str, &str)],
     ) -> Result<(), KmsError> {
+        self.authorize_multi(caller, action, rec, ctx, extra, &[]).await
+    }
+
+    pub(crate) async fn authorize_multi(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: Option<&KeyRecord>,
+        ctx: Option<&Context>,
+        extra: &[(&str, &str)],
+        multi: &[(&str, &[String])],
+    ) -> Result<(), KmsError> {
         let ids = self.identity_policies(&caller.principal_arn).await?;
         let mut req = Self::request(caller, action, rec, ctx);
         for (k, v) in extra {
             req.context.insert(k.to_ascii_lowercase(), vec![v.to_string()]);
         }
+        for (k, v) in multi {
+            req.context.insert(k.to_ascii_lowercase(), v.to_vec());
+        }
         let decision = match rec {
             Some(rec) => match self.key_policy(rec) {
-                Some(kp) => policy::decide(&kp, &rec.account_id, &ids, false, &req),
+                Some(kp) => {
+                    let grant_allows = self.grant_allows(caller, action, rec, ctx).await?;
+                    policy::decide(&kp, &rec.account_id, &ids, grant_allows, &req)
+                }
                 None => policy::Decision::Deny(policy::Denial::NoKeyPolicyAllows),
             },
             None => policy::decide_identity_only(&ids, &req),
@@ -389,6 +427,12 @@ impl Kms {
         }
         // Another account's key (named by ARN): its key policy decides, in `authorize`.
         Ok(rec)
+    }
+
+    /// The ARN of a key by id, whatever its account (for listing grants).
+    pub async fn key_arn_of(&self, key_id: Uuid) -> Result<String, KmsError> {
+        let rec = self.record(key_id).await?.ok_or_else(|| KmsError::NotFound(format!("Key '{key_id}' does not exist")))?;
+        Ok(Self::arn(&rec))
     }
 
     fn arn(rec: &KeyRecord) -> String {

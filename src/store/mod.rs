@@ -91,6 +91,30 @@ impl fmt::Debug for AccessKeyRecord {
     }
 }
 
+/// A grant as stored. `constraints` is the JSON of `GrantConstraints`, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantRecord {
+    pub grant_id: String,
+    pub key_id: Uuid,
+    pub name: Option<String>,
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    pub operations: Vec<String>,
+    pub constraints: Option<serde_json::Value>,
+    pub issuing_account: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    async fn insert_grant(&self, g: &GrantRecord) -> Result<(), StoreError>;
+    async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError>;
+    async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError>;
+    async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError>;
+    /// Delete a grant; false if it did not exist.
+    async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError>;
+}
+
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// Insert a key, its first material version and its tags in one transaction.

@@ -58,7 +58,7 @@ impl PgStore {
     /// A listener for key-change notifications from any node.
     pub async fn key_change_listener(&self) -> Result<PgListener, StoreError> {
         let mut l = PgListener::connect(&self.url).await.map_err(map_err)?;
-        l.listen_all(["kms_key_changed", "kms_identity_changed"]).await.map_err(map_err)?;
+        l.listen_all(["kms_key_changed", "kms_identity_changed", "kms_grant_changed"]).await.map_err(map_err)?;
         Ok(l)
     }
 
@@ -371,5 +371,68 @@ impl ServiceStore for PgStore {
     async fn current_root_version(&self) -> Result<Option<i32>, StoreError> {
         let row = sqlx::query("SELECT max(version) AS v FROM root_keys").fetch_one(&self.pool).await.map_err(map_err)?;
         Ok(row.get::<Option<i32>, _>("v"))
+    }
+}
+
+fn grant_from_row(r: &PgRow) -> GrantRecord {
+    GrantRecord {
+        grant_id: r.get("grant_id"),
+        key_id: r.get("key_id"),
+        name: r.get("name"),
+        grantee_principal: r.get("grantee_principal"),
+        retiring_principal: r.get("retiring_principal"),
+        operations: r.get("operations"),
+        constraints: r.get::<Option<sqlx::types::Json<serde_json::Value>>, _>("constraints").map(|j| j.0),
+        issuing_account: r.get("issuing_account"),
+        created_at: r.get("created_at"),
+    }
+}
+
+const GRANT_COLUMNS: &str = "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
+     issuing_account, created_at";
+
+#[async_trait]
+impl GrantStore for PgStore {
+    async fn insert_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
+             issuing_account, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+        )
+        .bind(&g.grant_id)
+        .bind(g.key_id)
+        .bind(&g.name)
+        .bind(&g.grantee_principal)
+        .bind(&g.retiring_principal)
+        .bind(&g.operations)
+        .bind(g.constraints.as_ref().map(sqlx::types::Json))
+        .bind(&g.issuing_account)
+        .bind(g.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
+        let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 ORDER BY created_at, grant_id");
+        let rows = sqlx::query(&q).bind(key_id).fetch_all(&self.pool).await.map_err(map_err)?;
+        Ok(rows.iter().map(grant_from_row).collect())
+    }
+
+    async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1");
+        let row = sqlx::query(&q).bind(grant_id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        Ok(row.as_ref().map(grant_from_row))
+    }
+
+    async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError> {
+        let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = $1 ORDER BY created_at, grant_id");
+        let rows = sqlx::query(&q).bind(principal).fetch_all(&self.pool).await.map_err(map_err)?;
+        Ok(rows.iter().map(grant_from_row).collect())
+    }
+
+    async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM grants WHERE grant_id = $1").bind(grant_id).execute(&self.pool).await.map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
     }
 }

@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod auth;
 mod cli;
+mod grants;
 mod protocol;
 mod security;
 mod startup;

@@ -7,6 +7,7 @@ mod describe_key;
 mod encrypt;
 mod generate_data_key;
 mod generate_random;
+mod grants;
 mod key_policy;
 mod list_keys;
 mod re_encrypt;
@@ -17,7 +18,12 @@ use serde_json::{json, Value};
 
 /// Every operation this server implements, by `X-Amz-Target` suffix.
 pub const OPERATIONS: &[&str] = &[
+    "CreateGrant",
     "CreateKey",
+    "ListGrants",
+    "ListRetirableGrants",
+    "RetireGrant",
+    "RevokeGrant",
     "Decrypt",
     "DescribeKey",
     "Encrypt",
@@ -41,6 +47,11 @@ pub async fn dispatch(op: &str, kms: &Kms, caller: &Caller, body: &[u8]) -> Resu
         "GenerateDataKeyWithoutPlaintext" => generate_data_key::handle(kms, caller, body, false).await,
         "GenerateRandom" => generate_random::handle(kms, caller, body).await,
         "ListKeys" => list_keys::handle(kms, caller, body).await,
+        "CreateGrant" => grants::create(kms, caller, body).await,
+        "ListGrants" => grants::list(kms, caller, body).await,
+        "ListRetirableGrants" => grants::list_retirable(kms, caller, body).await,
+        "RetireGrant" => grants::retire(kms, caller, body).await,
+        "RevokeGrant" => grants::revoke(kms, caller, body).await,
         "PutKeyPolicy" => key_policy::put(kms, caller, body).await,
         "GetKeyPolicy" => key_policy::get(kms, caller, body).await,
         "ListKeyPolicies" => key_policy::list(kms, caller, body).await,

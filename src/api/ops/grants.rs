@@ -1,0 +1,244 @@
+//! `CreateGrant`, `ListGrants`, `ListRetirableGrants`, `RetireGrant`, `RevokeGrant`.
+
+use crate::api::error::ApiError;
+use crate::api::wire::{parse, Context, Validator};
+use crate::kms::grants::{Constraints, CreateGrantInput, GRANT_OPERATIONS};
+use crate::kms::{keyid, Caller, Kms, KmsError};
+use crate::store::GrantRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConstraintsIn {
+    encryption_context_subset: Option<Context>,
+    encryption_context_equals: Option<Context>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateRequest {
+    key_id: Option<String>,
+    grantee_principal: Option<String>,
+    retiring_principal: Option<String>,
+    operations: Option<Vec<String>>,
+    constraints: Option<ConstraintsIn>,
+    grant_tokens: Option<Vec<String>>,
+    name: Option<String>,
+    dry_run: Option<bool>,
+}
+
+const PRINCIPAL_PATTERN: &str = "^[\\w+=,.@:/-]+$";
+
+fn principal_ok(p: &str) -> bool {
+    p.chars().all(|c| c.is_alphanumeric() || "_+=,.@:/-".contains(c))
+}
+
+pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: CreateRequest = parse(body)?;
+    let mut v = Validator::new();
+    v.required(&r.key_id, "keyId")
+        .required(&r.grantee_principal, "granteePrincipal")
+        .required(&r.operations, "operations")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .str_len(r.grantee_principal.as_deref(), "granteePrincipal", 1, 256)
+        .str_len(r.retiring_principal.as_deref(), "retiringPrincipal", 1, 256)
+        .str_len(r.name.as_deref(), "name", 1, 256)
+        .grant_tokens(r.grant_tokens.as_ref());
+    for (i, op) in r.operations.iter().flatten().enumerate() {
+        v.one_of(Some(op), &format!("operations.{}.member", i + 1), GRANT_OPERATIONS);
+    }
+    v.finish()?;
+    for (field, p) in [("granteePrincipal", r.grantee_principal.as_deref()), ("retiringPrincipal", r.retiring_principal.as_deref())] {
+        if let Some(p) = p {
+            if !principal_ok(p) {
+                return Err(KmsError::Validation(format!(
+                    "1 validation error detected: Value '{p}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: {PRINCIPAL_PATTERN}"
+                ))
+                .into());
+            }
+        }
+    }
+    if let Some(n) = &r.name {
+        if !n.chars().all(|c| c.is_ascii_alphanumeric() || ":/_-".contains(c)) {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value '{n}' at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
+            ))
+            .into());
+        }
+    }
+    let ops = r.operations.unwrap_or_default();
+    if ops.is_empty() {
+        return Err(KmsError::Validation("1 validation error detected: Value '[]' at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1".into()).into());
+    }
+    let constraints = match r.constraints {
+        None => None,
+        Some(ConstraintsIn { encryption_context_subset: Some(_), encryption_context_equals: Some(_) }) => {
+            return Err(KmsError::Validation(
+                "Specify EncryptionContextEquals or EncryptionContextSubset, not both.".into(),
+            )
+            .into())
+        }
+        Some(c) => Some(Constraints { equals: c.encryption_context_equals, subset: c.encryption_context_subset }),
+    };
+    let (grant_id, token) = kms
+        .create_grant(
+            &caller.with_grant_tokens(r.grant_tokens),
+            CreateGrantInput {
+                key_id: r.key_id.unwrap_or_default(),
+                grantee: r.grantee_principal.unwrap_or_default(),
+                retiring: r.retiring_principal,
+                operations: ops,
+                constraints,
+                name: r.name,
+                dry_run: r.dry_run.unwrap_or(false),
+            },
+        )
+        .await?;
+    Ok(json!({ "GrantToken": token, "GrantId": grant_id }))
+}
+
+fn grant_json(g: &GrantRecord, key_arn: &str) -> Value {
+    let mut v = json!({
+        "KeyId": key_arn,
+        "GrantId": g.grant_id,
+        "CreationDate": super::epoch(&g.created_at),
+        "GranteePrincipal": g.grantee_principal,
+        "IssuingAccount": g.issuing_account,
+        "Operations": g.operations,
+    });
+    if let Some(n) = &g.name {
+        v["Name"] = json!(n);
+    }
+    if let Some(r) = &g.retiring_principal {
+        v["RetiringPrincipal"] = json!(r);
+    }
+    if let Some(c) = &g.constraints {
+        v["Constraints"] = c.clone();
+    }
+    v
+}
+
+/// Page a list by position; the marker is the last grant id returned.
+fn page(grants: Vec<Value>, limit: Option<i64>, marker: Option<&str>) -> Result<Value, ApiError> {
+    let limit = limit.unwrap_or(50) as usize;
+    let start = match marker {
+        None => 0,
+        Some(m) => grants.iter().position(|g| g["GrantId"] == m).map(|i| i + 1).ok_or(KmsError::InvalidMarker)?,
+    };
+    let rest = &grants[start.min(grants.len())..];
+    let shown: Vec<Value> = rest.iter().take(limit).cloned().collect();
+    let truncated = rest.len() > limit;
+    let mut v = json!({ "Grants": shown, "Truncated": truncated });
+    if truncated {
+        v["NextMarker"] = shown.last().map(|g| g["GrantId"].clone()).unwrap_or_default();
+    }
+    Ok(v)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListRequest {
+    key_id: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+    grant_id: Option<String>,
+    grantee_principal: Option<String>,
+}
+
+pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: ListRequest = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .int_range(r.limit, "limit", 1, 100)
+        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .str_len(r.grant_id.as_deref(), "grantId", 1, 128)
+        .str_len(r.grantee_principal.as_deref(), "granteePrincipal", 1, 256)
+        .finish()?;
+    let (rec, grants) = kms.list_grants(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    let arn = keyid::key_arn(&rec.region, &rec.account_id, &rec.key_id);
+    let shown: Vec<Value> = grants
+        .iter()
+        .filter(|g| r.grant_id.as_ref().is_none_or(|id| &g.grant_id == id))
+        .filter(|g| r.grantee_principal.as_ref().is_none_or(|p| &g.grantee_principal == p))
+        .map(|g| grant_json(g, &arn))
+        .collect();
+    page(shown, r.limit, r.marker.as_deref())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListRetirableRequest {
+    limit: Option<i64>,
+    marker: Option<String>,
+    retiring_principal: Option<String>,
+}
+
+pub async fn list_retirable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: ListRetirableRequest = parse(body)?;
+    Validator::new()
+        .required(&r.retiring_principal, "retiringPrincipal")
+        .str_len(r.retiring_principal.as_deref(), "retiringPrincipal", 1, 256)
+        .int_range(r.limit, "limit", 1, 100)
+        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .finish()?;
+    let grants = kms.list_retirable_grants(caller, r.retiring_principal.as_deref().unwrap_or_default()).await?;
+    let mut shown = Vec::new();
+    for g in &grants {
+        // The key's ARN: its region and account come from the key's record.
+        if let Ok(d) = kms.key_arn_of(g.key_id).await {
+            shown.push(grant_json(g, &d));
+        }
+    }
+    page(shown, r.limit, r.marker.as_deref())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RetireRequest {
+    grant_token: Option<String>,
+    key_id: Option<String>,
+    grant_id: Option<String>,
+    dry_run: Option<bool>,
+}
+
+pub async fn retire(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: RetireRequest = parse(body)?;
+    Validator::new()
+        .str_len(r.grant_token.as_deref(), "grantToken", 1, 8192)
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .str_len(r.grant_id.as_deref(), "grantId", 1, 128)
+        .finish()?;
+    if r.dry_run.unwrap_or(false) {
+        return Err(KmsError::DryRun.into());
+    }
+    kms.retire_grant(caller, r.grant_token.as_deref(), r.key_id.as_deref(), r.grant_id.as_deref()).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RevokeRequest {
+    key_id: Option<String>,
+    grant_id: Option<String>,
+    dry_run: Option<bool>,
+}
+
+pub async fn revoke(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: RevokeRequest = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .required(&r.grant_id, "grantId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .str_len(r.grant_id.as_deref(), "grantId", 1, 128)
+        .finish()?;
+    kms.revoke_grant(
+        caller,
+        r.key_id.as_deref().unwrap_or_default(),
+        r.grant_id.as_deref().unwrap_or_default(),
+        r.dry_run.unwrap_or(false),
+    )
+    .await?;
+    Ok(json!({}))
+}

@@ -1,0 +1,306 @@
+//! Grants: `CreateGrant`, `ListGrants`, `ListRetirableGrants`, `RetireGrant`, `RevokeGrant`,
+//! grant tokens, and whether a grant allows a request.
+
+use super::{keyid, mac_input, Caller, Context, Kms, KmsError};
+use crate::store::{GrantRecord, KeyRecord};
+use base64::Engine;
+use chrono::Utc;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Operations a grant may allow, and which of them take an encryption context.
+pub const GRANT_OPERATIONS: &[&str] = &[
+    "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo", "Sign",
+    "Verify", "GetPublicKey", "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac", "DeriveSharedSecret",
+];
+const SYMMETRIC_OPERATIONS: &[&str] = &[
+    "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo",
+    "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+];
+const WITH_CONTEXT: &[&str] = &[
+    "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo",
+    "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct Constraints {
+    pub equals: Option<Context>,
+    pub subset: Option<Context>,
+}
+
+pub struct CreateGrantInput {
+    pub key_id: String,
+    pub grantee: String,
+    pub retiring: Option<String>,
+    pub operations: Vec<String>,
+    pub constraints: Option<Constraints>,
+    pub name: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Principals a grant may name: an account's root, a user, a role or an assumed-role session.
+pub fn valid_principal(p: &str) -> bool {
+    let parts: Vec<&str> = p.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[3] != "" || parts[4].len() != 12 || !parts[4].bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    match parts[2] {
+        "iam" => parts[5] == "root" || parts[5].starts_with("user/") || parts[5].starts_with("role/"),
+        "sts" => parts[5].starts_with("assumed-role/"),
+        _ => false,
+    }
+}
+
+fn constraints_json(c: &Constraints) -> serde_json::Value {
+    let mut v = serde_json::Map::new();
+    if let Some(e) = &c.equals {
+        v.insert("EncryptionContextEquals".into(), serde_json::to_value(e).unwrap_or_default());
+    }
+    if let Some(s) = &c.subset {
+        v.insert("EncryptionContextSubset".into(), serde_json::to_value(s).unwrap_or_default());
+    }
+    serde_json::Value::Object(v)
+}
+
+fn context_of(v: &serde_json::Value, name: &str) -> Option<Context> {
+    serde_json::from_value(v.get(name)?.clone()).ok()
+}
+
+/// Whether one grant allows `action` for the caller with this encryption context.
+pub fn grant_allows(g: &GrantRecord, caller: &Caller, action: &str, ctx: Option<&Context>) -> bool {
+    let op = action.strip_prefix("kms:").unwrap_or(action);
+    if !g.operations.iter().any(|o| o == op) {
+        return false;
+    }
+    let root = format!("arn:aws:iam::{}:root", caller.account_id);
+    if g.grantee_principal != caller.principal_arn && g.grantee_principal != root {
+        return false;
+    }
+    if let Some(c) = &g.constraints {
+        let empty = Context::new();
+        let ctx = ctx.unwrap_or(&empty);
+        if let Some(eq) = context_of(c, "EncryptionContextEquals") {
+            if &eq != ctx {
+                return false;
+            }
+        }
+        if let Some(sub) = context_of(c, "EncryptionContextSubset") {
+            if !sub.iter().all(|(k, v)| ctx.get(k) == Some(v)) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+impl Kms {
+    pub fn invalidate_grants(&self, key_id: Option<Uuid>) {
+        let mut g = self.grants.lock().unwrap();
+        match key_id {
+            Some(k) => {
+                g.pop(&k);
+            }
+            None => g.clear(),
+        }
+    }
+
+    async fn grants_of(&self, key_id: Uuid) -> Result<Arc<Vec<GrantRecord>>, KmsError> {
+        if let Some(g) = self.grants.lock().unwrap().get(&key_id) {
+            return Ok(g.clone());
+        }
+        let g = Arc::new(self.grant_store.grants_of_key(key_id).await?);
+        self.grants.lock().unwrap().put(key_id, g.clone());
+        Ok(g)
+    }
+
+    fn grant_token_mac_input(grant_id: &str, key_id: &Uuid) -> Vec<u8> {
+        mac_input("kms.grant-token.v1", &[grant_id.as_bytes(), key_id.as_bytes()])
+    }
+
+    async fn make_grant_token(&self, grant_id: &str, key_id: &Uuid) -> Result<String, KmsError> {
+        let mac = self.hsm.row_mac(Self::grant_token_mac_input(grant_id, key_id)).await?;
+        let mut raw = b"kgt1".to_vec();
+        raw.extend_from_slice(grant_id.as_bytes());
+        raw.extend_from_slice(key_id.as_bytes());
+        raw.extend_from_slice(&mac);
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// A grant token names its grant and key and carries a MAC from the token's MAC key.
+    async fn verify_grant_token(&self, token: &str) -> Result<(String, Uuid), KmsError> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| KmsError::InvalidGrantToken)?;
+        if raw.len() != 4 + 64 + 16 + 32 || &raw[..4] != b"kgt1" {
+            return Err(KmsError::InvalidGrantToken);
+        }
+        let grant_id = std::str::from_utf8(&raw[4..68]).map_err(|_| KmsError::InvalidGrantToken)?.to_string();
+        let key_id = Uuid::from_slice(&raw[68..84]).map_err(|_| KmsError::InvalidGrantToken)?;
+        let expect = self.hsm.row_mac(Self::grant_token_mac_input(&grant_id, &key_id)).await?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), &raw[84..])) {
+            return Err(KmsError::InvalidGrantToken);
+        }
+        Ok((grant_id, key_id))
+    }
+
+    /// Whether any grant on the key allows the request: from the cache, or named by a grant
+    /// token of this request (read fresh, so a new grant works at once on any node).
+    pub(super) async fn grant_allows(&self, caller: &Caller, action: &str, rec: &KeyRecord, ctx: Option<&Context>) -> Result<bool, KmsError> {
+        for t in &caller.grant_tokens {
+            let (grant_id, key_id) = self.verify_grant_token(t).await?;
+            if key_id == rec.key_id {
+                if let Some(g) = self.grant_store.grant(&grant_id).await? {
+                    if grant_allows(&g, caller, action, ctx) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(self.grants_of(rec.key_id).await?.iter().any(|g| grant_allows(g, caller, action, ctx)))
+    }
+
+    pub async fn create_grant(&self, caller: &Caller, input: CreateGrantInput) -> Result<(String, String), KmsError> {
+        let rec = self.resolve(caller, &input.key_id).await?;
+        for op in &input.operations {
+            if !GRANT_OPERATIONS.contains(&op.as_str()) {
+                return Err(KmsError::Validation(format!("{op} is not a grant operation.")));
+            }
+            if !SYMMETRIC_OPERATIONS.contains(&op.as_str()) {
+                return Err(KmsError::Validation(format!(
+                    "Grant operation {op} is not valid for {} key {}.",
+                    rec.key_spec,
+                    keyid::key_arn(&rec.region, &rec.account_id, &rec.key_id)
+                )));
+            }
+        }
+        if input.constraints.is_some() && input.operations.iter().any(|o| !WITH_CONTEXT.contains(&o.as_str())) {
+            return Err(KmsError::Validation(
+                "Grant constraints apply only to cryptographic operations that take an encryption context.".into(),
+            ));
+        }
+        for p in std::iter::once(&input.grantee).chain(input.retiring.iter()) {
+            if !valid_principal(p) {
+                return Err(KmsError::Validation(format!("{p} is not a valid principal ARN.")));
+            }
+        }
+        let constraint_type = input.constraints.as_ref().map(|c| {
+            if c.equals.is_some() {
+                "EncryptionContextEquals"
+            } else {
+                "EncryptionContextSubset"
+            }
+        });
+        let mut extra: Vec<(&str, &str)> = vec![("kms:GranteePrincipal", &input.grantee), ("kms:GrantIsForAWSResource", "false")];
+        if let Some(r) = &input.retiring {
+            extra.push(("kms:RetiringPrincipal", r));
+        }
+        if let Some(t) = constraint_type {
+            extra.push(("kms:GrantConstraintType", t));
+        }
+        self.authorize_with_values(caller, "kms:CreateGrant", &rec, &extra, ("kms:GrantOperations", &input.operations)).await?;
+        if input.dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let constraints = input.constraints.as_ref().map(constraints_json);
+        // A retry with the same Name and the same parameters returns the same grant.
+        if let Some(name) = &input.name {
+            for g in self.grant_store.grants_of_key(rec.key_id).await?.iter() {
+                if g.name.as_deref() == Some(name)
+                    && g.grantee_principal == input.grantee
+                    && g.retiring_principal == input.retiring
+                    && g.operations == input.operations
+                    && g.constraints == constraints
+                {
+                    let token = self.make_grant_token(&g.grant_id, &rec.key_id).await?;
+                    return Ok((g.grant_id.clone(), token));
+                }
+            }
+        }
+        let grant_id = hex::encode(self.hsm.random(32).await?.as_slice());
+        let g = GrantRecord {
+            grant_id: grant_id.clone(),
+            key_id: rec.key_id,
+            name: input.name,
+            grantee_principal: input.grantee,
+            retiring_principal: input.retiring,
+            operations: input.operations,
+            constraints,
+            issuing_account: format!("arn:aws:iam::{}:root", caller.account_id),
+            created_at: Utc::now(),
+        };
+        self.grant_store.insert_grant(&g).await?;
+        self.invalidate_grants(Some(rec.key_id));
+        let token = self.make_grant_token(&grant_id, &rec.key_id).await?;
+        Ok((grant_id, token))
+    }
+
+    /// `authorize` with one multi-valued condition key.
+    async fn authorize_with_values(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: &KeyRecord,
+        extra: &[(&str, &str)],
+        multi: (&str, &[String]),
+    ) -> Result<(), KmsError> {
+        self.authorize_multi(caller, action, Some(rec), None, extra, &[multi]).await
+    }
+
+    pub async fn list_grants(&self, caller: &Caller, key_id: &str) -> Result<(KeyRecord, Vec<GrantRecord>), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:ListGrants", Some(&rec), None, &[]).await?;
+        let grants = self.grant_store.grants_of_key(rec.key_id).await?;
+        Ok(((*rec).clone(), grants))
+    }
+
+    pub async fn list_retirable_grants(&self, caller: &Caller, retiring: &str) -> Result<Vec<GrantRecord>, KmsError> {
+        self.authorize(caller, "kms:ListRetirableGrants", None, None, &[]).await?;
+        Ok(self.grant_store.grants_retirable_by(retiring).await?)
+    }
+
+    /// Retire by token, or by key and grant id. The retiring principal, the grantee of a grant
+    /// that includes RetireGrant, or a principal the key's policies allow kms:RetireGrant may.
+    pub async fn retire_grant(&self, caller: &Caller, token: Option<&str>, key_id: Option<&str>, grant_id: Option<&str>) -> Result<(), KmsError> {
+        let (gid, kid) = match (token, key_id, grant_id) {
+            (Some(t), _, _) => self.verify_grant_token(t).await?,
+            (None, Some(k), Some(g)) => {
+                let rec = self.resolve(caller, k).await?;
+                (g.to_string(), rec.key_id)
+            }
+            _ => {
+                return Err(KmsError::Validation(
+                    "Specify a GrantToken, or both KeyId and GrantId.".into(),
+                ))
+            }
+        };
+        let g = self
+            .grant_store
+            .grant(&gid)
+            .await?
+            .filter(|g| g.key_id == kid)
+            .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
+        let may = g.retiring_principal.as_deref() == Some(caller.principal_arn.as_str())
+            || (g.grantee_principal == caller.principal_arn && g.operations.iter().any(|o| o == "RetireGrant"));
+        if !may {
+            let rec = self.record(kid).await?.ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
+            self.authorize(caller, "kms:RetireGrant", Some(&rec), None, &[]).await?;
+        }
+        self.grant_store.delete_grant(&gid).await?;
+        self.invalidate_grants(Some(kid));
+        Ok(())
+    }
+
+    pub async fn revoke_grant(&self, caller: &Caller, key_id: &str, grant_id: &str, dry_run: bool) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:RevokeGrant", Some(&rec), None, &[]).await?;
+        let g = self.grant_store.grant(grant_id).await?.filter(|g| g.key_id == rec.key_id);
+        if g.is_none() {
+            return Err(KmsError::NotFound(format!("Grant ID {grant_id} not found")));
+        }
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        self.grant_store.delete_grant(grant_id).await?;
+        self.invalidate_grants(Some(rec.key_id));
+        Ok(())
+    }
+}
