@@ -142,6 +142,16 @@ pub enum AdminCommand {
         #[arg(long)]
         user_name: String,
     },
+    /// Create a role (or replace its trust policy); prints its ARN. The trust policy (a JSON
+    /// file) says who may assume it through STS AssumeRole.
+    CreateRole {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long)]
+        role_name: String,
+        #[arg(long)]
+        trust_policy: std::path::PathBuf,
+    },
     /// Create an access key for a user; prints AWS_ACCESS_KEY_ID=… and, once,
     /// AWS_SECRET_ACCESS_KEY=…. With --access-key-id, imports an existing key whose secret is
     /// read from KMS_IMPORT_SECRET_ACCESS_KEY (never from the command line).
@@ -161,9 +171,9 @@ pub enum AdminCommand {
         #[arg(long)]
         access_key_id: String,
     },
-    /// Attach (or replace) a named identity policy, read from a JSON file.
+    /// Attach (or replace) a named identity policy of a user or role, read from a JSON file.
     PutUserPolicy {
-        #[arg(long)]
+        #[arg(long, alias = "role-arn", alias = "principal-arn")]
         user_arn: String,
         #[arg(long)]
         policy_name: String,
@@ -172,7 +182,7 @@ pub enum AdminCommand {
     },
     /// Detach a named identity policy.
     DeleteUserPolicy {
-        #[arg(long)]
+        #[arg(long, alias = "role-arn", alias = "principal-arn")]
         user_arn: String,
         #[arg(long)]
         policy_name: String,
@@ -216,6 +226,21 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             }
             let arn = format!("arn:aws:iam::{account_id}:user/{user_name}");
             store.ensure_principal(&arn, &account_id, "user", &user_name, false).await.map_err(err)?;
+            println!("{arn}");
+        }
+        AdminCommand::CreateRole { account_id, role_name, trust_policy } => {
+            if !store.account_exists(&account_id).await.map_err(err)? {
+                return Err(format!("no account {account_id}; create it with `kms admin create-account`"));
+            }
+            if !valid_name(&role_name) {
+                return Err("role names are 1 to 64 letters, digits and +=,.@_-".into());
+            }
+            let text = std::fs::read_to_string(&trust_policy)
+                .map_err(|e| format!("cannot read {}: {e}", trust_policy.display()))?;
+            crate::policy::parse(&text, crate::policy::PolicyKind::Key)
+                .map_err(|e| format!("the trust policy is not valid: {e}"))?;
+            let arn = format!("arn:aws:iam::{account_id}:role/{role_name}");
+            store.put_role(&arn, &account_id, &role_name, &text).await.map_err(err)?;
             println!("{arn}");
         }
         AdminCommand::CreateAccessKey { user_arn, access_key_id } => {
@@ -312,7 +337,12 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "serving");
-    let state = Arc::new(ApiState { kms, regions: s.regions.clone(), max_body_bytes: s.max_body_bytes });
+    let state = Arc::new(ApiState {
+        kms,
+        regions: s.regions.clone(),
+        max_body_bytes: s.max_body_bytes,
+        sts_min_session_seconds: s.sts_min_session_seconds,
+    });
     api::serve(listener, state, shutdown_signal(), Duration::from_secs(s.drain_seconds)).await;
     Ok(())
 }

@@ -18,6 +18,8 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub max_body_bytes: usize,
     pub drain_seconds: u64,
+    /// Shortest session AssumeRole grants (AWS: 900 seconds).
+    pub sts_min_session_seconds: i64,
     pub log: String,
     pub hsm: HsmSettings,
     pub cache: CacheSettings,
@@ -52,6 +54,7 @@ impl Default for Settings {
             database_max_connections: 16,
             max_body_bytes: 256 * 1024,
             drain_seconds: 30,
+            sts_min_session_seconds: 900,
             log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
             hsm: HsmSettings::default(),
             cache: CacheSettings::default(),
@@ -171,6 +174,7 @@ mod tests {
         assert_eq!(from_file.database_max_connections, d.database_max_connections);
         assert_eq!(from_file.max_body_bytes, d.max_body_bytes);
         assert_eq!(from_file.drain_seconds, d.drain_seconds);
+        assert_eq!(from_file.sts_min_session_seconds, d.sts_min_session_seconds);
         assert_eq!(from_file.log, d.log);
         assert_eq!(from_file.hsm.module, d.hsm.module);
         assert_eq!(from_file.hsm.token_label, d.hsm.token_label);

@@ -12,6 +12,8 @@ pub enum ApiError {
     InvalidSignature(String),
     IncompleteSignature(String),
     MissingAuthenticationToken,
+    /// Temporary credentials past their expiry.
+    ExpiredToken,
     /// The body is not JSON, or a member has the wrong type.
     Serialization(String),
     UnknownOperation(String),
@@ -84,6 +86,9 @@ impl ApiError {
             ApiError::MissingAuthenticationToken => {
                 (400, "MissingAuthenticationTokenException", "Missing Authentication Token".into())
             }
+            ApiError::ExpiredToken => {
+                (400, "ExpiredTokenException", "The security token included in the request is expired".into())
+            }
             ApiError::Serialization(m) => (400, "SerializationException", m.clone()),
             ApiError::UnknownOperation(m) => (400, "UnknownOperationException", m.clone()),
             ApiError::RequestTooLarge(limit) => {
@@ -133,6 +138,7 @@ mod tests {
             (ApiError::InvalidSignature("x".into()), 400, "InvalidSignatureException"),
             (ApiError::IncompleteSignature("x".into()), 400, "IncompleteSignatureException"),
             (ApiError::MissingAuthenticationToken, 400, "MissingAuthenticationTokenException"),
+            (ApiError::ExpiredToken, 400, "ExpiredTokenException"),
             (ApiError::Serialization("x".into()), 400, "SerializationException"),
             (ApiError::UnknownOperation("x".into()), 400, "UnknownOperationException"),
             (ApiError::RequestTooLarge(10), 400, "ValidationException"),

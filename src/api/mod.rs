@@ -4,6 +4,7 @@
 pub mod error;
 pub mod ops;
 pub mod sigv4;
+pub mod sts;
 pub mod wire;
 
 use bytes::Bytes;
@@ -32,6 +33,19 @@ pub struct ApiState {
     pub kms: Arc<Kms>,
     pub regions: Vec<String>,
     pub max_body_bytes: usize,
+    pub sts_min_session_seconds: i64,
+}
+
+/// What a request turned out to be, and so how to answer it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Json,
+    Query,
+}
+
+enum Reply {
+    Json(serde_json::Value),
+    Xml(String),
 }
 
 /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests (for at
@@ -77,9 +91,17 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl F
 async fn handle(state: Arc<ApiState>, peer: std::net::IpAddr, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let (op, result) = process(&state, peer, req).await;
+    let (op, protocol, result) = process(&state, peer, req, &request_id).await;
     let (status, body) = match result {
-        Ok(v) => (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()),
+        Ok(Reply::Json(v)) => (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()),
+        Ok(Reply::Xml(x)) => (StatusCode::OK, x.into_bytes()),
+        Err(e) if protocol == Protocol::Query => {
+            if let Some(detail) = e.internal_detail() {
+                tracing::error!(request_id = %request_id, operation = %op, detail, "internal error");
+            }
+            let (status, body) = sts::error_body(&e, &request_id);
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body.into_bytes())
+        }
         Err(e) => {
             let (status, kind, message) = e.wire();
             if let Some(detail) = e.internal_detail() {
@@ -98,7 +120,7 @@ async fn handle(state: Arc<ApiState>, peer: std::net::IpAddr, req: Request<Incom
     );
     let resp = Response::builder()
         .status(status)
-        .header("content-type", CONTENT_TYPE)
+        .header("content-type", if protocol == Protocol::Query { "text/xml" } else { CONTENT_TYPE })
         .header("x-amzn-RequestId", &request_id)
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
@@ -129,8 +151,15 @@ async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
     Ok(buf.freeze())
 }
 
-async fn process(state: &ApiState, peer: std::net::IpAddr, req: Request<Incoming>) -> (String, Result<serde_json::Value, ApiError>) {
+async fn process(
+    state: &ApiState,
+    peer: std::net::IpAddr,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> (String, Protocol, Result<Reply, ApiError>) {
     let (parts, body) = req.into_parts();
+    let ct = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
+    let protocol = if ct.starts_with(sts::CONTENT_TYPE) { Protocol::Query } else { Protocol::Json };
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let op = target.strip_prefix(TARGET_PREFIX).unwrap_or("").to_string();
     // Only a known operation name is logged; the header is the client's to fill.
@@ -153,6 +182,7 @@ async fn process(state: &ApiState, peer: std::net::IpAddr, req: Request<Incoming
             .map_err(|_| ApiError::Serialization("The request body was not received in time.".into()))??;
         let verified = sigv4::verify(
             &state.kms.credentials,
+            if protocol == Protocol::Query { "sts" } else { "kms" },
             &state.regions,
             parts.method.as_str(),
             parts.uri.path(),
@@ -162,6 +192,17 @@ async fn process(state: &ApiState, peer: std::net::IpAddr, req: Request<Incoming
             chrono::Utc::now(),
         )
         .await?;
+        let caller = Caller {
+            account_id: verified.key.account_id.clone(),
+            principal_arn: verified.key.principal_arn.clone(),
+            region: verified.region.clone(),
+            source_ip: Some(peer.to_string()),
+            grant_tokens: Vec::new(),
+            role_arn: verified.key.role_arn.clone(),
+        };
+        if protocol == Protocol::Query {
+            return sts::handle(state, &caller, &body, request_id).await.map(Reply::Xml);
+        }
         if op.is_empty() || !ops::OPERATIONS.contains(&op.as_str()) {
             return Err(ApiError::UnknownOperation(if target.is_empty() {
                 "Missing X-Amz-Target header".into()
@@ -176,15 +217,9 @@ async fn process(state: &ApiState, peer: std::net::IpAddr, req: Request<Incoming
                 ct.chars().take(100).collect::<String>()
             )));
         }
-        let caller = Caller {
-            account_id: verified.key.account_id.clone(),
-            principal_arn: verified.key.principal_arn.clone(),
-            region: verified.region,
-            source_ip: Some(peer.to_string()),
-            grant_tokens: Vec::new(),
-        };
-        ops::dispatch(&op, &state.kms, &caller, &body).await
+        ops::dispatch(&op, &state.kms, &caller, &body).await.map(Reply::Json)
     }
     .await;
-    (label, result)
+    let label = if protocol == Protocol::Query { "sts:AssumeRole".to_string() } else { label };
+    (label, protocol, result)
 }

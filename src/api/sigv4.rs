@@ -152,6 +152,7 @@ pub struct Verified {
 #[allow(clippy::too_many_arguments)]
 pub async fn verify(
     creds: &Credentials,
+    service: &str,
     regions: &[String],
     method: &str,
     path: &str,
@@ -197,8 +198,8 @@ pub async fn verify(
             auth.date
         )));
     }
-    if auth.service != "kms" {
-        return Err(ApiError::InvalidSignature("Credential should be scoped to correct service: 'kms'. ".into()));
+    if auth.service != service {
+        return Err(ApiError::InvalidSignature(format!("Credential should be scoped to correct service: '{service}'. ")));
     }
     if !regions.iter().any(|r| r == &auth.region) {
         return Err(ApiError::InvalidSignature(format!(
@@ -223,10 +224,6 @@ pub async fn verify(
             fmt(now)
         )));
     }
-    if headers.contains_key("x-amz-security-token") {
-        // Temporary credentials are not issued yet, so no session token is valid.
-        return Err(ApiError::UnrecognizedClient);
-    }
     let key = match creds.signing_key(&auth.access_key_id, &auth.date, &auth.region, &auth.service).await {
         Ok(k) => k,
         Err(CredentialError::Unrecognized) => return Err(ApiError::UnrecognizedClient),
@@ -236,6 +233,21 @@ pub async fn verify(
     let expected = hex::encode(key.sign(sts.as_bytes()));
     if !bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), auth.signature.as_bytes())) {
         return Err(ApiError::InvalidSignature(SIGNATURE_MISMATCH.into()));
+    }
+    // Temporary credentials need their session token; long-term ones must not carry one.
+    let token = headers.get("x-amz-security-token").map(|v| v.as_bytes());
+    match (&key.session, token) {
+        (None, None) => {}
+        (None, Some(_)) | (Some(_), None) => return Err(ApiError::UnrecognizedClient),
+        (Some(s), Some(t)) => {
+            let h = digest::digest(&digest::SHA256, t);
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(h.as_ref(), s.token_sha256.as_slice())) {
+                return Err(ApiError::UnrecognizedClient);
+            }
+            if now >= s.expires_at {
+                return Err(ApiError::ExpiredToken);
+            }
+        }
     }
     Ok(Verified { key, region: auth.region })
 }

@@ -18,6 +18,24 @@ pub struct SigningKey {
     pub access_key_id: String,
     pub principal_arn: String,
     pub account_id: String,
+    /// For an assumed-role session: the role, and what its session token must hash to.
+    pub role_arn: Option<String>,
+    pub session: Option<SessionCheck>,
+}
+
+pub struct SessionCheck {
+    pub token_sha256: Vec<u8>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Temporary credentials handed out by `AssumeRole`; the secret and token are shown once.
+pub struct IssuedSession {
+    pub access_key_id: String,
+    pub secret: SecretString,
+    pub token: SecretString,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub assumed_role_arn: String,
+    pub assumed_role_id: String,
 }
 
 impl SigningKey {
@@ -46,6 +64,30 @@ pub struct Credentials {
     hsm: Hsm,
     ids: Arc<dyn IdentityStore>,
     cache: Mutex<LruCache<CacheKey, Arc<SigningKey>>>,
+}
+
+fn session_mac_input(r: &crate::store::SessionRecord) -> Vec<u8> {
+    mac_input(
+        "kms.session.v1",
+        &[
+            r.access_key_id.as_bytes(),
+            r.role_arn.as_bytes(),
+            r.session_name.as_bytes(),
+            &r.root_version.to_be_bytes(),
+            &r.token_sha256,
+            &r.expires_at.timestamp().to_be_bytes(),
+            &r.secret_blob,
+        ],
+    )
+}
+
+/// `arn:aws:iam::<account>:role/<name>` → `<name>`.
+fn role_name(arn: &str) -> &str {
+    arn.rsplit_once(":role/").map(|(_, n)| n).unwrap_or(arn)
+}
+
+fn account_of_role(arn: &str) -> Option<&str> {
+    account_of_arn(arn)
 }
 
 fn access_key_mac_input(r: &AccessKeyRecord) -> Vec<u8> {
@@ -106,6 +148,11 @@ impl Credentials {
         if let Some(k) = self.cache.lock().unwrap().get(&ck) {
             return Ok(k.clone());
         }
+        if access_key_id.starts_with("ASIA") {
+            let key = self.session_signing_key(access_key_id, date, region, service).await?;
+            self.cache.lock().unwrap().put(ck, key.clone());
+            return Ok(key);
+        }
         let rec = self
             .ids
             .access_key(access_key_id)
@@ -126,7 +173,22 @@ impl Credentials {
         if rec.status != "Active" {
             return Err(CredentialError::Unrecognized);
         }
-        let secret = self.hsm.unwrap_hmac_secret(rec.secret_blob.clone()).await.map_err(|e| CredentialError::Failed(e.into()))?;
+        let key = self.derive(rec.secret_blob.clone(), date, region, service).await?;
+        let key = Arc::new(SigningKey {
+            key,
+            access_key_id: rec.access_key_id,
+            principal_arn: rec.principal_arn,
+            account_id: rec.account_id,
+            role_arn: None,
+            session: None,
+        });
+        self.cache.lock().unwrap().put(ck, key.clone());
+        Ok(key)
+    }
+
+    /// The SigV4 key derivation: the first HMAC (over the date) in the token, the rest here.
+    async fn derive(&self, blob: Vec<u8>, date: &str, region: &str, service: &str) -> Result<hmac::Key, CredentialError> {
+        let secret = self.hsm.unwrap_hmac_secret(blob).await.map_err(|e| CredentialError::Failed(e.into()))?;
         let k_date = self
             .hsm
             .hmac_sha256(secret, date.as_bytes().to_vec())
@@ -136,14 +198,81 @@ impl Credentials {
         let k_region = step(&k_date, region);
         let k_service = step(&k_region, service);
         let k_signing = step(&k_service, "aws4_request");
-        let key = Arc::new(SigningKey {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &k_signing),
-            access_key_id: rec.access_key_id,
-            principal_arn: rec.principal_arn,
-            account_id: rec.account_id,
-        });
-        self.cache.lock().unwrap().put(ck, key.clone());
-        Ok(key)
+        Ok(hmac::Key::new(hmac::HMAC_SHA256, &k_signing))
+    }
+
+    async fn session_signing_key(&self, access_key_id: &str, date: &str, region: &str, service: &str) -> Result<Arc<SigningKey>, CredentialError> {
+        let rec = self
+            .ids
+            .session(access_key_id)
+            .await
+            .map_err(|e| CredentialError::Failed(e.into()))?
+            .ok_or(CredentialError::Unrecognized)?;
+        let expect = self.hsm.row_mac(session_mac_input(&rec)).await.map_err(|e| CredentialError::Failed(e.into()))?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), rec.mac.as_slice()))
+            || account_of_role(&rec.role_arn) != Some(rec.account_id.as_str())
+        {
+            tracing::error!(access_key_id, "session row failed its integrity check; refusing it");
+            return Err(CredentialError::Unrecognized);
+        }
+        let key = self.derive(rec.secret_blob.clone(), date, region, service).await?;
+        Ok(Arc::new(SigningKey {
+            key,
+            access_key_id: rec.access_key_id.clone(),
+            principal_arn: format!(
+                "arn:aws:sts::{}:assumed-role/{}/{}",
+                rec.account_id,
+                role_name(&rec.role_arn),
+                rec.session_name
+            ),
+            account_id: rec.account_id.clone(),
+            role_arn: Some(rec.role_arn.clone()),
+            session: Some(SessionCheck { token_sha256: rec.token_sha256.clone(), expires_at: rec.expires_at }),
+        }))
+    }
+
+    /// Issue temporary credentials for a role (the caller was authorized by its trust policy).
+    pub async fn create_session(
+        &self,
+        role_arn: &str,
+        account_id: &str,
+        session_name: &str,
+        duration: chrono::Duration,
+    ) -> Result<IssuedSession, KmsError> {
+        let rnd = self.hsm.random(16 + 30 + 48 + 8).await?;
+        const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        let id: String = "ASIA".chars().chain(rnd[..16].iter().map(|b| B32[(*b & 31) as usize] as char)).collect();
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+        let secret = SecretString::from(b64.encode(&rnd[16..46]));
+        let token = SecretString::from(format!("KMSST1{}", b64.encode(&rnd[46..94])));
+        let role_id: String = "AROA".chars().chain(rnd[94..102].iter().chain(rnd[..8].iter()).map(|b| B32[(*b & 31) as usize] as char)).collect();
+        let mut material = Zeroizing::new(b"AWS4".to_vec());
+        material.extend_from_slice(secret.expose_secret().as_bytes());
+        let (blob, root_version) = self.hsm.wrap_hmac_secret(material).await?;
+        let expires_at = chrono::Utc::now() + duration;
+        // Whole seconds: the MAC covers the expiry as epoch seconds.
+        let expires_at = chrono::DateTime::from_timestamp(expires_at.timestamp(), 0).unwrap_or(expires_at);
+        let mut rec = crate::store::SessionRecord {
+            access_key_id: id.clone(),
+            role_arn: role_arn.to_string(),
+            account_id: account_id.to_string(),
+            session_name: session_name.to_string(),
+            secret_blob: blob,
+            root_version: root_version as i32,
+            token_sha256: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.expose_secret().as_bytes()).as_ref().to_vec(),
+            expires_at,
+            mac: vec![],
+        };
+        rec.mac = self.hsm.row_mac(session_mac_input(&rec)).await?;
+        self.ids.insert_session(&rec).await?;
+        Ok(IssuedSession {
+            access_key_id: id,
+            secret,
+            token,
+            expires_at,
+            assumed_role_arn: format!("arn:aws:sts::{account_id}:assumed-role/{}/{session_name}", role_name(role_arn)),
+            assumed_role_id: format!("{role_id}:{session_name}"),
+        })
     }
 
     /// Store an access key for a principal: the secret goes into the token, is wrapped there,

@@ -43,6 +43,8 @@ pub struct Caller {
     pub source_ip: Option<String>,
     /// `GrantTokens` of the request: they make grants usable before caches know of them.
     pub grant_tokens: Vec<String>,
+    /// For an assumed-role session: the role (whose identity policies apply).
+    pub role_arn: Option<String>,
 }
 
 impl Caller {
@@ -302,7 +304,7 @@ impl Kms {
         let mut r = policy::Request {
             principal_arn: caller.principal_arn.clone(),
             principal_account: caller.account_id.clone(),
-            role_arn: None,
+            role_arn: caller.role_arn.clone(),
             action: action.to_string(),
             resource: rec.map(Self::arn).unwrap_or_else(|| "*".into()),
             context: Default::default(),
@@ -356,7 +358,7 @@ impl Kms {
         extra: &[(&str, &str)],
         multi: &[(&str, &[String])],
     ) -> Result<(), KmsError> {
-        let ids = self.identity_policies(&caller.principal_arn).await?;
+        let ids = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
         let mut req = Self::request(caller, action, rec, ctx);
         for (k, v) in extra {
             req.context.insert(k.to_ascii_lowercase(), vec![v.to_string()]);
@@ -377,6 +379,33 @@ impl Kms {
         match decision {
             policy::Decision::Allow => Ok(()),
             policy::Decision::Deny(why) => Err(KmsError::AccessDenied(policy::denial_message(&req, why))),
+        }
+    }
+
+    /// `sts:AssumeRole`: the role's trust policy must allow the caller (directly, or by
+    /// trusting the caller's account whose identity policies then must allow it). Returns the
+    /// role's account.
+    pub async fn authorize_assume_role(&self, caller: &Caller, role_arn: &str, external_id: Option<&str>) -> Result<String, KmsError> {
+        let denied = || {
+            KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                caller.principal_arn
+            ))
+        };
+        let Some((account, trust)) = self.ids.role(role_arn).await? else { return Err(denied()) };
+        let trust = policy::parse(&trust, PolicyKind::Key).map_err(|e| {
+            tracing::error!(role_arn, error = %e, "stored trust policy is not valid");
+            denied()
+        })?;
+        let ids = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
+        let mut req = Self::request(caller, "sts:AssumeRole", None, None);
+        req.resource = role_arn.to_string();
+        if let Some(x) = external_id {
+            req.context.insert("sts:externalid".into(), vec![x.to_string()]);
+        }
+        match policy::decide(&trust, &account, &ids, false, &req) {
+            policy::Decision::Allow => Ok(account),
+            policy::Decision::Deny(_) => Err(denied()),
         }
     }
 
@@ -677,7 +706,7 @@ impl Kms {
         }
         let doc = policy::parse(text, PolicyKind::Key).map_err(KmsError::MalformedPolicy)?;
         if !bypass {
-            let ids = self.identity_policies(&caller.principal_arn).await?;
+            let ids = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
             let req = Self::request(caller, "kms:PutKeyPolicy", Some(rec), None);
             if policy::decide(&doc, &rec.account_id, &ids, false, &req) != policy::Decision::Allow {
                 return Err(KmsError::MalformedPolicy(

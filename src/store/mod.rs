@@ -133,8 +133,28 @@ pub trait KeyStore: Send + Sync {
         -> Result<Option<(i64, i64)>, StoreError>;
 }
 
+/// Temporary credentials of an assumed-role session.
+#[derive(Clone)]
+pub struct SessionRecord {
+    pub access_key_id: String,
+    pub role_arn: String,
+    pub account_id: String,
+    pub session_name: String,
+    pub secret_blob: Vec<u8>,
+    pub root_version: i32,
+    pub token_sha256: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+    pub mac: Vec<u8>,
+}
+
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
+    /// Create a role with its trust policy, or replace the trust policy of an existing one.
+    async fn put_role(&self, arn: &str, account_id: &str, name: &str, trust_policy: &str) -> Result<(), StoreError>;
+    /// `(account, trust policy)` of a role.
+    async fn role(&self, arn: &str) -> Result<Option<(String, String)>, StoreError>;
+    async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError>;
+    async fn session(&self, access_key_id: &str) -> Result<Option<SessionRecord>, StoreError>;
     async fn ensure_account(&self, account_id: &str, name: &str) -> Result<(), StoreError>;
     async fn ensure_principal(&self, arn: &str, account_id: &str, kind: &str, name: &str, admin: bool)
         -> Result<(), StoreError>;

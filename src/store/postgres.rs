@@ -297,6 +297,72 @@ impl IdentityStore for PgStore {
         Ok(rows.iter().map(access_key_from_row).collect())
     }
 
+    async fn put_role(&self, arn: &str, account_id: &str, name: &str, trust_policy: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO principals (arn, account_id, kind, name, trust_policy) VALUES ($1,$2,'role',$3,$4) \
+             ON CONFLICT (arn) DO UPDATE SET trust_policy = EXCLUDED.trust_policy",
+        )
+        .bind(arn)
+        .bind(account_id)
+        .bind(name)
+        .bind(trust_policy)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn role(&self, arn: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT account_id, trust_policy FROM principals WHERE arn = $1 AND kind = 'role'")
+            .bind(arn)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(|r| (r.get("account_id"), r.get::<Option<String>, _>("trust_policy").unwrap_or_default())))
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (access_key_id, role_arn, session_name, secret_blob, root_version, token_sha256, expires_at, mac) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+        )
+        .bind(&s.access_key_id)
+        .bind(&s.role_arn)
+        .bind(&s.session_name)
+        .bind(&s.secret_blob)
+        .bind(s.root_version)
+        .bind(&s.token_sha256)
+        .bind(s.expires_at)
+        .bind(&s.mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn session(&self, access_key_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.access_key_id, s.role_arn, p.account_id, s.session_name, s.secret_blob, s.root_version, \
+             s.token_sha256, s.expires_at, s.mac FROM sessions s JOIN principals p ON p.arn = s.role_arn \
+             WHERE s.access_key_id = $1",
+        )
+        .bind(access_key_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(|r| SessionRecord {
+            access_key_id: r.get("access_key_id"),
+            role_arn: r.get("role_arn"),
+            account_id: r.get("account_id"),
+            session_name: r.get("session_name"),
+            secret_blob: r.get("secret_blob"),
+            root_version: r.get("root_version"),
+            token_sha256: r.get("token_sha256"),
+            expires_at: r.get("expires_at"),
+            mac: r.get("mac"),
+        }))
+    }
+
     async fn set_access_key_status(&self, access_key_id: &str, status: &str, mac: &[u8]) -> Result<bool, StoreError> {
         let r = sqlx::query("UPDATE access_keys SET status = $2, mac = $3 WHERE access_key_id = $1")
             .bind(access_key_id)

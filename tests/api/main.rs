@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod grants;
 mod protocol;
+mod roles;
 mod security;
 mod startup;
 mod symmetric;

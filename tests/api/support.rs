@@ -139,6 +139,8 @@ pub struct Server {
     pub access_key_id: String,
     pub secret: String,
     pub log: PathBuf,
+    /// Extra environment for the server process.
+    pub env: Vec<(String, String)>,
 }
 
 pub fn run_init(token: &Token, db: &Database, creds: Option<(&str, &str)>) -> std::process::Output {
@@ -167,18 +169,24 @@ pub fn parse_credentials(stdout: &str) -> (Option<String>, Option<String>) {
 
 impl Server {
     pub async fn start() -> Server {
-        tokio::task::spawn_blocking(Self::start_blocking).await.unwrap()
+        tokio::task::spawn_blocking(|| Self::start_blocking(vec![])).await.unwrap()
+    }
+
+    /// A server with extra settings in its environment.
+    pub async fn start_with(env: &[(&str, &str)]) -> Server {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        tokio::task::spawn_blocking(move || Self::start_blocking(env)).await.unwrap()
     }
 
     /// A server for a token and database that `kms init` already prepared.
     pub fn from_parts(token: Token, db: Database, id: &str, secret: &str) -> Server {
         let log = token.dir.path().join("server.log");
-        let mut s = Server { token, db, child: None, endpoint: String::new(), access_key_id: id.into(), secret: secret.into(), log };
+        let mut s = Server { token, db, child: None, endpoint: String::new(), access_key_id: id.into(), secret: secret.into(), log, env: vec![] };
         s.spawn();
         s
     }
 
-    fn start_blocking() -> Server {
+    fn start_blocking(env: Vec<(String, String)>) -> Server {
         let token = Token::new();
         let db = Database::new();
         let init = run_init(&token, &db, None);
@@ -193,6 +201,7 @@ impl Server {
             access_key_id: id.expect("init prints the key id"),
             secret: secret.expect("init prints the secret"),
             log,
+            env,
         };
         s.spawn();
         s
@@ -204,6 +213,9 @@ impl Server {
         let mut cmd = Command::new(kms_bin());
         kms_env(&mut cmd, &self.token, &self.db);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.arg("serve").stdout(Stdio::piped()).stderr(log).spawn().expect("spawn kms serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -296,6 +308,20 @@ impl Server {
     /// A user in `account` (created if needed) with an optional identity policy, and a client
     /// signed with a fresh access key of theirs. Returns (user ARN, access key id, client).
     pub fn new_user(&self, account: &str, name: &str, policy: Option<&str>) -> (String, String, aws_sdk_kms::Client) {
+        let (arn, id, _, client) = self.new_user_with_secret(account, name, policy);
+        (arn, id, client)
+    }
+
+    /// A role with a trust policy (JSON text); returns its ARN.
+    pub fn create_role(&self, account: &str, name: &str, trust: &str) -> String {
+        let f = self.token.dir.path().join(format!("{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&f, trust).unwrap();
+        self.admin_ok(&["create-role", "--account-id", account, "--role-name", name, "--trust-policy", f.to_str().unwrap()])
+            .trim()
+            .to_string()
+    }
+
+    pub fn new_user_with_secret(&self, account: &str, name: &str, policy: Option<&str>) -> (String, String, String, aws_sdk_kms::Client) {
         self.admin_ok(&["create-account", "--account-id", account]);
         let arn = self.admin_ok(&["create-user", "--account-id", account, "--user-name", name]).trim().to_string();
         if let Some(p) = policy {
@@ -305,7 +331,7 @@ impl Server {
         let (id, secret) = parse_credentials(&out);
         let (id, secret) = (id.unwrap(), secret.unwrap());
         let client = self.client_with(&id, &secret, REGION, None);
-        (arn, id, client)
+        (arn, id, secret, client)
     }
 
     pub fn server_log(&self) -> String {

@@ -1,0 +1,86 @@
+//! Roles assumed through the STS-compatible AssumeRole, with the real aws-sdk-sts.
+
+use crate::support::*;
+use aws_sdk_kms::primitives::Blob;
+
+fn sts(s: &Server, id: &str, secret: &str) -> aws_sdk_sts::Client {
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new(REGION))
+        .endpoint_url(&s.endpoint)
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(id, secret, None, None, "test"))
+        .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
+}
+
+fn kms_with_session(s: &Server, c: &aws_sdk_sts::types::Credentials) -> aws_sdk_kms::Client {
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .region(aws_sdk_kms::config::Region::new(REGION))
+        .endpoint_url(&s.endpoint)
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            &c.access_key_id,
+            &c.secret_access_key,
+            Some(c.session_token.clone()),
+            None,
+            "sts",
+        ))
+        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_kms::Client::from_conf(conf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assumed_role_works_and_then_expires() {
+    let s = Server::start_with(&[("KMS_STS_MIN_SESSION_SECONDS", "1")]).await;
+    let root = s.client();
+    let key = root.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let (alice_arn, alice_id, alice_secret, _) = tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "alice", None));
+    let (_, bob_id, bob_secret, _) = tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "bob", None));
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{alice_arn}"}},"Action":"sts:AssumeRole","Resource":"*"}}]}}"#
+    );
+    let role = tokio::task::block_in_place(|| s.create_role("123456789012", "app", &trust));
+    tokio::task::block_in_place(|| s.put_user_policy(&role, "use", super::access::ALL));
+
+    // Bob is not trusted.
+    let e = sts(&s, &bob_id, &bob_secret).assume_role().role_arn(&role).role_session_name("bob-1").send().await.unwrap_err();
+    assert_eq!(aws_sdk_sts::error::ProvideErrorMetadata::code(&e), Some("AccessDenied"), "{e:?}");
+
+    let out = sts(&s, &alice_id, &alice_secret)
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("web-1")
+        .duration_seconds(3)
+        .send()
+        .await
+        .unwrap();
+    let user = out.assumed_role_user.unwrap();
+    assert_eq!(user.arn, "arn:aws:sts::123456789012:assumed-role/app/web-1");
+    let creds = out.credentials.unwrap();
+    assert!(creds.access_key_id.starts_with("ASIA"));
+    let session = kms_with_session(&s, &creds);
+    let blob = session.encrypt().key_id(&key).plaintext(Blob::new(b"as a role".to_vec())).send().await.unwrap().ciphertext_blob.unwrap();
+    session.decrypt().ciphertext_blob(blob).send().await.unwrap();
+
+    // Without its session token, or with another, the session key is refused.
+    let no_token = s.client_with(&creds.access_key_id, &creds.secret_access_key, REGION, None);
+    assert_eq!(code(no_token.list_keys().send().await), "UnrecognizedClientException");
+    // After expiry.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let (c, m) = message(session.list_keys().send().await);
+    assert_eq!(c, "ExpiredTokenException", "{m}");
+
+    // Validation errors read like STS's.
+    let e = sts(&s, &alice_id, &alice_secret).assume_role().role_arn(&role).role_session_name("x").send().await.unwrap_err();
+    assert_eq!(aws_sdk_sts::error::ProvideErrorMetadata::code(&e), Some("ValidationError"), "{e:?}");
+    let e = sts(&s, &alice_id, &alice_secret)
+        .assume_role()
+        .role_arn("arn:aws:iam::123456789012:role/nope")
+        .role_session_name("web-2")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(aws_sdk_sts::error::ProvideErrorMetadata::code(&e), Some("AccessDenied"), "{e:?}");
+}
