@@ -180,6 +180,24 @@ pub enum AdminCommand {
         #[arg(long)]
         policy_document: std::path::PathBuf,
     },
+    /// Tag a user or role (`aws:PrincipalTag/<key>` in policy conditions).
+    TagPrincipal {
+        #[arg(long, alias = "user-arn", alias = "role-arn")]
+        principal_arn: String,
+        /// key=value
+        #[arg(long)]
+        tag: String,
+    },
+    /// Delete a user or role, with its access keys, sessions, policies and tags.
+    DeletePrincipal {
+        #[arg(long, alias = "user-arn", alias = "role-arn")]
+        principal_arn: String,
+    },
+    /// Delete an access key.
+    DeleteAccessKey {
+        #[arg(long)]
+        access_key_id: String,
+    },
     /// Detach a named identity policy.
     DeleteUserPolicy {
         #[arg(long, alias = "role-arn", alias = "principal-arn")]
@@ -193,8 +211,14 @@ fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
 
+/// Who ran `kms admin`, for the audit trail.
+fn operator() -> String {
+    std::env::var("KMS_OPERATOR").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "operator".into())
+}
+
 pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
     let store = connect_store(s).await?;
+    let (action, target, detail) = describe_admin(&cmd);
     if !store.is_initialised().await.map_err(|e| e.to_string())? {
         return Err("the database has no schema; run `kms init` first".into());
     }
@@ -288,8 +312,64 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             }
             eprintln!("kms admin: policy {policy_name} detached from {user_arn}");
         }
+        AdminCommand::TagPrincipal { principal_arn, tag } => {
+            need_principal(principal_arn.clone()).await?;
+            let (k, v) = tag.split_once('=').ok_or("tags are given as key=value")?;
+            if !(1..=128).contains(&k.len()) || v.len() > 256 {
+                return Err("tag keys are 1 to 128 characters, values at most 256".into());
+            }
+            store
+                .put_principal_tag(&principal_arn, &crate::store::Tag { key: k.into(), value: v.into() })
+                .await
+                .map_err(err)?;
+            eprintln!("kms admin: {principal_arn} tagged {k}={v}");
+        }
+        AdminCommand::DeletePrincipal { principal_arn } => {
+            if principal_arn == admin_arn(&s.account_id) {
+                return Err("the default account's administrator cannot be deleted".into());
+            }
+            if !store.delete_principal(&principal_arn).await.map_err(err)? {
+                return Err(format!("no user or role {principal_arn}"));
+            }
+            eprintln!("kms admin: {principal_arn} deleted");
+        }
+        AdminCommand::DeleteAccessKey { access_key_id } => {
+            if !store.delete_access_key(&access_key_id).await.map_err(err)? {
+                return Err(format!("access key {access_key_id} does not exist"));
+            }
+            eprintln!("kms admin: access key {access_key_id} deleted");
+        }
     }
+    store.record_admin_event(&operator(), action, &target, detail).await.map_err(err)?;
     Ok(())
+}
+
+/// The audit record of an admin command: never a secret (secrets are not arguments).
+fn describe_admin(cmd: &AdminCommand) -> (&'static str, String, serde_json::Value) {
+    use serde_json::json;
+    match cmd {
+        AdminCommand::CreateAccount { account_id, name } => ("CreateAccount", account_id.clone(), json!({ "name": name })),
+        AdminCommand::CreateUser { account_id, user_name } => {
+            ("CreateUser", format!("arn:aws:iam::{account_id}:user/{user_name}"), json!({}))
+        }
+        AdminCommand::CreateRole { account_id, role_name, .. } => {
+            ("CreateRole", format!("arn:aws:iam::{account_id}:role/{role_name}"), json!({}))
+        }
+        AdminCommand::CreateAccessKey { user_arn, access_key_id } => {
+            ("CreateAccessKey", user_arn.clone(), json!({ "imported": access_key_id.is_some(), "access_key_id": access_key_id }))
+        }
+        AdminCommand::DeactivateAccessKey { access_key_id } => ("DeactivateAccessKey", access_key_id.clone(), json!({})),
+        AdminCommand::ActivateAccessKey { access_key_id } => ("ActivateAccessKey", access_key_id.clone(), json!({})),
+        AdminCommand::PutUserPolicy { user_arn, policy_name, .. } => {
+            ("PutPrincipalPolicy", user_arn.clone(), json!({ "policy_name": policy_name }))
+        }
+        AdminCommand::DeleteUserPolicy { user_arn, policy_name } => {
+            ("DeletePrincipalPolicy", user_arn.clone(), json!({ "policy_name": policy_name }))
+        }
+        AdminCommand::TagPrincipal { principal_arn, tag } => ("TagPrincipal", principal_arn.clone(), json!({ "tag": tag })),
+        AdminCommand::DeletePrincipal { principal_arn } => ("DeletePrincipal", principal_arn.clone(), json!({})),
+        AdminCommand::DeleteAccessKey { access_key_id } => ("DeleteAccessKey", access_key_id.clone(), json!({})),
+    }
 }
 
 async fn open_kms(s: &Settings, store: PgStore) -> Result<Kms, Error> {

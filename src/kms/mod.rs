@@ -100,6 +100,12 @@ pub struct ListKeysOutput {
 
 pub type Context = BTreeMap<String, String>;
 
+/// What authorization needs to know about a principal: its identity policies and its tags.
+pub struct Identity {
+    pub policies: Vec<PolicyDocument>,
+    pub tags: Vec<Tag>,
+}
+
 /// A usable version of a key's material: the unwrapped token object and the invocation lease.
 struct LiveMaterial {
     handle: Arc<KeyHandle>,
@@ -152,7 +158,9 @@ pub struct Kms {
     pub credentials: credentials::Credentials,
     ids: Arc<dyn crate::store::IdentityStore>,
     /// Parsed identity policies per principal; dropped on any identity change (NOTIFY).
-    identity: Mutex<LruCache<String, Arc<Vec<PolicyDocument>>>>,
+    identity: Mutex<LruCache<String, Arc<Identity>>>,
+    /// Key tags (for `aws:ResourceTag/…`), dropped with the key's metadata.
+    key_tags: Mutex<LruCache<Uuid, Arc<Vec<Tag>>>>,
     /// Parsed key policies, with the text they were parsed from.
     key_policies: Mutex<LruCache<Uuid, Arc<(String, Option<PolicyDocument>)>>>,
     grant_store: Arc<dyn crate::store::GrantStore>,
@@ -233,6 +241,7 @@ impl Kms {
             ids,
             identity: Mutex::new(LruCache::new(nz(sizes.signing_keys))),
             key_policies: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
+            key_tags: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             grant_store,
             grants: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             hsm,
@@ -251,11 +260,16 @@ impl Kms {
     /// notification channel was interrupted, so changes may have been missed).
     pub fn invalidate(&self, key_id: Option<Uuid>) {
         let mut m = self.meta.lock().unwrap();
+        let mut t = self.key_tags.lock().unwrap();
         match key_id {
             Some(id) => {
                 m.pop(&id);
+                t.pop(&id);
             }
-            None => m.clear(),
+            None => {
+                m.clear();
+                t.clear();
+            }
         }
     }
 
@@ -267,7 +281,7 @@ impl Kms {
 
     // ----- authorization --------------------------------------------------------------------
 
-    async fn identity_policies(&self, principal_arn: &str) -> Result<Arc<Vec<PolicyDocument>>, KmsError> {
+    async fn identity_policies(&self, principal_arn: &str) -> Result<Arc<Identity>, KmsError> {
         if let Some(p) = self.identity.lock().unwrap().get(principal_arn) {
             return Ok(p.clone());
         }
@@ -278,9 +292,32 @@ impl Kms {
                 Err(e) => tracing::error!(principal_arn, policy = %name, error = %e, "stored identity policy is not valid; ignoring it"),
             }
         }
-        let docs = Arc::new(docs);
-        self.identity.lock().unwrap().put(principal_arn.to_string(), docs.clone());
-        Ok(docs)
+        let tags = self.ids.principal_tags(principal_arn).await?;
+        let id = Arc::new(Identity { policies: docs, tags });
+        self.identity.lock().unwrap().put(principal_arn.to_string(), id.clone());
+        Ok(id)
+    }
+
+    async fn tags_of(&self, key_id: Uuid) -> Result<Arc<Vec<Tag>>, KmsError> {
+        if let Some(t) = self.key_tags.lock().unwrap().get(&key_id) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(self.keys.tags(key_id).await?);
+        self.key_tags.lock().unwrap().put(key_id, t.clone());
+        Ok(t)
+    }
+
+    /// Request context keys that come from stored data: principal and resource tags.
+    async fn add_tags(&self, req: &mut policy::Request, id: &Identity, rec: Option<&KeyRecord>) -> Result<(), KmsError> {
+        for t in &id.tags {
+            req.context.insert(format!("aws:principaltag/{}", t.key.to_ascii_lowercase()), vec![t.value.clone()]);
+        }
+        if let Some(rec) = rec {
+            for t in self.tags_of(rec.key_id).await?.iter() {
+                req.context.insert(format!("aws:resourcetag/{}", t.key.to_ascii_lowercase()), vec![t.value.clone()]);
+            }
+        }
+        Ok(())
     }
 
     fn key_policy(&self, rec: &KeyRecord) -> Option<PolicyDocument> {
@@ -358,8 +395,10 @@ impl Kms {
         extra: &[(&str, &str)],
         multi: &[(&str, &[String])],
     ) -> Result<(), KmsError> {
-        let ids = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
+        let identity = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
+        let ids = &identity.policies;
         let mut req = Self::request(caller, action, rec, ctx);
+        self.add_tags(&mut req, &identity, rec).await?;
         for (k, v) in extra {
             req.context.insert(k.to_ascii_lowercase(), vec![v.to_string()]);
         }
@@ -370,11 +409,11 @@ impl Kms {
             Some(rec) => match self.key_policy(rec) {
                 Some(kp) => {
                     let grant_allows = self.grant_allows(caller, action, rec, ctx).await?;
-                    policy::decide(&kp, &rec.account_id, &ids, grant_allows, &req)
+                    policy::decide(&kp, &rec.account_id, ids, grant_allows, &req)
                 }
                 None => policy::Decision::Deny(policy::Denial::NoKeyPolicyAllows),
             },
-            None => policy::decide_identity_only(&ids, &req),
+            None => policy::decide_identity_only(ids, &req),
         };
         match decision {
             policy::Decision::Allow => Ok(()),
@@ -397,13 +436,14 @@ impl Kms {
             tracing::error!(role_arn, error = %e, "stored trust policy is not valid");
             denied()
         })?;
-        let ids = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
+        let identity = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
         let mut req = Self::request(caller, "sts:AssumeRole", None, None);
+        self.add_tags(&mut req, &identity, None).await?;
         req.resource = role_arn.to_string();
         if let Some(x) = external_id {
             req.context.insert("sts:externalid".into(), vec![x.to_string()]);
         }
-        match policy::decide(&trust, &account, &ids, false, &req) {
+        match policy::decide(&trust, &account, &identity.policies, false, &req) {
             policy::Decision::Allow => Ok(account),
             policy::Decision::Deny(_) => Err(denied()),
         }
@@ -706,9 +746,10 @@ impl Kms {
         }
         let doc = policy::parse(text, PolicyKind::Key).map_err(KmsError::MalformedPolicy)?;
         if !bypass {
-            let ids = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
-            let req = Self::request(caller, "kms:PutKeyPolicy", Some(rec), None);
-            if policy::decide(&doc, &rec.account_id, &ids, false, &req) != policy::Decision::Allow {
+            let identity = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
+            let mut req = Self::request(caller, "kms:PutKeyPolicy", Some(rec), None);
+            self.add_tags(&mut req, &identity, None).await?;
+            if policy::decide(&doc, &rec.account_id, &identity.policies, false, &req) != policy::Decision::Allow {
                 return Err(KmsError::MalformedPolicy(
                     "The new key policy will not allow you to update the key policy in the future.".into(),
                 ));

@@ -170,6 +170,14 @@ pub trait IdentityStore: Send + Sync {
     async fn delete_identity_policy(&self, principal_arn: &str, name: &str) -> Result<bool, StoreError>;
     /// `(name, document)` of every policy attached to a principal.
     async fn identity_policies(&self, principal_arn: &str) -> Result<Vec<(String, String)>, StoreError>;
+    async fn principal_tags(&self, principal_arn: &str) -> Result<Vec<Tag>, StoreError>;
+    async fn put_principal_tag(&self, principal_arn: &str, tag: &Tag) -> Result<(), StoreError>;
+    /// Delete a user or role with its keys, sessions and policies; false if absent.
+    async fn delete_principal(&self, arn: &str) -> Result<bool, StoreError>;
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, StoreError>;
+    /// Record an identity change for the audit trail.
+    async fn record_admin_event(&self, operator: &str, action: &str, target: &str, detail: serde_json::Value)
+        -> Result<(), StoreError>;
 }
 
 #[async_trait]

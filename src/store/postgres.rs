@@ -363,6 +363,59 @@ impl IdentityStore for PgStore {
         }))
     }
 
+    async fn principal_tags(&self, principal_arn: &str) -> Result<Vec<Tag>, StoreError> {
+        let rows = sqlx::query("SELECT tag_key, tag_value FROM principal_tags WHERE principal_arn = $1 ORDER BY tag_key")
+            .bind(principal_arn)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(|r| Tag { key: r.get("tag_key"), value: r.get("tag_value") }).collect())
+    }
+
+    async fn put_principal_tag(&self, principal_arn: &str, tag: &Tag) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO principal_tags (principal_arn, tag_key, tag_value) VALUES ($1,$2,$3) \
+             ON CONFLICT (principal_arn, tag_key) DO UPDATE SET tag_value = EXCLUDED.tag_value",
+        )
+        .bind(principal_arn)
+        .bind(&tag.key)
+        .bind(&tag.value)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_principal(&self, arn: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("DELETE FROM access_keys WHERE principal_arn = $1").bind(arn).execute(&mut *tx).await.map_err(map_err)?;
+        let r = sqlx::query("DELETE FROM principals WHERE arn = $1").bind(arn).execute(&mut *tx).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn record_admin_event(&self, operator: &str, action: &str, target: &str, detail: serde_json::Value)
+        -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO admin_events (operator, action, target, detail) VALUES ($1,$2,$3,$4)")
+            .bind(operator)
+            .bind(action)
+            .bind(target)
+            .bind(sqlx::types::Json(detail))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
     async fn set_access_key_status(&self, access_key_id: &str, status: &str, mac: &[u8]) -> Result<bool, StoreError> {
         let r = sqlx::query("UPDATE access_keys SET status = $2, mac = $3 WHERE access_key_id = $1")
             .bind(access_key_id)

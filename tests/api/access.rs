@@ -245,3 +245,48 @@ async fn admin_commands_refuse_bad_input() {
         bad(&["deactivate-access-key", "--access-key-id", "AKIANOSUCHKEY0000000"], "does not exist");
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_conditions_and_recorded_admin_changes() {
+    let s = Server::start().await;
+    let root = s.client();
+    let tag = |k: &str, v: &str| aws_sdk_kms::types::Tag::builder().tag_key(k).tag_value(v).build().unwrap();
+    let blue = root.create_key().tags(tag("team", "blue")).send().await.unwrap().key_metadata.unwrap().key_id;
+    let red = root.create_key().tags(tag("team", "red")).send().await.unwrap().key_metadata.unwrap().key_id;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
+        "Condition":{"StringEquals":{"aws:ResourceTag/team":"blue","aws:PrincipalTag/dept":"eng"}}}]}"#;
+    let (arn, _, secret, erin) = tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "erin", Some(policy)));
+    // Not tagged yet: the principal-tag condition fails.
+    assert_eq!(code(erin.encrypt().key_id(&blue).plaintext(pt()).send().await), "AccessDeniedException");
+    let out = tokio::task::block_in_place(|| s.admin(&["tag-principal", "--principal-arn", &arn, "--tag", "dept=eng"], &[]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while erin.encrypt().key_id(&blue).plaintext(pt()).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the principal tag never took effect");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(code(erin.encrypt().key_id(&red).plaintext(pt()).send().await), "AccessDeniedException");
+    // Deleting the user stops its key at once.
+    let out = tokio::task::block_in_place(|| s.admin(&["delete-principal", "--principal-arn", &arn], &[]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match erin.encrypt().key_id(&blue).plaintext(pt()).send().await {
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "a deleted user's key kept working"),
+            Err(e) => {
+                assert_eq!(code::<(), _>(Err(e)), "UnrecognizedClientException");
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Every change was recorded, and no secret with it.
+    let pool = s.db.pool().await;
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT action, target, detail::text AS d FROM admin_events ORDER BY id").fetch_all(&pool).await.unwrap();
+    let actions: Vec<String> = rows.iter().map(|r| r.get::<String, _>("action")).collect();
+    for a in ["CreateAccount", "CreateUser", "PutPrincipalPolicy", "CreateAccessKey", "TagPrincipal", "DeletePrincipal"] {
+        assert!(actions.iter().any(|x| x == a), "{a} not in {actions:?}");
+    }
+    assert!(rows.iter().all(|r| !r.get::<String, _>("d").contains(&secret) && !r.get::<String, _>("target").contains(&secret)));
+}
