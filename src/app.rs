@@ -269,7 +269,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
         }
         AdminCommand::CreateAccessKey { user_arn, access_key_id } => {
             need_principal(user_arn.clone()).await?;
-            let kms = open_kms(s, store.clone()).await?;
+            let kms = open_kms(s, Arc::new(store.clone())).await?;
             match access_key_id {
                 Some(id) => {
                     let secret = std::env::var("KMS_IMPORT_SECRET_ACCESS_KEY")
@@ -285,12 +285,12 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             }
         }
         AdminCommand::DeactivateAccessKey { access_key_id } => {
-            let kms = open_kms(s, store.clone()).await?;
+            let kms = open_kms(s, Arc::new(store.clone())).await?;
             kms.credentials.set_status(&access_key_id, false).await.map_err(|e| e.to_string())?;
             eprintln!("kms admin: access key {access_key_id} deactivated");
         }
         AdminCommand::ActivateAccessKey { access_key_id } => {
-            let kms = open_kms(s, store.clone()).await?;
+            let kms = open_kms(s, Arc::new(store.clone())).await?;
             kms.credentials.set_status(&access_key_id, true).await.map_err(|e| e.to_string())?;
             eprintln!("kms admin: access key {access_key_id} activated");
         }
@@ -372,7 +372,8 @@ fn describe_admin(cmd: &AdminCommand) -> (&'static str, String, serde_json::Valu
     }
 }
 
-async fn open_kms(s: &Settings, store: PgStore) -> Result<Kms, Error> {
+/// The HSM (with its service keys verified) and the domain layer over `store`.
+async fn open_kms(s: &Settings, store: Arc<PgStore>) -> Result<Kms, Error> {
     let version = store
         .current_root_version()
         .await
@@ -384,7 +385,6 @@ async fn open_kms(s: &Settings, store: PgStore) -> Result<Kms, Error> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let store = Arc::new(store);
     Ok(Kms::new(hsm, store.clone(), store.clone(), store, &cache_sizes(s)))
 }
 
@@ -395,19 +395,8 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         return Err(format!("the database at {} has no schema; run `kms init` first", s.database_url_redacted()));
     }
     store.migrate().await.map_err(|e| e.to_string())?;
-    let version = store
-        .current_root_version()
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the database records no root key; run `kms init` first")?;
-    let hsm = open_hsm(s).await?;
-    let h = hsm.clone();
-    tokio::task::spawn_blocking(move || h.load_service_keys(version as u32))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
     let store = Arc::new(store);
-    let kms = Arc::new(Kms::new(hsm, store.clone(), store.clone(), store.clone(), &cache_sizes(s)));
+    let kms = Arc::new(open_kms(s, store.clone()).await?);
     spawn_invalidation(store.clone(), kms.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await

@@ -223,7 +223,7 @@ async fn a_deactivated_access_key_stops_working_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_commands_refuse_bad_input() {
+async fn admin_commands_refuse_bad_input_and_import_keys() {
     let s = Server::start().await;
     tokio::task::block_in_place(|| {
         let bad = |args: &[&str], words: &str| {
@@ -243,7 +243,19 @@ async fn admin_commands_refuse_bad_input() {
             "cannot name a Principal",
         );
         bad(&["deactivate-access-key", "--access-key-id", "AKIANOSUCHKEY0000000"], "does not exist");
+        bad(&["create-access-key", "--user-arn", "arn:aws:iam::123456789012:user/admin", "--access-key-id", "AKIAIMPORTED00000001"], "KMS_IMPORT_SECRET_ACCESS_KEY");
     });
+    // An application's existing key, imported: the secret comes from the environment.
+    let secret = "Imported/Secret/For/An/Existing/App/00001";
+    let out = tokio::task::block_in_place(|| {
+        s.admin(
+            &["create-access-key", "--user-arn", "arn:aws:iam::123456789012:user/admin", "--access-key-id", "AKIAIMPORTED00000001"],
+            &[("KMS_IMPORT_SECRET_ACCESS_KEY", secret)],
+        )
+    });
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(secret));
+    s.client_with("AKIAIMPORTED00000001", secret, REGION, None).list_keys().send().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
