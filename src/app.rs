@@ -425,17 +425,20 @@ async fn spawn_invalidation(store: Arc<PgStore>, kms: Arc<Kms>) -> Result<(), Er
             match listener.try_recv().await {
                 Ok(Some(n)) if n.channel() == "kms_identity_changed" => kms.invalidate_identities(),
                 Ok(Some(n)) if n.channel() == "kms_grant_changed" => kms.invalidate_grants(n.payload().parse().ok()),
+                Ok(Some(n)) if n.channel() == "kms_alias_changed" => kms.invalidate_aliases(),
                 Ok(Some(n)) => kms.invalidate(n.payload().parse().ok()),
                 Ok(None) => {
                     kms.invalidate(None);
                     kms.invalidate_identities();
                     kms.invalidate_grants(None);
+                    kms.invalidate_aliases();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "change listener failed; retrying");
                     kms.invalidate(None);
                     kms.invalidate_identities();
                     kms.invalidate_grants(None);
+                    kms.invalidate_aliases();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

@@ -17,6 +17,8 @@ pub enum KmsError {
     InvalidArn(String),
     InvalidMarker,
     InvalidGrantToken,
+    InvalidAliasName(String),
+    AlreadyExists(String),
     InvalidGrantId(String),
     Tag(String),
     MalformedPolicy(String),
@@ -63,7 +65,7 @@ impl std::fmt::Display for KmsError {
         use KmsError::*;
         match self {
             NotFound(m) | Disabled(m) | InvalidState(m) | InvalidKeyUsage(m) | Validation(m) | InvalidArn(m) | Tag(m)
-            | MalformedPolicy(m) | UnsupportedOperation(m) | LimitExceeded(m) | AccessDenied(m) | Internal(m) => {
+            | MalformedPolicy(m) | InvalidAliasName(m) | AlreadyExists(m) | UnsupportedOperation(m) | LimitExceeded(m) | AccessDenied(m) | Internal(m) => {
                 f.write_str(m)
             }
             other => write!(f, "{other:?}"),

@@ -160,6 +160,7 @@ impl Kms {
 
     pub async fn create_grant(&self, caller: &Caller, input: CreateGrantInput) -> Result<(String, String), KmsError> {
         let rec = self.resolve(caller, &input.key_id).await?;
+        Self::require_not_pending(&rec)?;
         for op in &input.operations {
             if !GRANT_OPERATIONS.contains(&op.as_str()) {
                 return Err(KmsError::Validation(format!("{op} is not a grant operation.")));

@@ -4,6 +4,7 @@
 pub mod ciphertext;
 pub mod credentials;
 pub mod grants;
+pub mod lifecycle;
 mod error;
 pub mod keyid;
 
@@ -166,6 +167,8 @@ pub struct Kms {
     grant_store: Arc<dyn crate::store::GrantStore>,
     /// Grants per key; dropped when any node changes a key's grants (NOTIFY).
     grants: Mutex<LruCache<Uuid, Arc<Vec<crate::store::GrantRecord>>>>,
+    /// Alias → key, per account and region; dropped on any alias change (NOTIFY).
+    aliases: Mutex<LruCache<(String, String, String), Option<Uuid>>>,
 }
 
 /// Key policies are limited to 32 KB.
@@ -244,12 +247,18 @@ impl Kms {
             key_tags: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             grant_store,
             grants: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
+            aliases: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             hsm,
             keys,
             meta: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             live: Mutex::new(LruCache::new(nz(sizes.key_handles))),
             loading: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// The one clock every time-driven decision reads.
+    pub fn now(&self) -> chrono::DateTime<Utc> {
+        Utc::now()
     }
 
     pub fn hsm(&self) -> &Hsm {
@@ -479,12 +488,16 @@ impl Kms {
                 (*id, account.clone())
             }
             KeyRef::Alias { name, region, account } => {
-                let arn = keyid::alias_arn(
-                    region.as_deref().unwrap_or(&caller.region),
-                    account.as_deref().unwrap_or(&caller.account_id),
-                    name,
-                );
-                return Err(KmsError::NotFound(format!("Alias {arn} is not found.")));
+                let region = region.as_deref().unwrap_or(&caller.region);
+                let account = account.as_deref().unwrap_or(&caller.account_id);
+                if region != caller.region {
+                    return Err(KmsError::NotFound(format!("Alias {} is not found.", keyid::alias_arn(region, account, name))));
+                }
+                let id = self
+                    .alias_target(account, region, name)
+                    .await?
+                    .ok_or_else(|| KmsError::NotFound(format!("Alias {} is not found.", keyid::alias_arn(region, account, name))))?;
+                (id, account.to_string())
             }
         };
         let rec = self.record(id).await?.ok_or_else(|| not_found(&id))?;
@@ -512,6 +525,14 @@ impl Kms {
         match rec.key_state.as_str() {
             "Enabled" => Ok(()),
             "Disabled" => Err(KmsError::Disabled(format!("{} is disabled.", Self::arn(rec)))),
+            other => Err(KmsError::InvalidState(format!("{} is {}.", Self::arn(rec), state_words(other)))),
+        }
+    }
+
+    /// Management operations work on enabled and disabled keys, not on keys pending deletion.
+    fn require_not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
+        match rec.key_state.as_str() {
+            "Enabled" | "Disabled" => Ok(()),
             other => Err(KmsError::InvalidState(format!("{} is {}.", Self::arn(rec), state_words(other)))),
         }
     }
@@ -709,6 +730,7 @@ impl Kms {
                 multi_region: false,
                 current_version: 1,
                 created_at: Utc::now(),
+                deletion_date: None,
             };
             self.check_new_policy(caller, &probe, p, input.bypass_policy_lockout_safety_check).await?;
         }
@@ -728,6 +750,7 @@ impl Kms {
             multi_region: false,
             current_version: 1,
             created_at: Utc::now(),
+            deletion_date: None,
         };
         let mut m = MaterialRecord { key_id, version: 1, wrapped, root_version: root_version as i32, mac: vec![] };
         m.mac = self.hsm.row_mac(material_mac_input(&rec, &m)).await?;

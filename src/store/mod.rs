@@ -47,6 +47,18 @@ pub struct KeyRecord {
     pub multi_region: bool,
     pub current_version: i32,
     pub created_at: DateTime<Utc>,
+    /// When a key pending deletion will be deleted.
+    pub deletion_date: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    pub alias_name: String,
+    pub key_id: Uuid,
+    pub account_id: String,
+    pub region: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// One version of a key's material, wrapped by the HSM.
@@ -125,6 +137,18 @@ pub trait KeyStore: Send + Sync {
         -> Result<Vec<KeyRecord>, StoreError>;
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
     async fn set_key_policy(&self, key_id: Uuid, policy: &str) -> Result<(), StoreError>;
+    async fn set_key_state(&self, key_id: Uuid, state: &str, deletion_date: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+    async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError>;
+    async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError>;
+    async fn delete_tags(&self, key_id: Uuid, keys: &[String]) -> Result<(), StoreError>;
+    /// Insert an alias; `Conflict` if the name is taken.
+    async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError>;
+    /// Point an existing alias at another key; false if there is no such alias.
+    async fn update_alias(&self, account_id: &str, region: &str, name: &str, key_id: Uuid) -> Result<bool, StoreError>;
+    async fn delete_alias(&self, account_id: &str, region: &str, name: &str) -> Result<bool, StoreError>;
+    async fn alias(&self, account_id: &str, region: &str, name: &str) -> Result<Option<AliasRecord>, StoreError>;
+    /// Aliases of one account and region (of one key, if given), by name.
+    async fn list_aliases(&self, account_id: &str, region: &str, key_id: Option<Uuid>) -> Result<Vec<AliasRecord>, StoreError>;
     async fn material(&self, key_id: Uuid, version: i32) -> Result<Option<MaterialRecord>, StoreError>;
     /// Atomically reserve up to `n` more encryptions with a material version, never passing
     /// `limit`; returns the reserved range `[start, end)`, or `None` when nothing is left (or

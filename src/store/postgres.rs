@@ -58,7 +58,7 @@ impl PgStore {
     /// A listener for key-change notifications from any node.
     pub async fn key_change_listener(&self) -> Result<PgListener, StoreError> {
         let mut l = PgListener::connect(&self.url).await.map_err(map_err)?;
-        l.listen_all(["kms_key_changed", "kms_identity_changed", "kms_grant_changed"]).await.map_err(map_err)?;
+        l.listen_all(["kms_key_changed", "kms_identity_changed", "kms_grant_changed", "kms_alias_changed"]).await.map_err(map_err)?;
         Ok(l)
     }
 
@@ -82,6 +82,18 @@ fn key_from_row(r: &PgRow) -> KeyRecord {
         multi_region: r.get("multi_region"),
         current_version: r.get("current_version"),
         created_at: r.get("created_at"),
+        deletion_date: r.get("deletion_date"),
+    }
+}
+
+fn alias_from_row(r: &PgRow) -> AliasRecord {
+    AliasRecord {
+        alias_name: r.get("alias_name"),
+        key_id: r.get("key_id"),
+        account_id: r.get("account_id"),
+        region: r.get("region"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
     }
 }
 
@@ -98,7 +110,7 @@ fn access_key_from_row(r: &PgRow) -> AccessKeyRecord {
 }
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
-     key_state, policy, multi_region, current_version, created_at";
+     key_state, policy, multi_region, current_version, created_at, deletion_date";
 
 #[async_trait]
 impl KeyStore for PgStore {
@@ -186,6 +198,119 @@ impl KeyStore for PgStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn set_key_state(&self, key_id: Uuid, state: &str, deletion_date: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET key_state = $2, deletion_date = $3 WHERE key_id = $1")
+            .bind(key_id)
+            .bind(state)
+            .bind(deletion_date)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET description = $2 WHERE key_id = $1")
+            .bind(key_id)
+            .bind(description)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for t in tags {
+            sqlx::query(
+                "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES ($1,$2,$3) \
+                 ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = EXCLUDED.tag_value",
+            )
+            .bind(key_id)
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_tags(&self, key_id: Uuid, keys: &[String]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM key_tags WHERE key_id = $1 AND tag_key = ANY($2)")
+            .bind(key_id)
+            .bind(keys)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6)",
+        )
+        .bind(&a.account_id)
+        .bind(&a.region)
+        .bind(&a.alias_name)
+        .bind(a.key_id)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn update_alias(&self, account_id: &str, region: &str, name: &str, key_id: Uuid) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE aliases SET key_id = $4, updated_at = now() WHERE account_id = $1 AND region = $2 AND alias_name = $3",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(name)
+        .bind(key_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_alias(&self, account_id: &str, region: &str, name: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3")
+            .bind(account_id)
+            .bind(region)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn alias(&self, account_id: &str, region: &str, name: &str) -> Result<Option<AliasRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3")
+            .bind(account_id)
+            .bind(region)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.as_ref().map(alias_from_row))
+    }
+
+    async fn list_aliases(&self, account_id: &str, region: &str, key_id: Option<Uuid>) -> Result<Vec<AliasRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM aliases WHERE account_id = $1 AND region = $2 AND ($3::uuid IS NULL OR key_id = $3) ORDER BY alias_name",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(alias_from_row).collect())
     }
 
     async fn material(&self, key_id: Uuid, version: i32) -> Result<Option<MaterialRecord>, StoreError> {

@@ -7,6 +7,7 @@ mod access;
 mod auth;
 mod cli;
 mod grants;
+mod lifecycle;
 mod protocol;
 mod roles;
 mod security;

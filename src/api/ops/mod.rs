@@ -1,6 +1,7 @@
 //! One module per AWS operation: its wire shapes, validation and call into the domain layer.
 //! "Which operations exist" is this directory listing plus [`dispatch`].
 
+mod aliases;
 mod create_key;
 mod decrypt;
 mod describe_key;
@@ -9,8 +10,10 @@ mod generate_data_key;
 mod generate_random;
 mod grants;
 mod key_policy;
+mod lifecycle;
 mod list_keys;
 mod re_encrypt;
+mod tags;
 
 use super::error::ApiError;
 use crate::kms::{Caller, KeyMetadata, Kms};
@@ -18,6 +21,18 @@ use serde_json::{json, Value};
 
 /// Every operation this server implements, by `X-Amz-Target` suffix.
 pub const OPERATIONS: &[&str] = &[
+    "CancelKeyDeletion",
+    "CreateAlias",
+    "DeleteAlias",
+    "DisableKey",
+    "EnableKey",
+    "ListAliases",
+    "ListResourceTags",
+    "ScheduleKeyDeletion",
+    "TagResource",
+    "UntagResource",
+    "UpdateAlias",
+    "UpdateKeyDescription",
     "CreateGrant",
     "CreateKey",
     "ListGrants",
@@ -48,6 +63,18 @@ pub async fn dispatch(op: &str, kms: &Kms, caller: &Caller, body: &[u8]) -> Resu
         "GenerateRandom" => generate_random::handle(kms, caller, body).await,
         "ListKeys" => list_keys::handle(kms, caller, body).await,
         "CreateGrant" => grants::create(kms, caller, body).await,
+        "EnableKey" => lifecycle::enable(kms, caller, body).await,
+        "DisableKey" => lifecycle::disable(kms, caller, body).await,
+        "ScheduleKeyDeletion" => lifecycle::schedule_deletion(kms, caller, body).await,
+        "CancelKeyDeletion" => lifecycle::cancel_deletion(kms, caller, body).await,
+        "UpdateKeyDescription" => lifecycle::update_description(kms, caller, body).await,
+        "CreateAlias" => aliases::create(kms, caller, body).await,
+        "UpdateAlias" => aliases::update(kms, caller, body).await,
+        "DeleteAlias" => aliases::delete(kms, caller, body).await,
+        "ListAliases" => aliases::list(kms, caller, body).await,
+        "TagResource" => tags::tag(kms, caller, body).await,
+        "UntagResource" => tags::untag(kms, caller, body).await,
+        "ListResourceTags" => tags::list(kms, caller, body).await,
         "ListGrants" => grants::list(kms, caller, body).await,
         "ListRetirableGrants" => grants::list_retirable(kms, caller, body).await,
         "RetireGrant" => grants::retire(kms, caller, body).await,
@@ -82,6 +109,9 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         "KeySpec": r.key_spec,
         "MultiRegion": r.multi_region,
     });
+    if let Some(d) = &r.deletion_date {
+        v["DeletionDate"] = json!(epoch(d));
+    }
     if r.key_usage == "ENCRYPT_DECRYPT" {
         v["EncryptionAlgorithms"] = json!(["SYMMETRIC_DEFAULT"]);
     }

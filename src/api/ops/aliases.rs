@@ -1,0 +1,93 @@
+//! `CreateAlias`, `UpdateAlias`, `DeleteAlias`, `ListAliases`.
+
+use crate::api::error::ApiError;
+use crate::api::wire::{parse, Validator};
+use crate::kms::{keyid, Caller, Kms, KmsError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Target {
+    alias_name: Option<String>,
+    target_key_id: Option<String>,
+}
+
+fn target(body: &[u8]) -> Result<(String, String), ApiError> {
+    let r: Target = parse(body)?;
+    Validator::new()
+        .required(&r.alias_name, "aliasName")
+        .required(&r.target_key_id, "targetKeyId")
+        .str_len(r.alias_name.as_deref(), "aliasName", 1, 256)
+        .str_len(r.target_key_id.as_deref(), "targetKeyId", 1, 2048)
+        .finish()?;
+    Ok((r.alias_name.unwrap_or_default(), r.target_key_id.unwrap_or_default()))
+}
+
+pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let (name, target) = target(body)?;
+    kms.create_alias(caller, &name, &target).await?;
+    Ok(json!({}))
+}
+
+pub async fn update(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let (name, target) = target(body)?;
+    kms.update_alias(caller, &name, &target).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Name {
+    alias_name: Option<String>,
+}
+
+pub async fn delete(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: Name = parse(body)?;
+    Validator::new().required(&r.alias_name, "aliasName").str_len(r.alias_name.as_deref(), "aliasName", 1, 256).finish()?;
+    kms.delete_alias(caller, r.alias_name.as_deref().unwrap_or_default()).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct List {
+    key_id: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: List = parse(body)?;
+    Validator::new()
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .int_range(r.limit, "limit", 1, 100)
+        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .finish()?;
+    let aliases = kms.list_aliases(caller, r.key_id.as_deref()).await?;
+    let limit = r.limit.unwrap_or(50) as usize;
+    let start = match &r.marker {
+        None => 0,
+        Some(m) => aliases.iter().position(|a| &a.alias_name == m).map(|i| i + 1).ok_or(KmsError::InvalidMarker)?,
+    };
+    let rest = &aliases[start.min(aliases.len())..];
+    let shown: Vec<Value> = rest
+        .iter()
+        .take(limit)
+        .map(|a| {
+            json!({
+                "AliasName": a.alias_name,
+                "AliasArn": keyid::alias_arn(&a.region, &a.account_id, &a.alias_name),
+                "TargetKeyId": a.key_id.to_string(),
+                "CreationDate": super::epoch(&a.created_at),
+                "LastUpdatedDate": super::epoch(&a.updated_at),
+            })
+        })
+        .collect();
+    let truncated = rest.len() > limit;
+    let mut v = json!({ "Aliases": shown, "Truncated": truncated });
+    if truncated {
+        v["NextMarker"] = json!(rest[limit - 1].alias_name);
+    }
+    Ok(v)
+}

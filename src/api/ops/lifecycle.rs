@@ -1,0 +1,77 @@
+//! `EnableKey`, `DisableKey`, `ScheduleKeyDeletion`, `CancelKeyDeletion`, `UpdateKeyDescription`.
+
+use crate::api::error::ApiError;
+use crate::api::wire::{parse, Validator};
+use crate::kms::{Caller, Kms};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyOnly {
+    key_id: Option<String>,
+}
+
+fn key_only(body: &[u8]) -> Result<String, ApiError> {
+    let r: KeyOnly = parse(body)?;
+    Validator::new().required(&r.key_id, "keyId").str_len(r.key_id.as_deref(), "keyId", 1, 2048).finish()?;
+    Ok(r.key_id.unwrap_or_default())
+}
+
+pub async fn enable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    kms.enable_key(caller, &key_only(body)?).await?;
+    Ok(json!({}))
+}
+
+pub async fn disable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    kms.disable_key(caller, &key_only(body)?).await?;
+    Ok(json!({}))
+}
+
+pub async fn cancel_deletion(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let arn = kms.cancel_key_deletion(caller, &key_only(body)?).await?;
+    Ok(json!({ "KeyId": arn }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Schedule {
+    key_id: Option<String>,
+    pending_window_in_days: Option<i64>,
+}
+
+pub async fn schedule_deletion(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: Schedule = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .int_range(r.pending_window_in_days, "pendingWindowInDays", 7, 30)
+        .finish()?;
+    let days = r.pending_window_in_days.unwrap_or(30);
+    let (arn, when) = kms.schedule_key_deletion(caller, r.key_id.as_deref().unwrap_or_default(), days, kms.now()).await?;
+    Ok(json!({
+        "KeyId": arn,
+        "DeletionDate": super::epoch(&when),
+        "KeyState": "PendingDeletion",
+        "PendingWindowInDays": days,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Describe {
+    key_id: Option<String>,
+    description: Option<String>,
+}
+
+pub async fn update_description(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: Describe = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .required(&r.description, "description")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .str_len(r.description.as_deref(), "description", 0, 8192)
+        .finish()?;
+    kms.update_key_description(caller, r.key_id.as_deref().unwrap_or_default(), r.description.as_deref().unwrap_or_default()).await?;
+    Ok(json!({}))
+}

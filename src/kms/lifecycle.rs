@@ -1,0 +1,238 @@
+//! Key states (enable, disable, schedule and cancel deletion, description), aliases and tags.
+
+use super::{keyid, Caller, Kms, KmsError};
+use crate::store::{AliasRecord, KeyRecord, StoreError, Tag};
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+pub const MAX_ALIASES_PER_KEY: usize = 50;
+pub const MAX_TAGS_PER_KEY: usize = 50;
+
+/// AWS's alias name rules: `alias/` then letters, digits, `/`, `_`, `-`; at most 256 in all;
+/// `alias/aws/` is reserved for AWS managed keys.
+pub fn check_alias_name(name: &str) -> Result<(), KmsError> {
+    let Some(rest) = name.strip_prefix("alias/") else {
+        return Err(KmsError::InvalidAliasName(format!("Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html (got {name})")));
+    };
+    if rest.is_empty() || name.len() > 256 || !rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b)) {
+        return Err(KmsError::InvalidAliasName(format!(
+            "Alias {name} must be 1 to 256 characters of letters, digits, '/', '_' and '-' after the prefix \"alias/\"."
+        )));
+    }
+    if rest.starts_with("aws/") {
+        return Err(KmsError::InvalidAliasName("Alias must not begin with \"alias/aws/\"; that prefix is reserved for AWS managed keys.".into()));
+    }
+    Ok(())
+}
+
+pub fn check_tags(tags: &[Tag]) -> Result<(), KmsError> {
+    let mut seen = std::collections::HashSet::new();
+    for t in tags {
+        if t.key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(KmsError::Tag("Tags beginning with aws: are reserved.".into()));
+        }
+        if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
+            return Err(KmsError::Tag("Tag keys are 1 to 128 characters and tag values at most 256.".into()));
+        }
+        if !seen.insert(t.key.clone()) {
+            return Err(KmsError::Tag(format!("Duplicate tag key {}", t.key)));
+        }
+    }
+    Ok(())
+}
+
+impl Kms {
+    pub fn invalidate_aliases(&self) {
+        self.aliases.lock().unwrap().clear();
+    }
+
+    pub(super) async fn alias_target(&self, account: &str, region: &str, name: &str) -> Result<Option<Uuid>, KmsError> {
+        let k = (account.to_string(), region.to_string(), name.to_string());
+        if let Some(t) = self.aliases.lock().unwrap().get(&k) {
+            return Ok(*t);
+        }
+        let t = self.keys.alias(account, region, name).await?.map(|a| a.key_id);
+        self.aliases.lock().unwrap().put(k, t);
+        Ok(t)
+    }
+
+    async fn changed(&self, key_id: Uuid) {
+        self.invalidate(Some(key_id));
+    }
+
+    pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:EnableKey", Some(&rec), None, &[]).await?;
+        Self::require_not_pending(&rec)?;
+        self.keys.set_key_state(rec.key_id, "Enabled", None).await?;
+        self.changed(rec.key_id).await;
+        Ok(())
+    }
+
+    pub async fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:DisableKey", Some(&rec), None, &[]).await?;
+        Self::require_not_pending(&rec)?;
+        self.keys.set_key_state(rec.key_id, "Disabled", None).await?;
+        self.changed(rec.key_id).await;
+        Ok(())
+    }
+
+    /// Returns the key's ARN and its deletion date.
+    pub async fn schedule_key_deletion(&self, caller: &Caller, key_id: &str, days: i64, now: DateTime<Utc>) -> Result<(String, DateTime<Utc>), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:ScheduleKeyDeletion", Some(&rec), None, &[]).await?;
+        Self::require_not_pending(&rec)?;
+        let when = now + Duration::days(days);
+        self.keys.set_key_state(rec.key_id, "PendingDeletion", Some(when)).await?;
+        self.changed(rec.key_id).await;
+        Ok((Self::arn(&rec), when))
+    }
+
+    /// A key whose deletion is cancelled comes back Disabled.
+    pub async fn cancel_key_deletion(&self, caller: &Caller, key_id: &str) -> Result<String, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:CancelKeyDeletion", Some(&rec), None, &[]).await?;
+        if rec.key_state != "PendingDeletion" {
+            return Err(KmsError::InvalidState(format!("{} is not pending deletion.", Self::arn(&rec))));
+        }
+        self.keys.set_key_state(rec.key_id, "Disabled", None).await?;
+        self.changed(rec.key_id).await;
+        Ok(Self::arn(&rec))
+    }
+
+    pub async fn update_key_description(&self, caller: &Caller, key_id: &str, description: &str) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:UpdateKeyDescription", Some(&rec), None, &[]).await?;
+        Self::require_not_pending(&rec)?;
+        self.keys.set_description(rec.key_id, description).await?;
+        self.changed(rec.key_id).await;
+        Ok(())
+    }
+
+    /// The target of an alias operation: a key id or key ARN of the caller's account.
+    async fn alias_target_key(&self, caller: &Caller, target: &str) -> Result<std::sync::Arc<KeyRecord>, KmsError> {
+        if matches!(keyid::parse(target)?, keyid::KeyRef::Alias { .. }) {
+            return Err(KmsError::Validation("TargetKeyId must be a key ID or key ARN, not an alias.".into()));
+        }
+        let rec = self.resolve(caller, target).await?;
+        if rec.account_id != caller.account_id {
+            return Err(KmsError::NotFound(format!("Key '{}' does not exist", Self::arn(&rec))));
+        }
+        Ok(rec)
+    }
+
+    pub async fn create_alias(&self, caller: &Caller, name: &str, target: &str) -> Result<(), KmsError> {
+        check_alias_name(name)?;
+        let rec = self.alias_target_key(caller, target).await?;
+        self.authorize(caller, "kms:CreateAlias", Some(&rec), None, &[]).await?;
+        Self::require_not_pending(&rec)?;
+        if self.keys.list_aliases(&caller.account_id, &caller.region, Some(rec.key_id)).await?.len() >= MAX_ALIASES_PER_KEY {
+            return Err(KmsError::LimitExceeded(format!("A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases.")));
+        }
+        let now = Utc::now();
+        let a = AliasRecord {
+            alias_name: name.to_string(),
+            key_id: rec.key_id,
+            account_id: caller.account_id.clone(),
+            region: caller.region.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        match self.keys.create_alias(&a).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::AlreadyExists(format!(
+                    "An alias with the name {} already exists",
+                    keyid::alias_arn(&caller.region, &caller.account_id, name)
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate_aliases();
+        Ok(())
+    }
+
+    pub async fn update_alias(&self, caller: &Caller, name: &str, target: &str) -> Result<(), KmsError> {
+        check_alias_name(name)?;
+        let not_found = || KmsError::NotFound(format!("Alias {} is not found.", keyid::alias_arn(&caller.region, &caller.account_id, name)));
+        let current = self.keys.alias(&caller.account_id, &caller.region, name).await?.ok_or_else(not_found)?;
+        let old = self.record(current.key_id).await?.ok_or_else(not_found)?;
+        let new = self.alias_target_key(caller, target).await?;
+        self.authorize(caller, "kms:UpdateAlias", Some(&old), None, &[]).await?;
+        self.authorize(caller, "kms:UpdateAlias", Some(&new), None, &[]).await?;
+        Self::require_not_pending(&new)?;
+        if old.key_spec != new.key_spec || old.key_usage != new.key_usage {
+            return Err(KmsError::Validation(format!(
+                "{} and {} are not the same type of key (key spec and key usage must match).",
+                Self::arn(&old),
+                Self::arn(&new)
+            )));
+        }
+        if !self.keys.update_alias(&caller.account_id, &caller.region, name, new.key_id).await? {
+            return Err(not_found());
+        }
+        self.invalidate_aliases();
+        Ok(())
+    }
+
+    pub async fn delete_alias(&self, caller: &Caller, name: &str) -> Result<(), KmsError> {
+        let not_found = || KmsError::NotFound(format!("Alias {} is not found.", keyid::alias_arn(&caller.region, &caller.account_id, name)));
+        let current = self.keys.alias(&caller.account_id, &caller.region, name).await?.ok_or_else(not_found)?;
+        let rec = self.record(current.key_id).await?.ok_or_else(not_found)?;
+        self.authorize(caller, "kms:DeleteAlias", Some(&rec), None, &[]).await?;
+        if !self.keys.delete_alias(&caller.account_id, &caller.region, name).await? {
+            return Err(not_found());
+        }
+        self.invalidate_aliases();
+        Ok(())
+    }
+
+    pub async fn list_aliases(&self, caller: &Caller, key_id: Option<&str>) -> Result<Vec<AliasRecord>, KmsError> {
+        let key = match key_id {
+            Some(k) => {
+                if matches!(keyid::parse(k)?, keyid::KeyRef::Alias { .. }) {
+                    return Err(KmsError::InvalidArn(format!("Invalid keyId {k}")));
+                }
+                let rec = self.resolve(caller, k).await?;
+                self.authorize(caller, "kms:ListAliases", None, None, &[]).await?;
+                Some(rec.key_id)
+            }
+            None => {
+                self.authorize(caller, "kms:ListAliases", None, None, &[]).await?;
+                None
+            }
+        };
+        Ok(self.keys.list_aliases(&caller.account_id, &caller.region, key).await?)
+    }
+
+    pub async fn tag_resource(&self, caller: &Caller, key_id: &str, tags: Vec<Tag>) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:TagResource", Some(&rec), None, &[]).await?;
+        Self::require_not_pending(&rec)?;
+        check_tags(&tags)?;
+        let existing = self.keys.tags(rec.key_id).await?;
+        let total = existing.iter().filter(|e| !tags.iter().any(|t| t.key == e.key)).count() + tags.len();
+        if total > MAX_TAGS_PER_KEY {
+            return Err(KmsError::LimitExceeded(format!("A KMS key can have at most {MAX_TAGS_PER_KEY} tags.")));
+        }
+        self.keys.put_tags(rec.key_id, &tags).await?;
+        self.changed(rec.key_id).await;
+        Ok(())
+    }
+
+    pub async fn untag_resource(&self, caller: &Caller, key_id: &str, keys: Vec<String>) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:UntagResource", Some(&rec), None, &[]).await?;
+        Self::require_not_pending(&rec)?;
+        self.keys.delete_tags(rec.key_id, &keys).await?;
+        self.changed(rec.key_id).await;
+        Ok(())
+    }
+
+    pub async fn list_resource_tags(&self, caller: &Caller, key_id: &str) -> Result<Vec<Tag>, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:ListResourceTags", Some(&rec), None, &[]).await?;
+        Ok(self.keys.tags(rec.key_id).await?)
+    }
+}
