@@ -398,6 +398,7 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     let store = Arc::new(store);
     let kms = Arc::new(open_kms(s, store.clone()).await?);
     spawn_invalidation(store.clone(), kms.clone()).await?;
+    spawn_scheduler(kms.clone(), Duration::from_millis(s.scheduler_interval_ms.max(10)), s.clock_offset_file.clone());
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
@@ -414,6 +415,28 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     });
     api::serve(listener, state, shutdown_signal(), Duration::from_secs(s.drain_seconds)).await;
     Ok(())
+}
+
+/// Background jobs: at start (catching up on anything that fell due while no server ran) and
+/// then every `interval`, delete keys whose waiting period ended and rotate keys that are due.
+fn spawn_scheduler(kms: Arc<Kms>, interval: Duration, clock_offset_file: Option<std::path::PathBuf>) {
+    tokio::spawn(async move {
+        loop {
+            if let Some(f) = &clock_offset_file {
+                if let Ok(text) = tokio::fs::read_to_string(f).await {
+                    if let Ok(secs) = text.trim().parse::<i64>() {
+                        kms.set_clock_offset(secs);
+                    }
+                }
+            }
+            match kms.run_due().await {
+                Ok((0, 0)) => {}
+                Ok((deleted, rotated)) => tracing::info!(deleted, rotated, "background jobs ran"),
+                Err(e) => tracing::warn!(error = %e, "background jobs failed; retrying"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    });
 }
 
 /// Drop cached key metadata when any node changes a key (Postgres LISTEN/NOTIFY). If the

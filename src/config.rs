@@ -20,6 +20,10 @@ pub struct Settings {
     pub drain_seconds: u64,
     /// Shortest session AssumeRole grants (AWS: 900 seconds).
     pub sts_min_session_seconds: i64,
+    /// How often the background jobs (deletion, rotation) look for due work.
+    pub scheduler_interval_ms: u64,
+    /// Tests and drills only: a file holding a number of seconds to add to the clock.
+    pub clock_offset_file: Option<PathBuf>,
     pub log: String,
     pub hsm: HsmSettings,
     pub cache: CacheSettings,
@@ -55,6 +59,8 @@ impl Default for Settings {
             max_body_bytes: 256 * 1024,
             drain_seconds: 30,
             sts_min_session_seconds: 900,
+            scheduler_interval_ms: 60_000,
+            clock_offset_file: None,
             log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
             hsm: HsmSettings::default(),
             cache: CacheSettings::default(),
@@ -175,6 +181,8 @@ mod tests {
         assert_eq!(from_file.max_body_bytes, d.max_body_bytes);
         assert_eq!(from_file.drain_seconds, d.drain_seconds);
         assert_eq!(from_file.sts_min_session_seconds, d.sts_min_session_seconds);
+        assert_eq!(from_file.scheduler_interval_ms, d.scheduler_interval_ms);
+        assert_eq!(from_file.clock_offset_file, d.clock_offset_file);
         assert_eq!(from_file.log, d.log);
         assert_eq!(from_file.hsm.module, d.hsm.module);
         assert_eq!(from_file.hsm.token_label, d.hsm.token_label);

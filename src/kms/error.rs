@@ -19,6 +19,7 @@ pub enum KmsError {
     InvalidGrantToken,
     InvalidAliasName(String),
     AlreadyExists(String),
+    Conflict(String),
     InvalidGrantId(String),
     Tag(String),
     MalformedPolicy(String),
@@ -65,7 +66,7 @@ impl std::fmt::Display for KmsError {
         use KmsError::*;
         match self {
             NotFound(m) | Disabled(m) | InvalidState(m) | InvalidKeyUsage(m) | Validation(m) | InvalidArn(m) | Tag(m)
-            | MalformedPolicy(m) | InvalidAliasName(m) | AlreadyExists(m) | UnsupportedOperation(m) | LimitExceeded(m) | AccessDenied(m) | Internal(m) => {
+            | MalformedPolicy(m) | InvalidAliasName(m) | AlreadyExists(m) | Conflict(m) | UnsupportedOperation(m) | LimitExceeded(m) | AccessDenied(m) | Internal(m) => {
                 f.write_str(m)
             }
             other => write!(f, "{other:?}"),

@@ -236,3 +236,158 @@ impl Kms {
         Ok(self.keys.tags(rec.key_id).await?)
     }
 }
+
+/// Rotation periods AWS allows.
+pub const ROTATION_DAYS: std::ops::RangeInclusive<i64> = 90..=2560;
+pub const MAX_ON_DEMAND_ROTATIONS: i32 = 25;
+
+pub struct RotationStatus {
+    pub enabled: bool,
+    pub key_arn: String,
+    pub period_days: Option<i32>,
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// A stable id for one version of a key's material (`CurrentKeyMaterialId`).
+pub fn material_id(key_id: &Uuid, version: i32) -> String {
+    let mut d = key_id.as_bytes().to_vec();
+    d.extend_from_slice(&version.to_be_bytes());
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &d).as_ref())
+}
+
+impl Kms {
+    /// New material for a key, generated and wrapped in the token, committed as the current
+    /// version. `Conflict` if another node added the same version first.
+    pub(super) async fn rotate_material(
+        &self,
+        rec: &KeyRecord,
+        rotation_type: &str,
+        next_rotation: Option<DateTime<Utc>>,
+        on_demand: bool,
+    ) -> Result<(), KmsError> {
+        let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
+        let mut m = crate::store::MaterialRecord {
+            key_id: rec.key_id,
+            version: rec.current_version + 1,
+            wrapped,
+            root_version: root_version as i32,
+            mac: vec![],
+        };
+        m.mac = self.hsm.row_mac(super::material_mac_input(rec, &m)).await?;
+        match self.keys.add_material(&m, rotation_type, next_rotation, on_demand).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::Conflict(format!("{} is already being rotated.", Self::arn(rec))))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.changed(rec.key_id).await;
+        tracing::info!(key_id = %rec.key_id, version = m.version, rotation_type, "key rotated");
+        Ok(())
+    }
+
+    fn require_rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
+        if rec.key_spec != super::SYMMETRIC_DEFAULT || rec.origin != "AWS_KMS" {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} does not support automatic rotation.",
+                Self::arn(rec)
+            )));
+        }
+        Self::require_usable(rec)
+    }
+
+    pub async fn enable_key_rotation(&self, caller: &Caller, key_id: &str, days: i64) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:EnableKeyRotation", Some(&rec), None, &[]).await?;
+        Self::require_rotatable(&rec)?;
+        let next = self.now() + Duration::days(days);
+        self.keys.set_rotation(rec.key_id, true, Some(days as i32), Some(next)).await?;
+        self.changed(rec.key_id).await;
+        Ok(())
+    }
+
+    pub async fn disable_key_rotation(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:DisableKeyRotation", Some(&rec), None, &[]).await?;
+        Self::require_rotatable(&rec)?;
+        self.keys.set_rotation(rec.key_id, false, rec.rotation_period_days, None).await?;
+        self.changed(rec.key_id).await;
+        Ok(())
+    }
+
+    pub async fn key_rotation_status(&self, caller: &Caller, key_id: &str) -> Result<RotationStatus, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:GetKeyRotationStatus", Some(&rec), None, &[]).await?;
+        if rec.key_spec != super::SYMMETRIC_DEFAULT {
+            return Err(KmsError::UnsupportedOperation(format!("{} does not support automatic rotation.", Self::arn(&rec))));
+        }
+        Self::require_not_pending(&rec)?;
+        Ok(RotationStatus {
+            enabled: rec.rotation_enabled,
+            key_arn: Self::arn(&rec),
+            period_days: rec.rotation_period_days,
+            next: rec.next_rotation_date,
+        })
+    }
+
+    pub async fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<String, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:RotateKeyOnDemand", Some(&rec), None, &[]).await?;
+        Self::require_rotatable(&rec)?;
+        if rec.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(KmsError::LimitExceeded(format!(
+                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                Self::arn(&rec)
+            )));
+        }
+        if rec.rotation_enabled && rec.next_rotation_date.is_some_and(|n| n <= self.now()) {
+            return Err(KmsError::Conflict(format!("An automatic rotation of {} is due; try again later.", Self::arn(&rec))));
+        }
+        self.rotate_material(&rec, "ON_DEMAND", None, true).await?;
+        Ok(Self::arn(&rec))
+    }
+
+    pub async fn list_key_rotations(&self, caller: &Caller, key_id: &str) -> Result<(String, Vec<crate::store::RotationRecord>), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:ListKeyRotations", Some(&rec), None, &[]).await?;
+        if rec.key_spec != super::SYMMETRIC_DEFAULT {
+            return Err(KmsError::UnsupportedOperation(format!("{} does not support rotation.", Self::arn(&rec))));
+        }
+        Ok((Self::arn(&rec), self.keys.rotations(rec.key_id).await?))
+    }
+
+    /// The background work due at the clock's now: delete keys whose window ended
+    /// (crypto-shredding their material) and rotate keys whose rotation is due. Safe to run on
+    /// every node at once: each key is claimed by exactly one (`FOR UPDATE SKIP LOCKED`).
+    pub async fn run_due(&self) -> Result<(usize, usize), KmsError> {
+        let now = self.now();
+        let mut deleted = 0;
+        loop {
+            let ids = self.keys.delete_due_keys(now, 100).await?;
+            for id in &ids {
+                tracing::info!(key_id = %id, "key deleted at the end of its waiting period; its material is destroyed");
+                self.invalidate(Some(*id));
+            }
+            deleted += ids.len();
+            if ids.len() < 100 {
+                break;
+            }
+        }
+        let mut rotated = 0;
+        loop {
+            let ids = self.keys.claim_due_rotations(now, 100).await?;
+            for id in &ids {
+                self.invalidate(Some(*id));
+                let Some(rec) = self.record(*id).await? else { continue };
+                match self.rotate_material(&rec, "AUTOMATIC", None, false).await {
+                    Ok(()) => rotated += 1,
+                    Err(e) => tracing::error!(key_id = %id, error = %e, "scheduled rotation failed"),
+                }
+            }
+            if ids.len() < 100 {
+                break;
+            }
+        }
+        Ok((deleted, rotated))
+    }
+}

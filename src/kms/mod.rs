@@ -169,6 +169,7 @@ pub struct Kms {
     grants: Mutex<LruCache<Uuid, Arc<Vec<crate::store::GrantRecord>>>>,
     /// Alias → key, per account and region; dropped on any alias change (NOTIFY).
     aliases: Mutex<LruCache<(String, String, String), Option<Uuid>>>,
+    clock_offset: std::sync::atomic::AtomicI64,
 }
 
 /// Key policies are limited to 32 KB.
@@ -248,6 +249,7 @@ impl Kms {
             grant_store,
             grants: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             aliases: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
+            clock_offset: std::sync::atomic::AtomicI64::new(0),
             hsm,
             keys,
             meta: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
@@ -256,9 +258,14 @@ impl Kms {
         }
     }
 
-    /// The one clock every time-driven decision reads.
+    /// The one clock every time-driven decision reads: the system clock plus an offset that
+    /// tests and drills may set (`clock_offset_file`); zero otherwise.
     pub fn now(&self) -> chrono::DateTime<Utc> {
-        Utc::now()
+        Utc::now() + chrono::Duration::seconds(self.clock_offset.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    pub fn set_clock_offset(&self, seconds: i64) {
+        self.clock_offset.store(seconds, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn hsm(&self) -> &Hsm {
@@ -274,6 +281,11 @@ impl Kms {
             Some(id) => {
                 m.pop(&id);
                 t.pop(&id);
+                let mut live = self.live.lock().unwrap();
+                let stale: Vec<(Uuid, i32)> = live.iter().filter(|(k, _)| k.0 == id).map(|(k, _)| *k).collect();
+                let dropped: Vec<_> = stale.iter().filter_map(|k| live.pop(k)).collect();
+                drop(live);
+                drop(dropped);
             }
             None => {
                 m.clear();
@@ -623,6 +635,27 @@ impl Kms {
     }
 
     async fn seal(&self, rec: &KeyRecord, plaintext: Zeroizing<Vec<u8>>, ctx: &Context) -> Result<Vec<u8>, KmsError> {
+        match self.seal_once(rec, plaintext.clone(), ctx).await {
+            Err(KmsError::KeyUnavailable) if self.exhausted(rec).await? => {
+                // The current material reached the AES-GCM bound: rotate, then use the new one.
+                match self.rotate_material(rec, "AUTOMATIC", None, false).await {
+                    Ok(()) | Err(KmsError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                self.invalidate(Some(rec.key_id));
+                let fresh = self.record(rec.key_id).await?.ok_or(KmsError::KeyUnavailable)?;
+                self.seal_once(&fresh, plaintext, ctx).await
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the key's current material has no invocations left.
+    async fn exhausted(&self, rec: &KeyRecord) -> Result<bool, KmsError> {
+        Ok(self.keys.reserve_invocations(rec.key_id, rec.current_version, 0, GCM_INVOCATION_LIMIT).await?.is_none())
+    }
+
+    async fn seal_once(&self, rec: &KeyRecord, plaintext: Zeroizing<Vec<u8>>, ctx: &Context) -> Result<Vec<u8>, KmsError> {
         let version = rec.current_version;
         let live = self.live_material(rec, version).await?.ok_or_else(|| {
             KmsError::Internal(format!("current material v{version} of {} is missing", rec.key_id))
@@ -731,6 +764,10 @@ impl Kms {
                 current_version: 1,
                 created_at: Utc::now(),
                 deletion_date: None,
+                rotation_enabled: false,
+                rotation_period_days: None,
+                next_rotation_date: None,
+                on_demand_rotations: 0,
             };
             self.check_new_policy(caller, &probe, p, input.bypass_policy_lockout_safety_check).await?;
         }
@@ -751,6 +788,10 @@ impl Kms {
             current_version: 1,
             created_at: Utc::now(),
             deletion_date: None,
+            rotation_enabled: false,
+            rotation_period_days: None,
+            next_rotation_date: None,
+            on_demand_rotations: 0,
         };
         let mut m = MaterialRecord { key_id, version: 1, wrapped, root_version: root_version as i32, mac: vec![] };
         m.mac = self.hsm.row_mac(material_mac_input(&rec, &m)).await?;

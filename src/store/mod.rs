@@ -49,6 +49,18 @@ pub struct KeyRecord {
     pub created_at: DateTime<Utc>,
     /// When a key pending deletion will be deleted.
     pub deletion_date: Option<DateTime<Utc>>,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: Option<i32>,
+    pub next_rotation_date: Option<DateTime<Utc>>,
+    pub on_demand_rotations: i32,
+}
+
+/// One rotation of a key: the material version it created.
+#[derive(Debug, Clone)]
+pub struct RotationRecord {
+    pub version: i32,
+    pub rotation_type: String,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +149,24 @@ pub trait KeyStore: Send + Sync {
         -> Result<Vec<KeyRecord>, StoreError>;
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
     async fn set_key_policy(&self, key_id: Uuid, policy: &str) -> Result<(), StoreError>;
+    /// Add a new material version and make it current, in one transaction. `next_rotation`
+    /// moves the schedule; `on_demand` counts an on-demand rotation.
+    async fn add_material(
+        &self,
+        m: &MaterialRecord,
+        rotation_type: &str,
+        next_rotation: Option<DateTime<Utc>>,
+        on_demand: bool,
+    ) -> Result<(), StoreError>;
+    async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError>;
+    async fn set_rotation(&self, key_id: Uuid, enabled: bool, period_days: Option<i32>, next: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+    /// Keys whose rotation is due at `now`, locked for this transaction-less claim: the ids of
+    /// at most `limit` keys, each claimed by moving its next rotation date (so no other node
+    /// takes it).
+    async fn claim_due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError>;
+    /// Delete (with their material, aliases, tags and grants) keys whose deletion date has
+    /// passed; each is deleted by exactly one caller. Returns their ids.
+    async fn delete_due_keys(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError>;
     async fn set_key_state(&self, key_id: Uuid, state: &str, deletion_date: Option<DateTime<Utc>>) -> Result<(), StoreError>;
     async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError>;
     async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError>;

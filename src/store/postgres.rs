@@ -83,6 +83,10 @@ fn key_from_row(r: &PgRow) -> KeyRecord {
         current_version: r.get("current_version"),
         created_at: r.get("created_at"),
         deletion_date: r.get("deletion_date"),
+        rotation_enabled: r.get("rotation_enabled"),
+        rotation_period_days: r.get("rotation_period_days"),
+        next_rotation_date: r.get("next_rotation_date"),
+        on_demand_rotations: r.get("on_demand_rotations"),
     }
 }
 
@@ -110,7 +114,8 @@ fn access_key_from_row(r: &PgRow) -> AccessKeyRecord {
 }
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
-     key_state, policy, multi_region, current_version, created_at, deletion_date";
+     key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
+     rotation_period_days, next_rotation_date, on_demand_rotations";
 
 #[async_trait]
 impl KeyStore for PgStore {
@@ -198,6 +203,97 @@ impl KeyStore for PgStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn add_material(
+        &self,
+        m: &MaterialRecord,
+        rotation_type: &str,
+        next_rotation: Option<DateTime<Utc>>,
+        on_demand: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, rotation_type) VALUES ($1,$2,$3,$4,$5,$6)",
+        )
+        .bind(m.key_id)
+        .bind(m.version)
+        .bind(&m.wrapped)
+        .bind(m.root_version)
+        .bind(&m.mac)
+        .bind(rotation_type)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE keys SET current_version = $2, next_rotation_date = COALESCE($3, next_rotation_date), \
+             on_demand_rotations = on_demand_rotations + CASE WHEN $4 THEN 1 ELSE 0 END WHERE key_id = $1",
+        )
+        .bind(m.key_id)
+        .bind(m.version)
+        .bind(next_rotation)
+        .bind(on_demand)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, rotation_type, created_at FROM key_materials WHERE key_id = $1 AND rotation_type IS NOT NULL ORDER BY version",
+        )
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| RotationRecord { version: r.get("version"), rotation_type: r.get("rotation_type"), created_at: r.get("created_at") })
+            .collect())
+    }
+
+    async fn set_rotation(&self, key_id: Uuid, enabled: bool, period_days: Option<i32>, next: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET rotation_enabled = $2, rotation_period_days = $3, next_rotation_date = $4 WHERE key_id = $1")
+            .bind(key_id)
+            .bind(enabled)
+            .bind(period_days)
+            .bind(next)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn claim_due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+        // Claimed by pushing the date a period ahead in the same statement; SKIP LOCKED keeps
+        // two nodes from claiming the same key.
+        let rows = sqlx::query(
+            "WITH due AS (SELECT key_id FROM keys WHERE rotation_enabled AND key_state = 'Enabled' \
+                          AND next_rotation_date <= $1 ORDER BY next_rotation_date LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE keys k SET next_rotation_date = $1 + make_interval(days => k.rotation_period_days) \
+             FROM due WHERE k.key_id = due.key_id RETURNING k.key_id",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(|r| r.get("key_id")).collect())
+    }
+
+    async fn delete_due_keys(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query(
+            "WITH due AS (SELECT key_id FROM keys WHERE key_state = 'PendingDeletion' AND deletion_date <= $1 \
+                          ORDER BY deletion_date LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             DELETE FROM keys k USING due WHERE k.key_id = due.key_id RETURNING k.key_id",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(|r| r.get("key_id")).collect())
     }
 
     async fn set_key_state(&self, key_id: Uuid, state: &str, deletion_date: Option<DateTime<Utc>>) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ mod grants;
 mod lifecycle;
 mod protocol;
 mod roles;
+mod rotation;
 mod security;
 mod startup;
 mod symmetric;

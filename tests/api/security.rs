@@ -131,14 +131,19 @@ async fn gcm_invocations_are_counted_durably() {
     c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
     assert_eq!(reserved(pool.clone(), key.clone()).await, limit);
 
-    // At the bound: no more encryptions after a restart, but decryption still works.
+    // At the bound (after a restart, so no lease is left in memory): the key rotates to new
+    // material by itself, and ciphertexts of the old material still decrypt.
     tokio::task::block_in_place(|| s.spawn());
     let c = s.client();
-    assert_eq!(code(c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await), "KeyUnavailableException");
-    assert_eq!(code(c.generate_data_key().key_id(&key).number_of_bytes(16).send().await), "KeyUnavailableException");
+    let fresh = c.encrypt().key_id(&key).plaintext(Blob::new(b"y".to_vec())).send().await.unwrap().ciphertext_blob.unwrap();
+    assert_eq!(&fresh.as_ref()[17..21], &2u32.to_be_bytes(), "the new blob names material version 2");
     let pt = c.decrypt().ciphertext_blob(blob.unwrap()).send().await.unwrap().plaintext.unwrap();
     assert_eq!(pt.into_inner(), b"x");
-    assert_eq!(reserved(pool, key).await, limit);
+    assert_eq!(reserved(pool.clone(), key.clone()).await, limit, "version 1 is never used again");
+    let versions: i64 = sqlx::query("SELECT count(*) FROM key_materials WHERE key_id = $1::uuid").bind(&key).fetch_one(&pool).await.unwrap().get(0);
+    assert_eq!(versions, 2);
+    let rotations = c.list_key_rotations().key_id(&key).send().await.unwrap();
+    assert_eq!(rotations.rotations().len(), 1);
     assert!(s.server_log().contains("invocation limit"));
 }
 

@@ -210,6 +210,25 @@ impl Server {
     /// Start (or restart) the server process.
     pub fn spawn(&mut self) {
         self.stop();
+        let (child, endpoint) = self.start_process();
+        self.endpoint = endpoint;
+        self.child = Some(child);
+    }
+
+    /// Another server process on the same token and database (a second node).
+    pub fn second_node(&self) -> Node {
+        let (child, endpoint) = self.start_process();
+        Node { child, endpoint }
+    }
+
+    /// Move the service clock forward (needs `KMS_CLOCK_OFFSET_FILE` from `start_with`).
+    pub fn advance_days(&self, days: i64) {
+        let f = self.env.iter().find(|(k, _)| k == "KMS_CLOCK_OFFSET_FILE").map(|(_, v)| v.clone()).expect("clock file");
+        let now: i64 = std::fs::read_to_string(&f).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+        std::fs::write(&f, (now + days * 86400).to_string()).unwrap();
+    }
+
+    fn start_process(&self) -> (Child, String) {
         let mut cmd = Command::new(kms_bin());
         kms_env(&mut cmd, &self.token, &self.db);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
@@ -230,8 +249,7 @@ impl Server {
             panic!("kms serve did not start: {}", std::fs::read_to_string(&self.log).unwrap_or_default())
         });
         let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("listening line").to_string();
-        self.endpoint = url;
-        self.child = Some(child);
+        (child, url)
     }
 
     pub fn stop(&mut self) {
@@ -352,6 +370,21 @@ extern "C" {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A second server process; stopped when dropped.
+pub struct Node {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        unsafe {
+            libc_kill(self.child.id() as i32, 15);
+        }
+        let _ = self.child.wait();
     }
 }
 

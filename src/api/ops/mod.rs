@@ -13,6 +13,7 @@ mod key_policy;
 mod lifecycle;
 mod list_keys;
 mod re_encrypt;
+mod rotation;
 mod tags;
 
 use super::error::ApiError;
@@ -21,6 +22,11 @@ use serde_json::{json, Value};
 
 /// Every operation this server implements, by `X-Amz-Target` suffix.
 pub const OPERATIONS: &[&str] = &[
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "GetKeyRotationStatus",
+    "RotateKeyOnDemand",
+    "ListKeyRotations",
     "CancelKeyDeletion",
     "CreateAlias",
     "DeleteAlias",
@@ -64,6 +70,11 @@ pub async fn dispatch(op: &str, kms: &Kms, caller: &Caller, body: &[u8]) -> Resu
         "ListKeys" => list_keys::handle(kms, caller, body).await,
         "CreateGrant" => grants::create(kms, caller, body).await,
         "EnableKey" => lifecycle::enable(kms, caller, body).await,
+        "EnableKeyRotation" => rotation::enable(kms, caller, body).await,
+        "DisableKeyRotation" => rotation::disable(kms, caller, body).await,
+        "GetKeyRotationStatus" => rotation::status(kms, caller, body).await,
+        "RotateKeyOnDemand" => rotation::on_demand(kms, caller, body).await,
+        "ListKeyRotations" => rotation::list(kms, caller, body).await,
         "DisableKey" => lifecycle::disable(kms, caller, body).await,
         "ScheduleKeyDeletion" => lifecycle::schedule_deletion(kms, caller, body).await,
         "CancelKeyDeletion" => lifecycle::cancel_deletion(kms, caller, body).await,
@@ -108,6 +119,7 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         "CustomerMasterKeySpec": r.key_spec,
         "KeySpec": r.key_spec,
         "MultiRegion": r.multi_region,
+        "CurrentKeyMaterialId": crate::kms::lifecycle::material_id(&r.key_id, r.current_version),
     });
     if let Some(d) = &r.deletion_date {
         v["DeletionDate"] = json!(epoch(d));

@@ -1,0 +1,96 @@
+//! `EnableKeyRotation`, `DisableKeyRotation`, `GetKeyRotationStatus`, `RotateKeyOnDemand`,
+//! `ListKeyRotations`.
+
+use crate::api::error::ApiError;
+use crate::api::wire::{parse, Validator};
+use crate::kms::lifecycle::{material_id, ROTATION_DAYS};
+use crate::kms::{Caller, Kms, KmsError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Req {
+    key_id: Option<String>,
+    rotation_period_in_days: Option<i64>,
+    limit: Option<i64>,
+    marker: Option<String>,
+    include_key_material: Option<String>,
+}
+
+fn req(body: &[u8]) -> Result<Req, ApiError> {
+    let r: Req = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .int_range(r.rotation_period_in_days, "rotationPeriodInDays", *ROTATION_DAYS.start(), *ROTATION_DAYS.end())
+        .int_range(r.limit, "limit", 1, 1000)
+        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .one_of(r.include_key_material.as_deref(), "includeKeyMaterial", &["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"])
+        .finish()?;
+    Ok(r)
+}
+
+pub async fn enable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r = req(body)?;
+    kms.enable_key_rotation(caller, r.key_id.as_deref().unwrap_or_default(), r.rotation_period_in_days.unwrap_or(365)).await?;
+    Ok(json!({}))
+}
+
+pub async fn disable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r = req(body)?;
+    kms.disable_key_rotation(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    Ok(json!({}))
+}
+
+pub async fn status(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r = req(body)?;
+    let s = kms.key_rotation_status(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    let mut v = json!({ "KeyRotationEnabled": s.enabled, "KeyId": s.key_arn });
+    if let Some(p) = s.period_days {
+        v["RotationPeriodInDays"] = json!(p);
+    }
+    if let Some(n) = &s.next {
+        if s.enabled {
+            v["NextRotationDate"] = json!(super::epoch(n));
+        }
+    }
+    Ok(v)
+}
+
+pub async fn on_demand(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r = req(body)?;
+    let arn = kms.rotate_key_on_demand(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    Ok(json!({ "KeyId": arn }))
+}
+
+pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r = req(body)?;
+    let (arn, rotations) = kms.list_key_rotations(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    let key_id = arn.rsplit('/').next().unwrap_or_default().to_string();
+    let uuid = uuid::Uuid::parse_str(&key_id).map_err(|_| KmsError::Internal("key ARN without a key id".into()))?;
+    let limit = r.limit.unwrap_or(100) as usize;
+    let start = match &r.marker {
+        None => 0,
+        Some(m) => m.parse::<usize>().map_err(|_| KmsError::InvalidMarker)?,
+    };
+    let rest = rotations.get(start..).unwrap_or(&[]);
+    let shown: Vec<Value> = rest
+        .iter()
+        .take(limit)
+        .map(|x| {
+            json!({
+                "KeyId": arn,
+                "KeyMaterialId": material_id(&uuid, x.version),
+                "RotationDate": super::epoch(&x.created_at),
+                "RotationType": x.rotation_type,
+            })
+        })
+        .collect();
+    let truncated = rest.len() > limit;
+    let mut v = json!({ "Rotations": shown, "Truncated": truncated });
+    if truncated {
+        v["NextMarker"] = json!((start + limit).to_string());
+    }
+    Ok(v)
+}
