@@ -44,6 +44,7 @@ pub fn check_tags(tags: &[Tag]) -> Result<(), KmsError> {
 impl Kms {
     pub fn invalidate_aliases(&self) {
         self.aliases.lock().unwrap().clear();
+        self.key_aliases.lock().unwrap().clear();
     }
 
     pub(super) async fn alias_target(&self, account: &str, region: &str, name: &str) -> Result<Option<Uuid>, KmsError> {
@@ -388,6 +389,24 @@ impl Kms {
                 break;
             }
         }
+        // Expired temporary credentials are useless; a day of grace keeps "expired" (rather
+        // than "unknown") as the answer for a while.
+        let purged = self.ids_store().purge_sessions(now - Duration::days(1)).await?;
+        if purged > 0 {
+            tracing::info!(purged, "expired sessions removed");
+        }
         Ok((deleted, rotated))
+    }
+
+    /// Aliases of a key (`kms:ResourceAliases`), cached until any alias changes.
+    pub(super) async fn aliases_of(&self, rec: &KeyRecord) -> Result<std::sync::Arc<Vec<String>>, KmsError> {
+        if let Some(a) = self.key_aliases.lock().unwrap().get(&rec.key_id) {
+            return Ok(a.clone());
+        }
+        let names: Vec<String> =
+            self.keys.list_aliases(&rec.account_id, &rec.region, Some(rec.key_id)).await?.into_iter().map(|a| a.alias_name).collect();
+        let names = std::sync::Arc::new(names);
+        self.key_aliases.lock().unwrap().put(rec.key_id, names.clone());
+        Ok(names)
     }
 }

@@ -170,6 +170,8 @@ pub struct Kms {
     /// Alias → key, per account and region; dropped on any alias change (NOTIFY).
     aliases: Mutex<LruCache<(String, String, String), Option<Uuid>>>,
     clock_offset: std::sync::atomic::AtomicI64,
+    /// Key → its alias names, for `kms:ResourceAliases`.
+    key_aliases: Mutex<LruCache<Uuid, Arc<Vec<String>>>>,
 }
 
 /// Key policies are limited to 32 KB.
@@ -250,6 +252,7 @@ impl Kms {
             grants: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             aliases: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
+            key_aliases: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             hsm,
             keys,
             meta: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
@@ -266,6 +269,10 @@ impl Kms {
 
     pub fn set_clock_offset(&self, seconds: i64) {
         self.clock_offset.store(seconds, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn ids_store(&self) -> &Arc<dyn crate::store::IdentityStore> {
+        &self.ids
     }
 
     pub fn hsm(&self) -> &Hsm {
@@ -336,6 +343,10 @@ impl Kms {
         if let Some(rec) = rec {
             for t in self.tags_of(rec.key_id).await?.iter() {
                 req.context.insert(format!("aws:resourcetag/{}", t.key.to_ascii_lowercase()), vec![t.value.clone()]);
+            }
+            let aliases = self.aliases_of(rec).await?;
+            if !aliases.is_empty() {
+                req.context.insert("kms:resourcealiases".into(), aliases.to_vec());
             }
         }
         Ok(())

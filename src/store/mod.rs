@@ -208,6 +208,8 @@ pub trait IdentityStore: Send + Sync {
     /// `(account, trust policy)` of a role.
     async fn role(&self, arn: &str) -> Result<Option<(String, String)>, StoreError>;
     async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError>;
+    /// Forget sessions that expired before `before`; returns how many.
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     async fn session(&self, access_key_id: &str) -> Result<Option<SessionRecord>, StoreError>;
     async fn ensure_account(&self, account_id: &str, name: &str) -> Result<(), StoreError>;
     async fn ensure_principal(&self, arn: &str, account_id: &str, kind: &str, name: &str, admin: bool)

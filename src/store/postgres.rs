@@ -561,6 +561,11 @@ impl IdentityStore for PgStore {
         Ok(())
     }
 
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE expires_at < $1").bind(before).execute(&self.pool).await.map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+
     async fn session(&self, access_key_id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT s.access_key_id, s.role_arn, p.account_id, s.session_name, s.secret_blob, s.root_version, \

@@ -302,3 +302,22 @@ async fn tag_conditions_and_recorded_admin_changes() {
     }
     assert!(rows.iter().all(|r| !r.get::<String, _>("d").contains(&secret) && !r.get::<String, _>("target").contains(&secret)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_aliases_in_conditions() {
+    let s = Server::start().await;
+    let root = s.client();
+    let named = root.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let other = root.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    root.create_alias().alias_name("alias/app-web").target_key_id(&named).send().await.unwrap();
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
+        "Condition":{"ForAnyValue:StringLike":{"kms:ResourceAliases":"alias/app-*"}}}]}"#;
+    let (_, _, frank) = tokio::task::block_in_place(|| s.new_user("123456789012", "frank", Some(policy)));
+    frank.encrypt().key_id(&named).plaintext(pt()).send().await.unwrap();
+    frank.encrypt().key_id("alias/app-web").plaintext(pt()).send().await.unwrap();
+    assert_eq!(code(frank.encrypt().key_id(&other).plaintext(pt()).send().await), "AccessDeniedException");
+    // Moving the alias moves the permission, at once.
+    root.update_alias().alias_name("alias/app-web").target_key_id(&other).send().await.unwrap();
+    frank.encrypt().key_id(&other).plaintext(pt()).send().await.unwrap();
+    assert_eq!(code(frank.encrypt().key_id(&named).plaintext(pt()).send().await), "AccessDeniedException");
+}
