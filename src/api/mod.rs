@@ -199,6 +199,7 @@ async fn process(
             source_ip: Some(peer.to_string()),
             grant_tokens: Vec::new(),
             role_arn: verified.key.role_arn.clone(),
+            request_alias: None,
         };
         if protocol == Protocol::Query {
             return sts::handle(state, &caller, &body, request_id).await.map(Reply::Xml);

@@ -46,11 +46,22 @@ pub struct Caller {
     pub grant_tokens: Vec<String>,
     /// For an assumed-role session: the role (whose identity policies apply).
     pub role_arn: Option<String>,
+    /// The alias the request named its key by, if it did (`kms:RequestAlias`).
+    pub request_alias: Option<String>,
 }
 
 impl Caller {
     pub fn with_grant_tokens(&self, tokens: Option<Vec<String>>) -> Caller {
         Caller { grant_tokens: tokens.unwrap_or_default(), ..self.clone() }
+    }
+
+    /// The request's grant tokens and the alias (name or ARN) its `KeyId` used, if any.
+    pub fn for_request(&self, tokens: Option<Vec<String>>, key_id: Option<&str>) -> Caller {
+        let request_alias = key_id.and_then(|k| match keyid::parse(k) {
+            Ok(KeyRef::Alias { name, .. }) => Some(name),
+            _ => None,
+        });
+        Caller { grant_tokens: tokens.unwrap_or_default(), request_alias, ..self.clone() }
     }
 }
 
@@ -388,6 +399,9 @@ impl Kms {
         put("aws:SecureTransport", vec!["false".into()]);
         if let Some(ip) = &caller.source_ip {
             put("aws:SourceIp", vec![ip.clone()]);
+        }
+        if let Some(a) = &caller.request_alias {
+            put("kms:RequestAlias", vec![a.clone()]);
         }
         if let Some(rec) = rec {
             put("kms:KeySpec", vec![rec.key_spec.clone()]);

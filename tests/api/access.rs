@@ -316,6 +316,13 @@ async fn resource_aliases_in_conditions() {
     frank.encrypt().key_id(&named).plaintext(pt()).send().await.unwrap();
     frank.encrypt().key_id("alias/app-web").plaintext(pt()).send().await.unwrap();
     assert_eq!(code(frank.encrypt().key_id(&other).plaintext(pt()).send().await), "AccessDeniedException");
+    // kms:RequestAlias: only when the request names the key by that alias.
+    let by_alias = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
+        "Condition":{"StringEquals":{"kms:RequestAlias":"alias/app-web"}}}]}"#;
+    let (_, _, gina) = tokio::task::block_in_place(|| s.new_user("123456789012", "gina", Some(by_alias)));
+    gina.encrypt().key_id("alias/app-web").plaintext(pt()).send().await.unwrap();
+    gina.encrypt().key_id("arn:aws:kms:us-east-1:123456789012:alias/app-web").plaintext(pt()).send().await.unwrap();
+    assert_eq!(code(gina.encrypt().key_id(&named).plaintext(pt()).send().await), "AccessDeniedException");
     // Moving the alias moves the permission, at once.
     root.update_alias().alias_name("alias/app-web").target_key_id(&other).send().await.unwrap();
     frank.encrypt().key_id(&other).plaintext(pt()).send().await.unwrap();

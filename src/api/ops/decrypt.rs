@@ -31,7 +31,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     require_symmetric_algorithm(r.encryption_algorithm.as_deref())?;
     let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
     let ctx = r.encryption_context.unwrap_or_default();
-    let out = kms.decrypt(&caller.with_grant_tokens(r.grant_tokens.clone()), &blob, &ctx, r.key_id.as_deref(), r.dry_run.unwrap_or(false)).await?;
+    let out = kms.decrypt(&caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()), &blob, &ctx, r.key_id.as_deref(), r.dry_run.unwrap_or(false)).await?;
     Ok(json!({
         "KeyId": out.key_arn,
         "Plaintext": b64(&out.plaintext),

@@ -29,7 +29,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let plaintext = r.plaintext.map(|b| b.0).unwrap_or_default();
     let ctx = r.encryption_context.unwrap_or_default();
     let out = kms
-        .encrypt(&caller.with_grant_tokens(r.grant_tokens.clone()), r.key_id.as_deref().unwrap_or_default(), plaintext, &ctx, r.dry_run.unwrap_or(false))
+        .encrypt(&caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()), r.key_id.as_deref().unwrap_or_default(), plaintext, &ctx, r.dry_run.unwrap_or(false))
         .await?;
     Ok(json!({
         "CiphertextBlob": b64(&out.blob),

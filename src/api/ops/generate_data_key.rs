@@ -44,7 +44,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8], with_plaintext: boo
     let ctx = r.encryption_context.unwrap_or_default();
     let out = kms
         .generate_data_key(
-            &caller.with_grant_tokens(r.grant_tokens.clone()),
+            &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
             if with_plaintext { "kms:GenerateDataKey" } else { "kms:GenerateDataKeyWithoutPlaintext" },
             r.key_id.as_deref().unwrap_or_default(),
             bytes,

@@ -35,7 +35,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
     let out = kms
         .re_encrypt(
-            &caller.with_grant_tokens(r.grant_tokens.clone()),
+            &caller.for_request(r.grant_tokens.clone(), r.destination_key_id.as_deref()),
             &blob,
             &r.source_encryption_context.unwrap_or_default(),
             r.source_key_id.as_deref(),
