@@ -410,3 +410,98 @@ impl Kms {
         Ok(names)
     }
 }
+
+/// Services whose AWS managed key (`alias/aws/<service>`) is created on first use.
+pub const MANAGED_KEY_SERVICES: &[&str] = &[
+    "acm", "backup", "cloudtrail", "codecommit", "dynamodb", "ebs", "ecr", "elasticfilesystem", "es", "fsx", "glue",
+    "kafka", "kinesis", "lambda", "lightsail", "logs", "rds", "redshift", "s3", "secretsmanager", "sns", "sqs", "ssm",
+    "xray",
+];
+
+/// AWS's key policy for an AWS managed key: the service may use it on behalf of principals of
+/// the account (`kms:ViaService`), and the account may only read its metadata. Everything
+/// else (disabling, deleting, re-policing, re-aliasing, rotation changes) is refused by it.
+pub fn managed_key_policy(account: &str, region: &str, service: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": format!("auto-{service}-1"),
+        "Statement": [
+            {
+                "Sid": format!("Allow access through {service} for all principals in the account that are authorized to use {service}"),
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {
+                    "kms:CallerAccount": account,
+                    "kms:ViaService": format!("{service}.{region}.amazonaws.com")
+                }}
+            },
+            {
+                "Sid": "Allow direct access to key metadata to the account",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+                "Action": ["kms:Describe*", "kms:Get*", "kms:List*"],
+                "Resource": "*"
+            }
+        ]
+    })
+    .to_string()
+}
+
+impl Kms {
+    /// The AWS managed key behind `alias/aws/<service>`, created on first use (as AWS's
+    /// DescribeKey does for a predefined alias with no key yet).
+    pub(super) async fn managed_key(&self, account: &str, region: &str, name: &str) -> Result<Option<Uuid>, KmsError> {
+        let Some(service) = name.strip_prefix("alias/aws/") else { return Ok(None) };
+        if !MANAGED_KEY_SERVICES.contains(&service) {
+            return Ok(None);
+        }
+        let now = self.now();
+        let key_id = Uuid::new_v4();
+        let rec = KeyRecord {
+            key_id,
+            account_id: account.to_string(),
+            region: region.to_string(),
+            description: format!("Default key that protects my {service} data when no other key is defined"),
+            key_spec: super::SYMMETRIC_DEFAULT.into(),
+            key_usage: super::ENCRYPT_DECRYPT.into(),
+            origin: "AWS_KMS".into(),
+            key_manager: "AWS".into(),
+            key_state: "Enabled".into(),
+            policy: managed_key_policy(account, region, service),
+            multi_region: false,
+            current_version: 1,
+            created_at: now,
+            deletion_date: None,
+            rotation_enabled: true,
+            rotation_period_days: Some(365),
+            next_rotation_date: Some(now + Duration::days(365)),
+            on_demand_rotations: 0,
+        };
+        let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
+        let mut m = crate::store::MaterialRecord { key_id, version: 1, wrapped, root_version: root_version as i32, mac: vec![] };
+        m.mac = self.hsm.row_mac(super::material_mac_input(&rec, &m)).await?;
+        let alias = AliasRecord {
+            alias_name: name.to_string(),
+            key_id,
+            account_id: account.to_string(),
+            region: region.to_string(),
+            created_at: now,
+            updated_at: now,
+        };
+        match self.keys.create_managed_key(&rec, &m, &alias).await {
+            Ok(()) => {
+                tracing::info!(%key_id, alias = name, "AWS managed key created on first use");
+                self.invalidate_aliases();
+                Ok(Some(key_id))
+            }
+            // Another request created it first: use that one.
+            Err(StoreError::Conflict { .. }) => {
+                self.invalidate_aliases();
+                Ok(self.keys.alias(account, region, name).await?.map(|a| a.key_id))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -530,9 +530,12 @@ impl Kms {
                 if region != caller.region {
                     return Err(KmsError::NotFound(format!("Alias {} is not found.", keyid::alias_arn(region, account, name))));
                 }
-                let id = self
-                    .alias_target(account, region, name)
-                    .await?
+                let found = match self.alias_target(account, region, name).await? {
+                    Some(id) => Some(id),
+                    None if account == caller.account_id => self.managed_key(account, region, name).await?,
+                    None => None,
+                };
+                let id = found
                     .ok_or_else(|| KmsError::NotFound(format!("Alias {} is not found.", keyid::alias_arn(region, account, name))))?;
                 (id, account.to_string())
             }

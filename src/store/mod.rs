@@ -144,6 +144,9 @@ pub trait KeyStore: Send + Sync {
     /// Insert a key, its first material version and its tags in one transaction.
     async fn create_key(&self, key: &KeyRecord, material: &MaterialRecord, tags: &[Tag]) -> Result<(), StoreError>;
     async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError>;
+    /// Insert an AWS managed key with its first material and its `alias/aws/…` alias in one
+    /// transaction; `Conflict` if the alias exists (another request created it first).
+    async fn create_managed_key(&self, key: &KeyRecord, material: &MaterialRecord, alias: &AliasRecord) -> Result<(), StoreError>;
     /// Keys of one account in one region, ordered by id, after `after`.
     async fn list_keys(&self, account_id: &str, region: &str, after: Option<Uuid>, limit: i64)
         -> Result<Vec<KeyRecord>, StoreError>;

@@ -163,6 +163,56 @@ impl KeyStore for PgStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn create_managed_key(&self, k: &KeyRecord, m: &MaterialRecord, a: &AliasRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
+             key_state, policy, multi_region, current_version, created_at, rotation_enabled, rotation_period_days, \
+             next_rotation_date) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
+        )
+        .bind(k.key_id)
+        .bind(&k.account_id)
+        .bind(&k.region)
+        .bind(&k.description)
+        .bind(&k.key_spec)
+        .bind(&k.key_usage)
+        .bind(&k.origin)
+        .bind(&k.key_manager)
+        .bind(&k.key_state)
+        .bind(&k.policy)
+        .bind(k.multi_region)
+        .bind(k.current_version)
+        .bind(k.created_at)
+        .bind(k.rotation_enabled)
+        .bind(k.rotation_period_days)
+        .bind(k.next_rotation_date)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("INSERT INTO key_materials (key_id, version, wrapped, root_version, mac) VALUES ($1,$2,$3,$4,$5)")
+            .bind(m.key_id)
+            .bind(m.version)
+            .bind(&m.wrapped)
+            .bind(m.root_version)
+            .bind(&m.mac)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6)",
+        )
+        .bind(&a.account_id)
+        .bind(&a.region)
+        .bind(&a.alias_name)
+        .bind(a.key_id)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
     async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
         let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = $1");
         let row = sqlx::query(&q).bind(key_id).fetch_optional(&self.pool).await.map_err(map_err)?;

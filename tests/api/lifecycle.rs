@@ -142,3 +142,44 @@ async fn tags_with_aws_limits() {
     let page = c.list_resource_tags().key_id(&key).limit(1).send().await.unwrap();
     assert_eq!(page.tags().len(), 1);
 }
+
+#[tokio::test]
+async fn aws_managed_keys_are_created_on_first_use_and_cannot_be_changed() {
+    let s = Server::start().await;
+    let c = s.client();
+    // Concurrent first uses create one key.
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move { c.describe_key().key_id("alias/aws/s3").send().await.unwrap().key_metadata.unwrap() }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    let m = &ids[0];
+    assert!(ids.iter().all(|k| k.key_id == m.key_id), "one managed key");
+    assert_eq!(m.key_manager, Some(aws_sdk_kms::types::KeyManagerType::Aws));
+    assert_eq!(m.description.as_deref(), Some("Default key that protects my s3 data when no other key is defined"));
+    let st = c.get_key_rotation_status().key_id(&m.key_id).send().await.unwrap();
+    assert!(st.key_rotation_enabled);
+    assert_eq!(st.rotation_period_in_days, Some(365));
+    let aliases = c.list_aliases().send().await.unwrap();
+    assert_eq!(aliases.aliases().iter().filter(|a| a.alias_name.as_deref() == Some("alias/aws/s3")).count(), 1);
+    assert_eq!(code(c.describe_key().key_id("alias/aws/no-such-service").send().await), "NotFoundException");
+    // Only the service may use it (kms:ViaService), and users may not change it.
+    assert_eq!(code(c.encrypt().key_id("alias/aws/s3").plaintext(pt()).send().await), "AccessDeniedException");
+    let id = m.key_id.clone();
+    for r in [
+        code(c.disable_key().key_id(&id).send().await),
+        code(c.schedule_key_deletion().key_id(&id).send().await),
+        code(c.disable_key_rotation().key_id(&id).send().await),
+        code(c.put_key_policy().key_id(&id).policy(crate::access::default_policy()).send().await),
+        code(c.delete_alias().alias_name("alias/aws/s3").send().await),
+        code(c.tag_resource().key_id(&id).tags(Tag::builder().tag_key("a").tag_value("b").build().unwrap()).send().await),
+    ] {
+        assert_eq!(r, "AccessDeniedException");
+    }
+    assert_eq!(code(c.update_alias().alias_name("alias/aws/s3").target_key_id(&id).send().await), "InvalidAliasNameException");
+    c.get_key_policy().key_id(&id).send().await.unwrap();
+}
