@@ -42,7 +42,7 @@ pub struct CreateGrantInput {
 /// Principals a grant may name: an account's root, a user, a role or an assumed-role session.
 pub fn valid_principal(p: &str) -> bool {
     let parts: Vec<&str> = p.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" || parts[3] != "" || parts[4].len() != 12 || !parts[4].bytes().all(|b| b.is_ascii_digit()) {
+    if parts.len() != 6 || parts[0] != "arn" || !parts[3].is_empty() || parts[4].len() != 12 || !parts[4].bytes().all(|b| b.is_ascii_digit()) {
         return false;
     }
     match parts[2] {

@@ -166,7 +166,7 @@ pub struct Kms {
     live: Mutex<LruCache<(Uuid, i32), Arc<LiveMaterial>>>,
     /// One load (MAC check + unwrap) at a time per key version: concurrent first uses of a
     /// cold key wait for it instead of unwrapping the same blob N times.
-    loading: Mutex<std::collections::HashMap<(Uuid, i32), Arc<tokio::sync::Mutex<()>>>>,
+    loading: Mutex<std::collections::HashMap<(Uuid, i32), LoadGate>>,
     pub credentials: credentials::Credentials,
     ids: Arc<dyn crate::store::IdentityStore>,
     /// Parsed identity policies per principal; dropped on any identity change (NOTIFY).
@@ -174,7 +174,7 @@ pub struct Kms {
     /// Key tags (for `aws:ResourceTag/…`), dropped with the key's metadata.
     key_tags: Mutex<LruCache<Uuid, Arc<Vec<Tag>>>>,
     /// Parsed key policies, with the text they were parsed from.
-    key_policies: Mutex<LruCache<Uuid, Arc<(String, Option<PolicyDocument>)>>>,
+    key_policies: Mutex<LruCache<Uuid, Arc<ParsedPolicy>>>,
     grant_store: Arc<dyn crate::store::GrantStore>,
     /// Grants per key; dropped when any node changes a key's grants (NOTIFY).
     grants: Mutex<LruCache<Uuid, Arc<Vec<crate::store::GrantRecord>>>>,
@@ -184,6 +184,11 @@ pub struct Kms {
     /// Key → its alias names, for `kms:ResourceAliases`.
     key_aliases: Mutex<LruCache<Uuid, Arc<Vec<String>>>>,
 }
+
+/// Serialises the loading of one key version.
+type LoadGate = Arc<tokio::sync::Mutex<()>>;
+/// A key policy's text and what it parsed to (`None`: invalid, allows nothing).
+type ParsedPolicy = (String, Option<PolicyDocument>);
 
 /// Key policies are limited to 32 KB.
 pub const MAX_KEY_POLICY_BYTES: usize = 32 * 1024;

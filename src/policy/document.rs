@@ -66,7 +66,7 @@ fn valid_aws_principal(p: &str) -> bool {
         return true;
     }
     let parts: Vec<&str> = p.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" || parts[1].is_empty() || parts[3] != "" {
+    if parts.len() != 6 || parts[0] != "arn" || parts[1].is_empty() || !parts[3].is_empty() {
         return false;
     }
     let account_ok = parts[4].len() == 12 && parts[4].bytes().all(|b| b.is_ascii_digit());
@@ -212,7 +212,7 @@ fn account_of(arn_or_account: &str) -> Option<&str> {
     if arn_or_account.len() == 12 && arn_or_account.bytes().all(|b| b.is_ascii_digit()) {
         return Some(arn_or_account);
     }
-    arn_or_account.strip_prefix("arn:").and_then(|r| r.splitn(5, ':').nth(3))
+    arn_or_account.strip_prefix("arn:").and_then(|r| r.split(':').nth(3))
 }
 
 impl Principals {

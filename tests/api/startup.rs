@@ -61,32 +61,40 @@ fn init_refuses_unusable_provisioned_credentials() {
 fn serve_fails_fast_with_one_clear_sentence() {
     let token = Token::new();
     let db = Database::new();
+    let mut errors = Vec::new();
     // Database without schema: tells the user to run kms init.
     let e = serve_fails(&token, &db, |_| {});
     assert!(e.contains("run `kms init`"), "{e}");
+    errors.push(e);
     assert!(run_init(&token, &db, None).status.success());
     let e = serve_fails(&token, &db, |c| {
         c.env("KMS_HSM__PIN", "00000000");
     });
     assert!(e.contains("PIN"), "{e}");
+    errors.push(e);
     let e = serve_fails(&token, &db, |c| {
         c.env("KMS_HSM__TOKEN_LABEL", "no-such-token");
     });
     assert!(e.contains("no-such-token"), "{e}");
+    errors.push(e);
     let e = serve_fails(&token, &db, |c| {
         c.env("KMS_HSM__MODULE", "/nonexistent/libpkcs11.so");
     });
     assert!(e.contains("could not be loaded"), "{e}");
+    errors.push(e);
     let e = serve_fails(&token, &db, |c| {
         c.env("KMS_DATABASE_URL", "postgres://postgres@127.0.0.1:1/none");
     });
     assert!(e.contains("Postgres is unreachable"), "{e}");
+    errors.push(e);
     // A token that was never initialised for the service: its root key is missing.
     let fresh = Token::new();
     let e = serve_fails(&fresh, &db, |_| {});
     assert!(e.contains("kms init"), "{e}");
-    for e in [e] {
+    errors.push(e);
+    for e in errors {
         assert_eq!(e.trim().lines().count(), 1, "one sentence: {e}");
+        assert!(e.starts_with("kms: "), "{e}");
     }
 }
 
