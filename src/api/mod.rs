@@ -200,6 +200,7 @@ async fn process(
             grant_tokens: Vec::new(),
             role_arn: verified.key.role_arn.clone(),
             request_alias: None,
+            access_key_id: verified.key.access_key_id.clone(),
         };
         if protocol == Protocol::Query {
             return sts::handle(state, &caller, &body, request_id).await.map(Reply::Xml);
@@ -221,6 +222,6 @@ async fn process(
         ops::dispatch(&op, &state.kms, &caller, &body).await.map(Reply::Json)
     }
     .await;
-    let label = if protocol == Protocol::Query { "sts:AssumeRole".to_string() } else { label };
+    let label = if protocol == Protocol::Query { "sts".to_string() } else { label };
     (label, protocol, result)
 }

@@ -1,4 +1,4 @@
-//! An STS-compatible `AssumeRole` on the same endpoint: the AWS Query protocol
+//! An STS-compatible `AssumeRole` (and `GetCallerIdentity`) on the same endpoint: the AWS Query protocol
 //! (`application/x-www-form-urlencoded`, `Action=AssumeRole&Version=2011-06-15&…`), SigV4 with
 //! service `sts`, XML responses. STS has its own error names, so this protocol has its own
 //! (exhaustive) error mapping, next to the JSON one in `error.rs`.
@@ -57,6 +57,16 @@ pub async fn handle(state: &ApiState, caller: &Caller, body: &[u8], request_id: 
     let params: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
     match params.get("Action").map(String::as_str) {
         Some("AssumeRole") => {}
+        Some("GetCallerIdentity") => {
+            return Ok(format!(
+                "<GetCallerIdentityResponse xmlns=\"{NS}\"><GetCallerIdentityResult><Arn>{}</Arn><UserId>{}</UserId>\
+<Account>{}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>\
+</GetCallerIdentityResponse>",
+                xml_escape(&caller.principal_arn),
+                xml_escape(&caller.access_key_id),
+                xml_escape(&caller.account_id),
+            ))
+        }
         Some(other) => return Err(ApiError::UnknownOperation(format!("Could not find operation {}", other.chars().take(64).collect::<String>()))),
         None => return Err(ApiError::UnknownOperation("Missing Action".into())),
     }

@@ -48,6 +48,8 @@ pub struct Caller {
     pub role_arn: Option<String>,
     /// The alias the request named its key by, if it did (`kms:RequestAlias`).
     pub request_alias: Option<String>,
+    /// The access key that signed the request.
+    pub access_key_id: String,
 }
 
 impl Caller {

@@ -56,6 +56,9 @@ async fn an_assumed_role_works_and_then_expires() {
         .send()
         .await
         .unwrap();
+    let who = sts(&s, &alice_id, &alice_secret).get_caller_identity().send().await.unwrap();
+    assert_eq!(who.arn.as_deref(), Some(alice_arn.as_str()));
+    assert_eq!(who.account.as_deref(), Some("123456789012"));
     let user = out.assumed_role_user.unwrap();
     assert_eq!(user.arn, "arn:aws:sts::123456789012:assumed-role/app/web-1");
     let creds = out.credentials.unwrap();
