@@ -132,3 +132,46 @@ async fn create_grant_refuses_what_the_key_cannot_do() {
     );
     assert!(root.list_grants().key_id(&key).send().await.unwrap().grants().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_grant_conditions_limit_what_may_be_granted() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = root.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:CreateGrant","Resource":"*",
+        "Condition":{"ForAllValues:StringEquals":{"kms:GrantOperations":["Encrypt","Decrypt"]},
+                     "Bool":{"kms:GrantIsForAWSResource":"false"},
+                     "ArnLike":{"kms:GranteePrincipal":"arn:aws:iam::123456789012:user/app-*"}}}]}"#;
+    let (_, _, ops) = tokio::task::block_in_place(|| s.new_user("123456789012", "ops", Some(policy)));
+    ops.create_grant()
+        .key_id(&key)
+        .grantee_principal("arn:aws:iam::123456789012:user/app-web")
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            ops.create_grant()
+                .key_id(&key)
+                .grantee_principal("arn:aws:iam::123456789012:user/app-web")
+                .operations(GrantOperation::Encrypt)
+                .operations(GrantOperation::ReEncryptFrom)
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(
+            ops.create_grant()
+                .key_id(&key)
+                .grantee_principal("arn:aws:iam::123456789012:user/intruder")
+                .operations(GrantOperation::Decrypt)
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    assert_eq!(root.list_grants().key_id(&key).send().await.unwrap().grants().len(), 1);
+}
