@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod grants;
 mod lifecycle;
+mod nodes;
 mod protocol;
 mod roles;
 mod rotation;

@@ -286,6 +286,18 @@ impl Server {
         self.client_with(&self.access_key_id, &self.secret, region, None)
     }
 
+    /// A client of another node of this deployment.
+    pub fn client_of(&self, node: &Node, id: &str, secret: &str) -> aws_sdk_kms::Client {
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&node.endpoint)
+            .credentials_provider(Credentials::new(id, secret, None, None, "test"))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    }
+
     pub fn client_with(&self, id: &str, secret: &str, region: &str, at: Option<SystemTime>) -> aws_sdk_kms::Client {
         let mut b = aws_sdk_kms::Config::builder()
             .behavior_version(BehaviorVersion::latest())
