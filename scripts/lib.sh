@@ -26,7 +26,7 @@ need_packages() {
 }
 
 ensure_tools() {
-    need_packages softhsm2 postgresql-client ca-certificates pkg-config gcc libc6-dev python3
+    need_packages softhsm2 postgresql-client ca-certificates pkg-config gcc libc6-dev python3 openssl
     command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] \
         || die "Rust is required: install it with rustup (https://rustup.rs), then re-run"
     command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"

@@ -399,11 +399,13 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     let kms = Arc::new(open_kms(s, store.clone()).await?);
     spawn_invalidation(store.clone(), kms.clone()).await?;
     spawn_scheduler(kms.clone(), Duration::from_millis(s.scheduler_interval_ms.max(10)), s.clock_offset_file.clone());
+    let tls = tls_acceptor(s)?;
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("kms listening on http://{addr} (regions: {})", s.regions.join(", "));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("kms listening on {scheme}://{addr} (regions: {})", s.regions.join(", "));
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "serving");
@@ -413,8 +415,34 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         max_body_bytes: s.max_body_bytes,
         sts_min_session_seconds: s.sts_min_session_seconds,
     });
-    api::serve(listener, state, shutdown_signal(), Duration::from_secs(s.drain_seconds)).await;
+    api::serve(listener, state, tls, shutdown_signal(), Duration::from_secs(s.drain_seconds)).await;
     Ok(())
+}
+
+/// rustls on the aws-lc-rs provider, from the configured PEM files; `None` for plain HTTP.
+fn tls_acceptor(s: &Settings) -> Result<Option<tokio_rustls::TlsAcceptor>, Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = match (&s.tls.cert_file, &s.tls.key_file) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        _ => return Err("tls.cert_file and tls.key_file go together".into()),
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read the TLS certificate {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("the TLS certificate file {} holds no certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read the TLS private key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the TLS certificate and key do not form a usable pair: {e}"))?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
 
 /// Background jobs: at start (catching up on anything that fell due while no server ran) and

@@ -27,6 +27,17 @@ pub struct Settings {
     pub log: String,
     pub hsm: HsmSettings,
     pub cache: CacheSettings,
+    pub tls: TlsSettings,
+}
+
+/// TLS (rustls on aws-lc-rs). Without a certificate the server speaks plain HTTP.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +75,7 @@ impl Default for Settings {
             log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
             hsm: HsmSettings::default(),
             cache: CacheSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }

@@ -50,7 +50,13 @@ enum Reply {
 
 /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests (for at
 /// most `drain`).
-pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl Future<Output = ()>, drain: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ApiState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -66,16 +72,33 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl F
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
-                let svc = service_fn(move |req| handle(state.clone(), peer.ip(), req));
-                let conn = http1::Builder::new()
-                    .keep_alive(true)
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                let secure = tls.is_some();
+                let svc = service_fn(move |req| handle(state.clone(), peer.ip(), secure, req));
+                let builder = {
+                    let mut b = http1::Builder::new();
+                    b.keep_alive(true).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+                    b
+                };
+                match &tls {
+                    None => {
+                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, bounded like a header read.
+                        let acceptor = acceptor.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let Ok(Ok(tls_stream)) = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await else {
+                                return;
+                            };
+                            let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc));
+                            let _ = conn.await;
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }
@@ -88,10 +111,15 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: impl F
     }
 }
 
-async fn handle(state: Arc<ApiState>, peer: std::net::IpAddr, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    state: Arc<ApiState>,
+    peer: std::net::IpAddr,
+    secure: bool,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let (op, protocol, result) = process(&state, peer, req, &request_id).await;
+    let (op, protocol, result) = process(&state, peer, secure, req, &request_id).await;
     let (status, body) = match result {
         Ok(Reply::Json(v)) => (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()),
         Ok(Reply::Xml(x)) => (StatusCode::OK, x.into_bytes()),
@@ -154,6 +182,7 @@ async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
 async fn process(
     state: &ApiState,
     peer: std::net::IpAddr,
+    secure: bool,
     req: Request<Incoming>,
     request_id: &str,
 ) -> (String, Protocol, Result<Reply, ApiError>) {
@@ -201,6 +230,7 @@ async fn process(
             role_arn: verified.key.role_arn.clone(),
             request_alias: None,
             access_key_id: verified.key.access_key_id.clone(),
+            secure_transport: secure,
         };
         if protocol == Protocol::Query {
             return sts::handle(state, &caller, &body, request_id).await.map(Reply::Xml);

@@ -50,6 +50,8 @@ pub struct Caller {
     pub request_alias: Option<String>,
     /// The access key that signed the request.
     pub access_key_id: String,
+    /// Whether the request came over TLS (`aws:SecureTransport`).
+    pub secure_transport: bool,
 }
 
 impl Caller {
@@ -403,7 +405,7 @@ impl Kms {
         put("aws:PrincipalArn", vec![caller.principal_arn.clone()]);
         put("aws:PrincipalAccount", vec![caller.account_id.clone()]);
         put("aws:CurrentTime", vec![Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)]);
-        put("aws:SecureTransport", vec!["false".into()]);
+        put("aws:SecureTransport", vec![caller.secure_transport.to_string()]);
         if let Some(ip) = &caller.source_ip {
             put("aws:SourceIp", vec![ip.clone()]);
         }

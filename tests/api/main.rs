@@ -15,3 +15,4 @@ mod rotation;
 mod security;
 mod startup;
 mod symmetric;
+mod tls;

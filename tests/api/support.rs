@@ -248,7 +248,7 @@ impl Server {
         let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
             panic!("kms serve did not start: {}", std::fs::read_to_string(&self.log).unwrap_or_default())
         });
-        let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("listening line").to_string();
+        let url = line.split_whitespace().find(|w| w.starts_with("http://") || w.starts_with("https://")).expect("listening line").to_string();
         (child, url)
     }
 
