@@ -15,7 +15,12 @@ pub type Error = String;
 async fn connect_store(s: &Settings) -> Result<PgStore, Error> {
     PgStore::connect(&s.database_url, s.database_max_connections)
         .await
-        .map_err(|e| format!("Postgres is unreachable at {}: {e}", s.database_url_redacted()))
+        .map_err(|e| {
+            format!(
+                "Postgres is unreachable at {}: {e}",
+                s.database_url_redacted()
+            )
+        })
 }
 
 async fn open_hsm(s: &Settings) -> Result<Hsm, Error> {
@@ -43,7 +48,10 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
     let store = connect_store(s).await?;
     store.migrate().await.map_err(|e| e.to_string())?;
     let hsm = open_hsm(s).await?;
-    let recorded = store.current_root_version().await.map_err(|e| e.to_string())?;
+    let recorded = store
+        .current_root_version()
+        .await
+        .map_err(|e| e.to_string())?;
     let version = match recorded {
         Some(v) => {
             // Blobs may already be wrapped under this root key: never replace it.
@@ -71,39 +79,80 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
                 if root { "created" } else { "verified" },
                 if mac { "created" } else { "verified" }
             );
-            store.ensure_root_key(1, &root_key_label(1)).await.map_err(|e| e.to_string())?;
+            store
+                .ensure_root_key(1, &root_key_label(1))
+                .await
+                .map_err(|e| e.to_string())?;
             1
         }
     };
     let _ = version;
-    store.ensure_account(&s.account_id, "default").await.map_err(|e| e.to_string())?;
+    store
+        .ensure_account(&s.account_id, "default")
+        .await
+        .map_err(|e| e.to_string())?;
     let admin = admin_arn(&s.account_id);
-    store.ensure_principal(&admin, &s.account_id, "user", "admin", true).await.map_err(|e| e.to_string())?;
+    store
+        .ensure_principal(&admin, &s.account_id, "user", "admin", true)
+        .await
+        .map_err(|e| e.to_string())?;
     // The default key policy trusts the account, which delegates to identity policies: the
     // administrator gets all of KMS through one (replace it with `kms admin` to narrow it).
-    if !store.identity_policies(&admin).await.map_err(|e| e.to_string())?.iter().any(|(n, _)| n == ADMIN_POLICY_NAME) {
-        store.put_identity_policy(&admin, ADMIN_POLICY_NAME, ADMIN_POLICY).await.map_err(|e| e.to_string())?;
+    if !store
+        .identity_policies(&admin)
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|(n, _)| n == ADMIN_POLICY_NAME)
+    {
+        store
+            .put_identity_policy(&admin, ADMIN_POLICY_NAME, ADMIN_POLICY)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let store = Arc::new(store);
-    let kms = Kms::new(hsm, store.clone(), store.clone(), store.clone(), &cache_sizes(s));
-    let given_id = std::env::var("KMS_ADMIN_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty());
-    let given_secret = std::env::var("KMS_ADMIN_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty()).map(SecretString::from);
-    let existing = store.access_keys_of(&admin).await.map_err(|e| e.to_string())?;
+    let kms = Kms::new(
+        hsm,
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        &cache_sizes(s),
+    );
+    let given_id = std::env::var("KMS_ADMIN_ACCESS_KEY_ID")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let given_secret = std::env::var("KMS_ADMIN_SECRET_ACCESS_KEY")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(SecretString::from);
+    let existing = store
+        .access_keys_of(&admin)
+        .await
+        .map_err(|e| e.to_string())?;
     match (given_id, given_secret) {
         (Some(id), Some(secret)) => {
             if let Some(found) = store.access_key(&id).await.map_err(|e| e.to_string())? {
                 if found.principal_arn != admin {
-                    return Err(format!("access key {id} already belongs to {}", found.principal_arn));
+                    return Err(format!(
+                        "access key {id} already belongs to {}",
+                        found.principal_arn
+                    ));
                 }
                 eprintln!("kms init: administrator access key {id} already present");
             } else {
-                kms.credentials.import(&admin, &id, &secret).await.map_err(|e| format!("cannot import the administrator's key: {e}"))?;
+                kms.credentials
+                    .import(&admin, &id, &secret)
+                    .await
+                    .map_err(|e| format!("cannot import the administrator's key: {e}"))?;
                 eprintln!("kms init: administrator access key {id} imported from the environment");
             }
             println!("AWS_ACCESS_KEY_ID={id}");
         }
         (Some(_), None) | (None, Some(_)) => {
-            return Err("set both KMS_ADMIN_ACCESS_KEY_ID and KMS_ADMIN_SECRET_ACCESS_KEY, or neither".into());
+            return Err(
+                "set both KMS_ADMIN_ACCESS_KEY_ID and KMS_ADMIN_SECRET_ACCESS_KEY, or neither"
+                    .into(),
+            );
         }
         (None, None) if !existing.is_empty() => {
             eprintln!(
@@ -113,7 +162,11 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
             println!("AWS_ACCESS_KEY_ID={}", existing[0].access_key_id);
         }
         (None, None) => {
-            let (id, secret) = kms.credentials.create(&admin).await.map_err(|e| format!("cannot create the administrator's key: {e}"))?;
+            let (id, secret) = kms
+                .credentials
+                .create(&admin)
+                .await
+                .map_err(|e| format!("cannot create the administrator's key: {e}"))?;
             println!("AWS_ACCESS_KEY_ID={id}");
             println!("AWS_SECRET_ACCESS_KEY={}", secret.expose_secret());
         }
@@ -122,7 +175,11 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
 }
 
 fn cache_sizes(s: &Settings) -> CacheSizes {
-    CacheSizes { key_metadata: s.cache.key_metadata, key_handles: s.cache.key_handles, signing_keys: s.cache.signing_keys }
+    CacheSizes {
+        key_metadata: s.cache.key_metadata,
+        key_handles: s.cache.key_handles,
+        signing_keys: s.cache.signing_keys,
+    }
 }
 
 /// `kms admin …`: manage accounts, users, access keys and identity policies.
@@ -208,12 +265,16 @@ pub enum AdminCommand {
 }
 
 fn valid_name(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
 
 /// Who ran `kms admin`, for the audit trail.
 fn operator() -> String {
-    std::env::var("KMS_OPERATOR").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "operator".into())
+    std::env::var("KMS_OPERATOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "operator".into())
 }
 
 pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
@@ -229,7 +290,9 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             if store.principal_exists(&arn).await.map_err(err)? {
                 Ok(())
             } else {
-                Err(format!("no user {arn}; create it with `kms admin create-user`"))
+                Err(format!(
+                    "no user {arn}; create it with `kms admin create-user`"
+                ))
             }
         }
     };
@@ -238,23 +301,40 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(format!("account ids are 12 digits, not '{account_id}'"));
             }
-            store.ensure_account(&account_id, &name).await.map_err(err)?;
+            store
+                .ensure_account(&account_id, &name)
+                .await
+                .map_err(err)?;
             eprintln!("kms admin: account {account_id} exists");
         }
-        AdminCommand::CreateUser { account_id, user_name } => {
+        AdminCommand::CreateUser {
+            account_id,
+            user_name,
+        } => {
             if !store.account_exists(&account_id).await.map_err(err)? {
-                return Err(format!("no account {account_id}; create it with `kms admin create-account`"));
+                return Err(format!(
+                    "no account {account_id}; create it with `kms admin create-account`"
+                ));
             }
             if !valid_name(&user_name) {
                 return Err("user names are 1 to 64 letters, digits and +=,.@_-".into());
             }
             let arn = format!("arn:aws:iam::{account_id}:user/{user_name}");
-            store.ensure_principal(&arn, &account_id, "user", &user_name, false).await.map_err(err)?;
+            store
+                .ensure_principal(&arn, &account_id, "user", &user_name, false)
+                .await
+                .map_err(err)?;
             println!("{arn}");
         }
-        AdminCommand::CreateRole { account_id, role_name, trust_policy } => {
+        AdminCommand::CreateRole {
+            account_id,
+            role_name,
+            trust_policy,
+        } => {
             if !store.account_exists(&account_id).await.map_err(err)? {
-                return Err(format!("no account {account_id}; create it with `kms admin create-account`"));
+                return Err(format!(
+                    "no account {account_id}; create it with `kms admin create-account`"
+                ));
             }
             if !valid_name(&role_name) {
                 return Err("role names are 1 to 64 letters, digits and +=,.@_-".into());
@@ -264,21 +344,35 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             crate::policy::parse(&text, crate::policy::PolicyKind::Key)
                 .map_err(|e| format!("the trust policy is not valid: {e}"))?;
             let arn = format!("arn:aws:iam::{account_id}:role/{role_name}");
-            store.put_role(&arn, &account_id, &role_name, &text).await.map_err(err)?;
+            store
+                .put_role(&arn, &account_id, &role_name, &text)
+                .await
+                .map_err(err)?;
             println!("{arn}");
         }
-        AdminCommand::CreateAccessKey { user_arn, access_key_id } => {
+        AdminCommand::CreateAccessKey {
+            user_arn,
+            access_key_id,
+        } => {
             need_principal(user_arn.clone()).await?;
             let kms = open_kms(s, Arc::new(store.clone())).await?;
             match access_key_id {
                 Some(id) => {
-                    let secret = std::env::var("KMS_IMPORT_SECRET_ACCESS_KEY")
-                        .map_err(|_| "set KMS_IMPORT_SECRET_ACCESS_KEY to the secret to import".to_string())?;
-                    kms.credentials.import(&user_arn, &id, &SecretString::from(secret)).await.map_err(|e| e.to_string())?;
+                    let secret = std::env::var("KMS_IMPORT_SECRET_ACCESS_KEY").map_err(|_| {
+                        "set KMS_IMPORT_SECRET_ACCESS_KEY to the secret to import".to_string()
+                    })?;
+                    kms.credentials
+                        .import(&user_arn, &id, &SecretString::from(secret))
+                        .await
+                        .map_err(|e| e.to_string())?;
                     println!("AWS_ACCESS_KEY_ID={id}");
                 }
                 None => {
-                    let (id, secret) = kms.credentials.create(&user_arn).await.map_err(|e| e.to_string())?;
+                    let (id, secret) = kms
+                        .credentials
+                        .create(&user_arn)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     println!("AWS_ACCESS_KEY_ID={id}");
                     println!("AWS_SECRET_ACCESS_KEY={}", secret.expose_secret());
                 }
@@ -286,28 +380,52 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
         }
         AdminCommand::DeactivateAccessKey { access_key_id } => {
             let kms = open_kms(s, Arc::new(store.clone())).await?;
-            kms.credentials.set_status(&access_key_id, false).await.map_err(|e| e.to_string())?;
+            kms.credentials
+                .set_status(&access_key_id, false)
+                .await
+                .map_err(|e| e.to_string())?;
             eprintln!("kms admin: access key {access_key_id} deactivated");
         }
         AdminCommand::ActivateAccessKey { access_key_id } => {
             let kms = open_kms(s, Arc::new(store.clone())).await?;
-            kms.credentials.set_status(&access_key_id, true).await.map_err(|e| e.to_string())?;
+            kms.credentials
+                .set_status(&access_key_id, true)
+                .await
+                .map_err(|e| e.to_string())?;
             eprintln!("kms admin: access key {access_key_id} activated");
         }
-        AdminCommand::PutUserPolicy { user_arn, policy_name, policy_document } => {
+        AdminCommand::PutUserPolicy {
+            user_arn,
+            policy_name,
+            policy_document,
+        } => {
             need_principal(user_arn.clone()).await?;
             let text = std::fs::read_to_string(&policy_document)
                 .map_err(|e| format!("cannot read {}: {e}", policy_document.display()))?;
             crate::policy::parse(&text, crate::policy::PolicyKind::Identity)
                 .map_err(|e| format!("the policy document is not valid: {e}"))?;
-            if !(1..=128).contains(&policy_name.len()) || !policy_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)) {
+            if !(1..=128).contains(&policy_name.len())
+                || !policy_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+            {
                 return Err("policy names are 1 to 128 letters, digits and +=,.@_-".into());
             }
-            store.put_identity_policy(&user_arn, &policy_name, &text).await.map_err(err)?;
+            store
+                .put_identity_policy(&user_arn, &policy_name, &text)
+                .await
+                .map_err(err)?;
             eprintln!("kms admin: policy {policy_name} attached to {user_arn}");
         }
-        AdminCommand::DeleteUserPolicy { user_arn, policy_name } => {
-            if !store.delete_identity_policy(&user_arn, &policy_name).await.map_err(err)? {
+        AdminCommand::DeleteUserPolicy {
+            user_arn,
+            policy_name,
+        } => {
+            if !store
+                .delete_identity_policy(&user_arn, &policy_name)
+                .await
+                .map_err(err)?
+            {
                 return Err(format!("{user_arn} has no policy named {policy_name}"));
             }
             eprintln!("kms admin: policy {policy_name} detached from {user_arn}");
@@ -319,7 +437,13 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                 return Err("tag keys are 1 to 128 characters, values at most 256".into());
             }
             store
-                .put_principal_tag(&principal_arn, &crate::store::Tag { key: k.into(), value: v.into() })
+                .put_principal_tag(
+                    &principal_arn,
+                    &crate::store::Tag {
+                        key: k.into(),
+                        value: v.into(),
+                    },
+                )
                 .await
                 .map_err(err)?;
             eprintln!("kms admin: {principal_arn} tagged {k}={v}");
@@ -340,7 +464,10 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             eprintln!("kms admin: access key {access_key_id} deleted");
         }
     }
-    store.record_admin_event(&operator(), action, &target, detail).await.map_err(err)?;
+    store
+        .record_admin_event(&operator(), action, &target, detail)
+        .await
+        .map_err(err)?;
     Ok(())
 }
 
@@ -348,27 +475,66 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
 fn describe_admin(cmd: &AdminCommand) -> (&'static str, String, serde_json::Value) {
     use serde_json::json;
     match cmd {
-        AdminCommand::CreateAccount { account_id, name } => ("CreateAccount", account_id.clone(), json!({ "name": name })),
-        AdminCommand::CreateUser { account_id, user_name } => {
-            ("CreateUser", format!("arn:aws:iam::{account_id}:user/{user_name}"), json!({}))
+        AdminCommand::CreateAccount { account_id, name } => {
+            ("CreateAccount", account_id.clone(), json!({ "name": name }))
         }
-        AdminCommand::CreateRole { account_id, role_name, .. } => {
-            ("CreateRole", format!("arn:aws:iam::{account_id}:role/{role_name}"), json!({}))
+        AdminCommand::CreateUser {
+            account_id,
+            user_name,
+        } => (
+            "CreateUser",
+            format!("arn:aws:iam::{account_id}:user/{user_name}"),
+            json!({}),
+        ),
+        AdminCommand::CreateRole {
+            account_id,
+            role_name,
+            ..
+        } => (
+            "CreateRole",
+            format!("arn:aws:iam::{account_id}:role/{role_name}"),
+            json!({}),
+        ),
+        AdminCommand::CreateAccessKey {
+            user_arn,
+            access_key_id,
+        } => (
+            "CreateAccessKey",
+            user_arn.clone(),
+            json!({ "imported": access_key_id.is_some(), "access_key_id": access_key_id }),
+        ),
+        AdminCommand::DeactivateAccessKey { access_key_id } => {
+            ("DeactivateAccessKey", access_key_id.clone(), json!({}))
         }
-        AdminCommand::CreateAccessKey { user_arn, access_key_id } => {
-            ("CreateAccessKey", user_arn.clone(), json!({ "imported": access_key_id.is_some(), "access_key_id": access_key_id }))
+        AdminCommand::ActivateAccessKey { access_key_id } => {
+            ("ActivateAccessKey", access_key_id.clone(), json!({}))
         }
-        AdminCommand::DeactivateAccessKey { access_key_id } => ("DeactivateAccessKey", access_key_id.clone(), json!({})),
-        AdminCommand::ActivateAccessKey { access_key_id } => ("ActivateAccessKey", access_key_id.clone(), json!({})),
-        AdminCommand::PutUserPolicy { user_arn, policy_name, .. } => {
-            ("PutPrincipalPolicy", user_arn.clone(), json!({ "policy_name": policy_name }))
+        AdminCommand::PutUserPolicy {
+            user_arn,
+            policy_name,
+            ..
+        } => (
+            "PutPrincipalPolicy",
+            user_arn.clone(),
+            json!({ "policy_name": policy_name }),
+        ),
+        AdminCommand::DeleteUserPolicy {
+            user_arn,
+            policy_name,
+        } => (
+            "DeletePrincipalPolicy",
+            user_arn.clone(),
+            json!({ "policy_name": policy_name }),
+        ),
+        AdminCommand::TagPrincipal { principal_arn, tag } => {
+            ("TagPrincipal", principal_arn.clone(), json!({ "tag": tag }))
         }
-        AdminCommand::DeleteUserPolicy { user_arn, policy_name } => {
-            ("DeletePrincipalPolicy", user_arn.clone(), json!({ "policy_name": policy_name }))
+        AdminCommand::DeletePrincipal { principal_arn } => {
+            ("DeletePrincipal", principal_arn.clone(), json!({}))
         }
-        AdminCommand::TagPrincipal { principal_arn, tag } => ("TagPrincipal", principal_arn.clone(), json!({ "tag": tag })),
-        AdminCommand::DeletePrincipal { principal_arn } => ("DeletePrincipal", principal_arn.clone(), json!({})),
-        AdminCommand::DeleteAccessKey { access_key_id } => ("DeleteAccessKey", access_key_id.clone(), json!({})),
+        AdminCommand::DeleteAccessKey { access_key_id } => {
+            ("DeleteAccessKey", access_key_id.clone(), json!({}))
+        }
     }
 }
 
@@ -385,27 +551,43 @@ async fn open_kms(s: &Settings, store: Arc<PgStore>) -> Result<Kms, Error> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    Ok(Kms::new(hsm, store.clone(), store.clone(), store, &cache_sizes(s)))
+    Ok(Kms::new(
+        hsm,
+        store.clone(),
+        store.clone(),
+        store,
+        &cache_sizes(s),
+    ))
 }
 
 /// Serve the API until SIGINT/SIGTERM, then drain.
 pub async fn serve(s: &Settings) -> Result<(), Error> {
     let store = connect_store(s).await?;
     if !store.is_initialised().await.map_err(|e| e.to_string())? {
-        return Err(format!("the database at {} has no schema; run `kms init` first", s.database_url_redacted()));
+        return Err(format!(
+            "the database at {} has no schema; run `kms init` first",
+            s.database_url_redacted()
+        ));
     }
     store.migrate().await.map_err(|e| e.to_string())?;
     let store = Arc::new(store);
     let kms = Arc::new(open_kms(s, store.clone()).await?);
     spawn_invalidation(store.clone(), kms.clone()).await?;
-    spawn_scheduler(kms.clone(), Duration::from_millis(s.scheduler_interval_ms.max(10)), s.clock_offset_file.clone());
+    spawn_scheduler(
+        kms.clone(),
+        Duration::from_millis(s.scheduler_interval_ms.max(10)),
+        s.clock_offset_file.clone(),
+    );
     let tls = tls_acceptor(s)?;
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("kms listening on {scheme}://{addr} (regions: {})", s.regions.join(", "));
+    println!(
+        "kms listening on {scheme}://{addr} (regions: {})",
+        s.regions.join(", ")
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "serving");
@@ -415,7 +597,14 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         max_body_bytes: s.max_body_bytes,
         sts_min_session_seconds: s.sts_min_session_seconds,
     });
-    api::serve(listener, state, tls, shutdown_signal(), Duration::from_secs(s.drain_seconds)).await;
+    api::serve(
+        listener,
+        state,
+        tls,
+        shutdown_signal(),
+        Duration::from_secs(s.drain_seconds),
+    )
+    .await;
     Ok(())
 }
 
@@ -432,9 +621,13 @@ fn tls_acceptor(s: &Settings) -> Result<Option<tokio_rustls::TlsAcceptor>, Error
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("cannot read the TLS certificate {}: {e}", cert.display()))?;
     if certs.is_empty() {
-        return Err(format!("the TLS certificate file {} holds no certificate", cert.display()));
+        return Err(format!(
+            "the TLS certificate file {} holds no certificate",
+            cert.display()
+        ));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read the TLS private key {}: {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read the TLS private key {}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -447,7 +640,11 @@ fn tls_acceptor(s: &Settings) -> Result<Option<tokio_rustls::TlsAcceptor>, Error
 
 /// Background jobs: at start (catching up on anything that fell due while no server ran) and
 /// then every `interval`, delete keys whose waiting period ended and rotate keys that are due.
-fn spawn_scheduler(kms: Arc<Kms>, interval: Duration, clock_offset_file: Option<std::path::PathBuf>) {
+fn spawn_scheduler(
+    kms: Arc<Kms>,
+    interval: Duration,
+    clock_offset_file: Option<std::path::PathBuf>,
+) {
     tokio::spawn(async move {
         loop {
             if let Some(f) = &clock_offset_file {
@@ -470,12 +667,17 @@ fn spawn_scheduler(kms: Arc<Kms>, interval: Duration, clock_offset_file: Option<
 /// Drop cached key metadata when any node changes a key (Postgres LISTEN/NOTIFY). If the
 /// connection drops, notifications may have been missed, so the whole cache is dropped.
 async fn spawn_invalidation(store: Arc<PgStore>, kms: Arc<Kms>) -> Result<(), Error> {
-    let mut listener = store.key_change_listener().await.map_err(|e| e.to_string())?;
+    let mut listener = store
+        .key_change_listener()
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) if n.channel() == "kms_identity_changed" => kms.invalidate_identities(),
-                Ok(Some(n)) if n.channel() == "kms_grant_changed" => kms.invalidate_grants(n.payload().parse().ok()),
+                Ok(Some(n)) if n.channel() == "kms_grant_changed" => {
+                    kms.invalidate_grants(n.payload().parse().ok())
+                }
                 Ok(Some(n)) if n.channel() == "kms_alias_changed" => kms.invalidate_aliases(),
                 Ok(Some(n)) => kms.invalidate(n.payload().parse().ok()),
                 Ok(None) => {

@@ -94,7 +94,11 @@ impl Default for HsmSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        CacheSettings { key_metadata: 10_000, key_handles: 1_000, signing_keys: 10_000 }
+        CacheSettings {
+            key_metadata: 10_000,
+            key_handles: 1_000,
+            signing_keys: 10_000,
+        }
     }
 }
 
@@ -103,7 +107,10 @@ impl Settings {
         let mut b = config::Config::builder();
         if let Some(f) = file {
             if !f.exists() {
-                return Err(format!("the configuration file {} does not exist", f.display()));
+                return Err(format!(
+                    "the configuration file {} does not exist",
+                    f.display()
+                ));
             }
             b = b.add_source(config::File::from(f).format(config::FileFormat::Toml));
         }
@@ -120,7 +127,10 @@ impl Settings {
             return Err("the configuration must list at least one region".into());
         }
         if s.account_id.len() != 12 || !s.account_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("account_id must be 12 digits, not '{}'", s.account_id));
+            return Err(format!(
+                "account_id must be 12 digits, not '{}'",
+                s.account_id
+            ));
         }
         Ok(s)
     }
@@ -131,8 +141,11 @@ impl Settings {
             return Ok(p.clone());
         }
         if let Some(f) = &self.hsm.pin_file {
-            let s = std::fs::read_to_string(f).map_err(|e| format!("cannot read the PIN file {}: {e}", f.display()))?;
-            return Ok(SecretString::from(s.trim_end_matches(['\r', '\n']).to_string()));
+            let s = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read the PIN file {}: {e}", f.display()))?;
+            return Ok(SecretString::from(
+                s.trim_end_matches(['\r', '\n']).to_string(),
+            ));
         }
         Err("no user PIN: set KMS_HSM__PIN or hsm.pin_file".into())
     }
@@ -154,7 +167,11 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
         Many(Vec<String>),
     }
     Ok(match Either::deserialize(d)? {
-        Either::One(s) => s.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
+        Either::One(s) => s
+            .split(',')
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect(),
         Either::Many(v) => v,
     })
 }
@@ -165,7 +182,10 @@ fn url_without_password(u: &str) -> Option<String> {
         Some((a, h)) => (Some(a), h),
         None => (None, rest),
     };
-    let user = auth.map(|a| a.split(':').next().unwrap_or("")).map(|u| format!("{u}@")).unwrap_or_default();
+    let user = auth
+        .map(|a| a.split(':').next().unwrap_or(""))
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
     Some(format!("{scheme}://{user}{host}"))
 }
 
@@ -189,7 +209,10 @@ mod tests {
         assert_eq!(from_file.regions, d.regions);
         assert_eq!(from_file.account_id, d.account_id);
         assert_eq!(from_file.database_url, d.database_url);
-        assert_eq!(from_file.database_max_connections, d.database_max_connections);
+        assert_eq!(
+            from_file.database_max_connections,
+            d.database_max_connections
+        );
         assert_eq!(from_file.max_body_bytes, d.max_body_bytes);
         assert_eq!(from_file.drain_seconds, d.drain_seconds);
         assert_eq!(from_file.sts_min_session_seconds, d.sts_min_session_seconds);
@@ -206,6 +229,9 @@ mod tests {
 
     #[test]
     fn passwords_are_not_repeated_in_messages() {
-        assert_eq!(url_without_password("postgres://u:hunter2@db:5432/kms").unwrap(), "postgres://u@db:5432/kms");
+        assert_eq!(
+            url_without_password("postgres://u:hunter2@db:5432/kms").unwrap(),
+            "postgres://u@db:5432/kms"
+        );
     }
 }

@@ -117,43 +117,155 @@ mod tests {
     #[test]
     fn wire_table() {
         let cases: Vec<(ApiError, u16, &str)> = vec![
-            (KmsError::NotFound("x".into()).into(), 400, "NotFoundException"),
-            (KmsError::InvalidCiphertext.into(), 400, "InvalidCiphertextException"),
+            (
+                KmsError::NotFound("x".into()).into(),
+                400,
+                "NotFoundException",
+            ),
+            (
+                KmsError::InvalidCiphertext.into(),
+                400,
+                "InvalidCiphertextException",
+            ),
             (KmsError::IncorrectKey.into(), 400, "IncorrectKeyException"),
-            (KmsError::Disabled("x".into()).into(), 400, "DisabledException"),
-            (KmsError::InvalidState("x".into()).into(), 400, "KMSInvalidStateException"),
-            (KmsError::InvalidKeyUsage("x".into()).into(), 400, "InvalidKeyUsageException"),
-            (KmsError::Validation("x".into()).into(), 400, "ValidationException"),
-            (KmsError::InvalidArn("x".into()).into(), 400, "InvalidArnException"),
-            (KmsError::InvalidMarker.into(), 400, "InvalidMarkerException"),
-            (KmsError::InvalidGrantToken.into(), 400, "InvalidGrantTokenException"),
-            (KmsError::InvalidAliasName("x".into()).into(), 400, "InvalidAliasNameException"),
-            (KmsError::AlreadyExists("x".into()).into(), 400, "AlreadyExistsException"),
-            (KmsError::Conflict("x".into()).into(), 400, "ConflictException"),
-            (KmsError::InvalidGrantId("x".into()).into(), 400, "InvalidGrantIdException"),
+            (
+                KmsError::Disabled("x".into()).into(),
+                400,
+                "DisabledException",
+            ),
+            (
+                KmsError::InvalidState("x".into()).into(),
+                400,
+                "KMSInvalidStateException",
+            ),
+            (
+                KmsError::InvalidKeyUsage("x".into()).into(),
+                400,
+                "InvalidKeyUsageException",
+            ),
+            (
+                KmsError::Validation("x".into()).into(),
+                400,
+                "ValidationException",
+            ),
+            (
+                KmsError::InvalidArn("x".into()).into(),
+                400,
+                "InvalidArnException",
+            ),
+            (
+                KmsError::InvalidMarker.into(),
+                400,
+                "InvalidMarkerException",
+            ),
+            (
+                KmsError::InvalidGrantToken.into(),
+                400,
+                "InvalidGrantTokenException",
+            ),
+            (
+                KmsError::InvalidAliasName("x".into()).into(),
+                400,
+                "InvalidAliasNameException",
+            ),
+            (
+                KmsError::AlreadyExists("x".into()).into(),
+                400,
+                "AlreadyExistsException",
+            ),
+            (
+                KmsError::Conflict("x".into()).into(),
+                400,
+                "ConflictException",
+            ),
+            (
+                KmsError::InvalidGrantId("x".into()).into(),
+                400,
+                "InvalidGrantIdException",
+            ),
             (KmsError::Tag("x".into()).into(), 400, "TagException"),
-            (KmsError::MalformedPolicy("x".into()).into(), 400, "MalformedPolicyDocumentException"),
-            (KmsError::UnsupportedOperation("x".into()).into(), 400, "UnsupportedOperationException"),
+            (
+                KmsError::MalformedPolicy("x".into()).into(),
+                400,
+                "MalformedPolicyDocumentException",
+            ),
+            (
+                KmsError::UnsupportedOperation("x".into()).into(),
+                400,
+                "UnsupportedOperationException",
+            ),
             (KmsError::DryRun.into(), 400, "DryRunOperationException"),
-            (KmsError::LimitExceeded("x".into()).into(), 400, "LimitExceededException"),
-            (KmsError::AccessDenied("x".into()).into(), 400, "AccessDeniedException"),
-            (KmsError::KeyUnavailable.into(), 500, "KeyUnavailableException"),
-            (KmsError::DependencyTimeout.into(), 503, "DependencyTimeoutException"),
-            (KmsError::Internal("secret detail".into()).into(), 500, "KMSInternalException"),
-            (ApiError::UnrecognizedClient, 400, "UnrecognizedClientException"),
-            (ApiError::InvalidSignature("x".into()), 400, "InvalidSignatureException"),
-            (ApiError::IncompleteSignature("x".into()), 400, "IncompleteSignatureException"),
-            (ApiError::MissingAuthenticationToken, 400, "MissingAuthenticationTokenException"),
+            (
+                KmsError::LimitExceeded("x".into()).into(),
+                400,
+                "LimitExceededException",
+            ),
+            (
+                KmsError::AccessDenied("x".into()).into(),
+                400,
+                "AccessDeniedException",
+            ),
+            (
+                KmsError::KeyUnavailable.into(),
+                500,
+                "KeyUnavailableException",
+            ),
+            (
+                KmsError::DependencyTimeout.into(),
+                503,
+                "DependencyTimeoutException",
+            ),
+            (
+                KmsError::Internal("secret detail".into()).into(),
+                500,
+                "KMSInternalException",
+            ),
+            (
+                ApiError::UnrecognizedClient,
+                400,
+                "UnrecognizedClientException",
+            ),
+            (
+                ApiError::InvalidSignature("x".into()),
+                400,
+                "InvalidSignatureException",
+            ),
+            (
+                ApiError::IncompleteSignature("x".into()),
+                400,
+                "IncompleteSignatureException",
+            ),
+            (
+                ApiError::MissingAuthenticationToken,
+                400,
+                "MissingAuthenticationTokenException",
+            ),
             (ApiError::ExpiredToken, 400, "ExpiredTokenException"),
-            (ApiError::Serialization("x".into()), 400, "SerializationException"),
-            (ApiError::UnknownOperation("x".into()), 400, "UnknownOperationException"),
+            (
+                ApiError::Serialization("x".into()),
+                400,
+                "SerializationException",
+            ),
+            (
+                ApiError::UnknownOperation("x".into()),
+                400,
+                "UnknownOperationException",
+            ),
             (ApiError::RequestTooLarge(10), 400, "ValidationException"),
         ];
         for (e, status, name) in cases {
             let (s, n, m) = e.wire();
             assert_eq!((s, n), (status, name), "{e:?}");
             assert!(!m.contains("secret detail"));
-            assert_eq!(s >= 500, matches!(n, "KeyUnavailableException" | "DependencyTimeoutException" | "KMSInternalException"));
+            assert_eq!(
+                s >= 500,
+                matches!(
+                    n,
+                    "KeyUnavailableException"
+                        | "DependencyTimeoutException"
+                        | "KMSInternalException"
+                )
+            );
         }
     }
 }

@@ -128,7 +128,10 @@ async fn handle(
                 tracing::error!(request_id = %request_id, operation = %op, detail, "internal error");
             }
             let (status, body) = sts::error_body(&e, &request_id);
-            (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body.into_bytes())
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                body.into_bytes(),
+            )
         }
         Err(e) => {
             let (status, kind, message) = e.wire();
@@ -136,7 +139,10 @@ async fn handle(
                 tracing::error!(request_id = %request_id, operation = %op, detail, "internal error");
             }
             let body = serde_json::json!({ "__type": kind, "message": message });
-            (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), serde_json::to_vec(&body).unwrap_or_default())
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )
         }
     };
     tracing::info!(
@@ -148,7 +154,14 @@ async fn handle(
     );
     let resp = Response::builder()
         .status(status)
-        .header("content-type", if protocol == Protocol::Query { "text/xml" } else { CONTENT_TYPE })
+        .header(
+            "content-type",
+            if protocol == Protocol::Query {
+                "text/xml"
+            } else {
+                CONTENT_TYPE
+            },
+        )
         .header("x-amzn-RequestId", &request_id)
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
@@ -163,7 +176,8 @@ async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
     let mut buf = bytes::BytesMut::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ApiError::Serialization("The request body could not be read.".into()))?;
+        let frame = frame
+            .map_err(|_| ApiError::Serialization("The request body could not be read.".into()))?;
         if let Ok(data) = frame.into_data() {
             total = total.saturating_add(data.len());
             if total <= max {
@@ -187,12 +201,31 @@ async fn process(
     request_id: &str,
 ) -> (String, Protocol, Result<Reply, ApiError>) {
     let (parts, body) = req.into_parts();
-    let ct = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
-    let protocol = if ct.starts_with(sts::CONTENT_TYPE) { Protocol::Query } else { Protocol::Json };
-    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let ct = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let protocol = if ct.starts_with(sts::CONTENT_TYPE) {
+        Protocol::Query
+    } else {
+        Protocol::Json
+    };
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let op = target.strip_prefix(TARGET_PREFIX).unwrap_or("").to_string();
     // Only a known operation name is logged; the header is the client's to fill.
-    let label = if ops::OPERATIONS.contains(&op.as_str()) { op.clone() } else { "-".to_string() };
+    let label = if ops::OPERATIONS.contains(&op.as_str()) {
+        op.clone()
+    } else {
+        "-".to_string()
+    };
     let result = async {
         if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
             return Err(ApiError::UnknownOperation(format!(
@@ -201,17 +234,28 @@ async fn process(
                 parts.uri.path()
             )));
         }
-        if let Some(len) = parts.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if let Some(len) = parts
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
             if len > state.max_body_bytes.saturating_mul(DRAIN_FACTOR) {
                 return Err(ApiError::RequestTooLarge(state.max_body_bytes));
             }
         }
         let body = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(body, state.max_body_bytes))
             .await
-            .map_err(|_| ApiError::Serialization("The request body was not received in time.".into()))??;
+            .map_err(|_| {
+                ApiError::Serialization("The request body was not received in time.".into())
+            })??;
         let verified = sigv4::verify(
             &state.kms.credentials,
-            if protocol == Protocol::Query { "sts" } else { "kms" },
+            if protocol == Protocol::Query {
+                "sts"
+            } else {
+                "kms"
+            },
             &state.regions,
             parts.method.as_str(),
             parts.uri.path(),
@@ -233,25 +277,40 @@ async fn process(
             secure_transport: secure,
         };
         if protocol == Protocol::Query {
-            return sts::handle(state, &caller, &body, request_id).await.map(Reply::Xml);
+            return sts::handle(state, &caller, &body, request_id)
+                .await
+                .map(Reply::Xml);
         }
         if op.is_empty() || !ops::OPERATIONS.contains(&op.as_str()) {
             return Err(ApiError::UnknownOperation(if target.is_empty() {
                 "Missing X-Amz-Target header".into()
             } else {
-                format!("Unknown operation {}", target.chars().take(128).collect::<String>())
+                format!(
+                    "Unknown operation {}",
+                    target.chars().take(128).collect::<String>()
+                )
             }));
         }
-        let ct = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ct = parts
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if !ct.trim().starts_with(CONTENT_TYPE) {
             return Err(ApiError::UnknownOperation(format!(
                 "Content-Type must be {CONTENT_TYPE} (got '{}')",
                 ct.chars().take(100).collect::<String>()
             )));
         }
-        ops::dispatch(&op, &state.kms, &caller, &body).await.map(Reply::Json)
+        ops::dispatch(&op, &state.kms, &caller, &body)
+            .await
+            .map(Reply::Json)
     }
     .await;
-    let label = if protocol == Protocol::Query { "sts".to_string() } else { label };
+    let label = if protocol == Protocol::Query {
+        "sts".to_string()
+    } else {
+        label
+    };
     (label, protocol, result)
 }

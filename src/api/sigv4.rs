@@ -26,7 +26,9 @@ pub fn parse_authorization(value: &str) -> Result<AuthHeader, ApiError> {
     let value = value.trim();
     let (alg, rest) = value.split_once(' ').unwrap_or((value, ""));
     if alg != ALGORITHM {
-        return Err(ApiError::IncompleteSignature(format!("Unsupported AWS 'algorithm': '{alg}'")));
+        return Err(ApiError::IncompleteSignature(format!(
+            "Unsupported AWS 'algorithm': '{alg}'"
+        )));
     }
     let (mut cred, mut signed, mut sig) = (None, None, None);
     for part in rest.split(',') {
@@ -66,7 +68,11 @@ pub fn parse_authorization(value: &str) -> Result<AuthHeader, ApiError> {
             parts[4]
         )));
     }
-    let signed_headers: Vec<String> = signed.unwrap_or_default().split(';').map(|h| h.to_ascii_lowercase()).collect();
+    let signed_headers: Vec<String> = signed
+        .unwrap_or_default()
+        .split(';')
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
     if !signed_headers.iter().any(|h| h == "host") {
         return Err(ApiError::InvalidSignature(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
@@ -90,7 +96,12 @@ fn canonical_header_value(headers: &HeaderMap, name: &str) -> Option<String> {
     let values: Vec<String> = headers
         .get_all(name)
         .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect();
     if values.is_empty() {
         None
@@ -103,9 +114,17 @@ fn canonical_query(query: &str) -> String {
     if query.is_empty() {
         return String::new();
     }
-    let mut pairs: Vec<(&str, &str)> = query.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).collect();
+    let mut pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The canonical request and the string to sign, as SigV4 defines them.
@@ -131,16 +150,26 @@ pub fn string_to_sign(
         auth.signed_headers.join(";"),
         hex_sha256(body)
     );
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
-    format!("{ALGORITHM}\n{amz_date}\n{scope}\n{}", hex_sha256(canonical_request.as_bytes()))
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
+    format!(
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
+        hex_sha256(canonical_request.as_bytes())
+    )
 }
 
 fn parse_amz_date(s: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ").ok().map(|n| n.and_utc())
+    NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|n| n.and_utc())
 }
 
 fn parse_http_date(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc2822(s).ok().map(|d| d.with_timezone(&Utc))
+    DateTime::parse_from_rfc2822(s)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
 }
 
 pub struct Verified {
@@ -164,7 +193,9 @@ pub async fn verify(
     let Some(value) = headers.get(hyper::header::AUTHORIZATION) else {
         return Err(ApiError::MissingAuthenticationToken);
     };
-    let value = value.to_str().map_err(|_| ApiError::IncompleteSignature("Authorization header is not ASCII".into()))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::IncompleteSignature("Authorization header is not ASCII".into()))?;
     let auth = parse_authorization(value)?;
     let (amz_date, when) = if let Some(d) = headers.get("x-amz-date") {
         let s = d.to_str().unwrap_or_default().to_string();
@@ -176,19 +207,23 @@ pub async fn verify(
         (s, t)
     } else if let Some(d) = headers.get(hyper::header::DATE) {
         let s = d.to_str().unwrap_or_default().to_string();
-        let t = parse_http_date(&s)
-            .ok_or_else(|| ApiError::IncompleteSignature(format!("Date header is not an RFC 2822 date: '{s}'")))?;
+        let t = parse_http_date(&s).ok_or_else(|| {
+            ApiError::IncompleteSignature(format!("Date header is not an RFC 2822 date: '{s}'"))
+        })?;
         // The string to sign always carries the ISO-8601 basic form.
         (t.format("%Y%m%dT%H%M%SZ").to_string(), t)
     } else {
         return Err(ApiError::IncompleteSignature(
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into(),
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
+                .into(),
         ));
     };
     // What selects the operation and the time must be covered by the signature.
     for required in ["x-amz-target", "x-amz-date", "x-amz-security-token"] {
         if headers.contains_key(required) && !auth.signed_headers.iter().any(|h| h == required) {
-            return Err(ApiError::InvalidSignature(format!("'{required}' must be a 'SignedHeader' in the AWS Authorization.")));
+            return Err(ApiError::InvalidSignature(format!(
+                "'{required}' must be a 'SignedHeader' in the AWS Authorization."
+            )));
         }
     }
     let day = when.format("%Y%m%d").to_string();
@@ -199,7 +234,9 @@ pub async fn verify(
         )));
     }
     if auth.service != service {
-        return Err(ApiError::InvalidSignature(format!("Credential should be scoped to correct service: '{service}'. ")));
+        return Err(ApiError::InvalidSignature(format!(
+            "Credential should be scoped to correct service: '{service}'. "
+        )));
     }
     if !regions.iter().any(|r| r == &auth.region) {
         return Err(ApiError::InvalidSignature(format!(
@@ -224,14 +261,20 @@ pub async fn verify(
             fmt(now)
         )));
     }
-    let key = match creds.signing_key(&auth.access_key_id, &auth.date, &auth.region, &auth.service).await {
+    let key = match creds
+        .signing_key(&auth.access_key_id, &auth.date, &auth.region, &auth.service)
+        .await
+    {
         Ok(k) => k,
         Err(CredentialError::Unrecognized) => return Err(ApiError::UnrecognizedClient),
         Err(CredentialError::Failed(e)) => return Err(ApiError::Kms(e)),
     };
     let sts = string_to_sign(method, path, query, headers, &auth, &amz_date, body);
     let expected = hex::encode(key.sign(sts.as_bytes()));
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), auth.signature.as_bytes())) {
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        expected.as_bytes(),
+        auth.signature.as_bytes(),
+    )) {
         return Err(ApiError::InvalidSignature(SIGNATURE_MISMATCH.into()));
     }
     // Temporary credentials need their session token; long-term ones must not carry one.
@@ -241,7 +284,10 @@ pub async fn verify(
         (None, Some(_)) | (Some(_), None) => return Err(ApiError::UnrecognizedClient),
         (Some(s), Some(t)) => {
             let h = digest::digest(&digest::SHA256, t);
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(h.as_ref(), s.token_sha256.as_slice())) {
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                h.as_ref(),
+                s.token_sha256.as_slice(),
+            )) {
                 return Err(ApiError::UnrecognizedClient);
             }
             if now >= s.expires_at {
@@ -249,7 +295,10 @@ pub async fn verify(
             }
         }
     }
-    Ok(Verified { key, region: auth.region })
+    Ok(Verified {
+        key,
+        region: auth.region,
+    })
 }
 
 #[cfg(test)]
@@ -270,9 +319,19 @@ mod tests {
 
     #[test]
     fn incomplete_headers_are_named() {
-        assert!(matches!(parse_authorization("AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request"), Err(ApiError::IncompleteSignature(m)) if m.contains("Signature") && m.contains("SignedHeaders")));
-        assert!(matches!(parse_authorization("Basic abc"), Err(ApiError::IncompleteSignature(_))));
-        assert!(matches!(parse_authorization("AWS4-HMAC-SHA256 Credential=a/b/c, SignedHeaders=host, Signature=00"), Err(ApiError::IncompleteSignature(_))));
+        assert!(
+            matches!(parse_authorization("AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request"), Err(ApiError::IncompleteSignature(m)) if m.contains("Signature") && m.contains("SignedHeaders"))
+        );
+        assert!(matches!(
+            parse_authorization("Basic abc"),
+            Err(ApiError::IncompleteSignature(_))
+        ));
+        assert!(matches!(
+            parse_authorization(
+                "AWS4-HMAC-SHA256 Credential=a/b/c, SignedHeaders=host, Signature=00"
+            ),
+            Err(ApiError::IncompleteSignature(_))
+        ));
     }
 
     /// The AWS SigV4 test suite's `get-vanilla` string to sign, rebuilt here.
@@ -299,9 +358,16 @@ mod tests {
         use aws_lc_rs::hmac;
         let mut k = b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_vec();
         for d in ["20150830", "us-east-1", "service", "aws4_request"] {
-            k = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &k), d.as_bytes()).as_ref().to_vec();
+            k = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &k), d.as_bytes())
+                .as_ref()
+                .to_vec();
         }
-        let sig = hex::encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &k), sts.as_bytes()).as_ref());
-        assert_eq!(sig, "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
+        let sig = hex::encode(
+            hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &k), sts.as_bytes()).as_ref(),
+        );
+        assert_eq!(
+            sig,
+            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+        );
     }
 }

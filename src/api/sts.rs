@@ -13,25 +13,53 @@ pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 const NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// STS's names and statuses for the errors this endpoint can give.
 pub fn wire(e: &ApiError) -> (u16, &'static str, String) {
     match e {
-        ApiError::UnrecognizedClient => (403, "InvalidClientTokenId", "The security token included in the request is invalid.".into()),
+        ApiError::UnrecognizedClient => (
+            403,
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.".into(),
+        ),
         ApiError::InvalidSignature(m) => (403, "SignatureDoesNotMatch", m.clone()),
         ApiError::IncompleteSignature(m) => (400, "IncompleteSignature", m.clone()),
-        ApiError::MissingAuthenticationToken => (403, "MissingAuthenticationToken", "Request is missing Authentication Token".into()),
-        ApiError::ExpiredToken => (400, "ExpiredToken", "The security token included in the request is expired".into()),
+        ApiError::MissingAuthenticationToken => (
+            403,
+            "MissingAuthenticationToken",
+            "Request is missing Authentication Token".into(),
+        ),
+        ApiError::ExpiredToken => (
+            400,
+            "ExpiredToken",
+            "The security token included in the request is expired".into(),
+        ),
         ApiError::Serialization(m) => (400, "MalformedInput", m.clone()),
         ApiError::UnknownOperation(m) => (400, "InvalidAction", m.clone()),
-        ApiError::RequestTooLarge(n) => (400, "ValidationError", format!("Request body exceeds the maximum size of {n} bytes.")),
+        ApiError::RequestTooLarge(n) => (
+            400,
+            "ValidationError",
+            format!("Request body exceeds the maximum size of {n} bytes."),
+        ),
         ApiError::Kms(k) => match k {
             KmsError::AccessDenied(m) => (403, "AccessDenied", m.clone()),
             KmsError::Validation(m) => (400, "ValidationError", m.clone()),
-            KmsError::DependencyTimeout => (503, "ServiceUnavailable", "Service unavailable; retry the request.".into()),
-            _ => (500, "InternalFailure", "The request failed because of an internal error.".into()),
+            KmsError::DependencyTimeout => (
+                503,
+                "ServiceUnavailable",
+                "Service unavailable; retry the request.".into(),
+            ),
+            _ => (
+                500,
+                "InternalFailure",
+                "The request failed because of an internal error.".into(),
+            ),
         },
     }
 }
@@ -49,11 +77,18 @@ pub fn error_body(e: &ApiError, request_id: &str) -> (u16, String) {
 }
 
 fn valid_session_name(s: &str) -> bool {
-    (2..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+    (2..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
 }
 
 /// Handle an authenticated Query request. Returns the XML body.
-pub async fn handle(state: &ApiState, caller: &Caller, body: &[u8], request_id: &str) -> Result<String, ApiError> {
+pub async fn handle(
+    state: &ApiState,
+    caller: &Caller,
+    body: &[u8],
+    request_id: &str,
+) -> Result<String, ApiError> {
     let params: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
     match params.get("Action").map(String::as_str) {
         Some("AssumeRole") => {}
@@ -73,13 +108,19 @@ pub async fn handle(state: &ApiState, caller: &Caller, body: &[u8], request_id: 
     let mut errors = Vec::new();
     let role_arn = params.get("RoleArn").cloned().unwrap_or_default();
     if role_arn.is_empty() {
-        errors.push("Value null at 'roleArn' failed to satisfy constraint: Member must not be null".to_string());
+        errors.push(
+            "Value null at 'roleArn' failed to satisfy constraint: Member must not be null"
+                .to_string(),
+        );
     } else if !(20..=2048).contains(&role_arn.len()) {
         errors.push(format!("Value '{role_arn}' at 'roleArn' failed to satisfy constraint: Member must have length greater than or equal to 20"));
     }
     let session = params.get("RoleSessionName").cloned().unwrap_or_default();
     if session.is_empty() {
-        errors.push("Value null at 'roleSessionName' failed to satisfy constraint: Member must not be null".to_string());
+        errors.push(
+            "Value null at 'roleSessionName' failed to satisfy constraint: Member must not be null"
+                .to_string(),
+        );
     } else if !(2..=64).contains(&session.len()) {
         errors.push(format!(
             "Value '{session}' at 'roleSessionName' failed to satisfy constraint: Member must have length {}",
@@ -105,19 +146,36 @@ pub async fn handle(state: &ApiState, caller: &Caller, body: &[u8], request_id: 
     };
     if !errors.is_empty() {
         let n = errors.len();
-        return Err(KmsError::Validation(format!("{n} validation error{} detected: {}", if n == 1 { "" } else { "s" }, errors.join("; "))).into());
+        return Err(KmsError::Validation(format!(
+            "{n} validation error{} detected: {}",
+            if n == 1 { "" } else { "s" },
+            errors.join("; ")
+        ))
+        .into());
     }
     if params.contains_key("Policy") || params.keys().any(|k| k.starts_with("PolicyArns")) {
-        return Err(KmsError::Validation("Session policies are not supported by this service.".into()).into());
+        return Err(KmsError::Validation(
+            "Session policies are not supported by this service.".into(),
+        )
+        .into());
     }
     let account = state
         .kms
-        .authorize_assume_role(caller, &role_arn, params.get("ExternalId").map(String::as_str))
+        .authorize_assume_role(
+            caller,
+            &role_arn,
+            params.get("ExternalId").map(String::as_str),
+        )
         .await?;
     let s = state
         .kms
         .credentials
-        .create_session(&role_arn, &account, &session, chrono::Duration::seconds(duration))
+        .create_session(
+            &role_arn,
+            &account,
+            &session,
+            chrono::Duration::seconds(duration),
+        )
         .await?;
     Ok(format!(
         "<AssumeRoleResponse xmlns=\"{NS}\"><AssumeRoleResult><Credentials><AccessKeyId>{}</AccessKeyId>\

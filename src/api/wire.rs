@@ -49,7 +49,11 @@ fn redact(msg: &str) -> String {
 
 /// Parse a request body. An empty body is an empty structure, as AWS treats it.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body = if body.iter().all(|b| b.is_ascii_whitespace()) { b"{}".as_slice() } else { body };
+    let body = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -78,12 +82,16 @@ impl Validator {
             Some(v) => format!("Value '{v}' at '{field}'"),
             None => format!("Value at '{field}'"),
         };
-        self.errors.push(format!("{v} failed to satisfy constraint: Member must {constraint}"));
+        self.errors.push(format!(
+            "{v} failed to satisfy constraint: Member must {constraint}"
+        ));
     }
 
     pub fn required<T>(&mut self, v: &Option<T>, field: &str) -> &mut Self {
         if v.is_none() {
-            self.errors.push(format!("Value null at '{field}' failed to satisfy constraint: Member must not be null"));
+            self.errors.push(format!(
+                "Value null at '{field}' failed to satisfy constraint: Member must not be null"
+            ));
         }
         self
     }
@@ -92,9 +100,17 @@ impl Validator {
         if let Some(s) = v {
             let n = s.chars().count();
             if n < min {
-                self.push(Some(s.to_string()), field, format!("have length greater than or equal to {min}"));
+                self.push(
+                    Some(s.to_string()),
+                    field,
+                    format!("have length greater than or equal to {min}"),
+                );
             } else if n > max {
-                self.push(Some(s.to_string()), field, format!("have length less than or equal to {max}"));
+                self.push(
+                    Some(s.to_string()),
+                    field,
+                    format!("have length less than or equal to {max}"),
+                );
             }
         }
         self
@@ -104,9 +120,17 @@ impl Validator {
     pub fn blob_len(&mut self, v: Option<&Blob>, field: &str, min: usize, max: usize) -> &mut Self {
         if let Some(b) = v {
             if b.0.len() < min {
-                self.push(None, field, format!("have length greater than or equal to {min}"));
+                self.push(
+                    None,
+                    field,
+                    format!("have length greater than or equal to {min}"),
+                );
             } else if b.0.len() > max {
-                self.push(None, field, format!("have length less than or equal to {max}"));
+                self.push(
+                    None,
+                    field,
+                    format!("have length less than or equal to {max}"),
+                );
             }
         }
         self
@@ -115,9 +139,17 @@ impl Validator {
     pub fn int_range(&mut self, v: Option<i64>, field: &str, min: i64, max: i64) -> &mut Self {
         if let Some(n) = v {
             if n < min {
-                self.push(Some(n.to_string()), field, format!("have value greater than or equal to {min}"));
+                self.push(
+                    Some(n.to_string()),
+                    field,
+                    format!("have value greater than or equal to {min}"),
+                );
             } else if n > max {
-                self.push(Some(n.to_string()), field, format!("have value less than or equal to {max}"));
+                self.push(
+                    Some(n.to_string()),
+                    field,
+                    format!("have value less than or equal to {max}"),
+                );
             }
         }
         self
@@ -126,7 +158,11 @@ impl Validator {
     pub fn one_of(&mut self, v: Option<&str>, field: &str, allowed: &[&str]) -> &mut Self {
         if let Some(s) = v {
             if !allowed.contains(&s) {
-                self.push(Some(s.to_string()), field, format!("satisfy enum value set: [{}]", allowed.join(", ")));
+                self.push(
+                    Some(s.to_string()),
+                    field,
+                    format!("satisfy enum value set: [{}]", allowed.join(", ")),
+                );
             }
         }
         self
@@ -135,7 +171,11 @@ impl Validator {
     pub fn grant_tokens(&mut self, v: Option<&Vec<String>>) -> &mut Self {
         if let Some(list) = v {
             if list.len() > 10 {
-                self.push(None, "grantTokens", "have length less than or equal to 10".into());
+                self.push(
+                    None,
+                    "grantTokens",
+                    "have length less than or equal to 10".into(),
+                );
             }
             for t in list {
                 self.str_len(Some(t), "grantTokens", 1, 8192);
@@ -158,8 +198,12 @@ impl Validator {
     }
 }
 
-pub const ENCRYPTION_ALGORITHMS: &[&str] =
-    &["SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE"];
+pub const ENCRYPTION_ALGORITHMS: &[&str] = &[
+    "SYMMETRIC_DEFAULT",
+    "RSAES_OAEP_SHA_1",
+    "RSAES_OAEP_SHA_256",
+    "SM2PKE",
+];
 
 /// Symmetric keys accept only SYMMETRIC_DEFAULT.
 pub fn require_symmetric_algorithm(alg: Option<&str>) -> Result<(), ApiError> {
@@ -179,7 +223,9 @@ mod tests {
     fn messages_read_like_aws() {
         let mut v = Validator::new();
         v.int_range(Some(0), "numberOfBytes", 1, 1024);
-        let Err(ApiError::Kms(KmsError::Validation(m))) = v.finish() else { panic!() };
+        let Err(ApiError::Kms(KmsError::Validation(m))) = v.finish() else {
+            panic!()
+        };
         assert_eq!(
             m,
             "1 validation error detected: Value '0' at 'numberOfBytes' failed to satisfy constraint: \

@@ -36,8 +36,14 @@ impl HsmError {
 impl From<CkError> for HsmError {
     fn from(e: CkError) -> Self {
         match e {
-            CkError::Pkcs11(rv, function) => HsmError::Call { function: format!("{function:?}"), rv },
-            CkError::LibraryLoading(l) => HsmError::ModuleLoad { path: String::new(), detail: l.to_string() },
+            CkError::Pkcs11(rv, function) => HsmError::Call {
+                function: format!("{function:?}"),
+                rv,
+            },
+            CkError::LibraryLoading(l) => HsmError::ModuleLoad {
+                path: String::new(),
+                detail: l.to_string(),
+            },
             other => HsmError::Other(other.to_string()),
         }
     }
@@ -52,10 +58,19 @@ impl fmt::Display for HsmError {
             HsmError::TokenNotFound { label } => {
                 write!(f, "no PKCS#11 token labelled '{label}' was found; initialise one (see hsm/) or fix hsm.token_label")
             }
-            HsmError::PinIncorrect => write!(f, "the token refused the user PIN (CKR_PIN_INCORRECT); check hsm.pin / KMS_HSM__PIN"),
-            HsmError::MechanismMissing { what } => write!(f, "the token does not offer {what}, which the service requires"),
+            HsmError::PinIncorrect => write!(
+                f,
+                "the token refused the user PIN (CKR_PIN_INCORRECT); check hsm.pin / KMS_HSM__PIN"
+            ),
+            HsmError::MechanismMissing { what } => write!(
+                f,
+                "the token does not offer {what}, which the service requires"
+            ),
             HsmError::ServiceKeyMissing { label } => {
-                write!(f, "the token holds no key labelled '{label}'; run `kms init` first")
+                write!(
+                    f,
+                    "the token holds no key labelled '{label}'; run `kms init` first"
+                )
             }
             HsmError::Call { function, rv } => write!(f, "PKCS#11 {function} failed: {rv:?}"),
             HsmError::Other(s) => write!(f, "PKCS#11 error: {s}"),

@@ -117,7 +117,10 @@ impl Drop for KeyHandle {
 
 fn spawn_reaper(
     pinned: Arc<Mutex<Session>>,
-) -> (std::sync::mpsc::Sender<Reap>, Option<std::thread::JoinHandle<()>>) {
+) -> (
+    std::sync::mpsc::Sender<Reap>,
+    Option<std::thread::JoinHandle<()>>,
+) {
     let (tx, rx) = std::sync::mpsc::channel::<Reap>();
     let spawned = std::thread::Builder::new().name("kms-hsm-reaper".into()).spawn(move || {
         for msg in rx {
@@ -146,7 +149,10 @@ impl Hsm {
     /// session pool. Every failure is one sentence an operator can act on.
     pub fn open(cfg: &HsmConfig) -> Result<Hsm, HsmError> {
         if !std::path::Path::new(&cfg.module).exists() {
-            return Err(HsmError::ModuleLoad { path: cfg.module.clone(), detail: "no such file".into() });
+            return Err(HsmError::ModuleLoad {
+                path: cfg.module.clone(),
+                detail: "no such file".into(),
+            });
         }
         let ctx = Pkcs11::new(&cfg.module).map_err(|e| HsmError::ModuleLoad {
             path: cfg.module.clone(),
@@ -165,7 +171,9 @@ impl Hsm {
                 break;
             }
         }
-        let (slot, info) = found.ok_or_else(|| HsmError::TokenNotFound { label: cfg.token_label.clone() })?;
+        let (slot, info) = found.ok_or_else(|| HsmError::TokenNotFound {
+            label: cfg.token_label.clone(),
+        })?;
         let mechs = ck(ctx.get_mechanism_list(slot))?;
         let wrap = check_mechanisms(&mechs)?;
         let caps = Capabilities {
@@ -177,10 +185,14 @@ impl Hsm {
         match pinned.login(UserType::User, Some(&cfg.pin)) {
             Ok(()) => {}
             Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) | Err(CkError::Pkcs11(RvError::PinInvalid, _))
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _))
+            | Err(CkError::Pkcs11(RvError::PinInvalid, _))
             | Err(CkError::Pkcs11(RvError::PinLenRange, _)) => return Err(HsmError::PinIncorrect),
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                return Err(HsmError::Other("the user PIN is locked (CKR_PIN_LOCKED); the security officer must reset it".into()))
+                return Err(HsmError::Other(
+                    "the user PIN is locked (CKR_PIN_LOCKED); the security officer must reset it"
+                        .into(),
+                ))
             }
             Err(e) => return Err(e.into()),
         }
@@ -212,11 +224,14 @@ impl Hsm {
         &self.inner.caps
     }
 
-
     /// Create the service's own token objects if absent; verify them if present.
     /// Returns `(created_root, created_mac)`.
     pub fn ensure_service_keys(&self, root_version: u32) -> Result<(bool, bool), HsmError> {
-        let s = self.inner.pinned.lock().expect("pinned session lock poisoned");
+        let s = self
+            .inner
+            .pinned
+            .lock()
+            .expect("pinned session lock poisoned");
         let root_label = root_key_label(root_version);
         let mut created = (false, false);
         let root = match find_one(&s, &root_label)? {
@@ -274,11 +289,19 @@ impl Hsm {
     /// Find (and check) the service keys without creating anything: `kms serve` uses this so
     /// that a token that was never initialised is reported, not silently populated.
     pub fn load_service_keys(&self, root_version: u32) -> Result<(), HsmError> {
-        let s = self.inner.pinned.lock().expect("pinned session lock poisoned");
+        let s = self
+            .inner
+            .pinned
+            .lock()
+            .expect("pinned session lock poisoned");
         let root_label = root_key_label(root_version);
-        let root = find_one(&s, &root_label)?.ok_or(HsmError::ServiceKeyMissing { label: root_label.clone() })?;
+        let root = find_one(&s, &root_label)?.ok_or(HsmError::ServiceKeyMissing {
+            label: root_label.clone(),
+        })?;
         verify_service_key(&s, root, &root_label, AttributeType::Wrap)?;
-        let mac = find_one(&s, MAC_KEY_LABEL)?.ok_or(HsmError::ServiceKeyMissing { label: MAC_KEY_LABEL.into() })?;
+        let mac = find_one(&s, MAC_KEY_LABEL)?.ok_or(HsmError::ServiceKeyMissing {
+            label: MAC_KEY_LABEL.into(),
+        })?;
         verify_service_key(&s, mac, MAC_KEY_LABEL, AttributeType::Sign)?;
         *self.inner.root.lock().unwrap() = Some((root_version, root));
         *self.inner.mac.lock().unwrap() = Some(mac);
@@ -286,11 +309,23 @@ impl Hsm {
     }
 
     fn root(&self) -> Result<(u32, ObjectHandle), HsmError> {
-        self.inner.root.lock().unwrap().ok_or(HsmError::ServiceKeyMissing { label: root_key_label(1) })
+        self.inner
+            .root
+            .lock()
+            .unwrap()
+            .ok_or(HsmError::ServiceKeyMissing {
+                label: root_key_label(1),
+            })
     }
 
     fn mac_key(&self) -> Result<ObjectHandle, HsmError> {
-        self.inner.mac.lock().unwrap().ok_or(HsmError::ServiceKeyMissing { label: MAC_KEY_LABEL.into() })
+        self.inner
+            .mac
+            .lock()
+            .unwrap()
+            .ok_or(HsmError::ServiceKeyMissing {
+                label: MAC_KEY_LABEL.into(),
+            })
     }
 
     /// The version of the root key that wraps new blobs.
@@ -325,7 +360,9 @@ impl Hsm {
             // A session the token no longer knows is not returned to the pool.
             let broken = matches!(
                 r.as_ref().err().and_then(HsmError::rv),
-                Some(RvError::SessionHandleInvalid) | Some(RvError::SessionClosed) | Some(RvError::DeviceRemoved)
+                Some(RvError::SessionHandleInvalid)
+                    | Some(RvError::SessionClosed)
+                    | Some(RvError::DeviceRemoved)
                     | Some(RvError::TokenNotPresent)
             );
             if !broken {
@@ -422,7 +459,11 @@ impl Hsm {
         .await
     }
 
-    async fn unwrap(&self, blob: Vec<u8>, template: Vec<Attribute>) -> Result<Arc<KeyHandle>, HsmError> {
+    async fn unwrap(
+        &self,
+        blob: Vec<u8>,
+        template: Vec<Attribute>,
+    ) -> Result<Arc<KeyHandle>, HsmError> {
         let (_, root) = self.root()?;
         let reaper = self.inner.reaper.clone();
         // The handle is made inside the blocking task, so the object is destroyed even if the
@@ -436,7 +477,10 @@ impl Hsm {
 
     /// Import a caller-supplied secret (an access key's signing secret) as a generic secret and
     /// return it wrapped under the root key. The session object is destroyed before returning.
-    pub async fn wrap_hmac_secret(&self, secret: Zeroizing<Vec<u8>>) -> Result<(Vec<u8>, u32), HsmError> {
+    pub async fn wrap_hmac_secret(
+        &self,
+        secret: Zeroizing<Vec<u8>>,
+    ) -> Result<(Vec<u8>, u32), HsmError> {
         let (version, root) = self.root()?;
         let blob = self
             .run(move |s| {
@@ -469,14 +513,20 @@ impl Hsm {
     }
 
     /// HMAC-SHA256 in the token with an unwrapped secret.
-    pub async fn hmac_sha256(&self, key: Arc<KeyHandle>, data: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        self.run(move |s| ck(s.sign(&Mechanism::Sha256Hmac, key.obj, &data)).map(Zeroizing::new)).await
+    pub async fn hmac_sha256(
+        &self,
+        key: Arc<KeyHandle>,
+        data: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        self.run(move |s| ck(s.sign(&Mechanism::Sha256Hmac, key.obj, &data)).map(Zeroizing::new))
+            .await
     }
 
     /// MAC over a database row, computed with the token-held, non-extractable MAC key.
     pub async fn row_mac(&self, data: Vec<u8>) -> Result<Vec<u8>, HsmError> {
         let mac = self.mac_key()?;
-        self.run(move |s| ck(s.sign(&Mechanism::Sha256Hmac, mac, &data))).await
+        self.run(move |s| ck(s.sign(&Mechanism::Sha256Hmac, mac, &data)))
+            .await
     }
 
     /// AES-256-GCM encryption in the token with a 96-bit IV and a 128-bit tag; returns
@@ -524,7 +574,8 @@ impl Hsm {
 
     /// Number of token (persistent) objects visible to the service's user.
     pub async fn token_object_count(&self) -> Result<usize, HsmError> {
-        self.run_pinned(|s| Ok(ck(s.find_objects(&[Attribute::Token(true)]))?.len())).await
+        self.run_pinned(|s| Ok(ck(s.find_objects(&[Attribute::Token(true)]))?.len()))
+            .await
     }
 }
 
@@ -537,8 +588,14 @@ pub fn check_mechanisms(mechs: &[MechanismType]) -> Result<MechanismType, HsmErr
         (MechanismType::AES_KEY_GEN, "CKM_AES_KEY_GEN"),
         (MechanismType::AES_GCM, "CKM_AES_GCM"),
         (MechanismType::SHA256_HMAC, "CKM_SHA256_HMAC"),
-        (MechanismType::GENERIC_SECRET_KEY_GEN, "CKM_GENERIC_SECRET_KEY_GEN"),
-        (MechanismType::AES_KEY_WRAP_PAD, "RFC 5649 key wrap (CKM_AES_KEY_WRAP_PAD)"),
+        (
+            MechanismType::GENERIC_SECRET_KEY_GEN,
+            "CKM_GENERIC_SECRET_KEY_GEN",
+        ),
+        (
+            MechanismType::AES_KEY_WRAP_PAD,
+            "RFC 5649 key wrap (CKM_AES_KEY_WRAP_PAD)",
+        ),
     ];
     for (m, name) in need {
         if !mechs.contains(&m) {
@@ -557,13 +614,27 @@ fn find_one(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmError> 
     match found.len() {
         0 => Ok(None),
         1 => Ok(Some(found[0])),
-        n => Err(HsmError::Other(format!("the token holds {n} keys labelled '{label}'; expected exactly one"))),
+        n => Err(HsmError::Other(format!(
+            "the token holds {n} keys labelled '{label}'; expected exactly one"
+        ))),
     }
 }
 
 /// A service key must be sensitive, never extractable, and able to do its one job.
-fn verify_service_key(s: &Session, h: ObjectHandle, label: &str, purpose: AttributeType) -> Result<(), HsmError> {
-    let attrs = ck(s.get_attributes(h, &[AttributeType::Sensitive, AttributeType::Extractable, purpose]))?;
+fn verify_service_key(
+    s: &Session,
+    h: ObjectHandle,
+    label: &str,
+    purpose: AttributeType,
+) -> Result<(), HsmError> {
+    let attrs = ck(s.get_attributes(
+        h,
+        &[
+            AttributeType::Sensitive,
+            AttributeType::Extractable,
+            purpose,
+        ],
+    ))?;
     let mut ok = attrs.len() == 3;
     for a in &attrs {
         ok &= match a {
@@ -595,12 +666,18 @@ mod tests {
             MechanismType::GENERIC_SECRET_KEY_GEN,
             MechanismType::AES_KEY_WRAP_PAD,
         ];
-        assert_eq!(check_mechanisms(&all).unwrap(), MechanismType::AES_KEY_WRAP_PAD);
+        assert_eq!(
+            check_mechanisms(&all).unwrap(),
+            MechanismType::AES_KEY_WRAP_PAD
+        );
         for i in 0..all.len() {
             let mut fewer = all.clone();
             fewer.remove(i);
             let e = check_mechanisms(&fewer).unwrap_err().to_string();
-            assert!(e.starts_with("the token does not offer ") && e.contains("CKM_"), "{e}");
+            assert!(
+                e.starts_with("the token does not offer ") && e.contains("CKM_"),
+                "{e}"
+            );
         }
     }
 }

@@ -49,14 +49,26 @@ pub fn parse(blob: &[u8]) -> Option<(Header, &[u8])> {
     let key_id = Uuid::from_slice(&blob[1..17]).ok()?;
     let material_version = u32::from_be_bytes(blob[17..21].try_into().ok()?);
     let iv: [u8; 12] = blob[21..33].try_into().ok()?;
-    Some((Header { key_id, material_version, iv }, &blob[HEADER_LEN..]))
+    Some((
+        Header {
+            key_id,
+            material_version,
+            iv,
+        },
+        &blob[HEADER_LEN..],
+    ))
 }
 
 /// Canonical encoding of an encryption context: the number of pairs, then each pair sorted by
 /// key (bytewise), every string prefixed by its length; all integers u32 big-endian. Length
 /// prefixes make the encoding injective, so no two different contexts encode alike.
 pub fn encode_context(ctx: &BTreeMap<String, String>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + ctx.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        4 + ctx
+            .iter()
+            .map(|(k, v)| 8 + k.len() + v.len())
+            .sum::<usize>(),
+    );
     out.extend_from_slice(&(ctx.len() as u32).to_be_bytes());
     for (k, v) in ctx {
         out.extend_from_slice(&(k.len() as u32).to_be_bytes());
@@ -80,7 +92,11 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let h = Header { key_id: Uuid::new_v4(), material_version: 7, iv: [9; 12] };
+        let h = Header {
+            key_id: Uuid::new_v4(),
+            material_version: 7,
+            iv: [9; 12],
+        };
         let mut blob = h.to_bytes().to_vec();
         blob.extend_from_slice(&[0u8; 20]);
         let (p, rest) = parse(&blob).unwrap();

@@ -47,7 +47,9 @@ impl SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,8 +108,16 @@ fn access_key_mac_input(r: &AccessKeyRecord) -> Vec<u8> {
 /// `arn:aws:iam::<account>:user/<name>` → `<account>`.
 pub fn account_of_arn(arn: &str) -> Option<&str> {
     let mut parts = arn.splitn(6, ':');
-    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("arn"), Some(_), Some("iam"), Some(""), Some(account)) if account.len() == 12 => Some(account),
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("arn"), Some(_), Some("iam"), Some(""), Some(account)) if account.len() == 12 => {
+            Some(account)
+        }
         _ => None,
     }
 }
@@ -125,7 +135,11 @@ pub fn valid_secret(s: &str) -> bool {
 
 impl Credentials {
     pub fn new(hsm: Hsm, ids: Arc<dyn IdentityStore>, cache_size: usize) -> Credentials {
-        Credentials { hsm, ids, cache: Mutex::new(LruCache::new(super::nz(cache_size))) }
+        Credentials {
+            hsm,
+            ids,
+            cache: Mutex::new(LruCache::new(super::nz(cache_size))),
+        }
     }
 
     /// Forget every cached signing key (an access key was deactivated or deleted).
@@ -144,12 +158,19 @@ impl Credentials {
         if !valid_access_key_id(access_key_id) {
             return Err(CredentialError::Unrecognized);
         }
-        let ck = (access_key_id.to_string(), date.to_string(), region.to_string(), service.to_string());
+        let ck = (
+            access_key_id.to_string(),
+            date.to_string(),
+            region.to_string(),
+            service.to_string(),
+        );
         if let Some(k) = self.cache.lock().unwrap().get(&ck) {
             return Ok(k.clone());
         }
         if access_key_id.starts_with("ASIA") {
-            let key = self.session_signing_key(access_key_id, date, region, service).await?;
+            let key = self
+                .session_signing_key(access_key_id, date, region, service)
+                .await?;
             self.cache.lock().unwrap().put(ck, key.clone());
             return Ok(key);
         }
@@ -159,9 +180,19 @@ impl Credentials {
             .await
             .map_err(|e| CredentialError::Failed(e.into()))?
             .ok_or(CredentialError::Unrecognized)?;
-        let expect = self.hsm.row_mac(access_key_mac_input(&rec)).await.map_err(|e| CredentialError::Failed(e.into()))?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), rec.mac.as_slice())) {
-            tracing::error!(access_key_id, "access key row failed its integrity check; refusing it");
+        let expect = self
+            .hsm
+            .row_mac(access_key_mac_input(&rec))
+            .await
+            .map_err(|e| CredentialError::Failed(e.into()))?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            expect.as_slice(),
+            rec.mac.as_slice(),
+        )) {
+            tracing::error!(
+                access_key_id,
+                "access key row failed its integrity check; refusing it"
+            );
             return Err(CredentialError::Unrecognized);
         }
         // The MAC covers the principal's ARN, which names its account; the account column comes
@@ -173,7 +204,9 @@ impl Credentials {
         if rec.status != "Active" {
             return Err(CredentialError::Unrecognized);
         }
-        let key = self.derive(rec.secret_blob.clone(), date, region, service).await?;
+        let key = self
+            .derive(rec.secret_blob.clone(), date, region, service)
+            .await?;
         let key = Arc::new(SigningKey {
             key,
             access_key_id: rec.access_key_id,
@@ -187,35 +220,68 @@ impl Credentials {
     }
 
     /// The SigV4 key derivation: the first HMAC (over the date) in the token, the rest here.
-    async fn derive(&self, blob: Vec<u8>, date: &str, region: &str, service: &str) -> Result<hmac::Key, CredentialError> {
-        let secret = self.hsm.unwrap_hmac_secret(blob).await.map_err(|e| CredentialError::Failed(e.into()))?;
+    async fn derive(
+        &self,
+        blob: Vec<u8>,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> Result<hmac::Key, CredentialError> {
+        let secret = self
+            .hsm
+            .unwrap_hmac_secret(blob)
+            .await
+            .map_err(|e| CredentialError::Failed(e.into()))?;
         let k_date = self
             .hsm
             .hmac_sha256(secret, date.as_bytes().to_vec())
             .await
             .map_err(|e| CredentialError::Failed(e.into()))?;
-        let step = |k: &[u8], d: &str| Zeroizing::new(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, k), d.as_bytes()).as_ref().to_vec());
+        let step = |k: &[u8], d: &str| {
+            Zeroizing::new(
+                hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, k), d.as_bytes())
+                    .as_ref()
+                    .to_vec(),
+            )
+        };
         let k_region = step(&k_date, region);
         let k_service = step(&k_region, service);
         let k_signing = step(&k_service, "aws4_request");
         Ok(hmac::Key::new(hmac::HMAC_SHA256, &k_signing))
     }
 
-    async fn session_signing_key(&self, access_key_id: &str, date: &str, region: &str, service: &str) -> Result<Arc<SigningKey>, CredentialError> {
+    async fn session_signing_key(
+        &self,
+        access_key_id: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> Result<Arc<SigningKey>, CredentialError> {
         let rec = self
             .ids
             .session(access_key_id)
             .await
             .map_err(|e| CredentialError::Failed(e.into()))?
             .ok_or(CredentialError::Unrecognized)?;
-        let expect = self.hsm.row_mac(session_mac_input(&rec)).await.map_err(|e| CredentialError::Failed(e.into()))?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), rec.mac.as_slice()))
-            || account_of_role(&rec.role_arn) != Some(rec.account_id.as_str())
+        let expect = self
+            .hsm
+            .row_mac(session_mac_input(&rec))
+            .await
+            .map_err(|e| CredentialError::Failed(e.into()))?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            expect.as_slice(),
+            rec.mac.as_slice(),
+        )) || account_of_role(&rec.role_arn) != Some(rec.account_id.as_str())
         {
-            tracing::error!(access_key_id, "session row failed its integrity check; refusing it");
+            tracing::error!(
+                access_key_id,
+                "session row failed its integrity check; refusing it"
+            );
             return Err(CredentialError::Unrecognized);
         }
-        let key = self.derive(rec.secret_blob.clone(), date, region, service).await?;
+        let key = self
+            .derive(rec.secret_blob.clone(), date, region, service)
+            .await?;
         Ok(Arc::new(SigningKey {
             key,
             access_key_id: rec.access_key_id.clone(),
@@ -227,7 +293,10 @@ impl Credentials {
             ),
             account_id: rec.account_id.clone(),
             role_arn: Some(rec.role_arn.clone()),
-            session: Some(SessionCheck { token_sha256: rec.token_sha256.clone(), expires_at: rec.expires_at }),
+            session: Some(SessionCheck {
+                token_sha256: rec.token_sha256.clone(),
+                expires_at: rec.expires_at,
+            }),
         }))
     }
 
@@ -241,17 +310,29 @@ impl Credentials {
     ) -> Result<IssuedSession, KmsError> {
         let rnd = self.hsm.random(16 + 30 + 48 + 8).await?;
         const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        let id: String = "ASIA".chars().chain(rnd[..16].iter().map(|b| B32[(*b & 31) as usize] as char)).collect();
+        let id: String = "ASIA"
+            .chars()
+            .chain(rnd[..16].iter().map(|b| B32[(*b & 31) as usize] as char))
+            .collect();
         let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
         let secret = SecretString::from(b64.encode(&rnd[16..46]));
         let token = SecretString::from(format!("KMSST1{}", b64.encode(&rnd[46..94])));
-        let role_id: String = "AROA".chars().chain(rnd[94..102].iter().chain(rnd[..8].iter()).map(|b| B32[(*b & 31) as usize] as char)).collect();
+        let role_id: String = "AROA"
+            .chars()
+            .chain(
+                rnd[94..102]
+                    .iter()
+                    .chain(rnd[..8].iter())
+                    .map(|b| B32[(*b & 31) as usize] as char),
+            )
+            .collect();
         let mut material = Zeroizing::new(b"AWS4".to_vec());
         material.extend_from_slice(secret.expose_secret().as_bytes());
         let (blob, root_version) = self.hsm.wrap_hmac_secret(material).await?;
         let expires_at = chrono::Utc::now() + duration;
         // Whole seconds: the MAC covers the expiry as epoch seconds.
-        let expires_at = chrono::DateTime::from_timestamp(expires_at.timestamp(), 0).unwrap_or(expires_at);
+        let expires_at =
+            chrono::DateTime::from_timestamp(expires_at.timestamp(), 0).unwrap_or(expires_at);
         let mut rec = crate::store::SessionRecord {
             access_key_id: id.clone(),
             role_arn: role_arn.to_string(),
@@ -259,7 +340,12 @@ impl Credentials {
             session_name: session_name.to_string(),
             secret_blob: blob,
             root_version: root_version as i32,
-            token_sha256: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.expose_secret().as_bytes()).as_ref().to_vec(),
+            token_sha256: aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                token.expose_secret().as_bytes(),
+            )
+            .as_ref()
+            .to_vec(),
             expires_at,
             mac: vec![],
         };
@@ -270,19 +356,31 @@ impl Credentials {
             secret,
             token,
             expires_at,
-            assumed_role_arn: format!("arn:aws:sts::{account_id}:assumed-role/{}/{session_name}", role_name(role_arn)),
+            assumed_role_arn: format!(
+                "arn:aws:sts::{account_id}:assumed-role/{}/{session_name}",
+                role_name(role_arn)
+            ),
             assumed_role_id: format!("{role_id}:{session_name}"),
         })
     }
 
     /// Store an access key for a principal: the secret goes into the token, is wrapped there,
     /// and only the wrapped blob and a row MAC reach the database.
-    pub async fn import(&self, principal_arn: &str, access_key_id: &str, secret: &SecretString) -> Result<(), KmsError> {
+    pub async fn import(
+        &self,
+        principal_arn: &str,
+        access_key_id: &str,
+        secret: &SecretString,
+    ) -> Result<(), KmsError> {
         if !valid_access_key_id(access_key_id) {
-            return Err(KmsError::Validation("access key ids are 16 to 128 letters and digits".into()));
+            return Err(KmsError::Validation(
+                "access key ids are 16 to 128 letters and digits".into(),
+            ));
         }
         if !valid_secret(secret.expose_secret()) {
-            return Err(KmsError::Validation("secret access keys are 28 to 128 printable characters".into()));
+            return Err(KmsError::Validation(
+                "secret access keys are 28 to 128 printable characters".into(),
+            ));
         }
         let mut material = Zeroizing::new(b"AWS4".to_vec());
         material.extend_from_slice(secret.expose_secret().as_bytes());
@@ -307,14 +405,14 @@ impl Credentials {
 
     /// Activate or deactivate an access key (the row's MAC covers its status).
     pub async fn set_status(&self, access_key_id: &str, active: bool) -> Result<(), KmsError> {
-        let mut rec = self
-            .ids
-            .access_key(access_key_id)
-            .await?
-            .ok_or_else(|| KmsError::NotFound(format!("access key {access_key_id} does not exist")))?;
+        let mut rec = self.ids.access_key(access_key_id).await?.ok_or_else(|| {
+            KmsError::NotFound(format!("access key {access_key_id} does not exist"))
+        })?;
         rec.status = if active { "Active" } else { "Inactive" }.into();
         let mac = self.hsm.row_mac(access_key_mac_input(&rec)).await?;
-        self.ids.set_access_key_status(access_key_id, &rec.status, &mac).await?;
+        self.ids
+            .set_access_key_status(access_key_id, &rec.status, &mac)
+            .await?;
         self.invalidate_all();
         Ok(())
     }
@@ -325,8 +423,13 @@ impl Credentials {
         let rnd = self.hsm.random(16 + 30).await?;
         const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         // 256 is a multiple of 32, so `b & 31` is uniform.
-        let id: String = "AKIA".chars().chain(rnd[..16].iter().map(|b| B32[(*b & 31) as usize] as char)).collect();
-        let secret = SecretString::from(base64::engine::general_purpose::STANDARD_NO_PAD.encode(&rnd[16..46]));
+        let id: String = "AKIA"
+            .chars()
+            .chain(rnd[..16].iter().map(|b| B32[(*b & 31) as usize] as char))
+            .collect();
+        let secret = SecretString::from(
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(&rnd[16..46]),
+        );
         self.import(principal_arn, &id, &secret).await?;
         Ok((id, secret))
     }
@@ -336,8 +439,14 @@ impl Credentials {
 mod tests {
     #[test]
     fn account_of_arn() {
-        assert_eq!(super::account_of_arn("arn:aws:iam::123456789012:user/admin"), Some("123456789012"));
+        assert_eq!(
+            super::account_of_arn("arn:aws:iam::123456789012:user/admin"),
+            Some("123456789012")
+        );
         assert_eq!(super::account_of_arn("arn:aws:iam::12345:user/admin"), None);
-        assert_eq!(super::account_of_arn("arn:aws:kms:us-east-1:123456789012:key/x"), None);
+        assert_eq!(
+            super::account_of_arn("arn:aws:kms:us-east-1:123456789012:key/x"),
+            None
+        );
     }
 }

@@ -51,8 +51,11 @@ impl From<HsmError> for KmsError {
     fn from(e: HsmError) -> Self {
         use cryptoki::error::RvError;
         match e.rv() {
-            Some(RvError::DeviceRemoved) | Some(RvError::TokenNotPresent) | Some(RvError::DeviceError)
-            | Some(RvError::SessionHandleInvalid) | Some(RvError::SessionClosed) => {
+            Some(RvError::DeviceRemoved)
+            | Some(RvError::TokenNotPresent)
+            | Some(RvError::DeviceError)
+            | Some(RvError::SessionHandleInvalid)
+            | Some(RvError::SessionClosed) => {
                 tracing::error!(error = %e, "HSM unavailable");
                 KmsError::DependencyTimeout
             }
@@ -65,10 +68,21 @@ impl std::fmt::Display for KmsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use KmsError::*;
         match self {
-            NotFound(m) | Disabled(m) | InvalidState(m) | InvalidKeyUsage(m) | Validation(m) | InvalidArn(m) | Tag(m)
-            | MalformedPolicy(m) | InvalidAliasName(m) | AlreadyExists(m) | Conflict(m) | UnsupportedOperation(m) | LimitExceeded(m) | AccessDenied(m) | Internal(m) => {
-                f.write_str(m)
-            }
+            NotFound(m)
+            | Disabled(m)
+            | InvalidState(m)
+            | InvalidKeyUsage(m)
+            | Validation(m)
+            | InvalidArn(m)
+            | Tag(m)
+            | MalformedPolicy(m)
+            | InvalidAliasName(m)
+            | AlreadyExists(m)
+            | Conflict(m)
+            | UnsupportedOperation(m)
+            | LimitExceeded(m)
+            | AccessDenied(m)
+            | Internal(m) => f.write_str(m),
             other => write!(f, "{other:?}"),
         }
     }

@@ -10,17 +10,46 @@ use uuid::Uuid;
 
 /// Operations a grant may allow, and which of them take an encryption context.
 pub const GRANT_OPERATIONS: &[&str] = &[
-    "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo", "Sign",
-    "Verify", "GetPublicKey", "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac", "DeriveSharedSecret",
+    "Decrypt",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "Sign",
+    "Verify",
+    "GetPublicKey",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateMac",
+    "VerifyMac",
+    "DeriveSharedSecret",
 ];
 const SYMMETRIC_OPERATIONS: &[&str] = &[
-    "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo",
-    "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+    "Decrypt",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
 ];
 const WITH_CONTEXT: &[&str] = &[
-    "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo",
-    "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+    "Decrypt",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -42,11 +71,18 @@ pub struct CreateGrantInput {
 /// Principals a grant may name: an account's root, a user, a role or an assumed-role session.
 pub fn valid_principal(p: &str) -> bool {
     let parts: Vec<&str> = p.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" || !parts[3].is_empty() || parts[4].len() != 12 || !parts[4].bytes().all(|b| b.is_ascii_digit()) {
+    if parts.len() != 6
+        || parts[0] != "arn"
+        || !parts[3].is_empty()
+        || parts[4].len() != 12
+        || !parts[4].bytes().all(|b| b.is_ascii_digit())
+    {
         return false;
     }
     match parts[2] {
-        "iam" => parts[5] == "root" || parts[5].starts_with("user/") || parts[5].starts_with("role/"),
+        "iam" => {
+            parts[5] == "root" || parts[5].starts_with("user/") || parts[5].starts_with("role/")
+        }
         "sts" => parts[5].starts_with("assumed-role/"),
         _ => false,
     }
@@ -55,10 +91,16 @@ pub fn valid_principal(p: &str) -> bool {
 fn constraints_json(c: &Constraints) -> serde_json::Value {
     let mut v = serde_json::Map::new();
     if let Some(e) = &c.equals {
-        v.insert("EncryptionContextEquals".into(), serde_json::to_value(e).unwrap_or_default());
+        v.insert(
+            "EncryptionContextEquals".into(),
+            serde_json::to_value(e).unwrap_or_default(),
+        );
     }
     if let Some(s) = &c.subset {
-        v.insert("EncryptionContextSubset".into(), serde_json::to_value(s).unwrap_or_default());
+        v.insert(
+            "EncryptionContextSubset".into(),
+            serde_json::to_value(s).unwrap_or_default(),
+        );
     }
     serde_json::Value::Object(v)
 }
@@ -115,11 +157,17 @@ impl Kms {
     }
 
     fn grant_token_mac_input(grant_id: &str, key_id: &Uuid) -> Vec<u8> {
-        mac_input("kms.grant-token.v1", &[grant_id.as_bytes(), key_id.as_bytes()])
+        mac_input(
+            "kms.grant-token.v1",
+            &[grant_id.as_bytes(), key_id.as_bytes()],
+        )
     }
 
     async fn make_grant_token(&self, grant_id: &str, key_id: &Uuid) -> Result<String, KmsError> {
-        let mac = self.hsm.row_mac(Self::grant_token_mac_input(grant_id, key_id)).await?;
+        let mac = self
+            .hsm
+            .row_mac(Self::grant_token_mac_input(grant_id, key_id))
+            .await?;
         let mut raw = b"kgt1".to_vec();
         raw.extend_from_slice(grant_id.as_bytes());
         raw.extend_from_slice(key_id.as_bytes());
@@ -129,13 +177,20 @@ impl Kms {
 
     /// A grant token names its grant and key and carries a MAC from the token's MAC key.
     async fn verify_grant_token(&self, token: &str) -> Result<(String, Uuid), KmsError> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| KmsError::InvalidGrantToken)?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| KmsError::InvalidGrantToken)?;
         if raw.len() != 4 + 64 + 16 + 32 || &raw[..4] != b"kgt1" {
             return Err(KmsError::InvalidGrantToken);
         }
-        let grant_id = std::str::from_utf8(&raw[4..68]).map_err(|_| KmsError::InvalidGrantToken)?.to_string();
+        let grant_id = std::str::from_utf8(&raw[4..68])
+            .map_err(|_| KmsError::InvalidGrantToken)?
+            .to_string();
         let key_id = Uuid::from_slice(&raw[68..84]).map_err(|_| KmsError::InvalidGrantToken)?;
-        let expect = self.hsm.row_mac(Self::grant_token_mac_input(&grant_id, &key_id)).await?;
+        let expect = self
+            .hsm
+            .row_mac(Self::grant_token_mac_input(&grant_id, &key_id))
+            .await?;
         if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), &raw[84..])) {
             return Err(KmsError::InvalidGrantToken);
         }
@@ -144,7 +199,13 @@ impl Kms {
 
     /// Whether any grant on the key allows the request: from the cache, or named by a grant
     /// token of this request (read fresh, so a new grant works at once on any node).
-    pub(super) async fn grant_allows(&self, caller: &Caller, action: &str, rec: &KeyRecord, ctx: Option<&Context>) -> Result<bool, KmsError> {
+    pub(super) async fn grant_allows(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: &KeyRecord,
+        ctx: Option<&Context>,
+    ) -> Result<bool, KmsError> {
         for t in &caller.grant_tokens {
             let (grant_id, key_id) = self.verify_grant_token(t).await?;
             if key_id == rec.key_id {
@@ -155,15 +216,25 @@ impl Kms {
                 }
             }
         }
-        Ok(self.grants_of(rec.key_id).await?.iter().any(|g| grant_allows(g, caller, action, ctx)))
+        Ok(self
+            .grants_of(rec.key_id)
+            .await?
+            .iter()
+            .any(|g| grant_allows(g, caller, action, ctx)))
     }
 
-    pub async fn create_grant(&self, caller: &Caller, input: CreateGrantInput) -> Result<(String, String), KmsError> {
+    pub async fn create_grant(
+        &self,
+        caller: &Caller,
+        input: CreateGrantInput,
+    ) -> Result<(String, String), KmsError> {
         let rec = self.resolve(caller, &input.key_id).await?;
         Self::require_not_pending(&rec)?;
         for op in &input.operations {
             if !GRANT_OPERATIONS.contains(&op.as_str()) {
-                return Err(KmsError::Validation(format!("{op} is not a grant operation.")));
+                return Err(KmsError::Validation(format!(
+                    "{op} is not a grant operation."
+                )));
             }
             if !SYMMETRIC_OPERATIONS.contains(&op.as_str()) {
                 return Err(KmsError::Validation(format!(
@@ -173,14 +244,21 @@ impl Kms {
                 )));
             }
         }
-        if input.constraints.is_some() && input.operations.iter().any(|o| !WITH_CONTEXT.contains(&o.as_str())) {
+        if input.constraints.is_some()
+            && input
+                .operations
+                .iter()
+                .any(|o| !WITH_CONTEXT.contains(&o.as_str()))
+        {
             return Err(KmsError::Validation(
                 "Grant constraints apply only to cryptographic operations that take an encryption context.".into(),
             ));
         }
         for p in std::iter::once(&input.grantee).chain(input.retiring.iter()) {
             if !valid_principal(p) {
-                return Err(KmsError::Validation(format!("{p} is not a valid principal ARN.")));
+                return Err(KmsError::Validation(format!(
+                    "{p} is not a valid principal ARN."
+                )));
             }
         }
         let constraint_type = input.constraints.as_ref().map(|c| {
@@ -190,14 +268,24 @@ impl Kms {
                 "EncryptionContextSubset"
             }
         });
-        let mut extra: Vec<(&str, &str)> = vec![("kms:GranteePrincipal", &input.grantee), ("kms:GrantIsForAWSResource", "false")];
+        let mut extra: Vec<(&str, &str)> = vec![
+            ("kms:GranteePrincipal", &input.grantee),
+            ("kms:GrantIsForAWSResource", "false"),
+        ];
         if let Some(r) = &input.retiring {
             extra.push(("kms:RetiringPrincipal", r));
         }
         if let Some(t) = constraint_type {
             extra.push(("kms:GrantConstraintType", t));
         }
-        self.authorize_with_values(caller, "kms:CreateGrant", &rec, &extra, ("kms:GrantOperations", &input.operations)).await?;
+        self.authorize_with_values(
+            caller,
+            "kms:CreateGrant",
+            &rec,
+            &extra,
+            ("kms:GrantOperations", &input.operations),
+        )
+        .await?;
         if input.dry_run {
             return Err(KmsError::DryRun);
         }
@@ -243,24 +331,41 @@ impl Kms {
         extra: &[(&str, &str)],
         multi: (&str, &[String]),
     ) -> Result<(), KmsError> {
-        self.authorize_multi(caller, action, Some(rec), None, extra, &[multi]).await
+        self.authorize_multi(caller, action, Some(rec), None, extra, &[multi])
+            .await
     }
 
-    pub async fn list_grants(&self, caller: &Caller, key_id: &str) -> Result<(KeyRecord, Vec<GrantRecord>), KmsError> {
+    pub async fn list_grants(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<(KeyRecord, Vec<GrantRecord>), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:ListGrants", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:ListGrants", Some(&rec), None, &[])
+            .await?;
         let grants = self.grant_store.grants_of_key(rec.key_id).await?;
         Ok(((*rec).clone(), grants))
     }
 
-    pub async fn list_retirable_grants(&self, caller: &Caller, retiring: &str) -> Result<Vec<GrantRecord>, KmsError> {
-        self.authorize(caller, "kms:ListRetirableGrants", None, None, &[]).await?;
+    pub async fn list_retirable_grants(
+        &self,
+        caller: &Caller,
+        retiring: &str,
+    ) -> Result<Vec<GrantRecord>, KmsError> {
+        self.authorize(caller, "kms:ListRetirableGrants", None, None, &[])
+            .await?;
         Ok(self.grant_store.grants_retirable_by(retiring).await?)
     }
 
     /// Retire by token, or by key and grant id. The retiring principal, the grantee of a grant
     /// that includes RetireGrant, or a principal the key's policies allow kms:RetireGrant may.
-    pub async fn retire_grant(&self, caller: &Caller, token: Option<&str>, key_id: Option<&str>, grant_id: Option<&str>) -> Result<(), KmsError> {
+    pub async fn retire_grant(
+        &self,
+        caller: &Caller,
+        token: Option<&str>,
+        key_id: Option<&str>,
+        grant_id: Option<&str>,
+    ) -> Result<(), KmsError> {
         let (gid, kid) = match (token, key_id, grant_id) {
             (Some(t), _, _) => self.verify_grant_token(t).await?,
             (None, Some(k), Some(g)) => {
@@ -280,20 +385,36 @@ impl Kms {
             .filter(|g| g.key_id == kid)
             .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
         let may = g.retiring_principal.as_deref() == Some(caller.principal_arn.as_str())
-            || (g.grantee_principal == caller.principal_arn && g.operations.iter().any(|o| o == "RetireGrant"));
+            || (g.grantee_principal == caller.principal_arn
+                && g.operations.iter().any(|o| o == "RetireGrant"));
         if !may {
-            let rec = self.record(kid).await?.ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
-            self.authorize(caller, "kms:RetireGrant", Some(&rec), None, &[]).await?;
+            let rec = self
+                .record(kid)
+                .await?
+                .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
+            self.authorize(caller, "kms:RetireGrant", Some(&rec), None, &[])
+                .await?;
         }
         self.grant_store.delete_grant(&gid).await?;
         self.invalidate_grants(Some(kid));
         Ok(())
     }
 
-    pub async fn revoke_grant(&self, caller: &Caller, key_id: &str, grant_id: &str, dry_run: bool) -> Result<(), KmsError> {
+    pub async fn revoke_grant(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        grant_id: &str,
+        dry_run: bool,
+    ) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:RevokeGrant", Some(&rec), None, &[]).await?;
-        let g = self.grant_store.grant(grant_id).await?.filter(|g| g.key_id == rec.key_id);
+        self.authorize(caller, "kms:RevokeGrant", Some(&rec), None, &[])
+            .await?;
+        let g = self
+            .grant_store
+            .grant(grant_id)
+            .await?
+            .filter(|g| g.key_id == rec.key_id);
         if g.is_none() {
             return Err(KmsError::NotFound(format!("Grant ID {grant_id} not found")));
         }

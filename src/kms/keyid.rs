@@ -7,9 +7,17 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRef {
     Id(Uuid),
-    Arn { region: String, account: String, id: Uuid },
+    Arn {
+        region: String,
+        account: String,
+        id: Uuid,
+    },
     /// `alias/name` (in the caller's account and region) or an alias ARN.
-    Alias { name: String, region: Option<String>, account: Option<String> },
+    Alias {
+        name: String,
+        region: Option<String>,
+        account: Option<String>,
+    },
 }
 
 pub fn key_arn(region: &str, account: &str, id: &Uuid) -> String {
@@ -43,7 +51,11 @@ pub fn parse(s: &str) -> Result<KeyRef, KmsError> {
         }
         if let Some(id) = resource.strip_prefix("key/") {
             let id = parse_uuid(id).ok_or_else(invalid)?;
-            return Ok(KeyRef::Arn { region: region.into(), account: account.into(), id });
+            return Ok(KeyRef::Arn {
+                region: region.into(),
+                account: account.into(),
+                id,
+            });
         }
         if resource.starts_with("alias/") && resource.len() > 6 {
             return Ok(KeyRef::Alias {
@@ -55,7 +67,11 @@ pub fn parse(s: &str) -> Result<KeyRef, KmsError> {
         return Err(KmsError::NotFound(format!("Invalid arn {s}")));
     }
     if s.starts_with("alias/") && s.len() > 6 {
-        return Ok(KeyRef::Alias { name: s.to_string(), region: None, account: None });
+        return Ok(KeyRef::Alias {
+            name: s.to_string(),
+            region: None,
+            account: None,
+        });
     }
     parse_uuid(s).map(KeyRef::Id).ok_or_else(invalid)
 }
@@ -70,19 +86,36 @@ mod tests {
         assert_eq!(parse(&id.to_string()).unwrap(), KeyRef::Id(id));
         assert_eq!(
             parse(&key_arn("us-east-1", "123456789012", &id)).unwrap(),
-            KeyRef::Arn { region: "us-east-1".into(), account: "123456789012".into(), id }
+            KeyRef::Arn {
+                region: "us-east-1".into(),
+                account: "123456789012".into(),
+                id
+            }
         );
-        assert!(matches!(parse("alias/x").unwrap(), KeyRef::Alias { region: None, .. }));
+        assert!(matches!(
+            parse("alias/x").unwrap(),
+            KeyRef::Alias { region: None, .. }
+        ));
         assert!(matches!(
             parse("arn:aws:kms:us-east-1:123456789012:alias/x").unwrap(),
-            KeyRef::Alias { region: Some(_), .. }
+            KeyRef::Alias {
+                region: Some(_),
+                ..
+            }
         ));
     }
 
     #[test]
     fn refuses_garbage() {
-        for s in ["", "x", "alias/", "key/abc", "arn:aws:kms:us-east-1:1234:key/x", "arn:aws:s3:::bucket",
-                  "1234abcd-12ab-34cd-56ef-1234567890abX"] {
+        for s in [
+            "",
+            "x",
+            "alias/",
+            "key/abc",
+            "arn:aws:kms:us-east-1:1234:key/x",
+            "arn:aws:s3:::bucket",
+            "1234abcd-12ab-34cd-56ef-1234567890abX",
+        ] {
             assert!(matches!(parse(s), Err(KmsError::NotFound(_))), "{s}");
         }
     }

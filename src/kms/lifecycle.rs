@@ -14,7 +14,12 @@ pub fn check_alias_name(name: &str) -> Result<(), KmsError> {
     let Some(rest) = name.strip_prefix("alias/") else {
         return Err(KmsError::InvalidAliasName(format!("Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html (got {name})")));
     };
-    if rest.is_empty() || name.len() > 256 || !rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b)) {
+    if rest.is_empty()
+        || name.len() > 256
+        || !rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+    {
         return Err(KmsError::InvalidAliasName(format!(
             "Alias {name} must be 1 to 256 characters of letters, digits, '/', '_' and '-' after the prefix \"alias/\"."
         )));
@@ -29,10 +34,14 @@ pub fn check_tags(tags: &[Tag]) -> Result<(), KmsError> {
     let mut seen = std::collections::HashSet::new();
     for t in tags {
         if t.key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(KmsError::Tag("Tags beginning with aws: are reserved.".into()));
+            return Err(KmsError::Tag(
+                "Tags beginning with aws: are reserved.".into(),
+            ));
         }
         if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
-            return Err(KmsError::Tag("Tag keys are 1 to 128 characters and tag values at most 256.".into()));
+            return Err(KmsError::Tag(
+                "Tag keys are 1 to 128 characters and tag values at most 256.".into(),
+            ));
         }
         if !seen.insert(t.key.clone()) {
             return Err(KmsError::Tag(format!("Duplicate tag key {}", t.key)));
@@ -47,12 +56,21 @@ impl Kms {
         self.key_aliases.lock().unwrap().clear();
     }
 
-    pub(super) async fn alias_target(&self, account: &str, region: &str, name: &str) -> Result<Option<Uuid>, KmsError> {
+    pub(super) async fn alias_target(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<Uuid>, KmsError> {
         let k = (account.to_string(), region.to_string(), name.to_string());
         if let Some(t) = self.aliases.lock().unwrap().get(&k) {
             return Ok(*t);
         }
-        let t = self.keys.alias(account, region, name).await?.map(|a| a.key_id);
+        let t = self
+            .keys
+            .alias(account, region, name)
+            .await?
+            .map(|a| a.key_id);
         self.aliases.lock().unwrap().put(k, t);
         Ok(t)
     }
@@ -63,7 +81,8 @@ impl Kms {
 
     pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:EnableKey", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:EnableKey", Some(&rec), None, &[])
+            .await?;
         Self::require_not_pending(&rec)?;
         self.keys.set_key_state(rec.key_id, "Enabled", None).await?;
         self.changed(rec.key_id).await;
@@ -72,39 +91,67 @@ impl Kms {
 
     pub async fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:DisableKey", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:DisableKey", Some(&rec), None, &[])
+            .await?;
         Self::require_not_pending(&rec)?;
-        self.keys.set_key_state(rec.key_id, "Disabled", None).await?;
+        self.keys
+            .set_key_state(rec.key_id, "Disabled", None)
+            .await?;
         self.changed(rec.key_id).await;
         Ok(())
     }
 
     /// Returns the key's ARN and its deletion date.
-    pub async fn schedule_key_deletion(&self, caller: &Caller, key_id: &str, days: i64, now: DateTime<Utc>) -> Result<(String, DateTime<Utc>), KmsError> {
+    pub async fn schedule_key_deletion(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        days: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(String, DateTime<Utc>), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:ScheduleKeyDeletion", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:ScheduleKeyDeletion", Some(&rec), None, &[])
+            .await?;
         Self::require_not_pending(&rec)?;
         let when = now + Duration::days(days);
-        self.keys.set_key_state(rec.key_id, "PendingDeletion", Some(when)).await?;
+        self.keys
+            .set_key_state(rec.key_id, "PendingDeletion", Some(when))
+            .await?;
         self.changed(rec.key_id).await;
         Ok((Self::arn(&rec), when))
     }
 
     /// A key whose deletion is cancelled comes back Disabled.
-    pub async fn cancel_key_deletion(&self, caller: &Caller, key_id: &str) -> Result<String, KmsError> {
+    pub async fn cancel_key_deletion(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<String, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:CancelKeyDeletion", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:CancelKeyDeletion", Some(&rec), None, &[])
+            .await?;
         if rec.key_state != "PendingDeletion" {
-            return Err(KmsError::InvalidState(format!("{} is not pending deletion.", Self::arn(&rec))));
+            return Err(KmsError::InvalidState(format!(
+                "{} is not pending deletion.",
+                Self::arn(&rec)
+            )));
         }
-        self.keys.set_key_state(rec.key_id, "Disabled", None).await?;
+        self.keys
+            .set_key_state(rec.key_id, "Disabled", None)
+            .await?;
         self.changed(rec.key_id).await;
         Ok(Self::arn(&rec))
     }
 
-    pub async fn update_key_description(&self, caller: &Caller, key_id: &str, description: &str) -> Result<(), KmsError> {
+    pub async fn update_key_description(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        description: &str,
+    ) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:UpdateKeyDescription", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:UpdateKeyDescription", Some(&rec), None, &[])
+            .await?;
         Self::require_not_pending(&rec)?;
         self.keys.set_description(rec.key_id, description).await?;
         self.changed(rec.key_id).await;
@@ -112,24 +159,47 @@ impl Kms {
     }
 
     /// The target of an alias operation: a key id or key ARN of the caller's account.
-    async fn alias_target_key(&self, caller: &Caller, target: &str) -> Result<std::sync::Arc<KeyRecord>, KmsError> {
+    async fn alias_target_key(
+        &self,
+        caller: &Caller,
+        target: &str,
+    ) -> Result<std::sync::Arc<KeyRecord>, KmsError> {
         if matches!(keyid::parse(target)?, keyid::KeyRef::Alias { .. }) {
-            return Err(KmsError::Validation("TargetKeyId must be a key ID or key ARN, not an alias.".into()));
+            return Err(KmsError::Validation(
+                "TargetKeyId must be a key ID or key ARN, not an alias.".into(),
+            ));
         }
         let rec = self.resolve(caller, target).await?;
         if rec.account_id != caller.account_id {
-            return Err(KmsError::NotFound(format!("Key '{}' does not exist", Self::arn(&rec))));
+            return Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                Self::arn(&rec)
+            )));
         }
         Ok(rec)
     }
 
-    pub async fn create_alias(&self, caller: &Caller, name: &str, target: &str) -> Result<(), KmsError> {
+    pub async fn create_alias(
+        &self,
+        caller: &Caller,
+        name: &str,
+        target: &str,
+    ) -> Result<(), KmsError> {
         check_alias_name(name)?;
         let rec = self.alias_target_key(caller, target).await?;
-        self.authorize(caller, "kms:CreateAlias", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:CreateAlias", Some(&rec), None, &[])
+            .await?;
         Self::require_not_pending(&rec)?;
-        if self.keys.list_aliases(&caller.account_id, &caller.region, Some(rec.key_id)).await?.len() >= MAX_ALIASES_PER_KEY {
-            return Err(KmsError::LimitExceeded(format!("A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases.")));
+        if self
+            .keys
+            .list_aliases(&caller.account_id, &caller.region, Some(rec.key_id))
+            .await?
+            .len()
+            >= MAX_ALIASES_PER_KEY
+        {
+            return Err(KmsError::LimitExceeded(format!(
+                "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases."
+            )));
         }
         let now = Utc::now();
         let a = AliasRecord {
@@ -154,14 +224,30 @@ impl Kms {
         Ok(())
     }
 
-    pub async fn update_alias(&self, caller: &Caller, name: &str, target: &str) -> Result<(), KmsError> {
+    pub async fn update_alias(
+        &self,
+        caller: &Caller,
+        name: &str,
+        target: &str,
+    ) -> Result<(), KmsError> {
         check_alias_name(name)?;
-        let not_found = || KmsError::NotFound(format!("Alias {} is not found.", keyid::alias_arn(&caller.region, &caller.account_id, name)));
-        let current = self.keys.alias(&caller.account_id, &caller.region, name).await?.ok_or_else(not_found)?;
+        let not_found = || {
+            KmsError::NotFound(format!(
+                "Alias {} is not found.",
+                keyid::alias_arn(&caller.region, &caller.account_id, name)
+            ))
+        };
+        let current = self
+            .keys
+            .alias(&caller.account_id, &caller.region, name)
+            .await?
+            .ok_or_else(not_found)?;
         let old = self.record(current.key_id).await?.ok_or_else(not_found)?;
         let new = self.alias_target_key(caller, target).await?;
-        self.authorize(caller, "kms:UpdateAlias", Some(&old), None, &[]).await?;
-        self.authorize(caller, "kms:UpdateAlias", Some(&new), None, &[]).await?;
+        self.authorize(caller, "kms:UpdateAlias", Some(&old), None, &[])
+            .await?;
+        self.authorize(caller, "kms:UpdateAlias", Some(&new), None, &[])
+            .await?;
         Self::require_not_pending(&new)?;
         if old.key_spec != new.key_spec || old.key_usage != new.key_usage {
             return Err(KmsError::Validation(format!(
@@ -170,7 +256,11 @@ impl Kms {
                 Self::arn(&new)
             )));
         }
-        if !self.keys.update_alias(&caller.account_id, &caller.region, name, new.key_id).await? {
+        if !self
+            .keys
+            .update_alias(&caller.account_id, &caller.region, name, new.key_id)
+            .await?
+        {
             return Err(not_found());
         }
         self.invalidate_aliases();
@@ -178,62 +268,108 @@ impl Kms {
     }
 
     pub async fn delete_alias(&self, caller: &Caller, name: &str) -> Result<(), KmsError> {
-        let not_found = || KmsError::NotFound(format!("Alias {} is not found.", keyid::alias_arn(&caller.region, &caller.account_id, name)));
-        let current = self.keys.alias(&caller.account_id, &caller.region, name).await?.ok_or_else(not_found)?;
+        let not_found = || {
+            KmsError::NotFound(format!(
+                "Alias {} is not found.",
+                keyid::alias_arn(&caller.region, &caller.account_id, name)
+            ))
+        };
+        let current = self
+            .keys
+            .alias(&caller.account_id, &caller.region, name)
+            .await?
+            .ok_or_else(not_found)?;
         let rec = self.record(current.key_id).await?.ok_or_else(not_found)?;
-        self.authorize(caller, "kms:DeleteAlias", Some(&rec), None, &[]).await?;
-        if !self.keys.delete_alias(&caller.account_id, &caller.region, name).await? {
+        self.authorize(caller, "kms:DeleteAlias", Some(&rec), None, &[])
+            .await?;
+        if !self
+            .keys
+            .delete_alias(&caller.account_id, &caller.region, name)
+            .await?
+        {
             return Err(not_found());
         }
         self.invalidate_aliases();
         Ok(())
     }
 
-    pub async fn list_aliases(&self, caller: &Caller, key_id: Option<&str>) -> Result<Vec<AliasRecord>, KmsError> {
+    pub async fn list_aliases(
+        &self,
+        caller: &Caller,
+        key_id: Option<&str>,
+    ) -> Result<Vec<AliasRecord>, KmsError> {
         let key = match key_id {
             Some(k) => {
                 if matches!(keyid::parse(k)?, keyid::KeyRef::Alias { .. }) {
                     return Err(KmsError::InvalidArn(format!("Invalid keyId {k}")));
                 }
                 let rec = self.resolve(caller, k).await?;
-                self.authorize(caller, "kms:ListAliases", None, None, &[]).await?;
+                self.authorize(caller, "kms:ListAliases", None, None, &[])
+                    .await?;
                 Some(rec.key_id)
             }
             None => {
-                self.authorize(caller, "kms:ListAliases", None, None, &[]).await?;
+                self.authorize(caller, "kms:ListAliases", None, None, &[])
+                    .await?;
                 None
             }
         };
-        Ok(self.keys.list_aliases(&caller.account_id, &caller.region, key).await?)
+        Ok(self
+            .keys
+            .list_aliases(&caller.account_id, &caller.region, key)
+            .await?)
     }
 
-    pub async fn tag_resource(&self, caller: &Caller, key_id: &str, tags: Vec<Tag>) -> Result<(), KmsError> {
+    pub async fn tag_resource(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        tags: Vec<Tag>,
+    ) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:TagResource", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:TagResource", Some(&rec), None, &[])
+            .await?;
         Self::require_not_pending(&rec)?;
         check_tags(&tags)?;
         let existing = self.keys.tags(rec.key_id).await?;
-        let total = existing.iter().filter(|e| !tags.iter().any(|t| t.key == e.key)).count() + tags.len();
+        let total = existing
+            .iter()
+            .filter(|e| !tags.iter().any(|t| t.key == e.key))
+            .count()
+            + tags.len();
         if total > MAX_TAGS_PER_KEY {
-            return Err(KmsError::LimitExceeded(format!("A KMS key can have at most {MAX_TAGS_PER_KEY} tags.")));
+            return Err(KmsError::LimitExceeded(format!(
+                "A KMS key can have at most {MAX_TAGS_PER_KEY} tags."
+            )));
         }
         self.keys.put_tags(rec.key_id, &tags).await?;
         self.changed(rec.key_id).await;
         Ok(())
     }
 
-    pub async fn untag_resource(&self, caller: &Caller, key_id: &str, keys: Vec<String>) -> Result<(), KmsError> {
+    pub async fn untag_resource(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        keys: Vec<String>,
+    ) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:UntagResource", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:UntagResource", Some(&rec), None, &[])
+            .await?;
         Self::require_not_pending(&rec)?;
         self.keys.delete_tags(rec.key_id, &keys).await?;
         self.changed(rec.key_id).await;
         Ok(())
     }
 
-    pub async fn list_resource_tags(&self, caller: &Caller, key_id: &str) -> Result<Vec<Tag>, KmsError> {
+    pub async fn list_resource_tags(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<Vec<Tag>, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:ListResourceTags", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:ListResourceTags", Some(&rec), None, &[])
+            .await?;
         Ok(self.keys.tags(rec.key_id).await?)
     }
 }
@@ -275,10 +411,17 @@ impl Kms {
             mac: vec![],
         };
         m.mac = self.hsm.row_mac(super::material_mac_input(rec, &m)).await?;
-        match self.keys.add_material(&m, rotation_type, next_rotation, on_demand).await {
+        match self
+            .keys
+            .add_material(&m, rotation_type, next_rotation, on_demand)
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
-                return Err(KmsError::Conflict(format!("{} is already being rotated.", Self::arn(rec))))
+                return Err(KmsError::Conflict(format!(
+                    "{} is already being rotated.",
+                    Self::arn(rec)
+                )))
             }
             Err(e) => return Err(e.into()),
         }
@@ -297,30 +440,53 @@ impl Kms {
         Self::require_usable(rec)
     }
 
-    pub async fn enable_key_rotation(&self, caller: &Caller, key_id: &str, days: i64) -> Result<(), KmsError> {
+    pub async fn enable_key_rotation(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        days: i64,
+    ) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:EnableKeyRotation", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:EnableKeyRotation", Some(&rec), None, &[])
+            .await?;
         Self::require_rotatable(&rec)?;
         let next = self.now() + Duration::days(days);
-        self.keys.set_rotation(rec.key_id, true, Some(days as i32), Some(next)).await?;
+        self.keys
+            .set_rotation(rec.key_id, true, Some(days as i32), Some(next))
+            .await?;
         self.changed(rec.key_id).await;
         Ok(())
     }
 
-    pub async fn disable_key_rotation(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
+    pub async fn disable_key_rotation(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:DisableKeyRotation", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:DisableKeyRotation", Some(&rec), None, &[])
+            .await?;
         Self::require_rotatable(&rec)?;
-        self.keys.set_rotation(rec.key_id, false, rec.rotation_period_days, None).await?;
+        self.keys
+            .set_rotation(rec.key_id, false, rec.rotation_period_days, None)
+            .await?;
         self.changed(rec.key_id).await;
         Ok(())
     }
 
-    pub async fn key_rotation_status(&self, caller: &Caller, key_id: &str) -> Result<RotationStatus, KmsError> {
+    pub async fn key_rotation_status(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<RotationStatus, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:GetKeyRotationStatus", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:GetKeyRotationStatus", Some(&rec), None, &[])
+            .await?;
         if rec.key_spec != super::SYMMETRIC_DEFAULT {
-            return Err(KmsError::UnsupportedOperation(format!("{} does not support automatic rotation.", Self::arn(&rec))));
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} does not support automatic rotation.",
+                Self::arn(&rec)
+            )));
         }
         Self::require_not_pending(&rec)?;
         Ok(RotationStatus {
@@ -331,9 +497,14 @@ impl Kms {
         })
     }
 
-    pub async fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<String, KmsError> {
+    pub async fn rotate_key_on_demand(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<String, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:RotateKeyOnDemand", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:RotateKeyOnDemand", Some(&rec), None, &[])
+            .await?;
         Self::require_rotatable(&rec)?;
         if rec.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::LimitExceeded(format!(
@@ -342,17 +513,28 @@ impl Kms {
             )));
         }
         if rec.rotation_enabled && rec.next_rotation_date.is_some_and(|n| n <= self.now()) {
-            return Err(KmsError::Conflict(format!("An automatic rotation of {} is due; try again later.", Self::arn(&rec))));
+            return Err(KmsError::Conflict(format!(
+                "An automatic rotation of {} is due; try again later.",
+                Self::arn(&rec)
+            )));
         }
         self.rotate_material(&rec, "ON_DEMAND", None, true).await?;
         Ok(Self::arn(&rec))
     }
 
-    pub async fn list_key_rotations(&self, caller: &Caller, key_id: &str) -> Result<(String, Vec<crate::store::RotationRecord>), KmsError> {
+    pub async fn list_key_rotations(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<(String, Vec<crate::store::RotationRecord>), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:ListKeyRotations", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:ListKeyRotations", Some(&rec), None, &[])
+            .await?;
         if rec.key_spec != super::SYMMETRIC_DEFAULT {
-            return Err(KmsError::UnsupportedOperation(format!("{} does not support rotation.", Self::arn(&rec))));
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} does not support rotation.",
+                Self::arn(&rec)
+            )));
         }
         Ok((Self::arn(&rec), self.keys.rotations(rec.key_id).await?))
     }
@@ -379,10 +561,14 @@ impl Kms {
             let ids = self.keys.claim_due_rotations(now, 100).await?;
             for id in &ids {
                 self.invalidate(Some(*id));
-                let Some(rec) = self.record(*id).await? else { continue };
+                let Some(rec) = self.record(*id).await? else {
+                    continue;
+                };
                 match self.rotate_material(&rec, "AUTOMATIC", None, false).await {
                     Ok(()) => rotated += 1,
-                    Err(e) => tracing::error!(key_id = %id, error = %e, "scheduled rotation failed"),
+                    Err(e) => {
+                        tracing::error!(key_id = %id, error = %e, "scheduled rotation failed")
+                    }
                 }
             }
             if ids.len() < 100 {
@@ -391,7 +577,10 @@ impl Kms {
         }
         // Expired temporary credentials are useless; a day of grace keeps "expired" (rather
         // than "unknown") as the answer for a while.
-        let purged = self.ids_store().purge_sessions(now - Duration::days(1)).await?;
+        let purged = self
+            .ids_store()
+            .purge_sessions(now - Duration::days(1))
+            .await?;
         if purged > 0 {
             tracing::info!(purged, "expired sessions removed");
         }
@@ -399,22 +588,54 @@ impl Kms {
     }
 
     /// Aliases of a key (`kms:ResourceAliases`), cached until any alias changes.
-    pub(super) async fn aliases_of(&self, rec: &KeyRecord) -> Result<std::sync::Arc<Vec<String>>, KmsError> {
+    pub(super) async fn aliases_of(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<std::sync::Arc<Vec<String>>, KmsError> {
         if let Some(a) = self.key_aliases.lock().unwrap().get(&rec.key_id) {
             return Ok(a.clone());
         }
-        let names: Vec<String> =
-            self.keys.list_aliases(&rec.account_id, &rec.region, Some(rec.key_id)).await?.into_iter().map(|a| a.alias_name).collect();
+        let names: Vec<String> = self
+            .keys
+            .list_aliases(&rec.account_id, &rec.region, Some(rec.key_id))
+            .await?
+            .into_iter()
+            .map(|a| a.alias_name)
+            .collect();
         let names = std::sync::Arc::new(names);
-        self.key_aliases.lock().unwrap().put(rec.key_id, names.clone());
+        self.key_aliases
+            .lock()
+            .unwrap()
+            .put(rec.key_id, names.clone());
         Ok(names)
     }
 }
 
 /// Services whose AWS managed key (`alias/aws/<service>`) is created on first use.
 pub const MANAGED_KEY_SERVICES: &[&str] = &[
-    "acm", "backup", "cloudtrail", "codecommit", "dynamodb", "ebs", "ecr", "elasticfilesystem", "es", "fsx", "glue",
-    "kafka", "kinesis", "lambda", "lightsail", "logs", "rds", "redshift", "s3", "secretsmanager", "sns", "sqs", "ssm",
+    "acm",
+    "backup",
+    "cloudtrail",
+    "codecommit",
+    "dynamodb",
+    "ebs",
+    "ecr",
+    "elasticfilesystem",
+    "es",
+    "fsx",
+    "glue",
+    "kafka",
+    "kinesis",
+    "lambda",
+    "lightsail",
+    "logs",
+    "rds",
+    "redshift",
+    "s3",
+    "secretsmanager",
+    "sns",
+    "sqs",
+    "ssm",
     "xray",
 ];
 
@@ -452,8 +673,15 @@ pub fn managed_key_policy(account: &str, region: &str, service: &str) -> String 
 impl Kms {
     /// The AWS managed key behind `alias/aws/<service>`, created on first use (as AWS's
     /// DescribeKey does for a predefined alias with no key yet).
-    pub(super) async fn managed_key(&self, account: &str, region: &str, name: &str) -> Result<Option<Uuid>, KmsError> {
-        let Some(service) = name.strip_prefix("alias/aws/") else { return Ok(None) };
+    pub(super) async fn managed_key(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<Uuid>, KmsError> {
+        let Some(service) = name.strip_prefix("alias/aws/") else {
+            return Ok(None);
+        };
         if !MANAGED_KEY_SERVICES.contains(&service) {
             return Ok(None);
         }
@@ -463,7 +691,9 @@ impl Kms {
             key_id,
             account_id: account.to_string(),
             region: region.to_string(),
-            description: format!("Default key that protects my {service} data when no other key is defined"),
+            description: format!(
+                "Default key that protects my {service} data when no other key is defined"
+            ),
             key_spec: super::SYMMETRIC_DEFAULT.into(),
             key_usage: super::ENCRYPT_DECRYPT.into(),
             origin: "AWS_KMS".into(),
@@ -480,8 +710,17 @@ impl Kms {
             on_demand_rotations: 0,
         };
         let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
-        let mut m = crate::store::MaterialRecord { key_id, version: 1, wrapped, root_version: root_version as i32, mac: vec![] };
-        m.mac = self.hsm.row_mac(super::material_mac_input(&rec, &m)).await?;
+        let mut m = crate::store::MaterialRecord {
+            key_id,
+            version: 1,
+            wrapped,
+            root_version: root_version as i32,
+            mac: vec![],
+        };
+        m.mac = self
+            .hsm
+            .row_mac(super::material_mac_input(&rec, &m))
+            .await?;
         let alias = AliasRecord {
             alias_name: name.to_string(),
             key_id,
@@ -499,7 +738,11 @@ impl Kms {
             // Another request created it first: use that one.
             Err(StoreError::Conflict { .. }) => {
                 self.invalidate_aliases();
-                Ok(self.keys.alias(account, region, name).await?.map(|a| a.key_id))
+                Ok(self
+                    .keys
+                    .alias(account, region, name)
+                    .await?
+                    .map(|a| a.key_id))
             }
             Err(e) => Err(e.into()),
         }

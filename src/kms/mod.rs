@@ -3,15 +3,16 @@
 
 pub mod ciphertext;
 pub mod credentials;
-pub mod grants;
-pub mod lifecycle;
 mod error;
+pub mod grants;
 pub mod keyid;
+pub mod lifecycle;
 
 pub use error::KmsError;
 pub use keyid::KeyRef;
 
 use crate::hsm::{Hsm, KeyHandle};
+use crate::policy::{self, PolicyDocument, PolicyKind};
 use crate::store::{KeyRecord, KeyStore, MaterialRecord, Tag};
 use chrono::Utc;
 use ciphertext::Header;
@@ -21,7 +22,6 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 use zeroize::Zeroizing;
-use crate::policy::{self, PolicyDocument, PolicyKind};
 
 /// AES-GCM with random 96-bit IVs: at most 2^32 invocations per key (NIST SP 800-38D §8.3).
 pub const GCM_INVOCATION_LIMIT: i64 = 1 << 32;
@@ -56,7 +56,10 @@ pub struct Caller {
 
 impl Caller {
     pub fn with_grant_tokens(&self, tokens: Option<Vec<String>>) -> Caller {
-        Caller { grant_tokens: tokens.unwrap_or_default(), ..self.clone() }
+        Caller {
+            grant_tokens: tokens.unwrap_or_default(),
+            ..self.clone()
+        }
     }
 
     /// The request's grant tokens and the alias (name or ARN) its `KeyId` used, if any.
@@ -65,7 +68,11 @@ impl Caller {
             Ok(KeyRef::Alias { name, .. }) => Some(name),
             _ => None,
         });
-        Caller { grant_tokens: tokens.unwrap_or_default(), request_alias, ..self.clone() }
+        Caller {
+            grant_tokens: tokens.unwrap_or_default(),
+            request_alias,
+            ..self.clone()
+        }
     }
 }
 
@@ -263,7 +270,11 @@ impl Kms {
         sizes: &CacheSizes,
     ) -> Kms {
         Kms {
-            credentials: credentials::Credentials::new(hsm.clone(), ids.clone(), sizes.signing_keys),
+            credentials: credentials::Credentials::new(
+                hsm.clone(),
+                ids.clone(),
+                sizes.signing_keys,
+            ),
             ids,
             identity: Mutex::new(LruCache::new(nz(sizes.signing_keys))),
             key_policies: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
@@ -284,11 +295,15 @@ impl Kms {
     /// The one clock every time-driven decision reads: the system clock plus an offset that
     /// tests and drills may set (`clock_offset_file`); zero otherwise.
     pub fn now(&self) -> chrono::DateTime<Utc> {
-        Utc::now() + chrono::Duration::seconds(self.clock_offset.load(std::sync::atomic::Ordering::Relaxed))
+        Utc::now()
+            + chrono::Duration::seconds(
+                self.clock_offset.load(std::sync::atomic::Ordering::Relaxed),
+            )
     }
 
     pub fn set_clock_offset(&self, seconds: i64) {
-        self.clock_offset.store(seconds, std::sync::atomic::Ordering::Relaxed);
+        self.clock_offset
+            .store(seconds, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn ids_store(&self) -> &Arc<dyn crate::store::IdentityStore> {
@@ -309,7 +324,11 @@ impl Kms {
                 m.pop(&id);
                 t.pop(&id);
                 let mut live = self.live.lock().unwrap();
-                let stale: Vec<(Uuid, i32)> = live.iter().filter(|(k, _)| k.0 == id).map(|(k, _)| *k).collect();
+                let stale: Vec<(Uuid, i32)> = live
+                    .iter()
+                    .filter(|(k, _)| k.0 == id)
+                    .map(|(k, _)| *k)
+                    .collect();
                 let dropped: Vec<_> = stale.iter().filter_map(|k| live.pop(k)).collect();
                 drop(live);
                 drop(dropped);
@@ -337,12 +356,20 @@ impl Kms {
         for (name, text) in self.ids.identity_policies(principal_arn).await? {
             match policy::parse(&text, PolicyKind::Identity) {
                 Ok(d) => docs.push(d),
-                Err(e) => tracing::error!(principal_arn, policy = %name, error = %e, "stored identity policy is not valid; ignoring it"),
+                Err(e) => {
+                    tracing::error!(principal_arn, policy = %name, error = %e, "stored identity policy is not valid; ignoring it")
+                }
             }
         }
         let tags = self.ids.principal_tags(principal_arn).await?;
-        let id = Arc::new(Identity { policies: docs, tags });
-        self.identity.lock().unwrap().put(principal_arn.to_string(), id.clone());
+        let id = Arc::new(Identity {
+            policies: docs,
+            tags,
+        });
+        self.identity
+            .lock()
+            .unwrap()
+            .put(principal_arn.to_string(), id.clone());
         Ok(id)
     }
 
@@ -356,17 +383,29 @@ impl Kms {
     }
 
     /// Request context keys that come from stored data: principal and resource tags.
-    async fn add_tags(&self, req: &mut policy::Request, id: &Identity, rec: Option<&KeyRecord>) -> Result<(), KmsError> {
+    async fn add_tags(
+        &self,
+        req: &mut policy::Request,
+        id: &Identity,
+        rec: Option<&KeyRecord>,
+    ) -> Result<(), KmsError> {
         for t in &id.tags {
-            req.context.insert(format!("aws:principaltag/{}", t.key.to_ascii_lowercase()), vec![t.value.clone()]);
+            req.context.insert(
+                format!("aws:principaltag/{}", t.key.to_ascii_lowercase()),
+                vec![t.value.clone()],
+            );
         }
         if let Some(rec) = rec {
             for t in self.tags_of(rec.key_id).await?.iter() {
-                req.context.insert(format!("aws:resourcetag/{}", t.key.to_ascii_lowercase()), vec![t.value.clone()]);
+                req.context.insert(
+                    format!("aws:resourcetag/{}", t.key.to_ascii_lowercase()),
+                    vec![t.value.clone()],
+                );
             }
             let aliases = self.aliases_of(rec).await?;
             if !aliases.is_empty() {
-                req.context.insert("kms:resourcealiases".into(), aliases.to_vec());
+                req.context
+                    .insert("kms:resourcealiases".into(), aliases.to_vec());
             }
         }
         Ok(())
@@ -385,11 +424,19 @@ impl Kms {
                 None
             }
         };
-        self.key_policies.lock().unwrap().put(rec.key_id, Arc::new((rec.policy.clone(), parsed.clone())));
+        self.key_policies
+            .lock()
+            .unwrap()
+            .put(rec.key_id, Arc::new((rec.policy.clone(), parsed.clone())));
         parsed
     }
 
-    fn request(caller: &Caller, action: &str, rec: Option<&KeyRecord>, ctx: Option<&Context>) -> policy::Request {
+    fn request(
+        caller: &Caller,
+        action: &str,
+        rec: Option<&KeyRecord>,
+        ctx: Option<&Context>,
+    ) -> policy::Request {
         let mut r = policy::Request {
             principal_arn: caller.principal_arn.clone(),
             principal_account: caller.account_id.clone(),
@@ -404,8 +451,14 @@ impl Kms {
         put("kms:CallerAccount", vec![caller.account_id.clone()]);
         put("aws:PrincipalArn", vec![caller.principal_arn.clone()]);
         put("aws:PrincipalAccount", vec![caller.account_id.clone()]);
-        put("aws:CurrentTime", vec![Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)]);
-        put("aws:SecureTransport", vec![caller.secure_transport.to_string()]);
+        put(
+            "aws:CurrentTime",
+            vec![Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)],
+        );
+        put(
+            "aws:SecureTransport",
+            vec![caller.secure_transport.to_string()],
+        );
         if let Some(ip) = &caller.source_ip {
             put("aws:SourceIp", vec![ip.clone()]);
         }
@@ -438,7 +491,8 @@ impl Kms {
         ctx: Option<&Context>,
         extra: &[(&str, &str)],
     ) -> Result<(), KmsError> {
-        self.authorize_multi(caller, action, rec, ctx, extra, &[]).await
+        self.authorize_multi(caller, action, rec, ctx, extra, &[])
+            .await
     }
 
     pub(crate) async fn authorize_multi(
@@ -450,12 +504,15 @@ impl Kms {
         extra: &[(&str, &str)],
         multi: &[(&str, &[String])],
     ) -> Result<(), KmsError> {
-        let identity = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
+        let identity = self
+            .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
+            .await?;
         let ids = &identity.policies;
         let mut req = Self::request(caller, action, rec, ctx);
         self.add_tags(&mut req, &identity, rec).await?;
         for (k, v) in extra {
-            req.context.insert(k.to_ascii_lowercase(), vec![v.to_string()]);
+            req.context
+                .insert(k.to_ascii_lowercase(), vec![v.to_string()]);
         }
         for (k, v) in multi {
             req.context.insert(k.to_ascii_lowercase(), v.to_vec());
@@ -472,31 +529,43 @@ impl Kms {
         };
         match decision {
             policy::Decision::Allow => Ok(()),
-            policy::Decision::Deny(why) => Err(KmsError::AccessDenied(policy::denial_message(&req, why))),
+            policy::Decision::Deny(why) => {
+                Err(KmsError::AccessDenied(policy::denial_message(&req, why)))
+            }
         }
     }
 
     /// `sts:AssumeRole`: the role's trust policy must allow the caller (directly, or by
     /// trusting the caller's account whose identity policies then must allow it). Returns the
     /// role's account.
-    pub async fn authorize_assume_role(&self, caller: &Caller, role_arn: &str, external_id: Option<&str>) -> Result<String, KmsError> {
+    pub async fn authorize_assume_role(
+        &self,
+        caller: &Caller,
+        role_arn: &str,
+        external_id: Option<&str>,
+    ) -> Result<String, KmsError> {
         let denied = || {
             KmsError::AccessDenied(format!(
                 "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
                 caller.principal_arn
             ))
         };
-        let Some((account, trust)) = self.ids.role(role_arn).await? else { return Err(denied()) };
+        let Some((account, trust)) = self.ids.role(role_arn).await? else {
+            return Err(denied());
+        };
         let trust = policy::parse(&trust, PolicyKind::Key).map_err(|e| {
             tracing::error!(role_arn, error = %e, "stored trust policy is not valid");
             denied()
         })?;
-        let identity = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
+        let identity = self
+            .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
+            .await?;
         let mut req = Self::request(caller, "sts:AssumeRole", None, None);
         self.add_tags(&mut req, &identity, None).await?;
         req.resource = role_arn.to_string();
         if let Some(x) = external_id {
-            req.context.insert("sts:externalid".into(), vec![x.to_string()]);
+            req.context
+                .insert("sts:externalid".into(), vec![x.to_string()]);
         }
         match policy::decide(&trust, &account, &identity.policies, false, &req) {
             policy::Decision::Allow => Ok(account),
@@ -510,7 +579,9 @@ impl Kms {
         if let Some(r) = self.meta.lock().unwrap().get(&id) {
             return Ok(Some(r.clone()));
         }
-        let Some(rec) = self.keys.key(id).await? else { return Ok(None) };
+        let Some(rec) = self.keys.key(id).await? else {
+            return Ok(None);
+        };
         let rec = Arc::new(rec);
         self.meta.lock().unwrap().put(id, rec.clone());
         Ok(Some(rec))
@@ -520,11 +591,18 @@ impl Kms {
     pub async fn resolve(&self, caller: &Caller, key_id: &str) -> Result<Arc<KeyRecord>, KmsError> {
         let r = keyid::parse(key_id)?;
         let not_found = |id: &Uuid| {
-            KmsError::NotFound(format!("Key '{}' does not exist", keyid::key_arn(&caller.region, &caller.account_id, id)))
+            KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                keyid::key_arn(&caller.region, &caller.account_id, id)
+            ))
         };
         let (id, account) = match &r {
             KeyRef::Id(id) => (*id, caller.account_id.clone()),
-            KeyRef::Arn { region, account, id } => {
+            KeyRef::Arn {
+                region,
+                account,
+                id,
+            } => {
                 if region != &caller.region {
                     return Err(KmsError::NotFound(format!(
                         "Key '{}' does not exist",
@@ -533,19 +611,32 @@ impl Kms {
                 }
                 (*id, account.clone())
             }
-            KeyRef::Alias { name, region, account } => {
+            KeyRef::Alias {
+                name,
+                region,
+                account,
+            } => {
                 let region = region.as_deref().unwrap_or(&caller.region);
                 let account = account.as_deref().unwrap_or(&caller.account_id);
                 if region != caller.region {
-                    return Err(KmsError::NotFound(format!("Alias {} is not found.", keyid::alias_arn(region, account, name))));
+                    return Err(KmsError::NotFound(format!(
+                        "Alias {} is not found.",
+                        keyid::alias_arn(region, account, name)
+                    )));
                 }
                 let found = match self.alias_target(account, region, name).await? {
                     Some(id) => Some(id),
-                    None if account == caller.account_id => self.managed_key(account, region, name).await?,
+                    None if account == caller.account_id => {
+                        self.managed_key(account, region, name).await?
+                    }
                     None => None,
                 };
-                let id = found
-                    .ok_or_else(|| KmsError::NotFound(format!("Alias {} is not found.", keyid::alias_arn(region, account, name))))?;
+                let id = found.ok_or_else(|| {
+                    KmsError::NotFound(format!(
+                        "Alias {} is not found.",
+                        keyid::alias_arn(region, account, name)
+                    ))
+                })?;
                 (id, account.to_string())
             }
         };
@@ -562,7 +653,10 @@ impl Kms {
 
     /// The ARN of a key by id, whatever its account (for listing grants).
     pub async fn key_arn_of(&self, key_id: Uuid) -> Result<String, KmsError> {
-        let rec = self.record(key_id).await?.ok_or_else(|| KmsError::NotFound(format!("Key '{key_id}' does not exist")))?;
+        let rec = self
+            .record(key_id)
+            .await?
+            .ok_or_else(|| KmsError::NotFound(format!("Key '{key_id}' does not exist")))?;
         Ok(Self::arn(&rec))
     }
 
@@ -573,8 +667,15 @@ impl Kms {
     fn require_usable(rec: &KeyRecord) -> Result<(), KmsError> {
         match rec.key_state.as_str() {
             "Enabled" => Ok(()),
-            "Disabled" => Err(KmsError::Disabled(format!("{} is disabled.", Self::arn(rec)))),
-            other => Err(KmsError::InvalidState(format!("{} is {}.", Self::arn(rec), state_words(other)))),
+            "Disabled" => Err(KmsError::Disabled(format!(
+                "{} is disabled.",
+                Self::arn(rec)
+            ))),
+            other => Err(KmsError::InvalidState(format!(
+                "{} is {}.",
+                Self::arn(rec),
+                state_words(other)
+            ))),
         }
     }
 
@@ -582,7 +683,11 @@ impl Kms {
     fn require_not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
         match rec.key_state.as_str() {
             "Enabled" | "Disabled" => Ok(()),
-            other => Err(KmsError::InvalidState(format!("{} is {}.", Self::arn(rec), state_words(other)))),
+            other => Err(KmsError::InvalidState(format!(
+                "{} is {}.",
+                Self::arn(rec),
+                state_words(other)
+            ))),
         }
     }
 
@@ -598,7 +703,11 @@ impl Kms {
     }
 
     /// The usable material of a key version: from the cache, or loaded, checked and unwrapped.
-    async fn live_material(&self, rec: &KeyRecord, version: i32) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+    async fn live_material(
+        &self,
+        rec: &KeyRecord,
+        version: i32,
+    ) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
         let k = (rec.key_id, version);
         if let Some(l) = self.live.lock().unwrap().get(&k) {
             if l.bound_to == Binding::of(rec) {
@@ -612,7 +721,11 @@ impl Kms {
         r
     }
 
-    async fn load_material(&self, rec: &KeyRecord, version: i32) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+    async fn load_material(
+        &self,
+        rec: &KeyRecord,
+        version: i32,
+    ) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
         let k = (rec.key_id, version);
         let cached = self.live.lock().unwrap().get(&k).cloned();
         if let Some(l) = cached {
@@ -624,9 +737,14 @@ impl Kms {
             let evicted = self.live.lock().unwrap().pop(&k);
             drop(evicted);
         }
-        let Some(m) = self.keys.material(rec.key_id, version).await? else { return Ok(None) };
+        let Some(m) = self.keys.material(rec.key_id, version).await? else {
+            return Ok(None);
+        };
         let expect = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), m.mac.as_slice())) {
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            expect.as_slice(),
+            m.mac.as_slice(),
+        )) {
             tracing::error!(key_id = %rec.key_id, version, "key material row failed its integrity check; refusing to use it");
             return Err(KmsError::KeyUnavailable);
         }
@@ -642,7 +760,9 @@ impl Kms {
         let evicted = {
             let mut c = self.live.lock().unwrap();
             match c.get(&k) {
-                Some(existing) if existing.bound_to == live.bound_to => return Ok(Some(existing.clone())),
+                Some(existing) if existing.bound_to == live.bound_to => {
+                    return Ok(Some(existing.clone()))
+                }
                 _ => c.push(k, live.clone()),
             }
         };
@@ -651,11 +771,20 @@ impl Kms {
     }
 
     /// Take one GCM invocation from the lease, leasing more from the database when it runs out.
-    async fn take_invocation(&self, rec: &KeyRecord, version: i32, live: &LiveMaterial) -> Result<(), KmsError> {
+    async fn take_invocation(
+        &self,
+        rec: &KeyRecord,
+        version: i32,
+        live: &LiveMaterial,
+    ) -> Result<(), KmsError> {
         let mut lease = live.lease.lock().await;
         if lease.next >= lease.end {
             let size = (lease.size * 2).clamp(GCM_LEASE_MIN, GCM_LEASE_MAX);
-            match self.keys.reserve_invocations(rec.key_id, version, size, GCM_INVOCATION_LIMIT).await? {
+            match self
+                .keys
+                .reserve_invocations(rec.key_id, version, size, GCM_INVOCATION_LIMIT)
+                .await?
+            {
                 Some((start, end)) => {
                     lease.next = start;
                     lease.end = end;
@@ -671,7 +800,12 @@ impl Kms {
         Ok(())
     }
 
-    async fn seal(&self, rec: &KeyRecord, plaintext: Zeroizing<Vec<u8>>, ctx: &Context) -> Result<Vec<u8>, KmsError> {
+    async fn seal(
+        &self,
+        rec: &KeyRecord,
+        plaintext: Zeroizing<Vec<u8>>,
+        ctx: &Context,
+    ) -> Result<Vec<u8>, KmsError> {
         match self.seal_once(rec, plaintext.clone(), ctx).await {
             Err(KmsError::KeyUnavailable) if self.exhausted(rec).await? => {
                 // The current material reached the AES-GCM bound: rotate, then use the new one.
@@ -680,7 +814,10 @@ impl Kms {
                     Err(e) => return Err(e),
                 }
                 self.invalidate(Some(rec.key_id));
-                let fresh = self.record(rec.key_id).await?.ok_or(KmsError::KeyUnavailable)?;
+                let fresh = self
+                    .record(rec.key_id)
+                    .await?
+                    .ok_or(KmsError::KeyUnavailable)?;
                 self.seal_once(&fresh, plaintext, ctx).await
             }
             other => other,
@@ -689,20 +826,40 @@ impl Kms {
 
     /// Whether the key's current material has no invocations left.
     async fn exhausted(&self, rec: &KeyRecord) -> Result<bool, KmsError> {
-        Ok(self.keys.reserve_invocations(rec.key_id, rec.current_version, 0, GCM_INVOCATION_LIMIT).await?.is_none())
+        Ok(self
+            .keys
+            .reserve_invocations(rec.key_id, rec.current_version, 0, GCM_INVOCATION_LIMIT)
+            .await?
+            .is_none())
     }
 
-    async fn seal_once(&self, rec: &KeyRecord, plaintext: Zeroizing<Vec<u8>>, ctx: &Context) -> Result<Vec<u8>, KmsError> {
+    async fn seal_once(
+        &self,
+        rec: &KeyRecord,
+        plaintext: Zeroizing<Vec<u8>>,
+        ctx: &Context,
+    ) -> Result<Vec<u8>, KmsError> {
         let version = rec.current_version;
         let live = self.live_material(rec, version).await?.ok_or_else(|| {
-            KmsError::Internal(format!("current material v{version} of {} is missing", rec.key_id))
+            KmsError::Internal(format!(
+                "current material v{version} of {} is missing",
+                rec.key_id
+            ))
         })?;
         self.take_invocation(rec, version, &live).await?;
         let mut iv = [0u8; 12];
-        aws_lc_rs::rand::fill(&mut iv).map_err(|_| KmsError::Internal("system RNG failed".into()))?;
-        let header = Header { key_id: rec.key_id, material_version: version as u32, iv };
+        aws_lc_rs::rand::fill(&mut iv)
+            .map_err(|_| KmsError::Internal("system RNG failed".into()))?;
+        let header = Header {
+            key_id: rec.key_id,
+            material_version: version as u32,
+            iv,
+        };
         let aad = ciphertext::aad(&header, ctx);
-        let body = self.hsm.gcm_encrypt(live.handle.clone(), iv, aad, plaintext).await?;
+        let body = self
+            .hsm
+            .gcm_encrypt(live.handle.clone(), iv, aad, plaintext)
+            .await?;
         let mut blob = header.to_bytes().to_vec();
         blob.extend_from_slice(&body);
         Ok(blob)
@@ -731,21 +888,36 @@ impl Kms {
             Some(r) if r.region == caller.region => r,
             _ => return Err(KmsError::InvalidCiphertext),
         };
-        self.authorize(caller, action, Some(&rec), Some(ctx), &[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]).await?;
+        self.authorize(
+            caller,
+            action,
+            Some(&rec),
+            Some(ctx),
+            &[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)],
+        )
+        .await?;
         Self::require_usable(&rec)?;
         Self::require_symmetric(&rec, "Decrypt")?;
-        let version = i32::try_from(header.material_version).map_err(|_| KmsError::InvalidCiphertext)?;
-        let live = self.live_material(&rec, version).await?.ok_or(KmsError::InvalidCiphertext)?;
+        let version =
+            i32::try_from(header.material_version).map_err(|_| KmsError::InvalidCiphertext)?;
+        let live = self
+            .live_material(&rec, version)
+            .await?
+            .ok_or(KmsError::InvalidCiphertext)?;
         let aad = ciphertext::aad(&header, ctx);
-        match self.hsm.gcm_decrypt(live.handle.clone(), header.iv, aad, body.to_vec()).await {
+        match self
+            .hsm
+            .gcm_decrypt(live.handle.clone(), header.iv, aad, body.to_vec())
+            .await
+        {
             Ok(pt) => Ok((rec, pt)),
             Err(e) => {
                 use cryptoki::error::RvError::*;
                 match e.rv() {
                     // SoftHSM reports a failed tag check as CKR_GENERAL_ERROR.
-                    Some(GeneralError) | Some(EncryptedDataInvalid) | Some(EncryptedDataLenRange) => {
-                        Err(KmsError::InvalidCiphertext)
-                    }
+                    Some(GeneralError)
+                    | Some(EncryptedDataInvalid)
+                    | Some(EncryptedDataLenRange) => Err(KmsError::InvalidCiphertext),
                     _ => Err(e.into()),
                 }
             }
@@ -754,21 +926,34 @@ impl Kms {
 
     // ----- operations -----------------------------------------------------------------------
 
-    pub async fn create_key(&self, caller: &Caller, input: CreateKeyInput) -> Result<KeyMetadata, KmsError> {
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        input: CreateKeyInput,
+    ) -> Result<KeyMetadata, KmsError> {
         if input.multi_region {
-            return Err(KmsError::UnsupportedOperation("Multi-Region keys are not supported by this key store.".into()));
+            return Err(KmsError::UnsupportedOperation(
+                "Multi-Region keys are not supported by this key store.".into(),
+            ));
         }
         match input.origin.as_str() {
             "AWS_KMS" => {}
             "EXTERNAL" => {
-                return Err(KmsError::UnsupportedOperation("Keys with Origin EXTERNAL are not supported yet.".into()))
+                return Err(KmsError::UnsupportedOperation(
+                    "Keys with Origin EXTERNAL are not supported yet.".into(),
+                ))
             }
             other => {
-                return Err(KmsError::UnsupportedOperation(format!("Origin {other} is not supported by this key store.")))
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "Origin {other} is not supported by this key store."
+                )))
             }
         }
         if input.key_spec != SYMMETRIC_DEFAULT {
-            return Err(KmsError::UnsupportedOperation(format!("KeySpec {} is not supported yet.", input.key_spec)));
+            return Err(KmsError::UnsupportedOperation(format!(
+                "KeySpec {} is not supported yet.",
+                input.key_spec
+            )));
         }
         if input.key_usage != ENCRYPT_DECRYPT {
             return Err(KmsError::Validation(format!(
@@ -781,7 +966,11 @@ impl Kms {
             "kms:CreateKey",
             None,
             None,
-            &[("kms:KeySpec", &input.key_spec), ("kms:KeyUsage", &input.key_usage), ("kms:KeyOrigin", &input.origin)],
+            &[
+                ("kms:KeySpec", &input.key_spec),
+                ("kms:KeyUsage", &input.key_usage),
+                ("kms:KeyOrigin", &input.origin),
+            ],
         )
         .await?;
         let key_id = Uuid::new_v4();
@@ -806,7 +995,8 @@ impl Kms {
                 next_rotation_date: None,
                 on_demand_rotations: 0,
             };
-            self.check_new_policy(caller, &probe, p, input.bypass_policy_lockout_safety_check).await?;
+            self.check_new_policy(caller, &probe, p, input.bypass_policy_lockout_safety_check)
+                .await?;
         }
         // Token generates → token wraps → database commits → reply.
         let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
@@ -820,7 +1010,9 @@ impl Kms {
             origin: input.origin,
             key_manager: "CUSTOMER".into(),
             key_state: "Enabled".into(),
-            policy: input.policy.unwrap_or_else(|| default_key_policy(&caller.account_id)),
+            policy: input
+                .policy
+                .unwrap_or_else(|| default_key_policy(&caller.account_id)),
             multi_region: false,
             current_version: 1,
             created_at: Utc::now(),
@@ -830,15 +1022,30 @@ impl Kms {
             next_rotation_date: None,
             on_demand_rotations: 0,
         };
-        let mut m = MaterialRecord { key_id, version: 1, wrapped, root_version: root_version as i32, mac: vec![] };
+        let mut m = MaterialRecord {
+            key_id,
+            version: 1,
+            wrapped,
+            root_version: root_version as i32,
+            mac: vec![],
+        };
         m.mac = self.hsm.row_mac(material_mac_input(&rec, &m)).await?;
         self.keys.create_key(&rec, &m, &input.tags).await?;
-        Ok(KeyMetadata { arn: Self::arn(&rec), record: rec })
+        Ok(KeyMetadata {
+            arn: Self::arn(&rec),
+            record: rec,
+        })
     }
 
     /// A new key policy must be valid, at most 32 KB, and (unless the caller bypasses the
     /// check) still allow the caller to change it later.
-    async fn check_new_policy(&self, caller: &Caller, rec: &KeyRecord, text: &str, bypass: bool) -> Result<(), KmsError> {
+    async fn check_new_policy(
+        &self,
+        caller: &Caller,
+        rec: &KeyRecord,
+        text: &str,
+        bypass: bool,
+    ) -> Result<(), KmsError> {
         if text.len() > MAX_KEY_POLICY_BYTES {
             return Err(KmsError::LimitExceeded(format!(
                 "The key policy is {} bytes; the limit is {MAX_KEY_POLICY_BYTES} bytes.",
@@ -847,23 +1054,38 @@ impl Kms {
         }
         let doc = policy::parse(text, PolicyKind::Key).map_err(KmsError::MalformedPolicy)?;
         if !bypass {
-            let identity = self.identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn)).await?;
+            let identity = self
+                .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
+                .await?;
             let mut req = Self::request(caller, "kms:PutKeyPolicy", Some(rec), None);
             self.add_tags(&mut req, &identity, None).await?;
-            if policy::decide(&doc, &rec.account_id, &identity.policies, false, &req) != policy::Decision::Allow {
+            if policy::decide(&doc, &rec.account_id, &identity.policies, false, &req)
+                != policy::Decision::Allow
+            {
                 return Err(KmsError::MalformedPolicy(
-                    "The new key policy will not allow you to update the key policy in the future.".into(),
+                    "The new key policy will not allow you to update the key policy in the future."
+                        .into(),
                 ));
             }
         }
         Ok(())
     }
 
-    pub async fn put_key_policy(&self, caller: &Caller, key_id: &str, text: &str, bypass: bool) -> Result<(), KmsError> {
+    pub async fn put_key_policy(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        text: &str,
+        bypass: bool,
+    ) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:PutKeyPolicy", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:PutKeyPolicy", Some(&rec), None, &[])
+            .await?;
         if rec.key_state == "PendingDeletion" {
-            return Err(KmsError::InvalidState(format!("{} is pending deletion.", Self::arn(&rec))));
+            return Err(KmsError::InvalidState(format!(
+                "{} is pending deletion.",
+                Self::arn(&rec)
+            )));
         }
         self.check_new_policy(caller, &rec, text, bypass).await?;
         self.keys.set_key_policy(rec.key_id, text).await?;
@@ -873,33 +1095,63 @@ impl Kms {
 
     pub async fn get_key_policy(&self, caller: &Caller, key_id: &str) -> Result<String, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:GetKeyPolicy", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:GetKeyPolicy", Some(&rec), None, &[])
+            .await?;
         Ok(rec.policy.clone())
     }
 
-    pub async fn list_key_policies(&self, caller: &Caller, key_id: &str) -> Result<Vec<String>, KmsError> {
+    pub async fn list_key_policies(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<Vec<String>, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:ListKeyPolicies", Some(&rec), None, &[]).await?;
+        self.authorize(caller, "kms:ListKeyPolicies", Some(&rec), None, &[])
+            .await?;
         Ok(vec!["default".into()])
     }
 
-    pub async fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyMetadata, KmsError> {
+    pub async fn describe_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<KeyMetadata, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:DescribeKey", Some(&rec), None, &[]).await?;
-        Ok(KeyMetadata { arn: Self::arn(&rec), record: (*rec).clone() })
+        self.authorize(caller, "kms:DescribeKey", Some(&rec), None, &[])
+            .await?;
+        Ok(KeyMetadata {
+            arn: Self::arn(&rec),
+            record: (*rec).clone(),
+        })
     }
 
-    pub async fn list_keys(&self, caller: &Caller, limit: usize, marker: Option<&str>) -> Result<ListKeysOutput, KmsError> {
-        self.authorize(caller, "kms:ListKeys", None, None, &[]).await?;
+    pub async fn list_keys(
+        &self,
+        caller: &Caller,
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<ListKeysOutput, KmsError> {
+        self.authorize(caller, "kms:ListKeys", None, None, &[])
+            .await?;
         let after = match marker {
             None => None,
             Some(m) => Some(Uuid::parse_str(m).map_err(|_| KmsError::InvalidMarker)?),
         };
-        let mut rows = self.keys.list_keys(&caller.account_id, &caller.region, after, limit as i64 + 1).await?;
+        let mut rows = self
+            .keys
+            .list_keys(&caller.account_id, &caller.region, after, limit as i64 + 1)
+            .await?;
         let truncated = rows.len() > limit;
         rows.truncate(limit);
-        let next_marker = if truncated { rows.last().map(|r| r.key_id.to_string()) } else { None };
-        Ok(ListKeysOutput { keys: rows.iter().map(|r| (r.key_id, Self::arn(r))).collect(), next_marker })
+        let next_marker = if truncated {
+            rows.last().map(|r| r.key_id.to_string())
+        } else {
+            None
+        };
+        Ok(ListKeysOutput {
+            keys: rows.iter().map(|r| (r.key_id, Self::arn(r))).collect(),
+            next_marker,
+        })
     }
 
     pub async fn encrypt(
@@ -911,14 +1163,24 @@ impl Kms {
         dry_run: bool,
     ) -> Result<EncryptOutput, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:Encrypt", Some(&rec), Some(ctx), &[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]).await?;
+        self.authorize(
+            caller,
+            "kms:Encrypt",
+            Some(&rec),
+            Some(ctx),
+            &[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)],
+        )
+        .await?;
         Self::require_usable(&rec)?;
         Self::require_symmetric(&rec, "Encrypt")?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
         let blob = self.seal(&rec, plaintext, ctx).await?;
-        Ok(EncryptOutput { blob, key_arn: Self::arn(&rec) })
+        Ok(EncryptOutput {
+            blob,
+            key_arn: Self::arn(&rec),
+        })
     }
 
     pub async fn decrypt(
@@ -933,7 +1195,10 @@ impl Kms {
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        Ok(DecryptOutput { plaintext, key_arn: Self::arn(&rec) })
+        Ok(DecryptOutput {
+            plaintext,
+            key_arn: Self::arn(&rec),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -948,15 +1213,28 @@ impl Kms {
         dry_run: bool,
     ) -> Result<ReEncryptOutput, KmsError> {
         let dest = self.resolve(caller, destination_key_id).await?;
-        self.authorize(caller, "kms:ReEncryptTo", Some(&dest), Some(destination_ctx), &[]).await?;
+        self.authorize(
+            caller,
+            "kms:ReEncryptTo",
+            Some(&dest),
+            Some(destination_ctx),
+            &[],
+        )
+        .await?;
         Self::require_usable(&dest)?;
         Self::require_symmetric(&dest, "ReEncrypt")?;
-        let (src, plaintext) = self.open(caller, "kms:ReEncryptFrom", blob, source_ctx, source_key_id).await?;
+        let (src, plaintext) = self
+            .open(caller, "kms:ReEncryptFrom", blob, source_ctx, source_key_id)
+            .await?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
         let blob = self.seal(&dest, plaintext, destination_ctx).await?;
-        Ok(ReEncryptOutput { blob, source_key_arn: Self::arn(&src), key_arn: Self::arn(&dest) })
+        Ok(ReEncryptOutput {
+            blob,
+            source_key_arn: Self::arn(&src),
+            key_arn: Self::arn(&dest),
+        })
     }
 
     /// A data key from the token's RNG, encrypted under the KMS key. The plaintext is returned
@@ -972,19 +1250,31 @@ impl Kms {
         dry_run: bool,
     ) -> Result<DataKeyOutput, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, action, Some(&rec), Some(ctx), &[]).await?;
+        self.authorize(caller, action, Some(&rec), Some(ctx), &[])
+            .await?;
         Self::require_usable(&rec)?;
         Self::require_symmetric(&rec, "GenerateDataKey")?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
         let plaintext = self.hsm.random(bytes).await?;
-        let blob = self.seal(&rec, Zeroizing::new(plaintext.to_vec()), ctx).await?;
-        Ok(DataKeyOutput { blob, plaintext, key_arn: Self::arn(&rec) })
+        let blob = self
+            .seal(&rec, Zeroizing::new(plaintext.to_vec()), ctx)
+            .await?;
+        Ok(DataKeyOutput {
+            blob,
+            plaintext,
+            key_arn: Self::arn(&rec),
+        })
     }
 
-    pub async fn generate_random(&self, caller: &Caller, bytes: usize) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-        self.authorize(caller, "kms:GenerateRandom", None, None, &[]).await?;
+    pub async fn generate_random(
+        &self,
+        caller: &Caller,
+        bytes: usize,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        self.authorize(caller, "kms:GenerateRandom", None, None, &[])
+            .await?;
         Ok(self.hsm.random(bytes).await?)
     }
 }

@@ -75,8 +75,14 @@ impl Op {
         use Op::*;
         matches!(
             self,
-            StringNotEquals | StringNotEqualsIgnoreCase | StringNotLike | NumericNotEquals | DateNotEquals | ArnNotEquals
-                | ArnNotLike | NotIpAddress
+            StringNotEquals
+                | StringNotEqualsIgnoreCase
+                | StringNotLike
+                | NumericNotEquals
+                | DateNotEquals
+                | ArnNotEquals
+                | ArnNotLike
+                | NotIpAddress
         )
     }
 
@@ -128,7 +134,9 @@ fn value_strings(v: &Value) -> Result<Vec<String>, String> {
 }
 
 pub fn parse_block(v: &Value) -> Result<Vec<Condition>, String> {
-    let Value::Object(ops) = v else { return Err("Condition must be a JSON object.".into()) };
+    let Value::Object(ops) = v else {
+        return Err("Condition must be a JSON object.".into());
+    };
     let mut out = Vec::new();
     for (name, keys) in ops {
         let (qualifier, rest) = if let Some(r) = name.strip_prefix("ForAnyValue:") {
@@ -142,11 +150,14 @@ pub fn parse_block(v: &Value) -> Result<Vec<Condition>, String> {
             Some(b) => (b, true),
             None => (rest, false),
         };
-        let op = Op::parse(base).ok_or_else(|| format!("'{name}' is not a valid condition operator."))?;
+        let op = Op::parse(base)
+            .ok_or_else(|| format!("'{name}' is not a valid condition operator."))?;
         if op == Op::Null && (if_exists || qualifier.is_some()) {
             return Err(format!("'{name}' is not a valid condition operator."));
         }
-        let Value::Object(keys) = keys else { return Err(format!("the {name} condition must map keys to values.")) };
+        let Value::Object(keys) = keys else {
+            return Err(format!("the {name} condition must map keys to values."));
+        };
         if keys.is_empty() {
             return Err(format!("the {name} condition names no key."));
         }
@@ -155,7 +166,13 @@ pub fn parse_block(v: &Value) -> Result<Vec<Condition>, String> {
             for val in &values {
                 check_value(op, val).map_err(|e| format!("{name} {key}: {e}."))?;
             }
-            out.push(Condition { op, qualifier, if_exists, key: key.to_ascii_lowercase(), values });
+            out.push(Condition {
+                op,
+                qualifier,
+                if_exists,
+                key: key.to_ascii_lowercase(),
+                values,
+            });
         }
     }
     Ok(out)
@@ -164,17 +181,28 @@ pub fn parse_block(v: &Value) -> Result<Vec<Condition>, String> {
 fn check_value(op: Op, v: &str) -> Result<(), String> {
     use Op::*;
     match op.positive() {
-        NumericEquals | NumericLessThan | NumericLessThanEquals | NumericGreaterThan | NumericGreaterThanEquals => {
-            v.parse::<f64>().map(|_| ()).map_err(|_| format!("'{v}' is not a number"))
-        }
-        DateEquals | DateLessThan | DateLessThanEquals | DateGreaterThan | DateGreaterThanEquals => {
-            parse_date(v).map(|_| ()).ok_or_else(|| format!("'{v}' is not a date (ISO 8601 or epoch seconds)"))
-        }
+        NumericEquals
+        | NumericLessThan
+        | NumericLessThanEquals
+        | NumericGreaterThan
+        | NumericGreaterThanEquals => v
+            .parse::<f64>()
+            .map(|_| ())
+            .map_err(|_| format!("'{v}' is not a number")),
+        DateEquals
+        | DateLessThan
+        | DateLessThanEquals
+        | DateGreaterThan
+        | DateGreaterThanEquals => parse_date(v)
+            .map(|_| ())
+            .ok_or_else(|| format!("'{v}' is not a date (ISO 8601 or epoch seconds)")),
         Bool | Null => match v.to_ascii_lowercase().as_str() {
             "true" | "false" => Ok(()),
             _ => Err(format!("'{v}' is not true or false")),
         },
-        IpAddress => parse_cidr(v).map(|_| ()).ok_or_else(|| format!("'{v}' is not an IP address or CIDR block")),
+        IpAddress => parse_cidr(v)
+            .map(|_| ())
+            .ok_or_else(|| format!("'{v}' is not an IP address or CIDR block")),
         _ => Ok(()),
     }
 }
@@ -204,14 +232,24 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
 }
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {
-    let (Ok(ip), Some((net, bits))) = (ip.parse::<IpAddr>(), parse_cidr(cidr)) else { return false };
+    let (Ok(ip), Some((net, bits))) = (ip.parse::<IpAddr>(), parse_cidr(cidr)) else {
+        return false;
+    };
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(a) & mask == u32::from(b) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             u128::from(a) & mask == u128::from(b) & mask
         }
         _ => false,
@@ -230,14 +268,28 @@ fn matches_one(op: Op, policy: &str, request: &str) -> bool {
     let num = |s: &str| s.parse::<f64>().ok();
     match op {
         StringEquals => policy == request,
-        StringEqualsIgnoreCase => policy.eq_ignore_ascii_case(request) || policy.to_lowercase() == request.to_lowercase(),
+        StringEqualsIgnoreCase => {
+            policy.eq_ignore_ascii_case(request) || policy.to_lowercase() == request.to_lowercase()
+        }
         StringLike => glob(policy, request, false),
-        NumericEquals | NumericLessThan | NumericLessThanEquals | NumericGreaterThan | NumericGreaterThanEquals => {
-            let (Some(p), Some(r)) = (num(policy), num(request)) else { return false };
+        NumericEquals
+        | NumericLessThan
+        | NumericLessThanEquals
+        | NumericGreaterThan
+        | NumericGreaterThanEquals => {
+            let (Some(p), Some(r)) = (num(policy), num(request)) else {
+                return false;
+            };
             compare(op, r, p)
         }
-        DateEquals | DateLessThan | DateLessThanEquals | DateGreaterThan | DateGreaterThanEquals => {
-            let (Some(p), Some(r)) = (parse_date(policy), parse_date(request)) else { return false };
+        DateEquals
+        | DateLessThan
+        | DateLessThanEquals
+        | DateGreaterThan
+        | DateGreaterThanEquals => {
+            let (Some(p), Some(r)) = (parse_date(policy), parse_date(request)) else {
+                return false;
+            };
             compare(op, r, p)
         }
         Bool => policy.eq_ignore_ascii_case(request),

@@ -24,7 +24,10 @@ pub enum Principals {
     Anyone,
     /// ARNs and account ids from `{"AWS": …}`; service principals are kept but never match a
     /// caller of this service.
-    List { aws: Vec<String>, services: Vec<String> },
+    List {
+        aws: Vec<String>,
+        services: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,9 +55,15 @@ fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(a) if !a.is_empty() => a
             .iter()
-            .map(|x| x.as_str().map(str::to_string).ok_or_else(|| format!("{what} must be a string or a list of strings")))
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{what} must be a string or a list of strings"))
+            })
             .collect(),
-        _ => Err(format!("{what} must be a string or a non-empty list of strings")),
+        _ => Err(format!(
+            "{what} must be a string or a non-empty list of strings"
+        )),
     }
 }
 
@@ -73,7 +82,11 @@ fn valid_aws_principal(p: &str) -> bool {
     let res = parts[5];
     account_ok
         && match parts[2] {
-            "iam" => res == "root" || (res.starts_with("user/") && res.len() > 5) || (res.starts_with("role/") && res.len() > 5),
+            "iam" => {
+                res == "root"
+                    || (res.starts_with("user/") && res.len() > 5)
+                    || (res.starts_with("role/") && res.len() > 5)
+            }
             "sts" => res.starts_with("assumed-role/") && res.matches('/').count() >= 2,
             _ => false,
         }
@@ -88,8 +101,11 @@ fn principals(v: &Value) -> Result<Principals, String> {
             let mut services = Vec::new();
             for (k, v) in m {
                 match k.as_str() {
-                    "AWS" => aws.extend(strings(v, "Principal AWS").map_err(|_| INVALID.to_string())?),
-                    "Service" => services.extend(strings(v, "Principal Service").map_err(|_| INVALID.to_string())?),
+                    "AWS" => {
+                        aws.extend(strings(v, "Principal AWS").map_err(|_| INVALID.to_string())?)
+                    }
+                    "Service" => services
+                        .extend(strings(v, "Principal Service").map_err(|_| INVALID.to_string())?),
                     _ => return Err(INVALID.into()),
                 }
             }
@@ -106,13 +122,21 @@ fn principals(v: &Value) -> Result<Principals, String> {
 }
 
 fn valid_action(a: &str) -> bool {
-    a == "*" || a.split_once(':').is_some_and(|(svc, act)| !svc.is_empty() && !act.is_empty() && svc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    a == "*"
+        || a.split_once(':').is_some_and(|(svc, act)| {
+            !svc.is_empty()
+                && !act.is_empty()
+                && svc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Parse and check a policy document.
 pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("The policy is not valid JSON: {e}"))?;
-    let Value::Object(top) = v else { return Err("The policy must be a JSON object.".into()) };
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| format!("The policy is not valid JSON: {e}"))?;
+    let Value::Object(top) = v else {
+        return Err("The policy must be a JSON object.".into());
+    };
     let mut version = None;
     let mut id = None;
     let mut statements = None;
@@ -121,7 +145,9 @@ pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
             "Version" => {
                 let s = v.as_str().ok_or("Version must be a string.")?;
                 if s != "2012-10-17" && s != "2008-10-17" {
-                    return Err(format!("The policy version {s} is not supported; use 2012-10-17."));
+                    return Err(format!(
+                        "The policy version {s} is not supported; use 2012-10-17."
+                    ));
                 }
                 version = Some(s.to_string());
             }
@@ -133,17 +159,28 @@ pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
     let stmts = match statements {
         Some(Value::Array(a)) if !a.is_empty() => a.clone(),
         Some(o @ Value::Object(_)) => vec![o.clone()],
-        _ => return Err("The policy must have a Statement: an object or a non-empty list of objects.".into()),
+        _ => {
+            return Err(
+                "The policy must have a Statement: an object or a non-empty list of objects."
+                    .into(),
+            )
+        }
     };
     let mut out = Vec::new();
     for (i, s) in stmts.iter().enumerate() {
         out.push(statement(s, kind).map_err(|e| format!("Statement {}: {e}", i + 1))?);
     }
-    Ok(PolicyDocument { version, id, statements: out })
+    Ok(PolicyDocument {
+        version,
+        id,
+        statements: out,
+    })
 }
 
 fn statement(v: &Value, kind: PolicyKind) -> Result<Statement, String> {
-    let Value::Object(m) = v else { return Err("a statement must be a JSON object.".into()) };
+    let Value::Object(m) = v else {
+        return Err("a statement must be a JSON object.".into());
+    };
     let mut st = Statement {
         sid: None,
         effect: Effect::Allow,
@@ -174,7 +211,9 @@ fn statement(v: &Value, kind: PolicyKind) -> Result<Statement, String> {
                 st.not_action = k == "NotAction";
                 st.action = strings(v, k)?;
                 if let Some(bad) = st.action.iter().find(|a| !valid_action(a)) {
-                    return Err(format!("'{bad}' is not a valid action; actions look like kms:Encrypt."));
+                    return Err(format!(
+                        "'{bad}' is not a valid action; actions look like kms:Encrypt."
+                    ));
                 }
             }
             "Resource" | "NotResource" => {
@@ -196,7 +235,9 @@ fn statement(v: &Value, kind: PolicyKind) -> Result<Statement, String> {
     match kind {
         PolicyKind::Key => {
             if st.principal.is_some() == st.not_principal.is_some() {
-                return Err("a key policy statement needs exactly one of Principal or NotPrincipal.".into());
+                return Err(
+                    "a key policy statement needs exactly one of Principal or NotPrincipal.".into(),
+                );
             }
         }
         PolicyKind::Identity => {
@@ -212,7 +253,9 @@ fn account_of(arn_or_account: &str) -> Option<&str> {
     if arn_or_account.len() == 12 && arn_or_account.bytes().all(|b| b.is_ascii_digit()) {
         return Some(arn_or_account);
     }
-    arn_or_account.strip_prefix("arn:").and_then(|r| r.split(':').nth(3))
+    arn_or_account
+        .strip_prefix("arn:")
+        .and_then(|r| r.split(':').nth(3))
 }
 
 impl Principals {

@@ -38,7 +38,10 @@ pub struct Request {
 
 impl Request {
     pub fn with(mut self, key: &str, values: &[&str]) -> Request {
-        self.context.insert(key.to_ascii_lowercase(), values.iter().map(|v| v.to_string()).collect());
+        self.context.insert(
+            key.to_ascii_lowercase(),
+            values.iter().map(|v| v.to_string()).collect(),
+        );
         self
     }
 
@@ -158,10 +161,20 @@ pub fn decide_identity_only(identity_policies: &[PolicyDocument], req: &Request)
 /// AWS's wording for an `AccessDeniedException`.
 pub fn denial_message(req: &Request, why: Denial) -> String {
     let tail = match why {
-        Denial::ExplicitInKeyPolicy => "with an explicit deny in a resource-based policy".to_string(),
-        Denial::ExplicitInIdentityPolicy => "with an explicit deny in an identity-based policy".to_string(),
-        Denial::NoKeyPolicyAllows => format!("because no resource-based policy allows the {} action", req.action),
-        Denial::NoIdentityPolicyAllows => format!("because no identity-based policy allows the {} action", req.action),
+        Denial::ExplicitInKeyPolicy => {
+            "with an explicit deny in a resource-based policy".to_string()
+        }
+        Denial::ExplicitInIdentityPolicy => {
+            "with an explicit deny in an identity-based policy".to_string()
+        }
+        Denial::NoKeyPolicyAllows => format!(
+            "because no resource-based policy allows the {} action",
+            req.action
+        ),
+        Denial::NoIdentityPolicyAllows => format!(
+            "because no identity-based policy allows the {} action",
+            req.action
+        ),
     };
     format!(
         "User: {} is not authorized to perform: {} on resource: {} {tail}",
@@ -171,8 +184,16 @@ pub fn denial_message(req: &Request, why: Denial) -> String {
 
 /// `*` matches any run of characters, `?` any one character.
 pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
-    let p: Vec<char> = if ignore_case { pattern.to_lowercase().chars().collect() } else { pattern.chars().collect() };
-    let t: Vec<char> = if ignore_case { text.to_lowercase().chars().collect() } else { text.chars().collect() };
+    let p: Vec<char> = if ignore_case {
+        pattern.to_lowercase().chars().collect()
+    } else {
+        pattern.chars().collect()
+    };
+    let t: Vec<char> = if ignore_case {
+        text.to_lowercase().chars().collect()
+    } else {
+        text.chars().collect()
+    };
     let (mut pi, mut ti) = (0usize, 0usize);
     let (mut star, mut mark) = (None::<usize>, 0usize);
     while ti < t.len() {

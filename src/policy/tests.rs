@@ -29,168 +29,783 @@ type Ctx<'a> = &'a [(&'a str, &'a [&'a str])];
 fn condition_cases() -> Vec<(&'static str, Ctx<'static>, bool)> {
     vec![
         // --- String family
-        (r#"{"StringEquals":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["hr"])], true),
-        (r#"{"StringEquals":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["HR"])], false),
-        (r#"{"StringEquals":{"kms:EncryptionContext:dept":"hr"}}"#, &[], false),
-        (r#"{"StringEquals":{"kms:EncryptionContext:dept":["hr","it"]}}"#, &[("kms:EncryptionContext:dept", &["it"])], true),
-        (r#"{"StringEquals":{"kms:EncryptionContext:dept":["hr","it"]}}"#, &[("kms:EncryptionContext:dept", &["ops"])], false),
-        (r#"{"StringEquals":{"KMS:ENCRYPTIONCONTEXT:DEPT":"hr"}}"#, &[("kms:EncryptionContext:dept", &["hr"])], true),
-        (r#"{"StringNotEquals":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["it"])], true),
-        (r#"{"StringNotEquals":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["hr"])], false),
-        (r#"{"StringNotEquals":{"kms:EncryptionContext:dept":"hr"}}"#, &[], true),
-        (r#"{"StringNotEquals":{"kms:EncryptionContext:dept":["hr","it"]}}"#, &[("kms:EncryptionContext:dept", &["it"])], false),
-        (r#"{"StringNotEquals":{"kms:EncryptionContext:dept":["hr","it"]}}"#, &[("kms:EncryptionContext:dept", &["ops"])], true),
-        (r#"{"StringEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["HR"])], true),
-        (r#"{"StringEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["it"])], false),
-        (r#"{"StringEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#, &[], false),
-        (r#"{"StringNotEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["HR"])], false),
-        (r#"{"StringNotEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["it"])], true),
-        (r#"{"StringNotEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#, &[], true),
-        (r#"{"StringLike":{"kms:EncryptionContext:dept":"h*"}}"#, &[("kms:EncryptionContext:dept", &["hr"])], true),
-        (r#"{"StringLike":{"kms:EncryptionContext:dept":"h*"}}"#, &[("kms:EncryptionContext:dept", &["it"])], false),
-        (r#"{"StringLike":{"kms:EncryptionContext:dept":"h?"}}"#, &[("kms:EncryptionContext:dept", &["hr"])], true),
-        (r#"{"StringLike":{"kms:EncryptionContext:dept":"h?"}}"#, &[("kms:EncryptionContext:dept", &["hrx"])], false),
-        (r#"{"StringLike":{"kms:EncryptionContext:dept":"*"}}"#, &[("kms:EncryptionContext:dept", &[""])], true),
-        (r#"{"StringLike":{"kms:EncryptionContext:dept":"H*"}}"#, &[("kms:EncryptionContext:dept", &["hr"])], false),
-        (r#"{"StringLike":{"kms:EncryptionContext:dept":"*r"}}"#, &[], false),
-        (r#"{"StringLike":{"kms:EncryptionContext:path":"a*b*c"}}"#, &[("kms:EncryptionContext:path", &["aXXbYYc"])], true),
-        (r#"{"StringLike":{"kms:EncryptionContext:path":"a*b*c"}}"#, &[("kms:EncryptionContext:path", &["aXXcYYb"])], false),
-        (r#"{"StringNotLike":{"kms:EncryptionContext:dept":"h*"}}"#, &[("kms:EncryptionContext:dept", &["hr"])], false),
-        (r#"{"StringNotLike":{"kms:EncryptionContext:dept":"h*"}}"#, &[("kms:EncryptionContext:dept", &["it"])], true),
-        (r#"{"StringNotLike":{"kms:EncryptionContext:dept":"h*"}}"#, &[], true),
-        (r#"{"StringEqualsIfExists":{"kms:EncryptionContext:dept":"hr"}}"#, &[], true),
-        (r#"{"StringEqualsIfExists":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["hr"])], true),
-        (r#"{"StringEqualsIfExists":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["it"])], false),
-        (r#"{"StringLikeIfExists":{"kms:EncryptionContext:dept":"h*"}}"#, &[], true),
-        (r#"{"StringLikeIfExists":{"kms:EncryptionContext:dept":"h*"}}"#, &[("kms:EncryptionContext:dept", &["x"])], false),
-        (r#"{"StringNotEqualsIfExists":{"kms:EncryptionContext:dept":"hr"}}"#, &[("kms:EncryptionContext:dept", &["hr"])], false),
-        (r#"{"StringNotEqualsIfExists":{"kms:EncryptionContext:dept":"hr"}}"#, &[], true),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["hr"])],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["HR"])],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:dept":["hr","it"]}}"#,
+            &[("kms:EncryptionContext:dept", &["it"])],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:dept":["hr","it"]}}"#,
+            &[("kms:EncryptionContext:dept", &["ops"])],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"KMS:ENCRYPTIONCONTEXT:DEPT":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["hr"])],
+            true,
+        ),
+        (
+            r#"{"StringNotEquals":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["it"])],
+            true,
+        ),
+        (
+            r#"{"StringNotEquals":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["hr"])],
+            false,
+        ),
+        (
+            r#"{"StringNotEquals":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"StringNotEquals":{"kms:EncryptionContext:dept":["hr","it"]}}"#,
+            &[("kms:EncryptionContext:dept", &["it"])],
+            false,
+        ),
+        (
+            r#"{"StringNotEquals":{"kms:EncryptionContext:dept":["hr","it"]}}"#,
+            &[("kms:EncryptionContext:dept", &["ops"])],
+            true,
+        ),
+        (
+            r#"{"StringEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["HR"])],
+            true,
+        ),
+        (
+            r#"{"StringEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["it"])],
+            false,
+        ),
+        (
+            r#"{"StringEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"StringNotEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["HR"])],
+            false,
+        ),
+        (
+            r#"{"StringNotEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["it"])],
+            true,
+        ),
+        (
+            r#"{"StringNotEqualsIgnoreCase":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:dept":"h*"}}"#,
+            &[("kms:EncryptionContext:dept", &["hr"])],
+            true,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:dept":"h*"}}"#,
+            &[("kms:EncryptionContext:dept", &["it"])],
+            false,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:dept":"h?"}}"#,
+            &[("kms:EncryptionContext:dept", &["hr"])],
+            true,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:dept":"h?"}}"#,
+            &[("kms:EncryptionContext:dept", &["hrx"])],
+            false,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:dept":"*"}}"#,
+            &[("kms:EncryptionContext:dept", &[""])],
+            true,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:dept":"H*"}}"#,
+            &[("kms:EncryptionContext:dept", &["hr"])],
+            false,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:dept":"*r"}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:path":"a*b*c"}}"#,
+            &[("kms:EncryptionContext:path", &["aXXbYYc"])],
+            true,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:path":"a*b*c"}}"#,
+            &[("kms:EncryptionContext:path", &["aXXcYYb"])],
+            false,
+        ),
+        (
+            r#"{"StringNotLike":{"kms:EncryptionContext:dept":"h*"}}"#,
+            &[("kms:EncryptionContext:dept", &["hr"])],
+            false,
+        ),
+        (
+            r#"{"StringNotLike":{"kms:EncryptionContext:dept":"h*"}}"#,
+            &[("kms:EncryptionContext:dept", &["it"])],
+            true,
+        ),
+        (
+            r#"{"StringNotLike":{"kms:EncryptionContext:dept":"h*"}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"StringEqualsIfExists":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"StringEqualsIfExists":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["hr"])],
+            true,
+        ),
+        (
+            r#"{"StringEqualsIfExists":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["it"])],
+            false,
+        ),
+        (
+            r#"{"StringLikeIfExists":{"kms:EncryptionContext:dept":"h*"}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"StringLikeIfExists":{"kms:EncryptionContext:dept":"h*"}}"#,
+            &[("kms:EncryptionContext:dept", &["x"])],
+            false,
+        ),
+        (
+            r#"{"StringNotEqualsIfExists":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[("kms:EncryptionContext:dept", &["hr"])],
+            false,
+        ),
+        (
+            r#"{"StringNotEqualsIfExists":{"kms:EncryptionContext:dept":"hr"}}"#,
+            &[],
+            true,
+        ),
         // --- multiple keys AND, multiple operators AND
-        (r#"{"StringEquals":{"kms:EncryptionContext:a":"1","kms:EncryptionContext:b":"2"}}"#, &[("kms:EncryptionContext:a", &["1"]), ("kms:EncryptionContext:b", &["2"])], true),
-        (r#"{"StringEquals":{"kms:EncryptionContext:a":"1","kms:EncryptionContext:b":"2"}}"#, &[("kms:EncryptionContext:a", &["1"])], false),
-        (r#"{"StringEquals":{"kms:EncryptionContext:a":"1"},"StringLike":{"kms:EncryptionContext:b":"2*"}}"#, &[("kms:EncryptionContext:a", &["1"]), ("kms:EncryptionContext:b", &["20"])], true),
-        (r#"{"StringEquals":{"kms:EncryptionContext:a":"1"},"StringLike":{"kms:EncryptionContext:b":"2*"}}"#, &[("kms:EncryptionContext:a", &["1"]), ("kms:EncryptionContext:b", &["30"])], false),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:a":"1","kms:EncryptionContext:b":"2"}}"#,
+            &[
+                ("kms:EncryptionContext:a", &["1"]),
+                ("kms:EncryptionContext:b", &["2"]),
+            ],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:a":"1","kms:EncryptionContext:b":"2"}}"#,
+            &[("kms:EncryptionContext:a", &["1"])],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:a":"1"},"StringLike":{"kms:EncryptionContext:b":"2*"}}"#,
+            &[
+                ("kms:EncryptionContext:a", &["1"]),
+                ("kms:EncryptionContext:b", &["20"]),
+            ],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:a":"1"},"StringLike":{"kms:EncryptionContext:b":"2*"}}"#,
+            &[
+                ("kms:EncryptionContext:a", &["1"]),
+                ("kms:EncryptionContext:b", &["30"]),
+            ],
+            false,
+        ),
         // --- set qualifiers on a multi-valued key
-        (r#"{"ForAnyValue:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#, &[("kms:EncryptionContextKeys", &["b", "c"])], true),
-        (r#"{"ForAnyValue:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#, &[("kms:EncryptionContextKeys", &["c", "d"])], false),
-        (r#"{"ForAnyValue:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#, &[], false),
-        (r#"{"ForAllValues:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#, &[("kms:EncryptionContextKeys", &["a", "b"])], true),
-        (r#"{"ForAllValues:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#, &[("kms:EncryptionContextKeys", &["a"])], true),
-        (r#"{"ForAllValues:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#, &[("kms:EncryptionContextKeys", &["a", "c"])], false),
-        (r#"{"ForAllValues:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#, &[], true),
-        (r#"{"ForAllValues:StringLike":{"kms:EncryptionContextKeys":["app*"]}}"#, &[("kms:EncryptionContextKeys", &["appid", "apptier"])], true),
-        (r#"{"ForAllValues:StringLike":{"kms:EncryptionContextKeys":["app*"]}}"#, &[("kms:EncryptionContextKeys", &["appid", "user"])], false),
-        (r#"{"ForAnyValue:StringLike":{"kms:EncryptionContextKeys":["app*"]}}"#, &[("kms:EncryptionContextKeys", &["appid", "user"])], true),
-        (r#"{"ForAnyValue:StringNotEquals":{"kms:EncryptionContextKeys":["a"]}}"#, &[("kms:EncryptionContextKeys", &["a", "b"])], true),
-        (r#"{"ForAnyValue:StringNotEquals":{"kms:EncryptionContextKeys":["a"]}}"#, &[("kms:EncryptionContextKeys", &["a"])], false),
-        (r#"{"ForAllValues:StringNotEquals":{"kms:EncryptionContextKeys":["a"]}}"#, &[("kms:EncryptionContextKeys", &["b", "c"])], true),
-        (r#"{"ForAllValues:StringNotEquals":{"kms:EncryptionContextKeys":["a"]}}"#, &[("kms:EncryptionContextKeys", &["a", "c"])], false),
-        (r#"{"StringEquals":{"kms:EncryptionContextKeys":"a"}}"#, &[("kms:EncryptionContextKeys", &["b", "a"])], true),
-        (r#"{"ForAnyValue:StringEqualsIgnoreCase":{"kms:GrantOperations":"encrypt"}}"#, &[("kms:GrantOperations", &["Encrypt", "Decrypt"])], true),
-        (r#"{"ForAllValues:StringEquals":{"kms:GrantOperations":["Encrypt","Decrypt"]}}"#, &[("kms:GrantOperations", &["Encrypt", "ReEncryptFrom"])], false),
-        (r#"{"ForAllValues:StringEquals":{"kms:GrantOperations":["Encrypt","Decrypt"]}}"#, &[("kms:GrantOperations", &["Decrypt"])], true),
+        (
+            r#"{"ForAnyValue:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#,
+            &[("kms:EncryptionContextKeys", &["b", "c"])],
+            true,
+        ),
+        (
+            r#"{"ForAnyValue:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#,
+            &[("kms:EncryptionContextKeys", &["c", "d"])],
+            false,
+        ),
+        (
+            r#"{"ForAnyValue:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"ForAllValues:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#,
+            &[("kms:EncryptionContextKeys", &["a", "b"])],
+            true,
+        ),
+        (
+            r#"{"ForAllValues:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#,
+            &[("kms:EncryptionContextKeys", &["a"])],
+            true,
+        ),
+        (
+            r#"{"ForAllValues:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#,
+            &[("kms:EncryptionContextKeys", &["a", "c"])],
+            false,
+        ),
+        (
+            r#"{"ForAllValues:StringEquals":{"kms:EncryptionContextKeys":["a","b"]}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"ForAllValues:StringLike":{"kms:EncryptionContextKeys":["app*"]}}"#,
+            &[("kms:EncryptionContextKeys", &["appid", "apptier"])],
+            true,
+        ),
+        (
+            r#"{"ForAllValues:StringLike":{"kms:EncryptionContextKeys":["app*"]}}"#,
+            &[("kms:EncryptionContextKeys", &["appid", "user"])],
+            false,
+        ),
+        (
+            r#"{"ForAnyValue:StringLike":{"kms:EncryptionContextKeys":["app*"]}}"#,
+            &[("kms:EncryptionContextKeys", &["appid", "user"])],
+            true,
+        ),
+        (
+            r#"{"ForAnyValue:StringNotEquals":{"kms:EncryptionContextKeys":["a"]}}"#,
+            &[("kms:EncryptionContextKeys", &["a", "b"])],
+            true,
+        ),
+        (
+            r#"{"ForAnyValue:StringNotEquals":{"kms:EncryptionContextKeys":["a"]}}"#,
+            &[("kms:EncryptionContextKeys", &["a"])],
+            false,
+        ),
+        (
+            r#"{"ForAllValues:StringNotEquals":{"kms:EncryptionContextKeys":["a"]}}"#,
+            &[("kms:EncryptionContextKeys", &["b", "c"])],
+            true,
+        ),
+        (
+            r#"{"ForAllValues:StringNotEquals":{"kms:EncryptionContextKeys":["a"]}}"#,
+            &[("kms:EncryptionContextKeys", &["a", "c"])],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContextKeys":"a"}}"#,
+            &[("kms:EncryptionContextKeys", &["b", "a"])],
+            true,
+        ),
+        (
+            r#"{"ForAnyValue:StringEqualsIgnoreCase":{"kms:GrantOperations":"encrypt"}}"#,
+            &[("kms:GrantOperations", &["Encrypt", "Decrypt"])],
+            true,
+        ),
+        (
+            r#"{"ForAllValues:StringEquals":{"kms:GrantOperations":["Encrypt","Decrypt"]}}"#,
+            &[("kms:GrantOperations", &["Encrypt", "ReEncryptFrom"])],
+            false,
+        ),
+        (
+            r#"{"ForAllValues:StringEquals":{"kms:GrantOperations":["Encrypt","Decrypt"]}}"#,
+            &[("kms:GrantOperations", &["Decrypt"])],
+            true,
+        ),
         // --- Numeric family
-        (r#"{"NumericEquals":{"kms:RequestCount":"5"}}"#, &[("kms:RequestCount", &["5"])], true),
-        (r#"{"NumericEquals":{"kms:RequestCount":"5"}}"#, &[("kms:RequestCount", &["5.0"])], true),
-        (r#"{"NumericEquals":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["6"])], false),
+        (
+            r#"{"NumericEquals":{"kms:RequestCount":"5"}}"#,
+            &[("kms:RequestCount", &["5"])],
+            true,
+        ),
+        (
+            r#"{"NumericEquals":{"kms:RequestCount":"5"}}"#,
+            &[("kms:RequestCount", &["5.0"])],
+            true,
+        ),
+        (
+            r#"{"NumericEquals":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["6"])],
+            false,
+        ),
         (r#"{"NumericEquals":{"kms:RequestCount":5}}"#, &[], false),
-        (r#"{"NumericEquals":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["five"])], false),
-        (r#"{"NumericNotEquals":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["6"])], true),
-        (r#"{"NumericNotEquals":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["5"])], false),
+        (
+            r#"{"NumericEquals":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["five"])],
+            false,
+        ),
+        (
+            r#"{"NumericNotEquals":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["6"])],
+            true,
+        ),
+        (
+            r#"{"NumericNotEquals":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["5"])],
+            false,
+        ),
         (r#"{"NumericNotEquals":{"kms:RequestCount":5}}"#, &[], true),
-        (r#"{"NumericLessThan":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["4"])], true),
-        (r#"{"NumericLessThan":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["5"])], false),
-        (r#"{"NumericLessThanEquals":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["5"])], true),
-        (r#"{"NumericLessThanEquals":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["6"])], false),
-        (r#"{"NumericGreaterThan":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["6"])], true),
-        (r#"{"NumericGreaterThan":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["5"])], false),
-        (r#"{"NumericGreaterThanEquals":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["5"])], true),
-        (r#"{"NumericGreaterThanEquals":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["-1"])], false),
-        (r#"{"NumericLessThanIfExists":{"kms:RequestCount":5}}"#, &[], true),
-        (r#"{"NumericLessThanIfExists":{"kms:RequestCount":5}}"#, &[("kms:RequestCount", &["9"])], false),
-        (r#"{"NumericEquals":{"kms:RequestCount":["1","2"]}}"#, &[("kms:RequestCount", &["2"])], true),
+        (
+            r#"{"NumericLessThan":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["4"])],
+            true,
+        ),
+        (
+            r#"{"NumericLessThan":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["5"])],
+            false,
+        ),
+        (
+            r#"{"NumericLessThanEquals":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["5"])],
+            true,
+        ),
+        (
+            r#"{"NumericLessThanEquals":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["6"])],
+            false,
+        ),
+        (
+            r#"{"NumericGreaterThan":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["6"])],
+            true,
+        ),
+        (
+            r#"{"NumericGreaterThan":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["5"])],
+            false,
+        ),
+        (
+            r#"{"NumericGreaterThanEquals":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["5"])],
+            true,
+        ),
+        (
+            r#"{"NumericGreaterThanEquals":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["-1"])],
+            false,
+        ),
+        (
+            r#"{"NumericLessThanIfExists":{"kms:RequestCount":5}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"NumericLessThanIfExists":{"kms:RequestCount":5}}"#,
+            &[("kms:RequestCount", &["9"])],
+            false,
+        ),
+        (
+            r#"{"NumericEquals":{"kms:RequestCount":["1","2"]}}"#,
+            &[("kms:RequestCount", &["2"])],
+            true,
+        ),
         // --- Date family (aws:CurrentTime)
-        (r#"{"DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"}}"#, &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])], true),
-        (r#"{"DateLessThan":{"aws:CurrentTime":"2020-01-01T00:00:00Z"}}"#, &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])], false),
-        (r#"{"DateGreaterThan":{"aws:CurrentTime":"2020-01-01T00:00:00Z"}}"#, &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])], true),
-        (r#"{"DateGreaterThan":{"aws:CurrentTime":"2030-01-01"}}"#, &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])], false),
-        (r#"{"DateEquals":{"aws:CurrentTime":"2026-11-23T12:00:00Z"}}"#, &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])], true),
-        (r#"{"DateEquals":{"aws:CurrentTime":"2026-11-23T12:00:00+01:00"}}"#, &[("aws:CurrentTime", &["2026-11-23T11:00:00Z"])], true),
-        (r#"{"DateEquals":{"aws:CurrentTime":"1795435200"}}"#, &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])], true),
-        (r#"{"DateNotEquals":{"aws:CurrentTime":"2026-11-23T12:00:00Z"}}"#, &[("aws:CurrentTime", &["2026-11-23T12:00:01Z"])], true),
-        (r#"{"DateNotEquals":{"aws:CurrentTime":"2026-11-23T12:00:00Z"}}"#, &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])], false),
-        (r#"{"DateLessThanEquals":{"aws:CurrentTime":"2026-11-23T12:00:00Z"}}"#, &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])], true),
-        (r#"{"DateGreaterThanEquals":{"aws:CurrentTime":"2026-11-23T12:00:00Z"}}"#, &[("aws:CurrentTime", &["2026-11-23T11:59:59Z"])], false),
-        (r#"{"DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"}}"#, &[], false),
-        (r#"{"DateLessThanIfExists":{"aws:CurrentTime":"2000-01-01T00:00:00Z"}}"#, &[], true),
+        (
+            r#"{"DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])],
+            true,
+        ),
+        (
+            r#"{"DateLessThan":{"aws:CurrentTime":"2020-01-01T00:00:00Z"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])],
+            false,
+        ),
+        (
+            r#"{"DateGreaterThan":{"aws:CurrentTime":"2020-01-01T00:00:00Z"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])],
+            true,
+        ),
+        (
+            r#"{"DateGreaterThan":{"aws:CurrentTime":"2030-01-01"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])],
+            false,
+        ),
+        (
+            r#"{"DateEquals":{"aws:CurrentTime":"2026-11-23T12:00:00Z"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])],
+            true,
+        ),
+        (
+            r#"{"DateEquals":{"aws:CurrentTime":"2026-11-23T12:00:00+01:00"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T11:00:00Z"])],
+            true,
+        ),
+        (
+            r#"{"DateEquals":{"aws:CurrentTime":"1795435200"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])],
+            true,
+        ),
+        (
+            r#"{"DateNotEquals":{"aws:CurrentTime":"2026-11-23T12:00:00Z"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T12:00:01Z"])],
+            true,
+        ),
+        (
+            r#"{"DateNotEquals":{"aws:CurrentTime":"2026-11-23T12:00:00Z"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])],
+            false,
+        ),
+        (
+            r#"{"DateLessThanEquals":{"aws:CurrentTime":"2026-11-23T12:00:00Z"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T12:00:00Z"])],
+            true,
+        ),
+        (
+            r#"{"DateGreaterThanEquals":{"aws:CurrentTime":"2026-11-23T12:00:00Z"}}"#,
+            &[("aws:CurrentTime", &["2026-11-23T11:59:59Z"])],
+            false,
+        ),
+        (
+            r#"{"DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"DateLessThanIfExists":{"aws:CurrentTime":"2000-01-01T00:00:00Z"}}"#,
+            &[],
+            true,
+        ),
         // --- Bool
-        (r#"{"Bool":{"aws:SecureTransport":"true"}}"#, &[("aws:SecureTransport", &["true"])], true),
-        (r#"{"Bool":{"aws:SecureTransport":true}}"#, &[("aws:SecureTransport", &["true"])], true),
-        (r#"{"Bool":{"aws:SecureTransport":"true"}}"#, &[("aws:SecureTransport", &["false"])], false),
-        (r#"{"Bool":{"aws:SecureTransport":"false"}}"#, &[("aws:SecureTransport", &["false"])], true),
-        (r#"{"Bool":{"aws:SecureTransport":"TRUE"}}"#, &[("aws:SecureTransport", &["true"])], true),
+        (
+            r#"{"Bool":{"aws:SecureTransport":"true"}}"#,
+            &[("aws:SecureTransport", &["true"])],
+            true,
+        ),
+        (
+            r#"{"Bool":{"aws:SecureTransport":true}}"#,
+            &[("aws:SecureTransport", &["true"])],
+            true,
+        ),
+        (
+            r#"{"Bool":{"aws:SecureTransport":"true"}}"#,
+            &[("aws:SecureTransport", &["false"])],
+            false,
+        ),
+        (
+            r#"{"Bool":{"aws:SecureTransport":"false"}}"#,
+            &[("aws:SecureTransport", &["false"])],
+            true,
+        ),
+        (
+            r#"{"Bool":{"aws:SecureTransport":"TRUE"}}"#,
+            &[("aws:SecureTransport", &["true"])],
+            true,
+        ),
         (r#"{"Bool":{"aws:SecureTransport":"true"}}"#, &[], false),
-        (r#"{"BoolIfExists":{"aws:SecureTransport":"true"}}"#, &[], true),
-        (r#"{"Bool":{"kms:GrantIsForAWSResource":"true"}}"#, &[("kms:GrantIsForAWSResource", &["false"])], false),
+        (
+            r#"{"BoolIfExists":{"aws:SecureTransport":"true"}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"Bool":{"kms:GrantIsForAWSResource":"true"}}"#,
+            &[("kms:GrantIsForAWSResource", &["false"])],
+            false,
+        ),
         // --- Null
-        (r#"{"Null":{"kms:EncryptionContextKeys":"true"}}"#, &[], true),
-        (r#"{"Null":{"kms:EncryptionContextKeys":"true"}}"#, &[("kms:EncryptionContextKeys", &["a"])], false),
-        (r#"{"Null":{"kms:EncryptionContextKeys":"false"}}"#, &[("kms:EncryptionContextKeys", &["a"])], true),
-        (r#"{"Null":{"kms:EncryptionContextKeys":"false"}}"#, &[], false),
-        (r#"{"Null":{"kms:EncryptionContextKeys":false}}"#, &[("kms:EncryptionContextKeys", &["a"])], true),
-        (r#"{"Null":{"aws:PrincipalTag/team":"true"}}"#, &[("aws:PrincipalTag/team", &["blue"])], false),
+        (
+            r#"{"Null":{"kms:EncryptionContextKeys":"true"}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"Null":{"kms:EncryptionContextKeys":"true"}}"#,
+            &[("kms:EncryptionContextKeys", &["a"])],
+            false,
+        ),
+        (
+            r#"{"Null":{"kms:EncryptionContextKeys":"false"}}"#,
+            &[("kms:EncryptionContextKeys", &["a"])],
+            true,
+        ),
+        (
+            r#"{"Null":{"kms:EncryptionContextKeys":"false"}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"Null":{"kms:EncryptionContextKeys":false}}"#,
+            &[("kms:EncryptionContextKeys", &["a"])],
+            true,
+        ),
+        (
+            r#"{"Null":{"aws:PrincipalTag/team":"true"}}"#,
+            &[("aws:PrincipalTag/team", &["blue"])],
+            false,
+        ),
         // --- Arn family
-        (r#"{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/alice"}}"#, &[("aws:PrincipalArn", &[ALICE])], true),
-        (r#"{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/bob"}}"#, &[("aws:PrincipalArn", &[ALICE])], false),
-        (r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/*"}}"#, &[("aws:PrincipalArn", &[ALICE])], true),
-        (r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::*:user/alice"}}"#, &[("aws:PrincipalArn", &[ALICE])], true),
-        (r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::444455556666:*"}}"#, &[("aws:PrincipalArn", &[ALICE])], false),
-        (r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/*"}}"#, &[("aws:PrincipalArn", &[ALICE])], false),
-        (r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/*"}}"#, &[], false),
-        (r#"{"ArnLike":{"aws:PrincipalArn":"not-an-arn"}}"#, &[("aws:PrincipalArn", &[ALICE])], false),
-        (r#"{"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/bob"}}"#, &[("aws:PrincipalArn", &[ALICE])], true),
-        (r#"{"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/alice"}}"#, &[("aws:PrincipalArn", &[ALICE])], false),
-        (r#"{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/*"}}"#, &[("aws:PrincipalArn", &[ALICE])], false),
-        (r#"{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/*"}}"#, &[("aws:PrincipalArn", &[ALICE])], true),
-        (r#"{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/*"}}"#, &[], true),
-        (r#"{"ArnLikeIfExists":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/*"}}"#, &[], true),
-        (r#"{"ArnLike":{"kms:GranteePrincipal":"arn:aws:iam::111122223333:role/app-*"}}"#, &[("kms:GranteePrincipal", &["arn:aws:iam::111122223333:role/app-web"])], true),
-        (r#"{"ArnLike":{"kms:RetiringPrincipal":"arn:aws:iam::111122223333:role/app-*"}}"#, &[("kms:RetiringPrincipal", &["arn:aws:iam::111122223333:role/ops"])], false),
+        (
+            r#"{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/alice"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            true,
+        ),
+        (
+            r#"{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/bob"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            false,
+        ),
+        (
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/*"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            true,
+        ),
+        (
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::*:user/alice"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            true,
+        ),
+        (
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::444455556666:*"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            false,
+        ),
+        (
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/*"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            false,
+        ),
+        (
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/*"}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"ArnLike":{"aws:PrincipalArn":"not-an-arn"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            false,
+        ),
+        (
+            r#"{"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/bob"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            true,
+        ),
+        (
+            r#"{"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/alice"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            false,
+        ),
+        (
+            r#"{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/*"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            false,
+        ),
+        (
+            r#"{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/*"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            true,
+        ),
+        (
+            r#"{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/*"}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"ArnLikeIfExists":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/*"}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"ArnLike":{"kms:GranteePrincipal":"arn:aws:iam::111122223333:role/app-*"}}"#,
+            &[(
+                "kms:GranteePrincipal",
+                &["arn:aws:iam::111122223333:role/app-web"],
+            )],
+            true,
+        ),
+        (
+            r#"{"ArnLike":{"kms:RetiringPrincipal":"arn:aws:iam::111122223333:role/app-*"}}"#,
+            &[(
+                "kms:RetiringPrincipal",
+                &["arn:aws:iam::111122223333:role/ops"],
+            )],
+            false,
+        ),
         // --- IpAddress
-        (r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#, &[("aws:SourceIp", &["10.1.2.3"])], true),
-        (r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#, &[("aws:SourceIp", &["11.1.2.3"])], false),
-        (r#"{"IpAddress":{"aws:SourceIp":"192.0.2.5"}}"#, &[("aws:SourceIp", &["192.0.2.5"])], true),
-        (r#"{"IpAddress":{"aws:SourceIp":"192.0.2.5/32"}}"#, &[("aws:SourceIp", &["192.0.2.6"])], false),
-        (r#"{"IpAddress":{"aws:SourceIp":"0.0.0.0/0"}}"#, &[("aws:SourceIp", &["203.0.113.9"])], true),
-        (r#"{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","192.168.0.0/16"]}}"#, &[("aws:SourceIp", &["192.168.4.4"])], true),
-        (r#"{"IpAddress":{"aws:SourceIp":"2001:db8::/32"}}"#, &[("aws:SourceIp", &["2001:db8::1"])], true),
-        (r#"{"IpAddress":{"aws:SourceIp":"2001:db8::/32"}}"#, &[("aws:SourceIp", &["2001:db9::1"])], false),
-        (r#"{"IpAddress":{"aws:SourceIp":"2001:db8::/32"}}"#, &[("aws:SourceIp", &["10.0.0.1"])], false),
-        (r#"{"IpAddress":{"aws:SourceIp":"127.0.0.0/8"}}"#, &[], false),
-        (r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#, &[("aws:SourceIp", &["11.1.2.3"])], true),
-        (r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#, &[("aws:SourceIp", &["10.1.2.3"])], false),
-        (r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#, &[], true),
-        (r#"{"IpAddressIfExists":{"aws:SourceIp":"10.0.0.0/8"}}"#, &[], true),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            &[("aws:SourceIp", &["10.1.2.3"])],
+            true,
+        ),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            &[("aws:SourceIp", &["11.1.2.3"])],
+            false,
+        ),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"192.0.2.5"}}"#,
+            &[("aws:SourceIp", &["192.0.2.5"])],
+            true,
+        ),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"192.0.2.5/32"}}"#,
+            &[("aws:SourceIp", &["192.0.2.6"])],
+            false,
+        ),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"0.0.0.0/0"}}"#,
+            &[("aws:SourceIp", &["203.0.113.9"])],
+            true,
+        ),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","192.168.0.0/16"]}}"#,
+            &[("aws:SourceIp", &["192.168.4.4"])],
+            true,
+        ),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"2001:db8::/32"}}"#,
+            &[("aws:SourceIp", &["2001:db8::1"])],
+            true,
+        ),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"2001:db8::/32"}}"#,
+            &[("aws:SourceIp", &["2001:db9::1"])],
+            false,
+        ),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"2001:db8::/32"}}"#,
+            &[("aws:SourceIp", &["10.0.0.1"])],
+            false,
+        ),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"127.0.0.0/8"}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            &[("aws:SourceIp", &["11.1.2.3"])],
+            true,
+        ),
+        (
+            r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            &[("aws:SourceIp", &["10.1.2.3"])],
+            false,
+        ),
+        (
+            r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"IpAddressIfExists":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            &[],
+            true,
+        ),
         // --- KMS keys as the issue lists them
-        (r#"{"StringEquals":{"kms:CallerAccount":"111122223333"}}"#, &[("kms:CallerAccount", &["111122223333"])], true),
-        (r#"{"StringEquals":{"kms:CallerAccount":"111122223333"}}"#, &[("kms:CallerAccount", &["444455556666"])], false),
-        (r#"{"StringEquals":{"kms:ViaService":"ec2.us-east-1.amazonaws.com"}}"#, &[], false),
-        (r#"{"StringEquals":{"kms:EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}}"#, &[("kms:EncryptionAlgorithm", &["SYMMETRIC_DEFAULT"])], true),
-        (r#"{"StringEquals":{"kms:SigningAlgorithm":"ECDSA_SHA_256"}}"#, &[("kms:SigningAlgorithm", &["RSASSA_PSS_SHA_256"])], false),
-        (r#"{"StringEquals":{"kms:KeySpec":"SYMMETRIC_DEFAULT"}}"#, &[("kms:KeySpec", &["SYMMETRIC_DEFAULT"])], true),
-        (r#"{"StringEquals":{"kms:KeyUsage":"SIGN_VERIFY"}}"#, &[("kms:KeyUsage", &["ENCRYPT_DECRYPT"])], false),
-        (r#"{"StringEquals":{"kms:KeyOrigin":"AWS_KMS"}}"#, &[("kms:KeyOrigin", &["AWS_KMS"])], true),
-        (r#"{"StringLike":{"kms:RequestAlias":"alias/app-*"}}"#, &[("kms:RequestAlias", &["alias/app-web"])], true),
-        (r#"{"StringLike":{"kms:RequestAlias":"alias/app-*"}}"#, &[], false),
-        (r#"{"ForAnyValue:StringLike":{"kms:ResourceAliases":"alias/app-*"}}"#, &[("kms:ResourceAliases", &["alias/x", "alias/app-db"])], true),
-        (r#"{"ForAnyValue:StringLike":{"kms:ResourceAliases":"alias/app-*"}}"#, &[("kms:ResourceAliases", &["alias/x"])], false),
-        (r#"{"StringEquals":{"kms:GrantConstraintType":"EncryptionContextEquals"}}"#, &[("kms:GrantConstraintType", &["EncryptionContextSubset"])], false),
-        (r#"{"StringEquals":{"aws:PrincipalAccount":"111122223333"}}"#, &[("aws:PrincipalAccount", &["111122223333"])], true),
-        (r#"{"StringEquals":{"aws:PrincipalTag/team":"blue"}}"#, &[("aws:PrincipalTag/team", &["blue"])], true),
-        (r#"{"StringEquals":{"aws:PrincipalTag/team":"blue"}}"#, &[("aws:PrincipalTag/team", &["red"])], false),
-        (r#"{"StringEquals":{"aws:ResourceTag/env":"prod"}}"#, &[("aws:ResourceTag/env", &["prod"])], true),
-        (r#"{"StringEquals":{"aws:ResourceTag/env":"prod"}}"#, &[], false),
-        (r#"{"StringEquals":{"aws:ResourceTag/Env":"prod"}}"#, &[("aws:ResourceTag/env", &["prod"])], true),
+        (
+            r#"{"StringEquals":{"kms:CallerAccount":"111122223333"}}"#,
+            &[("kms:CallerAccount", &["111122223333"])],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"kms:CallerAccount":"111122223333"}}"#,
+            &[("kms:CallerAccount", &["444455556666"])],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:ViaService":"ec2.us-east-1.amazonaws.com"}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}}"#,
+            &[("kms:EncryptionAlgorithm", &["SYMMETRIC_DEFAULT"])],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"kms:SigningAlgorithm":"ECDSA_SHA_256"}}"#,
+            &[("kms:SigningAlgorithm", &["RSASSA_PSS_SHA_256"])],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:KeySpec":"SYMMETRIC_DEFAULT"}}"#,
+            &[("kms:KeySpec", &["SYMMETRIC_DEFAULT"])],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"kms:KeyUsage":"SIGN_VERIFY"}}"#,
+            &[("kms:KeyUsage", &["ENCRYPT_DECRYPT"])],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:KeyOrigin":"AWS_KMS"}}"#,
+            &[("kms:KeyOrigin", &["AWS_KMS"])],
+            true,
+        ),
+        (
+            r#"{"StringLike":{"kms:RequestAlias":"alias/app-*"}}"#,
+            &[("kms:RequestAlias", &["alias/app-web"])],
+            true,
+        ),
+        (
+            r#"{"StringLike":{"kms:RequestAlias":"alias/app-*"}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"ForAnyValue:StringLike":{"kms:ResourceAliases":"alias/app-*"}}"#,
+            &[("kms:ResourceAliases", &["alias/x", "alias/app-db"])],
+            true,
+        ),
+        (
+            r#"{"ForAnyValue:StringLike":{"kms:ResourceAliases":"alias/app-*"}}"#,
+            &[("kms:ResourceAliases", &["alias/x"])],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:GrantConstraintType":"EncryptionContextEquals"}}"#,
+            &[("kms:GrantConstraintType", &["EncryptionContextSubset"])],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"aws:PrincipalAccount":"111122223333"}}"#,
+            &[("aws:PrincipalAccount", &["111122223333"])],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"aws:PrincipalTag/team":"blue"}}"#,
+            &[("aws:PrincipalTag/team", &["blue"])],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"aws:PrincipalTag/team":"blue"}}"#,
+            &[("aws:PrincipalTag/team", &["red"])],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"aws:ResourceTag/env":"prod"}}"#,
+            &[("aws:ResourceTag/env", &["prod"])],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"aws:ResourceTag/env":"prod"}}"#,
+            &[],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"aws:ResourceTag/Env":"prod"}}"#,
+            &[("aws:ResourceTag/env", &["prod"])],
+            true,
+        ),
     ]
 }
 
@@ -220,8 +835,7 @@ fn id_policy(statements: &str) -> PolicyDocument {
 }
 
 const ROOT_ALLOW: &str = r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}"#;
-const ALICE_ALLOW_ENCRYPT: &str =
-    r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:Encrypt","Resource":"*"}"#;
+const ALICE_ALLOW_ENCRYPT: &str = r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:Encrypt","Resource":"*"}"#;
 const ID_ALLOW_ALL: &str = r#"{"Effect":"Allow","Action":"kms:*","Resource":"*"}"#;
 const ID_ALLOW_DECRYPT: &str = r#"{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}"#;
 const ID_DENY_ALL: &str = r#"{"Effect":"Deny","Action":"kms:*","Resource":"*"}"#;
@@ -240,8 +854,15 @@ fn decision_cases() -> Vec<(&'static str, String, Vec<String>, bool, Request, De
     use Decision::*;
     use Denial::*;
     let enc = base();
-    let dec = Request { action: "kms:Decrypt".into(), ..base() };
-    let create = Request { action: "kms:CreateKey".into(), resource: "*".into(), ..base() };
+    let dec = Request {
+        action: "kms:Decrypt".into(),
+        ..base()
+    };
+    let create = Request {
+        action: "kms:CreateKey".into(),
+        resource: "*".into(),
+        ..base()
+    };
     let role = Request {
         principal_arn: "arn:aws:sts::111122223333:assumed-role/app/session1".into(),
         role_arn: Some("arn:aws:iam::111122223333:role/app".into()),
@@ -249,66 +870,591 @@ fn decision_cases() -> Vec<(&'static str, String, Vec<String>, bool, Request, De
     };
     let s = |x: &str| x.to_string();
     vec![
-        ("default policy, no identity policy", s(ROOT_ALLOW), vec![], false, enc.clone(), Deny(NoIdentityPolicyAllows)),
-        ("default policy + identity allow", s(ROOT_ALLOW), vec![s(ID_ALLOW_ALL)], false, enc.clone(), Allow),
-        ("default policy + identity allows other action", s(ROOT_ALLOW), vec![s(ID_ALLOW_DECRYPT)], false, enc.clone(), Deny(NoIdentityPolicyAllows)),
-        ("default policy + identity allows decrypt", s(ROOT_ALLOW), vec![s(ID_ALLOW_DECRYPT)], false, dec.clone(), Allow),
-        ("key policy names alice", s(ALICE_ALLOW_ENCRYPT), vec![], false, enc.clone(), Allow),
-        ("key policy names alice for encrypt only", s(ALICE_ALLOW_ENCRYPT), vec![], false, dec.clone(), Deny(NoKeyPolicyAllows)),
-        ("key policy names alice, identity denies", s(ALICE_ALLOW_ENCRYPT), vec![s(ID_DENY_ALL)], false, enc.clone(), Deny(ExplicitInIdentityPolicy)),
-        ("identity allow without key policy trust", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/carol"},"Action":"kms:*","Resource":"*"}"#), vec![s(ID_ALLOW_ALL)], false, enc.clone(), Deny(NoKeyPolicyAllows)),
-        ("explicit deny in key policy beats direct allow", format!(r#"{ALICE_ALLOW_ENCRYPT},{{"Effect":"Deny","Principal":"*","Action":"kms:Encrypt","Resource":"*"}}"#), vec![], false, enc.clone(), Deny(ExplicitInKeyPolicy)),
-        ("explicit deny in key policy beats grant", format!(r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*"}}"#), vec![], true, enc.clone(), Deny(ExplicitInKeyPolicy)),
-        ("explicit deny in identity beats grant", s(ROOT_ALLOW), vec![s(ID_DENY_ALL)], true, enc.clone(), Deny(ExplicitInIdentityPolicy)),
-        ("grant alone", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/carol"},"Action":"kms:*","Resource":"*"}"#), vec![], true, enc.clone(), Allow),
-        ("principal star", s(r#"{"Effect":"Allow","Principal":"*","Action":"kms:Encrypt","Resource":"*"}"#), vec![], false, enc.clone(), Allow),
-        ("principal AWS star", s(r#"{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:Encrypt","Resource":"*"}"#), vec![], false, enc.clone(), Allow),
-        ("principal account id delegates", s(r#"{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":"*"}"#), vec![s(ID_ALLOW_ALL)], false, enc.clone(), Allow),
-        ("principal account id without identity", s(r#"{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":"*"}"#), vec![], false, enc.clone(), Deny(NoIdentityPolicyAllows)),
-        ("action wildcard", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:Enc*","Resource":"*"}"#), vec![], false, enc.clone(), Allow),
-        ("action case-insensitive", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"KMS:encrypt","Resource":"*"}"#), vec![], false, enc.clone(), Allow),
-        ("action wildcard miss", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:Dec*","Resource":"*"}"#), vec![], false, enc.clone(), Deny(NoKeyPolicyAllows)),
-        ("action list", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":["kms:Decrypt","kms:Encrypt"],"Resource":"*"}"#), vec![], false, enc.clone(), Allow),
-        ("NotAction allows the rest", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"NotAction":"kms:Decrypt","Resource":"*"}"#), vec![], false, enc.clone(), Allow),
-        ("NotAction excludes", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"NotAction":"kms:Decrypt","Resource":"*"}"#), vec![], false, dec.clone(), Deny(NoKeyPolicyAllows)),
-        ("administrator can manage but not use", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":["kms:Create*","kms:Describe*","kms:Enable*","kms:List*","kms:Put*","kms:Update*","kms:Revoke*","kms:Disable*","kms:Get*","kms:Delete*","kms:TagResource","kms:UntagResource","kms:ScheduleKeyDeletion","kms:CancelKeyDeletion"],"Resource":"*"}"#), vec![], false, enc.clone(), Deny(NoKeyPolicyAllows)),
-        ("administrator can describe", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":["kms:Describe*"],"Resource":"*"}"#), vec![], false, Request { action: "kms:DescribeKey".into(), ..base() }, Allow),
-        ("resource names the key", s(&format!(r#"{{"Effect":"Allow","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:*","Resource":"{KEY}"}}"#)), vec![], false, enc.clone(), Allow),
-        ("resource names another key", s(&format!(r#"{{"Effect":"Allow","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:*","Resource":"{}"}}"#, KEY.replace("1234abcd", "99999999"))), vec![], false, enc.clone(), Deny(NoKeyPolicyAllows)),
-        ("identity resource wildcard over keys", s(ROOT_ALLOW), vec![s(r#"{"Effect":"Allow","Action":"kms:*","Resource":"arn:aws:kms:us-east-1:111122223333:key/*"}"#)], false, enc.clone(), Allow),
-        ("identity resource in another region", s(ROOT_ALLOW), vec![s(r#"{"Effect":"Allow","Action":"kms:*","Resource":"arn:aws:kms:eu-west-1:111122223333:key/*"}"#)], false, enc.clone(), Deny(NoIdentityPolicyAllows)),
-        ("identity NotResource", s(ROOT_ALLOW), vec![s(r#"{"Effect":"Allow","Action":"kms:*","NotResource":"arn:aws:kms:eu-west-1:*"}"#)], false, enc.clone(), Allow),
-        ("CreateKey on resource *", s(ROOT_ALLOW), vec![s(r#"{"Effect":"Allow","Action":"kms:CreateKey","Resource":"*"}"#)], false, create.clone(), Allow),
-        ("NotPrincipal excludes alice", s(r#"{"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}"#), vec![], false, enc.clone(), Allow),
-        ("NotPrincipal denies others", s(r#"{"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:user/carol"},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}"#), vec![], false, enc.clone(), Deny(ExplicitInKeyPolicy)),
-        ("condition on context allows", s(&format!(r#"{{"Effect":"Allow","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:Encrypt","Resource":"*","Condition":{{"StringEquals":{{"kms:EncryptionContext:app":"web"}}}}}}"#)), vec![], false, base().with("kms:EncryptionContext:app", &["web"]), Allow),
-        ("condition on context refuses", s(&format!(r#"{{"Effect":"Allow","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:Encrypt","Resource":"*","Condition":{{"StringEquals":{{"kms:EncryptionContext:app":"web"}}}}}}"#)), vec![], false, base().with("kms:EncryptionContext:app", &["db"]), Deny(NoKeyPolicyAllows)),
-        ("condition without context refuses", s(&format!(r#"{{"Effect":"Allow","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:Encrypt","Resource":"*","Condition":{{"StringEquals":{{"kms:EncryptionContext:app":"web"}}}}}}"#)), vec![], false, base(), Deny(NoKeyPolicyAllows)),
-        ("deny unless secure transport", format!(r#"{ALICE_ALLOW_ENCRYPT},{{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{{"Bool":{{"aws:SecureTransport":"false"}}}}}}"#), vec![], false, base().with("aws:SecureTransport", &["false"]), Deny(ExplicitInKeyPolicy)),
-        ("deny unless secure transport passes on TLS", format!(r#"{ALICE_ALLOW_ENCRYPT},{{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{{"Bool":{{"aws:SecureTransport":"false"}}}}}}"#), vec![], false, base().with("aws:SecureTransport", &["true"]), Allow),
-        ("role session matches role ARN", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/app"},"Action":"kms:Encrypt","Resource":"*"}"#), vec![], false, role.clone(), Allow),
-        ("role session matches session ARN", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:sts::111122223333:assumed-role/app/session1"},"Action":"kms:Encrypt","Resource":"*"}"#), vec![], false, role.clone(), Allow),
-        ("other role does not match", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/ops"},"Action":"kms:Encrypt","Resource":"*"}"#), vec![], false, role.clone(), Deny(NoKeyPolicyAllows)),
-        ("cross-account: key policy only", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:Encrypt","Resource":"*"}"#), vec![], false, bob_other_account(), Deny(NoIdentityPolicyAllows)),
-        ("cross-account: both allow", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:Encrypt","Resource":"*"}"#), vec![s(ID_ALLOW_ALL)], false, bob_other_account(), Allow),
-        ("cross-account: identity only", s(ROOT_ALLOW), vec![s(ID_ALLOW_ALL)], false, bob_other_account(), Deny(NoKeyPolicyAllows)),
-        ("cross-account: key policy names bob, no identity", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:user/bob"},"Action":"kms:Encrypt","Resource":"*"}"#), vec![], false, bob_other_account(), Deny(NoIdentityPolicyAllows)),
-        ("cross-account: key policy names bob, identity allows", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:user/bob"},"Action":"kms:Encrypt","Resource":"*"}"#), vec![s(ID_ALLOW_ALL)], false, bob_other_account(), Allow),
-        ("cross-account: caller account condition", s(r#"{"Effect":"Allow","Principal":"*","Action":"kms:Encrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333"}}}"#), vec![s(ID_ALLOW_ALL)], false, bob_other_account().with("kms:CallerAccount", &["444455556666"]), Deny(NoKeyPolicyAllows)),
-        ("cross-account: principal star needs identity", s(r#"{"Effect":"Allow","Principal":"*","Action":"kms:Encrypt","Resource":"*"}"#), vec![], false, bob_other_account(), Deny(NoIdentityPolicyAllows)),
-        ("other account's root does not delegate for us", s(r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:*","Resource":"*"}"#), vec![s(ID_ALLOW_ALL)], false, enc.clone(), Deny(NoKeyPolicyAllows)),
-        ("several identity policies: one allows", s(ROOT_ALLOW), vec![s(ID_ALLOW_DECRYPT), s(ID_ALLOW_ALL)], false, enc.clone(), Allow),
-        ("several identity policies: one denies", s(ROOT_ALLOW), vec![s(ID_ALLOW_ALL), s(ID_DENY_ALL)], false, enc.clone(), Deny(ExplicitInIdentityPolicy)),
-        ("identity deny for other action only", s(ROOT_ALLOW), vec![s(ID_ALLOW_ALL), s(r#"{"Effect":"Deny","Action":"kms:Decrypt","Resource":"*"}"#)], false, enc.clone(), Allow),
-        ("identity deny with condition not met", s(ROOT_ALLOW), vec![s(ID_ALLOW_ALL), s(r#"{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/team":"red"}}}"#)], false, base().with("aws:PrincipalTag/team", &["blue"]), Allow),
-        ("identity deny with condition met", s(ROOT_ALLOW), vec![s(ID_ALLOW_ALL), s(r#"{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/team":"red"}}}"#)], false, base().with("aws:PrincipalTag/team", &["red"]), Deny(ExplicitInIdentityPolicy)),
-        ("identity allow with resource tag", s(ROOT_ALLOW), vec![s(r#"{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:ResourceTag/env":"dev"}}}"#)], false, base().with("aws:ResourceTag/env", &["prod"]), Deny(NoIdentityPolicyAllows)),
-        ("identity allow with IP", s(ROOT_ALLOW), vec![s(r#"{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"127.0.0.0/8"}}}"#)], false, base().with("aws:SourceIp", &["127.0.0.1"]), Allow),
-        ("identity allow with IP outside", s(ROOT_ALLOW), vec![s(r#"{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}"#)], false, base().with("aws:SourceIp", &["127.0.0.1"]), Deny(NoIdentityPolicyAllows)),
-        ("identity allow expires", s(ROOT_ALLOW), vec![s(r#"{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"DateLessThan":{"aws:CurrentTime":"2026-01-01T00:00:00Z"}}}"#)], false, base().with("aws:CurrentTime", &["2026-11-23T00:00:00Z"]), Deny(NoIdentityPolicyAllows)),
-        ("two statements: deny one key allow all", format!(r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:Decrypt","Resource":"*"}}"#), vec![s(ID_ALLOW_ALL)], false, dec.clone(), Deny(ExplicitInKeyPolicy)),
-        ("two statements: deny decrypt does not stop encrypt", format!(r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:Decrypt","Resource":"*"}}"#), vec![s(ID_ALLOW_ALL)], false, enc.clone(), Allow),
-        ("service principal never matches a user", s(r#"{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"kms:*","Resource":"*"}"#), vec![s(ID_ALLOW_ALL)], false, enc.clone(), Deny(NoKeyPolicyAllows)),
+        (
+            "default policy, no identity policy",
+            s(ROOT_ALLOW),
+            vec![],
+            false,
+            enc.clone(),
+            Deny(NoIdentityPolicyAllows),
+        ),
+        (
+            "default policy + identity allow",
+            s(ROOT_ALLOW),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "default policy + identity allows other action",
+            s(ROOT_ALLOW),
+            vec![s(ID_ALLOW_DECRYPT)],
+            false,
+            enc.clone(),
+            Deny(NoIdentityPolicyAllows),
+        ),
+        (
+            "default policy + identity allows decrypt",
+            s(ROOT_ALLOW),
+            vec![s(ID_ALLOW_DECRYPT)],
+            false,
+            dec.clone(),
+            Allow,
+        ),
+        (
+            "key policy names alice",
+            s(ALICE_ALLOW_ENCRYPT),
+            vec![],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "key policy names alice for encrypt only",
+            s(ALICE_ALLOW_ENCRYPT),
+            vec![],
+            false,
+            dec.clone(),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "key policy names alice, identity denies",
+            s(ALICE_ALLOW_ENCRYPT),
+            vec![s(ID_DENY_ALL)],
+            false,
+            enc.clone(),
+            Deny(ExplicitInIdentityPolicy),
+        ),
+        (
+            "identity allow without key policy trust",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/carol"},"Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            enc.clone(),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "explicit deny in key policy beats direct allow",
+            format!(
+                r#"{ALICE_ALLOW_ENCRYPT},{{"Effect":"Deny","Principal":"*","Action":"kms:Encrypt","Resource":"*"}}"#
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Deny(ExplicitInKeyPolicy),
+        ),
+        (
+            "explicit deny in key policy beats grant",
+            format!(
+                r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*"}}"#
+            ),
+            vec![],
+            true,
+            enc.clone(),
+            Deny(ExplicitInKeyPolicy),
+        ),
+        (
+            "explicit deny in identity beats grant",
+            s(ROOT_ALLOW),
+            vec![s(ID_DENY_ALL)],
+            true,
+            enc.clone(),
+            Deny(ExplicitInIdentityPolicy),
+        ),
+        (
+            "grant alone",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/carol"},"Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![],
+            true,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "principal star",
+            s(r#"{"Effect":"Allow","Principal":"*","Action":"kms:Encrypt","Resource":"*"}"#),
+            vec![],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "principal AWS star",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:Encrypt","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "principal account id delegates",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "principal account id without identity",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Deny(NoIdentityPolicyAllows),
+        ),
+        (
+            "action wildcard",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:Enc*","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "action case-insensitive",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"KMS:encrypt","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "action wildcard miss",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:Dec*","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "action list",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":["kms:Decrypt","kms:Encrypt"],"Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "NotAction allows the rest",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"NotAction":"kms:Decrypt","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "NotAction excludes",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"NotAction":"kms:Decrypt","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            dec.clone(),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "administrator can manage but not use",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":["kms:Create*","kms:Describe*","kms:Enable*","kms:List*","kms:Put*","kms:Update*","kms:Revoke*","kms:Disable*","kms:Get*","kms:Delete*","kms:TagResource","kms:UntagResource","kms:ScheduleKeyDeletion","kms:CancelKeyDeletion"],"Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "administrator can describe",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":["kms:Describe*"],"Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            Request {
+                action: "kms:DescribeKey".into(),
+                ..base()
+            },
+            Allow,
+        ),
+        (
+            "resource names the key",
+            s(&format!(
+                r#"{{"Effect":"Allow","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:*","Resource":"{KEY}"}}"#
+            )),
+            vec![],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "resource names another key",
+            s(&format!(
+                r#"{{"Effect":"Allow","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:*","Resource":"{}"}}"#,
+                KEY.replace("1234abcd", "99999999")
+            )),
+            vec![],
+            false,
+            enc.clone(),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "identity resource wildcard over keys",
+            s(ROOT_ALLOW),
+            vec![s(
+                r#"{"Effect":"Allow","Action":"kms:*","Resource":"arn:aws:kms:us-east-1:111122223333:key/*"}"#,
+            )],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "identity resource in another region",
+            s(ROOT_ALLOW),
+            vec![s(
+                r#"{"Effect":"Allow","Action":"kms:*","Resource":"arn:aws:kms:eu-west-1:111122223333:key/*"}"#,
+            )],
+            false,
+            enc.clone(),
+            Deny(NoIdentityPolicyAllows),
+        ),
+        (
+            "identity NotResource",
+            s(ROOT_ALLOW),
+            vec![s(
+                r#"{"Effect":"Allow","Action":"kms:*","NotResource":"arn:aws:kms:eu-west-1:*"}"#,
+            )],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "CreateKey on resource *",
+            s(ROOT_ALLOW),
+            vec![s(
+                r#"{"Effect":"Allow","Action":"kms:CreateKey","Resource":"*"}"#,
+            )],
+            false,
+            create.clone(),
+            Allow,
+        ),
+        (
+            "NotPrincipal excludes alice",
+            s(
+                r#"{"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "NotPrincipal denies others",
+            s(
+                r#"{"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:user/carol"},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Deny(ExplicitInKeyPolicy),
+        ),
+        (
+            "condition on context allows",
+            s(&format!(
+                r#"{{"Effect":"Allow","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:Encrypt","Resource":"*","Condition":{{"StringEquals":{{"kms:EncryptionContext:app":"web"}}}}}}"#
+            )),
+            vec![],
+            false,
+            base().with("kms:EncryptionContext:app", &["web"]),
+            Allow,
+        ),
+        (
+            "condition on context refuses",
+            s(&format!(
+                r#"{{"Effect":"Allow","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:Encrypt","Resource":"*","Condition":{{"StringEquals":{{"kms:EncryptionContext:app":"web"}}}}}}"#
+            )),
+            vec![],
+            false,
+            base().with("kms:EncryptionContext:app", &["db"]),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "condition without context refuses",
+            s(&format!(
+                r#"{{"Effect":"Allow","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:Encrypt","Resource":"*","Condition":{{"StringEquals":{{"kms:EncryptionContext:app":"web"}}}}}}"#
+            )),
+            vec![],
+            false,
+            base(),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "deny unless secure transport",
+            format!(
+                r#"{ALICE_ALLOW_ENCRYPT},{{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{{"Bool":{{"aws:SecureTransport":"false"}}}}}}"#
+            ),
+            vec![],
+            false,
+            base().with("aws:SecureTransport", &["false"]),
+            Deny(ExplicitInKeyPolicy),
+        ),
+        (
+            "deny unless secure transport passes on TLS",
+            format!(
+                r#"{ALICE_ALLOW_ENCRYPT},{{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{{"Bool":{{"aws:SecureTransport":"false"}}}}}}"#
+            ),
+            vec![],
+            false,
+            base().with("aws:SecureTransport", &["true"]),
+            Allow,
+        ),
+        (
+            "role session matches role ARN",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/app"},"Action":"kms:Encrypt","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            role.clone(),
+            Allow,
+        ),
+        (
+            "role session matches session ARN",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:sts::111122223333:assumed-role/app/session1"},"Action":"kms:Encrypt","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            role.clone(),
+            Allow,
+        ),
+        (
+            "other role does not match",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/ops"},"Action":"kms:Encrypt","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            role.clone(),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "cross-account: key policy only",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:Encrypt","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            bob_other_account(),
+            Deny(NoIdentityPolicyAllows),
+        ),
+        (
+            "cross-account: both allow",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:Encrypt","Resource":"*"}"#,
+            ),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            bob_other_account(),
+            Allow,
+        ),
+        (
+            "cross-account: identity only",
+            s(ROOT_ALLOW),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            bob_other_account(),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "cross-account: key policy names bob, no identity",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:user/bob"},"Action":"kms:Encrypt","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            bob_other_account(),
+            Deny(NoIdentityPolicyAllows),
+        ),
+        (
+            "cross-account: key policy names bob, identity allows",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:user/bob"},"Action":"kms:Encrypt","Resource":"*"}"#,
+            ),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            bob_other_account(),
+            Allow,
+        ),
+        (
+            "cross-account: caller account condition",
+            s(
+                r#"{"Effect":"Allow","Principal":"*","Action":"kms:Encrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333"}}}"#,
+            ),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            bob_other_account().with("kms:CallerAccount", &["444455556666"]),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "cross-account: principal star needs identity",
+            s(r#"{"Effect":"Allow","Principal":"*","Action":"kms:Encrypt","Resource":"*"}"#),
+            vec![],
+            false,
+            bob_other_account(),
+            Deny(NoIdentityPolicyAllows),
+        ),
+        (
+            "other account's root does not delegate for us",
+            s(
+                r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            enc.clone(),
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "several identity policies: one allows",
+            s(ROOT_ALLOW),
+            vec![s(ID_ALLOW_DECRYPT), s(ID_ALLOW_ALL)],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "several identity policies: one denies",
+            s(ROOT_ALLOW),
+            vec![s(ID_ALLOW_ALL), s(ID_DENY_ALL)],
+            false,
+            enc.clone(),
+            Deny(ExplicitInIdentityPolicy),
+        ),
+        (
+            "identity deny for other action only",
+            s(ROOT_ALLOW),
+            vec![
+                s(ID_ALLOW_ALL),
+                s(r#"{"Effect":"Deny","Action":"kms:Decrypt","Resource":"*"}"#),
+            ],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "identity deny with condition not met",
+            s(ROOT_ALLOW),
+            vec![
+                s(ID_ALLOW_ALL),
+                s(
+                    r#"{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/team":"red"}}}"#,
+                ),
+            ],
+            false,
+            base().with("aws:PrincipalTag/team", &["blue"]),
+            Allow,
+        ),
+        (
+            "identity deny with condition met",
+            s(ROOT_ALLOW),
+            vec![
+                s(ID_ALLOW_ALL),
+                s(
+                    r#"{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/team":"red"}}}"#,
+                ),
+            ],
+            false,
+            base().with("aws:PrincipalTag/team", &["red"]),
+            Deny(ExplicitInIdentityPolicy),
+        ),
+        (
+            "identity allow with resource tag",
+            s(ROOT_ALLOW),
+            vec![s(
+                r#"{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:ResourceTag/env":"dev"}}}"#,
+            )],
+            false,
+            base().with("aws:ResourceTag/env", &["prod"]),
+            Deny(NoIdentityPolicyAllows),
+        ),
+        (
+            "identity allow with IP",
+            s(ROOT_ALLOW),
+            vec![s(
+                r#"{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"127.0.0.0/8"}}}"#,
+            )],
+            false,
+            base().with("aws:SourceIp", &["127.0.0.1"]),
+            Allow,
+        ),
+        (
+            "identity allow with IP outside",
+            s(ROOT_ALLOW),
+            vec![s(
+                r#"{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}"#,
+            )],
+            false,
+            base().with("aws:SourceIp", &["127.0.0.1"]),
+            Deny(NoIdentityPolicyAllows),
+        ),
+        (
+            "identity allow expires",
+            s(ROOT_ALLOW),
+            vec![s(
+                r#"{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"DateLessThan":{"aws:CurrentTime":"2026-01-01T00:00:00Z"}}}"#,
+            )],
+            false,
+            base().with("aws:CurrentTime", &["2026-11-23T00:00:00Z"]),
+            Deny(NoIdentityPolicyAllows),
+        ),
+        (
+            "two statements: deny one key allow all",
+            format!(
+                r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:Decrypt","Resource":"*"}}"#
+            ),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            dec.clone(),
+            Deny(ExplicitInKeyPolicy),
+        ),
+        (
+            "two statements: deny decrypt does not stop encrypt",
+            format!(
+                r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":{{"AWS":"{ALICE}"}},"Action":"kms:Decrypt","Resource":"*"}}"#
+            ),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            "service principal never matches a user",
+            s(
+                r#"{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![s(ID_ALLOW_ALL)],
+            false,
+            enc.clone(),
+            Deny(NoKeyPolicyAllows),
+        ),
     ]
 }
 
@@ -319,7 +1465,11 @@ fn decisions() {
     for (name, kp, ids, grant, req, expect) in cases {
         let kp = key_policy(&kp);
         let ids: Vec<PolicyDocument> = ids.iter().map(|s| id_policy(s)).collect();
-        assert_eq!(decide(&kp, "111122223333", &ids, grant, &req), expect, "{name}");
+        assert_eq!(
+            decide(&kp, "111122223333", &ids, grant, &req),
+            expect,
+            "{name}"
+        );
     }
 }
 
@@ -330,30 +1480,122 @@ fn malformed_cases() -> Vec<(&'static str, PolicyKind, &'static str)> {
         ("not json", Key, "not valid JSON"),
         ("[]", Key, "JSON object"),
         (r#"{"Version":"2012-10-17"}"#, Key, "Statement"),
-        (r#"{"Version":"2012-10-17","Statement":[]}"#, Key, "Statement"),
+        (
+            r#"{"Version":"2012-10-17","Statement":[]}"#,
+            Key,
+            "Statement",
+        ),
         (r#"{"Version":"2019-01-01","Statement":[]}"#, Key, "version"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}],"Extra":1}"#, Key, "unknown element"),
-        (r#"{"Statement":[{"Effect":"Maybe","Principal":"*","Action":"kms:*","Resource":"*"}]}"#, Key, "Effect"),
-        (r#"{"Statement":[{"Principal":"*","Action":"kms:*","Resource":"*"}]}"#, Key, "Effect is required"),
-        (r#"{"Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#, Key, "Principal"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Resource":"*"}]}"#, Key, "Action"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*"}]}"#, Key, "Resource"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","NotAction":"kms:Decrypt","Resource":"*"}]}"#, Key, "exactly one of Action"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"encrypt","Resource":"*"}]}"#, Key, "not a valid action"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"bob"},"Action":"kms:*","Resource":"*"}]}"#, Key, "invalid principals"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::12345:root"},"Action":"kms:*","Resource":"*"}]}"#, Key, "invalid principals"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":{"Nobody":"x"},"Action":"kms:*","Resource":"*"}]}"#, Key, "invalid principals"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"nobody","Action":"kms:*","Resource":"*"}]}"#, Key, "invalid principals"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#, Identity, "cannot name a Principal"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringFoo":{"a":"b"}}}]}"#, Key, "not a valid condition operator"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"NullIfExists":{"a":"true"}}}]}"#, Key, "not a valid condition operator"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"NumericEquals":{"a":"x"}}}]}"#, Key, "not a number"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"DateEquals":{"a":"yesterday"}}}]}"#, Key, "not a date"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"Bool":{"a":"maybe"}}}]}"#, Key, "not true or false"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"IpAddress":{"a":"10.0.0.0/33"}}}]}"#, Key, "not an IP address"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"a":[]}}}]}"#, Key, "at least one value"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{}}}]}"#, Key, "names no key"),
-        (r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"a":{"b":"c"}}}}]}"#, Key, "strings, numbers or booleans"),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}],"Extra":1}"#,
+            Key,
+            "unknown element",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Maybe","Principal":"*","Action":"kms:*","Resource":"*"}]}"#,
+            Key,
+            "Effect",
+        ),
+        (
+            r#"{"Statement":[{"Principal":"*","Action":"kms:*","Resource":"*"}]}"#,
+            Key,
+            "Effect is required",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#,
+            Key,
+            "Principal",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Resource":"*"}]}"#,
+            Key,
+            "Action",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*"}]}"#,
+            Key,
+            "Resource",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","NotAction":"kms:Decrypt","Resource":"*"}]}"#,
+            Key,
+            "exactly one of Action",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"encrypt","Resource":"*"}]}"#,
+            Key,
+            "not a valid action",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"bob"},"Action":"kms:*","Resource":"*"}]}"#,
+            Key,
+            "invalid principals",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::12345:root"},"Action":"kms:*","Resource":"*"}]}"#,
+            Key,
+            "invalid principals",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":{"Nobody":"x"},"Action":"kms:*","Resource":"*"}]}"#,
+            Key,
+            "invalid principals",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"nobody","Action":"kms:*","Resource":"*"}]}"#,
+            Key,
+            "invalid principals",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#,
+            Identity,
+            "cannot name a Principal",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringFoo":{"a":"b"}}}]}"#,
+            Key,
+            "not a valid condition operator",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"NullIfExists":{"a":"true"}}}]}"#,
+            Key,
+            "not a valid condition operator",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"NumericEquals":{"a":"x"}}}]}"#,
+            Key,
+            "not a number",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"DateEquals":{"a":"yesterday"}}}]}"#,
+            Key,
+            "not a date",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"Bool":{"a":"maybe"}}}]}"#,
+            Key,
+            "not true or false",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"IpAddress":{"a":"10.0.0.0/33"}}}]}"#,
+            Key,
+            "not an IP address",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"a":[]}}}]}"#,
+            Key,
+            "at least one value",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{}}}]}"#,
+            Key,
+            "names no key",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"a":{"b":"c"}}}}]}"#,
+            Key,
+            "strings, numbers or booleans",
+        ),
     ]
 }
 
@@ -406,7 +1648,10 @@ fn denial_messages_name_the_missing_policy() {
         denial_message(&r, Denial::NoIdentityPolicyAllows),
         format!("User: {ALICE} is not authorized to perform: kms:Encrypt on resource: {KEY} because no identity-based policy allows the kms:Encrypt action")
     );
-    assert!(denial_message(&r, Denial::ExplicitInKeyPolicy).ends_with("with an explicit deny in a resource-based policy"));
-    assert!(denial_message(&r, Denial::NoKeyPolicyAllows).ends_with("because no resource-based policy allows the kms:Encrypt action"));
-    assert!(denial_message(&r, Denial::ExplicitInIdentityPolicy).ends_with("with an explicit deny in an identity-based policy"));
+    assert!(denial_message(&r, Denial::ExplicitInKeyPolicy)
+        .ends_with("with an explicit deny in a resource-based policy"));
+    assert!(denial_message(&r, Denial::NoKeyPolicyAllows)
+        .ends_with("because no resource-based policy allows the kms:Encrypt action"));
+    assert!(denial_message(&r, Denial::ExplicitInIdentityPolicy)
+        .ends_with("with an explicit deny in an identity-based policy"));
 }

@@ -24,7 +24,9 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Conflict { constraint } => write!(f, "constraint {constraint} refused the write"),
+            StoreError::Conflict { constraint } => {
+                write!(f, "constraint {constraint} refused the write")
+            }
             StoreError::Unavailable(s) => write!(f, "database unavailable: {s}"),
             StoreError::Other(s) => write!(f, "database error: {s}"),
         }
@@ -85,7 +87,10 @@ pub struct MaterialRecord {
 
 impl fmt::Debug for MaterialRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MaterialRecord").field("key_id", &self.key_id).field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("MaterialRecord")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -142,14 +147,29 @@ pub trait GrantStore: Send + Sync {
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// Insert a key, its first material version and its tags in one transaction.
-    async fn create_key(&self, key: &KeyRecord, material: &MaterialRecord, tags: &[Tag]) -> Result<(), StoreError>;
+    async fn create_key(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+        tags: &[Tag],
+    ) -> Result<(), StoreError>;
     async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError>;
     /// Insert an AWS managed key with its first material and its `alias/aws/…` alias in one
     /// transaction; `Conflict` if the alias exists (another request created it first).
-    async fn create_managed_key(&self, key: &KeyRecord, material: &MaterialRecord, alias: &AliasRecord) -> Result<(), StoreError>;
+    async fn create_managed_key(
+        &self,
+        key: &KeyRecord,
+        material: &MaterialRecord,
+        alias: &AliasRecord,
+    ) -> Result<(), StoreError>;
     /// Keys of one account in one region, ordered by id, after `after`.
-    async fn list_keys(&self, account_id: &str, region: &str, after: Option<Uuid>, limit: i64)
-        -> Result<Vec<KeyRecord>, StoreError>;
+    async fn list_keys(
+        &self,
+        account_id: &str,
+        region: &str,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
     async fn set_key_policy(&self, key_id: Uuid, policy: &str) -> Result<(), StoreError>;
     /// Add a new material version and make it current, in one transaction. `next_rotation`
@@ -162,32 +182,81 @@ pub trait KeyStore: Send + Sync {
         on_demand: bool,
     ) -> Result<(), StoreError>;
     async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError>;
-    async fn set_rotation(&self, key_id: Uuid, enabled: bool, period_days: Option<i32>, next: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+    async fn set_rotation(
+        &self,
+        key_id: Uuid,
+        enabled: bool,
+        period_days: Option<i32>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
     /// Keys whose rotation is due at `now`, locked for this transaction-less claim: the ids of
     /// at most `limit` keys, each claimed by moving its next rotation date (so no other node
     /// takes it).
-    async fn claim_due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError>;
+    async fn claim_due_rotations(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, StoreError>;
     /// Delete (with their material, aliases, tags and grants) keys whose deletion date has
     /// passed; each is deleted by exactly one caller. Returns their ids.
-    async fn delete_due_keys(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError>;
-    async fn set_key_state(&self, key_id: Uuid, state: &str, deletion_date: Option<DateTime<Utc>>) -> Result<(), StoreError>;
+    async fn delete_due_keys(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, StoreError>;
+    async fn set_key_state(
+        &self,
+        key_id: Uuid,
+        state: &str,
+        deletion_date: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
     async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError>;
     async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError>;
     async fn delete_tags(&self, key_id: Uuid, keys: &[String]) -> Result<(), StoreError>;
     /// Insert an alias; `Conflict` if the name is taken.
     async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError>;
     /// Point an existing alias at another key; false if there is no such alias.
-    async fn update_alias(&self, account_id: &str, region: &str, name: &str, key_id: Uuid) -> Result<bool, StoreError>;
-    async fn delete_alias(&self, account_id: &str, region: &str, name: &str) -> Result<bool, StoreError>;
-    async fn alias(&self, account_id: &str, region: &str, name: &str) -> Result<Option<AliasRecord>, StoreError>;
+    async fn update_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+        key_id: Uuid,
+    ) -> Result<bool, StoreError>;
+    async fn delete_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<bool, StoreError>;
+    async fn alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, StoreError>;
     /// Aliases of one account and region (of one key, if given), by name.
-    async fn list_aliases(&self, account_id: &str, region: &str, key_id: Option<Uuid>) -> Result<Vec<AliasRecord>, StoreError>;
-    async fn material(&self, key_id: Uuid, version: i32) -> Result<Option<MaterialRecord>, StoreError>;
+    async fn list_aliases(
+        &self,
+        account_id: &str,
+        region: &str,
+        key_id: Option<Uuid>,
+    ) -> Result<Vec<AliasRecord>, StoreError>;
+    async fn material(
+        &self,
+        key_id: Uuid,
+        version: i32,
+    ) -> Result<Option<MaterialRecord>, StoreError>;
     /// Atomically reserve up to `n` more encryptions with a material version, never passing
     /// `limit`; returns the reserved range `[start, end)`, or `None` when nothing is left (or
     /// the row does not exist).
-    async fn reserve_invocations(&self, key_id: Uuid, version: i32, n: i64, limit: i64)
-        -> Result<Option<(i64, i64)>, StoreError>;
+    async fn reserve_invocations(
+        &self,
+        key_id: Uuid,
+        version: i32,
+        n: i64,
+        limit: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError>;
 }
 
 /// Temporary credentials of an assumed-role session.
@@ -207,7 +276,13 @@ pub struct SessionRecord {
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
     /// Create a role with its trust policy, or replace the trust policy of an existing one.
-    async fn put_role(&self, arn: &str, account_id: &str, name: &str, trust_policy: &str) -> Result<(), StoreError>;
+    async fn put_role(
+        &self,
+        arn: &str,
+        account_id: &str,
+        name: &str,
+        trust_policy: &str,
+    ) -> Result<(), StoreError>;
     /// `(account, trust policy)` of a role.
     async fn role(&self, arn: &str) -> Result<Option<(String, String)>, StoreError>;
     async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError>;
@@ -215,28 +290,57 @@ pub trait IdentityStore: Send + Sync {
     async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     async fn session(&self, access_key_id: &str) -> Result<Option<SessionRecord>, StoreError>;
     async fn ensure_account(&self, account_id: &str, name: &str) -> Result<(), StoreError>;
-    async fn ensure_principal(&self, arn: &str, account_id: &str, kind: &str, name: &str, admin: bool)
-        -> Result<(), StoreError>;
+    async fn ensure_principal(
+        &self,
+        arn: &str,
+        account_id: &str,
+        kind: &str,
+        name: &str,
+        admin: bool,
+    ) -> Result<(), StoreError>;
     async fn put_access_key(&self, rec: &AccessKeyRecord) -> Result<(), StoreError>;
     async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError>;
-    async fn access_keys_of(&self, principal_arn: &str) -> Result<Vec<AccessKeyRecord>, StoreError>;
+    async fn access_keys_of(&self, principal_arn: &str)
+        -> Result<Vec<AccessKeyRecord>, StoreError>;
     async fn account_exists(&self, account_id: &str) -> Result<bool, StoreError>;
     /// Set an access key's status and its new row MAC; false if there is no such key.
-    async fn set_access_key_status(&self, access_key_id: &str, status: &str, mac: &[u8]) -> Result<bool, StoreError>;
+    async fn set_access_key_status(
+        &self,
+        access_key_id: &str,
+        status: &str,
+        mac: &[u8],
+    ) -> Result<bool, StoreError>;
     async fn principal_exists(&self, arn: &str) -> Result<bool, StoreError>;
     /// Attach (or replace) a named identity policy.
-    async fn put_identity_policy(&self, principal_arn: &str, name: &str, document: &str) -> Result<(), StoreError>;
-    async fn delete_identity_policy(&self, principal_arn: &str, name: &str) -> Result<bool, StoreError>;
+    async fn put_identity_policy(
+        &self,
+        principal_arn: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<(), StoreError>;
+    async fn delete_identity_policy(
+        &self,
+        principal_arn: &str,
+        name: &str,
+    ) -> Result<bool, StoreError>;
     /// `(name, document)` of every policy attached to a principal.
-    async fn identity_policies(&self, principal_arn: &str) -> Result<Vec<(String, String)>, StoreError>;
+    async fn identity_policies(
+        &self,
+        principal_arn: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
     async fn principal_tags(&self, principal_arn: &str) -> Result<Vec<Tag>, StoreError>;
     async fn put_principal_tag(&self, principal_arn: &str, tag: &Tag) -> Result<(), StoreError>;
     /// Delete a user or role with its keys, sessions and policies; false if absent.
     async fn delete_principal(&self, arn: &str) -> Result<bool, StoreError>;
     async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, StoreError>;
     /// Record an identity change for the audit trail.
-    async fn record_admin_event(&self, operator: &str, action: &str, target: &str, detail: serde_json::Value)
-        -> Result<(), StoreError>;
+    async fn record_admin_event(
+        &self,
+        operator: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError>;
 }
 
 #[async_trait]

@@ -16,16 +16,19 @@ fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             if code == "23505" || code == "23503" || code == "23514" {
-                StoreError::Conflict { constraint: db.constraint().unwrap_or("unknown").to_string() }
+                StoreError::Conflict {
+                    constraint: db.constraint().unwrap_or("unknown").to_string(),
+                }
             } else if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") {
                 StoreError::Unavailable(format!("SQLSTATE {code}"))
             } else {
                 StoreError::Other(format!("SQLSTATE {code}: {}", db.message()))
             }
         }
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Other(e.to_string()),
     }
 }
@@ -39,11 +42,17 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(PgStore { pool, url: url.to_string() })
+        Ok(PgStore {
+            pool,
+            url: url.to_string(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./sql").run(&self.pool).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+        sqlx::migrate!("./sql")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
     }
 
     /// Whether the schema has been created (i.e. `kms init` ran against this database).
@@ -58,7 +67,14 @@ impl PgStore {
     /// A listener for key-change notifications from any node.
     pub async fn key_change_listener(&self) -> Result<PgListener, StoreError> {
         let mut l = PgListener::connect(&self.url).await.map_err(map_err)?;
-        l.listen_all(["kms_key_changed", "kms_identity_changed", "kms_grant_changed", "kms_alias_changed"]).await.map_err(map_err)?;
+        l.listen_all([
+            "kms_key_changed",
+            "kms_identity_changed",
+            "kms_grant_changed",
+            "kms_alias_changed",
+        ])
+        .await
+        .map_err(map_err)?;
         Ok(l)
     }
 
@@ -119,7 +135,12 @@ const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, ke
 
 #[async_trait]
 impl KeyStore for PgStore {
-    async fn create_key(&self, k: &KeyRecord, m: &MaterialRecord, tags: &[Tag]) -> Result<(), StoreError> {
+    async fn create_key(
+        &self,
+        k: &KeyRecord,
+        m: &MaterialRecord,
+        tags: &[Tag],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query(
             "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
@@ -163,7 +184,12 @@ impl KeyStore for PgStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn create_managed_key(&self, k: &KeyRecord, m: &MaterialRecord, a: &AliasRecord) -> Result<(), StoreError> {
+    async fn create_managed_key(
+        &self,
+        k: &KeyRecord,
+        m: &MaterialRecord,
+        a: &AliasRecord,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query(
             "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
@@ -215,12 +241,21 @@ impl KeyStore for PgStore {
 
     async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
         let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = $1");
-        let row = sqlx::query(&q).bind(key_id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let row = sqlx::query(&q)
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(row.as_ref().map(key_from_row))
     }
 
-    async fn list_keys(&self, account_id: &str, region: &str, after: Option<Uuid>, limit: i64)
-        -> Result<Vec<KeyRecord>, StoreError> {
+    async fn list_keys(
+        &self,
+        account_id: &str,
+        region: &str,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
         let q = format!(
             "SELECT {KEY_COLUMNS} FROM keys WHERE account_id = $1 AND region = $2 \
              AND ($3::uuid IS NULL OR key_id > $3) ORDER BY key_id LIMIT $4"
@@ -237,12 +272,20 @@ impl KeyStore for PgStore {
     }
 
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError> {
-        let rows = sqlx::query("SELECT tag_key, tag_value FROM key_tags WHERE key_id = $1 ORDER BY tag_key")
-            .bind(key_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(rows.iter().map(|r| Tag { key: r.get("tag_key"), value: r.get("tag_value") }).collect())
+        let rows = sqlx::query(
+            "SELECT tag_key, tag_value FROM key_tags WHERE key_id = $1 ORDER BY tag_key",
+        )
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| Tag {
+                key: r.get("tag_key"),
+                value: r.get("tag_value"),
+            })
+            .collect())
     }
 
     async fn set_key_policy(&self, key_id: Uuid, policy: &str) -> Result<(), StoreError> {
@@ -299,11 +342,21 @@ impl KeyStore for PgStore {
         .map_err(map_err)?;
         Ok(rows
             .iter()
-            .map(|r| RotationRecord { version: r.get("version"), rotation_type: r.get("rotation_type"), created_at: r.get("created_at") })
+            .map(|r| RotationRecord {
+                version: r.get("version"),
+                rotation_type: r.get("rotation_type"),
+                created_at: r.get("created_at"),
+            })
             .collect())
     }
 
-    async fn set_rotation(&self, key_id: Uuid, enabled: bool, period_days: Option<i32>, next: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+    async fn set_rotation(
+        &self,
+        key_id: Uuid,
+        enabled: bool,
+        period_days: Option<i32>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE keys SET rotation_enabled = $2, rotation_period_days = $3, next_rotation_date = $4 WHERE key_id = $1")
             .bind(key_id)
             .bind(enabled)
@@ -315,7 +368,11 @@ impl KeyStore for PgStore {
         Ok(())
     }
 
-    async fn claim_due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+    async fn claim_due_rotations(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
         // Claimed by pushing the date a period ahead in the same statement; SKIP LOCKED keeps
         // two nodes from claiming the same key.
         let rows = sqlx::query(
@@ -332,7 +389,11 @@ impl KeyStore for PgStore {
         Ok(rows.iter().map(|r| r.get("key_id")).collect())
     }
 
-    async fn delete_due_keys(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+    async fn delete_due_keys(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query(
             "WITH due AS (SELECT key_id FROM keys WHERE key_state = 'PendingDeletion' AND deletion_date <= $1 \
                           ORDER BY deletion_date LIMIT $2 FOR UPDATE SKIP LOCKED) \
@@ -346,7 +407,12 @@ impl KeyStore for PgStore {
         Ok(rows.iter().map(|r| r.get("key_id")).collect())
     }
 
-    async fn set_key_state(&self, key_id: Uuid, state: &str, deletion_date: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+    async fn set_key_state(
+        &self,
+        key_id: Uuid,
+        state: &str,
+        deletion_date: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE keys SET key_state = $2, deletion_date = $3 WHERE key_id = $1")
             .bind(key_id)
             .bind(state)
@@ -410,7 +476,13 @@ impl KeyStore for PgStore {
         Ok(())
     }
 
-    async fn update_alias(&self, account_id: &str, region: &str, name: &str, key_id: Uuid) -> Result<bool, StoreError> {
+    async fn update_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+        key_id: Uuid,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE aliases SET key_id = $4, updated_at = now() WHERE account_id = $1 AND region = $2 AND alias_name = $3",
         )
@@ -424,29 +496,48 @@ impl KeyStore for PgStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn delete_alias(&self, account_id: &str, region: &str, name: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3")
-            .bind(account_id)
-            .bind(region)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn delete_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(r.rows_affected() > 0)
     }
 
-    async fn alias(&self, account_id: &str, region: &str, name: &str) -> Result<Option<AliasRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3")
-            .bind(account_id)
-            .bind(region)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(row.as_ref().map(alias_from_row))
     }
 
-    async fn list_aliases(&self, account_id: &str, region: &str, key_id: Option<Uuid>) -> Result<Vec<AliasRecord>, StoreError> {
+    async fn list_aliases(
+        &self,
+        account_id: &str,
+        region: &str,
+        key_id: Option<Uuid>,
+    ) -> Result<Vec<AliasRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM aliases WHERE account_id = $1 AND region = $2 AND ($3::uuid IS NULL OR key_id = $3) ORDER BY alias_name",
         )
@@ -459,7 +550,11 @@ impl KeyStore for PgStore {
         Ok(rows.iter().map(alias_from_row).collect())
     }
 
-    async fn material(&self, key_id: Uuid, version: i32) -> Result<Option<MaterialRecord>, StoreError> {
+    async fn material(
+        &self,
+        key_id: Uuid,
+        version: i32,
+    ) -> Result<Option<MaterialRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT key_id, version, wrapped, root_version, mac FROM key_materials WHERE key_id = $1 AND version = $2",
         )
@@ -477,8 +572,13 @@ impl KeyStore for PgStore {
         }))
     }
 
-    async fn reserve_invocations(&self, key_id: Uuid, version: i32, n: i64, limit: i64)
-        -> Result<Option<(i64, i64)>, StoreError> {
+    async fn reserve_invocations(
+        &self,
+        key_id: Uuid,
+        version: i32,
+        n: i64,
+        limit: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
         let row = sqlx::query(
             "WITH old AS (SELECT invocations_reserved AS start FROM key_materials \
                           WHERE key_id = $1 AND version = $2 FOR UPDATE) \
@@ -493,7 +593,12 @@ impl KeyStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(row.map(|r| (r.get::<i64, _>("start"), r.get::<i64, _>("invocations_reserved"))))
+        Ok(row.map(|r| {
+            (
+                r.get::<i64, _>("start"),
+                r.get::<i64, _>("invocations_reserved"),
+            )
+        }))
     }
 }
 
@@ -509,8 +614,14 @@ impl IdentityStore for PgStore {
         Ok(())
     }
 
-    async fn ensure_principal(&self, arn: &str, account_id: &str, kind: &str, name: &str, admin: bool)
-        -> Result<(), StoreError> {
+    async fn ensure_principal(
+        &self,
+        arn: &str,
+        account_id: &str,
+        kind: &str,
+        name: &str,
+        admin: bool,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO principals (arn, account_id, kind, name, is_admin) VALUES ($1,$2,$3,$4,$5) \
              ON CONFLICT (arn) DO NOTHING",
@@ -555,7 +666,10 @@ impl IdentityStore for PgStore {
         Ok(row.as_ref().map(access_key_from_row))
     }
 
-    async fn access_keys_of(&self, principal_arn: &str) -> Result<Vec<AccessKeyRecord>, StoreError> {
+    async fn access_keys_of(
+        &self,
+        principal_arn: &str,
+    ) -> Result<Vec<AccessKeyRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT a.access_key_id, a.principal_arn, p.account_id, a.status, a.secret_blob, a.root_version, a.mac \
              FROM access_keys a JOIN principals p ON p.arn = a.principal_arn WHERE a.principal_arn = $1 \
@@ -568,7 +682,13 @@ impl IdentityStore for PgStore {
         Ok(rows.iter().map(access_key_from_row).collect())
     }
 
-    async fn put_role(&self, arn: &str, account_id: &str, name: &str, trust_policy: &str) -> Result<(), StoreError> {
+    async fn put_role(
+        &self,
+        arn: &str,
+        account_id: &str,
+        name: &str,
+        trust_policy: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO principals (arn, account_id, kind, name, trust_policy) VALUES ($1,$2,'role',$3,$4) \
              ON CONFLICT (arn) DO UPDATE SET trust_policy = EXCLUDED.trust_policy",
@@ -584,12 +704,20 @@ impl IdentityStore for PgStore {
     }
 
     async fn role(&self, arn: &str) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT account_id, trust_policy FROM principals WHERE arn = $1 AND kind = 'role'")
-            .bind(arn)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(row.map(|r| (r.get("account_id"), r.get::<Option<String>, _>("trust_policy").unwrap_or_default())))
+        let row = sqlx::query(
+            "SELECT account_id, trust_policy FROM principals WHERE arn = $1 AND kind = 'role'",
+        )
+        .bind(arn)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(|r| {
+            (
+                r.get("account_id"),
+                r.get::<Option<String>, _>("trust_policy")
+                    .unwrap_or_default(),
+            )
+        }))
     }
 
     async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
@@ -612,7 +740,11 @@ impl IdentityStore for PgStore {
     }
 
     async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM sessions WHERE expires_at < $1").bind(before).execute(&self.pool).await.map_err(map_err)?;
+        let r = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(r.rows_affected())
     }
 
@@ -645,7 +777,13 @@ impl IdentityStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(|r| Tag { key: r.get("tag_key"), value: r.get("tag_value") }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| Tag {
+                key: r.get("tag_key"),
+                value: r.get("tag_value"),
+            })
+            .collect())
     }
 
     async fn put_principal_tag(&self, principal_arn: &str, tag: &Tag) -> Result<(), StoreError> {
@@ -664,8 +802,16 @@ impl IdentityStore for PgStore {
 
     async fn delete_principal(&self, arn: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query("DELETE FROM access_keys WHERE principal_arn = $1").bind(arn).execute(&mut *tx).await.map_err(map_err)?;
-        let r = sqlx::query("DELETE FROM principals WHERE arn = $1").bind(arn).execute(&mut *tx).await.map_err(map_err)?;
+        sqlx::query("DELETE FROM access_keys WHERE principal_arn = $1")
+            .bind(arn)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let r = sqlx::query("DELETE FROM principals WHERE arn = $1")
+            .bind(arn)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(r.rows_affected() > 0)
     }
@@ -679,27 +825,40 @@ impl IdentityStore for PgStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn record_admin_event(&self, operator: &str, action: &str, target: &str, detail: serde_json::Value)
-        -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO admin_events (operator, action, target, detail) VALUES ($1,$2,$3,$4)")
-            .bind(operator)
-            .bind(action)
-            .bind(target)
-            .bind(sqlx::types::Json(detail))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn record_admin_event(
+        &self,
+        operator: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO admin_events (operator, action, target, detail) VALUES ($1,$2,$3,$4)",
+        )
+        .bind(operator)
+        .bind(action)
+        .bind(target)
+        .bind(sqlx::types::Json(detail))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 
-    async fn set_access_key_status(&self, access_key_id: &str, status: &str, mac: &[u8]) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE access_keys SET status = $2, mac = $3 WHERE access_key_id = $1")
-            .bind(access_key_id)
-            .bind(status)
-            .bind(mac)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn set_access_key_status(
+        &self,
+        access_key_id: &str,
+        status: &str,
+        mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let r =
+            sqlx::query("UPDATE access_keys SET status = $2, mac = $3 WHERE access_key_id = $1")
+                .bind(access_key_id)
+                .bind(status)
+                .bind(mac)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -713,11 +872,20 @@ impl IdentityStore for PgStore {
     }
 
     async fn principal_exists(&self, arn: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("SELECT 1 FROM principals WHERE arn = $1").bind(arn).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let r = sqlx::query("SELECT 1 FROM principals WHERE arn = $1")
+            .bind(arn)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(r.is_some())
     }
 
-    async fn put_identity_policy(&self, principal_arn: &str, name: &str, document: &str) -> Result<(), StoreError> {
+    async fn put_identity_policy(
+        &self,
+        principal_arn: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO identity_policies (principal_arn, policy_name, document) VALUES ($1, $2, $3) \
              ON CONFLICT (principal_arn, policy_name) DO UPDATE SET document = EXCLUDED.document, updated_at = now()",
@@ -731,23 +899,35 @@ impl IdentityStore for PgStore {
         Ok(())
     }
 
-    async fn delete_identity_policy(&self, principal_arn: &str, name: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM identity_policies WHERE principal_arn = $1 AND policy_name = $2")
-            .bind(principal_arn)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn delete_identity_policy(
+        &self,
+        principal_arn: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM identity_policies WHERE principal_arn = $1 AND policy_name = $2",
+        )
+        .bind(principal_arn)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(r.rows_affected() > 0)
     }
 
-    async fn identity_policies(&self, principal_arn: &str) -> Result<Vec<(String, String)>, StoreError> {
+    async fn identity_policies(
+        &self,
+        principal_arn: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query("SELECT policy_name, document FROM identity_policies WHERE principal_arn = $1 ORDER BY policy_name")
             .bind(principal_arn)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(|r| (r.get("policy_name"), r.get("document"))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("policy_name"), r.get("document")))
+            .collect())
     }
 }
 
@@ -764,7 +944,10 @@ impl ServiceStore for PgStore {
     }
 
     async fn current_root_version(&self) -> Result<Option<i32>, StoreError> {
-        let row = sqlx::query("SELECT max(version) AS v FROM root_keys").fetch_one(&self.pool).await.map_err(map_err)?;
+        let row = sqlx::query("SELECT max(version) AS v FROM root_keys")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(row.get::<Option<i32>, _>("v"))
     }
 }
@@ -777,13 +960,16 @@ fn grant_from_row(r: &PgRow) -> GrantRecord {
         grantee_principal: r.get("grantee_principal"),
         retiring_principal: r.get("retiring_principal"),
         operations: r.get("operations"),
-        constraints: r.get::<Option<sqlx::types::Json<serde_json::Value>>, _>("constraints").map(|j| j.0),
+        constraints: r
+            .get::<Option<sqlx::types::Json<serde_json::Value>>, _>("constraints")
+            .map(|j| j.0),
         issuing_account: r.get("issuing_account"),
         created_at: r.get("created_at"),
     }
 }
 
-const GRANT_COLUMNS: &str = "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
+const GRANT_COLUMNS: &str =
+    "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
      issuing_account, created_at";
 
 #[async_trait]
@@ -809,25 +995,43 @@ impl GrantStore for PgStore {
     }
 
     async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
-        let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 ORDER BY created_at, grant_id");
-        let rows = sqlx::query(&q).bind(key_id).fetch_all(&self.pool).await.map_err(map_err)?;
+        let q = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 ORDER BY created_at, grant_id"
+        );
+        let rows = sqlx::query(&q)
+            .bind(key_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(rows.iter().map(grant_from_row).collect())
     }
 
     async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
         let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1");
-        let row = sqlx::query(&q).bind(grant_id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let row = sqlx::query(&q)
+            .bind(grant_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(row.as_ref().map(grant_from_row))
     }
 
     async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError> {
         let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = $1 ORDER BY created_at, grant_id");
-        let rows = sqlx::query(&q).bind(principal).fetch_all(&self.pool).await.map_err(map_err)?;
+        let rows = sqlx::query(&q)
+            .bind(principal)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(rows.iter().map(grant_from_row).collect())
     }
 
     async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM grants WHERE grant_id = $1").bind(grant_id).execute(&self.pool).await.map_err(map_err)?;
+        let r = sqlx::query("DELETE FROM grants WHERE grant_id = $1")
+            .bind(grant_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(r.rows_affected() > 0)
     }
 }

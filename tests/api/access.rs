@@ -3,7 +3,8 @@
 use crate::support::*;
 use aws_sdk_kms::primitives::Blob;
 
-pub const ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+pub const ALL: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
 const B: &str = "444455556666";
 
 fn pt() -> Blob {
@@ -19,30 +20,94 @@ async fn two_accounts_cannot_see_or_use_each_others_keys() {
     let kb = b.create_key().send().await.unwrap().key_metadata.unwrap();
     assert!(kb.arn.as_deref().unwrap().contains(&format!(":{B}:key/")));
     // Each lists only its own.
-    let la: Vec<String> = a.list_keys().send().await.unwrap().keys().iter().map(|k| k.key_id.clone().unwrap()).collect();
-    let lb: Vec<String> = b.list_keys().send().await.unwrap().keys().iter().map(|k| k.key_id.clone().unwrap()).collect();
+    let la: Vec<String> = a
+        .list_keys()
+        .send()
+        .await
+        .unwrap()
+        .keys()
+        .iter()
+        .map(|k| k.key_id.clone().unwrap())
+        .collect();
+    let lb: Vec<String> = b
+        .list_keys()
+        .send()
+        .await
+        .unwrap()
+        .keys()
+        .iter()
+        .map(|k| k.key_id.clone().unwrap())
+        .collect();
     assert_eq!(la, vec![ka.key_id.clone()]);
     assert_eq!(lb, vec![kb.key_id.clone()]);
     // By id, the other account's key does not exist; by ARN it is refused.
-    assert_eq!(code(a.describe_key().key_id(&kb.key_id).send().await), "NotFoundException");
-    let (c, m) = message(a.encrypt().key_id(kb.arn.clone().unwrap()).plaintext(pt()).send().await);
+    assert_eq!(
+        code(a.describe_key().key_id(&kb.key_id).send().await),
+        "NotFoundException"
+    );
+    let (c, m) = message(
+        a.encrypt()
+            .key_id(kb.arn.clone().unwrap())
+            .plaintext(pt())
+            .send()
+            .await,
+    );
     assert_eq!(c, "AccessDeniedException");
-    assert!(m.contains("because no resource-based policy allows the kms:Encrypt action"), "{m}");
-    assert_eq!(code(b.describe_key().key_id(ka.arn.clone().unwrap()).send().await), "AccessDeniedException");
+    assert!(
+        m.contains("because no resource-based policy allows the kms:Encrypt action"),
+        "{m}"
+    );
+    assert_eq!(
+        code(
+            b.describe_key()
+                .key_id(ka.arn.clone().unwrap())
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
     // Ciphertexts of one account do not decrypt in the other.
-    let blob = a.encrypt().key_id(&ka.key_id).plaintext(pt()).send().await.unwrap().ciphertext_blob.unwrap();
-    assert_eq!(code(b.decrypt().ciphertext_blob(blob).send().await), "AccessDeniedException");
+    let blob = a
+        .encrypt()
+        .key_id(&ka.key_id)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    assert_eq!(
+        code(b.decrypt().ciphertext_blob(blob).send().await),
+        "AccessDeniedException"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_can_manage_but_not_use_a_key() {
     let s = Server::start().await;
     let manage = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Create*","kms:Describe*","kms:List*","kms:Get*","kms:Put*"],"Resource":"*"}]}"#;
-    let (arn, _, admin) = tokio::task::block_in_place(|| s.new_user("123456789012", "keyadmin", Some(manage)));
-    let key = admin.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let (arn, _, admin) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "keyadmin", Some(manage)));
+    let key = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
     admin.describe_key().key_id(&key).send().await.unwrap();
     admin.get_key_policy().key_id(&key).send().await.unwrap();
-    assert_eq!(admin.list_key_policies().key_id(&key).send().await.unwrap().policy_names(), &["default".to_string()]);
+    assert_eq!(
+        admin
+            .list_key_policies()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .policy_names(),
+        &["default".to_string()]
+    );
     let (c, m) = message(admin.encrypt().key_id(&key).plaintext(pt()).send().await);
     assert_eq!(c, "AccessDeniedException");
     assert_eq!(
@@ -52,23 +117,55 @@ async fn an_administrator_can_manage_but_not_use_a_key() {
              because no identity-based policy allows the kms:Encrypt action"
         )
     );
-    assert_eq!(code(admin.generate_data_key().key_id(&key).number_of_bytes(32).send().await), "AccessDeniedException");
-    assert_eq!(code(admin.generate_random().number_of_bytes(8).send().await), "AccessDeniedException");
+    assert_eq!(
+        code(
+            admin
+                .generate_data_key()
+                .key_id(&key)
+                .number_of_bytes(32)
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(admin.generate_random().number_of_bytes(8).send().await),
+        "AccessDeniedException"
+    );
     // The account's administrator (kms:*) can use it.
-    s.client().encrypt().key_id(&key).plaintext(pt()).send().await.unwrap();
+    s.client()
+        .encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_policies_scope_users_to_keys_and_contexts() {
     let s = Server::start().await;
     let root = s.client();
-    let k1 = root.create_key().send().await.unwrap().key_metadata.unwrap();
-    let k2 = root.create_key().send().await.unwrap().key_metadata.unwrap();
+    let k1 = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let k2 = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
     let policy = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt"],"Resource":"{}","Condition":{{"StringEquals":{{"kms:EncryptionContext:app":"web"}}}}}}]}}"#,
         k1.arn.clone().unwrap()
     );
-    let (_, _, alice) = tokio::task::block_in_place(|| s.new_user("123456789012", "alice", Some(&policy)));
+    let (_, _, alice) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "alice", Some(&policy)));
     let blob = alice
         .encrypt()
         .key_id(&k1.key_id)
@@ -79,36 +176,117 @@ async fn identity_policies_scope_users_to_keys_and_contexts() {
         .unwrap()
         .ciphertext_blob
         .unwrap();
-    alice.decrypt().ciphertext_blob(blob).encryption_context("app", "web").send().await.unwrap();
-    assert_eq!(code(alice.encrypt().key_id(&k1.key_id).plaintext(pt()).encryption_context("app", "db").send().await), "AccessDeniedException");
-    assert_eq!(code(alice.encrypt().key_id(&k1.key_id).plaintext(pt()).send().await), "AccessDeniedException");
+    alice
+        .decrypt()
+        .ciphertext_blob(blob)
+        .encryption_context("app", "web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        code(alice.encrypt().key_id(&k2.key_id).plaintext(pt()).encryption_context("app", "web").send().await),
+        code(
+            alice
+                .encrypt()
+                .key_id(&k1.key_id)
+                .plaintext(pt())
+                .encryption_context("app", "db")
+                .send()
+                .await
+        ),
         "AccessDeniedException"
     );
-    assert_eq!(code(alice.list_keys().send().await), "AccessDeniedException");
+    assert_eq!(
+        code(
+            alice
+                .encrypt()
+                .key_id(&k1.key_id)
+                .plaintext(pt())
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(
+            alice
+                .encrypt()
+                .key_id(&k2.key_id)
+                .plaintext(pt())
+                .encryption_context("app", "web")
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(alice.list_keys().send().await),
+        "AccessDeniedException"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explicit_deny_beats_every_allow_and_takes_effect_at_once() {
     let s = Server::start().await;
     let root = s.client();
-    let key = root.create_key().send().await.unwrap().key_metadata.unwrap();
-    let (alice_arn, _, alice) = tokio::task::block_in_place(|| s.new_user("123456789012", "alice", Some(ALL)));
-    let blob = alice.encrypt().key_id(&key.key_id).plaintext(pt()).send().await.unwrap().ciphertext_blob.unwrap();
-    alice.decrypt().ciphertext_blob(blob.clone()).send().await.unwrap();
+    let key = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let (alice_arn, _, alice) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "alice", Some(ALL)));
+    let blob = alice
+        .encrypt()
+        .key_id(&key.key_id)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    alice
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
     let policy = format!(
         r#"{{"Version":"2012-10-17","Statement":[
             {{"Sid":"root","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::123456789012:root"}},"Action":"kms:*","Resource":"*"}},
             {{"Sid":"alice","Effect":"Allow","Principal":{{"AWS":"{alice_arn}"}},"Action":"kms:Decrypt","Resource":"*"}},
             {{"Sid":"no","Effect":"Deny","Principal":{{"AWS":"{alice_arn}"}},"Action":"kms:Decrypt","Resource":"*"}}]}}"#
     );
-    root.put_key_policy().key_id(&key.key_id).policy(&policy).send().await.unwrap();
+    root.put_key_policy()
+        .key_id(&key.key_id)
+        .policy(&policy)
+        .send()
+        .await
+        .unwrap();
     let (c, m) = message(alice.decrypt().ciphertext_blob(blob.clone()).send().await);
     assert_eq!(c, "AccessDeniedException");
-    assert!(m.ends_with("with an explicit deny in a resource-based policy"), "{m}");
-    alice.encrypt().key_id(&key.key_id).plaintext(pt()).send().await.unwrap();
-    assert_eq!(root.get_key_policy().key_id(&key.key_id).send().await.unwrap().policy.unwrap(), policy);
+    assert!(
+        m.ends_with("with an explicit deny in a resource-based policy"),
+        "{m}"
+    );
+    alice
+        .encrypt()
+        .key_id(&key.key_id)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        root.get_key_policy()
+            .key_id(&key.key_id)
+            .send()
+            .await
+            .unwrap()
+            .policy
+            .unwrap(),
+        policy
+    );
     // An identity-policy deny, added by the administrator, takes effect on the running server.
     s.put_user_policy(
         &alice_arn,
@@ -117,12 +295,24 @@ async fn an_explicit_deny_beats_every_allow_and_takes_effect_at_once() {
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match alice.encrypt().key_id(&key.key_id).plaintext(pt()).send().await {
-            Ok(_) => assert!(std::time::Instant::now() < deadline, "the deny never took effect"),
+        match alice
+            .encrypt()
+            .key_id(&key.key_id)
+            .plaintext(pt())
+            .send()
+            .await
+        {
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the deny never took effect"
+            ),
             Err(e) => {
                 let (c, m) = message::<(), _>(Err(e));
                 assert_eq!(c, "AccessDeniedException");
-                assert!(m.ends_with("with an explicit deny in an identity-based policy"), "{m}");
+                assert!(
+                    m.ends_with("with an explicit deny in an identity-based policy"),
+                    "{m}"
+                );
                 break;
             }
         }
@@ -134,18 +324,32 @@ async fn an_explicit_deny_beats_every_allow_and_takes_effect_at_once() {
 async fn cross_account_use_needs_both_sides() {
     let s = Server::start().await;
     let root = s.client();
-    let key = root.create_key().send().await.unwrap().key_metadata.unwrap();
+    let key = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
     let arn = key.arn.clone().unwrap();
     let (bob_arn, _, bob) = tokio::task::block_in_place(|| s.new_user(B, "bob", None));
     // Neither side allows.
-    assert_eq!(code(bob.encrypt().key_id(&arn).plaintext(pt()).send().await), "AccessDeniedException");
+    assert_eq!(
+        code(bob.encrypt().key_id(&arn).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
     // The key policy trusts account B, but bob's account has not allowed him.
     let policy = format!(
         r#"{{"Version":"2012-10-17","Statement":[
             {{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::123456789012:root"}},"Action":"kms:*","Resource":"*"}},
             {{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{B}:root"}},"Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*"}}]}}"#
     );
-    root.put_key_policy().key_id(&key.key_id).policy(&policy).send().await.unwrap();
+    root.put_key_policy()
+        .key_id(&key.key_id)
+        .policy(&policy)
+        .send()
+        .await
+        .unwrap();
     let (c, m) = message(bob.encrypt().key_id(&arn).plaintext(pt()).send().await);
     assert_eq!(c, "AccessDeniedException");
     assert!(m.contains("no identity-based policy"), "{m}");
@@ -164,7 +368,12 @@ async fn cross_account_use_needs_both_sides() {
     };
     bob.decrypt().ciphertext_blob(blob).send().await.unwrap();
     // Identity allows but the key policy no longer trusts account B.
-    root.put_key_policy().key_id(&key.key_id).policy(crate::access::default_policy()).send().await.unwrap();
+    root.put_key_policy()
+        .key_id(&key.key_id)
+        .policy(crate::access::default_policy())
+        .send()
+        .await
+        .unwrap();
     let (c, m) = message(bob.encrypt().key_id(&arn).plaintext(pt()).send().await);
     assert_eq!(c, "AccessDeniedException");
     assert!(m.contains("no resource-based policy"), "{m}");
@@ -178,35 +387,97 @@ pub fn default_policy() -> &'static str {
 async fn key_policy_validation_and_lockout_safety() {
     let s = Server::start().await;
     let root = s.client();
-    let key = root.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let key = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
     let got = root.get_key_policy().key_id(&key).send().await.unwrap();
     assert_eq!(got.policy_name.as_deref(), Some("default"));
     let doc: serde_json::Value = serde_json::from_str(got.policy.as_deref().unwrap()).unwrap();
-    assert_eq!(doc["Statement"][0]["Principal"]["AWS"], "arn:aws:iam::123456789012:root");
-    let (c, m) = message(root.put_key_policy().key_id(&key).policy(r#"{"Statement":[{"Effect":"Allow"}]}"#).send().await);
+    assert_eq!(
+        doc["Statement"][0]["Principal"]["AWS"],
+        "arn:aws:iam::123456789012:root"
+    );
+    let (c, m) = message(
+        root.put_key_policy()
+            .key_id(&key)
+            .policy(r#"{"Statement":[{"Effect":"Allow"}]}"#)
+            .send()
+            .await,
+    );
     assert_eq!(c, "MalformedPolicyDocumentException");
     assert!(m.contains("Action"), "{m}");
-    let big = format!(r#"{{"Version":"2012-10-17","Id":"{}","Statement":[]}}"#, "x".repeat(33 * 1024));
-    assert_eq!(code(root.put_key_policy().key_id(&key).policy(big).send().await), "LimitExceededException");
+    let big = format!(
+        r#"{{"Version":"2012-10-17","Id":"{}","Statement":[]}}"#,
+        "x".repeat(33 * 1024)
+    );
+    assert_eq!(
+        code(root.put_key_policy().key_id(&key).policy(big).send().await),
+        "LimitExceededException"
+    );
     // A policy that would lock the caller out is refused unless the check is bypassed.
     let lockout = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/nobody"},"Action":"kms:*","Resource":"*"}]}"#;
-    let (c, m) = message(root.put_key_policy().key_id(&key).policy(lockout).send().await);
+    let (c, m) = message(
+        root.put_key_policy()
+            .key_id(&key)
+            .policy(lockout)
+            .send()
+            .await,
+    );
     assert_eq!(c, "MalformedPolicyDocumentException");
-    assert!(m.contains("will not allow you to update the key policy"), "{m}");
-    assert_eq!(code(root.create_key().policy(lockout).send().await), "MalformedPolicyDocumentException");
-    root.put_key_policy().key_id(&key).policy(lockout).bypass_policy_lockout_safety_check(true).send().await.unwrap();
-    assert_eq!(code(root.get_key_policy().key_id(&key).send().await), "AccessDeniedException");
-    assert_eq!(code(root.encrypt().key_id(&key).plaintext(pt()).send().await), "AccessDeniedException");
-    assert_eq!(code(root.get_key_policy().key_id(&key).policy_name("other").send().await), "NotFoundException");
+    assert!(
+        m.contains("will not allow you to update the key policy"),
+        "{m}"
+    );
+    assert_eq!(
+        code(root.create_key().policy(lockout).send().await),
+        "MalformedPolicyDocumentException"
+    );
+    root.put_key_policy()
+        .key_id(&key)
+        .policy(lockout)
+        .bypass_policy_lockout_safety_check(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(root.get_key_policy().key_id(&key).send().await),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(root.encrypt().key_id(&key).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(
+            root.get_key_policy()
+                .key_id(&key)
+                .policy_name("other")
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deactivated_access_key_stops_working_at_once() {
     let s = Server::start().await;
-    let (_, id, alice) = tokio::task::block_in_place(|| s.new_user("123456789012", "alice", Some(ALL)));
+    let (_, id, alice) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "alice", Some(ALL)));
     alice.list_keys().send().await.unwrap();
-    let out = tokio::task::block_in_place(|| s.admin(&["deactivate-access-key", "--access-key-id", &id], &[]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::block_in_place(|| {
+        s.admin(&["deactivate-access-key", "--access-key-id", &id], &[])
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match alice.list_keys().send().await {
@@ -218,7 +489,9 @@ async fn a_deactivated_access_key_stops_working_at_once() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let out = tokio::task::block_in_place(|| s.admin(&["activate-access-key", "--access-key-id", &id], &[]));
+    let out = tokio::task::block_in_place(|| {
+        s.admin(&["activate-access-key", "--access-key-id", &id], &[])
+    });
     assert!(out.status.success());
 }
 
@@ -233,58 +506,189 @@ async fn admin_commands_refuse_bad_input_and_import_keys() {
             assert!(e.contains(words), "{args:?}: {e}");
         };
         bad(&["create-account", "--account-id", "12"], "12 digits");
-        bad(&["create-user", "--account-id", "999999999999", "--user-name", "x"], "no account");
-        bad(&["create-user", "--account-id", "123456789012", "--user-name", "bad name"], "user names");
-        bad(&["create-access-key", "--user-arn", "arn:aws:iam::123456789012:user/ghost"], "no user");
-        let f = s.token.dir.path().join("bad.json");
-        std::fs::write(&f, r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#).unwrap();
         bad(
-            &["put-user-policy", "--user-arn", "arn:aws:iam::123456789012:user/admin", "--policy-name", "p", "--policy-document", f.to_str().unwrap()],
+            &[
+                "create-user",
+                "--account-id",
+                "999999999999",
+                "--user-name",
+                "x",
+            ],
+            "no account",
+        );
+        bad(
+            &[
+                "create-user",
+                "--account-id",
+                "123456789012",
+                "--user-name",
+                "bad name",
+            ],
+            "user names",
+        );
+        bad(
+            &[
+                "create-access-key",
+                "--user-arn",
+                "arn:aws:iam::123456789012:user/ghost",
+            ],
+            "no user",
+        );
+        let f = s.token.dir.path().join("bad.json");
+        std::fs::write(
+            &f,
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#,
+        )
+        .unwrap();
+        bad(
+            &[
+                "put-user-policy",
+                "--user-arn",
+                "arn:aws:iam::123456789012:user/admin",
+                "--policy-name",
+                "p",
+                "--policy-document",
+                f.to_str().unwrap(),
+            ],
             "cannot name a Principal",
         );
-        bad(&["deactivate-access-key", "--access-key-id", "AKIANOSUCHKEY0000000"], "does not exist");
-        bad(&["create-access-key", "--user-arn", "arn:aws:iam::123456789012:user/admin", "--access-key-id", "AKIAIMPORTED00000001"], "KMS_IMPORT_SECRET_ACCESS_KEY");
+        bad(
+            &[
+                "deactivate-access-key",
+                "--access-key-id",
+                "AKIANOSUCHKEY0000000",
+            ],
+            "does not exist",
+        );
+        bad(
+            &[
+                "create-access-key",
+                "--user-arn",
+                "arn:aws:iam::123456789012:user/admin",
+                "--access-key-id",
+                "AKIAIMPORTED00000001",
+            ],
+            "KMS_IMPORT_SECRET_ACCESS_KEY",
+        );
     });
     // An application's existing key, imported: the secret comes from the environment.
     let secret = "Imported/Secret/For/An/Existing/App/00001";
     let out = tokio::task::block_in_place(|| {
         s.admin(
-            &["create-access-key", "--user-arn", "arn:aws:iam::123456789012:user/admin", "--access-key-id", "AKIAIMPORTED00000001"],
+            &[
+                "create-access-key",
+                "--user-arn",
+                "arn:aws:iam::123456789012:user/admin",
+                "--access-key-id",
+                "AKIAIMPORTED00000001",
+            ],
             &[("KMS_IMPORT_SECRET_ACCESS_KEY", secret)],
         )
     });
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(secret));
-    s.client_with("AKIAIMPORTED00000001", secret, REGION, None).list_keys().send().await.unwrap();
+    s.client_with("AKIAIMPORTED00000001", secret, REGION, None)
+        .list_keys()
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_conditions_and_recorded_admin_changes() {
     let s = Server::start().await;
     let root = s.client();
-    let tag = |k: &str, v: &str| aws_sdk_kms::types::Tag::builder().tag_key(k).tag_value(v).build().unwrap();
-    let blue = root.create_key().tags(tag("team", "blue")).send().await.unwrap().key_metadata.unwrap().key_id;
-    let red = root.create_key().tags(tag("team", "red")).send().await.unwrap().key_metadata.unwrap().key_id;
+    let tag = |k: &str, v: &str| {
+        aws_sdk_kms::types::Tag::builder()
+            .tag_key(k)
+            .tag_value(v)
+            .build()
+            .unwrap()
+    };
+    let blue = root
+        .create_key()
+        .tags(tag("team", "blue"))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let red = root
+        .create_key()
+        .tags(tag("team", "red"))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
         "Condition":{"StringEquals":{"aws:ResourceTag/team":"blue","aws:PrincipalTag/dept":"eng"}}}]}"#;
-    let (arn, _, secret, erin) = tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "erin", Some(policy)));
+    let (arn, _, secret, erin) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret("123456789012", "erin", Some(policy))
+    });
     // Not tagged yet: the principal-tag condition fails.
-    assert_eq!(code(erin.encrypt().key_id(&blue).plaintext(pt()).send().await), "AccessDeniedException");
-    let out = tokio::task::block_in_place(|| s.admin(&["tag-principal", "--principal-arn", &arn, "--tag", "dept=eng"], &[]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        code(erin.encrypt().key_id(&blue).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
+    let out = tokio::task::block_in_place(|| {
+        s.admin(
+            &[
+                "tag-principal",
+                "--principal-arn",
+                &arn,
+                "--tag",
+                "dept=eng",
+            ],
+            &[],
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while erin.encrypt().key_id(&blue).plaintext(pt()).send().await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the principal tag never took effect");
+    while erin
+        .encrypt()
+        .key_id(&blue)
+        .plaintext(pt())
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the principal tag never took effect"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(code(erin.encrypt().key_id(&red).plaintext(pt()).send().await), "AccessDeniedException");
+    assert_eq!(
+        code(erin.encrypt().key_id(&red).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
     // Deleting the user stops its key at once.
-    let out = tokio::task::block_in_place(|| s.admin(&["delete-principal", "--principal-arn", &arn], &[]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::block_in_place(|| {
+        s.admin(&["delete-principal", "--principal-arn", &arn], &[])
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match erin.encrypt().key_id(&blue).plaintext(pt()).send().await {
-            Ok(_) => assert!(std::time::Instant::now() < deadline, "a deleted user's key kept working"),
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "a deleted user's key kept working"
+            ),
             Err(e) => {
                 assert_eq!(code::<(), _>(Err(e)), "UnrecognizedClientException");
                 break;
@@ -295,36 +699,113 @@ async fn tag_conditions_and_recorded_admin_changes() {
     // Every change was recorded, and no secret with it.
     let pool = s.db.pool().await;
     use sqlx::Row;
-    let rows = sqlx::query("SELECT action, target, detail::text AS d FROM admin_events ORDER BY id").fetch_all(&pool).await.unwrap();
+    let rows =
+        sqlx::query("SELECT action, target, detail::text AS d FROM admin_events ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     let actions: Vec<String> = rows.iter().map(|r| r.get::<String, _>("action")).collect();
-    for a in ["CreateAccount", "CreateUser", "PutPrincipalPolicy", "CreateAccessKey", "TagPrincipal", "DeletePrincipal"] {
+    for a in [
+        "CreateAccount",
+        "CreateUser",
+        "PutPrincipalPolicy",
+        "CreateAccessKey",
+        "TagPrincipal",
+        "DeletePrincipal",
+    ] {
         assert!(actions.iter().any(|x| x == a), "{a} not in {actions:?}");
     }
-    assert!(rows.iter().all(|r| !r.get::<String, _>("d").contains(&secret) && !r.get::<String, _>("target").contains(&secret)));
+    assert!(rows
+        .iter()
+        .all(|r| !r.get::<String, _>("d").contains(&secret)
+            && !r.get::<String, _>("target").contains(&secret)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_aliases_in_conditions() {
     let s = Server::start().await;
     let root = s.client();
-    let named = root.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-    let other = root.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-    root.create_alias().alias_name("alias/app-web").target_key_id(&named).send().await.unwrap();
+    let named = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let other = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    root.create_alias()
+        .alias_name("alias/app-web")
+        .target_key_id(&named)
+        .send()
+        .await
+        .unwrap();
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
         "Condition":{"ForAnyValue:StringLike":{"kms:ResourceAliases":"alias/app-*"}}}]}"#;
-    let (_, _, frank) = tokio::task::block_in_place(|| s.new_user("123456789012", "frank", Some(policy)));
-    frank.encrypt().key_id(&named).plaintext(pt()).send().await.unwrap();
-    frank.encrypt().key_id("alias/app-web").plaintext(pt()).send().await.unwrap();
-    assert_eq!(code(frank.encrypt().key_id(&other).plaintext(pt()).send().await), "AccessDeniedException");
+    let (_, _, frank) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "frank", Some(policy)));
+    frank
+        .encrypt()
+        .key_id(&named)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    frank
+        .encrypt()
+        .key_id("alias/app-web")
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(frank.encrypt().key_id(&other).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
     // kms:RequestAlias: only when the request names the key by that alias.
     let by_alias = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
         "Condition":{"StringEquals":{"kms:RequestAlias":"alias/app-web"}}}]}"#;
-    let (_, _, gina) = tokio::task::block_in_place(|| s.new_user("123456789012", "gina", Some(by_alias)));
-    gina.encrypt().key_id("alias/app-web").plaintext(pt()).send().await.unwrap();
-    gina.encrypt().key_id("arn:aws:kms:us-east-1:123456789012:alias/app-web").plaintext(pt()).send().await.unwrap();
-    assert_eq!(code(gina.encrypt().key_id(&named).plaintext(pt()).send().await), "AccessDeniedException");
+    let (_, _, gina) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "gina", Some(by_alias)));
+    gina.encrypt()
+        .key_id("alias/app-web")
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    gina.encrypt()
+        .key_id("arn:aws:kms:us-east-1:123456789012:alias/app-web")
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(gina.encrypt().key_id(&named).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
     // Moving the alias moves the permission, at once.
-    root.update_alias().alias_name("alias/app-web").target_key_id(&other).send().await.unwrap();
-    frank.encrypt().key_id(&other).plaintext(pt()).send().await.unwrap();
-    assert_eq!(code(frank.encrypt().key_id(&named).plaintext(pt()).send().await), "AccessDeniedException");
+    root.update_alias()
+        .alias_name("alias/app-web")
+        .target_key_id(&other)
+        .send()
+        .await
+        .unwrap();
+    frank
+        .encrypt()
+        .key_id(&other)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(frank.encrypt().key_id(&named).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
 }

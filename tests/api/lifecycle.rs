@@ -14,56 +14,190 @@ async fn states_follow_aws_key_state_table() {
     let c = s.client();
     let key = c.create_key().send().await.unwrap().key_metadata.unwrap();
     let (id, arn) = (key.key_id.clone(), key.arn.clone().unwrap());
-    let blob = c.encrypt().key_id(&id).plaintext(pt()).send().await.unwrap().ciphertext_blob.unwrap();
+    let blob = c
+        .encrypt()
+        .key_id(&id)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
 
     c.disable_key().key_id(&id).send().await.unwrap();
-    let d = c.describe_key().key_id(&id).send().await.unwrap().key_metadata.unwrap();
+    let d = c
+        .describe_key()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
     assert_eq!((d.key_state, d.enabled), (Some(KeyState::Disabled), false));
     let (code_, m) = message(c.encrypt().key_id(&id).plaintext(pt()).send().await);
-    assert_eq!((code_.as_str(), m.as_str()), ("DisabledException", format!("{arn} is disabled.").as_str()));
-    assert_eq!(code(c.decrypt().ciphertext_blob(blob.clone()).send().await), "DisabledException");
-    assert_eq!(code(c.generate_data_key().key_id(&id).number_of_bytes(8).send().await), "DisabledException");
+    assert_eq!(
+        (code_.as_str(), m.as_str()),
+        ("DisabledException", format!("{arn} is disabled.").as_str())
+    );
+    assert_eq!(
+        code(c.decrypt().ciphertext_blob(blob.clone()).send().await),
+        "DisabledException"
+    );
+    assert_eq!(
+        code(
+            c.generate_data_key()
+                .key_id(&id)
+                .number_of_bytes(8)
+                .send()
+                .await
+        ),
+        "DisabledException"
+    );
     c.disable_key().key_id(&id).send().await.unwrap();
-    c.update_key_description().key_id(&id).description("still managed").send().await.unwrap();
+    c.update_key_description()
+        .key_id(&id)
+        .description("still managed")
+        .send()
+        .await
+        .unwrap();
     c.enable_key().key_id(&id).send().await.unwrap();
-    c.decrypt().ciphertext_blob(blob.clone()).send().await.unwrap();
+    c.decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
 
     // Deletion: 7–30 days, default 30.
-    assert_eq!(code(c.schedule_key_deletion().key_id(&id).pending_window_in_days(6).send().await), "ValidationException");
-    assert_eq!(code(c.schedule_key_deletion().key_id(&id).pending_window_in_days(31).send().await), "ValidationException");
+    assert_eq!(
+        code(
+            c.schedule_key_deletion()
+                .key_id(&id)
+                .pending_window_in_days(6)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(
+            c.schedule_key_deletion()
+                .key_id(&id)
+                .pending_window_in_days(31)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
     let sch = c.schedule_key_deletion().key_id(&id).send().await.unwrap();
     assert_eq!(sch.key_state, Some(KeyState::PendingDeletion));
     assert_eq!(sch.pending_window_in_days, Some(30));
-    let days = (sch.deletion_date.unwrap().as_secs_f64() - std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()) / 86400.0;
+    let days = (sch.deletion_date.unwrap().as_secs_f64()
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64())
+        / 86400.0;
     assert!((29.9..30.1).contains(&days), "{days}");
-    let d = c.describe_key().key_id(&id).send().await.unwrap().key_metadata.unwrap();
+    let d = c
+        .describe_key()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
     assert_eq!(d.key_state, Some(KeyState::PendingDeletion));
     assert!(d.deletion_date.is_some());
     let (code_, m) = message(c.encrypt().key_id(&id).plaintext(pt()).send().await);
-    assert_eq!((code_.as_str(), m.as_str()), ("KMSInvalidStateException", format!("{arn} is pending deletion.").as_str()));
-    assert_eq!(code(c.decrypt().ciphertext_blob(blob.clone()).send().await), "KMSInvalidStateException");
+    assert_eq!(
+        (code_.as_str(), m.as_str()),
+        (
+            "KMSInvalidStateException",
+            format!("{arn} is pending deletion.").as_str()
+        )
+    );
+    assert_eq!(
+        code(c.decrypt().ciphertext_blob(blob.clone()).send().await),
+        "KMSInvalidStateException"
+    );
     for r in [
         code(c.enable_key().key_id(&id).send().await),
         code(c.disable_key().key_id(&id).send().await),
         code(c.schedule_key_deletion().key_id(&id).send().await),
-        code(c.update_key_description().key_id(&id).description("x").send().await),
-        code(c.create_alias().alias_name("alias/late").target_key_id(&id).send().await),
-        code(c.tag_resource().key_id(&id).tags(Tag::builder().tag_key("a").tag_value("b").build().unwrap()).send().await),
-        code(c.put_key_policy().key_id(&id).policy(crate::access::default_policy()).send().await),
+        code(
+            c.update_key_description()
+                .key_id(&id)
+                .description("x")
+                .send()
+                .await,
+        ),
+        code(
+            c.create_alias()
+                .alias_name("alias/late")
+                .target_key_id(&id)
+                .send()
+                .await,
+        ),
+        code(
+            c.tag_resource()
+                .key_id(&id)
+                .tags(Tag::builder().tag_key("a").tag_value("b").build().unwrap())
+                .send()
+                .await,
+        ),
+        code(
+            c.put_key_policy()
+                .key_id(&id)
+                .policy(crate::access::default_policy())
+                .send()
+                .await,
+        ),
     ] {
         assert_eq!(r, "KMSInvalidStateException");
     }
     c.get_key_policy().key_id(&id).send().await.unwrap();
     c.list_resource_tags().key_id(&id).send().await.unwrap();
     // Cancelled: back as Disabled.
-    assert_eq!(c.cancel_key_deletion().key_id(&id).send().await.unwrap().key_id.as_deref(), Some(arn.as_str()));
-    let d = c.describe_key().key_id(&id).send().await.unwrap().key_metadata.unwrap();
+    assert_eq!(
+        c.cancel_key_deletion()
+            .key_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .key_id
+            .as_deref(),
+        Some(arn.as_str())
+    );
+    let d = c
+        .describe_key()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
     assert_eq!(d.key_state, Some(KeyState::Disabled));
     assert!(d.deletion_date.is_none());
     assert_eq!(d.description.as_deref(), Some("still managed"));
-    assert_eq!(code(c.cancel_key_deletion().key_id(&id).send().await), "KMSInvalidStateException");
-    c.schedule_key_deletion().key_id(&id).pending_window_in_days(7).send().await.unwrap();
-    assert_eq!(code(c.enable_key().key_id(uuid::Uuid::new_v4().to_string()).send().await), "NotFoundException");
+    assert_eq!(
+        code(c.cancel_key_deletion().key_id(&id).send().await),
+        "KMSInvalidStateException"
+    );
+    c.schedule_key_deletion()
+        .key_id(&id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            c.enable_key()
+                .key_id(uuid::Uuid::new_v4().to_string())
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
 }
 
 #[tokio::test]
@@ -72,52 +206,221 @@ async fn aliases_name_keys_everywhere_a_key_id_is_accepted() {
     let c = s.client();
     let k1 = c.create_key().send().await.unwrap().key_metadata.unwrap();
     let k2 = c.create_key().send().await.unwrap().key_metadata.unwrap();
-    c.create_alias().alias_name("alias/app/payments").target_key_id(&k1.key_id).send().await.unwrap();
+    c.create_alias()
+        .alias_name("alias/app/payments")
+        .target_key_id(&k1.key_id)
+        .send()
+        .await
+        .unwrap();
     let alias_arn = "arn:aws:kms:us-east-1:123456789012:alias/app/payments";
     for key_id in ["alias/app/payments", alias_arn] {
-        let d = c.describe_key().key_id(key_id).send().await.unwrap().key_metadata.unwrap();
+        let d = c
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
         assert_eq!(d.key_id, k1.key_id);
     }
-    let blob = c.encrypt().key_id("alias/app/payments").plaintext(pt()).send().await.unwrap().ciphertext_blob.unwrap();
-    c.decrypt().ciphertext_blob(blob.clone()).key_id(alias_arn).send().await.unwrap();
+    let blob = c
+        .encrypt()
+        .key_id("alias/app/payments")
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    c.decrypt()
+        .ciphertext_blob(blob.clone())
+        .key_id(alias_arn)
+        .send()
+        .await
+        .unwrap();
     // Names.
-    assert_eq!(code(c.create_alias().alias_name("alias/app/payments").target_key_id(&k2.key_id).send().await), "AlreadyExistsException");
-    for bad in ["payments", "alias/", "alias/has space", "alias/aws/s3", "alias/ü"] {
-        assert_eq!(code(c.create_alias().alias_name(bad).target_key_id(&k2.key_id).send().await), "InvalidAliasNameException", "{bad}");
+    assert_eq!(
+        code(
+            c.create_alias()
+                .alias_name("alias/app/payments")
+                .target_key_id(&k2.key_id)
+                .send()
+                .await
+        ),
+        "AlreadyExistsException"
+    );
+    for bad in [
+        "payments",
+        "alias/",
+        "alias/has space",
+        "alias/aws/s3",
+        "alias/ü",
+    ] {
+        assert_eq!(
+            code(
+                c.create_alias()
+                    .alias_name(bad)
+                    .target_key_id(&k2.key_id)
+                    .send()
+                    .await
+            ),
+            "InvalidAliasNameException",
+            "{bad}"
+        );
     }
-    assert_eq!(code(c.create_alias().alias_name(format!("alias/{}", "a".repeat(251))).target_key_id(&k2.key_id).send().await), "ValidationException");
-    assert_eq!(code(c.create_alias().alias_name("alias/x").target_key_id("alias/app/payments").send().await), "ValidationException");
-    assert_eq!(code(c.create_alias().alias_name("alias/x").target_key_id(uuid::Uuid::new_v4().to_string()).send().await), "NotFoundException");
+    assert_eq!(
+        code(
+            c.create_alias()
+                .alias_name(format!("alias/{}", "a".repeat(251)))
+                .target_key_id(&k2.key_id)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(
+            c.create_alias()
+                .alias_name("alias/x")
+                .target_key_id("alias/app/payments")
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(
+            c.create_alias()
+                .alias_name("alias/x")
+                .target_key_id(uuid::Uuid::new_v4().to_string())
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
     // Update: the alias now names k2; old ciphertexts still decrypt (they name k1).
-    c.update_alias().alias_name("alias/app/payments").target_key_id(&k2.key_id).send().await.unwrap();
-    assert_eq!(c.describe_key().key_id("alias/app/payments").send().await.unwrap().key_metadata.unwrap().key_id, k2.key_id);
-    c.decrypt().ciphertext_blob(blob.clone()).send().await.unwrap();
-    assert_eq!(code(c.decrypt().ciphertext_blob(blob).key_id("alias/app/payments").send().await), "IncorrectKeyException");
-    assert_eq!(code(c.update_alias().alias_name("alias/none").target_key_id(&k2.key_id).send().await), "NotFoundException");
+    c.update_alias()
+        .alias_name("alias/app/payments")
+        .target_key_id(&k2.key_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.describe_key()
+            .key_id("alias/app/payments")
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id,
+        k2.key_id
+    );
+    c.decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            c.decrypt()
+                .ciphertext_blob(blob)
+                .key_id("alias/app/payments")
+                .send()
+                .await
+        ),
+        "IncorrectKeyException"
+    );
+    assert_eq!(
+        code(
+            c.update_alias()
+                .alias_name("alias/none")
+                .target_key_id(&k2.key_id)
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
     // List, filter, page.
     for i in 0..3 {
-        c.create_alias().alias_name(format!("alias/k1-{i}")).target_key_id(&k1.key_id).send().await.unwrap();
+        c.create_alias()
+            .alias_name(format!("alias/k1-{i}"))
+            .target_key_id(&k1.key_id)
+            .send()
+            .await
+            .unwrap();
     }
     let all = c.list_aliases().send().await.unwrap();
     assert_eq!(all.aliases().len(), 4);
     assert!(!all.truncated);
     let a0 = &all.aliases()[0];
-    assert!(a0.alias_arn.as_deref().unwrap().starts_with("arn:aws:kms:us-east-1:123456789012:alias/"));
-    assert_eq!(c.list_aliases().key_id(&k1.key_id).send().await.unwrap().aliases().len(), 3);
+    assert!(a0
+        .alias_arn
+        .as_deref()
+        .unwrap()
+        .starts_with("arn:aws:kms:us-east-1:123456789012:alias/"));
+    assert_eq!(
+        c.list_aliases()
+            .key_id(&k1.key_id)
+            .send()
+            .await
+            .unwrap()
+            .aliases()
+            .len(),
+        3
+    );
     let p1 = c.list_aliases().limit(2).send().await.unwrap();
     assert!(p1.truncated);
-    let p2 = c.list_aliases().limit(2).marker(p1.next_marker.clone().unwrap()).send().await.unwrap();
+    let p2 = c
+        .list_aliases()
+        .limit(2)
+        .marker(p1.next_marker.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(p1.aliases().len() + p2.aliases().len(), 4);
-    assert_eq!(code(c.list_aliases().marker("nope").send().await), "InvalidMarkerException");
+    assert_eq!(
+        code(c.list_aliases().marker("nope").send().await),
+        "InvalidMarkerException"
+    );
     // Another region sees none of them.
-    assert!(s.client_in(OTHER_REGION).list_aliases().send().await.unwrap().aliases().is_empty());
-    assert_eq!(code(s.client_in(OTHER_REGION).describe_key().key_id("alias/app/payments").send().await), "NotFoundException");
+    assert!(s
+        .client_in(OTHER_REGION)
+        .list_aliases()
+        .send()
+        .await
+        .unwrap()
+        .aliases()
+        .is_empty());
+    assert_eq!(
+        code(
+            s.client_in(OTHER_REGION)
+                .describe_key()
+                .key_id("alias/app/payments")
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
     // Delete.
-    c.delete_alias().alias_name("alias/app/payments").send().await.unwrap();
+    c.delete_alias()
+        .alias_name("alias/app/payments")
+        .send()
+        .await
+        .unwrap();
     let (code_, m) = message(c.describe_key().key_id("alias/app/payments").send().await);
     assert_eq!(code_, "NotFoundException");
     assert_eq!(m, format!("Alias {alias_arn} is not found."));
-    assert_eq!(code(c.delete_alias().alias_name("alias/app/payments").send().await), "NotFoundException");
+    assert_eq!(
+        code(
+            c.delete_alias()
+                .alias_name("alias/app/payments")
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
 }
 
 #[tokio::test]
@@ -125,21 +428,77 @@ async fn tags_with_aws_limits() {
     let s = Server::start().await;
     let c = s.client();
     let t = |k: &str, v: &str| Tag::builder().tag_key(k).tag_value(v).build().unwrap();
-    let key = c.create_key().tags(t("env", "dev")).send().await.unwrap().key_metadata.unwrap().key_id;
-    c.tag_resource().key_id(&key).tags(t("team", "blue")).tags(t("env", "prod")).send().await.unwrap();
+    let key = c
+        .create_key()
+        .tags(t("env", "dev"))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    c.tag_resource()
+        .key_id(&key)
+        .tags(t("team", "blue"))
+        .tags(t("env", "prod"))
+        .send()
+        .await
+        .unwrap();
     let tags = c.list_resource_tags().key_id(&key).send().await.unwrap();
-    let got: Vec<(String, String)> = tags.tags().iter().map(|t| (t.tag_key.clone(), t.tag_value.clone())).collect();
-    assert_eq!(got, vec![("env".into(), "prod".into()), ("team".into(), "blue".into())]);
-    c.untag_resource().key_id(&key).tag_keys("env").send().await.unwrap();
-    assert_eq!(c.list_resource_tags().key_id(&key).send().await.unwrap().tags().len(), 1);
-    assert_eq!(code(c.tag_resource().key_id(&key).tags(t("aws:x", "y")).send().await), "TagException");
-    assert_eq!(code(c.tag_resource().key_id(&key).tags(t("", "y")).send().await), "ValidationException");
+    let got: Vec<(String, String)> = tags
+        .tags()
+        .iter()
+        .map(|t| (t.tag_key.clone(), t.tag_value.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("env".into(), "prod".into()),
+            ("team".into(), "blue".into())
+        ]
+    );
+    c.untag_resource()
+        .key_id(&key)
+        .tag_keys("env")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.list_resource_tags()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .tags()
+            .len(),
+        1
+    );
+    assert_eq!(
+        code(
+            c.tag_resource()
+                .key_id(&key)
+                .tags(t("aws:x", "y"))
+                .send()
+                .await
+        ),
+        "TagException"
+    );
+    assert_eq!(
+        code(c.tag_resource().key_id(&key).tags(t("", "y")).send().await),
+        "ValidationException"
+    );
     let mut many = c.tag_resource().key_id(&key);
     for i in 0..50 {
         many = many.tags(t(&format!("k{i}"), "v"));
     }
     assert_eq!(code(many.send().await), "LimitExceededException");
-    let page = c.list_resource_tags().key_id(&key).limit(1).send().await.unwrap();
+    let page = c
+        .list_resource_tags()
+        .key_id(&key)
+        .limit(1)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.tags().len(), 1);
 }
 
@@ -151,7 +510,15 @@ async fn aws_managed_keys_are_created_on_first_use_and_cannot_be_changed() {
     let mut tasks = Vec::new();
     for _ in 0..5 {
         let c = c.clone();
-        tasks.push(tokio::spawn(async move { c.describe_key().key_id("alias/aws/s3").send().await.unwrap().key_metadata.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            c.describe_key()
+                .key_id("alias/aws/s3")
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+        }));
     }
     let mut ids = Vec::new();
     for t in tasks {
@@ -160,26 +527,79 @@ async fn aws_managed_keys_are_created_on_first_use_and_cannot_be_changed() {
     let m = &ids[0];
     assert!(ids.iter().all(|k| k.key_id == m.key_id), "one managed key");
     assert_eq!(m.key_manager, Some(aws_sdk_kms::types::KeyManagerType::Aws));
-    assert_eq!(m.description.as_deref(), Some("Default key that protects my s3 data when no other key is defined"));
-    let st = c.get_key_rotation_status().key_id(&m.key_id).send().await.unwrap();
+    assert_eq!(
+        m.description.as_deref(),
+        Some("Default key that protects my s3 data when no other key is defined")
+    );
+    let st = c
+        .get_key_rotation_status()
+        .key_id(&m.key_id)
+        .send()
+        .await
+        .unwrap();
     assert!(st.key_rotation_enabled);
     assert_eq!(st.rotation_period_in_days, Some(365));
     let aliases = c.list_aliases().send().await.unwrap();
-    assert_eq!(aliases.aliases().iter().filter(|a| a.alias_name.as_deref() == Some("alias/aws/s3")).count(), 1);
-    assert_eq!(code(c.describe_key().key_id("alias/aws/no-such-service").send().await), "NotFoundException");
+    assert_eq!(
+        aliases
+            .aliases()
+            .iter()
+            .filter(|a| a.alias_name.as_deref() == Some("alias/aws/s3"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        code(
+            c.describe_key()
+                .key_id("alias/aws/no-such-service")
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
     // Only the service may use it (kms:ViaService), and users may not change it.
-    assert_eq!(code(c.encrypt().key_id("alias/aws/s3").plaintext(pt()).send().await), "AccessDeniedException");
+    assert_eq!(
+        code(
+            c.encrypt()
+                .key_id("alias/aws/s3")
+                .plaintext(pt())
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
     let id = m.key_id.clone();
     for r in [
         code(c.disable_key().key_id(&id).send().await),
         code(c.schedule_key_deletion().key_id(&id).send().await),
         code(c.disable_key_rotation().key_id(&id).send().await),
-        code(c.put_key_policy().key_id(&id).policy(crate::access::default_policy()).send().await),
+        code(
+            c.put_key_policy()
+                .key_id(&id)
+                .policy(crate::access::default_policy())
+                .send()
+                .await,
+        ),
         code(c.delete_alias().alias_name("alias/aws/s3").send().await),
-        code(c.tag_resource().key_id(&id).tags(Tag::builder().tag_key("a").tag_value("b").build().unwrap()).send().await),
+        code(
+            c.tag_resource()
+                .key_id(&id)
+                .tags(Tag::builder().tag_key("a").tag_value("b").build().unwrap())
+                .send()
+                .await,
+        ),
     ] {
         assert_eq!(r, "AccessDeniedException");
     }
-    assert_eq!(code(c.update_alias().alias_name("alias/aws/s3").target_key_id(&id).send().await), "InvalidAliasNameException");
+    assert_eq!(
+        code(
+            c.update_alias()
+                .alias_name("alias/aws/s3")
+                .target_key_id(&id)
+                .send()
+                .await
+        ),
+        "InvalidAliasNameException"
+    );
     c.get_key_policy().key_id(&id).send().await.unwrap();
 }

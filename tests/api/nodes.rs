@@ -21,7 +21,10 @@ where
         if f().await.as_deref() == Some(want) {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(1), "{what}: not enforced on the other node within a second");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{what}: not enforced on the other node within a second"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -31,39 +34,103 @@ async fn changes_on_one_node_are_enforced_by_the_other_within_a_second() {
     let s = Server::start().await;
     let second = tokio::task::block_in_place(|| s.second_node());
     let one = s.client();
-    let (carol_arn, carol_id, carol_secret, _) = tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "carol", None));
+    let (carol_arn, carol_id, carol_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "carol", None));
     let carol_two = s.client_of(&second, &carol_id, &carol_secret);
     let two = s.client_of(&second, &s.access_key_id, &s.secret);
 
-    let key = one.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-    let grant = one.create_grant().key_id(&key).grantee_principal(&carol_arn).operations(GrantOperation::Encrypt).send().await.unwrap();
+    let key = one
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let grant = one
+        .create_grant()
+        .key_id(&key)
+        .grantee_principal(&carol_arn)
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap();
     // Warm the second node's caches.
-    two.encrypt().key_id(&key).plaintext(pt()).send().await.unwrap();
-    carol_two.encrypt().key_id(&key).plaintext(pt()).send().await.unwrap();
+    two.encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    carol_two
+        .encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
 
     // A revoked grant.
-    one.revoke_grant().key_id(&key).grant_id(grant.grant_id.unwrap()).send().await.unwrap();
+    one.revoke_grant()
+        .key_id(&key)
+        .grant_id(grant.grant_id.unwrap())
+        .send()
+        .await
+        .unwrap();
     within_a_second("revoked grant", "AccessDeniedException", || async {
-        carol_two.encrypt().key_id(&key).plaintext(pt()).send().await.err().and_then(|e| aws_sdk_kms::error::ProvideErrorMetadata::code(&e).map(str::to_string))
+        carol_two
+            .encrypt()
+            .key_id(&key)
+            .plaintext(pt())
+            .send()
+            .await
+            .err()
+            .and_then(|e| aws_sdk_kms::error::ProvideErrorMetadata::code(&e).map(str::to_string))
     })
     .await;
 
     // A disabled key.
     one.disable_key().key_id(&key).send().await.unwrap();
     within_a_second("disabled key", "DisabledException", || async {
-        two.encrypt().key_id(&key).plaintext(pt()).send().await.err().and_then(|e| aws_sdk_kms::error::ProvideErrorMetadata::code(&e).map(str::to_string))
+        two.encrypt()
+            .key_id(&key)
+            .plaintext(pt())
+            .send()
+            .await
+            .err()
+            .and_then(|e| aws_sdk_kms::error::ProvideErrorMetadata::code(&e).map(str::to_string))
     })
     .await;
     one.enable_key().key_id(&key).send().await.unwrap();
-    within_a_second("enabled key", "ok", || async { two.encrypt().key_id(&key).plaintext(pt()).send().await.ok().map(|_| "ok".to_string()) }).await;
+    within_a_second("enabled key", "ok", || async {
+        two.encrypt()
+            .key_id(&key)
+            .plaintext(pt())
+            .send()
+            .await
+            .ok()
+            .map(|_| "ok".to_string())
+    })
+    .await;
 
     // A changed key policy: an explicit deny for the administrator's Encrypt.
     let deny = r#"{"Version":"2012-10-17","Statement":[
         {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"},
         {"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::123456789012:user/admin"},"Action":"kms:Encrypt","Resource":"*"}]}"#;
-    one.put_key_policy().key_id(&key).policy(deny).send().await.unwrap();
+    one.put_key_policy()
+        .key_id(&key)
+        .policy(deny)
+        .send()
+        .await
+        .unwrap();
     within_a_second("changed key policy", "AccessDeniedException", || async {
-        two.encrypt().key_id(&key).plaintext(pt()).send().await.err().and_then(|e| aws_sdk_kms::error::ProvideErrorMetadata::code(&e).map(str::to_string))
+        two.encrypt()
+            .key_id(&key)
+            .plaintext(pt())
+            .send()
+            .await
+            .err()
+            .and_then(|e| aws_sdk_kms::error::ProvideErrorMetadata::code(&e).map(str::to_string))
     })
     .await;
 }

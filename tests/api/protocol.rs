@@ -7,37 +7,102 @@ const CT: &str = "application/x-amz-json-1.1";
 #[tokio::test]
 async fn framing_errors_are_400s_with_aws_names() {
     let s = Server::start().await;
-    let ok = s.raw(Some("TrentService.ListKeys"), CT, b"{}".to_vec(), true).await;
+    let ok = s
+        .raw(Some("TrentService.ListKeys"), CT, b"{}".to_vec(), true)
+        .await;
     assert_eq!(ok.status, 200);
     assert!(ok.headers.get("x-amzn-requestid").is_some());
     assert_eq!(ok.headers.get("content-type").unwrap(), CT);
     assert!(ok.json["Keys"].is_array());
 
-    let r = s.raw(Some("TrentService.ListKeys"), CT, b"{not json".to_vec(), true).await;
-    assert_eq!((r.status, r.error_type()), (400, "SerializationException"), "{:?}", r.json);
+    let r = s
+        .raw(
+            Some("TrentService.ListKeys"),
+            CT,
+            b"{not json".to_vec(),
+            true,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_type()),
+        (400, "SerializationException"),
+        "{:?}",
+        r.json
+    );
     assert!(r.headers.get("x-amzn-requestid").is_some());
 
-    let r = s.raw(Some("TrentService.GenerateRandom"), CT, br#"{"NumberOfBytes":"many"}"#.to_vec(), true).await;
-    assert_eq!((r.status, r.error_type()), (400, "SerializationException"), "{:?}", r.json);
+    let r = s
+        .raw(
+            Some("TrentService.GenerateRandom"),
+            CT,
+            br#"{"NumberOfBytes":"many"}"#.to_vec(),
+            true,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_type()),
+        (400, "SerializationException"),
+        "{:?}",
+        r.json
+    );
 
-    let r = s.raw(Some("TrentService.Encrypt"), CT, br#"{"KeyId":"x","Plaintext":"%%%notbase64"}"#.to_vec(), true).await;
-    assert_eq!((r.status, r.error_type()), (400, "SerializationException"), "{:?}", r.json);
+    let r = s
+        .raw(
+            Some("TrentService.Encrypt"),
+            CT,
+            br#"{"KeyId":"x","Plaintext":"%%%notbase64"}"#.to_vec(),
+            true,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_type()),
+        (400, "SerializationException"),
+        "{:?}",
+        r.json
+    );
 
-    let r = s.raw(Some("TrentService.FlyToTheMoon"), CT, b"{}".to_vec(), true).await;
-    assert_eq!((r.status, r.error_type()), (400, "UnknownOperationException"));
+    let r = s
+        .raw(Some("TrentService.FlyToTheMoon"), CT, b"{}".to_vec(), true)
+        .await;
+    assert_eq!(
+        (r.status, r.error_type()),
+        (400, "UnknownOperationException")
+    );
     let r = s.raw(None, CT, b"{}".to_vec(), true).await;
-    assert_eq!((r.status, r.error_type()), (400, "UnknownOperationException"));
+    assert_eq!(
+        (r.status, r.error_type()),
+        (400, "UnknownOperationException")
+    );
 
-    let r = s.raw(Some("TrentService.ListKeys"), "application/json", b"{}".to_vec(), true).await;
+    let r = s
+        .raw(
+            Some("TrentService.ListKeys"),
+            "application/json",
+            b"{}".to_vec(),
+            true,
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error_type(), "UnknownOperationException", "{:?}", r.json);
 
     let big = vec![b' '; 2 * 1024 * 1024];
     let r = s.raw(Some("TrentService.ListKeys"), CT, big, true).await;
-    assert_eq!((r.status, r.error_type()), (400, "ValidationException"), "{:?}", r.json);
+    assert_eq!(
+        (r.status, r.error_type()),
+        (400, "ValidationException"),
+        "{:?}",
+        r.json
+    );
 
     // Unknown members are ignored, as AWS does.
-    let r = s.raw(Some("TrentService.ListKeys"), CT, br#"{"Limit":5,"Whatever":true}"#.to_vec(), true).await;
+    let r = s
+        .raw(
+            Some("TrentService.ListKeys"),
+            CT,
+            br#"{"Limit":5,"Whatever":true}"#.to_vec(),
+            true,
+        )
+        .await;
     assert_eq!(r.status, 200);
 
     // The server still works after all that.

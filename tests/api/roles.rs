@@ -8,7 +8,9 @@ fn sts(s: &Server, id: &str, secret: &str) -> aws_sdk_sts::Client {
         .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
         .region(aws_sdk_sts::config::Region::new(REGION))
         .endpoint_url(&s.endpoint)
-        .credentials_provider(aws_sdk_sts::config::Credentials::new(id, secret, None, None, "test"))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            id, secret, None, None, "test",
+        ))
         .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
         .build();
     aws_sdk_sts::Client::from_conf(conf)
@@ -35,9 +37,18 @@ fn kms_with_session(s: &Server, c: &aws_sdk_sts::types::Credentials) -> aws_sdk_
 async fn an_assumed_role_works_and_then_expires() {
     let s = Server::start_with(&[("KMS_STS_MIN_SESSION_SECONDS", "1")]).await;
     let root = s.client();
-    let key = root.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-    let (alice_arn, alice_id, alice_secret, _) = tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "alice", None));
-    let (_, bob_id, bob_secret, _) = tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "bob", None));
+    let key = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let (alice_arn, alice_id, alice_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "alice", None));
+    let (_, bob_id, bob_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "bob", None));
     let trust = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{alice_arn}"}},"Action":"sts:AssumeRole","Resource":"*"}}]}}"#
     );
@@ -45,8 +56,18 @@ async fn an_assumed_role_works_and_then_expires() {
     tokio::task::block_in_place(|| s.put_user_policy(&role, "use", super::access::ALL));
 
     // Bob is not trusted.
-    let e = sts(&s, &bob_id, &bob_secret).assume_role().role_arn(&role).role_session_name("bob-1").send().await.unwrap_err();
-    assert_eq!(aws_sdk_sts::error::ProvideErrorMetadata::code(&e), Some("AccessDenied"), "{e:?}");
+    let e = sts(&s, &bob_id, &bob_secret)
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("bob-1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_sts::error::ProvideErrorMetadata::code(&e),
+        Some("AccessDenied"),
+        "{e:?}"
+    );
 
     let out = sts(&s, &alice_id, &alice_secret)
         .assume_role()
@@ -56,7 +77,11 @@ async fn an_assumed_role_works_and_then_expires() {
         .send()
         .await
         .unwrap();
-    let who = sts(&s, &alice_id, &alice_secret).get_caller_identity().send().await.unwrap();
+    let who = sts(&s, &alice_id, &alice_secret)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
     assert_eq!(who.arn.as_deref(), Some(alice_arn.as_str()));
     assert_eq!(who.account.as_deref(), Some("123456789012"));
     let user = out.assumed_role_user.unwrap();
@@ -64,20 +89,46 @@ async fn an_assumed_role_works_and_then_expires() {
     let creds = out.credentials.unwrap();
     assert!(creds.access_key_id.starts_with("ASIA"));
     let session = kms_with_session(&s, &creds);
-    let blob = session.encrypt().key_id(&key).plaintext(Blob::new(b"as a role".to_vec())).send().await.unwrap().ciphertext_blob.unwrap();
-    session.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    let blob = session
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"as a role".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    session
+        .decrypt()
+        .ciphertext_blob(blob)
+        .send()
+        .await
+        .unwrap();
 
     // Without its session token, or with another, the session key is refused.
     let no_token = s.client_with(&creds.access_key_id, &creds.secret_access_key, REGION, None);
-    assert_eq!(code(no_token.list_keys().send().await), "UnrecognizedClientException");
+    assert_eq!(
+        code(no_token.list_keys().send().await),
+        "UnrecognizedClientException"
+    );
     // After expiry.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     let (c, m) = message(session.list_keys().send().await);
     assert_eq!(c, "ExpiredTokenException", "{m}");
 
     // Validation errors read like STS's.
-    let e = sts(&s, &alice_id, &alice_secret).assume_role().role_arn(&role).role_session_name("x").send().await.unwrap_err();
-    assert_eq!(aws_sdk_sts::error::ProvideErrorMetadata::code(&e), Some("ValidationError"), "{e:?}");
+    let e = sts(&s, &alice_id, &alice_secret)
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("x")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_sts::error::ProvideErrorMetadata::code(&e),
+        Some("ValidationError"),
+        "{e:?}"
+    );
     let e = sts(&s, &alice_id, &alice_secret)
         .assume_role()
         .role_arn("arn:aws:iam::123456789012:role/nope")
@@ -85,5 +136,9 @@ async fn an_assumed_role_works_and_then_expires() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(aws_sdk_sts::error::ProvideErrorMetadata::code(&e), Some("AccessDenied"), "{e:?}");
+    assert_eq!(
+        aws_sdk_sts::error::ProvideErrorMetadata::code(&e),
+        Some("AccessDenied"),
+        "{e:?}"
+    );
 }

@@ -11,7 +11,11 @@ async fn clocked() -> Server {
     let dir = tempfile::tempdir().unwrap().keep();
     let f = dir.join("clock-offset");
     std::fs::write(&f, "0").unwrap();
-    Server::start_with(&[("KMS_CLOCK_OFFSET_FILE", f.to_str().unwrap()), ("KMS_SCHEDULER_INTERVAL_MS", "50")]).await
+    Server::start_with(&[
+        ("KMS_CLOCK_OFFSET_FILE", f.to_str().unwrap()),
+        ("KMS_SCHEDULER_INTERVAL_MS", "50"),
+    ])
+    .await
 }
 
 fn pt() -> Blob {
@@ -34,21 +38,66 @@ where
 async fn a_key_is_deleted_when_its_window_ends_and_its_material_is_gone() {
     let s = clocked().await;
     let c = s.client();
-    let key = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-    c.create_alias().alias_name("alias/doomed").target_key_id(&key).send().await.unwrap();
-    let blob = c.encrypt().key_id(&key).plaintext(pt()).send().await.unwrap().ciphertext_blob.unwrap();
-    c.schedule_key_deletion().key_id(&key).pending_window_in_days(7).send().await.unwrap();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    c.create_alias()
+        .alias_name("alias/doomed")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    c.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
     s.advance_days(6);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(c.describe_key().key_id(&key).send().await.is_ok(), "not before the window ends");
+    assert!(
+        c.describe_key().key_id(&key).send().await.is_ok(),
+        "not before the window ends"
+    );
     s.advance_days(2);
-    eventually("deletion", || async { c.describe_key().key_id(&key).send().await.is_err() }).await;
-    assert_eq!(code(c.describe_key().key_id(&key).send().await), "NotFoundException");
-    assert_eq!(code(c.decrypt().ciphertext_blob(blob).send().await), "InvalidCiphertextException");
-    assert_eq!(code(c.describe_key().key_id("alias/doomed").send().await), "NotFoundException");
+    eventually("deletion", || async {
+        c.describe_key().key_id(&key).send().await.is_err()
+    })
+    .await;
+    assert_eq!(
+        code(c.describe_key().key_id(&key).send().await),
+        "NotFoundException"
+    );
+    assert_eq!(
+        code(c.decrypt().ciphertext_blob(blob).send().await),
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        code(c.describe_key().key_id("alias/doomed").send().await),
+        "NotFoundException"
+    );
     assert!(c.list_aliases().send().await.unwrap().aliases().is_empty());
     let pool = s.db.pool().await;
-    let left: i64 = sqlx::query("SELECT count(*) FROM key_materials WHERE key_id = $1::uuid").bind(&key).fetch_one(&pool).await.unwrap().get(0);
+    let left: i64 = sqlx::query("SELECT count(*) FROM key_materials WHERE key_id = $1::uuid")
+        .bind(&key)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(left, 0, "the wrapped material is gone from the database");
 }
 
@@ -59,38 +108,124 @@ async fn rotation_by_schedule_and_on_demand_keeps_old_ciphertexts_working() {
     let key = c.create_key().send().await.unwrap().key_metadata.unwrap();
     let id = key.key_id.clone();
     let first_material = key.current_key_material_id.clone().unwrap();
-    assert_eq!(code(c.enable_key_rotation().key_id(&id).rotation_period_in_days(89).send().await), "ValidationException");
-    c.enable_key_rotation().key_id(&id).rotation_period_in_days(90).send().await.unwrap();
-    let st = c.get_key_rotation_status().key_id(&id).send().await.unwrap();
+    assert_eq!(
+        code(
+            c.enable_key_rotation()
+                .key_id(&id)
+                .rotation_period_in_days(89)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    c.enable_key_rotation()
+        .key_id(&id)
+        .rotation_period_in_days(90)
+        .send()
+        .await
+        .unwrap();
+    let st = c
+        .get_key_rotation_status()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap();
     assert!(st.key_rotation_enabled);
     assert_eq!(st.rotation_period_in_days, Some(90));
     let days = (st.next_rotation_date.unwrap().as_secs_f64()
-        - std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64())
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64())
         / 86400.0;
     assert!((89.9..90.1).contains(&days), "{days}");
-    let old = c.encrypt().key_id(&id).plaintext(pt()).send().await.unwrap().ciphertext_blob.unwrap();
+    let old = c
+        .encrypt()
+        .key_id(&id)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
     s.advance_days(91);
-    eventually("scheduled rotation", || async { c.list_key_rotations().key_id(&id).send().await.unwrap().rotations().len() == 1 }).await;
+    eventually("scheduled rotation", || async {
+        c.list_key_rotations()
+            .key_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .rotations()
+            .len()
+            == 1
+    })
+    .await;
     let r = c.list_key_rotations().key_id(&id).send().await.unwrap();
-    assert_eq!(r.rotations()[0].rotation_type, Some(RotationType::Automatic));
-    let d = c.describe_key().key_id(&id).send().await.unwrap().key_metadata.unwrap();
+    assert_eq!(
+        r.rotations()[0].rotation_type,
+        Some(RotationType::Automatic)
+    );
+    let d = c
+        .describe_key()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
     assert_ne!(d.current_key_material_id.unwrap(), first_material);
-    let new = c.encrypt().key_id(&id).plaintext(pt()).send().await.unwrap().ciphertext_blob.unwrap();
+    let new = c
+        .encrypt()
+        .key_id(&id)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
     assert_eq!(&new.as_ref()[17..21], &2u32.to_be_bytes());
     for b in [old.clone(), new] {
-        assert_eq!(c.decrypt().ciphertext_blob(b).send().await.unwrap().plaintext.unwrap().into_inner(), b"long-lived");
+        assert_eq!(
+            c.decrypt()
+                .ciphertext_blob(b)
+                .send()
+                .await
+                .unwrap()
+                .plaintext
+                .unwrap()
+                .into_inner(),
+            b"long-lived"
+        );
     }
     // On demand.
     c.rotate_key_on_demand().key_id(&id).send().await.unwrap();
     let r = c.list_key_rotations().key_id(&id).send().await.unwrap();
     assert_eq!(r.rotations().len(), 2);
     assert_eq!(r.rotations()[1].rotation_type, Some(RotationType::OnDemand));
-    c.re_encrypt().ciphertext_blob(old).destination_key_id(&id).send().await.unwrap();
+    c.re_encrypt()
+        .ciphertext_blob(old)
+        .destination_key_id(&id)
+        .send()
+        .await
+        .unwrap();
     c.disable_key_rotation().key_id(&id).send().await.unwrap();
-    assert!(!c.get_key_rotation_status().key_id(&id).send().await.unwrap().key_rotation_enabled);
+    assert!(
+        !c.get_key_rotation_status()
+            .key_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .key_rotation_enabled
+    );
     c.disable_key().key_id(&id).send().await.unwrap();
-    assert_eq!(code(c.rotate_key_on_demand().key_id(&id).send().await), "DisabledException");
-    assert_eq!(code(c.enable_key_rotation().key_id(&id).send().await), "DisabledException");
+    assert_eq!(
+        code(c.rotate_key_on_demand().key_id(&id).send().await),
+        "DisabledException"
+    );
+    assert_eq!(
+        code(c.enable_key_rotation().key_id(&id).send().await),
+        "DisabledException"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,35 +235,73 @@ async fn two_nodes_rotate_and_delete_each_due_key_exactly_once() {
     let c = s.client();
     let mut rotating = Vec::new();
     for _ in 0..6 {
-        let k = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-        c.enable_key_rotation().key_id(&k).rotation_period_in_days(90).send().await.unwrap();
+        let k = c
+            .create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        c.enable_key_rotation()
+            .key_id(&k)
+            .rotation_period_in_days(90)
+            .send()
+            .await
+            .unwrap();
         rotating.push(k);
     }
     let mut doomed = Vec::new();
     for _ in 0..4 {
-        let k = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-        c.schedule_key_deletion().key_id(&k).pending_window_in_days(7).send().await.unwrap();
+        let k = c
+            .create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        c.schedule_key_deletion()
+            .key_id(&k)
+            .pending_window_in_days(7)
+            .send()
+            .await
+            .unwrap();
         doomed.push(k);
     }
     s.advance_days(100);
     let pool = s.db.pool().await;
     eventually("all jobs", || async {
-        let rotated: i64 = sqlx::query("SELECT count(*) FROM key_materials WHERE rotation_type = 'AUTOMATIC'")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .get(0);
-        let left: i64 = sqlx::query("SELECT count(*) FROM keys WHERE key_state = 'PendingDeletion'").fetch_one(&pool).await.unwrap().get(0);
+        let rotated: i64 =
+            sqlx::query("SELECT count(*) FROM key_materials WHERE rotation_type = 'AUTOMATIC'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get(0);
+        let left: i64 =
+            sqlx::query("SELECT count(*) FROM keys WHERE key_state = 'PendingDeletion'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get(0);
         rotated >= 6 && left == 0
     })
     .await;
     // Give both nodes a few more ticks, then check nothing ran twice.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for k in &rotating {
-        let n: i64 = sqlx::query("SELECT count(*) FROM key_materials WHERE key_id = $1::uuid").bind(k).fetch_one(&pool).await.unwrap().get(0);
+        let n: i64 = sqlx::query("SELECT count(*) FROM key_materials WHERE key_id = $1::uuid")
+            .bind(k)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(n, 2, "key {k} rotated exactly once");
     }
     for k in &doomed {
-        assert_eq!(code(c.describe_key().key_id(k).send().await), "NotFoundException");
+        assert_eq!(
+            code(c.describe_key().key_id(k).send().await),
+            "NotFoundException"
+        );
     }
 }

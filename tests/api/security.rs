@@ -7,17 +7,21 @@ use aws_sdk_kms::types::DataKeySpec;
 use sqlx::Row;
 
 async fn dump_database(pool: &sqlx::PgPool) -> String {
-    let tables: Vec<String> = sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String, _>("tablename"))
-        .collect();
+    let tables: Vec<String> =
+        sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("tablename"))
+            .collect();
     assert!(tables.len() >= 6, "{tables:?}");
     let mut all = String::new();
     for t in tables {
-        let rows = sqlx::query(&format!("SELECT t::text AS row FROM {t} t")).fetch_all(pool).await.unwrap();
+        let rows = sqlx::query(&format!("SELECT t::text AS row FROM {t} t"))
+            .fetch_all(pool)
+            .await
+            .unwrap();
         for r in rows {
             all.push_str(&r.get::<String, _>("row"));
             all.push('\n');
@@ -30,14 +34,32 @@ async fn dump_database(pool: &sqlx::PgPool) -> String {
 async fn plaintext_data_keys_and_secrets_appear_nowhere_in_the_database_or_log() {
     let s = Server::start().await;
     let c = s.client();
-    let key = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
     let mut secrets: Vec<Vec<u8>> = Vec::new();
     for _ in 0..5 {
-        let dk = c.generate_data_key().key_id(&key).key_spec(DataKeySpec::Aes256).send().await.unwrap();
+        let dk = c
+            .generate_data_key()
+            .key_id(&key)
+            .key_spec(DataKeySpec::Aes256)
+            .send()
+            .await
+            .unwrap();
         secrets.push(dk.plaintext.unwrap().into_inner());
     }
     let pt = b"my database password is hunter2".to_vec();
-    c.encrypt().key_id(&key).plaintext(Blob::new(pt.clone())).send().await.unwrap();
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(pt.clone()))
+        .send()
+        .await
+        .unwrap();
     secrets.push(pt);
     let pool = s.db.pool().await;
     let dump = dump_database(&pool).await;
@@ -51,7 +73,9 @@ async fn plaintext_data_keys_and_secrets_appear_nowhere_in_the_database_or_log()
             assert!(!dump.contains(&h), "plaintext found in the database");
             assert!(!log.contains(&h), "plaintext found in the log");
         }
-        let b64 = base64::engine::general_purpose::STANDARD.encode(sec).to_lowercase();
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode(sec)
+            .to_lowercase();
         assert!(!dump.contains(&b64) && !log.contains(&b64));
     }
     // The administrator's secret access key is not in the database either.
@@ -67,8 +91,20 @@ async fn token_object_count_does_not_grow_with_keys() {
     assert_eq!(before, 2, "root wrapping key and metadata MAC key");
     let c = s.client();
     for _ in 0..25 {
-        let key = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-        c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
+        let key = c
+            .create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        c.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await
+            .unwrap();
     }
     assert_eq!(s.token.object_files(), before);
 }
@@ -77,8 +113,22 @@ async fn token_object_count_does_not_grow_with_keys() {
 async fn tampered_key_rows_are_refused() {
     let s = Server::start().await;
     let c = s.client();
-    let a = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-    let b = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let a = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let b = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
     let pool = s.db.pool().await;
     // Swap b's wrapped material for a's: both blobs are genuine, but the MAC binds each to its key.
     sqlx::query(
@@ -89,10 +139,20 @@ async fn tampered_key_rows_are_refused() {
     .execute(&pool)
     .await
     .unwrap();
-    let r = c.encrypt().key_id(&b).plaintext(Blob::new(b"x".to_vec())).send().await;
+    let r = c
+        .encrypt()
+        .key_id(&b)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await;
     assert_eq!(code(r), "KeyUnavailableException");
     // The untouched key still works.
-    c.encrypt().key_id(&a).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
+    c.encrypt()
+        .key_id(&a)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
     assert!(s.server_log().contains("failed its integrity check"));
 }
 
@@ -101,7 +161,14 @@ async fn tampered_key_rows_are_refused() {
 async fn gcm_invocations_are_counted_durably() {
     let mut s = Server::start().await;
     let c = s.client();
-    let key = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
     let pool = s.db.pool().await;
     let reserved = |pool: sqlx::PgPool, key: String| async move {
         sqlx::query("SELECT invocations_reserved FROM key_materials WHERE key_id = $1::uuid")
@@ -111,12 +178,29 @@ async fn gcm_invocations_are_counted_durably() {
             .unwrap()
             .get::<i64, _>(0)
     };
-    assert_eq!(reserved(pool.clone(), key.clone()).await, 0, "creating a key encrypts nothing");
+    assert_eq!(
+        reserved(pool.clone(), key.clone()).await,
+        0,
+        "creating a key encrypts nothing"
+    );
     let mut blob = None;
     for _ in 0..3 {
-        blob = Some(c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap().ciphertext_blob.unwrap());
+        blob = Some(
+            c.encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await
+                .unwrap()
+                .ciphertext_blob
+                .unwrap(),
+        );
     }
-    assert_eq!(reserved(pool.clone(), key.clone()).await, 1024, "one small lease covers the first encryptions");
+    assert_eq!(
+        reserved(pool.clone(), key.clone()).await,
+        1024,
+        "one small lease covers the first encryptions"
+    );
 
     // Leave room for exactly one more lease, restart (the in-memory lease is gone): it works.
     let limit: i64 = 1 << 32;
@@ -128,19 +212,52 @@ async fn gcm_invocations_are_counted_durably() {
         .unwrap();
     tokio::task::block_in_place(|| s.spawn());
     let c = s.client();
-    c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reserved(pool.clone(), key.clone()).await, limit);
 
     // At the bound (after a restart, so no lease is left in memory): the key rotates to new
     // material by itself, and ciphertexts of the old material still decrypt.
     tokio::task::block_in_place(|| s.spawn());
     let c = s.client();
-    let fresh = c.encrypt().key_id(&key).plaintext(Blob::new(b"y".to_vec())).send().await.unwrap().ciphertext_blob.unwrap();
-    assert_eq!(&fresh.as_ref()[17..21], &2u32.to_be_bytes(), "the new blob names material version 2");
-    let pt = c.decrypt().ciphertext_blob(blob.unwrap()).send().await.unwrap().plaintext.unwrap();
+    let fresh = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"y".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    assert_eq!(
+        &fresh.as_ref()[17..21],
+        &2u32.to_be_bytes(),
+        "the new blob names material version 2"
+    );
+    let pt = c
+        .decrypt()
+        .ciphertext_blob(blob.unwrap())
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap();
     assert_eq!(pt.into_inner(), b"x");
-    assert_eq!(reserved(pool.clone(), key.clone()).await, limit, "version 1 is never used again");
-    let versions: i64 = sqlx::query("SELECT count(*) FROM key_materials WHERE key_id = $1::uuid").bind(&key).fetch_one(&pool).await.unwrap().get(0);
+    assert_eq!(
+        reserved(pool.clone(), key.clone()).await,
+        limit,
+        "version 1 is never used again"
+    );
+    let versions: i64 = sqlx::query("SELECT count(*) FROM key_materials WHERE key_id = $1::uuid")
+        .bind(&key)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(versions, 2);
     let rotations = c.list_key_rotations().key_id(&key).send().await.unwrap();
     assert_eq!(rotations.rotations().len(), 1);
@@ -153,14 +270,39 @@ async fn gcm_invocations_are_counted_durably() {
 async fn key_changes_reach_the_metadata_cache() {
     let s = Server::start().await;
     let c = s.client();
-    let key = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-    c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
     let pool = s.db.pool().await;
-    sqlx::query("UPDATE keys SET key_state = 'Disabled' WHERE key_id = $1::uuid").bind(&key).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE keys SET key_state = 'Disabled' WHERE key_id = $1::uuid")
+        .bind(&key)
+        .execute(&pool)
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match c.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await {
-            Ok(_) => assert!(std::time::Instant::now() < deadline, "the cache never saw the change"),
+        match c
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await
+        {
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the cache never saw the change"
+            ),
             Err(e) => {
                 assert_eq!(code::<(), _>(Err(e)), "DisabledException");
                 break;
@@ -168,7 +310,14 @@ async fn key_changes_reach_the_metadata_cache() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let d = c.describe_key().key_id(&key).send().await.unwrap().key_metadata.unwrap();
+    let d = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
     assert!(!d.enabled);
 }
 
@@ -178,14 +327,36 @@ async fn key_changes_reach_the_metadata_cache() {
 async fn a_key_moved_in_the_database_is_refused_even_when_cached() {
     let s = Server::start().await;
     let east = s.client();
-    let key = east.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
-    east.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await.unwrap();
+    let key = east
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    east.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
     let pool = s.db.pool().await;
-    sqlx::query("UPDATE keys SET region = 'eu-west-1' WHERE key_id = $1::uuid").bind(&key).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE keys SET region = 'eu-west-1' WHERE key_id = $1::uuid")
+        .bind(&key)
+        .execute(&pool)
+        .await
+        .unwrap();
     let west = s.client_in(OTHER_REGION);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match west.encrypt().key_id(&key).plaintext(Blob::new(b"x".to_vec())).send().await {
+        match west
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await
+        {
             Ok(_) => panic!("moved key material was used"),
             Err(e) => {
                 let c = code::<(), _>(Err(e));
@@ -206,8 +377,17 @@ async fn a_principal_moved_in_the_database_is_refused() {
     let mut s = Server::start().await;
     s.client().list_keys().send().await.unwrap();
     let pool = s.db.pool().await;
-    sqlx::query("INSERT INTO accounts (account_id, name) VALUES ('111122223333', 'other')").execute(&pool).await.unwrap();
-    sqlx::query("UPDATE principals SET account_id = '111122223333'").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO accounts (account_id, name) VALUES ('111122223333', 'other')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE principals SET account_id = '111122223333'")
+        .execute(&pool)
+        .await
+        .unwrap();
     tokio::task::block_in_place(|| s.spawn());
-    assert_eq!(code(s.client().list_keys().send().await), "UnrecognizedClientException");
+    assert_eq!(
+        code(s.client().list_keys().send().await),
+        "UnrecognizedClientException"
+    );
 }

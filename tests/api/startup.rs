@@ -21,16 +21,31 @@ async fn init_is_idempotent_and_provisionable() {
         let id = "AKIAPROVISIONED00001";
         let secret = "Provisioned/Secret/0123456789abcdefghijkl";
         let first = run_init(&token, &db, Some((id, secret)));
-        assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+        assert!(
+            first.status.success(),
+            "{}",
+            String::from_utf8_lossy(&first.stderr)
+        );
         let out = String::from_utf8_lossy(&first.stdout).to_string();
         assert_eq!(parse_credentials(&out).0.as_deref(), Some(id));
-        assert!(!out.contains(secret), "a provisioned secret is not printed back");
+        assert!(
+            !out.contains(secret),
+            "a provisioned secret is not printed back"
+        );
         let objects = token.object_files();
         assert_eq!(objects, 2);
         let again = run_init(&token, &db, None);
-        assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+        assert!(
+            again.status.success(),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
         let out = String::from_utf8_lossy(&again.stdout).to_string();
-        assert_eq!(parse_credentials(&out), (Some(id.to_string()), None), "no new key, no secret");
+        assert_eq!(
+            parse_credentials(&out),
+            (Some(id.to_string()), None),
+            "no new key, no secret"
+        );
         assert_eq!(token.object_files(), objects, "no new token objects");
     })
     .await
@@ -38,7 +53,10 @@ async fn init_is_idempotent_and_provisionable() {
     // The provisioned credentials work.
     let token = Token::new();
     let db = Database::new();
-    let (id, secret) = ("AKIAPROVISIONED00002", "Another/Provisioned/Secret/0123456789abcd");
+    let (id, secret) = (
+        "AKIAPROVISIONED00002",
+        "Another/Provisioned/Secret/0123456789abcd",
+    );
     assert!(run_init(&token, &db, Some((id, secret))).status.success());
     let s = Server::from_parts(token, db, id, secret);
     s.client().list_keys().send().await.unwrap();
@@ -52,7 +70,11 @@ fn init_refuses_unusable_provisioned_credentials() {
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("28 to 128"), "{e}");
-    let out = run_init(&token, &db, Some(("bad id!", "Provisioned/Secret/0123456789abcdefghijkl")));
+    let out = run_init(
+        &token,
+        &db,
+        Some(("bad id!", "Provisioned/Secret/0123456789abcdefghijkl")),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("access key ids"));
 }
@@ -105,7 +127,14 @@ async fn sigterm_drains_in_flight_requests() {
     use aws_sdk_kms::primitives::Blob;
     let mut s = Server::start().await;
     let c = s.client();
-    let key = c.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -113,13 +142,25 @@ async fn sigterm_drains_in_flight_requests() {
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut refused) = (0, 0);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match c.encrypt().key_id(&key).plaintext(Blob::new(vec![1u8; 64])).send().await {
+                match c
+                    .encrypt()
+                    .key_id(&key)
+                    .plaintext(Blob::new(vec![1u8; 64]))
+                    .send()
+                    .await
+                {
                     Ok(_) => ok += 1,
                     Err(e) => {
                         // After shutdown, connections are refused or closed before a request
                         // is read; never a service error.
-                        assert!(e.as_service_error().is_none(), "service error during drain: {e:?}");
-                        assert!(e.raw_response().is_none(), "a response was cut or failed: {e:?}");
+                        assert!(
+                            e.as_service_error().is_none(),
+                            "service error during drain: {e:?}"
+                        );
+                        assert!(
+                            e.raw_response().is_none(),
+                            "a response was cut or failed: {e:?}"
+                        );
                         refused += 1;
                         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     }

@@ -21,11 +21,13 @@ pub fn kms_bin() -> &'static str {
 }
 
 pub fn pg_base() -> String {
-    std::env::var("KMS_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("KMS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 pub fn softhsm_module() -> String {
-    std::env::var("KMS_TEST_PKCS11_MODULE").unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into())
+    std::env::var("KMS_TEST_PKCS11_MODULE")
+        .unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into())
 }
 
 fn random_suffix() -> String {
@@ -45,16 +47,32 @@ impl Token {
         std::fs::create_dir_all(&tokens).unwrap();
         std::fs::write(
             dir.path().join("softhsm2.conf"),
-            format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
         )
         .unwrap();
         let label = format!("t{}", random_suffix());
         let out = Command::new("softhsm2-util")
             .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
-            .args(["--init-token", "--free", "--label", &label, "--so-pin", SO_PIN, "--pin", PIN])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                &label,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                PIN,
+            ])
             .output()
             .expect("softhsm2-util must be installed (scripts/test.sh installs it)");
-        assert!(out.status.success(), "init-token failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "init-token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Token { dir, label }
     }
 
@@ -73,7 +91,8 @@ impl Token {
                     .filter(|e| {
                         let p = e.as_ref().unwrap().path();
                         // token.object holds the token itself, not a key.
-                        p.extension().is_some_and(|x| x == "object") && p.file_name().is_some_and(|n| n != "token.object")
+                        p.extension().is_some_and(|x| x == "object")
+                            && p.file_name().is_some_and(|n| n != "token.object")
                     })
                     .count();
             }
@@ -99,13 +118,20 @@ impl Database {
     }
 
     pub async fn pool(&self) -> sqlx::PgPool {
-        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&self.url()).await.expect("connect to test db")
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.url())
+            .await
+            .expect("connect to test db")
     }
 }
 
 impl Drop for Database {
     fn drop(&mut self) {
-        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
@@ -114,7 +140,11 @@ fn psql(sql: &str) {
         .args([&format!("{}/postgres", pg_base()), "-qXc", sql])
         .output()
         .expect("psql must be installed");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Environment for a `kms` process bound to a token and a database.
@@ -147,7 +177,8 @@ pub fn run_init(token: &Token, db: &Database, creds: Option<(&str, &str)>) -> st
     let mut cmd = Command::new(kms_bin());
     kms_env(&mut cmd, token, db);
     if let Some((id, secret)) = creds {
-        cmd.env("KMS_ADMIN_ACCESS_KEY_ID", id).env("KMS_ADMIN_SECRET_ACCESS_KEY", secret);
+        cmd.env("KMS_ADMIN_ACCESS_KEY_ID", id)
+            .env("KMS_ADMIN_SECRET_ACCESS_KEY", secret);
     }
     cmd.arg("init").output().expect("run kms init")
 }
@@ -169,19 +200,35 @@ pub fn parse_credentials(stdout: &str) -> (Option<String>, Option<String>) {
 
 impl Server {
     pub async fn start() -> Server {
-        tokio::task::spawn_blocking(|| Self::start_blocking(vec![])).await.unwrap()
+        tokio::task::spawn_blocking(|| Self::start_blocking(vec![]))
+            .await
+            .unwrap()
     }
 
     /// A server with extra settings in its environment.
     pub async fn start_with(env: &[(&str, &str)]) -> Server {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        tokio::task::spawn_blocking(move || Self::start_blocking(env)).await.unwrap()
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tokio::task::spawn_blocking(move || Self::start_blocking(env))
+            .await
+            .unwrap()
     }
 
     /// A server for a token and database that `kms init` already prepared.
     pub fn from_parts(token: Token, db: Database, id: &str, secret: &str) -> Server {
         let log = token.dir.path().join("server.log");
-        let mut s = Server { token, db, child: None, endpoint: String::new(), access_key_id: id.into(), secret: secret.into(), log, env: vec![] };
+        let mut s = Server {
+            token,
+            db,
+            child: None,
+            endpoint: String::new(),
+            access_key_id: id.into(),
+            secret: secret.into(),
+            log,
+            env: vec![],
+        };
         s.spawn();
         s
     }
@@ -190,7 +237,11 @@ impl Server {
         let token = Token::new();
         let db = Database::new();
         let init = run_init(&token, &db, None);
-        assert!(init.status.success(), "kms init failed: {}", String::from_utf8_lossy(&init.stderr));
+        assert!(
+            init.status.success(),
+            "kms init failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
         let (id, secret) = parse_credentials(&String::from_utf8_lossy(&init.stdout));
         let log = token.dir.path().join("server.log");
         let mut s = Server {
@@ -223,19 +274,36 @@ impl Server {
 
     /// Move the service clock forward (needs `KMS_CLOCK_OFFSET_FILE` from `start_with`).
     pub fn advance_days(&self, days: i64) {
-        let f = self.env.iter().find(|(k, _)| k == "KMS_CLOCK_OFFSET_FILE").map(|(_, v)| v.clone()).expect("clock file");
-        let now: i64 = std::fs::read_to_string(&f).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+        let f = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "KMS_CLOCK_OFFSET_FILE")
+            .map(|(_, v)| v.clone())
+            .expect("clock file");
+        let now: i64 = std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
         std::fs::write(&f, (now + days * 86400).to_string()).unwrap();
     }
 
     fn start_process(&self) -> (Child, String) {
         let mut cmd = Command::new(kms_bin());
         kms_env(&mut cmd, &self.token, &self.db);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.arg("serve").stdout(Stdio::piped()).stderr(log).spawn().expect("spawn kms serve");
+        let mut child = cmd
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kms serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -245,10 +313,19 @@ impl Server {
             }
             for _ in lines {}
         });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            panic!("kms serve did not start: {}", std::fs::read_to_string(&self.log).unwrap_or_default())
-        });
-        let url = line.split_whitespace().find(|w| w.starts_with("http://") || w.starts_with("https://")).expect("listening line").to_string();
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "kms serve did not start: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                )
+            });
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .expect("listening line")
+            .to_string();
         (child, url)
     }
 
@@ -298,7 +375,13 @@ impl Server {
         aws_sdk_kms::Client::from_conf(conf)
     }
 
-    pub fn client_with(&self, id: &str, secret: &str, region: &str, at: Option<SystemTime>) -> aws_sdk_kms::Client {
+    pub fn client_with(
+        &self,
+        id: &str,
+        secret: &str,
+        region: &str,
+        at: Option<SystemTime>,
+    ) -> aws_sdk_kms::Client {
         let mut b = aws_sdk_kms::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
@@ -324,36 +407,77 @@ impl Server {
 
     fn admin_ok(&self, args: &[&str]) -> String {
         let out = self.admin(args, &[]);
-        assert!(out.status.success(), "kms admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kms admin {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// Attach an identity policy (JSON text) to a principal.
     pub fn put_user_policy(&self, arn: &str, name: &str, policy: &str) {
-        let f = self.token.dir.path().join(format!("{}.json", uuid::Uuid::new_v4()));
+        let f = self
+            .token
+            .dir
+            .path()
+            .join(format!("{}.json", uuid::Uuid::new_v4()));
         std::fs::write(&f, policy).unwrap();
-        self.admin_ok(&["put-user-policy", "--user-arn", arn, "--policy-name", name, "--policy-document", f.to_str().unwrap()]);
+        self.admin_ok(&[
+            "put-user-policy",
+            "--user-arn",
+            arn,
+            "--policy-name",
+            name,
+            "--policy-document",
+            f.to_str().unwrap(),
+        ]);
     }
 
     /// A user in `account` (created if needed) with an optional identity policy, and a client
     /// signed with a fresh access key of theirs. Returns (user ARN, access key id, client).
-    pub fn new_user(&self, account: &str, name: &str, policy: Option<&str>) -> (String, String, aws_sdk_kms::Client) {
+    pub fn new_user(
+        &self,
+        account: &str,
+        name: &str,
+        policy: Option<&str>,
+    ) -> (String, String, aws_sdk_kms::Client) {
         let (arn, id, _, client) = self.new_user_with_secret(account, name, policy);
         (arn, id, client)
     }
 
     /// A role with a trust policy (JSON text); returns its ARN.
     pub fn create_role(&self, account: &str, name: &str, trust: &str) -> String {
-        let f = self.token.dir.path().join(format!("{}.json", uuid::Uuid::new_v4()));
+        let f = self
+            .token
+            .dir
+            .path()
+            .join(format!("{}.json", uuid::Uuid::new_v4()));
         std::fs::write(&f, trust).unwrap();
-        self.admin_ok(&["create-role", "--account-id", account, "--role-name", name, "--trust-policy", f.to_str().unwrap()])
-            .trim()
-            .to_string()
+        self.admin_ok(&[
+            "create-role",
+            "--account-id",
+            account,
+            "--role-name",
+            name,
+            "--trust-policy",
+            f.to_str().unwrap(),
+        ])
+        .trim()
+        .to_string()
     }
 
-    pub fn new_user_with_secret(&self, account: &str, name: &str, policy: Option<&str>) -> (String, String, String, aws_sdk_kms::Client) {
+    pub fn new_user_with_secret(
+        &self,
+        account: &str,
+        name: &str,
+        policy: Option<&str>,
+    ) -> (String, String, String, aws_sdk_kms::Client) {
         self.admin_ok(&["create-account", "--account-id", account]);
-        let arn = self.admin_ok(&["create-user", "--account-id", account, "--user-name", name]).trim().to_string();
+        let arn = self
+            .admin_ok(&["create-user", "--account-id", account, "--user-name", name])
+            .trim()
+            .to_string();
         if let Some(p) = policy {
             self.put_user_policy(&arn, "policy", p);
         }
@@ -369,8 +493,25 @@ impl Server {
     }
 
     /// Send a request signed by an independent SigV4 implementation (aws-sigv4), or unsigned.
-    pub async fn raw(&self, target: Option<&str>, content_type: &str, body: Vec<u8>, sign: bool) -> RawResponse {
-        raw_request(&self.endpoint, &self.access_key_id, &self.secret, REGION, target, content_type, body, sign, SystemTime::now()).await
+    pub async fn raw(
+        &self,
+        target: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+        sign: bool,
+    ) -> RawResponse {
+        raw_request(
+            &self.endpoint,
+            &self.access_key_id,
+            &self.secret,
+            REGION,
+            target,
+            content_type,
+            body,
+            sign,
+            SystemTime::now(),
+        )
+        .await
     }
 }
 
@@ -427,9 +568,13 @@ pub async fn raw_request(
     sign: bool,
     at: SystemTime,
 ) -> RawResponse {
-    let mut req = http::Request::builder().method("POST").uri(format!("{endpoint}/"));
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(format!("{endpoint}/"));
     let host = endpoint.trim_start_matches("http://").to_string();
-    req = req.header("host", host).header("content-type", content_type);
+    req = req
+        .header("host", host)
+        .header("content-type", content_type);
     if let Some(t) = target {
         req = req.header("x-amz-target", t);
     }
@@ -449,12 +594,22 @@ pub async fn raw_request(
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap();
     let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    RawResponse { status, headers, json }
+    RawResponse {
+        status,
+        headers,
+        json,
+    }
 }
 
 /// Sign an HTTP request with the independent `aws-sigv4` implementation, over the headers it
 /// carries now.
-pub fn sign_request(req: &mut http::Request<Vec<u8>>, id: &str, secret: &str, region: &str, at: SystemTime) {
+pub fn sign_request(
+    req: &mut http::Request<Vec<u8>>,
+    id: &str,
+    secret: &str,
+    region: &str,
+    at: SystemTime,
+) {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     let identity = Credentials::new(id, secret, None, None, "test").into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
@@ -466,8 +621,11 @@ pub fn sign_request(req: &mut http::Request<Vec<u8>>, id: &str, secret: &str, re
         .build()
         .unwrap()
         .into();
-    let headers: Vec<(String, String)> =
-        req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string())).collect();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
+        .collect();
     let body = req.body().clone();
     let signable = SignableRequest::new(
         "POST",
@@ -481,18 +639,27 @@ pub fn sign_request(req: &mut http::Request<Vec<u8>>, id: &str, secret: &str, re
 }
 
 /// The AWS error code of a failed SDK call.
-pub fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(r: Result<T, E>) -> String {
+pub fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    r: Result<T, E>,
+) -> String {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.code().unwrap_or_else(|| panic!("no error code in {e:?}")).to_string(),
+        Err(e) => e
+            .code()
+            .unwrap_or_else(|| panic!("no error code in {e:?}"))
+            .to_string(),
     }
 }
 
-pub fn message<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(r: Result<T, E>) -> (String, String) {
+pub fn message<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    r: Result<T, E>,
+) -> (String, String) {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => (
-            e.code().unwrap_or_else(|| panic!("no error code in {e:?}")).to_string(),
+            e.code()
+                .unwrap_or_else(|| panic!("no error code in {e:?}"))
+                .to_string(),
             e.message().unwrap_or("").to_string(),
         ),
     }

@@ -6,17 +6,71 @@ use std::process::Command;
 
 /// A test CA and a server certificate for 127.0.0.1 signed by it. Returns (CA cert, server
 /// chain, server key).
-fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let p = |n: &str| dir.join(n);
     let run = |args: &[&str]| {
-        let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl must be installed (scripts/test.sh installs it)");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl must be installed (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=kms test CA",
-          "-keyout", "ca.key", "-out", "ca.pem"]);
-    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=kms test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
     std::fs::write(p("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "server.pem"]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
     (p("ca.pem"), p("server.pem"), p("server.key"))
 }
 
@@ -24,13 +78,24 @@ fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBu
 async fn https_with_a_trusted_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path());
-    let s = Server::start_with(&[("KMS_TLS__CERT_FILE", cert.to_str().unwrap()), ("KMS_TLS__KEY_FILE", key.to_str().unwrap())]).await;
+    let s = Server::start_with(&[
+        ("KMS_TLS__CERT_FILE", cert.to_str().unwrap()),
+        ("KMS_TLS__KEY_FILE", key.to_str().unwrap()),
+    ])
+    .await;
     assert!(s.endpoint.starts_with("https://"), "{}", s.endpoint);
     use aws_smithy_http_client::tls;
     let pem = std::fs::read(&ca).unwrap();
     let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
-        .tls_context(tls::TlsContext::builder().with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem)).build().unwrap())
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(
+            tls::TlsContext::builder()
+                .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
+                .build()
+                .unwrap(),
+        )
         .build_https();
     let client = |id: &str, secret: &str| {
         aws_sdk_kms::Client::from_conf(
@@ -39,17 +104,28 @@ async fn https_with_a_trusted_certificate() {
                 .region(aws_sdk_kms::config::Region::new(REGION))
                 .endpoint_url(&s.endpoint)
                 .http_client(http.clone())
-                .credentials_provider(aws_sdk_kms::config::Credentials::new(id, secret, None, None, "tls"))
+                .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                    id, secret, None, None, "tls",
+                ))
                 .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
                 .build(),
         )
     };
     let admin = client(&s.access_key_id, &s.secret);
-    let key_id = admin.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+    let key_id = admin
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
     // A user allowed only over TLS.
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
         "Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#;
-    let (_, id, secret, _) = tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "tls-user", Some(policy)));
+    let (_, id, secret, _) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret("123456789012", "tls-user", Some(policy))
+    });
     client(&id, &secret)
         .encrypt()
         .key_id(&key_id)
@@ -72,7 +148,12 @@ fn a_bad_certificate_is_refused_at_start_up() {
     std::fs::write(&bad, "not a certificate").unwrap();
     let mut cmd = Command::new(kms_bin());
     kms_env(&mut cmd, &token, &db);
-    let out = cmd.env("KMS_TLS__CERT_FILE", &bad).env("KMS_TLS__KEY_FILE", &bad).arg("serve").output().unwrap();
+    let out = cmd
+        .env("KMS_TLS__CERT_FILE", &bad)
+        .env("KMS_TLS__KEY_FILE", &bad)
+        .arg("serve")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("TLS"), "{e}");

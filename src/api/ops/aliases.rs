@@ -21,7 +21,10 @@ fn target(body: &[u8]) -> Result<(String, String), ApiError> {
         .str_len(r.alias_name.as_deref(), "aliasName", 1, 256)
         .str_len(r.target_key_id.as_deref(), "targetKeyId", 1, 2048)
         .finish()?;
-    Ok((r.alias_name.unwrap_or_default(), r.target_key_id.unwrap_or_default()))
+    Ok((
+        r.alias_name.unwrap_or_default(),
+        r.target_key_id.unwrap_or_default(),
+    ))
 }
 
 pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
@@ -44,8 +47,12 @@ struct Name {
 
 pub async fn delete(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Name = parse(body)?;
-    Validator::new().required(&r.alias_name, "aliasName").str_len(r.alias_name.as_deref(), "aliasName", 1, 256).finish()?;
-    kms.delete_alias(caller, r.alias_name.as_deref().unwrap_or_default()).await?;
+    Validator::new()
+        .required(&r.alias_name, "aliasName")
+        .str_len(r.alias_name.as_deref(), "aliasName", 1, 256)
+        .finish()?;
+    kms.delete_alias(caller, r.alias_name.as_deref().unwrap_or_default())
+        .await?;
     Ok(json!({}))
 }
 
@@ -68,7 +75,11 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let limit = r.limit.unwrap_or(50) as usize;
     let start = match &r.marker {
         None => 0,
-        Some(m) => aliases.iter().position(|a| &a.alias_name == m).map(|i| i + 1).ok_or(KmsError::InvalidMarker)?,
+        Some(m) => aliases
+            .iter()
+            .position(|a| &a.alias_name == m)
+            .map(|i| i + 1)
+            .ok_or(KmsError::InvalidMarker)?,
     };
     let rest = &aliases[start.min(aliases.len())..];
     let shown: Vec<Value> = rest

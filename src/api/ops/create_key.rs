@@ -30,11 +30,30 @@ struct Request {
 }
 
 pub const KEY_SPECS: &[&str] = &[
-    "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1",
-    "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2", "ML_DSA_44", "ML_DSA_65",
-    "ML_DSA_87", "ECC_NIST_EDWARDS25519",
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "ECC_NIST_P256",
+    "ECC_NIST_P384",
+    "ECC_NIST_P521",
+    "ECC_SECG_P256K1",
+    "SYMMETRIC_DEFAULT",
+    "HMAC_224",
+    "HMAC_256",
+    "HMAC_384",
+    "HMAC_512",
+    "SM2",
+    "ML_DSA_44",
+    "ML_DSA_65",
+    "ML_DSA_87",
+    "ECC_NIST_EDWARDS25519",
 ];
-pub const KEY_USAGES: &[&str] = &["SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"];
+pub const KEY_USAGES: &[&str] = &[
+    "SIGN_VERIFY",
+    "ENCRYPT_DECRYPT",
+    "GENERATE_VERIFY_MAC",
+    "KEY_AGREEMENT",
+];
 pub const ORIGINS: &[&str] = &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
 
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
@@ -43,7 +62,11 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     v.str_len(r.policy.as_deref(), "policy", 1, 131072)
         .str_len(r.description.as_deref(), "description", 0, 8192)
         .one_of(r.key_usage.as_deref(), "keyUsage", KEY_USAGES)
-        .one_of(r.customer_master_key_spec.as_deref(), "customerMasterKeySpec", KEY_SPECS)
+        .one_of(
+            r.customer_master_key_spec.as_deref(),
+            "customerMasterKeySpec",
+            KEY_SPECS,
+        )
         .one_of(r.key_spec.as_deref(), "keySpec", KEY_SPECS)
         .one_of(r.origin.as_deref(), "origin", ORIGINS)
         .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
@@ -52,8 +75,18 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         for (i, t) in tags.iter().enumerate() {
             v.required(&t.tag_key, &format!("tags.{}.member.tagKey", i + 1))
                 .required(&t.tag_value, &format!("tags.{}.member.tagValue", i + 1))
-                .str_len(t.tag_key.as_deref(), &format!("tags.{}.member.tagKey", i + 1), 1, 128)
-                .str_len(t.tag_value.as_deref(), &format!("tags.{}.member.tagValue", i + 1), 0, 256);
+                .str_len(
+                    t.tag_key.as_deref(),
+                    &format!("tags.{}.member.tagKey", i + 1),
+                    1,
+                    128,
+                )
+                .str_len(
+                    t.tag_value.as_deref(),
+                    &format!("tags.{}.member.tagValue", i + 1),
+                    0,
+                    256,
+                );
         }
     }
     v.finish()?;
@@ -65,12 +98,18 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .into());
     }
     if r.custom_key_store_id.is_some() || r.xks_key_id.is_some() {
-        return Err(KmsError::UnsupportedOperation("Custom key stores are not supported by this service.".into()).into());
+        return Err(KmsError::UnsupportedOperation(
+            "Custom key stores are not supported by this service.".into(),
+        )
+        .into());
     }
     let mut tags = Vec::new();
     let mut seen = HashSet::new();
     for t in r.tags.unwrap_or_default() {
-        let (key, value) = (t.tag_key.unwrap_or_default(), t.tag_value.unwrap_or_default());
+        let (key, value) = (
+            t.tag_key.unwrap_or_default(),
+            t.tag_value.unwrap_or_default(),
+        );
         if key.starts_with("aws:") {
             return Err(KmsError::Tag("Tags beginning with aws: are reserved.".into()).into());
         }
@@ -82,7 +121,10 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     if tags.len() > 50 {
         return Err(KmsError::Tag("A KMS key can have at most 50 tags.".into()).into());
     }
-    let key_spec = r.key_spec.or(r.customer_master_key_spec).unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
+    let key_spec = r
+        .key_spec
+        .or(r.customer_master_key_spec)
+        .unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
     let meta = kms
         .create_key(
             caller,
@@ -94,7 +136,9 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
                 policy: r.policy,
                 tags,
                 multi_region: r.multi_region.unwrap_or(false),
-                bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check.unwrap_or(false),
+                bypass_policy_lockout_safety_check: r
+                    .bypass_policy_lockout_safety_check
+                    .unwrap_or(false),
             },
         )
         .await?;

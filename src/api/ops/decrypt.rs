@@ -1,5 +1,7 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, require_symmetric_algorithm, Blob, Context, Validator, ENCRYPTION_ALGORITHMS};
+use crate::api::wire::{
+    b64, parse, require_symmetric_algorithm, Blob, Context, Validator, ENCRYPTION_ALGORITHMS,
+};
 use crate::kms::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -23,15 +25,30 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .blob_len(r.ciphertext_blob.as_ref(), "ciphertextBlob", 1, 6144)
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .grant_tokens(r.grant_tokens.as_ref())
-        .one_of(r.encryption_algorithm.as_deref(), "encryptionAlgorithm", ENCRYPTION_ALGORITHMS)
+        .one_of(
+            r.encryption_algorithm.as_deref(),
+            "encryptionAlgorithm",
+            ENCRYPTION_ALGORITHMS,
+        )
         .finish()?;
     if r.recipient.is_some() {
-        return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported.".into()).into());
+        return Err(KmsError::UnsupportedOperation(
+            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
+        )
+        .into());
     }
     require_symmetric_algorithm(r.encryption_algorithm.as_deref())?;
     let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
     let ctx = r.encryption_context.unwrap_or_default();
-    let out = kms.decrypt(&caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()), &blob, &ctx, r.key_id.as_deref(), r.dry_run.unwrap_or(false)).await?;
+    let out = kms
+        .decrypt(
+            &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
+            &blob,
+            &ctx,
+            r.key_id.as_deref(),
+            r.dry_run.unwrap_or(false),
+        )
+        .await?;
     Ok(json!({
         "KeyId": out.key_arn,
         "Plaintext": b64(&out.plaintext),

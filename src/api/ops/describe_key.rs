@@ -18,6 +18,11 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .grant_tokens(r.grant_tokens.as_ref())
         .finish()?;
-    let meta = kms.describe_key(&caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()), r.key_id.as_deref().unwrap_or_default()).await?;
+    let meta = kms
+        .describe_key(
+            &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
+            r.key_id.as_deref().unwrap_or_default(),
+        )
+        .await?;
     Ok(json!({ "KeyMetadata": super::key_metadata(&meta) }))
 }

@@ -18,7 +18,12 @@ struct Request {
     dry_run: Option<bool>,
 }
 
-pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8], with_plaintext: bool) -> Result<Value, ApiError> {
+pub async fn handle(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+    with_plaintext: bool,
+) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
     Validator::new()
         .required(&r.key_id, "keyId")
@@ -32,20 +37,33 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8], with_plaintext: boo
         (None, Some("AES_256")) => 32,
         (None, Some(_)) => 16,
         (None, None) => {
-            return Err(KmsError::Validation("Please specify either number of bytes or key spec.".into()).into())
+            return Err(KmsError::Validation(
+                "Please specify either number of bytes or key spec.".into(),
+            )
+            .into())
         }
         (Some(_), Some(_)) => {
-            return Err(KmsError::Validation("Please specify either number of bytes or key spec, not both.".into()).into())
+            return Err(KmsError::Validation(
+                "Please specify either number of bytes or key spec, not both.".into(),
+            )
+            .into())
         }
     };
     if r.recipient.is_some() {
-        return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported.".into()).into());
+        return Err(KmsError::UnsupportedOperation(
+            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
+        )
+        .into());
     }
     let ctx = r.encryption_context.unwrap_or_default();
     let out = kms
         .generate_data_key(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
-            if with_plaintext { "kms:GenerateDataKey" } else { "kms:GenerateDataKeyWithoutPlaintext" },
+            if with_plaintext {
+                "kms:GenerateDataKey"
+            } else {
+                "kms:GenerateDataKeyWithoutPlaintext"
+            },
             r.key_id.as_deref().unwrap_or_default(),
             bytes,
             &ctx,

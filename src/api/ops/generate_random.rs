@@ -20,11 +20,19 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
         .finish()?;
     if r.custom_key_store_id.is_some() {
-        return Err(KmsError::UnsupportedOperation("Custom key stores are not supported by this service.".into()).into());
+        return Err(KmsError::UnsupportedOperation(
+            "Custom key stores are not supported by this service.".into(),
+        )
+        .into());
     }
     if r.recipient.is_some() {
-        return Err(KmsError::UnsupportedOperation("Recipient (Nitro Enclaves attestation) is not supported.".into()).into());
+        return Err(KmsError::UnsupportedOperation(
+            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
+        )
+        .into());
     }
-    let bytes = kms.generate_random(caller, r.number_of_bytes.unwrap_or_default() as usize).await?;
+    let bytes = kms
+        .generate_random(caller, r.number_of_bytes.unwrap_or_default() as usize)
+        .await?;
     Ok(json!({ "Plaintext": b64(&bytes) }))
 }

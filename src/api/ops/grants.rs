@@ -31,7 +31,8 @@ struct CreateRequest {
 const PRINCIPAL_PATTERN: &str = "^[\\w+=,.@:/-]+$";
 
 fn principal_ok(p: &str) -> bool {
-    p.chars().all(|c| c.is_alphanumeric() || "_+=,.@:/-".contains(c))
+    p.chars()
+        .all(|c| c.is_alphanumeric() || "_+=,.@:/-".contains(c))
 }
 
 pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
@@ -46,10 +47,17 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .str_len(r.name.as_deref(), "name", 1, 256)
         .grant_tokens(r.grant_tokens.as_ref());
     for (i, op) in r.operations.iter().flatten().enumerate() {
-        v.one_of(Some(op), &format!("operations.{}.member", i + 1), GRANT_OPERATIONS);
+        v.one_of(
+            Some(op),
+            &format!("operations.{}.member", i + 1),
+            GRANT_OPERATIONS,
+        );
     }
     v.finish()?;
-    for (field, p) in [("granteePrincipal", r.grantee_principal.as_deref()), ("retiringPrincipal", r.retiring_principal.as_deref())] {
+    for (field, p) in [
+        ("granteePrincipal", r.grantee_principal.as_deref()),
+        ("retiringPrincipal", r.retiring_principal.as_deref()),
+    ] {
         if let Some(p) = p {
             if !principal_ok(p) {
                 return Err(KmsError::Validation(format!(
@@ -60,7 +68,10 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         }
     }
     if let Some(n) = &r.name {
-        if !n.chars().all(|c| c.is_ascii_alphanumeric() || ":/_-".contains(c)) {
+        if !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":/_-".contains(c))
+        {
             return Err(KmsError::Validation(format!(
                 "1 validation error detected: Value '{n}' at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
             ))
@@ -73,13 +84,19 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     }
     let constraints = match r.constraints {
         None => None,
-        Some(ConstraintsIn { encryption_context_subset: Some(_), encryption_context_equals: Some(_) }) => {
+        Some(ConstraintsIn {
+            encryption_context_subset: Some(_),
+            encryption_context_equals: Some(_),
+        }) => {
             return Err(KmsError::Validation(
                 "Specify EncryptionContextEquals or EncryptionContextSubset, not both.".into(),
             )
             .into())
         }
-        Some(c) => Some(Constraints { equals: c.encryption_context_equals, subset: c.encryption_context_subset }),
+        Some(c) => Some(Constraints {
+            equals: c.encryption_context_equals,
+            subset: c.encryption_context_subset,
+        }),
     };
     let (grant_id, token) = kms
         .create_grant(
@@ -124,14 +141,21 @@ fn page(grants: Vec<Value>, limit: Option<i64>, marker: Option<&str>) -> Result<
     let limit = limit.unwrap_or(50) as usize;
     let start = match marker {
         None => 0,
-        Some(m) => grants.iter().position(|g| g["GrantId"] == m).map(|i| i + 1).ok_or(KmsError::InvalidMarker)?,
+        Some(m) => grants
+            .iter()
+            .position(|g| g["GrantId"] == m)
+            .map(|i| i + 1)
+            .ok_or(KmsError::InvalidMarker)?,
     };
     let rest = &grants[start.min(grants.len())..];
     let shown: Vec<Value> = rest.iter().take(limit).cloned().collect();
     let truncated = rest.len() > limit;
     let mut v = json!({ "Grants": shown, "Truncated": truncated });
     if truncated {
-        v["NextMarker"] = shown.last().map(|g| g["GrantId"].clone()).unwrap_or_default();
+        v["NextMarker"] = shown
+            .last()
+            .map(|g| g["GrantId"].clone())
+            .unwrap_or_default();
     }
     Ok(v)
 }
@@ -156,12 +180,18 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .str_len(r.grant_id.as_deref(), "grantId", 1, 128)
         .str_len(r.grantee_principal.as_deref(), "granteePrincipal", 1, 256)
         .finish()?;
-    let (rec, grants) = kms.list_grants(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    let (rec, grants) = kms
+        .list_grants(caller, r.key_id.as_deref().unwrap_or_default())
+        .await?;
     let arn = keyid::key_arn(&rec.region, &rec.account_id, &rec.key_id);
     let shown: Vec<Value> = grants
         .iter()
         .filter(|g| r.grant_id.as_ref().is_none_or(|id| &g.grant_id == id))
-        .filter(|g| r.grantee_principal.as_ref().is_none_or(|p| &g.grantee_principal == p))
+        .filter(|g| {
+            r.grantee_principal
+                .as_ref()
+                .is_none_or(|p| &g.grantee_principal == p)
+        })
         .map(|g| grant_json(g, &arn))
         .collect();
     page(shown, r.limit, r.marker.as_deref())
@@ -183,7 +213,9 @@ pub async fn list_retirable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
         .int_range(r.limit, "limit", 1, 100)
         .str_len(r.marker.as_deref(), "marker", 1, 1024)
         .finish()?;
-    let grants = kms.list_retirable_grants(caller, r.retiring_principal.as_deref().unwrap_or_default()).await?;
+    let grants = kms
+        .list_retirable_grants(caller, r.retiring_principal.as_deref().unwrap_or_default())
+        .await?;
     let mut shown = Vec::new();
     for g in &grants {
         // The key's ARN: its region and account come from the key's record.
@@ -213,7 +245,13 @@ pub async fn retire(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     if r.dry_run.unwrap_or(false) {
         return Err(KmsError::DryRun.into());
     }
-    kms.retire_grant(caller, r.grant_token.as_deref(), r.key_id.as_deref(), r.grant_id.as_deref()).await?;
+    kms.retire_grant(
+        caller,
+        r.grant_token.as_deref(),
+        r.key_id.as_deref(),
+        r.grant_id.as_deref(),
+    )
+    .await?;
     Ok(json!({}))
 }
 

@@ -65,7 +65,9 @@ pub async fn get(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
         .str_len(r.policy_name.as_deref(), "policyName", 1, 128)
         .finish()?;
     check_name(r.policy_name.as_deref())?;
-    let policy = kms.get_key_policy(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    let policy = kms
+        .get_key_policy(caller, r.key_id.as_deref().unwrap_or_default())
+        .await?;
     Ok(json!({ "Policy": policy, "PolicyName": "default" }))
 }
 
@@ -80,6 +82,8 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     if r.marker.is_some() {
         return Err(KmsError::InvalidMarker.into());
     }
-    let names = kms.list_key_policies(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    let names = kms
+        .list_key_policies(caller, r.key_id.as_deref().unwrap_or_default())
+        .await?;
     Ok(json!({ "PolicyNames": names, "Truncated": false }))
 }

@@ -14,7 +14,10 @@ struct KeyOnly {
 
 fn key_only(body: &[u8]) -> Result<String, ApiError> {
     let r: KeyOnly = parse(body)?;
-    Validator::new().required(&r.key_id, "keyId").str_len(r.key_id.as_deref(), "keyId", 1, 2048).finish()?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .finish()?;
     Ok(r.key_id.unwrap_or_default())
 }
 
@@ -48,7 +51,14 @@ pub async fn schedule_deletion(kms: &Kms, caller: &Caller, body: &[u8]) -> Resul
         .int_range(r.pending_window_in_days, "pendingWindowInDays", 7, 30)
         .finish()?;
     let days = r.pending_window_in_days.unwrap_or(30);
-    let (arn, when) = kms.schedule_key_deletion(caller, r.key_id.as_deref().unwrap_or_default(), days, kms.now()).await?;
+    let (arn, when) = kms
+        .schedule_key_deletion(
+            caller,
+            r.key_id.as_deref().unwrap_or_default(),
+            days,
+            kms.now(),
+        )
+        .await?;
     Ok(json!({
         "KeyId": arn,
         "DeletionDate": super::epoch(&when),
@@ -64,7 +74,11 @@ struct Describe {
     description: Option<String>,
 }
 
-pub async fn update_description(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+pub async fn update_description(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let r: Describe = parse(body)?;
     Validator::new()
         .required(&r.key_id, "keyId")
@@ -72,6 +86,11 @@ pub async fn update_description(kms: &Kms, caller: &Caller, body: &[u8]) -> Resu
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .str_len(r.description.as_deref(), "description", 0, 8192)
         .finish()?;
-    kms.update_key_description(caller, r.key_id.as_deref().unwrap_or_default(), r.description.as_deref().unwrap_or_default()).await?;
+    kms.update_key_description(
+        caller,
+        r.key_id.as_deref().unwrap_or_default(),
+        r.description.as_deref().unwrap_or_default(),
+    )
+    .await?;
     Ok(json!({}))
 }

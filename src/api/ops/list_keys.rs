@@ -17,8 +17,14 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .int_range(r.limit, "limit", 1, 1000)
         .str_len(r.marker.as_deref(), "marker", 1, 1024)
         .finish()?;
-    let out = kms.list_keys(caller, r.limit.unwrap_or(100) as usize, r.marker.as_deref()).await?;
-    let keys: Vec<Value> = out.keys.iter().map(|(id, arn)| json!({"KeyId": id.to_string(), "KeyArn": arn})).collect();
+    let out = kms
+        .list_keys(caller, r.limit.unwrap_or(100) as usize, r.marker.as_deref())
+        .await?;
+    let keys: Vec<Value> = out
+        .keys
+        .iter()
+        .map(|(id, arn)| json!({"KeyId": id.to_string(), "KeyArn": arn}))
+        .collect();
     let mut v = json!({ "Keys": keys, "Truncated": out.next_marker.is_some() });
     if let Some(m) = out.next_marker {
         v["NextMarker"] = json!(m);

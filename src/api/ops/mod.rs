@@ -58,14 +58,21 @@ pub const OPERATIONS: &[&str] = &[
     "ReEncrypt",
 ];
 
-pub async fn dispatch(op: &str, kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+pub async fn dispatch(
+    op: &str,
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     match op {
         "CreateKey" => create_key::handle(kms, caller, body).await,
         "Decrypt" => decrypt::handle(kms, caller, body).await,
         "DescribeKey" => describe_key::handle(kms, caller, body).await,
         "Encrypt" => encrypt::handle(kms, caller, body).await,
         "GenerateDataKey" => generate_data_key::handle(kms, caller, body, true).await,
-        "GenerateDataKeyWithoutPlaintext" => generate_data_key::handle(kms, caller, body, false).await,
+        "GenerateDataKeyWithoutPlaintext" => {
+            generate_data_key::handle(kms, caller, body, false).await
+        }
         "GenerateRandom" => generate_random::handle(kms, caller, body).await,
         "ListKeys" => list_keys::handle(kms, caller, body).await,
         "CreateGrant" => grants::create(kms, caller, body).await,
@@ -94,7 +101,9 @@ pub async fn dispatch(op: &str, kms: &Kms, caller: &Caller, body: &[u8]) -> Resu
         "GetKeyPolicy" => key_policy::get(kms, caller, body).await,
         "ListKeyPolicies" => key_policy::list(kms, caller, body).await,
         "ReEncrypt" => re_encrypt::handle(kms, caller, body).await,
-        other => Err(ApiError::UnknownOperation(format!("Unknown operation {other}"))),
+        other => Err(ApiError::UnknownOperation(format!(
+            "Unknown operation {other}"
+        ))),
     }
 }
 

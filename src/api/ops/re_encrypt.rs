@@ -1,5 +1,7 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, require_symmetric_algorithm, Blob, Context, Validator, ENCRYPTION_ALGORITHMS};
+use crate::api::wire::{
+    b64, parse, require_symmetric_algorithm, Blob, Context, Validator, ENCRYPTION_ALGORITHMS,
+};
 use crate::kms::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -26,8 +28,16 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .blob_len(r.ciphertext_blob.as_ref(), "ciphertextBlob", 1, 6144)
         .str_len(r.source_key_id.as_deref(), "sourceKeyId", 1, 2048)
         .str_len(r.destination_key_id.as_deref(), "destinationKeyId", 1, 2048)
-        .one_of(r.source_encryption_algorithm.as_deref(), "sourceEncryptionAlgorithm", ENCRYPTION_ALGORITHMS)
-        .one_of(r.destination_encryption_algorithm.as_deref(), "destinationEncryptionAlgorithm", ENCRYPTION_ALGORITHMS)
+        .one_of(
+            r.source_encryption_algorithm.as_deref(),
+            "sourceEncryptionAlgorithm",
+            ENCRYPTION_ALGORITHMS,
+        )
+        .one_of(
+            r.destination_encryption_algorithm.as_deref(),
+            "destinationEncryptionAlgorithm",
+            ENCRYPTION_ALGORITHMS,
+        )
         .grant_tokens(r.grant_tokens.as_ref())
         .finish()?;
     require_symmetric_algorithm(r.source_encryption_algorithm.as_deref())?;

@@ -23,29 +23,46 @@ fn req(body: &[u8]) -> Result<Req, ApiError> {
     Validator::new()
         .required(&r.key_id, "keyId")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
-        .int_range(r.rotation_period_in_days, "rotationPeriodInDays", *ROTATION_DAYS.start(), *ROTATION_DAYS.end())
+        .int_range(
+            r.rotation_period_in_days,
+            "rotationPeriodInDays",
+            *ROTATION_DAYS.start(),
+            *ROTATION_DAYS.end(),
+        )
         .int_range(r.limit, "limit", 1, 1000)
         .str_len(r.marker.as_deref(), "marker", 1, 1024)
-        .one_of(r.include_key_material.as_deref(), "includeKeyMaterial", &["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"])
+        .one_of(
+            r.include_key_material.as_deref(),
+            "includeKeyMaterial",
+            &["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"],
+        )
         .finish()?;
     Ok(r)
 }
 
 pub async fn enable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
-    kms.enable_key_rotation(caller, r.key_id.as_deref().unwrap_or_default(), r.rotation_period_in_days.unwrap_or(365)).await?;
+    kms.enable_key_rotation(
+        caller,
+        r.key_id.as_deref().unwrap_or_default(),
+        r.rotation_period_in_days.unwrap_or(365),
+    )
+    .await?;
     Ok(json!({}))
 }
 
 pub async fn disable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
-    kms.disable_key_rotation(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    kms.disable_key_rotation(caller, r.key_id.as_deref().unwrap_or_default())
+        .await?;
     Ok(json!({}))
 }
 
 pub async fn status(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
-    let s = kms.key_rotation_status(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    let s = kms
+        .key_rotation_status(caller, r.key_id.as_deref().unwrap_or_default())
+        .await?;
     let mut v = json!({ "KeyRotationEnabled": s.enabled, "KeyId": s.key_arn });
     if let Some(p) = s.period_days {
         v["RotationPeriodInDays"] = json!(p);
@@ -60,15 +77,20 @@ pub async fn status(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
 
 pub async fn on_demand(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
-    let arn = kms.rotate_key_on_demand(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    let arn = kms
+        .rotate_key_on_demand(caller, r.key_id.as_deref().unwrap_or_default())
+        .await?;
     Ok(json!({ "KeyId": arn }))
 }
 
 pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
-    let (arn, rotations) = kms.list_key_rotations(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    let (arn, rotations) = kms
+        .list_key_rotations(caller, r.key_id.as_deref().unwrap_or_default())
+        .await?;
     let key_id = arn.rsplit('/').next().unwrap_or_default().to_string();
-    let uuid = uuid::Uuid::parse_str(&key_id).map_err(|_| KmsError::Internal("key ARN without a key id".into()))?;
+    let uuid = uuid::Uuid::parse_str(&key_id)
+        .map_err(|_| KmsError::Internal("key ARN without a key id".into()))?;
     let limit = r.limit.unwrap_or(100) as usize;
     let start = match &r.marker {
         None => 0,

@@ -24,24 +24,31 @@ struct TagRequest {
 pub async fn tag(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: TagRequest = parse(body)?;
     let mut v = Validator::new();
-    v.required(&r.key_id, "keyId").required(&r.tags, "tags").str_len(r.key_id.as_deref(), "keyId", 1, 2048);
+    v.required(&r.key_id, "keyId")
+        .required(&r.tags, "tags")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048);
     for (i, t) in r.tags.iter().flatten().enumerate() {
-        let (k, val) = (format!("tags.{}.member.tagKey", i + 1), format!("tags.{}.member.tagValue", i + 1));
-        v.required(&t.tag_key, &k).required(&t.tag_value, &val).str_len(t.tag_key.as_deref(), &k, 1, 128).str_len(
-            t.tag_value.as_deref(),
-            &val,
-            0,
-            256,
+        let (k, val) = (
+            format!("tags.{}.member.tagKey", i + 1),
+            format!("tags.{}.member.tagValue", i + 1),
         );
+        v.required(&t.tag_key, &k)
+            .required(&t.tag_value, &val)
+            .str_len(t.tag_key.as_deref(), &k, 1, 128)
+            .str_len(t.tag_value.as_deref(), &val, 0, 256);
     }
     v.finish()?;
     let tags: Vec<Tag> = r
         .tags
         .unwrap_or_default()
         .into_iter()
-        .map(|t| Tag { key: t.tag_key.unwrap_or_default(), value: t.tag_value.unwrap_or_default() })
+        .map(|t| Tag {
+            key: t.tag_key.unwrap_or_default(),
+            value: t.tag_value.unwrap_or_default(),
+        })
         .collect();
-    kms.tag_resource(caller, r.key_id.as_deref().unwrap_or_default(), tags).await?;
+    kms.tag_resource(caller, r.key_id.as_deref().unwrap_or_default(), tags)
+        .await?;
     Ok(json!({}))
 }
 
@@ -55,12 +62,19 @@ struct UntagRequest {
 pub async fn untag(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: UntagRequest = parse(body)?;
     let mut v = Validator::new();
-    v.required(&r.key_id, "keyId").required(&r.tag_keys, "tagKeys").str_len(r.key_id.as_deref(), "keyId", 1, 2048);
+    v.required(&r.key_id, "keyId")
+        .required(&r.tag_keys, "tagKeys")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048);
     for (i, k) in r.tag_keys.iter().flatten().enumerate() {
         v.str_len(Some(k), &format!("tagKeys.{}.member", i + 1), 1, 128);
     }
     v.finish()?;
-    kms.untag_resource(caller, r.key_id.as_deref().unwrap_or_default(), r.tag_keys.unwrap_or_default()).await?;
+    kms.untag_resource(
+        caller,
+        r.key_id.as_deref().unwrap_or_default(),
+        r.tag_keys.unwrap_or_default(),
+    )
+    .await?;
     Ok(json!({}))
 }
 
@@ -80,14 +94,24 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .int_range(r.limit, "limit", 1, 50)
         .str_len(r.marker.as_deref(), "marker", 1, 1024)
         .finish()?;
-    let tags = kms.list_resource_tags(caller, r.key_id.as_deref().unwrap_or_default()).await?;
+    let tags = kms
+        .list_resource_tags(caller, r.key_id.as_deref().unwrap_or_default())
+        .await?;
     let limit = r.limit.unwrap_or(50) as usize;
     let start = match &r.marker {
         None => 0,
-        Some(m) => tags.iter().position(|t| &t.key == m).map(|i| i + 1).ok_or(KmsError::InvalidMarker)?,
+        Some(m) => tags
+            .iter()
+            .position(|t| &t.key == m)
+            .map(|i| i + 1)
+            .ok_or(KmsError::InvalidMarker)?,
     };
     let rest = &tags[start.min(tags.len())..];
-    let shown: Vec<Value> = rest.iter().take(limit).map(|t| json!({"TagKey": t.key, "TagValue": t.value})).collect();
+    let shown: Vec<Value> = rest
+        .iter()
+        .take(limit)
+        .map(|t| json!({"TagKey": t.key, "TagValue": t.value}))
+        .collect();
     let truncated = rest.len() > limit;
     let mut v = json!({ "Tags": shown, "Truncated": truncated });
     if truncated {
