@@ -52,7 +52,7 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
         .current_root_version()
         .await
         .map_err(|e| e.to_string())?;
-    let version = match recorded {
+    match recorded {
         Some(v) => {
             // Blobs may already be wrapped under this root key: never replace it.
             let h = hsm.clone();
@@ -66,7 +66,6 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
                     )
                 })?;
             eprintln!("kms init: token keys verified (root key v{v})");
-            v
         }
         None => {
             let h = hsm.clone();
@@ -83,10 +82,8 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
                 .ensure_root_key(1, &root_key_label(1))
                 .await
                 .map_err(|e| e.to_string())?;
-            1
         }
-    };
-    let _ = version;
+    }
     store
         .ensure_account(&s.account_id, "default")
         .await

@@ -53,7 +53,6 @@ impl ApiError {
                 K::AlreadyExists(m) => (400, "AlreadyExistsException", m.clone()),
                 K::Conflict(m) => (400, "ConflictException", m.clone()),
                 K::InvalidGrantToken => (400, "InvalidGrantTokenException", "Grant token is invalid".into()),
-                K::InvalidGrantId(m) => (400, "InvalidGrantIdException", m.clone()),
                 K::Tag(m) => (400, "TagException", m.clone()),
                 K::MalformedPolicy(m) => (400, "MalformedPolicyDocumentException", m.clone()),
                 K::UnsupportedOperation(m) => (400, "UnsupportedOperationException", m.clone()),
@@ -177,11 +176,6 @@ mod tests {
                 KmsError::Conflict("x".into()).into(),
                 400,
                 "ConflictException",
-            ),
-            (
-                KmsError::InvalidGrantId("x".into()).into(),
-                400,
-                "InvalidGrantIdException",
             ),
             (KmsError::Tag("x".into()).into(), 400, "TagException"),
             (

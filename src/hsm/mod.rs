@@ -571,12 +571,6 @@ impl Hsm {
         })
         .await
     }
-
-    /// Number of token (persistent) objects visible to the service's user.
-    pub async fn token_object_count(&self) -> Result<usize, HsmError> {
-        self.run_pinned(|s| Ok(ck(s.find_objects(&[Attribute::Token(true)]))?.len()))
-            .await
-    }
 }
 
 /// The mechanisms the service needs, checked once at start-up; returns the RFC 5649 wrap

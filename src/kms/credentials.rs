@@ -88,10 +88,6 @@ fn role_name(arn: &str) -> &str {
     arn.rsplit_once(":role/").map(|(_, n)| n).unwrap_or(arn)
 }
 
-fn account_of_role(arn: &str) -> Option<&str> {
-    account_of_arn(arn)
-}
-
 fn access_key_mac_input(r: &AccessKeyRecord) -> Vec<u8> {
     mac_input(
         "kms.access-key.v1",
@@ -271,7 +267,7 @@ impl Credentials {
         if !bool::from(subtle::ConstantTimeEq::ct_eq(
             expect.as_slice(),
             rec.mac.as_slice(),
-        )) || account_of_role(&rec.role_arn) != Some(rec.account_id.as_str())
+        )) || account_of_arn(&rec.role_arn) != Some(rec.account_id.as_str())
         {
             tracing::error!(
                 access_key_id,

@@ -20,7 +20,6 @@ pub enum KmsError {
     InvalidAliasName(String),
     AlreadyExists(String),
     Conflict(String),
-    InvalidGrantId(String),
     Tag(String),
     MalformedPolicy(String),
     UnsupportedOperation(String),

@@ -278,12 +278,13 @@ impl Kms {
         if let Some(t) = constraint_type {
             extra.push(("kms:GrantConstraintType", t));
         }
-        self.authorize_with_values(
+        self.authorize_multi(
             caller,
             "kms:CreateGrant",
-            &rec,
+            Some(&rec),
+            None,
             &extra,
-            ("kms:GrantOperations", &input.operations),
+            &[("kms:GrantOperations", &input.operations)],
         )
         .await?;
         if input.dry_run {
@@ -320,19 +321,6 @@ impl Kms {
         self.invalidate_grants(Some(rec.key_id));
         let token = self.make_grant_token(&grant_id, &rec.key_id).await?;
         Ok((grant_id, token))
-    }
-
-    /// `authorize` with one multi-valued condition key.
-    async fn authorize_with_values(
-        &self,
-        caller: &Caller,
-        action: &str,
-        rec: &KeyRecord,
-        extra: &[(&str, &str)],
-        multi: (&str, &[String]),
-    ) -> Result<(), KmsError> {
-        self.authorize_multi(caller, action, Some(rec), None, extra, &[multi])
-            .await
     }
 
     pub async fn list_grants(

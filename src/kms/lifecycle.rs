@@ -75,17 +75,13 @@ impl Kms {
         Ok(t)
     }
 
-    async fn changed(&self, key_id: Uuid) {
-        self.invalidate(Some(key_id));
-    }
-
     pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:EnableKey", Some(&rec), None, &[])
             .await?;
         Self::require_not_pending(&rec)?;
         self.keys.set_key_state(rec.key_id, "Enabled", None).await?;
-        self.changed(rec.key_id).await;
+        self.invalidate(Some(rec.key_id));
         Ok(())
     }
 
@@ -97,7 +93,7 @@ impl Kms {
         self.keys
             .set_key_state(rec.key_id, "Disabled", None)
             .await?;
-        self.changed(rec.key_id).await;
+        self.invalidate(Some(rec.key_id));
         Ok(())
     }
 
@@ -117,7 +113,7 @@ impl Kms {
         self.keys
             .set_key_state(rec.key_id, "PendingDeletion", Some(when))
             .await?;
-        self.changed(rec.key_id).await;
+        self.invalidate(Some(rec.key_id));
         Ok((Self::arn(&rec), when))
     }
 
@@ -139,7 +135,7 @@ impl Kms {
         self.keys
             .set_key_state(rec.key_id, "Disabled", None)
             .await?;
-        self.changed(rec.key_id).await;
+        self.invalidate(Some(rec.key_id));
         Ok(Self::arn(&rec))
     }
 
@@ -154,7 +150,7 @@ impl Kms {
             .await?;
         Self::require_not_pending(&rec)?;
         self.keys.set_description(rec.key_id, description).await?;
-        self.changed(rec.key_id).await;
+        self.invalidate(Some(rec.key_id));
         Ok(())
     }
 
@@ -343,7 +339,7 @@ impl Kms {
             )));
         }
         self.keys.put_tags(rec.key_id, &tags).await?;
-        self.changed(rec.key_id).await;
+        self.invalidate(Some(rec.key_id));
         Ok(())
     }
 
@@ -358,7 +354,7 @@ impl Kms {
             .await?;
         Self::require_not_pending(&rec)?;
         self.keys.delete_tags(rec.key_id, &keys).await?;
-        self.changed(rec.key_id).await;
+        self.invalidate(Some(rec.key_id));
         Ok(())
     }
 
@@ -425,7 +421,7 @@ impl Kms {
             }
             Err(e) => return Err(e.into()),
         }
-        self.changed(rec.key_id).await;
+        self.invalidate(Some(rec.key_id));
         tracing::info!(key_id = %rec.key_id, version = m.version, rotation_type, "key rotated");
         Ok(())
     }
@@ -454,7 +450,7 @@ impl Kms {
         self.keys
             .set_rotation(rec.key_id, true, Some(days as i32), Some(next))
             .await?;
-        self.changed(rec.key_id).await;
+        self.invalidate(Some(rec.key_id));
         Ok(())
     }
 
@@ -470,7 +466,7 @@ impl Kms {
         self.keys
             .set_rotation(rec.key_id, false, rec.rotation_period_days, None)
             .await?;
-        self.changed(rec.key_id).await;
+        self.invalidate(Some(rec.key_id));
         Ok(())
     }
 

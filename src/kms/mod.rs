@@ -55,13 +55,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn with_grant_tokens(&self, tokens: Option<Vec<String>>) -> Caller {
-        Caller {
-            grant_tokens: tokens.unwrap_or_default(),
-            ..self.clone()
-        }
-    }
-
     /// The request's grant tokens and the alias (name or ARN) its `KeyId` used, if any.
     pub fn for_request(&self, tokens: Option<Vec<String>>, key_id: Option<&str>) -> Caller {
         let request_alias = key_id.and_then(|k| match keyid::parse(k) {

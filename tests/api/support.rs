@@ -7,7 +7,7 @@
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -663,8 +663,4 @@ pub fn message<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
             e.message().unwrap_or("").to_string(),
         ),
     }
-}
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
 }

@@ -100,7 +100,7 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     };
     let (grant_id, token) = kms
         .create_grant(
-            &caller.with_grant_tokens(r.grant_tokens),
+            &caller.for_request(r.grant_tokens, r.key_id.as_deref()),
             CreateGrantInput {
                 key_id: r.key_id.unwrap_or_default(),
                 grantee: r.grantee_principal.unwrap_or_default(),
