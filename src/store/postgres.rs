@@ -133,6 +133,81 @@ const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, ke
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
      rotation_period_days, next_rotation_date, on_demand_rotations";
 
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+/// Every column of a key row, so no writer forgets one.
+async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
+         key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
+         rotation_period_days, next_rotation_date, on_demand_rotations) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
+    )
+    .bind(k.key_id)
+    .bind(&k.account_id)
+    .bind(&k.region)
+    .bind(&k.description)
+    .bind(&k.key_spec)
+    .bind(&k.key_usage)
+    .bind(&k.origin)
+    .bind(&k.key_manager)
+    .bind(&k.key_state)
+    .bind(&k.policy)
+    .bind(k.multi_region)
+    .bind(k.current_version)
+    .bind(k.created_at)
+    .bind(k.deletion_date)
+    .bind(k.rotation_enabled)
+    .bind(k.rotation_period_days)
+    .bind(k.next_rotation_date)
+    .bind(k.on_demand_rotations)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_material(
+    tx: &mut Tx<'_>,
+    m: &MaterialRecord,
+    rotation_type: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, rotation_type) \
+         VALUES ($1,$2,$3,$4,$5,$6)",
+    )
+    .bind(m.key_id)
+    .bind(m.version)
+    .bind(&m.wrapped)
+    .bind(m.root_version)
+    .bind(&m.mac)
+    .bind(rotation_type)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_alias<'e, E: sqlx::PgExecutor<'e>>(
+    exec: E,
+    a: &AliasRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at) \
+         VALUES ($1,$2,$3,$4,$5,$6)",
+    )
+    .bind(&a.account_id)
+    .bind(&a.region)
+    .bind(&a.alias_name)
+    .bind(a.key_id)
+    .bind(a.created_at)
+    .bind(a.updated_at)
+    .execute(exec)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl KeyStore for PgStore {
     async fn create_key(
@@ -142,36 +217,8 @@ impl KeyStore for PgStore {
         tags: &[Tag],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
-             key_state, policy, multi_region, current_version, created_at) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
-        )
-        .bind(k.key_id)
-        .bind(&k.account_id)
-        .bind(&k.region)
-        .bind(&k.description)
-        .bind(&k.key_spec)
-        .bind(&k.key_usage)
-        .bind(&k.origin)
-        .bind(&k.key_manager)
-        .bind(&k.key_state)
-        .bind(&k.policy)
-        .bind(k.multi_region)
-        .bind(k.current_version)
-        .bind(k.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        sqlx::query("INSERT INTO key_materials (key_id, version, wrapped, root_version, mac) VALUES ($1,$2,$3,$4,$5)")
-            .bind(m.key_id)
-            .bind(m.version)
-            .bind(&m.wrapped)
-            .bind(m.root_version)
-            .bind(&m.mac)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        insert_key(&mut tx, k).await?;
+        insert_material(&mut tx, m, None).await?;
         for t in tags {
             sqlx::query("INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES ($1,$2,$3)")
                 .bind(k.key_id)
@@ -191,51 +238,9 @@ impl KeyStore for PgStore {
         a: &AliasRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
-             key_state, policy, multi_region, current_version, created_at, rotation_enabled, rotation_period_days, \
-             next_rotation_date) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
-        )
-        .bind(k.key_id)
-        .bind(&k.account_id)
-        .bind(&k.region)
-        .bind(&k.description)
-        .bind(&k.key_spec)
-        .bind(&k.key_usage)
-        .bind(&k.origin)
-        .bind(&k.key_manager)
-        .bind(&k.key_state)
-        .bind(&k.policy)
-        .bind(k.multi_region)
-        .bind(k.current_version)
-        .bind(k.created_at)
-        .bind(k.rotation_enabled)
-        .bind(k.rotation_period_days)
-        .bind(k.next_rotation_date)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        sqlx::query("INSERT INTO key_materials (key_id, version, wrapped, root_version, mac) VALUES ($1,$2,$3,$4,$5)")
-            .bind(m.key_id)
-            .bind(m.version)
-            .bind(&m.wrapped)
-            .bind(m.root_version)
-            .bind(&m.mac)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6)",
-        )
-        .bind(&a.account_id)
-        .bind(&a.region)
-        .bind(&a.alias_name)
-        .bind(a.key_id)
-        .bind(a.created_at)
-        .bind(a.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        insert_key(&mut tx, k).await?;
+        insert_material(&mut tx, m, None).await?;
+        insert_alias(&mut *tx, a).await?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -306,18 +311,7 @@ impl KeyStore for PgStore {
         on_demand: bool,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, rotation_type) VALUES ($1,$2,$3,$4,$5,$6)",
-        )
-        .bind(m.key_id)
-        .bind(m.version)
-        .bind(&m.wrapped)
-        .bind(m.root_version)
-        .bind(&m.mac)
-        .bind(rotation_type)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        insert_material(&mut tx, m, Some(rotation_type)).await?;
         sqlx::query(
             "UPDATE keys SET current_version = $2, next_rotation_date = COALESCE($3, next_rotation_date), \
              on_demand_rotations = on_demand_rotations + CASE WHEN $4 THEN 1 ELSE 0 END WHERE key_id = $1",
@@ -461,19 +455,7 @@ impl KeyStore for PgStore {
     }
 
     async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6)",
-        )
-        .bind(&a.account_id)
-        .bind(&a.region)
-        .bind(&a.alias_name)
-        .bind(a.key_id)
-        .bind(a.created_at)
-        .bind(a.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(())
+        insert_alias(&self.pool, a).await
     }
 
     async fn update_alias(
