@@ -398,15 +398,7 @@ impl Kms {
         next_rotation: Option<DateTime<Utc>>,
         on_demand: bool,
     ) -> Result<(), KmsError> {
-        let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
-        let mut m = crate::store::MaterialRecord {
-            key_id: rec.key_id,
-            version: rec.current_version + 1,
-            wrapped,
-            root_version: root_version as i32,
-            mac: vec![],
-        };
-        m.mac = self.hsm.row_mac(super::material_mac_input(rec, &m)).await?;
+        let m = self.new_material(rec, rec.current_version + 1).await?;
         match self
             .keys
             .add_material(&m, rotation_type, next_rotation, on_demand)
@@ -682,41 +674,22 @@ impl Kms {
             return Ok(None);
         }
         let now = self.now();
-        let key_id = Uuid::new_v4();
         let rec = KeyRecord {
-            key_id,
-            account_id: account.to_string(),
-            region: region.to_string(),
             description: format!(
                 "Default key that protects my {service} data when no other key is defined"
             ),
-            key_spec: super::SYMMETRIC_DEFAULT.into(),
-            key_usage: super::ENCRYPT_DECRYPT.into(),
-            origin: "AWS_KMS".into(),
             key_manager: "AWS".into(),
-            key_state: "Enabled".into(),
-            policy: managed_key_policy(account, region, service),
-            multi_region: false,
-            current_version: 1,
-            created_at: now,
-            deletion_date: None,
             rotation_enabled: true,
             rotation_period_days: Some(365),
             next_rotation_date: Some(now + Duration::days(365)),
-            on_demand_rotations: 0,
+            ..self.new_record(
+                account,
+                region,
+                managed_key_policy(account, region, service),
+            )
         };
-        let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
-        let mut m = crate::store::MaterialRecord {
-            key_id,
-            version: 1,
-            wrapped,
-            root_version: root_version as i32,
-            mac: vec![],
-        };
-        m.mac = self
-            .hsm
-            .row_mac(super::material_mac_input(&rec, &m))
-            .await?;
+        let key_id = rec.key_id;
+        let m = self.new_material(&rec, 1).await?;
         let alias = AliasRecord {
             alias_name: name.to_string(),
             key_id,

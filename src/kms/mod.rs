@@ -966,68 +966,79 @@ impl Kms {
             ],
         )
         .await?;
-        let key_id = Uuid::new_v4();
-        if let Some(p) = &input.policy {
-            let probe = KeyRecord {
-                key_id,
-                account_id: caller.account_id.clone(),
-                region: caller.region.clone(),
-                description: String::new(),
-                key_spec: input.key_spec.clone(),
-                key_usage: input.key_usage.clone(),
-                origin: input.origin.clone(),
-                key_manager: "CUSTOMER".into(),
-                key_state: "Enabled".into(),
-                policy: p.clone(),
-                multi_region: false,
-                current_version: 1,
-                created_at: Utc::now(),
-                deletion_date: None,
-                rotation_enabled: false,
-                rotation_period_days: None,
-                next_rotation_date: None,
-                on_demand_rotations: 0,
-            };
-            self.check_new_policy(caller, &probe, p, input.bypass_policy_lockout_safety_check)
-                .await?;
-        }
-        // Token generates → token wraps → database commits → reply.
-        let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
         let rec = KeyRecord {
-            key_id,
-            account_id: caller.account_id.clone(),
-            region: caller.region.clone(),
             description: input.description,
             key_spec: input.key_spec,
             key_usage: input.key_usage,
             origin: input.origin,
-            key_manager: "CUSTOMER".into(),
-            key_state: "Enabled".into(),
-            policy: input
-                .policy
-                .unwrap_or_else(|| default_key_policy(&caller.account_id)),
-            multi_region: false,
-            current_version: 1,
-            created_at: Utc::now(),
-            deletion_date: None,
-            rotation_enabled: false,
-            rotation_period_days: None,
-            next_rotation_date: None,
-            on_demand_rotations: 0,
+            ..self.new_record(
+                &caller.account_id,
+                &caller.region,
+                input
+                    .policy
+                    .clone()
+                    .unwrap_or_else(|| default_key_policy(&caller.account_id)),
+            )
         };
-        let mut m = MaterialRecord {
-            key_id,
-            version: 1,
-            wrapped,
-            root_version: root_version as i32,
-            mac: vec![],
-        };
-        m.mac = self.hsm.row_mac(material_mac_input(&rec, &m)).await?;
+        if input.policy.is_some() {
+            self.check_new_policy(
+                caller,
+                &rec,
+                &rec.policy,
+                input.bypass_policy_lockout_safety_check,
+            )
+            .await?;
+        }
+        // Token generates → token wraps → database commits → reply.
+        let m = self.new_material(&rec, 1).await?;
         self.keys.create_key(&rec, &m, &input.tags).await?;
         Ok(KeyMetadata {
             arn: Self::arn(&rec),
             record: rec,
         })
+    }
+
+    /// An enabled, customer-managed symmetric key created now, to be adjusted by the caller.
+    pub(crate) fn new_record(&self, account: &str, region: &str, policy: String) -> KeyRecord {
+        KeyRecord {
+            key_id: Uuid::new_v4(),
+            account_id: account.to_string(),
+            region: region.to_string(),
+            description: String::new(),
+            key_spec: SYMMETRIC_DEFAULT.into(),
+            key_usage: ENCRYPT_DECRYPT.into(),
+            origin: "AWS_KMS".into(),
+            key_manager: "CUSTOMER".into(),
+            key_state: "Enabled".into(),
+            policy,
+            multi_region: false,
+            current_version: 1,
+            created_at: self.now(),
+            deletion_date: None,
+            rotation_enabled: false,
+            rotation_period_days: None,
+            next_rotation_date: None,
+            on_demand_rotations: 0,
+        }
+    }
+
+    /// Material version `version` of a key: generated and wrapped in the token, with the row
+    /// MAC that binds it to the key.
+    pub(crate) async fn new_material(
+        &self,
+        rec: &KeyRecord,
+        version: i32,
+    ) -> Result<MaterialRecord, KmsError> {
+        let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
+        let mut m = MaterialRecord {
+            key_id: rec.key_id,
+            version,
+            wrapped,
+            root_version: root_version as i32,
+            mac: vec![],
+        };
+        m.mac = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
+        Ok(m)
     }
 
     /// A new key policy must be valid, at most 32 KB, and (unless the caller bypasses the
