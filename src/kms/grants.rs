@@ -4,7 +4,6 @@
 use super::{keyid, mac_input, Caller, Context, Kms, KmsError};
 use crate::store::{GrantRecord, KeyRecord};
 use base64::Engine;
-use chrono::Utc;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -315,7 +314,7 @@ impl Kms {
             operations: input.operations,
             constraints,
             issuing_account: format!("arn:aws:iam::{}:root", caller.account_id),
-            created_at: Utc::now(),
+            created_at: self.now(),
         };
         self.grant_store.insert_grant(&g).await?;
         self.invalidate_grants(Some(rec.key_id));

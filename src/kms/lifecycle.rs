@@ -197,7 +197,7 @@ impl Kms {
                 "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases."
             )));
         }
-        let now = Utc::now();
+        let now = self.now();
         let a = AliasRecord {
             alias_name: name.to_string(),
             key_id: rec.key_id,

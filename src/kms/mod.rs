@@ -425,6 +425,7 @@ impl Kms {
     }
 
     fn request(
+        &self,
         caller: &Caller,
         action: &str,
         rec: Option<&KeyRecord>,
@@ -446,7 +447,9 @@ impl Kms {
         put("aws:PrincipalAccount", vec![caller.account_id.clone()]);
         put(
             "aws:CurrentTime",
-            vec![Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)],
+            vec![self
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)],
         );
         put(
             "aws:SecureTransport",
@@ -501,7 +504,7 @@ impl Kms {
             .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
             .await?;
         let ids = &identity.policies;
-        let mut req = Self::request(caller, action, rec, ctx);
+        let mut req = self.request(caller, action, rec, ctx);
         self.add_tags(&mut req, &identity, rec).await?;
         for (k, v) in extra {
             req.context
@@ -553,7 +556,7 @@ impl Kms {
         let identity = self
             .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
             .await?;
-        let mut req = Self::request(caller, "sts:AssumeRole", None, None);
+        let mut req = self.request(caller, "sts:AssumeRole", None, None);
         self.add_tags(&mut req, &identity, None).await?;
         req.resource = role_arn.to_string();
         if let Some(x) = external_id {
@@ -763,13 +766,16 @@ impl Kms {
         Ok(Some(live))
     }
 
-    /// Take one GCM invocation from the lease, leasing more from the database when it runs out.
-    async fn take_invocation(
-        &self,
-        rec: &KeyRecord,
-        version: i32,
-        live: &LiveMaterial,
-    ) -> Result<(), KmsError> {
+    /// The material version to encrypt with and one AES-GCM invocation of it, leasing more
+    /// from the database when the lease runs out. `None` once the material is at the bound.
+    async fn try_invocation(&self, rec: &KeyRecord) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+        let version = rec.current_version;
+        let live = self.live_material(rec, version).await?.ok_or_else(|| {
+            KmsError::Internal(format!(
+                "current material v{version} of {} is missing",
+                rec.key_id
+            ))
+        })?;
         let mut lease = live.lease.lock().await;
         if lease.next >= lease.end {
             let size = (lease.size * 2).clamp(GCM_LEASE_MIN, GCM_LEASE_MAX);
@@ -784,13 +790,36 @@ impl Kms {
                     lease.size = size;
                 }
                 None => {
-                    tracing::error!(key_id = %rec.key_id, version, "key material reached the AES-GCM invocation limit (or its row is gone)");
-                    return Err(KmsError::KeyUnavailable);
+                    tracing::warn!(key_id = %rec.key_id, version, "key material reached the AES-GCM invocation limit");
+                    return Ok(None);
                 }
             }
         }
         lease.next += 1;
-        Ok(())
+        drop(lease);
+        Ok(Some(live))
+    }
+
+    /// Like `try_invocation`, but a key at the bound rotates to new material (once) and uses it.
+    async fn invocation(&self, rec: &KeyRecord) -> Result<(i32, Arc<LiveMaterial>), KmsError> {
+        if let Some(live) = self.try_invocation(rec).await? {
+            return Ok((rec.current_version, live));
+        }
+        match self.rotate_material(rec, "AUTOMATIC", None, false).await {
+            // Conflict: another request or node rotated it first.
+            Ok(()) | Err(KmsError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.invalidate(Some(rec.key_id));
+        let fresh = self
+            .record(rec.key_id)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        let live = self
+            .try_invocation(&fresh)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        Ok((fresh.current_version, live))
     }
 
     async fn seal(
@@ -799,47 +828,7 @@ impl Kms {
         plaintext: Zeroizing<Vec<u8>>,
         ctx: &Context,
     ) -> Result<Vec<u8>, KmsError> {
-        match self.seal_once(rec, plaintext.clone(), ctx).await {
-            Err(KmsError::KeyUnavailable) if self.exhausted(rec).await? => {
-                // The current material reached the AES-GCM bound: rotate, then use the new one.
-                match self.rotate_material(rec, "AUTOMATIC", None, false).await {
-                    Ok(()) | Err(KmsError::Conflict(_)) => {}
-                    Err(e) => return Err(e),
-                }
-                self.invalidate(Some(rec.key_id));
-                let fresh = self
-                    .record(rec.key_id)
-                    .await?
-                    .ok_or(KmsError::KeyUnavailable)?;
-                self.seal_once(&fresh, plaintext, ctx).await
-            }
-            other => other,
-        }
-    }
-
-    /// Whether the key's current material has no invocations left.
-    async fn exhausted(&self, rec: &KeyRecord) -> Result<bool, KmsError> {
-        Ok(self
-            .keys
-            .reserve_invocations(rec.key_id, rec.current_version, 0, GCM_INVOCATION_LIMIT)
-            .await?
-            .is_none())
-    }
-
-    async fn seal_once(
-        &self,
-        rec: &KeyRecord,
-        plaintext: Zeroizing<Vec<u8>>,
-        ctx: &Context,
-    ) -> Result<Vec<u8>, KmsError> {
-        let version = rec.current_version;
-        let live = self.live_material(rec, version).await?.ok_or_else(|| {
-            KmsError::Internal(format!(
-                "current material v{version} of {} is missing",
-                rec.key_id
-            ))
-        })?;
-        self.take_invocation(rec, version, &live).await?;
+        let (version, live) = self.invocation(rec).await?;
         let mut iv = [0u8; 12];
         aws_lc_rs::rand::fill(&mut iv)
             .map_err(|_| KmsError::Internal("system RNG failed".into()))?;
@@ -1061,7 +1050,7 @@ impl Kms {
             let identity = self
                 .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
                 .await?;
-            let mut req = Self::request(caller, "kms:PutKeyPolicy", Some(rec), None);
+            let mut req = self.request(caller, "kms:PutKeyPolicy", Some(rec), None);
             self.add_tags(&mut req, &identity, None).await?;
             if policy::decide(&doc, &rec.account_id, &identity.policies, false, &req)
                 != policy::Decision::Allow
