@@ -198,6 +198,36 @@ impl Validator {
     }
 }
 
+/// One page of an already-ordered list, AWS style: `{"<list>": [...], "Truncated": bool,
+/// "NextMarker": id}`. The marker is the id of the last item of the previous page; a marker that
+/// names no item is `InvalidMarkerException`.
+pub fn page<T>(
+    items: &[T],
+    list: &str,
+    limit: Option<i64>,
+    default_limit: usize,
+    marker: Option<&str>,
+    id: impl Fn(&T) -> String,
+    render: impl Fn(&T) -> serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
+    let limit = limit.map(|l| l as usize).unwrap_or(default_limit);
+    let start = match marker {
+        None => 0,
+        Some(m) => items
+            .iter()
+            .position(|x| id(x) == m)
+            .map(|i| i + 1)
+            .ok_or(KmsError::InvalidMarker)?,
+    };
+    let rest = &items[start..];
+    let shown: Vec<serde_json::Value> = rest.iter().take(limit).map(render).collect();
+    let mut v = serde_json::json!({ list: shown, "Truncated": rest.len() > limit });
+    if rest.len() > limit {
+        v["NextMarker"] = serde_json::json!(id(&rest[limit - 1]));
+    }
+    Ok(v)
+}
+
 pub const ENCRYPTION_ALGORITHMS: &[&str] = &[
     "SYMMETRIC_DEFAULT",
     "RSAES_OAEP_SHA_1",

@@ -1,8 +1,8 @@
 //! `CreateAlias`, `UpdateAlias`, `DeleteAlias`, `ListAliases`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{parse, Validator};
-use crate::kms::{keyid, Caller, Kms, KmsError};
+use crate::api::wire::{page, parse, Validator};
+use crate::kms::{keyid, Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -72,20 +72,14 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .str_len(r.marker.as_deref(), "marker", 1, 1024)
         .finish()?;
     let aliases = kms.list_aliases(caller, r.key_id.as_deref()).await?;
-    let limit = r.limit.unwrap_or(50) as usize;
-    let start = match &r.marker {
-        None => 0,
-        Some(m) => aliases
-            .iter()
-            .position(|a| &a.alias_name == m)
-            .map(|i| i + 1)
-            .ok_or(KmsError::InvalidMarker)?,
-    };
-    let rest = &aliases[start.min(aliases.len())..];
-    let shown: Vec<Value> = rest
-        .iter()
-        .take(limit)
-        .map(|a| {
+    page(
+        &aliases,
+        "Aliases",
+        r.limit,
+        50,
+        r.marker.as_deref(),
+        |a| a.alias_name.clone(),
+        |a| {
             json!({
                 "AliasName": a.alias_name,
                 "AliasArn": keyid::alias_arn(&a.region, &a.account_id, &a.alias_name),
@@ -93,12 +87,6 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
                 "CreationDate": super::epoch(&a.created_at),
                 "LastUpdatedDate": super::epoch(&a.updated_at),
             })
-        })
-        .collect();
-    let truncated = rest.len() > limit;
-    let mut v = json!({ "Aliases": shown, "Truncated": truncated });
-    if truncated {
-        v["NextMarker"] = json!(rest[limit - 1].alias_name);
-    }
-    Ok(v)
+        },
+    )
 }

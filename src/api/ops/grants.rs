@@ -1,7 +1,7 @@
 //! `CreateGrant`, `ListGrants`, `ListRetirableGrants`, `RetireGrant`, `RevokeGrant`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{parse, Context, Validator};
+use crate::api::wire::{page, parse, Context, Validator};
 use crate::kms::grants::{Constraints, CreateGrantInput, GRANT_OPERATIONS};
 use crate::kms::{keyid, Caller, Kms, KmsError};
 use crate::store::GrantRecord;
@@ -115,6 +115,10 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     Ok(json!({ "GrantToken": token, "GrantId": grant_id }))
 }
 
+fn grant_id(g: &Value) -> String {
+    g["GrantId"].as_str().unwrap_or_default().to_string()
+}
+
 fn grant_json(g: &GrantRecord, key_arn: &str) -> Value {
     let mut v = json!({
         "KeyId": key_arn,
@@ -134,30 +138,6 @@ fn grant_json(g: &GrantRecord, key_arn: &str) -> Value {
         v["Constraints"] = c.clone();
     }
     v
-}
-
-/// Page a list by position; the marker is the last grant id returned.
-fn page(grants: Vec<Value>, limit: Option<i64>, marker: Option<&str>) -> Result<Value, ApiError> {
-    let limit = limit.unwrap_or(50) as usize;
-    let start = match marker {
-        None => 0,
-        Some(m) => grants
-            .iter()
-            .position(|g| g["GrantId"] == m)
-            .map(|i| i + 1)
-            .ok_or(KmsError::InvalidMarker)?,
-    };
-    let rest = &grants[start.min(grants.len())..];
-    let shown: Vec<Value> = rest.iter().take(limit).cloned().collect();
-    let truncated = rest.len() > limit;
-    let mut v = json!({ "Grants": shown, "Truncated": truncated });
-    if truncated {
-        v["NextMarker"] = shown
-            .last()
-            .map(|g| g["GrantId"].clone())
-            .unwrap_or_default();
-    }
-    Ok(v)
 }
 
 #[derive(Deserialize)]
@@ -194,7 +174,15 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         })
         .map(|g| grant_json(g, &arn))
         .collect();
-    page(shown, r.limit, r.marker.as_deref())
+    page(
+        &shown,
+        "Grants",
+        r.limit,
+        50,
+        r.marker.as_deref(),
+        grant_id,
+        Value::clone,
+    )
 }
 
 #[derive(Deserialize)]
@@ -223,7 +211,15 @@ pub async fn list_retirable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
             shown.push(grant_json(g, &d));
         }
     }
-    page(shown, r.limit, r.marker.as_deref())
+    page(
+        &shown,
+        "Grants",
+        r.limit,
+        50,
+        r.marker.as_deref(),
+        grant_id,
+        Value::clone,
+    )
 }
 
 #[derive(Deserialize)]

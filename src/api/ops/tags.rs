@@ -1,8 +1,8 @@
 //! `TagResource`, `UntagResource`, `ListResourceTags`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{parse, Validator};
-use crate::kms::{Caller, Kms, KmsError};
+use crate::api::wire::{page, parse, Validator};
+use crate::kms::{Caller, Kms};
 use crate::store::Tag;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -97,25 +97,13 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let tags = kms
         .list_resource_tags(caller, r.key_id.as_deref().unwrap_or_default())
         .await?;
-    let limit = r.limit.unwrap_or(50) as usize;
-    let start = match &r.marker {
-        None => 0,
-        Some(m) => tags
-            .iter()
-            .position(|t| &t.key == m)
-            .map(|i| i + 1)
-            .ok_or(KmsError::InvalidMarker)?,
-    };
-    let rest = &tags[start.min(tags.len())..];
-    let shown: Vec<Value> = rest
-        .iter()
-        .take(limit)
-        .map(|t| json!({"TagKey": t.key, "TagValue": t.value}))
-        .collect();
-    let truncated = rest.len() > limit;
-    let mut v = json!({ "Tags": shown, "Truncated": truncated });
-    if truncated {
-        v["NextMarker"] = json!(rest[limit - 1].key);
-    }
-    Ok(v)
+    page(
+        &tags,
+        "Tags",
+        r.limit,
+        50,
+        r.marker.as_deref(),
+        |t| t.key.clone(),
+        |t| json!({"TagKey": t.key, "TagValue": t.value}),
+    )
 }
