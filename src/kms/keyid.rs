@@ -28,6 +28,14 @@ pub fn alias_arn(region: &str, account: &str, name: &str) -> String {
     format!("arn:aws:kms:{region}:{account}:{name}")
 }
 
+/// AWS's `NotFoundException` for an alias that names no key.
+pub fn alias_not_found(region: &str, account: &str, name: &str) -> KmsError {
+    KmsError::NotFound(format!(
+        "Alias {} is not found.",
+        alias_arn(region, account, name)
+    ))
+}
+
 /// Key ids are lower-case, hyphenated UUIDs as AWS prints them.
 fn parse_uuid(s: &str) -> Option<Uuid> {
     if s.len() != 36 {

@@ -154,6 +154,21 @@ impl Kms {
         Ok(())
     }
 
+    /// The key an existing alias of the caller's account and region names.
+    async fn alias_key(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<std::sync::Arc<KeyRecord>, KmsError> {
+        let not_found = || keyid::alias_not_found(&caller.region, &caller.account_id, name);
+        let current = self
+            .keys
+            .alias(&caller.account_id, &caller.region, name)
+            .await?
+            .ok_or_else(not_found)?;
+        self.record(current.key_id).await?.ok_or_else(not_found)
+    }
+
     /// The target of an alias operation: a key id or key ARN of the caller's account.
     async fn alias_target_key(
         &self,
@@ -227,18 +242,8 @@ impl Kms {
         target: &str,
     ) -> Result<(), KmsError> {
         check_alias_name(name)?;
-        let not_found = || {
-            KmsError::NotFound(format!(
-                "Alias {} is not found.",
-                keyid::alias_arn(&caller.region, &caller.account_id, name)
-            ))
-        };
-        let current = self
-            .keys
-            .alias(&caller.account_id, &caller.region, name)
-            .await?
-            .ok_or_else(not_found)?;
-        let old = self.record(current.key_id).await?.ok_or_else(not_found)?;
+        let not_found = || keyid::alias_not_found(&caller.region, &caller.account_id, name);
+        let old = self.alias_key(caller, name).await?;
         let new = self.alias_target_key(caller, target).await?;
         self.authorize(caller, "kms:UpdateAlias", Some(&old), None, &[])
             .await?;
@@ -264,18 +269,8 @@ impl Kms {
     }
 
     pub async fn delete_alias(&self, caller: &Caller, name: &str) -> Result<(), KmsError> {
-        let not_found = || {
-            KmsError::NotFound(format!(
-                "Alias {} is not found.",
-                keyid::alias_arn(&caller.region, &caller.account_id, name)
-            ))
-        };
-        let current = self
-            .keys
-            .alias(&caller.account_id, &caller.region, name)
-            .await?
-            .ok_or_else(not_found)?;
-        let rec = self.record(current.key_id).await?.ok_or_else(not_found)?;
+        let not_found = || keyid::alias_not_found(&caller.region, &caller.account_id, name);
+        let rec = self.alias_key(caller, name).await?;
         self.authorize(caller, "kms:DeleteAlias", Some(&rec), None, &[])
             .await?;
         if !self

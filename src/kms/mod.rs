@@ -615,10 +615,7 @@ impl Kms {
                 let region = region.as_deref().unwrap_or(&caller.region);
                 let account = account.as_deref().unwrap_or(&caller.account_id);
                 if region != caller.region {
-                    return Err(KmsError::NotFound(format!(
-                        "Alias {} is not found.",
-                        keyid::alias_arn(region, account, name)
-                    )));
+                    return Err(keyid::alias_not_found(region, account, name));
                 }
                 let found = match self.alias_target(account, region, name).await? {
                     Some(id) => Some(id),
@@ -627,12 +624,7 @@ impl Kms {
                     }
                     None => None,
                 };
-                let id = found.ok_or_else(|| {
-                    KmsError::NotFound(format!(
-                        "Alias {} is not found.",
-                        keyid::alias_arn(region, account, name)
-                    ))
-                })?;
+                let id = found.ok_or_else(|| keyid::alias_not_found(region, account, name))?;
                 (id, account.to_string())
             }
         };
