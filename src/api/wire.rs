@@ -67,6 +67,24 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 pub type Context = BTreeMap<String, String>;
 
+/// A `Tags` member (`CreateKey`, `TagResource`).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagIn {
+    tag_key: Option<String>,
+    tag_value: Option<String>,
+}
+
+pub fn into_tags(tags: Option<Vec<TagIn>>) -> Vec<crate::store::Tag> {
+    tags.unwrap_or_default()
+        .into_iter()
+        .map(|t| crate::store::Tag {
+            key: t.tag_key.unwrap_or_default(),
+            value: t.tag_value.unwrap_or_default(),
+        })
+        .collect()
+}
+
 #[derive(Default)]
 pub struct Validator {
     errors: Vec<String>,
@@ -180,6 +198,20 @@ impl Validator {
             for t in list {
                 self.str_len(Some(t), "grantTokens", 1, 8192);
             }
+        }
+        self
+    }
+
+    pub fn tags(&mut self, tags: Option<&Vec<TagIn>>) -> &mut Self {
+        for (i, t) in tags.into_iter().flatten().enumerate() {
+            let (k, v) = (
+                format!("tags.{}.member.tagKey", i + 1),
+                format!("tags.{}.member.tagValue", i + 1),
+            );
+            self.required(&t.tag_key, &k)
+                .required(&t.tag_value, &v)
+                .str_len(t.tag_key.as_deref(), &k, 1, 128)
+                .str_len(t.tag_value.as_deref(), &v, 0, 256);
         }
         self
     }

@@ -935,6 +935,13 @@ impl Kms {
                 input.key_usage, input.key_spec
             )));
         }
+        lifecycle::check_tags(&input.tags)?;
+        if input.tags.len() > lifecycle::MAX_TAGS_PER_KEY {
+            return Err(KmsError::Tag(format!(
+                "A KMS key can have at most {} tags.",
+                lifecycle::MAX_TAGS_PER_KEY
+            )));
+        }
         self.authorize(
             caller,
             "kms:CreateKey",

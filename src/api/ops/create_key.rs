@@ -1,17 +1,8 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{parse, Validator};
+use crate::api::wire::{into_tags, parse, TagIn, Validator};
 use crate::kms::{Caller, CreateKeyInput, Kms, KmsError};
-use crate::store::Tag;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashSet;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TagIn {
-    tag_key: Option<String>,
-    tag_value: Option<String>,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -71,24 +62,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .one_of(r.origin.as_deref(), "origin", ORIGINS)
         .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
         .str_len(r.xks_key_id.as_deref(), "xksKeyId", 1, 128);
-    if let Some(tags) = &r.tags {
-        for (i, t) in tags.iter().enumerate() {
-            v.required(&t.tag_key, &format!("tags.{}.member.tagKey", i + 1))
-                .required(&t.tag_value, &format!("tags.{}.member.tagValue", i + 1))
-                .str_len(
-                    t.tag_key.as_deref(),
-                    &format!("tags.{}.member.tagKey", i + 1),
-                    1,
-                    128,
-                )
-                .str_len(
-                    t.tag_value.as_deref(),
-                    &format!("tags.{}.member.tagValue", i + 1),
-                    0,
-                    256,
-                );
-        }
-    }
+    v.tags(r.tags.as_ref());
     v.finish()?;
     if r.key_spec.is_some() && r.customer_master_key_spec.is_some() {
         return Err(KmsError::Validation(
@@ -103,24 +77,6 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         )
         .into());
     }
-    let mut tags = Vec::new();
-    let mut seen = HashSet::new();
-    for t in r.tags.unwrap_or_default() {
-        let (key, value) = (
-            t.tag_key.unwrap_or_default(),
-            t.tag_value.unwrap_or_default(),
-        );
-        if key.starts_with("aws:") {
-            return Err(KmsError::Tag("Tags beginning with aws: are reserved.".into()).into());
-        }
-        if !seen.insert(key.clone()) {
-            return Err(KmsError::Tag(format!("Duplicate tag key {key}")).into());
-        }
-        tags.push(Tag { key, value });
-    }
-    if tags.len() > 50 {
-        return Err(KmsError::Tag("A KMS key can have at most 50 tags.".into()).into());
-    }
     let key_spec = r
         .key_spec
         .or(r.customer_master_key_spec)
@@ -134,7 +90,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
                 key_spec,
                 origin: r.origin.unwrap_or_else(|| "AWS_KMS".into()),
                 policy: r.policy,
-                tags,
+                tags: into_tags(r.tags),
                 multi_region: r.multi_region.unwrap_or(false),
                 bypass_policy_lockout_safety_check: r
                     .bypass_policy_lockout_safety_check

@@ -1,18 +1,10 @@
 //! `TagResource`, `UntagResource`, `ListResourceTags`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{page, parse, Validator};
+use crate::api::wire::{into_tags, page, parse, TagIn, Validator};
 use crate::kms::{Caller, Kms};
-use crate::store::Tag;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TagIn {
-    tag_key: Option<String>,
-    tag_value: Option<String>,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -27,26 +19,8 @@ pub async fn tag(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
     v.required(&r.key_id, "keyId")
         .required(&r.tags, "tags")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048);
-    for (i, t) in r.tags.iter().flatten().enumerate() {
-        let (k, val) = (
-            format!("tags.{}.member.tagKey", i + 1),
-            format!("tags.{}.member.tagValue", i + 1),
-        );
-        v.required(&t.tag_key, &k)
-            .required(&t.tag_value, &val)
-            .str_len(t.tag_key.as_deref(), &k, 1, 128)
-            .str_len(t.tag_value.as_deref(), &val, 0, 256);
-    }
-    v.finish()?;
-    let tags: Vec<Tag> = r
-        .tags
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| Tag {
-            key: t.tag_key.unwrap_or_default(),
-            value: t.tag_value.unwrap_or_default(),
-        })
-        .collect();
+    v.tags(r.tags.as_ref()).finish()?;
+    let tags = into_tags(r.tags);
     kms.tag_resource(caller, r.key_id.as_deref().unwrap_or_default(), tags)
         .await?;
     Ok(json!({}))
