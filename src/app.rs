@@ -114,6 +114,7 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
         store.clone(),
         store.clone(),
         &cache_sizes(s),
+        s.regions.clone(),
     );
     let given_id = std::env::var("KMS_ADMIN_ACCESS_KEY_ID")
         .ok()
@@ -554,6 +555,7 @@ async fn open_kms(s: &Settings, store: Arc<PgStore>) -> Result<Kms, Error> {
         store.clone(),
         store,
         &cache_sizes(s),
+        s.regions.clone(),
     ))
 }
 

@@ -186,6 +186,29 @@ impl Validator {
         self
     }
 
+    /// An AWS region name (`RegionType`: `^([a-z]+-){2,3}\d+$`, 1–32 characters).
+    pub fn region(&mut self, v: Option<&str>, field: &str) -> &mut Self {
+        if let Some(s) = v {
+            let parts: Vec<&str> = s.split('-').collect();
+            let ok = (3..=4).contains(&parts.len())
+                && parts[..parts.len() - 1]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+                && parts
+                    .last()
+                    .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            self.str_len(Some(s), field, 1, 32);
+            if !ok {
+                self.push(
+                    Some(s.to_string()),
+                    field,
+                    "satisfy regular expression pattern: ^([a-z]+-){2,3}\\d+$".into(),
+                );
+            }
+        }
+        self
+    }
+
     pub fn grant_tokens(&mut self, v: Option<&Vec<String>>) -> &mut Self {
         if let Some(list) = v {
             if list.len() > 10 {

@@ -1,7 +1,7 @@
 //! Grants: `CreateGrant`, `ListGrants`, `ListRetirableGrants`, `RetireGrant`, `RevokeGrant`,
 //! grant tokens, and whether a grant allows a request.
 
-use super::{keyid, mac_input, Caller, Context, Kms, KmsError};
+use super::{mac_input, Caller, Context, Kms, KmsError};
 use crate::store::{GrantRecord, KeyRecord};
 use base64::Engine;
 use std::sync::Arc;
@@ -239,7 +239,7 @@ impl Kms {
                 return Err(KmsError::Validation(format!(
                     "Grant operation {op} is not valid for {} key {}.",
                     rec.key_spec,
-                    keyid::key_arn(&rec.region, &rec.account_id, &rec.key_id)
+                    rec.arn()
                 )));
             }
         }

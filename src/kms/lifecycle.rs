@@ -1,7 +1,7 @@
 //! Key states (enable, disable, schedule and cancel deletion, description), aliases and tags.
 
 use super::{keyid, Caller, Kms, KmsError};
-use crate::store::{AliasRecord, KeyRecord, StoreError, Tag};
+use crate::store::{AliasRecord, KeyRecord, MaterialRecord, StoreError, Tag};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
@@ -80,7 +80,9 @@ impl Kms {
         self.authorize(caller, "kms:EnableKey", Some(&rec), None, &[])
             .await?;
         Self::require_not_pending(&rec)?;
-        self.keys.set_key_state(rec.key_id, "Enabled", None).await?;
+        self.keys
+            .set_key_state(rec.key_id, "Enabled", None, None)
+            .await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
     }
@@ -91,30 +93,48 @@ impl Kms {
             .await?;
         Self::require_not_pending(&rec)?;
         self.keys
-            .set_key_state(rec.key_id, "Disabled", None)
+            .set_key_state(rec.key_id, "Disabled", None, None)
             .await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
     }
 
-    /// Returns the key's ARN and its deletion date.
+    /// Returns the key's ARN, its new state and its deletion date. A multi-Region primary
+    /// with replicas waits in `PendingReplicaDeletion` (no date yet) until they are gone.
     pub async fn schedule_key_deletion(
         &self,
         caller: &Caller,
         key_id: &str,
         days: i64,
         now: DateTime<Utc>,
-    ) -> Result<(String, DateTime<Utc>), KmsError> {
+    ) -> Result<(String, &'static str, Option<DateTime<Utc>>), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:ScheduleKeyDeletion", Some(&rec), None, &[])
             .await?;
         Self::require_not_pending(&rec)?;
-        let when = now + Duration::days(days);
-        self.keys
-            .set_key_state(rec.key_id, "PendingDeletion", Some(when))
-            .await?;
+        let has_replicas = match (rec.mrk_id, rec.mrk_primary) {
+            (Some(mrk), true) => self.keys.related_keys(mrk).await?.len() > 1,
+            _ => false,
+        };
+        let (state, when) = if has_replicas {
+            self.keys
+                .set_key_state(
+                    rec.key_id,
+                    "PendingReplicaDeletion",
+                    None,
+                    Some(days as i32),
+                )
+                .await?;
+            ("PendingReplicaDeletion", None)
+        } else {
+            let when = now + Duration::days(days);
+            self.keys
+                .set_key_state(rec.key_id, "PendingDeletion", Some(when), None)
+                .await?;
+            ("PendingDeletion", Some(when))
+        };
         self.invalidate(Some(rec.key_id));
-        Ok((Self::arn(&rec), when))
+        Ok((Self::arn(&rec), state, when))
     }
 
     /// A key whose deletion is cancelled comes back Disabled.
@@ -126,14 +146,14 @@ impl Kms {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:CancelKeyDeletion", Some(&rec), None, &[])
             .await?;
-        if rec.key_state != "PendingDeletion" {
+        if rec.key_state != "PendingDeletion" && rec.key_state != "PendingReplicaDeletion" {
             return Err(KmsError::InvalidState(format!(
                 "{} is not pending deletion.",
                 Self::arn(&rec)
             )));
         }
         self.keys
-            .set_key_state(rec.key_id, "Disabled", None)
+            .set_key_state(rec.key_id, "Disabled", None, None)
             .await?;
         self.invalidate(Some(rec.key_id));
         Ok(Self::arn(&rec))
@@ -220,6 +240,7 @@ impl Kms {
             region: caller.region.clone(),
             created_at: now,
             updated_at: now,
+            target_mrk: None,
         };
         match self.keys.create_alias(&a).await {
             Ok(()) => {}
@@ -394,9 +415,24 @@ impl Kms {
         on_demand: bool,
     ) -> Result<(), KmsError> {
         let m = self.new_material(rec, rec.current_version + 1).await?;
+        let version = m.version;
+        // A multi-Region key's regions share the new material: one copy (and MAC) per region.
+        let mut ms = vec![m];
+        let related = match rec.mrk_id {
+            Some(mrk) => self.keys.related_keys(mrk).await?,
+            None => vec![],
+        };
+        for r in related.iter().filter(|r| r.key_id != rec.key_id) {
+            let mut c = MaterialRecord {
+                key_id: r.key_id,
+                ..ms[0].clone()
+            };
+            c.mac = self.hsm.row_mac(super::material_mac_input(r, &c)).await?;
+            ms.push(c);
+        }
         match self
             .keys
-            .add_material(&m, rotation_type, next_rotation, on_demand)
+            .add_material(&ms, rec.mrk_id, rotation_type, next_rotation, on_demand)
             .await
         {
             Ok(()) => {}
@@ -408,8 +444,8 @@ impl Kms {
             }
             Err(e) => return Err(e.into()),
         }
-        self.invalidate(Some(rec.key_id));
-        tracing::info!(key_id = %rec.key_id, version = m.version, rotation_type, "key rotated");
+        self.invalidate_related(rec);
+        tracing::info!(key_id = %rec.key_id, version, rotation_type, "key rotated");
         Ok(())
     }
 
@@ -417,6 +453,12 @@ impl Kms {
         if rec.key_spec != super::SYMMETRIC_DEFAULT || rec.origin != "AWS_KMS" {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} does not support automatic rotation.",
+                Self::arn(rec)
+            )));
+        }
+        if rec.mrk_id.is_some() && !rec.mrk_primary {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} is a multi-Region replica key. Rotation is managed by its primary key.",
                 Self::arn(rec)
             )));
         }
@@ -435,9 +477,9 @@ impl Kms {
         Self::require_rotatable(&rec)?;
         let next = self.now() + Duration::days(days);
         self.keys
-            .set_rotation(rec.key_id, true, Some(days as i32), Some(next))
+            .set_rotation(rec.key_id, rec.mrk_id, true, Some(days as i32), Some(next))
             .await?;
-        self.invalidate(Some(rec.key_id));
+        self.invalidate_related(&rec);
         Ok(())
     }
 
@@ -451,9 +493,15 @@ impl Kms {
             .await?;
         Self::require_rotatable(&rec)?;
         self.keys
-            .set_rotation(rec.key_id, false, rec.rotation_period_days, None)
+            .set_rotation(
+                rec.key_id,
+                rec.mrk_id,
+                false,
+                rec.rotation_period_days,
+                None,
+            )
             .await?;
-        self.invalidate(Some(rec.key_id));
+        self.invalidate_related(&rec);
         Ok(())
     }
 
@@ -509,7 +557,7 @@ impl Kms {
         &self,
         caller: &Caller,
         key_id: &str,
-    ) -> Result<(String, Vec<crate::store::RotationRecord>), KmsError> {
+    ) -> Result<(String, Uuid, Vec<crate::store::RotationRecord>), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:ListKeyRotations", Some(&rec), None, &[])
             .await?;
@@ -519,7 +567,11 @@ impl Kms {
                 Self::arn(&rec)
             )));
         }
-        Ok((Self::arn(&rec), self.keys.rotations(rec.key_id).await?))
+        Ok((
+            Self::arn(&rec),
+            rec.blob_id(),
+            self.keys.rotations(rec.key_id).await?,
+        ))
     }
 
     /// The background work due at the clock's now: delete keys whose window ended
@@ -527,6 +579,11 @@ impl Kms {
     /// every node at once: each key is claimed by exactly one (`FOR UPDATE SKIP LOCKED`).
     pub async fn run_due(&self) -> Result<(usize, usize), KmsError> {
         let now = self.now();
+        // A primary whose last replica is gone starts its own waiting period.
+        for id in self.keys.promote_replica_deletions(now).await? {
+            tracing::info!(key_id = %id, "multi-Region primary key has no replicas left; its deletion waiting period starts");
+            self.invalidate(Some(id));
+        }
         let mut deleted = 0;
         loop {
             let ids = self.keys.delete_due_keys(now, 100).await?;
@@ -692,6 +749,7 @@ impl Kms {
             region: region.to_string(),
             created_at: now,
             updated_at: now,
+            target_mrk: None,
         };
         match self.keys.create_managed_key(&rec, &m, &alias).await {
             Ok(()) => {

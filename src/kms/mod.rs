@@ -7,6 +7,7 @@ mod error;
 pub mod grants;
 pub mod keyid;
 pub mod lifecycle;
+pub mod multi_region;
 
 pub use error::KmsError;
 pub use keyid::KeyRef;
@@ -85,6 +86,15 @@ pub struct CreateKeyInput {
 pub struct KeyMetadata {
     pub record: KeyRecord,
     pub arn: String,
+    /// For a multi-Region key: every related key (this one included), primary first.
+    pub related: Vec<RelatedKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RelatedKey {
+    pub arn: String,
+    pub region: String,
+    pub primary: bool,
 }
 
 pub struct EncryptOutput {
@@ -110,7 +120,7 @@ pub struct ReEncryptOutput {
 }
 
 pub struct ListKeysOutput {
-    pub keys: Vec<(Uuid, String)>,
+    pub keys: Vec<(keyid::PublicId, String)>,
     pub next_marker: Option<String>,
 }
 
@@ -187,6 +197,8 @@ pub struct Kms {
     clock_offset: std::sync::atomic::AtomicI64,
     /// Key → its alias names, for `kms:ResourceAliases`.
     key_aliases: Mutex<LruCache<Uuid, Arc<Vec<String>>>>,
+    /// The regions this deployment serves (where multi-Region keys can be replicated).
+    regions: Vec<String>,
 }
 
 /// Serialises the loading of one key version.
@@ -261,8 +273,10 @@ impl Kms {
         ids: Arc<dyn crate::store::IdentityStore>,
         grant_store: Arc<dyn crate::store::GrantStore>,
         sizes: &CacheSizes,
+        regions: Vec<String>,
     ) -> Kms {
         Kms {
+            regions,
             credentials: credentials::Credentials::new(
                 hsm.clone(),
                 ids.clone(),
@@ -586,12 +600,6 @@ impl Kms {
     /// Resolve a `KeyId` parameter to a key the caller can see in the caller's region.
     pub async fn resolve(&self, caller: &Caller, key_id: &str) -> Result<Arc<KeyRecord>, KmsError> {
         let r = keyid::parse(key_id)?;
-        let not_found = |id: &Uuid| {
-            KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                keyid::key_arn(&caller.region, &caller.account_id, id)
-            ))
-        };
         let (id, account) = match &r {
             KeyRef::Id(id) => (*id, caller.account_id.clone()),
             KeyRef::Arn {
@@ -625,15 +633,26 @@ impl Kms {
                     None => None,
                 };
                 let id = found.ok_or_else(|| keyid::alias_not_found(region, account, name))?;
-                (id, account.to_string())
+                let rec = self
+                    .record(id)
+                    .await?
+                    .ok_or_else(|| keyid::alias_not_found(region, account, name))?;
+                (rec.public_id(), account.to_string())
             }
         };
-        let rec = self.record(id).await?.ok_or_else(|| not_found(&id))?;
-        if rec.region != caller.region || rec.account_id != account {
-            return Err(KmsError::NotFound(format!(
+        let not_found = || {
+            KmsError::NotFound(format!(
                 "Key '{}' does not exist",
                 keyid::key_arn(&caller.region, &account, &id)
-            )));
+            ))
+        };
+        let rec = self
+            .record(id.internal(&caller.region))
+            .await?
+            .ok_or_else(not_found)?;
+        // A multi-Region key is named by its `mrk-` id only, never by its row id.
+        if rec.region != caller.region || rec.account_id != account || rec.public_id() != id {
+            return Err(not_found());
         }
         // Another account's key (named by ARN): its key policy decides, in `authorize`.
         Ok(rec)
@@ -649,7 +668,7 @@ impl Kms {
     }
 
     fn arn(rec: &KeyRecord) -> String {
-        keyid::key_arn(&rec.region, &rec.account_id, &rec.key_id)
+        rec.arn()
     }
 
     fn require_usable(rec: &KeyRecord) -> Result<(), KmsError> {
@@ -728,14 +747,7 @@ impl Kms {
         let Some(m) = self.keys.material(rec.key_id, version).await? else {
             return Ok(None);
         };
-        let expect = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            expect.as_slice(),
-            m.mac.as_slice(),
-        )) {
-            tracing::error!(key_id = %rec.key_id, version, "key material row failed its integrity check; refusing to use it");
-            return Err(KmsError::KeyUnavailable);
-        }
+        self.verify_material(rec, &m).await?;
         let handle = self.hsm.unwrap_aes(m.wrapped.clone()).await.map_err(|e| {
             tracing::error!(key_id = %rec.key_id, version, error = %e, "could not unwrap key material");
             KmsError::KeyUnavailable
@@ -758,6 +770,19 @@ impl Kms {
         Ok(Some(live))
     }
 
+    /// Check a material row's MAC (computed in the token) against the key it claims to be of.
+    async fn verify_material(&self, rec: &KeyRecord, m: &MaterialRecord) -> Result<(), KmsError> {
+        let expect = self.hsm.row_mac(material_mac_input(rec, m)).await?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            expect.as_slice(),
+            m.mac.as_slice(),
+        )) {
+            tracing::error!(key_id = %rec.key_id, version = m.version, "key material row failed its integrity check; refusing to use it");
+            return Err(KmsError::KeyUnavailable);
+        }
+        Ok(())
+    }
+
     /// The material version to encrypt with and one AES-GCM invocation of it, leasing more
     /// from the database when the lease runs out. `None` once the material is at the bound.
     async fn try_invocation(&self, rec: &KeyRecord) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
@@ -773,7 +798,7 @@ impl Kms {
             let size = (lease.size * 2).clamp(GCM_LEASE_MIN, GCM_LEASE_MAX);
             match self
                 .keys
-                .reserve_invocations(rec.key_id, version, size, GCM_INVOCATION_LIMIT)
+                .reserve_invocations(rec.key_id, rec.mrk_id, version, size, GCM_INVOCATION_LIMIT)
                 .await?
             {
                 Some((start, end)) => {
@@ -825,7 +850,7 @@ impl Kms {
         aws_lc_rs::rand::fill(&mut iv)
             .map_err(|_| KmsError::Internal("system RNG failed".into()))?;
         let header = Header {
-            key_id: rec.key_id,
+            key_id: rec.blob_id(),
             material_version: version as u32,
             iv,
         };
@@ -854,11 +879,13 @@ impl Kms {
         };
         let (header, body) = ciphertext::parse(blob).ok_or(KmsError::InvalidCiphertext)?;
         if let Some(e) = &expected {
-            if e.key_id != header.key_id {
+            if e.blob_id() != header.key_id {
                 return Err(KmsError::IncorrectKey);
             }
         }
-        let rec = match self.record(header.key_id).await? {
+        // A multi-Region blob decrypts with its key's copy in the caller's region.
+        let row = keyid::PublicId::of_blob(header.key_id).internal(&caller.region);
+        let rec = match self.record(row).await? {
             Some(r) if r.region == caller.region => r,
             _ => return Err(KmsError::InvalidCiphertext),
         };
@@ -905,11 +932,6 @@ impl Kms {
         caller: &Caller,
         input: CreateKeyInput,
     ) -> Result<KeyMetadata, KmsError> {
-        if input.multi_region {
-            return Err(KmsError::UnsupportedOperation(
-                "Multi-Region keys are not supported by this key store.".into(),
-            ));
-        }
         match input.origin.as_str() {
             "AWS_KMS" => {}
             "EXTERNAL" => {
@@ -951,10 +973,14 @@ impl Kms {
                 ("kms:KeySpec", &input.key_spec),
                 ("kms:KeyUsage", &input.key_usage),
                 ("kms:KeyOrigin", &input.origin),
+                (
+                    "kms:MultiRegion",
+                    if input.multi_region { "true" } else { "false" },
+                ),
             ],
         )
         .await?;
-        let rec = KeyRecord {
+        let mut rec = KeyRecord {
             description: input.description,
             key_spec: input.key_spec,
             key_usage: input.key_usage,
@@ -968,6 +994,13 @@ impl Kms {
                     .unwrap_or_else(|| default_key_policy(&caller.account_id)),
             )
         };
+        if input.multi_region {
+            let mrk = keyid::new_mrk();
+            rec.key_id = keyid::mrk_key_id(&mrk, &rec.region);
+            rec.mrk_id = Some(mrk);
+            rec.mrk_primary = true;
+            rec.multi_region = true;
+        }
         if input.policy.is_some() {
             self.check_new_policy(
                 caller,
@@ -980,10 +1013,7 @@ impl Kms {
         // Token generates → token wraps → database commits → reply.
         let m = self.new_material(&rec, 1).await?;
         self.keys.create_key(&rec, &m, &input.tags).await?;
-        Ok(KeyMetadata {
-            arn: Self::arn(&rec),
-            record: rec,
-        })
+        self.metadata(&rec).await
     }
 
     /// An enabled, customer-managed symmetric key created now, to be adjusted by the caller.
@@ -1007,6 +1037,9 @@ impl Kms {
             rotation_period_days: None,
             next_rotation_date: None,
             on_demand_rotations: 0,
+            mrk_id: None,
+            mrk_primary: false,
+            pending_window_days: None,
         }
     }
 
@@ -1111,10 +1144,7 @@ impl Kms {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:DescribeKey", Some(&rec), None, &[])
             .await?;
-        Ok(KeyMetadata {
-            arn: Self::arn(&rec),
-            record: (*rec).clone(),
-        })
+        self.metadata(&rec).await
     }
 
     pub async fn list_keys(
@@ -1141,7 +1171,7 @@ impl Kms {
             None
         };
         Ok(ListKeysOutput {
-            keys: rows.iter().map(|r| (r.key_id, Self::arn(r))).collect(),
+            keys: rows.iter().map(|r| (r.public_id(), Self::arn(r))).collect(),
             next_marker,
         })
     }

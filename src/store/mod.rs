@@ -55,6 +55,12 @@ pub struct KeyRecord {
     pub rotation_period_days: Option<i32>,
     pub next_rotation_date: Option<DateTime<Utc>>,
     pub on_demand_rotations: i32,
+    /// A multi-Region key's shared id (the `mrk-…` key id), the same in every region.
+    pub mrk_id: Option<Uuid>,
+    /// Whether this is the primary of its multi-Region key.
+    pub mrk_primary: bool,
+    /// For a primary pending replica deletion: the waiting period once its replicas are gone.
+    pub pending_window_days: Option<i32>,
 }
 
 /// One rotation of a key: the material version it created.
@@ -73,6 +79,8 @@ pub struct AliasRecord {
     pub region: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The target's multi-Region id, if it is a multi-Region key (filled by listings).
+    pub target_mrk: Option<Uuid>,
 }
 
 /// One version of a key's material, wrapped by the HSM.
@@ -172,19 +180,42 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<Vec<KeyRecord>, StoreError>;
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
     async fn set_key_policy(&self, key_id: Uuid, policy: &str) -> Result<(), StoreError>;
-    /// Add a new material version and make it current, in one transaction. `next_rotation`
-    /// moves the schedule; `on_demand` counts an on-demand rotation.
+    /// Add a new material version and make it current, in one transaction: one record per
+    /// key that shares the material (several for a multi-Region key `mrk`, whose related keys
+    /// must be exactly the records' keys, else `Conflict`). `next_rotation` moves the
+    /// schedule; `on_demand` counts an on-demand rotation.
     async fn add_material(
         &self,
-        m: &MaterialRecord,
+        ms: &[MaterialRecord],
+        mrk: Option<Uuid>,
         rotation_type: &str,
         next_rotation: Option<DateTime<Utc>>,
         on_demand: bool,
     ) -> Result<(), StoreError>;
+    /// The keys of one multi-Region key, in every region.
+    async fn related_keys(&self, mrk: Uuid) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Insert a replica of a multi-Region primary with copies of all its material versions
+    /// (`macs`: each version's wrapped blob as verified and the replica row's MAC for it), in
+    /// one transaction. `Conflict` unless the primary is still usable at `primary_version`.
+    async fn create_replica(
+        &self,
+        replica: &KeyRecord,
+        primary: Uuid,
+        primary_version: i32,
+        macs: &[(MaterialRecord, Vec<u8>)],
+        tags: &[Tag],
+    ) -> Result<(), StoreError>;
+    /// Make `new_primary` the primary of its multi-Region key.
+    async fn set_primary(&self, mrk: Uuid, new_primary: Uuid) -> Result<(), StoreError>;
+    /// Primaries pending replica deletion whose last replica is gone start their waiting
+    /// period at `now`. Returns their ids.
+    async fn promote_replica_deletions(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
     async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError>;
+    /// Set a key's rotation schedule (and every related key's, for a multi-Region `mrk`).
     async fn set_rotation(
         &self,
         key_id: Uuid,
+        mrk: Option<Uuid>,
         enabled: bool,
         period_days: Option<i32>,
         next: Option<DateTime<Utc>>,
@@ -209,6 +240,7 @@ pub trait KeyStore: Send + Sync {
         key_id: Uuid,
         state: &str,
         deletion_date: Option<DateTime<Utc>>,
+        pending_window_days: Option<i32>,
     ) -> Result<(), StoreError>;
     async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError>;
     async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError>;
@@ -249,10 +281,11 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<Option<MaterialRecord>, StoreError>;
     /// Atomically reserve up to `n` more encryptions with a material version, never passing
     /// `limit`; returns the reserved range `[start, end)`, or `None` when nothing is left (or
-    /// the row does not exist).
+    /// the row does not exist). The keys of a multi-Region key `mrk` share one count.
     async fn reserve_invocations(
         &self,
         key_id: Uuid,
+        mrk: Option<Uuid>,
         version: i32,
         n: i64,
         limit: i64,

@@ -103,6 +103,9 @@ fn key_from_row(r: &PgRow) -> KeyRecord {
         rotation_period_days: r.get("rotation_period_days"),
         next_rotation_date: r.get("next_rotation_date"),
         on_demand_rotations: r.get("on_demand_rotations"),
+        mrk_id: r.get("mrk_id"),
+        mrk_primary: r.get("mrk_primary"),
+        pending_window_days: r.get("pending_window_days"),
     }
 }
 
@@ -114,6 +117,7 @@ fn alias_from_row(r: &PgRow) -> AliasRecord {
         region: r.get("region"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
+        target_mrk: r.try_get("mrk_id").ok().flatten(),
     }
 }
 
@@ -131,7 +135,7 @@ fn access_key_from_row(r: &PgRow) -> AccessKeyRecord {
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
@@ -140,8 +144,8 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
          key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-         rotation_period_days, next_rotation_date, on_demand_rotations) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
+         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
     )
     .bind(k.key_id)
     .bind(&k.account_id)
@@ -161,6 +165,9 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     .bind(k.rotation_period_days)
     .bind(k.next_rotation_date)
     .bind(k.on_demand_rotations)
+    .bind(k.mrk_id)
+    .bind(k.mrk_primary)
+    .bind(k.pending_window_days)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
@@ -185,6 +192,19 @@ async fn insert_material(
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_tags(tx: &mut Tx<'_>, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError> {
+    for t in tags {
+        sqlx::query("INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES ($1,$2,$3)")
+            .bind(key_id)
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
     Ok(())
 }
 
@@ -219,15 +239,7 @@ impl KeyStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         insert_key(&mut tx, k).await?;
         insert_material(&mut tx, m, None).await?;
-        for t in tags {
-            sqlx::query("INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES ($1,$2,$3)")
-                .bind(k.key_id)
-                .bind(&t.key)
-                .bind(&t.value)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
+        insert_tags(&mut tx, k.key_id, tags).await?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -305,25 +317,157 @@ impl KeyStore for PgStore {
 
     async fn add_material(
         &self,
-        m: &MaterialRecord,
+        ms: &[MaterialRecord],
+        mrk: Option<Uuid>,
         rotation_type: &str,
         next_rotation: Option<DateTime<Utc>>,
         on_demand: bool,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        insert_material(&mut tx, m, Some(rotation_type)).await?;
-        sqlx::query(
-            "UPDATE keys SET current_version = $2, next_rotation_date = COALESCE($3, next_rotation_date), \
-             on_demand_rotations = on_demand_rotations + CASE WHEN $4 THEN 1 ELSE 0 END WHERE key_id = $1",
+        if let Some(mrk) = mrk {
+            // Lock every related key, so a replica created meanwhile cannot miss this version.
+            let rows =
+                sqlx::query("SELECT key_id FROM keys WHERE mrk_id = $1 ORDER BY key_id FOR UPDATE")
+                    .bind(mrk)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            let mut have: Vec<Uuid> = rows.iter().map(|r| r.get("key_id")).collect();
+            let mut want: Vec<Uuid> = ms.iter().map(|m| m.key_id).collect();
+            have.sort();
+            want.sort();
+            if have != want {
+                return Err(StoreError::Conflict {
+                    constraint: "mrk_related_keys_changed".into(),
+                });
+            }
+        }
+        for m in ms {
+            insert_material(&mut tx, m, Some(rotation_type)).await?;
+            sqlx::query(
+                "UPDATE keys SET current_version = $2, next_rotation_date = COALESCE($3, next_rotation_date), \
+                 on_demand_rotations = on_demand_rotations + CASE WHEN $4 THEN 1 ELSE 0 END WHERE key_id = $1",
+            )
+            .bind(m.key_id)
+            .bind(m.version)
+            .bind(next_rotation)
+            .bind(on_demand)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        if let Some(mrk) = mrk {
+            // Replicas show the primary's schedule (the scheduler claims only primaries).
+            sqlx::query(
+                "UPDATE keys k SET next_rotation_date = p.next_rotation_date FROM keys p \
+                 WHERE p.mrk_id = $1 AND p.mrk_primary AND k.mrk_id = $1 AND NOT k.mrk_primary",
+            )
+            .bind(mrk)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn related_keys(&self, mrk: Uuid) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE mrk_id = $1 ORDER BY region");
+        let rows = sqlx::query(&q)
+            .bind(mrk)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn create_replica(
+        &self,
+        replica: &KeyRecord,
+        primary: Uuid,
+        primary_version: i32,
+        macs: &[(MaterialRecord, Vec<u8>)],
+        tags: &[Tag],
+    ) -> Result<(), StoreError> {
+        let conflict = || StoreError::Conflict {
+            constraint: "mrk_primary_changed".into(),
+        };
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let rows = sqlx::query(
+            "SELECT key_id, mrk_primary, current_version, key_state FROM keys WHERE mrk_id = $1 ORDER BY key_id FOR UPDATE",
         )
-        .bind(m.key_id)
-        .bind(m.version)
-        .bind(next_rotation)
-        .bind(on_demand)
-        .execute(&mut *tx)
+        .bind(replica.mrk_id)
+        .fetch_all(&mut *tx)
         .await
         .map_err(map_err)?;
+        let ok = rows.iter().any(|r| {
+            r.get::<Uuid, _>("key_id") == primary
+                && r.get::<bool, _>("mrk_primary")
+                && r.get::<i32, _>("current_version") == primary_version
+                && matches!(
+                    r.get::<String, _>("key_state").as_str(),
+                    "Enabled" | "Disabled"
+                )
+        });
+        if !ok || macs.len() != primary_version as usize {
+            return Err(conflict());
+        }
+        insert_key(&mut tx, replica).await?;
+        for (m, mac) in macs {
+            // Copy the row as verified (same wrapped blob), with its invocation count, so the
+            // AES-GCM bound counts every region's encryptions.
+            let n = sqlx::query(
+                "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, invocations_reserved, rotation_type, created_at) \
+                 SELECT $1, version, wrapped, root_version, $4, invocations_reserved, rotation_type, created_at \
+                 FROM key_materials WHERE key_id = $2 AND version = $3 AND wrapped = $5 AND root_version = $6",
+            )
+            .bind(replica.key_id)
+            .bind(primary)
+            .bind(m.version)
+            .bind(mac)
+            .bind(&m.wrapped)
+            .bind(m.root_version)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+            if n != 1 {
+                return Err(conflict());
+            }
+        }
+        insert_tags(&mut tx, replica.key_id, tags).await?;
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn set_primary(&self, mrk: Uuid, new_primary: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("UPDATE keys SET mrk_primary = false WHERE mrk_id = $1 AND mrk_primary")
+            .bind(mrk)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("UPDATE keys SET mrk_primary = true WHERE mrk_id = $1 AND key_id = $2")
+            .bind(mrk)
+            .bind(new_primary)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn promote_replica_deletions(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE keys k SET key_state = 'PendingDeletion', \
+                 deletion_date = $1 + make_interval(days => COALESCE(k.pending_window_days, 30)), \
+                 pending_window_days = NULL \
+             WHERE k.key_state = 'PendingReplicaDeletion' \
+               AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id) \
+             RETURNING k.key_id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(|r| r.get("key_id")).collect())
     }
 
     async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError> {
@@ -347,15 +491,18 @@ impl KeyStore for PgStore {
     async fn set_rotation(
         &self,
         key_id: Uuid,
+        mrk: Option<Uuid>,
         enabled: bool,
         period_days: Option<i32>,
         next: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keys SET rotation_enabled = $2, rotation_period_days = $3, next_rotation_date = $4 WHERE key_id = $1")
+        sqlx::query("UPDATE keys SET rotation_enabled = $2, rotation_period_days = $3, next_rotation_date = $4 \
+                     WHERE key_id = $1 OR ($5::uuid IS NOT NULL AND mrk_id = $5)")
             .bind(key_id)
             .bind(enabled)
             .bind(period_days)
             .bind(next)
+            .bind(mrk)
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
@@ -371,7 +518,7 @@ impl KeyStore for PgStore {
         // two nodes from claiming the same key.
         let rows = sqlx::query(
             "WITH due AS (SELECT key_id FROM keys WHERE rotation_enabled AND key_state = 'Enabled' \
-                          AND next_rotation_date <= $1 ORDER BY next_rotation_date LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                          AND (mrk_id IS NULL OR mrk_primary) AND next_rotation_date <= $1 ORDER BY next_rotation_date LIMIT $2 FOR UPDATE SKIP LOCKED) \
              UPDATE keys k SET next_rotation_date = $1 + make_interval(days => k.rotation_period_days) \
              FROM due WHERE k.key_id = due.key_id RETURNING k.key_id",
         )
@@ -389,7 +536,8 @@ impl KeyStore for PgStore {
         limit: i64,
     ) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query(
-            "WITH due AS (SELECT key_id FROM keys WHERE key_state = 'PendingDeletion' AND deletion_date <= $1 \
+            "WITH due AS (SELECT key_id FROM keys k WHERE key_state = 'PendingDeletion' AND deletion_date <= $1 \
+                          AND NOT (mrk_primary AND EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)) \
                           ORDER BY deletion_date LIMIT $2 FOR UPDATE SKIP LOCKED) \
              DELETE FROM keys k USING due WHERE k.key_id = due.key_id RETURNING k.key_id",
         )
@@ -406,11 +554,13 @@ impl KeyStore for PgStore {
         key_id: Uuid,
         state: &str,
         deletion_date: Option<DateTime<Utc>>,
+        pending_window_days: Option<i32>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keys SET key_state = $2, deletion_date = $3 WHERE key_id = $1")
+        sqlx::query("UPDATE keys SET key_state = $2, deletion_date = $3, pending_window_days = $4 WHERE key_id = $1")
             .bind(key_id)
             .bind(state)
             .bind(deletion_date)
+            .bind(pending_window_days)
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
@@ -521,7 +671,8 @@ impl KeyStore for PgStore {
         key_id: Option<Uuid>,
     ) -> Result<Vec<AliasRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM aliases WHERE account_id = $1 AND region = $2 AND ($3::uuid IS NULL OR key_id = $3) ORDER BY alias_name",
+            "SELECT a.*, k.mrk_id FROM aliases a JOIN keys k USING (key_id) \
+             WHERE a.account_id = $1 AND a.region = $2 AND ($3::uuid IS NULL OR a.key_id = $3) ORDER BY a.alias_name",
         )
         .bind(account_id)
         .bind(region)
@@ -557,24 +708,45 @@ impl KeyStore for PgStore {
     async fn reserve_invocations(
         &self,
         key_id: Uuid,
+        mrk: Option<Uuid>,
         version: i32,
         n: i64,
         limit: i64,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        let row = sqlx::query(
-            "WITH old AS (SELECT invocations_reserved AS start FROM key_materials \
-                          WHERE key_id = $1 AND version = $2 FOR UPDATE) \
-             UPDATE key_materials k SET invocations_reserved = LEAST(old.start + $3, $4) FROM old \
-             WHERE k.key_id = $1 AND k.version = $2 AND old.start < $4 \
-             RETURNING old.start, k.invocations_reserved",
-        )
-        .bind(key_id)
-        .bind(version)
-        .bind(n)
-        .bind(limit)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let row = match mrk {
+            None => sqlx::query(
+                "WITH old AS (SELECT invocations_reserved AS start FROM key_materials \
+                              WHERE key_id = $1 AND version = $2 FOR UPDATE) \
+                 UPDATE key_materials k SET invocations_reserved = LEAST(old.start + $3, $4) FROM old \
+                 WHERE k.key_id = $1 AND k.version = $2 AND old.start < $4 \
+                 RETURNING old.start, k.invocations_reserved",
+            )
+            .bind(key_id)
+            .bind(version)
+            .bind(n)
+            .bind(limit)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?,
+            // Every region's copy of the version moves to the same count: the highest.
+            Some(mrk) => sqlx::query(
+                "WITH copies AS (SELECT m.key_id, m.invocations_reserved FROM key_materials m JOIN keys k USING (key_id) \
+                                 WHERE k.mrk_id = $1 AND m.version = $2 ORDER BY m.key_id FOR UPDATE OF m), \
+                      old AS (SELECT max(invocations_reserved) AS start FROM copies) \
+                 UPDATE key_materials k SET invocations_reserved = LEAST(old.start + $3, $4) FROM old, copies \
+                 WHERE k.key_id = copies.key_id AND k.version = $2 AND old.start < $4 \
+                 RETURNING old.start, k.invocations_reserved",
+            )
+            .bind(mrk)
+            .bind(version)
+            .bind(n)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .next(),
+        };
         Ok(row.map(|r| {
             (
                 r.get::<i64, _>("start"),

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod grants;
 mod lifecycle;
+mod multi_region;
 mod nodes;
 mod protocol;
 mod roles;

@@ -5,33 +5,10 @@ use crate::support::*;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::RotationType;
 use sqlx::Row;
-use std::time::{Duration, Instant};
-
-async fn clocked() -> Server {
-    let dir = tempfile::tempdir().unwrap().keep();
-    let f = dir.join("clock-offset");
-    std::fs::write(&f, "0").unwrap();
-    Server::start_with(&[
-        ("KMS_CLOCK_OFFSET_FILE", f.to_str().unwrap()),
-        ("KMS_SCHEDULER_INTERVAL_MS", "50"),
-    ])
-    .await
-}
+use std::time::Duration;
 
 fn pt() -> Blob {
     Blob::new(b"long-lived".to_vec())
-}
-
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f().await {
-        assert!(Instant::now() < deadline, "{what} never happened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use aws_sdk_kms::error::ProvideErrorMetadata;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub const PIN: &str = "98765432";
 pub const SO_PIN: &str = "12345678";
@@ -662,5 +662,30 @@ pub fn message<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
                 .to_string(),
             e.message().unwrap_or("").to_string(),
         ),
+    }
+}
+
+/// A server whose clock tests move forward (`Server::advance_days`), with a fast scheduler.
+pub async fn clocked() -> Server {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let f = dir.join("clock-offset");
+    std::fs::write(&f, "0").unwrap();
+    Server::start_with(&[
+        ("KMS_CLOCK_OFFSET_FILE", f.to_str().unwrap()),
+        ("KMS_SCHEDULER_INTERVAL_MS", "50"),
+    ])
+    .await
+}
+
+/// Wait (up to 15 s) until `f` holds.
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f().await {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

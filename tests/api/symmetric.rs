@@ -139,10 +139,6 @@ async fn create_key_refuses_what_it_cannot_do() {
         "UnsupportedOperationException"
     );
     assert_eq!(
-        code(c.create_key().multi_region(true).send().await),
-        "UnsupportedOperationException"
-    );
-    assert_eq!(
         code(c.create_key().description("x".repeat(8193)).send().await),
         "ValidationException"
     );

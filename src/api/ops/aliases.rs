@@ -83,7 +83,10 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
             json!({
                 "AliasName": a.alias_name,
                 "AliasArn": keyid::alias_arn(&a.region, &a.account_id, &a.alias_name),
-                "TargetKeyId": a.key_id.to_string(),
+                "TargetKeyId": match a.target_mrk {
+                    Some(m) => crate::kms::keyid::PublicId::Mrk(m).to_string(),
+                    None => a.key_id.to_string(),
+                },
                 "CreationDate": super::epoch(&a.created_at),
                 "LastUpdatedDate": super::epoch(&a.updated_at),
             })

@@ -3,7 +3,7 @@
 use crate::api::error::ApiError;
 use crate::api::wire::{page, parse, Context, Validator};
 use crate::kms::grants::{Constraints, CreateGrantInput, GRANT_OPERATIONS};
-use crate::kms::{keyid, Caller, Kms, KmsError};
+use crate::kms::{Caller, Kms, KmsError};
 use crate::store::GrantRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -163,7 +163,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let (rec, grants) = kms
         .list_grants(caller, r.key_id.as_deref().unwrap_or_default())
         .await?;
-    let arn = keyid::key_arn(&rec.region, &rec.account_id, &rec.key_id);
+    let arn = rec.arn();
     let shown: Vec<Value> = grants
         .iter()
         .filter(|g| r.grant_id.as_ref().is_none_or(|id| &g.grant_id == id))

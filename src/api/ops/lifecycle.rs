@@ -51,7 +51,7 @@ pub async fn schedule_deletion(kms: &Kms, caller: &Caller, body: &[u8]) -> Resul
         .int_range(r.pending_window_in_days, "pendingWindowInDays", 7, 30)
         .finish()?;
     let days = r.pending_window_in_days.unwrap_or(30);
-    let (arn, when) = kms
+    let (arn, state, when) = kms
         .schedule_key_deletion(
             caller,
             r.key_id.as_deref().unwrap_or_default(),
@@ -59,12 +59,15 @@ pub async fn schedule_deletion(kms: &Kms, caller: &Caller, body: &[u8]) -> Resul
             kms.now(),
         )
         .await?;
-    Ok(json!({
+    let mut v = json!({
         "KeyId": arn,
-        "DeletionDate": super::epoch(&when),
-        "KeyState": "PendingDeletion",
+        "KeyState": state,
         "PendingWindowInDays": days,
-    }))
+    });
+    if let Some(when) = when {
+        v["DeletionDate"] = json!(super::epoch(&when));
+    }
+    Ok(v)
 }
 
 #[derive(Deserialize)]

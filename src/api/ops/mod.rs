@@ -12,6 +12,7 @@ mod grants;
 mod key_policy;
 mod lifecycle;
 mod list_keys;
+mod multi_region;
 mod re_encrypt;
 mod rotation;
 mod tags;
@@ -56,6 +57,8 @@ pub const OPERATIONS: &[&str] = &[
     "ListKeys",
     "PutKeyPolicy",
     "ReEncrypt",
+    "ReplicateKey",
+    "UpdatePrimaryRegion",
 ];
 
 pub async fn dispatch(
@@ -101,6 +104,8 @@ pub async fn dispatch(
         "GetKeyPolicy" => key_policy::get(kms, caller, body).await,
         "ListKeyPolicies" => key_policy::list(kms, caller, body).await,
         "ReEncrypt" => re_encrypt::handle(kms, caller, body).await,
+        "ReplicateKey" => multi_region::replicate(kms, caller, body).await,
+        "UpdatePrimaryRegion" => multi_region::update_primary_region(kms, caller, body).await,
         other => Err(ApiError::UnknownOperation(format!(
             "Unknown operation {other}"
         ))),
@@ -116,7 +121,7 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
     let r = &m.record;
     let mut v = json!({
         "AWSAccountId": r.account_id,
-        "KeyId": r.key_id.to_string(),
+        "KeyId": r.public_id().to_string(),
         "Arn": m.arn,
         "CreationDate": epoch(&r.created_at),
         "Enabled": r.key_state == "Enabled",
@@ -128,8 +133,16 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         "CustomerMasterKeySpec": r.key_spec,
         "KeySpec": r.key_spec,
         "MultiRegion": r.multi_region,
-        "CurrentKeyMaterialId": crate::kms::lifecycle::material_id(&r.key_id, r.current_version),
+        "CurrentKeyMaterialId": crate::kms::lifecycle::material_id(&r.blob_id(), r.current_version),
     });
+    if !m.related.is_empty() {
+        let key = |k: &crate::kms::RelatedKey| json!({"Arn": k.arn, "Region": k.region});
+        v["MultiRegionConfiguration"] = json!({
+            "MultiRegionKeyType": if r.mrk_primary { "PRIMARY" } else { "REPLICA" },
+            "PrimaryKey": m.related.iter().find(|k| k.primary).map(key),
+            "ReplicaKeys": m.related.iter().filter(|k| !k.primary).map(key).collect::<Vec<_>>(),
+        });
+    }
     if let Some(d) = &r.deletion_date {
         v["DeletionDate"] = json!(epoch(d));
     }

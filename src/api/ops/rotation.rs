@@ -85,12 +85,9 @@ pub async fn on_demand(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value,
 
 pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
-    let (arn, rotations) = kms
+    let (arn, blob_id, rotations) = kms
         .list_key_rotations(caller, r.key_id.as_deref().unwrap_or_default())
         .await?;
-    let key_id = arn.rsplit('/').next().unwrap_or_default().to_string();
-    let uuid = uuid::Uuid::parse_str(&key_id)
-        .map_err(|_| KmsError::Internal("key ARN without a key id".into()))?;
     let limit = r.limit.unwrap_or(100) as usize;
     let start = match &r.marker {
         None => 0,
@@ -103,7 +100,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .map(|x| {
             json!({
                 "KeyId": arn,
-                "KeyMaterialId": material_id(&uuid, x.version),
+                "KeyMaterialId": material_id(&blob_id, x.version),
                 "RotationDate": super::epoch(&x.created_at),
                 "RotationType": x.rotation_type,
             })

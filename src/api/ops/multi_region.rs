@@ -1,0 +1,85 @@
+//! `ReplicateKey`, `UpdatePrimaryRegion`.
+
+use crate::api::error::ApiError;
+use crate::api::wire::{into_tags, parse, TagIn, Validator};
+use crate::kms::multi_region::ReplicateInput;
+use crate::kms::{Caller, Kms};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Replicate {
+    key_id: Option<String>,
+    replica_region: Option<String>,
+    policy: Option<String>,
+    bypass_policy_lockout_safety_check: Option<bool>,
+    description: Option<String>,
+    tags: Option<Vec<TagIn>>,
+}
+
+pub async fn replicate(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: Replicate = parse(body)?;
+    let mut v = Validator::new();
+    v.required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .required(&r.replica_region, "replicaRegion")
+        .region(r.replica_region.as_deref(), "replicaRegion")
+        .str_len(r.policy.as_deref(), "policy", 1, 131072)
+        .str_len(r.description.as_deref(), "description", 0, 8192)
+        .tags(r.tags.as_ref());
+    v.finish()?;
+    let out = kms
+        .replicate_key(
+            caller,
+            ReplicateInput {
+                key_id: r.key_id.unwrap_or_default(),
+                replica_region: r.replica_region.unwrap_or_default(),
+                policy: r.policy,
+                bypass_policy_lockout_safety_check: r
+                    .bypass_policy_lockout_safety_check
+                    .unwrap_or(false),
+                description: r.description.unwrap_or_default(),
+                tags: into_tags(r.tags),
+            },
+        )
+        .await?;
+    let tags: Vec<Value> = out
+        .tags
+        .iter()
+        .map(|t| json!({"TagKey": t.key, "TagValue": t.value}))
+        .collect();
+    Ok(json!({
+        "ReplicaKeyMetadata": super::key_metadata(&out.metadata),
+        "ReplicaPolicy": out.policy,
+        "ReplicaTags": tags,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdatePrimary {
+    key_id: Option<String>,
+    primary_region: Option<String>,
+}
+
+pub async fn update_primary_region(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let r: UpdatePrimary = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .required(&r.primary_region, "primaryRegion")
+        .region(r.primary_region.as_deref(), "primaryRegion")
+        .finish()?;
+    kms.update_primary_region(
+        caller,
+        r.key_id.as_deref().unwrap_or_default(),
+        r.primary_region.as_deref().unwrap_or_default(),
+    )
+    .await?;
+    Ok(json!({}))
+}

@@ -1,0 +1,300 @@
+//! Multi-Region keys: one key id (`mrk-…`) and one key material shared by a primary key and
+//! its replicas, each region's key a row of its own (row id derived from the shared id and the
+//! region) with its own policy, aliases, tags, grants and state. Shared properties (material,
+//! spec, usage, origin, rotation) are written to every row in one transaction.
+
+use super::keyid::{self, KeyRef};
+use super::{
+    default_key_policy, lifecycle, material_mac_input, Caller, KeyMetadata, Kms, KmsError,
+    RelatedKey,
+};
+use crate::store::{KeyRecord, MaterialRecord, StoreError, Tag};
+
+pub struct ReplicateInput {
+    pub key_id: String,
+    pub replica_region: String,
+    pub policy: Option<String>,
+    pub bypass_policy_lockout_safety_check: bool,
+    pub description: String,
+    pub tags: Vec<Tag>,
+}
+
+pub struct ReplicateOutput {
+    pub metadata: KeyMetadata,
+    pub policy: String,
+    pub tags: Vec<Tag>,
+}
+
+impl Kms {
+    /// A key's metadata as `DescribeKey` shows it, with its related multi-Region keys.
+    pub(crate) async fn metadata(&self, rec: &KeyRecord) -> Result<KeyMetadata, KmsError> {
+        let mut related: Vec<RelatedKey> = match rec.mrk_id {
+            None => vec![],
+            Some(mrk) => self
+                .keys
+                .related_keys(mrk)
+                .await?
+                .iter()
+                .map(|r| RelatedKey {
+                    arn: r.arn(),
+                    region: r.region.clone(),
+                    primary: r.mrk_primary,
+                })
+                .collect(),
+        };
+        related.sort_by_key(|k| !k.primary);
+        Ok(KeyMetadata {
+            record: rec.clone(),
+            arn: rec.arn(),
+            related,
+        })
+    }
+
+    /// Drop this node's cached copies of a key and, for a multi-Region key, of its copies in
+    /// every region (other nodes hear of the change through NOTIFY).
+    pub(crate) fn invalidate_related(&self, rec: &KeyRecord) {
+        self.invalidate(Some(rec.key_id));
+        if let Some(mrk) = rec.mrk_id {
+            for r in &self.regions {
+                self.invalidate(Some(keyid::mrk_key_id(&mrk, r)));
+            }
+        }
+    }
+
+    /// The caller, acting in another region of this deployment.
+    fn in_region(caller: &Caller, region: &str) -> Caller {
+        Caller {
+            region: region.to_string(),
+            ..caller.clone()
+        }
+    }
+
+    fn require_served(&self, region: &str) -> Result<(), KmsError> {
+        if !self.regions.iter().any(|r| r == region) {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "Region {region} is not served by this key store (it serves {}).",
+                self.regions.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn require_primary(rec: &KeyRecord) -> Result<(), KmsError> {
+        match (rec.mrk_id, rec.mrk_primary) {
+            (Some(_), true) => Ok(()),
+            (Some(_), false) => Err(KmsError::UnsupportedOperation(format!(
+                "{} is a multi-Region replica key. Use its primary key.",
+                rec.arn()
+            ))),
+            (None, _) => Err(KmsError::UnsupportedOperation(format!(
+                "{} is not a multi-Region key.",
+                rec.arn()
+            ))),
+        }
+    }
+
+    /// Key id or key ARN only: these operations do not take aliases.
+    fn require_key_name(key_id: &str) -> Result<(), KmsError> {
+        if let KeyRef::Alias { .. } = keyid::parse(key_id)? {
+            return Err(KmsError::InvalidArn(format!(
+                "{key_id} is an alias; specify the key ID or key ARN of a multi-Region key."
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn replicate_key(
+        &self,
+        caller: &Caller,
+        input: ReplicateInput,
+    ) -> Result<ReplicateOutput, KmsError> {
+        Self::require_key_name(&input.key_id)?;
+        let primary = self.resolve(caller, &input.key_id).await?;
+        self.authorize(
+            caller,
+            "kms:ReplicateKey",
+            Some(&primary),
+            None,
+            &[("kms:ReplicaRegion", &input.replica_region)],
+        )
+        .await?;
+        Self::require_primary(&primary)?;
+        Self::require_not_pending(&primary)?;
+        self.require_served(&input.replica_region)?;
+        let mrk = primary.mrk_id.expect("require_primary: a multi-Region key");
+        let there = Self::in_region(caller, &input.replica_region);
+        if self
+            .keys
+            .key(keyid::mrk_key_id(&mrk, &input.replica_region))
+            .await?
+            .is_some()
+        {
+            return Err(Self::replica_exists(&primary, &input.replica_region));
+        }
+        self.authorize(
+            &there,
+            "kms:CreateKey",
+            None,
+            None,
+            &[
+                ("kms:KeySpec", &primary.key_spec),
+                ("kms:KeyUsage", &primary.key_usage),
+                ("kms:KeyOrigin", &primary.origin),
+                ("kms:MultiRegion", "true"),
+                ("kms:MultiRegionKeyType", "REPLICA"),
+            ],
+        )
+        .await?;
+        if !input.tags.is_empty() {
+            self.authorize(&there, "kms:TagResource", None, None, &[])
+                .await?;
+        }
+        lifecycle::check_tags(&input.tags)?;
+        if input.tags.len() > lifecycle::MAX_TAGS_PER_KEY {
+            return Err(KmsError::Tag(format!(
+                "A KMS key can have at most {} tags.",
+                lifecycle::MAX_TAGS_PER_KEY
+            )));
+        }
+        // Another request may rotate the key between reading its material and committing the
+        // copy; the store refuses a stale copy, and we read again.
+        for _ in 0..3 {
+            // The stored primary, not a cached one: its current version must be exact.
+            let primary = self
+                .keys
+                .key(primary.key_id)
+                .await?
+                .ok_or(KmsError::KeyUnavailable)?;
+            Self::require_primary(&primary)?;
+            Self::require_not_pending(&primary)?;
+            let replica = KeyRecord {
+                key_id: keyid::mrk_key_id(&mrk, &input.replica_region),
+                region: input.replica_region.clone(),
+                description: input.description.clone(),
+                policy: input
+                    .policy
+                    .clone()
+                    .unwrap_or_else(|| default_key_policy(&primary.account_id)),
+                key_state: "Enabled".into(),
+                mrk_primary: false,
+                created_at: self.now(),
+                deletion_date: None,
+                pending_window_days: None,
+                ..primary.clone()
+            };
+            if input.policy.is_some() {
+                self.check_new_policy(
+                    &there,
+                    &replica,
+                    &replica.policy,
+                    input.bypass_policy_lockout_safety_check,
+                )
+                .await?;
+            }
+            let mut copies = Vec::new();
+            for v in 1..=primary.current_version {
+                let m = self
+                    .keys
+                    .material(primary.key_id, v)
+                    .await?
+                    .ok_or(KmsError::KeyUnavailable)?;
+                self.verify_material(&primary, &m).await?;
+                let copy = MaterialRecord {
+                    key_id: replica.key_id,
+                    ..m.clone()
+                };
+                let mac = self
+                    .hsm
+                    .row_mac(material_mac_input(&replica, &copy))
+                    .await?;
+                copies.push((m, mac));
+            }
+            match self
+                .keys
+                .create_replica(
+                    &replica,
+                    primary.key_id,
+                    primary.current_version,
+                    &copies,
+                    &input.tags,
+                )
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(key_id = %replica.public_id(), region = %replica.region, "multi-Region key replicated");
+                    return Ok(ReplicateOutput {
+                        metadata: self.metadata(&replica).await?,
+                        policy: replica.policy.clone(),
+                        tags: input.tags,
+                    });
+                }
+                Err(StoreError::Conflict { constraint }) if constraint == "mrk_primary_changed" => {
+                    continue
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(Self::replica_exists(&primary, &input.replica_region))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KmsError::InvalidState(format!(
+            "{} is being updated; try again.",
+            primary.arn()
+        )))
+    }
+
+    fn replica_exists(primary: &KeyRecord, region: &str) -> KmsError {
+        KmsError::AlreadyExists(format!(
+            "Multi-Region key {} already has a key in {region}.",
+            primary.public_id()
+        ))
+    }
+
+    pub async fn update_primary_region(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        region: &str,
+    ) -> Result<(), KmsError> {
+        Self::require_key_name(key_id)?;
+        let primary = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:UpdatePrimaryRegion",
+            Some(&primary),
+            None,
+            &[("kms:PrimaryRegion", region)],
+        )
+        .await?;
+        Self::require_primary(&primary)?;
+        Self::require_usable(&primary)?;
+        self.require_served(region)?;
+        if region == primary.region {
+            return Ok(());
+        }
+        let mrk = primary.mrk_id.expect("require_primary: a multi-Region key");
+        let there = Self::in_region(caller, region);
+        let replica = self
+            .record(keyid::mrk_key_id(&mrk, region))
+            .await?
+            .ok_or_else(|| {
+                KmsError::NotFound(format!(
+                    "Multi-Region key {} has no replica in {region}.",
+                    primary.public_id()
+                ))
+            })?;
+        self.authorize(
+            &there,
+            "kms:UpdatePrimaryRegion",
+            Some(&replica),
+            None,
+            &[("kms:PrimaryRegion", region)],
+        )
+        .await?;
+        Self::require_usable(&replica)?;
+        self.keys.set_primary(mrk, replica.key_id).await?;
+        self.invalidate_related(&primary);
+        tracing::info!(key_id = %primary.public_id(), from = %primary.region, to = %region, "multi-Region primary moved");
+        Ok(())
+    }
+}

@@ -1,0 +1,570 @@
+//! Multi-Region keys across the two regions the test server serves: one key id and one key
+//! material, so a ciphertext made in one region decrypts in the other; rotation shared and
+//! driven by the primary; the primary movable; deletion of a primary waiting for its replicas.
+
+use crate::support::*;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{KeyState, MultiRegionKeyType, Tag};
+use sqlx::Row;
+
+fn pt() -> Blob {
+    Blob::new(b"travels between regions".to_vec())
+}
+
+async fn mrk(c: &aws_sdk_kms::Client) -> String {
+    c.create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id
+}
+
+async fn replicate(c: &aws_sdk_kms::Client, key: &str) {
+    c.replicate_key()
+        .key_id(key)
+        .replica_region(OTHER_REGION)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn describe(c: &aws_sdk_kms::Client, key: &str) -> aws_sdk_kms::types::KeyMetadata {
+    c.describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+}
+
+async fn encrypt(c: &aws_sdk_kms::Client, key: &str) -> Blob {
+    c.encrypt()
+        .key_id(key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+}
+
+async fn decrypt(c: &aws_sdk_kms::Client, blob: &Blob) -> (Vec<u8>, String) {
+    let out = c
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    (out.plaintext.unwrap().into_inner(), out.key_id.unwrap())
+}
+
+#[tokio::test]
+async fn a_multi_region_key_is_one_key_in_every_region() {
+    let s = Server::start().await;
+    let (east, west) = (s.client(), s.client_in(OTHER_REGION));
+    let created = east
+        .create_key()
+        .multi_region(true)
+        .description("primary")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let key = created.key_id.clone();
+    assert!(key.starts_with("mrk-") && key.len() == 36, "{key}");
+    assert_eq!(created.multi_region, Some(true));
+    assert!(created
+        .arn
+        .as_deref()
+        .unwrap()
+        .ends_with(&format!(":key/{key}")));
+    let cfg = created.multi_region_configuration.unwrap();
+    assert_eq!(cfg.multi_region_key_type, Some(MultiRegionKeyType::Primary));
+    assert_eq!(cfg.primary_key.unwrap().region.as_deref(), Some(REGION));
+    assert!(cfg.replica_keys.unwrap_or_default().is_empty());
+
+    let made_east = encrypt(&east, &key).await;
+    let tag = Tag::builder()
+        .tag_key("team")
+        .tag_value("west")
+        .build()
+        .unwrap();
+    let rep = east
+        .replicate_key()
+        .key_id(created.arn.clone().unwrap())
+        .replica_region(OTHER_REGION)
+        .description("replica")
+        .tags(tag)
+        .send()
+        .await
+        .unwrap();
+    let meta = rep.replica_key_metadata.unwrap();
+    assert_eq!(meta.key_id, key);
+    assert_eq!(meta.description.as_deref(), Some("replica"));
+    assert_eq!(meta.key_state, Some(KeyState::Enabled));
+    assert!(meta
+        .arn
+        .as_deref()
+        .unwrap()
+        .contains(&format!(":{OTHER_REGION}:")));
+    let cfg = meta.multi_region_configuration.unwrap();
+    assert_eq!(cfg.multi_region_key_type, Some(MultiRegionKeyType::Replica));
+    assert_eq!(cfg.primary_key.unwrap().arn, created.arn);
+    let replicas = cfg.replica_keys.unwrap();
+    assert_eq!(replicas.len(), 1);
+    assert_eq!(replicas[0].region.as_deref(), Some(OTHER_REGION));
+    assert!(rep.replica_policy.unwrap().contains("kms:*"));
+    assert_eq!(rep.replica_tags.unwrap().len(), 1);
+
+    // The same material: blobs cross regions both ways, and name the local key.
+    let (plain, by) = decrypt(&west, &made_east).await;
+    assert_eq!(plain, pt().into_inner());
+    assert_eq!(by, meta.arn.clone().unwrap());
+    let made_west = encrypt(&west, &key).await;
+    let (plain, by) = decrypt(&east, &made_west).await;
+    assert_eq!(plain, pt().into_inner());
+    assert_eq!(by, created.arn.clone().unwrap());
+    assert_eq!(
+        describe(&east, &key).await.current_key_material_id,
+        describe(&west, &key).await.current_key_material_id
+    );
+    // The primary now lists its replica.
+    let cfg = describe(&east, &key)
+        .await
+        .multi_region_configuration
+        .unwrap();
+    assert_eq!(cfg.replica_keys.unwrap()[0].arn, meta.arn);
+
+    // Everything else is per region: tags, aliases, state.
+    assert!(east
+        .list_resource_tags()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default()
+        .is_empty());
+    west.create_alias()
+        .alias_name("alias/west-only")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let aliases = west.list_aliases().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        aliases.aliases.unwrap()[0].target_key_id.as_deref(),
+        Some(key.as_str())
+    );
+    assert_eq!(
+        code(east.describe_key().key_id("alias/west-only").send().await),
+        "NotFoundException"
+    );
+    let listed = west.list_keys().send().await.unwrap().keys.unwrap();
+    assert!(listed
+        .iter()
+        .any(|k| k.key_id.as_deref() == Some(key.as_str())));
+    west.disable_key().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        code(
+            west.decrypt()
+                .ciphertext_blob(made_east.clone())
+                .send()
+                .await
+        ),
+        "DisabledException"
+    );
+    decrypt(&east, &made_west).await;
+
+    // The AES-GCM bound counts every region's encryptions: all copies share one count.
+    let pool = s.db.pool().await;
+    let mrk_hex = key.trim_start_matches("mrk-").to_string();
+    let counts: Vec<i64> = sqlx::query(
+        "SELECT m.invocations_reserved FROM key_materials m JOIN keys k USING (key_id) \
+         WHERE k.mrk_id = $1::uuid",
+    )
+    .bind(&mrk_hex)
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert_eq!(counts.len(), 2);
+    assert_eq!(counts[0], counts[1]);
+    assert!(counts[0] >= 2);
+}
+
+#[tokio::test]
+async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
+    let s = Server::start().await;
+    let (east, west) = (s.client(), s.client_in(OTHER_REGION));
+    let single = east
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let key = mrk(&east).await;
+    let refuse =
+        |r: Result<_, _>| code::<aws_sdk_kms::operation::replicate_key::ReplicateKeyOutput, _>(r);
+    assert_eq!(
+        refuse(
+            east.replicate_key()
+                .key_id(&single)
+                .replica_region(OTHER_REGION)
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
+    assert_eq!(
+        refuse(
+            east.replicate_key()
+                .key_id(&key)
+                .replica_region(REGION)
+                .send()
+                .await
+        ),
+        "AlreadyExistsException"
+    );
+    assert_eq!(
+        refuse(
+            east.replicate_key()
+                .key_id(&key)
+                .replica_region("ap-south-1")
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
+    assert_eq!(
+        refuse(
+            east.replicate_key()
+                .key_id(&key)
+                .replica_region("moon")
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    east.create_alias()
+        .alias_name("alias/mr")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refuse(
+            east.replicate_key()
+                .key_id("alias/mr")
+                .replica_region(OTHER_REGION)
+                .send()
+                .await
+        ),
+        "InvalidArnException"
+    );
+    assert_eq!(
+        refuse(
+            east.replicate_key()
+                .key_id("mrk-0123456789abcdef0123456789abcdef")
+                .replica_region(OTHER_REGION)
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
+    // No replica yet: the primary cannot move there.
+    assert_eq!(
+        code(
+            east.update_primary_region()
+                .key_id(&key)
+                .primary_region(OTHER_REGION)
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
+    replicate(&east, &key).await;
+    assert_eq!(
+        refuse(
+            east.replicate_key()
+                .key_id(&key)
+                .replica_region(OTHER_REGION)
+                .send()
+                .await
+        ),
+        "AlreadyExistsException"
+    );
+    // A replica is not replicated, and cannot be made primary from itself.
+    assert_eq!(
+        refuse(
+            west.replicate_key()
+                .key_id(&key)
+                .replica_region(REGION)
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
+    assert_eq!(
+        code(
+            west.update_primary_region()
+                .key_id(&key)
+                .primary_region(REGION)
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
+    assert_eq!(
+        code(
+            east.update_primary_region()
+                .key_id(&single)
+                .primary_region(OTHER_REGION)
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
+
+    // Move the primary west: the roles swap, crypto goes on in both regions.
+    let blob = encrypt(&east, &key).await;
+    east.update_primary_region()
+        .key_id(&key)
+        .primary_region(OTHER_REGION)
+        .send()
+        .await
+        .unwrap();
+    let w = describe(&west, &key)
+        .await
+        .multi_region_configuration
+        .unwrap();
+    assert_eq!(w.multi_region_key_type, Some(MultiRegionKeyType::Primary));
+    assert_eq!(w.primary_key.unwrap().region.as_deref(), Some(OTHER_REGION));
+    let e = describe(&east, &key)
+        .await
+        .multi_region_configuration
+        .unwrap();
+    assert_eq!(e.multi_region_key_type, Some(MultiRegionKeyType::Replica));
+    assert_eq!(e.replica_keys.unwrap()[0].region.as_deref(), Some(REGION));
+    decrypt(&west, &blob).await;
+    decrypt(&east, &blob).await;
+    assert_eq!(
+        refuse(
+            east.replicate_key()
+                .key_id(&key)
+                .replica_region(OTHER_REGION)
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
+    assert_eq!(
+        code(east.enable_key_rotation().key_id(&key).send().await),
+        "UnsupportedOperationException"
+    );
+    west.enable_key_rotation()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn rotation_is_shared_and_driven_by_the_primary() {
+    let s = clocked().await;
+    let (east, west) = (s.client(), s.client_in(OTHER_REGION));
+    let key = mrk(&east).await;
+    replicate(&east, &key).await;
+    let old = encrypt(&west, &key).await;
+    for c in [&west] {
+        assert_eq!(
+            code(c.enable_key_rotation().key_id(&key).send().await),
+            "UnsupportedOperationException"
+        );
+        assert_eq!(
+            code(c.rotate_key_on_demand().key_id(&key).send().await),
+            "UnsupportedOperationException"
+        );
+        assert_eq!(
+            code(c.disable_key_rotation().key_id(&key).send().await),
+            "UnsupportedOperationException"
+        );
+    }
+    let before = describe(&west, &key).await.current_key_material_id;
+    east.rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let after = describe(&west, &key).await.current_key_material_id;
+    assert_ne!(before, after);
+    assert_eq!(after, describe(&east, &key).await.current_key_material_id);
+    let rotations = west
+        .list_key_rotations()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .rotations
+        .unwrap();
+    assert_eq!(rotations.len(), 1);
+    let new = encrypt(&east, &key).await;
+    assert_eq!(decrypt(&west, &new).await.0, pt().into_inner());
+    assert_eq!(decrypt(&east, &old).await.0, pt().into_inner());
+
+    // The schedule is the primary's, shown in every region, and rotates every copy.
+    east.enable_key_rotation()
+        .key_id(&key)
+        .rotation_period_in_days(90)
+        .send()
+        .await
+        .unwrap();
+    let st = west
+        .get_key_rotation_status()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(st.key_rotation_enabled);
+    assert_eq!(st.rotation_period_in_days, Some(90));
+    s.advance_days(91);
+    let west2 = west.clone();
+    let k2 = key.clone();
+    eventually("the scheduled rotation of both copies", move || {
+        let (w, k) = (west2.clone(), k2.clone());
+        async move {
+            w.list_key_rotations()
+                .key_id(&k)
+                .send()
+                .await
+                .map(|o| o.rotations.unwrap_or_default().len() == 2)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    assert_eq!(
+        describe(&east, &key).await.current_key_material_id,
+        describe(&west, &key).await.current_key_material_id
+    );
+    let newest = encrypt(&west, &key).await;
+    decrypt(&east, &newest).await;
+    decrypt(&east, &old).await;
+}
+
+#[tokio::test]
+async fn a_primary_with_replicas_is_deleted_only_after_them() {
+    let s = clocked().await;
+    let (east, west) = (s.client(), s.client_in(OTHER_REGION));
+    let key = mrk(&east).await;
+    replicate(&east, &key).await;
+    let blob = encrypt(&east, &key).await;
+
+    let out = east
+        .schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.key_state, Some(KeyState::PendingReplicaDeletion));
+    assert!(out.deletion_date.is_none());
+    assert_eq!(out.pending_window_in_days, Some(7));
+    let (c, m) = message(east.encrypt().key_id(&key).plaintext(pt()).send().await);
+    assert_eq!(c, "KMSInvalidStateException");
+    assert!(m.ends_with("is pending replica deletion."), "{m}");
+    // It can be cancelled like any pending deletion, and scheduled again.
+    east.cancel_key_deletion()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        describe(&east, &key).await.key_state,
+        Some(KeyState::Disabled)
+    );
+    east.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    s.advance_days(30);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Still waiting for the replica, which works on.
+    assert_eq!(
+        describe(&east, &key).await.key_state,
+        Some(KeyState::PendingReplicaDeletion)
+    );
+    decrypt(&west, &blob).await;
+
+    let out = west
+        .schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.key_state, Some(KeyState::PendingDeletion));
+    s.advance_days(8);
+    let (e2, w2, k2) = (east.clone(), west.clone(), key.clone());
+    eventually(
+        "the replica's deletion and the primary's window",
+        move || {
+            let (e, w, k) = (e2.clone(), w2.clone(), k2.clone());
+            async move {
+                let gone = w.describe_key().key_id(&k).send().await.is_err();
+                let primary = e.describe_key().key_id(&k).send().await.unwrap();
+                let m = primary.key_metadata.unwrap();
+                gone && m.key_state == Some(KeyState::PendingDeletion) && m.deletion_date.is_some()
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        code(west.describe_key().key_id(&key).send().await),
+        "NotFoundException"
+    );
+    let cfg = describe(&east, &key)
+        .await
+        .multi_region_configuration
+        .unwrap();
+    assert!(cfg.replica_keys.unwrap_or_default().is_empty());
+
+    s.advance_days(8);
+    let (e2, k2) = (east.clone(), key.clone());
+    eventually("the primary's deletion", move || {
+        let (e, k) = (e2.clone(), k2.clone());
+        async move { e.describe_key().key_id(&k).send().await.is_err() }
+    })
+    .await;
+    let pool = s.db.pool().await;
+    let left: i64 = sqlx::query("SELECT count(*) FROM keys WHERE mrk_id = $1::uuid")
+        .bind(key.trim_start_matches("mrk-"))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    let materials: i64 = sqlx::query("SELECT count(*) FROM key_materials")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        materials, 0,
+        "the shared material is destroyed in every region"
+    );
+    assert_eq!(
+        code(east.decrypt().ciphertext_blob(blob.clone()).send().await),
+        "InvalidCiphertextException"
+    );
+}
