@@ -243,6 +243,16 @@ pub enum AdminCommand {
         #[arg(long)]
         tag: String,
     },
+    /// Register a user or role as the identity of an integrated service: its requests carry
+    /// `kms:ViaService` = `<service>.<region>.amazonaws.com` (AWS managed keys `alias/aws/<service>`
+    /// allow exactly that). Without `--service`, the registration is removed.
+    SetIntegratedService {
+        #[arg(long, alias = "user-arn", alias = "role-arn")]
+        principal_arn: String,
+        /// The service's name as in `alias/aws/<service>`, e.g. `ebs` or `s3`.
+        #[arg(long)]
+        service: Option<String>,
+    },
     /// Delete a user or role, with its access keys, sessions, policies and tags.
     DeletePrincipal {
         #[arg(long, alias = "user-arn", alias = "role-arn")]
@@ -446,6 +456,36 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                 .map_err(err)?;
             eprintln!("kms admin: {principal_arn} tagged {k}={v}");
         }
+        AdminCommand::SetIntegratedService {
+            principal_arn,
+            service,
+        } => {
+            if let Some(svc) = &service {
+                let ok = (1..=63).contains(&svc.len())
+                    && svc
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !svc.starts_with('-');
+                if !ok {
+                    return Err(format!(
+                        "{svc:?} is not a service name (lower-case letters, digits and '-')"
+                    ));
+                }
+            }
+            if !store
+                .set_principal_service(&principal_arn, service.as_deref())
+                .await
+                .map_err(err)?
+            {
+                return Err(format!("no user or role {principal_arn}"));
+            }
+            match service {
+                Some(svc) => {
+                    eprintln!("kms admin: {principal_arn} now acts as the integrated service {svc}")
+                }
+                None => eprintln!("kms admin: {principal_arn} is no longer an integrated service"),
+            }
+        }
         AdminCommand::DeletePrincipal { principal_arn } => {
             if principal_arn == admin_arn(&s.account_id) {
                 return Err("the default account's administrator cannot be deleted".into());
@@ -527,6 +567,14 @@ fn describe_admin(cmd: &AdminCommand) -> (&'static str, String, serde_json::Valu
         AdminCommand::TagPrincipal { principal_arn, tag } => {
             ("TagPrincipal", principal_arn.clone(), json!({ "tag": tag }))
         }
+        AdminCommand::SetIntegratedService {
+            principal_arn,
+            service,
+        } => (
+            "SetIntegratedService",
+            principal_arn.clone(),
+            json!({ "service": service }),
+        ),
         AdminCommand::DeletePrincipal { principal_arn } => {
             ("DeletePrincipal", principal_arn.clone(), json!({}))
         }

@@ -130,6 +130,8 @@ pub type Context = BTreeMap<String, String>;
 pub struct Identity {
     pub policies: Vec<PolicyDocument>,
     pub tags: Vec<Tag>,
+    /// The integrated service this principal is registered as (its `kms:ViaService`).
+    pub via_service: Option<String>,
 }
 
 /// A usable version of a key's material: the unwrapped token object and the invocation lease.
@@ -369,9 +371,11 @@ impl Kms {
             }
         }
         let tags = self.ids.principal_tags(principal_arn).await?;
+        let via_service = self.ids.principal_service(principal_arn).await?;
         let id = Arc::new(Identity {
             policies: docs,
             tags,
+            via_service,
         });
         self.identity
             .lock()
@@ -520,6 +524,12 @@ impl Kms {
         let ids = &identity.policies;
         let mut req = self.request(caller, action, rec, ctx);
         self.add_tags(&mut req, &identity, rec).await?;
+        if let Some(service) = &identity.via_service {
+            req.context.insert(
+                "kms:viaservice".into(),
+                vec![format!("{service}.{}.amazonaws.com", caller.region)],
+            );
+        }
         for (k, v) in extra {
             req.context
                 .insert(k.to_ascii_lowercase(), vec![v.to_string()]);

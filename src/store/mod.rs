@@ -362,6 +362,15 @@ pub trait IdentityStore: Send + Sync {
         principal_arn: &str,
     ) -> Result<Vec<(String, String)>, StoreError>;
     async fn principal_tags(&self, principal_arn: &str) -> Result<Vec<Tag>, StoreError>;
+    /// The integrated service a principal is registered as (`kms:ViaService`), if any.
+    async fn principal_service(&self, principal_arn: &str) -> Result<Option<String>, StoreError>;
+    /// Register (or with `None`, unregister) a principal as an integrated service; false if
+    /// there is no such principal.
+    async fn set_principal_service(
+        &self,
+        principal_arn: &str,
+        service: Option<&str>,
+    ) -> Result<bool, StoreError>;
     async fn put_principal_tag(&self, principal_arn: &str, tag: &Tag) -> Result<(), StoreError>;
     /// Delete a user or role with its keys, sessions and policies; false if absent.
     async fn delete_principal(&self, arn: &str) -> Result<bool, StoreError>;

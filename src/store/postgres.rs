@@ -940,6 +940,30 @@ impl IdentityStore for PgStore {
             .collect())
     }
 
+    async fn principal_service(&self, principal_arn: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT via_service FROM principals WHERE arn = $1")
+            .bind(principal_arn)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.and_then(|r| r.get("via_service")))
+    }
+
+    async fn set_principal_service(
+        &self,
+        principal_arn: &str,
+        service: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE principals SET via_service = $2 WHERE arn = $1")
+            .bind(principal_arn)
+            .bind(service)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
     async fn put_principal_tag(&self, principal_arn: &str, tag: &Tag) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO principal_tags (principal_arn, tag_key, tag_value) VALUES ($1,$2,$3) \

@@ -568,6 +568,45 @@ async fn aws_managed_keys_are_created_on_first_use_and_cannot_be_changed() {
         ),
         "AccessDeniedException"
     );
+    // A principal the operator registered as the s3 service may use it; one registered as
+    // another service may not; registration can be withdrawn.
+    let (s3_arn, _, s3) = s.new_user("123456789012", "s3-service", None);
+    let (ebs_arn, _, ebs) = s.new_user("123456789012", "ebs-service", None);
+    for (arn, svc) in [(&s3_arn, "s3"), (&ebs_arn, "ebs")] {
+        s.admin_ok(&[
+            "set-integrated-service",
+            "--principal-arn",
+            arn,
+            "--service",
+            svc,
+        ]);
+    }
+    let blob = s3
+        .encrypt()
+        .key_id("alias/aws/s3")
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    s3.decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(ebs.decrypt().ciphertext_blob(blob.clone()).send().await),
+        "AccessDeniedException"
+    );
+    s.admin_ok(&["set-integrated-service", "--principal-arn", &s3_arn]);
+    let s3_again = s3.clone();
+    let b2 = blob.clone();
+    crate::support::eventually("the withdrawn registration to apply", move || {
+        let (c, b) = (s3_again.clone(), b2.clone());
+        async move { c.decrypt().ciphertext_blob(b).send().await.is_err() }
+    })
+    .await;
     let id = m.key_id.clone();
     for r in [
         code(c.disable_key().key_id(&id).send().await),

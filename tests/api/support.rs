@@ -405,7 +405,7 @@ impl Server {
         out
     }
 
-    fn admin_ok(&self, args: &[&str]) -> String {
+    pub fn admin_ok(&self, args: &[&str]) -> String {
         let out = self.admin(args, &[]);
         assert!(
             out.status.success(),
