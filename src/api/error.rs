@@ -43,6 +43,8 @@ impl ApiError {
                     "IncorrectKeyException",
                     "The key ID in the request does not identify a CMK that can perform this operation.".into(),
                 ),
+                K::InvalidSignature => (400, "KMSInvalidSignatureException", String::new()),
+                K::InvalidMac => (400, "KMSInvalidMacException", String::new()),
                 K::Disabled(m) => (400, "DisabledException", m.clone()),
                 K::InvalidState(m) => (400, "KMSInvalidStateException", m.clone()),
                 K::InvalidKeyUsage(m) => (400, "InvalidKeyUsageException", m.clone()),
@@ -127,6 +129,12 @@ mod tests {
                 "InvalidCiphertextException",
             ),
             (KmsError::IncorrectKey.into(), 400, "IncorrectKeyException"),
+            (
+                KmsError::InvalidSignature.into(),
+                400,
+                "KMSInvalidSignatureException",
+            ),
+            (KmsError::InvalidMac.into(), 400, "KMSInvalidMacException"),
             (
                 KmsError::Disabled("x".into()).into(),
                 400,

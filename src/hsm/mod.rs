@@ -14,8 +14,10 @@
 //! returning, on success and on error alike, except `unwrap_*`, whose object is owned by the
 //! returned [`KeyHandle`] and destroyed when the last reference to it is dropped.
 
+mod asym;
 mod error;
 
+pub use asym::{Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme};
 pub use error::HsmError;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -53,6 +55,16 @@ pub struct Capabilities {
     pub wrap: MechanismType,
     pub manufacturer: String,
     pub model: String,
+    /// Every mechanism the token lists.
+    pub mechanisms: Vec<MechanismType>,
+    /// Whether RSAES-OAEP with SHA-256 works (probed; SoftHSM 2.6.1 has SHA-1 only).
+    pub oaep_sha256: bool,
+}
+
+impl Capabilities {
+    pub fn has(&self, m: MechanismType) -> bool {
+        self.mechanisms.contains(&m)
+    }
 }
 
 #[derive(Clone)]
@@ -75,6 +87,9 @@ struct Inner {
     reaper_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     root: Mutex<Option<(u32, ObjectHandle)>>,
     mac: Mutex<Option<ObjectHandle>>,
+    /// Whether Ed25519 private keys can be generated and wrapped (probed once the root key is
+    /// loaded; SoftHSM 2.6.1 generates them but cannot wrap them).
+    ed25519: std::sync::atomic::AtomicBool,
 }
 
 /// Work for the reaper thread.
@@ -176,10 +191,12 @@ impl Hsm {
         })?;
         let mechs = ck(ctx.get_mechanism_list(slot))?;
         let wrap = check_mechanisms(&mechs)?;
-        let caps = Capabilities {
+        let mut caps = Capabilities {
             wrap,
             manufacturer: info.manufacturer_id().trim().to_string(),
             model: info.model().trim().to_string(),
+            mechanisms: mechs.clone(),
+            oaep_sha256: false,
         };
         let pinned = ck(ctx.open_rw_session(slot))?;
         match pinned.login(UserType::User, Some(&cfg.pin)) {
@@ -195,6 +212,10 @@ impl Hsm {
                 ))
             }
             Err(e) => return Err(e.into()),
+        }
+        if caps.has(MechanismType::RSA_PKCS_KEY_PAIR_GEN) && caps.has(MechanismType::RSA_PKCS_OAEP)
+        {
+            caps.oaep_sha256 = asym::probe_oaep_sha256(&pinned)?;
         }
         let pool_size = cfg.pool_size.max(1);
         let mut pool = Vec::with_capacity(pool_size);
@@ -216,6 +237,7 @@ impl Hsm {
                 reaper_thread: Mutex::new(reaper_thread),
                 root: Mutex::new(None),
                 mac: Mutex::new(None),
+                ed25519: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -283,6 +305,7 @@ impl Hsm {
         verify_service_key(&s, mac, MAC_KEY_LABEL, AttributeType::Sign)?;
         *self.inner.root.lock().unwrap() = Some((root_version, root));
         *self.inner.mac.lock().unwrap() = Some(mac);
+        self.probe_with_root(&s, root);
         Ok(created)
     }
 
@@ -305,7 +328,24 @@ impl Hsm {
         verify_service_key(&s, mac, MAC_KEY_LABEL, AttributeType::Sign)?;
         *self.inner.root.lock().unwrap() = Some((root_version, root));
         *self.inner.mac.lock().unwrap() = Some(mac);
+        self.probe_with_root(&s, root);
         Ok(())
+    }
+
+    /// Capabilities that need the root key to probe.
+    fn probe_with_root(&self, s: &Session, root: ObjectHandle) {
+        let ed = self.inner.caps.has(MechanismType::ECC_EDWARDS_KEY_PAIR_GEN)
+            && asym::probe_ed25519(s, root);
+        self.inner
+            .ed25519
+            .store(ed, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether Ed25519 keys can be created on this token (generated and wrapped).
+    pub fn ed25519_supported(&self) -> bool {
+        self.inner
+            .ed25519
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn root(&self) -> Result<(u32, ObjectHandle), HsmError> {

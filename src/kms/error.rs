@@ -10,6 +10,10 @@ pub enum KmsError {
     /// Deliberately opaque: AWS says nothing about why a ciphertext was refused.
     InvalidCiphertext,
     IncorrectKey,
+    /// `Verify`: the signature does not verify.
+    InvalidSignature,
+    /// `VerifyMac`: the MAC does not verify.
+    InvalidMac,
     Disabled(String),
     InvalidState(String),
     InvalidKeyUsage(String),

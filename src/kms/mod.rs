@@ -1,6 +1,7 @@
 //! The domain: one function per operation, key states, the ciphertext format, and the caches
 //! that keep the hot path free of SQL, session opening and unwrapping.
 
+pub mod asymmetric;
 pub mod ciphertext;
 pub mod credentials;
 mod error;
@@ -88,6 +89,8 @@ pub struct KeyMetadata {
     pub arn: String,
     /// For a multi-Region key: every related key (this one included), primary first.
     pub related: Vec<RelatedKey>,
+    /// The algorithms the key offers on this key store's token.
+    pub algorithms: asymmetric::Algorithms,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +140,8 @@ pub struct Identity {
 /// A usable version of a key's material: the unwrapped token object and the invocation lease.
 struct LiveMaterial {
     handle: Arc<KeyHandle>,
+    /// A key pair's public key (SPKI DER), covered by the row MAC.
+    public_key: Option<Vec<u8>>,
     lease: tokio::sync::Mutex<Lease>,
     /// The metadata the row MAC was verified against; a cached handle is only used for a key
     /// record that still says the same (the record may be reloaded from the database).
@@ -226,19 +231,23 @@ pub(crate) fn mac_input(domain: &str, fields: &[&[u8]]) -> Vec<u8> {
 }
 
 fn material_mac_input(k: &KeyRecord, m: &MaterialRecord) -> Vec<u8> {
-    mac_input(
-        "kms.key-material.v1",
-        &[
-            m.key_id.as_bytes(),
-            k.account_id.as_bytes(),
-            k.region.as_bytes(),
-            k.key_spec.as_bytes(),
-            k.key_usage.as_bytes(),
-            &m.version.to_be_bytes(),
-            &m.root_version.to_be_bytes(),
-            &m.wrapped,
-        ],
-    )
+    let mut fields: Vec<&[u8]> = vec![
+        m.key_id.as_bytes(),
+        k.account_id.as_bytes(),
+        k.region.as_bytes(),
+        k.key_spec.as_bytes(),
+        k.key_usage.as_bytes(),
+    ];
+    let (version, root_version) = (m.version.to_be_bytes(), m.root_version.to_be_bytes());
+    fields.extend_from_slice(&[&version, &root_version, &m.wrapped]);
+    match &m.public_key {
+        None => mac_input("kms.key-material.v1", &fields),
+        // A key pair's row also binds its public key.
+        Some(p) => {
+            fields.push(p);
+            mac_input("kms.key-material.v2", &fields)
+        }
+    }
 }
 
 /// "PendingDeletion" → "pending deletion", as AWS words key states in messages.
@@ -709,6 +718,13 @@ impl Kms {
     }
 
     fn require_symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
+        if rec.key_usage == ENCRYPT_DECRYPT && rec.key_spec != SYMMETRIC_DEFAULT {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} key spec is {} which is not valid for {op} with SYMMETRIC_DEFAULT; use an RSAES_OAEP encryption algorithm.",
+                Self::arn(rec),
+                rec.key_spec
+            )));
+        }
         if rec.key_usage != ENCRYPT_DECRYPT || rec.key_spec != SYMMETRIC_DEFAULT {
             return Err(KmsError::InvalidKeyUsage(format!(
                 "{} key usage is {} which is not valid for {op}.",
@@ -758,12 +774,28 @@ impl Kms {
             return Ok(None);
         };
         self.verify_material(rec, &m).await?;
-        let handle = self.hsm.unwrap_aes(m.wrapped.clone()).await.map_err(|e| {
+        let unwrapped = match asymmetric::kind(&rec.key_spec) {
+            Some(asymmetric::Kind::Pair(kind)) => {
+                self.hsm
+                    .unwrap_private(
+                        m.wrapped.clone(),
+                        kind,
+                        asymmetric::private_use(&rec.key_usage),
+                    )
+                    .await
+            }
+            Some(asymmetric::Kind::Hmac(..)) => {
+                self.hsm.unwrap_hmac_secret(m.wrapped.clone()).await
+            }
+            _ => self.hsm.unwrap_aes(m.wrapped.clone()).await,
+        };
+        let handle = unwrapped.map_err(|e| {
             tracing::error!(key_id = %rec.key_id, version, error = %e, "could not unwrap key material");
             KmsError::KeyUnavailable
         })?;
         let live = Arc::new(LiveMaterial {
             handle,
+            public_key: m.public_key.clone(),
             lease: tokio::sync::Mutex::new(Lease::default()),
             bound_to: Binding::of(rec),
         });
@@ -955,16 +987,23 @@ impl Kms {
                 )))
             }
         }
-        if input.key_spec != SYMMETRIC_DEFAULT {
+        let Some(kind) = asymmetric::kind(&input.key_spec) else {
             return Err(KmsError::UnsupportedOperation(format!(
-                "KeySpec {} is not supported yet.",
+                "KeySpec {} is not supported by this key store.",
                 input.key_spec
             )));
-        }
-        if input.key_usage != ENCRYPT_DECRYPT {
+        };
+        if !asymmetric::usages(&input.key_spec).contains(&input.key_usage.as_str()) {
             return Err(KmsError::Validation(format!(
                 "KeyUsage {} is not compatible with KeySpec {}",
                 input.key_usage, input.key_spec
+            )));
+        }
+        if !asymmetric::token_supports(&self.hsm, kind) {
+            let caps = self.hsm.capabilities();
+            return Err(KmsError::UnsupportedOperation(format!(
+                "KeySpec {} is not available: this key store's HSM ({} {}) cannot generate and wrap such keys.",
+                input.key_spec, caps.manufacturer, caps.model
             )));
         }
         lifecycle::check_tags(&input.tags)?;
@@ -1060,13 +1099,30 @@ impl Kms {
         rec: &KeyRecord,
         version: i32,
     ) -> Result<MaterialRecord, KmsError> {
-        let (wrapped, root_version) = self.hsm.generate_wrapped_aes256().await?;
+        let (wrapped, root_version, public_key) = match asymmetric::kind(&rec.key_spec) {
+            Some(asymmetric::Kind::Pair(kind)) => {
+                let (w, public, v) = self
+                    .hsm
+                    .generate_wrapped_key_pair(kind, asymmetric::private_use(&rec.key_usage))
+                    .await?;
+                (w, v, Some(asymmetric::spki(kind, &public)?))
+            }
+            Some(asymmetric::Kind::Hmac(_, len)) => {
+                let (w, v) = self.hsm.generate_wrapped_secret(len).await?;
+                (w, v, None)
+            }
+            _ => {
+                let (w, v) = self.hsm.generate_wrapped_aes256().await?;
+                (w, v, None)
+            }
+        };
         let mut m = MaterialRecord {
             key_id: rec.key_id,
             version,
             wrapped,
             root_version: root_version as i32,
             mac: vec![],
+            public_key,
         };
         m.mac = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
         Ok(m)

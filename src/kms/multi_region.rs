@@ -47,6 +47,11 @@ impl Kms {
             record: rec.clone(),
             arn: rec.arn(),
             related,
+            algorithms: super::asymmetric::algorithms(
+                &rec.key_spec,
+                &rec.key_usage,
+                self.hsm.capabilities(),
+            ),
         })
     }
 

@@ -91,6 +91,8 @@ pub struct MaterialRecord {
     pub wrapped: Vec<u8>,
     pub root_version: i32,
     pub mac: Vec<u8>,
+    /// For a key pair: the public key, X.509 SubjectPublicKeyInfo DER.
+    pub public_key: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for MaterialRecord {

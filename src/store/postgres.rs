@@ -180,8 +180,8 @@ async fn insert_material(
     rotation_type: Option<&str>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, rotation_type) \
-         VALUES ($1,$2,$3,$4,$5,$6)",
+        "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, rotation_type, public_key) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7)",
     )
     .bind(m.key_id)
     .bind(m.version)
@@ -189,6 +189,7 @@ async fn insert_material(
     .bind(m.root_version)
     .bind(&m.mac)
     .bind(rotation_type)
+    .bind(&m.public_key)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
@@ -416,8 +417,8 @@ impl KeyStore for PgStore {
             // Copy the row as verified (same wrapped blob), with its invocation count, so the
             // AES-GCM bound counts every region's encryptions.
             let n = sqlx::query(
-                "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, invocations_reserved, rotation_type, created_at) \
-                 SELECT $1, version, wrapped, root_version, $4, invocations_reserved, rotation_type, created_at \
+                "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, invocations_reserved, rotation_type, created_at, public_key) \
+                 SELECT $1, version, wrapped, root_version, $4, invocations_reserved, rotation_type, created_at, public_key \
                  FROM key_materials WHERE key_id = $2 AND version = $3 AND wrapped = $5 AND root_version = $6",
             )
             .bind(replica.key_id)
@@ -689,7 +690,7 @@ impl KeyStore for PgStore {
         version: i32,
     ) -> Result<Option<MaterialRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT key_id, version, wrapped, root_version, mac FROM key_materials WHERE key_id = $1 AND version = $2",
+            "SELECT key_id, version, wrapped, root_version, mac, public_key FROM key_materials WHERE key_id = $1 AND version = $2",
         )
         .bind(key_id)
         .bind(version)
@@ -702,6 +703,7 @@ impl KeyStore for PgStore {
             wrapped: r.get("wrapped"),
             root_version: r.get("root_version"),
             mac: r.get("mac"),
+            public_key: r.get("public_key"),
         }))
     }
 

@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod asymmetric;
 mod auth;
 mod cli;
 mod grants;

@@ -523,6 +523,15 @@ extern "C" {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+        // A failing test shows what the server said (the token directory goes with it).
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- server log (last lines) ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 

@@ -1,7 +1,5 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{
-    b64, parse, require_symmetric_algorithm, Blob, Context, Validator, ENCRYPTION_ALGORITHMS,
-};
+use crate::api::wire::{b64, parse, Blob, Context, Validator, ENCRYPTION_ALGORITHMS};
 use crate::kms::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -37,21 +35,31 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         )
         .into());
     }
-    require_symmetric_algorithm(r.encryption_algorithm.as_deref())?;
     let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
     let ctx = r.encryption_context.unwrap_or_default();
-    let out = kms
-        .decrypt(
-            &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
-            &blob,
-            &ctx,
-            r.key_id.as_deref(),
-            r.dry_run.unwrap_or(false),
-        )
-        .await?;
+    let caller = caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref());
+    let dry_run = r.dry_run.unwrap_or(false);
+    let algorithm = r
+        .encryption_algorithm
+        .as_deref()
+        .unwrap_or("SYMMETRIC_DEFAULT");
+    let out = match (algorithm, r.key_id.as_deref()) {
+        ("SYMMETRIC_DEFAULT", key_id) => kms.decrypt(&caller, &blob, &ctx, key_id, dry_run).await?,
+        (_, Some(key_id)) => {
+            kms.decrypt_asymmetric(&caller, key_id, &blob, &ctx, algorithm, dry_run)
+                .await?
+        }
+        // An asymmetric ciphertext does not name its key.
+        (_, None) => {
+            return Err(KmsError::Validation(format!(
+                "KeyId is required when EncryptionAlgorithm is {algorithm}."
+            ))
+            .into())
+        }
+    };
     Ok(json!({
         "KeyId": out.key_arn,
         "Plaintext": b64(&out.plaintext),
-        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "EncryptionAlgorithm": algorithm,
     }))
 }

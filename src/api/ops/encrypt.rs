@@ -1,7 +1,5 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{
-    b64, parse, require_symmetric_algorithm, Blob, Context, Validator, ENCRYPTION_ALGORITHMS,
-};
+use crate::api::wire::{b64, parse, Blob, Context, Validator, ENCRYPTION_ALGORITHMS};
 use crate::kms::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -31,21 +29,25 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             ENCRYPTION_ALGORITHMS,
         )
         .finish()?;
-    require_symmetric_algorithm(r.encryption_algorithm.as_deref())?;
     let plaintext = r.plaintext.map(|b| b.0).unwrap_or_default();
     let ctx = r.encryption_context.unwrap_or_default();
-    let out = kms
-        .encrypt(
-            &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
-            r.key_id.as_deref().unwrap_or_default(),
-            plaintext,
-            &ctx,
-            r.dry_run.unwrap_or(false),
-        )
-        .await?;
+    let caller = caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref());
+    let key_id = r.key_id.as_deref().unwrap_or_default();
+    let dry_run = r.dry_run.unwrap_or(false);
+    let algorithm = r
+        .encryption_algorithm
+        .as_deref()
+        .unwrap_or("SYMMETRIC_DEFAULT");
+    let out = if algorithm == "SYMMETRIC_DEFAULT" {
+        kms.encrypt(&caller, key_id, plaintext, &ctx, dry_run)
+            .await?
+    } else {
+        kms.encrypt_asymmetric(&caller, key_id, plaintext, &ctx, algorithm, dry_run)
+            .await?
+    };
     Ok(json!({
         "CiphertextBlob": b64(&out.blob),
         "KeyId": out.key_arn,
-        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "EncryptionAlgorithm": algorithm,
     }))
 }

@@ -4,17 +4,22 @@
 mod aliases;
 mod create_key;
 mod decrypt;
+mod derive_shared_secret;
 mod describe_key;
 mod encrypt;
 mod generate_data_key;
+mod generate_data_key_pair;
 mod generate_random;
+mod get_public_key;
 mod grants;
 mod key_policy;
 mod lifecycle;
 mod list_keys;
+mod mac;
 mod multi_region;
 mod re_encrypt;
 mod rotation;
+mod sign;
 mod tags;
 
 use super::error::ApiError;
@@ -59,6 +64,14 @@ pub const OPERATIONS: &[&str] = &[
     "ReEncrypt",
     "ReplicateKey",
     "UpdatePrimaryRegion",
+    "Sign",
+    "Verify",
+    "GetPublicKey",
+    "GenerateMac",
+    "VerifyMac",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "DeriveSharedSecret",
 ];
 
 pub async fn dispatch(
@@ -105,6 +118,16 @@ pub async fn dispatch(
         "ListKeyPolicies" => key_policy::list(kms, caller, body).await,
         "ReEncrypt" => re_encrypt::handle(kms, caller, body).await,
         "ReplicateKey" => multi_region::replicate(kms, caller, body).await,
+        "Sign" => sign::sign(kms, caller, body).await,
+        "Verify" => sign::verify(kms, caller, body).await,
+        "GetPublicKey" => get_public_key::handle(kms, caller, body).await,
+        "GenerateMac" => mac::generate(kms, caller, body).await,
+        "VerifyMac" => mac::verify(kms, caller, body).await,
+        "GenerateDataKeyPair" => generate_data_key_pair::handle(kms, caller, body, true).await,
+        "GenerateDataKeyPairWithoutPlaintext" => {
+            generate_data_key_pair::handle(kms, caller, body, false).await
+        }
+        "DeriveSharedSecret" => derive_shared_secret::handle(kms, caller, body).await,
         "UpdatePrimaryRegion" => multi_region::update_primary_region(kms, caller, body).await,
         other => Err(ApiError::UnknownOperation(format!(
             "Unknown operation {other}"
@@ -146,8 +169,21 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
     if let Some(d) = &r.deletion_date {
         v["DeletionDate"] = json!(epoch(d));
     }
-    if r.key_usage == "ENCRYPT_DECRYPT" {
-        v["EncryptionAlgorithms"] = json!(["SYMMETRIC_DEFAULT"]);
-    }
+    put_algorithms(&mut v, &m.algorithms);
     v
+}
+
+/// `EncryptionAlgorithms`, `SigningAlgorithms`, `MacAlgorithms`, `KeyAgreementAlgorithms`:
+/// each present when the key has any.
+pub fn put_algorithms(v: &mut Value, a: &crate::kms::asymmetric::Algorithms) {
+    for (field, list) in [
+        ("EncryptionAlgorithms", &a.encryption),
+        ("SigningAlgorithms", &a.signing),
+        ("MacAlgorithms", &a.mac),
+        ("KeyAgreementAlgorithms", &a.key_agreement),
+    ] {
+        if !list.is_empty() {
+            v[field] = json!(list);
+        }
+    }
 }

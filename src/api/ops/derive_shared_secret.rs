@@ -1,0 +1,57 @@
+//! `DeriveSharedSecret`.
+
+use crate::api::error::ApiError;
+use crate::api::wire::{b64, parse, Blob, Validator};
+use crate::kms::{Caller, Kms, KmsError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Request {
+    key_id: Option<String>,
+    key_agreement_algorithm: Option<String>,
+    public_key: Option<Blob>,
+    grant_tokens: Option<Vec<String>>,
+    dry_run: Option<bool>,
+    recipient: Option<Value>,
+}
+
+pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: Request = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .required(&r.key_agreement_algorithm, "keyAgreementAlgorithm")
+        .one_of(
+            r.key_agreement_algorithm.as_deref(),
+            "keyAgreementAlgorithm",
+            &["ECDH"],
+        )
+        .required(&r.public_key, "publicKey")
+        .blob_len(r.public_key.as_ref(), "publicKey", 1, 8192)
+        .grant_tokens(r.grant_tokens.as_ref())
+        .finish()?;
+    if r.recipient.is_some() {
+        return Err(KmsError::UnsupportedOperation(
+            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
+        )
+        .into());
+    }
+    let alg = r.key_agreement_algorithm.clone().unwrap_or_default();
+    let (arn, secret) = kms
+        .derive_shared_secret(
+            &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
+            r.key_id.as_deref().unwrap_or_default(),
+            &alg,
+            &r.public_key.map(|b| b.0).unwrap_or_default(),
+            r.dry_run.unwrap_or(false),
+        )
+        .await?;
+    Ok(json!({
+        "KeyId": arn,
+        "SharedSecret": b64(&secret),
+        "KeyAgreementAlgorithm": alg,
+        "KeyOrigin": "AWS_KMS",
+    }))
+}

