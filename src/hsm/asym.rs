@@ -1,7 +1,7 @@
 //! Key pairs and HMAC secrets in the token: generation (as session objects, wrapped under the
 //! root key and destroyed), unwrapping, signing, RSA-OAEP decryption, ECDH and HMAC.
 
-use super::{ck, Hsm, HsmError, KeyHandle, WRAP};
+use super::{ck, wrap_and_destroy, Hsm, HsmError, KeyHandle, WRAP};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -297,11 +297,7 @@ impl Hsm {
                         Attribute::ValueLen((len as u64).into()),
                     ],
                 ))?;
-                let wrapped = ck(s.wrap_key(&WRAP, root, key));
-                let destroyed = ck(s.destroy_object(key));
-                let wrapped = wrapped?;
-                destroyed?;
-                Ok(wrapped)
+                wrap_and_destroy(s, root, key)
             })
             .await?;
         Ok((blob, version))

@@ -155,6 +155,19 @@ fn spawn_reaper(
     }
 }
 
+/// Wrap a session object under the root key and destroy it, on success and on failure alike.
+fn wrap_and_destroy(
+    s: &Session,
+    root: ObjectHandle,
+    key: ObjectHandle,
+) -> Result<Vec<u8>, HsmError> {
+    let wrapped = ck(s.wrap_key(&WRAP, root, key));
+    let destroyed = ck(s.destroy_object(key));
+    let wrapped = wrapped?;
+    destroyed?;
+    Ok(wrapped)
+}
+
 fn ck<T>(r: Result<T, CkError>) -> Result<T, HsmError> {
     r.map_err(HsmError::from)
 }
@@ -453,11 +466,7 @@ impl Hsm {
                         Attribute::ValueLen(32.into()),
                     ],
                 ))?;
-                let wrapped = ck(s.wrap_key(&WRAP, root, key));
-                let destroyed = ck(s.destroy_object(key));
-                let wrapped = wrapped?;
-                destroyed?;
-                Ok(wrapped)
+                wrap_and_destroy(s, root, key)
             })
             .await?;
         Ok((blob, version))
@@ -542,11 +551,7 @@ impl Hsm {
                     }
                 }
                 let key = created?;
-                let wrapped = ck(s.wrap_key(&WRAP, root, key));
-                let destroyed = ck(s.destroy_object(key));
-                let wrapped = wrapped?;
-                destroyed?;
-                Ok(wrapped)
+                wrap_and_destroy(s, root, key)
             })
             .await?;
         Ok((blob, version))
