@@ -295,7 +295,7 @@ pub fn require_symmetric_algorithm(alg: Option<&str>) -> Result<(), ApiError> {
     match alg {
         None | Some("SYMMETRIC_DEFAULT") => Ok(()),
         Some(other) => Err(ApiError::Kms(KmsError::InvalidKeyUsage(format!(
-            "The encryption algorithm {other} is not supported by a symmetric KMS key."
+            "Algorithm {other} is incompatible with key spec SYMMETRIC_DEFAULT."
         )))),
     }
 }

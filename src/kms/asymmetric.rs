@@ -568,7 +568,7 @@ impl Kms {
             Some(PairKind::Rsa(bits)) if rec.key_usage == ENCRYPT_DECRYPT => bits,
             _ if rec.key_spec == SYMMETRIC_DEFAULT => {
                 return Err(KmsError::InvalidKeyUsage(format!(
-                    "The encryption algorithm {algorithm} is not supported by a symmetric KMS key."
+                    "Algorithm {algorithm} is incompatible with key spec SYMMETRIC_DEFAULT."
                 )))
             }
             _ => return Err(Self::usage_error(rec, op)),

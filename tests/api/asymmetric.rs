@@ -395,13 +395,15 @@ async fn rsa_oaep_decrypts_what_others_encrypt() {
         ),
         "ValidationException"
     );
+    let (c_, m) = message(
+        enc(b"x".to_vec(), EncryptionAlgorithmSpec::SymmetricDefault)
+            .send()
+            .await,
+    );
+    assert_eq!(c_, "InvalidKeyUsageException");
     assert_eq!(
-        code(
-            enc(b"x".to_vec(), EncryptionAlgorithmSpec::SymmetricDefault)
-                .send()
-                .await
-        ),
-        "InvalidKeyUsageException"
+        m,
+        "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec RSA_2048."
     );
     if !advertised.contains(&EncryptionAlgorithmSpec::RsaesOaepSha256) {
         // SoftHSM 2.6.1: the probe found no OAEP with SHA-256, and the service says so.
