@@ -84,6 +84,15 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
                 .map_err(|e| e.to_string())?;
         }
     }
+    let h = hsm.clone();
+    let audit_created = tokio::task::spawn_blocking(move || h.ensure_audit_key())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "kms init: audit signing key {}",
+        if audit_created { "created" } else { "verified" }
+    );
     store
         .ensure_account(&s.account_id, "default")
         .await
@@ -503,9 +512,15 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
         }
     }
     store
-        .record_admin_event(&operator(), action, &target, detail)
+        .record_admin_event(&operator(), action, &target, detail.clone())
         .await
         .map_err(err)?;
+    crate::audit::record_direct(
+        &store,
+        crate::audit::admin_event(action, &target, &operator(), detail),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -593,10 +608,17 @@ async fn open_kms(s: &Settings, store: Arc<PgStore>) -> Result<Kms, Error> {
         .ok_or("the database records no root key; run `kms init` first")?;
     let hsm = open_hsm(s).await?;
     let h = hsm.clone();
-    tokio::task::spawn_blocking(move || h.load_service_keys(version as u32))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        h.load_service_keys(version as u32)?;
+        // Tokens initialised before the audit trail existed get their audit key now.
+        if h.ensure_audit_key()? {
+            tracing::info!("created the audit signing key in the token");
+        }
+        Ok::<_, crate::hsm::HsmError>(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     Ok(Kms::new(
         hsm,
         store.clone(),
@@ -638,7 +660,14 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "serving");
+    let audit = crate::audit::Audit::start(store.clone(), kms.hsm().clone());
+    kms.set_audit(audit.clone());
+    spawn_checkpoints(
+        audit.clone(),
+        Duration::from_millis(s.audit_checkpoint_interval_ms.max(100)),
+    );
     let state = Arc::new(ApiState {
+        audit: audit.clone(),
         kms,
         regions: s.regions.clone(),
         max_body_bytes: s.max_body_bytes,
@@ -652,7 +681,205 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         Duration::from_secs(s.drain_seconds),
     )
     .await;
+    // The last checkpoint covers every event of this instance.
+    match audit.checkpoint().await {
+        Ok(Some(seq)) => tracing::info!(seq, "audit checkpoint signed at shutdown"),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "could not sign the final audit checkpoint"),
+    }
     Ok(())
+}
+
+/// Sign a checkpoint over the audit chain head every `every` (when it moved).
+fn spawn_checkpoints(audit: Arc<crate::audit::Audit>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = audit.checkpoint().await {
+                tracing::error!(error = %e, "audit checkpoint failed");
+            }
+        }
+    });
+}
+
+/// `kms audit …`: the auditor's commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Print the audit public key (PEM) that verifies checkpoints.
+    PublicKey,
+    /// Verify the trail in the database, or an export, with the audit public key.
+    Verify {
+        /// The audit public key (PEM or DER), as `kms audit public-key` printed it.
+        #[arg(long)]
+        public_key: std::path::PathBuf,
+        /// Verify this export instead of the database (no database or token needed).
+        #[arg(long)]
+        export: Option<std::path::PathBuf>,
+    },
+    /// Write events as JSON Lines, with what `verify` needs to check them.
+    Export {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// RFC 3339 times.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        /// A key id or key ARN.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        event_name: Option<String>,
+    },
+    /// Sign a checkpoint over the chain head now.
+    Checkpoint,
+}
+
+fn read_public_key(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    let raw = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&raw);
+    if text.contains("-----BEGIN PUBLIC KEY-----") {
+        use base64::Engine;
+        let b64: String = text
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("");
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| format!("{} is not a PEM public key", path.display()));
+    }
+    Ok(raw)
+}
+
+fn print_report(r: &crate::audit::verify::Report) -> Result<(), Error> {
+    println!(
+        "checked {} events ({} with content), {} checkpoints, up to event {}",
+        r.events, r.bodies_checked, r.checkpoints, r.last_seq
+    );
+    if r.ok() {
+        println!("OK: the trail is intact");
+        return Ok(());
+    }
+    for (_, p) in &r.problems {
+        println!("TAMPERED: {p}");
+    }
+    Err(format!(
+        "the audit trail failed verification: {}",
+        r.problems[0].1
+    ))
+}
+
+async fn all_events(store: &PgStore) -> Result<Vec<crate::store::AuditRow>, Error> {
+    use crate::store::AuditStore;
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .audit_events(after, 5000)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let done = page.len() < 5000;
+        out.extend(page);
+        if done {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+pub async fn audit(s: &Settings, cmd: AuditCommand) -> Result<(), Error> {
+    use crate::audit::verify;
+    use crate::store::AuditStore;
+    let parse_time = |t: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
+        t.as_ref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|d| d.with_timezone(&chrono::Utc))
+                    .map_err(|_| format!("{t} is not an RFC 3339 time"))
+            })
+            .transpose()
+    };
+    match cmd {
+        AuditCommand::Verify {
+            public_key,
+            export: Some(file),
+        } => {
+            let key = read_public_key(&public_key)?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let (links, cps) = verify::parse_export(&text)?;
+            print_report(&verify::verify(&links, &cps, &key, false, None))
+        }
+        AuditCommand::Verify {
+            public_key,
+            export: None,
+        } => {
+            let key = read_public_key(&public_key)?;
+            let store = connect_store(s).await?;
+            let rows = all_events(&store).await?;
+            let links: Vec<verify::Link> = rows.iter().map(verify::Link::from).collect();
+            let cps = store.checkpoints().await.map_err(|e| e.to_string())?;
+            let (head, _) = store.audit_head().await.map_err(|e| e.to_string())?;
+            print_report(&verify::verify(&links, &cps, &key, true, Some(head)))
+        }
+        AuditCommand::Export {
+            out,
+            from,
+            to,
+            account,
+            key,
+            event_name,
+        } => {
+            let filter = verify::Filter {
+                from: parse_time(&from)?,
+                to: parse_time(&to)?,
+                account,
+                key,
+                event_name,
+            };
+            let store = connect_store(s).await?;
+            let rows = all_events(&store).await?;
+            let cps = store.checkpoints().await.map_err(|e| e.to_string())?;
+            let lines = verify::export(&rows, &cps, &filter);
+            let n = rows.iter().filter(|r| filter.matches(r)).count();
+            std::fs::write(&out, lines.join("\n") + "\n")
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            eprintln!("kms audit: {n} events exported to {}", out.display());
+            Ok(())
+        }
+        AuditCommand::PublicKey | AuditCommand::Checkpoint => {
+            let store = Arc::new(connect_store(s).await?);
+            let kms = open_kms(s, store.clone()).await?;
+            if let AuditCommand::Checkpoint = cmd {
+                match crate::audit::checkpoint(store.as_ref(), kms.hsm())
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(seq) => eprintln!("kms audit: checkpoint signed at event {seq}"),
+                    None => eprintln!("kms audit: the last checkpoint already covers the head"),
+                }
+                return Ok(());
+            }
+            let der = crate::audit::public_key_der(kms.hsm())
+                .await
+                .map_err(|e| e.to_string())?;
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+            println!("-----BEGIN PUBLIC KEY-----");
+            for chunk in b64.as_bytes().chunks(64) {
+                println!("{}", String::from_utf8_lossy(chunk));
+            }
+            println!("-----END PUBLIC KEY-----");
+            Ok(())
+        }
+    }
 }
 
 /// rustls on the aws-lc-rs provider, from the configured PEM files; `None` for plain HTTP.

@@ -22,6 +22,9 @@ pub struct Settings {
     pub sts_min_session_seconds: i64,
     /// How often the background jobs (deletion, rotation) look for due work.
     pub scheduler_interval_ms: u64,
+    /// How often a checkpoint over the audit chain head is signed in the token (also at
+    /// shutdown).
+    pub audit_checkpoint_interval_ms: u64,
     /// Tests and drills only: a file holding a number of seconds to add to the clock.
     pub clock_offset_file: Option<PathBuf>,
     pub log: String,
@@ -71,6 +74,7 @@ impl Default for Settings {
             drain_seconds: 30,
             sts_min_session_seconds: 900,
             scheduler_interval_ms: 60_000,
+            audit_checkpoint_interval_ms: 60_000,
             clock_offset_file: None,
             log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
             hsm: HsmSettings::default(),
@@ -217,6 +221,10 @@ mod tests {
         assert_eq!(from_file.drain_seconds, d.drain_seconds);
         assert_eq!(from_file.sts_min_session_seconds, d.sts_min_session_seconds);
         assert_eq!(from_file.scheduler_interval_ms, d.scheduler_interval_ms);
+        assert_eq!(
+            from_file.audit_checkpoint_interval_ms,
+            d.audit_checkpoint_interval_ms
+        );
         assert_eq!(from_file.clock_offset_file, d.clock_offset_file);
         assert_eq!(from_file.log, d.log);
         assert_eq!(from_file.hsm.module, d.hsm.module);

@@ -22,6 +22,9 @@ enum Command {
     /// Manage accounts, users, access keys and identity policies.
     #[command(subcommand)]
     Admin(kms::app::AdminCommand),
+    /// The audit trail: export it, verify it, print the key that verifies it.
+    #[command(subcommand)]
+    Audit(kms::app::AuditCommand),
 }
 
 fn main() {
@@ -48,6 +51,7 @@ fn main() {
             Command::Init => kms::app::init(&settings).await,
             Command::Serve => kms::app::serve(&settings).await,
             Command::Admin(cmd) => kms::app::admin(&settings, cmd).await,
+            Command::Audit(cmd) => kms::app::audit(&settings, cmd).await,
         }
     });
     // Drop every task (and with them the HSM sessions) before the process exits.

@@ -31,6 +31,7 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct ApiState {
     pub kms: Arc<Kms>,
+    pub audit: Arc<crate::audit::Audit>,
     pub regions: Vec<String>,
     pub max_body_bytes: usize,
     pub sts_min_session_seconds: i64,
@@ -46,6 +47,22 @@ enum Protocol {
 enum Reply {
     Json(serde_json::Value),
     Xml(String),
+}
+
+/// The TLS session a request came over (for `aws:SecureTransport` and the audit trail).
+pub struct TlsDetails {
+    pub version: String,
+    pub cipher_suite: String,
+}
+
+/// What the audit event of a call needs beyond its outcome.
+#[derive(Default)]
+struct CallInfo {
+    identity: Option<crate::audit::Identity>,
+    region: String,
+    user_agent: String,
+    request: Option<serde_json::Value>,
+    operation: String,
 }
 
 /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests (for at
@@ -72,8 +89,9 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
-                let secure = tls.is_some();
-                let svc = service_fn(move |req| handle(state.clone(), peer.ip(), secure, req));
+                let make_svc = move |tls: Option<Arc<TlsDetails>>| {
+                    service_fn(move |req| handle(state.clone(), peer.ip(), tls.clone(), req))
+                };
                 let builder = {
                     let mut b = http1::Builder::new();
                     b.keep_alive(true).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
@@ -81,7 +99,7 @@ pub async fn serve(
                 };
                 match &tls {
                     None => {
-                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), make_svc(None)));
                         tokio::spawn(async move {
                             let _ = conn.await;
                         });
@@ -94,6 +112,20 @@ pub async fn serve(
                             let Ok(Ok(tls_stream)) = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await else {
                                 return;
                             };
+                            let (_, session) = tls_stream.get_ref();
+                            let details = TlsDetails {
+                                version: match session.protocol_version() {
+                                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
+                                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".into(),
+                                    Some(other) => format!("{other:?}"),
+                                    None => "unknown".into(),
+                                },
+                                cipher_suite: session
+                                    .negotiated_cipher_suite()
+                                    .map(|c| format!("{:?}", c.suite()))
+                                    .unwrap_or_default(),
+                            };
+                            let svc = make_svc(Some(Arc::new(details)));
                             let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc));
                             let _ = conn.await;
                         });
@@ -114,12 +146,29 @@ pub async fn serve(
 async fn handle(
     state: Arc<ApiState>,
     peer: std::net::IpAddr,
-    secure: bool,
+    tls: Option<Arc<TlsDetails>>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let secure = tls.is_some();
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let (op, protocol, result) = process(&state, peer, secure, req, &request_id).await;
+    let mut info = CallInfo::default();
+    let (op, protocol, result) = process(&state, peer, secure, req, &request_id, &mut info).await;
+    // The event is durable before the response goes out; a call that cannot be recorded fails.
+    let result = match audit(
+        &state,
+        peer,
+        tls.as_deref(),
+        &request_id,
+        &info,
+        protocol,
+        &result,
+    )
+    .await
+    {
+        Ok(()) => result,
+        Err(e) => Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()))),
+    };
     let (status, body) = match result {
         Ok(Reply::Json(v)) => (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()),
         Ok(Reply::Xml(x)) => (StatusCode::OK, x.into_bytes()),
@@ -168,6 +217,52 @@ async fn handle(
     Ok(resp)
 }
 
+async fn audit(
+    state: &ApiState,
+    peer: std::net::IpAddr,
+    tls: Option<&TlsDetails>,
+    request_id: &str,
+    info: &CallInfo,
+    protocol: Protocol,
+    result: &Result<Reply, ApiError>,
+) -> Result<(), crate::audit::AuditError> {
+    let error = match result {
+        Ok(_) => None,
+        Err(e) if protocol == Protocol::Query => {
+            let (_, kind, message) = sts::wire(e);
+            Some((kind, message))
+        }
+        Err(e) => {
+            let (_, kind, message) = e.wire();
+            Some((kind, message))
+        }
+    };
+    let response = match result {
+        Ok(Reply::Json(v)) => Some(v),
+        _ => None,
+    };
+    let operation = if info.operation.is_empty() {
+        "-"
+    } else {
+        info.operation.as_str()
+    };
+    let event = crate::audit::api_event(&crate::audit::ApiCall {
+        operation,
+        sts: protocol == Protocol::Query,
+        region: &info.region,
+        source_ip: &peer.to_string(),
+        user_agent: &info.user_agent,
+        identity: info.identity.as_ref(),
+        request: info.request.as_ref(),
+        response,
+        error: error.as_ref().map(|(k, m)| (*k, m.as_str())),
+        request_id,
+        tls: tls.map(|t| (t.version.as_str(), t.cipher_suite.as_str())),
+        time: chrono::Utc::now(),
+    });
+    state.audit.record(event).await
+}
+
 /// A body somewhat over the limit is read and discarded, so that the client gets its 400
 /// instead of a connection reset while it is still sending; a body far over it is cut off.
 const DRAIN_FACTOR: usize = 16;
@@ -199,8 +294,17 @@ async fn process(
     secure: bool,
     req: Request<Incoming>,
     request_id: &str,
+    info: &mut CallInfo,
 ) -> (String, Protocol, Result<Reply, ApiError>) {
     let (parts, body) = req.into_parts();
+    info.user_agent = parts
+        .headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect();
     let ct = parts
         .headers
         .get("content-type")
@@ -265,6 +369,29 @@ async fn process(
             chrono::Utc::now(),
         )
         .await?;
+        info.region = verified.region.clone();
+        info.identity = Some(crate::audit::Identity {
+            principal_arn: verified.key.principal_arn.clone(),
+            account_id: verified.key.account_id.clone(),
+            access_key_id: verified.key.access_key_id.clone(),
+            role_arn: verified.key.role_arn.clone(),
+        });
+        info.request = if protocol == Protocol::Query {
+            let params: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(&body)
+                .into_owned()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            info.operation = params
+                .get("Action")
+                .and_then(|v| v.as_str())
+                .unwrap_or("-")
+                .chars()
+                .take(64)
+                .collect();
+            Some(serde_json::Value::Object(params))
+        } else {
+            serde_json::from_slice(&body).ok()
+        };
         let caller = Caller {
             account_id: verified.key.account_id.clone(),
             principal_arn: verified.key.principal_arn.clone(),
@@ -307,6 +434,9 @@ async fn process(
             .map(Reply::Json)
     }
     .await;
+    if protocol == Protocol::Json {
+        info.operation = label.clone();
+    }
     let label = if protocol == Protocol::Query {
         "sts".to_string()
     } else {

@@ -444,3 +444,102 @@ pub(super) fn probe_oaep_sha256(s: &Session) -> Result<bool, HsmError> {
     d2?;
     Ok(ok)
 }
+
+/// Label of the token-held P-256 key that signs audit checkpoints (private half; the public
+/// half carries the same label with `-public`).
+pub const AUDIT_KEY_LABEL: &str = "kms-audit-signing-key-v1";
+
+fn find_labelled(
+    s: &Session,
+    class: ObjectClass,
+    label: &str,
+) -> Result<Option<ObjectHandle>, HsmError> {
+    let found = ck(s.find_objects(&[
+        Attribute::Token(true),
+        Attribute::Class(class),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]))?;
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(Some(found[0])),
+        n => Err(HsmError::Other(format!(
+            "the token holds {n} objects labelled '{label}'; expected exactly one"
+        ))),
+    }
+}
+
+impl Hsm {
+    /// Find the audit signing key pair, creating it (once, as token objects: the private key
+    /// sensitive and never extractable) if absent. Returns whether it was created.
+    pub fn ensure_audit_key(&self) -> Result<bool, HsmError> {
+        let s = self
+            .inner
+            .pinned
+            .lock()
+            .expect("pinned session lock poisoned");
+        let public_label = format!("{AUDIT_KEY_LABEL}-public");
+        let private = find_labelled(&s, ObjectClass::PRIVATE_KEY, AUDIT_KEY_LABEL)?;
+        let public = find_labelled(&s, ObjectClass::PUBLIC_KEY, &public_label)?;
+        let (pair, created) = match (private, public) {
+            (Some(a), Some(b)) => ((a, b), false),
+            (None, None) => {
+                let (public, private) = ck(s.generate_key_pair(
+                    &Mechanism::EccKeyPairGen,
+                    &[
+                        Attribute::Token(true),
+                        Attribute::EcParams(Curve::P256.oid_der().to_vec()),
+                        Attribute::Verify(true),
+                        Attribute::Label(public_label.into_bytes()),
+                    ],
+                    &[
+                        Attribute::Token(true),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(false),
+                        Attribute::Sign(true),
+                        Attribute::Label(AUDIT_KEY_LABEL.as_bytes().to_vec()),
+                    ],
+                ))?;
+                ((private, public), true)
+            }
+            _ => {
+                return Err(HsmError::Other(format!(
+                    "the token holds only half of the audit key pair '{AUDIT_KEY_LABEL}'"
+                )))
+            }
+        };
+        *self.inner.audit.lock().unwrap() = Some(pair);
+        Ok(created)
+    }
+
+    fn audit_pair(&self) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
+        self.inner
+            .audit
+            .lock()
+            .unwrap()
+            .ok_or(HsmError::ServiceKeyMissing {
+                label: AUDIT_KEY_LABEL.into(),
+            })
+    }
+
+    /// The audit key's public point (uncompressed P-256).
+    pub async fn audit_public_point(&self) -> Result<Vec<u8>, HsmError> {
+        let (_, public) = self.audit_pair()?;
+        self.run(
+            move |s| match read_public(s, PairKind::Ec(Curve::P256), public)? {
+                PublicKey::Point(p) => Ok(p),
+                PublicKey::Rsa { .. } => {
+                    Err(HsmError::Other("the audit key is not an EC key".into()))
+                }
+            },
+        )
+        .await
+    }
+
+    /// ECDSA P-256 over a SHA-256 digest with the audit key; r ‖ s.
+    pub async fn audit_sign(&self, digest: Vec<u8>) -> Result<Vec<u8>, HsmError> {
+        let (private, _) = self.audit_pair()?;
+        self.run(move |s| ck(s.sign(&Mechanism::Ecdsa, private, &digest)))
+            .await
+    }
+}

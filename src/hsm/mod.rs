@@ -17,7 +17,7 @@
 mod asym;
 mod error;
 
-pub use asym::{Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme};
+pub use asym::{Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme, AUDIT_KEY_LABEL};
 pub use error::HsmError;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -90,6 +90,8 @@ struct Inner {
     /// Whether Ed25519 private keys can be generated and wrapped (probed once the root key is
     /// loaded; SoftHSM 2.6.1 generates them but cannot wrap them).
     ed25519: std::sync::atomic::AtomicBool,
+    /// The audit signing key pair (private, public), once found or created.
+    audit: Mutex<Option<(ObjectHandle, ObjectHandle)>>,
 }
 
 /// Work for the reaper thread.
@@ -251,6 +253,7 @@ impl Hsm {
                 root: Mutex::new(None),
                 mac: Mutex::new(None),
                 ed25519: std::sync::atomic::AtomicBool::new(false),
+                audit: Mutex::new(None),
             }),
         })
     }

@@ -446,6 +446,18 @@ impl Kms {
         }
         self.invalidate_related(rec);
         tracing::info!(key_id = %rec.key_id, version, rotation_type, "key rotated");
+        if rotation_type == "AUTOMATIC" {
+            self.audit_service_event(
+                "RotateKey",
+                &rec.arn(),
+                &rec.region,
+                serde_json::json!({
+                    "rotationType": rotation_type,
+                    "keyMaterialId": material_id(&rec.blob_id(), version),
+                }),
+            )
+            .await;
+        }
         Ok(())
     }
 
@@ -586,13 +598,20 @@ impl Kms {
         }
         let mut deleted = 0;
         loop {
-            let ids = self.keys.delete_due_keys(now, 100).await?;
-            for id in &ids {
-                tracing::info!(key_id = %id, "key deleted at the end of its waiting period; its material is destroyed");
-                self.invalidate(Some(*id));
+            let gone = self.keys.delete_due_keys(now, 100).await?;
+            for k in &gone {
+                tracing::info!(key_id = %k.key_id, "key deleted at the end of its waiting period; its material is destroyed");
+                self.invalidate(Some(k.key_id));
+                self.audit_service_event(
+                    "DeleteKey",
+                    &k.arn(),
+                    &k.region,
+                    serde_json::json!({ "reason": "the waiting period ended; all key material was destroyed" }),
+                )
+                .await;
             }
-            deleted += ids.len();
-            if ids.len() < 100 {
+            deleted += gone.len();
+            if gone.len() < 100 {
                 break;
             }
         }

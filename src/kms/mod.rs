@@ -206,6 +206,8 @@ pub struct Kms {
     key_aliases: Mutex<LruCache<Uuid, Arc<Vec<String>>>>,
     /// The regions this deployment serves (where multi-Region keys can be replicated).
     regions: Vec<String>,
+    /// Where the service's own actions (rotation, deletion) are recorded.
+    audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
 }
 
 /// Serialises the loading of one key version.
@@ -288,6 +290,7 @@ impl Kms {
     ) -> Kms {
         Kms {
             regions,
+            audit: std::sync::OnceLock::new(),
             credentials: credentials::Credentials::new(
                 hsm.clone(),
                 ids.clone(),
@@ -317,6 +320,27 @@ impl Kms {
             + chrono::Duration::seconds(
                 self.clock_offset.load(std::sync::atomic::Ordering::Relaxed),
             )
+    }
+
+    pub fn set_audit(&self, audit: Arc<crate::audit::Audit>) {
+        let _ = self.audit.set(audit);
+    }
+
+    /// Record something the service did by itself; a failure is logged (there is no caller
+    /// to refuse).
+    pub(crate) async fn audit_service_event(
+        &self,
+        name: &str,
+        arn: &str,
+        region: &str,
+        details: serde_json::Value,
+    ) {
+        if let Some(a) = self.audit.get() {
+            let ev = crate::audit::service_event(name, arn, region, details);
+            if let Err(e) = a.record(ev).await {
+                tracing::error!(error = %e, event = name, key = arn, "could not record a service event");
+            }
+        }
     }
 
     pub fn set_clock_offset(&self, seconds: i64) {

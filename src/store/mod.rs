@@ -231,12 +231,12 @@ pub trait KeyStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<Uuid>, StoreError>;
     /// Delete (with their material, aliases, tags and grants) keys whose deletion date has
-    /// passed; each is deleted by exactly one caller. Returns their ids.
+    /// passed; each is deleted by exactly one caller. Returns them as they were.
     async fn delete_due_keys(
         &self,
         now: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<Uuid>, StoreError>;
+    ) -> Result<Vec<KeyRecord>, StoreError>;
     async fn set_key_state(
         &self,
         key_id: Uuid,
@@ -393,4 +393,57 @@ pub trait ServiceStore: Send + Sync {
     async fn ensure_root_key(&self, version: i32, label: &str) -> Result<(), StoreError>;
     /// The newest recorded root key version.
     async fn current_root_version(&self) -> Result<Option<i32>, StoreError>;
+}
+
+/// An audit event to append; the store gives it its sequence number and chain hash.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    pub event_id: Uuid,
+    pub event_time: DateTime<Utc>,
+    pub event_name: String,
+    pub account_id: Option<String>,
+    pub key_arns: Vec<String>,
+    /// The event's canonical JSON.
+    pub body: String,
+}
+
+/// An audit event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub event_time: DateTime<Utc>,
+    pub event_name: String,
+    pub account_id: Option<String>,
+    pub key_arns: Vec<String>,
+    pub body: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub signed_at: DateTime<Utc>,
+    pub signature: Vec<u8>,
+}
+
+/// Computes an event's chain hash from its sequence number, its predecessor's hash and its
+/// body (the audit layer's function; the store only orders and persists).
+pub type ChainFn = dyn Fn(i64, &[u8], &str) -> Vec<u8> + Send + Sync;
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Append events in order to the one chain, in one transaction that holds the chain head.
+    async fn append_audit(
+        &self,
+        events: &[NewAuditEvent],
+        chain: &ChainFn,
+    ) -> Result<(), StoreError>;
+    /// The chain head: the last sequence number and its hash.
+    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
+    /// Events after `after` in sequence order, at most `limit`.
+    async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError>;
+    async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError>;
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError>;
 }

@@ -535,19 +535,19 @@ impl KeyStore for PgStore {
         &self,
         now: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<Uuid>, StoreError> {
+    ) -> Result<Vec<KeyRecord>, StoreError> {
         let rows = sqlx::query(
             "WITH due AS (SELECT key_id FROM keys k WHERE key_state = 'PendingDeletion' AND deletion_date <= $1 \
                           AND NOT (mrk_primary AND EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)) \
                           ORDER BY deletion_date LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             DELETE FROM keys k USING due WHERE k.key_id = due.key_id RETURNING k.key_id",
+             DELETE FROM keys k USING due WHERE k.key_id = due.key_id RETURNING k.*",
         )
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(rows.iter().map(|r| r.get("key_id")).collect())
+        Ok(rows.iter().map(key_from_row).collect())
     }
 
     async fn set_key_state(
@@ -1213,5 +1213,116 @@ impl GrantStore for PgStore {
             .await
             .map_err(map_err)?;
         Ok(r.rows_affected() > 0)
+    }
+}
+
+fn audit_row(r: &PgRow) -> AuditRow {
+    AuditRow {
+        seq: r.get("seq"),
+        event_time: r.get("event_time"),
+        event_name: r.get("event_name"),
+        account_id: r.get("account_id"),
+        key_arns: r.get("key_arns"),
+        body: r.get("body"),
+        prev_hash: r.get("prev_hash"),
+        hash: r.get("hash"),
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn append_audit(
+        &self,
+        events: &[NewAuditEvent],
+        chain: &ChainFn,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let (mut seq, mut prev): (i64, Vec<u8>) = (head.get("seq"), head.get("hash"));
+        for e in events {
+            seq += 1;
+            let hash = chain(seq, &prev, &e.body);
+            sqlx::query(
+                "INSERT INTO audit_events (seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+            )
+            .bind(seq)
+            .bind(e.event_id)
+            .bind(e.event_time)
+            .bind(&e.event_name)
+            .bind(&e.account_id)
+            .bind(&e.key_arns)
+            .bind(&e.body)
+            .bind(&prev)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            prev = hash;
+        }
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&prev)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+        let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok((r.get("seq"), r.get("hash")))
+    }
+
+    async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
+             FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(audit_row).collect())
+    }
+
+    async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, signed_at, signature) VALUES ($1,$2,$3,$4) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.signed_at)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, signed_at, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| CheckpointRow {
+                seq: r.get("seq"),
+                hash: r.get("hash"),
+                signed_at: r.get("signed_at"),
+                signature: r.get("signature"),
+            })
+            .collect())
     }
 }

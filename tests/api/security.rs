@@ -88,7 +88,10 @@ async fn plaintext_data_keys_and_secrets_appear_nowhere_in_the_database_or_log()
 async fn token_object_count_does_not_grow_with_keys() {
     let s = Server::start().await;
     let before = s.token.object_files();
-    assert_eq!(before, 2, "root wrapping key and metadata MAC key");
+    assert_eq!(
+        before, 4,
+        "root wrapping key, metadata MAC key, audit signing key pair"
+    );
     let c = s.client();
     for _ in 0..25 {
         let key = c

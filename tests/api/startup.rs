@@ -33,7 +33,7 @@ async fn init_is_idempotent_and_provisionable() {
             "a provisioned secret is not printed back"
         );
         let objects = token.object_files();
-        assert_eq!(objects, 2);
+        assert_eq!(objects, 4, "root key, MAC key, audit key pair");
         let again = run_init(&token, &db, None);
         assert!(
             again.status.success(),

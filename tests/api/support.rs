@@ -405,6 +405,23 @@ impl Server {
         out
     }
 
+    /// Run `kms <args>` (any subcommand) against this server's token and database.
+    pub fn kms(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(kms_bin());
+        kms_env(&mut cmd, &self.token, &self.db);
+        cmd.args(args).output().expect("run kms")
+    }
+
+    /// A file in this test's directory.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.token.dir.path().join(name)
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn admin_ok(&self, args: &[&str]) -> String {
         let out = self.admin(args, &[]);
         assert!(

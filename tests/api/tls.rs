@@ -136,6 +136,31 @@ async fn https_with_a_trusted_certificate() {
     // A client that does not trust the certificate cannot talk to it.
     let untrusting = s.client_with(&s.access_key_id, &s.secret, REGION, None);
     assert!(untrusting.list_keys().send().await.is_err());
+    // The audit trail says how each call was protected.
+    use sqlx::Row;
+    let pool = s.db.pool().await;
+    let body: String = sqlx::query(
+        "SELECT body FROM audit_events WHERE event_name = 'Encrypt' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+    .get(0);
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        matches!(
+            e["tlsDetails"]["tlsVersion"].as_str(),
+            Some("TLSv1.3") | Some("TLSv1.2")
+        ),
+        "{e}"
+    );
+    assert!(
+        e["tlsDetails"]["cipherSuite"]
+            .as_str()
+            .unwrap()
+            .starts_with("TLS"),
+        "{e}"
+    );
 }
 
 #[test]

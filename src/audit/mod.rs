@@ -1,0 +1,549 @@
+//! The audit trail: CloudTrail-shaped events in one hash chain, appended with group commit,
+//! with checkpoints over the chain head signed in the token; `verify` checks a trail (from the
+//! database or an export) with nothing but the audit public key.
+//!
+//! An event is durable before the response it describes is sent: `Audit::record` returns only
+//! once the batch holding the event has committed, and a failed write fails the call.
+
+pub mod verify;
+
+use crate::hsm::Hsm;
+use crate::store::{AuditStore, CheckpointRow, NewAuditEvent, StoreError};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// The hash before the first event.
+pub const GENESIS: [u8; 32] = [0u8; 32];
+/// At most this many events share one commit.
+const MAX_BATCH: usize = 512;
+
+/// The chain hash of event `seq`: SHA-256 over a domain tag, the sequence number, the
+/// predecessor's hash and the event's canonical JSON.
+pub fn chain_hash(seq: i64, prev: &[u8], body: &str) -> Vec<u8> {
+    let mut c = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    c.update(b"kms.audit.event.v1\0");
+    c.update(&seq.to_be_bytes());
+    c.update(prev);
+    c.update(body.as_bytes());
+    c.finish().as_ref().to_vec()
+}
+
+/// The bytes a checkpoint signature covers.
+pub fn checkpoint_message(seq: i64, hash: &[u8], signed_at: &DateTime<Utc>) -> Vec<u8> {
+    let mut m = b"kms.audit.checkpoint.v1\0".to_vec();
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash);
+    m.extend_from_slice(&signed_at.timestamp_micros().to_be_bytes());
+    m
+}
+
+/// JSON with object keys sorted at every level and no insignificant whitespace, so the same
+/// event always encodes to the same bytes (whatever serde_json's map order is).
+pub fn canonical(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String((*k).clone()).to_string());
+                    out.push(':');
+                    write(&m[*k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
+}
+
+#[derive(Debug)]
+pub struct AuditError(pub String);
+
+impl std::fmt::Display for AuditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the audit trail could not be written: {}", self.0)
+    }
+}
+
+struct Pending {
+    event: NewAuditEvent,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+pub struct Audit {
+    tx: mpsc::Sender<Pending>,
+    store: Arc<dyn AuditStore>,
+    hsm: Hsm,
+}
+
+impl Audit {
+    /// Start the group-commit writer.
+    pub fn start(store: Arc<dyn AuditStore>, hsm: Hsm) -> Arc<Audit> {
+        let (tx, rx) = mpsc::channel::<Pending>(8192);
+        tokio::spawn(writer(store.clone(), rx));
+        Arc::new(Audit { tx, store, hsm })
+    }
+
+    /// Append an event; returns once it is committed.
+    pub async fn record(&self, event: NewAuditEvent) -> Result<(), AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Pending { event, done })
+            .await
+            .map_err(|_| AuditError("the audit writer has stopped".into()))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AuditError(e)),
+            Err(_) => Err(AuditError("the audit writer has stopped".into())),
+        }
+    }
+
+    /// Sign a checkpoint over the chain head, if the head moved since the last one.
+    pub async fn checkpoint(&self) -> Result<Option<i64>, AuditError> {
+        checkpoint(self.store.as_ref(), &self.hsm).await
+    }
+}
+
+/// Append one event directly (for `kms admin`, which has no writer task).
+pub async fn record_direct(store: &dyn AuditStore, event: NewAuditEvent) -> Result<(), AuditError> {
+    store
+        .append_audit(&[event], &chain_hash)
+        .await
+        .map_err(|e| AuditError(e.to_string()))
+}
+
+/// Sign the current chain head in the token unless a checkpoint already covers it.
+pub async fn checkpoint(store: &dyn AuditStore, hsm: &Hsm) -> Result<Option<i64>, AuditError> {
+    let err = |e: StoreError| AuditError(e.to_string());
+    let (seq, hash) = store.audit_head().await.map_err(err)?;
+    if seq == 0 {
+        return Ok(None);
+    }
+    let last = store
+        .checkpoints()
+        .await
+        .map_err(err)?
+        .last()
+        .map(|c| c.seq);
+    if last == Some(seq) {
+        return Ok(None);
+    }
+    let signed_at = Utc::now();
+    let msg = checkpoint_message(seq, &hash, &signed_at);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &msg);
+    let raw = hsm
+        .audit_sign(digest.as_ref().to_vec())
+        .await
+        .map_err(|e| AuditError(e.to_string()))?;
+    let signature = crate::kms::asymmetric::ecdsa_raw_to_der(&raw)
+        .ok_or_else(|| AuditError("the token returned a malformed signature".into()))?;
+    store
+        .insert_checkpoint(&CheckpointRow {
+            seq,
+            hash,
+            signed_at,
+            signature,
+        })
+        .await
+        .map_err(err)?;
+    Ok(Some(seq))
+}
+
+/// The audit public key as SubjectPublicKeyInfo DER.
+pub async fn public_key_der(hsm: &Hsm) -> Result<Vec<u8>, AuditError> {
+    let point = hsm
+        .audit_public_point()
+        .await
+        .map_err(|e| AuditError(e.to_string()))?;
+    crate::kms::asymmetric::spki(
+        crate::hsm::PairKind::Ec(crate::hsm::Curve::P256),
+        &crate::hsm::PublicKey::Point(point),
+    )
+    .map_err(|e| AuditError(e.to_string()))
+}
+
+async fn writer(store: Arc<dyn AuditStore>, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let events: Vec<NewAuditEvent> = batch.iter().map(|p| p.event.clone()).collect();
+        let result = store
+            .append_audit(&events, &chain_hash)
+            .await
+            .map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, events = events.len(), "audit append failed; the calls it records are refused");
+        }
+        for p in batch {
+            let _ = p.done.send(result.clone());
+        }
+    }
+}
+
+/// Who made a call, as CloudTrail's `userIdentity` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub principal_arn: String,
+    pub account_id: String,
+    pub access_key_id: String,
+    pub role_arn: Option<String>,
+}
+
+/// Everything one API call's event is made of.
+pub struct ApiCall<'a> {
+    pub operation: &'a str,
+    pub sts: bool,
+    pub region: &'a str,
+    pub source_ip: &'a str,
+    pub user_agent: &'a str,
+    pub identity: Option<&'a Identity>,
+    pub request: Option<&'a Value>,
+    pub response: Option<&'a Value>,
+    pub error: Option<(&'a str, &'a str)>,
+    pub request_id: &'a str,
+    /// TLS version and cipher suite, for calls over HTTPS.
+    pub tls: Option<(&'a str, &'a str)>,
+    pub time: DateTime<Utc>,
+}
+
+/// Request members that may appear in the trail: identifiers, contexts, algorithms, specs and
+/// settings. Anything else (plaintexts, ciphertexts, messages, signatures, MACs, public keys,
+/// grant tokens, secrets) is left out by construction.
+const LOGGED_MEMBERS: &[&str] = &[
+    "KeyId",
+    "AliasName",
+    "TargetKeyId",
+    "EncryptionContext",
+    "SourceEncryptionContext",
+    "DestinationEncryptionContext",
+    "EncryptionAlgorithm",
+    "SourceEncryptionAlgorithm",
+    "DestinationEncryptionAlgorithm",
+    "SourceKeyId",
+    "DestinationKeyId",
+    "SigningAlgorithm",
+    "MessageType",
+    "MacAlgorithm",
+    "KeyAgreementAlgorithm",
+    "KeySpec",
+    "CustomerMasterKeySpec",
+    "KeyPairSpec",
+    "KeyUsage",
+    "Origin",
+    "MultiRegion",
+    "NumberOfBytes",
+    "Description",
+    "Policy",
+    "PolicyName",
+    "BypassPolicyLockoutSafetyCheck",
+    "PendingWindowInDays",
+    "RotationPeriodInDays",
+    "ReplicaRegion",
+    "PrimaryRegion",
+    "GranteePrincipal",
+    "RetiringPrincipal",
+    "Operations",
+    "Constraints",
+    "Name",
+    "GrantId",
+    "Tags",
+    "TagKeys",
+    "Limit",
+    "Marker",
+    "DryRun",
+    "RoleArn",
+    "RoleSessionName",
+    "DurationSeconds",
+];
+
+fn camel(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The logged part of a request, with CloudTrail's camelCase member names.
+pub fn request_parameters(request: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(m) = request.as_object() {
+        for (k, v) in m {
+            if LOGGED_MEMBERS.contains(&k.as_str()) {
+                out.insert(camel(k), v.clone());
+            }
+        }
+    }
+    if out.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(out)
+    }
+}
+
+/// Operations whose event CloudTrail marks `readOnly`.
+fn read_only(op: &str) -> bool {
+    op.starts_with("Describe")
+        || op.starts_with("List")
+        || op.starts_with("Get")
+        || matches!(
+            op,
+            "Encrypt"
+                | "Decrypt"
+                | "ReEncrypt"
+                | "GenerateDataKey"
+                | "GenerateDataKeyWithoutPlaintext"
+                | "GenerateDataKeyPair"
+                | "GenerateDataKeyPairWithoutPlaintext"
+                | "GenerateRandom"
+                | "Sign"
+                | "Verify"
+                | "GenerateMac"
+                | "VerifyMac"
+                | "DeriveSharedSecret"
+        )
+}
+
+fn key_arns_of(request: Option<&Value>, response: Option<&Value>) -> Vec<String> {
+    let mut arns = Vec::new();
+    let mut take = |v: Option<&Value>| {
+        if let Some(s) = v.and_then(Value::as_str) {
+            if s.starts_with("arn:") && s.contains(":key/") && !arns.iter().any(|a| a == s) {
+                arns.push(s.to_string());
+            }
+        }
+    };
+    if let Some(r) = response {
+        take(r.get("KeyId"));
+        take(r.get("SourceKeyId"));
+        take(r.pointer("/KeyMetadata/Arn"));
+        take(r.pointer("/ReplicaKeyMetadata/Arn"));
+    }
+    if let Some(r) = request {
+        take(r.get("KeyId"));
+    }
+    arns
+}
+
+/// CloudTrail's `responseElements` for the operations AWS fills it for; null otherwise.
+fn response_elements(op: &str, response: Option<&Value>) -> Value {
+    let Some(r) = response else {
+        return Value::Null;
+    };
+    let pick = |names: &[&str]| {
+        let mut m = Map::new();
+        for n in names {
+            if let Some(v) = r.get(*n) {
+                m.insert(camel(n), v.clone());
+            }
+        }
+        Value::Object(m)
+    };
+    match op {
+        "CreateKey" => json!({ "keyMetadata": r.get("KeyMetadata") }),
+        "ReplicateKey" => json!({ "replicaKeyMetadata": r.get("ReplicaKeyMetadata") }),
+        "CreateGrant" => pick(&["GrantId"]),
+        "ScheduleKeyDeletion" => {
+            pick(&["KeyId", "DeletionDate", "KeyState", "PendingWindowInDays"])
+        }
+        "CancelKeyDeletion" => pick(&["KeyId"]),
+        "AssumeRole" => Value::Null,
+        _ => Value::Null,
+    }
+}
+
+fn user_identity(id: Option<&Identity>) -> Value {
+    match id {
+        None => json!({ "type": "Unknown" }),
+        Some(i) => {
+            let kind = if i.role_arn.is_some() {
+                "AssumedRole"
+            } else {
+                "IAMUser"
+            };
+            let principal = i.principal_arn.rsplit('/').next().unwrap_or_default();
+            json!({
+                "type": kind,
+                "principalId": principal,
+                "arn": i.principal_arn,
+                "accountId": i.account_id,
+                "accessKeyId": i.access_key_id,
+            })
+        }
+    }
+}
+
+fn new_event(
+    name: &str,
+    account: Option<String>,
+    arns: Vec<String>,
+    body: &Value,
+    time: DateTime<Utc>,
+    event_id: Uuid,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        event_id,
+        event_time: time,
+        event_name: name.to_string(),
+        account_id: account,
+        key_arns: arns,
+        body: canonical(body),
+    }
+}
+
+/// The event for one API call.
+pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let arns = key_arns_of(c.request, c.response);
+    let account = c.identity.map(|i| i.account_id.clone());
+    let mut e = json!({
+        "eventVersion": "1.11",
+        "eventTime": c.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "eventSource": if c.sts { "sts.amazonaws.com" } else { "kms.amazonaws.com" },
+        "eventName": c.operation,
+        "awsRegion": c.region,
+        "sourceIPAddress": c.source_ip,
+        "userAgent": c.user_agent,
+        "userIdentity": user_identity(c.identity),
+        "requestParameters": c.request.map(request_parameters).unwrap_or(Value::Null),
+        "responseElements": if c.error.is_none() { response_elements(c.operation, c.response) } else { Value::Null },
+        "requestID": c.request_id,
+        "eventID": event_id.to_string(),
+        "readOnly": read_only(c.operation),
+        "resources": arns.iter().map(|a| json!({
+            "accountId": a.split(':').nth(4).unwrap_or_default(),
+            "type": "AWS::KMS::Key",
+            "ARN": a,
+        })).collect::<Vec<_>>(),
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    });
+    if let Some((code, message)) = c.error {
+        e["errorCode"] = json!(code);
+        e["errorMessage"] = json!(message);
+    }
+    if let Some((version, suite)) = c.tls {
+        e["tlsDetails"] = json!({ "tlsVersion": version, "cipherSuite": suite });
+    }
+    new_event(c.operation, account, arns, &e, c.time, event_id)
+}
+
+/// The event for something the service did by itself (rotation, deletion).
+pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let time = Utc::now();
+    let account = key_arn.split(':').nth(4).map(str::to_string);
+    let e = json!({
+        "eventVersion": "1.11",
+        "eventTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "eventSource": "kms.amazonaws.com",
+        "eventName": name,
+        "awsRegion": region,
+        "sourceIPAddress": "kms.amazonaws.com",
+        "userAgent": "kms.amazonaws.com",
+        "userIdentity": { "type": "AWSService", "invokedBy": "kms.amazonaws.com" },
+        "requestParameters": Value::Null,
+        "responseElements": Value::Null,
+        "additionalEventData": details,
+        "eventID": event_id.to_string(),
+        "readOnly": false,
+        "resources": [{ "accountId": account, "type": "AWS::KMS::Key", "ARN": key_arn }],
+        "eventType": "AwsServiceEvent",
+        "managementEvent": true,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    });
+    new_event(name, account, vec![key_arn.to_string()], &e, time, event_id)
+}
+
+/// The event for an operator's `kms admin` change.
+pub fn admin_event(action: &str, target: &str, operator: &str, details: Value) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let time = Utc::now();
+    let e = json!({
+        "eventVersion": "1.11",
+        "eventTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "eventSource": "kms-admin",
+        "eventName": action,
+        "awsRegion": Value::Null,
+        "sourceIPAddress": "localhost",
+        "userAgent": "kms admin",
+        "userIdentity": { "type": "Operator", "principalId": operator },
+        "requestParameters": { "target": target, "details": details },
+        "responseElements": Value::Null,
+        "eventID": event_id.to_string(),
+        "readOnly": false,
+        "resources": [],
+        "eventType": "AwsConsoleAction",
+        "managementEvent": true,
+        "eventCategory": "Management",
+    });
+    new_event(action, None, vec![], &e, time, event_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let v = json!({"b": 1, "a": {"d": [1, {"z": 1, "y": 2}], "c": "x\"y"}});
+        assert_eq!(
+            canonical(&v),
+            r#"{"a":{"c":"x\"y","d":[1,{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn only_listed_request_members_are_logged() {
+        let req = json!({
+            "KeyId": "alias/x",
+            "Plaintext": "c2VjcmV0",
+            "EncryptionContext": {"a": "b"},
+            "GrantTokens": ["t"],
+            "Message": "bQ==",
+            "CiphertextBlob": "AQ==",
+        });
+        let p = request_parameters(&req);
+        assert_eq!(
+            p,
+            json!({"keyId": "alias/x", "encryptionContext": {"a": "b"}})
+        );
+    }
+
+    #[test]
+    fn the_chain_hash_covers_position_predecessor_and_body() {
+        let h = chain_hash(1, &GENESIS, "{}");
+        assert_ne!(h, chain_hash(2, &GENESIS, "{}"));
+        assert_ne!(h, chain_hash(1, &h, "{}"));
+        assert_ne!(h, chain_hash(1, &GENESIS, "{ }"));
+    }
+}

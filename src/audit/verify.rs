@@ -1,0 +1,295 @@
+//! Verification of an audit trail with only the audit public key, and the export format that
+//! carries what verification needs.
+
+use super::{chain_hash, checkpoint_message, GENESIS};
+use crate::store::{AuditRow, CheckpointRow};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+/// One link of the chain. An export leaves out the body of events outside its filter; their
+/// hashes still carry the chain from one exported event to the next and to a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub seq: i64,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub body: Option<String>,
+}
+
+impl From<&AuditRow> for Link {
+    fn from(r: &AuditRow) -> Link {
+        Link {
+            seq: r.seq,
+            prev_hash: r.prev_hash.clone(),
+            hash: r.hash.clone(),
+            body: Some(r.body.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub events: usize,
+    pub bodies_checked: usize,
+    pub checkpoints: usize,
+    pub last_seq: i64,
+    /// Every problem found, by the sequence number where it shows, earliest first.
+    pub problems: Vec<(i64, String)>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Check links (in the order given) and checkpoints. `from_start`: the links must begin at the
+/// first event (a whole trail, not an export of part of it). `head`: the database's chain head,
+/// if known, to notice a tail removed after the last checkpoint.
+pub fn verify(
+    links: &[Link],
+    checkpoints: &[CheckpointRow],
+    public_key: &[u8],
+    from_start: bool,
+    head: Option<i64>,
+) -> Report {
+    let mut r = Report::default();
+    let mut expected: Option<i64> = if from_start { Some(1) } else { None };
+    let mut prev: Option<Vec<u8>> = if from_start {
+        Some(GENESIS.to_vec())
+    } else {
+        None
+    };
+    for l in links {
+        r.events += 1;
+        if let Some(e) = expected {
+            if l.seq > e {
+                r.problems.push((
+                    e,
+                    format!(
+                        "event {e}{} missing: deleted from the trail",
+                        if l.seq > e + 1 {
+                            format!(" to {} are", l.seq - 1)
+                        } else {
+                            " is".into()
+                        }
+                    ),
+                ));
+            } else if l.seq < e {
+                r.problems.push((
+                    l.seq,
+                    format!(
+                        "event {} appears out of order (after event {})",
+                        l.seq,
+                        e - 1
+                    ),
+                ));
+            }
+        }
+        if let (Some(p), Some(e)) = (&prev, expected) {
+            if l.seq == e && &l.prev_hash != p {
+                r.problems.push((
+                    l.seq,
+                    format!(
+                        "event {} does not follow event {}: an event was inserted, deleted or reordered here",
+                        l.seq,
+                        l.seq - 1
+                    ),
+                ));
+            }
+        }
+        if let Some(body) = &l.body {
+            r.bodies_checked += 1;
+            if chain_hash(l.seq, &l.prev_hash, body) != l.hash {
+                r.problems.push((
+                    l.seq,
+                    format!(
+                        "event {} was altered: its content does not match its hash",
+                        l.seq
+                    ),
+                ));
+            }
+        }
+        expected = Some(l.seq + 1);
+        prev = Some(l.hash.clone());
+        r.last_seq = l.seq;
+    }
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+        public_key,
+    );
+    let first = links.first().map(|l| l.seq).unwrap_or(1);
+    for c in checkpoints {
+        r.checkpoints += 1;
+        let msg = checkpoint_message(c.seq, &c.hash, &c.signed_at);
+        if key.verify(&msg, &c.signature).is_err() {
+            r.problems.push((
+                c.seq,
+                format!(
+                    "the checkpoint at event {} (signed {}) does not verify with the audit public key",
+                    c.seq, c.signed_at
+                ),
+            ));
+            continue;
+        }
+        if c.seq > r.last_seq {
+            r.problems.push((
+                r.last_seq + 1,
+                format!(
+                    "the trail is truncated: it ends at event {} but a checkpoint signed {} covers events up to {}",
+                    r.last_seq, c.signed_at, c.seq
+                ),
+            ));
+            continue;
+        }
+        if c.seq < first {
+            continue;
+        }
+        match links.iter().find(|l| l.seq == c.seq) {
+            Some(l) if l.hash == c.hash => {}
+            Some(_) => r.problems.push((
+                c.seq,
+                format!(
+                    "events up to {} were rewritten: the chain no longer matches the checkpoint signed {}",
+                    c.seq, c.signed_at
+                ),
+            )),
+            None => {}
+        }
+    }
+    if let Some(h) = head {
+        if h > r.last_seq {
+            r.problems.push((
+                r.last_seq + 1,
+                format!(
+                    "the trail is truncated: the chain head says {h} events, the trail ends at {}",
+                    r.last_seq
+                ),
+            ));
+        }
+    }
+    r.problems.sort_by_key(|(s, _)| *s);
+    r
+}
+
+/// What an export keeps.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub account: Option<String>,
+    /// A key id or ARN (matched against the events' key ARNs).
+    pub key: Option<String>,
+    pub event_name: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, r: &AuditRow) -> bool {
+        self.from.is_none_or(|f| r.event_time >= f)
+            && self.to.is_none_or(|t| r.event_time <= t)
+            && self
+                .account
+                .as_ref()
+                .is_none_or(|a| r.account_id.as_deref() == Some(a.as_str()))
+            && self.key.as_ref().is_none_or(|k| {
+                r.key_arns
+                    .iter()
+                    .any(|a| a == k || a.ends_with(&format!("/{k}")))
+            })
+            && self.event_name.as_ref().is_none_or(|n| &r.event_name == n)
+    }
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn unb64(v: &Value) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str()?)
+        .ok()
+}
+
+/// JSON Lines: a header, then every link from the first matching event to the first checkpoint
+/// at or after the last one (bodies only for matching events), then the checkpoints.
+pub fn export(rows: &[AuditRow], checkpoints: &[CheckpointRow], filter: &Filter) -> Vec<String> {
+    let mut out = vec![json!({
+        "type": "header",
+        "format": "kms-audit-export-v1",
+        "exportedAt": Utc::now().to_rfc3339(),
+    })
+    .to_string()];
+    let matching: Vec<i64> = rows
+        .iter()
+        .filter(|r| filter.matches(r))
+        .map(|r| r.seq)
+        .collect();
+    if let (Some(&lo), Some(&hi)) = (matching.first(), matching.last()) {
+        let end = checkpoints
+            .iter()
+            .map(|c| c.seq)
+            .find(|&s| s >= hi)
+            .unwrap_or(i64::MAX);
+        for r in rows.iter().filter(|r| r.seq >= lo && r.seq <= end) {
+            let mut line = json!({
+                "type": "event",
+                "seq": r.seq,
+                "prevHash": b64(&r.prev_hash),
+                "hash": b64(&r.hash),
+            });
+            if filter.matches(r) {
+                line["body"] = json!(r.body);
+            }
+            out.push(line.to_string());
+        }
+    }
+    for c in checkpoints {
+        out.push(
+            json!({
+                "type": "checkpoint",
+                "seq": c.seq,
+                "hash": b64(&c.hash),
+                "signedAt": c.signed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "signature": b64(&c.signature),
+            })
+            .to_string(),
+        );
+    }
+    out
+}
+
+/// Read an export back; `Err` names the first line that does not parse.
+pub fn parse_export(text: &str) -> Result<(Vec<Link>, Vec<CheckpointRow>), String> {
+    let (mut links, mut cps) = (Vec::new(), Vec::new());
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = || format!("line {} of the export is not a valid record", i + 1);
+        let v: Value = serde_json::from_str(line).map_err(|_| bad())?;
+        match v.get("type").and_then(Value::as_str) {
+            Some("header") => {}
+            Some("event") => links.push(Link {
+                seq: v.get("seq").and_then(Value::as_i64).ok_or_else(bad)?,
+                prev_hash: v.get("prevHash").and_then(unb64).ok_or_else(bad)?,
+                hash: v.get("hash").and_then(unb64).ok_or_else(bad)?,
+                body: v.get("body").and_then(Value::as_str).map(str::to_string),
+            }),
+            Some("checkpoint") => cps.push(CheckpointRow {
+                seq: v.get("seq").and_then(Value::as_i64).ok_or_else(bad)?,
+                hash: v.get("hash").and_then(unb64).ok_or_else(bad)?,
+                signed_at: v
+                    .get("signedAt")
+                    .and_then(Value::as_str)
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|d| d.with_timezone(&Utc))
+                    .ok_or_else(bad)?,
+                signature: v.get("signature").and_then(unb64).ok_or_else(bad)?,
+            }),
+            _ => return Err(bad()),
+        }
+    }
+    Ok((links, cps))
+}
