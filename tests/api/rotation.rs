@@ -281,4 +281,24 @@ async fn two_nodes_rotate_and_delete_each_due_key_exactly_once() {
             "NotFoundException"
         );
     }
+    // Each background action is one audit event, by the service, naming its key.
+    for (name, keys) in [("RotateKey", &rotating), ("DeleteKey", &doomed)] {
+        for k in keys.iter() {
+            let bodies: Vec<String> = sqlx::query(
+                "SELECT body FROM audit_events WHERE event_name = $1 AND key_arns[1] LIKE '%' || $2",
+            )
+            .bind(name)
+            .bind(k)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+            assert_eq!(bodies.len(), 1, "{name} of {k}");
+            let e: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+            assert_eq!(e["userIdentity"]["type"], "AWSService");
+            assert_eq!(e["eventType"], "AwsServiceEvent");
+        }
+    }
 }
