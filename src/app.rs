@@ -23,7 +23,7 @@ async fn connect_store(s: &Settings) -> Result<PgStore, Error> {
         })
 }
 
-async fn open_hsm(s: &Settings) -> Result<Hsm, Error> {
+pub async fn open_hsm(s: &Settings) -> Result<Hsm, Error> {
     let cfg = HsmConfig {
         module: s.hsm.module.clone(),
         token_label: s.hsm.token_label.clone(),
@@ -660,7 +660,11 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "serving");
-    let audit = crate::audit::Audit::start(store.clone(), kms.hsm().clone());
+    let audit = if s.audit_enabled {
+        crate::audit::Audit::start(store.clone(), kms.hsm().clone())
+    } else {
+        crate::audit::Audit::disabled(store.clone(), kms.hsm().clone())
+    };
     kms.set_audit(audit.clone());
     spawn_checkpoints(
         audit.clone(),

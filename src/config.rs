@@ -25,6 +25,8 @@ pub struct Settings {
     /// How often a checkpoint over the audit chain head is signed in the token (also at
     /// shutdown).
     pub audit_checkpoint_interval_ms: u64,
+    /// Record the audit trail (default). `false` is for measuring what recording costs.
+    pub audit_enabled: bool,
     /// Tests and drills only: a file holding a number of seconds to add to the clock.
     pub clock_offset_file: Option<PathBuf>,
     pub log: String,
@@ -75,6 +77,7 @@ impl Default for Settings {
             sts_min_session_seconds: 900,
             scheduler_interval_ms: 60_000,
             audit_checkpoint_interval_ms: 60_000,
+            audit_enabled: true,
             clock_offset_file: None,
             log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
             hsm: HsmSettings::default(),
@@ -225,6 +228,7 @@ mod tests {
             from_file.audit_checkpoint_interval_ms,
             d.audit_checkpoint_interval_ms
         );
+        assert_eq!(from_file.audit_enabled, d.audit_enabled);
         assert_eq!(from_file.clock_offset_file, d.clock_offset_file);
         assert_eq!(from_file.log, d.log);
         assert_eq!(from_file.hsm.module, d.hsm.module);

@@ -124,6 +124,13 @@ impl std::fmt::Debug for KeyHandle {
     }
 }
 
+impl KeyHandle {
+    /// The token object, for code that times raw PKCS#11 calls (`kms-bench token`).
+    pub fn object(&self) -> ObjectHandle {
+        self.obj
+    }
+}
+
 impl Drop for KeyHandle {
     fn drop(&mut self) {
         // The reaper thread lives as long as the process; if it is gone, so is the session

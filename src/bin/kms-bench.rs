@@ -1,0 +1,821 @@
+//! `kms-bench`: a load generator for any AWS-KMS-compatible endpoint (AWS JSON 1.1, SigV4),
+//! plus the limits to compare a server against: the token's own rate for the same mechanism
+//! (direct PKCS#11 calls on one session with a cached handle) and a bare HTTP server answering
+//! a fixed body to the same signed client.
+//!
+//! Every measurement prints a line and appends a JSON object to `--json`; `report` turns a
+//! run's JSON into the table of `docs/benchmarks.md`.
+
+use base64::Engine;
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Parser)]
+#[command(name = "kms-bench", about = "Measure an AWS-KMS-compatible endpoint")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    /// http://host:port of the endpoint.
+    #[arg(long)]
+    endpoint: String,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    access_key_id: String,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: String,
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Concurrency levels (connections), comma-separated.
+    #[arg(long, default_value = "1,8,64")]
+    concurrency: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Append results here as JSON Lines.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// A label recorded with each result (e.g. the implementation measured).
+    #[arg(long, default_value = "kms")]
+    label: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Measure the operation matrix against an endpoint.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        common: Common,
+        /// Operations (default: all).
+        #[arg(long)]
+        ops: Option<String>,
+    },
+    /// A bare HTTP server answering a fixed body, driven by the same signed client.
+    Baseline {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The token's own rates, on one session with a cached handle (reads the kms
+    /// configuration for the token).
+    Token {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Create `keys` keys, then measure Encrypt spread over `spread` of them.
+    Scale {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 1000)]
+        spread: usize,
+        #[arg(long, default_value = "scale")]
+        case: String,
+    },
+    /// Send `requests` Encrypts as fast as possible (for memory measurements).
+    Load {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        requests: u64,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// Print the table (Markdown) of a run's JSON Lines.
+    Report { json: PathBuf },
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// One keep-alive HTTP/1.1 connection that sends signed KMS requests.
+struct Conn {
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Conn {
+    async fn open(endpoint: &str) -> Result<Conn, String> {
+        let host = endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let stream = tokio::net::TcpStream::connect(&host)
+            .await
+            .map_err(|e| format!("connect {host}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Conn { send, host })
+    }
+
+    async fn call(&mut self, t: &Target, op: &str, body: &[u8]) -> Result<(u16, Bytes), String> {
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/", self.host))
+            .header("host", &self.host)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("TrentService.{op}"))
+            .body(body.to_vec())
+            .map_err(|e| e.to_string())?;
+        sign(&mut req, t)?;
+        let (parts, body) = req.into_parts();
+        let req = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+        self.send.ready().await.map_err(|e| e.to_string())?;
+        let resp = self
+            .send
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+fn sign(req: &mut http::Request<Vec<u8>>, t: &Target) -> Result<(), String> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let identity = aws_credential_types::Credentials::new(
+        &t.access_key_id,
+        &t.secret_access_key,
+        None,
+        None,
+        "kms-bench",
+    )
+    .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&t.region)
+        .name("kms")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let uri = req.uri().to_string();
+    let signable = SignableRequest::new(
+        "POST",
+        &uri,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(req.body()),
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    instructions.apply_to_request_http1x(req);
+    Ok(())
+}
+
+/// One call, outside a measurement; the parsed response or the error body.
+async fn once(t: &Target, op: &str, body: Value) -> Result<Value, String> {
+    let mut c = Conn::open(&t.endpoint).await?;
+    let (status, bytes) = c.call(t, op, body.to_string().as_bytes()).await?;
+    if status != 200 {
+        return Err(format!(
+            "{op}: HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone)]
+struct Stats {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+}
+
+impl Stats {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn of(mut lat: Vec<u32>, errors: u64, seconds: f64) -> Stats {
+        lat.sort_unstable();
+        let pct = |p: f64| -> u64 {
+            if lat.is_empty() {
+                return 0;
+            }
+            let i = ((lat.len() as f64) * p).ceil() as usize;
+            lat[i.clamp(1, lat.len()) - 1] as u64
+        };
+        Stats {
+            requests: lat.len() as u64,
+            errors,
+            seconds,
+            p50_us: pct(0.50),
+            p99_us: pct(0.99),
+            p999_us: pct(0.999),
+        }
+    }
+}
+
+/// Bodies for one case: called with the worker's request counter.
+type BodyFn = Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>;
+
+/// Drive `op` from `conc` connections for `seconds`.
+async fn measure(t: &Target, op: &str, body: BodyFn, conc: usize, seconds: f64) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..conc {
+        let (t, op, body) = (t.clone(), op.to_string(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(1 << 16);
+            let mut errors = 0u64;
+            let Ok(mut c) = Conn::open(&t.endpoint).await else {
+                return (lat, 1);
+            };
+            let mut n = w as u64 * 1_000_000_007;
+            while Instant::now() < deadline {
+                let b = body(n);
+                n += 1;
+                let t0 = Instant::now();
+                match c.call(&t, &op, &b).await {
+                    Ok((200, _)) => lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32),
+                    Ok(_) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        match Conn::open(&t.endpoint).await {
+                            Ok(nc) => c = nc,
+                            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    Stats::of(all, errors, started.elapsed().as_secs_f64())
+}
+
+fn record(common: &Common, case: &str, conc: usize, s: &Stats, extra: Value) {
+    println!(
+        "{:<28} c={:<3} {:>9.0} req/s  p50 {:>7} µs  p99 {:>7} µs  p99.9 {:>7} µs  errors {}",
+        case,
+        conc,
+        s.rps(),
+        s.p50_us,
+        s.p99_us,
+        s.p999_us,
+        s.errors
+    );
+    if let Some(path) = &common.json {
+        let mut v = json!({
+            "label": common.label,
+            "case": case,
+            "concurrency": conc,
+            "rps": s.rps(),
+            "requests": s.requests,
+            "errors": s.errors,
+            "p50_us": s.p50_us,
+            "p99_us": s.p99_us,
+            "p999_us": s.p999_us,
+        });
+        if let (Some(m), Some(x)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in x {
+                m.insert(k.clone(), val.clone());
+            }
+        }
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{v}");
+        }
+    }
+}
+
+fn levels(common: &Common) -> Vec<usize> {
+    common
+        .concurrency
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect()
+}
+
+async fn create_key(t: &Target, spec: &str, usage: &str) -> Result<String, String> {
+    let v = once(t, "CreateKey", json!({"KeySpec": spec, "KeyUsage": usage})).await?;
+    v["KeyMetadata"]["KeyId"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "CreateKey returned no KeyId".into())
+}
+
+async fn run(t: Target, common: Common, ops: Option<String>) -> Result<(), String> {
+    let sym = create_key(&t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT").await?;
+    let rsa = create_key(&t, "RSA_2048", "SIGN_VERIFY").await?;
+    let p256 = create_key(&t, "ECC_NIST_P256", "SIGN_VERIFY").await?;
+    let hmac = create_key(&t, "HMAC_256", "GENERATE_VERIFY_MAC").await?;
+    let ct = once(
+        &t,
+        "Encrypt",
+        json!({"KeyId": sym, "Plaintext": b64(&[7u8; 64])}),
+    )
+    .await?["CiphertextBlob"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let fixed = |op: &str, v: Value| -> (String, BodyFn) {
+        let b = v.to_string().into_bytes();
+        (op.to_string(), Arc::new(move |_| b.clone()))
+    };
+    let cases: Vec<(&str, (String, BodyFn))> = vec![
+        (
+            "Encrypt 64 B",
+            fixed(
+                "Encrypt",
+                json!({"KeyId": sym, "Plaintext": b64(&[1u8; 64])}),
+            ),
+        ),
+        (
+            "Encrypt 4 KB",
+            fixed(
+                "Encrypt",
+                json!({"KeyId": sym, "Plaintext": b64(&[1u8; 4096])}),
+            ),
+        ),
+        ("Decrypt", fixed("Decrypt", json!({"CiphertextBlob": ct}))),
+        (
+            "GenerateDataKey",
+            fixed(
+                "GenerateDataKey",
+                json!({"KeyId": sym, "KeySpec": "AES_256"}),
+            ),
+        ),
+        (
+            "GenerateRandom",
+            fixed("GenerateRandom", json!({"NumberOfBytes": 32})),
+        ),
+        (
+            "ReEncrypt",
+            fixed(
+                "ReEncrypt",
+                json!({"CiphertextBlob": ct, "DestinationKeyId": sym}),
+            ),
+        ),
+        (
+            "Sign RSA-2048 PSS",
+            fixed(
+                "Sign",
+                json!({"KeyId": rsa, "Message": b64(b"benchmark message"), "MessageType": "RAW", "SigningAlgorithm": "RSASSA_PSS_SHA_256"}),
+            ),
+        ),
+        (
+            "Sign P-256",
+            fixed(
+                "Sign",
+                json!({"KeyId": p256, "Message": b64(b"benchmark message"), "MessageType": "RAW", "SigningAlgorithm": "ECDSA_SHA_256"}),
+            ),
+        ),
+        (
+            "GenerateMac",
+            fixed(
+                "GenerateMac",
+                json!({"KeyId": hmac, "Message": b64(b"benchmark message"), "MacAlgorithm": "HMAC_SHA_256"}),
+            ),
+        ),
+        ("DescribeKey", fixed("DescribeKey", json!({"KeyId": sym}))),
+        ("CreateKey", fixed("CreateKey", json!({}))),
+    ];
+    let wanted: Option<Vec<String>> =
+        ops.map(|o| o.split(',').map(|s| s.trim().to_string()).collect());
+    for (case, (op, body)) in cases {
+        if wanted
+            .as_ref()
+            .is_some_and(|w| !w.iter().any(|x| x == case || *x == op))
+        {
+            continue;
+        }
+        for conc in levels(&common) {
+            let s = measure(&t, &op, body.clone(), conc, common.seconds).await;
+            record(&common, case, conc, &s, json!({}));
+        }
+    }
+    Ok(())
+}
+
+/// The same signed client against a minimal hyper server answering a fixed body.
+async fn baseline(common: Common) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                        br#"{"KeyId":"arn:aws:kms:us-east-1:111122223333:key/x","CiphertextBlob":"AAAA","EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}"#,
+                    ))))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let t = Target {
+        endpoint: format!("http://{addr}"),
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        region: "us-east-1".into(),
+    };
+    let body = json!({"KeyId": "x", "Plaintext": b64(&[1u8; 64])})
+        .to_string()
+        .into_bytes();
+    let f: BodyFn = Arc::new(move |_| body.clone());
+    for conc in levels(&common) {
+        let s = measure(&t, "Encrypt", f.clone(), conc, common.seconds).await;
+        record(&common, "HTTP baseline", conc, &s, json!({}));
+    }
+    Ok(())
+}
+
+/// The token's rate for each mechanism the server uses, on one session with a cached handle.
+async fn token(common: Common) -> Result<(), String> {
+    use cryptoki::mechanism::aead::GcmParams;
+    use cryptoki::mechanism::rsa::PkcsPssParams;
+    use cryptoki::mechanism::{Mechanism, MechanismType};
+    use kms::hsm::{Curve, PairKind, PrivateUse};
+    let s = kms::config::Settings::load(None)?;
+    let hsm = kms::app::open_hsm(&s).await?;
+    let h = hsm.clone();
+    tokio::task::spawn_blocking(move || h.load_service_keys(1))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let secs = common.seconds;
+    let common = &common;
+    let time = |name: &'static str, f: Box<dyn Fn(&cryptoki::session::Session) -> bool + Send>| {
+        let hsm = hsm.clone();
+        async move {
+            let (n, elapsed) = hsm
+                .run(move |sess| {
+                    let start = Instant::now();
+                    let mut n = 0u64;
+                    while start.elapsed().as_secs_f64() < secs {
+                        if !f(sess) {
+                            break;
+                        }
+                        n += 1;
+                    }
+                    Ok((n, start.elapsed().as_secs_f64()))
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let st = Stats {
+                requests: n,
+                errors: 0,
+                seconds: elapsed,
+                p50_us: 0,
+                p99_us: 0,
+                p999_us: 0,
+            };
+            record(common, name, 1, &st, json!({"limit": "token"}));
+            Ok::<_, String>(())
+        }
+    };
+    let (aes, _) = hsm
+        .generate_wrapped_aes256()
+        .await
+        .map_err(|e| e.to_string())?;
+    let aes = hsm.unwrap_aes(aes).await.map_err(|e| e.to_string())?;
+    let obj = aes.object();
+    time(
+        "token AES-GCM 64 B",
+        Box::new(move |s| {
+            let mut iv = [1u8; 12];
+            let aad = [0u8; 40];
+            let Ok(p) = GcmParams::new(&mut iv, &aad, 128.into()) else {
+                return false;
+            };
+            s.encrypt(&Mechanism::AesGcm(p), obj, &[1u8; 64]).is_ok()
+        }),
+    )
+    .await?;
+    let (rsa, _, _) = hsm
+        .generate_wrapped_key_pair(PairKind::Rsa(2048), PrivateUse::Sign)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rsa = hsm
+        .unwrap_private(rsa, PairKind::Rsa(2048), PrivateUse::Sign)
+        .await
+        .map_err(|e| e.to_string())?;
+    let obj = rsa.object();
+    time(
+        "token RSA-2048 PSS sign",
+        Box::new(move |s| {
+            let params = PkcsPssParams {
+                hash_alg: MechanismType::SHA256,
+                mgf: cryptoki::mechanism::rsa::PkcsMgfType::MGF1_SHA256,
+                s_len: 32u64.into(),
+            };
+            s.sign(&Mechanism::RsaPkcsPss(params), obj, &[3u8; 32])
+                .is_ok()
+        }),
+    )
+    .await?;
+    let (ec, _, _) = hsm
+        .generate_wrapped_key_pair(PairKind::Ec(Curve::P256), PrivateUse::Sign)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ec = hsm
+        .unwrap_private(ec, PairKind::Ec(Curve::P256), PrivateUse::Sign)
+        .await
+        .map_err(|e| e.to_string())?;
+    let obj = ec.object();
+    time(
+        "token P-256 ECDSA sign",
+        Box::new(move |s| s.sign(&Mechanism::Ecdsa, obj, &[3u8; 32]).is_ok()),
+    )
+    .await?;
+    let (mac, _) = hsm
+        .generate_wrapped_secret(32)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mac = hsm
+        .unwrap_hmac_secret(mac)
+        .await
+        .map_err(|e| e.to_string())?;
+    let obj = mac.object();
+    time(
+        "token HMAC-SHA256",
+        Box::new(move |s| {
+            s.sign(&Mechanism::Sha256Hmac, obj, b"benchmark message")
+                .is_ok()
+        }),
+    )
+    .await?;
+    drop((aes, rsa, ec, mac));
+    Ok(())
+}
+
+async fn scale(
+    t: Target,
+    common: Common,
+    keys: usize,
+    spread: usize,
+    case: String,
+) -> Result<(), String> {
+    // Create keys from 64 connections (the CreateKey path as clients use it).
+    let made = Arc::new(tokio::sync::Mutex::new(Vec::<String>::with_capacity(keys)));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (t, made, next) = (t.clone(), made.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(&t.endpoint).await?;
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < keys {
+                let (status, body) = c.call(&t, "CreateKey", b"{}").await?;
+                if status != 200 {
+                    return Err(format!("CreateKey: HTTP {status}"));
+                }
+                let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                if let Some(id) = v["KeyMetadata"]["KeyId"].as_str() {
+                    made.lock().await.push(id.to_string());
+                }
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    let made = made.lock().await.clone();
+    println!(
+        "created {} keys in {:.1} s ({:.0}/s)",
+        made.len(),
+        started.elapsed().as_secs_f64(),
+        made.len() as f64 / started.elapsed().as_secs_f64()
+    );
+    let spread_keys: Vec<String> = made.iter().take(spread.max(1)).cloned().collect();
+    let bodies: Vec<Vec<u8>> = spread_keys
+        .iter()
+        .map(|k| {
+            json!({"KeyId": k, "Plaintext": b64(&[1u8; 64])})
+                .to_string()
+                .into_bytes()
+        })
+        .collect();
+    // Warm every key once so the figure is the steady state, not the first unwrap.
+    for b in &bodies {
+        let mut c = Conn::open(&t.endpoint).await?;
+        c.call(&t, "Encrypt", b).await?;
+    }
+    let n = bodies.len();
+    let f: BodyFn = Arc::new(move |i| bodies[(i as usize) % n].clone());
+    for conc in levels(&common) {
+        let s = measure(&t, "Encrypt", f.clone(), conc, common.seconds).await;
+        record(
+            &common,
+            &case,
+            conc,
+            &s,
+            json!({"keys_created": made.len(), "spread": n}),
+        );
+    }
+    Ok(())
+}
+
+async fn load(t: Target, requests: u64, conc: usize) -> Result<(), String> {
+    let key = create_key(&t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT").await?;
+    let body = json!({"KeyId": key, "Plaintext": b64(&[1u8; 64])})
+        .to_string()
+        .into_bytes();
+    let left = Arc::new(std::sync::atomic::AtomicU64::new(requests));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (t, body, left) = (t.clone(), body.clone(), left.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(&t.endpoint).await?;
+            let mut errors = 0u64;
+            while left
+                .fetch_update(
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+            {
+                if !matches!(c.call(&t, "Encrypt", &body).await, Ok((200, _))) {
+                    errors += 1;
+                }
+            }
+            Ok::<_, String>(errors)
+        }));
+    }
+    let mut errors = 0;
+    for task in tasks {
+        errors += task.await.map_err(|e| e.to_string())??;
+    }
+    println!(
+        "{requests} Encrypt requests in {:.1} s ({:.0}/s), {errors} errors",
+        started.elapsed().as_secs_f64(),
+        requests as f64 / started.elapsed().as_secs_f64()
+    );
+    if errors > 0 {
+        return Err(format!("{errors} requests failed"));
+    }
+    Ok(())
+}
+
+/// The Markdown table of a run, with each server figure's ratio to the limits of the same
+/// run (the HTTP baseline and the token's rate) where one applies.
+fn report(path: &PathBuf) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let rows: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let find = |case: &str, conc: u64| {
+        rows.iter()
+            .find(|r| r["case"] == case && r["concurrency"].as_u64() == Some(conc))
+            .and_then(|r| r["rps"].as_f64())
+    };
+    let token_of = |case: &str| -> Option<(&str, f64)> {
+        let t = match case {
+            c if c.starts_with("Encrypt") || c == "Decrypt" => "token AES-GCM 64 B",
+            "Sign RSA-2048 PSS" => "token RSA-2048 PSS sign",
+            "Sign P-256" => "token P-256 ECDSA sign",
+            "GenerateMac" => "token HMAC-SHA256",
+            _ => return None,
+        };
+        find(t, 1).map(|r| (t, r))
+    };
+    println!("| Run | Case | Concurrency | Requests/s | p50 µs | p99 µs | p99.9 µs | Errors | × HTTP baseline | × token (1 session) |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows.iter().filter(|r| r.get("rps").is_some()) {
+        let case = r["case"].as_str().unwrap_or_default();
+        let conc = r["concurrency"].as_u64().unwrap_or(0);
+        let rps = r["rps"].as_f64().unwrap_or(0.0);
+        let is_limit = r.get("limit").is_some() || case == "HTTP baseline";
+        let vs_http = (!is_limit)
+            .then(|| find("HTTP baseline", conc))
+            .flatten()
+            .map(|b| format!("{:.2}", rps / b))
+            .unwrap_or_default();
+        let vs_token = (!is_limit)
+            .then(|| token_of(case))
+            .flatten()
+            .map(|(_, t)| format!("{:.2}", rps / t))
+            .unwrap_or_default();
+        println!(
+            "| {} | {case} | {conc} | {rps:.0} | {} | {} | {} | {} | {vs_http} | {vs_token} |",
+            r["label"].as_str().unwrap_or_default(),
+            r["p50_us"],
+            r["p99_us"],
+            r["p999_us"],
+            r["errors"]
+        );
+    }
+    let memory: Vec<&Value> = rows.iter().filter(|r| r.get("kb").is_some()).collect();
+    if !memory.is_empty() {
+        println!();
+        println!("| Resident memory | kB |");
+        println!("|---|---:|");
+        for r in memory {
+            println!(
+                "| {} | {} |",
+                r["case"].as_str().unwrap_or_default(),
+                r["kb"]
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let r = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Run {
+                target,
+                common,
+                ops,
+            } => run(target, common, ops).await,
+            Cmd::Baseline { common } => baseline(common).await,
+            Cmd::Token { common } => token(common).await,
+            Cmd::Scale {
+                target,
+                common,
+                keys,
+                spread,
+                case,
+            } => scale(target, common, keys, spread, case).await,
+            Cmd::Load {
+                target,
+                requests,
+                concurrency,
+            } => load(target, requests, concurrency).await,
+            Cmd::Report { json } => report(&json),
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    if let Err(e) = r {
+        eprintln!("kms-bench: {e}");
+        std::process::exit(1);
+    }
+}
