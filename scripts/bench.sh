@@ -36,7 +36,7 @@ export KMS_DATABASE_URL="$PG_BASE/kms_bench"
 export KMS_HSM__TOKEN_LABEL=kms-bench
 export KMS_HSM__PIN_FILE="$B/pin"
 export KMS_LISTEN="127.0.0.1:$PORT"
-export KMS_LOG="${BENCH_LOG:-warn}"
+export KMS_LOG="${BENCH_LOG:-warn,cryptoki=off}"
 export AWS_ACCESS_KEY_ID=AKIABENCHMARK0000001
 export AWS_SECRET_ACCESS_KEY="$(head -c 30 /dev/urandom | base64 | tr -d '/+=' | head -c 40)"
 KMS_ADMIN_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" KMS_ADMIN_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
@@ -63,10 +63,11 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
 
 J="$B/results.jsonl"
 T=(--endpoint "http://127.0.0.1:$PORT" --region us-east-1)
-C=(--concurrency "$CONC" --seconds "$SECONDS_EACH" --json "$J")
+S=(--seconds "$SECONDS_EACH" --json "$J")
+C=(--concurrency "$CONC" "${S[@]}")
 
 log "limits: the token on one session, and a bare HTTP server"
-"$BENCH" token "${C[@]}" --concurrency 1
+"$BENCH" token "${S[@]}" --concurrency 1
 "$BENCH" baseline "${C[@]}"
 
 log "the operation matrix (audit trail on)"
@@ -74,8 +75,8 @@ start_server
 "$BENCH" run "${T[@]}" "${C[@]}"
 
 log "scale: Encrypt over 10 keys, then over 1,000 keys after $KEYS keys exist"
-"$BENCH" scale "${T[@]}" "${C[@]}" --concurrency 64 --keys 10 --spread 10 --case "Encrypt 64 B, 10 keys"
-"$BENCH" scale "${T[@]}" "${C[@]}" --concurrency 64 --keys "$KEYS" --spread 1000 \
+"$BENCH" scale "${T[@]}" "${S[@]}" --concurrency 64 --keys 10 --spread 10 --case "Encrypt 64 B, 10 keys"
+"$BENCH" scale "${T[@]}" "${S[@]}" --concurrency 64 --keys "$KEYS" --spread 1000 \
     --case "Encrypt 64 B, 1,000 of $KEYS keys"
 
 log "memory: resident size after 100,000 and after $REQUESTS requests"
@@ -90,7 +91,7 @@ stop_server
 
 log "audit trail off (the same Encrypt load)"
 KMS_AUDIT_ENABLED=false start_server
-"$BENCH" run "${T[@]}" "${C[@]}" --concurrency 64 --ops "Encrypt 64 B" --label audit-off
+"$BENCH" run "${T[@]}" "${S[@]}" --concurrency 64 --ops "Encrypt 64 B" --label audit-off
 stop_server
 
 "$BENCH" report "$J" > "$B/results.md"

@@ -29,6 +29,7 @@ pub async fn open_hsm(s: &Settings) -> Result<Hsm, Error> {
         token_label: s.hsm.token_label.clone(),
         pin: s.pin()?,
         pool_size: s.hsm.session_pool_size,
+        inline_calls: s.hsm.inline_calls,
     };
     tokio::task::spawn_blocking(move || Hsm::open(&cfg))
         .await

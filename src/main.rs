@@ -27,6 +27,9 @@ enum Command {
     Audit(kms::app::AuditCommand),
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     let settings = match kms::config::Settings::load(cli.config.as_deref()) {

@@ -46,6 +46,8 @@ pub struct HsmConfig {
     pub token_label: String,
     pub pin: SecretString,
     pub pool_size: usize,
+    /// Run short calls (`run_fast`) on the caller's thread.
+    pub inline_calls: bool,
 }
 
 /// What the token offers that the service relies on, probed once at start-up.
@@ -80,6 +82,7 @@ struct Inner {
     pinned: Arc<Mutex<Session>>,
     pool: Mutex<Vec<Session>>,
     pool_size: usize,
+    inline_calls: bool,
     permits: Arc<tokio::sync::Semaphore>,
     /// Objects to destroy, handed to a dedicated thread so that dropping a handle never
     /// blocks (or deadlocks) the caller.
@@ -254,6 +257,7 @@ impl Hsm {
                 pinned,
                 pool: Mutex::new(pool),
                 pool_size,
+                inline_calls: cfg.inline_calls,
                 permits: Arc::new(tokio::sync::Semaphore::new(pool_size)),
                 reaper,
                 reaper_thread: Mutex::new(reaper_thread),
@@ -443,6 +447,45 @@ impl Hsm {
         }
     }
 
+    /// Run a short call (microseconds on a local token) on a pooled session. With
+    /// `inline_calls` it runs on the caller's thread, saving the hand-off to the blocking pool
+    /// (which costs more than the call); otherwise it is `run`.
+    pub async fn run_fast<R, F>(&self, f: F) -> Result<R, HsmError>
+    where
+        F: FnOnce(&Session) -> Result<R, HsmError> + Send + 'static,
+        R: Send + 'static,
+    {
+        if !self.inner.inline_calls {
+            return self.run(f).await;
+        }
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| HsmError::Other("session pool closed".into()))?;
+        let pooled = self.inner.pool.lock().unwrap().pop();
+        let session = match pooled {
+            Some(s) => s,
+            None => ck(self.inner.ctx.open_rw_session(self.inner.slot))?,
+        };
+        let r = f(&session);
+        let broken = matches!(
+            r.as_ref().err().and_then(HsmError::rv),
+            Some(RvError::SessionHandleInvalid)
+                | Some(RvError::SessionClosed)
+                | Some(RvError::DeviceRemoved)
+                | Some(RvError::TokenNotPresent)
+        );
+        if !broken {
+            let mut pool = self.inner.pool.lock().unwrap();
+            if pool.len() < self.inner.pool_size {
+                pool.push(session);
+            }
+        }
+        r
+    }
+
     /// Run `f` on the pinned session (for objects that must outlive any pooled session).
     async fn run_pinned<R, F>(&self, f: F) -> Result<R, HsmError>
     where
@@ -573,14 +616,16 @@ impl Hsm {
         key: Arc<KeyHandle>,
         data: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        self.run(move |s| ck(s.sign(&Mechanism::Sha256Hmac, key.obj, &data)).map(Zeroizing::new))
-            .await
+        self.run_fast(move |s| {
+            ck(s.sign(&Mechanism::Sha256Hmac, key.obj, &data)).map(Zeroizing::new)
+        })
+        .await
     }
 
     /// MAC over a database row, computed with the token-held, non-extractable MAC key.
     pub async fn row_mac(&self, data: Vec<u8>) -> Result<Vec<u8>, HsmError> {
         let mac = self.mac_key()?;
-        self.run(move |s| ck(s.sign(&Mechanism::Sha256Hmac, mac, &data)))
+        self.run_fast(move |s| ck(s.sign(&Mechanism::Sha256Hmac, mac, &data)))
             .await
     }
 
@@ -593,7 +638,7 @@ impl Hsm {
         aad: Vec<u8>,
         plaintext: Zeroizing<Vec<u8>>,
     ) -> Result<Vec<u8>, HsmError> {
-        self.run(move |s| {
+        self.run_fast(move |s| {
             let mut iv = iv;
             let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
             ck(s.encrypt(&Mechanism::AesGcm(params), key.obj, &plaintext))
@@ -609,7 +654,7 @@ impl Hsm {
         aad: Vec<u8>,
         ciphertext: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        self.run(move |s| {
+        self.run_fast(move |s| {
             let mut iv = iv;
             let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
             ck(s.decrypt(&Mechanism::AesGcm(params), key.obj, &ciphertext)).map(Zeroizing::new)
@@ -619,7 +664,7 @@ impl Hsm {
 
     /// `n` bytes from the token's RNG.
     pub async fn random(&self, n: usize) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        self.run(move |s| {
+        self.run_fast(move |s| {
             let mut buf = Zeroizing::new(vec![0u8; n]);
             ck(s.generate_random_slice(&mut buf))?;
             Ok(buf)

@@ -434,12 +434,15 @@ pub type ChainFn = dyn Fn(i64, &[u8], &str) -> Vec<u8> + Send + Sync;
 
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Append events in order to the one chain, in one transaction that holds the chain head.
+    /// Append events in order to the one chain, after `head` (sequence number and hash) if the
+    /// chain still ends there: returns the new head, or `None` (nothing written) if another
+    /// writer moved it first.
     async fn append_audit(
         &self,
+        head: (i64, &[u8]),
         events: &[NewAuditEvent],
         chain: &ChainFn,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
     /// The chain head: the last sequence number and its hash.
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
     /// Events after `after` in sequence order, at most `limit`.

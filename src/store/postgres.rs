@@ -39,6 +39,9 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // No ping before each use: a dead connection fails its query and is replaced;
+            // the ping would cost every query a second round trip.
+            .test_before_acquire(false)
             .connect(url)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -1233,43 +1236,64 @@ fn audit_row(r: &PgRow) -> AuditRow {
 impl AuditStore for PgStore {
     async fn append_audit(
         &self,
+        head: (i64, &[u8]),
         events: &[NewAuditEvent],
         chain: &ChainFn,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let (mut seq, mut prev): (i64, Vec<u8>) = (head.get("seq"), head.get("hash"));
+    ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        // One statement, one round trip: the head moves only if it is still where the caller
+        // saw it (another instance may have appended since), and the events go in only if it
+        // moved. Otherwise nothing is written and the caller reads the head again.
+        let (mut seq, mut prev) = (head.0, head.1.to_vec());
+        let n = events.len();
+        let mut seqs = Vec::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        let mut times = Vec::with_capacity(n);
+        let mut names = Vec::with_capacity(n);
+        let mut accounts = Vec::with_capacity(n);
+        let mut arns = Vec::with_capacity(n);
+        let mut bodies = Vec::with_capacity(n);
+        let mut prevs = Vec::with_capacity(n);
+        let mut hashes = Vec::with_capacity(n);
         for e in events {
             seq += 1;
             let hash = chain(seq, &prev, &e.body);
-            sqlx::query(
-                "INSERT INTO audit_events (seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-            )
-            .bind(seq)
-            .bind(e.event_id)
-            .bind(e.event_time)
-            .bind(&e.event_name)
-            .bind(&e.account_id)
-            .bind(&e.key_arns)
-            .bind(&e.body)
-            .bind(&prev)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            prev = hash;
+            seqs.push(seq);
+            ids.push(e.event_id);
+            times.push(e.event_time);
+            names.push(e.event_name.as_str());
+            accounts.push(e.account_id.as_deref());
+            // ARNs hold no newline; arrays of arrays must be rectangular, so join them.
+            arns.push(e.key_arns.join("\n"));
+            bodies.push(e.body.as_str());
+            prevs.push(std::mem::replace(&mut prev, hash.clone()));
+            hashes.push(hash);
         }
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(&prev)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
+        let inserted = sqlx::query(
+            "WITH moved AS (UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1 AND seq = $12 AND hash = $13 RETURNING 1) \
+             INSERT INTO audit_events (seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash) \
+                 SELECT s, i, t, n, a, CASE WHEN k = '' THEN '{}'::text[] ELSE string_to_array(k, E'\\n') END, b, p, h \
+                 FROM UNNEST($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[]) \
+                      AS x(s, i, t, n, a, k, b, p, h) \
+                 WHERE EXISTS (SELECT 1 FROM moved)",
+        )
+        .bind(&seqs)
+        .bind(&ids)
+        .bind(&times)
+        .bind(&names)
+        .bind(&accounts)
+        .bind(&arns)
+        .bind(&bodies)
+        .bind(&prevs)
+        .bind(&hashes)
+        .bind(seq)
+        .bind(&prev)
+        .bind(head.0)
+        .bind(head.1)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        Ok((inserted as usize == n).then_some((seq, prev)))
     }
 
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
