@@ -649,6 +649,12 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         s.clock_offset_file.clone(),
     );
     let tls = tls_acceptor(s)?;
+    if tls.is_none() && !s.allow_plain_http && !is_loopback(&s.listen) {
+        return Err(format!(
+            "refusing to serve plain HTTP on {}: configure tls.cert_file and tls.key_file, listen on a loopback address, or set allow_plain_http = true (KMS_ALLOW_PLAIN_HTTP) behind a TLS-terminating proxy",
+            s.listen
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
@@ -885,6 +891,16 @@ pub async fn audit(s: &Settings, cmd: AuditCommand) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// Whether a listen address is loopback-only (`127.0.0.0/8`, `::1`, `localhost`).
+fn is_loopback(listen: &str) -> bool {
+    if let Ok(a) = listen.parse::<std::net::SocketAddr>() {
+        return a.ip().is_loopback();
+    }
+    listen
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
 }
 
 /// rustls on the aws-lc-rs provider, from the configured PEM files; `None` for plain HTTP.

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 #[serde(default)]
 pub struct Settings {
     pub listen: String,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy). Without
+    /// TLS and without this, only loopback addresses are served.
+    pub allow_plain_http: bool,
     /// A TOML array, or a comma-separated string (`KMS_REGIONS=us-east-1,eu-west-1`).
     #[serde(deserialize_with = "string_or_list")]
     pub regions: Vec<String>,
@@ -72,6 +75,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: "127.0.0.1:4000".into(),
+            allow_plain_http: false,
             regions: vec!["us-east-1".into()],
             account_id: "123456789012".into(),
             database_url: "postgres://postgres@127.0.0.1:5432/kms".into(),
@@ -218,6 +222,7 @@ mod tests {
             .unwrap();
         let d = Settings::default();
         assert_eq!(from_file.listen, d.listen);
+        assert_eq!(from_file.allow_plain_http, d.allow_plain_http);
         assert_eq!(from_file.regions, d.regions);
         assert_eq!(from_file.account_id, d.account_id);
         assert_eq!(from_file.database_url, d.database_url);

@@ -109,6 +109,12 @@ fn serve_fails_fast_with_one_clear_sentence() {
     });
     assert!(e.contains("Postgres is unreachable"), "{e}");
     errors.push(e);
+    // Plain HTTP on a non-loopback address, without saying so.
+    let e = serve_fails(&token, &db, |c| {
+        c.env("KMS_LISTEN", "0.0.0.0:0");
+    });
+    assert!(e.contains("refusing to serve plain HTTP"), "{e}");
+    errors.push(e);
     // A token that was never initialised for the service: its root key is missing.
     let fresh = Token::new();
     let e = serve_fails(&fresh, &db, |_| {});
@@ -118,6 +124,16 @@ fn serve_fails_fast_with_one_clear_sentence() {
         assert_eq!(e.trim().lines().count(), 1, "one sentence: {e}");
         assert!(e.starts_with("kms: "), "{e}");
     }
+}
+
+#[tokio::test]
+async fn plain_http_beyond_loopback_only_when_configured() {
+    let s = Server::start_with(&[
+        ("KMS_LISTEN", "0.0.0.0:0"),
+        ("KMS_ALLOW_PLAIN_HTTP", "true"),
+    ])
+    .await;
+    s.client().list_keys().send().await.unwrap();
 }
 
 /// SIGTERM stops accepting, lets in-flight requests finish, and exits 0: no client sees a
