@@ -668,7 +668,11 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "serving");
     let audit = if s.audit_enabled {
-        crate::audit::Audit::start(store.clone(), kms.hsm().clone())
+        crate::audit::Audit::start(
+            store.clone(),
+            kms.hsm().clone(),
+            Duration::from_millis(s.request_timeout_ms.max(100)),
+        )
     } else {
         crate::audit::Audit::disabled(store.clone(), kms.hsm().clone())
     };
@@ -682,6 +686,7 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         kms,
         regions: s.regions.clone(),
         max_body_bytes: s.max_body_bytes,
+        request_timeout: Duration::from_millis(s.request_timeout_ms.max(100)),
         sts_min_session_seconds: s.sts_min_session_seconds,
     });
     api::serve(

@@ -35,11 +35,14 @@ pub struct ApiState {
     pub regions: Vec<String>,
     pub max_body_bytes: usize,
     pub sts_min_session_seconds: i64,
+    /// Every request is answered within this.
+    pub request_timeout: Duration,
 }
 
 /// What a request turned out to be, and so how to answer it.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 enum Protocol {
+    #[default]
     Json,
     Query,
 }
@@ -63,6 +66,7 @@ struct CallInfo {
     user_agent: String,
     request: Option<serde_json::Value>,
     operation: String,
+    protocol: Protocol,
 }
 
 /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests (for at
@@ -153,21 +157,46 @@ async fn handle(
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut info = CallInfo::default();
-    let (op, protocol, result) = process(&state, peer, secure, req, &request_id, &mut info).await;
-    // The event is durable before the response goes out; a call that cannot be recorded fails.
-    let result = match audit(
-        &state,
-        peer,
-        tls.as_deref(),
-        &request_id,
-        &info,
-        protocol,
-        &result,
+    let deadline = started + state.request_timeout;
+    let (op, protocol, result) = match tokio::time::timeout_at(
+        deadline.into(),
+        process(&state, peer, secure, req, &request_id, &mut info),
     )
     .await
     {
-        Ok(()) => result,
-        Err(e) => Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()))),
+        Ok(r) => r,
+        // The database or the token did not answer in time; what was in flight is dropped
+        // (an open transaction rolls back).
+        Err(_) => (
+            info.operation.clone(),
+            info.protocol,
+            Err(ApiError::Kms(crate::kms::KmsError::DependencyTimeout)),
+        ),
+    };
+    // The event is durable before the response goes out; a call that cannot be recorded (in
+    // what is left of the deadline, and at least a moment) fails.
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(250));
+    let recorded = tokio::time::timeout(
+        left,
+        audit(
+            &state,
+            peer,
+            tls.as_deref(),
+            &request_id,
+            &info,
+            protocol,
+            &result,
+        ),
+    )
+    .await;
+    let result = match recorded {
+        Ok(Ok(())) => result,
+        Ok(Err(e)) => Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()))),
+        Err(_) => Err(ApiError::Kms(crate::kms::KmsError::Internal(
+            "the audit trail could not be written in time".into(),
+        ))),
     };
     let (status, body) = match result {
         Ok(Reply::Json(v)) => (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()),
@@ -330,6 +359,10 @@ async fn process(
     } else {
         "-".to_string()
     };
+    info.protocol = protocol;
+    if protocol == Protocol::Json {
+        info.operation = label.clone();
+    }
     let result = async {
         if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
             return Err(ApiError::UnknownOperation(format!(

@@ -107,6 +107,9 @@ struct Queue {
 pub struct Audit {
     /// `false`: recording is off (`audit_enabled = false`, for benchmarks only).
     enabled: bool,
+    /// A batch that has not committed in this time fails (its callers are refused), so a
+    /// database that stops answering cannot stall the trail for good.
+    append_timeout: std::time::Duration,
     queue: std::sync::Mutex<Queue>,
     store: Arc<dyn AuditStore>,
     hsm: Hsm,
@@ -136,9 +139,14 @@ impl Drop for Leading {
 }
 
 impl Audit {
-    pub fn start(store: Arc<dyn AuditStore>, hsm: Hsm) -> Arc<Audit> {
+    pub fn start(
+        store: Arc<dyn AuditStore>,
+        hsm: Hsm,
+        append_timeout: std::time::Duration,
+    ) -> Arc<Audit> {
         Arc::new(Audit {
             enabled: true,
+            append_timeout,
             queue: Default::default(),
             store,
             hsm,
@@ -150,6 +158,7 @@ impl Audit {
         tracing::warn!("the audit trail is OFF (audit_enabled = false): calls are not recorded");
         Arc::new(Audit {
             enabled: false,
+            append_timeout: std::time::Duration::from_secs(10),
             queue: Default::default(),
             store,
             hsm,
@@ -198,9 +207,18 @@ impl Audit {
                 (batch, q.head.take())
             };
             let events: Vec<NewAuditEvent> = batch.iter().map(|p| p.event.clone()).collect();
-            let result = append(self.store.as_ref(), &mut head, &events)
-                .await
-                .map_err(|e| e.to_string());
+            let result = match tokio::time::timeout(
+                self.append_timeout,
+                append(self.store.as_ref(), &mut head, &events),
+            )
+            .await
+            {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => {
+                    head = None;
+                    Err("the database did not commit the batch in time".into())
+                }
+            };
             self.queue.lock().unwrap().head = head;
             if let Err(e) = &result {
                 tracing::error!(error = %e, events = events.len(), "audit append failed; the calls it records are refused");

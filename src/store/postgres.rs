@@ -42,6 +42,17 @@ impl PgStore {
             // No ping before each use: a dead connection fails its query and is replaced;
             // the ping would cost every query a second round trip.
             .test_before_acquire(false)
+            // A request that is abandoned (its deadline passed) mid-statement can leave its
+            // connection inside a transaction, holding row locks, until the connection is used
+            // again; Postgres ends such a session after a few idle seconds instead.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("SET idle_in_transaction_session_timeout = '3s'")
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;

@@ -8,6 +8,7 @@ mod asymmetric;
 mod audit;
 mod auth;
 mod cli;
+mod faults;
 mod grants;
 mod lifecycle;
 mod multi_region;

@@ -236,6 +236,11 @@ impl Server {
     fn start_blocking(env: Vec<(String, String)>) -> Server {
         let token = Token::new();
         let db = Database::new();
+        // `{db}` in a setting stands for this server's database name.
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .map(|(k, v)| (k, v.replace("{db}", &db.name)))
+            .collect();
         let init = run_init(&token, &db, None);
         assert!(
             init.status.success(),

@@ -1,0 +1,147 @@
+//! Faults: the database stops answering under load. Requests fail fast with AWS's errors
+//! instead of hanging, and the service recovers by itself when the database answers again,
+//! with nothing acknowledged lost.
+
+use crate::support::*;
+use aws_sdk_kms::primitives::Blob;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A TCP proxy to Postgres that can stop passing bytes (they wait, nothing is lost).
+struct Proxy {
+    port: u16,
+    paused: Arc<AtomicBool>,
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    paused: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while paused.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn proxy_to_postgres() -> Proxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let paused = Arc::new(AtomicBool::new(false));
+    let p = paused.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pump(cr, sw, p.clone()));
+            tokio::spawn(pump(sr, cw, p.clone()));
+        }
+    });
+    Proxy { port, paused }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_fails_requests_fast_and_the_service_recovers() {
+    let proxy = proxy_to_postgres().await;
+    // The server reaches its database through the proxy; `kms init` ran directly.
+    let url = format!("postgres://postgres@127.0.0.1:{}/{{db}}", proxy.port);
+    let s = Server::start_with(&[
+        ("KMS_DATABASE_URL", url.as_str()),
+        ("KMS_REQUEST_TIMEOUT_MS", "1500"),
+    ])
+    .await;
+    let c = s.client();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"acknowledged".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+
+    proxy.paused.store(true, Ordering::SeqCst);
+    let mut slowest = Duration::ZERO;
+    for i in 0..6 {
+        let t0 = Instant::now();
+        let code_ = match i % 3 {
+            0 => code(c.create_key().send().await),
+            1 => code(
+                c.encrypt()
+                    .key_id(&key)
+                    .plaintext(Blob::new(b"x".to_vec()))
+                    .send()
+                    .await,
+            ),
+            _ => code(c.list_keys().send().await),
+        };
+        slowest = slowest.max(t0.elapsed());
+        assert!(
+            code_ == "DependencyTimeoutException" || code_ == "KMSInternalException",
+            "{code_}"
+        );
+    }
+    assert!(
+        slowest < Duration::from_millis(2500),
+        "a request took {slowest:?} with the database gone (deadline 1.5 s)"
+    );
+
+    proxy.paused.store(false, Ordering::SeqCst);
+    let c2 = c.clone();
+    let k2 = key.clone();
+    // Recovery: every kind of request succeeds again, and what was acknowledged before the
+    // fault is intact. (A statement cut off mid-flight can leave a session holding the audit
+    // chain's head row until Postgres ends it, so this allows some seconds.)
+    let resumed = Instant::now();
+    loop {
+        let ok = c
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"y".to_vec()))
+            .send()
+            .await
+            .is_ok()
+            && c.create_key().send().await.is_ok()
+            && c.decrypt()
+                .ciphertext_blob(blob.clone())
+                .send()
+                .await
+                .is_ok_and(|o| o.plaintext.unwrap().into_inner() == b"acknowledged");
+        if ok {
+            break;
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(60),
+            "no recovery within 60 s of the database coming back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "recovered {:?} after the database came back",
+        resumed.elapsed()
+    );
+    println!("slowest request during the outage: {slowest:?}");
+}
