@@ -110,8 +110,6 @@ async fn an_unreachable_database_fails_requests_fast_and_the_service_recovers() 
     );
 
     proxy.paused.store(false, Ordering::SeqCst);
-    let c2 = c.clone();
-    let k2 = key.clone();
     // Recovery: every kind of request succeeds again, and what was acknowledged before the
     // fault is intact. (A statement cut off mid-flight can leave a session holding the audit
     // chain's head row until Postgres ends it, so this allows some seconds.)
