@@ -38,6 +38,7 @@ pub struct Settings {
     pub log: String,
     pub hsm: HsmSettings,
     pub cache: CacheSettings,
+    pub quota: QuotaSettings,
     pub tls: TlsSettings,
 }
 
@@ -94,6 +95,7 @@ impl Default for Settings {
             log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
             hsm: HsmSettings::default(),
             cache: CacheSettings::default(),
+            quota: QuotaSettings::default(),
             tls: TlsSettings::default(),
         }
     }
@@ -108,6 +110,27 @@ impl Default for HsmSettings {
             pin_file: None,
             session_pool_size: 4,
             inline_calls: true,
+        }
+    }
+}
+
+/// Request quotas per account and region, as AWS applies them: requests over the rate are
+/// answered with `ThrottlingException`.
+#[derive(Deserialize)]
+#[serde(default)]
+pub struct QuotaSettings {
+    /// Cryptographic operations (Encrypt, Decrypt, GenerateDataKey*, Sign, …) per second,
+    /// shared by all of them (AWS: 50,000 in its largest regions).
+    pub crypto_per_second: u32,
+    /// Every other operation, per second (AWS sets per-operation rates, mostly lower).
+    pub management_per_second: u32,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        QuotaSettings {
+            crypto_per_second: 50_000,
+            management_per_second: 2_000,
         }
     }
 }
@@ -253,6 +276,11 @@ mod tests {
         assert_eq!(from_file.cache.key_metadata, d.cache.key_metadata);
         assert_eq!(from_file.cache.key_handles, d.cache.key_handles);
         assert_eq!(from_file.cache.signing_keys, d.cache.signing_keys);
+        assert_eq!(from_file.quota.crypto_per_second, d.quota.crypto_per_second);
+        assert_eq!(
+            from_file.quota.management_per_second,
+            d.quota.management_per_second
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl ApiError {
                     "IncorrectKeyException",
                     "The key ID in the request does not identify a CMK that can perform this operation.".into(),
                 ),
+                K::Throttled => (400, "ThrottlingException", "Rate exceeded".into()),
                 K::InvalidSignature => (400, "KMSInvalidSignatureException", String::new()),
                 K::InvalidMac => (400, "KMSInvalidMacException", String::new()),
                 K::Disabled(m) => (400, "DisabledException", m.clone()),
@@ -135,6 +136,7 @@ mod tests {
                 "KMSInvalidSignatureException",
             ),
             (KmsError::InvalidMac.into(), 400, "KMSInvalidMacException"),
+            (KmsError::Throttled.into(), 400, "ThrottlingException"),
             (
                 KmsError::Disabled("x".into()).into(),
                 400,

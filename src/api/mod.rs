@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod ops;
+pub mod quota;
 pub mod sigv4;
 pub mod sts;
 pub mod wire;
@@ -37,6 +38,7 @@ pub struct ApiState {
     pub sts_min_session_seconds: i64,
     /// Every request is answered within this.
     pub request_timeout: Duration,
+    pub quotas: quota::Quotas,
 }
 
 /// What a request turned out to be, and so how to answer it.
@@ -461,6 +463,9 @@ async fn process(
                 "Content-Type must be {CONTENT_TYPE} (got '{}')",
                 ct.chars().take(100).collect::<String>()
             )));
+        }
+        if !state.quotas.allow(&caller.account_id, &caller.region, &op) {
+            return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
         }
         ops::dispatch(&op, &state.kms, &caller, &body)
             .await

@@ -10,6 +10,8 @@ pub enum KmsError {
     /// Deliberately opaque: AWS says nothing about why a ciphertext was refused.
     InvalidCiphertext,
     IncorrectKey,
+    /// Over the account's request quota.
+    Throttled,
     /// `Verify`: the signature does not verify.
     InvalidSignature,
     /// `VerifyMac`: the MAC does not verify.

@@ -394,3 +394,54 @@ async fn a_principal_moved_in_the_database_is_refused() {
         "UnrecognizedClientException"
     );
 }
+
+#[tokio::test]
+async fn requests_over_the_account_quota_are_throttled() {
+    let s = Server::start_with(&[
+        ("KMS_QUOTA__CRYPTO_PER_SECOND", "5"),
+        ("KMS_QUOTA__MANAGEMENT_PER_SECOND", "20"),
+    ])
+    .await;
+    let c = s.client();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let mut throttled = 0;
+    let mut ok = 0;
+    for _ in 0..15 {
+        match c
+            .encrypt()
+            .key_id(&key)
+            .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+            .send()
+            .await
+        {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                let (code_, msg) =
+                    message::<aws_sdk_kms::operation::encrypt::EncryptOutput, _>(Err(e));
+                assert_eq!(code_, "ThrottlingException");
+                assert_eq!(msg, "Rate exceeded");
+                throttled += 1;
+            }
+        }
+    }
+    assert!(
+        ok >= 5 && throttled >= 5,
+        "{ok} allowed, {throttled} throttled"
+    );
+    // The management share is separate, and the crypto share refills.
+    c.describe_key().key_id(&key).send().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+}
