@@ -687,6 +687,7 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         regions: s.regions.clone(),
         max_body_bytes: s.max_body_bytes,
         request_timeout: Duration::from_millis(s.request_timeout_ms.max(100)),
+        max_connections: s.max_connections.max(1),
         quotas: crate::api::quota::Quotas::new(
             s.quota.crypto_per_second,
             s.quota.management_per_second,

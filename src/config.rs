@@ -24,6 +24,8 @@ pub struct Settings {
     /// Every request is answered within this (`DependencyTimeoutException` when the database
     /// or the token does not answer in time), audit write included.
     pub request_timeout_ms: u64,
+    /// Connections served at once; further ones are closed as soon as they are accepted.
+    pub max_connections: usize,
     /// Shortest session AssumeRole grants (AWS: 900 seconds).
     pub sts_min_session_seconds: i64,
     /// How often the background jobs (deletion, rotation) look for due work.
@@ -87,6 +89,7 @@ impl Default for Settings {
             max_body_bytes: 256 * 1024,
             drain_seconds: 30,
             request_timeout_ms: 10_000,
+            max_connections: 10_000,
             sts_min_session_seconds: 900,
             scheduler_interval_ms: 60_000,
             audit_checkpoint_interval_ms: 60_000,
@@ -260,6 +263,7 @@ mod tests {
         assert_eq!(from_file.max_body_bytes, d.max_body_bytes);
         assert_eq!(from_file.drain_seconds, d.drain_seconds);
         assert_eq!(from_file.request_timeout_ms, d.request_timeout_ms);
+        assert_eq!(from_file.max_connections, d.max_connections);
         assert_eq!(from_file.sts_min_session_seconds, d.sts_min_session_seconds);
         assert_eq!(from_file.scheduler_interval_ms, d.scheduler_interval_ms);
         assert_eq!(

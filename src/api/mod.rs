@@ -39,6 +39,7 @@ pub struct ApiState {
     /// Every request is answered within this.
     pub request_timeout: Duration,
     pub quotas: quota::Quotas,
+    pub max_connections: usize,
 }
 
 /// What a request turned out to be, and so how to answer it.
@@ -81,6 +82,8 @@ pub async fn serve(
     drain: Duration,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(state.max_connections));
+    let mut refused: u64 = 0;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -92,6 +95,16 @@ pub async fn serve(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
+                };
+                // One slot per connection, held by its task; without a free slot the
+                // connection is closed at once (the client sees it closed, not a hang).
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        tracing::warn!(refused, limit = state.max_connections, "connection limit reached; closing new connections");
+                    }
+                    drop(stream);
+                    continue;
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
@@ -108,6 +121,7 @@ pub async fn serve(
                         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), make_svc(None)));
                         tokio::spawn(async move {
                             let _ = conn.await;
+                            drop(slot);
                         });
                     }
                     Some(acceptor) => {
@@ -134,6 +148,7 @@ pub async fn serve(
                             let svc = make_svc(Some(Arc::new(details)));
                             let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc));
                             let _ = conn.await;
+                            drop(slot);
                         });
                     }
                 }

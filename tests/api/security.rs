@@ -445,3 +445,31 @@ async fn requests_over_the_account_quota_are_throttled() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_closed_not_queued() {
+    use tokio::io::AsyncReadExt;
+    let s = Server::start_with(&[("KMS_MAX_CONNECTIONS", "2")]).await;
+    let addr = s.endpoint.trim_start_matches("http://").to_string();
+    let idle1 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let idle2 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A third connection is closed at once.
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("closed promptly, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(s.client().list_keys().send().await.is_err());
+    // Slots come back when connections close.
+    drop((idle1, idle2));
+    let c = s.client();
+    let c2 = c.clone();
+    eventually("a free connection slot", move || {
+        let c = c2.clone();
+        async move { c.list_keys().send().await.is_ok() }
+    })
+    .await;
+}
