@@ -126,6 +126,13 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
         &cache_sizes(s),
         s.regions.clone(),
     );
+    let sealed = kms
+        .seal_unsealed_policies()
+        .await
+        .map_err(|e| e.to_string())?;
+    if sealed > 0 {
+        eprintln!("kms init: {sealed} key policies stored before policies had a MAC now have one");
+    }
     let given_id = std::env::var("KMS_ADMIN_ACCESS_KEY_ID")
         .ok()
         .filter(|v| !v.is_empty());

@@ -146,11 +146,54 @@ impl Kms {
         }
     }
 
+    /// Everything a grant allows, for its row MAC.
+    fn grant_mac_input(g: &GrantRecord) -> Vec<u8> {
+        let constraints = g
+            .constraints
+            .as_ref()
+            .map(crate::audit::canonical)
+            .unwrap_or_default();
+        mac_input(
+            "kms.grant.v1",
+            &[
+                g.grant_id.as_bytes(),
+                g.key_id.as_bytes(),
+                g.name.as_deref().unwrap_or("").as_bytes(),
+                g.grantee_principal.as_bytes(),
+                g.retiring_principal.as_deref().unwrap_or("").as_bytes(),
+                g.operations.join("\n").as_bytes(),
+                constraints.as_bytes(),
+                g.issuing_account.as_bytes(),
+            ],
+        )
+    }
+
+    /// Only grants whose row MAC holds: a grant written into the database by anyone but this
+    /// service (or altered there) allows nothing, and is reported.
+    async fn verified(&self, grants: Vec<GrantRecord>) -> Result<Vec<GrantRecord>, KmsError> {
+        let mut out = Vec::with_capacity(grants.len());
+        for g in grants {
+            let expect = self.hsm.row_mac(Self::grant_mac_input(&g)).await?;
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                expect.as_slice(),
+                g.mac.as_slice(),
+            )) {
+                out.push(g);
+            } else {
+                tracing::error!(grant_id = %g.grant_id, key_id = %g.key_id, "grant row failed its integrity check; ignoring it");
+            }
+        }
+        Ok(out)
+    }
+
     async fn grants_of(&self, key_id: Uuid) -> Result<Arc<Vec<GrantRecord>>, KmsError> {
         if let Some(g) = self.grants.lock().unwrap().get(&key_id) {
             return Ok(g.clone());
         }
-        let g = Arc::new(self.grant_store.grants_of_key(key_id).await?);
+        let g = Arc::new(
+            self.verified(self.grant_store.grants_of_key(key_id).await?)
+                .await?,
+        );
         self.grants.lock().unwrap().put(key_id, g.clone());
         Ok(g)
     }
@@ -208,7 +251,11 @@ impl Kms {
         for t in &caller.grant_tokens {
             let (grant_id, key_id) = self.verify_grant_token(t).await?;
             if key_id == rec.key_id {
-                if let Some(g) = self.grant_store.grant(&grant_id).await? {
+                let found = match self.grant_store.grant(&grant_id).await? {
+                    Some(g) => self.verified(vec![g]).await?.pop(),
+                    None => None,
+                };
+                if let Some(g) = found {
                     if grant_allows(&g, caller, action, ctx) {
                         return Ok(true);
                     }
@@ -292,7 +339,11 @@ impl Kms {
         let constraints = input.constraints.as_ref().map(constraints_json);
         // A retry with the same Name and the same parameters returns the same grant.
         if let Some(name) = &input.name {
-            for g in self.grant_store.grants_of_key(rec.key_id).await?.iter() {
+            for g in self
+                .verified(self.grant_store.grants_of_key(rec.key_id).await?)
+                .await?
+                .iter()
+            {
                 if g.name.as_deref() == Some(name)
                     && g.grantee_principal == input.grantee
                     && g.retiring_principal == input.retiring
@@ -305,7 +356,7 @@ impl Kms {
             }
         }
         let grant_id = hex::encode(self.hsm.random(32).await?.as_slice());
-        let g = GrantRecord {
+        let mut g = GrantRecord {
             grant_id: grant_id.clone(),
             key_id: rec.key_id,
             name: input.name,
@@ -315,7 +366,9 @@ impl Kms {
             constraints,
             issuing_account: format!("arn:aws:iam::{}:root", caller.account_id),
             created_at: self.now(),
+            mac: vec![],
         };
+        g.mac = self.hsm.row_mac(Self::grant_mac_input(&g)).await?;
         self.grant_store.insert_grant(&g).await?;
         self.invalidate_grants(Some(rec.key_id));
         let token = self.make_grant_token(&grant_id, &rec.key_id).await?;
@@ -330,7 +383,9 @@ impl Kms {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:ListGrants", Some(&rec), None, &[])
             .await?;
-        let grants = self.grant_store.grants_of_key(rec.key_id).await?;
+        let grants = self
+            .verified(self.grant_store.grants_of_key(rec.key_id).await?)
+            .await?;
         Ok(((*rec).clone(), grants))
     }
 
@@ -341,7 +396,8 @@ impl Kms {
     ) -> Result<Vec<GrantRecord>, KmsError> {
         self.authorize(caller, "kms:ListRetirableGrants", None, None, &[])
             .await?;
-        Ok(self.grant_store.grants_retirable_by(retiring).await?)
+        self.verified(self.grant_store.grants_retirable_by(retiring).await?)
+            .await
     }
 
     /// Retire by token, or by key and grant id. The retiring principal, the grantee of a grant

@@ -745,7 +745,7 @@ impl Kms {
             return Ok(None);
         }
         let now = self.now();
-        let rec = KeyRecord {
+        let mut rec = KeyRecord {
             description: format!(
                 "Default key that protects my {service} data when no other key is defined"
             ),
@@ -760,6 +760,7 @@ impl Kms {
             )
         };
         let key_id = rec.key_id;
+        self.seal_policy(&mut rec).await?;
         let m = self.new_material(&rec, 1).await?;
         let alias = AliasRecord {
             alias_name: name.to_string(),

@@ -252,6 +252,19 @@ fn material_mac_input(k: &KeyRecord, m: &MaterialRecord) -> Vec<u8> {
     }
 }
 
+/// A key's policy, bound to the key it belongs to, for its MAC.
+fn policy_mac_input(k: &KeyRecord) -> Vec<u8> {
+    mac_input(
+        "kms.key-policy.v1",
+        &[
+            k.key_id.as_bytes(),
+            k.account_id.as_bytes(),
+            k.region.as_bytes(),
+            k.policy.as_bytes(),
+        ],
+    )
+}
+
 /// "PendingDeletion" → "pending deletion", as AWS words key states in messages.
 fn state_words(state: &str) -> String {
     let mut out = String::new();
@@ -635,6 +648,14 @@ impl Kms {
         let Some(rec) = self.keys.key(id).await? else {
             return Ok(None);
         };
+        // The key policy decides who may use the key: one altered in the database (or
+        // written there by anyone but this service) makes the key unusable, not open.
+        let expect = self.hsm.row_mac(policy_mac_input(&rec)).await?;
+        let stored = rec.policy_mac.as_deref().unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), stored)) {
+            tracing::error!(key_id = %rec.key_id, "key policy failed its integrity check; refusing to use the key");
+            return Err(KmsError::KeyUnavailable);
+        }
         let rec = Arc::new(rec);
         self.meta.lock().unwrap().put(id, rec.clone());
         Ok(Some(rec))
@@ -1084,6 +1105,7 @@ impl Kms {
             )
             .await?;
         }
+        self.seal_policy(&mut rec).await?;
         // Token generates → token wraps → database commits → reply.
         let m = self.new_material(&rec, 1).await?;
         self.keys.create_key(&rec, &m, &input.tags).await?;
@@ -1114,7 +1136,25 @@ impl Kms {
             mrk_id: None,
             mrk_primary: false,
             pending_window_days: None,
+            policy_mac: None,
         }
+    }
+
+    /// The MAC of a key's policy (set it before the record is stored).
+    pub(crate) async fn seal_policy(&self, rec: &mut KeyRecord) -> Result<(), KmsError> {
+        rec.policy_mac = Some(self.hsm.row_mac(policy_mac_input(rec)).await?);
+        Ok(())
+    }
+
+    /// Give every key stored before policies had a MAC its MAC (`kms init`, an operator's
+    /// action: the policies are taken as they are now). Returns how many.
+    pub async fn seal_unsealed_policies(&self) -> Result<usize, KmsError> {
+        let keys = self.keys.keys_without_policy_mac().await?;
+        for k in &keys {
+            let mac = self.hsm.row_mac(policy_mac_input(k)).await?;
+            self.keys.set_policy_mac(k.key_id, &mac).await?;
+        }
+        Ok(keys.len())
     }
 
     /// Material version `version` of a key: generated and wrapped in the token, with the row
@@ -1204,7 +1244,12 @@ impl Kms {
             )));
         }
         self.check_new_policy(caller, &rec, text, bypass).await?;
-        self.keys.set_key_policy(rec.key_id, text).await?;
+        let sealed = KeyRecord {
+            policy: text.to_string(),
+            ..(*rec).clone()
+        };
+        let mac = self.hsm.row_mac(policy_mac_input(&sealed)).await?;
+        self.keys.set_key_policy(rec.key_id, text, &mac).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
     }

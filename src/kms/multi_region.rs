@@ -172,7 +172,7 @@ impl Kms {
                 .ok_or(KmsError::KeyUnavailable)?;
             Self::require_primary(&primary)?;
             Self::require_not_pending(&primary)?;
-            let replica = KeyRecord {
+            let mut replica = KeyRecord {
                 key_id: keyid::mrk_key_id(&mrk, &input.replica_region),
                 region: input.replica_region.clone(),
                 description: input.description.clone(),
@@ -196,6 +196,7 @@ impl Kms {
                 )
                 .await?;
             }
+            self.seal_policy(&mut replica).await?;
             let mut copies = Vec::new();
             for v in 1..=primary.current_version {
                 let m = self

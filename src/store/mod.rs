@@ -61,6 +61,8 @@ pub struct KeyRecord {
     pub mrk_primary: bool,
     /// For a primary pending replica deletion: the waiting period once its replicas are gone.
     pub pending_window_days: Option<i32>,
+    /// MAC (computed in the token) over the key's identity and its policy.
+    pub policy_mac: Option<Vec<u8>>,
 }
 
 /// One rotation of a key: the material version it created.
@@ -142,6 +144,8 @@ pub struct GrantRecord {
     pub constraints: Option<serde_json::Value>,
     pub issuing_account: String,
     pub created_at: DateTime<Utc>,
+    /// MAC (computed in the token) over everything the grant allows.
+    pub mac: Vec<u8>,
 }
 
 #[async_trait]
@@ -181,7 +185,15 @@ pub trait KeyStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError>;
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
-    async fn set_key_policy(&self, key_id: Uuid, policy: &str) -> Result<(), StoreError>;
+    async fn set_key_policy(
+        &self,
+        key_id: Uuid,
+        policy: &str,
+        policy_mac: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Keys whose policy has no MAC yet (created before policies had one).
+    async fn keys_without_policy_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    async fn set_policy_mac(&self, key_id: Uuid, policy_mac: &[u8]) -> Result<(), StoreError>;
     /// Add a new material version and make it current, in one transaction: one record per
     /// key that shares the material (several for a multi-Region key `mrk`, whose related keys
     /// must be exactly the records' keys, else `Conflict`). `next_rotation` moves the

@@ -120,6 +120,7 @@ fn key_from_row(r: &PgRow) -> KeyRecord {
         mrk_id: r.get("mrk_id"),
         mrk_primary: r.get("mrk_primary"),
         pending_window_days: r.get("pending_window_days"),
+        policy_mac: r.get("policy_mac"),
     }
 }
 
@@ -149,7 +150,7 @@ fn access_key_from_row(r: &PgRow) -> AccessKeyRecord {
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
@@ -158,8 +159,8 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
          key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
+         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)",
     )
     .bind(k.key_id)
     .bind(&k.account_id)
@@ -182,6 +183,7 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     .bind(k.mrk_id)
     .bind(k.mrk_primary)
     .bind(k.pending_window_days)
+    .bind(&k.policy_mac)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
@@ -320,10 +322,35 @@ impl KeyStore for PgStore {
             .collect())
     }
 
-    async fn set_key_policy(&self, key_id: Uuid, policy: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keys SET policy = $2 WHERE key_id = $1")
+    async fn keys_without_policy_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE policy_mac IS NULL");
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn set_policy_mac(&self, key_id: Uuid, policy_mac: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET policy_mac = $2 WHERE key_id = $1")
+            .bind(key_id)
+            .bind(policy_mac)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn set_key_policy(
+        &self,
+        key_id: Uuid,
+        policy: &str,
+        policy_mac: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET policy = $2, policy_mac = $3 WHERE key_id = $1")
             .bind(key_id)
             .bind(policy)
+            .bind(policy_mac)
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
@@ -1159,19 +1186,20 @@ fn grant_from_row(r: &PgRow) -> GrantRecord {
             .map(|j| j.0),
         issuing_account: r.get("issuing_account"),
         created_at: r.get("created_at"),
+        mac: r.get::<Option<Vec<u8>>, _>("mac").unwrap_or_default(),
     }
 }
 
 const GRANT_COLUMNS: &str =
     "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
-     issuing_account, created_at";
+     issuing_account, created_at, mac";
 
 #[async_trait]
 impl GrantStore for PgStore {
     async fn insert_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
-             issuing_account, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+             issuing_account, created_at, mac) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
         )
         .bind(&g.grant_id)
         .bind(g.key_id)
@@ -1182,6 +1210,7 @@ impl GrantStore for PgStore {
         .bind(g.constraints.as_ref().map(sqlx::types::Json))
         .bind(&g.issuing_account)
         .bind(g.created_at)
+        .bind(&g.mac)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;

@@ -473,3 +473,131 @@ async fn connections_beyond_the_limit_are_closed_not_queued() {
     })
     .await;
 }
+
+/// Whoever can write to Postgres cannot grant themselves a key: a key policy rewritten in the
+/// database makes the key unusable (not open), and a grant inserted there allows nothing.
+#[tokio::test]
+async fn policies_and_grants_written_in_the_database_are_refused() {
+    let s = Server::start().await;
+    let c = s.client();
+    let (mallory_arn, _, mallory) = s.new_user("123456789012", "mallory", None);
+    let (bob_arn, _, bob) = s.new_user("123456789012", "bob", None);
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"secret".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    assert_eq!(
+        code(mallory.decrypt().ciphertext_blob(blob.clone()).send().await),
+        "AccessDeniedException"
+    );
+    let pool = s.db.pool().await;
+
+    // A grant for bob, made through the API, works; a copy of it for mallory, made in the
+    // database (same MAC, other grantee), does not.
+    c.create_grant()
+        .key_id(&key)
+        .grantee_principal(&bob_arn)
+        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap();
+    bob.decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, issuing_account, created_at, mac) \
+         SELECT md5(random()::text) || md5(random()::text), key_id, NULL, $1, NULL, operations, constraints, issuing_account, now(), mac \
+         FROM grants WHERE grantee_principal = $2",
+    )
+    .bind(&mallory_arn)
+    .bind(&bob_arn)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_notify('kms_grant_changed', $1)")
+        .bind(&key)
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        code(mallory.decrypt().ciphertext_blob(blob.clone()).send().await),
+        "AccessDeniedException"
+    );
+    assert!(s
+        .server_log()
+        .contains("grant row failed its integrity check"));
+
+    // A key policy rewritten to trust mallory: the key refuses everyone instead.
+    let open = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{mallory_arn}"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    );
+    sqlx::query("UPDATE keys SET policy = $1 WHERE key_id = $2::uuid")
+        .bind(&open)
+        .bind(&key)
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        code(mallory.decrypt().ciphertext_blob(blob.clone()).send().await),
+        "KeyUnavailableException"
+    );
+    assert_eq!(
+        code(c.decrypt().ciphertext_blob(blob.clone()).send().await),
+        "KeyUnavailableException"
+    );
+    assert!(s
+        .server_log()
+        .contains("key policy failed its integrity check"));
+
+    // A key stored before policies had a MAC (none in the row) is refused until an operator
+    // runs `kms init`, which seals the policies as they stand.
+    let old = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    sqlx::query("UPDATE keys SET policy_mac = NULL WHERE key_id = $1::uuid")
+        .bind(&old)
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        code(c.describe_key().key_id(&old).send().await),
+        "KeyUnavailableException"
+    );
+    let out = s.kms(&["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("now have one"));
+    let c2 = c.clone();
+    let o2 = old.clone();
+    eventually("the sealed key to work again", move || {
+        let (c, k) = (c2.clone(), o2.clone());
+        async move { c.describe_key().key_id(&k).send().await.is_ok() }
+    })
+    .await;
+}
