@@ -95,6 +95,19 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// BEGIN, in its own task so that it always completes. A request abandoned at its deadline
+    /// while BEGIN was on the wire would otherwise leave the connection inside a transaction
+    /// the pool does not know about, and every statement later run on it would stay
+    /// uncommitted, holding its locks. A `Transaction` that is dropped rolls back (on the
+    /// connection's next use), so abandoning a request after BEGIN is safe.
+    async fn begin(&self) -> Result<Tx<'static>, StoreError> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.begin().await })
+            .await
+            .map_err(|e| StoreError::Other(format!("BEGIN did not complete: {e}")))?
+            .map_err(map_err)
+    }
 }
 
 fn key_from_row(r: &PgRow) -> KeyRecord {
@@ -253,7 +266,7 @@ impl KeyStore for PgStore {
         m: &MaterialRecord,
         tags: &[Tag],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         insert_key(&mut tx, k).await?;
         insert_material(&mut tx, m, None).await?;
         insert_tags(&mut tx, k.key_id, tags).await?;
@@ -266,7 +279,7 @@ impl KeyStore for PgStore {
         m: &MaterialRecord,
         a: &AliasRecord,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         insert_key(&mut tx, k).await?;
         insert_material(&mut tx, m, None).await?;
         insert_alias(&mut *tx, a).await?;
@@ -365,7 +378,7 @@ impl KeyStore for PgStore {
         next_rotation: Option<DateTime<Utc>>,
         on_demand: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         if let Some(mrk) = mrk {
             // Lock every related key, so a replica created meanwhile cannot miss this version.
             let rows =
@@ -433,7 +446,7 @@ impl KeyStore for PgStore {
         let conflict = || StoreError::Conflict {
             constraint: "mrk_primary_changed".into(),
         };
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let rows = sqlx::query(
             "SELECT key_id, mrk_primary, current_version, key_state FROM keys WHERE mrk_id = $1 ORDER BY key_id FOR UPDATE",
         )
@@ -481,7 +494,7 @@ impl KeyStore for PgStore {
     }
 
     async fn set_primary(&self, mrk: Uuid, new_primary: Uuid) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE keys SET mrk_primary = false WHERE mrk_id = $1 AND mrk_primary")
             .bind(mrk)
             .execute(&mut *tx)
@@ -620,7 +633,7 @@ impl KeyStore for PgStore {
     }
 
     async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         for t in tags {
             sqlx::query(
                 "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES ($1,$2,$3) \
@@ -1022,7 +1035,7 @@ impl IdentityStore for PgStore {
     }
 
     async fn delete_principal(&self, arn: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM access_keys WHERE principal_arn = $1")
             .bind(arn)
             .execute(&mut *tx)
