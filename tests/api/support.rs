@@ -264,6 +264,14 @@ impl Server {
     }
 
     /// Start (or restart) the server process.
+    /// SIGKILL the server: no drain, no shutdown work.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub fn spawn(&mut self) {
         self.stop();
         let (child, endpoint) = self.start_process();
