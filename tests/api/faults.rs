@@ -245,3 +245,98 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         acked.len()
     );
 }
+
+/// `kill -9` while the scheduler deletes keys whose waiting period ended: each due key ends
+/// up deleted whole (row, material, aliases) or not at all, and the restarted server finishes
+/// the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_scheduled_deletion_leaves_no_half_deleted_key() {
+    let mut s = clocked().await;
+    let c = s.client();
+    let mut doomed = Vec::new();
+    let mut kept = Vec::new();
+    for i in 0..40 {
+        let key = c
+            .create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        let blob = c
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"kept".to_vec()))
+            .send()
+            .await
+            .unwrap()
+            .ciphertext_blob
+            .unwrap();
+        if i % 2 == 0 {
+            c.create_alias()
+                .alias_name(format!("alias/doomed-{i}"))
+                .target_key_id(&key)
+                .send()
+                .await
+                .unwrap();
+            c.schedule_key_deletion()
+                .key_id(&key)
+                .pending_window_in_days(7)
+                .send()
+                .await
+                .unwrap();
+            doomed.push(key);
+        } else {
+            kept.push((key, blob));
+        }
+    }
+    s.advance_days(8);
+    for delay in [5u64, 30, 80] {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        tokio::task::block_in_place(|| s.kill9());
+        tokio::task::block_in_place(|| s.spawn());
+    }
+    let pool = s.db.pool().await;
+    let p2 = pool.clone();
+    eventually("every due key deleted after the restarts", move || {
+        let pool = p2.clone();
+        async move {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM keys WHERE key_state = 'PendingDeletion'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            left == 0
+        }
+    })
+    .await;
+    let c = s.client();
+    for k in &doomed {
+        assert_eq!(
+            code(c.describe_key().key_id(k).send().await),
+            "NotFoundException"
+        );
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM key_materials WHERE key_id = $1::uuid) + \
+                    (SELECT count(*) FROM aliases WHERE key_id = $1::uuid)",
+        )
+        .bind(k)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows, 0, "nothing of deleted key {k} remains");
+    }
+    for (k, blob) in &kept {
+        let out = c
+            .decrypt()
+            .ciphertext_blob(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.key_id.as_deref().map(|a| a.ends_with(k.as_str())),
+            Some(true)
+        );
+    }
+}
