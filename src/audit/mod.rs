@@ -206,7 +206,9 @@ impl Audit {
                 let batch: Vec<Pending> = q.waiting.drain(..n).collect();
                 (batch, q.head.take())
             };
-            let events: Vec<NewAuditEvent> = batch.iter().map(|p| p.event.clone()).collect();
+            // Events move into the statement; their waiters keep only the reply channel.
+            let (events, waiters): (Vec<NewAuditEvent>, Vec<_>) =
+                batch.into_iter().map(|p| (p.event, p.done)).unzip();
             let result = match tokio::time::timeout(
                 self.append_timeout,
                 append(self.store.as_ref(), &mut head, &events),
@@ -223,8 +225,8 @@ impl Audit {
             if let Err(e) = &result {
                 tracing::error!(error = %e, events = events.len(), "audit append failed; the calls it records are refused");
             }
-            for p in batch {
-                let _ = p.done.send(result.clone());
+            for done in waiters {
+                let _ = done.send(result.clone());
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Key pairs and HMAC secrets in the token: generation (as session objects, wrapped under the
 //! root key and destroyed), unwrapping, signing, RSA-OAEP decryption, ECDH and HMAC.
 
-use super::{ck, wrap_and_destroy, Hsm, HsmError, KeyHandle, WRAP};
+use super::{ck, find_labelled, wrap_and_destroy, Hsm, HsmError, KeyHandle, WRAP};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -453,25 +453,6 @@ pub(super) fn probe_oaep_sha256(s: &Session) -> Result<bool, HsmError> {
 /// Label of the token-held P-256 key that signs audit checkpoints (private half; the public
 /// half carries the same label with `-public`).
 pub const AUDIT_KEY_LABEL: &str = "kms-audit-signing-key-v1";
-
-fn find_labelled(
-    s: &Session,
-    class: ObjectClass,
-    label: &str,
-) -> Result<Option<ObjectHandle>, HsmError> {
-    let found = ck(s.find_objects(&[
-        Attribute::Token(true),
-        Attribute::Class(class),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ]))?;
-    match found.len() {
-        0 => Ok(None),
-        1 => Ok(Some(found[0])),
-        n => Err(HsmError::Other(format!(
-            "the token holds {n} objects labelled '{label}'; expected exactly one"
-        ))),
-    }
-}
 
 impl Hsm {
     /// Find the audit signing key pair, creating it (once, as token objects: the private key

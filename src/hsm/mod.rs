@@ -103,6 +103,36 @@ enum Reap {
     Stop,
 }
 
+impl Inner {
+    /// Run `f` on a session taken from the pool (or opened if the pool is empty) and give it
+    /// back, unless the token no longer knows it. The caller holds a pool permit.
+    fn with_pooled_session<R>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<R, HsmError>,
+    ) -> Result<R, HsmError> {
+        let pooled = self.pool.lock().unwrap().pop();
+        let session = match pooled {
+            Some(s) => s,
+            None => ck(self.ctx.open_rw_session(self.slot))?,
+        };
+        let r = f(&session);
+        let broken = matches!(
+            r.as_ref().err().and_then(HsmError::rv),
+            Some(RvError::SessionHandleInvalid)
+                | Some(RvError::SessionClosed)
+                | Some(RvError::DeviceRemoved)
+                | Some(RvError::TokenNotPresent)
+        );
+        if !broken {
+            let mut pool = self.pool.lock().unwrap();
+            if pool.len() < self.pool_size {
+                pool.push(session);
+            }
+        }
+        r
+    }
+}
+
 impl Drop for Inner {
     /// Stop and join the reaper before the sessions close, so that no thread is inside the
     /// PKCS#11 library when the process exits (SoftHSM can hang in its exit handlers if one is).
@@ -418,27 +448,7 @@ impl Hsm {
         let inner = self.inner.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let pooled = inner.pool.lock().unwrap().pop();
-            let session = match pooled {
-                Some(s) => s,
-                None => ck(inner.ctx.open_rw_session(inner.slot))?,
-            };
-            let r = f(&session);
-            // A session the token no longer knows is not returned to the pool.
-            let broken = matches!(
-                r.as_ref().err().and_then(HsmError::rv),
-                Some(RvError::SessionHandleInvalid)
-                    | Some(RvError::SessionClosed)
-                    | Some(RvError::DeviceRemoved)
-                    | Some(RvError::TokenNotPresent)
-            );
-            if !broken {
-                let mut pool = inner.pool.lock().unwrap();
-                if pool.len() < inner.pool_size {
-                    pool.push(session);
-                }
-            }
-            r
+            inner.with_pooled_session(f)
         })
         .await;
         match joined {
@@ -464,26 +474,7 @@ impl Hsm {
             .acquire()
             .await
             .map_err(|_| HsmError::Other("session pool closed".into()))?;
-        let pooled = self.inner.pool.lock().unwrap().pop();
-        let session = match pooled {
-            Some(s) => s,
-            None => ck(self.inner.ctx.open_rw_session(self.inner.slot))?,
-        };
-        let r = f(&session);
-        let broken = matches!(
-            r.as_ref().err().and_then(HsmError::rv),
-            Some(RvError::SessionHandleInvalid)
-                | Some(RvError::SessionClosed)
-                | Some(RvError::DeviceRemoved)
-                | Some(RvError::TokenNotPresent)
-        );
-        if !broken {
-            let mut pool = self.inner.pool.lock().unwrap();
-            if pool.len() < self.inner.pool_size {
-                pool.push(session);
-            }
-        }
-        r
+        self.inner.with_pooled_session(f)
     }
 
     /// Run `f` on the pinned session (for objects that must outlive any pooled session).
@@ -629,6 +620,16 @@ impl Hsm {
             .await
     }
 
+    /// Whether `mac` is the row MAC of `data` (computed in the token, compared in constant
+    /// time): the one check behind every row the service refuses to trust unverified.
+    pub async fn row_mac_matches(&self, data: Vec<u8>, mac: &[u8]) -> Result<bool, HsmError> {
+        let expect = self.row_mac(data).await?;
+        Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
+            expect.as_slice(),
+            mac,
+        )))
+    }
+
     /// AES-256-GCM encryption in the token with a 96-bit IV and a 128-bit tag; returns
     /// ciphertext || tag.
     pub async fn gcm_encrypt(
@@ -699,10 +700,19 @@ pub fn check_mechanisms(mechs: &[MechanismType]) -> Result<MechanismType, HsmErr
     Ok(MechanismType::AES_KEY_WRAP_PAD)
 }
 
+/// The one token object of `class` labelled `label`, if any.
 fn find_one(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
+    find_labelled(s, ObjectClass::SECRET_KEY, label)
+}
+
+fn find_labelled(
+    s: &Session,
+    class: ObjectClass,
+    label: &str,
+) -> Result<Option<ObjectHandle>, HsmError> {
     let found = ck(s.find_objects(&[
         Attribute::Token(true),
-        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::Class(class),
         Attribute::Label(label.as_bytes().to_vec()),
     ]))?;
     match found.len() {

@@ -176,15 +176,12 @@ impl Credentials {
             .await
             .map_err(|e| CredentialError::Failed(e.into()))?
             .ok_or(CredentialError::Unrecognized)?;
-        let expect = self
+        let intact = self
             .hsm
-            .row_mac(access_key_mac_input(&rec))
+            .row_mac_matches(access_key_mac_input(&rec), &rec.mac)
             .await
             .map_err(|e| CredentialError::Failed(e.into()))?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            expect.as_slice(),
-            rec.mac.as_slice(),
-        )) {
+        if !intact {
             tracing::error!(
                 access_key_id,
                 "access key row failed its integrity check; refusing it"
@@ -259,16 +256,12 @@ impl Credentials {
             .await
             .map_err(|e| CredentialError::Failed(e.into()))?
             .ok_or(CredentialError::Unrecognized)?;
-        let expect = self
+        let intact = self
             .hsm
-            .row_mac(session_mac_input(&rec))
+            .row_mac_matches(session_mac_input(&rec), &rec.mac)
             .await
             .map_err(|e| CredentialError::Failed(e.into()))?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            expect.as_slice(),
-            rec.mac.as_slice(),
-        )) || account_of_arn(&rec.role_arn) != Some(rec.account_id.as_str())
-        {
+        if !intact || account_of_arn(&rec.role_arn) != Some(rec.account_id.as_str()) {
             tracing::error!(
                 access_key_id,
                 "session row failed its integrity check; refusing it"

@@ -173,11 +173,11 @@ impl Kms {
     async fn verified(&self, grants: Vec<GrantRecord>) -> Result<Vec<GrantRecord>, KmsError> {
         let mut out = Vec::with_capacity(grants.len());
         for g in grants {
-            let expect = self.hsm.row_mac(Self::grant_mac_input(&g)).await?;
-            if bool::from(subtle::ConstantTimeEq::ct_eq(
-                expect.as_slice(),
-                g.mac.as_slice(),
-            )) {
+            if self
+                .hsm
+                .row_mac_matches(Self::grant_mac_input(&g), &g.mac)
+                .await?
+            {
                 out.push(g);
             } else {
                 tracing::error!(grant_id = %g.grant_id, key_id = %g.key_id, "grant row failed its integrity check; ignoring it");
@@ -229,11 +229,11 @@ impl Kms {
             .map_err(|_| KmsError::InvalidGrantToken)?
             .to_string();
         let key_id = Uuid::from_slice(&raw[68..84]).map_err(|_| KmsError::InvalidGrantToken)?;
-        let expect = self
+        if !self
             .hsm
-            .row_mac(Self::grant_token_mac_input(&grant_id, &key_id))
-            .await?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), &raw[84..])) {
+            .row_mac_matches(Self::grant_token_mac_input(&grant_id, &key_id), &raw[84..])
+            .await?
+        {
             return Err(KmsError::InvalidGrantToken);
         }
         Ok((grant_id, key_id))

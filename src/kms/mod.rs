@@ -650,9 +650,12 @@ impl Kms {
         };
         // The key policy decides who may use the key: one altered in the database (or
         // written there by anyone but this service) makes the key unusable, not open.
-        let expect = self.hsm.row_mac(policy_mac_input(&rec)).await?;
         let stored = rec.policy_mac.as_deref().unwrap_or_default();
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), stored)) {
+        if !self
+            .hsm
+            .row_mac_matches(policy_mac_input(&rec), stored)
+            .await?
+        {
             tracing::error!(key_id = %rec.key_id, "key policy failed its integrity check; refusing to use the key");
             return Err(KmsError::KeyUnavailable);
         }
@@ -860,11 +863,11 @@ impl Kms {
 
     /// Check a material row's MAC (computed in the token) against the key it claims to be of.
     async fn verify_material(&self, rec: &KeyRecord, m: &MaterialRecord) -> Result<(), KmsError> {
-        let expect = self.hsm.row_mac(material_mac_input(rec, m)).await?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            expect.as_slice(),
-            m.mac.as_slice(),
-        )) {
+        if !self
+            .hsm
+            .row_mac_matches(material_mac_input(rec, m), &m.mac)
+            .await?
+        {
             tracing::error!(key_id = %rec.key_id, version = m.version, "key material row failed its integrity check; refusing to use it");
             return Err(KmsError::KeyUnavailable);
         }
