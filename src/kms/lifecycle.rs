@@ -411,7 +411,7 @@ impl Kms {
         &self,
         rec: &KeyRecord,
         rotation_type: &str,
-        next_rotation: Option<DateTime<Utc>>,
+        due_at: Option<DateTime<Utc>>,
         on_demand: bool,
     ) -> Result<(), KmsError> {
         let m = self.new_material(rec, rec.current_version + 1).await?;
@@ -432,7 +432,7 @@ impl Kms {
         }
         match self
             .keys
-            .add_material(&ms, rec.mrk_id, rotation_type, next_rotation, on_demand)
+            .add_material(&ms, rec.mrk_id, rotation_type, due_at, on_demand)
             .await
         {
             Ok(()) => {}
@@ -616,21 +616,34 @@ impl Kms {
             }
         }
         let mut rotated = 0;
+        let mut seen = std::collections::HashSet::new();
         loop {
-            let ids = self.keys.claim_due_rotations(now, 100).await?;
+            let ids = self.keys.due_rotations(now, 100).await?;
+            let mut progress = false;
             for id in &ids {
+                if !seen.insert(*id) {
+                    continue;
+                }
+                progress = true;
                 self.invalidate(Some(*id));
                 let Some(rec) = self.record(*id).await? else {
                     continue;
                 };
-                match self.rotate_material(&rec, "AUTOMATIC", None, false).await {
+                match self
+                    .rotate_material(&rec, "AUTOMATIC", Some(now), false)
+                    .await
+                {
                     Ok(()) => rotated += 1,
+                    // Another node rotated it first, or it was disabled meanwhile.
+                    Err(KmsError::Conflict(_)) => {
+                        tracing::debug!(key_id = %id, "scheduled rotation done elsewhere")
+                    }
                     Err(e) => {
                         tracing::error!(key_id = %id, error = %e, "scheduled rotation failed")
                     }
                 }
             }
-            if ids.len() < 100 {
+            if ids.len() < 100 || !progress {
                 break;
             }
         }

@@ -196,14 +196,16 @@ pub trait KeyStore: Send + Sync {
     async fn set_policy_mac(&self, key_id: Uuid, policy_mac: &[u8]) -> Result<(), StoreError>;
     /// Add a new material version and make it current, in one transaction: one record per
     /// key that shares the material (several for a multi-Region key `mrk`, whose related keys
-    /// must be exactly the records' keys, else `Conflict`). `next_rotation` moves the
-    /// schedule; `on_demand` counts an on-demand rotation.
+    /// must be exactly the records' keys, else `Conflict`). `due_at` makes it the scheduled
+    /// rotation due at that time: it commits only if the first record's key is still enabled
+    /// with rotation due (else `Conflict`), and moves its schedule a period past `due_at`;
+    /// `on_demand` counts an on-demand rotation.
     async fn add_material(
         &self,
         ms: &[MaterialRecord],
         mrk: Option<Uuid>,
         rotation_type: &str,
-        next_rotation: Option<DateTime<Utc>>,
+        due_at: Option<DateTime<Utc>>,
         on_demand: bool,
     ) -> Result<(), StoreError>;
     /// The keys of one multi-Region key, in every region.
@@ -234,14 +236,9 @@ pub trait KeyStore: Send + Sync {
         period_days: Option<i32>,
         next: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
-    /// Keys whose rotation is due at `now`, locked for this transaction-less claim: the ids of
-    /// at most `limit` keys, each claimed by moving its next rotation date (so no other node
-    /// takes it).
-    async fn claim_due_rotations(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<Uuid>, StoreError>;
+    /// Primary keys whose scheduled rotation is due at `now` (at most `limit`). Nothing is
+    /// claimed: `add_material` with `due_at` decides which node's rotation counts.
+    async fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError>;
     /// Delete (with their material, aliases, tags and grants) keys whose deletion date has
     /// passed; each is deleted by exactly one caller. Returns them as they were.
     async fn delete_due_keys(

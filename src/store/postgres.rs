@@ -375,7 +375,7 @@ impl KeyStore for PgStore {
         ms: &[MaterialRecord],
         mrk: Option<Uuid>,
         rotation_type: &str,
-        next_rotation: Option<DateTime<Utc>>,
+        due_at: Option<DateTime<Utc>>,
         on_demand: bool,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -397,19 +397,32 @@ impl KeyStore for PgStore {
                 });
             }
         }
-        for m in ms {
+        for (i, m) in ms.iter().enumerate() {
             insert_material(&mut tx, m, Some(rotation_type)).await?;
-            sqlx::query(
-                "UPDATE keys SET current_version = $2, next_rotation_date = COALESCE($3, next_rotation_date), \
-                 on_demand_rotations = on_demand_rotations + CASE WHEN $4 THEN 1 ELSE 0 END WHERE key_id = $1",
+            // A scheduled rotation commits only while the key is still due, and moves its
+            // schedule in the same transaction as the material: a crash before the commit
+            // leaves the key due, a second node's attempt finds it no longer due.
+            let due = if i == 0 { due_at } else { None };
+            let done = sqlx::query(
+                "UPDATE keys SET current_version = $2, \
+                 next_rotation_date = CASE WHEN $3::timestamptz IS NULL THEN next_rotation_date \
+                                           ELSE $3 + make_interval(days => rotation_period_days) END, \
+                 on_demand_rotations = on_demand_rotations + CASE WHEN $4 THEN 1 ELSE 0 END \
+                 WHERE key_id = $1 AND ($3::timestamptz IS NULL OR \
+                       (rotation_enabled AND key_state = 'Enabled' AND next_rotation_date <= $3))",
             )
             .bind(m.key_id)
             .bind(m.version)
-            .bind(next_rotation)
+            .bind(due)
             .bind(on_demand)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict {
+                    constraint: "rotation_no_longer_due".into(),
+                });
+            }
         }
         if let Some(mrk) = mrk {
             // Replicas show the primary's schedule (the scheduler claims only primaries).
@@ -564,18 +577,11 @@ impl KeyStore for PgStore {
         Ok(())
     }
 
-    async fn claim_due_rotations(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        // Claimed by pushing the date a period ahead in the same statement; SKIP LOCKED keeps
-        // two nodes from claiming the same key.
+    async fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query(
-            "WITH due AS (SELECT key_id FROM keys WHERE rotation_enabled AND key_state = 'Enabled' \
-                          AND (mrk_id IS NULL OR mrk_primary) AND next_rotation_date <= $1 ORDER BY next_rotation_date LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             UPDATE keys k SET next_rotation_date = $1 + make_interval(days => k.rotation_period_days) \
-             FROM due WHERE k.key_id = due.key_id RETURNING k.key_id",
+            "SELECT key_id FROM keys WHERE rotation_enabled AND key_state = 'Enabled' \
+             AND (mrk_id IS NULL OR mrk_primary) AND next_rotation_date <= $1 \
+             ORDER BY next_rotation_date LIMIT $2",
         )
         .bind(now)
         .bind(limit)

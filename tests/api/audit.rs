@@ -2,6 +2,7 @@
 //! chain with signed checkpoints that `kms audit verify` checks with only the public key, and
 //! exports that verify offline.
 
+use crate::support::audit_verify as verify;
 use crate::support::*;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
@@ -33,20 +34,6 @@ fn run_ok(s: &Server, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// `kms audit verify` against the database: (passed, what it printed).
-fn verify(s: &Server) -> (bool, String) {
-    let key = s.path("audit.pem");
-    if !key.exists() {
-        let pem = run_ok(s, &["audit", "public-key"]);
-        std::fs::write(&key, pem).unwrap();
-    }
-    let out = s.kms(&["audit", "verify", "--public-key", key.to_str().unwrap()]);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 #[tokio::test]

@@ -728,3 +728,18 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `kms audit verify` against the server's database: (passed, what it printed).
+pub fn audit_verify(s: &Server) -> (bool, String) {
+    let key = s.path("audit.pem");
+    if !key.exists() {
+        let pem = s.kms(&["audit", "public-key"]);
+        assert!(pem.status.success(), "kms audit public-key failed");
+        std::fs::write(&key, pem.stdout).unwrap();
+    }
+    let out = s.kms(&["audit", "verify", "--public-key", key.to_str().unwrap()]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
