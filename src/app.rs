@@ -28,6 +28,12 @@ pub async fn open_hsm(s: &Settings) -> Result<Hsm, Error> {
         module: s.hsm.module.clone(),
         token_label: s.hsm.token_label.clone(),
         pin: s.pin()?,
+        pin_file: s
+            .hsm
+            .pin
+            .is_none()
+            .then(|| s.hsm.pin_file.clone())
+            .flatten(),
         pool_size: s.hsm.session_pool_size,
         inline_calls: s.hsm.inline_calls,
     };
@@ -637,6 +643,62 @@ async fn open_kms(s: &Settings, store: Arc<PgStore>) -> Result<Kms, Error> {
     ))
 }
 
+#[derive(clap::Subcommand)]
+pub enum HsmCommand {
+    /// Change the token's user PIN (logs in with the configured PIN). Running servers that
+    /// read `hsm.pin_file` pick the new PIN up when they next log in; update the file.
+    SetPin {
+        /// A file holding the new PIN.
+        #[arg(long)]
+        new_pin_file: std::path::PathBuf,
+    },
+}
+
+pub async fn hsm(s: &Settings, cmd: HsmCommand) -> Result<(), Error> {
+    match cmd {
+        HsmCommand::SetPin { new_pin_file } => {
+            let new = std::fs::read_to_string(&new_pin_file)
+                .map_err(|e| format!("cannot read {}: {e}", new_pin_file.display()))?;
+            let new = secrecy::SecretString::from(new.trim_end_matches(['\r', '\n']).to_string());
+            let hsm = open_hsm(s).await?;
+            tokio::task::spawn_blocking(move || hsm.set_pin(&new))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            println!(
+                "the token's user PIN is changed; update hsm.pin_file (or KMS_HSM__PIN) to match"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Fault tests: each SIGUSR1 inflicts the fault named in `file` on the token.
+fn spawn_fault_injection(hsm: crate::hsm::Hsm, file: std::path::PathBuf) -> Result<(), Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(|e| e.to_string())?;
+    tracing::warn!(file = %file.display(), "fault injection is enabled (SIGUSR1)");
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            let fault = match std::fs::read_to_string(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|t| t.parse::<crate::hsm::Fault>())
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(error = %e, "no fault to inject");
+                    continue;
+                }
+            };
+            match hsm.inject_fault(fault).await {
+                Ok(()) => tracing::warn!(?fault, "fault injected into the token"),
+                Err(e) => tracing::error!(?fault, error = %e, "could not inject the fault"),
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Serve the API until SIGINT/SIGTERM, then drain.
 pub async fn serve(s: &Settings) -> Result<(), Error> {
     let store = connect_store(s).await?;
@@ -655,6 +717,9 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         Duration::from_millis(s.scheduler_interval_ms.max(10)),
         s.clock_offset_file.clone(),
     );
+    if let Some(f) = &s.fault_injection_file {
+        spawn_fault_injection(kms.hsm().clone(), f.clone())?;
+    }
     let tls = tls_acceptor(s)?;
     if tls.is_none() && !s.allow_plain_http && !is_loopback(&s.listen) {
         return Err(format!(

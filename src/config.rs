@@ -37,6 +37,9 @@ pub struct Settings {
     pub audit_enabled: bool,
     /// Tests and drills only: a file holding a number of seconds to add to the clock.
     pub clock_offset_file: Option<PathBuf>,
+    /// Fault tests only: on SIGUSR1 the service reads a fault name from this file
+    /// (`close-sessions`, `logout`, `finalize`) and inflicts it on its token.
+    pub fault_injection_file: Option<PathBuf>,
     pub log: String,
     pub hsm: HsmSettings,
     pub cache: CacheSettings,
@@ -95,6 +98,7 @@ impl Default for Settings {
             audit_checkpoint_interval_ms: 60_000,
             audit_enabled: true,
             clock_offset_file: None,
+            fault_injection_file: None,
             log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
             hsm: HsmSettings::default(),
             cache: CacheSettings::default(),
@@ -272,6 +276,7 @@ mod tests {
         );
         assert_eq!(from_file.audit_enabled, d.audit_enabled);
         assert_eq!(from_file.clock_offset_file, d.clock_offset_file);
+        assert_eq!(from_file.fault_injection_file, d.fault_injection_file);
         assert_eq!(from_file.log, d.log);
         assert_eq!(from_file.hsm.module, d.hsm.module);
         assert_eq!(from_file.hsm.token_label, d.hsm.token_label);

@@ -25,6 +25,9 @@ enum Command {
     /// The audit trail: export it, verify it, print the key that verifies it.
     #[command(subcommand)]
     Audit(kms::app::AuditCommand),
+    /// Operate on the token itself.
+    #[command(subcommand)]
+    Hsm(kms::app::HsmCommand),
 }
 
 #[global_allocator]
@@ -55,6 +58,7 @@ fn main() {
             Command::Serve => kms::app::serve(&settings).await,
             Command::Admin(cmd) => kms::app::admin(&settings, cmd).await,
             Command::Audit(cmd) => kms::app::audit(&settings, cmd).await,
+            Command::Hsm(cmd) => kms::app::hsm(&settings, cmd).await,
         }
     });
     // Drop every task (and with them the HSM sessions) before the process exits.

@@ -1,7 +1,7 @@
 //! Key pairs and HMAC secrets in the token: generation (as session objects, wrapped under the
 //! root key and destroyed), unwrapping, signing, RSA-OAEP decryption, ECDH and HMAC.
 
-use super::{ck, find_labelled, wrap_and_destroy, Hsm, HsmError, KeyHandle, WRAP};
+use super::{ck, find_labelled, wrap_and_destroy, Hsm, HsmError, KeyHandle, Tok, WRAP};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -262,45 +262,41 @@ impl Hsm {
         kind: PairKind,
         use_: PrivateUse,
     ) -> Result<(Vec<u8>, PublicKey, u32), HsmError> {
-        let (version, root) = self.root()?;
-        let (wrapped, public) = self
-            .run(move |s| {
-                let (public, private) = generate_pair(s, kind, use_)?;
-                let read = read_public(s, kind, public);
-                let wrapped = ck(s.wrap_key(&WRAP, root, private));
-                let d1 = ck(s.destroy_object(public));
-                let d2 = ck(s.destroy_object(private));
-                let (read, wrapped) = (read?, wrapped?);
-                d1?;
-                d2?;
-                Ok((wrapped, read))
-            })
-            .await?;
-        Ok((wrapped, public, version))
+        self.run(move |s| {
+            let (version, root) = s.root()?;
+            let (public, private) = generate_pair(s, kind, use_)?;
+            let read = read_public(s, kind, public);
+            let wrapped = ck(s.wrap_key(&WRAP, root, private));
+            let d1 = ck(s.destroy_object(public));
+            let d2 = ck(s.destroy_object(private));
+            let (read, wrapped) = (read?, wrapped?);
+            d1?;
+            d2?;
+            Ok((wrapped, read, version))
+        })
+        .await
     }
 
     /// Generate a generic secret of `len` bytes (an HMAC key) and return it wrapped.
     pub async fn generate_wrapped_secret(&self, len: usize) -> Result<(Vec<u8>, u32), HsmError> {
-        let (version, root) = self.root()?;
-        let blob = self
-            .run(move |s| {
-                let key = ck(s.generate_key(
-                    &Mechanism::GenericSecretKeyGen,
-                    &[
-                        Attribute::Token(false),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(true),
-                        Attribute::Sign(true),
-                        Attribute::Verify(true),
-                        Attribute::KeyType(KeyType::GENERIC_SECRET),
-                        Attribute::ValueLen((len as u64).into()),
-                    ],
-                ))?;
-                wrap_and_destroy(s, root, key)
-            })
-            .await?;
-        Ok((blob, version))
+        self.run(move |s| {
+            let (version, root) = s.root()?;
+            let key = ck(s.generate_key(
+                &Mechanism::GenericSecretKeyGen,
+                &[
+                    Attribute::Token(false),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(true),
+                    Attribute::Sign(true),
+                    Attribute::Verify(true),
+                    Attribute::KeyType(KeyType::GENERIC_SECRET),
+                    Attribute::ValueLen((len as u64).into()),
+                ],
+            ))?;
+            Ok((wrap_and_destroy(s, root, key)?, version))
+        })
+        .await
     }
 
     /// Unwrap a private key blob into a non-extractable session object for one use.
@@ -322,11 +318,11 @@ impl Hsm {
     ) -> Result<Vec<u8>, HsmError> {
         // ECDSA and EdDSA take tens of microseconds on a local token: run them like the other
         // short calls. RSA private-key operations take about a millisecond: blocking pool.
-        let call = move |s: &Session| match scheme {
+        let call = move |s: &Tok| match scheme {
             SignScheme::RsaPkcs1(h) => {
                 let mut input = digest_info(h).to_vec();
                 input.extend_from_slice(&data);
-                ck(s.sign(&Mechanism::RsaPkcs, key.obj, &input))
+                ck(s.sign(&Mechanism::RsaPkcs, s.obj(&key)?, &input))
             }
             SignScheme::RsaPss(h) => {
                 let params = PkcsPssParams {
@@ -334,14 +330,14 @@ impl Hsm {
                     mgf: h.mgf(),
                     s_len: (h.output_len() as u64).into(),
                 };
-                ck(s.sign(&Mechanism::RsaPkcsPss(params), key.obj, &data))
+                ck(s.sign(&Mechanism::RsaPkcsPss(params), s.obj(&key)?, &data))
             }
-            SignScheme::Ecdsa => ck(s.sign(&Mechanism::Ecdsa, key.obj, &data)),
+            SignScheme::Ecdsa => ck(s.sign(&Mechanism::Ecdsa, s.obj(&key)?, &data)),
             SignScheme::Ed25519 => ck(s.sign(
                 &Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
                     cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
                 )),
-                key.obj,
+                s.obj(&key)?,
                 &data,
             )),
         };
@@ -360,7 +356,8 @@ impl Hsm {
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         self.run(move |s| {
             let params = PkcsOaepParams::new(hash.mechanism(), hash.mgf(), PkcsOaepSource::empty());
-            ck(s.decrypt(&Mechanism::RsaPkcsOaep(params), key.obj, &ciphertext)).map(Zeroizing::new)
+            ck(s.decrypt(&Mechanism::RsaPkcsOaep(params), s.obj(&key)?, &ciphertext))
+                .map(Zeroizing::new)
         })
         .await
     }
@@ -377,7 +374,7 @@ impl Hsm {
             let params = Ecdh1DeriveParams::new(EcKdf::null(), &peer_point);
             let derived = ck(s.derive_key(
                 &Mechanism::Ecdh1Derive(params),
-                key.obj,
+                s.obj(&key)?,
                 &[
                     Attribute::Class(ObjectClass::SECRET_KEY),
                     Attribute::KeyType(KeyType::GENERIC_SECRET),
@@ -415,7 +412,7 @@ impl Hsm {
                 Hash::Sha384 => Mechanism::Sha384Hmac,
                 Hash::Sha512 => Mechanism::Sha512Hmac,
             };
-            ck(s.sign(&mechanism, key.obj, &data))
+            ck(s.sign(&mechanism, s.obj(&key)?, &data))
         })
         .await
     }
@@ -498,21 +495,10 @@ impl Hsm {
         Ok(created)
     }
 
-    fn audit_pair(&self) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
-        self.inner
-            .audit
-            .lock()
-            .unwrap()
-            .ok_or(HsmError::ServiceKeyMissing {
-                label: AUDIT_KEY_LABEL.into(),
-            })
-    }
-
     /// The audit key's public point (uncompressed P-256).
     pub async fn audit_public_point(&self) -> Result<Vec<u8>, HsmError> {
-        let (_, public) = self.audit_pair()?;
         self.run(
-            move |s| match read_public(s, PairKind::Ec(Curve::P256), public)? {
+            move |s| match read_public(s, PairKind::Ec(Curve::P256), s.audit()?.1)? {
                 PublicKey::Point(p) => Ok(p),
                 PublicKey::Rsa { .. } => {
                     Err(HsmError::Other("the audit key is not an EC key".into()))
@@ -524,8 +510,7 @@ impl Hsm {
 
     /// ECDSA P-256 over a SHA-256 digest with the audit key; r ‖ s.
     pub async fn audit_sign(&self, digest: Vec<u8>) -> Result<Vec<u8>, HsmError> {
-        let (private, _) = self.audit_pair()?;
-        self.run(move |s| ck(s.sign(&Mechanism::Ecdsa, private, &digest)))
+        self.run(move |s| ck(s.sign(&Mechanism::Ecdsa, s.audit()?.0, &digest)))
             .await
     }
 }

@@ -19,6 +19,10 @@ pub enum HsmError {
     ServiceKeyMissing { label: String },
     /// A PKCS#11 function returned an error.
     Call { function: String, rv: RvError },
+    /// The token was re-opened during the call: the key object it was given is gone.
+    Reopened,
+    /// The token is lost and could not be re-opened (the reason).
+    Unavailable(String),
     /// Any other cryptoki failure (conversion, unsupported feature).
     Other(String),
 }
@@ -73,6 +77,11 @@ impl fmt::Display for HsmError {
                 )
             }
             HsmError::Call { function, rv } => write!(f, "PKCS#11 {function} failed: {rv:?}"),
+            HsmError::Reopened => write!(
+                f,
+                "the token was re-opened during the call; its key objects were loaded again"
+            ),
+            HsmError::Unavailable(why) => write!(f, "the token is unavailable: {why}"),
             HsmError::Other(s) => write!(f, "PKCS#11 error: {s}"),
         }
     }

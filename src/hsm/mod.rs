@@ -28,6 +28,7 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use secrecy::SecretString;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
@@ -45,6 +46,9 @@ pub struct HsmConfig {
     pub module: String,
     pub token_label: String,
     pub pin: SecretString,
+    /// Where the PIN came from, if a file: read again when the service logs in again after
+    /// losing the token, so an operator can correct a PIN without a restart.
+    pub pin_file: Option<std::path::PathBuf>,
     pub pool_size: usize,
     /// Run short calls (`run_fast`) on the caller's thread.
     pub inline_calls: bool,
@@ -76,13 +80,21 @@ pub struct Hsm {
 
 struct Inner {
     ctx: Pkcs11,
-    slot: Slot,
+    /// The same module loaded through its raw function list, for the calls cryptoki does
+    /// not wrap (`C_CloseAllSessions`).
+    raw: Option<cryptoki_sys::Pkcs11>,
+    token_label: String,
+    pin: Mutex<SecretString>,
+    pin_file: Option<std::path::PathBuf>,
+    slot: Mutex<Slot>,
     caps: Capabilities,
     /// Logged in for the life of the process; owns every unwrapped session object.
     pinned: Arc<Mutex<Session>>,
     pool: Mutex<Vec<Session>>,
     pool_size: usize,
     inline_calls: bool,
+    /// One permit per pooled session. Re-opening the token takes all of them (and the pinned
+    /// session), so no call is inside the token while its sessions are replaced.
     permits: Arc<tokio::sync::Semaphore>,
     /// Objects to destroy, handed to a dedicated thread so that dropping a handle never
     /// blocks (or deadlocks) the caller.
@@ -95,12 +107,175 @@ struct Inner {
     ed25519: std::sync::atomic::AtomicBool,
     /// The audit signing key pair (private, public), once found or created.
     audit: Mutex<Option<(ObjectHandle, ObjectHandle)>>,
+    /// Bumped each time the token is re-opened: session objects and handles of an older
+    /// generation are gone.
+    generation: Arc<AtomicU64>,
+    /// False while the token is lost and could not be re-opened; `down` says why.
+    healthy: AtomicBool,
+    down: Mutex<Option<Down>>,
 }
+
+/// Why the token is unusable, and when re-opening it was last tried.
+struct Down {
+    at: std::time::Instant,
+    reason: String,
+    /// A digest of a PIN the token refused: never offered again, so that retries cannot lock
+    /// the user PIN on a token that counts failures.
+    refused_pin: Option<[u8; 32]>,
+}
+
+/// How long a lost token is left alone between attempts to re-open it; calls in between fail
+/// at once.
+const REOPEN_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Work for the reaper thread.
 enum Reap {
-    Destroy(ObjectHandle),
+    Destroy(ObjectHandle, u64),
     Stop,
+}
+
+/// A session checked out for one call, with the service's token objects as the token knows
+/// them now. Re-opening the token waits for every `Tok` to be gone, so what it hands out is
+/// current for the whole call.
+pub struct Tok<'a> {
+    session: &'a Session,
+    inner: &'a Inner,
+}
+
+impl std::ops::Deref for Tok<'_> {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        self.session
+    }
+}
+
+impl Tok<'_> {
+    /// The root wrapping key: (version, handle).
+    pub fn root(&self) -> Result<(u32, ObjectHandle), HsmError> {
+        self.inner
+            .root
+            .lock()
+            .unwrap()
+            .ok_or(HsmError::ServiceKeyMissing {
+                label: root_key_label(1),
+            })
+    }
+
+    fn mac(&self) -> Result<ObjectHandle, HsmError> {
+        self.inner
+            .mac
+            .lock()
+            .unwrap()
+            .ok_or(HsmError::ServiceKeyMissing {
+                label: MAC_KEY_LABEL.into(),
+            })
+    }
+
+    fn audit(&self) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
+        self.inner
+            .audit
+            .lock()
+            .unwrap()
+            .ok_or(HsmError::ServiceKeyMissing {
+                label: AUDIT_KEY_LABEL.into(),
+            })
+    }
+
+    /// The object of an unwrapped key, if it belongs to the token as it is now.
+    pub fn obj(&self, key: &KeyHandle) -> Result<ObjectHandle, HsmError> {
+        if key.generation == self.inner.generation.load(Ordering::Acquire) {
+            Ok(key.obj)
+        } else {
+            Err(HsmError::Reopened)
+        }
+    }
+}
+
+/// Return codes that mean the session, the login or the token itself is gone: the service
+/// re-opens the token rather than report the same failure forever.
+fn token_lost(e: &HsmError) -> bool {
+    matches!(
+        e.rv(),
+        Some(RvError::SessionHandleInvalid)
+            | Some(RvError::SessionClosed)
+            | Some(RvError::DeviceRemoved)
+            | Some(RvError::DeviceError)
+            | Some(RvError::TokenNotPresent)
+            | Some(RvError::TokenNotRecognized)
+            | Some(RvError::SlotIdInvalid)
+            | Some(RvError::UserNotLoggedIn)
+            | Some(RvError::CryptokiNotInitialized)
+            // Only handles the service holds are used: one the token does not know means it
+            // forgot its objects (a logout destroys private session objects).
+            | Some(RvError::ObjectHandleInvalid)
+            | Some(RvError::KeyHandleInvalid)
+            | Some(RvError::WrappingKeyHandleInvalid)
+            | Some(RvError::UnwrappingKeyHandleInvalid)
+    )
+}
+
+/// The slot holding the token labelled `label`, and its info.
+fn find_slot(ctx: &Pkcs11, label: &str) -> Result<(Slot, cryptoki::slot::TokenInfo), HsmError> {
+    for slot in ck(ctx.get_slots_with_token())? {
+        let info = ck(ctx.get_token_info(slot))?;
+        if info.label().trim_end() == label {
+            return Ok((slot, info));
+        }
+    }
+    Err(HsmError::TokenNotFound {
+        label: label.to_string(),
+    })
+}
+
+/// `C_Login` as the user; "already logged in" is success (login state is per process).
+fn login(session: &Session, pin: &SecretString) -> Result<(), HsmError> {
+    match session.login(UserType::User, Some(pin)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Err(CkError::Pkcs11(RvError::PinIncorrect, _))
+        | Err(CkError::Pkcs11(RvError::PinInvalid, _))
+        | Err(CkError::Pkcs11(RvError::PinLenRange, _)) => Err(HsmError::PinIncorrect),
+        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(HsmError::Other(
+            "the user PIN is locked (CKR_PIN_LOCKED); the security officer must reset it".into(),
+        )),
+        Err(CkError::Pkcs11(RvError::PinExpired, _)) => Err(HsmError::Other(
+            "the user PIN has expired (CKR_PIN_EXPIRED); set a new one on the token".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn pin_digest(pin: &SecretString) -> [u8; 32] {
+    use secrecy::ExposeSecret;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, pin.expose_secret().as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A fault to inject into the token, for the fault tests (`fault_injection_file`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `C_CloseAllSessions` on the slot: every session and session object is gone, and the
+    /// process is logged out.
+    CloseSessions,
+    /// `C_Logout` on the pinned session: private session objects are gone.
+    Logout,
+    /// `C_Finalize`: the module forgets everything until `C_Initialize`.
+    Finalize,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fault, String> {
+        match s.trim() {
+            "close-sessions" => Ok(Fault::CloseSessions),
+            "logout" => Ok(Fault::Logout),
+            "finalize" => Ok(Fault::Finalize),
+            other => Err(format!(
+                "unknown fault '{other}' (close-sessions, logout, finalize)"
+            )),
+        }
+    }
 }
 
 impl Inner {
@@ -108,28 +283,119 @@ impl Inner {
     /// back, unless the token no longer knows it. The caller holds a pool permit.
     fn with_pooled_session<R>(
         &self,
-        f: impl FnOnce(&Session) -> Result<R, HsmError>,
+        f: impl FnOnce(&Tok) -> Result<R, HsmError>,
     ) -> Result<R, HsmError> {
         let pooled = self.pool.lock().unwrap().pop();
         let session = match pooled {
             Some(s) => s,
-            None => ck(self.ctx.open_rw_session(self.slot))?,
+            None => ck(self.ctx.open_rw_session(*self.slot.lock().unwrap()))?,
         };
-        let r = f(&session);
-        let broken = matches!(
-            r.as_ref().err().and_then(HsmError::rv),
-            Some(RvError::SessionHandleInvalid)
-                | Some(RvError::SessionClosed)
-                | Some(RvError::DeviceRemoved)
-                | Some(RvError::TokenNotPresent)
-        );
-        if !broken {
+        let r = f(&Tok {
+            session: &session,
+            inner: self,
+        });
+        if r.as_ref().err().is_some_and(token_lost) {
+            // Its handle may be reused by the token once re-opened: never close it.
+            std::mem::forget(session);
+        } else {
             let mut pool = self.pool.lock().unwrap();
             if pool.len() < self.pool_size {
                 pool.push(session);
             }
         }
         r
+    }
+
+    /// The PIN to log in with now: the PIN file as it reads now, if there is one.
+    fn current_pin(&self) -> SecretString {
+        if let Some(f) = &self.pin_file {
+            match std::fs::read_to_string(f) {
+                Ok(p) => {
+                    let p = SecretString::from(p.trim_end_matches(['\r', '\n']).to_string());
+                    *self.pin.lock().unwrap() = p.clone();
+                    return p;
+                }
+                Err(e) => {
+                    tracing::error!(file = %f.display(), error = %e, "cannot read the PIN file; using the PIN read at start-up")
+                }
+            }
+        }
+        self.pin.lock().unwrap().clone()
+    }
+
+    /// Replace every session: close what is left of the old ones on the token, initialise
+    /// the module again if it was finalized, find the token (its slot may have changed), log
+    /// in, find the service's token objects, and start a new generation. The caller holds
+    /// every pool permit.
+    fn reopen(&self, refused_pin: Option<[u8; 32]>) -> Result<(), (HsmError, Option<[u8; 32]>)> {
+        let mut pinned = self.pinned.lock().unwrap();
+        let old_slot = *self.slot.lock().unwrap();
+        if let Some(raw) = &self.raw {
+            // SAFETY: a plain PKCS#11 call with a slot id; no call is inside the token now.
+            unsafe {
+                raw.C_CloseAllSessions(old_slot.id());
+            }
+        }
+        // The old sessions are closed (or died with the token): forget their handles.
+        for s in self.pool.lock().unwrap().drain(..) {
+            std::mem::forget(s);
+        }
+        match self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err((e.into(), None)),
+        }
+        let (slot, _) = find_slot(&self.ctx, &self.token_label).map_err(|e| (e, None))?;
+        let session = ck(self.ctx.open_rw_session(slot)).map_err(|e| (e, None))?;
+        let pin = self.current_pin();
+        let digest = pin_digest(&pin);
+        if refused_pin == Some(digest) {
+            return Err((
+                HsmError::Other("the token refused this PIN before; it is not offered again (correct hsm.pin_file)".into()),
+                Some(digest),
+            ));
+        }
+        login(&session, &pin).map_err(|e| {
+            let refused = matches!(e, HsmError::PinIncorrect).then_some(digest);
+            (e, refused)
+        })?;
+        let find = |label: &str, class| -> Result<ObjectHandle, (HsmError, Option<[u8; 32]>)> {
+            find_labelled(&session, class, label)
+                .map_err(|e| (e, None))?
+                .ok_or((
+                    HsmError::ServiceKeyMissing {
+                        label: label.to_string(),
+                    },
+                    None,
+                ))
+        };
+        let root = match *self.root.lock().unwrap() {
+            Some((v, _)) => Some((v, find(&root_key_label(v), ObjectClass::SECRET_KEY)?)),
+            None => None,
+        };
+        let mac = match *self.mac.lock().unwrap() {
+            Some(_) => Some(find(MAC_KEY_LABEL, ObjectClass::SECRET_KEY)?),
+            None => None,
+        };
+        let audit = match *self.audit.lock().unwrap() {
+            Some(_) => Some((
+                find(AUDIT_KEY_LABEL, ObjectClass::PRIVATE_KEY)?,
+                find(
+                    &format!("{AUDIT_KEY_LABEL}-public"),
+                    ObjectClass::PUBLIC_KEY,
+                )?,
+            )),
+            None => None,
+        };
+        std::mem::forget(std::mem::replace(&mut *pinned, session));
+        *self.slot.lock().unwrap() = slot;
+        *self.root.lock().unwrap() = root;
+        *self.mac.lock().unwrap() = mac;
+        *self.audit.lock().unwrap() = audit;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
     }
 }
 
@@ -148,6 +414,9 @@ impl Drop for Inner {
 /// handle is dropped, so a cache may evict it while a request still uses it.
 pub struct KeyHandle {
     obj: ObjectHandle,
+    /// The token generation the object belongs to (see [`Tok::obj`]).
+    generation: u64,
+    current: Arc<AtomicU64>,
     reaper: std::sync::mpsc::Sender<Reap>,
 }
 
@@ -162,18 +431,25 @@ impl KeyHandle {
     pub fn object(&self) -> ObjectHandle {
         self.obj
     }
+
+    /// Whether the object still exists: false once the token was lost and re-opened, which
+    /// destroys every session object. A cache drops such a handle and unwraps again.
+    pub fn is_current(&self) -> bool {
+        self.current.load(Ordering::Acquire) == self.generation
+    }
 }
 
 impl Drop for KeyHandle {
     fn drop(&mut self) {
         // The reaper thread lives as long as the process; if it is gone, so is the session
         // that owned the object.
-        let _ = self.reaper.send(Reap::Destroy(self.obj));
+        let _ = self.reaper.send(Reap::Destroy(self.obj, self.generation));
     }
 }
 
 fn spawn_reaper(
     pinned: Arc<Mutex<Session>>,
+    current: Arc<AtomicU64>,
 ) -> (
     std::sync::mpsc::Sender<Reap>,
     Option<std::thread::JoinHandle<()>>,
@@ -181,8 +457,13 @@ fn spawn_reaper(
     let (tx, rx) = std::sync::mpsc::channel::<Reap>();
     let spawned = std::thread::Builder::new().name("kms-hsm-reaper".into()).spawn(move || {
         for msg in rx {
-            let Reap::Destroy(obj) = msg else { return };
+            let Reap::Destroy(obj, generation) = msg else { return };
             let Ok(s) = pinned.lock() else { return };
+            // An object of a lost generation died with its session; its handle number may
+            // name another object now.
+            if current.load(Ordering::Acquire) != generation {
+                continue;
+            }
             if let Err(e) = s.destroy_object(obj) {
                 tracing::warn!(error = %HsmError::from(e), "could not destroy an evicted key object");
             }
@@ -233,17 +514,7 @@ impl Hsm {
             Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(e.into()),
         }
-        let mut found = None;
-        for slot in ck(ctx.get_slots_with_token())? {
-            let info = ck(ctx.get_token_info(slot))?;
-            if info.label().trim_end() == cfg.token_label {
-                found = Some((slot, info));
-                break;
-            }
-        }
-        let (slot, info) = found.ok_or_else(|| HsmError::TokenNotFound {
-            label: cfg.token_label.clone(),
-        })?;
+        let (slot, info) = find_slot(&ctx, &cfg.token_label)?;
         let mechs = ck(ctx.get_mechanism_list(slot))?;
         let wrap = check_mechanisms(&mechs)?;
         let mut caps = Capabilities {
@@ -254,20 +525,7 @@ impl Hsm {
             oaep_sha256: false,
         };
         let pinned = ck(ctx.open_rw_session(slot))?;
-        match pinned.login(UserType::User, Some(&cfg.pin)) {
-            Ok(()) => {}
-            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _))
-            | Err(CkError::Pkcs11(RvError::PinInvalid, _))
-            | Err(CkError::Pkcs11(RvError::PinLenRange, _)) => return Err(HsmError::PinIncorrect),
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                return Err(HsmError::Other(
-                    "the user PIN is locked (CKR_PIN_LOCKED); the security officer must reset it"
-                        .into(),
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        login(&pinned, &cfg.pin)?;
         if caps.has(MechanismType::RSA_PKCS_KEY_PAIR_GEN) && caps.has(MechanismType::RSA_PKCS_OAEP)
         {
             caps.oaep_sha256 = asym::probe_oaep_sha256(&pinned)?;
@@ -278,11 +536,19 @@ impl Hsm {
             pool.push(ck(ctx.open_rw_session(slot))?);
         }
         let pinned = Arc::new(Mutex::new(pinned));
-        let (reaper, reaper_thread) = spawn_reaper(pinned.clone());
+        let generation = Arc::new(AtomicU64::new(1));
+        let (reaper, reaper_thread) = spawn_reaper(pinned.clone(), generation.clone());
+        // SAFETY: loads the module already loaded above (the loader hands back the same
+        // library); only its function pointers are used.
+        let raw = unsafe { cryptoki_sys::Pkcs11::new(&cfg.module) }.ok();
         Ok(Hsm {
             inner: Arc::new(Inner {
                 ctx,
-                slot,
+                raw,
+                token_label: cfg.token_label.clone(),
+                pin: Mutex::new(cfg.pin.clone()),
+                pin_file: cfg.pin_file.clone(),
+                slot: Mutex::new(slot),
                 caps,
                 pinned,
                 pool: Mutex::new(pool),
@@ -295,6 +561,9 @@ impl Hsm {
                 mac: Mutex::new(None),
                 ed25519: std::sync::atomic::AtomicBool::new(false),
                 audit: Mutex::new(None),
+                generation,
+                healthy: AtomicBool::new(true),
+                down: Mutex::new(None),
             }),
         })
     }
@@ -405,37 +674,26 @@ impl Hsm {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn root(&self) -> Result<(u32, ObjectHandle), HsmError> {
+    /// The version of the root key that wraps new blobs.
+    pub fn root_version(&self) -> Result<u32, HsmError> {
         self.inner
             .root
             .lock()
             .unwrap()
+            .map(|(v, _)| v)
             .ok_or(HsmError::ServiceKeyMissing {
                 label: root_key_label(1),
             })
     }
 
-    fn mac_key(&self) -> Result<ObjectHandle, HsmError> {
-        self.inner
-            .mac
-            .lock()
-            .unwrap()
-            .ok_or(HsmError::ServiceKeyMissing {
-                label: MAC_KEY_LABEL.into(),
-            })
-    }
-
-    /// The version of the root key that wraps new blobs.
-    pub fn root_version(&self) -> Result<u32, HsmError> {
-        Ok(self.root()?.0)
-    }
-
     /// Run `f` on a pooled session on the blocking pool.
     pub async fn run<R, F>(&self, f: F) -> Result<R, HsmError>
     where
-        F: FnOnce(&Session) -> Result<R, HsmError> + Send + 'static,
+        F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
         R: Send + 'static,
     {
+        self.ensure_open().await?;
+        let generation = self.generation();
         // The permit moves into the blocking task: if the caller goes away, the session stays
         // counted until the token call returns.
         let permit = self
@@ -451,10 +709,11 @@ impl Hsm {
             inner.with_pooled_session(f)
         })
         .await;
-        match joined {
+        let r = match joined {
             Ok(r) => r,
             Err(e) => Err(HsmError::Other(format!("token call did not complete: {e}"))),
-        }
+        };
+        self.after(generation, r).await
     }
 
     /// Run a short call (microseconds on a local token) on a pooled session. With
@@ -462,58 +721,206 @@ impl Hsm {
     /// (which costs more than the call); otherwise it is `run`.
     pub async fn run_fast<R, F>(&self, f: F) -> Result<R, HsmError>
     where
-        F: FnOnce(&Session) -> Result<R, HsmError> + Send + 'static,
+        F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
         R: Send + 'static,
     {
         if !self.inner.inline_calls {
             return self.run(f).await;
         }
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HsmError::Other("session pool closed".into()))?;
-        self.inner.with_pooled_session(f)
+        self.ensure_open().await?;
+        let generation = self.generation();
+        let r = {
+            let _permit = self
+                .inner
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| HsmError::Other("session pool closed".into()))?;
+            self.inner.with_pooled_session(f)
+        };
+        self.after(generation, r).await
     }
 
     /// Run `f` on the pinned session (for objects that must outlive any pooled session).
     async fn run_pinned<R, F>(&self, f: F) -> Result<R, HsmError>
     where
-        F: FnOnce(&Session) -> Result<R, HsmError> + Send + 'static,
+        F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
         R: Send + 'static,
     {
+        self.ensure_open().await?;
+        let generation = self.generation();
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let r = tokio::task::spawn_blocking(move || {
             let s = inner.pinned.lock().expect("pinned session lock poisoned");
-            f(&s)
+            f(&Tok {
+                session: &s,
+                inner: &inner,
+            })
         })
         .await
-        .map_err(|e| HsmError::Other(format!("token call did not complete: {e}")))?
+        .map_err(|e| HsmError::Other(format!("token call did not complete: {e}")))
+        .and_then(|r| r);
+        self.after(generation, r).await
+    }
+
+    fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the token is usable now (for readiness).
+    pub fn is_open(&self) -> bool {
+        self.inner.healthy.load(Ordering::Acquire)
+    }
+
+    /// Before a call: if the token is lost, try to re-open it (at most once per
+    /// `REOPEN_BACKOFF`), else fail at once with the reason.
+    async fn ensure_open(&self) -> Result<(), HsmError> {
+        if self.inner.healthy.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.reopen(None).await
+    }
+
+    /// After a call: a failure that means the token is lost re-opens it, so the next call
+    /// works; this call still reports its failure.
+    async fn after<R>(&self, generation: u64, r: Result<R, HsmError>) -> Result<R, HsmError> {
+        if let Err(e) = &r {
+            if token_lost(e) {
+                tracing::error!(error = %e, "the token session is lost; re-opening it");
+                if let Err(again) = self.reopen(Some(generation)).await {
+                    tracing::debug!(error = %again, "re-opening the token failed");
+                }
+            }
+        }
+        r
+    }
+
+    /// Re-open the token, once for all callers that saw generation `seen` fail (`None`: the
+    /// token is known to be down). Takes every session permit, so no call is inside the
+    /// token meanwhile.
+    async fn reopen(&self, seen: Option<u64>) -> Result<(), HsmError> {
+        let _all = self
+            .inner
+            .permits
+            .acquire_many(self.inner.pool_size as u32)
+            .await
+            .map_err(|_| HsmError::Other("session pool closed".into()))?;
+        let healthy = self.inner.healthy.load(Ordering::Acquire);
+        let refused_pin = match seen {
+            Some(g) if self.generation() != g => return Ok(()), // someone else re-opened it
+            Some(_) => None,
+            None if healthy => return Ok(()),
+            None => {
+                let down = self.inner.down.lock().unwrap();
+                match down.as_ref() {
+                    Some(d) if d.at.elapsed() < REOPEN_BACKOFF => {
+                        return Err(HsmError::Unavailable(d.reason.clone()))
+                    }
+                    Some(d) => d.refused_pin,
+                    None => None,
+                }
+            }
+        };
+        let inner = self.inner.clone();
+        let r = tokio::task::spawn_blocking(move || inner.reopen(refused_pin))
+            .await
+            .map_err(|e| {
+                (
+                    HsmError::Other(format!("re-opening the token did not complete: {e}")),
+                    None,
+                )
+            })
+            .and_then(|r| r);
+        match r {
+            Ok(()) => {
+                self.inner.healthy.store(true, Ordering::Release);
+                *self.inner.down.lock().unwrap() = None;
+                tracing::warn!(generation = self.generation(), "the token is open again: logged in, service keys found, cached key objects dropped");
+                Ok(())
+            }
+            Err((e, refused)) => {
+                tracing::error!(error = %e, "THE TOKEN CANNOT BE USED: re-opening it failed; every request that needs it fails until it can be re-opened");
+                self.inner.healthy.store(false, Ordering::Release);
+                let mut down = self.inner.down.lock().unwrap();
+                let keep = down.as_ref().and_then(|d| d.refused_pin);
+                *down = Some(Down {
+                    at: std::time::Instant::now(),
+                    reason: e.to_string(),
+                    refused_pin: refused.or(keep),
+                });
+                Err(HsmError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// Change the user PIN on the token (`C_SetPIN`, logged in as the user).
+    pub fn set_pin(&self, new_pin: &SecretString) -> Result<(), HsmError> {
+        let old = self.inner.pin.lock().unwrap().clone();
+        let s = self.inner.pinned.lock().unwrap();
+        match s.set_pin(&old, new_pin) {
+            Ok(()) => Ok(()),
+            Err(CkError::Pkcs11(RvError::PinInvalid, _))
+            | Err(CkError::Pkcs11(RvError::PinLenRange, _)) => Err(HsmError::Other(
+                "the token refused the new PIN (CKR_PIN_INVALID / CKR_PIN_LEN_RANGE)".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Inject a token fault between calls (for the fault tests): every pool permit and the
+    /// pinned session are held, so no call is inside the token when it happens.
+    pub async fn inject_fault(&self, fault: Fault) -> Result<(), HsmError> {
+        let _all = self
+            .inner
+            .permits
+            .acquire_many(self.inner.pool_size as u32)
+            .await
+            .map_err(|_| HsmError::Other("session pool closed".into()))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pinned = inner.pinned.lock().unwrap();
+            match fault {
+                Fault::CloseSessions => {
+                    let raw = inner.raw.as_ref().ok_or_else(|| {
+                        HsmError::Other("the module's raw function list is not loaded".into())
+                    })?;
+                    // SAFETY: a plain PKCS#11 call with a slot id; no call is in the token.
+                    let rv = unsafe { raw.C_CloseAllSessions(inner.slot.lock().unwrap().id()) };
+                    if rv != 0 {
+                        return Err(HsmError::Other(format!(
+                            "C_CloseAllSessions returned {rv:#x}"
+                        )));
+                    }
+                    Ok(())
+                }
+                Fault::Logout => ck(pinned.logout()),
+                Fault::Finalize => ck(inner.ctx.clone().finalize()),
+            }
+        })
+        .await
+        .map_err(|e| HsmError::Other(e.to_string()))?
     }
 
     /// Generate a fresh AES-256 key in the token and return it wrapped under the root key,
     /// with the root key version that wrapped it. The cleartext key never leaves the token.
     pub async fn generate_wrapped_aes256(&self) -> Result<(Vec<u8>, u32), HsmError> {
-        let (version, root) = self.root()?;
-        let blob = self
-            .run(move |s| {
-                let key = ck(s.generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Token(false),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(true),
-                        Attribute::Encrypt(true),
-                        Attribute::Decrypt(true),
-                        Attribute::ValueLen(32.into()),
-                    ],
-                ))?;
-                wrap_and_destroy(s, root, key)
-            })
-            .await?;
-        Ok((blob, version))
+        self.run(move |s| {
+            let (version, root) = s.root()?;
+            let key = ck(s.generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    Attribute::Token(false),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(true),
+                    Attribute::Encrypt(true),
+                    Attribute::Decrypt(true),
+                    Attribute::ValueLen(32.into()),
+                ],
+            ))?;
+            Ok((wrap_and_destroy(s, root, key)?, version))
+        })
+        .await
     }
 
     /// Unwrap an AES key blob into a non-extractable session object for encrypt/decrypt.
@@ -557,13 +964,19 @@ impl Hsm {
         blob: Vec<u8>,
         template: Vec<Attribute>,
     ) -> Result<Arc<KeyHandle>, HsmError> {
-        let (_, root) = self.root()?;
         let reaper = self.inner.reaper.clone();
+        let current = self.inner.generation.clone();
         // The handle is made inside the blocking task, so the object is destroyed even if the
         // caller is cancelled before the task returns.
         self.run_pinned(move |s| {
+            let (_, root) = s.root()?;
             let obj = ck(s.unwrap_key(&WRAP, root, &blob, &template))?;
-            Ok(Arc::new(KeyHandle { obj, reaper }))
+            Ok(Arc::new(KeyHandle {
+                obj,
+                generation: current.load(Ordering::Acquire),
+                current,
+                reaper,
+            }))
         })
         .await
     }
@@ -574,31 +987,29 @@ impl Hsm {
         &self,
         secret: Zeroizing<Vec<u8>>,
     ) -> Result<(Vec<u8>, u32), HsmError> {
-        let (version, root) = self.root()?;
-        let blob = self
-            .run(move |s| {
-                let mut template = vec![
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::GENERIC_SECRET),
-                    Attribute::Token(false),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(true),
-                    Attribute::Sign(true),
-                    Attribute::Verify(true),
-                    Attribute::Value(secret.to_vec()),
-                ];
-                let created = ck(s.create_object(&template));
-                for a in template.iter_mut() {
-                    if let Attribute::Value(v) = a {
-                        zeroize::Zeroize::zeroize(v);
-                    }
+        self.run(move |s| {
+            let (version, root) = s.root()?;
+            let mut template = vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::Token(false),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::Sign(true),
+                Attribute::Verify(true),
+                Attribute::Value(secret.to_vec()),
+            ];
+            let created = ck(s.create_object(&template));
+            for a in template.iter_mut() {
+                if let Attribute::Value(v) = a {
+                    zeroize::Zeroize::zeroize(v);
                 }
-                let key = created?;
-                wrap_and_destroy(s, root, key)
-            })
-            .await?;
-        Ok((blob, version))
+            }
+            let key = created?;
+            Ok((wrap_and_destroy(s, root, key)?, version))
+        })
+        .await
     }
 
     /// HMAC-SHA256 in the token with an unwrapped secret.
@@ -608,15 +1019,14 @@ impl Hsm {
         data: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         self.run_fast(move |s| {
-            ck(s.sign(&Mechanism::Sha256Hmac, key.obj, &data)).map(Zeroizing::new)
+            ck(s.sign(&Mechanism::Sha256Hmac, s.obj(&key)?, &data)).map(Zeroizing::new)
         })
         .await
     }
 
     /// MAC over a database row, computed with the token-held, non-extractable MAC key.
     pub async fn row_mac(&self, data: Vec<u8>) -> Result<Vec<u8>, HsmError> {
-        let mac = self.mac_key()?;
-        self.run_fast(move |s| ck(s.sign(&Mechanism::Sha256Hmac, mac, &data)))
+        self.run_fast(move |s| ck(s.sign(&Mechanism::Sha256Hmac, s.mac()?, &data)))
             .await
     }
 
@@ -642,7 +1052,7 @@ impl Hsm {
         self.run_fast(move |s| {
             let mut iv = iv;
             let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
-            ck(s.encrypt(&Mechanism::AesGcm(params), key.obj, &plaintext))
+            ck(s.encrypt(&Mechanism::AesGcm(params), s.obj(&key)?, &plaintext))
         })
         .await
     }
@@ -658,7 +1068,7 @@ impl Hsm {
         self.run_fast(move |s| {
             let mut iv = iv;
             let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
-            ck(s.decrypt(&Mechanism::AesGcm(params), key.obj, &ciphertext)).map(Zeroizing::new)
+            ck(s.decrypt(&Mechanism::AesGcm(params), s.obj(&key)?, &ciphertext)).map(Zeroizing::new)
         })
         .await
     }

@@ -55,12 +55,22 @@ impl From<StoreError> for KmsError {
 impl From<HsmError> for KmsError {
     fn from(e: HsmError) -> Self {
         use cryptoki::error::RvError;
+        if matches!(e, HsmError::Reopened | HsmError::Unavailable(_)) {
+            tracing::error!(error = %e, "HSM unavailable");
+            return KmsError::DependencyTimeout;
+        }
         match e.rv() {
             Some(RvError::DeviceRemoved)
             | Some(RvError::TokenNotPresent)
             | Some(RvError::DeviceError)
             | Some(RvError::SessionHandleInvalid)
-            | Some(RvError::SessionClosed) => {
+            | Some(RvError::SessionClosed)
+            | Some(RvError::UserNotLoggedIn)
+            | Some(RvError::CryptokiNotInitialized)
+            | Some(RvError::TokenNotRecognized)
+            | Some(RvError::SlotIdInvalid)
+            | Some(RvError::ObjectHandleInvalid)
+            | Some(RvError::KeyHandleInvalid) => {
                 tracing::error!(error = %e, "HSM unavailable");
                 KmsError::DependencyTimeout
             }

@@ -792,7 +792,7 @@ impl Kms {
     ) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
         let k = (rec.key_id, version);
         if let Some(l) = self.live.lock().unwrap().get(&k) {
-            if l.bound_to == Binding::of(rec) {
+            if l.bound_to == Binding::of(rec) && l.handle.is_current() {
                 return Ok(Some(l.clone()));
             }
         }
@@ -811,13 +811,19 @@ impl Kms {
         let k = (rec.key_id, version);
         let cached = self.live.lock().unwrap().get(&k).cloned();
         if let Some(l) = cached {
-            if l.bound_to == Binding::of(rec) {
+            if l.bound_to == Binding::of(rec) && l.handle.is_current() {
                 return Ok(Some(l));
             }
-            // The key's record changed under a loaded handle: verify the row again.
-            tracing::warn!(key_id = %rec.key_id, version, "key metadata changed under a cached key handle; re-verifying");
-            let evicted = self.live.lock().unwrap().pop(&k);
-            drop(evicted);
+            if !l.handle.is_current() {
+                // The token was re-opened: the object died with its session; unwrap again.
+                let evicted = self.live.lock().unwrap().pop(&k);
+                drop(evicted);
+            } else {
+                // The key's record changed under a loaded handle: verify the row again.
+                tracing::warn!(key_id = %rec.key_id, version, "key metadata changed under a cached key handle; re-verifying");
+                let evicted = self.live.lock().unwrap().pop(&k);
+                drop(evicted);
+            }
         }
         let Some(m) = self.keys.material(rec.key_id, version).await? else {
             return Ok(None);
@@ -851,7 +857,9 @@ impl Kms {
         let evicted = {
             let mut c = self.live.lock().unwrap();
             match c.get(&k) {
-                Some(existing) if existing.bound_to == live.bound_to => {
+                Some(existing)
+                    if existing.bound_to == live.bound_to && existing.handle.is_current() =>
+                {
                     return Ok(Some(existing.clone()))
                 }
                 _ => c.push(k, live.clone()),

@@ -418,3 +418,270 @@ async fn kill_9_during_scheduled_rotation_rotates_each_due_key_exactly_once() {
     assert!(ok, "{out}");
     println!("4 kill -9 during scheduled rotation survived; 40 due keys each rotated exactly once");
 }
+
+fn err_code<E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug>(e: &E) -> String {
+    e.code()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("no error code: {e:?}"))
+}
+
+/// A server whose token can be hit with faults: `inflict(fault)` writes the fault's name and
+/// sends SIGUSR1 (see `fault_injection_file`).
+async fn faultable(extra: &[(&str, &str)]) -> (Server, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let f = dir.join("fault");
+    let mut env = vec![("KMS_FAULT_INJECTION_FILE", f.to_str().unwrap())];
+    env.extend_from_slice(extra);
+    (Server::start_with(&env).await, f)
+}
+
+fn inflict(s: &Server, file: &std::path::Path, fault: &str) {
+    std::fs::write(file, fault).unwrap();
+    s.signal("USR1");
+}
+
+/// The token lost under load, three ways (every session closed on the token, the login
+/// dropped, the module finalized): the same process re-opens the token, logs in again, drops
+/// its stale key objects and serves again; the requests caught in the fault fail with a
+/// retryable error and nothing else is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_lost_under_load_is_reopened_without_a_restart() {
+    let (s, fault_file) = faultable(&[]).await;
+    let pid = s.pid();
+    let c = s.client();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let signing = c
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let before = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"before the faults".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    // Clients without retries, so that the failures the faults cause are seen and counted.
+    let raw = s.client();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally: Arc<std::sync::Mutex<(u64, Vec<String>)>> = Default::default();
+    let mut workers = Vec::new();
+    for w in 0..4u32 {
+        let (c, stop, tally, key, signing) = (
+            raw.clone(),
+            stop.clone(),
+            tally.clone(),
+            key.clone(),
+            signing.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r: Result<(), String> = match w {
+                    0 => match c
+                        .encrypt()
+                        .key_id(&key)
+                        .plaintext(Blob::new(b"x".to_vec()))
+                        .send()
+                        .await
+                    {
+                        Ok(o) => c
+                            .decrypt()
+                            .ciphertext_blob(o.ciphertext_blob.unwrap())
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| err_code(&e)),
+                        Err(e) => Err(err_code(&e)),
+                    },
+                    1 => c
+                        .generate_data_key()
+                        .key_id(&key)
+                        .number_of_bytes(32)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| err_code(&e)),
+                    2 => c
+                        .sign()
+                        .key_id(&signing)
+                        .message(Blob::new(b"m".to_vec()))
+                        .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| err_code(&e)),
+                    _ => c
+                        .create_key()
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| err_code(&e)),
+                };
+                let mut t = tally.lock().unwrap();
+                match r {
+                    Ok(()) => t.0 += 1,
+                    Err(code) => t.1.push(code),
+                }
+            }
+        }));
+    }
+    for fault in ["close-sessions", "logout", "finalize"] {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let ok_before = tally.lock().unwrap().0;
+        inflict(&s, &fault_file, fault);
+        // Served again, by the same process, within a second or two.
+        let c = c.clone();
+        let started = Instant::now();
+        eventually(&format!("requests succeed again after {fault}"), || {
+            let (c, key) = (c.clone(), key.clone());
+            async move {
+                c.encrypt()
+                    .key_id(&key)
+                    .plaintext(Blob::new(b"y".to_vec()))
+                    .send()
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        let took = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            tally.lock().unwrap().0 > ok_before,
+            "load resumed after {fault}"
+        );
+        println!("{fault}: serving again after {took:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(s.pid(), pid, "no restart");
+    let (ok, errors) = tally.lock().unwrap().clone();
+    for e in &errors {
+        assert!(
+            e == "DependencyTimeoutException" || e == "KMSInternalException",
+            "a request caught in a token fault failed with {e}"
+        );
+    }
+    let log = s.server_log();
+    assert_eq!(
+        log.matches("the token is open again").count(),
+        3,
+        "one re-open per fault:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let out = c.decrypt().ciphertext_blob(before).send().await.unwrap();
+    assert_eq!(out.plaintext.unwrap().into_inner(), b"before the faults");
+    c.sign()
+        .key_id(&signing)
+        .message(Blob::new(b"after".to_vec()))
+        .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap();
+    let (audit_ok, out) = audit_verify(&s);
+    assert!(audit_ok, "{out}");
+    println!(
+        "3 token faults under load survived without a restart: {ok} requests served, {} failed retryably during the faults",
+        errors.len()
+    );
+}
+
+/// The token lost while its PIN was changed: re-opening fails loudly and at once, every
+/// request fails fast (never hangs) with a retryable error, the refused PIN is never offered
+/// again (a token that counts failures would lock it), and writing the new PIN into the PIN
+/// file brings the service back without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pin_fails_fast_and_loudly_and_a_corrected_pin_file_recovers() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let pin_file = dir.join("pin");
+    std::fs::write(&pin_file, PIN).unwrap();
+    let (s, fault_file) = faultable(&[
+        ("KMS_HSM__PIN", ""),
+        ("KMS_HSM__PIN_FILE", pin_file.to_str().unwrap()),
+    ])
+    .await;
+    let pid = s.pid();
+    let c = s.client();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"kept".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let new_pin = dir.join("new-pin");
+    std::fs::write(&new_pin, "87654321").unwrap();
+    let out = s.kms(&[
+        "hsm",
+        "set-pin",
+        "--new-pin-file",
+        new_pin.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // SoftHSM reads the changed PIN from disk only when the module is initialised again.
+    inflict(&s, &fault_file, "finalize");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let r = c.decrypt().ciphertext_blob(blob.clone()).send().await;
+        assert_eq!(code(r), "DependencyTimeoutException");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a request against a lost token took {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = s.server_log();
+    assert!(log.contains("THE TOKEN CANNOT BE USED"), "{log}");
+    let logins_refused = log
+        .lines()
+        .filter(|l| l.contains("THE TOKEN CANNOT BE USED") && l.contains("CKR_PIN_INCORRECT"))
+        .count();
+    assert_eq!(
+        logins_refused, 1,
+        "the refused PIN was offered once only:\n{log}"
+    );
+    assert!(log.contains("it is not offered again"), "{log}");
+    std::fs::copy(&new_pin, &pin_file).unwrap();
+    let c2 = c.clone();
+    eventually("requests succeed once the PIN file is corrected", || {
+        let (c, blob) = (c2.clone(), blob.clone());
+        async move { c.decrypt().ciphertext_blob(blob).send().await.is_ok() }
+    })
+    .await;
+    assert_eq!(s.pid(), pid, "no restart");
+    let out = c.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(out.plaintext.unwrap().into_inner(), b"kept");
+}

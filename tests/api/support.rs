@@ -265,6 +265,21 @@ impl Server {
 
     /// Start (or restart) the server process.
     /// SIGKILL the server: no drain, no shutdown work.
+    /// The server process id (changes only when the test restarts it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    /// Send the server a signal (`kill -<sig>`).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -{sig}");
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -309,7 +324,11 @@ impl Server {
             .open(&self.log)
             .unwrap();
         for (k, v) in &self.env {
-            cmd.env(k, v);
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
         }
         let mut child = cmd
             .arg("serve")
