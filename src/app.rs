@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub type Error = String;
 
-async fn connect_store(s: &Settings) -> Result<PgStore, Error> {
+pub async fn connect_store(s: &Settings) -> Result<PgStore, Error> {
     PgStore::connect(&s.database_url, s.database_max_connections)
         .await
         .map_err(|e| {
@@ -614,7 +614,7 @@ fn describe_admin(cmd: &AdminCommand) -> (&'static str, String, serde_json::Valu
 }
 
 /// The HSM (with its service keys verified) and the domain layer over `store`.
-async fn open_kms(s: &Settings, store: Arc<PgStore>) -> Result<Kms, Error> {
+pub async fn open_kms(s: &Settings, store: Arc<PgStore>) -> Result<Kms, Error> {
     let version = store
         .current_root_version()
         .await
@@ -1006,10 +1006,43 @@ fn tls_acceptor(s: &Settings) -> Result<Option<tokio_rustls::TlsAcceptor>, Error
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read the TLS private key {}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match &s.tls.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read the client CA file {}: {e}", ca.display()))?
+            {
+                roots.add(c).map_err(|e| {
+                    format!("a certificate in {} is not a usable CA: {e}", ca.display())
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "the client CA file {} holds no certificate",
+                    ca.display()
+                ));
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let v = if s.tls.client_cert_optional {
+                v.allow_unauthenticated()
+            } else {
+                v
+            };
+            builder.with_client_cert_verifier(v.build().map_err(|e| e.to_string())?)
+        }
+    };
+    if s.tls.client_ca_file.is_none() && s.tls.client_cert_optional {
+        return Err("tls.client_cert_optional needs tls.client_ca_file".into());
+    }
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("the TLS certificate and key do not form a usable pair: {e}"))?;
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))

@@ -55,6 +55,10 @@ pub struct TlsSettings {
     pub cert_file: Option<PathBuf>,
     /// PEM private key.
     pub key_file: Option<PathBuf>,
+    /// PEM CAs whose client certificates are accepted (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`: also accept connections that present no certificate.
+    pub client_cert_optional: bool,
 }
 
 #[derive(Deserialize)]

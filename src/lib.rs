@@ -7,6 +7,8 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod config;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod hsm;
 pub mod kms;
 pub mod policy;

@@ -59,6 +59,8 @@ enum Reply {
 pub struct TlsDetails {
     pub version: String,
     pub cipher_suite: String,
+    /// SHA-256 of the client certificate (hex), when the client presented one (mutual TLS).
+    pub client_certificate: Option<String>,
 }
 
 /// What the audit event of a call needs beyond its outcome.
@@ -144,6 +146,9 @@ pub async fn serve(
                                     .negotiated_cipher_suite()
                                     .map(|c| format!("{:?}", c.suite()))
                                     .unwrap_or_default(),
+                                client_certificate: session.peer_certificates().and_then(|c| c.first()).map(|c| {
+                                    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, c.as_ref()))
+                                }),
                             };
                             let svc = make_svc(Some(Arc::new(details)));
                             let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc));
@@ -303,7 +308,13 @@ async fn audit(
         response,
         error: error.as_ref().map(|(k, m)| (*k, m.as_str())),
         request_id,
-        tls: tls.map(|t| (t.version.as_str(), t.cipher_suite.as_str())),
+        tls: tls.map(|t| {
+            (
+                t.version.as_str(),
+                t.cipher_suite.as_str(),
+                t.client_certificate.as_deref(),
+            )
+        }),
         time: chrono::Utc::now(),
     });
     state.audit.record(event).await

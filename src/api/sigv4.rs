@@ -110,14 +110,64 @@ fn canonical_header_value(headers: &HeaderMap, name: &str) -> Option<String> {
     }
 }
 
+/// The canonical URI: the path with its dot segments removed (RFC 3986 §5.2.4) and
+/// URI-encoded as SigV4 does for every service but S3 — every byte outside the unreserved set
+/// and `/` as `%XX`, so an already-encoded path is encoded twice.
+fn canonical_path(path: &str) -> String {
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    let path = if path.contains('.') || path.contains("//") {
+        let mut kept: Vec<&str> = Vec::new();
+        for seg in path.split('/') {
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    kept.pop();
+                }
+                s => kept.push(s),
+            }
+        }
+        let mut out = format!("/{}", kept.join("/"));
+        let trailing = ["/", "/.", "/./", "/..", "/../"]
+            .iter()
+            .any(|e| path.ends_with(e));
+        if trailing && !out.ends_with('/') {
+            out.push('/');
+        }
+        out
+    } else {
+        path
+    };
+    uri_encode(&path, true)
+}
+
+/// `%XX` for every byte outside the unreserved set (and outside `/` when `keep_slash`).
+fn uri_encode(v: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/')
+        {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The canonical query string: each parameter decoded as a form would be, then URI-encoded,
+/// sorted by encoded name and value (as the AWS SDKs' signer builds it).
 fn canonical_query(query: &str) -> String {
     if query.is_empty() {
         return String::new();
     }
-    let mut pairs: Vec<(&str, &str)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (uri_encode(&k, false), uri_encode(&v, false)))
         .collect();
     pairs.sort();
     pairs
@@ -145,7 +195,8 @@ pub fn string_to_sign(
         canonical_headers.push('\n');
     }
     let canonical_request = format!(
-        "{method}\n{path}\n{}\n{canonical_headers}\n{}\n{}",
+        "{method}\n{}\n{}\n{canonical_headers}\n{}\n{}",
+        canonical_path(path),
         canonical_query(query),
         auth.signed_headers.join(";"),
         hex_sha256(body)
@@ -303,6 +354,20 @@ pub async fn verify(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn canonical_paths_are_normalised_and_encoded_like_the_sdk_signs_them() {
+        use super::canonical_path as c;
+        assert_eq!(c("/"), "/");
+        assert_eq!(c(""), "/");
+        assert_eq!(c("/'"), "/%27");
+        assert_eq!(c("/a%20b"), "/a%2520b");
+        assert_eq!(c("/a/./b/../c"), "/a/c");
+        assert_eq!(c("/a//b/"), "/a/b/");
+        assert_eq!(c("/.."), "/");
+        assert_eq!(super::canonical_query("b=2&a=x y&c"), "a=x%20y&b=2&c=");
+        assert_eq!(super::canonical_query("?=%3f"), "%3F=%3F");
+    }
+
     use super::*;
 
     #[test]

@@ -338,8 +338,8 @@ pub struct ApiCall<'a> {
     pub response: Option<&'a Value>,
     pub error: Option<(&'a str, &'a str)>,
     pub request_id: &'a str,
-    /// TLS version and cipher suite, for calls over HTTPS.
-    pub tls: Option<(&'a str, &'a str)>,
+    /// TLS version, cipher suite and the client certificate's SHA-256, if any.
+    pub tls: Option<(&'a str, &'a str, Option<&'a str>)>,
     pub time: DateTime<Utc>,
 }
 
@@ -561,8 +561,11 @@ pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
         e["errorCode"] = json!(code);
         e["errorMessage"] = json!(message);
     }
-    if let Some((version, suite)) = c.tls {
+    if let Some((version, suite, client)) = c.tls {
         e["tlsDetails"] = json!({ "tlsVersion": version, "cipherSuite": suite });
+        if let Some(fp) = client {
+            e["tlsDetails"]["clientCertificateSha256"] = json!(fp);
+        }
     }
     new_event(c.operation, account, arns, &e, c.time, event_id)
 }

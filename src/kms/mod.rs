@@ -1447,3 +1447,41 @@ impl Kms {
         Ok(self.hsm.random(bytes).await?)
     }
 }
+
+/// Hooks for the cargo-fuzz targets (compiled only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+impl Kms {
+    /// A key's record and its current material row, as stored.
+    pub async fn fuzz_row(&self, key_id: Uuid) -> (KeyRecord, MaterialRecord) {
+        let rec = self.keys.key(key_id).await.unwrap().unwrap();
+        let m = self
+            .keys
+            .material(key_id, rec.current_version)
+            .await
+            .unwrap()
+            .unwrap();
+        (rec, m)
+    }
+
+    /// Load a material row the way every request does (MAC check in the token, then unwrap),
+    /// bypassing the cache. Returns whether its MAC input differs from `original`'s.
+    pub async fn fuzz_load_row(
+        &self,
+        original: (&KeyRecord, &MaterialRecord),
+        rec: &KeyRecord,
+        m: &MaterialRecord,
+    ) -> (bool, Result<(), KmsError>) {
+        let tampered = material_mac_input(rec, m) != material_mac_input(original.0, original.1)
+            || m.mac != original.1.mac;
+        let r = async {
+            self.verify_material(rec, m).await?;
+            self.hsm
+                .unwrap_aes(m.wrapped.clone())
+                .await
+                .map(drop)
+                .map_err(KmsError::from)
+        }
+        .await;
+        (tampered, r)
+    }
+}
