@@ -19,3 +19,8 @@ export KMS_TEST_REQUIRE_AWS_CLI=1
 cd "$ROOT"
 log "running the test suite"
 cargo test --all-targets "$@"
+
+# A short run of every fuzz target (scripts/fuzz.sh documents the longer run). New inputs
+# found here stay out of the committed corpus unless someone commits them.
+log "fuzzing: a short run of each target"
+FUZZ_DEV=1 FUZZ_KEEP=0 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash "$ROOT/scripts/fuzz.sh"
