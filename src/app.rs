@@ -111,13 +111,13 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
         .map_err(|e| e.to_string())?;
     // The default key policy trusts the account, which delegates to identity policies: the
     // administrator gets all of KMS through one (replace it with `kms admin` to narrow it).
-    if !store
+    let admin_policy_written = !store
         .identity_policies(&admin)
         .await
         .map_err(|e| e.to_string())?
         .iter()
-        .any(|(n, _)| n == ADMIN_POLICY_NAME)
-    {
+        .any(|(n, _)| n == ADMIN_POLICY_NAME);
+    if admin_policy_written {
         store
             .put_identity_policy(&admin, ADMIN_POLICY_NAME, ADMIN_POLICY)
             .await
@@ -138,6 +138,18 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
         .map_err(|e| e.to_string())?;
     if sealed > 0 {
         eprintln!("kms init: {sealed} key policies stored before policies had a MAC now have one");
+    }
+    if admin_policy_written {
+        kms.seal_principal(&admin)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let sealed = kms
+        .seal_unsealed_principals()
+        .await
+        .map_err(|e| e.to_string())?;
+    if sealed > 0 {
+        eprintln!("kms init: {sealed} principals stored before principals had a MAC now have one");
     }
     let given_id = std::env::var("KMS_ADMIN_ACCESS_KEY_ID")
         .ok()
@@ -355,6 +367,14 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                 .ensure_principal(&arn, &account_id, "user", &user_name, false)
                 .await
                 .map_err(err)?;
+            let unsealed = store
+                .principal_authz(&arn)
+                .await
+                .map_err(err)?
+                .is_some_and(|a| a.mac.is_none());
+            if unsealed {
+                seal_principal(s, &store, &arn).await?;
+            }
             println!("{arn}");
         }
         AdminCommand::CreateRole {
@@ -379,6 +399,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                 .put_role(&arn, &account_id, &role_name, &text)
                 .await
                 .map_err(err)?;
+            seal_principal(s, &store, &arn).await?;
             println!("{arn}");
         }
         AdminCommand::CreateAccessKey {
@@ -446,6 +467,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                 .put_identity_policy(&user_arn, &policy_name, &text)
                 .await
                 .map_err(err)?;
+            seal_principal(s, &store, &user_arn).await?;
             eprintln!("kms admin: policy {policy_name} attached to {user_arn}");
         }
         AdminCommand::DeleteUserPolicy {
@@ -459,6 +481,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             {
                 return Err(format!("{user_arn} has no policy named {policy_name}"));
             }
+            seal_principal(s, &store, &user_arn).await?;
             eprintln!("kms admin: policy {policy_name} detached from {user_arn}");
         }
         AdminCommand::TagPrincipal { principal_arn, tag } => {
@@ -477,6 +500,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                 )
                 .await
                 .map_err(err)?;
+            seal_principal(s, &store, &principal_arn).await?;
             eprintln!("kms admin: {principal_arn} tagged {k}={v}");
         }
         AdminCommand::SetIntegratedService {
@@ -502,6 +526,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             {
                 return Err(format!("no user or role {principal_arn}"));
             }
+            seal_principal(s, &store, &principal_arn).await?;
             match service {
                 Some(svc) => {
                     eprintln!("kms admin: {principal_arn} now acts as the integrated service {svc}")
@@ -641,6 +666,13 @@ pub async fn open_kms(s: &Settings, store: Arc<PgStore>) -> Result<Kms, Error> {
         &cache_sizes(s),
         s.regions.clone(),
     ))
+}
+
+/// After an administrator changed a principal: its MAC, computed in the token, over what it
+/// may now do.
+async fn seal_principal(s: &Settings, store: &PgStore, arn: &str) -> Result<(), Error> {
+    let kms = open_kms(s, Arc::new(store.clone())).await?;
+    kms.seal_principal(arn).await.map_err(|e| e.to_string())
 }
 
 #[derive(clap::Subcommand)]

@@ -15,7 +15,7 @@ pub use keyid::KeyRef;
 
 use crate::hsm::{Hsm, KeyHandle};
 use crate::policy::{self, PolicyDocument, PolicyKind};
-use crate::store::{KeyRecord, KeyStore, MaterialRecord, Tag};
+use crate::store::{KeyRecord, KeyStore, MaterialRecord, PrincipalAuthz, Tag};
 use chrono::Utc;
 use ciphertext::Header;
 use lru::LruCache;
@@ -232,6 +232,41 @@ pub(crate) fn mac_input(domain: &str, fields: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// What a principal's MAC covers: its account, kind, trust policy, service registration, and
+/// every identity policy and tag (sorted bytewise, so storage order does not matter).
+fn principal_mac_input(arn: &str, a: &PrincipalAuthz) -> Vec<u8> {
+    let mut policies: Vec<&(String, String)> = a.policies.iter().collect();
+    policies.sort();
+    let mut tags: Vec<(&str, &str)> = a
+        .tags
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect();
+    tags.sort();
+    let (np, nt) = (
+        (policies.len() as u32).to_be_bytes(),
+        (tags.len() as u32).to_be_bytes(),
+    );
+    let mut fields: Vec<&[u8]> = vec![
+        arn.as_bytes(),
+        a.account_id.as_bytes(),
+        a.kind.as_bytes(),
+        a.trust_policy.as_deref().unwrap_or("\u{0}none").as_bytes(),
+        a.via_service.as_deref().unwrap_or("\u{0}none").as_bytes(),
+        &np,
+    ];
+    for (n, d) in &policies {
+        fields.push(n.as_bytes());
+        fields.push(d.as_bytes());
+    }
+    fields.push(&nt);
+    for (k, v) in &tags {
+        fields.push(k.as_bytes());
+        fields.push(v.as_bytes());
+    }
+    mac_input("kms.principal-authz.v1", &fields)
+}
+
 fn material_mac_input(k: &KeyRecord, m: &MaterialRecord) -> Vec<u8> {
     let mut fields: Vec<&[u8]> = vec![
         m.key_id.as_bytes(),
@@ -408,7 +443,12 @@ impl Kms {
             return Ok(p.clone());
         }
         let mut docs = Vec::new();
-        for (name, text) in self.ids.identity_policies(principal_arn).await? {
+        let authz = self.verified_authz(principal_arn).await?;
+        let (policies, tags, via_service) = match authz {
+            Some(a) => (a.policies, a.tags, a.via_service),
+            None => (vec![], vec![], None),
+        };
+        for (name, text) in policies {
             match policy::parse(&text, PolicyKind::Identity) {
                 Ok(d) => docs.push(d),
                 Err(e) => {
@@ -416,8 +456,6 @@ impl Kms {
                 }
             }
         }
-        let tags = self.ids.principal_tags(principal_arn).await?;
-        let via_service = self.ids.principal_service(principal_arn).await?;
         let id = Arc::new(Identity {
             policies: docs,
             tags,
@@ -428,6 +466,50 @@ impl Kms {
             .unwrap()
             .put(principal_arn.to_string(), id.clone());
         Ok(id)
+    }
+
+    /// A principal's authorization data, once its MAC (computed in the token) matches: an
+    /// identity policy, tag, service registration or trust policy altered, added or removed
+    /// in the database refuses the principal everything. `None`: no such principal.
+    async fn verified_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, KmsError> {
+        let Some(a) = self.ids.principal_authz(arn).await? else {
+            return Ok(None);
+        };
+        let ok = match &a.mac {
+            Some(mac) => {
+                self.hsm
+                    .row_mac_matches(principal_mac_input(arn, &a), mac)
+                    .await?
+            }
+            None => false,
+        };
+        if !ok {
+            tracing::error!(principal_arn = arn, sealed = a.mac.is_some(), "the principal's policies, tags or trust policy failed their integrity check (altered in the database, or stored before principals were sealed: run `kms init`); refusing the principal");
+            return Err(KmsError::AccessDenied(format!(
+                "{arn} is not authorized to perform this operation: its identity record failed an integrity check"
+            )));
+        }
+        Ok(Some(a))
+    }
+
+    /// Compute and store the MAC over a principal's authorization data as it is now (after an
+    /// administrator changed it).
+    pub async fn seal_principal(&self, arn: &str) -> Result<(), KmsError> {
+        let Some(a) = self.ids.principal_authz(arn).await? else {
+            return Ok(());
+        };
+        let mac = self.hsm.row_mac(principal_mac_input(arn, &a)).await?;
+        self.ids.set_principal_mac(arn, &mac).await?;
+        Ok(())
+    }
+
+    /// Seal every principal stored before principals carried a MAC (`kms init`).
+    pub async fn seal_unsealed_principals(&self) -> Result<usize, KmsError> {
+        let arns = self.ids.principals_without_mac().await?;
+        for arn in &arns {
+            self.seal_principal(arn).await?;
+        }
+        Ok(arns.len())
     }
 
     async fn tags_of(&self, key_id: Uuid) -> Result<Arc<Vec<Tag>>, KmsError> {
@@ -616,7 +698,10 @@ impl Kms {
                 caller.principal_arn
             ))
         };
-        let Some((account, trust)) = self.ids.role(role_arn).await? else {
+        let Some(role) = self.verified_authz(role_arn).await.map_err(|_| denied())? else {
+            return Err(denied());
+        };
+        let (account, Some(trust)) = (role.account_id, role.trust_policy) else {
             return Err(denied());
         };
         let trust = policy::parse(&trust, PolicyKind::Key).map_err(|e| {

@@ -317,8 +317,27 @@ pub struct SessionRecord {
     pub mac: Vec<u8>,
 }
 
+/// Everything that decides what a principal may do, as stored, with the MAC over it.
+#[derive(Clone, Debug)]
+pub struct PrincipalAuthz {
+    pub account_id: String,
+    pub kind: String,
+    pub trust_policy: Option<String>,
+    pub via_service: Option<String>,
+    /// `(name, document)`, in no particular order.
+    pub policies: Vec<(String, String)>,
+    pub tags: Vec<Tag>,
+    pub mac: Option<Vec<u8>>,
+}
+
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
+    /// A principal's identity policies, tags, service registration, trust policy and their
+    /// MAC, read in one transaction; `None` if there is no such principal.
+    async fn principal_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, StoreError>;
+    async fn set_principal_mac(&self, arn: &str, mac: &[u8]) -> Result<(), StoreError>;
+    /// Principals that carry no MAC yet (stored before principals were sealed).
+    async fn principals_without_mac(&self) -> Result<Vec<String>, StoreError>;
     /// Create a role with its trust policy, or replace the trust policy of an existing one.
     async fn put_role(
         &self,

@@ -898,6 +898,74 @@ impl IdentityStore for PgStore {
         Ok(rows.iter().map(access_key_from_row).collect())
     }
 
+    async fn principal_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(p) = sqlx::query(
+            "SELECT account_id, kind, trust_policy, via_service, authz_mac FROM principals WHERE arn = $1",
+        )
+        .bind(arn)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        let policies = sqlx::query(
+            "SELECT policy_name, document FROM identity_policies WHERE principal_arn = $1",
+        )
+        .bind(arn)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| (r.get("policy_name"), r.get("document")))
+        .collect();
+        let tags =
+            sqlx::query("SELECT tag_key, tag_value FROM principal_tags WHERE principal_arn = $1")
+                .bind(arn)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(|r| Tag {
+                    key: r.get("tag_key"),
+                    value: r.get("tag_value"),
+                })
+                .collect();
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(PrincipalAuthz {
+            account_id: p.get("account_id"),
+            kind: p.get("kind"),
+            trust_policy: p.get("trust_policy"),
+            via_service: p.get("via_service"),
+            policies,
+            tags,
+            mac: p.get("authz_mac"),
+        }))
+    }
+
+    async fn set_principal_mac(&self, arn: &str, mac: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE principals SET authz_mac = $2 WHERE arn = $1")
+            .bind(arn)
+            .bind(mac)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn principals_without_mac(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT arn FROM principals WHERE authz_mac IS NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(|r| r.get("arn")).collect())
+    }
+
     async fn put_role(
         &self,
         arn: &str,

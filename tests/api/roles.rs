@@ -3,7 +3,7 @@
 use crate::support::*;
 use aws_sdk_kms::primitives::Blob;
 
-fn sts(s: &Server, id: &str, secret: &str) -> aws_sdk_sts::Client {
+pub(crate) fn sts(s: &Server, id: &str, secret: &str) -> aws_sdk_sts::Client {
     let conf = aws_sdk_sts::Config::builder()
         .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
         .region(aws_sdk_sts::config::Region::new(REGION))

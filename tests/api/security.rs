@@ -656,3 +656,147 @@ async fn no_secret_in_the_log_even_at_trace_level() {
         assert!(!log.contains(&needle), "the trace log holds the {what}");
     }
 }
+
+/// Identity policies, principal tags and trust policies live in the database too; one MAC
+/// computed in the token covers all of a principal's. Each attack — rewriting a policy,
+/// inserting one, deleting a Deny, changing a tag used in a condition, trusting oneself in a
+/// role's trust policy — refuses the principal everything (fail closed) rather than granting or
+/// keeping access; an administrator's change through `kms admin` seals the principal again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_policies_tags_and_trust_policies_written_in_the_database_are_refused() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let encrypt_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}"#;
+    let (eve_arn, eve_id, eve_secret, eve) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret("123456789012", "eve", Some(encrypt_only))
+    });
+    let pool = s.db.pool().await;
+    let encrypt = |c: aws_sdk_kms::Client, key: String| async move {
+        c.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await
+    };
+    encrypt(eve.clone(), key.clone()).await.unwrap();
+    assert_eq!(
+        code(eve.disable_key().key_id(&key).send().await),
+        "AccessDeniedException"
+    );
+    let notify = |arn: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("SELECT pg_notify('kms_identity_changed', $1)")
+                .bind(arn)
+                .execute(&pool)
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    };
+
+    // 1. Her policy rewritten to allow everything: she gets nothing, not even Encrypt.
+    sqlx::query("UPDATE identity_policies SET document = replace(document, 'kms:Encrypt', 'kms:*') WHERE principal_arn = $1")
+        .bind(&eve_arn).execute(&pool).await.unwrap();
+    notify(eve_arn.clone()).await;
+    assert_eq!(
+        code(eve.disable_key().key_id(&key).send().await),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(encrypt(eve.clone(), key.clone()).await),
+        "AccessDeniedException"
+    );
+    assert!(s.server_log().contains("failed their integrity check"));
+
+    // An administrator's change seals her again (with the policy the administrator wrote).
+    tokio::task::block_in_place(|| s.put_user_policy(&eve_arn, "policy", encrypt_only));
+    notify(eve_arn.clone()).await;
+    encrypt(eve.clone(), key.clone()).await.unwrap();
+
+    // 2. A second policy inserted for her.
+    sqlx::query("INSERT INTO identity_policies (principal_arn, policy_name, document) SELECT principal_arn, 'extra', replace(document, 'kms:Encrypt', 'kms:*') FROM identity_policies WHERE principal_arn = $1")
+        .bind(&eve_arn).execute(&pool).await.unwrap();
+    notify(eve_arn.clone()).await;
+    assert_eq!(
+        code(eve.disable_key().key_id(&key).send().await),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(encrypt(eve.clone(), key.clone()).await),
+        "AccessDeniedException"
+    );
+    sqlx::query("DELETE FROM identity_policies WHERE policy_name = 'extra'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    notify(eve_arn.clone()).await;
+    encrypt(eve.clone(), key.clone()).await.unwrap();
+
+    // 3. A Deny deleted: frank may not encrypt under keys tagged secret-project=yes, by tag
+    //    condition on his own principal tag; deleting the Deny or changing the tag does not help.
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"},
+        {"Effect":"Deny","Action":"kms:Encrypt","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/team":"contractors"}}}]}"#;
+    let (frank_arn, _, frank) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "frank", Some(policy)));
+    s.admin_ok(&[
+        "tag-principal",
+        "--principal-arn",
+        &frank_arn,
+        "--tag",
+        "team=contractors",
+    ]);
+    notify(frank_arn.clone()).await;
+    assert_eq!(
+        code(encrypt(frank.clone(), key.clone()).await),
+        "AccessDeniedException"
+    );
+    sqlx::query("UPDATE principal_tags SET tag_value = 'staff' WHERE principal_arn = $1")
+        .bind(&frank_arn)
+        .execute(&pool)
+        .await
+        .unwrap();
+    notify(frank_arn.clone()).await;
+    assert_eq!(
+        code(encrypt(frank.clone(), key.clone()).await),
+        "AccessDeniedException"
+    );
+    sqlx::query("DELETE FROM principal_tags WHERE principal_arn = $1")
+        .bind(&frank_arn)
+        .execute(&pool)
+        .await
+        .unwrap();
+    notify(frank_arn.clone()).await;
+    assert_eq!(
+        code(encrypt(frank.clone(), key.clone()).await),
+        "AccessDeniedException"
+    );
+
+    // 4. A role's trust policy rewritten to trust eve: she still cannot assume it.
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/nobody"},"Action":"sts:AssumeRole","Resource":"*"}]}"#;
+    let role = tokio::task::block_in_place(|| s.create_role("123456789012", "vault", trust));
+    sqlx::query("UPDATE principals SET trust_policy = replace(trust_policy, 'user/nobody', 'user/eve') WHERE arn = $1")
+        .bind(&role).execute(&pool).await.unwrap();
+    notify(role.clone()).await;
+    let e = crate::roles::sts(&s, &eve_id, &eve_secret)
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("eve-1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_sts::error::ProvideErrorMetadata::code(&e),
+        Some("AccessDenied"),
+        "{e:?}"
+    );
+}
