@@ -80,9 +80,7 @@ impl Kms {
         self.authorize(caller, "kms:EnableKey", Some(&rec), None, &[])
             .await?;
         Self::require_not_pending(&rec)?;
-        self.keys
-            .set_key_state(rec.key_id, "Enabled", None, None)
-            .await?;
+        self.set_state(&rec, "Enabled", None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
     }
@@ -92,9 +90,7 @@ impl Kms {
         self.authorize(caller, "kms:DisableKey", Some(&rec), None, &[])
             .await?;
         Self::require_not_pending(&rec)?;
-        self.keys
-            .set_key_state(rec.key_id, "Disabled", None, None)
-            .await?;
+        self.set_state(&rec, "Disabled", None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
     }
@@ -117,19 +113,12 @@ impl Kms {
             _ => false,
         };
         let (state, when) = if has_replicas {
-            self.keys
-                .set_key_state(
-                    rec.key_id,
-                    "PendingReplicaDeletion",
-                    None,
-                    Some(days as i32),
-                )
+            self.set_state(&rec, "PendingReplicaDeletion", None, Some(days as i32))
                 .await?;
             ("PendingReplicaDeletion", None)
         } else {
             let when = now + Duration::days(days);
-            self.keys
-                .set_key_state(rec.key_id, "PendingDeletion", Some(when), None)
+            self.set_state(&rec, "PendingDeletion", Some(when), None)
                 .await?;
             ("PendingDeletion", Some(when))
         };
@@ -152,9 +141,7 @@ impl Kms {
                 Self::arn(&rec)
             )));
         }
-        self.keys
-            .set_key_state(rec.key_id, "Disabled", None, None)
-            .await?;
+        self.set_state(&rec, "Disabled", None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(Self::arn(&rec))
     }
@@ -594,6 +581,11 @@ impl Kms {
         // A primary whose last replica is gone starts its own waiting period.
         for id in self.keys.promote_replica_deletions(now).await? {
             tracing::info!(key_id = %id, "multi-Region primary key has no replicas left; its deletion waiting period starts");
+            // The statement above moved the state; seal the state it set.
+            if let Some(rec) = self.keys.key(id).await? {
+                self.set_state(&rec, &rec.key_state, rec.deletion_date, None)
+                    .await?;
+            }
             self.invalidate(Some(id));
         }
         let mut deleted = 0;

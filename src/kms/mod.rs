@@ -300,6 +300,24 @@ fn policy_mac_input(k: &KeyRecord) -> Vec<u8> {
     )
 }
 
+/// What a key's state MAC covers: its identity, state and deletion date.
+fn state_mac_input(k: &KeyRecord) -> Vec<u8> {
+    let date = k
+        .deletion_date
+        .map(|d| d.timestamp_micros().to_be_bytes().to_vec())
+        .unwrap_or_default();
+    mac_input(
+        "kms.key-state.v1",
+        &[
+            k.key_id.as_bytes(),
+            k.account_id.as_bytes(),
+            k.region.as_bytes(),
+            k.key_state.as_bytes(),
+            &date,
+        ],
+    )
+}
+
 /// "PendingDeletion" → "pending deletion", as AWS words key states in messages.
 fn state_words(state: &str) -> String {
     let mut out = String::new();
@@ -742,6 +760,16 @@ impl Kms {
             .await?
         {
             tracing::error!(key_id = %rec.key_id, "key policy failed its integrity check; refusing to use the key");
+            return Err(KmsError::KeyUnavailable);
+        }
+        // So does a state changed there (a disabled key re-enabled, a deletion cancelled).
+        let stored = rec.state_mac.as_deref().unwrap_or_default();
+        if !self
+            .hsm
+            .row_mac_matches(state_mac_input(&rec), stored)
+            .await?
+        {
+            tracing::error!(key_id = %rec.key_id, state = %rec.key_state, "key state failed its integrity check; refusing to use the key");
             return Err(KmsError::KeyUnavailable);
         }
         let rec = Arc::new(rec);
@@ -1233,13 +1261,46 @@ impl Kms {
             mrk_primary: false,
             pending_window_days: None,
             policy_mac: None,
+            state_mac: None,
         }
     }
 
-    /// The MAC of a key's policy (set it before the record is stored).
+    /// The MACs of a new key's policy and state (set them before the record is stored).
     pub(crate) async fn seal_policy(&self, rec: &mut KeyRecord) -> Result<(), KmsError> {
         rec.policy_mac = Some(self.hsm.row_mac(policy_mac_input(rec)).await?);
+        rec.state_mac = Some(self.hsm.row_mac(state_mac_input(rec)).await?);
         Ok(())
+    }
+
+    /// Store a key's new state with its MAC.
+    pub(crate) async fn set_state(
+        &self,
+        rec: &KeyRecord,
+        state: &str,
+        deletion_date: Option<chrono::DateTime<Utc>>,
+        pending_window_days: Option<i32>,
+    ) -> Result<(), KmsError> {
+        let next = KeyRecord {
+            key_state: state.to_string(),
+            deletion_date,
+            ..rec.clone()
+        };
+        let mac = self.hsm.row_mac(state_mac_input(&next)).await?;
+        self.keys
+            .set_key_state(rec.key_id, state, deletion_date, pending_window_days, &mac)
+            .await?;
+        Ok(())
+    }
+
+    /// Give every key stored before key states had a MAC its MAC (`kms init`). Returns how
+    /// many.
+    pub async fn seal_unsealed_states(&self) -> Result<usize, KmsError> {
+        let keys = self.keys.keys_without_state_mac().await?;
+        for k in &keys {
+            let mac = self.hsm.row_mac(state_mac_input(k)).await?;
+            self.keys.set_state_mac(k.key_id, &mac).await?;
+        }
+        Ok(keys.len())
     }
 
     /// Give every key stored before policies had a MAC its MAC (`kms init`, an operator's

@@ -63,6 +63,8 @@ pub struct KeyRecord {
     pub pending_window_days: Option<i32>,
     /// MAC (computed in the token) over the key's identity and its policy.
     pub policy_mac: Option<Vec<u8>>,
+    /// MAC (computed in the token) over the key's identity, state and deletion date.
+    pub state_mac: Option<Vec<u8>>,
 }
 
 /// One rotation of a key: the material version it created.
@@ -246,13 +248,17 @@ pub trait KeyStore: Send + Sync {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Set a key's state with the MAC over the new state.
     async fn set_key_state(
         &self,
         key_id: Uuid,
         state: &str,
         deletion_date: Option<DateTime<Utc>>,
         pending_window_days: Option<i32>,
+        state_mac: &[u8],
     ) -> Result<(), StoreError>;
+    async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    async fn set_state_mac(&self, key_id: Uuid, state_mac: &[u8]) -> Result<(), StoreError>;
     async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError>;
     async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError>;
     async fn delete_tags(&self, key_id: Uuid, keys: &[String]) -> Result<(), StoreError>;

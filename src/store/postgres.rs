@@ -134,6 +134,7 @@ fn key_from_row(r: &PgRow) -> KeyRecord {
         mrk_primary: r.get("mrk_primary"),
         pending_window_days: r.get("pending_window_days"),
         policy_mac: r.get("policy_mac"),
+        state_mac: r.get("state_mac"),
     }
 }
 
@@ -163,7 +164,7 @@ fn access_key_from_row(r: &PgRow) -> AccessKeyRecord {
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
@@ -172,8 +173,8 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
          key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)",
+         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23)",
     )
     .bind(k.key_id)
     .bind(&k.account_id)
@@ -197,6 +198,7 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     .bind(k.mrk_primary)
     .bind(k.pending_window_days)
     .bind(&k.policy_mac)
+    .bind(&k.state_mac)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
@@ -616,12 +618,33 @@ impl KeyStore for PgStore {
         state: &str,
         deletion_date: Option<DateTime<Utc>>,
         pending_window_days: Option<i32>,
+        state_mac: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keys SET key_state = $2, deletion_date = $3, pending_window_days = $4 WHERE key_id = $1")
+        sqlx::query("UPDATE keys SET key_state = $2, deletion_date = $3, pending_window_days = $4, state_mac = $5 WHERE key_id = $1")
             .bind(key_id)
             .bind(state)
             .bind(deletion_date)
             .bind(pending_window_days)
+            .bind(state_mac)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE state_mac IS NULL");
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn set_state_mac(&self, key_id: Uuid, state_mac: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET state_mac = $2 WHERE key_id = $1")
+            .bind(key_id)
+            .bind(state_mac)
             .execute(&self.pool)
             .await
             .map_err(map_err)?;

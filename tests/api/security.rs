@@ -270,7 +270,7 @@ async fn gcm_invocations_are_counted_durably() {
 
 /// Cached key metadata is dropped when the row changes (Postgres NOTIFY), so a change made by
 /// another node is seen without a restart.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_changes_reach_the_metadata_cache() {
     let s = Server::start().await;
     let c = s.client();
@@ -288,10 +288,11 @@ async fn key_changes_reach_the_metadata_cache() {
         .send()
         .await
         .unwrap();
-    let pool = s.db.pool().await;
-    sqlx::query("UPDATE keys SET key_state = 'Disabled' WHERE key_id = $1::uuid")
-        .bind(&key)
-        .execute(&pool)
+    let second = tokio::task::block_in_place(|| s.second_node());
+    s.client_of(&second, &s.access_key_id, &s.secret)
+        .disable_key()
+        .key_id(&key)
+        .send()
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -799,4 +800,92 @@ async fn identity_policies_tags_and_trust_policies_written_in_the_database_are_r
         Some("AccessDenied"),
         "{e:?}"
     );
+}
+
+/// A key's state is under a token MAC too: a key disabled (or scheduled for deletion) through
+/// the API and re-enabled in the database is unusable, not usable; enabling it through the API
+/// works as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_states_changed_in_the_database_are_refused() {
+    let s = Server::start().await;
+    let c = s.client();
+    let pool = s.db.pool().await;
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let k = c
+            .create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        keys.push(k);
+    }
+    let blob = c
+        .encrypt()
+        .key_id(&keys[0])
+        .plaintext(Blob::new(b"kept".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    c.disable_key().key_id(&keys[0]).send().await.unwrap();
+    c.schedule_key_deletion()
+        .key_id(&keys[1])
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    for k in &keys {
+        sqlx::query(
+            "UPDATE keys SET key_state = 'Enabled', deletion_date = NULL WHERE key_id = $1::uuid",
+        )
+        .bind(k)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("SELECT pg_notify('kms_key_changed', $1)")
+            .bind(k)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for k in &keys {
+        let r = c
+            .encrypt()
+            .key_id(k)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await;
+        assert_eq!(
+            code(r),
+            "KeyUnavailableException",
+            "key {k} re-enabled in the database"
+        );
+    }
+    assert_eq!(
+        code(c.decrypt().ciphertext_blob(blob.clone()).send().await),
+        "KeyUnavailableException"
+    );
+    assert!(s
+        .server_log()
+        .contains("key state failed its integrity check"));
+    // Put back as the service left it, the key works through the API again.
+    sqlx::query("UPDATE keys SET key_state = 'Disabled' WHERE key_id = $1::uuid")
+        .bind(&keys[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_notify('kms_key_changed', $1)")
+        .bind(&keys[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    c.enable_key().key_id(&keys[0]).send().await.unwrap();
+    let out = c.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(out.plaintext.unwrap().into_inner(), b"kept");
 }
