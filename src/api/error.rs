@@ -46,6 +46,21 @@ impl ApiError {
                 K::Throttled => (400, "ThrottlingException", "Rate exceeded".into()),
                 K::InvalidSignature => (400, "KMSInvalidSignatureException", String::new()),
                 K::InvalidMac => (400, "KMSInvalidMacException", String::new()),
+                K::ExpiredImportToken => (
+                    400,
+                    "ExpiredImportTokenException",
+                    "The import token is expired. Use GetParametersForImport to get a new import token and public key.".into(),
+                ),
+                K::InvalidImportToken => (
+                    400,
+                    "InvalidImportTokenException",
+                    "The import token is not valid for this KMS key.".into(),
+                ),
+                K::IncorrectKeyMaterial => (
+                    400,
+                    "IncorrectKeyMaterialException",
+                    "The key material is not the key material previously imported into this KMS key.".into(),
+                ),
                 K::Disabled(m) => (400, "DisabledException", m.clone()),
                 K::InvalidState(m) => (400, "KMSInvalidStateException", m.clone()),
                 K::InvalidKeyUsage(m) => (400, "InvalidKeyUsageException", m.clone()),

@@ -55,6 +55,8 @@ pub enum PrivateUse {
     Sign,
     Decrypt,
     Derive,
+    /// An import wrapping key: decrypts (RSA-OAEP) by unwrapping into the token.
+    Unwrap,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +69,7 @@ pub enum Hash {
 }
 
 impl Hash {
-    fn mechanism(self) -> MechanismType {
+    pub(super) fn mechanism(self) -> MechanismType {
         match self {
             Hash::Sha1 => MechanismType::SHA1,
             Hash::Sha224 => MechanismType::SHA224,
@@ -77,7 +79,7 @@ impl Hash {
         }
     }
 
-    fn mgf(self) -> PkcsMgfType {
+    pub(super) fn mgf(self) -> PkcsMgfType {
         match self {
             Hash::Sha1 => PkcsMgfType::MGF1_SHA1,
             Hash::Sha224 => PkcsMgfType::MGF1_SHA224,
@@ -164,7 +166,11 @@ fn strip_octet_string(v: Vec<u8>, len: usize) -> Result<Vec<u8>, HsmError> {
     )))
 }
 
-fn private_template(kind: PairKind, use_: PrivateUse, extractable: bool) -> Vec<Attribute> {
+pub(super) fn private_template(
+    kind: PairKind,
+    use_: PrivateUse,
+    extractable: bool,
+) -> Vec<Attribute> {
     let key_type = match kind {
         PairKind::Rsa(_) => KeyType::RSA,
         PairKind::Ec(_) => KeyType::EC,
@@ -180,6 +186,7 @@ fn private_template(kind: PairKind, use_: PrivateUse, extractable: bool) -> Vec<
         Attribute::Sign(use_ == PrivateUse::Sign),
         Attribute::Decrypt(use_ == PrivateUse::Decrypt),
         Attribute::Derive(use_ == PrivateUse::Derive),
+        Attribute::Unwrap(use_ == PrivateUse::Unwrap),
     ]
 }
 
@@ -195,6 +202,7 @@ fn generate_pair(
             public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
             public.push(Attribute::Verify(use_ == PrivateUse::Sign));
             public.push(Attribute::Encrypt(use_ == PrivateUse::Decrypt));
+            public.push(Attribute::Wrap(use_ == PrivateUse::Unwrap));
             Mechanism::RsaPkcsKeyPairGen
         }
         PairKind::Ec(curve) => {

@@ -16,9 +16,11 @@
 
 mod asym;
 mod error;
+mod import;
 
 pub use asym::{Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme, AUDIT_KEY_LABEL};
 pub use error::HsmError;
+pub use import::{ImportAs, ImportWrap, Imported};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};

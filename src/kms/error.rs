@@ -32,6 +32,12 @@ pub enum KmsError {
     DryRun,
     LimitExceeded(String),
     AccessDenied(String),
+    /// `ImportKeyMaterial`: the import token is past its validity.
+    ExpiredImportToken,
+    /// `ImportKeyMaterial`: not an import token of this key.
+    InvalidImportToken,
+    /// `ImportKeyMaterial`: not the material imported into this key before.
+    IncorrectKeyMaterial,
     /// Key material cannot be used right now (unwrap failed, row failed its integrity check).
     KeyUnavailable,
     /// The HSM or the database did not answer in time / is unreachable.

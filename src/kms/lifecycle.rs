@@ -639,6 +639,10 @@ impl Kms {
                 break;
             }
         }
+        let expired = self.expire_imports(now).await?;
+        if expired > 0 {
+            tracing::info!(expired, "imported key material expired");
+        }
         // Expired temporary credentials are useless; a day of grace keeps "expired" (rather
         // than "unknown") as the answer for a while.
         let purged = self

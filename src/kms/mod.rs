@@ -6,6 +6,7 @@ pub mod ciphertext;
 pub mod credentials;
 mod error;
 pub mod grants;
+pub mod import;
 pub mod keyid;
 pub mod lifecycle;
 pub mod multi_region;
@@ -91,6 +92,8 @@ pub struct KeyMetadata {
     pub related: Vec<RelatedKey>,
     /// The algorithms the key offers on this key store's token.
     pub algorithms: asymmetric::Algorithms,
+    /// For an `EXTERNAL` key with material: its `ExpirationModel` and `ValidTo`.
+    pub expiration: Option<(String, Option<chrono::DateTime<Utc>>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -1144,13 +1147,22 @@ impl Kms {
         caller: &Caller,
         input: CreateKeyInput,
     ) -> Result<KeyMetadata, KmsError> {
+        let external = input.origin == "EXTERNAL";
         match input.origin.as_str() {
             "AWS_KMS" => {}
-            "EXTERNAL" => {
-                return Err(KmsError::UnsupportedOperation(
-                    "Keys with Origin EXTERNAL are not supported yet.".into(),
-                ))
+            "EXTERNAL"
+                if input.key_spec == SYMMETRIC_DEFAULT || input.key_spec.starts_with("HMAC_") =>
+            {
+                if input.multi_region {
+                    return Err(KmsError::UnsupportedOperation(
+                        "Multi-Region keys with Origin EXTERNAL are not supported by this key store yet.".into(),
+                    ));
+                }
             }
+            "EXTERNAL" => return Err(KmsError::UnsupportedOperation(format!(
+                "Keys with Origin EXTERNAL and KeySpec {} are not supported by this key store yet.",
+                input.key_spec
+            ))),
             other => {
                 return Err(KmsError::UnsupportedOperation(format!(
                     "Origin {other} is not supported by this key store."
@@ -1229,10 +1241,18 @@ impl Kms {
             )
             .await?;
         }
+        if external {
+            // No material until it is imported.
+            rec.key_state = "PendingImport".into();
+            rec.current_version = 0;
+            self.seal_policy(&mut rec).await?;
+            self.keys.create_key(&rec, None, &input.tags).await?;
+            return self.metadata(&rec).await;
+        }
         self.seal_policy(&mut rec).await?;
         // Token generates → token wraps → database commits → reply.
         let m = self.new_material(&rec, 1).await?;
-        self.keys.create_key(&rec, &m, &input.tags).await?;
+        self.keys.create_key(&rec, Some(&m), &input.tags).await?;
         self.metadata(&rec).await
     }
 
@@ -1280,16 +1300,26 @@ impl Kms {
         deletion_date: Option<chrono::DateTime<Utc>>,
         pending_window_days: Option<i32>,
     ) -> Result<(), KmsError> {
+        let mac = self.state_mac_of(rec, state, deletion_date).await?;
+        self.keys
+            .set_key_state(rec.key_id, state, deletion_date, pending_window_days, &mac)
+            .await?;
+        Ok(())
+    }
+
+    /// The state MAC a key would have in `state`.
+    pub(crate) async fn state_mac_of(
+        &self,
+        rec: &KeyRecord,
+        state: &str,
+        deletion_date: Option<chrono::DateTime<Utc>>,
+    ) -> Result<Vec<u8>, KmsError> {
         let next = KeyRecord {
             key_state: state.to_string(),
             deletion_date,
             ..rec.clone()
         };
-        let mac = self.hsm.row_mac(state_mac_input(&next)).await?;
-        self.keys
-            .set_key_state(rec.key_id, state, deletion_date, pending_window_days, &mac)
-            .await?;
-        Ok(())
+        Ok(self.hsm.row_mac(state_mac_input(&next)).await?)
     }
 
     /// Give every key stored before key states had a MAC its MAC (`kms init`). Returns how

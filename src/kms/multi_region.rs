@@ -52,6 +52,7 @@ impl Kms {
                 &rec.key_usage,
                 self.hsm.capabilities(),
             ),
+            expiration: self.import_expiration(rec).await?,
         })
     }
 

@@ -67,6 +67,31 @@ pub struct KeyRecord {
     pub state_mac: Option<Vec<u8>>,
 }
 
+/// A wrapping key pair handed out by `GetParametersForImport`.
+#[derive(Clone, Debug)]
+pub struct ImportTokenRecord {
+    pub token_id: Uuid,
+    pub key_id: Uuid,
+    pub wrapping_algorithm: String,
+    pub wrapping_key_spec: String,
+    pub wrapped_private: Vec<u8>,
+    pub root_version: i32,
+    pub valid_to: DateTime<Utc>,
+    pub mac: Vec<u8>,
+}
+
+/// What was imported into a key with origin `EXTERNAL`.
+#[derive(Clone, Debug)]
+pub struct KeyImportRecord {
+    pub key_id: Uuid,
+    /// A keyed check value of the material, computed in the token.
+    pub material_check: Vec<u8>,
+    /// Of the current import; `None` while the key is pending import.
+    pub expiration_model: Option<String>,
+    pub valid_to: Option<DateTime<Utc>>,
+    pub mac: Vec<u8>,
+}
+
 /// One rotation of a key: the material version it created.
 #[derive(Debug, Clone)]
 pub struct RotationRecord {
@@ -163,12 +188,35 @@ pub trait GrantStore: Send + Sync {
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// Insert a key, its first material version and its tags in one transaction.
+    /// Insert a key with its first material (none for a key pending import) and tags.
     async fn create_key(
         &self,
         key: &KeyRecord,
-        material: &MaterialRecord,
+        material: Option<&MaterialRecord>,
         tags: &[Tag],
     ) -> Result<(), StoreError>;
+    async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<(), StoreError>;
+    async fn import_token(&self, token_id: Uuid) -> Result<Option<ImportTokenRecord>, StoreError>;
+    async fn key_import(&self, key_id: Uuid) -> Result<Option<KeyImportRecord>, StoreError>;
+    /// Make imported material the key's material, in one transaction: only while the key is
+    /// pending import (else `Conflict`); the key becomes `Enabled` with `state_mac`.
+    async fn import_material(
+        &self,
+        m: &MaterialRecord,
+        imp: &KeyImportRecord,
+        state_mac: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Delete a key's imported material and make it pending import (`state_mac`), recording
+    /// `imp`. With `expired_at`, only if the import expired by then (else `Conflict`), so one
+    /// node expires it.
+    async fn delete_imported_material(
+        &self,
+        imp: &KeyImportRecord,
+        state_mac: &[u8],
+        expired_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+    /// Keys whose imported material expired by `now`.
+    async fn expired_imports(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
     async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError>;
     /// Insert an AWS managed key with its first material and its `alias/aws/…` alias in one
     /// transaction; `Conflict` if the alias exists (another request created it first).

@@ -265,14 +265,162 @@ impl KeyStore for PgStore {
     async fn create_key(
         &self,
         k: &KeyRecord,
-        m: &MaterialRecord,
+        m: Option<&MaterialRecord>,
         tags: &[Tag],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         insert_key(&mut tx, k).await?;
-        insert_material(&mut tx, m, None).await?;
+        if let Some(m) = m {
+            insert_material(&mut tx, m, None).await?;
+        }
         insert_tags(&mut tx, k.key_id, tags).await?;
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO import_tokens (token_id, key_id, wrapping_algorithm, wrapping_key_spec, wrapped_private, root_version, valid_to, mac) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+        )
+        .bind(t.token_id)
+        .bind(t.key_id)
+        .bind(&t.wrapping_algorithm)
+        .bind(&t.wrapping_key_spec)
+        .bind(&t.wrapped_private)
+        .bind(t.root_version)
+        .bind(t.valid_to)
+        .bind(&t.mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        // Expired tokens are useless; keep the table small.
+        sqlx::query("DELETE FROM import_tokens WHERE valid_to < now() - interval '1 day'")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn import_token(&self, token_id: Uuid) -> Result<Option<ImportTokenRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM import_tokens WHERE token_id = $1")
+            .bind(token_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(|r| ImportTokenRecord {
+            token_id: r.get("token_id"),
+            key_id: r.get("key_id"),
+            wrapping_algorithm: r.get("wrapping_algorithm"),
+            wrapping_key_spec: r.get("wrapping_key_spec"),
+            wrapped_private: r.get("wrapped_private"),
+            root_version: r.get("root_version"),
+            valid_to: r.get("valid_to"),
+            mac: r.get("mac"),
+        }))
+    }
+
+    async fn key_import(&self, key_id: Uuid) -> Result<Option<KeyImportRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM key_imports WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(|r| KeyImportRecord {
+            key_id: r.get("key_id"),
+            material_check: r.get("material_check"),
+            expiration_model: r.get("expiration_model"),
+            valid_to: r.get("valid_to"),
+            mac: r.get("mac"),
+        }))
+    }
+
+    async fn import_material(
+        &self,
+        m: &MaterialRecord,
+        imp: &KeyImportRecord,
+        state_mac: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE keys SET key_state = 'Enabled', current_version = $2, state_mac = $3 \
+             WHERE key_id = $1 AND key_state = 'PendingImport'",
+        )
+        .bind(m.key_id)
+        .bind(m.version)
+        .bind(state_mac)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict {
+                constraint: "key_not_pending_import".into(),
+            });
+        }
+        insert_material(&mut tx, m, None).await?;
+        sqlx::query(
+            "INSERT INTO key_imports (key_id, material_check, expiration_model, valid_to, mac) VALUES ($1,$2,$3,$4,$5) \
+             ON CONFLICT (key_id) DO UPDATE SET material_check = EXCLUDED.material_check, \
+             expiration_model = EXCLUDED.expiration_model, valid_to = EXCLUDED.valid_to, mac = EXCLUDED.mac",
+        )
+        .bind(imp.key_id)
+        .bind(&imp.material_check)
+        .bind(&imp.expiration_model)
+        .bind(imp.valid_to)
+        .bind(&imp.mac)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_imported_material(
+        &self,
+        imp: &KeyImportRecord,
+        state_mac: &[u8],
+        expired_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE key_imports SET expiration_model = NULL, valid_to = NULL, mac = $2 \
+             WHERE key_id = $1 AND ($3::timestamptz IS NULL OR valid_to <= $3)",
+        )
+        .bind(imp.key_id)
+        .bind(&imp.mac)
+        .bind(expired_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict {
+                constraint: "import_not_expired".into(),
+            });
+        }
+        sqlx::query("DELETE FROM key_materials WHERE key_id = $1")
+            .bind(imp.key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE keys SET key_state = 'PendingImport', state_mac = $2 WHERE key_id = $1",
+        )
+        .bind(imp.key_id)
+        .bind(state_mac)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn expired_imports(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.key_id FROM key_imports i JOIN keys k USING (key_id) \
+             WHERE i.valid_to <= $1 AND k.key_state IN ('Enabled', 'Disabled') ORDER BY i.valid_to LIMIT 100",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(|r| r.get("key_id")).collect())
     }
 
     async fn create_managed_key(

@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod faults;
 mod grants;
+mod import;
 mod lifecycle;
 mod multi_region;
 mod nodes;

@@ -12,6 +12,7 @@ mod generate_data_key_pair;
 mod generate_random;
 mod get_public_key;
 mod grants;
+mod import;
 mod key_policy;
 mod lifecycle;
 mod list_keys;
@@ -28,6 +29,9 @@ use serde_json::{json, Value};
 
 /// Every operation this server implements, by `X-Amz-Target` suffix.
 pub const OPERATIONS: &[&str] = &[
+    "GetParametersForImport",
+    "ImportKeyMaterial",
+    "DeleteImportedKeyMaterial",
     "EnableKeyRotation",
     "DisableKeyRotation",
     "GetKeyRotationStatus",
@@ -128,6 +132,9 @@ pub async fn dispatch(
             generate_data_key_pair::handle(kms, caller, body, false).await
         }
         "DeriveSharedSecret" => derive_shared_secret::handle(kms, caller, body).await,
+        "GetParametersForImport" => import::parameters(kms, caller, body).await,
+        "ImportKeyMaterial" => import::import(kms, caller, body).await,
+        "DeleteImportedKeyMaterial" => import::delete(kms, caller, body).await,
         "UpdatePrimaryRegion" => multi_region::update_primary_region(kms, caller, body).await,
         other => Err(ApiError::UnknownOperation(format!(
             "Unknown operation {other}"
@@ -158,6 +165,12 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         "MultiRegion": r.multi_region,
         "CurrentKeyMaterialId": crate::kms::lifecycle::material_id(&r.blob_id(), r.current_version),
     });
+    if let Some((model, valid_to)) = &m.expiration {
+        v["ExpirationModel"] = json!(model);
+        if let Some(t) = valid_to {
+            v["ValidTo"] = json!(epoch(t));
+        }
+    }
     if !m.related.is_empty() {
         let key = |k: &crate::kms::RelatedKey| json!({"Arn": k.arn, "Region": k.region});
         v["MultiRegionConfiguration"] = json!({

@@ -1,0 +1,125 @@
+//! `GetParametersForImport`, `ImportKeyMaterial`, `DeleteImportedKeyMaterial`.
+
+use crate::api::error::ApiError;
+use crate::api::wire::{b64, parse, Blob, Validator};
+use crate::kms::import::{EXPIRATION_MODELS, WRAPPING_ALGORITHMS, WRAPPING_KEY_SPECS};
+use crate::kms::{Caller, Kms, KmsError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ParametersRequest {
+    key_id: Option<String>,
+    wrapping_algorithm: Option<String>,
+    wrapping_key_spec: Option<String>,
+}
+
+pub async fn parameters(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: ParametersRequest = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .required(&r.wrapping_algorithm, "wrappingAlgorithm")
+        .required(&r.wrapping_key_spec, "wrappingKeySpec")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .one_of(
+            r.wrapping_algorithm.as_deref(),
+            "wrappingAlgorithm",
+            WRAPPING_ALGORITHMS,
+        )
+        .one_of(
+            r.wrapping_key_spec.as_deref(),
+            "wrappingKeySpec",
+            WRAPPING_KEY_SPECS,
+        )
+        .finish()?;
+    let caller = caller.for_request(None, r.key_id.as_deref());
+    let p = kms
+        .get_parameters_for_import(
+            &caller,
+            r.key_id.as_deref().unwrap_or_default(),
+            r.wrapping_algorithm.as_deref().unwrap_or_default(),
+            r.wrapping_key_spec.as_deref().unwrap_or_default(),
+        )
+        .await?;
+    Ok(json!({
+        "KeyId": p.key_arn,
+        "ImportToken": b64(&p.import_token),
+        "PublicKey": b64(&p.public_key),
+        "ParametersValidTo": super::epoch(&p.valid_to),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImportRequest {
+    key_id: Option<String>,
+    import_token: Option<Blob>,
+    encrypted_key_material: Option<Blob>,
+    valid_to: Option<f64>,
+    expiration_model: Option<String>,
+}
+
+pub async fn import(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: ImportRequest = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .required(&r.import_token, "importToken")
+        .required(&r.encrypted_key_material, "encryptedKeyMaterial")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .blob_len(r.import_token.as_ref(), "importToken", 1, 6144)
+        .blob_len(
+            r.encrypted_key_material.as_ref(),
+            "encryptedKeyMaterial",
+            1,
+            6144,
+        )
+        .one_of(
+            r.expiration_model.as_deref(),
+            "expirationModel",
+            EXPIRATION_MODELS,
+        )
+        .finish()?;
+    let valid_to = match r.valid_to {
+        None => None,
+        Some(t) if t.is_finite() && t.abs() < 1e11 => {
+            chrono::DateTime::from_timestamp_millis((t * 1000.0) as i64)
+        }
+        Some(_) => {
+            return Err(KmsError::Validation("ValidTo is not a valid timestamp.".into()).into())
+        }
+    };
+    let caller = caller.for_request(None, r.key_id.as_deref());
+    let arn = kms
+        .import_key_material(
+            &caller,
+            r.key_id.as_deref().unwrap_or_default(),
+            &r.import_token.map(|b| b.0).unwrap_or_default(),
+            r.encrypted_key_material
+                .map(|b| b.0.to_vec())
+                .unwrap_or_default(),
+            r.expiration_model.as_deref(),
+            valid_to,
+        )
+        .await?;
+    Ok(json!({ "KeyId": arn }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteRequest {
+    key_id: Option<String>,
+}
+
+pub async fn delete(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
+    let r: DeleteRequest = parse(body)?;
+    Validator::new()
+        .required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .finish()?;
+    let caller = caller.for_request(None, r.key_id.as_deref());
+    let arn = kms
+        .delete_imported_key_material(&caller, r.key_id.as_deref().unwrap_or_default())
+        .await?;
+    Ok(json!({ "KeyId": arn }))
+}

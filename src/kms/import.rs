@@ -1,0 +1,436 @@
+//! Bring your own key: `GetParametersForImport`, `ImportKeyMaterial`,
+//! `DeleteImportedKeyMaterial`, and the expiry of imported material.
+
+use super::{mac_input, Caller, Kms, KmsError};
+use crate::hsm::{Hash, ImportAs, ImportWrap, PairKind, PrivateUse};
+use crate::store::{ImportTokenRecord, KeyImportRecord, KeyRecord, MaterialRecord, StoreError};
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+pub const WRAPPING_ALGORITHMS: &[&str] = &[
+    "RSAES_PKCS1_V1_5",
+    "RSAES_OAEP_SHA_1",
+    "RSAES_OAEP_SHA_256",
+    "RSA_AES_KEY_WRAP_SHA_1",
+    "RSA_AES_KEY_WRAP_SHA_256",
+    "SM2PKE",
+];
+pub const WRAPPING_KEY_SPECS: &[&str] = &["RSA_2048", "RSA_3072", "RSA_4096", "SM2"];
+pub const EXPIRATION_MODELS: &[&str] = &["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"];
+
+/// How long an import token and its public key may be used (as AWS: 24 hours).
+const TOKEN_LIFETIME_HOURS: i64 = 24;
+/// The latest `ValidTo` an import may have (as AWS: 365 days ahead).
+const MAX_VALID_DAYS: i64 = 365;
+
+pub struct ImportParameters {
+    pub key_arn: String,
+    pub import_token: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub valid_to: DateTime<Utc>,
+}
+
+fn token_mac_input(t: &ImportTokenRecord) -> Vec<u8> {
+    let (rv, at) = (
+        t.root_version.to_be_bytes(),
+        t.valid_to.timestamp_micros().to_be_bytes(),
+    );
+    mac_input(
+        "kms.import-token.v1",
+        &[
+            t.token_id.as_bytes(),
+            t.key_id.as_bytes(),
+            t.wrapping_algorithm.as_bytes(),
+            t.wrapping_key_spec.as_bytes(),
+            &t.wrapped_private,
+            &rv,
+            &at,
+        ],
+    )
+}
+
+fn import_mac_input(i: &KeyImportRecord) -> Vec<u8> {
+    let at = i
+        .valid_to
+        .map(|t| t.timestamp_micros().to_be_bytes().to_vec())
+        .unwrap_or_default();
+    mac_input(
+        "kms.key-import.v1",
+        &[
+            i.key_id.as_bytes(),
+            &i.material_check,
+            i.expiration_model.as_deref().unwrap_or("").as_bytes(),
+            &at,
+        ],
+    )
+}
+
+/// The wrapping mechanism for an algorithm name, if this token can do it.
+fn wrap_of(kms: &Kms, algorithm: &str) -> Result<ImportWrap, KmsError> {
+    let caps = kms.hsm.capabilities();
+    let (wrap, hash) = match algorithm {
+        "RSAES_OAEP_SHA_1" => (ImportWrap::Oaep(Hash::Sha1), Hash::Sha1),
+        "RSAES_OAEP_SHA_256" => (ImportWrap::Oaep(Hash::Sha256), Hash::Sha256),
+        "RSA_AES_KEY_WRAP_SHA_1" => (ImportWrap::RsaAes(Hash::Sha1), Hash::Sha1),
+        "RSA_AES_KEY_WRAP_SHA_256" => (ImportWrap::RsaAes(Hash::Sha256), Hash::Sha256),
+        other => {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "WrappingAlgorithm {other} is not supported by this key store."
+            )))
+        }
+    };
+    if hash == Hash::Sha256 && !caps.oaep_sha256 {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "WrappingAlgorithm {algorithm} is not available: this key store's HSM ({} {}) has no RSAES-OAEP with SHA-256.",
+            caps.manufacturer, caps.model
+        )));
+    }
+    Ok(wrap)
+}
+
+/// What material a key takes.
+fn import_as(rec: &KeyRecord) -> Result<ImportAs, KmsError> {
+    match rec.key_spec.as_str() {
+        "SYMMETRIC_DEFAULT" => Ok(ImportAs::Aes256),
+        // AWS: HMAC key material of at least the digest length, at most 64 bytes.
+        "HMAC_224" => Ok(ImportAs::Secret { min: 28, max: 64 }),
+        "HMAC_256" => Ok(ImportAs::Secret { min: 32, max: 64 }),
+        "HMAC_384" => Ok(ImportAs::Secret { min: 48, max: 64 }),
+        "HMAC_512" => Ok(ImportAs::Secret { min: 64, max: 64 }),
+        other => Err(KmsError::UnsupportedOperation(format!(
+            "Importing key material for KeySpec {other} is not supported by this key store yet."
+        ))),
+    }
+}
+
+impl Kms {
+    fn require_external(rec: &KeyRecord) -> Result<(), KmsError> {
+        if rec.origin != "EXTERNAL" {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} origin is {} which is not valid for this operation.",
+                rec.arn(),
+                rec.origin
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn get_parameters_for_import(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        algorithm: &str,
+        key_spec: &str,
+    ) -> Result<ImportParameters, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:GetParametersForImport",
+            Some(&rec),
+            None,
+            &[
+                ("kms:WrappingAlgorithm", algorithm),
+                ("kms:WrappingKeySpec", key_spec),
+            ],
+        )
+        .await?;
+        Self::require_external(&rec)?;
+        if !matches!(
+            rec.key_state.as_str(),
+            "PendingImport" | "Enabled" | "Disabled"
+        ) {
+            return Err(KmsError::InvalidState(format!(
+                "{} is {}.",
+                rec.arn(),
+                super::state_words(&rec.key_state)
+            )));
+        }
+        import_as(&rec)?;
+        wrap_of(self, algorithm)?;
+        let bits = match key_spec {
+            "RSA_2048" => 2048,
+            "RSA_3072" => 3072,
+            "RSA_4096" => 4096,
+            other => {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "WrappingKeySpec {other} is not supported by this key store."
+                )))
+            }
+        };
+        let kind = PairKind::Rsa(bits);
+        let (wrapped_private, public, root_version) = self
+            .hsm
+            .generate_wrapped_key_pair(kind, PrivateUse::Unwrap)
+            .await?;
+        let public_key = super::asymmetric::spki(kind, &public)?;
+        let mut t = ImportTokenRecord {
+            token_id: Uuid::new_v4(),
+            key_id: rec.key_id,
+            wrapping_algorithm: algorithm.to_string(),
+            wrapping_key_spec: key_spec.to_string(),
+            wrapped_private,
+            root_version: root_version as i32,
+            valid_to: self.now() + Duration::hours(TOKEN_LIFETIME_HOURS),
+            mac: vec![],
+        };
+        t.mac = self.hsm.row_mac(token_mac_input(&t)).await?;
+        self.keys.insert_import_token(&t).await?;
+        Ok(ImportParameters {
+            key_arn: rec.arn(),
+            import_token: t.token_id.as_bytes().to_vec(),
+            public_key,
+            valid_to: t.valid_to,
+        })
+    }
+
+    /// `ValidTo`/`ExpirationModel` checked as AWS checks them; the expiry to store.
+    fn import_expiry(
+        &self,
+        model: Option<&str>,
+        valid_to: Option<DateTime<Utc>>,
+    ) -> Result<(String, Option<DateTime<Utc>>), KmsError> {
+        let model = model.unwrap_or("KEY_MATERIAL_EXPIRES");
+        match (model, valid_to) {
+            ("KEY_MATERIAL_EXPIRES", None) => Err(KmsError::Validation(
+                "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES.".into(),
+            )),
+            ("KEY_MATERIAL_DOES_NOT_EXPIRE", Some(_)) => Err(KmsError::Validation(
+                "ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE."
+                    .into(),
+            )),
+            ("KEY_MATERIAL_EXPIRES", Some(t)) => {
+                let now = self.now();
+                if t <= now || t > now + Duration::days(MAX_VALID_DAYS) {
+                    return Err(KmsError::Validation(format!(
+                        "ValidTo must be in the future and at most {MAX_VALID_DAYS} days from now."
+                    )));
+                }
+                Ok((model.to_string(), Some(t)))
+            }
+            _ => Ok((model.to_string(), None)),
+        }
+    }
+
+    pub async fn import_key_material(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        import_token: &[u8],
+        encrypted: Vec<u8>,
+        expiration_model: Option<&str>,
+        valid_to: Option<DateTime<Utc>>,
+    ) -> Result<String, KmsError> {
+        let (model, valid_to) = self.import_expiry(expiration_model, valid_to)?;
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:ImportKeyMaterial",
+            Some(&rec),
+            None,
+            &[("kms:ExpirationModel", &model)],
+        )
+        .await?;
+        Self::require_external(&rec)?;
+        if rec.key_state != "PendingImport" {
+            return Err(KmsError::InvalidState(format!(
+                "{} is {}.",
+                rec.arn(),
+                super::state_words(&rec.key_state)
+            )));
+        }
+        let as_ = import_as(&rec)?;
+        let token_id = Uuid::from_slice(import_token).map_err(|_| KmsError::InvalidImportToken)?;
+        let Some(t) = self.keys.import_token(token_id).await? else {
+            return Err(KmsError::InvalidImportToken);
+        };
+        if t.key_id != rec.key_id
+            || !self
+                .hsm
+                .row_mac_matches(token_mac_input(&t), &t.mac)
+                .await?
+        {
+            return Err(KmsError::InvalidImportToken);
+        }
+        if t.valid_to <= self.now() {
+            return Err(KmsError::ExpiredImportToken);
+        }
+        let wrap = wrap_of(self, &t.wrapping_algorithm)?;
+        let bits = t
+            .wrapping_key_spec
+            .strip_prefix("RSA_")
+            .and_then(|b| b.parse().ok())
+            .ok_or(KmsError::InvalidImportToken)?;
+        let imported = match self
+            .hsm
+            .import_material(t.wrapped_private.clone(), bits, wrap, encrypted, as_)
+            .await?
+        {
+            Ok(i) => i,
+            Err(why) => {
+                tracing::info!(key_id = %rec.key_id, reason = %why, "imported key material refused");
+                return Err(KmsError::InvalidCiphertext);
+            }
+        };
+        let previous = self.keys.key_import(rec.key_id).await?;
+        if let Some(p) = &previous {
+            if !self
+                .hsm
+                .row_mac_matches(import_mac_input(p), &p.mac)
+                .await?
+            {
+                tracing::error!(key_id = %rec.key_id, "the key's import record failed its integrity check");
+                return Err(KmsError::KeyUnavailable);
+            }
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                p.material_check.as_slice(),
+                imported.check.as_slice(),
+            )) {
+                return Err(KmsError::IncorrectKeyMaterial);
+            }
+        }
+        // The same material always comes back as version 1, so ciphertexts made before a
+        // deletion decrypt after the re-import.
+        let mut m = MaterialRecord {
+            key_id: rec.key_id,
+            version: 1,
+            wrapped: imported.wrapped,
+            root_version: imported.root_version as i32,
+            mac: vec![],
+            public_key: None,
+        };
+        m.mac = self
+            .hsm
+            .row_mac(super::material_mac_input(&rec, &m))
+            .await?;
+        let mut imp = KeyImportRecord {
+            key_id: rec.key_id,
+            material_check: imported.check,
+            expiration_model: Some(model),
+            valid_to,
+            mac: vec![],
+        };
+        imp.mac = self.hsm.row_mac(import_mac_input(&imp)).await?;
+        let state_mac = self
+            .state_mac_of(&rec, "Enabled", rec.deletion_date)
+            .await?;
+        match self.keys.import_material(&m, &imp, &state_mac).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::InvalidState(format!(
+                    "{} is not pending import.",
+                    rec.arn()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate(Some(rec.key_id));
+        Ok(rec.arn())
+    }
+
+    pub async fn delete_imported_key_material(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<String, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            "kms:DeleteImportedKeyMaterial",
+            Some(&rec),
+            None,
+            &[],
+        )
+        .await?;
+        Self::require_external(&rec)?;
+        if !matches!(
+            rec.key_state.as_str(),
+            "Enabled" | "Disabled" | "PendingImport"
+        ) {
+            return Err(KmsError::InvalidState(format!(
+                "{} is {}.",
+                rec.arn(),
+                super::state_words(&rec.key_state)
+            )));
+        }
+        if rec.key_state == "PendingImport" {
+            return Ok(rec.arn());
+        }
+        self.remove_imported(&rec, None).await?;
+        Ok(rec.arn())
+    }
+
+    /// Delete a key's imported material: it is pending import again.
+    async fn remove_imported(
+        &self,
+        rec: &KeyRecord,
+        expired_at: Option<DateTime<Utc>>,
+    ) -> Result<(), KmsError> {
+        let Some(p) = self.keys.key_import(rec.key_id).await? else {
+            return Err(KmsError::KeyUnavailable);
+        };
+        let mut imp = KeyImportRecord {
+            expiration_model: None,
+            valid_to: None,
+            ..p
+        };
+        imp.mac = self.hsm.row_mac(import_mac_input(&imp)).await?;
+        let state_mac = self
+            .state_mac_of(rec, "PendingImport", rec.deletion_date)
+            .await?;
+        match self
+            .keys
+            .delete_imported_material(&imp, &state_mac, expired_at)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => return Err(KmsError::Conflict(String::new())),
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate(Some(rec.key_id));
+        Ok(())
+    }
+
+    /// The scheduler's part: imported material whose `ValidTo` passed is deleted, exactly
+    /// once across nodes, and audited. Returns how many keys expired.
+    pub(super) async fn expire_imports(&self, now: DateTime<Utc>) -> Result<usize, KmsError> {
+        let mut n = 0;
+        for id in self.keys.expired_imports(now).await? {
+            let Some(rec) = self.keys.key(id).await? else {
+                continue;
+            };
+            match self.remove_imported(&rec, Some(now)).await {
+                Ok(()) => {
+                    n += 1;
+                    tracing::info!(key_id = %id, "imported key material expired and was deleted");
+                    self.audit_service_event(
+                        "DeleteExpiredKeyMaterial",
+                        &rec.arn(),
+                        &rec.region,
+                        serde_json::json!({ "reason": "the imported key material reached its ValidTo" }),
+                    )
+                    .await;
+                }
+                Err(KmsError::Conflict(_)) => {}
+                Err(e) => {
+                    tracing::error!(key_id = %id, error = %e, "could not expire imported key material")
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// `ExpirationModel` and `ValidTo` of an `EXTERNAL` key's current import.
+    pub(crate) async fn import_expiration(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<Option<(String, Option<DateTime<Utc>>)>, KmsError> {
+        if rec.origin != "EXTERNAL" {
+            return Ok(None);
+        }
+        Ok(self
+            .keys
+            .key_import(rec.key_id)
+            .await?
+            .and_then(|i| i.expiration_model.map(|m| (m, i.valid_to))))
+    }
+}

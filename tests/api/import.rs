@@ -1,0 +1,467 @@
+//! Bring your own key: material wrapped outside the service — with aws-lc-rs, and with the
+//! `openssl` command line as the README shows a user — is unwrapped inside the token and is
+//! the same material: ciphertexts open outside with it, MACs equal those computed outside, and
+//! a ciphertext made before `DeleteImportedKeyMaterial` decrypts after the same material is
+//! imported again.
+
+use crate::support::*;
+use aws_sdk_kms::primitives::{Blob, DateTime};
+use aws_sdk_kms::types::{
+    AlgorithmSpec, ExpirationModelType, KeySpec, KeyState, KeyUsageType, MacAlgorithmSpec,
+    OriginType, WrappingKeySpec,
+};
+use std::process::Command;
+
+fn oaep_sha1(public_der: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1};
+    let k =
+        OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(public_der).unwrap()).unwrap();
+    let mut out = vec![0u8; k.ciphertext_size()];
+    k.encrypt(&OAEP_SHA1_MGF1SHA1, plaintext, &mut out, None)
+        .unwrap()
+        .to_vec()
+}
+
+async fn external_key(c: &aws_sdk_kms::Client, spec: KeySpec, usage: KeyUsageType) -> String {
+    let m = c
+        .create_key()
+        .origin(OriginType::External)
+        .key_spec(spec)
+        .key_usage(usage)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(m.key_state, Some(KeyState::PendingImport));
+    assert_eq!(m.origin, Some(OriginType::External));
+    m.key_id
+}
+
+/// (import token, public key DER).
+async fn parameters(
+    c: &aws_sdk_kms::Client,
+    key: &str,
+    alg: AlgorithmSpec,
+    spec: WrappingKeySpec,
+) -> (Blob, Vec<u8>) {
+    let p = c
+        .get_parameters_for_import()
+        .key_id(key)
+        .wrapping_algorithm(alg)
+        .wrapping_key_spec(spec)
+        .send()
+        .await
+        .unwrap();
+    assert!(p.parameters_valid_to.is_some());
+    (p.import_token.unwrap(), p.public_key.unwrap().into_inner())
+}
+
+async fn import(
+    c: &aws_sdk_kms::Client,
+    key: &str,
+    token: Blob,
+    wrapped: Vec<u8>,
+) -> Result<(), String> {
+    c.import_key_material()
+        .key_id(key)
+        .import_token(token)
+        .encrypted_key_material(Blob::new(wrapped))
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| code::<(), _>(Err(e)))
+}
+
+/// Open one of this service's v1 ciphertexts outside it, with the raw key.
+fn open_outside(key: &[u8], blob: &[u8]) -> Vec<u8> {
+    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let (header, body) = blob.split_at(33);
+    let mut aad = header.to_vec();
+    aad.extend_from_slice(&0u32.to_be_bytes()); // an empty encryption context
+    let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).unwrap());
+    let mut buf = body.to_vec();
+    let nonce = Nonce::try_assume_unique_for_key(&header[21..33]).unwrap();
+    k.open_in_place(nonce, Aad::from(aad), &mut buf)
+        .expect("the ciphertext opens outside with the imported key")
+        .to_vec()
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut v).unwrap();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symmetric_material_imported_with_oaep_is_the_same_material() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let r = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await;
+    assert_eq!(code(r), "KMSInvalidStateException");
+
+    let material = random(32);
+    let p = c
+        .get_parameters_for_import()
+        .key_id(&key)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .unwrap();
+    let valid = p.parameters_valid_to.unwrap().secs() - chrono::Utc::now().timestamp();
+    assert!((23 * 3600..=24 * 3600 + 60).contains(&valid), "{valid}");
+    let (token, public) = (p.import_token.unwrap(), p.public_key.unwrap().into_inner());
+    // Refused: a token that is not one, a wrap that is not one, material of the wrong size.
+    assert_eq!(
+        import(
+            &c,
+            &key,
+            Blob::new(vec![7u8; 16]),
+            oaep_sha1(&public, &material)
+        )
+        .await,
+        Err("InvalidImportTokenException".into())
+    );
+    assert_eq!(
+        import(&c, &key, token.clone(), random(256)).await,
+        Err("InvalidCiphertextException".into())
+    );
+    assert_eq!(
+        import(&c, &key, token.clone(), oaep_sha1(&public, &random(16))).await,
+        Err("InvalidCiphertextException".into())
+    );
+    // A token of another key.
+    let other = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let (other_token, other_public) = parameters(
+        &c,
+        &other,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    assert_eq!(
+        import(&c, &key, other_token, oaep_sha1(&other_public, &material)).await,
+        Err("InvalidImportTokenException".into())
+    );
+    // Material that is not in a pending-import key's place: a key the service made.
+    let own = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    assert_eq!(
+        code(
+            c.get_parameters_for_import()
+                .key_id(&own)
+                .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+                .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
+    // SoftHSM 2.6.1 has RSAES-OAEP with SHA-1 only: the SHA-256 algorithms are refused with
+    // a sentence that says so.
+    for alg in [
+        AlgorithmSpec::RsaesOaepSha256,
+        AlgorithmSpec::RsaAesKeyWrapSha256,
+    ] {
+        let r = c
+            .get_parameters_for_import()
+            .key_id(&key)
+            .wrapping_algorithm(alg)
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await;
+        let e = r.unwrap_err();
+        assert_eq!(
+            aws_sdk_kms::error::ProvideErrorMetadata::code(&e),
+            Some("UnsupportedOperationException")
+        );
+        assert!(
+            aws_sdk_kms::error::ProvideErrorMetadata::message(&e)
+                .unwrap_or_default()
+                .contains("has no RSAES-OAEP with SHA-256"),
+            "{e:?}"
+        );
+    }
+
+    import(&c, &key, token, oaep_sha1(&public, &material))
+        .await
+        .unwrap();
+    let m = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(m.key_state, Some(KeyState::Enabled));
+    assert_eq!(
+        m.expiration_model,
+        Some(ExpirationModelType::KeyMaterialDoesNotExpire)
+    );
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"made before the deletion".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+        .into_inner();
+    assert_eq!(open_outside(&material, &blob), b"made before the deletion");
+
+    c.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let m = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(m.key_state, Some(KeyState::PendingImport));
+    assert_eq!(
+        code(
+            c.decrypt()
+                .ciphertext_blob(Blob::new(blob.clone()))
+                .send()
+                .await
+        ),
+        "KMSInvalidStateException"
+    );
+    // Other material is refused; the same material brings the old ciphertext back.
+    let (token, public) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa4096,
+    )
+    .await;
+    assert_eq!(
+        import(&c, &key, token.clone(), oaep_sha1(&public, &random(32))).await,
+        Err("IncorrectKeyMaterialException".into())
+    );
+    import(&c, &key, token, oaep_sha1(&public, &material))
+        .await
+        .unwrap();
+    let out = c
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.plaintext.unwrap().into_inner(),
+        b"made before the deletion"
+    );
+}
+
+/// The two-step `RSA_AES_KEY_WRAP_SHA_1`, done with the `openssl` command line exactly as the
+/// README tells a user, into an HMAC key: `GenerateMac` equals the HMAC computed outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hmac_material_wrapped_with_the_openssl_command_line() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let (token, public) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        WrappingKeySpec::Rsa3072,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("WrappingPublicKey.bin"), &public).unwrap();
+    let secret = random(32);
+    std::fs::write(p("PlaintextKeyMaterial.bin"), &secret).unwrap();
+    let sh = |script: &str| {
+        let out = Command::new("bash")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(README_OPENSSL);
+    let wrapped = std::fs::read(p("EncryptedKeyMaterial.bin")).unwrap();
+    let valid_to = chrono::Utc::now() + chrono::Duration::days(1);
+    c.import_key_material()
+        .key_id(&key)
+        .import_token(token)
+        .encrypted_key_material(Blob::new(wrapped))
+        .expiration_model(ExpirationModelType::KeyMaterialExpires)
+        .valid_to(DateTime::from_secs(valid_to.timestamp()))
+        .send()
+        .await
+        .unwrap();
+    let m = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(m.valid_to.unwrap().secs(), valid_to.timestamp());
+    let msg = b"a message to authenticate";
+    let mac = c
+        .generate_mac()
+        .key_id(&key)
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .message(Blob::new(msg.to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .mac
+        .unwrap()
+        .into_inner();
+    let outside = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+        msg,
+    );
+    assert_eq!(mac, outside.as_ref());
+}
+
+/// The README's openssl steps for `RSA_AES_KEY_WRAP_SHA_1` (kept in one place so the README
+/// and this test cannot drift: the README quotes this text).
+const README_OPENSSL: &str = r#"
+openssl rand -out aes-key.bin 32
+openssl pkeyutl -encrypt -pubin -keyform DER -inkey WrappingPublicKey.bin \
+    -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 -pkeyopt rsa_mgf1_md:sha1 \
+    -in aes-key.bin -out aes-key.enc
+openssl enc -id-aes256-wrap-pad -K "$(xxd -p -c 64 aes-key.bin)" -iv A65959A6 \
+    -in PlaintextKeyMaterial.bin -out material.wrapped
+cat aes-key.enc material.wrapped > EncryptedKeyMaterial.bin
+"#;
+
+/// Imported material works until `ValidTo` and then stops: the scheduler deletes it (once,
+/// audited) and the key is pending import again. An import token is good for 24 hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_material_expires_and_import_tokens_expire() {
+    let s = clocked().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let material = random(32);
+    let (token, public) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    c.import_key_material()
+        .key_id(&key)
+        .import_token(token)
+        .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
+        .valid_to(DateTime::from_secs(
+            chrono::Utc::now().timestamp() + 2 * 86400,
+        ))
+        .send()
+        .await
+        .unwrap();
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    s.advance_days(1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    s.advance_days(2);
+    let c2 = c.clone();
+    let k2 = key.clone();
+    eventually("the imported material expires", move || {
+        let (c, k) = (c2.clone(), k2.clone());
+        async move {
+            c.describe_key()
+                .key_id(&k)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+                .key_state
+                == Some(KeyState::PendingImport)
+        }
+    })
+    .await;
+    assert_eq!(
+        code(
+            c.encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await
+        ),
+        "KMSInvalidStateException"
+    );
+    let pool = s.db.pool().await;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE event_name = 'DeleteExpiredKeyMaterial'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 1, "expired once, audited once");
+    // A token a day and a minute old is expired.
+    let (token, public) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    s.advance_days(2);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        import(&c, &key, token, oaep_sha1(&public, &material)).await,
+        Err("ExpiredImportTokenException".into())
+    );
+    // ValidTo must be ahead, and within 365 days.
+    let (token, public) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    let r = c
+        .import_key_material()
+        .key_id(&key)
+        .import_token(token)
+        .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
+        .send()
+        .await;
+    assert_eq!(code(r), "ValidationException");
+}
