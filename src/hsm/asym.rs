@@ -221,7 +221,11 @@ fn generate_pair(
     ck(s.generate_key_pair(&mechanism, &public, &private))
 }
 
-fn read_public(s: &Session, kind: PairKind, obj: ObjectHandle) -> Result<PublicKey, HsmError> {
+pub(super) fn read_public(
+    s: &Session,
+    kind: PairKind,
+    obj: ObjectHandle,
+) -> Result<PublicKey, HsmError> {
     match kind {
         PairKind::Rsa(_) => {
             let attrs = ck(s.get_attributes(

@@ -26,6 +26,8 @@ pub enum ImportAs {
     Aes256,
     /// An HMAC key of `min..=max` bytes.
     Secret { min: usize, max: usize },
+    /// An RSA private key of `bits` (PKCS#8, which only `RsaAes` can carry), for `use_`.
+    Rsa { bits: u32, use_: PrivateUse },
 }
 
 /// Imported material, wrapped under the root key.
@@ -35,11 +37,17 @@ pub struct Imported {
     /// A check value of the material, keyed with the token's MAC key: equal for the same
     /// material, and saying nothing about it.
     pub check: Vec<u8>,
+    /// For a private key: its public key, read from the token.
+    pub public: Option<super::PublicKey>,
 }
 
 const CHECK_MESSAGE: &[u8] = b"kms imported key material check value v1";
 
 fn target_template(as_: ImportAs) -> Vec<Attribute> {
+    if let ImportAs::Rsa { bits, use_ } = as_ {
+        // Extractable: it is wrapped again under the root key, then destroyed.
+        return private_template(PairKind::Rsa(bits), use_, true);
+    }
     let mut t = vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::Token(false),
@@ -59,6 +67,7 @@ fn target_template(as_: ImportAs) -> Vec<Attribute> {
             Attribute::Sign(true),
             Attribute::Verify(true),
         ]),
+        ImportAs::Rsa { .. } => {}
     }
     t
 }
@@ -131,6 +140,8 @@ fn length_fits(as_: ImportAs, wrapped_len: usize) -> Result<(), String> {
         ImportAs::Secret { min, max } => Err(format!(
             "the material is about {padded} bytes, not {min} to {max}"
         )),
+        // Checked by its modulus.
+        ImportAs::Rsa { .. } => Ok(()),
     }
 }
 
@@ -140,14 +151,36 @@ fn check_value(
     s: &super::Tok,
     key: ObjectHandle,
     as_: ImportAs,
-) -> Result<Result<Vec<u8>, String>, HsmError> {
+) -> Result<Result<(Vec<u8>, Option<super::PublicKey>), String>, HsmError> {
+    let mut public = None;
     let value = match as_ {
+        ImportAs::Rsa { bits, .. } => {
+            // A private key is identified by its public half, which the token shows.
+            let p = super::asym::read_public(s, PairKind::Rsa(bits), key)?;
+            let super::PublicKey::Rsa { modulus, exponent } = &p else {
+                return Ok(Err("not an RSA key".into()));
+            };
+            let n = modulus.iter().skip_while(|b| **b == 0).count();
+            if n != bits as usize / 8 {
+                return Ok(Err(format!(
+                    "the key has a {}-bit modulus, not {bits}",
+                    n * 8
+                )));
+            }
+            let mut v = modulus.clone();
+            v.extend_from_slice(exponent);
+            public = Some(p);
+            v
+        }
         ImportAs::Aes256 => ck(s.encrypt(&Mechanism::AesEcb, key, &[0u8; 16]))?,
         ImportAs::Secret { .. } => ck(s.sign(&Mechanism::Sha256Hmac, key, CHECK_MESSAGE))?,
     };
     let mut input = CHECK_MESSAGE.to_vec();
     input.extend_from_slice(&value);
-    Ok(Ok(ck(s.sign(&Mechanism::Sha256Hmac, s.mac()?, &input))?))
+    Ok(Ok((
+        ck(s.sign(&Mechanism::Sha256Hmac, s.mac()?, &input))?,
+        public,
+    )))
 }
 
 impl Hsm {
@@ -185,7 +218,7 @@ impl Hsm {
                 Err(why) => return Ok(Err(why)),
             };
             match check_value(s, key, as_) {
-                Ok(Ok(check)) => {
+                Ok(Ok((check, public))) => {
                     let wrapped = wrap_and_destroy(s, root, key)?;
                     if let Err(why) = length_fits(as_, wrapped.len()) {
                         return Ok(Err(why));
@@ -194,6 +227,7 @@ impl Hsm {
                         wrapped,
                         root_version,
                         check,
+                        public,
                     }))
                 }
                 Ok(Err(why)) => {

@@ -97,6 +97,10 @@ fn import_as(rec: &KeyRecord) -> Result<ImportAs, KmsError> {
         "HMAC_256" => Ok(ImportAs::Secret { min: 32, max: 64 }),
         "HMAC_384" => Ok(ImportAs::Secret { min: 48, max: 64 }),
         "HMAC_512" => Ok(ImportAs::Secret { min: 64, max: 64 }),
+        "RSA_2048" | "RSA_3072" | "RSA_4096" => Ok(ImportAs::Rsa {
+            bits: rec.key_spec[4..].parse().unwrap_or(2048),
+            use_: super::asymmetric::private_use(&rec.key_usage),
+        }),
         other => Err(KmsError::UnsupportedOperation(format!(
             "Importing key material for KeySpec {other} is not supported by this key store yet."
         ))),
@@ -145,8 +149,13 @@ impl Kms {
                 super::state_words(&rec.key_state)
             )));
         }
-        import_as(&rec)?;
-        wrap_of(self, algorithm)?;
+        let as_ = import_as(&rec)?;
+        let wrap = wrap_of(self, algorithm)?;
+        if matches!(as_, ImportAs::Rsa { .. }) && matches!(wrap, ImportWrap::Oaep(_)) {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "WrappingAlgorithm {algorithm} cannot carry a private key; use RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256."
+            )));
+        }
         let bits = match key_spec {
             "RSA_2048" => 2048,
             "RSA_3072" => 3072,
@@ -290,13 +299,19 @@ impl Kms {
         }
         // The same material always comes back as version 1, so ciphertexts made before a
         // deletion decrypt after the re-import.
+        let public_key = match (&imported.public, as_) {
+            (Some(p), ImportAs::Rsa { bits, .. }) => {
+                Some(super::asymmetric::spki(PairKind::Rsa(bits), p)?)
+            }
+            _ => None,
+        };
         let mut m = MaterialRecord {
             key_id: rec.key_id,
             version: 1,
             wrapped: imported.wrapped,
             root_version: imported.root_version as i32,
             mac: vec![],
-            public_key: None,
+            public_key,
         };
         m.mac = self
             .hsm

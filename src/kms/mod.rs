@@ -1151,7 +1151,9 @@ impl Kms {
         match input.origin.as_str() {
             "AWS_KMS" => {}
             "EXTERNAL"
-                if input.key_spec == SYMMETRIC_DEFAULT || input.key_spec.starts_with("HMAC_") =>
+                if input.key_spec == SYMMETRIC_DEFAULT
+                    || input.key_spec.starts_with("HMAC_")
+                    || input.key_spec.starts_with("RSA_") =>
             {
                 if input.multi_region {
                     return Err(KmsError::UnsupportedOperation(
@@ -1159,10 +1161,12 @@ impl Kms {
                     ));
                 }
             }
-            "EXTERNAL" => return Err(KmsError::UnsupportedOperation(format!(
+            "EXTERNAL" => {
+                return Err(KmsError::UnsupportedOperation(format!(
                 "Keys with Origin EXTERNAL and KeySpec {} are not supported by this key store yet.",
                 input.key_spec
-            ))),
+            )))
+            }
             other => {
                 return Err(KmsError::UnsupportedOperation(format!(
                     "Origin {other} is not supported by this key store."

@@ -359,8 +359,9 @@ openssl enc -id-aes256-wrap-pad -K "$(xxd -p -c 64 aes-key.bin)" -iv A65959A6 \
 cat aes-key.enc material.wrapped > EncryptedKeyMaterial.bin
 "#;
 
-/// Imported material works until `ValidTo` and then stops: the scheduler deletes it (once,
-/// audited) and the key is pending import again. An import token is good for 24 hours.
+/// Imported material works until `ValidTo` and then stops: the scheduler deletes it (once
+/// across two servers, audited) and the key is pending import again. An import token is good
+/// for 24 hours.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_material_expires_and_import_tokens_expire() {
     let s = clocked().await;
@@ -390,6 +391,8 @@ async fn imported_material_expires_and_import_tokens_expire() {
         .send()
         .await
         .unwrap();
+    // A second server on the same database runs the same background jobs.
+    let _second = tokio::task::block_in_place(|| s.second_node());
     s.advance_days(1);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     c.encrypt()
@@ -464,4 +467,99 @@ async fn imported_material_expires_and_import_tokens_expire() {
         .send()
         .await;
     assert_eq!(code(r), "ValidationException");
+}
+
+/// An RSA signing key made with openssl and imported (PKCS#8 inside `RSA_AES_KEY_WRAP_SHA_1`):
+/// its public key is openssl's, the service's signatures verify with openssl, and openssl's
+/// signatures pass `Verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_signing_key_imported_from_openssl_signs_like_it() {
+    use aws_sdk_kms::types::SigningAlgorithmSpec;
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
+    // RSAES-OAEP cannot carry a private key.
+    let r = c
+        .get_parameters_for_import()
+        .key_id(&key)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+        .wrapping_key_spec(WrappingKeySpec::Rsa4096)
+        .send()
+        .await;
+    assert_eq!(code(r), "UnsupportedOperationException");
+    let (token, public) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        WrappingKeySpec::Rsa4096,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("WrappingPublicKey.bin"), &public).unwrap();
+    std::fs::write(p("message.txt"), b"signed inside and outside").unwrap();
+    let sh = |script: &str| {
+        let out = Command::new("bash")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    sh(
+        "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out private.pem
+        openssl pkcs8 -topk8 -nocrypt -outform DER -in private.pem -out PlaintextKeyMaterial.bin
+        openssl pkey -in private.pem -pubout -outform DER -out public.der
+        openssl pkey -in private.pem -pubout -out public.pem
+        openssl dgst -sha256 -sign private.pem -out outside.sig message.txt",
+    );
+    sh(README_OPENSSL);
+    import(
+        &c,
+        &key,
+        token,
+        std::fs::read(p("EncryptedKeyMaterial.bin")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let served = c
+        .get_public_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap()
+        .into_inner();
+    assert_eq!(served, std::fs::read(p("public.der")).unwrap());
+    let sig = c
+        .sign()
+        .key_id(&key)
+        .message(Blob::new(std::fs::read(p("message.txt")).unwrap()))
+        .signing_algorithm(SigningAlgorithmSpec::RsassaPkcs1V15Sha256)
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap()
+        .into_inner();
+    std::fs::write(p("inside.sig"), sig).unwrap();
+    let out = sh("openssl dgst -sha256 -verify public.pem -signature inside.sig message.txt");
+    assert!(String::from_utf8_lossy(&out).contains("Verified OK"));
+    let ok = c
+        .verify()
+        .key_id(&key)
+        .message(Blob::new(std::fs::read(p("message.txt")).unwrap()))
+        .signature(Blob::new(std::fs::read(p("outside.sig")).unwrap()))
+        .signing_algorithm(SigningAlgorithmSpec::RsassaPkcs1V15Sha256)
+        .send()
+        .await
+        .unwrap();
+    assert!(ok.signature_valid);
 }

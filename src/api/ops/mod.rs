@@ -163,8 +163,14 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         "CustomerMasterKeySpec": r.key_spec,
         "KeySpec": r.key_spec,
         "MultiRegion": r.multi_region,
-        "CurrentKeyMaterialId": crate::kms::lifecycle::material_id(&r.blob_id(), r.current_version),
     });
+    // A key pending import has no material yet.
+    if r.current_version > 0 {
+        v["CurrentKeyMaterialId"] = json!(crate::kms::lifecycle::material_id(
+            &r.blob_id(),
+            r.current_version
+        ));
+    }
     if let Some((model, valid_to)) = &m.expiration {
         v["ExpirationModel"] = json!(model);
         if let Some(t) = valid_to {
