@@ -15,10 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_tools
 ensure_postgres
-command -v cargo-fuzz >/dev/null 2>&1 || {
-    log "installing cargo-fuzz"
-    cargo install cargo-fuzz --locked --version 0.13.2 -q
-}
+ensure_cargo_fuzz
 
 targets=(ciphertext policy sigv4 request key_row)
 [ $# -ge 1 ] && targets=("$1")

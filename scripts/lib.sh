@@ -5,7 +5,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEV_DIR="${KMS_DEV_DIR:-$ROOT/.dev}"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+log() { printf '\033[1m==> [%s] %s\033[0m\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 as_root() {
@@ -81,4 +81,11 @@ ensure_aws_cli() {
         "$DEV_DIR/awscli/bin/pip" install -q awscli
         export PATH="$DEV_DIR/awscli/bin:$PATH"
     fi
+}
+
+ensure_cargo_fuzz() {
+    command -v cargo-fuzz >/dev/null 2>&1 || {
+        log "installing cargo-fuzz"
+        cargo install cargo-fuzz --locked --version 0.13.2 -q
+    }
 }

@@ -17,8 +17,18 @@ done
 export KMS_TEST_DATABASE_URL="$PG_BASE"
 export KMS_TEST_REQUIRE_AWS_CLI=1
 cd "$ROOT"
+log "building the test suite"
+cargo test --all-targets --no-run "$@"
+# The fuzz targets build at the lowest priority while the integration tests run (those mostly
+# wait on their servers), so the short fuzz run below starts at once.
+ensure_cargo_fuzz
+fuzz_log="$(mktemp)"
+(cd "$ROOT/fuzz" && nice -n 19 cargo fuzz build --dev -s none >"$fuzz_log" 2>&1) &
+fuzz_build=$!
 log "running the test suite"
 cargo test --all-targets "$@"
+log "waiting for the fuzz targets to build"
+wait "$fuzz_build" || { grep -v "^ *Compiling" "$fuzz_log" | tail -40; die "the fuzz targets do not build"; }
 
 # A short run of every fuzz target (scripts/fuzz.sh documents the longer run). New inputs
 # found here stay out of the committed corpus unless someone commits them.

@@ -14,9 +14,12 @@ CREATE INDEX import_tokens_valid_to ON import_tokens (valid_to);
 
 -- What was imported into a key: a check value of the material (keyed, computed in the token),
 -- so that only the same material can be imported again, and the current import's expiry.
+-- `invocations` carries the material's AES-GCM invocation count across a deletion and
+-- re-import, so the 2^32 bound counts every encryption the material ever did.
 CREATE TABLE key_imports (
     key_id           UUID PRIMARY KEY REFERENCES keys (key_id) ON DELETE CASCADE,
     material_check   BYTEA NOT NULL,
+    invocations      BIGINT NOT NULL DEFAULT 0,
     expiration_model TEXT,
     valid_to         TIMESTAMPTZ,
     mac              BYTEA NOT NULL

@@ -357,6 +357,16 @@ impl KeyStore for PgStore {
             });
         }
         insert_material(&mut tx, m, None).await?;
+        // The same material again: its AES-GCM invocations so far still count.
+        sqlx::query(
+            "UPDATE key_materials SET invocations_reserved = \
+             (SELECT invocations FROM key_imports WHERE key_id = $1) \
+             WHERE key_id = $1 AND EXISTS (SELECT 1 FROM key_imports WHERE key_id = $1)",
+        )
+        .bind(m.key_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         sqlx::query(
             "INSERT INTO key_imports (key_id, material_check, expiration_model, valid_to, mac) VALUES ($1,$2,$3,$4,$5) \
              ON CONFLICT (key_id) DO UPDATE SET material_check = EXCLUDED.material_check, \
@@ -381,7 +391,9 @@ impl KeyStore for PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE key_imports SET expiration_model = NULL, valid_to = NULL, mac = $2 \
+            "UPDATE key_imports SET expiration_model = NULL, valid_to = NULL, mac = $2, \
+             invocations = GREATEST(invocations, \
+                 (SELECT COALESCE(max(invocations_reserved), 0) FROM key_materials WHERE key_id = $1)) \
              WHERE key_id = $1 AND ($3::timestamptz IS NULL OR valid_to <= $3)",
         )
         .bind(imp.key_id)

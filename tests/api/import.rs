@@ -225,6 +225,22 @@ async fn symmetric_material_imported_with_oaep_is_the_same_material() {
         .into_inner();
     assert_eq!(open_outside(&material, &blob), b"made before the deletion");
 
+    let pool = s.db.pool().await;
+    let reserved = || {
+        let pool = pool.clone();
+        let key = key.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT invocations_reserved FROM key_materials WHERE key_id = $1::uuid",
+            )
+            .bind(key)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let before = reserved().await;
+    assert!(before > 0);
     c.delete_imported_key_material()
         .key_id(&key)
         .send()
@@ -273,6 +289,8 @@ async fn symmetric_material_imported_with_oaep_is_the_same_material() {
         out.plaintext.unwrap().into_inner(),
         b"made before the deletion"
     );
+    // The material's AES-GCM invocations before the deletion still count after it.
+    assert!(reserved().await >= before);
 }
 
 /// The two-step `RSA_AES_KEY_WRAP_SHA_1`, done with the `openssl` command line exactly as the
