@@ -48,8 +48,10 @@ export RUST_LOG="${RUST_LOG:-error,cryptoki=off}"
 
 cd "$ROOT"
 log "building kms and the fuzz targets"
-cargo build --bin kms -q
-target/debug/kms init >/dev/null
+# KMS_BIN: a kms binary already built (scripts/test.sh passes the one its tests used).
+bin="${KMS_BIN:-}"
+if [ -z "$bin" ]; then cargo build --bin kms -q; bin="$ROOT/target/debug/kms"; fi
+"$bin" init >/dev/null
 cargo fuzz build "${profile[@]}" -s "$sanitizer" >"$work/build.log" 2>&1 \
     || { grep -v "^ *Compiling" "$work/build.log" | tail -40; die "the fuzz targets do not build"; }
 for t in "${targets[@]}"; do

@@ -33,4 +33,4 @@ wait "$fuzz_build" || { grep -v "^ *Compiling" "$fuzz_log" | tail -40; die "the 
 # A short run of every fuzz target (scripts/fuzz.sh documents the longer run). New inputs
 # found here stay out of the committed corpus unless someone commits them.
 log "fuzzing: a short run of each target"
-FUZZ_DEV=1 FUZZ_KEEP=0 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash "$ROOT/scripts/fuzz.sh"
+KMS_BIN="$ROOT/target/debug/kms" FUZZ_DEV=1 FUZZ_KEEP=0 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash "$ROOT/scripts/fuzz.sh"

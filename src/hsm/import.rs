@@ -145,13 +145,17 @@ fn length_fits(as_: ImportAs, wrapped_len: usize) -> Result<(), String> {
     }
 }
 
-/// The material's length checked, and its check value: AES-ECB of a zero block (the usual
-/// key check value) or an HMAC of a fixed message, then keyed with the MAC key.
+/// The check value and (for a private key) the public key, or why the material is refused.
+type Checked = Result<(Vec<u8>, Option<super::PublicKey>), String>;
+
+/// The material's check value, keyed with the MAC key: from AES-ECB of a zero block (the usual
+/// key check value), an HMAC of a fixed message, or an RSA key's public half (whose modulus
+/// must have the key spec's size).
 fn check_value(
     s: &super::Tok,
     key: ObjectHandle,
     as_: ImportAs,
-) -> Result<Result<(Vec<u8>, Option<super::PublicKey>), String>, HsmError> {
+) -> Result<Checked, HsmError> {
     let mut public = None;
     let value = match as_ {
         ImportAs::Rsa { bits, .. } => {
