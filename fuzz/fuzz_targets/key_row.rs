@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         let (v, next) = tail.split_at(n);
         rest = next;
         let s = String::from_utf8_lossy(v).to_string();
-        let int = |v: &[u8]| v.iter().fold(0i32, |a, b| a.wrapping_mul(256).wrapping_add(*b as i32));
+        let int = |v: &[u8]| {
+            v.iter()
+                .fold(0i32, |a, b| a.wrapping_mul(256).wrapping_add(*b as i32))
+        };
         match field % 12 {
             0 => m.wrapped = v.to_vec(),
             1 => {

@@ -151,11 +151,7 @@ type Checked = Result<(Vec<u8>, Option<super::PublicKey>), String>;
 /// The material's check value, keyed with the MAC key: from AES-ECB of a zero block (the usual
 /// key check value), an HMAC of a fixed message, or an RSA key's public half (whose modulus
 /// must have the key spec's size).
-fn check_value(
-    s: &super::Tok,
-    key: ObjectHandle,
-    as_: ImportAs,
-) -> Result<Checked, HsmError> {
+fn check_value(s: &super::Tok, key: ObjectHandle, as_: ImportAs) -> Result<Checked, HsmError> {
     let mut public = None;
     let value = match as_ {
         ImportAs::Rsa { bits, .. } => {
