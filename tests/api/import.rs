@@ -88,6 +88,22 @@ fn open_outside(key: &[u8], blob: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
+/// Run a bash script in `dir`; its output. The test fails if the script does.
+fn shell(dir: &std::path::Path, script: &str) -> Vec<u8> {
+    let out = Command::new("bash")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 fn random(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     aws_lc_rs::rand::fill(&mut v).unwrap();
@@ -312,19 +328,7 @@ async fn hmac_material_wrapped_with_the_openssl_command_line() {
     std::fs::write(p("WrappingPublicKey.bin"), &public).unwrap();
     let secret = random(32);
     std::fs::write(p("PlaintextKeyMaterial.bin"), &secret).unwrap();
-    let sh = |script: &str| {
-        let out = Command::new("bash")
-            .arg("-ec")
-            .arg(script)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let sh = |script: &str| shell(dir.path(), script);
     sh(README_OPENSSL);
     let wrapped = std::fs::read(p("EncryptedKeyMaterial.bin")).unwrap();
     let valid_to = chrono::Utc::now() + chrono::Duration::days(1);
@@ -516,20 +520,7 @@ async fn rsa_signing_key_imported_from_openssl_signs_like_it() {
     let p = |n: &str| dir.path().join(n);
     std::fs::write(p("WrappingPublicKey.bin"), &public).unwrap();
     std::fs::write(p("message.txt"), b"signed inside and outside").unwrap();
-    let sh = |script: &str| {
-        let out = Command::new("bash")
-            .arg("-ec")
-            .arg(script)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
+    let sh = |script: &str| shell(dir.path(), script);
     sh(
         "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out private.pem
         openssl pkcs8 -topk8 -nocrypt -outform DER -in private.pem -out PlaintextKeyMaterial.bin
