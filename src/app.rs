@@ -689,9 +689,7 @@ pub enum HsmCommand {
 pub async fn hsm(s: &Settings, cmd: HsmCommand) -> Result<(), Error> {
     match cmd {
         HsmCommand::SetPin { new_pin_file } => {
-            let new = std::fs::read_to_string(&new_pin_file)
-                .map_err(|e| format!("cannot read {}: {e}", new_pin_file.display()))?;
-            let new = secrecy::SecretString::from(new.trim_end_matches(['\r', '\n']).to_string());
+            let new = crate::config::read_pin_file(&new_pin_file)?;
             let hsm = open_hsm(s).await?;
             tokio::task::spawn_blocking(move || hsm.set_pin(&new))
                 .await

@@ -6,6 +6,15 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// A PIN from a file, without its trailing line break.
+pub fn read_pin_file(f: &Path) -> Result<SecretString, String> {
+    let s = std::fs::read_to_string(f)
+        .map_err(|e| format!("cannot read the PIN file {}: {e}", f.display()))?;
+    Ok(SecretString::from(
+        s.trim_end_matches(['\r', '\n']).to_string(),
+    ))
+}
+
 #[derive(Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -195,11 +204,7 @@ impl Settings {
             return Ok(p.clone());
         }
         if let Some(f) = &self.hsm.pin_file {
-            let s = std::fs::read_to_string(f)
-                .map_err(|e| format!("cannot read the PIN file {}: {e}", f.display()))?;
-            return Ok(SecretString::from(
-                s.trim_end_matches(['\r', '\n']).to_string(),
-            ));
+            return read_pin_file(f);
         }
         Err("no user PIN: set KMS_HSM__PIN or hsm.pin_file".into())
     }

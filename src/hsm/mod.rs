@@ -311,14 +311,13 @@ impl Inner {
     /// The PIN to log in with now: the PIN file as it reads now, if there is one.
     fn current_pin(&self) -> SecretString {
         if let Some(f) = &self.pin_file {
-            match std::fs::read_to_string(f) {
+            match crate::config::read_pin_file(f) {
                 Ok(p) => {
-                    let p = SecretString::from(p.trim_end_matches(['\r', '\n']).to_string());
                     *self.pin.lock().unwrap() = p.clone();
                     return p;
                 }
                 Err(e) => {
-                    tracing::error!(file = %f.display(), error = %e, "cannot read the PIN file; using the PIN read at start-up")
+                    tracing::error!(error = %e, "using the PIN read at start-up")
                 }
             }
         }
