@@ -29,6 +29,32 @@ impl Curve {
         }
     }
 
+    /// The base point G, uncompressed (0x04 ‖ x ‖ y), from SEC 2 / FIPS 186-4.
+    pub(super) fn generator(self) -> Vec<u8> {
+        let (x, y) = match self {
+            Curve::P256 => (
+                "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296",
+                "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5",
+            ),
+            Curve::P384 => (
+                "aa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7",
+                "3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f",
+            ),
+            Curve::P521 => (
+                "00c6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66",
+                "011839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650",
+            ),
+            Curve::Secp256k1 => (
+                "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798",
+                "483ada7726a3c4655da4fbfc0e1108a8fd17b448a68554199c47d08ffb10d4b8",
+            ),
+        };
+        let mut g = vec![0x04];
+        g.extend(hex::decode(x).expect("constant"));
+        g.extend(hex::decode(y).expect("constant"));
+        g
+    }
+
     /// Bytes of one field element (and of an ECDH shared secret).
     pub fn field_len(self) -> usize {
         match self {
@@ -221,6 +247,37 @@ fn generate_pair(
     ck(s.generate_key_pair(&mechanism, &public, &private))
 }
 
+/// ECDH (no KDF) of a private key with a point: the x coordinate of their product, read out of a
+/// short-lived derived object that is then destroyed.
+pub(super) fn ecdh_x(
+    s: &Session,
+    key: ObjectHandle,
+    peer_point: &[u8],
+    len: usize,
+) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+    let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point);
+    let derived = ck(s.derive_key(
+        &Mechanism::Ecdh1Derive(params),
+        key,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Token(false),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::ValueLen((len as u64).into()),
+        ],
+    ))?;
+    let value = ck(s.get_attributes(derived, &[AttributeType::Value]));
+    let destroyed = ck(s.destroy_object(derived));
+    let value = value?.into_iter().find_map(|a| match a {
+        Attribute::Value(v) => Some(Zeroizing::new(v)),
+        _ => None,
+    });
+    destroyed?;
+    value.ok_or_else(|| HsmError::Other("the token did not return the shared secret".into()))
+}
+
 pub(super) fn read_public(
     s: &Session,
     kind: PairKind,
@@ -382,31 +439,8 @@ impl Hsm {
         peer_point: Vec<u8>,
         len: usize,
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        self.run(move |s| {
-            let params = Ecdh1DeriveParams::new(EcKdf::null(), &peer_point);
-            let derived = ck(s.derive_key(
-                &Mechanism::Ecdh1Derive(params),
-                s.obj(&key)?,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::GENERIC_SECRET),
-                    Attribute::Token(false),
-                    Attribute::Sensitive(false),
-                    Attribute::Extractable(true),
-                    Attribute::ValueLen((len as u64).into()),
-                ],
-            ))?;
-            let value = ck(s.get_attributes(derived, &[AttributeType::Value]));
-            let destroyed = ck(s.destroy_object(derived));
-            let value = value?.into_iter().find_map(|a| match a {
-                Attribute::Value(v) => Some(Zeroizing::new(v)),
-                _ => None,
-            });
-            destroyed?;
-            value
-                .ok_or_else(|| HsmError::Other("the token did not return the shared secret".into()))
-        })
-        .await
+        self.run(move |s| ecdh_x(s, s.obj(&key)?, &peer_point, len))
+            .await
     }
 
     /// HMAC with a generic secret in the token.

@@ -2,7 +2,7 @@
 //! a wrapping key pair generated here; it is unwrapped inside the token — never in host
 //! memory — checked, and wrapped again under the root key.
 
-use super::asym::{private_template, Hash, PairKind, PrivateUse};
+use super::asym::{ecdh_x, private_template, Curve, Hash, PairKind, PrivateUse};
 use super::{ck, wrap_and_destroy, Hsm, HsmError, WRAP};
 use cryptoki::mechanism::rsa::{PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::Mechanism;
@@ -28,6 +28,8 @@ pub enum ImportAs {
     Secret { min: usize, max: usize },
     /// An RSA private key of `bits` (PKCS#8, which only `RsaAes` can carry), for `use_`.
     Rsa { bits: u32, use_: PrivateUse },
+    /// An EC private key on `curve` (PKCS#8, which only `RsaAes` can carry), for `use_`.
+    Ec { curve: Curve, use_: PrivateUse },
 }
 
 /// Imported material, wrapped under the root key.
@@ -48,6 +50,20 @@ fn target_template(as_: ImportAs) -> Vec<Attribute> {
         // Extractable: it is wrapped again under the root key, then destroyed.
         return private_template(PairKind::Rsa(bits), use_, true);
     }
+    if let ImportAs::Ec { curve, use_ } = as_ {
+        // Extractable: it is wrapped again under the root key, then destroyed. This object may
+        // also sign and derive, whatever the key's use, because its public key is worked out
+        // that way (see `ec_public`); the stored wrap carries no attributes.
+        let mut t = private_template(PairKind::Ec(curve), use_, true);
+        for a in t.iter_mut() {
+            match a {
+                Attribute::Sign(_) => *a = Attribute::Sign(true),
+                Attribute::Derive(_) => *a = Attribute::Derive(true),
+                _ => {}
+            }
+        }
+        return t;
+    }
     let mut t = vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::Token(false),
@@ -67,7 +83,7 @@ fn target_template(as_: ImportAs) -> Vec<Attribute> {
             Attribute::Sign(true),
             Attribute::Verify(true),
         ]),
-        ImportAs::Rsa { .. } => {}
+        ImportAs::Rsa { .. } | ImportAs::Ec { .. } => {}
     }
     t
 }
@@ -140,8 +156,8 @@ fn length_fits(as_: ImportAs, wrapped_len: usize) -> Result<(), String> {
         ImportAs::Secret { min, max } => Err(format!(
             "the material is about {padded} bytes, not {min} to {max}"
         )),
-        // Checked by its modulus.
-        ImportAs::Rsa { .. } => Ok(()),
+        // Checked by its modulus or its curve.
+        ImportAs::Rsa { .. } | ImportAs::Ec { .. } => Ok(()),
     }
 }
 
@@ -149,8 +165,8 @@ fn length_fits(as_: ImportAs, wrapped_len: usize) -> Result<(), String> {
 type Checked = Result<(Vec<u8>, Option<super::PublicKey>), String>;
 
 /// The material's check value, keyed with the MAC key: from AES-ECB of a zero block (the usual
-/// key check value), an HMAC of a fixed message, or an RSA key's public half (whose modulus
-/// must have the key spec's size).
+/// key check value), an HMAC of a fixed message, or a private key's public half (an RSA modulus
+/// of the key spec's size, a point on the key spec's curve).
 fn check_value(s: &super::Tok, key: ObjectHandle, as_: ImportAs) -> Result<Checked, HsmError> {
     let mut public = None;
     let value = match as_ {
@@ -172,6 +188,13 @@ fn check_value(s: &super::Tok, key: ObjectHandle, as_: ImportAs) -> Result<Check
             public = Some(p);
             v
         }
+        ImportAs::Ec { curve, .. } => match ec_public(s, key, curve)? {
+            Ok(point) => {
+                public = Some(super::PublicKey::Point(point.clone()));
+                point
+            }
+            Err(why) => return Ok(Err(why)),
+        },
         ImportAs::Aes256 => ck(s.encrypt(&Mechanism::AesEcb, key, &[0u8; 16]))?,
         ImportAs::Secret { .. } => ck(s.sign(&Mechanism::Sha256Hmac, key, CHECK_MESSAGE))?,
     };
@@ -181,6 +204,79 @@ fn check_value(s: &super::Tok, key: ObjectHandle, as_: ImportAs) -> Result<Check
         ck(s.sign(&Mechanism::Sha256Hmac, s.mac()?, &input))?,
         public,
     )))
+}
+
+/// The public point of an imported EC private key, or why the key is refused.
+///
+/// Tokens need not show a private key's public point (SoftHSM does not), and it must be served
+/// by `GetPublicKey`, so it is worked out in the token: ECDH of the key with the base point G
+/// gives the x coordinate of d·G, which leaves two candidate points, (x, y) and (x, −y); the
+/// one under which a signature made in the token verifies is the key's.
+fn ec_public(
+    s: &Session,
+    key: ObjectHandle,
+    curve: Curve,
+) -> Result<Result<Vec<u8>, String>, HsmError> {
+    use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
+    use cryptoki::object::AttributeType;
+    let params = ck(s.get_attributes(key, &[AttributeType::EcParams]))?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::EcParams(p) => Some(p),
+            _ => None,
+        });
+    if params.as_deref() != Some(curve.oid_der()) {
+        return Ok(Err(format!(
+            "the key is not on the key spec's curve ({curve:?})"
+        )));
+    }
+    let len = curve.field_len();
+    let x = ecdh_x(s, key, &curve.generator(), len)?;
+    let (algorithm, digest): (&'static dyn VerificationAlgorithm, _) = match curve {
+        Curve::P256 => (
+            &signature::ECDSA_P256_SHA256_FIXED,
+            &aws_lc_rs::digest::SHA256,
+        ),
+        Curve::P384 => (
+            &signature::ECDSA_P384_SHA384_FIXED,
+            &aws_lc_rs::digest::SHA384,
+        ),
+        Curve::P521 => (
+            &signature::ECDSA_P521_SHA512_FIXED,
+            &aws_lc_rs::digest::SHA512,
+        ),
+        Curve::Secp256k1 => (
+            &signature::ECDSA_P256K1_SHA256_FIXED,
+            &aws_lc_rs::digest::SHA256,
+        ),
+    };
+    let sig = ck(s.sign(
+        &Mechanism::Ecdsa,
+        key,
+        aws_lc_rs::digest::digest(digest, CHECK_MESSAGE).as_ref(),
+    ))?;
+    for prefix in [0x02, 0x03] {
+        let mut compressed = vec![prefix];
+        compressed.extend_from_slice(&x);
+        let Ok(candidate) = ParsedPublicKey::new(algorithm, &compressed) else {
+            continue;
+        };
+        if candidate.verify_sig(CHECK_MESSAGE, &sig).is_err() {
+            continue;
+        }
+        // The SubjectPublicKeyInfo ends with the uncompressed point.
+        let der = aws_lc_rs::encoding::AsDer::as_der(&candidate)
+            .map_err(|_| HsmError::Other("an EC public key would not encode".into()))?;
+        let der = der.as_ref();
+        let point = &der[der.len().saturating_sub(1 + 2 * len)..];
+        if point.len() != 1 + 2 * len || point[0] != 0x04 || point[1..=len] != x[..] {
+            return Err(HsmError::Other(
+                "an EC public key encoded unexpectedly".into(),
+            ));
+        }
+        return Ok(Ok(point.to_vec()));
+    }
+    Ok(Err("no public key verifies the key's own signature".into()))
 }
 
 impl Hsm {
@@ -258,5 +354,27 @@ mod tests {
         assert!(length_fits(hmac256, 72).is_ok());
         assert!(length_fits(hmac256, 32).is_err());
         assert!(length_fits(hmac256, 80).is_err());
+    }
+
+    #[test]
+    fn base_points_are_on_their_curves() {
+        use aws_lc_rs::signature::{self, ParsedPublicKey};
+        for (curve, alg) in [
+            (Curve::P256, &signature::ECDSA_P256_SHA256_FIXED),
+            (Curve::P384, &signature::ECDSA_P384_SHA384_FIXED),
+            (Curve::P521, &signature::ECDSA_P521_SHA512_FIXED),
+            (Curve::Secp256k1, &signature::ECDSA_P256K1_SHA256_FIXED),
+        ] {
+            let g = curve.generator();
+            assert_eq!(g.len(), 1 + 2 * curve.field_len());
+            // Parsing checks the point is on the curve.
+            ParsedPublicKey::new(alg, &g).unwrap_or_else(|_| panic!("{curve:?}"));
+            // Compressed forms parse too, and re-encode uncompressed (as `ec_public` relies on).
+            let mut c = vec![0x02 | (g[g.len() - 1] & 1)];
+            c.extend_from_slice(&g[1..=curve.field_len()]);
+            let der = aws_lc_rs::encoding::AsDer::as_der(&ParsedPublicKey::new(alg, &c).unwrap())
+                .unwrap();
+            assert!(der.as_ref().ends_with(&g), "{curve:?}");
+        }
     }
 }

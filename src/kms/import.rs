@@ -2,7 +2,7 @@
 //! `DeleteImportedKeyMaterial`, and the expiry of imported material.
 
 use super::{mac_input, Caller, Kms, KmsError};
-use crate::hsm::{Hash, ImportAs, ImportWrap, PairKind, PrivateUse};
+use crate::hsm::{Curve, Hash, ImportAs, ImportWrap, PairKind, PrivateUse};
 use crate::store::{ImportTokenRecord, KeyImportRecord, KeyRecord, MaterialRecord, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -101,6 +101,15 @@ fn import_as(rec: &KeyRecord) -> Result<ImportAs, KmsError> {
             bits: rec.key_spec[4..].parse().unwrap_or(2048),
             use_: super::asymmetric::private_use(&rec.key_usage),
         }),
+        spec if spec.starts_with("ECC_") => match super::asymmetric::kind(spec) {
+            Some(super::asymmetric::Kind::Pair(PairKind::Ec(curve))) => Ok(ImportAs::Ec {
+                curve,
+                use_: super::asymmetric::private_use(&rec.key_usage),
+            }),
+            _ => Err(KmsError::UnsupportedOperation(format!(
+                "Importing key material for KeySpec {spec} is not supported by this key store yet."
+            ))),
+        },
         other => Err(KmsError::UnsupportedOperation(format!(
             "Importing key material for KeySpec {other} is not supported by this key store yet."
         ))),
@@ -166,6 +175,19 @@ impl Kms {
                 )))
             }
         };
+        if matches!(
+            as_,
+            ImportAs::Ec {
+                curve: Curve::P521,
+                ..
+            }
+        ) && matches!(wrap, ImportWrap::Oaep(_))
+            && bits == 2048
+        {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "WrappingAlgorithm {algorithm} with WrappingKeySpec RSA_2048 cannot carry ECC_NIST_P521 key material; use RSA_3072 or RSA_4096, or an RSA_AES_KEY_WRAP algorithm."
+            )));
+        }
         let kind = PairKind::Rsa(bits);
         let (wrapped_private, public, root_version) = self
             .hsm
@@ -302,6 +324,9 @@ impl Kms {
         let public_key = match (&imported.public, as_) {
             (Some(p), ImportAs::Rsa { bits, .. }) => {
                 Some(super::asymmetric::spki(PairKind::Rsa(bits), p)?)
+            }
+            (Some(p), ImportAs::Ec { curve, .. }) => {
+                Some(super::asymmetric::spki(PairKind::Ec(curve), p)?)
             }
             _ => None,
         };

@@ -1153,7 +1153,9 @@ impl Kms {
             "EXTERNAL"
                 if input.key_spec == SYMMETRIC_DEFAULT
                     || input.key_spec.starts_with("HMAC_")
-                    || input.key_spec.starts_with("RSA_") =>
+                    || input.key_spec.starts_with("RSA_")
+                    || (input.key_spec.starts_with("ECC_")
+                        && input.key_spec != "ECC_NIST_EDWARDS25519") =>
             {
                 if input.multi_region {
                     return Err(KmsError::UnsupportedOperation(

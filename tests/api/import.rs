@@ -572,3 +572,319 @@ async fn rsa_signing_key_imported_from_openssl_signs_like_it() {
         .unwrap();
     assert!(ok.signature_valid);
 }
+
+/// `RSA_AES_KEY_WRAP_SHA_1` done with aws-lc-rs: RSAES-OAEP over a fresh AES key, then the
+/// material wrapped under it with RFC 5649.
+fn rsa_aes_sha1(public_der: &[u8], material: &[u8]) -> Vec<u8> {
+    use aws_lc_rs::key_wrap::{AesKek, KeyWrapPadded, AES_256};
+    let aes = random(32);
+    let mut out = oaep_sha1(public_der, &aes);
+    let kek = AesKek::new(&AES_256, &aes).unwrap();
+    let mut buf = vec![0u8; material.len() + 16];
+    out.extend_from_slice(kek.wrap_with_padding(material, &mut buf).unwrap());
+    out
+}
+
+async fn public_key(c: &aws_sdk_kms::Client, key: &str) -> Vec<u8> {
+    c.get_public_key()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap()
+        .into_inner()
+}
+
+/// EC private keys made outside (aws-lc-rs) and imported: the served public key is theirs,
+/// the service's signatures verify outside and outside signatures pass `Verify`, and ECDH with
+/// an imported key-agreement key gives the secret computed outside. The token does not show a
+/// private key's public point; the service works it out, and this is what proves it right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec_keys_imported_from_outside_sign_and_agree_like_the_material() {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, UnparsedPublicKey};
+    use aws_sdk_kms::types::{KeyAgreementAlgorithmSpec, SigningAlgorithmSpec};
+    let s = Server::start().await;
+    let c = s.client();
+    let rng = SystemRandom::new();
+    let message = b"signed inside and outside".to_vec();
+    let r = c
+        .create_key()
+        .origin(OriginType::External)
+        .key_spec(KeySpec::EccNistEdwards25519)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await;
+    assert_eq!(code(r), "UnsupportedOperationException");
+
+    // P-256 through RSAES-OAEP, P-384 through RSA_AES_KEY_WRAP_SHA_1.
+    for (spec, signing, verifying, alg, wrap, wrap_spec) in [
+        (
+            KeySpec::EccNistP256,
+            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &signature::ECDSA_P256_SHA256_ASN1,
+            SigningAlgorithmSpec::EcdsaSha256,
+            AlgorithmSpec::RsaesOaepSha1,
+            WrappingKeySpec::Rsa2048,
+        ),
+        (
+            KeySpec::EccNistP384,
+            &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            &signature::ECDSA_P384_SHA384_ASN1,
+            SigningAlgorithmSpec::EcdsaSha384,
+            AlgorithmSpec::RsaAesKeyWrapSha1,
+            WrappingKeySpec::Rsa3072,
+        ),
+    ] {
+        let key = external_key(&c, spec.clone(), KeyUsageType::SignVerify).await;
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(signing, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(signing, pkcs8.as_ref()).unwrap();
+        let (token, wrapping) = parameters(&c, &key, wrap.clone(), wrap_spec).await;
+        let wrapped = if wrap == AlgorithmSpec::RsaesOaepSha1 {
+            oaep_sha1(&wrapping, pkcs8.as_ref())
+        } else {
+            rsa_aes_sha1(&wrapping, pkcs8.as_ref())
+        };
+        import(&c, &key, token, wrapped).await.unwrap();
+        let served = public_key(&c, &key).await;
+        assert_eq!(
+            served,
+            pair.public_key().as_der().unwrap().as_ref(),
+            "{spec:?}"
+        );
+        let inside = c
+            .sign()
+            .key_id(&key)
+            .message(Blob::new(message.clone()))
+            .signing_algorithm(alg.clone())
+            .send()
+            .await
+            .unwrap()
+            .signature
+            .unwrap()
+            .into_inner();
+        UnparsedPublicKey::new(verifying, pair.public_key().as_ref())
+            .verify(&message, &inside)
+            .expect("the service's signature verifies outside");
+        let outside = pair.sign(&rng, &message).unwrap();
+        let ok = c
+            .verify()
+            .key_id(&key)
+            .message(Blob::new(message.clone()))
+            .signature(Blob::new(outside.as_ref().to_vec()))
+            .signing_algorithm(alg)
+            .send()
+            .await
+            .unwrap();
+        assert!(ok.signature_valid, "{spec:?}");
+
+        if spec == KeySpec::EccNistP256 {
+            // Deleted and imported again: the same key; another P-256 key is refused, and so
+            // is a key on another curve.
+            c.delete_imported_key_material()
+                .key_id(&key)
+                .send()
+                .await
+                .unwrap();
+            for (material, expect) in [
+                (
+                    EcdsaKeyPair::generate_pkcs8(signing, &rng).unwrap(),
+                    "IncorrectKeyMaterialException",
+                ),
+                (
+                    EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, &rng)
+                        .unwrap(),
+                    "InvalidCiphertextException",
+                ),
+            ] {
+                let (token, wrapping) =
+                    parameters(&c, &key, wrap.clone(), WrappingKeySpec::Rsa2048).await;
+                let r = import(&c, &key, token, oaep_sha1(&wrapping, material.as_ref())).await;
+                assert_eq!(r.unwrap_err(), expect);
+            }
+            let (token, wrapping) =
+                parameters(&c, &key, wrap.clone(), WrappingKeySpec::Rsa2048).await;
+            import(&c, &key, token, oaep_sha1(&wrapping, pkcs8.as_ref()))
+                .await
+                .unwrap();
+            assert_eq!(public_key(&c, &key).await, served);
+        }
+    }
+
+    // P-521 key agreement through RSA_AES_KEY_WRAP_SHA_1 (RSAES-OAEP with RSA_2048 cannot
+    // carry P-521 material, as AWS says).
+    use aws_lc_rs::agreement::{self, PrivateKey, ECDH_P521};
+    let key = external_key(&c, KeySpec::EccNistP521, KeyUsageType::KeyAgreement).await;
+    let r = c
+        .get_parameters_for_import()
+        .key_id(&key)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await;
+    assert_eq!(code(r), "UnsupportedOperationException");
+    let private = PrivateKey::generate(&ECDH_P521).unwrap();
+    let pkcs8: aws_lc_rs::encoding::Pkcs8V1Der = private.as_der().unwrap();
+    let (token, wrapping) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        WrappingKeySpec::Rsa4096,
+    )
+    .await;
+    import(&c, &key, token, rsa_aes_sha1(&wrapping, pkcs8.as_ref()))
+        .await
+        .unwrap();
+    let public = private.compute_public_key().unwrap();
+    assert_eq!(
+        public_key(&c, &key).await,
+        public.as_der().unwrap().as_ref()
+    );
+    let peer = PrivateKey::generate(&ECDH_P521).unwrap();
+    let peer_public = peer.compute_public_key().unwrap();
+    let inside = c
+        .derive_shared_secret()
+        .key_id(&key)
+        .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
+        .public_key(Blob::new(peer_public.as_der().unwrap().as_ref().to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .shared_secret
+        .unwrap()
+        .into_inner();
+    let outside = agreement::agree(
+        &private,
+        agreement::UnparsedPublicKey::new(&ECDH_P521, peer_public.as_ref()),
+        (),
+        |k| Ok(k.to_vec()),
+    )
+    .unwrap();
+    assert_eq!(inside, outside);
+}
+
+/// A secp256k1 signing key made with the `openssl` command line and imported as the README
+/// shows: openssl's public key is served, and signatures verify both ways with openssl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secp256k1_key_imported_from_openssl_signs_like_it() {
+    use aws_sdk_kms::types::SigningAlgorithmSpec;
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::EccSecgP256K1, KeyUsageType::SignVerify).await;
+    let (token, public) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("WrappingPublicKey.bin"), &public).unwrap();
+    std::fs::write(p("message.txt"), b"signed inside and outside").unwrap();
+    let sh = |script: &str| shell(dir.path(), script);
+    sh(
+        "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:secp256k1 -out private.pem
+        openssl pkcs8 -topk8 -nocrypt -outform DER -in private.pem -out PlaintextKeyMaterial.bin
+        openssl pkey -in private.pem -pubout -outform DER -out public.der
+        openssl pkey -in private.pem -pubout -out public.pem
+        openssl dgst -sha256 -sign private.pem -out outside.sig message.txt",
+    );
+    sh(README_OPENSSL);
+    import(
+        &c,
+        &key,
+        token,
+        std::fs::read(p("EncryptedKeyMaterial.bin")).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        public_key(&c, &key).await,
+        std::fs::read(p("public.der")).unwrap()
+    );
+    let sig = c
+        .sign()
+        .key_id(&key)
+        .message(Blob::new(std::fs::read(p("message.txt")).unwrap()))
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap()
+        .into_inner();
+    std::fs::write(p("inside.sig"), sig).unwrap();
+    let out = sh("openssl dgst -sha256 -verify public.pem -signature inside.sig message.txt");
+    assert!(String::from_utf8_lossy(&out).contains("Verified OK"));
+    let ok = c
+        .verify()
+        .key_id(&key)
+        .message(Blob::new(std::fs::read(p("message.txt")).unwrap()))
+        .signature(Blob::new(std::fs::read(p("outside.sig")).unwrap()))
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap();
+    assert!(ok.signature_valid);
+}
+
+/// An RSA decryption key made outside (aws-lc-rs) and imported: its public key is served, a
+/// ciphertext made outside decrypts inside, and one made inside decrypts outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_decryption_key_imported_from_outside_decrypts_like_it() {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{
+        KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA1_MGF1SHA1,
+    };
+    use aws_sdk_kms::types::EncryptionAlgorithmSpec;
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::Rsa3072, KeyUsageType::EncryptDecrypt).await;
+    let private = PrivateDecryptingKey::generate(KeySize::Rsa3072).unwrap();
+    let pkcs8: aws_lc_rs::encoding::Pkcs8V1Der = private.as_der().unwrap();
+    let public = private.public_key().as_der().unwrap().as_ref().to_vec();
+    let (token, wrapping) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        WrappingKeySpec::Rsa4096,
+    )
+    .await;
+    import(&c, &key, token, rsa_aes_sha1(&wrapping, pkcs8.as_ref()))
+        .await
+        .unwrap();
+    assert_eq!(public_key(&c, &key).await, public);
+    let secret = random(100);
+    let inside = c
+        .decrypt()
+        .key_id(&key)
+        .ciphertext_blob(Blob::new(oaep_sha1(&public, &secret)))
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap()
+        .into_inner();
+    assert_eq!(inside, secret);
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(secret.clone()))
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+        .into_inner();
+    let oaep = OaepPrivateDecryptingKey::new(private).unwrap();
+    let mut out = vec![0u8; oaep.min_output_size()];
+    let opened = oaep
+        .decrypt(&OAEP_SHA1_MGF1SHA1, &blob, &mut out, None)
+        .unwrap();
+    assert_eq!(opened, &secret[..]);
+}
