@@ -762,8 +762,23 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let metrics_listener = match &s.metrics_listen {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(m)
+                .await
+                .map_err(|e| format!("cannot listen on {m} (metrics_listen): {e}"))?,
+        ),
+        None => None,
+    };
+    let metrics_note = match &metrics_listener {
+        Some(l) => format!(
+            "; metrics on http://{}/metrics",
+            l.local_addr().map_err(|e| e.to_string())?
+        ),
+        None => String::new(),
+    };
     println!(
-        "kms listening on {scheme}://{addr} (regions: {})",
+        "kms listening on {scheme}://{addr} (regions: {}){metrics_note}",
         s.regions.join(", ")
     );
     use std::io::Write;
@@ -796,6 +811,14 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         ),
         sts_min_session_seconds: s.sts_min_session_seconds,
     });
+    if let Some(l) = metrics_listener {
+        // Runs until the process exits.
+        tokio::spawn(api::serve_metrics(
+            l,
+            state.clone(),
+            std::future::pending::<()>(),
+        ));
+    }
     api::serve(
         listener,
         state,

@@ -50,6 +50,12 @@ pub struct Settings {
     /// (`close-sessions`, `logout`, `finalize`) and inflicts it on its token.
     pub fault_injection_file: Option<PathBuf>,
     pub log: String,
+    /// `text` (default) or `json` (one object per line, the request id in its span).
+    pub log_format: String,
+    /// Where to serve `/metrics` (Prometheus/OpenMetrics), `/healthz` and `/readyz`, e.g.
+    /// `127.0.0.1:9464`. Unauthenticated: keep it where only the scraper reaches it. Off when
+    /// unset.
+    pub metrics_listen: Option<String>,
     pub hsm: HsmSettings,
     pub cache: CacheSettings,
     pub quota: QuotaSettings,
@@ -113,6 +119,8 @@ impl Default for Settings {
             clock_offset_file: None,
             fault_injection_file: None,
             log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
+            log_format: "text".into(),
+            metrics_listen: None,
             hsm: HsmSettings::default(),
             cache: CacheSettings::default(),
             quota: QuotaSettings::default(),
@@ -188,6 +196,12 @@ impl Settings {
             .map_err(|e| format!("the configuration is invalid: {e}"))?;
         if s.regions.is_empty() || s.regions.iter().any(|r| r.trim().is_empty()) {
             return Err("the configuration must list at least one region".into());
+        }
+        if s.log_format != "text" && s.log_format != "json" {
+            return Err(format!(
+                "log_format must be text or json, not '{}'",
+                s.log_format
+            ));
         }
         if s.account_id.len() != 12 || !s.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(

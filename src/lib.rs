@@ -11,5 +11,6 @@ pub mod config;
 pub mod fuzzing;
 pub mod hsm;
 pub mod kms;
+pub mod metrics;
 pub mod policy;
 pub mod store;

@@ -21,6 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::kms::{Caller, Kms};
 
@@ -175,9 +176,126 @@ async fn handle(
     tls: Option<Arc<TlsDetails>>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(r) = probe(&state, &req).await {
+        return Ok(r);
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    // Every log line of the request, in any layer, carries its request id.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    Ok(handle_api(state, peer, tls, req, request_id)
+        .instrument(span)
+        .await)
+}
+
+/// The metrics label of an operation name: one of the fixed set, else `Unknown`.
+fn operation_label(op: &str) -> &'static str {
+    ops::OPERATIONS
+        .iter()
+        .chain(["AssumeRole", "GetCallerIdentity"].iter())
+        .find(|o| **o == op)
+        .copied()
+        .unwrap_or("Unknown")
+}
+
+/// `GET /healthz` (the process answers) and `GET /readyz` (the token is logged in, the
+/// database answers, its migrations are current): not signed, not audited, for load balancers
+/// and orchestrators. `None` for every other request.
+async fn probe<B>(state: &ApiState, req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+    if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+        return None;
+    }
+    match req.uri().path() {
+        "/healthz" => Some(plain(StatusCode::OK, "text/plain", "ok\n".into())),
+        "/readyz" => {
+            let r = state.kms.readiness(READINESS_TIMEOUT).await;
+            let check = |c: &Result<(), String>| match c {
+                Ok(()) => serde_json::json!({"ok": true}),
+                Err(e) => serde_json::json!({"ok": false, "error": e}),
+            };
+            let body = serde_json::json!({
+                "ready": r.ready(),
+                "token": check(&r.token),
+                "database": check(&r.database),
+            });
+            if !r.ready() {
+                tracing::warn!(%body, "not ready");
+            }
+            let status = if r.ready() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Some(plain(
+                status,
+                "application/json",
+                serde_json::to_vec(&body).unwrap_or_default(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// How long each readiness check may take.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn plain(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// Serve the operator's endpoints on their own listener: `/metrics` (OpenMetrics text),
+/// `/healthz` and `/readyz`. Unauthenticated: bind it where only the scraper reaches it.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let state = state.clone();
+                        async move {
+                            if let Some(r) = probe(&state, &req).await {
+                                return Ok::<_, Infallible>(r);
+                            }
+                            if req.uri().path() != "/metrics" {
+                                return Ok(plain(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()));
+                            }
+                            let (in_use, max) = state.kms.hsm().sessions_in_use();
+                            crate::metrics::token_state(state.kms.hsm().is_open(), in_use, max);
+                            Ok(plain(StatusCode::OK, crate::metrics::CONTENT_TYPE, crate::metrics::encode().into_bytes()))
+                        }
+                    });
+                    let mut b = http1::Builder::new();
+                    b.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+                    let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+}
+
+async fn handle_api(
+    state: Arc<ApiState>,
+    peer: std::net::IpAddr,
+    tls: Option<Arc<TlsDetails>>,
+    req: Request<Incoming>,
+    request_id: String,
+) -> Response<Full<Bytes>> {
     let secure = tls.is_some();
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
     let mut info = CallInfo::default();
     let deadline = started + state.request_timeout;
     let (op, protocol, result) = match tokio::time::timeout_at(
@@ -220,12 +338,16 @@ async fn handle(
             "the audit trail could not be written in time".into(),
         ))),
     };
+    let error = match &result {
+        Ok(_) => "",
+        Err(e) => e.wire().1,
+    };
     let (status, body) = match result {
         Ok(Reply::Json(v)) => (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()),
         Ok(Reply::Xml(x)) => (StatusCode::OK, x.into_bytes()),
         Err(e) if protocol == Protocol::Query => {
             if let Some(detail) = e.internal_detail() {
-                tracing::error!(request_id = %request_id, operation = %op, detail, "internal error");
+                tracing::error!(operation = %op, detail, "internal error");
             }
             let (status, body) = sts::error_body(&e, &request_id);
             (
@@ -236,7 +358,7 @@ async fn handle(
         Err(e) => {
             let (status, kind, message) = e.wire();
             if let Some(detail) = e.internal_detail() {
-                tracing::error!(request_id = %request_id, operation = %op, detail, "internal error");
+                tracing::error!(operation = %op, detail, "internal error");
             }
             let body = serde_json::json!({ "__type": kind, "message": message });
             (
@@ -245,14 +367,16 @@ async fn handle(
             )
         }
     };
+    let took = started.elapsed();
+    crate::metrics::request(operation_label(&op), error, took);
     tracing::info!(
-        request_id = %request_id,
         operation = %op,
         status = status.as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        error,
+        micros = took.as_micros() as u64,
         "request"
     );
-    let resp = Response::builder()
+    Response::builder()
         .status(status)
         .header(
             "content-type",
@@ -264,8 +388,7 @@ async fn handle(
         )
         .header("x-amzn-RequestId", &request_id)
         .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
-    Ok(resp)
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 async fn audit(

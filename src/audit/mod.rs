@@ -170,6 +170,7 @@ impl Audit {
         if !self.enabled {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let (done, wait) = oneshot::channel();
         let lead = {
             let mut q = self.queue.lock().unwrap();
@@ -179,7 +180,9 @@ impl Audit {
         if lead {
             self.clone().lead().await;
         }
-        match wait.await {
+        let r = wait.await;
+        crate::metrics::audit_append(started.elapsed());
+        match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(AuditError(e)),
             Err(_) => Err(AuditError(
@@ -222,6 +225,7 @@ impl Audit {
                 }
             };
             self.queue.lock().unwrap().head = head;
+            crate::metrics::audit_batch(events.len(), result.is_ok());
             if let Err(e) = &result {
                 tracing::error!(error = %e, events = events.len(), "audit append failed; the calls it records are refused");
             }

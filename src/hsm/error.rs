@@ -28,6 +28,21 @@ pub enum HsmError {
 }
 
 impl HsmError {
+    /// A short, bounded name for the failure (a metrics label).
+    pub fn label(&self) -> String {
+        match self {
+            HsmError::ModuleLoad { .. } => "ModuleLoad".into(),
+            HsmError::TokenNotFound { .. } => "TokenNotFound".into(),
+            HsmError::PinIncorrect => "PinIncorrect".into(),
+            HsmError::MechanismMissing { .. } => "MechanismMissing".into(),
+            HsmError::ServiceKeyMissing { .. } => "ServiceKeyMissing".into(),
+            HsmError::Call { rv, .. } => format!("{rv:?}"),
+            HsmError::Reopened => "Reopened".into(),
+            HsmError::Unavailable(_) => "Unavailable".into(),
+            HsmError::Other(_) => "Other".into(),
+        }
+    }
+
     /// The return code of a failed PKCS#11 call, if that is what failed.
     pub fn rv(&self) -> Option<RvError> {
         match self {

@@ -280,6 +280,15 @@ impl std::str::FromStr for Fault {
     }
 }
 
+/// Count a token call and its latency (waiting for a session included) in the metrics.
+fn record_call<R>(session: &'static str, started: std::time::Instant, r: &Result<R, HsmError>) {
+    crate::metrics::token_call(
+        session,
+        started.elapsed(),
+        r.as_ref().err().map(HsmError::label),
+    );
+}
+
 impl Inner {
     /// Run `f` on a session taken from the pool (or opened if the pool is empty) and give it
     /// back, unless the token no longer knows it. The caller holds a pool permit.
@@ -693,6 +702,17 @@ impl Hsm {
         F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
         R: Send + 'static,
     {
+        let started = std::time::Instant::now();
+        let r = self.run_pooled(f).await;
+        record_call("pool", started, &r);
+        r
+    }
+
+    async fn run_pooled<R, F>(&self, f: F) -> Result<R, HsmError>
+    where
+        F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
+        R: Send + 'static,
+    {
         self.ensure_open().await?;
         let generation = self.generation();
         // The permit moves into the blocking task: if the caller goes away, the session stays
@@ -705,8 +725,11 @@ impl Hsm {
             .await
             .map_err(|_| HsmError::Other("session pool closed".into()))?;
         let inner = self.inner.clone();
+        // Log lines from the token call carry the request's span (its request id).
+        let span = tracing::Span::current();
         let joined = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _span = span.enter();
             inner.with_pooled_session(f)
         })
         .await;
@@ -728,6 +751,7 @@ impl Hsm {
         if !self.inner.inline_calls {
             return self.run(f).await;
         }
+        let started = std::time::Instant::now();
         self.ensure_open().await?;
         let generation = self.generation();
         let r = {
@@ -739,6 +763,7 @@ impl Hsm {
                 .map_err(|_| HsmError::Other("session pool closed".into()))?;
             self.inner.with_pooled_session(f)
         };
+        record_call("inline", started, &r);
         self.after(generation, r).await
     }
 
@@ -748,10 +773,13 @@ impl Hsm {
         F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
         R: Send + 'static,
     {
+        let started = std::time::Instant::now();
         self.ensure_open().await?;
         let generation = self.generation();
         let inner = self.inner.clone();
+        let span = tracing::Span::current();
         let r = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
             let s = inner.pinned.lock().expect("pinned session lock poisoned");
             f(&Tok {
                 session: &s,
@@ -761,6 +789,7 @@ impl Hsm {
         .await
         .map_err(|e| HsmError::Other(format!("token call did not complete: {e}")))
         .and_then(|r| r);
+        record_call("pinned", started, &r);
         self.after(generation, r).await
     }
 
@@ -771,6 +800,28 @@ impl Hsm {
     /// Whether the token is usable now (for readiness).
     pub fn is_open(&self) -> bool {
         self.inner.healthy.load(Ordering::Acquire)
+    }
+
+    /// (pooled sessions in use by a call now, pool size), for the metrics.
+    pub fn sessions_in_use(&self) -> (usize, usize) {
+        let free = self.inner.permits.available_permits();
+        (
+            self.inner.pool_size.saturating_sub(free),
+            self.inner.pool_size,
+        )
+    }
+
+    /// Whether the token answers now, logged in, for readiness: the root key's label read on
+    /// the pinned session.
+    pub async fn check(&self) -> Result<(), HsmError> {
+        // The root key is a private object: only a logged-in session sees it. A failure here
+        // that means the token is lost re-opens it, as for any call.
+        self.run_pinned(|s| {
+            let (_, root) = s.root()?;
+            ck(s.get_attributes(root, &[AttributeType::Label]))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Before a call: if the token is lost, try to re-open it (at most once per
@@ -836,6 +887,7 @@ impl Hsm {
             Ok(()) => {
                 self.inner.healthy.store(true, Ordering::Release);
                 *self.inner.down.lock().unwrap() = None;
+                crate::metrics::token_reopened();
                 tracing::warn!(generation = self.generation(), "the token is open again: logged in, service keys found, cached key objects dropped");
                 Ok(())
             }

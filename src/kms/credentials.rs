@@ -161,8 +161,10 @@ impl Credentials {
             service.to_string(),
         );
         if let Some(k) = self.cache.lock().unwrap().get(&ck) {
+            crate::metrics::cache("signing_keys", true);
             return Ok(k.clone());
         }
+        crate::metrics::cache("signing_keys", false);
         if access_key_id.starts_with("ASIA") {
             let key = self
                 .session_signing_key(access_key_id, date, region, service)

@@ -188,8 +188,10 @@ impl Kms {
 
     async fn grants_of(&self, key_id: Uuid) -> Result<Arc<Vec<GrantRecord>>, KmsError> {
         if let Some(g) = self.grants.lock().unwrap().get(&key_id) {
+            crate::metrics::cache("grants", true);
             return Ok(g.clone());
         }
+        crate::metrics::cache("grants", false);
         let g = Arc::new(
             self.verified(self.grant_store.grants_of_key(key_id).await?)
                 .await?,

@@ -64,8 +64,10 @@ impl Kms {
     ) -> Result<Option<Uuid>, KmsError> {
         let k = (account.to_string(), region.to_string(), name.to_string());
         if let Some(t) = self.aliases.lock().unwrap().get(&k) {
+            crate::metrics::cache("aliases", true);
             return Ok(*t);
         }
+        crate::metrics::cache("aliases", false);
         let t = self
             .keys
             .alias(account, region, name)
@@ -661,8 +663,10 @@ impl Kms {
         rec: &KeyRecord,
     ) -> Result<std::sync::Arc<Vec<String>>, KmsError> {
         if let Some(a) = self.key_aliases.lock().unwrap().get(&rec.key_id) {
+            crate::metrics::cache("key_aliases", true);
             return Ok(a.clone());
         }
+        crate::metrics::cache("key_aliases", false);
         let names: Vec<String> = self
             .keys
             .list_aliases(&rec.account_id, &rec.region, Some(rec.key_id))

@@ -348,6 +348,19 @@ pub fn default_key_policy(account_id: &str) -> String {
     .to_string()
 }
 
+/// What `/readyz` reports.
+pub struct Readiness {
+    pub token: Result<(), String>,
+    /// The database answers and its migrations are current.
+    pub database: Result<(), String>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.token.is_ok() && self.database.is_ok()
+    }
+}
+
 impl Kms {
     pub fn new(
         hsm: Hsm,
@@ -389,6 +402,27 @@ impl Kms {
             + chrono::Duration::seconds(
                 self.clock_offset.load(std::sync::atomic::Ordering::Relaxed),
             )
+    }
+
+    /// Readiness: the token answers with the service session logged in; the database answers
+    /// and its migrations are current. Each check is bounded by `within`.
+    pub async fn readiness(&self, within: std::time::Duration) -> Readiness {
+        let token = async {
+            match tokio::time::timeout(within, self.hsm.check()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the token did not answer in time".to_string()),
+            }
+        };
+        let database = async {
+            match tokio::time::timeout(within, self.keys.readiness()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the database did not answer in time".to_string()),
+            }
+        };
+        let (token, database) = tokio::join!(token, database);
+        Readiness { token, database }
     }
 
     pub fn set_audit(&self, audit: Arc<crate::audit::Audit>) {
@@ -461,8 +495,10 @@ impl Kms {
 
     async fn identity_policies(&self, principal_arn: &str) -> Result<Arc<Identity>, KmsError> {
         if let Some(p) = self.identity.lock().unwrap().get(principal_arn) {
+            crate::metrics::cache("identity", true);
             return Ok(p.clone());
         }
+        crate::metrics::cache("identity", false);
         let mut docs = Vec::new();
         let authz = self.verified_authz(principal_arn).await?;
         let (policies, tags, via_service) = match authz {
@@ -535,8 +571,10 @@ impl Kms {
 
     async fn tags_of(&self, key_id: Uuid) -> Result<Arc<Vec<Tag>>, KmsError> {
         if let Some(t) = self.key_tags.lock().unwrap().get(&key_id) {
+            crate::metrics::cache("key_tags", true);
             return Ok(t.clone());
         }
+        crate::metrics::cache("key_tags", false);
         let t = Arc::new(self.keys.tags(key_id).await?);
         self.key_tags.lock().unwrap().put(key_id, t.clone());
         Ok(t)
@@ -574,9 +612,11 @@ impl Kms {
     fn key_policy(&self, rec: &KeyRecord) -> Option<PolicyDocument> {
         if let Some(p) = self.key_policies.lock().unwrap().get(&rec.key_id) {
             if p.0 == rec.policy {
+                crate::metrics::cache("key_policies", true);
                 return p.1.clone();
             }
         }
+        crate::metrics::cache("key_policies", false);
         let parsed = match policy::parse(&rec.policy, PolicyKind::Key) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -749,8 +789,10 @@ impl Kms {
 
     async fn record(&self, id: Uuid) -> Result<Option<Arc<KeyRecord>>, KmsError> {
         if let Some(r) = self.meta.lock().unwrap().get(&id) {
+            crate::metrics::cache("key_metadata", true);
             return Ok(Some(r.clone()));
         }
+        crate::metrics::cache("key_metadata", false);
         let Some(rec) = self.keys.key(id).await? else {
             return Ok(None);
         };
@@ -909,9 +951,11 @@ impl Kms {
         let k = (rec.key_id, version);
         if let Some(l) = self.live.lock().unwrap().get(&k) {
             if l.bound_to == Binding::of(rec) && l.handle.is_current() {
+                crate::metrics::cache("key_material", true);
                 return Ok(Some(l.clone()));
             }
         }
+        crate::metrics::cache("key_material", false);
         let gate = self.loading.lock().unwrap().entry(k).or_default().clone();
         let _loading = gate.lock().await;
         let r = self.load_material(rec, version).await;

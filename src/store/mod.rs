@@ -187,6 +187,9 @@ pub trait GrantStore: Send + Sync {
 
 #[async_trait]
 pub trait KeyStore: Send + Sync {
+    /// For readiness: the database answers, and its schema is the one this build migrates to
+    /// (every migration this build has is applied, none it does not know of).
+    async fn readiness(&self) -> Result<(), StoreError>;
     /// Insert a key, its first material version and its tags in one transaction.
     /// Insert a key with its first material (none for a key pending import) and tags.
     async fn create_key(

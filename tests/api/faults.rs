@@ -663,6 +663,14 @@ async fn a_refused_pin_fails_fast_and_loudly_and_a_corrected_pin_file_recovers()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Not ready while the token cannot be used; still alive.
+    let (status, _, body) = crate::operator::get(&format!("{}/readyz", s.endpoint)).await;
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["token"]["ok"], false, "{body}");
+    assert_eq!(v["database"]["ok"], true, "{body}");
+    let (status, _, _) = crate::operator::get(&format!("{}/healthz", s.endpoint)).await;
+    assert_eq!(status, 200);
     let log = s.server_log();
     assert!(log.contains("THE TOKEN CANNOT BE USED"), "{log}");
     let logins_refused = log
@@ -682,6 +690,8 @@ async fn a_refused_pin_fails_fast_and_loudly_and_a_corrected_pin_file_recovers()
     })
     .await;
     assert_eq!(s.pid(), pid, "no restart");
+    let (status, _, body) = crate::operator::get(&format!("{}/readyz", s.endpoint)).await;
+    assert_eq!(status, 200, "ready again: {body}");
     let out = c.decrypt().ciphertext_blob(blob).send().await.unwrap();
     assert_eq!(out.plaintext.unwrap().into_inner(), b"kept");
 }

@@ -14,6 +14,7 @@ mod import;
 mod lifecycle;
 mod multi_region;
 mod nodes;
+mod operator;
 mod protocol;
 mod roles;
 mod rotation;

@@ -166,6 +166,8 @@ pub struct Server {
     pub db: Database,
     child: Option<Child>,
     pub endpoint: String,
+    /// The metrics listener's `/metrics` URL, when `KMS_METRICS_LISTEN` is set.
+    pub metrics: Option<String>,
     pub access_key_id: String,
     pub secret: String,
     pub log: PathBuf,
@@ -224,6 +226,7 @@ impl Server {
             db,
             child: None,
             endpoint: String::new(),
+            metrics: None,
             access_key_id: id.into(),
             secret: secret.into(),
             log,
@@ -254,6 +257,7 @@ impl Server {
             db,
             child: None,
             endpoint: String::new(),
+            metrics: None,
             access_key_id: id.expect("init prints the key id"),
             secret: secret.expect("init prints the secret"),
             log,
@@ -290,13 +294,16 @@ impl Server {
     pub fn spawn(&mut self) {
         self.stop();
         let (child, endpoint) = self.start_process();
-        self.endpoint = endpoint;
+        let mut urls = endpoint.split(' ');
+        self.endpoint = urls.next().unwrap_or_default().to_string();
+        self.metrics = urls.next().map(str::to_string);
         self.child = Some(child);
     }
 
     /// Another server process on the same token and database (a second node).
     pub fn second_node(&self) -> Node {
         let (child, endpoint) = self.start_process();
+        let endpoint = endpoint.split(' ').next().unwrap_or_default().to_string();
         Node { child, endpoint }
     }
 
@@ -353,12 +360,13 @@ impl Server {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 )
             });
-        let url = line
+        // The API's URL, then the metrics URL if there is one, separated by a space.
+        let urls: Vec<&str> = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
-            .expect("listening line")
-            .to_string();
-        (child, url)
+            .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .collect();
+        assert!(!urls.is_empty(), "listening line: {line}");
+        (child, urls.join(" "))
     }
 
     pub fn stop(&mut self) {

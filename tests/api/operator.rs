@@ -1,0 +1,203 @@
+//! The operator's view: `/healthz` and `/readyz` without signing, Prometheus metrics on their
+//! own listener, and JSON logs whose lines carry the request id.
+
+use crate::support::*;
+use aws_sdk_kms::operation::RequestId;
+use aws_sdk_kms::primitives::Blob;
+use std::collections::HashMap;
+
+/// `GET url`: (status, content type, body).
+pub async fn get(url: &str) -> (u16, String, String) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, ct, r.text().await.unwrap())
+}
+
+/// Samples of an OpenMetrics text: `name{labels}` → value.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sample(m: &HashMap<String, f64>, key: &str) -> f64 {
+    *m.get(key)
+        .unwrap_or_else(|| panic!("no sample {key} in {:#?}", m.keys().collect::<Vec<_>>()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_request_ids_in_json_logs() {
+    let s = Server::start_with(&[
+        ("KMS_METRICS_LISTEN", "127.0.0.1:0"),
+        ("KMS_LOG_FORMAT", "json"),
+    ])
+    .await;
+    let metrics = s.metrics.clone().expect("the metrics URL is printed");
+    let base = metrics.trim_end_matches("/metrics").to_string();
+
+    // Health and readiness: unsigned, on the API listener and on the metrics listener.
+    for root in [s.endpoint.clone(), base.clone()] {
+        let (status, _, body) = get(&format!("{root}/healthz")).await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        let (status, ct, body) = get(&format!("{root}/readyz")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(ct, "application/json");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["ready"], true);
+        assert_eq!(v["token"]["ok"], true);
+        assert_eq!(v["database"]["ok"], true);
+    }
+    // Any other unsigned request is still refused.
+    let (status, _, _) = get(&format!("{}/metrics", s.endpoint)).await;
+    assert_ne!(status, 200);
+
+    let c = s.client();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    for _ in 0..3 {
+        c.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let r = c
+        .decrypt()
+        .ciphertext_blob(Blob::new(vec![1u8; 80]))
+        .send()
+        .await;
+    assert_eq!(code(r), "InvalidCiphertextException");
+
+    let (status, ct, text) = get(&metrics).await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    let m = samples(&text);
+    assert_eq!(
+        sample(&m, r#"kms_requests_total{operation="Encrypt",error=""}"#),
+        3.0
+    );
+    assert_eq!(
+        sample(&m, r#"kms_requests_total{operation="CreateKey",error=""}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"kms_requests_total{operation="Decrypt",error="InvalidCiphertextException"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"kms_request_duration_seconds_count{operation="Encrypt"}"#
+        ),
+        3.0
+    );
+    assert!(
+        sample(
+            &m,
+            r#"kms_request_duration_seconds_sum{operation="Encrypt"}"#
+        ) > 0.0
+    );
+    assert!(
+        sample(
+            &m,
+            r#"kms_request_duration_seconds_bucket{le="+Inf",operation="Encrypt"}"#
+        ) == 3.0
+    );
+    assert_eq!(sample(&m, "kms_token_up"), 1.0);
+    assert!(sample(&m, "kms_token_sessions_max") >= 1.0);
+    assert!(m.contains_key("kms_token_sessions_in_use"));
+    let token_calls: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("kms_token_calls_total"))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(token_calls >= 4.0, "{text}");
+    assert!(
+        sample(
+            &m,
+            r#"kms_cache_lookups_total{cache="key_material",result="hit"}"#
+        ) >= 2.0,
+        "{text}"
+    );
+    assert!(sample(&m, "kms_audit_append_duration_seconds_count") >= 5.0);
+    assert!(sample(&m, "kms_audit_batch_events_count") >= 1.0);
+
+    // JSON logs: every line is an object; a request's lines carry its request id, including
+    // lines written below the API layer.
+    let rotated = c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    let id = rotated.request_id().expect("a request id").to_string();
+    let ok = c.list_keys().send().await.unwrap();
+    let ok_id = ok.request_id().expect("a request id").to_string();
+    let log = s.server_log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let of = |id: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["span"]["request_id"] == id)
+            .collect()
+    };
+    for id in [&id, &ok_id] {
+        let mine = of(id);
+        assert!(
+            mine.iter().any(|l| l["fields"]["message"] == "request"),
+            "{id}: {mine:#?}"
+        );
+    }
+    assert!(
+        of(&id)
+            .iter()
+            .any(|l| l["fields"]["message"] == "key rotated"),
+        "the domain layer's lines carry the id too: {log}"
+    );
+    for l in &lines {
+        if l["fields"]["message"] == "request" {
+            assert!(l["span"]["request_id"].is_string(), "{l}");
+        }
+    }
+
+    // Readiness follows the database's migrations: one missing → not ready.
+    let pool = s.db.pool().await;
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, _, body) = get(&format!("{}/readyz", s.endpoint)).await;
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], false);
+    assert_eq!(v["token"]["ok"], true);
+    assert!(
+        v["database"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not applied"),
+        "{body}"
+    );
+    // Liveness does not depend on it.
+    assert_eq!(get(&format!("{}/healthz", s.endpoint)).await.0, 200);
+}
