@@ -29,6 +29,7 @@ export KMS_HSM__TOKEN_LABEL="$label"
 export KMS_HSM__PIN_FILE="$DEV_DIR/pin"
 export KMS_LISTEN="${KMS_LISTEN:-127.0.0.1:4000}"
 export KMS_REGIONS="${KMS_REGIONS:-us-east-1}"
+export KMS_METRICS_LISTEN="${KMS_METRICS_LISTEN:-127.0.0.1:9464}"
 
 # The administrator's secret is printed once by `kms init`; keep it (mode 600) for re-runs.
 out="$("$bin" init)"
@@ -41,6 +42,7 @@ region="${KMS_REGIONS%%,*}"
 cat <<MSG
 
 KMS endpoint: http://$KMS_LISTEN   (region $region, account 123456789012)
+Operator:     http://$KMS_METRICS_LISTEN/metrics  /readyz  /healthz
 Credentials (also in $DEV_DIR/credentials):
 $(cat "$DEV_DIR/credentials")
 

@@ -298,6 +298,8 @@ mod tests {
             d.audit_checkpoint_interval_ms
         );
         assert_eq!(from_file.audit_enabled, d.audit_enabled);
+        assert_eq!(from_file.log_format, d.log_format);
+        assert_eq!(from_file.metrics_listen, d.metrics_listen);
         assert_eq!(from_file.clock_offset_file, d.clock_offset_file);
         assert_eq!(from_file.fault_injection_file, d.fault_injection_file);
         assert_eq!(from_file.log, d.log);
