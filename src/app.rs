@@ -783,7 +783,16 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, "serving");
+    let caps = kms.hsm().capabilities();
+    tracing::info!(
+        %addr,
+        token = caps.profile.name,
+        manufacturer = %caps.manufacturer,
+        model = %caps.model,
+        rfc5649 = ?caps.wrap,
+        notes = caps.profile.notes,
+        "serving"
+    );
     let audit = if s.audit_enabled {
         crate::audit::Audit::start(
             store.clone(),

@@ -1,7 +1,7 @@
 //! Key pairs and HMAC secrets in the token: generation (as session objects, wrapped under the
 //! root key and destroyed), unwrapping, signing, RSA-OAEP decryption, ECDH and HMAC.
 
-use super::{ck, find_labelled, wrap_and_destroy, Hsm, HsmError, KeyHandle, Tok, WRAP};
+use super::{ck, find_labelled, wrap_and_destroy, Hsm, HsmError, KeyHandle, Tok};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -335,7 +335,7 @@ impl Hsm {
             let (version, root) = s.root()?;
             let (public, private) = generate_pair(s, kind, use_)?;
             let read = read_public(s, kind, public);
-            let wrapped = ck(s.wrap_key(&WRAP, root, private));
+            let wrapped = s.wrap5649(root, private);
             let d1 = ck(s.destroy_object(public));
             let d2 = ck(s.destroy_object(private));
             let (read, wrapped) = (read?, wrapped?);
@@ -425,8 +425,12 @@ impl Hsm {
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         self.run(move |s| {
             let params = PkcsOaepParams::new(hash.mechanism(), hash.mgf(), PkcsOaepSource::empty());
-            ck(s.decrypt(&Mechanism::RsaPkcsOaep(params), s.obj(&key)?, &ciphertext))
-                .map(Zeroizing::new)
+            s.bad_ciphertext(ck(s.decrypt(
+                &Mechanism::RsaPkcsOaep(params),
+                s.obj(&key)?,
+                &ciphertext,
+            )))
+            .map(Zeroizing::new)
         })
         .await
     }
@@ -466,11 +470,11 @@ impl Hsm {
 
 /// Whether the token can generate an Ed25519 key pair and wrap its private key (SoftHSM 2.6.1
 /// generates them but refuses to wrap them: `CKR_KEY_NOT_WRAPPABLE`).
-pub(super) fn probe_ed25519(s: &Session, root: ObjectHandle) -> bool {
+pub(super) fn probe_ed25519(s: &Tok, root: ObjectHandle) -> bool {
     let Ok((public, private)) = generate_pair(s, PairKind::Ed25519, PrivateUse::Sign) else {
         return false;
     };
-    let ok = s.wrap_key(&WRAP, root, private).is_ok();
+    let ok = s.wrap5649(root, private).is_ok();
     let _ = s.destroy_object(public);
     let _ = s.destroy_object(private);
     ok

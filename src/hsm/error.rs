@@ -23,6 +23,9 @@ pub enum HsmError {
     Reopened,
     /// The token is lost and could not be re-opened (the reason).
     Unavailable(String),
+    /// A decryption's input did not authenticate or decode (a failed GCM tag check, a bad
+    /// RSA-OAEP block), by the token profile's codes: the caller's bad ciphertext, not a fault.
+    BadCiphertext,
     /// Any other cryptoki failure (conversion, unsupported feature).
     Other(String),
 }
@@ -39,6 +42,7 @@ impl HsmError {
             HsmError::Call { rv, .. } => format!("{rv:?}"),
             HsmError::Reopened => "Reopened".into(),
             HsmError::Unavailable(_) => "Unavailable".into(),
+            HsmError::BadCiphertext => "BadCiphertext".into(),
             HsmError::Other(_) => "Other".into(),
         }
     }
@@ -97,6 +101,7 @@ impl fmt::Display for HsmError {
                 "the token was re-opened during the call; its key objects were loaded again"
             ),
             HsmError::Unavailable(why) => write!(f, "the token is unavailable: {why}"),
+            HsmError::BadCiphertext => write!(f, "the ciphertext did not decrypt"),
             HsmError::Other(s) => write!(f, "PKCS#11 error: {s}"),
         }
     }

@@ -3,7 +3,7 @@
 //! memory — checked, and wrapped again under the root key.
 
 use super::asym::{ecdh_x, private_template, Curve, Hash, PairKind, PrivateUse};
-use super::{ck, wrap_and_destroy, Hsm, HsmError, WRAP};
+use super::{ck, wrap_and_destroy, Hsm, HsmError, Tok};
 use cryptoki::mechanism::rsa::{PkcsOaepParams, PkcsOaepSource};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
@@ -99,7 +99,7 @@ fn oaep(h: Hash) -> Mechanism<'static> {
 /// Unwrap the importer's material with the wrapping private key: the new object, or why the
 /// material was refused.
 fn unwrap_material(
-    s: &Session,
+    s: &Tok,
     private: ObjectHandle,
     modulus_len: usize,
     wrap: ImportWrap,
@@ -133,7 +133,7 @@ fn unwrap_material(
                 Err(e) => return Ok(Err(format!("RSAES-OAEP unwrap of the AES key failed: {e}"))),
             };
             let r = s
-                .unwrap_key(&WRAP, ephemeral, material_part, template)
+                .unwrap5649(ephemeral, material_part, template)
                 .map_err(|e| format!("AES key wrap with padding unwrap failed: {e}"));
             ck(s.destroy_object(ephemeral))?;
             Ok(r)
@@ -294,12 +294,11 @@ impl Hsm {
     ) -> Result<Result<Imported, String>, HsmError> {
         self.run(move |s| {
             let (root_version, root) = s.root()?;
-            let private = ck(s.unwrap_key(
-                &WRAP,
+            let private = s.unwrap5649(
                 root,
                 &wrapped_private,
                 &private_template(PairKind::Rsa(bits), PrivateUse::Unwrap, false),
-            ))?;
+            )?;
             let unwrapped = unwrap_material(
                 s,
                 private,

@@ -15,6 +15,8 @@
 //! returned [`KeyHandle`] and destroyed when the last reference to it is dropped.
 
 mod asym;
+mod profile;
+pub use profile::{Profile, Vendor};
 mod error;
 mod import;
 
@@ -38,9 +40,19 @@ use zeroize::Zeroizing;
 pub fn root_key_label(version: u32) -> String {
     format!("kms-root-wrapping-key-v{version}")
 }
-/// Label of the token-held HMAC key that authenticates database rows.
-/// The RFC 5649 wrap mechanism; `open` refuses tokens that do not offer it.
-const WRAP: Mechanism<'static> = Mechanism::AesKeyWrapPad;
+/// RFC 5649 (AES key wrap with padding), as the token names it. Every wrapped blob the service
+/// stores, and the second step of `RSA_AES_KEY_WRAP_*` imports, use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rfc5649 {
+    /// `CKM_AES_KEY_WRAP_PAD` (0x210A), which SoftHSM2 implements as RFC 5649.
+    Pad,
+    /// `CKM_AES_KEY_WRAP_KWP` (0x210B), RFC 5649 in PKCS#11 3.0 (Kryoptic, Luna, nShield).
+    /// cryptoki 0.12 cannot name it, so it is called through the raw function list.
+    Kwp,
+}
+
+/// `CKM_AES_KEY_WRAP_KWP` (PKCS#11 3.0).
+const CKM_AES_KEY_WRAP_KWP: cryptoki_sys::CK_MECHANISM_TYPE = 0x210B;
 
 pub const MAC_KEY_LABEL: &str = "kms-metadata-mac-key-v1";
 
@@ -60,7 +72,9 @@ pub struct HsmConfig {
 #[derive(Debug, Clone)]
 pub struct Capabilities {
     /// The RFC 5649 wrap mechanism this token implements.
-    pub wrap: MechanismType,
+    pub wrap: Rfc5649,
+    /// What the mechanism list cannot say about this vendor's token.
+    pub profile: Profile,
     pub manufacturer: String,
     pub model: String,
     /// Every mechanism the token lists.
@@ -152,6 +166,52 @@ impl std::ops::Deref for Tok<'_> {
 }
 
 impl Tok<'_> {
+    /// A decryption's failure, with the codes that mean "bad input" on this token (its
+    /// profile) turned into `BadCiphertext`.
+    pub(super) fn bad_ciphertext<T>(&self, r: Result<T, HsmError>) -> Result<T, HsmError> {
+        match r {
+            Err(e)
+                if e.rv()
+                    .is_some_and(|rv| self.inner.caps.profile.is_bad_ciphertext(rv)) =>
+            {
+                Err(HsmError::BadCiphertext)
+            }
+            r => r,
+        }
+    }
+
+    /// RFC 5649 wrap of `key` under `wrapping`, with the token's mechanism for it.
+    pub(super) fn wrap5649(
+        &self,
+        wrapping: ObjectHandle,
+        key: ObjectHandle,
+    ) -> Result<Vec<u8>, HsmError> {
+        wrap5649(
+            self.session,
+            self.inner.caps.wrap,
+            self.inner.raw.as_ref(),
+            wrapping,
+            key,
+        )
+    }
+
+    /// RFC 5649 unwrap of `blob` under `unwrapping` into a new object made from `template`.
+    pub(super) fn unwrap5649(
+        &self,
+        unwrapping: ObjectHandle,
+        blob: &[u8],
+        template: &[Attribute],
+    ) -> Result<ObjectHandle, HsmError> {
+        unwrap5649(
+            self.session,
+            self.inner.caps.wrap,
+            self.inner.raw.as_ref(),
+            unwrapping,
+            blob,
+            template,
+        )
+    }
+
     /// The root wrapping key: (version, handle).
     pub fn root(&self) -> Result<(u32, ObjectHandle), HsmError> {
         self.inner
@@ -489,16 +549,204 @@ fn spawn_reaper(
 }
 
 /// Wrap a session object under the root key and destroy it, on success and on failure alike.
-fn wrap_and_destroy(
-    s: &Session,
-    root: ObjectHandle,
-    key: ObjectHandle,
-) -> Result<Vec<u8>, HsmError> {
-    let wrapped = ck(s.wrap_key(&WRAP, root, key));
+fn wrap_and_destroy(s: &Tok, root: ObjectHandle, key: ObjectHandle) -> Result<Vec<u8>, HsmError> {
+    let wrapped = s.wrap5649(root, key);
     let destroyed = ck(s.destroy_object(key));
     let wrapped = wrapped?;
     destroyed?;
     Ok(wrapped)
+}
+
+fn raw_rv(rv: cryptoki_sys::CK_RV, function: cryptoki::context::Function) -> Result<(), HsmError> {
+    ck(cryptoki::error::Rv::from(rv).into_result(function))
+}
+
+fn kwp_mechanism() -> cryptoki_sys::CK_MECHANISM {
+    cryptoki_sys::CK_MECHANISM {
+        mechanism: CKM_AES_KEY_WRAP_KWP,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    }
+}
+
+fn no_raw() -> HsmError {
+    HsmError::Other(
+        "the module's raw function list is not loaded (needed for CKM_AES_KEY_WRAP_KWP)".into(),
+    )
+}
+
+/// RFC 5649 wrap with `mech`: cryptoki for `Pad`, the raw `C_WrapKey` for `Kwp`.
+fn wrap5649(
+    s: &Session,
+    mech: Rfc5649,
+    raw: Option<&cryptoki_sys::Pkcs11>,
+    wrapping: ObjectHandle,
+    key: ObjectHandle,
+) -> Result<Vec<u8>, HsmError> {
+    use cryptoki::context::Function;
+    match mech {
+        Rfc5649::Pad => ck(s.wrap_key(&Mechanism::AesKeyWrapPad, wrapping, key)),
+        Rfc5649::Kwp => {
+            let raw = raw.ok_or_else(no_raw)?;
+            let mut m = kwp_mechanism();
+            let mut len: cryptoki_sys::CK_ULONG = 0;
+            // SAFETY: a length query with a live session and object handles; `m` and `len`
+            // outlive the call.
+            raw_rv(
+                unsafe {
+                    raw.C_WrapKey(
+                        s.handle(),
+                        &mut m,
+                        wrapping.handle(),
+                        key.handle(),
+                        std::ptr::null_mut(),
+                        &mut len,
+                    )
+                },
+                Function::WrapKey,
+            )?;
+            let mut out = vec![0u8; len as usize];
+            // SAFETY: `out` has the `len` bytes the token asked for.
+            raw_rv(
+                unsafe {
+                    raw.C_WrapKey(
+                        s.handle(),
+                        &mut m,
+                        wrapping.handle(),
+                        key.handle(),
+                        out.as_mut_ptr(),
+                        &mut len,
+                    )
+                },
+                Function::WrapKey,
+            )?;
+            out.truncate(len as usize);
+            Ok(out)
+        }
+    }
+}
+
+/// RFC 5649 unwrap with `mech` into a new object made from `template`.
+fn unwrap5649(
+    s: &Session,
+    mech: Rfc5649,
+    raw: Option<&cryptoki_sys::Pkcs11>,
+    unwrapping: ObjectHandle,
+    blob: &[u8],
+    template: &[Attribute],
+) -> Result<ObjectHandle, HsmError> {
+    match mech {
+        Rfc5649::Pad => ck(s.unwrap_key(&Mechanism::AesKeyWrapPad, unwrapping, blob, template)),
+        Rfc5649::Kwp => {
+            let raw = raw.ok_or_else(no_raw)?;
+            let mut m = kwp_mechanism();
+            // Each CK_ATTRIBUTE points into `template`, which outlives the call.
+            let mut attrs: Vec<cryptoki_sys::CK_ATTRIBUTE> =
+                template.iter().map(|a| a.into()).collect();
+            let mut blob = blob.to_vec();
+            let mut h: cryptoki_sys::CK_OBJECT_HANDLE = 0;
+            // SAFETY: every pointer is to memory owned here for the duration of the call.
+            raw_rv(
+                unsafe {
+                    raw.C_UnwrapKey(
+                        s.handle(),
+                        &mut m,
+                        unwrapping.handle(),
+                        blob.as_mut_ptr(),
+                        blob.len() as cryptoki_sys::CK_ULONG,
+                        attrs.as_mut_ptr(),
+                        attrs.len() as cryptoki_sys::CK_ULONG,
+                        &mut h,
+                    )
+                },
+                cryptoki::context::Function::UnwrapKey,
+            )?;
+            // SAFETY: the token just returned this handle for a new object.
+            Ok(unsafe { ObjectHandle::new_from_raw(h) })
+        }
+    }
+}
+
+/// Whether the token lists `CKM_AES_KEY_WRAP_KWP` (cryptoki 0.12 drops mechanisms it cannot
+/// name from the list it returns, so this asks for it by number).
+fn lists_kwp(raw: Option<&cryptoki_sys::Pkcs11>, slot: Slot) -> bool {
+    let Some(raw) = raw else { return false };
+    let mut info = cryptoki_sys::CK_MECHANISM_INFO::default();
+    // SAFETY: a plain query with a slot id and a struct owned here.
+    let rv = unsafe { raw.C_GetMechanismInfo(slot.id(), CKM_AES_KEY_WRAP_KWP, &mut info) };
+    rv == cryptoki_sys::CKR_OK
+        && info.flags & (cryptoki_sys::CKF_WRAP | cryptoki_sys::CKF_UNWRAP) != 0
+}
+
+/// Whether `mech` produces RFC 5649 on this token: a known 256-bit key wrapped under a known
+/// key-encryption key (both short-lived session objects) must give RFC 5649's output.
+/// `None` when the token will not take known key values (some FIPS-mode HSMs refuse them).
+fn probe_rfc5649(s: &Session, mech: Rfc5649, raw: Option<&cryptoki_sys::Pkcs11>) -> Option<bool> {
+    use aws_lc_rs::key_wrap::{AesKek, KeyWrapPadded, AES_256};
+    let kek_value = [0x4bu8; 32];
+    let key_value: Vec<u8> = (0u8..32).collect();
+    let secret = |value: &[u8], wrap: bool| {
+        s.create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(cryptoki::object::KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Value(value.to_vec()),
+            Attribute::Wrap(wrap),
+            Attribute::Unwrap(wrap),
+            Attribute::Extractable(!wrap),
+            Attribute::Sensitive(wrap),
+        ])
+    };
+    let kek = secret(&kek_value, true).ok()?;
+    let key = match secret(&key_value, false) {
+        Ok(k) => k,
+        Err(_) => {
+            let _ = s.destroy_object(kek);
+            return None;
+        }
+    };
+    let wrapped = wrap5649(s, mech, raw, kek, key);
+    let _ = s.destroy_object(key);
+    let _ = s.destroy_object(kek);
+    let mut expected = [0u8; 48];
+    let expected = AesKek::new(&AES_256, &kek_value)
+        .ok()?
+        .wrap_with_padding(&key_value, &mut expected)
+        .ok()?
+        .to_vec();
+    Some(wrapped.is_ok_and(|w| w == expected))
+}
+
+/// The RFC 5649 mechanism to use: `CKM_AES_KEY_WRAP_KWP` if listed, else the vendor's
+/// `CKM_AES_KEY_WRAP_PAD`, each only if its output is RFC 5649 (probed; where the token
+/// refuses the probe, KWP is taken at its word and PAD only where the profile says so).
+fn choose_rfc5649(
+    s: &Session,
+    raw: Option<&cryptoki_sys::Pkcs11>,
+    mechs: &[MechanismType],
+    kwp_listed: bool,
+    profile: &Profile,
+) -> Result<Rfc5649, HsmError> {
+    let mut candidates = Vec::new();
+    if kwp_listed {
+        candidates.push(Rfc5649::Kwp);
+    }
+    if mechs.contains(&MechanismType::AES_KEY_WRAP_PAD) {
+        candidates.push(Rfc5649::Pad);
+    }
+    for m in candidates {
+        match probe_rfc5649(s, m, raw) {
+            Some(true) => return Ok(m),
+            Some(false) => {
+                tracing::warn!(mechanism = ?m, "the token's output for this mechanism is not RFC 5649; not using it")
+            }
+            None if m == Rfc5649::Kwp || profile.pad_is_rfc5649 => return Ok(m),
+            None => {}
+        }
+    }
+    Err(HsmError::MechanismMissing {
+        what: "RFC 5649 AES key wrap (CKM_AES_KEY_WRAP_KWP, or CKM_AES_KEY_WRAP_PAD where it is RFC 5649)",
+    })
 }
 
 fn ck<T>(r: Result<T, CkError>) -> Result<T, HsmError> {
@@ -526,16 +774,35 @@ impl Hsm {
         }
         let (slot, info) = find_slot(&ctx, &cfg.token_label)?;
         let mechs = ck(ctx.get_mechanism_list(slot))?;
-        let wrap = check_mechanisms(&mechs)?;
+        check_mechanisms(&mechs)?;
+        let library = ctx
+            .get_library_info()
+            .map(|l| l.manufacturer_id().trim().to_string())
+            .unwrap_or_default();
+        let profile = Profile::detect(info.manufacturer_id(), info.model(), &library);
+        // SAFETY: loads the module already loaded above (the loader hands back the same
+        // library); only its function pointers are used.
+        let raw = unsafe { cryptoki_sys::Pkcs11::new(&cfg.module) }.ok();
+        let kwp_listed = lists_kwp(raw.as_ref(), slot);
+        let pinned = ck(ctx.open_rw_session(slot))?;
+        login(&pinned, &cfg.pin)?;
+        let wrap = choose_rfc5649(&pinned, raw.as_ref(), &mechs, kwp_listed, &profile)?;
+        tracing::debug!(
+            token = profile.name,
+            manufacturer = info.manufacturer_id().trim(),
+            model = info.model().trim(),
+            rfc5649 = ?wrap,
+            notes = profile.notes,
+            "token profile"
+        );
         let mut caps = Capabilities {
             wrap,
+            profile,
             manufacturer: info.manufacturer_id().trim().to_string(),
             model: info.model().trim().to_string(),
             mechanisms: mechs.clone(),
             oaep_sha256: false,
         };
-        let pinned = ck(ctx.open_rw_session(slot))?;
-        login(&pinned, &cfg.pin)?;
         if caps.has(MechanismType::RSA_PKCS_KEY_PAIR_GEN) && caps.has(MechanismType::RSA_PKCS_OAEP)
         {
             caps.oaep_sha256 = asym::probe_oaep_sha256(&pinned)?;
@@ -548,9 +815,6 @@ impl Hsm {
         let pinned = Arc::new(Mutex::new(pinned));
         let generation = Arc::new(AtomicU64::new(1));
         let (reaper, reaper_thread) = spawn_reaper(pinned.clone(), generation.clone());
-        // SAFETY: loads the module already loaded above (the loader hands back the same
-        // library); only its function pointers are used.
-        let raw = unsafe { cryptoki_sys::Pkcs11::new(&cfg.module) }.ok();
         Ok(Hsm {
             inner: Arc::new(Inner {
                 ctx,
@@ -670,8 +934,12 @@ impl Hsm {
 
     /// Capabilities that need the root key to probe.
     fn probe_with_root(&self, s: &Session, root: ObjectHandle) {
+        let tok = Tok {
+            session: s,
+            inner: &self.inner,
+        };
         let ed = self.inner.caps.has(MechanismType::ECC_EDWARDS_KEY_PAIR_GEN)
-            && asym::probe_ed25519(s, root);
+            && asym::probe_ed25519(&tok, root);
         self.inner
             .ed25519
             .store(ed, std::sync::atomic::Ordering::Relaxed);
@@ -1023,7 +1291,7 @@ impl Hsm {
         // caller is cancelled before the task returns.
         self.run_pinned(move |s| {
             let (_, root) = s.root()?;
-            let obj = ck(s.unwrap_key(&WRAP, root, &blob, &template))?;
+            let obj = s.unwrap5649(root, &blob, &template)?;
             Ok(Arc::new(KeyHandle {
                 obj,
                 generation: current.load(Ordering::Acquire),
@@ -1121,7 +1389,12 @@ impl Hsm {
         self.run_fast(move |s| {
             let mut iv = iv;
             let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
-            ck(s.decrypt(&Mechanism::AesGcm(params), s.obj(&key)?, &ciphertext)).map(Zeroizing::new)
+            s.bad_ciphertext(ck(s.decrypt(
+                &Mechanism::AesGcm(params),
+                s.obj(&key)?,
+                &ciphertext,
+            )))
+            .map(Zeroizing::new)
         })
         .await
     }
@@ -1137,11 +1410,9 @@ impl Hsm {
     }
 }
 
-/// The mechanisms the service needs, checked once at start-up; returns the RFC 5649 wrap
-/// mechanism to use. SoftHSM calls RFC 5649 `CKM_AES_KEY_WRAP_PAD` (0x210A); PKCS#11 3.0
-/// tokens name it `CKM_AES_KEY_WRAP_KWP` (0x210B), which cryptoki 0.12 cannot express, so such
-/// a token is refused with a sentence that says so.
-pub fn check_mechanisms(mechs: &[MechanismType]) -> Result<MechanismType, HsmError> {
+/// The mechanisms the service needs besides RFC 5649 wrap (chosen by `choose_rfc5649`),
+/// checked once at start-up.
+pub fn check_mechanisms(mechs: &[MechanismType]) -> Result<(), HsmError> {
     let need = [
         (MechanismType::AES_KEY_GEN, "CKM_AES_KEY_GEN"),
         (MechanismType::AES_GCM, "CKM_AES_GCM"),
@@ -1150,17 +1421,13 @@ pub fn check_mechanisms(mechs: &[MechanismType]) -> Result<MechanismType, HsmErr
             MechanismType::GENERIC_SECRET_KEY_GEN,
             "CKM_GENERIC_SECRET_KEY_GEN",
         ),
-        (
-            MechanismType::AES_KEY_WRAP_PAD,
-            "RFC 5649 key wrap (CKM_AES_KEY_WRAP_PAD)",
-        ),
     ];
     for (m, name) in need {
         if !mechs.contains(&m) {
             return Err(HsmError::MechanismMissing { what: name });
         }
     }
-    Ok(MechanismType::AES_KEY_WRAP_PAD)
+    Ok(())
 }
 
 /// The one token object of `class` labelled `label`, if any.
@@ -1231,12 +1498,8 @@ mod tests {
             MechanismType::AES_GCM,
             MechanismType::SHA256_HMAC,
             MechanismType::GENERIC_SECRET_KEY_GEN,
-            MechanismType::AES_KEY_WRAP_PAD,
         ];
-        assert_eq!(
-            check_mechanisms(&all).unwrap(),
-            MechanismType::AES_KEY_WRAP_PAD
-        );
+        check_mechanisms(&all).unwrap();
         for i in 0..all.len() {
             let mut fewer = all.clone();
             fewer.remove(i);

@@ -694,15 +694,8 @@ impl Kms {
                 plaintext,
                 key_arn: rec.arn(),
             }),
-            Err(e) => {
-                use cryptoki::error::RvError::*;
-                match e.rv() {
-                    Some(GeneralError)
-                    | Some(EncryptedDataInvalid)
-                    | Some(EncryptedDataLenRange) => Err(KmsError::InvalidCiphertext),
-                    _ => Err(e.into()),
-                }
-            }
+            // The token profile says which codes mean a bad ciphertext (HsmError::BadCiphertext).
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -61,6 +61,9 @@ impl From<StoreError> for KmsError {
 impl From<HsmError> for KmsError {
     fn from(e: HsmError) -> Self {
         use cryptoki::error::RvError;
+        if matches!(e, HsmError::BadCiphertext) {
+            return KmsError::InvalidCiphertext;
+        }
         if matches!(e, HsmError::Reopened | HsmError::Unavailable(_)) {
             tracing::error!(error = %e, "HSM unavailable");
             return KmsError::DependencyTimeout;

@@ -1171,16 +1171,8 @@ impl Kms {
             .await
         {
             Ok(pt) => Ok((rec, pt)),
-            Err(e) => {
-                use cryptoki::error::RvError::*;
-                match e.rv() {
-                    // SoftHSM reports a failed tag check as CKR_GENERAL_ERROR.
-                    Some(GeneralError)
-                    | Some(EncryptedDataInvalid)
-                    | Some(EncryptedDataLenRange) => Err(KmsError::InvalidCiphertext),
-                    _ => Err(e.into()),
-                }
-            }
+            // The token profile says which codes mean a bad ciphertext (HsmError::BadCiphertext).
+            Err(e) => Err(e.into()),
         }
     }
 
