@@ -27,6 +27,7 @@ pub async fn open_hsm(s: &Settings) -> Result<Hsm, Error> {
     let cfg = HsmConfig {
         module: s.hsm.module.clone(),
         token_label: s.hsm.token_label.clone(),
+        failover_labels: s.hsm.failover_labels.clone(),
         pin: s.pin()?,
         pin_file: s
             .hsm
@@ -63,15 +64,21 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
         Some(v) => {
             // Blobs may already be wrapped under this root key: never replace it.
             let h = hsm.clone();
-            tokio::task::spawn_blocking(move || h.load_service_keys(v as u32))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| {
-                    format!(
-                        "the database records root key v{v} but the token cannot provide it ({e}); \
+            tokio::task::spawn_blocking(move || {
+                // A pool's other tokens get the keys (or are checked to hold the same ones).
+                for line in h.replicate_service_keys(v as u32)? {
+                    eprintln!("kms init: {line}");
+                }
+                h.load_service_keys(v as u32)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| {
+                format!(
+                    "the database records root key v{v} but the token cannot provide it ({e}); \
                          restore the token or use a fresh database"
-                    )
-                })?;
+                )
+            })?;
             eprintln!("kms init: token keys verified (root key v{v})");
         }
         None => {
@@ -100,6 +107,25 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
         "kms init: audit signing key {}",
         if audit_created { "created" } else { "verified" }
     );
+    if hsm.is_pool() {
+        let version = store
+            .current_root_version()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the database records no root key")? as u32;
+        let h = hsm.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let report = h.replicate_service_keys(version)?;
+            h.load_service_keys(version)?;
+            Ok::<_, crate::hsm::HsmError>(report)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("copying the service keys to the pool's tokens failed: {e}"))?;
+        for line in report {
+            eprintln!("kms init: {line}");
+        }
+    }
     store
         .ensure_account(&s.account_id, "default")
         .await

@@ -81,6 +81,11 @@ pub struct TlsSettings {
 pub struct HsmSettings {
     pub module: String,
     pub token_label: String,
+    /// Further tokens (slots of the same module) holding the same service keys, as an HA group
+    /// presents them: when the token in use is lost, the service moves to the next one that
+    /// answers. `kms init` copies the service keys to them. Comma-separated in the environment.
+    #[serde(deserialize_with = "string_or_list")]
+    pub failover_labels: Vec<String>,
     /// From the environment (`KMS_HSM__PIN`) only in practice; never a command-line argument.
     pub pin: Option<SecretString>,
     pub pin_file: Option<PathBuf>,
@@ -134,6 +139,7 @@ impl Default for HsmSettings {
         HsmSettings {
             module: "/usr/lib/softhsm/libsofthsm2.so".into(),
             token_label: "kms".into(),
+            failover_labels: vec![],
             pin: None,
             pin_file: None,
             session_pool_size: 4,
@@ -299,6 +305,7 @@ mod tests {
         );
         assert_eq!(from_file.audit_enabled, d.audit_enabled);
         assert_eq!(from_file.log_format, d.log_format);
+        assert_eq!(from_file.hsm.failover_labels, d.hsm.failover_labels);
         assert_eq!(from_file.metrics_listen, d.metrics_listen);
         assert_eq!(from_file.clock_offset_file, d.clock_offset_file);
         assert_eq!(from_file.fault_injection_file, d.fault_injection_file);

@@ -54,6 +54,7 @@ struct Metrics {
     token_call_seconds: HistogramFamily<TokenCallLabels>,
     token_errors: Family<TokenErrorLabels, Counter>,
     token_reopens: Counter,
+    token_failovers: Counter,
     token_up: Gauge,
     sessions_in_use: Gauge,
     sessions_max: Gauge,
@@ -77,6 +78,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         token_call_seconds: Family::new_with_constructor(latency),
         token_errors: Family::default(),
         token_reopens: Counter::default(),
+        token_failovers: Counter::default(),
         token_up: Gauge::default(),
         sessions_in_use: Gauge::default(),
         sessions_max: Gauge::default(),
@@ -115,6 +117,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "token_reopens",
         "Times the token was found lost and re-opened (re-initialised, logged in again)",
         m.token_reopens.clone(),
+    );
+    registry.register(
+        "token_failovers",
+        "Times the service moved to another token of its pool because the one in use was lost",
+        m.token_failovers.clone(),
     );
     registry.register(
         "token_up",
@@ -182,6 +189,10 @@ pub fn token_call(session: &'static str, took: Duration, error: Option<String>) 
 
 pub fn token_reopened() {
     METRICS.token_reopens.inc();
+}
+
+pub fn token_failed_over() {
+    METRICS.token_failovers.inc();
 }
 
 /// The token's state now (set when the metrics are read).

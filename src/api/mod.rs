@@ -212,9 +212,11 @@ async fn probe<B>(state: &ApiState, req: &Request<B>) -> Option<Response<Full<By
                 Ok(()) => serde_json::json!({"ok": true}),
                 Err(e) => serde_json::json!({"ok": false, "error": e}),
             };
+            let mut token = check(&r.token);
+            token["label"] = serde_json::Value::String(r.token_label.clone());
             let body = serde_json::json!({
                 "ready": r.ready(),
-                "token": check(&r.token),
+                "token": token,
                 "database": check(&r.database),
             });
             if !r.ready() {

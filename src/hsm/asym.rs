@@ -216,7 +216,7 @@ pub(super) fn private_template(
     ]
 }
 
-fn generate_pair(
+pub(super) fn generate_pair(
     s: &Session,
     kind: PairKind,
     use_: PrivateUse,
@@ -528,7 +528,8 @@ impl Hsm {
                         Attribute::Token(true),
                         Attribute::Private(true),
                         Attribute::Sensitive(true),
-                        Attribute::Extractable(false),
+                        // Until `kms init` has copied it to the pool's other tokens.
+                        Attribute::Extractable(self.is_pool()),
                         Attribute::Sign(true),
                         Attribute::Label(AUDIT_KEY_LABEL.as_bytes().to_vec()),
                     ],

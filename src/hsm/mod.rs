@@ -15,6 +15,7 @@
 //! returned [`KeyHandle`] and destroyed when the last reference to it is dropped.
 
 mod asym;
+mod pool;
 mod profile;
 pub use profile::{Profile, Vendor};
 mod error;
@@ -59,6 +60,8 @@ pub const MAC_KEY_LABEL: &str = "kms-metadata-mac-key-v1";
 pub struct HsmConfig {
     pub module: String,
     pub token_label: String,
+    /// Further tokens with the same service keys, tried in order when the one in use is lost.
+    pub failover_labels: Vec<String>,
     pub pin: SecretString,
     /// Where the PIN came from, if a file: read again when the service logs in again after
     /// losing the token, so an operator can correct a PIN without a restart.
@@ -99,7 +102,10 @@ struct Inner {
     /// The same module loaded through its raw function list, for the calls cryptoki does
     /// not wrap (`C_CloseAllSessions`).
     raw: Option<cryptoki_sys::Pkcs11>,
-    token_label: String,
+    /// The configured token first, then the failover tokens.
+    labels: Vec<String>,
+    /// Which of `labels` is in use.
+    current: std::sync::atomic::AtomicUsize,
     pin: Mutex<SecretString>,
     pin_file: Option<std::path::PathBuf>,
     slot: Mutex<Slot>,
@@ -417,8 +423,6 @@ impl Inner {
             Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err((e.into(), None)),
         }
-        let (slot, _) = find_slot(&self.ctx, &self.token_label).map_err(|e| (e, None))?;
-        let session = ck(self.ctx.open_rw_session(slot)).map_err(|e| (e, None))?;
         let pin = self.current_pin();
         let digest = pin_digest(&pin);
         if refused_pin == Some(digest) {
@@ -427,7 +431,47 @@ impl Inner {
                 Some(digest),
             ));
         }
-        login(&session, &pin).map_err(|e| {
+        // The token in use first, then the rest of the pool in order.
+        let was = self.current.load(Ordering::Acquire);
+        let n = self.labels.len();
+        let mut first_error = None;
+        for i in (0..n).map(|k| (was + k) % n) {
+            match self.open_member(&self.labels[i], &pin, digest) {
+                Ok(opened) => {
+                    if i != was {
+                        tracing::warn!(from = %self.labels[was], to = %self.labels[i], "FAILED OVER to another token of the pool");
+                        crate::metrics::token_failed_over();
+                    }
+                    self.current.store(i, Ordering::Release);
+                    return self.install(&mut pinned, opened);
+                }
+                // A refused PIN is not offered to the other tokens (they may count failures).
+                Err((e, Some(refused))) => return Err((e, Some(refused))),
+                Err((e, None)) => {
+                    if n > 1 {
+                        tracing::error!(token = %self.labels[i], error = %e, "this token of the pool cannot be used");
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err((
+            first_error.unwrap_or_else(|| HsmError::Other("no token configured".into())),
+            None,
+        ))
+    }
+
+    /// Find the token labelled `label`, log in on a new session and find the service keys
+    /// this process uses.
+    fn open_member(
+        &self,
+        label: &str,
+        pin: &SecretString,
+        digest: [u8; 32],
+    ) -> Result<Opened, (HsmError, Option<[u8; 32]>)> {
+        let (slot, _) = find_slot(&self.ctx, label).map_err(|e| (e, None))?;
+        let session = ck(self.ctx.open_rw_session(slot)).map_err(|e| (e, None))?;
+        login(&session, pin).map_err(|e| {
             let refused = matches!(e, HsmError::PinIncorrect).then_some(digest);
             (e, refused)
         })?;
@@ -459,14 +503,34 @@ impl Inner {
             )),
             None => None,
         };
-        std::mem::forget(std::mem::replace(&mut *pinned, session));
-        *self.slot.lock().unwrap() = slot;
-        *self.root.lock().unwrap() = root;
-        *self.mac.lock().unwrap() = mac;
-        *self.audit.lock().unwrap() = audit;
+        Ok(Opened {
+            slot,
+            session,
+            root,
+            mac,
+            audit,
+        })
+    }
+
+    /// Make a newly opened token the one in use; every older key object is stale from now.
+    fn install(&self, pinned: &mut Session, o: Opened) -> Result<(), (HsmError, Option<[u8; 32]>)> {
+        std::mem::forget(std::mem::replace(pinned, o.session));
+        *self.slot.lock().unwrap() = o.slot;
+        *self.root.lock().unwrap() = o.root;
+        *self.mac.lock().unwrap() = o.mac;
+        *self.audit.lock().unwrap() = o.audit;
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
+}
+
+/// A token of the pool, opened and logged in, with its service keys found.
+struct Opened {
+    slot: Slot,
+    session: Session,
+    root: Option<(u32, ObjectHandle)>,
+    mac: Option<ObjectHandle>,
+    audit: Option<(ObjectHandle, ObjectHandle)>,
 }
 
 impl Drop for Inner {
@@ -772,7 +836,25 @@ impl Hsm {
             Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(e.into()),
         }
-        let (slot, info) = find_slot(&ctx, &cfg.token_label)?;
+        // The first token of the pool that is present; the error of the configured one if none.
+        let labels: Vec<String> = std::iter::once(cfg.token_label.clone())
+            .chain(cfg.failover_labels.iter().cloned())
+            .collect();
+        let mut found = Err(HsmError::TokenNotFound {
+            label: cfg.token_label.clone(),
+        });
+        let mut current = 0;
+        for (i, label) in labels.iter().enumerate() {
+            if let Ok(f) = find_slot(&ctx, label) {
+                if i > 0 {
+                    tracing::warn!(configured = %cfg.token_label, using = %label, "the configured token is not present; starting on a failover token");
+                }
+                found = Ok(f);
+                current = i;
+                break;
+            }
+        }
+        let (slot, info) = found?;
         let mechs = ck(ctx.get_mechanism_list(slot))?;
         check_mechanisms(&mechs)?;
         let library = ctx
@@ -819,7 +901,8 @@ impl Hsm {
             inner: Arc::new(Inner {
                 ctx,
                 raw,
-                token_label: cfg.token_label.clone(),
+                labels,
+                current: std::sync::atomic::AtomicUsize::new(current),
                 pin: Mutex::new(cfg.pin.clone()),
                 pin_file: cfg.pin_file.clone(),
                 slot: Mutex::new(slot),
@@ -856,6 +939,7 @@ impl Hsm {
             .expect("pinned session lock poisoned");
         let root_label = root_key_label(root_version);
         let mut created = (false, false);
+        let clonable = self.is_pool();
         let root = match find_one(&s, &root_label)? {
             Some(h) => h,
             None => {
@@ -866,7 +950,8 @@ impl Hsm {
                         Attribute::Token(true),
                         Attribute::Private(true),
                         Attribute::Sensitive(true),
-                        Attribute::Extractable(false),
+                        // Until `kms init` has copied it to the pool's other tokens.
+                        Attribute::Extractable(clonable),
                         Attribute::Wrap(true),
                         Attribute::Unwrap(true),
                         Attribute::Encrypt(false),
@@ -880,7 +965,7 @@ impl Hsm {
                 ))?
             }
         };
-        verify_service_key(&s, root, &root_label, AttributeType::Wrap)?;
+        verify_service_key(&s, root, &root_label, AttributeType::Wrap, clonable)?;
         let mac = match find_one(&s, MAC_KEY_LABEL)? {
             Some(h) => h,
             None => {
@@ -891,7 +976,7 @@ impl Hsm {
                         Attribute::Token(true),
                         Attribute::Private(true),
                         Attribute::Sensitive(true),
-                        Attribute::Extractable(false),
+                        Attribute::Extractable(clonable),
                         Attribute::Sign(true),
                         Attribute::Verify(true),
                         Attribute::Derive(false),
@@ -902,7 +987,7 @@ impl Hsm {
                 ))?
             }
         };
-        verify_service_key(&s, mac, MAC_KEY_LABEL, AttributeType::Sign)?;
+        verify_service_key(&s, mac, MAC_KEY_LABEL, AttributeType::Sign, clonable)?;
         *self.inner.root.lock().unwrap() = Some((root_version, root));
         *self.inner.mac.lock().unwrap() = Some(mac);
         self.probe_with_root(&s, root);
@@ -921,11 +1006,11 @@ impl Hsm {
         let root = find_one(&s, &root_label)?.ok_or(HsmError::ServiceKeyMissing {
             label: root_label.clone(),
         })?;
-        verify_service_key(&s, root, &root_label, AttributeType::Wrap)?;
+        verify_service_key(&s, root, &root_label, AttributeType::Wrap, false)?;
         let mac = find_one(&s, MAC_KEY_LABEL)?.ok_or(HsmError::ServiceKeyMissing {
             label: MAC_KEY_LABEL.into(),
         })?;
-        verify_service_key(&s, mac, MAC_KEY_LABEL, AttributeType::Sign)?;
+        verify_service_key(&s, mac, MAC_KEY_LABEL, AttributeType::Sign, false)?;
         *self.inner.root.lock().unwrap() = Some((root_version, root));
         *self.inner.mac.lock().unwrap() = Some(mac);
         self.probe_with_root(&s, root);
@@ -1063,6 +1148,16 @@ impl Hsm {
 
     fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether failover tokens are configured.
+    pub fn is_pool(&self) -> bool {
+        self.inner.labels.len() > 1
+    }
+
+    /// The label of the token in use.
+    pub fn current_label(&self) -> String {
+        self.inner.labels[self.inner.current.load(Ordering::Acquire)].clone()
     }
 
     /// Whether the token is usable now (for readiness).
@@ -1455,11 +1550,13 @@ fn find_labelled(
 }
 
 /// A service key must be sensitive, never extractable, and able to do its one job.
+/// `extractable_for_now`: in `kms init` of a pool, before the keys are copied to its tokens.
 fn verify_service_key(
     s: &Session,
     h: ObjectHandle,
     label: &str,
     purpose: AttributeType,
+    extractable_for_now: bool,
 ) -> Result<(), HsmError> {
     let attrs = ck(s.get_attributes(
         h,
@@ -1473,7 +1570,7 @@ fn verify_service_key(
     for a in &attrs {
         ok &= match a {
             Attribute::Sensitive(v) => *v,
-            Attribute::Extractable(v) => !*v,
+            Attribute::Extractable(v) => !*v || extractable_for_now,
             Attribute::Wrap(v) | Attribute::Sign(v) => *v,
             _ => false,
         };

@@ -351,6 +351,8 @@ pub fn default_key_policy(account_id: &str) -> String {
 /// What `/readyz` reports.
 pub struct Readiness {
     pub token: Result<(), String>,
+    /// The token in use (of a pool, the one calls go to now).
+    pub token_label: String,
     /// The database answers and its migrations are current.
     pub database: Result<(), String>,
 }
@@ -422,7 +424,11 @@ impl Kms {
             }
         };
         let (token, database) = tokio::join!(token, database);
-        Readiness { token, database }
+        Readiness {
+            token,
+            database,
+            token_label: self.hsm.current_label(),
+        }
     }
 
     pub fn set_audit(&self, audit: Arc<crate::audit::Audit>) {

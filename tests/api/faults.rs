@@ -695,3 +695,174 @@ async fn a_refused_pin_fails_fast_and_loudly_and_a_corrected_pin_file_recovers()
     let out = c.decrypt().ciphertext_blob(blob).send().await.unwrap();
     assert_eq!(out.plaintext.unwrap().into_inner(), b"kept");
 }
+
+/// A pool of two tokens (two slots of one module, as an HA group presents them). `kms init`
+/// copies the service keys from the first to the second inside the tokens; when the token in
+/// use goes away, the same process moves to the other one and every key, ciphertext,
+/// signature and MAC made before keeps working, as does the audit trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_tokens_fails_over_when_the_one_in_use_is_lost() {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType, MacAlgorithmSpec, SigningAlgorithmSpec};
+    let token = Token::new();
+    let first = token.label.clone();
+    let second = token.add_token();
+    let db = Database::new();
+    let init = |token: &Token, db: &Database| {
+        let mut cmd = std::process::Command::new(kms_bin());
+        kms_env(&mut cmd, token, db);
+        let out = cmd
+            .env("KMS_HSM__FAILOVER_LABELS", &second)
+            .arg("init")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        (String::from_utf8_lossy(&out.stdout).to_string(), err)
+    };
+    let (stdout, stderr) = init(&token, &db);
+    assert!(
+        stderr.contains(&format!(
+            "token '{second}': copied root key, MAC key, audit key pair"
+        )),
+        "{stderr}"
+    );
+    // Again: nothing is copied, the second token is checked to hold the same keys.
+    let (_, again) = init(&token, &db);
+    assert!(
+        again.contains(&format!("token '{second}': service keys verified")),
+        "{again}"
+    );
+    let (id, secret) = parse_credentials(&stdout);
+    let dir = tempfile::tempdir().unwrap().keep();
+    let fault = dir.join("fault");
+    let s = Server::from_parts_with(
+        token,
+        db,
+        &id.unwrap(),
+        &secret.unwrap(),
+        &[
+            ("KMS_HSM__FAILOVER_LABELS", second.as_str()),
+            ("KMS_FAULT_INJECTION_FILE", fault.to_str().unwrap()),
+            ("KMS_METRICS_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let c = s.client();
+    let create = |spec: KeySpec, usage: KeyUsageType| {
+        let c = c.clone();
+        async move {
+            c.create_key()
+                .key_spec(spec)
+                .key_usage(usage)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+                .key_id
+        }
+    };
+    let key = create(KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let signing = create(KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let hmac = create(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"survives".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let message = Blob::new(b"signed before".to_vec());
+    let signature = c
+        .sign()
+        .key_id(&signing)
+        .message(message.clone())
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap();
+    let mac = c
+        .generate_mac()
+        .key_id(&hmac)
+        .message(message.clone())
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .send()
+        .await
+        .unwrap()
+        .mac
+        .unwrap();
+    let ready = |endpoint: String| async move {
+        let (status, _, body) = crate::operator::get(&format!("{endpoint}/readyz")).await;
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        )
+    };
+    let (status, body) = ready(s.endpoint.clone()).await;
+    assert_eq!(
+        (status, body["token"]["label"].as_str()),
+        (200, Some(first.as_str()))
+    );
+    let (ok, report) = audit_verify(&s);
+    assert!(ok, "{report}");
+
+    // The token in use goes away (its files are gone; the module is re-initialised).
+    s.token.take_away(&first);
+    inflict(&s, &fault, "finalize");
+    let c2 = c.clone();
+    let b2 = blob.clone();
+    eventually("requests succeed on the other token", || {
+        let (c, blob) = (c2.clone(), b2.clone());
+        async move { c.decrypt().ciphertext_blob(blob).send().await.is_ok() }
+    })
+    .await;
+    let out = c.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(out.plaintext.unwrap().into_inner(), b"survives");
+    let verified = c
+        .verify()
+        .key_id(&signing)
+        .message(message.clone())
+        .signature(signature)
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap();
+    assert!(verified.signature_valid);
+    let mac_ok = c
+        .verify_mac()
+        .key_id(&hmac)
+        .message(message)
+        .mac(mac)
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .send()
+        .await
+        .unwrap();
+    assert!(mac_ok.mac_valid);
+    // New keys are made in the second token, and wrapped under the same root key.
+    let fresh = create(KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    c.encrypt()
+        .key_id(&fresh)
+        .plaintext(Blob::new(b"new".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = ready(s.endpoint.clone()).await;
+    assert_eq!(
+        (status, body["token"]["label"].as_str()),
+        (200, Some(second.as_str()))
+    );
+    let (_, _, metrics) = crate::operator::get(s.metrics.as_deref().unwrap()).await;
+    assert!(
+        metrics.contains("kms_token_failovers_total 1\n"),
+        "{metrics}"
+    );
+    assert!(s.server_log().contains("FAILED OVER"));
+    let (ok, report) = audit_verify(&s);
+    assert!(
+        ok,
+        "the audit trail signed in both tokens verifies with one key: {report}"
+    );
+}

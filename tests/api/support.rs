@@ -25,9 +25,92 @@ pub fn pg_base() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// The PKCS#11 module under test: SoftHSM2 unless `KMS_TEST_TOKEN=kryoptic`, whose module is
+/// `KMS_TEST_KRYOPTIC_MODULE` (scripts/test.sh builds it).
 pub fn softhsm_module() -> String {
+    if kryoptic() {
+        return std::env::var("KMS_TEST_KRYOPTIC_MODULE")
+            .expect("KMS_TEST_KRYOPTIC_MODULE names the Kryoptic module");
+    }
     std::env::var("KMS_TEST_PKCS11_MODULE")
         .unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into())
+}
+
+/// Whether this run's token is Kryoptic (else SoftHSM2).
+pub fn kryoptic() -> bool {
+    std::env::var("KMS_TEST_TOKEN").is_ok_and(|t| t == "kryoptic")
+}
+
+/// Skip the rest of a test on Kryoptic, saying why: true means "return now".
+pub fn skip_on_kryoptic(reason: &str) -> bool {
+    if kryoptic() {
+        eprintln!("SKIPPED on Kryoptic: {reason}");
+        true
+    } else {
+        false
+    }
+}
+
+/// `pkcs11-tool` against the module under test (Kryoptic tokens are made with it).
+fn pkcs11_tool(conf: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new("pkcs11-tool")
+        .env("KRYOPTIC_CONF", conf)
+        .env("SOFTHSM2_CONF", conf)
+        .arg("--module")
+        .arg(softhsm_module())
+        .args(args)
+        .output()
+        .expect("pkcs11-tool must be installed (scripts/test.sh installs opensc)");
+    assert!(
+        out.status.success(),
+        "pkcs11-tool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A Kryoptic configuration with one slot per label (slot i stores in `token-i.sql`).
+fn kryoptic_conf(dir: &std::path::Path, slots: usize) -> String {
+    let mut conf = String::new();
+    for i in 0..slots {
+        conf.push_str(&format!(
+            "[[slots]]\nslot = {i}\ndescription = \"kms test slot {i}\"\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
+            dir.join(format!("token-{i}.sql")).display()
+        ));
+    }
+    conf
+}
+
+/// Initialise the Kryoptic token in `slot` with `label` and the test PINs.
+fn kryoptic_init(conf: &std::path::Path, slot: usize, label: &str) {
+    let slot = slot.to_string();
+    pkcs11_tool(
+        conf,
+        &[
+            "--slot",
+            &slot,
+            "--init-token",
+            "--label",
+            label,
+            "--so-pin",
+            SO_PIN,
+        ],
+    );
+    pkcs11_tool(
+        conf,
+        &[
+            "--slot",
+            &slot,
+            "--init-pin",
+            "--login",
+            "--login-type",
+            "so",
+            "--so-pin",
+            SO_PIN,
+            "--pin",
+            PIN,
+        ],
+    );
 }
 
 fn random_suffix() -> String {
@@ -43,6 +126,16 @@ pub struct Token {
 impl Token {
     pub fn new() -> Token {
         let dir = tempfile::tempdir().expect("tempdir");
+        if kryoptic() {
+            let label = format!("t{}", random_suffix());
+            std::fs::write(
+                dir.path().join("softhsm2.conf"),
+                kryoptic_conf(dir.path(), 1),
+            )
+            .unwrap();
+            kryoptic_init(&dir.path().join("softhsm2.conf"), 0, &label);
+            return Token { dir, label };
+        }
         let tokens = dir.path().join("tokens");
         std::fs::create_dir_all(&tokens).unwrap();
         std::fs::write(
@@ -76,12 +169,74 @@ impl Token {
         Token { dir, label }
     }
 
+    /// Another token in the same SoftHSM2 directory (another slot of the same module), with
+    /// the same PINs: for a pool of tokens.
+    pub fn add_token(&self) -> String {
+        let label = format!("t{}", random_suffix());
+        if kryoptic() {
+            std::fs::write(self.conf(), kryoptic_conf(self.dir.path(), 2)).unwrap();
+            kryoptic_init(&self.conf(), 1, &label);
+            return label;
+        }
+        let out = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", self.conf())
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                &label,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                PIN,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        label
+    }
+
+    /// Take the token labelled `label` away: its storage is deleted (the module notices when
+    /// it is initialised again).
+    pub fn take_away(&self, label: &str) {
+        if kryoptic() {
+            let slot = if label == self.label { 0 } else { 1 };
+            std::fs::remove_file(self.dir.path().join(format!("token-{slot}.sql"))).unwrap();
+            return;
+        }
+        std::fs::remove_dir_all(self.token_dir(label)).unwrap();
+    }
+
+    /// The SoftHSM2 directory of the token labelled `label`.
+    fn token_dir(&self, label: &str) -> PathBuf {
+        for d in std::fs::read_dir(self.dir.path().join("tokens")).unwrap() {
+            let d = d.unwrap().path();
+            let object = std::fs::read(d.join("token.object")).unwrap_or_default();
+            if object.windows(label.len()).any(|w| w == label.as_bytes()) {
+                return d;
+            }
+        }
+        panic!("no token directory for {label}");
+    }
+
     pub fn conf(&self) -> PathBuf {
         self.dir.path().join("softhsm2.conf")
     }
 
-    /// SoftHSM's file backend keeps one file per token object.
+    /// The token objects (SoftHSM's file backend keeps one file per token object; Kryoptic's
+    /// are counted by listing them).
     pub fn object_files(&self) -> usize {
+        if kryoptic() {
+            let out = pkcs11_tool(&self.conf(), &["--login", "--pin", PIN, "--list-objects"]);
+            return String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("Object;"))
+                .count();
+        }
         let mut n = 0;
         for token in std::fs::read_dir(self.dir.path().join("tokens")).unwrap() {
             let token = token.unwrap().path();
@@ -152,6 +307,7 @@ pub fn kms_env(cmd: &mut Command, token: &Token, db: &Database) {
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SOFTHSM2_CONF", token.conf())
+        .env("KRYOPTIC_CONF", token.conf())
         .env("KMS_DATABASE_URL", db.url())
         .env("KMS_HSM__MODULE", softhsm_module())
         .env("KMS_HSM__TOKEN_LABEL", &token.label)
@@ -220,6 +376,17 @@ impl Server {
 
     /// A server for a token and database that `kms init` already prepared.
     pub fn from_parts(token: Token, db: Database, id: &str, secret: &str) -> Server {
+        Self::from_parts_with(token, db, id, secret, &[])
+    }
+
+    /// `from_parts` with extra settings in the server's environment.
+    pub fn from_parts_with(
+        token: Token,
+        db: Database,
+        id: &str,
+        secret: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         let log = token.dir.path().join("server.log");
         let mut s = Server {
             token,
@@ -230,7 +397,10 @@ impl Server {
             access_key_id: id.into(),
             secret: secret.into(),
             log,
-            env: vec![],
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
