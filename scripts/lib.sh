@@ -26,7 +26,8 @@ need_packages() {
 }
 
 ensure_tools() {
-    need_packages softhsm2 postgresql-client ca-certificates pkg-config gcc libc6-dev python3 openssl
+    need_packages softhsm2 postgresql-client ca-certificates pkg-config gcc libc6-dev python3 openssl \
+        opensc libclang-dev libssl-dev libsqlite3-dev
     command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] \
         || die "Rust is required: install it with rustup (https://rustup.rs), then re-run"
     command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
@@ -88,4 +89,29 @@ ensure_cargo_fuzz() {
         log "installing cargo-fuzz"
         cargo install cargo-fuzz --locked --version 0.13.2 -q
     }
+}
+
+# Kryoptic, the second PKCS#11 implementation the suite runs against: a Rust soft token from
+# crates.io, built as a cdylib once per machine into $KRYOPTIC_DIR (reused while present).
+# Debian 12's OpenSSL is 3.0, so it links the system OpenSSL (`kryoptic-lib/dynamic`) with the
+# `minimal` feature set (no EdDSA, which needs OpenSSL 3.2). Sets KRYOPTIC_MODULE.
+KRYOPTIC_VERSION=1.5.4
+KRYOPTIC_DIR="${KMS_KRYOPTIC_DIR:-$HOME/.cache/kms/kryoptic-$KRYOPTIC_VERSION}"
+KRYOPTIC_MODULE="$KRYOPTIC_DIR/libkryoptic_pkcs11.so"
+ensure_kryoptic() {
+    [ -f "$KRYOPTIC_MODULE" ] && return 0
+    log "building Kryoptic $KRYOPTIC_VERSION (PKCS#11 module) into $KRYOPTIC_DIR"
+    local work="$KRYOPTIC_DIR/work"
+    mkdir -p "$work/fetch/src"
+    printf '[package]\nname = "kryoptic-fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nkryoptic = { version = "=%s", default-features = false }\n' \
+        "$KRYOPTIC_VERSION" > "$work/fetch/Cargo.toml"
+    echo 'fn main() {}' > "$work/fetch/src/main.rs"
+    (cd "$work/fetch" && cargo fetch -q) || return 1
+    local src
+    src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/kryoptic-"$KRYOPTIC_VERSION" | head -1)"
+    rm -rf "$work/kryoptic" && cp -r "$src" "$work/kryoptic"
+    (cd "$work/kryoptic" && cargo build --release --locked -q --no-default-features \
+        --features minimal,kdf_all,kryoptic-lib/dynamic,kryoptic-lib/ec_montgomery) || return 1
+    cp "$work/kryoptic/target/release/libkryoptic_pkcs11.so" "$KRYOPTIC_MODULE.tmp"
+    mv "$KRYOPTIC_MODULE.tmp" "$KRYOPTIC_MODULE"
 }

@@ -25,8 +25,22 @@ ensure_cargo_fuzz
 fuzz_log="$(mktemp)"
 (cd "$ROOT/fuzz" && nice -n 19 cargo fuzz build --dev -s none >"$fuzz_log" 2>&1) &
 fuzz_build=$!
-log "running the test suite"
+# Kryoptic builds (once per machine) beside the first run too.
+kryoptic_log="$(mktemp)"
+(nice -n 19 bash -c "source '$ROOT/scripts/lib.sh' && ensure_kryoptic" >"$kryoptic_log" 2>&1) &
+kryoptic_build=$!
+# Tests that skip on one token say why here.
+export KMS_TEST_SKIPS="$(mktemp)"
+log "running the test suite (SoftHSM2, Postgres)"
 cargo test --all-targets "$@"
+log "waiting for the Kryoptic module to build"
+wait "$kryoptic_build" || { tail -40 "$kryoptic_log"; die "Kryoptic does not build"; }
+log "running the integration suite again on a second PKCS#11 implementation (Kryoptic, Postgres)"
+KMS_TEST_TOKEN=kryoptic KMS_TEST_KRYOPTIC_MODULE="$KRYOPTIC_MODULE" cargo test --test api "$@"
+if [ -s "$KMS_TEST_SKIPS" ]; then
+    log "skipped on one token, with the reason:"
+    sort "$KMS_TEST_SKIPS" >&2
+fi
 log "waiting for the fuzz targets to build"
 wait "$fuzz_build" || { grep -v "^ *Compiling" "$fuzz_log" | tail -40; die "the fuzz targets do not build"; }
 

@@ -5,21 +5,23 @@ use crate::api::{self, ApiState};
 use crate::config::Settings;
 use crate::hsm::{root_key_label, Hsm, HsmConfig};
 use crate::kms::{CacheSizes, Kms};
-use crate::store::{IdentityStore, PgStore, ServiceStore};
+use crate::store::Store;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub type Error = String;
 
-pub async fn connect_store(s: &Settings) -> Result<PgStore, Error> {
-    PgStore::connect(&s.database_url, s.database_max_connections)
+pub async fn connect_store(s: &Settings) -> Result<Arc<dyn Store>, Error> {
+    crate::store::connect(&s.database_url, s.database_max_connections)
         .await
         .map_err(|e| {
-            format!(
-                "Postgres is unreachable at {}: {e}",
-                s.database_url_redacted()
-            )
+            let what = if s.database_url.starts_with("sqlite:") {
+                "the SQLite database cannot be opened"
+            } else {
+                "Postgres is unreachable"
+            };
+            format!("{what} at {}: {e}", s.database_url_redacted())
         })
 }
 
@@ -149,7 +151,6 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
             .await
             .map_err(|e| e.to_string())?;
     }
-    let store = Arc::new(store);
     let kms = Kms::new(
         hsm,
         store.clone(),
@@ -433,7 +434,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             access_key_id,
         } => {
             need_principal(user_arn.clone()).await?;
-            let kms = open_kms(s, Arc::new(store.clone())).await?;
+            let kms = open_kms(s, store.clone()).await?;
             match access_key_id {
                 Some(id) => {
                     let secret = std::env::var("KMS_IMPORT_SECRET_ACCESS_KEY").map_err(|_| {
@@ -457,7 +458,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             }
         }
         AdminCommand::DeactivateAccessKey { access_key_id } => {
-            let kms = open_kms(s, Arc::new(store.clone())).await?;
+            let kms = open_kms(s, store.clone()).await?;
             kms.credentials
                 .set_status(&access_key_id, false)
                 .await
@@ -465,7 +466,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             eprintln!("kms admin: access key {access_key_id} deactivated");
         }
         AdminCommand::ActivateAccessKey { access_key_id } => {
-            let kms = open_kms(s, Arc::new(store.clone())).await?;
+            let kms = open_kms(s, store.clone()).await?;
             kms.credentials
                 .set_status(&access_key_id, true)
                 .await
@@ -581,7 +582,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
         .await
         .map_err(err)?;
     crate::audit::record_direct(
-        &store,
+        store.as_ref(),
         crate::audit::admin_event(action, &target, &operator(), detail),
     )
     .await
@@ -665,7 +666,7 @@ fn describe_admin(cmd: &AdminCommand) -> (&'static str, String, serde_json::Valu
 }
 
 /// The HSM (with its service keys verified) and the domain layer over `store`.
-pub async fn open_kms(s: &Settings, store: Arc<PgStore>) -> Result<Kms, Error> {
+pub async fn open_kms(s: &Settings, store: Arc<dyn Store>) -> Result<Kms, Error> {
     let version = store
         .current_root_version()
         .await
@@ -696,8 +697,8 @@ pub async fn open_kms(s: &Settings, store: Arc<PgStore>) -> Result<Kms, Error> {
 
 /// After an administrator changed a principal: its MAC, computed in the token, over what it
 /// may now do.
-async fn seal_principal(s: &Settings, store: &PgStore, arn: &str) -> Result<(), Error> {
-    let kms = open_kms(s, Arc::new(store.clone())).await?;
+async fn seal_principal(s: &Settings, store: &Arc<dyn Store>, arn: &str) -> Result<(), Error> {
+    let kms = open_kms(s, store.clone()).await?;
     kms.seal_principal(arn).await.map_err(|e| e.to_string())
 }
 
@@ -765,7 +766,6 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         ));
     }
     store.migrate().await.map_err(|e| e.to_string())?;
-    let store = Arc::new(store);
     let kms = Arc::new(open_kms(s, store.clone()).await?);
     spawn_invalidation(store.clone(), kms.clone()).await?;
     spawn_scheduler(
@@ -955,8 +955,7 @@ fn print_report(r: &crate::audit::verify::Report) -> Result<(), Error> {
     ))
 }
 
-async fn all_events(store: &PgStore) -> Result<Vec<crate::store::AuditRow>, Error> {
-    use crate::store::AuditStore;
+async fn all_events(store: &Arc<dyn Store>) -> Result<Vec<crate::store::AuditRow>, Error> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
@@ -977,7 +976,6 @@ async fn all_events(store: &PgStore) -> Result<Vec<crate::store::AuditRow>, Erro
 
 pub async fn audit(s: &Settings, cmd: AuditCommand) -> Result<(), Error> {
     use crate::audit::verify;
-    use crate::store::AuditStore;
     let parse_time = |t: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
         t.as_ref()
             .map(|t| {
@@ -1036,7 +1034,7 @@ pub async fn audit(s: &Settings, cmd: AuditCommand) -> Result<(), Error> {
             Ok(())
         }
         AuditCommand::PublicKey | AuditCommand::Checkpoint => {
-            let store = Arc::new(connect_store(s).await?);
+            let store = connect_store(s).await?;
             let kms = open_kms(s, store.clone()).await?;
             if let AuditCommand::Checkpoint = cmd {
                 match crate::audit::checkpoint(store.as_ref(), kms.hsm())
@@ -1164,11 +1162,12 @@ fn spawn_scheduler(
 
 /// Drop cached key metadata when any node changes a key (Postgres LISTEN/NOTIFY). If the
 /// connection drops, notifications may have been missed, so the whole cache is dropped.
-async fn spawn_invalidation(store: Arc<PgStore>, kms: Arc<Kms>) -> Result<(), Error> {
-    let mut listener = store
-        .key_change_listener()
-        .await
-        .map_err(|e| e.to_string())?;
+async fn spawn_invalidation(store: Arc<dyn Store>, kms: Arc<Kms>) -> Result<(), Error> {
+    // The embedded store has one process: its own writes invalidate its caches.
+    let Some(pg) = store.postgres() else {
+        return Ok(());
+    };
+    let mut listener = pg.key_change_listener().await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         loop {
             match listener.try_recv().await {
@@ -1211,4 +1210,120 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// `kms serve --dev`: everything a working KMS needs, under `dir`, with no database server —
+/// the embedded SQLite store (`dir/kms.db`), a SoftHSM2 token (`dir/softhsm`, created through
+/// PKCS#11 on first start), its PIN (`dir/pin`) and the administrator's credentials
+/// (`dir/credentials`), all mode 600 in a mode 700 directory. Sets the environment the settings
+/// are read from (only what is not set already); call before `Settings::load` and before any
+/// thread starts. Returns the credentials file.
+pub fn dev_environment(dir: &std::path::Path) -> Result<std::path::PathBuf, Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::create_dir_all(dir.join("softhsm/tokens"))
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    let secret_file =
+        |name: &str, make: &dyn Fn() -> String| -> Result<std::path::PathBuf, Error> {
+            let p = dir.join(name);
+            if !p.exists() {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&p)
+                    .map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+                std::io::Write::write_all(&mut f, make().as_bytes()).map_err(|e| e.to_string())?;
+            }
+            Ok(p)
+        };
+    let random_hex = |n: usize| {
+        let mut b = vec![0u8; n];
+        aws_lc_rs::rand::fill(&mut b).expect("system RNG");
+        hex::encode(b)
+    };
+    let pin = secret_file("pin", &|| random_hex(8))?;
+    secret_file("so-pin", &|| random_hex(8))?;
+    let credentials = secret_file("credentials", &|| {
+        const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        let mut b = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut b).expect("system RNG");
+        let id: String = b
+            .iter()
+            .map(|x| UPPER[(*x & 31) as usize] as char)
+            .collect();
+        let mut s = [0u8; 30];
+        aws_lc_rs::rand::fill(&mut s).expect("system RNG");
+        use base64::Engine;
+        let secret = base64::engine::general_purpose::STANDARD.encode(s);
+        format!("AWS_ACCESS_KEY_ID=AKIA{id}\nAWS_SECRET_ACCESS_KEY={secret}\n")
+    })?;
+    let conf = dir.join("softhsm/softhsm2.conf");
+    if !conf.exists() {
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                dir.join("softhsm/tokens").display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let set = |k: &str, v: &str| {
+        if std::env::var_os(k).is_none() {
+            std::env::set_var(k, v);
+        }
+    };
+    set("SOFTHSM2_CONF", conf.to_str().unwrap_or_default());
+    set(
+        "KMS_DATABASE_URL",
+        &format!("sqlite://{}", dir.join("kms.db").display()),
+    );
+    set("KMS_HSM__TOKEN_LABEL", "kms-dev");
+    set("KMS_HSM__PIN_FILE", pin.to_str().unwrap_or_default());
+    // `kms init` imports these as the administrator's key on first start.
+    let creds = std::fs::read_to_string(&credentials).map_err(|e| e.to_string())?;
+    for line in creds.lines() {
+        if let Some(v) = line.strip_prefix("AWS_ACCESS_KEY_ID=") {
+            std::env::set_var("KMS_ADMIN_ACCESS_KEY_ID", v);
+        }
+        if let Some(v) = line.strip_prefix("AWS_SECRET_ACCESS_KEY=") {
+            std::env::set_var("KMS_ADMIN_SECRET_ACCESS_KEY", v);
+        }
+    }
+    Ok(credentials)
+}
+
+/// `kms serve --dev` after `dev_environment`: create the token if absent, run the idempotent
+/// `kms init`, print how to use the service, then serve.
+pub async fn serve_dev(s: &Settings, credentials: &std::path::Path) -> Result<(), Error> {
+    let dir = credentials.parent().unwrap_or(std::path::Path::new("."));
+    let so_pin = crate::config::read_pin_file(&dir.join("so-pin"))?;
+    let pin = s.pin()?;
+    let (module, label) = (s.hsm.module.clone(), s.hsm.token_label.clone());
+    let created = tokio::task::spawn_blocking(move || {
+        crate::hsm::ensure_soft_token(&module, &label, &so_pin, &pin)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot create the development token: {e}"))?;
+    if created {
+        eprintln!(
+            "kms serve --dev: created the SoftHSM2 token '{}' in {}",
+            s.hsm.token_label,
+            dir.join("softhsm").display()
+        );
+    }
+    init(s).await?;
+    let creds = std::fs::read_to_string(credentials).map_err(|e| e.to_string())?;
+    eprintln!(
+        "kms serve --dev: development mode — SQLite store and SoftHSM2 token in {}; not for production.\n\
+         Credentials (also in {}):\n{creds}",
+        dir.display(),
+        credentials.display()
+    );
+    serve(s).await
 }

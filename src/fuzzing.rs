@@ -51,11 +51,9 @@ pub fn fixture() -> &'static Fixture {
             .build()
             .unwrap();
         let (kms, row) = rt.block_on(async {
-            let store = Arc::new(
-                crate::app::connect_store(&settings)
-                    .await
-                    .expect("database"),
-            );
+            let store = crate::app::connect_store(&settings)
+                .await
+                .expect("database");
             let kms = Arc::new(crate::app::open_kms(&settings, store).await.expect("token"));
             let caller = admin(&settings);
             let mut first = None;

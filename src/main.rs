@@ -18,7 +18,16 @@ enum Command {
     /// administrator, and print the administrator's credentials once.
     Init,
     /// Serve the API until SIGINT/SIGTERM, then drain in-flight requests.
-    Serve,
+    Serve {
+        /// Development mode: no database server and no HSM to set up. An embedded SQLite store
+        /// and a SoftHSM2 token are created under --dev-dir on first start, initialised, and
+        /// the administrator's credentials printed.
+        #[arg(long)]
+        dev: bool,
+        /// Where development mode keeps its store, token, PIN and credentials.
+        #[arg(long, env = "KMS_DEV_DIR", default_value = ".kms-dev")]
+        dev_dir: PathBuf,
+    },
     /// Manage accounts, users, access keys and identity policies.
     #[command(subcommand)]
     Admin(kms::app::AdminCommand),
@@ -35,6 +44,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
+    // Development mode sets its defaults in the environment, before the settings are read and
+    // before any thread starts.
+    let dev = match &cli.command {
+        Command::Serve { dev: true, dev_dir } => match kms::app::dev_environment(dev_dir) {
+            Ok(credentials) => Some(credentials),
+            Err(e) => fail(&e),
+        },
+        _ => None,
+    };
     let settings = match kms::config::Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => fail(&e),
@@ -63,7 +81,10 @@ fn main() {
     let result = rt.block_on(async {
         match cli.command {
             Command::Init => kms::app::init(&settings).await,
-            Command::Serve => kms::app::serve(&settings).await,
+            Command::Serve { .. } => match &dev {
+                Some(credentials) => kms::app::serve_dev(&settings, credentials).await,
+                None => kms::app::serve(&settings).await,
+            },
             Command::Admin(cmd) => kms::app::admin(&settings, cmd).await,
             Command::Audit(cmd) => kms::app::audit(&settings, cmd).await,
             Command::Hsm(cmd) => kms::app::hsm(&settings, cmd).await,

@@ -480,6 +480,24 @@ pub(super) fn probe_ed25519(s: &Tok, root: ObjectHandle) -> bool {
     ok
 }
 
+/// The curves the token generates key pairs on: probed once at start-up with throwaway
+/// session key pairs.
+pub(super) fn probe_curves(s: &Session) -> Vec<Curve> {
+    [Curve::P256, Curve::P384, Curve::P521, Curve::Secp256k1]
+        .into_iter()
+        .filter(
+            |c| match generate_pair(s, PairKind::Ec(*c), PrivateUse::Sign) {
+                Ok((public, private)) => {
+                    let _ = s.destroy_object(public);
+                    let _ = s.destroy_object(private);
+                    true
+                }
+                Err(_) => false,
+            },
+        )
+        .collect()
+}
+
 /// Whether the token decrypts RSAES-OAEP with SHA-256 (SoftHSM 2.6.1 implements only SHA-1):
 /// probed once at start-up with a throwaway session key pair.
 pub(super) fn probe_oaep_sha256(s: &Session) -> Result<bool, HsmError> {

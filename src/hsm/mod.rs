@@ -17,6 +17,7 @@
 mod asym;
 mod pool;
 mod profile;
+mod raw;
 pub use profile::{Profile, Vendor};
 mod error;
 mod import;
@@ -84,6 +85,9 @@ pub struct Capabilities {
     pub mechanisms: Vec<MechanismType>,
     /// Whether RSAES-OAEP with SHA-256 works (probed; SoftHSM 2.6.1 has SHA-1 only).
     pub oaep_sha256: bool,
+    /// The elliptic curves the token generates keys on (probed; Kryoptic built against
+    /// OpenSSL 3.0 has no secp256k1).
+    pub curves: Vec<asym::Curve>,
 }
 
 impl Capabilities {
@@ -101,7 +105,7 @@ struct Inner {
     ctx: Pkcs11,
     /// The same module loaded through its raw function list, for the calls cryptoki does
     /// not wrap (`C_CloseAllSessions`).
-    raw: Option<cryptoki_sys::Pkcs11>,
+    raw: Option<raw::RawModule>,
     /// The configured token first, then the failover tokens.
     labels: Vec<String>,
     /// Which of `labels` is in use.
@@ -407,10 +411,8 @@ impl Inner {
         let mut pinned = self.pinned.lock().unwrap();
         let old_slot = *self.slot.lock().unwrap();
         if let Some(raw) = &self.raw {
-            // SAFETY: a plain PKCS#11 call with a slot id; no call is inside the token now.
-            unsafe {
-                raw.C_CloseAllSessions(old_slot.id());
-            }
+            // No call is inside the token now.
+            raw.close_all_sessions(old_slot.id());
         }
         // The old sessions are closed (or died with the token): forget their handles.
         for s in self.pool.lock().unwrap().drain(..) {
@@ -643,7 +645,7 @@ fn no_raw() -> HsmError {
 fn wrap5649(
     s: &Session,
     mech: Rfc5649,
-    raw: Option<&cryptoki_sys::Pkcs11>,
+    raw: Option<&raw::RawModule>,
     wrapping: ObjectHandle,
     key: ObjectHandle,
 ) -> Result<Vec<u8>, HsmError> {
@@ -658,7 +660,7 @@ fn wrap5649(
             // outlive the call.
             raw_rv(
                 unsafe {
-                    raw.C_WrapKey(
+                    raw.wrap_key(
                         s.handle(),
                         &mut m,
                         wrapping.handle(),
@@ -673,7 +675,7 @@ fn wrap5649(
             // SAFETY: `out` has the `len` bytes the token asked for.
             raw_rv(
                 unsafe {
-                    raw.C_WrapKey(
+                    raw.wrap_key(
                         s.handle(),
                         &mut m,
                         wrapping.handle(),
@@ -694,7 +696,7 @@ fn wrap5649(
 fn unwrap5649(
     s: &Session,
     mech: Rfc5649,
-    raw: Option<&cryptoki_sys::Pkcs11>,
+    raw: Option<&raw::RawModule>,
     unwrapping: ObjectHandle,
     blob: &[u8],
     template: &[Attribute],
@@ -712,12 +714,11 @@ fn unwrap5649(
             // SAFETY: every pointer is to memory owned here for the duration of the call.
             raw_rv(
                 unsafe {
-                    raw.C_UnwrapKey(
+                    raw.unwrap_key(
                         s.handle(),
                         &mut m,
                         unwrapping.handle(),
-                        blob.as_mut_ptr(),
-                        blob.len() as cryptoki_sys::CK_ULONG,
+                        &mut blob,
                         attrs.as_mut_ptr(),
                         attrs.len() as cryptoki_sys::CK_ULONG,
                         &mut h,
@@ -733,11 +734,10 @@ fn unwrap5649(
 
 /// Whether the token lists `CKM_AES_KEY_WRAP_KWP` (cryptoki 0.12 drops mechanisms it cannot
 /// name from the list it returns, so this asks for it by number).
-fn lists_kwp(raw: Option<&cryptoki_sys::Pkcs11>, slot: Slot) -> bool {
+fn lists_kwp(raw: Option<&raw::RawModule>, slot: Slot) -> bool {
     let Some(raw) = raw else { return false };
     let mut info = cryptoki_sys::CK_MECHANISM_INFO::default();
-    // SAFETY: a plain query with a slot id and a struct owned here.
-    let rv = unsafe { raw.C_GetMechanismInfo(slot.id(), CKM_AES_KEY_WRAP_KWP, &mut info) };
+    let rv = raw.mechanism_info(slot.id(), CKM_AES_KEY_WRAP_KWP, &mut info);
     rv == cryptoki_sys::CKR_OK
         && info.flags & (cryptoki_sys::CKF_WRAP | cryptoki_sys::CKF_UNWRAP) != 0
 }
@@ -745,7 +745,7 @@ fn lists_kwp(raw: Option<&cryptoki_sys::Pkcs11>, slot: Slot) -> bool {
 /// Whether `mech` produces RFC 5649 on this token: a known 256-bit key wrapped under a known
 /// key-encryption key (both short-lived session objects) must give RFC 5649's output.
 /// `None` when the token will not take known key values (some FIPS-mode HSMs refuse them).
-fn probe_rfc5649(s: &Session, mech: Rfc5649, raw: Option<&cryptoki_sys::Pkcs11>) -> Option<bool> {
+fn probe_rfc5649(s: &Session, mech: Rfc5649, raw: Option<&raw::RawModule>) -> Option<bool> {
     use aws_lc_rs::key_wrap::{AesKek, KeyWrapPadded, AES_256};
     let kek_value = [0x4bu8; 32];
     let key_value: Vec<u8> = (0u8..32).collect();
@@ -786,7 +786,7 @@ fn probe_rfc5649(s: &Session, mech: Rfc5649, raw: Option<&cryptoki_sys::Pkcs11>)
 /// refuses the probe, KWP is taken at its word and PAD only where the profile says so).
 fn choose_rfc5649(
     s: &Session,
-    raw: Option<&cryptoki_sys::Pkcs11>,
+    raw: Option<&raw::RawModule>,
     mechs: &[MechanismType],
     kwp_listed: bool,
     profile: &Profile,
@@ -815,6 +815,44 @@ fn choose_rfc5649(
 
 fn ck<T>(r: Result<T, CkError>) -> Result<T, HsmError> {
     r.map_err(HsmError::from)
+}
+
+/// Create a token labelled `label` in the first slot that holds no initialised token (a soft
+/// token's free slot), with the given SO and user PINs; nothing if one with the label exists.
+/// For the development mode, which creates its own SoftHSM2 token. Returns whether it created.
+pub fn ensure_soft_token(
+    module: &str,
+    label: &str,
+    so_pin: &SecretString,
+    pin: &SecretString,
+) -> Result<bool, HsmError> {
+    let ctx = Pkcs11::new(module).map_err(|e| HsmError::ModuleLoad {
+        path: module.to_string(),
+        detail: e.to_string(),
+    })?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if find_slot(&ctx, label).is_ok() {
+        return Ok(false);
+    }
+    let free = ck(ctx.get_slots_with_token())?
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
+        .ok_or_else(|| {
+            HsmError::Other("the module has no free slot to create a token in".into())
+        })?;
+    ck(ctx.init_token(free, so_pin, label))?;
+    // The slot may be renumbered once initialised: find it again by label.
+    let (slot, _) = find_slot(&ctx, label)?;
+    let session = ck(ctx.open_rw_session(slot))?;
+    ck(session.login(UserType::So, Some(so_pin)))?;
+    ck(session.init_pin(pin))?;
+    ck(session.logout())?;
+    drop(session);
+    let _ = ctx.finalize();
+    Ok(true)
 }
 
 impl Hsm {
@@ -862,9 +900,7 @@ impl Hsm {
             .map(|l| l.manufacturer_id().trim().to_string())
             .unwrap_or_default();
         let profile = Profile::detect(info.manufacturer_id(), info.model(), &library);
-        // SAFETY: loads the module already loaded above (the loader hands back the same
-        // library); only its function pointers are used.
-        let raw = unsafe { cryptoki_sys::Pkcs11::new(&cfg.module) }.ok();
+        let raw = raw::RawModule::load(&cfg.module);
         let kwp_listed = lists_kwp(raw.as_ref(), slot);
         let pinned = ck(ctx.open_rw_session(slot))?;
         login(&pinned, &cfg.pin)?;
@@ -884,10 +920,14 @@ impl Hsm {
             model: info.model().trim().to_string(),
             mechanisms: mechs.clone(),
             oaep_sha256: false,
+            curves: vec![],
         };
         if caps.has(MechanismType::RSA_PKCS_KEY_PAIR_GEN) && caps.has(MechanismType::RSA_PKCS_OAEP)
         {
             caps.oaep_sha256 = asym::probe_oaep_sha256(&pinned)?;
+        }
+        if caps.has(MechanismType::ECC_KEY_PAIR_GEN) {
+            caps.curves = asym::probe_curves(&pinned);
         }
         let pool_size = cfg.pool_size.max(1);
         let mut pool = Vec::with_capacity(pool_size);
@@ -1300,8 +1340,8 @@ impl Hsm {
                     let raw = inner.raw.as_ref().ok_or_else(|| {
                         HsmError::Other("the module's raw function list is not loaded".into())
                     })?;
-                    // SAFETY: a plain PKCS#11 call with a slot id; no call is in the token.
-                    let rv = unsafe { raw.C_CloseAllSessions(inner.slot.lock().unwrap().id()) };
+                    // No call is in the token.
+                    let rv = raw.close_all_sessions(inner.slot.lock().unwrap().id());
                     if rv != 0 {
                         return Err(HsmError::Other(format!(
                             "C_CloseAllSessions returned {rv:#x}"

@@ -265,7 +265,7 @@ fn same_root(
     a: &Session,
     b: &Session,
     wrap: super::Rfc5649,
-    raw: Option<&cryptoki_sys::Pkcs11>,
+    raw: Option<&super::raw::RawModule>,
     mine: ObjectHandle,
     theirs: ObjectHandle,
     label: &str,

@@ -41,6 +41,14 @@ const STANDARD_BAD_CIPHERTEXT: &[RvError] = &[
     RvError::EncryptedDataLenRange,
 ];
 
+/// Kryoptic reports a bad RSA-OAEP block as `CKR_DEVICE_ERROR` (an OpenSSL failure inside
+/// the module), which must not be taken for a lost token there.
+const KRYOPTIC_BAD_CIPHERTEXT: &[RvError] = &[
+    RvError::DeviceError,
+    RvError::EncryptedDataInvalid,
+    RvError::EncryptedDataLenRange,
+];
+
 /// SoftHSM2 reports a failed GCM tag check (and a bad OAEP block) as `CKR_GENERAL_ERROR`.
 const SOFTHSM_BAD_CIPHERTEXT: &[RvError] = &[
     RvError::GeneralError,
@@ -83,9 +91,9 @@ impl Profile {
                 vendor,
                 name: "Kryoptic",
                 pad_is_rfc5649: false,
-                bad_ciphertext: STANDARD_BAD_CIPHERTEXT,
+                bad_ciphertext: KRYOPTIC_BAD_CIPHERTEXT,
                 ec_point_on_private_key: false,
-                notes: "software token (Rust, OpenSSL primitives): for tests and development",
+                notes: "software token (Rust, OpenSSL primitives): for tests and development; built against OpenSSL 3.0 it has no EdDSA and no secp256k1",
             },
             Vendor::Luna => Profile {
                 vendor,

@@ -72,7 +72,7 @@ pub fn token_supports(hsm: &crate::hsm::Hsm, k: Kind) -> bool {
     match k {
         Kind::Symmetric => true,
         Kind::Pair(PairKind::Rsa(_)) => caps.has(MechanismType::RSA_PKCS_KEY_PAIR_GEN),
-        Kind::Pair(PairKind::Ec(_)) => caps.has(MechanismType::ECC_KEY_PAIR_GEN),
+        Kind::Pair(PairKind::Ec(c)) => caps.curves.contains(&c),
         Kind::Pair(PairKind::Ed25519) => hsm.ed25519_supported() && caps.has(MechanismType::EDDSA),
         Kind::Hmac(h, _) => caps.has(match h {
             Hash::Sha1 => MechanismType::SHA1_HMAC,

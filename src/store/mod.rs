@@ -3,13 +3,77 @@
 //! development) implements the same traits without touching the domain layer.
 
 mod postgres;
+mod sqlite;
 
 pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::fmt;
 use uuid::Uuid;
+
+/// Every repository of one database, and what the application needs besides: `kms` picks the
+/// backend from the URL (`postgres://…` or `sqlite://…`) and sees only this.
+#[async_trait]
+pub trait Store: KeyStore + IdentityStore + ServiceStore + GrantStore + AuditStore {
+    /// Apply the migrations this build has.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Whether the schema exists (`kms init` ran against this database).
+    async fn is_initialised(&self) -> Result<bool, StoreError>;
+    /// The Postgres store, whose LISTEN/NOTIFY tells every node of changes; `None` for the
+    /// embedded store, which one process uses.
+    fn postgres(&self) -> Option<&PgStore> {
+        None
+    }
+    /// `Postgres` or `SQLite`, for messages.
+    fn kind(&self) -> &'static str;
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        PgStore::migrate(self).await
+    }
+    async fn is_initialised(&self) -> Result<bool, StoreError> {
+        PgStore::is_initialised(self).await
+    }
+    fn postgres(&self) -> Option<&PgStore> {
+        Some(self)
+    }
+    fn kind(&self) -> &'static str {
+        "Postgres"
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        SqliteStore::migrate(self).await
+    }
+    async fn is_initialised(&self) -> Result<bool, StoreError> {
+        SqliteStore::is_initialised(self).await
+    }
+    fn kind(&self) -> &'static str {
+        "SQLite"
+    }
+}
+
+/// Connect to the database `url` names: SQLite for `sqlite:` URLs, else Postgres.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(
+            SqliteStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Ok(std::sync::Arc::new(
+            PgStore::connect(url, max_connections).await?,
+        ))
+    }
+}
 
 #[derive(Debug)]
 pub enum StoreError {

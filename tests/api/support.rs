@@ -44,7 +44,18 @@ pub fn kryoptic() -> bool {
 /// Skip the rest of a test on Kryoptic, saying why: true means "return now".
 pub fn skip_on_kryoptic(reason: &str) -> bool {
     if kryoptic() {
-        eprintln!("SKIPPED on Kryoptic: {reason}");
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("a test")
+            .to_string();
+        eprintln!("SKIPPED on Kryoptic: {test}: {reason}");
+        // scripts/test.sh lists every skip with its reason after the run.
+        if let Ok(f) = std::env::var("KMS_TEST_SKIPS") {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(f) {
+                let _ = writeln!(f, "Kryoptic: {test}: {reason}");
+            }
+        }
         true
     } else {
         false

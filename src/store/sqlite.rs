@@ -1,0 +1,3298 @@
+//! SQLite implementation of the repository traits, for a single-process development mode.
+//! Same semantics as `PgStore`; the schema is `sql/sqlite/`. SQLite has one writer at a time:
+//! every transaction that writes starts with `BEGIN IMMEDIATE` (it takes the write lock before
+//! it reads), which stands in for Postgres's row locks and `FOR UPDATE SKIP LOCKED`.
+
+use super::*;
+use sqlx::error::ErrorKind;
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+type Tx = sqlx::Transaction<'static, Sqlite>;
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code: i32 = db.code().and_then(|c| c.parse().ok()).unwrap_or(0);
+            match db.kind() {
+                kind @ (ErrorKind::UniqueViolation
+                | ErrorKind::ForeignKeyViolation
+                | ErrorKind::CheckViolation) => StoreError::Conflict {
+                    constraint: constraint_name(kind, code, db.message()),
+                },
+                // BUSY, LOCKED, IOERR, FULL, CANTOPEN (primary codes, any extended variant).
+                _ if matches!(code & 0xff, 5 | 6 | 10 | 13 | 14) => {
+                    StoreError::Unavailable(format!("SQLite error {code}: {}", db.message()))
+                }
+                _ => StoreError::Other(format!("SQLite error {code}: {}", db.message())),
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// The name Postgres gives the constraint, from SQLite's message: "UNIQUE constraint failed:
+/// t.a, t.b" (primary key: `t_pkey`; unique index: its name, else `t_a_b_key`), "CHECK
+/// constraint failed: <name>" (every CHECK in the schema is named as in Postgres). SQLite
+/// does not say which foreign key failed: `foreign_key`.
+fn constraint_name(kind: ErrorKind, code: i32, message: &str) -> String {
+    match kind {
+        ErrorKind::CheckViolation => message
+            .strip_prefix("CHECK constraint failed: ")
+            .unwrap_or("check")
+            .trim()
+            .to_string(),
+        ErrorKind::UniqueViolation => {
+            let Some(list) = message.strip_prefix("UNIQUE constraint failed: ") else {
+                return "unique".into();
+            };
+            let mut table = "";
+            let mut cols = Vec::new();
+            for item in list.split(',') {
+                let (t, c) = item.trim().split_once('.').unwrap_or(("", item.trim()));
+                table = t;
+                cols.push(c);
+            }
+            // 1555: SQLITE_CONSTRAINT_PRIMARYKEY.
+            if code == 1555 {
+                return format!("{table}_pkey");
+            }
+            match (table, cols.as_slice()) {
+                ("keys", ["mrk_id", "region"]) => "keys_mrk_region".into(),
+                ("keys", ["mrk_id"]) => "keys_mrk_one_primary".into(),
+                _ => format!("{table}_{}_key", cols.join("_")),
+            }
+        }
+        _ => "foreign_key".into(),
+    }
+}
+
+fn col<'r, T>(r: &'r SqliteRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    r.try_get(name)
+        .map_err(|e| StoreError::Other(format!("column {name}: {e}")))
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Other(format!("JSON encoding: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Other(format!("column {what}: {e}")))
+}
+
+fn plus_days(t: DateTime<Utc>, days: i32) -> Result<DateTime<Utc>, StoreError> {
+    chrono::TimeDelta::try_days(days.into())
+        .and_then(|d| t.checked_add_signed(d))
+        .ok_or_else(|| StoreError::Other("timestamp out of range".into()))
+}
+
+impl SqliteStore {
+    /// Open (creating the file if missing) a database such as `sqlite:///var/lib/kms/kms.db`.
+    /// Run `migrate` before use.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./sql/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+    }
+
+    /// Whether the schema has been created (i.e. `kms init` ran against this database).
+    pub async fn is_initialised(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'root_keys') AS ok",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        col(&row, "ok")
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// A write transaction: `BEGIN IMMEDIATE` takes the database's write lock (waiting up to
+    /// the busy timeout), so what it reads stays true until it commits. Run in its own task so
+    /// that it always completes (see `PgStore::begin`); a dropped `Transaction` rolls back.
+    async fn begin_write(&self) -> Result<Tx, StoreError> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await })
+            .await
+            .map_err(|e| StoreError::Other(format!("BEGIN did not complete: {e}")))?
+            .map_err(map_err)
+    }
+
+    /// A read transaction: one snapshot of the database (WAL mode).
+    async fn begin_read(&self) -> Result<Tx, StoreError> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.begin().await })
+            .await
+            .map_err(|e| StoreError::Other(format!("BEGIN did not complete: {e}")))?
+            .map_err(map_err)
+    }
+}
+
+fn key_from_row(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
+    Ok(KeyRecord {
+        key_id: col(r, "key_id")?,
+        account_id: col(r, "account_id")?,
+        region: col(r, "region")?,
+        description: col(r, "description")?,
+        key_spec: col(r, "key_spec")?,
+        key_usage: col(r, "key_usage")?,
+        origin: col(r, "origin")?,
+        key_manager: col(r, "key_manager")?,
+        key_state: col(r, "key_state")?,
+        policy: col(r, "policy")?,
+        multi_region: col(r, "multi_region")?,
+        current_version: col(r, "current_version")?,
+        created_at: col(r, "created_at")?,
+        deletion_date: col(r, "deletion_date")?,
+        rotation_enabled: col(r, "rotation_enabled")?,
+        rotation_period_days: col(r, "rotation_period_days")?,
+        next_rotation_date: col(r, "next_rotation_date")?,
+        on_demand_rotations: col(r, "on_demand_rotations")?,
+        mrk_id: col(r, "mrk_id")?,
+        mrk_primary: col(r, "mrk_primary")?,
+        pending_window_days: col(r, "pending_window_days")?,
+        policy_mac: col(r, "policy_mac")?,
+        state_mac: col(r, "state_mac")?,
+    })
+}
+
+fn keys_from_rows(rows: &[SqliteRow]) -> Result<Vec<KeyRecord>, StoreError> {
+    rows.iter().map(key_from_row).collect()
+}
+
+fn alias_from_row(r: &SqliteRow) -> Result<AliasRecord, StoreError> {
+    Ok(AliasRecord {
+        alias_name: col(r, "alias_name")?,
+        key_id: col(r, "key_id")?,
+        account_id: col(r, "account_id")?,
+        region: col(r, "region")?,
+        created_at: col(r, "created_at")?,
+        updated_at: col(r, "updated_at")?,
+        target_mrk: r.try_get("mrk_id").ok().flatten(),
+    })
+}
+
+fn access_key_from_row(r: &SqliteRow) -> Result<AccessKeyRecord, StoreError> {
+    Ok(AccessKeyRecord {
+        access_key_id: col(r, "access_key_id")?,
+        principal_arn: col(r, "principal_arn")?,
+        account_id: col(r, "account_id")?,
+        status: col(r, "status")?,
+        secret_blob: col(r, "secret_blob")?,
+        root_version: col(r, "root_version")?,
+        mac: col(r, "mac")?,
+    })
+}
+
+fn tag_from_row(r: &SqliteRow) -> Result<Tag, StoreError> {
+    Ok(Tag {
+        key: col(r, "tag_key")?,
+        value: col(r, "tag_value")?,
+    })
+}
+
+fn key_ids(rows: &[SqliteRow]) -> Result<Vec<Uuid>, StoreError> {
+    rows.iter().map(|r| col(r, "key_id")).collect()
+}
+
+const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
+     key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac";
+
+/// Every column of a key row, so no writer forgets one.
+async fn insert_key(tx: &mut Tx, k: &KeyRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
+         key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
+         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)",
+    )
+    .bind(k.key_id)
+    .bind(&k.account_id)
+    .bind(&k.region)
+    .bind(&k.description)
+    .bind(&k.key_spec)
+    .bind(&k.key_usage)
+    .bind(&k.origin)
+    .bind(&k.key_manager)
+    .bind(&k.key_state)
+    .bind(&k.policy)
+    .bind(k.multi_region)
+    .bind(k.current_version)
+    .bind(k.created_at)
+    .bind(k.deletion_date)
+    .bind(k.rotation_enabled)
+    .bind(k.rotation_period_days)
+    .bind(k.next_rotation_date)
+    .bind(k.on_demand_rotations)
+    .bind(k.mrk_id)
+    .bind(k.mrk_primary)
+    .bind(k.pending_window_days)
+    .bind(&k.policy_mac)
+    .bind(&k.state_mac)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_material(
+    tx: &mut Tx,
+    m: &MaterialRecord,
+    rotation_type: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, rotation_type, public_key, created_at) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+    )
+    .bind(m.key_id)
+    .bind(m.version)
+    .bind(&m.wrapped)
+    .bind(m.root_version)
+    .bind(&m.mac)
+    .bind(rotation_type)
+    .bind(&m.public_key)
+    .bind(Utc::now())
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_tags(tx: &mut Tx, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError> {
+    for t in tags {
+        sqlx::query("INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES (?1,?2,?3)")
+            .bind(key_id)
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+async fn insert_alias<'e, E: sqlx::SqliteExecutor<'e>>(
+    exec: E,
+    a: &AliasRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at) \
+         VALUES (?1,?2,?3,?4,?5,?6)",
+    )
+    .bind(&a.account_id)
+    .bind(&a.region)
+    .bind(&a.alias_name)
+    .bind(a.key_id)
+    .bind(a.created_at)
+    .bind(a.updated_at)
+    .execute(exec)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn readiness(&self) -> Result<(), StoreError> {
+        let migrator = sqlx::migrate!("./sql/sqlite");
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        if let Some(missing) = known.iter().find(|v| !applied.contains(v)) {
+            return Err(StoreError::Other(format!(
+                "migration {missing} is not applied"
+            )));
+        }
+        if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
+            return Err(StoreError::Other(format!(
+                "the database has migration {unknown}, which this build does not know"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create_key(
+        &self,
+        k: &KeyRecord,
+        m: Option<&MaterialRecord>,
+        tags: &[Tag],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        insert_key(&mut tx, k).await?;
+        if let Some(m) = m {
+            insert_material(&mut tx, m, None).await?;
+        }
+        insert_tags(&mut tx, k.key_id, tags).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO import_tokens (token_id, key_id, wrapping_algorithm, wrapping_key_spec, wrapped_private, root_version, valid_to, mac) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+        )
+        .bind(t.token_id)
+        .bind(t.key_id)
+        .bind(&t.wrapping_algorithm)
+        .bind(&t.wrapping_key_spec)
+        .bind(&t.wrapped_private)
+        .bind(t.root_version)
+        .bind(t.valid_to)
+        .bind(&t.mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        // Expired tokens are useless; keep the table small.
+        sqlx::query("DELETE FROM import_tokens WHERE valid_to < ?1")
+            .bind(Utc::now() - chrono::TimeDelta::days(1))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn import_token(&self, token_id: Uuid) -> Result<Option<ImportTokenRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM import_tokens WHERE token_id = ?1")
+            .bind(token_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(ImportTokenRecord {
+                token_id: col(&r, "token_id")?,
+                key_id: col(&r, "key_id")?,
+                wrapping_algorithm: col(&r, "wrapping_algorithm")?,
+                wrapping_key_spec: col(&r, "wrapping_key_spec")?,
+                wrapped_private: col(&r, "wrapped_private")?,
+                root_version: col(&r, "root_version")?,
+                valid_to: col(&r, "valid_to")?,
+                mac: col(&r, "mac")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn key_import(&self, key_id: Uuid) -> Result<Option<KeyImportRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM key_imports WHERE key_id = ?1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(KeyImportRecord {
+                key_id: col(&r, "key_id")?,
+                material_check: col(&r, "material_check")?,
+                expiration_model: col(&r, "expiration_model")?,
+                valid_to: col(&r, "valid_to")?,
+                mac: col(&r, "mac")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn import_material(
+        &self,
+        m: &MaterialRecord,
+        imp: &KeyImportRecord,
+        state_mac: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE keys SET key_state = 'Enabled', current_version = ?2, state_mac = ?3 \
+             WHERE key_id = ?1 AND key_state = 'PendingImport'",
+        )
+        .bind(m.key_id)
+        .bind(m.version)
+        .bind(state_mac)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict {
+                constraint: "key_not_pending_import".into(),
+            });
+        }
+        insert_material(&mut tx, m, None).await?;
+        // The same material again: its AES-GCM invocations so far still count.
+        sqlx::query(
+            "UPDATE key_materials SET invocations_reserved = \
+             (SELECT invocations FROM key_imports WHERE key_id = ?1) \
+             WHERE key_id = ?1 AND EXISTS (SELECT 1 FROM key_imports WHERE key_id = ?1)",
+        )
+        .bind(m.key_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO key_imports (key_id, material_check, expiration_model, valid_to, mac) VALUES (?1,?2,?3,?4,?5) \
+             ON CONFLICT (key_id) DO UPDATE SET material_check = excluded.material_check, \
+             expiration_model = excluded.expiration_model, valid_to = excluded.valid_to, mac = excluded.mac",
+        )
+        .bind(imp.key_id)
+        .bind(&imp.material_check)
+        .bind(&imp.expiration_model)
+        .bind(imp.valid_to)
+        .bind(&imp.mac)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_imported_material(
+        &self,
+        imp: &KeyImportRecord,
+        state_mac: &[u8],
+        expired_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE key_imports SET expiration_model = NULL, valid_to = NULL, mac = ?2, \
+             invocations = max(invocations, \
+                 (SELECT COALESCE(max(invocations_reserved), 0) FROM key_materials WHERE key_id = ?1)) \
+             WHERE key_id = ?1 AND (?3 IS NULL OR valid_to <= ?3)",
+        )
+        .bind(imp.key_id)
+        .bind(&imp.mac)
+        .bind(expired_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict {
+                constraint: "import_not_expired".into(),
+            });
+        }
+        sqlx::query("DELETE FROM key_materials WHERE key_id = ?1")
+            .bind(imp.key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE keys SET key_state = 'PendingImport', state_mac = ?2 WHERE key_id = ?1",
+        )
+        .bind(imp.key_id)
+        .bind(state_mac)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn expired_imports(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.key_id FROM key_imports i JOIN keys k USING (key_id) \
+             WHERE i.valid_to <= ?1 AND k.key_state IN ('Enabled', 'Disabled') ORDER BY i.valid_to LIMIT 100",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        key_ids(&rows)
+    }
+
+    async fn create_managed_key(
+        &self,
+        k: &KeyRecord,
+        m: &MaterialRecord,
+        a: &AliasRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        insert_key(&mut tx, k).await?;
+        insert_material(&mut tx, m, None).await?;
+        insert_alias(&mut *tx, a).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1");
+        let row = sqlx::query(&q)
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn list_keys(
+        &self,
+        account_id: &str,
+        region: &str,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        // Blobs compare bytewise, as Postgres compares uuids.
+        let q = format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE account_id = ?1 AND region = ?2 \
+             AND (?3 IS NULL OR key_id > ?3) ORDER BY key_id LIMIT ?4"
+        );
+        let rows = sqlx::query(&q)
+            .bind(account_id)
+            .bind(region)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        keys_from_rows(&rows)
+    }
+
+    async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tag_key, tag_value FROM key_tags WHERE key_id = ?1 ORDER BY tag_key",
+        )
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(tag_from_row).collect()
+    }
+
+    async fn keys_without_policy_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE policy_mac IS NULL");
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        keys_from_rows(&rows)
+    }
+
+    async fn set_policy_mac(&self, key_id: Uuid, policy_mac: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET policy_mac = ?2 WHERE key_id = ?1")
+            .bind(key_id)
+            .bind(policy_mac)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn set_key_policy(
+        &self,
+        key_id: Uuid,
+        policy: &str,
+        policy_mac: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET policy = ?2, policy_mac = ?3 WHERE key_id = ?1")
+            .bind(key_id)
+            .bind(policy)
+            .bind(policy_mac)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn add_material(
+        &self,
+        ms: &[MaterialRecord],
+        mrk: Option<Uuid>,
+        rotation_type: &str,
+        due_at: Option<DateTime<Utc>>,
+        on_demand: bool,
+    ) -> Result<(), StoreError> {
+        let no_longer_due = || StoreError::Conflict {
+            constraint: "rotation_no_longer_due".into(),
+        };
+        let mut tx = self.begin_write().await?;
+        if let Some(mrk) = mrk {
+            // The write lock keeps a replica from being created meanwhile.
+            let rows = sqlx::query("SELECT key_id FROM keys WHERE mrk_id = ?1 ORDER BY key_id")
+                .bind(mrk)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let mut have = key_ids(&rows)?;
+            let mut want: Vec<Uuid> = ms.iter().map(|m| m.key_id).collect();
+            have.sort();
+            want.sort();
+            if have != want {
+                return Err(StoreError::Conflict {
+                    constraint: "mrk_related_keys_changed".into(),
+                });
+            }
+        }
+        for (i, m) in ms.iter().enumerate() {
+            insert_material(&mut tx, m, Some(rotation_type)).await?;
+            // A scheduled rotation commits only while the key is still due, and moves its
+            // schedule a period past `due_at` in the same transaction as the material.
+            let due = if i == 0 { due_at } else { None };
+            let Some(row) = sqlx::query(
+                "SELECT rotation_enabled, key_state, next_rotation_date, rotation_period_days \
+                 FROM keys WHERE key_id = ?1",
+            )
+            .bind(m.key_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            else {
+                return Err(no_longer_due());
+            };
+            let mut next: Option<DateTime<Utc>> = None;
+            if let Some(due) = due {
+                let enabled: bool = col(&row, "rotation_enabled")?;
+                let state: String = col(&row, "key_state")?;
+                let scheduled: Option<DateTime<Utc>> = col(&row, "next_rotation_date")?;
+                if !(enabled && state == "Enabled" && scheduled.is_some_and(|n| n <= due)) {
+                    return Err(no_longer_due());
+                }
+                let period: Option<i32> = col(&row, "rotation_period_days")?;
+                next = period.map(|p| plus_days(due, p)).transpose()?;
+            }
+            sqlx::query(
+                "UPDATE keys SET current_version = ?2, \
+                 next_rotation_date = CASE WHEN ?3 THEN ?4 ELSE next_rotation_date END, \
+                 on_demand_rotations = on_demand_rotations + ?5 \
+                 WHERE key_id = ?1",
+            )
+            .bind(m.key_id)
+            .bind(m.version)
+            .bind(due.is_some())
+            .bind(next)
+            .bind(i32::from(on_demand))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        if let Some(mrk) = mrk {
+            // Replicas show the primary's schedule (the scheduler claims only primaries).
+            sqlx::query(
+                "UPDATE keys SET next_rotation_date = \
+                     (SELECT p.next_rotation_date FROM keys p WHERE p.mrk_id = ?1 AND p.mrk_primary) \
+                 WHERE mrk_id = ?1 AND NOT mrk_primary \
+                   AND EXISTS (SELECT 1 FROM keys p WHERE p.mrk_id = ?1 AND p.mrk_primary)",
+            )
+            .bind(mrk)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn related_keys(&self, mrk: Uuid) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE mrk_id = ?1 ORDER BY region");
+        let rows = sqlx::query(&q)
+            .bind(mrk)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        keys_from_rows(&rows)
+    }
+
+    async fn create_replica(
+        &self,
+        replica: &KeyRecord,
+        primary: Uuid,
+        primary_version: i32,
+        macs: &[(MaterialRecord, Vec<u8>)],
+        tags: &[Tag],
+    ) -> Result<(), StoreError> {
+        let conflict = || StoreError::Conflict {
+            constraint: "mrk_primary_changed".into(),
+        };
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT key_id, mrk_primary, current_version, key_state FROM keys WHERE mrk_id = ?1 ORDER BY key_id",
+        )
+        .bind(replica.mrk_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut ok = false;
+        for r in &rows {
+            let state: String = col(r, "key_state")?;
+            if col::<Uuid>(r, "key_id")? == primary
+                && col::<bool>(r, "mrk_primary")?
+                && col::<i32>(r, "current_version")? == primary_version
+                && matches!(state.as_str(), "Enabled" | "Disabled")
+            {
+                ok = true;
+            }
+        }
+        if !ok || macs.len() != primary_version as usize {
+            return Err(conflict());
+        }
+        insert_key(&mut tx, replica).await?;
+        for (m, mac) in macs {
+            // Copy the row as verified (same wrapped blob), with its invocation count, so the
+            // AES-GCM bound counts every region's encryptions.
+            let n = sqlx::query(
+                "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, invocations_reserved, rotation_type, created_at, public_key) \
+                 SELECT ?1, version, wrapped, root_version, ?4, invocations_reserved, rotation_type, created_at, public_key \
+                 FROM key_materials WHERE key_id = ?2 AND version = ?3 AND wrapped = ?5 AND root_version = ?6",
+            )
+            .bind(replica.key_id)
+            .bind(primary)
+            .bind(m.version)
+            .bind(mac)
+            .bind(&m.wrapped)
+            .bind(m.root_version)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+            if n != 1 {
+                return Err(conflict());
+            }
+        }
+        insert_tags(&mut tx, replica.key_id, tags).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn set_primary(&self, mrk: Uuid, new_primary: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE keys SET mrk_primary = 0 WHERE mrk_id = ?1 AND mrk_primary")
+            .bind(mrk)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("UPDATE keys SET mrk_primary = 1 WHERE mrk_id = ?1 AND key_id = ?2")
+            .bind(mrk)
+            .bind(new_primary)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn promote_replica_deletions(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT k.key_id, k.pending_window_days FROM keys k \
+             WHERE k.key_state = 'PendingReplicaDeletion' \
+               AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let key_id: Uuid = col(r, "key_id")?;
+            let window: Option<i32> = col(r, "pending_window_days")?;
+            sqlx::query(
+                "UPDATE keys SET key_state = 'PendingDeletion', deletion_date = ?2, \
+                 pending_window_days = NULL WHERE key_id = ?1",
+            )
+            .bind(key_id)
+            .bind(plus_days(now, window.unwrap_or(30))?)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            ids.push(key_id);
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(ids)
+    }
+
+    async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, rotation_type, created_at FROM key_materials WHERE key_id = ?1 AND rotation_type IS NOT NULL ORDER BY version",
+        )
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RotationRecord {
+                    version: col(r, "version")?,
+                    rotation_type: col(r, "rotation_type")?,
+                    created_at: col(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_rotation(
+        &self,
+        key_id: Uuid,
+        mrk: Option<Uuid>,
+        enabled: bool,
+        period_days: Option<i32>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE keys SET rotation_enabled = ?2, rotation_period_days = ?3, next_rotation_date = ?4 \
+             WHERE key_id = ?1 OR (?5 IS NOT NULL AND mrk_id = ?5)",
+        )
+        .bind(key_id)
+        .bind(enabled)
+        .bind(period_days)
+        .bind(next)
+        .bind(mrk)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id FROM keys WHERE rotation_enabled AND key_state = 'Enabled' \
+             AND (mrk_id IS NULL OR mrk_primary) AND next_rotation_date <= ?1 \
+             ORDER BY next_rotation_date LIMIT ?2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        key_ids(&rows)
+    }
+
+    async fn delete_due_keys(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        // The write lock makes each key deleted by exactly one caller (`SKIP LOCKED` in
+        // Postgres); cascades remove its material, tags, aliases, grants and imports.
+        let mut tx = self.begin_write().await?;
+        let q = format!(
+            "SELECT {KEY_COLUMNS} FROM keys k WHERE key_state = 'PendingDeletion' AND deletion_date <= ?1 \
+             AND NOT (mrk_primary AND EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)) \
+             ORDER BY deletion_date LIMIT ?2"
+        );
+        let rows = sqlx::query(&q)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let keys = keys_from_rows(&rows)?;
+        for k in &keys {
+            sqlx::query("DELETE FROM keys WHERE key_id = ?1")
+                .bind(k.key_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(keys)
+    }
+
+    async fn set_key_state(
+        &self,
+        key_id: Uuid,
+        state: &str,
+        deletion_date: Option<DateTime<Utc>>,
+        pending_window_days: Option<i32>,
+        state_mac: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE keys SET key_state = ?2, deletion_date = ?3, pending_window_days = ?4, state_mac = ?5 \
+             WHERE key_id = ?1",
+        )
+        .bind(key_id)
+        .bind(state)
+        .bind(deletion_date)
+        .bind(pending_window_days)
+        .bind(state_mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE state_mac IS NULL");
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        keys_from_rows(&rows)
+    }
+
+    async fn set_state_mac(&self, key_id: Uuid, state_mac: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET state_mac = ?2 WHERE key_id = ?1")
+            .bind(key_id)
+            .bind(state_mac)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE keys SET description = ?2 WHERE key_id = ?1")
+            .bind(key_id)
+            .bind(description)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for t in tags {
+            sqlx::query(
+                "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES (?1,?2,?3) \
+                 ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+            )
+            .bind(key_id)
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_tags(&self, key_id: Uuid, keys: &[String]) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM key_tags WHERE key_id = ?1 AND tag_key IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(key_id)
+        .bind(to_json(keys)?)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
+        insert_alias(&self.pool, a).await
+    }
+
+    async fn update_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+        key_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE aliases SET key_id = ?4, updated_at = ?5 WHERE account_id = ?1 AND region = ?2 AND alias_name = ?3",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(name)
+        .bind(key_id)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM aliases WHERE account_id = ?1 AND region = ?2 AND alias_name = ?3",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn alias(
+        &self,
+        account_id: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM aliases WHERE account_id = ?1 AND region = ?2 AND alias_name = ?3",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(alias_from_row).transpose()
+    }
+
+    async fn list_aliases(
+        &self,
+        account_id: &str,
+        region: &str,
+        key_id: Option<Uuid>,
+    ) -> Result<Vec<AliasRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.*, k.mrk_id FROM aliases a JOIN keys k USING (key_id) \
+             WHERE a.account_id = ?1 AND a.region = ?2 AND (?3 IS NULL OR a.key_id = ?3) ORDER BY a.alias_name",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(alias_from_row).collect()
+    }
+
+    async fn material(
+        &self,
+        key_id: Uuid,
+        version: i32,
+    ) -> Result<Option<MaterialRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_id, version, wrapped, root_version, mac, public_key FROM key_materials WHERE key_id = ?1 AND version = ?2",
+        )
+        .bind(key_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok(MaterialRecord {
+                key_id: col(&r, "key_id")?,
+                version: col(&r, "version")?,
+                wrapped: col(&r, "wrapped")?,
+                root_version: col(&r, "root_version")?,
+                mac: col(&r, "mac")?,
+                public_key: col(&r, "public_key")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn reserve_invocations(
+        &self,
+        key_id: Uuid,
+        mrk: Option<Uuid>,
+        version: i32,
+        n: i64,
+        limit: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let start: Option<i64> = match mrk {
+            None => sqlx::query_scalar(
+                "SELECT invocations_reserved FROM key_materials WHERE key_id = ?1 AND version = ?2",
+            )
+            .bind(key_id)
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?,
+            // Every region's copy of the version moves to the same count: the highest.
+            Some(mrk) => sqlx::query_scalar(
+                "SELECT max(m.invocations_reserved) FROM key_materials m JOIN keys k USING (key_id) \
+                 WHERE k.mrk_id = ?1 AND m.version = ?2",
+            )
+            .bind(mrk)
+            .bind(version)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?,
+        };
+        let Some(start) = start.filter(|s| *s < limit) else {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(None);
+        };
+        let end = start.saturating_add(n).min(limit);
+        match mrk {
+            None => sqlx::query(
+                "UPDATE key_materials SET invocations_reserved = ?3 WHERE key_id = ?1 AND version = ?2",
+            )
+            .bind(key_id),
+            Some(mrk) => sqlx::query(
+                "UPDATE key_materials SET invocations_reserved = ?3 \
+                 WHERE key_id IN (SELECT key_id FROM keys WHERE mrk_id = ?1) AND version = ?2",
+            )
+            .bind(mrk),
+        }
+        .bind(version)
+        .bind(end)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some((start, end)))
+    }
+}
+
+#[async_trait]
+impl IdentityStore for SqliteStore {
+    async fn ensure_account(&self, account_id: &str, name: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO accounts (account_id, name) VALUES (?1, ?2) ON CONFLICT (account_id) DO NOTHING",
+        )
+        .bind(account_id)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn ensure_principal(
+        &self,
+        arn: &str,
+        account_id: &str,
+        kind: &str,
+        name: &str,
+        admin: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO principals (arn, account_id, kind, name, is_admin) VALUES (?1,?2,?3,?4,?5) \
+             ON CONFLICT (arn) DO NOTHING",
+        )
+        .bind(arn)
+        .bind(account_id)
+        .bind(kind)
+        .bind(name)
+        .bind(admin)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn put_access_key(&self, a: &AccessKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, principal_arn, status, secret_blob, root_version, mac, created_at) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7)",
+        )
+        .bind(&a.access_key_id)
+        .bind(&a.principal_arn)
+        .bind(&a.status)
+        .bind(&a.secret_blob)
+        .bind(a.root_version)
+        .bind(&a.mac)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT a.access_key_id, a.principal_arn, p.account_id, a.status, a.secret_blob, a.root_version, a.mac \
+             FROM access_keys a JOIN principals p ON p.arn = a.principal_arn WHERE a.access_key_id = ?1",
+        )
+        .bind(access_key_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(access_key_from_row).transpose()
+    }
+
+    async fn access_keys_of(
+        &self,
+        principal_arn: &str,
+    ) -> Result<Vec<AccessKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.access_key_id, a.principal_arn, p.account_id, a.status, a.secret_blob, a.root_version, a.mac \
+             FROM access_keys a JOIN principals p ON p.arn = a.principal_arn WHERE a.principal_arn = ?1 \
+             ORDER BY a.created_at, a.rowid",
+        )
+        .bind(principal_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(access_key_from_row).collect()
+    }
+
+    async fn principal_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, StoreError> {
+        // One read transaction: one snapshot, as REPEATABLE READ in Postgres.
+        let mut tx = self.begin_read().await?;
+        let Some(p) = sqlx::query(
+            "SELECT account_id, kind, trust_policy, via_service, authz_mac FROM principals WHERE arn = ?1",
+        )
+        .bind(arn)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        let policies = sqlx::query(
+            "SELECT policy_name, document FROM identity_policies WHERE principal_arn = ?1",
+        )
+        .bind(arn)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| Ok((col(r, "policy_name")?, col(r, "document")?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        let tags =
+            sqlx::query("SELECT tag_key, tag_value FROM principal_tags WHERE principal_arn = ?1")
+                .bind(arn)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(tag_from_row)
+                .collect::<Result<Vec<_>, StoreError>>()?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(PrincipalAuthz {
+            account_id: col(&p, "account_id")?,
+            kind: col(&p, "kind")?,
+            trust_policy: col(&p, "trust_policy")?,
+            via_service: col(&p, "via_service")?,
+            policies,
+            tags,
+            mac: col(&p, "authz_mac")?,
+        }))
+    }
+
+    async fn set_principal_mac(&self, arn: &str, mac: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE principals SET authz_mac = ?2 WHERE arn = ?1")
+            .bind(arn)
+            .bind(mac)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn principals_without_mac(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT arn FROM principals WHERE authz_mac IS NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(|r| col(r, "arn")).collect()
+    }
+
+    async fn put_role(
+        &self,
+        arn: &str,
+        account_id: &str,
+        name: &str,
+        trust_policy: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO principals (arn, account_id, kind, name, trust_policy) VALUES (?1,?2,'role',?3,?4) \
+             ON CONFLICT (arn) DO UPDATE SET trust_policy = excluded.trust_policy",
+        )
+        .bind(arn)
+        .bind(account_id)
+        .bind(name)
+        .bind(trust_policy)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn role(&self, arn: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT account_id, trust_policy FROM principals WHERE arn = ?1 AND kind = 'role'",
+        )
+        .bind(arn)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok((
+                col(&r, "account_id")?,
+                col::<Option<String>>(&r, "trust_policy")?.unwrap_or_default(),
+            ))
+        })
+        .transpose()
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (access_key_id, role_arn, session_name, secret_blob, root_version, token_sha256, expires_at, mac) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+        )
+        .bind(&s.access_key_id)
+        .bind(&s.role_arn)
+        .bind(&s.session_name)
+        .bind(&s.secret_blob)
+        .bind(s.root_version)
+        .bind(&s.token_sha256)
+        .bind(s.expires_at)
+        .bind(&s.mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE expires_at < ?1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn session(&self, access_key_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.access_key_id, s.role_arn, p.account_id, s.session_name, s.secret_blob, s.root_version, \
+             s.token_sha256, s.expires_at, s.mac FROM sessions s JOIN principals p ON p.arn = s.role_arn \
+             WHERE s.access_key_id = ?1",
+        )
+        .bind(access_key_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok(SessionRecord {
+                access_key_id: col(&r, "access_key_id")?,
+                role_arn: col(&r, "role_arn")?,
+                account_id: col(&r, "account_id")?,
+                session_name: col(&r, "session_name")?,
+                secret_blob: col(&r, "secret_blob")?,
+                root_version: col(&r, "root_version")?,
+                token_sha256: col(&r, "token_sha256")?,
+                expires_at: col(&r, "expires_at")?,
+                mac: col(&r, "mac")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn principal_tags(&self, principal_arn: &str) -> Result<Vec<Tag>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tag_key, tag_value FROM principal_tags WHERE principal_arn = ?1 ORDER BY tag_key",
+        )
+        .bind(principal_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(tag_from_row).collect()
+    }
+
+    async fn principal_service(&self, principal_arn: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT via_service FROM principals WHERE arn = ?1")
+            .bind(principal_arn)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        match row {
+            Some(r) => col(&r, "via_service"),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_principal_service(
+        &self,
+        principal_arn: &str,
+        service: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE principals SET via_service = ?2 WHERE arn = ?1")
+            .bind(principal_arn)
+            .bind(service)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn put_principal_tag(&self, principal_arn: &str, tag: &Tag) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO principal_tags (principal_arn, tag_key, tag_value) VALUES (?1,?2,?3) \
+             ON CONFLICT (principal_arn, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+        )
+        .bind(principal_arn)
+        .bind(&tag.key)
+        .bind(&tag.value)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_principal(&self, arn: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM access_keys WHERE principal_arn = ?1")
+            .bind(arn)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let r = sqlx::query("DELETE FROM principals WHERE arn = ?1")
+            .bind(arn)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?1")
+            .bind(access_key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn record_admin_event(
+        &self,
+        operator: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO admin_events (at, operator, action, target, detail) VALUES (?1,?2,?3,?4,?5)",
+        )
+        .bind(Utc::now())
+        .bind(operator)
+        .bind(action)
+        .bind(target)
+        .bind(to_json(&detail)?)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn set_access_key_status(
+        &self,
+        access_key_id: &str,
+        status: &str,
+        mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let r =
+            sqlx::query("UPDATE access_keys SET status = ?2, mac = ?3 WHERE access_key_id = ?1")
+                .bind(access_key_id)
+                .bind(status)
+                .bind(mac)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn account_exists(&self, account_id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("SELECT 1 FROM accounts WHERE account_id = ?1")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.is_some())
+    }
+
+    async fn principal_exists(&self, arn: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("SELECT 1 FROM principals WHERE arn = ?1")
+            .bind(arn)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.is_some())
+    }
+
+    async fn put_identity_policy(
+        &self,
+        principal_arn: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO identity_policies (principal_arn, policy_name, document, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) \
+             ON CONFLICT (principal_arn, policy_name) DO UPDATE SET document = excluded.document, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(principal_arn)
+        .bind(name)
+        .bind(document)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_identity_policy(
+        &self,
+        principal_arn: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM identity_policies WHERE principal_arn = ?1 AND policy_name = ?2",
+        )
+        .bind(principal_arn)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn identity_policies(
+        &self,
+        principal_arn: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT policy_name, document FROM identity_policies WHERE principal_arn = ?1 ORDER BY policy_name",
+        )
+        .bind(principal_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok((col(r, "policy_name")?, col(r, "document")?)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ServiceStore for SqliteStore {
+    async fn ensure_root_key(&self, version: i32, label: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO root_keys (version, label, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(label)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn current_root_version(&self) -> Result<Option<i32>, StoreError> {
+        let row = sqlx::query("SELECT max(version) AS v FROM root_keys")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        col(&row, "v")
+    }
+}
+
+fn grant_from_row(r: &SqliteRow) -> Result<GrantRecord, StoreError> {
+    let operations: String = col(r, "operations")?;
+    let constraints: Option<String> = col(r, "constraints")?;
+    Ok(GrantRecord {
+        grant_id: col(r, "grant_id")?,
+        key_id: col(r, "key_id")?,
+        name: col(r, "name")?,
+        grantee_principal: col(r, "grantee_principal")?,
+        retiring_principal: col(r, "retiring_principal")?,
+        operations: from_json(&operations, "operations")?,
+        constraints: constraints
+            .map(|c| from_json(&c, "constraints"))
+            .transpose()?,
+        issuing_account: col(r, "issuing_account")?,
+        created_at: col(r, "created_at")?,
+        mac: col::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
+    })
+}
+
+const GRANT_COLUMNS: &str =
+    "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
+     issuing_account, created_at, mac";
+
+#[async_trait]
+impl GrantStore for SqliteStore {
+    async fn insert_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
+             issuing_account, created_at, mac) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+        )
+        .bind(&g.grant_id)
+        .bind(g.key_id)
+        .bind(&g.name)
+        .bind(&g.grantee_principal)
+        .bind(&g.retiring_principal)
+        .bind(to_json(&g.operations)?)
+        .bind(g.constraints.as_ref().map(to_json).transpose()?)
+        .bind(&g.issuing_account)
+        .bind(g.created_at)
+        .bind(&g.mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
+        let q = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY created_at, grant_id"
+        );
+        let rows = sqlx::query(&q)
+            .bind(key_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = ?1");
+        let row = sqlx::query(&q)
+            .bind(grant_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(grant_from_row).transpose()
+    }
+
+    async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError> {
+        let q = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = ?1 ORDER BY created_at, grant_id"
+        );
+        let rows = sqlx::query(&q)
+            .bind(principal)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM grants WHERE grant_id = ?1")
+            .bind(grant_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+}
+
+fn audit_row(r: &SqliteRow) -> Result<AuditRow, StoreError> {
+    let key_arns: String = col(r, "key_arns")?;
+    Ok(AuditRow {
+        seq: col(r, "seq")?,
+        event_time: col(r, "event_time")?,
+        event_name: col(r, "event_name")?,
+        account_id: col(r, "account_id")?,
+        key_arns: from_json(&key_arns, "key_arns")?,
+        body: col(r, "body")?,
+        prev_hash: col(r, "prev_hash")?,
+        hash: col(r, "hash")?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(
+        &self,
+        head: (i64, &[u8]),
+        events: &[NewAuditEvent],
+        chain: &ChainFn,
+    ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        // As in Postgres, an empty batch writes nothing and returns the caller's head.
+        if events.is_empty() {
+            return Ok(Some((head.0, head.1.to_vec())));
+        }
+        let (mut seq, mut prev) = (head.0, head.1.to_vec());
+        let mut rows = Vec::with_capacity(events.len());
+        for e in events {
+            seq += 1;
+            let hash = chain(seq, &prev, &e.body);
+            rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
+        }
+        // The head moves only if it is still where the caller saw it; otherwise nothing is
+        // written and the caller reads the head again.
+        let mut tx = self.begin_write().await?;
+        let moved = sqlx::query(
+            "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1 AND seq = ?3 AND hash = ?4",
+        )
+        .bind(seq)
+        .bind(&prev)
+        .bind(head.0)
+        .bind(head.1)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        if moved != 1 {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(None);
+        }
+        for (s, e, p, h) in &rows {
+            sqlx::query(
+                "INSERT INTO audit_events (seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            )
+            .bind(s)
+            .bind(e.event_id)
+            .bind(e.event_time)
+            .bind(&e.event_name)
+            .bind(&e.account_id)
+            .bind(to_json(&e.key_arns)?)
+            .bind(&e.body)
+            .bind(p)
+            .bind(h)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some((seq, prev)))
+    }
+
+    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+        let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok((col(&r, "seq")?, col(&r, "hash")?))
+    }
+
+    async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
+             FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(audit_row).collect()
+    }
+
+    async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, signed_at, signature) VALUES (?1,?2,?3,?4) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.signed_at)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, signed_at, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(CheckpointRow {
+                    seq: col(r, "seq")?,
+                    hash: col(r, "hash")?,
+                    signed_at: col(r, "signed_at")?,
+                    signature: col(r, "signature")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    const ACCOUNT: &str = "111122223333";
+    const REGION: &str = "eu-west-1";
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.db");
+        let url = format!("sqlite://{}", path.display());
+        let s = SqliteStore::connect(&url, 4).await.unwrap();
+        assert!(path.exists(), "connect creates the file");
+        assert!(!s.is_initialised().await.unwrap());
+        s.migrate().await.unwrap();
+        assert!(s.is_initialised().await.unwrap());
+        s.ensure_root_key(1, "kms-root-1").await.unwrap();
+        s.ensure_account(ACCOUNT, "development").await.unwrap();
+        (dir, s)
+    }
+
+    fn key_rec(key_id: Uuid, region: &str) -> KeyRecord {
+        KeyRecord {
+            key_id,
+            account_id: ACCOUNT.into(),
+            region: region.into(),
+            description: "orders table key".into(),
+            key_spec: "SYMMETRIC_DEFAULT".into(),
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            origin: "AWS_KMS".into(),
+            key_manager: "CUSTOMER".into(),
+            key_state: "Enabled".into(),
+            policy: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
+            multi_region: false,
+            current_version: 1,
+            created_at: Utc::now(),
+            deletion_date: None,
+            rotation_enabled: false,
+            rotation_period_days: None,
+            next_rotation_date: None,
+            on_demand_rotations: 0,
+            mrk_id: None,
+            mrk_primary: false,
+            pending_window_days: None,
+            policy_mac: Some(vec![0x11; 32]),
+            state_mac: Some(vec![0x22; 32]),
+        }
+    }
+
+    fn material(key_id: Uuid, version: i32) -> MaterialRecord {
+        MaterialRecord {
+            key_id,
+            version,
+            wrapped: vec![0xA0 | version as u8; 40],
+            root_version: 1,
+            mac: vec![version as u8; 32],
+            public_key: None,
+        }
+    }
+
+    fn tag(k: &str, v: &str) -> Tag {
+        Tag {
+            key: k.into(),
+            value: v.into(),
+        }
+    }
+
+    fn alias_rec(name: &str, key_id: Uuid) -> AliasRecord {
+        let now = Utc::now();
+        AliasRecord {
+            alias_name: name.into(),
+            key_id,
+            account_id: ACCOUNT.into(),
+            region: REGION.into(),
+            created_at: now,
+            updated_at: now,
+            target_mrk: None,
+        }
+    }
+
+    fn same_key(a: &KeyRecord, b: &KeyRecord) {
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    fn conflict_name(r: Result<impl fmt::Debug, StoreError>) -> String {
+        match r {
+            Err(StoreError::Conflict { constraint }) => constraint,
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    async fn count(s: &SqliteStore, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(s.pool()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn readiness_checks_applied_migrations() {
+        let (_dir, s) = store().await;
+        s.readiness().await.unwrap();
+        // Migrating again is a no-op.
+        s.migrate().await.unwrap();
+        s.readiness().await.unwrap();
+
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 1")
+            .execute(s.pool())
+            .await
+            .unwrap();
+        match s.readiness().await {
+            Err(StoreError::Other(m)) => assert!(m.contains("migration 1 is not applied"), "{m}"),
+            other => panic!("expected a missing migration, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn readiness_refuses_unknown_migration() {
+        let (_dir, s) = store().await;
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from the future', 1, X'00', 0)",
+        )
+        .execute(s.pool())
+        .await
+        .unwrap();
+        match s.readiness().await {
+            Err(StoreError::Other(m)) => assert!(m.contains("9999"), "{m}"),
+            other => panic!("expected an unknown migration, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn create_key_reads_back_equal() {
+        let (_dir, s) = store().await;
+        let id = Uuid::new_v4();
+        let mut k = key_rec(id, REGION);
+        k.rotation_enabled = true;
+        k.rotation_period_days = Some(365);
+        k.next_rotation_date = Some(Utc::now() + TimeDelta::days(365));
+        let mut m = material(id, 1);
+        m.public_key = Some(vec![0x30, 0x59, 0x30, 0x13]);
+        s.create_key(&k, Some(&m), &[tag("team", "orders"), tag("env", "dev")])
+            .await
+            .unwrap();
+
+        same_key(&s.key(id).await.unwrap().unwrap(), &k);
+        assert!(s.key(Uuid::new_v4()).await.unwrap().is_none());
+        let got = s.material(id, 1).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                got.key_id,
+                got.version,
+                got.wrapped,
+                got.root_version,
+                got.mac,
+                got.public_key
+            ),
+            (
+                m.key_id,
+                m.version,
+                m.wrapped,
+                m.root_version,
+                m.mac,
+                m.public_key
+            )
+        );
+        assert!(s.material(id, 2).await.unwrap().is_none());
+        assert_eq!(
+            s.tags(id).await.unwrap(),
+            vec![tag("env", "dev"), tag("team", "orders")]
+        );
+        // Creating it again is refused as a whole: nothing of the second attempt remains.
+        let again = s
+            .create_key(&k, Some(&material(id, 1)), &[tag("x", "y")])
+            .await;
+        assert_eq!(conflict_name(again), "keys_pkey");
+        assert_eq!(s.tags(id).await.unwrap().len(), 2);
+        // A key of an account that does not exist.
+        let mut orphan = key_rec(Uuid::new_v4(), REGION);
+        orphan.account_id = "999999999999".into();
+        assert_eq!(
+            conflict_name(s.create_key(&orphan, None, &[]).await),
+            "foreign_key"
+        );
+        assert!(s.key(orphan.key_id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn list_keys_paginates_in_id_order() {
+        let (_dir, s) = store().await;
+        let mut ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            s.create_key(&key_rec(*id, REGION), Some(&material(*id, 1)), &[])
+                .await
+                .unwrap();
+        }
+        let other = Uuid::new_v4();
+        s.create_key(&key_rec(other, "us-east-1"), None, &[])
+            .await
+            .unwrap();
+        // Uuid's order is bytewise, as Postgres orders uuids.
+        ids.sort();
+        let page1 = s.list_keys(ACCOUNT, REGION, None, 2).await.unwrap();
+        assert_eq!(page1.iter().map(|k| k.key_id).collect::<Vec<_>>(), ids[..2]);
+        let page2 = s
+            .list_keys(ACCOUNT, REGION, Some(page1[1].key_id), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            page2.iter().map(|k| k.key_id).collect::<Vec<_>>(),
+            ids[2..4]
+        );
+        let page3 = s
+            .list_keys(ACCOUNT, REGION, Some(page2[1].key_id), 2)
+            .await
+            .unwrap();
+        assert_eq!(page3.iter().map(|k| k.key_id).collect::<Vec<_>>(), ids[4..]);
+        let east = s.list_keys(ACCOUNT, "us-east-1", None, 10).await.unwrap();
+        assert_eq!(east.len(), 1);
+        assert_eq!(east[0].key_id, other);
+    }
+
+    #[tokio::test]
+    async fn key_updates_and_macs() {
+        let (_dir, s) = store().await;
+        let id = Uuid::new_v4();
+        let mut k = key_rec(id, REGION);
+        k.policy_mac = None;
+        k.state_mac = None;
+        s.create_key(&k, Some(&material(id, 1)), &[tag("a", "1")])
+            .await
+            .unwrap();
+
+        let without: Vec<Uuid> = s
+            .keys_without_policy_mac()
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.key_id)
+            .collect();
+        assert_eq!(without, vec![id]);
+        s.set_policy_mac(id, &[7; 32]).await.unwrap();
+        assert!(s.keys_without_policy_mac().await.unwrap().is_empty());
+        assert_eq!(s.keys_without_state_mac().await.unwrap().len(), 1);
+        s.set_state_mac(id, &[8; 32]).await.unwrap();
+        assert!(s.keys_without_state_mac().await.unwrap().is_empty());
+
+        s.set_key_policy(id, r#"{"Statement":[1]}"#, &[9; 32])
+            .await
+            .unwrap();
+        s.set_description(id, "renamed").await.unwrap();
+        let when = Utc::now() + TimeDelta::days(7);
+        s.set_key_state(id, "PendingDeletion", Some(when), Some(7), &[10; 32])
+            .await
+            .unwrap();
+        let got = s.key(id).await.unwrap().unwrap();
+        assert_eq!(got.policy, r#"{"Statement":[1]}"#);
+        assert_eq!(got.policy_mac, Some(vec![9; 32]));
+        assert_eq!(got.description, "renamed");
+        assert_eq!(got.key_state, "PendingDeletion");
+        assert_eq!(got.deletion_date, Some(when));
+        assert_eq!(got.pending_window_days, Some(7));
+        assert_eq!(got.state_mac, Some(vec![10; 32]));
+
+        s.put_tags(id, &[tag("a", "2"), tag("b", "3"), tag("c", "4")])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.tags(id).await.unwrap(),
+            vec![tag("a", "2"), tag("b", "3"), tag("c", "4")]
+        );
+        s.delete_tags(id, &["a".into(), "c".into(), "missing".into()])
+            .await
+            .unwrap();
+        assert_eq!(s.tags(id).await.unwrap(), vec![tag("b", "3")]);
+    }
+
+    #[tokio::test]
+    async fn aliases_create_update_delete_and_conflict() {
+        let (_dir, s) = store().await;
+        let (k1, k2) = (Uuid::new_v4(), Uuid::new_v4());
+        s.create_key(&key_rec(k1, REGION), Some(&material(k1, 1)), &[])
+            .await
+            .unwrap();
+        let mrk = Uuid::new_v4();
+        let mut mk = key_rec(k2, REGION);
+        mk.multi_region = true;
+        mk.mrk_id = Some(mrk);
+        mk.mrk_primary = true;
+        s.create_key(&mk, Some(&material(k2, 1)), &[])
+            .await
+            .unwrap();
+
+        let a = alias_rec("alias/orders", k1);
+        s.create_alias(&a).await.unwrap();
+        s.create_alias(&alias_rec("alias/billing", k2))
+            .await
+            .unwrap();
+        assert_eq!(
+            conflict_name(s.create_alias(&alias_rec("alias/orders", k2)).await),
+            "aliases_pkey"
+        );
+        assert_eq!(
+            s.alias(ACCOUNT, REGION, "alias/orders").await.unwrap(),
+            Some(a.clone())
+        );
+        assert!(s
+            .alias(ACCOUNT, "us-east-1", "alias/orders")
+            .await
+            .unwrap()
+            .is_none());
+
+        let all = s.list_aliases(ACCOUNT, REGION, None).await.unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|a| (a.alias_name.as_str(), a.target_mrk))
+                .collect::<Vec<_>>(),
+            vec![("alias/billing", Some(mrk)), ("alias/orders", None)]
+        );
+        let of_k1 = s.list_aliases(ACCOUNT, REGION, Some(k1)).await.unwrap();
+        assert_eq!(of_k1.len(), 1);
+        assert_eq!(of_k1[0].alias_name, "alias/orders");
+
+        assert!(s
+            .update_alias(ACCOUNT, REGION, "alias/orders", k2)
+            .await
+            .unwrap());
+        let moved = s
+            .alias(ACCOUNT, REGION, "alias/orders")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.key_id, k2);
+        assert!(moved.updated_at >= a.updated_at);
+        assert_eq!(moved.created_at, a.created_at);
+        assert!(!s
+            .update_alias(ACCOUNT, REGION, "alias/missing", k2)
+            .await
+            .unwrap());
+
+        assert!(s
+            .delete_alias(ACCOUNT, REGION, "alias/orders")
+            .await
+            .unwrap());
+        assert!(!s
+            .delete_alias(ACCOUNT, REGION, "alias/orders")
+            .await
+            .unwrap());
+        assert_eq!(
+            s.list_aliases(ACCOUNT, REGION, None).await.unwrap().len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn managed_key_with_alias_is_all_or_nothing() {
+        let (_dir, s) = store().await;
+        let first = Uuid::new_v4();
+        let mut k = key_rec(first, REGION);
+        k.key_manager = "AWS".into();
+        s.create_managed_key(&k, &material(first, 1), &alias_rec("alias/aws/s3", first))
+            .await
+            .unwrap();
+        let second = Uuid::new_v4();
+        let mut k2 = key_rec(second, REGION);
+        k2.key_manager = "AWS".into();
+        let r = s
+            .create_managed_key(
+                &k2,
+                &material(second, 1),
+                &alias_rec("alias/aws/s3", second),
+            )
+            .await;
+        assert_eq!(conflict_name(r), "aliases_pkey");
+        assert!(s.key(second).await.unwrap().is_none());
+        assert!(s.material(second, 1).await.unwrap().is_none());
+        assert_eq!(
+            s.alias(ACCOUNT, REGION, "alias/aws/s3")
+                .await
+                .unwrap()
+                .unwrap()
+                .key_id,
+            first
+        );
+    }
+
+    #[tokio::test]
+    async fn rotation_on_demand_and_scheduled() {
+        let (_dir, s) = store().await;
+        let id = Uuid::new_v4();
+        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[])
+            .await
+            .unwrap();
+
+        s.add_material(&[material(id, 2)], None, "ON_DEMAND", None, true)
+            .await
+            .unwrap();
+        let k = s.key(id).await.unwrap().unwrap();
+        assert_eq!((k.current_version, k.on_demand_rotations), (2, 1));
+        assert_eq!(k.next_rotation_date, None);
+        // The same version again: another node rotated first.
+        assert_eq!(
+            conflict_name(
+                s.add_material(&[material(id, 2)], None, "ON_DEMAND", None, true)
+                    .await
+            ),
+            "key_materials_pkey"
+        );
+
+        let due = Utc::now() - TimeDelta::minutes(1);
+        s.set_rotation(id, None, true, Some(90), Some(due))
+            .await
+            .unwrap();
+        let now = Utc::now();
+        assert_eq!(s.due_rotations(now, 10).await.unwrap(), vec![id]);
+        assert!(s
+            .due_rotations(due - TimeDelta::seconds(1), 10)
+            .await
+            .unwrap()
+            .is_empty());
+
+        s.add_material(&[material(id, 3)], None, "AUTOMATIC", Some(due), false)
+            .await
+            .unwrap();
+        let k = s.key(id).await.unwrap().unwrap();
+        assert_eq!(k.current_version, 3);
+        assert_eq!(k.on_demand_rotations, 1);
+        assert_eq!(k.next_rotation_date, Some(due + TimeDelta::days(90)));
+        assert!(s.due_rotations(now, 10).await.unwrap().is_empty());
+        // A second node's attempt for the same due time finds it no longer due.
+        assert_eq!(
+            conflict_name(
+                s.add_material(&[material(id, 4)], None, "AUTOMATIC", Some(due), false)
+                    .await
+            ),
+            "rotation_no_longer_due"
+        );
+        assert!(s.material(id, 4).await.unwrap().is_none());
+
+        let rotations = s.rotations(id).await.unwrap();
+        assert_eq!(
+            rotations
+                .iter()
+                .map(|r| (r.version, r.rotation_type.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(2, "ON_DEMAND"), (3, "AUTOMATIC")]
+        );
+        assert!(rotations[0].created_at <= rotations[1].created_at);
+
+        // Disabled keys are not due.
+        s.set_rotation(id, None, true, Some(90), Some(due))
+            .await
+            .unwrap();
+        s.set_key_state(id, "Disabled", None, None, &[1])
+            .await
+            .unwrap();
+        assert!(s.due_rotations(now, 10).await.unwrap().is_empty());
+        assert_eq!(
+            conflict_name(
+                s.add_material(&[material(id, 4)], None, "AUTOMATIC", Some(due), false)
+                    .await
+            ),
+            "rotation_no_longer_due"
+        );
+    }
+
+    #[tokio::test]
+    async fn reserve_invocations_up_to_the_limit() {
+        let (_dir, s) = store().await;
+        let id = Uuid::new_v4();
+        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.reserve_invocations(id, None, 1, 10, 25).await.unwrap(),
+            Some((0, 10))
+        );
+        assert_eq!(
+            s.reserve_invocations(id, None, 1, 10, 25).await.unwrap(),
+            Some((10, 20))
+        );
+        assert_eq!(
+            s.reserve_invocations(id, None, 1, 10, 25).await.unwrap(),
+            Some((20, 25))
+        );
+        assert_eq!(
+            s.reserve_invocations(id, None, 1, 10, 25).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            s.reserve_invocations(id, None, 2, 10, 25).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            s.reserve_invocations(Uuid::new_v4(), None, 1, 10, 25)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reservations_never_overlap() {
+        let (_dir, s) = store().await;
+        let id = Uuid::new_v4();
+        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[])
+            .await
+            .unwrap();
+        let limit = 1_000;
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(r) = s.reserve_invocations(id, None, 1, 7, limit).await.unwrap() {
+                    got.push(r);
+                }
+                got
+            }));
+        }
+        let mut ranges = Vec::new();
+        for t in tasks {
+            ranges.extend(t.await.unwrap());
+        }
+        ranges.sort();
+        let mut next = 0;
+        for (start, end) in ranges {
+            assert_eq!(start, next, "ranges are contiguous and disjoint");
+            assert!(end > start && end <= limit);
+            next = end;
+        }
+        assert_eq!(next, limit);
+    }
+
+    /// A primary in `REGION` and its replica in us-east-1.
+    async fn mrk_pair(s: &SqliteStore) -> (Uuid, Uuid, Uuid) {
+        let (mrk, primary, replica) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut p = key_rec(primary, REGION);
+        p.multi_region = true;
+        p.mrk_id = Some(mrk);
+        p.mrk_primary = true;
+        s.create_key(&p, Some(&material(primary, 1)), &[tag("t", "1")])
+            .await
+            .unwrap();
+        let mut r = key_rec(replica, "us-east-1");
+        r.multi_region = true;
+        r.mrk_id = Some(mrk);
+        s.create_replica(
+            &r,
+            primary,
+            1,
+            &[(material(primary, 1), vec![0x55; 32])],
+            &[],
+        )
+        .await
+        .unwrap();
+        (mrk, primary, replica)
+    }
+
+    #[tokio::test]
+    async fn multi_region_replicas_rotation_and_primary() {
+        let (_dir, s) = store().await;
+        let (mrk, primary, replica) = mrk_pair(&s).await;
+
+        let related = s.related_keys(mrk).await.unwrap();
+        assert_eq!(
+            related
+                .iter()
+                .map(|k| (k.region.as_str(), k.key_id, k.mrk_primary))
+                .collect::<Vec<_>>(),
+            vec![("eu-west-1", primary, true), ("us-east-1", replica, false)]
+        );
+        let copy = s.material(replica, 1).await.unwrap().unwrap();
+        assert_eq!(copy.wrapped, material(primary, 1).wrapped);
+        assert_eq!(copy.mac, vec![0x55; 32]);
+
+        // The primary moved on (or the material differs): the caller retries.
+        let mut r2 = key_rec(Uuid::new_v4(), "ap-south-1");
+        r2.multi_region = true;
+        r2.mrk_id = Some(mrk);
+        let stale = s
+            .create_replica(&r2, primary, 2, &[(material(primary, 1), vec![1])], &[])
+            .await;
+        assert_eq!(conflict_name(stale), "mrk_primary_changed");
+        let mut forged = material(primary, 1);
+        forged.wrapped = vec![0; 40];
+        let changed = s
+            .create_replica(&r2, primary, 1, &[(forged, vec![1])], &[])
+            .await;
+        assert_eq!(conflict_name(changed), "mrk_primary_changed");
+        assert!(s.key(r2.key_id).await.unwrap().is_none());
+        // A second replica in a region that has one.
+        let mut dup = key_rec(Uuid::new_v4(), "us-east-1");
+        dup.multi_region = true;
+        dup.mrk_id = Some(mrk);
+        let exists = s
+            .create_replica(&dup, primary, 1, &[(material(primary, 1), vec![1])], &[])
+            .await;
+        assert_eq!(conflict_name(exists), "keys_mrk_region");
+
+        // Invocations are counted across regions.
+        assert_eq!(
+            s.reserve_invocations(primary, Some(mrk), 1, 5, 100)
+                .await
+                .unwrap(),
+            Some((0, 5))
+        );
+        assert_eq!(
+            s.reserve_invocations(replica, Some(mrk), 1, 5, 100)
+                .await
+                .unwrap(),
+            Some((5, 10))
+        );
+        assert_eq!(
+            s.reserve_invocations(replica, None, 1, 1, 100)
+                .await
+                .unwrap(),
+            Some((10, 11))
+        );
+
+        // Rotating must cover every related key.
+        assert_eq!(
+            conflict_name(
+                s.add_material(&[material(primary, 2)], Some(mrk), "ON_DEMAND", None, true)
+                    .await
+            ),
+            "mrk_related_keys_changed"
+        );
+        let due = Utc::now() - TimeDelta::hours(1);
+        s.set_rotation(primary, Some(mrk), true, Some(30), Some(due))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.due_rotations(Utc::now(), 10).await.unwrap(),
+            vec![primary],
+            "only primaries are due"
+        );
+        s.add_material(
+            &[material(primary, 2), material(replica, 2)],
+            Some(mrk),
+            "AUTOMATIC",
+            Some(due),
+            false,
+        )
+        .await
+        .unwrap();
+        for id in [primary, replica] {
+            let k = s.key(id).await.unwrap().unwrap();
+            assert_eq!(k.current_version, 2);
+            assert_eq!(k.next_rotation_date, Some(due + TimeDelta::days(30)));
+        }
+
+        s.set_primary(mrk, replica).await.unwrap();
+        assert!(!s.key(primary).await.unwrap().unwrap().mrk_primary);
+        assert!(s.key(replica).await.unwrap().unwrap().mrk_primary);
+        // Two primaries are refused by the schema.
+        let two = sqlx::query("UPDATE keys SET mrk_primary = 1 WHERE key_id = ?1")
+            .bind(primary)
+            .execute(s.pool())
+            .await
+            .map_err(map_err);
+        assert_eq!(conflict_name(two), "keys_mrk_one_primary");
+    }
+
+    #[tokio::test]
+    async fn replica_deletion_promotes_the_primary() {
+        let (_dir, s) = store().await;
+        let (mrk, primary, replica) = mrk_pair(&s).await;
+        let now = Utc::now();
+        s.set_key_state(primary, "PendingReplicaDeletion", None, Some(7), &[1])
+            .await
+            .unwrap();
+        s.set_key_state(
+            replica,
+            "PendingDeletion",
+            Some(now - TimeDelta::days(1)),
+            None,
+            &[1],
+        )
+        .await
+        .unwrap();
+        // The replica still exists.
+        assert!(s.promote_replica_deletions(now).await.unwrap().is_empty());
+
+        let deleted = s.delete_due_keys(now, 10).await.unwrap();
+        assert_eq!(
+            deleted.iter().map(|k| k.key_id).collect::<Vec<_>>(),
+            vec![replica]
+        );
+        assert_eq!(deleted[0].key_state, "PendingDeletion");
+        assert!(s.material(replica, 1).await.unwrap().is_none());
+
+        assert_eq!(
+            s.promote_replica_deletions(now).await.unwrap(),
+            vec![primary]
+        );
+        let p = s.key(primary).await.unwrap().unwrap();
+        assert_eq!(p.key_state, "PendingDeletion");
+        assert_eq!(p.deletion_date, Some(now + TimeDelta::days(7)));
+        assert_eq!(p.pending_window_days, None);
+        assert!(s.promote_replica_deletions(now).await.unwrap().is_empty());
+        assert_eq!(s.related_keys(mrk).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn due_deletions_cascade_and_happen_once() {
+        let (_dir, s) = store().await;
+        let now = Utc::now();
+        let mut due = Vec::new();
+        for i in 0..4 {
+            let id = Uuid::new_v4();
+            let mut k = key_rec(id, REGION);
+            k.key_state = "PendingDeletion".into();
+            k.deletion_date = Some(now - TimeDelta::days(4 - i));
+            s.create_key(&k, Some(&material(id, 1)), &[tag("a", "b")])
+                .await
+                .unwrap();
+            s.create_alias(&alias_rec(&format!("alias/k{i}"), id))
+                .await
+                .unwrap();
+            s.insert_grant(&grant_rec(&format!("g{i}"), id, Utc::now()))
+                .await
+                .unwrap();
+            due.push(id);
+        }
+        let later = Uuid::new_v4();
+        let mut k = key_rec(later, REGION);
+        k.key_state = "PendingDeletion".into();
+        k.deletion_date = Some(now + TimeDelta::days(3));
+        s.create_key(&k, Some(&material(later, 1)), &[])
+            .await
+            .unwrap();
+
+        // Two callers at once: each due key is deleted by exactly one, oldest first.
+        let (a, b) = tokio::join!(s.delete_due_keys(now, 2), s.delete_due_keys(now, 2));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut all: Vec<Uuid> = a.iter().chain(b.iter()).map(|k| k.key_id).collect();
+        assert_eq!(all.len(), 4);
+        let first = if a[0].key_id == due[0] { &a } else { &b };
+        assert_eq!(first.iter().map(|k| k.key_id).collect::<Vec<_>>(), due[..2]);
+        all.sort();
+        let mut want = due.clone();
+        want.sort();
+        assert_eq!(all, want);
+        assert!(s.delete_due_keys(now, 10).await.unwrap().is_empty());
+        for table in ["key_materials", "key_tags", "aliases", "grants"] {
+            assert_eq!(
+                count(&s, &format!("SELECT count(*) FROM {table}")).await,
+                if table == "key_materials" { 1 } else { 0 },
+                "{table}"
+            );
+        }
+        assert!(s.key(later).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn import_tokens_and_key_imports() {
+        let (_dir, s) = store().await;
+        let id = Uuid::new_v4();
+        let mut k = key_rec(id, REGION);
+        k.origin = "EXTERNAL".into();
+        k.key_state = "PendingImport".into();
+        k.current_version = 0;
+        s.create_key(&k, None, &[]).await.unwrap();
+
+        let stale = ImportTokenRecord {
+            token_id: Uuid::new_v4(),
+            key_id: id,
+            wrapping_algorithm: "RSAES_OAEP_SHA_256".into(),
+            wrapping_key_spec: "RSA_2048".into(),
+            wrapped_private: vec![0x42; 1200],
+            root_version: 1,
+            valid_to: Utc::now() - TimeDelta::days(3),
+            mac: vec![3; 32],
+        };
+        s.insert_import_token(&stale).await.unwrap();
+        let t = ImportTokenRecord {
+            token_id: Uuid::new_v4(),
+            valid_to: Utc::now() + TimeDelta::hours(24),
+            ..stale.clone()
+        };
+        s.insert_import_token(&t).await.unwrap();
+        let got = s.import_token(t.token_id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                got.token_id,
+                got.key_id,
+                got.wrapping_algorithm,
+                got.wrapping_key_spec
+            ),
+            (
+                t.token_id,
+                t.key_id,
+                t.wrapping_algorithm.clone(),
+                t.wrapping_key_spec.clone()
+            )
+        );
+        assert_eq!(
+            (got.wrapped_private, got.root_version, got.valid_to, got.mac),
+            (
+                t.wrapped_private.clone(),
+                t.root_version,
+                t.valid_to,
+                t.mac.clone()
+            )
+        );
+        assert!(
+            s.import_token(stale.token_id).await.unwrap().is_none(),
+            "expired tokens are purged"
+        );
+
+        assert!(s.key_import(id).await.unwrap().is_none());
+        let valid_to = Utc::now() + TimeDelta::days(30);
+        let imp = KeyImportRecord {
+            key_id: id,
+            material_check: vec![0xC0; 32],
+            expiration_model: Some("KEY_MATERIAL_EXPIRES".into()),
+            valid_to: Some(valid_to),
+            mac: vec![4; 32],
+        };
+        s.import_material(&material(id, 1), &imp, &[5; 32])
+            .await
+            .unwrap();
+        let k = s.key(id).await.unwrap().unwrap();
+        assert_eq!((k.key_state.as_str(), k.current_version), ("Enabled", 1));
+        assert_eq!(k.state_mac, Some(vec![5; 32]));
+        let got = s.key_import(id).await.unwrap().unwrap();
+        assert_eq!(got.material_check, imp.material_check);
+        assert_eq!(got.expiration_model, imp.expiration_model);
+        assert_eq!(got.valid_to, Some(valid_to));
+        assert_eq!(
+            conflict_name(s.import_material(&material(id, 1), &imp, &[5; 32]).await),
+            "key_not_pending_import"
+        );
+        assert_eq!(
+            s.reserve_invocations(id, None, 1, 40, 1000).await.unwrap(),
+            Some((0, 40))
+        );
+
+        assert!(s.expired_imports(Utc::now()).await.unwrap().is_empty());
+        let after = valid_to + TimeDelta::seconds(1);
+        assert_eq!(s.expired_imports(after).await.unwrap(), vec![id]);
+
+        let cleared = KeyImportRecord {
+            expiration_model: None,
+            valid_to: None,
+            mac: vec![6; 32],
+            ..imp.clone()
+        };
+        // Not expired yet at that time: another node may have re-imported.
+        assert_eq!(
+            conflict_name(
+                s.delete_imported_material(&cleared, &[7; 32], Some(Utc::now()))
+                    .await
+            ),
+            "import_not_expired"
+        );
+        s.delete_imported_material(&cleared, &[7; 32], Some(after))
+            .await
+            .unwrap();
+        let k = s.key(id).await.unwrap().unwrap();
+        assert_eq!(k.key_state, "PendingImport");
+        assert!(s.material(id, 1).await.unwrap().is_none());
+        let got = s.key_import(id).await.unwrap().unwrap();
+        assert_eq!((got.expiration_model, got.valid_to), (None, None));
+        assert_eq!(count(&s, "SELECT invocations FROM key_imports").await, 40);
+        assert!(s.expired_imports(after).await.unwrap().is_empty());
+
+        // The same material again: its invocations still count.
+        let again = KeyImportRecord {
+            expiration_model: Some("KEY_MATERIAL_DOES_NOT_EXPIRE".into()),
+            valid_to: None,
+            ..imp
+        };
+        s.import_material(&material(id, 1), &again, &[8; 32])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.reserve_invocations(id, None, 1, 10, 1000).await.unwrap(),
+            Some((40, 50))
+        );
+        // Without `expired_at`, deletion needs no expiry.
+        s.delete_imported_material(&cleared, &[9; 32], None)
+            .await
+            .unwrap();
+        assert_eq!(count(&s, "SELECT invocations FROM key_imports").await, 50);
+    }
+
+    fn grant_rec(id: &str, key_id: Uuid, created_at: DateTime<Utc>) -> GrantRecord {
+        GrantRecord {
+            grant_id: id.into(),
+            key_id,
+            name: Some("ebs-volume".into()),
+            grantee_principal: "arn:aws:iam::111122223333:role/app".into(),
+            retiring_principal: Some("arn:aws:iam::111122223333:role/ops".into()),
+            operations: vec!["Encrypt".into(), "Decrypt".into()],
+            constraints: Some(serde_json::json!({
+                "EncryptionContextSubset": {"Department": "IT", "Project": "Alpha"}
+            })),
+            issuing_account: ACCOUNT.into(),
+            created_at,
+            mac: vec![0xEE; 32],
+        }
+    }
+
+    #[tokio::test]
+    async fn grants_insert_list_delete() {
+        let (_dir, s) = store().await;
+        let id = Uuid::new_v4();
+        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[])
+            .await
+            .unwrap();
+        let t = Utc::now();
+        let g_late = grant_rec("b-late", id, t + TimeDelta::seconds(5));
+        let g_tie_b = grant_rec("b-tie", id, t);
+        let mut g_tie_a = grant_rec("a-tie", id, t);
+        g_tie_a.name = None;
+        g_tie_a.retiring_principal = None;
+        g_tie_a.constraints = None;
+        for g in [&g_late, &g_tie_b, &g_tie_a] {
+            s.insert_grant(g).await.unwrap();
+        }
+        assert_eq!(conflict_name(s.insert_grant(&g_late).await), "grants_pkey");
+        assert_eq!(
+            conflict_name(s.insert_grant(&grant_rec("x", Uuid::new_v4(), t)).await),
+            "foreign_key"
+        );
+
+        assert_eq!(
+            s.grants_of_key(id).await.unwrap(),
+            vec![g_tie_a.clone(), g_tie_b.clone(), g_late.clone()]
+        );
+        assert_eq!(s.grant("b-tie").await.unwrap(), Some(g_tie_b.clone()));
+        assert_eq!(s.grant("nope").await.unwrap(), None);
+        assert_eq!(
+            s.grants_retirable_by("arn:aws:iam::111122223333:role/ops")
+                .await
+                .unwrap(),
+            vec![g_tie_b.clone(), g_late.clone()]
+        );
+        assert!(s.delete_grant("b-tie").await.unwrap());
+        assert!(!s.delete_grant("b-tie").await.unwrap());
+        assert_eq!(s.grants_of_key(id).await.unwrap(), vec![g_tie_a, g_late]);
+    }
+
+    #[tokio::test]
+    async fn identity_accounts_principals_access_keys() {
+        let (_dir, s) = store().await;
+        s.ensure_account(ACCOUNT, "renamed is ignored")
+            .await
+            .unwrap();
+        assert!(s.account_exists(ACCOUNT).await.unwrap());
+        assert!(!s.account_exists("000000000000").await.unwrap());
+        assert_eq!(
+            conflict_name(s.ensure_account("12345", "short").await),
+            "accounts_account_id_check"
+        );
+
+        let user = "arn:aws:iam::111122223333:user/alice";
+        s.ensure_principal(user, ACCOUNT, "user", "alice", true)
+            .await
+            .unwrap();
+        s.ensure_principal(user, ACCOUNT, "user", "alice", false)
+            .await
+            .unwrap();
+        assert!(s.principal_exists(user).await.unwrap());
+        assert!(!s
+            .principal_exists("arn:aws:iam::111122223333:user/bob")
+            .await
+            .unwrap());
+        assert_eq!(
+            conflict_name(
+                s.ensure_principal("arn:x", ACCOUNT, "group", "g", false)
+                    .await
+            ),
+            "principals_kind_check"
+        );
+
+        let key = |id: &str| AccessKeyRecord {
+            access_key_id: id.into(),
+            principal_arn: user.into(),
+            account_id: String::new(),
+            status: "Active".into(),
+            secret_blob: vec![0x99; 48],
+            root_version: 1,
+            mac: vec![1; 32],
+        };
+        s.put_access_key(&key("AKIAFIRST")).await.unwrap();
+        s.put_access_key(&key("AKIASECOND")).await.unwrap();
+        assert_eq!(
+            conflict_name(s.put_access_key(&key("AKIAFIRST")).await),
+            "access_keys_pkey"
+        );
+        let got = s.access_key("AKIAFIRST").await.unwrap().unwrap();
+        assert_eq!(got.account_id, ACCOUNT);
+        assert_eq!(
+            (
+                got.principal_arn.as_str(),
+                got.status.as_str(),
+                got.secret_blob,
+                got.root_version,
+                got.mac
+            ),
+            (user, "Active", vec![0x99; 48], 1, vec![1; 32])
+        );
+        assert!(s.access_key("AKIANONE").await.unwrap().is_none());
+        let mine: Vec<String> = s
+            .access_keys_of(user)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.access_key_id)
+            .collect();
+        assert_eq!(mine, vec!["AKIAFIRST", "AKIASECOND"]);
+
+        assert!(s
+            .set_access_key_status("AKIAFIRST", "Inactive", &[2; 32])
+            .await
+            .unwrap());
+        let got = s.access_key("AKIAFIRST").await.unwrap().unwrap();
+        assert_eq!((got.status.as_str(), got.mac), ("Inactive", vec![2; 32]));
+        assert!(!s
+            .set_access_key_status("AKIANONE", "Inactive", &[2; 32])
+            .await
+            .unwrap());
+        assert_eq!(
+            conflict_name(s.set_access_key_status("AKIAFIRST", "Gone", &[2; 32]).await),
+            "access_keys_status_check"
+        );
+        assert!(s.delete_access_key("AKIAFIRST").await.unwrap());
+        assert!(!s.delete_access_key("AKIAFIRST").await.unwrap());
+
+        s.record_admin_event(
+            "root",
+            "CreateAccessKey",
+            user,
+            serde_json::json!({"access_key_id": "AKIASECOND"}),
+        )
+        .await
+        .unwrap();
+        let detail: String = sqlx::query_scalar("SELECT detail FROM admin_events")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&detail).unwrap(),
+            serde_json::json!({"access_key_id": "AKIASECOND"})
+        );
+
+        // Deleting the principal takes its access keys with it.
+        assert!(s.delete_principal(user).await.unwrap());
+        assert!(!s.delete_principal(user).await.unwrap());
+        assert!(s.access_key("AKIASECOND").await.unwrap().is_none());
+        assert_eq!(count(&s, "SELECT count(*) FROM access_keys").await, 0);
+    }
+
+    #[tokio::test]
+    async fn identity_policies_tags_services_and_authz() {
+        let (_dir, s) = store().await;
+        let user = "arn:aws:iam::111122223333:user/alice";
+        s.ensure_principal(user, ACCOUNT, "user", "alice", false)
+            .await
+            .unwrap();
+
+        s.put_identity_policy(user, "kms-use", r#"{"Statement":[1]}"#)
+            .await
+            .unwrap();
+        s.put_identity_policy(user, "audit", r#"{"Statement":[2]}"#)
+            .await
+            .unwrap();
+        s.put_identity_policy(user, "kms-use", r#"{"Statement":[3]}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.identity_policies(user).await.unwrap(),
+            vec![
+                ("audit".to_string(), r#"{"Statement":[2]}"#.to_string()),
+                ("kms-use".to_string(), r#"{"Statement":[3]}"#.to_string()),
+            ]
+        );
+        assert_eq!(
+            conflict_name(s.put_identity_policy(user, "bad name!", "{}").await),
+            "identity_policies_policy_name_check"
+        );
+        assert_eq!(
+            conflict_name(
+                s.put_identity_policy("arn:aws:iam::111122223333:user/none", "p", "{}")
+                    .await
+            ),
+            "foreign_key"
+        );
+
+        s.put_principal_tag(user, &tag("team", "payments"))
+            .await
+            .unwrap();
+        s.put_principal_tag(user, &tag("cost", "42")).await.unwrap();
+        s.put_principal_tag(user, &tag("team", "orders"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.principal_tags(user).await.unwrap(),
+            vec![tag("cost", "42"), tag("team", "orders")]
+        );
+
+        assert_eq!(s.principal_service(user).await.unwrap(), None);
+        assert!(s.set_principal_service(user, Some("s3")).await.unwrap());
+        assert_eq!(
+            s.principal_service(user).await.unwrap().as_deref(),
+            Some("s3")
+        );
+        assert_eq!(
+            conflict_name(s.set_principal_service(user, Some("S3!")).await),
+            "principals_via_service_check"
+        );
+        assert!(!s
+            .set_principal_service("arn:aws:iam::111122223333:user/none", Some("s3"))
+            .await
+            .unwrap());
+
+        assert_eq!(
+            s.principals_without_mac().await.unwrap(),
+            vec![user.to_string()]
+        );
+        s.set_principal_mac(user, &[0xAA; 32]).await.unwrap();
+        assert!(s.principals_without_mac().await.unwrap().is_empty());
+
+        let authz = s.principal_authz(user).await.unwrap().unwrap();
+        assert_eq!(authz.account_id, ACCOUNT);
+        assert_eq!(authz.kind, "user");
+        assert_eq!(authz.trust_policy, None);
+        assert_eq!(authz.via_service.as_deref(), Some("s3"));
+        let mut policies = authz.policies.clone();
+        policies.sort();
+        assert_eq!(policies, s.identity_policies(user).await.unwrap());
+        let mut tags = authz.tags.clone();
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(tags, s.principal_tags(user).await.unwrap());
+        assert_eq!(authz.mac, Some(vec![0xAA; 32]));
+        assert!(s
+            .principal_authz("arn:aws:iam::111122223333:user/none")
+            .await
+            .unwrap()
+            .is_none());
+
+        assert!(s.delete_identity_policy(user, "audit").await.unwrap());
+        assert!(!s.delete_identity_policy(user, "audit").await.unwrap());
+        assert_eq!(s.identity_policies(user).await.unwrap().len(), 1);
+
+        // Policies and tags go with the principal.
+        assert!(s.delete_principal(user).await.unwrap());
+        assert!(s.identity_policies(user).await.unwrap().is_empty());
+        assert!(s.principal_tags(user).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn roles_and_sessions() {
+        let (_dir, s) = store().await;
+        let role = "arn:aws:iam::111122223333:role/deployer";
+        assert!(s.role(role).await.unwrap().is_none());
+        s.put_role(role, ACCOUNT, "deployer", r#"{"v":1}"#)
+            .await
+            .unwrap();
+        s.put_role(role, ACCOUNT, "deployer", r#"{"v":2}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.role(role).await.unwrap(),
+            Some((ACCOUNT.to_string(), r#"{"v":2}"#.to_string()))
+        );
+        // A user is not a role.
+        let user = "arn:aws:iam::111122223333:user/alice";
+        s.ensure_principal(user, ACCOUNT, "user", "alice", false)
+            .await
+            .unwrap();
+        assert!(s.role(user).await.unwrap().is_none());
+        let authz = s.principal_authz(role).await.unwrap().unwrap();
+        assert_eq!(authz.kind, "role");
+        assert_eq!(authz.trust_policy.as_deref(), Some(r#"{"v":2}"#));
+
+        let now = Utc::now();
+        let session = |id: &str, expires_at| SessionRecord {
+            access_key_id: id.into(),
+            role_arn: role.into(),
+            account_id: String::new(),
+            session_name: "ci-run-17".into(),
+            secret_blob: vec![0x77; 48],
+            root_version: 1,
+            token_sha256: vec![0x88; 32],
+            expires_at,
+            mac: vec![0x66; 32],
+        };
+        s.insert_session(&session("ASIAOLD", now - TimeDelta::hours(2)))
+            .await
+            .unwrap();
+        s.insert_session(&session("ASIANEW", now + TimeDelta::hours(1)))
+            .await
+            .unwrap();
+        assert_eq!(
+            conflict_name(s.insert_session(&session("ASIANEW", now)).await),
+            "sessions_pkey"
+        );
+        let got = s.session("ASIANEW").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                got.access_key_id.as_str(),
+                got.role_arn.as_str(),
+                got.account_id.as_str()
+            ),
+            ("ASIANEW", role, ACCOUNT)
+        );
+        assert_eq!(got.session_name, "ci-run-17");
+        assert_eq!(
+            (got.secret_blob, got.root_version, got.token_sha256, got.mac),
+            (vec![0x77; 48], 1, vec![0x88; 32], vec![0x66; 32])
+        );
+        assert_eq!(got.expires_at, now + TimeDelta::hours(1));
+
+        assert_eq!(s.purge_sessions(now).await.unwrap(), 1);
+        assert!(s.session("ASIAOLD").await.unwrap().is_none());
+        assert!(s.session("ASIANEW").await.unwrap().is_some());
+        // Sessions go with their role.
+        assert!(s.delete_principal(role).await.unwrap());
+        assert!(s.session("ASIANEW").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn root_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("kms.db").display());
+        let s = SqliteStore::connect(&url, 2).await.unwrap();
+        s.migrate().await.unwrap();
+        assert_eq!(s.current_root_version().await.unwrap(), None);
+        s.ensure_root_key(1, "kms-root-1").await.unwrap();
+        s.ensure_root_key(1, "kms-root-1").await.unwrap();
+        s.ensure_root_key(2, "kms-root-2").await.unwrap();
+        assert_eq!(s.current_root_version().await.unwrap(), Some(2));
+        assert_eq!(
+            conflict_name(s.ensure_root_key(3, "kms-root-1").await),
+            "root_keys_label_key"
+        );
+        assert_eq!(
+            conflict_name(s.ensure_root_key(0, "zero").await),
+            "root_keys_version_check"
+        );
+    }
+
+    fn event(name: &str, arns: &[&str]) -> NewAuditEvent {
+        NewAuditEvent {
+            event_id: Uuid::new_v4(),
+            event_time: Utc::now(),
+            event_name: name.into(),
+            account_id: Some(ACCOUNT.into()),
+            key_arns: arns.iter().map(|a| a.to_string()).collect(),
+            body: format!(r#"{{"eventName":"{name}"}}"#),
+        }
+    }
+
+    #[tokio::test]
+    async fn audit_chain_head_events_and_checkpoints() {
+        let (_dir, s) = store().await;
+        let chain: &ChainFn = &crate::audit::chain_hash;
+        let (seq0, hash0) = s.audit_head().await.unwrap();
+        assert_eq!((seq0, hash0.clone()), (0, vec![0; 32]));
+
+        let arn = "arn:aws:kms:eu-west-1:111122223333:key/0b3d";
+        let mut no_account = event("CreateKey", &[]);
+        no_account.account_id = None;
+        let batch = vec![
+            event("Encrypt", &[arn]),
+            no_account,
+            event("ReEncrypt", &[arn, "k2"]),
+        ];
+        let head = s
+            .append_audit((seq0, &hash0), &batch, chain)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.0, 3);
+        assert_eq!(s.audit_head().await.unwrap(), head);
+
+        let rows = s.audit_events(0, 100).await.unwrap();
+        assert_eq!(rows.len(), 3);
+        let mut prev = hash0.clone();
+        for (i, (r, e)) in rows.iter().zip(&batch).enumerate() {
+            assert_eq!(r.seq, i as i64 + 1);
+            assert_eq!(r.event_time, e.event_time);
+            assert_eq!(r.event_name, e.event_name);
+            assert_eq!(r.account_id, e.account_id);
+            assert_eq!(r.key_arns, e.key_arns);
+            assert_eq!(r.body, e.body);
+            assert_eq!(r.prev_hash, prev);
+            assert_eq!(r.hash, crate::audit::chain_hash(r.seq, &prev, &r.body));
+            prev = r.hash.clone();
+        }
+        assert_eq!(prev, head.1);
+        assert_eq!(
+            s.audit_events(1, 1)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+
+        // Someone else moved the head: nothing is written.
+        let stale = s
+            .append_audit((seq0, &hash0), &[event("Decrypt", &[])], chain)
+            .await
+            .unwrap();
+        assert_eq!(stale, None);
+        let wrong_hash = s
+            .append_audit((head.0, &[1; 32]), &[event("Decrypt", &[])], chain)
+            .await
+            .unwrap();
+        assert_eq!(wrong_hash, None);
+        assert_eq!(s.audit_events(0, 100).await.unwrap().len(), 3);
+        assert_eq!(s.audit_head().await.unwrap(), head);
+        // An empty batch changes nothing.
+        assert_eq!(
+            s.append_audit((head.0, &head.1), &[], chain).await.unwrap(),
+            Some(head.clone())
+        );
+
+        let next = s
+            .append_audit((head.0, &head.1), &[event("Decrypt", &[arn])], chain)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.0, 4);
+
+        let c3 = CheckpointRow {
+            seq: 3,
+            hash: head.1.clone(),
+            signed_at: Utc::now(),
+            signature: vec![0x5A; 64],
+        };
+        let c1 = CheckpointRow {
+            seq: 1,
+            hash: rows[0].hash.clone(),
+            signed_at: Utc::now(),
+            signature: vec![0x5B; 64],
+        };
+        s.insert_checkpoint(&c3).await.unwrap();
+        s.insert_checkpoint(&c1).await.unwrap();
+        // Another node's checkpoint at the same sequence number is ignored.
+        s.insert_checkpoint(&CheckpointRow {
+            signature: vec![0; 64],
+            ..c3.clone()
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.checkpoints().await.unwrap(), vec![c1, c3]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_audit_writers_take_turns() {
+        let (_dir, s) = store().await;
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..5 {
+                    let batch = [event(&format!("W{w}E{i}"), &[])];
+                    loop {
+                        let (seq, hash) = s.audit_head().await.unwrap();
+                        if s.append_audit((seq, &hash), &batch, &crate::audit::chain_hash)
+                            .await
+                            .unwrap()
+                            .is_some()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let rows = s.audit_events(0, 100).await.unwrap();
+        assert_eq!(rows.len(), 20);
+        let mut prev = vec![0; 32];
+        for r in &rows {
+            assert_eq!(r.prev_hash, prev);
+            assert_eq!(r.hash, crate::audit::chain_hash(r.seq, &prev, &r.body));
+            prev = r.hash.clone();
+        }
+        assert_eq!(s.audit_head().await.unwrap(), (20, prev));
+    }
+
+    /// Timestamps are compared as text: sqlx writes 0, 3, 6 or 9 fraction digits, and
+    /// "+00:00" sorts before any fraction, so text order is time order.
+    #[tokio::test]
+    async fn timestamps_compare_in_time_order() {
+        let (_dir, s) = store().await;
+        let t = DateTime::parse_from_rfc3339("2030-06-01T12:00:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let offsets = [
+            TimeDelta::milliseconds(1),
+            TimeDelta::zero(),
+            TimeDelta::microseconds(1),
+            TimeDelta::nanoseconds(1),
+            TimeDelta::nanoseconds(999_999_999),
+            TimeDelta::microseconds(120),
+        ];
+        let mut ids = Vec::new();
+        for d in offsets {
+            let id = Uuid::new_v4();
+            let mut k = key_rec(id, REGION);
+            k.rotation_enabled = true;
+            k.rotation_period_days = Some(90);
+            k.next_rotation_date = Some(t + d);
+            s.create_key(&k, None, &[]).await.unwrap();
+            ids.push((t + d, id));
+        }
+        ids.sort();
+        let all: Vec<Uuid> = ids.iter().map(|(_, id)| *id).collect();
+        let at = |d| s.due_rotations(t + d, 100);
+        assert_eq!(at(TimeDelta::seconds(1)).await.unwrap(), all);
+        assert_eq!(at(TimeDelta::zero()).await.unwrap(), all[..1]);
+        assert_eq!(at(TimeDelta::microseconds(1)).await.unwrap(), all[..3]);
+        assert_eq!(at(TimeDelta::microseconds(500)).await.unwrap(), all[..4]);
+        assert!(at(TimeDelta::nanoseconds(-1)).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn constraint_names_follow_postgres() {
+        assert_eq!(
+            constraint_name(
+                ErrorKind::UniqueViolation,
+                1555,
+                "UNIQUE constraint failed: aliases.account_id, aliases.region, aliases.alias_name"
+            ),
+            "aliases_pkey"
+        );
+        assert_eq!(
+            constraint_name(
+                ErrorKind::UniqueViolation,
+                2067,
+                "UNIQUE constraint failed: keys.mrk_id, keys.region"
+            ),
+            "keys_mrk_region"
+        );
+        assert_eq!(
+            constraint_name(
+                ErrorKind::UniqueViolation,
+                2067,
+                "UNIQUE constraint failed: root_keys.label"
+            ),
+            "root_keys_label_key"
+        );
+        assert_eq!(
+            constraint_name(
+                ErrorKind::CheckViolation,
+                275,
+                "CHECK constraint failed: keys_mrk_primary_has_id"
+            ),
+            "keys_mrk_primary_has_id"
+        );
+        assert_eq!(
+            constraint_name(
+                ErrorKind::ForeignKeyViolation,
+                787,
+                "FOREIGN KEY constraint failed"
+            ),
+            "foreign_key"
+        );
+    }
+}
