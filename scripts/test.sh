@@ -37,6 +37,8 @@ log "waiting for the Kryoptic module to build"
 wait "$kryoptic_build" || { tail -40 "$kryoptic_log"; die "Kryoptic does not build"; }
 log "running the integration suite again on a second PKCS#11 implementation (Kryoptic, Postgres)"
 KMS_TEST_TOKEN=kryoptic KMS_TEST_KRYOPTIC_MODULE="$KRYOPTIC_MODULE" cargo test --test api "$@"
+log "running the integration suite again on the embedded store (SQLite, SoftHSM2)"
+KMS_TEST_STORE=sqlite cargo test --test api "$@"
 if [ -s "$KMS_TEST_SKIPS" ]; then
     log "skipped on one token, with the reason:"
     sort "$KMS_TEST_SKIPS" >&2

@@ -1160,10 +1160,54 @@ fn spawn_scheduler(
     });
 }
 
-/// Drop cached key metadata when any node changes a key (Postgres LISTEN/NOTIFY). If the
-/// connection drops, notifications may have been missed, so the whole cache is dropped.
+/// What a change announced on `channel` (with `payload`) makes stale in the caches; `None`:
+/// changes may have been missed, so everything is.
+fn apply_change(kms: &Kms, change: Option<(&str, &str)>) {
+    match change {
+        Some(("kms_identity_changed", _)) => kms.invalidate_identities(),
+        Some(("kms_grant_changed", p)) => kms.invalidate_grants(p.parse().ok()),
+        Some(("kms_alias_changed", _)) => kms.invalidate_aliases(),
+        Some((_, p)) => kms.invalidate(p.parse().ok()),
+        None => {
+            kms.invalidate(None);
+            kms.invalidate_identities();
+            kms.invalidate_grants(None);
+            kms.invalidate_aliases();
+        }
+    }
+}
+
+/// Drop cached entries when any process changes what they hold: Postgres LISTEN/NOTIFY, or
+/// the embedded store's `changes` table, polled every 100 ms. If the feed breaks, changes may
+/// have been missed, so the whole cache is dropped.
 async fn spawn_invalidation(store: Arc<dyn Store>, kms: Arc<Kms>) -> Result<(), Error> {
-    // The embedded store has one process: its own writes invalidate its caches.
+    if let Some(lite) = store.sqlite() {
+        let lite = lite.clone();
+        let mut last = lite.last_change().await.map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let mut polls: u64 = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                match lite.changes_after(last).await {
+                    Ok(changes) => {
+                        for (seq, channel, payload) in &changes {
+                            apply_change(&kms, Some((channel, payload)));
+                            last = *seq;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change feed failed; retrying");
+                        apply_change(&kms, None);
+                    }
+                }
+                polls += 1;
+                if polls % 600 == 0 {
+                    let _ = lite.trim_changes(10_000).await;
+                }
+            }
+        });
+        return Ok(());
+    }
     let Some(pg) = store.postgres() else {
         return Ok(());
     };
@@ -1171,24 +1215,11 @@ async fn spawn_invalidation(store: Arc<dyn Store>, kms: Arc<Kms>) -> Result<(), 
     tokio::spawn(async move {
         loop {
             match listener.try_recv().await {
-                Ok(Some(n)) if n.channel() == "kms_identity_changed" => kms.invalidate_identities(),
-                Ok(Some(n)) if n.channel() == "kms_grant_changed" => {
-                    kms.invalidate_grants(n.payload().parse().ok())
-                }
-                Ok(Some(n)) if n.channel() == "kms_alias_changed" => kms.invalidate_aliases(),
-                Ok(Some(n)) => kms.invalidate(n.payload().parse().ok()),
-                Ok(None) => {
-                    kms.invalidate(None);
-                    kms.invalidate_identities();
-                    kms.invalidate_grants(None);
-                    kms.invalidate_aliases();
-                }
+                Ok(Some(n)) => apply_change(&kms, Some((n.channel(), n.payload()))),
+                Ok(None) => apply_change(&kms, None),
                 Err(e) => {
                     tracing::warn!(error = %e, "change listener failed; retrying");
-                    kms.invalidate(None);
-                    kms.invalidate_identities();
-                    kms.invalidate_grants(None);
-                    kms.invalidate_aliases();
+                    apply_change(&kms, None);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

@@ -26,6 +26,10 @@ pub trait Store: KeyStore + IdentityStore + ServiceStore + GrantStore + AuditSto
     fn postgres(&self) -> Option<&PgStore> {
         None
     }
+    /// The embedded store, whose `changes` table tells every process of changes.
+    fn sqlite(&self) -> Option<&SqliteStore> {
+        None
+    }
     /// `Postgres` or `SQLite`, for messages.
     fn kind(&self) -> &'static str;
 }
@@ -53,6 +57,9 @@ impl Store for SqliteStore {
     }
     async fn is_initialised(&self) -> Result<bool, StoreError> {
         SqliteStore::is_initialised(self).await
+    }
+    fn sqlite(&self) -> Option<&SqliteStore> {
+        Some(self)
     }
     fn kind(&self) -> &'static str {
         "SQLite"

@@ -145,6 +145,47 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// The newest change recorded (0 when none): where a new poller starts.
+    pub async fn last_change(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM changes")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    /// Changes recorded after `after`, oldest first: (seq, channel, payload).
+    pub async fn changes_after(
+        &self,
+        after: i64,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, channel, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("seq").map_err(map_err)?,
+                    r.try_get("channel").map_err(map_err)?,
+                    r.try_get("payload").map_err(map_err)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Forget changes every poller has long seen (all but the newest `keep`).
+    pub async fn trim_changes(&self, keep: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?")
+            .bind(keep)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
     /// A write transaction: `BEGIN IMMEDIATE` takes the database's write lock (waiting up to
     /// the busy timeout), so what it reads stays true until it commits. Run in its own task so
     /// that it always completes (see `PgStore::begin`); a dropped `Transaction` rolls back.

@@ -11,13 +11,10 @@ use serde_json::Value;
 use sqlx::Row;
 
 async fn events(s: &Server) -> Vec<Value> {
-    let pool = s.db.pool().await;
-    sqlx::query("SELECT body FROM audit_events ORDER BY seq")
-        .fetch_all(&pool)
+    s.db.strings("SELECT body FROM audit_events ORDER BY seq")
         .await
-        .unwrap()
         .iter()
-        .map(|r| serde_json::from_str(r.get::<String, _>(0).as_str()).unwrap())
+        .map(|b| serde_json::from_str(b).unwrap())
         .collect()
 }
 
@@ -164,6 +161,9 @@ async fn every_call_is_recorded_with_its_fields_and_no_secret() {
 
 #[tokio::test]
 async fn verify_passes_untouched_and_names_each_kind_of_tampering() {
+    if skip_on_sqlite("tampers with the audit rows through Postgres SQL") {
+        return;
+    }
     let s = Server::start().await;
     let c = s.client();
     let key = c
@@ -428,6 +428,9 @@ async fn an_export_verifies_offline_and_a_changed_export_does_not() {
 
 #[tokio::test]
 async fn a_call_whose_audit_write_fails_is_refused() {
+    if skip_on_sqlite("breaks the audit table with Postgres DDL") {
+        return;
+    }
     let s = Server::start().await;
     let c = s.client();
     let key = c

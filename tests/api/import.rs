@@ -274,20 +274,11 @@ async fn symmetric_material_imported_with_oaep_is_the_same_material() {
         .into_inner();
     assert_eq!(open_outside(&material, &blob), b"made before the deletion");
 
-    let pool = s.db.pool().await;
-    let reserved = || {
-        let pool = pool.clone();
-        let key = key.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT invocations_reserved FROM key_materials WHERE key_id = $1::uuid",
-            )
-            .bind(key)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-        }
-    };
+    let sql = format!(
+        "SELECT invocations_reserved FROM key_materials WHERE key_id = {}",
+        s.db.key(&key)
+    );
+    let reserved = || s.db.int(&sql);
     let before = reserved().await;
     assert!(before > 0);
     c.delete_imported_key_material()
@@ -484,13 +475,9 @@ async fn imported_material_expires_and_import_tokens_expire() {
         ),
         "KMSInvalidStateException"
     );
-    let pool = s.db.pool().await;
-    let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM audit_events WHERE event_name = 'DeleteExpiredKeyMaterial'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let n =
+        s.db.int("SELECT count(*) FROM audit_events WHERE event_name = 'DeleteExpiredKeyMaterial'")
+            .await;
     assert_eq!(n, 1, "expired once, audited once");
     // A token a day and a minute old is expired.
     let (token, public) = parameters(

@@ -5,7 +5,6 @@
 use crate::support::*;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyState, MultiRegionKeyType, Tag};
-use sqlx::Row;
 
 fn pt() -> Blob {
     Blob::new(b"travels between regions".to_vec())
@@ -182,19 +181,16 @@ async fn a_multi_region_key_is_one_key_in_every_region() {
     decrypt(&east, &made_west).await;
 
     // The AES-GCM bound counts every region's encryptions: all copies share one count.
-    let pool = s.db.pool().await;
-    let mrk_hex = key.trim_start_matches("mrk-").to_string();
-    let counts: Vec<i64> = sqlx::query(
-        "SELECT m.invocations_reserved FROM key_materials m JOIN keys k USING (key_id) \
-         WHERE k.mrk_id = $1::uuid",
-    )
-    .bind(&mrk_hex)
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
+    let mrk = s.db.key(key.trim_start_matches("mrk-"));
+    let counts: Vec<i64> =
+        s.db.strings(&format!(
+            "SELECT m.invocations_reserved FROM key_materials m JOIN keys k USING (key_id) \
+             WHERE k.mrk_id = {mrk}"
+        ))
+        .await
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
     assert_eq!(counts.len(), 2);
     assert_eq!(counts[0], counts[1]);
     assert!(counts[0] >= 2);
@@ -546,19 +542,14 @@ async fn a_primary_with_replicas_is_deleted_only_after_them() {
         async move { e.describe_key().key_id(&k).send().await.is_err() }
     })
     .await;
-    let pool = s.db.pool().await;
-    let left: i64 = sqlx::query("SELECT count(*) FROM keys WHERE mrk_id = $1::uuid")
-        .bind(key.trim_start_matches("mrk-"))
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-        .get(0);
+    let left =
+        s.db.int(&format!(
+            "SELECT count(*) FROM keys WHERE mrk_id = {}",
+            s.db.key(key.trim_start_matches("mrk-"))
+        ))
+        .await;
     assert_eq!(left, 0);
-    let materials: i64 = sqlx::query("SELECT count(*) FROM key_materials")
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-        .get(0);
+    let materials = s.db.int("SELECT count(*) FROM key_materials").await;
     assert_eq!(
         materials, 0,
         "the shared material is destroyed in every region"

@@ -179,13 +179,10 @@ async fn health_readiness_metrics_and_request_ids_in_json_logs() {
     }
 
     // Readiness follows the database's migrations: one missing → not ready.
-    let pool = s.db.pool().await;
-    sqlx::query(
+    s.db.execute(
         "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let (status, _, body) = get(&format!("{}/readyz", s.endpoint)).await;
     assert_eq!(status, 503, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

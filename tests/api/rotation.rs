@@ -68,13 +68,12 @@ async fn a_key_is_deleted_when_its_window_ends_and_its_material_is_gone() {
         "NotFoundException"
     );
     assert!(c.list_aliases().send().await.unwrap().aliases().is_empty());
-    let pool = s.db.pool().await;
-    let left: i64 = sqlx::query("SELECT count(*) FROM key_materials WHERE key_id = $1::uuid")
-        .bind(&key)
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-        .get(0);
+    let left =
+        s.db.int(&format!(
+            "SELECT count(*) FROM key_materials WHERE key_id = {}",
+            s.db.key(&key)
+        ))
+        .await;
     assert_eq!(left, 0, "the wrapped material is gone from the database");
 }
 
@@ -207,6 +206,9 @@ async fn rotation_by_schedule_and_on_demand_keeps_old_ciphertexts_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_rotate_and_delete_each_due_key_exactly_once() {
+    if skip_on_sqlite("counts Postgres rows with Postgres SQL (arrays, uuid casts) while two nodes share the database") {
+        return;
+    }
     let s = clocked().await;
     let _second = tokio::task::block_in_place(|| s.second_node());
     let c = s.client();

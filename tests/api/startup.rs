@@ -196,3 +196,99 @@ async fn sigterm_drains_in_flight_requests() {
     assert!(total_ok > 0);
     assert!(s.server_log().contains("shutting down"));
 }
+
+/// `kms serve --dev`: one command, no database server and no token set up beforehand. It
+/// creates an embedded SQLite store and a SoftHSM2 token in its directory, initialises them,
+/// prints credentials that work, and on the next start finds everything again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_needs_no_database_server() {
+    use std::io::BufRead;
+    if skip_on_kryoptic("development mode creates its own SoftHSM2 token") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dev_dir = dir.path().join("dev");
+    let start = || {
+        let mut child = std::process::Command::new(kms_bin())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KMS_LISTEN", "127.0.0.1:0")
+            .env("KMS_HSM__MODULE", softhsm_module())
+            .env("RUST_LOG", "info,cryptoki=off")
+            .args(["serve", "--dev", "--dev-dir", dev_dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let endpoint = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "kms serve --dev did not start: {}",
+                        std::fs::read_to_string(dir.path().join("stderr")).unwrap()
+                    )
+                })
+                .unwrap();
+            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+                break url.to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        (child, endpoint)
+    };
+    let (mut child, endpoint) = tokio::task::block_in_place(start);
+    let creds = std::fs::read_to_string(dev_dir.join("credentials")).unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(
+        stderr.contains(&creds),
+        "the credentials are printed: {stderr}"
+    );
+    let field = |name: &str| {
+        creds
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .to_string()
+    };
+    let (id, secret) = (field("AWS_ACCESS_KEY_ID="), field("AWS_SECRET_ACCESS_KEY="));
+    for f in ["credentials", "pin", "so-pin"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dev_dir.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{f} is readable only by its owner");
+    }
+    assert!(dev_dir.join("kms.db").exists(), "the embedded store");
+    let c = client_at(&endpoint, &id, &secret, REGION, None);
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"dev".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Started again: the same token, store and credentials.
+    let (mut child, endpoint) = tokio::task::block_in_place(start);
+    let c = client_at(&endpoint, &id, &secret, REGION, None);
+    let out = c.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(out.plaintext.unwrap().into_inner(), b"dev");
+    assert_eq!(c.list_keys().send().await.unwrap().keys().len(), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}

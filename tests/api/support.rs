@@ -43,23 +43,7 @@ pub fn kryoptic() -> bool {
 
 /// Skip the rest of a test on Kryoptic, saying why: true means "return now".
 pub fn skip_on_kryoptic(reason: &str) -> bool {
-    if kryoptic() {
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("a test")
-            .to_string();
-        eprintln!("SKIPPED on Kryoptic: {test}: {reason}");
-        // scripts/test.sh lists every skip with its reason after the run.
-        if let Ok(f) = std::env::var("KMS_TEST_SKIPS") {
-            use std::io::Write;
-            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(f) {
-                let _ = writeln!(f, "Kryoptic: {test}: {reason}");
-            }
-        }
-        true
-    } else {
-        false
-    }
+    skip_on(kryoptic(), "Kryoptic", reason)
 }
 
 /// `pkcs11-tool` against the module under test (Kryoptic tokens are made with it).
@@ -270,19 +254,120 @@ impl Token {
 /// A fresh database, dropped when the value is dropped.
 pub struct Database {
     pub name: String,
+    /// The embedded store's directory (`KMS_TEST_STORE=sqlite`).
+    sqlite: Option<tempfile::TempDir>,
+}
+
+/// Whether this run's store is the embedded SQLite store (else Postgres).
+pub fn sqlite() -> bool {
+    std::env::var("KMS_TEST_STORE").is_ok_and(|t| t == "sqlite")
+}
+
+/// Skip the rest of a test on the SQLite store, saying why: true means "return now".
+pub fn skip_on_sqlite(reason: &str) -> bool {
+    skip_on(sqlite(), "SQLite", reason)
+}
+
+fn skip_on(yes: bool, what: &str, reason: &str) -> bool {
+    if !yes {
+        return false;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    eprintln!("SKIPPED on {what}: {test}: {reason}");
+    // scripts/test.sh lists every skip with its reason after the run.
+    if let Ok(f) = std::env::var("KMS_TEST_SKIPS") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(f) {
+            let _ = writeln!(f, "{what}: {test}: {reason}");
+        }
+    }
+    true
 }
 
 impl Database {
     pub fn new() -> Database {
         let name = format!("kms_t_{}", random_suffix());
+        if sqlite() {
+            return Database {
+                name,
+                sqlite: Some(tempfile::tempdir().expect("tempdir")),
+            };
+        }
         psql(&format!("CREATE DATABASE {name}"));
-        Database { name }
+        Database { name, sqlite: None }
     }
 
     pub fn url(&self) -> String {
-        format!("{}/{}", pg_base(), self.name)
+        match &self.sqlite {
+            Some(dir) => format!("sqlite://{}/kms.db", dir.path().display()),
+            None => format!("{}/{}", pg_base(), self.name),
+        }
     }
 
+    /// A key id as an SQL literal of this store (Postgres: uuid; SQLite: its 16 bytes).
+    pub fn key(&self, key_id: &str) -> String {
+        let id: uuid::Uuid = key_id.parse().expect("a key id");
+        if self.sqlite.is_some() {
+            format!("x'{}'", id.simple())
+        } else {
+            format!("'{id}'::uuid")
+        }
+    }
+
+    /// Run SQL that both stores understand, returning its rows' first column as text.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        use sqlx::Row;
+        if self.sqlite.is_some() {
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect(&self.url())
+                .await
+                .expect("open the test database");
+            let rows = sqlx::query(sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let v = rows
+                .iter()
+                .map(|r| {
+                    r.try_get::<String, _>(0)
+                        .unwrap_or_else(|_| r.get::<i64, _>(0).to_string())
+                })
+                .collect();
+            pool.close().await;
+            v
+        } else {
+            let pool = self.pool().await;
+            let rows = sqlx::query(sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let v = rows
+                .iter()
+                .map(|r| {
+                    r.try_get::<String, _>(0)
+                        .unwrap_or_else(|_| r.get::<i64, _>(0).to_string())
+                })
+                .collect();
+            pool.close().await;
+            v
+        }
+    }
+
+    /// Run SQL that both stores understand and that returns one integer.
+    pub async fn int(&self, sql: &str) -> i64 {
+        self.strings(sql).await[0].parse().expect("an integer")
+    }
+
+    /// Run SQL that both stores understand, for its effect.
+    pub async fn execute(&self, sql: &str) {
+        self.strings(sql).await;
+    }
+
+    /// A Postgres pool, for tests that write Postgres rows directly (skipped on SQLite).
     pub async fn pool(&self) -> sqlx::PgPool {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
@@ -294,6 +379,9 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
+        if self.sqlite.is_some() {
+            return;
+        }
         psql(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name
@@ -603,16 +691,7 @@ impl Server {
         region: &str,
         at: Option<SystemTime>,
     ) -> aws_sdk_kms::Client {
-        let mut b = aws_sdk_kms::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_string()))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(Credentials::new(id, secret, None, None, "test"))
-            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled());
-        if let Some(t) = at {
-            b = b.time_source(aws_smithy_async::time::StaticTimeSource::new(t));
-        }
-        aws_sdk_kms::Client::from_conf(b.build())
+        client_at(&self.endpoint, id, secret, region, at)
     }
 
     /// Run `kms admin …` against this server's token and database.
@@ -950,4 +1029,24 @@ pub fn audit_verify(s: &Server) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
     )
+}
+
+/// An SDK client of the service at `endpoint` (no retries: tests see every error).
+pub fn client_at(
+    endpoint: &str,
+    id: &str,
+    secret: &str,
+    region: &str,
+    at: Option<SystemTime>,
+) -> aws_sdk_kms::Client {
+    let mut b = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(id, secret, None, None, "test"))
+        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled());
+    if let Some(t) = at {
+        b = b.time_source(aws_smithy_async::time::StaticTimeSource::new(t));
+    }
+    aws_sdk_kms::Client::from_conf(b.build())
 }

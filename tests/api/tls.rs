@@ -137,15 +137,12 @@ async fn https_with_a_trusted_certificate() {
     let untrusting = s.client_with(&s.access_key_id, &s.secret, REGION, None);
     assert!(untrusting.list_keys().send().await.is_err());
     // The audit trail says how each call was protected.
-    use sqlx::Row;
-    let pool = s.db.pool().await;
-    let body: String = sqlx::query(
-        "SELECT body FROM audit_events WHERE event_name = 'Encrypt' ORDER BY seq DESC LIMIT 1",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap()
-    .get(0);
+    let body =
+        s.db.strings(
+            "SELECT body FROM audit_events WHERE event_name = 'Encrypt' ORDER BY seq DESC LIMIT 1",
+        )
+        .await
+        .remove(0);
     let e: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(
         matches!(
@@ -377,15 +374,12 @@ async fn client_certificates_are_required_when_configured() {
         &aws_lc_rs::digest::SHA256,
         der.as_ref(),
     ));
-    use sqlx::Row;
-    let pool = s.db.pool().await;
-    let body: String = sqlx::query(
-        "SELECT body FROM audit_events WHERE event_name = 'ListKeys' ORDER BY seq DESC LIMIT 1",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap()
-    .get(0);
+    let body =
+        s.db.strings(
+            "SELECT body FROM audit_events WHERE event_name = 'ListKeys' ORDER BY seq DESC LIMIT 1",
+        )
+        .await
+        .remove(0);
     let e: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(e["tlsDetails"]["clientCertificateSha256"], fp, "{e}");
 }
