@@ -1201,7 +1201,7 @@ async fn spawn_invalidation(store: Arc<dyn Store>, kms: Arc<Kms>) -> Result<(), 
                     }
                 }
                 polls += 1;
-                if polls % 600 == 0 {
+                if polls.is_multiple_of(600) {
                     let _ = lite.trim_changes(10_000).await;
                 }
             }
