@@ -821,14 +821,23 @@ async fn a_pool_of_tokens_fails_over_when_the_one_in_use_is_lost() {
     // The token in use goes away (its files are gone; the module is re-initialised).
     s.token.take_away(&first);
     inflict(&s, &fault, "finalize");
-    let c2 = c.clone();
-    let b2 = blob.clone();
-    eventually("requests succeed on the other token", || {
-        let (c, blob) = (c2.clone(), b2.clone());
-        async move { c.decrypt().ciphertext_blob(blob).send().await.is_ok() }
+    // (The signal is handled asynchronously: wait until the service is ready on the other
+    // token, not merely for a request to succeed, which could precede the fault.)
+    let (endpoint, second_label) = (s.endpoint.clone(), second.clone());
+    eventually("the service is ready on the other token", || {
+        let (endpoint, second) = (endpoint.clone(), second_label.clone());
+        async move {
+            let (status, body) = ready(endpoint).await;
+            status == 200 && body["token"]["label"].as_str() == Some(second.as_str())
+        }
     })
     .await;
-    let out = c.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    let out = c
+        .decrypt()
+        .ciphertext_blob(blob)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", s.server_log()));
     assert_eq!(out.plaintext.unwrap().into_inner(), b"survives");
     let verified = c
         .verify()
