@@ -8,7 +8,6 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use base64::Engine;
 use serde_json::Value;
-use sqlx::Row;
 
 async fn events(s: &Server) -> Vec<Value> {
     s.db.strings("SELECT body FROM audit_events ORDER BY seq")
@@ -161,9 +160,6 @@ async fn every_call_is_recorded_with_its_fields_and_no_secret() {
 
 #[tokio::test]
 async fn verify_passes_untouched_and_names_each_kind_of_tampering() {
-    if skip_on_sqlite("tampers with the audit rows through Postgres SQL") {
-        return;
-    }
     let s = Server::start().await;
     let c = s.client();
     let key = c
@@ -187,35 +183,22 @@ async fn verify_passes_untouched_and_names_each_kind_of_tampering() {
     assert!(ok, "{out}");
     assert!(out.contains("OK: the trail is intact"), "{out}");
 
-    let pool = s.db.pool().await;
-    let row = |seq: i64| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query("SELECT body, prev_hash, hash FROM audit_events WHERE seq = $1")
-                .bind(seq)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    let exec = |q: String| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query(&q).execute(&pool).await.unwrap();
-        }
-    };
-
+    let db = &s.db;
+    let exec = |q: String| async move { db.execute(&q).await };
     // Altered: one event's content changed.
-    let original: String = row(3).await.get(0);
+    let original = db
+        .strings("SELECT body FROM audit_events WHERE seq = 3")
+        .await
+        .remove(0);
     exec("UPDATE audit_events SET body = replace(body, 'Encrypt', 'Decrypt') WHERE seq = 3".into())
         .await;
     let (ok, out) = verify(&s);
     assert!(!ok && out.contains("event 3 was altered"), "{out}");
-    sqlx::query("UPDATE audit_events SET body = $1 WHERE seq = 3")
-        .bind(&original)
-        .execute(&pool)
-        .await
-        .unwrap();
+    exec(format!(
+        "UPDATE audit_events SET body = {} WHERE seq = 3",
+        db.text(&original)
+    ))
+    .await;
     assert!(verify(&s).0);
 
     // Deleted: one event removed.
@@ -250,18 +233,26 @@ async fn verify_passes_untouched_and_names_each_kind_of_tampering() {
     // Inserted: a well-formed event (its own hash is right) slipped in after event 6.
     exec("UPDATE audit_events SET seq = seq + 100000 WHERE seq >= 7".into()).await;
     exec("UPDATE audit_events SET seq = seq - 100000 + 1 WHERE seq > 100000".into()).await;
-    let prev: Vec<u8> = row(6).await.get(2);
-    let body = r#"{"eventName":"Forged"}"#;
-    sqlx::query(
-        "INSERT INTO audit_events (seq, event_id, event_time, event_name, body, prev_hash, hash) \
-         VALUES (7, gen_random_uuid(), now(), 'Forged', $1, $2, $3)",
+    let prev = hex::decode(
+        db.strings(&format!(
+            "SELECT {} FROM audit_events WHERE seq = 6",
+            db.hex("hash")
+        ))
+        .await
+        .remove(0),
     )
-    .bind(body)
-    .bind(&prev)
-    .bind(kms::audit::chain_hash(7, &prev, body))
-    .execute(&pool)
-    .await
     .unwrap();
+    let body = r#"{"eventName":"Forged"}"#;
+    exec(format!(
+        "INSERT INTO audit_events (seq, event_id, event_time, event_name, body, prev_hash, hash) \
+         VALUES (7, {}, {}, 'Forged', {}, {}, {})",
+        db.new_uuid(),
+        db.now(),
+        db.text(body),
+        db.bytes(&prev),
+        db.bytes(&kms::audit::chain_hash(7, &prev, body))
+    ))
+    .await;
     let (ok, out) = verify(&s);
     assert!(
         !ok && out.contains("event 8 does not follow event 7"),
@@ -273,10 +264,7 @@ async fn verify_passes_untouched_and_names_each_kind_of_tampering() {
     assert!(verify(&s).0, "{}", verify(&s).1);
 
     // Truncated: the newest events removed (the signed checkpoint still covers them).
-    let (head,): (i64,) = sqlx::query_as("SELECT max(seq) FROM audit_events")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let head = db.int("SELECT max(seq) FROM audit_events").await;
     exec(format!("DELETE FROM audit_events WHERE seq > {}", head - 2)).await;
     exec(format!("UPDATE audit_head SET seq = {}", head - 2)).await;
     let (ok, out) = verify(&s);
@@ -306,27 +294,29 @@ async fn verify_passes_untouched_and_names_each_kind_of_tampering() {
             .unwrap();
     }
     run_ok(&s2, &["audit", "checkpoint"]);
-    let pool2 = s2.db.pool().await;
-    let rows = sqlx::query("SELECT seq, body FROM audit_events ORDER BY seq")
-        .fetch_all(&pool2)
-        .await
-        .unwrap();
+    let seqs = s2
+        .db
+        .strings("SELECT seq FROM audit_events ORDER BY seq")
+        .await;
+    let bodies = s2
+        .db
+        .strings("SELECT body FROM audit_events ORDER BY seq")
+        .await;
     let mut prev = vec![0u8; 32];
-    for r in rows {
-        let seq: i64 = r.get(0);
-        let mut body: String = r.get(1);
+    for (seq, mut body) in seqs.iter().zip(bodies) {
+        let seq: i64 = seq.parse().unwrap();
         if seq == 2 {
             body = body.replace("Encrypt", "Decrypt");
         }
         let hash = kms::audit::chain_hash(seq, &prev, &body);
-        sqlx::query("UPDATE audit_events SET body = $2, prev_hash = $3, hash = $4 WHERE seq = $1")
-            .bind(seq)
-            .bind(&body)
-            .bind(&prev)
-            .bind(&hash)
-            .execute(&pool2)
-            .await
-            .unwrap();
+        s2.db
+            .execute(&format!(
+                "UPDATE audit_events SET body = {}, prev_hash = {}, hash = {} WHERE seq = {seq}",
+                s2.db.text(&body),
+                s2.db.bytes(&prev),
+                s2.db.bytes(&hash)
+            ))
+            .await;
         prev = hash;
     }
     let (ok, out) = verify(&s2);
@@ -428,9 +418,6 @@ async fn an_export_verifies_offline_and_a_changed_export_does_not() {
 
 #[tokio::test]
 async fn a_call_whose_audit_write_fails_is_refused() {
-    if skip_on_sqlite("breaks the audit table with Postgres DDL") {
-        return;
-    }
     let s = Server::start().await;
     let c = s.client();
     let key = c
@@ -441,11 +428,8 @@ async fn a_call_whose_audit_write_fails_is_refused() {
         .key_metadata
         .unwrap()
         .key_id;
-    let pool = s.db.pool().await;
-    sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away")
-        .execute(&pool)
-        .await
-        .unwrap();
+    s.db.execute("ALTER TABLE audit_events RENAME TO audit_events_away")
+        .await;
     let r = c
         .encrypt()
         .key_id(&key)
@@ -453,10 +437,8 @@ async fn a_call_whose_audit_write_fails_is_refused() {
         .send()
         .await;
     assert_eq!(code(r), "KMSInternalException");
-    sqlx::query("ALTER TABLE audit_events_away RENAME TO audit_events")
-        .execute(&pool)
-        .await
-        .unwrap();
+    s.db.execute("ALTER TABLE audit_events_away RENAME TO audit_events")
+        .await;
     c.encrypt()
         .key_id(&key)
         .plaintext(Blob::new(b"recorded".to_vec()))

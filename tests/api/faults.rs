@@ -241,9 +241,6 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
 /// the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_scheduled_deletion_leaves_no_half_deleted_key() {
-    if skip_on_sqlite("checks Postgres rows with Postgres SQL after each kill") {
-        return;
-    }
     let mut s = clocked().await;
     let c = s.client();
     let mut doomed = Vec::new();
@@ -290,18 +287,11 @@ async fn kill_9_during_scheduled_deletion_leaves_no_half_deleted_key() {
         tokio::task::block_in_place(|| s.kill9());
         tokio::task::block_in_place(|| s.spawn());
     }
-    let pool = s.db.pool().await;
-    let p2 = pool.clone();
-    eventually("every due key deleted after the restarts", move || {
-        let pool = p2.clone();
-        async move {
-            let left: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM keys WHERE key_state = 'PendingDeletion'")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-            left == 0
-        }
+    let db = &s.db;
+    eventually("every due key deleted after the restarts", || async {
+        db.int("SELECT count(*) FROM keys WHERE key_state = 'PendingDeletion'")
+            .await
+            == 0
     })
     .await;
     let c = s.client();
@@ -310,14 +300,13 @@ async fn kill_9_during_scheduled_deletion_leaves_no_half_deleted_key() {
             code(c.describe_key().key_id(k).send().await),
             "NotFoundException"
         );
-        let rows: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM key_materials WHERE key_id = $1::uuid) + \
-                    (SELECT count(*) FROM aliases WHERE key_id = $1::uuid)",
-        )
-        .bind(k)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let rows =
+            s.db.int(&format!(
+                "SELECT (SELECT count(*) FROM key_materials WHERE key_id = {k}) + \
+                        (SELECT count(*) FROM aliases WHERE key_id = {k})",
+                k = s.db.key(k)
+            ))
+            .await;
         assert_eq!(rows, 0, "nothing of deleted key {k} remains");
     }
     for (k, blob) in &kept {
@@ -340,9 +329,6 @@ async fn kill_9_during_scheduled_deletion_leaves_no_half_deleted_key() {
 /// and the audit trail verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_scheduled_rotation_rotates_each_due_key_exactly_once() {
-    if skip_on_sqlite("checks Postgres rows with Postgres SQL after each kill") {
-        return;
-    }
     let mut s = clocked().await;
     let objects = s.token.object_files();
     let c = s.client();
@@ -379,30 +365,26 @@ async fn kill_9_during_scheduled_rotation_rotates_each_due_key_exactly_once() {
         tokio::task::block_in_place(|| s.kill9());
         tokio::task::block_in_place(|| s.spawn());
     }
-    let pool = s.db.pool().await;
-    let p2 = pool.clone();
-    eventually("every due key rotated after the restarts", move || {
-        let pool = p2.clone();
-        async move {
-            let due: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM keys WHERE next_rotation_date < now() + interval '120 days'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            due == 0
-        }
+    let db = &s.db;
+    let due = format!(
+        "SELECT count(*) FROM keys WHERE next_rotation_date < {}",
+        db.now_plus_days(120)
+    );
+    eventually("every due key rotated after the restarts", || async {
+        db.int(&due).await == 0
     })
     .await;
     let c = s.client();
     for (k, blob) in &keys {
-        let versions: Vec<i32> = sqlx::query_scalar(
-            "SELECT version FROM key_materials WHERE key_id = $1::uuid ORDER BY version",
-        )
-        .bind(k)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+        let versions: Vec<i32> =
+            s.db.strings(&format!(
+                "SELECT version FROM key_materials WHERE key_id = {} ORDER BY version",
+                s.db.key(k)
+            ))
+            .await
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
         assert_eq!(versions, vec![1, 2], "key {k} rotated exactly once");
         let rotations = c.list_key_rotations().key_id(k).send().await.unwrap();
         assert_eq!(

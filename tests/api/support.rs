@@ -317,6 +317,56 @@ impl Database {
         }
     }
 
+    /// A string as an SQL literal (both dialects: single quotes doubled).
+    pub fn text(&self, v: &str) -> String {
+        format!("'{}'", v.replace('\'', "''"))
+    }
+
+    /// Bytes as an SQL literal of this store.
+    pub fn bytes(&self, v: &[u8]) -> String {
+        if self.sqlite.is_some() {
+            format!("x'{}'", hex::encode(v))
+        } else {
+            format!("decode('{}', 'hex')", hex::encode(v))
+        }
+    }
+
+    /// An SQL expression giving a bytes column as lower-case hex.
+    pub fn hex(&self, column: &str) -> String {
+        if self.sqlite.is_some() {
+            format!("lower(hex({column}))")
+        } else {
+            format!("encode({column}, 'hex')")
+        }
+    }
+
+    /// SQL for "now" as this store keeps timestamps.
+    pub fn now(&self) -> &'static str {
+        if self.sqlite.is_some() {
+            "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')"
+        } else {
+            "now()"
+        }
+    }
+
+    /// SQL for "now plus `days` days" as this store keeps timestamps.
+    pub fn now_plus_days(&self, days: i64) -> String {
+        if self.sqlite.is_some() {
+            format!("strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '+{days} days')")
+        } else {
+            format!("now() + interval '{days} days'")
+        }
+    }
+
+    /// SQL for a new random UUID as this store keeps them.
+    pub fn new_uuid(&self) -> &'static str {
+        if self.sqlite.is_some() {
+            "randomblob(16)"
+        } else {
+            "gen_random_uuid()"
+        }
+    }
+
     /// Run SQL that both stores understand, returning its rows' first column as text.
     pub async fn strings(&self, sql: &str) -> Vec<String> {
         use sqlx::Row;
@@ -334,7 +384,8 @@ impl Database {
                 .iter()
                 .map(|r| {
                     r.try_get::<String, _>(0)
-                        .unwrap_or_else(|_| r.get::<i64, _>(0).to_string())
+                        .or_else(|_| r.try_get::<i64, _>(0).map(|v| v.to_string()))
+                        .unwrap_or_else(|_| r.get::<i32, _>(0).to_string())
                 })
                 .collect();
             pool.close().await;
@@ -349,7 +400,8 @@ impl Database {
                 .iter()
                 .map(|r| {
                     r.try_get::<String, _>(0)
-                        .unwrap_or_else(|_| r.get::<i64, _>(0).to_string())
+                        .or_else(|_| r.try_get::<i64, _>(0).map(|v| v.to_string()))
+                        .unwrap_or_else(|_| r.get::<i32, _>(0).to_string())
                 })
                 .collect();
             pool.close().await;
@@ -367,7 +419,7 @@ impl Database {
         self.strings(sql).await;
     }
 
-    /// A Postgres pool, for tests that write Postgres rows directly (skipped on SQLite).
+    /// A Postgres pool, for the one test that reads every Postgres table (SQLite reads the file).
     pub async fn pool(&self) -> sqlx::PgPool {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
