@@ -40,7 +40,7 @@ KMS_TEST_TOKEN=kryoptic KMS_TEST_KRYOPTIC_MODULE="$KRYOPTIC_MODULE" cargo test -
 log "running the integration suite again on the embedded store (SQLite, SoftHSM2)"
 KMS_TEST_STORE=sqlite cargo test --test api "$@"
 if [ -s "$KMS_TEST_SKIPS" ]; then
-    log "skipped on one token, with the reason:"
+    log "skipped on one token or store, with the reason:"
     sort "$KMS_TEST_SKIPS" >&2
 fi
 log "waiting for the fuzz targets to build"
