@@ -66,6 +66,22 @@ impl Store for SqliteStore {
     }
 }
 
+/// Readiness of a schema: every migration this build has (`known`) is among those the
+/// database records as applied, and the database records none this build does not know.
+pub(crate) fn migrations_current(known: &[i64], applied: &[i64]) -> Result<(), StoreError> {
+    if let Some(missing) = known.iter().find(|v| !applied.contains(v)) {
+        return Err(StoreError::Other(format!(
+            "migration {missing} is not applied"
+        )));
+    }
+    if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
+        return Err(StoreError::Other(format!(
+            "the database has migration {unknown}, which this build does not know"
+        )));
+    }
+    Ok(())
+}
+
 /// Connect to the database `url` names: SQLite for `sqlite:` URLs, else Postgres.
 pub async fn connect(
     url: &str,

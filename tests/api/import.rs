@@ -529,68 +529,14 @@ async fn rsa_signing_key_imported_from_openssl_signs_like_it() {
         .send()
         .await;
     assert_eq!(code(r), "UnsupportedOperationException");
-    let (token, public) = parameters(
+    openssl_key_signs_like_it(
         &c,
         &key,
-        AlgorithmSpec::RsaAesKeyWrapSha1,
         WrappingKeySpec::Rsa4096,
+        "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out private.pem",
+        SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n);
-    std::fs::write(p("WrappingPublicKey.bin"), &public).unwrap();
-    std::fs::write(p("message.txt"), b"signed inside and outside").unwrap();
-    let sh = |script: &str| shell(dir.path(), script);
-    sh(
-        "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out private.pem
-        openssl pkcs8 -topk8 -nocrypt -outform DER -in private.pem -out PlaintextKeyMaterial.bin
-        openssl pkey -in private.pem -pubout -outform DER -out public.der
-        openssl pkey -in private.pem -pubout -out public.pem
-        openssl dgst -sha256 -sign private.pem -out outside.sig message.txt",
-    );
-    sh(README_OPENSSL);
-    import(
-        &c,
-        &key,
-        token,
-        std::fs::read(p("EncryptedKeyMaterial.bin")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let served = c
-        .get_public_key()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap()
-        .public_key
-        .unwrap()
-        .into_inner();
-    assert_eq!(served, std::fs::read(p("public.der")).unwrap());
-    let sig = c
-        .sign()
-        .key_id(&key)
-        .message(Blob::new(std::fs::read(p("message.txt")).unwrap()))
-        .signing_algorithm(SigningAlgorithmSpec::RsassaPkcs1V15Sha256)
-        .send()
-        .await
-        .unwrap()
-        .signature
-        .unwrap()
-        .into_inner();
-    std::fs::write(p("inside.sig"), sig).unwrap();
-    let out = sh("openssl dgst -sha256 -verify public.pem -signature inside.sig message.txt");
-    assert!(String::from_utf8_lossy(&out).contains("Verified OK"));
-    let ok = c
-        .verify()
-        .key_id(&key)
-        .message(Blob::new(std::fs::read(p("message.txt")).unwrap()))
-        .signature(Blob::new(std::fs::read(p("outside.sig")).unwrap()))
-        .signing_algorithm(SigningAlgorithmSpec::RsassaPkcs1V15Sha256)
-        .send()
-        .await
-        .unwrap();
-    assert!(ok.signature_valid);
 }
 
 fn oaep_sha256(public_der: &[u8], plaintext: &[u8]) -> Vec<u8> {
@@ -815,62 +761,14 @@ async fn secp256k1_key_imported_from_openssl_signs_like_it() {
     let s = Server::start().await;
     let c = s.client();
     let key = external_key(&c, KeySpec::EccSecgP256K1, KeyUsageType::SignVerify).await;
-    let (token, public) = parameters(
+    openssl_key_signs_like_it(
         &c,
         &key,
-        AlgorithmSpec::RsaAesKeyWrapSha1,
         WrappingKeySpec::Rsa2048,
+        "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:secp256k1 -out private.pem",
+        SigningAlgorithmSpec::EcdsaSha256,
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n);
-    std::fs::write(p("WrappingPublicKey.bin"), &public).unwrap();
-    std::fs::write(p("message.txt"), b"signed inside and outside").unwrap();
-    let sh = |script: &str| shell(dir.path(), script);
-    sh(
-        "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:secp256k1 -out private.pem
-        openssl pkcs8 -topk8 -nocrypt -outform DER -in private.pem -out PlaintextKeyMaterial.bin
-        openssl pkey -in private.pem -pubout -outform DER -out public.der
-        openssl pkey -in private.pem -pubout -out public.pem
-        openssl dgst -sha256 -sign private.pem -out outside.sig message.txt",
-    );
-    sh(README_OPENSSL);
-    import(
-        &c,
-        &key,
-        token,
-        std::fs::read(p("EncryptedKeyMaterial.bin")).unwrap(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        public_key(&c, &key).await,
-        std::fs::read(p("public.der")).unwrap()
-    );
-    let sig = c
-        .sign()
-        .key_id(&key)
-        .message(Blob::new(std::fs::read(p("message.txt")).unwrap()))
-        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-        .send()
-        .await
-        .unwrap()
-        .signature
-        .unwrap()
-        .into_inner();
-    std::fs::write(p("inside.sig"), sig).unwrap();
-    let out = sh("openssl dgst -sha256 -verify public.pem -signature inside.sig message.txt");
-    assert!(String::from_utf8_lossy(&out).contains("Verified OK"));
-    let ok = c
-        .verify()
-        .key_id(&key)
-        .message(Blob::new(std::fs::read(p("message.txt")).unwrap()))
-        .signature(Blob::new(std::fs::read(p("outside.sig")).unwrap()))
-        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-        .send()
-        .await
-        .unwrap();
-    assert!(ok.signature_valid);
 }
 
 /// An RSA decryption key made outside (aws-lc-rs) and imported: its public key is served, a
@@ -929,4 +827,67 @@ async fn rsa_decryption_key_imported_from_outside_decrypts_like_it() {
         .decrypt(&OAEP_SHA1_MGF1SHA1, &blob, &mut out, None)
         .unwrap();
     assert_eq!(opened, &secret[..]);
+}
+
+/// A signing key made with the `openssl` command line (`keygen` writes `private.pem`) and
+/// imported with the README's openssl steps (`RSA_AES_KEY_WRAP_SHA_1`): openssl's public key is
+/// served, the service's signatures verify with openssl, and openssl's pass `Verify`.
+async fn openssl_key_signs_like_it(
+    c: &aws_sdk_kms::Client,
+    key: &str,
+    wrapping: WrappingKeySpec,
+    keygen: &str,
+    algorithm: aws_sdk_kms::types::SigningAlgorithmSpec,
+) {
+    let (token, public) = parameters(c, key, AlgorithmSpec::RsaAesKeyWrapSha1, wrapping).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("WrappingPublicKey.bin"), &public).unwrap();
+    std::fs::write(p("message.txt"), b"signed inside and outside").unwrap();
+    let sh = |script: &str| shell(dir.path(), script);
+    sh(&format!(
+        "{keygen}
+        openssl pkcs8 -topk8 -nocrypt -outform DER -in private.pem -out PlaintextKeyMaterial.bin
+        openssl pkey -in private.pem -pubout -outform DER -out public.der
+        openssl pkey -in private.pem -pubout -out public.pem
+        openssl dgst -sha256 -sign private.pem -out outside.sig message.txt"
+    ));
+    sh(README_OPENSSL);
+    import(
+        c,
+        key,
+        token,
+        std::fs::read(p("EncryptedKeyMaterial.bin")).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        public_key(c, key).await,
+        std::fs::read(p("public.der")).unwrap()
+    );
+    let message = Blob::new(std::fs::read(p("message.txt")).unwrap());
+    let sig = c
+        .sign()
+        .key_id(key)
+        .message(message.clone())
+        .signing_algorithm(algorithm.clone())
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap()
+        .into_inner();
+    std::fs::write(p("inside.sig"), sig).unwrap();
+    let out = sh("openssl dgst -sha256 -verify public.pem -signature inside.sig message.txt");
+    assert!(String::from_utf8_lossy(&out).contains("Verified OK"));
+    let ok = c
+        .verify()
+        .key_id(key)
+        .message(message)
+        .signature(Blob::new(std::fs::read(p("outside.sig")).unwrap()))
+        .signing_algorithm(algorithm)
+        .send()
+        .await
+        .unwrap();
+    assert!(ok.signature_valid);
 }

@@ -370,43 +370,26 @@ impl Database {
     /// Run SQL that both stores understand, returning its rows' first column as text.
     pub async fn strings(&self, sql: &str) -> Vec<String> {
         use sqlx::Row;
-        if self.sqlite.is_some() {
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect(&self.url())
-                .await
-                .expect("open the test database");
-            let rows = sqlx::query(sql)
-                .fetch_all(&pool)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let v = rows
-                .iter()
-                .map(|r| {
-                    r.try_get::<String, _>(0)
-                        .or_else(|_| r.try_get::<i64, _>(0).map(|v| v.to_string()))
-                        .unwrap_or_else(|_| r.get::<i32, _>(0).to_string())
-                })
-                .collect();
-            pool.close().await;
-            v
-        } else {
-            let pool = self.pool().await;
-            let rows = sqlx::query(sql)
-                .fetch_all(&pool)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let v = rows
-                .iter()
-                .map(|r| {
-                    r.try_get::<String, _>(0)
-                        .or_else(|_| r.try_get::<i64, _>(0).map(|v| v.to_string()))
-                        .unwrap_or_else(|_| r.get::<i32, _>(0).to_string())
-                })
-                .collect();
-            pool.close().await;
-            v
-        }
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url())
+            .await
+            .expect("open the test database");
+        let rows = sqlx::query(sql)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let v = rows
+            .iter()
+            .map(|r| {
+                r.try_get::<String, _>(0)
+                    .or_else(|_| r.try_get::<i64, _>(0).map(|v| v.to_string()))
+                    .unwrap_or_else(|_| r.get::<i32, _>(0).to_string())
+            })
+            .collect();
+        pool.close().await;
+        v
     }
 
     /// Run SQL that both stores understand and that returns one integer.
