@@ -718,12 +718,17 @@ pub async fn hsm(s: &Settings, cmd: HsmCommand) -> Result<(), Error> {
         HsmCommand::SetPin { new_pin_file } => {
             let new = crate::config::read_pin_file(&new_pin_file)?;
             let hsm = open_hsm(s).await?;
-            tokio::task::spawn_blocking(move || hsm.set_pin(&new))
+            let changed = tokio::task::spawn_blocking(move || hsm.set_pin(&new))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
             println!(
-                "the token's user PIN is changed; update hsm.pin_file (or KMS_HSM__PIN) to match"
+                "the user PIN is changed on token {}; update hsm.pin_file (or KMS_HSM__PIN) to match",
+                changed
+                    .iter()
+                    .map(|l| format!("'{l}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             Ok(())
         }

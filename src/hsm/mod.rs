@@ -1310,17 +1310,39 @@ impl Hsm {
     }
 
     /// Change the user PIN on the token (`C_SetPIN`, logged in as the user).
-    pub fn set_pin(&self, new_pin: &SecretString) -> Result<(), HsmError> {
+    pub fn set_pin(&self, new_pin: &SecretString) -> Result<Vec<String>, HsmError> {
         let old = self.inner.pin.lock().unwrap().clone();
-        let s = self.inner.pinned.lock().unwrap();
-        match s.set_pin(&old, new_pin) {
-            Ok(()) => Ok(()),
-            Err(CkError::Pkcs11(RvError::PinInvalid, _))
-            | Err(CkError::Pkcs11(RvError::PinLenRange, _)) => Err(HsmError::Other(
-                "the token refused the new PIN (CKR_PIN_INVALID / CKR_PIN_LEN_RANGE)".into(),
-            )),
-            Err(e) => Err(e.into()),
+        let refused = |e: CkError| match e {
+            CkError::Pkcs11(RvError::PinInvalid, _) | CkError::Pkcs11(RvError::PinLenRange, _) => {
+                HsmError::Other(
+                    "the token refused the new PIN (CKR_PIN_INVALID / CKR_PIN_LEN_RANGE)".into(),
+                )
+            }
+            e => e.into(),
+        };
+        let here = self.current_label();
+        {
+            let s = self.inner.pinned.lock().unwrap();
+            s.set_pin(&old, new_pin).map_err(refused)?;
         }
+        let mut changed = vec![here.clone()];
+        // A pool's tokens all take one PIN: change it on each of them.
+        for label in self.inner.labels.iter().filter(|l| **l != here) {
+            let r = (|| {
+                let (slot, _) = find_slot(&self.inner.ctx, label)?;
+                let s = ck(self.inner.ctx.open_rw_session(slot))?;
+                login(&s, &old)?;
+                s.set_pin(&old, new_pin).map_err(refused)
+            })();
+            if let Err(e) = r {
+                return Err(HsmError::Other(format!(
+                    "the PIN is changed on {} but not on token '{label}' ({e}); change it there (or back) before the pool fails over",
+                    changed.join(", ")
+                )));
+            }
+            changed.push(label.clone());
+        }
+        Ok(changed)
     }
 
     /// Inject a token fault between calls (for the fault tests): every pool permit and the

@@ -726,6 +726,24 @@ async fn a_pool_of_tokens_fails_over_when_the_one_in_use_is_lost() {
     let (id, secret) = parse_credentials(&stdout);
     let dir = tempfile::tempdir().unwrap().keep();
     let fault = dir.join("fault");
+    // A pool takes one PIN: `kms hsm set-pin` changes it on every token (the failover below
+    // logs in to the second token with the new one).
+    let new_pin = "55556666";
+    std::fs::write(dir.join("new-pin"), new_pin).unwrap();
+    let mut cmd = std::process::Command::new(kms_bin());
+    kms_env(&mut cmd, &token, &db);
+    let out = cmd
+        .env("KMS_HSM__FAILOVER_LABELS", &second)
+        .args(["hsm", "set-pin", "--new-pin-file"])
+        .arg(dir.join("new-pin"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains(&first) && said.contains(&second),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = Server::from_parts_with(
         token,
         db,
@@ -733,6 +751,7 @@ async fn a_pool_of_tokens_fails_over_when_the_one_in_use_is_lost() {
         &secret.unwrap(),
         &[
             ("KMS_HSM__FAILOVER_LABELS", second.as_str()),
+            ("KMS_HSM__PIN", new_pin),
             ("KMS_FAULT_INJECTION_FILE", fault.to_str().unwrap()),
             ("KMS_METRICS_LISTEN", "127.0.0.1:0"),
         ],

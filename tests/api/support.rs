@@ -741,9 +741,17 @@ impl Server {
     }
 
     /// Run `kms <args>` (any subcommand) against this server's token and database.
+    /// Run `kms …` with this server's environment (its extra settings included).
     pub fn kms(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(kms_bin());
         kms_env(&mut cmd, &self.token, &self.db);
+        for (k, v) in &self.env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
         cmd.args(args).output().expect("run kms")
     }
 
