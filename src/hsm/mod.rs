@@ -463,6 +463,15 @@ impl Inner {
         ))
     }
 
+    /// A new session on the token labelled `label`, logged in with `pin` (another token of
+    /// the pool; closing it does not affect the token in use).
+    fn log_in_to(&self, label: &str, pin: &SecretString) -> Result<Session, HsmError> {
+        let (slot, _) = find_slot(&self.ctx, label)?;
+        let session = ck(self.ctx.open_rw_session(slot))?;
+        login(&session, pin)?;
+        Ok(session)
+    }
+
     /// Find the token labelled `label`, log in on a new session and find the service keys
     /// this process uses.
     fn open_member(
@@ -817,6 +826,24 @@ fn ck<T>(r: Result<T, CkError>) -> Result<T, HsmError> {
     r.map_err(HsmError::from)
 }
 
+/// Load a PKCS#11 module and initialise it with OS locking ("already initialised" is fine).
+fn load_module(module: &str) -> Result<Pkcs11, HsmError> {
+    if !std::path::Path::new(module).exists() {
+        return Err(HsmError::ModuleLoad {
+            path: module.to_string(),
+            detail: "no such file".into(),
+        });
+    }
+    let ctx = Pkcs11::new(module).map_err(|e| HsmError::ModuleLoad {
+        path: module.to_string(),
+        detail: e.to_string(),
+    })?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(ctx),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Create a token labelled `label` in the first slot that holds no initialised token (a soft
 /// token's free slot), with the given SO and user PINs; nothing if one with the label exists.
 /// For the development mode, which creates its own SoftHSM2 token. Returns whether it created.
@@ -826,14 +853,7 @@ pub fn ensure_soft_token(
     so_pin: &SecretString,
     pin: &SecretString,
 ) -> Result<bool, HsmError> {
-    let ctx = Pkcs11::new(module).map_err(|e| HsmError::ModuleLoad {
-        path: module.to_string(),
-        detail: e.to_string(),
-    })?;
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => return Err(e.into()),
-    }
+    let ctx = load_module(module)?;
     if find_slot(&ctx, label).is_ok() {
         return Ok(false);
     }
@@ -859,21 +879,7 @@ impl Hsm {
     /// Load the module, find the token by label, probe its mechanisms, log in and open the
     /// session pool. Every failure is one sentence an operator can act on.
     pub fn open(cfg: &HsmConfig) -> Result<Hsm, HsmError> {
-        if !std::path::Path::new(&cfg.module).exists() {
-            return Err(HsmError::ModuleLoad {
-                path: cfg.module.clone(),
-                detail: "no such file".into(),
-            });
-        }
-        let ctx = Pkcs11::new(&cfg.module).map_err(|e| HsmError::ModuleLoad {
-            path: cfg.module.clone(),
-            detail: e.to_string(),
-        })?;
-        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) => {}
-            Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        let ctx = load_module(&cfg.module)?;
         // The first token of the pool that is present; the error of the configured one if none.
         let labels: Vec<String> = std::iter::once(cfg.token_label.clone())
             .chain(cfg.failover_labels.iter().cloned())
@@ -1328,12 +1334,10 @@ impl Hsm {
         let mut changed = vec![here.clone()];
         // A pool's tokens all take one PIN: change it on each of them.
         for label in self.inner.labels.iter().filter(|l| **l != here) {
-            let r = (|| {
-                let (slot, _) = find_slot(&self.inner.ctx, label)?;
-                let s = ck(self.inner.ctx.open_rw_session(slot))?;
-                login(&s, &old)?;
-                s.set_pin(&old, new_pin).map_err(refused)
-            })();
+            let r = self
+                .inner
+                .log_in_to(label, &old)
+                .and_then(|s| s.set_pin(&old, new_pin).map_err(refused));
             if let Err(e) = r {
                 return Err(HsmError::Other(format!(
                     "the PIN is changed on {} but not on token '{label}' ({e}); change it there (or back) before the pool fails over",

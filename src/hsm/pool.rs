@@ -13,8 +13,8 @@
 
 use super::asym::{generate_pair, read_public, Curve, PairKind, PrivateUse, PublicKey};
 use super::{
-    ck, find_labelled, find_one, find_slot, login, root_key_label, unwrap5649, wrap5649, Hsm,
-    HsmError, AUDIT_KEY_LABEL, MAC_KEY_LABEL,
+    ck, find_labelled, find_one, root_key_label, unwrap5649, wrap5649, Hsm, HsmError,
+    AUDIT_KEY_LABEL, MAC_KEY_LABEL,
 };
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
@@ -139,9 +139,7 @@ impl Hsm {
         let pin = inner.pin.lock().unwrap().clone();
         let mut report = Vec::new();
         for label in inner.labels.iter().filter(|l| **l != here) {
-            let (slot, _) = find_slot(&inner.ctx, label)?;
-            let b = ck(inner.ctx.open_rw_session(slot))?;
-            login(&b, &pin)?;
+            let b = inner.log_in_to(label, &pin)?;
             let theirs = ServiceKeys::find(&b, root_version)?;
             let mut transport: Option<(ObjectHandle, ObjectHandle)> = None;
             let mut copied = Vec::new();
