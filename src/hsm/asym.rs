@@ -542,15 +542,12 @@ impl Hsm {
                         Attribute::Verify(true),
                         Attribute::Label(public_label.into_bytes()),
                     ],
-                    &[
-                        Attribute::Token(true),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        // Until `kms init` has copied it to the pool's other tokens.
-                        Attribute::Extractable(self.is_pool()),
-                        Attribute::Sign(true),
-                        Attribute::Label(AUDIT_KEY_LABEL.as_bytes().to_vec()),
-                    ],
+                    // Extractable until `kms init` has copied it to the pool's other tokens.
+                    &super::service_key_template(
+                        super::ServiceKey::AuditPrivate,
+                        AUDIT_KEY_LABEL,
+                        self.is_pool(),
+                    ),
                 ))?;
                 ((private, public), true)
             }

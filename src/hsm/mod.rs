@@ -826,6 +826,52 @@ fn ck<T>(r: Result<T, CkError>) -> Result<T, HsmError> {
     r.map_err(HsmError::from)
 }
 
+/// The service's own token keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ServiceKey {
+    /// The root wrapping key: wrap and unwrap only.
+    Root,
+    /// The metadata MAC key: sign and verify only.
+    Mac,
+    /// The audit key pair's private half: sign only.
+    AuditPrivate,
+}
+
+/// A service key's attributes, the same whether it is generated or copied into another token
+/// of a pool (each adds only what its call needs: a length, a class and key type).
+/// `extractable` only while `kms init` copies it to the pool's other tokens.
+pub(super) fn service_key_template(
+    key: ServiceKey,
+    label: &str,
+    extractable: bool,
+) -> Vec<Attribute> {
+    let mut t = vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(extractable),
+    ];
+    match key {
+        ServiceKey::Root => t.extend([
+            Attribute::Wrap(true),
+            Attribute::Unwrap(true),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Derive(false),
+        ]),
+        ServiceKey::Mac => t.extend([
+            Attribute::Sign(true),
+            Attribute::Verify(true),
+            Attribute::Derive(false),
+        ]),
+        ServiceKey::AuditPrivate => t.push(Attribute::Sign(true)),
+    }
+    t.push(Attribute::Label(label.as_bytes().to_vec()));
+    t
+}
+
 /// Load a PKCS#11 module and initialise it with OS locking ("already initialised" is fine).
 fn load_module(module: &str) -> Result<Pkcs11, HsmError> {
     if !std::path::Path::new(module).exists() {
@@ -993,21 +1039,11 @@ impl Hsm {
                 ck(s.generate_key(
                     &Mechanism::AesKeyGen,
                     &[
-                        Attribute::Token(true),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        // Until `kms init` has copied it to the pool's other tokens.
-                        Attribute::Extractable(clonable),
-                        Attribute::Wrap(true),
-                        Attribute::Unwrap(true),
-                        Attribute::Encrypt(false),
-                        Attribute::Decrypt(false),
-                        Attribute::Sign(false),
-                        Attribute::Verify(false),
-                        Attribute::Derive(false),
-                        Attribute::ValueLen(32.into()),
-                        Attribute::Label(root_label.clone().into_bytes()),
-                    ],
+                        service_key_template(ServiceKey::Root, &root_label, clonable),
+                        // Until `kms init` has copied it to the pool's other tokens, extractable.
+                        vec![Attribute::ValueLen(32.into())],
+                    ]
+                    .concat(),
                 ))?
             }
         };
@@ -1019,17 +1055,13 @@ impl Hsm {
                 ck(s.generate_key(
                     &Mechanism::GenericSecretKeyGen,
                     &[
-                        Attribute::Token(true),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(clonable),
-                        Attribute::Sign(true),
-                        Attribute::Verify(true),
-                        Attribute::Derive(false),
-                        Attribute::KeyType(KeyType::GENERIC_SECRET),
-                        Attribute::ValueLen(32.into()),
-                        Attribute::Label(MAC_KEY_LABEL.as_bytes().to_vec()),
-                    ],
+                        service_key_template(ServiceKey::Mac, MAC_KEY_LABEL, clonable),
+                        vec![
+                            Attribute::KeyType(KeyType::GENERIC_SECRET),
+                            Attribute::ValueLen(32.into()),
+                        ],
+                    ]
+                    .concat(),
                 ))?
             }
         };

@@ -13,8 +13,8 @@
 
 use super::asym::{generate_pair, read_public, Curve, PairKind, PrivateUse, PublicKey};
 use super::{
-    ck, find_labelled, find_one, root_key_label, unwrap5649, wrap5649, Hsm, HsmError,
-    AUDIT_KEY_LABEL, MAC_KEY_LABEL,
+    ck, find_labelled, find_one, root_key_label, service_key_template, unwrap5649, wrap5649, Hsm,
+    HsmError, ServiceKey, AUDIT_KEY_LABEL, MAC_KEY_LABEL,
 };
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
@@ -93,22 +93,16 @@ fn transport_keys(a: &Session, b: &Session) -> Result<(ObjectHandle, ObjectHandl
     result
 }
 
-/// The template of a service key's copy in another token.
-fn copy_template(class: ObjectClass, key_type: KeyType, label: &str) -> Vec<Attribute> {
-    let mut t = vec![
-        Attribute::Class(class),
-        Attribute::KeyType(key_type),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ];
-    match key_type {
-        KeyType::AES => t.extend([Attribute::Wrap(true), Attribute::Unwrap(true)]),
-        KeyType::GENERIC_SECRET => t.extend([Attribute::Sign(true), Attribute::Verify(true)]),
-        _ => t.push(Attribute::Sign(true)),
-    }
+/// The template of a service key's copy in another token: the original's attributes, never
+/// extractable.
+fn copy_template(
+    key: ServiceKey,
+    class: ObjectClass,
+    key_type: KeyType,
+    label: &str,
+) -> Vec<Attribute> {
+    let mut t = vec![Attribute::Class(class), Attribute::KeyType(key_type)];
+    t.extend(service_key_template(key, label, false));
     t
 }
 
@@ -164,7 +158,12 @@ impl Hsm {
                     None => {
                         copy(
                             root,
-                            copy_template(ObjectClass::SECRET_KEY, KeyType::AES, &root_label),
+                            copy_template(
+                                ServiceKey::Root,
+                                ObjectClass::SECRET_KEY,
+                                KeyType::AES,
+                                &root_label,
+                            ),
                         )?;
                         copied.push("root key");
                     }
@@ -175,6 +174,7 @@ impl Hsm {
                         copy(
                             mac,
                             copy_template(
+                                ServiceKey::Mac,
                                 ObjectClass::SECRET_KEY,
                                 KeyType::GENERIC_SECRET,
                                 MAC_KEY_LABEL,
@@ -204,6 +204,7 @@ impl Hsm {
                             copy(
                                 private,
                                 copy_template(
+                                    ServiceKey::AuditPrivate,
                                     ObjectClass::PRIVATE_KEY,
                                     KeyType::EC,
                                     AUDIT_KEY_LABEL,
