@@ -763,6 +763,15 @@ fn spawn_fault_injection(hsm: crate::hsm::Hsm, file: std::path::PathBuf) -> Resu
 
 /// Serve the API until SIGINT/SIGTERM, then drain.
 pub async fn serve(s: &Settings) -> Result<(), Error> {
+    // Settings that need neither the store nor the token are checked first, so a mistake in
+    // them fails before anything is started.
+    let tls = tls_acceptor(s)?;
+    if tls.is_none() && !s.allow_plain_http && !is_loopback(&s.listen) {
+        return Err(format!(
+            "refusing to serve plain HTTP on {}: configure tls.cert_file and tls.key_file, listen on a loopback address, or set allow_plain_http = true (KMS_ALLOW_PLAIN_HTTP) behind a TLS-terminating proxy",
+            s.listen
+        ));
+    }
     let store = connect_store(s).await?;
     if !store.is_initialised().await.map_err(|e| e.to_string())? {
         return Err(format!(
@@ -772,22 +781,7 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     }
     store.migrate().await.map_err(|e| e.to_string())?;
     let kms = Arc::new(open_kms(s, store.clone()).await?);
-    spawn_invalidation(store.clone(), kms.clone()).await?;
-    spawn_scheduler(
-        kms.clone(),
-        Duration::from_millis(s.scheduler_interval_ms.max(10)),
-        s.clock_offset_file.clone(),
-    );
-    if let Some(f) = &s.fault_injection_file {
-        spawn_fault_injection(kms.hsm().clone(), f.clone())?;
-    }
-    let tls = tls_acceptor(s)?;
-    if tls.is_none() && !s.allow_plain_http && !is_loopback(&s.listen) {
-        return Err(format!(
-            "refusing to serve plain HTTP on {}: configure tls.cert_file and tls.key_file, listen on a loopback address, or set allow_plain_http = true (KMS_ALLOW_PLAIN_HTTP) behind a TLS-terminating proxy",
-            s.listen
-        ));
-    }
+    // Bind before starting background work: a port in use fails with nothing left running.
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
@@ -801,6 +795,15 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         ),
         None => None,
     };
+    spawn_invalidation(store.clone(), kms.clone()).await?;
+    spawn_scheduler(
+        kms.clone(),
+        Duration::from_millis(s.scheduler_interval_ms.max(10)),
+        s.clock_offset_file.clone(),
+    );
+    if let Some(f) = &s.fault_injection_file {
+        spawn_fault_injection(kms.hsm().clone(), f.clone())?;
+    }
     let metrics_note = match &metrics_listener {
         Some(l) => format!(
             "; metrics on http://{}/metrics",
