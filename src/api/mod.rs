@@ -176,7 +176,7 @@ async fn handle(
     tls: Option<Arc<TlsDetails>>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if let Some(r) = probe(&state, &req).await {
+    if let Some(r) = probe(&state, &req, false).await {
         return Ok(r);
     }
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -199,8 +199,14 @@ fn operation_label(op: &str) -> &'static str {
 
 /// `GET /healthz` (the process answers) and `GET /readyz` (the token is logged in, the
 /// database answers, its migrations are current): not signed, not audited, for load balancers
-/// and orchestrators. `None` for every other request.
-async fn probe<B>(state: &ApiState, req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+/// and orchestrators. `None` for every other request. With `detail`, a failing check carries
+/// its error text; without it (the API listener, which anyone reaching the port may ask) only
+/// whether it passed, and the text goes to the log.
+async fn probe<B>(
+    state: &ApiState,
+    req: &Request<B>,
+    detail: bool,
+) -> Option<Response<Full<Bytes>>> {
     if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
         return None;
     }
@@ -208,20 +214,24 @@ async fn probe<B>(state: &ApiState, req: &Request<B>) -> Option<Response<Full<By
         "/healthz" => Some(plain(StatusCode::OK, "text/plain", "ok\n".into())),
         "/readyz" => {
             let r = state.kms.readiness(READINESS_TIMEOUT).await;
-            let check = |c: &Result<(), String>| match c {
-                Ok(()) => serde_json::json!({"ok": true}),
-                Err(e) => serde_json::json!({"ok": false, "error": e}),
+            let report = |detail: bool| {
+                let check = |c: &Result<(), String>| match c {
+                    Ok(()) => serde_json::json!({"ok": true}),
+                    Err(e) if detail => serde_json::json!({"ok": false, "error": e}),
+                    Err(_) => serde_json::json!({"ok": false}),
+                };
+                let mut token = check(&r.token);
+                token["label"] = serde_json::Value::String(r.token_label.clone());
+                serde_json::json!({
+                    "ready": r.ready(),
+                    "token": token,
+                    "database": check(&r.database),
+                })
             };
-            let mut token = check(&r.token);
-            token["label"] = serde_json::Value::String(r.token_label.clone());
-            let body = serde_json::json!({
-                "ready": r.ready(),
-                "token": token,
-                "database": check(&r.database),
-            });
             if !r.ready() {
-                tracing::warn!(%body, "not ready");
+                tracing::warn!(report = %report(true), "not ready");
             }
+            let body = report(detail);
             let status = if r.ready() {
                 StatusCode::OK
             } else {
@@ -268,7 +278,7 @@ pub async fn serve_metrics(
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let state = state.clone();
                         async move {
-                            if let Some(r) = probe(&state, &req).await {
+                            if let Some(r) = probe(&state, &req, true).await {
                                 return Ok::<_, Infallible>(r);
                             }
                             if req.uri().path() != "/metrics" {

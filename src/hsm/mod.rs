@@ -900,8 +900,15 @@ pub fn ensure_soft_token(
     pin: &SecretString,
 ) -> Result<bool, HsmError> {
     let ctx = load_module(module)?;
-    if find_slot(&ctx, label).is_ok() {
-        return Ok(false);
+    if let Ok((slot, info)) = find_slot(&ctx, label) {
+        if info.user_pin_initialized() {
+            return Ok(false);
+        }
+        // A token left half-made (initialised, but stopped before its user PIN was set):
+        // finish it rather than fail at log-in on every start.
+        init_user_pin(&ctx, slot, so_pin, pin)?;
+        let _ = ctx.finalize();
+        return Ok(true);
     }
     let free = ck(ctx.get_slots_with_token())?
         .into_iter()
@@ -912,13 +919,22 @@ pub fn ensure_soft_token(
     ck(ctx.init_token(free, so_pin, label))?;
     // The slot may be renumbered once initialised: find it again by label.
     let (slot, _) = find_slot(&ctx, label)?;
+    init_user_pin(&ctx, slot, so_pin, pin)?;
+    let _ = ctx.finalize();
+    Ok(true)
+}
+
+fn init_user_pin(
+    ctx: &Pkcs11,
+    slot: Slot,
+    so_pin: &SecretString,
+    pin: &SecretString,
+) -> Result<(), HsmError> {
     let session = ck(ctx.open_rw_session(slot))?;
     ck(session.login(UserType::So, Some(so_pin)))?;
     ck(session.init_pin(pin))?;
     ck(session.logout())?;
-    drop(session);
-    let _ = ctx.finalize();
-    Ok(true)
+    Ok(())
 }
 
 impl Hsm {

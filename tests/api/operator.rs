@@ -183,7 +183,9 @@ async fn health_readiness_metrics_and_request_ids_in_json_logs() {
         "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
     )
     .await;
-    let (status, _, body) = get(&format!("{}/readyz", s.endpoint)).await;
+    // The operator's listener says why; the API listener, which anyone reaching the port may
+    // ask, says only that a check failed; the log says why.
+    let (status, _, body) = get(&format!("{base}/readyz")).await;
     assert_eq!(status, 503, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ready"], false);
@@ -194,6 +196,18 @@ async fn health_readiness_metrics_and_request_ids_in_json_logs() {
             .unwrap()
             .contains("is not applied"),
         "{body}"
+    );
+    let (status, _, body) = get(&format!("{}/readyz", s.endpoint)).await;
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], false);
+    assert_eq!(v["database"], serde_json::json!({"ok": false}), "{body}");
+    assert!(!body.contains("is not applied"), "{body}");
+    let log = s.server_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("not ready") && l.contains("is not applied")),
+        "{log}"
     );
     // Liveness does not depend on it.
     assert_eq!(get(&format!("{}/healthz", s.endpoint)).await.0, 200);

@@ -202,42 +202,12 @@ async fn sigterm_drains_in_flight_requests() {
 /// prints credentials that work, and on the next start finds everything again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_needs_no_database_server() {
-    use std::io::BufRead;
     if skip_on_kryoptic("development mode creates its own SoftHSM2 token") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let dev_dir = dir.path().join("dev");
-    let start = || {
-        let mut child = std::process::Command::new(kms_bin())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KMS_LISTEN", "127.0.0.1:0")
-            .env("KMS_HSM__MODULE", softhsm_module())
-            .env("RUST_LOG", "info,cryptoki=off")
-            .args(["serve", "--dev", "--dev-dir", dev_dir.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let endpoint = loop {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| {
-                    panic!(
-                        "kms serve --dev did not start: {}",
-                        std::fs::read_to_string(dir.path().join("stderr")).unwrap()
-                    )
-                })
-                .unwrap();
-            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-                break url.to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        (child, endpoint)
-    };
+    let start = || start_dev(dir.path(), &dev_dir);
     let (mut child, endpoint) = tokio::task::block_in_place(start);
     let creds = std::fs::read_to_string(dev_dir.join("credentials")).unwrap();
     let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
@@ -289,6 +259,95 @@ async fn dev_mode_needs_no_database_server() {
     let out = c.decrypt().ciphertext_blob(blob).send().await.unwrap();
     assert_eq!(out.plaintext.unwrap().into_inner(), b"dev");
     assert_eq!(c.list_keys().send().await.unwrap().keys().len(), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Start `kms serve --dev --dev-dir dev_dir` (stderr to `dir/stderr`): the child and its
+/// endpoint once it listens.
+fn start_dev(dir: &std::path::Path, dev_dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(kms_bin())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KMS_LISTEN", "127.0.0.1:0")
+        .env("KMS_HSM__MODULE", softhsm_module())
+        .env("RUST_LOG", "info,cryptoki=off")
+        .args(["serve", "--dev", "--dev-dir", dev_dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let endpoint = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| {
+                panic!(
+                    "kms serve --dev did not start: {}",
+                    std::fs::read_to_string(dir.join("stderr")).unwrap()
+                )
+            })
+            .unwrap();
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break url.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, endpoint)
+}
+
+/// A development token left half-made (initialised, stopped before its user PIN was set, as a
+/// crash between the two steps leaves it) is finished on the next start, not a log-in failure
+/// on every start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_finishes_a_half_made_token() {
+    if skip_on_kryoptic("development mode creates its own SoftHSM2 token") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dev_dir = dir.path().join("dev");
+    std::fs::create_dir_all(dev_dir.join("softhsm/tokens")).unwrap();
+    let conf = dev_dir.join("softhsm/softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            dev_dir.join("softhsm/tokens").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dev_dir.join("so-pin"), "5o5o5o5o").unwrap();
+    let out = std::process::Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--module",
+            &softhsm_module(),
+            "--init-token",
+            "--label",
+            "kms-dev",
+        ])
+        .args(["--so-pin", "5o5o5o5o"])
+        .output()
+        .expect("pkcs11-tool (opensc) must be installed (scripts/test.sh installs it)");
+    assert!(out.status.success(), "{out:?}");
+    let (mut child, endpoint) = tokio::task::block_in_place(|| start_dev(dir.path(), &dev_dir));
+    let creds = std::fs::read_to_string(dev_dir.join("credentials")).unwrap();
+    let field = |name: &str| {
+        creds
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .to_string()
+    };
+    let c = client_at(
+        &endpoint,
+        &field("AWS_ACCESS_KEY_ID="),
+        &field("AWS_SECRET_ACCESS_KEY="),
+        REGION,
+        None,
+    );
+    c.create_key().send().await.unwrap();
     let _ = child.kill();
     let _ = child.wait();
 }
