@@ -239,6 +239,26 @@ impl Validator {
         self
     }
 
+    /// A string member that must match AWS's `pattern` (`matches` decides it).
+    pub fn pattern(
+        &mut self,
+        v: Option<&str>,
+        field: &str,
+        pattern: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> &mut Self {
+        if let Some(s) = v {
+            if !matches(s) {
+                self.push(
+                    Some(s.to_string()),
+                    field,
+                    format!("satisfy regular expression pattern: {pattern}"),
+                );
+            }
+        }
+        self
+    }
+
     pub fn finish(&mut self) -> Result<(), ApiError> {
         if self.errors.is_empty() {
             return Ok(());

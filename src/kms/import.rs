@@ -242,6 +242,9 @@ impl Kms {
         }
     }
 
+    /// Import material into an `EXTERNAL` key pending import. Returns the key's ARN and, for a
+    /// symmetric encryption key, the material's id (`KeyMaterialId`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn import_key_material(
         &self,
         caller: &Caller,
@@ -250,7 +253,9 @@ impl Kms {
         encrypted: Vec<u8>,
         expiration_model: Option<&str>,
         valid_to: Option<DateTime<Utc>>,
-    ) -> Result<String, KmsError> {
+        import_type: Option<&str>,
+        key_material_id: Option<&str>,
+    ) -> Result<(String, Option<String>), KmsError> {
         let (model, valid_to) = self.import_expiry(expiration_model, valid_to)?;
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(
@@ -270,6 +275,28 @@ impl Kms {
             )));
         }
         let as_ = import_as(&rec)?;
+        let symmetric = rec.key_spec == super::SYMMETRIC_DEFAULT;
+        if !symmetric && (import_type.is_some() || key_material_id.is_some()) {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "ImportType and KeyMaterialId are only usable with symmetric encryption keys; {} has KeySpec {}.",
+                rec.arn(),
+                rec.key_spec
+            )));
+        }
+        if import_type == Some("NEW_KEY_MATERIAL") && key_material_id.is_some() {
+            return Err(KmsError::Validation(
+                "You cannot specify a KeyMaterialId with ImportType NEW_KEY_MATERIAL.".into(),
+            ));
+        }
+        let material_id = super::lifecycle::material_id(&rec.blob_id(), 1);
+        if let Some(id) = key_material_id {
+            if id != material_id {
+                return Err(KmsError::NotFound(format!(
+                    "Key material {id} is not associated with {}.",
+                    rec.arn()
+                )));
+            }
+        }
         let token_id = Uuid::from_slice(import_token).map_err(|_| KmsError::InvalidImportToken)?;
         let Some(t) = self.keys.import_token(token_id).await? else {
             return Err(KmsError::InvalidImportToken);
@@ -302,14 +329,41 @@ impl Kms {
                 return Err(KmsError::InvalidCiphertext);
             }
         };
-        let previous = self.keys.key_import(rec.key_id).await?;
-        if let Some(p) = &previous {
+        // The material this key had before, and (for a multi-Region key) what its related keys
+        // have: AWS does not copy imported material between them, so each takes only the same.
+        let mut previous: Vec<KeyImportRecord> = self
+            .keys
+            .key_import(rec.key_id)
+            .await?
+            .into_iter()
+            .collect();
+        if let Some(mrk) = rec.mrk_id {
+            for k in self.keys.related_keys(mrk).await? {
+                if k.key_id != rec.key_id {
+                    previous.extend(self.keys.key_import(k.key_id).await?);
+                }
+            }
+        }
+        match import_type {
+            // A second material for on-demand rotation: not kept by this key store.
+            Some("NEW_KEY_MATERIAL") if !previous.is_empty() => {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "Importing new key material into {}, which already has key material, is not supported by this key store yet; import the same key material with ImportType EXISTING_KEY_MATERIAL.",
+                    rec.arn()
+                )))
+            }
+            Some("EXISTING_KEY_MATERIAL") if previous.is_empty() => {
+                return Err(KmsError::IncorrectKeyMaterial);
+            }
+            _ => {}
+        }
+        for p in &previous {
             if !self
                 .hsm
                 .row_mac_matches(import_mac_input(p), &p.mac)
                 .await?
             {
-                tracing::error!(key_id = %rec.key_id, "the key's import record failed its integrity check");
+                tracing::error!(key_id = %p.key_id, "the key's import record failed its integrity check");
                 return Err(KmsError::KeyUnavailable);
             }
             if !bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -364,14 +418,17 @@ impl Kms {
             Err(e) => return Err(e.into()),
         }
         self.invalidate(Some(rec.key_id));
-        Ok(rec.arn())
+        Ok((rec.arn(), symmetric.then_some(material_id)))
     }
 
+    /// Delete an `EXTERNAL` key's material. `key_material_id`, if given, must name it. Returns
+    /// the key's ARN and, for a symmetric encryption key, the deleted material's id.
     pub async fn delete_imported_key_material(
         &self,
         caller: &Caller,
         key_id: &str,
-    ) -> Result<String, KmsError> {
+        key_material_id: Option<&str>,
+    ) -> Result<(String, Option<String>), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(
             caller,
@@ -384,7 +441,7 @@ impl Kms {
         Self::require_external(&rec)?;
         if !matches!(
             rec.key_state.as_str(),
-            "Enabled" | "Disabled" | "PendingImport"
+            "Enabled" | "Disabled" | "PendingImport" | "PendingDeletion"
         ) {
             return Err(KmsError::InvalidState(format!(
                 "{} is {}.",
@@ -392,20 +449,34 @@ impl Kms {
                 super::state_words(&rec.key_state)
             )));
         }
-        if rec.key_state == "PendingImport" {
-            return Ok(rec.arn());
+        let symmetric = rec.key_spec == super::SYMMETRIC_DEFAULT;
+        let material_id = super::lifecycle::material_id(&rec.blob_id(), 1);
+        if let Some(id) = key_material_id {
+            if !symmetric || id != material_id {
+                return Err(KmsError::NotFound(format!(
+                    "Key material {id} is not associated with {}.",
+                    rec.arn()
+                )));
+            }
         }
-        self.remove_imported(&rec, None).await?;
-        Ok(rec.arn())
+        if rec.key_state != "PendingImport" {
+            self.remove_imported(&rec, None).await?;
+        }
+        Ok((rec.arn(), symmetric.then_some(material_id)))
     }
 
-    /// Delete a key's imported material: it is pending import again.
+    /// Delete a key's imported material: it is pending import again (or still pending
+    /// deletion).
     async fn remove_imported(
         &self,
         rec: &KeyRecord,
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), KmsError> {
         let Some(p) = self.keys.key_import(rec.key_id).await? else {
+            // Scheduled for deletion before any material was imported: nothing to delete.
+            if rec.key_state == "PendingDeletion" {
+                return Ok(());
+            }
             return Err(KmsError::KeyUnavailable);
         };
         let mut imp = KeyImportRecord {
@@ -414,16 +485,25 @@ impl Kms {
             ..p
         };
         imp.mac = self.hsm.row_mac(import_mac_input(&imp)).await?;
-        let state_mac = self
-            .state_mac_of(rec, "PendingImport", rec.deletion_date)
-            .await?;
+        // A key pending deletion stays so (AWS: "does not change the KMS key's state").
+        let to_state = if rec.key_state == "PendingDeletion" {
+            "PendingDeletion"
+        } else {
+            "PendingImport"
+        };
+        let state_mac = self.state_mac_of(rec, to_state, rec.deletion_date).await?;
         match self
             .keys
-            .delete_imported_material(&imp, &state_mac, expired_at)
+            .delete_imported_material(&imp, &rec.key_state, to_state, &state_mac, expired_at)
             .await
         {
             Ok(()) => {}
-            Err(StoreError::Conflict { .. }) => return Err(KmsError::Conflict(String::new())),
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::Conflict(format!(
+                    "{} changed while its key material was being deleted; try again.",
+                    rec.arn()
+                )))
+            }
             Err(e) => return Err(e.into()),
         }
         self.invalidate(Some(rec.key_id));

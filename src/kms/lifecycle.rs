@@ -109,7 +109,10 @@ impl Kms {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:ScheduleKeyDeletion", Some(&rec), None, &[])
             .await?;
-        Self::require_not_pending(&rec)?;
+        // A key waiting for imported material can be deleted too, as on AWS.
+        if rec.key_state != "PendingImport" {
+            Self::require_not_pending(&rec)?;
+        }
         let has_replicas = match (rec.mrk_id, rec.mrk_primary) {
             (Some(mrk), true) => self.keys.related_keys(mrk).await?.len() > 1,
             _ => false,
@@ -128,7 +131,8 @@ impl Kms {
         Ok((Self::arn(&rec), state, when))
     }
 
-    /// A key whose deletion is cancelled comes back Disabled.
+    /// A key whose deletion is cancelled comes back Disabled, or pending import when it has no
+    /// imported material.
     pub async fn cancel_key_deletion(
         &self,
         caller: &Caller,
@@ -143,7 +147,15 @@ impl Kms {
                 Self::arn(&rec)
             )));
         }
-        self.set_state(&rec, "Disabled", None, None).await?;
+        // A key with imported material whose material is gone (deleted or expired while
+        // pending deletion, or never imported) is pending import again, as on AWS.
+        let state =
+            if rec.origin == "EXTERNAL" && self.keys.material(rec.key_id, 1).await?.is_none() {
+                "PendingImport"
+            } else {
+                "Disabled"
+            };
+        self.set_state(&rec, state, None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(Self::arn(&rec))
     }
@@ -581,14 +593,22 @@ impl Kms {
     pub async fn run_due(&self) -> Result<(usize, usize), KmsError> {
         let now = self.now();
         // A primary whose last replica is gone starts its own waiting period.
-        for id in self.keys.promote_replica_deletions(now).await? {
-            tracing::info!(key_id = %id, "multi-Region primary key has no replicas left; its deletion waiting period starts");
-            // The statement above moved the state; seal the state it set.
-            if let Some(rec) = self.keys.key(id).await? {
-                self.set_state(&rec, &rec.key_state, rec.deletion_date, None)
-                    .await?;
+        // The state MAC is computed first and stored with the state in one statement: a
+        // reader never sees the new state under the old MAC (which it would take for
+        // tampering), and a crash leaves either state whole.
+        for rec in self.keys.replica_deletions_done().await? {
+            let when = now + Duration::days(i64::from(rec.pending_window_days.unwrap_or(30)));
+            let mac = self
+                .state_mac_of(&rec, "PendingDeletion", Some(when))
+                .await?;
+            if self
+                .keys
+                .start_primary_deletion(rec.key_id, when, &mac)
+                .await?
+            {
+                tracing::info!(key_id = %rec.key_id, "multi-Region primary key has no replicas left; its deletion waiting period starts");
+                self.invalidate(Some(rec.key_id));
             }
-            self.invalidate(Some(id));
         }
         let mut deleted = 0;
         loop {

@@ -1197,14 +1197,7 @@ impl Kms {
                     || input.key_spec.starts_with("HMAC_")
                     || input.key_spec.starts_with("RSA_")
                     || (input.key_spec.starts_with("ECC_")
-                        && input.key_spec != "ECC_NIST_EDWARDS25519") =>
-            {
-                if input.multi_region {
-                    return Err(KmsError::UnsupportedOperation(
-                        "Multi-Region keys with Origin EXTERNAL are not supported by this key store yet.".into(),
-                    ));
-                }
-            }
+                        && input.key_spec != "ECC_NIST_EDWARDS25519") => {}
             "EXTERNAL" => {
                 return Err(KmsError::UnsupportedOperation(format!(
                 "Keys with Origin EXTERNAL and KeySpec {} are not supported by this key store yet.",

@@ -99,6 +99,15 @@ impl Kms {
         }
     }
 
+    /// `ReplicateKey` works on enabled and disabled primaries, and on one with imported
+    /// material that is pending import (the replica gets its material by its own import).
+    fn require_replicable(rec: &KeyRecord) -> Result<(), KmsError> {
+        if rec.origin == "EXTERNAL" && rec.key_state == "PendingImport" {
+            return Ok(());
+        }
+        Self::require_not_pending(rec)
+    }
+
     /// Key id or key ARN only: these operations do not take aliases.
     fn require_key_name(key_id: &str) -> Result<(), KmsError> {
         if let KeyRef::Alias { .. } = keyid::parse(key_id)? {
@@ -125,7 +134,7 @@ impl Kms {
         )
         .await?;
         Self::require_primary(&primary)?;
-        Self::require_not_pending(&primary)?;
+        Self::require_replicable(&primary)?;
         self.require_served(&input.replica_region)?;
         let mrk = primary.mrk_id.expect("require_primary: a multi-Region key");
         let there = Self::in_region(caller, &input.replica_region);
@@ -172,7 +181,8 @@ impl Kms {
                 .await?
                 .ok_or(KmsError::KeyUnavailable)?;
             Self::require_primary(&primary)?;
-            Self::require_not_pending(&primary)?;
+            Self::require_replicable(&primary)?;
+            let external = primary.origin == "EXTERNAL";
             let mut replica = KeyRecord {
                 key_id: keyid::mrk_key_id(&mrk, &input.replica_region),
                 region: input.replica_region.clone(),
@@ -181,8 +191,15 @@ impl Kms {
                     .policy
                     .clone()
                     .unwrap_or_else(|| default_key_policy(&primary.account_id)),
-                key_state: "Enabled".into(),
+                // AWS does not copy imported material: the same material is imported into
+                // the replica on its own.
+                key_state: if external {
+                    "PendingImport".into()
+                } else {
+                    "Enabled".into()
+                },
                 mrk_primary: false,
+                current_version: if external { 0 } else { primary.current_version },
                 created_at: self.now(),
                 deletion_date: None,
                 pending_window_days: None,
@@ -199,7 +216,8 @@ impl Kms {
             }
             self.seal_policy(&mut replica).await?;
             let mut copies = Vec::new();
-            for v in 1..=primary.current_version {
+            let versions = if external { 0 } else { primary.current_version };
+            for v in 1..=versions {
                 let m = self
                     .keys
                     .material(primary.key_id, v)

@@ -296,12 +296,15 @@ pub trait KeyStore: Send + Sync {
         imp: &KeyImportRecord,
         state_mac: &[u8],
     ) -> Result<(), StoreError>;
-    /// Delete a key's imported material and make it pending import (`state_mac`), recording
-    /// `imp`. With `expired_at`, only if the import expired by then (else `Conflict`), so one
-    /// node expires it.
+    /// Delete a key's imported material, recording `imp`, and move the key from `from_state`
+    /// to `to_state` (`state_mac`): pending import, or still pending deletion. `Conflict` if
+    /// the key is no longer in `from_state`, or, with `expired_at`, if the import had not
+    /// expired by then (so one node expires it).
     async fn delete_imported_material(
         &self,
         imp: &KeyImportRecord,
+        from_state: &str,
+        to_state: &str,
         state_mac: &[u8],
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
@@ -353,6 +356,8 @@ pub trait KeyStore: Send + Sync {
     /// Insert a replica of a multi-Region primary with copies of all its material versions
     /// (`macs`: each version's wrapped blob as verified and the replica row's MAC for it), in
     /// one transaction. `Conflict` unless the primary is still usable at `primary_version`.
+    /// A replica of an `EXTERNAL` key gets no copies (`macs` empty; the primary may be
+    /// pending import): its material is imported into it on its own.
     async fn create_replica(
         &self,
         replica: &KeyRecord,
@@ -363,9 +368,18 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Make `new_primary` the primary of its multi-Region key.
     async fn set_primary(&self, mrk: Uuid, new_primary: Uuid) -> Result<(), StoreError>;
-    /// Primaries pending replica deletion whose last replica is gone start their waiting
-    /// period at `now`. Returns their ids.
-    async fn promote_replica_deletions(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
+    /// Primaries pending replica deletion whose last replica is gone: their waiting period is
+    /// due to start.
+    async fn replica_deletions_done(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Start such a primary's waiting period: `PendingDeletion` until `deletion_date`, with its
+    /// state MAC, in one statement (never a state without its MAC). False if it is no longer
+    /// pending replica deletion or has a replica again (another node did it).
+    async fn start_primary_deletion(
+        &self,
+        key_id: Uuid,
+        deletion_date: DateTime<Utc>,
+        state_mac: &[u8],
+    ) -> Result<bool, StoreError>;
     async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError>;
     /// Set a key's rotation schedule (and every related key's, for a multi-Region `mrk`).
     async fn set_rotation(

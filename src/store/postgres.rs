@@ -397,6 +397,8 @@ impl KeyStore for PgStore {
     async fn delete_imported_material(
         &self,
         imp: &KeyImportRecord,
+        from_state: &str,
+        to_state: &str,
         state_mac: &[u8],
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
@@ -423,21 +425,28 @@ impl KeyStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        sqlx::query(
-            "UPDATE keys SET key_state = 'PendingImport', state_mac = $2 WHERE key_id = $1",
+        let moved = sqlx::query(
+            "UPDATE keys SET key_state = $3, state_mac = $2 WHERE key_id = $1 AND key_state = $4",
         )
         .bind(imp.key_id)
         .bind(state_mac)
+        .bind(to_state)
+        .bind(from_state)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        if moved.rows_affected() != 1 {
+            return Err(StoreError::Conflict {
+                constraint: "key_state_changed".into(),
+            });
+        }
         tx.commit().await.map_err(map_err)
     }
 
     async fn expired_imports(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query(
             "SELECT i.key_id FROM key_imports i JOIN keys k USING (key_id) \
-             WHERE i.valid_to <= $1 AND k.key_state IN ('Enabled', 'Disabled') ORDER BY i.valid_to LIMIT 100",
+             WHERE i.valid_to <= $1 AND k.key_state IN ('Enabled', 'Disabled', 'PendingDeletion') ORDER BY i.valid_to LIMIT 100",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -632,6 +641,7 @@ impl KeyStore for PgStore {
         let conflict = || StoreError::Conflict {
             constraint: "mrk_primary_changed".into(),
         };
+        let external = replica.origin == "EXTERNAL";
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
             "SELECT key_id, mrk_primary, current_version, key_state FROM keys WHERE mrk_id = $1 ORDER BY key_id FOR UPDATE",
@@ -644,12 +654,20 @@ impl KeyStore for PgStore {
             r.get::<Uuid, _>("key_id") == primary
                 && r.get::<bool, _>("mrk_primary")
                 && r.get::<i32, _>("current_version") == primary_version
-                && matches!(
-                    r.get::<String, _>("key_state").as_str(),
-                    "Enabled" | "Disabled"
-                )
+                && match r.get::<String, _>("key_state").as_str() {
+                    "Enabled" | "Disabled" => true,
+                    "PendingImport" => external,
+                    _ => false,
+                }
         });
-        if !ok || macs.len() != primary_version as usize {
+        // A replica of a key with imported material starts without material: it is imported
+        // into each related key on its own.
+        let copies = if external {
+            0
+        } else {
+            primary_version as usize
+        };
+        if !ok || macs.len() != copies {
             return Err(conflict());
         }
         insert_key(&mut tx, replica).await?;
@@ -695,20 +713,37 @@ impl KeyStore for PgStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn promote_replica_deletions(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
-        let rows = sqlx::query(
-            "UPDATE keys k SET key_state = 'PendingDeletion', \
-                 deletion_date = $1 + make_interval(days => COALESCE(k.pending_window_days, 30)), \
-                 pending_window_days = NULL \
-             WHERE k.key_state = 'PendingReplicaDeletion' \
-               AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id) \
-             RETURNING k.key_id",
+    async fn replica_deletions_done(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!(
+            "SELECT {KEY_COLUMNS} FROM keys k WHERE k.key_state = 'PendingReplicaDeletion' \
+               AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)"
+        );
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn start_primary_deletion(
+        &self,
+        key_id: Uuid,
+        deletion_date: DateTime<Utc>,
+        state_mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE keys k SET key_state = 'PendingDeletion', deletion_date = $2, \
+                 pending_window_days = NULL, state_mac = $3 \
+             WHERE k.key_id = $1 AND k.key_state = 'PendingReplicaDeletion' \
+               AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)",
         )
-        .bind(now)
-        .fetch_all(&self.pool)
+        .bind(key_id)
+        .bind(deletion_date)
+        .bind(state_mac)
+        .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(rows.iter().map(|r| r.get("key_id")).collect())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError> {

@@ -518,6 +518,8 @@ impl KeyStore for SqliteStore {
     async fn delete_imported_material(
         &self,
         imp: &KeyImportRecord,
+        from_state: &str,
+        to_state: &str,
         state_mac: &[u8],
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
@@ -544,21 +546,28 @@ impl KeyStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        sqlx::query(
-            "UPDATE keys SET key_state = 'PendingImport', state_mac = ?2 WHERE key_id = ?1",
+        let moved = sqlx::query(
+            "UPDATE keys SET key_state = ?3, state_mac = ?2 WHERE key_id = ?1 AND key_state = ?4",
         )
         .bind(imp.key_id)
         .bind(state_mac)
+        .bind(to_state)
+        .bind(from_state)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        if moved.rows_affected() != 1 {
+            return Err(StoreError::Conflict {
+                constraint: "key_state_changed".into(),
+            });
+        }
         tx.commit().await.map_err(map_err)
     }
 
     async fn expired_imports(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query(
             "SELECT i.key_id FROM key_imports i JOIN keys k USING (key_id) \
-             WHERE i.valid_to <= ?1 AND k.key_state IN ('Enabled', 'Disabled') ORDER BY i.valid_to LIMIT 100",
+             WHERE i.valid_to <= ?1 AND k.key_state IN ('Enabled', 'Disabled', 'PendingDeletion') ORDER BY i.valid_to LIMIT 100",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -767,6 +776,7 @@ impl KeyStore for SqliteStore {
         let conflict = || StoreError::Conflict {
             constraint: "mrk_primary_changed".into(),
         };
+        let external = replica.origin == "EXTERNAL";
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
             "SELECT key_id, mrk_primary, current_version, key_state FROM keys WHERE mrk_id = ?1 ORDER BY key_id",
@@ -781,12 +791,20 @@ impl KeyStore for SqliteStore {
             if col::<Uuid>(r, "key_id")? == primary
                 && col::<bool>(r, "mrk_primary")?
                 && col::<i32>(r, "current_version")? == primary_version
-                && matches!(state.as_str(), "Enabled" | "Disabled")
+                && (matches!(state.as_str(), "Enabled" | "Disabled")
+                    || (external && state == "PendingImport"))
             {
                 ok = true;
             }
         }
-        if !ok || macs.len() != primary_version as usize {
+        // A replica of a key with imported material starts without material: it is imported
+        // into each related key on its own.
+        let copies = if external {
+            0
+        } else {
+            primary_version as usize
+        };
+        if !ok || macs.len() != copies {
             return Err(conflict());
         }
         insert_key(&mut tx, replica).await?;
@@ -832,33 +850,39 @@ impl KeyStore for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn promote_replica_deletions(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
-            "SELECT k.key_id, k.pending_window_days FROM keys k \
-             WHERE k.key_state = 'PendingReplicaDeletion' \
-               AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let mut ids = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let key_id: Uuid = col(r, "key_id")?;
-            let window: Option<i32> = col(r, "pending_window_days")?;
-            sqlx::query(
-                "UPDATE keys SET key_state = 'PendingDeletion', deletion_date = ?2, \
-                 pending_window_days = NULL WHERE key_id = ?1",
-            )
-            .bind(key_id)
-            .bind(plus_days(now, window.unwrap_or(30))?)
-            .execute(&mut *tx)
+    async fn replica_deletions_done(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!(
+            "SELECT {KEY_COLUMNS} FROM keys k WHERE k.key_state = 'PendingReplicaDeletion' \
+               AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)"
+        );
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-            ids.push(key_id);
-        }
+        keys_from_rows(&rows)
+    }
+
+    async fn start_primary_deletion(
+        &self,
+        key_id: Uuid,
+        deletion_date: DateTime<Utc>,
+        state_mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE keys SET key_state = 'PendingDeletion', deletion_date = ?2, \
+                 pending_window_days = NULL, state_mac = ?3 \
+             WHERE key_id = ?1 AND key_state = 'PendingReplicaDeletion' \
+               AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = keys.mrk_id AND r.key_id <> keys.key_id)",
+        )
+        .bind(key_id)
+        .bind(deletion_date)
+        .bind(state_mac)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(ids)
+        Ok(done.rows_affected() == 1)
     }
 
     async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError> {
@@ -2540,7 +2564,11 @@ mod tests {
         .await
         .unwrap();
         // The replica still exists.
-        assert!(s.promote_replica_deletions(now).await.unwrap().is_empty());
+        assert!(s.replica_deletions_done().await.unwrap().is_empty());
+        assert!(!s
+            .start_primary_deletion(primary, now + TimeDelta::days(7), &[2])
+            .await
+            .unwrap());
 
         let deleted = s.delete_due_keys(now, 10).await.unwrap();
         assert_eq!(
@@ -2550,15 +2578,27 @@ mod tests {
         assert_eq!(deleted[0].key_state, "PendingDeletion");
         assert!(s.material(replica, 1).await.unwrap().is_none());
 
+        let ready = s.replica_deletions_done().await.unwrap();
         assert_eq!(
-            s.promote_replica_deletions(now).await.unwrap(),
+            ready.iter().map(|k| k.key_id).collect::<Vec<_>>(),
             vec![primary]
         );
+        assert_eq!(ready[0].pending_window_days, Some(7));
+        assert!(s
+            .start_primary_deletion(primary, now + TimeDelta::days(7), &[2])
+            .await
+            .unwrap());
         let p = s.key(primary).await.unwrap().unwrap();
         assert_eq!(p.key_state, "PendingDeletion");
         assert_eq!(p.deletion_date, Some(now + TimeDelta::days(7)));
         assert_eq!(p.pending_window_days, None);
-        assert!(s.promote_replica_deletions(now).await.unwrap().is_empty());
+        assert_eq!(p.state_mac.as_deref(), Some(&[2u8][..]), "with its MAC");
+        assert!(s.replica_deletions_done().await.unwrap().is_empty());
+        // Done once: a second node finds nothing to do.
+        assert!(!s
+            .start_primary_deletion(primary, now + TimeDelta::days(8), &[3])
+            .await
+            .unwrap());
         assert_eq!(s.related_keys(mrk).await.unwrap().len(), 1);
     }
 
@@ -2710,12 +2750,18 @@ mod tests {
         // Not expired yet at that time: another node may have re-imported.
         assert_eq!(
             conflict_name(
-                s.delete_imported_material(&cleared, &[7; 32], Some(Utc::now()))
-                    .await
+                s.delete_imported_material(
+                    &cleared,
+                    "Enabled",
+                    "PendingImport",
+                    &[7; 32],
+                    Some(Utc::now())
+                )
+                .await
             ),
             "import_not_expired"
         );
-        s.delete_imported_material(&cleared, &[7; 32], Some(after))
+        s.delete_imported_material(&cleared, "Enabled", "PendingImport", &[7; 32], Some(after))
             .await
             .unwrap();
         let k = s.key(id).await.unwrap().unwrap();
@@ -2740,10 +2786,18 @@ mod tests {
             Some((40, 50))
         );
         // Without `expired_at`, deletion needs no expiry.
-        s.delete_imported_material(&cleared, &[9; 32], None)
+        s.delete_imported_material(&cleared, "Enabled", "PendingImport", &[9; 32], None)
             .await
             .unwrap();
         assert_eq!(count(&s, "SELECT invocations FROM key_imports").await, 50);
+        // The key's state moved meanwhile (here: it is pending import now): nothing changes.
+        assert_eq!(
+            conflict_name(
+                s.delete_imported_material(&cleared, "Enabled", "PendingImport", &[9; 32], None)
+                    .await
+            ),
+            "key_state_changed"
+        );
     }
 
     fn grant_rec(id: &str, key_id: Uuid, created_at: DateTime<Utc>) -> GrantRecord {

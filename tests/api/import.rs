@@ -74,6 +74,39 @@ async fn import(
         .map_err(|e| code::<(), _>(Err(e)))
 }
 
+/// Fresh import parameters (RSAES_OAEP_SHA_1, RSA_2048), then `material` wrapped under them
+/// with `import_type` and `key_material_id`, not expiring.
+async fn import_oaep(
+    c: &aws_sdk_kms::Client,
+    key: &str,
+    material: &[u8],
+    import_type: Option<aws_sdk_kms::types::ImportType>,
+    key_material_id: Option<String>,
+) -> Result<
+    aws_sdk_kms::operation::import_key_material::ImportKeyMaterialOutput,
+    aws_sdk_kms::error::SdkError<
+        aws_sdk_kms::operation::import_key_material::ImportKeyMaterialError,
+        aws_sdk_kms::config::http::HttpResponse,
+    >,
+> {
+    let (token, public) = parameters(
+        c,
+        key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    c.import_key_material()
+        .key_id(key)
+        .import_token(token)
+        .encrypted_key_material(Blob::new(oaep_sha1(&public, material)))
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .set_import_type(import_type)
+        .set_key_material_id(key_material_id)
+        .send()
+        .await
+}
+
 /// Open one of this service's v1 ciphertexts outside it, with the raw key.
 fn open_outside(key: &[u8], blob: &[u8]) -> Vec<u8> {
     use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -890,4 +923,330 @@ async fn openssl_key_signs_like_it(
         .await
         .unwrap();
     assert!(ok.signature_valid);
+}
+
+/// Multi-Region keys with imported material, as AWS has them: the replica starts pending
+/// import (material is never copied between regions); each related key takes only the same
+/// material, imported on its own; then a ciphertext made in one region decrypts in the other.
+/// `ImportType`, `KeyMaterialId` and the material id in the answers follow AWS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
+    use aws_sdk_kms::types::ImportType;
+    let s = Server::start().await;
+    let (east, west) = (s.client(), s.client_in(OTHER_REGION));
+    let m = east
+        .create_key()
+        .origin(OriginType::External)
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(m.key_state, Some(KeyState::PendingImport));
+    assert!(m.key_id.starts_with("mrk-"), "{}", m.key_id);
+    assert_eq!(m.current_key_material_id, None, "no material yet");
+    let key = m.key_id;
+    // A primary pending import can be replicated; its replica is pending import too.
+    let out = east
+        .replicate_key()
+        .key_id(&key)
+        .replica_region(OTHER_REGION)
+        .send()
+        .await
+        .unwrap();
+    let replica = out.replica_key_metadata.unwrap();
+    assert_eq!(replica.key_state, Some(KeyState::PendingImport));
+    assert_eq!(replica.origin, Some(OriginType::External));
+
+    let material = random(32);
+    let import_into = |c: aws_sdk_kms::Client,
+                       material: Vec<u8>,
+                       kind: Option<ImportType>,
+                       id: Option<String>| {
+        let key = key.clone();
+        async move { import_oaep(&c, &key, &material, kind, id).await }
+    };
+    // EXISTING_KEY_MATERIAL when no key of the family ever had material: refused.
+    assert_eq!(
+        code(
+            import_into(
+                east.clone(),
+                material.clone(),
+                Some(ImportType::ExistingKeyMaterial),
+                None
+            )
+            .await
+        ),
+        "IncorrectKeyMaterialException"
+    );
+    let out = import_into(
+        east.clone(),
+        material.clone(),
+        Some(ImportType::NewKeyMaterial),
+        None,
+    )
+    .await
+    .unwrap();
+    let material_id = out.key_material_id.expect("the imported material's id");
+    assert_eq!(material_id.len(), 64);
+    assert_eq!(
+        east.describe_key()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .current_key_material_id,
+        Some(material_id.clone())
+    );
+    // The replica is still pending import: nothing was copied.
+    let r = west
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await;
+    assert_eq!(code(r), "KMSInvalidStateException");
+    // Other material, or new material, is refused in the replica.
+    assert_eq!(
+        code(import_into(west.clone(), random(32), None, None).await),
+        "IncorrectKeyMaterialException"
+    );
+    assert_eq!(
+        code(
+            import_into(
+                west.clone(),
+                material.clone(),
+                Some(ImportType::NewKeyMaterial),
+                None
+            )
+            .await
+        ),
+        "UnsupportedOperationException"
+    );
+    // A material id that is not this key's.
+    assert_eq!(
+        code(import_into(west.clone(), material.clone(), None, Some("ab".repeat(32))).await),
+        "NotFoundException"
+    );
+    // A malformed one.
+    assert_eq!(
+        code(import_into(west.clone(), material.clone(), None, Some("AB".repeat(32))).await),
+        "ValidationException"
+    );
+    let out = import_into(
+        west.clone(),
+        material.clone(),
+        Some(ImportType::ExistingKeyMaterial),
+        Some(material_id.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.key_material_id, Some(material_id.clone()));
+
+    // Interoperable: made in one region, opened in the other, and outside with the material.
+    let blob = east
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"across".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let out = west
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.plaintext.unwrap().into_inner(), b"across");
+    assert_eq!(open_outside(&material, blob.as_ref()), b"across");
+
+    // Key states are independent: deleting the replica's material leaves the primary working.
+    let out = west
+        .delete_imported_key_material()
+        .key_id(&key)
+        .key_material_id(&material_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.key_material_id, Some(material_id.clone()));
+    assert_eq!(
+        code(west.decrypt().ciphertext_blob(blob.clone()).send().await),
+        "KMSInvalidStateException"
+    );
+    east.decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    // A material id that is not the key's is not deleted.
+    assert_eq!(
+        code(
+            east.delete_imported_key_material()
+                .key_id(&key)
+                .key_material_id("0".repeat(64))
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
+    east.decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    // Re-imported with the default import type (EXISTING after the first import).
+    import_into(west.clone(), material.clone(), None, None)
+        .await
+        .unwrap();
+    let out = west.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(out.plaintext.unwrap().into_inner(), b"across");
+
+    // ImportType and KeyMaterialId are for symmetric encryption keys only; asymmetric and HMAC
+    // keys name no material.
+    let hmac = external_key(&east, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let (token, _) = parameters(
+        &east,
+        &hmac,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    assert_eq!(
+        code(
+            east.import_key_material()
+                .key_id(&hmac)
+                .import_token(token)
+                .encrypted_key_material(Blob::new(random(256)))
+                .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+                .import_type(ImportType::NewKeyMaterial)
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
+    let signing = east
+        .create_key()
+        .key_spec(KeySpec::EccNistP256)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(signing.current_key_material_id, None);
+    // A description of the material is not kept here: refused, not dropped.
+    let (token, public) = parameters(
+        &east,
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    assert_eq!(
+        code(
+            east.import_key_material()
+                .key_id(&key)
+                .import_token(token)
+                .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
+                .key_material_description("ceremony 2026-12")
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
+}
+
+/// As AWS: deleting the material of a key pending deletion leaves it pending deletion; when
+/// the deletion is cancelled, a key without material is pending import (not `Disabled`, which
+/// could be enabled with nothing to encrypt with), and the same material brings it back with
+/// its old ciphertexts. A key scheduled for deletion before any import comes back pending
+/// import too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn material_deleted_while_pending_deletion_comes_back_pending_import() {
+    let s = Server::start().await;
+    let c = s.client();
+    let state = |key: String| {
+        let c = c.clone();
+        async move {
+            c.describe_key()
+                .key_id(key)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+                .key_state
+                .unwrap()
+        }
+    };
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let material = random(32);
+    import_oaep(&c, &key, &material, None, None).await.unwrap();
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"kept".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    c.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    c.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state(key.clone()).await, KeyState::PendingDeletion);
+    // Deleting again is harmless.
+    c.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    c.cancel_key_deletion().key_id(&key).send().await.unwrap();
+    assert_eq!(state(key.clone()).await, KeyState::PendingImport);
+    assert_eq!(
+        code(c.enable_key().key_id(&key).send().await),
+        "KMSInvalidStateException"
+    );
+    import_oaep(&c, &key, &material, None, None).await.unwrap();
+    let out = c.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    assert_eq!(out.plaintext.unwrap().into_inner(), b"kept");
+
+    // Material kept through a cancelled deletion: Disabled, as for any key.
+    c.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    c.cancel_key_deletion().key_id(&key).send().await.unwrap();
+    assert_eq!(state(key.clone()).await, KeyState::Disabled);
+
+    // Never imported, scheduled, cancelled: pending import again.
+    let never = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    c.schedule_key_deletion()
+        .key_id(&never)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    c.delete_imported_key_material()
+        .key_id(&never)
+        .send()
+        .await
+        .unwrap();
+    c.cancel_key_deletion().key_id(&never).send().await.unwrap();
+    assert_eq!(state(never).await, KeyState::PendingImport);
 }

@@ -518,7 +518,10 @@ async fn a_primary_with_replicas_is_deleted_only_after_them() {
             let (e, w, k) = (e2.clone(), w2.clone(), k2.clone());
             async move {
                 let gone = w.describe_key().key_id(&k).send().await.is_err();
-                let primary = e.describe_key().key_id(&k).send().await.unwrap();
+                let primary = match e.describe_key().key_id(&k).send().await {
+                    Ok(p) => p,
+                    Err(err) => panic!("the primary cannot be described: {err:?}"),
+                };
                 let m = primary.key_metadata.unwrap();
                 gone && m.key_state == Some(KeyState::PendingDeletion) && m.deletion_date.is_some()
             }

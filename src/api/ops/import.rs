@@ -58,12 +58,24 @@ struct ImportRequest {
     encrypted_key_material: Option<Blob>,
     valid_to: Option<f64>,
     expiration_model: Option<String>,
+    import_type: Option<String>,
+    key_material_description: Option<String>,
+    key_material_id: Option<String>,
+}
+
+/// `KeyMaterialId` (AWS's `BackingKeyIdType`): 64 lowercase hex digits.
+fn check_material_id<'v>(v: &'v mut Validator, id: Option<&str>) -> &'v mut Validator {
+    v.str_len(id, "keyMaterialId", 64, 64)
+        .pattern(id, "keyMaterialId", "^[a-f0-9]+$", |s| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 pub async fn import(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: ImportRequest = parse(body)?;
-    Validator::new()
-        .required(&r.key_id, "keyId")
+    let mut v = Validator::new();
+    v.required(&r.key_id, "keyId")
         .required(&r.import_token, "importToken")
         .required(&r.encrypted_key_material, "encryptedKeyMaterial")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
@@ -79,7 +91,18 @@ pub async fn import(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             "expirationModel",
             EXPIRATION_MODELS,
         )
-        .finish()?;
+        .one_of(
+            r.import_type.as_deref(),
+            "importType",
+            &["NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL"],
+        );
+    check_material_id(&mut v, r.key_material_id.as_deref()).finish()?;
+    if r.key_material_description.is_some() {
+        return Err(KmsError::UnsupportedOperation(
+            "KeyMaterialDescription is not supported by this key store yet.".into(),
+        )
+        .into());
+    }
     let valid_to = match r.valid_to {
         None => None,
         Some(t) if t.is_finite() && t.abs() < 1e11 => {
@@ -100,26 +123,40 @@ pub async fn import(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
                 .unwrap_or_default(),
             r.expiration_model.as_deref(),
             valid_to,
+            r.import_type.as_deref(),
+            r.key_material_id.as_deref(),
         )
         .await?;
-    Ok(json!({ "KeyId": arn }))
+    Ok(with_material_id(arn))
+}
+
+fn with_material_id((arn, id): (String, Option<String>)) -> Value {
+    match id {
+        Some(id) => json!({ "KeyId": arn, "KeyMaterialId": id }),
+        None => json!({ "KeyId": arn }),
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DeleteRequest {
     key_id: Option<String>,
+    key_material_id: Option<String>,
 }
 
 pub async fn delete(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: DeleteRequest = parse(body)?;
-    Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
-        .finish()?;
+    let mut v = Validator::new();
+    v.required(&r.key_id, "keyId")
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048);
+    check_material_id(&mut v, r.key_material_id.as_deref()).finish()?;
     let caller = caller.for_request(None, r.key_id.as_deref());
-    let arn = kms
-        .delete_imported_key_material(&caller, r.key_id.as_deref().unwrap_or_default())
+    let out = kms
+        .delete_imported_key_material(
+            &caller,
+            r.key_id.as_deref().unwrap_or_default(),
+            r.key_material_id.as_deref(),
+        )
         .await?;
-    Ok(json!({ "KeyId": arn }))
+    Ok(with_material_id(out))
 }

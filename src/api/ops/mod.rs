@@ -164,8 +164,9 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         "KeySpec": r.key_spec,
         "MultiRegion": r.multi_region,
     });
-    // A key pending import has no material yet.
-    if r.current_version > 0 {
+    // Only symmetric encryption keys name their material (they can have several); a key
+    // pending its first import has none yet.
+    if r.current_version > 0 && r.key_spec == crate::kms::SYMMETRIC_DEFAULT {
         v["CurrentKeyMaterialId"] = json!(crate::kms::lifecycle::material_id(
             &r.blob_id(),
             r.current_version
