@@ -71,6 +71,7 @@ impl ApiError {
                 K::AlreadyExists(m) => (400, "AlreadyExistsException", m.clone()),
                 K::Conflict(m) => (400, "ConflictException", m.clone()),
                 K::InvalidGrantToken => (400, "InvalidGrantTokenException", "Grant token is invalid".into()),
+                K::InvalidGrantId(m) => (400, "InvalidGrantIdException", m.clone()),
                 K::Tag(m) => (400, "TagException", m.clone()),
                 K::MalformedPolicy(m) => (400, "MalformedPolicyDocumentException", m.clone()),
                 K::UnsupportedOperation(m) => (400, "UnsupportedOperationException", m.clone()),
@@ -186,6 +187,11 @@ mod tests {
                 KmsError::InvalidGrantToken.into(),
                 400,
                 "InvalidGrantTokenException",
+            ),
+            (
+                KmsError::InvalidGrantId("x".into()).into(),
+                400,
+                "InvalidGrantIdException",
             ),
             (
                 KmsError::InvalidAliasName("x".into()).into(),

@@ -67,6 +67,12 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 pub type Context = BTreeMap<String, String>;
 
+/// A dry run that skips the ciphertext: `DryRun` with `IGNORE_CIPHERTEXT` among the
+/// `DryRunModifiers` (`Decrypt`, `ReEncrypt`).
+pub fn ignores_ciphertext(dry_run: Option<bool>, modifiers: Option<&Vec<String>>) -> bool {
+    dry_run == Some(true) && modifiers.is_some_and(|m| m.iter().any(|x| x == "IGNORE_CIPHERTEXT"))
+}
+
 /// A `Tags` member (`CreateKey`, `TagResource`).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -235,6 +241,28 @@ impl Validator {
                 .required(&t.tag_value, &v)
                 .str_len(t.tag_key.as_deref(), &k, 1, 128)
                 .str_len(t.tag_value.as_deref(), &v, 0, 256);
+        }
+        self
+    }
+
+    /// A key policy document (`PolicyType`): 1 to 131,072 characters, each a tab, a line
+    /// break or one of U+0020 to U+00FF.
+    pub fn policy(&mut self, v: Option<&str>) -> &mut Self {
+        self.str_len(v, "policy", 1, 131072).pattern(
+            v,
+            "policy",
+            "[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+",
+            |s| {
+                s.chars()
+                    .all(|c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FF}'))
+            },
+        )
+    }
+
+    /// `DryRunModifiers`: each one of AWS's (`IGNORE_CIPHERTEXT`).
+    pub fn dry_run_modifiers(&mut self, v: Option<&Vec<String>>) -> &mut Self {
+        for m in v.into_iter().flatten() {
+            self.one_of(Some(m), "dryRunModifiers", &["IGNORE_CIPHERTEXT"]);
         }
         self
     }

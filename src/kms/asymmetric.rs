@@ -792,7 +792,7 @@ impl Kms {
         algorithm: &str,
         public_key: &[u8],
         dry_run: bool,
-    ) -> Result<(String, Zeroizing<Vec<u8>>), KmsError> {
+    ) -> Result<(String, Zeroizing<Vec<u8>>, String), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(
             caller,
@@ -830,7 +830,7 @@ impl Kms {
             .hsm
             .ecdh(live.handle.clone(), point, curve.field_len())
             .await?;
-        Ok((rec.arn(), secret))
+        Ok((rec.arn(), secret, rec.origin.clone()))
     }
 
     /// A data key pair: the private key (PKCS#8 DER) encrypted under a symmetric KMS key, and

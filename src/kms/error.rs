@@ -23,6 +23,8 @@ pub enum KmsError {
     InvalidArn(String),
     InvalidMarker,
     InvalidGrantToken,
+    /// A `GrantId` that is not one this service issues (64 hex digits).
+    InvalidGrantId(String),
     InvalidAliasName(String),
     AlreadyExists(String),
     Conflict(String),
@@ -101,6 +103,7 @@ impl std::fmt::Display for KmsError {
             | Tag(m)
             | MalformedPolicy(m)
             | InvalidAliasName(m)
+            | InvalidGrantId(m)
             | AlreadyExists(m)
             | Conflict(m)
             | UnsupportedOperation(m)

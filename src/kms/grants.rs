@@ -40,6 +40,67 @@ const SYMMETRIC_OPERATIONS: &[&str] = &[
     "GenerateDataKeyPair",
     "GenerateDataKeyPairWithoutPlaintext",
 ];
+/// AWS's grant operations by key type (every key also takes CreateGrant, RetireGrant and
+/// DescribeKey).
+const ASYMMETRIC_ENCRYPTION_OPERATIONS: &[&str] = &[
+    "Decrypt",
+    "Encrypt",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "GetPublicKey",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+];
+const SIGNING_OPERATIONS: &[&str] = &[
+    "Sign",
+    "Verify",
+    "GetPublicKey",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+];
+const KEY_AGREEMENT_OPERATIONS: &[&str] = &[
+    "DeriveSharedSecret",
+    "GetPublicKey",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+];
+const HMAC_OPERATIONS: &[&str] = &[
+    "GenerateMac",
+    "VerifyMac",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+];
+
+/// A grant id as this service issues them: 64 lowercase hex digits. Anything else is
+/// `InvalidGrantIdException`, as AWS answers a grant id that is not one.
+pub fn check_grant_id(id: &str) -> Result<(), KmsError> {
+    if id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Ok(());
+    }
+    Err(KmsError::InvalidGrantId(format!(
+        "Grant ID {id} is not valid."
+    )))
+}
+
+/// The grant operations a key of this type can take.
+fn grant_operations_for(rec: &KeyRecord) -> &'static [&'static str] {
+    if rec.key_spec == super::SYMMETRIC_DEFAULT {
+        return SYMMETRIC_OPERATIONS;
+    }
+    if rec.key_spec.starts_with("HMAC_") {
+        return HMAC_OPERATIONS;
+    }
+    match rec.key_usage.as_str() {
+        "ENCRYPT_DECRYPT" => ASYMMETRIC_ENCRYPTION_OPERATIONS,
+        "KEY_AGREEMENT" => KEY_AGREEMENT_OPERATIONS,
+        _ => SIGNING_OPERATIONS,
+    }
+}
+
 const WITH_CONTEXT: &[&str] = &[
     "Decrypt",
     "Encrypt",
@@ -284,13 +345,21 @@ impl Kms {
                     "{op} is not a grant operation."
                 )));
             }
-            if !SYMMETRIC_OPERATIONS.contains(&op.as_str()) {
+            if !grant_operations_for(&rec).contains(&op.as_str()) {
                 return Err(KmsError::Validation(format!(
                     "Grant operation {op} is not valid for {} key {}.",
                     rec.key_spec,
                     rec.arn()
                 )));
             }
+        }
+        // Encryption context belongs to symmetric encryption: no constraint on other keys.
+        if input.constraints.is_some() && rec.key_spec != super::SYMMETRIC_DEFAULT {
+            return Err(KmsError::Validation(format!(
+                "Grant constraints are not supported for {} key {}.",
+                rec.key_spec,
+                rec.arn()
+            )));
         }
         if input.constraints.is_some()
             && input
@@ -410,10 +479,12 @@ impl Kms {
         token: Option<&str>,
         key_id: Option<&str>,
         grant_id: Option<&str>,
+        dry_run: bool,
     ) -> Result<(), KmsError> {
         let (gid, kid) = match (token, key_id, grant_id) {
             (Some(t), _, _) => self.verify_grant_token(t).await?,
             (None, Some(k), Some(g)) => {
+                check_grant_id(g)?;
                 let rec = self.resolve(caller, k).await?;
                 (g.to_string(), rec.key_id)
             }
@@ -440,6 +511,10 @@ impl Kms {
             self.authorize(caller, "kms:RetireGrant", Some(&rec), None, &[])
                 .await?;
         }
+        // A dry run answers only after everything a real call checks.
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
         self.grant_store.delete_grant(&gid).await?;
         self.invalidate_grants(Some(kid));
         Ok(())
@@ -452,6 +527,7 @@ impl Kms {
         grant_id: &str,
         dry_run: bool,
     ) -> Result<(), KmsError> {
+        check_grant_id(grant_id)?;
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:RevokeGrant", Some(&rec), None, &[])
             .await?;

@@ -11,6 +11,12 @@ pub const MAX_TAGS_PER_KEY: usize = 50;
 /// AWS's alias name rules: `alias/` then letters, digits, `/`, `_`, `-`; at most 256 in all;
 /// `alias/aws/` is reserved for AWS managed keys.
 pub fn check_alias_name(name: &str) -> Result<(), KmsError> {
+    // AWS refuses a colon as a validation error although the model's pattern admits it.
+    if name.contains(':') {
+        return Err(KmsError::Validation(format!(
+            "{name} contains invalid characters for an alias"
+        )));
+    }
     let Some(rest) = name.strip_prefix("alias/") else {
         return Err(KmsError::InvalidAliasName(format!("Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html (got {name})")));
     };
@@ -398,11 +404,38 @@ pub struct RotationStatus {
     pub next: Option<DateTime<Utc>>,
 }
 
+/// `ListKeyRotations`: what a key's materials are.
+pub struct KeyRotations {
+    pub arn: String,
+    pub blob_id: Uuid,
+    /// The current material's version (0: none imported yet).
+    pub current_version: i32,
+    /// Materials made by rotation, oldest first.
+    pub rotations: Vec<crate::store::RotationRecord>,
+    /// For a key with imported material: its import state and expiry.
+    pub imported: Option<ImportedMaterial>,
+}
+
+pub struct ImportedMaterial {
+    /// The material is in the key now (not deleted or expired).
+    pub imported: bool,
+    /// `ExpirationModel` and `ValidTo` of the import, while imported.
+    pub expiration: Option<(String, Option<DateTime<Utc>>)>,
+}
+
 /// A stable id for one version of a key's material (`CurrentKeyMaterialId`).
 pub fn material_id(key_id: &Uuid, version: i32) -> String {
     let mut d = key_id.as_bytes().to_vec();
     d.extend_from_slice(&version.to_be_bytes());
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &d).as_ref())
+}
+
+/// The `KeyMaterialId` a symmetric ciphertext blob of this service was made with (its header
+/// names the key and the material version); `None` for anything else.
+pub fn material_id_of_blob(blob: &[u8]) -> Option<String> {
+    let (header, _) = super::ciphertext::parse(blob)?;
+    let version = i32::try_from(header.material_version).ok()?;
+    Some(material_id(&header.key_id, version))
 }
 
 impl Kms {
@@ -570,7 +603,7 @@ impl Kms {
         &self,
         caller: &Caller,
         key_id: &str,
-    ) -> Result<(String, Uuid, Vec<crate::store::RotationRecord>), KmsError> {
+    ) -> Result<KeyRotations, KmsError> {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:ListKeyRotations", Some(&rec), None, &[])
             .await?;
@@ -580,11 +613,21 @@ impl Kms {
                 Self::arn(&rec)
             )));
         }
-        Ok((
-            Self::arn(&rec),
-            rec.blob_id(),
-            self.keys.rotations(rec.key_id).await?,
-        ))
+        let imported = if rec.origin == "EXTERNAL" {
+            Some(ImportedMaterial {
+                imported: rec.key_state != "PendingImport",
+                expiration: self.import_expiration(&rec).await?,
+            })
+        } else {
+            None
+        };
+        Ok(KeyRotations {
+            arn: Self::arn(&rec),
+            blob_id: rec.blob_id(),
+            current_version: rec.current_version,
+            rotations: self.keys.rotations(rec.key_id).await?,
+            imported,
+        })
     }
 
     /// The background work due at the clock's now: delete keys whose window ended

@@ -1587,17 +1587,46 @@ impl Kms {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn re_encrypt(
+    /// `DryRun` with `IGNORE_CIPHERTEXT`: the checks a real call makes on the key `key_id`
+    /// names (permission with this encryption context and algorithm, key state and usage),
+    /// without a ciphertext; `DryRunOperationException` if they pass.
+    pub async fn dry_run_without_ciphertext(
         &self,
         caller: &Caller,
-        blob: &[u8],
-        source_ctx: &Context,
-        source_key_id: Option<&str>,
+        action: &str,
+        key_id: &str,
+        ctx: &Context,
+        algorithm: &str,
+    ) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            action,
+            Some(&rec),
+            Some(ctx),
+            &[("kms:EncryptionAlgorithm", algorithm)],
+        )
+        .await?;
+        Self::require_usable(&rec)?;
+        if algorithm == SYMMETRIC_DEFAULT {
+            Self::require_symmetric(&rec, "Decrypt")?;
+        } else if rec.key_usage != ENCRYPT_DECRYPT || rec.key_spec == SYMMETRIC_DEFAULT {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} does not support {algorithm}.",
+                rec.arn()
+            )));
+        }
+        Err(KmsError::DryRun)
+    }
+
+    /// `ReEncrypt`'s destination key, checked: the caller may `ReEncryptTo` it with this
+    /// context, and it is a usable symmetric encryption key.
+    async fn re_encrypt_destination(
+        &self,
+        caller: &Caller,
         destination_key_id: &str,
         destination_ctx: &Context,
-        dry_run: bool,
-    ) -> Result<ReEncryptOutput, KmsError> {
+    ) -> Result<Arc<KeyRecord>, KmsError> {
         let dest = self.resolve(caller, destination_key_id).await?;
         self.authorize(
             caller,
@@ -1609,6 +1638,44 @@ impl Kms {
         .await?;
         Self::require_usable(&dest)?;
         Self::require_symmetric(&dest, "ReEncrypt")?;
+        Ok(dest)
+    }
+
+    /// `ReEncrypt` with `DryRun` and `IGNORE_CIPHERTEXT`: both keys' checks, no ciphertext.
+    pub async fn dry_run_re_encrypt_without_ciphertext(
+        &self,
+        caller: &Caller,
+        source_key_id: &str,
+        source_ctx: &Context,
+        destination_key_id: &str,
+        destination_ctx: &Context,
+    ) -> Result<(), KmsError> {
+        self.re_encrypt_destination(caller, destination_key_id, destination_ctx)
+            .await?;
+        self.dry_run_without_ciphertext(
+            caller,
+            "kms:ReEncryptFrom",
+            source_key_id,
+            source_ctx,
+            SYMMETRIC_DEFAULT,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn re_encrypt(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        source_ctx: &Context,
+        source_key_id: Option<&str>,
+        destination_key_id: &str,
+        destination_ctx: &Context,
+        dry_run: bool,
+    ) -> Result<ReEncryptOutput, KmsError> {
+        let dest = self
+            .re_encrypt_destination(caller, destination_key_id, destination_ctx)
+            .await?;
         let (src, plaintext) = self
             .open(caller, "kms:ReEncryptFrom", blob, source_ctx, source_key_id)
             .await?;

@@ -411,6 +411,16 @@ async fn key_policy_validation_and_lockout_safety() {
     );
     assert_eq!(c, "MalformedPolicyDocumentException");
     assert!(m.contains("Action"), "{m}");
+    // Characters outside the model's pattern (beyond U+00FF): a validation error.
+    let (c, m) = message(
+        root.put_key_policy()
+            .key_id(&key)
+            .policy(r#"{"Version":"2012-10-17","Id":"✓","Statement":[]}"#)
+            .send()
+            .await,
+    );
+    assert_eq!(c, "ValidationException");
+    assert!(m.contains("regular expression pattern"), "{m}");
     let big = format!(
         r#"{{"Version":"2012-10-17","Id":"{}","Statement":[]}}"#,
         "x".repeat(33 * 1024)

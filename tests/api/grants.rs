@@ -120,6 +120,31 @@ async fn a_user_allowed_only_by_a_grant_until_it_is_revoked() {
         ),
         "NotFoundException"
     );
+    // A grant id that is not one: InvalidGrantIdException, wherever a grant id is taken.
+    assert_eq!(
+        code(
+            root.revoke_grant()
+                .key_id(&key)
+                .grant_id("not-a-grant")
+                .send()
+                .await
+        ),
+        "InvalidGrantIdException"
+    );
+    assert_eq!(
+        code(
+            root.retire_grant()
+                .key_id(&key)
+                .grant_id(grant_id.to_uppercase())
+                .send()
+                .await
+        ),
+        "InvalidGrantIdException"
+    );
+    assert_eq!(
+        code(root.list_grants().key_id(&key).grant_id("x").send().await),
+        "InvalidGrantIdException"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,9 +250,43 @@ async fn grant_constraints_tokens_names_and_retirement() {
         "AccessDeniedException",
         "ListRetirableGrants needs an identity policy"
     );
+    // A dry run answers as the real call would: refused for carol (the grantee, without
+    // RetireGrant), "would succeed" for dave, and nothing is retired.
+    let dry = |c: aws_sdk_kms::Client, grant: String| {
+        let key = key.clone();
+        async move {
+            c.retire_grant()
+                .key_id(key)
+                .grant_id(grant)
+                .dry_run(true)
+                .send()
+                .await
+        }
+    };
+    let g1_id = g1.grant_id.clone().unwrap();
+    assert_eq!(
+        code(dry(carol.clone(), g1_id.clone()).await),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(dry(dave.clone(), "0".repeat(64)).await),
+        "NotFoundException"
+    );
+    assert_eq!(
+        code(dry(dave.clone(), g1_id.clone()).await),
+        "DryRunOperationException"
+    );
+    carol
+        .encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .encryption_context("app", "web")
+        .send()
+        .await
+        .unwrap();
     dave.retire_grant()
         .key_id(&key)
-        .grant_id(g1.grant_id.clone().unwrap())
+        .grant_id(g1_id)
         .send()
         .await
         .unwrap();
@@ -451,4 +510,155 @@ async fn create_grant_conditions_limit_what_may_be_granted() {
             .len(),
         1
     );
+}
+
+/// Each key type takes AWS's grant operations for it: a signing key's grantee signs, an HMAC
+/// key's grantee makes MACs, a key-agreement key's grantee reads its public key; operations the
+/// key cannot do are refused with `ValidationException`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_follow_the_key_type() {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType, MacAlgorithmSpec, SigningAlgorithmSpec};
+    let s = Server::start().await;
+    let root = s.client();
+    let (carol_arn, _, carol) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "carol", None));
+    let key = |spec: KeySpec, usage: KeyUsageType| {
+        let root = root.clone();
+        async move {
+            root.create_key()
+                .key_spec(spec)
+                .key_usage(usage)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+                .key_id
+        }
+    };
+    let grant = |key: String, ops: Vec<GrantOperation>| {
+        let (root, carol_arn) = (root.clone(), carol_arn.clone());
+        async move {
+            root.create_grant()
+                .key_id(key)
+                .grantee_principal(carol_arn)
+                .set_operations(Some(ops))
+                .send()
+                .await
+        }
+    };
+    let signing = key(KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let hmac = key(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let agreement = key(KeySpec::EccNistP384, KeyUsageType::KeyAgreement).await;
+    let rsa = key(KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let symmetric = key(KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+
+    let token = grant(
+        signing.clone(),
+        vec![GrantOperation::Sign, GrantOperation::GetPublicKey],
+    )
+    .await
+    .unwrap()
+    .grant_token
+    .unwrap();
+    carol
+        .sign()
+        .key_id(&signing)
+        .message(pt())
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .grant_tokens(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            carol
+                .verify()
+                .key_id(&signing)
+                .message(pt())
+                .signature(Blob::new(vec![0x30, 0]))
+                .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+                .grant_tokens(&token)
+                .send()
+                .await
+        ),
+        "AccessDeniedException",
+        "only the granted operations"
+    );
+    let token = grant(hmac.clone(), vec![GrantOperation::GenerateMac])
+        .await
+        .unwrap()
+        .grant_token
+        .unwrap();
+    carol
+        .generate_mac()
+        .key_id(&hmac)
+        .message(pt())
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .grant_tokens(&token)
+        .send()
+        .await
+        .unwrap();
+    let token = grant(
+        agreement.clone(),
+        vec![
+            GrantOperation::DeriveSharedSecret,
+            GrantOperation::GetPublicKey,
+        ],
+    )
+    .await
+    .unwrap()
+    .grant_token
+    .unwrap();
+    carol
+        .get_public_key()
+        .key_id(&agreement)
+        .grant_tokens(&token)
+        .send()
+        .await
+        .unwrap();
+    grant(
+        rsa.clone(),
+        vec![
+            GrantOperation::Encrypt,
+            GrantOperation::Decrypt,
+            GrantOperation::GetPublicKey,
+        ],
+    )
+    .await
+    .unwrap();
+
+    // Encryption context constraints are for symmetric encryption keys only.
+    assert_eq!(
+        code(
+            root.create_grant()
+                .key_id(&rsa)
+                .grantee_principal(&carol_arn)
+                .operations(GrantOperation::Decrypt)
+                .constraints(
+                    GrantConstraints::builder()
+                        .encryption_context_subset("a", "b")
+                        .build()
+                )
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    // What each key cannot do.
+    for (key, op) in [
+        (&hmac, GrantOperation::Encrypt),
+        (&hmac, GrantOperation::Sign),
+        (&signing, GrantOperation::Decrypt),
+        (&signing, GrantOperation::GenerateMac),
+        (&agreement, GrantOperation::Sign),
+        (&rsa, GrantOperation::GenerateDataKey),
+        (&rsa, GrantOperation::Sign),
+        (&symmetric, GrantOperation::GetPublicKey),
+        (&symmetric, GrantOperation::DeriveSharedSecret),
+    ] {
+        let (c, m) = message(grant(key.clone(), vec![op.clone()]).await);
+        assert_eq!(c, "ValidationException", "{op:?} on {key}: {m}");
+        assert!(m.contains(op.as_str()), "{m}");
+    }
 }

@@ -762,17 +762,16 @@ async fn ec_keys_imported_from_outside_sign_and_agree_like_the_material() {
     );
     let peer = PrivateKey::generate(&ECDH_P521).unwrap();
     let peer_public = peer.compute_public_key().unwrap();
-    let inside = c
+    let out = c
         .derive_shared_secret()
         .key_id(&key)
         .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
         .public_key(Blob::new(peer_public.as_der().unwrap().as_ref().to_vec()))
         .send()
         .await
-        .unwrap()
-        .shared_secret
-        .unwrap()
-        .into_inner();
+        .unwrap();
+    assert_eq!(out.key_origin, Some(OriginType::External));
+    let inside = out.shared_secret.unwrap().into_inner();
     let outside = agreement::agree(
         &private,
         agreement::UnparsedPublicKey::new(&ECDH_P521, peer_public.as_ref()),
@@ -1078,6 +1077,28 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
         code(west.decrypt().ciphertext_blob(blob.clone()).send().await),
         "KMSInvalidStateException"
     );
+    // ListKeyRotations with ALL_KEY_MATERIAL shows the imported material and its state.
+    for (c, state) in [
+        (&east, aws_sdk_kms::types::ImportState::Imported),
+        (&west, aws_sdk_kms::types::ImportState::PendingImport),
+    ] {
+        let r = c
+            .list_key_rotations()
+            .key_id(&key)
+            .include_key_material(aws_sdk_kms::types::IncludeKeyMaterial::AllKeyMaterial)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.rotations().len(), 1);
+        let m = &r.rotations()[0];
+        assert_eq!(m.key_material_id.as_deref(), Some(material_id.as_str()));
+        assert_eq!(m.import_state, Some(state.clone()));
+        assert_eq!(
+            m.expiration_model,
+            (state == aws_sdk_kms::types::ImportState::Imported)
+                .then_some(ExpirationModelType::KeyMaterialDoesNotExpire)
+        );
+    }
     east.decrypt()
         .ciphertext_blob(blob.clone())
         .send()

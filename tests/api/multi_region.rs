@@ -496,10 +496,10 @@ async fn a_primary_with_replicas_is_deleted_only_after_them() {
     s.advance_days(30);
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     // Still waiting for the replica, which works on.
-    assert_eq!(
-        describe(&east, &key).await.key_state,
-        Some(KeyState::PendingReplicaDeletion)
-    );
+    let m = describe(&east, &key).await;
+    assert_eq!(m.key_state, Some(KeyState::PendingReplicaDeletion));
+    assert_eq!(m.pending_deletion_window_in_days, Some(7));
+    assert_eq!(m.deletion_date, None);
     decrypt(&west, &blob).await;
 
     let out = west

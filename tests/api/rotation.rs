@@ -177,12 +177,93 @@ async fn rotation_by_schedule_and_on_demand_keeps_old_ciphertexts_working() {
     let r = c.list_key_rotations().key_id(&id).send().await.unwrap();
     assert_eq!(r.rotations().len(), 2);
     assert_eq!(r.rotations()[1].rotation_type, Some(RotationType::OnDemand));
-    c.re_encrypt()
+    let current = c
+        .describe_key()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .current_key_material_id
+        .unwrap();
+    {
+        use aws_sdk_kms::types::{IncludeKeyMaterial, KeyMaterialState};
+        let states = |r: &aws_sdk_kms::operation::list_key_rotations::ListKeyRotationsOutput| {
+            r.rotations()
+                .iter()
+                .map(|x| x.key_material_state.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            states(&r),
+            vec![KeyMaterialState::NonCurrent, KeyMaterialState::Current]
+        );
+        assert_eq!(
+            r.rotations()[1].key_material_id.as_deref(),
+            Some(current.as_str())
+        );
+        // ALL_KEY_MATERIAL adds the first material, which no rotation made.
+        let all = c
+            .list_key_rotations()
+            .key_id(&id)
+            .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(all.rotations().len(), 3);
+        let first = &all.rotations()[0];
+        assert_eq!(
+            first.key_material_id.as_deref(),
+            Some(first_material.as_str())
+        );
+        assert_eq!(
+            (first.rotation_date, first.rotation_type.clone()),
+            (None, None)
+        );
+        assert_eq!(
+            states(&all),
+            vec![
+                KeyMaterialState::NonCurrent,
+                KeyMaterialState::NonCurrent,
+                KeyMaterialState::Current
+            ]
+        );
+    }
+    // Each answer names the material it used: the old ciphertext's, and the current one.
+    let out = c
+        .decrypt()
+        .ciphertext_blob(old.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.key_material_id.as_deref(),
+        Some(first_material.as_str())
+    );
+    let out = c
+        .re_encrypt()
         .ciphertext_blob(old)
         .destination_key_id(&id)
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        out.source_key_material_id.as_deref(),
+        Some(first_material.as_str())
+    );
+    assert_eq!(
+        out.destination_key_material_id.as_deref(),
+        Some(current.as_str())
+    );
+    let out = c
+        .generate_data_key()
+        .key_id(&id)
+        .number_of_bytes(16)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.key_material_id.as_deref(), Some(current.as_str()));
     c.disable_key_rotation().key_id(&id).send().await.unwrap();
     assert!(
         !c.get_key_rotation_status()

@@ -272,6 +272,60 @@ async fn encrypt_decrypt_round_trip_with_context() {
         ),
         "DryRunOperationException"
     );
+    // A permission-only dry run without a ciphertext (DryRunModifiers IGNORE_CIPHERTEXT): the
+    // key comes from KeyId / SourceKeyId, and a disabled key still fails as the call would.
+    use aws_sdk_kms::types::DryRunModifierType::IgnoreCiphertext;
+    assert_eq!(
+        code(
+            c.decrypt()
+                .key_id(&key.key_id)
+                .dry_run(true)
+                .dry_run_modifiers(IgnoreCiphertext)
+                .send()
+                .await
+        ),
+        "DryRunOperationException"
+    );
+    assert_eq!(
+        code(
+            c.decrypt()
+                .dry_run(true)
+                .dry_run_modifiers(IgnoreCiphertext)
+                .send()
+                .await
+        ),
+        "ValidationException",
+        "without a ciphertext the key must be named"
+    );
+    assert_eq!(
+        code(c.decrypt().key_id(&key.key_id).send().await),
+        "ValidationException",
+        "without DryRun the ciphertext is required"
+    );
+    assert_eq!(
+        code(
+            c.re_encrypt()
+                .source_key_id(&key.key_id)
+                .destination_key_id(&key.key_id)
+                .dry_run(true)
+                .dry_run_modifiers(IgnoreCiphertext)
+                .send()
+                .await
+        ),
+        "DryRunOperationException"
+    );
+    c.disable_key().key_id(&key.key_id).send().await.unwrap();
+    assert_eq!(
+        code(
+            c.decrypt()
+                .key_id(&key.key_id)
+                .dry_run(true)
+                .dry_run_modifiers(IgnoreCiphertext)
+                .send()
+                .await
+        ),
+        "DisabledException"
+    );
 }
 
 #[tokio::test]

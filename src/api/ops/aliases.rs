@@ -13,12 +13,27 @@ struct Target {
     target_key_id: Option<String>,
 }
 
+/// AWS's model pattern for `AliasName`: a name outside it is a `ValidationException`, before
+/// the alias rules (`InvalidAliasNameException`) are applied.
+const ALIAS_NAME_PATTERN: &str = "^[a-zA-Z0-9:/_-]+$";
+
+fn alias_name_chars(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
+}
+
 fn target(body: &[u8]) -> Result<(String, String), ApiError> {
     let r: Target = parse(body)?;
     Validator::new()
         .required(&r.alias_name, "aliasName")
         .required(&r.target_key_id, "targetKeyId")
         .str_len(r.alias_name.as_deref(), "aliasName", 1, 256)
+        .pattern(
+            r.alias_name.as_deref(),
+            "aliasName",
+            ALIAS_NAME_PATTERN,
+            alias_name_chars,
+        )
         .str_len(r.target_key_id.as_deref(), "targetKeyId", 1, 2048)
         .finish()?;
     Ok((
@@ -50,6 +65,12 @@ pub async fn delete(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     Validator::new()
         .required(&r.alias_name, "aliasName")
         .str_len(r.alias_name.as_deref(), "aliasName", 1, 256)
+        .pattern(
+            r.alias_name.as_deref(),
+            "aliasName",
+            ALIAS_NAME_PATTERN,
+            alias_name_chars,
+        )
         .finish()?;
     kms.delete_alias(caller, r.alias_name.as_deref().unwrap_or_default())
         .await?;

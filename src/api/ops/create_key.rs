@@ -39,6 +39,17 @@ pub const KEY_SPECS: &[&str] = &[
     "ML_DSA_87",
     "ECC_NIST_EDWARDS25519",
 ];
+/// The deprecated `CustomerMasterKeySpec`'s enum: `KeySpec`'s before ML-DSA and Ed25519
+/// (the first 13 of `KEY_SPECS`).
+pub const CUSTOMER_MASTER_KEY_SPECS: &[&str] = KEY_SPECS.split_at(13).0;
+
+/// `CustomerMasterKeySpec` in an answer: the key spec where that enum has it, else absent.
+pub fn customer_master_key_spec(key_spec: &str) -> Option<&str> {
+    CUSTOMER_MASTER_KEY_SPECS
+        .contains(&key_spec)
+        .then_some(key_spec)
+}
+
 pub const KEY_USAGES: &[&str] = &[
     "SIGN_VERIFY",
     "ENCRYPT_DECRYPT",
@@ -50,13 +61,13 @@ pub const ORIGINS: &[&str] = &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
     let mut v = Validator::new();
-    v.str_len(r.policy.as_deref(), "policy", 1, 131072)
+    v.policy(r.policy.as_deref())
         .str_len(r.description.as_deref(), "description", 0, 8192)
         .one_of(r.key_usage.as_deref(), "keyUsage", KEY_USAGES)
         .one_of(
             r.customer_master_key_spec.as_deref(),
             "customerMasterKeySpec",
-            KEY_SPECS,
+            CUSTOMER_MASTER_KEY_SPECS,
         )
         .one_of(r.key_spec.as_deref(), "keySpec", KEY_SPECS)
         .one_of(r.origin.as_deref(), "origin", ORIGINS)

@@ -1,5 +1,7 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Blob, Context, Validator, ENCRYPTION_ALGORITHMS};
+use crate::api::wire::{
+    b64, ignores_ciphertext, parse, Blob, Context, Validator, ENCRYPTION_ALGORITHMS,
+};
 use crate::kms::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -14,12 +16,17 @@ struct Request {
     encryption_algorithm: Option<String>,
     recipient: Option<Value>,
     dry_run: Option<bool>,
+    dry_run_modifiers: Option<Vec<String>>,
 }
 
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
-    Validator::new()
-        .required(&r.ciphertext_blob, "ciphertextBlob")
+    let ignore_ciphertext = ignores_ciphertext(r.dry_run, r.dry_run_modifiers.as_ref());
+    let mut v = Validator::new();
+    if !ignore_ciphertext {
+        v.required(&r.ciphertext_blob, "ciphertextBlob");
+    }
+    v.dry_run_modifiers(r.dry_run_modifiers.as_ref())
         .blob_len(r.ciphertext_blob.as_ref(), "ciphertextBlob", 1, 6144)
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .grant_tokens(r.grant_tokens.as_ref())
@@ -43,6 +50,18 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .encryption_algorithm
         .as_deref()
         .unwrap_or("SYMMETRIC_DEFAULT");
+    if ignore_ciphertext {
+        // Without the ciphertext, the key comes from KeyId.
+        let Some(key_id) = r.key_id.as_deref() else {
+            return Err(KmsError::Validation(
+                "KeyId is required when DryRunModifiers includes IGNORE_CIPHERTEXT.".into(),
+            )
+            .into());
+        };
+        kms.dry_run_without_ciphertext(&caller, "kms:Decrypt", key_id, &ctx, algorithm)
+            .await?;
+        return Err(KmsError::DryRun.into());
+    }
     let out = match (algorithm, r.key_id.as_deref()) {
         ("SYMMETRIC_DEFAULT", key_id) => kms.decrypt(&caller, &blob, &ctx, key_id, dry_run).await?,
         (_, Some(key_id)) => {
@@ -57,9 +76,16 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             .into())
         }
     };
-    Ok(json!({
+    let mut v = json!({
         "KeyId": out.key_arn,
         "Plaintext": b64(&out.plaintext),
         "EncryptionAlgorithm": algorithm,
-    }))
+    });
+    // Present only for a symmetric encryption key, as AWS.
+    if algorithm == "SYMMETRIC_DEFAULT" {
+        if let Some(id) = crate::kms::lifecycle::material_id_of_blob(&blob) {
+            v["KeyMaterialId"] = json!(id);
+        }
+    }
+    Ok(v)
 }

@@ -39,7 +39,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .into());
     }
     let alg = r.key_agreement_algorithm.clone().unwrap_or_default();
-    let (arn, secret) = kms
+    let (arn, secret, origin) = kms
         .derive_shared_secret(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
             r.key_id.as_deref().unwrap_or_default(),
@@ -52,6 +52,6 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         "KeyId": arn,
         "SharedSecret": b64(&secret),
         "KeyAgreementAlgorithm": alg,
-        "KeyOrigin": "AWS_KMS",
+        "KeyOrigin": origin,
     }))
 }

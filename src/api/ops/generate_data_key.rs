@@ -71,6 +71,9 @@ pub async fn handle(
         )
         .await?;
     let mut v = json!({ "CiphertextBlob": b64(&out.blob), "KeyId": out.key_arn });
+    if let Some(id) = crate::kms::lifecycle::material_id_of_blob(&out.blob) {
+        v["KeyMaterialId"] = json!(id);
+    }
     if with_plaintext {
         v["Plaintext"] = json!(b64(&out.plaintext));
     }

@@ -66,6 +66,9 @@ pub async fn handle(
         "KeyId": out.key_arn,
         "KeyPairSpec": spec,
     });
+    if let Some(id) = crate::kms::lifecycle::material_id_of_blob(&out.private_blob) {
+        v["KeyMaterialId"] = json!(id);
+    }
     if let Some(p) = &out.private_plaintext {
         v["PrivateKeyPlaintext"] = json!(b64(p));
     }

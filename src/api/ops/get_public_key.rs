@@ -29,10 +29,12 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let mut v = json!({
         "KeyId": rec.arn(),
         "PublicKey": b64(&spki),
-        "CustomerMasterKeySpec": rec.key_spec,
         "KeySpec": rec.key_spec,
         "KeyUsage": rec.key_usage,
     });
+    if let Some(spec) = super::create_key::customer_master_key_spec(&rec.key_spec) {
+        v["CustomerMasterKeySpec"] = json!(spec);
+    }
     super::put_algorithms(&mut v, &algs);
     Ok(v)
 }

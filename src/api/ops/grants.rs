@@ -30,9 +30,10 @@ struct CreateRequest {
 
 const PRINCIPAL_PATTERN: &str = "^[\\w+=,.@:/-]+$";
 
+/// `\w` as AWS's (Java) pattern means it: ASCII letters, digits and `_`.
 fn principal_ok(p: &str) -> bool {
     p.chars()
-        .all(|c| c.is_alphanumeric() || "_+=,.@:/-".contains(c))
+        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
 }
 
 pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
@@ -159,7 +160,16 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .str_len(r.marker.as_deref(), "marker", 1, 1024)
         .str_len(r.grant_id.as_deref(), "grantId", 1, 128)
         .str_len(r.grantee_principal.as_deref(), "granteePrincipal", 1, 256)
+        .pattern(
+            r.grantee_principal.as_deref(),
+            "granteePrincipal",
+            PRINCIPAL_PATTERN,
+            principal_ok,
+        )
         .finish()?;
+    if let Some(id) = &r.grant_id {
+        crate::kms::grants::check_grant_id(id)?;
+    }
     let (rec, grants) = kms
         .list_grants(caller, r.key_id.as_deref().unwrap_or_default())
         .await?;
@@ -198,6 +208,12 @@ pub async fn list_retirable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
     Validator::new()
         .required(&r.retiring_principal, "retiringPrincipal")
         .str_len(r.retiring_principal.as_deref(), "retiringPrincipal", 1, 256)
+        .pattern(
+            r.retiring_principal.as_deref(),
+            "retiringPrincipal",
+            PRINCIPAL_PATTERN,
+            principal_ok,
+        )
         .int_range(r.limit, "limit", 1, 100)
         .str_len(r.marker.as_deref(), "marker", 1, 1024)
         .finish()?;
@@ -238,14 +254,12 @@ pub async fn retire(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .str_len(r.grant_id.as_deref(), "grantId", 1, 128)
         .finish()?;
-    if r.dry_run.unwrap_or(false) {
-        return Err(KmsError::DryRun.into());
-    }
     kms.retire_grant(
         caller,
         r.grant_token.as_deref(),
         r.key_id.as_deref(),
         r.grant_id.as_deref(),
+        r.dry_run.unwrap_or(false),
     )
     .await?;
     Ok(json!({}))

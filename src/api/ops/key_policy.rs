@@ -44,7 +44,7 @@ pub async fn put(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
         .required(&r.policy, "policy")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .str_len(r.policy_name.as_deref(), "policyName", 1, 128)
-        .str_len(r.policy.as_deref(), "policy", 1, 131072)
+        .policy(r.policy.as_deref())
         .finish()?;
     check_name(r.policy_name.as_deref())?;
     kms.put_key_policy(
@@ -77,7 +77,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .required(&r.key_id, "keyId")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .int_range(r.limit, "limit", 1, 1000)
-        .str_len(r.marker.as_deref(), "marker", 1, 320)
+        .str_len(r.marker.as_deref(), "marker", 1, 1024)
         .finish()?;
     if r.marker.is_some() {
         return Err(KmsError::InvalidMarker.into());

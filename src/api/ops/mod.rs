@@ -160,10 +160,12 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         "KeyState": r.key_state,
         "Origin": r.origin,
         "KeyManager": r.key_manager,
-        "CustomerMasterKeySpec": r.key_spec,
         "KeySpec": r.key_spec,
         "MultiRegion": r.multi_region,
     });
+    if let Some(spec) = create_key::customer_master_key_spec(&r.key_spec) {
+        v["CustomerMasterKeySpec"] = json!(spec);
+    }
     // Only symmetric encryption keys name their material (they can have several); a key
     // pending its first import has none yet.
     if r.current_version > 0 && r.key_spec == crate::kms::SYMMETRIC_DEFAULT {
@@ -188,6 +190,12 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
     }
     if let Some(d) = &r.deletion_date {
         v["DeletionDate"] = json!(epoch(d));
+    }
+    // A primary waiting for its replicas: the window that starts when they are gone.
+    if r.key_state == "PendingReplicaDeletion" {
+        if let Some(days) = r.pending_window_days {
+            v["PendingDeletionWindowInDays"] = json!(days);
+        }
     }
     put_algorithms(&mut v, &m.algorithms);
     v

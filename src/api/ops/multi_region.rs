@@ -25,7 +25,7 @@ pub async fn replicate(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value,
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .required(&r.replica_region, "replicaRegion")
         .region(r.replica_region.as_deref(), "replicaRegion")
-        .str_len(r.policy.as_deref(), "policy", 1, 131072)
+        .policy(r.policy.as_deref())
         .str_len(r.description.as_deref(), "description", 0, 8192)
         .tags(r.tags.as_ref());
     v.finish()?;

@@ -1,8 +1,9 @@
 use crate::api::error::ApiError;
 use crate::api::wire::{
-    b64, parse, require_symmetric_algorithm, Blob, Context, Validator, ENCRYPTION_ALGORITHMS,
+    b64, ignores_ciphertext, parse, require_symmetric_algorithm, Blob, Context, Validator,
+    ENCRYPTION_ALGORITHMS,
 };
-use crate::kms::{Caller, Kms};
+use crate::kms::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,12 +19,17 @@ struct Request {
     destination_encryption_algorithm: Option<String>,
     grant_tokens: Option<Vec<String>>,
     dry_run: Option<bool>,
+    dry_run_modifiers: Option<Vec<String>>,
 }
 
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
-    Validator::new()
-        .required(&r.ciphertext_blob, "ciphertextBlob")
+    let ignore_ciphertext = ignores_ciphertext(r.dry_run, r.dry_run_modifiers.as_ref());
+    let mut v = Validator::new();
+    if !ignore_ciphertext {
+        v.required(&r.ciphertext_blob, "ciphertextBlob");
+    }
+    v.dry_run_modifiers(r.dry_run_modifiers.as_ref())
         .required(&r.destination_key_id, "destinationKeyId")
         .blob_len(r.ciphertext_blob.as_ref(), "ciphertextBlob", 1, 6144)
         .str_len(r.source_key_id.as_deref(), "sourceKeyId", 1, 2048)
@@ -43,6 +49,25 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     require_symmetric_algorithm(r.source_encryption_algorithm.as_deref())?;
     require_symmetric_algorithm(r.destination_encryption_algorithm.as_deref())?;
     let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
+    if ignore_ciphertext {
+        // Without the ciphertext, the source key comes from SourceKeyId.
+        let Some(source) = r.source_key_id.as_deref() else {
+            return Err(KmsError::Validation(
+                "SourceKeyId is required when DryRunModifiers includes IGNORE_CIPHERTEXT.".into(),
+            )
+            .into());
+        };
+        let caller = caller.for_request(r.grant_tokens.clone(), r.destination_key_id.as_deref());
+        kms.dry_run_re_encrypt_without_ciphertext(
+            &caller,
+            source,
+            &r.source_encryption_context.clone().unwrap_or_default(),
+            r.destination_key_id.as_deref().unwrap_or_default(),
+            &r.destination_encryption_context.clone().unwrap_or_default(),
+        )
+        .await?;
+        return Err(KmsError::DryRun.into());
+    }
     let out = kms
         .re_encrypt(
             &caller.for_request(r.grant_tokens.clone(), r.destination_key_id.as_deref()),
@@ -54,11 +79,19 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             r.dry_run.unwrap_or(false),
         )
         .await?;
-    Ok(json!({
+    let mut v = json!({
         "CiphertextBlob": b64(&out.blob),
         "SourceKeyId": out.source_key_arn,
         "KeyId": out.key_arn,
         "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
         "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-    }))
+    });
+    // Both ends are symmetric encryption keys here (ReEncrypt with RSA keys is not offered).
+    if let Some(id) = crate::kms::lifecycle::material_id_of_blob(&blob) {
+        v["SourceKeyMaterialId"] = json!(id);
+    }
+    if let Some(id) = crate::kms::lifecycle::material_id_of_blob(&out.blob) {
+        v["DestinationKeyMaterialId"] = json!(id);
+    }
+    Ok(v)
 }

@@ -85,27 +85,56 @@ pub async fn on_demand(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value,
 
 pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
-    let (arn, blob_id, rotations) = kms
+    let k = kms
         .list_key_rotations(caller, r.key_id.as_deref().unwrap_or_default())
         .await?;
+    let state = |version: i32| {
+        if version == k.current_version {
+            "CURRENT"
+        } else {
+            "NON_CURRENT"
+        }
+    };
+    let mut all: Vec<Value> = Vec::new();
+    // ALL_KEY_MATERIAL adds the first material (which no rotation made); for a key with
+    // imported material, with its import state and expiry.
+    if r.include_key_material.as_deref() == Some("ALL_KEY_MATERIAL") && k.current_version > 0 {
+        let mut first = json!({
+            "KeyId": k.arn,
+            "KeyMaterialId": material_id(&k.blob_id, 1),
+            "KeyMaterialState": state(1),
+        });
+        if let Some(i) = &k.imported {
+            first["ImportState"] = json!(if i.imported {
+                "IMPORTED"
+            } else {
+                "PENDING_IMPORT"
+            });
+            if let Some((model, valid_to)) = &i.expiration {
+                first["ExpirationModel"] = json!(model);
+                if let Some(t) = valid_to {
+                    first["ValidTo"] = json!(super::epoch(t));
+                }
+            }
+        }
+        all.push(first);
+    }
+    all.extend(k.rotations.iter().map(|x| {
+        json!({
+            "KeyId": k.arn,
+            "KeyMaterialId": material_id(&k.blob_id, x.version),
+            "KeyMaterialState": state(x.version),
+            "RotationDate": super::epoch(&x.created_at),
+            "RotationType": x.rotation_type,
+        })
+    }));
     let limit = r.limit.unwrap_or(100) as usize;
     let start = match &r.marker {
         None => 0,
         Some(m) => m.parse::<usize>().map_err(|_| KmsError::InvalidMarker)?,
     };
-    let rest = rotations.get(start..).unwrap_or(&[]);
-    let shown: Vec<Value> = rest
-        .iter()
-        .take(limit)
-        .map(|x| {
-            json!({
-                "KeyId": arn,
-                "KeyMaterialId": material_id(&blob_id, x.version),
-                "RotationDate": super::epoch(&x.created_at),
-                "RotationType": x.rotation_type,
-            })
-        })
-        .collect();
+    let rest = all.get(start..).unwrap_or(&[]);
+    let shown: Vec<Value> = rest.iter().take(limit).cloned().collect();
     let truncated = rest.len() > limit;
     let mut v = json!({ "Rotations": shown, "Truncated": truncated });
     if truncated {
