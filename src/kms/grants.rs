@@ -338,7 +338,6 @@ impl Kms {
         input: CreateGrantInput,
     ) -> Result<(String, String), KmsError> {
         let rec = self.resolve(caller, &input.key_id).await?;
-        Self::require_not_pending(&rec)?;
         for op in &input.operations {
             if !GRANT_OPERATIONS.contains(&op.as_str()) {
                 return Err(KmsError::Validation(format!(
@@ -404,6 +403,8 @@ impl Kms {
             &[("kms:GrantOperations", &input.operations)],
         )
         .await?;
+        // After authorization: a caller without permission learns nothing of the key's state.
+        Self::require_manageable(&rec)?;
         if input.dry_run {
             return Err(KmsError::DryRun);
         }

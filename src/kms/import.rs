@@ -267,7 +267,10 @@ impl Kms {
         )
         .await?;
         Self::require_external(&rec)?;
-        if rec.key_state != "PendingImport" {
+        // Enabled: the same material again, to change its expiration (AWS: "PendingImport or
+        // Enabled").
+        let reimport = rec.key_state == "Enabled";
+        if rec.key_state != "PendingImport" && !reimport {
             return Err(KmsError::InvalidState(format!(
                 "{} is {}.",
                 rec.arn(),
@@ -372,6 +375,25 @@ impl Kms {
             )) {
                 return Err(KmsError::IncorrectKeyMaterial);
             }
+        }
+        if reimport {
+            // The material stays as it is; only the import's expiry changes.
+            let mut imp = KeyImportRecord {
+                key_id: rec.key_id,
+                material_check: imported.check,
+                expiration_model: Some(model),
+                valid_to,
+                mac: vec![],
+            };
+            imp.mac = self.hsm.row_mac(import_mac_input(&imp)).await?;
+            if !self.keys.update_import_expiration(&imp).await? {
+                return Err(KmsError::InvalidState(format!(
+                    "{} changed while its key material was being imported; try again.",
+                    rec.arn()
+                )));
+            }
+            self.invalidate(Some(rec.key_id));
+            return Ok((rec.arn(), symmetric.then_some(material_id)));
         }
         // The same material always comes back as version 1, so ciphertexts made before a
         // deletion decrypt after the re-import.

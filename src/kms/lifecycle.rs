@@ -175,7 +175,7 @@ impl Kms {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:UpdateKeyDescription", Some(&rec), None, &[])
             .await?;
-        Self::require_not_pending(&rec)?;
+        Self::require_manageable(&rec)?;
         self.keys.set_description(rec.key_id, description).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
@@ -227,7 +227,7 @@ impl Kms {
         let rec = self.alias_target_key(caller, target).await?;
         self.authorize(caller, "kms:CreateAlias", Some(&rec), None, &[])
             .await?;
-        Self::require_not_pending(&rec)?;
+        Self::require_manageable(&rec)?;
         if self
             .keys
             .list_aliases(&caller.account_id, &caller.region, Some(rec.key_id))
@@ -277,7 +277,7 @@ impl Kms {
             .await?;
         self.authorize(caller, "kms:UpdateAlias", Some(&new), None, &[])
             .await?;
-        Self::require_not_pending(&new)?;
+        Self::require_manageable(&new)?;
         if old.key_spec != new.key_spec || old.key_usage != new.key_usage {
             return Err(KmsError::Validation(format!(
                 "{} and {} are not the same type of key (key spec and key usage must match).",
@@ -348,7 +348,7 @@ impl Kms {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:TagResource", Some(&rec), None, &[])
             .await?;
-        Self::require_not_pending(&rec)?;
+        Self::require_manageable(&rec)?;
         check_tags(&tags)?;
         let existing = self.keys.tags(rec.key_id).await?;
         let total = existing
@@ -375,7 +375,7 @@ impl Kms {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:UntagResource", Some(&rec), None, &[])
             .await?;
-        Self::require_not_pending(&rec)?;
+        Self::require_manageable(&rec)?;
         self.keys.delete_tags(rec.key_id, &keys).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
@@ -565,7 +565,20 @@ impl Kms {
                 Self::arn(&rec)
             )));
         }
-        Self::require_not_pending(&rec)?;
+        // AWS: "While a KMS key is pending deletion, its key rotation status is false"; the
+        // stored schedule comes back if the deletion is cancelled.
+        if matches!(
+            rec.key_state.as_str(),
+            "PendingDeletion" | "PendingReplicaDeletion"
+        ) {
+            return Ok(RotationStatus {
+                enabled: false,
+                key_arn: Self::arn(&rec),
+                period_days: rec.rotation_period_days,
+                next: None,
+            });
+        }
+        Self::require_manageable(&rec)?;
         Ok(RotationStatus {
             enabled: rec.rotation_enabled,
             key_arn: Self::arn(&rec),

@@ -917,6 +917,15 @@ impl Kms {
         }
     }
 
+    /// Aliases, tags, descriptions and grants: as AWS's key-state table has them, also on a
+    /// key waiting for imported material, never on one pending deletion.
+    fn require_manageable(rec: &KeyRecord) -> Result<(), KmsError> {
+        if rec.key_state == "PendingImport" {
+            return Ok(());
+        }
+        Self::require_not_pending(rec)
+    }
+
     /// Management operations work on enabled and disabled keys, not on keys pending deletion.
     fn require_not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
         match rec.key_state.as_str() {

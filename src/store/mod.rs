@@ -288,6 +288,10 @@ pub trait KeyStore: Send + Sync {
     async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<(), StoreError>;
     async fn import_token(&self, token_id: Uuid) -> Result<Option<ImportTokenRecord>, StoreError>;
     async fn key_import(&self, key_id: Uuid) -> Result<Option<KeyImportRecord>, StoreError>;
+    /// The same material imported again into an enabled key: its new `ExpirationModel` and
+    /// `ValidTo` (`imp`, whose `material_check` must be the stored one). False if the key is
+    /// no longer enabled or holds other material.
+    async fn update_import_expiration(&self, imp: &KeyImportRecord) -> Result<bool, StoreError>;
     /// Make imported material the key's material, in one transaction: only while the key is
     /// pending import (else `Conflict`); the key becomes `Enabled` with `state_mac`.
     async fn import_material(

@@ -394,6 +394,23 @@ impl KeyStore for PgStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn update_import_expiration(&self, imp: &KeyImportRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE key_imports SET expiration_model = $2, valid_to = $3, mac = $4 \
+             WHERE key_id = $1 AND material_check = $5 \
+               AND EXISTS (SELECT 1 FROM keys WHERE keys.key_id = $1 AND keys.key_state = 'Enabled')",
+        )
+        .bind(imp.key_id)
+        .bind(&imp.expiration_model)
+        .bind(imp.valid_to)
+        .bind(&imp.mac)
+        .bind(&imp.material_check)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn delete_imported_material(
         &self,
         imp: &KeyImportRecord,

@@ -1208,6 +1208,57 @@ async fn material_deleted_while_pending_deletion_comes_back_pending_import() {
     let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
     let material = random(32);
     import_oaep(&c, &key, &material, None, None).await.unwrap();
+    // Imported again into the enabled key (AWS: "PendingImport or Enabled"), to change its
+    // expiry: it stays enabled, now expiring; other material is still refused.
+    let valid_to = chrono::Utc::now().timestamp() + 30 * 86400;
+    let (token, public) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    c.import_key_material()
+        .key_id(&key)
+        .import_token(token)
+        .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
+        .expiration_model(ExpirationModelType::KeyMaterialExpires)
+        .valid_to(DateTime::from_secs(valid_to))
+        .send()
+        .await
+        .unwrap();
+    let m = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(m.key_state, Some(KeyState::Enabled));
+    assert_eq!(
+        m.expiration_model,
+        Some(ExpirationModelType::KeyMaterialExpires)
+    );
+    assert_eq!(m.valid_to.map(|t| t.secs()), Some(valid_to));
+    assert_eq!(
+        code(import_oaep(&c, &key, &random(32), None, None).await),
+        "IncorrectKeyMaterialException"
+    );
+    import_oaep(&c, &key, &material, None, None).await.unwrap();
+    let m = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(
+        m.expiration_model,
+        Some(ExpirationModelType::KeyMaterialDoesNotExpire)
+    );
+    assert_eq!(m.valid_to, None);
     let blob = c
         .encrypt()
         .key_id(&key)
@@ -1257,6 +1308,56 @@ async fn material_deleted_while_pending_deletion_comes_back_pending_import() {
 
     // Never imported, scheduled, cancelled: pending import again.
     let never = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    // While waiting for material, a key is managed like any other (AWS's key-state table).
+    c.create_alias()
+        .alias_name("alias/awaiting-material")
+        .target_key_id(&never)
+        .send()
+        .await
+        .unwrap();
+    c.tag_resource()
+        .key_id(&never)
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key("ceremony")
+                .tag_value("pending")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.untag_resource()
+        .key_id(&never)
+        .tag_keys("ceremony")
+        .send()
+        .await
+        .unwrap();
+    c.update_key_description()
+        .key_id(&never)
+        .description("material arrives later")
+        .send()
+        .await
+        .unwrap();
+    c.create_grant()
+        .key_id(&never)
+        .grantee_principal("arn:aws:iam::123456789012:user/carol")
+        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !c.get_key_rotation_status()
+            .key_id(&never)
+            .send()
+            .await
+            .unwrap()
+            .key_rotation_enabled
+    );
+    assert_eq!(
+        code(c.enable_key().key_id(&never).send().await),
+        "KMSInvalidStateException"
+    );
     c.schedule_key_deletion()
         .key_id(&never)
         .pending_window_in_days(7)

@@ -264,15 +264,28 @@ async fn rotation_by_schedule_and_on_demand_keeps_old_ciphertexts_working() {
         .await
         .unwrap();
     assert_eq!(out.key_material_id.as_deref(), Some(current.as_str()));
-    c.disable_key_rotation().key_id(&id).send().await.unwrap();
-    assert!(
-        !c.get_key_rotation_status()
-            .key_id(&id)
+    // Pending deletion, the status is false (AWS); cancelled, the schedule is back.
+    let enabled = |c: aws_sdk_kms::Client, id: String| async move {
+        c.get_key_rotation_status()
+            .key_id(id)
             .send()
             .await
             .unwrap()
             .key_rotation_enabled
-    );
+    };
+    assert!(enabled(c.clone(), id.clone()).await);
+    c.schedule_key_deletion()
+        .key_id(&id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    assert!(!enabled(c.clone(), id.clone()).await);
+    c.cancel_key_deletion().key_id(&id).send().await.unwrap();
+    assert!(enabled(c.clone(), id.clone()).await);
+    c.enable_key().key_id(&id).send().await.unwrap();
+    c.disable_key_rotation().key_id(&id).send().await.unwrap();
+    assert!(!enabled(c.clone(), id.clone()).await);
     c.disable_key().key_id(&id).send().await.unwrap();
     assert_eq!(
         code(c.rotate_key_on_demand().key_id(&id).send().await),
