@@ -116,6 +116,14 @@ fn import_as(rec: &KeyRecord) -> Result<ImportAs, KmsError> {
     }
 }
 
+/// Pending deletion, or (a multi-Region primary) waiting for its replicas' deletion.
+fn pending_deletion(rec: &KeyRecord) -> bool {
+    matches!(
+        rec.key_state.as_str(),
+        "PendingDeletion" | "PendingReplicaDeletion"
+    )
+}
+
 impl Kms {
     fn require_external(rec: &KeyRecord) -> Result<(), KmsError> {
         if rec.origin != "EXTERNAL" {
@@ -463,7 +471,7 @@ impl Kms {
         Self::require_external(&rec)?;
         if !matches!(
             rec.key_state.as_str(),
-            "Enabled" | "Disabled" | "PendingImport" | "PendingDeletion"
+            "Enabled" | "Disabled" | "PendingImport" | "PendingDeletion" | "PendingReplicaDeletion"
         ) {
             return Err(KmsError::InvalidState(format!(
                 "{} is {}.",
@@ -496,7 +504,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         let Some(p) = self.keys.key_import(rec.key_id).await? else {
             // Scheduled for deletion before any material was imported: nothing to delete.
-            if rec.key_state == "PendingDeletion" {
+            if pending_deletion(rec) {
                 return Ok(());
             }
             return Err(KmsError::KeyUnavailable);
@@ -508,8 +516,8 @@ impl Kms {
         };
         imp.mac = self.hsm.row_mac(import_mac_input(&imp)).await?;
         // A key pending deletion stays so (AWS: "does not change the KMS key's state").
-        let to_state = if rec.key_state == "PendingDeletion" {
-            "PendingDeletion"
+        let to_state = if pending_deletion(rec) {
+            rec.key_state.as_str()
         } else {
             "PendingImport"
         };

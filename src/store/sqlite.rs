@@ -584,7 +584,7 @@ impl KeyStore for SqliteStore {
     async fn expired_imports(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query(
             "SELECT i.key_id FROM key_imports i JOIN keys k USING (key_id) \
-             WHERE i.valid_to <= ?1 AND k.key_state IN ('Enabled', 'Disabled', 'PendingDeletion') ORDER BY i.valid_to LIMIT 100",
+             WHERE i.valid_to <= ?1 AND k.key_state IN ('Enabled', 'Disabled', 'PendingDeletion', 'PendingReplicaDeletion') ORDER BY i.valid_to LIMIT 100",
         )
         .bind(now)
         .fetch_all(&self.pool)

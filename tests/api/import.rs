@@ -1124,8 +1124,52 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
     import_into(west.clone(), material.clone(), None, None)
         .await
         .unwrap();
-    let out = west.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    let out = west
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.plaintext.unwrap().into_inner(), b"across");
+
+    // The primary waiting for its replica's deletion keeps that state when its material is
+    // deleted; cancelled, it is pending import. The replica works on.
+    let state = |c: aws_sdk_kms::Client, key: String| async move {
+        c.describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_state
+            .unwrap()
+    };
+    east.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    east.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        state(east.clone(), key.clone()).await,
+        KeyState::PendingReplicaDeletion
+    );
+    east.cancel_key_deletion()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        state(east.clone(), key.clone()).await,
+        KeyState::PendingImport
+    );
+    west.decrypt().ciphertext_blob(blob).send().await.unwrap();
 
     // ImportType and KeyMaterialId are for symmetric encryption keys only; asymmetric and HMAC
     // keys name no material.
