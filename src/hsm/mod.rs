@@ -665,36 +665,27 @@ fn wrap5649(
             let raw = raw.ok_or_else(no_raw)?;
             let mut m = kwp_mechanism();
             let mut len: cryptoki_sys::CK_ULONG = 0;
-            // SAFETY: a length query with a live session and object handles; `m` and `len`
-            // outlive the call.
-            raw_rv(
-                unsafe {
-                    raw.wrap_key(
-                        s.handle(),
-                        &mut m,
-                        wrapping.handle(),
-                        key.handle(),
-                        std::ptr::null_mut(),
-                        &mut len,
-                    )
-                },
-                Function::WrapKey,
-            )?;
+            // PKCS#11's two calls: the length (a null buffer), then the bytes.
+            let mut call = |buf: *mut u8, len: &mut cryptoki_sys::CK_ULONG| {
+                // SAFETY: a live session and object handles; `m` and `len` outlive the call,
+                // and `buf` is null or holds the `len` bytes the token asked for.
+                raw_rv(
+                    unsafe {
+                        raw.wrap_key(
+                            s.handle(),
+                            &mut m,
+                            wrapping.handle(),
+                            key.handle(),
+                            buf,
+                            len,
+                        )
+                    },
+                    Function::WrapKey,
+                )
+            };
+            call(std::ptr::null_mut(), &mut len)?;
             let mut out = vec![0u8; len as usize];
-            // SAFETY: `out` has the `len` bytes the token asked for.
-            raw_rv(
-                unsafe {
-                    raw.wrap_key(
-                        s.handle(),
-                        &mut m,
-                        wrapping.handle(),
-                        key.handle(),
-                        out.as_mut_ptr(),
-                        &mut len,
-                    )
-                },
-                Function::WrapKey,
-            )?;
+            call(out.as_mut_ptr(), &mut len)?;
             out.truncate(len as usize);
             Ok(out)
         }

@@ -558,7 +558,7 @@ impl Kms {
         Ok(((*rec).clone(), spki, algs))
     }
 
-    fn require_rsa_encryption(
+    pub(super) fn require_rsa_encryption(
         &self,
         rec: &KeyRecord,
         algorithm: &str,
@@ -589,7 +589,7 @@ impl Kms {
         Ok((bits, hash))
     }
 
-    fn refuse_context(ctx: &Context) -> Result<(), KmsError> {
+    pub(super) fn refuse_context(ctx: &Context) -> Result<(), KmsError> {
         if !ctx.is_empty() {
             return Err(KmsError::Validation(
                 "EncryptionContext is not supported with asymmetric KMS keys.".into(),

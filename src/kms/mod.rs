@@ -1138,6 +1138,27 @@ impl Kms {
         Ok(blob)
     }
 
+    /// What decrypting with a symmetric key checks before the ciphertext: the caller may do
+    /// `action` with this context, and the key is a usable symmetric encryption key.
+    async fn check_symmetric_decrypt(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: &KeyRecord,
+        ctx: &Context,
+    ) -> Result<(), KmsError> {
+        self.authorize(
+            caller,
+            action,
+            Some(rec),
+            Some(ctx),
+            &[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)],
+        )
+        .await?;
+        Self::require_usable(rec)?;
+        Self::require_symmetric(rec, "Decrypt")
+    }
+
     /// Decrypt a blob: the blob names its key; `expected` (from `KeyId`) must match it.
     async fn open(
         &self,
@@ -1163,16 +1184,8 @@ impl Kms {
             Some(r) if r.region == caller.region => r,
             _ => return Err(KmsError::InvalidCiphertext),
         };
-        self.authorize(
-            caller,
-            action,
-            Some(&rec),
-            Some(ctx),
-            &[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
-        Self::require_symmetric(&rec, "Decrypt")?;
+        self.check_symmetric_decrypt(caller, action, &rec, ctx)
+            .await?;
         let version =
             i32::try_from(header.material_version).map_err(|_| KmsError::InvalidCiphertext)?;
         let live = self
@@ -1608,22 +1621,21 @@ impl Kms {
         algorithm: &str,
     ) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            action,
-            Some(&rec),
-            Some(ctx),
-            &[("kms:EncryptionAlgorithm", algorithm)],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
         if algorithm == SYMMETRIC_DEFAULT {
-            Self::require_symmetric(&rec, "Decrypt")?;
-        } else if rec.key_usage != ENCRYPT_DECRYPT || rec.key_spec == SYMMETRIC_DEFAULT {
-            return Err(KmsError::InvalidKeyUsage(format!(
-                "{} does not support {algorithm}.",
-                rec.arn()
-            )));
+            self.check_symmetric_decrypt(caller, action, &rec, ctx)
+                .await?;
+        } else {
+            self.authorize(
+                caller,
+                action,
+                Some(&rec),
+                Some(ctx),
+                &[("kms:EncryptionAlgorithm", algorithm)],
+            )
+            .await?;
+            Self::require_usable(&rec)?;
+            self.require_rsa_encryption(&rec, algorithm, "Decrypt")?;
+            Self::refuse_context(ctx)?;
         }
         Err(KmsError::DryRun)
     }

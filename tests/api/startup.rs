@@ -266,7 +266,6 @@ async fn dev_mode_needs_no_database_server() {
 /// Start `kms serve --dev --dev-dir dev_dir` (stderr to `dir/stderr`): the child and its
 /// endpoint once it listens.
 fn start_dev(dir: &std::path::Path, dev_dir: &std::path::Path) -> (std::process::Child, String) {
-    use std::io::BufRead;
     let mut child = std::process::Command::new(kms_bin())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -278,22 +277,7 @@ fn start_dev(dir: &std::path::Path, dev_dir: &std::path::Path) -> (std::process:
         .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let endpoint = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| {
-                panic!(
-                    "kms serve --dev did not start: {}",
-                    std::fs::read_to_string(dir.join("stderr")).unwrap()
-                )
-            })
-            .unwrap();
-        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-            break url.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let endpoint = listening_urls(&mut child, &dir.join("stderr"));
     (child, endpoint)
 }
 

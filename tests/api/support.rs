@@ -27,6 +27,36 @@ pub fn pg_base() -> String {
 
 /// The PKCS#11 module under test: SoftHSM2 unless `KMS_TEST_TOKEN=kryoptic`, whose module is
 /// `KMS_TEST_KRYOPTIC_MODULE` (scripts/test.sh builds it).
+/// Wait (at most 30 s) for `kms serve`'s listening line on the child's stdout, which is then
+/// drained in the background: the API's URL, then the metrics URL if there is one, separated
+/// by a space. Lines before it (development mode's credentials) are skipped. Panics with the
+/// server's log (`log`) if it does not start.
+pub fn listening_urls(child: &mut std::process::Child, log: &std::path::Path) -> String {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for l in lines.by_ref().map_while(Result::ok) {
+            let urls: Vec<&str> = l
+                .split_whitespace()
+                .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+                .collect();
+            if !urls.is_empty() {
+                let _ = tx.send(urls.join(" "));
+                break;
+            }
+        }
+        for _ in lines {}
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            panic!(
+                "kms serve did not start: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        })
+}
+
 pub fn softhsm_module() -> String {
     if kryoptic() {
         return std::env::var("KMS_TEST_KRYOPTIC_MODULE")
@@ -647,30 +677,8 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("spawn kms serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
-            }
-            for _ in lines {}
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "kms serve did not start: {}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                )
-            });
-        // The API's URL, then the metrics URL if there is one, separated by a space.
-        let urls: Vec<&str> = line
-            .split_whitespace()
-            .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
-            .collect();
-        assert!(!urls.is_empty(), "listening line: {line}");
-        (child, urls.join(" "))
+        let urls = listening_urls(&mut child, &self.log);
+        (child, urls)
     }
 
     pub fn stop(&mut self) {
