@@ -959,19 +959,13 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
     assert_eq!(replica.origin, Some(OriginType::External));
 
     let material = random(32);
-    let import_into = |c: aws_sdk_kms::Client,
-                       material: Vec<u8>,
-                       kind: Option<ImportType>,
-                       id: Option<String>| {
-        let key = key.clone();
-        async move { import_oaep(&c, &key, &material, kind, id).await }
-    };
     // EXISTING_KEY_MATERIAL when no key of the family ever had material: refused.
     assert_eq!(
         code(
-            import_into(
-                east.clone(),
-                material.clone(),
+            import_oaep(
+                &east,
+                &key,
+                &material,
                 Some(ImportType::ExistingKeyMaterial),
                 None
             )
@@ -979,9 +973,10 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
         ),
         "IncorrectKeyMaterialException"
     );
-    let out = import_into(
-        east.clone(),
-        material.clone(),
+    let out = import_oaep(
+        &east,
+        &key,
+        &material,
         Some(ImportType::NewKeyMaterial),
         None,
     )
@@ -1010,14 +1005,15 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
     assert_eq!(code(r), "KMSInvalidStateException");
     // Other material, or new material, is refused in the replica.
     assert_eq!(
-        code(import_into(west.clone(), random(32), None, None).await),
+        code(import_oaep(&west, &key, &random(32), None, None).await),
         "IncorrectKeyMaterialException"
     );
     assert_eq!(
         code(
-            import_into(
-                west.clone(),
-                material.clone(),
+            import_oaep(
+                &west,
+                &key,
+                &material,
                 Some(ImportType::NewKeyMaterial),
                 None
             )
@@ -1027,17 +1023,18 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
     );
     // A material id that is not this key's.
     assert_eq!(
-        code(import_into(west.clone(), material.clone(), None, Some("ab".repeat(32))).await),
+        code(import_oaep(&west, &key, &material, None, Some("ab".repeat(32))).await),
         "NotFoundException"
     );
     // A malformed one.
     assert_eq!(
-        code(import_into(west.clone(), material.clone(), None, Some("AB".repeat(32))).await),
+        code(import_oaep(&west, &key, &material, None, Some("AB".repeat(32))).await),
         "ValidationException"
     );
-    let out = import_into(
-        west.clone(),
-        material.clone(),
+    let out = import_oaep(
+        &west,
+        &key,
+        &material,
         Some(ImportType::ExistingKeyMaterial),
         Some(material_id.clone()),
     )
@@ -1121,7 +1118,7 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
         .await
         .unwrap();
     // Re-imported with the default import type (EXISTING after the first import).
-    import_into(west.clone(), material.clone(), None, None)
+    import_oaep(&west, &key, &material, None, None)
         .await
         .unwrap();
     let out = west
