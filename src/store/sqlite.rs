@@ -885,7 +885,6 @@ impl KeyStore for SqliteStore {
         deletion_date: DateTime<Utc>,
         state_mac: &[u8],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE keys SET key_state = 'PendingDeletion', deletion_date = ?2, \
                  pending_window_days = NULL, state_mac = ?3 \
@@ -895,10 +894,9 @@ impl KeyStore for SqliteStore {
         .bind(key_id)
         .bind(deletion_date)
         .bind(state_mac)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
         Ok(done.rows_affected() == 1)
     }
 
