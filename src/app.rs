@@ -5,7 +5,7 @@ use crate::api::{self, ApiState};
 use crate::config::Settings;
 use crate::hsm::{root_key_label, Hsm, HsmConfig};
 use crate::kms::{CacheSizes, Kms};
-use crate::store::Store;
+use crate::store::{PrincipalChange, Store};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,25 +132,6 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
         .ensure_account(&s.account_id, "default")
         .await
         .map_err(|e| e.to_string())?;
-    let admin = admin_arn(&s.account_id);
-    store
-        .ensure_principal(&admin, &s.account_id, "user", "admin", true)
-        .await
-        .map_err(|e| e.to_string())?;
-    // The default key policy trusts the account, which delegates to identity policies: the
-    // administrator gets all of KMS through one (replace it with `kms admin` to narrow it).
-    let admin_policy_written = !store
-        .identity_policies(&admin)
-        .await
-        .map_err(|e| e.to_string())?
-        .iter()
-        .any(|(n, _)| n == ADMIN_POLICY_NAME);
-    if admin_policy_written {
-        store
-            .put_identity_policy(&admin, ADMIN_POLICY_NAME, ADMIN_POLICY)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
     let kms = Kms::new(
         hsm,
         store.clone(),
@@ -159,24 +140,47 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
         &cache_sizes(s),
         s.regions.clone(),
     );
-    let sealed = kms
-        .seal_unsealed_policies()
+    // The administrator, created (or verified) and given its policy through the same guarded
+    // change as every `kms admin` command: an administrator row that fails its check stops
+    // `kms init` here, naming it, instead of being sealed as found.
+    let admin = admin_arn(&s.account_id);
+    let change = |c: PrincipalChange| {
+        let (kms, admin) = (&kms, admin.clone());
+        async move {
+            kms.change_principal(&admin, &c)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    change(PrincipalChange::CreateUser {
+        account_id: s.account_id.clone(),
+        name: "admin".into(),
+        admin: true,
+    })
+    .await?;
+    // The default key policy trusts the account, which delegates to identity policies: the
+    // administrator gets all of KMS through one (replace it with `kms admin` to narrow it).
+    if !store
+        .identity_policies(&admin)
         .await
-        .map_err(|e| e.to_string())?;
-    if sealed > 0 {
-        eprintln!("kms init: {sealed} key policies stored before policies had a MAC now have one");
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|(n, _)| n == ADMIN_POLICY_NAME)
+    {
+        change(PrincipalChange::PutPolicy {
+            name: ADMIN_POLICY_NAME.into(),
+            document: ADMIN_POLICY.into(),
+        })
+        .await?;
     }
-    if admin_policy_written {
-        kms.seal_principal(&admin)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    let sealed = kms
-        .seal_unsealed_principals()
-        .await
-        .map_err(|e| e.to_string())?;
-    if sealed > 0 {
-        eprintln!("kms init: {sealed} principals stored before principals had a MAC now have one");
+    // Rows stored before they carried a MAC are not sealed here: an operator reviews and
+    // seals them with `kms admin seal`.
+    let unsealed = unsealed_rows(&kms).await?;
+    if !unsealed.is_empty() {
+        eprintln!(
+            "kms init: {} rows carry no MAC and are refused until an operator reviews and seals them: run `kms admin seal`",
+            unsealed.len()
+        );
     }
     let given_id = std::env::var("KMS_ADMIN_ACCESS_KEY_ID")
         .ok()
@@ -332,6 +336,13 @@ pub enum AdminCommand {
         #[arg(long)]
         policy_name: String,
     },
+    /// Rows stored before they carried a MAC (principals, key policies, key states) are
+    /// refused until sealed. Without --confirm: show them, and the digest of what was shown.
+    /// With --confirm <digest>: seal exactly those rows (refused if anything changed since).
+    Seal {
+        #[arg(long)]
+        confirm: Option<String>,
+    },
 }
 
 fn valid_name(s: &str) -> bool {
@@ -354,6 +365,16 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
         return Err("the database has no schema; run `kms init` first".into());
     }
     let err = |e: crate::store::StoreError| e.to_string();
+    // The token first: a command that cannot seal what it changes changes nothing.
+    let kms = open_kms(s, store.clone()).await?;
+    let change = |arn: String, c: PrincipalChange| {
+        let kms = &kms;
+        async move {
+            kms.change_principal(&arn, &c)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
     let need_principal = |arn: String| {
         let store = store.clone();
         async move {
@@ -390,18 +411,15 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                 return Err("user names are 1 to 64 letters, digits and +=,.@_-".into());
             }
             let arn = format!("arn:aws:iam::{account_id}:user/{user_name}");
-            store
-                .ensure_principal(&arn, &account_id, "user", &user_name, false)
-                .await
-                .map_err(err)?;
-            let unsealed = store
-                .principal_authz(&arn)
-                .await
-                .map_err(err)?
-                .is_some_and(|a| a.mac.is_none());
-            if unsealed {
-                seal_principal(s, &store, &arn).await?;
-            }
+            change(
+                arn.clone(),
+                PrincipalChange::CreateUser {
+                    account_id,
+                    name: user_name,
+                    admin: false,
+                },
+            )
+            .await?;
             println!("{arn}");
         }
         AdminCommand::CreateRole {
@@ -422,11 +440,15 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             crate::policy::parse(&text, crate::policy::PolicyKind::Key)
                 .map_err(|e| format!("the trust policy is not valid: {e}"))?;
             let arn = format!("arn:aws:iam::{account_id}:role/{role_name}");
-            store
-                .put_role(&arn, &account_id, &role_name, &text)
-                .await
-                .map_err(err)?;
-            seal_principal(s, &store, &arn).await?;
+            change(
+                arn.clone(),
+                PrincipalChange::PutRole {
+                    account_id,
+                    name: role_name,
+                    trust_policy: text,
+                },
+            )
+            .await?;
             println!("{arn}");
         }
         AdminCommand::CreateAccessKey {
@@ -434,7 +456,6 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             access_key_id,
         } => {
             need_principal(user_arn.clone()).await?;
-            let kms = open_kms(s, store.clone()).await?;
             match access_key_id {
                 Some(id) => {
                     let secret = std::env::var("KMS_IMPORT_SECRET_ACCESS_KEY").map_err(|_| {
@@ -458,7 +479,6 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             }
         }
         AdminCommand::DeactivateAccessKey { access_key_id } => {
-            let kms = open_kms(s, store.clone()).await?;
             kms.credentials
                 .set_status(&access_key_id, false)
                 .await
@@ -466,7 +486,6 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             eprintln!("kms admin: access key {access_key_id} deactivated");
         }
         AdminCommand::ActivateAccessKey { access_key_id } => {
-            let kms = open_kms(s, store.clone()).await?;
             kms.credentials
                 .set_status(&access_key_id, true)
                 .await
@@ -490,25 +509,28 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             {
                 return Err("policy names are 1 to 128 letters, digits and +=,.@_-".into());
             }
-            store
-                .put_identity_policy(&user_arn, &policy_name, &text)
-                .await
-                .map_err(err)?;
-            seal_principal(s, &store, &user_arn).await?;
+            change(
+                user_arn.clone(),
+                PrincipalChange::PutPolicy {
+                    name: policy_name.clone(),
+                    document: text,
+                },
+            )
+            .await?;
             eprintln!("kms admin: policy {policy_name} attached to {user_arn}");
         }
         AdminCommand::DeleteUserPolicy {
             user_arn,
             policy_name,
         } => {
-            if !store
-                .delete_identity_policy(&user_arn, &policy_name)
-                .await
-                .map_err(err)?
-            {
-                return Err(format!("{user_arn} has no policy named {policy_name}"));
-            }
-            seal_principal(s, &store, &user_arn).await?;
+            need_principal(user_arn.clone()).await?;
+            change(
+                user_arn.clone(),
+                PrincipalChange::DeletePolicy {
+                    name: policy_name.clone(),
+                },
+            )
+            .await?;
             eprintln!("kms admin: policy {policy_name} detached from {user_arn}");
         }
         AdminCommand::TagPrincipal { principal_arn, tag } => {
@@ -517,17 +539,14 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             if !(1..=128).contains(&k.len()) || v.len() > 256 {
                 return Err("tag keys are 1 to 128 characters, values at most 256".into());
             }
-            store
-                .put_principal_tag(
-                    &principal_arn,
-                    &crate::store::Tag {
-                        key: k.into(),
-                        value: v.into(),
-                    },
-                )
-                .await
-                .map_err(err)?;
-            seal_principal(s, &store, &principal_arn).await?;
+            change(
+                principal_arn.clone(),
+                PrincipalChange::PutTag(crate::store::Tag {
+                    key: k.into(),
+                    value: v.into(),
+                }),
+            )
+            .await?;
             eprintln!("kms admin: {principal_arn} tagged {k}={v}");
         }
         AdminCommand::SetIntegratedService {
@@ -546,14 +565,14 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                     ));
                 }
             }
-            if !store
-                .set_principal_service(&principal_arn, service.as_deref())
-                .await
-                .map_err(err)?
-            {
+            if !store.principal_exists(&principal_arn).await.map_err(err)? {
                 return Err(format!("no user or role {principal_arn}"));
             }
-            seal_principal(s, &store, &principal_arn).await?;
+            change(
+                principal_arn.clone(),
+                PrincipalChange::SetService(service.clone()),
+            )
+            .await?;
             match service {
                 Some(svc) => {
                     eprintln!("kms admin: {principal_arn} now acts as the integrated service {svc}")
@@ -575,6 +594,47 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                 return Err(format!("access key {access_key_id} does not exist"));
             }
             eprintln!("kms admin: access key {access_key_id} deleted");
+        }
+        AdminCommand::Seal { confirm } => {
+            let rows = unsealed_rows(&kms).await?;
+            let digest = rows_digest(&rows);
+            let Some(confirm) = confirm else {
+                for r in &rows {
+                    println!("{}", r.shown);
+                }
+                if rows.is_empty() {
+                    eprintln!("kms admin: every row carries a MAC; nothing to seal");
+                } else {
+                    eprintln!(
+                        "kms admin: {} rows above carry no MAC and are refused. Review them; to seal exactly these: kms admin seal --confirm {digest}",
+                        rows.len()
+                    );
+                }
+                // Showing changes nothing: not audited.
+                return Ok(());
+            };
+            if rows.is_empty() || confirm != digest {
+                return Err(format!(
+                    "the rows without a MAC are not those of digest {confirm} (now {digest}); run `kms admin seal` again and review them"
+                ));
+            }
+            for r in &rows {
+                let sealed = match &r.row {
+                    Unsealed::Principal(arn, a) => {
+                        kms.seal_reviewed_principal(arn, a).await.map(|_| true)
+                    }
+                    Unsealed::KeyPolicy(k) => kms.seal_reviewed_policy(k).await,
+                    Unsealed::KeyState(k) => kms.seal_reviewed_state(k).await,
+                }
+                .map_err(|e| e.to_string())?;
+                if !sealed {
+                    return Err(format!(
+                        "{} changed after it was shown; it was not sealed (rows before it were). Run `kms admin seal` again",
+                        r.name
+                    ));
+                }
+                eprintln!("kms admin: sealed {}", r.name);
+            }
         }
     }
     store
@@ -662,7 +722,90 @@ fn describe_admin(cmd: &AdminCommand) -> (&'static str, String, serde_json::Valu
         AdminCommand::DeleteAccessKey { access_key_id } => {
             ("DeleteAccessKey", access_key_id.clone(), json!({}))
         }
+        AdminCommand::Seal { confirm } => ("SealRows", "*".into(), json!({ "digest": confirm })),
     }
+}
+
+/// One row without a MAC, as `kms admin seal` shows it.
+enum Unsealed {
+    Principal(String, crate::store::PrincipalAuthz),
+    KeyPolicy(crate::store::KeyRecord),
+    KeyState(crate::store::KeyRecord),
+}
+
+struct UnsealedRow {
+    /// What the row is ("principal arn:…", "policy of key …").
+    name: String,
+    /// Everything that would be sealed, in one line.
+    shown: String,
+    row: Unsealed,
+}
+
+async fn unsealed_rows(kms: &Kms) -> Result<Vec<UnsealedRow>, Error> {
+    let e = |e: crate::kms::KmsError| e.to_string();
+    let mut out = Vec::new();
+    for (arn, a) in kms.unverified_principals().await.map_err(e)? {
+        let mut policies = a.policies.clone();
+        policies.sort();
+        let mut tags: Vec<String> = a
+            .tags
+            .iter()
+            .map(|t| format!("{}={}", t.key, t.value))
+            .collect();
+        tags.sort();
+        let shown = serde_json::json!({
+            "row": "principal",
+            "arn": arn,
+            "account": a.account_id,
+            "kind": a.kind,
+            "trust_policy": a.trust_policy,
+            "integrated_service": a.via_service,
+            "identity_policies": policies,
+            "tags": tags,
+        });
+        out.push(UnsealedRow {
+            name: format!("principal {arn}"),
+            shown: shown.to_string(),
+            row: Unsealed::Principal(arn, a),
+        });
+    }
+    let (policies, states) = kms.unsealed_keys().await.map_err(e)?;
+    for k in policies {
+        let shown = serde_json::json!({
+            "row": "key policy",
+            "key": k.arn(),
+            "policy": k.policy,
+        });
+        out.push(UnsealedRow {
+            name: format!("policy of key {}", k.arn()),
+            shown: shown.to_string(),
+            row: Unsealed::KeyPolicy(k),
+        });
+    }
+    for k in states {
+        let shown = serde_json::json!({
+            "row": "key state",
+            "key": k.arn(),
+            "state": k.key_state,
+            "deletion_date": k.deletion_date.map(|d| d.to_rfc3339()),
+        });
+        out.push(UnsealedRow {
+            name: format!("state of key {}", k.arn()),
+            shown: shown.to_string(),
+            row: Unsealed::KeyState(k),
+        });
+    }
+    Ok(out)
+}
+
+/// SHA-256 over what was shown, in hex: `--confirm` seals only what the operator saw.
+fn rows_digest(rows: &[UnsealedRow]) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for r in rows {
+        ctx.update(r.shown.as_bytes());
+        ctx.update(b"\n");
+    }
+    hex::encode(ctx.finish().as_ref())
 }
 
 /// The HSM (with its service keys verified) and the domain layer over `store`.
@@ -693,13 +836,6 @@ pub async fn open_kms(s: &Settings, store: Arc<dyn Store>) -> Result<Kms, Error>
         &cache_sizes(s),
         s.regions.clone(),
     ))
-}
-
-/// After an administrator changed a principal: its MAC, computed in the token, over what it
-/// may now do.
-async fn seal_principal(s: &Settings, store: &Arc<dyn Store>, arn: &str) -> Result<(), Error> {
-    let kms = open_kms(s, store.clone()).await?;
-    kms.seal_principal(arn).await.map_err(|e| e.to_string())
 }
 
 #[derive(clap::Subcommand)]

@@ -2,6 +2,7 @@
 //! grant tokens, and whether a grant allows a request.
 
 use super::{mac_input, Caller, Context, Kms, KmsError};
+use crate::policy::GrantAllows;
 use crate::store::{GrantRecord, KeyRecord};
 use base64::Engine;
 use std::sync::Arc;
@@ -165,35 +166,123 @@ fn constraints_json(c: &Constraints) -> serde_json::Value {
     serde_json::Value::Object(v)
 }
 
-fn context_of(v: &serde_json::Value, name: &str) -> Option<Context> {
-    serde_json::from_value(v.get(name)?.clone()).ok()
+/// A stored grant's constraints, read strictly: `None` when the stored form has a member this
+/// service does not know or a value it cannot read, and such a grant allows nothing (fail
+/// closed: a constraint that cannot be evaluated never widens a grant).
+fn stored_constraints(v: &serde_json::Value) -> Option<Constraints> {
+    let obj = v.as_object()?;
+    let mut c = Constraints::default();
+    for (name, value) in obj {
+        let ctx: Context = serde_json::from_value(value.clone()).ok()?;
+        match name.as_str() {
+            "EncryptionContextEquals" => c.equals = Some(ctx),
+            "EncryptionContextSubset" => c.subset = Some(ctx),
+            _ => return None,
+        }
+    }
+    if c.equals.is_some() == c.subset.is_some() {
+        return None;
+    }
+    Some(c)
 }
 
-/// Whether one grant allows `action` for the caller with this encryption context.
-pub fn grant_allows(g: &GrantRecord, caller: &Caller, action: &str, ctx: Option<&Context>) -> bool {
+/// A context with its keys lower-cased (grant constraints compare keys without case, values
+/// with it); `None` when two keys differ only by case, which no constraint can decide.
+fn folded(ctx: &Context) -> Option<std::collections::BTreeMap<String, &str>> {
+    let out: std::collections::BTreeMap<String, &str> = ctx
+        .iter()
+        .map(|(k, v)| (k.to_lowercase(), v.as_str()))
+        .collect();
+    (out.len() == ctx.len()).then_some(out)
+}
+
+/// Whether every pair of `sub` is in `ctx` (keys without case).
+fn includes(ctx: &Context, sub: &Context) -> bool {
+    let (Some(ctx), Some(sub)) = (folded(ctx), folded(sub)) else {
+        return false;
+    };
+    sub.iter().all(|(k, v)| ctx.get(k) == Some(v))
+}
+
+/// Whether two contexts hold the same pairs (keys without case).
+fn same_pairs(a: &Context, b: &Context) -> bool {
+    matches!((folded(a), folded(b)), (Some(a), Some(b)) if a == b)
+}
+
+impl Constraints {
+    /// Whether a request's encryption context satisfies these constraints.
+    fn admit(&self, ctx: &Context) -> bool {
+        if let Some(eq) = &self.equals {
+            if !same_pairs(eq, ctx) {
+                return false;
+            }
+        }
+        if let Some(sub) = &self.subset {
+            if !includes(ctx, sub) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether a grant with `child` constraints allows no context that these do not: AWS's
+    /// rule for grants created by a grantee ("at least as strict").
+    fn at_least_as_strict(&self, child: Option<&Constraints>) -> bool {
+        let Some(child) = child else { return false };
+        match (&self.equals, &self.subset, &child.equals, &child.subset) {
+            // Equals admits exactly one context: only the same Equals is as strict.
+            (Some(p), None, Some(c), None) => same_pairs(p, c),
+            // Subset admits every context holding its pairs: so must the child's.
+            (None, Some(p), Some(c), None) | (None, Some(p), None, Some(c)) => includes(c, p),
+            _ => false,
+        }
+    }
+}
+
+/// Whether one grant allows `action` for the caller with this encryption context, and how:
+/// a grant to the caller itself (or to the role it assumed) allows; a grant to the caller's
+/// account allows only with an identity policy that allows too (decided in `policy`).
+pub fn grant_allows(
+    g: &GrantRecord,
+    caller: &Caller,
+    action: &str,
+    ctx: Option<&Context>,
+) -> GrantAllows {
     let op = action.strip_prefix("kms:").unwrap_or(action);
     if !g.operations.iter().any(|o| o == op) {
-        return false;
+        return GrantAllows::No;
     }
-    let root = format!("arn:aws:iam::{}:root", caller.account_id);
-    if g.grantee_principal != caller.principal_arn && g.grantee_principal != root {
-        return false;
-    }
+    let how = if g.grantee_principal == caller.principal_arn
+        || caller.role_arn.as_deref() == Some(g.grantee_principal.as_str())
+    {
+        GrantAllows::Caller
+    } else if g.grantee_principal == format!("arn:aws:iam::{}:root", caller.account_id) {
+        GrantAllows::Account
+    } else {
+        return GrantAllows::No;
+    };
     if let Some(c) = &g.constraints {
-        let empty = Context::new();
-        let ctx = ctx.unwrap_or(&empty);
-        if let Some(eq) = context_of(c, "EncryptionContextEquals") {
-            if &eq != ctx {
-                return false;
-            }
-        }
-        if let Some(sub) = context_of(c, "EncryptionContextSubset") {
-            if !sub.iter().all(|(k, v)| ctx.get(k) == Some(v)) {
-                return false;
-            }
+        let Some(c) = stored_constraints(c) else {
+            tracing::error!(grant_id = %g.grant_id, "grant constraints cannot be evaluated; the grant allows nothing");
+            return GrantAllows::No;
+        };
+        // AWS applies constraints to the operations that take an encryption context; those
+        // that do not (DescribeKey, RetireGrant) are allowed as granted, and CreateGrant is
+        // held to the constraints by `create_grant`.
+        if WITH_CONTEXT.contains(&op) && !c.admit(ctx.unwrap_or(&Context::new())) {
+            return GrantAllows::No;
         }
     }
-    true
+    how
+}
+
+/// The better of two ways a request is allowed.
+fn best(a: GrantAllows, b: GrantAllows) -> GrantAllows {
+    match (a, b) {
+        (GrantAllows::Caller, _) | (_, GrantAllows::Caller) => GrantAllows::Caller,
+        (GrantAllows::Account, _) | (_, GrantAllows::Account) => GrantAllows::Account,
+        _ => GrantAllows::No,
+    }
 }
 
 impl Kms {
@@ -302,34 +391,82 @@ impl Kms {
         Ok((grant_id, key_id))
     }
 
-    /// Whether any grant on the key allows the request: from the cache, or named by a grant
-    /// token of this request (read fresh, so a new grant works at once on any node).
+    /// Grants named by the request's grant tokens for this key, read fresh (so a new grant
+    /// works at once on any node) and verified.
+    async fn token_grants(
+        &self,
+        caller: &Caller,
+        rec: &KeyRecord,
+    ) -> Result<Vec<GrantRecord>, KmsError> {
+        let mut out = Vec::new();
+        for t in &caller.grant_tokens {
+            let (grant_id, key_id) = self.verify_grant_token(t).await?;
+            if key_id == rec.key_id {
+                if let Some(g) = self.grant_store.grant(&grant_id).await? {
+                    out.extend(self.verified(vec![g]).await?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How the key's grants allow the request: from the cache, or named by a grant token of
+    /// this request.
     pub(super) async fn grant_allows(
         &self,
         caller: &Caller,
         action: &str,
         rec: &KeyRecord,
         ctx: Option<&Context>,
-    ) -> Result<bool, KmsError> {
-        for t in &caller.grant_tokens {
-            let (grant_id, key_id) = self.verify_grant_token(t).await?;
-            if key_id == rec.key_id {
-                let found = match self.grant_store.grant(&grant_id).await? {
-                    Some(g) => self.verified(vec![g]).await?.pop(),
-                    None => None,
-                };
-                if let Some(g) = found {
-                    if grant_allows(&g, caller, action, ctx) {
-                        return Ok(true);
-                    }
-                }
+    ) -> Result<GrantAllows, KmsError> {
+        let mut how = GrantAllows::No;
+        for g in self.token_grants(caller, rec).await? {
+            how = best(how, grant_allows(&g, caller, action, ctx));
+        }
+        if how == GrantAllows::Caller {
+            return Ok(how);
+        }
+        for g in self.grants_of(rec.key_id).await?.iter() {
+            how = best(how, grant_allows(g, caller, action, ctx));
+            if how == GrantAllows::Caller {
+                break;
             }
         }
-        Ok(self
-            .grants_of(rec.key_id)
+        Ok(how)
+    }
+
+    /// How the caller's grants allow it to create this grant: only grants with CreateGrant
+    /// whose operations include every requested one and whose constraints the new grant's are
+    /// at least as strict as count (AWS: a grantee never creates a grant wider than its own).
+    async fn grants_allowing_grant(
+        &self,
+        caller: &Caller,
+        rec: &KeyRecord,
+        operations: &[String],
+        constraints: Option<&Constraints>,
+    ) -> Result<GrantAllows, KmsError> {
+        let covers = |g: &GrantRecord| {
+            operations.iter().all(|o| g.operations.contains(o))
+                && match &g.constraints {
+                    None => true,
+                    Some(c) => {
+                        stored_constraints(c).is_some_and(|c| c.at_least_as_strict(constraints))
+                    }
+                }
+        };
+        let mut how = GrantAllows::No;
+        let cached = self.grants_of(rec.key_id).await?;
+        for g in self
+            .token_grants(caller, rec)
             .await?
             .iter()
-            .any(|g| grant_allows(g, caller, action, ctx)))
+            .chain(cached.iter())
+        {
+            if covers(g) {
+                how = best(how, grant_allows(g, caller, "kms:CreateGrant", None));
+            }
+        }
+        Ok(how)
     }
 
     pub async fn create_grant(
@@ -360,11 +497,14 @@ impl Kms {
                 rec.arn()
             )));
         }
+        // AWS applies constraints to the operations that take an encryption context (and holds
+        // grants created through CreateGrant to them); a constrained grant of nothing else
+        // would constrain nothing.
         if input.constraints.is_some()
-            && input
+            && !input
                 .operations
                 .iter()
-                .any(|o| !WITH_CONTEXT.contains(&o.as_str()))
+                .any(|o| WITH_CONTEXT.contains(&o.as_str()) || o == "CreateGrant")
         {
             return Err(KmsError::Validation(
                 "Grant constraints apply only to cryptographic operations that take an encryption context.".into(),
@@ -394,15 +534,40 @@ impl Kms {
         if let Some(t) = constraint_type {
             extra.push(("kms:GrantConstraintType", t));
         }
-        self.authorize_multi(
-            caller,
-            "kms:CreateGrant",
-            Some(&rec),
-            None,
-            &extra,
-            &[("kms:GrantOperations", &input.operations)],
-        )
-        .await?;
+        let multi: &[(&str, &[String])] = &[("kms:GrantOperations", &input.operations)];
+        // The key policy and identity policies first; a grant with CreateGrant allows only
+        // grants no wider than itself.
+        let by_policy = self
+            .authorize_with(
+                caller,
+                "kms:CreateGrant",
+                Some(&rec),
+                None,
+                &extra,
+                multi,
+                Some(GrantAllows::No),
+            )
+            .await;
+        if let Err(KmsError::AccessDenied(why)) = by_policy {
+            let how = self
+                .grants_allowing_grant(caller, &rec, &input.operations, input.constraints.as_ref())
+                .await?;
+            if how == GrantAllows::No {
+                return Err(KmsError::AccessDenied(why));
+            }
+            self.authorize_with(
+                caller,
+                "kms:CreateGrant",
+                Some(&rec),
+                None,
+                &extra,
+                multi,
+                Some(how),
+            )
+            .await?;
+        } else {
+            by_policy?;
+        }
         // After authorization: a caller without permission learns nothing of the key's state.
         Self::require_manageable(&rec)?;
         if input.dry_run {
@@ -468,6 +633,15 @@ impl Kms {
     ) -> Result<Vec<GrantRecord>, KmsError> {
         self.authorize(caller, "kms:ListRetirableGrants", None, None, &[])
             .await?;
+        // AWS: the retiring principal must be in the caller's own account. Another account's
+        // grants, grantees and constraints are never listed.
+        let account = retiring.split(':').nth(4);
+        if !valid_principal(retiring) || account != Some(caller.account_id.as_str()) {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: kms:ListRetirableGrants on resource: {retiring} because the retiring principal is not in the caller's account",
+                caller.principal_arn
+            )));
+        }
         self.verified(self.grant_store.grants_retirable_by(retiring).await?)
             .await
     }

@@ -555,24 +555,92 @@ impl Kms {
         Ok(Some(a))
     }
 
-    /// Compute and store the MAC over a principal's authorization data as it is now (after an
-    /// administrator changed it).
-    pub async fn seal_principal(&self, arn: &str) -> Result<(), KmsError> {
-        let Some(a) = self.ids.principal_authz(arn).await? else {
-            return Ok(());
-        };
-        let mac = self.hsm.row_mac(principal_mac_input(arn, &a)).await?;
-        self.ids.set_principal_mac(arn, &mac).await?;
-        Ok(())
+    /// An administrator's change to a principal (`kms admin`). Nothing unverified is ever
+    /// sealed: the principal as stored must pass its MAC (or not exist yet); the new MAC is
+    /// computed in the token over the verified data with the change applied, before anything
+    /// is written; the change and its MAC are then written in one guarded transaction. A
+    /// token that cannot be reached, a principal that fails its check, or one changed in
+    /// between leave the database as it was.
+    pub async fn change_principal(
+        &self,
+        arn: &str,
+        change: &crate::store::PrincipalChange,
+    ) -> Result<(), KmsError> {
+        let current = self.ids.principal_authz(arn).await?;
+        if let Some(cur) = &current {
+            if !self.principal_mac_holds(arn, cur).await? {
+                return Err(KmsError::Conflict(format!(
+                    "{arn}: its row in principals (with its identity_policies and principal_tags) {}; nothing was changed. Review it with `kms admin seal`",
+                    if cur.mac.is_none() { "has no MAC" } else { "fails its integrity check" }
+                )));
+            }
+            if matches!(change, crate::store::PrincipalChange::CreateUser { .. }) {
+                return Ok(());
+            }
+        }
+        let next = change
+            .apply(current.as_ref())
+            .map_err(|e| KmsError::Validation(format!("{arn}: {e}")))?;
+        let mac = self.hsm.row_mac(principal_mac_input(arn, &next)).await?;
+        let expected = current.as_ref().and_then(|c| c.mac.as_deref());
+        match self.ids.change_principal(arn, change, expected, &mac).await {
+            Err(crate::store::StoreError::Conflict { constraint })
+                if constraint == "principal_mac" =>
+            {
+                Err(KmsError::Conflict(format!(
+                    "{arn} changed while it was being changed; nothing was written, try again"
+                )))
+            }
+            Err(crate::store::StoreError::Conflict { constraint }) => Err(KmsError::Conflict(
+                format!("{arn}: constraint {constraint} refused the change"),
+            )),
+            other => Ok(other?),
+        }
     }
 
-    /// Seal every principal stored before principals carried a MAC (`kms init`).
-    pub async fn seal_unsealed_principals(&self) -> Result<usize, KmsError> {
-        let arns = self.ids.principals_without_mac().await?;
-        for arn in &arns {
-            self.seal_principal(arn).await?;
+    async fn principal_mac_holds(&self, arn: &str, a: &PrincipalAuthz) -> Result<bool, KmsError> {
+        Ok(match &a.mac {
+            Some(mac) => {
+                self.hsm
+                    .row_mac_matches(principal_mac_input(arn, a), mac)
+                    .await?
+            }
+            None => false,
+        })
+    }
+
+    /// Principals whose stored authorization data carries no MAC, or one that does not hold,
+    /// with that data: what `kms admin seal` shows before it seals anything.
+    pub async fn unverified_principals(&self) -> Result<Vec<(String, PrincipalAuthz)>, KmsError> {
+        let mut out = Vec::new();
+        for arn in self.ids.principals_without_mac().await? {
+            if let Some(a) = self.ids.principal_authz(&arn).await? {
+                out.push((arn, a));
+            }
         }
-        Ok(arns.len())
+        Ok(out)
+    }
+
+    /// Seal one principal as it is stored now: only for `kms admin seal --yes`, after an
+    /// operator has seen what is sealed. Refuses when the data changed since it was shown
+    /// (`shown` is what was shown).
+    pub async fn seal_reviewed_principal(
+        &self,
+        arn: &str,
+        shown: &PrincipalAuthz,
+    ) -> Result<(), KmsError> {
+        let mac = self.hsm.row_mac(principal_mac_input(arn, shown)).await?;
+        let now = self.ids.principal_authz(arn).await?;
+        let same = now.as_ref().is_some_and(|n| {
+            principal_mac_input(arn, n) == principal_mac_input(arn, shown) && n.mac == shown.mac
+        });
+        if !same {
+            return Err(KmsError::Conflict(format!(
+                "{arn} changed after it was shown; nothing was sealed"
+            )));
+        }
+        self.ids.set_principal_mac(arn, &mac).await?;
+        Ok(())
     }
 
     async fn tags_of(&self, key_id: Uuid) -> Result<Arc<Vec<Tag>>, KmsError> {
@@ -713,6 +781,24 @@ impl Kms {
         extra: &[(&str, &str)],
         multi: &[(&str, &[String])],
     ) -> Result<(), KmsError> {
+        self.authorize_with(caller, action, rec, ctx, extra, multi, None)
+            .await
+    }
+
+    /// As `authorize_multi`; `grants` says how grants allow the request when the caller of
+    /// this function has decided it (CreateGrant limits what a grant may create), `None` asks
+    /// the key's grants.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn authorize_with(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: Option<&KeyRecord>,
+        ctx: Option<&Context>,
+        extra: &[(&str, &str)],
+        multi: &[(&str, &[String])],
+        grants: Option<policy::GrantAllows>,
+    ) -> Result<(), KmsError> {
         let identity = self
             .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
             .await?;
@@ -735,8 +821,11 @@ impl Kms {
         let decision = match rec {
             Some(rec) => match self.key_policy(rec) {
                 Some(kp) => {
-                    let grant_allows = self.grant_allows(caller, action, rec, ctx).await?;
-                    policy::decide(&kp, &rec.account_id, ids, grant_allows, &req)
+                    let grant = match grants {
+                        Some(g) => g,
+                        None => self.grant_allows(caller, action, rec, ctx).await?,
+                    };
+                    policy::decide(&kp, &rec.account_id, ids, grant, &req)
                 }
                 None => policy::Decision::Deny(policy::Denial::NoKeyPolicyAllows),
             },
@@ -785,7 +874,13 @@ impl Kms {
             req.context
                 .insert("sts:externalid".into(), vec![x.to_string()]);
         }
-        match policy::decide(&trust, &account, &identity.policies, false, &req) {
+        match policy::decide(
+            &trust,
+            &account,
+            &identity.policies,
+            policy::GrantAllows::No,
+            &req,
+        ) {
             policy::Decision::Allow => Ok(account),
             policy::Decision::Deny(_) => Err(denied()),
         }
@@ -1385,26 +1480,33 @@ impl Kms {
         Ok(self.hsm.row_mac(state_mac_input(&next)).await?)
     }
 
-    /// Give every key stored before key states had a MAC its MAC (`kms init`). Returns how
-    /// many.
-    pub async fn seal_unsealed_states(&self) -> Result<usize, KmsError> {
-        let keys = self.keys.keys_without_state_mac().await?;
-        for k in &keys {
-            let mac = self.hsm.row_mac(state_mac_input(k)).await?;
-            self.keys.set_state_mac(k.key_id, &mac).await?;
-        }
-        Ok(keys.len())
+    /// Keys whose policy, and keys whose state, carry no MAC (stored before they had one):
+    /// what `kms admin seal` shows before it seals anything.
+    pub async fn unsealed_keys(&self) -> Result<(Vec<KeyRecord>, Vec<KeyRecord>), KmsError> {
+        Ok((
+            self.keys.keys_without_policy_mac().await?,
+            self.keys.keys_without_state_mac().await?,
+        ))
     }
 
-    /// Give every key stored before policies had a MAC its MAC (`kms init`, an operator's
-    /// action: the policies are taken as they are now). Returns how many.
-    pub async fn seal_unsealed_policies(&self) -> Result<usize, KmsError> {
-        let keys = self.keys.keys_without_policy_mac().await?;
-        for k in &keys {
-            let mac = self.hsm.row_mac(policy_mac_input(k)).await?;
-            self.keys.set_policy_mac(k.key_id, &mac).await?;
-        }
-        Ok(keys.len())
+    /// Seal a key's policy as shown to an operator (`kms admin seal`); false when the row has
+    /// changed since (nothing sealed).
+    pub async fn seal_reviewed_policy(&self, shown: &KeyRecord) -> Result<bool, KmsError> {
+        let mac = self.hsm.row_mac(policy_mac_input(shown)).await?;
+        Ok(self
+            .keys
+            .set_policy_mac(shown.key_id, &shown.policy, &mac)
+            .await?)
+    }
+
+    /// Seal a key's state as shown to an operator (`kms admin seal`); false when the row has
+    /// changed since (nothing sealed).
+    pub async fn seal_reviewed_state(&self, shown: &KeyRecord) -> Result<bool, KmsError> {
+        let mac = self.hsm.row_mac(state_mac_input(shown)).await?;
+        Ok(self
+            .keys
+            .set_state_mac(shown.key_id, &shown.key_state, &mac)
+            .await?)
     }
 
     /// Material version `version` of a key: generated and wrapped in the token, with the row
@@ -1465,8 +1567,13 @@ impl Kms {
                 .await?;
             let mut req = self.request(caller, "kms:PutKeyPolicy", Some(rec), None);
             self.add_tags(&mut req, &identity, None).await?;
-            if policy::decide(&doc, &rec.account_id, &identity.policies, false, &req)
-                != policy::Decision::Allow
+            if policy::decide(
+                &doc,
+                &rec.account_id,
+                &identity.policies,
+                policy::GrantAllows::No,
+                &req,
+            ) != policy::Decision::Allow
             {
                 return Err(KmsError::MalformedPolicy(
                     "The new key policy will not allow you to update the key policy in the future."

@@ -104,15 +104,39 @@ pub enum Decision {
     Deny(Denial),
 }
 
+/// How the key's grants answer a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantAllows {
+    /// No grant allows it.
+    No,
+    /// A grant whose grantee is the caller itself allows it.
+    Caller,
+    /// Only a grant whose grantee is the caller's account (`arn:aws:iam::<account>:root`)
+    /// allows it: as in a key policy, the account's identity policies must then allow the
+    /// action too.
+    Account,
+}
+
+impl From<bool> for GrantAllows {
+    fn from(direct: bool) -> GrantAllows {
+        if direct {
+            GrantAllows::Caller
+        } else {
+            GrantAllows::No
+        }
+    }
+}
+
 /// AWS KMS's evaluation: an explicit deny anywhere wins; otherwise the key policy must allow
 /// the caller directly, or trust the caller's account so that an identity policy can allow,
-/// or a grant must allow. Cross-account use needs the key policy (directly or through the
-/// caller's account) and an identity policy of the caller's account.
+/// or a grant must allow (one naming the caller's account only with an identity policy that
+/// allows). Cross-account use needs the key policy (directly or through the caller's account)
+/// and an identity policy of the caller's account.
 pub fn decide(
     key_policy: &PolicyDocument,
     key_account: &str,
     identity_policies: &[PolicyDocument],
-    grant_allows: bool,
+    grant: GrantAllows,
     req: &Request,
 ) -> Decision {
     let key = evaluate(key_policy, req);
@@ -128,8 +152,10 @@ pub fn decide(
         }
     }
     let identity_allows = matches!(identity, Outcome::Allow(_));
-    if grant_allows {
-        return Decision::Allow;
+    match grant {
+        GrantAllows::Caller => return Decision::Allow,
+        GrantAllows::Account if identity_allows => return Decision::Allow,
+        GrantAllows::Account | GrantAllows::No => {}
     }
     let same_account = req.principal_account == key_account;
     match key {

@@ -1466,7 +1466,7 @@ fn decisions() {
         let kp = key_policy(&kp);
         let ids: Vec<PolicyDocument> = ids.iter().map(|s| id_policy(s)).collect();
         assert_eq!(
-            decide(&kp, "111122223333", &ids, grant, &req),
+            decide(&kp, "111122223333", &ids, grant.into(), &req),
             expect,
             "{name}"
         );
@@ -1654,4 +1654,64 @@ fn denial_messages_name_the_missing_policy() {
         .ends_with("because no resource-based policy allows the kms:Encrypt action"));
     assert!(denial_message(&r, Denial::ExplicitInIdentityPolicy)
         .ends_with("with an explicit deny in an identity-based policy"));
+}
+
+/// A grant whose grantee is the caller's account is the account root of a key policy: its
+/// principals use it only where their identity policies allow the action.
+#[test]
+fn a_grant_to_the_account_needs_an_identity_policy() {
+    use Decision::*;
+    use Denial::*;
+    let no_key_policy = key_policy(
+        r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::999999999999:root"},"Action":"kms:*","Resource":"*"}"#,
+    );
+    let allow = vec![id_policy(ID_ALLOW_ALL)];
+    let deny = vec![id_policy(
+        r#"{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*"}"#,
+    )];
+    let cases: Vec<(&str, GrantAllows, &[PolicyDocument], Decision)> = vec![
+        (
+            "to the caller, no identity policy",
+            GrantAllows::Caller,
+            &[],
+            Allow,
+        ),
+        (
+            "to the account, no identity policy",
+            GrantAllows::Account,
+            &[],
+            Deny(NoKeyPolicyAllows),
+        ),
+        (
+            "to the account, identity allows",
+            GrantAllows::Account,
+            &allow,
+            Allow,
+        ),
+        (
+            "to the account, identity denies",
+            GrantAllows::Account,
+            &deny,
+            Deny(ExplicitInIdentityPolicy),
+        ),
+        (
+            "to the caller, identity denies",
+            GrantAllows::Caller,
+            &deny,
+            Deny(ExplicitInIdentityPolicy),
+        ),
+        (
+            "no grant, identity allows",
+            GrantAllows::No,
+            &allow,
+            Deny(NoKeyPolicyAllows),
+        ),
+    ];
+    for (name, grant, ids, expect) in cases {
+        assert_eq!(
+            decide(&no_key_policy, "111122223333", ids, grant, &base()),
+            expect,
+            "{name}"
+        );
+    }
 }

@@ -340,7 +340,13 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Keys whose policy has no MAC yet (created before policies had one).
     async fn keys_without_policy_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
-    async fn set_policy_mac(&self, key_id: Uuid, policy_mac: &[u8]) -> Result<(), StoreError>;
+    /// Seal a key policy stored without a MAC, only if it is still unsealed and still `policy`.
+    async fn set_policy_mac(
+        &self,
+        key_id: Uuid,
+        policy: &str,
+        policy_mac: &[u8],
+    ) -> Result<bool, StoreError>;
     /// Add a new material version and make it current, in one transaction: one record per
     /// key that shares the material (several for a multi-Region key `mrk`, whose related keys
     /// must be exactly the records' keys, else `Conflict`). `due_at` makes it the scheduled
@@ -414,7 +420,13 @@ pub trait KeyStore: Send + Sync {
         state_mac: &[u8],
     ) -> Result<(), StoreError>;
     async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
-    async fn set_state_mac(&self, key_id: Uuid, state_mac: &[u8]) -> Result<(), StoreError>;
+    /// Seal a key state stored without a MAC, only if it is still unsealed and still `key_state`.
+    async fn set_state_mac(
+        &self,
+        key_id: Uuid,
+        key_state: &str,
+        state_mac: &[u8],
+    ) -> Result<bool, StoreError>;
     async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError>;
     async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError>;
     async fn delete_tags(&self, key_id: Uuid, keys: &[String]) -> Result<(), StoreError>;
@@ -492,12 +504,112 @@ pub struct PrincipalAuthz {
     pub mac: Option<Vec<u8>>,
 }
 
+/// One administrator change to what a principal may do (`kms admin`). The domain computes
+/// the principal's MAC over the result (`apply`) and the store writes the change with that MAC
+/// in one transaction, so a change is never stored without its MAC nor a MAC without it.
+#[derive(Clone, Debug)]
+pub enum PrincipalChange {
+    CreateUser {
+        account_id: String,
+        name: String,
+        admin: bool,
+    },
+    /// Create a role, or replace an existing role's trust policy.
+    PutRole {
+        account_id: String,
+        name: String,
+        trust_policy: String,
+    },
+    PutPolicy {
+        name: String,
+        document: String,
+    },
+    DeletePolicy {
+        name: String,
+    },
+    PutTag(Tag),
+    SetService(Option<String>),
+}
+
+impl PrincipalChange {
+    /// The principal's authorization data after this change, from what it was (`None`: no such
+    /// principal yet). Pure: the MAC is computed over this, never over what the database holds.
+    pub fn apply(&self, current: Option<&PrincipalAuthz>) -> Result<PrincipalAuthz, String> {
+        use PrincipalChange::*;
+        let mut next = match (self, current) {
+            (CreateUser { account_id, .. }, None) => {
+                return Ok(PrincipalAuthz::new(account_id, "user", None))
+            }
+            (
+                PutRole {
+                    account_id,
+                    trust_policy,
+                    ..
+                },
+                None,
+            ) => return Ok(PrincipalAuthz::new(account_id, "role", Some(trust_policy))),
+            (_, None) => return Err("no such principal".into()),
+            (_, Some(c)) => c.clone(),
+        };
+        match self {
+            CreateUser { .. } => {}
+            PutRole { trust_policy, .. } => {
+                if next.kind != "role" {
+                    return Err("the principal is not a role".into());
+                }
+                next.trust_policy = Some(trust_policy.clone());
+            }
+            PutPolicy { name, document } => {
+                next.policies.retain(|(n, _)| n != name);
+                next.policies.push((name.clone(), document.clone()));
+            }
+            DeletePolicy { name } => {
+                let before = next.policies.len();
+                next.policies.retain(|(n, _)| n != name);
+                if next.policies.len() == before {
+                    return Err(format!("the principal has no policy named {name}"));
+                }
+            }
+            PutTag(t) => {
+                next.tags.retain(|x| x.key != t.key);
+                next.tags.push(t.clone());
+            }
+            SetService(s) => next.via_service = s.clone(),
+        }
+        Ok(next)
+    }
+}
+
+impl PrincipalAuthz {
+    fn new(account_id: &str, kind: &str, trust_policy: Option<&String>) -> PrincipalAuthz {
+        PrincipalAuthz {
+            account_id: account_id.to_string(),
+            kind: kind.to_string(),
+            trust_policy: trust_policy.cloned(),
+            via_service: None,
+            policies: vec![],
+            tags: vec![],
+            mac: None,
+        }
+    }
+}
+
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
     /// A principal's identity policies, tags, service registration, trust policy and their
     /// MAC, read in one transaction; `None` if there is no such principal.
     async fn principal_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, StoreError>;
     async fn set_principal_mac(&self, arn: &str, mac: &[u8]) -> Result<(), StoreError>;
+    /// Apply `change` and store `mac` in one transaction, provided the principal's stored MAC
+    /// is still `expected` (`None`: the principal must not exist yet). `Conflict` (constraint
+    /// `principal_mac`) when it is not: the principal changed since it was verified.
+    async fn change_principal(
+        &self,
+        arn: &str,
+        change: &PrincipalChange,
+        expected: Option<&[u8]>,
+        mac: &[u8],
+    ) -> Result<(), StoreError>;
     /// Principals that carry no MAC yet (stored before principals were sealed).
     async fn principals_without_mac(&self) -> Result<Vec<String>, StoreError>;
     /// Create a role with its trust policy, or replace the trust policy of an existing one.

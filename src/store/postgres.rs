@@ -543,14 +543,23 @@ impl KeyStore for PgStore {
         Ok(rows.iter().map(key_from_row).collect())
     }
 
-    async fn set_policy_mac(&self, key_id: Uuid, policy_mac: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keys SET policy_mac = $2 WHERE key_id = $1")
-            .bind(key_id)
-            .bind(policy_mac)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+    async fn set_policy_mac(
+        &self,
+        key_id: Uuid,
+        policy: &str,
+        policy_mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE keys SET policy_mac = $2 WHERE key_id = $1 AND policy_mac IS NULL AND policy = $3",
+        )
+        .bind(key_id)
+        .bind(policy_mac)
+        .bind(policy)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn set_key_policy(
@@ -864,14 +873,23 @@ impl KeyStore for PgStore {
         Ok(rows.iter().map(key_from_row).collect())
     }
 
-    async fn set_state_mac(&self, key_id: Uuid, state_mac: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keys SET state_mac = $2 WHERE key_id = $1")
-            .bind(key_id)
-            .bind(state_mac)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+    async fn set_state_mac(
+        &self,
+        key_id: Uuid,
+        key_state: &str,
+        state_mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE keys SET state_mac = $2 WHERE key_id = $1 AND state_mac IS NULL AND key_state = $3",
+        )
+        .bind(key_id)
+        .bind(state_mac)
+        .bind(key_state)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError> {
@@ -1201,6 +1219,126 @@ impl IdentityStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn change_principal(
+        &self,
+        arn: &str,
+        change: &PrincipalChange,
+        expected: Option<&[u8]>,
+        mac: &[u8],
+    ) -> Result<(), StoreError> {
+        use PrincipalChange::*;
+        let mut tx = self.begin().await?;
+        let stale = || StoreError::Conflict {
+            constraint: "principal_mac".into(),
+        };
+        match (change, expected) {
+            (
+                CreateUser {
+                    account_id,
+                    name,
+                    admin,
+                },
+                None,
+            ) => {
+                sqlx::query(
+                    "INSERT INTO principals (arn, account_id, kind, name, is_admin, authz_mac) VALUES ($1,$2,'user',$3,$4,$5)",
+                )
+                .bind(arn)
+                .bind(account_id)
+                .bind(name)
+                .bind(admin)
+                .bind(mac)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+            (
+                PutRole {
+                    account_id,
+                    name,
+                    trust_policy,
+                },
+                None,
+            ) => {
+                sqlx::query(
+                    "INSERT INTO principals (arn, account_id, kind, name, trust_policy, authz_mac) VALUES ($1,$2,'role',$3,$4,$5)",
+                )
+                .bind(arn)
+                .bind(account_id)
+                .bind(name)
+                .bind(trust_policy)
+                .bind(mac)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+            (_, None) => return Err(stale()),
+            (change, Some(expected)) => {
+                // The guard: the MAC the domain verified is still the row's (this also takes
+                // the row's write lock until the commit).
+                let n = sqlx::query(
+                    "UPDATE principals SET authz_mac = $2 WHERE arn = $1 AND authz_mac = $3",
+                )
+                .bind(arn)
+                .bind(mac)
+                .bind(expected)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                if n != 1 {
+                    return Err(stale());
+                }
+                let q = match change {
+                    CreateUser { .. } => None,
+                    PutRole { trust_policy, .. } => Some(
+                        sqlx::query("UPDATE principals SET trust_policy = $2 WHERE arn = $1 AND kind = 'role'")
+                            .bind(arn)
+                            .bind(trust_policy.clone()),
+                    ),
+                    PutPolicy { name, document } => Some(
+                        sqlx::query(
+                            "INSERT INTO identity_policies (principal_arn, policy_name, document, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $4) \
+                             ON CONFLICT (principal_arn, policy_name) DO UPDATE SET document = excluded.document, \
+                             updated_at = excluded.updated_at",
+                        )
+                        .bind(arn)
+                        .bind(name.clone())
+                        .bind(document.clone())
+                        .bind(Utc::now()),
+                    ),
+                    DeletePolicy { name } => Some(
+                        sqlx::query("DELETE FROM identity_policies WHERE principal_arn = $1 AND policy_name = $2")
+                            .bind(arn)
+                            .bind(name.clone()),
+                    ),
+                    PutTag(t) => Some(
+                        sqlx::query(
+                            "INSERT INTO principal_tags (principal_arn, tag_key, tag_value) VALUES ($1,$2,$3) \
+                             ON CONFLICT (principal_arn, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+                        )
+                        .bind(arn)
+                        .bind(t.key.clone())
+                        .bind(t.value.clone()),
+                    ),
+                    SetService(s) => Some(
+                        sqlx::query("UPDATE principals SET via_service = $2 WHERE arn = $1")
+                            .bind(arn)
+                            .bind(s.clone()),
+                    ),
+                };
+                if let Some(q) = q {
+                    if q.execute(&mut *tx).await.map_err(map_err)?.rows_affected() != 1 {
+                        return Err(stale());
+                    }
+                }
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ mod support;
 
 mod access;
 mod asymmetric;
+mod attacks;
 mod audit;
 mod auth;
 mod cli;

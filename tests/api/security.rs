@@ -590,7 +590,7 @@ async fn policies_and_grants_written_in_the_database_are_refused() {
         .contains("key policy failed its integrity check"));
 
     // A key stored before policies had a MAC (none in the row) is refused until an operator
-    // runs `kms init`, which seals the policies as they stand.
+    // reviews and seals it with `kms admin seal`; `kms init` seals nothing it finds.
     let old = c
         .create_key()
         .send()
@@ -615,7 +615,36 @@ async fn policies_and_grants_written_in_the_database_are_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("now have one"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kms admin seal"));
+    assert_eq!(
+        code(c.describe_key().key_id(&old).send().await),
+        "KeyUnavailableException"
+    );
+    // Shown first, with a digest; sealed only with that digest.
+    let out = s.kms(&["admin", "seal"]);
+    let (shown, said) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        shown.contains(&old) && shown.contains("key policy"),
+        "{shown}"
+    );
+    let digest = said
+        .split("--confirm ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{said}"))
+        .trim()
+        .to_string();
+    let out = s.kms(&["admin", "seal", "--confirm", &"0".repeat(64)]);
+    assert!(!out.status.success());
+    let out = s.kms(&["admin", "seal", "--confirm", &digest]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let c2 = c.clone();
     let o2 = old.clone();
     eventually("the sealed key to work again", move || {
@@ -733,8 +762,51 @@ async fn identity_policies_tags_and_trust_policies_written_in_the_database_are_r
     );
     assert!(s.server_log().contains("failed their integrity check"));
 
-    // An administrator's change seals her again (with the policy the administrator wrote).
-    tokio::task::block_in_place(|| s.put_user_policy(&eve_arn, "policy", encrypt_only));
+    // A routine administrator's change does not launder the edit: it is refused, naming
+    // the principal, and writes nothing. Undoing the edit (restoring the row) restores her.
+    let f = s.path("policy.json");
+    std::fs::write(&f, encrypt_only).unwrap();
+    for args in [
+        vec![
+            "put-user-policy",
+            "--user-arn",
+            &eve_arn,
+            "--policy-name",
+            "other",
+            "--policy-document",
+            f.to_str().unwrap(),
+        ],
+        vec![
+            "tag-principal",
+            "--principal-arn",
+            &eve_arn,
+            "--tag",
+            "team=blue",
+        ],
+    ] {
+        let out = s.admin(&args, &[]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {said}");
+        assert!(
+            said.contains(&eve_arn) && said.contains("integrity check"),
+            "{said}"
+        );
+    }
+    assert_eq!(
+        s.db.int(&format!(
+            "SELECT count(*) FROM identity_policies WHERE principal_arn = '{eve_arn}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        s.db.int(&format!(
+            "SELECT count(*) FROM principal_tags WHERE principal_arn = '{eve_arn}'"
+        ))
+        .await,
+        0
+    );
+    s.db.execute(&format!("UPDATE identity_policies SET document = replace(document, 'kms:*', 'kms:Encrypt') WHERE principal_arn = '{}'", &eve_arn)).await;
     notify(eve_arn.clone()).await;
     encrypt(eve.clone(), key.clone()).await.unwrap();
 

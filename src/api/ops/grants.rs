@@ -8,11 +8,49 @@ use crate::store::GrantRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ConstraintsIn {
-    encryption_context_subset: Option<Context>,
-    encryption_context_equals: Option<Context>,
+/// `Constraints` as sent: every member is read or refused, never dropped (a member dropped
+/// would make the grant wider than asked).
+fn constraints_in(v: Option<Value>) -> Result<Option<Constraints>, KmsError> {
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(obj)) => obj,
+        Some(_) => {
+            return Err(KmsError::Validation(
+                "Constraints must be a structure.".into(),
+            ))
+        }
+    };
+    let mut c = Constraints::default();
+    for (name, value) in obj {
+        let ctx = || -> Result<Context, KmsError> {
+            serde_json::from_value(value.clone()).map_err(|_| {
+                KmsError::Validation(format!(
+                    "Constraints.{name} must be a map of strings to strings."
+                ))
+            })
+        };
+        match name.as_str() {
+            "EncryptionContextEquals" => c.equals = Some(ctx()?),
+            "EncryptionContextSubset" => c.subset = Some(ctx()?),
+            "SourceArn" => {
+                return Err(KmsError::Validation(
+                    "The SourceArn grant constraint applies to grants for AWS service principals, which this service does not support.".into(),
+                ))
+            }
+            other => {
+                return Err(KmsError::Validation(format!(
+                    "Constraints has an unknown member {other}: the grant would allow more than asked, so it is not created."
+                )))
+            }
+        }
+    }
+    if c.equals.is_some() && c.subset.is_some() {
+        return Err(KmsError::Validation(
+            "Specify EncryptionContextEquals or EncryptionContextSubset, not both.".into(),
+        ));
+    }
+    // An empty structure constrains nothing.
+    Ok((c.equals.is_some() || c.subset.is_some()).then_some(c))
 }
 
 #[derive(Deserialize)]
@@ -22,7 +60,7 @@ struct CreateRequest {
     grantee_principal: Option<String>,
     retiring_principal: Option<String>,
     operations: Option<Vec<String>>,
-    constraints: Option<ConstraintsIn>,
+    constraints: Option<Value>,
     grant_tokens: Option<Vec<String>>,
     name: Option<String>,
     dry_run: Option<bool>,
@@ -83,22 +121,7 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     if ops.is_empty() {
         return Err(KmsError::Validation("1 validation error detected: Value '[]' at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1".into()).into());
     }
-    let constraints = match r.constraints {
-        None => None,
-        Some(ConstraintsIn {
-            encryption_context_subset: Some(_),
-            encryption_context_equals: Some(_),
-        }) => {
-            return Err(KmsError::Validation(
-                "Specify EncryptionContextEquals or EncryptionContextSubset, not both.".into(),
-            )
-            .into())
-        }
-        Some(c) => Some(Constraints {
-            equals: c.encryption_context_equals,
-            subset: c.encryption_context_subset,
-        }),
-    };
+    let constraints = constraints_in(r.constraints)?;
     let (grant_id, token) = kms
         .create_grant(
             &caller.for_request(r.grant_tokens, r.key_id.as_deref()),
