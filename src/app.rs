@@ -625,6 +625,8 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                     }
                     Unsealed::KeyPolicy(k) => kms.seal_reviewed_policy(k).await,
                     Unsealed::KeyState(k) => kms.seal_reviewed_state(k).await,
+                    Unsealed::Alias(a) => kms.seal_reviewed_alias(a).await,
+                    Unsealed::KeyTags(k, t) => kms.seal_reviewed_tags(k, t).await,
                 }
                 .map_err(|e| e.to_string())?;
                 if !sealed {
@@ -644,6 +646,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
     crate::audit::record_direct(
         store.as_ref(),
         crate::audit::admin_event(action, &target, &operator(), detail),
+        open_anchor(s)?.as_deref(),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -731,6 +734,8 @@ enum Unsealed {
     Principal(String, crate::store::PrincipalAuthz),
     KeyPolicy(crate::store::KeyRecord),
     KeyState(crate::store::KeyRecord),
+    Alias(crate::store::AliasRecord),
+    KeyTags(crate::store::KeyRecord, Vec<crate::store::Tag>),
 }
 
 struct UnsealedRow {
@@ -793,6 +798,34 @@ async fn unsealed_rows(kms: &Kms) -> Result<Vec<UnsealedRow>, Error> {
             name: format!("state of key {}", k.arn()),
             shown: shown.to_string(),
             row: Unsealed::KeyState(k),
+        });
+    }
+    let (aliases, tags) = kms.unsealed_aliases_and_tags().await.map_err(e)?;
+    for a in aliases {
+        let name = crate::kms::keyid::alias_arn(&a.region, &a.account_id, &a.alias_name);
+        let shown = serde_json::json!({
+            "row": "alias",
+            "alias": name,
+            "target_key_id": a.key_id.to_string(),
+        });
+        out.push(UnsealedRow {
+            name: format!("alias {name}"),
+            shown: shown.to_string(),
+            row: Unsealed::Alias(a),
+        });
+    }
+    for (k, t) in tags {
+        let mut pairs: Vec<String> = t.iter().map(|t| format!("{}={}", t.key, t.value)).collect();
+        pairs.sort();
+        let shown = serde_json::json!({
+            "row": "key tags",
+            "key": k.arn(),
+            "tags": pairs,
+        });
+        out.push(UnsealedRow {
+            name: format!("tags of key {}", k.arn()),
+            shown: shown.to_string(),
+            row: Unsealed::KeyTags(k, t),
         });
     }
     Ok(out)
@@ -937,6 +970,13 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         Duration::from_millis(s.scheduler_interval_ms.max(10)),
         s.clock_offset_file.clone(),
     );
+    if s.enable_test_hooks {
+        tracing::warn!(
+            clock_offset_file = ?s.clock_offset_file,
+            fault_injection_file = ?s.fault_injection_file,
+            "TEST HOOKS ENABLED (enable_test_hooks = true): never run a production service like this"
+        );
+    }
     if let Some(f) = &s.fault_injection_file {
         spawn_fault_injection(kms.hsm().clone(), f.clone())?;
     }
@@ -968,6 +1008,7 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
             store.clone(),
             kms.hsm().clone(),
             Duration::from_millis(s.request_timeout_ms.max(100)),
+            open_anchor(s)?,
         )
     } else {
         crate::audit::Audit::disabled(store.clone(), kms.hsm().clone())
@@ -1029,6 +1070,14 @@ fn spawn_checkpoints(audit: Arc<crate::audit::Audit>, every: Duration) {
     });
 }
 
+/// The audit anchor outside the database, when configured.
+fn open_anchor(s: &Settings) -> Result<Option<Arc<crate::audit::anchor::Anchor>>, Error> {
+    s.audit_anchor_file
+        .as_deref()
+        .map(|p| crate::audit::anchor::Anchor::open(p).map(Arc::new))
+        .transpose()
+}
+
 /// `kms audit …`: the auditor's commands.
 #[derive(clap::Subcommand, Debug)]
 pub enum AuditCommand {
@@ -1042,6 +1091,14 @@ pub enum AuditCommand {
         /// Verify this export instead of the database (no database or token needed).
         #[arg(long)]
         export: Option<std::path::PathBuf>,
+        /// An anchor file (`audit_anchor_file` of a node) to check the trail against; one per
+        /// node. Default: this configuration's `audit_anchor_file`.
+        #[arg(long)]
+        anchor: Vec<std::path::PathBuf>,
+        /// Refuse a trail whose events run past a last checkpoint older than this. Default:
+        /// `audit_max_checkpoint_age_secs` (0: no bound).
+        #[arg(long)]
+        max_checkpoint_age_secs: Option<u64>,
     },
     /// Write events as JSON Lines, with what `verify` needs to check them.
     Export {
@@ -1133,6 +1190,7 @@ pub async fn audit(s: &Settings, cmd: AuditCommand) -> Result<(), Error> {
         AuditCommand::Verify {
             public_key,
             export: Some(file),
+            ..
         } => {
             let key = read_public_key(&public_key)?;
             let text = std::fs::read_to_string(&file)
@@ -1143,14 +1201,46 @@ pub async fn audit(s: &Settings, cmd: AuditCommand) -> Result<(), Error> {
         AuditCommand::Verify {
             public_key,
             export: None,
+            anchor,
+            max_checkpoint_age_secs,
         } => {
             let key = read_public_key(&public_key)?;
+            let anchors: Vec<std::path::PathBuf> = if anchor.is_empty() {
+                s.audit_anchor_file.iter().cloned().collect()
+            } else {
+                anchor
+            };
             let store = connect_store(s).await?;
             let rows = all_events(&store).await?;
             let links: Vec<verify::Link> = rows.iter().map(verify::Link::from).collect();
             let cps = store.checkpoints().await.map_err(|e| e.to_string())?;
             let (head, _) = store.audit_head().await.map_err(|e| e.to_string())?;
-            print_report(&verify::verify(&links, &cps, &key, true, Some(head)))
+            let mut report = verify::verify(&links, &cps, &key, true, Some(head));
+            verify::check_columns(&mut report, &rows);
+            for a in &anchors {
+                let anchored = crate::audit::anchor::read(a)?;
+                verify::check_anchor(
+                    &mut report,
+                    &links,
+                    &cps,
+                    &anchored,
+                    &a.display().to_string(),
+                    &key,
+                );
+            }
+            let age = max_checkpoint_age_secs.unwrap_or(s.audit_max_checkpoint_age_secs);
+            if age > 0 {
+                verify::check_freshness(
+                    &mut report,
+                    &cps,
+                    chrono::Duration::seconds(age as i64),
+                    chrono::Utc::now(),
+                );
+            }
+            if anchors.is_empty() {
+                eprintln!("kms audit: no anchor outside the database was checked (audit_anchor_file): events deleted after the last checkpoint cannot be detected");
+            }
+            print_report(&report)
         }
         AuditCommand::Export {
             out,
@@ -1181,7 +1271,8 @@ pub async fn audit(s: &Settings, cmd: AuditCommand) -> Result<(), Error> {
             let store = connect_store(s).await?;
             let kms = open_kms(s, store.clone()).await?;
             if let AuditCommand::Checkpoint = cmd {
-                match crate::audit::checkpoint(store.as_ref(), kms.hsm())
+                let anchor = open_anchor(s)?;
+                match crate::audit::checkpoint(store.as_ref(), kms.hsm(), anchor.as_deref())
                     .await
                     .map_err(|e| e.to_string())?
                 {

@@ -44,9 +44,22 @@ pub struct Settings {
     pub audit_checkpoint_interval_ms: u64,
     /// Record the audit trail (default). `false` is for measuring what recording costs.
     pub audit_enabled: bool,
-    /// Tests and drills only: a file holding a number of seconds to add to the clock.
+    /// Outside the database: the chain head after every commit (`<file>.head`, rewritten in
+    /// place) and every signed checkpoint (`<file>`, append-only). `kms audit verify` checks
+    /// the trail against them, so events or checkpoints deleted from the database (and a
+    /// chain rewritten after them) are detected. Keep it where the database's writers cannot
+    /// write (another disk, another host's mount, a WORM volume).
+    pub audit_anchor_file: Option<PathBuf>,
+    /// `kms audit verify` refuses a trail whose events run past a last checkpoint older than
+    /// this many seconds (0: no bound).
+    pub audit_max_checkpoint_age_secs: u64,
+    /// Allow the test hooks below. A production service never sets this: without it, a
+    /// configured hook refuses the start (with it, the start logs a warning).
+    pub enable_test_hooks: bool,
+    /// Tests and drills only (`enable_test_hooks`): a file holding a number of seconds to add
+    /// to the clock.
     pub clock_offset_file: Option<PathBuf>,
-    /// Fault tests only: on SIGUSR1 the service reads a fault name from this file
+    /// Fault tests only (`enable_test_hooks`): on SIGUSR1 the service reads a fault name from this file
     /// (`close-sessions`, `logout`, `finalize`) and inflicts it on its token.
     pub fault_injection_file: Option<PathBuf>,
     pub log: String,
@@ -121,6 +134,9 @@ impl Default for Settings {
             scheduler_interval_ms: 60_000,
             audit_checkpoint_interval_ms: 60_000,
             audit_enabled: true,
+            audit_anchor_file: None,
+            audit_max_checkpoint_age_secs: 0,
+            enable_test_hooks: false,
             clock_offset_file: None,
             fault_injection_file: None,
             log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
@@ -208,6 +224,18 @@ impl Settings {
                 "log_format must be text or json, not '{}'",
                 s.log_format
             ));
+        }
+        if !s.enable_test_hooks {
+            for (name, set) in [
+                ("clock_offset_file", s.clock_offset_file.is_some()),
+                ("fault_injection_file", s.fault_injection_file.is_some()),
+            ] {
+                if set {
+                    return Err(format!(
+                        "{name} is a test hook and is refused unless enable_test_hooks = true (never in production)"
+                    ));
+                }
+            }
         }
         if s.account_id.len() != 12 || !s.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(

@@ -5,6 +5,7 @@
 //! An event is durable before the response it describes is sent: `Audit::record` returns only
 //! once the batch holding the event has committed, and a failed write fails the call.
 
+pub mod anchor;
 pub mod verify;
 
 use crate::hsm::Hsm;
@@ -113,6 +114,8 @@ pub struct Audit {
     queue: std::sync::Mutex<Queue>,
     store: Arc<dyn AuditStore>,
     hsm: Hsm,
+    /// The head and checkpoints, also outside the database (`audit_anchor_file`).
+    anchor: Option<Arc<anchor::Anchor>>,
 }
 
 /// Hands leadership on if a leading request is cancelled (its client went away): the events
@@ -143,6 +146,7 @@ impl Audit {
         store: Arc<dyn AuditStore>,
         hsm: Hsm,
         append_timeout: std::time::Duration,
+        anchor: Option<Arc<anchor::Anchor>>,
     ) -> Arc<Audit> {
         Arc::new(Audit {
             enabled: true,
@@ -150,6 +154,7 @@ impl Audit {
             queue: Default::default(),
             store,
             hsm,
+            anchor,
         })
     }
 
@@ -162,6 +167,7 @@ impl Audit {
             queue: Default::default(),
             store,
             hsm,
+            anchor: None,
         })
     }
 
@@ -224,6 +230,12 @@ impl Audit {
                     Err("the database did not commit the batch in time".into())
                 }
             };
+            // Anchored outside the database before anyone is answered: an acknowledged event
+            // cannot be deleted from the database unnoticed.
+            let result = match (result, &self.anchor, &head) {
+                (Ok(()), Some(a), Some((seq, hash))) => a.head(*seq, hash),
+                (r, _, _) => r,
+            };
             self.queue.lock().unwrap().head = head;
             crate::metrics::audit_batch(events.len(), result.is_ok());
             if let Err(e) = &result {
@@ -237,7 +249,7 @@ impl Audit {
 
     /// Sign a checkpoint over the chain head, if the head moved since the last one.
     pub async fn checkpoint(&self) -> Result<Option<i64>, AuditError> {
-        checkpoint(self.store.as_ref(), &self.hsm).await
+        checkpoint(self.store.as_ref(), &self.hsm, self.anchor.as_deref()).await
     }
 }
 
@@ -265,14 +277,27 @@ async fn append(
 }
 
 /// Append one event directly (for `kms admin`, which has no writer task).
-pub async fn record_direct(store: &dyn AuditStore, event: NewAuditEvent) -> Result<(), AuditError> {
-    append(store, &mut None, &[event])
+pub async fn record_direct(
+    store: &dyn AuditStore,
+    event: NewAuditEvent,
+    anchor: Option<&anchor::Anchor>,
+) -> Result<(), AuditError> {
+    let mut head = None;
+    append(store, &mut head, &[event])
         .await
-        .map_err(|e| AuditError(e.to_string()))
+        .map_err(|e| AuditError(e.to_string()))?;
+    if let (Some(a), Some((seq, hash))) = (anchor, &head) {
+        a.head(*seq, hash).map_err(AuditError)?;
+    }
+    Ok(())
 }
 
 /// Sign the current chain head in the token unless a checkpoint already covers it.
-pub async fn checkpoint(store: &dyn AuditStore, hsm: &Hsm) -> Result<Option<i64>, AuditError> {
+pub async fn checkpoint(
+    store: &dyn AuditStore,
+    hsm: &Hsm,
+    anchor: Option<&anchor::Anchor>,
+) -> Result<Option<i64>, AuditError> {
     let err = |e: StoreError| AuditError(e.to_string());
     let (seq, hash) = store.audit_head().await.map_err(err)?;
     if seq == 0 {
@@ -296,15 +321,16 @@ pub async fn checkpoint(store: &dyn AuditStore, hsm: &Hsm) -> Result<Option<i64>
         .map_err(|e| AuditError(e.to_string()))?;
     let signature = crate::kms::asymmetric::ecdsa_raw_to_der(&raw)
         .ok_or_else(|| AuditError("the token returned a malformed signature".into()))?;
-    store
-        .insert_checkpoint(&CheckpointRow {
-            seq,
-            hash,
-            signed_at,
-            signature,
-        })
-        .await
-        .map_err(err)?;
+    let row = CheckpointRow {
+        seq,
+        hash,
+        signed_at,
+        signature,
+    };
+    store.insert_checkpoint(&row).await.map_err(err)?;
+    if let Some(a) = anchor {
+        a.checkpoint(&row).map_err(AuditError)?;
+    }
     Ok(Some(seq))
 }
 

@@ -44,6 +44,159 @@ impl Report {
     }
 }
 
+/// The columns `kms audit export` filters on (event name, account, key ARNs, time) are copies
+/// of the hashed body kept for queries: each must say what the body says, or an event could be
+/// hidden from (or slipped into) an export by editing a column the chain does not cover.
+pub fn check_columns(r: &mut Report, rows: &[AuditRow]) {
+    for row in rows {
+        let Ok(body) = serde_json::from_str::<Value>(&row.body) else {
+            continue; // An unreadable body fails its hash check or was never valid JSON.
+        };
+        let mut wrong = Vec::new();
+        if body["eventName"].as_str() != Some(row.event_name.as_str()) {
+            wrong.push("event_name");
+        }
+        if body["recipientAccountId"].as_str() != row.account_id.as_deref() {
+            wrong.push("account_id");
+        }
+        let mut arns: Vec<&str> = body["resources"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["ARN"].as_str()).collect())
+            .unwrap_or_default();
+        let mut stored: Vec<&str> = row.key_arns.iter().map(String::as_str).collect();
+        arns.sort();
+        stored.sort();
+        if arns != stored {
+            wrong.push("key_arns");
+        }
+        let body_time = body["eventTime"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp());
+        if body_time != Some(row.event_time.timestamp()) {
+            wrong.push("event_time");
+        }
+        if !wrong.is_empty() {
+            r.problems.push((
+                row.seq,
+                format!(
+                    "event {} was altered: its {} column does not match its content",
+                    row.seq,
+                    wrong.join(", ")
+                ),
+            ));
+        }
+    }
+    r.problems.sort_by_key(|p| p.0);
+}
+
+/// Check a whole trail against what was anchored outside the database: the anchored head must
+/// be in the trail with the same hash (events acknowledged and then deleted, or a chain
+/// rewritten, show here), and every anchored checkpoint must verify and be in the database
+/// and the trail.
+pub fn check_anchor(
+    r: &mut Report,
+    links: &[Link],
+    checkpoints: &[CheckpointRow],
+    anchored: &super::anchor::Anchored,
+    what: &str,
+    public_key: &[u8],
+) {
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+        public_key,
+    );
+    let hash_at = |seq: i64| links.iter().find(|l| l.seq == seq).map(|l| &l.hash);
+    if let Some((seq, hash)) = &anchored.head {
+        match hash_at(*seq) {
+            None if *seq > r.last_seq => r.problems.push((
+                r.last_seq + 1,
+                format!(
+                    "events {} to {seq} were acknowledged (the anchor {what} holds the head at event {seq}) but are missing from the trail: deleted",
+                    r.last_seq + 1
+                ),
+            )),
+            None => r.problems.push((
+                *seq,
+                format!("event {seq}, the head anchored in {what}, is missing from the trail"),
+            )),
+            Some(h) if h != hash => r.problems.push((
+                *seq,
+                format!("event {seq} is not the event anchored in {what}: the chain was rewritten"),
+            )),
+            Some(_) => {}
+        }
+    }
+    for c in &anchored.checkpoints {
+        let msg = checkpoint_message(c.seq, &c.hash, &c.signed_at);
+        if key.verify(&msg, &c.signature).is_err() {
+            r.problems.push((
+                c.seq,
+                format!("the checkpoint at event {} in the anchor {what} does not verify with the audit public key", c.seq),
+            ));
+            continue;
+        }
+        if !checkpoints
+            .iter()
+            .any(|d| d.seq == c.seq && d.hash == c.hash && d.signature == c.signature)
+        {
+            r.problems.push((
+                c.seq,
+                format!(
+                    "the checkpoint at event {} (signed {}) in the anchor {what} is missing from the database: deleted",
+                    c.seq, c.signed_at
+                ),
+            ));
+        }
+        match hash_at(c.seq) {
+            Some(h) if h == &c.hash => {}
+            Some(_) => r.problems.push((
+                c.seq,
+                format!("event {} does not match the checkpoint anchored in {what}: the chain was rewritten", c.seq),
+            )),
+            None => r.problems.push((
+                c.seq,
+                format!("event {} (anchored by a checkpoint in {what}) is missing from the trail", c.seq),
+            )),
+        }
+    }
+    r.problems.sort_by_key(|p| p.0);
+}
+
+/// A trail whose events run past a last checkpoint older than `max_age` (or that has events
+/// and no checkpoint at all) is refused: checkpoints stopped, or were deleted.
+pub fn check_freshness(
+    r: &mut Report,
+    checkpoints: &[CheckpointRow],
+    max_age: chrono::Duration,
+    now: DateTime<Utc>,
+) {
+    let last = checkpoints.iter().max_by_key(|c| c.seq);
+    let covered = last.map(|c| c.seq).unwrap_or(0);
+    if r.last_seq <= covered {
+        return;
+    }
+    match last {
+        Some(c) if now - c.signed_at <= max_age => {}
+        Some(c) => r.problems.push((
+            c.seq + 1,
+            format!(
+                "the last checkpoint (event {}, signed {}) is older than the bound of {} s and events follow it: checkpoints stopped or were deleted",
+                c.seq,
+                c.signed_at,
+                max_age.num_seconds()
+            ),
+        )),
+        None => r.problems.push((
+            1,
+            format!(
+                "the trail has {} events and no checkpoint: checkpoints were deleted or never signed",
+                r.events
+            ),
+        )),
+    }
+}
+
 /// Check links (in the order given) and checkpoints. `from_start`: the links must begin at the
 /// first event (a whole trail, not an export of part of it). `head`: the database's chain head,
 /// if known, to notice a tail removed after the last checkpoint.

@@ -74,13 +74,26 @@ impl Kms {
             return Ok(*t);
         }
         crate::metrics::cache("aliases", false);
-        let t = self
-            .keys
-            .alias(account, region, name)
-            .await?
-            .map(|a| a.key_id);
+        let t = match self.keys.alias(account, region, name).await? {
+            Some(a) => Some(self.verified_alias(a).await?.key_id),
+            None => None,
+        };
         self.aliases.lock().unwrap().put(k, t);
         Ok(t)
+    }
+
+    /// An alias row whose MAC holds. One re-pointed, inserted or moved in the database is
+    /// refused (the request fails), never followed to the key it now names.
+    pub(super) async fn verified_alias(&self, a: AliasRecord) -> Result<AliasRecord, KmsError> {
+        if self
+            .hsm
+            .row_mac_matches(super::alias_mac_input(&a), &a.mac)
+            .await?
+        {
+            return Ok(a);
+        }
+        tracing::error!(alias = %a.alias_name, account_id = %a.account_id, region = %a.region, key_id = %a.key_id, sealed = !a.mac.is_empty(), "alias row failed its integrity check (altered in the database, or stored before aliases were sealed: review with `kms admin seal`); refusing it");
+        Err(KmsError::KeyUnavailable)
     }
 
     pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
@@ -193,6 +206,7 @@ impl Kms {
             .alias(&caller.account_id, &caller.region, name)
             .await?
             .ok_or_else(not_found)?;
+        let current = self.verified_alias(current).await?;
         self.record(current.key_id).await?.ok_or_else(not_found)
     }
 
@@ -240,7 +254,7 @@ impl Kms {
             )));
         }
         let now = self.now();
-        let a = AliasRecord {
+        let mut a = AliasRecord {
             alias_name: name.to_string(),
             key_id: rec.key_id,
             account_id: caller.account_id.clone(),
@@ -248,7 +262,9 @@ impl Kms {
             created_at: now,
             updated_at: now,
             target_mrk: None,
+            mac: vec![],
         };
+        a.mac = self.hsm.row_mac(super::alias_mac_input(&a)).await?;
         match self.keys.create_alias(&a).await {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
@@ -285,11 +301,18 @@ impl Kms {
                 Self::arn(&new)
             )));
         }
-        if !self
-            .keys
-            .update_alias(&caller.account_id, &caller.region, name, new.key_id)
-            .await?
-        {
+        let mut a = AliasRecord {
+            alias_name: name.to_string(),
+            key_id: new.key_id,
+            account_id: caller.account_id.clone(),
+            region: caller.region.clone(),
+            created_at: self.now(),
+            updated_at: self.now(),
+            target_mrk: None,
+            mac: vec![],
+        };
+        a.mac = self.hsm.row_mac(super::alias_mac_input(&a)).await?;
+        if !self.keys.update_alias(&a, old.key_id).await? {
             return Err(not_found());
         }
         self.invalidate_aliases();
@@ -333,10 +356,20 @@ impl Kms {
                 None
             }
         };
-        Ok(self
+        let mut out = Vec::new();
+        for a in self
             .keys
             .list_aliases(&caller.account_id, &caller.region, key)
-            .await?)
+            .await?
+        {
+            // A row that fails its check is logged and left out of the listing.
+            match self.verified_alias(a).await {
+                Ok(a) => out.push(a),
+                Err(KmsError::KeyUnavailable) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     pub async fn tag_resource(
@@ -350,20 +383,20 @@ impl Kms {
             .await?;
         Self::require_manageable(&rec)?;
         check_tags(&tags)?;
-        let existing = self.keys.tags(rec.key_id).await?;
-        let total = existing
+        let mut next: Vec<Tag> = self
+            .tags_of(&rec)
+            .await?
             .iter()
             .filter(|e| !tags.iter().any(|t| t.key == e.key))
-            .count()
-            + tags.len();
-        if total > MAX_TAGS_PER_KEY {
+            .cloned()
+            .collect();
+        next.extend(tags);
+        if next.len() > MAX_TAGS_PER_KEY {
             return Err(KmsError::LimitExceeded(format!(
                 "A KMS key can have at most {MAX_TAGS_PER_KEY} tags."
             )));
         }
-        self.keys.put_tags(rec.key_id, &tags).await?;
-        self.invalidate(Some(rec.key_id));
-        Ok(())
+        self.store_tags(&rec, &next).await
     }
 
     pub async fn untag_resource(
@@ -376,9 +409,14 @@ impl Kms {
         self.authorize(caller, "kms:UntagResource", Some(&rec), None, &[])
             .await?;
         Self::require_manageable(&rec)?;
-        self.keys.delete_tags(rec.key_id, &keys).await?;
-        self.invalidate(Some(rec.key_id));
-        Ok(())
+        let next: Vec<Tag> = self
+            .tags_of(&rec)
+            .await?
+            .iter()
+            .filter(|t| !keys.contains(&t.key))
+            .cloned()
+            .collect();
+        self.store_tags(&rec, &next).await
     }
 
     pub async fn list_resource_tags(
@@ -389,7 +427,7 @@ impl Kms {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:ListResourceTags", Some(&rec), None, &[])
             .await?;
-        Ok(self.keys.tags(rec.key_id).await?)
+        Ok(self.tags_of(&rec).await?.to_vec())
     }
 }
 
@@ -743,13 +781,16 @@ impl Kms {
             return Ok(a.clone());
         }
         crate::metrics::cache("key_aliases", false);
-        let names: Vec<String> = self
+        // kms:ResourceAliases decides: any alias row of the key that fails its check refuses
+        // the request.
+        let mut names = Vec::new();
+        for a in self
             .keys
             .list_aliases(&rec.account_id, &rec.region, Some(rec.key_id))
             .await?
-            .into_iter()
-            .map(|a| a.alias_name)
-            .collect();
+        {
+            names.push(self.verified_alias(a).await?.alias_name);
+        }
         let names = std::sync::Arc::new(names);
         self.key_aliases
             .lock()
@@ -849,9 +890,9 @@ impl Kms {
             )
         };
         let key_id = rec.key_id;
-        self.seal_policy(&mut rec).await?;
+        self.seal_policy(&mut rec, &[]).await?;
         let m = self.new_material(&rec, 1).await?;
-        let alias = AliasRecord {
+        let mut alias = AliasRecord {
             alias_name: name.to_string(),
             key_id,
             account_id: account.to_string(),
@@ -859,7 +900,9 @@ impl Kms {
             created_at: now,
             updated_at: now,
             target_mrk: None,
+            mac: vec![],
         };
+        alias.mac = self.hsm.row_mac(super::alias_mac_input(&alias)).await?;
         match self.keys.create_managed_key(&rec, &m, &alias).await {
             Ok(()) => {
                 tracing::info!(%key_id, alias = name, "AWS managed key created on first use");

@@ -321,6 +321,41 @@ fn state_mac_input(k: &KeyRecord) -> Vec<u8> {
     )
 }
 
+/// What a key's tags MAC covers: its identity and every tag (sorted, so storage order does not
+/// matter): a tag inserted, altered, deleted or moved from another key no longer matches.
+pub(crate) fn tags_mac_input(k: &KeyRecord, tags: &[Tag]) -> Vec<u8> {
+    let mut sorted: Vec<(&str, &str)> = tags
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect();
+    sorted.sort();
+    let n = (sorted.len() as u32).to_be_bytes();
+    let mut fields: Vec<&[u8]> = vec![
+        k.key_id.as_bytes(),
+        k.account_id.as_bytes(),
+        k.region.as_bytes(),
+        &n,
+    ];
+    for (key, value) in &sorted {
+        fields.push(key.as_bytes());
+        fields.push(value.as_bytes());
+    }
+    mac_input("kms.key-tags.v1", &fields)
+}
+
+/// What an alias row's MAC covers: where it lives, its name and the key it names.
+pub(crate) fn alias_mac_input(a: &crate::store::AliasRecord) -> Vec<u8> {
+    mac_input(
+        "kms.alias.v1",
+        &[
+            a.account_id.as_bytes(),
+            a.region.as_bytes(),
+            a.alias_name.as_bytes(),
+            a.key_id.as_bytes(),
+        ],
+    )
+}
+
 /// "PendingDeletion" → "pending deletion", as AWS words key states in messages.
 fn state_words(state: &str) -> String {
     let mut out = String::new();
@@ -643,15 +678,43 @@ impl Kms {
         Ok(())
     }
 
-    async fn tags_of(&self, key_id: Uuid) -> Result<Arc<Vec<Tag>>, KmsError> {
-        if let Some(t) = self.key_tags.lock().unwrap().get(&key_id) {
+    /// A key's tags, once their MAC (in the key row) holds: a tag inserted, altered, deleted
+    /// or moved in the database makes the key unusable rather than changing a decision.
+    pub(crate) async fn tags_of(&self, rec: &KeyRecord) -> Result<Arc<Vec<Tag>>, KmsError> {
+        if let Some(t) = self.key_tags.lock().unwrap().get(&rec.key_id) {
             crate::metrics::cache("key_tags", true);
             return Ok(t.clone());
         }
         crate::metrics::cache("key_tags", false);
-        let t = Arc::new(self.keys.tags(key_id).await?);
-        self.key_tags.lock().unwrap().put(key_id, t.clone());
+        let tags = self.keys.tags(rec.key_id).await?;
+        let stored = rec.tags_mac.as_deref().unwrap_or_default();
+        if !self
+            .hsm
+            .row_mac_matches(tags_mac_input(rec, &tags), stored)
+            .await?
+        {
+            tracing::error!(key_id = %rec.key_id, sealed = rec.tags_mac.is_some(), "key tags failed their integrity check (altered in the database, or stored before tags were sealed: review with `kms admin seal`); refusing to use the key");
+            return Err(KmsError::KeyUnavailable);
+        }
+        let t = Arc::new(tags);
+        self.key_tags.lock().unwrap().put(rec.key_id, t.clone());
         Ok(t)
+    }
+
+    /// Replace a key's tags with `next` (the verified set with a change applied) and their
+    /// new MAC, computed before anything is written.
+    pub(crate) async fn store_tags(&self, rec: &KeyRecord, next: &[Tag]) -> Result<(), KmsError> {
+        self.tags_of(rec).await?;
+        let mac = self.hsm.row_mac(tags_mac_input(rec, next)).await?;
+        let expected = rec.tags_mac.as_deref().unwrap_or_default();
+        if !self.keys.set_tags(rec.key_id, expected, next, &mac).await? {
+            return Err(KmsError::Conflict(format!(
+                "The tags of {} changed during this request; try again.",
+                rec.arn()
+            )));
+        }
+        self.invalidate(Some(rec.key_id));
+        Ok(())
     }
 
     /// Request context keys that come from stored data: principal and resource tags.
@@ -668,7 +731,7 @@ impl Kms {
             );
         }
         if let Some(rec) = rec {
-            for t in self.tags_of(rec.key_id).await?.iter() {
+            for t in self.tags_of(rec).await?.iter() {
                 req.context.insert(
                     format!("aws:resourcetag/{}", t.key.to_ascii_lowercase()),
                     vec![t.value.clone()],
@@ -1403,11 +1466,11 @@ impl Kms {
             // No material until it is imported.
             rec.key_state = "PendingImport".into();
             rec.current_version = 0;
-            self.seal_policy(&mut rec).await?;
+            self.seal_policy(&mut rec, &input.tags).await?;
             self.keys.create_key(&rec, None, &input.tags).await?;
             return self.metadata(&rec).await;
         }
-        self.seal_policy(&mut rec).await?;
+        self.seal_policy(&mut rec, &input.tags).await?;
         // Token generates → token wraps → database commits → reply.
         let m = self.new_material(&rec, 1).await?;
         self.keys.create_key(&rec, Some(&m), &input.tags).await?;
@@ -1440,13 +1503,19 @@ impl Kms {
             pending_window_days: None,
             policy_mac: None,
             state_mac: None,
+            tags_mac: None,
         }
     }
 
-    /// The MACs of a new key's policy and state (set them before the record is stored).
-    pub(crate) async fn seal_policy(&self, rec: &mut KeyRecord) -> Result<(), KmsError> {
+    /// The MACs of a new key's policy, state and tags (set them before the record is stored).
+    pub(crate) async fn seal_policy(
+        &self,
+        rec: &mut KeyRecord,
+        tags: &[Tag],
+    ) -> Result<(), KmsError> {
         rec.policy_mac = Some(self.hsm.row_mac(policy_mac_input(rec)).await?);
         rec.state_mac = Some(self.hsm.row_mac(state_mac_input(rec)).await?);
+        rec.tags_mac = Some(self.hsm.row_mac(tags_mac_input(rec, tags)).await?);
         Ok(())
     }
 
@@ -1487,6 +1556,40 @@ impl Kms {
             self.keys.keys_without_policy_mac().await?,
             self.keys.keys_without_state_mac().await?,
         ))
+    }
+
+    /// Aliases and key tag sets stored without a MAC (before they had one), with the tags:
+    /// what `kms admin seal` shows.
+    #[allow(clippy::type_complexity)]
+    pub async fn unsealed_aliases_and_tags(
+        &self,
+    ) -> Result<(Vec<crate::store::AliasRecord>, Vec<(KeyRecord, Vec<Tag>)>), KmsError> {
+        let aliases = self.keys.aliases_without_mac().await?;
+        let mut tags = Vec::new();
+        for k in self.keys.keys_without_tags_mac().await? {
+            let t = self.keys.tags(k.key_id).await?;
+            tags.push((k, t));
+        }
+        Ok((aliases, tags))
+    }
+
+    /// Seal an alias as shown to an operator; false when it changed since.
+    pub async fn seal_reviewed_alias(
+        &self,
+        shown: &crate::store::AliasRecord,
+    ) -> Result<bool, KmsError> {
+        let mac = self.hsm.row_mac(alias_mac_input(shown)).await?;
+        Ok(self.keys.set_alias_mac(shown, &mac).await?)
+    }
+
+    /// Seal a key's tags as shown to an operator; false when they changed since.
+    pub async fn seal_reviewed_tags(
+        &self,
+        shown: &KeyRecord,
+        tags: &[Tag],
+    ) -> Result<bool, KmsError> {
+        let mac = self.hsm.row_mac(tags_mac_input(shown, tags)).await?;
+        Ok(self.keys.set_tags_mac(shown.key_id, tags, &mac).await?)
     }
 
     /// Seal a key's policy as shown to an operator (`kms admin seal`); false when the row has

@@ -214,7 +214,7 @@ impl Kms {
                 )
                 .await?;
             }
-            self.seal_policy(&mut replica).await?;
+            self.seal_policy(&mut replica, &input.tags).await?;
             let mut copies = Vec::new();
             let versions = if external { 0 } else { primary.current_version };
             for v in 1..=versions {

@@ -152,6 +152,8 @@ pub struct KeyRecord {
     pub policy_mac: Option<Vec<u8>>,
     /// MAC (computed in the token) over the key's identity, state and deletion date.
     pub state_mac: Option<Vec<u8>>,
+    /// MAC (computed in the token) over the key's identity and its whole set of tags.
+    pub tags_mac: Option<Vec<u8>>,
 }
 
 /// A wrapping key pair handed out by `GetParametersForImport`.
@@ -197,6 +199,8 @@ pub struct AliasRecord {
     pub updated_at: DateTime<Utc>,
     /// The target's multi-Region id, if it is a multi-Region key (filled by listings).
     pub target_mrk: Option<Uuid>,
+    /// MAC over account, region, name and target (empty: none stored).
+    pub mac: Vec<u8>,
 }
 
 /// One version of a key's material, wrapped by the HSM.
@@ -428,18 +432,31 @@ pub trait KeyStore: Send + Sync {
         state_mac: &[u8],
     ) -> Result<bool, StoreError>;
     async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError>;
-    async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError>;
-    async fn delete_tags(&self, key_id: Uuid, keys: &[String]) -> Result<(), StoreError>;
+    /// Replace a key's tags with `tags` and their MAC, provided the stored MAC is still
+    /// `expected_mac` (the set the domain verified); false (nothing written) otherwise.
+    async fn set_tags(
+        &self,
+        key_id: Uuid,
+        expected_mac: &[u8],
+        tags: &[Tag],
+        tags_mac: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// Seal a key's tags stored without a MAC, only if they are still unsealed and still `tags`.
+    async fn set_tags_mac(
+        &self,
+        key_id: Uuid,
+        tags: &[Tag],
+        tags_mac: &[u8],
+    ) -> Result<bool, StoreError>;
+    async fn keys_without_tags_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    async fn aliases_without_mac(&self) -> Result<Vec<AliasRecord>, StoreError>;
+    /// Seal an alias stored without a MAC, only if it is still unsealed and still names the key.
+    async fn set_alias_mac(&self, a: &AliasRecord, mac: &[u8]) -> Result<bool, StoreError>;
     /// Insert an alias; `Conflict` if the name is taken.
     async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError>;
-    /// Point an existing alias at another key; false if there is no such alias.
-    async fn update_alias(
-        &self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-        key_id: Uuid,
-    ) -> Result<bool, StoreError>;
+    /// Point an existing alias at `a.key_id` with its new MAC, provided it still names
+    /// `from_key`; false if there is no such alias or it changed.
+    async fn update_alias(&self, a: &AliasRecord, from_key: Uuid) -> Result<bool, StoreError>;
     async fn delete_alias(
         &self,
         account_id: &str,

@@ -135,6 +135,7 @@ fn key_from_row(r: &PgRow) -> KeyRecord {
         pending_window_days: r.get("pending_window_days"),
         policy_mac: r.get("policy_mac"),
         state_mac: r.get("state_mac"),
+        tags_mac: r.get("tags_mac"),
     }
 }
 
@@ -147,6 +148,7 @@ fn alias_from_row(r: &PgRow) -> AliasRecord {
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
         target_mrk: r.try_get("mrk_id").ok().flatten(),
+        mac: r.get::<Option<Vec<u8>>, _>("mac").unwrap_or_default(),
     }
 }
 
@@ -164,7 +166,7 @@ fn access_key_from_row(r: &PgRow) -> AccessKeyRecord {
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
@@ -173,8 +175,8 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
          key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23)",
+         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)",
     )
     .bind(k.key_id)
     .bind(&k.account_id)
@@ -199,6 +201,7 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     .bind(k.pending_window_days)
     .bind(&k.policy_mac)
     .bind(&k.state_mac)
+    .bind(&k.tags_mac)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
@@ -245,8 +248,8 @@ async fn insert_alias<'e, E: sqlx::PgExecutor<'e>>(
     a: &AliasRecord,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at) \
-         VALUES ($1,$2,$3,$4,$5,$6)",
+        "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at, mac) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7)",
     )
     .bind(&a.account_id)
     .bind(&a.region)
@@ -254,6 +257,7 @@ async fn insert_alias<'e, E: sqlx::PgExecutor<'e>>(
     .bind(a.key_id)
     .bind(a.created_at)
     .bind(a.updated_at)
+    .bind(&a.mac)
     .execute(exec)
     .await
     .map_err(map_err)?;
@@ -902,51 +906,120 @@ impl KeyStore for PgStore {
         Ok(())
     }
 
-    async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError> {
+    async fn set_tags(
+        &self,
+        key_id: Uuid,
+        expected_mac: &[u8],
+        tags: &[Tag],
+        tags_mac: &[u8],
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        for t in tags {
-            sqlx::query(
-                "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES ($1,$2,$3) \
-                 ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = EXCLUDED.tag_value",
-            )
+        let n = sqlx::query("UPDATE keys SET tags_mac = $2 WHERE key_id = $1 AND tags_mac = $3")
             .bind(key_id)
-            .bind(&t.key)
-            .bind(&t.value)
+            .bind(tags_mac)
+            .bind(expected_mac)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM key_tags WHERE key_id = $1")
+            .bind(key_id)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)
+        insert_tags(&mut tx, key_id, tags).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
-    async fn delete_tags(&self, key_id: Uuid, keys: &[String]) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM key_tags WHERE key_id = $1 AND tag_key = ANY($2)")
+    async fn set_tags_mac(
+        &self,
+        key_id: Uuid,
+        tags: &[Tag],
+        tags_mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let stored: Vec<Tag> =
+            sqlx::query("SELECT tag_key, tag_value FROM key_tags WHERE key_id = $1")
+                .bind(key_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(|r| Tag {
+                    key: r.get("tag_key"),
+                    value: r.get("tag_value"),
+                })
+                .collect();
+        let (mut a, mut b) = (stored.clone(), tags.to_vec());
+        a.sort_by(|x, y| x.key.cmp(&y.key));
+        b.sort_by(|x, y| x.key.cmp(&y.key));
+        if a != b {
+            return Ok(false);
+        }
+        let n = sqlx::query("UPDATE keys SET tags_mac = $2 WHERE key_id = $1 AND tags_mac IS NULL")
             .bind(key_id)
-            .bind(keys)
-            .execute(&self.pool)
+            .bind(tags_mac)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        tx.commit().await.map_err(map_err)?;
+        Ok(n == 1)
+    }
+
+    async fn keys_without_tags_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE tags_mac IS NULL");
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(())
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn aliases_without_mac(&self) -> Result<Vec<AliasRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM aliases WHERE mac IS NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(alias_from_row).collect())
+    }
+
+    async fn set_alias_mac(&self, a: &AliasRecord, mac: &[u8]) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE aliases SET mac = $5 WHERE account_id = $1 AND region = $2 AND alias_name = $3 AND key_id = $4 AND mac IS NULL",
+        )
+        .bind(&a.account_id)
+        .bind(&a.region)
+        .bind(&a.alias_name)
+        .bind(a.key_id)
+        .bind(mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
         insert_alias(&self.pool, a).await
     }
 
-    async fn update_alias(
-        &self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-        key_id: Uuid,
-    ) -> Result<bool, StoreError> {
+    async fn update_alias(&self, a: &AliasRecord, from_key: Uuid) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE aliases SET key_id = $4, updated_at = now() WHERE account_id = $1 AND region = $2 AND alias_name = $3",
+            "UPDATE aliases SET key_id = $4, updated_at = $5, mac = $6 \
+             WHERE account_id = $1 AND region = $2 AND alias_name = $3 AND key_id = $7",
         )
-        .bind(account_id)
-        .bind(region)
-        .bind(name)
-        .bind(key_id)
+        .bind(&a.account_id)
+        .bind(&a.region)
+        .bind(&a.alias_name)
+        .bind(a.key_id)
+        .bind(a.updated_at)
+        .bind(&a.mac)
+        .bind(from_key)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;

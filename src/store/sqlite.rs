@@ -232,6 +232,7 @@ fn key_from_row(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
         pending_window_days: col(r, "pending_window_days")?,
         policy_mac: col(r, "policy_mac")?,
         state_mac: col(r, "state_mac")?,
+        tags_mac: col(r, "tags_mac")?,
     })
 }
 
@@ -248,6 +249,7 @@ fn alias_from_row(r: &SqliteRow) -> Result<AliasRecord, StoreError> {
         created_at: col(r, "created_at")?,
         updated_at: col(r, "updated_at")?,
         target_mrk: r.try_get("mrk_id").ok().flatten(),
+        mac: col::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
     })
 }
 
@@ -276,15 +278,15 @@ fn key_ids(rows: &[SqliteRow]) -> Result<Vec<Uuid>, StoreError> {
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac";
 
 /// Every column of a key row, so no writer forgets one.
 async fn insert_key(tx: &mut Tx, k: &KeyRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
          key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)",
+         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)",
     )
     .bind(k.key_id)
     .bind(&k.account_id)
@@ -309,6 +311,7 @@ async fn insert_key(tx: &mut Tx, k: &KeyRecord) -> Result<(), StoreError> {
     .bind(k.pending_window_days)
     .bind(&k.policy_mac)
     .bind(&k.state_mac)
+    .bind(&k.tags_mac)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
@@ -356,8 +359,8 @@ async fn insert_alias<'e, E: sqlx::SqliteExecutor<'e>>(
     a: &AliasRecord,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at) \
-         VALUES (?1,?2,?3,?4,?5,?6)",
+        "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at, mac) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7)",
     )
     .bind(&a.account_id)
     .bind(&a.region)
@@ -365,6 +368,7 @@ async fn insert_alias<'e, E: sqlx::SqliteExecutor<'e>>(
     .bind(a.key_id)
     .bind(a.created_at)
     .bind(a.updated_at)
+    .bind(&a.mac)
     .execute(exec)
     .await
     .map_err(map_err)?;
@@ -1057,54 +1061,117 @@ impl KeyStore for SqliteStore {
         Ok(())
     }
 
-    async fn put_tags(&self, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError> {
+    async fn set_tags(
+        &self,
+        key_id: Uuid,
+        expected_mac: &[u8],
+        tags: &[Tag],
+        tags_mac: &[u8],
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        for t in tags {
-            sqlx::query(
-                "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES (?1,?2,?3) \
-                 ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
-            )
+        let n = sqlx::query("UPDATE keys SET tags_mac = $2 WHERE key_id = $1 AND tags_mac = $3")
             .bind(key_id)
-            .bind(&t.key)
-            .bind(&t.value)
+            .bind(tags_mac)
+            .bind(expected_mac)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM key_tags WHERE key_id = $1")
+            .bind(key_id)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)
+        insert_tags(&mut tx, key_id, tags).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
-    async fn delete_tags(&self, key_id: Uuid, keys: &[String]) -> Result<(), StoreError> {
-        sqlx::query(
-            "DELETE FROM key_tags WHERE key_id = ?1 AND tag_key IN (SELECT value FROM json_each(?2))",
+    async fn set_tags_mac(
+        &self,
+        key_id: Uuid,
+        tags: &[Tag],
+        tags_mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let stored: Vec<Tag> =
+            sqlx::query("SELECT tag_key, tag_value FROM key_tags WHERE key_id = $1")
+                .bind(key_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(tag_from_row)
+                .collect::<Result<_, _>>()?;
+        let (mut a, mut b) = (stored.clone(), tags.to_vec());
+        a.sort_by(|x, y| x.key.cmp(&y.key));
+        b.sort_by(|x, y| x.key.cmp(&y.key));
+        if a != b {
+            return Ok(false);
+        }
+        let n = sqlx::query("UPDATE keys SET tags_mac = $2 WHERE key_id = $1 AND tags_mac IS NULL")
+            .bind(key_id)
+            .bind(tags_mac)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        tx.commit().await.map_err(map_err)?;
+        Ok(n == 1)
+    }
+
+    async fn keys_without_tags_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE tags_mac IS NULL");
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        keys_from_rows(&rows)
+    }
+
+    async fn aliases_without_mac(&self) -> Result<Vec<AliasRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM aliases WHERE mac IS NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(alias_from_row).collect()
+    }
+
+    async fn set_alias_mac(&self, a: &AliasRecord, mac: &[u8]) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE aliases SET mac = $5 WHERE account_id = $1 AND region = $2 AND alias_name = $3 AND key_id = $4 AND mac IS NULL",
         )
-        .bind(key_id)
-        .bind(to_json(keys)?)
+        .bind(&a.account_id)
+        .bind(&a.region)
+        .bind(&a.alias_name)
+        .bind(a.key_id)
+        .bind(mac)
         .execute(&self.pool)
         .await
-        .map_err(map_err)?;
-        Ok(())
+        .map_err(map_err)?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
         insert_alias(&self.pool, a).await
     }
 
-    async fn update_alias(
-        &self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-        key_id: Uuid,
-    ) -> Result<bool, StoreError> {
+    async fn update_alias(&self, a: &AliasRecord, from_key: Uuid) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE aliases SET key_id = ?4, updated_at = ?5 WHERE account_id = ?1 AND region = ?2 AND alias_name = ?3",
+            "UPDATE aliases SET key_id = $4, updated_at = $5, mac = $6 \
+             WHERE account_id = $1 AND region = $2 AND alias_name = $3 AND key_id = $7",
         )
-        .bind(account_id)
-        .bind(region)
-        .bind(name)
-        .bind(key_id)
-        .bind(Utc::now())
+        .bind(&a.account_id)
+        .bind(&a.region)
+        .bind(&a.alias_name)
+        .bind(a.key_id)
+        .bind(a.updated_at)
+        .bind(&a.mac)
+        .bind(from_key)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -2083,6 +2150,7 @@ mod tests {
             pending_window_days: None,
             policy_mac: Some(vec![0x11; 32]),
             state_mac: Some(vec![0x22; 32]),
+            tags_mac: Some(vec![0x33; 32]),
         }
     }
 
@@ -2114,6 +2182,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             target_mrk: None,
+            mac: vec![0x44; 32],
         }
     }
 
@@ -2300,17 +2369,22 @@ mod tests {
         assert_eq!(got.pending_window_days, Some(7));
         assert_eq!(got.state_mac, Some(vec![10; 32]));
 
-        s.put_tags(id, &[tag("a", "2"), tag("b", "3"), tag("c", "4")])
+        // Tags change only under the MAC the caller verified, with their new MAC.
+        let sealed = s.key(id).await.unwrap().unwrap().tags_mac.unwrap();
+        let three = [tag("a", "2"), tag("b", "3"), tag("c", "4")];
+        assert!(!s.set_tags(id, &[0; 32], &three, &[5; 32]).await.unwrap());
+        assert_eq!(s.tags(id).await.unwrap(), vec![tag("a", "1")]);
+        assert!(s.set_tags(id, &sealed, &three, &[5; 32]).await.unwrap());
+        assert_eq!(s.tags(id).await.unwrap(), three.to_vec());
+        assert!(s
+            .set_tags(id, &[5; 32], &[tag("b", "3")], &[6; 32])
             .await
-            .unwrap();
-        assert_eq!(
-            s.tags(id).await.unwrap(),
-            vec![tag("a", "2"), tag("b", "3"), tag("c", "4")]
-        );
-        s.delete_tags(id, &["a".into(), "c".into(), "missing".into()])
-            .await
-            .unwrap();
+            .unwrap());
         assert_eq!(s.tags(id).await.unwrap(), vec![tag("b", "3")]);
+        assert_eq!(
+            s.key(id).await.unwrap().unwrap().tags_mac,
+            Some(vec![6; 32])
+        );
     }
 
     #[tokio::test]
@@ -2359,10 +2433,14 @@ mod tests {
         assert_eq!(of_k1.len(), 1);
         assert_eq!(of_k1[0].alias_name, "alias/orders");
 
-        assert!(s
-            .update_alias(ACCOUNT, REGION, "alias/orders", k2)
-            .await
-            .unwrap());
+        let to_k2 = AliasRecord {
+            key_id: k2,
+            mac: vec![0x55; 32],
+            ..alias_rec("alias/orders", k2)
+        };
+        // Only from the key the caller verified.
+        assert!(!s.update_alias(&to_k2, k2).await.unwrap());
+        assert!(s.update_alias(&to_k2, k1).await.unwrap());
         let moved = s
             .alias(ACCOUNT, REGION, "alias/orders")
             .await
@@ -2371,8 +2449,9 @@ mod tests {
         assert_eq!(moved.key_id, k2);
         assert!(moved.updated_at >= a.updated_at);
         assert_eq!(moved.created_at, a.created_at);
+        assert_eq!(moved.mac, vec![0x55; 32]);
         assert!(!s
-            .update_alias(ACCOUNT, REGION, "alias/missing", k2)
+            .update_alias(&alias_rec("alias/missing", k2), k1)
             .await
             .unwrap());
 

@@ -608,3 +608,438 @@ async fn a_principal_inserted_with_sql_is_never_sealed_as_a_side_effect() {
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(shown.contains(&arn) && shown.contains("sneaky"), "{shown}");
 }
+
+async fn key_arn(c: &aws_sdk_kms::Client, key: &str) -> String {
+    c.describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap()
+}
+
+/// The SQL writer re-points an alias: clients that encrypt under `alias/payments` would
+/// encrypt under the writer's key. The alias row's MAC refuses it; it is never followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_re_pointed_or_inserted_with_sql_is_refused() {
+    let s = Server::start().await;
+    let c = s.client();
+    let good = new_key(&c).await;
+    let evil = new_key(&c).await;
+    let good_arn = key_arn(&c, &good).await;
+    c.create_alias()
+        .alias_name("alias/payments")
+        .target_key_id(&good)
+        .send()
+        .await
+        .unwrap();
+    let encrypt = |c: aws_sdk_kms::Client, alias: &'static str| async move {
+        c.encrypt().key_id(alias).plaintext(pt()).send().await
+    };
+    let r = encrypt(c.clone(), "alias/payments").await.unwrap();
+    assert_eq!(r.key_id.as_deref(), Some(good_arn.as_str()));
+    // The attack.
+    s.db.execute(&format!(
+        "UPDATE aliases SET key_id = {} WHERE alias_name = 'alias/payments'",
+        s.db.key(&evil)
+    ))
+    .await;
+    let c2 = c.clone();
+    eventually("the re-pointed alias to be refused", move || {
+        let c = c2.clone();
+        async move {
+            matches!(
+                encrypt(c, "alias/payments").await,
+                Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("KeyUnavailableException")
+            )
+        }
+    })
+    .await;
+    assert_eq!(
+        code(c.describe_key().key_id("alias/payments").send().await),
+        "KeyUnavailableException"
+    );
+    assert!(s
+        .server_log()
+        .contains("alias row failed its integrity check"));
+    // An alias inserted by copying a valid row under another name or onto another key.
+    s.db.execute(&format!(
+        "UPDATE aliases SET key_id = {} WHERE alias_name = 'alias/payments'",
+        s.db.key(&good)
+    ))
+    .await;
+    s.db.execute(&format!(
+        "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at, mac) \
+         SELECT account_id, region, 'alias/copied', {}, created_at, updated_at, mac FROM aliases WHERE alias_name = 'alias/payments'",
+        s.db.key(&evil)
+    ))
+    .await;
+    let c2 = c.clone();
+    eventually("the restored alias to work again", move || {
+        let c = c2.clone();
+        async move { encrypt(c, "alias/payments").await.is_ok() }
+    })
+    .await;
+    assert_eq!(
+        code(encrypt(c.clone(), "alias/copied").await),
+        "KeyUnavailableException"
+    );
+    let listed: Vec<String> = c
+        .list_aliases()
+        .send()
+        .await
+        .unwrap()
+        .aliases()
+        .iter()
+        .filter_map(|a| a.alias_name.clone())
+        .collect();
+    assert!(listed.contains(&"alias/payments".to_string()));
+    assert!(!listed.contains(&"alias/copied".to_string()), "{listed:?}");
+    // The key it was put on is refused too (kms:ResourceAliases cannot be decided).
+    assert_eq!(
+        code(c.encrypt().key_id(&evil).plaintext(pt()).send().await),
+        "KeyUnavailableException"
+    );
+    s.db.execute("DELETE FROM aliases WHERE alias_name = 'alias/copied'")
+        .await;
+    // Through the API, aliases keep working (and are sealed as they change).
+    c.update_alias()
+        .alias_name("alias/payments")
+        .target_key_id(&evil)
+        .send()
+        .await
+        .unwrap();
+    let evil_arn = key_arn(&c, &evil).await;
+    let r = encrypt(c.clone(), "alias/payments").await.unwrap();
+    assert_eq!(r.key_id.as_deref(), Some(evil_arn.as_str()));
+}
+
+/// The SQL writer adds, alters, deletes or moves a key tag to satisfy (or escape) an
+/// `aws:ResourceTag` condition. The key's tags MAC refuses the key instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_tags_written_with_sql_are_refused() {
+    let s = Server::start().await;
+    let c = s.client();
+    let blue_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*","Condition":{"StringEquals":{"aws:ResourceTag/team":"blue"}}}]}"#;
+    let (_, _, mallory) =
+        tokio::task::block_in_place(|| s.new_user(ACCOUNT, "mallory", Some(blue_only)));
+    let red = c
+        .create_key()
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key("team")
+                .tag_value("red")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let untagged = new_key(&c).await;
+    let blue = new_key(&c).await;
+    c.tag_resource()
+        .key_id(&blue)
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key("team")
+                .tag_value("blue")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let enc = |k: String| {
+        let m = mallory.clone();
+        async move { m.encrypt().key_id(k).plaintext(pt()).send().await }
+    };
+    enc(blue.clone()).await.unwrap();
+    assert_eq!(code(enc(red.clone()).await), "AccessDeniedException");
+    assert_eq!(code(enc(untagged.clone()).await), "AccessDeniedException");
+    let refused = |k: String| {
+        let enc = enc;
+        async move {
+            matches!(enc(k).await, Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("KeyUnavailableException"))
+        }
+    };
+    // Altered.
+    s.db.execute(&format!(
+        "UPDATE key_tags SET tag_value = 'blue' WHERE key_id = {}",
+        s.db.key(&red)
+    ))
+    .await;
+    let r = red.clone();
+    let f = refused;
+    eventually("the altered tag to be refused", move || f(r.clone())).await;
+    // Inserted.
+    s.db.execute(&format!(
+        "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES ({}, 'team', 'blue')",
+        s.db.key(&untagged)
+    ))
+    .await;
+    let r = untagged.clone();
+    let f = refused;
+    eventually("the inserted tag to be refused", move || f(r.clone())).await;
+    // Moved from another key.
+    s.db.execute(&format!(
+        "DELETE FROM key_tags WHERE key_id = {}",
+        s.db.key(&untagged)
+    ))
+    .await;
+    s.db.execute(&format!(
+        "UPDATE key_tags SET key_id = {} WHERE key_id = {}",
+        s.db.key(&untagged),
+        s.db.key(&blue)
+    ))
+    .await;
+    let r = untagged.clone();
+    let f = refused;
+    eventually("the moved tag to be refused", move || f(r.clone())).await;
+    // Deleted: the key that lost its tag is refused too.
+    let r = blue.clone();
+    let f = refused;
+    eventually("the key whose tag was deleted to be refused", move || {
+        f(r.clone())
+    })
+    .await;
+    assert_eq!(
+        code(c.list_resource_tags().key_id(&red).send().await),
+        "KeyUnavailableException"
+    );
+    assert!(s
+        .server_log()
+        .contains("key tags failed their integrity check"));
+    // Through the API, tags keep working on an intact key.
+    let fresh = new_key(&c).await;
+    c.tag_resource()
+        .key_id(&fresh)
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key("team")
+                .tag_value("blue")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    enc(fresh.clone()).await.unwrap();
+    c.untag_resource()
+        .key_id(&fresh)
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    let f = fresh.clone();
+    let e = enc;
+    eventually("the untagged key to be denied", move || {
+        let (e, f) = (e, f.clone());
+        async move {
+            matches!(e(f).await, Err(x) if aws_sdk_kms::error::ProvideErrorMetadata::code(&x) == Some("AccessDeniedException"))
+        }
+    })
+    .await;
+}
+
+fn kms_without_anchor(s: &Server, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(kms_bin());
+    kms_env(&mut cmd, &s.token, &s.db);
+    cmd.args(args).output().unwrap()
+}
+
+async fn audited_server() -> (Server, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = dir.path().join("audit-anchor");
+    let s = Server::start_with(&[("KMS_AUDIT_ANCHOR_FILE", anchor.to_str().unwrap())]).await;
+    (s, dir, anchor)
+}
+
+async fn some_calls(c: &aws_sdk_kms::Client, key: &str, n: u8) {
+    for i in 0..n {
+        c.encrypt()
+            .key_id(key)
+            .plaintext(Blob::new(vec![i; 4]))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn public_key(s: &Server) -> std::path::PathBuf {
+    let key = s.path("audit.pem");
+    let pem = s.kms(&["audit", "public-key"]);
+    assert!(pem.status.success());
+    std::fs::write(&key, pem.stdout).unwrap();
+    key
+}
+
+/// The quiet attack: delete every event written after the newest checkpoint and move the
+/// head back to it. The database alone still verifies; the head anchored outside it (after
+/// every commit) does not let it pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_deleted_after_the_last_checkpoint_are_detected() {
+    let (s, _dir, anchor) = audited_server().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    some_calls(&c, &key, 4).await;
+    let out = s.kms(&["audit", "checkpoint"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cp = s.db.int("SELECT max(seq) FROM audit_checkpoints").await;
+    some_calls(&c, &key, 5).await;
+    let head = s.db.int("SELECT max(seq) FROM audit_events").await;
+    assert!(head > cp);
+    let pem = public_key(&s);
+    let verify = |s: &Server, with_anchor: bool| {
+        let args = ["audit", "verify", "--public-key", pem.to_str().unwrap()];
+        let out = if with_anchor {
+            s.kms(&args)
+        } else {
+            kms_without_anchor(s, &args)
+        };
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = verify(&s, true);
+    assert!(ok, "{out}");
+    // The attack.
+    s.db.execute(&format!("DELETE FROM audit_events WHERE seq > {cp}"))
+        .await;
+    s.db.execute(&format!(
+        "UPDATE audit_head SET seq = {cp}, hash = (SELECT hash FROM audit_events WHERE seq = {cp})"
+    ))
+    .await;
+    let (ok, out) = verify(&s, false);
+    assert!(ok, "without an anchor the database alone verifies: {out}");
+    let (ok, out) = verify(&s, true);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("events {} to", cp + 1)) && out.contains("missing from the trail"),
+        "{out}"
+    );
+    // The anchor is outside the database: a file beside the service, not a table.
+    assert!(std::fs::metadata(&anchor).is_ok());
+}
+
+/// Checkpoints deleted (and the chain rewritten after them) are found against the anchor's
+/// copy; a trail whose checkpoints stopped is refused past the configured age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_deleted_or_stale_are_detected() {
+    let (s, _dir, _anchor) = audited_server().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    some_calls(&c, &key, 3).await;
+    assert!(s.kms(&["audit", "checkpoint"]).status.success());
+    some_calls(&c, &key, 3).await;
+    assert!(s.kms(&["audit", "checkpoint"]).status.success());
+    let pem = public_key(&s);
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "--public-key", pem.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = s.kms(&args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    assert!(verify(&[]).0, "{}", verify(&[]).1);
+    // Stale: events after the last checkpoint, with a bound shorter than its age.
+    some_calls(&c, &key, 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (ok, out) = verify(&["--max-checkpoint-age-secs", "1"]);
+    assert!(!ok && out.contains("older than the bound"), "{out}");
+    assert!(verify(&["--max-checkpoint-age-secs", "3600"]).0);
+    // Deleted.
+    s.db.execute("DELETE FROM audit_checkpoints").await;
+    let (ok, out) = verify(&[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("is missing from the database: deleted"),
+        "{out}"
+    );
+}
+
+/// The columns `kms audit export` filters on are checked against the hashed body: an event
+/// re-labelled in SQL (another account, another key, another name, another time) to hide it
+/// from an auditor's export fails verification, naming the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_columns_edited_in_sql_fail_verification() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    some_calls(&c, &key, 3).await;
+    let seq =
+        s.db.int("SELECT max(seq) FROM audit_events WHERE event_name = 'Encrypt'")
+            .await;
+    let (ok, out) = audit_verify(&s);
+    assert!(ok, "{out}");
+    let arns = if sqlite() { "'[]'" } else { "'{}'" };
+    let old_time = if sqlite() {
+        "'2020-01-01T00:00:00.000+00:00'"
+    } else {
+        "'2020-01-01T00:00:00Z'"
+    };
+    for set in [
+        "event_name = 'GenerateRandom'".to_string(),
+        "account_id = '999999999999'".to_string(),
+        format!("key_arns = {arns}"),
+        format!("event_time = {old_time}"),
+    ] {
+        // Each edit on a fresh copy of the row, restored by copying it back.
+        s.db.execute(&format!(
+            "CREATE TABLE saved_row AS SELECT * FROM audit_events WHERE seq = {seq}"
+        ))
+        .await;
+        s.db.execute(&format!("UPDATE audit_events SET {set} WHERE seq = {seq}"))
+            .await;
+        let (ok, out) = audit_verify(&s);
+        assert!(!ok, "{set}: {out}");
+        assert!(
+            out.contains(&format!("event {seq} was altered")),
+            "{set}: {out}"
+        );
+        s.db.execute(&format!("DELETE FROM audit_events WHERE seq = {seq}"))
+            .await;
+        s.db.execute("INSERT INTO audit_events SELECT * FROM saved_row")
+            .await;
+        s.db.execute("DROP TABLE saved_row").await;
+        let (ok, out) = audit_verify(&s);
+        assert!(ok, "restored after {set}: {out}");
+    }
+}
+
+/// The clock and fault hooks are for tests: a service configured with one is refused unless
+/// it opts in explicitly (and then says so in its log).
+#[tokio::test]
+async fn test_hooks_are_refused_without_an_explicit_opt_in() {
+    let s = Server::start().await;
+    let f = s.path("clock");
+    std::fs::write(&f, "86400").unwrap();
+    for (var, val) in [
+        ("KMS_CLOCK_OFFSET_FILE", f.to_str().unwrap()),
+        ("KMS_FAULT_INJECTION_FILE", f.to_str().unwrap()),
+    ] {
+        let mut cmd = std::process::Command::new(kms_bin());
+        kms_env(&mut cmd, &s.token, &s.db);
+        let out = cmd.env(var, val).args(["serve"]).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}: {said}");
+        assert!(
+            said.contains("test hook") && said.contains("enable_test_hooks"),
+            "{var}: {said}"
+        );
+    }
+}

@@ -421,7 +421,10 @@ fn err_code<E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug>(e: &E
 async fn faultable(extra: &[(&str, &str)]) -> (Server, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap().keep();
     let f = dir.join("fault");
-    let mut env = vec![("KMS_FAULT_INJECTION_FILE", f.to_str().unwrap())];
+    let mut env = vec![
+        ("KMS_FAULT_INJECTION_FILE", f.to_str().unwrap()),
+        ("KMS_ENABLE_TEST_HOOKS", "true"),
+    ];
     env.extend_from_slice(extra);
     (Server::start_with(&env).await, f)
 }
@@ -753,6 +756,7 @@ async fn a_pool_of_tokens_fails_over_when_the_one_in_use_is_lost() {
             ("KMS_HSM__FAILOVER_LABELS", second.as_str()),
             ("KMS_HSM__PIN", new_pin),
             ("KMS_FAULT_INJECTION_FILE", fault.to_str().unwrap()),
+            ("KMS_ENABLE_TEST_HOOKS", "true"),
             ("KMS_METRICS_LISTEN", "127.0.0.1:0"),
         ],
     );

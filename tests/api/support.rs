@@ -1049,6 +1049,7 @@ pub async fn clocked() -> Server {
     std::fs::write(&f, "0").unwrap();
     Server::start_with(&[
         ("KMS_CLOCK_OFFSET_FILE", f.to_str().unwrap()),
+        ("KMS_ENABLE_TEST_HOOKS", "true"),
         ("KMS_SCHEDULER_INTERVAL_MS", "50"),
     ])
     .await

@@ -1,0 +1,20 @@
+-- Distrusted storage, round two. An alias decides which key a request uses, and a key's tags
+-- decide aws:ResourceTag conditions: an alias row carries a MAC (computed in the token) over
+-- its account, region, name and target, and a key row carries one over its whole set of tags,
+-- so a tag inserted, altered, deleted or moved between keys is refused. Rows from before this
+-- migration have none and are refused until an operator seals them (`kms admin seal`).
+ALTER TABLE aliases ADD COLUMN mac BYTEA;
+ALTER TABLE keys ADD COLUMN tags_mac BYTEA;
+
+-- A tag row moved from one key to another changes both keys: tell every node about both.
+CREATE OR REPLACE FUNCTION kms_notify_key_tag_change() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM pg_notify('kms_key_changed', OLD.key_id::text);
+    END IF;
+    IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.key_id <> OLD.key_id) THEN
+        PERFORM pg_notify('kms_key_changed', NEW.key_id::text);
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;

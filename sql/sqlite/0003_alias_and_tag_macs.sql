@@ -1,0 +1,11 @@
+-- As sql/0016_alias_and_tag_macs.sql: an alias row's MAC, and a key's MAC over its tags.
+ALTER TABLE aliases ADD COLUMN mac BLOB;
+ALTER TABLE keys ADD COLUMN tags_mac BLOB;
+
+-- A tag row moved from one key to another changes both keys.
+DROP TRIGGER key_tags_update_change;
+CREATE TRIGGER key_tags_update_change AFTER UPDATE ON key_tags
+BEGIN
+    INSERT INTO changes (channel, payload) VALUES ('kms_key_changed', lower(hex(OLD.key_id)));
+    INSERT INTO changes (channel, payload) VALUES ('kms_key_changed', lower(hex(NEW.key_id)));
+END;
