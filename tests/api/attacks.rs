@@ -763,7 +763,6 @@ async fn key_tags_written_with_sql_are_refused() {
     assert_eq!(code(enc(red.clone()).await), "AccessDeniedException");
     assert_eq!(code(enc(untagged.clone()).await), "AccessDeniedException");
     let refused = |k: String| {
-        let enc = enc;
         async move {
             matches!(enc(k).await, Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("KeyUnavailableException"))
         }
