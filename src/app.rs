@@ -1014,8 +1014,13 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         crate::audit::Audit::disabled(store.clone(), kms.hsm().clone())
     };
     kms.set_audit(audit.clone());
+    let auth_guard = Arc::new(crate::api::quota::AuthGuard::new(
+        s.quota.auth_failures_per_second,
+        s.quota.auth_failure_burst,
+    ));
     spawn_checkpoints(
         audit.clone(),
+        auth_guard.clone(),
         Duration::from_millis(s.audit_checkpoint_interval_ms.max(100)),
     );
     let state = Arc::new(ApiState {
@@ -1029,6 +1034,7 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
             s.quota.crypto_per_second,
             s.quota.management_per_second,
         ),
+        auth_guard,
         sts_min_session_seconds: s.sts_min_session_seconds,
     });
     if let Some(l) = metrics_listener {
@@ -1057,12 +1063,42 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
 }
 
 /// Sign a checkpoint over the audit chain head every `every` (when it moved).
-fn spawn_checkpoints(audit: Arc<crate::audit::Audit>, every: Duration) {
+fn spawn_checkpoints(
+    audit: Arc<crate::audit::Audit>,
+    auth_guard: Arc<crate::api::quota::AuthGuard>,
+    every: Duration,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // Authentication failures over their source's budget, one event for all of them.
+            let suppressed = auth_guard.take_suppressed();
+            if !suppressed.is_empty() {
+                let total: u64 = suppressed.iter().map(|(_, n)| n).sum();
+                let by_source: serde_json::Map<String, serde_json::Value> = suppressed
+                    .iter()
+                    .take(1000)
+                    .map(|(ip, n)| (ip.to_string(), serde_json::json!(n)))
+                    .collect();
+                tracing::warn!(
+                    total,
+                    sources = suppressed.len(),
+                    "requests failing authentication were throttled"
+                );
+                let event = crate::audit::security_event(
+                    "AuthenticationFailuresSummarized",
+                    serde_json::json!({
+                        "failures": total,
+                        "sources": suppressed.len(),
+                        "bySource": by_source,
+                    }),
+                );
+                if let Err(e) = audit.record(event).await {
+                    tracing::error!(error = %e, "could not record the authentication failure summary");
+                }
+            }
             if let Err(e) = audit.checkpoint().await {
                 tracing::error!(error = %e, "audit checkpoint failed");
             }

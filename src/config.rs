@@ -174,6 +174,11 @@ pub struct QuotaSettings {
     pub crypto_per_second: u32,
     /// Every other operation, per second (AWS sets per-operation rates, mostly lower).
     pub management_per_second: u32,
+    /// Requests that fail authentication, per second per source address, with a burst of
+    /// `auth_failure_burst`: past it the source is throttled before any database work, and
+    /// its failures are summarised in the audit trail once a minute instead of one by one.
+    pub auth_failures_per_second: u32,
+    pub auth_failure_burst: u32,
 }
 
 impl Default for QuotaSettings {
@@ -181,6 +186,8 @@ impl Default for QuotaSettings {
         QuotaSettings {
             crypto_per_second: 50_000,
             management_per_second: 2_000,
+            auth_failures_per_second: 5,
+            auth_failure_burst: 20,
         }
     }
 }

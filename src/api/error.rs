@@ -31,6 +31,18 @@ pub const SIGNATURE_MISMATCH: &str = "The request signature we calculated does n
 Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
 
 impl ApiError {
+    /// The request could not be authenticated (no, unknown, expired or wrong credentials).
+    pub fn is_authentication_failure(&self) -> bool {
+        matches!(
+            self,
+            ApiError::UnrecognizedClient
+                | ApiError::InvalidSignature(_)
+                | ApiError::IncompleteSignature(_)
+                | ApiError::MissingAuthenticationToken
+                | ApiError::ExpiredToken
+        )
+    }
+
     /// Status, AWS exception name and client-facing message.
     pub fn wire(&self) -> (u16, &'static str, String) {
         use KmsError as K;

@@ -40,6 +40,8 @@ pub struct ApiState {
     /// Every request is answered within this.
     pub request_timeout: Duration,
     pub quotas: quota::Quotas,
+    /// Authentication failures per source address.
+    pub auth_guard: Arc<quota::AuthGuard>,
     pub max_connections: usize,
 }
 
@@ -73,6 +75,8 @@ struct CallInfo {
     request: Option<serde_json::Value>,
     operation: String,
     protocol: Protocol,
+    /// An authentication failure over its source's budget: not audited one by one.
+    suppressed: bool,
 }
 
 /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests (for at
@@ -330,19 +334,25 @@ async fn handle_api(
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(250));
-    let recorded = tokio::time::timeout(
-        left,
-        audit(
-            &state,
-            peer,
-            tls.as_deref(),
-            &request_id,
-            &info,
-            protocol,
-            &result,
-        ),
-    )
-    .await;
+    let recorded = if info.suppressed {
+        // Over its source's budget of authentication failures: counted for the summary
+        // event, not recorded one by one.
+        Ok(Ok(()))
+    } else {
+        tokio::time::timeout(
+            left,
+            audit(
+                &state,
+                peer,
+                tls.as_deref(),
+                &request_id,
+                &info,
+                protocol,
+                &result,
+            ),
+        )
+        .await
+    };
     let result = match recorded {
         Ok(Ok(())) => result,
         Ok(Err(e)) => Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()))),
@@ -549,6 +559,12 @@ async fn process(
             .map_err(|_| {
                 ApiError::Serialization("The request body was not received in time.".into())
             })??;
+        // A source that keeps failing authentication is refused before any work (the
+        // signature check may read the database).
+        if state.auth_guard.blocked(peer) {
+            info.suppressed = true;
+            return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
+        }
         let verified = sigv4::verify(
             &state.kms.credentials,
             if protocol == Protocol::Query {
@@ -564,7 +580,12 @@ async fn process(
             &body,
             chrono::Utc::now(),
         )
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if e.is_authentication_failure() && !state.auth_guard.failed(peer) {
+                info.suppressed = true;
+            }
+        })?;
         info.region = verified.region.clone();
         info.identity = Some(crate::audit::Identity {
             principal_arn: verified.key.principal_arn.clone(),
@@ -600,6 +621,13 @@ async fn process(
             secure_transport: secure,
         };
         if protocol == Protocol::Query {
+            // AssumeRole counts against the management share like any other call.
+            if !state
+                .quotas
+                .allow(&caller.account_id, &caller.region, "AssumeRole")
+            {
+                return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
+            }
             return sts::handle(state, &caller, &body, request_id)
                 .await
                 .map(Reply::Xml);

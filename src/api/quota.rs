@@ -89,3 +89,118 @@ mod tests {
         assert!(q.allow("a", "r", "Encrypt"));
     }
 }
+
+/// Requests that fail authentication, per source address. A source that keeps failing is
+/// throttled before its requests reach the database (`blocked`), and only the failures within
+/// its budget are audited one by one; the rest are counted and written as one summary event
+/// a minute (`take_suppressed`), so a flood grows neither the chain nor the database's load.
+pub struct AuthGuard {
+    per_second: f64,
+    burst: f64,
+    state: Mutex<AuthState>,
+}
+
+#[derive(Default)]
+struct AuthState {
+    buckets: HashMap<std::net::IpAddr, Bucket>,
+    suppressed: HashMap<std::net::IpAddr, u64>,
+}
+
+/// At most this many sources are tracked; past it, sources whose budget is full are forgotten.
+const MAX_SOURCES: usize = 100_000;
+
+impl AuthGuard {
+    /// `per_second` failures per source, with a burst of `burst` (0: no limit).
+    pub fn new(per_second: u32, burst: u32) -> AuthGuard {
+        AuthGuard {
+            per_second: per_second as f64,
+            burst: burst.max(1) as f64,
+            state: Mutex::new(AuthState::default()),
+        }
+    }
+
+    fn refill(&self, b: &mut Bucket, now: Instant) {
+        b.tokens =
+            (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_second).min(self.burst);
+        b.at = now;
+    }
+
+    /// Whether the source has used up its failures: its request is refused (and counted, not
+    /// audited) before any work is done for it.
+    pub fn blocked(&self, source: std::net::IpAddr) -> bool {
+        if self.per_second <= 0.0 {
+            return false;
+        }
+        let now = Instant::now();
+        let mut st = self.state.lock().unwrap();
+        let blocked = match st.buckets.get_mut(&source) {
+            Some(b) => {
+                self.refill(b, now);
+                b.tokens < 1.0
+            }
+            None => false,
+        };
+        if blocked {
+            *st.suppressed.entry(source).or_default() += 1;
+        }
+        blocked
+    }
+
+    /// A request from `source` failed authentication. True: audit it as usual; false: the
+    /// source is over its budget, and the failure is counted for the summary instead.
+    pub fn failed(&self, source: std::net::IpAddr) -> bool {
+        if self.per_second <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut st = self.state.lock().unwrap();
+        if st.buckets.len() >= MAX_SOURCES && !st.buckets.contains_key(&source) {
+            let (rate, burst) = (self.per_second, self.burst);
+            st.buckets
+                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+        }
+        let burst = self.burst;
+        let b = st.buckets.entry(source).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        self.refill(b, now);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            *st.suppressed.entry(source).or_default() += 1;
+            false
+        }
+    }
+
+    /// The failures counted since the last call, by source (for the summary event).
+    pub fn take_suppressed(&self) -> Vec<(std::net::IpAddr, u64)> {
+        let mut st = self.state.lock().unwrap();
+        let mut v: Vec<_> = st.suppressed.drain().collect();
+        v.sort();
+        v
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_source_is_blocked_and_counted_others_are_not() {
+        let g = AuthGuard::new(1, 3);
+        let (a, b): (std::net::IpAddr, std::net::IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert!(!g.blocked(a));
+        assert!(g.failed(a) && g.failed(a) && g.failed(a));
+        assert!(!g.failed(a));
+        assert!(g.blocked(a));
+        assert!(!g.blocked(b));
+        assert!(g.failed(b));
+        assert_eq!(g.take_suppressed(), vec![(a, 2)]);
+        assert!(g.take_suppressed().is_empty());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(!g.blocked(a));
+    }
+}

@@ -628,6 +628,33 @@ pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) ->
     new_event(name, account, vec![key_arn.to_string()], &e, time, event_id)
 }
 
+/// An event about the service's own protection (authentication failures summarised per
+/// source address), not about any key.
+pub fn security_event(name: &str, details: Value) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let time = Utc::now();
+    let e = json!({
+        "eventVersion": "1.11",
+        "eventTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "eventSource": "kms.amazonaws.com",
+        "eventName": name,
+        "awsRegion": Value::Null,
+        "sourceIPAddress": "kms.amazonaws.com",
+        "userAgent": "kms.amazonaws.com",
+        "userIdentity": { "type": "AWSService", "invokedBy": "kms.amazonaws.com" },
+        "requestParameters": Value::Null,
+        "responseElements": Value::Null,
+        "additionalEventData": details,
+        "eventID": event_id.to_string(),
+        "readOnly": true,
+        "resources": [],
+        "eventType": "AwsServiceEvent",
+        "managementEvent": true,
+        "eventCategory": "Management",
+    });
+    new_event(name, None, vec![], &e, time, event_id)
+}
+
 /// The event for an operator's `kms admin` change.
 pub fn admin_event(action: &str, target: &str, operator: &str, details: Value) -> NewAuditEvent {
     let event_id = Uuid::new_v4();

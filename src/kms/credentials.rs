@@ -66,7 +66,13 @@ pub struct Credentials {
     hsm: Hsm,
     ids: Arc<dyn IdentityStore>,
     cache: Mutex<LruCache<CacheKey, Arc<SigningKey>>>,
+    /// Access key ids recently found unknown (or inactive, or refused), and when: answered
+    /// without a query for `NEGATIVE_TTL`, or until any identity changes (NOTIFY).
+    unknown: Mutex<LruCache<String, std::time::Instant>>,
 }
+
+/// How long an unknown access key id is answered from memory.
+const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn session_mac_input(r: &crate::store::SessionRecord) -> Vec<u8> {
     mac_input(
@@ -135,16 +141,46 @@ impl Credentials {
             hsm,
             ids,
             cache: Mutex::new(LruCache::new(super::nz(cache_size))),
+            unknown: Mutex::new(LruCache::new(super::nz(cache_size.max(1024)))),
         }
     }
 
-    /// Forget every cached signing key (an access key was deactivated or deleted).
+    /// Forget every cached signing key (an access key was deactivated or deleted) and every
+    /// access key id found unknown (one may have been created).
     pub fn invalidate_all(&self) {
         self.cache.lock().unwrap().clear();
+        self.unknown.lock().unwrap().clear();
+    }
+
+    /// The signing key, or `Unrecognized` from memory for an id found unknown moments ago: a
+    /// flood of made-up access key ids costs no query each.
+    pub async fn signing_key(
+        &self,
+        access_key_id: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> Result<Arc<SigningKey>, CredentialError> {
+        if let Some(at) = self.unknown.lock().unwrap().get(access_key_id) {
+            if at.elapsed() < NEGATIVE_TTL {
+                crate::metrics::cache("unknown_access_keys", true);
+                return Err(CredentialError::Unrecognized);
+            }
+        }
+        let r = self
+            .lookup_signing_key(access_key_id, date, region, service)
+            .await;
+        if matches!(r, Err(CredentialError::Unrecognized)) && valid_access_key_id(access_key_id) {
+            self.unknown
+                .lock()
+                .unwrap()
+                .put(access_key_id.to_string(), std::time::Instant::now());
+        }
+        r
     }
 
     /// The signing key for `access_key_id` on `date` (YYYYMMDD) in `region` for `service`.
-    pub async fn signing_key(
+    async fn lookup_signing_key(
         &self,
         access_key_id: &str,
         date: &str,

@@ -762,10 +762,8 @@ async fn key_tags_written_with_sql_are_refused() {
     enc(blue.clone()).await.unwrap();
     assert_eq!(code(enc(red.clone()).await), "AccessDeniedException");
     assert_eq!(code(enc(untagged.clone()).await), "AccessDeniedException");
-    let refused = |k: String| {
-        async move {
-            matches!(enc(k).await, Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("KeyUnavailableException"))
-        }
+    let refused = |k: String| async move {
+        matches!(enc(k).await, Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("KeyUnavailableException"))
     };
     // Altered.
     s.db.execute(&format!(
@@ -1041,4 +1039,90 @@ async fn test_hooks_are_refused_without_an_explicit_opt_in() {
             "{var}: {said}"
         );
     }
+}
+
+/// The flood: a source sends requests that fail authentication (made-up access key ids, no
+/// signature). Past its budget it is throttled before any database work, and its failures are
+/// summarised in one audit event instead of one event each; authenticated callers elsewhere
+/// are not slowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unauthenticated_requests_is_throttled_and_summarised() {
+    let s = Server::start_with(&[("KMS_AUDIT_CHECKPOINT_INTERVAL_MS", "300")]).await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let events_before = s.db.int("SELECT count(*) FROM audit_events").await;
+    let flood = reqwest::Client::builder()
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    const N: usize = 300;
+    for i in 0..N {
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/", s.endpoint))
+            .header("host", s.endpoint.trim_start_matches("http://"))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "TrentService.ListKeys")
+            .body(b"{}".to_vec())
+            .unwrap();
+        if i % 2 == 0 {
+            sign_request(
+                &mut req,
+                "AKIAMADEUPMADEUP0001",
+                "made-up-secret-made-up-secret-made-up-00",
+                REGION,
+                std::time::SystemTime::now(),
+            );
+        }
+        let mut rb = flood.post(format!("{}/", s.endpoint));
+        for (k, v) in req.headers() {
+            if k.as_str() != "host" {
+                rb = rb.header(k.as_str(), v.to_str().unwrap());
+            }
+        }
+        let resp = rb.body(req.into_body()).send().await.unwrap();
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        *codes
+            .entry(v["__type"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+        // Meanwhile, an authenticated caller from another address is served as usual.
+        if i % 50 == 0 {
+            c.encrypt()
+                .key_id(&key)
+                .plaintext(pt())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let throttled = codes.get("ThrottlingException").copied().unwrap_or(0);
+    assert!(throttled > N / 2, "{codes:?}");
+    assert!(
+        codes.get("UnrecognizedClientException").is_some()
+            && codes.get("MissingAuthenticationTokenException").is_some(),
+        "{codes:?}"
+    );
+    // The chain grew by the budget's worth of failures and the authenticated calls, not by
+    // one event per request; the rest is one summary.
+    eventually("the summary event", || async {
+        s.db.int("SELECT count(*) FROM audit_events WHERE event_name = 'AuthenticationFailuresSummarized'")
+            .await
+            > 0
+    })
+    .await;
+    let grown = s.db.int("SELECT count(*) FROM audit_events").await - events_before;
+    assert!(
+        grown < 80,
+        "the chain grew by {grown} events for {N} failed requests"
+    );
+    let summary =
+        s.db.strings(
+            "SELECT body FROM audit_events WHERE event_name = 'AuthenticationFailuresSummarized'",
+        )
+        .await
+        .join("\n");
+    assert!(summary.contains("127.0.0.2"), "{summary}");
+    let (ok, out) = audit_verify(&s);
+    assert!(ok, "{out}");
 }
