@@ -868,7 +868,11 @@ pub async fn open_kms(s: &Settings, store: Arc<dyn Store>) -> Result<Kms, Error>
         store,
         &cache_sizes(s),
         s.regions.clone(),
-    ))
+    )
+    .with_limits(crate::kms::ResourceLimits {
+        keys_per_region: s.quota.keys_per_region,
+        grants_per_key: s.quota.grants_per_key,
+    }))
 }
 
 #[derive(clap::Subcommand)]

@@ -179,6 +179,10 @@ pub struct QuotaSettings {
     /// its failures are summarised in the audit trail once a minute instead of one by one.
     pub auth_failures_per_second: u32,
     pub auth_failure_burst: u32,
+    /// Customer managed keys per account and region (AWS: 100,000), counted across nodes.
+    pub keys_per_region: i64,
+    /// Grants per key (AWS: 50,000), counted across nodes.
+    pub grants_per_key: i64,
 }
 
 impl Default for QuotaSettings {
@@ -188,6 +192,8 @@ impl Default for QuotaSettings {
             management_per_second: 2_000,
             auth_failures_per_second: 5,
             auth_failure_burst: 20,
+            keys_per_region: 100_000,
+            grants_per_key: 50_000,
         }
     }
 }

@@ -592,6 +592,13 @@ impl Kms {
                 }
             }
         }
+        if self.grant_store.count_grants(rec.key_id).await? >= self.limits.grants_per_key {
+            return Err(KmsError::LimitExceeded(format!(
+                "The request was rejected because {} has reached the limit of {} grants.",
+                rec.arn(),
+                self.limits.grants_per_key
+            )));
+        }
         let grant_id = hex::encode(self.hsm.random(32).await?.as_slice());
         let mut g = GrantRecord {
             grant_id: grant_id.clone(),

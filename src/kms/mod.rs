@@ -177,6 +177,24 @@ struct Lease {
     size: i64,
 }
 
+/// AWS's resource quotas (adjustable, as AWS's are): `LimitExceededException` beyond them.
+#[derive(Clone, Copy, Debug)]
+pub struct ResourceLimits {
+    /// Customer managed keys per account and region (AWS: 100,000).
+    pub keys_per_region: i64,
+    /// Grants per key (AWS: 50,000).
+    pub grants_per_key: i64,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        ResourceLimits {
+            keys_per_region: 100_000,
+            grants_per_key: 50_000,
+        }
+    }
+}
+
 pub struct CacheSizes {
     pub key_metadata: usize,
     pub key_handles: usize,
@@ -211,6 +229,7 @@ pub struct Kms {
     regions: Vec<String>,
     /// Where the service's own actions (rotation, deletion) are recorded.
     audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
+    pub(crate) limits: ResourceLimits,
 }
 
 /// Serialises the loading of one key version.
@@ -429,6 +448,7 @@ impl Kms {
             meta: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             live: Mutex::new(LruCache::new(nz(sizes.key_handles))),
             loading: Mutex::new(std::collections::HashMap::new()),
+            limits: ResourceLimits::default(),
         }
     }
 
@@ -464,6 +484,29 @@ impl Kms {
             database,
             token_label: self.hsm.current_label(),
         }
+    }
+
+    /// Resource quotas other than AWS's defaults.
+    pub fn with_limits(mut self, limits: ResourceLimits) -> Kms {
+        self.limits = limits;
+        self
+    }
+
+    /// `LimitExceededException` when the account already has its quota of customer managed
+    /// keys in the region (counted in the database: every node's keys).
+    pub(crate) async fn check_key_quota(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<(), KmsError> {
+        let n = self.keys.count_customer_keys(account, region).await?;
+        if n >= self.limits.keys_per_region {
+            return Err(KmsError::LimitExceeded(format!(
+                "The request was rejected because the account {account} has reached the limit of {} KMS keys in {region}.",
+                self.limits.keys_per_region
+            )));
+        }
+        Ok(())
     }
 
     pub fn set_audit(&self, audit: Arc<crate::audit::Audit>) {
@@ -1432,6 +1475,8 @@ impl Kms {
             ],
         )
         .await?;
+        self.check_key_quota(&caller.account_id, &caller.region)
+            .await?;
         let mut rec = KeyRecord {
             description: input.description,
             key_spec: input.key_spec,

@@ -214,6 +214,8 @@ impl Kms {
                 )
                 .await?;
             }
+            self.check_key_quota(&replica.account_id, &replica.region)
+                .await?;
             self.seal_policy(&mut replica, &input.tags).await?;
             let mut copies = Vec::new();
             let versions = if external { 0 } else { primary.current_version };

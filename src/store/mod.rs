@@ -270,6 +270,8 @@ pub struct GrantRecord {
 pub trait GrantStore: Send + Sync {
     async fn insert_grant(&self, g: &GrantRecord) -> Result<(), StoreError>;
     async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError>;
+    /// How many grants a key has (every node's: the per-key quota).
+    async fn count_grants(&self, key_id: Uuid) -> Result<i64, StoreError>;
     async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError>;
     async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError>;
     /// Delete a grant; false if it did not exist.
@@ -336,6 +338,8 @@ pub trait KeyStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError>;
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
+    /// Customer managed keys of an account in a region, in any state (the key quota).
+    async fn count_customer_keys(&self, account_id: &str, region: &str) -> Result<i64, StoreError>;
     async fn set_key_policy(
         &self,
         key_id: Uuid,

@@ -521,6 +521,17 @@ impl KeyStore for PgStore {
         Ok(rows.iter().map(key_from_row).collect())
     }
 
+    async fn count_customer_keys(&self, account_id: &str, region: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM keys WHERE account_id = $1 AND region = $2 AND key_manager = 'CUSTOMER'",
+        )
+        .bind(account_id)
+        .bind(region)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError> {
         let rows = sqlx::query(
             "SELECT tag_key, tag_value FROM key_tags WHERE key_id = $1 ORDER BY tag_key",
@@ -1759,6 +1770,14 @@ impl GrantStore for PgStore {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn count_grants(&self, key_id: Uuid) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT count(*) FROM grants WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
     async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {

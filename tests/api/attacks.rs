@@ -1099,8 +1099,8 @@ async fn a_flood_of_unauthenticated_requests_is_throttled_and_summarised() {
     let throttled = codes.get("ThrottlingException").copied().unwrap_or(0);
     assert!(throttled > N / 2, "{codes:?}");
     assert!(
-        codes.get("UnrecognizedClientException").is_some()
-            && codes.get("MissingAuthenticationTokenException").is_some(),
+        codes.contains_key("UnrecognizedClientException")
+            && codes.contains_key("MissingAuthenticationTokenException"),
         "{codes:?}"
     );
     // The chain grew by the budget's worth of failures and the authenticated calls, not by
@@ -1125,4 +1125,41 @@ async fn a_flood_of_unauthenticated_requests_is_throttled_and_summarised() {
     assert!(summary.contains("127.0.0.2"), "{summary}");
     let (ok, out) = audit_verify(&s);
     assert!(ok, "{out}");
+}
+
+/// Resource quotas as AWS has them (adjustable, here set low): keys per account and region,
+/// and grants per key, counted in the database so that every node enforces the same total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_quotas_hold_across_nodes() {
+    let s = Server::start_with(&[
+        ("KMS_QUOTA__KEYS_PER_REGION", "3"),
+        ("KMS_QUOTA__GRANTS_PER_KEY", "2"),
+    ])
+    .await;
+    let node2 = s.second_node();
+    let c = s.client();
+    let c2 = s.client_of(&node2, &s.access_key_id, &s.secret);
+    let k1 = new_key(&c).await;
+    new_key(&c2).await;
+    new_key(&c).await;
+    for client in [&c, &c2] {
+        let (code_, msg) = message(client.create_key().send().await);
+        assert_eq!(code_, "LimitExceededException", "{msg}");
+    }
+    // Another region of the same account has its own quota.
+    let other = s.client_in(OTHER_REGION);
+    new_key(&other).await;
+    let grantee = format!("arn:aws:iam::{ACCOUNT}:user/bob");
+    let grant = |client: &aws_sdk_kms::Client| {
+        client
+            .create_grant()
+            .key_id(&k1)
+            .grantee_principal(&grantee)
+            .operations(GrantOperation::Encrypt)
+            .send()
+    };
+    grant(&c).await.unwrap();
+    grant(&c2).await.unwrap();
+    assert_eq!(code(grant(&c).await), "LimitExceededException");
+    assert_eq!(code(grant(&c2).await), "LimitExceededException");
 }
