@@ -18,3 +18,16 @@ BEGIN
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
+
+-- A principal deleted, and a session deleted (its role's trust policy replaced), reach every
+-- node's caches at once: cached signing keys of the sessions stop working.
+CREATE TRIGGER principals_deleted AFTER DELETE ON principals
+    FOR EACH ROW EXECUTE FUNCTION kms_notify_principal_change();
+CREATE FUNCTION kms_notify_session_change() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('kms_identity_changed', OLD.role_arn);
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER sessions_deleted AFTER DELETE ON sessions
+    FOR EACH ROW EXECUTE FUNCTION kms_notify_session_change();

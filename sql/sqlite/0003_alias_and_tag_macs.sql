@@ -9,3 +9,13 @@ BEGIN
     INSERT INTO changes (channel, payload) VALUES ('kms_key_changed', lower(hex(OLD.key_id)));
     INSERT INTO changes (channel, payload) VALUES ('kms_key_changed', lower(hex(NEW.key_id)));
 END;
+
+-- A principal deleted, and a session deleted, reach every process's caches.
+CREATE TRIGGER principals_delete_change AFTER DELETE ON principals
+BEGIN
+    INSERT INTO changes (channel, payload) VALUES ('kms_identity_changed', OLD.arn);
+END;
+CREATE TRIGGER sessions_delete_change AFTER DELETE ON sessions
+BEGIN
+    INSERT INTO changes (channel, payload) VALUES ('kms_identity_changed', OLD.role_arn);
+END;

@@ -1532,6 +1532,15 @@ impl IdentityStore for SqliteStore {
                 if n != 1 {
                     return Err(stale());
                 }
+                if matches!(change, PutRole { .. }) {
+                    // A role whose trust policy is replaced keeps no session issued under
+                    // the old one.
+                    sqlx::query("DELETE FROM sessions WHERE role_arn = $1")
+                        .bind(arn)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
                 let q = match change {
                     CreateUser { .. } => None,
                     PutRole { trust_policy, .. } => Some(

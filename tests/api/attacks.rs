@@ -1163,3 +1163,84 @@ async fn resource_quotas_hold_across_nodes() {
     assert_eq!(code(grant(&c).await), "LimitExceededException");
     assert_eq!(code(grant(&c2).await), "LimitExceededException");
 }
+
+/// A role's temporary credentials end with the role: deleted, or its trust policy replaced
+/// (so it may no longer allow the session), its sessions stop working on every node at once,
+/// cached signing keys included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_when_their_role_is_deleted_or_its_trust_changes() {
+    let s = Server::start().await;
+    let node2 = s.second_node();
+    let root = s.client();
+    let key = new_key(&root).await;
+    let (alice_arn, alice_id, alice_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "alice", None));
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{alice_arn}"}},"Action":"sts:AssumeRole","Resource":"*"}}]}}"#
+    );
+    let all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+    for (round, end) in ["delete", "retrust"].iter().enumerate() {
+        let name = format!("app{round}");
+        let role = tokio::task::block_in_place(|| s.create_role(ACCOUNT, &name, &trust));
+        tokio::task::block_in_place(|| s.put_user_policy(&role, "use", all));
+        let creds = crate::roles::sts(&s, &alice_id, &alice_secret)
+            .assume_role()
+            .role_arn(&role)
+            .role_session_name("web")
+            .send()
+            .await
+            .unwrap()
+            .credentials
+            .unwrap();
+        let here = crate::roles::kms_with_session(&s, &creds);
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new(REGION))
+            .endpoint_url(&node2.endpoint)
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                &creds.access_key_id,
+                &creds.secret_access_key,
+                Some(creds.session_token.clone()),
+                None,
+                "sts",
+            ))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+            .build();
+        let there = aws_sdk_kms::Client::from_conf(conf);
+        for c in [&here, &there] {
+            c.encrypt()
+                .key_id(&key)
+                .plaintext(pt())
+                .send()
+                .await
+                .unwrap();
+        }
+        match *end {
+            "delete" => {
+                s.admin_ok(&["delete-principal", "--principal-arn", &role]);
+            }
+            _ => {
+                // The same role, trusting nobody now.
+                let nobody =
+                    trust.replace(&alice_arn, &format!("arn:aws:iam::{ACCOUNT}:user/nobody"));
+                tokio::task::block_in_place(|| s.create_role(ACCOUNT, &name, &nobody));
+            }
+        }
+        for c in [here, there] {
+            let key = key.clone();
+            eventually(&format!("the session to end ({end})"), move || {
+                let c = c.clone();
+                let key = key.clone();
+                async move {
+                    c.encrypt()
+                        .key_id(&key)
+                        .plaintext(pt())
+                        .send()
+                        .await
+                        .is_err()
+                }
+            })
+            .await;
+        }
+    }
+}

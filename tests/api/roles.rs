@@ -16,7 +16,10 @@ pub(crate) fn sts(s: &Server, id: &str, secret: &str) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::from_conf(conf)
 }
 
-fn kms_with_session(s: &Server, c: &aws_sdk_sts::types::Credentials) -> aws_sdk_kms::Client {
+pub(crate) fn kms_with_session(
+    s: &Server,
+    c: &aws_sdk_sts::types::Credentials,
+) -> aws_sdk_kms::Client {
     let conf = aws_sdk_kms::Config::builder()
         .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
         .region(aws_sdk_kms::config::Region::new(REGION))
