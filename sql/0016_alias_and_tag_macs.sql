@@ -5,6 +5,9 @@
 -- migration have none and are refused until an operator seals them (`kms admin seal`).
 ALTER TABLE aliases ADD COLUMN mac BYTEA;
 ALTER TABLE keys ADD COLUMN tags_mac BYTEA;
+-- What a key is (spec, usage, origin, manager, multi-Region family), fixed at creation: one
+-- MAC, so a key made to look AWS managed, imported, or another family's member is refused.
+ALTER TABLE keys ADD COLUMN attrs_mac BYTEA;
 
 -- A tag row moved from one key to another changes both keys: tell every node about both.
 CREATE OR REPLACE FUNCTION kms_notify_key_tag_change() RETURNS trigger AS $$

@@ -626,6 +626,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                     Unsealed::KeyPolicy(k) => kms.seal_reviewed_policy(k).await,
                     Unsealed::KeyState(k) => kms.seal_reviewed_state(k).await,
                     Unsealed::Alias(a) => kms.seal_reviewed_alias(a).await,
+                    Unsealed::KeyAttrs(k) => kms.seal_reviewed_attrs(k).await,
                     Unsealed::KeyTags(k, t) => kms.seal_reviewed_tags(k, t).await,
                 }
                 .map_err(|e| e.to_string())?;
@@ -735,6 +736,7 @@ enum Unsealed {
     KeyPolicy(crate::store::KeyRecord),
     KeyState(crate::store::KeyRecord),
     Alias(crate::store::AliasRecord),
+    KeyAttrs(crate::store::KeyRecord),
     KeyTags(crate::store::KeyRecord, Vec<crate::store::Tag>),
 }
 
@@ -798,6 +800,23 @@ async fn unsealed_rows(kms: &Kms) -> Result<Vec<UnsealedRow>, Error> {
             name: format!("state of key {}", k.arn()),
             shown: shown.to_string(),
             row: Unsealed::KeyState(k),
+        });
+    }
+    for k in kms.unsealed_attrs().await.map_err(e)? {
+        let shown = serde_json::json!({
+            "row": "key attributes",
+            "key": k.arn(),
+            "key_spec": k.key_spec,
+            "key_usage": k.key_usage,
+            "origin": k.origin,
+            "key_manager": k.key_manager,
+            "multi_region": k.multi_region,
+            "mrk_id": k.mrk_id.map(|m| m.to_string()),
+        });
+        out.push(UnsealedRow {
+            name: format!("attributes of key {}", k.arn()),
+            shown: shown.to_string(),
+            row: Unsealed::KeyAttrs(k),
         });
     }
     let (aliases, tags) = kms.unsealed_aliases_and_tags().await.map_err(e)?;

@@ -1,6 +1,7 @@
 -- As sql/0016_alias_and_tag_macs.sql: an alias row's MAC, and a key's MAC over its tags.
 ALTER TABLE aliases ADD COLUMN mac BLOB;
 ALTER TABLE keys ADD COLUMN tags_mac BLOB;
+ALTER TABLE keys ADD COLUMN attrs_mac BLOB;
 
 -- A tag row moved from one key to another changes both keys.
 DROP TRIGGER key_tags_update_change;

@@ -362,6 +362,25 @@ pub(crate) fn tags_mac_input(k: &KeyRecord, tags: &[Tag]) -> Vec<u8> {
     mac_input("kms.key-tags.v1", &fields)
 }
 
+/// What a key's attributes MAC covers: what the key is, fixed when it is created.
+pub(crate) fn attrs_mac_input(k: &KeyRecord) -> Vec<u8> {
+    let mrk = k.mrk_id.map(|m| m.as_bytes().to_vec()).unwrap_or_default();
+    mac_input(
+        "kms.key-attributes.v1",
+        &[
+            k.key_id.as_bytes(),
+            k.account_id.as_bytes(),
+            k.region.as_bytes(),
+            k.key_spec.as_bytes(),
+            k.key_usage.as_bytes(),
+            k.origin.as_bytes(),
+            k.key_manager.as_bytes(),
+            &[k.multi_region as u8],
+            &mrk,
+        ],
+    )
+}
+
 /// What an alias row's MAC covers: where it lives, its name and the key it names.
 pub(crate) fn alias_mac_input(a: &crate::store::AliasRecord) -> Vec<u8> {
     mac_input(
@@ -1024,6 +1043,17 @@ impl Kms {
             tracing::error!(key_id = %rec.key_id, state = %rec.key_state, "key state failed its integrity check; refusing to use the key");
             return Err(KmsError::KeyUnavailable);
         }
+        // And what the key is: made AWS managed, imported, another spec or another family's
+        // member in the database, it is refused.
+        let stored = rec.attrs_mac.as_deref().unwrap_or_default();
+        if !self
+            .hsm
+            .row_mac_matches(attrs_mac_input(&rec), stored)
+            .await?
+        {
+            tracing::error!(key_id = %rec.key_id, "key attributes failed their integrity check (altered in the database, or stored before they were sealed: review with `kms admin seal`); refusing to use the key");
+            return Err(KmsError::KeyUnavailable);
+        }
         let rec = Arc::new(rec);
         self.meta.lock().unwrap().put(id, rec.clone());
         Ok(Some(rec))
@@ -1549,6 +1579,7 @@ impl Kms {
             policy_mac: None,
             state_mac: None,
             tags_mac: None,
+            attrs_mac: None,
         }
     }
 
@@ -1561,6 +1592,7 @@ impl Kms {
         rec.policy_mac = Some(self.hsm.row_mac(policy_mac_input(rec)).await?);
         rec.state_mac = Some(self.hsm.row_mac(state_mac_input(rec)).await?);
         rec.tags_mac = Some(self.hsm.row_mac(tags_mac_input(rec, tags)).await?);
+        rec.attrs_mac = Some(self.hsm.row_mac(attrs_mac_input(rec)).await?);
         Ok(())
     }
 
@@ -1616,6 +1648,17 @@ impl Kms {
             tags.push((k, t));
         }
         Ok((aliases, tags))
+    }
+
+    /// Keys whose attributes carry no MAC: what `kms admin seal` shows.
+    pub async fn unsealed_attrs(&self) -> Result<Vec<KeyRecord>, KmsError> {
+        Ok(self.keys.keys_without_attrs_mac().await?)
+    }
+
+    /// Seal a key's attributes as shown to an operator; false when they changed since.
+    pub async fn seal_reviewed_attrs(&self, shown: &KeyRecord) -> Result<bool, KmsError> {
+        let mac = self.hsm.row_mac(attrs_mac_input(shown)).await?;
+        Ok(self.keys.set_attrs_mac(shown, &mac).await?)
     }
 
     /// Seal an alias as shown to an operator; false when it changed since.

@@ -154,6 +154,9 @@ pub struct KeyRecord {
     pub state_mac: Option<Vec<u8>>,
     /// MAC (computed in the token) over the key's identity and its whole set of tags.
     pub tags_mac: Option<Vec<u8>>,
+    /// MAC (computed in the token) over what the key is, fixed at creation: spec, usage,
+    /// origin, manager and multi-Region family.
+    pub attrs_mac: Option<Vec<u8>>,
 }
 
 /// A wrapping key pair handed out by `GetParametersForImport`.
@@ -453,6 +456,10 @@ pub trait KeyStore: Send + Sync {
         tags_mac: &[u8],
     ) -> Result<bool, StoreError>;
     async fn keys_without_tags_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    async fn keys_without_attrs_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Seal a key's attributes stored without a MAC, only if they are still unsealed and
+    /// still as shown.
+    async fn set_attrs_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError>;
     async fn aliases_without_mac(&self) -> Result<Vec<AliasRecord>, StoreError>;
     /// Seal an alias stored without a MAC, only if it is still unsealed and still names the key.
     async fn set_alias_mac(&self, a: &AliasRecord, mac: &[u8]) -> Result<bool, StoreError>;

@@ -136,6 +136,7 @@ fn key_from_row(r: &PgRow) -> KeyRecord {
         policy_mac: r.get("policy_mac"),
         state_mac: r.get("state_mac"),
         tags_mac: r.get("tags_mac"),
+        attrs_mac: r.get("attrs_mac"),
     }
 }
 
@@ -166,7 +167,7 @@ fn access_key_from_row(r: &PgRow) -> AccessKeyRecord {
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
@@ -175,8 +176,8 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
          key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)",
+         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)",
     )
     .bind(k.key_id)
     .bind(&k.account_id)
@@ -202,6 +203,7 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     .bind(&k.policy_mac)
     .bind(&k.state_mac)
     .bind(&k.tags_mac)
+    .bind(&k.attrs_mac)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
@@ -979,6 +981,35 @@ impl KeyStore for PgStore {
             .map_err(map_err)?
             .rows_affected();
         tx.commit().await.map_err(map_err)?;
+        Ok(n == 1)
+    }
+
+    async fn keys_without_attrs_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE attrs_mac IS NULL");
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn set_attrs_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE keys SET attrs_mac = $2 WHERE key_id = $1 AND attrs_mac IS NULL \
+             AND account_id = $3 AND region = $4 AND key_spec = $5 AND key_usage = $6 AND origin = $7 AND key_manager = $8",
+        )
+        .bind(k.key_id)
+        .bind(mac)
+        .bind(&k.account_id)
+        .bind(&k.region)
+        .bind(&k.key_spec)
+        .bind(&k.key_usage)
+        .bind(&k.origin)
+        .bind(&k.key_manager)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
         Ok(n == 1)
     }
 
