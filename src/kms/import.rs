@@ -502,7 +502,8 @@ impl Kms {
         rec: &KeyRecord,
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), KmsError> {
-        let Some(p) = self.keys.key_import(rec.key_id).await? else {
+        // Never re-sealed unverified: the row must pass its MAC first.
+        let Some(p) = self.verified_import(rec.key_id).await? else {
             // Scheduled for deletion before any material was imported: nothing to delete.
             if pending_deletion(rec) {
                 return Ok(());
@@ -544,7 +545,21 @@ impl Kms {
     /// once across nodes, and audited. Returns how many keys expired.
     pub(super) async fn expire_imports(&self, now: DateTime<Utc>) -> Result<usize, KmsError> {
         let mut n = 0;
-        for id in self.keys.expired_imports(now).await? {
+        // Every import with an expiry, judged by its verified ValidTo: a ValidTo moved later
+        // in the database (the column the query could filter on) does not postpone expiry.
+        for id in self
+            .keys
+            .expired_imports(now + chrono::Duration::days(365 * 100))
+            .await?
+        {
+            match self.verified_import(id).await {
+                Ok(Some(i)) if i.valid_to.is_some_and(|t| t <= now) => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(key_id = %id, error = %e, "cannot judge the expiry of imported key material");
+                    continue;
+                }
+            }
             let Some(rec) = self.keys.key(id).await? else {
                 continue;
             };
@@ -578,9 +593,28 @@ impl Kms {
             return Ok(None);
         }
         Ok(self
-            .keys
-            .key_import(rec.key_id)
+            .verified_import(rec.key_id)
             .await?
             .and_then(|i| i.expiration_model.map(|m| (m, i.valid_to))))
+    }
+
+    /// A key's import record once its MAC holds: one altered in the database (a later
+    /// `ValidTo`, another material check) is refused, never shown or re-sealed.
+    pub(crate) async fn verified_import(
+        &self,
+        key_id: uuid::Uuid,
+    ) -> Result<Option<KeyImportRecord>, KmsError> {
+        let Some(i) = self.keys.key_import(key_id).await? else {
+            return Ok(None);
+        };
+        if !self
+            .hsm
+            .row_mac_matches(import_mac_input(&i), &i.mac)
+            .await?
+        {
+            tracing::error!(%key_id, "key import row failed its integrity check (altered in the database); refusing it");
+            return Err(KmsError::KeyUnavailable);
+        }
+        Ok(Some(i))
     }
 }
