@@ -22,4 +22,5 @@ mod rotation;
 mod security;
 mod startup;
 mod symmetric;
+mod tamper;
 mod tls;
