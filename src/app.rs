@@ -972,6 +972,7 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         ));
     }
     store.migrate().await.map_err(|e| e.to_string())?;
+    check_not_restored(s, store.as_ref()).await?;
     let kms = Arc::new(open_kms(s, store.clone()).await?);
     // Bind before starting background work: a port in use fails with nothing left running.
     let listener = tokio::net::TcpListener::bind(&s.listen)
@@ -1127,6 +1128,38 @@ fn spawn_checkpoints(
             }
         }
     });
+}
+
+/// A database restored from an old backup would revive every key deleted since (and forget
+/// every change): the audit anchor outside the database knows the trail went further, so the
+/// service refuses to start on it and says what to do.
+async fn check_not_restored(s: &Settings, store: &dyn Store) -> Result<(), Error> {
+    let Some(path) = &s.audit_anchor_file else {
+        return Ok(());
+    };
+    let anchored = match crate::audit::anchor::read(path) {
+        Ok(a) => a,
+        // A new anchor (first start with one configured) has nothing to compare.
+        Err(_) if !path.exists() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let (db_seq, _) = store.audit_head().await.map_err(|e| e.to_string())?;
+    let anchored_seq = anchored
+        .head
+        .as_ref()
+        .map(|(s, _)| *s)
+        .into_iter()
+        .chain(anchored.checkpoints.iter().map(|c| c.seq))
+        .max()
+        .unwrap_or(0);
+    if anchored_seq > db_seq {
+        return Err(format!(
+            "the database's audit trail ends at event {db_seq} but the audit anchor {} records event {anchored_seq}: the database was restored from an older backup (or events were deleted). Serving it would revive keys deleted and undo changes made since. Keep the anchor as evidence, run `kms audit verify --anchor {}` to see what is missing, and start with a new audit_anchor_file only once the loss is understood",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The audit anchor outside the database, when configured.

@@ -1244,3 +1244,68 @@ async fn sessions_end_when_their_role_is_deleted_or_its_trust_changes() {
         }
     }
 }
+
+/// A database restored from an older backup would revive keys deleted since and undo every
+/// change made since. The audit anchor outside the database knows the trail went further:
+/// the service refuses to start on it, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restored_from_an_older_backup_is_refused_at_start() {
+    let (mut s, _dir, _anchor) = audited_server().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    some_calls(&c, &key, 3).await;
+    let backup_point = s.db.int("SELECT max(seq) FROM audit_events").await;
+    some_calls(&c, &key, 3).await;
+    c.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    s.stop();
+    // The restore, as the trail sees it: everything after the backup point is gone.
+    s.db.execute(&format!(
+        "DELETE FROM audit_events WHERE seq > {backup_point}"
+    ))
+    .await;
+    s.db.execute(&format!(
+        "UPDATE audit_head SET seq = {backup_point}, hash = (SELECT hash FROM audit_events WHERE seq = {backup_point})"
+    ))
+    .await;
+    s.db.execute(&format!(
+        "DELETE FROM audit_checkpoints WHERE seq > {backup_point}"
+    ))
+    .await;
+    let mut cmd = std::process::Command::new(kms_bin());
+    kms_env(&mut cmd, &s.token, &s.db);
+    for (k, v) in &s.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kms serve started on a database older than its audit anchor");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert!(!status.success());
+    assert!(said.contains("restored from an older backup"), "{said}");
+}

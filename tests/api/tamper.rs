@@ -93,7 +93,6 @@ enum Sel {
 enum Alter {
     Text,
     Blob,
-    Int,
     Bool,
     Time,
     /// (Postgres, SQLite)
@@ -545,7 +544,6 @@ fn alter_sql(a: Alter, c: &str) -> String {
         Alter::Text => format!("{c} || 'x'"),
         Alter::Blob if pg => "decode(md5(random()::text) || md5(random()::text), 'hex')".into(),
         Alter::Blob => "randomblob(32)".into(),
-        Alter::Int => format!("{c} + 1"),
         Alter::Bool if pg => format!("NOT {c}"),
         Alter::Bool => format!("1 - {c}"),
         Alter::Time if pg => format!("{c} + interval '1 day'"),
