@@ -345,6 +345,19 @@ mod tests {
             d.audit_checkpoint_interval_ms
         );
         assert_eq!(from_file.audit_enabled, d.audit_enabled);
+        assert_eq!(from_file.audit_anchor_file, d.audit_anchor_file);
+        assert_eq!(
+            from_file.audit_max_checkpoint_age_secs,
+            d.audit_max_checkpoint_age_secs
+        );
+        assert_eq!(from_file.enable_test_hooks, d.enable_test_hooks);
+        assert_eq!(
+            from_file.quota.auth_failures_per_second,
+            d.quota.auth_failures_per_second
+        );
+        assert_eq!(from_file.quota.auth_failure_burst, d.quota.auth_failure_burst);
+        assert_eq!(from_file.quota.keys_per_region, d.quota.keys_per_region);
+        assert_eq!(from_file.quota.grants_per_key, d.quota.grants_per_key);
         assert_eq!(from_file.log_format, d.log_format);
         assert_eq!(from_file.hsm.failover_labels, d.hsm.failover_labels);
         assert_eq!(from_file.metrics_listen, d.metrics_listen);
