@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Fuzz the parsers and decoders a caller (or the database) can feed: the ciphertext blob, the
-# policy language, SigV4, every operation's JSON request, and the wrapped-key row.
+# policy language, SigV4, every operation's JSON request, and the wrapped-key row; and the
+# sequences an attacker or operator plays: grants as a grantee, and kms admin's changes.
 #
 #   scripts/fuzz.sh                 every target for FUZZ_SECONDS (default 20) each
 #   scripts/fuzz.sh request 3600    one target for an hour (the documented longer run)
 #   FUZZ_CMIN=1 scripts/fuzz.sh …   then minimise each corpus before committing it
 #
-# The stateful targets (sigv4, request, key_row) run against a real SoftHSM2 token and a real
-# Postgres database made here, like the server. New corpus entries are kept in fuzz/corpus/;
+# The stateful targets (sigv4, request, key_row, grants, admin) run against a real SoftHSM2
+# token and a real Postgres database made here, like the server. New corpus entries are kept in fuzz/corpus/;
 # crashes land in fuzz/artifacts/<target>/ and fail the run. Sanitizers are off (`-s none`) so
 # stable Rust builds it; `FUZZ_SANITIZER=address RUSTC_BOOTSTRAP=1` turns AddressSanitizer on.
 set -euo pipefail
@@ -17,7 +18,7 @@ ensure_tools
 ensure_postgres
 ensure_cargo_fuzz
 
-targets=(ciphertext policy sigv4 request key_row)
+targets=(ciphertext policy sigv4 request key_row grants admin)
 [ $# -ge 1 ] && targets=("$1")
 seconds="${2:-${FUZZ_SECONDS:-20}}"
 sanitizer="${FUZZ_SANITIZER:-none}"
@@ -42,6 +43,8 @@ export KMS_DATABASE_URL="$PG_BASE/$db"
 export KMS_HSM__TOKEN_LABEL="$label"
 export KMS_HSM__PIN="$pin"
 export KMS_REGIONS="us-east-1"
+# The grants target makes a key per input: no key quota in the way of a long run.
+export KMS_QUOTA__KEYS_PER_REGION=1000000000
 export KMS_ADMIN_ACCESS_KEY_ID="AKIAFUZZFUZZFUZZFUZZ"
 export KMS_ADMIN_SECRET_ACCESS_KEY="fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz"
 export RUST_LOG="${RUST_LOG:-error,cryptoki=off}"

@@ -117,6 +117,63 @@ fn admin(s: &crate::config::Settings) -> Caller {
 }
 
 impl Fixture {
+    /// One operation, decoded, validated and run as `principal_arn` of the fixture's account
+    /// (a principal with no identity policy: only grants can allow it anything).
+    pub fn dispatch_as(
+        &self,
+        principal_arn: &str,
+        op: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, ApiError> {
+        let caller = Caller {
+            principal_arn: principal_arn.to_string(),
+            access_key_id: String::new(),
+            ..self.caller.clone()
+        };
+        self.rt
+            .block_on(crate::api::ops::dispatch(op, &self.kms, &caller, body))
+    }
+
+    /// The grants of a key as stored (verified), for checking what a grantee created.
+    pub fn grants_of(&self, key_id: &str) -> Vec<crate::store::GrantRecord> {
+        let v = self
+            .dispatch("ListGrants", format!(r#"{{"KeyId":"{key_id}"}}"#).as_bytes())
+            .expect("ListGrants");
+        let mut out = Vec::new();
+        for g in v["Grants"].as_array().cloned().unwrap_or_default() {
+            out.push(crate::store::GrantRecord {
+                grant_id: g["GrantId"].as_str().unwrap_or_default().into(),
+                key_id: uuid::Uuid::nil(),
+                name: g["Name"].as_str().map(str::to_string),
+                grantee_principal: g["GranteePrincipal"].as_str().unwrap_or_default().into(),
+                retiring_principal: g["RetiringPrincipal"].as_str().map(str::to_string),
+                operations: g["Operations"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|o| o.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default(),
+                constraints: g.get("Constraints").cloned(),
+                issuing_account: String::new(),
+                created_at: chrono::Utc::now(),
+                mac: vec![],
+            });
+        }
+        out
+    }
+
+    /// An administrator's change to a principal, through the same guarded path as `kms admin`.
+    pub fn change_principal(
+        &self,
+        arn: &str,
+        change: &crate::store::PrincipalChange,
+    ) -> Result<(), KmsError> {
+        self.rt.block_on(self.kms.change_principal(arn, change))
+    }
+
+    /// A principal's authorization data as stored now, and whether its MAC holds.
+    pub fn principal(&self, arn: &str) -> Option<(crate::store::PrincipalAuthz, bool)> {
+        self.rt.block_on(self.kms.fuzz_principal(arn))
+    }
+
     /// One operation, decoded, validated and run as the administrator.
     pub fn dispatch(&self, op: &str, body: &[u8]) -> Result<serde_json::Value, ApiError> {
         self.rt

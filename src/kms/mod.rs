@@ -2054,6 +2054,13 @@ impl Kms {
 /// Hooks for the cargo-fuzz targets (compiled only with `--cfg fuzzing`).
 #[cfg(fuzzing)]
 impl Kms {
+    /// A principal's authorization data as stored, and whether its MAC holds.
+    pub async fn fuzz_principal(&self, arn: &str) -> Option<(PrincipalAuthz, bool)> {
+        let a = self.ids.principal_authz(arn).await.unwrap()?;
+        let ok = self.principal_mac_holds(arn, &a).await.unwrap();
+        Some((a, ok))
+    }
+
     /// A key's record and its current material row, as stored.
     pub async fn fuzz_row(&self, key_id: Uuid) -> (KeyRecord, MaterialRecord) {
         let rec = self.keys.key(key_id).await.unwrap().unwrap();
