@@ -5,6 +5,7 @@
 # drift in the machine's load falls on both alike.
 #
 #   scripts/bench-compare.sh [REV] [ROUNDS]        # default: REV=HEAD~1, 3 rounds
+#   BENCH_SKIP_BUILD=1 scripts/bench-compare.sh     # again, with the binaries already built
 #   BENCH_OPS="Encrypt 64 B" BENCH_CONCURRENCY=64 BENCH_SECONDS=5 scripts/bench-compare.sh a2f0eda
 #
 # Prints each round and the median of each side; results in .bench-compare/results.jsonl.
@@ -21,12 +22,16 @@ ensure_tools
 ensure_postgres
 rm -rf "$W"; mkdir -p "$W"; chmod 700 "$W"
 
-log "building B (the working tree, release)"
-(cd "$ROOT" && cargo build --release --bins -q)
-log "building A ($REV, release, in a worktree)"
-git -C "$ROOT" worktree remove --force "$W/a-src" 2>/dev/null || true
-git -C "$ROOT" worktree add --detach "$W/a-src" "$REV" >/dev/null
-(cd "$W/a-src" && CARGO_TARGET_DIR="$ROOT/target/bench-a" cargo build --release --bins -q)
+# BENCH_SKIP_BUILD=1: measure the binaries the last run built.
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+    log "building B (the working tree, release)"
+    (cd "$ROOT" && cargo build --release --bins -q)
+    log "building A ($REV, release, in a worktree)"
+    git -C "$ROOT" worktree remove --force "$W/../.bench-compare-src" 2>/dev/null || true
+    rm -rf "$ROOT/.bench-compare-src"
+    git -C "$ROOT" worktree add --detach "$ROOT/.bench-compare-src" "$REV" >/dev/null
+    (cd "$ROOT/.bench-compare-src" && CARGO_TARGET_DIR="$ROOT/target/bench-a" cargo build --release --bins -q)
+fi
 BENCH="$ROOT/target/release/kms-bench"
 
 export AWS_ACCESS_KEY_ID=AKIABENCHCOMPARE0001
@@ -61,12 +66,14 @@ start() {
     die "$name did not start (see $W/$name.log)"
 }
 stop() { [ -n "$PID" ] && { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; }; }
-trap 'stop; git -C "$ROOT" worktree remove --force "$W/a-src" 2>/dev/null || true' EXIT
+trap 'stop; git -C "$ROOT" worktree remove --force "$ROOT/.bench-compare-src" 2>/dev/null || true' EXIT
 
 setup a "$ROOT/target/bench-a/release/kms" 4791
 setup b "$ROOT/target/release/kms" 4792
 for r in $(seq 1 "$ROUNDS"); do
-    for side in a b; do
+    # Each side goes first in every other round: an order effect falls on both alike.
+    order="a b"; [ $((r % 2)) = 0 ] && order="b a"
+    for side in $order; do
         if [ "$side" = a ]; then bin="$ROOT/target/bench-a/release/kms"; port=4791; else bin="$ROOT/target/release/kms"; port=4792; fi
         start "$side" "$bin" "$port"
         "$BENCH" run --endpoint "http://127.0.0.1:$port" --region us-east-1 --ops "$OPS" \

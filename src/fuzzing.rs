@@ -137,7 +137,10 @@ impl Fixture {
     /// The grants of a key as stored (verified), for checking what a grantee created.
     pub fn grants_of(&self, key_id: &str) -> Vec<crate::store::GrantRecord> {
         let v = self
-            .dispatch("ListGrants", format!(r#"{{"KeyId":"{key_id}"}}"#).as_bytes())
+            .dispatch(
+                "ListGrants",
+                format!(r#"{{"KeyId":"{key_id}"}}"#).as_bytes(),
+            )
             .expect("ListGrants");
         let mut out = Vec::new();
         for g in v["Grants"].as_array().cloned().unwrap_or_default() {
@@ -149,7 +152,11 @@ impl Fixture {
                 retiring_principal: g["RetiringPrincipal"].as_str().map(str::to_string),
                 operations: g["Operations"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|o| o.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|o| o.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 constraints: g.get("Constraints").cloned(),
                 issuing_account: String::new(),

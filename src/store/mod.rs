@@ -704,7 +704,8 @@ pub trait IdentityStore: Send + Sync {
         service: Option<&str>,
     ) -> Result<bool, StoreError>;
     async fn put_principal_tag(&self, principal_arn: &str, tag: &Tag) -> Result<(), StoreError>;
-    /// Delete a user or role with its keys, sessions and policies; false if absent.
+    /// Delete a user or role with its keys, sessions, policies and the grants naming it (or its
+    /// sessions) as grantee; false if absent.
     async fn delete_principal(&self, arn: &str) -> Result<bool, StoreError>;
     async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, StoreError>;
     /// Record an identity change for the audit trail.

@@ -1628,6 +1628,27 @@ impl IdentityStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        // Grants to the principal (and, for a role, to its sessions) go with it: one re-created
+        // with the same name does not inherit them (AWS tells principals apart by unique id).
+        let sessions = arn
+            .split_once(":role/")
+            .map(|(head, name)| {
+                let name = name
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                format!(
+                    "{}:assumed-role/{name}/%",
+                    head.replacen("arn:aws:iam::", "arn:aws:sts::", 1)
+                )
+            })
+            .unwrap_or_default();
+        sqlx::query("DELETE FROM grants WHERE grantee_principal = $1 OR grantee_principal LIKE $2 ESCAPE '\\'")
+            .bind(arn)
+            .bind(sessions)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(r.rows_affected() > 0)
     }

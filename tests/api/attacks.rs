@@ -1309,3 +1309,43 @@ async fn a_database_restored_from_an_older_backup_is_refused_at_start() {
     assert!(!status.success());
     assert!(said.contains("restored from an older backup"), "{said}");
 }
+
+/// A user deleted and re-created with the same name is another principal (AWS tells them
+/// apart by unique id): the new one does not inherit the old one's grants, nor does a role's
+/// new session inherit grants to the old role's sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_re_created_with_the_same_name_inherits_no_grants() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let (arn, _, old) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "temp", None));
+    root.create_grant()
+        .key_id(&key)
+        .grantee_principal(&arn)
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap();
+    old.encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    s.admin_ok(&["delete-principal", "--principal-arn", &arn]);
+    // The attack: someone who may create users re-creates "temp" for themselves.
+    let (again, _, new) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "temp", None));
+    assert_eq!(again, arn);
+    let new2 = new.clone();
+    let k2 = key.clone();
+    eventually("the re-created user to be refused", move || {
+        let (c, k) = (new2.clone(), k2.clone());
+        async move {
+            matches!(c.encrypt().key_id(&k).plaintext(pt()).send().await,
+                Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("AccessDeniedException"))
+        }
+    })
+    .await;
+    let listed = root.list_grants().key_id(&key).send().await.unwrap();
+    assert!(listed.grants().is_empty(), "{listed:?}");
+}
