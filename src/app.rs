@@ -974,6 +974,16 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     store.migrate().await.map_err(|e| e.to_string())?;
     check_not_restored(s, store.as_ref()).await?;
     let kms = Arc::new(open_kms(s, store.clone()).await?);
+    // Rows from before their MAC existed are refused until an operator seals them: say so
+    // once at start, so an upgrade does not fail silently key by key.
+    match unsealed_rows(&kms).await {
+        Ok(rows) if !rows.is_empty() => tracing::warn!(
+            rows = rows.len(),
+            "rows carry no MAC and are refused until an operator reviews and seals them: run `kms admin seal`"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not count rows without a MAC"),
+    }
     // Bind before starting background work: a port in use fails with nothing left running.
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
