@@ -1022,37 +1022,24 @@ impl Kms {
         let Some(rec) = self.keys.key(id).await? else {
             return Ok(None);
         };
-        // The key policy decides who may use the key: one altered in the database (or
-        // written there by anyone but this service) makes the key unusable, not open.
-        let stored = rec.policy_mac.as_deref().unwrap_or_default();
-        if !self
-            .hsm
-            .row_mac_matches(policy_mac_input(&rec), stored)
-            .await?
-        {
-            tracing::error!(key_id = %rec.key_id, "key policy failed its integrity check; refusing to use the key");
-            return Err(KmsError::KeyUnavailable);
-        }
-        // So does a state changed there (a disabled key re-enabled, a deletion cancelled).
-        let stored = rec.state_mac.as_deref().unwrap_or_default();
-        if !self
-            .hsm
-            .row_mac_matches(state_mac_input(&rec), stored)
-            .await?
-        {
-            tracing::error!(key_id = %rec.key_id, state = %rec.key_state, "key state failed its integrity check; refusing to use the key");
-            return Err(KmsError::KeyUnavailable);
-        }
-        // And what the key is: made AWS managed, imported, another spec or another family's
-        // member in the database, it is refused.
-        let stored = rec.attrs_mac.as_deref().unwrap_or_default();
-        if !self
-            .hsm
-            .row_mac_matches(attrs_mac_input(&rec), stored)
-            .await?
-        {
-            tracing::error!(key_id = %rec.key_id, "key attributes failed their integrity check (altered in the database, or stored before they were sealed: review with `kms admin seal`); refusing to use the key");
-            return Err(KmsError::KeyUnavailable);
+        // The key policy decides who may use the key, its state whether it may be used, its
+        // attributes what it is: any of them altered in the database (or written there by
+        // anyone but this service) makes the key unusable, not open.
+        let checks: [(&str, Vec<u8>, &Option<Vec<u8>>); 3] = [
+            ("key policy failed its integrity check", policy_mac_input(&rec), &rec.policy_mac),
+            ("key state failed its integrity check", state_mac_input(&rec), &rec.state_mac),
+            (
+                "key attributes failed their integrity check (altered in the database, or stored before they were sealed: review with `kms admin seal`)",
+                attrs_mac_input(&rec),
+                &rec.attrs_mac,
+            ),
+        ];
+        for (what, input, stored) in checks {
+            let stored = stored.as_deref().unwrap_or_default();
+            if !self.hsm.row_mac_matches(input, stored).await? {
+                tracing::error!(key_id = %rec.key_id, state = %rec.key_state, "{what}; refusing to use the key");
+                return Err(KmsError::KeyUnavailable);
+            }
         }
         let rec = Arc::new(rec);
         self.meta.lock().unwrap().put(id, rec.clone());

@@ -12,7 +12,7 @@ use aws_sdk_kms::types::{
 };
 use std::process::Command;
 
-fn oaep_sha1(public_der: &[u8], plaintext: &[u8]) -> Vec<u8> {
+pub(crate) fn oaep_sha1(public_der: &[u8], plaintext: &[u8]) -> Vec<u8> {
     use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1};
     let k =
         OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(public_der).unwrap()).unwrap();

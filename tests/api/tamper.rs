@@ -6,6 +6,7 @@
 //! where named), and the decisions not covered yet (each named in docs/threat-model.md). A
 //! table or column added without a line here fails the test, so the matrix stays complete.
 
+use crate::import::oaep_sha1;
 use crate::support::*;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
@@ -322,16 +323,6 @@ struct Fixture {
     audit_seq: i64,
     checkpoint_seq: i64,
     pem: std::path::PathBuf,
-}
-
-fn oaep_sha1(public_der: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1};
-    let k =
-        OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(public_der).unwrap()).unwrap();
-    let mut out = vec![0u8; k.ciphertext_size()];
-    k.encrypt(&OAEP_SHA1_MGF1SHA1, plaintext, &mut out, None)
-        .unwrap()
-        .to_vec()
 }
 
 async fn key_id(r: aws_sdk_kms::operation::create_key::CreateKeyOutput) -> String {
