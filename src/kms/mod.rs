@@ -1025,7 +1025,7 @@ impl Kms {
         // The key policy decides who may use the key, its state whether it may be used, its
         // attributes what it is: any of them altered in the database (or written there by
         // anyone but this service) makes the key unusable, not open.
-        let checks: [(&str, Vec<u8>, &Option<Vec<u8>>); 3] = [
+        let checks = [
             ("key policy failed its integrity check", policy_mac_input(&rec), &rec.policy_mac),
             ("key state failed its integrity check", state_mac_input(&rec), &rec.state_mac),
             (
