@@ -1154,17 +1154,29 @@ async fn check_not_restored(s: &Settings, store: &dyn Store) -> Result<(), Error
         Err(e) => return Err(e),
     };
     let (db_seq, _) = store.audit_head().await.map_err(|e| e.to_string())?;
-    let anchored_seq = anchored
+    // The furthest point the anchor knows, with its hash: the event there must be in the
+    // trail with that hash (the head row alone is a number anyone who writes the database can
+    // move forward).
+    let anchored_point = anchored
         .head
-        .as_ref()
-        .map(|(s, _)| *s)
+        .clone()
         .into_iter()
-        .chain(anchored.checkpoints.iter().map(|c| c.seq))
-        .max()
-        .unwrap_or(0);
-    if anchored_seq > db_seq {
+        .chain(anchored.checkpoints.iter().map(|c| (c.seq, c.hash.clone())))
+        .max_by_key(|(seq, _)| *seq);
+    let (anchored_seq, anchored_hash) = anchored_point.unwrap_or((0, vec![]));
+    let present = if anchored_seq == 0 {
+        true
+    } else {
+        store
+            .audit_events(anchored_seq - 1, 1)
+            .await
+            .map_err(|e| e.to_string())?
+            .first()
+            .is_some_and(|e| e.seq == anchored_seq && e.hash == anchored_hash)
+    };
+    if anchored_seq > db_seq || !present {
         return Err(format!(
-            "the database's audit trail ends at event {db_seq} but the audit anchor {} records event {anchored_seq}: the database was restored from an older backup (or events were deleted). Serving it would revive keys deleted and undo changes made since. Keep the anchor as evidence, run `kms audit verify --anchor {}` to see what is missing, and start with a new audit_anchor_file only once the loss is understood",
+            "the database's audit trail (head at event {db_seq}) does not hold event {anchored_seq} as the audit anchor {} records it: the database was restored from an older backup (or events were deleted or rewritten). Serving it would revive keys deleted and undo changes made since. Keep the anchor as evidence, run `kms audit verify --anchor {}` to see what is missing, and start with a new audit_anchor_file only once the loss is understood",
             path.display(),
             path.display()
         ));

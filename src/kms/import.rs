@@ -545,24 +545,36 @@ impl Kms {
     /// once across nodes, and audited. Returns how many keys expired.
     pub(super) async fn expire_imports(&self, now: DateTime<Utc>) -> Result<usize, KmsError> {
         let mut n = 0;
-        // Every import with an expiry, judged by its verified ValidTo: a ValidTo moved later
-        // in the database (the column the query could filter on) does not postpone expiry.
-        for id in self
-            .keys
-            .expired_imports(now + chrono::Duration::days(365 * 100))
-            .await?
-        {
+        // Every import, judged by its verified row: a ValidTo moved later, cleared, or rows
+        // crowding the due list in the database neither postpone nor hide an expiry.
+        for id in self.keys.import_key_ids().await? {
             match self.verified_import(id).await {
                 Ok(Some(i)) if i.valid_to.is_some_and(|t| t <= now) => {}
                 Ok(_) => continue,
                 Err(e) => {
-                    tracing::error!(key_id = %id, error = %e, "cannot judge the expiry of imported key material");
+                    // Fail closed: the key's cached material goes, and loading it again
+                    // refuses it while its import row fails its check.
+                    tracing::error!(key_id = %id, error = %e, "cannot judge the expiry of imported key material; its key is refused");
+                    self.invalidate(Some(id));
                     continue;
                 }
             }
-            let Some(rec) = self.keys.key(id).await? else {
-                continue;
+            // The key as verified (policy, state, attributes): its state is never re-sealed
+            // from an unverified row.
+            let rec = match self.record(id).await {
+                Ok(Some(rec)) => rec,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(key_id = %id, error = %e, "cannot expire imported key material: the key fails its checks");
+                    continue;
+                }
             };
+            if !matches!(
+                rec.key_state.as_str(),
+                "Enabled" | "Disabled" | "PendingDeletion" | "PendingReplicaDeletion"
+            ) {
+                continue;
+            }
             match self.remove_imported(&rec, Some(now)).await {
                 Ok(()) => {
                     n += 1;

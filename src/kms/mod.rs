@@ -1222,6 +1222,12 @@ impl Kms {
             return Ok(None);
         };
         self.verify_material(rec, &m).await?;
+        // Imported material is used only under an import row that passes its MAC: one altered
+        // or deleted in the database (to escape its expiry) refuses the material instead.
+        if rec.origin == "EXTERNAL" && self.verified_import(rec.key_id).await?.is_none() {
+            tracing::error!(key_id = %rec.key_id, "imported key material has no import row (deleted in the database?); refusing it");
+            return Err(KmsError::KeyUnavailable);
+        }
         let unwrapped = match asymmetric::kind(&rec.key_spec) {
             Some(asymmetric::Kind::Pair(kind)) => {
                 self.hsm

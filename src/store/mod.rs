@@ -323,6 +323,9 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Keys whose imported material expired by `now`.
     async fn expired_imports(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
+    /// Every key with an import row, whatever its columns say (the expiry job judges each by
+    /// its verified row, not by a column a database writer could change).
+    async fn import_key_ids(&self) -> Result<Vec<Uuid>, StoreError>;
     async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError>;
     /// Insert an AWS managed key with its first material and its `alias/aws/…` alias in one
     /// transaction; `Conflict` if the alias exists (another request created it first).

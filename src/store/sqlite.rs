@@ -587,6 +587,14 @@ impl KeyStore for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn import_key_ids(&self) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query("SELECT key_id FROM key_imports ORDER BY key_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(|r| col(r, "key_id")).collect()
+    }
+
     async fn expired_imports(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query(
             "SELECT i.key_id FROM key_imports i JOIN keys k USING (key_id) \

@@ -1276,37 +1276,45 @@ async fn a_database_restored_from_an_older_backup_is_refused_at_start() {
         "DELETE FROM audit_checkpoints WHERE seq > {backup_point}"
     ))
     .await;
-    let mut cmd = std::process::Command::new(kms_bin());
-    kms_env(&mut cmd, &s.token, &s.db);
-    for (k, v) in &s.env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .arg("serve")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
+    let serve_refused = |s: &Server| {
+        let mut cmd = std::process::Command::new(kms_bin());
+        kms_env(&mut cmd, &s.token, &s.db);
+        for (k, v) in &s.env {
+            cmd.env(k, v);
         }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("kms serve started on a database older than its audit anchor");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut child = cmd
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("kms serve started on a database older than its audit anchor");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut said = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut said)
+            .unwrap();
+        assert!(!status.success());
+        said
     };
-    let mut said = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut said)
-        .unwrap();
-    assert!(!status.success());
+    let said = serve_refused(&s);
+    assert!(said.contains("restored from an older backup"), "{said}");
+    // Moving the head row forward does not hide it: the anchored event itself is missing.
+    s.db.execute("UPDATE audit_head SET seq = 999999999").await;
+    let said = serve_refused(&s);
     assert!(said.contains("restored from an older backup"), "{said}");
 }
 

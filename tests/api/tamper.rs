@@ -44,6 +44,8 @@ enum Probe {
     Import,
     /// DescribeKey of the imported key E2 (shows its ValidTo).
     Imported,
+    /// Encrypt under the imported key E2.
+    ImportedUse,
     /// `kms audit verify`, with the anchor outside the database.
     Verify,
 }
@@ -260,7 +262,7 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
 /// Row-level attacks: a row deleted, or duplicated with changes, refuses what depends on it.
 fn row_attacks() -> Vec<(&'static str, &'static str, Probe)> {
     vec![
-        // (description, SQL with {K}, {MALLORY}, {SEQ} placeholders, probe)
+        // (description, SQL with {K}, {E2}, {MALLORY}, {SEQ} placeholders, probe)
         ("a tag of K deleted", "DELETE FROM key_tags WHERE key_id = {K}", Probe::Key),
         (
             "a tag inserted on K",
@@ -283,6 +285,11 @@ fn row_attacks() -> Vec<(&'static str, &'static str, Probe)> {
             Probe::Verify,
         ),
         ("every checkpoint deleted", "DELETE FROM audit_checkpoints", Probe::Verify),
+        (
+            "E2's import row deleted (to escape its expiry)",
+            "DELETE FROM key_imports WHERE key_id = {E2}",
+            Probe::ImportedUse,
+        ),
         (
             "K's first material deleted",
             "DELETE FROM key_materials WHERE key_id = {K} AND version = 1",
@@ -621,6 +628,7 @@ async fn probe(s: &Server, f: &Fixture, endpoint: &str, p: Probe) -> Result<(), 
             }
         }
         Probe::Imported => run!(admin.describe_key().key_id(&f.e2).send()),
+        Probe::ImportedUse => run!(admin.encrypt().key_id(&f.e2).plaintext(pt()).send()),
         Probe::Verify => {
             let out = s.kms(&["audit", "verify", "--public-key", f.pem.to_str().unwrap()]);
             if out.status.success() {
@@ -701,6 +709,7 @@ async fn every_column_is_refused_verified_or_reviewed() {
             Probe::Alias,
             Probe::Session,
             Probe::Imported,
+            Probe::ImportedUse,
             Probe::Verify,
         ] {
             probe(&s, &f, &node.endpoint, p)
@@ -776,6 +785,7 @@ async fn every_column_is_refused_verified_or_reviewed() {
     for (what, sql, p) in row_attacks() {
         let sql = sql
             .replace("{K}", &s.db.key(&f.k))
+            .replace("{E2}", &s.db.key(&f.e2))
             .replace("{MALLORY}", &f.mallory)
             .replace("{SEQ}", &f.audit_seq.to_string());
         // Row attacks run last and are not undone: each on what the previous left, each
