@@ -34,3 +34,8 @@ END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER sessions_deleted AFTER DELETE ON sessions
     FOR EACH ROW EXECUTE FUNCTION kms_notify_session_change();
+
+-- An access key created reaches every node at once (an id recently found unknown is no longer
+-- answered from the negative cache). A session's id is new by construction: no trigger.
+CREATE TRIGGER access_keys_inserted AFTER INSERT ON access_keys
+    FOR EACH ROW EXECUTE FUNCTION kms_notify_identity_change();

@@ -20,3 +20,9 @@ CREATE TRIGGER sessions_delete_change AFTER DELETE ON sessions
 BEGIN
     INSERT INTO changes (channel, payload) VALUES ('kms_identity_changed', OLD.role_arn);
 END;
+
+-- An access key created reaches every process (the negative cache forgets the id).
+CREATE TRIGGER access_keys_insert_change AFTER INSERT ON access_keys
+BEGIN
+    INSERT INTO changes (channel, payload) VALUES ('kms_identity_changed', NEW.principal_arn);
+END;

@@ -100,14 +100,44 @@ pub struct AuthGuard {
     state: Mutex<AuthState>,
 }
 
-#[derive(Default)]
 struct AuthState {
-    buckets: HashMap<std::net::IpAddr, Bucket>,
+    /// Least recently failing sources go first when the table is full.
+    buckets: lru::LruCache<std::net::IpAddr, Bucket>,
     suppressed: HashMap<std::net::IpAddr, u64>,
 }
 
-/// At most this many sources are tracked; past it, sources whose budget is full are forgotten.
+/// At most this many sources are tracked at once.
 const MAX_SOURCES: usize = 100_000;
+
+/// The source a budget belongs to: an IPv4 address, or an IPv6 /64 (one host's share of a
+/// network; an attacker rotating addresses inside its /64 is still one source).
+fn source_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(o))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+impl AuthState {
+    /// Count a suppressed failure; past `MAX_SOURCES` sources they are counted together under
+    /// 0.0.0.0, so the summary stays bounded.
+    fn suppress(&mut self, source: std::net::IpAddr) {
+        let key = if self.suppressed.len() >= MAX_SOURCES && !self.suppressed.contains_key(&source)
+        {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        } else {
+            source
+        };
+        *self.suppressed.entry(key).or_default() += 1;
+    }
+}
 
 impl AuthGuard {
     /// `per_second` failures per source, with a burst of `burst` (0: no limit).
@@ -115,7 +145,12 @@ impl AuthGuard {
         AuthGuard {
             per_second: per_second as f64,
             burst: burst.max(1) as f64,
-            state: Mutex::new(AuthState::default()),
+            state: Mutex::new(AuthState {
+                buckets: lru::LruCache::new(
+                    std::num::NonZeroUsize::new(MAX_SOURCES).expect("non-zero"),
+                ),
+                suppressed: HashMap::new(),
+            }),
         }
     }
 
@@ -131,9 +166,10 @@ impl AuthGuard {
         if self.per_second <= 0.0 {
             return false;
         }
+        let source = source_of(source);
         let now = Instant::now();
         let mut st = self.state.lock().unwrap();
-        let blocked = match st.buckets.get_mut(&source) {
+        let blocked = match st.buckets.peek_mut(&source) {
             Some(b) => {
                 self.refill(b, now);
                 b.tokens < 1.0
@@ -141,7 +177,7 @@ impl AuthGuard {
             None => false,
         };
         if blocked {
-            *st.suppressed.entry(source).or_default() += 1;
+            st.suppress(source);
         }
         blocked
     }
@@ -152,15 +188,11 @@ impl AuthGuard {
         if self.per_second <= 0.0 {
             return true;
         }
+        let source = source_of(source);
         let now = Instant::now();
         let mut st = self.state.lock().unwrap();
-        if st.buckets.len() >= MAX_SOURCES && !st.buckets.contains_key(&source) {
-            let (rate, burst) = (self.per_second, self.burst);
-            st.buckets
-                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
-        }
         let burst = self.burst;
-        let b = st.buckets.entry(source).or_insert(Bucket {
+        let b = st.buckets.get_or_insert_mut(source, || Bucket {
             tokens: burst,
             at: now,
         });
@@ -169,7 +201,7 @@ impl AuthGuard {
             b.tokens -= 1.0;
             true
         } else {
-            *st.suppressed.entry(source).or_default() += 1;
+            st.suppress(source);
             false
         }
     }
@@ -202,5 +234,20 @@ mod auth_tests {
         assert!(g.take_suppressed().is_empty());
         std::thread::sleep(std::time::Duration::from_millis(1100));
         assert!(!g.blocked(a));
+    }
+
+    #[test]
+    fn an_ipv6_network_is_one_source() {
+        let g = AuthGuard::new(1, 2);
+        let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+        assert!(g.failed(ip("2001:db8::1")) && g.failed(ip("2001:db8::2")));
+        // Another address of the same /64: the same budget, used up.
+        assert!(!g.failed(ip("2001:db8::ffff:1")));
+        assert!(g.blocked(ip("2001:db8::9")));
+        // Another /64 has its own; an IPv4-mapped address is its IPv4 address.
+        assert!(!g.blocked(ip("2001:db8:0:1::1")));
+        assert!(g.failed(ip("::ffff:10.0.0.9")));
+        assert!(g.failed(ip("10.0.0.9")));
+        assert!(!g.failed(ip("::ffff:10.0.0.9")));
     }
 }

@@ -180,9 +180,10 @@ fn stored_constraints(v: &serde_json::Value) -> Option<Constraints> {
             _ => return None,
         }
     }
-    if c.equals.is_some() == c.subset.is_some() {
+    if c.equals.is_some() && c.subset.is_some() {
         return None;
     }
+    // `{}` (stored for an empty `Constraints` before empty ones were dropped) constrains nothing.
     Some(c)
 }
 
@@ -228,6 +229,9 @@ impl Constraints {
     /// Whether a grant with `child` constraints allows no context that these do not: AWS's
     /// rule for grants created by a grantee ("at least as strict").
     fn at_least_as_strict(&self, child: Option<&Constraints>) -> bool {
+        if self.equals.is_none() && self.subset.is_none() {
+            return true;
+        }
         let Some(child) = child else { return false };
         match (&self.equals, &self.subset, &child.equals, &child.subset) {
             // Equals admits exactly one context: only the same Equals is as strict.
@@ -682,16 +686,26 @@ impl Kms {
             .await?
             .filter(|g| g.key_id == kid)
             .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
-        let may = g.retiring_principal.as_deref() == Some(caller.principal_arn.as_str())
-            || (g.grantee_principal == caller.principal_arn
-                && g.operations.iter().any(|o| o == "RetireGrant"));
+        let me = |p: &str| p == caller.principal_arn || caller.role_arn.as_deref() == Some(p);
+        // The retiring principal, or the grantee of this grant when it includes RetireGrant;
+        // otherwise the key's policies (AWS: another grant's RetireGrant retires only itself).
+        let may = g.retiring_principal.as_deref().is_some_and(me)
+            || (me(&g.grantee_principal) && g.operations.iter().any(|o| o == "RetireGrant"));
         if !may {
             let rec = self
                 .record(kid)
                 .await?
                 .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
-            self.authorize(caller, "kms:RetireGrant", Some(&rec), None, &[])
-                .await?;
+            self.authorize_with(
+                caller,
+                "kms:RetireGrant",
+                Some(&rec),
+                None,
+                &[],
+                &[],
+                Some(GrantAllows::No),
+            )
+            .await?;
         }
         // A dry run answers only after everything a real call checks.
         if dry_run {
@@ -727,5 +741,57 @@ impl Kms {
         self.grant_store.delete_grant(grant_id).await?;
         self.invalidate_grants(Some(rec.key_id));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(pairs: &[(&str, &str)]) -> Context {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn constraints_read_strictly_and_compare_keys_without_case() {
+        // An empty stored object constrains nothing; an unknown member or both kinds allow nothing.
+        let empty = stored_constraints(&serde_json::json!({})).unwrap();
+        assert!(empty.admit(&ctx(&[("a", "1")])));
+        assert!(stored_constraints(&serde_json::json!({"SourceArn": "x"})).is_none());
+        assert!(stored_constraints(&serde_json::json!({
+            "EncryptionContextEquals": {}, "EncryptionContextSubset": {}
+        }))
+        .is_none());
+        let sub =
+            stored_constraints(&serde_json::json!({"EncryptionContextSubset": {"Dept": "IT"}}))
+                .unwrap();
+        assert!(sub.admit(&ctx(&[("dept", "IT"), ("x", "y")])));
+        assert!(!sub.admit(&ctx(&[("dept", "it")])));
+        // Two keys that differ only by case decide nothing.
+        assert!(!sub.admit(&ctx(&[("dept", "IT"), ("DEPT", "IT")])));
+    }
+
+    #[test]
+    fn a_child_grant_is_at_most_as_wide_as_its_parent() {
+        let sub = |p: &[(&str, &str)]| Constraints {
+            equals: None,
+            subset: Some(ctx(p)),
+        };
+        let eq = |p: &[(&str, &str)]| Constraints {
+            equals: Some(ctx(p)),
+            subset: None,
+        };
+        let none = Constraints::default();
+        assert!(none.at_least_as_strict(None));
+        assert!(!sub(&[("a", "1")]).at_least_as_strict(None));
+        assert!(sub(&[("a", "1")]).at_least_as_strict(Some(&sub(&[("A", "1"), ("b", "2")]))));
+        assert!(!sub(&[("a", "1")]).at_least_as_strict(Some(&sub(&[("b", "2")]))));
+        assert!(sub(&[("a", "1")]).at_least_as_strict(Some(&eq(&[("a", "1"), ("b", "2")]))));
+        assert!(eq(&[("a", "1")]).at_least_as_strict(Some(&eq(&[("A", "1")]))));
+        assert!(!eq(&[("a", "1")]).at_least_as_strict(Some(&sub(&[("a", "1")]))));
+        assert!(!eq(&[("a", "1")]).at_least_as_strict(Some(&eq(&[("a", "1"), ("b", "2")]))));
     }
 }

@@ -560,7 +560,7 @@ impl KeyStore for PgStore {
     }
 
     async fn keys_without_policy_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE policy_mac IS NULL");
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE policy_mac IS NULL ORDER BY key_id");
         let rows = sqlx::query(&q)
             .fetch_all(&self.pool)
             .await
@@ -890,7 +890,7 @@ impl KeyStore for PgStore {
     }
 
     async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE state_mac IS NULL");
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE state_mac IS NULL ORDER BY key_id");
         let rows = sqlx::query(&q)
             .fetch_all(&self.pool)
             .await
@@ -993,7 +993,7 @@ impl KeyStore for PgStore {
     }
 
     async fn keys_without_attrs_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE attrs_mac IS NULL");
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE attrs_mac IS NULL ORDER BY key_id");
         let rows = sqlx::query(&q)
             .fetch_all(&self.pool)
             .await
@@ -1022,7 +1022,7 @@ impl KeyStore for PgStore {
     }
 
     async fn keys_without_tags_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE tags_mac IS NULL");
+        let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE tags_mac IS NULL ORDER BY key_id");
         let rows = sqlx::query(&q)
             .fetch_all(&self.pool)
             .await
@@ -1031,10 +1031,12 @@ impl KeyStore for PgStore {
     }
 
     async fn aliases_without_mac(&self) -> Result<Vec<AliasRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM aliases WHERE mac IS NULL")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let rows = sqlx::query(
+            "SELECT * FROM aliases WHERE mac IS NULL ORDER BY account_id, region, alias_name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(rows.iter().map(alias_from_row).collect())
     }
 
@@ -1475,7 +1477,7 @@ impl IdentityStore for PgStore {
     }
 
     async fn principals_without_mac(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT arn FROM principals WHERE authz_mac IS NULL")
+        let rows = sqlx::query("SELECT arn FROM principals WHERE authz_mac IS NULL ORDER BY arn")
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;

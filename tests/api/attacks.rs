@@ -1357,3 +1357,54 @@ async fn a_principal_re_created_with_the_same_name_inherits_no_grants() {
     let listed = root.list_grants().key_id(&key).send().await.unwrap();
     assert!(listed.grants().is_empty(), "{listed:?}");
 }
+
+/// A grantee whose grant includes RetireGrant retires that grant only, not another
+/// principal's grant on the same key (AWS scopes the permission to the grant itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grantee_cannot_retire_another_principals_grant() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let (bob_arn, _, bob) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "bob", None));
+    let (carol_arn, _, carol) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "carol", None));
+    let own = root
+        .create_grant()
+        .key_id(&key)
+        .grantee_principal(&bob_arn)
+        .operations(GrantOperation::Encrypt)
+        .operations(GrantOperation::RetireGrant)
+        .send()
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let hers = root
+        .create_grant()
+        .key_id(&key)
+        .grantee_principal(&carol_arn)
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    // The attack: bob retires carol's grant with his RetireGrant.
+    assert_eq!(
+        code(bob.retire_grant().key_id(&key).grant_id(&hers).send().await),
+        "AccessDeniedException"
+    );
+    carol
+        .encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    // His own he may.
+    bob.retire_grant()
+        .key_id(&key)
+        .grant_id(&own)
+        .send()
+        .await
+        .unwrap();
+}
