@@ -50,6 +50,8 @@ pub fn wire(e: &ApiError) -> (u16, &'static str, String) {
         ApiError::Kms(k) => match k {
             KmsError::AccessDenied(m) => (403, "AccessDenied", m.clone()),
             KmsError::Validation(m) => (400, "ValidationError", m.clone()),
+            // STS's own name for it (the SDKs retry it with back-off).
+            KmsError::Throttled => (400, "Throttling", "Rate exceeded".into()),
             KmsError::DependencyTimeout => (
                 503,
                 "ServiceUnavailable",

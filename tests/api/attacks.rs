@@ -1408,3 +1408,39 @@ async fn a_grantee_cannot_retire_another_principals_grant() {
         .await
         .unwrap();
 }
+
+/// AssumeRole counts against the account's management quota like any other call, and is
+/// refused with STS's own `Throttling` beyond it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assume_role_is_throttled_like_the_rest() {
+    let s = Server::start_with(&[("KMS_QUOTA__MANAGEMENT_PER_SECOND", "3")]).await;
+    let (alice_arn, alice_id, alice_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "alice", None));
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{alice_arn}"}},"Action":"sts:AssumeRole","Resource":"*"}}]}}"#
+    );
+    let role = tokio::task::block_in_place(|| s.create_role(ACCOUNT, "app", &trust));
+    let sts = crate::roles::sts(&s, &alice_id, &alice_secret);
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..12 {
+        let r = sts
+            .assume_role()
+            .role_arn(&role)
+            .role_session_name(format!("s{i}"))
+            .send()
+            .await;
+        let c = match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => aws_sdk_sts::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or("?")
+                .to_string(),
+        };
+        *codes.entry(c).or_default() += 1;
+    }
+    assert!(codes.get("ok").copied().unwrap_or(0) >= 1, "{codes:?}");
+    assert!(
+        codes.get("Throttling").copied().unwrap_or(0) >= 1,
+        "{codes:?}"
+    );
+    assert_eq!(codes.len(), 2, "{codes:?}");
+}
