@@ -751,7 +751,7 @@ struct UnsealedRow {
 async fn unsealed_rows(kms: &Kms) -> Result<Vec<UnsealedRow>, Error> {
     let e = |e: crate::kms::KmsError| e.to_string();
     let mut out = Vec::new();
-    for (arn, a) in kms.unverified_principals().await.map_err(e)? {
+    for (arn, a) in kms.unsealed_principals().await.map_err(e)? {
         let mut policies = a.policies.clone();
         policies.sort();
         let mut tags: Vec<String> = a

@@ -161,32 +161,6 @@ impl Credentials {
         region: &str,
         service: &str,
     ) -> Result<Arc<SigningKey>, CredentialError> {
-        if let Some(at) = self.unknown.lock().unwrap().get(access_key_id) {
-            if at.elapsed() < NEGATIVE_TTL {
-                crate::metrics::cache("unknown_access_keys", true);
-                return Err(CredentialError::Unrecognized);
-            }
-        }
-        let r = self
-            .lookup_signing_key(access_key_id, date, region, service)
-            .await;
-        if matches!(r, Err(CredentialError::Unrecognized)) && valid_access_key_id(access_key_id) {
-            self.unknown
-                .lock()
-                .unwrap()
-                .put(access_key_id.to_string(), std::time::Instant::now());
-        }
-        r
-    }
-
-    /// The signing key for `access_key_id` on `date` (YYYYMMDD) in `region` for `service`.
-    async fn lookup_signing_key(
-        &self,
-        access_key_id: &str,
-        date: &str,
-        region: &str,
-        service: &str,
-    ) -> Result<Arc<SigningKey>, CredentialError> {
         if !valid_access_key_id(access_key_id) {
             return Err(CredentialError::Unrecognized);
         }
@@ -201,6 +175,35 @@ impl Credentials {
             return Ok(k.clone());
         }
         crate::metrics::cache("signing_keys", false);
+        // Only a request the cache could not serve looks at the ids found unknown.
+        if let Some(at) = self.unknown.lock().unwrap().get(access_key_id) {
+            if at.elapsed() < NEGATIVE_TTL {
+                crate::metrics::cache("unknown_access_keys", true);
+                return Err(CredentialError::Unrecognized);
+            }
+        }
+        let r = self
+            .lookup_signing_key(ck, access_key_id, date, region, service)
+            .await;
+        if matches!(r, Err(CredentialError::Unrecognized)) {
+            self.unknown
+                .lock()
+                .unwrap()
+                .put(access_key_id.to_string(), std::time::Instant::now());
+        }
+        r
+    }
+
+    /// The signing key for `access_key_id` on `date` (YYYYMMDD) in `region` for `service`,
+    /// from the database and the token (`ck`: its cache key).
+    async fn lookup_signing_key(
+        &self,
+        ck: CacheKey,
+        access_key_id: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> Result<Arc<SigningKey>, CredentialError> {
         if access_key_id.starts_with("ASIA") {
             let key = self
                 .session_signing_key(access_key_id, date, region, service)

@@ -890,7 +890,7 @@ impl Kms {
             )
         };
         let key_id = rec.key_id;
-        self.seal_policy(&mut rec, &[]).await?;
+        self.seal_new_key(&mut rec, &[]).await?;
         let m = self.new_material(&rec, 1).await?;
         let mut alias = AliasRecord {
             alias_name: name.to_string(),

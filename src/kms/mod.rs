@@ -706,9 +706,9 @@ impl Kms {
         })
     }
 
-    /// Principals whose stored authorization data carries no MAC, or one that does not hold,
-    /// with that data: what `kms admin seal` shows before it seals anything.
-    pub async fn unverified_principals(&self) -> Result<Vec<(String, PrincipalAuthz)>, KmsError> {
+    /// Principals whose stored authorization data carries no MAC, with that data: what
+    /// `kms admin seal` shows before it seals anything. (One whose MAC fails is never sealed.)
+    pub async fn unsealed_principals(&self) -> Result<Vec<(String, PrincipalAuthz)>, KmsError> {
         let mut out = Vec::new();
         for arn in self.ids.principals_without_mac().await? {
             if let Some(a) = self.ids.principal_authz(&arn).await? {
@@ -718,9 +718,8 @@ impl Kms {
         Ok(out)
     }
 
-    /// Seal one principal as it is stored now: only for `kms admin seal --yes`, after an
-    /// operator has seen what is sealed. Refuses when the data changed since it was shown
-    /// (`shown` is what was shown).
+    /// Seal one principal stored without a MAC, exactly as it was shown to the operator
+    /// (`kms admin seal --confirm`): refused when it changed since, or got a MAC meanwhile.
     pub async fn seal_reviewed_principal(
         &self,
         arn: &str,
@@ -736,7 +735,11 @@ impl Kms {
                 "{arn} changed after it was shown; nothing was sealed"
             )));
         }
-        self.ids.set_principal_mac(arn, &mac).await?;
+        if !self.ids.set_principal_mac(arn, &mac).await? {
+            return Err(KmsError::Conflict(format!(
+                "{arn} changed after it was shown; nothing was sealed"
+            )));
+        }
         Ok(())
     }
 
@@ -1534,11 +1537,11 @@ impl Kms {
             // No material until it is imported.
             rec.key_state = "PendingImport".into();
             rec.current_version = 0;
-            self.seal_policy(&mut rec, &input.tags).await?;
+            self.seal_new_key(&mut rec, &input.tags).await?;
             self.keys.create_key(&rec, None, &input.tags).await?;
             return self.metadata(&rec).await;
         }
-        self.seal_policy(&mut rec, &input.tags).await?;
+        self.seal_new_key(&mut rec, &input.tags).await?;
         // Token generates → token wraps → database commits → reply.
         let m = self.new_material(&rec, 1).await?;
         self.keys.create_key(&rec, Some(&m), &input.tags).await?;
@@ -1576,8 +1579,8 @@ impl Kms {
         }
     }
 
-    /// The MACs of a new key's policy, state and tags (set them before the record is stored).
-    pub(crate) async fn seal_policy(
+    /// The MACs of a new key: policy, state, tags and attributes (set before it is stored).
+    pub(crate) async fn seal_new_key(
         &self,
         rec: &mut KeyRecord,
         tags: &[Tag],

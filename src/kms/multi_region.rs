@@ -216,7 +216,7 @@ impl Kms {
             }
             self.check_key_quota(&replica.account_id, &replica.region)
                 .await?;
-            self.seal_policy(&mut replica, &input.tags).await?;
+            self.seal_new_key(&mut replica, &input.tags).await?;
             let mut copies = Vec::new();
             let versions = if external { 0 } else { primary.current_version };
             for v in 1..=versions {

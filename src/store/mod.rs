@@ -630,7 +630,8 @@ pub trait IdentityStore: Send + Sync {
     /// A principal's identity policies, tags, service registration, trust policy and their
     /// MAC, read in one transaction; `None` if there is no such principal.
     async fn principal_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, StoreError>;
-    async fn set_principal_mac(&self, arn: &str, mac: &[u8]) -> Result<(), StoreError>;
+    /// Seal a principal stored without a MAC (`kms admin seal`); false if it has one now.
+    async fn set_principal_mac(&self, arn: &str, mac: &[u8]) -> Result<bool, StoreError>;
     /// Apply `change` and store `mac` in one transaction, provided the principal's stored MAC
     /// is still `expected` (`None`: the principal must not exist yet). `Conflict` (constraint
     /// `principal_mac`) when it is not: the principal changed since it was verified.

@@ -1337,14 +1337,17 @@ impl IdentityStore for PgStore {
         }))
     }
 
-    async fn set_principal_mac(&self, arn: &str, mac: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("UPDATE principals SET authz_mac = $2 WHERE arn = $1")
-            .bind(arn)
-            .bind(mac)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+    async fn set_principal_mac(&self, arn: &str, mac: &[u8]) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE principals SET authz_mac = $2 WHERE arn = $1 AND authz_mac IS NULL",
+        )
+        .bind(arn)
+        .bind(mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn change_principal(
