@@ -891,6 +891,8 @@ pub async fn open_kms(s: &Settings, store: Arc<dyn Store>) -> Result<Kms, Error>
     .with_limits(crate::kms::ResourceLimits {
         keys_per_region: s.quota.keys_per_region,
         grants_per_key: s.quota.grants_per_key,
+        aliases_per_region: s.quota.aliases_per_region,
+        import_parameters_per_second: s.quota.import_parameters_per_second,
     }))
 }
 

@@ -183,6 +183,13 @@ pub struct QuotaSettings {
     pub keys_per_region: i64,
     /// Grants per key (AWS: 50,000), counted across nodes.
     pub grants_per_key: i64,
+    /// Aliases per account and region (AWS: 50,000; AWS managed aliases do not count),
+    /// counted across nodes.
+    pub aliases_per_region: i64,
+    /// `GetParametersForImport` calls per second per account and region, counted across
+    /// nodes; beyond it `ThrottlingException` (each call generates an RSA key pair in the
+    /// token).
+    pub import_parameters_per_second: i64,
 }
 
 impl Default for QuotaSettings {
@@ -194,6 +201,8 @@ impl Default for QuotaSettings {
             auth_failure_burst: 20,
             keys_per_region: 100_000,
             grants_per_key: 50_000,
+            aliases_per_region: 50_000,
+            import_parameters_per_second: 10,
         }
     }
 }
@@ -361,6 +370,14 @@ mod tests {
         );
         assert_eq!(from_file.quota.keys_per_region, d.quota.keys_per_region);
         assert_eq!(from_file.quota.grants_per_key, d.quota.grants_per_key);
+        assert_eq!(
+            from_file.quota.aliases_per_region,
+            d.quota.aliases_per_region
+        );
+        assert_eq!(
+            from_file.quota.import_parameters_per_second,
+            d.quota.import_parameters_per_second
+        );
         assert_eq!(from_file.log_format, d.log_format);
         assert_eq!(from_file.hsm.failover_labels, d.hsm.failover_labels);
         assert_eq!(from_file.metrics_listen, d.metrics_listen);

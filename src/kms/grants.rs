@@ -3,7 +3,7 @@
 
 use super::{mac_input, Caller, Context, Kms, KmsError};
 use crate::policy::GrantAllows;
-use crate::store::{GrantRecord, KeyRecord};
+use crate::store::{GrantRecord, KeyRecord, StoreError};
 use base64::Engine;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -596,12 +596,16 @@ impl Kms {
                 }
             }
         }
-        if self.grant_store.count_grants(rec.key_id).await? >= self.limits.grants_per_key {
-            return Err(KmsError::LimitExceeded(format!(
+        let quota_exceeded = || {
+            KmsError::LimitExceeded(format!(
                 "The request was rejected because {} has reached the limit of {} grants.",
                 rec.arn(),
                 self.limits.grants_per_key
-            )));
+            ))
+        };
+        // A quick refusal before any token work; the insert counts again in its transaction.
+        if self.grant_store.count_grants(rec.key_id).await? >= self.limits.grants_per_key {
+            return Err(quota_exceeded());
         }
         let grant_id = hex::encode(self.hsm.random(32).await?.as_slice());
         let mut g = GrantRecord {
@@ -617,7 +621,19 @@ impl Kms {
             mac: vec![],
         };
         g.mac = self.hsm.row_mac(Self::grant_mac_input(&g)).await?;
-        self.grant_store.insert_grant(&g).await?;
+        match self
+            .grant_store
+            .insert_grant(&g, self.limits.grants_per_key)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict { constraint })
+                if constraint == crate::store::QUOTA_EXCEEDED =>
+            {
+                return Err(quota_exceeded())
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.invalidate_grants(Some(rec.key_id));
         let token = self.make_grant_token(&grant_id, &rec.key_id).await?;
         Ok((grant_id, token))

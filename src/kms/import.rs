@@ -196,6 +196,19 @@ impl Kms {
                 "WrappingAlgorithm {algorithm} with WrappingKeySpec RSA_2048 cannot carry ECC_NIST_P521 key material; use RSA_3072 or RSA_4096, or an RSA_AES_KEY_WRAP algorithm."
             )));
         }
+        // Each call generates a key pair in the token: a rate per account and region, counted
+        // in the database (every node's calls) from the tokens issued in the last second.
+        let issued = self
+            .keys
+            .count_import_tokens_since(
+                &rec.account_id,
+                &rec.region,
+                self.now() + Duration::hours(TOKEN_LIFETIME_HOURS) - Duration::seconds(1),
+            )
+            .await?;
+        if issued >= self.limits.import_parameters_per_second {
+            return Err(KmsError::Throttled);
+        }
         let kind = PairKind::Rsa(bits);
         let (wrapped_private, public, root_version) = self
             .hsm

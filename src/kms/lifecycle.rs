@@ -265,8 +265,20 @@ impl Kms {
             mac: vec![],
         };
         a.mac = self.hsm.row_mac(super::alias_mac_input(&a)).await?;
-        match self.keys.create_alias(&a).await {
+        match self
+            .keys
+            .create_alias(&a, self.limits.aliases_per_region)
+            .await
+        {
             Ok(()) => {}
+            Err(StoreError::Conflict { constraint })
+                if constraint == crate::store::QUOTA_EXCEEDED =>
+            {
+                return Err(KmsError::LimitExceeded(format!(
+                    "The request was rejected because the account {} has reached the limit of {} aliases in {}.",
+                    caller.account_id, self.limits.aliases_per_region, caller.region
+                )))
+            }
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::AlreadyExists(format!(
                     "An alias with the name {} already exists",

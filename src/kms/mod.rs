@@ -184,6 +184,11 @@ pub struct ResourceLimits {
     pub keys_per_region: i64,
     /// Grants per key (AWS: 50,000).
     pub grants_per_key: i64,
+    /// Aliases per account and region, AWS managed aliases not counted (AWS: 50,000).
+    pub aliases_per_region: i64,
+    /// `GetParametersForImport` calls per second per account and region, on all nodes
+    /// together (each generates an RSA key pair in the token).
+    pub import_parameters_per_second: i64,
 }
 
 impl Default for ResourceLimits {
@@ -191,6 +196,8 @@ impl Default for ResourceLimits {
         ResourceLimits {
             keys_per_region: 100_000,
             grants_per_key: 50_000,
+            aliases_per_region: 50_000,
+            import_parameters_per_second: 10,
         }
     }
 }
@@ -512,7 +519,9 @@ impl Kms {
     }
 
     /// `LimitExceededException` when the account already has its quota of customer managed
-    /// keys in the region (counted in the database: every node's keys).
+    /// keys in the region (counted in the database: every node's keys). A quick refusal
+    /// before any token work; the insert counts again in its own transaction
+    /// ([`Kms::key_quota_error`]), which is what holds under concurrent creations.
     pub(crate) async fn check_key_quota(
         &self,
         account: &str,
@@ -520,12 +529,34 @@ impl Kms {
     ) -> Result<(), KmsError> {
         let n = self.keys.count_customer_keys(account, region).await?;
         if n >= self.limits.keys_per_region {
-            return Err(KmsError::LimitExceeded(format!(
-                "The request was rejected because the account {account} has reached the limit of {} KMS keys in {region}.",
-                self.limits.keys_per_region
-            )));
+            return Err(self.key_quota_exceeded(account, region));
         }
         Ok(())
+    }
+
+    fn key_quota_exceeded(&self, account: &str, region: &str) -> KmsError {
+        KmsError::LimitExceeded(format!(
+            "The request was rejected because the account {account} has reached the limit of {} KMS keys in {region}.",
+            self.limits.keys_per_region
+        ))
+    }
+
+    /// A store error from inserting a customer managed key: the quota counted in the insert's
+    /// transaction becomes `LimitExceededException`.
+    pub(crate) fn key_quota_error(
+        &self,
+        e: crate::store::StoreError,
+        account: &str,
+        region: &str,
+    ) -> KmsError {
+        match e {
+            crate::store::StoreError::Conflict { constraint }
+                if constraint == crate::store::QUOTA_EXCEEDED =>
+            {
+                self.key_quota_exceeded(account, region)
+            }
+            other => other.into(),
+        }
     }
 
     pub fn set_audit(&self, audit: Arc<crate::audit::Audit>) {
@@ -1538,13 +1569,19 @@ impl Kms {
             rec.key_state = "PendingImport".into();
             rec.current_version = 0;
             self.seal_new_key(&mut rec, &input.tags).await?;
-            self.keys.create_key(&rec, None, &input.tags).await?;
+            self.keys
+                .create_key(&rec, None, &input.tags, self.limits.keys_per_region)
+                .await
+                .map_err(|e| self.key_quota_error(e, &rec.account_id, &rec.region))?;
             return self.metadata(&rec).await;
         }
         self.seal_new_key(&mut rec, &input.tags).await?;
         // Token generates → token wraps → database commits → reply.
         let m = self.new_material(&rec, 1).await?;
-        self.keys.create_key(&rec, Some(&m), &input.tags).await?;
+        self.keys
+            .create_key(&rec, Some(&m), &input.tags, self.limits.keys_per_region)
+            .await
+            .map_err(|e| self.key_quota_error(e, &rec.account_id, &rec.region))?;
         self.metadata(&rec).await
     }
 

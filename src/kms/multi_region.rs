@@ -244,6 +244,7 @@ impl Kms {
                     primary.current_version,
                     &copies,
                     &input.tags,
+                    self.limits.keys_per_region,
                 )
                 .await
             {
@@ -257,6 +258,9 @@ impl Kms {
                 }
                 Err(StoreError::Conflict { constraint }) if constraint == "mrk_primary_changed" => {
                     continue
+                }
+                Err(e @ StoreError::Conflict { .. }) if matches!(&e, StoreError::Conflict { constraint } if constraint == crate::store::QUOTA_EXCEEDED) => {
+                    return Err(self.key_quota_error(e, &replica.account_id, &replica.region))
                 }
                 Err(StoreError::Conflict { .. }) => {
                     return Err(Self::replica_exists(&primary, &input.replica_region))

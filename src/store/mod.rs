@@ -98,6 +98,10 @@ pub async fn connect(
     }
 }
 
+/// The constraint a `Conflict` names when a resource quota (keys per region, grants per key,
+/// aliases per region) refused the insert.
+pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
+
 #[derive(Debug)]
 pub enum StoreError {
     /// A uniqueness or foreign-key constraint refused the write; carries the constraint name.
@@ -271,7 +275,9 @@ pub struct GrantRecord {
 
 #[async_trait]
 pub trait GrantStore: Send + Sync {
-    async fn insert_grant(&self, g: &GrantRecord) -> Result<(), StoreError>;
+    /// Insert a grant unless its key has `max_grants` already (counted in the same
+    /// transaction, serialised across nodes): `Conflict` ([`QUOTA_EXCEEDED`]).
+    async fn insert_grant(&self, g: &GrantRecord, max_grants: i64) -> Result<(), StoreError>;
     async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError>;
     /// How many grants a key has (every node's: the per-key quota).
     async fn count_grants(&self, key_id: Uuid) -> Result<i64, StoreError>;
@@ -286,15 +292,27 @@ pub trait KeyStore: Send + Sync {
     /// For readiness: the database answers, and its schema is the one this build migrates to
     /// (every migration this build has is applied, none it does not know of).
     async fn readiness(&self) -> Result<(), StoreError>;
-    /// Insert a key, its first material version and its tags in one transaction.
-    /// Insert a key with its first material (none for a key pending import) and tags.
+    /// Insert a key with its first material (none for a key pending import) and tags, in one
+    /// transaction that also counts the customer managed keys of its account and region
+    /// (every node's, serialised with other writers of the same quota): `Conflict`
+    /// ([`QUOTA_EXCEEDED`]) if there are `max_keys` already.
     async fn create_key(
         &self,
         key: &KeyRecord,
         material: Option<&MaterialRecord>,
         tags: &[Tag],
+        max_keys: i64,
     ) -> Result<(), StoreError>;
     async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<(), StoreError>;
+    /// Import tokens of an account's keys in a region valid beyond `valid_to_after` (tokens
+    /// issued since then: their validity is fixed), on every node: the
+    /// `GetParametersForImport` rate.
+    async fn count_import_tokens_since(
+        &self,
+        account_id: &str,
+        region: &str,
+        valid_to_after: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
     async fn import_token(&self, token_id: Uuid) -> Result<Option<ImportTokenRecord>, StoreError>;
     async fn key_import(&self, key_id: Uuid) -> Result<Option<KeyImportRecord>, StoreError>;
     /// The same material imported again into an enabled key: its new `ExpirationModel` and
@@ -389,6 +407,7 @@ pub trait KeyStore: Send + Sync {
         primary_version: i32,
         macs: &[(MaterialRecord, Vec<u8>)],
         tags: &[Tag],
+        max_keys: i64,
     ) -> Result<(), StoreError>;
     /// Make `new_primary` the primary of its multi-Region key.
     async fn set_primary(&self, mrk: Uuid, new_primary: Uuid) -> Result<(), StoreError>;
@@ -466,8 +485,9 @@ pub trait KeyStore: Send + Sync {
     async fn aliases_without_mac(&self) -> Result<Vec<AliasRecord>, StoreError>;
     /// Seal an alias stored without a MAC, only if it is still unsealed and still names the key.
     async fn set_alias_mac(&self, a: &AliasRecord, mac: &[u8]) -> Result<bool, StoreError>;
-    /// Insert an alias; `Conflict` if the name is taken.
-    async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError>;
+    /// Insert an alias; `Conflict` if the name is taken, or ([`QUOTA_EXCEEDED`]) if the account
+    /// has `max_aliases` in the region already (counted in the same transaction).
+    async fn create_alias(&self, a: &AliasRecord, max_aliases: i64) -> Result<(), StoreError>;
     /// Point an existing alias at `a.key_id` with its new MAC, provided it still names
     /// `from_key`; false if there is no such alias or it changed.
     async fn update_alias(&self, a: &AliasRecord, from_key: Uuid) -> Result<bool, StoreError>;

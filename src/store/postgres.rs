@@ -172,6 +172,41 @@ const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, ke
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
 /// Every column of a key row, so no writer forgets one.
+/// Serialise, for the rest of `tx`, every writer that counts against the same quota (on every
+/// node: a transaction-scoped advisory lock), so the count taken after it is exact.
+async fn quota_lock(tx: &mut Tx<'_>, scope: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(scope)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+fn quota_exceeded() -> StoreError {
+    StoreError::Conflict {
+        constraint: QUOTA_EXCEEDED.into(),
+    }
+}
+
+/// The customer managed keys quota of an account and region, checked inside the inserting
+/// transaction.
+async fn within_key_quota(tx: &mut Tx<'_>, k: &KeyRecord, max: i64) -> Result<(), StoreError> {
+    quota_lock(tx, &format!("keys\n{}\n{}", k.account_id, k.region)).await?;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM keys WHERE account_id = $1 AND region = $2 AND key_manager = 'CUSTOMER'",
+    )
+    .bind(&k.account_id)
+    .bind(&k.region)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    if n >= max {
+        return Err(quota_exceeded());
+    }
+    Ok(())
+}
+
 async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
@@ -284,14 +319,34 @@ impl KeyStore for PgStore {
         k: &KeyRecord,
         m: Option<&MaterialRecord>,
         tags: &[Tag],
+        max_keys: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        within_key_quota(&mut tx, k, max_keys).await?;
         insert_key(&mut tx, k).await?;
         if let Some(m) = m {
             insert_material(&mut tx, m, None).await?;
         }
         insert_tags(&mut tx, k.key_id, tags).await?;
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn count_import_tokens_since(
+        &self,
+        account_id: &str,
+        region: &str,
+        valid_to_after: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM import_tokens t JOIN keys k ON k.key_id = t.key_id \
+             WHERE k.account_id = $1 AND k.region = $2 AND t.valid_to > $3",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(valid_to_after)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
     }
 
     async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<(), StoreError> {
@@ -688,6 +743,7 @@ impl KeyStore for PgStore {
         primary_version: i32,
         macs: &[(MaterialRecord, Vec<u8>)],
         tags: &[Tag],
+        max_keys: i64,
     ) -> Result<(), StoreError> {
         let conflict = || StoreError::Conflict {
             constraint: "mrk_primary_changed".into(),
@@ -721,6 +777,7 @@ impl KeyStore for PgStore {
         if !ok || macs.len() != copies {
             return Err(conflict());
         }
+        within_key_quota(&mut tx, replica, max_keys).await?;
         insert_key(&mut tx, replica).await?;
         for (m, mac) in macs {
             // Copy the row as verified (same wrapped blob), with its invocation count, so the
@@ -1056,8 +1113,21 @@ impl KeyStore for PgStore {
         Ok(n == 1)
     }
 
-    async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
-        insert_alias(&self.pool, a).await
+    async fn create_alias(&self, a: &AliasRecord, max_aliases: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        quota_lock(&mut tx, &format!("aliases\n{}\n{}", a.account_id, a.region)).await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name NOT LIKE 'alias/aws/%'")
+                .bind(&a.account_id)
+                .bind(&a.region)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if n >= max_aliases {
+            return Err(quota_exceeded());
+        }
+        insert_alias(&mut *tx, a).await?;
+        tx.commit().await.map_err(map_err)
     }
 
     async fn update_alias(&self, a: &AliasRecord, from_key: Uuid) -> Result<bool, StoreError> {
@@ -1825,7 +1895,17 @@ const GRANT_COLUMNS: &str =
 
 #[async_trait]
 impl GrantStore for PgStore {
-    async fn insert_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {
+    async fn insert_grant(&self, g: &GrantRecord, max_grants: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        quota_lock(&mut tx, &format!("grants\n{}", g.key_id)).await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM grants WHERE key_id = $1")
+            .bind(g.key_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if n >= max_grants {
+            return Err(quota_exceeded());
+        }
         sqlx::query(
             "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
              issuing_account, created_at, mac) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
@@ -1840,10 +1920,10 @@ impl GrantStore for PgStore {
         .bind(&g.issuing_account)
         .bind(g.created_at)
         .bind(&g.mac)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        Ok(())
+        tx.commit().await.map_err(map_err)
     }
 
     async fn count_grants(&self, key_id: Uuid) -> Result<i64, StoreError> {

@@ -282,6 +282,29 @@ const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, ke
      rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac";
 
 /// Every column of a key row, so no writer forgets one.
+fn quota_exceeded() -> StoreError {
+    StoreError::Conflict {
+        constraint: QUOTA_EXCEEDED.into(),
+    }
+}
+
+/// The customer managed keys quota of an account and region, checked inside the inserting
+/// transaction (a write transaction: `BEGIN IMMEDIATE` serialises it with every other writer).
+async fn within_key_quota(tx: &mut Tx, k: &KeyRecord, max: i64) -> Result<(), StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM keys WHERE account_id = $1 AND region = $2 AND key_manager = 'CUSTOMER'",
+    )
+    .bind(&k.account_id)
+    .bind(&k.region)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    if n >= max {
+        return Err(quota_exceeded());
+    }
+    Ok(())
+}
+
 async fn insert_key(tx: &mut Tx, k: &KeyRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
@@ -398,14 +421,34 @@ impl KeyStore for SqliteStore {
         k: &KeyRecord,
         m: Option<&MaterialRecord>,
         tags: &[Tag],
+        max_keys: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        within_key_quota(&mut tx, k, max_keys).await?;
         insert_key(&mut tx, k).await?;
         if let Some(m) = m {
             insert_material(&mut tx, m, None).await?;
         }
         insert_tags(&mut tx, k.key_id, tags).await?;
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn count_import_tokens_since(
+        &self,
+        account_id: &str,
+        region: &str,
+        valid_to_after: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM import_tokens t JOIN keys k ON k.key_id = t.key_id \
+             WHERE k.account_id = ?1 AND k.region = ?2 AND t.valid_to > ?3",
+        )
+        .bind(account_id)
+        .bind(region)
+        .bind(valid_to_after)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
     }
 
     async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<(), StoreError> {
@@ -823,6 +866,7 @@ impl KeyStore for SqliteStore {
         primary_version: i32,
         macs: &[(MaterialRecord, Vec<u8>)],
         tags: &[Tag],
+        max_keys: i64,
     ) -> Result<(), StoreError> {
         let conflict = || StoreError::Conflict {
             constraint: "mrk_primary_changed".into(),
@@ -858,6 +902,7 @@ impl KeyStore for SqliteStore {
         if !ok || macs.len() != copies {
             return Err(conflict());
         }
+        within_key_quota(&mut tx, replica, max_keys).await?;
         insert_key(&mut tx, replica).await?;
         for (m, mac) in macs {
             // Copy the row as verified (same wrapped blob), with its invocation count, so the
@@ -1208,8 +1253,21 @@ impl KeyStore for SqliteStore {
         Ok(n == 1)
     }
 
-    async fn create_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
-        insert_alias(&self.pool, a).await
+    async fn create_alias(&self, a: &AliasRecord, max_aliases: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name NOT LIKE 'alias/aws/%'",
+        )
+        .bind(&a.account_id)
+        .bind(&a.region)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if n >= max_aliases {
+            return Err(quota_exceeded());
+        }
+        insert_alias(&mut *tx, a).await?;
+        tx.commit().await.map_err(map_err)
     }
 
     async fn update_alias(&self, a: &AliasRecord, from_key: Uuid) -> Result<bool, StoreError> {
@@ -1994,7 +2052,16 @@ const GRANT_COLUMNS: &str =
 
 #[async_trait]
 impl GrantStore for SqliteStore {
-    async fn insert_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {
+    async fn insert_grant(&self, g: &GrantRecord, max_grants: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM grants WHERE key_id = $1")
+            .bind(g.key_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if n >= max_grants {
+            return Err(quota_exceeded());
+        }
         sqlx::query(
             "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
              issuing_account, created_at, mac) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
@@ -2009,10 +2076,10 @@ impl GrantStore for SqliteStore {
         .bind(&g.issuing_account)
         .bind(g.created_at)
         .bind(&g.mac)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        Ok(())
+        tx.commit().await.map_err(map_err)
     }
 
     async fn count_grants(&self, key_id: Uuid) -> Result<i64, StoreError> {
@@ -2339,9 +2406,14 @@ mod tests {
         k.next_rotation_date = Some(Utc::now() + TimeDelta::days(365));
         let mut m = material(id, 1);
         m.public_key = Some(vec![0x30, 0x59, 0x30, 0x13]);
-        s.create_key(&k, Some(&m), &[tag("team", "orders"), tag("env", "dev")])
-            .await
-            .unwrap();
+        s.create_key(
+            &k,
+            Some(&m),
+            &[tag("team", "orders"), tag("env", "dev")],
+            i64::MAX,
+        )
+        .await
+        .unwrap();
 
         same_key(&s.key(id).await.unwrap().unwrap(), &k);
         assert!(s.key(Uuid::new_v4()).await.unwrap().is_none());
@@ -2371,7 +2443,7 @@ mod tests {
         );
         // Creating it again is refused as a whole: nothing of the second attempt remains.
         let again = s
-            .create_key(&k, Some(&material(id, 1)), &[tag("x", "y")])
+            .create_key(&k, Some(&material(id, 1)), &[tag("x", "y")], i64::MAX)
             .await;
         assert_eq!(conflict_name(again), "keys_pkey");
         assert_eq!(s.tags(id).await.unwrap().len(), 2);
@@ -2379,7 +2451,7 @@ mod tests {
         let mut orphan = key_rec(Uuid::new_v4(), REGION);
         orphan.account_id = "999999999999".into();
         assert_eq!(
-            conflict_name(s.create_key(&orphan, None, &[]).await),
+            conflict_name(s.create_key(&orphan, None, &[], i64::MAX).await),
             "foreign_key"
         );
         assert!(s.key(orphan.key_id).await.unwrap().is_none());
@@ -2390,12 +2462,17 @@ mod tests {
         let (_dir, s) = store().await;
         let mut ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
         for id in &ids {
-            s.create_key(&key_rec(*id, REGION), Some(&material(*id, 1)), &[])
-                .await
-                .unwrap();
+            s.create_key(
+                &key_rec(*id, REGION),
+                Some(&material(*id, 1)),
+                &[],
+                i64::MAX,
+            )
+            .await
+            .unwrap();
         }
         let other = Uuid::new_v4();
-        s.create_key(&key_rec(other, "us-east-1"), None, &[])
+        s.create_key(&key_rec(other, "us-east-1"), None, &[], i64::MAX)
             .await
             .unwrap();
         // Uuid's order is bytewise, as Postgres orders uuids.
@@ -2427,7 +2504,7 @@ mod tests {
         let mut k = key_rec(id, REGION);
         k.policy_mac = None;
         k.state_mac = None;
-        s.create_key(&k, Some(&material(id, 1)), &[tag("a", "1")])
+        s.create_key(&k, Some(&material(id, 1)), &[tag("a", "1")], i64::MAX)
             .await
             .unwrap();
 
@@ -2485,7 +2562,7 @@ mod tests {
     async fn aliases_create_update_delete_and_conflict() {
         let (_dir, s) = store().await;
         let (k1, k2) = (Uuid::new_v4(), Uuid::new_v4());
-        s.create_key(&key_rec(k1, REGION), Some(&material(k1, 1)), &[])
+        s.create_key(&key_rec(k1, REGION), Some(&material(k1, 1)), &[], i64::MAX)
             .await
             .unwrap();
         let mrk = Uuid::new_v4();
@@ -2493,17 +2570,20 @@ mod tests {
         mk.multi_region = true;
         mk.mrk_id = Some(mrk);
         mk.mrk_primary = true;
-        s.create_key(&mk, Some(&material(k2, 1)), &[])
+        s.create_key(&mk, Some(&material(k2, 1)), &[], i64::MAX)
             .await
             .unwrap();
 
         let a = alias_rec("alias/orders", k1);
-        s.create_alias(&a).await.unwrap();
-        s.create_alias(&alias_rec("alias/billing", k2))
+        s.create_alias(&a, i64::MAX).await.unwrap();
+        s.create_alias(&alias_rec("alias/billing", k2), i64::MAX)
             .await
             .unwrap();
         assert_eq!(
-            conflict_name(s.create_alias(&alias_rec("alias/orders", k2)).await),
+            conflict_name(
+                s.create_alias(&alias_rec("alias/orders", k2), i64::MAX)
+                    .await
+            ),
             "aliases_pkey"
         );
         assert_eq!(
@@ -2599,7 +2679,7 @@ mod tests {
     async fn rotation_on_demand_and_scheduled() {
         let (_dir, s) = store().await;
         let id = Uuid::new_v4();
-        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[])
+        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[], i64::MAX)
             .await
             .unwrap();
 
@@ -2679,7 +2759,7 @@ mod tests {
     async fn reserve_invocations_up_to_the_limit() {
         let (_dir, s) = store().await;
         let id = Uuid::new_v4();
-        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[])
+        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[], i64::MAX)
             .await
             .unwrap();
         assert_eq!(
@@ -2714,7 +2794,7 @@ mod tests {
     async fn concurrent_reservations_never_overlap() {
         let (_dir, s) = store().await;
         let id = Uuid::new_v4();
-        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[])
+        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[], i64::MAX)
             .await
             .unwrap();
         let limit = 1_000;
@@ -2750,7 +2830,7 @@ mod tests {
         p.multi_region = true;
         p.mrk_id = Some(mrk);
         p.mrk_primary = true;
-        s.create_key(&p, Some(&material(primary, 1)), &[tag("t", "1")])
+        s.create_key(&p, Some(&material(primary, 1)), &[tag("t", "1")], i64::MAX)
             .await
             .unwrap();
         let mut r = key_rec(replica, "us-east-1");
@@ -2762,6 +2842,7 @@ mod tests {
             1,
             &[(material(primary, 1), vec![0x55; 32])],
             &[],
+            i64::MAX,
         )
         .await
         .unwrap();
@@ -2790,13 +2871,20 @@ mod tests {
         r2.multi_region = true;
         r2.mrk_id = Some(mrk);
         let stale = s
-            .create_replica(&r2, primary, 2, &[(material(primary, 1), vec![1])], &[])
+            .create_replica(
+                &r2,
+                primary,
+                2,
+                &[(material(primary, 1), vec![1])],
+                &[],
+                i64::MAX,
+            )
             .await;
         assert_eq!(conflict_name(stale), "mrk_primary_changed");
         let mut forged = material(primary, 1);
         forged.wrapped = vec![0; 40];
         let changed = s
-            .create_replica(&r2, primary, 1, &[(forged, vec![1])], &[])
+            .create_replica(&r2, primary, 1, &[(forged, vec![1])], &[], i64::MAX)
             .await;
         assert_eq!(conflict_name(changed), "mrk_primary_changed");
         assert!(s.key(r2.key_id).await.unwrap().is_none());
@@ -2805,7 +2893,14 @@ mod tests {
         dup.multi_region = true;
         dup.mrk_id = Some(mrk);
         let exists = s
-            .create_replica(&dup, primary, 1, &[(material(primary, 1), vec![1])], &[])
+            .create_replica(
+                &dup,
+                primary,
+                1,
+                &[(material(primary, 1), vec![1])],
+                &[],
+                i64::MAX,
+            )
             .await;
         assert_eq!(conflict_name(exists), "keys_mrk_region");
 
@@ -2939,13 +3034,13 @@ mod tests {
             let mut k = key_rec(id, REGION);
             k.key_state = "PendingDeletion".into();
             k.deletion_date = Some(now - TimeDelta::days(4 - i));
-            s.create_key(&k, Some(&material(id, 1)), &[tag("a", "b")])
+            s.create_key(&k, Some(&material(id, 1)), &[tag("a", "b")], i64::MAX)
                 .await
                 .unwrap();
-            s.create_alias(&alias_rec(&format!("alias/k{i}"), id))
+            s.create_alias(&alias_rec(&format!("alias/k{i}"), id), i64::MAX)
                 .await
                 .unwrap();
-            s.insert_grant(&grant_rec(&format!("g{i}"), id, Utc::now()))
+            s.insert_grant(&grant_rec(&format!("g{i}"), id, Utc::now()), i64::MAX)
                 .await
                 .unwrap();
             due.push(id);
@@ -2954,7 +3049,7 @@ mod tests {
         let mut k = key_rec(later, REGION);
         k.key_state = "PendingDeletion".into();
         k.deletion_date = Some(now + TimeDelta::days(3));
-        s.create_key(&k, Some(&material(later, 1)), &[])
+        s.create_key(&k, Some(&material(later, 1)), &[], i64::MAX)
             .await
             .unwrap();
 
@@ -2988,7 +3083,7 @@ mod tests {
         k.origin = "EXTERNAL".into();
         k.key_state = "PendingImport".into();
         k.current_version = 0;
-        s.create_key(&k, None, &[]).await.unwrap();
+        s.create_key(&k, None, &[], i64::MAX).await.unwrap();
 
         let stale = ImportTokenRecord {
             token_id: Uuid::new_v4(),
@@ -3148,7 +3243,7 @@ mod tests {
     async fn grants_insert_list_delete() {
         let (_dir, s) = store().await;
         let id = Uuid::new_v4();
-        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[])
+        s.create_key(&key_rec(id, REGION), Some(&material(id, 1)), &[], i64::MAX)
             .await
             .unwrap();
         let t = Utc::now();
@@ -3159,11 +3254,17 @@ mod tests {
         g_tie_a.retiring_principal = None;
         g_tie_a.constraints = None;
         for g in [&g_late, &g_tie_b, &g_tie_a] {
-            s.insert_grant(g).await.unwrap();
+            s.insert_grant(g, i64::MAX).await.unwrap();
         }
-        assert_eq!(conflict_name(s.insert_grant(&g_late).await), "grants_pkey");
         assert_eq!(
-            conflict_name(s.insert_grant(&grant_rec("x", Uuid::new_v4(), t)).await),
+            conflict_name(s.insert_grant(&g_late, i64::MAX).await),
+            "grants_pkey"
+        );
+        assert_eq!(
+            conflict_name(
+                s.insert_grant(&grant_rec("x", Uuid::new_v4(), t), i64::MAX)
+                    .await
+            ),
             "foreign_key"
         );
 
@@ -3653,7 +3754,7 @@ mod tests {
             k.rotation_enabled = true;
             k.rotation_period_days = Some(90);
             k.next_rotation_date = Some(t + d);
-            s.create_key(&k, None, &[]).await.unwrap();
+            s.create_key(&k, None, &[], i64::MAX).await.unwrap();
             ids.push((t + d, id));
         }
         ids.sort();

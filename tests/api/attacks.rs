@@ -1127,41 +1127,116 @@ async fn a_flood_of_unauthenticated_requests_is_throttled_and_summarised() {
     assert!(ok, "{out}");
 }
 
+/// Runs the requests at once (each on its own task) and returns their results in order.
+async fn all<F, T>(requests: impl IntoIterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = requests.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
 /// Resource quotas as AWS has them (adjustable, here set low): keys per account and region,
-/// and grants per key, counted in the database so that every node enforces the same total.
+/// grants per key, aliases per account and region, counted in the database inside the
+/// inserting transaction so that every node enforces the same total even when callers race
+/// the last place; and `GetParametersForImport`'s rate, counted across nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_quotas_hold_across_nodes() {
     let s = Server::start_with(&[
         ("KMS_QUOTA__KEYS_PER_REGION", "3"),
         ("KMS_QUOTA__GRANTS_PER_KEY", "2"),
+        ("KMS_QUOTA__ALIASES_PER_REGION", "2"),
+        ("KMS_QUOTA__IMPORT_PARAMETERS_PER_SECOND", "1"),
     ])
     .await;
     let node2 = s.second_node();
     let c = s.client();
     let c2 = s.client_of(&node2, &s.access_key_id, &s.secret);
-    let k1 = new_key(&c).await;
-    new_key(&c2).await;
-    new_key(&c).await;
-    for client in [&c, &c2] {
-        let (code_, msg) = message(client.create_key().send().await);
-        assert_eq!(code_, "LimitExceededException", "{msg}");
+    // Eight creations race for three places, half on each node: three win, on any node.
+    let clients = [&c, &c2];
+    let created = all((0..8).map(|i| clients[i % 2].create_key().send())).await;
+    let mut keys = Vec::new();
+    for r in created {
+        match r {
+            Ok(out) => keys.push(out.key_metadata.unwrap().key_id),
+            Err(e) => {
+                let (code_, msg) = message::<(), _>(Err(e));
+                assert_eq!(code_, "LimitExceededException", "{msg}");
+                assert!(msg.contains("limit of 3 KMS keys"), "{msg}");
+            }
+        }
     }
-    // Another region of the same account has its own quota.
-    let other = s.client_in(OTHER_REGION);
-    new_key(&other).await;
+    assert_eq!(keys.len(), 3, "keys created past the quota of 3");
+    for client in clients {
+        assert_eq!(
+            code(client.create_key().send().await),
+            "LimitExceededException"
+        );
+    }
+    let k1 = keys[0].clone();
+    // Grants: six race for two places on one key.
     let grantee = format!("arn:aws:iam::{ACCOUNT}:user/bob");
-    let grant = |client: &aws_sdk_kms::Client| {
-        client
+    let granted = all((0..6).map(|i| {
+        clients[i % 2]
             .create_grant()
             .key_id(&k1)
             .grantee_principal(&grantee)
             .operations(GrantOperation::Encrypt)
+            .name(format!("g{i}"))
+            .send()
+    }))
+    .await;
+    let won = granted.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 2, "grants created past the quota of 2: {granted:?}");
+    for r in granted.into_iter().filter(|r| r.is_err()) {
+        assert_eq!(code(r), "LimitExceededException");
+    }
+    // Aliases: six race for two places in the region.
+    let aliased = all((0..6).map(|i| {
+        clients[i % 2]
+            .create_alias()
+            .alias_name(format!("alias/quota{i}"))
+            .target_key_id(&keys[i % 3])
+            .send()
+    }))
+    .await;
+    let won = aliased.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 2, "aliases created past the quota of 2: {aliased:?}");
+    for r in aliased.into_iter().filter(|r| r.is_err()) {
+        let (code_, msg) = message(r);
+        assert_eq!(code_, "LimitExceededException", "{msg}");
+    }
+    // Another region of the same account has its own quotas; there, GetParametersForImport
+    // (an RSA key pair generated in the token each time) is held to one call a second, on
+    // whichever node it arrives.
+    let other = s.client_in(OTHER_REGION);
+    let external = other
+        .create_key()
+        .origin(aws_sdk_kms::types::OriginType::External)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let params = |client: &aws_sdk_kms::Client| {
+        client
+            .get_parameters_for_import()
+            .key_id(&external)
+            .wrapping_algorithm(aws_sdk_kms::types::AlgorithmSpec::RsaesOaepSha1)
+            .wrapping_key_spec(aws_sdk_kms::types::WrappingKeySpec::Rsa2048)
             .send()
     };
-    grant(&c).await.unwrap();
-    grant(&c2).await.unwrap();
-    assert_eq!(code(grant(&c).await), "LimitExceededException");
-    assert_eq!(code(grant(&c2).await), "LimitExceededException");
+    let other2 = s.client_of_in(&node2, OTHER_REGION);
+    params(&other).await.unwrap();
+    assert_eq!(code(params(&other2).await), "ThrottlingException");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    params(&other2).await.unwrap();
 }
 
 /// A role's temporary credentials end with the role: deleted, or its trust policy replaced

@@ -717,9 +717,24 @@ impl Server {
 
     /// A client of another node of this deployment.
     pub fn client_of(&self, node: &Node, id: &str, secret: &str) -> aws_sdk_kms::Client {
+        self.client_of_with(node, id, secret, REGION)
+    }
+
+    /// A client of another node of this deployment, in `region`, as the root user.
+    pub fn client_of_in(&self, node: &Node, region: &str) -> aws_sdk_kms::Client {
+        self.client_of_with(node, &self.access_key_id, &self.secret, region)
+    }
+
+    fn client_of_with(
+        &self,
+        node: &Node,
+        id: &str,
+        secret: &str,
+        region: &str,
+    ) -> aws_sdk_kms::Client {
         let conf = aws_sdk_kms::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
+            .region(Region::new(region.to_string()))
             .endpoint_url(&node.endpoint)
             .credentials_provider(Credentials::new(id, secret, None, None, "test"))
             .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
