@@ -627,6 +627,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                     Unsealed::KeyState(k) => kms.seal_reviewed_state(k).await,
                     Unsealed::Alias(a) => kms.seal_reviewed_alias(a).await,
                     Unsealed::KeyAttrs(k) => kms.seal_reviewed_attrs(k).await,
+                    Unsealed::KeyRotation(k) => kms.seal_reviewed_rotation(k).await,
                     Unsealed::KeyTags(k, t) => kms.seal_reviewed_tags(k, t).await,
                 }
                 .map_err(|e| e.to_string())?;
@@ -737,6 +738,7 @@ enum Unsealed {
     KeyState(crate::store::KeyRecord),
     Alias(crate::store::AliasRecord),
     KeyAttrs(crate::store::KeyRecord),
+    KeyRotation(crate::store::KeyRecord),
     KeyTags(crate::store::KeyRecord, Vec<crate::store::Tag>),
 }
 
@@ -817,6 +819,23 @@ async fn unsealed_rows(kms: &Kms) -> Result<Vec<UnsealedRow>, Error> {
             name: format!("attributes of key {}", k.arn()),
             shown: shown.to_string(),
             row: Unsealed::KeyAttrs(k),
+        });
+    }
+    for k in kms.unsealed_rotation().await.map_err(e)? {
+        let shown = serde_json::json!({
+            "row": "key rotation state",
+            "key": k.arn(),
+            "current_version": k.current_version,
+            "rotation_enabled": k.rotation_enabled,
+            "rotation_period_days": k.rotation_period_days,
+            "next_rotation_date": k.next_rotation_date.map(|d| d.to_rfc3339()),
+            "on_demand_rotations": k.on_demand_rotations,
+            "mrk_primary": k.mrk_primary,
+        });
+        out.push(UnsealedRow {
+            name: format!("rotation state of key {}", k.arn()),
+            shown: shown.to_string(),
+            row: Unsealed::KeyRotation(k),
         });
     }
     let (aliases, tags) = kms.unsealed_aliases_and_tags().await.map_err(e)?;

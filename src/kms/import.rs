@@ -450,7 +450,26 @@ impl Kms {
         let state_mac = self
             .state_mac_of(&rec, "Enabled", rec.deletion_date)
             .await?;
-        match self.keys.import_material(&m, &imp, &state_mac).await {
+        let stored = self
+            .verified_rotation_rows(&rec)
+            .await?
+            .into_iter()
+            .find(|r| r.key_id == rec.key_id)
+            .expect("verified_rotation_rows holds the key");
+        let rotation = self
+            .rotation_update(
+                &stored,
+                &KeyRecord {
+                    current_version: m.version,
+                    ..stored.clone()
+                },
+            )
+            .await?;
+        match self
+            .keys
+            .import_material(&m, &imp, &state_mac, &rotation)
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::InvalidState(format!(

@@ -498,25 +498,54 @@ impl Kms {
         due_at: Option<DateTime<Utc>>,
         on_demand: bool,
     ) -> Result<(), KmsError> {
-        let m = self.new_material(rec, rec.current_version + 1).await?;
-        let version = m.version;
-        // A multi-Region key's regions share the new material: one copy (and MAC) per region.
-        let mut ms = vec![m];
-        let related = match rec.mrk_id {
-            Some(mrk) => self.keys.related_keys(mrk).await?,
-            None => vec![],
+        let busy = || KmsError::Conflict(format!("{} is already being rotated.", Self::arn(rec)));
+        // The rotation state as stored now, verified (the key's and every related key's).
+        let rows = self.verified_rotation_rows(rec).await?;
+        let current = rows
+            .iter()
+            .find(|r| r.key_id == rec.key_id)
+            .expect("verified_rotation_rows holds the key");
+        // A scheduled rotation counts only while the key is still due.
+        let next = match due_at {
+            Some(due) => {
+                if !(current.rotation_enabled
+                    && current.key_state == "Enabled"
+                    && current.next_rotation_date.is_some_and(|n| n <= due))
+                {
+                    return Err(busy());
+                }
+                current
+                    .rotation_period_days
+                    .map(|days| due + Duration::days(days.into()))
+            }
+            None => current.next_rotation_date,
         };
-        for r in related.iter().filter(|r| r.key_id != rec.key_id) {
-            let mut c = MaterialRecord {
-                key_id: r.key_id,
-                ..ms[0].clone()
+        let version = current.current_version + 1;
+        let m = self.new_material(current, version).await?;
+        // A multi-Region key's regions share the new material: one copy (and MAC) per region,
+        // and every region moves to it; replicas show the primary's schedule.
+        let mut ms = vec![m];
+        let mut updates = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if r.key_id != rec.key_id {
+                let mut c = MaterialRecord {
+                    key_id: r.key_id,
+                    ..ms[0].clone()
+                };
+                c.mac = self.hsm.row_mac(super::material_mac_input(r, &c)).await?;
+                ms.push(c);
+            }
+            let moved = KeyRecord {
+                current_version: version,
+                next_rotation_date: next,
+                on_demand_rotations: r.on_demand_rotations + i32::from(on_demand),
+                ..r.clone()
             };
-            c.mac = self.hsm.row_mac(super::material_mac_input(r, &c)).await?;
-            ms.push(c);
+            updates.push(self.rotation_update(r, &moved).await?);
         }
         match self
             .keys
-            .add_material(&ms, rec.mrk_id, rotation_type, due_at, on_demand)
+            .add_material(&ms, rec.mrk_id, rotation_type, due_at.is_some(), &updates)
             .await
         {
             Ok(()) => {}
@@ -572,10 +601,41 @@ impl Kms {
             .await?;
         Self::require_rotatable(&rec)?;
         let next = self.now() + Duration::days(days);
-        self.keys
-            .set_rotation(rec.key_id, rec.mrk_id, true, Some(days as i32), Some(next))
-            .await?;
-        self.invalidate_related(&rec);
+        self.set_rotation(&rec, true, Some(days as i32), Some(next))
+            .await
+    }
+
+    /// Write a key's rotation schedule (every related key's too, for a multi-Region key), each
+    /// row verified before it is changed and sealed again.
+    async fn set_rotation(
+        &self,
+        rec: &KeyRecord,
+        enabled: bool,
+        period_days: Option<i32>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), KmsError> {
+        let rows = self.verified_rotation_rows(rec).await?;
+        let mut updates = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let set = KeyRecord {
+                rotation_enabled: enabled,
+                rotation_period_days: period_days,
+                next_rotation_date: next,
+                ..r.clone()
+            };
+            updates.push(self.rotation_update(r, &set).await?);
+        }
+        match self.keys.set_rotation(rec.mrk_id, &updates).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::Conflict(format!(
+                    "{} is being updated; try again.",
+                    Self::arn(rec)
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate_related(rec);
         Ok(())
     }
 
@@ -588,17 +648,8 @@ impl Kms {
         self.authorize(caller, "kms:DisableKeyRotation", Some(&rec), None, &[])
             .await?;
         Self::require_rotatable(&rec)?;
-        self.keys
-            .set_rotation(
-                rec.key_id,
-                rec.mrk_id,
-                false,
-                rec.rotation_period_days,
-                None,
-            )
-            .await?;
-        self.invalidate_related(&rec);
-        Ok(())
+        self.set_rotation(&rec, false, rec.rotation_period_days, None)
+            .await
     }
 
     pub async fn key_rotation_status(

@@ -388,6 +388,33 @@ pub(crate) fn attrs_mac_input(k: &KeyRecord) -> Vec<u8> {
     )
 }
 
+/// What a key's rotation MAC covers: its identity and what rotation and primary moves change
+/// (current material version, schedule, on-demand count, primary flag).
+pub(crate) fn rotation_mac_input(k: &KeyRecord) -> Vec<u8> {
+    let period = k
+        .rotation_period_days
+        .map(|d| d.to_be_bytes().to_vec())
+        .unwrap_or_default();
+    let next = k
+        .next_rotation_date
+        .map(|d| d.timestamp_micros().to_be_bytes().to_vec())
+        .unwrap_or_default();
+    mac_input(
+        "kms.key-rotation.v1",
+        &[
+            k.key_id.as_bytes(),
+            k.account_id.as_bytes(),
+            k.region.as_bytes(),
+            &k.current_version.to_be_bytes(),
+            &[k.rotation_enabled as u8],
+            &period,
+            &next,
+            &k.on_demand_rotations.to_be_bytes(),
+            &[k.mrk_primary as u8],
+        ],
+    )
+}
+
 /// What an alias row's MAC covers: where it lives, its name and the key it names.
 pub(crate) fn alias_mac_input(a: &crate::store::AliasRecord) -> Vec<u8> {
     mac_input(
@@ -1067,6 +1094,11 @@ impl Kms {
                 attrs_mac_input(&rec),
                 &rec.attrs_mac,
             ),
+            (
+                "key rotation state failed its integrity check (altered in the database, or stored before it was sealed: review with `kms admin seal`)",
+                rotation_mac_input(&rec),
+                &rec.rotation_mac,
+            ),
         ];
         for (what, input, stored) in checks {
             let stored = stored.as_deref().unwrap_or_default();
@@ -1613,6 +1645,7 @@ impl Kms {
             state_mac: None,
             tags_mac: None,
             attrs_mac: None,
+            rotation_mac: None,
         }
     }
 
@@ -1626,7 +1659,60 @@ impl Kms {
         rec.state_mac = Some(self.hsm.row_mac(state_mac_input(rec)).await?);
         rec.tags_mac = Some(self.hsm.row_mac(tags_mac_input(rec, tags)).await?);
         rec.attrs_mac = Some(self.hsm.row_mac(attrs_mac_input(rec)).await?);
+        rec.rotation_mac = Some(self.hsm.row_mac(rotation_mac_input(rec)).await?);
         Ok(())
+    }
+
+    /// The rows whose rotation state a change to `rec`'s writes (the key, and for a
+    /// multi-Region key every related key), read afresh and each verified: a row that fails
+    /// its rotation MAC is never re-sealed with the change (the change is refused, naming it).
+    pub(crate) async fn verified_rotation_rows(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<Vec<KeyRecord>, KmsError> {
+        let rows = match rec.mrk_id {
+            Some(mrk) => self.keys.related_keys(mrk).await?,
+            None => self.keys.key(rec.key_id).await?.into_iter().collect(),
+        };
+        if !rows.iter().any(|r| r.key_id == rec.key_id) {
+            return Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                rec.arn()
+            )));
+        }
+        for r in &rows {
+            let stored = r.rotation_mac.as_deref().unwrap_or_default();
+            if r.account_id != rec.account_id
+                || !self
+                    .hsm
+                    .row_mac_matches(rotation_mac_input(r), stored)
+                    .await?
+            {
+                tracing::error!(key_id = %r.key_id, region = %r.region, "key rotation state failed its integrity check; refusing to change it");
+                return Err(KmsError::KeyUnavailable);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The store update that moves `old`'s rotation state to `new`'s, with `new`'s MAC: written
+    /// only where the row still carries the MAC `old` was verified with.
+    pub(crate) async fn rotation_update(
+        &self,
+        old: &KeyRecord,
+        new: &KeyRecord,
+    ) -> Result<crate::store::RotationUpdate, KmsError> {
+        Ok(crate::store::RotationUpdate {
+            key_id: new.key_id,
+            expected_mac: old.rotation_mac.clone().unwrap_or_default(),
+            current_version: new.current_version,
+            rotation_enabled: new.rotation_enabled,
+            rotation_period_days: new.rotation_period_days,
+            next_rotation_date: new.next_rotation_date,
+            on_demand_rotations: new.on_demand_rotations,
+            mrk_primary: new.mrk_primary,
+            mac: self.hsm.row_mac(rotation_mac_input(new)).await?,
+        })
     }
 
     /// Store a key's new state with its MAC.
@@ -1686,6 +1772,17 @@ impl Kms {
     /// Keys whose attributes carry no MAC: what `kms admin seal` shows.
     pub async fn unsealed_attrs(&self) -> Result<Vec<KeyRecord>, KmsError> {
         Ok(self.keys.keys_without_attrs_mac().await?)
+    }
+
+    /// Keys whose rotation state carries no MAC: what `kms admin seal` shows.
+    pub async fn unsealed_rotation(&self) -> Result<Vec<KeyRecord>, KmsError> {
+        Ok(self.keys.keys_without_rotation_mac().await?)
+    }
+
+    /// Seal a key's rotation state as shown to an operator; false when it changed since.
+    pub async fn seal_reviewed_rotation(&self, shown: &KeyRecord) -> Result<bool, KmsError> {
+        let mac = self.hsm.row_mac(rotation_mac_input(shown)).await?;
+        Ok(self.keys.set_rotation_mac(shown, &mac).await?)
     }
 
     /// Seal a key's attributes as shown to an operator; false when they changed since.

@@ -323,7 +323,30 @@ impl Kms {
         )
         .await?;
         Self::require_usable(&replica)?;
-        self.keys.set_primary(mrk, replica.key_id).await?;
+        // Both flags move together, each row verified before it is changed and sealed again.
+        let mut updates = Vec::new();
+        for r in self.verified_rotation_rows(&primary).await? {
+            let primary_now = r.key_id == replica.key_id;
+            if r.mrk_primary != primary_now {
+                let moved = KeyRecord {
+                    mrk_primary: primary_now,
+                    ..r.clone()
+                };
+                updates.push(self.rotation_update(&r, &moved).await?);
+            }
+        }
+        // The old primary's flag clears first: a multi-Region key never has two primaries.
+        updates.sort_by_key(|u| u.mrk_primary);
+        match self.keys.set_primary(mrk, &updates).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::InvalidState(format!(
+                    "{} is being updated; try again.",
+                    primary.arn()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.invalidate_related(&primary);
         tracing::info!(key_id = %primary.public_id(), from = %primary.region, to = %region, "multi-Region primary moved");
         Ok(())

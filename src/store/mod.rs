@@ -161,7 +161,30 @@ pub struct KeyRecord {
     /// MAC (computed in the token) over what the key is, fixed at creation: spec, usage,
     /// origin, manager and multi-Region family.
     pub attrs_mac: Option<Vec<u8>>,
+    /// MAC (computed in the token) over what changes as the key is rotated or its multi-Region
+    /// primary moves: current material version, rotation schedule, on-demand rotation count,
+    /// primary flag.
+    pub rotation_mac: Option<Vec<u8>>,
 }
+
+/// A key's new rotation state (current material version, schedule, on-demand count, primary
+/// flag) with its MAC, written only where the row still carries `expected_mac` (the MAC the
+/// caller verified); otherwise the write is a `Conflict` ([`ROTATION_STATE_CHANGED`]).
+#[derive(Clone, Debug)]
+pub struct RotationUpdate {
+    pub key_id: Uuid,
+    pub expected_mac: Vec<u8>,
+    pub current_version: i32,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: Option<i32>,
+    pub next_rotation_date: Option<DateTime<Utc>>,
+    pub on_demand_rotations: i32,
+    pub mrk_primary: bool,
+    pub mac: Vec<u8>,
+}
+
+/// The constraint a `Conflict` names when a key's rotation state changed after it was read.
+pub const ROTATION_STATE_CHANGED: &str = "rotation_state_changed";
 
 /// A wrapping key pair handed out by `GetParametersForImport`.
 #[derive(Clone, Debug)]
@@ -320,12 +343,14 @@ pub trait KeyStore: Send + Sync {
     /// no longer enabled or holds other material.
     async fn update_import_expiration(&self, imp: &KeyImportRecord) -> Result<bool, StoreError>;
     /// Make imported material the key's material, in one transaction: only while the key is
-    /// pending import (else `Conflict`); the key becomes `Enabled` with `state_mac`.
+    /// pending import (else `Conflict`); the key becomes `Enabled` with `state_mac`, and its
+    /// current version the material's (`rotation`).
     async fn import_material(
         &self,
         m: &MaterialRecord,
         imp: &KeyImportRecord,
         state_mac: &[u8],
+        rotation: &RotationUpdate,
     ) -> Result<(), StoreError>;
     /// Delete a key's imported material, recording `imp`, and move the key from `from_state`
     /// to `to_state` (`state_mac`): pending import, or still pending deletion. `Conflict` if
@@ -381,17 +406,17 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Add a new material version and make it current, in one transaction: one record per
     /// key that shares the material (several for a multi-Region key `mrk`, whose related keys
-    /// must be exactly the records' keys, else `Conflict`). `due_at` makes it the scheduled
-    /// rotation due at that time: it commits only if the first record's key is still enabled
-    /// with rotation due (else `Conflict`), and moves its schedule a period past `due_at`;
-    /// `on_demand` counts an on-demand rotation.
+    /// must be exactly the records' keys, else `Conflict`), with each key's new rotation state
+    /// (`updates`: current version, schedule, on-demand count; each written only where the row
+    /// still carries the MAC it was verified with). `scheduled`: the scheduled rotation, which
+    /// commits only while the keys are still enabled (else `Conflict`).
     async fn add_material(
         &self,
         ms: &[MaterialRecord],
         mrk: Option<Uuid>,
         rotation_type: &str,
-        due_at: Option<DateTime<Utc>>,
-        on_demand: bool,
+        scheduled: bool,
+        updates: &[RotationUpdate],
     ) -> Result<(), StoreError>;
     /// The keys of one multi-Region key, in every region.
     async fn related_keys(&self, mrk: Uuid) -> Result<Vec<KeyRecord>, StoreError>;
@@ -409,8 +434,9 @@ pub trait KeyStore: Send + Sync {
         tags: &[Tag],
         max_keys: i64,
     ) -> Result<(), StoreError>;
-    /// Make `new_primary` the primary of its multi-Region key.
-    async fn set_primary(&self, mrk: Uuid, new_primary: Uuid) -> Result<(), StoreError>;
+    /// Move the primary of multi-Region key `mrk`: `updates` (the old and the new primary's
+    /// flags) in one transaction, each only where the row is still as verified.
+    async fn set_primary(&self, mrk: Uuid, updates: &[RotationUpdate]) -> Result<(), StoreError>;
     /// Primaries pending replica deletion whose last replica is gone: their waiting period is
     /// due to start.
     async fn replica_deletions_done(&self) -> Result<Vec<KeyRecord>, StoreError>;
@@ -424,14 +450,13 @@ pub trait KeyStore: Send + Sync {
         state_mac: &[u8],
     ) -> Result<bool, StoreError>;
     async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError>;
-    /// Set a key's rotation schedule (and every related key's, for a multi-Region `mrk`).
+    /// Set a key's rotation schedule (and every related key's, for a multi-Region `mrk`, whose
+    /// related keys must be exactly the updates' keys, else `Conflict`), each only where the
+    /// row is still as verified.
     async fn set_rotation(
         &self,
-        key_id: Uuid,
         mrk: Option<Uuid>,
-        enabled: bool,
-        period_days: Option<i32>,
-        next: Option<DateTime<Utc>>,
+        updates: &[RotationUpdate],
     ) -> Result<(), StoreError>;
     /// Primary keys whose scheduled rotation is due at `now` (at most `limit`). Nothing is
     /// claimed: `add_material` with `due_at` decides which node's rotation counts.
@@ -479,6 +504,10 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     async fn keys_without_tags_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
     async fn keys_without_attrs_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    async fn keys_without_rotation_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Seal a key's rotation state stored without a MAC, only if it is still unsealed and
+    /// still as shown.
+    async fn set_rotation_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError>;
     /// Seal a key's attributes stored without a MAC, only if they are still unsealed and
     /// still as shown.
     async fn set_attrs_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError>;

@@ -137,6 +137,7 @@ fn key_from_row(r: &PgRow) -> KeyRecord {
         state_mac: r.get("state_mac"),
         tags_mac: r.get("tags_mac"),
         attrs_mac: r.get("attrs_mac"),
+        rotation_mac: r.get("rotation_mac"),
     }
 }
 
@@ -167,7 +168,7 @@ fn access_key_from_row(r: &PgRow) -> AccessKeyRecord {
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
@@ -207,12 +208,66 @@ async fn within_key_quota(tx: &mut Tx<'_>, k: &KeyRecord, max: i64) -> Result<()
     Ok(())
 }
 
+/// Write one key's new rotation state, only where the row still carries the MAC the caller
+/// verified (and, with `require_enabled`, the key is still enabled).
+async fn apply_rotation(
+    tx: &mut Tx<'_>,
+    u: &RotationUpdate,
+    require_enabled: bool,
+) -> Result<(), StoreError> {
+    let n = sqlx::query(
+        "UPDATE keys SET current_version = $2, rotation_enabled = $3, rotation_period_days = $4, \
+         next_rotation_date = $5, on_demand_rotations = $6, mrk_primary = $7, rotation_mac = $8 \
+         WHERE key_id = $1 AND rotation_mac = $9 AND (NOT $10 OR key_state = 'Enabled')",
+    )
+    .bind(u.key_id)
+    .bind(u.current_version)
+    .bind(u.rotation_enabled)
+    .bind(u.rotation_period_days)
+    .bind(u.next_rotation_date)
+    .bind(u.on_demand_rotations)
+    .bind(u.mrk_primary)
+    .bind(&u.mac)
+    .bind(&u.expected_mac)
+    .bind(require_enabled)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?
+    .rows_affected();
+    if n != 1 {
+        return Err(StoreError::Conflict {
+            constraint: ROTATION_STATE_CHANGED.into(),
+        });
+    }
+    Ok(())
+}
+
+/// Lock every key of multi-Region key `mrk` for the rest of `tx` and check they are exactly
+/// `ids` (a replica created or deleted meanwhile is a `Conflict`).
+async fn lock_related(tx: &mut Tx<'_>, mrk: Uuid, ids: &[Uuid]) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT key_id FROM keys WHERE mrk_id = $1 ORDER BY key_id FOR UPDATE")
+        .bind(mrk)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    let mut have: Vec<Uuid> = rows.iter().map(|r| r.get("key_id")).collect();
+    let mut want = ids.to_vec();
+    have.sort();
+    want.sort();
+    if have != want {
+        return Err(StoreError::Conflict {
+            constraint: "mrk_related_keys_changed".into(),
+        });
+    }
+    Ok(())
+}
+
 async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
          key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)",
+         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26)",
     )
     .bind(k.key_id)
     .bind(&k.account_id)
@@ -239,6 +294,7 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     .bind(&k.state_mac)
     .bind(&k.tags_mac)
     .bind(&k.attrs_mac)
+    .bind(&k.rotation_mac)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
@@ -411,14 +467,14 @@ impl KeyStore for PgStore {
         m: &MaterialRecord,
         imp: &KeyImportRecord,
         state_mac: &[u8],
+        rotation: &RotationUpdate,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE keys SET key_state = 'Enabled', current_version = $2, state_mac = $3 \
+            "UPDATE keys SET key_state = 'Enabled', state_mac = $2 \
              WHERE key_id = $1 AND key_state = 'PendingImport'",
         )
         .bind(m.key_id)
-        .bind(m.version)
         .bind(state_mac)
         .execute(&mut *tx)
         .await
@@ -428,6 +484,7 @@ impl KeyStore for PgStore {
                 constraint: "key_not_pending_import".into(),
             });
         }
+        apply_rotation(&mut tx, rotation, false).await?;
         insert_material(&mut tx, m, None).await?;
         // The same material again: its AES-GCM invocations so far still count.
         sqlx::query(
@@ -663,65 +720,23 @@ impl KeyStore for PgStore {
         ms: &[MaterialRecord],
         mrk: Option<Uuid>,
         rotation_type: &str,
-        due_at: Option<DateTime<Utc>>,
-        on_demand: bool,
+        scheduled: bool,
+        updates: &[RotationUpdate],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         if let Some(mrk) = mrk {
-            // Lock every related key, so a replica created meanwhile cannot miss this version.
-            let rows =
-                sqlx::query("SELECT key_id FROM keys WHERE mrk_id = $1 ORDER BY key_id FOR UPDATE")
-                    .bind(mrk)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            let mut have: Vec<Uuid> = rows.iter().map(|r| r.get("key_id")).collect();
-            let mut want: Vec<Uuid> = ms.iter().map(|m| m.key_id).collect();
-            have.sort();
-            want.sort();
-            if have != want {
-                return Err(StoreError::Conflict {
-                    constraint: "mrk_related_keys_changed".into(),
-                });
-            }
+            // Every related key locked, so a replica created meanwhile cannot miss this version.
+            let ids: Vec<Uuid> = ms.iter().map(|m| m.key_id).collect();
+            lock_related(&mut tx, mrk, &ids).await?;
         }
-        for (i, m) in ms.iter().enumerate() {
+        for m in ms {
             insert_material(&mut tx, m, Some(rotation_type)).await?;
-            // A scheduled rotation commits only while the key is still due, and moves its
-            // schedule in the same transaction as the material: a crash before the commit
-            // leaves the key due, a second node's attempt finds it no longer due.
-            let due = if i == 0 { due_at } else { None };
-            let done = sqlx::query(
-                "UPDATE keys SET current_version = $2, \
-                 next_rotation_date = CASE WHEN $3::timestamptz IS NULL THEN next_rotation_date \
-                                           ELSE $3 + make_interval(days => rotation_period_days) END, \
-                 on_demand_rotations = on_demand_rotations + CASE WHEN $4 THEN 1 ELSE 0 END \
-                 WHERE key_id = $1 AND ($3::timestamptz IS NULL OR \
-                       (rotation_enabled AND key_state = 'Enabled' AND next_rotation_date <= $3))",
-            )
-            .bind(m.key_id)
-            .bind(m.version)
-            .bind(due)
-            .bind(on_demand)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict {
-                    constraint: "rotation_no_longer_due".into(),
-                });
-            }
         }
-        if let Some(mrk) = mrk {
-            // Replicas show the primary's schedule (the scheduler claims only primaries).
-            sqlx::query(
-                "UPDATE keys k SET next_rotation_date = p.next_rotation_date FROM keys p \
-                 WHERE p.mrk_id = $1 AND p.mrk_primary AND k.mrk_id = $1 AND NOT k.mrk_primary",
-            )
-            .bind(mrk)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        // The schedule moves in the same transaction as the material: a crash before the
+        // commit leaves the key due; a second node's attempt finds the row no longer as it
+        // verified it.
+        for u in updates {
+            apply_rotation(&mut tx, u, scheduled).await?;
         }
         tx.commit().await.map_err(map_err)
     }
@@ -805,19 +820,11 @@ impl KeyStore for PgStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn set_primary(&self, mrk: Uuid, new_primary: Uuid) -> Result<(), StoreError> {
+    async fn set_primary(&self, _mrk: Uuid, updates: &[RotationUpdate]) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE keys SET mrk_primary = false WHERE mrk_id = $1 AND mrk_primary")
-            .bind(mrk)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        sqlx::query("UPDATE keys SET mrk_primary = true WHERE mrk_id = $1 AND key_id = $2")
-            .bind(mrk)
-            .bind(new_primary)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        for u in updates {
+            apply_rotation(&mut tx, u, false).await?;
+        }
         tx.commit().await.map_err(map_err)
     }
 
@@ -874,23 +881,18 @@ impl KeyStore for PgStore {
 
     async fn set_rotation(
         &self,
-        key_id: Uuid,
         mrk: Option<Uuid>,
-        enabled: bool,
-        period_days: Option<i32>,
-        next: Option<DateTime<Utc>>,
+        updates: &[RotationUpdate],
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keys SET rotation_enabled = $2, rotation_period_days = $3, next_rotation_date = $4 \
-                     WHERE key_id = $1 OR ($5::uuid IS NOT NULL AND mrk_id = $5)")
-            .bind(key_id)
-            .bind(enabled)
-            .bind(period_days)
-            .bind(next)
-            .bind(mrk)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        if let Some(mrk) = mrk {
+            let ids: Vec<Uuid> = updates.iter().map(|u| u.key_id).collect();
+            lock_related(&mut tx, mrk, &ids).await?;
+        }
+        for u in updates {
+            apply_rotation(&mut tx, u, false).await?;
+        }
+        tx.commit().await.map_err(map_err)
     }
 
     async fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError> {
@@ -1056,6 +1058,40 @@ impl KeyStore for PgStore {
             .await
             .map_err(map_err)?;
         Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn keys_without_rotation_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q =
+            format!("SELECT {KEY_COLUMNS} FROM keys WHERE rotation_mac IS NULL ORDER BY key_id");
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn set_rotation_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE keys SET rotation_mac = $2 WHERE key_id = $1 AND rotation_mac IS NULL \
+             AND account_id = $3 AND region = $4 AND current_version = $5 AND rotation_enabled = $6 \
+             AND rotation_period_days IS NOT DISTINCT FROM $7 AND next_rotation_date IS NOT DISTINCT FROM $8 \
+             AND on_demand_rotations = $9 AND mrk_primary = $10",
+        )
+        .bind(k.key_id)
+        .bind(mac)
+        .bind(&k.account_id)
+        .bind(&k.region)
+        .bind(k.current_version)
+        .bind(k.rotation_enabled)
+        .bind(k.rotation_period_days)
+        .bind(k.next_rotation_date)
+        .bind(k.on_demand_rotations)
+        .bind(k.mrk_primary)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn set_attrs_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError> {

@@ -97,12 +97,6 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, S
     serde_json::from_str(s).map_err(|e| StoreError::Other(format!("column {what}: {e}")))
 }
 
-fn plus_days(t: DateTime<Utc>, days: i32) -> Result<DateTime<Utc>, StoreError> {
-    chrono::TimeDelta::try_days(days.into())
-        .and_then(|d| t.checked_add_signed(d))
-        .ok_or_else(|| StoreError::Other("timestamp out of range".into()))
-}
-
 impl SqliteStore {
     /// Open (creating the file if missing) a database such as `sqlite:///var/lib/kms/kms.db`.
     /// Run `migrate` before use.
@@ -234,6 +228,7 @@ fn key_from_row(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
         state_mac: col(r, "state_mac")?,
         tags_mac: col(r, "tags_mac")?,
         attrs_mac: col(r, "attrs_mac")?,
+        rotation_mac: col(r, "rotation_mac")?,
     })
 }
 
@@ -279,7 +274,7 @@ fn key_ids(rows: &[SqliteRow]) -> Result<Vec<Uuid>, StoreError> {
 
 const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac";
 
 /// Every column of a key row, so no writer forgets one.
 fn quota_exceeded() -> StoreError {
@@ -305,12 +300,66 @@ async fn within_key_quota(tx: &mut Tx, k: &KeyRecord, max: i64) -> Result<(), St
     Ok(())
 }
 
+/// Write one key's new rotation state, only where the row still carries the MAC the caller
+/// verified (and, with `require_enabled`, the key is still enabled).
+async fn apply_rotation(
+    tx: &mut Tx,
+    u: &RotationUpdate,
+    require_enabled: bool,
+) -> Result<(), StoreError> {
+    let n = sqlx::query(
+        "UPDATE keys SET current_version = ?2, rotation_enabled = ?3, rotation_period_days = ?4, \
+         next_rotation_date = ?5, on_demand_rotations = ?6, mrk_primary = ?7, rotation_mac = ?8 \
+         WHERE key_id = ?1 AND rotation_mac = ?9 AND (NOT ?10 OR key_state = 'Enabled')",
+    )
+    .bind(u.key_id)
+    .bind(u.current_version)
+    .bind(u.rotation_enabled)
+    .bind(u.rotation_period_days)
+    .bind(u.next_rotation_date)
+    .bind(u.on_demand_rotations)
+    .bind(u.mrk_primary)
+    .bind(&u.mac)
+    .bind(&u.expected_mac)
+    .bind(require_enabled)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?
+    .rows_affected();
+    if n != 1 {
+        return Err(StoreError::Conflict {
+            constraint: ROTATION_STATE_CHANGED.into(),
+        });
+    }
+    Ok(())
+}
+
+/// Check the keys of multi-Region key `mrk` are exactly `ids` (the write transaction's lock
+/// keeps a replica from being created meanwhile).
+async fn check_related(tx: &mut Tx, mrk: Uuid, ids: &[Uuid]) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT key_id FROM keys WHERE mrk_id = ?1 ORDER BY key_id")
+        .bind(mrk)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    let mut have = key_ids(&rows)?;
+    let mut want = ids.to_vec();
+    have.sort();
+    want.sort();
+    if have != want {
+        return Err(StoreError::Conflict {
+            constraint: "mrk_related_keys_changed".into(),
+        });
+    }
+    Ok(())
+}
+
 async fn insert_key(tx: &mut Tx, k: &KeyRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
          key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25)",
+         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)",
     )
     .bind(k.key_id)
     .bind(&k.account_id)
@@ -337,6 +386,7 @@ async fn insert_key(tx: &mut Tx, k: &KeyRecord) -> Result<(), StoreError> {
     .bind(&k.state_mac)
     .bind(&k.tags_mac)
     .bind(&k.attrs_mac)
+    .bind(&k.rotation_mac)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
@@ -520,14 +570,14 @@ impl KeyStore for SqliteStore {
         m: &MaterialRecord,
         imp: &KeyImportRecord,
         state_mac: &[u8],
+        rotation: &RotationUpdate,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE keys SET key_state = 'Enabled', current_version = ?2, state_mac = ?3 \
+            "UPDATE keys SET key_state = 'Enabled', state_mac = ?2 \
              WHERE key_id = ?1 AND key_state = 'PendingImport'",
         )
         .bind(m.key_id)
-        .bind(m.version)
         .bind(state_mac)
         .execute(&mut *tx)
         .await
@@ -537,6 +587,7 @@ impl KeyStore for SqliteStore {
                 constraint: "key_not_pending_import".into(),
             });
         }
+        apply_rotation(&mut tx, rotation, false).await?;
         insert_material(&mut tx, m, None).await?;
         // The same material again: its AES-GCM invocations so far still count.
         sqlx::query(
@@ -767,84 +818,20 @@ impl KeyStore for SqliteStore {
         ms: &[MaterialRecord],
         mrk: Option<Uuid>,
         rotation_type: &str,
-        due_at: Option<DateTime<Utc>>,
-        on_demand: bool,
+        scheduled: bool,
+        updates: &[RotationUpdate],
     ) -> Result<(), StoreError> {
-        let no_longer_due = || StoreError::Conflict {
-            constraint: "rotation_no_longer_due".into(),
-        };
         let mut tx = self.begin_write().await?;
         if let Some(mrk) = mrk {
-            // The write lock keeps a replica from being created meanwhile.
-            let rows = sqlx::query("SELECT key_id FROM keys WHERE mrk_id = ?1 ORDER BY key_id")
-                .bind(mrk)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            let mut have = key_ids(&rows)?;
-            let mut want: Vec<Uuid> = ms.iter().map(|m| m.key_id).collect();
-            have.sort();
-            want.sort();
-            if have != want {
-                return Err(StoreError::Conflict {
-                    constraint: "mrk_related_keys_changed".into(),
-                });
-            }
+            let ids: Vec<Uuid> = ms.iter().map(|m| m.key_id).collect();
+            check_related(&mut tx, mrk, &ids).await?;
         }
-        for (i, m) in ms.iter().enumerate() {
+        for m in ms {
             insert_material(&mut tx, m, Some(rotation_type)).await?;
-            // A scheduled rotation commits only while the key is still due, and moves its
-            // schedule a period past `due_at` in the same transaction as the material.
-            let due = if i == 0 { due_at } else { None };
-            let Some(row) = sqlx::query(
-                "SELECT rotation_enabled, key_state, next_rotation_date, rotation_period_days \
-                 FROM keys WHERE key_id = ?1",
-            )
-            .bind(m.key_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?
-            else {
-                return Err(no_longer_due());
-            };
-            let mut next: Option<DateTime<Utc>> = None;
-            if let Some(due) = due {
-                let enabled: bool = col(&row, "rotation_enabled")?;
-                let state: String = col(&row, "key_state")?;
-                let scheduled: Option<DateTime<Utc>> = col(&row, "next_rotation_date")?;
-                if !(enabled && state == "Enabled" && scheduled.is_some_and(|n| n <= due)) {
-                    return Err(no_longer_due());
-                }
-                let period: Option<i32> = col(&row, "rotation_period_days")?;
-                next = period.map(|p| plus_days(due, p)).transpose()?;
-            }
-            sqlx::query(
-                "UPDATE keys SET current_version = ?2, \
-                 next_rotation_date = CASE WHEN ?3 THEN ?4 ELSE next_rotation_date END, \
-                 on_demand_rotations = on_demand_rotations + ?5 \
-                 WHERE key_id = ?1",
-            )
-            .bind(m.key_id)
-            .bind(m.version)
-            .bind(due.is_some())
-            .bind(next)
-            .bind(i32::from(on_demand))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
         }
-        if let Some(mrk) = mrk {
-            // Replicas show the primary's schedule (the scheduler claims only primaries).
-            sqlx::query(
-                "UPDATE keys SET next_rotation_date = \
-                     (SELECT p.next_rotation_date FROM keys p WHERE p.mrk_id = ?1 AND p.mrk_primary) \
-                 WHERE mrk_id = ?1 AND NOT mrk_primary \
-                   AND EXISTS (SELECT 1 FROM keys p WHERE p.mrk_id = ?1 AND p.mrk_primary)",
-            )
-            .bind(mrk)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        // The schedule moves in the same transaction as the material.
+        for u in updates {
+            apply_rotation(&mut tx, u, scheduled).await?;
         }
         tx.commit().await.map_err(map_err)
     }
@@ -930,19 +917,11 @@ impl KeyStore for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn set_primary(&self, mrk: Uuid, new_primary: Uuid) -> Result<(), StoreError> {
+    async fn set_primary(&self, _mrk: Uuid, updates: &[RotationUpdate]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE keys SET mrk_primary = 0 WHERE mrk_id = ?1 AND mrk_primary")
-            .bind(mrk)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        sqlx::query("UPDATE keys SET mrk_primary = 1 WHERE mrk_id = ?1 AND key_id = ?2")
-            .bind(mrk)
-            .bind(new_primary)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        for u in updates {
+            apply_rotation(&mut tx, u, false).await?;
+        }
         tx.commit().await.map_err(map_err)
     }
 
@@ -1000,25 +979,18 @@ impl KeyStore for SqliteStore {
 
     async fn set_rotation(
         &self,
-        key_id: Uuid,
         mrk: Option<Uuid>,
-        enabled: bool,
-        period_days: Option<i32>,
-        next: Option<DateTime<Utc>>,
+        updates: &[RotationUpdate],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE keys SET rotation_enabled = ?2, rotation_period_days = ?3, next_rotation_date = ?4 \
-             WHERE key_id = ?1 OR (?5 IS NOT NULL AND mrk_id = ?5)",
-        )
-        .bind(key_id)
-        .bind(enabled)
-        .bind(period_days)
-        .bind(next)
-        .bind(mrk)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(())
+        let mut tx = self.begin_write().await?;
+        if let Some(mrk) = mrk {
+            let ids: Vec<Uuid> = updates.iter().map(|u| u.key_id).collect();
+            check_related(&mut tx, mrk, &ids).await?;
+        }
+        for u in updates {
+            apply_rotation(&mut tx, u, false).await?;
+        }
+        tx.commit().await.map_err(map_err)
     }
 
     async fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError> {
@@ -1196,6 +1168,40 @@ impl KeyStore for SqliteStore {
             .await
             .map_err(map_err)?;
         keys_from_rows(&rows)
+    }
+
+    async fn keys_without_rotation_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let q =
+            format!("SELECT {KEY_COLUMNS} FROM keys WHERE rotation_mac IS NULL ORDER BY key_id");
+        let rows = sqlx::query(&q)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        keys_from_rows(&rows)
+    }
+
+    async fn set_rotation_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE keys SET rotation_mac = ?2 WHERE key_id = ?1 AND rotation_mac IS NULL \
+             AND account_id = ?3 AND region = ?4 AND current_version = ?5 AND rotation_enabled = ?6 \
+             AND rotation_period_days IS ?7 AND next_rotation_date IS ?8 \
+             AND on_demand_rotations = ?9 AND mrk_primary = ?10",
+        )
+        .bind(k.key_id)
+        .bind(mac)
+        .bind(&k.account_id)
+        .bind(&k.region)
+        .bind(k.current_version)
+        .bind(k.rotation_enabled)
+        .bind(k.rotation_period_days)
+        .bind(k.next_rotation_date)
+        .bind(k.on_demand_rotations)
+        .bind(k.mrk_primary)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn set_attrs_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError> {
@@ -2271,6 +2277,44 @@ mod tests {
     const ACCOUNT: &str = "111122223333";
     const REGION: &str = "eu-west-1";
 
+    /// The update that moves a key's stored rotation state by `f` (the MAC is a fresh
+    /// placeholder: the store only compares it with what the row holds).
+    async fn moved(s: &SqliteStore, id: Uuid, f: impl FnOnce(&mut KeyRecord)) -> RotationUpdate {
+        let old = s.key(id).await.unwrap().unwrap();
+        let mut new = old.clone();
+        f(&mut new);
+        RotationUpdate {
+            key_id: id,
+            expected_mac: old.rotation_mac.unwrap_or_default(),
+            current_version: new.current_version,
+            rotation_enabled: new.rotation_enabled,
+            rotation_period_days: new.rotation_period_days,
+            next_rotation_date: new.next_rotation_date,
+            on_demand_rotations: new.on_demand_rotations,
+            mrk_primary: new.mrk_primary,
+            mac: Uuid::new_v4().as_bytes().to_vec(),
+        }
+    }
+
+    fn version(v: i32, on_demand: bool) -> impl FnOnce(&mut KeyRecord) {
+        move |k: &mut KeyRecord| {
+            k.current_version = v;
+            k.on_demand_rotations += i32::from(on_demand);
+        }
+    }
+
+    fn schedule(
+        enabled: bool,
+        days: Option<i32>,
+        next: Option<DateTime<Utc>>,
+    ) -> impl FnOnce(&mut KeyRecord) {
+        move |k: &mut KeyRecord| {
+            k.rotation_enabled = enabled;
+            k.rotation_period_days = days;
+            k.next_rotation_date = next;
+        }
+    }
+
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kms.db");
@@ -2312,6 +2356,7 @@ mod tests {
             state_mac: Some(vec![0x22; 32]),
             tags_mac: Some(vec![0x33; 32]),
             attrs_mac: Some(vec![0x34; 32]),
+            rotation_mac: Some(vec![0x35; 32]),
         }
     }
 
@@ -2683,25 +2728,40 @@ mod tests {
             .await
             .unwrap();
 
-        s.add_material(&[material(id, 2)], None, "ON_DEMAND", None, true)
+        let u = moved(&s, id, version(2, true)).await;
+        s.add_material(&[material(id, 2)], None, "ON_DEMAND", false, &[u])
             .await
             .unwrap();
         let k = s.key(id).await.unwrap().unwrap();
         assert_eq!((k.current_version, k.on_demand_rotations), (2, 1));
         assert_eq!(k.next_rotation_date, None);
         // The same version again: another node rotated first.
+        let u = moved(&s, id, version(2, true)).await;
         assert_eq!(
             conflict_name(
-                s.add_material(&[material(id, 2)], None, "ON_DEMAND", None, true)
+                s.add_material(&[material(id, 2)], None, "ON_DEMAND", false, &[u])
                     .await
             ),
             "key_materials_pkey"
         );
+        // A rotation computed from a row that changed since is refused.
+        let stale = moved(&s, id, version(3, true)).await;
+        let u = moved(&s, id, |k| k.on_demand_rotations = 7).await;
+        s.set_rotation(None, &[u]).await.unwrap();
+        assert_eq!(
+            conflict_name(
+                s.add_material(&[material(id, 3)], None, "ON_DEMAND", false, &[stale])
+                    .await
+            ),
+            "rotation_state_changed"
+        );
+        assert!(s.material(id, 3).await.unwrap().is_none());
+        let u = moved(&s, id, |k| k.on_demand_rotations = 1).await;
+        s.set_rotation(None, &[u]).await.unwrap();
 
         let due = Utc::now() - TimeDelta::minutes(1);
-        s.set_rotation(id, None, true, Some(90), Some(due))
-            .await
-            .unwrap();
+        let u = moved(&s, id, schedule(true, Some(90), Some(due))).await;
+        s.set_rotation(None, &[u]).await.unwrap();
         let now = Utc::now();
         assert_eq!(s.due_rotations(now, 10).await.unwrap(), vec![id]);
         assert!(s
@@ -2710,7 +2770,18 @@ mod tests {
             .unwrap()
             .is_empty());
 
-        s.add_material(&[material(id, 3)], None, "AUTOMATIC", Some(due), false)
+        let next = due + TimeDelta::days(90);
+        let stale = moved(&s, id, |k| {
+            k.current_version = 4;
+            k.next_rotation_date = Some(next);
+        })
+        .await;
+        let u = moved(&s, id, |k| {
+            k.current_version = 3;
+            k.next_rotation_date = Some(next);
+        })
+        .await;
+        s.add_material(&[material(id, 3)], None, "AUTOMATIC", true, &[u])
             .await
             .unwrap();
         let k = s.key(id).await.unwrap().unwrap();
@@ -2718,13 +2789,13 @@ mod tests {
         assert_eq!(k.on_demand_rotations, 1);
         assert_eq!(k.next_rotation_date, Some(due + TimeDelta::days(90)));
         assert!(s.due_rotations(now, 10).await.unwrap().is_empty());
-        // A second node's attempt for the same due time finds it no longer due.
+        // A second node's attempt for the same due time finds the row no longer as it read it.
         assert_eq!(
             conflict_name(
-                s.add_material(&[material(id, 4)], None, "AUTOMATIC", Some(due), false)
+                s.add_material(&[material(id, 4)], None, "AUTOMATIC", true, &[stale])
                     .await
             ),
-            "rotation_no_longer_due"
+            "rotation_state_changed"
         );
         assert!(s.material(id, 4).await.unwrap().is_none());
 
@@ -2739,19 +2810,19 @@ mod tests {
         assert!(rotations[0].created_at <= rotations[1].created_at);
 
         // Disabled keys are not due.
-        s.set_rotation(id, None, true, Some(90), Some(due))
-            .await
-            .unwrap();
+        let u = moved(&s, id, schedule(true, Some(90), Some(due))).await;
+        s.set_rotation(None, &[u]).await.unwrap();
         s.set_key_state(id, "Disabled", None, None, &[1])
             .await
             .unwrap();
         assert!(s.due_rotations(now, 10).await.unwrap().is_empty());
+        let u = moved(&s, id, version(4, false)).await;
         assert_eq!(
             conflict_name(
-                s.add_material(&[material(id, 4)], None, "AUTOMATIC", Some(due), false)
+                s.add_material(&[material(id, 4)], None, "AUTOMATIC", true, &[u])
                     .await
             ),
-            "rotation_no_longer_due"
+            "rotation_state_changed"
         );
     }
 
@@ -2927,26 +2998,45 @@ mod tests {
         // Rotating must cover every related key.
         assert_eq!(
             conflict_name(
-                s.add_material(&[material(primary, 2)], Some(mrk), "ON_DEMAND", None, true)
+                s.add_material(&[material(primary, 2)], Some(mrk), "ON_DEMAND", false, &[])
                     .await
             ),
             "mrk_related_keys_changed"
         );
         let due = Utc::now() - TimeDelta::hours(1);
-        s.set_rotation(primary, Some(mrk), true, Some(30), Some(due))
-            .await
-            .unwrap();
+        let both = [
+            moved(&s, primary, schedule(true, Some(30), Some(due))).await,
+            moved(&s, replica, schedule(true, Some(30), Some(due))).await,
+        ];
+        assert_eq!(
+            conflict_name(s.set_rotation(Some(mrk), &both[..1]).await),
+            "mrk_related_keys_changed"
+        );
+        s.set_rotation(Some(mrk), &both).await.unwrap();
         assert_eq!(
             s.due_rotations(Utc::now(), 10).await.unwrap(),
             vec![primary],
             "only primaries are due"
         );
+        let next = Some(due + TimeDelta::days(30));
+        let updates = [
+            moved(&s, primary, |k| {
+                k.current_version = 2;
+                k.next_rotation_date = next;
+            })
+            .await,
+            moved(&s, replica, |k| {
+                k.current_version = 2;
+                k.next_rotation_date = next;
+            })
+            .await,
+        ];
         s.add_material(
             &[material(primary, 2), material(replica, 2)],
             Some(mrk),
             "AUTOMATIC",
-            Some(due),
-            false,
+            true,
+            &updates,
         )
         .await
         .unwrap();
@@ -2956,7 +3046,11 @@ mod tests {
             assert_eq!(k.next_rotation_date, Some(due + TimeDelta::days(30)));
         }
 
-        s.set_primary(mrk, replica).await.unwrap();
+        let flip = [
+            moved(&s, primary, |k| k.mrk_primary = false).await,
+            moved(&s, replica, |k| k.mrk_primary = true).await,
+        ];
+        s.set_primary(mrk, &flip).await.unwrap();
         assert!(!s.key(primary).await.unwrap().unwrap().mrk_primary);
         assert!(s.key(replica).await.unwrap().unwrap().mrk_primary);
         // Two primaries are refused by the schema.
@@ -3140,7 +3234,8 @@ mod tests {
             valid_to: Some(valid_to),
             mac: vec![4; 32],
         };
-        s.import_material(&material(id, 1), &imp, &[5; 32])
+        let u = moved(&s, id, version(1, false)).await;
+        s.import_material(&material(id, 1), &imp, &[5; 32], &u)
             .await
             .unwrap();
         let k = s.key(id).await.unwrap().unwrap();
@@ -3151,7 +3246,10 @@ mod tests {
         assert_eq!(got.expiration_model, imp.expiration_model);
         assert_eq!(got.valid_to, Some(valid_to));
         assert_eq!(
-            conflict_name(s.import_material(&material(id, 1), &imp, &[5; 32]).await),
+            conflict_name(
+                s.import_material(&material(id, 1), &imp, &[5; 32], &u)
+                    .await
+            ),
             "key_not_pending_import"
         );
         assert_eq!(
@@ -3200,7 +3298,8 @@ mod tests {
             valid_to: None,
             ..imp
         };
-        s.import_material(&material(id, 1), &again, &[8; 32])
+        let u = moved(&s, id, version(1, false)).await;
+        s.import_material(&material(id, 1), &again, &[8; 32], &u)
             .await
             .unwrap();
         assert_eq!(

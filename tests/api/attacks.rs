@@ -1127,6 +1127,118 @@ async fn a_flood_of_unauthenticated_requests_is_throttled_and_summarised() {
     assert!(ok, "{out}");
 }
 
+/// A database writer who sets a key's current material version back (new ciphertexts under
+/// retired material), postpones its rotation, resets its on-demand rotation count, or makes a
+/// replica the primary, is refused: the key stops working rather than obeying the row, and no
+/// management call re-seals the altered row (EnableKeyRotation, RotateKeyOnDemand and
+/// UpdatePrimaryRegion verify it first). Put back, the key works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_state_written_with_sql_is_refused_and_never_resealed() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    let id = s.db.key(&key);
+    let enc = |k: String| {
+        let c = c.clone();
+        async move { c.encrypt().key_id(k).plaintext(pt()).send().await }
+    };
+    enc(key.clone()).await.unwrap();
+    let refused = move |k: String| async move {
+        matches!(enc(k).await, Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("KeyUnavailableException"))
+    };
+    for (tamper, undo) in [
+        ("current_version = 1", "current_version = 2"),
+        ("on_demand_rotations = 0", "on_demand_rotations = 1"),
+        ("rotation_enabled = true, rotation_period_days = 2560, next_rotation_date = now() + interval '2560 days'",
+         "rotation_enabled = false, rotation_period_days = NULL, next_rotation_date = NULL"),
+    ] {
+        let (tamper, undo) = if sqlite() {
+            (
+                tamper.replace("true", "1").replace("false", "0").replace(
+                    "now() + interval '2560 days'",
+                    "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '+2560 days')",
+                ),
+                undo.replace("true", "1").replace("false", "0"),
+            )
+        } else {
+            (tamper.to_string(), undo.to_string())
+        };
+        s.db.execute(&format!("UPDATE keys SET {tamper} WHERE key_id = {id}"))
+            .await;
+        let k = key.clone();
+        eventually(&format!("{tamper} to be refused"), move || refused(k.clone())).await;
+        // The management calls that write the rotation state refuse to seal the altered row.
+        for attempt in [
+            code(c.enable_key_rotation().key_id(&key).send().await),
+            code(c.rotate_key_on_demand().key_id(&key).send().await),
+        ] {
+            assert_eq!(attempt, "KeyUnavailableException", "{tamper}");
+        }
+        let mac_kept = s
+            .db
+            .strings(&format!(
+                "SELECT CASE WHEN rotation_mac IS NULL THEN 'null' ELSE 'set' END FROM keys WHERE key_id = {id}"
+            ))
+            .await;
+        assert_eq!(mac_kept, vec!["set".to_string()]);
+        s.db.execute(&format!("UPDATE keys SET {undo} WHERE key_id = {id}"))
+            .await;
+        let k = key.clone();
+        eventually(&format!("{undo} to work again"), move || {
+            let k = k.clone();
+            async move { !refused(k).await }
+        })
+        .await;
+    }
+    // A replica made primary with SQL (the real primary's flag cleared): neither is used, and
+    // UpdatePrimaryRegion does not re-seal them.
+    let mrk = c
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    c.replicate_key()
+        .key_id(&mrk)
+        .replica_region(OTHER_REGION)
+        .send()
+        .await
+        .unwrap();
+    let (f, t) = if sqlite() {
+        ("0", "1")
+    } else {
+        ("false", "true")
+    };
+    // (The only multi-Region key of this deployment.)
+    s.db.execute(&format!(
+        "UPDATE keys SET mrk_primary = {f} WHERE mrk_id IS NOT NULL"
+    ))
+    .await;
+    s.db.execute(&format!(
+        "UPDATE keys SET mrk_primary = {t} WHERE mrk_id IS NOT NULL AND region = '{OTHER_REGION}'"
+    ))
+    .await;
+    let k = mrk.clone();
+    eventually("the moved primary to be refused", move || {
+        refused(k.clone())
+    })
+    .await;
+    assert_eq!(
+        code(
+            c.update_primary_region()
+                .key_id(&mrk)
+                .primary_region(OTHER_REGION)
+                .send()
+                .await
+        ),
+        "KeyUnavailableException"
+    );
+}
+
 /// Runs the requests at once (each on its own task) and returns their results in order.
 async fn all<F, T>(requests: impl IntoIterator<Item = F>) -> Vec<T>
 where
