@@ -353,12 +353,18 @@ async fn handle_api(
         )
         .await
     };
+    // A dependency failed (the database, or a trail it cannot append to): the caller may
+    // retry. A call that changes something already has its intent in the trail.
     let result = match recorded {
         Ok(Ok(())) => result,
-        Ok(Err(e)) => Err(ApiError::Kms(crate::kms::KmsError::Internal(e.to_string()))),
-        Err(_) => Err(ApiError::Kms(crate::kms::KmsError::Internal(
-            "the audit trail could not be written in time".into(),
-        ))),
+        Ok(Err(e)) => {
+            tracing::error!(operation = %op, request_id = %request_id, error = %e, "the call's event could not be recorded; the call is answered as failed");
+            Err(ApiError::Kms(crate::kms::KmsError::DependencyTimeout))
+        }
+        Err(_) => {
+            tracing::error!(operation = %op, request_id = %request_id, "the call's event could not be recorded in time; the call is answered as failed");
+            Err(ApiError::Kms(crate::kms::KmsError::DependencyTimeout))
+        }
     };
     let error = match &result {
         Ok(_) => "",
@@ -411,6 +417,39 @@ async fn handle_api(
         .header("x-amzn-RequestId", &request_id)
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// Before a call that may change something runs, its intent goes into the trail: a trail that
+/// cannot take it refuses the call (`DependencyTimeoutException`) before anything changes.
+async fn record_intent(
+    state: &ApiState,
+    peer: std::net::IpAddr,
+    info: &CallInfo,
+    operation: &str,
+    request_id: &str,
+    sts: bool,
+) -> Result<(), ApiError> {
+    if !crate::audit::changes_state(operation) {
+        return Ok(());
+    }
+    let event = crate::audit::intent_event(&crate::audit::ApiCall {
+        operation,
+        sts,
+        region: &info.region,
+        source_ip: &peer.to_string(),
+        user_agent: &info.user_agent,
+        identity: info.identity.as_ref(),
+        request: info.request.as_ref(),
+        response: None,
+        error: None,
+        request_id,
+        tls: None,
+        time: chrono::Utc::now(),
+    });
+    state.audit.record(event).await.map_err(|e| {
+        tracing::error!(operation, error = %e, "the audit trail cannot take the call's intent; the call is refused before it changes anything");
+        ApiError::Kms(crate::kms::KmsError::DependencyTimeout)
+    })
 }
 
 async fn audit(
@@ -628,6 +667,8 @@ async fn process(
             {
                 return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
             }
+            let action = info.operation.clone();
+            record_intent(state, peer, info, &action, request_id, true).await?;
             return sts::handle(state, &caller, &body, request_id)
                 .await
                 .map(Reply::Xml);
@@ -656,6 +697,7 @@ async fn process(
         if !state.quotas.allow(&caller.account_id, &caller.region, &op) {
             return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
         }
+        record_intent(state, peer, info, &op, request_id, false).await?;
         ops::dispatch(&op, &state.kms, &caller, &body)
             .await
             .map(Reply::Json)

@@ -448,6 +448,12 @@ pub fn request_parameters(request: &Value) -> Value {
     }
 }
 
+/// Whether a call may change something (CloudTrail's `readOnly` is false): such a call's
+/// intent is recorded before it runs ([`intent_event`]).
+pub fn changes_state(op: &str) -> bool {
+    !read_only(op)
+}
+
 /// Operations whose event CloudTrail marks `readOnly`.
 fn read_only(op: &str) -> bool {
     op.starts_with("Describe")
@@ -599,6 +605,45 @@ pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
     }
     new_event(c.operation, account, arns, &e, c.time, event_id)
 }
+
+/// The event recorded before a call that may change something runs (`ApiCallStarted`): who
+/// asks for what. The call runs only once it is durable, so no change is ever made without a
+/// trace in the trail, even if the call's own event (with its outcome) cannot be written
+/// afterwards; both carry the request id.
+pub fn intent_event(c: &ApiCall<'_>) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let arns = key_arns_of(c.request, None);
+    let account = c.identity.map(|i| i.account_id.clone());
+    let e = json!({
+        "eventVersion": "1.11",
+        "eventTime": c.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "eventSource": if c.sts { "sts.amazonaws.com" } else { "kms.amazonaws.com" },
+        "eventName": INTENT_EVENT,
+        "awsRegion": c.region,
+        "sourceIPAddress": c.source_ip,
+        "userAgent": c.user_agent,
+        "userIdentity": user_identity(c.identity),
+        "requestParameters": c.request.map(request_parameters).unwrap_or(Value::Null),
+        "responseElements": Value::Null,
+        "additionalEventData": { "operation": c.operation },
+        "requestID": c.request_id,
+        "eventID": event_id.to_string(),
+        "readOnly": false,
+        "resources": arns.iter().map(|a| json!({
+            "accountId": a.split(':').nth(4).unwrap_or_default(),
+            "type": "AWS::KMS::Key",
+            "ARN": a,
+        })).collect::<Vec<_>>(),
+        "eventType": "AwsApiCallIntent",
+        "managementEvent": true,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    });
+    new_event(INTENT_EVENT, account, arns, &e, c.time, event_id)
+}
+
+/// The name of the event recorded before a call that may change something runs.
+pub const INTENT_EVENT: &str = "ApiCallStarted";
 
 /// The event for something the service did by itself (rotation, deletion).
 pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) -> NewAuditEvent {

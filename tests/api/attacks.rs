@@ -1239,6 +1239,148 @@ async fn rotation_state_written_with_sql_is_refused_and_never_resealed() {
     );
 }
 
+/// The trail stops taking events (here a database writer makes `audit_events` refuse every
+/// insert): a call that would change something is refused before it changes anything (the
+/// policy, grants, state, aliases and tags stay as they were, no key is created), answered as a
+/// dependency failure a client may retry. Before, the change committed first and only its
+/// event failed: the change stayed in force with no trace and a 500 answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_the_trail_cannot_record_is_not_made() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let policy = || async {
+        c.get_key_policy()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .policy
+            .unwrap()
+    };
+    let before = policy().await;
+    let (break_trail, mend_trail) = if sqlite() {
+        (
+            vec!["CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+            vec!["DROP TRIGGER refuse_events"],
+        )
+    } else {
+        (
+            vec![
+                "CREATE FUNCTION refuse_events() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END; $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_events()",
+            ],
+            vec!["DROP TRIGGER refuse_events ON audit_events"],
+        )
+    };
+    for sql in break_trail {
+        s.db.execute(sql).await;
+    }
+    let wider = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"kms:Decrypt","Resource":"*"}}]}}"#
+    );
+    let grantee = format!("arn:aws:iam::{ACCOUNT}:user/mallory");
+    let tag = aws_sdk_kms::types::Tag::builder()
+        .tag_key("team")
+        .tag_value("blue")
+        .build()
+        .unwrap();
+    let attempts = [
+        (
+            "PutKeyPolicy",
+            code(c.put_key_policy().key_id(&key).policy(&wider).send().await),
+        ),
+        (
+            "CreateGrant",
+            code(
+                c.create_grant()
+                    .key_id(&key)
+                    .grantee_principal(&grantee)
+                    .operations(GrantOperation::Decrypt)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "DisableKey",
+            code(c.disable_key().key_id(&key).send().await),
+        ),
+        (
+            "ScheduleKeyDeletion",
+            code(
+                c.schedule_key_deletion()
+                    .key_id(&key)
+                    .pending_window_in_days(7)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "CreateAlias",
+            code(
+                c.create_alias()
+                    .alias_name("alias/unrecorded")
+                    .target_key_id(&key)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "TagResource",
+            code(c.tag_resource().key_id(&key).tags(tag).send().await),
+        ),
+        ("CreateKey", code(c.create_key().send().await)),
+    ];
+    for (op, got) in attempts {
+        assert_eq!(got, "DependencyTimeoutException", "{op}");
+    }
+    for sql in mend_trail {
+        s.db.execute(sql).await;
+    }
+    assert_eq!(
+        policy().await,
+        before,
+        "the policy changed without its event"
+    );
+    let grants = c.list_grants().key_id(&key).send().await.unwrap();
+    assert!(
+        grants.grants().is_empty(),
+        "a grant was made without its event"
+    );
+    let meta = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(meta.key_state, Some(aws_sdk_kms::types::KeyState::Enabled));
+    let aliases = c.list_aliases().send().await.unwrap();
+    assert!(
+        !aliases
+            .aliases()
+            .iter()
+            .any(|a| a.alias_name() == Some("alias/unrecorded")),
+        "an alias was made without its event"
+    );
+    let tags = c.list_resource_tags().key_id(&key).send().await.unwrap();
+    assert!(tags.tags().is_empty(), "a tag was set without its event");
+    let keys = c.list_keys().send().await.unwrap();
+    assert_eq!(keys.keys().len(), 1, "a key was created without its event");
+    // Once the trail works again, so do changes, each with its intent and its outcome.
+    c.disable_key().key_id(&key).send().await.unwrap();
+    let events =
+        s.db.strings("SELECT event_name FROM audit_events ORDER BY seq DESC LIMIT 2")
+            .await;
+    assert_eq!(
+        events,
+        vec!["DisableKey".to_string(), "ApiCallStarted".to_string()]
+    );
+    let (ok, out) = audit_verify(&s);
+    assert!(ok, "{out}");
+}
+
 /// Runs the requests at once (each on its own task) and returns their results in order.
 async fn all<F, T>(requests: impl IntoIterator<Item = F>) -> Vec<T>
 where
