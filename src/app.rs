@@ -367,6 +367,17 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
     let err = |e: crate::store::StoreError| e.to_string();
     // The token first: a command that cannot seal what it changes changes nothing.
     let kms = open_kms(s, store.clone()).await?;
+    // The command's intent is in the trail before anything changes: a trail that cannot take
+    // it leaves the database as it was.
+    crate::audit::record_direct(
+        store.as_ref(),
+        crate::audit::admin_intent_event(action, &target, &operator(), detail.clone()),
+        open_anchor(s)?.as_deref(),
+    )
+    .await
+    .map_err(|e| {
+        format!("the audit trail cannot record this command, so nothing was changed: {e}")
+    })?;
     let change = |arn: String, c: PrincipalChange| {
         let kms = &kms;
         async move {

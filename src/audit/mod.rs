@@ -725,6 +725,26 @@ pub fn admin_event(action: &str, target: &str, operator: &str, details: Value) -
     new_event(action, None, vec![], &e, time, event_id)
 }
 
+/// The event recorded before a `kms admin` command changes anything (`AdminCommandStarted`):
+/// a command whose intent cannot be recorded changes nothing.
+pub fn admin_intent_event(
+    action: &str,
+    target: &str,
+    operator: &str,
+    details: Value,
+) -> NewAuditEvent {
+    let mut e = admin_event(action, target, operator, details);
+    let mut body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+    body["eventName"] = json!(ADMIN_INTENT_EVENT);
+    body["additionalEventData"] = json!({ "command": action });
+    e.event_name = ADMIN_INTENT_EVENT.to_string();
+    e.body = canonical(&body);
+    e
+}
+
+/// The name of the event recorded before a `kms admin` command runs.
+pub const ADMIN_INTENT_EVENT: &str = "AdminCommandStarted";
+
 #[cfg(test)]
 mod tests {
     use super::*;

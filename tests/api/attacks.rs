@@ -1334,6 +1334,48 @@ async fn a_change_the_trail_cannot_record_is_not_made() {
     for (op, got) in attempts {
         assert_eq!(got, "DependencyTimeoutException", "{op}");
     }
+    // The operator's commands too: nothing is written that the trail cannot record.
+    let doc = s.path("all.json");
+    std::fs::write(
+        &doc,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#,
+    )
+    .unwrap();
+    let out = s.admin(
+        &[
+            "put-user-policy",
+            "--user-arn",
+            &grantee,
+            "--policy-name",
+            "all",
+            "--policy-document",
+            doc.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        !out.status.success(),
+        "put-user-policy succeeded unrecorded"
+    );
+    let out = s.admin(
+        &[
+            "create-user",
+            "--account-id",
+            ACCOUNT,
+            "--user-name",
+            "mallory",
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "create-user succeeded unrecorded");
+    assert!(
+        s.db.strings(&format!(
+            "SELECT arn FROM principals WHERE arn = '{grantee}'"
+        ))
+        .await
+        .is_empty(),
+        "a principal was created without its event"
+    );
     for sql in mend_trail {
         s.db.execute(sql).await;
     }
