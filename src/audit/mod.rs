@@ -673,6 +673,20 @@ pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) ->
     new_event(name, account, vec![key_arn.to_string()], &e, time, event_id)
 }
 
+/// The event recorded before the service changes something by itself
+/// (`ServiceActionStarted`, naming the action and the key).
+pub fn service_intent_event(action: &str, key_arn: &str, region: &str) -> NewAuditEvent {
+    let mut e = service_event(action, key_arn, region, json!({ "action": action }));
+    let mut body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+    body["eventName"] = json!(SERVICE_INTENT_EVENT);
+    e.event_name = SERVICE_INTENT_EVENT.to_string();
+    e.body = canonical(&body);
+    e
+}
+
+/// The name of the event recorded before the service changes something by itself.
+pub const SERVICE_INTENT_EVENT: &str = "ServiceActionStarted";
+
 /// An event about the service's own protection (authentication failures summarised per
 /// source address), not about any key.
 pub fn security_event(name: &str, details: Value) -> NewAuditEvent {

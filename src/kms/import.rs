@@ -607,6 +607,8 @@ impl Kms {
             ) {
                 continue;
             }
+            self.audit_service_intent("DeleteExpiredKeyMaterial", &rec.arn(), &rec.region)
+                .await?;
             match self.remove_imported(&rec, Some(now)).await {
                 Ok(()) => {
                     n += 1;

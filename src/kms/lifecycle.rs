@@ -543,6 +543,10 @@ impl Kms {
             };
             updates.push(self.rotation_update(r, &moved).await?);
         }
+        if rotation_type == "AUTOMATIC" {
+            self.audit_service_intent("RotateKey", &rec.arn(), &rec.region)
+                .await?;
+        }
         match self
             .keys
             .add_material(&ms, rec.mrk_id, rotation_type, due_at.is_some(), &updates)
@@ -768,9 +772,32 @@ impl Kms {
             }
         }
         let mut deleted = 0;
+        let mut judged = std::collections::HashSet::new();
         loop {
-            let gone = self.keys.delete_due_keys(now, 100).await?;
-            for k in &gone {
+            let due = self.keys.keys_due_for_deletion(now, 100).await?;
+            let mut progress = false;
+            for k in &due {
+                if !judged.insert(k.key_id) {
+                    continue;
+                }
+                progress = true;
+                // Only a deletion the service scheduled: the state and date as sealed. A row
+                // made pending deletion in the database is refused, never shredded.
+                let stored = k.state_mac.as_deref().unwrap_or_default();
+                if !self
+                    .hsm
+                    .row_mac_matches(super::state_mac_input(k), stored)
+                    .await?
+                {
+                    tracing::error!(key_id = %k.key_id, "a key due for deletion failed its state integrity check; not deleting it");
+                    continue;
+                }
+                self.audit_service_intent("DeleteKey", &k.arn(), &k.region)
+                    .await?;
+                if !self.keys.delete_due_key(k, now).await? {
+                    continue;
+                }
+                deleted += 1;
                 tracing::info!(key_id = %k.key_id, "key deleted at the end of its waiting period; its material is destroyed");
                 self.invalidate(Some(k.key_id));
                 self.audit_service_event(
@@ -781,8 +808,7 @@ impl Kms {
                 )
                 .await;
             }
-            deleted += gone.len();
-            if gone.len() < 100 {
+            if !progress || due.len() < 100 {
                 break;
             }
         }

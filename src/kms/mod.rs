@@ -607,6 +607,26 @@ impl Kms {
         }
     }
 
+    /// Before the service changes something by itself (a scheduled rotation, a deletion at the
+    /// end of its waiting period, an import's expiry), its intent goes into the trail
+    /// (`ServiceActionStarted`): if the trail cannot take it, nothing is done (the job runs
+    /// again at its next tick).
+    pub(crate) async fn audit_service_intent(
+        &self,
+        action: &str,
+        arn: &str,
+        region: &str,
+    ) -> Result<(), KmsError> {
+        if let Some(a) = self.audit.get() {
+            let ev = crate::audit::service_intent_event(action, arn, region);
+            if let Err(e) = a.record(ev).await {
+                tracing::error!(error = %e, action, key = arn, "the audit trail cannot record what the service is about to do; not doing it");
+                return Err(KmsError::DependencyTimeout);
+            }
+        }
+        Ok(())
+    }
+
     pub fn set_clock_offset(&self, seconds: i64) {
         self.clock_offset
             .store(seconds, std::sync::atomic::Ordering::Relaxed);

@@ -461,13 +461,18 @@ pub trait KeyStore: Send + Sync {
     /// Primary keys whose scheduled rotation is due at `now` (at most `limit`). Nothing is
     /// claimed: `add_material` with `due_at` decides which node's rotation counts.
     async fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError>;
-    /// Delete (with their material, aliases, tags and grants) keys whose deletion date has
-    /// passed; each is deleted by exactly one caller. Returns them as they were.
-    async fn delete_due_keys(
+    /// Keys whose deletion date has passed at `now` (pending deletion; a multi-Region primary
+    /// only once it has no replica left), oldest first, at most `limit`. Nothing is claimed.
+    async fn keys_due_for_deletion(
         &self,
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Delete a key found due (its material, aliases, tags, grants and import go with it),
+    /// only if its row still carries the state MAC it was read with and is still due at `now`
+    /// (and, for a primary, has no replica): false otherwise (another node deleted it first,
+    /// or the row changed). Exactly one caller deletes each key.
+    async fn delete_due_key(&self, k: &KeyRecord, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Set a key's state with the MAC over the new state.
     async fn set_key_state(
         &self,

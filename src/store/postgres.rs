@@ -909,23 +909,40 @@ impl KeyStore for PgStore {
         Ok(rows.iter().map(|r| r.get("key_id")).collect())
     }
 
-    async fn delete_due_keys(
+    async fn keys_due_for_deletion(
         &self,
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(
-            "WITH due AS (SELECT key_id FROM keys k WHERE key_state = 'PendingDeletion' AND deletion_date <= $1 \
-                          AND NOT (mrk_primary AND EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)) \
-                          ORDER BY deletion_date LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             DELETE FROM keys k USING due WHERE k.key_id = due.key_id RETURNING k.*",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let q = format!(
+            "SELECT {KEY_COLUMNS} FROM keys k WHERE key_state = 'PendingDeletion' AND deletion_date <= $1 \
+             AND NOT (mrk_primary AND EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)) \
+             ORDER BY deletion_date, key_id LIMIT $2"
+        );
+        let rows = sqlx::query(&q)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn delete_due_key(&self, k: &KeyRecord, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        // Cascades remove its material, tags, aliases, grants and import.
+        let n = sqlx::query(
+            "DELETE FROM keys k WHERE key_id = $1 AND key_state = 'PendingDeletion' AND deletion_date <= $2 \
+             AND state_mac = $3 \
+             AND NOT (mrk_primary AND EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id))",
+        )
+        .bind(k.key_id)
+        .bind(now)
+        .bind(&k.state_mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn set_key_state(

@@ -1007,35 +1007,42 @@ impl KeyStore for SqliteStore {
         key_ids(&rows)
     }
 
-    async fn delete_due_keys(
+    async fn keys_due_for_deletion(
         &self,
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError> {
-        // The write lock makes each key deleted by exactly one caller (`SKIP LOCKED` in
-        // Postgres); cascades remove its material, tags, aliases, grants and imports.
-        let mut tx = self.begin_write().await?;
         let q = format!(
             "SELECT {KEY_COLUMNS} FROM keys k WHERE key_state = 'PendingDeletion' AND deletion_date <= ?1 \
              AND NOT (mrk_primary AND EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)) \
-             ORDER BY deletion_date LIMIT ?2"
+             ORDER BY deletion_date, key_id LIMIT ?2"
         );
         let rows = sqlx::query(&q)
             .bind(now)
             .bind(limit)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        let keys = keys_from_rows(&rows)?;
-        for k in &keys {
-            sqlx::query("DELETE FROM keys WHERE key_id = ?1")
-                .bind(k.key_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
+        keys_from_rows(&rows)
+    }
+
+    async fn delete_due_key(&self, k: &KeyRecord, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        // Cascades remove its material, tags, aliases, grants and import.
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "DELETE FROM keys WHERE key_id = ?1 AND key_state = 'PendingDeletion' AND deletion_date <= ?2 \
+             AND state_mac = ?3 \
+             AND NOT (mrk_primary AND EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = keys.mrk_id AND r.key_id <> keys.key_id))",
+        )
+        .bind(k.key_id)
+        .bind(now)
+        .bind(&k.state_mac)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
         tx.commit().await.map_err(map_err)?;
-        Ok(keys)
+        Ok(n == 1)
     }
 
     async fn set_key_state(
@@ -3086,12 +3093,13 @@ mod tests {
             .await
             .unwrap());
 
-        let deleted = s.delete_due_keys(now, 10).await.unwrap();
+        let deleted = s.keys_due_for_deletion(now, 10).await.unwrap();
         assert_eq!(
             deleted.iter().map(|k| k.key_id).collect::<Vec<_>>(),
             vec![replica]
         );
         assert_eq!(deleted[0].key_state, "PendingDeletion");
+        assert!(s.delete_due_key(&deleted[0], now).await.unwrap());
         assert!(s.material(replica, 1).await.unwrap().is_none());
 
         let ready = s.replica_deletions_done().await.unwrap();
@@ -3147,18 +3155,25 @@ mod tests {
             .await
             .unwrap();
 
-        // Two callers at once: each due key is deleted by exactly one, oldest first.
-        let (a, b) = tokio::join!(s.delete_due_keys(now, 2), s.delete_due_keys(now, 2));
-        let (a, b) = (a.unwrap(), b.unwrap());
-        let mut all: Vec<Uuid> = a.iter().chain(b.iter()).map(|k| k.key_id).collect();
-        assert_eq!(all.len(), 4);
-        let first = if a[0].key_id == due[0] { &a } else { &b };
-        assert_eq!(first.iter().map(|k| k.key_id).collect::<Vec<_>>(), due[..2]);
-        all.sort();
-        let mut want = due.clone();
-        want.sort();
-        assert_eq!(all, want);
-        assert!(s.delete_due_keys(now, 10).await.unwrap().is_empty());
+        // Oldest first; two callers at once: each due key is deleted by exactly one.
+        let found = s.keys_due_for_deletion(now, 10).await.unwrap();
+        assert_eq!(found.iter().map(|k| k.key_id).collect::<Vec<_>>(), due);
+        assert_eq!(s.keys_due_for_deletion(now, 2).await.unwrap().len(), 2);
+        let mut deleted = 0;
+        for k in &found {
+            let (a, b) = tokio::join!(s.delete_due_key(k, now), s.delete_due_key(k, now));
+            assert!(a.unwrap() ^ b.unwrap(), "deleted by exactly one caller");
+            deleted += 1;
+        }
+        assert_eq!(deleted, 4);
+        assert!(s.keys_due_for_deletion(now, 10).await.unwrap().is_empty());
+        // A row that changed since it was read is not deleted.
+        let mut stale = s.key(later).await.unwrap().unwrap();
+        stale.state_mac = Some(vec![9; 32]);
+        assert!(!s
+            .delete_due_key(&stale, now + TimeDelta::days(4))
+            .await
+            .unwrap());
         for table in ["key_materials", "key_tags", "aliases", "grants"] {
             assert_eq!(
                 count(&s, &format!("SELECT count(*) FROM {table}")).await,

@@ -1423,6 +1423,81 @@ async fn a_change_the_trail_cannot_record_is_not_made() {
     assert!(ok, "{out}");
 }
 
+/// A database writer who marks a key pending deletion with a date in the past, hoping the
+/// deletion job shreds it (and the trail blames the waiting period): the job deletes only
+/// deletions the service scheduled (state and date as sealed). The victim's row survives, and
+/// put back it works; a key scheduled through the API is deleted as due, with its intent and
+/// its event in the trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_pending_deletion_with_sql_is_never_shredded() {
+    let s = clocked().await;
+    let c = s.client();
+    let victim = new_key(&c).await;
+    let scheduled = new_key(&c).await;
+    c.schedule_key_deletion()
+        .key_id(&scheduled)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let past = if sqlite() {
+        "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '-1 day')"
+    } else {
+        "now() - interval '1 day'"
+    };
+    let id = s.db.key(&victim);
+    s.db.execute(&format!(
+        "UPDATE keys SET key_state = 'PendingDeletion', deletion_date = {past} WHERE key_id = {id}"
+    ))
+    .await;
+    s.advance_days(8);
+    let c2 = c.clone();
+    let sched = scheduled.clone();
+    eventually("the scheduled key to be deleted", move || {
+        let c = c2.clone();
+        let k = sched.clone();
+        async move {
+            matches!(c.describe_key().key_id(k).send().await, Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("NotFoundException"))
+        }
+    })
+    .await;
+    // One more pass of the job, to be sure it has judged the victim too.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let left =
+        s.db.int(&format!("SELECT count(*) FROM keys WHERE key_id = {id}"))
+            .await;
+    assert_eq!(
+        left, 1,
+        "a deletion written in the database was carried out"
+    );
+    let enabled = if sqlite() {
+        "NULL"
+    } else {
+        "NULL::timestamptz"
+    };
+    s.db.execute(&format!(
+        "UPDATE keys SET key_state = 'Enabled', deletion_date = {enabled} WHERE key_id = {id}"
+    ))
+    .await;
+    let c3 = c.clone();
+    eventually("the victim to work again", move || {
+        let c = c3.clone();
+        let k = victim.clone();
+        async move { c.encrypt().key_id(k).plaintext(pt()).send().await.is_ok() }
+    })
+    .await;
+    let names = s
+        .db
+        .strings("SELECT event_name FROM audit_events WHERE event_name IN ('ServiceActionStarted', 'DeleteKey') ORDER BY seq")
+        .await;
+    assert_eq!(
+        names,
+        vec!["ServiceActionStarted".to_string(), "DeleteKey".to_string()]
+    );
+    let (ok, out) = audit_verify(&s);
+    assert!(ok, "{out}");
+}
+
 /// Runs the requests at once (each on its own task) and returns their results in order.
 async fn all<F, T>(requests: impl IntoIterator<Item = F>) -> Vec<T>
 where
