@@ -448,7 +448,7 @@ impl Kms {
         };
         imp.mac = self.hsm.row_mac(import_mac_input(&imp)).await?;
         let state_mac = self
-            .state_mac_of(&rec, "Enabled", rec.deletion_date)
+            .state_mac_of(&rec, "Enabled", rec.deletion_date, rec.pending_window_days)
             .await?;
         let stored = self
             .verified_rotation_rows(&rec)
@@ -554,7 +554,9 @@ impl Kms {
         } else {
             "PendingImport"
         };
-        let state_mac = self.state_mac_of(rec, to_state, rec.deletion_date).await?;
+        let state_mac = self
+            .state_mac_of(rec, to_state, rec.deletion_date, rec.pending_window_days)
+            .await?;
         match self
             .keys
             .delete_imported_material(&imp, &rec.key_state, to_state, &state_mac, expired_at)

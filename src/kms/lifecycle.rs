@@ -758,13 +758,24 @@ impl Kms {
         // reader never sees the new state under the old MAC (which it would take for
         // tampering), and a crash leaves either state whole.
         for rec in self.keys.replica_deletions_done().await? {
+            // Only a wait the service started (state and waiting period as sealed): a row
+            // made to wait for replicas in the database is never sealed as pending deletion.
+            let stored = rec.state_mac.as_deref().unwrap_or_default();
+            if !self
+                .hsm
+                .row_mac_matches(super::state_mac_input(&rec), stored)
+                .await?
+            {
+                tracing::error!(key_id = %rec.key_id, "a primary waiting for its replicas' deletion failed its state integrity check; not scheduling its deletion");
+                continue;
+            }
             let when = now + Duration::days(i64::from(rec.pending_window_days.unwrap_or(30)));
             let mac = self
-                .state_mac_of(&rec, "PendingDeletion", Some(when))
+                .state_mac_of(&rec, "PendingDeletion", Some(when), None)
                 .await?;
             if self
                 .keys
-                .start_primary_deletion(rec.key_id, when, &mac)
+                .start_primary_deletion(rec.key_id, when, &mac, stored)
                 .await?
             {
                 tracing::info!(key_id = %rec.key_id, "multi-Region primary key has no replicas left; its deletion waiting period starts");

@@ -329,22 +329,28 @@ fn policy_mac_input(k: &KeyRecord) -> Vec<u8> {
     )
 }
 
-/// What a key's state MAC covers: its identity, state and deletion date.
-fn state_mac_input(k: &KeyRecord) -> Vec<u8> {
+/// What a key's state MAC covers: its identity, state and deletion date, and for a primary
+/// waiting for its replicas' deletion the waiting period its own deletion will get.
+pub(crate) fn state_mac_input(k: &KeyRecord) -> Vec<u8> {
     let date = k
         .deletion_date
         .map(|d| d.timestamp_micros().to_be_bytes().to_vec())
         .unwrap_or_default();
-    mac_input(
-        "kms.key-state.v1",
-        &[
-            k.key_id.as_bytes(),
-            k.account_id.as_bytes(),
-            k.region.as_bytes(),
-            k.key_state.as_bytes(),
-            &date,
-        ],
-    )
+    let mut fields: Vec<&[u8]> = vec![
+        k.key_id.as_bytes(),
+        k.account_id.as_bytes(),
+        k.region.as_bytes(),
+        k.key_state.as_bytes(),
+        &date,
+    ];
+    match k.pending_window_days {
+        None => mac_input("kms.key-state.v1", &fields),
+        Some(days) => {
+            let days = days.to_be_bytes();
+            fields.push(&days);
+            mac_input("kms.key-state.v2", &fields)
+        }
+    }
 }
 
 /// What a key's tags MAC covers: its identity and every tag (sorted, so storage order does not
@@ -1743,7 +1749,9 @@ impl Kms {
         deletion_date: Option<chrono::DateTime<Utc>>,
         pending_window_days: Option<i32>,
     ) -> Result<(), KmsError> {
-        let mac = self.state_mac_of(rec, state, deletion_date).await?;
+        let mac = self
+            .state_mac_of(rec, state, deletion_date, pending_window_days)
+            .await?;
         self.keys
             .set_key_state(rec.key_id, state, deletion_date, pending_window_days, &mac)
             .await?;
@@ -1756,10 +1764,12 @@ impl Kms {
         rec: &KeyRecord,
         state: &str,
         deletion_date: Option<chrono::DateTime<Utc>>,
+        pending_window_days: Option<i32>,
     ) -> Result<Vec<u8>, KmsError> {
         let next = KeyRecord {
             key_state: state.to_string(),
             deletion_date,
+            pending_window_days,
             ..rec.clone()
         };
         Ok(self.hsm.row_mac(state_mac_input(&next)).await?)
@@ -1844,10 +1854,7 @@ impl Kms {
     /// changed since (nothing sealed).
     pub async fn seal_reviewed_state(&self, shown: &KeyRecord) -> Result<bool, KmsError> {
         let mac = self.hsm.row_mac(state_mac_input(shown)).await?;
-        Ok(self
-            .keys
-            .set_state_mac(shown.key_id, &shown.key_state, &mac)
-            .await?)
+        Ok(self.keys.set_state_mac(shown, &mac).await?)
     }
 
     /// Material version `version` of a key: generated and wrapped in the token, with the row

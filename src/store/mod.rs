@@ -442,12 +442,14 @@ pub trait KeyStore: Send + Sync {
     async fn replica_deletions_done(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// Start such a primary's waiting period: `PendingDeletion` until `deletion_date`, with its
     /// state MAC, in one statement (never a state without its MAC). False if it is no longer
-    /// pending replica deletion or has a replica again (another node did it).
+    /// pending replica deletion with the state MAC `expected_mac` it was verified with, or has
+    /// a replica again (another node did it).
     async fn start_primary_deletion(
         &self,
         key_id: Uuid,
         deletion_date: DateTime<Utc>,
         state_mac: &[u8],
+        expected_mac: &[u8],
     ) -> Result<bool, StoreError>;
     async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError>;
     /// Set a key's rotation schedule (and every related key's, for a multi-Region `mrk`, whose
@@ -483,13 +485,9 @@ pub trait KeyStore: Send + Sync {
         state_mac: &[u8],
     ) -> Result<(), StoreError>;
     async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
-    /// Seal a key state stored without a MAC, only if it is still unsealed and still `key_state`.
-    async fn set_state_mac(
-        &self,
-        key_id: Uuid,
-        key_state: &str,
-        state_mac: &[u8],
-    ) -> Result<bool, StoreError>;
+    /// Seal a key state stored without a MAC, only if it is still unsealed and still as shown
+    /// (state, deletion date, waiting period).
+    async fn set_state_mac(&self, shown: &KeyRecord, state_mac: &[u8]) -> Result<bool, StoreError>;
     async fn set_description(&self, key_id: Uuid, description: &str) -> Result<(), StoreError>;
     /// Replace a key's tags with `tags` and their MAC, provided the stored MAC is still
     /// `expected_mac` (the set the domain verified); false (nothing written) otherwise.

@@ -845,16 +845,18 @@ impl KeyStore for PgStore {
         key_id: Uuid,
         deletion_date: DateTime<Utc>,
         state_mac: &[u8],
+        expected_mac: &[u8],
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE keys k SET key_state = 'PendingDeletion', deletion_date = $2, \
                  pending_window_days = NULL, state_mac = $3 \
-             WHERE k.key_id = $1 AND k.key_state = 'PendingReplicaDeletion' \
+             WHERE k.key_id = $1 AND k.key_state = 'PendingReplicaDeletion' AND state_mac = $4 \
                AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)",
         )
         .bind(key_id)
         .bind(deletion_date)
         .bind(state_mac)
+        .bind(expected_mac)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -974,18 +976,16 @@ impl KeyStore for PgStore {
         Ok(rows.iter().map(key_from_row).collect())
     }
 
-    async fn set_state_mac(
-        &self,
-        key_id: Uuid,
-        key_state: &str,
-        state_mac: &[u8],
-    ) -> Result<bool, StoreError> {
+    async fn set_state_mac(&self, shown: &KeyRecord, state_mac: &[u8]) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE keys SET state_mac = $2 WHERE key_id = $1 AND state_mac IS NULL AND key_state = $3",
+            "UPDATE keys SET state_mac = $2 WHERE key_id = $1 AND state_mac IS NULL AND key_state = $3 \
+             AND deletion_date IS NOT DISTINCT FROM $4 AND pending_window_days IS NOT DISTINCT FROM $5",
         )
-        .bind(key_id)
+        .bind(shown.key_id)
         .bind(state_mac)
-        .bind(key_state)
+        .bind(&shown.key_state)
+        .bind(shown.deletion_date)
+        .bind(shown.pending_window_days)
         .execute(&self.pool)
         .await
         .map_err(map_err)?

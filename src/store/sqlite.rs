@@ -942,16 +942,18 @@ impl KeyStore for SqliteStore {
         key_id: Uuid,
         deletion_date: DateTime<Utc>,
         state_mac: &[u8],
+        expected_mac: &[u8],
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE keys SET key_state = 'PendingDeletion', deletion_date = ?2, \
                  pending_window_days = NULL, state_mac = ?3 \
-             WHERE key_id = ?1 AND key_state = 'PendingReplicaDeletion' \
+             WHERE key_id = ?1 AND key_state = 'PendingReplicaDeletion' AND state_mac = ?4 \
                AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = keys.mrk_id AND r.key_id <> keys.key_id)",
         )
         .bind(key_id)
         .bind(deletion_date)
         .bind(state_mac)
+        .bind(expected_mac)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -1077,18 +1079,16 @@ impl KeyStore for SqliteStore {
         keys_from_rows(&rows)
     }
 
-    async fn set_state_mac(
-        &self,
-        key_id: Uuid,
-        key_state: &str,
-        state_mac: &[u8],
-    ) -> Result<bool, StoreError> {
+    async fn set_state_mac(&self, shown: &KeyRecord, state_mac: &[u8]) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE keys SET state_mac = $2 WHERE key_id = $1 AND state_mac IS NULL AND key_state = $3",
+            "UPDATE keys SET state_mac = ?2 WHERE key_id = ?1 AND state_mac IS NULL AND key_state = ?3 \
+             AND deletion_date IS ?4 AND pending_window_days IS ?5",
         )
-        .bind(key_id)
+        .bind(shown.key_id)
         .bind(state_mac)
-        .bind(key_state)
+        .bind(&shown.key_state)
+        .bind(shown.deletion_date)
+        .bind(shown.pending_window_days)
         .execute(&self.pool)
         .await
         .map_err(map_err)?
@@ -2571,8 +2571,13 @@ mod tests {
         assert!(s.set_policy_mac(id, &k.policy, &[7; 32]).await.unwrap());
         assert!(s.keys_without_policy_mac().await.unwrap().is_empty());
         assert_eq!(s.keys_without_state_mac().await.unwrap().len(), 1);
-        assert!(!s.set_state_mac(id, "Disabled", &[8; 32]).await.unwrap());
-        assert!(s.set_state_mac(id, &k.key_state, &[8; 32]).await.unwrap());
+        let shown = s.key(id).await.unwrap().unwrap();
+        let other = KeyRecord {
+            key_state: "Disabled".into(),
+            ..shown.clone()
+        };
+        assert!(!s.set_state_mac(&other, &[8; 32]).await.unwrap());
+        assert!(s.set_state_mac(&shown, &[8; 32]).await.unwrap());
         assert!(s.keys_without_state_mac().await.unwrap().is_empty());
 
         s.set_key_policy(id, r#"{"Statement":[1]}"#, &[9; 32])
@@ -3089,7 +3094,7 @@ mod tests {
         // The replica still exists.
         assert!(s.replica_deletions_done().await.unwrap().is_empty());
         assert!(!s
-            .start_primary_deletion(primary, now + TimeDelta::days(7), &[2])
+            .start_primary_deletion(primary, now + TimeDelta::days(7), &[2], &[1])
             .await
             .unwrap());
 
@@ -3108,8 +3113,13 @@ mod tests {
             vec![primary]
         );
         assert_eq!(ready[0].pending_window_days, Some(7));
+        // Not as verified (the row changed since): nothing is written.
+        assert!(!s
+            .start_primary_deletion(primary, now + TimeDelta::days(7), &[2], &[9])
+            .await
+            .unwrap());
         assert!(s
-            .start_primary_deletion(primary, now + TimeDelta::days(7), &[2])
+            .start_primary_deletion(primary, now + TimeDelta::days(7), &[2], &[1])
             .await
             .unwrap());
         let p = s.key(primary).await.unwrap().unwrap();
@@ -3120,7 +3130,7 @@ mod tests {
         assert!(s.replica_deletions_done().await.unwrap().is_empty());
         // Done once: a second node finds nothing to do.
         assert!(!s
-            .start_primary_deletion(primary, now + TimeDelta::days(8), &[3])
+            .start_primary_deletion(primary, now + TimeDelta::days(8), &[3], &[1])
             .await
             .unwrap());
         assert_eq!(s.related_keys(mrk).await.unwrap().len(), 1);

@@ -184,7 +184,7 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
         ("keys", "on_demand_rotations", r(Sel::Key, A::Sql("on_demand_rotations + 5", "on_demand_rotations + 5"), P::Key)),
         ("keys", "mrk_id", r(Sel::Key, A::Sql("key_id", "key_id"), P::Key)),
         ("keys", "mrk_primary", r(Sel::Mrk, A::Bool, P::Mrk)),
-        ("keys", "pending_window_days", NoDecision("the waiting period shown for a primary waiting on its replicas; its deletion date is MAC'd when set")),
+        ("keys", "pending_window_days", r(Sel::Key, A::Sql("7", "7"), P::Key)),
         ("keys", "policy_mac", r(Sel::Key, A::Blob, P::Key)),
         ("keys", "state_mac", r(Sel::Key, A::Blob, P::Key)),
         ("keys", "tags_mac", r(Sel::Key, A::Blob, P::Key)),
