@@ -368,16 +368,18 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
     // The token first: a command that cannot seal what it changes changes nothing.
     let kms = open_kms(s, store.clone()).await?;
     // The command's intent is in the trail before anything changes: a trail that cannot take
-    // it leaves the database as it was.
-    crate::audit::record_direct(
-        store.as_ref(),
-        crate::audit::admin_intent_event(action, &target, &operator(), detail.clone()),
-        open_anchor(s)?.as_deref(),
-    )
-    .await
-    .map_err(|e| {
-        format!("the audit trail cannot record this command, so nothing was changed: {e}")
-    })?;
+    // it leaves the database as it was. (Showing the unsealed rows changes nothing.)
+    if !matches!(cmd, AdminCommand::Seal { confirm: None }) {
+        crate::audit::record_direct(
+            store.as_ref(),
+            crate::audit::admin_intent_event(action, &target, &operator(), detail.clone()),
+            open_anchor(s)?.as_deref(),
+        )
+        .await
+        .map_err(|e| {
+            format!("the audit trail cannot record this command, so nothing was changed: {e}")
+        })?;
+    }
     let change = |arn: String, c: PrincipalChange| {
         let kms = &kms;
         async move {
@@ -595,10 +597,22 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             if principal_arn == admin_arn(&s.account_id) {
                 return Err("the default account's administrator cannot be deleted".into());
             }
+            if !store.principal_exists(&principal_arn).await.map_err(err)? {
+                return Err(format!("no user or role {principal_arn}"));
+            }
+            // First the policies naming it name its unique id instead (as AWS shows a deleted
+            // principal), so one re-created with the same name inherits nothing; then it goes.
+            let f = kms
+                .forget_principal(&principal_arn)
+                .await
+                .map_err(|e| e.to_string())?;
             if !store.delete_principal(&principal_arn).await.map_err(err)? {
                 return Err(format!("no user or role {principal_arn}"));
             }
-            eprintln!("kms admin: {principal_arn} deleted");
+            eprintln!(
+                "kms admin: {principal_arn} deleted; {} key policies and {} trust policies now name it {}",
+                f.key_policies, f.trust_policies, f.unique_id
+            );
         }
         AdminCommand::DeleteAccessKey { access_key_id } => {
             if !store.delete_access_key(&access_key_id).await.map_err(err)? {

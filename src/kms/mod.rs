@@ -10,6 +10,7 @@ pub mod import;
 pub mod keyid;
 pub mod lifecycle;
 pub mod multi_region;
+pub mod principals;
 
 pub use error::KmsError;
 pub use keyid::KeyRef;
@@ -317,7 +318,7 @@ fn material_mac_input(k: &KeyRecord, m: &MaterialRecord) -> Vec<u8> {
 }
 
 /// A key's policy, bound to the key it belongs to, for its MAC.
-fn policy_mac_input(k: &KeyRecord) -> Vec<u8> {
+pub(crate) fn policy_mac_input(k: &KeyRecord) -> Vec<u8> {
     mac_input(
         "kms.key-policy.v1",
         &[

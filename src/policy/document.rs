@@ -67,8 +67,17 @@ fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
     }
 }
 
+/// An IAM unique id (`AIDA…` for a user, `AROA…` for a role): how a policy shows a principal
+/// that was deleted. Accepted (a policy read back must be writable again), matches no caller.
+fn unique_id(p: &str) -> bool {
+    (p.starts_with("AIDA") || p.starts_with("AROA"))
+        && (16..=128).contains(&p.len())
+        && p.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 fn valid_aws_principal(p: &str) -> bool {
-    if p == "*" {
+    if p == "*" || unique_id(p) {
         return true;
     }
     if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {

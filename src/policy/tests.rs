@@ -1715,3 +1715,21 @@ fn a_grant_to_the_account_needs_an_identity_policy() {
         );
     }
 }
+
+/// A policy read back after a principal it named was deleted names that principal's unique id
+/// (`AIDA…`, `AROA…`): it must be accepted again as it is (clients round-trip policies).
+#[test]
+fn unique_ids_of_deleted_principals_are_valid_principals() {
+    for id in ["AIDAXEQWEDTUCYX7GGMTR", "AROA3XFRBF535PLBIFPI4"] {
+        let text = format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{id}"}},"Action":"kms:*","Resource":"*"}}]}}"#
+        );
+        parse(&text, PolicyKind::Key).unwrap_or_else(|e| panic!("{id}: {e}"));
+    }
+    for bad in ["AIDA", "aidaxeqwedtucyx7ggmtr", "AKIAXEQWEDTUCYX7GGMTR"] {
+        let text = format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{bad}"}},"Action":"kms:*","Resource":"*"}}]}}"#
+        );
+        assert!(parse(&text, PolicyKind::Key).is_err(), "{bad}");
+    }
+}

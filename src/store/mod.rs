@@ -389,6 +389,17 @@ pub trait KeyStore: Send + Sync {
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
     /// Customer managed keys of an account in a region, in any state (the key quota).
     async fn count_customer_keys(&self, account_id: &str, region: &str) -> Result<i64, StoreError>;
+    /// Keys (of every account) whose policy text contains `text`.
+    async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Replace a key's policy with `policy` and its MAC, provided it is still `expected`;
+    /// false (nothing written) otherwise.
+    async fn replace_key_policy(
+        &self,
+        key_id: Uuid,
+        expected: &str,
+        policy: &str,
+        policy_mac: &[u8],
+    ) -> Result<bool, StoreError>;
     async fn set_key_policy(
         &self,
         key_id: Uuid,
@@ -682,6 +693,8 @@ pub trait IdentityStore: Send + Sync {
     /// A principal's identity policies, tags, service registration, trust policy and their
     /// MAC, read in one transaction; `None` if there is no such principal.
     async fn principal_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, StoreError>;
+    /// Roles (of every account) whose trust policy contains `text`: their ARNs.
+    async fn roles_whose_trust_contains(&self, text: &str) -> Result<Vec<String>, StoreError>;
     /// Seal a principal stored without a MAC (`kms admin seal`); false if it has one now.
     async fn set_principal_mac(&self, arn: &str, mac: &[u8]) -> Result<bool, StoreError>;
     /// Apply `change` and store `mac` in one transaction, provided the principal's stored MAC

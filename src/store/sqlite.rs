@@ -797,6 +797,38 @@ impl KeyStore for SqliteStore {
         Ok(n == 1)
     }
 
+    async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        let q =
+            format!("SELECT {KEY_COLUMNS} FROM keys WHERE instr(policy, ?1) > 0 ORDER BY key_id");
+        let rows = sqlx::query(&q)
+            .bind(text)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        keys_from_rows(&rows)
+    }
+
+    async fn replace_key_policy(
+        &self,
+        key_id: Uuid,
+        expected: &str,
+        policy: &str,
+        policy_mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE keys SET policy = ?3, policy_mac = ?4 WHERE key_id = ?1 AND policy = ?2",
+        )
+        .bind(key_id)
+        .bind(expected)
+        .bind(policy)
+        .bind(policy_mac)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     async fn set_key_policy(
         &self,
         key_id: Uuid,
@@ -1949,6 +1981,19 @@ impl IdentityStore for SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(r.is_some())
+    }
+
+    async fn roles_whose_trust_contains(&self, text: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT arn FROM principals WHERE kind = 'role' AND trust_policy IS NOT NULL AND instr(trust_policy, ?1) > 0 ORDER BY arn",
+        )
+        .bind(text)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("arn").map_err(map_err))
+            .collect()
     }
 
     async fn principal_exists(&self, arn: &str) -> Result<bool, StoreError> {

@@ -1804,6 +1804,103 @@ async fn a_principal_re_created_with_the_same_name_inherits_no_grants() {
     assert!(listed.grants().is_empty(), "{listed:?}");
 }
 
+/// The same attack through the key policy and a role's trust policy: they named the old
+/// user, so a user re-created with that name would match them. As on AWS, deleting a
+/// principal makes the policies that name it name its unique id (`AIDA…`) instead, which
+/// nothing matches; GetKeyPolicy shows it. A condition comparing the ARN stays a string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_re_created_with_the_same_name_inherits_no_key_policy_or_trust() {
+    let s = Server::start().await;
+    let root = s.client();
+    let (arn, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "temp", None));
+    let old = s.client_with(&id, &secret, REGION, None);
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"admin","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Sid":"temp","Effect":"Allow","Principal":{{"AWS":"{arn}"}},"Action":"kms:Encrypt","Resource":"*"}}]}}"#
+    );
+    let key = root
+        .create_key()
+        .policy(&policy)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    old.encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{arn}"}},"Action":"sts:AssumeRole","Resource":"*"}}]}}"#
+    );
+    let role = tokio::task::block_in_place(|| s.create_role(ACCOUNT, "ops", &trust));
+    crate::roles::sts(&s, &id, &secret)
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("before")
+        .send()
+        .await
+        .unwrap();
+    s.admin_ok(&["delete-principal", "--principal-arn", &arn]);
+    let policy_now = || async {
+        root.get_key_policy()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .policy
+            .unwrap()
+    };
+    for _ in 0..100 {
+        if !policy_now().await.contains(&arn) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let shown = policy_now().await;
+    assert!(!shown.contains(&arn), "{shown}");
+    let doc: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let unique = doc["Statement"][1]["Principal"]["AWS"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(unique.starts_with("AIDA") && unique.len() == 21, "{shown}");
+    // The attack: someone who may create users re-creates "temp" for themselves.
+    let (again, id2, secret2, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "temp", None));
+    assert_eq!(again, arn);
+    let new = s.client_with(&id2, &secret2, REGION, None);
+    let (n2, k2) = (new.clone(), key.clone());
+    eventually("the re-created user to be refused by the key policy", move || {
+        let (c, k) = (n2.clone(), k2.clone());
+        async move {
+            matches!(c.encrypt().key_id(&k).plaintext(pt()).send().await,
+                Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("AccessDeniedException"))
+        }
+    })
+    .await;
+    let assumed = crate::roles::sts(&s, &id2, &secret2)
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("after")
+        .send()
+        .await;
+    assert!(
+        assumed.is_err(),
+        "the re-created user assumed the old one's role"
+    );
+    // The key still works for those it names.
+    root.encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+}
+
 /// A grantee whose grant includes RetireGrant retires that grant only, not another
 /// principal's grant on the same key (AWS scopes the permission to the grant itself).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,194 @@
+//! A deleted principal is forgotten the way AWS forgets one: the key policies and role trust
+//! policies that named its ARN name a unique id instead (`AIDA…` for a user, `AROA…` for a
+//! role), which nothing matches, so a user or role re-created with the same name inherits none
+//! of the old one's access. Conditions that compare ARNs (`aws:PrincipalArn`) are strings and
+//! stay as they are, as on AWS.
+
+use super::{policy_mac_input, Kms, KmsError};
+use crate::store::{KeyRecord, PrincipalChange};
+use serde_json::Value;
+
+/// What `Kms::forget_principal` rewrote.
+#[derive(Debug, Default)]
+pub struct Forgotten {
+    /// The id the deleted principal is shown as from now on.
+    pub unique_id: String,
+    pub key_policies: usize,
+    pub trust_policies: usize,
+}
+
+/// `policy` with every `Principal` (and `NotPrincipal`) entry equal to `arn` replaced by `id`;
+/// `None` when no principal element names `arn`. The text keeps its formatting where a plain
+/// replacement of the quoted ARN gives the same document (the ARN appears nowhere else).
+pub(crate) fn forget_in_policy(policy: &str, arn: &str, id: &str) -> Option<String> {
+    let mut doc: Value = serde_json::from_str(policy).ok()?;
+    let mut changed = false;
+    let mut rewrite = |stmt: &mut Value| {
+        for member in ["Principal", "NotPrincipal"] {
+            let Some(aws) = stmt.get_mut(member).and_then(|p| p.get_mut("AWS")) else {
+                continue;
+            };
+            match aws {
+                Value::String(s) if s == arn => {
+                    *s = id.to_string();
+                    changed = true;
+                }
+                Value::Array(items) => {
+                    for item in items {
+                        if item.as_str() == Some(arn) {
+                            *item = Value::String(id.to_string());
+                            changed = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    match doc.get_mut("Statement") {
+        Some(Value::Array(stmts)) => stmts.iter_mut().for_each(&mut rewrite),
+        Some(stmt @ Value::Object(_)) => rewrite(stmt),
+        _ => {}
+    }
+    if !changed {
+        return None;
+    }
+    let quoted = serde_json::to_string(arn).ok()?;
+    let plain = policy.replace(&quoted, &serde_json::to_string(id).ok()?);
+    if serde_json::from_str::<Value>(&plain).ok().as_ref() == Some(&doc) {
+        return Some(plain);
+    }
+    serde_json::to_string(&doc).ok()
+}
+
+/// AWS's shape of a unique id: a 4-letter prefix and 17 upper-case letters and digits.
+fn unique_id(prefix: &str, random: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut id = prefix.to_string();
+    id.extend(
+        random
+            .iter()
+            .take(17)
+            .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char),
+    );
+    id
+}
+
+impl Kms {
+    /// Before a principal is deleted: every key policy and role trust policy naming it names
+    /// its unique id instead. Each row is verified before it is rewritten and sealed again; a
+    /// row that fails its check is left as it is (it is refused anyway) and reported.
+    pub async fn forget_principal(&self, arn: &str) -> Result<Forgotten, KmsError> {
+        let prefix = if arn.contains(":role/") {
+            "AROA"
+        } else {
+            "AIDA"
+        };
+        let random = self.hsm.random(17).await?;
+        let id = unique_id(prefix, &random);
+        let mut out = Forgotten {
+            unique_id: id.clone(),
+            ..Default::default()
+        };
+        for rec in self.keys.keys_whose_policy_contains(arn).await? {
+            let Some(policy) = forget_in_policy(&rec.policy, arn, &id) else {
+                continue;
+            };
+            let stored = rec.policy_mac.as_deref().unwrap_or_default();
+            if !self
+                .hsm
+                .row_mac_matches(policy_mac_input(&rec), stored)
+                .await?
+            {
+                tracing::error!(key_id = %rec.key_id, principal = arn, "a key policy naming a deleted principal fails its integrity check; left as it is (refused)");
+                continue;
+            }
+            let sealed = KeyRecord {
+                policy: policy.clone(),
+                ..rec.clone()
+            };
+            let mac = self.hsm.row_mac(policy_mac_input(&sealed)).await?;
+            if !self
+                .keys
+                .replace_key_policy(rec.key_id, &rec.policy, &policy, &mac)
+                .await?
+            {
+                return Err(KmsError::Conflict(format!(
+                    "the policy of key {} changed while {arn} was being deleted; run the command again",
+                    rec.arn()
+                )));
+            }
+            self.invalidate(Some(rec.key_id));
+            out.key_policies += 1;
+        }
+        for role in self.ids.roles_whose_trust_contains(arn).await? {
+            let Some(current) = self.ids.principal_authz(&role).await? else {
+                continue;
+            };
+            let Some(trust) = current
+                .trust_policy
+                .as_deref()
+                .and_then(|t| forget_in_policy(t, arn, &id))
+            else {
+                continue;
+            };
+            let name = role.rsplit('/').next().unwrap_or_default().to_string();
+            self.change_principal(
+                &role,
+                &PrincipalChange::PutRole {
+                    account_id: current.account_id.clone(),
+                    name,
+                    trust_policy: trust,
+                },
+            )
+            .await?;
+            out.trust_policies += 1;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
+
+    #[test]
+    fn only_principal_elements_are_rewritten_and_formatting_is_kept() {
+        let policy = "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [{\"Effect\": \"Allow\", \"Principal\": {\"AWS\": \"arn:aws:iam::111122223333:user/alice\"}, \"Action\": \"kms:*\", \"Resource\": \"*\"}]\n}";
+        let out = forget_in_policy(policy, ALICE, "AIDAEXAMPLE").unwrap();
+        assert_eq!(out, policy.replace(ALICE, "AIDAEXAMPLE"));
+        // In a condition too: the condition stays (a string comparison, as on AWS), so the
+        // document is written again rather than edited as text.
+        let both = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::111122223333:root","arn:aws:iam::111122223333:user/alice"]},"Action":"kms:*","Resource":"*","Condition":{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/alice"}}}]}"#;
+        let out: Value =
+            serde_json::from_str(&forget_in_policy(both, ALICE, "AIDAEXAMPLE").unwrap()).unwrap();
+        assert_eq!(
+            out["Statement"][0]["Principal"]["AWS"],
+            serde_json::json!(["arn:aws:iam::111122223333:root", "AIDAEXAMPLE"])
+        );
+        assert_eq!(
+            out["Statement"][0]["Condition"]["ArnEquals"]["aws:PrincipalArn"],
+            ALICE
+        );
+        // Not named as a principal (only in a condition, or another user): nothing to do.
+        let other = r#"{"Statement":{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alicex"},"Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:user/alice"}}}}"#;
+        assert_eq!(forget_in_policy(other, ALICE, "AIDAEXAMPLE"), None);
+    }
+
+    #[test]
+    fn unique_ids_look_like_aws_ids() {
+        let id = unique_id(
+            "AIDA",
+            &[
+                0, 31, 32, 255, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+            ],
+        );
+        assert_eq!(id.len(), 21);
+        assert!(id.starts_with("AIDA"));
+        assert!(id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+    }
+}
