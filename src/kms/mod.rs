@@ -1134,6 +1134,12 @@ impl Kms {
                 return Err(KmsError::KeyUnavailable);
             }
         }
+        // A deleted key's rows put back (from an older backup) are sealed rows: its DeleteKey
+        // event in the trail refuses them (removing the event breaks the chain).
+        if self.keys.deleted_per_trail(&rec.arn()).await? {
+            tracing::error!(key_id = %rec.key_id, "the audit trail records this key's deletion, but its rows are in the database again (put back from a backup?); refusing to use it");
+            return Err(KmsError::KeyUnavailable);
+        }
         let rec = Arc::new(rec);
         self.meta.lock().unwrap().put(id, rec.clone());
         Ok(Some(rec))

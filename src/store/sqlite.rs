@@ -797,6 +797,14 @@ impl KeyStore for SqliteStore {
         Ok(n == 1)
     }
 
+    async fn deleted_per_trail(&self, arn: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit_events WHERE event_name = 'DeleteKey' AND json_extract(key_arns, '$[0]') = ?1)")
+            .bind(arn)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
     async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError> {
         let q =
             format!("SELECT {KEY_COLUMNS} FROM keys WHERE instr(policy, ?1) > 0 ORDER BY key_id");

@@ -1498,6 +1498,69 @@ async fn a_key_made_pending_deletion_with_sql_is_never_shredded() {
     assert!(ok, "{out}");
 }
 
+/// A key deleted at the end of its waiting period is put back into the database from an older
+/// backup (its rows, MACs and all, as they were sealed): the trail records its deletion, so
+/// its rows are refused, on a node that never saw it. Removing the DeleteKey event to hide the
+/// deletion breaks the chain, which `kms audit verify` reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_key_put_back_from_a_backup_is_refused() {
+    let s = clocked().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let id = s.db.key(&key);
+    // The "backup": the key's rows as they are now.
+    for (stash, table) in [("stash_keys", "keys"), ("stash_materials", "key_materials")] {
+        s.db.execute(&format!(
+            "CREATE TABLE {stash} AS SELECT * FROM {table} WHERE key_id = {id}"
+        ))
+        .await;
+    }
+    c.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    s.advance_days(8);
+    let gone = |c: aws_sdk_kms::Client, k: String| async move {
+        matches!(c.describe_key().key_id(k).send().await, Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("NotFoundException"))
+    };
+    let (c2, k2) = (c.clone(), key.clone());
+    eventually("the key to be deleted", move || {
+        gone(c2.clone(), k2.clone())
+    })
+    .await;
+    // The restore.
+    s.db.execute("INSERT INTO keys SELECT * FROM stash_keys")
+        .await;
+    s.db.execute("INSERT INTO key_materials SELECT * FROM stash_materials")
+        .await;
+    let node2 = s.second_node();
+    let fresh = s.client_of(&node2, &s.access_key_id, &s.secret);
+    for client in [&c, &fresh] {
+        let (code_, msg) = message(client.decrypt().ciphertext_blob(blob.clone()).send().await);
+        assert_eq!(code_, "KeyUnavailableException", "{msg}");
+        assert_eq!(
+            code(client.encrypt().key_id(&key).plaintext(pt()).send().await),
+            "KeyUnavailableException"
+        );
+    }
+    // Hiding the deletion means editing the trail, which verification catches.
+    s.db.execute("DELETE FROM audit_events WHERE event_name = 'DeleteKey'")
+        .await;
+    let (ok, out) = audit_verify(&s);
+    assert!(!ok, "the trail verified without its DeleteKey event: {out}");
+}
+
 /// Runs the requests at once (each on its own task) and returns their results in order.
 async fn all<F, T>(requests: impl IntoIterator<Item = F>) -> Vec<T>
 where
