@@ -783,15 +783,15 @@ impl Kms {
             }
         }
         let mut deleted = 0;
-        let mut judged = std::collections::HashSet::new();
+        // Page by (deletion date, key id): a row that is refused below does not hold back the
+        // genuine deletions after it.
+        let mut after = None;
         loop {
-            let due = self.keys.keys_due_for_deletion(now, 100).await?;
-            let mut progress = false;
+            let due = self.keys.keys_due_for_deletion(now, after, 100).await?;
+            after = due
+                .last()
+                .and_then(|k| k.deletion_date.map(|d| (d, k.key_id)));
             for k in &due {
-                if !judged.insert(k.key_id) {
-                    continue;
-                }
-                progress = true;
                 // Only a deletion the service scheduled: the state and date as sealed. A row
                 // made pending deletion in the database is refused, never shredded.
                 let stored = k.state_mac.as_deref().unwrap_or_default();
@@ -819,7 +819,7 @@ impl Kms {
                 )
                 .await;
             }
-            if !progress || due.len() < 100 {
+            if due.len() < 100 {
                 break;
             }
         }

@@ -422,7 +422,8 @@ pub trait KeyStore: Send + Sync {
     /// must be exactly the records' keys, else `Conflict`), with each key's new rotation state
     /// (`updates`: current version, schedule, on-demand count; each written only where the row
     /// still carries the MAC it was verified with). `scheduled`: the scheduled rotation, which
-    /// commits only while the keys are still enabled (else `Conflict`).
+    /// commits only while the rotated key (the first record's) is still enabled (else
+    /// `Conflict`); its replicas follow in any state.
     async fn add_material(
         &self,
         ms: &[MaterialRecord],
@@ -477,10 +478,12 @@ pub trait KeyStore: Send + Sync {
     /// claimed: `add_material` with `due_at` decides which node's rotation counts.
     async fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError>;
     /// Keys whose deletion date has passed at `now` (pending deletion; a multi-Region primary
-    /// only once it has no replica left), oldest first, at most `limit`. Nothing is claimed.
+    /// only once it has no replica left), oldest first, after `after` (a deletion date and key
+    /// id, the last of the previous page), at most `limit`. Nothing is claimed.
     async fn keys_due_for_deletion(
         &self,
         now: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError>;
     /// Delete a key found due (its material, aliases, tags, grants and import go with it),

@@ -776,7 +776,10 @@ impl KeyStore for PgStore {
         // commit leaves the key due; a second node's attempt finds the row no longer as it
         // verified it.
         for u in updates {
-            apply_rotation(&mut tx, u, scheduled).await?;
+            // A scheduled rotation needs the rotated key enabled; its replicas follow it in
+            // any state.
+            let rotated = ms.first().is_some_and(|m| m.key_id == u.key_id);
+            apply_rotation(&mut tx, u, scheduled && rotated).await?;
         }
         tx.commit().await.map_err(map_err)
     }
@@ -954,16 +957,20 @@ impl KeyStore for PgStore {
     async fn keys_due_for_deletion(
         &self,
         now: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError> {
         let q = format!(
             "SELECT {KEY_COLUMNS} FROM keys k WHERE key_state = 'PendingDeletion' AND deletion_date <= $1 \
              AND NOT (mrk_primary AND EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)) \
+             AND ($3 IS NULL OR (deletion_date, key_id) > ($3, $4)) \
              ORDER BY deletion_date, key_id LIMIT $2"
         );
         let rows = sqlx::query(&q)
             .bind(now)
             .bind(limit)
+            .bind(after.map(|a| a.0))
+            .bind(after.map(|a| a.1))
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;

@@ -871,7 +871,10 @@ impl KeyStore for SqliteStore {
         }
         // The schedule moves in the same transaction as the material.
         for u in updates {
-            apply_rotation(&mut tx, u, scheduled).await?;
+            // A scheduled rotation needs the rotated key enabled; its replicas follow it in
+            // any state.
+            let rotated = ms.first().is_some_and(|m| m.key_id == u.key_id);
+            apply_rotation(&mut tx, u, scheduled && rotated).await?;
         }
         tx.commit().await.map_err(map_err)
     }
@@ -1052,16 +1055,20 @@ impl KeyStore for SqliteStore {
     async fn keys_due_for_deletion(
         &self,
         now: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError> {
         let q = format!(
             "SELECT {KEY_COLUMNS} FROM keys k WHERE key_state = 'PendingDeletion' AND deletion_date <= ?1 \
              AND NOT (mrk_primary AND EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)) \
+             AND (?3 IS NULL OR (deletion_date, key_id) > (?3, ?4)) \
              ORDER BY deletion_date, key_id LIMIT ?2"
         );
         let rows = sqlx::query(&q)
             .bind(now)
             .bind(limit)
+            .bind(after.map(|a| a.0))
+            .bind(after.map(|a| a.1))
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
@@ -3151,7 +3158,7 @@ mod tests {
             .await
             .unwrap());
 
-        let deleted = s.keys_due_for_deletion(now, 10).await.unwrap();
+        let deleted = s.keys_due_for_deletion(now, None, 10).await.unwrap();
         assert_eq!(
             deleted.iter().map(|k| k.key_id).collect::<Vec<_>>(),
             vec![replica]
@@ -3219,9 +3226,13 @@ mod tests {
             .unwrap();
 
         // Oldest first; two callers at once: each due key is deleted by exactly one.
-        let found = s.keys_due_for_deletion(now, 10).await.unwrap();
+        let found = s.keys_due_for_deletion(now, None, 10).await.unwrap();
         assert_eq!(found.iter().map(|k| k.key_id).collect::<Vec<_>>(), due);
-        assert_eq!(s.keys_due_for_deletion(now, 2).await.unwrap().len(), 2);
+        let page = s.keys_due_for_deletion(now, None, 2).await.unwrap();
+        assert_eq!(page.len(), 2);
+        let last = page.last().map(|k| (k.deletion_date.unwrap(), k.key_id));
+        let next = s.keys_due_for_deletion(now, last, 10).await.unwrap();
+        assert_eq!(next.iter().map(|k| k.key_id).collect::<Vec<_>>(), due[2..]);
         let mut deleted = 0;
         for k in &found {
             let (a, b) = tokio::join!(s.delete_due_key(k, now), s.delete_due_key(k, now));
@@ -3229,7 +3240,11 @@ mod tests {
             deleted += 1;
         }
         assert_eq!(deleted, 4);
-        assert!(s.keys_due_for_deletion(now, 10).await.unwrap().is_empty());
+        assert!(s
+            .keys_due_for_deletion(now, None, 10)
+            .await
+            .unwrap()
+            .is_empty());
         // A row that changed since it was read is not deleted.
         let mut stale = s.key(later).await.unwrap().unwrap();
         stale.state_mac = Some(vec![9; 32]);

@@ -454,6 +454,32 @@ async fn rotation_is_shared_and_driven_by_the_primary() {
     let newest = encrypt(&west, &key).await;
     decrypt(&east, &newest).await;
     decrypt(&east, &old).await;
+
+    // A disabled replica does not hold up the primary's schedule: it follows.
+    west.disable_key().key_id(&key).send().await.unwrap();
+    s.advance_days(91);
+    let west3 = west.clone();
+    let k3 = key.clone();
+    eventually(
+        "the scheduled rotation with a disabled replica",
+        move || {
+            let (w, k) = (west3.clone(), k3.clone());
+            async move {
+                w.list_key_rotations()
+                    .key_id(&k)
+                    .send()
+                    .await
+                    .map(|o| o.rotations.unwrap_or_default().len() == 3)
+                    .unwrap_or(false)
+            }
+        },
+    )
+    .await;
+    west.enable_key().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        describe(&east, &key).await.current_key_material_id,
+        describe(&west, &key).await.current_key_material_id
+    );
 }
 
 #[tokio::test]
