@@ -181,6 +181,9 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
             "kms init: {} rows carry no MAC and are refused until an operator reviews and seals them: run `kms admin seal`",
             unsealed.len()
         );
+    } else if sealed_coverage(store.as_ref()).await?.1.len() < MAC_KINDS.len() {
+        // Every row carries every MAC: from now on a MAC missing is a MAC removed.
+        record_coverage(s, store.as_ref()).await?;
     }
     let given_id = std::env::var("KMS_ADMIN_ACCESS_KEY_ID")
         .ok()
@@ -621,14 +624,27 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             eprintln!("kms admin: access key {access_key_id} deleted");
         }
         AdminCommand::Seal { confirm } => {
-            let rows = unsealed_rows(&kms).await?;
+            // Rows of a kind the trail says every row carried (a SealCoverage event) had their
+            // MAC removed: tampering, never offered for sealing.
+            let (coverage_seq, covered) = sealed_coverage(store.as_ref()).await?;
+            let (cleared, rows): (Vec<UnsealedRow>, Vec<UnsealedRow>) = unsealed_rows(&kms)
+                .await?
+                .into_iter()
+                .partition(|r| covered.iter().any(|k| k == r.row.kind()));
+            for r in &cleared {
+                eprintln!(
+                    "kms admin: REFUSED {}: it has no MAC, but every row of its kind carried one when the trail's SealCoverage event {} was recorded; its MAC was removed in the database. It is never sealed: restore the row from a backup, or delete it",
+                    r.name,
+                    coverage_seq.unwrap_or_default()
+                );
+            }
             let digest = rows_digest(&rows);
             let Some(confirm) = confirm else {
                 for r in &rows {
                     println!("{}", r.shown);
                 }
                 if rows.is_empty() {
-                    eprintln!("kms admin: every row carries a MAC; nothing to seal");
+                    eprintln!("kms admin: no row can be sealed");
                 } else {
                     eprintln!(
                         "kms admin: {} rows above carry no MAC and are refused. Review them; to seal exactly these: kms admin seal --confirm {digest}",
@@ -663,6 +679,13 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                     ));
                 }
                 eprintln!("kms admin: sealed {}", r.name);
+            }
+            let (_, left): (Vec<UnsealedRow>, Vec<UnsealedRow>) = unsealed_rows(&kms)
+                .await?
+                .into_iter()
+                .partition(|r| covered.iter().any(|k| k == r.row.kind()));
+            if left.is_empty() {
+                record_coverage(s, store.as_ref()).await?;
             }
         }
     }
@@ -756,6 +779,58 @@ fn describe_admin(cmd: &AdminCommand) -> (&'static str, String, serde_json::Valu
     }
 }
 
+/// Every kind of row MAC. A `SealCoverage` event in the trail lists the kinds every row
+/// carried when it was recorded (by `kms init` on a database with nothing unsealed, and by
+/// `kms admin seal` once nothing is left to seal); afterwards a row of such a kind without its
+/// MAC had it removed in the database.
+const MAC_KINDS: &[&str] = &[
+    "principal",
+    "key-policy",
+    "key-state",
+    "alias",
+    "key-attributes",
+    "key-rotation",
+    "key-tags",
+];
+
+/// The latest `SealCoverage` event's sequence number and the MAC kinds it lists.
+async fn sealed_coverage(store: &dyn Store) -> Result<(Option<i64>, Vec<String>), Error> {
+    let Some(row) = store
+        .last_seal_coverage()
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok((None, vec![]));
+    };
+    let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or_default();
+    let kinds = body
+        .pointer("/requestParameters/details/kinds")
+        .and_then(|k| k.as_array())
+        .map(|k| {
+            k.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((Some(row.seq), kinds))
+}
+
+/// Record that every row carries every kind of MAC.
+async fn record_coverage(s: &Settings, store: &dyn Store) -> Result<(), Error> {
+    crate::audit::record_direct(
+        store,
+        crate::audit::admin_event(
+            "SealCoverage",
+            "*",
+            &operator(),
+            serde_json::json!({ "kinds": MAC_KINDS }),
+        ),
+        open_anchor(s)?.as_deref(),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
 /// One row without a MAC, as `kms admin seal` shows it.
 enum Unsealed {
     Principal(String, crate::store::PrincipalAuthz),
@@ -765,6 +840,21 @@ enum Unsealed {
     KeyAttrs(crate::store::KeyRecord),
     KeyRotation(crate::store::KeyRecord),
     KeyTags(crate::store::KeyRecord, Vec<crate::store::Tag>),
+}
+
+impl Unsealed {
+    /// Its kind of MAC (one of [`MAC_KINDS`]).
+    fn kind(&self) -> &'static str {
+        match self {
+            Unsealed::Principal(..) => "principal",
+            Unsealed::KeyPolicy(_) => "key-policy",
+            Unsealed::KeyState(_) => "key-state",
+            Unsealed::Alias(_) => "alias",
+            Unsealed::KeyAttrs(_) => "key-attributes",
+            Unsealed::KeyRotation(_) => "key-rotation",
+            Unsealed::KeyTags(..) => "key-tags",
+        }
+    }
 }
 
 struct UnsealedRow {

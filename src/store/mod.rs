@@ -850,6 +850,8 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
     /// The chain head: the last sequence number and its hash.
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
+    /// The last `SealCoverage` event, if any.
+    async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError>;
     /// Events after `after` in sequence order, at most `limit`.
     async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError>;
     async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError>;

@@ -2174,6 +2174,17 @@ impl AuditStore for PgStore {
         Ok((r.get("seq"), r.get("hash")))
     }
 
+    async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
+             FROM audit_events WHERE event_name = 'SealCoverage' ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.as_ref().map(audit_row))
+    }
+
     async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \

@@ -603,10 +603,31 @@ async fn a_principal_inserted_with_sql_is_never_sealed_as_a_side_effect() {
         code(judy.encrypt().key_id(&key).plaintext(pt()).send().await),
         "AccessDeniedException"
     );
-    // The explicit command shows exactly what it would seal.
+    // The explicit command does not offer her for sealing either: this deployment's trail
+    // records that every row carried its MAC (SealCoverage, written by `kms init`), so a
+    // missing MAC is a removed one. It names her as refused.
     let out = s.admin(&["seal"], &[]);
-    let shown = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(shown.contains(&arn) && shown.contains("sneaky"), "{shown}");
+    let (shown, said) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(!shown.contains(&arn), "offered for sealing: {shown}");
+    assert!(said.contains("REFUSED") && said.contains(&arn), "{said}");
+    let digest = rows_digest_of(&said);
+    let out = s.admin(&["seal", "--confirm", &digest], &[]);
+    assert!(!out.status.success(), "sealed with no row to seal");
+    assert_eq!(
+        code(judy.encrypt().key_id(&key).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
+}
+
+/// The digest `kms admin seal` offers (or sixty-four zeros when it offers none).
+fn rows_digest_of(said: &str) -> String {
+    said.split("--confirm ")
+        .nth(1)
+        .map(|d| d.trim().to_string())
+        .unwrap_or_else(|| "0".repeat(64))
 }
 
 async fn key_arn(c: &aws_sdk_kms::Client, key: &str) -> String {
