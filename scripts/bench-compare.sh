@@ -65,7 +65,7 @@ start() {
     done
     die "$name did not start (see $W/$name.log)"
 }
-stop() { [ -n "$PID" ] && { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; }; }
+stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi; }
 trap 'stop; git -C "$ROOT" worktree remove --force "$ROOT/.bench-compare-src" 2>/dev/null || true' EXIT
 
 setup a "$ROOT/target/bench-a/release/kms" 4791
