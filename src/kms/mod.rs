@@ -395,8 +395,9 @@ pub(crate) fn attrs_mac_input(k: &KeyRecord) -> Vec<u8> {
     )
 }
 
-/// What a key's rotation MAC covers: its identity and what rotation and primary moves change
-/// (current material version, schedule, on-demand count, primary flag).
+/// What a key's rotation MAC covers: its identity and creation time (a deletion recorded in
+/// the trail after it refuses the row), and what rotation and primary moves change (current
+/// material version, schedule, on-demand count, primary flag).
 pub(crate) fn rotation_mac_input(k: &KeyRecord) -> Vec<u8> {
     let period = k
         .rotation_period_days
@@ -406,12 +407,14 @@ pub(crate) fn rotation_mac_input(k: &KeyRecord) -> Vec<u8> {
         .next_rotation_date
         .map(|d| d.timestamp_micros().to_be_bytes().to_vec())
         .unwrap_or_default();
+    let created = k.created_at.timestamp_micros().to_be_bytes();
     mac_input(
         "kms.key-rotation.v1",
         &[
             k.key_id.as_bytes(),
             k.account_id.as_bytes(),
             k.region.as_bytes(),
+            &created,
             &k.current_version.to_be_bytes(),
             &[k.rotation_enabled as u8],
             &period,
@@ -1135,8 +1138,14 @@ impl Kms {
             }
         }
         // A deleted key's rows put back (from an older backup) are sealed rows: its DeleteKey
-        // event in the trail refuses them (removing the event breaks the chain).
-        if self.keys.deleted_per_trail(&rec.arn()).await? {
+        // event in the trail, later than the key's sealed creation time, refuses them (removing
+        // the event breaks the chain). A multi-Region replica deleted and replicated again has
+        // the same ARN and a later creation time.
+        if self
+            .keys
+            .deleted_per_trail(&rec.arn(), rec.created_at)
+            .await?
+        {
             tracing::error!(key_id = %rec.key_id, "the audit trail records this key's deletion, but its rows are in the database again (put back from a backup?); refusing to use it");
             return Err(KmsError::KeyUnavailable);
         }

@@ -389,8 +389,13 @@ pub trait KeyStore: Send + Sync {
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
     /// Customer managed keys of an account in a region, in any state (the key quota).
     async fn count_customer_keys(&self, account_id: &str, region: &str) -> Result<i64, StoreError>;
-    /// Whether the audit trail records the deletion of the key `arn` (a `DeleteKey` event).
-    async fn deleted_per_trail(&self, arn: &str) -> Result<bool, StoreError>;
+    /// Whether the audit trail records the deletion of the key `arn` (a `DeleteKey` event)
+    /// after `created_at`.
+    async fn deleted_per_trail(
+        &self,
+        arn: &str,
+        created_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Keys (of every account) whose policy text contains `text`.
     async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError>;
     /// Replace a key's policy with `policy` and its MAC, provided it is still `expected`;

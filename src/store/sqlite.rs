@@ -797,9 +797,14 @@ impl KeyStore for SqliteStore {
         Ok(n == 1)
     }
 
-    async fn deleted_per_trail(&self, arn: &str) -> Result<bool, StoreError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit_events WHERE event_name = 'DeleteKey' AND json_extract(key_arns, '$[0]') = ?1)")
+    async fn deleted_per_trail(
+        &self,
+        arn: &str,
+        created_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit_events WHERE event_name = 'DeleteKey' AND json_extract(key_arns, '$[0]') = ?1 AND event_time > ?2)")
             .bind(arn)
+            .bind(created_at)
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)

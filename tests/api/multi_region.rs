@@ -482,6 +482,35 @@ async fn rotation_is_shared_and_driven_by_the_primary() {
     );
 }
 
+/// A replica deleted at the end of its waiting period can be replicated into its region again
+/// (same key id and ARN, as on AWS), and the new replica works: the trail's DeleteKey event
+/// refuses only rows created before it.
+#[tokio::test]
+async fn a_replica_deleted_can_be_replicated_again() {
+    let s = clocked().await;
+    let (east, west) = (s.client(), s.client_in(OTHER_REGION));
+    let key = mrk(&east).await;
+    replicate(&east, &key).await;
+    let blob = encrypt(&west, &key).await;
+    west.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    s.advance_days(8);
+    let (w2, k2) = (west.clone(), key.clone());
+    eventually("the replica's deletion", move || {
+        let (w, k) = (w2.clone(), k2.clone());
+        async move { w.describe_key().key_id(&k).send().await.is_err() }
+    })
+    .await;
+    replicate(&east, &key).await;
+    let again = encrypt(&west, &key).await;
+    decrypt(&west, &again).await;
+    decrypt(&west, &blob).await;
+}
+
 #[tokio::test]
 async fn a_primary_with_replicas_is_deleted_only_after_them() {
     let s = clocked().await;
