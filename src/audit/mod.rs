@@ -568,31 +568,15 @@ fn new_event(
 pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
     let arns = key_arns_of(c.request, c.response);
-    let account = c.identity.map(|i| i.account_id.clone());
-    let mut e = json!({
-        "eventVersion": "1.11",
-        "eventTime": c.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "eventSource": if c.sts { "sts.amazonaws.com" } else { "kms.amazonaws.com" },
-        "eventName": c.operation,
-        "awsRegion": c.region,
-        "sourceIPAddress": c.source_ip,
-        "userAgent": c.user_agent,
-        "userIdentity": user_identity(c.identity),
-        "requestParameters": c.request.map(request_parameters).unwrap_or(Value::Null),
-        "responseElements": if c.error.is_none() { response_elements(c.operation, c.response) } else { Value::Null },
-        "requestID": c.request_id,
-        "eventID": event_id.to_string(),
-        "readOnly": read_only(c.operation),
-        "resources": arns.iter().map(|a| json!({
-            "accountId": a.split(':').nth(4).unwrap_or_default(),
-            "type": "AWS::KMS::Key",
-            "ARN": a,
-        })).collect::<Vec<_>>(),
-        "eventType": "AwsApiCall",
-        "managementEvent": true,
-        "recipientAccountId": account,
-        "eventCategory": "Management",
-    });
+    let mut e = api_body(c, &arns, event_id);
+    e["eventName"] = json!(c.operation);
+    e["responseElements"] = if c.error.is_none() {
+        response_elements(c.operation, c.response)
+    } else {
+        Value::Null
+    };
+    e["readOnly"] = json!(read_only(c.operation));
+    e["eventType"] = json!("AwsApiCall");
     if let Some((code, message)) = c.error {
         e["errorCode"] = json!(code);
         e["errorMessage"] = json!(message);
@@ -603,7 +587,33 @@ pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
             e["tlsDetails"]["clientCertificateSha256"] = json!(fp);
         }
     }
+    let account = c.identity.map(|i| i.account_id.clone());
     new_event(c.operation, account, arns, &e, c.time, event_id)
+}
+
+/// What an API call's events (its intent and its outcome) have in common.
+fn api_body(c: &ApiCall<'_>, arns: &[String], event_id: Uuid) -> Value {
+    json!({
+        "eventVersion": "1.11",
+        "eventTime": c.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "eventSource": if c.sts { "sts.amazonaws.com" } else { "kms.amazonaws.com" },
+        "awsRegion": c.region,
+        "sourceIPAddress": c.source_ip,
+        "userAgent": c.user_agent,
+        "userIdentity": user_identity(c.identity),
+        "requestParameters": c.request.map(request_parameters).unwrap_or(Value::Null),
+        "responseElements": Value::Null,
+        "requestID": c.request_id,
+        "eventID": event_id.to_string(),
+        "resources": arns.iter().map(|a| json!({
+            "accountId": a.split(':').nth(4).unwrap_or_default(),
+            "type": "AWS::KMS::Key",
+            "ARN": a,
+        })).collect::<Vec<_>>(),
+        "managementEvent": true,
+        "recipientAccountId": c.identity.map(|i| i.account_id.as_str()),
+        "eventCategory": "Management",
+    })
 }
 
 /// The event recorded before a call that may change something runs (`ApiCallStarted`): who
@@ -613,32 +623,12 @@ pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
 pub fn intent_event(c: &ApiCall<'_>) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
     let arns = key_arns_of(c.request, None);
+    let mut e = api_body(c, &arns, event_id);
+    e["eventName"] = json!(INTENT_EVENT);
+    e["additionalEventData"] = json!({ "operation": c.operation });
+    e["readOnly"] = json!(false);
+    e["eventType"] = json!("AwsApiCallIntent");
     let account = c.identity.map(|i| i.account_id.clone());
-    let e = json!({
-        "eventVersion": "1.11",
-        "eventTime": c.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "eventSource": if c.sts { "sts.amazonaws.com" } else { "kms.amazonaws.com" },
-        "eventName": INTENT_EVENT,
-        "awsRegion": c.region,
-        "sourceIPAddress": c.source_ip,
-        "userAgent": c.user_agent,
-        "userIdentity": user_identity(c.identity),
-        "requestParameters": c.request.map(request_parameters).unwrap_or(Value::Null),
-        "responseElements": Value::Null,
-        "additionalEventData": { "operation": c.operation },
-        "requestID": c.request_id,
-        "eventID": event_id.to_string(),
-        "readOnly": false,
-        "resources": arns.iter().map(|a| json!({
-            "accountId": a.split(':').nth(4).unwrap_or_default(),
-            "type": "AWS::KMS::Key",
-            "ARN": a,
-        })).collect::<Vec<_>>(),
-        "eventType": "AwsApiCallIntent",
-        "managementEvent": true,
-        "recipientAccountId": account,
-        "eventCategory": "Management",
-    });
     new_event(INTENT_EVENT, account, arns, &e, c.time, event_id)
 }
 
@@ -676,12 +666,12 @@ pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) ->
 /// The event recorded before the service changes something by itself
 /// (`ServiceActionStarted`, naming the action and the key).
 pub fn service_intent_event(action: &str, key_arn: &str, region: &str) -> NewAuditEvent {
-    let mut e = service_event(action, key_arn, region, json!({ "action": action }));
-    let mut body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
-    body["eventName"] = json!(SERVICE_INTENT_EVENT);
-    e.event_name = SERVICE_INTENT_EVENT.to_string();
-    e.body = canonical(&body);
-    e
+    service_event(
+        SERVICE_INTENT_EVENT,
+        key_arn,
+        region,
+        json!({ "action": action }),
+    )
 }
 
 /// The name of the event recorded before the service changes something by itself.
@@ -716,13 +706,24 @@ pub fn security_event(name: &str, details: Value) -> NewAuditEvent {
 
 /// The event for an operator's `kms admin` change.
 pub fn admin_event(action: &str, target: &str, operator: &str, details: Value) -> NewAuditEvent {
+    operator_event(action, target, operator, details, Value::Null)
+}
+
+/// An operator's event named `name`, with `additional` as its `additionalEventData` unless null.
+fn operator_event(
+    name: &str,
+    target: &str,
+    operator: &str,
+    details: Value,
+    additional: Value,
+) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
     let time = Utc::now();
-    let e = json!({
+    let mut e = json!({
         "eventVersion": "1.11",
         "eventTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "eventSource": "kms-admin",
-        "eventName": action,
+        "eventName": name,
         "awsRegion": Value::Null,
         "sourceIPAddress": "localhost",
         "userAgent": "kms admin",
@@ -736,7 +737,10 @@ pub fn admin_event(action: &str, target: &str, operator: &str, details: Value) -
         "managementEvent": true,
         "eventCategory": "Management",
     });
-    new_event(action, None, vec![], &e, time, event_id)
+    if !additional.is_null() {
+        e["additionalEventData"] = additional;
+    }
+    new_event(name, None, vec![], &e, time, event_id)
 }
 
 /// The event recorded before a `kms admin` command changes anything (`AdminCommandStarted`):
@@ -747,13 +751,13 @@ pub fn admin_intent_event(
     operator: &str,
     details: Value,
 ) -> NewAuditEvent {
-    let mut e = admin_event(action, target, operator, details);
-    let mut body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
-    body["eventName"] = json!(ADMIN_INTENT_EVENT);
-    body["additionalEventData"] = json!({ "command": action });
-    e.event_name = ADMIN_INTENT_EVENT.to_string();
-    e.body = canonical(&body);
-    e
+    operator_event(
+        ADMIN_INTENT_EVENT,
+        target,
+        operator,
+        details,
+        json!({ "command": action }),
+    )
 }
 
 /// The name of the event recorded before a `kms admin` command runs.

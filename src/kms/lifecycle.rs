@@ -760,10 +760,8 @@ impl Kms {
         for rec in self.keys.replica_deletions_done().await? {
             // Only a wait the service started (state and waiting period as sealed): a row
             // made to wait for replicas in the database is never sealed as pending deletion.
-            let stored = rec.state_mac.as_deref().unwrap_or_default();
             if !self
-                .hsm
-                .row_mac_matches(super::state_mac_input(&rec), stored)
+                .sealed(super::state_mac_input(&rec), &rec.state_mac)
                 .await?
             {
                 tracing::error!(key_id = %rec.key_id, "a primary waiting for its replicas' deletion failed its state integrity check; not scheduling its deletion");
@@ -775,7 +773,12 @@ impl Kms {
                 .await?;
             if self
                 .keys
-                .start_primary_deletion(rec.key_id, when, &mac, stored)
+                .start_primary_deletion(
+                    rec.key_id,
+                    when,
+                    &mac,
+                    rec.state_mac.as_deref().unwrap_or_default(),
+                )
                 .await?
             {
                 tracing::info!(key_id = %rec.key_id, "multi-Region primary key has no replicas left; its deletion waiting period starts");
@@ -794,12 +797,7 @@ impl Kms {
             for k in &due {
                 // Only a deletion the service scheduled: the state and date as sealed. A row
                 // made pending deletion in the database is refused, never shredded.
-                let stored = k.state_mac.as_deref().unwrap_or_default();
-                if !self
-                    .hsm
-                    .row_mac_matches(super::state_mac_input(k), stored)
-                    .await?
-                {
+                if !self.sealed(super::state_mac_input(k), &k.state_mac).await? {
                     tracing::error!(key_id = %k.key_id, "a key due for deletion failed its state integrity check; not deleting it");
                     continue;
                 }

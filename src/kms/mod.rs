@@ -783,6 +783,19 @@ impl Kms {
         }
     }
 
+    /// Whether a row's stored MAC (none for a row stored before it had one) is the token's MAC
+    /// over `input`.
+    pub(crate) async fn sealed(
+        &self,
+        input: Vec<u8>,
+        stored: &Option<Vec<u8>>,
+    ) -> Result<bool, KmsError> {
+        Ok(self
+            .hsm
+            .row_mac_matches(input, stored.as_deref().unwrap_or_default())
+            .await?)
+    }
+
     async fn principal_mac_holds(&self, arn: &str, a: &PrincipalAuthz) -> Result<bool, KmsError> {
         Ok(match &a.mac {
             Some(mac) => {
@@ -840,10 +853,8 @@ impl Kms {
         }
         crate::metrics::cache("key_tags", false);
         let tags = self.keys.tags(rec.key_id).await?;
-        let stored = rec.tags_mac.as_deref().unwrap_or_default();
         if !self
-            .hsm
-            .row_mac_matches(tags_mac_input(rec, &tags), stored)
+            .sealed(tags_mac_input(rec, &tags), &rec.tags_mac)
             .await?
         {
             tracing::error!(key_id = %rec.key_id, sealed = rec.tags_mac.is_some(), "key tags failed their integrity check (altered in the database, or stored before tags were sealed: review with `kms admin seal`); refusing to use the key");
@@ -1131,8 +1142,7 @@ impl Kms {
             ),
         ];
         for (what, input, stored) in checks {
-            let stored = stored.as_deref().unwrap_or_default();
-            if !self.hsm.row_mac_matches(input, stored).await? {
+            if !self.sealed(input, stored).await? {
                 tracing::error!(key_id = %rec.key_id, state = %rec.key_state, "{what}; refusing to use the key");
                 return Err(KmsError::KeyUnavailable);
             }
@@ -1723,12 +1733,8 @@ impl Kms {
             )));
         }
         for r in &rows {
-            let stored = r.rotation_mac.as_deref().unwrap_or_default();
             if r.account_id != rec.account_id
-                || !self
-                    .hsm
-                    .row_mac_matches(rotation_mac_input(r), stored)
-                    .await?
+                || !self.sealed(rotation_mac_input(r), &r.rotation_mac).await?
             {
                 tracing::error!(key_id = %r.key_id, region = %r.region, "key rotation state failed its integrity check; refusing to change it");
                 return Err(KmsError::KeyUnavailable);

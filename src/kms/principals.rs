@@ -94,12 +94,7 @@ impl Kms {
             let Some(policy) = forget_in_policy(&rec.policy, arn, &id) else {
                 continue;
             };
-            let stored = rec.policy_mac.as_deref().unwrap_or_default();
-            if !self
-                .hsm
-                .row_mac_matches(policy_mac_input(&rec), stored)
-                .await?
-            {
+            if !self.sealed(policy_mac_input(&rec), &rec.policy_mac).await? {
                 tracing::error!(key_id = %rec.key_id, principal = arn, "a key policy naming a deleted principal fails its integrity check; left as it is (refused)");
                 continue;
             }

@@ -302,8 +302,6 @@ pub trait GrantStore: Send + Sync {
     /// transaction, serialised across nodes): `Conflict` ([`QUOTA_EXCEEDED`]).
     async fn insert_grant(&self, g: &GrantRecord, max_grants: i64) -> Result<(), StoreError>;
     async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError>;
-    /// How many grants a key has (every node's: the per-key quota).
-    async fn count_grants(&self, key_id: Uuid) -> Result<i64, StoreError>;
     async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError>;
     async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError>;
     /// Delete a grant; false if it did not exist.

@@ -2160,14 +2160,6 @@ impl GrantStore for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn count_grants(&self, key_id: Uuid) -> Result<i64, StoreError> {
-        sqlx::query_scalar("SELECT count(*) FROM grants WHERE key_id = $1")
-            .bind(key_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)
-    }
-
     async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
         let q = format!(
             "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY created_at, grant_id"
