@@ -403,303 +403,324 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
             }
         }
     };
-    match cmd {
-        AdminCommand::CreateAccount { account_id, name } => {
-            if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("account ids are 12 digits, not '{account_id}'"));
-            }
-            store
-                .ensure_account(&account_id, &name)
+    // The command's event is prepared now: every write transaction of the command carries
+    // it as the change's record, so the change and the record that it committed are durable
+    // together; the event itself is chained once the command is done.
+    let done = crate::audit::admin_event(action, &target, &operator(), detail.clone());
+    let record = if matches!(cmd, AdminCommand::Seal { confirm: None }) {
+        None
+    } else {
+        Some(std::sync::Arc::new(
+            crate::audit::change_record_of(kms.hsm(), done.clone())
                 .await
-                .map_err(err)?;
-            eprintln!("kms admin: account {account_id} exists");
-        }
-        AdminCommand::CreateUser {
-            account_id,
-            user_name,
-        } => {
-            if !store.account_exists(&account_id).await.map_err(err)? {
-                return Err(format!(
-                    "no account {account_id}; create it with `kms admin create-account`"
-                ));
-            }
-            if !valid_name(&user_name) {
-                return Err("user names are 1 to 64 letters, digits and +=,.@_-".into());
-            }
-            let arn = format!("arn:aws:iam::{account_id}:user/{user_name}");
-            change(
-                arn.clone(),
-                PrincipalChange::CreateUser {
-                    account_id,
-                    name: user_name,
-                    admin: false,
-                },
-            )
-            .await?;
-            println!("{arn}");
-        }
-        AdminCommand::CreateRole {
-            account_id,
-            role_name,
-            trust_policy,
-        } => {
-            if !store.account_exists(&account_id).await.map_err(err)? {
-                return Err(format!(
-                    "no account {account_id}; create it with `kms admin create-account`"
-                ));
-            }
-            if !valid_name(&role_name) {
-                return Err("role names are 1 to 64 letters, digits and +=,.@_-".into());
-            }
-            let text = std::fs::read_to_string(&trust_policy)
-                .map_err(|e| format!("cannot read {}: {e}", trust_policy.display()))?;
-            crate::policy::parse(&text, crate::policy::PolicyKind::Key)
-                .map_err(|e| format!("the trust policy is not valid: {e}"))?;
-            let arn = format!("arn:aws:iam::{account_id}:role/{role_name}");
-            change(
-                arn.clone(),
-                PrincipalChange::PutRole {
-                    account_id,
-                    name: role_name,
-                    trust_policy: text,
-                },
-            )
-            .await?;
-            println!("{arn}");
-        }
-        AdminCommand::CreateAccessKey {
-            user_arn,
-            access_key_id,
-        } => {
-            need_principal(user_arn.clone()).await?;
-            match access_key_id {
-                Some(id) => {
-                    let secret = std::env::var("KMS_IMPORT_SECRET_ACCESS_KEY").map_err(|_| {
-                        "set KMS_IMPORT_SECRET_ACCESS_KEY to the secret to import".to_string()
-                    })?;
-                    kms.credentials
-                        .import(&user_arn, &id, &SecretString::from(secret))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    println!("AWS_ACCESS_KEY_ID={id}");
+                .map_err(|e| {
+                    format!(
+                        "the token cannot seal this command's record, so nothing was changed: {e}"
+                    )
+                })?,
+        ))
+    };
+    let settles = record.as_ref().map(|r| r.event.event_id);
+    let changed = crate::store::in_change(record, async {
+        match cmd {
+            AdminCommand::CreateAccount { account_id, name } => {
+                if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("account ids are 12 digits, not '{account_id}'"));
                 }
-                None => {
-                    let (id, secret) = kms
-                        .credentials
-                        .create(&user_arn)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    println!("AWS_ACCESS_KEY_ID={id}");
-                    println!("AWS_SECRET_ACCESS_KEY={}", secret.expose_secret());
-                }
+                store
+                    .ensure_account(&account_id, &name)
+                    .await
+                    .map_err(err)?;
+                eprintln!("kms admin: account {account_id} exists");
             }
-        }
-        AdminCommand::DeactivateAccessKey { access_key_id } => {
-            kms.credentials
-                .set_status(&access_key_id, false)
-                .await
-                .map_err(|e| e.to_string())?;
-            eprintln!("kms admin: access key {access_key_id} deactivated");
-        }
-        AdminCommand::ActivateAccessKey { access_key_id } => {
-            kms.credentials
-                .set_status(&access_key_id, true)
-                .await
-                .map_err(|e| e.to_string())?;
-            eprintln!("kms admin: access key {access_key_id} activated");
-        }
-        AdminCommand::PutUserPolicy {
-            user_arn,
-            policy_name,
-            policy_document,
-        } => {
-            need_principal(user_arn.clone()).await?;
-            let text = std::fs::read_to_string(&policy_document)
-                .map_err(|e| format!("cannot read {}: {e}", policy_document.display()))?;
-            crate::policy::parse(&text, crate::policy::PolicyKind::Identity)
-                .map_err(|e| format!("the policy document is not valid: {e}"))?;
-            if !(1..=128).contains(&policy_name.len())
-                || !policy_name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
-            {
-                return Err("policy names are 1 to 128 letters, digits and +=,.@_-".into());
-            }
-            change(
-                user_arn.clone(),
-                PrincipalChange::PutPolicy {
-                    name: policy_name.clone(),
-                    document: text,
-                },
-            )
-            .await?;
-            eprintln!("kms admin: policy {policy_name} attached to {user_arn}");
-        }
-        AdminCommand::DeleteUserPolicy {
-            user_arn,
-            policy_name,
-        } => {
-            need_principal(user_arn.clone()).await?;
-            change(
-                user_arn.clone(),
-                PrincipalChange::DeletePolicy {
-                    name: policy_name.clone(),
-                },
-            )
-            .await?;
-            eprintln!("kms admin: policy {policy_name} detached from {user_arn}");
-        }
-        AdminCommand::TagPrincipal { principal_arn, tag } => {
-            need_principal(principal_arn.clone()).await?;
-            let (k, v) = tag.split_once('=').ok_or("tags are given as key=value")?;
-            if !(1..=128).contains(&k.len()) || v.len() > 256 {
-                return Err("tag keys are 1 to 128 characters, values at most 256".into());
-            }
-            change(
-                principal_arn.clone(),
-                PrincipalChange::PutTag(crate::store::Tag {
-                    key: k.into(),
-                    value: v.into(),
-                }),
-            )
-            .await?;
-            eprintln!("kms admin: {principal_arn} tagged {k}={v}");
-        }
-        AdminCommand::SetIntegratedService {
-            principal_arn,
-            service,
-        } => {
-            if let Some(svc) = &service {
-                let ok = (1..=63).contains(&svc.len())
-                    && svc
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                    && !svc.starts_with('-');
-                if !ok {
+            AdminCommand::CreateUser {
+                account_id,
+                user_name,
+            } => {
+                if !store.account_exists(&account_id).await.map_err(err)? {
                     return Err(format!(
-                        "{svc:?} is not a service name (lower-case letters, digits and '-')"
+                        "no account {account_id}; create it with `kms admin create-account`"
                     ));
                 }
-            }
-            if !store.principal_exists(&principal_arn).await.map_err(err)? {
-                return Err(format!("no user or role {principal_arn}"));
-            }
-            change(
-                principal_arn.clone(),
-                PrincipalChange::SetService(service.clone()),
-            )
-            .await?;
-            match service {
-                Some(svc) => {
-                    eprintln!("kms admin: {principal_arn} now acts as the integrated service {svc}")
+                if !valid_name(&user_name) {
+                    return Err("user names are 1 to 64 letters, digits and +=,.@_-".into());
                 }
-                None => eprintln!("kms admin: {principal_arn} is no longer an integrated service"),
+                let arn = format!("arn:aws:iam::{account_id}:user/{user_name}");
+                change(
+                    arn.clone(),
+                    PrincipalChange::CreateUser {
+                        account_id,
+                        name: user_name,
+                        admin: false,
+                    },
+                )
+                .await?;
+                println!("{arn}");
             }
-        }
-        AdminCommand::DeletePrincipal { principal_arn } => {
-            if principal_arn == admin_arn(&s.account_id) {
-                return Err("the default account's administrator cannot be deleted".into());
+            AdminCommand::CreateRole {
+                account_id,
+                role_name,
+                trust_policy,
+            } => {
+                if !store.account_exists(&account_id).await.map_err(err)? {
+                    return Err(format!(
+                        "no account {account_id}; create it with `kms admin create-account`"
+                    ));
+                }
+                if !valid_name(&role_name) {
+                    return Err("role names are 1 to 64 letters, digits and +=,.@_-".into());
+                }
+                let text = std::fs::read_to_string(&trust_policy)
+                    .map_err(|e| format!("cannot read {}: {e}", trust_policy.display()))?;
+                crate::policy::parse(&text, crate::policy::PolicyKind::Key)
+                    .map_err(|e| format!("the trust policy is not valid: {e}"))?;
+                let arn = format!("arn:aws:iam::{account_id}:role/{role_name}");
+                change(
+                    arn.clone(),
+                    PrincipalChange::PutRole {
+                        account_id,
+                        name: role_name,
+                        trust_policy: text,
+                    },
+                )
+                .await?;
+                println!("{arn}");
             }
-            if !store.principal_exists(&principal_arn).await.map_err(err)? {
-                return Err(format!("no user or role {principal_arn}"));
+            AdminCommand::CreateAccessKey {
+                user_arn,
+                access_key_id,
+            } => {
+                need_principal(user_arn.clone()).await?;
+                match access_key_id {
+                    Some(id) => {
+                        let secret = std::env::var("KMS_IMPORT_SECRET_ACCESS_KEY").map_err(|_| {
+                            "set KMS_IMPORT_SECRET_ACCESS_KEY to the secret to import".to_string()
+                        })?;
+                        kms.credentials
+                            .import(&user_arn, &id, &SecretString::from(secret))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        println!("AWS_ACCESS_KEY_ID={id}");
+                    }
+                    None => {
+                        let (id, secret) = kms
+                            .credentials
+                            .create(&user_arn)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        println!("AWS_ACCESS_KEY_ID={id}");
+                        println!("AWS_SECRET_ACCESS_KEY={}", secret.expose_secret());
+                    }
+                }
             }
-            // First the policies naming it name its unique id instead (as AWS shows a deleted
-            // principal), so one re-created with the same name inherits nothing; then it goes.
-            let f = kms
-                .forget_principal(&principal_arn)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !store.delete_principal(&principal_arn).await.map_err(err)? {
-                return Err(format!("no user or role {principal_arn}"));
+            AdminCommand::DeactivateAccessKey { access_key_id } => {
+                kms.credentials
+                    .set_status(&access_key_id, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                eprintln!("kms admin: access key {access_key_id} deactivated");
             }
-            eprintln!(
-                "kms admin: {principal_arn} deleted; {} key policies and {} trust policies now name it {}",
-                f.key_policies, f.trust_policies, f.unique_id
-            );
-        }
-        AdminCommand::DeleteAccessKey { access_key_id } => {
-            if !store.delete_access_key(&access_key_id).await.map_err(err)? {
-                return Err(format!("access key {access_key_id} does not exist"));
+            AdminCommand::ActivateAccessKey { access_key_id } => {
+                kms.credentials
+                    .set_status(&access_key_id, true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                eprintln!("kms admin: access key {access_key_id} activated");
             }
-            eprintln!("kms admin: access key {access_key_id} deleted");
-        }
-        AdminCommand::Seal { confirm } => {
-            // Rows of a kind the trail says every row carried (a SealCoverage event) had their
-            // MAC removed: tampering, never offered for sealing.
-            let (coverage_seq, covered) = sealed_coverage(store.as_ref()).await?;
-            let (cleared, rows): (Vec<UnsealedRow>, Vec<UnsealedRow>) = unsealed_rows(&kms)
-                .await?
-                .into_iter()
-                .partition(|r| covered.iter().any(|k| k == r.row.kind()));
-            for r in &cleared {
+            AdminCommand::PutUserPolicy {
+                user_arn,
+                policy_name,
+                policy_document,
+            } => {
+                need_principal(user_arn.clone()).await?;
+                let text = std::fs::read_to_string(&policy_document)
+                    .map_err(|e| format!("cannot read {}: {e}", policy_document.display()))?;
+                crate::policy::parse(&text, crate::policy::PolicyKind::Identity)
+                    .map_err(|e| format!("the policy document is not valid: {e}"))?;
+                if !(1..=128).contains(&policy_name.len())
+                    || !policy_name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+                {
+                    return Err("policy names are 1 to 128 letters, digits and +=,.@_-".into());
+                }
+                change(
+                    user_arn.clone(),
+                    PrincipalChange::PutPolicy {
+                        name: policy_name.clone(),
+                        document: text,
+                    },
+                )
+                .await?;
+                eprintln!("kms admin: policy {policy_name} attached to {user_arn}");
+            }
+            AdminCommand::DeleteUserPolicy {
+                user_arn,
+                policy_name,
+            } => {
+                need_principal(user_arn.clone()).await?;
+                change(
+                    user_arn.clone(),
+                    PrincipalChange::DeletePolicy {
+                        name: policy_name.clone(),
+                    },
+                )
+                .await?;
+                eprintln!("kms admin: policy {policy_name} detached from {user_arn}");
+            }
+            AdminCommand::TagPrincipal { principal_arn, tag } => {
+                need_principal(principal_arn.clone()).await?;
+                let (k, v) = tag.split_once('=').ok_or("tags are given as key=value")?;
+                if !(1..=128).contains(&k.len()) || v.len() > 256 {
+                    return Err("tag keys are 1 to 128 characters, values at most 256".into());
+                }
+                change(
+                    principal_arn.clone(),
+                    PrincipalChange::PutTag(crate::store::Tag {
+                        key: k.into(),
+                        value: v.into(),
+                    }),
+                )
+                .await?;
+                eprintln!("kms admin: {principal_arn} tagged {k}={v}");
+            }
+            AdminCommand::SetIntegratedService {
+                principal_arn,
+                service,
+            } => {
+                if let Some(svc) = &service {
+                    let ok = (1..=63).contains(&svc.len())
+                        && svc
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && !svc.starts_with('-');
+                    if !ok {
+                        return Err(format!(
+                            "{svc:?} is not a service name (lower-case letters, digits and '-')"
+                        ));
+                    }
+                }
+                if !store.principal_exists(&principal_arn).await.map_err(err)? {
+                    return Err(format!("no user or role {principal_arn}"));
+                }
+                change(
+                    principal_arn.clone(),
+                    PrincipalChange::SetService(service.clone()),
+                )
+                .await?;
+                match service {
+                    Some(svc) => {
+                        eprintln!("kms admin: {principal_arn} now acts as the integrated service {svc}")
+                    }
+                    None => eprintln!("kms admin: {principal_arn} is no longer an integrated service"),
+                }
+            }
+            AdminCommand::DeletePrincipal { principal_arn } => {
+                if principal_arn == admin_arn(&s.account_id) {
+                    return Err("the default account's administrator cannot be deleted".into());
+                }
+                if !store.principal_exists(&principal_arn).await.map_err(err)? {
+                    return Err(format!("no user or role {principal_arn}"));
+                }
+                // First the policies naming it name its unique id instead (as AWS shows a deleted
+                // principal), so one re-created with the same name inherits nothing; then it goes.
+                let f = kms
+                    .forget_principal(&principal_arn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !store.delete_principal(&principal_arn).await.map_err(err)? {
+                    return Err(format!("no user or role {principal_arn}"));
+                }
                 eprintln!(
-                    "kms admin: REFUSED {}: it has no MAC, but every row of its kind carried one when the trail's SealCoverage event {} was recorded; its MAC was removed in the database. It is never sealed: restore the row from a backup, or delete it",
-                    r.name,
-                    coverage_seq.unwrap_or_default()
+                    "kms admin: {principal_arn} deleted; {} key policies and {} trust policies now name it {}",
+                    f.key_policies, f.trust_policies, f.unique_id
                 );
             }
-            let digest = rows_digest(&rows);
-            let Some(confirm) = confirm else {
-                for r in &rows {
-                    println!("{}", r.shown);
+            AdminCommand::DeleteAccessKey { access_key_id } => {
+                if !store.delete_access_key(&access_key_id).await.map_err(err)? {
+                    return Err(format!("access key {access_key_id} does not exist"));
                 }
-                if rows.is_empty() {
-                    eprintln!("kms admin: no row can be sealed");
-                } else {
+                eprintln!("kms admin: access key {access_key_id} deleted");
+            }
+            AdminCommand::Seal { confirm } => {
+                // Rows of a kind the trail says every row carried (a SealCoverage event) had their
+                // MAC removed: tampering, never offered for sealing.
+                let (coverage_seq, covered) = sealed_coverage(store.as_ref()).await?;
+                let (cleared, rows): (Vec<UnsealedRow>, Vec<UnsealedRow>) = unsealed_rows(&kms)
+                    .await?
+                    .into_iter()
+                    .partition(|r| covered.iter().any(|k| k == r.row.kind()));
+                for r in &cleared {
                     eprintln!(
-                        "kms admin: {} rows above carry no MAC and are refused. Review them; to seal exactly these: kms admin seal --confirm {digest}",
-                        rows.len()
+                        "kms admin: REFUSED {}: it has no MAC, but every row of its kind carried one when the trail's SealCoverage event {} was recorded; its MAC was removed in the database. It is never sealed: restore the row from a backup, or delete it",
+                        r.name,
+                        coverage_seq.unwrap_or_default()
                     );
                 }
-                // Showing changes nothing: not audited.
-                return Ok(());
-            };
-            if rows.is_empty() || confirm != digest {
-                return Err(format!(
-                    "the rows without a MAC are not those of digest {confirm} (now {digest}); run `kms admin seal` again and review them"
-                ));
-            }
-            for r in &rows {
-                let sealed = match &r.row {
-                    Unsealed::Principal(arn, a) => {
-                        kms.seal_reviewed_principal(arn, a).await.map(|_| true)
+                let digest = rows_digest(&rows);
+                let Some(confirm) = confirm else {
+                    for r in &rows {
+                        println!("{}", r.shown);
                     }
-                    Unsealed::KeyPolicy(k) => kms.seal_reviewed_policy(k).await,
-                    Unsealed::KeyState(k) => kms.seal_reviewed_state(k).await,
-                    Unsealed::Alias(a) => kms.seal_reviewed_alias(a).await,
-                    Unsealed::KeyAttrs(k) => kms.seal_reviewed_attrs(k).await,
-                    Unsealed::KeyRotation(k) => kms.seal_reviewed_rotation(k).await,
-                    Unsealed::KeyTags(k, t) => kms.seal_reviewed_tags(k, t).await,
-                }
-                .map_err(|e| e.to_string())?;
-                if !sealed {
+                    if rows.is_empty() {
+                        eprintln!("kms admin: no row can be sealed");
+                    } else {
+                        eprintln!(
+                            "kms admin: {} rows above carry no MAC and are refused. Review them; to seal exactly these: kms admin seal --confirm {digest}",
+                            rows.len()
+                        );
+                    }
+                    // Showing changes nothing: not audited.
+                    return Ok(false);
+                };
+                if rows.is_empty() || confirm != digest {
                     return Err(format!(
-                        "{} changed after it was shown; it was not sealed (rows before it were). Run `kms admin seal` again",
-                        r.name
+                        "the rows without a MAC are not those of digest {confirm} (now {digest}); run `kms admin seal` again and review them"
                     ));
                 }
-                eprintln!("kms admin: sealed {}", r.name);
-            }
-            let (_, left): (Vec<UnsealedRow>, Vec<UnsealedRow>) = unsealed_rows(&kms)
-                .await?
-                .into_iter()
-                .partition(|r| covered.iter().any(|k| k == r.row.kind()));
-            if left.is_empty() {
-                record_coverage(s, store.as_ref()).await?;
+                for r in &rows {
+                    let sealed = match &r.row {
+                        Unsealed::Principal(arn, a) => {
+                            kms.seal_reviewed_principal(arn, a).await.map(|_| true)
+                        }
+                        Unsealed::KeyPolicy(k) => kms.seal_reviewed_policy(k).await,
+                        Unsealed::KeyState(k) => kms.seal_reviewed_state(k).await,
+                        Unsealed::Alias(a) => kms.seal_reviewed_alias(a).await,
+                        Unsealed::KeyAttrs(k) => kms.seal_reviewed_attrs(k).await,
+                        Unsealed::KeyRotation(k) => kms.seal_reviewed_rotation(k).await,
+                        Unsealed::KeyTags(k, t) => kms.seal_reviewed_tags(k, t).await,
+                    }
+                    .map_err(|e| e.to_string())?;
+                    if !sealed {
+                        return Err(format!(
+                            "{} changed after it was shown; it was not sealed (rows before it were). Run `kms admin seal` again",
+                            r.name
+                        ));
+                    }
+                    eprintln!("kms admin: sealed {}", r.name);
+                }
+                let (_, left): (Vec<UnsealedRow>, Vec<UnsealedRow>) = unsealed_rows(&kms)
+                    .await?
+                    .into_iter()
+                    .partition(|r| covered.iter().any(|k| k == r.row.kind()));
+                if left.is_empty() {
+                    record_coverage(s, store.as_ref()).await?;
+                }
             }
         }
+        store
+            .record_admin_event(&operator(), action, &target, detail.clone())
+            .await
+            .map_err(err)?;
+        Ok::<bool, Error>(true)
+    })
+    .await?;
+    if !changed {
+        return Ok(());
     }
-    store
-        .record_admin_event(&operator(), action, &target, detail.clone())
+    crate::audit::record_direct_settling(store.as_ref(), done, settles, open_anchor(s)?.as_deref())
         .await
-        .map_err(err)?;
-    crate::audit::record_direct(
-        store.as_ref(),
-        crate::audit::admin_event(action, &target, &operator(), detail),
-        open_anchor(s)?.as_deref(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -1192,6 +1213,9 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
         audit.clone(),
         auth_guard.clone(),
         Duration::from_millis(s.audit_checkpoint_interval_ms.max(100)),
+        // A call's own event is written by then or never (its deadline, and the moment it
+        // is given past it, are over).
+        Duration::from_millis(s.request_timeout_ms.max(100)) + Duration::from_secs(5),
     );
     let state = Arc::new(ApiState {
         audit: audit.clone(),
@@ -1232,11 +1256,13 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     Ok(())
 }
 
-/// Sign a checkpoint over the audit chain head every `every` (when it moved).
+/// Every `every`: summarise throttled authentication failures, chain the change records left
+/// over (older than `settle_after`), and sign a checkpoint over the audit chain head (when it moved).
 fn spawn_checkpoints(
     audit: Arc<crate::audit::Audit>,
     auth_guard: Arc<crate::api::quota::AuthGuard>,
     every: Duration,
+    settle_after: Duration,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -1268,6 +1294,11 @@ fn spawn_checkpoints(
                 if let Err(e) = audit.record(event).await {
                     tracing::error!(error = %e, "could not record the authentication failure summary");
                 }
+            }
+            // Changes that committed without their call's event (the trail refused it, or a
+            // node died in between): their change records go into the trail now.
+            if let Err(e) = audit.settle_change_records(settle_after).await {
+                tracing::error!(error = %e, "could not chain the change records of committed changes");
             }
             if let Err(e) = audit.checkpoint().await {
                 tracing::error!(error = %e, "audit checkpoint failed");

@@ -77,6 +77,8 @@ struct CallInfo {
     protocol: Protocol,
     /// An authentication failure over its source's budget: not audited one by one.
     suppressed: bool,
+    /// The change record written with the call's change, which the call's event settles.
+    change: Option<uuid::Uuid>,
 }
 
 /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests (for at
@@ -421,6 +423,8 @@ async fn handle_api(
 
 /// Before a call that may change something runs, its intent goes into the trail: a trail that
 /// cannot take it refuses the call (`DependencyTimeoutException`) before anything changes.
+/// Returns the call's change record, which every write transaction of the call commits with
+/// its change (see [`crate::store::ChangeRecord`]).
 async fn record_intent(
     state: &ApiState,
     peer: std::net::IpAddr,
@@ -428,11 +432,11 @@ async fn record_intent(
     operation: &str,
     request_id: &str,
     sts: bool,
-) -> Result<(), ApiError> {
+) -> Result<Option<Arc<crate::store::ChangeRecord>>, ApiError> {
     if !crate::audit::changes_state(operation) {
-        return Ok(());
+        return Ok(None);
     }
-    let event = crate::audit::intent_event(&crate::audit::ApiCall {
+    let call = crate::audit::ApiCall {
         operation,
         sts,
         region: &info.region,
@@ -445,11 +449,22 @@ async fn record_intent(
         request_id,
         tls: None,
         time: chrono::Utc::now(),
-    });
-    state.audit.record(event).await.map_err(|e| {
+    };
+    let refuse = |e: crate::audit::AuditError| {
         tracing::error!(operation, error = %e, "the audit trail cannot take the call's intent; the call is refused before it changes anything");
         ApiError::Kms(crate::kms::KmsError::DependencyTimeout)
-    })
+    };
+    let change = state
+        .audit
+        .change_record(crate::audit::committed_event(&call))
+        .await
+        .map_err(refuse)?;
+    state
+        .audit
+        .record(crate::audit::intent_event(&call))
+        .await
+        .map_err(refuse)?;
+    Ok(change)
 }
 
 async fn audit(
@@ -501,7 +516,7 @@ async fn audit(
         }),
         time: chrono::Utc::now(),
     });
-    state.audit.record(event).await
+    state.audit.record_settling(event, info.change).await
 }
 
 /// A body somewhat over the limit is read and discarded, so that the client gets its 400
@@ -668,8 +683,9 @@ async fn process(
                 return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
             }
             let action = info.operation.clone();
-            record_intent(state, peer, info, &action, request_id, true).await?;
-            return sts::handle(state, &caller, &body, request_id)
+            let change = record_intent(state, peer, info, &action, request_id, true).await?;
+            info.change = change.as_ref().map(|c| c.event.event_id);
+            return crate::store::in_change(change, sts::handle(state, &caller, &body, request_id))
                 .await
                 .map(Reply::Xml);
         }
@@ -697,8 +713,9 @@ async fn process(
         if !state.quotas.allow(&caller.account_id, &caller.region, &op) {
             return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
         }
-        record_intent(state, peer, info, &op, request_id, false).await?;
-        ops::dispatch(&op, &state.kms, &caller, &body)
+        let change = record_intent(state, peer, info, &op, request_id, false).await?;
+        info.change = change.as_ref().map(|c| c.event.event_id);
+        crate::store::in_change(change, ops::dispatch(&op, &state.kms, &caller, &body))
             .await
             .map(Reply::Json)
     }

@@ -9,7 +9,7 @@ pub mod anchor;
 pub mod verify;
 
 use crate::hsm::Hsm;
-use crate::store::{AuditStore, CheckpointRow, NewAuditEvent, StoreError};
+use crate::store::{AuditStore, ChangeRecord, CheckpointRow, NewAuditEvent, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -89,6 +89,8 @@ impl std::fmt::Display for AuditError {
 
 struct Pending {
     event: NewAuditEvent,
+    /// The change record this event accounts for, removed with the event's commit.
+    settles: Option<Uuid>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -173,6 +175,16 @@ impl Audit {
 
     /// Append an event; returns once it is committed.
     pub async fn record(self: &Arc<Self>, event: NewAuditEvent) -> Result<(), AuditError> {
+        self.record_settling(event, None).await
+    }
+
+    /// Append an event that accounts for the change record `settles` (removed from the
+    /// outbox in the same commit); returns once it is committed.
+    pub async fn record_settling(
+        self: &Arc<Self>,
+        event: NewAuditEvent,
+        settles: Option<Uuid>,
+    ) -> Result<(), AuditError> {
         if !self.enabled {
             return Ok(());
         }
@@ -180,7 +192,11 @@ impl Audit {
         let (done, wait) = oneshot::channel();
         let lead = {
             let mut q = self.queue.lock().unwrap();
-            q.waiting.push(Pending { event, done });
+            q.waiting.push(Pending {
+                event,
+                settles,
+                done,
+            });
             !std::mem::replace(&mut q.leading, true)
         };
         if lead {
@@ -216,11 +232,12 @@ impl Audit {
                 (batch, q.head.take())
             };
             // Events move into the statement; their waiters keep only the reply channel.
+            let settles: Vec<Uuid> = batch.iter().filter_map(|p| p.settles).collect();
             let (events, waiters): (Vec<NewAuditEvent>, Vec<_>) =
                 batch.into_iter().map(|p| (p.event, p.done)).unzip();
             let result = match tokio::time::timeout(
                 self.append_timeout,
-                append(self.store.as_ref(), &mut head, &events),
+                append(self.store.as_ref(), &mut head, &events, &settles),
             )
             .await
             {
@@ -247,6 +264,69 @@ impl Audit {
         }
     }
 
+    /// The change record for `event` ([`committed_event`]), its MAC computed in the token;
+    /// `None` when recording is off.
+    pub async fn change_record(
+        &self,
+        event: NewAuditEvent,
+    ) -> Result<Option<Arc<ChangeRecord>>, AuditError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(change_record_of(&self.hsm, event).await?)))
+    }
+
+    /// Chain the change records older than `older_than` (their calls' own events will not
+    /// come: the trail refused them, or the node died) and remove them, a batch at a time.
+    /// A record whose MAC does not verify was written with SQL: it is not chained as the
+    /// service's word; a `ChangeRecordRefused` event names it instead. Returns how many were
+    /// settled.
+    pub async fn settle_change_records(
+        self: &Arc<Self>,
+        older_than: std::time::Duration,
+    ) -> Result<usize, AuditError> {
+        if !self.enabled {
+            return Ok(0);
+        }
+        let err = |e: StoreError| AuditError(e.to_string());
+        let now = Utc::now();
+        let older = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        // Held long enough for one append to finish or fail (then another sweep may retry).
+        let hold = chrono::Duration::from_std(self.append_timeout * 2)
+            .unwrap_or(chrono::Duration::MAX)
+            + chrono::Duration::seconds(5);
+        let records = self
+            .store
+            .claim_change_records(now, now - older, now + hold, 100)
+            .await
+            .map_err(err)?;
+        let n = records.len();
+        for r in records {
+            let id = r.event.event_id;
+            let genuine = self
+                .hsm
+                .row_mac_matches(change_record_message(&r.event), &r.mac)
+                .await
+                .map_err(|e| AuditError(e.to_string()))?;
+            let event = if genuine {
+                tracing::warn!(event_id = %id, "a committed change had no event of its own in the trail; its change record is chained instead");
+                r.event
+            } else {
+                tracing::error!(event_id = %id, event_name = %r.event.event_name, "a change record in the database does not verify (written with SQL?): refused, not chained as the service's record");
+                security_event(
+                    "ChangeRecordRefused",
+                    json!({
+                        "eventId": id.to_string(),
+                        "eventName": r.event.event_name,
+                        "reason": "The record's MAC does not verify.",
+                    }),
+                )
+            };
+            self.record_settling(event, Some(id)).await?;
+        }
+        Ok(n)
+    }
+
     /// Sign a checkpoint over the chain head, if the head moved since the last one.
     pub async fn checkpoint(&self) -> Result<Option<i64>, AuditError> {
         checkpoint(self.store.as_ref(), &self.hsm, self.anchor.as_deref()).await
@@ -260,6 +340,7 @@ async fn append(
     store: &dyn AuditStore,
     head: &mut Option<(i64, Vec<u8>)>,
     events: &[NewAuditEvent],
+    settles: &[Uuid],
 ) -> Result<(), StoreError> {
     loop {
         let (seq, hash) = match head.take() {
@@ -267,7 +348,7 @@ async fn append(
             None => store.audit_head().await?,
         };
         if let Some(new) = store
-            .append_audit((seq, &hash), events, &chain_hash)
+            .append_audit((seq, &hash), events, settles, &chain_hash)
             .await?
         {
             *head = Some(new);
@@ -282,8 +363,19 @@ pub async fn record_direct(
     event: NewAuditEvent,
     anchor: Option<&anchor::Anchor>,
 ) -> Result<(), AuditError> {
+    record_direct_settling(store, event, None, anchor).await
+}
+
+/// Append one event directly that accounts for the change record `settles`.
+pub async fn record_direct_settling(
+    store: &dyn AuditStore,
+    event: NewAuditEvent,
+    settles: Option<Uuid>,
+    anchor: Option<&anchor::Anchor>,
+) -> Result<(), AuditError> {
     let mut head = None;
-    append(store, &mut head, &[event])
+    let settles: Vec<Uuid> = settles.into_iter().collect();
+    append(store, &mut head, &[event], &settles)
         .await
         .map_err(|e| AuditError(e.to_string()))?;
     if let (Some(a), Some((seq, hash))) = (anchor, &head) {
@@ -634,6 +726,51 @@ pub fn intent_event(c: &ApiCall<'_>) -> NewAuditEvent {
 
 /// The name of the event recorded before a call that may change something runs.
 pub const INTENT_EVENT: &str = "ApiCallStarted";
+
+/// The record that a call's change committed ([`ChangeRecord`]), prepared before the call runs
+/// and written in the change's own transaction. Chained only if the call's own event never is
+/// (`ApiCallCommitted`, with the call's request id): a change in force always has a trace of
+/// its outcome in the trail, not only of its intent.
+pub fn committed_event(c: &ApiCall<'_>) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let arns = key_arns_of(c.request, None);
+    let mut e = api_body(c, &arns, event_id);
+    e["eventName"] = json!(COMMITTED_EVENT);
+    e["additionalEventData"] = json!({ "operation": c.operation });
+    e["readOnly"] = json!(false);
+    e["eventType"] = json!("AwsApiCallCommitted");
+    let account = c.identity.map(|i| i.account_id.clone());
+    new_event(COMMITTED_EVENT, account, arns, &e, c.time, event_id)
+}
+
+/// The name of the event chained for a change whose call's own event was never chained.
+pub const COMMITTED_EVENT: &str = "ApiCallCommitted";
+
+/// The change record for `event`, its MAC computed in the token.
+pub async fn change_record_of(hsm: &Hsm, event: NewAuditEvent) -> Result<ChangeRecord, AuditError> {
+    let mac = hsm
+        .row_mac(change_record_message(&event))
+        .await
+        .map_err(|e| AuditError(e.to_string()))?;
+    Ok(ChangeRecord { event, mac })
+}
+
+/// The bytes a change record's MAC covers: every column the record is chained with.
+fn change_record_message(e: &NewAuditEvent) -> Vec<u8> {
+    let mut m = b"kms.audit.change-record.v1\0".to_vec();
+    m.extend_from_slice(e.event_id.as_bytes());
+    m.extend_from_slice(&e.event_time.timestamp_micros().to_be_bytes());
+    for part in [
+        e.event_name.as_str(),
+        e.account_id.as_deref().unwrap_or(""),
+        &e.key_arns.join("\n"),
+        &e.body,
+    ] {
+        m.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        m.extend_from_slice(part.as_bytes());
+    }
+    m
+}
 
 /// The event for something the service did by itself (rotation, deletion).
 pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) -> NewAuditEvent {

@@ -609,19 +609,19 @@ impl Kms {
             ) {
                 continue;
             }
-            self.audit_service_intent("DeleteExpiredKeyMaterial", &rec.arn(), &rec.region)
+            let action = self
+                .audit_service_intent(
+                    "DeleteExpiredKeyMaterial",
+                    &rec.arn(),
+                    &rec.region,
+                    serde_json::json!({ "reason": "the imported key material reached its ValidTo" }),
+                )
                 .await?;
-            match self.remove_imported(&rec, Some(now)).await {
+            match action.run(self.remove_imported(&rec, Some(now))).await {
                 Ok(()) => {
                     n += 1;
                     tracing::info!(key_id = %id, "imported key material expired and was deleted");
-                    self.audit_service_event(
-                        "DeleteExpiredKeyMaterial",
-                        &rec.arn(),
-                        &rec.region,
-                        serde_json::json!({ "reason": "the imported key material reached its ValidTo" }),
-                    )
-                    .await;
+                    self.audit_service_done(action).await;
                 }
                 Err(KmsError::Conflict(_)) => {}
                 Err(e) => {

@@ -543,15 +543,32 @@ impl Kms {
             };
             updates.push(self.rotation_update(r, &moved).await?);
         }
-        if rotation_type == "AUTOMATIC" {
-            self.audit_service_intent("RotateKey", &rec.arn(), &rec.region)
-                .await?;
-        }
-        match self
-            .keys
-            .add_material(&ms, rec.mrk_id, rotation_type, due_at.is_some(), &updates)
-            .await
-        {
+        // Rotations the service starts by itself are recorded by it (on-demand ones are a
+        // call's change).
+        let action = if rotation_type == "AUTOMATIC" {
+            Some(
+                self.audit_service_intent(
+                    "RotateKey",
+                    &rec.arn(),
+                    &rec.region,
+                    serde_json::json!({
+                        "rotationType": rotation_type,
+                        "keyMaterialId": material_id(&rec.blob_id(), version),
+                    }),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let add =
+            self.keys
+                .add_material(&ms, rec.mrk_id, rotation_type, due_at.is_some(), &updates);
+        let added = match &action {
+            Some(a) => a.run(add).await,
+            None => add.await,
+        };
+        match added {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::Conflict(format!(
@@ -563,17 +580,8 @@ impl Kms {
         }
         self.invalidate_related(rec);
         tracing::info!(key_id = %rec.key_id, version, rotation_type, "key rotated");
-        if rotation_type == "AUTOMATIC" {
-            self.audit_service_event(
-                "RotateKey",
-                &rec.arn(),
-                &rec.region,
-                serde_json::json!({
-                    "rotationType": rotation_type,
-                    "keyMaterialId": material_id(&rec.blob_id(), version),
-                }),
-            )
-            .await;
+        if let Some(a) = action {
+            self.audit_service_done(a).await;
         }
         Ok(())
     }
@@ -771,18 +779,29 @@ impl Kms {
             let mac = self
                 .state_mac_of(&rec, "PendingDeletion", Some(when), None)
                 .await?;
-            if self
-                .keys
-                .start_primary_deletion(
+            let action = self
+                .audit_service_intent(
+                    "ScheduleKeyDeletion",
+                    &rec.arn(),
+                    &rec.region,
+                    serde_json::json!({
+                        "reason": "the multi-Region primary key has no replica left; its waiting period starts",
+                        "deletionDate": when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    }),
+                )
+                .await?;
+            if action
+                .run(self.keys.start_primary_deletion(
                     rec.key_id,
                     when,
                     &mac,
                     rec.state_mac.as_deref().unwrap_or_default(),
-                )
+                ))
                 .await?
             {
                 tracing::info!(key_id = %rec.key_id, "multi-Region primary key has no replicas left; its deletion waiting period starts");
                 self.invalidate(Some(rec.key_id));
+                self.audit_service_done(action).await;
             }
         }
         let mut deleted = 0;
@@ -801,21 +820,21 @@ impl Kms {
                     tracing::error!(key_id = %k.key_id, "a key due for deletion failed its state integrity check; not deleting it");
                     continue;
                 }
-                self.audit_service_intent("DeleteKey", &k.arn(), &k.region)
+                let action = self
+                    .audit_service_intent(
+                        "DeleteKey",
+                        &k.arn(),
+                        &k.region,
+                        serde_json::json!({ "reason": "the waiting period ended; all key material was destroyed" }),
+                    )
                     .await?;
-                if !self.keys.delete_due_key(k, now).await? {
+                if !action.run(self.keys.delete_due_key(k, now)).await? {
                     continue;
                 }
                 deleted += 1;
                 tracing::info!(key_id = %k.key_id, "key deleted at the end of its waiting period; its material is destroyed");
                 self.invalidate(Some(k.key_id));
-                self.audit_service_event(
-                    "DeleteKey",
-                    &k.arn(),
-                    &k.region,
-                    serde_json::json!({ "reason": "the waiting period ended; all key material was destroyed" }),
-                )
-                .await;
+                self.audit_service_done(action).await;
             }
             if due.len() < 100 {
                 break;

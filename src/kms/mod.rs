@@ -209,6 +209,16 @@ pub struct CacheSizes {
     pub signing_keys: usize,
 }
 
+/// An action the service takes by itself, its intent recorded ([`Kms::audit_service_intent`]).
+pub(crate) struct ServiceAction(Option<Arc<crate::store::ChangeRecord>>);
+
+impl ServiceAction {
+    /// Run the action's change: its write transactions carry the action's change record.
+    pub(crate) async fn run<F: std::future::Future>(&self, f: F) -> F::Output {
+        crate::store::in_change(self.0.clone(), f).await
+    }
+}
+
 pub struct Kms {
     hsm: Hsm,
     keys: Arc<dyn KeyStore>,
@@ -600,41 +610,42 @@ impl Kms {
         let _ = self.audit.set(audit);
     }
 
-    /// Record something the service did by itself; a failure is logged (there is no caller
-    /// to refuse).
-    pub(crate) async fn audit_service_event(
-        &self,
-        name: &str,
-        arn: &str,
-        region: &str,
-        details: serde_json::Value,
-    ) {
-        if let Some(a) = self.audit.get() {
-            let ev = crate::audit::service_event(name, arn, region, details);
-            if let Err(e) = a.record(ev).await {
-                tracing::error!(error = %e, event = name, key = arn, "could not record a service event");
-            }
-        }
-    }
-
     /// Before the service changes something by itself (a scheduled rotation, a deletion at the
     /// end of its waiting period, an import's expiry), its intent goes into the trail
     /// (`ServiceActionStarted`): if the trail cannot take it, nothing is done (the job runs
-    /// again at its next tick).
+    /// again at its next tick). The event for the action done (`action`, with `details`) is
+    /// prepared now: the change runs inside [`ServiceAction::run`], which writes it as the
+    /// change's record in the change's transaction, and [`Kms::audit_service_done`] chains it.
     pub(crate) async fn audit_service_intent(
         &self,
         action: &str,
         arn: &str,
         region: &str,
-    ) -> Result<(), KmsError> {
-        if let Some(a) = self.audit.get() {
-            let ev = crate::audit::service_intent_event(action, arn, region);
-            if let Err(e) = a.record(ev).await {
-                tracing::error!(error = %e, action, key = arn, "the audit trail cannot record what the service is about to do; not doing it");
-                return Err(KmsError::DependencyTimeout);
+        details: serde_json::Value,
+    ) -> Result<ServiceAction, KmsError> {
+        let Some(a) = self.audit.get() else {
+            return Ok(ServiceAction(None));
+        };
+        let refuse = |e: crate::audit::AuditError| {
+            tracing::error!(error = %e, action, key = arn, "the audit trail cannot record what the service is about to do; not doing it");
+            KmsError::DependencyTimeout
+        };
+        let done = crate::audit::service_event(action, arn, region, details);
+        let record = a.change_record(done).await.map_err(refuse)?;
+        let ev = crate::audit::service_intent_event(action, arn, region);
+        a.record(ev).await.map_err(refuse)?;
+        Ok(ServiceAction(record))
+    }
+
+    /// The service's action committed: its event goes into the trail (settling its change
+    /// record). A failure is logged; the record reaches the trail by itself later.
+    pub(crate) async fn audit_service_done(&self, action: ServiceAction) {
+        if let (Some(a), Some(r)) = (self.audit.get(), action.0) {
+            let id = r.event.event_id;
+            if let Err(e) = a.record_settling(r.event.clone(), Some(id)).await {
+                tracing::error!(error = %e, event = %r.event.event_name, "could not record a service event; its change record will be chained later");
             }
         }
-        Ok(())
     }
 
     pub fn set_clock_offset(&self, seconds: i64) {

@@ -815,6 +815,38 @@ pub struct NewAuditEvent {
     pub body: String,
 }
 
+/// The record that a change committed: written by the store in the change's own transaction
+/// (the `audit_outbox` table), so the change and this record are durable together. The
+/// call's event, once chained, removes it; a record whose call never got its event chained is
+/// chained by the service itself (`ApiCallCommitted`). `mac` (computed in the token) covers
+/// the event, so a record written with SQL is never chained as the service's word.
+#[derive(Debug, Clone)]
+pub struct ChangeRecord {
+    pub event: NewAuditEvent,
+    pub mac: Vec<u8>,
+}
+
+tokio::task_local! {
+    static CHANGE: std::sync::Arc<ChangeRecord>;
+}
+
+/// Run `f` as the change `record` describes: every write transaction the store commits inside
+/// it also writes `record` (once). Outside such a scope (reads, jobs, crypto) nothing is added.
+pub async fn in_change<F: std::future::Future>(
+    record: Option<std::sync::Arc<ChangeRecord>>,
+    f: F,
+) -> F::Output {
+    match record {
+        Some(r) => CHANGE.scope(r, f).await,
+        None => f.await,
+    }
+}
+
+/// The change the running task is making, if any.
+pub(crate) fn current_change() -> Option<std::sync::Arc<ChangeRecord>> {
+    CHANGE.try_with(|r| r.clone()).ok()
+}
+
 /// An audit event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
@@ -845,12 +877,25 @@ pub trait AuditStore: Send + Sync {
     /// Append events in order to the one chain, after `head` (sequence number and hash) if the
     /// chain still ends there: returns the new head, or `None` (nothing written) if another
     /// writer moved it first.
+    /// `settles`: change records ([`ChangeRecord`]) the events account for, removed from the
+    /// outbox in the same transaction.
     async fn append_audit(
         &self,
         head: (i64, &[u8]),
         events: &[NewAuditEvent],
+        settles: &[Uuid],
         chain: &ChainFn,
     ) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
+    /// Change records written before `cutoff` and not claimed by anyone (or whose claim ran out
+    /// by `now`), at most `limit`, oldest first: claimed until `claim_until`, so that one
+    /// sweeper (of any node) chains each while its claim holds.
+    async fn claim_change_records(
+        &self,
+        now: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ChangeRecord>, StoreError>;
     /// The chain head: the last sequence number and its hash.
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
     /// The last `SealCoverage` event, if any.

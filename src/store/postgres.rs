@@ -101,13 +101,75 @@ impl PgStore {
     /// the pool does not know about, and every statement later run on it would stay
     /// uncommitted, holding its locks. A `Transaction` that is dropped rolls back (on the
     /// connection's next use), so abandoning a request after BEGIN is safe.
+    ///
+    /// A transaction that writes: inside a change's scope ([`in_change`]) its first statement
+    /// writes the change's record, so the record commits exactly when the change does.
     async fn begin(&self) -> Result<Tx<'static>, StoreError> {
+        let mut tx = self.begin_read().await?;
+        record_change(&mut tx).await?;
+        Ok(tx)
+    }
+
+    /// A transaction that only reads (no change record).
+    async fn begin_read(&self) -> Result<Tx<'static>, StoreError> {
         let pool = self.pool.clone();
         tokio::spawn(async move { pool.begin().await })
             .await
             .map_err(|e| StoreError::Other(format!("BEGIN did not complete: {e}")))?
             .map_err(map_err)
     }
+
+    /// Run one writing statement: on its own outside a change, in a transaction with the
+    /// change's record inside one (rolled back if the statement changed nothing).
+    async fn write(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<sqlx::postgres::PgQueryResult, StoreError> {
+        if current_change().is_none() {
+            return q.execute(&self.pool).await.map_err(map_err);
+        }
+        let mut tx = self.begin().await?;
+        let r = q.execute(&mut *tx).await.map_err(map_err)?;
+        if r.rows_affected() > 0 {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(r)
+    }
+}
+
+/// A writing statement, run by [`PgStore::write`].
+trait WriteOn {
+    async fn write_on(self, s: &PgStore) -> Result<sqlx::postgres::PgQueryResult, StoreError>;
+}
+
+impl WriteOn for sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    async fn write_on(self, s: &PgStore) -> Result<sqlx::postgres::PgQueryResult, StoreError> {
+        s.write(self).await
+    }
+}
+
+/// Inside a change's scope, write its record in `tx` (once per change, however many
+/// transactions it takes).
+async fn record_change(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    let Some(c) = current_change() else {
+        return Ok(());
+    };
+    let e = &c.event;
+    sqlx::query(
+        "INSERT INTO audit_outbox (event_id, event_time, event_name, account_id, key_arns, body, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(e.event_id)
+    .bind(e.event_time)
+    .bind(&e.event_name)
+    .bind(&e.account_id)
+    .bind(&e.key_arns)
+    .bind(&e.body)
+    .bind(&c.mac)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
 }
 
 fn key_from_row(r: &PgRow) -> KeyRecord {
@@ -418,14 +480,12 @@ impl KeyStore for PgStore {
         .bind(t.root_version)
         .bind(t.valid_to)
         .bind(&t.mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         // Expired tokens are useless; keep the table small.
         sqlx::query("DELETE FROM import_tokens WHERE valid_to < now() - interval '1 day'")
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(())
     }
 
@@ -523,9 +583,8 @@ impl KeyStore for PgStore {
         .bind(imp.valid_to)
         .bind(&imp.mac)
         .bind(&imp.material_check)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -692,9 +751,8 @@ impl KeyStore for PgStore {
         .bind(key_id)
         .bind(policy_mac)
         .bind(policy)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -737,9 +795,8 @@ impl KeyStore for PgStore {
         .bind(expected)
         .bind(policy)
         .bind(policy_mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -754,9 +811,8 @@ impl KeyStore for PgStore {
             .bind(key_id)
             .bind(policy)
             .bind(policy_mac)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(())
     }
 
@@ -905,9 +961,8 @@ impl KeyStore for PgStore {
         .bind(deletion_date)
         .bind(state_mac)
         .bind(expected_mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -992,9 +1047,8 @@ impl KeyStore for PgStore {
         .bind(k.key_id)
         .bind(now)
         .bind(&k.state_mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1013,9 +1067,8 @@ impl KeyStore for PgStore {
             .bind(deletion_date)
             .bind(pending_window_days)
             .bind(state_mac)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(())
     }
 
@@ -1038,9 +1091,8 @@ impl KeyStore for PgStore {
         .bind(&shown.key_state)
         .bind(shown.deletion_date)
         .bind(shown.pending_window_days)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1049,9 +1101,8 @@ impl KeyStore for PgStore {
         sqlx::query("UPDATE keys SET description = $2 WHERE key_id = $1")
             .bind(key_id)
             .bind(description)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(())
     }
 
@@ -1156,9 +1207,8 @@ impl KeyStore for PgStore {
         .bind(k.next_rotation_date)
         .bind(k.on_demand_rotations)
         .bind(k.mrk_primary)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1176,9 +1226,8 @@ impl KeyStore for PgStore {
         .bind(&k.key_usage)
         .bind(&k.origin)
         .bind(&k.key_manager)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1211,9 +1260,8 @@ impl KeyStore for PgStore {
         .bind(&a.alias_name)
         .bind(a.key_id)
         .bind(mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1247,9 +1295,8 @@ impl KeyStore for PgStore {
         .bind(a.updated_at)
         .bind(&a.mac)
         .bind(from_key)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -1265,9 +1312,8 @@ impl KeyStore for PgStore {
         .bind(account_id)
         .bind(region)
         .bind(name)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -1388,9 +1434,8 @@ impl IdentityStore for PgStore {
         sqlx::query("INSERT INTO accounts (account_id, name) VALUES ($1, $2) ON CONFLICT (account_id) DO NOTHING")
             .bind(account_id)
             .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(())
     }
 
@@ -1411,9 +1456,8 @@ impl IdentityStore for PgStore {
         .bind(kind)
         .bind(name)
         .bind(admin)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1428,9 +1472,8 @@ impl IdentityStore for PgStore {
         .bind(&a.secret_blob)
         .bind(a.root_version)
         .bind(&a.mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1463,7 +1506,7 @@ impl IdentityStore for PgStore {
     }
 
     async fn principal_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_read().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .execute(&mut *tx)
             .await
@@ -1518,9 +1561,8 @@ impl IdentityStore for PgStore {
         )
         .bind(arn)
         .bind(mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1677,9 +1719,8 @@ impl IdentityStore for PgStore {
         .bind(account_id)
         .bind(name)
         .bind(trust_policy)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1713,18 +1754,16 @@ impl IdentityStore for PgStore {
         .bind(&s.token_sha256)
         .bind(s.expires_at)
         .bind(&s.mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
     async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let r = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
             .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(r.rows_affected())
     }
 
@@ -1783,9 +1822,8 @@ impl IdentityStore for PgStore {
         let n = sqlx::query("UPDATE principals SET via_service = $2 WHERE arn = $1")
             .bind(principal_arn)
             .bind(service)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
+            .write_on(self)
+            .await?
             .rows_affected();
         Ok(n == 1)
     }
@@ -1798,9 +1836,8 @@ impl IdentityStore for PgStore {
         .bind(principal_arn)
         .bind(&tag.key)
         .bind(&tag.value)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1844,9 +1881,8 @@ impl IdentityStore for PgStore {
     async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
             .bind(access_key_id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -1864,9 +1900,8 @@ impl IdentityStore for PgStore {
         .bind(action)
         .bind(target)
         .bind(sqlx::types::Json(detail))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1881,9 +1916,8 @@ impl IdentityStore for PgStore {
                 .bind(access_key_id)
                 .bind(status)
                 .bind(mac)
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .write_on(self)
+                .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -1931,9 +1965,8 @@ impl IdentityStore for PgStore {
         .bind(principal_arn)
         .bind(name)
         .bind(document)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1947,9 +1980,8 @@ impl IdentityStore for PgStore {
         )
         .bind(principal_arn)
         .bind(name)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -1975,9 +2007,8 @@ impl ServiceStore for PgStore {
         sqlx::query("INSERT INTO root_keys (version, label) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
             .bind(version)
             .bind(label)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(())
     }
 
@@ -2079,9 +2110,8 @@ impl GrantStore for PgStore {
     async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM grants WHERE grant_id = $1")
             .bind(grant_id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 }
@@ -2105,6 +2135,7 @@ impl AuditStore for PgStore {
         &self,
         head: (i64, &[u8]),
         events: &[NewAuditEvent],
+        settles: &[Uuid],
         chain: &ChainFn,
     ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
         // One statement, one round trip: the head moves only if it is still where the caller
@@ -2135,32 +2166,86 @@ impl AuditStore for PgStore {
             prevs.push(std::mem::replace(&mut prev, hash.clone()));
             hashes.push(hash);
         }
-        let inserted = sqlx::query(
+        // The change records the events account for go in the same statement (a batch of
+        // reads settles nothing and pays nothing for it).
+        let sql = if settles.is_empty() {
             "WITH moved AS (UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1 AND seq = $12 AND hash = $13 RETURNING 1) \
              INSERT INTO audit_events (seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash) \
                  SELECT s, i, t, n, a, CASE WHEN k = '' THEN '{}'::text[] ELSE string_to_array(k, E'\\n') END, b, p, h \
                  FROM UNNEST($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[]) \
                       AS x(s, i, t, n, a, k, b, p, h) \
-                 WHERE EXISTS (SELECT 1 FROM moved)",
-        )
-        .bind(&seqs)
-        .bind(&ids)
-        .bind(&times)
-        .bind(&names)
-        .bind(&accounts)
-        .bind(&arns)
-        .bind(&bodies)
-        .bind(&prevs)
-        .bind(&hashes)
-        .bind(seq)
-        .bind(&prev)
-        .bind(head.0)
-        .bind(head.1)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
-        .rows_affected();
+                 WHERE EXISTS (SELECT 1 FROM moved)"
+        } else {
+            "WITH moved AS (UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1 AND seq = $12 AND hash = $13 RETURNING 1), \
+                  settled AS (DELETE FROM audit_outbox WHERE event_id = ANY($14::uuid[]) AND EXISTS (SELECT 1 FROM moved)) \
+             INSERT INTO audit_events (seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash) \
+                 SELECT s, i, t, n, a, CASE WHEN k = '' THEN '{}'::text[] ELSE string_to_array(k, E'\\n') END, b, p, h \
+                 FROM UNNEST($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[]) \
+                      AS x(s, i, t, n, a, k, b, p, h) \
+                 WHERE EXISTS (SELECT 1 FROM moved)"
+        };
+        let mut q = sqlx::query(sql)
+            .bind(&seqs)
+            .bind(&ids)
+            .bind(&times)
+            .bind(&names)
+            .bind(&accounts)
+            .bind(&arns)
+            .bind(&bodies)
+            .bind(&prevs)
+            .bind(&hashes)
+            .bind(seq)
+            .bind(&prev)
+            .bind(head.0)
+            .bind(head.1);
+        if !settles.is_empty() {
+            q = q.bind(settles);
+        }
+        let inserted = q
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
         Ok((inserted as usize == n).then_some((seq, prev)))
+    }
+
+    async fn claim_change_records(
+        &self,
+        now: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE audit_outbox SET claimed_until = $3 WHERE event_id IN ( \
+                 SELECT event_id FROM audit_outbox \
+                 WHERE event_time < $2 AND (claimed_until IS NULL OR claimed_until < $1) \
+                 ORDER BY event_time LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING event_id, event_time, event_name, account_id, key_arns, body, mac",
+        )
+        .bind(now)
+        .bind(cutoff)
+        .bind(claim_until)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let mut out: Vec<ChangeRecord> = rows
+            .iter()
+            .map(|r| ChangeRecord {
+                event: NewAuditEvent {
+                    event_id: r.get("event_id"),
+                    event_time: r.get("event_time"),
+                    event_name: r.get("event_name"),
+                    account_id: r.get("account_id"),
+                    key_arns: r.get("key_arns"),
+                    body: r.get("body"),
+                },
+                mac: r.get("mac"),
+            })
+            .collect();
+        out.sort_by_key(|c| c.event.event_time);
+        Ok(out)
     }
 
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {

@@ -174,21 +174,46 @@ impl SqliteStore {
     pub async fn trim_changes(&self, keep: i64) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?")
             .bind(keep)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(())
     }
 
     /// A write transaction: `BEGIN IMMEDIATE` takes the database's write lock (waiting up to
     /// the busy timeout), so what it reads stays true until it commits. Run in its own task so
     /// that it always completes (see `PgStore::begin`); a dropped `Transaction` rolls back.
+    /// Inside a change's scope ([`in_change`]) its first statement writes the change's record,
+    /// so the record commits exactly when the change does.
     async fn begin_write(&self) -> Result<Tx, StoreError> {
+        let mut tx = self.begin_unrecorded().await?;
+        record_change(&mut tx).await?;
+        Ok(tx)
+    }
+
+    /// A write transaction that is no change of a call (the trail's own appends).
+    async fn begin_unrecorded(&self) -> Result<Tx, StoreError> {
         let pool = self.pool.clone();
         tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await })
             .await
             .map_err(|e| StoreError::Other(format!("BEGIN did not complete: {e}")))?
             .map_err(map_err)
+    }
+
+    /// Run one writing statement: on its own outside a change, in a transaction with the
+    /// change's record inside one (rolled back if the statement changed nothing).
+    async fn write<'q>(
+        &self,
+        q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<sqlx::sqlite::SqliteQueryResult, StoreError> {
+        if current_change().is_none() {
+            return q.execute(&self.pool).await.map_err(map_err);
+        }
+        let mut tx = self.begin_write().await?;
+        let r = q.execute(&mut *tx).await.map_err(map_err)?;
+        if r.rows_affected() > 0 {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(r)
     }
 
     /// A read transaction: one snapshot of the database (WAL mode).
@@ -199,6 +224,45 @@ impl SqliteStore {
             .map_err(|e| StoreError::Other(format!("BEGIN did not complete: {e}")))?
             .map_err(map_err)
     }
+}
+
+/// A writing statement, run by [`SqliteStore::write`].
+trait WriteOn {
+    async fn write_on(self, s: &SqliteStore)
+        -> Result<sqlx::sqlite::SqliteQueryResult, StoreError>;
+}
+
+impl<'q> WriteOn for sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    async fn write_on(
+        self,
+        s: &SqliteStore,
+    ) -> Result<sqlx::sqlite::SqliteQueryResult, StoreError> {
+        s.write(self).await
+    }
+}
+
+/// Inside a change's scope, write its record in `tx` (once per change, however many
+/// transactions it takes).
+async fn record_change(tx: &mut Tx) -> Result<(), StoreError> {
+    let Some(c) = current_change() else {
+        return Ok(());
+    };
+    let e = &c.event;
+    sqlx::query(
+        "INSERT INTO audit_outbox (event_id, event_time, event_name, account_id, key_arns, body, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(e.event_id)
+    .bind(e.event_time)
+    .bind(&e.event_name)
+    .bind(&e.account_id)
+    .bind(to_json(&e.key_arns)?)
+    .bind(&e.body)
+    .bind(&c.mac)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
 }
 
 fn key_from_row(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
@@ -514,15 +578,13 @@ impl KeyStore for SqliteStore {
         .bind(t.root_version)
         .bind(t.valid_to)
         .bind(&t.mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         // Expired tokens are useless; keep the table small.
         sqlx::query("DELETE FROM import_tokens WHERE valid_to < ?1")
             .bind(Utc::now() - chrono::TimeDelta::days(1))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(())
     }
 
@@ -626,9 +688,8 @@ impl KeyStore for SqliteStore {
         .bind(imp.valid_to)
         .bind(&imp.mac)
         .bind(&imp.material_check)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -790,9 +851,8 @@ impl KeyStore for SqliteStore {
         .bind(key_id)
         .bind(policy_mac)
         .bind(policy)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -835,9 +895,8 @@ impl KeyStore for SqliteStore {
         .bind(expected)
         .bind(policy)
         .bind(policy_mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -852,9 +911,8 @@ impl KeyStore for SqliteStore {
             .bind(key_id)
             .bind(policy)
             .bind(policy_mac)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(())
     }
 
@@ -1002,9 +1060,8 @@ impl KeyStore for SqliteStore {
         .bind(deletion_date)
         .bind(state_mac)
         .bind(expected_mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -1116,9 +1173,8 @@ impl KeyStore for SqliteStore {
         .bind(deletion_date)
         .bind(pending_window_days)
         .bind(state_mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1141,9 +1197,8 @@ impl KeyStore for SqliteStore {
         .bind(&shown.key_state)
         .bind(shown.deletion_date)
         .bind(shown.pending_window_days)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1152,9 +1207,8 @@ impl KeyStore for SqliteStore {
         sqlx::query("UPDATE keys SET description = ?2 WHERE key_id = ?1")
             .bind(key_id)
             .bind(description)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(())
     }
 
@@ -1256,9 +1310,8 @@ impl KeyStore for SqliteStore {
         .bind(k.next_rotation_date)
         .bind(k.on_demand_rotations)
         .bind(k.mrk_primary)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1276,9 +1329,8 @@ impl KeyStore for SqliteStore {
         .bind(&k.key_usage)
         .bind(&k.origin)
         .bind(&k.key_manager)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1311,9 +1363,8 @@ impl KeyStore for SqliteStore {
         .bind(&a.alias_name)
         .bind(a.key_id)
         .bind(mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1347,9 +1398,8 @@ impl KeyStore for SqliteStore {
         .bind(a.updated_at)
         .bind(&a.mac)
         .bind(from_key)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -1365,9 +1415,8 @@ impl KeyStore for SqliteStore {
         .bind(account_id)
         .bind(region)
         .bind(name)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -1497,9 +1546,8 @@ impl IdentityStore for SqliteStore {
         )
         .bind(account_id)
         .bind(name)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1520,9 +1568,8 @@ impl IdentityStore for SqliteStore {
         .bind(kind)
         .bind(name)
         .bind(admin)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1538,9 +1585,8 @@ impl IdentityStore for SqliteStore {
         .bind(a.root_version)
         .bind(&a.mac)
         .bind(Utc::now())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1622,9 +1668,8 @@ impl IdentityStore for SqliteStore {
         )
         .bind(arn)
         .bind(mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
+        .write_on(self)
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -1781,9 +1826,8 @@ impl IdentityStore for SqliteStore {
         .bind(account_id)
         .bind(name)
         .bind(trust_policy)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1817,18 +1861,16 @@ impl IdentityStore for SqliteStore {
         .bind(&s.token_sha256)
         .bind(s.expires_at)
         .bind(&s.mac)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
     async fn purge_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let r = sqlx::query("DELETE FROM sessions WHERE expires_at < ?1")
             .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(r.rows_affected())
     }
 
@@ -1889,9 +1931,8 @@ impl IdentityStore for SqliteStore {
         let n = sqlx::query("UPDATE principals SET via_service = ?2 WHERE arn = ?1")
             .bind(principal_arn)
             .bind(service)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
+            .write_on(self)
+            .await?
             .rows_affected();
         Ok(n == 1)
     }
@@ -1904,9 +1945,8 @@ impl IdentityStore for SqliteStore {
         .bind(principal_arn)
         .bind(&tag.key)
         .bind(&tag.value)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1950,9 +1990,8 @@ impl IdentityStore for SqliteStore {
     async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?1")
             .bind(access_key_id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -1971,9 +2010,8 @@ impl IdentityStore for SqliteStore {
         .bind(action)
         .bind(target)
         .bind(to_json(&detail)?)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -1988,9 +2026,8 @@ impl IdentityStore for SqliteStore {
                 .bind(access_key_id)
                 .bind(status)
                 .bind(mac)
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .write_on(self)
+                .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -2041,9 +2078,8 @@ impl IdentityStore for SqliteStore {
         .bind(name)
         .bind(document)
         .bind(Utc::now())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -2057,9 +2093,8 @@ impl IdentityStore for SqliteStore {
         )
         .bind(principal_arn)
         .bind(name)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -2090,9 +2125,8 @@ impl ServiceStore for SqliteStore {
         .bind(version)
         .bind(label)
         .bind(Utc::now())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .write_on(self)
+        .await?;
         Ok(())
     }
 
@@ -2197,9 +2231,8 @@ impl GrantStore for SqliteStore {
     async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM grants WHERE grant_id = ?1")
             .bind(grant_id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .write_on(self)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 }
@@ -2224,6 +2257,7 @@ impl AuditStore for SqliteStore {
         &self,
         head: (i64, &[u8]),
         events: &[NewAuditEvent],
+        settles: &[Uuid],
         chain: &ChainFn,
     ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
         // As in Postgres, an empty batch writes nothing and returns the caller's head.
@@ -2239,7 +2273,7 @@ impl AuditStore for SqliteStore {
         }
         // The head moves only if it is still where the caller saw it; otherwise nothing is
         // written and the caller reads the head again.
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_unrecorded().await?;
         let moved = sqlx::query(
             "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1 AND seq = ?3 AND hash = ?4",
         )
@@ -2273,8 +2307,60 @@ impl AuditStore for SqliteStore {
             .await
             .map_err(map_err)?;
         }
+        for id in settles {
+            sqlx::query("DELETE FROM audit_outbox WHERE event_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(Some((seq, prev)))
+    }
+
+    async fn claim_change_records(
+        &self,
+        now: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        let mut tx = self.begin_unrecorded().await?;
+        let rows = sqlx::query(
+            "SELECT event_id, event_time, event_name, account_id, key_arns, body, mac FROM audit_outbox \
+             WHERE event_time < $2 AND (claimed_until IS NULL OR claimed_until < $1) \
+             ORDER BY event_time LIMIT $3",
+        )
+        .bind(now)
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let key_arns: String = col(r, "key_arns")?;
+            let c = ChangeRecord {
+                event: NewAuditEvent {
+                    event_id: col(r, "event_id")?,
+                    event_time: col(r, "event_time")?,
+                    event_name: col(r, "event_name")?,
+                    account_id: col(r, "account_id")?,
+                    key_arns: from_json(&key_arns, "key_arns")?,
+                    body: col(r, "body")?,
+                },
+                mac: col(r, "mac")?,
+            };
+            sqlx::query("UPDATE audit_outbox SET claimed_until = $2 WHERE event_id = $1")
+                .bind(c.event.event_id)
+                .bind(claim_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            out.push(c);
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
     }
 
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
@@ -3813,7 +3899,7 @@ mod tests {
             event("ReEncrypt", &[arn, "k2"]),
         ];
         let head = s
-            .append_audit((seq0, &hash0), &batch, chain)
+            .append_audit((seq0, &hash0), &batch, &[], chain)
             .await
             .unwrap()
             .unwrap();
@@ -3847,12 +3933,12 @@ mod tests {
 
         // Someone else moved the head: nothing is written.
         let stale = s
-            .append_audit((seq0, &hash0), &[event("Decrypt", &[])], chain)
+            .append_audit((seq0, &hash0), &[event("Decrypt", &[])], &[], chain)
             .await
             .unwrap();
         assert_eq!(stale, None);
         let wrong_hash = s
-            .append_audit((head.0, &[1; 32]), &[event("Decrypt", &[])], chain)
+            .append_audit((head.0, &[1; 32]), &[event("Decrypt", &[])], &[], chain)
             .await
             .unwrap();
         assert_eq!(wrong_hash, None);
@@ -3860,12 +3946,14 @@ mod tests {
         assert_eq!(s.audit_head().await.unwrap(), head);
         // An empty batch changes nothing.
         assert_eq!(
-            s.append_audit((head.0, &head.1), &[], chain).await.unwrap(),
+            s.append_audit((head.0, &head.1), &[], &[], chain)
+                .await
+                .unwrap(),
             Some(head.clone())
         );
 
         let next = s
-            .append_audit((head.0, &head.1), &[event("Decrypt", &[arn])], chain)
+            .append_audit((head.0, &head.1), &[event("Decrypt", &[arn])], &[], chain)
             .await
             .unwrap()
             .unwrap();
@@ -3906,7 +3994,7 @@ mod tests {
                     let batch = [event(&format!("W{w}E{i}"), &[])];
                     loop {
                         let (seq, hash) = s.audit_head().await.unwrap();
-                        if s.append_audit((seq, &hash), &batch, &crate::audit::chain_hash)
+                        if s.append_audit((seq, &hash), &batch, &[], &crate::audit::chain_hash)
                             .await
                             .unwrap()
                             .is_some()

@@ -2071,3 +2071,157 @@ async fn assume_role_is_throttled_like_the_rest() {
     );
     assert_eq!(codes.len(), 2, "{codes:?}");
 }
+
+/// A change and the record that it committed are durable together: the trail takes a call's
+/// intent, the change commits, and then the trail refuses the call's own event (the caller
+/// gets `DependencyTimeoutException`). The change is in force, and the record written in its
+/// transaction reaches the trail by itself once the trail works again (`ApiCallCommitted`,
+/// with the call's request id). A call that changed nothing leaves no record. A record
+/// written or altered with SQL is never chained as the service's word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_and_the_record_that_it_committed_are_durable_together() {
+    let s = Server::start_with(&[
+        ("KMS_AUDIT_CHECKPOINT_INTERVAL_MS", "300"),
+        ("KMS_REQUEST_TIMEOUT_MS", "2000"),
+    ])
+    .await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let (user, _, _) = s.new_user(ACCOUNT, "carol", None);
+    // The trail takes intents only: every call's own event is refused.
+    let (break_trail, mend_trail) = if sqlite() {
+        (
+            vec!["CREATE TRIGGER refuse_outcomes BEFORE INSERT ON audit_events WHEN NEW.event_name NOT IN ('ApiCallStarted', 'AdminCommandStarted') BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+            vec!["DROP TRIGGER refuse_outcomes"],
+        )
+    } else {
+        (
+            vec![
+                "CREATE FUNCTION refuse_outcomes() RETURNS trigger AS $$ BEGIN IF NEW.event_name NOT IN ('ApiCallStarted', 'AdminCommandStarted') THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END; $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse_outcomes BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_outcomes()",
+            ],
+            vec!["DROP TRIGGER refuse_outcomes ON audit_events"],
+        )
+    };
+    for sql in break_trail {
+        s.db.execute(sql).await;
+    }
+    let wider = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Sid":"new","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:Decrypt","Resource":"*"}}]}}"#
+    );
+    assert_eq!(
+        code(c.put_key_policy().key_id(&key).policy(&wider).send().await),
+        "DependencyTimeoutException"
+    );
+    assert_eq!(
+        code(c.disable_key().key_id(&key).send().await),
+        "DependencyTimeoutException"
+    );
+    // The operator's command too: it fails, its change stays, and so does its record.
+    let out = s.admin(
+        &["tag-principal", "--principal-arn", &user, "--tag", "team=red"],
+        &[],
+    );
+    assert!(!out.status.success(), "the command's event was refused");
+    // A call that fails changes nothing and records nothing.
+    assert_eq!(
+        code(
+            c.create_alias()
+                .alias_name("alias/nowhere")
+                .target_key_id("11111111-2222-3333-4444-555555555555")
+                .send()
+                .await
+        ),
+        "DependencyTimeoutException"
+    );
+    let records =
+        s.db.strings("SELECT body FROM audit_outbox ORDER BY event_time")
+            .await;
+    assert_eq!(
+        records.len(),
+        3,
+        "one record per committed change: {records:?}"
+    );
+    let request_of = |body: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["requestID"].as_str().unwrap().to_string()
+    };
+    let intents = s
+        .db
+        .strings("SELECT body FROM audit_events WHERE event_name = 'ApiCallStarted' ORDER BY seq")
+        .await;
+    let intent_of = |op: &str| {
+        intents
+            .iter()
+            .find(|b| b.contains(&format!(r#""operation":"{op}""#)))
+            .map(|b| request_of(b))
+            .unwrap_or_else(|| panic!("no intent for {op}"))
+    };
+    let put_policy = intent_of("PutKeyPolicy");
+    let disable = intent_of("DisableKey");
+    // The SQL writer alters one genuine record and forges another.
+    s.db.execute(&format!(
+        "UPDATE audit_outbox SET body = replace(body, 'DisableKey', 'EnableKey') WHERE body LIKE '%{disable}%'"
+    ))
+    .await;
+    let forged_arns = if sqlite() { "'[]'" } else { "'{}'" };
+    s.db.execute(&format!(
+        "INSERT INTO audit_outbox (event_id, event_time, event_name, account_id, key_arns, body, mac) \
+         VALUES ({}, {}, 'CreateGrant', '{ACCOUNT}', {forged_arns}, '{{\"eventName\":\"CreateGrant\"}}', {})",
+        s.db.new_uuid(),
+        s.db.now(),
+        s.db.bytes(&[7u8; 32]),
+    ))
+    .await;
+    for sql in mend_trail {
+        s.db.execute(sql).await;
+    }
+    // The change is in force.
+    let policy = c
+        .get_key_policy()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    assert!(policy.contains(r#""Sid":"new""#), "{policy}");
+    // Once the calls' own events can no longer come, the records go into the trail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        if s.db.int("SELECT count(*) FROM audit_outbox").await == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "change records were not chained"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let committed =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'ApiCallCommitted'")
+            .await;
+    assert_eq!(committed.len(), 1, "{committed:?}");
+    assert_eq!(request_of(&committed[0]), put_policy);
+    assert!(committed[0].contains(r#""operation":"PutKeyPolicy""#));
+    let operator = s
+        .db
+        .strings("SELECT body FROM audit_events WHERE event_name = 'TagPrincipal'")
+        .await;
+    assert_eq!(operator.len(), 1, "{operator:?}");
+    assert!(operator[0].contains("team"), "{}", operator[0]);
+    let refused =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'ChangeRecordRefused'")
+            .await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        s.db.strings(
+            "SELECT body FROM audit_events WHERE event_name IN ('CreateGrant', 'EnableKey')"
+        )
+        .await
+        .is_empty(),
+        "a record written with SQL was chained"
+    );
+    let (ok, out) = audit_verify(&s);
+    assert!(ok, "{out}");
+}

@@ -68,6 +68,8 @@ enum Judged {
     Places(&'static str),
     /// Alters a decision and is not covered yet (what an attacker gains; in the threat model).
     Open(&'static str),
+    /// Altering it is refused, shown by the named attack test (rows the fixture cannot hold).
+    RefusedIn(&'static str),
 }
 
 /// Which fixture row a tamper alters.
@@ -257,6 +259,18 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
         ("audit_checkpoints", "hash", r(Sel::Checkpoint, A::Blob, P::Verify)),
         ("audit_checkpoints", "signed_at", r(Sel::Checkpoint, A::Time, P::Verify)),
         ("audit_checkpoints", "signature", r(Sel::Checkpoint, A::Blob, P::Verify)),
+        // Change records: a change and the record that it committed, chained if the call's own
+        // event never is. Written, altered or inserted with SQL, a record fails its MAC and is
+        // chained only as a ChangeRecordRefused event naming it; deleted, it loses the outcome
+        // of a call whose own event failed (its intent stays in the chain).
+        ("audit_outbox", "event_id", RefusedIn("under the record's MAC: attacks::a_change_and_the_record_that_it_committed_are_durable_together")),
+        ("audit_outbox", "event_time", RefusedIn("under the record's MAC: as for event_id")),
+        ("audit_outbox", "event_name", RefusedIn("under the record's MAC: as for event_id")),
+        ("audit_outbox", "account_id", RefusedIn("under the record's MAC: as for event_id")),
+        ("audit_outbox", "key_arns", RefusedIn("under the record's MAC: as for event_id")),
+        ("audit_outbox", "body", RefusedIn("under the record's MAC: as for event_id")),
+        ("audit_outbox", "mac", RefusedIn("the MAC itself: as for event_id")),
+        ("audit_outbox", "claimed_until", NoDecision("when a sweeper may take the record again: set ahead, the record is chained later; set back, two sweepers may chain it twice (a duplicate of a true record)")),
         // ---- SQLite's change feed (cache invalidation across processes)
         ("changes", "seq", NoDecision("cache invalidation: a forged or lost change only drops or keeps caches of verified rows")),
         ("changes", "channel", NoDecision("cache invalidation: as for seq")),
@@ -688,7 +702,7 @@ async fn every_column_is_refused_verified_or_reviewed() {
     let mut open = Vec::new();
     for (t, c, j) in &m {
         let why = match j {
-            NoDecision(w) | Places(w) | Open(w) => *w,
+            NoDecision(w) | Places(w) | Open(w) | RefusedIn(w) => *w,
             Refused { .. } => continue,
         };
         assert!(why.len() > 8, "{t}.{c}: say why");
