@@ -5,6 +5,7 @@ use super::{mac_input, Caller, Context, Kms, KmsError};
 use crate::policy::GrantAllows;
 use crate::store::{GrantRecord, KeyRecord, StoreError};
 use base64::Engine;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -323,10 +324,45 @@ impl Kms {
     }
 
     /// Only grants whose row MAC holds: a grant written into the database by anyone but this
-    /// service (or altered there) allows nothing, and is reported.
+    /// service (or altered there) allows nothing, and is reported. Nor does a grant the trail
+    /// says was retired or revoked (its genuine row put back from an older backup, or saved and
+    /// re-inserted by a database writer).
     async fn verified(&self, grants: Vec<GrantRecord>) -> Result<Vec<GrantRecord>, KmsError> {
+        // Per key, the grants the trail has ended; `None`: the key does not load (deleted, or
+        // failing its checks), so none of its grants allows anything.
+        let mut ended: HashMap<Uuid, Option<HashSet<String>>> = HashMap::new();
+        for g in &grants {
+            if ended.contains_key(&g.key_id) {
+                continue;
+            }
+            let rec = match self.record(g.key_id).await {
+                Ok(Some(rec)) => rec,
+                Ok(None) | Err(_) => {
+                    ended.insert(g.key_id, None);
+                    continue;
+                }
+            };
+            let mut ids = HashSet::new();
+            for body in self.grant_store.ended_grants_per_trail(&rec.arn()).await? {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                if let Some(id) = v
+                    .pointer("/additionalEventData/grantId")
+                    .and_then(|i| i.as_str())
+                {
+                    ids.insert(id.to_string());
+                }
+            }
+            ended.insert(g.key_id, Some(ids));
+        }
         let mut out = Vec::with_capacity(grants.len());
         for g in grants {
+            let Some(Some(ended)) = ended.get(&g.key_id) else {
+                continue;
+            };
+            if ended.contains(&g.grant_id) {
+                tracing::error!(grant_id = %g.grant_id, key_id = %g.key_id, "the audit trail records this grant's end, but its row is in the database again (put back from a backup?); ignoring it");
+                continue;
+            }
             if self
                 .hsm
                 .row_mac_matches(Self::grant_mac_input(&g), &g.mac)
@@ -725,8 +761,32 @@ impl Kms {
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        self.grant_store.delete_grant(&gid).await?;
-        self.invalidate_grants(Some(kid));
+        self.end_grant(&g, "RetireGrant").await
+    }
+
+    /// Delete a grant, its end first in the trail (`GrantEnded`): the row put back later is
+    /// refused ([`Kms::verified`]). A trail that cannot take the event refuses the call; a
+    /// deletion that fails after it leaves a grant the trail has ended, which allows nothing.
+    async fn end_grant(&self, g: &GrantRecord, operation: &str) -> Result<(), KmsError> {
+        let rec = self
+            .record(g.key_id)
+            .await?
+            .ok_or_else(|| KmsError::NotFound(format!("Grant ID {} not found", g.grant_id)))?;
+        if let Some(a) = self.audit.get() {
+            let ev = crate::audit::service_event(
+                "GrantEnded",
+                &rec.arn(),
+                &rec.region,
+                serde_json::json!({ "grantId": g.grant_id, "operation": operation }),
+            );
+            a.record(ev).await.map_err(|e| {
+                tracing::error!(error = %e, grant_id = %g.grant_id, "the audit trail cannot record a grant's end; not ending it");
+                KmsError::DependencyTimeout
+            })?;
+        }
+        let deleted = self.grant_store.delete_grant(&g.grant_id).await;
+        self.invalidate_grants(Some(g.key_id));
+        deleted?;
         Ok(())
     }
 
@@ -741,20 +801,18 @@ impl Kms {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:RevokeGrant", Some(&rec), None, &[])
             .await?;
-        let g = self
+        let Some(g) = self
             .grant_store
             .grant(grant_id)
             .await?
-            .filter(|g| g.key_id == rec.key_id);
-        if g.is_none() {
+            .filter(|g| g.key_id == rec.key_id)
+        else {
             return Err(KmsError::NotFound(format!("Grant ID {grant_id} not found")));
-        }
+        };
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        self.grant_store.delete_grant(grant_id).await?;
-        self.invalidate_grants(Some(rec.key_id));
-        Ok(())
+        self.end_grant(&g, "RevokeGrant").await
     }
 }
 

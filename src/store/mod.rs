@@ -302,6 +302,9 @@ pub trait GrantStore: Send + Sync {
     /// transaction, serialised across nodes): `Conflict` ([`QUOTA_EXCEEDED`]).
     async fn insert_grant(&self, g: &GrantRecord, max_grants: i64) -> Result<(), StoreError>;
     async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError>;
+    /// The bodies of the trail's `GrantEnded` events of the key `arn` (grants retired or
+    /// revoked).
+    async fn ended_grants_per_trail(&self, arn: &str) -> Result<Vec<String>, StoreError>;
     async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError>;
     async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError>;
     /// Delete a grant; false if it did not exist.

@@ -2075,6 +2075,16 @@ impl GrantStore for PgStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn ended_grants_per_trail(&self, arn: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT body FROM audit_events WHERE event_name = 'GrantEnded' AND key_arns[1] = $1",
+        )
+        .bind(arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
     async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
         let q = format!(
             "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 ORDER BY created_at, grant_id"

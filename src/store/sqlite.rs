@@ -2194,6 +2194,14 @@ impl GrantStore for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn ended_grants_per_trail(&self, arn: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT body FROM audit_events WHERE event_name = 'GrantEnded' AND json_extract(key_arns, '$[0]') = $1")
+            .bind(arn)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
     async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
         let q = format!(
             "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY created_at, grant_id"

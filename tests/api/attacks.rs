@@ -2119,7 +2119,13 @@ async fn a_change_and_the_record_that_it_committed_are_durable_together() {
     );
     // The operator's command too: it fails, its change stays, and so does its record.
     let out = s.admin(
-        &["tag-principal", "--principal-arn", &user, "--tag", "team=red"],
+        &[
+            "tag-principal",
+            "--principal-arn",
+            &user,
+            "--tag",
+            "team=red",
+        ],
         &[],
     );
     assert!(!out.status.success(), "the command's event was refused");
@@ -2204,10 +2210,9 @@ async fn a_change_and_the_record_that_it_committed_are_durable_together() {
     assert_eq!(committed.len(), 1, "{committed:?}");
     assert_eq!(request_of(&committed[0]), put_policy);
     assert!(committed[0].contains(r#""operation":"PutKeyPolicy""#));
-    let operator = s
-        .db
-        .strings("SELECT body FROM audit_events WHERE event_name = 'TagPrincipal'")
-        .await;
+    let operator =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'TagPrincipal'")
+            .await;
     assert_eq!(operator.len(), 1, "{operator:?}");
     assert!(operator[0].contains("team"), "{}", operator[0]);
     let refused =
@@ -2224,4 +2229,100 @@ async fn a_change_and_the_record_that_it_committed_are_durable_together() {
     );
     let (ok, out) = audit_verify(&s);
     assert!(ok, "{out}");
+}
+
+/// A grant revoked (or retired) cannot be brought back: the database writer saves the genuine
+/// row (MAC and all) while the grant is live, the key's administrator revokes it, and the
+/// writer inserts the saved row again. The trail records the grant's end before its row goes,
+/// so the row put back allows nothing, on this node and on a node that never saw the grant;
+/// hiding the end means editing the trail, which verification catches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_grant_put_back_with_sql_allows_nothing() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let (bob_arn, bob_id, bob_secret, bob) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "bob", None));
+    let mut grants = Vec::new();
+    for _ in 0..2 {
+        let g = root
+            .create_grant()
+            .key_id(&key)
+            .grantee_principal(&bob_arn)
+            .operations(GrantOperation::Encrypt)
+            .operations(GrantOperation::RetireGrant)
+            .send()
+            .await
+            .unwrap();
+        grants.push((g.grant_id.unwrap(), g.grant_token.unwrap()));
+    }
+    bob.encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    // The writer's copy of the live grants.
+    s.db.execute("CREATE TABLE saved_grants AS SELECT * FROM grants")
+        .await;
+    root.revoke_grant()
+        .key_id(&key)
+        .grant_id(&grants[0].0)
+        .send()
+        .await
+        .unwrap();
+    bob.retire_grant()
+        .grant_token(&grants[1].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(bob.encrypt().key_id(&key).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
+    // The attack.
+    s.db.execute("INSERT INTO grants SELECT * FROM saved_grants")
+        .await;
+    let node2 = s.second_node();
+    let bob2 = s.client_of(&node2, &bob_id, &bob_secret);
+    // Tried on this node, on a node that never saw the grants, and with a grant token (whose
+    // grant is read fresh on every call).
+    for client in [&bob, &bob2] {
+        assert_eq!(
+            code(client.encrypt().key_id(&key).plaintext(pt()).send().await),
+            "AccessDeniedException"
+        );
+        assert_eq!(
+            code(
+                client
+                    .encrypt()
+                    .key_id(&key)
+                    .plaintext(pt())
+                    .grant_tokens(&grants[1].1)
+                    .send()
+                    .await
+            ),
+            "AccessDeniedException"
+        );
+    }
+    let listed = s
+        .client_of(&node2, &s.access_key_id, &s.secret)
+        .list_grants()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed.grants().is_empty(),
+        "a grant put back is listed: {:?}",
+        listed.grants()
+    );
+    // Hiding the ends means editing the trail, which verification catches.
+    s.db.execute("DELETE FROM audit_events WHERE event_name = 'GrantEnded'")
+        .await;
+    let (ok, out) = audit_verify(&s);
+    assert!(
+        !ok,
+        "the trail verified without its GrantEnded events: {out}"
+    );
 }
