@@ -1423,12 +1423,34 @@ impl Kms {
         let mut lease = live.lease.lock().await;
         if lease.next >= lease.end {
             let size = (lease.size * 2).clamp(GCM_LEASE_MIN, GCM_LEASE_MAX);
+            // Every lease is in the trail before it is used, and the database hands leases out
+            // in order: read before reserving, every end the trail holds is at most where the
+            // next lease starts. A lease starting before one of them means the count was set
+            // back in the database (to pass the 2^32 bound of one material).
+            let material = lifecycle::material_id(&rec.blob_id(), version);
+            let used = self.leased_per_trail(&material).await?;
             match self
                 .keys
                 .reserve_invocations(rec.key_id, rec.mrk_id, version, size, GCM_INVOCATION_LIMIT)
                 .await?
             {
                 Some((start, end)) => {
+                    if start < used {
+                        tracing::error!(key_id = %rec.key_id, version, start, used, "the key material's invocation count is behind the leases the audit trail records (set back in the database?); refusing to use it");
+                        return Err(KmsError::KeyUnavailable);
+                    }
+                    if let Some(a) = self.audit.get() {
+                        let ev = crate::audit::service_event(
+                            "InvocationsLeased",
+                            &rec.arn(),
+                            &rec.region,
+                            serde_json::json!({ "materialId": material, "start": start, "end": end }),
+                        );
+                        a.record(ev).await.map_err(|e| {
+                            tracing::error!(error = %e, key_id = %rec.key_id, "the audit trail cannot record a lease of invocations; not using it");
+                            KmsError::DependencyTimeout
+                        })?;
+                    }
                     lease.next = start;
                     lease.end = end;
                     lease.size = size;
@@ -1442,6 +1464,23 @@ impl Kms {
         lease.next += 1;
         drop(lease);
         Ok(Some(live))
+    }
+
+    /// The furthest end of the material's latest leases in the trail (0: none).
+    async fn leased_per_trail(&self, material: &str) -> Result<i64, KmsError> {
+        // Leases of several nodes may reach the trail out of order: the latest few, not only
+        // the last, bound where the count stands.
+        let bodies = self.keys.leases_per_trail(material, 16).await?;
+        Ok(bodies
+            .iter()
+            .filter_map(|b| {
+                serde_json::from_str::<serde_json::Value>(b)
+                    .ok()?
+                    .pointer("/additionalEventData/end")?
+                    .as_i64()
+            })
+            .max()
+            .unwrap_or(0))
     }
 
     /// Like `try_invocation`, but a key at the bound rotates to new material (once) and uses it.

@@ -397,6 +397,13 @@ pub trait KeyStore: Send + Sync {
         arn: &str,
         created_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// The bodies of the trail's latest `InvocationsLeased` events (at most `limit`, newest
+    /// first) of the material `material_id`.
+    async fn leases_per_trail(
+        &self,
+        material_id: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError>;
     /// Keys (of every account) whose policy text contains `text`.
     async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError>;
     /// Replace a key's policy with `policy` and its MAC, provided it is still `expected`;

@@ -770,6 +770,19 @@ impl KeyStore for PgStore {
             .map_err(map_err)
     }
 
+    async fn leases_per_trail(
+        &self,
+        material_id: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT body FROM audit_events WHERE event_name = 'InvocationsLeased' AND ((body::jsonb) #>> '{additionalEventData,materialId}') = $1 ORDER BY seq DESC LIMIT $2")
+            .bind(material_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
     async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError> {
         let q =
             format!("SELECT {KEY_COLUMNS} FROM keys WHERE strpos(policy, $1) > 0 ORDER BY key_id");

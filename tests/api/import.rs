@@ -1413,3 +1413,47 @@ async fn material_deleted_while_pending_deletion_comes_back_pending_import() {
     c.cancel_key_deletion().key_id(&never).send().await.unwrap();
     assert_eq!(state(never).await, KeyState::PendingImport);
 }
+
+/// The count of AES-GCM invocations an imported material keeps across its deletion and
+/// re-import (`key_imports.invocations`) set back with SQL: the material comes back with the
+/// lower count, and the first lease from it starts before the leases the trail holds for that
+/// material, so the key is refused rather than passing the 2^32 bound of one material.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_materials_count_set_back_with_sql_is_refused_after_re_import() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let material = random(32);
+    import_oaep(&c, &key, &material, None, None).await.unwrap();
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    c.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    // The attack.
+    s.db.execute(&format!(
+        "UPDATE key_imports SET invocations = 0 WHERE key_id = {}",
+        s.db.key(&key)
+    ))
+    .await;
+    import_oaep(&c, &key, &material, None, None).await.unwrap();
+    let node2 = s.second_node();
+    let fresh = s.client_of(&node2, &s.access_key_id, &s.secret);
+    assert_eq!(
+        code(
+            fresh
+                .encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await
+        ),
+        "KeyUnavailableException"
+    );
+}
