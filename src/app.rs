@@ -1727,16 +1727,33 @@ async fn spawn_invalidation(store: Arc<dyn Store>, kms: Arc<Kms>) -> Result<(), 
     let Some(pg) = store.postgres() else {
         return Ok(());
     };
+    // With several database hosts, the pool follows the one that takes writes.
+    pg.follow_primary(Duration::from_millis(500));
     let mut listener = pg.key_change_listener().await.map_err(|e| e.to_string())?;
+    let pg = pg.clone();
     tokio::spawn(async move {
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) => apply_change(&kms, Some((n.channel(), n.payload()))),
-                Ok(None) => apply_change(&kms, None),
-                Err(e) => {
-                    tracing::warn!(error = %e, "change listener failed; retrying");
+                // The connection was lost: changes may have been missed, and the primary may
+                // have moved. Listen again on the host the pool uses now.
+                Ok(None) | Err(_) => {
+                    tracing::warn!("change listener lost its connection; listening again");
                     apply_change(&kms, None);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    loop {
+                        match pg.key_change_listener().await {
+                            Ok(l) => {
+                                listener = l;
+                                // Whatever changed while nobody listened.
+                                apply_change(&kms, None);
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "change listener cannot connect; retrying");
+                                tokio::time::sleep(Duration::from_millis(250)).await;
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -305,7 +305,7 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
     })
 }
 
-fn url_without_password(u: &str) -> Option<String> {
+pub(crate) fn url_without_password(u: &str) -> Option<String> {
     let (scheme, rest) = u.split_once("://")?;
     let (auth, host) = match rest.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),

@@ -3,12 +3,75 @@
 use super::*;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    url: String,
+    /// One URL per host of the configured URL (one, unless it lists several:
+    /// `postgres://user@host1:5432,host2:5432/kms`).
+    hosts: Arc<Vec<String>>,
+    /// The host that takes writes now (the pool connects only there).
+    primary: Arc<std::sync::Mutex<String>>,
+    /// When the pool last moved to another host: connections opened before are never used
+    /// again (they lead to the old one).
+    moved_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+/// Whether a connection of age `age` was opened before the pool last moved host.
+fn opened_before_move(
+    moved_at: &std::sync::Mutex<Option<std::time::Instant>>,
+    age: Duration,
+) -> bool {
+    moved_at.lock().unwrap().is_some_and(|m| age > m.elapsed())
+}
+
+/// The URLs of every host a libpq-style URL lists (`postgres://u@h1:5432,h2:5433/db?o=v`): the
+/// URL itself when it names one host.
+pub fn split_hosts(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return vec![url.to_string()];
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (user, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), authority),
+    };
+    hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("{scheme}://{user}{h}{path}"))
+        .collect()
+}
+
+/// Whether the server at `url` takes writes (is not a standby), asked on a connection of its
+/// own within `timeout`. `None`: it does not answer.
+async fn takes_writes(url: &str, timeout: Duration) -> Option<bool> {
+    use sqlx::Connection;
+    let probe = async {
+        let mut c = sqlx::PgConnection::connect(url).await.ok()?;
+        let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(&mut c)
+            .await
+            .ok()?;
+        let _ = c.close().await;
+        Some(!standby)
+    };
+    tokio::time::timeout(timeout, probe).await.ok().flatten()
+}
+
+/// The first host of `hosts` that takes writes.
+async fn find_primary(hosts: &[String]) -> Option<String> {
+    for h in hosts {
+        if takes_writes(h, Duration::from_secs(2)).await == Some(true) {
+            return Some(h.clone());
+        }
+    }
+    None
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
@@ -35,31 +98,120 @@ fn map_err(e: sqlx::Error) -> StoreError {
 
 impl PgStore {
     /// Connect (failing fast if Postgres is unreachable) and run the migrations in `sql/`.
+    /// A URL that lists several hosts connects to the one that takes writes; with several,
+    /// [`PgStore::follow_primary`] moves the pool when another host is promoted.
     pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore, StoreError> {
+        let hosts = split_hosts(url);
+        let primary = if hosts.len() == 1 {
+            hosts[0].clone()
+        } else {
+            find_primary(&hosts).await.ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "none of the {} database hosts takes writes (each is unreachable or a standby)",
+                    hosts.len()
+                ))
+            })?
+        };
+        let options: sqlx::postgres::PgConnectOptions = primary
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::Unavailable(e.to_string()))?;
+        let moved_at: Arc<std::sync::Mutex<Option<std::time::Instant>>> = Default::default();
+        let (on_acquire, on_release) = (moved_at.clone(), moved_at.clone());
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            // After a failover, connections to the old primary are closed, not used.
+            .before_acquire(move |_, meta| {
+                let keep = !opened_before_move(&on_acquire, meta.age);
+                Box::pin(async move { Ok(keep) })
+            })
+            .after_release(move |_, meta| {
+                let keep = !opened_before_move(&on_release, meta.age);
+                Box::pin(async move { Ok(keep) })
+            })
             .acquire_timeout(Duration::from_secs(5))
             // No ping before each use: a dead connection fails its query and is replaced;
             // the ping would cost every query a second round trip.
             .test_before_acquire(false)
             // A request that is abandoned (its deadline passed) mid-statement can leave its
             // connection inside a transaction, holding row locks, until the connection is used
-            // again; Postgres ends such a session after a few idle seconds instead.
+            // again; Postgres ends such a session after a few idle seconds instead. A standby
+            // (a host demoted, or one the pool was pointed at before a failover settled) is
+            // never used: it cannot take writes.
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor;
                     conn.execute("SET idle_in_transaction_session_timeout = '3s'")
                         .await?;
+                    let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if standby {
+                        return Err(sqlx::Error::Protocol(
+                            "the database host is a standby (read-only)".into(),
+                        ));
+                    }
                     Ok(())
                 })
             })
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(PgStore {
             pool,
-            url: url.to_string(),
+            hosts: Arc::new(hosts),
+            primary: Arc::new(std::sync::Mutex::new(primary)),
+            moved_at,
         })
+    }
+
+    /// With several hosts: every `every`, check that the pool's host still takes writes, and
+    /// when it does not (it is gone, or was demoted), find the host that does and move the
+    /// pool there (new connections go to it; those to the old host fail and are dropped).
+    pub fn follow_primary(&self, every: Duration) {
+        if self.hosts.len() < 2 {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let current = store.primary_url();
+                if takes_writes(&current, every.max(Duration::from_millis(500))).await == Some(true)
+                {
+                    continue;
+                }
+                let Some(next) = find_primary(&store.hosts).await else {
+                    tracing::error!(
+                        hosts = store.hosts.len(),
+                        "no database host takes writes: calls are refused (DependencyTimeoutException) until one does"
+                    );
+                    continue;
+                };
+                if next == current {
+                    continue;
+                }
+                match next.parse::<sqlx::postgres::PgConnectOptions>() {
+                    Ok(o) => {
+                        store.pool.set_connect_options(o);
+                        *store.moved_at.lock().unwrap() = Some(std::time::Instant::now());
+                        tracing::warn!(
+                            from = %crate::config::url_without_password(&current).unwrap_or_default(),
+                            to = %crate::config::url_without_password(&next).unwrap_or_default(),
+                            "the database primary moved; the pool follows it"
+                        );
+                        *store.primary.lock().unwrap() = next;
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot use the new primary's URL"),
+                }
+            }
+        });
+    }
+
+    /// The URL of the host the pool uses now.
+    pub fn primary_url(&self) -> String {
+        self.primary.lock().unwrap().clone()
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -80,7 +232,23 @@ impl PgStore {
 
     /// A listener for key-change notifications from any node.
     pub async fn key_change_listener(&self) -> Result<PgListener, StoreError> {
-        let mut l = PgListener::connect(&self.url).await.map_err(map_err)?;
+        // Its own one-connection pool to the host that takes writes now, which fails fast when
+        // that host is gone; no reconnecting by itself (to a host that may be gone for good):
+        // the caller listens again, on whichever host the pool has moved to.
+        let options: sqlx::postgres::PgConnectOptions = self
+            .primary_url()
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::Unavailable(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(1))
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        let mut l = PgListener::connect_with(&pool).await.map_err(map_err)?;
+        l.eager_reconnect(false);
         l.listen_all([
             "kms_key_changed",
             "kms_identity_changed",
@@ -2334,5 +2502,29 @@ impl AuditStore for PgStore {
                 signature: r.get("signature"),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod host_list_tests {
+    use super::split_hosts;
+
+    #[test]
+    fn a_url_listing_hosts_gives_one_url_per_host() {
+        assert_eq!(
+            split_hosts("postgres://kms:pw@db1:5432,db2:5433/kms?sslmode=require"),
+            vec![
+                "postgres://kms:pw@db1:5432/kms?sslmode=require".to_string(),
+                "postgres://kms:pw@db2:5433/kms?sslmode=require".to_string(),
+            ]
+        );
+        assert_eq!(
+            split_hosts("postgres://db1,db2"),
+            vec!["postgres://db1".to_string(), "postgres://db2".to_string()]
+        );
+        assert_eq!(
+            split_hosts("postgres://postgres@127.0.0.1:5432/kms"),
+            vec!["postgres://postgres@127.0.0.1:5432/kms".to_string()]
+        );
     }
 }

@@ -9,6 +9,7 @@ mod attacks;
 mod audit;
 mod auth;
 mod cli;
+mod failover;
 mod faults;
 mod grants;
 mod import;

@@ -286,6 +286,8 @@ pub struct Database {
     pub name: String,
     /// The embedded store's directory (`KMS_TEST_STORE=sqlite`).
     sqlite: Option<tempfile::TempDir>,
+    /// A database the test made elsewhere (its own clusters), by URL; not dropped here.
+    external: Option<String>,
 }
 
 /// Whether this run's store is the embedded SQLite store (else Postgres).
@@ -324,13 +326,30 @@ impl Database {
             return Database {
                 name,
                 sqlite: Some(tempfile::tempdir().expect("tempdir")),
+                external: None,
             };
         }
         psql(&format!("CREATE DATABASE {name}"));
-        Database { name, sqlite: None }
+        Database {
+            name,
+            sqlite: None,
+            external: None,
+        }
+    }
+
+    /// A database the test created itself, reached at `url` (which may list several hosts).
+    pub fn at(url: &str) -> Database {
+        Database {
+            name: "kms".into(),
+            sqlite: None,
+            external: Some(url.to_string()),
+        }
     }
 
     pub fn url(&self) -> String {
+        if let Some(u) = &self.external {
+            return u.clone();
+        }
         match &self.sqlite {
             Some(dir) => format!("sqlite://{}/kms.db", dir.path().display()),
             None => format!("{}/{}", pg_base(), self.name),
@@ -444,7 +463,7 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
-        if self.sqlite.is_some() {
+        if self.sqlite.is_some() || self.external.is_some() {
             return;
         }
         psql(&format!(
