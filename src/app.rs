@@ -346,6 +346,68 @@ pub enum AdminCommand {
         #[arg(long)]
         confirm: Option<String>,
     },
+    /// After a restore from a backup: carry forward from the live trail (an export, verified
+    /// with the audit public key) the ends that happened after the backup — keys deleted and
+    /// grants retired or revoked — so the restored database does not revive them.
+    CarryForwardEnds {
+        /// `kms audit export` of the live trail (the whole trail, or its DeleteKey and
+        /// GrantEnded events).
+        #[arg(long)]
+        live_trail: std::path::PathBuf,
+        /// The audit public key (`kms audit public-key`) the trail's checkpoints verify with.
+        #[arg(long)]
+        public_key: std::path::PathBuf,
+    },
+}
+
+/// Backups: check what a restore would get.
+#[derive(clap::Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Against the configured database (a restored backup) and token: every key's rows pass
+    /// their checks and every material version unwraps under the token, without any key
+    /// material leaving it. Exits non-zero, naming each key that fails.
+    Verify,
+}
+
+pub async fn backup(s: &Settings, cmd: BackupCommand) -> Result<(), Error> {
+    match cmd {
+        BackupCommand::Verify => {
+            let store = connect_store(s).await?;
+            if !store.is_initialised().await.map_err(|e| e.to_string())? {
+                return Err(
+                    "the database has no schema: it is not a backup of this service".into(),
+                );
+            }
+            let kms = open_kms(s, store.clone()).await?;
+            let ids = store.all_key_ids().await.map_err(|e| e.to_string())?;
+            let (mut keys, mut versions, mut failed) = (0usize, 0usize, Vec::new());
+            for id in ids {
+                match kms.verify_key_material(id).await {
+                    Ok(n) => {
+                        keys += 1;
+                        versions += n;
+                    }
+                    Err(e) => failed.push(format!("{id}: {e}")),
+                }
+            }
+            println!(
+                "kms backup verify: {keys} keys pass their checks; {versions} material versions unwrap under token '{}'",
+                s.hsm.token_label
+            );
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                for f in &failed {
+                    eprintln!("kms backup verify: FAILED {f}");
+                }
+                Err(format!(
+                    "{} keys of this backup do not verify under token '{}' (listed above): a backup of another deployment, a token that is not this backup's, or rows altered",
+                    failed.len(),
+                    s.hsm.token_label
+                ))
+            }
+        }
+    }
 }
 
 fn valid_name(s: &str) -> bool {
@@ -642,6 +704,12 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
                 }
                 eprintln!("kms admin: access key {access_key_id} deleted");
             }
+            AdminCommand::CarryForwardEnds {
+                live_trail,
+                public_key,
+            } => {
+                carry_forward_ends(s, store.as_ref(), &live_trail, &public_key).await?;
+            }
             AdminCommand::Seal { confirm } => {
                 // Rows of a kind the trail says every row carried (a SealCoverage event) had their
                 // MAC removed: tampering, never offered for sealing.
@@ -724,6 +792,104 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
     Ok(())
 }
 
+/// `kms admin carry-forward-ends`: the live trail's key deletions and grant ends, signed
+/// by its checkpoints, recorded in this (restored) trail where they are missing, so the
+/// deleted-key and ended-grant checks refuse the rows the backup brought back.
+async fn carry_forward_ends(
+    s: &Settings,
+    store: &dyn Store,
+    live_trail: &std::path::Path,
+    public_key: &std::path::Path,
+) -> Result<(), Error> {
+    let text = std::fs::read_to_string(live_trail)
+        .map_err(|e| format!("cannot read {}: {e}", live_trail.display()))?;
+    let (links, checkpoints) = crate::audit::verify::parse_export(&text)?;
+    let key = read_public_key(public_key)?;
+    let report = crate::audit::verify::verify(&links, &checkpoints, &key, false, None);
+    if let Some((seq, problem)) = report.problems.first() {
+        return Err(format!(
+            "the live trail {} does not verify (event {seq}: {problem}); nothing was carried forward",
+            live_trail.display()
+        ));
+    }
+    // Only what a signed checkpoint covers: events past the last one could have been written
+    // by anyone who edited the export.
+    let signed_to = checkpoints.iter().map(|c| c.seq).max().unwrap_or(0);
+    let anchor = open_anchor(s)?;
+    let (mut keys, mut grants) = (0, 0);
+    for l in links.iter().filter(|l| l.seq <= signed_to) {
+        let Some(body) = &l.body else { continue };
+        let v: serde_json::Value = serde_json::from_str(body)
+            .map_err(|_| format!("event {} of the live trail is not JSON", l.seq))?;
+        let name = v["eventName"].as_str().unwrap_or_default();
+        let by_service =
+            v.pointer("/userIdentity/type").and_then(|t| t.as_str()) == Some("AWSService");
+        let (Some(arn), Some(region)) = (
+            v.pointer("/resources/0/ARN").and_then(|a| a.as_str()),
+            v["awsRegion"].as_str(),
+        ) else {
+            continue;
+        };
+        let from = serde_json::json!({ "seq": l.seq, "eventId": v["eventID"], "eventTime": v["eventTime"] });
+        let event = match name {
+            "DeleteKey" if by_service => {
+                if store
+                    .deleted_per_trail(arn, chrono::DateTime::<chrono::Utc>::UNIX_EPOCH)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    continue;
+                }
+                keys += 1;
+                crate::audit::service_event(
+                    "DeleteKey",
+                    arn,
+                    region,
+                    serde_json::json!({
+                        "reason": "deleted in the live trail after the backup this database was restored from",
+                        "carriedForwardFrom": from,
+                    }),
+                )
+            }
+            "GrantEnded" if by_service => {
+                let Some(grant) = v
+                    .pointer("/additionalEventData/grantId")
+                    .and_then(|g| g.as_str())
+                else {
+                    continue;
+                };
+                let ended = store
+                    .ended_grants_per_trail(arn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if ended.iter().any(|b| b.contains(grant)) {
+                    continue;
+                }
+                grants += 1;
+                crate::audit::service_event(
+                    "GrantEnded",
+                    arn,
+                    region,
+                    serde_json::json!({
+                        "grantId": grant,
+                        "operation": v.pointer("/additionalEventData/operation"),
+                        "carriedForwardFrom": from,
+                    }),
+                )
+            }
+            _ => continue,
+        };
+        crate::audit::record_direct(store, event, anchor.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    eprintln!(
+        "kms admin: carried forward {keys} key deletions and {grants} grant ends from {} (events up to {signed_to}, the last signed checkpoint)",
+        live_trail.display()
+    );
+    Ok(())
+}
+
 /// The audit record of an admin command: never a secret (secrets are not arguments).
 fn describe_admin(cmd: &AdminCommand) -> (&'static str, String, serde_json::Value) {
     use serde_json::json;
@@ -797,6 +963,11 @@ fn describe_admin(cmd: &AdminCommand) -> (&'static str, String, serde_json::Valu
             ("DeleteAccessKey", access_key_id.clone(), json!({}))
         }
         AdminCommand::Seal { confirm } => ("SealRows", "*".into(), json!({ "digest": confirm })),
+        AdminCommand::CarryForwardEnds { live_trail, .. } => (
+            "CarryForwardEnds",
+            "*".into(),
+            json!({ "liveTrail": live_trail.display().to_string() }),
+        ),
     }
 }
 

@@ -37,6 +37,9 @@ enum Command {
     /// Operate on the token itself.
     #[command(subcommand)]
     Hsm(kms::app::HsmCommand),
+    /// Check a backup (restored database and token) before relying on it.
+    #[command(subcommand)]
+    Backup(kms::app::BackupCommand),
 }
 
 #[global_allocator]
@@ -88,6 +91,7 @@ fn main() {
             Command::Admin(cmd) => kms::app::admin(&settings, cmd).await,
             Command::Audit(cmd) => kms::app::audit(&settings, cmd).await,
             Command::Hsm(cmd) => kms::app::hsm(&settings, cmd).await,
+            Command::Backup(cmd) => kms::app::backup(&settings, cmd).await,
         }
     });
     // Drop every task (and with them the HSM sessions) before the process exits.

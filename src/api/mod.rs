@@ -325,11 +325,19 @@ async fn handle_api(
         Ok(r) => r,
         // The database or the token did not answer in time; what was in flight is dropped
         // (an open transaction rolls back).
-        Err(_) => (
-            info.operation.clone(),
-            info.protocol,
-            Err(ApiError::Kms(crate::kms::KmsError::DependencyTimeout)),
-        ),
+        Err(_) => {
+            tracing::error!(
+                operation = %info.operation,
+                request_id = %request_id,
+                timeout_ms = state.request_timeout.as_millis() as u64,
+                "the call did not finish within request_timeout_ms (the database or the token did not answer: no host taking writes, or commits waiting for a synchronous standby that is gone); answered DependencyTimeoutException"
+            );
+            (
+                info.operation.clone(),
+                info.protocol,
+                Err(ApiError::Kms(crate::kms::KmsError::DependencyTimeout)),
+            )
+        }
     };
     // The event is durable before the response goes out; a call that cannot be recorded (in
     // what is left of the deadline, and at least a moment) fails.

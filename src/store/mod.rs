@@ -367,6 +367,8 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Keys whose imported material expired by `now`.
     async fn expired_imports(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
+    /// Every key of every account and region, by id (backup verification).
+    async fn all_key_ids(&self) -> Result<Vec<Uuid>, StoreError>;
     /// Every key with an import row, whatever its columns say (the expiry job judges each by
     /// its verified row, not by a column a database writer could change).
     async fn import_key_ids(&self) -> Result<Vec<Uuid>, StoreError>;

@@ -742,6 +742,13 @@ impl KeyStore for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn all_key_ids(&self) -> Result<Vec<Uuid>, StoreError> {
+        sqlx::query_scalar("SELECT key_id FROM keys ORDER BY key_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
     async fn import_key_ids(&self) -> Result<Vec<Uuid>, StoreError> {
         let rows = sqlx::query("SELECT key_id FROM key_imports ORDER BY key_id")
             .fetch_all(&self.pool)

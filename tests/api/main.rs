@@ -18,6 +18,7 @@ mod multi_region;
 mod nodes;
 mod operator;
 mod protocol;
+mod restore;
 mod roles;
 mod rotation;
 mod security;

@@ -252,6 +252,28 @@ impl Token {
         self.dir.path().join("softhsm2.conf")
     }
 
+    /// A copy of the token as it is now (a backup of it), in a directory of its own.
+    pub fn copy(&self) -> Token {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", self.dir.path().display()))
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "copying the token failed");
+        let from = self.dir.path().to_str().unwrap();
+        let conf = std::fs::read_to_string(self.conf())
+            .unwrap()
+            .replace(from, dir.path().to_str().unwrap());
+        std::fs::write(dir.path().join("softhsm2.conf"), conf).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("server.log"));
+        Token {
+            dir,
+            label: self.label.clone(),
+        }
+    }
+
     /// The token objects (SoftHSM's file backend keeps one file per token object; Kryoptic's
     /// are counted by listing them).
     pub fn object_files(&self) -> usize {

@@ -1,0 +1,223 @@
+//! The restore drill: back up (pg_dump and a copy of the token), keep working (a new key, a
+//! rotation, a deletion, a revoked grant), then restore to a fresh database and token and
+//! start the service on them, as an operator recovering from a disaster would.
+
+use crate::support::*;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::GrantOperation;
+use std::process::Command;
+
+const ACCOUNT: &str = "123456789012";
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+async fn encrypt(c: &aws_sdk_kms::Client, key: &str, text: &str) -> Blob {
+    c.encrypt()
+        .key_id(key)
+        .plaintext(Blob::new(text.as_bytes().to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+}
+
+async fn decrypts(c: &aws_sdk_kms::Client, blob: &Blob, text: &str) {
+    let d = c
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.plaintext.unwrap().into_inner(), text.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since() {
+    if skip_on_sqlite("a pg_dump backup and restore") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, anchor) = (dir.path().join("clock"), dir.path().join("anchor"));
+    std::fs::write(&clock, "0").unwrap();
+    let s = Server::start_with(&[
+        ("KMS_CLOCK_OFFSET_FILE", clock.to_str().unwrap()),
+        ("KMS_ENABLE_TEST_HOOKS", "true"),
+        ("KMS_SCHEDULER_INTERVAL_MS", "50"),
+        ("KMS_AUDIT_ANCHOR_FILE", anchor.to_str().unwrap()),
+    ])
+    .await;
+    let c = s.client();
+    let new_key = || async {
+        c.create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id
+    };
+    let (kept, doomed, shared) = (new_key().await, new_key().await, new_key().await);
+    let (bob_arn, bob_id, bob_secret, bob) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "bob", None));
+    let grant = c
+        .create_grant()
+        .key_id(&shared)
+        .grantee_principal(&bob_arn)
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let before = [
+        (encrypt(&c, &kept, "kept").await, "kept"),
+        (encrypt(&c, &doomed, "doomed").await, "doomed"),
+        (encrypt(&bob, &shared, "shared").await, "shared"),
+    ];
+    // The backup: the database with pg_dump, the token copied (an HSM's own backup).
+    let dump = dir.path().join("backup.sql");
+    tokio::task::block_in_place(|| {
+        run(Command::new("pg_dump")
+            .arg("--no-owner")
+            .arg(format!("--dbname={}", s.db.url()))
+            .arg("-f")
+            .arg(&dump))
+    });
+    let token_backup = s.token.copy();
+    // Work goes on: a new key, a rotation, a deletion, a revoked grant.
+    let later = new_key().await;
+    c.rotate_key_on_demand().key_id(&kept).send().await.unwrap();
+    let after_rotation = encrypt(&c, &kept, "rotated").await;
+    c.revoke_grant()
+        .key_id(&shared)
+        .grant_id(&grant)
+        .send()
+        .await
+        .unwrap();
+    c.schedule_key_deletion()
+        .key_id(&doomed)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    s.advance_days(8);
+    let (c2, d2) = (c.clone(), doomed.clone());
+    eventually("the key to be deleted", move || {
+        let (c, d) = (c2.clone(), d2.clone());
+        async move { c.describe_key().key_id(d).send().await.is_err() }
+    })
+    .await;
+    // The live trail, signed to its end and exported; its public key.
+    ok(s.kms(&["audit", "checkpoint"]));
+    let live = dir.path().join("live-trail.jsonl");
+    ok(s.kms(&["audit", "export", "--out", live.to_str().unwrap()]));
+    let pem = dir.path().join("audit.pem");
+    let out = s.kms(&["audit", "public-key"]);
+    std::fs::write(&pem, &out.stdout).unwrap();
+
+    // The disaster: restore to a fresh database and token, and start the service on them
+    // (with a new anchor: the old one records a trail this database does not hold).
+    let restored_db = Database::new();
+    tokio::task::block_in_place(|| {
+        run(Command::new("psql")
+            .args(["-qX", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!("--dbname={}", restored_db.url()))
+            .arg("-f")
+            .arg(&dump))
+    });
+    let restored = tokio::task::block_in_place(|| {
+        Server::from_parts(token_backup, restored_db, &s.access_key_id, &s.secret)
+    });
+    // The backup's blobs unwrap under the restored token.
+    let said = ok(restored.kms(&["backup", "verify"]));
+    assert!(
+        said.contains("3 keys pass their checks; 3 material versions unwrap"),
+        "{said}"
+    );
+    // Started with the live anchor, the restored database is refused at once.
+    let with_live_anchor = restored.kms(&[
+        "audit",
+        "verify",
+        "--public-key",
+        pem.to_str().unwrap(),
+        "--anchor",
+        anchor.to_str().unwrap(),
+    ]);
+    assert!(
+        !with_live_anchor.status.success(),
+        "the restored trail passed as the live one"
+    );
+    // The operator carries the live trail's ends forward.
+    let said = ok(restored.admin(
+        &[
+            "carry-forward-ends",
+            "--live-trail",
+            live.to_str().unwrap(),
+            "--public-key",
+            pem.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert!(
+        said.contains("carried forward 1 key deletions and 1 grant ends"),
+        "{said}"
+    );
+    let rc = restored.client();
+    // Everything up to the backup decrypts, except under the key deleted since.
+    for (blob, text) in &before {
+        if *text == "doomed" {
+            assert_eq!(
+                code(rc.decrypt().ciphertext_blob(blob.clone()).send().await),
+                "KeyUnavailableException"
+            );
+        } else {
+            decrypts(&rc, blob, text).await;
+        }
+    }
+    // The grant revoked after the backup allows nothing.
+    // Bob's access key is in the backup.
+    let rbob = client_at(&restored.endpoint, &bob_id, &bob_secret, REGION, None);
+    assert_eq!(
+        code(
+            rbob.encrypt()
+                .key_id(&shared)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
+    // What came after the backup is not there: the later key, the rotated material.
+    assert_eq!(
+        code(rc.describe_key().key_id(&later).send().await),
+        "NotFoundException"
+    );
+    assert!(rc
+        .decrypt()
+        .ciphertext_blob(after_rotation)
+        .send()
+        .await
+        .is_err());
+    // The restored trail verifies on its own (it is a whole trail), and it says what it
+    // carried forward.
+    let (whole, out) = tokio::task::block_in_place(|| audit_verify(&restored));
+    assert!(whole, "{out}");
+}
