@@ -221,3 +221,93 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
     let (whole, out) = tokio::task::block_in_place(|| audit_verify(&restored));
     assert!(whole, "{out}");
 }
+
+/// Bad input to the backup commands gets one clear sentence and changes nothing: a token that
+/// is not the backup's, a trail export edited or truncated, the audit key of another
+/// deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_commands_refuse_what_is_not_this_deployments() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    c.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    // Another deployment: its own token and database.
+    let other = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A token that is not this database's: refused in one sentence.
+    let mut cmd = Command::new(kms_bin());
+    kms_env(&mut cmd, &other.token, &s.db);
+    let out = tokio::task::block_in_place(|| cmd.args(["backup", "verify"]).output().unwrap());
+    assert!(!out.status.success(), "a foreign token verified the backup");
+    let said = String::from_utf8_lossy(&out.stderr);
+    let last = said.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("kms: ") && last.contains("do not verify under token"),
+        "{said}"
+    );
+    // A trail export edited, truncated, or signed by another deployment's key.
+    ok(s.kms(&["audit", "checkpoint"]));
+    let live = dir.path().join("live.jsonl");
+    ok(s.kms(&["audit", "export", "--out", live.to_str().unwrap()]));
+    let pem = dir.path().join("audit.pem");
+    std::fs::write(&pem, s.kms(&["audit", "public-key"]).stdout).unwrap();
+    let other_pem = dir.path().join("other.pem");
+    std::fs::write(&other_pem, other.kms(&["audit", "public-key"]).stdout).unwrap();
+    let text = std::fs::read_to_string(&live).unwrap();
+    let edited = dir.path().join("edited.jsonl");
+    std::fs::write(
+        &edited,
+        text.replacen("ScheduleKeyDeletion", "DisableKey", 1),
+    )
+    .unwrap();
+    let truncated = dir.path().join("truncated.jsonl");
+    std::fs::write(&truncated, &text[..text.len() / 2]).unwrap();
+    let events_before = s.db.int("SELECT count(*) FROM audit_events").await;
+    for (trail, key) in [(&edited, &pem), (&truncated, &pem), (&live, &other_pem)] {
+        let out = s.admin(
+            &[
+                "carry-forward-ends",
+                "--live-trail",
+                trail.to_str().unwrap(),
+                "--public-key",
+                key.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(
+            !out.status.success(),
+            "{} with {} was carried forward",
+            trail.display(),
+            key.display()
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("kms:"), "{said}");
+    }
+    // Refused before anything was written: only the commands' intents are in the trail.
+    let added = s.db.int("SELECT count(*) FROM audit_events").await - events_before;
+    let intents = s
+        .db
+        .int(&format!(
+            "SELECT count(*) FROM audit_events WHERE event_name = 'AdminCommandStarted' AND seq > (SELECT max(seq) FROM audit_events) - {added}"
+        ))
+        .await;
+    assert_eq!(added, intents, "a refused carry-forward wrote events");
+}
