@@ -13,7 +13,7 @@ use std::time::Duration;
 pub type Error = String;
 
 pub async fn connect_store(s: &Settings) -> Result<Arc<dyn Store>, Error> {
-    crate::store::connect(&s.database_url, s.database_max_connections)
+    let store = crate::store::connect(&s.database_url, s.database_max_connections)
         .await
         .map_err(|e| {
             let what = if s.database_url.starts_with("sqlite:") {
@@ -22,7 +22,11 @@ pub async fn connect_store(s: &Settings) -> Result<Arc<dyn Store>, Error> {
                 "Postgres is unreachable"
             };
             format!("{what} at {}: {e}", s.database_url_redacted())
-        })
+        })?;
+    // A database a newer release migrated is never served, migrated or changed by this one.
+    let (build, database) = store.schema_versions().await.map_err(|e| e.to_string())?;
+    crate::store::refuse_newer_schema(build, database)?;
+    Ok(store)
 }
 
 pub async fn open_hsm(s: &Settings) -> Result<Hsm, Error> {

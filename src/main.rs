@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 /// An HSM-backed key management service that speaks the AWS KMS API.
 #[derive(Parser)]
-#[command(name = "kms", version)]
+#[command(name = "kms", version = kms::store::VERSION)]
 struct Cli {
     /// TOML configuration file; every setting can be overridden by a KMS_* environment variable.
     #[arg(long, global = true, env = "KMS_CONFIG")]

@@ -217,7 +217,15 @@ async fn probe<B>(
         return None;
     }
     match req.uri().path() {
-        "/healthz" => Some(plain(StatusCode::OK, "text/plain", "ok\n".into())),
+        "/healthz" => {
+            // The release and the schema it migrates to, for rolling upgrades.
+            let mut r = plain(StatusCode::OK, "text/plain", "ok\n".into());
+            r.headers_mut().insert(
+                "x-kms-version",
+                hyper::header::HeaderValue::from_static(crate::store::VERSION),
+            );
+            Some(r)
+        }
         "/readyz" => {
             let r = state.kms.readiness(READINESS_TIMEOUT).await;
             let report = |detail: bool| {

@@ -82,6 +82,28 @@ pub(crate) fn migrations_current(known: &[i64], applied: &[i64]) -> Result<(), S
     Ok(())
 }
 
+/// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
+/// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
+pub const SCHEMA_POSTGRES: i64 = 22;
+pub const SCHEMA_SQLITE: i64 = 9;
+
+/// `kms --version`: the release and the schema versions it migrates to.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (schema: Postgres 22, SQLite 9)"
+);
+
+/// Refuse a database whose schema a newer release migrated (`database` > `build`): this
+/// build cannot know what those migrations changed, so it must not serve or migrate it.
+pub fn refuse_newer_schema(build: i64, database: i64) -> Result<(), String> {
+    if database > build {
+        return Err(format!(
+            "the database's schema is at version {database}, newer than this build's {build}: a newer release migrated it; run that release (or a newer one), not this one"
+        ));
+    }
+    Ok(())
+}
+
 /// Connect to the database `url` names: SQLite for `sqlite:` URLs, else Postgres.
 pub async fn connect(
     url: &str,
@@ -316,6 +338,9 @@ pub trait KeyStore: Send + Sync {
     /// For readiness: the database answers, and its schema is the one this build migrates to
     /// (every migration this build has is applied, none it does not know of).
     async fn readiness(&self) -> Result<(), StoreError>;
+    /// The schema version this build migrates to and the database's (the highest migration
+    /// applied; 0 for an empty database).
+    async fn schema_versions(&self) -> Result<(i64, i64), StoreError>;
     /// Insert a key with its first material (none for a key pending import) and tags, in one
     /// transaction that also counts the customer managed keys of its account and region
     /// (every node's, serialised with other writers of the same quota): `Conflict`
@@ -916,4 +941,26 @@ pub trait AuditStore: Send + Sync {
     async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError>;
     async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError>;
     async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError>;
+}
+
+#[cfg(test)]
+mod schema_version_tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_versions_are_the_highest_migrations() {
+        let pg = sqlx::migrate!("./sql").iter().map(|m| m.version).max();
+        let lite = sqlx::migrate!("./sql/sqlite")
+            .iter()
+            .map(|m| m.version)
+            .max();
+        assert_eq!(pg, Some(SCHEMA_POSTGRES));
+        assert_eq!(lite, Some(SCHEMA_SQLITE));
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")));
+        assert!(VERSION.contains(&format!(
+            "Postgres {SCHEMA_POSTGRES}, SQLite {SCHEMA_SQLITE}"
+        )));
+        assert!(refuse_newer_schema(SCHEMA_POSTGRES, SCHEMA_POSTGRES).is_ok());
+        assert!(refuse_newer_schema(SCHEMA_POSTGRES, SCHEMA_POSTGRES + 1).is_err());
+    }
 }

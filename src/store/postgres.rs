@@ -589,6 +589,26 @@ async fn insert_alias<'e, E: sqlx::PgExecutor<'e>>(
 
 #[async_trait]
 impl KeyStore for PgStore {
+    async fn schema_versions(&self) -> Result<(i64, i64), StoreError> {
+        let table: bool = sqlx::query_scalar(
+            "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let database: i64 = if table {
+            sqlx::query_scalar(
+                "SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?
+        } else {
+            0
+        };
+        Ok((super::SCHEMA_POSTGRES, database))
+    }
+
     async fn readiness(&self) -> Result<(), StoreError> {
         let applied: Vec<i64> = sqlx::query_scalar(
             "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",

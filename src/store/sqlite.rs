@@ -516,6 +516,26 @@ async fn insert_alias<'e, E: sqlx::SqliteExecutor<'e>>(
 
 #[async_trait]
 impl KeyStore for SqliteStore {
+    async fn schema_versions(&self) -> Result<(i64, i64), StoreError> {
+        let table: bool = sqlx::query_scalar(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let database: i64 = if table {
+            sqlx::query_scalar(
+                "SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?
+        } else {
+            0
+        };
+        Ok((super::SCHEMA_SQLITE, database))
+    }
+
     async fn readiness(&self) -> Result<(), StoreError> {
         let applied: Vec<i64> = sqlx::query_scalar(
             "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",

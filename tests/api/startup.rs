@@ -335,3 +335,67 @@ async fn dev_mode_finishes_a_half_made_token() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Rolling upgrades: `kms --version` and `/healthz` say which release this is and the schema it
+/// migrates to, and a binary refuses, in one sentence and before anything is written, a
+/// database a newer release migrated (to serve it, to migrate it, or to change it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_by_a_newer_release_is_refused_in_one_sentence() {
+    let out = Command::new(kms_bin()).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        version.contains("(schema: Postgres ") && version.contains(", SQLite "),
+        "{version}"
+    );
+    let s = Server::start().await;
+    // /healthz carries the same, in a header.
+    let addr = s.endpoint.trim_start_matches("http://").to_string();
+    let head = tokio::task::block_in_place(|| {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut r = String::new();
+        c.read_to_string(&mut r).unwrap();
+        r
+    });
+    let header = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("x-kms-version:"))
+        .unwrap_or_else(|| panic!("no x-kms-version header: {head}"));
+    assert!(
+        version
+            .trim()
+            .ends_with(header.split_once(':').unwrap().1.trim()),
+        "{header} / {version}"
+    );
+    // A newer release migrated the database.
+    let newer = if sqlite() { "1" } else { "true" };
+    let checksum = s.db.bytes(&[0]);
+    s.db.execute(&format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from a newer release', {newer}, {checksum}, 0)"
+    ))
+    .await;
+    for args in [
+        vec!["serve"],
+        vec!["init"],
+        vec!["admin", "create-account", "--account-id", "222222222222"],
+    ] {
+        let mut cmd = Command::new(kms_bin());
+        kms_env(&mut cmd, &s.token, &s.db);
+        let out = tokio::task::block_in_place(|| cmd.args(&args).output().unwrap());
+        assert!(!out.status.success(), "{args:?} ran against a newer schema");
+        let said = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(said.trim().lines().count(), 1, "one sentence: {said}");
+        assert!(
+            said.contains("schema is at version 9999, newer than this build's"),
+            "{said}"
+        );
+    }
+    assert_eq!(
+        s.db.int("SELECT count(*) FROM accounts WHERE account_id = '222222222222'")
+            .await,
+        0
+    );
+}
