@@ -238,6 +238,23 @@ impl Credentials {
         if rec.status != "Active" {
             return Err(CredentialError::Unrecognized);
         }
+        // An operator's last word on the key, in the trail: a key deactivated or deleted there
+        // whose Active row is in the database again (saved and put back) is refused.
+        let last = self
+            .ids
+            .access_key_per_trail(access_key_id)
+            .await
+            .map_err(|e| CredentialError::Failed(e.into()))?;
+        if matches!(
+            last.as_deref(),
+            Some("DeactivateAccessKey" | "DeleteAccessKey")
+        ) {
+            tracing::error!(
+                access_key_id,
+                "the audit trail records this access key's deactivation or deletion, but its row says Active (put back in the database?); refusing it"
+            );
+            return Err(CredentialError::Unrecognized);
+        }
         let key = self
             .derive(rec.secret_blob.clone(), date, region, service)
             .await?;

@@ -84,13 +84,13 @@ pub(crate) fn migrations_current(known: &[i64], applied: &[i64]) -> Result<(), S
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 22;
-pub const SCHEMA_SQLITE: i64 = 9;
+pub const SCHEMA_POSTGRES: i64 = 23;
+pub const SCHEMA_SQLITE: i64 = 10;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 22, SQLite 9)"
+    " (schema: Postgres 23, SQLite 10)"
 );
 
 /// Refuse a database whose schema a newer release migrated (`database` > `build`): this
@@ -735,6 +735,10 @@ impl PrincipalAuthz {
 
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
+    /// The name of the trail's latest operator event on the access key `access_key_id`
+    /// (`DeactivateAccessKey`, `ActivateAccessKey` or `DeleteAccessKey`), if any.
+    async fn access_key_per_trail(&self, access_key_id: &str)
+        -> Result<Option<String>, StoreError>;
     /// A principal's identity policies, tags, service registration, trust policy and their
     /// MAC, read in one transaction; `None` if there is no such principal.
     async fn principal_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, StoreError>;

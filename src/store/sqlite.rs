@@ -1580,6 +1580,21 @@ impl KeyStore for SqliteStore {
 
 #[async_trait]
 impl IdentityStore for SqliteStore {
+    async fn access_key_per_trail(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT event_name FROM audit_events \
+             WHERE event_name IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey') \
+               AND json_extract(body, '$.requestParameters.target') = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(access_key_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
     async fn ensure_account(&self, account_id: &str, name: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO accounts (account_id, name) VALUES (?1, ?2) ON CONFLICT (account_id) DO NOTHING",

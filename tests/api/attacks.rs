@@ -2326,3 +2326,49 @@ async fn a_revoked_grant_put_back_with_sql_allows_nothing() {
         "the trail verified without its GrantEnded events: {out}"
     );
 }
+
+/// An access key the operator deactivated (or deleted) cannot be brought back by putting its
+/// genuine Active row back in the database: the trail's last word on the key refuses it, on
+/// a node that never saw the key. The operator turning it back on works as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deactivated_access_key_put_back_with_sql_is_refused() {
+    let s = Server::start().await;
+    let (_, id, secret, client) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret(
+                ACCOUNT,
+                "dave",
+                Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#),
+            )
+    });
+    let works = |c: aws_sdk_kms::Client| async move { c.list_keys().send().await.map(|_| ()) };
+    works(client.clone()).await.unwrap();
+    // The writer's copy of the live row.
+    s.db.execute(&format!(
+        "CREATE TABLE saved_key AS SELECT * FROM access_keys WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    for (undo, command) in [
+        (
+            format!("UPDATE access_keys SET status = (SELECT status FROM saved_key), mac = (SELECT mac FROM saved_key) WHERE access_key_id = '{id}'"),
+            "deactivate-access-key",
+        ),
+        (
+            "INSERT INTO access_keys SELECT * FROM saved_key".to_string(),
+            "delete-access-key",
+        ),
+    ] {
+        tokio::task::block_in_place(|| s.admin_ok(&[command, "--access-key-id", &id]));
+        // The attack.
+        s.db.execute(&undo).await;
+        let node = tokio::task::block_in_place(|| s.second_node());
+        assert_eq!(
+            code(works(s.client_of(&node, &id, &secret)).await),
+            "UnrecognizedClientException",
+            "{command} undone with SQL"
+        );
+    }
+    // The key's row is back (the delete was undone); the operator may turn it on again.
+    tokio::task::block_in_place(|| s.admin_ok(&["activate-access-key", "--access-key-id", &id]));
+    let node = tokio::task::block_in_place(|| s.second_node());
+    works(s.client_of(&node, &id, &secret)).await.unwrap();
+}
