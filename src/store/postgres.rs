@@ -117,17 +117,22 @@ impl PgStore {
             .map_err(|e: sqlx::Error| StoreError::Unavailable(e.to_string()))?;
         let moved_at: Arc<std::sync::Mutex<Option<std::time::Instant>>> = Default::default();
         let (on_acquire, on_release) = (moved_at.clone(), moved_at.clone());
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            // After a failover, connections to the old primary are closed, not used.
-            .before_acquire(move |_, meta| {
-                let keep = !opened_before_move(&on_acquire, meta.age);
-                Box::pin(async move { Ok(keep) })
-            })
-            .after_release(move |_, meta| {
-                let keep = !opened_before_move(&on_release, meta.age);
-                Box::pin(async move { Ok(keep) })
-            })
+        let mut pool = PgPoolOptions::new().max_connections(max_connections);
+        if hosts.len() > 1 {
+            // After a failover, connections to the old primary are closed, not used. Only
+            // with several hosts: with one, the pool never moves and every acquire would pay
+            // for the check.
+            pool = pool
+                .before_acquire(move |_, meta| {
+                    let keep = !opened_before_move(&on_acquire, meta.age);
+                    Box::pin(async move { Ok(keep) })
+                })
+                .after_release(move |_, meta| {
+                    let keep = !opened_before_move(&on_release, meta.age);
+                    Box::pin(async move { Ok(keep) })
+                });
+        }
+        let pool = pool
             .acquire_timeout(Duration::from_secs(5))
             // No ping before each use: a dead connection fails its query and is replaced;
             // the ping would cost every query a second round trip.
