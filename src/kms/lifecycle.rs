@@ -546,28 +546,25 @@ impl Kms {
         // Rotations the service starts by itself are recorded by it (on-demand ones are a
         // call's change).
         let action = if rotation_type == "AUTOMATIC" {
-            Some(
-                self.audit_service_intent(
-                    "RotateKey",
-                    &rec.arn(),
-                    &rec.region,
-                    serde_json::json!({
-                        "rotationType": rotation_type,
-                        "keyMaterialId": material_id(&rec.blob_id(), version),
-                    }),
-                )
-                .await?,
+            self.audit_service_intent(
+                "RotateKey",
+                &rec.arn(),
+                &rec.region,
+                serde_json::json!({
+                    "rotationType": rotation_type,
+                    "keyMaterialId": material_id(&rec.blob_id(), version),
+                }),
             )
+            .await?
         } else {
-            None
+            super::ServiceAction::none()
         };
-        let add =
-            self.keys
-                .add_material(&ms, rec.mrk_id, rotation_type, due_at.is_some(), &updates);
-        let added = match &action {
-            Some(a) => a.run(add).await,
-            None => add.await,
-        };
+        let added = action
+            .run(
+                self.keys
+                    .add_material(&ms, rec.mrk_id, rotation_type, due_at.is_some(), &updates),
+            )
+            .await;
         match added {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
@@ -580,9 +577,7 @@ impl Kms {
         }
         self.invalidate_related(rec);
         tracing::info!(key_id = %rec.key_id, version, rotation_type, "key rotated");
-        if let Some(a) = action {
-            self.audit_service_done(a).await;
-        }
+        self.audit_service_done(action).await;
         Ok(())
     }
 

@@ -213,6 +213,11 @@ pub struct CacheSizes {
 pub(crate) struct ServiceAction(Option<Arc<crate::store::ChangeRecord>>);
 
 impl ServiceAction {
+    /// No action of the service's own (a change a call makes, recorded by the call).
+    pub(crate) fn none() -> ServiceAction {
+        ServiceAction(None)
+    }
+
     /// Run the action's change: its write transactions carry the action's change record.
     pub(crate) async fn run<F: std::future::Future>(&self, f: F) -> F::Output {
         crate::store::in_change(self.0.clone(), f).await
@@ -624,7 +629,7 @@ impl Kms {
         details: serde_json::Value,
     ) -> Result<ServiceAction, KmsError> {
         let Some(a) = self.audit.get() else {
-            return Ok(ServiceAction(None));
+            return Ok(ServiceAction::none());
         };
         let refuse = |e: crate::audit::AuditError| {
             tracing::error!(error = %e, action, key = arn, "the audit trail cannot record what the service is about to do; not doing it");

@@ -2404,25 +2404,16 @@ impl AuditStore for PgStore {
             prevs.push(std::mem::replace(&mut prev, hash.clone()));
             hashes.push(hash);
         }
-        // The change records the events account for go in the same statement (a batch of
-        // reads settles nothing and pays nothing for it).
-        let sql = if settles.is_empty() {
-            "WITH moved AS (UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1 AND seq = $12 AND hash = $13 RETURNING 1) \
-             INSERT INTO audit_events (seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash) \
-                 SELECT s, i, t, n, a, CASE WHEN k = '' THEN '{}'::text[] ELSE string_to_array(k, E'\\n') END, b, p, h \
-                 FROM UNNEST($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[]) \
-                      AS x(s, i, t, n, a, k, b, p, h) \
-                 WHERE EXISTS (SELECT 1 FROM moved)"
-        } else {
-            "WITH moved AS (UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1 AND seq = $12 AND hash = $13 RETURNING 1), \
+        // The change records the events account for are removed in the same statement (a
+        // batch of reads binds an empty list: a lookup of nothing in the primary key).
+        let sql = "WITH moved AS (UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1 AND seq = $12 AND hash = $13 RETURNING 1), \
                   settled AS (DELETE FROM audit_outbox WHERE event_id = ANY($14::uuid[]) AND EXISTS (SELECT 1 FROM moved)) \
              INSERT INTO audit_events (seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash) \
                  SELECT s, i, t, n, a, CASE WHEN k = '' THEN '{}'::text[] ELSE string_to_array(k, E'\\n') END, b, p, h \
                  FROM UNNEST($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[]) \
                       AS x(s, i, t, n, a, k, b, p, h) \
-                 WHERE EXISTS (SELECT 1 FROM moved)"
-        };
-        let mut q = sqlx::query(sql)
+                 WHERE EXISTS (SELECT 1 FROM moved)";
+        let inserted = sqlx::query(sql)
             .bind(&seqs)
             .bind(&ids)
             .bind(&times)
@@ -2435,11 +2426,8 @@ impl AuditStore for PgStore {
             .bind(seq)
             .bind(&prev)
             .bind(head.0)
-            .bind(head.1);
-        if !settles.is_empty() {
-            q = q.bind(settles);
-        }
-        let inserted = q
+            .bind(head.1)
+            .bind(settles)
             .execute(&self.pool)
             .await
             .map_err(map_err)?
