@@ -855,23 +855,23 @@ async fn carry_forward_ends(
                     }),
                 )
             }
-            "GrantEnded" if by_service => {
-                let Some(grant) = v
-                    .pointer("/additionalEventData/grantId")
-                    .and_then(|g| g.as_str())
-                else {
+            crate::audit::GRANT_ENDED_EVENT if by_service => {
+                let Some(grant) = crate::audit::ended_grant_id(body) else {
                     continue;
                 };
                 let ended = store
                     .ended_grants_per_trail(arn)
                     .await
                     .map_err(|e| e.to_string())?;
-                if ended.iter().any(|b| b.contains(grant)) {
+                if ended
+                    .iter()
+                    .any(|b| crate::audit::ended_grant_id(b).as_ref() == Some(&grant))
+                {
                     continue;
                 }
                 grants += 1;
                 crate::audit::service_event(
-                    "GrantEnded",
+                    crate::audit::GRANT_ENDED_EVENT,
                     arn,
                     region,
                     serde_json::json!({

@@ -800,6 +800,19 @@ pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) ->
     new_event(name, account, vec![key_arn.to_string()], &e, time, event_id)
 }
 
+/// The name of the event that records a grant's end (retired or revoked), chained before the
+/// grant's row is deleted.
+pub const GRANT_ENDED_EVENT: &str = "GrantEnded";
+
+/// The grant a `GrantEnded` event's body names.
+pub fn ended_grant_id(body: &str) -> Option<String> {
+    serde_json::from_str::<Value>(body)
+        .ok()?
+        .pointer("/additionalEventData/grantId")?
+        .as_str()
+        .map(str::to_string)
+}
+
 /// The event recorded before the service changes something by itself
 /// (`ServiceActionStarted`, naming the action and the key).
 pub fn service_intent_event(action: &str, key_arn: &str, region: &str) -> NewAuditEvent {

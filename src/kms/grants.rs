@@ -342,16 +342,13 @@ impl Kms {
                     continue;
                 }
             };
-            let mut ids = HashSet::new();
-            for body in self.grant_store.ended_grants_per_trail(&rec.arn()).await? {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                if let Some(id) = v
-                    .pointer("/additionalEventData/grantId")
-                    .and_then(|i| i.as_str())
-                {
-                    ids.insert(id.to_string());
-                }
-            }
+            let ids: HashSet<String> = self
+                .grant_store
+                .ended_grants_per_trail(&rec.arn())
+                .await?
+                .iter()
+                .filter_map(|b| crate::audit::ended_grant_id(b))
+                .collect();
             ended.insert(g.key_id, Some(ids));
         }
         let mut out = Vec::with_capacity(grants.len());
@@ -774,7 +771,7 @@ impl Kms {
             .ok_or_else(|| KmsError::NotFound(format!("Grant ID {} not found", g.grant_id)))?;
         if let Some(a) = self.audit.get() {
             let ev = crate::audit::service_event(
-                "GrantEnded",
+                crate::audit::GRANT_ENDED_EVENT,
                 &rec.arn(),
                 &rec.region,
                 serde_json::json!({ "grantId": g.grant_id, "operation": operation }),
