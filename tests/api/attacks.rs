@@ -13,16 +13,6 @@ fn pt() -> Blob {
     Blob::new(b"attack".to_vec())
 }
 
-async fn new_key(c: &aws_sdk_kms::Client) -> String {
-    c.create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id
-}
-
 /// A key whose policy trusts only the account's root user itself (not the account's
 /// principals through their identity policies): whatever else is allowed comes from grants.
 async fn key_for_root_only(c: &aws_sdk_kms::Client) -> String {
@@ -1260,6 +1250,32 @@ async fn rotation_state_written_with_sql_is_refused_and_never_resealed() {
     );
 }
 
+/// Make the audit trail refuse every event except those named in `allowed` (all of them when
+/// it is empty), as a writer who breaks `audit_events` would; returns the SQL that mends it.
+async fn refuse_audit_events(s: &Server, allowed: &[&str]) -> Vec<&'static str> {
+    let when = if allowed.is_empty() {
+        "TRUE".to_string()
+    } else {
+        let names: Vec<String> = allowed.iter().map(|n| format!("'{n}'")).collect();
+        format!("NEW.event_name NOT IN ({})", names.join(", "))
+    };
+    if sqlite() {
+        s.db.execute(&format!(
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events WHEN {when} BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        ))
+        .await;
+        vec!["DROP TRIGGER refuse_events"]
+    } else {
+        s.db.execute(&format!(
+            "CREATE FUNCTION refuse_events() RETURNS trigger AS $$ BEGIN IF {when} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END; $$ LANGUAGE plpgsql"
+        ))
+        .await;
+        s.db.execute("CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_events()")
+            .await;
+        vec!["DROP TRIGGER refuse_events ON audit_events"]
+    }
+}
+
 /// The trail stops taking events (here a database writer makes `audit_events` refuse every
 /// insert): a call that would change something is refused before it changes anything (the
 /// policy, grants, state, aliases and tags stay as they were, no key is created), answered as a
@@ -1280,23 +1296,7 @@ async fn a_change_the_trail_cannot_record_is_not_made() {
             .unwrap()
     };
     let before = policy().await;
-    let (break_trail, mend_trail) = if sqlite() {
-        (
-            vec!["CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'refused'); END"],
-            vec!["DROP TRIGGER refuse_events"],
-        )
-    } else {
-        (
-            vec![
-                "CREATE FUNCTION refuse_events() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END; $$ LANGUAGE plpgsql",
-                "CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_events()",
-            ],
-            vec!["DROP TRIGGER refuse_events ON audit_events"],
-        )
-    };
-    for sql in break_trail {
-        s.db.execute(sql).await;
-    }
+    let mend_trail = refuse_audit_events(&s, &[]).await;
     let wider = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"kms:Decrypt","Resource":"*"}}]}}"#
     );
@@ -2089,23 +2089,7 @@ async fn a_change_and_the_record_that_it_committed_are_durable_together() {
     let key = new_key(&c).await;
     let (user, _, _) = s.new_user(ACCOUNT, "carol", None);
     // The trail takes intents only: every call's own event is refused.
-    let (break_trail, mend_trail) = if sqlite() {
-        (
-            vec!["CREATE TRIGGER refuse_outcomes BEFORE INSERT ON audit_events WHEN NEW.event_name NOT IN ('ApiCallStarted', 'AdminCommandStarted') BEGIN SELECT RAISE(ABORT, 'refused'); END"],
-            vec!["DROP TRIGGER refuse_outcomes"],
-        )
-    } else {
-        (
-            vec![
-                "CREATE FUNCTION refuse_outcomes() RETURNS trigger AS $$ BEGIN IF NEW.event_name NOT IN ('ApiCallStarted', 'AdminCommandStarted') THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END; $$ LANGUAGE plpgsql",
-                "CREATE TRIGGER refuse_outcomes BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_outcomes()",
-            ],
-            vec!["DROP TRIGGER refuse_outcomes ON audit_events"],
-        )
-    };
-    for sql in break_trail {
-        s.db.execute(sql).await;
-    }
+    let mend_trail = refuse_audit_events(&s, &["ApiCallStarted", "AdminCommandStarted"]).await;
     let wider = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Sid":"new","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:Decrypt","Resource":"*"}}]}}"#
     );

@@ -302,14 +302,7 @@ async fn a_primary_killed_under_load_loses_nothing_acknowledged() {
     // failover (its change listener moves to the new primary too).
     let node2 = tokio::task::block_in_place(|| s.second_node());
     let c2 = s.client_of(&node2, &id, &secret);
-    let watched = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let watched = new_key(&c).await;
     c2.encrypt()
         .key_id(&watched)
         .plaintext(Blob::new(b"x".to_vec()))

@@ -65,16 +65,7 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
     ])
     .await;
     let c = s.client();
-    let new_key = || async {
-        c.create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id
-    };
-    let (kept, doomed, shared) = (new_key().await, new_key().await, new_key().await);
+    let (kept, doomed, shared) = (new_key(&c).await, new_key(&c).await, new_key(&c).await);
     let (bob_arn, bob_id, bob_secret, bob) =
         tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "bob", None));
     let grant = c
@@ -103,7 +94,7 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
     });
     let token_backup = s.token.copy();
     // Work goes on: a new key, a rotation, a deletion, a revoked grant.
-    let later = new_key().await;
+    let later = new_key(&c).await;
     c.rotate_key_on_demand().key_id(&kept).send().await.unwrap();
     let after_rotation = encrypt(&c, &kept, "rotated").await;
     c.revoke_grant()
@@ -229,20 +220,8 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
 async fn backup_commands_refuse_what_is_not_this_deployments() {
     let s = Server::start().await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
-    c.encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new(b"x".to_vec()))
-        .send()
-        .await
-        .unwrap();
+    let key = new_key(&c).await;
+    encrypt(&c, &key, "x").await;
     c.schedule_key_deletion()
         .key_id(&key)
         .pending_window_in_days(7)

@@ -1158,3 +1158,14 @@ pub fn client_at(
     }
     aws_sdk_kms::Client::from_conf(b.build())
 }
+
+/// A new symmetric encryption key's id.
+pub async fn new_key(c: &aws_sdk_kms::Client) -> String {
+    c.create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id
+}
