@@ -769,18 +769,12 @@ impl Kms {
             .record(g.key_id)
             .await?
             .ok_or_else(|| KmsError::NotFound(format!("Grant ID {} not found", g.grant_id)))?;
-        if let Some(a) = self.audit.get() {
-            let ev = crate::audit::service_event(
-                crate::audit::GRANT_ENDED_EVENT,
-                &rec.arn(),
-                &rec.region,
-                serde_json::json!({ "grantId": g.grant_id, "operation": operation }),
-            );
-            a.record(ev).await.map_err(|e| {
-                tracing::error!(error = %e, grant_id = %g.grant_id, "the audit trail cannot record a grant's end; not ending it");
-                KmsError::DependencyTimeout
-            })?;
-        }
+        self.record_before(
+            crate::audit::GRANT_ENDED_EVENT,
+            &rec,
+            serde_json::json!({ "grantId": g.grant_id, "operation": operation }),
+        )
+        .await?;
         let deleted = self.grant_store.delete_grant(&g.grant_id).await;
         self.invalidate_grants(Some(g.key_id));
         deleted?;

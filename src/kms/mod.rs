@@ -642,6 +642,25 @@ impl Kms {
         Ok(ServiceAction(record))
     }
 
+    /// Chain a service event about `rec` before the change it records (a grant's end, a lease
+    /// of invocations) is made or used: a trail that cannot take it refuses the change
+    /// (`DependencyTimeoutException`). Nothing is recorded when the trail is off.
+    pub(crate) async fn record_before(
+        &self,
+        name: &str,
+        rec: &KeyRecord,
+        details: serde_json::Value,
+    ) -> Result<(), KmsError> {
+        let Some(a) = self.audit.get() else {
+            return Ok(());
+        };
+        let ev = crate::audit::service_event(name, &rec.arn(), &rec.region, details);
+        a.record(ev).await.map_err(|e| {
+            tracing::error!(error = %e, event = name, key_id = %rec.key_id, "the audit trail cannot record this; not doing it");
+            KmsError::DependencyTimeout
+        })
+    }
+
     /// The service's action committed: its event goes into the trail (settling its change
     /// record). A failure is logged; the record reaches the trail by itself later.
     pub(crate) async fn audit_service_done(&self, action: ServiceAction) {
@@ -1458,18 +1477,12 @@ impl Kms {
                         tracing::error!(key_id = %rec.key_id, version, start, used, "the key material's invocation count is behind the leases the audit trail records (set back in the database?); refusing to use it");
                         return Err(KmsError::KeyUnavailable);
                     }
-                    if let Some(a) = self.audit.get() {
-                        let ev = crate::audit::service_event(
-                            "InvocationsLeased",
-                            &rec.arn(),
-                            &rec.region,
-                            serde_json::json!({ "materialId": material, "start": start, "end": end }),
-                        );
-                        a.record(ev).await.map_err(|e| {
-                            tracing::error!(error = %e, key_id = %rec.key_id, "the audit trail cannot record a lease of invocations; not using it");
-                            KmsError::DependencyTimeout
-                        })?;
-                    }
+                    self.record_before(
+                        "InvocationsLeased",
+                        rec,
+                        serde_json::json!({ "materialId": material, "start": start, "end": end }),
+                    )
+                    .await?;
                     lease.next = start;
                     lease.end = end;
                     lease.size = size;
