@@ -487,6 +487,10 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
         ))
     };
     let settles = record.as_ref().map(|r| r.event.event_id);
+    let written = record
+        .as_ref()
+        .map(|r| r.written.clone())
+        .unwrap_or_default();
     let changed = crate::store::in_change(record, async {
         match cmd {
             AdminCommand::CreateAccount { account_id, name } => {
@@ -790,6 +794,7 @@ pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
     if !changed {
         return Ok(());
     }
+    let done = crate::audit::with_generations(done, &written);
     crate::audit::record_direct_settling(store.as_ref(), done, settles, open_anchor(s)?.as_deref())
         .await
         .map_err(|e| e.to_string())?;
@@ -1673,6 +1678,8 @@ pub async fn audit(s: &Settings, cmd: AuditCommand) -> Result<(), Error> {
             let (head, _) = store.audit_head().await.map_err(|e| e.to_string())?;
             let mut report = verify::verify(&links, &cps, &key, true, Some(head));
             verify::check_columns(&mut report, &rows);
+            let generations = store.audit_generations().await.map_err(|e| e.to_string())?;
+            verify::check_generations(&mut report, &rows, &generations);
             for a in &anchors {
                 let anchored = crate::audit::anchor::read(a)?;
                 verify::check_anchor(

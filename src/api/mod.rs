@@ -78,7 +78,7 @@ struct CallInfo {
     /// An authentication failure over its source's budget: not audited one by one.
     suppressed: bool,
     /// The change record written with the call's change, which the call's event settles.
-    change: Option<uuid::Uuid>,
+    change: Option<Arc<crate::store::ChangeRecord>>,
 }
 
 /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests (for at
@@ -532,7 +532,14 @@ async fn audit(
         }),
         time: chrono::Utc::now(),
     });
-    state.audit.record_settling(event, info.change).await
+    let (event, settles) = match &info.change {
+        Some(c) => (
+            crate::audit::with_generations(event, &c.written),
+            Some(c.event.event_id),
+        ),
+        None => (event, None),
+    };
+    state.audit.record_settling(event, settles).await
 }
 
 /// A body somewhat over the limit is read and discarded, so that the client gets its 400
@@ -700,7 +707,7 @@ async fn process(
             }
             let action = info.operation.clone();
             let change = record_intent(state, peer, info, &action, request_id, true).await?;
-            info.change = change.as_ref().map(|c| c.event.event_id);
+            info.change = change.clone();
             return crate::store::in_change(change, sts::handle(state, &caller, &body, request_id))
                 .await
                 .map(Reply::Xml);
@@ -730,7 +737,7 @@ async fn process(
             return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
         }
         let change = record_intent(state, peer, info, &op, request_id, false).await?;
-        info.change = change.as_ref().map(|c| c.event.event_id);
+        info.change = change.clone();
         crate::store::in_change(change, ops::dispatch(&op, &state.kms, &caller, &body))
             .await
             .map(Reply::Json)

@@ -653,7 +653,45 @@ fn new_event(
         account_id: account,
         key_arns: arns,
         body: canonical(body),
+        generations: Vec::new(),
     }
+}
+
+/// `event` naming the row generations its change wrote (`written`, see `kms::seal`): in its
+/// body (`additionalEventData.rowGenerations`, hashed with the rest) and for the
+/// `audit_generations` index. An event whose change wrote nothing is returned as it is.
+pub fn with_generations(
+    mut event: NewAuditEvent,
+    written: &crate::store::Written,
+) -> NewAuditEvent {
+    let list = written.list();
+    if list.is_empty() {
+        return event;
+    }
+    let Ok(mut body) = serde_json::from_str::<Value>(&event.body) else {
+        return event;
+    };
+    let map: serde_json::Map<String, Value> =
+        list.iter().map(|(r, g)| (r.clone(), json!(g))).collect();
+    if !body["additionalEventData"].is_object() {
+        body["additionalEventData"] = json!({});
+    }
+    body["additionalEventData"]["rowGenerations"] = Value::Object(map);
+    event.body = canonical(&body);
+    event.generations = list;
+    event
+}
+
+/// The row generations an event's body names (`additionalEventData.rowGenerations`).
+pub fn generations_in(body: &Value) -> Vec<(String, i64)> {
+    body.pointer("/additionalEventData/rowGenerations")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(r, g)| Some((r.clone(), g.as_i64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The event for one API call.
@@ -752,7 +790,11 @@ pub async fn change_record_of(hsm: &Hsm, event: NewAuditEvent) -> Result<ChangeR
         .row_mac(change_record_message(&event))
         .await
         .map_err(|e| AuditError(e.to_string()))?;
-    Ok(ChangeRecord { event, mac })
+    Ok(ChangeRecord {
+        event,
+        mac,
+        written: Default::default(),
+    })
 }
 
 /// The bytes a change record's MAC covers: every column the record is chained with.

@@ -90,6 +90,39 @@ pub fn check_columns(r: &mut Report, rows: &[AuditRow]) {
     r.problems.sort_by_key(|p| p.0);
 }
 
+/// The row generations the trail's events name (`additionalEventData.rowGenerations`, in the
+/// hashed bodies) must be exactly those of their index (`indexed`: row, generation, seq), which
+/// the service reads to refuse an older row put back: an entry deleted from the index (to let
+/// a replayed row through) or added to it (to lock a row out) is reported at its event.
+pub fn check_generations(r: &mut Report, rows: &[AuditRow], indexed: &[(String, i64, i64)]) {
+    use std::collections::BTreeSet;
+    let mut named = BTreeSet::new();
+    for row in rows {
+        if let Ok(body) = serde_json::from_str::<Value>(&row.body) {
+            for (name, g) in super::generations_in(&body) {
+                named.insert((row.seq, name, g));
+            }
+        }
+    }
+    let held: BTreeSet<(i64, String, i64)> = indexed
+        .iter()
+        .map(|(name, g, seq)| (*seq, name.clone(), *g))
+        .collect();
+    for (seq, name, g) in named.difference(&held) {
+        r.problems.push((
+            *seq,
+            format!("event {seq} names generation {g} of {name}, which the audit_generations index does not hold (deleted from it)"),
+        ));
+    }
+    for (seq, name, g) in held.difference(&named) {
+        r.problems.push((
+            *seq,
+            format!("the audit_generations index holds generation {g} of {name} at event {seq}, which that event does not name (inserted into it)"),
+        ));
+    }
+    r.problems.sort_by_key(|p| p.0);
+}
+
 /// Check a whole trail against what was anchored outside the database: the anchored head must
 /// be in the trail with the same hash (events acknowledged and then deleted, or a chain
 /// rewritten, show here), and every anchored checkpoint must verify and be in the database

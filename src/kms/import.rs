@@ -447,8 +447,8 @@ impl Kms {
             mac: vec![],
         };
         imp.mac = self.hsm.row_mac(import_mac_input(&imp)).await?;
-        let state_mac = self
-            .state_mac_of(&rec, "Enabled", rec.deletion_date, rec.pending_window_days)
+        let state = self
+            .state_seal(&rec, "Enabled", rec.deletion_date, rec.pending_window_days)
             .await?;
         let stored = self
             .verified_rotation_rows(&rec)
@@ -456,7 +456,7 @@ impl Kms {
             .into_iter()
             .find(|r| r.key_id == rec.key_id)
             .expect("verified_rotation_rows holds the key");
-        let rotation = self
+        let (rotation, rotation_seal) = self
             .rotation_update(
                 &stored,
                 &KeyRecord {
@@ -467,10 +467,10 @@ impl Kms {
             .await?;
         match self
             .keys
-            .import_material(&m, &imp, &state_mac, &rotation)
+            .import_material(&m, &imp, &state.mac, &rotation)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => self.written_all(&[state, rotation_seal]),
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::InvalidState(format!(
                     "{} is not pending import.",
@@ -554,15 +554,15 @@ impl Kms {
         } else {
             "PendingImport"
         };
-        let state_mac = self
-            .state_mac_of(rec, to_state, rec.deletion_date, rec.pending_window_days)
+        let state = self
+            .state_seal(rec, to_state, rec.deletion_date, rec.pending_window_days)
             .await?;
         match self
             .keys
-            .delete_imported_material(&imp, &rec.key_state, to_state, &state_mac, expired_at)
+            .delete_imported_material(&imp, &rec.key_state, to_state, &state.mac, expired_at)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => self.written(&state),
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::Conflict(format!(
                     "{} changed while its key material was being deleted; try again.",

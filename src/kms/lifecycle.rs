@@ -85,14 +85,18 @@ impl Kms {
     /// An alias row whose MAC holds. One re-pointed, inserted or moved in the database is
     /// refused (the request fails), never followed to the key it now names.
     pub(super) async fn verified_alias(&self, a: AliasRecord) -> Result<AliasRecord, KmsError> {
+        let stored = Some(a.mac.clone());
         if self
-            .hsm
-            .row_mac_matches(super::alias_mac_input(&a), &a.mac)
+            .current_seal(
+                super::seal::alias_row(&a),
+                super::alias_mac_input(&a),
+                &stored,
+            )
             .await?
         {
             return Ok(a);
         }
-        tracing::error!(alias = %a.alias_name, account_id = %a.account_id, region = %a.region, key_id = %a.key_id, sealed = !a.mac.is_empty(), "alias row failed its integrity check (altered in the database, or stored before aliases were sealed: review with `kms admin seal`); refusing it");
+        tracing::error!(alias = %a.alias_name, account_id = %a.account_id, region = %a.region, key_id = %a.key_id, sealed = !a.mac.is_empty(), "alias row failed its integrity check (altered in the database, an older row put back, or stored before aliases were sealed: review with `kms admin seal`); refusing it");
         Err(KmsError::KeyUnavailable)
     }
 
@@ -264,13 +268,17 @@ impl Kms {
             target_mrk: None,
             mac: vec![],
         };
-        a.mac = self.hsm.row_mac(super::alias_mac_input(&a)).await?;
+        // A name used before (an alias deleted since) starts above its last generation.
+        let seal = self
+            .seal_row(super::seal::alias_row(&a), super::alias_mac_input(&a), None)
+            .await?;
+        a.mac = seal.mac.clone();
         match self
             .keys
             .create_alias(&a, self.limits.aliases_per_region)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => self.written(&seal),
             Err(StoreError::Conflict { constraint })
                 if constraint == crate::store::QUOTA_EXCEEDED =>
             {
@@ -323,10 +331,19 @@ impl Kms {
             target_mrk: None,
             mac: vec![],
         };
-        a.mac = self.hsm.row_mac(super::alias_mac_input(&a)).await?;
+        let previous = self.stored_alias(caller, name).await?.map(|p| p.mac);
+        let seal = self
+            .seal_row(
+                super::seal::alias_row(&a),
+                super::alias_mac_input(&a),
+                previous.as_deref(),
+            )
+            .await?;
+        a.mac = seal.mac.clone();
         if !self.keys.update_alias(&a, old.key_id).await? {
             return Err(not_found());
         }
+        self.written(&seal);
         self.invalidate_aliases();
         Ok(())
     }
@@ -336,6 +353,7 @@ impl Kms {
         let rec = self.alias_key(caller, name).await?;
         self.authorize(caller, "kms:DeleteAlias", Some(&rec), None, &[])
             .await?;
+        let previous = self.stored_alias(caller, name).await?;
         if !self
             .keys
             .delete_alias(&caller.account_id, &caller.region, name)
@@ -343,8 +361,29 @@ impl Kms {
         {
             return Err(not_found());
         }
+        // The row put back after its deletion is refused: the trail holds a later generation.
+        if let Some(p) = previous {
+            self.removed(&super::seal::alias_row(&p), &p.mac);
+        }
         self.invalidate_aliases();
         Ok(())
+    }
+
+    /// The caller's alias `name` as stored, verified (not from the cache): the generation a
+    /// change to it moves on from.
+    async fn stored_alias(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, KmsError> {
+        match self
+            .keys
+            .alias(&caller.account_id, &caller.region, name)
+            .await?
+        {
+            Some(a) => Ok(Some(self.verified_alias(a).await?)),
+            None => Ok(None),
+        }
     }
 
     pub async fn list_aliases(
@@ -525,7 +564,7 @@ impl Kms {
         // A multi-Region key's regions share the new material: one copy (and MAC) per region,
         // and every region moves to it; replicas show the primary's schedule.
         let mut ms = vec![m];
-        let mut updates = Vec::with_capacity(rows.len());
+        let (mut updates, mut seals) = (Vec::with_capacity(rows.len()), Vec::new());
         for r in &rows {
             if r.key_id != rec.key_id {
                 let mut c = MaterialRecord {
@@ -541,7 +580,9 @@ impl Kms {
                 on_demand_rotations: r.on_demand_rotations + i32::from(on_demand),
                 ..r.clone()
             };
-            updates.push(self.rotation_update(r, &moved).await?);
+            let (u, seal) = self.rotation_update(r, &moved).await?;
+            updates.push(u);
+            seals.push(seal);
         }
         // Rotations the service starts by itself are recorded by it (on-demand ones are a
         // call's change).
@@ -560,10 +601,16 @@ impl Kms {
             super::ServiceAction::none()
         };
         let added = action
-            .run(
-                self.keys
-                    .add_material(&ms, rec.mrk_id, rotation_type, due_at.is_some(), &updates),
-            )
+            .run(async {
+                let added = self
+                    .keys
+                    .add_material(&ms, rec.mrk_id, rotation_type, due_at.is_some(), &updates)
+                    .await;
+                if added.is_ok() {
+                    self.written_all(&seals);
+                }
+                added
+            })
             .await;
         match added {
             Ok(()) => {}
@@ -622,7 +669,7 @@ impl Kms {
         next: Option<DateTime<Utc>>,
     ) -> Result<(), KmsError> {
         let rows = self.verified_rotation_rows(rec).await?;
-        let mut updates = Vec::with_capacity(rows.len());
+        let (mut updates, mut seals) = (Vec::with_capacity(rows.len()), Vec::new());
         for r in &rows {
             let set = KeyRecord {
                 rotation_enabled: enabled,
@@ -630,10 +677,12 @@ impl Kms {
                 next_rotation_date: next,
                 ..r.clone()
             };
-            updates.push(self.rotation_update(r, &set).await?);
+            let (u, seal) = self.rotation_update(r, &set).await?;
+            updates.push(u);
+            seals.push(seal);
         }
         match self.keys.set_rotation(rec.mrk_id, &updates).await {
-            Ok(()) => {}
+            Ok(()) => self.written_all(&seals),
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::Conflict(format!(
                     "{} is being updated; try again.",
@@ -764,15 +813,19 @@ impl Kms {
             // Only a wait the service started (state and waiting period as sealed): a row
             // made to wait for replicas in the database is never sealed as pending deletion.
             if !self
-                .sealed(super::state_mac_input(&rec), &rec.state_mac)
+                .current_seal(
+                    super::seal::key_row(&rec, "state"),
+                    super::state_mac_input(&rec),
+                    &rec.state_mac,
+                )
                 .await?
             {
-                tracing::error!(key_id = %rec.key_id, "a primary waiting for its replicas' deletion failed its state integrity check; not scheduling its deletion");
+                tracing::error!(key_id = %rec.key_id, "a primary waiting for its replicas' deletion failed its state integrity check (or is an older state put back); not scheduling its deletion");
                 continue;
             }
             let when = now + Duration::days(i64::from(rec.pending_window_days.unwrap_or(30)));
-            let mac = self
-                .state_mac_of(&rec, "PendingDeletion", Some(when), None)
+            let seal = self
+                .state_seal(&rec, "PendingDeletion", Some(when), None)
                 .await?;
             let action = self
                 .audit_service_intent(
@@ -786,12 +839,21 @@ impl Kms {
                 )
                 .await?;
             if action
-                .run(self.keys.start_primary_deletion(
-                    rec.key_id,
-                    when,
-                    &mac,
-                    rec.state_mac.as_deref().unwrap_or_default(),
-                ))
+                .run(async {
+                    let started = self
+                        .keys
+                        .start_primary_deletion(
+                            rec.key_id,
+                            when,
+                            &seal.mac,
+                            rec.state_mac.as_deref().unwrap_or_default(),
+                        )
+                        .await;
+                    if matches!(started, Ok(true)) {
+                        self.written(&seal);
+                    }
+                    started
+                })
                 .await?
             {
                 tracing::info!(key_id = %rec.key_id, "multi-Region primary key has no replicas left; its deletion waiting period starts");
@@ -811,8 +873,15 @@ impl Kms {
             for k in &due {
                 // Only a deletion the service scheduled: the state and date as sealed. A row
                 // made pending deletion in the database is refused, never shredded.
-                if !self.sealed(super::state_mac_input(k), &k.state_mac).await? {
-                    tracing::error!(key_id = %k.key_id, "a key due for deletion failed its state integrity check; not deleting it");
+                if !self
+                    .current_seal(
+                        super::seal::key_row(k, "state"),
+                        super::state_mac_input(k),
+                        &k.state_mac,
+                    )
+                    .await?
+                {
+                    tracing::error!(key_id = %k.key_id, "a key due for deletion failed its state integrity check (or is an older state put back: a cancelled deletion); not deleting it");
                     continue;
                 }
                 let action = self
@@ -1014,7 +1083,14 @@ impl Kms {
             target_mrk: None,
             mac: vec![],
         };
-        alias.mac = self.hsm.row_mac(super::alias_mac_input(&alias)).await?;
+        alias.mac = self
+            .seal_row(
+                super::seal::alias_row(&alias),
+                super::alias_mac_input(&alias),
+                None,
+            )
+            .await?
+            .mac;
         match self.keys.create_managed_key(&rec, &m, &alias).await {
             Ok(()) => {
                 tracing::info!(%key_id, alias = name, "AWS managed key created on first use");
@@ -1024,11 +1100,10 @@ impl Kms {
             // Another request created it first: use that one.
             Err(StoreError::Conflict { .. }) => {
                 self.invalidate_aliases();
-                Ok(self
-                    .keys
-                    .alias(account, region, name)
-                    .await?
-                    .map(|a| a.key_id))
+                match self.keys.alias(account, region, name).await? {
+                    Some(a) => Ok(Some(self.verified_alias(a).await?.key_id)),
+                    None => Ok(None),
+                }
             }
             Err(e) => Err(e.into()),
         }

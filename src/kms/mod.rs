@@ -11,6 +11,7 @@ pub mod keyid;
 pub mod lifecycle;
 pub mod multi_region;
 pub mod principals;
+mod seal;
 
 pub use error::KmsError;
 pub use keyid::KeyRef;
@@ -666,7 +667,8 @@ impl Kms {
     pub(crate) async fn audit_service_done(&self, action: ServiceAction) {
         if let (Some(a), Some(r)) = (self.audit.get(), action.0) {
             let id = r.event.event_id;
-            if let Err(e) = a.record_settling(r.event.clone(), Some(id)).await {
+            let event = crate::audit::with_generations(r.event.clone(), &r.written);
+            if let Err(e) = a.record_settling(event, Some(id)).await {
                 tracing::error!(error = %e, event = %r.event.event_name, "could not record a service event; its change record will be chained later");
             }
         }
@@ -758,16 +760,8 @@ impl Kms {
         let Some(a) = self.ids.principal_authz(arn).await? else {
             return Ok(None);
         };
-        let ok = match &a.mac {
-            Some(mac) => {
-                self.hsm
-                    .row_mac_matches(principal_mac_input(arn, &a), mac)
-                    .await?
-            }
-            None => false,
-        };
-        if !ok {
-            tracing::error!(principal_arn = arn, sealed = a.mac.is_some(), "the principal's policies, tags or trust policy failed their integrity check (altered in the database, or stored before principals were sealed: run `kms init`); refusing the principal");
+        if !self.principal_mac_holds(arn, &a).await? {
+            tracing::error!(principal_arn = arn, sealed = a.mac.is_some(), "the principal's policies, tags or trust policy failed their integrity check (altered in the database, an older row put back, or stored before principals were sealed: review with `kms admin seal`); refusing the principal");
             return Err(KmsError::AccessDenied(format!(
                 "{arn} is not authorized to perform this operation: its identity record failed an integrity check"
             )));
@@ -801,9 +795,22 @@ impl Kms {
         let next = change
             .apply(current.as_ref())
             .map_err(|e| KmsError::Validation(format!("{arn}: {e}")))?;
-        let mac = self.hsm.row_mac(principal_mac_input(arn, &next)).await?;
         let expected = current.as_ref().and_then(|c| c.mac.as_deref());
-        match self.ids.change_principal(arn, change, expected, &mac).await {
+        let seal = self
+            .seal_row(
+                seal::principal_row(arn),
+                principal_mac_input(arn, &next),
+                expected,
+            )
+            .await?;
+        let written = self
+            .ids
+            .change_principal(arn, change, expected, &seal.mac)
+            .await;
+        if written.is_ok() {
+            self.written(&seal);
+        }
+        match written {
             Err(crate::store::StoreError::Conflict { constraint })
                 if constraint == "principal_mac" =>
             {
@@ -818,28 +825,17 @@ impl Kms {
         }
     }
 
-    /// Whether a row's stored MAC (none for a row stored before it had one) is the token's MAC
-    /// over `input`.
-    pub(crate) async fn sealed(
-        &self,
-        input: Vec<u8>,
-        stored: &Option<Vec<u8>>,
-    ) -> Result<bool, KmsError> {
-        Ok(self
-            .hsm
-            .row_mac_matches(input, stored.as_deref().unwrap_or_default())
-            .await?)
-    }
-
+    /// Whether a principal's authorization is as the service last wrote it (sealed, and not
+    /// an older row put back).
     async fn principal_mac_holds(&self, arn: &str, a: &PrincipalAuthz) -> Result<bool, KmsError> {
-        Ok(match &a.mac {
-            Some(mac) => {
-                self.hsm
-                    .row_mac_matches(principal_mac_input(arn, a), mac)
-                    .await?
-            }
-            None => false,
-        })
+        Ok(a.mac.is_some()
+            && self
+                .current_seal(
+                    seal::principal_row(arn),
+                    principal_mac_input(arn, a),
+                    &a.mac,
+                )
+                .await?)
     }
 
     /// Principals whose stored authorization data carries no MAC, with that data: what
@@ -861,7 +857,13 @@ impl Kms {
         arn: &str,
         shown: &PrincipalAuthz,
     ) -> Result<(), KmsError> {
-        let mac = self.hsm.row_mac(principal_mac_input(arn, shown)).await?;
+        let seal = self
+            .seal_row(
+                seal::principal_row(arn),
+                principal_mac_input(arn, shown),
+                None,
+            )
+            .await?;
         let now = self.ids.principal_authz(arn).await?;
         let same = now.as_ref().is_some_and(|n| {
             principal_mac_input(arn, n) == principal_mac_input(arn, shown) && n.mac == shown.mac
@@ -871,11 +873,12 @@ impl Kms {
                 "{arn} changed after it was shown; nothing was sealed"
             )));
         }
-        if !self.ids.set_principal_mac(arn, &mac).await? {
+        if !self.ids.set_principal_mac(arn, &seal.mac).await? {
             return Err(KmsError::Conflict(format!(
                 "{arn} changed after it was shown; nothing was sealed"
             )));
         }
+        self.written(&seal);
         Ok(())
     }
 
@@ -895,6 +898,14 @@ impl Kms {
             tracing::error!(key_id = %rec.key_id, sealed = rec.tags_mac.is_some(), "key tags failed their integrity check (altered in the database, or stored before tags were sealed: review with `kms admin seal`); refusing to use the key");
             return Err(KmsError::KeyUnavailable);
         }
+        let stored = rec.tags_mac.as_deref().unwrap_or_default();
+        if let Some((row, have, held)) = self
+            .behind_trail(&[(seal::key_row(rec, "tags"), stored)])
+            .await?
+        {
+            tracing::error!(key_id = %rec.key_id, row, generation = have, trail = held, "key tags are older than the audit trail records (an older set put back in the database?); refusing to use the key");
+            return Err(KmsError::KeyUnavailable);
+        }
         let t = Arc::new(tags);
         self.key_tags.lock().unwrap().put(rec.key_id, t.clone());
         Ok(t)
@@ -904,14 +915,25 @@ impl Kms {
     /// new MAC, computed before anything is written.
     pub(crate) async fn store_tags(&self, rec: &KeyRecord, next: &[Tag]) -> Result<(), KmsError> {
         self.tags_of(rec).await?;
-        let mac = self.hsm.row_mac(tags_mac_input(rec, next)).await?;
         let expected = rec.tags_mac.as_deref().unwrap_or_default();
-        if !self.keys.set_tags(rec.key_id, expected, next, &mac).await? {
+        let seal = self
+            .seal_row(
+                seal::key_row(rec, "tags"),
+                tags_mac_input(rec, next),
+                Some(expected),
+            )
+            .await?;
+        if !self
+            .keys
+            .set_tags(rec.key_id, expected, next, &seal.mac)
+            .await?
+        {
             return Err(KmsError::Conflict(format!(
                 "The tags of {} changed during this request; try again.",
                 rec.arn()
             )));
         }
+        self.written(&seal);
         self.invalidate(Some(rec.key_id));
         Ok(())
     }
@@ -1181,6 +1203,27 @@ impl Kms {
                 tracing::error!(key_id = %rec.key_id, state = %rec.key_state, "{what}; refusing to use the key");
                 return Err(KmsError::KeyUnavailable);
             }
+        }
+        // Each part as sealed, but an older one put back (the policy before the last
+        // PutKeyPolicy, the state before DisableKey): the trail holds a later generation.
+        let parts = [
+            ("policy", &rec.policy_mac),
+            ("state", &rec.state_mac),
+            ("attributes", &rec.attrs_mac),
+            ("rotation", &rec.rotation_mac),
+        ];
+        let rows: Vec<(String, &[u8])> = parts
+            .iter()
+            .map(|(part, mac)| {
+                (
+                    seal::key_row(&rec, part),
+                    mac.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect();
+        if let Some((row, have, held)) = self.behind_trail(&rows).await? {
+            tracing::error!(key_id = %rec.key_id, row, generation = have, trail = held, "a part of the key is older than the audit trail records (an older row put back in the database?); refusing to use the key");
+            return Err(KmsError::KeyUnavailable);
         }
         // A deleted key's rows put back (from an older backup) are sealed rows: its DeleteKey
         // event in the trail, later than the key's sealed creation time, refuses them (removing
@@ -1789,11 +1832,27 @@ impl Kms {
         rec: &mut KeyRecord,
         tags: &[Tag],
     ) -> Result<(), KmsError> {
-        rec.policy_mac = Some(self.hsm.row_mac(policy_mac_input(rec)).await?);
-        rec.state_mac = Some(self.hsm.row_mac(state_mac_input(rec)).await?);
-        rec.tags_mac = Some(self.hsm.row_mac(tags_mac_input(rec, tags)).await?);
-        rec.attrs_mac = Some(self.hsm.row_mac(attrs_mac_input(rec)).await?);
-        rec.rotation_mac = Some(self.hsm.row_mac(rotation_mac_input(rec)).await?);
+        let mut seals = self
+            .seal_rows(vec![
+                (seal::key_row(rec, "policy"), policy_mac_input(rec), None),
+                (seal::key_row(rec, "state"), state_mac_input(rec), None),
+                (seal::key_row(rec, "tags"), tags_mac_input(rec, tags), None),
+                (seal::key_row(rec, "attributes"), attrs_mac_input(rec), None),
+                (
+                    seal::key_row(rec, "rotation"),
+                    rotation_mac_input(rec),
+                    None,
+                ),
+            ])
+            .await?
+            .into_iter()
+            .map(|s| Some(s.mac));
+        let mut next = || seals.next().flatten();
+        rec.policy_mac = next();
+        rec.state_mac = next();
+        rec.tags_mac = next();
+        rec.attrs_mac = next();
+        rec.rotation_mac = next();
         Ok(())
     }
 
@@ -1816,7 +1875,13 @@ impl Kms {
         }
         for r in &rows {
             if r.account_id != rec.account_id
-                || !self.sealed(rotation_mac_input(r), &r.rotation_mac).await?
+                || !self
+                    .current_seal(
+                        seal::key_row(r, "rotation"),
+                        rotation_mac_input(r),
+                        &r.rotation_mac,
+                    )
+                    .await?
             {
                 tracing::error!(key_id = %r.key_id, region = %r.region, "key rotation state failed its integrity check; refusing to change it");
                 return Err(KmsError::KeyUnavailable);
@@ -1825,14 +1890,22 @@ impl Kms {
         Ok(rows)
     }
 
-    /// The store update that moves `old`'s rotation state to `new`'s, with `new`'s MAC: written
-    /// only where the row still carries the MAC `old` was verified with.
+    /// The store update that moves `old`'s rotation state to `new`'s, with `new`'s seal
+    /// (returned too: pass it to [`Kms::written`] once the update committed): written only
+    /// where the row still carries the seal `old` was verified with.
     pub(crate) async fn rotation_update(
         &self,
         old: &KeyRecord,
         new: &KeyRecord,
-    ) -> Result<crate::store::RotationUpdate, KmsError> {
-        Ok(crate::store::RotationUpdate {
+    ) -> Result<(crate::store::RotationUpdate, seal::Seal), KmsError> {
+        let seal = self
+            .seal_row(
+                seal::key_row(new, "rotation"),
+                rotation_mac_input(new),
+                old.rotation_mac.as_deref(),
+            )
+            .await?;
+        let update = crate::store::RotationUpdate {
             key_id: new.key_id,
             expected_mac: old.rotation_mac.clone().unwrap_or_default(),
             current_version: new.current_version,
@@ -1841,8 +1914,23 @@ impl Kms {
             next_rotation_date: new.next_rotation_date,
             on_demand_rotations: new.on_demand_rotations,
             mrk_primary: new.mrk_primary,
-            mac: self.hsm.row_mac(rotation_mac_input(new)).await?,
-        })
+            mac: seal.mac.clone(),
+        };
+        Ok((update, seal))
+    }
+
+    /// `seal` was written if `done`.
+    fn written_if(&self, done: bool, seal: &seal::Seal) {
+        if done {
+            self.written(seal);
+        }
+    }
+
+    /// Every seal of `seals` was written (their writes committed).
+    pub(crate) fn written_all(&self, seals: &[seal::Seal]) {
+        for s in seals {
+            self.written(s);
+        }
     }
 
     /// Store a key's new state with its MAC.
@@ -1853,30 +1941,43 @@ impl Kms {
         deletion_date: Option<chrono::DateTime<Utc>>,
         pending_window_days: Option<i32>,
     ) -> Result<(), KmsError> {
-        let mac = self
-            .state_mac_of(rec, state, deletion_date, pending_window_days)
+        let seal = self
+            .state_seal(rec, state, deletion_date, pending_window_days)
             .await?;
         self.keys
-            .set_key_state(rec.key_id, state, deletion_date, pending_window_days, &mac)
+            .set_key_state(
+                rec.key_id,
+                state,
+                deletion_date,
+                pending_window_days,
+                &seal.mac,
+            )
             .await?;
+        self.written(&seal);
         Ok(())
     }
 
-    /// The state MAC a key would have in `state`.
-    pub(crate) async fn state_mac_of(
+    /// The state seal a key would have in `state` (the next generation of `rec`'s); pass it
+    /// to [`Kms::written`] once it is stored.
+    pub(crate) async fn state_seal(
         &self,
         rec: &KeyRecord,
         state: &str,
         deletion_date: Option<chrono::DateTime<Utc>>,
         pending_window_days: Option<i32>,
-    ) -> Result<Vec<u8>, KmsError> {
+    ) -> Result<seal::Seal, KmsError> {
         let next = KeyRecord {
             key_state: state.to_string(),
             deletion_date,
             pending_window_days,
             ..rec.clone()
         };
-        Ok(self.hsm.row_mac(state_mac_input(&next)).await?)
+        self.seal_row(
+            seal::key_row(rec, "state"),
+            state_mac_input(&next),
+            rec.state_mac.as_deref(),
+        )
+        .await
     }
 
     /// Keys whose policy, and keys whose state, carry no MAC (stored before they had one):
@@ -1915,14 +2016,30 @@ impl Kms {
 
     /// Seal a key's rotation state as shown to an operator; false when it changed since.
     pub async fn seal_reviewed_rotation(&self, shown: &KeyRecord) -> Result<bool, KmsError> {
-        let mac = self.hsm.row_mac(rotation_mac_input(shown)).await?;
-        Ok(self.keys.set_rotation_mac(shown, &mac).await?)
+        let seal = self
+            .seal_row(
+                seal::key_row(shown, "rotation"),
+                rotation_mac_input(shown),
+                None,
+            )
+            .await?;
+        let done = self.keys.set_rotation_mac(shown, &seal.mac).await?;
+        self.written_if(done, &seal);
+        Ok(done)
     }
 
     /// Seal a key's attributes as shown to an operator; false when they changed since.
     pub async fn seal_reviewed_attrs(&self, shown: &KeyRecord) -> Result<bool, KmsError> {
-        let mac = self.hsm.row_mac(attrs_mac_input(shown)).await?;
-        Ok(self.keys.set_attrs_mac(shown, &mac).await?)
+        let seal = self
+            .seal_row(
+                seal::key_row(shown, "attributes"),
+                attrs_mac_input(shown),
+                None,
+            )
+            .await?;
+        let done = self.keys.set_attrs_mac(shown, &seal.mac).await?;
+        self.written_if(done, &seal);
+        Ok(done)
     }
 
     /// Seal an alias as shown to an operator; false when it changed since.
@@ -1930,8 +2047,12 @@ impl Kms {
         &self,
         shown: &crate::store::AliasRecord,
     ) -> Result<bool, KmsError> {
-        let mac = self.hsm.row_mac(alias_mac_input(shown)).await?;
-        Ok(self.keys.set_alias_mac(shown, &mac).await?)
+        let seal = self
+            .seal_row(seal::alias_row(shown), alias_mac_input(shown), None)
+            .await?;
+        let done = self.keys.set_alias_mac(shown, &seal.mac).await?;
+        self.written_if(done, &seal);
+        Ok(done)
     }
 
     /// Seal a key's tags as shown to an operator; false when they changed since.
@@ -1940,25 +2061,48 @@ impl Kms {
         shown: &KeyRecord,
         tags: &[Tag],
     ) -> Result<bool, KmsError> {
-        let mac = self.hsm.row_mac(tags_mac_input(shown, tags)).await?;
-        Ok(self.keys.set_tags_mac(shown.key_id, tags, &mac).await?)
+        let seal = self
+            .seal_row(
+                seal::key_row(shown, "tags"),
+                tags_mac_input(shown, tags),
+                None,
+            )
+            .await?;
+        let done = self
+            .keys
+            .set_tags_mac(shown.key_id, tags, &seal.mac)
+            .await?;
+        self.written_if(done, &seal);
+        Ok(done)
     }
 
     /// Seal a key's policy as shown to an operator (`kms admin seal`); false when the row has
     /// changed since (nothing sealed).
     pub async fn seal_reviewed_policy(&self, shown: &KeyRecord) -> Result<bool, KmsError> {
-        let mac = self.hsm.row_mac(policy_mac_input(shown)).await?;
-        Ok(self
+        let seal = self
+            .seal_row(
+                seal::key_row(shown, "policy"),
+                policy_mac_input(shown),
+                None,
+            )
+            .await?;
+        let done = self
             .keys
-            .set_policy_mac(shown.key_id, &shown.policy, &mac)
-            .await?)
+            .set_policy_mac(shown.key_id, &shown.policy, &seal.mac)
+            .await?;
+        self.written_if(done, &seal);
+        Ok(done)
     }
 
     /// Seal a key's state as shown to an operator (`kms admin seal`); false when the row has
     /// changed since (nothing sealed).
     pub async fn seal_reviewed_state(&self, shown: &KeyRecord) -> Result<bool, KmsError> {
-        let mac = self.hsm.row_mac(state_mac_input(shown)).await?;
-        Ok(self.keys.set_state_mac(shown, &mac).await?)
+        let seal = self
+            .seal_row(seal::key_row(shown, "state"), state_mac_input(shown), None)
+            .await?;
+        let done = self.keys.set_state_mac(shown, &seal.mac).await?;
+        self.written_if(done, &seal);
+        Ok(done)
     }
 
     /// Material version `version` of a key: generated and wrapped in the token, with the row
@@ -2057,8 +2201,17 @@ impl Kms {
             policy: text.to_string(),
             ..(*rec).clone()
         };
-        let mac = self.hsm.row_mac(policy_mac_input(&sealed)).await?;
-        self.keys.set_key_policy(rec.key_id, text, &mac).await?;
+        let seal = self
+            .seal_row(
+                seal::key_row(&rec, "policy"),
+                policy_mac_input(&sealed),
+                rec.policy_mac.as_deref(),
+            )
+            .await?;
+        self.keys
+            .set_key_policy(rec.key_id, text, &seal.mac)
+            .await?;
+        self.written(&seal);
         self.invalidate(Some(rec.key_id));
         Ok(())
     }

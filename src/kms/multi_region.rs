@@ -324,7 +324,7 @@ impl Kms {
         .await?;
         Self::require_usable(&replica)?;
         // Both flags move together, each row verified before it is changed and sealed again.
-        let mut updates = Vec::new();
+        let (mut updates, mut seals) = (Vec::new(), Vec::new());
         for r in self.verified_rotation_rows(&primary).await? {
             let primary_now = r.key_id == replica.key_id;
             if r.mrk_primary != primary_now {
@@ -332,13 +332,15 @@ impl Kms {
                     mrk_primary: primary_now,
                     ..r.clone()
                 };
-                updates.push(self.rotation_update(&r, &moved).await?);
+                let (u, seal) = self.rotation_update(&r, &moved).await?;
+                updates.push(u);
+                seals.push(seal);
             }
         }
         // The old primary's flag clears first: a multi-Region key never has two primaries.
         updates.sort_by_key(|u| u.mrk_primary);
         match self.keys.set_primary(mrk, &updates).await {
-            Ok(()) => {}
+            Ok(()) => self.written_all(&seals),
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::InvalidState(format!(
                     "{} is being updated; try again.",

@@ -94,7 +94,14 @@ impl Kms {
             let Some(policy) = forget_in_policy(&rec.policy, arn, &id) else {
                 continue;
             };
-            if !self.sealed(policy_mac_input(&rec), &rec.policy_mac).await? {
+            if !self
+                .current_seal(
+                    super::seal::key_row(&rec, "policy"),
+                    policy_mac_input(&rec),
+                    &rec.policy_mac,
+                )
+                .await?
+            {
                 tracing::error!(key_id = %rec.key_id, principal = arn, "a key policy naming a deleted principal fails its integrity check; left as it is (refused)");
                 continue;
             }
@@ -102,10 +109,16 @@ impl Kms {
                 policy: policy.clone(),
                 ..rec.clone()
             };
-            let mac = self.hsm.row_mac(policy_mac_input(&sealed)).await?;
+            let seal = self
+                .seal_row(
+                    super::seal::key_row(&rec, "policy"),
+                    policy_mac_input(&sealed),
+                    rec.policy_mac.as_deref(),
+                )
+                .await?;
             if !self
                 .keys
-                .replace_key_policy(rec.key_id, &rec.policy, &policy, &mac)
+                .replace_key_policy(rec.key_id, &rec.policy, &policy, &seal.mac)
                 .await?
             {
                 return Err(KmsError::Conflict(format!(
@@ -113,6 +126,7 @@ impl Kms {
                     rec.arn()
                 )));
             }
+            self.written(&seal);
             self.invalidate(Some(rec.key_id));
             out.key_policies += 1;
         }

@@ -84,13 +84,13 @@ pub(crate) fn migrations_current(known: &[i64], applied: &[i64]) -> Result<(), S
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 23;
-pub const SCHEMA_SQLITE: i64 = 10;
+pub const SCHEMA_POSTGRES: i64 = 24;
+pub const SCHEMA_SQLITE: i64 = 11;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 23, SQLite 10)"
+    " (schema: Postgres 24, SQLite 11)"
 );
 
 /// Refuse a database whose schema a newer release migrated (`database` > `build`): this
@@ -431,6 +431,12 @@ pub trait KeyStore: Send + Sync {
         material_id: &str,
         limit: i64,
     ) -> Result<Vec<String>, StoreError>;
+    /// The highest generation the trail's events name for each of `rows` (rows it names
+    /// nowhere are left out).
+    async fn generations_per_trail(
+        &self,
+        rows: &[String],
+    ) -> Result<Vec<(String, i64)>, StoreError>;
     /// Keys (of every account) whose policy text contains `text`.
     async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError>;
     /// Replace a key's policy with `policy` and its MAC, provided it is still `expected`;
@@ -854,6 +860,9 @@ pub struct NewAuditEvent {
     pub key_arns: Vec<String>,
     /// The event's canonical JSON.
     pub body: String,
+    /// The row generations the event names (`additionalEventData.rowGenerations` in `body`):
+    /// indexed in `audit_generations` when it is chained.
+    pub generations: Vec<(String, i64)>,
 }
 
 /// The record that a change committed: written by the store in the change's own transaction
@@ -865,6 +874,32 @@ pub struct NewAuditEvent {
 pub struct ChangeRecord {
     pub event: NewAuditEvent,
     pub mac: Vec<u8>,
+    /// The row generations the change wrote (noted once each write committed): the change's
+    /// event names them, so the trail knows how far every row it rewrote has moved.
+    pub written: Written,
+}
+
+/// Row generations a change wrote, by row name (see `kms::seal`).
+#[derive(Debug, Clone, Default)]
+pub struct Written(std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>>);
+
+impl Written {
+    pub fn list(&self) -> Vec<(String, i64)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Note that the running change committed generation `generation` of `row` (nothing outside
+/// a change's scope: with no trail there is nothing to tell).
+pub(crate) fn note_written(row: &str, generation: i64) {
+    let _ = CHANGE.try_with(|c| {
+        let mut w = c.written.0.lock().unwrap();
+        if let Some(e) = w.iter_mut().find(|(r, _)| r == row) {
+            e.1 = e.1.max(generation);
+        } else {
+            w.push((row.to_string(), generation));
+        }
+    });
 }
 
 tokio::task_local! {
@@ -943,6 +978,8 @@ pub trait AuditStore: Send + Sync {
     async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError>;
     /// Events after `after` in sequence order, at most `limit`.
     async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError>;
+    /// Every (row, generation, seq) of `audit_generations`, by seq (for verification).
+    async fn audit_generations(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
     async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError>;
     async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError>;
 }

@@ -983,6 +983,24 @@ impl KeyStore for PgStore {
             .map_err(map_err)
     }
 
+    async fn generations_per_trail(
+        &self,
+        rows: &[String],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let found = sqlx::query(
+            "SELECT row_name, max(generation) AS g FROM audit_generations \
+             WHERE row_name = ANY($1::text[]) GROUP BY row_name",
+        )
+        .bind(rows)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(found
+            .iter()
+            .map(|r| (r.get::<String, _>("row_name"), r.get::<i64, _>("g")))
+            .collect())
+    }
+
     async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError> {
         let q =
             format!("SELECT {KEY_COLUMNS} FROM keys WHERE strpos(policy, $1) > 0 ORDER BY key_id");
@@ -2406,8 +2424,20 @@ impl AuditStore for PgStore {
         }
         // The change records the events account for are removed in the same statement (a
         // batch of reads binds an empty list: a lookup of nothing in the primary key).
+        // The row generations the events name go into their index in the same statement.
+        let (mut gen_rows, mut gens, mut gen_seqs) = (Vec::new(), Vec::new(), Vec::new());
+        for (e, s) in events.iter().zip(&seqs) {
+            for (r, g) in &e.generations {
+                gen_rows.push(r.as_str());
+                gens.push(*g);
+                gen_seqs.push(*s);
+            }
+        }
         let sql = "WITH moved AS (UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1 AND seq = $12 AND hash = $13 RETURNING 1), \
-                  settled AS (DELETE FROM audit_outbox WHERE event_id = ANY($14::uuid[]) AND EXISTS (SELECT 1 FROM moved)) \
+                  settled AS (DELETE FROM audit_outbox WHERE event_id = ANY($14::uuid[]) AND EXISTS (SELECT 1 FROM moved)), \
+                  generations AS (INSERT INTO audit_generations (row_name, generation, seq) \
+                      SELECT r, g, s FROM UNNEST($15::text[], $16::bigint[], $17::bigint[]) AS y(r, g, s) \
+                      WHERE EXISTS (SELECT 1 FROM moved)) \
              INSERT INTO audit_events (seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash) \
                  SELECT s, i, t, n, a, CASE WHEN k = '' THEN '{}'::text[] ELSE string_to_array(k, E'\\n') END, b, p, h \
                  FROM UNNEST($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[]) \
@@ -2428,6 +2458,9 @@ impl AuditStore for PgStore {
             .bind(head.0)
             .bind(head.1)
             .bind(settles)
+            .bind(&gen_rows)
+            .bind(&gens)
+            .bind(&gen_seqs)
             .execute(&self.pool)
             .await
             .map_err(map_err)?
@@ -2466,8 +2499,10 @@ impl AuditStore for PgStore {
                     account_id: r.get("account_id"),
                     key_arns: r.get("key_arns"),
                     body: r.get("body"),
+                    generations: Vec::new(),
                 },
                 mac: r.get("mac"),
+                written: Default::default(),
             })
             .collect();
         out.sort_by_key(|c| c.event.event_time);
@@ -2504,6 +2539,19 @@ impl AuditStore for PgStore {
         .await
         .map_err(map_err)?;
         Ok(rows.iter().map(audit_row).collect())
+    }
+
+    async fn audit_generations(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT row_name, generation, seq FROM audit_generations ORDER BY seq, row_name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("row_name"), r.get("generation"), r.get("seq")))
+            .collect())
     }
 
     async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {

@@ -910,6 +910,26 @@ impl KeyStore for SqliteStore {
             .map_err(map_err)
     }
 
+    async fn generations_per_trail(
+        &self,
+        rows: &[String],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for r in rows {
+            let g: Option<i64> = sqlx::query_scalar(
+                "SELECT max(generation) FROM audit_generations WHERE row_name = $1",
+            )
+            .bind(r)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+            if let Some(g) = g {
+                out.push((r.clone(), g));
+            }
+        }
+        Ok(out)
+    }
+
     async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError> {
         let q =
             format!("SELECT {KEY_COLUMNS} FROM keys WHERE instr(policy, ?1) > 0 ORDER BY key_id");
@@ -2370,6 +2390,19 @@ impl AuditStore for SqliteStore {
             .await
             .map_err(map_err)?;
         }
+        for (s, e, _, _) in &rows {
+            for (r, g) in &e.generations {
+                sqlx::query(
+                    "INSERT INTO audit_generations (row_name, generation, seq) VALUES ($1, $2, $3)",
+                )
+                .bind(r)
+                .bind(g)
+                .bind(s)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+        }
         for id in settles {
             sqlx::query("DELETE FROM audit_outbox WHERE event_id = $1")
                 .bind(id)
@@ -2411,8 +2444,10 @@ impl AuditStore for SqliteStore {
                     account_id: col(r, "account_id")?,
                     key_arns: from_json(&key_arns, "key_arns")?,
                     body: col(r, "body")?,
+                    generations: Vec::new(),
                 },
                 mac: col(r, "mac")?,
+                written: Default::default(),
             };
             sqlx::query("UPDATE audit_outbox SET claimed_until = $2 WHERE event_id = $1")
                 .bind(c.event.event_id)
@@ -2456,6 +2491,18 @@ impl AuditStore for SqliteStore {
         .await
         .map_err(map_err)?;
         rows.iter().map(audit_row).collect()
+    }
+
+    async fn audit_generations(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT row_name, generation, seq FROM audit_generations ORDER BY seq, row_name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok((col(r, "row_name")?, col(r, "generation")?, col(r, "seq")?)))
+            .collect()
     }
 
     async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
@@ -3943,6 +3990,7 @@ mod tests {
             account_id: Some(ACCOUNT.into()),
             key_arns: arns.iter().map(|a| a.to_string()).collect(),
             body: format!(r#"{{"eventName":"{name}"}}"#),
+            generations: Vec::new(),
         }
     }
 

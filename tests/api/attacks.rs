@@ -2356,3 +2356,160 @@ async fn a_deactivated_access_key_put_back_with_sql_is_refused() {
     let node = tokio::task::block_in_place(|| s.second_node());
     works(s.client_of(&node, &id, &secret)).await.unwrap();
 }
+
+/// A database writer saves rows as they are and, after a change, puts them back with the
+/// seals they had then (a replay): the key policy before PutKeyPolicy, the Enabled state
+/// before DisableKey, a tag before UntagResource, an alias before UpdateAlias and DeleteAlias,
+/// an identity policy before the operator narrowed it. Each row's seal still holds; its
+/// generation is below the one the trail records, so a node loading it is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_row_put_back_with_sql_is_refused() {
+    use aws_sdk_kms::types::Tag;
+    let s = Server::start().await;
+    let c = s.client();
+    let policy_key = new_key(&c).await;
+    let state_key = new_key(&c).await;
+    let tagged = new_key(&c).await;
+    let target = new_key(&c).await;
+    c.tag_resource()
+        .key_id(&tagged)
+        .tags(
+            Tag::builder()
+                .tag_key("team")
+                .tag_value("red")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for alias in ["alias/replayed", "alias/deleted"] {
+        c.create_alias()
+            .alias_name(alias)
+            .target_key_id(&policy_key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (user, user_id, user_secret, user_client) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "erin", None));
+    let wide = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+    let narrow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#;
+    tokio::task::block_in_place(|| s.put_user_policy(&user, "extra", wide));
+    user_client
+        .encrypt()
+        .key_id(&target)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    // The writer's copies of the rows as they are.
+    for sql in [
+        "CREATE TABLE saved_keys AS SELECT * FROM keys",
+        "CREATE TABLE saved_tags AS SELECT * FROM key_tags",
+        "CREATE TABLE saved_aliases AS SELECT * FROM aliases",
+        "CREATE TABLE saved_policies AS SELECT * FROM identity_policies",
+        "CREATE TABLE saved_principals AS SELECT * FROM principals",
+    ] {
+        s.db.execute(sql).await;
+    }
+    // The changes.
+    let deny_encrypt = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Effect":"Deny","Principal":"*","Action":"kms:Encrypt","Resource":"*"}}]}}"#
+    );
+    c.put_key_policy()
+        .key_id(&policy_key)
+        .policy_name("default")
+        .policy(deny_encrypt)
+        .send()
+        .await
+        .unwrap();
+    c.disable_key().key_id(&state_key).send().await.unwrap();
+    c.untag_resource()
+        .key_id(&tagged)
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    c.update_alias()
+        .alias_name("alias/replayed")
+        .target_key_id(&target)
+        .send()
+        .await
+        .unwrap();
+    c.delete_alias()
+        .alias_name("alias/deleted")
+        .send()
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| s.put_user_policy(&user, "extra", narrow));
+    // The attack: every row put back as saved, seal and all.
+    let (pk, sk, tk) = (
+        s.db.key(&policy_key),
+        s.db.key(&state_key),
+        s.db.key(&tagged),
+    );
+    let u = s.db.text(&user);
+    for sql in [
+        format!("UPDATE keys SET policy = (SELECT policy FROM saved_keys WHERE key_id = {pk}), policy_mac = (SELECT policy_mac FROM saved_keys WHERE key_id = {pk}) WHERE key_id = {pk}"),
+        format!("UPDATE keys SET key_state = (SELECT key_state FROM saved_keys WHERE key_id = {sk}), state_mac = (SELECT state_mac FROM saved_keys WHERE key_id = {sk}) WHERE key_id = {sk}"),
+        format!("INSERT INTO key_tags SELECT * FROM saved_tags WHERE key_id = {tk}"),
+        format!("UPDATE keys SET tags_mac = (SELECT tags_mac FROM saved_keys WHERE key_id = {tk}) WHERE key_id = {tk}"),
+        "UPDATE aliases SET key_id = (SELECT key_id FROM saved_aliases WHERE alias_name = 'alias/replayed'), mac = (SELECT mac FROM saved_aliases WHERE alias_name = 'alias/replayed') WHERE alias_name = 'alias/replayed'".to_string(),
+        "INSERT INTO aliases SELECT * FROM saved_aliases WHERE alias_name = 'alias/deleted'".to_string(),
+        format!("UPDATE identity_policies SET document = (SELECT document FROM saved_policies WHERE principal_arn = {u} AND policy_name = 'extra') WHERE principal_arn = {u} AND policy_name = 'extra'"),
+        format!("UPDATE principals SET authz_mac = (SELECT authz_mac FROM saved_principals WHERE arn = {u}) WHERE arn = {u}"),
+    ] {
+        s.db.execute(&sql).await;
+    }
+    // A node that loads them (cold caches) refuses each.
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let c2 = s.client_of_in(&node, REGION);
+    let encrypt = |k: String| {
+        let c2 = c2.clone();
+        async move { code(c2.encrypt().key_id(k).plaintext(pt()).send().await) }
+    };
+    assert_eq!(
+        encrypt(policy_key.clone()).await,
+        "KeyUnavailableException",
+        "the policy before PutKeyPolicy"
+    );
+    assert_eq!(
+        encrypt(state_key.clone()).await,
+        "KeyUnavailableException",
+        "the state before DisableKey"
+    );
+    assert_eq!(
+        code(c2.list_resource_tags().key_id(&tagged).send().await),
+        "KeyUnavailableException",
+        "the tags before UntagResource"
+    );
+    assert_eq!(
+        encrypt("alias/replayed".into()).await,
+        "KeyUnavailableException",
+        "the alias before UpdateAlias"
+    );
+    assert_eq!(
+        encrypt("alias/deleted".into()).await,
+        "KeyUnavailableException",
+        "the alias before DeleteAlias"
+    );
+    let user_c2 = s.client_of(&node, &user_id, &user_secret);
+    assert_eq!(
+        code(user_c2.list_keys().send().await),
+        "AccessDeniedException",
+        "the identity policy before the operator narrowed it"
+    );
+    // The trail is intact, and so is the index of generations it keeps.
+    let (ok, out) = tokio::task::block_in_place(|| audit_verify(&s));
+    assert!(ok, "{out}");
+    // Removing the record from that index (so that the old row passes) is reported.
+    s.db.execute("DELETE FROM audit_generations WHERE row_name LIKE '%#state'")
+        .await;
+    let (ok, out) = tokio::task::block_in_place(|| audit_verify(&s));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("audit_generations index does not hold"),
+        "{out}"
+    );
+}

@@ -1,0 +1,206 @@
+//! Row seals, and the generation that refuses an older row put back.
+//!
+//! A row whose change alters a decision (a key's policy, state, tags, attributes and rotation
+//! state, an alias, a principal's authorization) carries a seal: an HMAC computed in the token
+//! over the row's content. A seal says the service wrote the row, not that it is the row's
+//! latest content: a database writer can put back an older row with the seal it had then (a
+//! replay: the policy before the last `PutKeyPolicy`, an `Enabled` state before `DisableKey`).
+//!
+//! So each seal also covers the row's *generation*. A change writes the next one: above the
+//! generation of the row as it verified it, and above every generation the audit trail holds
+//! for the row. Once the change's write committed, the generation is noted in the change's
+//! scope, and the change's event names it (`additionalEventData.rowGenerations`, in the hashed
+//! body, indexed in `audit_generations`). A row loaded cold is refused when its generation is
+//! below the highest one the trail holds for it: it is an older row put back. A row above it is
+//! a change whose event is still on its way (or was refused by the trail), so a failed append
+//! never locks a key out; the next change's event moves the mark past it.
+//!
+//! Stored form: `1 || generation (8 bytes, big-endian) || HMAC-SHA256` (41 bytes). A seal of 32
+//! bytes was written before rows had generations and reads as generation 0, which any
+//! generation the trail holds refuses.
+
+use super::{Kms, KmsError};
+use crate::store::{AliasRecord, KeyRecord};
+
+const FORMAT: u8 = 1;
+const HMAC_LEN: usize = 32;
+const SEALED_LEN: usize = 1 + 8 + HMAC_LEN;
+
+/// The generation a stored seal carries (0: a seal from before generations, or none).
+pub(crate) fn generation_of(stored: &[u8]) -> i64 {
+    match stored {
+        [FORMAT, g @ ..] if stored.len() == SEALED_LEN => {
+            i64::from_be_bytes(g[..8].try_into().expect("slice of 8 bytes"))
+        }
+        _ => 0,
+    }
+}
+
+/// What a seal of generation `generation` covers: the row's MAC input and, as one more
+/// length-prefixed field, its generation (so no input of the older form reads as one with a
+/// generation).
+fn with_generation(mut input: Vec<u8>, generation: i64) -> Vec<u8> {
+    for f in [b"\0generation".as_slice(), &generation.to_be_bytes()] {
+        input.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        input.extend_from_slice(f);
+    }
+    input
+}
+
+/// The name the trail knows one of a key's sealed parts by (its ARN names region and account).
+pub(crate) fn key_row(rec: &KeyRecord, part: &str) -> String {
+    format!("{}#{part}", rec.arn())
+}
+
+/// The name the trail knows an alias row by: the alias's ARN.
+pub(crate) fn alias_row(a: &AliasRecord) -> String {
+    format!("arn:aws:kms:{}:{}:{}", a.region, a.account_id, a.alias_name)
+}
+
+/// The name the trail knows a principal's authorization (identity policies, tags, trust
+/// policy, service registration) by.
+pub(crate) fn principal_row(arn: &str) -> String {
+    format!("{arn}#authorization")
+}
+
+/// A row to seal: its name, its MAC input, and its previous seal as verified (if any).
+pub(crate) type RowToSeal<'a> = (String, Vec<u8>, Option<&'a [u8]>);
+
+/// A row's new seal, to be stored with the row; once the write committed, pass it to
+/// [`Kms::written`].
+#[derive(Debug, Clone)]
+pub(crate) struct Seal {
+    pub row: String,
+    pub generation: i64,
+    pub mac: Vec<u8>,
+}
+
+impl Kms {
+    /// Seal `input` as the next generation of each row: above its `previous` seal (as
+    /// verified; `None` for a new row or one deleted before) and above every generation the
+    /// trail holds for it.
+    pub(crate) async fn seal_rows(&self, rows: Vec<RowToSeal<'_>>) -> Result<Vec<Seal>, KmsError> {
+        let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let trail = self.keys.generations_per_trail(&names).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (row, input, previous) in rows {
+            let held = trail.iter().find(|(r, _)| *r == row).map_or(0, |(_, g)| *g);
+            let generation = previous.map_or(0, generation_of).max(held) + 1;
+            let hmac = self.hsm.row_mac(with_generation(input, generation)).await?;
+            let mut mac = Vec::with_capacity(SEALED_LEN);
+            mac.push(FORMAT);
+            mac.extend_from_slice(&generation.to_be_bytes());
+            mac.extend_from_slice(&hmac);
+            out.push(Seal {
+                row,
+                generation,
+                mac,
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`Kms::seal_rows`] for one row.
+    pub(crate) async fn seal_row(
+        &self,
+        row: String,
+        input: Vec<u8>,
+        previous: Option<&[u8]>,
+    ) -> Result<Seal, KmsError> {
+        let mut s = self.seal_rows(vec![(row, input, previous)]).await?;
+        Ok(s.pop().expect("one seal per row"))
+    }
+
+    /// The write that stored `seal` committed: the running change's event names its
+    /// generation. (Noted only after the commit: an event naming a generation never written
+    /// would refuse the row that is there.)
+    pub(crate) fn written(&self, seal: &Seal) {
+        crate::store::note_written(&seal.row, seal.generation);
+    }
+
+    /// The removal of a row committed (an alias deleted): its generation moves one past the
+    /// row as verified, so the row put back is refused.
+    pub(crate) fn removed(&self, row: &str, previous: &[u8]) {
+        crate::store::note_written(row, generation_of(previous) + 1);
+    }
+
+    /// Whether a row's stored seal (none for a row stored before it had one) is the token's
+    /// seal over `input` at the generation it carries.
+    pub(crate) async fn sealed(
+        &self,
+        input: Vec<u8>,
+        stored: &Option<Vec<u8>>,
+    ) -> Result<bool, KmsError> {
+        let stored = stored.as_deref().unwrap_or_default();
+        Ok(match stored.len() {
+            HMAC_LEN => self.hsm.row_mac_matches(input, stored).await?,
+            SEALED_LEN if stored[0] == FORMAT => {
+                self.hsm
+                    .row_mac_matches(
+                        with_generation(input, generation_of(stored)),
+                        &stored[1 + 8..],
+                    )
+                    .await?
+            }
+            _ => false,
+        })
+    }
+
+    /// Whether a row read to be rewritten is as the service last wrote it: its seal holds and
+    /// its generation is not behind the trail (an older row put back is never re-sealed).
+    pub(crate) async fn current_seal(
+        &self,
+        row: String,
+        input: Vec<u8>,
+        stored: &Option<Vec<u8>>,
+    ) -> Result<bool, KmsError> {
+        if !self.sealed(input, stored).await? {
+            return Ok(false);
+        }
+        let stored = stored.as_deref().unwrap_or_default();
+        Ok(self.behind_trail(&[(row, stored)]).await?.is_none())
+    }
+
+    /// The first of `rows` (name, stored seal) whose generation is below the highest the
+    /// trail holds for it: an older row put back. `None` when every row is current.
+    pub(crate) async fn behind_trail(
+        &self,
+        rows: &[(String, &[u8])],
+    ) -> Result<Option<(String, i64, i64)>, KmsError> {
+        let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let trail = self.keys.generations_per_trail(&names).await?;
+        for (row, stored) in rows {
+            let have = generation_of(stored);
+            if let Some((_, held)) = trail.iter().find(|(r, _)| r == row) {
+                if have < *held {
+                    return Ok(Some((row.clone(), have, *held)));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generation_reads_back_from_its_stored_form_and_older_seals_read_as_zero() {
+        let mut s = vec![FORMAT];
+        s.extend_from_slice(&7i64.to_be_bytes());
+        s.extend_from_slice(&[0u8; HMAC_LEN]);
+        assert_eq!(generation_of(&s), 7);
+        assert_eq!(generation_of(&[0u8; HMAC_LEN]), 0);
+        assert_eq!(generation_of(&[]), 0);
+        s[0] = 2;
+        assert_eq!(generation_of(&s), 0);
+    }
+
+    #[test]
+    fn an_input_with_a_generation_never_encodes_like_one_without() {
+        let a = super::super::mac_input("d", &[b"x"]);
+        assert_ne!(with_generation(a.clone(), 0), a);
+        assert_ne!(with_generation(a.clone(), 1), with_generation(a, 2));
+    }
+}
