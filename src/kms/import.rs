@@ -383,11 +383,14 @@ impl Kms {
         }
         for p in &previous {
             if !self
-                .hsm
-                .row_mac_matches(import_mac_input(p), &p.mac)
+                .current_seal(
+                    super::seal::import_row(p.key_id),
+                    import_mac_input(p),
+                    &Some(p.mac.clone()),
+                )
                 .await?
             {
-                tracing::error!(key_id = %p.key_id, "the key's import record failed its integrity check");
+                tracing::error!(key_id = %p.key_id, "the key's import record failed its integrity check (or is an older record put back)");
                 return Err(KmsError::KeyUnavailable);
             }
             if !bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -406,13 +409,22 @@ impl Kms {
                 valid_to,
                 mac: vec![],
             };
-            imp.mac = self.hsm.row_mac(import_mac_input(&imp)).await?;
+            let own = previous.iter().find(|p| p.key_id == rec.key_id);
+            let seal = self
+                .seal_row(
+                    super::seal::import_row(rec.key_id),
+                    import_mac_input(&imp),
+                    own.map(|p| p.mac.as_slice()),
+                )
+                .await?;
+            imp.mac = seal.mac.clone();
             if !self.keys.update_import_expiration(&imp).await? {
                 return Err(KmsError::InvalidState(format!(
                     "{} changed while its key material was being imported; try again.",
                     rec.arn()
                 )));
             }
+            self.written(&seal);
             self.invalidate(Some(rec.key_id));
             return Ok((rec.arn(), symmetric.then_some(material_id)));
         }
@@ -446,7 +458,15 @@ impl Kms {
             valid_to,
             mac: vec![],
         };
-        imp.mac = self.hsm.row_mac(import_mac_input(&imp)).await?;
+        let own = previous.iter().find(|p| p.key_id == rec.key_id);
+        let import_seal = self
+            .seal_row(
+                super::seal::import_row(rec.key_id),
+                import_mac_input(&imp),
+                own.map(|p| p.mac.as_slice()),
+            )
+            .await?;
+        imp.mac = import_seal.mac.clone();
         let state = self
             .state_seal(&rec, "Enabled", rec.deletion_date, rec.pending_window_days)
             .await?;
@@ -470,7 +490,7 @@ impl Kms {
             .import_material(&m, &imp, &state.mac, &rotation)
             .await
         {
-            Ok(()) => self.written_all(&[state, rotation_seal]),
+            Ok(()) => self.written_all(&[import_seal, state, rotation_seal]),
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::InvalidState(format!(
                     "{} is not pending import.",
@@ -542,12 +562,20 @@ impl Kms {
             }
             return Err(KmsError::KeyUnavailable);
         };
+        let previous = p.mac.clone();
         let mut imp = KeyImportRecord {
             expiration_model: None,
             valid_to: None,
             ..p
         };
-        imp.mac = self.hsm.row_mac(import_mac_input(&imp)).await?;
+        let import_seal = self
+            .seal_row(
+                super::seal::import_row(rec.key_id),
+                import_mac_input(&imp),
+                Some(&previous),
+            )
+            .await?;
+        imp.mac = import_seal.mac.clone();
         // A key pending deletion stays so (AWS: "does not change the KMS key's state").
         let to_state = if pending_deletion(rec) {
             rec.key_state.as_str()
@@ -562,7 +590,7 @@ impl Kms {
             .delete_imported_material(&imp, &rec.key_state, to_state, &state.mac, expired_at)
             .await
         {
-            Ok(()) => self.written(&state),
+            Ok(()) => self.written_all(&[import_seal, state]),
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::Conflict(format!(
                     "{} changed while its key material was being deleted; try again.",
@@ -656,11 +684,14 @@ impl Kms {
             return Ok(None);
         };
         if !self
-            .hsm
-            .row_mac_matches(import_mac_input(&i), &i.mac)
+            .current_seal(
+                super::seal::import_row(key_id),
+                import_mac_input(&i),
+                &Some(i.mac.clone()),
+            )
             .await?
         {
-            tracing::error!(%key_id, "key import row failed its integrity check (altered in the database); refusing it");
+            tracing::error!(%key_id, "key import row failed its integrity check (altered in the database, or an older record put back); refusing it");
             return Err(KmsError::KeyUnavailable);
         }
         Ok(Some(i))

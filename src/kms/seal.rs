@@ -1,7 +1,7 @@
 //! Row seals, and the generation that refuses an older row put back.
 //!
 //! A row whose change alters a decision (a key's policy, state, tags, attributes and rotation
-//! state, an alias, a principal's authorization) carries a seal: an HMAC computed in the token
+//! state, its import record, an alias, a principal's authorization) carries a seal: an HMAC computed in the token
 //! over the row's content. A seal says the service wrote the row, not that it is the row's
 //! latest content: a database writer can put back an older row with the seal it had then (a
 //! replay: the policy before the last `PutKeyPolicy`, an `Enabled` state before `DisableKey`).
@@ -55,6 +55,11 @@ pub(crate) fn key_row(rec: &KeyRecord, part: &str) -> String {
 /// The name the trail knows an alias row by: the alias's ARN.
 pub(crate) fn alias_row(a: &AliasRecord) -> String {
     format!("arn:aws:kms:{}:{}:{}", a.region, a.account_id, a.alias_name)
+}
+
+/// The name the trail knows a key's import record (expiration model, `ValidTo`) by.
+pub(crate) fn import_row(key_id: uuid::Uuid) -> String {
+    format!("key/{key_id}#import")
 }
 
 /// The name the trail knows a principal's authorization (identity policies, tags, trust

@@ -1457,3 +1457,50 @@ async fn an_imported_materials_count_set_back_with_sql_is_refused_after_re_impor
         "KeyUnavailableException"
     );
 }
+
+/// The import record put back as it was before a re-import gave the material an expiry (so
+/// that it never expires): its seal holds, but the trail records a later generation of it, so
+/// the key is refused rather than kept past its `ValidTo`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_record_put_back_to_escape_its_expiry_is_refused() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let material = random(32);
+    import_oaep(&c, &key, &material, None, None).await.unwrap();
+    let k = s.db.key(&key);
+    s.db.execute(&format!(
+        "CREATE TABLE saved_import AS SELECT * FROM key_imports WHERE key_id = {k}"
+    ))
+    .await;
+    // The material imported again, now expiring in a day.
+    let (token, public) = parameters(
+        &c,
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    c.import_key_material()
+        .key_id(&key)
+        .import_token(token)
+        .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
+        .expiration_model(ExpirationModelType::KeyMaterialExpires)
+        .valid_to(aws_sdk_kms::primitives::DateTime::from_secs(
+            chrono::Utc::now().timestamp() + 86_400,
+        ))
+        .send()
+        .await
+        .unwrap();
+    // The attack: the record before the re-import, seal and all.
+    s.db.execute(&format!("DELETE FROM key_imports WHERE key_id = {k}"))
+        .await;
+    s.db.execute("INSERT INTO key_imports SELECT * FROM saved_import")
+        .await;
+    let node2 = tokio::task::block_in_place(|| s.second_node());
+    let fresh = s.client_of(&node2, &s.access_key_id, &s.secret);
+    assert_eq!(
+        code(fresh.describe_key().key_id(&key).send().await),
+        "KeyUnavailableException"
+    );
+}
