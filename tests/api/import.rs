@@ -107,6 +107,27 @@ async fn import_oaep(
         .await
 }
 
+/// Fresh import parameters (RSAES_OAEP_SHA_1, RSA_2048), then `material` wrapped under them
+/// and imported to expire at `valid_to` (Unix seconds).
+async fn import_expiring(c: &aws_sdk_kms::Client, key: &str, material: &[u8], valid_to: i64) {
+    let (token, public) = parameters(
+        c,
+        key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    c.import_key_material()
+        .key_id(key)
+        .import_token(token)
+        .encrypted_key_material(Blob::new(oaep_sha1(&public, material)))
+        .expiration_model(ExpirationModelType::KeyMaterialExpires)
+        .valid_to(DateTime::from_secs(valid_to))
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Open one of this service's v1 ciphertexts outside it, with the raw key.
 fn open_outside(key: &[u8], blob: &[u8]) -> Vec<u8> {
     use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -1252,22 +1273,7 @@ async fn material_deleted_while_pending_deletion_comes_back_pending_import() {
     // Imported again into the enabled key (AWS: "PendingImport or Enabled"), to change its
     // expiry: it stays enabled, now expiring; other material is still refused.
     let valid_to = chrono::Utc::now().timestamp() + 30 * 86400;
-    let (token, public) = parameters(
-        &c,
-        &key,
-        AlgorithmSpec::RsaesOaepSha1,
-        WrappingKeySpec::Rsa2048,
-    )
-    .await;
-    c.import_key_material()
-        .key_id(&key)
-        .import_token(token)
-        .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
-        .expiration_model(ExpirationModelType::KeyMaterialExpires)
-        .valid_to(DateTime::from_secs(valid_to))
-        .send()
-        .await
-        .unwrap();
+    import_expiring(&c, &key, &material, valid_to).await;
     let m = c
         .describe_key()
         .key_id(&key)
@@ -1474,24 +1480,7 @@ async fn an_import_record_put_back_to_escape_its_expiry_is_refused() {
     ))
     .await;
     // The material imported again, now expiring in a day.
-    let (token, public) = parameters(
-        &c,
-        &key,
-        AlgorithmSpec::RsaesOaepSha1,
-        WrappingKeySpec::Rsa2048,
-    )
-    .await;
-    c.import_key_material()
-        .key_id(&key)
-        .import_token(token)
-        .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
-        .expiration_model(ExpirationModelType::KeyMaterialExpires)
-        .valid_to(aws_sdk_kms::primitives::DateTime::from_secs(
-            chrono::Utc::now().timestamp() + 86_400,
-        ))
-        .send()
-        .await
-        .unwrap();
+    import_expiring(&c, &key, &material, chrono::Utc::now().timestamp() + 86_400).await;
     // The attack: the record before the re-import, seal and all.
     s.db.execute(&format!("DELETE FROM key_imports WHERE key_id = {k}"))
         .await;
