@@ -4,6 +4,7 @@
 use crate::api::{self, ApiState};
 use crate::config::Settings;
 use crate::hsm::{root_key_label, Hsm, HsmConfig};
+use crate::kms::root::current_and_backlog;
 use crate::kms::{CacheSizes, Kms};
 use crate::store::{PrincipalChange, Store};
 use secrecy::{ExposeSecret, SecretString};
@@ -1240,10 +1241,143 @@ pub enum HsmCommand {
         #[arg(long)]
         new_pin_file: std::path::PathBuf,
     },
+    /// Create a new root wrapping key in the token (in every token of a pool) and make it the
+    /// one new blobs are wrapped under, then re-wrap every stored blob under it, with
+    /// progress. Running nodes follow the new key within a scheduler interval and re-wrap in
+    /// the background too; each blob is re-wrapped once. Killed, it resumes with `rewrap`.
+    RotateRootKey {
+        /// Blobs of each kind per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+        /// Only create the key: leave the re-wrapping to the running nodes.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Re-wrap, with progress, the blobs still under an older root key (resumes a rotation).
+    Rewrap {
+        /// Blobs of each kind per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
+    /// The root key versions and how many stored blobs each one wraps.
+    RootKeys,
+    /// Destroy an older root key in the token (every token of a pool), once no stored blob
+    /// records it. Irreversible; recorded in the audit trail.
+    DestroyRootKey {
+        /// The root key version to destroy (not the current one).
+        #[arg(long)]
+        version: i32,
+    },
 }
 
 pub async fn hsm(s: &Settings, cmd: HsmCommand) -> Result<(), Error> {
     match cmd {
+        HsmCommand::RotateRootKey { batch, no_wait } => {
+            let (store, kms) = root_key_command(s, batch).await?;
+            let per_root = kms
+                .root_key_status(store.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let (current, behind) = current_and_backlog(&per_root);
+            if behind > 0 {
+                return Err(format!(
+                    "the rotation to root key v{current} is not finished: {behind} blobs are still under an older root key; run `kms hsm rewrap` to finish it first"
+                ));
+            }
+            let next = current + 1;
+            let label = root_key_label(next as u32);
+            let detail = serde_json::json!({ "rootKeyVersion": next, "previousRootKeyVersion": current });
+            audit_root_command(s, store.as_ref(), "RotateRootKey", &label, &detail, true).await?;
+            let h = kms.hsm().clone();
+            let created = tokio::task::spawn_blocking(move || h.add_root_key(next as u32))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("the token could not create root key v{next}: {e}"))?;
+            store
+                .ensure_root_key(next, &label)
+                .await
+                .map_err(|e| e.to_string())?;
+            audit_root_command(s, store.as_ref(), "RotateRootKey", &label, &detail, false).await?;
+            eprintln!(
+                "kms hsm: root key v{next} {} ('{label}'); new blobs are wrapped under it (running nodes follow within a scheduler interval)",
+                if created { "created" } else { "found in the token" }
+            );
+            if no_wait {
+                eprintln!("kms hsm: the running nodes re-wrap the stored blobs; `kms hsm root-keys` shows how far they are");
+                return Ok(());
+            }
+            rewrap_all(&kms, store.as_ref(), batch).await
+        }
+        HsmCommand::Rewrap { batch } => {
+            let (store, kms) = root_key_command(s, batch).await?;
+            rewrap_all(&kms, store.as_ref(), batch).await
+        }
+        HsmCommand::RootKeys => {
+            let (store, kms) = root_key_command(s, 1).await?;
+            let per_root = kms
+                .root_key_status(store.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let (current, _) = current_and_backlog(&per_root);
+            println!("VERSION  BLOBS  LABEL");
+            for (v, n) in per_root {
+                println!(
+                    "{v:>7}  {n:>5}  {}{}",
+                    root_key_label(v as u32),
+                    if v == current { "  (current)" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        HsmCommand::DestroyRootKey { version } => {
+            let (store, kms) = root_key_command(s, 1).await?;
+            let per_root = kms
+                .root_key_status(store.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let (current, _) = current_and_backlog(&per_root);
+            if version == current {
+                return Err(format!(
+                    "root key v{version} is the current root key; rotate to a new one first (`kms hsm rotate-root-key`)"
+                ));
+            }
+            if version < 1 || version > current {
+                return Err(format!("there is no root key v{version}"));
+            }
+            if let Some((_, n)) = per_root.iter().find(|(v, n)| *v == version && *n > 0) {
+                return Err(format!(
+                    "root key v{version} still wraps {n} stored blobs; run `kms hsm rewrap` first, so that none needs it"
+                ));
+            }
+            let label = root_key_label(version as u32);
+            let detail = serde_json::json!({ "rootKeyVersion": version });
+            audit_root_command(s, store.as_ref(), "DestroyRootKey", &label, &detail, true).await?;
+            // The database forgets the version first: its foreign key refuses while any blob
+            // (one written meanwhile by a node that had not followed the rotation) records it,
+            // and from then on no blob can record it.
+            store.forget_root_key(version).await.map_err(|e| {
+                format!("root key v{version} is still recorded by a stored blob, so it was not destroyed; run `kms hsm rewrap` first ({e})")
+            })?;
+            let h = kms.hsm().clone();
+            let tokens = tokio::task::spawn_blocking(move || h.destroy_root_key(version as u32))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("the token could not destroy root key v{version}: {e}; run the command again"))?;
+            audit_root_command(s, store.as_ref(), "DestroyRootKey", &label, &detail, false).await?;
+            if tokens.is_empty() {
+                eprintln!("kms hsm: root key v{version} was no longer in the token; the database no longer records it");
+            } else {
+                eprintln!(
+                    "kms hsm: root key v{version} destroyed in token {}",
+                    tokens
+                        .iter()
+                        .map(|l| format!("'{l}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Ok(())
+        }
         HsmCommand::SetPin { new_pin_file } => {
             let new = crate::config::read_pin_file(&new_pin_file)?;
             let hsm = open_hsm(s).await?;
@@ -1262,6 +1396,85 @@ pub async fn hsm(s: &Settings, cmd: HsmCommand) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// The store and the domain for a root key command, with the root key the database records
+/// loaded from the token (and the older ones the token still holds).
+async fn root_key_command(s: &Settings, batch: i64) -> Result<(Arc<dyn Store>, Kms), Error> {
+    if batch < 1 {
+        return Err(format!("--batch must be at least 1, not {batch}"));
+    }
+    let store = connect_store(s).await?;
+    if !store.is_initialised().await.map_err(|e| e.to_string())? {
+        return Err("the database has no schema; run `kms init` first".into());
+    }
+    let kms = open_kms(s, store.clone()).await?;
+    Ok((store, kms))
+}
+
+/// Record a root key command in the trail: its intent before it acts (a trail that cannot
+/// take it stops the command before anything changes), its event once done.
+async fn audit_root_command(
+    s: &Settings,
+    store: &dyn Store,
+    action: &str,
+    target: &str,
+    detail: &serde_json::Value,
+    intent: bool,
+) -> Result<(), Error> {
+    let event = if intent {
+        crate::audit::admin_intent_event(action, target, &operator(), detail.clone())
+    } else {
+        crate::audit::admin_event(action, target, &operator(), detail.clone())
+    };
+    crate::audit::record_direct(store, event, open_anchor(s)?.as_deref())
+        .await
+        .map_err(|e| {
+            if intent {
+                format!("the audit trail cannot record this command, so nothing was changed: {e}")
+            } else {
+                format!("the command is done but the audit trail could not record it: {e}")
+            }
+        })
+}
+
+/// Re-wrap every blob still under an older root key, in batches, printing progress.
+async fn rewrap_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<(), Error> {
+    let backlog = |per_root: &[(i32, i64)]| current_and_backlog(per_root).1;
+    let status = kms.root_key_status(store).await.map_err(|e| e.to_string())?;
+    let (current, total) = current_and_backlog(&status);
+    eprintln!("kms hsm: {total} stored blobs to re-wrap under root key v{current}");
+    let (mut mine, mut others) = (0usize, 0usize);
+    let mut left = total;
+    while left > 0 {
+        let r = kms
+            .rewrap_batch(store, batch)
+            .await
+            .map_err(|e| format!("re-wrapping stopped ({e}); run `kms hsm rewrap` to resume"))?;
+        mine += r.rewrapped;
+        others += r.elsewhere;
+        left = backlog(&kms.root_key_status(store).await.map_err(|e| e.to_string())?);
+        let done = (total - left).max(0);
+        eprintln!(
+            "kms hsm: re-wrapped {done} of {total} blobs ({:.0} %), {left} left",
+            if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 }
+        );
+        if !r.moved() && left > 0 {
+            if r.refused > 0 {
+                return Err(format!(
+                    "{left} stored blobs are left under an older root key: {} rows failed their integrity check (logged); review them before the older root key can be destroyed",
+                    r.refused
+                ));
+            }
+            // Rows being re-wrapped by another process, or written under the older key by
+            // a node that has not followed the rotation yet: look again shortly.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    eprintln!(
+        "kms hsm: every stored blob is wrapped under root key v{current} ({mine} re-wrapped by this command, {others} by other processes)"
+    );
+    Ok(())
 }
 
 /// Fault tests: each SIGUSR1 inflicts the fault named in `file` on the token.
@@ -1338,6 +1551,7 @@ pub async fn serve(s: &Settings) -> Result<(), Error> {
     spawn_invalidation(store.clone(), kms.clone()).await?;
     spawn_scheduler(
         kms.clone(),
+        store.clone(),
         Duration::from_millis(s.scheduler_interval_ms.max(10)),
         s.clock_offset_file.clone(),
     );
@@ -1836,6 +2050,7 @@ fn tls_acceptor(s: &Settings) -> Result<Option<tokio_rustls::TlsAcceptor>, Error
 /// then every `interval`, delete keys whose waiting period ended and rotate keys that are due.
 fn spawn_scheduler(
     kms: Arc<Kms>,
+    store: Arc<dyn Store>,
     interval: Duration,
     clock_offset_file: Option<std::path::PathBuf>,
 ) {
@@ -1853,9 +2068,31 @@ fn spawn_scheduler(
                 Ok((deleted, rotated)) => tracing::info!(deleted, rotated, "background jobs ran"),
                 Err(e) => tracing::warn!(error = %e, "background jobs failed; retrying"),
             }
+            if let Err(e) = root_key_job(&kms, store.as_ref()).await {
+                tracing::warn!(error = %e, "root key re-wrap job failed; retrying");
+            }
             tokio::time::sleep(interval).await;
         }
     });
+}
+
+/// Follow a root key rotated by another process, and re-wrap a batch of the blobs still under
+/// an older root key (the rest at the next ticks).
+async fn root_key_job(kms: &Kms, store: &dyn Store) -> Result<(), crate::kms::KmsError> {
+    kms.follow_root_key(store).await?;
+    // Finding nothing under an older root key is a few indexed LIMIT queries.
+    let r = kms.rewrap_batch(store, 200).await?;
+    if r.moved() || r.refused > 0 {
+        kms.root_key_status(store).await?;
+        tracing::info!(
+            rewrapped = r.rewrapped,
+            refused = r.refused,
+            "blobs re-wrapped under the current root key"
+        );
+    } else {
+        crate::metrics::rewrap_backlog(0);
+    }
+    Ok(())
 }
 
 /// What a change announced on `channel` (with `payload`) makes stale in the caches; `None`:

@@ -62,6 +62,8 @@ struct Metrics {
     audit_append_seconds: Histogram,
     audit_batch_events: Histogram,
     audit_failures: Counter,
+    rewrap_backlog: Gauge,
+    rewrapped: Counter,
 }
 
 /// 50 µs … ~26 s: token calls take tens of microseconds, RSA-4096 generation seconds.
@@ -86,6 +88,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         audit_append_seconds: latency(),
         audit_batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
         audit_failures: Counter::default(),
+        rewrap_backlog: Gauge::default(),
+        rewrapped: Counter::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -158,6 +162,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Audit batches that failed to commit (their calls were refused)",
         m.audit_failures.clone(),
     );
+    registry.register(
+        "root_rewrap_backlog",
+        "Stored blobs still wrapped under an older root key (0 once a root key rotation is done)",
+        m.rewrap_backlog.clone(),
+    );
+    registry.register(
+        "root_rewrapped_blobs",
+        "Blobs this process re-wrapped under the current root key",
+        m.rewrapped.clone(),
+    );
     Metrics { registry, ..m }
 });
 
@@ -225,6 +239,16 @@ pub fn audit_batch(events: usize, ok: bool) {
     if !ok {
         METRICS.audit_failures.inc();
     }
+}
+
+/// Blobs still under an older root key, as last counted.
+pub fn rewrap_backlog(blobs: i64) {
+    METRICS.rewrap_backlog.set(blobs);
+}
+
+/// Blobs re-wrapped under the current root key by this process.
+pub fn rewrapped(blobs: usize) {
+    METRICS.rewrapped.inc_by(blobs as u64);
 }
 
 /// Everything, in the OpenMetrics text format.

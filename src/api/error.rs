@@ -105,7 +105,7 @@ impl ApiError {
                     "DependencyTimeoutException",
                     "The system timed out while trying to fulfill the request. You can retry the request.".into(),
                 ),
-                K::Internal(_) => (
+                K::Internal(_) | K::Changed(_) => (
                     500,
                     "KMSInternalException",
                     "The request was rejected because an internal exception occurred. You can retry the request.".into(),

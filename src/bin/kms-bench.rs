@@ -532,11 +532,11 @@ async fn token(common: Common) -> Result<(), String> {
             Ok::<_, String>(())
         }
     };
-    let (aes, _) = hsm
+    let (aes, root) = hsm
         .generate_wrapped_aes256()
         .await
         .map_err(|e| e.to_string())?;
-    let aes = hsm.unwrap_aes(aes).await.map_err(|e| e.to_string())?;
+    let aes = hsm.unwrap_aes(aes, root).await.map_err(|e| e.to_string())?;
     let obj = aes.object();
     time(
         "token AES-GCM 64 B",
@@ -550,12 +550,12 @@ async fn token(common: Common) -> Result<(), String> {
         }),
     )
     .await?;
-    let (rsa, _, _) = hsm
+    let (rsa, _, root) = hsm
         .generate_wrapped_key_pair(PairKind::Rsa(2048), PrivateUse::Sign)
         .await
         .map_err(|e| e.to_string())?;
     let rsa = hsm
-        .unwrap_private(rsa, PairKind::Rsa(2048), PrivateUse::Sign)
+        .unwrap_private(rsa, root, PairKind::Rsa(2048), PrivateUse::Sign)
         .await
         .map_err(|e| e.to_string())?;
     let obj = rsa.object();
@@ -572,12 +572,12 @@ async fn token(common: Common) -> Result<(), String> {
         }),
     )
     .await?;
-    let (ec, _, _) = hsm
+    let (ec, _, root) = hsm
         .generate_wrapped_key_pair(PairKind::Ec(Curve::P256), PrivateUse::Sign)
         .await
         .map_err(|e| e.to_string())?;
     let ec = hsm
-        .unwrap_private(ec, PairKind::Ec(Curve::P256), PrivateUse::Sign)
+        .unwrap_private(ec, root, PairKind::Ec(Curve::P256), PrivateUse::Sign)
         .await
         .map_err(|e| e.to_string())?;
     let obj = ec.object();
@@ -586,12 +586,12 @@ async fn token(common: Common) -> Result<(), String> {
         Box::new(move |s| s.sign(&Mechanism::Ecdsa, obj, &[3u8; 32]).is_ok()),
     )
     .await?;
-    let (mac, _) = hsm
+    let (mac, root) = hsm
         .generate_wrapped_secret(32)
         .await
         .map_err(|e| e.to_string())?;
     let mac = hsm
-        .unwrap_hmac_secret(mac)
+        .unwrap_hmac_secret(mac, root)
         .await
         .map_err(|e| e.to_string())?;
     let obj = mac.object();

@@ -372,10 +372,12 @@ impl Hsm {
     pub async fn unwrap_private(
         &self,
         blob: Vec<u8>,
+        root_version: u32,
         kind: PairKind,
         use_: PrivateUse,
     ) -> Result<Arc<KeyHandle>, HsmError> {
-        self.unwrap(blob, private_template(kind, use_, false)).await
+        self.unwrap(blob, root_version, private_template(kind, use_, false))
+            .await
     }
 
     /// Sign in the token. For RSA and ECDSA `data` is the digest; for Ed25519 the message.

@@ -287,6 +287,7 @@ impl Hsm {
     pub async fn import_material(
         &self,
         wrapped_private: Vec<u8>,
+        private_root_version: u32,
         bits: u32,
         wrap: ImportWrap,
         encrypted: Vec<u8>,
@@ -295,7 +296,7 @@ impl Hsm {
         self.run(move |s| {
             let (root_version, root) = s.root()?;
             let private = s.unwrap5649(
-                root,
+                s.root_of(private_root_version)?,
                 &wrapped_private,
                 &private_template(PairKind::Rsa(bits), PrivateUse::Unwrap, false),
             )?;

@@ -53,6 +53,17 @@ pub enum Rfc5649 {
     Kwp,
 }
 
+/// What a wrapped blob holds, for re-wrapping it (the unwrap template must name the class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    /// An AES-256 backing key.
+    Aes,
+    /// A generic secret: an HMAC key, an access key's signing secret.
+    Secret,
+    /// A private key (PKCS#8), with the one use it is unwrapped for.
+    Private(asym::PairKind, asym::PrivateUse),
+}
+
 /// `CKM_AES_KEY_WRAP_KWP` (PKCS#11 3.0).
 const CKM_AES_KEY_WRAP_KWP: cryptoki_sys::CK_MECHANISM_TYPE = 0x210B;
 
@@ -127,6 +138,9 @@ struct Inner {
     reaper: std::sync::mpsc::Sender<Reap>,
     reaper_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     root: Mutex<Option<(u32, ObjectHandle)>>,
+    /// Root keys of older versions still in the token (being re-wrapped from, or not yet
+    /// destroyed): blobs that record them unwrap with them.
+    older_roots: Mutex<Vec<(u32, ObjectHandle)>>,
     mac: Mutex<Option<ObjectHandle>>,
     /// Whether Ed25519 private keys can be generated and wrapped (probed once the root key is
     /// loaded; SoftHSM 2.6.1 generates them but cannot wrap them).
@@ -231,6 +245,25 @@ impl Tok<'_> {
             .ok_or(HsmError::ServiceKeyMissing {
                 label: root_key_label(1),
             })
+    }
+
+    /// The root key of `version`: the current one, or an older one still in the token. A blob
+    /// unwraps only under the version it records.
+    pub fn root_of(&self, version: u32) -> Result<ObjectHandle, HsmError> {
+        match self.root()? {
+            (v, h) if v == version => Ok(h),
+            _ => self
+                .inner
+                .older_roots
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(v, _)| *v == version)
+                .map(|(_, h)| *h)
+                .ok_or(HsmError::ServiceKeyMissing {
+                    label: root_key_label(version),
+                }),
+        }
     }
 
     fn mac(&self) -> Result<ObjectHandle, HsmError> {
@@ -500,6 +533,10 @@ impl Inner {
             Some((v, _)) => Some((v, find(&root_key_label(v), ObjectClass::SECRET_KEY)?)),
             None => None,
         };
+        let older_roots = match root {
+            Some((v, _)) => older_roots(&session, v).map_err(|e| (e, None))?,
+            None => Vec::new(),
+        };
         let mac = match *self.mac.lock().unwrap() {
             Some(_) => Some(find(MAC_KEY_LABEL, ObjectClass::SECRET_KEY)?),
             None => None,
@@ -518,6 +555,7 @@ impl Inner {
             slot,
             session,
             root,
+            older_roots,
             mac,
             audit,
         })
@@ -528,6 +566,7 @@ impl Inner {
         std::mem::forget(std::mem::replace(pinned, o.session));
         *self.slot.lock().unwrap() = o.slot;
         *self.root.lock().unwrap() = o.root;
+        *self.older_roots.lock().unwrap() = o.older_roots;
         *self.mac.lock().unwrap() = o.mac;
         *self.audit.lock().unwrap() = o.audit;
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -540,6 +579,7 @@ struct Opened {
     slot: Slot,
     session: Session,
     root: Option<(u32, ObjectHandle)>,
+    older_roots: Vec<(u32, ObjectHandle)>,
     mac: Option<ObjectHandle>,
     audit: Option<(ObjectHandle, ObjectHandle)>,
 }
@@ -1014,6 +1054,7 @@ impl Hsm {
                 reaper,
                 reaper_thread: Mutex::new(reaper_thread),
                 root: Mutex::new(None),
+                older_roots: Mutex::new(Vec::new()),
                 mac: Mutex::new(None),
                 ed25519: std::sync::atomic::AtomicBool::new(false),
                 audit: Mutex::new(None),
@@ -1073,6 +1114,7 @@ impl Hsm {
             }
         };
         verify_service_key(&s, mac, MAC_KEY_LABEL, AttributeType::Sign, clonable)?;
+        *self.inner.older_roots.lock().unwrap() = older_roots(&s, root_version)?;
         *self.inner.root.lock().unwrap() = Some((root_version, root));
         *self.inner.mac.lock().unwrap() = Some(mac);
         self.probe_with_root(&s, root);
@@ -1096,6 +1138,7 @@ impl Hsm {
             label: MAC_KEY_LABEL.into(),
         })?;
         verify_service_key(&s, mac, MAC_KEY_LABEL, AttributeType::Sign, false)?;
+        *self.inner.older_roots.lock().unwrap() = older_roots(&s, root_version)?;
         *self.inner.root.lock().unwrap() = Some((root_version, root));
         *self.inner.mac.lock().unwrap() = Some(mac);
         self.probe_with_root(&s, root);
@@ -1445,9 +1488,14 @@ impl Hsm {
     }
 
     /// Unwrap an AES key blob into a non-extractable session object for encrypt/decrypt.
-    pub async fn unwrap_aes(&self, blob: Vec<u8>) -> Result<Arc<KeyHandle>, HsmError> {
+    pub async fn unwrap_aes(
+        &self,
+        blob: Vec<u8>,
+        root_version: u32,
+    ) -> Result<Arc<KeyHandle>, HsmError> {
         self.unwrap(
             blob,
+            root_version,
             vec![
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::AES),
@@ -1463,9 +1511,14 @@ impl Hsm {
     }
 
     /// Unwrap an HMAC secret blob into a non-extractable session object that can sign.
-    pub async fn unwrap_hmac_secret(&self, blob: Vec<u8>) -> Result<Arc<KeyHandle>, HsmError> {
+    pub async fn unwrap_hmac_secret(
+        &self,
+        blob: Vec<u8>,
+        root_version: u32,
+    ) -> Result<Arc<KeyHandle>, HsmError> {
         self.unwrap(
             blob,
+            root_version,
             vec![
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::GENERIC_SECRET),
@@ -1483,6 +1536,7 @@ impl Hsm {
     async fn unwrap(
         &self,
         blob: Vec<u8>,
+        root_version: u32,
         template: Vec<Attribute>,
     ) -> Result<Arc<KeyHandle>, HsmError> {
         let reaper = self.inner.reaper.clone();
@@ -1490,7 +1544,7 @@ impl Hsm {
         // The handle is made inside the blocking task, so the object is destroyed even if the
         // caller is cancelled before the task returns.
         self.run_pinned(move |s| {
-            let (_, root) = s.root()?;
+            let root = s.root_of(root_version)?;
             let obj = s.unwrap5649(root, &blob, &template)?;
             Ok(Arc::new(KeyHandle {
                 obj,
@@ -1500,6 +1554,93 @@ impl Hsm {
             }))
         })
         .await
+    }
+
+    /// Re-wrap a stored blob under the current root key: unwrapped under the root key of
+    /// `from` (the version the blob records) into an extractable session object, wrapped under
+    /// the current root, and destroyed, on every path. The key never leaves the token in
+    /// plaintext. Returns the new blob and the current root version.
+    pub async fn rewrap(
+        &self,
+        blob: Vec<u8>,
+        from: u32,
+        kind: BlobKind,
+    ) -> Result<(Vec<u8>, u32), HsmError> {
+        self.run(move |s| {
+            let (version, root) = s.root()?;
+            if from == version {
+                return Err(HsmError::Other(format!(
+                    "the blob is wrapped under root key v{version} already"
+                )));
+            }
+            let template = match kind {
+                BlobKind::Aes => vec![
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::AES),
+                    Attribute::Token(false),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(true),
+                ],
+                BlobKind::Secret => vec![
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::GENERIC_SECRET),
+                    Attribute::Token(false),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(true),
+                    Attribute::Sign(true),
+                    Attribute::Verify(true),
+                ],
+                BlobKind::Private(kind, use_) => asym::private_template(kind, use_, true),
+            };
+            let key = s.unwrap5649(s.root_of(from)?, &blob, &template)?;
+            Ok((wrap_and_destroy(s, root, key)?, version))
+        })
+        .await
+    }
+
+    /// Create root key `version` in the token (and copy it to every token of a pool, as
+    /// `kms init` does), and make it the one new blobs are wrapped under; older versions stay
+    /// for the blobs that record them. Returns whether it was created (false: it was there).
+    pub fn add_root_key(&self, version: u32) -> Result<bool, HsmError> {
+        let (created, _) = self.ensure_service_keys(version)?;
+        if self.is_pool() {
+            self.replicate_service_keys(version)?;
+            self.load_service_keys(version)?;
+        }
+        Ok(created)
+    }
+
+    /// Destroy root key `version` (not the current one) in the token and in every token of a
+    /// pool: blobs still wrapped under it could never be unwrapped again, so the caller first
+    /// makes sure none is left. Returns the labels of the tokens it was destroyed in.
+    pub fn destroy_root_key(&self, version: u32) -> Result<Vec<String>, HsmError> {
+        if self.root_version()? == version {
+            return Err(HsmError::Other(format!(
+                "root key v{version} is the current root key; rotate to a new one first"
+            )));
+        }
+        let label = root_key_label(version);
+        let mut done = Vec::new();
+        {
+            let s = self
+                .inner
+                .pinned
+                .lock()
+                .expect("pinned session lock poisoned");
+            if let Some(h) = find_one(&s, &label)? {
+                ck(s.destroy_object(h))?;
+                done.push(self.current_label());
+            }
+        }
+        done.extend(self.destroy_in_other_tokens(&label)?);
+        self.inner
+            .older_roots
+            .lock()
+            .unwrap()
+            .retain(|(v, _)| *v != version);
+        Ok(done)
     }
 
     /// Import a caller-supplied secret (an access key's signing secret) as a generic secret and
@@ -1631,6 +1772,20 @@ pub fn check_mechanisms(mechs: &[MechanismType]) -> Result<(), HsmError> {
 }
 
 /// The one token object of `class` labelled `label`, if any.
+/// The root keys of versions below `current` still in the token (each checked as a root key
+/// must be): older versions are kept until an operator destroys them.
+fn older_roots(s: &Session, current: u32) -> Result<Vec<(u32, ObjectHandle)>, HsmError> {
+    let mut out = Vec::new();
+    for v in 1..current {
+        let label = root_key_label(v);
+        if let Some(h) = find_one(s, &label)? {
+            verify_service_key(s, h, &label, AttributeType::Wrap, false)?;
+            out.push((v, h));
+        }
+    }
+    Ok(out)
+}
+
 fn find_one(s: &Session, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
     find_labelled(s, ObjectClass::SECRET_KEY, label)
 }

@@ -114,6 +114,26 @@ fn octet_string(point: &[u8]) -> Vec<u8> {
 }
 
 impl Hsm {
+    /// Destroy the secret key labelled `label` in every token of the pool but the one in use
+    /// (a root key no blob needs any more). Returns the tokens it was destroyed in.
+    pub(super) fn destroy_in_other_tokens(&self, label: &str) -> Result<Vec<String>, HsmError> {
+        let inner = &self.inner;
+        if inner.labels.len() < 2 {
+            return Ok(vec![]);
+        }
+        let here = self.current_label();
+        let pin = inner.pin.lock().unwrap().clone();
+        let mut done = Vec::new();
+        for other in inner.labels.iter().filter(|l| **l != here) {
+            let b = inner.log_in_to(other, &pin)?;
+            if let Some(h) = find_one(&b, label)? {
+                ck(b.destroy_object(h))?;
+                done.push(other.clone());
+            }
+        }
+        Ok(done)
+    }
+
     /// `kms init` with failover tokens: give every token of the pool the service keys of the
     /// one in use (copied as the module explains), check the ones that have them are the same
     /// keys, then make the keys of the token in use non-extractable. Returns what was done, a

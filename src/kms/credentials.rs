@@ -74,7 +74,7 @@ pub struct Credentials {
 /// How long an unknown access key id is answered from memory.
 const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn session_mac_input(r: &crate::store::SessionRecord) -> Vec<u8> {
+pub(super) fn session_mac_input(r: &crate::store::SessionRecord) -> Vec<u8> {
     mac_input(
         "kms.session.v1",
         &[
@@ -94,7 +94,7 @@ fn role_name(arn: &str) -> &str {
     arn.rsplit_once(":role/").map(|(_, n)| n).unwrap_or(arn)
 }
 
-fn access_key_mac_input(r: &AccessKeyRecord) -> Vec<u8> {
+pub(super) fn access_key_mac_input(r: &AccessKeyRecord) -> Vec<u8> {
     mac_input(
         "kms.access-key.v1",
         &[
@@ -256,7 +256,13 @@ impl Credentials {
             return Err(CredentialError::Unrecognized);
         }
         let key = self
-            .derive(rec.secret_blob.clone(), date, region, service)
+            .derive(
+                rec.secret_blob.clone(),
+                rec.root_version as u32,
+                date,
+                region,
+                service,
+            )
             .await?;
         let key = Arc::new(SigningKey {
             key,
@@ -274,13 +280,14 @@ impl Credentials {
     async fn derive(
         &self,
         blob: Vec<u8>,
+        root_version: u32,
         date: &str,
         region: &str,
         service: &str,
     ) -> Result<hmac::Key, CredentialError> {
         let secret = self
             .hsm
-            .unwrap_hmac_secret(blob)
+            .unwrap_hmac_secret(blob, root_version)
             .await
             .map_err(|e| CredentialError::Failed(e.into()))?;
         let k_date = self
@@ -327,7 +334,13 @@ impl Credentials {
             return Err(CredentialError::Unrecognized);
         }
         let key = self
-            .derive(rec.secret_blob.clone(), date, region, service)
+            .derive(
+                rec.secret_blob.clone(),
+                rec.root_version as u32,
+                date,
+                region,
+                service,
+            )
             .await?;
         Ok(Arc::new(SigningKey {
             key,

@@ -46,6 +46,10 @@ pub enum KmsError {
     DependencyTimeout,
     /// Anything else. The string is logged with the request id and never sent to the client.
     Internal(String),
+    /// A compare-and-set write found this key's row changed since it was read (another request
+    /// or node changed it first): [`super::Kms::as_current`] reads the key again and decides
+    /// again. Never meant for a client (answered as an internal error if it ever reaches one).
+    Changed(uuid::Uuid),
 }
 
 impl From<StoreError> for KmsError {

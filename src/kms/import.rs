@@ -30,7 +30,7 @@ pub struct ImportParameters {
     pub valid_to: DateTime<Utc>,
 }
 
-fn token_mac_input(t: &ImportTokenRecord) -> Vec<u8> {
+pub(super) fn token_mac_input(t: &ImportTokenRecord) -> Vec<u8> {
     let (rv, at) = (
         t.root_version.to_be_bytes(),
         t.valid_to.timestamp_micros().to_be_bytes(),
@@ -344,7 +344,14 @@ impl Kms {
             .ok_or(KmsError::InvalidImportToken)?;
         let imported = match self
             .hsm
-            .import_material(t.wrapped_private.clone(), bits, wrap, encrypted, as_)
+            .import_material(
+                t.wrapped_private.clone(),
+                t.root_version as u32,
+                bits,
+                wrap,
+                encrypted,
+                as_,
+            )
             .await?
         {
             Ok(i) => i,

@@ -101,6 +101,10 @@ impl Kms {
     }
 
     pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
+        self.as_current(|| self.enable_key_once(caller, key_id)).await
+    }
+
+    async fn enable_key_once(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:EnableKey", Some(&rec), None, &[])
             .await?;
@@ -111,6 +115,10 @@ impl Kms {
     }
 
     pub async fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
+        self.as_current(|| self.disable_key_once(caller, key_id)).await
+    }
+
+    async fn disable_key_once(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:DisableKey", Some(&rec), None, &[])
             .await?;
@@ -123,6 +131,17 @@ impl Kms {
     /// Returns the key's ARN, its new state and its deletion date. A multi-Region primary
     /// with replicas waits in `PendingReplicaDeletion` (no date yet) until they are gone.
     pub async fn schedule_key_deletion(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        days: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(String, &'static str, Option<DateTime<Utc>>), KmsError> {
+        self.as_current(|| self.schedule_key_deletion_once(caller, key_id, days, now))
+            .await
+    }
+
+    async fn schedule_key_deletion_once(
         &self,
         caller: &Caller,
         key_id: &str,
@@ -157,6 +176,15 @@ impl Kms {
     /// A key whose deletion is cancelled comes back Disabled, or pending import when it has no
     /// imported material.
     pub async fn cancel_key_deletion(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<String, KmsError> {
+        self.as_current(|| self.cancel_key_deletion_once(caller, key_id))
+            .await
+    }
+
+    async fn cancel_key_deletion_once(
         &self,
         caller: &Caller,
         key_id: &str,

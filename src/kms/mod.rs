@@ -11,6 +11,7 @@ pub mod keyid;
 pub mod lifecycle;
 pub mod multi_region;
 pub mod principals;
+pub mod root;
 mod seal;
 
 pub use error::KmsError;
@@ -260,6 +261,24 @@ pub struct Kms {
 type LoadGate = Arc<tokio::sync::Mutex<()>>;
 /// A key policy's text and what it parsed to (`None`: invalid, allows nothing).
 type ParsedPolicy = (String, Option<PolicyDocument>);
+
+/// The sealed parts of a key row, each with its own generation.
+const KEY_PARTS: [&str; 4] = ["policy", "state", "attributes", "rotation"];
+
+/// Each sealed part of a key row by name, with its stored seal.
+fn key_part_rows(rec: &KeyRecord) -> Vec<(String, &[u8])> {
+    let macs = [
+        &rec.policy_mac,
+        &rec.state_mac,
+        &rec.attrs_mac,
+        &rec.rotation_mac,
+    ];
+    KEY_PARTS
+        .iter()
+        .zip(macs)
+        .map(|(part, mac)| (seal::key_row(rec, part), mac.as_deref().unwrap_or_default()))
+        .collect()
+}
 
 /// Key policies are limited to 32 KB.
 pub const MAX_KEY_POLICY_BYTES: usize = 32 * 1024;
@@ -1172,29 +1191,21 @@ impl Kms {
 
     // ----- key resolution -------------------------------------------------------------------
 
-    async fn record(&self, id: Uuid) -> Result<Option<Arc<KeyRecord>>, KmsError> {
-        if let Some(r) = self.meta.lock().unwrap().get(&id) {
-            crate::metrics::cache("key_metadata", true);
-            return Ok(Some(r.clone()));
-        }
-        crate::metrics::cache("key_metadata", false);
-        let Some(rec) = self.keys.key(id).await? else {
-            return Ok(None);
-        };
-        // The key policy decides who may use the key, its state whether it may be used, its
-        // attributes what it is: any of them altered in the database (or written there by
-        // anyone but this service) makes the key unusable, not open.
+    /// The key's policy decides who may use it, its state whether it may be used, its
+    /// attributes what it is: any of them altered in the database (or written there by anyone
+    /// but this service) makes the key unusable, not open.
+    async fn key_parts_sealed(&self, rec: &KeyRecord) -> Result<(), KmsError> {
         let checks = [
-            ("key policy failed its integrity check", policy_mac_input(&rec), &rec.policy_mac),
-            ("key state failed its integrity check", state_mac_input(&rec), &rec.state_mac),
+            ("key policy failed its integrity check", policy_mac_input(rec), &rec.policy_mac),
+            ("key state failed its integrity check", state_mac_input(rec), &rec.state_mac),
             (
                 "key attributes failed their integrity check (altered in the database, or stored before they were sealed: review with `kms admin seal`)",
-                attrs_mac_input(&rec),
+                attrs_mac_input(rec),
                 &rec.attrs_mac,
             ),
             (
                 "key rotation state failed its integrity check (altered in the database, or stored before it was sealed: review with `kms admin seal`)",
-                rotation_mac_input(&rec),
+                rotation_mac_input(rec),
                 &rec.rotation_mac,
             ),
         ];
@@ -1204,26 +1215,39 @@ impl Kms {
                 return Err(KmsError::KeyUnavailable);
             }
         }
+        Ok(())
+    }
+
+    async fn record(&self, id: Uuid) -> Result<Option<Arc<KeyRecord>>, KmsError> {
+        if let Some(r) = self.meta.lock().unwrap().get(&id) {
+            crate::metrics::cache("key_metadata", true);
+            return Ok(Some(r.clone()));
+        }
+        crate::metrics::cache("key_metadata", false);
+        let Some(mut rec) = self.keys.key(id).await? else {
+            return Ok(None);
+        };
+        self.key_parts_sealed(&rec).await?;
         // Each part as sealed, but an older one put back (the policy before the last
         // PutKeyPolicy, the state before DisableKey): the trail holds a later generation.
-        let parts = [
-            ("policy", &rec.policy_mac),
-            ("state", &rec.state_mac),
-            ("attributes", &rec.attrs_mac),
-            ("rotation", &rec.rotation_mac),
-        ];
-        let rows: Vec<(String, &[u8])> = parts
+        let names: Vec<String> = KEY_PARTS
             .iter()
-            .map(|(part, mac)| {
-                (
-                    seal::key_row(&rec, part),
-                    mac.as_deref().unwrap_or_default(),
-                )
-            })
+            .map(|part| seal::key_row(&rec, part))
             .collect();
-        if let Some((row, have, held)) = self.behind_trail(&rows).await? {
-            tracing::error!(key_id = %rec.key_id, row, generation = have, trail = held, "a part of the key is older than the audit trail records (an older row put back in the database?); refusing to use the key");
-            return Err(KmsError::KeyUnavailable);
+        let trail = self.keys.generations_per_trail(&names).await?;
+        if seal::first_behind(&key_part_rows(&rec), &trail).is_some() {
+            // Or the row was read just before a change committed and reached the trail. Every
+            // generation the trail held when asked was committed before it was asked, so the
+            // row read again now is at or above it, unless it is an older row put back.
+            let Some(again) = self.keys.key(id).await? else {
+                return Ok(None);
+            };
+            self.key_parts_sealed(&again).await?;
+            if let Some((row, have, held)) = seal::first_behind(&key_part_rows(&again), &trail) {
+                tracing::error!(key_id = %again.key_id, row, generation = have, trail = held, "a part of the key is older than the audit trail records (an older row put back in the database?); refusing to use the key");
+                return Err(KmsError::KeyUnavailable);
+            }
+            rec = again;
         }
         // A deleted key's rows put back (from an older backup) are sealed rows: its DeleteKey
         // event in the trail, later than the key's sealed creation time, refuses them (removing
@@ -1443,15 +1467,22 @@ impl Kms {
                 self.hsm
                     .unwrap_private(
                         m.wrapped.clone(),
+                        m.root_version as u32,
                         kind,
                         asymmetric::private_use(&rec.key_usage),
                     )
                     .await
             }
             Some(asymmetric::Kind::Hmac(..)) => {
-                self.hsm.unwrap_hmac_secret(m.wrapped.clone()).await
+                self.hsm
+                    .unwrap_hmac_secret(m.wrapped.clone(), m.root_version as u32)
+                    .await
             }
-            _ => self.hsm.unwrap_aes(m.wrapped.clone()).await,
+            _ => {
+                self.hsm
+                    .unwrap_aes(m.wrapped.clone(), m.root_version as u32)
+                    .await
+            }
         };
         let handle = unwrapped.map_err(|e| {
             tracing::error!(key_id = %rec.key_id, version, error = %e, "could not unwrap key material");
@@ -1933,7 +1964,8 @@ impl Kms {
         }
     }
 
-    /// Store a key's new state with its MAC.
+    /// Store a key's new state with its MAC, over the state `rec` was verified with:
+    /// [`KmsError::Changed`] if the row moved on meanwhile (run under [`Kms::as_current`]).
     pub(crate) async fn set_state(
         &self,
         rec: &KeyRecord,
@@ -1944,17 +1976,51 @@ impl Kms {
         let seal = self
             .state_seal(rec, state, deletion_date, pending_window_days)
             .await?;
-        self.keys
+        if !self
+            .keys
             .set_key_state(
                 rec.key_id,
+                rec.state_mac.as_deref(),
                 state,
                 deletion_date,
                 pending_window_days,
                 &seal.mac,
             )
-            .await?;
+            .await?
+        {
+            return Err(KmsError::Changed(rec.key_id));
+        }
         self.written(&seal);
         Ok(())
+    }
+
+    /// Run `change` (which reads a key, decides, and writes with compare-and-set) and, when its
+    /// write finds the row changed since it was read ([`KmsError::Changed`]: another request or
+    /// node got there first, or this node's cache was behind), run it again with the key read
+    /// afresh, so it decides on the row as it is now. Two racing writes therefore never both
+    /// land (on the same generation: either row would then pass the replay check), and neither
+    /// is lost silently: the second is re-decided, as AWS serialises them.
+    pub(crate) async fn as_current<T, F, Fut>(&self, mut change: F) -> Result<T, KmsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, KmsError>>,
+    {
+        const ATTEMPTS: usize = 16;
+        for _ in 1..ATTEMPTS {
+            match change().await {
+                Err(KmsError::Changed(key_id)) => {
+                    tracing::debug!(%key_id, "key row changed while a change was being made; deciding again on the row as it is now");
+                    self.invalidate(Some(key_id));
+                }
+                other => return other,
+            }
+        }
+        match change().await {
+            Err(KmsError::Changed(key_id)) => Err(KmsError::Internal(format!(
+                "key {key_id} changed under every one of {ATTEMPTS} attempts to change it"
+            ))),
+            other => other,
+        }
     }
 
     /// The state seal a key would have in `state` (the next generation of `rec`'s); pass it
@@ -2187,6 +2253,17 @@ impl Kms {
         text: &str,
         bypass: bool,
     ) -> Result<(), KmsError> {
+        self.as_current(|| self.put_key_policy_once(caller, key_id, text, bypass))
+            .await
+    }
+
+    async fn put_key_policy_once(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        text: &str,
+        bypass: bool,
+    ) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
         self.authorize(caller, "kms:PutKeyPolicy", Some(&rec), None, &[])
             .await?;
@@ -2208,9 +2285,13 @@ impl Kms {
                 rec.policy_mac.as_deref(),
             )
             .await?;
-        self.keys
-            .set_key_policy(rec.key_id, text, &seal.mac)
-            .await?;
+        if !self
+            .keys
+            .set_key_policy(rec.key_id, rec.policy_mac.as_deref(), text, &seal.mac)
+            .await?
+        {
+            return Err(KmsError::Changed(rec.key_id));
+        }
         self.written(&seal);
         self.invalidate(Some(rec.key_id));
         Ok(())
@@ -2500,7 +2581,7 @@ impl Kms {
         let r = async {
             self.verify_material(rec, m).await?;
             self.hsm
-                .unwrap_aes(m.wrapped.clone())
+                .unwrap_aes(m.wrapped.clone(), m.root_version as u32)
                 .await
                 .map(drop)
                 .map_err(KmsError::from)

@@ -118,7 +118,7 @@ impl Kms {
                 .await?;
             if !self
                 .keys
-                .replace_key_policy(rec.key_id, &rec.policy, &policy, &seal.mac)
+                .set_key_policy(rec.key_id, rec.policy_mac.as_deref(), &policy, &seal.mac)
                 .await?
             {
                 return Err(KmsError::Conflict(format!(

@@ -174,16 +174,25 @@ impl Kms {
     ) -> Result<Option<(String, i64, i64)>, KmsError> {
         let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         let trail = self.keys.generations_per_trail(&names).await?;
-        for (row, stored) in rows {
-            let have = generation_of(stored);
-            if let Some((_, held)) = trail.iter().find(|(r, _)| r == row) {
-                if have < *held {
-                    return Ok(Some((row.clone(), have, *held)));
-                }
+        Ok(first_behind(rows, &trail))
+    }
+}
+
+/// The first of `rows` (name, stored seal) whose generation is below the highest `trail`
+/// holds for it, with both generations.
+pub(crate) fn first_behind(
+    rows: &[(String, &[u8])],
+    trail: &[(String, i64)],
+) -> Option<(String, i64, i64)> {
+    for (row, stored) in rows {
+        let have = generation_of(stored);
+        if let Some((_, held)) = trail.iter().find(|(r, _)| r == row) {
+            if have < *held {
+                return Some((row.clone(), have, *held));
             }
         }
-        Ok(None)
     }
+    None
 }
 
 #[cfg(test)]

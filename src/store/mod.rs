@@ -84,13 +84,13 @@ pub(crate) fn migrations_current(known: &[i64], applied: &[i64]) -> Result<(), S
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 24;
-pub const SCHEMA_SQLITE: i64 = 11;
+pub const SCHEMA_POSTGRES: i64 = 25;
+pub const SCHEMA_SQLITE: i64 = 12;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 24, SQLite 11)"
+    " (schema: Postgres 25, SQLite 12)"
 );
 
 /// Refuse a database whose schema a newer release migrated (`database` > `build`): this
@@ -439,21 +439,16 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<Vec<(String, i64)>, StoreError>;
     /// Keys (of every account) whose policy text contains `text`.
     async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError>;
-    /// Replace a key's policy with `policy` and its MAC, provided it is still `expected`;
-    /// false (nothing written) otherwise.
-    async fn replace_key_policy(
-        &self,
-        key_id: Uuid,
-        expected: &str,
-        policy: &str,
-        policy_mac: &[u8],
-    ) -> Result<bool, StoreError>;
+    /// Replace a key's policy with `policy` and its MAC, provided the stored policy MAC is
+    /// still `expected_mac` (the policy the domain verified): false (nothing written)
+    /// otherwise, so two racing writes never both land on the same generation.
     async fn set_key_policy(
         &self,
         key_id: Uuid,
+        expected_mac: Option<&[u8]>,
         policy: &str,
         policy_mac: &[u8],
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Keys whose policy has no MAC yet (created before policies had one).
     async fn keys_without_policy_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// Seal a key policy stored without a MAC, only if it is still unsealed and still `policy`.
@@ -537,15 +532,17 @@ pub trait KeyStore: Send + Sync {
     /// (and, for a primary, has no replica): false otherwise (another node deleted it first,
     /// or the row changed). Exactly one caller deletes each key.
     async fn delete_due_key(&self, k: &KeyRecord, now: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Set a key's state with the MAC over the new state.
+    /// Set a key's state with the MAC over the new state, provided the stored state MAC is
+    /// still `expected_mac` (the state the domain verified): false (nothing written) otherwise.
     async fn set_key_state(
         &self,
         key_id: Uuid,
+        expected_mac: Option<&[u8]>,
         state: &str,
         deletion_date: Option<DateTime<Utc>>,
         pending_window_days: Option<i32>,
         state_mac: &[u8],
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// Seal a key state stored without a MAC, only if it is still unsealed and still as shown
     /// (state, deletion date, waiting period).
@@ -848,6 +845,66 @@ pub trait ServiceStore: Send + Sync {
     async fn ensure_root_key(&self, version: i32, label: &str) -> Result<(), StoreError>;
     /// The newest recorded root key version.
     async fn current_root_version(&self) -> Result<Option<i32>, StoreError>;
+    /// Every recorded root key version, with how many stored blobs it wraps (over every table
+    /// that holds one: key material, access key and session secrets, import tokens).
+    async fn blobs_per_root(&self) -> Result<Vec<(i32, i64)>, StoreError>;
+    /// Blobs wrapped under a root key older than `version`: at most `limit` of each kind.
+    async fn blobs_below_root(&self, version: i32, limit: i64) -> Result<Vec<BlobRef>, StoreError>;
+    /// Store the re-wrapped form of one blob with its root version and row MAC, only if the row
+    /// still carries `old_mac` (the row as verified, under the old root): false (nothing
+    /// written) if another node re-wrapped it first or the row changed. So each blob is
+    /// re-wrapped once, whichever nodes run the job and however often they are killed.
+    async fn rewrap_blob(
+        &self,
+        blob: &BlobRef,
+        old_mac: &[u8],
+        wrapped: &[u8],
+        root_version: i32,
+        mac: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// Forget root key `version` once it is destroyed: false if it is not recorded. Refused by
+    /// the database (a foreign key) while any blob still records it.
+    async fn forget_root_key(&self, version: i32) -> Result<bool, StoreError>;
+}
+
+/// A stored blob wrapped under a root key, by the row that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobRef {
+    /// A key's material version (`key_materials`).
+    Material(Uuid, i32),
+    /// An access key's signing secret (`access_keys`).
+    AccessKey(String),
+    /// A role session's signing secret (`sessions`).
+    Session(String),
+    /// An import token's wrapping private key (`import_tokens`).
+    ImportToken(Uuid),
+}
+
+/// The SQL of the root key statements, one text for both stores (`$N` placeholders).
+pub(crate) mod root_sql {
+    pub const BLOBS_PER_ROOT: &str = "SELECT r.version, \
+        (SELECT count(*) FROM key_materials WHERE root_version = r.version) \
+        + (SELECT count(*) FROM access_keys WHERE root_version = r.version) \
+        + (SELECT count(*) FROM sessions WHERE root_version = r.version) \
+        + (SELECT count(*) FROM import_tokens WHERE root_version = r.version) AS blobs \
+        FROM root_keys r ORDER BY r.version";
+    pub const MATERIALS_BELOW: &str =
+        "SELECT key_id, version FROM key_materials WHERE root_version < $1 ORDER BY key_id, version LIMIT $2";
+    pub const ACCESS_KEYS_BELOW: &str =
+        "SELECT access_key_id FROM access_keys WHERE root_version < $1 ORDER BY access_key_id LIMIT $2";
+    pub const SESSIONS_BELOW: &str =
+        "SELECT access_key_id FROM sessions WHERE root_version < $1 ORDER BY access_key_id LIMIT $2";
+    pub const IMPORT_TOKENS_BELOW: &str =
+        "SELECT token_id FROM import_tokens WHERE root_version < $1 ORDER BY token_id LIMIT $2";
+    pub const REWRAP_MATERIAL: &str = "UPDATE key_materials SET wrapped = $4, root_version = $5, mac = $6 \
+        WHERE key_id = $1 AND version = $2 AND mac = $3";
+    pub const REWRAP_ACCESS_KEY: &str = "UPDATE access_keys SET secret_blob = $3, root_version = $4, mac = $5 \
+        WHERE access_key_id = $1 AND mac = $2";
+    pub const REWRAP_SESSION: &str = "UPDATE sessions SET secret_blob = $3, root_version = $4, mac = $5 \
+        WHERE access_key_id = $1 AND mac = $2";
+    pub const REWRAP_IMPORT_TOKEN: &str = "UPDATE import_tokens SET wrapped_private = $3, root_version = $4, mac = $5 \
+        WHERE token_id = $1 AND mac = $2";
+    pub const FORGET_ROOT: &str = "DELETE FROM root_keys WHERE version = $1";
 }
 
 /// An audit event to append; the store gives it its sequence number and chain hash.

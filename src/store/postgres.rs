@@ -1012,39 +1012,24 @@ impl KeyStore for PgStore {
         Ok(rows.iter().map(key_from_row).collect())
     }
 
-    async fn replace_key_policy(
+    async fn set_key_policy(
         &self,
         key_id: Uuid,
-        expected: &str,
+        expected_mac: Option<&[u8]>,
         policy: &str,
         policy_mac: &[u8],
     ) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE keys SET policy = $3, policy_mac = $4 WHERE key_id = $1 AND policy = $2",
+            "UPDATE keys SET policy = $3, policy_mac = $4 WHERE key_id = $1 AND policy_mac IS NOT DISTINCT FROM $2",
         )
         .bind(key_id)
-        .bind(expected)
+        .bind(expected_mac)
         .bind(policy)
         .bind(policy_mac)
         .write_on(self)
         .await?
         .rows_affected();
         Ok(n == 1)
-    }
-
-    async fn set_key_policy(
-        &self,
-        key_id: Uuid,
-        policy: &str,
-        policy_mac: &[u8],
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keys SET policy = $2, policy_mac = $3 WHERE key_id = $1")
-            .bind(key_id)
-            .bind(policy)
-            .bind(policy_mac)
-            .write_on(self)
-            .await?;
-        Ok(())
     }
 
     async fn add_material(
@@ -1287,20 +1272,26 @@ impl KeyStore for PgStore {
     async fn set_key_state(
         &self,
         key_id: Uuid,
+        expected_mac: Option<&[u8]>,
         state: &str,
         deletion_date: Option<DateTime<Utc>>,
         pending_window_days: Option<i32>,
         state_mac: &[u8],
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keys SET key_state = $2, deletion_date = $3, pending_window_days = $4, state_mac = $5 WHERE key_id = $1")
-            .bind(key_id)
-            .bind(state)
-            .bind(deletion_date)
-            .bind(pending_window_days)
-            .bind(state_mac)
-            .write_on(self)
-            .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE keys SET key_state = $3, deletion_date = $4, pending_window_days = $5, state_mac = $6 \
+             WHERE key_id = $1 AND state_mac IS NOT DISTINCT FROM $2",
+        )
+        .bind(key_id)
+        .bind(expected_mac)
+        .bind(state)
+        .bind(deletion_date)
+        .bind(pending_window_days)
+        .bind(state_mac)
+        .write_on(self)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
@@ -2265,6 +2256,94 @@ impl ServiceStore for PgStore {
             .map_err(map_err)?;
         Ok(row.get::<Option<i32>, _>("v"))
     }
+
+    async fn blobs_per_root(&self) -> Result<Vec<(i32, i64)>, StoreError> {
+        let rows = sqlx::query(root_sql::BLOBS_PER_ROOT)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok((cell(r, "version")?, cell(r, "blobs")?)))
+            .collect()
+    }
+
+    async fn blobs_below_root(&self, version: i32, limit: i64) -> Result<Vec<BlobRef>, StoreError> {
+        let mut out = Vec::new();
+        for r in sqlx::query(root_sql::MATERIALS_BELOW)
+            .bind(version)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+        {
+            out.push(BlobRef::Material(cell(&r, "key_id")?, cell(&r, "version")?));
+        }
+        for (sql, kind) in [
+            (root_sql::ACCESS_KEYS_BELOW, 0),
+            (root_sql::SESSIONS_BELOW, 1),
+            (root_sql::IMPORT_TOKENS_BELOW, 2),
+        ] {
+            for r in sqlx::query(sql)
+                .bind(version)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?
+            {
+                out.push(match kind {
+                    0 => BlobRef::AccessKey(cell(&r, "access_key_id")?),
+                    1 => BlobRef::Session(cell(&r, "access_key_id")?),
+                    _ => BlobRef::ImportToken(cell(&r, "token_id")?),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn rewrap_blob(
+        &self,
+        blob: &BlobRef,
+        old_mac: &[u8],
+        wrapped: &[u8],
+        root_version: i32,
+        mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let q = match blob {
+            BlobRef::Material(key_id, version) => sqlx::query(root_sql::REWRAP_MATERIAL)
+                .bind(*key_id)
+                .bind(*version),
+            BlobRef::AccessKey(id) => sqlx::query(root_sql::REWRAP_ACCESS_KEY).bind(id.clone()),
+            BlobRef::Session(id) => sqlx::query(root_sql::REWRAP_SESSION).bind(id.clone()),
+            BlobRef::ImportToken(id) => sqlx::query(root_sql::REWRAP_IMPORT_TOKEN).bind(*id),
+        };
+        let n = q
+            .bind(old_mac.to_vec())
+            .bind(wrapped.to_vec())
+            .bind(root_version)
+            .bind(mac.to_vec())
+            .write_on(self)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn forget_root_key(&self, version: i32) -> Result<bool, StoreError> {
+        let n = sqlx::query(root_sql::FORGET_ROOT)
+            .bind(version)
+            .write_on(self)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+}
+
+/// A column of `r`, or an error naming it.
+fn cell<'r, T>(r: &'r PgRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    r.try_get(name)
+        .map_err(|e| StoreError::Other(format!("column {name}: {e}")))
 }
 
 fn grant_from_row(r: &PgRow) -> GrantRecord {

@@ -89,6 +89,14 @@ where
         .map_err(|e| StoreError::Other(format!("column {name}: {e}")))
 }
 
+/// [`col`], by the name the Postgres store's row readers use too.
+fn cell<'r, T>(r: &'r SqliteRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    col(r, name)
+}
+
 fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Other(format!("JSON encoding: {e}")))
 }
@@ -941,39 +949,24 @@ impl KeyStore for SqliteStore {
         keys_from_rows(&rows)
     }
 
-    async fn replace_key_policy(
+    async fn set_key_policy(
         &self,
         key_id: Uuid,
-        expected: &str,
+        expected_mac: Option<&[u8]>,
         policy: &str,
         policy_mac: &[u8],
     ) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE keys SET policy = ?3, policy_mac = ?4 WHERE key_id = ?1 AND policy = ?2",
+            "UPDATE keys SET policy = ?3, policy_mac = ?4 WHERE key_id = ?1 AND policy_mac IS ?2",
         )
         .bind(key_id)
-        .bind(expected)
+        .bind(expected_mac)
         .bind(policy)
         .bind(policy_mac)
         .write_on(self)
         .await?
         .rows_affected();
         Ok(n == 1)
-    }
-
-    async fn set_key_policy(
-        &self,
-        key_id: Uuid,
-        policy: &str,
-        policy_mac: &[u8],
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keys SET policy = ?2, policy_mac = ?3 WHERE key_id = ?1")
-            .bind(key_id)
-            .bind(policy)
-            .bind(policy_mac)
-            .write_on(self)
-            .await?;
-        Ok(())
     }
 
     async fn add_material(
@@ -1219,23 +1212,26 @@ impl KeyStore for SqliteStore {
     async fn set_key_state(
         &self,
         key_id: Uuid,
+        expected_mac: Option<&[u8]>,
         state: &str,
         deletion_date: Option<DateTime<Utc>>,
         pending_window_days: Option<i32>,
         state_mac: &[u8],
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE keys SET key_state = ?2, deletion_date = ?3, pending_window_days = ?4, state_mac = ?5 \
-             WHERE key_id = ?1",
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE keys SET key_state = ?3, deletion_date = ?4, pending_window_days = ?5, state_mac = ?6 \
+             WHERE key_id = ?1 AND state_mac IS ?2",
         )
         .bind(key_id)
+        .bind(expected_mac)
         .bind(state)
         .bind(deletion_date)
         .bind(pending_window_days)
         .bind(state_mac)
         .write_on(self)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
@@ -2212,6 +2208,85 @@ impl ServiceStore for SqliteStore {
             .map_err(map_err)?;
         col(&row, "v")
     }
+
+    async fn blobs_per_root(&self) -> Result<Vec<(i32, i64)>, StoreError> {
+        let rows = sqlx::query(root_sql::BLOBS_PER_ROOT)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok((cell(r, "version")?, cell(r, "blobs")?)))
+            .collect()
+    }
+
+    async fn blobs_below_root(&self, version: i32, limit: i64) -> Result<Vec<BlobRef>, StoreError> {
+        let mut out = Vec::new();
+        for r in sqlx::query(root_sql::MATERIALS_BELOW)
+            .bind(version)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+        {
+            out.push(BlobRef::Material(cell(&r, "key_id")?, cell(&r, "version")?));
+        }
+        for (sql, kind) in [
+            (root_sql::ACCESS_KEYS_BELOW, 0),
+            (root_sql::SESSIONS_BELOW, 1),
+            (root_sql::IMPORT_TOKENS_BELOW, 2),
+        ] {
+            for r in sqlx::query(sql)
+                .bind(version)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?
+            {
+                out.push(match kind {
+                    0 => BlobRef::AccessKey(cell(&r, "access_key_id")?),
+                    1 => BlobRef::Session(cell(&r, "access_key_id")?),
+                    _ => BlobRef::ImportToken(cell(&r, "token_id")?),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn rewrap_blob(
+        &self,
+        blob: &BlobRef,
+        old_mac: &[u8],
+        wrapped: &[u8],
+        root_version: i32,
+        mac: &[u8],
+    ) -> Result<bool, StoreError> {
+        let q = match blob {
+            BlobRef::Material(key_id, version) => sqlx::query(root_sql::REWRAP_MATERIAL)
+                .bind(*key_id)
+                .bind(*version),
+            BlobRef::AccessKey(id) => sqlx::query(root_sql::REWRAP_ACCESS_KEY).bind(id.clone()),
+            BlobRef::Session(id) => sqlx::query(root_sql::REWRAP_SESSION).bind(id.clone()),
+            BlobRef::ImportToken(id) => sqlx::query(root_sql::REWRAP_IMPORT_TOKEN).bind(*id),
+        };
+        let n = q
+            .bind(old_mac.to_vec())
+            .bind(wrapped.to_vec())
+            .bind(root_version)
+            .bind(mac.to_vec())
+            .write_on(self)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn forget_root_key(&self, version: i32) -> Result<bool, StoreError> {
+        let n = sqlx::query(root_sql::FORGET_ROOT)
+            .bind(version)
+            .write_on(self)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
 }
 
 fn grant_from_row(r: &SqliteRow) -> Result<GrantRecord, StoreError> {
@@ -2586,6 +2661,22 @@ mod tests {
         }
     }
 
+    /// Set a key's state over whatever state MAC it has now.
+    async fn set_state(
+        s: &SqliteStore,
+        id: Uuid,
+        state: &str,
+        deletion_date: Option<DateTime<Utc>>,
+        days: Option<i32>,
+        mac: &[u8],
+    ) {
+        let now = s.key(id).await.unwrap().unwrap().state_mac;
+        assert!(s
+            .set_key_state(id, now.as_deref(), state, deletion_date, days, mac)
+            .await
+            .unwrap());
+    }
+
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kms.db");
@@ -2844,14 +2935,27 @@ mod tests {
         assert!(s.set_state_mac(&shown, &[8; 32]).await.unwrap());
         assert!(s.keys_without_state_mac().await.unwrap().is_empty());
 
-        s.set_key_policy(id, r#"{"Statement":[1]}"#, &[9; 32])
+        // Policy and state writes are compare-and-set: against a MAC the row no longer has,
+        // nothing is written.
+        let before = s.key(id).await.unwrap().unwrap();
+        assert!(!s
+            .set_key_policy(id, Some(&[6; 32]), r#"{"Statement":[1]}"#, &[9; 32])
             .await
-            .unwrap();
+            .unwrap());
+        assert!(s
+            .set_key_policy(id, before.policy_mac.as_deref(), r#"{"Statement":[1]}"#, &[9; 32])
+            .await
+            .unwrap());
         s.set_description(id, "renamed").await.unwrap();
         let when = Utc::now() + TimeDelta::days(7);
-        s.set_key_state(id, "PendingDeletion", Some(when), Some(7), &[10; 32])
+        assert!(!s
+            .set_key_state(id, Some(&[6; 32]), "Disabled", None, None, &[10; 32])
             .await
-            .unwrap();
+            .unwrap());
+        assert!(s
+            .set_key_state(id, Some(&[8; 32]), "PendingDeletion", Some(when), Some(7), &[10; 32])
+            .await
+            .unwrap());
         let got = s.key(id).await.unwrap().unwrap();
         assert_eq!(got.policy, r#"{"Statement":[1]}"#);
         assert_eq!(got.policy_mac, Some(vec![9; 32]));
@@ -3088,9 +3192,7 @@ mod tests {
         // Disabled keys are not due.
         let u = moved(&s, id, schedule(true, Some(90), Some(due))).await;
         s.set_rotation(None, &[u]).await.unwrap();
-        s.set_key_state(id, "Disabled", None, None, &[1])
-            .await
-            .unwrap();
+        set_state(&s, id, "Disabled", None, None, &[1]).await;
         assert!(s.due_rotations(now, 10).await.unwrap().is_empty());
         let u = moved(&s, id, version(4, false)).await;
         assert_eq!(
@@ -3343,18 +3445,16 @@ mod tests {
         let (_dir, s) = store().await;
         let (mrk, primary, replica) = mrk_pair(&s).await;
         let now = Utc::now();
-        s.set_key_state(primary, "PendingReplicaDeletion", None, Some(7), &[1])
-            .await
-            .unwrap();
-        s.set_key_state(
+        set_state(&s, primary, "PendingReplicaDeletion", None, Some(7), &[1]).await;
+        set_state(
+            &s,
             replica,
             "PendingDeletion",
             Some(now - TimeDelta::days(1)),
             None,
             &[1],
         )
-        .await
-        .unwrap();
+        .await;
         // The replica still exists.
         assert!(s.replica_deletions_done().await.unwrap().is_empty());
         assert!(!s

@@ -323,7 +323,7 @@ async fn a_primary_killed_under_load_loses_nothing_acknowledged() {
                 n += 1;
                 let result: Result<(), String> = async {
                     let k = match &key {
-                        Some(k) if n % 10 != 0 => k.clone(),
+                        Some(k) if !n.is_multiple_of(10) => k.clone(),
                         _ => {
                             let k = c
                                 .create_key()
@@ -439,7 +439,7 @@ async fn a_primary_killed_under_load_loses_nothing_acknowledged() {
     for l in load {
         l.await.unwrap();
     }
-    let a = acked.lock().unwrap();
+    let a = std::mem::take(&mut *acked.lock().unwrap());
     // The outage the clients saw: the longest stretch without a success around the kill.
     let mut times: Vec<Instant> = a.successes.clone();
     times.sort();

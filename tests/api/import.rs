@@ -22,7 +22,7 @@ pub(crate) fn oaep_sha1(public_der: &[u8], plaintext: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-async fn external_key(c: &aws_sdk_kms::Client, spec: KeySpec, usage: KeyUsageType) -> String {
+pub(crate) async fn external_key(c: &aws_sdk_kms::Client, spec: KeySpec, usage: KeyUsageType) -> String {
     let m = c
         .create_key()
         .origin(OriginType::External)
@@ -39,7 +39,7 @@ async fn external_key(c: &aws_sdk_kms::Client, spec: KeySpec, usage: KeyUsageTyp
 }
 
 /// (import token, public key DER).
-async fn parameters(
+pub(crate) async fn parameters(
     c: &aws_sdk_kms::Client,
     key: &str,
     alg: AlgorithmSpec,

@@ -20,6 +20,7 @@ mod operator;
 mod protocol;
 mod restore;
 mod roles;
+mod root_keys;
 mod rotation;
 mod security;
 mod startup;

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Root key rotation at scale: a fresh SoftHSM2 token and database, N keys created through the
+# API, then `kms hsm rotate-root-key` timed on its own (nodes stopped), and the re-wrap rate in
+# blobs per second. In the same run, the token's own unwrap rate on one session
+# (`kms-bench token`) is the limit to compare against: each blob costs an unwrap, a wrap and
+# two HMACs in the token.
+#
+#   scripts/bench-rewrap.sh                 # 100,000 keys
+#   BENCH_KEYS=10000 scripts/bench-rewrap.sh
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+KEYS="${BENCH_KEYS:-100000}"
+B="$ROOT/.bench-rewrap"
+PORT="${BENCH_PORT:-4791}"
+ensure_tools
+ensure_postgres
+rm -rf "$B"; mkdir -p "$B"; chmod 700 "$B"
+
+log "building kms and kms-bench (release)"
+(cd "$ROOT" && cargo build --release --bins -q)
+KMS="$ROOT/target/release/kms"; BENCH="$ROOT/target/release/kms-bench"
+
+pin="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+(umask 077; printf '%s' "$pin" > "$B/pin")
+bash "$ROOT/hsm/softhsm2-init.sh" "$B/softhsm" kms-rewrap "$pin" >/dev/null
+psql "$PG_BASE/postgres" -qXc "DROP DATABASE IF EXISTS kms_bench_rewrap" >/dev/null
+psql "$PG_BASE/postgres" -qXc "CREATE DATABASE kms_bench_rewrap" >/dev/null
+export SOFTHSM2_CONF="$B/softhsm/softhsm2.conf"
+export KMS_DATABASE_URL="$PG_BASE/kms_bench_rewrap"
+export KMS_HSM__TOKEN_LABEL=kms-rewrap
+export KMS_HSM__PIN_FILE="$B/pin"
+export KMS_LISTEN="127.0.0.1:$PORT"
+export KMS_LOG="warn,cryptoki=off"
+export KMS_QUOTA__CRYPTO_PER_SECOND=10000000 KMS_QUOTA__MANAGEMENT_PER_SECOND=10000000
+export AWS_ACCESS_KEY_ID=AKIABENCHREWRAP00001
+export AWS_SECRET_ACCESS_KEY="$(head -c 30 /dev/urandom | base64 | tr -d '/+=' | head -c 40)"
+KMS_ADMIN_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" KMS_ADMIN_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+    "$KMS" init >/dev/null
+
+log "the token's own rate on one session (the limit)"
+"$BENCH" token --seconds 2 --concurrency 1 --json "$B/token.jsonl" >/dev/null
+"$BENCH" report "$B/token.jsonl" | grep -Ei "unwrap|HMAC" || true
+
+log "creating $KEYS keys through the API"
+"$KMS" serve >>"$B/server.log" 2>&1 &
+SERVER_PID=$!
+trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+"$BENCH" scale --endpoint "http://127.0.0.1:$PORT" --region us-east-1 --seconds 1 \
+    --concurrency 1 --keys "$KEYS" --spread 1 --case "keys for the re-wrap" --json "$B/scale.jsonl" \
+    | grep created
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+
+log "kms hsm rotate-root-key (the nodes stopped)"
+start=$(date +%s.%N)
+"$KMS" hsm rotate-root-key 2>"$B/rotate.log"
+end=$(date +%s.%N)
+tail -1 "$B/rotate.log"
+blobs=$(psql "$KMS_DATABASE_URL" -tAXc "SELECT (SELECT count(*) FROM key_materials) + (SELECT count(*) FROM access_keys)")
+under_v1=$(psql "$KMS_DATABASE_URL" -tAXc "SELECT count(*) FROM key_materials WHERE root_version = 1")
+[ "$under_v1" = 0 ] || die "$under_v1 blobs are still under root key v1"
+awk -v n="$blobs" -v s="$start" -v e="$end" 'BEGIN { printf "re-wrapped %d blobs in %.1f s: %.0f blobs/s\n", n, e - s, n / (e - s) }' \
+    | tee "$B/result.txt"

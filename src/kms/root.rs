@@ -1,0 +1,280 @@
+//! Root key rotation. `kms hsm rotate-root-key` creates a new root wrapping key in the token
+//! and records its version; from then on every new blob is wrapped under it, and a job (on
+//! every node, and in the command itself) re-wraps the stored blobs that are still under an
+//! older one, in batches. Each blob is unwrapped under its old root into an extractable session
+//! object and wrapped under the new one inside the token (its key never leaves the token in
+//! plaintext), its row verified before and sealed again after, and stored only if the row is
+//! still as verified: each blob is re-wrapped once, whichever nodes run the job and however
+//! often they are killed. Reads work throughout: a blob unwraps under the root key it records,
+//! and older root keys stay in the token until `kms hsm destroy-root-key` removes one that no
+//! blob needs (the database's foreign key refuses to forget a version a blob still records).
+
+use super::asymmetric::{self, Kind};
+use super::{credentials, import, material_mac_input, Kms, KmsError};
+use crate::hsm::{BlobKind, PairKind, PrivateUse};
+use crate::store::{
+    AccessKeyRecord, BlobRef, ImportTokenRecord, MaterialRecord, ServiceStore, SessionRecord,
+};
+
+/// What one pass of the re-wrap job did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrapped {
+    /// Blobs this pass re-wrapped under the current root key.
+    pub rewrapped: usize,
+    /// Blobs another process re-wrapped (or changed) first.
+    pub elsewhere: usize,
+    /// Rows that failed their integrity check: left as they are, and reported.
+    pub refused: usize,
+}
+
+/// The current root key version (the newest recorded) and how many blobs are still under an
+/// older one, from the blobs per root key version.
+pub fn current_and_backlog(per_root: &[(i32, i64)]) -> (i32, i64) {
+    let current = per_root.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    let backlog = per_root
+        .iter()
+        .filter(|(v, _)| *v < current)
+        .map(|(_, n)| n)
+        .sum();
+    (current, backlog)
+}
+
+impl Rewrapped {
+    /// Whether the pass moved anything (a pass that moved nothing is the end of the work, or
+    /// of what can be done: refused rows stay under their old root).
+    pub fn moved(&self) -> bool {
+        self.rewrapped + self.elsewhere > 0
+    }
+}
+
+impl Kms {
+    /// Follow a root key version the database records beyond the one this process wraps
+    /// under (another process rotated it): load it from the token, so new blobs are wrapped
+    /// under it from now on. Returns the version followed, if any.
+    pub async fn follow_root_key<S: ServiceStore + ?Sized>(
+        &self,
+        roots: &S,
+    ) -> Result<Option<u32>, KmsError> {
+        let Some(recorded) = roots.current_root_version().await? else {
+            return Ok(None);
+        };
+        let recorded = recorded as u32;
+        if recorded <= self.hsm.root_version()? {
+            return Ok(None);
+        }
+        let h = self.hsm.clone();
+        tokio::task::spawn_blocking(move || h.load_service_keys(recorded))
+            .await
+            .map_err(|e| KmsError::Internal(e.to_string()))?
+            .map_err(|e| {
+                tracing::error!(root_version = recorded, error = %e, "the database records a newer root key than the token provides; new blobs stay under the older one");
+                KmsError::from(e)
+            })?;
+        tracing::warn!(
+            root_version = recorded,
+            "root key rotated: new blobs are wrapped under the new root key from now on"
+        );
+        Ok(Some(recorded))
+    }
+
+    /// Re-wrap up to `limit` blobs of each kind that are still under a root key older than
+    /// the current one.
+    pub async fn rewrap_batch<S: ServiceStore + ?Sized>(
+        &self,
+        roots: &S,
+        limit: i64,
+    ) -> Result<Rewrapped, KmsError> {
+        let current = self.hsm.root_version()? as i32;
+        let mut out = Rewrapped::default();
+        let blobs = roots.blobs_below_root(current, limit).await?;
+        // Several at once: the token calls run on the blocking pool, the queries meanwhile.
+        for wave in blobs.chunks(CONCURRENT) {
+            let done = join_all(wave.iter().map(|b| self.rewrap_one(roots, b)).collect()).await;
+            for r in done {
+                match r {
+                    Ok(true) => out.rewrapped += 1,
+                    Ok(false) => out.elsewhere += 1,
+                    Err(KmsError::KeyUnavailable) => out.refused += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        crate::metrics::rewrapped(out.rewrapped);
+        Ok(out)
+    }
+
+    /// Blobs per root key version, and the metric of those left to re-wrap.
+    pub async fn root_key_status<S: ServiceStore + ?Sized>(
+        &self,
+        roots: &S,
+    ) -> Result<Vec<(i32, i64)>, KmsError> {
+        let per_root = roots.blobs_per_root().await?;
+        crate::metrics::rewrap_backlog(current_and_backlog(&per_root).1);
+        Ok(per_root)
+    }
+
+    /// Re-wrap one blob: false if its row is gone or another process re-wrapped it first;
+    /// `KeyUnavailable` (logged) if its row fails its integrity check.
+    async fn rewrap_one<S: ServiceStore + ?Sized>(
+        &self,
+        roots: &S,
+        blob: &BlobRef,
+    ) -> Result<bool, KmsError> {
+        let refused = || {
+            tracing::error!(?blob, "a row holding a wrapped blob failed its integrity check; not re-wrapping it (the older root key cannot be destroyed while the row records it)");
+            KmsError::KeyUnavailable
+        };
+        let moved = match blob {
+            BlobRef::Material(key_id, version) => {
+                let (Some(rec), Some(m)) = (
+                    self.keys.key(*key_id).await?,
+                    self.keys.material(*key_id, *version).await?,
+                ) else {
+                    return Ok(false);
+                };
+                let kind = match asymmetric::kind(&rec.key_spec) {
+                    Some(Kind::Pair(k)) => {
+                        BlobKind::Private(k, asymmetric::private_use(&rec.key_usage))
+                    }
+                    Some(Kind::Hmac(..)) => BlobKind::Secret,
+                    _ => BlobKind::Aes,
+                };
+                self.reseal(
+                    &m,
+                    kind,
+                    |m| (&m.wrapped, m.root_version, &m.mac),
+                    |m| material_mac_input(&rec, m),
+                    |m, wrapped, root_version| MaterialRecord {
+                        wrapped,
+                        root_version,
+                        ..m.clone()
+                    },
+                )
+                .await?
+            }
+            BlobRef::AccessKey(id) => {
+                let Some(r) = self.ids.access_key(id).await? else {
+                    return Ok(false);
+                };
+                self.reseal(
+                    &r,
+                    BlobKind::Secret,
+                    |r| (&r.secret_blob, r.root_version, &r.mac),
+                    credentials::access_key_mac_input,
+                    |r, secret_blob, root_version| AccessKeyRecord {
+                        secret_blob,
+                        root_version,
+                        ..r.clone()
+                    },
+                )
+                .await?
+            }
+            BlobRef::Session(id) => {
+                let Some(r) = self.ids.session(id).await? else {
+                    return Ok(false);
+                };
+                self.reseal(
+                    &r,
+                    BlobKind::Secret,
+                    |r| (&r.secret_blob, r.root_version, &r.mac),
+                    credentials::session_mac_input,
+                    |r, secret_blob, root_version| SessionRecord {
+                        secret_blob,
+                        root_version,
+                        ..r.clone()
+                    },
+                )
+                .await?
+            }
+            BlobRef::ImportToken(id) => {
+                let Some(t) = self.keys.import_token(*id).await? else {
+                    return Ok(false);
+                };
+                let bits = t
+                    .wrapping_key_spec
+                    .strip_prefix("RSA_")
+                    .and_then(|b| b.parse::<u32>().ok());
+                let Some(bits) = bits else {
+                    return Err(refused());
+                };
+                self.reseal(
+                    &t,
+                    BlobKind::Private(PairKind::Rsa(bits), PrivateUse::Unwrap),
+                    |t| (&t.wrapped_private, t.root_version, &t.mac),
+                    import::token_mac_input,
+                    |t, wrapped_private, root_version| ImportTokenRecord {
+                        wrapped_private,
+                        root_version,
+                        ..t.clone()
+                    },
+                )
+                .await?
+            }
+        };
+        let Some((old_mac, wrapped, root_version, mac)) = moved else {
+            return Err(refused());
+        };
+        Ok(roots
+            .rewrap_blob(blob, &old_mac, &wrapped, root_version, &mac)
+            .await?)
+    }
+
+    /// One row's blob re-wrapped and the row sealed again: `None` if the row as stored fails
+    /// its MAC (nothing unverified is sealed). `parts`: the row's blob, root version and MAC;
+    /// `input`: what its MAC covers; `with`: the row with a new blob and root version.
+    /// Returns (the old MAC, the new blob, its root version, the new MAC).
+    async fn reseal<R>(
+        &self,
+        row: &R,
+        kind: BlobKind,
+        parts: impl Fn(&R) -> (&Vec<u8>, i32, &Vec<u8>),
+        input: impl Fn(&R) -> Vec<u8>,
+        with: impl Fn(&R, Vec<u8>, i32) -> R,
+    ) -> Result<Option<Resealed>, KmsError> {
+        let (blob, root_version, mac) = parts(row);
+        if !self.hsm.row_mac_matches(input(row), mac).await? {
+            return Ok(None);
+        }
+        let (wrapped, rv) = self
+            .hsm
+            .rewrap(blob.clone(), root_version as u32, kind)
+            .await?;
+        let new = with(row, wrapped, rv as i32);
+        let new_mac = self.hsm.row_mac(input(&new)).await?;
+        let (wrapped, root_version, _) = parts(&new);
+        Ok(Some((mac.clone(), wrapped.clone(), root_version, new_mac)))
+    }
+}
+
+/// Blobs re-wrapped at once by one process.
+const CONCURRENT: usize = 16;
+
+/// Run `futs` concurrently on this task; their outputs in order (a small `join_all`).
+async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
+}
+
+/// A re-wrapped row: (the old MAC, the new blob, its root version, the new MAC).
+type Resealed = (Vec<u8>, Vec<u8>, i32, Vec<u8>);
