@@ -14,8 +14,12 @@ use std::time::Duration;
 pub type Error = String;
 
 pub async fn connect_store(s: &Settings) -> Result<Arc<dyn Store>, Error> {
-    let store = crate::store::connect(&s.database_url, s.database_max_connections)
-        .await
+    let store = crate::store::connect(
+        &s.database_url,
+        s.database_max_connections,
+        s.commit_timeout(),
+    )
+    .await
         .map_err(|e| {
             let what = if s.database_url.starts_with("sqlite:") {
                 "the SQLite database cannot be opened"

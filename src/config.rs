@@ -28,6 +28,11 @@ pub struct Settings {
     pub account_id: String,
     pub database_url: String,
     pub database_max_connections: u32,
+    /// How long a commit may wait for the database's confirmation (with synchronous
+    /// replication, for a standby) before the call is answered `DependencyTimeoutException`:
+    /// shorter than `request_timeout_ms`, so a standby that is gone is reported promptly.
+    /// Unset: 2 s, or half of `request_timeout_ms` if that is less.
+    pub database_commit_timeout_ms: Option<u64>,
     pub max_body_bytes: usize,
     pub drain_seconds: u64,
     /// Every request is answered within this (`DependencyTimeoutException` when the database
@@ -126,6 +131,7 @@ impl Default for Settings {
             account_id: "123456789012".into(),
             database_url: "postgres://postgres@127.0.0.1:5432/kms".into(),
             database_max_connections: 16,
+            database_commit_timeout_ms: None,
             max_body_bytes: 256 * 1024,
             drain_seconds: 30,
             request_timeout_ms: 10_000,
@@ -238,6 +244,12 @@ impl Settings {
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| format!("the configuration is invalid: {e}"))?;
+        s.checked()
+    }
+
+    /// These settings, if they hold together; one sentence on the first that does not.
+    fn checked(self) -> Result<Settings, String> {
+        let s = self;
         if s.regions.is_empty() || s.regions.iter().any(|r| r.trim().is_empty()) {
             return Err("the configuration must list at least one region".into());
         }
@@ -259,6 +271,14 @@ impl Settings {
                 }
             }
         }
+        if let Some(t) = s.database_commit_timeout_ms {
+            if t == 0 || t >= s.request_timeout_ms {
+                return Err(format!(
+                    "database_commit_timeout_ms must be above 0 and below request_timeout_ms ({}), not {t}",
+                    s.request_timeout_ms
+                ));
+            }
+        }
         if s.account_id.len() != 12 || !s.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(
                 "account_id must be 12 digits, not '{}'",
@@ -277,6 +297,15 @@ impl Settings {
             return read_pin_file(f);
         }
         Err("no user PIN: set KMS_HSM__PIN or hsm.pin_file".into())
+    }
+
+    /// How long a commit may wait for the database's confirmation.
+    pub fn commit_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.database_commit_timeout_ms
+                .unwrap_or_else(|| 2_000.min(self.request_timeout_ms / 2))
+                .max(1),
+        )
     }
 
     /// The database URL without its password, for messages.
@@ -343,6 +372,10 @@ mod tests {
             from_file.database_max_connections,
             d.database_max_connections
         );
+        assert_eq!(
+            from_file.database_commit_timeout_ms,
+            d.database_commit_timeout_ms
+        );
         assert_eq!(from_file.max_body_bytes, d.max_body_bytes);
         assert_eq!(from_file.drain_seconds, d.drain_seconds);
         assert_eq!(from_file.request_timeout_ms, d.request_timeout_ms);
@@ -395,6 +428,34 @@ mod tests {
         assert_eq!(
             from_file.quota.management_per_second,
             d.quota.management_per_second
+        );
+    }
+
+    #[test]
+    fn a_commit_timeout_not_below_the_request_timeout_is_refused() {
+        let e = Settings {
+            request_timeout_ms: 3000,
+            database_commit_timeout_ms: Some(3000),
+            ..Settings::default()
+        }
+        .checked()
+        .err()
+        .expect("refused");
+        assert_eq!(
+            e,
+            "database_commit_timeout_ms must be above 0 and below request_timeout_ms (3000), not 3000"
+        );
+        let s = Settings {
+            request_timeout_ms: 1500,
+            ..Settings::default()
+        }
+        .checked()
+        .ok()
+        .expect("accepted");
+        assert_eq!(s.commit_timeout(), std::time::Duration::from_millis(750));
+        assert_eq!(
+            Settings::default().commit_timeout(),
+            std::time::Duration::from_secs(2)
         );
     }
 

@@ -105,9 +105,12 @@ pub fn refuse_newer_schema(build: i64, database: i64) -> Result<(), String> {
 }
 
 /// Connect to the database `url` names: SQLite for `sqlite:` URLs, else Postgres.
+/// `commit_timeout`: how long a Postgres commit may wait for its confirmation (a synchronous
+/// standby's) before it is reported as the database being unavailable.
 pub async fn connect(
     url: &str,
     max_connections: u32,
+    commit_timeout: std::time::Duration,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(
@@ -115,7 +118,9 @@ pub async fn connect(
         ))
     } else {
         Ok(std::sync::Arc::new(
-            PgStore::connect(url, max_connections).await?,
+            PgStore::connect(url, max_connections)
+                .await?
+                .with_commit_timeout(commit_timeout),
         ))
     }
 }

@@ -17,6 +17,8 @@ pub struct PgStore {
     /// When the pool last moved to another host: connections opened before are never used
     /// again (they lead to the old one).
     moved_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// How long a commit may wait for its confirmation ([`PgStore::commit`]).
+    commit_timeout: Duration,
 }
 
 /// Whether a connection of age `age` was opened before the pool last moved host.
@@ -166,6 +168,7 @@ impl PgStore {
             hosts: Arc::new(hosts),
             primary: Arc::new(std::sync::Mutex::new(primary)),
             moved_at,
+            commit_timeout: Duration::from_secs(2),
         })
     }
 
@@ -283,6 +286,54 @@ impl PgStore {
         Ok(tx)
     }
 
+    /// Commit `tx`, waiting at most `commit_timeout` for the database to confirm it. A commit
+    /// that waits longer (no host taking writes, or a synchronous standby that is gone) is
+    /// reported as the database being unavailable, so the call is answered promptly
+    /// (`DependencyTimeoutException`), not acknowledged. The commit itself goes on in the
+    /// background (its connection held) until the database answers or drops it.
+    async fn commit(&self, tx: Tx<'static>) -> Result<(), StoreError> {
+        let waiting = tokio::spawn(async move { tx.commit().await });
+        match tokio::time::timeout(self.commit_timeout, waiting).await {
+            Ok(Ok(r)) => r.map_err(map_err),
+            Ok(Err(e)) => Err(StoreError::Other(format!("COMMIT did not complete: {e}"))),
+            Err(_) => {
+                tracing::error!(
+                    timeout_ms = self.commit_timeout.as_millis() as u64,
+                    "the database did not confirm a commit within database_commit_timeout_ms: no host taking writes, or commits waiting for a synchronous standby that is gone"
+                );
+                Err(StoreError::Unavailable(
+                    "the database did not confirm a commit in time".into(),
+                ))
+            }
+        }
+    }
+
+    /// Run one statement in its own transaction, its commit confirmed within `commit_timeout`
+    /// (as [`PgStore::commit`]).
+    async fn autocommit(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<sqlx::postgres::PgQueryResult, StoreError> {
+        match tokio::time::timeout(self.commit_timeout, q.execute(&self.pool)).await {
+            Ok(r) => r.map_err(map_err),
+            Err(_) => {
+                tracing::error!(
+                    timeout_ms = self.commit_timeout.as_millis() as u64,
+                    "the database did not confirm a write within database_commit_timeout_ms: no host taking writes, or commits waiting for a synchronous standby that is gone"
+                );
+                Err(StoreError::Unavailable(
+                    "the database did not confirm a write in time".into(),
+                ))
+            }
+        }
+    }
+
+    /// This store with commits waiting at most `t` for their confirmation.
+    pub fn with_commit_timeout(mut self, t: Duration) -> PgStore {
+        self.commit_timeout = t;
+        self
+    }
+
     /// A transaction that only reads (no change record).
     async fn begin_read(&self) -> Result<Tx<'static>, StoreError> {
         let pool = self.pool.clone();
@@ -299,12 +350,12 @@ impl PgStore {
         q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<sqlx::postgres::PgQueryResult, StoreError> {
         if current_change().is_none() {
-            return q.execute(&self.pool).await.map_err(map_err);
+            return self.autocommit(q).await;
         }
         let mut tx = self.begin().await?;
         let r = q.execute(&mut *tx).await.map_err(map_err)?;
         if r.rows_affected() > 0 {
-            tx.commit().await.map_err(map_err)?;
+            self.commit(tx).await?;
         }
         Ok(r)
     }
@@ -639,7 +690,7 @@ impl KeyStore for PgStore {
             insert_material(&mut tx, m, None).await?;
         }
         insert_tags(&mut tx, k.key_id, tags).await?;
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn count_import_tokens_since(
@@ -762,7 +813,7 @@ impl KeyStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn update_import_expiration(&self, imp: &KeyImportRecord) -> Result<bool, StoreError> {
@@ -827,7 +878,7 @@ impl KeyStore for PgStore {
                 constraint: "key_state_changed".into(),
             });
         }
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn all_key_ids(&self) -> Result<Vec<Uuid>, StoreError> {
@@ -867,7 +918,7 @@ impl KeyStore for PgStore {
         insert_key(&mut tx, k).await?;
         insert_material(&mut tx, m, None).await?;
         insert_alias(&mut *tx, a).await?;
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
@@ -1058,7 +1109,7 @@ impl KeyStore for PgStore {
             let rotated = ms.first().is_some_and(|m| m.key_id == u.key_id);
             apply_rotation(&mut tx, u, scheduled && rotated).await?;
         }
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn related_keys(&self, mrk: Uuid) -> Result<Vec<KeyRecord>, StoreError> {
@@ -1137,7 +1188,7 @@ impl KeyStore for PgStore {
             }
         }
         insert_tags(&mut tx, replica.key_id, tags).await?;
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn set_primary(&self, _mrk: Uuid, updates: &[RotationUpdate]) -> Result<(), StoreError> {
@@ -1145,7 +1196,7 @@ impl KeyStore for PgStore {
         for u in updates {
             apply_rotation(&mut tx, u, false).await?;
         }
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn replica_deletions_done(&self) -> Result<Vec<KeyRecord>, StoreError> {
@@ -1213,7 +1264,7 @@ impl KeyStore for PgStore {
         for u in updates {
             apply_rotation(&mut tx, u, false).await?;
         }
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError> {
@@ -1353,7 +1404,7 @@ impl KeyStore for PgStore {
             .await
             .map_err(map_err)?;
         insert_tags(&mut tx, key_id, tags).await?;
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -1389,7 +1440,7 @@ impl KeyStore for PgStore {
             .await
             .map_err(map_err)?
             .rows_affected();
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(n == 1)
     }
 
@@ -1502,7 +1553,7 @@ impl KeyStore for PgStore {
             return Err(quota_exceeded());
         }
         insert_alias(&mut *tx, a).await?;
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn update_alias(&self, a: &AliasRecord, from_key: Uuid) -> Result<bool, StoreError> {
@@ -1780,7 +1831,7 @@ impl IdentityStore for PgStore {
                     value: r.get("tag_value"),
                 })
                 .collect();
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(Some(PrincipalAuthz {
             account_id: p.get("account_id"),
             kind: p.get("kind"),
@@ -1929,7 +1980,7 @@ impl IdentityStore for PgStore {
                 }
             }
         }
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -2111,7 +2162,7 @@ impl IdentityStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        self.commit(tx).await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -2397,7 +2448,7 @@ impl GrantStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
+        self.commit(tx).await
     }
 
     async fn ended_grants_per_trail(&self, arn: &str) -> Result<Vec<String>, StoreError> {
@@ -2539,11 +2590,10 @@ impl AuditStore for PgStore {
             .bind(settles)
             .bind(&gen_rows)
             .bind(&gens)
-            .bind(&gen_seqs)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
+            .bind(&gen_seqs);
+        // The trail's commit is what every audited call waits for: confirmed in time or
+        // reported (a synchronous standby that is gone answers every call 503, promptly).
+        let inserted = self.autocommit(inserted).await?.rows_affected();
         Ok((inserted as usize == n).then_some((seq, prev)))
     }
 

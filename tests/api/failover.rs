@@ -559,3 +559,84 @@ fn code_of<E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug>(e: &E)
         .map(str::to_string)
         .unwrap_or_else(|| format!("no code: {e:?}"))
 }
+
+/// The synchronous standby dies (the primary lives): every commit would wait for it forever.
+/// Callers are answered `DependencyTimeoutException` within `database_commit_timeout_ms`, not
+/// after the whole request timeout, with a log line that names the cause; nothing is
+/// acknowledged that the standby does not have. Once a standby is back, calls succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_waiting_for_a_standby_that_is_gone_are_answered_503_promptly() {
+    if skip_on_sqlite("a Postgres synchronous-standby drill") {
+        return;
+    }
+    let clusters = tokio::task::spawn_blocking(Clusters::start).await.unwrap();
+    let token = Token::new();
+    let db = Database::at(&clusters.url());
+    let init = tokio::task::block_in_place(|| run_init(&token, &db, None));
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let (id, secret) = parse_credentials(&String::from_utf8_lossy(&init.stdout));
+    let (id, secret) = (id.unwrap(), secret.unwrap());
+    let s = tokio::task::block_in_place(|| {
+        Server::from_parts_with(
+            token,
+            db,
+            &id,
+            &secret,
+            &[
+                ("KMS_REQUEST_TIMEOUT_MS", "10000"),
+                ("KMS_DATABASE_COMMIT_TIMEOUT_MS", "1000"),
+            ],
+        )
+    });
+    let c = s.client();
+    let key = new_key(&c).await;
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    // The standby's machine dies.
+    kill_tree(clusters.postmaster("standby").expect("standby running"));
+    for call in ["Encrypt", "CreateKey", "DisableKey"] {
+        let started = Instant::now();
+        let got = match call {
+            "Encrypt" => code(
+                c.encrypt()
+                    .key_id(&key)
+                    .plaintext(Blob::new(b"x".to_vec()))
+                    .send()
+                    .await,
+            ),
+            "CreateKey" => code(c.create_key().send().await),
+            _ => code(c.disable_key().key_id(&key).send().await),
+        };
+        let took = started.elapsed();
+        assert_eq!(got, "DependencyTimeoutException", "{call}");
+        assert!(
+            took < Duration::from_millis(5000),
+            "{call} answered after {took:?}, not promptly"
+        );
+    }
+    assert!(
+        s.log_text().contains("synchronous standby that is gone"),
+        "the log names the cause"
+    );
+    // Without synchronous replication (the operator's choice while the standby is rebuilt),
+    // calls succeed again.
+    psql_at(clusters.primary_port, "ALTER SYSTEM SET synchronous_standby_names = ''");
+    psql_at(clusters.primary_port, "SELECT pg_reload_conf()");
+    eventually("calls succeed again", || {
+        let c = c.clone();
+        let key = key.clone();
+        async move {
+            c.encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+}
