@@ -445,13 +445,13 @@ mod tests {
             e,
             "database_commit_timeout_ms must be above 0 and below request_timeout_ms (3000), not 3000"
         );
-        let s = Settings {
+        let Ok(s) = (Settings {
             request_timeout_ms: 1500,
             ..Settings::default()
-        }
-        .checked()
-        .ok()
-        .expect("accepted");
+        })
+        .checked() else {
+            panic!("accepted")
+        };
         assert_eq!(s.commit_timeout(), std::time::Duration::from_millis(750));
         assert_eq!(
             Settings::default().commit_timeout(),
