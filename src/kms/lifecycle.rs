@@ -74,8 +74,13 @@ impl Kms {
             return Ok(*t);
         }
         crate::metrics::cache("aliases", false);
+        // The trail first: an alias re-pointed by a change that commits while it is read is
+        // then never taken for an older row put back.
+        let trail = self
+            .trail_of(&[super::seal::alias_row_of(account, region, name)])
+            .await?;
         let t = match self.keys.alias(account, region, name).await? {
-            Some(a) => Some(self.verified_alias(a).await?.key_id),
+            Some(a) => Some(self.verified_alias_under(a, Some(&trail)).await?.key_id),
             None => None,
         };
         self.aliases.lock().unwrap().put(k, t);
@@ -85,15 +90,23 @@ impl Kms {
     /// An alias row whose MAC holds. One re-pointed, inserted or moved in the database is
     /// refused (the request fails), never followed to the key it now names.
     pub(super) async fn verified_alias(&self, a: AliasRecord) -> Result<AliasRecord, KmsError> {
+        self.verified_alias_under(a, None).await
+    }
+
+    /// [`Kms::verified_alias`], against generations read from the trail before the row (if
+    /// given; else the trail is asked now).
+    async fn verified_alias_under(
+        &self,
+        a: AliasRecord,
+        trail: Option<&[(String, i64)]>,
+    ) -> Result<AliasRecord, KmsError> {
         let stored = Some(a.mac.clone());
-        if self
-            .current_seal(
-                super::seal::alias_row(&a),
-                super::alias_mac_input(&a),
-                &stored,
-            )
-            .await?
-        {
+        let (row, input) = (super::seal::alias_row(&a), super::alias_mac_input(&a));
+        let current = match trail {
+            Some(t) => self.current_under(row, input, &stored, t).await?,
+            None => self.current_seal(row, input, &stored).await?,
+        };
+        if current {
             return Ok(a);
         }
         tracing::error!(alias = %a.alias_name, account_id = %a.account_id, region = %a.region, key_id = %a.key_id, sealed = !a.mac.is_empty(), "alias row failed its integrity check (altered in the database, an older row put back, or stored before aliases were sealed: review with `kms admin seal`); refusing it");

@@ -776,10 +776,22 @@ impl Kms {
     /// identity policy, tag, service registration or trust policy altered, added or removed
     /// in the database refuses the principal everything. `None`: no such principal.
     async fn verified_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, KmsError> {
+        // The trail first: a change that commits while the row is read is then never taken
+        // for an older row put back.
+        let trail = self.trail_of(&[seal::principal_row(arn)]).await?;
         let Some(a) = self.ids.principal_authz(arn).await? else {
             return Ok(None);
         };
-        if !self.principal_mac_holds(arn, &a).await? {
+        let holds = a.mac.is_some()
+            && self
+                .current_under(
+                    seal::principal_row(arn),
+                    principal_mac_input(arn, &a),
+                    &a.mac,
+                    &trail,
+                )
+                .await?;
+        if !holds {
             tracing::error!(principal_arn = arn, sealed = a.mac.is_some(), "the principal's policies, tags or trust policy failed their integrity check (altered in the database, an older row put back, or stored before principals were sealed: review with `kms admin seal`); refusing the principal");
             return Err(KmsError::AccessDenied(format!(
                 "{arn} is not authorized to perform this operation: its identity record failed an integrity check"

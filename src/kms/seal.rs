@@ -54,7 +54,12 @@ pub(crate) fn key_row(rec: &KeyRecord, part: &str) -> String {
 
 /// The name the trail knows an alias row by: the alias's ARN.
 pub(crate) fn alias_row(a: &AliasRecord) -> String {
-    format!("arn:aws:kms:{}:{}:{}", a.region, a.account_id, a.alias_name)
+    alias_row_of(&a.account_id, &a.region, &a.alias_name)
+}
+
+/// [`alias_row`] by account, region and name, before the row is read.
+pub(crate) fn alias_row_of(account: &str, region: &str, name: &str) -> String {
+    format!("arn:aws:kms:{region}:{account}:{name}")
 }
 
 /// The name the trail knows a key's import record (expiration model, `ValidTo`) by.
@@ -149,6 +154,29 @@ impl Kms {
             }
             _ => false,
         })
+    }
+
+    /// The highest generation the trail holds for each of `rows`. Asked *before* the rows are
+    /// read, it holds only generations committed before the read: a row read afterwards is at
+    /// or above them unless it is an older row put back, whatever commits meanwhile.
+    pub(crate) async fn trail_of(&self, rows: &[String]) -> Result<Vec<(String, i64)>, KmsError> {
+        Ok(self.keys.generations_per_trail(rows).await?)
+    }
+
+    /// [`Kms::current_seal`] against generations read from the trail before the row was
+    /// ([`Kms::trail_of`]).
+    pub(crate) async fn current_under(
+        &self,
+        row: String,
+        input: Vec<u8>,
+        stored: &Option<Vec<u8>>,
+        trail: &[(String, i64)],
+    ) -> Result<bool, KmsError> {
+        if !self.sealed(input, stored).await? {
+            return Ok(false);
+        }
+        let stored = stored.as_deref().unwrap_or_default();
+        Ok(first_behind(&[(row, stored)], trail).is_none())
     }
 
     /// Whether a row read to be rewritten is as the service last wrote it: its seal holds and
