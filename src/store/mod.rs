@@ -84,13 +84,13 @@ pub(crate) fn migrations_current(known: &[i64], applied: &[i64]) -> Result<(), S
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 25;
-pub const SCHEMA_SQLITE: i64 = 12;
+pub const SCHEMA_POSTGRES: i64 = 26;
+pub const SCHEMA_SQLITE: i64 = 13;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 25, SQLite 12)"
+    " (schema: Postgres 26, SQLite 13)"
 );
 
 /// Refuse a database whose schema a newer release migrated (`database` > `build`): this
@@ -124,6 +124,10 @@ pub async fn connect(
         ))
     }
 }
+
+/// How far below the customer managed keys quota CreateKey trusts the count the triggers keep
+/// (`quota_usage`) without taking the quota's lock: more creations than this never race.
+pub(crate) const QUOTA_EXACT_MARGIN: i64 = 1024;
 
 /// The constraint a `Conflict` names when a resource quota (keys per region, grants per key,
 /// aliases per region) refused the insert.

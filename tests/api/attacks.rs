@@ -2649,3 +2649,82 @@ async fn rows_changing_under_readers_are_never_taken_for_replays() {
         assert!(seen.get("ok").copied().unwrap_or(0) > 0, "{seen:?}");
     }
 }
+
+/// The key quota far from its limit is decided from the count the database's triggers keep (no
+/// lock, no count of the account's keys: CreateKey does not slow down as keys accumulate), and
+/// within a margin of it exactly, under the lock, as before: callers racing from two nodes past
+/// the point where the kept count stops being trusted still stop at the quota, and the kept
+/// count follows every creation and deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_quota_holds_from_its_kept_count_to_its_exact_one() {
+    const MARGIN: usize = 1024; // QUOTA_EXACT_MARGIN
+    const QUOTA: usize = MARGIN + 12;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("clock-offset");
+    std::fs::write(&clock, "0").unwrap();
+    let s = Server::start_with(&[
+        ("KMS_QUOTA__KEYS_PER_REGION", &QUOTA.to_string()),
+        ("KMS_QUOTA__MANAGEMENT_PER_SECOND", "100000"),
+        ("KMS_CLOCK_OFFSET_FILE", clock.to_str().unwrap()),
+        ("KMS_ENABLE_TEST_HOOKS", "true"),
+        ("KMS_SCHEDULER_INTERVAL_MS", "100"),
+    ])
+    .await;
+    let node2 = tokio::task::block_in_place(|| s.second_node());
+    let clients = [s.client(), s.client_of(&node2, &s.access_key_id, &s.secret)];
+    let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let (c, made, refused) = (clients[w % 2].clone(), made.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..(QUOTA + 40) / 16 {
+                match c.create_key().send().await {
+                    Ok(_) => {
+                        made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        assert_eq!(code::<(), _>(Err(e)), "LimitExceededException");
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let made = made.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(made, QUOTA, "keys created against a quota of {QUOTA}");
+    assert!(refused.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    let db = &s.db;
+    let counted = || async move {
+        (
+            db.int("SELECT CAST(COALESCE(sum(used), 0) AS BIGINT) FROM quota_usage WHERE resource = 'keys'")
+                .await,
+            db.int("SELECT count(*) FROM keys WHERE key_manager = 'CUSTOMER'")
+                .await,
+        )
+    };
+    let (kept, exact) = counted().await;
+    assert_eq!((kept, exact), (QUOTA as i64, QUOTA as i64));
+    // Deletions are counted too: a key deleted frees its place.
+    let c = &clients[0];
+    let victim = c.list_keys().limit(1).send().await.unwrap().keys.unwrap()[0]
+        .key_id
+        .clone()
+        .unwrap();
+    c.schedule_key_deletion()
+        .key_id(&victim)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    s.advance_days(8);
+    eventually("the key is deleted and no longer counted", || async {
+        counted().await == ((QUOTA - 1) as i64, (QUOTA - 1) as i64)
+    })
+    .await;
+    c.create_key().send().await.unwrap();
+    assert_eq!(code(c.create_key().send().await), "LimitExceededException");
+}

@@ -117,12 +117,21 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
     let r = |sel, alter, probe| Refused { sel, alter, probe };
     use Alter as A;
     use Probe as P;
+    // The key quota's counter decides only whether CreateKey counts exactly: set back with
+    // SQL, it lets callers create keys past the quota, which is no more than the writer can do
+    // by inserting key rows itself; it grants no access and reveals nothing.
+    const QUOTA_COUNT: &str = "a count that only spares CreateKey the exact count far below the quota: set back, it lets keys past the quota, as inserting key rows would";
     const DISPLAY: &str = "shown, never decides";
     vec![
         // ---- service keys
         ("root_keys", "version", Places("the root key the token holds: another version fails the start (the token has none)")),
         ("root_keys", "label", NoDecision("written for operators; the token object is found from the version")),
         ("root_keys", "created_at", NoDecision(DISPLAY)),
+        ("quota_usage", "account_id", NoDecision(QUOTA_COUNT)),
+        ("quota_usage", "region", NoDecision(QUOTA_COUNT)),
+        ("quota_usage", "resource", NoDecision(QUOTA_COUNT)),
+        ("quota_usage", "shard", NoDecision(QUOTA_COUNT)),
+        ("quota_usage", "used", NoDecision(QUOTA_COUNT)),
         // ---- tenants and principals
         ("accounts", "account_id", Places("referenced by principals, keys and aliases, each MAC binding its account")),
         ("accounts", "name", NoDecision(DISPLAY)),
