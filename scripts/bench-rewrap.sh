@@ -31,7 +31,7 @@ export KMS_DATABASE_URL="$PG_BASE/kms_bench_rewrap"
 export KMS_HSM__TOKEN_LABEL=kms-rewrap
 export KMS_HSM__PIN_FILE="$B/pin"
 export KMS_LISTEN="127.0.0.1:$PORT"
-export KMS_LOG="warn,cryptoki=off"
+export KMS_LOG="${BENCH_LOG:-warn,cryptoki=off}"
 export KMS_QUOTA__CRYPTO_PER_SECOND=10000000 KMS_QUOTA__MANAGEMENT_PER_SECOND=10000000
 export AWS_ACCESS_KEY_ID=AKIABENCHREWRAP00001
 export AWS_SECRET_ACCESS_KEY="$(head -c 30 /dev/urandom | base64 | tr -d '/+=' | head -c 40)"

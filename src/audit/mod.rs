@@ -120,8 +120,9 @@ pub struct Audit {
     anchor: Option<Arc<anchor::Anchor>>,
 }
 
-/// Hands leadership on if a leading request is cancelled (its client went away): the events
-/// still waiting get a new leader, the batch in flight reports failure to its waiters.
+/// Hands leadership on when a leading request is done with its own batch, or is cancelled (its
+/// client went away): the events still waiting get a new leader (a task of its own); a batch in
+/// flight when a request is cancelled reports failure to its waiters.
 struct Leading {
     audit: Arc<Audit>,
     finished: bool,
@@ -139,7 +140,7 @@ impl Drop for Leading {
         }
         drop(q);
         let audit = self.audit.clone();
-        tokio::spawn(async move { audit.lead().await });
+        tokio::spawn(async move { audit.lead(false).await });
     }
 }
 
@@ -200,7 +201,7 @@ impl Audit {
             !std::mem::replace(&mut q.leading, true)
         };
         if lead {
-            self.clone().lead().await;
+            self.clone().lead(true).await;
         }
         let r = wait.await;
         crate::metrics::audit_append(started.elapsed());
@@ -213,8 +214,12 @@ impl Audit {
         }
     }
 
-    /// Commit batches until nothing is waiting (the caller holds `leading`).
-    async fn lead(self: Arc<Self>) {
+    /// Commit batches until nothing is waiting (the caller holds `leading`). A request that
+    /// leads (`inline`) commits the one batch that carries its own event, then hands on to a
+    /// task of its own if more are waiting: under steady load the queue never empties, and a
+    /// request that led until it did would answer late (or past its deadline, abandoning the
+    /// batch in flight for everyone in it).
+    async fn lead(self: Arc<Self>, inline: bool) {
         let mut guard = Leading {
             audit: self.clone(),
             finished: false,
@@ -260,6 +265,10 @@ impl Audit {
             }
             for done in waiters {
                 let _ = done.send(result.clone());
+            }
+            if inline {
+                // The guard hands leadership on to a task (or lets it go if nothing waits).
+                return;
             }
         }
     }
