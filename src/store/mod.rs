@@ -424,7 +424,8 @@ pub trait KeyStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<KeyRecord>, StoreError>;
     async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError>;
-    /// Customer managed keys of an account in a region, in any state (the key quota).
+    /// Customer managed keys of an account in a region, in any state, as the database's
+    /// triggers count them (`quota_usage`): the key quota's quick refusal.
     async fn count_customer_keys(&self, account_id: &str, region: &str) -> Result<i64, StoreError>;
     /// Whether the audit trail records the deletion of the key `arn` (a `DeleteKey` event)
     /// after `created_at`.

@@ -857,8 +857,10 @@ impl KeyStore for SqliteStore {
     }
 
     async fn count_customer_keys(&self, account_id: &str, region: &str) -> Result<i64, StoreError> {
+        // The count the triggers keep (not a count of the account's keys, which grows with
+        // them): this is the quick refusal; the insert decides.
         sqlx::query_scalar(
-            "SELECT count(*) FROM keys WHERE account_id = $1 AND region = $2 AND key_manager = 'CUSTOMER'",
+            "SELECT COALESCE(sum(used), 0) FROM quota_usage WHERE account_id = $1 AND region = $2 AND resource = 'keys'",
         )
         .bind(account_id)
         .bind(region)
