@@ -33,6 +33,8 @@ export KMS_HSM__PIN_FILE="$B/pin"
 export KMS_LISTEN="127.0.0.1:$PORT"
 export KMS_LOG="${BENCH_LOG:-warn,cryptoki=off}"
 export KMS_QUOTA__CRYPTO_PER_SECOND=10000000 KMS_QUOTA__MANAGEMENT_PER_SECOND=10000000
+# The figure is the re-wrap: the keys quota (100,000 per account and region) set above the keys made.
+export KMS_QUOTA__KEYS_PER_REGION=1000000
 export AWS_ACCESS_KEY_ID=AKIABENCHREWRAP00001
 export AWS_SECRET_ACCESS_KEY="$(head -c 30 /dev/urandom | base64 | tr -d '/+=' | head -c 40)"
 KMS_ADMIN_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" KMS_ADMIN_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \

@@ -3,7 +3,7 @@
 -- lock made every creation wait for it (100,000 keys took tens of minutes to create). Triggers
 -- now keep a count per account and region, split over 16 rows (by the key id's first hex digit)
 -- so that concurrent creations do not queue on one row. CreateKey reads the 16 rows; only
--- within a margin of the quota does it take the lock and count exactly, as before.
+-- within a margin of the quota does it take the lock, and reads them again under it.
 CREATE TABLE quota_usage (
     account_id TEXT NOT NULL,
     region     TEXT NOT NULL,

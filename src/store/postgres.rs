@@ -476,32 +476,30 @@ fn quota_exceeded() -> StoreError {
     }
 }
 
-/// The customer managed keys quota of an account and region, checked inside the inserting
-/// transaction.
-async fn within_key_quota(tx: &mut Tx<'_>, k: &KeyRecord, max: i64) -> Result<(), StoreError> {
-    // Far below the quota (the count the triggers keep, read without a lock), no creation
-    // racing this one can reach it: no lock, no count. Near it, exactly as before.
-    let counted: i64 = sqlx::query_scalar(
+/// The customer managed keys of `k`'s account and region as the triggers count them.
+async fn kept_keys(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
         "SELECT COALESCE(sum(used), 0)::BIGINT FROM quota_usage WHERE account_id = $1 AND region = $2 AND resource = 'keys'",
     )
     .bind(&k.account_id)
     .bind(&k.region)
     .fetch_one(&mut **tx)
     .await
-    .map_err(map_err)?;
-    if counted + super::QUOTA_EXACT_MARGIN < max {
+    .map_err(map_err)
+}
+
+/// The customer managed keys quota of an account and region, checked inside the inserting
+/// transaction.
+async fn within_key_quota(tx: &mut Tx<'_>, k: &KeyRecord, max: i64) -> Result<(), StoreError> {
+    // The count the triggers keep (16 rows, not a count of the account's keys). Far below the
+    // quota, no creation racing this one can reach it: no lock. Near it, read again under the
+    // lock that serialises the account's creations: every creation that could still be in
+    // flight without the lock started while the count was more than the margin away.
+    if kept_keys(tx, k).await? + super::QUOTA_EXACT_MARGIN < max {
         return Ok(());
     }
     quota_lock(tx, &format!("keys\n{}\n{}", k.account_id, k.region)).await?;
-    let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM keys WHERE account_id = $1 AND region = $2 AND key_manager = 'CUSTOMER'",
-    )
-    .bind(&k.account_id)
-    .bind(&k.region)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    if n >= max {
+    if kept_keys(tx, k).await? >= max {
         return Err(quota_exceeded());
     }
     Ok(())
