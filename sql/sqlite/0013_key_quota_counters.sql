@@ -1,6 +1,7 @@
 -- The customer managed keys quota: a count per account and region kept by triggers (as in the
--- Postgres schema, split over 16 rows by the key id's first hex digit), so CreateKey need not
--- count the account's keys unless it is within a margin of the quota.
+-- Postgres schema, split over 16 rows by the key id's first hex digit), so CreateKey never
+-- counts the account's keys: it reads these rows, again under the lock within a margin of the
+-- quota.
 CREATE TABLE quota_usage (
     account_id TEXT NOT NULL,
     region     TEXT NOT NULL,
