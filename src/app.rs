@@ -20,17 +20,18 @@ pub async fn connect_store(s: &Settings) -> Result<Arc<dyn Store>, Error> {
         s.commit_timeout(),
     )
     .await
-        .map_err(|e| {
-            let what = if s.database_url.starts_with("sqlite:") {
-                "the SQLite database cannot be opened"
-            } else {
-                "Postgres is unreachable"
-            };
-            format!("{what} at {}: {e}", s.database_url_redacted())
-        })?;
-    // A database a newer release migrated is never served, migrated or changed by this one.
-    let (build, database) = store.schema_versions().await.map_err(|e| e.to_string())?;
-    crate::store::refuse_newer_schema(build, database)?;
+    .map_err(|e| {
+        let what = if s.database_url.starts_with("sqlite:") {
+            "the SQLite database cannot be opened"
+        } else {
+            "Postgres is unreachable"
+        };
+        format!("{what} at {}: {e}", s.database_url_redacted())
+    })?;
+    // A database a newer release migrated is never served, migrated or changed by this one,
+    // unless that release's migrations were additive for this build (its schema floor).
+    let v = store.schema_versions().await.map_err(|e| e.to_string())?;
+    crate::store::refuse_newer_schema(v)?;
     Ok(store)
 }
 
@@ -1290,7 +1291,8 @@ pub async fn hsm(s: &Settings, cmd: HsmCommand) -> Result<(), Error> {
             }
             let next = current + 1;
             let label = root_key_label(next as u32);
-            let detail = serde_json::json!({ "rootKeyVersion": next, "previousRootKeyVersion": current });
+            let detail =
+                serde_json::json!({ "rootKeyVersion": next, "previousRootKeyVersion": current });
             audit_root_command(s, store.as_ref(), "RotateRootKey", &label, &detail, true).await?;
             let h = kms.hsm().clone();
             let created = tokio::task::spawn_blocking(move || h.add_root_key(next as u32))
@@ -1445,7 +1447,10 @@ async fn audit_root_command(
 /// Re-wrap every blob still under an older root key, in batches, printing progress.
 async fn rewrap_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<(), Error> {
     let backlog = |per_root: &[(i32, i64)]| current_and_backlog(per_root).1;
-    let status = kms.root_key_status(store).await.map_err(|e| e.to_string())?;
+    let status = kms
+        .root_key_status(store)
+        .await
+        .map_err(|e| e.to_string())?;
     let (current, total) = current_and_backlog(&status);
     eprintln!("kms hsm: {total} stored blobs to re-wrap under root key v{current}");
     let (mut mine, mut others) = (0usize, 0usize);
@@ -1457,11 +1462,19 @@ async fn rewrap_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<(), Erro
             .map_err(|e| format!("re-wrapping stopped ({e}); run `kms hsm rewrap` to resume"))?;
         mine += r.rewrapped;
         others += r.elsewhere;
-        left = backlog(&kms.root_key_status(store).await.map_err(|e| e.to_string())?);
+        left = backlog(
+            &kms.root_key_status(store)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
         let done = (total - left).max(0);
         eprintln!(
             "kms hsm: re-wrapped {done} of {total} blobs ({:.0} %), {left} left",
-            if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 }
+            if total == 0 {
+                100.0
+            } else {
+                done as f64 * 100.0 / total as f64
+            }
         );
         if !r.moved() && left > 0 {
             if r.refused > 0 {

@@ -114,7 +114,8 @@ impl Kms {
     }
 
     pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
-        self.as_current(|| self.enable_key_once(caller, key_id)).await
+        self.as_current(|| self.enable_key_once(caller, key_id))
+            .await
     }
 
     async fn enable_key_once(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
@@ -128,7 +129,8 @@ impl Kms {
     }
 
     pub async fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
-        self.as_current(|| self.disable_key_once(caller, key_id)).await
+        self.as_current(|| self.disable_key_once(caller, key_id))
+            .await
     }
 
     async fn disable_key_once(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {

@@ -67,14 +67,23 @@ impl Store for SqliteStore {
 }
 
 /// Readiness of a schema: every migration this build has (`known`) is among those the
-/// database records as applied, and the database records none this build does not know.
-pub(crate) fn migrations_current(known: &[i64], applied: &[i64]) -> Result<(), StoreError> {
+/// database records as applied, and the database records none this build does not know
+/// unless the schema floor says every later migration is additive for this build (a newer
+/// release beside this one during a rolling upgrade).
+pub(crate) fn migrations_current(
+    known: &[i64],
+    applied: &[i64],
+    floor: Option<i64>,
+) -> Result<(), StoreError> {
     if let Some(missing) = known.iter().find(|v| !applied.contains(v)) {
         return Err(StoreError::Other(format!(
             "migration {missing} is not applied"
         )));
     }
-    if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
+    let build = known.iter().copied().max().unwrap_or(0);
+    let newer_allowed = floor.is_some_and(|f| f <= build);
+    let admitted = |v: i64| known.contains(&v) || (newer_allowed && v > build);
+    if let Some(unknown) = applied.iter().find(|v| !admitted(**v)) {
         return Err(StoreError::Other(format!(
             "the database has migration {unknown}, which this build does not know"
         )));
@@ -84,24 +93,52 @@ pub(crate) fn migrations_current(known: &[i64], applied: &[i64]) -> Result<(), S
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 26;
-pub const SCHEMA_SQLITE: i64 = 13;
+pub const SCHEMA_POSTGRES: i64 = 27;
+pub const SCHEMA_SQLITE: i64 = 14;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 26, SQLite 13)"
+    " (schema: Postgres 27, SQLite 14)"
 );
 
-/// Refuse a database whose schema a newer release migrated (`database` > `build`): this
-/// build cannot know what those migrations changed, so it must not serve or migrate it.
-pub fn refuse_newer_schema(build: i64, database: i64) -> Result<(), String> {
-    if database > build {
-        return Err(format!(
-            "the database's schema is at version {database}, newer than this build's {build}: a newer release migrated it; run that release (or a newer one), not this one"
-        ));
+/// A database's schema as this build sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersions {
+    /// The schema this build migrates to.
+    pub build: i64,
+    /// The highest migration applied (0 for an empty database).
+    pub database: i64,
+    /// The oldest release schema that may still run against the database (`schema_floor`):
+    /// every migration above it only added (expand), so a binary of that schema or newer
+    /// reads and writes what it knows unchanged. A contract migration (one that drops or
+    /// changes what an older binary uses) raises it. `None` before the table existed.
+    pub floor: Option<i64>,
+}
+
+/// Refuse a database this build cannot run against: one a newer release migrated with a
+/// migration that is not additive for this build (the floor above this build's schema, or a
+/// database from before the floor was recorded). A newer schema whose every migration beyond
+/// this build's is additive is served, so old and new binaries run side by side during a
+/// rolling upgrade.
+pub fn refuse_newer_schema(v: SchemaVersions) -> Result<(), String> {
+    let SchemaVersions {
+        build,
+        database,
+        floor,
+    } = v;
+    if database <= build {
+        return Ok(());
     }
-    Ok(())
+    match floor {
+        Some(f) if f <= build => Ok(()),
+        Some(f) => Err(format!(
+            "the database's schema is at version {database} and no longer runs releases below schema {f} (a newer release contracted it); this build is at {build}: run a release at schema {f} or newer"
+        )),
+        None => Err(format!(
+            "the database's schema is at version {database}, newer than this build's {build}: a newer release migrated it; run that release (or a newer one), not this one"
+        )),
+    }
 }
 
 /// Connect to the database `url` names: SQLite for `sqlite:` URLs, else Postgres.
@@ -347,9 +384,9 @@ pub trait KeyStore: Send + Sync {
     /// For readiness: the database answers, and its schema is the one this build migrates to
     /// (every migration this build has is applied, none it does not know of).
     async fn readiness(&self) -> Result<(), StoreError>;
-    /// The schema version this build migrates to and the database's (the highest migration
-    /// applied; 0 for an empty database).
-    async fn schema_versions(&self) -> Result<(i64, i64), StoreError>;
+    /// The schema version this build migrates to, the database's (the highest migration
+    /// applied; 0 for an empty database) and its floor.
+    async fn schema_versions(&self) -> Result<SchemaVersions, StoreError>;
     /// Insert a key with its first material (none for a key pending import) and tags, in one
     /// transaction that also counts the customer managed keys of its account and region
     /// (every node's, serialised with other writers of the same quota): `Conflict`
@@ -906,13 +943,17 @@ pub(crate) mod root_sql {
         "SELECT access_key_id FROM sessions WHERE root_version < $1 ORDER BY access_key_id LIMIT $2";
     pub const IMPORT_TOKENS_BELOW: &str =
         "SELECT token_id FROM import_tokens WHERE root_version < $1 ORDER BY token_id LIMIT $2";
-    pub const REWRAP_MATERIAL: &str = "UPDATE key_materials SET wrapped = $4, root_version = $5, mac = $6 \
+    pub const REWRAP_MATERIAL: &str =
+        "UPDATE key_materials SET wrapped = $4, root_version = $5, mac = $6 \
         WHERE key_id = $1 AND version = $2 AND mac = $3";
-    pub const REWRAP_ACCESS_KEY: &str = "UPDATE access_keys SET secret_blob = $3, root_version = $4, mac = $5 \
+    pub const REWRAP_ACCESS_KEY: &str =
+        "UPDATE access_keys SET secret_blob = $3, root_version = $4, mac = $5 \
         WHERE access_key_id = $1 AND mac = $2";
-    pub const REWRAP_SESSION: &str = "UPDATE sessions SET secret_blob = $3, root_version = $4, mac = $5 \
+    pub const REWRAP_SESSION: &str =
+        "UPDATE sessions SET secret_blob = $3, root_version = $4, mac = $5 \
         WHERE access_key_id = $1 AND mac = $2";
-    pub const REWRAP_IMPORT_TOKEN: &str = "UPDATE import_tokens SET wrapped_private = $3, root_version = $4, mac = $5 \
+    pub const REWRAP_IMPORT_TOKEN: &str =
+        "UPDATE import_tokens SET wrapped_private = $3, root_version = $4, mac = $5 \
         WHERE token_id = $1 AND mac = $2";
     pub const FORGET_ROOT: &str = "DELETE FROM root_keys WHERE version = $1";
 }
@@ -1068,7 +1109,29 @@ mod schema_version_tests {
         assert!(VERSION.contains(&format!(
             "Postgres {SCHEMA_POSTGRES}, SQLite {SCHEMA_SQLITE}"
         )));
-        assert!(refuse_newer_schema(SCHEMA_POSTGRES, SCHEMA_POSTGRES).is_ok());
-        assert!(refuse_newer_schema(SCHEMA_POSTGRES, SCHEMA_POSTGRES + 1).is_err());
+    }
+
+    #[test]
+    fn a_newer_schema_is_served_only_while_its_floor_admits_this_build() {
+        let v = |database, floor| SchemaVersions {
+            build: 27,
+            database,
+            floor,
+        };
+        assert!(refuse_newer_schema(v(27, Some(27))).is_ok());
+        assert!(refuse_newer_schema(v(0, None)).is_ok());
+        assert!(refuse_newer_schema(v(20, None)).is_ok());
+        // Additive migrations beyond this build: served side by side.
+        assert!(refuse_newer_schema(v(29, Some(27))).is_ok());
+        assert!(refuse_newer_schema(v(29, Some(20))).is_ok());
+        // A contract migration beyond this build, or no floor recorded: refused.
+        let e = refuse_newer_schema(v(29, Some(28))).unwrap_err();
+        assert!(e.contains("schema 28 or newer"), "{e}");
+        assert!(refuse_newer_schema(v(28, None)).is_err());
+        // Readiness: later migrations are known-unknown only under an admitting floor.
+        assert!(migrations_current(&[1, 2], &[1, 2, 3], Some(2)).is_ok());
+        assert!(migrations_current(&[1, 2], &[1, 2, 3], Some(3)).is_err());
+        assert!(migrations_current(&[1, 2], &[1, 2, 3], None).is_err());
+        assert!(migrations_current(&[1, 2, 3], &[1, 2], Some(1)).is_err());
     }
 }

@@ -223,10 +223,30 @@ impl PgStore {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./sql")
-            .run(&self.pool)
+        // Migrations a newer release applied are left alone: `connect_store` has refused the
+        // database unless its schema floor admits this build (rolling upgrades).
+        let mut m = sqlx::migrate!("./sql");
+        m.set_ignore_missing(true);
+        m.run(&self.pool)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+    }
+
+    /// The oldest release schema that may run against this database (`schema_floor`, set by
+    /// migrations); `None` before the table existed.
+    async fn schema_floor(&self) -> Result<Option<i64>, StoreError> {
+        let table: bool =
+            sqlx::query_scalar("SELECT to_regclass('public.schema_floor') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+        if !table {
+            return Ok(None);
+        }
+        sqlx::query_scalar("SELECT oldest_release_schema FROM schema_floor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
     /// Whether the schema has been created (i.e. `kms init` ran against this database).
@@ -656,7 +676,7 @@ async fn insert_alias<'e, E: sqlx::PgExecutor<'e>>(
 
 #[async_trait]
 impl KeyStore for PgStore {
-    async fn schema_versions(&self) -> Result<(i64, i64), StoreError> {
+    async fn schema_versions(&self) -> Result<super::SchemaVersions, StoreError> {
         let table: bool = sqlx::query_scalar(
             "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = '_sqlx_migrations'",
         )
@@ -673,7 +693,12 @@ impl KeyStore for PgStore {
         } else {
             0
         };
-        Ok((super::SCHEMA_POSTGRES, database))
+        let floor = self.schema_floor().await?;
+        Ok(super::SchemaVersions {
+            build: super::SCHEMA_POSTGRES,
+            database,
+            floor,
+        })
     }
 
     async fn readiness(&self) -> Result<(), StoreError> {
@@ -684,7 +709,7 @@ impl KeyStore for PgStore {
         .await
         .map_err(map_err)?;
         let known: Vec<i64> = sqlx::migrate!("./sql").iter().map(|m| m.version).collect();
-        super::migrations_current(&known, &applied)
+        super::migrations_current(&known, &applied, self.schema_floor().await?)
     }
 
     async fn create_key(

@@ -126,10 +126,29 @@ impl SqliteStore {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./sql/sqlite")
-            .run(&self.pool)
+        // Migrations a newer release applied are left alone: `connect_store` has refused the
+        // database unless its schema floor admits this build (rolling upgrades).
+        let mut m = sqlx::migrate!("./sql/sqlite");
+        m.set_ignore_missing(true);
+        m.run(&self.pool)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+    }
+
+    /// The oldest release schema that may run against this database (`schema_floor`, set by
+    /// migrations); `None` before the table existed.
+    async fn schema_floor(&self) -> Result<Option<i64>, StoreError> {
+        let table: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_floor')")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if !table {
+            return Ok(None);
+        }
+        sqlx::query_scalar("SELECT oldest_release_schema FROM schema_floor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
     /// Whether the schema has been created (i.e. `kms init` ran against this database).
@@ -535,7 +554,7 @@ async fn insert_alias<'e, E: sqlx::SqliteExecutor<'e>>(
 
 #[async_trait]
 impl KeyStore for SqliteStore {
-    async fn schema_versions(&self) -> Result<(i64, i64), StoreError> {
+    async fn schema_versions(&self) -> Result<super::SchemaVersions, StoreError> {
         let table: bool = sqlx::query_scalar(
             "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'",
         )
@@ -552,7 +571,12 @@ impl KeyStore for SqliteStore {
         } else {
             0
         };
-        Ok((super::SCHEMA_SQLITE, database))
+        let floor = self.schema_floor().await?;
+        Ok(super::SchemaVersions {
+            build: super::SCHEMA_SQLITE,
+            database,
+            floor,
+        })
     }
 
     async fn readiness(&self) -> Result<(), StoreError> {
@@ -566,7 +590,7 @@ impl KeyStore for SqliteStore {
             .iter()
             .map(|m| m.version)
             .collect();
-        super::migrations_current(&known, &applied)
+        super::migrations_current(&known, &applied, self.schema_floor().await?)
     }
 
     async fn create_key(
@@ -2956,7 +2980,12 @@ mod tests {
             .await
             .unwrap());
         assert!(s
-            .set_key_policy(id, before.policy_mac.as_deref(), r#"{"Statement":[1]}"#, &[9; 32])
+            .set_key_policy(
+                id,
+                before.policy_mac.as_deref(),
+                r#"{"Statement":[1]}"#,
+                &[9; 32]
+            )
             .await
             .unwrap());
         s.set_description(id, "renamed").await.unwrap();
@@ -2966,7 +2995,14 @@ mod tests {
             .await
             .unwrap());
         assert!(s
-            .set_key_state(id, Some(&[8; 32]), "PendingDeletion", Some(when), Some(7), &[10; 32])
+            .set_key_state(
+                id,
+                Some(&[8; 32]),
+                "PendingDeletion",
+                Some(when),
+                Some(7),
+                &[10; 32]
+            )
             .await
             .unwrap());
         let got = s.key(id).await.unwrap().unwrap();

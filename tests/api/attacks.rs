@@ -2568,7 +2568,10 @@ async fn racing_writes_never_land_on_one_generation() {
                  GROUP BY generation HAVING count(*) > 1) d"
             ))
             .await;
-        assert_eq!(twice, 0, "a generation of the key's {part} was written twice");
+        assert_eq!(
+            twice, 0,
+            "a generation of the key's {part} was written twice"
+        );
         // One generation per call, one above another (CreateKey wrote the first).
         let written: Vec<i64> = s
             .db
@@ -2586,7 +2589,12 @@ async fn racing_writes_never_land_on_one_generation() {
     let node3 = tokio::task::block_in_place(|| s.second_node());
     let c3 = s.client_of_in(&node3, REGION);
     c3.enable_key().key_id(&key).send().await.unwrap();
-    c3.encrypt().key_id(&key).plaintext(pt()).send().await.unwrap();
+    c3.encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
     let (ok, out) = tokio::task::block_in_place(|| audit_verify(&s));
     assert!(ok, "{out}");
 }
@@ -2617,7 +2625,13 @@ async fn rows_changing_under_readers_are_never_taken_for_replays() {
         readers.push(tokio::spawn(async move {
             let mut seen = std::collections::BTreeMap::<String, usize>::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let got = match reader.encrypt().key_id(&target).plaintext(pt()).send().await {
+                let got = match reader
+                    .encrypt()
+                    .key_id(&target)
+                    .plaintext(pt())
+                    .send()
+                    .await
+                {
                     Ok(_) => "ok".to_string(),
                     Err(e) => code::<(), _>(Err(e)),
                 };

@@ -573,7 +573,11 @@ async fn commits_waiting_for_a_standby_that_is_gone_are_answered_503_promptly() 
     let token = Token::new();
     let db = Database::at(&clusters.url());
     let init = tokio::task::block_in_place(|| run_init(&token, &db, None));
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let (id, secret) = parse_credentials(&String::from_utf8_lossy(&init.stdout));
     let (id, secret) = (id.unwrap(), secret.unwrap());
     let s = tokio::task::block_in_place(|| {
@@ -624,7 +628,10 @@ async fn commits_waiting_for_a_standby_that_is_gone_are_answered_503_promptly() 
     );
     // Without synchronous replication (the operator's choice while the standby is rebuilt),
     // calls succeed again.
-    psql_at(clusters.primary_port, "ALTER SYSTEM SET synchronous_standby_names = ''");
+    psql_at(
+        clusters.primary_port,
+        "ALTER SYSTEM SET synchronous_standby_names = ''",
+    );
     psql_at(clusters.primary_port, "SELECT pg_reload_conf()");
     eventually("calls succeed again", || {
         let c = c.clone();

@@ -22,7 +22,11 @@ pub(crate) fn oaep_sha1(public_der: &[u8], plaintext: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-pub(crate) async fn external_key(c: &aws_sdk_kms::Client, spec: KeySpec, usage: KeyUsageType) -> String {
+pub(crate) async fn external_key(
+    c: &aws_sdk_kms::Client,
+    spec: KeySpec,
+    usage: KeyUsageType,
+) -> String {
     let m = c
         .create_key()
         .origin(OriginType::External)

@@ -24,9 +24,8 @@ fn stderr(o: &std::process::Output) -> String {
 async fn blobs_under(s: &Server, version: i32) -> i64 {
     let mut n = 0;
     for table in ["key_materials", "access_keys", "sessions", "import_tokens"] {
-        n += s
-            .db
-            .int(&format!(
+        n +=
+            s.db.int(&format!(
                 "SELECT count(*) FROM {table} WHERE root_version = {version}"
             ))
             .await;
@@ -159,7 +158,10 @@ async fn the_root_key_rotates_with_every_blob_rewrapped_and_the_old_key_destroye
         "{seen:?}"
     );
     let (moved, left) = (blobs_under(&s, 2).await, blobs_under(&s, 1).await);
-    assert!(moved > 0 && left > 0, "killed half-way: {moved} moved, {left} left");
+    assert!(
+        moved > 0 && left > 0,
+        "killed half-way: {moved} moved, {left} left"
+    );
     assert_eq!(moved + left, total, "no blob lost");
     // A second rotation is refused until this one is finished.
     let out = s.kms(&["hsm", "rotate-root-key"]);
@@ -184,17 +186,26 @@ async fn the_root_key_rotates_with_every_blob_rewrapped_and_the_old_key_destroye
     assert_eq!(blobs_under(&s, 2).await, total, "no blob lost");
     let status = s.kms(&["hsm", "root-keys"]);
     let listed = String::from_utf8_lossy(&status.stdout).to_string();
-    assert!(listed.contains("kms-root-wrapping-key-v2  (current)"), "{listed}");
+    assert!(
+        listed.contains("kms-root-wrapping-key-v2  (current)"),
+        "{listed}"
+    );
 
     // Everything made under v1 works, on a node with nothing cached.
     s.spawn();
     let c = s.client();
     let check_all = |c: aws_sdk_kms::Client| {
         let sealed = sealed.clone();
-        let (rsa, hmac, signature, mac) = (rsa.clone(), hmac.clone(), signature.clone(), mac.clone());
+        let (rsa, hmac, signature, mac) =
+            (rsa.clone(), hmac.clone(), signature.clone(), mac.clone());
         async move {
             for (ct, pt) in &sealed {
-                let out = c.decrypt().ciphertext_blob(ct.clone()).send().await.unwrap();
+                let out = c
+                    .decrypt()
+                    .ciphertext_blob(ct.clone())
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(out.plaintext.unwrap().into_inner(), *pt);
             }
             let v = c
@@ -252,7 +263,11 @@ async fn the_root_key_rotates_with_every_blob_rewrapped_and_the_old_key_destroye
     // The old root key goes, on an audited command; everything still works after a restart.
     let out = s.kms(&["hsm", "destroy-root-key", "--version", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("root key v1 destroyed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("root key v1 destroyed"),
+        "{}",
+        stderr(&out)
+    );
     let listed = String::from_utf8_lossy(&s.kms(&["hsm", "root-keys"]).stdout).to_string();
     assert!(!listed.contains("-v1"), "{listed}");
     s.spawn();

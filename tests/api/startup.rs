@@ -337,10 +337,11 @@ async fn dev_mode_finishes_a_half_made_token() {
 }
 
 /// Rolling upgrades: `kms --version` and `/healthz` say which release this is and the schema it
-/// migrates to, and a binary refuses, in one sentence and before anything is written, a
-/// database a newer release migrated (to serve it, to migrate it, or to change it).
+/// migrates to; a binary runs against a schema a newer release migrated additively, and
+/// refuses, in one sentence and before anything is written, one whose floor a newer release
+/// raised above it (to serve it, to migrate it, or to change it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_migrated_by_a_newer_release_is_refused_in_one_sentence() {
+async fn a_database_a_newer_release_contracted_is_refused_in_one_sentence() {
     let out = Command::new(kms_bin()).arg("--version").output().unwrap();
     let version = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -369,27 +370,45 @@ async fn a_database_migrated_by_a_newer_release_is_refused_in_one_sentence() {
             .ends_with(header.split_once(':').unwrap().1.trim()),
         "{header} / {version}"
     );
-    // A newer release migrated the database.
+    // A newer release migrated the database with an additive migration: this build still
+    // runs against it (a rolling upgrade), and leaves the newer migration alone.
     let newer = if sqlite() { "1" } else { "true" };
     let checksum = s.db.bytes(&[0]);
-    s.db.execute(&format!(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (9999, 'from a newer release', {newer}, {checksum}, 0)"
-    ))
-    .await;
+    let add = |version: u32| {
+        format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES ({version}, 'from a newer release', {newer}, {checksum}, 0)"
+        )
+    };
+    s.db.execute(&add(9998)).await;
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(kms_bin());
+        kms_env(&mut cmd, &s.token, &s.db);
+        tokio::task::block_in_place(|| cmd.args(args).output().unwrap())
+    };
+    let out = run(&["admin", "create-account", "--account-id", "333333333333"]);
+    assert!(
+        out.status.success(),
+        "an additive newer schema is refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Then with a contract migration, which raises the floor above this build.
+    s.db.execute(&add(9999)).await;
+    s.db.execute("UPDATE schema_floor SET oldest_release_schema = 9999 WHERE id = 1")
+        .await;
     for args in [
         vec!["serve"],
         vec!["init"],
         vec!["admin", "create-account", "--account-id", "222222222222"],
     ] {
-        let mut cmd = Command::new(kms_bin());
-        kms_env(&mut cmd, &s.token, &s.db);
-        let out = tokio::task::block_in_place(|| cmd.args(&args).output().unwrap());
+        let out = run(&args);
         assert!(!out.status.success(), "{args:?} ran against a newer schema");
         let said = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(said.trim().lines().count(), 1, "one sentence: {said}");
         assert!(
-            said.contains("schema is at version 9999, newer than this build's"),
+            said.contains(
+                "schema is at version 9999 and no longer runs releases below schema 9999"
+            ),
             "{said}"
         );
     }

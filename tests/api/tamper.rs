@@ -127,6 +127,8 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
         ("root_keys", "version", Places("the root key the token holds: another version fails the start (the token has none)")),
         ("root_keys", "label", NoDecision("written for operators; the token object is found from the version")),
         ("root_keys", "created_at", NoDecision(DISPLAY)),
+        ("schema_floor", "id", NoDecision("the one row the floor is kept in")),
+        ("schema_floor", "oldest_release_schema", NoDecision("which binaries start against the schema: lowered, an older binary runs against a schema it does not know and fails on it; rows it writes are still sealed by the token")),
         ("quota_usage", "account_id", NoDecision(QUOTA_COUNT)),
         ("quota_usage", "region", NoDecision(QUOTA_COUNT)),
         ("quota_usage", "resource", NoDecision(QUOTA_COUNT)),
