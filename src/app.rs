@@ -75,8 +75,16 @@ pub async fn init(s: &Settings) -> Result<(), Error> {
     match recorded {
         Some(v) => {
             // Blobs may already be wrapped under this root key: never replace it.
+            let mac_version = store
+                .current_mac_version()
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or(1) as u32;
             let h = hsm.clone();
             tokio::task::spawn_blocking(move || {
+                if mac_version > 1 {
+                    h.load_mac_key(h.newest_mac_key_from(mac_version)?)?;
+                }
                 // A pool's other tokens get the keys (or are checked to hold the same ones).
                 for line in h.replicate_service_keys(v as u32)? {
                     eprintln!("kms init: {line}");
@@ -1208,9 +1216,16 @@ pub async fn open_kms(s: &Settings, store: Arc<dyn Store>) -> Result<Kms, Error>
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the database records no root key; run `kms init` first")?;
+    let mac_version = store
+        .current_mac_version()
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or(1);
     let hsm = open_hsm(s).await?;
     let h = hsm.clone();
     tokio::task::spawn_blocking(move || {
+        // The MAC key first: the service keys are loaded with the MAC key version in use.
+        h.load_mac_key(h.newest_mac_key_from(mac_version as u32)?)?;
         h.load_service_keys(version as u32)?;
         // Tokens initialised before the audit trail existed get their audit key now.
         if h.ensure_audit_key()? {
@@ -1270,6 +1285,36 @@ pub enum HsmCommand {
     /// records it. Irreversible; recorded in the audit trail.
     DestroyRootKey {
         /// The root key version to destroy (not the current one).
+        #[arg(long)]
+        version: i32,
+    },
+    /// Create a new metadata MAC key in the token (in every token of a pool) and make it the
+    /// one new row MACs are made with, then make every stored MAC again under it, with
+    /// progress (the response to a MAC key that may be compromised). Running nodes follow
+    /// within a scheduler interval and work through the rows in the background too; each row
+    /// moves once. Killed, it resumes with `remac`.
+    RotateMacKey {
+        /// Rows of each MAC'd column per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+        /// Only create the key: leave the rows to the running nodes.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Make again under the current MAC key, with progress, the MACs still under an older one
+    /// (resumes a MAC key rotation).
+    Remac {
+        /// Rows of each MAC'd column per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
+    /// The MAC key versions the token holds, and how many MACs are still under older ones.
+    MacKeys,
+    /// Destroy an older MAC key in the token (every token of a pool), once no stored MAC was
+    /// made under it: from then on any row or grant token MAC'd under it is refused.
+    /// Irreversible; recorded in the audit trail.
+    DestroyMacKey {
+        /// The MAC key version to destroy (not the current one).
         #[arg(long)]
         version: i32,
     },
@@ -1384,6 +1429,105 @@ pub async fn hsm(s: &Settings, cmd: HsmCommand) -> Result<(), Error> {
             }
             Ok(())
         }
+        HsmCommand::RotateMacKey { batch, no_wait } => {
+            let (store, kms) = root_key_command(s, batch).await?;
+            let (current, behind) = kms
+                .mac_key_status(store.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            if behind > 0 {
+                return Err(format!(
+                    "the rotation to MAC key v{current} is not finished: {behind} MACs are still under an older MAC key; run `kms hsm remac` to finish it first"
+                ));
+            }
+            let next = current + 1;
+            let label = crate::hsm::mac_key_label(next);
+            let detail =
+                serde_json::json!({ "macKeyVersion": next, "previousMacKeyVersion": current });
+            audit_root_command(s, store.as_ref(), "RotateMacKey", &label, &detail, true).await?;
+            let h = kms.hsm().clone();
+            let created = tokio::task::spawn_blocking(move || h.add_mac_key(next))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("the token could not create MAC key v{next}: {e}"))?;
+            store
+                .ensure_mac_key(next as i32, &label)
+                .await
+                .map_err(|e| e.to_string())?;
+            audit_root_command(s, store.as_ref(), "RotateMacKey", &label, &detail, false).await?;
+            eprintln!(
+                "kms hsm: MAC key v{next} {} ('{label}'); new row MACs are made under it (running nodes follow within a scheduler interval)",
+                if created { "created" } else { "found in the token" }
+            );
+            if no_wait {
+                eprintln!("kms hsm: the running nodes make the stored MACs again; `kms hsm mac-keys` shows how far they are");
+                return Ok(());
+            }
+            remac_all(&kms, store.as_ref(), batch).await
+        }
+        HsmCommand::Remac { batch } => {
+            let (store, kms) = root_key_command(s, batch).await?;
+            remac_all(&kms, store.as_ref(), batch).await
+        }
+        HsmCommand::MacKeys => {
+            let (store, kms) = root_key_command(s, 1).await?;
+            let (current, behind) = kms
+                .mac_key_status(store.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("VERSION  LABEL");
+            for v in kms.hsm().mac_versions() {
+                println!(
+                    "{v:>7}  {}{}",
+                    crate::hsm::mac_key_label(v),
+                    if v == current { "  (current)" } else { "" }
+                );
+            }
+            println!("{behind} stored MACs are under an older MAC key");
+            Ok(())
+        }
+        HsmCommand::DestroyMacKey { version } => {
+            let (store, kms) = root_key_command(s, 1).await?;
+            let (current, behind) = kms
+                .mac_key_status(store.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            if version == current as i32 {
+                return Err(format!(
+                    "MAC key v{version} is the current MAC key; rotate to a new one first (`kms hsm rotate-mac-key`)"
+                ));
+            }
+            if version < 1 || !kms.hsm().mac_versions().contains(&(version as u32)) {
+                return Err(format!("the token holds no MAC key v{version}"));
+            }
+            if behind > 0 {
+                return Err(format!(
+                    "{behind} stored MACs are still under an older MAC key; run `kms hsm remac` first, so that none needs MAC key v{version}"
+                ));
+            }
+            let label = crate::hsm::mac_key_label(version as u32);
+            let detail = serde_json::json!({ "macKeyVersion": version });
+            audit_root_command(s, store.as_ref(), "DestroyMacKey", &label, &detail, true).await?;
+            let h = kms.hsm().clone();
+            let tokens = tokio::task::spawn_blocking(move || h.destroy_mac_key(version as u32))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("the token could not destroy MAC key v{version}: {e}; run the command again"))?;
+            store
+                .forget_mac_key(version)
+                .await
+                .map_err(|e| e.to_string())?;
+            audit_root_command(s, store.as_ref(), "DestroyMacKey", &label, &detail, false).await?;
+            eprintln!(
+                "kms hsm: MAC key v{version} destroyed in token {}; rows and grant tokens MAC'd under it are refused from now on",
+                tokens
+                    .iter()
+                    .map(|l| format!("'{l}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
         HsmCommand::SetPin { new_pin_file } => {
             let new = crate::config::read_pin_file(&new_pin_file)?;
             let hsm = open_hsm(s).await?;
@@ -1490,6 +1634,59 @@ async fn rewrap_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<(), Erro
     }
     eprintln!(
         "kms hsm: every stored blob is wrapped under root key v{current} ({mine} re-wrapped by this command, {others} by other processes)"
+    );
+    Ok(())
+}
+
+/// Make every MAC still under an older MAC key again under the current one, in batches,
+/// printing progress.
+async fn remac_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<(), Error> {
+    let (current, total) = kms.mac_key_status(store).await.map_err(|e| e.to_string())?;
+    eprintln!("kms hsm: {total} stored MACs to make again under MAC key v{current}");
+    let (mut mine, mut others) = (0usize, 0usize);
+    let mut left = total;
+    while left > 0 {
+        let r = kms
+            .remac_batch(store, batch)
+            .await
+            .map_err(|e| format!("re-MACing stopped ({e}); run `kms hsm remac` to resume"))?;
+        mine += r.remacced;
+        others += r.elsewhere;
+        left = kms
+            .mac_key_status(store)
+            .await
+            .map_err(|e| e.to_string())?
+            .1;
+        let done = (total - left).max(0);
+        eprintln!(
+            "kms hsm: made {done} of {total} MACs again ({:.0} %), {left} left",
+            if total == 0 {
+                100.0
+            } else {
+                done as f64 * 100.0 / total as f64
+            }
+        );
+        if !r.moved() && left > 0 {
+            if r.refused > 0 {
+                return Err(format!(
+                    "{left} stored MACs are left under an older MAC key: {} rows failed their integrity check (logged); review them before the older MAC key can be destroyed",
+                    r.refused
+                ));
+            }
+            if r.waiting > 0 {
+                return Err(format!(
+                    "{left} stored MACs are left under an older MAC key: {} keys' imported material is deleted, so their import records' material checks move only when the same material is imported again (or the key is deleted)",
+                    r.waiting
+                ));
+            }
+            // Rows moved by another process, or written under the older key by a node that
+            // has not followed the rotation yet (or records the trail has still to take):
+            // look again shortly.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    eprintln!(
+        "kms hsm: every stored MAC is made under MAC key v{current} ({mine} by this command, {others} by other processes)"
     );
     Ok(())
 }
@@ -2088,6 +2285,9 @@ fn spawn_scheduler(
             if let Err(e) = root_key_job(&kms, store.as_ref()).await {
                 tracing::warn!(error = %e, "root key re-wrap job failed; retrying");
             }
+            if let Err(e) = mac_key_job(&kms, store.as_ref()).await {
+                tracing::warn!(error = %e, "MAC key re-MAC job failed; retrying");
+            }
             tokio::time::sleep(interval).await;
         }
     });
@@ -2108,6 +2308,39 @@ async fn root_key_job(kms: &Kms, store: &dyn Store) -> Result<(), crate::kms::Km
         );
     } else {
         crate::metrics::rewrap_backlog(0);
+    }
+    Ok(())
+}
+
+/// Follow a MAC key rotated by another process, and make a batch of the MACs still under an
+/// older MAC key again under the current one (the rest at the next ticks).
+async fn mac_key_job(kms: &Kms, store: &dyn Store) -> Result<(), crate::kms::KmsError> {
+    kms.follow_mac_key(store).await?;
+    let current = kms.hsm().mac_version()?;
+    if current == 1 {
+        return Ok(());
+    }
+    // Finding the MACs under an older key scans every MAC'd column: once a pass finds none
+    // under this version, look again only every few minutes (rows a lagging node wrote).
+    static CLEAN: std::sync::Mutex<Option<(u32, std::time::Instant)>> = std::sync::Mutex::new(None);
+    if let Some((v, at)) = *CLEAN.lock().unwrap() {
+        if v == current && at.elapsed() < Duration::from_secs(300) {
+            return Ok(());
+        }
+    }
+    let r = kms.remac_batch(store, 200).await?;
+    if !r.moved() && r.refused == 0 && r.waiting == 0 {
+        *CLEAN.lock().unwrap() = Some((current, std::time::Instant::now()));
+    }
+    if r.moved() || r.refused > 0 {
+        kms.mac_key_status(store).await?;
+        tracing::info!(
+            remacced = r.remacced,
+            refused = r.refused,
+            "row MACs made again under the current MAC key"
+        );
+    } else {
+        crate::metrics::remac_backlog(0);
     }
     Ok(())
 }

@@ -64,6 +64,8 @@ struct Metrics {
     audit_failures: Counter,
     rewrap_backlog: Gauge,
     rewrapped: Counter,
+    remac_backlog: Gauge,
+    remacced: Counter,
 }
 
 /// 50 µs … ~26 s: token calls take tens of microseconds, RSA-4096 generation seconds.
@@ -90,6 +92,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         audit_failures: Counter::default(),
         rewrap_backlog: Gauge::default(),
         rewrapped: Counter::default(),
+        remac_backlog: Gauge::default(),
+        remacced: Counter::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -172,6 +176,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Blobs this process re-wrapped under the current root key",
         m.rewrapped.clone(),
     );
+    registry.register(
+        "mac_remac_backlog",
+        "Row MACs still made under an older metadata MAC key (0 once a MAC key rotation is done)",
+        m.remac_backlog.clone(),
+    );
+    registry.register(
+        "mac_remacced_rows",
+        "Row MACs this process made again under the current MAC key",
+        m.remacced.clone(),
+    );
     Metrics { registry, ..m }
 });
 
@@ -249,6 +263,16 @@ pub fn rewrap_backlog(blobs: i64) {
 /// Blobs re-wrapped under the current root key by this process.
 pub fn rewrapped(blobs: usize) {
     METRICS.rewrapped.inc_by(blobs as u64);
+}
+
+/// Row MACs still under an older MAC key, as last counted.
+pub fn remac_backlog(rows: i64) {
+    METRICS.remac_backlog.set(rows);
+}
+
+/// Row MACs made again under the current MAC key by this process.
+pub fn remacced(rows: usize) {
+    METRICS.remacced.inc_by(rows as u64);
 }
 
 /// Everything, in the OpenMetrics text format.

@@ -200,10 +200,7 @@ fn check_value(s: &super::Tok, key: ObjectHandle, as_: ImportAs) -> Result<Check
     };
     let mut input = CHECK_MESSAGE.to_vec();
     input.extend_from_slice(&value);
-    Ok(Ok((
-        ck(s.sign(&Mechanism::Sha256Hmac, s.mac()?, &input))?,
-        public,
-    )))
+    Ok(Ok((s.row_mac(&input)?, public)))
 }
 
 /// The public point of an imported EC private key, or why the key is refused.
@@ -280,6 +277,30 @@ fn ec_public(
 }
 
 impl Hsm {
+    /// The check value, under the current MAC key, of material stored wrapped under root key
+    /// `root_version`: for comparing a re-import with material whose stored check was made
+    /// under an older MAC key, and for moving that check to the current one. The unwrapped
+    /// object is destroyed on every path.
+    pub async fn material_check(
+        &self,
+        blob: Vec<u8>,
+        root_version: u32,
+        as_: ImportAs,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run(move |s| {
+            let key = s.unwrap5649(s.root_of(root_version)?, &blob, &target_template(as_))?;
+            let checked = check_value(s, key, as_);
+            let _ = s.destroy_object(key);
+            match checked? {
+                Ok((check, _)) => Ok(check),
+                Err(why) => Err(HsmError::Other(format!(
+                    "the stored material gives no check value: {why}"
+                ))),
+            }
+        })
+        .await
+    }
+
     /// Import material wrapped by the importer: unwrap the wrapping private key (RSA of
     /// `bits`), unwrap the material with it, check its length, compute its check value,
     /// wrap it under the root key; every session object destroyed on every path. The inner

@@ -13,8 +13,8 @@
 
 use super::asym::{generate_pair, read_public, Curve, PairKind, PrivateUse, PublicKey};
 use super::{
-    ck, find_labelled, find_one, root_key_label, service_key_template, unwrap5649, wrap5649, Hsm,
-    HsmError, ServiceKey, AUDIT_KEY_LABEL, MAC_KEY_LABEL,
+    ck, find_labelled, find_one, mac_key_label, root_key_label, service_key_template, unwrap5649,
+    wrap5649, Hsm, HsmError, ServiceKey, AUDIT_KEY_LABEL,
 };
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
@@ -30,11 +30,11 @@ struct ServiceKeys {
 }
 
 impl ServiceKeys {
-    fn find(s: &Session, root_version: u32) -> Result<ServiceKeys, HsmError> {
+    fn find(s: &Session, root_version: u32, mac_version: u32) -> Result<ServiceKeys, HsmError> {
         let public_label = format!("{AUDIT_KEY_LABEL}-public");
         Ok(ServiceKeys {
             root: find_one(s, &root_key_label(root_version))?,
-            mac: find_one(s, MAC_KEY_LABEL)?,
+            mac: find_one(s, &mac_key_label(mac_version))?,
             audit_private: find_labelled(s, ObjectClass::PRIVATE_KEY, AUDIT_KEY_LABEL)?,
             audit_public: find_labelled(s, ObjectClass::PUBLIC_KEY, &public_label)?,
         })
@@ -139,13 +139,23 @@ impl Hsm {
     /// keys, then make the keys of the token in use non-extractable. Returns what was done, a
     /// line per token. A no-op without failover tokens.
     pub fn replicate_service_keys(&self, root_version: u32) -> Result<Vec<String>, HsmError> {
+        self.replicate_service_keys_with(root_version, self.held_mac_version())
+    }
+
+    /// [`Hsm::replicate_service_keys`] with the MAC key of `mac_version`.
+    pub(super) fn replicate_service_keys_with(
+        &self,
+        root_version: u32,
+        mac_version: u32,
+    ) -> Result<Vec<String>, HsmError> {
         let inner = &self.inner;
+        let mac_label = mac_key_label(mac_version);
         if inner.labels.len() < 2 {
             return Ok(vec![]);
         }
         let a = inner.pinned.lock().expect("pinned session lock poisoned");
         let here = inner.labels[inner.current.load(std::sync::atomic::Ordering::Acquire)].clone();
-        let mine = ServiceKeys::find(&a, root_version)?;
+        let mine = ServiceKeys::find(&a, root_version, mac_version)?;
         let root_label = root_key_label(root_version);
         let (Some(root), Some(mac)) = (mine.root, mine.mac) else {
             return Err(HsmError::ServiceKeyMissing { label: root_label });
@@ -154,7 +164,7 @@ impl Hsm {
         let mut report = Vec::new();
         for label in inner.labels.iter().filter(|l| **l != here) {
             let b = inner.log_in_to(label, &pin)?;
-            let theirs = ServiceKeys::find(&b, root_version)?;
+            let theirs = ServiceKeys::find(&b, root_version, mac_version)?;
             let mut transport: Option<(ObjectHandle, ObjectHandle)> = None;
             let mut copied = Vec::new();
             let wrap = inner.caps.wrap;
@@ -197,7 +207,7 @@ impl Hsm {
                                 ServiceKey::Mac,
                                 ObjectClass::SECRET_KEY,
                                 KeyType::GENERIC_SECRET,
-                                MAC_KEY_LABEL,
+                                &mac_label,
                             ),
                         )?;
                         copied.push("MAC key");

@@ -49,7 +49,7 @@ pub(super) fn token_mac_input(t: &ImportTokenRecord) -> Vec<u8> {
     )
 }
 
-fn import_mac_input(i: &KeyImportRecord) -> Vec<u8> {
+pub(super) fn import_mac_input(i: &KeyImportRecord) -> Vec<u8> {
     let at = i
         .valid_to
         .map(|t| t.timestamp_micros().to_be_bytes().to_vec())
@@ -89,7 +89,7 @@ fn wrap_of(kms: &Kms, algorithm: &str) -> Result<ImportWrap, KmsError> {
 }
 
 /// What material a key takes.
-fn import_as(rec: &KeyRecord) -> Result<ImportAs, KmsError> {
+pub(super) fn import_as(rec: &KeyRecord) -> Result<ImportAs, KmsError> {
     match rec.key_spec.as_str() {
         "SYMMETRIC_DEFAULT" => Ok(ImportAs::Aes256),
         // AWS: HMAC key material of at least the digest length, at most 64 bytes.
@@ -125,6 +125,55 @@ fn pending_deletion(rec: &KeyRecord) -> bool {
 }
 
 impl Kms {
+    /// The check value of an import record's material under the current MAC key: the stored
+    /// one, or (stored under an older MAC key, before the re-MAC job moved it) worked out again
+    /// in the token from the key's stored material. A check made under an older MAC key whose
+    /// material is gone (deleted imported material) stays under its key, which is destroyed
+    /// only once none is left ([`Kms::mac_key_status`]).
+    pub(crate) async fn check_under_current_mac(
+        &self,
+        p: &KeyImportRecord,
+        as_: ImportAs,
+    ) -> Result<Vec<u8>, KmsError> {
+        let current = self.hsm.mac_version()?;
+        let stored = crate::hsm::mac_parts(&p.material_check).map(|(v, _)| v);
+        if stored == Some(current) {
+            return Ok(p.material_check.clone());
+        }
+        match self.stored_material_check(p.key_id, as_).await? {
+            Some(check) => Ok(check),
+            None => Err(KmsError::KeyUnavailable),
+        }
+    }
+
+    /// The check value, under the current MAC key, of the material key `key_id` holds now
+    /// (its row verified first); `None` if it holds none.
+    pub(crate) async fn stored_material_check(
+        &self,
+        key_id: uuid::Uuid,
+        as_: ImportAs,
+    ) -> Result<Option<Vec<u8>>, KmsError> {
+        let Some(rec) = self.keys.key(key_id).await? else {
+            return Ok(None);
+        };
+        let Some(m) = self.keys.material(key_id, rec.current_version).await? else {
+            return Ok(None);
+        };
+        if !self
+            .hsm
+            .row_mac_matches(super::material_mac_input(&rec, &m), &m.mac)
+            .await?
+        {
+            tracing::error!(key_id = %key_id, "the key's material row failed its integrity check");
+            return Err(KmsError::KeyUnavailable);
+        }
+        Ok(Some(
+            self.hsm
+                .material_check(m.wrapped.clone(), m.root_version as u32, as_)
+                .await?,
+        ))
+    }
+
     fn require_external(rec: &KeyRecord) -> Result<(), KmsError> {
         if rec.origin != "EXTERNAL" {
             return Err(KmsError::UnsupportedOperation(format!(
@@ -400,8 +449,9 @@ impl Kms {
                 tracing::error!(key_id = %p.key_id, "the key's import record failed its integrity check (or is an older record put back)");
                 return Err(KmsError::KeyUnavailable);
             }
+            let stored_check = self.check_under_current_mac(p, as_).await?;
             if !bool::from(subtle::ConstantTimeEq::ct_eq(
-                p.material_check.as_slice(),
+                stored_check.as_slice(),
                 imported.check.as_slice(),
             )) {
                 return Err(KmsError::IncorrectKeyMaterial);

@@ -9,6 +9,7 @@ pub mod grants;
 pub mod import;
 pub mod keyid;
 pub mod lifecycle;
+pub mod mac_keys;
 pub mod multi_region;
 pub mod principals;
 pub mod root;

@@ -250,7 +250,7 @@ impl Kms {
 const CONCURRENT: usize = 16;
 
 /// Run `futs` concurrently on this task; their outputs in order (a small `join_all`).
-async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+pub(super) async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
     use std::task::Poll;
     let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
     let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();

@@ -15,25 +15,41 @@
 //! a change whose event is still on its way (or was refused by the trail), so a failed append
 //! never locks a key out; the next change's event moves the mark past it.
 //!
-//! Stored form: `1 || generation (8 bytes, big-endian) || HMAC-SHA256` (41 bytes). A seal of 32
-//! bytes was written before rows had generations and reads as generation 0, which any
-//! generation the trail holds refuses.
+//! Stored form: `1 || generation (8 bytes, big-endian) || MAC`, the MAC as the token layer
+//! stores one (`crate::hsm::mac_parts`: 32 bytes under MAC key version 1, 41 in all; `2 ||
+//! version || HMAC` above it, 46 in all). A seal of 32 or 37 bytes (a bare MAC) was written
+//! before rows had generations and reads as generation 0, which any generation the trail holds
+//! refuses.
 
 use super::{Kms, KmsError};
 use crate::store::{AliasRecord, KeyRecord};
 
 const FORMAT: u8 = 1;
+#[cfg(test)]
 const HMAC_LEN: usize = 32;
-const SEALED_LEN: usize = 1 + 8 + HMAC_LEN;
+
+/// A stored seal with a generation: (generation, the MAC as the token layer stores it).
+fn with_generation_parts(stored: &[u8]) -> Option<(i64, &[u8])> {
+    match stored {
+        [FORMAT, rest @ ..] if rest.len() >= 8 => {
+            let (g, mac) = rest.split_at(8);
+            crate::hsm::mac_parts(mac)?;
+            Some((i64::from_be_bytes(g.try_into().expect("8 bytes")), mac))
+        }
+        _ => None,
+    }
+}
 
 /// The generation a stored seal carries (0: a seal from before generations, or none).
 pub(crate) fn generation_of(stored: &[u8]) -> i64 {
-    match stored {
-        [FORMAT, g @ ..] if stored.len() == SEALED_LEN => {
-            i64::from_be_bytes(g[..8].try_into().expect("slice of 8 bytes"))
-        }
-        _ => 0,
-    }
+    with_generation_parts(stored).map_or(0, |(g, _)| g)
+}
+
+/// The seal's MAC key version (1 for a seal from before MAC keys had versions); `None` for
+/// something that is no seal.
+pub(crate) fn mac_version_of(stored: &[u8]) -> Option<u32> {
+    let mac = with_generation_parts(stored).map_or(stored, |(_, m)| m);
+    crate::hsm::mac_parts(mac).map(|(v, _)| v)
 }
 
 /// What a seal of generation `generation` covers: the row's MAC input and, as one more
@@ -96,11 +112,7 @@ impl Kms {
         for (row, input, previous) in rows {
             let held = trail.iter().find(|(r, _)| *r == row).map_or(0, |(_, g)| *g);
             let generation = previous.map_or(0, generation_of).max(held) + 1;
-            let hmac = self.hsm.row_mac(with_generation(input, generation)).await?;
-            let mut mac = Vec::with_capacity(SEALED_LEN);
-            mac.push(FORMAT);
-            mac.extend_from_slice(&generation.to_be_bytes());
-            mac.extend_from_slice(&hmac);
+            let mac = self.seal_at(input, generation).await?;
             out.push(Seal {
                 row,
                 generation,
@@ -108,6 +120,36 @@ impl Kms {
             });
         }
         Ok(out)
+    }
+
+    /// The stored seal of `input` at `generation`, under the current MAC key.
+    async fn seal_at(&self, input: Vec<u8>, generation: i64) -> Result<Vec<u8>, KmsError> {
+        let hmac = self.hsm.row_mac(with_generation(input, generation)).await?;
+        let mut mac = Vec::with_capacity(1 + 8 + hmac.len());
+        mac.push(FORMAT);
+        mac.extend_from_slice(&generation.to_be_bytes());
+        mac.extend_from_slice(&hmac);
+        Ok(mac)
+    }
+
+    /// A stored seal made again under the current MAC key, over `input` (the row as it is
+    /// now) at the generation `stored` carries, once `stored` verifies over `verified_input`
+    /// (the row as stored): `None` if it does not (nothing unverified is sealed again). The
+    /// generation stays: the row's content is the same change, so a row put back is still
+    /// behind the trail exactly when it was before.
+    pub(crate) async fn reseal_under_current(
+        &self,
+        verified_input: Vec<u8>,
+        input: Vec<u8>,
+        stored: &[u8],
+    ) -> Result<Option<Vec<u8>>, KmsError> {
+        if !self.sealed(verified_input, &Some(stored.to_vec())).await? {
+            return Ok(None);
+        }
+        Ok(Some(match with_generation_parts(stored) {
+            Some((g, _)) => self.seal_at(input, g).await?,
+            None => self.hsm.row_mac(input).await?,
+        }))
     }
 
     /// [`Kms::seal_rows`] for one row.
@@ -142,17 +184,14 @@ impl Kms {
         stored: &Option<Vec<u8>>,
     ) -> Result<bool, KmsError> {
         let stored = stored.as_deref().unwrap_or_default();
-        Ok(match stored.len() {
-            HMAC_LEN => self.hsm.row_mac_matches(input, stored).await?,
-            SEALED_LEN if stored[0] == FORMAT => {
+        Ok(match with_generation_parts(stored) {
+            Some((g, mac)) => {
                 self.hsm
-                    .row_mac_matches(
-                        with_generation(input, generation_of(stored)),
-                        &stored[1 + 8..],
-                    )
+                    .row_mac_matches(with_generation(input, g), mac)
                     .await?
             }
-            _ => false,
+            // A bare MAC: a seal from before generations (32 bytes, or 37 re-MAC'd since).
+            None => self.hsm.row_mac_matches(input, stored).await?,
         })
     }
 
@@ -233,10 +272,23 @@ mod tests {
         s.extend_from_slice(&7i64.to_be_bytes());
         s.extend_from_slice(&[0u8; HMAC_LEN]);
         assert_eq!(generation_of(&s), 7);
+        assert_eq!(mac_version_of(&s), Some(1));
         assert_eq!(generation_of(&[0u8; HMAC_LEN]), 0);
+        assert_eq!(mac_version_of(&[0u8; HMAC_LEN]), Some(1));
         assert_eq!(generation_of(&[]), 0);
+        // Under MAC key version 3: `2 || 3 || HMAC` after the generation.
+        let mut t = vec![FORMAT];
+        t.extend_from_slice(&9i64.to_be_bytes());
+        t.push(2);
+        t.extend_from_slice(&3u32.to_be_bytes());
+        t.extend_from_slice(&[0u8; HMAC_LEN]);
+        assert_eq!(t.len(), 46);
+        assert_eq!(generation_of(&t), 9);
+        assert_eq!(mac_version_of(&t), Some(3));
+        assert_eq!(mac_version_of(&t[9..]), Some(3));
         s[0] = 2;
         assert_eq!(generation_of(&s), 0);
+        assert_eq!(mac_version_of(&s), None);
     }
 
     #[test]

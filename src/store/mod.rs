@@ -93,13 +93,13 @@ pub(crate) fn migrations_current(
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 27;
-pub const SCHEMA_SQLITE: i64 = 14;
+pub const SCHEMA_POSTGRES: i64 = 28;
+pub const SCHEMA_SQLITE: i64 = 15;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 27, SQLite 14)"
+    " (schema: Postgres 28, SQLite 15)"
 );
 
 /// A database's schema as this build sees it.
@@ -912,7 +912,293 @@ pub trait ServiceStore: Send + Sync {
     /// Forget root key `version` once it is destroyed: false if it is not recorded. Refused by
     /// the database (a foreign key) while any blob still records it.
     async fn forget_root_key(&self, version: i32) -> Result<bool, StoreError>;
+
+    /// Record a metadata MAC key version (idempotent).
+    async fn ensure_mac_key(&self, version: i32, label: &str) -> Result<(), StoreError>;
+    /// The newest recorded MAC key version (`None` before any was recorded: version 1).
+    async fn current_mac_version(&self) -> Result<Option<i32>, StoreError>;
+    /// Rows whose MAC (or import record's material check) was made under a MAC key older than
+    /// `version`: at most `limit` per column.
+    async fn macs_below(&self, version: i32, limit: i64) -> Result<Vec<MacRow>, StoreError>;
+    /// How many MACs, over every MAC'd column (pending audit records included), were made under
+    /// a MAC key older than `version`.
+    async fn count_macs_below(&self, version: i32) -> Result<i64, StoreError>;
+    /// Store one row's MAC made again under the current MAC key (and, for an import record,
+    /// its material check), only if the row still carries `old` (the MAC as verified): false
+    /// (nothing written) if another process re-MAC'd it first or the row changed.
+    async fn remac(
+        &self,
+        row: &MacRow,
+        old: &[u8],
+        new: &[u8],
+        check: Option<&[u8]>,
+    ) -> Result<bool, StoreError>;
+    /// Forget MAC key `version` once it is destroyed: false if it is not recorded.
+    async fn forget_mac_key(&self, version: i32) -> Result<bool, StoreError>;
 }
+
+/// A MAC'd row, by the row (and column) that holds the MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MacRow {
+    /// One of a key's sealed parts (`keys.<part>_mac`: policy, state, tags, attrs, rotation).
+    Key(Uuid, KeyMac),
+    /// A key's material version (`key_materials.mac`).
+    Material(Uuid, i32),
+    /// A key's import record (`key_imports.mac` and `material_check`).
+    ImportRecord(Uuid),
+    /// An import token (`import_tokens.mac`).
+    ImportToken(Uuid),
+    /// A grant (`grants.mac`).
+    Grant(String),
+    /// A principal's authorization (`principals.authz_mac`).
+    Principal(String),
+    /// An alias (account, region, name).
+    Alias(String, String, String),
+    /// An access key (`access_keys.mac`).
+    AccessKey(String),
+    /// A role session (`sessions.mac`).
+    Session(String),
+}
+
+/// The sealed parts of a key row, by their MAC column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMac {
+    Policy,
+    State,
+    Tags,
+    Attrs,
+    Rotation,
+}
+
+impl KeyMac {
+    pub const ALL: [KeyMac; 5] = [
+        KeyMac::Policy,
+        KeyMac::State,
+        KeyMac::Tags,
+        KeyMac::Attrs,
+        KeyMac::Rotation,
+    ];
+    pub fn column(self) -> &'static str {
+        match self {
+            KeyMac::Policy => "policy_mac",
+            KeyMac::State => "state_mac",
+            KeyMac::Tags => "tags_mac",
+            KeyMac::Attrs => "attrs_mac",
+            KeyMac::Rotation => "rotation_mac",
+        }
+    }
+}
+
+/// The SQL of the MAC key statements, one text for both stores (`$N` placeholders).
+///
+/// A MAC's key version is in its bytes (`crate::hsm::mac_parts`): 32 bytes (or a seal of 41,
+/// `1 || generation || MAC`) is version 1's; 37 bytes (a seal of 46) is `2 || version || HMAC`.
+/// `$1` is `2 || version` of the current key: a tagged MAC below it compares lower, bytewise,
+/// in both databases.
+pub(crate) mod mac_sql {
+    /// Every MAC'd column: (table, column, the row's key columns).
+    pub const COLUMNS: [(&str, &str, &str); 14] = [
+        ("keys", "policy_mac", "key_id"),
+        ("keys", "state_mac", "key_id"),
+        ("keys", "tags_mac", "key_id"),
+        ("keys", "attrs_mac", "key_id"),
+        ("keys", "rotation_mac", "key_id"),
+        ("key_materials", "mac", "key_id, version"),
+        ("key_imports", "mac", "key_id"),
+        ("key_imports", "material_check", "key_id"),
+        ("import_tokens", "mac", "token_id"),
+        ("grants", "mac", "grant_id"),
+        ("principals", "authz_mac", "arn"),
+        ("aliases", "mac", "account_id, region, alias_name"),
+        ("access_keys", "mac", "access_key_id"),
+        ("sessions", "mac", "access_key_id"),
+    ];
+    /// Pending audit records: counted (they settle into the trail within seconds), never
+    /// re-MAC'd.
+    pub const OUTBOX: (&str, &str, &str) = ("audit_outbox", "mac", "event_id");
+
+    /// `column` holds a MAC made under a MAC key older than `$1`'s.
+    pub fn below(c: &str) -> String {
+        format!(
+            "({c} IS NOT NULL AND (length({c}) IN (32, 41) \
+             OR (length({c}) = 37 AND substr({c}, 1, 5) < $1) \
+             OR (length({c}) = 46 AND substr({c}, 10, 5) < $1)))"
+        )
+    }
+
+    pub fn select_below(table: &str, column: &str, key: &str) -> String {
+        format!(
+            "SELECT {key} FROM {table} WHERE {} ORDER BY {key} LIMIT $2",
+            below(column)
+        )
+    }
+
+    pub fn count_below(table: &str, column: &str) -> String {
+        format!("SELECT count(*) FROM {table} WHERE {}", below(column))
+    }
+
+    /// `UPDATE` of one MAC column, compare-and-set on its old value (`$1` new, `$2` old,
+    /// the key columns from `$3`).
+    pub fn update(table: &str, column: &str, key: &str) -> String {
+        let key_match: Vec<String> = key
+            .split(", ")
+            .enumerate()
+            .map(|(i, k)| format!("{k} = ${}", i + 3))
+            .collect();
+        format!(
+            "UPDATE {table} SET {column} = $1 WHERE {column} = $2 AND {}",
+            key_match.join(" AND ")
+        )
+    }
+
+    /// The import record's seal and material check together (`$1` new seal, `$2` old seal,
+    /// `$3` key, `$4` new check).
+    pub const UPDATE_IMPORT_RECORD: &str =
+        "UPDATE key_imports SET mac = $1, material_check = $4 WHERE mac = $2 AND key_id = $3";
+
+    pub const CURRENT: &str = "SELECT max(version) AS v FROM mac_keys";
+    pub const FORGET: &str = "DELETE FROM mac_keys WHERE version = $1";
+
+    /// The bytes `$1` is bound to for MAC key `version`.
+    pub fn tag(version: i32) -> Vec<u8> {
+        let mut t = vec![2u8];
+        t.extend_from_slice(&(version as u32).to_be_bytes());
+        t
+    }
+}
+
+/// The MAC key methods of [`ServiceStore`], the same for both stores (each has `pool`, `cell`,
+/// `write_on` and `map_err`): inherent methods `$store::mac_*` the trait methods call
+/// (`async_trait` does not see into a macro inside the impl it rewrites).
+macro_rules! mac_key_methods {
+    ($store:ty) => {
+        impl $store {
+            async fn mac_current_mac_version(&self) -> Result<Option<i32>, StoreError> {
+                let row = sqlx::query(mac_sql::CURRENT)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                cell(&row, "v")
+            }
+
+            async fn mac_macs_below(
+                &self,
+                version: i32,
+                limit: i64,
+            ) -> Result<Vec<MacRow>, StoreError> {
+                let tag = mac_sql::tag(version);
+                let mut out = Vec::new();
+                for (i, (table, column, key)) in mac_sql::COLUMNS.iter().enumerate() {
+                    let sql = mac_sql::select_below(table, column, key);
+                    let rows = sqlx::query(&sql)
+                        .bind(tag.clone())
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(map_err)?;
+                    for r in rows {
+                        let row = match *table {
+                            "keys" => MacRow::Key(cell(&r, "key_id")?, KeyMac::ALL[i]),
+                            "key_materials" => {
+                                MacRow::Material(cell(&r, "key_id")?, cell(&r, "version")?)
+                            }
+                            "key_imports" => MacRow::ImportRecord(cell(&r, "key_id")?),
+                            "import_tokens" => MacRow::ImportToken(cell(&r, "token_id")?),
+                            "grants" => MacRow::Grant(cell(&r, "grant_id")?),
+                            "principals" => MacRow::Principal(cell(&r, "arn")?),
+                            "aliases" => MacRow::Alias(
+                                cell(&r, "account_id")?,
+                                cell(&r, "region")?,
+                                cell(&r, "alias_name")?,
+                            ),
+                            "access_keys" => MacRow::AccessKey(cell(&r, "access_key_id")?),
+                            _ => MacRow::Session(cell(&r, "access_key_id")?),
+                        };
+                        if !out.contains(&row) {
+                            out.push(row);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn mac_count_macs_below(&self, version: i32) -> Result<i64, StoreError> {
+                let tag = mac_sql::tag(version);
+                let mut n = 0i64;
+                let (t, c, _) = mac_sql::OUTBOX;
+                for (table, column) in mac_sql::COLUMNS
+                    .iter()
+                    .map(|(t, c, _)| (*t, *c))
+                    .chain([(t, c)])
+                {
+                    let sql = mac_sql::count_below(table, column);
+                    let row = sqlx::query(&sql)
+                        .bind(tag.clone())
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(map_err)?;
+                    n += sqlx::Row::try_get::<i64, _>(&row, 0).map_err(map_err)?;
+                }
+                Ok(n)
+            }
+
+            async fn mac_remac(
+                &self,
+                row: &MacRow,
+                old: &[u8],
+                new: &[u8],
+                check: Option<&[u8]>,
+            ) -> Result<bool, StoreError> {
+                let column = |table: &str, column: &str| {
+                    let (t, c, k) = mac_sql::COLUMNS
+                        .iter()
+                        .find(|(t, c, _)| *t == table && *c == column)
+                        .expect("a MAC'd column");
+                    mac_sql::update(t, c, k)
+                };
+                let sql = match (row, check) {
+                    (MacRow::ImportRecord(_), Some(_)) => mac_sql::UPDATE_IMPORT_RECORD.to_string(),
+                    (MacRow::Key(_, part), _) => column("keys", part.column()),
+                    (MacRow::Material(..), _) => column("key_materials", "mac"),
+                    (MacRow::ImportRecord(_), None) => column("key_imports", "mac"),
+                    (MacRow::ImportToken(_), _) => column("import_tokens", "mac"),
+                    (MacRow::Grant(_), _) => column("grants", "mac"),
+                    (MacRow::Principal(_), _) => column("principals", "authz_mac"),
+                    (MacRow::Alias(..), _) => column("aliases", "mac"),
+                    (MacRow::AccessKey(_), _) => column("access_keys", "mac"),
+                    (MacRow::Session(_), _) => column("sessions", "mac"),
+                };
+                let q = sqlx::query(&sql).bind(new.to_vec()).bind(old.to_vec());
+                let q = match row {
+                    MacRow::Key(id, _) | MacRow::ImportRecord(id) | MacRow::ImportToken(id) => {
+                        q.bind(*id)
+                    }
+                    MacRow::Material(id, v) => q.bind(*id).bind(*v),
+                    MacRow::Grant(id)
+                    | MacRow::Principal(id)
+                    | MacRow::AccessKey(id)
+                    | MacRow::Session(id) => q.bind(id.clone()),
+                    MacRow::Alias(a, r, n) => q.bind(a.clone()).bind(r.clone()).bind(n.clone()),
+                };
+                let q = match check {
+                    Some(c) => q.bind(c.to_vec()),
+                    None => q,
+                };
+                Ok(q.write_on(self).await?.rows_affected() == 1)
+            }
+
+            async fn mac_forget_mac_key(&self, version: i32) -> Result<bool, StoreError> {
+                let n = sqlx::query(mac_sql::FORGET)
+                    .bind(version)
+                    .write_on(self)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+        }
+    };
+}
+pub(crate) use mac_key_methods;
 
 /// A stored blob wrapped under a root key, by the row that holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2416,6 +2416,41 @@ impl ServiceStore for PgStore {
         Ok(n == 1)
     }
 
+    async fn ensure_mac_key(&self, version: i32, label: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO mac_keys (version, label) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
+            .bind(version)
+            .bind(label)
+            .write_on(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn current_mac_version(&self) -> Result<Option<i32>, StoreError> {
+        self.mac_current_mac_version().await
+    }
+
+    async fn macs_below(&self, version: i32, limit: i64) -> Result<Vec<MacRow>, StoreError> {
+        self.mac_macs_below(version, limit).await
+    }
+
+    async fn count_macs_below(&self, version: i32) -> Result<i64, StoreError> {
+        self.mac_count_macs_below(version).await
+    }
+
+    async fn remac(
+        &self,
+        row: &MacRow,
+        old: &[u8],
+        new: &[u8],
+        check: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        self.mac_remac(row, old, new, check).await
+    }
+
+    async fn forget_mac_key(&self, version: i32) -> Result<bool, StoreError> {
+        self.mac_forget_mac_key(version).await
+    }
+
     async fn forget_root_key(&self, version: i32) -> Result<bool, StoreError> {
         let n = sqlx::query(root_sql::FORGET_ROOT)
             .bind(version)
@@ -2778,3 +2813,5 @@ mod host_list_tests {
         );
     }
 }
+
+mac_key_methods!(PgStore);

@@ -2316,6 +2316,45 @@ impl ServiceStore for SqliteStore {
         Ok(n == 1)
     }
 
+    async fn ensure_mac_key(&self, version: i32, label: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO mac_keys (version, label, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(label)
+        .bind(Utc::now())
+        .write_on(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn current_mac_version(&self) -> Result<Option<i32>, StoreError> {
+        self.mac_current_mac_version().await
+    }
+
+    async fn macs_below(&self, version: i32, limit: i64) -> Result<Vec<MacRow>, StoreError> {
+        self.mac_macs_below(version, limit).await
+    }
+
+    async fn count_macs_below(&self, version: i32) -> Result<i64, StoreError> {
+        self.mac_count_macs_below(version).await
+    }
+
+    async fn remac(
+        &self,
+        row: &MacRow,
+        old: &[u8],
+        new: &[u8],
+        check: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        self.mac_remac(row, old, new, check).await
+    }
+
+    async fn forget_mac_key(&self, version: i32) -> Result<bool, StoreError> {
+        self.mac_forget_mac_key(version).await
+    }
+
     async fn forget_root_key(&self, version: i32) -> Result<bool, StoreError> {
         let n = sqlx::query(root_sql::FORGET_ROOT)
             .bind(version)
@@ -2834,6 +2873,12 @@ mod tests {
         .execute(s.pool())
         .await
         .unwrap();
+        // Additive, as far as the schema floor says: a newer release beside this one.
+        s.readiness().await.unwrap();
+        sqlx::query("UPDATE schema_floor SET oldest_release_schema = 9999")
+            .execute(s.pool())
+            .await
+            .unwrap();
         match s.readiness().await {
             Err(StoreError::Other(m)) => assert!(m.contains("9999"), "{m}"),
             other => panic!("expected an unknown migration, got {other:?}"),
@@ -4359,3 +4404,5 @@ mod tests {
         );
     }
 }
+
+mac_key_methods!(SqliteStore);

@@ -534,10 +534,22 @@ pub struct Server {
     pub log: PathBuf,
     /// Extra environment for the server process.
     pub env: Vec<(String, String)>,
+    /// The `kms` binary it runs (this build's, or an older release's).
+    pub bin: String,
 }
 
 pub fn run_init(token: &Token, db: &Database, creds: Option<(&str, &str)>) -> std::process::Output {
-    let mut cmd = Command::new(kms_bin());
+    run_init_with(kms_bin(), token, db, creds)
+}
+
+/// [`run_init`] with another `kms` binary (an older release's).
+pub fn run_init_with(
+    bin: &str,
+    token: &Token,
+    db: &Database,
+    creds: Option<(&str, &str)>,
+) -> std::process::Output {
+    let mut cmd = Command::new(bin);
     kms_env(&mut cmd, token, db);
     if let Some((id, secret)) = creds {
         cmd.env("KMS_ADMIN_ACCESS_KEY_ID", id)
@@ -606,6 +618,37 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            bin: kms_bin().to_string(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// A server running another `kms` binary (an older release's) on a token and database
+    /// that binary's `kms init` prepared.
+    pub fn from_parts_on(
+        bin: &str,
+        token: Token,
+        db: Database,
+        id: &str,
+        secret: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let log = token.dir.path().join("server.log");
+        let mut s = Server {
+            token,
+            db,
+            child: None,
+            endpoint: String::new(),
+            metrics: None,
+            access_key_id: id.into(),
+            secret: secret.into(),
+            log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            bin: bin.to_string(),
         };
         s.spawn();
         s
@@ -637,6 +680,7 @@ impl Server {
             secret: secret.expect("init prints the secret"),
             log,
             env,
+            bin: kms_bin().to_string(),
         };
         s.spawn();
         s
@@ -677,7 +721,12 @@ impl Server {
 
     /// Another server process on the same token and database (a second node).
     pub fn second_node(&self) -> Node {
-        let (child, endpoint) = self.start_process();
+        self.node_on(&self.bin.clone())
+    }
+
+    /// A second node that runs another `kms` binary (this build's beside an older release's).
+    pub fn node_on(&self, bin: &str) -> Node {
+        let (child, endpoint) = self.start_process_on(bin);
         let endpoint = endpoint.split(' ').next().unwrap_or_default().to_string();
         Node { child, endpoint }
     }
@@ -698,7 +747,11 @@ impl Server {
     }
 
     fn start_process(&self) -> (Child, String) {
-        let mut cmd = Command::new(kms_bin());
+        self.start_process_on(&self.bin)
+    }
+
+    fn start_process_on(&self, bin: &str) -> (Child, String) {
+        let mut cmd = Command::new(bin);
         kms_env(&mut cmd, &self.token, &self.db);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -795,7 +848,7 @@ impl Server {
 
     /// Run `kms admin …` against this server's token and database.
     pub fn admin(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-        let mut cmd = Command::new(kms_bin());
+        let mut cmd = Command::new(&self.bin);
         kms_env(&mut cmd, &self.token, &self.db);
         for (k, v) in env {
             cmd.env(k, v);
@@ -807,7 +860,7 @@ impl Server {
     /// Run `kms <args>` (any subcommand) against this server's token and database.
     /// Run `kms …` with this server's environment (its extra settings included).
     pub fn kms(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new(kms_bin());
+        let mut cmd = Command::new(&self.bin);
         kms_env(&mut cmd, &self.token, &self.db);
         for (k, v) in &self.env {
             if v.is_empty() {
