@@ -19,6 +19,8 @@ export KMS_TEST_REQUIRE_AWS_CLI=1
 cd "$ROOT"
 log "building the test suite"
 cargo test --all-targets --no-run "$@"
+log "building the previous release's binary (scripts/previous-release) for the rolling-upgrade test"
+build_previous_release "$@"
 # The fuzz targets build at the lowest priority while the integration tests run (those mostly
 # wait on their servers), so the short fuzz run below starts at once.
 ensure_cargo_fuzz

@@ -2106,7 +2106,11 @@ mod tests {
     fn a_mac_names_its_key_version() {
         let hmac = vec![9u8; 32];
         assert_eq!(mac_parts(&hmac), Some((1, hmac.as_slice())));
-        assert_eq!(tagged_mac(1, hmac.clone()), hmac, "version 1 stays untagged");
+        assert_eq!(
+            tagged_mac(1, hmac.clone()),
+            hmac,
+            "version 1 stays untagged"
+        );
         let v3 = tagged_mac(3, hmac.clone());
         assert_eq!(v3.len(), 37);
         assert_eq!(mac_parts(&v3), Some((3, hmac.as_slice())));

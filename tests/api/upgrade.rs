@@ -40,7 +40,12 @@ async fn encrypt(c: &aws_sdk_kms::Client, key: &str, pt: &[u8]) -> Blob {
 }
 
 async fn decrypts(c: &aws_sdk_kms::Client, ct: &Blob, pt: &[u8]) {
-    let out = c.decrypt().ciphertext_blob(ct.clone()).send().await.unwrap();
+    let out = c
+        .decrypt()
+        .ciphertext_blob(ct.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.plaintext.unwrap().into_inner(), pt);
 }
 
@@ -174,7 +179,12 @@ async fn the_previous_release_and_this_one_serve_one_database_at_once() {
         .send()
         .await
         .unwrap();
-    let tags = c_new.list_resource_tags().key_id(&key_b).send().await.unwrap();
+    let tags = c_new
+        .list_resource_tags()
+        .key_id(&key_b)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(tags.tags.unwrap().len(), 1);
 
     // A node of the previous release restarts against the newer schema, and serves.
