@@ -747,7 +747,7 @@ async fn a_pool_of_tokens_fails_over_when_the_one_in_use_is_lost() {
         "{said}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let s = Server::from_parts_with(
+    let mut s = Server::from_parts_with(
         token,
         db,
         &id.unwrap(),
@@ -822,6 +822,14 @@ async fn a_pool_of_tokens_fails_over_when_the_one_in_use_is_lost() {
     );
     let (ok, report) = audit_verify(&s);
     assert!(ok, "{report}");
+    // A MAC key rotation reaches every token of the pool: the new MAC key is copied inside
+    // the tokens, and the rows MAC'd under it verify on the other token after the failover.
+    let out = s.kms(&["hsm", "rotate-mac-key"]);
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success() && said.contains("MAC key v2 created"),
+        "{said}"
+    );
 
     // The token in use goes away (its files are gone; the module is re-initialised).
     s.token.take_away(&first);
@@ -887,5 +895,22 @@ async fn a_pool_of_tokens_fails_over_when_the_one_in_use_is_lost() {
     assert!(
         ok,
         "the audit trail signed in both tokens verifies with one key: {report}"
+    );
+    // Started again on the second token alone, with nothing cached: the rows MAC'd under MAC
+    // key v2 in the first token verify with its copy.
+    s.spawn();
+    let c = s.client();
+    for k in [&key, &fresh] {
+        c.encrypt()
+            .key_id(k)
+            .plaintext(Blob::new(b"after".to_vec()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}\n{}", s.server_log()));
+    }
+    let listed = String::from_utf8_lossy(&s.kms(&["hsm", "mac-keys"]).stdout).to_string();
+    assert!(
+        listed.contains("kms-metadata-mac-key-v2  (current)"),
+        "{listed}"
     );
 }
