@@ -35,6 +35,21 @@ pub async fn connect_store(s: &Settings) -> Result<Arc<dyn Store>, Error> {
     Ok(store)
 }
 
+/// [`connect_store`] for a command that does not migrate (`kms admin`, `kms hsm`, `kms backup`):
+/// a database an older release left (this release's migrations not applied yet) is refused
+/// in one sentence, before this build reads tables that are not there.
+async fn connect_migrated_store(s: &Settings) -> Result<Arc<dyn Store>, Error> {
+    let store = connect_store(s).await?;
+    let v = store.schema_versions().await.map_err(|e| e.to_string())?;
+    if v.database > 0 && v.database < v.build {
+        return Err(format!(
+            "the database's schema is at version {}, older than this build's {}: run this release's `kms init` (or start its `kms serve`) first, which migrates it",
+            v.database, v.build
+        ));
+    }
+    Ok(store)
+}
+
 pub async fn open_hsm(s: &Settings) -> Result<Hsm, Error> {
     let cfg = HsmConfig {
         module: s.hsm.module.clone(),
@@ -390,7 +405,7 @@ pub enum BackupCommand {
 pub async fn backup(s: &Settings, cmd: BackupCommand) -> Result<(), Error> {
     match cmd {
         BackupCommand::Verify => {
-            let store = connect_store(s).await?;
+            let store = connect_migrated_store(s).await?;
             if !store.is_initialised().await.map_err(|e| e.to_string())? {
                 return Err(
                     "the database has no schema: it is not a backup of this service".into(),
@@ -442,7 +457,7 @@ fn operator() -> String {
 }
 
 pub async fn admin(s: &Settings, cmd: AdminCommand) -> Result<(), Error> {
-    let store = connect_store(s).await?;
+    let store = connect_migrated_store(s).await?;
     let (action, target, detail) = describe_admin(&cmd);
     if !store.is_initialised().await.map_err(|e| e.to_string())? {
         return Err("the database has no schema; run `kms init` first".into());
@@ -1554,7 +1569,7 @@ async fn root_key_command(s: &Settings, batch: i64) -> Result<(Arc<dyn Store>, K
     if batch < 1 {
         return Err(format!("--batch must be at least 1, not {batch}"));
     }
-    let store = connect_store(s).await?;
+    let store = connect_migrated_store(s).await?;
     if !store.is_initialised().await.map_err(|e| e.to_string())? {
         return Err("the database has no schema; run `kms init` first".into());
     }

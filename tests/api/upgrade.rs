@@ -94,6 +94,21 @@ async fn the_previous_release_and_this_one_serve_one_database_at_once() {
     let (bob_arn, bob_id, bob_secret, _) =
         tokio::task::block_in_place(|| old.new_user_with_secret(ACCOUNT, "bob", None));
 
+    // This release's commands that do not migrate refuse the older schema in one sentence.
+    let mut cmd = Command::new(kms_bin());
+    kms_env(&mut cmd, &old.token, &old.db);
+    let out = tokio::task::block_in_place(|| {
+        cmd.args(["admin", "create-account", "--account-id", "444444444444"])
+            .output()
+            .unwrap()
+    });
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.trim().lines().count() == 1 && said.contains("older than this build's"),
+        "{said}"
+    );
+
     // A node of this release starts beside it: it migrates the schema while the old one
     // serves.
     let new = tokio::task::block_in_place(|| old.node_on(kms_bin()));
