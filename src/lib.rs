@@ -12,5 +12,6 @@ pub mod fuzzing;
 pub mod hsm;
 pub mod kms;
 pub mod metrics;
+pub mod operations;
 pub mod policy;
 pub mod store;

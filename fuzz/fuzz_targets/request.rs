@@ -4,14 +4,14 @@
 //!
 //! Input: one byte choosing the operation (index into `OPERATIONS`), then the JSON body.
 #![no_main]
-use kms::api::ops::OPERATIONS;
+use kms::operations::OPERATIONS;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&op, body)) = data.split_first() else {
         return;
     };
-    let op = OPERATIONS[op as usize % OPERATIONS.len()];
+    let op = OPERATIONS[op as usize % OPERATIONS.len()].name;
     let fx = kms::fuzzing::fixture();
     match fx.dispatch(op, body) {
         Ok(v) => assert!(v.is_object(), "{op} answered {v}"),

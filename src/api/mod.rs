@@ -195,12 +195,7 @@ async fn handle(
 
 /// The metrics label of an operation name: one of the fixed set, else `Unknown`.
 fn operation_label(op: &str) -> &'static str {
-    ops::OPERATIONS
-        .iter()
-        .chain(["AssumeRole", "GetCallerIdentity"].iter())
-        .find(|o| **o == op)
-        .copied()
-        .unwrap_or("Unknown")
+    crate::operations::find_any(op).map_or("Unknown", |o| o.name)
 }
 
 /// `GET /healthz` (the process answers) and `GET /readyz` (the token is logged in, the
@@ -604,7 +599,7 @@ async fn process(
         .to_string();
     let op = target.strip_prefix(TARGET_PREFIX).unwrap_or("").to_string();
     // Only a known operation name is logged; the header is the client's to fill.
-    let label = if ops::OPERATIONS.contains(&op.as_str()) {
+    let label = if crate::operations::find(&op).is_some() {
         op.clone()
     } else {
         "-".to_string()
@@ -712,7 +707,7 @@ async fn process(
                 .await
                 .map(Reply::Xml);
         }
-        if op.is_empty() || !ops::OPERATIONS.contains(&op.as_str()) {
+        if crate::operations::find(&op).is_none() {
             return Err(ApiError::UnknownOperation(if target.is_empty() {
                 "Missing X-Amz-Target header".into()
             } else {

@@ -5,23 +5,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Operations that count against the cryptographic quota.
-const CRYPTO: &[&str] = &[
-    "Encrypt",
-    "Decrypt",
-    "ReEncrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateRandom",
-    "Sign",
-    "Verify",
-    "GenerateMac",
-    "VerifyMac",
-    "DeriveSharedSecret",
-];
-
 struct Bucket {
     tokens: f64,
     at: Instant,
@@ -44,7 +27,8 @@ impl Quotas {
 
     /// Take one request from the account's share for `op`; false when it is used up.
     pub fn allow(&self, account: &str, region: &str, op: &str) -> bool {
-        let crypto = CRYPTO.contains(&op);
+        let crypto = crate::operations::find_any(op)
+            .is_some_and(|o| o.quota == crate::operations::Quota::Cryptographic);
         let rate = if crypto {
             self.crypto_per_second
         } else {

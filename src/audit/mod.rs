@@ -555,27 +555,10 @@ pub fn changes_state(op: &str) -> bool {
     !read_only(op)
 }
 
-/// Operations whose event CloudTrail marks `readOnly`.
+/// Operations whose event CloudTrail marks `readOnly` (an operation the table does not know
+/// is taken to change something, so its intent would be recorded first).
 fn read_only(op: &str) -> bool {
-    op.starts_with("Describe")
-        || op.starts_with("List")
-        || op.starts_with("Get")
-        || matches!(
-            op,
-            "Encrypt"
-                | "Decrypt"
-                | "ReEncrypt"
-                | "GenerateDataKey"
-                | "GenerateDataKeyWithoutPlaintext"
-                | "GenerateDataKeyPair"
-                | "GenerateDataKeyPairWithoutPlaintext"
-                | "GenerateRandom"
-                | "Sign"
-                | "Verify"
-                | "GenerateMac"
-                | "VerifyMac"
-                | "DeriveSharedSecret"
-        )
+    crate::operations::find_any(op).is_some_and(|o| o.read_only)
 }
 
 fn key_arns_of(request: Option<&Value>, response: Option<&Value>) -> Vec<String> {
@@ -613,15 +596,8 @@ fn response_elements(op: &str, response: Option<&Value>) -> Value {
         }
         Value::Object(m)
     };
-    match op {
-        "CreateKey" => json!({ "keyMetadata": r.get("KeyMetadata") }),
-        "ReplicateKey" => json!({ "replicaKeyMetadata": r.get("ReplicaKeyMetadata") }),
-        "CreateGrant" => pick(&["GrantId"]),
-        "ScheduleKeyDeletion" => {
-            pick(&["KeyId", "DeletionDate", "KeyState", "PendingWindowInDays"])
-        }
-        "CancelKeyDeletion" => pick(&["KeyId"]),
-        "AssumeRole" => Value::Null,
+    match crate::operations::find_any(op) {
+        Some(o) if !o.response_elements.is_empty() => pick(o.response_elements),
         _ => Value::Null,
     }
 }

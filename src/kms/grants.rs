@@ -2,6 +2,7 @@
 //! grant tokens, and whether a grant allows a request.
 
 use super::{mac_input, Caller, Context, Kms, KmsError};
+use crate::operations::{grant_operation, KeyKind};
 use crate::policy::GrantAllows;
 use crate::store::{GrantRecord, KeyRecord, StoreError};
 use base64::Engine;
@@ -10,73 +11,6 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 /// Operations a grant may allow, and which of them take an encryption context.
-pub const GRANT_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "Sign",
-    "Verify",
-    "GetPublicKey",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateMac",
-    "VerifyMac",
-    "DeriveSharedSecret",
-];
-const SYMMETRIC_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-];
-/// AWS's grant operations by key type (every key also takes CreateGrant, RetireGrant and
-/// DescribeKey).
-const ASYMMETRIC_ENCRYPTION_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "GetPublicKey",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-];
-const SIGNING_OPERATIONS: &[&str] = &[
-    "Sign",
-    "Verify",
-    "GetPublicKey",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-];
-const KEY_AGREEMENT_OPERATIONS: &[&str] = &[
-    "DeriveSharedSecret",
-    "GetPublicKey",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-];
-const HMAC_OPERATIONS: &[&str] = &[
-    "GenerateMac",
-    "VerifyMac",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-];
-
 /// A grant id as this service issues them: 64 lowercase hex digits. Anything else is
 /// `InvalidGrantIdException`, as AWS answers a grant id that is not one.
 pub fn check_grant_id(id: &str) -> Result<(), KmsError> {
@@ -88,31 +22,25 @@ pub fn check_grant_id(id: &str) -> Result<(), KmsError> {
     )))
 }
 
-/// The grant operations a key of this type can take.
-fn grant_operations_for(rec: &KeyRecord) -> &'static [&'static str] {
+/// The kind of key a grant names, as grant operations tell them apart.
+fn key_kind(rec: &KeyRecord) -> KeyKind {
     if rec.key_spec == super::SYMMETRIC_DEFAULT {
-        return SYMMETRIC_OPERATIONS;
+        return KeyKind::Symmetric;
     }
     if rec.key_spec.starts_with("HMAC_") {
-        return HMAC_OPERATIONS;
+        return KeyKind::Hmac;
     }
     match rec.key_usage.as_str() {
-        "ENCRYPT_DECRYPT" => ASYMMETRIC_ENCRYPTION_OPERATIONS,
-        "KEY_AGREEMENT" => KEY_AGREEMENT_OPERATIONS,
-        _ => SIGNING_OPERATIONS,
+        "ENCRYPT_DECRYPT" => KeyKind::AsymmetricEncryption,
+        "KEY_AGREEMENT" => KeyKind::KeyAgreement,
+        _ => KeyKind::Signing,
     }
 }
 
-const WITH_CONTEXT: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-];
+/// Whether the grant operation `op` allows an operation that takes an encryption context.
+fn with_context(op: &str) -> bool {
+    grant_operation(op).is_some_and(|g| g.with_context)
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Constraints {
@@ -274,7 +202,7 @@ pub fn grant_allows(
         // AWS applies constraints to the operations that take an encryption context; those
         // that do not (DescribeKey, RetireGrant) are allowed as granted, and CreateGrant is
         // held to the constraints by `create_grant`.
-        if WITH_CONTEXT.contains(&op) && !c.admit(ctx.unwrap_or(&Context::new())) {
+        if with_context(op) && !c.admit(ctx.unwrap_or(&Context::new())) {
             return GrantAllows::No;
         }
     }
@@ -514,12 +442,12 @@ impl Kms {
     ) -> Result<(String, String), KmsError> {
         let rec = self.resolve(caller, &input.key_id).await?;
         for op in &input.operations {
-            if !GRANT_OPERATIONS.contains(&op.as_str()) {
+            let Some(g) = grant_operation(op) else {
                 return Err(KmsError::Validation(format!(
                     "{op} is not a grant operation."
                 )));
-            }
-            if !grant_operations_for(&rec).contains(&op.as_str()) {
+            };
+            if !g.kinds.contains(&key_kind(&rec)) {
                 return Err(KmsError::Validation(format!(
                     "Grant operation {op} is not valid for {} key {}.",
                     rec.key_spec,
@@ -542,7 +470,7 @@ impl Kms {
             && !input
                 .operations
                 .iter()
-                .any(|o| WITH_CONTEXT.contains(&o.as_str()) || o == "CreateGrant")
+                .any(|o| with_context(o) || o == "CreateGrant")
         {
             return Err(KmsError::Validation(
                 "Grant constraints apply only to cryptographic operations that take an encryption context.".into(),

@@ -108,3 +108,43 @@ async fn framing_errors_are_400s_with_aws_names() {
     // The server still works after all that.
     s.client().create_key().send().await.unwrap();
 }
+
+/// The operation table (`src/operations.rs`) is what the server routes: every operation in it
+/// reaches a handler (here it refuses an empty request, or answers it), and every AWS
+/// operation the table lists as not built yet is `UnknownOperationException`.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_of_the_table_is_routed_and_no_other() {
+    let s = Server::start().await;
+    for o in kms::operations::OPERATIONS {
+        let r = s
+            .raw(
+                Some(&format!("TrentService.{}", o.name)),
+                CT,
+                b"{}".to_vec(),
+                true,
+            )
+            .await;
+        assert_ne!(
+            r.error_type(),
+            "UnknownOperationException",
+            "{}: {:?}",
+            o.name,
+            r.json
+        );
+    }
+    for name in kms::operations::NOT_YET {
+        let r = s
+            .raw(
+                Some(&format!("TrentService.{name}")),
+                CT,
+                b"{}".to_vec(),
+                true,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error_type()),
+            (400, "UnknownOperationException"),
+            "{name}"
+        );
+    }
+}

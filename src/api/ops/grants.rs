@@ -2,7 +2,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{page, parse, Context, Validator};
-use crate::kms::grants::{Constraints, CreateGrantInput, GRANT_OPERATIONS};
+use crate::kms::grants::{Constraints, CreateGrantInput};
 use crate::kms::{Caller, Kms, KmsError};
 use crate::store::GrantRecord;
 use serde::Deserialize;
@@ -85,11 +85,12 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .str_len(r.retiring_principal.as_deref(), "retiringPrincipal", 1, 256)
         .str_len(r.name.as_deref(), "name", 1, 256)
         .grant_tokens(r.grant_tokens.as_ref());
+    let grant_operations = crate::operations::grant_operation_names();
     for (i, op) in r.operations.iter().flatten().enumerate() {
         v.one_of(
             Some(op),
             &format!("operations.{}.member", i + 1),
-            GRANT_OPERATIONS,
+            &grant_operations,
         );
     }
     v.finish()?;

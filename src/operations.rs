@@ -1,0 +1,316 @@
+//! Every AWS KMS operation this service implements, described once.
+//!
+//! This table is the one source of the lists the layers above need: which operations exist
+//! (`X-Amz-Target` dispatch and the metrics label), which request quota each counts against,
+//! which CloudTrail marks read-only (a change's intent is recorded before it runs), which
+//! response members the trail keeps, and which grant operations allow which operation on
+//! which key types. `api::ops::dispatch` maps each name to its handler; a test keeps the two
+//! equal, and another keeps the table equal to AWS's model minus [`NOT_YET`]. Adding an
+//! operation: a line here, its handler module, its line in `dispatch`, its domain call.
+
+/// The request quota an operation counts against, as AWS shares them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quota {
+    /// The cryptographic operations' rate.
+    Cryptographic,
+    /// Everything else.
+    Management,
+}
+
+/// An operation, by its `X-Amz-Target` suffix.
+#[derive(Debug)]
+pub struct Operation {
+    pub name: &'static str,
+    pub quota: Quota,
+    /// CloudTrail's `readOnly`: the call changes nothing.
+    pub read_only: bool,
+    /// The response members the trail keeps (`responseElements`, camel-cased); none: null.
+    pub response_elements: &'static [&'static str],
+}
+
+const fn op(name: &'static str, quota: Quota, read_only: bool) -> Operation {
+    Operation {
+        name,
+        quota,
+        read_only,
+        response_elements: &[],
+    }
+}
+
+const fn with_response(mut o: Operation, members: &'static [&'static str]) -> Operation {
+    o.response_elements = members;
+    o
+}
+
+use Quota::{Cryptographic as C, Management as M};
+
+/// Every operation this server implements.
+pub const OPERATIONS: &[Operation] = &[
+    // In the order the fuzz corpus indexes them (fuzz/fuzz_targets/request.rs): append only.
+    op("GetParametersForImport", M, true),
+    op("ImportKeyMaterial", M, false),
+    op("DeleteImportedKeyMaterial", M, false),
+    op("EnableKeyRotation", M, false),
+    op("DisableKeyRotation", M, false),
+    op("GetKeyRotationStatus", M, true),
+    op("RotateKeyOnDemand", M, false),
+    op("ListKeyRotations", M, true),
+    with_response(op("CancelKeyDeletion", M, false), &["KeyId"]),
+    op("CreateAlias", M, false),
+    op("DeleteAlias", M, false),
+    op("DisableKey", M, false),
+    op("EnableKey", M, false),
+    op("ListAliases", M, true),
+    op("ListResourceTags", M, true),
+    with_response(
+        op("ScheduleKeyDeletion", M, false),
+        &["KeyId", "DeletionDate", "KeyState", "PendingWindowInDays"],
+    ),
+    op("TagResource", M, false),
+    op("UntagResource", M, false),
+    op("UpdateAlias", M, false),
+    op("UpdateKeyDescription", M, false),
+    with_response(op("CreateGrant", M, false), &["GrantId"]),
+    with_response(op("CreateKey", M, false), &["KeyMetadata"]),
+    op("ListGrants", M, true),
+    op("ListRetirableGrants", M, true),
+    op("RetireGrant", M, false),
+    op("RevokeGrant", M, false),
+    op("Decrypt", C, true),
+    op("DescribeKey", M, true),
+    op("Encrypt", C, true),
+    op("GenerateDataKey", C, true),
+    op("GenerateDataKeyWithoutPlaintext", C, true),
+    op("GenerateRandom", C, true),
+    op("GetKeyPolicy", M, true),
+    op("ListKeyPolicies", M, true),
+    op("ListKeys", M, true),
+    op("PutKeyPolicy", M, false),
+    op("ReEncrypt", C, true),
+    with_response(op("ReplicateKey", M, false), &["ReplicaKeyMetadata"]),
+    op("UpdatePrimaryRegion", M, false),
+    op("Sign", C, true),
+    op("Verify", C, true),
+    op("GetPublicKey", M, true),
+    op("GenerateMac", C, true),
+    op("VerifyMac", C, true),
+    op("GenerateDataKeyPair", C, true),
+    op("GenerateDataKeyPairWithoutPlaintext", C, true),
+    op("DeriveSharedSecret", C, true),
+];
+
+/// The STS operations the service answers (`AssumeRole`, `GetCallerIdentity`): audited and
+/// counted like the rest.
+pub const STS_OPERATIONS: &[Operation] =
+    &[op("AssumeRole", M, false), op("GetCallerIdentity", M, true)];
+
+/// AWS KMS operations this service does not implement yet.
+pub const NOT_YET: &[&str] = &[
+    "ConnectCustomKeyStore",
+    "CreateCustomKeyStore",
+    "DeleteCustomKeyStore",
+    "DescribeCustomKeyStores",
+    "DisconnectCustomKeyStore",
+    "UpdateCustomKeyStore",
+    "Encapsulate",
+    "Decapsulate",
+    "GetKeyLastUsage",
+];
+
+/// The KMS operation named `name`.
+pub fn find(name: &str) -> Option<&'static Operation> {
+    OPERATIONS.iter().find(|o| o.name == name)
+}
+
+/// The KMS or STS operation named `name`.
+pub fn find_any(name: &str) -> Option<&'static Operation> {
+    find(name).or_else(|| STS_OPERATIONS.iter().find(|o| o.name == name))
+}
+
+/// Key types, as grants tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `SYMMETRIC_DEFAULT`.
+    Symmetric,
+    /// RSA keys for `ENCRYPT_DECRYPT`.
+    AsymmetricEncryption,
+    /// RSA, ECC and SM2 keys for `SIGN_VERIFY`.
+    Signing,
+    /// ECC keys for `KEY_AGREEMENT`.
+    KeyAgreement,
+    /// HMAC keys.
+    Hmac,
+}
+
+use KeyKind::{
+    AsymmetricEncryption as AE, Hmac as H, KeyAgreement as KA, Signing as S, Symmetric as SY,
+};
+
+/// A grant operation (AWS's `GrantOperation`): what a grant may allow.
+#[derive(Debug)]
+pub struct GrantOperation {
+    pub name: &'static str,
+    /// The operation it allows (`ReEncryptFrom` and `ReEncryptTo` both allow `ReEncrypt`,
+    /// on the source and the destination key).
+    pub operation: &'static str,
+    /// The key types a grant may name it for.
+    pub kinds: &'static [KeyKind],
+    /// Whether the operation takes an encryption context (grant constraints apply to it).
+    pub with_context: bool,
+}
+
+const fn grant(
+    name: &'static str,
+    operation: &'static str,
+    kinds: &'static [KeyKind],
+    with_context: bool,
+) -> GrantOperation {
+    GrantOperation {
+        name,
+        operation,
+        kinds,
+        with_context,
+    }
+}
+
+/// Every grant operation, in the order of AWS's enum (validation messages list them so).
+pub const GRANT_OPERATIONS: &[GrantOperation] = &[
+    grant("Decrypt", "Decrypt", &[SY, AE], true),
+    grant("Encrypt", "Encrypt", &[SY, AE], true),
+    grant("GenerateDataKey", "GenerateDataKey", &[SY], true),
+    grant(
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateDataKeyWithoutPlaintext",
+        &[SY],
+        true,
+    ),
+    grant("ReEncryptFrom", "ReEncrypt", &[SY, AE], true),
+    grant("ReEncryptTo", "ReEncrypt", &[SY, AE], true),
+    grant("Sign", "Sign", &[S], false),
+    grant("Verify", "Verify", &[S], false),
+    grant("GetPublicKey", "GetPublicKey", &[AE, S, KA], false),
+    grant("CreateGrant", "CreateGrant", &[SY, AE, S, KA, H], false),
+    grant("RetireGrant", "RetireGrant", &[SY, AE, S, KA, H], false),
+    grant("DescribeKey", "DescribeKey", &[SY, AE, S, KA, H], false),
+    grant("GenerateDataKeyPair", "GenerateDataKeyPair", &[SY], true),
+    grant(
+        "GenerateDataKeyPairWithoutPlaintext",
+        "GenerateDataKeyPairWithoutPlaintext",
+        &[SY],
+        true,
+    ),
+    grant("GenerateMac", "GenerateMac", &[H], false),
+    grant("VerifyMac", "VerifyMac", &[H], false),
+    grant("DeriveSharedSecret", "DeriveSharedSecret", &[KA], false),
+];
+
+/// The grant operation named `name`.
+pub fn grant_operation(name: &str) -> Option<&'static GrantOperation> {
+    GRANT_OPERATIONS.iter().find(|g| g.name == name)
+}
+
+/// The names of the grant operations, in AWS's order.
+pub fn grant_operation_names() -> Vec<&'static str> {
+    GRANT_OPERATIONS.iter().map(|g| g.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AWS KMS's operations, as botocore's `kms/2014-11-01/service-2.json` (and the
+    /// aws-sdk-kms 1.129 model built from it) lists them.
+    const AWS: &[&str] = &[
+        "CancelKeyDeletion",
+        "ConnectCustomKeyStore",
+        "CreateAlias",
+        "CreateCustomKeyStore",
+        "CreateGrant",
+        "CreateKey",
+        "Decapsulate",
+        "Decrypt",
+        "DeleteAlias",
+        "DeleteCustomKeyStore",
+        "DeleteImportedKeyMaterial",
+        "DeriveSharedSecret",
+        "DescribeCustomKeyStores",
+        "DescribeKey",
+        "DisableKey",
+        "DisableKeyRotation",
+        "DisconnectCustomKeyStore",
+        "EnableKey",
+        "EnableKeyRotation",
+        "Encapsulate",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateMac",
+        "GenerateRandom",
+        "GetKeyLastUsage",
+        "GetKeyPolicy",
+        "GetKeyRotationStatus",
+        "GetParametersForImport",
+        "GetPublicKey",
+        "ImportKeyMaterial",
+        "ListAliases",
+        "ListGrants",
+        "ListKeyPolicies",
+        "ListKeyRotations",
+        "ListKeys",
+        "ListResourceTags",
+        "ListRetirableGrants",
+        "PutKeyPolicy",
+        "ReEncrypt",
+        "ReplicateKey",
+        "RetireGrant",
+        "RevokeGrant",
+        "RotateKeyOnDemand",
+        "ScheduleKeyDeletion",
+        "Sign",
+        "TagResource",
+        "UntagResource",
+        "UpdateAlias",
+        "UpdateCustomKeyStore",
+        "UpdateKeyDescription",
+        "UpdatePrimaryRegion",
+        "Verify",
+        "VerifyMac",
+    ];
+
+    #[test]
+    fn the_table_and_the_operations_not_built_yet_are_aws_s_operations() {
+        assert_eq!(AWS.len(), 56);
+        let mut ours: Vec<&str> = OPERATIONS
+            .iter()
+            .map(|o| o.name)
+            .chain(NOT_YET.iter().copied())
+            .collect();
+        ours.sort_unstable();
+        let before = ours.len();
+        ours.dedup();
+        assert_eq!(ours.len(), before, "an operation is listed twice");
+        assert_eq!(ours, AWS);
+    }
+
+    #[test]
+    fn every_grant_operation_allows_an_operation_of_the_table() {
+        for g in GRANT_OPERATIONS {
+            assert!(find(g.operation).is_some(), "{}", g.name);
+            assert!(!g.kinds.is_empty(), "{}", g.name);
+        }
+    }
+
+    #[test]
+    fn cryptographic_operations_change_nothing() {
+        for o in OPERATIONS {
+            if o.quota == Quota::Cryptographic {
+                assert!(o.read_only, "{}", o.name);
+            }
+            if !o.response_elements.is_empty() {
+                assert!(!o.read_only, "{}", o.name);
+            }
+        }
+    }
+}
