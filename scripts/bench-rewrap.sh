@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Root key rotation at scale: a fresh SoftHSM2 token and database, N keys created through the
-# API, then `kms hsm rotate-root-key` timed on its own (nodes stopped), and the re-wrap rate in
-# blobs per second. In the same run, the token's own unwrap rate on one session
+# Root and MAC key rotation at scale: a fresh SoftHSM2 token and database, N keys created
+# through the API, then `kms hsm rotate-root-key` and `kms hsm rotate-mac-key` timed on their own
+# (nodes stopped): the re-wrap rate in blobs per second and the re-MAC rate in MACs per second
+# (each MAC costs a row read, two HMACs in the token and a compare-and-set write). Then the
+# restore drill at that size, timed: pg_dump, the token copied, the dump loaded into a fresh
+# database, `kms backup verify` (every key's rows checked, every material unwrapped). In the same run, the token's own unwrap rate on one session
 # (`kms-bench token`) is the limit to compare against: each blob costs an unwrap, a wrap and
 # two HMACs in the token.
 #
@@ -64,3 +67,31 @@ under_v1=$(psql "$KMS_DATABASE_URL" -tAXc "SELECT count(*) FROM key_materials WH
 [ "$under_v1" = 0 ] || die "$under_v1 blobs are still under root key v1"
 awk -v n="$blobs" -v s="$start" -v e="$end" 'BEGIN { printf "re-wrapped %d blobs in %.1f s: %.0f blobs/s\n", n, e - s, n / (e - s) }' \
     | tee "$B/result.txt"
+
+log "kms hsm rotate-mac-key (the nodes stopped)"
+macs=$("$KMS" hsm rotate-mac-key --no-wait >/dev/null 2>&1; "$KMS" hsm mac-keys | sed -n 's/^\([0-9]*\) stored MACs are under an older MAC key$/\1/p')
+start=$(date +%s.%N)
+"$KMS" hsm remac 2>"$B/remac.log"
+end=$(date +%s.%N)
+tail -1 "$B/remac.log"
+left=$("$KMS" hsm mac-keys | sed -n 's/^\([0-9]*\) stored MACs are under an older MAC key$/\1/p')
+[ "$left" = 0 ] || die "$left MACs are still under MAC key v1"
+awk -v n="$macs" -v s="$start" -v e="$end" 'BEGIN { printf "made %d MACs again in %.1f s: %.0f MACs/s\n", n, e - s, n / (e - s) }' \
+    | tee -a "$B/result.txt"
+
+log "backup and restore of the deployment"
+t0=$(date +%s.%N)
+pg_dump -Fc -f "$B/backup.dump" "$KMS_DATABASE_URL"
+cp -a "$B/softhsm" "$B/softhsm-restored"
+sed -i "s#$B/softhsm/#$B/softhsm-restored/#" "$B/softhsm-restored/softhsm2.conf"
+t1=$(date +%s.%N)
+psql "$PG_BASE/postgres" -qXc "DROP DATABASE IF EXISTS kms_bench_restored" >/dev/null
+psql "$PG_BASE/postgres" -qXc "CREATE DATABASE kms_bench_restored" >/dev/null
+pg_restore -d "$PG_BASE/kms_bench_restored" "$B/backup.dump"
+t2=$(date +%s.%N)
+SOFTHSM2_CONF="$B/softhsm-restored/softhsm2.conf" KMS_DATABASE_URL="$PG_BASE/kms_bench_restored" \
+    "$KMS" backup verify 2>&1 | tail -1
+t3=$(date +%s.%N)
+awk -v k="$KEYS" -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN { printf "restore of %d keys: backup (pg_dump + token copy) %.1f s, load into a fresh database %.1f s, kms backup verify %.1f s: %.1f s in all\n", k, b - a, c - b, d - c, d - a }' \
+    | tee -a "$B/result.txt"
+psql "$PG_BASE/postgres" -qXc "DROP DATABASE IF EXISTS kms_bench_restored" >/dev/null
