@@ -2377,68 +2377,19 @@ fn apply_change(kms: &Kms, change: Option<(&str, &str)>) {
     }
 }
 
-/// Drop cached entries when any process changes what they hold: Postgres LISTEN/NOTIFY, or
-/// the embedded store's `changes` table, polled every 100 ms. If the feed breaks, changes may
-/// have been missed, so the whole cache is dropped.
+/// Drop cached entries when any process changes what they hold ([`Store::changes`]). If
+/// announcements may have been missed, the whole cache is dropped.
 async fn spawn_invalidation(store: Arc<dyn Store>, kms: Arc<Kms>) -> Result<(), Error> {
-    if let Some(lite) = store.sqlite() {
-        let lite = lite.clone();
-        let mut last = lite.last_change().await.map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let mut polls: u64 = 0;
-            loop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                match lite.changes_after(last).await {
-                    Ok(changes) => {
-                        for (seq, channel, payload) in &changes {
-                            apply_change(&kms, Some((channel, payload)));
-                            last = *seq;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "change feed failed; retrying");
-                        apply_change(&kms, None);
-                    }
-                }
-                polls += 1;
-                if polls.is_multiple_of(600) {
-                    let _ = lite.trim_changes(10_000).await;
-                }
-            }
-        });
-        return Ok(());
-    }
-    let Some(pg) = store.postgres() else {
-        return Ok(());
-    };
     // With several database hosts, the pool follows the one that takes writes.
-    pg.follow_primary(Duration::from_millis(500));
-    let mut listener = pg.key_change_listener().await.map_err(|e| e.to_string())?;
-    let pg = pg.clone();
+    store.follow_primary(Duration::from_millis(500));
+    let mut changes = store.changes().await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(n)) => apply_change(&kms, Some((n.channel(), n.payload()))),
-                // The connection was lost: changes may have been missed, and the primary may
-                // have moved. Listen again on the host the pool uses now.
-                Ok(None) | Err(_) => {
-                    tracing::warn!("change listener lost its connection; listening again");
-                    apply_change(&kms, None);
-                    loop {
-                        match pg.key_change_listener().await {
-                            Ok(l) => {
-                                listener = l;
-                                // Whatever changed while nobody listened.
-                                apply_change(&kms, None);
-                                break;
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "change listener cannot connect; retrying");
-                                tokio::time::sleep(Duration::from_millis(250)).await;
-                            }
-                        }
-                    }
+        while let Some(change) = changes.recv().await {
+            match change {
+                crate::store::Change::Changed { channel, payload } => {
+                    apply_change(&kms, Some((&channel, &payload)))
                 }
+                crate::store::Change::Missed => apply_change(&kms, None),
             }
         }
     });

@@ -21,17 +21,26 @@ pub trait Store: KeyStore + IdentityStore + ServiceStore + GrantStore + AuditSto
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Whether the schema exists (`kms init` ran against this database).
     async fn is_initialised(&self) -> Result<bool, StoreError>;
-    /// The Postgres store, whose LISTEN/NOTIFY tells every node of changes; `None` for the
-    /// embedded store, which one process uses.
-    fn postgres(&self) -> Option<&PgStore> {
-        None
-    }
-    /// The embedded store, whose `changes` table tells every process of changes.
-    fn sqlite(&self) -> Option<&SqliteStore> {
-        None
-    }
+    /// What every process changes from now on, as it is announced (a key, a grant, an alias,
+    /// an identity), and `Missed` when announcements may have been lost (the feed broke and
+    /// resumed): Postgres LISTEN/NOTIFY, listened to again on whichever host takes writes;
+    /// the embedded store's `changes` table, polled every 100 ms. Ends only with the process.
+    async fn changes(&self) -> Result<tokio::sync::mpsc::Receiver<Change>, StoreError>;
+    /// Keep the connections on the database host that takes writes, checking every `every`
+    /// (Postgres with several hosts; nothing to do otherwise).
+    fn follow_primary(&self, _every: std::time::Duration) {}
     /// `Postgres` or `SQLite`, for messages.
     fn kind(&self) -> &'static str;
+}
+
+/// One announcement of [`Store::changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Something changed: its channel (`kms_key_changed`, `kms_grant_changed`,
+    /// `kms_alias_changed`, `kms_identity_changed`) and payload (the key id, if any).
+    Changed { channel: String, payload: String },
+    /// Announcements may have been lost: everything cached may be stale.
+    Missed,
 }
 
 #[async_trait]
@@ -42,8 +51,11 @@ impl Store for PgStore {
     async fn is_initialised(&self) -> Result<bool, StoreError> {
         PgStore::is_initialised(self).await
     }
-    fn postgres(&self) -> Option<&PgStore> {
-        Some(self)
+    async fn changes(&self) -> Result<tokio::sync::mpsc::Receiver<Change>, StoreError> {
+        PgStore::changes(self).await
+    }
+    fn follow_primary(&self, every: std::time::Duration) {
+        PgStore::follow_primary(self, every)
     }
     fn kind(&self) -> &'static str {
         "Postgres"
@@ -58,8 +70,8 @@ impl Store for SqliteStore {
     async fn is_initialised(&self) -> Result<bool, StoreError> {
         SqliteStore::is_initialised(self).await
     }
-    fn sqlite(&self) -> Option<&SqliteStore> {
-        Some(self)
+    async fn changes(&self) -> Result<tokio::sync::mpsc::Receiver<Change>, StoreError> {
+        SqliteStore::changes(self).await
     }
     fn kind(&self) -> &'static str {
         "SQLite"

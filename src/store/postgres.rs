@@ -258,6 +258,48 @@ impl PgStore {
         Ok(row.get::<bool, _>("ok"))
     }
 
+    /// [`Store::changes`]: LISTEN/NOTIFY on the host that takes writes; when the connection
+    /// is lost (the host died, the primary moved), `Missed`, then listen again on the host the
+    /// pool uses now, and `Missed` once more for whatever changed while nobody listened.
+    pub async fn changes(&self) -> Result<tokio::sync::mpsc::Receiver<Change>, StoreError> {
+        let mut listener = self.key_change_listener().await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let pg = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let change = match listener.try_recv().await {
+                    Ok(Some(n)) => Change::Changed {
+                        channel: n.channel().to_string(),
+                        payload: n.payload().to_string(),
+                    },
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("change listener lost its connection; listening again");
+                        if tx.send(Change::Missed).await.is_err() {
+                            return;
+                        }
+                        loop {
+                            match pg.key_change_listener().await {
+                                Ok(l) => {
+                                    listener = l;
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "change listener cannot connect; retrying");
+                                    tokio::time::sleep(Duration::from_millis(250)).await;
+                                }
+                            }
+                        }
+                        Change::Missed
+                    }
+                };
+                if tx.send(change).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// A listener for key-change notifications from any node.
     pub async fn key_change_listener(&self) -> Result<PgListener, StoreError> {
         // Its own one-connection pool to the host that takes writes now, which fails fast when

@@ -166,6 +166,41 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// [`Store::changes`]: the `changes` table polled every 100 ms (and trimmed to its last
+    /// 10,000 rows every minute); `Missed` when a poll fails.
+    pub async fn changes(&self) -> Result<tokio::sync::mpsc::Receiver<Change>, StoreError> {
+        let mut last = self.last_change().await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let lite = self.clone();
+        tokio::spawn(async move {
+            let mut polls: u64 = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                match lite.changes_after(last).await {
+                    Ok(changes) => {
+                        for (seq, channel, payload) in changes {
+                            last = seq;
+                            if tx.send(Change::Changed { channel, payload }).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change feed failed; retrying");
+                        if tx.send(Change::Missed).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                polls += 1;
+                if polls.is_multiple_of(600) {
+                    let _ = lite.trim_changes(10_000).await;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// The newest change recorded (0 when none): where a new poller starts.
     pub async fn last_change(&self) -> Result<i64, StoreError> {
         sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM changes")
