@@ -1391,6 +1391,9 @@ pub trait AuditStore: Send + Sync {
 }
 
 #[cfg(test)]
+mod contract;
+
+#[cfg(test)]
 mod schema_version_tests {
     use super::*;
 
