@@ -1911,6 +1911,16 @@ impl Hsm {
         Ok(())
     }
 
+    /// Stop verifying with MAC key `version` (an older one, destroyed by another process): a
+    /// MAC made under it is refused from now on, even if this process's handle still works.
+    pub fn forget_mac_key(&self, version: u32) {
+        self.inner
+            .older_macs
+            .lock()
+            .unwrap()
+            .retain(|(v, _)| *v != version);
+    }
+
     /// Destroy MAC key `version` (not the current one) in the token and every token of a
     /// pool: a row still MAC'd under it is refused from then on, so the caller first makes
     /// sure none is left. Returns the labels of the tokens it was destroyed in.

@@ -58,8 +58,21 @@ impl Kms {
         let Some(recorded) = store.current_mac_version().await? else {
             return Ok(None);
         };
+        // An older key that `kms hsm destroy-mac-key` destroyed (the database no longer records
+        // it) stops verifying here too, whatever handle this process still holds.
+        let versions = store.mac_key_versions().await?;
+        let current = self.hsm.mac_version()?;
+        for v in self.hsm.mac_versions() {
+            if v < current && !versions.contains(&(v as i32)) {
+                self.hsm.forget_mac_key(v);
+                tracing::warn!(
+                    mac_version = v,
+                    "MAC key destroyed: rows and grant tokens MAC'd under it are refused from now on"
+                );
+            }
+        }
         let recorded = recorded as u32;
-        if recorded <= self.hsm.mac_version()? {
+        if recorded <= current {
             return Ok(None);
         }
         let h = self.hsm.clone();

@@ -929,6 +929,8 @@ pub trait ServiceStore: Send + Sync {
     async fn ensure_mac_key(&self, version: i32, label: &str) -> Result<(), StoreError>;
     /// The newest recorded MAC key version (`None` before any was recorded: version 1).
     async fn current_mac_version(&self) -> Result<Option<i32>, StoreError>;
+    /// Every recorded MAC key version (a destroyed one is forgotten).
+    async fn mac_key_versions(&self) -> Result<Vec<i32>, StoreError>;
     /// Rows whose MAC (or import record's material check) was made under a MAC key older than
     /// `version`: at most `limit` per column.
     async fn macs_below(&self, version: i32, limit: i64) -> Result<Vec<MacRow>, StoreError>;
@@ -1069,6 +1071,7 @@ pub(crate) mod mac_sql {
         "UPDATE key_imports SET mac = $1, material_check = $4 WHERE mac = $2 AND key_id = $3";
 
     pub const CURRENT: &str = "SELECT max(version) AS v FROM mac_keys";
+    pub const VERSIONS: &str = "SELECT version FROM mac_keys ORDER BY version";
     pub const FORGET: &str = "DELETE FROM mac_keys WHERE version = $1";
 
     /// The bytes `$1` is bound to for MAC key `version`.
@@ -1091,6 +1094,14 @@ macro_rules! mac_key_methods {
                     .await
                     .map_err(map_err)?;
                 cell(&row, "v")
+            }
+
+            async fn mac_mac_key_versions(&self) -> Result<Vec<i32>, StoreError> {
+                let rows = sqlx::query(mac_sql::VERSIONS)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(|r| cell(r, "version")).collect()
             }
 
             async fn mac_macs_below(

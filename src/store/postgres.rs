@@ -2471,6 +2471,10 @@ impl ServiceStore for PgStore {
         self.mac_current_mac_version().await
     }
 
+    async fn mac_key_versions(&self) -> Result<Vec<i32>, StoreError> {
+        self.mac_mac_key_versions().await
+    }
+
     async fn macs_below(&self, version: i32, limit: i64) -> Result<Vec<MacRow>, StoreError> {
         self.mac_macs_below(version, limit).await
     }

@@ -105,6 +105,14 @@ async fn the_mac_key_rotates_with_every_row_moved_and_rows_under_the_destroyed_k
         s.db.key(&key)
     );
     let v1_policy_seal = s.db.strings(&policy_seal_sql).await.remove(0);
+    // A second key, which the node running when v1 is destroyed never loads before.
+    let key2 = new_key(&c).await;
+    let key2_seal_sql = format!(
+        "SELECT {} FROM keys WHERE key_id = {}",
+        s.db.hex("policy_mac"),
+        s.db.key(&key2)
+    );
+    let key2_v1_seal = s.db.strings(&key2_seal_sql).await.remove(0);
     assert_eq!(v1_policy_seal.len(), 41 * 2, "a seal under MAC key v1");
     let total = macs_behind(&s);
     assert_eq!(total, 0, "nothing is behind before a rotation");
@@ -295,6 +303,24 @@ async fn the_mac_key_rotates_with_every_row_moved_and_rows_under_the_destroyed_k
     );
     let listed = String::from_utf8_lossy(&s.kms(&["hsm", "mac-keys"]).stdout).to_string();
     assert!(!listed.contains("-v1"), "{listed}");
+    // The node that was running stops verifying with v1 within a scheduler interval, whatever
+    // handle it still holds: key2's v1 seal put back is refused on its first load there.
+    s.db.execute(&format!(
+        "UPDATE keys SET policy_mac = {} WHERE key_id = {}",
+        s.db.bytes(&hex::decode(&key2_v1_seal).unwrap()),
+        s.db.key(&key2)
+    ))
+    .await;
+    // (A first load that verified would cache the key: wait out several scheduler ticks.)
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let refused = s
+        .client()
+        .encrypt()
+        .key_id(&key2)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await;
+    assert_eq!(code(refused), "KeyUnavailableException");
     s.spawn();
     let c = s.client();
     // Grant tokens minted under v1 are refused now; a new one works.
