@@ -5,6 +5,7 @@
 //! Private keys and HMAC secrets are used only in the token. Public-key operations (Verify,
 //! RSA encryption) run in aws-lc-rs against the stored, MAC-protected public key.
 
+use super::preamble::{Access, Check};
 use super::{Caller, Context, Kms, KmsError, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
 use crate::hsm::{Capabilities, Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme};
 use crate::store::KeyRecord;
@@ -460,19 +461,16 @@ impl Kms {
         algorithm: &str,
         dry_run: bool,
     ) -> Result<SignOutput, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:Sign",
-            Some(&rec),
-            None,
-            &[
-                ("kms:SigningAlgorithm", algorithm),
-                ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
-            ],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:Sign", &[Check::Enabled]).conditions(&[
+                    ("kms:SigningAlgorithm", algorithm),
+                    ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
+                ]),
+            )
+            .await?;
         let kind = Self::require_signing_key(&rec, "Sign")?;
         let alg = Self::signing(&rec, algorithm, kind)?;
         let input = to_be_signed(&alg, message, is_digest)?;
@@ -511,19 +509,16 @@ impl Kms {
         algorithm: &str,
         dry_run: bool,
     ) -> Result<String, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:Verify",
-            Some(&rec),
-            None,
-            &[
-                ("kms:SigningAlgorithm", algorithm),
-                ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
-            ],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:Verify", &[Check::Enabled]).conditions(&[
+                    ("kms:SigningAlgorithm", algorithm),
+                    ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
+                ]),
+            )
+            .await?;
         let kind = Self::require_signing_key(&rec, "Verify")?;
         let alg = Self::signing(&rec, algorithm, kind)?;
         to_be_signed(&alg, message, is_digest)?;
@@ -543,10 +538,13 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
     ) -> Result<(KeyRecord, Vec<u8>, Algorithms), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:GetPublicKey", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:GetPublicKey", &[Check::Enabled]),
+            )
             .await?;
-        Self::require_usable(&rec)?;
         if Self::pair_kind(&rec).is_none() {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} is not an asymmetric KMS key; it has no public key.",
@@ -608,16 +606,15 @@ impl Kms {
         algorithm: &str,
         dry_run: bool,
     ) -> Result<super::EncryptOutput, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:Encrypt",
-            Some(&rec),
-            Some(ctx),
-            &[("kms:EncryptionAlgorithm", algorithm)],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:Encrypt", &[Check::Enabled])
+                    .context(ctx)
+                    .conditions(&[("kms:EncryptionAlgorithm", algorithm)]),
+            )
+            .await?;
         let (bits, hash) = self.require_rsa_encryption(&rec, algorithm, "Encrypt")?;
         Self::refuse_context(ctx)?;
         let max = oaep_max(bits, hash);
@@ -662,16 +659,15 @@ impl Kms {
         algorithm: &str,
         dry_run: bool,
     ) -> Result<super::DecryptOutput, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:Decrypt",
-            Some(&rec),
-            Some(ctx),
-            &[("kms:EncryptionAlgorithm", algorithm)],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:Decrypt", &[Check::Enabled])
+                    .context(ctx)
+                    .conditions(&[("kms:EncryptionAlgorithm", algorithm)]),
+            )
+            .await?;
         let (bits, _) = self.require_rsa_encryption(&rec, algorithm, "Decrypt")?;
         Self::refuse_context(ctx)?;
         if blob.len() != bits as usize / 8 {
@@ -737,16 +733,14 @@ impl Kms {
         algorithm: &str,
         dry_run: bool,
     ) -> Result<(String, Vec<u8>), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:GenerateMac",
-            Some(&rec),
-            None,
-            &[("kms:MacAlgorithm", algorithm)],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:GenerateMac", &[Check::Enabled])
+                    .conditions(&[("kms:MacAlgorithm", algorithm)]),
+            )
+            .await?;
         let h = Self::require_mac_key(&rec, algorithm, "GenerateMac")?;
         if dry_run {
             return Err(KmsError::DryRun);
@@ -763,16 +757,14 @@ impl Kms {
         algorithm: &str,
         dry_run: bool,
     ) -> Result<String, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:VerifyMac",
-            Some(&rec),
-            None,
-            &[("kms:MacAlgorithm", algorithm)],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:VerifyMac", &[Check::Enabled])
+                    .conditions(&[("kms:MacAlgorithm", algorithm)]),
+            )
+            .await?;
         let h = Self::require_mac_key(&rec, algorithm, "VerifyMac")?;
         if dry_run {
             return Err(KmsError::DryRun);
@@ -793,16 +785,14 @@ impl Kms {
         public_key: &[u8],
         dry_run: bool,
     ) -> Result<(String, Zeroizing<Vec<u8>>, String), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:DeriveSharedSecret",
-            Some(&rec),
-            None,
-            &[("kms:KeyAgreementAlgorithm", algorithm)],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:DeriveSharedSecret", &[Check::Enabled])
+                    .conditions(&[("kms:KeyAgreementAlgorithm", algorithm)]),
+            )
+            .await?;
         let curve = match Self::pair_kind(&rec) {
             Some(PairKind::Ec(c)) if rec.key_usage == KEY_AGREEMENT => c,
             _ => return Err(Self::usage_error(&rec, "DeriveSharedSecret")),
@@ -844,25 +834,23 @@ impl Kms {
         with_plaintext: bool,
         dry_run: bool,
     ) -> Result<DataKeyPairOutput, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        let action = if with_plaintext {
-            "kms:GenerateDataKeyPair"
+        let (action, op) = if with_plaintext {
+            ("kms:GenerateDataKeyPair", "GenerateDataKeyPair")
         } else {
-            "kms:GenerateDataKeyPairWithoutPlaintext"
+            (
+                "kms:GenerateDataKeyPairWithoutPlaintext",
+                "GenerateDataKeyPairWithoutPlaintext",
+            )
         };
-        self.authorize(
-            caller,
-            action,
-            Some(&rec),
-            Some(ctx),
-            &[
-                ("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT),
-                ("kms:DataKeyPairSpec", spec),
-            ],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
-        Self::require_symmetric(&rec, action.trim_start_matches("kms:"))?;
+        let checks = [Check::Enabled, Check::Symmetric(op)];
+        let conditions = [
+            ("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT),
+            ("kms:DataKeyPairSpec", spec),
+        ];
+        let access = Access::to(action, &checks)
+            .context(ctx)
+            .conditions(&conditions);
+        let rec = self.key_for(caller, key_id, access).await?;
         if dry_run {
             return Err(KmsError::DryRun);
         }

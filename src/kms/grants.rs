@@ -1,6 +1,7 @@
 //! Grants: `CreateGrant`, `ListGrants`, `ListRetirableGrants`, `RetireGrant`, `RevokeGrant`,
 //! grant tokens, and whether a grant allows a request.
 
+use super::preamble::{Access, Check, ANY_STATE};
 use super::{mac_input, Caller, Context, Kms, KmsError};
 use crate::operations::{grant_operation, KeyKind};
 use crate::policy::GrantAllows;
@@ -535,7 +536,7 @@ impl Kms {
             by_policy?;
         }
         // After authorization: a caller without permission learns nothing of the key's state.
-        Self::require_manageable(&rec)?;
+        Self::check(&rec, &[Check::Manageable])?;
         if input.dry_run {
             return Err(KmsError::DryRun);
         }
@@ -604,8 +605,8 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
     ) -> Result<(KeyRecord, Vec<GrantRecord>), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:ListGrants", Some(&rec), None, &[])
+        let rec = self
+            .key_for(caller, key_id, Access::to("kms:ListGrants", ANY_STATE))
             .await?;
         let grants = self
             .verified(self.grant_store.grants_of_key(rec.key_id).await?)
@@ -718,8 +719,8 @@ impl Kms {
         dry_run: bool,
     ) -> Result<(), KmsError> {
         check_grant_id(grant_id)?;
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:RevokeGrant", Some(&rec), None, &[])
+        let rec = self
+            .key_for(caller, key_id, Access::to("kms:RevokeGrant", ANY_STATE))
             .await?;
         let Some(g) = self
             .grant_store

@@ -1,6 +1,7 @@
 //! Bring your own key: `GetParametersForImport`, `ImportKeyMaterial`,
 //! `DeleteImportedKeyMaterial`, and the expiry of imported material.
 
+use super::preamble::{Access, Check};
 use super::{mac_input, Caller, Kms, KmsError};
 use crate::hsm::{Curve, Hash, ImportAs, ImportWrap, PairKind, PrivateUse};
 use crate::store::{ImportTokenRecord, KeyImportRecord, KeyRecord, MaterialRecord, StoreError};
@@ -174,17 +175,6 @@ impl Kms {
         ))
     }
 
-    fn require_external(rec: &KeyRecord) -> Result<(), KmsError> {
-        if rec.origin != "EXTERNAL" {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{} origin is {} which is not valid for this operation.",
-                rec.arn(),
-                rec.origin
-            )));
-        }
-        Ok(())
-    }
-
     pub async fn get_parameters_for_import(
         &self,
         caller: &Caller,
@@ -192,19 +182,16 @@ impl Kms {
         algorithm: &str,
         key_spec: &str,
     ) -> Result<ImportParameters, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:GetParametersForImport",
-            Some(&rec),
-            None,
-            &[
-                ("kms:WrappingAlgorithm", algorithm),
-                ("kms:WrappingKeySpec", key_spec),
-            ],
-        )
-        .await?;
-        Self::require_external(&rec)?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:GetParametersForImport", &[Check::External]).conditions(&[
+                    ("kms:WrappingAlgorithm", algorithm),
+                    ("kms:WrappingKeySpec", key_spec),
+                ]),
+            )
+            .await?;
         if !matches!(
             rec.key_state.as_str(),
             "PendingImport" | "Enabled" | "Disabled"
@@ -327,16 +314,14 @@ impl Kms {
         key_material_id: Option<&str>,
     ) -> Result<(String, Option<String>), KmsError> {
         let (model, valid_to) = self.import_expiry(expiration_model, valid_to)?;
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:ImportKeyMaterial",
-            Some(&rec),
-            None,
-            &[("kms:ExpirationModel", &model)],
-        )
-        .await?;
-        Self::require_external(&rec)?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:ImportKeyMaterial", &[Check::External])
+                    .conditions(&[("kms:ExpirationModel", &model)]),
+            )
+            .await?;
         // Enabled: the same material again, to change its expiration (AWS: "PendingImport or
         // Enabled").
         let reimport = rec.key_state == "Enabled";
@@ -568,16 +553,13 @@ impl Kms {
         key_id: &str,
         key_material_id: Option<&str>,
     ) -> Result<(String, Option<String>), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:DeleteImportedKeyMaterial",
-            Some(&rec),
-            None,
-            &[],
-        )
-        .await?;
-        Self::require_external(&rec)?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:DeleteImportedKeyMaterial", &[Check::External]),
+            )
+            .await?;
         if !matches!(
             rec.key_state.as_str(),
             "Enabled" | "Disabled" | "PendingImport" | "PendingDeletion" | "PendingReplicaDeletion"

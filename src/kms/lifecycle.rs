@@ -1,5 +1,6 @@
 //! Key states (enable, disable, schedule and cancel deletion, description), aliases and tags.
 
+use super::preamble::{Access, Check, ANY_STATE};
 use super::{keyid, Caller, Kms, KmsError};
 use crate::store::{AliasRecord, KeyRecord, MaterialRecord, StoreError, Tag};
 use chrono::{DateTime, Duration, Utc};
@@ -119,10 +120,13 @@ impl Kms {
     }
 
     async fn enable_key_once(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:EnableKey", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:EnableKey", &[Check::NotPending]),
+            )
             .await?;
-        Self::require_not_pending(&rec)?;
         self.set_state(&rec, "Enabled", None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
@@ -134,10 +138,13 @@ impl Kms {
     }
 
     async fn disable_key_once(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:DisableKey", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:DisableKey", &[Check::NotPending]),
+            )
             .await?;
-        Self::require_not_pending(&rec)?;
         self.set_state(&rec, "Disabled", None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
@@ -163,13 +170,14 @@ impl Kms {
         days: i64,
         now: DateTime<Utc>,
     ) -> Result<(String, &'static str, Option<DateTime<Utc>>), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:ScheduleKeyDeletion", Some(&rec), None, &[])
+        let rec = self
+            // A key waiting for imported material can be deleted too, as on AWS.
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:ScheduleKeyDeletion", &[Check::Manageable]),
+            )
             .await?;
-        // A key waiting for imported material can be deleted too, as on AWS.
-        if rec.key_state != "PendingImport" {
-            Self::require_not_pending(&rec)?;
-        }
         let has_replicas = match (rec.mrk_id, rec.mrk_primary) {
             (Some(mrk), true) => self.keys.related_keys(mrk).await?.len() > 1,
             _ => false,
@@ -204,8 +212,12 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
     ) -> Result<String, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:CancelKeyDeletion", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:CancelKeyDeletion", ANY_STATE),
+            )
             .await?;
         if rec.key_state != "PendingDeletion" && rec.key_state != "PendingReplicaDeletion" {
             return Err(KmsError::InvalidState(format!(
@@ -232,10 +244,13 @@ impl Kms {
         key_id: &str,
         description: &str,
     ) -> Result<(), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:UpdateKeyDescription", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:UpdateKeyDescription", &[Check::Manageable]),
+            )
             .await?;
-        Self::require_manageable(&rec)?;
         self.keys.set_description(rec.key_id, description).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
@@ -286,9 +301,12 @@ impl Kms {
     ) -> Result<(), KmsError> {
         check_alias_name(name)?;
         let rec = self.alias_target_key(caller, target).await?;
-        self.authorize(caller, "kms:CreateAlias", Some(&rec), None, &[])
-            .await?;
-        Self::require_manageable(&rec)?;
+        self.admit(
+            caller,
+            &rec,
+            Access::to("kms:CreateAlias", &[Check::Manageable]),
+        )
+        .await?;
         if self
             .keys
             .list_aliases(&caller.account_id, &caller.region, Some(rec.key_id))
@@ -352,11 +370,14 @@ impl Kms {
         let not_found = || keyid::alias_not_found(&caller.region, &caller.account_id, name);
         let old = self.alias_key(caller, name).await?;
         let new = self.alias_target_key(caller, target).await?;
-        self.authorize(caller, "kms:UpdateAlias", Some(&old), None, &[])
+        self.admit(caller, &old, Access::to("kms:UpdateAlias", ANY_STATE))
             .await?;
-        self.authorize(caller, "kms:UpdateAlias", Some(&new), None, &[])
-            .await?;
-        Self::require_manageable(&new)?;
+        self.admit(
+            caller,
+            &new,
+            Access::to("kms:UpdateAlias", &[Check::Manageable]),
+        )
+        .await?;
         if old.key_spec != new.key_spec || old.key_usage != new.key_usage {
             return Err(KmsError::Validation(format!(
                 "{} and {} are not the same type of key (key spec and key usage must match).",
@@ -394,7 +415,7 @@ impl Kms {
     pub async fn delete_alias(&self, caller: &Caller, name: &str) -> Result<(), KmsError> {
         let not_found = || keyid::alias_not_found(&caller.region, &caller.account_id, name);
         let rec = self.alias_key(caller, name).await?;
-        self.authorize(caller, "kms:DeleteAlias", Some(&rec), None, &[])
+        self.admit(caller, &rec, Access::to("kms:DeleteAlias", ANY_STATE))
             .await?;
         let previous = self.stored_alias(caller, name).await?;
         if !self
@@ -472,10 +493,13 @@ impl Kms {
         key_id: &str,
         tags: Vec<Tag>,
     ) -> Result<(), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:TagResource", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:TagResource", &[Check::Manageable]),
+            )
             .await?;
-        Self::require_manageable(&rec)?;
         check_tags(&tags)?;
         let mut next: Vec<Tag> = self
             .tags_of(&rec)
@@ -499,10 +523,13 @@ impl Kms {
         key_id: &str,
         keys: Vec<String>,
     ) -> Result<(), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:UntagResource", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:UntagResource", &[Check::Manageable]),
+            )
             .await?;
-        Self::require_manageable(&rec)?;
         let next: Vec<Tag> = self
             .tags_of(&rec)
             .await?
@@ -518,8 +545,12 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
     ) -> Result<Vec<Tag>, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:ListResourceTags", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:ListResourceTags", ANY_STATE),
+            )
             .await?;
         Ok(self.tags_of(&rec).await?.to_vec())
     }
@@ -671,32 +702,19 @@ impl Kms {
         Ok(())
     }
 
-    fn require_rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
-        if rec.key_spec != super::SYMMETRIC_DEFAULT || rec.origin != "AWS_KMS" {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{} does not support automatic rotation.",
-                Self::arn(rec)
-            )));
-        }
-        if rec.mrk_id.is_some() && !rec.mrk_primary {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{} is a multi-Region replica key. Rotation is managed by its primary key.",
-                Self::arn(rec)
-            )));
-        }
-        Self::require_usable(rec)
-    }
-
     pub async fn enable_key_rotation(
         &self,
         caller: &Caller,
         key_id: &str,
         days: i64,
     ) -> Result<(), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:EnableKeyRotation", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:EnableKeyRotation", &[Check::Rotatable]),
+            )
             .await?;
-        Self::require_rotatable(&rec)?;
         let next = self.now() + Duration::days(days);
         self.set_rotation(&rec, true, Some(days as i32), Some(next))
             .await
@@ -743,10 +761,13 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
     ) -> Result<(), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:DisableKeyRotation", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:DisableKeyRotation", &[Check::Rotatable]),
+            )
             .await?;
-        Self::require_rotatable(&rec)?;
         self.set_rotation(&rec, false, rec.rotation_period_days, None)
             .await
     }
@@ -756,8 +777,12 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
     ) -> Result<RotationStatus, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:GetKeyRotationStatus", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:GetKeyRotationStatus", ANY_STATE),
+            )
             .await?;
         if rec.key_spec != super::SYMMETRIC_DEFAULT {
             return Err(KmsError::UnsupportedOperation(format!(
@@ -778,7 +803,7 @@ impl Kms {
                 next: None,
             });
         }
-        Self::require_manageable(&rec)?;
+        Self::check(&rec, &[Check::Manageable])?;
         Ok(RotationStatus {
             enabled: rec.rotation_enabled,
             key_arn: Self::arn(&rec),
@@ -792,10 +817,13 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
     ) -> Result<String, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:RotateKeyOnDemand", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:RotateKeyOnDemand", &[Check::Rotatable]),
+            )
             .await?;
-        Self::require_rotatable(&rec)?;
         if rec.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::LimitExceeded(format!(
                 "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
@@ -817,8 +845,12 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
     ) -> Result<KeyRotations, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:ListKeyRotations", Some(&rec), None, &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:ListKeyRotations", ANY_STATE),
+            )
             .await?;
         if rec.key_spec != super::SYMMETRIC_DEFAULT {
             return Err(KmsError::UnsupportedOperation(format!(

@@ -11,12 +11,14 @@ pub mod keyid;
 pub mod lifecycle;
 pub mod mac_keys;
 pub mod multi_region;
+mod preamble;
 pub mod principals;
 pub mod root;
 mod seal;
 
 pub use error::KmsError;
 pub use keyid::KeyRef;
+use preamble::{Access, Check, ANY_STATE};
 
 use crate::hsm::{Hsm, KeyHandle};
 use crate::policy::{self, PolicyDocument, PolicyKind};
@@ -1280,7 +1282,7 @@ impl Kms {
     }
 
     /// Resolve a `KeyId` parameter to a key the caller can see in the caller's region.
-    pub async fn resolve(&self, caller: &Caller, key_id: &str) -> Result<Arc<KeyRecord>, KmsError> {
+    async fn resolve(&self, caller: &Caller, key_id: &str) -> Result<Arc<KeyRecord>, KmsError> {
         let r = keyid::parse(key_id)?;
         let (id, account) = match &r {
             KeyRef::Id(id) => (*id, caller.account_id.clone()),
@@ -1351,61 +1353,6 @@ impl Kms {
 
     fn arn(rec: &KeyRecord) -> String {
         rec.arn()
-    }
-
-    fn require_usable(rec: &KeyRecord) -> Result<(), KmsError> {
-        match rec.key_state.as_str() {
-            "Enabled" => Ok(()),
-            "Disabled" => Err(KmsError::Disabled(format!(
-                "{} is disabled.",
-                Self::arn(rec)
-            ))),
-            other => Err(KmsError::InvalidState(format!(
-                "{} is {}.",
-                Self::arn(rec),
-                state_words(other)
-            ))),
-        }
-    }
-
-    /// Aliases, tags, descriptions and grants: as AWS's key-state table has them, also on a
-    /// key waiting for imported material, never on one pending deletion.
-    fn require_manageable(rec: &KeyRecord) -> Result<(), KmsError> {
-        if rec.key_state == "PendingImport" {
-            return Ok(());
-        }
-        Self::require_not_pending(rec)
-    }
-
-    /// Management operations work on enabled and disabled keys, not on keys pending deletion.
-    fn require_not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
-        match rec.key_state.as_str() {
-            "Enabled" | "Disabled" => Ok(()),
-            other => Err(KmsError::InvalidState(format!(
-                "{} is {}.",
-                Self::arn(rec),
-                state_words(other)
-            ))),
-        }
-    }
-
-    fn require_symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
-        if rec.key_usage == ENCRYPT_DECRYPT && rec.key_spec != SYMMETRIC_DEFAULT {
-            // AWS's wording for an RSA key asked for SYMMETRIC_DEFAULT.
-            let _ = op;
-            return Err(KmsError::InvalidKeyUsage(format!(
-                "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec {}.",
-                rec.key_spec
-            )));
-        }
-        if rec.key_usage != ENCRYPT_DECRYPT || rec.key_spec != SYMMETRIC_DEFAULT {
-            return Err(KmsError::InvalidKeyUsage(format!(
-                "{} key usage is {} which is not valid for {op}.",
-                Self::arn(rec),
-                rec.key_usage
-            )));
-        }
-        Ok(())
     }
 
     /// The usable material of a key version: from the cache, or loaded, checked and unwrapped.
@@ -1658,16 +1605,10 @@ impl Kms {
         rec: &KeyRecord,
         ctx: &Context,
     ) -> Result<(), KmsError> {
-        self.authorize(
-            caller,
-            action,
-            Some(rec),
-            Some(ctx),
-            &[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)],
-        )
-        .await?;
-        Self::require_usable(rec)?;
-        Self::require_symmetric(rec, "Decrypt")
+        let access = Access::to(action, &[Check::Enabled, Check::Symmetric("Decrypt")])
+            .context(ctx)
+            .conditions(&[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]);
+        self.admit(caller, rec, access).await
     }
 
     /// Decrypt a blob: the blob names its key; `expected` (from `KeyId`) must match it.
@@ -2277,8 +2218,8 @@ impl Kms {
         text: &str,
         bypass: bool,
     ) -> Result<(), KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:PutKeyPolicy", Some(&rec), None, &[])
+        let rec = self
+            .key_for(caller, key_id, Access::to("kms:PutKeyPolicy", ANY_STATE))
             .await?;
         if rec.key_state == "PendingDeletion" {
             return Err(KmsError::InvalidState(format!(
@@ -2311,8 +2252,8 @@ impl Kms {
     }
 
     pub async fn get_key_policy(&self, caller: &Caller, key_id: &str) -> Result<String, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:GetKeyPolicy", Some(&rec), None, &[])
+        let rec = self
+            .key_for(caller, key_id, Access::to("kms:GetKeyPolicy", ANY_STATE))
             .await?;
         Ok(rec.policy.clone())
     }
@@ -2322,8 +2263,7 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
     ) -> Result<Vec<String>, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:ListKeyPolicies", Some(&rec), None, &[])
+        self.key_for(caller, key_id, Access::to("kms:ListKeyPolicies", ANY_STATE))
             .await?;
         Ok(vec!["default".into()])
     }
@@ -2333,8 +2273,8 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
     ) -> Result<KeyMetadata, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, "kms:DescribeKey", Some(&rec), None, &[])
+        let rec = self
+            .key_for(caller, key_id, Access::to("kms:DescribeKey", ANY_STATE))
             .await?;
         self.metadata(&rec).await
     }
@@ -2376,17 +2316,18 @@ impl Kms {
         ctx: &Context,
         dry_run: bool,
     ) -> Result<EncryptOutput, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:Encrypt",
-            Some(&rec),
-            Some(ctx),
-            &[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)],
-        )
-        .await?;
-        Self::require_usable(&rec)?;
-        Self::require_symmetric(&rec, "Encrypt")?;
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to(
+                    "kms:Encrypt",
+                    &[Check::Enabled, Check::Symmetric("Encrypt")],
+                )
+                .context(ctx)
+                .conditions(&[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]),
+            )
+            .await?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
@@ -2431,15 +2372,11 @@ impl Kms {
             self.check_symmetric_decrypt(caller, action, &rec, ctx)
                 .await?;
         } else {
-            self.authorize(
-                caller,
-                action,
-                Some(&rec),
-                Some(ctx),
-                &[("kms:EncryptionAlgorithm", algorithm)],
-            )
-            .await?;
-            Self::require_usable(&rec)?;
+            let conditions = [("kms:EncryptionAlgorithm", algorithm)];
+            let access = Access::to(action, &[Check::Enabled])
+                .context(ctx)
+                .conditions(&conditions);
+            self.admit(caller, &rec, access).await?;
             self.require_rsa_encryption(&rec, algorithm, "Decrypt")?;
             Self::refuse_context(ctx)?;
         }
@@ -2454,17 +2391,17 @@ impl Kms {
         destination_key_id: &str,
         destination_ctx: &Context,
     ) -> Result<Arc<KeyRecord>, KmsError> {
-        let dest = self.resolve(caller, destination_key_id).await?;
-        self.authorize(
-            caller,
-            "kms:ReEncryptTo",
-            Some(&dest),
-            Some(destination_ctx),
-            &[],
-        )
-        .await?;
-        Self::require_usable(&dest)?;
-        Self::require_symmetric(&dest, "ReEncrypt")?;
+        let dest = self
+            .key_for(
+                caller,
+                destination_key_id,
+                Access::to(
+                    "kms:ReEncryptTo",
+                    &[Check::Enabled, Check::Symmetric("ReEncrypt")],
+                )
+                .context(destination_ctx),
+            )
+            .await?;
         Ok(dest)
     }
 
@@ -2529,11 +2466,17 @@ impl Kms {
         ctx: &Context,
         dry_run: bool,
     ) -> Result<DataKeyOutput, KmsError> {
-        let rec = self.resolve(caller, key_id).await?;
-        self.authorize(caller, action, Some(&rec), Some(ctx), &[])
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to(
+                    action,
+                    &[Check::Enabled, Check::Symmetric("GenerateDataKey")],
+                )
+                .context(ctx),
+            )
             .await?;
-        Self::require_usable(&rec)?;
-        Self::require_symmetric(&rec, "GenerateDataKey")?;
         if dry_run {
             return Err(KmsError::DryRun);
         }

@@ -4,6 +4,7 @@
 //! spec, usage, origin, rotation) are written to every row in one transaction.
 
 use super::keyid::{self, KeyRef};
+use super::preamble::{Access, Check};
 use super::{
     default_key_policy, lifecycle, material_mac_input, Caller, KeyMetadata, Kms, KmsError,
     RelatedKey,
@@ -85,29 +86,6 @@ impl Kms {
         Ok(())
     }
 
-    fn require_primary(rec: &KeyRecord) -> Result<(), KmsError> {
-        match (rec.mrk_id, rec.mrk_primary) {
-            (Some(_), true) => Ok(()),
-            (Some(_), false) => Err(KmsError::UnsupportedOperation(format!(
-                "{} is a multi-Region replica key. Use its primary key.",
-                rec.arn()
-            ))),
-            (None, _) => Err(KmsError::UnsupportedOperation(format!(
-                "{} is not a multi-Region key.",
-                rec.arn()
-            ))),
-        }
-    }
-
-    /// `ReplicateKey` works on enabled and disabled primaries, and on one with imported
-    /// material that is pending import (the replica gets its material by its own import).
-    fn require_replicable(rec: &KeyRecord) -> Result<(), KmsError> {
-        if rec.origin == "EXTERNAL" && rec.key_state == "PendingImport" {
-            return Ok(());
-        }
-        Self::require_not_pending(rec)
-    }
-
     /// Key id or key ARN only: these operations do not take aliases.
     fn require_key_name(key_id: &str) -> Result<(), KmsError> {
         if let KeyRef::Alias { .. } = keyid::parse(key_id)? {
@@ -124,17 +102,14 @@ impl Kms {
         input: ReplicateInput,
     ) -> Result<ReplicateOutput, KmsError> {
         Self::require_key_name(&input.key_id)?;
-        let primary = self.resolve(caller, &input.key_id).await?;
-        self.authorize(
-            caller,
-            "kms:ReplicateKey",
-            Some(&primary),
-            None,
-            &[("kms:ReplicaRegion", &input.replica_region)],
-        )
-        .await?;
-        Self::require_primary(&primary)?;
-        Self::require_replicable(&primary)?;
+        let primary = self
+            .key_for(
+                caller,
+                &input.key_id,
+                Access::to("kms:ReplicateKey", &[Check::Primary, Check::Replicable])
+                    .conditions(&[("kms:ReplicaRegion", &input.replica_region)]),
+            )
+            .await?;
         self.require_served(&input.replica_region)?;
         let mrk = primary.mrk_id.expect("require_primary: a multi-Region key");
         let there = Self::in_region(caller, &input.replica_region);
@@ -180,8 +155,7 @@ impl Kms {
                 .key(primary.key_id)
                 .await?
                 .ok_or(KmsError::KeyUnavailable)?;
-            Self::require_primary(&primary)?;
-            Self::require_replicable(&primary)?;
+            Self::check(&primary, &[Check::Primary, Check::Replicable])?;
             let external = primary.origin == "EXTERNAL";
             let mut replica = KeyRecord {
                 key_id: keyid::mrk_key_id(&mrk, &input.replica_region),
@@ -288,17 +262,14 @@ impl Kms {
         region: &str,
     ) -> Result<(), KmsError> {
         Self::require_key_name(key_id)?;
-        let primary = self.resolve(caller, key_id).await?;
-        self.authorize(
-            caller,
-            "kms:UpdatePrimaryRegion",
-            Some(&primary),
-            None,
-            &[("kms:PrimaryRegion", region)],
-        )
-        .await?;
-        Self::require_primary(&primary)?;
-        Self::require_usable(&primary)?;
+        let primary = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:UpdatePrimaryRegion", &[Check::Primary, Check::Enabled])
+                    .conditions(&[("kms:PrimaryRegion", region)]),
+            )
+            .await?;
         self.require_served(region)?;
         if region == primary.region {
             return Ok(());
@@ -314,15 +285,10 @@ impl Kms {
                     primary.public_id()
                 ))
             })?;
-        self.authorize(
-            &there,
-            "kms:UpdatePrimaryRegion",
-            Some(&replica),
-            None,
-            &[("kms:PrimaryRegion", region)],
-        )
-        .await?;
-        Self::require_usable(&replica)?;
+        let conditions = [("kms:PrimaryRegion", region)];
+        let access =
+            Access::to("kms:UpdatePrimaryRegion", &[Check::Enabled]).conditions(&conditions);
+        self.admit(&there, &replica, access).await?;
         // Both flags move together, each row verified before it is changed and sealed again.
         let (mut updates, mut seals) = (Vec::new(), Vec::new());
         for r in self.verified_rotation_rows(&primary).await? {

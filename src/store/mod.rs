@@ -1402,7 +1402,7 @@ pub trait AuditStore: Send + Sync {
 }
 
 #[cfg(test)]
-mod contract;
+pub(crate) mod contract;
 
 #[cfg(test)]
 mod schema_version_tests {

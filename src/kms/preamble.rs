@@ -1,0 +1,351 @@
+//! The key preamble: an operation on a key the caller names goes through [`Kms::key_for`],
+//! which resolves the name (key id, key ARN or alias) in the caller's account and region,
+//! authorizes the action on that key (key policy, identity policies and grants, with the
+//! operation's encryption context and condition keys), then runs the operation's checks of the
+//! key's state, usage, spec and origin in the order the operation lists them.
+//!
+//! Authorization comes first, as on AWS: a caller without permission learns nothing of the
+//! key's state. Every operation states its checks in its [`Access`] (an empty list,
+//! [`ANY_STATE`], says on purpose that the operation works in every state), so a check cannot
+//! be left out by forgetting a line. The few operations that authorize in their own way
+//! (CreateGrant limits what a grant may create) run the same checks through [`Kms::check`]; a
+//! key found another way than by the caller's name for it (Decrypt's, in the ciphertext) goes
+//! through [`Kms::admit`].
+
+use super::*;
+
+/// One thing an operation needs of its key (AWS's key-state table, and the key types each
+/// operation takes). The checks run in the order an [`Access`] lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Enabled (cryptographic operations): `DisabledException` for a disabled key,
+    /// `KMSInvalidStateException` for every other state.
+    Enabled,
+    /// Enabled or disabled: not pending deletion, import or replica deletion.
+    NotPending,
+    /// Aliases, tags, descriptions and grants: as AWS's key-state table has them, enabled,
+    /// disabled or waiting for imported material, never pending deletion.
+    Manageable,
+    /// A symmetric encryption key (`SYMMETRIC_DEFAULT`, `ENCRYPT_DECRYPT`); the operation's
+    /// name, for AWS's message.
+    Symmetric(&'static str),
+    /// Automatic and on-demand rotation: a symmetric key with material the service generated,
+    /// a multi-Region primary or a single-Region key, enabled.
+    Rotatable,
+    /// Imported key material: origin `EXTERNAL`.
+    External,
+    /// A multi-Region primary key.
+    Primary,
+    /// `ReplicateKey`: enabled or disabled, or a key with imported material pending import
+    /// (the replica gets its material by its own import).
+    Replicable,
+}
+
+/// Every state: reads and listings (DescribeKey, GetKeyPolicy, ListGrants, ListResourceTags…).
+pub(crate) const ANY_STATE: &[Check] = &[];
+
+/// What an operation asks of the key it names: the action it is authorized as, the encryption
+/// context and condition keys the policies see, and the checks of the key that follow.
+pub(crate) struct Access<'a> {
+    action: &'a str,
+    ctx: Option<&'a Context>,
+    conditions: &'a [(&'a str, &'a str)],
+    checks: &'a [Check],
+}
+
+impl<'a> Access<'a> {
+    /// `action` (`kms:Encrypt`…) on a key that must pass `checks`.
+    pub(crate) fn to(action: &'a str, checks: &'a [Check]) -> Self {
+        Access {
+            action,
+            ctx: None,
+            conditions: &[],
+            checks,
+        }
+    }
+
+    /// The request's encryption context (`kms:EncryptionContext:` conditions, grant
+    /// constraints).
+    pub(crate) fn context(self, ctx: &'a Context) -> Self {
+        Access {
+            ctx: Some(ctx),
+            ..self
+        }
+    }
+
+    /// The operation's condition keys (`kms:SigningAlgorithm`…).
+    pub(crate) fn conditions(self, conditions: &'a [(&'a str, &'a str)]) -> Self {
+        Access { conditions, ..self }
+    }
+}
+
+impl Kms {
+    /// The key `key_id` names, once the caller may perform `access`'s action on it and it
+    /// passes `access`'s checks.
+    pub(crate) async fn key_for(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        access: Access<'_>,
+    ) -> Result<Arc<KeyRecord>, KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        self.admit(caller, &rec, access).await?;
+        Ok(rec)
+    }
+
+    /// [`Kms::key_for`] for a key found another way (named by a ciphertext, by an alias being
+    /// changed, in another Region): the caller may perform `access`'s action on it and it
+    /// passes `access`'s checks.
+    pub(crate) async fn admit(
+        &self,
+        caller: &Caller,
+        rec: &KeyRecord,
+        access: Access<'_>,
+    ) -> Result<(), KmsError> {
+        self.authorize(
+            caller,
+            access.action,
+            Some(rec),
+            access.ctx,
+            access.conditions,
+        )
+        .await?;
+        Self::check(rec, access.checks)
+    }
+
+    /// Run `checks` on a key already resolved and authorized, in order.
+    pub(crate) fn check(rec: &KeyRecord, checks: &[Check]) -> Result<(), KmsError> {
+        for c in checks {
+            match *c {
+                Check::Enabled => enabled(rec)?,
+                Check::NotPending => not_pending(rec)?,
+                Check::Manageable => {
+                    if rec.key_state != "PendingImport" {
+                        not_pending(rec)?
+                    }
+                }
+                Check::Symmetric(op) => symmetric(rec, op)?,
+                Check::Rotatable => rotatable(rec)?,
+                Check::External => external(rec)?,
+                Check::Primary => primary(rec)?,
+                Check::Replicable => {
+                    if !(rec.origin == "EXTERNAL" && rec.key_state == "PendingImport") {
+                        not_pending(rec)?
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn enabled(rec: &KeyRecord) -> Result<(), KmsError> {
+    match rec.key_state.as_str() {
+        "Enabled" => Ok(()),
+        "Disabled" => Err(KmsError::Disabled(format!("{} is disabled.", rec.arn()))),
+        other => Err(KmsError::InvalidState(format!(
+            "{} is {}.",
+            rec.arn(),
+            state_words(other)
+        ))),
+    }
+}
+
+fn not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
+    match rec.key_state.as_str() {
+        "Enabled" | "Disabled" => Ok(()),
+        other => Err(KmsError::InvalidState(format!(
+            "{} is {}.",
+            rec.arn(),
+            state_words(other)
+        ))),
+    }
+}
+
+fn symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
+    if rec.key_usage == ENCRYPT_DECRYPT && rec.key_spec != SYMMETRIC_DEFAULT {
+        // AWS's wording for an RSA key asked for SYMMETRIC_DEFAULT.
+        return Err(KmsError::InvalidKeyUsage(format!(
+            "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec {}.",
+            rec.key_spec
+        )));
+    }
+    if rec.key_usage != ENCRYPT_DECRYPT || rec.key_spec != SYMMETRIC_DEFAULT {
+        return Err(KmsError::InvalidKeyUsage(format!(
+            "{} key usage is {} which is not valid for {op}.",
+            rec.arn(),
+            rec.key_usage
+        )));
+    }
+    Ok(())
+}
+
+fn rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
+    if rec.key_spec != SYMMETRIC_DEFAULT || rec.origin != "AWS_KMS" {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{} does not support automatic rotation.",
+            rec.arn()
+        )));
+    }
+    if rec.mrk_id.is_some() && !rec.mrk_primary {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{} is a multi-Region replica key. Rotation is managed by its primary key.",
+            rec.arn()
+        )));
+    }
+    enabled(rec)
+}
+
+fn external(rec: &KeyRecord) -> Result<(), KmsError> {
+    if rec.origin != "EXTERNAL" {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{} origin is {} which is not valid for this operation.",
+            rec.arn(),
+            rec.origin
+        )));
+    }
+    Ok(())
+}
+
+fn primary(rec: &KeyRecord) -> Result<(), KmsError> {
+    match (rec.mrk_id, rec.mrk_primary) {
+        (Some(_), true) => Ok(()),
+        (Some(_), false) => Err(KmsError::UnsupportedOperation(format!(
+            "{} is a multi-Region replica key. Use its primary key.",
+            rec.arn()
+        ))),
+        (None, _) => Err(KmsError::UnsupportedOperation(format!(
+            "{} is not a multi-Region key.",
+            rec.arn()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract::key_rec;
+
+    fn with(state: &str, f: impl FnOnce(&mut KeyRecord)) -> KeyRecord {
+        let mut r = key_rec(Uuid::new_v4(), "eu-west-1");
+        r.key_state = state.into();
+        f(&mut r);
+        r
+    }
+
+    /// The error kind each check gives, `ok` when it passes.
+    fn kind(rec: &KeyRecord, checks: &[Check]) -> &'static str {
+        match Kms::check(rec, checks) {
+            Ok(()) => "ok",
+            Err(KmsError::Disabled(_)) => "Disabled",
+            Err(KmsError::InvalidState(_)) => "InvalidState",
+            Err(KmsError::InvalidKeyUsage(_)) => "InvalidKeyUsage",
+            Err(KmsError::UnsupportedOperation(_)) => "UnsupportedOperation",
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn each_check_follows_the_key_state_table() {
+        let states = [
+            "Enabled",
+            "Disabled",
+            "PendingImport",
+            "PendingDeletion",
+            "PendingReplicaDeletion",
+        ];
+        let want: [(Check, [&str; 5]); 3] = [
+            (
+                Check::Enabled,
+                [
+                    "ok",
+                    "Disabled",
+                    "InvalidState",
+                    "InvalidState",
+                    "InvalidState",
+                ],
+            ),
+            (
+                Check::NotPending,
+                ["ok", "ok", "InvalidState", "InvalidState", "InvalidState"],
+            ),
+            (
+                Check::Manageable,
+                ["ok", "ok", "ok", "InvalidState", "InvalidState"],
+            ),
+        ];
+        for (check, kinds) in want {
+            for (state, k) in states.iter().zip(kinds) {
+                assert_eq!(
+                    kind(&with(state, |_| ()), &[check]),
+                    k,
+                    "{check:?} on {state}"
+                );
+            }
+        }
+        assert_eq!(kind(&with("PendingDeletion", |_| ()), ANY_STATE), "ok");
+    }
+
+    #[test]
+    fn usage_spec_and_origin_checks_name_what_is_wrong() {
+        let rsa = |r: &mut KeyRecord| r.key_spec = "RSA_2048".into();
+        let hmac = |r: &mut KeyRecord| {
+            r.key_spec = "HMAC_256".into();
+            r.key_usage = "GENERATE_VERIFY_MAC".into();
+        };
+        let e = Kms::check(&with("Enabled", rsa), &[Check::Symmetric("Encrypt")]).unwrap_err();
+        assert!(
+            format!("{e:?}").contains("incompatible with key spec RSA_2048"),
+            "{e:?}"
+        );
+        let e = Kms::check(&with("Enabled", hmac), &[Check::Symmetric("Encrypt")]).unwrap_err();
+        assert!(format!("{e:?}").contains("GENERATE_VERIFY_MAC which is not valid for Encrypt"));
+        assert_eq!(
+            kind(&with("Enabled", rsa), &[Check::Rotatable]),
+            "UnsupportedOperation"
+        );
+        assert_eq!(
+            kind(&with("Disabled", |_| ()), &[Check::Rotatable]),
+            "Disabled"
+        );
+        assert_eq!(
+            kind(&with("Enabled", |_| ()), &[Check::External]),
+            "UnsupportedOperation"
+        );
+        let external = |r: &mut KeyRecord| r.origin = "EXTERNAL".into();
+        assert_eq!(
+            kind(&with("PendingImport", external), &[Check::External]),
+            "ok"
+        );
+        assert_eq!(
+            kind(&with("PendingImport", external), &[Check::Replicable]),
+            "ok"
+        );
+        assert_eq!(
+            kind(&with("PendingImport", |_| ()), &[Check::Replicable]),
+            "InvalidState"
+        );
+    }
+
+    #[test]
+    fn checks_run_in_the_order_the_operation_lists_them() {
+        // A disabled multi-Region replica: UpdatePrimaryRegion names it a replica first.
+        let replica = with("Disabled", |r| {
+            r.mrk_id = Some(Uuid::new_v4());
+            r.mrk_primary = false;
+        });
+        assert_eq!(
+            kind(&replica, &[Check::Primary, Check::Enabled]),
+            "UnsupportedOperation"
+        );
+        assert_eq!(
+            kind(&replica, &[Check::Enabled, Check::Primary]),
+            "Disabled"
+        );
+        let primary = with("Enabled", |r| {
+            r.mrk_id = Some(Uuid::new_v4());
+            r.mrk_primary = true;
+        });
+        assert_eq!(kind(&primary, &[Check::Primary, Check::Enabled]), "ok");
+    }
+}
