@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod operations;
 pub mod policy;
 pub mod store;
+pub mod vocab;

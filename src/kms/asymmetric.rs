@@ -820,7 +820,7 @@ impl Kms {
             .hsm
             .ecdh(live.handle.clone(), point, curve.field_len())
             .await?;
-        Ok((rec.arn(), secret, rec.origin.clone()))
+        Ok((rec.arn(), secret, rec.origin.to_string()))
     }
 
     /// A data key pair: the private key (PKCS#8 DER) encrypted under a symmetric KMS key, and

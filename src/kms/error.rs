@@ -59,6 +59,10 @@ impl From<StoreError> for KmsError {
                 tracing::error!(error = %s, "database unavailable");
                 KmsError::DependencyTimeout
             }
+            StoreError::Invalid(s) => {
+                tracing::error!(error = %s, "a row the service did not write; refusing what depends on it");
+                KmsError::KeyUnavailable
+            }
             other => KmsError::Internal(other.to_string()),
         }
     }

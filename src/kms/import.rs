@@ -5,6 +5,7 @@ use super::preamble::{Access, Check};
 use super::{mac_input, Caller, Kms, KmsError};
 use crate::hsm::{Curve, Hash, ImportAs, ImportWrap, PairKind, PrivateUse};
 use crate::store::{ImportTokenRecord, KeyImportRecord, KeyRecord, MaterialRecord, StoreError};
+use crate::vocab::{KeyState, Origin};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
@@ -120,8 +121,8 @@ pub(super) fn import_as(rec: &KeyRecord) -> Result<ImportAs, KmsError> {
 /// Pending deletion, or (a multi-Region primary) waiting for its replicas' deletion.
 fn pending_deletion(rec: &KeyRecord) -> bool {
     matches!(
-        rec.key_state.as_str(),
-        "PendingDeletion" | "PendingReplicaDeletion"
+        rec.key_state,
+        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
     )
 }
 
@@ -193,13 +194,13 @@ impl Kms {
             )
             .await?;
         if !matches!(
-            rec.key_state.as_str(),
-            "PendingImport" | "Enabled" | "Disabled"
+            rec.key_state,
+            KeyState::PendingImport | KeyState::Enabled | KeyState::Disabled
         ) {
             return Err(KmsError::InvalidState(format!(
                 "{} is {}.",
                 rec.arn(),
-                super::state_words(&rec.key_state)
+                rec.key_state.words()
             )));
         }
         let as_ = import_as(&rec)?;
@@ -324,12 +325,12 @@ impl Kms {
             .await?;
         // Enabled: the same material again, to change its expiration (AWS: "PendingImport or
         // Enabled").
-        let reimport = rec.key_state == "Enabled";
-        if rec.key_state != "PendingImport" && !reimport {
+        let reimport = rec.key_state == KeyState::Enabled;
+        if rec.key_state != KeyState::PendingImport && !reimport {
             return Err(KmsError::InvalidState(format!(
                 "{} is {}.",
                 rec.arn(),
-                super::state_words(&rec.key_state)
+                rec.key_state.words()
             )));
         }
         let as_ = import_as(&rec)?;
@@ -510,7 +511,12 @@ impl Kms {
             .await?;
         imp.mac = import_seal.mac.clone();
         let state = self
-            .state_seal(&rec, "Enabled", rec.deletion_date, rec.pending_window_days)
+            .state_seal(
+                &rec,
+                KeyState::Enabled,
+                rec.deletion_date,
+                rec.pending_window_days,
+            )
             .await?;
         let stored = self
             .verified_rotation_rows(&rec)
@@ -561,13 +567,17 @@ impl Kms {
             )
             .await?;
         if !matches!(
-            rec.key_state.as_str(),
-            "Enabled" | "Disabled" | "PendingImport" | "PendingDeletion" | "PendingReplicaDeletion"
+            rec.key_state,
+            KeyState::Enabled
+                | KeyState::Disabled
+                | KeyState::PendingImport
+                | KeyState::PendingDeletion
+                | KeyState::PendingReplicaDeletion
         ) {
             return Err(KmsError::InvalidState(format!(
                 "{} is {}.",
                 rec.arn(),
-                super::state_words(&rec.key_state)
+                rec.key_state.words()
             )));
         }
         let symmetric = rec.key_spec == super::SYMMETRIC_DEFAULT;
@@ -580,7 +590,7 @@ impl Kms {
                 )));
             }
         }
-        if rec.key_state != "PendingImport" {
+        if rec.key_state != KeyState::PendingImport {
             self.remove_imported(&rec, None).await?;
         }
         Ok((rec.arn(), symmetric.then_some(material_id)))
@@ -617,16 +627,16 @@ impl Kms {
         imp.mac = import_seal.mac.clone();
         // A key pending deletion stays so (AWS: "does not change the KMS key's state").
         let to_state = if pending_deletion(rec) {
-            rec.key_state.as_str()
+            rec.key_state
         } else {
-            "PendingImport"
+            KeyState::PendingImport
         };
         let state = self
             .state_seal(rec, to_state, rec.deletion_date, rec.pending_window_days)
             .await?;
         match self
             .keys
-            .delete_imported_material(&imp, &rec.key_state, to_state, &state.mac, expired_at)
+            .delete_imported_material(&imp, rec.key_state, to_state, &state.mac, expired_at)
             .await
         {
             Ok(()) => self.written_all(&[import_seal, state]),
@@ -671,8 +681,11 @@ impl Kms {
                 }
             };
             if !matches!(
-                rec.key_state.as_str(),
-                "Enabled" | "Disabled" | "PendingDeletion" | "PendingReplicaDeletion"
+                rec.key_state,
+                KeyState::Enabled
+                    | KeyState::Disabled
+                    | KeyState::PendingDeletion
+                    | KeyState::PendingReplicaDeletion
             ) {
                 continue;
             }
@@ -704,7 +717,7 @@ impl Kms {
         &self,
         rec: &KeyRecord,
     ) -> Result<Option<(String, Option<DateTime<Utc>>)>, KmsError> {
-        if rec.origin != "EXTERNAL" {
+        if rec.origin != Origin::External {
             return Ok(None);
         }
         Ok(self

@@ -3,6 +3,7 @@
 use super::preamble::{Access, Check, ANY_STATE};
 use super::{keyid, Caller, Kms, KmsError};
 use crate::store::{AliasRecord, KeyRecord, MaterialRecord, StoreError, Tag};
+use crate::vocab::{KeyState, Origin};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
@@ -127,7 +128,7 @@ impl Kms {
                 Access::to("kms:EnableKey", &[Check::NotPending]),
             )
             .await?;
-        self.set_state(&rec, "Enabled", None, None).await?;
+        self.set_state(&rec, KeyState::Enabled, None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
     }
@@ -145,7 +146,7 @@ impl Kms {
                 Access::to("kms:DisableKey", &[Check::NotPending]),
             )
             .await?;
-        self.set_state(&rec, "Disabled", None, None).await?;
+        self.set_state(&rec, KeyState::Disabled, None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
     }
@@ -183,12 +184,17 @@ impl Kms {
             _ => false,
         };
         let (state, when) = if has_replicas {
-            self.set_state(&rec, "PendingReplicaDeletion", None, Some(days as i32))
-                .await?;
+            self.set_state(
+                &rec,
+                KeyState::PendingReplicaDeletion,
+                None,
+                Some(days as i32),
+            )
+            .await?;
             ("PendingReplicaDeletion", None)
         } else {
             let when = now + Duration::days(days);
-            self.set_state(&rec, "PendingDeletion", Some(when), None)
+            self.set_state(&rec, KeyState::PendingDeletion, Some(when), None)
                 .await?;
             ("PendingDeletion", Some(when))
         };
@@ -219,7 +225,9 @@ impl Kms {
                 Access::to("kms:CancelKeyDeletion", ANY_STATE),
             )
             .await?;
-        if rec.key_state != "PendingDeletion" && rec.key_state != "PendingReplicaDeletion" {
+        if rec.key_state != KeyState::PendingDeletion
+            && rec.key_state != KeyState::PendingReplicaDeletion
+        {
             return Err(KmsError::InvalidState(format!(
                 "{} is not pending deletion.",
                 Self::arn(&rec)
@@ -227,12 +235,13 @@ impl Kms {
         }
         // A key with imported material whose material is gone (deleted or expired while
         // pending deletion, or never imported) is pending import again, as on AWS.
-        let state =
-            if rec.origin == "EXTERNAL" && self.keys.material(rec.key_id, 1).await?.is_none() {
-                "PendingImport"
-            } else {
-                "Disabled"
-            };
+        let state = if rec.origin == Origin::External
+            && self.keys.material(rec.key_id, 1).await?.is_none()
+        {
+            KeyState::PendingImport
+        } else {
+            KeyState::Disabled
+        };
         self.set_state(&rec, state, None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(Self::arn(&rec))
@@ -622,7 +631,7 @@ impl Kms {
         let next = match due_at {
             Some(due) => {
                 if !(current.rotation_enabled
-                    && current.key_state == "Enabled"
+                    && current.key_state == KeyState::Enabled
                     && current.next_rotation_date.is_some_and(|n| n <= due))
                 {
                     return Err(busy());
@@ -793,8 +802,8 @@ impl Kms {
         // AWS: "While a KMS key is pending deletion, its key rotation status is false"; the
         // stored schedule comes back if the deletion is cancelled.
         if matches!(
-            rec.key_state.as_str(),
-            "PendingDeletion" | "PendingReplicaDeletion"
+            rec.key_state,
+            KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
         ) {
             return Ok(RotationStatus {
                 enabled: false,
@@ -858,9 +867,9 @@ impl Kms {
                 Self::arn(&rec)
             )));
         }
-        let imported = if rec.origin == "EXTERNAL" {
+        let imported = if rec.origin == Origin::External {
             Some(ImportedMaterial {
-                imported: rec.key_state != "PendingImport",
+                imported: rec.key_state != KeyState::PendingImport,
                 expiration: self.import_expiration(&rec).await?,
             })
         } else {
@@ -900,7 +909,7 @@ impl Kms {
             }
             let when = now + Duration::days(i64::from(rec.pending_window_days.unwrap_or(30)));
             let seal = self
-                .state_seal(&rec, "PendingDeletion", Some(when), None)
+                .state_seal(&rec, KeyState::PendingDeletion, Some(when), None)
                 .await?;
             let action = self
                 .audit_service_intent(

@@ -23,6 +23,7 @@ use preamble::{Access, Check, ANY_STATE};
 use crate::hsm::{Hsm, KeyHandle};
 use crate::policy::{self, PolicyDocument, PolicyKind};
 use crate::store::{KeyRecord, KeyStore, MaterialRecord, PrincipalAuthz, Tag};
+use crate::vocab::{KeyState, Origin};
 use chrono::Utc;
 use ciphertext::Header;
 use lru::LruCache;
@@ -82,7 +83,7 @@ pub struct CreateKeyInput {
     pub description: String,
     pub key_spec: String,
     pub key_usage: String,
-    pub origin: String,
+    pub origin: Origin,
     pub policy: Option<String>,
     pub tags: Vec<Tag>,
     pub multi_region: bool,
@@ -379,7 +380,7 @@ pub(crate) fn state_mac_input(k: &KeyRecord) -> Vec<u8> {
         k.key_id.as_bytes(),
         k.account_id.as_bytes(),
         k.region.as_bytes(),
-        k.key_state.as_bytes(),
+        k.key_state.as_str().as_bytes(),
         &date,
     ];
     match k.pending_window_days {
@@ -425,7 +426,7 @@ pub(crate) fn attrs_mac_input(k: &KeyRecord) -> Vec<u8> {
             k.region.as_bytes(),
             k.key_spec.as_bytes(),
             k.key_usage.as_bytes(),
-            k.origin.as_bytes(),
+            k.origin.as_str().as_bytes(),
             k.key_manager.as_bytes(),
             &[k.multi_region as u8],
             &mrk,
@@ -477,17 +478,6 @@ pub(crate) fn alias_mac_input(a: &crate::store::AliasRecord) -> Vec<u8> {
 }
 
 /// "PendingDeletion" → "pending deletion", as AWS words key states in messages.
-fn state_words(state: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in state.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            out.push(' ');
-        }
-        out.extend(c.to_lowercase());
-    }
-    out
-}
-
 pub fn default_key_policy(account_id: &str) -> String {
     serde_json::json!({
         "Version": "2012-10-17",
@@ -1063,7 +1053,7 @@ impl Kms {
         if let Some(rec) = rec {
             put("kms:KeySpec", vec![rec.key_spec.clone()]);
             put("kms:KeyUsage", vec![rec.key_usage.clone()]);
-            put("kms:KeyOrigin", vec![rec.origin.clone()]);
+            put("kms:KeyOrigin", vec![rec.origin.to_string()]);
         }
         if let Some(ctx) = ctx {
             for (k, v) in ctx {
@@ -1418,7 +1408,7 @@ impl Kms {
         self.verify_material(rec, &m).await?;
         // Imported material is used only under an import row that passes its MAC: one altered
         // or deleted in the database (to escape its expiry) refuses the material instead.
-        if rec.origin == "EXTERNAL" && self.verified_import(rec.key_id).await?.is_none() {
+        if rec.origin == Origin::External && self.verified_import(rec.key_id).await?.is_none() {
             tracing::error!(key_id = %rec.key_id, "imported key material has no import row (deleted in the database?); refusing it");
             return Err(KmsError::KeyUnavailable);
         }
@@ -1663,16 +1653,16 @@ impl Kms {
         caller: &Caller,
         input: CreateKeyInput,
     ) -> Result<KeyMetadata, KmsError> {
-        let external = input.origin == "EXTERNAL";
-        match input.origin.as_str() {
-            "AWS_KMS" => {}
-            "EXTERNAL"
+        let external = input.origin == Origin::External;
+        match input.origin {
+            Origin::AwsKms => {}
+            Origin::External
                 if input.key_spec == SYMMETRIC_DEFAULT
                     || input.key_spec.starts_with("HMAC_")
                     || input.key_spec.starts_with("RSA_")
                     || (input.key_spec.starts_with("ECC_")
                         && input.key_spec != "ECC_NIST_EDWARDS25519") => {}
-            "EXTERNAL" => {
+            Origin::External => {
                 return Err(KmsError::UnsupportedOperation(format!(
                 "Keys with Origin EXTERNAL and KeySpec {} are not supported by this key store yet.",
                 input.key_spec
@@ -1718,7 +1708,7 @@ impl Kms {
             &[
                 ("kms:KeySpec", &input.key_spec),
                 ("kms:KeyUsage", &input.key_usage),
-                ("kms:KeyOrigin", &input.origin),
+                ("kms:KeyOrigin", input.origin.as_str()),
                 (
                     "kms:MultiRegion",
                     if input.multi_region { "true" } else { "false" },
@@ -1760,7 +1750,7 @@ impl Kms {
         }
         if external {
             // No material until it is imported.
-            rec.key_state = "PendingImport".into();
+            rec.key_state = KeyState::PendingImport;
             rec.current_version = 0;
             self.seal_new_key(&mut rec, &input.tags).await?;
             self.keys
@@ -1788,9 +1778,9 @@ impl Kms {
             description: String::new(),
             key_spec: SYMMETRIC_DEFAULT.into(),
             key_usage: ENCRYPT_DECRYPT.into(),
-            origin: "AWS_KMS".into(),
+            origin: Origin::AwsKms,
             key_manager: "CUSTOMER".into(),
-            key_state: "Enabled".into(),
+            key_state: KeyState::Enabled,
             policy,
             multi_region: false,
             current_version: 1,
@@ -1923,7 +1913,7 @@ impl Kms {
     pub(crate) async fn set_state(
         &self,
         rec: &KeyRecord,
-        state: &str,
+        state: KeyState,
         deletion_date: Option<chrono::DateTime<Utc>>,
         pending_window_days: Option<i32>,
     ) -> Result<(), KmsError> {
@@ -1982,12 +1972,12 @@ impl Kms {
     pub(crate) async fn state_seal(
         &self,
         rec: &KeyRecord,
-        state: &str,
+        state: KeyState,
         deletion_date: Option<chrono::DateTime<Utc>>,
         pending_window_days: Option<i32>,
     ) -> Result<seal::Seal, KmsError> {
         let next = KeyRecord {
-            key_state: state.to_string(),
+            key_state: state,
             deletion_date,
             pending_window_days,
             ..rec.clone()
@@ -2221,7 +2211,7 @@ impl Kms {
         let rec = self
             .key_for(caller, key_id, Access::to("kms:PutKeyPolicy", ANY_STATE))
             .await?;
-        if rec.key_state == "PendingDeletion" {
+        if rec.key_state == KeyState::PendingDeletion {
             return Err(KmsError::InvalidState(format!(
                 "{} is pending deletion.",
                 Self::arn(&rec)

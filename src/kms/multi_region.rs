@@ -10,6 +10,7 @@ use super::{
     RelatedKey,
 };
 use crate::store::{KeyRecord, MaterialRecord, StoreError, Tag};
+use crate::vocab::{KeyState, Origin};
 
 pub struct ReplicateInput {
     pub key_id: String,
@@ -129,7 +130,7 @@ impl Kms {
             &[
                 ("kms:KeySpec", &primary.key_spec),
                 ("kms:KeyUsage", &primary.key_usage),
-                ("kms:KeyOrigin", &primary.origin),
+                ("kms:KeyOrigin", primary.origin.as_str()),
                 ("kms:MultiRegion", "true"),
                 ("kms:MultiRegionKeyType", "REPLICA"),
             ],
@@ -156,7 +157,7 @@ impl Kms {
                 .await?
                 .ok_or(KmsError::KeyUnavailable)?;
             Self::check(&primary, &[Check::Primary, Check::Replicable])?;
-            let external = primary.origin == "EXTERNAL";
+            let external = primary.origin == Origin::External;
             let mut replica = KeyRecord {
                 key_id: keyid::mrk_key_id(&mrk, &input.replica_region),
                 region: input.replica_region.clone(),
@@ -168,9 +169,9 @@ impl Kms {
                 // AWS does not copy imported material: the same material is imported into
                 // the replica on its own.
                 key_state: if external {
-                    "PendingImport".into()
+                    KeyState::PendingImport
                 } else {
-                    "Enabled".into()
+                    KeyState::Enabled
                 },
                 mrk_primary: false,
                 current_version: if external { 0 } else { primary.current_version },

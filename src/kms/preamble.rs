@@ -120,7 +120,7 @@ impl Kms {
                 Check::Enabled => enabled(rec)?,
                 Check::NotPending => not_pending(rec)?,
                 Check::Manageable => {
-                    if rec.key_state != "PendingImport" {
+                    if rec.key_state != KeyState::PendingImport {
                         not_pending(rec)?
                     }
                 }
@@ -129,7 +129,8 @@ impl Kms {
                 Check::External => external(rec)?,
                 Check::Primary => primary(rec)?,
                 Check::Replicable => {
-                    if !(rec.origin == "EXTERNAL" && rec.key_state == "PendingImport") {
+                    if !(rec.origin == Origin::External && rec.key_state == KeyState::PendingImport)
+                    {
                         not_pending(rec)?
                     }
                 }
@@ -140,24 +141,24 @@ impl Kms {
 }
 
 fn enabled(rec: &KeyRecord) -> Result<(), KmsError> {
-    match rec.key_state.as_str() {
-        "Enabled" => Ok(()),
-        "Disabled" => Err(KmsError::Disabled(format!("{} is disabled.", rec.arn()))),
+    match rec.key_state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(KmsError::Disabled(format!("{} is disabled.", rec.arn()))),
         other => Err(KmsError::InvalidState(format!(
             "{} is {}.",
             rec.arn(),
-            state_words(other)
+            other.words()
         ))),
     }
 }
 
 fn not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
-    match rec.key_state.as_str() {
-        "Enabled" | "Disabled" => Ok(()),
+    match rec.key_state {
+        KeyState::Enabled | KeyState::Disabled => Ok(()),
         other => Err(KmsError::InvalidState(format!(
             "{} is {}.",
             rec.arn(),
-            state_words(other)
+            other.words()
         ))),
     }
 }
@@ -181,7 +182,7 @@ fn symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
 }
 
 fn rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
-    if rec.key_spec != SYMMETRIC_DEFAULT || rec.origin != "AWS_KMS" {
+    if rec.key_spec != SYMMETRIC_DEFAULT || rec.origin != Origin::AwsKms {
         return Err(KmsError::UnsupportedOperation(format!(
             "{} does not support automatic rotation.",
             rec.arn()
@@ -197,7 +198,7 @@ fn rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
 }
 
 fn external(rec: &KeyRecord) -> Result<(), KmsError> {
-    if rec.origin != "EXTERNAL" {
+    if rec.origin != Origin::External {
         return Err(KmsError::UnsupportedOperation(format!(
             "{} origin is {} which is not valid for this operation.",
             rec.arn(),
@@ -228,7 +229,7 @@ mod tests {
 
     fn with(state: &str, f: impl FnOnce(&mut KeyRecord)) -> KeyRecord {
         let mut r = key_rec(Uuid::new_v4(), "eu-west-1");
-        r.key_state = state.into();
+        r.key_state = state.parse().unwrap();
         f(&mut r);
         r
     }
@@ -312,7 +313,7 @@ mod tests {
             kind(&with("Enabled", |_| ()), &[Check::External]),
             "UnsupportedOperation"
         );
-        let external = |r: &mut KeyRecord| r.origin = "EXTERNAL".into();
+        let external = |r: &mut KeyRecord| r.origin = Origin::External;
         assert_eq!(
             kind(&with("PendingImport", external), &[Check::External]),
             "ok"

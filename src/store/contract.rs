@@ -232,7 +232,7 @@ fn schedule(
 async fn set_state(
     s: &dyn Store,
     id: Uuid,
-    state: &str,
+    state: KeyState,
     deletion_date: Option<DateTime<Utc>>,
     days: Option<i32>,
     mac: &[u8],
@@ -252,9 +252,9 @@ pub(crate) fn key_rec(key_id: Uuid, region: &str) -> KeyRecord {
         description: "orders table key".into(),
         key_spec: "SYMMETRIC_DEFAULT".into(),
         key_usage: "ENCRYPT_DECRYPT".into(),
-        origin: "AWS_KMS".into(),
+        origin: Origin::AwsKms,
         key_manager: "CUSTOMER".into(),
-        key_state: "Enabled".into(),
+        key_state: KeyState::Enabled,
         policy: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
         multi_region: false,
         current_version: 1,
@@ -448,7 +448,7 @@ async fn key_updates_and_macs(s: &Backend) {
     assert_eq!(s.keys_without_state_mac().await.unwrap().len(), 1);
     let shown = s.key(id).await.unwrap().unwrap();
     let other = KeyRecord {
-        key_state: "Disabled".into(),
+        key_state: KeyState::Disabled,
         ..shown.clone()
     };
     assert!(!s.set_state_mac(&other, &[8; 32]).await.unwrap());
@@ -474,14 +474,21 @@ async fn key_updates_and_macs(s: &Backend) {
     s.set_description(id, "renamed").await.unwrap();
     let when = now() + TimeDelta::days(7);
     assert!(!s
-        .set_key_state(id, Some(&[6; 32]), "Disabled", None, None, &[10; 32])
+        .set_key_state(
+            id,
+            Some(&[6; 32]),
+            KeyState::Disabled,
+            None,
+            None,
+            &[10; 32]
+        )
         .await
         .unwrap());
     assert!(s
         .set_key_state(
             id,
             Some(&[8; 32]),
-            "PendingDeletion",
+            KeyState::PendingDeletion,
             Some(when),
             Some(7),
             &[10; 32]
@@ -492,7 +499,7 @@ async fn key_updates_and_macs(s: &Backend) {
     assert_eq!(got.policy, r#"{"Statement":[1]}"#);
     assert_eq!(got.policy_mac, Some(vec![9; 32]));
     assert_eq!(got.description, "renamed");
-    assert_eq!(got.key_state, "PendingDeletion");
+    assert_eq!(got.key_state, KeyState::PendingDeletion);
     assert_eq!(got.deletion_date, Some(when));
     assert_eq!(got.pending_window_days, Some(7));
     assert_eq!(got.state_mac, Some(vec![10; 32]));
@@ -718,7 +725,7 @@ async fn rotation_on_demand_and_scheduled(s: &Backend) {
     // Disabled keys are not due.
     let u = moved(&**s, id, schedule(true, Some(90), Some(due))).await;
     s.set_rotation(None, &[u]).await.unwrap();
-    set_state(&**s, id, "Disabled", None, None, &[1]).await;
+    set_state(&**s, id, KeyState::Disabled, None, None, &[1]).await;
     assert!(s.due_rotations(now, 10).await.unwrap().is_empty());
     let u = moved(&**s, id, version(4, false)).await;
     assert_eq!(
@@ -965,11 +972,19 @@ async fn multi_region_replicas_rotation_and_primary(s: &Backend) {
 async fn replica_deletion_promotes_the_primary(s: &Backend) {
     let (mrk, primary, replica) = mrk_pair(&**s).await;
     let now = now();
-    set_state(&**s, primary, "PendingReplicaDeletion", None, Some(7), &[1]).await;
+    set_state(
+        &**s,
+        primary,
+        KeyState::PendingReplicaDeletion,
+        None,
+        Some(7),
+        &[1],
+    )
+    .await;
     set_state(
         &**s,
         replica,
-        "PendingDeletion",
+        KeyState::PendingDeletion,
         Some(now - TimeDelta::days(1)),
         None,
         &[1],
@@ -987,7 +1002,7 @@ async fn replica_deletion_promotes_the_primary(s: &Backend) {
         deleted.iter().map(|k| k.key_id).collect::<Vec<_>>(),
         vec![replica]
     );
-    assert_eq!(deleted[0].key_state, "PendingDeletion");
+    assert_eq!(deleted[0].key_state, KeyState::PendingDeletion);
     assert!(s.delete_due_key(&deleted[0], now).await.unwrap());
     assert!(s.material(replica, 1).await.unwrap().is_none());
 
@@ -1007,7 +1022,7 @@ async fn replica_deletion_promotes_the_primary(s: &Backend) {
         .await
         .unwrap());
     let p = s.key(primary).await.unwrap().unwrap();
-    assert_eq!(p.key_state, "PendingDeletion");
+    assert_eq!(p.key_state, KeyState::PendingDeletion);
     assert_eq!(p.deletion_date, Some(now + TimeDelta::days(7)));
     assert_eq!(p.pending_window_days, None);
     assert_eq!(p.state_mac.as_deref(), Some(&[2u8][..]), "with its MAC");
@@ -1027,7 +1042,7 @@ async fn due_deletions_cascade_and_happen_once(b: &Backend) {
     for i in 0..4 {
         let id = Uuid::new_v4();
         let mut k = key_rec(id, REGION);
-        k.key_state = "PendingDeletion".into();
+        k.key_state = KeyState::PendingDeletion;
         k.deletion_date = Some(now - TimeDelta::days(4 - i));
         s.create_key(&k, Some(&material(id, 1)), &[tag("a", "b")], i64::MAX)
             .await
@@ -1042,7 +1057,7 @@ async fn due_deletions_cascade_and_happen_once(b: &Backend) {
     }
     let later = Uuid::new_v4();
     let mut k = key_rec(later, REGION);
-    k.key_state = "PendingDeletion".into();
+    k.key_state = KeyState::PendingDeletion;
     k.deletion_date = Some(now + TimeDelta::days(3));
     s.create_key(&k, Some(&material(later, 1)), &[], i64::MAX)
         .await
@@ -1088,8 +1103,8 @@ async fn due_deletions_cascade_and_happen_once(b: &Backend) {
 async fn import_tokens_and_key_imports(s: &Backend) {
     let id = Uuid::new_v4();
     let mut k = key_rec(id, REGION);
-    k.origin = "EXTERNAL".into();
-    k.key_state = "PendingImport".into();
+    k.origin = Origin::External;
+    k.key_state = KeyState::PendingImport;
     k.current_version = 0;
     s.create_key(&k, None, &[], i64::MAX).await.unwrap();
 
@@ -1184,16 +1199,28 @@ async fn import_tokens_and_key_imports(s: &Backend) {
     // Not expired yet at that time: another node may have re-imported.
     assert_eq!(
         conflict_name(
-            s.delete_imported_material(&cleared, "Enabled", "PendingImport", &[7; 32], Some(now()))
-                .await
+            s.delete_imported_material(
+                &cleared,
+                KeyState::Enabled,
+                KeyState::PendingImport,
+                &[7; 32],
+                Some(now())
+            )
+            .await
         ),
         "import_not_expired"
     );
-    s.delete_imported_material(&cleared, "Enabled", "PendingImport", &[7; 32], Some(after))
-        .await
-        .unwrap();
+    s.delete_imported_material(
+        &cleared,
+        KeyState::Enabled,
+        KeyState::PendingImport,
+        &[7; 32],
+        Some(after),
+    )
+    .await
+    .unwrap();
     let k = s.key(id).await.unwrap().unwrap();
-    assert_eq!(k.key_state, "PendingImport");
+    assert_eq!(k.key_state, KeyState::PendingImport);
     assert!(s.material(id, 1).await.unwrap().is_none());
     let got = s.key_import(id).await.unwrap().unwrap();
     assert_eq!((got.expiration_model, got.valid_to), (None, None));
@@ -1215,15 +1242,27 @@ async fn import_tokens_and_key_imports(s: &Backend) {
         Some((40, 50))
     );
     // Without `expired_at`, deletion needs no expiry.
-    s.delete_imported_material(&cleared, "Enabled", "PendingImport", &[9; 32], None)
-        .await
-        .unwrap();
+    s.delete_imported_material(
+        &cleared,
+        KeyState::Enabled,
+        KeyState::PendingImport,
+        &[9; 32],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(count(s, "SELECT invocations FROM key_imports").await, 50);
     // The key's state moved meanwhile (here: it is pending import now): nothing changes.
     assert_eq!(
         conflict_name(
-            s.delete_imported_material(&cleared, "Enabled", "PendingImport", &[9; 32], None)
-                .await
+            s.delete_imported_material(
+                &cleared,
+                KeyState::Enabled,
+                KeyState::PendingImport,
+                &[9; 32],
+                None
+            )
+            .await
         ),
         "key_state_changed"
     );

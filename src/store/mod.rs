@@ -8,6 +8,7 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+pub use crate::vocab::{KeyState, Origin};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -188,9 +189,56 @@ pub enum StoreError {
     Conflict { constraint: String },
     /// The database could not be reached or is shutting down (by SQLSTATE class or I/O).
     Unavailable(String),
+    /// A row holds a value the service never writes (a key state that is not one of AWS's):
+    /// it was written by someone else, and what depends on it is refused.
+    Invalid(String),
     /// Anything else; logged, never shown to a client.
     Other(String),
 }
+
+/// The words of [`crate::vocab`] are stored as AWS writes them (`PendingDeletion`,
+/// `AWS_KMS`); a row holding any other word fails to load ([`StoreError::Invalid`]).
+macro_rules! stored_as_text {
+    ($($t:ty),+) => {$(
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $t
+        where
+            str: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <str as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $t
+        where
+            &'q str: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&'q str as sqlx::Encode<'q, DB>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $t
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(<&'r str as sqlx::Decode<'r, DB>>::decode(value)?.parse()?)
+            }
+        }
+    )+};
+}
+
+stored_as_text!(KeyState, Origin);
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -199,6 +247,7 @@ impl fmt::Display for StoreError {
                 write!(f, "constraint {constraint} refused the write")
             }
             StoreError::Unavailable(s) => write!(f, "database unavailable: {s}"),
+            StoreError::Invalid(s) => write!(f, "a row the service did not write: {s}"),
             StoreError::Other(s) => write!(f, "database error: {s}"),
         }
     }
@@ -213,9 +262,9 @@ pub struct KeyRecord {
     pub description: String,
     pub key_spec: String,
     pub key_usage: String,
-    pub origin: String,
+    pub origin: Origin,
     pub key_manager: String,
-    pub key_state: String,
+    pub key_state: KeyState,
     pub policy: String,
     pub multi_region: bool,
     pub current_version: i32,
@@ -443,8 +492,8 @@ pub trait KeyStore: Send + Sync {
     async fn delete_imported_material(
         &self,
         imp: &KeyImportRecord,
-        from_state: &str,
-        to_state: &str,
+        from_state: KeyState,
+        to_state: KeyState,
         state_mac: &[u8],
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
@@ -597,7 +646,7 @@ pub trait KeyStore: Send + Sync {
         &self,
         key_id: Uuid,
         expected_mac: Option<&[u8]>,
-        state: &str,
+        state: KeyState,
         deletion_date: Option<DateTime<Utc>>,
         pending_window_days: Option<i32>,
         state_mac: &[u8],

@@ -458,35 +458,37 @@ async fn record_change(tx: &mut Tx<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn key_from_row(r: &PgRow) -> KeyRecord {
-    KeyRecord {
-        key_id: r.get("key_id"),
-        account_id: r.get("account_id"),
-        region: r.get("region"),
-        description: r.get("description"),
-        key_spec: r.get("key_spec"),
-        key_usage: r.get("key_usage"),
-        origin: r.get("origin"),
-        key_manager: r.get("key_manager"),
-        key_state: r.get("key_state"),
-        policy: r.get("policy"),
-        multi_region: r.get("multi_region"),
-        current_version: r.get("current_version"),
-        created_at: r.get("created_at"),
-        deletion_date: r.get("deletion_date"),
-        rotation_enabled: r.get("rotation_enabled"),
-        rotation_period_days: r.get("rotation_period_days"),
-        next_rotation_date: r.get("next_rotation_date"),
-        on_demand_rotations: r.get("on_demand_rotations"),
-        mrk_id: r.get("mrk_id"),
-        mrk_primary: r.get("mrk_primary"),
-        pending_window_days: r.get("pending_window_days"),
-        policy_mac: r.get("policy_mac"),
-        state_mac: r.get("state_mac"),
-        tags_mac: r.get("tags_mac"),
-        attrs_mac: r.get("attrs_mac"),
-        rotation_mac: r.get("rotation_mac"),
-    }
+/// A key row; a value the service never writes (a key state that is not AWS's) is
+/// [`StoreError::Invalid`], never a panic.
+fn key_from_row(r: &PgRow) -> Result<KeyRecord, StoreError> {
+    Ok(KeyRecord {
+        key_id: cell(r, "key_id")?,
+        account_id: cell(r, "account_id")?,
+        region: cell(r, "region")?,
+        description: cell(r, "description")?,
+        key_spec: cell(r, "key_spec")?,
+        key_usage: cell(r, "key_usage")?,
+        origin: cell(r, "origin")?,
+        key_manager: cell(r, "key_manager")?,
+        key_state: cell(r, "key_state")?,
+        policy: cell(r, "policy")?,
+        multi_region: cell(r, "multi_region")?,
+        current_version: cell(r, "current_version")?,
+        created_at: cell(r, "created_at")?,
+        deletion_date: cell(r, "deletion_date")?,
+        rotation_enabled: cell(r, "rotation_enabled")?,
+        rotation_period_days: cell(r, "rotation_period_days")?,
+        next_rotation_date: cell(r, "next_rotation_date")?,
+        on_demand_rotations: cell(r, "on_demand_rotations")?,
+        mrk_id: cell(r, "mrk_id")?,
+        mrk_primary: cell(r, "mrk_primary")?,
+        pending_window_days: cell(r, "pending_window_days")?,
+        policy_mac: cell(r, "policy_mac")?,
+        state_mac: cell(r, "state_mac")?,
+        tags_mac: cell(r, "tags_mac")?,
+        attrs_mac: cell(r, "attrs_mac")?,
+        rotation_mac: cell(r, "rotation_mac")?,
+    })
 }
 
 fn alias_from_row(r: &PgRow) -> AliasRecord {
@@ -634,9 +636,9 @@ async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
     .bind(&k.description)
     .bind(&k.key_spec)
     .bind(&k.key_usage)
-    .bind(&k.origin)
+    .bind(k.origin)
     .bind(&k.key_manager)
-    .bind(&k.key_state)
+    .bind(k.key_state)
     .bind(&k.policy)
     .bind(k.multi_region)
     .bind(k.current_version)
@@ -913,8 +915,8 @@ impl KeyStore for PgStore {
     async fn delete_imported_material(
         &self,
         imp: &KeyImportRecord,
-        from_state: &str,
-        to_state: &str,
+        from_state: KeyState,
+        to_state: KeyState,
         state_mac: &[u8],
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
@@ -1006,7 +1008,7 @@ impl KeyStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(row.as_ref().map(key_from_row))
+        row.as_ref().map(key_from_row).transpose()
     }
 
     async fn list_keys(
@@ -1028,7 +1030,7 @@ impl KeyStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(key_from_row).collect())
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn count_customer_keys(&self, account_id: &str, region: &str) -> Result<i64, StoreError> {
@@ -1067,7 +1069,7 @@ impl KeyStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(key_from_row).collect())
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn set_policy_mac(
@@ -1140,7 +1142,7 @@ impl KeyStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(key_from_row).collect())
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn set_key_policy(
@@ -1199,7 +1201,7 @@ impl KeyStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(key_from_row).collect())
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn create_replica(
@@ -1214,7 +1216,7 @@ impl KeyStore for PgStore {
         let conflict = || StoreError::Conflict {
             constraint: "mrk_primary_changed".into(),
         };
-        let external = replica.origin == "EXTERNAL";
+        let external = replica.origin == Origin::External;
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
             "SELECT key_id, mrk_primary, current_version, key_state FROM keys WHERE mrk_id = $1 ORDER BY key_id FOR UPDATE",
@@ -1227,9 +1229,9 @@ impl KeyStore for PgStore {
             r.get::<Uuid, _>("key_id") == primary
                 && r.get::<bool, _>("mrk_primary")
                 && r.get::<i32, _>("current_version") == primary_version
-                && match r.get::<String, _>("key_state").as_str() {
-                    "Enabled" | "Disabled" => true,
-                    "PendingImport" => external,
+                && match r.try_get::<KeyState, _>("key_state") {
+                    Ok(KeyState::Enabled | KeyState::Disabled) => true,
+                    Ok(KeyState::PendingImport) => external,
                     _ => false,
                 }
         });
@@ -1288,7 +1290,7 @@ impl KeyStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(key_from_row).collect())
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn start_primary_deletion(
@@ -1381,7 +1383,7 @@ impl KeyStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(key_from_row).collect())
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn delete_due_key(&self, k: &KeyRecord, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -1404,7 +1406,7 @@ impl KeyStore for PgStore {
         &self,
         key_id: Uuid,
         expected_mac: Option<&[u8]>,
-        state: &str,
+        state: KeyState,
         deletion_date: Option<DateTime<Utc>>,
         pending_window_days: Option<i32>,
         state_mac: &[u8],
@@ -1431,7 +1433,7 @@ impl KeyStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(key_from_row).collect())
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn set_state_mac(&self, shown: &KeyRecord, state_mac: &[u8]) -> Result<bool, StoreError> {
@@ -1441,7 +1443,7 @@ impl KeyStore for PgStore {
         )
         .bind(shown.key_id)
         .bind(state_mac)
-        .bind(&shown.key_state)
+        .bind(shown.key_state)
         .bind(shown.deletion_date)
         .bind(shown.pending_window_days)
         .write_on(self)
@@ -1530,7 +1532,7 @@ impl KeyStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(key_from_row).collect())
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn keys_without_rotation_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
@@ -1540,7 +1542,7 @@ impl KeyStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(key_from_row).collect())
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn set_rotation_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError> {
@@ -1577,7 +1579,7 @@ impl KeyStore for PgStore {
         .bind(&k.region)
         .bind(&k.key_spec)
         .bind(&k.key_usage)
-        .bind(&k.origin)
+        .bind(k.origin)
         .bind(&k.key_manager)
         .write_on(self)
         .await?
@@ -1591,7 +1593,7 @@ impl KeyStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(key_from_row).collect())
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn aliases_without_mac(&self) -> Result<Vec<AliasRecord>, StoreError> {
@@ -2512,8 +2514,10 @@ fn cell<'r, T>(r: &'r PgRow, name: &str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
-    r.try_get(name)
-        .map_err(|e| StoreError::Other(format!("column {name}: {e}")))
+    r.try_get(name).map_err(|e| match e {
+        sqlx::Error::ColumnDecode { .. } => StoreError::Invalid(format!("column {name}: {e}")),
+        e => StoreError::Other(format!("column {name}: {e}")),
+    })
 }
 
 fn grant_from_row(r: &PgRow) -> GrantRecord {

@@ -85,8 +85,10 @@ fn col<'r, T>(r: &'r SqliteRow, name: &str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
 {
-    r.try_get(name)
-        .map_err(|e| StoreError::Other(format!("column {name}: {e}")))
+    r.try_get(name).map_err(|e| match e {
+        sqlx::Error::ColumnDecode { .. } => StoreError::Invalid(format!("column {name}: {e}")),
+        e => StoreError::Other(format!("column {name}: {e}")),
+    })
 }
 
 /// [`col`], by the name the Postgres store's row readers use too.
@@ -504,9 +506,9 @@ async fn insert_key(tx: &mut Tx, k: &KeyRecord) -> Result<(), StoreError> {
     .bind(&k.description)
     .bind(&k.key_spec)
     .bind(&k.key_usage)
-    .bind(&k.origin)
+    .bind(k.origin)
     .bind(&k.key_manager)
-    .bind(&k.key_state)
+    .bind(k.key_state)
     .bind(&k.policy)
     .bind(k.multi_region)
     .bind(k.current_version)
@@ -794,8 +796,8 @@ impl KeyStore for SqliteStore {
     async fn delete_imported_material(
         &self,
         imp: &KeyImportRecord,
-        from_state: &str,
-        to_state: &str,
+        from_state: KeyState,
+        to_state: KeyState,
         state_mac: &[u8],
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
@@ -1089,7 +1091,7 @@ impl KeyStore for SqliteStore {
         let conflict = || StoreError::Conflict {
             constraint: "mrk_primary_changed".into(),
         };
-        let external = replica.origin == "EXTERNAL";
+        let external = replica.origin == Origin::External;
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
             "SELECT key_id, mrk_primary, current_version, key_state FROM keys WHERE mrk_id = ?1 ORDER BY key_id",
@@ -1100,12 +1102,12 @@ impl KeyStore for SqliteStore {
         .map_err(map_err)?;
         let mut ok = false;
         for r in &rows {
-            let state: String = col(r, "key_state")?;
+            let state: KeyState = col(r, "key_state")?;
             if col::<Uuid>(r, "key_id")? == primary
                 && col::<bool>(r, "mrk_primary")?
                 && col::<i32>(r, "current_version")? == primary_version
-                && (matches!(state.as_str(), "Enabled" | "Disabled")
-                    || (external && state == "PendingImport"))
+                && (matches!(state, KeyState::Enabled | KeyState::Disabled)
+                    || (external && state == KeyState::PendingImport))
             {
                 ok = true;
             }
@@ -1285,7 +1287,7 @@ impl KeyStore for SqliteStore {
         &self,
         key_id: Uuid,
         expected_mac: Option<&[u8]>,
-        state: &str,
+        state: KeyState,
         deletion_date: Option<DateTime<Utc>>,
         pending_window_days: Option<i32>,
         state_mac: &[u8],
@@ -1322,7 +1324,7 @@ impl KeyStore for SqliteStore {
         )
         .bind(shown.key_id)
         .bind(state_mac)
-        .bind(&shown.key_state)
+        .bind(shown.key_state)
         .bind(shown.deletion_date)
         .bind(shown.pending_window_days)
         .write_on(self)
@@ -1455,7 +1457,7 @@ impl KeyStore for SqliteStore {
         .bind(&k.region)
         .bind(&k.key_spec)
         .bind(&k.key_usage)
-        .bind(&k.origin)
+        .bind(k.origin)
         .bind(&k.key_manager)
         .write_on(self)
         .await?

@@ -962,6 +962,27 @@ async fn key_states_changed_in_the_database_are_refused() {
     notify_change(&s, "kms_key_changed", &keys[0]).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     c.enable_key().key_id(&keys[0]).send().await.unwrap();
-    let out = c.decrypt().ciphertext_blob(blob).send().await.unwrap();
+    let out = c.decrypt().ciphertext_blob(blob.clone()).send().await.unwrap();
     assert_eq!(out.plaintext.unwrap().into_inner(), b"kept");
+    // A word the service never writes (not one of AWS's key states) is refused the same way,
+    // read as a row someone else wrote: never a panic, never an internal error.
+    for word in ["enabled", "Deleted"] {
+        s.db.execute(&format!(
+            "UPDATE keys SET key_state = '{word}' WHERE key_id = {}",
+            s.db.key(&keys[0])
+        ))
+        .await;
+        notify_change(&s, "kms_key_changed", &keys[0]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            code(c.describe_key().key_id(&keys[0]).send().await),
+            "KeyUnavailableException",
+            "key state {word:?}"
+        );
+        assert_eq!(
+            code(c.decrypt().ciphertext_blob(blob.clone()).send().await),
+            "KeyUnavailableException"
+        );
+    }
+    assert!(s.server_log().contains("a row the service did not write"));
 }

@@ -1,6 +1,7 @@
 use crate::api::error::ApiError;
 use crate::api::wire::{into_tags, parse, TagIn, Validator};
 use crate::kms::{Caller, CreateKeyInput, Kms, KmsError};
+use crate::vocab::{Origin, UnknownWord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -56,6 +57,7 @@ pub const KEY_USAGES: &[&str] = &[
     "GENERATE_VERIFY_MAC",
     "KEY_AGREEMENT",
 ];
+/// `Origin`'s values, as the validator lists them.
 pub const ORIGINS: &[&str] = &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
 
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
@@ -99,7 +101,12 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
                 description: r.description.unwrap_or_default(),
                 key_usage: r.key_usage.unwrap_or_else(|| "ENCRYPT_DECRYPT".into()),
                 key_spec,
-                origin: r.origin.unwrap_or_else(|| "AWS_KMS".into()),
+                origin: match r.origin.as_deref() {
+                    None => Origin::AwsKms,
+                    Some(o) => o
+                        .parse()
+                        .map_err(|e: UnknownWord| KmsError::Validation(e.to_string()))?,
+                },
                 policy: r.policy,
                 tags: into_tags(r.tags),
                 multi_region: r.multi_region.unwrap_or(false),
@@ -110,4 +117,15 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         )
         .await?;
     Ok(json!({ "KeyMetadata": super::key_metadata(&meta) }))
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::*;
+
+    #[test]
+    fn the_validator_accepts_exactly_the_origins_the_domain_knows() {
+        let known: Vec<&str> = Origin::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(ORIGINS, known.as_slice());
+    }
 }

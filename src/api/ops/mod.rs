@@ -25,6 +25,7 @@ mod tags;
 
 use super::error::ApiError;
 use crate::kms::{Caller, KeyMetadata, Kms};
+use crate::vocab::KeyState;
 use serde_json::{json, Value};
 
 /// The handler of each operation of [`crate::operations::OPERATIONS`] (a test asks every one
@@ -105,7 +106,7 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         "KeyId": r.public_id().to_string(),
         "Arn": m.arn,
         "CreationDate": epoch(&r.created_at),
-        "Enabled": r.key_state == "Enabled",
+        "Enabled": r.key_state == KeyState::Enabled,
         "Description": r.description,
         "KeyUsage": r.key_usage,
         "KeyState": r.key_state,
@@ -143,7 +144,7 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         v["DeletionDate"] = json!(epoch(d));
     }
     // A primary waiting for its replicas: the window that starts when they are gone.
-    if r.key_state == "PendingReplicaDeletion" {
+    if r.key_state == KeyState::PendingReplicaDeletion {
         if let Some(days) = r.pending_window_days {
             v["PendingDeletionWindowInDays"] = json!(days);
         }

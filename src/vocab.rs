@@ -1,0 +1,148 @@
+//! The words of AWS's key model as types: a value is parsed once where it enters (a store row,
+//! a request) and compared as a type everywhere else, so a misspelt state is a compile error,
+//! not a branch that never runs. Written back, each is the exact string AWS uses.
+//!
+//! A leaf module: the store, the domain and the API all read it, and it reads none of them.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// An enum of AWS words: the type, `ALL` (in botocore's order), `as_str` (the word as AWS
+/// writes it), `FromStr` (only those words, exactly), `Display` and `Serialize` (the word).
+/// As rustls's `enum_builder!` does for protocol constants.
+macro_rules! vocabulary {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $word:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order of botocore's enum.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The word as AWS writes it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownWord;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|k| k.as_str() == s)
+                    .ok_or_else(|| UnknownWord {
+                        what: stringify!($name),
+                        word: s.to_string(),
+                    })
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// A word that is not one of the type's (`what`: `KeyState`, `Origin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownWord {
+    pub what: &'static str,
+    pub word: String,
+}
+
+impl fmt::Display for UnknownWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not a valid {}", self.word, self.what)
+    }
+}
+
+impl std::error::Error for UnknownWord {}
+
+vocabulary! {
+    /// A key's state, as AWS's key-state table names it
+    /// (<https://docs.aws.amazon.com/kms/latest/developerguide/key-state.html>).
+    KeyState {
+        Creating = "Creating",
+        Enabled = "Enabled",
+        Disabled = "Disabled",
+        PendingDeletion = "PendingDeletion",
+        PendingImport = "PendingImport",
+        PendingReplicaDeletion = "PendingReplicaDeletion",
+        Unavailable = "Unavailable",
+        Updating = "Updating",
+    }
+}
+
+vocabulary! {
+    /// Where a key's material comes from (botocore's `OriginType`).
+    Origin {
+        AwsKms = "AWS_KMS",
+        External = "EXTERNAL",
+        AwsCloudHsm = "AWS_CLOUDHSM",
+        ExternalKeyStore = "EXTERNAL_KEY_STORE",
+    }
+}
+
+impl KeyState {
+    /// The state in a sentence (`pending deletion`), as AWS's messages have it.
+    pub fn words(self) -> String {
+        let mut out = String::new();
+        for (i, c) in self.as_str().chars().enumerate() {
+            if c.is_uppercase() && i > 0 {
+                out.push(' ');
+            }
+            out.extend(c.to_lowercase());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_as_written_and_nothing_else_reads() {
+        for &k in KeyState::ALL {
+            assert_eq!(k.as_str().parse::<KeyState>(), Ok(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for &o in Origin::ALL {
+            assert_eq!(o.as_str().parse::<Origin>(), Ok(o));
+        }
+        for bad in [
+            "",
+            "enabled",
+            "ENABLED",
+            "Enabled ",
+            "PendingDeletion\0",
+            "Deleted",
+        ] {
+            assert!(bad.parse::<KeyState>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            "aws_kms".parse::<Origin>().unwrap_err().to_string(),
+            "\"aws_kms\" is not a valid Origin"
+        );
+        assert_eq!(
+            KeyState::PendingReplicaDeletion.words(),
+            "pending replica deletion"
+        );
+    }
+}
