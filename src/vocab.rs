@@ -1,6 +1,7 @@
-//! The words of AWS's key model as types: a value is parsed once where it enters (a store row,
-//! a request) and compared as a type everywhere else, so a misspelt state is a compile error,
-//! not a branch that never runs. Written back, each is the exact string AWS uses.
+//! The words of AWS's key model as types, and the key's tag: a value is parsed once where it
+//! enters (a store row, a request) and compared as a type everywhere else, so a misspelt state
+//! is a compile error, not a branch that never runs. Written back, each is the exact string
+//! AWS uses.
 //!
 //! A leaf module: the store, the domain and the API all read it, and it reads none of them.
 
@@ -111,6 +112,13 @@ impl KeyState {
         }
         out
     }
+}
+
+/// A key's tag (`TagKey`, `TagValue`), as `TagResource` and `ListResourceTags` carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
 }
 
 #[cfg(test)]

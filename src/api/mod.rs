@@ -78,7 +78,7 @@ struct CallInfo {
     /// An authentication failure over its source's budget: not audited one by one.
     suppressed: bool,
     /// The change record written with the call's change, which the call's event settles.
-    change: Option<Arc<crate::store::ChangeRecord>>,
+    change: Option<Arc<crate::audit::ChangeRecord>>,
 }
 
 /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests (for at
@@ -217,7 +217,7 @@ async fn probe<B>(
             let mut r = plain(StatusCode::OK, "text/plain", "ok\n".into());
             r.headers_mut().insert(
                 "x-kms-version",
-                hyper::header::HeaderValue::from_static(crate::store::VERSION),
+                hyper::header::HeaderValue::from_static(crate::kms::VERSION),
             );
             Some(r)
         }
@@ -435,7 +435,7 @@ async fn handle_api(
 /// Before a call that may change something runs, its intent goes into the trail: a trail that
 /// cannot take it refuses the call (`DependencyTimeoutException`) before anything changes.
 /// Returns the call's change record, which every write transaction of the call commits with
-/// its change (see [`crate::store::ChangeRecord`]).
+/// its change (see [`crate::audit::ChangeRecord`]).
 async fn record_intent(
     state: &ApiState,
     peer: std::net::IpAddr,
@@ -443,7 +443,7 @@ async fn record_intent(
     operation: &str,
     request_id: &str,
     sts: bool,
-) -> Result<Option<Arc<crate::store::ChangeRecord>>, ApiError> {
+) -> Result<Option<Arc<crate::audit::ChangeRecord>>, ApiError> {
     if !crate::audit::changes_state(operation) {
         return Ok(None);
     }
@@ -703,7 +703,7 @@ async fn process(
             let action = info.operation.clone();
             let change = record_intent(state, peer, info, &action, request_id, true).await?;
             info.change = change.clone();
-            return crate::store::in_change(change, sts::handle(state, &caller, &body, request_id))
+            return crate::audit::in_change(change, sts::handle(state, &caller, &body, request_id))
                 .await
                 .map(Reply::Xml);
         }
@@ -733,7 +733,7 @@ async fn process(
         }
         let change = record_intent(state, peer, info, &op, request_id, false).await?;
         info.change = change.clone();
-        crate::store::in_change(change, ops::dispatch(&op, &state.kms, &caller, &body))
+        crate::audit::in_change(change, ops::dispatch(&op, &state.kms, &caller, &body))
             .await
             .map(Reply::Json)
     }

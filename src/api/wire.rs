@@ -81,10 +81,10 @@ pub struct TagIn {
     tag_value: Option<String>,
 }
 
-pub fn into_tags(tags: Option<Vec<TagIn>>) -> Vec<crate::store::Tag> {
+pub fn into_tags(tags: Option<Vec<TagIn>>) -> Vec<crate::vocab::Tag> {
     tags.unwrap_or_default()
         .into_iter()
-        .map(|t| crate::store::Tag {
+        .map(|t| crate::vocab::Tag {
             key: t.tag_key.unwrap_or_default(),
             value: t.tag_value.unwrap_or_default(),
         })

@@ -9,7 +9,10 @@ pub mod anchor;
 pub mod verify;
 
 use crate::hsm::Hsm;
-use crate::store::{AuditStore, ChangeRecord, CheckpointRow, NewAuditEvent, StoreError};
+/// A call's change record (the trail's outbox entry that commits with the change) and the
+/// scope its writes run in: the API prepares the one and runs the call in the other.
+pub use crate::store::{in_change, ChangeRecord};
+use crate::store::{AuditStore, CheckpointRow, NewAuditEvent, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;

@@ -410,6 +410,16 @@ pub struct SignOutput {
     pub signature: Vec<u8>,
 }
 
+/// What `GetPublicKey` returns.
+pub struct PublicKeyOutput {
+    pub key_arn: String,
+    /// SubjectPublicKeyInfo, DER.
+    pub public_key: Vec<u8>,
+    pub key_spec: String,
+    pub key_usage: String,
+    pub algorithms: Algorithms,
+}
+
 impl Kms {
     fn pair_kind(rec: &KeyRecord) -> Option<PairKind> {
         match kind(&rec.key_spec) {
@@ -532,12 +542,12 @@ impl Kms {
         Ok(rec.arn())
     }
 
-    /// The key's public key (SPKI DER), with the key record for the response's fields.
+    /// The key's public key (SPKI DER), with what `GetPublicKey` says of the key.
     pub async fn get_public_key(
         &self,
         caller: &Caller,
         key_id: &str,
-    ) -> Result<(KeyRecord, Vec<u8>, Algorithms), KmsError> {
+    ) -> Result<PublicKeyOutput, KmsError> {
         let rec = self
             .key_for(
                 caller,
@@ -552,8 +562,13 @@ impl Kms {
             )));
         }
         let spki = self.public_key_of(&rec).await?;
-        let algs = algorithms(&rec.key_spec, &rec.key_usage, self.hsm.capabilities());
-        Ok(((*rec).clone(), spki, algs))
+        Ok(PublicKeyOutput {
+            key_arn: rec.arn(),
+            public_key: spki,
+            key_spec: rec.key_spec.clone(),
+            key_usage: rec.key_usage.clone(),
+            algorithms: algorithms(&rec.key_spec, &rec.key_usage, self.hsm.capabilities()),
+        })
     }
 
     pub(super) fn require_rsa_encryption(

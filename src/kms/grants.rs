@@ -219,6 +219,36 @@ fn best(a: GrantAllows, b: GrantAllows) -> GrantAllows {
     }
 }
 
+/// A grant as `ListGrants` and `ListRetirableGrants` show it.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub key_arn: String,
+    pub grant_id: String,
+    pub name: Option<String>,
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    pub operations: Vec<String>,
+    pub constraints: Option<serde_json::Value>,
+    pub issuing_account: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Grant {
+    fn of(g: GrantRecord, key_arn: &str) -> Grant {
+        Grant {
+            key_arn: key_arn.to_string(),
+            grant_id: g.grant_id,
+            name: g.name,
+            grantee_principal: g.grantee_principal,
+            retiring_principal: g.retiring_principal,
+            operations: g.operations,
+            constraints: g.constraints,
+            issuing_account: g.issuing_account,
+            created_at: g.created_at,
+        }
+    }
+}
+
 impl Kms {
     pub fn invalidate_grants(&self, key_id: Option<Uuid>) {
         let mut g = self.grants.lock().unwrap();
@@ -600,25 +630,22 @@ impl Kms {
         Ok((grant_id, token))
     }
 
-    pub async fn list_grants(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<(KeyRecord, Vec<GrantRecord>), KmsError> {
+    pub async fn list_grants(&self, caller: &Caller, key_id: &str) -> Result<Vec<Grant>, KmsError> {
         let rec = self
             .key_for(caller, key_id, Access::to("kms:ListGrants", ANY_STATE))
             .await?;
         let grants = self
             .verified(self.grant_store.grants_of_key(rec.key_id).await?)
             .await?;
-        Ok(((*rec).clone(), grants))
+        let arn = rec.arn();
+        Ok(grants.into_iter().map(|g| Grant::of(g, &arn)).collect())
     }
 
     pub async fn list_retirable_grants(
         &self,
         caller: &Caller,
         retiring: &str,
-    ) -> Result<Vec<GrantRecord>, KmsError> {
+    ) -> Result<Vec<Grant>, KmsError> {
         self.authorize(caller, "kms:ListRetirableGrants", None, None, &[])
             .await?;
         // AWS: the retiring principal must be in the caller's own account. Another account's
@@ -630,8 +657,18 @@ impl Kms {
                 caller.principal_arn
             )));
         }
-        self.verified(self.grant_store.grants_retirable_by(retiring).await?)
-            .await
+        let grants = self
+            .verified(self.grant_store.grants_retirable_by(retiring).await?)
+            .await?;
+        let mut out = Vec::with_capacity(grants.len());
+        for g in grants {
+            // The key's ARN: its region and account come from the key's record (a key gone
+            // meanwhile takes its grants with it).
+            if let Ok(arn) = self.key_arn_of(g.key_id).await {
+                out.push(Grant::of(g, &arn));
+            }
+        }
+        Ok(out)
     }
 
     /// Retire by token, or by key and grant id. The retiring principal, the grantee of a grant

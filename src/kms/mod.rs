@@ -16,6 +16,8 @@ pub mod principals;
 pub mod root;
 mod seal;
 
+/// `kms --version` and `/healthz`: the release and the schema versions it migrates to.
+pub use crate::store::VERSION;
 pub use error::KmsError;
 pub use keyid::KeyRef;
 use preamble::{Access, Check, ANY_STATE};
@@ -93,8 +95,25 @@ pub struct CreateKeyInput {
 /// What `DescribeKey` and `CreateKey` return.
 #[derive(Debug, Clone)]
 pub struct KeyMetadata {
-    pub record: KeyRecord,
+    pub account_id: String,
+    /// The key id callers use (`mrk-…` for a multi-Region key).
+    pub key_id: String,
     pub arn: String,
+    pub created_at: chrono::DateTime<Utc>,
+    pub description: String,
+    pub key_state: KeyState,
+    pub key_usage: String,
+    pub key_spec: String,
+    pub origin: Origin,
+    pub key_manager: String,
+    pub multi_region: bool,
+    /// A multi-Region primary (false for a replica and a single-Region key).
+    pub primary: bool,
+    /// The current material's id (symmetric encryption keys with material only).
+    pub current_key_material_id: Option<String>,
+    pub deletion_date: Option<chrono::DateTime<Utc>>,
+    /// The waiting period of a primary pending its replicas' deletion.
+    pub pending_window_days: Option<i32>,
     /// For a multi-Region key: every related key (this one included), primary first.
     pub related: Vec<RelatedKey>,
     /// The algorithms the key offers on this key store's token.
@@ -1333,7 +1352,7 @@ impl Kms {
     }
 
     /// The ARN of a key by id, whatever its account (for listing grants).
-    pub async fn key_arn_of(&self, key_id: Uuid) -> Result<String, KmsError> {
+    async fn key_arn_of(&self, key_id: Uuid) -> Result<String, KmsError> {
         let rec = self
             .record(key_id)
             .await?

@@ -46,8 +46,25 @@ impl Kms {
         };
         related.sort_by_key(|k| !k.primary);
         Ok(KeyMetadata {
-            record: rec.clone(),
+            account_id: rec.account_id.clone(),
+            key_id: rec.public_id().to_string(),
             arn: rec.arn(),
+            created_at: rec.created_at,
+            description: rec.description.clone(),
+            key_state: rec.key_state,
+            key_usage: rec.key_usage.clone(),
+            key_spec: rec.key_spec.clone(),
+            origin: rec.origin,
+            key_manager: rec.key_manager.clone(),
+            multi_region: rec.multi_region,
+            primary: rec.mrk_primary,
+            // Only symmetric encryption keys name their material (they can have several); a
+            // key pending its first import has none yet.
+            current_key_material_id: (rec.current_version > 0
+                && rec.key_spec == super::SYMMETRIC_DEFAULT)
+                .then(|| lifecycle::material_id(&rec.blob_id(), rec.current_version)),
+            deletion_date: rec.deletion_date,
+            pending_window_days: rec.pending_window_days,
             related,
             algorithms: super::asymmetric::algorithms(
                 &rec.key_spec,

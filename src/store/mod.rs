@@ -8,7 +8,7 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-pub use crate::vocab::{KeyState, Origin};
+pub use crate::vocab::{KeyState, Origin, Tag};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -381,12 +381,6 @@ impl fmt::Debug for MaterialRecord {
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tag {
-    pub key: String,
-    pub value: String,
 }
 
 #[derive(Clone)]

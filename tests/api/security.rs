@@ -962,7 +962,12 @@ async fn key_states_changed_in_the_database_are_refused() {
     notify_change(&s, "kms_key_changed", &keys[0]).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     c.enable_key().key_id(&keys[0]).send().await.unwrap();
-    let out = c.decrypt().ciphertext_blob(blob.clone()).send().await.unwrap();
+    let out = c
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.plaintext.unwrap().into_inner(), b"kept");
     // A word the service never writes (not one of AWS's key states) is refused the same way,
     // read as a row someone else wrote: never a panic, never an internal error.

@@ -20,21 +20,21 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .grant_tokens(r.grant_tokens.as_ref())
         .finish()?;
-    let (rec, spki, algs) = kms
+    let out = kms
         .get_public_key(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
             r.key_id.as_deref().unwrap_or_default(),
         )
         .await?;
     let mut v = json!({
-        "KeyId": rec.arn(),
-        "PublicKey": b64(&spki),
-        "KeySpec": rec.key_spec,
-        "KeyUsage": rec.key_usage,
+        "KeyId": out.key_arn,
+        "PublicKey": b64(&out.public_key),
+        "KeySpec": out.key_spec,
+        "KeyUsage": out.key_usage,
     });
-    if let Some(spec) = super::create_key::customer_master_key_spec(&rec.key_spec) {
+    if let Some(spec) = super::create_key::customer_master_key_spec(&out.key_spec) {
         v["CustomerMasterKeySpec"] = json!(spec);
     }
-    super::put_algorithms(&mut v, &algs);
+    super::put_algorithms(&mut v, &out.algorithms);
     Ok(v)
 }

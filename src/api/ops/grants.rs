@@ -2,9 +2,9 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{page, parse, Context, Validator};
+use crate::kms::grants::Grant;
 use crate::kms::grants::{Constraints, CreateGrantInput};
 use crate::kms::{Caller, Kms, KmsError};
-use crate::store::GrantRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -144,9 +144,9 @@ fn grant_id(g: &Value) -> String {
     g["GrantId"].as_str().unwrap_or_default().to_string()
 }
 
-fn grant_json(g: &GrantRecord, key_arn: &str) -> Value {
+fn grant_json(g: &Grant) -> Value {
     let mut v = json!({
-        "KeyId": key_arn,
+        "KeyId": g.key_arn,
         "GrantId": g.grant_id,
         "CreationDate": super::epoch(&g.created_at),
         "GranteePrincipal": g.grantee_principal,
@@ -194,10 +194,9 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     if let Some(id) = &r.grant_id {
         crate::kms::grants::check_grant_id(id)?;
     }
-    let (rec, grants) = kms
+    let grants = kms
         .list_grants(caller, r.key_id.as_deref().unwrap_or_default())
         .await?;
-    let arn = rec.arn();
     let shown: Vec<Value> = grants
         .iter()
         .filter(|g| r.grant_id.as_ref().is_none_or(|id| &g.grant_id == id))
@@ -206,7 +205,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
                 .as_ref()
                 .is_none_or(|p| &g.grantee_principal == p)
         })
-        .map(|g| grant_json(g, &arn))
+        .map(grant_json)
         .collect();
     page(
         &shown,
@@ -244,13 +243,7 @@ pub async fn list_retirable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
     let grants = kms
         .list_retirable_grants(caller, r.retiring_principal.as_deref().unwrap_or_default())
         .await?;
-    let mut shown = Vec::new();
-    for g in &grants {
-        // The key's ARN: its region and account come from the key's record.
-        if let Ok(d) = kms.key_arn_of(g.key_id).await {
-            shown.push(grant_json(g, &d));
-        }
-    }
+    let shown: Vec<Value> = grants.iter().map(grant_json).collect();
     page(
         &shown,
         "Grants",

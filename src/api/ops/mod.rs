@@ -100,31 +100,25 @@ pub fn epoch(t: &chrono::DateTime<chrono::Utc>) -> f64 {
 }
 
 pub fn key_metadata(m: &KeyMetadata) -> Value {
-    let r = &m.record;
     let mut v = json!({
-        "AWSAccountId": r.account_id,
-        "KeyId": r.public_id().to_string(),
+        "AWSAccountId": m.account_id,
+        "KeyId": m.key_id,
         "Arn": m.arn,
-        "CreationDate": epoch(&r.created_at),
-        "Enabled": r.key_state == KeyState::Enabled,
-        "Description": r.description,
-        "KeyUsage": r.key_usage,
-        "KeyState": r.key_state,
-        "Origin": r.origin,
-        "KeyManager": r.key_manager,
-        "KeySpec": r.key_spec,
-        "MultiRegion": r.multi_region,
+        "CreationDate": epoch(&m.created_at),
+        "Enabled": m.key_state == KeyState::Enabled,
+        "Description": m.description,
+        "KeyUsage": m.key_usage,
+        "KeyState": m.key_state,
+        "Origin": m.origin,
+        "KeyManager": m.key_manager,
+        "KeySpec": m.key_spec,
+        "MultiRegion": m.multi_region,
     });
-    if let Some(spec) = create_key::customer_master_key_spec(&r.key_spec) {
+    if let Some(spec) = create_key::customer_master_key_spec(&m.key_spec) {
         v["CustomerMasterKeySpec"] = json!(spec);
     }
-    // Only symmetric encryption keys name their material (they can have several); a key
-    // pending its first import has none yet.
-    if r.current_version > 0 && r.key_spec == crate::kms::SYMMETRIC_DEFAULT {
-        v["CurrentKeyMaterialId"] = json!(crate::kms::lifecycle::material_id(
-            &r.blob_id(),
-            r.current_version
-        ));
+    if let Some(id) = &m.current_key_material_id {
+        v["CurrentKeyMaterialId"] = json!(id);
     }
     if let Some((model, valid_to)) = &m.expiration {
         v["ExpirationModel"] = json!(model);
@@ -135,17 +129,17 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
     if !m.related.is_empty() {
         let key = |k: &crate::kms::RelatedKey| json!({"Arn": k.arn, "Region": k.region});
         v["MultiRegionConfiguration"] = json!({
-            "MultiRegionKeyType": if r.mrk_primary { "PRIMARY" } else { "REPLICA" },
+            "MultiRegionKeyType": if m.primary { "PRIMARY" } else { "REPLICA" },
             "PrimaryKey": m.related.iter().find(|k| k.primary).map(key),
             "ReplicaKeys": m.related.iter().filter(|k| !k.primary).map(key).collect::<Vec<_>>(),
         });
     }
-    if let Some(d) = &r.deletion_date {
+    if let Some(d) = &m.deletion_date {
         v["DeletionDate"] = json!(epoch(d));
     }
     // A primary waiting for its replicas: the window that starts when they are gone.
-    if r.key_state == KeyState::PendingReplicaDeletion {
-        if let Some(days) = r.pending_window_days {
+    if m.key_state == KeyState::PendingReplicaDeletion {
+        if let Some(days) = m.pending_window_days {
             v["PendingDeletionWindowInDays"] = json!(days);
         }
     }
