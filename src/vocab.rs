@@ -100,6 +100,16 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// What a key is for (botocore's `KeyUsageType`).
+    KeyUsage {
+        SignVerify = "SIGN_VERIFY",
+        EncryptDecrypt = "ENCRYPT_DECRYPT",
+        GenerateVerifyMac = "GENERATE_VERIFY_MAC",
+        KeyAgreement = "KEY_AGREEMENT",
+    }
+}
+
 impl KeyState {
     /// The state in a sentence (`pending deletion`), as AWS's messages have it.
     pub fn words(self) -> String {
@@ -133,6 +143,9 @@ mod tests {
         }
         for &o in Origin::ALL {
             assert_eq!(o.as_str().parse::<Origin>(), Ok(o));
+        }
+        for &u in KeyUsage::ALL {
+            assert_eq!(u.as_str().parse::<KeyUsage>(), Ok(u));
         }
         for bad in [
             "",

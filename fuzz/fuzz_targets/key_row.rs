@@ -44,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
             6 => rec.region = s,
             7 => rec.account_id = s,
             8 => rec.key_spec = s,
-            9 => rec.key_usage = s,
+            9 => {
+                let all = kms::vocab::KeyUsage::ALL;
+                rec.key_usage = all[v.first().copied().unwrap_or(0) as usize % all.len()];
+            }
             10 => m.public_key = Some(v.to_vec()),
             _ => m.wrapped.extend_from_slice(v),
         }

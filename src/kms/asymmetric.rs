@@ -9,14 +9,15 @@ use super::preamble::{Access, Check};
 use super::{Caller, Context, Kms, KmsError, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
 use crate::hsm::{Capabilities, Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme};
 use crate::store::KeyRecord;
+use crate::vocab::KeyUsage;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self, VerificationAlgorithm};
 use cryptoki::mechanism::MechanismType;
 use zeroize::Zeroizing;
 
-pub const SIGN_VERIFY: &str = "SIGN_VERIFY";
-pub const KEY_AGREEMENT: &str = "KEY_AGREEMENT";
-pub const GENERATE_VERIFY_MAC: &str = "GENERATE_VERIFY_MAC";
+pub const SIGN_VERIFY: KeyUsage = KeyUsage::SignVerify;
+pub const KEY_AGREEMENT: KeyUsage = KeyUsage::KeyAgreement;
+pub const GENERATE_VERIFY_MAC: KeyUsage = KeyUsage::GenerateVerifyMac;
 
 /// What a key spec is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +48,7 @@ pub fn kind(spec: &str) -> Option<Kind> {
 }
 
 /// The key usages AWS allows for a key spec.
-pub fn usages(spec: &str) -> &'static [&'static str] {
+pub fn usages(spec: &str) -> &'static [KeyUsage] {
     match spec {
         "SYMMETRIC_DEFAULT" => &[ENCRYPT_DECRYPT],
         "RSA_2048" | "RSA_3072" | "RSA_4096" => &[ENCRYPT_DECRYPT, SIGN_VERIFY],
@@ -59,7 +60,7 @@ pub fn usages(spec: &str) -> &'static [&'static str] {
 }
 
 /// How the private key of a key with this usage is unwrapped.
-pub fn private_use(usage: &str) -> PrivateUse {
+pub fn private_use(usage: KeyUsage) -> PrivateUse {
     match usage {
         ENCRYPT_DECRYPT => PrivateUse::Decrypt,
         KEY_AGREEMENT => PrivateUse::Derive,
@@ -94,7 +95,7 @@ pub struct Algorithms {
     pub key_agreement: Vec<&'static str>,
 }
 
-pub fn algorithms(spec: &str, usage: &str, caps: &Capabilities) -> Algorithms {
+pub fn algorithms(spec: &str, usage: KeyUsage, caps: &Capabilities) -> Algorithms {
     let mut a = Algorithms::default();
     match (kind(spec), usage) {
         (Some(Kind::Symmetric), _) => a.encryption = vec![SYMMETRIC_DEFAULT],
@@ -416,7 +417,7 @@ pub struct PublicKeyOutput {
     /// SubjectPublicKeyInfo, DER.
     pub public_key: Vec<u8>,
     pub key_spec: String,
-    pub key_usage: String,
+    pub key_usage: KeyUsage,
     pub algorithms: Algorithms,
 }
 
@@ -566,8 +567,8 @@ impl Kms {
             key_arn: rec.arn(),
             public_key: spki,
             key_spec: rec.key_spec.clone(),
-            key_usage: rec.key_usage.clone(),
-            algorithms: algorithms(&rec.key_spec, &rec.key_usage, self.hsm.capabilities()),
+            key_usage: rec.key_usage,
+            algorithms: algorithms(&rec.key_spec, rec.key_usage, self.hsm.capabilities()),
         })
     }
 

@@ -6,6 +6,7 @@ use super::{mac_input, Caller, Context, Kms, KmsError};
 use crate::operations::{grant_operation, KeyKind};
 use crate::policy::GrantAllows;
 use crate::store::{GrantRecord, KeyRecord, StoreError};
+use crate::vocab::KeyUsage;
 use base64::Engine;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,9 +32,9 @@ fn key_kind(rec: &KeyRecord) -> KeyKind {
     if rec.key_spec.starts_with("HMAC_") {
         return KeyKind::Hmac;
     }
-    match rec.key_usage.as_str() {
-        "ENCRYPT_DECRYPT" => KeyKind::AsymmetricEncryption,
-        "KEY_AGREEMENT" => KeyKind::KeyAgreement,
+    match rec.key_usage {
+        KeyUsage::EncryptDecrypt => KeyKind::AsymmetricEncryption,
+        KeyUsage::KeyAgreement => KeyKind::KeyAgreement,
         _ => KeyKind::Signing,
     }
 }

@@ -101,12 +101,12 @@ pub(super) fn import_as(rec: &KeyRecord) -> Result<ImportAs, KmsError> {
         "HMAC_512" => Ok(ImportAs::Secret { min: 64, max: 64 }),
         "RSA_2048" | "RSA_3072" | "RSA_4096" => Ok(ImportAs::Rsa {
             bits: rec.key_spec[4..].parse().unwrap_or(2048),
-            use_: super::asymmetric::private_use(&rec.key_usage),
+            use_: super::asymmetric::private_use(rec.key_usage),
         }),
         spec if spec.starts_with("ECC_") => match super::asymmetric::kind(spec) {
             Some(super::asymmetric::Kind::Pair(PairKind::Ec(curve))) => Ok(ImportAs::Ec {
                 curve,
-                use_: super::asymmetric::private_use(&rec.key_usage),
+                use_: super::asymmetric::private_use(rec.key_usage),
             }),
             _ => Err(KmsError::UnsupportedOperation(format!(
                 "Importing key material for KeySpec {spec} is not supported by this key store yet."

@@ -25,7 +25,7 @@ use preamble::{Access, Check, ANY_STATE};
 use crate::hsm::{Hsm, KeyHandle};
 use crate::policy::{self, PolicyDocument, PolicyKind};
 use crate::store::{KeyRecord, KeyStore, MaterialRecord, PrincipalAuthz, Tag};
-use crate::vocab::{KeyState, Origin};
+use crate::vocab::{KeyState, KeyUsage, Origin};
 use chrono::Utc;
 use ciphertext::Header;
 use lru::LruCache;
@@ -44,7 +44,7 @@ pub const GCM_LEASE_MIN: i64 = 1 << 10;
 pub const GCM_LEASE_MAX: i64 = 1 << 18;
 
 pub const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
-pub const ENCRYPT_DECRYPT: &str = "ENCRYPT_DECRYPT";
+pub const ENCRYPT_DECRYPT: KeyUsage = KeyUsage::EncryptDecrypt;
 
 /// Who is calling, as established by SigV4.
 #[derive(Debug, Clone)]
@@ -84,7 +84,7 @@ impl Caller {
 pub struct CreateKeyInput {
     pub description: String,
     pub key_spec: String,
-    pub key_usage: String,
+    pub key_usage: KeyUsage,
     pub origin: Origin,
     pub policy: Option<String>,
     pub tags: Vec<Tag>,
@@ -102,7 +102,7 @@ pub struct KeyMetadata {
     pub created_at: chrono::DateTime<Utc>,
     pub description: String,
     pub key_state: KeyState,
-    pub key_usage: String,
+    pub key_usage: KeyUsage,
     pub key_spec: String,
     pub origin: Origin,
     pub key_manager: String,
@@ -182,7 +182,7 @@ struct Binding {
     account_id: String,
     region: String,
     key_spec: String,
-    key_usage: String,
+    key_usage: KeyUsage,
 }
 
 impl Binding {
@@ -191,7 +191,7 @@ impl Binding {
             account_id: k.account_id.clone(),
             region: k.region.clone(),
             key_spec: k.key_spec.clone(),
-            key_usage: k.key_usage.clone(),
+            key_usage: k.key_usage,
         }
     }
 }
@@ -361,7 +361,7 @@ fn material_mac_input(k: &KeyRecord, m: &MaterialRecord) -> Vec<u8> {
         k.account_id.as_bytes(),
         k.region.as_bytes(),
         k.key_spec.as_bytes(),
-        k.key_usage.as_bytes(),
+        k.key_usage.as_str().as_bytes(),
     ];
     let (version, root_version) = (m.version.to_be_bytes(), m.root_version.to_be_bytes());
     fields.extend_from_slice(&[&version, &root_version, &m.wrapped]);
@@ -444,7 +444,7 @@ pub(crate) fn attrs_mac_input(k: &KeyRecord) -> Vec<u8> {
             k.account_id.as_bytes(),
             k.region.as_bytes(),
             k.key_spec.as_bytes(),
-            k.key_usage.as_bytes(),
+            k.key_usage.as_str().as_bytes(),
             k.origin.as_str().as_bytes(),
             k.key_manager.as_bytes(),
             &[k.multi_region as u8],
@@ -1071,7 +1071,7 @@ impl Kms {
         }
         if let Some(rec) = rec {
             put("kms:KeySpec", vec![rec.key_spec.clone()]);
-            put("kms:KeyUsage", vec![rec.key_usage.clone()]);
+            put("kms:KeyUsage", vec![rec.key_usage.to_string()]);
             put("kms:KeyOrigin", vec![rec.origin.to_string()]);
         }
         if let Some(ctx) = ctx {
@@ -1438,7 +1438,7 @@ impl Kms {
                         m.wrapped.clone(),
                         m.root_version as u32,
                         kind,
-                        asymmetric::private_use(&rec.key_usage),
+                        asymmetric::private_use(rec.key_usage),
                     )
                     .await
             }
@@ -1699,7 +1699,7 @@ impl Kms {
                 input.key_spec
             )));
         };
-        if !asymmetric::usages(&input.key_spec).contains(&input.key_usage.as_str()) {
+        if !asymmetric::usages(&input.key_spec).contains(&input.key_usage) {
             return Err(KmsError::Validation(format!(
                 "KeyUsage {} is not compatible with KeySpec {}",
                 input.key_usage, input.key_spec
@@ -1726,7 +1726,7 @@ impl Kms {
             None,
             &[
                 ("kms:KeySpec", &input.key_spec),
-                ("kms:KeyUsage", &input.key_usage),
+                ("kms:KeyUsage", input.key_usage.as_str()),
                 ("kms:KeyOrigin", input.origin.as_str()),
                 (
                     "kms:MultiRegion",
@@ -1796,7 +1796,7 @@ impl Kms {
             region: region.to_string(),
             description: String::new(),
             key_spec: SYMMETRIC_DEFAULT.into(),
-            key_usage: ENCRYPT_DECRYPT.into(),
+            key_usage: ENCRYPT_DECRYPT,
             origin: Origin::AwsKms,
             key_manager: "CUSTOMER".into(),
             key_state: KeyState::Enabled,
@@ -2145,7 +2145,7 @@ impl Kms {
             Some(asymmetric::Kind::Pair(kind)) => {
                 let (w, public, v) = self
                     .hsm
-                    .generate_wrapped_key_pair(kind, asymmetric::private_use(&rec.key_usage))
+                    .generate_wrapped_key_pair(kind, asymmetric::private_use(rec.key_usage))
                     .await?;
                 (w, v, Some(asymmetric::spki(kind, &public)?))
             }

@@ -52,7 +52,7 @@ impl Kms {
             created_at: rec.created_at,
             description: rec.description.clone(),
             key_state: rec.key_state,
-            key_usage: rec.key_usage.clone(),
+            key_usage: rec.key_usage,
             key_spec: rec.key_spec.clone(),
             origin: rec.origin,
             key_manager: rec.key_manager.clone(),
@@ -68,7 +68,7 @@ impl Kms {
             related,
             algorithms: super::asymmetric::algorithms(
                 &rec.key_spec,
-                &rec.key_usage,
+                rec.key_usage,
                 self.hsm.capabilities(),
             ),
             expiration: self.import_expiration(rec).await?,
@@ -146,7 +146,7 @@ impl Kms {
             None,
             &[
                 ("kms:KeySpec", &primary.key_spec),
-                ("kms:KeyUsage", &primary.key_usage),
+                ("kms:KeyUsage", primary.key_usage.as_str()),
                 ("kms:KeyOrigin", primary.origin.as_str()),
                 ("kms:MultiRegion", "true"),
                 ("kms:MultiRegionKeyType", "REPLICA"),

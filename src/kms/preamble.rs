@@ -292,7 +292,7 @@ mod tests {
         let rsa = |r: &mut KeyRecord| r.key_spec = "RSA_2048".into();
         let hmac = |r: &mut KeyRecord| {
             r.key_spec = "HMAC_256".into();
-            r.key_usage = "GENERATE_VERIFY_MAC".into();
+            r.key_usage = KeyUsage::GenerateVerifyMac;
         };
         let e = Kms::check(&with("Enabled", rsa), &[Check::Symmetric("Encrypt")]).unwrap_err();
         assert!(

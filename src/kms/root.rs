@@ -134,7 +134,7 @@ impl Kms {
                 };
                 let kind = match asymmetric::kind(&rec.key_spec) {
                     Some(Kind::Pair(k)) => {
-                        BlobKind::Private(k, asymmetric::private_use(&rec.key_usage))
+                        BlobKind::Private(k, asymmetric::private_use(rec.key_usage))
                     }
                     Some(Kind::Hmac(..)) => BlobKind::Secret,
                     _ => BlobKind::Aes,

@@ -251,7 +251,7 @@ pub(crate) fn key_rec(key_id: Uuid, region: &str) -> KeyRecord {
         region: region.into(),
         description: "orders table key".into(),
         key_spec: "SYMMETRIC_DEFAULT".into(),
-        key_usage: "ENCRYPT_DECRYPT".into(),
+        key_usage: KeyUsage::EncryptDecrypt,
         origin: Origin::AwsKms,
         key_manager: "CUSTOMER".into(),
         key_state: KeyState::Enabled,

@@ -1,7 +1,7 @@
 use crate::api::error::ApiError;
 use crate::api::wire::{into_tags, parse, TagIn, Validator};
 use crate::kms::{Caller, CreateKeyInput, Kms, KmsError};
-use crate::vocab::{Origin, UnknownWord};
+use crate::vocab::{KeyUsage, Origin, UnknownWord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -99,7 +99,12 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             caller,
             CreateKeyInput {
                 description: r.description.unwrap_or_default(),
-                key_usage: r.key_usage.unwrap_or_else(|| "ENCRYPT_DECRYPT".into()),
+                key_usage: match r.key_usage.as_deref() {
+                    None => KeyUsage::EncryptDecrypt,
+                    Some(u) => u
+                        .parse()
+                        .map_err(|e: UnknownWord| KmsError::Validation(e.to_string()))?,
+                },
                 key_spec,
                 origin: match r.origin.as_deref() {
                     None => Origin::AwsKms,
@@ -124,8 +129,10 @@ mod origin_tests {
     use super::*;
 
     #[test]
-    fn the_validator_accepts_exactly_the_origins_the_domain_knows() {
+    fn the_validator_accepts_exactly_the_origins_and_usages_the_domain_knows() {
         let known: Vec<&str> = Origin::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(ORIGINS, known.as_slice());
+        let known: Vec<&str> = KeyUsage::ALL.iter().map(|u| u.as_str()).collect();
+        assert_eq!(KEY_USAGES, known.as_slice());
     }
 }
