@@ -110,6 +110,47 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// A key's spec (botocore's `KeySpec`; the deprecated `CustomerMasterKeySpec` is its first
+    /// 13 words).
+    KeySpec {
+        Rsa2048 = "RSA_2048",
+        Rsa3072 = "RSA_3072",
+        Rsa4096 = "RSA_4096",
+        EccNistP256 = "ECC_NIST_P256",
+        EccNistP384 = "ECC_NIST_P384",
+        EccNistP521 = "ECC_NIST_P521",
+        EccSecgP256k1 = "ECC_SECG_P256K1",
+        SymmetricDefault = "SYMMETRIC_DEFAULT",
+        Hmac224 = "HMAC_224",
+        Hmac256 = "HMAC_256",
+        Hmac384 = "HMAC_384",
+        Hmac512 = "HMAC_512",
+        Sm2 = "SM2",
+        MlDsa44 = "ML_DSA_44",
+        MlDsa65 = "ML_DSA_65",
+        MlDsa87 = "ML_DSA_87",
+        EccNistEdwards25519 = "ECC_NIST_EDWARDS25519",
+    }
+}
+
+impl KeySpec {
+    /// `HMAC_224` … `HMAC_512`.
+    pub fn is_hmac(self) -> bool {
+        self.as_str().starts_with("HMAC_")
+    }
+
+    /// `RSA_2048` … `RSA_4096`.
+    pub fn is_rsa(self) -> bool {
+        self.as_str().starts_with("RSA_")
+    }
+
+    /// The elliptic-curve specs (`ECC_…`).
+    pub fn is_ecc(self) -> bool {
+        self.as_str().starts_with("ECC_")
+    }
+}
+
 impl KeyState {
     /// The state in a sentence (`pending deletion`), as AWS's messages have it.
     pub fn words(self) -> String {
@@ -144,6 +185,11 @@ mod tests {
         for &o in Origin::ALL {
             assert_eq!(o.as_str().parse::<Origin>(), Ok(o));
         }
+        for &k in KeySpec::ALL {
+            assert_eq!(k.as_str().parse::<KeySpec>(), Ok(k));
+        }
+        assert!(KeySpec::Hmac384.is_hmac() && KeySpec::Rsa4096.is_rsa());
+        assert!(KeySpec::EccSecgP256k1.is_ecc() && !KeySpec::SymmetricDefault.is_ecc());
         for &u in KeyUsage::ALL {
             assert_eq!(u.as_str().parse::<KeyUsage>(), Ok(u));
         }

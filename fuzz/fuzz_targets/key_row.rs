@@ -43,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
             }
             6 => rec.region = s,
             7 => rec.account_id = s,
-            8 => rec.key_spec = s,
+            8 => {
+                let all = kms::vocab::KeySpec::ALL;
+                rec.key_spec = all[v.first().copied().unwrap_or(0) as usize % all.len()];
+            }
             9 => {
                 let all = kms::vocab::KeyUsage::ALL;
                 rec.key_usage = all[v.first().copied().unwrap_or(0) as usize % all.len()];

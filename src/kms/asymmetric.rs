@@ -9,7 +9,7 @@ use super::preamble::{Access, Check};
 use super::{Caller, Context, Kms, KmsError, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
 use crate::hsm::{Capabilities, Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme};
 use crate::store::KeyRecord;
-use crate::vocab::KeyUsage;
+use crate::vocab::{KeySpec, KeyUsage};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self, VerificationAlgorithm};
 use cryptoki::mechanism::MechanismType;
@@ -28,34 +28,35 @@ pub enum Kind {
     Hmac(Hash, usize),
 }
 
-pub fn kind(spec: &str) -> Option<Kind> {
+pub fn kind(spec: KeySpec) -> Option<Kind> {
     Some(match spec {
-        "SYMMETRIC_DEFAULT" => Kind::Symmetric,
-        "RSA_2048" => Kind::Pair(PairKind::Rsa(2048)),
-        "RSA_3072" => Kind::Pair(PairKind::Rsa(3072)),
-        "RSA_4096" => Kind::Pair(PairKind::Rsa(4096)),
-        "ECC_NIST_P256" => Kind::Pair(PairKind::Ec(Curve::P256)),
-        "ECC_NIST_P384" => Kind::Pair(PairKind::Ec(Curve::P384)),
-        "ECC_NIST_P521" => Kind::Pair(PairKind::Ec(Curve::P521)),
-        "ECC_SECG_P256K1" => Kind::Pair(PairKind::Ec(Curve::Secp256k1)),
-        "ECC_NIST_EDWARDS25519" => Kind::Pair(PairKind::Ed25519),
-        "HMAC_224" => Kind::Hmac(Hash::Sha224, 28),
-        "HMAC_256" => Kind::Hmac(Hash::Sha256, 32),
-        "HMAC_384" => Kind::Hmac(Hash::Sha384, 48),
-        "HMAC_512" => Kind::Hmac(Hash::Sha512, 64),
-        _ => return None,
+        KeySpec::SymmetricDefault => Kind::Symmetric,
+        KeySpec::Rsa2048 => Kind::Pair(PairKind::Rsa(2048)),
+        KeySpec::Rsa3072 => Kind::Pair(PairKind::Rsa(3072)),
+        KeySpec::Rsa4096 => Kind::Pair(PairKind::Rsa(4096)),
+        KeySpec::EccNistP256 => Kind::Pair(PairKind::Ec(Curve::P256)),
+        KeySpec::EccNistP384 => Kind::Pair(PairKind::Ec(Curve::P384)),
+        KeySpec::EccNistP521 => Kind::Pair(PairKind::Ec(Curve::P521)),
+        KeySpec::EccSecgP256k1 => Kind::Pair(PairKind::Ec(Curve::Secp256k1)),
+        KeySpec::EccNistEdwards25519 => Kind::Pair(PairKind::Ed25519),
+        KeySpec::Hmac224 => Kind::Hmac(Hash::Sha224, 28),
+        KeySpec::Hmac256 => Kind::Hmac(Hash::Sha256, 32),
+        KeySpec::Hmac384 => Kind::Hmac(Hash::Sha384, 48),
+        KeySpec::Hmac512 => Kind::Hmac(Hash::Sha512, 64),
+        KeySpec::Sm2 | KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => return None,
     })
 }
 
 /// The key usages AWS allows for a key spec.
-pub fn usages(spec: &str) -> &'static [KeyUsage] {
+pub fn usages(spec: KeySpec) -> &'static [KeyUsage] {
+    use KeySpec::*;
     match spec {
-        "SYMMETRIC_DEFAULT" => &[ENCRYPT_DECRYPT],
-        "RSA_2048" | "RSA_3072" | "RSA_4096" => &[ENCRYPT_DECRYPT, SIGN_VERIFY],
-        "ECC_NIST_P256" | "ECC_NIST_P384" | "ECC_NIST_P521" => &[SIGN_VERIFY, KEY_AGREEMENT],
-        "ECC_SECG_P256K1" | "ECC_NIST_EDWARDS25519" => &[SIGN_VERIFY],
-        "HMAC_224" | "HMAC_256" | "HMAC_384" | "HMAC_512" => &[GENERATE_VERIFY_MAC],
-        _ => &[],
+        SymmetricDefault => &[ENCRYPT_DECRYPT],
+        Rsa2048 | Rsa3072 | Rsa4096 => &[ENCRYPT_DECRYPT, SIGN_VERIFY],
+        EccNistP256 | EccNistP384 | EccNistP521 => &[SIGN_VERIFY, KEY_AGREEMENT],
+        EccSecgP256k1 | EccNistEdwards25519 => &[SIGN_VERIFY],
+        Hmac224 | Hmac256 | Hmac384 | Hmac512 => &[GENERATE_VERIFY_MAC],
+        Sm2 | MlDsa44 | MlDsa65 | MlDsa87 => &[],
     }
 }
 
@@ -95,7 +96,7 @@ pub struct Algorithms {
     pub key_agreement: Vec<&'static str>,
 }
 
-pub fn algorithms(spec: &str, usage: KeyUsage, caps: &Capabilities) -> Algorithms {
+pub fn algorithms(spec: KeySpec, usage: KeyUsage, caps: &Capabilities) -> Algorithms {
     let mut a = Algorithms::default();
     match (kind(spec), usage) {
         (Some(Kind::Symmetric), _) => a.encryption = vec![SYMMETRIC_DEFAULT],
@@ -416,14 +417,14 @@ pub struct PublicKeyOutput {
     pub key_arn: String,
     /// SubjectPublicKeyInfo, DER.
     pub public_key: Vec<u8>,
-    pub key_spec: String,
+    pub key_spec: KeySpec,
     pub key_usage: KeyUsage,
     pub algorithms: Algorithms,
 }
 
 impl Kms {
     fn pair_kind(rec: &KeyRecord) -> Option<PairKind> {
-        match kind(&rec.key_spec) {
+        match kind(rec.key_spec) {
             Some(Kind::Pair(p)) => Some(p),
             _ => None,
         }
@@ -566,9 +567,9 @@ impl Kms {
         Ok(PublicKeyOutput {
             key_arn: rec.arn(),
             public_key: spki,
-            key_spec: rec.key_spec.clone(),
+            key_spec: rec.key_spec,
             key_usage: rec.key_usage,
-            algorithms: algorithms(&rec.key_spec, rec.key_usage, self.hsm.capabilities()),
+            algorithms: algorithms(rec.key_spec, rec.key_usage, self.hsm.capabilities()),
         })
     }
 
@@ -580,7 +581,7 @@ impl Kms {
     ) -> Result<(u32, Hash), KmsError> {
         let bits = match Self::pair_kind(rec) {
             Some(PairKind::Rsa(bits)) if rec.key_usage == ENCRYPT_DECRYPT => bits,
-            _ if rec.key_spec == SYMMETRIC_DEFAULT => {
+            _ if rec.key_spec == KeySpec::SymmetricDefault => {
                 return Err(KmsError::InvalidKeyUsage(format!(
                     "Algorithm {algorithm} is incompatible with key spec SYMMETRIC_DEFAULT."
                 )))
@@ -712,7 +713,7 @@ impl Kms {
     }
 
     fn require_mac_key(rec: &KeyRecord, algorithm: &str, op: &str) -> Result<Hash, KmsError> {
-        let Some(Kind::Hmac(h, _)) = kind(&rec.key_spec) else {
+        let Some(Kind::Hmac(h, _)) = kind(rec.key_spec) else {
             return Err(Self::usage_error(rec, op));
         };
         let want = match h {

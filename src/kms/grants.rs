@@ -6,7 +6,7 @@ use super::{mac_input, Caller, Context, Kms, KmsError};
 use crate::operations::{grant_operation, KeyKind};
 use crate::policy::GrantAllows;
 use crate::store::{GrantRecord, KeyRecord, StoreError};
-use crate::vocab::KeyUsage;
+use crate::vocab::{KeySpec, KeyUsage};
 use base64::Engine;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,10 +26,10 @@ pub fn check_grant_id(id: &str) -> Result<(), KmsError> {
 
 /// The kind of key a grant names, as grant operations tell them apart.
 fn key_kind(rec: &KeyRecord) -> KeyKind {
-    if rec.key_spec == super::SYMMETRIC_DEFAULT {
+    if rec.key_spec == KeySpec::SymmetricDefault {
         return KeyKind::Symmetric;
     }
-    if rec.key_spec.starts_with("HMAC_") {
+    if rec.key_spec.is_hmac() {
         return KeyKind::Hmac;
     }
     match rec.key_usage {
@@ -488,7 +488,7 @@ impl Kms {
             }
         }
         // Encryption context belongs to symmetric encryption: no constraint on other keys.
-        if input.constraints.is_some() && rec.key_spec != super::SYMMETRIC_DEFAULT {
+        if input.constraints.is_some() && rec.key_spec != KeySpec::SymmetricDefault {
             return Err(KmsError::Validation(format!(
                 "Grant constraints are not supported for {} key {}.",
                 rec.key_spec,

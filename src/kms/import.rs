@@ -5,7 +5,7 @@ use super::preamble::{Access, Check};
 use super::{mac_input, Caller, Kms, KmsError};
 use crate::hsm::{Curve, Hash, ImportAs, ImportWrap, PairKind, PrivateUse};
 use crate::store::{ImportTokenRecord, KeyImportRecord, KeyRecord, MaterialRecord, StoreError};
-use crate::vocab::{KeyState, Origin};
+use crate::vocab::{KeySpec, KeyState, Origin};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
@@ -92,18 +92,18 @@ fn wrap_of(kms: &Kms, algorithm: &str) -> Result<ImportWrap, KmsError> {
 
 /// What material a key takes.
 pub(super) fn import_as(rec: &KeyRecord) -> Result<ImportAs, KmsError> {
-    match rec.key_spec.as_str() {
-        "SYMMETRIC_DEFAULT" => Ok(ImportAs::Aes256),
+    match rec.key_spec {
+        KeySpec::SymmetricDefault => Ok(ImportAs::Aes256),
         // AWS: HMAC key material of at least the digest length, at most 64 bytes.
-        "HMAC_224" => Ok(ImportAs::Secret { min: 28, max: 64 }),
-        "HMAC_256" => Ok(ImportAs::Secret { min: 32, max: 64 }),
-        "HMAC_384" => Ok(ImportAs::Secret { min: 48, max: 64 }),
-        "HMAC_512" => Ok(ImportAs::Secret { min: 64, max: 64 }),
-        "RSA_2048" | "RSA_3072" | "RSA_4096" => Ok(ImportAs::Rsa {
-            bits: rec.key_spec[4..].parse().unwrap_or(2048),
+        KeySpec::Hmac224 => Ok(ImportAs::Secret { min: 28, max: 64 }),
+        KeySpec::Hmac256 => Ok(ImportAs::Secret { min: 32, max: 64 }),
+        KeySpec::Hmac384 => Ok(ImportAs::Secret { min: 48, max: 64 }),
+        KeySpec::Hmac512 => Ok(ImportAs::Secret { min: 64, max: 64 }),
+        spec if spec.is_rsa() => Ok(ImportAs::Rsa {
+            bits: spec.as_str()[4..].parse().unwrap_or(2048),
             use_: super::asymmetric::private_use(rec.key_usage),
         }),
-        spec if spec.starts_with("ECC_") => match super::asymmetric::kind(spec) {
+        spec if spec.is_ecc() => match super::asymmetric::kind(spec) {
             Some(super::asymmetric::Kind::Pair(PairKind::Ec(curve))) => Ok(ImportAs::Ec {
                 curve,
                 use_: super::asymmetric::private_use(rec.key_usage),
@@ -334,7 +334,7 @@ impl Kms {
             )));
         }
         let as_ = import_as(&rec)?;
-        let symmetric = rec.key_spec == super::SYMMETRIC_DEFAULT;
+        let symmetric = rec.key_spec == KeySpec::SymmetricDefault;
         if !symmetric && (import_type.is_some() || key_material_id.is_some()) {
             return Err(KmsError::UnsupportedOperation(format!(
                 "ImportType and KeyMaterialId are only usable with symmetric encryption keys; {} has KeySpec {}.",
@@ -580,7 +580,7 @@ impl Kms {
                 rec.key_state.words()
             )));
         }
-        let symmetric = rec.key_spec == super::SYMMETRIC_DEFAULT;
+        let symmetric = rec.key_spec == KeySpec::SymmetricDefault;
         let material_id = super::lifecycle::material_id(&rec.blob_id(), 1);
         if let Some(id) = key_material_id {
             if !symmetric || id != material_id {

@@ -3,7 +3,7 @@
 use super::preamble::{Access, Check, ANY_STATE};
 use super::{keyid, Caller, Kms, KmsError};
 use crate::store::{AliasRecord, KeyRecord, MaterialRecord, StoreError, Tag};
-use crate::vocab::{KeyState, Origin};
+use crate::vocab::{KeySpec, KeyState, Origin};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
@@ -793,7 +793,7 @@ impl Kms {
                 Access::to("kms:GetKeyRotationStatus", ANY_STATE),
             )
             .await?;
-        if rec.key_spec != super::SYMMETRIC_DEFAULT {
+        if rec.key_spec != KeySpec::SymmetricDefault {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} does not support automatic rotation.",
                 Self::arn(&rec)
@@ -861,7 +861,7 @@ impl Kms {
                 Access::to("kms:ListKeyRotations", ANY_STATE),
             )
             .await?;
-        if rec.key_spec != super::SYMMETRIC_DEFAULT {
+        if rec.key_spec != KeySpec::SymmetricDefault {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} does not support rotation.",
                 Self::arn(&rec)

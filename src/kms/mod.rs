@@ -25,7 +25,7 @@ use preamble::{Access, Check, ANY_STATE};
 use crate::hsm::{Hsm, KeyHandle};
 use crate::policy::{self, PolicyDocument, PolicyKind};
 use crate::store::{KeyRecord, KeyStore, MaterialRecord, PrincipalAuthz, Tag};
-use crate::vocab::{KeyState, KeyUsage, Origin};
+use crate::vocab::{KeySpec, KeyState, KeyUsage, Origin};
 use chrono::Utc;
 use ciphertext::Header;
 use lru::LruCache;
@@ -83,7 +83,7 @@ impl Caller {
 
 pub struct CreateKeyInput {
     pub description: String,
-    pub key_spec: String,
+    pub key_spec: KeySpec,
     pub key_usage: KeyUsage,
     pub origin: Origin,
     pub policy: Option<String>,
@@ -103,7 +103,7 @@ pub struct KeyMetadata {
     pub description: String,
     pub key_state: KeyState,
     pub key_usage: KeyUsage,
-    pub key_spec: String,
+    pub key_spec: KeySpec,
     pub origin: Origin,
     pub key_manager: String,
     pub multi_region: bool,
@@ -181,7 +181,7 @@ struct LiveMaterial {
 struct Binding {
     account_id: String,
     region: String,
-    key_spec: String,
+    key_spec: KeySpec,
     key_usage: KeyUsage,
 }
 
@@ -190,7 +190,7 @@ impl Binding {
         Binding {
             account_id: k.account_id.clone(),
             region: k.region.clone(),
-            key_spec: k.key_spec.clone(),
+            key_spec: k.key_spec,
             key_usage: k.key_usage,
         }
     }
@@ -360,7 +360,7 @@ fn material_mac_input(k: &KeyRecord, m: &MaterialRecord) -> Vec<u8> {
         m.key_id.as_bytes(),
         k.account_id.as_bytes(),
         k.region.as_bytes(),
-        k.key_spec.as_bytes(),
+        k.key_spec.as_str().as_bytes(),
         k.key_usage.as_str().as_bytes(),
     ];
     let (version, root_version) = (m.version.to_be_bytes(), m.root_version.to_be_bytes());
@@ -443,7 +443,7 @@ pub(crate) fn attrs_mac_input(k: &KeyRecord) -> Vec<u8> {
             k.key_id.as_bytes(),
             k.account_id.as_bytes(),
             k.region.as_bytes(),
-            k.key_spec.as_bytes(),
+            k.key_spec.as_str().as_bytes(),
             k.key_usage.as_str().as_bytes(),
             k.origin.as_str().as_bytes(),
             k.key_manager.as_bytes(),
@@ -1070,7 +1070,7 @@ impl Kms {
             put("kms:RequestAlias", vec![a.clone()]);
         }
         if let Some(rec) = rec {
-            put("kms:KeySpec", vec![rec.key_spec.clone()]);
+            put("kms:KeySpec", vec![rec.key_spec.to_string()]);
             put("kms:KeyUsage", vec![rec.key_usage.to_string()]);
             put("kms:KeyOrigin", vec![rec.origin.to_string()]);
         }
@@ -1431,7 +1431,7 @@ impl Kms {
             tracing::error!(key_id = %rec.key_id, "imported key material has no import row (deleted in the database?); refusing it");
             return Err(KmsError::KeyUnavailable);
         }
-        let unwrapped = match asymmetric::kind(&rec.key_spec) {
+        let unwrapped = match asymmetric::kind(rec.key_spec) {
             Some(asymmetric::Kind::Pair(kind)) => {
                 self.hsm
                     .unwrap_private(
@@ -1676,11 +1676,11 @@ impl Kms {
         match input.origin {
             Origin::AwsKms => {}
             Origin::External
-                if input.key_spec == SYMMETRIC_DEFAULT
-                    || input.key_spec.starts_with("HMAC_")
-                    || input.key_spec.starts_with("RSA_")
-                    || (input.key_spec.starts_with("ECC_")
-                        && input.key_spec != "ECC_NIST_EDWARDS25519") => {}
+                if input.key_spec == KeySpec::SymmetricDefault
+                    || input.key_spec.is_hmac()
+                    || input.key_spec.is_rsa()
+                    || (input.key_spec.is_ecc()
+                        && input.key_spec != KeySpec::EccNistEdwards25519) => {}
             Origin::External => {
                 return Err(KmsError::UnsupportedOperation(format!(
                 "Keys with Origin EXTERNAL and KeySpec {} are not supported by this key store yet.",
@@ -1693,13 +1693,13 @@ impl Kms {
                 )))
             }
         }
-        let Some(kind) = asymmetric::kind(&input.key_spec) else {
+        let Some(kind) = asymmetric::kind(input.key_spec) else {
             return Err(KmsError::UnsupportedOperation(format!(
                 "KeySpec {} is not supported by this key store.",
                 input.key_spec
             )));
         };
-        if !asymmetric::usages(&input.key_spec).contains(&input.key_usage) {
+        if !asymmetric::usages(input.key_spec).contains(&input.key_usage) {
             return Err(KmsError::Validation(format!(
                 "KeyUsage {} is not compatible with KeySpec {}",
                 input.key_usage, input.key_spec
@@ -1725,7 +1725,7 @@ impl Kms {
             None,
             None,
             &[
-                ("kms:KeySpec", &input.key_spec),
+                ("kms:KeySpec", input.key_spec.as_str()),
                 ("kms:KeyUsage", input.key_usage.as_str()),
                 ("kms:KeyOrigin", input.origin.as_str()),
                 (
@@ -1795,7 +1795,7 @@ impl Kms {
             account_id: account.to_string(),
             region: region.to_string(),
             description: String::new(),
-            key_spec: SYMMETRIC_DEFAULT.into(),
+            key_spec: KeySpec::SymmetricDefault,
             key_usage: ENCRYPT_DECRYPT,
             origin: Origin::AwsKms,
             key_manager: "CUSTOMER".into(),
@@ -2141,7 +2141,7 @@ impl Kms {
         rec: &KeyRecord,
         version: i32,
     ) -> Result<MaterialRecord, KmsError> {
-        let (wrapped, root_version, public_key) = match asymmetric::kind(&rec.key_spec) {
+        let (wrapped, root_version, public_key) = match asymmetric::kind(rec.key_spec) {
             Some(asymmetric::Kind::Pair(kind)) => {
                 let (w, public, v) = self
                     .hsm

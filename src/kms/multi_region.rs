@@ -10,7 +10,7 @@ use super::{
     RelatedKey,
 };
 use crate::store::{KeyRecord, MaterialRecord, StoreError, Tag};
-use crate::vocab::{KeyState, Origin};
+use crate::vocab::{KeySpec, KeyState, Origin};
 
 pub struct ReplicateInput {
     pub key_id: String,
@@ -53,7 +53,7 @@ impl Kms {
             description: rec.description.clone(),
             key_state: rec.key_state,
             key_usage: rec.key_usage,
-            key_spec: rec.key_spec.clone(),
+            key_spec: rec.key_spec,
             origin: rec.origin,
             key_manager: rec.key_manager.clone(),
             multi_region: rec.multi_region,
@@ -61,13 +61,13 @@ impl Kms {
             // Only symmetric encryption keys name their material (they can have several); a
             // key pending its first import has none yet.
             current_key_material_id: (rec.current_version > 0
-                && rec.key_spec == super::SYMMETRIC_DEFAULT)
+                && rec.key_spec == KeySpec::SymmetricDefault)
                 .then(|| lifecycle::material_id(&rec.blob_id(), rec.current_version)),
             deletion_date: rec.deletion_date,
             pending_window_days: rec.pending_window_days,
             related,
             algorithms: super::asymmetric::algorithms(
-                &rec.key_spec,
+                rec.key_spec,
                 rec.key_usage,
                 self.hsm.capabilities(),
             ),
@@ -145,7 +145,7 @@ impl Kms {
             None,
             None,
             &[
-                ("kms:KeySpec", &primary.key_spec),
+                ("kms:KeySpec", primary.key_spec.as_str()),
                 ("kms:KeyUsage", primary.key_usage.as_str()),
                 ("kms:KeyOrigin", primary.origin.as_str()),
                 ("kms:MultiRegion", "true"),

@@ -164,14 +164,14 @@ fn not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
 }
 
 fn symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
-    if rec.key_usage == ENCRYPT_DECRYPT && rec.key_spec != SYMMETRIC_DEFAULT {
+    if rec.key_usage == ENCRYPT_DECRYPT && rec.key_spec != KeySpec::SymmetricDefault {
         // AWS's wording for an RSA key asked for SYMMETRIC_DEFAULT.
         return Err(KmsError::InvalidKeyUsage(format!(
             "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec {}.",
             rec.key_spec
         )));
     }
-    if rec.key_usage != ENCRYPT_DECRYPT || rec.key_spec != SYMMETRIC_DEFAULT {
+    if rec.key_usage != ENCRYPT_DECRYPT || rec.key_spec != KeySpec::SymmetricDefault {
         return Err(KmsError::InvalidKeyUsage(format!(
             "{} key usage is {} which is not valid for {op}.",
             rec.arn(),
@@ -182,7 +182,7 @@ fn symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
 }
 
 fn rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
-    if rec.key_spec != SYMMETRIC_DEFAULT || rec.origin != Origin::AwsKms {
+    if rec.key_spec != KeySpec::SymmetricDefault || rec.origin != Origin::AwsKms {
         return Err(KmsError::UnsupportedOperation(format!(
             "{} does not support automatic rotation.",
             rec.arn()
@@ -289,9 +289,9 @@ mod tests {
 
     #[test]
     fn usage_spec_and_origin_checks_name_what_is_wrong() {
-        let rsa = |r: &mut KeyRecord| r.key_spec = "RSA_2048".into();
+        let rsa = |r: &mut KeyRecord| r.key_spec = KeySpec::Rsa2048;
         let hmac = |r: &mut KeyRecord| {
-            r.key_spec = "HMAC_256".into();
+            r.key_spec = KeySpec::Hmac256;
             r.key_usage = KeyUsage::GenerateVerifyMac;
         };
         let e = Kms::check(&with("Enabled", rsa), &[Check::Symmetric("Encrypt")]).unwrap_err();

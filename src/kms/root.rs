@@ -132,7 +132,7 @@ impl Kms {
                 ) else {
                     return Ok(false);
                 };
-                let kind = match asymmetric::kind(&rec.key_spec) {
+                let kind = match asymmetric::kind(rec.key_spec) {
                     Some(Kind::Pair(k)) => {
                         BlobKind::Private(k, asymmetric::private_use(rec.key_usage))
                     }

@@ -250,7 +250,7 @@ pub(crate) fn key_rec(key_id: Uuid, region: &str) -> KeyRecord {
         account_id: ACCOUNT.into(),
         region: region.into(),
         description: "orders table key".into(),
-        key_spec: "SYMMETRIC_DEFAULT".into(),
+        key_spec: KeySpec::SymmetricDefault,
         key_usage: KeyUsage::EncryptDecrypt,
         origin: Origin::AwsKms,
         key_manager: "CUSTOMER".into(),

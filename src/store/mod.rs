@@ -8,7 +8,7 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-pub use crate::vocab::{KeyState, KeyUsage, Origin, Tag};
+pub use crate::vocab::{KeySpec, KeyState, KeyUsage, Origin, Tag};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -238,7 +238,7 @@ macro_rules! stored_as_text {
     )+};
 }
 
-stored_as_text!(KeyState, Origin, KeyUsage);
+stored_as_text!(KeyState, Origin, KeyUsage, KeySpec);
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -260,7 +260,7 @@ pub struct KeyRecord {
     pub account_id: String,
     pub region: String,
     pub description: String,
-    pub key_spec: String,
+    pub key_spec: KeySpec,
     pub key_usage: KeyUsage,
     pub origin: Origin,
     pub key_manager: String,

@@ -2658,7 +2658,11 @@ async fn rows_changing_under_readers_are_never_taken_for_replays() {
         let seen = r.await.unwrap();
         assert!(
             seen.keys().all(|k| k == "ok" || k == "DisabledException"),
-            "{seen:?}"
+            "{seen:?}; the nodes said: {:?}",
+            s.server_log()
+                .lines()
+                .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+                .collect::<Vec<_>>()
         );
         assert!(seen.get("ok").copied().unwrap_or(0) > 0, "{seen:?}");
     }

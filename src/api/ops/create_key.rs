@@ -1,7 +1,7 @@
 use crate::api::error::ApiError;
 use crate::api::wire::{into_tags, parse, TagIn, Validator};
 use crate::kms::{Caller, CreateKeyInput, Kms, KmsError};
-use crate::vocab::{KeyUsage, Origin, UnknownWord};
+use crate::vocab::{KeySpec, KeyUsage, Origin, UnknownWord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -45,10 +45,10 @@ pub const KEY_SPECS: &[&str] = &[
 pub const CUSTOMER_MASTER_KEY_SPECS: &[&str] = KEY_SPECS.split_at(13).0;
 
 /// `CustomerMasterKeySpec` in an answer: the key spec where that enum has it, else absent.
-pub fn customer_master_key_spec(key_spec: &str) -> Option<&str> {
+pub fn customer_master_key_spec(key_spec: KeySpec) -> Option<&'static str> {
     CUSTOMER_MASTER_KEY_SPECS
-        .contains(&key_spec)
-        .then_some(key_spec)
+        .contains(&key_spec.as_str())
+        .then_some(key_spec.as_str())
 }
 
 pub const KEY_USAGES: &[&str] = &[
@@ -59,6 +59,18 @@ pub const KEY_USAGES: &[&str] = &[
 ];
 /// `Origin`'s values, as the validator lists them.
 pub const ORIGINS: &[&str] = &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
+
+/// A word of the request (already checked against its list by the validator), or `default`
+/// when the member is absent.
+fn word<T: std::str::FromStr<Err = UnknownWord>>(
+    v: Option<&str>,
+    default: T,
+) -> Result<T, KmsError> {
+    v.map_or(Ok(default), |w| {
+        w.parse()
+            .map_err(|e: UnknownWord| KmsError::Validation(e.to_string()))
+    })
+}
 
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
@@ -90,28 +102,18 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         )
         .into());
     }
-    let key_spec = r
+    let spec = r
         .key_spec
-        .or(r.customer_master_key_spec)
-        .unwrap_or_else(|| "SYMMETRIC_DEFAULT".into());
+        .as_deref()
+        .or(r.customer_master_key_spec.as_deref());
     let meta = kms
         .create_key(
             caller,
             CreateKeyInput {
                 description: r.description.unwrap_or_default(),
-                key_usage: match r.key_usage.as_deref() {
-                    None => KeyUsage::EncryptDecrypt,
-                    Some(u) => u
-                        .parse()
-                        .map_err(|e: UnknownWord| KmsError::Validation(e.to_string()))?,
-                },
-                key_spec,
-                origin: match r.origin.as_deref() {
-                    None => Origin::AwsKms,
-                    Some(o) => o
-                        .parse()
-                        .map_err(|e: UnknownWord| KmsError::Validation(e.to_string()))?,
-                },
+                key_usage: word(r.key_usage.as_deref(), KeyUsage::EncryptDecrypt)?,
+                key_spec: word(spec, KeySpec::SymmetricDefault)?,
+                origin: word(r.origin.as_deref(), Origin::AwsKms)?,
                 policy: r.policy,
                 tags: into_tags(r.tags),
                 multi_region: r.multi_region.unwrap_or(false),
@@ -129,10 +131,12 @@ mod origin_tests {
     use super::*;
 
     #[test]
-    fn the_validator_accepts_exactly_the_origins_and_usages_the_domain_knows() {
+    fn the_validator_accepts_exactly_the_specs_origins_and_usages_the_domain_knows() {
         let known: Vec<&str> = Origin::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(ORIGINS, known.as_slice());
         let known: Vec<&str> = KeyUsage::ALL.iter().map(|u| u.as_str()).collect();
         assert_eq!(KEY_USAGES, known.as_slice());
+        let known: Vec<&str> = KeySpec::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(KEY_SPECS, known.as_slice());
     }
 }

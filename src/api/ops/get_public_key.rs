@@ -32,7 +32,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         "KeySpec": out.key_spec,
         "KeyUsage": out.key_usage,
     });
-    if let Some(spec) = super::create_key::customer_master_key_spec(&out.key_spec) {
+    if let Some(spec) = super::create_key::customer_master_key_spec(out.key_spec) {
         v["CustomerMasterKeySpec"] = json!(spec);
     }
     super::put_algorithms(&mut v, &out.algorithms);

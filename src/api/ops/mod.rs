@@ -114,7 +114,7 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         "KeySpec": m.key_spec,
         "MultiRegion": m.multi_region,
     });
-    if let Some(spec) = create_key::customer_master_key_spec(&m.key_spec) {
+    if let Some(spec) = create_key::customer_master_key_spec(m.key_spec) {
         v["CustomerMasterKeySpec"] = json!(spec);
     }
     if let Some(id) = &m.current_key_material_id {
