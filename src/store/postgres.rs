@@ -1,5 +1,6 @@
 //! Postgres implementation of the repository traits.
 
+use super::grants::GRANT_COLUMNS;
 use super::*;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
@@ -353,6 +354,11 @@ impl PgStore {
     /// reported as the database being unavailable, so the call is answered promptly
     /// (`DependencyTimeoutException`), not acknowledged. The commit itself goes on in the
     /// background (its connection held) until the database answers or drops it.
+    /// [`PgStore::begin`], by the name the methods written once for both stores use.
+    async fn begin_write(&self) -> Result<Tx<'static>, StoreError> {
+        self.begin().await
+    }
+
     async fn commit(&self, tx: Tx<'static>) -> Result<(), StoreError> {
         let waiting = tokio::spawn(async move { tx.commit().await });
         match tokio::time::timeout(self.commit_timeout, waiting).await {
@@ -2520,110 +2526,41 @@ where
     })
 }
 
-fn grant_from_row(r: &PgRow) -> GrantRecord {
-    GrantRecord {
-        grant_id: r.get("grant_id"),
-        key_id: r.get("key_id"),
-        name: r.get("name"),
-        grantee_principal: r.get("grantee_principal"),
-        retiring_principal: r.get("retiring_principal"),
-        operations: r.get("operations"),
-        constraints: r
-            .get::<Option<sqlx::types::Json<serde_json::Value>>, _>("constraints")
+fn grant_from_row(r: &PgRow) -> Result<GrantRecord, StoreError> {
+    Ok(GrantRecord {
+        grant_id: cell(r, "grant_id")?,
+        key_id: cell(r, "key_id")?,
+        name: cell(r, "name")?,
+        grantee_principal: cell(r, "grantee_principal")?,
+        retiring_principal: cell(r, "retiring_principal")?,
+        operations: cell(r, "operations")?,
+        constraints: cell::<Option<sqlx::types::Json<serde_json::Value>>>(r, "constraints")?
             .map(|j| j.0),
-        issuing_account: r.get("issuing_account"),
-        created_at: r.get("created_at"),
-        mac: r.get::<Option<Vec<u8>>, _>("mac").unwrap_or_default(),
-    }
+        issuing_account: cell(r, "issuing_account")?,
+        created_at: cell(r, "created_at")?,
+        mac: cell::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
+    })
 }
 
-const GRANT_COLUMNS: &str =
-    "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
-     issuing_account, created_at, mac";
-
-#[async_trait]
-impl GrantStore for PgStore {
-    async fn insert_grant(&self, g: &GrantRecord, max_grants: i64) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        quota_lock(&mut tx, &format!("grants\n{}", g.key_id)).await?;
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM grants WHERE key_id = $1")
-            .bind(g.key_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if n >= max_grants {
-            return Err(quota_exceeded());
-        }
-        sqlx::query(
-            "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
-             issuing_account, created_at, mac) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-        )
-        .bind(&g.grant_id)
-        .bind(g.key_id)
-        .bind(&g.name)
-        .bind(&g.grantee_principal)
-        .bind(&g.retiring_principal)
-        .bind(&g.operations)
-        .bind(g.constraints.as_ref().map(sqlx::types::Json))
-        .bind(&g.issuing_account)
-        .bind(g.created_at)
-        .bind(&g.mac)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        self.commit(tx).await
-    }
-
-    async fn ended_grants_per_trail(&self, arn: &str) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT body FROM audit_events WHERE event_name = 'GrantEnded' AND key_arns[1] = $1",
-        )
-        .bind(arn)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)
-    }
-
-    async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
-        let q = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 ORDER BY created_at, grant_id"
-        );
-        let rows = sqlx::query(&q)
-            .bind(key_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(rows.iter().map(grant_from_row).collect())
-    }
-
-    async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
-        let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1");
-        let row = sqlx::query(&q)
-            .bind(grant_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(row.as_ref().map(grant_from_row))
-    }
-
-    async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError> {
-        let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = $1 ORDER BY created_at, grant_id");
-        let rows = sqlx::query(&q)
-            .bind(principal)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(rows.iter().map(grant_from_row).collect())
-    }
-
-    async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM grants WHERE grant_id = $1")
-            .bind(grant_id)
-            .write_on(self)
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
+/// Postgres's pieces of the grant store written once in `grants.rs`.
+async fn grants_lock(tx: &mut Tx<'_>, key_id: Uuid) -> Result<(), StoreError> {
+    quota_lock(tx, &format!("grants\n{key_id}")).await
 }
+
+fn list_arg(v: &[String]) -> Result<Vec<String>, StoreError> {
+    Ok(v.to_vec())
+}
+
+fn json_arg(
+    v: Option<&serde_json::Value>,
+) -> Result<Option<sqlx::types::Json<serde_json::Value>>, StoreError> {
+    Ok(v.cloned().map(sqlx::types::Json))
+}
+
+/// An audit event's first key ARN (`key_arns` is `text[]`).
+const FIRST_KEY_ARN: &str = "key_arns[1]";
+
+super::grants::grant_store!(PgStore);
 
 fn audit_row(r: &PgRow) -> AuditRow {
     AuditRow {

@@ -3,6 +3,7 @@
 //! every transaction that writes starts with `BEGIN IMMEDIATE` (it takes the write lock before
 //! it reads), which stands in for Postgres's row locks and `FOR UPDATE SKIP LOCKED`.
 
+use super::grants::GRANT_COLUMNS;
 use super::*;
 use sqlx::error::ErrorKind;
 use sqlx::sqlite::{
@@ -252,6 +253,11 @@ impl SqliteStore {
         let mut tx = self.begin_unrecorded().await?;
         record_change(&mut tx).await?;
         Ok(tx)
+    }
+
+    /// Commit a write transaction.
+    async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
+        tx.commit().await.map_err(map_err)
     }
 
     /// A write transaction that is no change of a call (the trail's own appends).
@@ -2425,92 +2431,24 @@ fn grant_from_row(r: &SqliteRow) -> Result<GrantRecord, StoreError> {
     })
 }
 
-const GRANT_COLUMNS: &str =
-    "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
-     issuing_account, created_at, mac";
-
-#[async_trait]
-impl GrantStore for SqliteStore {
-    async fn insert_grant(&self, g: &GrantRecord, max_grants: i64) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM grants WHERE key_id = $1")
-            .bind(g.key_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if n >= max_grants {
-            return Err(quota_exceeded());
-        }
-        sqlx::query(
-            "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
-             issuing_account, created_at, mac) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
-        )
-        .bind(&g.grant_id)
-        .bind(g.key_id)
-        .bind(&g.name)
-        .bind(&g.grantee_principal)
-        .bind(&g.retiring_principal)
-        .bind(to_json(&g.operations)?)
-        .bind(g.constraints.as_ref().map(to_json).transpose()?)
-        .bind(&g.issuing_account)
-        .bind(g.created_at)
-        .bind(&g.mac)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
-    }
-
-    async fn ended_grants_per_trail(&self, arn: &str) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT body FROM audit_events WHERE event_name = 'GrantEnded' AND json_extract(key_arns, '$[0]') = $1")
-            .bind(arn)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)
-    }
-
-    async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
-        let q = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY created_at, grant_id"
-        );
-        let rows = sqlx::query(&q)
-            .bind(key_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        rows.iter().map(grant_from_row).collect()
-    }
-
-    async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
-        let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = ?1");
-        let row = sqlx::query(&q)
-            .bind(grant_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        row.as_ref().map(grant_from_row).transpose()
-    }
-
-    async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError> {
-        let q = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = ?1 ORDER BY created_at, grant_id"
-        );
-        let rows = sqlx::query(&q)
-            .bind(principal)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
-        rows.iter().map(grant_from_row).collect()
-    }
-
-    async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM grants WHERE grant_id = ?1")
-            .bind(grant_id)
-            .write_on(self)
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
+/// SQLite's pieces of the grant store written once in `grants.rs`.
+async fn grants_lock(_tx: &mut Tx, _key_id: Uuid) -> Result<(), StoreError> {
+    // The transaction began with BEGIN IMMEDIATE: it is the one writer already.
+    Ok(())
 }
+
+fn list_arg(v: &[String]) -> Result<String, StoreError> {
+    to_json(v)
+}
+
+fn json_arg(v: Option<&serde_json::Value>) -> Result<Option<String>, StoreError> {
+    v.map(to_json).transpose()
+}
+
+/// An audit event's first key ARN (`key_arns` is JSON text).
+const FIRST_KEY_ARN: &str = "json_extract(key_arns, '$[0]')";
+
+super::grants::grant_store!(SqliteStore);
 
 fn audit_row(r: &SqliteRow) -> Result<AuditRow, StoreError> {
     let key_arns: String = col(r, "key_arns")?;

@@ -1,0 +1,122 @@
+//! [`GrantStore`](super::GrantStore), written once for both stores: one SQL text per statement
+//! (`$N` placeholders, which SQLite accepts too), one method body.
+//!
+//! What really differs between the dialects is named in each store's module and looked up there
+//! when the macro expands (the small per-dialect surface, as `../shared/DESIGN.md` asks):
+//! - `begin_write` / `commit` on the store: a write transaction (SQLite takes the write lock at
+//!   `BEGIN IMMEDIATE`) and its commit (Postgres waits at most the commit timeout);
+//! - `grants_lock(&mut tx, key_id)`: serialise every node's writers of one key's grants
+//!   (a Postgres advisory lock; nothing on SQLite, whose one writer is already alone);
+//! - `list_arg` / `json_arg`: a list of strings and a JSON value as the dialect stores them
+//!   (Postgres `text[]` and `jsonb`; SQLite JSON text);
+//! - `FIRST_KEY_ARN`: the SQL for an audit event's first key ARN;
+//! - `grant_from_row`, `cell`, `map_err`, `write_on`: reading rows and errors.
+//!
+//! The store contract suite (`contract.rs`) runs every method on both.
+
+/// `impl GrantStore for $store`, from the names above in the invoking module.
+macro_rules! grant_store {
+    ($store:ty) => {
+        #[async_trait]
+        impl GrantStore for $store {
+            async fn insert_grant(
+                &self,
+                g: &GrantRecord,
+                max_grants: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                grants_lock(&mut tx, g.key_id).await?;
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM grants WHERE key_id = $1")
+                    .bind(g.key_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if n >= max_grants {
+                    return Err(quota_exceeded());
+                }
+                sqlx::query(
+                    "INSERT INTO grants (grant_id, key_id, name, grantee_principal, retiring_principal, \
+                     operations, constraints, issuing_account, created_at, mac) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&g.grant_id)
+                .bind(g.key_id)
+                .bind(&g.name)
+                .bind(&g.grantee_principal)
+                .bind(&g.retiring_principal)
+                .bind(list_arg(&g.operations)?)
+                .bind(json_arg(g.constraints.as_ref())?)
+                .bind(&g.issuing_account)
+                .bind(g.created_at)
+                .bind(&g.mac)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                self.commit(tx).await
+            }
+
+            async fn ended_grants_per_trail(&self, arn: &str) -> Result<Vec<String>, StoreError> {
+                let q = format!(
+                    "SELECT body FROM audit_events WHERE event_name = 'GrantEnded' AND {FIRST_KEY_ARN} = $1"
+                );
+                sqlx::query_scalar(&q)
+                    .bind(arn)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
+                let q = format!(
+                    "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 ORDER BY created_at, grant_id"
+                );
+                let rows = sqlx::query(&q)
+                    .bind(key_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(grant_from_row).collect()
+            }
+
+            async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
+                let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1");
+                let row = sqlx::query(&q)
+                    .bind(grant_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(grant_from_row).transpose()
+            }
+
+            async fn grants_retirable_by(
+                &self,
+                principal: &str,
+            ) -> Result<Vec<GrantRecord>, StoreError> {
+                let q = format!(
+                    "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = $1 ORDER BY created_at, grant_id"
+                );
+                let rows = sqlx::query(&q)
+                    .bind(principal)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(grant_from_row).collect()
+            }
+
+            async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
+                let r = sqlx::query("DELETE FROM grants WHERE grant_id = $1")
+                    .bind(grant_id)
+                    .write_on(self)
+                    .await?;
+                Ok(r.rows_affected() > 0)
+            }
+        }
+    };
+}
+
+pub(crate) use grant_store;
+
+/// The columns every grant read selects, in both stores.
+pub(crate) const GRANT_COLUMNS: &str =
+    "grant_id, key_id, name, grantee_principal, retiring_principal, operations, constraints, \
+     issuing_account, created_at, mac";
