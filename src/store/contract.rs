@@ -1685,14 +1685,15 @@ async fn audit_chain_head_events_and_checkpoints(s: &Backend) {
     // A key's grant ends, found by the event's first key ARN only.
     let ended = event("GrantEnded", &[arn]);
     let elsewhere = event("GrantEnded", &["k2", arn]);
-    let after = s
-        .append_audit((next.0, &next.1), &[ended.clone(), elsewhere], &[], chain)
+    s.append_audit((next.0, &next.1), &[ended.clone(), elsewhere], &[], chain)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(s.ended_grants_per_trail(arn).await.unwrap(), vec![ended.body]);
+    assert_eq!(
+        s.ended_grants_per_trail(arn).await.unwrap(),
+        vec![ended.body]
+    );
     assert!(s.ended_grants_per_trail("k3").await.unwrap().is_empty());
-    let next = after;
 
     let c3 = CheckpointRow {
         seq: 3,

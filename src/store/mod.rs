@@ -4,6 +4,7 @@
 
 mod grants;
 mod postgres;
+mod service;
 mod sqlite;
 
 pub use postgres::PgStore;
