@@ -3,6 +3,7 @@
 //! development) implements the same traits without touching the domain layer.
 
 mod grants;
+mod identity;
 mod postgres;
 mod service;
 mod sqlite;
