@@ -2,6 +2,7 @@
 //! Postgres implementation lives in `postgres.rs`. Another backend (an embedded store for
 //! development) implements the same traits without touching the domain layer.
 
+mod audit;
 mod grants;
 mod identity;
 mod postgres;

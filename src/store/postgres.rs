@@ -1859,23 +1859,26 @@ const FIRST_KEY_ARN: &str = "key_arns[1]";
 super::grants::grant_store!(PgStore);
 super::service::service_store!(PgStore);
 super::identity::identity_store!(PgStore);
+super::audit::audit_store!(PgStore);
 
-fn audit_row(r: &PgRow) -> AuditRow {
-    AuditRow {
-        seq: r.get("seq"),
-        event_time: r.get("event_time"),
-        event_name: r.get("event_name"),
-        account_id: r.get("account_id"),
-        key_arns: r.get("key_arns"),
-        body: r.get("body"),
-        prev_hash: r.get("prev_hash"),
-        hash: r.get("hash"),
-    }
+fn audit_row(r: &PgRow) -> Result<AuditRow, StoreError> {
+    Ok(AuditRow {
+        seq: cell(r, "seq")?,
+        event_time: cell(r, "event_time")?,
+        event_name: cell(r, "event_name")?,
+        account_id: cell(r, "account_id")?,
+        key_arns: cell(r, "key_arns")?,
+        body: cell(r, "body")?,
+        prev_hash: cell(r, "prev_hash")?,
+        hash: cell(r, "hash")?,
+    })
 }
 
-#[async_trait]
-impl AuditStore for PgStore {
-    async fn append_audit(
+/// This store's part of the audit store written once in `audit.rs`: the trail's append (the
+/// statement every audited call waits for) and the sweeper's claim of change records, which
+/// each dialect does its own way.
+impl PgStore {
+    async fn dialect_append_audit(
         &self,
         head: (i64, &[u8]),
         events: &[NewAuditEvent],
@@ -1955,7 +1958,7 @@ impl AuditStore for PgStore {
         Ok((inserted as usize == n).then_some((seq, prev)))
     }
 
-    async fn claim_change_records(
+    async fn dialect_claim_change_records(
         &self,
         now: DateTime<Utc>,
         cutoff: DateTime<Utc>,
@@ -1994,84 +1997,6 @@ impl AuditStore for PgStore {
             .collect();
         out.sort_by_key(|c| c.event.event_time);
         Ok(out)
-    }
-
-    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
-        let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok((r.get("seq"), r.get("hash")))
-    }
-
-    async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
-             FROM audit_events WHERE event_name = 'SealCoverage' ORDER BY seq DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(row.as_ref().map(audit_row))
-    }
-
-    async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
-             FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(rows.iter().map(audit_row).collect())
-    }
-
-    async fn audit_generations(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT row_name, generation, seq FROM audit_generations ORDER BY seq, row_name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get("row_name"), r.get("generation"), r.get("seq")))
-            .collect())
-    }
-
-    async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (seq, hash, signed_at, signature) VALUES ($1,$2,$3,$4) \
-             ON CONFLICT (seq) DO NOTHING",
-        )
-        .bind(c.seq)
-        .bind(&c.hash)
-        .bind(c.signed_at)
-        .bind(&c.signature)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, hash, signed_at, signature FROM audit_checkpoints ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| CheckpointRow {
-                seq: r.get("seq"),
-                hash: r.get("hash"),
-                signed_at: r.get("signed_at"),
-                signature: r.get("signature"),
-            })
-            .collect())
     }
 }
 

@@ -1723,6 +1723,7 @@ const FIRST_KEY_ARN: &str = "json_extract(key_arns, '$[0]')";
 super::grants::grant_store!(SqliteStore);
 super::service::service_store!(SqliteStore);
 super::identity::identity_store!(SqliteStore);
+super::audit::audit_store!(SqliteStore);
 
 fn audit_row(r: &SqliteRow) -> Result<AuditRow, StoreError> {
     let key_arns: String = col(r, "key_arns")?;
@@ -1738,9 +1739,11 @@ fn audit_row(r: &SqliteRow) -> Result<AuditRow, StoreError> {
     })
 }
 
-#[async_trait]
-impl AuditStore for SqliteStore {
-    async fn append_audit(
+/// This store's part of the audit store written once in `audit.rs`: the trail's append (the
+/// statement every audited call waits for) and the sweeper's claim of change records, which
+/// each dialect does its own way.
+impl SqliteStore {
+    async fn dialect_append_audit(
         &self,
         head: (i64, &[u8]),
         events: &[NewAuditEvent],
@@ -1818,7 +1821,7 @@ impl AuditStore for SqliteStore {
         Ok(Some((seq, prev)))
     }
 
-    async fn claim_change_records(
+    async fn dialect_claim_change_records(
         &self,
         now: DateTime<Utc>,
         cutoff: DateTime<Utc>,
@@ -1863,84 +1866,6 @@ impl AuditStore for SqliteStore {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(out)
-    }
-
-    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
-        let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok((col(&r, "seq")?, col(&r, "hash")?))
-    }
-
-    async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
-             FROM audit_events WHERE event_name = 'SealCoverage' ORDER BY seq DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        row.as_ref().map(audit_row).transpose()
-    }
-
-    async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
-             FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        rows.iter().map(audit_row).collect()
-    }
-
-    async fn audit_generations(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT row_name, generation, seq FROM audit_generations ORDER BY seq, row_name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        rows.iter()
-            .map(|r| Ok((col(r, "row_name")?, col(r, "generation")?, col(r, "seq")?)))
-            .collect()
-    }
-
-    async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (seq, hash, signed_at, signature) VALUES (?1,?2,?3,?4) \
-             ON CONFLICT (seq) DO NOTHING",
-        )
-        .bind(c.seq)
-        .bind(&c.hash)
-        .bind(c.signed_at)
-        .bind(&c.signature)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, hash, signed_at, signature FROM audit_checkpoints ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(CheckpointRow {
-                    seq: col(r, "seq")?,
-                    hash: col(r, "hash")?,
-                    signed_at: col(r, "signed_at")?,
-                    signature: col(r, "signature")?,
-                })
-            })
-            .collect()
     }
 }
 

@@ -1,0 +1,116 @@
+//! [`AuditStore`](super::AuditStore) (the hash-chained trail, its head, generations and
+//! checkpoints), written once for both stores: one SQL text per statement (`$N`
+//! placeholders), one method body. Two operations are each dialect's own, as inherent methods
+//! of the store: `dialect_append_audit` (Postgres appends a batch, settles its change records
+//! and indexes its generations in one statement; SQLite in one write transaction) and
+//! `dialect_claim_change_records` (Postgres `FOR UPDATE SKIP LOCKED`). The rest uses the
+//! store's `pool`, `cell`, `map_err` and `audit_row`.
+
+/// `impl AuditStore for $store`.
+macro_rules! audit_store {
+    ($store:ty) => {
+        #[async_trait]
+        impl AuditStore for $store {
+            async fn append_audit(
+                &self,
+                head: (i64, &[u8]),
+                events: &[NewAuditEvent],
+                settles: &[Uuid],
+                chain: &ChainFn,
+            ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+                self.dialect_append_audit(head, events, settles, chain).await
+            }
+
+            async fn claim_change_records(
+                &self,
+                now: DateTime<Utc>,
+                cutoff: DateTime<Utc>,
+                claim_until: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<ChangeRecord>, StoreError> {
+                self.dialect_claim_change_records(now, cutoff, claim_until, limit)
+                    .await
+            }
+
+            async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+                let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok((cell(&r, "seq")?, cell(&r, "hash")?))
+            }
+
+            async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
+                     FROM audit_events WHERE event_name = 'SealCoverage' ORDER BY seq DESC LIMIT 1",
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+                row.as_ref().map(audit_row).transpose()
+            }
+
+            async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
+                     FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map(audit_row).collect()
+            }
+
+            async fn audit_generations(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT row_name, generation, seq FROM audit_generations ORDER BY seq, row_name",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter()
+                    .map(|r| Ok((cell(r, "row_name")?, cell(r, "generation")?, cell(r, "seq")?)))
+                    .collect()
+            }
+
+            async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO audit_checkpoints (seq, hash, signed_at, signature) VALUES ($1,$2,$3,$4) \
+                     ON CONFLICT (seq) DO NOTHING",
+                )
+                .bind(c.seq)
+                .bind(&c.hash)
+                .bind(c.signed_at)
+                .bind(&c.signature)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT seq, hash, signed_at, signature FROM audit_checkpoints ORDER BY seq",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(CheckpointRow {
+                            seq: cell(r, "seq")?,
+                            hash: cell(r, "hash")?,
+                            signed_at: cell(r, "signed_at")?,
+                            signature: cell(r, "signature")?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+pub(crate) use audit_store;
