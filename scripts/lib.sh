@@ -34,6 +34,17 @@ ensure_tools() {
     [ -e /usr/lib/softhsm/libsofthsm2.so ] || die "softhsm2 is installed but /usr/lib/softhsm/libsofthsm2.so is missing"
 }
 
+# Refuse a checkout that tracks a token, a PIN or a working directory of the scripts: a
+# SoftHSM2 token directory (its *.object files and the per-token lock), a Kryoptic token
+# database, a PIN file, or anything under the scripts' own working directories.
+check_no_secrets_tracked() {
+    local tracked
+    tracked="$(git -C "$ROOT" ls-files 2>/dev/null | grep -E \
+        '(^|/)\.(dev|bench|bench-compare|bench-compare-src|bench-rewrap|kms-dev)/|\.object$|(^|/)token\.lock$|(^|/)[^/]*pin[^/]*\.(txt|file)$|(^|/)(user|so)?-?pin$|(^|/)kryoptic[^/]*\.(sql|db)$|\.sqlite3?$|(^|/)softhsm2?\.conf$' || true)"
+    [ -z "$tracked" ] || die "tokens, PINs or working files are tracked by git (remove them and keep them ignored):
+$tracked"
+}
+
 # Sets PG_BASE (postgres://user@host:port, no database). Uses 127.0.0.1:5432 when it answers;
 # otherwise starts the machine's cluster, or a private one under $DEV_DIR/pg.
 ensure_postgres() {

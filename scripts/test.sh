@@ -4,6 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+check_no_secrets_tracked
 ensure_tools
 ensure_postgres
 mkdir -p "$DEV_DIR"
