@@ -1,7 +1,8 @@
 //! An STS-compatible `AssumeRole` (and `GetCallerIdentity`) on the same endpoint: the AWS Query protocol
 //! (`application/x-www-form-urlencoded`, `Action=AssumeRole&Version=2011-06-15&…`), SigV4 with
 //! service `sts`, XML responses. STS has its own error names, so this protocol has its own
-//! (exhaustive) error mapping, next to the JSON one in `error.rs`.
+//! error mapping, next to the JSON one in `error.rs`: every `ApiError` named, and of the domain's
+//! errors the four STS answers by name (any other is `InternalFailure`, as STS has no name for it).
 
 use super::error::ApiError;
 use super::ApiState;

@@ -1,5 +1,8 @@
-//! SQLite implementation of the repository traits, for a single-process development mode.
-//! Same semantics as `PgStore`; the schema is `sql/sqlite/`. SQLite has one writer at a time:
+//! SQLite implementation of the repository traits: the embedded store of the development mode
+//! and of small single-machine deployments. Several `kms` processes may share one database file
+//! (the integration suite runs two nodes on it). Same semantics as `PgStore`; the schema is
+//! `sql/sqlite/`; the traits in `grants.rs`, `service.rs`, `identity.rs` and `audit.rs` are
+//! written once for both stores. SQLite has one writer at a time:
 //! every transaction that writes starts with `BEGIN IMMEDIATE` (it takes the write lock before
 //! it reads), which stands in for Postgres's row locks and `FOR UPDATE SKIP LOCKED`.
 
