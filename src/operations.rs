@@ -97,6 +97,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("GenerateDataKeyPair", C, true),
     op("GenerateDataKeyPairWithoutPlaintext", C, true),
     op("DeriveSharedSecret", C, true),
+    op("GetKeyLastUsage", M, true),
 ];
 
 /// The STS operations the service answers (`AssumeRole`, `GetCallerIdentity`): audited and
@@ -114,7 +115,6 @@ pub const NOT_YET: &[&str] = &[
     "UpdateCustomKeyStore",
     "Encapsulate",
     "Decapsulate",
-    "GetKeyLastUsage",
 ];
 
 /// The KMS operation named `name`.

@@ -147,7 +147,40 @@ impl Drop for Leading {
     }
 }
 
+/// A key's latest successful cryptographic call, as `GetKeyLastUsage` reports it.
+#[derive(Debug, Clone)]
+pub struct KeyUse {
+    pub operation: String,
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// The event's `eventID` (CloudTrail's event id).
+    pub event_id: String,
+    /// The call's request id (`requestID`).
+    pub request_id: String,
+}
+
 impl Audit {
+    /// The latest successful cryptographic call that used the key `arn`, from the trail.
+    /// (Read for display: the trail's integrity is what `kms audit verify` checks.)
+    pub async fn last_key_use(&self, arn: &str) -> Result<Option<KeyUse>, StoreError> {
+        let Some((time, body)) = self.store.last_key_use(arn).await? else {
+            return Ok(None);
+        };
+        let v: Value = serde_json::from_str(&body)
+            .map_err(|e| StoreError::Invalid(format!("audit event body: {e}")))?;
+        let text = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        Ok(Some(KeyUse {
+            operation: text("eventName"),
+            time,
+            event_id: text("eventID"),
+            request_id: text("requestID"),
+        }))
+    }
+
     pub fn start(
         store: Arc<dyn AuditStore>,
         hsm: Hsm,

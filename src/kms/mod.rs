@@ -129,6 +129,14 @@ pub struct RelatedKey {
     pub primary: bool,
 }
 
+/// What `GetKeyLastUsage` returns.
+pub struct KeyLastUsage {
+    pub key_id: String,
+    pub last: Option<crate::audit::KeyUse>,
+    pub tracking_start: chrono::DateTime<Utc>,
+    pub created: chrono::DateTime<Utc>,
+}
+
 pub struct EncryptOutput {
     pub blob: Vec<u8>,
     pub key_arn: String,
@@ -2286,6 +2294,40 @@ impl Kms {
             .key_for(caller, key_id, Access::to("kms:DescribeKey", ANY_STATE))
             .await?;
         self.metadata(&rec).await
+    }
+
+    /// `GetKeyLastUsage`: the key's latest successful cryptographic call, from the audit trail
+    /// (every call this deployment answered is in it, so tracking starts when the key was
+    /// created). A key id or key ARN of the caller's own account only, as on AWS.
+    pub async fn key_last_usage(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<KeyLastUsage, KmsError> {
+        if matches!(keyid::parse(key_id)?, KeyRef::Alias { .. }) {
+            return Err(KmsError::NotFound(format!(
+                "Alias names are not supported: specify the key ID or key ARN instead of {key_id}."
+            )));
+        }
+        let rec = self
+            .key_for(caller, key_id, Access::to("kms:GetKeyLastUsage", ANY_STATE))
+            .await?;
+        if rec.account_id != caller.account_id {
+            return Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                rec.arn()
+            )));
+        }
+        let last = match self.audit.get() {
+            Some(a) => a.last_key_use(&rec.arn()).await?,
+            None => None,
+        };
+        Ok(KeyLastUsage {
+            key_id: rec.public_id().to_string(),
+            last,
+            tracking_start: rec.created_at,
+            created: rec.created_at,
+        })
     }
 
     pub async fn list_keys(

@@ -4,7 +4,9 @@
 //! of the store: `dialect_append_audit` (Postgres appends a batch, settles its change records
 //! and indexes its generations in one statement; SQLite in one write transaction) and
 //! `dialect_claim_change_records` (Postgres `FOR UPDATE SKIP LOCKED`). The rest uses the
-//! store's `pool`, `cell`, `map_err` and `audit_row`.
+//! store's `pool`, `cell`, `map_err` and `audit_row`, and its SQL for an event's first and
+//! second key ARN (`FIRST_KEY_ARN`, `SECOND_KEY_ARN`) and for "the call succeeded"
+//! (`SUCCEEDED`), written as the trail's indexes have them.
 
 /// `impl AuditStore for $store`.
 macro_rules! audit_store {
@@ -38,6 +40,28 @@ macro_rules! audit_store {
                     .await
                     .map_err(map_err)?;
                 Ok((cell(&r, "seq")?, cell(&r, "hash")?))
+            }
+
+            async fn last_key_use(
+                &self,
+                arn: &str,
+            ) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+                // Each branch is one partial index's latest entry for the key.
+                let q = format!(
+                    "SELECT event_time, body FROM audit_events WHERE seq = (SELECT max(seq) FROM ( \
+                       SELECT max(seq) AS seq FROM audit_events \
+                         WHERE {FIRST_KEY_ARN} = $1 AND event_name IN ({KEY_USE_OPERATIONS}) AND {SUCCEEDED} \
+                       UNION ALL \
+                       SELECT max(seq) FROM audit_events \
+                         WHERE {SECOND_KEY_ARN} = $1 AND event_name = 'ReEncrypt' AND {SUCCEEDED}) AS u)"
+                );
+                let row = sqlx::query(&q)
+                    .bind(arn)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.map(|r| Ok((cell(&r, "event_time")?, cell(&r, "body")?)))
+                    .transpose()
             }
 
             async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError> {

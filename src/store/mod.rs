@@ -110,13 +110,13 @@ pub(crate) fn migrations_current(
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 28;
-pub const SCHEMA_SQLITE: i64 = 15;
+pub const SCHEMA_POSTGRES: i64 = 29;
+pub const SCHEMA_SQLITE: i64 = 16;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 28, SQLite 15)"
+    " (schema: Postgres 29, SQLite 16)"
 );
 
 /// A database's schema as this build sees it.
@@ -1412,6 +1412,11 @@ pub struct CheckpointRow {
 /// body (the audit layer's function; the store only orders and persists).
 pub type ChainFn = dyn Fn(i64, &[u8], &str) -> Vec<u8> + Send + Sync;
 
+/// The operations `GetKeyLastUsage` reports (botocore's `KeyLastUsageTrackingOperation`, less
+/// `Encapsulate` and `Decapsulate`, which this service does not offer), as SQL: the trail's
+/// partial indexes (sql/0029, sql/sqlite/0016) list the same.
+pub const KEY_USE_OPERATIONS: &str = "'Decrypt', 'DeriveSharedSecret', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', 'GenerateDataKeyWithoutPlaintext', 'GenerateMac', 'ReEncrypt', 'Sign', 'Verify', 'VerifyMac'";
+
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Append events in order to the one chain, after `head` (sequence number and hash) if the
@@ -1438,6 +1443,10 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Vec<ChangeRecord>, StoreError>;
     /// The chain head: the last sequence number and its hash.
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
+    /// The time and body of the latest successful cryptographic call ([`KEY_USE_OPERATIONS`])
+    /// that used the key `arn` (ReEncrypt's source key too), if the trail has one
+    /// (`GetKeyLastUsage`).
+    async fn last_key_use(&self, arn: &str) -> Result<Option<(DateTime<Utc>, String)>, StoreError>;
     /// The last `SealCoverage` event, if any.
     async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError>;
     /// Events after `after` in sequence order, at most `limit`.

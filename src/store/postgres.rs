@@ -1855,6 +1855,10 @@ fn json_arg(
 
 /// An audit event's first key ARN (`key_arns` is `text[]`).
 const FIRST_KEY_ARN: &str = "key_arns[1]";
+/// Its second (ReEncrypt's source key).
+const SECOND_KEY_ARN: &str = "key_arns[2]";
+/// An audit event of a call that succeeded (no `errorCode`).
+const SUCCEEDED: &str = "((body::jsonb) ->> 'errorCode') IS NULL";
 
 super::grants::grant_store!(PgStore);
 super::service::service_store!(PgStore);

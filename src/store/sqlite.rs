@@ -1722,6 +1722,10 @@ fn json_arg(v: Option<&serde_json::Value>) -> Result<Option<String>, StoreError>
 
 /// An audit event's first key ARN (`key_arns` is JSON text).
 const FIRST_KEY_ARN: &str = "json_extract(key_arns, '$[0]')";
+/// Its second (ReEncrypt's source key).
+const SECOND_KEY_ARN: &str = "json_extract(key_arns, '$[1]')";
+/// An audit event of a call that succeeded (no `errorCode`).
+const SUCCEEDED: &str = "json_extract(body, '$.errorCode') IS NULL";
 
 super::grants::grant_store!(SqliteStore);
 super::service::service_store!(SqliteStore);

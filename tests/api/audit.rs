@@ -541,3 +541,136 @@ async fn every_operation_of_the_api_produces_its_event() {
     assert_eq!(last["userIdentity"]["type"], "Unknown");
     assert_eq!(last["errorCode"], "InvalidSignatureException");
 }
+
+/// `GetKeyLastUsage` as AWS documents it: the latest successful cryptographic call with the key
+/// (its operation, its time, the trail's event id and the call's request id), both keys of a
+/// ReEncrypt; failed calls and dry runs are not uses; before any use `KeyLastUsage` is empty and
+/// tracking starts at the key's creation. Aliases and another account's keys are refused, even
+/// where the key policy trusts that account.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_last_usage_is_the_latest_successful_cryptographic_call_in_the_trail() {
+    use aws_sdk_kms::operation::RequestId;
+    use aws_sdk_kms::types::KeyLastUsageTrackingOperation as Op;
+    const ACCOUNT: &str = "123456789012";
+    const OTHER: &str = "210987654321";
+    let s = Server::start().await;
+    let c = s.client();
+    let (key, dest) = (new_key(&c).await, new_key(&c).await);
+
+    let u = c.get_key_last_usage().key_id(&key).send().await.unwrap();
+    assert_eq!(u.key_id(), Some(key.as_str()));
+    assert!(
+        u.key_last_usage().is_none_or(|l| l.operation().is_none()),
+        "{u:?}"
+    );
+    assert!(u.key_creation_date().is_some());
+    assert_eq!(u.tracking_start_date(), u.key_creation_date());
+
+    let enc = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"used".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let blob = enc.ciphertext_blob().unwrap().clone();
+    let last = |key: String| {
+        let c = c.clone();
+        async move {
+            let u = c.get_key_last_usage().key_id(&key).send().await.unwrap();
+            u.key_last_usage().cloned().unwrap()
+        }
+    };
+    let l = last(key.clone()).await;
+    assert_eq!(l.operation(), Some(&Op::Encrypt));
+    assert_eq!(l.kms_request_id(), enc.request_id());
+    let event_id = l.cloud_trail_event_id().unwrap().to_string();
+    let body = s
+        .db
+        .strings(&format!(
+            "SELECT body FROM audit_events WHERE event_name = 'Encrypt' AND body LIKE '%\"eventID\":\"{event_id}\"%'"
+        ))
+        .await;
+    assert_eq!(
+        body.len(),
+        1,
+        "the event id names the Encrypt event in the trail"
+    );
+    let age = chrono::Utc::now().timestamp() - l.timestamp().unwrap().secs();
+    assert!((0..60).contains(&age), "{age}");
+
+    // A failed call and a dry run are not uses.
+    let mut broken = blob.clone().into_inner();
+    let n = broken.len();
+    broken[n - 1] ^= 1;
+    assert_eq!(
+        code(c.decrypt().ciphertext_blob(Blob::new(broken)).send().await),
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        code(
+            c.generate_data_key()
+                .key_id(&key)
+                .number_of_bytes(32)
+                .dry_run(true)
+                .send()
+                .await
+        ),
+        "DryRunOperationException"
+    );
+    assert_eq!(
+        last(key.clone()).await.cloud_trail_event_id(),
+        Some(event_id.as_str())
+    );
+
+    // ReEncrypt uses both keys: one event, reported for each.
+    let re = c
+        .re_encrypt()
+        .ciphertext_blob(blob)
+        .destination_key_id(&dest)
+        .send()
+        .await
+        .unwrap();
+    let (src, dst) = (last(key.clone()).await, last(dest.clone()).await);
+    assert_eq!(
+        (src.operation(), dst.operation()),
+        (Some(&Op::ReEncrypt), Some(&Op::ReEncrypt))
+    );
+    assert_eq!(src.cloud_trail_event_id(), dst.cloud_trail_event_id());
+    assert_eq!(src.kms_request_id(), re.request_id());
+
+    // Key id or key ARN of the caller's own account only.
+    c.create_alias()
+        .alias_name("alias/used")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(c.get_key_last_usage().key_id("alias/used").send().await),
+        "NotFoundException"
+    );
+    let arn = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}");
+    let trusting = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{OTHER}:root"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    );
+    c.put_key_policy()
+        .key_id(&key)
+        .policy_name("default")
+        .policy(trusting)
+        .send()
+        .await
+        .unwrap();
+    let (_, _, eve) = tokio::task::block_in_place(|| {
+        s.new_user(
+            OTHER,
+            "eve",
+            Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#),
+        )
+    });
+    eve.describe_key().key_id(&arn).send().await.unwrap();
+    assert_eq!(
+        code(eve.get_key_last_usage().key_id(&arn).send().await),
+        "NotFoundException"
+    );
+}

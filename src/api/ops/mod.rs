@@ -10,6 +10,7 @@ mod encrypt;
 mod generate_data_key;
 mod generate_data_key_pair;
 mod generate_random;
+mod get_key_last_usage;
 mod get_public_key;
 mod grants;
 mod import;
@@ -88,6 +89,7 @@ pub async fn dispatch(
         "ImportKeyMaterial" => import::import(kms, caller, body).await,
         "DeleteImportedKeyMaterial" => import::delete(kms, caller, body).await,
         "UpdatePrimaryRegion" => multi_region::update_primary_region(kms, caller, body).await,
+        "GetKeyLastUsage" => get_key_last_usage::handle(kms, caller, body).await,
         other => Err(ApiError::UnknownOperation(format!(
             "Unknown operation {other}"
         ))),
