@@ -1,7 +1,7 @@
--- GetKeyLastUsage: a key's latest successful cryptographic call, found in the trail by the
--- key's ARN (the first ARN of the event; ReEncrypt's source key is its second). Additive.
+-- GetKeyLastUsage: a key's latest cryptographic calls, found in the trail by the key's ARN
+-- (the first ARN of the event; ReEncrypt's source key is its second), newest first. Whether a
+-- call succeeded is read from its body by the service. Additive.
 CREATE INDEX audit_events_key_use ON audit_events (json_extract(key_arns, '$[0]'), seq)
-    WHERE event_name IN ('Decrypt', 'DeriveSharedSecret', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', 'GenerateDataKeyWithoutPlaintext', 'GenerateMac', 'ReEncrypt', 'Sign', 'Verify', 'VerifyMac')
-      AND json_extract(body, '$.errorCode') IS NULL;
+    WHERE event_name IN ('Decrypt', 'DeriveSharedSecret', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', 'GenerateDataKeyWithoutPlaintext', 'GenerateMac', 'ReEncrypt', 'Sign', 'Verify', 'VerifyMac');
 CREATE INDEX audit_events_reencrypt_source ON audit_events (json_extract(key_arns, '$[1]'), seq)
-    WHERE event_name = 'ReEncrypt' AND json_extract(body, '$.errorCode') IS NULL;
+    WHERE event_name = 'ReEncrypt';

@@ -159,26 +159,39 @@ pub struct KeyUse {
 }
 
 impl Audit {
-    /// The latest successful cryptographic call that used the key `arn`, from the trail.
-    /// (Read for display: the trail's integrity is what `kms audit verify` checks.)
+    /// The latest successful cryptographic call that used the key `arn`, from the trail (an
+    /// event without `errorCode`; a body that is not JSON is passed over). Read for display:
+    /// the trail's integrity is what `kms audit verify` checks.
     pub async fn last_key_use(&self, arn: &str) -> Result<Option<KeyUse>, StoreError> {
-        let Some((time, body)) = self.store.last_key_use(arn).await? else {
-            return Ok(None);
-        };
-        let v: Value = serde_json::from_str(&body)
-            .map_err(|e| StoreError::Invalid(format!("audit event body: {e}")))?;
-        let text = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        Ok(Some(KeyUse {
-            operation: text("eventName"),
-            time,
-            event_id: text("eventID"),
-            request_id: text("requestID"),
-        }))
+        const PAGE: i64 = 100;
+        let mut before = i64::MAX;
+        loop {
+            let page = self.store.key_uses_before(arn, before, PAGE).await?;
+            for (seq, time, body) in &page {
+                before = *seq;
+                let Ok(v) = serde_json::from_str::<Value>(body) else {
+                    continue;
+                };
+                if v.get("errorCode").is_some() {
+                    continue;
+                }
+                let text = |k: &str| {
+                    v.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                return Ok(Some(KeyUse {
+                    operation: text("eventName"),
+                    time: *time,
+                    event_id: text("eventID"),
+                    request_id: text("requestID"),
+                }));
+            }
+            if (page.len() as i64) < PAGE {
+                return Ok(None);
+            }
+        }
     }
 
     pub fn start(

@@ -5,8 +5,7 @@
 //! and indexes its generations in one statement; SQLite in one write transaction) and
 //! `dialect_claim_change_records` (Postgres `FOR UPDATE SKIP LOCKED`). The rest uses the
 //! store's `pool`, `cell`, `map_err` and `audit_row`, and its SQL for an event's first and
-//! second key ARN (`FIRST_KEY_ARN`, `SECOND_KEY_ARN`) and for "the call succeeded"
-//! (`SUCCEEDED`), written as the trail's indexes have them.
+//! second key ARN (`FIRST_KEY_ARN`, `SECOND_KEY_ARN`), written as the trail's indexes have them.
 
 /// `impl AuditStore for $store`.
 macro_rules! audit_store {
@@ -42,26 +41,34 @@ macro_rules! audit_store {
                 Ok((cell(&r, "seq")?, cell(&r, "hash")?))
             }
 
-            async fn last_key_use(
+            async fn key_uses_before(
                 &self,
                 arn: &str,
-            ) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
-                // Each branch is one partial index's latest entry for the key.
+                before: i64,
+                limit: i64,
+            ) -> Result<Vec<(i64, DateTime<Utc>, String)>, StoreError> {
+                // Each branch reads one partial index backwards.
                 let q = format!(
-                    "SELECT event_time, body FROM audit_events WHERE seq = (SELECT max(seq) FROM ( \
-                       SELECT max(seq) AS seq FROM audit_events \
-                         WHERE {FIRST_KEY_ARN} = $1 AND event_name IN ({KEY_USE_OPERATIONS}) AND {SUCCEEDED} \
-                       UNION ALL \
-                       SELECT max(seq) FROM audit_events \
-                         WHERE {SECOND_KEY_ARN} = $1 AND event_name = 'ReEncrypt' AND {SUCCEEDED}) AS u)"
+                    "SELECT seq, event_time, body FROM ( \
+                       SELECT seq, event_time, body FROM audit_events \
+                         WHERE {FIRST_KEY_ARN} = $1 AND event_name IN ({KEY_USE_OPERATIONS}) AND seq < $2 \
+                         ORDER BY seq DESC LIMIT $3) AS a \
+                     UNION ALL SELECT seq, event_time, body FROM ( \
+                       SELECT seq, event_time, body FROM audit_events \
+                         WHERE {SECOND_KEY_ARN} = $1 AND event_name = 'ReEncrypt' AND seq < $2 \
+                         ORDER BY seq DESC LIMIT $3) AS b \
+                     ORDER BY seq DESC LIMIT $3"
                 );
-                let row = sqlx::query(&q)
+                let rows = sqlx::query(&q)
                     .bind(arn)
-                    .fetch_optional(&self.pool)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
                     .await
                     .map_err(map_err)?;
-                row.map(|r| Ok((cell(&r, "event_time")?, cell(&r, "body")?)))
-                    .transpose()
+                rows.iter()
+                    .map(|r| Ok((cell(r, "seq")?, cell(r, "event_time")?, cell(r, "body")?)))
+                    .collect()
             }
 
             async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError> {

@@ -1694,6 +1694,26 @@ async fn audit_chain_head_events_and_checkpoints(s: &Backend) {
         vec![ended.body]
     );
     assert!(s.ended_grants_per_trail("k3").await.unwrap().is_empty());
+    // A key's cryptographic calls, newest first: as the first ARN, and as ReEncrypt's second.
+    let uses: Vec<i64> = s
+        .key_uses_before(arn, i64::MAX, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.0)
+        .collect();
+    assert_eq!(uses, vec![4, 3, 1], "Decrypt, ReEncrypt, Encrypt");
+    let second: Vec<i64> = s
+        .key_uses_before("k2", i64::MAX, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.0)
+        .collect();
+    assert_eq!(second, vec![3], "ReEncrypt's second key");
+    let older = s.key_uses_before(arn, 4, 1).await.unwrap();
+    assert_eq!((older.len(), older[0].0), (1, 3));
+    assert!(s.key_uses_before("k3", i64::MAX, 10).await.unwrap().is_empty());
 
     let c3 = CheckpointRow {
         seq: 3,

@@ -5,6 +5,7 @@
 mod audit;
 mod grants;
 mod identity;
+mod keys;
 mod postgres;
 mod service;
 mod sqlite;
@@ -1443,10 +1444,15 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Vec<ChangeRecord>, StoreError>;
     /// The chain head: the last sequence number and its hash.
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
-    /// The time and body of the latest successful cryptographic call ([`KEY_USE_OPERATIONS`])
-    /// that used the key `arn` (ReEncrypt's source key too), if the trail has one
-    /// (`GetKeyLastUsage`).
-    async fn last_key_use(&self, arn: &str) -> Result<Option<(DateTime<Utc>, String)>, StoreError>;
+    /// The latest `limit` cryptographic calls ([`KEY_USE_OPERATIONS`]) that used the key `arn`
+    /// (ReEncrypt's source key too) before sequence number `before`, newest first: sequence
+    /// number, time and body (`GetKeyLastUsage` reads whether each succeeded).
+    async fn key_uses_before(
+        &self,
+        arn: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, DateTime<Utc>, String)>, StoreError>;
     /// The last `SealCoverage` event, if any.
     async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError>;
     /// Events after `after` in sequence order, at most `limit`.
