@@ -1713,7 +1713,11 @@ async fn audit_chain_head_events_and_checkpoints(s: &Backend) {
     assert_eq!(second, vec![3], "ReEncrypt's second key");
     let older = s.key_uses_before(arn, 4, 1).await.unwrap();
     assert_eq!((older.len(), older[0].0), (1, 3));
-    assert!(s.key_uses_before("k3", i64::MAX, 10).await.unwrap().is_empty());
+    assert!(s
+        .key_uses_before("k3", i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     let c3 = CheckpointRow {
         seq: 3,
