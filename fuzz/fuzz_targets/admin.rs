@@ -16,17 +16,39 @@ const DOCS: &[&str] = &[
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"kms:*","Resource":"*"}]}"#,
 ];
 
-fn sorted(a: &kms::store::PrincipalAuthz) -> (String, String, Option<String>, Option<String>, Vec<(String, String)>, Vec<(String, String)>) {
+fn sorted(
+    a: &kms::store::PrincipalAuthz,
+) -> (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Vec<(String, String)>,
+    Vec<(String, String)>,
+) {
     let mut p = a.policies.clone();
     p.sort();
-    let mut t: Vec<(String, String)> = a.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+    let mut t: Vec<(String, String)> = a
+        .tags
+        .iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect();
     t.sort();
-    (a.account_id.clone(), a.kind.clone(), a.trust_policy.clone(), a.via_service.clone(), p, t)
+    (
+        a.account_id.clone(),
+        a.kind.clone(),
+        a.trust_policy.clone(),
+        a.via_service.clone(),
+        p,
+        t,
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
     let fx = kms::fuzzing::fixture();
-    let Some((&first, rest)) = data.split_first() else { return };
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
     let role = first & 1 == 1;
     let name = format!("fuzz-{}", uuid::Uuid::new_v4().simple());
     let arn = if role {
@@ -38,15 +60,38 @@ fuzz_target!(|data: &[u8]| {
     for s in rest.chunks(3).take(16) {
         let b = |i: usize| s.get(i).copied().unwrap_or(0);
         let change = match b(0) % 6 {
-            0 => PrincipalChange::CreateUser { account_id: ACCOUNT.into(), name: name.clone(), admin: false },
-            1 => PrincipalChange::PutRole { account_id: ACCOUNT.into(), name: name.clone(), trust_policy: DOCS[b(1) as usize % 2].into() },
-            2 => PrincipalChange::PutPolicy { name: NAMES[b(1) as usize % NAMES.len()].into(), document: DOCS[b(2) as usize % 2].into() },
-            3 => PrincipalChange::DeletePolicy { name: NAMES[b(1) as usize % NAMES.len()].into() },
-            4 => PrincipalChange::PutTag(Tag { key: NAMES[b(1) as usize % NAMES.len()].into(), value: format!("v{}", b(2)) }),
-            _ => PrincipalChange::SetService(if b(1) % 2 == 0 { None } else { Some("ebs".into()) }),
+            0 => PrincipalChange::CreateUser {
+                account_id: ACCOUNT.into(),
+                name: name.clone(),
+                admin: false,
+            },
+            1 => PrincipalChange::PutRole {
+                account_id: ACCOUNT.into(),
+                name: name.clone(),
+                trust_policy: DOCS[b(1) as usize % 2].into(),
+            },
+            2 => PrincipalChange::PutPolicy {
+                name: NAMES[b(1) as usize % NAMES.len()].into(),
+                document: DOCS[b(2) as usize % 2].into(),
+            },
+            3 => PrincipalChange::DeletePolicy {
+                name: NAMES[b(1) as usize % NAMES.len()].into(),
+            },
+            4 => PrincipalChange::PutTag(Tag {
+                key: NAMES[b(1) as usize % NAMES.len()].into(),
+                value: format!("v{}", b(2)),
+            }),
+            _ => PrincipalChange::SetService(if b(1) % 2 == 0 {
+                None
+            } else {
+                Some("ebs".into())
+            }),
         };
         // A user created over a role (or a role over a user) is not this test's business.
-        if matches!((&change, role), (PrincipalChange::CreateUser { .. }, true) | (PrincipalChange::PutRole { .. }, false)) {
+        if matches!(
+            (&change, role),
+            (PrincipalChange::CreateUser { .. }, true) | (PrincipalChange::PutRole { .. }, false)
+        ) {
             continue;
         }
         let predicted = change.apply(expected.as_ref());
@@ -59,7 +104,10 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             (Err(_), Err(_)) => {}
-            (p, d) => panic!("{change:?}: predicted {:?}, the service said {d:?}", p.as_ref().map(|_| ())),
+            (p, d) => panic!(
+                "{change:?}: predicted {:?}, the service said {d:?}",
+                p.as_ref().map(|_| ())
+            ),
         }
         let stored = fx.principal(&arn);
         match (&expected, stored) {

@@ -12,20 +12,35 @@ use std::collections::BTreeMap;
 
 const GRANTEE: &str = "arn:aws:iam::123456789012:user/fuzz-grantee";
 const OTHER: &str = "arn:aws:iam::123456789012:user/fuzz-other";
-const OPS: &[&str] = &["Encrypt", "Decrypt", "GenerateDataKey", "DescribeKey", "CreateGrant", "RetireGrant"];
+const OPS: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "GenerateDataKey",
+    "DescribeKey",
+    "CreateGrant",
+    "RetireGrant",
+];
 const KEYS: &[&str] = &["a", "A", "b"];
 const VALUES: &[&str] = &["1", "2"];
 
 fn ops(bits: u8) -> Vec<&'static str> {
-    OPS.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, o)| *o).collect()
+    OPS.iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, o)| *o)
+        .collect()
 }
 
 fn context(b: u8) -> BTreeMap<String, String> {
     let mut c = BTreeMap::new();
     for (i, k) in KEYS.iter().enumerate() {
         match (b >> (2 * i)) & 3 {
-            1 => { c.insert(k.to_string(), VALUES[0].to_string()); }
-            2 => { c.insert(k.to_string(), VALUES[1].to_string()); }
+            1 => {
+                c.insert(k.to_string(), VALUES[0].to_string());
+            }
+            2 => {
+                c.insert(k.to_string(), VALUES[1].to_string());
+            }
             _ => {}
         }
     }
@@ -43,11 +58,14 @@ fn constraints(b: u8, c: u8) -> Option<Value> {
 /// Whether a grant's constraints admit a context (keys compared without case, as AWS does).
 fn admits(constraints: &Option<Value>, ctx: &BTreeMap<String, String>) -> bool {
     let fold = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        m.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect()
+        m.iter()
+            .map(|(k, v)| (k.to_lowercase(), v.clone()))
+            .collect()
     };
     let Some(c) = constraints else { return true };
     let obj = c.as_object().unwrap();
-    let read = |v: &Value| -> BTreeMap<String, String> { serde_json::from_value(v.clone()).unwrap() };
+    let read =
+        |v: &Value| -> BTreeMap<String, String> { serde_json::from_value(v.clone()).unwrap() };
     if let Some(eq) = obj.get("EncryptionContextEquals") {
         let eq = read(eq);
         return fold(&eq) == fold(ctx) && ctx.len() == fold(ctx).len();
@@ -66,9 +84,7 @@ fn all_contexts() -> Vec<BTreeMap<String, String>> {
 
 fuzz_target!(|data: &[u8]| {
     let fx = kms::fuzzing::fixture();
-    let key = fx
-        .dispatch("CreateKey", b"{}")
-        .expect("CreateKey")["KeyMetadata"]["KeyId"]
+    let key = fx.dispatch("CreateKey", b"{}").expect("CreateKey")["KeyMetadata"]["KeyId"]
         .as_str()
         .unwrap()
         .to_string();
@@ -80,7 +96,8 @@ fuzz_target!(|data: &[u8]| {
         match b(0) % 5 {
             // The administrator grants the grantee.
             0 => {
-                let mut body = json!({ "KeyId": key, "GranteePrincipal": GRANTEE, "Operations": ops(b(1)) });
+                let mut body =
+                    json!({ "KeyId": key, "GranteePrincipal": GRANTEE, "Operations": ops(b(1)) });
                 if let Some(c) = constraints(b(2), b(3)) {
                     body["Constraints"] = c;
                 }
@@ -89,7 +106,8 @@ fuzz_target!(|data: &[u8]| {
             // The grantee grants another principal (or itself).
             1 => {
                 let to = if b(1) & 0x80 != 0 { GRANTEE } else { OTHER };
-                let mut body = json!({ "KeyId": key, "GranteePrincipal": to, "Operations": ops(b(1)) });
+                let mut body =
+                    json!({ "KeyId": key, "GranteePrincipal": to, "Operations": ops(b(1)) });
                 let asked = constraints(b(2), b(3));
                 if let Some(c) = &asked {
                     body["Constraints"] = c.clone();
@@ -101,13 +119,27 @@ fuzz_target!(|data: &[u8]| {
                     let held: Vec<_> = fx
                         .grants_of(&key)
                         .into_iter()
-                        .filter(|g| g.grantee_principal == GRANTEE && g.grant_id != id && g.operations.iter().any(|o| o == "CreateGrant"))
+                        .filter(|g| {
+                            g.grantee_principal == GRANTEE
+                                && g.grant_id != id
+                                && g.operations.iter().any(|o| o == "CreateGrant")
+                        })
                         .collect();
                     let covered = held.iter().any(|g| {
-                        asked_ops.iter().all(|o| g.operations.iter().any(|x| x == o))
-                            && all_contexts().iter().all(|c| !admits(&asked, c) || admits(&g.constraints, c))
+                        asked_ops
+                            .iter()
+                            .all(|o| g.operations.iter().any(|x| x == o))
+                            && all_contexts()
+                                .iter()
+                                .all(|c| !admits(&asked, c) || admits(&g.constraints, c))
                     });
-                    assert!(covered, "the grantee created a grant wider than any it holds: {body} (held: {:?})", held.iter().map(|g| (&g.operations, &g.constraints)).collect::<Vec<_>>());
+                    assert!(
+                        covered,
+                        "the grantee created a grant wider than any it holds: {body} (held: {:?})",
+                        held.iter()
+                            .map(|g| (&g.operations, &g.constraints))
+                            .collect::<Vec<_>>()
+                    );
                     by_grantee.push(id);
                 }
             }
@@ -115,14 +147,25 @@ fuzz_target!(|data: &[u8]| {
             2 => {
                 let grants = fx.grants_of(&key);
                 if let Some(g) = grants.get(b(1) as usize % grants.len().max(1)) {
-                    let _ = fx.dispatch_as(GRANTEE, "RetireGrant", json!({ "KeyId": key, "GrantId": g.grant_id }).to_string().as_bytes());
+                    let _ = fx.dispatch_as(
+                        GRANTEE,
+                        "RetireGrant",
+                        json!({ "KeyId": key, "GrantId": g.grant_id })
+                            .to_string()
+                            .as_bytes(),
+                    );
                 }
             }
             // The administrator revokes one.
             3 => {
                 let grants = fx.grants_of(&key);
                 if let Some(g) = grants.get(b(1) as usize % grants.len().max(1)) {
-                    let _ = fx.dispatch("RevokeGrant", json!({ "KeyId": key, "GrantId": g.grant_id }).to_string().as_bytes());
+                    let _ = fx.dispatch(
+                        "RevokeGrant",
+                        json!({ "KeyId": key, "GrantId": g.grant_id })
+                            .to_string()
+                            .as_bytes(),
+                    );
                 }
             }
             // The grantee encrypts: only where one of its grants allows it.
@@ -135,9 +178,19 @@ fuzz_target!(|data: &[u8]| {
                         && g.operations.iter().any(|o| o == "Encrypt")
                         && admits(&g.constraints, &ctx)
                 });
-                assert_eq!(r.is_ok(), allowed, "Encrypt as the grantee with {ctx:?}: {:?}", r.err().map(|e| e.wire()));
+                assert_eq!(
+                    r.is_ok(),
+                    allowed,
+                    "Encrypt as the grantee with {ctx:?}: {:?}",
+                    r.err().map(|e| e.wire())
+                );
             }
         }
     }
-    let _ = fx.dispatch("ScheduleKeyDeletion", json!({ "KeyId": key, "PendingWindowInDays": 7 }).to_string().as_bytes());
+    let _ = fx.dispatch(
+        "ScheduleKeyDeletion",
+        json!({ "KeyId": key, "PendingWindowInDays": 7 })
+            .to_string()
+            .as_bytes(),
+    );
 });
