@@ -1,6 +1,7 @@
-//! The only code that speaks SQL. The domain layer sees the repository traits below; the
-//! Postgres implementation lives in `postgres.rs`. Another backend (an embedded store for
-//! development) implements the same traits without touching the domain layer.
+//! The only code that speaks SQL. The domain layer sees the repository traits below. Each trait
+//! is written once for both databases (`keys.rs`, `grants.rs`, `identity.rs`, `service.rs`,
+//! `audit.rs`: one SQL text per statement); `postgres.rs` and `sqlite.rs` hold what really
+//! differs between them and each store's change feed.
 
 mod audit;
 mod grants;
@@ -1130,147 +1131,6 @@ pub(crate) mod mac_sql {
     }
 }
 
-/// The MAC key methods of [`ServiceStore`], the same for both stores (each has `pool`, `cell`,
-/// `write_on` and `map_err`): inherent methods `$store::mac_*` the trait methods call
-/// (`async_trait` does not see into a macro inside the impl it rewrites).
-macro_rules! mac_key_methods {
-    ($store:ty) => {
-        impl $store {
-            async fn mac_current_mac_version(&self) -> Result<Option<i32>, StoreError> {
-                let row = sqlx::query(mac_sql::CURRENT)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                cell(&row, "v")
-            }
-
-            async fn mac_mac_key_versions(&self) -> Result<Vec<i32>, StoreError> {
-                let rows = sqlx::query(mac_sql::VERSIONS)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                rows.iter().map(|r| cell(r, "version")).collect()
-            }
-
-            async fn mac_macs_below(
-                &self,
-                version: i32,
-                limit: i64,
-            ) -> Result<Vec<MacRow>, StoreError> {
-                let tag = mac_sql::tag(version);
-                let mut out = Vec::new();
-                for (i, (table, column, key)) in mac_sql::COLUMNS.iter().enumerate() {
-                    let sql = mac_sql::select_below(table, column, key);
-                    let rows = sqlx::query(&sql)
-                        .bind(tag.clone())
-                        .bind(limit)
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(map_err)?;
-                    for r in rows {
-                        let row = match *table {
-                            "keys" => MacRow::Key(cell(&r, "key_id")?, KeyMac::ALL[i]),
-                            "key_materials" => {
-                                MacRow::Material(cell(&r, "key_id")?, cell(&r, "version")?)
-                            }
-                            "key_imports" => MacRow::ImportRecord(cell(&r, "key_id")?),
-                            "import_tokens" => MacRow::ImportToken(cell(&r, "token_id")?),
-                            "grants" => MacRow::Grant(cell(&r, "grant_id")?),
-                            "principals" => MacRow::Principal(cell(&r, "arn")?),
-                            "aliases" => MacRow::Alias(
-                                cell(&r, "account_id")?,
-                                cell(&r, "region")?,
-                                cell(&r, "alias_name")?,
-                            ),
-                            "access_keys" => MacRow::AccessKey(cell(&r, "access_key_id")?),
-                            _ => MacRow::Session(cell(&r, "access_key_id")?),
-                        };
-                        if !out.contains(&row) {
-                            out.push(row);
-                        }
-                    }
-                }
-                Ok(out)
-            }
-
-            async fn mac_count_macs_below(&self, version: i32) -> Result<i64, StoreError> {
-                let tag = mac_sql::tag(version);
-                let mut n = 0i64;
-                let (t, c, _) = mac_sql::OUTBOX;
-                for (table, column) in mac_sql::COLUMNS
-                    .iter()
-                    .map(|(t, c, _)| (*t, *c))
-                    .chain([(t, c)])
-                {
-                    let sql = mac_sql::count_below(table, column);
-                    let row = sqlx::query(&sql)
-                        .bind(tag.clone())
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(map_err)?;
-                    n += sqlx::Row::try_get::<i64, _>(&row, 0).map_err(map_err)?;
-                }
-                Ok(n)
-            }
-
-            async fn mac_remac(
-                &self,
-                row: &MacRow,
-                old: &[u8],
-                new: &[u8],
-                check: Option<&[u8]>,
-            ) -> Result<bool, StoreError> {
-                let column = |table: &str, column: &str| {
-                    let (t, c, k) = mac_sql::COLUMNS
-                        .iter()
-                        .find(|(t, c, _)| *t == table && *c == column)
-                        .expect("a MAC'd column");
-                    mac_sql::update(t, c, k)
-                };
-                let sql = match (row, check) {
-                    (MacRow::ImportRecord(_), Some(_)) => mac_sql::UPDATE_IMPORT_RECORD.to_string(),
-                    (MacRow::Key(_, part), _) => column("keys", part.column()),
-                    (MacRow::Material(..), _) => column("key_materials", "mac"),
-                    (MacRow::ImportRecord(_), None) => column("key_imports", "mac"),
-                    (MacRow::ImportToken(_), _) => column("import_tokens", "mac"),
-                    (MacRow::Grant(_), _) => column("grants", "mac"),
-                    (MacRow::Principal(_), _) => column("principals", "authz_mac"),
-                    (MacRow::Alias(..), _) => column("aliases", "mac"),
-                    (MacRow::AccessKey(_), _) => column("access_keys", "mac"),
-                    (MacRow::Session(_), _) => column("sessions", "mac"),
-                };
-                let q = sqlx::query(&sql).bind(new.to_vec()).bind(old.to_vec());
-                let q = match row {
-                    MacRow::Key(id, _) | MacRow::ImportRecord(id) | MacRow::ImportToken(id) => {
-                        q.bind(*id)
-                    }
-                    MacRow::Material(id, v) => q.bind(*id).bind(*v),
-                    MacRow::Grant(id)
-                    | MacRow::Principal(id)
-                    | MacRow::AccessKey(id)
-                    | MacRow::Session(id) => q.bind(id.clone()),
-                    MacRow::Alias(a, r, n) => q.bind(a.clone()).bind(r.clone()).bind(n.clone()),
-                };
-                let q = match check {
-                    Some(c) => q.bind(c.to_vec()),
-                    None => q,
-                };
-                Ok(q.write_on(self).await?.rows_affected() == 1)
-            }
-
-            async fn mac_forget_mac_key(&self, version: i32) -> Result<bool, StoreError> {
-                let n = sqlx::query(mac_sql::FORGET)
-                    .bind(version)
-                    .write_on(self)
-                    .await?
-                    .rows_affected();
-                Ok(n == 1)
-            }
-        }
-    };
-}
-pub(crate) use mac_key_methods;
-
 /// A stored blob wrapped under a root key, by the row that holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobRef {
@@ -1469,6 +1329,17 @@ pub(crate) mod contract;
 #[cfg(test)]
 mod schema_version_tests {
     use super::*;
+
+    #[test]
+    fn the_key_use_indexes_list_the_operations_the_lookup_asks_for() {
+        // A list that differs would leave `key_uses_before` scanning the trail.
+        for migration in [
+            include_str!("../../sql/0029_key_last_usage.sql"),
+            include_str!("../../sql/sqlite/0016_key_last_usage.sql"),
+        ] {
+            assert!(migration.contains(&format!("IN ({KEY_USE_OPERATIONS})")));
+        }
+    }
 
     #[test]
     fn the_schema_versions_are_the_highest_migrations() {

@@ -1090,5 +1090,3 @@ mod host_list_tests {
         );
     }
 }
-
-mac_key_methods!(PgStore);

@@ -1,25 +1,39 @@
 //! [`ServiceStore`](super::ServiceStore) (the service's own keys: root key versions, the
 //! re-wrap of every stored blob, metadata MAC key versions and the re-MAC), written once for
 //! both stores: one SQL text per statement (`$N` placeholders), one method body. It uses the
-//! store's `pool`, `cell`, `map_err`, `write_on` and the `mac_*` methods of
-//! `mac_key_methods!`, each found in the invoking store's module.
+//! store's `pool`, `cell`, `map_err` and `write_on`, each found in the invoking store's module,
+//! and the SQL of `root_sql` and `mac_sql`.
 
 /// `impl ServiceStore for $store`.
 macro_rules! service_store {
     ($store:ty) => {
+        impl $store {
+            /// Record version `version` of a service key (`root_keys`, `mac_keys`) by its label,
+            /// once.
+            async fn ensure_service_key(
+                &self,
+                table: &str,
+                version: i32,
+                label: &str,
+            ) -> Result<(), StoreError> {
+                let q = format!(
+                    "INSERT INTO {table} (version, label, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (version) DO NOTHING"
+                );
+                sqlx::query(&q)
+                    .bind(version)
+                    .bind(label)
+                    .bind(Utc::now())
+                    .write_on(self)
+                    .await?;
+                Ok(())
+            }
+        }
+
         #[async_trait]
         impl ServiceStore for $store {
             async fn ensure_root_key(&self, version: i32, label: &str) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO root_keys (version, label, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (version) DO NOTHING",
-                )
-                .bind(version)
-                .bind(label)
-                .bind(Utc::now())
-                .write_on(self)
-                .await?;
-                Ok(())
+                self.ensure_service_key("root_keys", version, label).await
             }
 
             async fn current_root_version(&self) -> Result<Option<i32>, StoreError> {
@@ -109,24 +123,23 @@ macro_rules! service_store {
             }
 
             async fn ensure_mac_key(&self, version: i32, label: &str) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO mac_keys (version, label, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (version) DO NOTHING",
-                )
-                .bind(version)
-                .bind(label)
-                .bind(Utc::now())
-                .write_on(self)
-                .await?;
-                Ok(())
+                self.ensure_service_key("mac_keys", version, label).await
             }
 
             async fn current_mac_version(&self) -> Result<Option<i32>, StoreError> {
-                self.mac_current_mac_version().await
+                let row = sqlx::query(mac_sql::CURRENT)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                cell(&row, "v")
             }
 
             async fn mac_key_versions(&self) -> Result<Vec<i32>, StoreError> {
-                self.mac_mac_key_versions().await
+                let rows = sqlx::query(mac_sql::VERSIONS)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(|r| cell(r, "version")).collect()
             }
 
             async fn macs_below(
@@ -134,11 +147,60 @@ macro_rules! service_store {
                 version: i32,
                 limit: i64,
             ) -> Result<Vec<MacRow>, StoreError> {
-                self.mac_macs_below(version, limit).await
+                let tag = mac_sql::tag(version);
+                let mut out = Vec::new();
+                for (i, (table, column, key)) in mac_sql::COLUMNS.iter().enumerate() {
+                    let sql = mac_sql::select_below(table, column, key);
+                    let rows = sqlx::query(&sql)
+                        .bind(tag.clone())
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(map_err)?;
+                    for r in rows {
+                        let row = match *table {
+                            "keys" => MacRow::Key(cell(&r, "key_id")?, KeyMac::ALL[i]),
+                            "key_materials" => {
+                                MacRow::Material(cell(&r, "key_id")?, cell(&r, "version")?)
+                            }
+                            "key_imports" => MacRow::ImportRecord(cell(&r, "key_id")?),
+                            "import_tokens" => MacRow::ImportToken(cell(&r, "token_id")?),
+                            "grants" => MacRow::Grant(cell(&r, "grant_id")?),
+                            "principals" => MacRow::Principal(cell(&r, "arn")?),
+                            "aliases" => MacRow::Alias(
+                                cell(&r, "account_id")?,
+                                cell(&r, "region")?,
+                                cell(&r, "alias_name")?,
+                            ),
+                            "access_keys" => MacRow::AccessKey(cell(&r, "access_key_id")?),
+                            _ => MacRow::Session(cell(&r, "access_key_id")?),
+                        };
+                        if !out.contains(&row) {
+                            out.push(row);
+                        }
+                    }
+                }
+                Ok(out)
             }
 
             async fn count_macs_below(&self, version: i32) -> Result<i64, StoreError> {
-                self.mac_count_macs_below(version).await
+                let tag = mac_sql::tag(version);
+                let mut n = 0i64;
+                let (t, c, _) = mac_sql::OUTBOX;
+                for (table, column) in mac_sql::COLUMNS
+                    .iter()
+                    .map(|(t, c, _)| (*t, *c))
+                    .chain([(t, c)])
+                {
+                    let sql = mac_sql::count_below(table, column);
+                    let row = sqlx::query(&sql)
+                        .bind(tag.clone())
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(map_err)?;
+                    n += sqlx::Row::try_get::<i64, _>(&row, 0).map_err(map_err)?;
+                }
+                Ok(n)
             }
 
             async fn remac(
@@ -148,11 +210,51 @@ macro_rules! service_store {
                 new: &[u8],
                 check: Option<&[u8]>,
             ) -> Result<bool, StoreError> {
-                self.mac_remac(row, old, new, check).await
+                let column = |table: &str, column: &str| {
+                    let (t, c, k) = mac_sql::COLUMNS
+                        .iter()
+                        .find(|(t, c, _)| *t == table && *c == column)
+                        .expect("a MAC'd column");
+                    mac_sql::update(t, c, k)
+                };
+                let sql = match (row, check) {
+                    (MacRow::ImportRecord(_), Some(_)) => mac_sql::UPDATE_IMPORT_RECORD.to_string(),
+                    (MacRow::Key(_, part), _) => column("keys", part.column()),
+                    (MacRow::Material(..), _) => column("key_materials", "mac"),
+                    (MacRow::ImportRecord(_), None) => column("key_imports", "mac"),
+                    (MacRow::ImportToken(_), _) => column("import_tokens", "mac"),
+                    (MacRow::Grant(_), _) => column("grants", "mac"),
+                    (MacRow::Principal(_), _) => column("principals", "authz_mac"),
+                    (MacRow::Alias(..), _) => column("aliases", "mac"),
+                    (MacRow::AccessKey(_), _) => column("access_keys", "mac"),
+                    (MacRow::Session(_), _) => column("sessions", "mac"),
+                };
+                let q = sqlx::query(&sql).bind(new.to_vec()).bind(old.to_vec());
+                let q = match row {
+                    MacRow::Key(id, _) | MacRow::ImportRecord(id) | MacRow::ImportToken(id) => {
+                        q.bind(*id)
+                    }
+                    MacRow::Material(id, v) => q.bind(*id).bind(*v),
+                    MacRow::Grant(id)
+                    | MacRow::Principal(id)
+                    | MacRow::AccessKey(id)
+                    | MacRow::Session(id) => q.bind(id.clone()),
+                    MacRow::Alias(a, r, n) => q.bind(a.clone()).bind(r.clone()).bind(n.clone()),
+                };
+                let q = match check {
+                    Some(c) => q.bind(c.to_vec()),
+                    None => q,
+                };
+                Ok(q.write_on(self).await?.rows_affected() == 1)
             }
 
             async fn forget_mac_key(&self, version: i32) -> Result<bool, StoreError> {
-                self.mac_forget_mac_key(version).await
+                let n = sqlx::query(mac_sql::FORGET)
+                    .bind(version)
+                    .write_on(self)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
             }
 
             async fn forget_root_key(&self, version: i32) -> Result<bool, StoreError> {

@@ -1085,5 +1085,3 @@ mod tests {
         );
     }
 }
-
-mac_key_methods!(SqliteStore);
