@@ -23,6 +23,9 @@ macro_rules! vocabulary {
             /// Every value, in the order of botocore's enum.
             pub const ALL: &'static [$name] = &[$($name::$variant,)+];
 
+            /// Every word, in the same order (a validator's list of allowed values).
+            pub const WORDS: &'static [&'static str] = &[$($word,)+];
+
             /// The word as AWS writes it.
             pub const fn as_str(self) -> &'static str {
                 match self {

@@ -504,7 +504,6 @@ pub(crate) fn alias_mac_input(a: &crate::store::AliasRecord) -> Vec<u8> {
     )
 }
 
-/// "PendingDeletion" → "pending deletion", as AWS words key states in messages.
 pub fn default_key_policy(account_id: &str) -> String {
     serde_json::json!({
         "Version": "2012-10-17",

@@ -21,25 +21,8 @@ struct Request {
     xks_key_id: Option<String>,
 }
 
-pub const KEY_SPECS: &[&str] = &[
-    "RSA_2048",
-    "RSA_3072",
-    "RSA_4096",
-    "ECC_NIST_P256",
-    "ECC_NIST_P384",
-    "ECC_NIST_P521",
-    "ECC_SECG_P256K1",
-    "SYMMETRIC_DEFAULT",
-    "HMAC_224",
-    "HMAC_256",
-    "HMAC_384",
-    "HMAC_512",
-    "SM2",
-    "ML_DSA_44",
-    "ML_DSA_65",
-    "ML_DSA_87",
-    "ECC_NIST_EDWARDS25519",
-];
+/// The validator's lists of allowed values: AWS's words, as the vocabulary has them.
+pub const KEY_SPECS: &[&str] = KeySpec::WORDS;
 /// The deprecated `CustomerMasterKeySpec`'s enum: `KeySpec`'s before ML-DSA and Ed25519
 /// (the first 13 of `KEY_SPECS`).
 pub const CUSTOMER_MASTER_KEY_SPECS: &[&str] = KEY_SPECS.split_at(13).0;
@@ -51,14 +34,8 @@ pub fn customer_master_key_spec(key_spec: KeySpec) -> Option<&'static str> {
         .then_some(key_spec.as_str())
 }
 
-pub const KEY_USAGES: &[&str] = &[
-    "SIGN_VERIFY",
-    "ENCRYPT_DECRYPT",
-    "GENERATE_VERIFY_MAC",
-    "KEY_AGREEMENT",
-];
-/// `Origin`'s values, as the validator lists them.
-pub const ORIGINS: &[&str] = &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
+pub const KEY_USAGES: &[&str] = KeyUsage::WORDS;
+pub const ORIGINS: &[&str] = Origin::WORDS;
 
 /// A word of the request (already checked against its list by the validator), or `default`
 /// when the member is absent.
