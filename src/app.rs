@@ -3,9 +3,9 @@
 
 use crate::api::{self, ApiState};
 use crate::config::Settings;
+use crate::domain::root::current_and_backlog;
+use crate::domain::{CacheSizes, Kms};
 use crate::hsm::{root_key_label, Hsm, HsmConfig};
-use crate::kms::root::current_and_backlog;
-use crate::kms::{CacheSizes, Kms};
 use crate::store::{PrincipalChange, Store};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -1096,7 +1096,7 @@ struct UnsealedRow {
 }
 
 async fn unsealed_rows(kms: &Kms) -> Result<Vec<UnsealedRow>, Error> {
-    let e = |e: crate::kms::KmsError| e.to_string();
+    let e = |e: crate::domain::KmsError| e.to_string();
     let mut out = Vec::new();
     for (arn, a) in kms.unsealed_principals().await.map_err(e)? {
         let mut policies = a.policies.clone();
@@ -1185,7 +1185,7 @@ async fn unsealed_rows(kms: &Kms) -> Result<Vec<UnsealedRow>, Error> {
     }
     let (aliases, tags) = kms.unsealed_aliases_and_tags().await.map_err(e)?;
     for a in aliases {
-        let name = crate::kms::keyid::alias_arn(&a.region, &a.account_id, &a.alias_name);
+        let name = crate::domain::keyid::alias_arn(&a.region, &a.account_id, &a.alias_name);
         let shown = serde_json::json!({
             "row": "alias",
             "alias": name,
@@ -1259,7 +1259,7 @@ pub async fn open_kms(s: &Settings, store: Arc<dyn Store>) -> Result<Kms, Error>
         &cache_sizes(s),
         s.regions.clone(),
     )
-    .with_limits(crate::kms::ResourceLimits {
+    .with_limits(crate::domain::ResourceLimits {
         keys_per_region: s.quota.keys_per_region,
         grants_per_key: s.quota.grants_per_key,
         aliases_per_region: s.quota.aliases_per_region,
@@ -2310,7 +2310,7 @@ fn spawn_scheduler(
 
 /// Follow a root key rotated by another process, and re-wrap a batch of the blobs still under
 /// an older root key (the rest at the next ticks).
-async fn root_key_job(kms: &Kms, store: &dyn Store) -> Result<(), crate::kms::KmsError> {
+async fn root_key_job(kms: &Kms, store: &dyn Store) -> Result<(), crate::domain::KmsError> {
     kms.follow_root_key(store).await?;
     // Finding nothing under an older root key is a few indexed LIMIT queries.
     let r = kms.rewrap_batch(store, 200).await?;
@@ -2329,7 +2329,7 @@ async fn root_key_job(kms: &Kms, store: &dyn Store) -> Result<(), crate::kms::Km
 
 /// Follow a MAC key rotated by another process, and make a batch of the MACs still under an
 /// older MAC key again under the current one (the rest at the next ticks).
-async fn mac_key_job(kms: &Kms, store: &dyn Store) -> Result<(), crate::kms::KmsError> {
+async fn mac_key_job(kms: &Kms, store: &dyn Store) -> Result<(), crate::domain::KmsError> {
     kms.follow_mac_key(store).await?;
     let current = kms.hsm().mac_version()?;
     if current == 1 {

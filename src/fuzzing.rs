@@ -4,7 +4,7 @@
 //! exercise exactly the code a request runs, with no mock in between.
 
 use crate::api::error::ApiError;
-use crate::kms::{Caller, Kms, KmsError};
+use crate::domain::{Caller, Kms, KmsError};
 use crate::store::{KeyRecord, MaterialRecord};
 use std::sync::{Arc, OnceLock};
 

@@ -1,18 +1,18 @@
 //! An on-premises key management service that speaks the AWS KMS API, with every root and
 //! backing key inside a PKCS#11 token and only wrapped blobs and metadata in Postgres.
 //!
-//! Layers (dependencies point down only): `api` → `kms` → (`audit`, `hsm`, `store`); `api`
-//! reads the domain's views (`kms`), never a store row. `operations` and `vocab` are leaves
+//! Layers (dependencies point down only): `api` → `domain` → (`audit`, `hsm`, `store`); `api`
+//! reads the domain's views (`domain`), never a store row. `operations` and `vocab` are leaves
 //! every layer may read. The `layering` test below keeps the rules it can check mechanically.
 
 pub mod api;
 pub mod app;
 pub mod audit;
 pub mod config;
+pub mod domain;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 pub mod hsm;
-pub mod kms;
 pub mod metrics;
 pub mod operations;
 pub mod policy;

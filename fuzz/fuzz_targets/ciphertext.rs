@@ -1,6 +1,6 @@
 //! The ciphertext blob parser: any bytes a caller sends as `CiphertextBlob`.
 #![no_main]
-use kms::kms::ciphertext;
+use kms::domain::ciphertext;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! Only `DependencyTimeoutException`, `KMSInternalException` and `KeyUnavailableException`
 //! are 5xx. Internal details are logged with the request id and never echoed.
 
-use crate::kms::KmsError;
+use crate::domain::KmsError;
 
 #[derive(Debug)]
 pub enum ApiError {

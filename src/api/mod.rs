@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::kms::{Caller, Kms};
+use crate::domain::{Caller, Kms};
 
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 pub const TARGET_PREFIX: &str = "TrentService.";
@@ -217,7 +217,7 @@ async fn probe<B>(
             let mut r = plain(StatusCode::OK, "text/plain", "ok\n".into());
             r.headers_mut().insert(
                 "x-kms-version",
-                hyper::header::HeaderValue::from_static(crate::kms::VERSION),
+                hyper::header::HeaderValue::from_static(crate::domain::VERSION),
             );
             Some(r)
         }
@@ -338,7 +338,7 @@ async fn handle_api(
             (
                 info.operation.clone(),
                 info.protocol,
-                Err(ApiError::Kms(crate::kms::KmsError::DependencyTimeout)),
+                Err(ApiError::Kms(crate::domain::KmsError::DependencyTimeout)),
             )
         }
     };
@@ -372,11 +372,11 @@ async fn handle_api(
         Ok(Ok(())) => result,
         Ok(Err(e)) => {
             tracing::error!(operation = %op, request_id = %request_id, error = %e, "the call's event could not be recorded; the call is answered as failed");
-            Err(ApiError::Kms(crate::kms::KmsError::DependencyTimeout))
+            Err(ApiError::Kms(crate::domain::KmsError::DependencyTimeout))
         }
         Err(_) => {
             tracing::error!(operation = %op, request_id = %request_id, "the call's event could not be recorded in time; the call is answered as failed");
-            Err(ApiError::Kms(crate::kms::KmsError::DependencyTimeout))
+            Err(ApiError::Kms(crate::domain::KmsError::DependencyTimeout))
         }
     };
     let error = match &result {
@@ -463,7 +463,7 @@ async fn record_intent(
     };
     let refuse = |e: crate::audit::AuditError| {
         tracing::error!(operation, error = %e, "the audit trail cannot take the call's intent; the call is refused before it changes anything");
-        ApiError::Kms(crate::kms::KmsError::DependencyTimeout)
+        ApiError::Kms(crate::domain::KmsError::DependencyTimeout)
     };
     let change = state
         .audit
@@ -635,7 +635,7 @@ async fn process(
         // signature check may read the database).
         if state.auth_guard.blocked(peer) {
             info.suppressed = true;
-            return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
+            return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
         }
         let verified = sigv4::verify(
             &state.kms.credentials,
@@ -698,7 +698,7 @@ async fn process(
                 .quotas
                 .allow(&caller.account_id, &caller.region, "AssumeRole")
             {
-                return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
+                return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
             }
             let action = info.operation.clone();
             let change = record_intent(state, peer, info, &action, request_id, true).await?;
@@ -729,7 +729,7 @@ async fn process(
             )));
         }
         if !state.quotas.allow(&caller.account_id, &caller.region, &op) {
-            return Err(ApiError::Kms(crate::kms::KmsError::Throttled));
+            return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
         }
         let change = record_intent(state, peer, info, &op, request_id, false).await?;
         info.change = change.clone();

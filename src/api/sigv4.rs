@@ -2,7 +2,7 @@
 //! from what the client says it signed; the signature is compared in constant time.
 
 use super::error::{ApiError, SIGNATURE_MISMATCH};
-use crate::kms::credentials::{CredentialError, Credentials, SigningKey};
+use crate::domain::credentials::{CredentialError, Credentials, SigningKey};
 use aws_lc_rs::digest;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use hyper::HeaderMap;

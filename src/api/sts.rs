@@ -6,7 +6,7 @@
 
 use super::error::ApiError;
 use super::ApiState;
-use crate::kms::{Caller, KmsError};
+use crate::domain::{Caller, KmsError};
 use secrecy::ExposeSecret;
 use std::collections::HashMap;
 

@@ -3,7 +3,7 @@
 //! satisfy constraint: Member must ...").
 
 use super::error::ApiError;
-use crate::kms::KmsError;
+use crate::domain::KmsError;
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};

@@ -469,7 +469,7 @@ pub async fn checkpoint(
         .audit_sign(digest.as_ref().to_vec())
         .await
         .map_err(|e| AuditError(e.to_string()))?;
-    let signature = crate::kms::asymmetric::ecdsa_raw_to_der(&raw)
+    let signature = crate::domain::asymmetric::ecdsa_raw_to_der(&raw)
         .ok_or_else(|| AuditError("the token returned a malformed signature".into()))?;
     let row = CheckpointRow {
         seq,
@@ -490,7 +490,7 @@ pub async fn public_key_der(hsm: &Hsm) -> Result<Vec<u8>, AuditError> {
         .audit_public_point()
         .await
         .map_err(|e| AuditError(e.to_string()))?;
-    crate::kms::asymmetric::spki(
+    crate::domain::asymmetric::spki(
         crate::hsm::PairKind::Ec(crate::hsm::Curve::P256),
         &crate::hsm::PublicKey::Point(point),
     )
@@ -691,7 +691,7 @@ fn new_event(
     }
 }
 
-/// `event` naming the row generations its change wrote (`written`, see `kms::seal`): in its
+/// `event` naming the row generations its change wrote (`written`, see `domain::seal`): in its
 /// body (`additionalEventData.rowGenerations`, hashed with the rest) and for the
 /// `audit_generations` index. An event whose change wrote nothing is returned as it is.
 pub fn with_generations(

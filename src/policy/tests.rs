@@ -1609,7 +1609,7 @@ fn malformed_documents_say_what_is_wrong() {
 
 #[test]
 fn valid_documents_parse() {
-    let default = crate::kms::default_key_policy("111122223333");
+    let default = crate::domain::default_key_policy("111122223333");
     let d = parse(&default, PolicyKind::Key).unwrap();
     assert_eq!(d.statements.len(), 1);
     // A single statement object instead of a list, and a principal list.

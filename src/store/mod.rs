@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use std::fmt;
 use uuid::Uuid;
 
-/// Every repository of one database, and what the application needs besides: `kms` picks the
+/// Every repository of one database, and what the application needs besides: `domain` picks the
 /// backend from the URL (`postgres://…` or `sqlite://…`) and sees only this.
 #[async_trait]
 pub trait Store: KeyStore + IdentityStore + ServiceStore + GrantStore + AuditStore {
@@ -1204,7 +1204,7 @@ pub struct ChangeRecord {
     pub written: Written,
 }
 
-/// Row generations a change wrote, by row name (see `kms::seal`).
+/// Row generations a change wrote, by row name (see `domain::seal`).
 #[derive(Debug, Clone, Default)]
 pub struct Written(std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>>);
 

@@ -2,7 +2,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{page, parse, Validator};
-use crate::kms::{keyid, Caller, Kms};
+use crate::domain::{keyid, Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -105,7 +105,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
                 "AliasName": a.alias_name,
                 "AliasArn": keyid::alias_arn(&a.region, &a.account_id, &a.alias_name),
                 "TargetKeyId": match a.target_mrk {
-                    Some(m) => crate::kms::keyid::PublicId::Mrk(m).to_string(),
+                    Some(m) => crate::domain::keyid::PublicId::Mrk(m).to_string(),
                     None => a.key_id.to_string(),
                 },
                 "CreationDate": super::epoch(&a.created_at),

@@ -1,6 +1,6 @@
 use crate::api::error::ApiError;
 use crate::api::wire::{into_tags, parse, TagIn, Validator};
-use crate::kms::{Caller, CreateKeyInput, Kms, KmsError};
+use crate::domain::{Caller, CreateKeyInput, Kms, KmsError};
 use crate::vocab::{KeySpec, KeyUsage, Origin, UnknownWord};
 use serde::Deserialize;
 use serde_json::{json, Value};

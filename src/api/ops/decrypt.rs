@@ -2,7 +2,7 @@ use crate::api::error::ApiError;
 use crate::api::wire::{
     b64, ignores_ciphertext, parse, Blob, Context, Validator, ENCRYPTION_ALGORITHMS,
 };
-use crate::kms::{Caller, Kms, KmsError};
+use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -83,7 +83,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     });
     // Present only for a symmetric encryption key, as AWS.
     if algorithm == "SYMMETRIC_DEFAULT" {
-        if let Some(id) = crate::kms::lifecycle::material_id_of_blob(&blob) {
+        if let Some(id) = crate::domain::lifecycle::material_id_of_blob(&blob) {
             v["KeyMaterialId"] = json!(id);
         }
     }

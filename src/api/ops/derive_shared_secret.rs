@@ -2,7 +2,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{b64, parse, Blob, Validator};
-use crate::kms::{Caller, Kms, KmsError};
+use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -1,6 +1,6 @@
 use crate::api::error::ApiError;
 use crate::api::wire::{b64, parse, Blob, Context, Validator, ENCRYPTION_ALGORITHMS};
-use crate::kms::{Caller, Kms};
+use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -2,7 +2,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{b64, parse, Context, Validator};
-use crate::kms::{Caller, Kms, KmsError};
+use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -71,7 +71,7 @@ pub async fn handle(
         )
         .await?;
     let mut v = json!({ "CiphertextBlob": b64(&out.blob), "KeyId": out.key_arn });
-    if let Some(id) = crate::kms::lifecycle::material_id_of_blob(&out.blob) {
+    if let Some(id) = crate::domain::lifecycle::material_id_of_blob(&out.blob) {
         v["KeyMaterialId"] = json!(id);
     }
     if with_plaintext {

@@ -2,7 +2,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{b64, parse, Context, Validator};
-use crate::kms::{Caller, Kms, KmsError};
+use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -66,7 +66,7 @@ pub async fn handle(
         "KeyId": out.key_arn,
         "KeyPairSpec": spec,
     });
-    if let Some(id) = crate::kms::lifecycle::material_id_of_blob(&out.private_blob) {
+    if let Some(id) = crate::domain::lifecycle::material_id_of_blob(&out.private_blob) {
         v["KeyMaterialId"] = json!(id);
     }
     if let Some(p) = &out.private_plaintext {

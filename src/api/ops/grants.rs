@@ -2,9 +2,9 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{page, parse, Context, Validator};
-use crate::kms::grants::Grant;
-use crate::kms::grants::{Constraints, CreateGrantInput};
-use crate::kms::{Caller, Kms, KmsError};
+use crate::domain::grants::Grant;
+use crate::domain::grants::{Constraints, CreateGrantInput};
+use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -192,7 +192,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         )
         .finish()?;
     if let Some(id) = &r.grant_id {
-        crate::kms::grants::check_grant_id(id)?;
+        crate::domain::grants::check_grant_id(id)?;
     }
     let grants = kms
         .list_grants(caller, r.key_id.as_deref().unwrap_or_default())

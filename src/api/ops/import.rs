@@ -2,8 +2,8 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{b64, parse, Blob, Validator};
-use crate::kms::import::{EXPIRATION_MODELS, WRAPPING_ALGORITHMS, WRAPPING_KEY_SPECS};
-use crate::kms::{Caller, Kms, KmsError};
+use crate::domain::import::{EXPIRATION_MODELS, WRAPPING_ALGORITHMS, WRAPPING_KEY_SPECS};
+use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

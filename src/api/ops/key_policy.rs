@@ -2,7 +2,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{parse, Validator};
-use crate::kms::{Caller, Kms, KmsError};
+use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

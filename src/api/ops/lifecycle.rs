@@ -2,7 +2,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{parse, Validator};
-use crate::kms::{Caller, Kms};
+use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -25,7 +25,7 @@ mod sign;
 mod tags;
 
 use super::error::ApiError;
-use crate::kms::{Caller, KeyMetadata, Kms};
+use crate::domain::{Caller, KeyMetadata, Kms};
 use crate::vocab::KeyState;
 use serde_json::{json, Value};
 
@@ -129,7 +129,7 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         }
     }
     if !m.related.is_empty() {
-        let key = |k: &crate::kms::RelatedKey| json!({"Arn": k.arn, "Region": k.region});
+        let key = |k: &crate::domain::RelatedKey| json!({"Arn": k.arn, "Region": k.region});
         v["MultiRegionConfiguration"] = json!({
             "MultiRegionKeyType": if m.primary { "PRIMARY" } else { "REPLICA" },
             "PrimaryKey": m.related.iter().find(|k| k.primary).map(key),
@@ -151,7 +151,7 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
 
 /// `EncryptionAlgorithms`, `SigningAlgorithms`, `MacAlgorithms`, `KeyAgreementAlgorithms`:
 /// each present when the key has any.
-pub fn put_algorithms(v: &mut Value, a: &crate::kms::asymmetric::Algorithms) {
+pub fn put_algorithms(v: &mut Value, a: &crate::domain::asymmetric::Algorithms) {
     for (field, list) in [
         ("EncryptionAlgorithms", &a.encryption),
         ("SigningAlgorithms", &a.signing),

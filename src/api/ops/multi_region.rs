@@ -2,8 +2,8 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{into_tags, parse, TagIn, Validator};
-use crate::kms::multi_region::ReplicateInput;
-use crate::kms::{Caller, Kms};
+use crate::domain::multi_region::ReplicateInput;
+use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

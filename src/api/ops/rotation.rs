@@ -3,8 +3,8 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{parse, Validator};
-use crate::kms::lifecycle::{material_id, ROTATION_DAYS};
-use crate::kms::{Caller, Kms, KmsError};
+use crate::domain::lifecycle::{material_id, ROTATION_DAYS};
+use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

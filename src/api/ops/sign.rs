@@ -2,7 +2,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{b64, parse, Blob, Validator};
-use crate::kms::{Caller, Kms};
+use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -56,7 +56,7 @@ fn request(body: &[u8], verify: bool) -> Result<Request, ApiError> {
     }
     v.finish()?;
     if r.message_type.as_deref() == Some("EXTERNAL_MU") {
-        return Err(crate::kms::KmsError::InvalidKeyUsage(
+        return Err(crate::domain::KmsError::InvalidKeyUsage(
             "MessageType EXTERNAL_MU is only for ML-DSA keys, which this key store does not offer."
                 .into(),
         )
