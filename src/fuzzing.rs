@@ -51,10 +51,14 @@ pub fn fixture() -> &'static Fixture {
             .build()
             .unwrap();
         let (kms, row) = rt.block_on(async {
-            let store = crate::app::connect_store(&settings)
+            let store = crate::server::wiring::connect_store(&settings)
                 .await
                 .expect("database");
-            let kms = Arc::new(crate::app::open_kms(&settings, store).await.expect("token"));
+            let kms = Arc::new(
+                crate::server::wiring::open_kms(&settings, store)
+                    .await
+                    .expect("token"),
+            );
             let caller = admin(&settings);
             let mut first = None;
             for (alias, body) in KEYS {
@@ -105,7 +109,7 @@ pub fn fixture() -> &'static Fixture {
 fn admin(s: &crate::config::Settings) -> Caller {
     Caller {
         account_id: s.account_id.clone(),
-        principal_arn: crate::app::admin_arn(&s.account_id),
+        principal_arn: crate::domain::operator::admin_arn(&s.account_id),
         region: s.regions[0].clone(),
         source_ip: Some("127.0.0.1".into()),
         grant_tokens: vec![],

@@ -6,8 +6,8 @@
 //! every layer may read. The `layering` test below keeps the rules it can check mechanically.
 
 pub mod api;
-pub mod app;
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod domain;
 #[cfg(fuzzing)]
@@ -16,6 +16,7 @@ pub mod hsm;
 pub mod metrics;
 pub mod operations;
 pub mod policy;
+pub mod server;
 pub mod store;
 pub mod vocab;
 

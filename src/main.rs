@@ -1,46 +1,5 @@
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
-
-/// An HSM-backed key management service that speaks the AWS KMS API.
-#[derive(Parser)]
-#[command(name = "kms", version = kms::store::VERSION)]
-struct Cli {
-    /// TOML configuration file; every setting can be overridden by a KMS_* environment variable.
-    #[arg(long, global = true, env = "KMS_CONFIG")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run migrations, create or verify the token's keys, create the default account and its
-    /// administrator, and print the administrator's credentials once.
-    Init,
-    /// Serve the API until SIGINT/SIGTERM, then drain in-flight requests.
-    Serve {
-        /// Development mode: no database server and no HSM to set up. An embedded SQLite store
-        /// and a SoftHSM2 token are created under --dev-dir on first start, initialised, and
-        /// the administrator's credentials printed.
-        #[arg(long)]
-        dev: bool,
-        /// Where development mode keeps its store, token, PIN and credentials.
-        #[arg(long, env = "KMS_DEV_DIR", default_value = ".kms-dev")]
-        dev_dir: PathBuf,
-    },
-    /// Manage accounts, users, access keys and identity policies.
-    #[command(subcommand)]
-    Admin(kms::app::AdminCommand),
-    /// The audit trail: export it, verify it, print the key that verifies it.
-    #[command(subcommand)]
-    Audit(kms::app::AuditCommand),
-    /// Operate on the token itself.
-    #[command(subcommand)]
-    Hsm(kms::app::HsmCommand),
-    /// Check a backup (restored database and token) before relying on it.
-    #[command(subcommand)]
-    Backup(kms::app::BackupCommand),
-}
+use clap::Parser;
+use kms::cli::{Cli, Command};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -50,9 +9,9 @@ fn main() {
     // Development mode sets its defaults in the environment, before the settings are read and
     // before any thread starts.
     let dev = match &cli.command {
-        Command::Serve { dev: true, dev_dir } => match kms::app::dev_environment(dev_dir) {
+        Command::Serve { dev: true, dev_dir } => match kms::cli::dev::dev_environment(dev_dir) {
             Ok(credentials) => Some(credentials),
-            Err(e) => fail(&e),
+            Err(e) => fail(&format!("{e:#}")),
         },
         _ => None,
     };
@@ -81,23 +40,11 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => fail(&format!("cannot start the runtime: {e}")),
     };
-    let result = rt.block_on(async {
-        match cli.command {
-            Command::Init => kms::app::init(&settings).await,
-            Command::Serve { .. } => match &dev {
-                Some(credentials) => kms::app::serve_dev(&settings, credentials).await,
-                None => kms::app::serve(&settings).await,
-            },
-            Command::Admin(cmd) => kms::app::admin(&settings, cmd).await,
-            Command::Audit(cmd) => kms::app::audit(&settings, cmd).await,
-            Command::Hsm(cmd) => kms::app::hsm(&settings, cmd).await,
-            Command::Backup(cmd) => kms::app::backup(&settings, cmd).await,
-        }
-    });
+    let result = rt.block_on(async { kms::cli::run(cli.command, &settings, dev.as_deref()).await });
     // Drop every task (and with them the HSM sessions) before the process exits.
     rt.shutdown_timeout(std::time::Duration::from_secs(10));
     if let Err(e) = result {
-        fail(&e);
+        fail(&format!("{e:#}"));
     }
 }
 

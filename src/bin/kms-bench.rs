@@ -495,7 +495,9 @@ async fn token(common: Common) -> Result<(), String> {
     use cryptoki::mechanism::{Mechanism, MechanismType};
     use kms::hsm::{Curve, PairKind, PrivateUse};
     let s = kms::config::Settings::load(None)?;
-    let hsm = kms::app::open_hsm(&s).await?;
+    let hsm = kms::server::wiring::open_hsm(&s)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
     let h = hsm.clone();
     tokio::task::spawn_blocking(move || h.load_service_keys(1))
         .await

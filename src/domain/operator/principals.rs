@@ -4,7 +4,9 @@
 //! of the old one's access. Conditions that compare ARNs (`aws:PrincipalArn`) are strings and
 //! stay as they are, as on AWS.
 
-use super::{policy_mac_input, Kms, KmsError};
+use crate::domain::seal;
+use crate::domain::{policy_mac_input, principal_mac_input, Kms, KmsError};
+use crate::store::PrincipalAuthz;
 use crate::store::{KeyRecord, PrincipalChange};
 use serde_json::Value;
 
@@ -96,7 +98,7 @@ impl Kms {
             };
             if !self
                 .current_seal(
-                    super::seal::key_row(&rec, "policy"),
+                    seal::key_row(&rec, "policy"),
                     policy_mac_input(&rec),
                     &rec.policy_mac,
                 )
@@ -111,7 +113,7 @@ impl Kms {
             };
             let seal = self
                 .seal_row(
-                    super::seal::key_row(&rec, "policy"),
+                    seal::key_row(&rec, "policy"),
                     policy_mac_input(&sealed),
                     rec.policy_mac.as_deref(),
                 )
@@ -154,6 +156,119 @@ impl Kms {
             out.trust_policies += 1;
         }
         Ok(out)
+    }
+
+    /// An administrator's change to a principal (`kms admin`). Nothing unverified is ever
+    /// sealed: the principal as stored must pass its MAC (or not exist yet); the new MAC is
+    /// computed in the token over the verified data with the change applied, before anything
+    /// is written; the change and its MAC are then written in one guarded transaction. A
+    /// token that cannot be reached, a principal that fails its check, or one changed in
+    /// between leave the database as it was.
+    pub async fn change_principal(
+        &self,
+        arn: &str,
+        change: &crate::store::PrincipalChange,
+    ) -> Result<(), KmsError> {
+        let current = self.ids.principal_authz(arn).await?;
+        if let Some(cur) = &current {
+            if !self.principal_mac_holds(arn, cur).await? {
+                return Err(KmsError::Conflict(format!(
+                    "{arn}: its row in principals (with its identity_policies and principal_tags) {}; nothing was changed. Review it with `kms admin seal`",
+                    if cur.mac.is_none() { "has no MAC" } else { "fails its integrity check" }
+                )));
+            }
+            if matches!(change, crate::store::PrincipalChange::CreateUser { .. }) {
+                return Ok(());
+            }
+        }
+        let next = change
+            .apply(current.as_ref())
+            .map_err(|e| KmsError::Validation(format!("{arn}: {e}")))?;
+        let expected = current.as_ref().and_then(|c| c.mac.as_deref());
+        let seal = self
+            .seal_row(
+                seal::principal_row(arn),
+                principal_mac_input(arn, &next),
+                expected,
+            )
+            .await?;
+        let written = self
+            .ids
+            .change_principal(arn, change, expected, &seal.mac)
+            .await;
+        if written.is_ok() {
+            self.written(&seal);
+        }
+        match written {
+            Err(crate::store::StoreError::Conflict { constraint })
+                if constraint == "principal_mac" =>
+            {
+                Err(KmsError::Conflict(format!(
+                    "{arn} changed while it was being changed; nothing was written, try again"
+                )))
+            }
+            Err(crate::store::StoreError::Conflict { constraint }) => Err(KmsError::Conflict(
+                format!("{arn}: constraint {constraint} refused the change"),
+            )),
+            other => Ok(other?),
+        }
+    }
+
+    /// Whether a principal's authorization is as the service last wrote it (sealed, and not
+    /// an older row put back).
+    async fn principal_mac_holds(&self, arn: &str, a: &PrincipalAuthz) -> Result<bool, KmsError> {
+        Ok(a.mac.is_some()
+            && self
+                .current_seal(
+                    seal::principal_row(arn),
+                    principal_mac_input(arn, a),
+                    &a.mac,
+                )
+                .await?)
+    }
+
+    /// Principals whose stored authorization data carries no MAC, with that data: what
+    /// `kms admin seal` shows before it seals anything. (One whose MAC fails is never sealed.)
+    pub async fn unsealed_principals(&self) -> Result<Vec<(String, PrincipalAuthz)>, KmsError> {
+        let mut out = Vec::new();
+        for arn in self.ids.principals_without_mac().await? {
+            if let Some(a) = self.ids.principal_authz(&arn).await? {
+                out.push((arn, a));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Seal one principal stored without a MAC, exactly as it was shown to the operator
+    /// (`kms admin seal --confirm`): refused when it changed since, or got a MAC meanwhile.
+    pub async fn seal_reviewed_principal(
+        &self,
+        arn: &str,
+        shown: &PrincipalAuthz,
+    ) -> Result<(), KmsError> {
+        let seal = self
+            .seal_row(
+                seal::principal_row(arn),
+                principal_mac_input(arn, shown),
+                None,
+            )
+            .await?;
+        let now = self.ids.principal_authz(arn).await?;
+        let same = now.as_ref().is_some_and(|n| {
+            principal_mac_input(arn, n) == principal_mac_input(arn, shown) && n.mac == shown.mac
+        });
+        if !same {
+            return Err(KmsError::Conflict(format!(
+                "{arn} changed after it was shown; nothing was sealed"
+            )));
+        }
+        if !self.ids.set_principal_mac(arn, &seal.mac).await? {
+            return Err(KmsError::Conflict(format!(
+                "{arn} changed after it was shown; nothing was sealed"
+            )));
+        }
+        self.written(&seal);
+        Ok(())
     }
 }
 

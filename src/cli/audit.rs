@@ -1,0 +1,224 @@
+//! `kms audit …`: the auditor's commands: the public key, verify, export, checkpoint.
+
+use crate::config::Settings;
+use crate::server::wiring::{connect_store, open_anchor, open_kms};
+use crate::store::Store;
+use anyhow::{anyhow, Result};
+use std::sync::Arc;
+
+/// `kms audit …`: the auditor's commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Print the audit public key (PEM) that verifies checkpoints.
+    PublicKey,
+    /// Verify the trail in the database, or an export, with the audit public key.
+    Verify {
+        /// The audit public key (PEM or DER), as `kms audit public-key` printed it.
+        #[arg(long)]
+        public_key: std::path::PathBuf,
+        /// Verify this export instead of the database (no database or token needed).
+        #[arg(long)]
+        export: Option<std::path::PathBuf>,
+        /// An anchor file (`audit_anchor_file` of a node) to check the trail against; one per
+        /// node. Default: this configuration's `audit_anchor_file`.
+        #[arg(long)]
+        anchor: Vec<std::path::PathBuf>,
+        /// Refuse a trail whose events run past a last checkpoint older than this. Default:
+        /// `audit_max_checkpoint_age_secs` (0: no bound).
+        #[arg(long)]
+        max_checkpoint_age_secs: Option<u64>,
+    },
+    /// Write events as JSON Lines, with what `verify` needs to check them.
+    Export {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// RFC 3339 times.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        /// A key id or key ARN.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        event_name: Option<String>,
+    },
+    /// Sign a checkpoint over the chain head now.
+    Checkpoint,
+}
+
+pub fn read_public_key(path: &std::path::Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&raw);
+    if text.contains("-----BEGIN PUBLIC KEY-----") {
+        use base64::Engine;
+        let b64: String = text
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("");
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| anyhow!("{} is not a PEM public key", path.display()));
+    }
+    Ok(raw)
+}
+
+fn print_report(r: &crate::audit::verify::Report) -> Result<()> {
+    println!(
+        "checked {} events ({} with content), {} checkpoints, up to event {}",
+        r.events, r.bodies_checked, r.checkpoints, r.last_seq
+    );
+    if r.ok() {
+        println!("OK: the trail is intact");
+        return Ok(());
+    }
+    for (_, p) in &r.problems {
+        println!("TAMPERED: {p}");
+    }
+    Err(anyhow!(
+        "the audit trail failed verification: {}",
+        r.problems[0].1
+    ))
+}
+
+async fn all_events(store: &Arc<dyn Store>) -> Result<Vec<crate::store::AuditRow>> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_events(after, 5000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let done = page.len() < 5000;
+        out.extend(page);
+        if done {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+pub async fn run(s: &Settings, cmd: AuditCommand) -> Result<()> {
+    use crate::audit::verify;
+    let parse_time = |t: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        t.as_ref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|d| d.with_timezone(&chrono::Utc))
+                    .map_err(|_| anyhow!("{t} is not an RFC 3339 time"))
+            })
+            .transpose()
+    };
+    match cmd {
+        AuditCommand::Verify {
+            public_key,
+            export: Some(file),
+            ..
+        } => {
+            let key = read_public_key(&public_key)?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+            let (links, cps) = verify::parse_export(&text).map_err(|e| anyhow!(e))?;
+            print_report(&verify::verify(&links, &cps, &key, false, None))
+        }
+        AuditCommand::Verify {
+            public_key,
+            export: None,
+            anchor,
+            max_checkpoint_age_secs,
+        } => {
+            let key = read_public_key(&public_key)?;
+            let anchors: Vec<std::path::PathBuf> = if anchor.is_empty() {
+                s.audit_anchor_file.iter().cloned().collect()
+            } else {
+                anchor
+            };
+            let store = connect_store(s).await?;
+            let rows = all_events(&store).await?;
+            let links: Vec<verify::Link> = rows.iter().map(verify::Link::from).collect();
+            let cps = store.checkpoints().await?;
+            let (head, _) = store.audit_head().await?;
+            let mut report = verify::verify(&links, &cps, &key, true, Some(head));
+            verify::check_columns(&mut report, &rows);
+            let generations = store.audit_generations().await?;
+            verify::check_generations(&mut report, &rows, &generations);
+            for a in &anchors {
+                let anchored = crate::audit::anchor::read(a).map_err(|e| anyhow!(e))?;
+                verify::check_anchor(
+                    &mut report,
+                    &links,
+                    &cps,
+                    &anchored,
+                    &a.display().to_string(),
+                    &key,
+                );
+            }
+            let age = max_checkpoint_age_secs.unwrap_or(s.audit_max_checkpoint_age_secs);
+            if age > 0 {
+                verify::check_freshness(
+                    &mut report,
+                    &cps,
+                    chrono::Duration::seconds(age as i64),
+                    chrono::Utc::now(),
+                );
+            }
+            if anchors.is_empty() {
+                eprintln!("kms audit: no anchor outside the database was checked (audit_anchor_file): events deleted after the last checkpoint cannot be detected");
+            }
+            print_report(&report)
+        }
+        AuditCommand::Export {
+            out,
+            from,
+            to,
+            account,
+            key,
+            event_name,
+        } => {
+            let filter = verify::Filter {
+                from: parse_time(&from)?,
+                to: parse_time(&to)?,
+                account,
+                key,
+                event_name,
+            };
+            let store = connect_store(s).await?;
+            let rows = all_events(&store).await?;
+            let cps = store.checkpoints().await?;
+            let lines = verify::export(&rows, &cps, &filter);
+            let n = rows.iter().filter(|r| filter.matches(r)).count();
+            std::fs::write(&out, lines.join("\n") + "\n")
+                .map_err(|e| anyhow!("cannot write {}: {e}", out.display()))?;
+            eprintln!("kms audit: {n} events exported to {}", out.display());
+            Ok(())
+        }
+        AuditCommand::PublicKey | AuditCommand::Checkpoint => {
+            let store = connect_store(s).await?;
+            let kms = open_kms(s, store.clone()).await?;
+            if let AuditCommand::Checkpoint = cmd {
+                let anchor = open_anchor(s)?;
+                match crate::audit::checkpoint(store.as_ref(), kms.hsm(), anchor.as_deref())
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?
+                {
+                    Some(seq) => eprintln!("kms audit: checkpoint signed at event {seq}"),
+                    None => eprintln!("kms audit: the last checkpoint already covers the head"),
+                }
+                return Ok(());
+            }
+            let der = crate::audit::public_key_der(kms.hsm())
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+            println!("-----BEGIN PUBLIC KEY-----");
+            for chunk in b64.as_bytes().chunks(64) {
+                println!("{}", String::from_utf8_lossy(chunk));
+            }
+            println!("-----END PUBLIC KEY-----");
+            Ok(())
+        }
+    }
+}
