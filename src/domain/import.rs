@@ -347,7 +347,7 @@ impl Kms {
                 "You cannot specify a KeyMaterialId with ImportType NEW_KEY_MATERIAL.".into(),
             ));
         }
-        let material_id = super::lifecycle::material_id(&rec.blob_id(), 1);
+        let material_id = super::rotation::material_id(&rec.blob_id(), 1);
         if let Some(id) = key_material_id {
             if id != material_id {
                 return Err(KmsError::NotFound(format!(
@@ -581,7 +581,7 @@ impl Kms {
             )));
         }
         let symmetric = rec.key_spec == KeySpec::SymmetricDefault;
-        let material_id = super::lifecycle::material_id(&rec.blob_id(), 1);
+        let material_id = super::rotation::material_id(&rec.blob_id(), 1);
         if let Some(id) = key_material_id {
             if !symmetric || id != material_id {
                 return Err(KmsError::NotFound(format!(

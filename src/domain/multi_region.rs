@@ -62,7 +62,7 @@ impl Kms {
             // key pending its first import has none yet.
             current_key_material_id: (rec.current_version > 0
                 && rec.key_spec == KeySpec::SymmetricDefault)
-                .then(|| lifecycle::material_id(&rec.blob_id(), rec.current_version)),
+                .then(|| super::rotation::material_id(&rec.blob_id(), rec.current_version)),
             deletion_date: rec.deletion_date,
             pending_window_days: rec.pending_window_days,
             related,

@@ -83,7 +83,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     });
     // Present only for a symmetric encryption key, as AWS.
     if algorithm == "SYMMETRIC_DEFAULT" {
-        if let Some(id) = crate::domain::lifecycle::material_id_of_blob(&blob) {
+        if let Some(id) = crate::domain::rotation::material_id_of_blob(&blob) {
             v["KeyMaterialId"] = json!(id);
         }
     }

@@ -71,7 +71,7 @@ pub async fn handle(
         )
         .await?;
     let mut v = json!({ "CiphertextBlob": b64(&out.blob), "KeyId": out.key_arn });
-    if let Some(id) = crate::domain::lifecycle::material_id_of_blob(&out.blob) {
+    if let Some(id) = crate::domain::rotation::material_id_of_blob(&out.blob) {
         v["KeyMaterialId"] = json!(id);
     }
     if with_plaintext {

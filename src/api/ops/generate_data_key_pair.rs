@@ -66,7 +66,7 @@ pub async fn handle(
         "KeyId": out.key_arn,
         "KeyPairSpec": spec,
     });
-    if let Some(id) = crate::domain::lifecycle::material_id_of_blob(&out.private_blob) {
+    if let Some(id) = crate::domain::rotation::material_id_of_blob(&out.private_blob) {
         v["KeyMaterialId"] = json!(id);
     }
     if let Some(p) = &out.private_plaintext {

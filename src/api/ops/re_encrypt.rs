@@ -87,10 +87,10 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
     });
     // Both ends are symmetric encryption keys here (ReEncrypt with RSA keys is not offered).
-    if let Some(id) = crate::domain::lifecycle::material_id_of_blob(&blob) {
+    if let Some(id) = crate::domain::rotation::material_id_of_blob(&blob) {
         v["SourceKeyMaterialId"] = json!(id);
     }
-    if let Some(id) = crate::domain::lifecycle::material_id_of_blob(&out.blob) {
+    if let Some(id) = crate::domain::rotation::material_id_of_blob(&out.blob) {
         v["DestinationKeyMaterialId"] = json!(id);
     }
     Ok(v)

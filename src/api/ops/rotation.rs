@@ -3,7 +3,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{parse, Validator};
-use crate::domain::lifecycle::{material_id, ROTATION_DAYS};
+use crate::domain::rotation::{material_id, ROTATION_DAYS};
 use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -1,0 +1,503 @@
+//! Asymmetric and HMAC keys: what each key spec is, which algorithms it offers (as far as the
+//! token can do them), and the operations Sign, Verify, GetPublicKey, RSA Encrypt/Decrypt,
+//! GenerateMac, VerifyMac, GenerateDataKeyPair and DeriveSharedSecret.
+//!
+//! Private keys and HMAC secrets are used only in the token. Public-key operations (Verify,
+//! RSA encryption) run in aws-lc-rs against the stored, MAC-protected public key.
+
+mod algorithms;
+
+use super::preamble::{Access, Check};
+use super::{Caller, Context, Kms, KmsError, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
+use crate::hsm::{Hash, PairKind, SignScheme};
+use crate::store::KeyRecord;
+use crate::vocab::{KeySpec, KeyUsage};
+pub use algorithms::*;
+use zeroize::Zeroizing;
+
+pub struct SignOutput {
+    pub key_arn: String,
+    pub signature: Vec<u8>,
+}
+
+/// What `GetPublicKey` returns.
+pub struct PublicKeyOutput {
+    pub key_arn: String,
+    /// SubjectPublicKeyInfo, DER.
+    pub public_key: Vec<u8>,
+    pub key_spec: KeySpec,
+    pub key_usage: KeyUsage,
+    pub algorithms: Algorithms,
+}
+
+impl Kms {
+    fn pair_kind(rec: &KeyRecord) -> Option<PairKind> {
+        match kind(rec.key_spec) {
+            Some(Kind::Pair(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn usage_error(rec: &KeyRecord, op: &str) -> KmsError {
+        KmsError::InvalidKeyUsage(format!(
+            "{} key usage is {} which is not valid for {op}.",
+            rec.arn(),
+            rec.key_usage
+        ))
+    }
+
+    fn require_signing_key(rec: &KeyRecord, op: &str) -> Result<PairKind, KmsError> {
+        match Self::pair_kind(rec) {
+            Some(k) if rec.key_usage == SIGN_VERIFY => Ok(k),
+            _ => Err(Self::usage_error(rec, op)),
+        }
+    }
+
+    fn signing(rec: &KeyRecord, name: &str, kind: PairKind) -> Result<SigningAlgorithm, KmsError> {
+        signing_algorithm(name, kind).ok_or_else(|| {
+            KmsError::InvalidKeyUsage(format!(
+                "Algorithm {name} is incompatible with key spec {}.",
+                rec.key_spec
+            ))
+        })
+    }
+
+    /// The public key of a key pair's current material (verified by its row MAC).
+    async fn public_key_of(&self, rec: &KeyRecord) -> Result<Vec<u8>, KmsError> {
+        let live = self
+            .live_material(rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        live.public_key.clone().ok_or(KmsError::KeyUnavailable)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sign(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        message: &[u8],
+        is_digest: bool,
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<SignOutput, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:Sign", &[Check::Enabled]).conditions(&[
+                    ("kms:SigningAlgorithm", algorithm),
+                    ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
+                ]),
+            )
+            .await?;
+        let kind = Self::require_signing_key(&rec, "Sign")?;
+        let alg = Self::signing(&rec, algorithm, kind)?;
+        let input = to_be_signed(&alg, message, is_digest)?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let live = self
+            .live_material(&rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        let sig = self
+            .hsm
+            .sign(live.handle.clone(), alg.scheme, input)
+            .await?;
+        let signature = if alg.scheme == SignScheme::Ecdsa {
+            ecdsa_raw_to_der(&sig).ok_or_else(|| {
+                KmsError::Internal("the token returned a malformed ECDSA signature".into())
+            })?
+        } else {
+            sig
+        };
+        Ok(SignOutput {
+            key_arn: rec.arn(),
+            signature,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn verify(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        message: &[u8],
+        is_digest: bool,
+        sig: &[u8],
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<String, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:Verify", &[Check::Enabled]).conditions(&[
+                    ("kms:SigningAlgorithm", algorithm),
+                    ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
+                ]),
+            )
+            .await?;
+        let kind = Self::require_signing_key(&rec, "Verify")?;
+        let alg = Self::signing(&rec, algorithm, kind)?;
+        to_be_signed(&alg, message, is_digest)?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let spki = self.public_key_of(&rec).await?;
+        if !verify(&alg, &spki, message, is_digest, sig) {
+            return Err(KmsError::InvalidSignature);
+        }
+        Ok(rec.arn())
+    }
+
+    /// The key's public key (SPKI DER), with what `GetPublicKey` says of the key.
+    pub async fn get_public_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<PublicKeyOutput, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:GetPublicKey", &[Check::Enabled]),
+            )
+            .await?;
+        if Self::pair_kind(&rec).is_none() {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} is not an asymmetric KMS key; it has no public key.",
+                rec.arn()
+            )));
+        }
+        let spki = self.public_key_of(&rec).await?;
+        Ok(PublicKeyOutput {
+            key_arn: rec.arn(),
+            public_key: spki,
+            key_spec: rec.key_spec,
+            key_usage: rec.key_usage,
+            algorithms: algorithms(rec.key_spec, rec.key_usage, self.hsm.capabilities()),
+        })
+    }
+
+    pub(super) fn require_rsa_encryption(
+        &self,
+        rec: &KeyRecord,
+        algorithm: &str,
+        op: &str,
+    ) -> Result<(u32, Hash), KmsError> {
+        let bits = match Self::pair_kind(rec) {
+            Some(PairKind::Rsa(bits)) if rec.key_usage == ENCRYPT_DECRYPT => bits,
+            _ if rec.key_spec == KeySpec::SymmetricDefault => {
+                return Err(KmsError::InvalidKeyUsage(format!(
+                    "Algorithm {algorithm} is incompatible with key spec SYMMETRIC_DEFAULT."
+                )))
+            }
+            _ => return Err(Self::usage_error(rec, op)),
+        };
+        let hash = oaep_hash(algorithm).ok_or_else(|| {
+            KmsError::InvalidKeyUsage(format!(
+                "Algorithm {algorithm} is incompatible with key spec {}.",
+                rec.key_spec
+            ))
+        })?;
+        if hash == Hash::Sha256 && !self.hsm.capabilities().oaep_sha256 {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{algorithm} is not available: this key store's HSM ({} {}) implements RSAES-OAEP with SHA-1 only. Use RSAES_OAEP_SHA_1.",
+                self.hsm.capabilities().manufacturer,
+                self.hsm.capabilities().model
+            )));
+        }
+        Ok((bits, hash))
+    }
+
+    pub(super) fn refuse_context(ctx: &Context) -> Result<(), KmsError> {
+        if !ctx.is_empty() {
+            return Err(KmsError::Validation(
+                "EncryptionContext is not supported with asymmetric KMS keys.".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// RSAES-OAEP encryption with the key's public key; the ciphertext is the bare OAEP block.
+    pub async fn encrypt_asymmetric(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        plaintext: Zeroizing<Vec<u8>>,
+        ctx: &Context,
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<super::EncryptOutput, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:Encrypt", &[Check::Enabled])
+                    .context(ctx)
+                    .conditions(&[("kms:EncryptionAlgorithm", algorithm)]),
+            )
+            .await?;
+        let (bits, hash) = self.require_rsa_encryption(&rec, algorithm, "Encrypt")?;
+        Self::refuse_context(ctx)?;
+        let max = oaep_max(bits, hash);
+        if plaintext.len() > max {
+            return Err(KmsError::Validation(format!(
+                "Plaintext is too long for {algorithm} with {}: at most {max} bytes.",
+                rec.key_spec
+            )));
+        }
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let spki = self.public_key_of(&rec).await?;
+        let key = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki)
+            .ok()
+            .and_then(|k| aws_lc_rs::rsa::OaepPublicEncryptingKey::new(k).ok())
+            .ok_or(KmsError::KeyUnavailable)?;
+        let oaep = match hash {
+            Hash::Sha1 => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
+            _ => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+        };
+        let mut out = vec![0u8; key.ciphertext_size()];
+        let n = key
+            .encrypt(oaep, &plaintext, &mut out, None)
+            .map_err(|_| KmsError::Internal("RSA-OAEP encryption failed".into()))?
+            .len();
+        out.truncate(n);
+        Ok(super::EncryptOutput {
+            blob: out,
+            key_arn: rec.arn(),
+        })
+    }
+
+    /// RSAES-OAEP decryption in the token. Asymmetric ciphertexts name no key: `KeyId` is
+    /// required.
+    pub async fn decrypt_asymmetric(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        blob: &[u8],
+        ctx: &Context,
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<super::DecryptOutput, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:Decrypt", &[Check::Enabled])
+                    .context(ctx)
+                    .conditions(&[("kms:EncryptionAlgorithm", algorithm)]),
+            )
+            .await?;
+        let (bits, _) = self.require_rsa_encryption(&rec, algorithm, "Decrypt")?;
+        Self::refuse_context(ctx)?;
+        if blob.len() != bits as usize / 8 {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let hash = oaep_hash(algorithm).ok_or(KmsError::InvalidCiphertext)?;
+        let live = self
+            .live_material(&rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        match self
+            .hsm
+            .rsa_oaep_decrypt(live.handle.clone(), hash, blob.to_vec())
+            .await
+        {
+            Ok(plaintext) => Ok(super::DecryptOutput {
+                plaintext,
+                key_arn: rec.arn(),
+            }),
+            // The token profile says which codes mean a bad ciphertext (HsmError::BadCiphertext).
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn require_mac_key(rec: &KeyRecord, algorithm: &str, op: &str) -> Result<Hash, KmsError> {
+        let Some(Kind::Hmac(h, _)) = kind(rec.key_spec) else {
+            return Err(Self::usage_error(rec, op));
+        };
+        let want = match h {
+            Hash::Sha224 => "HMAC_SHA_224",
+            Hash::Sha256 => "HMAC_SHA_256",
+            Hash::Sha384 => "HMAC_SHA_384",
+            _ => "HMAC_SHA_512",
+        };
+        if algorithm != want {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "Algorithm {algorithm} is incompatible with key spec {}.",
+                rec.key_spec
+            )));
+        }
+        Ok(h)
+    }
+
+    async fn mac(&self, rec: &KeyRecord, h: Hash, message: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let live = self
+            .live_material(rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        Ok(self
+            .hsm
+            .hmac(live.handle.clone(), h, message.to_vec())
+            .await?)
+    }
+
+    pub async fn generate_mac(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        message: &[u8],
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<(String, Vec<u8>), KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:GenerateMac", &[Check::Enabled])
+                    .conditions(&[("kms:MacAlgorithm", algorithm)]),
+            )
+            .await?;
+        let h = Self::require_mac_key(&rec, algorithm, "GenerateMac")?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        Ok((rec.arn(), self.mac(&rec, h, message).await?))
+    }
+
+    pub async fn verify_mac(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        message: &[u8],
+        mac: &[u8],
+        algorithm: &str,
+        dry_run: bool,
+    ) -> Result<String, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:VerifyMac", &[Check::Enabled])
+                    .conditions(&[("kms:MacAlgorithm", algorithm)]),
+            )
+            .await?;
+        let h = Self::require_mac_key(&rec, algorithm, "VerifyMac")?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let expect = self.mac(&rec, h, message).await?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), mac)) {
+            return Err(KmsError::InvalidMac);
+        }
+        Ok(rec.arn())
+    }
+
+    /// ECDH between the key's private key (in the token) and the caller's public key.
+    pub async fn derive_shared_secret(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        algorithm: &str,
+        public_key: &[u8],
+        dry_run: bool,
+    ) -> Result<(String, Zeroizing<Vec<u8>>, String), KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:DeriveSharedSecret", &[Check::Enabled])
+                    .conditions(&[("kms:KeyAgreementAlgorithm", algorithm)]),
+            )
+            .await?;
+        let curve = match Self::pair_kind(&rec) {
+            Some(PairKind::Ec(c)) if rec.key_usage == KEY_AGREEMENT => c,
+            _ => return Err(Self::usage_error(&rec, "DeriveSharedSecret")),
+        };
+        if algorithm != "ECDH" {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "Algorithm {algorithm} is incompatible with key spec {}.",
+                rec.key_spec
+            )));
+        }
+        let point = ec_point_of(public_key, curve).ok_or_else(|| {
+            KmsError::Validation(format!(
+                "PublicKey is not a valid X.509 SubjectPublicKeyInfo for {}.",
+                rec.key_spec
+            ))
+        })?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let live = self
+            .live_material(&rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        let secret = self
+            .hsm
+            .ecdh(live.handle.clone(), point, curve.field_len())
+            .await?;
+        Ok((rec.arn(), secret, rec.origin.to_string()))
+    }
+
+    /// A data key pair: the private key (PKCS#8 DER) encrypted under a symmetric KMS key, and
+    /// in plaintext when asked for.
+    pub async fn generate_data_key_pair(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        spec: &str,
+        ctx: &Context,
+        with_plaintext: bool,
+        dry_run: bool,
+    ) -> Result<DataKeyPairOutput, KmsError> {
+        let (action, op) = if with_plaintext {
+            ("kms:GenerateDataKeyPair", "GenerateDataKeyPair")
+        } else {
+            (
+                "kms:GenerateDataKeyPairWithoutPlaintext",
+                "GenerateDataKeyPairWithoutPlaintext",
+            )
+        };
+        let checks = [Check::Enabled, Check::Symmetric(op)];
+        let conditions = [
+            ("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT),
+            ("kms:DataKeyPairSpec", spec),
+        ];
+        let access = Access::to(action, &checks)
+            .context(ctx)
+            .conditions(&conditions);
+        let rec = self.key_for(caller, key_id, access).await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let (private, public) = tokio::task::spawn_blocking({
+            let spec = spec.to_string();
+            move || generate_pair(&spec)
+        })
+        .await
+        .map_err(|e| KmsError::Internal(format!("key pair generation did not complete: {e}")))??;
+        let blob = self.seal(&rec, private.clone(), ctx).await?;
+        Ok(DataKeyPairOutput {
+            key_arn: rec.arn(),
+            private_blob: blob,
+            private_plaintext: with_plaintext.then_some(private),
+            public_key: public,
+        })
+    }
+}
+
+pub struct DataKeyPairOutput {
+    pub key_arn: String,
+    pub private_blob: Vec<u8>,
+    pub private_plaintext: Option<Zeroizing<Vec<u8>>>,
+    pub public_key: Vec<u8>,
+}

@@ -1,0 +1,305 @@
+//! Authorization: the key policy, the caller's identity policies (verified against their MACs)
+//! and the key's grants, with the request context AWS gives a policy (principal and resource
+//! tags, aliases, conditions), decided by [`crate::policy`].
+
+use super::*;
+
+impl Kms {
+    pub(super) async fn identity_policies(
+        &self,
+        principal_arn: &str,
+    ) -> Result<Arc<Identity>, KmsError> {
+        if let Some(p) = self.identity.lock().unwrap().get(principal_arn) {
+            crate::metrics::cache("identity", true);
+            return Ok(p.clone());
+        }
+        crate::metrics::cache("identity", false);
+        let mut docs = Vec::new();
+        let authz = self.verified_authz(principal_arn).await?;
+        let (policies, tags, via_service) = match authz {
+            Some(a) => (a.policies, a.tags, a.via_service),
+            None => (vec![], vec![], None),
+        };
+        for (name, text) in policies {
+            match policy::parse(&text, PolicyKind::Identity) {
+                Ok(d) => docs.push(d),
+                Err(e) => {
+                    tracing::error!(principal_arn, policy = %name, error = %e, "stored identity policy is not valid; ignoring it")
+                }
+            }
+        }
+        let id = Arc::new(Identity {
+            policies: docs,
+            tags,
+            via_service,
+        });
+        self.identity
+            .lock()
+            .unwrap()
+            .put(principal_arn.to_string(), id.clone());
+        Ok(id)
+    }
+
+    /// A principal's authorization data, once its MAC (computed in the token) matches: an
+    /// identity policy, tag, service registration or trust policy altered, added or removed
+    /// in the database refuses the principal everything. `None`: no such principal.
+    pub(super) async fn verified_authz(
+        &self,
+        arn: &str,
+    ) -> Result<Option<PrincipalAuthz>, KmsError> {
+        // The trail first: a change that commits while the row is read is then never taken
+        // for an older row put back.
+        let trail = self.trail_of(&[seal::principal_row(arn)]).await?;
+        let Some(a) = self.ids.principal_authz(arn).await? else {
+            return Ok(None);
+        };
+        let holds = a.mac.is_some()
+            && self
+                .current_under(
+                    seal::principal_row(arn),
+                    principal_mac_input(arn, &a),
+                    &a.mac,
+                    &trail,
+                )
+                .await?;
+        if !holds {
+            tracing::error!(principal_arn = arn, sealed = a.mac.is_some(), "the principal's policies, tags or trust policy failed their integrity check (altered in the database, an older row put back, or stored before principals were sealed: review with `kms admin seal`); refusing the principal");
+            return Err(KmsError::AccessDenied(format!(
+                "{arn} is not authorized to perform this operation: its identity record failed an integrity check"
+            )));
+        }
+        Ok(Some(a))
+    }
+
+    /// Request context keys that come from stored data: principal and resource tags.
+    pub(super) async fn add_tags(
+        &self,
+        req: &mut policy::Request,
+        id: &Identity,
+        rec: Option<&KeyRecord>,
+    ) -> Result<(), KmsError> {
+        for t in &id.tags {
+            req.context.insert(
+                format!("aws:principaltag/{}", t.key.to_ascii_lowercase()),
+                vec![t.value.clone()],
+            );
+        }
+        if let Some(rec) = rec {
+            for t in self.tags_of(rec).await?.iter() {
+                req.context.insert(
+                    format!("aws:resourcetag/{}", t.key.to_ascii_lowercase()),
+                    vec![t.value.clone()],
+                );
+            }
+            let aliases = self.aliases_of(rec).await?;
+            if !aliases.is_empty() {
+                req.context
+                    .insert("kms:resourcealiases".into(), aliases.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn key_policy(&self, rec: &KeyRecord) -> Option<PolicyDocument> {
+        if let Some(p) = self.key_policies.lock().unwrap().get(&rec.key_id) {
+            if p.0 == rec.policy {
+                crate::metrics::cache("key_policies", true);
+                return p.1.clone();
+            }
+        }
+        crate::metrics::cache("key_policies", false);
+        let parsed = match policy::parse(&rec.policy, PolicyKind::Key) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!(key_id = %rec.key_id, error = %e, "stored key policy is not valid; it allows nothing");
+                None
+            }
+        };
+        self.key_policies
+            .lock()
+            .unwrap()
+            .put(rec.key_id, Arc::new((rec.policy.clone(), parsed.clone())));
+        parsed
+    }
+
+    pub(super) fn request(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: Option<&KeyRecord>,
+        ctx: Option<&Context>,
+    ) -> policy::Request {
+        let mut r = policy::Request {
+            principal_arn: caller.principal_arn.clone(),
+            principal_account: caller.account_id.clone(),
+            role_arn: caller.role_arn.clone(),
+            action: action.to_string(),
+            resource: rec.map(Self::arn).unwrap_or_else(|| "*".into()),
+            context: Default::default(),
+        };
+        let mut put = |k: &str, v: Vec<String>| {
+            r.context.insert(k.to_ascii_lowercase(), v);
+        };
+        put("kms:CallerAccount", vec![caller.account_id.clone()]);
+        put("aws:PrincipalArn", vec![caller.principal_arn.clone()]);
+        put("aws:PrincipalAccount", vec![caller.account_id.clone()]);
+        put(
+            "aws:CurrentTime",
+            vec![self
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)],
+        );
+        put(
+            "aws:SecureTransport",
+            vec![caller.secure_transport.to_string()],
+        );
+        if let Some(ip) = &caller.source_ip {
+            put("aws:SourceIp", vec![ip.clone()]);
+        }
+        if let Some(a) = &caller.request_alias {
+            put("kms:RequestAlias", vec![a.clone()]);
+        }
+        if let Some(rec) = rec {
+            put("kms:KeySpec", vec![rec.key_spec.to_string()]);
+            put("kms:KeyUsage", vec![rec.key_usage.to_string()]);
+            put("kms:KeyOrigin", vec![rec.origin.to_string()]);
+        }
+        if let Some(ctx) = ctx {
+            for (k, v) in ctx {
+                put(&format!("kms:EncryptionContext:{k}"), vec![v.clone()]);
+            }
+            if !ctx.is_empty() {
+                put("kms:EncryptionContextKeys", ctx.keys().cloned().collect());
+            }
+        }
+        r
+    }
+
+    /// Allow or refuse `action` for the caller, on a key (key policy + identity policies +
+    /// grants) or on no key (identity policies alone).
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: Option<&KeyRecord>,
+        ctx: Option<&Context>,
+        extra: &[(&str, &str)],
+    ) -> Result<(), KmsError> {
+        self.authorize_multi(caller, action, rec, ctx, extra, &[])
+            .await
+    }
+
+    pub(crate) async fn authorize_multi(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: Option<&KeyRecord>,
+        ctx: Option<&Context>,
+        extra: &[(&str, &str)],
+        multi: &[(&str, &[String])],
+    ) -> Result<(), KmsError> {
+        self.authorize_with(caller, action, rec, ctx, extra, multi, None)
+            .await
+    }
+
+    /// As `authorize_multi`; `grants` says how grants allow the request when the caller of
+    /// this function has decided it (CreateGrant limits what a grant may create), `None` asks
+    /// the key's grants.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn authorize_with(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: Option<&KeyRecord>,
+        ctx: Option<&Context>,
+        extra: &[(&str, &str)],
+        multi: &[(&str, &[String])],
+        grants: Option<policy::GrantAllows>,
+    ) -> Result<(), KmsError> {
+        let identity = self
+            .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
+            .await?;
+        let ids = &identity.policies;
+        let mut req = self.request(caller, action, rec, ctx);
+        self.add_tags(&mut req, &identity, rec).await?;
+        if let Some(service) = &identity.via_service {
+            req.context.insert(
+                "kms:viaservice".into(),
+                vec![format!("{service}.{}.amazonaws.com", caller.region)],
+            );
+        }
+        for (k, v) in extra {
+            req.context
+                .insert(k.to_ascii_lowercase(), vec![v.to_string()]);
+        }
+        for (k, v) in multi {
+            req.context.insert(k.to_ascii_lowercase(), v.to_vec());
+        }
+        let decision = match rec {
+            Some(rec) => match self.key_policy(rec) {
+                Some(kp) => {
+                    let grant = match grants {
+                        Some(g) => g,
+                        None => self.grant_allows(caller, action, rec, ctx).await?,
+                    };
+                    policy::decide(&kp, &rec.account_id, ids, grant, &req)
+                }
+                None => policy::Decision::Deny(policy::Denial::NoKeyPolicyAllows),
+            },
+            None => policy::decide_identity_only(ids, &req),
+        };
+        match decision {
+            policy::Decision::Allow => Ok(()),
+            policy::Decision::Deny(why) => {
+                Err(KmsError::AccessDenied(policy::denial_message(&req, why)))
+            }
+        }
+    }
+
+    /// `sts:AssumeRole`: the role's trust policy must allow the caller (directly, or by
+    /// trusting the caller's account whose identity policies then must allow it). Returns the
+    /// role's account.
+    pub async fn authorize_assume_role(
+        &self,
+        caller: &Caller,
+        role_arn: &str,
+        external_id: Option<&str>,
+    ) -> Result<String, KmsError> {
+        let denied = || {
+            KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                caller.principal_arn
+            ))
+        };
+        let Some(role) = self.verified_authz(role_arn).await.map_err(|_| denied())? else {
+            return Err(denied());
+        };
+        let (account, Some(trust)) = (role.account_id, role.trust_policy) else {
+            return Err(denied());
+        };
+        let trust = policy::parse(&trust, PolicyKind::Key).map_err(|e| {
+            tracing::error!(role_arn, error = %e, "stored trust policy is not valid");
+            denied()
+        })?;
+        let identity = self
+            .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
+            .await?;
+        let mut req = self.request(caller, "sts:AssumeRole", None, None);
+        self.add_tags(&mut req, &identity, None).await?;
+        req.resource = role_arn.to_string();
+        if let Some(x) = external_id {
+            req.context
+                .insert("sts:externalid".into(), vec![x.to_string()]);
+        }
+        match policy::decide(
+            &trust,
+            &account,
+            &identity.policies,
+            policy::GrantAllows::No,
+            &req,
+        ) {
+            policy::Decision::Allow => Ok(account),
+            policy::Decision::Deny(_) => Err(denied()),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! `CreateKey`: a new key's record, its material generated and wrapped in the token, its rows
+//! sealed and written in one transaction, within the account's quota.
+
+use super::*;
+
+impl Kms {
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        input: CreateKeyInput,
+    ) -> Result<KeyMetadata, KmsError> {
+        let external = input.origin == Origin::External;
+        match input.origin {
+            Origin::AwsKms => {}
+            Origin::External
+                if input.key_spec == KeySpec::SymmetricDefault
+                    || input.key_spec.is_hmac()
+                    || input.key_spec.is_rsa()
+                    || (input.key_spec.is_ecc()
+                        && input.key_spec != KeySpec::EccNistEdwards25519) => {}
+            Origin::External => {
+                return Err(KmsError::UnsupportedOperation(format!(
+                "Keys with Origin EXTERNAL and KeySpec {} are not supported by this key store yet.",
+                input.key_spec
+            )))
+            }
+            other => {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "Origin {other} is not supported by this key store."
+                )))
+            }
+        }
+        let Some(kind) = asymmetric::kind(input.key_spec) else {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "KeySpec {} is not supported by this key store.",
+                input.key_spec
+            )));
+        };
+        if !asymmetric::usages(input.key_spec).contains(&input.key_usage) {
+            return Err(KmsError::Validation(format!(
+                "KeyUsage {} is not compatible with KeySpec {}",
+                input.key_usage, input.key_spec
+            )));
+        }
+        if !asymmetric::token_supports(&self.hsm, kind) {
+            let caps = self.hsm.capabilities();
+            return Err(KmsError::UnsupportedOperation(format!(
+                "KeySpec {} is not available: this key store's HSM ({} {}) cannot generate and wrap such keys.",
+                input.key_spec, caps.manufacturer, caps.model
+            )));
+        }
+        lifecycle::check_tags(&input.tags)?;
+        if input.tags.len() > lifecycle::MAX_TAGS_PER_KEY {
+            return Err(KmsError::Tag(format!(
+                "A KMS key can have at most {} tags.",
+                lifecycle::MAX_TAGS_PER_KEY
+            )));
+        }
+        self.authorize(
+            caller,
+            "kms:CreateKey",
+            None,
+            None,
+            &[
+                ("kms:KeySpec", input.key_spec.as_str()),
+                ("kms:KeyUsage", input.key_usage.as_str()),
+                ("kms:KeyOrigin", input.origin.as_str()),
+                (
+                    "kms:MultiRegion",
+                    if input.multi_region { "true" } else { "false" },
+                ),
+            ],
+        )
+        .await?;
+        self.check_key_quota(&caller.account_id, &caller.region)
+            .await?;
+        let mut rec = KeyRecord {
+            description: input.description,
+            key_spec: input.key_spec,
+            key_usage: input.key_usage,
+            origin: input.origin,
+            ..self.new_record(
+                &caller.account_id,
+                &caller.region,
+                input
+                    .policy
+                    .clone()
+                    .unwrap_or_else(|| default_key_policy(&caller.account_id)),
+            )
+        };
+        if input.multi_region {
+            let mrk = keyid::new_mrk();
+            rec.key_id = keyid::mrk_key_id(&mrk, &rec.region);
+            rec.mrk_id = Some(mrk);
+            rec.mrk_primary = true;
+            rec.multi_region = true;
+        }
+        if input.policy.is_some() {
+            self.check_new_policy(
+                caller,
+                &rec,
+                &rec.policy,
+                input.bypass_policy_lockout_safety_check,
+            )
+            .await?;
+        }
+        if external {
+            // No material until it is imported.
+            rec.key_state = KeyState::PendingImport;
+            rec.current_version = 0;
+            self.seal_new_key(&mut rec, &input.tags).await?;
+            self.keys
+                .create_key(&rec, None, &input.tags, self.limits.keys_per_region)
+                .await
+                .map_err(|e| self.key_quota_error(e, &rec.account_id, &rec.region))?;
+            return self.metadata(&rec).await;
+        }
+        self.seal_new_key(&mut rec, &input.tags).await?;
+        // Token generates → token wraps → database commits → reply.
+        let m = self.new_material(&rec, 1).await?;
+        self.keys
+            .create_key(&rec, Some(&m), &input.tags, self.limits.keys_per_region)
+            .await
+            .map_err(|e| self.key_quota_error(e, &rec.account_id, &rec.region))?;
+        self.metadata(&rec).await
+    }
+
+    /// An enabled, customer-managed symmetric key created now, to be adjusted by the caller.
+    pub(crate) fn new_record(&self, account: &str, region: &str, policy: String) -> KeyRecord {
+        KeyRecord {
+            key_id: Uuid::new_v4(),
+            account_id: account.to_string(),
+            region: region.to_string(),
+            description: String::new(),
+            key_spec: KeySpec::SymmetricDefault,
+            key_usage: ENCRYPT_DECRYPT,
+            origin: Origin::AwsKms,
+            key_manager: "CUSTOMER".into(),
+            key_state: KeyState::Enabled,
+            policy,
+            multi_region: false,
+            current_version: 1,
+            created_at: self.now(),
+            deletion_date: None,
+            rotation_enabled: false,
+            rotation_period_days: None,
+            next_rotation_date: None,
+            on_demand_rotations: 0,
+            mrk_id: None,
+            mrk_primary: false,
+            pending_window_days: None,
+            policy_mac: None,
+            state_mac: None,
+            tags_mac: None,
+            attrs_mac: None,
+            rotation_mac: None,
+        }
+    }
+
+    /// Material version `version` of a key: generated and wrapped in the token, with the row
+    /// MAC that binds it to the key.
+    pub(crate) async fn new_material(
+        &self,
+        rec: &KeyRecord,
+        version: i32,
+    ) -> Result<MaterialRecord, KmsError> {
+        let (wrapped, root_version, public_key) = match asymmetric::kind(rec.key_spec) {
+            Some(asymmetric::Kind::Pair(kind)) => {
+                let (w, public, v) = self
+                    .hsm
+                    .generate_wrapped_key_pair(kind, asymmetric::private_use(rec.key_usage))
+                    .await?;
+                (w, v, Some(asymmetric::spki(kind, &public)?))
+            }
+            Some(asymmetric::Kind::Hmac(_, len)) => {
+                let (w, v) = self.hsm.generate_wrapped_secret(len).await?;
+                (w, v, None)
+            }
+            _ => {
+                let (w, v) = self.hsm.generate_wrapped_aes256().await?;
+                (w, v, None)
+            }
+        };
+        let mut m = MaterialRecord {
+            key_id: rec.key_id,
+            version,
+            wrapped,
+            root_version: root_version as i32,
+            mac: vec![],
+            public_key,
+        };
+        m.mac = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
+        Ok(m)
+    }
+}

@@ -1,0 +1,187 @@
+//! Key policies (`PutKeyPolicy`, `GetKeyPolicy`, `ListKeyPolicies`) and the key reads
+//! (`DescribeKey`, `GetKeyLastUsage`, `ListKeys`).
+
+use super::*;
+
+impl Kms {
+    /// A new key policy must be valid, at most 32 KB, and (unless the caller bypasses the
+    /// check) still allow the caller to change it later.
+    pub(super) async fn check_new_policy(
+        &self,
+        caller: &Caller,
+        rec: &KeyRecord,
+        text: &str,
+        bypass: bool,
+    ) -> Result<(), KmsError> {
+        if text.len() > MAX_KEY_POLICY_BYTES {
+            return Err(KmsError::LimitExceeded(format!(
+                "The key policy is {} bytes; the limit is {MAX_KEY_POLICY_BYTES} bytes.",
+                text.len()
+            )));
+        }
+        let doc = policy::parse(text, PolicyKind::Key).map_err(KmsError::MalformedPolicy)?;
+        if !bypass {
+            let identity = self
+                .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
+                .await?;
+            let mut req = self.request(caller, "kms:PutKeyPolicy", Some(rec), None);
+            self.add_tags(&mut req, &identity, None).await?;
+            if policy::decide(
+                &doc,
+                &rec.account_id,
+                &identity.policies,
+                policy::GrantAllows::No,
+                &req,
+            ) != policy::Decision::Allow
+            {
+                return Err(KmsError::MalformedPolicy(
+                    "The new key policy will not allow you to update the key policy in the future."
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn put_key_policy(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        text: &str,
+        bypass: bool,
+    ) -> Result<(), KmsError> {
+        self.as_current(|| self.put_key_policy_once(caller, key_id, text, bypass))
+            .await
+    }
+
+    pub(super) async fn put_key_policy_once(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        text: &str,
+        bypass: bool,
+    ) -> Result<(), KmsError> {
+        let rec = self
+            .key_for(caller, key_id, Access::to("kms:PutKeyPolicy", ANY_STATE))
+            .await?;
+        if rec.key_state == KeyState::PendingDeletion {
+            return Err(KmsError::InvalidState(format!(
+                "{} is pending deletion.",
+                Self::arn(&rec)
+            )));
+        }
+        self.check_new_policy(caller, &rec, text, bypass).await?;
+        let sealed = KeyRecord {
+            policy: text.to_string(),
+            ..(*rec).clone()
+        };
+        let seal = self
+            .seal_row(
+                seal::key_row(&rec, "policy"),
+                policy_mac_input(&sealed),
+                rec.policy_mac.as_deref(),
+            )
+            .await?;
+        if !self
+            .keys
+            .set_key_policy(rec.key_id, rec.policy_mac.as_deref(), text, &seal.mac)
+            .await?
+        {
+            return Err(KmsError::Changed(rec.key_id));
+        }
+        self.written(&seal);
+        self.invalidate(Some(rec.key_id));
+        Ok(())
+    }
+
+    pub async fn get_key_policy(&self, caller: &Caller, key_id: &str) -> Result<String, KmsError> {
+        let rec = self
+            .key_for(caller, key_id, Access::to("kms:GetKeyPolicy", ANY_STATE))
+            .await?;
+        Ok(rec.policy.clone())
+    }
+
+    pub async fn list_key_policies(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<Vec<String>, KmsError> {
+        self.key_for(caller, key_id, Access::to("kms:ListKeyPolicies", ANY_STATE))
+            .await?;
+        Ok(vec!["default".into()])
+    }
+
+    pub async fn describe_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<KeyMetadata, KmsError> {
+        let rec = self
+            .key_for(caller, key_id, Access::to("kms:DescribeKey", ANY_STATE))
+            .await?;
+        self.metadata(&rec).await
+    }
+
+    /// `GetKeyLastUsage`: the key's latest successful cryptographic call, from the audit trail
+    /// (every call this deployment answered is in it, so tracking starts when the key was
+    /// created). A key id or key ARN of the caller's own account only, as on AWS.
+    pub async fn key_last_usage(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<KeyLastUsage, KmsError> {
+        if matches!(keyid::parse(key_id)?, KeyRef::Alias { .. }) {
+            return Err(KmsError::NotFound(format!(
+                "Alias names are not supported: specify the key ID or key ARN instead of {key_id}."
+            )));
+        }
+        let rec = self
+            .key_for(caller, key_id, Access::to("kms:GetKeyLastUsage", ANY_STATE))
+            .await?;
+        if rec.account_id != caller.account_id {
+            return Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                rec.arn()
+            )));
+        }
+        let last = match self.audit.get() {
+            Some(a) => a.last_key_use(&rec.arn()).await?,
+            None => None,
+        };
+        Ok(KeyLastUsage {
+            key_id: rec.public_id().to_string(),
+            last,
+            tracking_start: rec.created_at,
+            created: rec.created_at,
+        })
+    }
+
+    pub async fn list_keys(
+        &self,
+        caller: &Caller,
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<ListKeysOutput, KmsError> {
+        self.authorize(caller, "kms:ListKeys", None, None, &[])
+            .await?;
+        let after = match marker {
+            None => None,
+            Some(m) => Some(Uuid::parse_str(m).map_err(|_| KmsError::InvalidMarker)?),
+        };
+        let mut rows = self
+            .keys
+            .list_keys(&caller.account_id, &caller.region, after, limit as i64 + 1)
+            .await?;
+        let truncated = rows.len() > limit;
+        rows.truncate(limit);
+        let next_marker = if truncated {
+            rows.last().map(|r| r.key_id.to_string())
+        } else {
+            None
+        };
+        Ok(ListKeysOutput {
+            keys: rows.iter().map(|r| (r.public_id(), Self::arn(r))).collect(),
+            next_marker,
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! AWS managed keys (`alias/aws/<service>`): created on first use by an integrated service,
+//! with the key policy AWS gives them.
+
+use super::{Kms, KmsError};
+use crate::store::{AliasRecord, KeyRecord, StoreError};
+use chrono::Duration;
+use uuid::Uuid;
+
+/// Services whose AWS managed key (`alias/aws/<service>`) is created on first use.
+pub const MANAGED_KEY_SERVICES: &[&str] = &[
+    "acm",
+    "backup",
+    "cloudtrail",
+    "codecommit",
+    "dynamodb",
+    "ebs",
+    "ecr",
+    "elasticfilesystem",
+    "es",
+    "fsx",
+    "glue",
+    "kafka",
+    "kinesis",
+    "lambda",
+    "lightsail",
+    "logs",
+    "rds",
+    "redshift",
+    "s3",
+    "secretsmanager",
+    "sns",
+    "sqs",
+    "ssm",
+    "xray",
+];
+
+/// AWS's key policy for an AWS managed key: the service may use it on behalf of principals of
+/// the account (`kms:ViaService`), and the account may only read its metadata. Everything
+/// else (disabling, deleting, re-policing, re-aliasing, rotation changes) is refused by it.
+pub fn managed_key_policy(account: &str, region: &str, service: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": format!("auto-{service}-1"),
+        "Statement": [
+            {
+                "Sid": format!("Allow access through {service} for all principals in the account that are authorized to use {service}"),
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {
+                    "kms:CallerAccount": account,
+                    "kms:ViaService": format!("{service}.{region}.amazonaws.com")
+                }}
+            },
+            {
+                "Sid": "Allow direct access to key metadata to the account",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+                "Action": ["kms:Describe*", "kms:Get*", "kms:List*"],
+                "Resource": "*"
+            }
+        ]
+    })
+    .to_string()
+}
+
+impl Kms {
+    /// The AWS managed key behind `alias/aws/<service>`, created on first use (as AWS's
+    /// DescribeKey does for a predefined alias with no key yet).
+    pub(super) async fn managed_key(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<Uuid>, KmsError> {
+        let Some(service) = name.strip_prefix("alias/aws/") else {
+            return Ok(None);
+        };
+        if !MANAGED_KEY_SERVICES.contains(&service) {
+            return Ok(None);
+        }
+        let now = self.now();
+        let mut rec = KeyRecord {
+            description: format!(
+                "Default key that protects my {service} data when no other key is defined"
+            ),
+            key_manager: "AWS".into(),
+            rotation_enabled: true,
+            rotation_period_days: Some(365),
+            next_rotation_date: Some(now + Duration::days(365)),
+            ..self.new_record(
+                account,
+                region,
+                managed_key_policy(account, region, service),
+            )
+        };
+        let key_id = rec.key_id;
+        self.seal_new_key(&mut rec, &[]).await?;
+        let m = self.new_material(&rec, 1).await?;
+        let mut alias = AliasRecord {
+            alias_name: name.to_string(),
+            key_id,
+            account_id: account.to_string(),
+            region: region.to_string(),
+            created_at: now,
+            updated_at: now,
+            target_mrk: None,
+            mac: vec![],
+        };
+        alias.mac = self
+            .seal_row(
+                super::seal::alias_row(&alias),
+                super::alias_mac_input(&alias),
+                None,
+            )
+            .await?
+            .mac;
+        match self.keys.create_managed_key(&rec, &m, &alias).await {
+            Ok(()) => {
+                tracing::info!(%key_id, alias = name, "AWS managed key created on first use");
+                self.invalidate_aliases();
+                Ok(Some(key_id))
+            }
+            // Another request created it first: use that one.
+            Err(StoreError::Conflict { .. }) => {
+                self.invalidate_aliases();
+                match self.keys.alias(account, region, name).await? {
+                    Some(a) => Ok(Some(self.verified_alias(a).await?.key_id)),
+                    None => Ok(None),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! A key's rows checked and its material loaded: resolving a key id or alias, the row MACs and
+//! their generations, unwrapping material in the token (once per key version, cached), GCM
+//! invocation leases, and the symmetric seal and open that every ciphertext goes through.
+
+use super::*;
+
+impl Kms {
+    /// The key's policy decides who may use it, its state whether it may be used, its
+    /// attributes what it is: any of them altered in the database (or written there by anyone
+    /// but this service) makes the key unusable, not open.
+    pub(super) async fn key_parts_sealed(&self, rec: &KeyRecord) -> Result<(), KmsError> {
+        let checks = [
+            ("key policy failed its integrity check", policy_mac_input(rec), &rec.policy_mac),
+            ("key state failed its integrity check", state_mac_input(rec), &rec.state_mac),
+            (
+                "key attributes failed their integrity check (altered in the database, or stored before they were sealed: review with `kms admin seal`)",
+                attrs_mac_input(rec),
+                &rec.attrs_mac,
+            ),
+            (
+                "key rotation state failed its integrity check (altered in the database, or stored before it was sealed: review with `kms admin seal`)",
+                rotation_mac_input(rec),
+                &rec.rotation_mac,
+            ),
+        ];
+        for (what, input, stored) in checks {
+            if !self.sealed(input, stored).await? {
+                tracing::error!(key_id = %rec.key_id, state = %rec.key_state, "{what}; refusing to use the key");
+                return Err(KmsError::KeyUnavailable);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn record(&self, id: Uuid) -> Result<Option<Arc<KeyRecord>>, KmsError> {
+        if let Some(r) = self.meta.lock().unwrap().get(&id) {
+            crate::metrics::cache("key_metadata", true);
+            return Ok(Some(r.clone()));
+        }
+        crate::metrics::cache("key_metadata", false);
+        let Some(mut rec) = self.keys.key(id).await? else {
+            return Ok(None);
+        };
+        self.key_parts_sealed(&rec).await?;
+        // Each part as sealed, but an older one put back (the policy before the last
+        // PutKeyPolicy, the state before DisableKey): the trail holds a later generation.
+        let names: Vec<String> = KEY_PARTS
+            .iter()
+            .map(|part| seal::key_row(&rec, part))
+            .collect();
+        let trail = self.keys.generations_per_trail(&names).await?;
+        if seal::first_behind(&key_part_rows(&rec), &trail).is_some() {
+            // Or the row was read just before a change committed and reached the trail. Every
+            // generation the trail held when asked was committed before it was asked, so the
+            // row read again now is at or above it, unless it is an older row put back.
+            let Some(again) = self.keys.key(id).await? else {
+                return Ok(None);
+            };
+            self.key_parts_sealed(&again).await?;
+            if let Some((row, have, held)) = seal::first_behind(&key_part_rows(&again), &trail) {
+                tracing::error!(key_id = %again.key_id, row, generation = have, trail = held, "a part of the key is older than the audit trail records (an older row put back in the database?); refusing to use the key");
+                return Err(KmsError::KeyUnavailable);
+            }
+            rec = again;
+        }
+        // A deleted key's rows put back (from an older backup) are sealed rows: its DeleteKey
+        // event in the trail, later than the key's sealed creation time, refuses them (removing
+        // the event breaks the chain). A multi-Region replica deleted and replicated again has
+        // the same ARN and a later creation time.
+        if self
+            .keys
+            .deleted_per_trail(&rec.arn(), rec.created_at)
+            .await?
+        {
+            tracing::error!(key_id = %rec.key_id, "the audit trail records this key's deletion, but its rows are in the database again (put back from a backup?); refusing to use it");
+            return Err(KmsError::KeyUnavailable);
+        }
+        let rec = Arc::new(rec);
+        self.meta.lock().unwrap().put(id, rec.clone());
+        Ok(Some(rec))
+    }
+
+    /// Resolve a `KeyId` parameter to a key the caller can see in the caller's region.
+    pub(super) async fn resolve(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<Arc<KeyRecord>, KmsError> {
+        let r = keyid::parse(key_id)?;
+        let (id, account) = match &r {
+            KeyRef::Id(id) => (*id, caller.account_id.clone()),
+            KeyRef::Arn {
+                region,
+                account,
+                id,
+            } => {
+                if region != &caller.region {
+                    return Err(KmsError::NotFound(format!(
+                        "Key '{}' does not exist",
+                        keyid::key_arn(region, account, id)
+                    )));
+                }
+                (*id, account.clone())
+            }
+            KeyRef::Alias {
+                name,
+                region,
+                account,
+            } => {
+                let region = region.as_deref().unwrap_or(&caller.region);
+                let account = account.as_deref().unwrap_or(&caller.account_id);
+                if region != caller.region {
+                    return Err(keyid::alias_not_found(region, account, name));
+                }
+                let found = match self.alias_target(account, region, name).await? {
+                    Some(id) => Some(id),
+                    None if account == caller.account_id => {
+                        self.managed_key(account, region, name).await?
+                    }
+                    None => None,
+                };
+                let id = found.ok_or_else(|| keyid::alias_not_found(region, account, name))?;
+                let rec = self
+                    .record(id)
+                    .await?
+                    .ok_or_else(|| keyid::alias_not_found(region, account, name))?;
+                (rec.public_id(), account.to_string())
+            }
+        };
+        let not_found = || {
+            KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                keyid::key_arn(&caller.region, &account, &id)
+            ))
+        };
+        let rec = self
+            .record(id.internal(&caller.region))
+            .await?
+            .ok_or_else(not_found)?;
+        // A multi-Region key is named by its `mrk-` id only, never by its row id.
+        if rec.region != caller.region || rec.account_id != account || rec.public_id() != id {
+            return Err(not_found());
+        }
+        // Another account's key (named by ARN): its key policy decides, in `authorize`.
+        Ok(rec)
+    }
+
+    /// The ARN of a key by id, whatever its account (for listing grants).
+    pub(super) async fn key_arn_of(&self, key_id: Uuid) -> Result<String, KmsError> {
+        let rec = self
+            .record(key_id)
+            .await?
+            .ok_or_else(|| KmsError::NotFound(format!("Key '{key_id}' does not exist")))?;
+        Ok(Self::arn(&rec))
+    }
+
+    pub(super) fn arn(rec: &KeyRecord) -> String {
+        rec.arn()
+    }
+
+    /// The usable material of a key version: from the cache, or loaded, checked and unwrapped.
+    /// For `kms backup verify`: the key's rows pass every check, and every material version
+    /// it holds unwraps under this token (the handle is only cached, never exported). Returns
+    /// how many versions unwrapped.
+    pub async fn verify_key_material(&self, id: Uuid) -> Result<usize, KmsError> {
+        let rec = self.record(id).await?.ok_or(KmsError::KeyUnavailable)?;
+        let mut n = 0;
+        for version in 1..=rec.current_version {
+            if self.live_material(&rec, version).await?.is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub(super) async fn live_material(
+        &self,
+        rec: &KeyRecord,
+        version: i32,
+    ) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+        let k = (rec.key_id, version);
+        if let Some(l) = self.live.lock().unwrap().get(&k) {
+            if l.bound_to == Binding::of(rec) && l.handle.is_current() {
+                crate::metrics::cache("key_material", true);
+                return Ok(Some(l.clone()));
+            }
+        }
+        crate::metrics::cache("key_material", false);
+        let gate = self.loading.lock().unwrap().entry(k).or_default().clone();
+        let _loading = gate.lock().await;
+        let r = self.load_material(rec, version).await;
+        self.loading.lock().unwrap().remove(&k);
+        r
+    }
+
+    pub(super) async fn load_material(
+        &self,
+        rec: &KeyRecord,
+        version: i32,
+    ) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+        let k = (rec.key_id, version);
+        let cached = self.live.lock().unwrap().get(&k).cloned();
+        if let Some(l) = cached {
+            if l.bound_to == Binding::of(rec) && l.handle.is_current() {
+                return Ok(Some(l));
+            }
+            if !l.handle.is_current() {
+                // The token was re-opened: the object died with its session; unwrap again.
+                let evicted = self.live.lock().unwrap().pop(&k);
+                drop(evicted);
+            } else {
+                // The key's record changed under a loaded handle: verify the row again.
+                tracing::warn!(key_id = %rec.key_id, version, "key metadata changed under a cached key handle; re-verifying");
+                let evicted = self.live.lock().unwrap().pop(&k);
+                drop(evicted);
+            }
+        }
+        let Some(m) = self.keys.material(rec.key_id, version).await? else {
+            return Ok(None);
+        };
+        self.verify_material(rec, &m).await?;
+        // Imported material is used only under an import row that passes its MAC: one altered
+        // or deleted in the database (to escape its expiry) refuses the material instead.
+        if rec.origin == Origin::External && self.verified_import(rec.key_id).await?.is_none() {
+            tracing::error!(key_id = %rec.key_id, "imported key material has no import row (deleted in the database?); refusing it");
+            return Err(KmsError::KeyUnavailable);
+        }
+        let unwrapped = match asymmetric::kind(rec.key_spec) {
+            Some(asymmetric::Kind::Pair(kind)) => {
+                self.hsm
+                    .unwrap_private(
+                        m.wrapped.clone(),
+                        m.root_version as u32,
+                        kind,
+                        asymmetric::private_use(rec.key_usage),
+                    )
+                    .await
+            }
+            Some(asymmetric::Kind::Hmac(..)) => {
+                self.hsm
+                    .unwrap_hmac_secret(m.wrapped.clone(), m.root_version as u32)
+                    .await
+            }
+            _ => {
+                self.hsm
+                    .unwrap_aes(m.wrapped.clone(), m.root_version as u32)
+                    .await
+            }
+        };
+        let handle = unwrapped.map_err(|e| {
+            tracing::error!(key_id = %rec.key_id, version, error = %e, "could not unwrap key material");
+            KmsError::KeyUnavailable
+        })?;
+        let live = Arc::new(LiveMaterial {
+            handle,
+            public_key: m.public_key.clone(),
+            lease: tokio::sync::Mutex::new(Lease::default()),
+            bound_to: Binding::of(rec),
+        });
+        let evicted = {
+            let mut c = self.live.lock().unwrap();
+            match c.get(&k) {
+                Some(existing)
+                    if existing.bound_to == live.bound_to && existing.handle.is_current() =>
+                {
+                    return Ok(Some(existing.clone()))
+                }
+                _ => c.push(k, live.clone()),
+            }
+        };
+        drop(evicted); // destroys the evicted object once no request holds it
+        Ok(Some(live))
+    }
+
+    /// Check a material row's MAC (computed in the token) against the key it claims to be of.
+    pub(super) async fn verify_material(
+        &self,
+        rec: &KeyRecord,
+        m: &MaterialRecord,
+    ) -> Result<(), KmsError> {
+        if !self
+            .hsm
+            .row_mac_matches(material_mac_input(rec, m), &m.mac)
+            .await?
+        {
+            tracing::error!(key_id = %rec.key_id, version = m.version, "key material row failed its integrity check; refusing to use it");
+            return Err(KmsError::KeyUnavailable);
+        }
+        Ok(())
+    }
+
+    /// The material version to encrypt with and one AES-GCM invocation of it, leasing more
+    /// from the database when the lease runs out. `None` once the material is at the bound.
+    pub(super) async fn try_invocation(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+        let version = rec.current_version;
+        let live = self.live_material(rec, version).await?.ok_or_else(|| {
+            KmsError::Internal(format!(
+                "current material v{version} of {} is missing",
+                rec.key_id
+            ))
+        })?;
+        let mut lease = live.lease.lock().await;
+        if lease.next >= lease.end {
+            let size = (lease.size * 2).clamp(GCM_LEASE_MIN, GCM_LEASE_MAX);
+            // Every lease is in the trail before it is used, and the database hands leases out
+            // in order: read before reserving, every end the trail holds is at most where the
+            // next lease starts. A lease starting before one of them means the count was set
+            // back in the database (to pass the 2^32 bound of one material).
+            let material = rotation::material_id(&rec.blob_id(), version);
+            let used = self.leased_per_trail(&material).await?;
+            match self
+                .keys
+                .reserve_invocations(rec.key_id, rec.mrk_id, version, size, GCM_INVOCATION_LIMIT)
+                .await?
+            {
+                Some((start, end)) => {
+                    if start < used {
+                        tracing::error!(key_id = %rec.key_id, version, start, used, "the key material's invocation count is behind the leases the audit trail records (set back in the database?); refusing to use it");
+                        return Err(KmsError::KeyUnavailable);
+                    }
+                    self.record_before(
+                        "InvocationsLeased",
+                        rec,
+                        serde_json::json!({ "materialId": material, "start": start, "end": end }),
+                    )
+                    .await?;
+                    lease.next = start;
+                    lease.end = end;
+                    lease.size = size;
+                }
+                None => {
+                    tracing::warn!(key_id = %rec.key_id, version, "key material reached the AES-GCM invocation limit");
+                    return Ok(None);
+                }
+            }
+        }
+        lease.next += 1;
+        drop(lease);
+        Ok(Some(live))
+    }
+
+    /// The furthest end of the material's latest leases in the trail (0: none).
+    pub(super) async fn leased_per_trail(&self, material: &str) -> Result<i64, KmsError> {
+        // Leases of several nodes may reach the trail out of order: the latest few, not only
+        // the last, bound where the count stands.
+        let bodies = self.keys.leases_per_trail(material, 16).await?;
+        Ok(bodies
+            .iter()
+            .filter_map(|b| {
+                serde_json::from_str::<serde_json::Value>(b)
+                    .ok()?
+                    .pointer("/additionalEventData/end")?
+                    .as_i64()
+            })
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Like `try_invocation`, but a key at the bound rotates to new material (once) and uses it.
+    pub(super) async fn invocation(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<(i32, Arc<LiveMaterial>), KmsError> {
+        if let Some(live) = self.try_invocation(rec).await? {
+            return Ok((rec.current_version, live));
+        }
+        match self.rotate_material(rec, "AUTOMATIC", None, false).await {
+            // Conflict: another request or node rotated it first.
+            Ok(()) | Err(KmsError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.invalidate(Some(rec.key_id));
+        let fresh = self
+            .record(rec.key_id)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        let live = self
+            .try_invocation(&fresh)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)?;
+        Ok((fresh.current_version, live))
+    }
+
+    pub(super) async fn seal(
+        &self,
+        rec: &KeyRecord,
+        plaintext: Zeroizing<Vec<u8>>,
+        ctx: &Context,
+    ) -> Result<Vec<u8>, KmsError> {
+        let (version, live) = self.invocation(rec).await?;
+        let mut iv = [0u8; 12];
+        aws_lc_rs::rand::fill(&mut iv)
+            .map_err(|_| KmsError::Internal("system RNG failed".into()))?;
+        let header = Header {
+            key_id: rec.blob_id(),
+            material_version: version as u32,
+            iv,
+        };
+        let aad = ciphertext::aad(&header, ctx);
+        let body = self
+            .hsm
+            .gcm_encrypt(live.handle.clone(), iv, aad, plaintext)
+            .await?;
+        let mut blob = header.to_bytes().to_vec();
+        blob.extend_from_slice(&body);
+        Ok(blob)
+    }
+
+    /// What decrypting with a symmetric key checks before the ciphertext: the caller may do
+    /// `action` with this context, and the key is a usable symmetric encryption key.
+    pub(super) async fn check_symmetric_decrypt(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: &KeyRecord,
+        ctx: &Context,
+    ) -> Result<(), KmsError> {
+        let access = Access::to(action, &[Check::Enabled, Check::Symmetric("Decrypt")])
+            .context(ctx)
+            .conditions(&[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]);
+        self.admit(caller, rec, access).await
+    }
+
+    /// Decrypt a blob: the blob names its key; `expected` (from `KeyId`) must match it.
+    pub(super) async fn open(
+        &self,
+        caller: &Caller,
+        action: &str,
+        blob: &[u8],
+        ctx: &Context,
+        expected: Option<&str>,
+    ) -> Result<(Arc<KeyRecord>, Zeroizing<Vec<u8>>), KmsError> {
+        let expected = match expected {
+            Some(k) => Some(self.resolve(caller, k).await?),
+            None => None,
+        };
+        let (header, body) = ciphertext::parse(blob).ok_or(KmsError::InvalidCiphertext)?;
+        if let Some(e) = &expected {
+            if e.blob_id() != header.key_id {
+                return Err(KmsError::IncorrectKey);
+            }
+        }
+        // A multi-Region blob decrypts with its key's copy in the caller's region.
+        let row = keyid::PublicId::of_blob(header.key_id).internal(&caller.region);
+        let rec = match self.record(row).await? {
+            Some(r) if r.region == caller.region => r,
+            _ => return Err(KmsError::InvalidCiphertext),
+        };
+        self.check_symmetric_decrypt(caller, action, &rec, ctx)
+            .await?;
+        let version =
+            i32::try_from(header.material_version).map_err(|_| KmsError::InvalidCiphertext)?;
+        let live = self
+            .live_material(&rec, version)
+            .await?
+            .ok_or(KmsError::InvalidCiphertext)?;
+        let aad = ciphertext::aad(&header, ctx);
+        match self
+            .hsm
+            .gcm_decrypt(live.handle.clone(), header.iv, aad, body.to_vec())
+            .await
+        {
+            Ok(pt) => Ok((rec, pt)),
+            // The token profile says which codes mean a bad ciphertext (HsmError::BadCiphertext).
+            Err(e) => Err(e.into()),
+        }
+    }
+}

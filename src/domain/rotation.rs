@@ -1,0 +1,510 @@
+//! Key rotation: the rotation schedule (`EnableKeyRotation`, `DisableKeyRotation`,
+//! `GetKeyRotationStatus`), `RotateKeyOnDemand`, `ListKeyRotations`, and the background job
+//! that rotates keys that are due and deletes keys whose waiting period ended.
+
+use super::preamble::{Access, Check, ANY_STATE};
+use super::{Caller, Kms, KmsError};
+use crate::store::{KeyRecord, MaterialRecord, StoreError};
+use crate::vocab::{KeySpec, KeyState, Origin};
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+/// Rotation periods AWS allows.
+pub const ROTATION_DAYS: std::ops::RangeInclusive<i64> = 90..=2560;
+pub const MAX_ON_DEMAND_ROTATIONS: i32 = 25;
+
+pub struct RotationStatus {
+    pub enabled: bool,
+    pub key_arn: String,
+    pub period_days: Option<i32>,
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// `ListKeyRotations`: what a key's materials are.
+pub struct KeyRotations {
+    pub arn: String,
+    pub blob_id: Uuid,
+    /// The current material's version (0: none imported yet).
+    pub current_version: i32,
+    /// Materials made by rotation, oldest first.
+    pub rotations: Vec<crate::store::RotationRecord>,
+    /// For a key with imported material: its import state and expiry.
+    pub imported: Option<ImportedMaterial>,
+}
+
+pub struct ImportedMaterial {
+    /// The material is in the key now (not deleted or expired).
+    pub imported: bool,
+    /// `ExpirationModel` and `ValidTo` of the import, while imported.
+    pub expiration: Option<(String, Option<DateTime<Utc>>)>,
+}
+
+/// A stable id for one version of a key's material (`CurrentKeyMaterialId`).
+pub fn material_id(key_id: &Uuid, version: i32) -> String {
+    let mut d = key_id.as_bytes().to_vec();
+    d.extend_from_slice(&version.to_be_bytes());
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &d).as_ref())
+}
+
+/// The `KeyMaterialId` a symmetric ciphertext blob of this service was made with (its header
+/// names the key and the material version); `None` for anything else.
+pub fn material_id_of_blob(blob: &[u8]) -> Option<String> {
+    let (header, _) = super::ciphertext::parse(blob)?;
+    let version = i32::try_from(header.material_version).ok()?;
+    Some(material_id(&header.key_id, version))
+}
+
+impl Kms {
+    /// New material for a key, generated and wrapped in the token, committed as the current
+    /// version. `Conflict` if another node added the same version first.
+    pub(super) async fn rotate_material(
+        &self,
+        rec: &KeyRecord,
+        rotation_type: &str,
+        due_at: Option<DateTime<Utc>>,
+        on_demand: bool,
+    ) -> Result<(), KmsError> {
+        let busy = || KmsError::Conflict(format!("{} is already being rotated.", Self::arn(rec)));
+        // The rotation state as stored now, verified (the key's and every related key's).
+        let rows = self.verified_rotation_rows(rec).await?;
+        let current = rows
+            .iter()
+            .find(|r| r.key_id == rec.key_id)
+            .expect("verified_rotation_rows holds the key");
+        // A scheduled rotation counts only while the key is still due.
+        let next = match due_at {
+            Some(due) => {
+                if !(current.rotation_enabled
+                    && current.key_state == KeyState::Enabled
+                    && current.next_rotation_date.is_some_and(|n| n <= due))
+                {
+                    return Err(busy());
+                }
+                current
+                    .rotation_period_days
+                    .map(|days| due + Duration::days(days.into()))
+            }
+            None => current.next_rotation_date,
+        };
+        let version = current.current_version + 1;
+        let m = self.new_material(current, version).await?;
+        // A multi-Region key's regions share the new material: one copy (and MAC) per region,
+        // and every region moves to it; replicas show the primary's schedule.
+        let mut ms = vec![m];
+        let (mut updates, mut seals) = (Vec::with_capacity(rows.len()), Vec::new());
+        for r in &rows {
+            if r.key_id != rec.key_id {
+                let mut c = MaterialRecord {
+                    key_id: r.key_id,
+                    ..ms[0].clone()
+                };
+                c.mac = self.hsm.row_mac(super::material_mac_input(r, &c)).await?;
+                ms.push(c);
+            }
+            let moved = KeyRecord {
+                current_version: version,
+                next_rotation_date: next,
+                on_demand_rotations: r.on_demand_rotations + i32::from(on_demand),
+                ..r.clone()
+            };
+            let (u, seal) = self.rotation_update(r, &moved).await?;
+            updates.push(u);
+            seals.push(seal);
+        }
+        // Rotations the service starts by itself are recorded by it (on-demand ones are a
+        // call's change).
+        let action = if rotation_type == "AUTOMATIC" {
+            self.audit_service_intent(
+                "RotateKey",
+                &rec.arn(),
+                &rec.region,
+                serde_json::json!({
+                    "rotationType": rotation_type,
+                    "keyMaterialId": material_id(&rec.blob_id(), version),
+                }),
+            )
+            .await?
+        } else {
+            super::ServiceAction::none()
+        };
+        let added = action
+            .run(async {
+                let added = self
+                    .keys
+                    .add_material(&ms, rec.mrk_id, rotation_type, due_at.is_some(), &updates)
+                    .await;
+                if added.is_ok() {
+                    self.written_all(&seals);
+                }
+                added
+            })
+            .await;
+        match added {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::Conflict(format!(
+                    "{} is already being rotated.",
+                    Self::arn(rec)
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate_related(rec);
+        tracing::info!(key_id = %rec.key_id, version, rotation_type, "key rotated");
+        self.audit_service_done(action).await;
+        Ok(())
+    }
+
+    pub async fn enable_key_rotation(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        days: i64,
+    ) -> Result<(), KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:EnableKeyRotation", &[Check::Rotatable]),
+            )
+            .await?;
+        let next = self.now() + Duration::days(days);
+        self.set_rotation(&rec, true, Some(days as i32), Some(next))
+            .await
+    }
+
+    /// Write a key's rotation schedule (every related key's too, for a multi-Region key), each
+    /// row verified before it is changed and sealed again.
+    async fn set_rotation(
+        &self,
+        rec: &KeyRecord,
+        enabled: bool,
+        period_days: Option<i32>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), KmsError> {
+        let rows = self.verified_rotation_rows(rec).await?;
+        let (mut updates, mut seals) = (Vec::with_capacity(rows.len()), Vec::new());
+        for r in &rows {
+            let set = KeyRecord {
+                rotation_enabled: enabled,
+                rotation_period_days: period_days,
+                next_rotation_date: next,
+                ..r.clone()
+            };
+            let (u, seal) = self.rotation_update(r, &set).await?;
+            updates.push(u);
+            seals.push(seal);
+        }
+        match self.keys.set_rotation(rec.mrk_id, &updates).await {
+            Ok(()) => self.written_all(&seals),
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::Conflict(format!(
+                    "{} is being updated; try again.",
+                    Self::arn(rec)
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate_related(rec);
+        Ok(())
+    }
+
+    pub async fn disable_key_rotation(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<(), KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:DisableKeyRotation", &[Check::Rotatable]),
+            )
+            .await?;
+        self.set_rotation(&rec, false, rec.rotation_period_days, None)
+            .await
+    }
+
+    pub async fn key_rotation_status(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<RotationStatus, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:GetKeyRotationStatus", ANY_STATE),
+            )
+            .await?;
+        if rec.key_spec != KeySpec::SymmetricDefault {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} does not support automatic rotation.",
+                Self::arn(&rec)
+            )));
+        }
+        // AWS: "While a KMS key is pending deletion, its key rotation status is false"; the
+        // stored schedule comes back if the deletion is cancelled.
+        if matches!(
+            rec.key_state,
+            KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
+        ) {
+            return Ok(RotationStatus {
+                enabled: false,
+                key_arn: Self::arn(&rec),
+                period_days: rec.rotation_period_days,
+                next: None,
+            });
+        }
+        Self::check(&rec, &[Check::Manageable])?;
+        Ok(RotationStatus {
+            enabled: rec.rotation_enabled,
+            key_arn: Self::arn(&rec),
+            period_days: rec.rotation_period_days,
+            next: rec.next_rotation_date,
+        })
+    }
+
+    pub async fn rotate_key_on_demand(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<String, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:RotateKeyOnDemand", &[Check::Rotatable]),
+            )
+            .await?;
+        if rec.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(KmsError::LimitExceeded(format!(
+                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
+                Self::arn(&rec)
+            )));
+        }
+        if rec.rotation_enabled && rec.next_rotation_date.is_some_and(|n| n <= self.now()) {
+            return Err(KmsError::Conflict(format!(
+                "An automatic rotation of {} is due; try again later.",
+                Self::arn(&rec)
+            )));
+        }
+        self.rotate_material(&rec, "ON_DEMAND", None, true).await?;
+        Ok(Self::arn(&rec))
+    }
+
+    pub async fn list_key_rotations(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<KeyRotations, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:ListKeyRotations", ANY_STATE),
+            )
+            .await?;
+        if rec.key_spec != KeySpec::SymmetricDefault {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} does not support rotation.",
+                Self::arn(&rec)
+            )));
+        }
+        let imported = if rec.origin == Origin::External {
+            Some(ImportedMaterial {
+                imported: rec.key_state != KeyState::PendingImport,
+                expiration: self.import_expiration(&rec).await?,
+            })
+        } else {
+            None
+        };
+        Ok(KeyRotations {
+            arn: Self::arn(&rec),
+            blob_id: rec.blob_id(),
+            current_version: rec.current_version,
+            rotations: self.keys.rotations(rec.key_id).await?,
+            imported,
+        })
+    }
+
+    /// The background work due at the clock's now: delete keys whose window ended
+    /// (crypto-shredding their material) and rotate keys whose rotation is due. Safe to run on
+    /// every node at once: each key is claimed by exactly one (`FOR UPDATE SKIP LOCKED`).
+    pub async fn run_due(&self) -> Result<(usize, usize), KmsError> {
+        let now = self.now();
+        // A primary whose last replica is gone starts its own waiting period.
+        // The state MAC is computed first and stored with the state in one statement: a
+        // reader never sees the new state under the old MAC (which it would take for
+        // tampering), and a crash leaves either state whole.
+        for rec in self.keys.replica_deletions_done().await? {
+            // Only a wait the service started (state and waiting period as sealed): a row
+            // made to wait for replicas in the database is never sealed as pending deletion.
+            if !self
+                .current_seal(
+                    super::seal::key_row(&rec, "state"),
+                    super::state_mac_input(&rec),
+                    &rec.state_mac,
+                )
+                .await?
+            {
+                tracing::error!(key_id = %rec.key_id, "a primary waiting for its replicas' deletion failed its state integrity check (or is an older state put back); not scheduling its deletion");
+                continue;
+            }
+            let when = now + Duration::days(i64::from(rec.pending_window_days.unwrap_or(30)));
+            let seal = self
+                .state_seal(&rec, KeyState::PendingDeletion, Some(when), None)
+                .await?;
+            let action = self
+                .audit_service_intent(
+                    "ScheduleKeyDeletion",
+                    &rec.arn(),
+                    &rec.region,
+                    serde_json::json!({
+                        "reason": "the multi-Region primary key has no replica left; its waiting period starts",
+                        "deletionDate": when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    }),
+                )
+                .await?;
+            if action
+                .run(async {
+                    let started = self
+                        .keys
+                        .start_primary_deletion(
+                            rec.key_id,
+                            when,
+                            &seal.mac,
+                            rec.state_mac.as_deref().unwrap_or_default(),
+                        )
+                        .await;
+                    if matches!(started, Ok(true)) {
+                        self.written(&seal);
+                    }
+                    started
+                })
+                .await?
+            {
+                tracing::info!(key_id = %rec.key_id, "multi-Region primary key has no replicas left; its deletion waiting period starts");
+                self.invalidate(Some(rec.key_id));
+                self.audit_service_done(action).await;
+            }
+        }
+        let mut deleted = 0;
+        // Page by (deletion date, key id): a row that is refused below does not hold back the
+        // genuine deletions after it.
+        let mut after = None;
+        loop {
+            let due = self.keys.keys_due_for_deletion(now, after, 100).await?;
+            after = due
+                .last()
+                .and_then(|k| k.deletion_date.map(|d| (d, k.key_id)));
+            for k in &due {
+                // Only a deletion the service scheduled: the state and date as sealed. A row
+                // made pending deletion in the database is refused, never shredded.
+                if !self
+                    .current_seal(
+                        super::seal::key_row(k, "state"),
+                        super::state_mac_input(k),
+                        &k.state_mac,
+                    )
+                    .await?
+                {
+                    tracing::error!(key_id = %k.key_id, "a key due for deletion failed its state integrity check (or is an older state put back: a cancelled deletion); not deleting it");
+                    continue;
+                }
+                let action = self
+                    .audit_service_intent(
+                        "DeleteKey",
+                        &k.arn(),
+                        &k.region,
+                        serde_json::json!({ "reason": "the waiting period ended; all key material was destroyed" }),
+                    )
+                    .await?;
+                if !action.run(self.keys.delete_due_key(k, now)).await? {
+                    continue;
+                }
+                deleted += 1;
+                tracing::info!(key_id = %k.key_id, "key deleted at the end of its waiting period; its material is destroyed");
+                self.invalidate(Some(k.key_id));
+                self.audit_service_done(action).await;
+            }
+            if due.len() < 100 {
+                break;
+            }
+        }
+        let mut rotated = 0;
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let ids = self.keys.due_rotations(now, 100).await?;
+            let mut progress = false;
+            for id in &ids {
+                if !seen.insert(*id) {
+                    continue;
+                }
+                progress = true;
+                self.invalidate(Some(*id));
+                let Some(rec) = self.record(*id).await? else {
+                    continue;
+                };
+                match self
+                    .rotate_material(&rec, "AUTOMATIC", Some(now), false)
+                    .await
+                {
+                    Ok(()) => rotated += 1,
+                    // Another node rotated it first, or it was disabled meanwhile.
+                    Err(KmsError::Conflict(_)) => {
+                        tracing::debug!(key_id = %id, "scheduled rotation done elsewhere")
+                    }
+                    Err(e) => {
+                        tracing::error!(key_id = %id, error = %e, "scheduled rotation failed")
+                    }
+                }
+            }
+            if ids.len() < 100 || !progress {
+                break;
+            }
+        }
+        let expired = self.expire_imports(now).await?;
+        if expired > 0 {
+            tracing::info!(expired, "imported key material expired");
+        }
+        // Expired temporary credentials are useless; a day of grace keeps "expired" (rather
+        // than "unknown") as the answer for a while.
+        let purged = self
+            .ids_store()
+            .purge_sessions(now - Duration::days(1))
+            .await?;
+        if purged > 0 {
+            tracing::info!(purged, "expired sessions removed");
+        }
+        Ok((deleted, rotated))
+    }
+
+    /// Aliases of a key (`kms:ResourceAliases`), cached until any alias changes.
+    pub(super) async fn aliases_of(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<std::sync::Arc<Vec<String>>, KmsError> {
+        if let Some(a) = self.key_aliases.lock().unwrap().get(&rec.key_id) {
+            crate::metrics::cache("key_aliases", true);
+            return Ok(a.clone());
+        }
+        crate::metrics::cache("key_aliases", false);
+        // kms:ResourceAliases decides: any alias row of the key that fails its check refuses
+        // the request.
+        let mut names = Vec::new();
+        for a in self
+            .keys
+            .list_aliases(&rec.account_id, &rec.region, Some(rec.key_id))
+            .await?
+        {
+            names.push(self.verified_alias(a).await?.alias_name);
+        }
+        let names = std::sync::Arc::new(names);
+        self.key_aliases
+            .lock()
+            .unwrap()
+            .put(rec.key_id, names.clone());
+        Ok(names)
+    }
+}

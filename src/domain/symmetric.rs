@@ -1,0 +1,199 @@
+//! Symmetric cryptography: `Encrypt`, `Decrypt`, `ReEncrypt`, `GenerateDataKey` (and its
+//! variants through it) and `GenerateRandom`.
+
+use super::*;
+
+impl Kms {
+    pub async fn encrypt(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        plaintext: Zeroizing<Vec<u8>>,
+        ctx: &Context,
+        dry_run: bool,
+    ) -> Result<EncryptOutput, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to(
+                    "kms:Encrypt",
+                    &[Check::Enabled, Check::Symmetric("Encrypt")],
+                )
+                .context(ctx)
+                .conditions(&[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]),
+            )
+            .await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let blob = self.seal(&rec, plaintext, ctx).await?;
+        Ok(EncryptOutput {
+            blob,
+            key_arn: Self::arn(&rec),
+        })
+    }
+
+    pub async fn decrypt(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        ctx: &Context,
+        key_id: Option<&str>,
+        dry_run: bool,
+    ) -> Result<DecryptOutput, KmsError> {
+        let (rec, plaintext) = self.open(caller, "kms:Decrypt", blob, ctx, key_id).await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        Ok(DecryptOutput {
+            plaintext,
+            key_arn: Self::arn(&rec),
+        })
+    }
+
+    /// `DryRun` with `IGNORE_CIPHERTEXT`: the checks a real call makes on the key `key_id`
+    /// names (permission with this encryption context and algorithm, key state and usage),
+    /// without a ciphertext; `DryRunOperationException` if they pass.
+    pub async fn dry_run_without_ciphertext(
+        &self,
+        caller: &Caller,
+        action: &str,
+        key_id: &str,
+        ctx: &Context,
+        algorithm: &str,
+    ) -> Result<(), KmsError> {
+        let rec = self.resolve(caller, key_id).await?;
+        if algorithm == SYMMETRIC_DEFAULT {
+            self.check_symmetric_decrypt(caller, action, &rec, ctx)
+                .await?;
+        } else {
+            let conditions = [("kms:EncryptionAlgorithm", algorithm)];
+            let access = Access::to(action, &[Check::Enabled])
+                .context(ctx)
+                .conditions(&conditions);
+            self.admit(caller, &rec, access).await?;
+            self.require_rsa_encryption(&rec, algorithm, "Decrypt")?;
+            Self::refuse_context(ctx)?;
+        }
+        Err(KmsError::DryRun)
+    }
+
+    /// `ReEncrypt`'s destination key, checked: the caller may `ReEncryptTo` it with this
+    /// context, and it is a usable symmetric encryption key.
+    pub(super) async fn re_encrypt_destination(
+        &self,
+        caller: &Caller,
+        destination_key_id: &str,
+        destination_ctx: &Context,
+    ) -> Result<Arc<KeyRecord>, KmsError> {
+        let dest = self
+            .key_for(
+                caller,
+                destination_key_id,
+                Access::to(
+                    "kms:ReEncryptTo",
+                    &[Check::Enabled, Check::Symmetric("ReEncrypt")],
+                )
+                .context(destination_ctx),
+            )
+            .await?;
+        Ok(dest)
+    }
+
+    /// `ReEncrypt` with `DryRun` and `IGNORE_CIPHERTEXT`: both keys' checks, no ciphertext.
+    pub async fn dry_run_re_encrypt_without_ciphertext(
+        &self,
+        caller: &Caller,
+        source_key_id: &str,
+        source_ctx: &Context,
+        destination_key_id: &str,
+        destination_ctx: &Context,
+    ) -> Result<(), KmsError> {
+        self.re_encrypt_destination(caller, destination_key_id, destination_ctx)
+            .await?;
+        self.dry_run_without_ciphertext(
+            caller,
+            "kms:ReEncryptFrom",
+            source_key_id,
+            source_ctx,
+            SYMMETRIC_DEFAULT,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn re_encrypt(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        source_ctx: &Context,
+        source_key_id: Option<&str>,
+        destination_key_id: &str,
+        destination_ctx: &Context,
+        dry_run: bool,
+    ) -> Result<ReEncryptOutput, KmsError> {
+        let dest = self
+            .re_encrypt_destination(caller, destination_key_id, destination_ctx)
+            .await?;
+        let (src, plaintext) = self
+            .open(caller, "kms:ReEncryptFrom", blob, source_ctx, source_key_id)
+            .await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let blob = self.seal(&dest, plaintext, destination_ctx).await?;
+        Ok(ReEncryptOutput {
+            blob,
+            source_key_arn: Self::arn(&src),
+            key_arn: Self::arn(&dest),
+        })
+    }
+
+    /// A data key from the token's RNG, encrypted under the KMS key. The plaintext is returned
+    /// to the caller (when asked for) and forgotten.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn generate_data_key(
+        &self,
+        caller: &Caller,
+        action: &str,
+        key_id: &str,
+        bytes: usize,
+        ctx: &Context,
+        dry_run: bool,
+    ) -> Result<DataKeyOutput, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to(
+                    action,
+                    &[Check::Enabled, Check::Symmetric("GenerateDataKey")],
+                )
+                .context(ctx),
+            )
+            .await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let plaintext = self.hsm.random(bytes).await?;
+        let blob = self
+            .seal(&rec, Zeroizing::new(plaintext.to_vec()), ctx)
+            .await?;
+        Ok(DataKeyOutput {
+            blob,
+            plaintext,
+            key_arn: Self::arn(&rec),
+        })
+    }
+
+    pub async fn generate_random(
+        &self,
+        caller: &Caller,
+        bytes: usize,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        self.authorize(caller, "kms:GenerateRandom", None, None, &[])
+            .await?;
+        Ok(self.hsm.random(bytes).await?)
+    }
+}
