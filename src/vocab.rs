@@ -34,6 +34,10 @@ macro_rules! vocabulary {
             }
         }
 
+        impl Vocabulary for $name {
+            const WORDS: &'static [&'static str] = $name::WORDS;
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())
@@ -61,6 +65,12 @@ macro_rules! vocabulary {
             }
         }
     };
+}
+
+/// A type of AWS words (made by `vocabulary!`): what a request member of that type may be.
+pub trait Vocabulary: Copy + FromStr<Err = UnknownWord> + fmt::Display + 'static {
+    /// Every word, in botocore's order.
+    const WORDS: &'static [&'static str];
 }
 
 /// A word that is not one of the type's (`what`: `KeyState`, `Origin`).
@@ -137,6 +147,99 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// An encryption algorithm (botocore's `EncryptionAlgorithmSpec`).
+    EncryptionAlgorithmSpec {
+        SymmetricDefault = "SYMMETRIC_DEFAULT",
+        RsaesOaepSha1 = "RSAES_OAEP_SHA_1",
+        RsaesOaepSha256 = "RSAES_OAEP_SHA_256",
+        Sm2Pke = "SM2PKE",
+    }
+}
+
+vocabulary! {
+    /// A signing algorithm (botocore's `SigningAlgorithmSpec`).
+    SigningAlgorithmSpec {
+        RsassaPssSha256 = "RSASSA_PSS_SHA_256",
+        RsassaPssSha384 = "RSASSA_PSS_SHA_384",
+        RsassaPssSha512 = "RSASSA_PSS_SHA_512",
+        RsassaPkcs1V15Sha256 = "RSASSA_PKCS1_V1_5_SHA_256",
+        RsassaPkcs1V15Sha384 = "RSASSA_PKCS1_V1_5_SHA_384",
+        RsassaPkcs1V15Sha512 = "RSASSA_PKCS1_V1_5_SHA_512",
+        EcdsaSha256 = "ECDSA_SHA_256",
+        EcdsaSha384 = "ECDSA_SHA_384",
+        EcdsaSha512 = "ECDSA_SHA_512",
+        Sm2Dsa = "SM2DSA",
+        MlDsaShake256 = "ML_DSA_SHAKE_256",
+        Ed25519Sha512 = "ED25519_SHA_512",
+        Ed25519PhSha512 = "ED25519_PH_SHA_512",
+    }
+}
+
+vocabulary! {
+    /// What `Sign` and `Verify` are given (botocore's `MessageType`).
+    MessageType {
+        Raw = "RAW",
+        Digest = "DIGEST",
+        ExternalMu = "EXTERNAL_MU",
+    }
+}
+
+vocabulary! {
+    /// A MAC algorithm (botocore's `MacAlgorithmSpec`).
+    MacAlgorithmSpec {
+        HmacSha224 = "HMAC_SHA_224",
+        HmacSha256 = "HMAC_SHA_256",
+        HmacSha384 = "HMAC_SHA_384",
+        HmacSha512 = "HMAC_SHA_512",
+    }
+}
+
+vocabulary! {
+    /// A key agreement algorithm (botocore's `KeyAgreementAlgorithmSpec`).
+    KeyAgreementAlgorithmSpec {
+        Ecdh = "ECDH",
+    }
+}
+
+vocabulary! {
+    /// How imported key material is wrapped (botocore's `AlgorithmSpec`).
+    AlgorithmSpec {
+        RsaesPkcs1V15 = "RSAES_PKCS1_V1_5",
+        RsaesOaepSha1 = "RSAES_OAEP_SHA_1",
+        RsaesOaepSha256 = "RSAES_OAEP_SHA_256",
+        RsaAesKeyWrapSha1 = "RSA_AES_KEY_WRAP_SHA_1",
+        RsaAesKeyWrapSha256 = "RSA_AES_KEY_WRAP_SHA_256",
+        Sm2Pke = "SM2PKE",
+    }
+}
+
+vocabulary! {
+    /// The key that wraps imported key material (botocore's `WrappingKeySpec`).
+    WrappingKeySpec {
+        Rsa2048 = "RSA_2048",
+        Rsa3072 = "RSA_3072",
+        Rsa4096 = "RSA_4096",
+        Sm2 = "SM2",
+    }
+}
+
+vocabulary! {
+    /// Whether imported key material expires (botocore's `ExpirationModelType`).
+    ExpirationModelType {
+        KeyMaterialExpires = "KEY_MATERIAL_EXPIRES",
+        KeyMaterialDoesNotExpire = "KEY_MATERIAL_DOES_NOT_EXPIRE",
+    }
+}
+
+vocabulary! {
+    /// A data key's length by name (botocore's `DataKeySpec`).
+    DataKeySpec {
+        Aes256 = "AES_256",
+        Aes128 = "AES_128",
+    }
+}
+
 impl KeySpec {
     /// `HMAC_224` … `HMAC_512`.
     pub fn is_hmac(self) -> bool {
@@ -196,6 +299,24 @@ mod tests {
         for &u in KeyUsage::ALL {
             assert_eq!(u.as_str().parse::<KeyUsage>(), Ok(u));
         }
+        fn reads_back<T>(all: &[T])
+        where
+            T: Copy + PartialEq + std::fmt::Debug + std::str::FromStr + std::fmt::Display,
+            T::Err: std::fmt::Debug,
+        {
+            for &w in all {
+                assert_eq!(w.to_string().parse::<T>().unwrap(), w);
+            }
+        }
+        reads_back(EncryptionAlgorithmSpec::ALL);
+        reads_back(SigningAlgorithmSpec::ALL);
+        reads_back(MessageType::ALL);
+        reads_back(MacAlgorithmSpec::ALL);
+        reads_back(KeyAgreementAlgorithmSpec::ALL);
+        reads_back(AlgorithmSpec::ALL);
+        reads_back(WrappingKeySpec::ALL);
+        reads_back(ExpirationModelType::ALL);
+        reads_back(DataKeySpec::ALL);
         for bad in [
             "",
             "enabled",

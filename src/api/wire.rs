@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use crate::domain::KmsError;
+use crate::vocab::Vocabulary;
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -89,6 +90,44 @@ pub fn into_tags(tags: Option<Vec<TagIn>>) -> Vec<crate::vocab::Tag> {
             value: t.tag_value.unwrap_or_default(),
         })
         .collect()
+}
+
+/// A request member that is one of AWS's words (a [`Vocabulary`]), parsed as the request is
+/// read. A word that is not one of them is kept, for [`Validator::word`] to report with AWS's
+/// message among the request's other validation errors.
+#[derive(Debug, Clone)]
+pub enum Word<T> {
+    Known(T),
+    Unknown(String),
+}
+
+impl<T: Vocabulary> Word<T> {
+    /// The word, once the request is validated (`None`: absent, or not one of `T`'s).
+    pub fn known(w: &Option<Word<T>>) -> Option<T> {
+        match w {
+            Some(Word::Known(t)) => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// A member the validator required: present and known once `finish` has passed.
+    pub fn required(w: &Option<Word<T>>, field: &str) -> Result<T, ApiError> {
+        Word::known(w).ok_or_else(|| {
+            ApiError::Kms(KmsError::Validation(format!(
+                "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+            )))
+        })
+    }
+}
+
+impl<'de, T: Vocabulary> Deserialize<'de> for Word<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.parse::<T>() {
+            Ok(t) => Word::Known(t),
+            Err(_) => Word::Unknown(s),
+        })
+    }
 }
 
 #[derive(Default)]
@@ -188,6 +227,18 @@ impl Validator {
                     format!("satisfy enum value set: [{}]", allowed.join(", ")),
                 );
             }
+        }
+        self
+    }
+
+    /// One of `T`'s words (AWS's `enum value set` constraint, its words in botocore's order).
+    pub fn word<T: Vocabulary>(&mut self, v: &Option<Word<T>>, field: &str) -> &mut Self {
+        if let Some(Word::Unknown(s)) = v {
+            self.push(
+                Some(s.clone()),
+                field,
+                format!("satisfy enum value set: [{}]", T::WORDS.join(", ")),
+            );
         }
         self
     }
@@ -331,17 +382,12 @@ pub fn page<T>(
     Ok(v)
 }
 
-pub const ENCRYPTION_ALGORITHMS: &[&str] = &[
-    "SYMMETRIC_DEFAULT",
-    "RSAES_OAEP_SHA_1",
-    "RSAES_OAEP_SHA_256",
-    "SM2PKE",
-];
-
 /// Symmetric keys accept only SYMMETRIC_DEFAULT.
-pub fn require_symmetric_algorithm(alg: Option<&str>) -> Result<(), ApiError> {
+pub fn require_symmetric_algorithm(
+    alg: Option<crate::vocab::EncryptionAlgorithmSpec>,
+) -> Result<(), ApiError> {
     match alg {
-        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
+        None | Some(crate::vocab::EncryptionAlgorithmSpec::SymmetricDefault) => Ok(()),
         Some(other) => Err(ApiError::Kms(KmsError::InvalidKeyUsage(format!(
             "Algorithm {other} is incompatible with key spec SYMMETRIC_DEFAULT."
         )))),

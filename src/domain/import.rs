@@ -5,20 +5,11 @@ use super::preamble::{Access, Check};
 use super::{mac_input, Caller, Kms, KmsError};
 use crate::hsm::{Curve, Hash, ImportAs, ImportWrap, PairKind, PrivateUse};
 use crate::store::{ImportTokenRecord, KeyImportRecord, KeyRecord, MaterialRecord, StoreError};
-use crate::vocab::{KeySpec, KeyState, Origin};
+use crate::vocab::{
+    AlgorithmSpec, ExpirationModelType, KeySpec, KeyState, Origin, WrappingKeySpec,
+};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
-
-pub const WRAPPING_ALGORITHMS: &[&str] = &[
-    "RSAES_PKCS1_V1_5",
-    "RSAES_OAEP_SHA_1",
-    "RSAES_OAEP_SHA_256",
-    "RSA_AES_KEY_WRAP_SHA_1",
-    "RSA_AES_KEY_WRAP_SHA_256",
-    "SM2PKE",
-];
-pub const WRAPPING_KEY_SPECS: &[&str] = &["RSA_2048", "RSA_3072", "RSA_4096", "SM2"];
-pub const EXPIRATION_MODELS: &[&str] = &["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"];
 
 /// How long an import token and its public key may be used (as AWS: 24 hours).
 const TOKEN_LIFETIME_HOURS: i64 = 24;
@@ -68,14 +59,14 @@ pub(super) fn import_mac_input(i: &KeyImportRecord) -> Vec<u8> {
 }
 
 /// The wrapping mechanism for an algorithm name, if this token can do it.
-fn wrap_of(kms: &Kms, algorithm: &str) -> Result<ImportWrap, KmsError> {
+fn wrap_of(kms: &Kms, algorithm: AlgorithmSpec) -> Result<ImportWrap, KmsError> {
     let caps = kms.hsm.capabilities();
     let (wrap, hash) = match algorithm {
-        "RSAES_OAEP_SHA_1" => (ImportWrap::Oaep(Hash::Sha1), Hash::Sha1),
-        "RSAES_OAEP_SHA_256" => (ImportWrap::Oaep(Hash::Sha256), Hash::Sha256),
-        "RSA_AES_KEY_WRAP_SHA_1" => (ImportWrap::RsaAes(Hash::Sha1), Hash::Sha1),
-        "RSA_AES_KEY_WRAP_SHA_256" => (ImportWrap::RsaAes(Hash::Sha256), Hash::Sha256),
-        other => {
+        AlgorithmSpec::RsaesOaepSha1 => (ImportWrap::Oaep(Hash::Sha1), Hash::Sha1),
+        AlgorithmSpec::RsaesOaepSha256 => (ImportWrap::Oaep(Hash::Sha256), Hash::Sha256),
+        AlgorithmSpec::RsaAesKeyWrapSha1 => (ImportWrap::RsaAes(Hash::Sha1), Hash::Sha1),
+        AlgorithmSpec::RsaAesKeyWrapSha256 => (ImportWrap::RsaAes(Hash::Sha256), Hash::Sha256),
+        other @ (AlgorithmSpec::RsaesPkcs1V15 | AlgorithmSpec::Sm2Pke) => {
             return Err(KmsError::UnsupportedOperation(format!(
                 "WrappingAlgorithm {other} is not supported by this key store."
             )))
@@ -180,16 +171,16 @@ impl Kms {
         &self,
         caller: &Caller,
         key_id: &str,
-        algorithm: &str,
-        key_spec: &str,
+        algorithm: AlgorithmSpec,
+        key_spec: WrappingKeySpec,
     ) -> Result<ImportParameters, KmsError> {
         let rec = self
             .key_for(
                 caller,
                 key_id,
                 Access::to("kms:GetParametersForImport", &[Check::External]).conditions(&[
-                    ("kms:WrappingAlgorithm", algorithm),
-                    ("kms:WrappingKeySpec", key_spec),
+                    ("kms:WrappingAlgorithm", algorithm.as_str()),
+                    ("kms:WrappingKeySpec", key_spec.as_str()),
                 ]),
             )
             .await?;
@@ -211,10 +202,10 @@ impl Kms {
             )));
         }
         let bits = match key_spec {
-            "RSA_2048" => 2048,
-            "RSA_3072" => 3072,
-            "RSA_4096" => 4096,
-            other => {
+            WrappingKeySpec::Rsa2048 => 2048,
+            WrappingKeySpec::Rsa3072 => 3072,
+            WrappingKeySpec::Rsa4096 => 4096,
+            other @ WrappingKeySpec::Sm2 => {
                 return Err(KmsError::UnsupportedOperation(format!(
                     "WrappingKeySpec {other} is not supported by this key store."
                 )))
@@ -275,19 +266,20 @@ impl Kms {
     /// `ValidTo`/`ExpirationModel` checked as AWS checks them; the expiry to store.
     fn import_expiry(
         &self,
-        model: Option<&str>,
+        model: Option<ExpirationModelType>,
         valid_to: Option<DateTime<Utc>>,
     ) -> Result<(String, Option<DateTime<Utc>>), KmsError> {
-        let model = model.unwrap_or("KEY_MATERIAL_EXPIRES");
+        use ExpirationModelType::{KeyMaterialDoesNotExpire, KeyMaterialExpires};
+        let model = model.unwrap_or(KeyMaterialExpires);
         match (model, valid_to) {
-            ("KEY_MATERIAL_EXPIRES", None) => Err(KmsError::Validation(
+            (KeyMaterialExpires, None) => Err(KmsError::Validation(
                 "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES.".into(),
             )),
-            ("KEY_MATERIAL_DOES_NOT_EXPIRE", Some(_)) => Err(KmsError::Validation(
+            (KeyMaterialDoesNotExpire, Some(_)) => Err(KmsError::Validation(
                 "ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE."
                     .into(),
             )),
-            ("KEY_MATERIAL_EXPIRES", Some(t)) => {
+            (KeyMaterialExpires, Some(t)) => {
                 let now = self.now();
                 if t <= now || t > now + Duration::days(MAX_VALID_DAYS) {
                     return Err(KmsError::Validation(format!(
@@ -296,7 +288,7 @@ impl Kms {
                 }
                 Ok((model.to_string(), Some(t)))
             }
-            _ => Ok((model.to_string(), None)),
+            (KeyMaterialDoesNotExpire, None) => Ok((model.to_string(), None)),
         }
     }
 
@@ -309,7 +301,7 @@ impl Kms {
         key_id: &str,
         import_token: &[u8],
         encrypted: Vec<u8>,
-        expiration_model: Option<&str>,
+        expiration_model: Option<ExpirationModelType>,
         valid_to: Option<DateTime<Utc>>,
         import_type: Option<&str>,
         key_material_id: Option<&str>,
@@ -371,7 +363,13 @@ impl Kms {
         if t.valid_to <= self.now() {
             return Err(KmsError::ExpiredImportToken);
         }
-        let wrap = wrap_of(self, &t.wrapping_algorithm)?;
+        // The token's row passed its MAC: a word this build does not know is a row it did not
+        // write.
+        let algorithm = t
+            .wrapping_algorithm
+            .parse::<AlgorithmSpec>()
+            .map_err(|_| KmsError::InvalidImportToken)?;
+        let wrap = wrap_of(self, algorithm)?;
         let bits = t
             .wrapping_key_spec
             .strip_prefix("RSA_")

@@ -2,6 +2,7 @@
 //! variants through it) and `GenerateRandom`.
 
 use super::*;
+use crate::vocab::EncryptionAlgorithmSpec;
 
 impl Kms {
     pub async fn encrypt(
@@ -61,14 +62,14 @@ impl Kms {
         action: &str,
         key_id: &str,
         ctx: &Context,
-        algorithm: &str,
+        algorithm: EncryptionAlgorithmSpec,
     ) -> Result<(), KmsError> {
         let rec = self.resolve(caller, key_id).await?;
-        if algorithm == SYMMETRIC_DEFAULT {
+        if algorithm == EncryptionAlgorithmSpec::SymmetricDefault {
             self.check_symmetric_decrypt(caller, action, &rec, ctx)
                 .await?;
         } else {
-            let conditions = [("kms:EncryptionAlgorithm", algorithm)];
+            let conditions = [("kms:EncryptionAlgorithm", algorithm.as_str())];
             let access = Access::to(action, &[Check::Enabled])
                 .context(ctx)
                 .conditions(&conditions);
@@ -117,7 +118,7 @@ impl Kms {
             "kms:ReEncryptFrom",
             source_key_id,
             source_ctx,
-            SYMMETRIC_DEFAULT,
+            EncryptionAlgorithmSpec::SymmetricDefault,
         )
         .await
     }

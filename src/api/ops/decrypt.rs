@@ -1,8 +1,7 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{
-    b64, ignores_ciphertext, parse, Blob, Context, Validator, ENCRYPTION_ALGORITHMS,
-};
+use crate::api::wire::{b64, ignores_ciphertext, parse, Blob, Context, Validator, Word};
 use crate::domain::{Caller, Kms, KmsError};
+use crate::vocab::EncryptionAlgorithmSpec;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -13,7 +12,7 @@ struct Request {
     encryption_context: Option<Context>,
     grant_tokens: Option<Vec<String>>,
     key_id: Option<String>,
-    encryption_algorithm: Option<String>,
+    encryption_algorithm: Option<Word<EncryptionAlgorithmSpec>>,
     recipient: Option<Value>,
     dry_run: Option<bool>,
     dry_run_modifiers: Option<Vec<String>>,
@@ -30,11 +29,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .blob_len(r.ciphertext_blob.as_ref(), "ciphertextBlob", 1, 6144)
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .grant_tokens(r.grant_tokens.as_ref())
-        .one_of(
-            r.encryption_algorithm.as_deref(),
-            "encryptionAlgorithm",
-            ENCRYPTION_ALGORITHMS,
-        )
+        .word(&r.encryption_algorithm, "encryptionAlgorithm")
         .finish()?;
     if r.recipient.is_some() {
         return Err(KmsError::UnsupportedOperation(
@@ -46,10 +41,8 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let ctx = r.encryption_context.unwrap_or_default();
     let caller = caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref());
     let dry_run = r.dry_run.unwrap_or(false);
-    let algorithm = r
-        .encryption_algorithm
-        .as_deref()
-        .unwrap_or("SYMMETRIC_DEFAULT");
+    let algorithm =
+        Word::known(&r.encryption_algorithm).unwrap_or(EncryptionAlgorithmSpec::SymmetricDefault);
     if ignore_ciphertext {
         // Without the ciphertext, the key comes from KeyId.
         let Some(key_id) = r.key_id.as_deref() else {
@@ -63,7 +56,9 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         return Err(KmsError::DryRun.into());
     }
     let out = match (algorithm, r.key_id.as_deref()) {
-        ("SYMMETRIC_DEFAULT", key_id) => kms.decrypt(&caller, &blob, &ctx, key_id, dry_run).await?,
+        (EncryptionAlgorithmSpec::SymmetricDefault, key_id) => {
+            kms.decrypt(&caller, &blob, &ctx, key_id, dry_run).await?
+        }
         (_, Some(key_id)) => {
             kms.decrypt_asymmetric(&caller, key_id, &blob, &ctx, algorithm, dry_run)
                 .await?
@@ -82,7 +77,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         "EncryptionAlgorithm": algorithm,
     });
     // Present only for a symmetric encryption key, as AWS.
-    if algorithm == "SYMMETRIC_DEFAULT" {
+    if algorithm == EncryptionAlgorithmSpec::SymmetricDefault {
         if let Some(id) = crate::domain::rotation::material_id_of_blob(&blob) {
             v["KeyMaterialId"] = json!(id);
         }

@@ -1,8 +1,9 @@
 //! `DeriveSharedSecret`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Blob, Validator};
+use crate::api::wire::{b64, parse, Blob, Validator, Word};
 use crate::domain::{Caller, Kms, KmsError};
+use crate::vocab::KeyAgreementAlgorithmSpec;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 #[serde(rename_all = "PascalCase")]
 struct Request {
     key_id: Option<String>,
-    key_agreement_algorithm: Option<String>,
+    key_agreement_algorithm: Option<Word<KeyAgreementAlgorithmSpec>>,
     public_key: Option<Blob>,
     grant_tokens: Option<Vec<String>>,
     dry_run: Option<bool>,
@@ -23,11 +24,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .required(&r.key_id, "keyId")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .required(&r.key_agreement_algorithm, "keyAgreementAlgorithm")
-        .one_of(
-            r.key_agreement_algorithm.as_deref(),
-            "keyAgreementAlgorithm",
-            &["ECDH"],
-        )
+        .word(&r.key_agreement_algorithm, "keyAgreementAlgorithm")
         .required(&r.public_key, "publicKey")
         .blob_len(r.public_key.as_ref(), "publicKey", 1, 8192)
         .grant_tokens(r.grant_tokens.as_ref())
@@ -38,12 +35,12 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         )
         .into());
     }
-    let alg = r.key_agreement_algorithm.clone().unwrap_or_default();
+    let alg = Word::required(&r.key_agreement_algorithm, "keyAgreementAlgorithm")?;
     let (arn, secret, origin) = kms
         .derive_shared_secret(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
             r.key_id.as_deref().unwrap_or_default(),
-            &alg,
+            alg,
             &r.public_key.map(|b| b.0).unwrap_or_default(),
             r.dry_run.unwrap_or(false),
         )

@@ -1,8 +1,9 @@
 //! `GenerateDataKey` and `GenerateDataKeyWithoutPlaintext`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Context, Validator};
+use crate::api::wire::{b64, parse, Context, Validator, Word};
 use crate::domain::{Caller, Kms, KmsError};
+use crate::vocab::DataKeySpec;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -12,7 +13,7 @@ struct Request {
     key_id: Option<String>,
     encryption_context: Option<Context>,
     number_of_bytes: Option<i64>,
-    key_spec: Option<String>,
+    key_spec: Option<Word<DataKeySpec>>,
     grant_tokens: Option<Vec<String>>,
     recipient: Option<Value>,
     dry_run: Option<bool>,
@@ -29,13 +30,13 @@ pub async fn handle(
         .required(&r.key_id, "keyId")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .int_range(r.number_of_bytes, "numberOfBytes", 1, 1024)
-        .one_of(r.key_spec.as_deref(), "keySpec", &["AES_256", "AES_128"])
+        .word(&r.key_spec, "keySpec")
         .grant_tokens(r.grant_tokens.as_ref())
         .finish()?;
-    let bytes = match (r.number_of_bytes, r.key_spec.as_deref()) {
+    let bytes = match (r.number_of_bytes, Word::known(&r.key_spec)) {
         (Some(n), None) => n as usize,
-        (None, Some("AES_256")) => 32,
-        (None, Some(_)) => 16,
+        (None, Some(DataKeySpec::Aes256)) => 32,
+        (None, Some(DataKeySpec::Aes128)) => 16,
         (None, None) => {
             return Err(KmsError::Validation(
                 "Please specify either number of bytes or key spec.".into(),

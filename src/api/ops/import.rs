@@ -1,9 +1,9 @@
 //! `GetParametersForImport`, `ImportKeyMaterial`, `DeleteImportedKeyMaterial`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Blob, Validator};
-use crate::domain::import::{EXPIRATION_MODELS, WRAPPING_ALGORITHMS, WRAPPING_KEY_SPECS};
+use crate::api::wire::{b64, parse, Blob, Validator, Word};
 use crate::domain::{Caller, Kms, KmsError};
+use crate::vocab::{AlgorithmSpec, ExpirationModelType, WrappingKeySpec};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 #[serde(rename_all = "PascalCase")]
 struct ParametersRequest {
     key_id: Option<String>,
-    wrapping_algorithm: Option<String>,
-    wrapping_key_spec: Option<String>,
+    wrapping_algorithm: Option<Word<AlgorithmSpec>>,
+    wrapping_key_spec: Option<Word<WrappingKeySpec>>,
 }
 
 pub async fn parameters(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
@@ -22,24 +22,16 @@ pub async fn parameters(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value
         .required(&r.wrapping_algorithm, "wrappingAlgorithm")
         .required(&r.wrapping_key_spec, "wrappingKeySpec")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
-        .one_of(
-            r.wrapping_algorithm.as_deref(),
-            "wrappingAlgorithm",
-            WRAPPING_ALGORITHMS,
-        )
-        .one_of(
-            r.wrapping_key_spec.as_deref(),
-            "wrappingKeySpec",
-            WRAPPING_KEY_SPECS,
-        )
+        .word(&r.wrapping_algorithm, "wrappingAlgorithm")
+        .word(&r.wrapping_key_spec, "wrappingKeySpec")
         .finish()?;
     let caller = caller.for_request(None, r.key_id.as_deref());
     let p = kms
         .get_parameters_for_import(
             &caller,
             r.key_id.as_deref().unwrap_or_default(),
-            r.wrapping_algorithm.as_deref().unwrap_or_default(),
-            r.wrapping_key_spec.as_deref().unwrap_or_default(),
+            Word::required(&r.wrapping_algorithm, "wrappingAlgorithm")?,
+            Word::required(&r.wrapping_key_spec, "wrappingKeySpec")?,
         )
         .await?;
     Ok(json!({
@@ -57,7 +49,7 @@ struct ImportRequest {
     import_token: Option<Blob>,
     encrypted_key_material: Option<Blob>,
     valid_to: Option<f64>,
-    expiration_model: Option<String>,
+    expiration_model: Option<Word<ExpirationModelType>>,
     import_type: Option<String>,
     key_material_description: Option<String>,
     key_material_id: Option<String>,
@@ -86,11 +78,7 @@ pub async fn import(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             1,
             6144,
         )
-        .one_of(
-            r.expiration_model.as_deref(),
-            "expirationModel",
-            EXPIRATION_MODELS,
-        )
+        .word(&r.expiration_model, "expirationModel")
         .one_of(
             r.import_type.as_deref(),
             "importType",
@@ -121,7 +109,7 @@ pub async fn import(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             r.encrypted_key_material
                 .map(|b| b.0.to_vec())
                 .unwrap_or_default(),
-            r.expiration_model.as_deref(),
+            Word::known(&r.expiration_model),
             valid_to,
             r.import_type.as_deref(),
             r.key_material_id.as_deref(),

@@ -1,24 +1,18 @@
 //! `GenerateMac`, `VerifyMac`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Blob, Validator};
+use crate::api::wire::{b64, parse, Blob, Validator, Word};
 use crate::domain::{Caller, Kms};
+use crate::vocab::MacAlgorithmSpec;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-const MAC_ALGORITHMS: &[&str] = &[
-    "HMAC_SHA_224",
-    "HMAC_SHA_256",
-    "HMAC_SHA_384",
-    "HMAC_SHA_512",
-];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Request {
     key_id: Option<String>,
     message: Option<Blob>,
-    mac_algorithm: Option<String>,
+    mac_algorithm: Option<Word<MacAlgorithmSpec>>,
     mac: Option<Blob>,
     grant_tokens: Option<Vec<String>>,
     dry_run: Option<bool>,
@@ -32,7 +26,7 @@ fn request(body: &[u8], verify: bool) -> Result<Request, ApiError> {
         .required(&r.key_id, "keyId")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .required(&r.mac_algorithm, "macAlgorithm")
-        .one_of(r.mac_algorithm.as_deref(), "macAlgorithm", MAC_ALGORITHMS)
+        .word(&r.mac_algorithm, "macAlgorithm")
         .grant_tokens(r.grant_tokens.as_ref());
     if verify {
         v.required(&r.mac, "mac")
@@ -44,13 +38,13 @@ fn request(body: &[u8], verify: bool) -> Result<Request, ApiError> {
 
 pub async fn generate(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = request(body, false)?;
-    let alg = r.mac_algorithm.clone().unwrap_or_default();
+    let alg = Word::required(&r.mac_algorithm, "macAlgorithm")?;
     let (arn, mac) = kms
         .generate_mac(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
             r.key_id.as_deref().unwrap_or_default(),
             &r.message.map(|b| b.0).unwrap_or_default(),
-            &alg,
+            alg,
             r.dry_run.unwrap_or(false),
         )
         .await?;
@@ -59,14 +53,14 @@ pub async fn generate(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, 
 
 pub async fn verify(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = request(body, true)?;
-    let alg = r.mac_algorithm.clone().unwrap_or_default();
+    let alg = Word::required(&r.mac_algorithm, "macAlgorithm")?;
     let arn = kms
         .verify_mac(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
             r.key_id.as_deref().unwrap_or_default(),
             &r.message.map(|b| b.0).unwrap_or_default(),
             &r.mac.map(|b| b.0).unwrap_or_default(),
-            &alg,
+            alg,
             r.dry_run.unwrap_or(false),
         )
         .await?;

@@ -153,13 +153,13 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
 /// each present when the key has any.
 pub fn put_algorithms(v: &mut Value, a: &crate::domain::asymmetric::Algorithms) {
     for (field, list) in [
-        ("EncryptionAlgorithms", &a.encryption),
-        ("SigningAlgorithms", &a.signing),
-        ("MacAlgorithms", &a.mac),
-        ("KeyAgreementAlgorithms", &a.key_agreement),
+        ("EncryptionAlgorithms", json!(a.encryption)),
+        ("SigningAlgorithms", json!(a.signing)),
+        ("MacAlgorithms", json!(a.mac)),
+        ("KeyAgreementAlgorithms", json!(a.key_agreement)),
     ] {
-        if !list.is_empty() {
-            v[field] = json!(list);
+        if list.as_array().is_some_and(|l| !l.is_empty()) {
+            v[field] = list;
         }
     }
 }

