@@ -8,9 +8,10 @@
 //!
 //! What else differs is named in each store's module: `IS_SAME` (a comparison that takes
 //! NULL as a value: `IS NOT DISTINCT FROM`, SQLite's `IS`), `GREATEST`, `FOR_UPDATE`, `INSTR`,
-//! `FIRST_KEY_ARN`, `LEASED_MATERIAL_ID`; `lock_related` and `aliases_lock` (Postgres locks,
-//! SQLite's one writer); the row readers and the helpers that write a key, its tags and its
-//! aliases.
+//! `FIRST_KEY_ARN`, `LEASED_MATERIAL_ID`; `keys_lock` and `aliases_lock` (Postgres locks,
+//! SQLite's one writer); the row readers. The helpers that write a key, its material, tags and
+//! aliases, its rotation state and the lock on its multi-Region family are written once too
+//! (`writes.rs`).
 
 /// `impl KeyStore for $store`.
 macro_rules! key_store {

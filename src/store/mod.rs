@@ -10,6 +10,7 @@ mod keys;
 mod postgres;
 mod service;
 mod sqlite;
+mod writes;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
