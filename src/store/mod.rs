@@ -5,10 +5,13 @@
 //! per statement; `writes.rs`: the helpers their write transactions share); `postgres.rs` and
 //! `sqlite.rs` hold what really differs between them and each store's change feed.
 
+mod aliases;
 mod audit;
 mod error;
 mod grants;
 mod identity;
+mod key_imports;
+mod key_rotations;
 mod keys;
 mod postgres;
 mod records;
