@@ -4,11 +4,13 @@
 //! read, list, policy, state, tags, seals, material and its invocation count); imports,
 //! rotations and multi-Region replicas, and aliases have files of their own (`key_imports.rs`,
 //! `key_rotations.rs`, `aliases.rs`), each a macro that adds its methods to those gathered so
-//! far, so `key_store!` still writes the one `impl KeyStore`. Four operations stay each dialect's own, as
-//! inherent methods of the store: `dialect_schema_versions` and `dialect_readiness` (each
-//! reads its own migrations), `dialect_generations_per_trail` (Postgres asks for every row in
-//! one statement) and `dialect_reserve_invocations` (Postgres leases invocations in one
-//! statement under row locks; SQLite in its one write transaction).
+//! far, so `key_store!` still writes the one `impl KeyStore`.
+//!
+//! Two operations stay each dialect's own, as inherent methods of the store:
+//! `dialect_generations_per_trail` (Postgres asks for every row in one statement) and
+//! `dialect_reserve_invocations` (Postgres leases invocations in one statement under row locks;
+//! SQLite in its one write transaction). The schema versions and readiness are `schema.rs`'s
+//! (`schema_lookups!`).
 //!
 //! What else differs is named in each store's module: `IS_SAME` (a comparison that takes
 //! NULL as a value: `IS NOT DISTINCT FROM`, SQLite's `IS`), `GREATEST`, `FOR_UPDATE`, `INSTR`,
@@ -24,11 +26,11 @@ macro_rules! key_store {
     ($store:ty) => {
         $crate::store::key_imports::key_store_imports! { $store;
             async fn schema_versions(&self) -> Result<super::SchemaVersions, StoreError> {
-                self.dialect_schema_versions().await
+                self.stored_schema_versions().await
             }
 
             async fn readiness(&self) -> Result<(), StoreError> {
-                self.dialect_readiness().await
+                self.schema_readiness().await
             }
 
             async fn create_key(

@@ -227,33 +227,6 @@ impl PgStore {
         self.primary.lock().unwrap().clone()
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        // Migrations a newer release applied are left alone: `connect_store` has refused the
-        // database unless its schema floor admits this build (rolling upgrades).
-        let mut m = sqlx::migrate!("./sql");
-        m.set_ignore_missing(true);
-        m.run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
-    }
-
-    /// The oldest release schema that may run against this database (`schema_floor`, set by
-    /// migrations); `None` before the table existed.
-    async fn schema_floor(&self) -> Result<Option<i64>, StoreError> {
-        let table: bool =
-            sqlx::query_scalar("SELECT to_regclass('public.schema_floor') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(map_err)?;
-        if !table {
-            return Ok(None);
-        }
-        sqlx::query_scalar("SELECT oldest_release_schema FROM schema_floor WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)
-    }
-
     /// Whether the schema has been created (i.e. `kms init` ran against this database).
     pub async fn is_initialised(&self) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT to_regclass('public.root_keys') IS NOT NULL AS ok")
@@ -568,44 +541,19 @@ async fn quota_lock(tx: &mut Tx<'_>, scope: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Postgres's pieces of the schema lookups written once in `schema.rs`: its migrations, the
+/// schema they reach, and its catalogue's answer to whether the migrations' table and the
+/// schema floor exist.
+fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./sql")
+}
+const SCHEMA_BUILD: i64 = super::SCHEMA_POSTGRES;
+const MIGRATIONS_TABLE_EXISTS: &str =
+    "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = '_sqlx_migrations'";
+const SCHEMA_FLOOR_EXISTS: &str = "SELECT to_regclass('public.schema_floor') IS NOT NULL";
+
 /// This store's part of the key store written once in `keys.rs`.
 impl PgStore {
-    async fn dialect_schema_versions(&self) -> Result<super::SchemaVersions, StoreError> {
-        let table: bool = sqlx::query_scalar(
-            "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = '_sqlx_migrations'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let database: i64 = if table {
-            sqlx::query_scalar(
-                "SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?
-        } else {
-            0
-        };
-        let floor = self.schema_floor().await?;
-        Ok(super::SchemaVersions {
-            build: super::SCHEMA_POSTGRES,
-            database,
-            floor,
-        })
-    }
-
-    async fn dialect_readiness(&self) -> Result<(), StoreError> {
-        let applied: Vec<i64> = sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let known: Vec<i64> = sqlx::migrate!("./sql").iter().map(|m| m.version).collect();
-        super::migrations_current(&known, &applied, self.schema_floor().await?)
-    }
-
     async fn dialect_generations_per_trail(
         &self,
         rows: &[String],
@@ -727,6 +675,7 @@ super::service::service_store!(PgStore);
 super::identity::identity_store!(PgStore);
 super::audit::audit_store!(PgStore);
 super::keys::key_store!(PgStore);
+super::schema::schema_lookups!(PgStore);
 super::writes::write_helpers!();
 
 fn audit_row(r: &PgRow) -> Result<AuditRow, StoreError> {

@@ -80,6 +80,82 @@ pub fn refuse_newer_schema(v: SchemaVersions) -> Result<(), String> {
     }
 }
 
+/// The schema lookups of `impl $store`, written once for both stores: applying this build's
+/// migrations, the schema floor, the schema versions ([`KeyStore::schema_versions`]) and
+/// readiness ([`KeyStore::readiness`]). Each store names what differs: `migrator()` (its
+/// migrations), `SCHEMA_BUILD`, and its catalogue queries `MIGRATIONS_TABLE_EXISTS` and
+/// `SCHEMA_FLOOR_EXISTS`.
+///
+/// [`KeyStore::schema_versions`]: super::KeyStore::schema_versions
+/// [`KeyStore::readiness`]: super::KeyStore::readiness
+macro_rules! schema_lookups {
+    ($store:ty) => {
+        impl $store {
+            pub async fn migrate(&self) -> Result<(), StoreError> {
+                // Migrations a newer release applied are left alone: `connect_store` has refused the
+                // database unless its schema floor admits this build (rolling upgrades).
+                let mut m = migrator();
+                m.set_ignore_missing(true);
+                m.run(&self.pool)
+                    .await
+                    .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+            }
+
+            /// The oldest release schema that may run against this database (`schema_floor`, set by
+            /// migrations); `None` before the table existed.
+            async fn schema_floor(&self) -> Result<Option<i64>, StoreError> {
+                let table: bool = sqlx::query_scalar(SCHEMA_FLOOR_EXISTS)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                if !table {
+                    return Ok(None);
+                }
+                sqlx::query_scalar("SELECT oldest_release_schema FROM schema_floor WHERE id = 1")
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn stored_schema_versions(&self) -> Result<super::SchemaVersions, StoreError> {
+                let table: bool = sqlx::query_scalar(MIGRATIONS_TABLE_EXISTS)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                let database: i64 = if table {
+                    sqlx::query_scalar(
+                        "SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success",
+                    )
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                } else {
+                    0
+                };
+                let floor = self.schema_floor().await?;
+                Ok(super::SchemaVersions {
+                    build: SCHEMA_BUILD,
+                    database,
+                    floor,
+                })
+            }
+
+            async fn schema_readiness(&self) -> Result<(), StoreError> {
+                let applied: Vec<i64> = sqlx::query_scalar(
+                    "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                let known: Vec<i64> = migrator().iter().map(|m| m.version).collect();
+                super::migrations_current(&known, &applied, self.schema_floor().await?)
+            }
+        }
+    };
+}
+
+pub(crate) use schema_lookups;
+
 #[cfg(test)]
 mod schema_version_tests {
     use super::*;

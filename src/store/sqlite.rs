@@ -140,32 +140,6 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        // Migrations a newer release applied are left alone: `connect_store` has refused the
-        // database unless its schema floor admits this build (rolling upgrades).
-        let mut m = sqlx::migrate!("./sql/sqlite");
-        m.set_ignore_missing(true);
-        m.run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
-    }
-
-    /// The oldest release schema that may run against this database (`schema_floor`, set by
-    /// migrations); `None` before the table existed.
-    async fn schema_floor(&self) -> Result<Option<i64>, StoreError> {
-        let table: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_floor')")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
-        if !table {
-            return Ok(None);
-        }
-        sqlx::query_scalar("SELECT oldest_release_schema FROM schema_floor WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)
-    }
-
     /// Whether the schema has been created (i.e. `kms init` ran against this database).
     pub async fn is_initialised(&self) -> Result<bool, StoreError> {
         let row = sqlx::query(
@@ -424,47 +398,20 @@ fn key_ids(rows: &[SqliteRow]) -> Result<Vec<Uuid>, StoreError> {
     rows.iter().map(|r| col(r, "key_id")).collect()
 }
 
+/// SQLite's pieces of the schema lookups written once in `schema.rs`: its migrations, the
+/// schema they reach, and its catalogue's answer to whether the migrations' table and the
+/// schema floor exist.
+fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./sql/sqlite")
+}
+const SCHEMA_BUILD: i64 = super::SCHEMA_SQLITE;
+const MIGRATIONS_TABLE_EXISTS: &str =
+    "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'";
+const SCHEMA_FLOOR_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_floor')";
+
 /// This store's part of the key store written once in `keys.rs`.
 impl SqliteStore {
-    async fn dialect_schema_versions(&self) -> Result<super::SchemaVersions, StoreError> {
-        let table: bool = sqlx::query_scalar(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let database: i64 = if table {
-            sqlx::query_scalar(
-                "SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?
-        } else {
-            0
-        };
-        let floor = self.schema_floor().await?;
-        Ok(super::SchemaVersions {
-            build: super::SCHEMA_SQLITE,
-            database,
-            floor,
-        })
-    }
-
-    async fn dialect_readiness(&self) -> Result<(), StoreError> {
-        let applied: Vec<i64> = sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let known: Vec<i64> = sqlx::migrate!("./sql/sqlite")
-            .iter()
-            .map(|m| m.version)
-            .collect();
-        super::migrations_current(&known, &applied, self.schema_floor().await?)
-    }
-
     async fn dialect_generations_per_trail(
         &self,
         rows: &[String],
@@ -583,6 +530,7 @@ super::service::service_store!(SqliteStore);
 super::identity::identity_store!(SqliteStore);
 super::audit::audit_store!(SqliteStore);
 super::keys::key_store!(SqliteStore);
+super::schema::schema_lookups!(SqliteStore);
 super::writes::write_helpers!();
 
 fn audit_row(r: &SqliteRow) -> Result<AuditRow, StoreError> {
