@@ -15,6 +15,7 @@ mod key_rotations;
 mod keys;
 mod postgres;
 mod records;
+mod rows;
 mod schema;
 mod service;
 mod sqlite;

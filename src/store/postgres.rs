@@ -427,61 +427,6 @@ impl WriteOn for sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArgume
     }
 }
 
-/// A key row; a value the service never writes (a key state that is not AWS's) is
-/// [`StoreError::Invalid`], never a panic.
-fn key_from_row(r: &PgRow) -> Result<KeyRecord, StoreError> {
-    Ok(KeyRecord {
-        key_id: cell(r, "key_id")?,
-        account_id: cell(r, "account_id")?,
-        region: cell(r, "region")?,
-        description: cell(r, "description")?,
-        key_spec: cell(r, "key_spec")?,
-        key_usage: cell(r, "key_usage")?,
-        origin: cell(r, "origin")?,
-        key_manager: cell(r, "key_manager")?,
-        key_state: cell(r, "key_state")?,
-        policy: cell(r, "policy")?,
-        multi_region: cell(r, "multi_region")?,
-        current_version: cell(r, "current_version")?,
-        created_at: cell(r, "created_at")?,
-        deletion_date: cell(r, "deletion_date")?,
-        rotation_enabled: cell(r, "rotation_enabled")?,
-        rotation_period_days: cell(r, "rotation_period_days")?,
-        next_rotation_date: cell(r, "next_rotation_date")?,
-        on_demand_rotations: cell(r, "on_demand_rotations")?,
-        mrk_id: cell(r, "mrk_id")?,
-        mrk_primary: cell(r, "mrk_primary")?,
-        pending_window_days: cell(r, "pending_window_days")?,
-        policy_mac: cell(r, "policy_mac")?,
-        state_mac: cell(r, "state_mac")?,
-        tags_mac: cell(r, "tags_mac")?,
-        attrs_mac: cell(r, "attrs_mac")?,
-        rotation_mac: cell(r, "rotation_mac")?,
-    })
-}
-
-fn alias_from_row(r: &PgRow) -> Result<AliasRecord, StoreError> {
-    Ok(AliasRecord {
-        alias_name: cell(r, "alias_name")?,
-        key_id: cell(r, "key_id")?,
-        account_id: cell(r, "account_id")?,
-        region: cell(r, "region")?,
-        created_at: cell(r, "created_at")?,
-        updated_at: cell(r, "updated_at")?,
-        // Selected only where the alias is read with its key (`list_aliases`).
-        target_mrk: r.try_get("mrk_id").ok().flatten(),
-        mac: cell::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
-    })
-}
-
-fn keys_from_rows(rows: &[PgRow]) -> Result<Vec<KeyRecord>, StoreError> {
-    rows.iter().map(key_from_row).collect()
-}
-
-fn key_ids(rows: &[PgRow]) -> Result<Vec<Uuid>, StoreError> {
-    rows.iter().map(|r| cell(r, "key_id")).collect()
-}
-
 /// Postgres's pieces of the key store written once in `keys.rs`.
 const IS_SAME: &str = "IS NOT DISTINCT FROM";
 const GREATEST: &str = "GREATEST";
@@ -497,25 +442,6 @@ async fn keys_lock(tx: &mut Tx<'_>, account_id: &str, region: &str) -> Result<()
 async fn aliases_lock(tx: &mut Tx<'_>, account_id: &str, region: &str) -> Result<(), StoreError> {
     quota_lock(tx, &format!("aliases\n{account_id}\n{region}")).await
 }
-fn access_key_from_row(r: &PgRow) -> Result<AccessKeyRecord, StoreError> {
-    Ok(AccessKeyRecord {
-        access_key_id: cell(r, "access_key_id")?,
-        principal_arn: cell(r, "principal_arn")?,
-        account_id: cell(r, "account_id")?,
-        status: cell(r, "status")?,
-        secret_blob: cell(r, "secret_blob")?,
-        root_version: cell(r, "root_version")?,
-        mac: cell(r, "mac")?,
-    })
-}
-
-fn tag_from_row(r: &PgRow) -> Result<Tag, StoreError> {
-    Ok(Tag {
-        key: cell(r, "tag_key")?,
-        value: cell(r, "tag_value")?,
-    })
-}
-
 /// Postgres's pieces of the identity store written once in `identity.rs`.
 const REQUEST_TARGET: &str = "((body::jsonb) #>> '{requestParameters,target}')";
 const INSTR: &str = "strpos";
@@ -523,6 +449,7 @@ const ACCESS_KEYS_IN_CREATION_ORDER: &str = "a.created_at, a.access_key_id";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 type Db = sqlx::Postgres;
+type DbRow = PgRow;
 
 /// When a new material row was made: `None`, the database's `CURRENT_TIMESTAMP` (the
 /// transaction's time, as the column's default).
@@ -623,17 +550,6 @@ impl PgStore {
     }
 }
 
-/// A column of `r`, or an error naming it.
-fn cell<'r, T>(r: &'r PgRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    r.try_get(name).map_err(|e| match e {
-        sqlx::Error::ColumnDecode { .. } => StoreError::Invalid(format!("column {name}: {e}")),
-        e => StoreError::Other(format!("column {name}: {e}")),
-    })
-}
-
 fn grant_from_row(r: &PgRow) -> Result<GrantRecord, StoreError> {
     Ok(GrantRecord {
         grant_id: cell(r, "grant_id")?,
@@ -677,6 +593,7 @@ super::audit::audit_store!(PgStore);
 super::keys::key_store!(PgStore);
 super::schema::schema_lookups!(PgStore);
 super::writes::write_helpers!();
+super::rows::row_readers!();
 
 fn audit_row(r: &PgRow) -> Result<AuditRow, StoreError> {
     Ok(AuditRow {

@@ -26,6 +26,7 @@ pub struct SqliteStore {
 
 type Tx<'a> = sqlx::Transaction<'a, Sqlite>;
 type Db = Sqlite;
+type DbRow = SqliteRow;
 
 /// When a new material row was made: now, to the nanosecond, in the format every other
 /// timestamp of the store has (SQLite's `CURRENT_TIMESTAMP` has seconds only, in another).
@@ -94,24 +95,6 @@ fn constraint_name(kind: ErrorKind, code: i32, message: &str) -> String {
     }
 }
 
-fn col<'r, T>(r: &'r SqliteRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    r.try_get(name).map_err(|e| match e {
-        sqlx::Error::ColumnDecode { .. } => StoreError::Invalid(format!("column {name}: {e}")),
-        e => StoreError::Other(format!("column {name}: {e}")),
-    })
-}
-
-/// [`col`], by the name the Postgres store's row readers use too.
-fn cell<'r, T>(r: &'r SqliteRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    col(r, name)
-}
-
 fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Other(format!("JSON encoding: {e}")))
 }
@@ -148,7 +131,7 @@ impl SqliteStore {
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)?;
-        col(&row, "ok")
+        cell(&row, "ok")
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -302,66 +285,6 @@ impl<'q> WriteOn for sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArgument
     }
 }
 
-fn key_from_row(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
-    Ok(KeyRecord {
-        key_id: col(r, "key_id")?,
-        account_id: col(r, "account_id")?,
-        region: col(r, "region")?,
-        description: col(r, "description")?,
-        key_spec: col(r, "key_spec")?,
-        key_usage: col(r, "key_usage")?,
-        origin: col(r, "origin")?,
-        key_manager: col(r, "key_manager")?,
-        key_state: col(r, "key_state")?,
-        policy: col(r, "policy")?,
-        multi_region: col(r, "multi_region")?,
-        current_version: col(r, "current_version")?,
-        created_at: col(r, "created_at")?,
-        deletion_date: col(r, "deletion_date")?,
-        rotation_enabled: col(r, "rotation_enabled")?,
-        rotation_period_days: col(r, "rotation_period_days")?,
-        next_rotation_date: col(r, "next_rotation_date")?,
-        on_demand_rotations: col(r, "on_demand_rotations")?,
-        mrk_id: col(r, "mrk_id")?,
-        mrk_primary: col(r, "mrk_primary")?,
-        pending_window_days: col(r, "pending_window_days")?,
-        policy_mac: col(r, "policy_mac")?,
-        state_mac: col(r, "state_mac")?,
-        tags_mac: col(r, "tags_mac")?,
-        attrs_mac: col(r, "attrs_mac")?,
-        rotation_mac: col(r, "rotation_mac")?,
-    })
-}
-
-fn keys_from_rows(rows: &[SqliteRow]) -> Result<Vec<KeyRecord>, StoreError> {
-    rows.iter().map(key_from_row).collect()
-}
-
-fn alias_from_row(r: &SqliteRow) -> Result<AliasRecord, StoreError> {
-    Ok(AliasRecord {
-        alias_name: col(r, "alias_name")?,
-        key_id: col(r, "key_id")?,
-        account_id: col(r, "account_id")?,
-        region: col(r, "region")?,
-        created_at: col(r, "created_at")?,
-        updated_at: col(r, "updated_at")?,
-        target_mrk: r.try_get("mrk_id").ok().flatten(),
-        mac: col::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
-    })
-}
-
-fn access_key_from_row(r: &SqliteRow) -> Result<AccessKeyRecord, StoreError> {
-    Ok(AccessKeyRecord {
-        access_key_id: col(r, "access_key_id")?,
-        principal_arn: col(r, "principal_arn")?,
-        account_id: col(r, "account_id")?,
-        status: col(r, "status")?,
-        secret_blob: col(r, "secret_blob")?,
-        root_version: col(r, "root_version")?,
-        mac: col(r, "mac")?,
-    })
-}
-
 /// SQLite's pieces of the key store written once in `keys.rs`.
 const IS_SAME: &str = "IS";
 const GREATEST: &str = "max";
@@ -386,17 +309,6 @@ async fn aliases_lock(
 const REQUEST_TARGET: &str = "json_extract(body, '$.requestParameters.target')";
 const INSTR: &str = "instr";
 const ACCESS_KEYS_IN_CREATION_ORDER: &str = "a.created_at, a.rowid";
-
-fn tag_from_row(r: &SqliteRow) -> Result<Tag, StoreError> {
-    Ok(Tag {
-        key: col(r, "tag_key")?,
-        value: col(r, "tag_value")?,
-    })
-}
-
-fn key_ids(rows: &[SqliteRow]) -> Result<Vec<Uuid>, StoreError> {
-    rows.iter().map(|r| col(r, "key_id")).collect()
-}
 
 /// SQLite's pieces of the schema lookups written once in `schema.rs`: its migrations, the
 /// schema they reach, and its catalogue's answer to whether the migrations' table and the
@@ -488,21 +400,21 @@ impl SqliteStore {
 }
 
 fn grant_from_row(r: &SqliteRow) -> Result<GrantRecord, StoreError> {
-    let operations: String = col(r, "operations")?;
-    let constraints: Option<String> = col(r, "constraints")?;
+    let operations: String = cell(r, "operations")?;
+    let constraints: Option<String> = cell(r, "constraints")?;
     Ok(GrantRecord {
-        grant_id: col(r, "grant_id")?,
-        key_id: col(r, "key_id")?,
-        name: col(r, "name")?,
-        grantee_principal: col(r, "grantee_principal")?,
-        retiring_principal: col(r, "retiring_principal")?,
+        grant_id: cell(r, "grant_id")?,
+        key_id: cell(r, "key_id")?,
+        name: cell(r, "name")?,
+        grantee_principal: cell(r, "grantee_principal")?,
+        retiring_principal: cell(r, "retiring_principal")?,
         operations: from_json(&operations, "operations")?,
         constraints: constraints
             .map(|c| from_json(&c, "constraints"))
             .transpose()?,
-        issuing_account: col(r, "issuing_account")?,
-        created_at: col(r, "created_at")?,
-        mac: col::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
+        issuing_account: cell(r, "issuing_account")?,
+        created_at: cell(r, "created_at")?,
+        mac: cell::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
     })
 }
 
@@ -532,18 +444,19 @@ super::audit::audit_store!(SqliteStore);
 super::keys::key_store!(SqliteStore);
 super::schema::schema_lookups!(SqliteStore);
 super::writes::write_helpers!();
+super::rows::row_readers!();
 
 fn audit_row(r: &SqliteRow) -> Result<AuditRow, StoreError> {
-    let key_arns: String = col(r, "key_arns")?;
+    let key_arns: String = cell(r, "key_arns")?;
     Ok(AuditRow {
-        seq: col(r, "seq")?,
-        event_time: col(r, "event_time")?,
-        event_name: col(r, "event_name")?,
-        account_id: col(r, "account_id")?,
+        seq: cell(r, "seq")?,
+        event_time: cell(r, "event_time")?,
+        event_name: cell(r, "event_name")?,
+        account_id: cell(r, "account_id")?,
         key_arns: from_json(&key_arns, "key_arns")?,
-        body: col(r, "body")?,
-        prev_hash: col(r, "prev_hash")?,
-        hash: col(r, "hash")?,
+        body: cell(r, "body")?,
+        prev_hash: cell(r, "prev_hash")?,
+        hash: cell(r, "hash")?,
     })
 }
 
@@ -650,18 +563,18 @@ impl SqliteStore {
         .map_err(map_err)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let key_arns: String = col(r, "key_arns")?;
+            let key_arns: String = cell(r, "key_arns")?;
             let c = ChangeRecord {
                 event: NewAuditEvent {
-                    event_id: col(r, "event_id")?,
-                    event_time: col(r, "event_time")?,
-                    event_name: col(r, "event_name")?,
-                    account_id: col(r, "account_id")?,
+                    event_id: cell(r, "event_id")?,
+                    event_time: cell(r, "event_time")?,
+                    event_name: cell(r, "event_name")?,
+                    account_id: cell(r, "account_id")?,
                     key_arns: from_json(&key_arns, "key_arns")?,
-                    body: col(r, "body")?,
+                    body: cell(r, "body")?,
                     generations: Vec::new(),
                 },
-                mac: col(r, "mac")?,
+                mac: cell(r, "mac")?,
                 written: Default::default(),
             };
             sqlx::query("UPDATE audit_outbox SET claimed_until = $2 WHERE event_id = $1")
