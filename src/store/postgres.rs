@@ -4,6 +4,7 @@
 //! readers, the trail's one-statement append, the invocation lease) and the change feed.
 
 use super::grants::GRANT_COLUMNS;
+use super::writes::KEY_COLUMNS;
 use super::*;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
@@ -226,33 +227,6 @@ impl PgStore {
         self.primary.lock().unwrap().clone()
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        // Migrations a newer release applied are left alone: `connect_store` has refused the
-        // database unless its schema floor admits this build (rolling upgrades).
-        let mut m = sqlx::migrate!("./sql");
-        m.set_ignore_missing(true);
-        m.run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
-    }
-
-    /// The oldest release schema that may run against this database (`schema_floor`, set by
-    /// migrations); `None` before the table existed.
-    async fn schema_floor(&self) -> Result<Option<i64>, StoreError> {
-        let table: bool =
-            sqlx::query_scalar("SELECT to_regclass('public.schema_floor') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(map_err)?;
-        if !table {
-            return Ok(None);
-        }
-        sqlx::query_scalar("SELECT oldest_release_schema FROM schema_floor WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)
-    }
-
     /// Whether the schema has been created (i.e. `kms init` ran against this database).
     pub async fn is_initialised(&self) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT to_regclass('public.root_keys') IS NOT NULL AS ok")
@@ -453,126 +427,36 @@ impl WriteOn for sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArgume
     }
 }
 
-/// Inside a change's scope, write its record in `tx` (once per change, however many
-/// transactions it takes).
-async fn record_change(tx: &mut Tx<'_>) -> Result<(), StoreError> {
-    let Some(c) = current_change() else {
-        return Ok(());
-    };
-    let e = &c.event;
-    sqlx::query(
-        "INSERT INTO audit_outbox (event_id, event_time, event_name, account_id, key_arns, body, mac) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(e.event_id)
-    .bind(e.event_time)
-    .bind(&e.event_name)
-    .bind(&e.account_id)
-    .bind(&e.key_arns)
-    .bind(&e.body)
-    .bind(&c.mac)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-/// A key row; a value the service never writes (a key state that is not AWS's) is
-/// [`StoreError::Invalid`], never a panic.
-fn key_from_row(r: &PgRow) -> Result<KeyRecord, StoreError> {
-    Ok(KeyRecord {
-        key_id: cell(r, "key_id")?,
-        account_id: cell(r, "account_id")?,
-        region: cell(r, "region")?,
-        description: cell(r, "description")?,
-        key_spec: cell(r, "key_spec")?,
-        key_usage: cell(r, "key_usage")?,
-        origin: cell(r, "origin")?,
-        key_manager: cell(r, "key_manager")?,
-        key_state: cell(r, "key_state")?,
-        policy: cell(r, "policy")?,
-        multi_region: cell(r, "multi_region")?,
-        current_version: cell(r, "current_version")?,
-        created_at: cell(r, "created_at")?,
-        deletion_date: cell(r, "deletion_date")?,
-        rotation_enabled: cell(r, "rotation_enabled")?,
-        rotation_period_days: cell(r, "rotation_period_days")?,
-        next_rotation_date: cell(r, "next_rotation_date")?,
-        on_demand_rotations: cell(r, "on_demand_rotations")?,
-        mrk_id: cell(r, "mrk_id")?,
-        mrk_primary: cell(r, "mrk_primary")?,
-        pending_window_days: cell(r, "pending_window_days")?,
-        policy_mac: cell(r, "policy_mac")?,
-        state_mac: cell(r, "state_mac")?,
-        tags_mac: cell(r, "tags_mac")?,
-        attrs_mac: cell(r, "attrs_mac")?,
-        rotation_mac: cell(r, "rotation_mac")?,
-    })
-}
-
-fn alias_from_row(r: &PgRow) -> Result<AliasRecord, StoreError> {
-    Ok(AliasRecord {
-        alias_name: cell(r, "alias_name")?,
-        key_id: cell(r, "key_id")?,
-        account_id: cell(r, "account_id")?,
-        region: cell(r, "region")?,
-        created_at: cell(r, "created_at")?,
-        updated_at: cell(r, "updated_at")?,
-        // Selected only where the alias is read with its key (`list_aliases`).
-        target_mrk: r.try_get("mrk_id").ok().flatten(),
-        mac: cell::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
-    })
-}
-
-fn keys_from_rows(rows: &[PgRow]) -> Result<Vec<KeyRecord>, StoreError> {
-    rows.iter().map(key_from_row).collect()
-}
-
-fn key_ids(rows: &[PgRow]) -> Result<Vec<Uuid>, StoreError> {
-    rows.iter().map(|r| cell(r, "key_id")).collect()
-}
-
 /// Postgres's pieces of the key store written once in `keys.rs`.
 const IS_SAME: &str = "IS NOT DISTINCT FROM";
 const GREATEST: &str = "GREATEST";
 const FOR_UPDATE: &str = " FOR UPDATE";
 const LEASED_MATERIAL_ID: &str = "((body::jsonb) #>> '{additionalEventData,materialId}')";
 
+/// Serialise every node's creators of one account's keys in one Region (the key quota).
+async fn keys_lock(tx: &mut Tx<'_>, account_id: &str, region: &str) -> Result<(), StoreError> {
+    quota_lock(tx, &format!("keys\n{account_id}\n{region}")).await
+}
+
 /// Serialise every node's writers of one account's aliases in one Region (the alias quota).
 async fn aliases_lock(tx: &mut Tx<'_>, account_id: &str, region: &str) -> Result<(), StoreError> {
     quota_lock(tx, &format!("aliases\n{account_id}\n{region}")).await
 }
-fn access_key_from_row(r: &PgRow) -> Result<AccessKeyRecord, StoreError> {
-    Ok(AccessKeyRecord {
-        access_key_id: cell(r, "access_key_id")?,
-        principal_arn: cell(r, "principal_arn")?,
-        account_id: cell(r, "account_id")?,
-        status: cell(r, "status")?,
-        secret_blob: cell(r, "secret_blob")?,
-        root_version: cell(r, "root_version")?,
-        mac: cell(r, "mac")?,
-    })
-}
-
-fn tag_from_row(r: &PgRow) -> Result<Tag, StoreError> {
-    Ok(Tag {
-        key: cell(r, "tag_key")?,
-        value: cell(r, "tag_value")?,
-    })
-}
-
 /// Postgres's pieces of the identity store written once in `identity.rs`.
 const REQUEST_TARGET: &str = "((body::jsonb) #>> '{requestParameters,target}')";
 const INSTR: &str = "strpos";
 const ACCESS_KEYS_IN_CREATION_ORDER: &str = "a.created_at, a.access_key_id";
 
-const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
-     key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac";
-
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+type Db = sqlx::Postgres;
+type DbRow = PgRow;
 
-/// Every column of a key row, so no writer forgets one.
+/// When a new material row was made: `None`, the database's `CURRENT_TIMESTAMP` (the
+/// transaction's time, as the column's default).
+fn material_created_at() -> Option<chrono::DateTime<Utc>> {
+    None
+}
+
 /// Serialise, for the rest of `tx`, every writer that counts against the same quota (on every
 /// node: a transaction-scoped advisory lock), so the count taken after it is exact.
 async fn quota_lock(tx: &mut Tx<'_>, scope: &str) -> Result<(), StoreError> {
@@ -584,228 +468,19 @@ async fn quota_lock(tx: &mut Tx<'_>, scope: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn quota_exceeded() -> StoreError {
-    StoreError::Conflict {
-        constraint: QUOTA_EXCEEDED.into(),
-    }
+/// Postgres's pieces of the schema lookups written once in `schema.rs`: its migrations, the
+/// schema they reach, and its catalogue's answer to whether the migrations' table and the
+/// schema floor exist.
+fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./sql")
 }
-
-/// The customer managed keys of `k`'s account and region as the triggers count them.
-async fn kept_keys(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<i64, StoreError> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(sum(used), 0)::BIGINT FROM quota_usage WHERE account_id = $1 AND region = $2 AND resource = 'keys'",
-    )
-    .bind(&k.account_id)
-    .bind(&k.region)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(map_err)
-}
-
-/// The customer managed keys quota of an account and region, checked inside the inserting
-/// transaction.
-async fn within_key_quota(tx: &mut Tx<'_>, k: &KeyRecord, max: i64) -> Result<(), StoreError> {
-    // The count the triggers keep (16 rows, not a count of the account's keys). Far below the
-    // quota, no creation racing this one can reach it: no lock. Near it, read again under the
-    // lock that serialises the account's creations: every creation that could still be in
-    // flight without the lock started while the count was more than the margin away.
-    if kept_keys(tx, k).await? + super::QUOTA_EXACT_MARGIN < max {
-        return Ok(());
-    }
-    quota_lock(tx, &format!("keys\n{}\n{}", k.account_id, k.region)).await?;
-    if kept_keys(tx, k).await? >= max {
-        return Err(quota_exceeded());
-    }
-    Ok(())
-}
-
-/// Write one key's new rotation state, only where the row still carries the MAC the caller
-/// verified (and, with `require_enabled`, the key is still enabled).
-async fn apply_rotation(
-    tx: &mut Tx<'_>,
-    u: &RotationUpdate,
-    require_enabled: bool,
-) -> Result<(), StoreError> {
-    let n = sqlx::query(
-        "UPDATE keys SET current_version = $2, rotation_enabled = $3, rotation_period_days = $4, \
-         next_rotation_date = $5, on_demand_rotations = $6, mrk_primary = $7, rotation_mac = $8 \
-         WHERE key_id = $1 AND rotation_mac = $9 AND (NOT $10 OR key_state = 'Enabled')",
-    )
-    .bind(u.key_id)
-    .bind(u.current_version)
-    .bind(u.rotation_enabled)
-    .bind(u.rotation_period_days)
-    .bind(u.next_rotation_date)
-    .bind(u.on_demand_rotations)
-    .bind(u.mrk_primary)
-    .bind(&u.mac)
-    .bind(&u.expected_mac)
-    .bind(require_enabled)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?
-    .rows_affected();
-    if n != 1 {
-        return Err(StoreError::Conflict {
-            constraint: ROTATION_STATE_CHANGED.into(),
-        });
-    }
-    Ok(())
-}
-
-/// Lock every key of multi-Region key `mrk` for the rest of `tx` and check they are exactly
-/// `ids` (a replica created or deleted meanwhile is a `Conflict`).
-async fn lock_related(tx: &mut Tx<'_>, mrk: Uuid, ids: &[Uuid]) -> Result<(), StoreError> {
-    let rows = sqlx::query("SELECT key_id FROM keys WHERE mrk_id = $1 ORDER BY key_id FOR UPDATE")
-        .bind(mrk)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(map_err)?;
-    let mut have: Vec<Uuid> = rows.iter().map(|r| r.get("key_id")).collect();
-    let mut want = ids.to_vec();
-    have.sort();
-    want.sort();
-    if have != want {
-        return Err(StoreError::Conflict {
-            constraint: "mrk_related_keys_changed".into(),
-        });
-    }
-    Ok(())
-}
-
-async fn insert_key(tx: &mut Tx<'_>, k: &KeyRecord) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
-         key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26)",
-    )
-    .bind(k.key_id)
-    .bind(&k.account_id)
-    .bind(&k.region)
-    .bind(&k.description)
-    .bind(k.key_spec)
-    .bind(k.key_usage)
-    .bind(k.origin)
-    .bind(&k.key_manager)
-    .bind(k.key_state)
-    .bind(&k.policy)
-    .bind(k.multi_region)
-    .bind(k.current_version)
-    .bind(k.created_at)
-    .bind(k.deletion_date)
-    .bind(k.rotation_enabled)
-    .bind(k.rotation_period_days)
-    .bind(k.next_rotation_date)
-    .bind(k.on_demand_rotations)
-    .bind(k.mrk_id)
-    .bind(k.mrk_primary)
-    .bind(k.pending_window_days)
-    .bind(&k.policy_mac)
-    .bind(&k.state_mac)
-    .bind(&k.tags_mac)
-    .bind(&k.attrs_mac)
-    .bind(&k.rotation_mac)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-async fn insert_material(
-    tx: &mut Tx<'_>,
-    m: &MaterialRecord,
-    rotation_type: Option<&str>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, rotation_type, public_key) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7)",
-    )
-    .bind(m.key_id)
-    .bind(m.version)
-    .bind(&m.wrapped)
-    .bind(m.root_version)
-    .bind(&m.mac)
-    .bind(rotation_type)
-    .bind(&m.public_key)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-async fn insert_tags(tx: &mut Tx<'_>, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError> {
-    for t in tags {
-        sqlx::query("INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES ($1,$2,$3)")
-            .bind(key_id)
-            .bind(&t.key)
-            .bind(&t.value)
-            .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
-    }
-    Ok(())
-}
-
-async fn insert_alias<'e, E: sqlx::PgExecutor<'e>>(
-    exec: E,
-    a: &AliasRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at, mac) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7)",
-    )
-    .bind(&a.account_id)
-    .bind(&a.region)
-    .bind(&a.alias_name)
-    .bind(a.key_id)
-    .bind(a.created_at)
-    .bind(a.updated_at)
-    .bind(&a.mac)
-    .execute(exec)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
+const SCHEMA_BUILD: i64 = super::SCHEMA_POSTGRES;
+const MIGRATIONS_TABLE_EXISTS: &str =
+    "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = '_sqlx_migrations'";
+const SCHEMA_FLOOR_EXISTS: &str = "SELECT to_regclass('public.schema_floor') IS NOT NULL";
 
 /// This store's part of the key store written once in `keys.rs`.
 impl PgStore {
-    async fn dialect_schema_versions(&self) -> Result<super::SchemaVersions, StoreError> {
-        let table: bool = sqlx::query_scalar(
-            "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = '_sqlx_migrations'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let database: i64 = if table {
-            sqlx::query_scalar(
-                "SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?
-        } else {
-            0
-        };
-        let floor = self.schema_floor().await?;
-        Ok(super::SchemaVersions {
-            build: super::SCHEMA_POSTGRES,
-            database,
-            floor,
-        })
-    }
-
-    async fn dialect_readiness(&self) -> Result<(), StoreError> {
-        let applied: Vec<i64> = sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let known: Vec<i64> = sqlx::migrate!("./sql").iter().map(|m| m.version).collect();
-        super::migrations_current(&known, &applied, self.schema_floor().await?)
-    }
-
     async fn dialect_generations_per_trail(
         &self,
         rows: &[String],
@@ -875,17 +550,6 @@ impl PgStore {
     }
 }
 
-/// A column of `r`, or an error naming it.
-fn cell<'r, T>(r: &'r PgRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    r.try_get(name).map_err(|e| match e {
-        sqlx::Error::ColumnDecode { .. } => StoreError::Invalid(format!("column {name}: {e}")),
-        e => StoreError::Other(format!("column {name}: {e}")),
-    })
-}
-
 fn grant_from_row(r: &PgRow) -> Result<GrantRecord, StoreError> {
     Ok(GrantRecord {
         grant_id: cell(r, "grant_id")?,
@@ -927,6 +591,9 @@ super::service::service_store!(PgStore);
 super::identity::identity_store!(PgStore);
 super::audit::audit_store!(PgStore);
 super::keys::key_store!(PgStore);
+super::schema::schema_lookups!(PgStore);
+super::writes::write_helpers!();
+super::rows::row_readers!();
 
 fn audit_row(r: &PgRow) -> Result<AuditRow, StoreError> {
     Ok(AuditRow {

@@ -8,6 +8,7 @@
 //! it reads), which stands in for Postgres's row locks and `FOR UPDATE SKIP LOCKED`.
 
 use super::grants::GRANT_COLUMNS;
+use super::writes::KEY_COLUMNS;
 use super::*;
 use sqlx::error::ErrorKind;
 use sqlx::sqlite::{
@@ -23,7 +24,15 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-type Tx = sqlx::Transaction<'static, Sqlite>;
+type Tx<'a> = sqlx::Transaction<'a, Sqlite>;
+type Db = Sqlite;
+type DbRow = SqliteRow;
+
+/// When a new material row was made: now, to the nanosecond, in the format every other
+/// timestamp of the store has (SQLite's `CURRENT_TIMESTAMP` has seconds only, in another).
+fn material_created_at() -> Option<chrono::DateTime<Utc>> {
+    Some(Utc::now())
+}
 
 pub(super) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
@@ -86,24 +95,6 @@ fn constraint_name(kind: ErrorKind, code: i32, message: &str) -> String {
     }
 }
 
-fn col<'r, T>(r: &'r SqliteRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    r.try_get(name).map_err(|e| match e {
-        sqlx::Error::ColumnDecode { .. } => StoreError::Invalid(format!("column {name}: {e}")),
-        e => StoreError::Other(format!("column {name}: {e}")),
-    })
-}
-
-/// [`col`], by the name the Postgres store's row readers use too.
-fn cell<'r, T>(r: &'r SqliteRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    col(r, name)
-}
-
 fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Other(format!("JSON encoding: {e}")))
 }
@@ -132,32 +123,6 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        // Migrations a newer release applied are left alone: `connect_store` has refused the
-        // database unless its schema floor admits this build (rolling upgrades).
-        let mut m = sqlx::migrate!("./sql/sqlite");
-        m.set_ignore_missing(true);
-        m.run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
-    }
-
-    /// The oldest release schema that may run against this database (`schema_floor`, set by
-    /// migrations); `None` before the table existed.
-    async fn schema_floor(&self) -> Result<Option<i64>, StoreError> {
-        let table: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_floor')")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
-        if !table {
-            return Ok(None);
-        }
-        sqlx::query_scalar("SELECT oldest_release_schema FROM schema_floor WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)
-    }
-
     /// Whether the schema has been created (i.e. `kms init` ran against this database).
     pub async fn is_initialised(&self) -> Result<bool, StoreError> {
         let row = sqlx::query(
@@ -166,7 +131,7 @@ impl SqliteStore {
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)?;
-        col(&row, "ok")
+        cell(&row, "ok")
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -253,24 +218,24 @@ impl SqliteStore {
     /// that it always completes (see `PgStore::begin`); a dropped `Transaction` rolls back.
     /// Inside a change's scope ([`in_change`]) its first statement writes the change's record,
     /// so the record commits exactly when the change does.
-    async fn begin_write(&self) -> Result<Tx, StoreError> {
+    async fn begin_write(&self) -> Result<Tx<'static>, StoreError> {
         let mut tx = self.begin_unrecorded().await?;
         record_change(&mut tx).await?;
         Ok(tx)
     }
 
     /// A read transaction: one snapshot (SQLite's transactions are serializable).
-    async fn begin_snapshot(&self) -> Result<Tx, StoreError> {
+    async fn begin_snapshot(&self) -> Result<Tx<'static>, StoreError> {
         self.begin_read().await
     }
 
     /// Commit a write transaction.
-    async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
+    async fn commit(&self, tx: Tx<'static>) -> Result<(), StoreError> {
         tx.commit().await.map_err(map_err)
     }
 
     /// A write transaction that is no change of a call (the trail's own appends).
-    async fn begin_unrecorded(&self) -> Result<Tx, StoreError> {
+    async fn begin_unrecorded(&self) -> Result<Tx<'static>, StoreError> {
         let pool = self.pool.clone();
         tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await })
             .await
@@ -296,7 +261,7 @@ impl SqliteStore {
     }
 
     /// A read transaction: one snapshot of the database (WAL mode).
-    async fn begin_read(&self) -> Result<Tx, StoreError> {
+    async fn begin_read(&self) -> Result<Tx<'static>, StoreError> {
         let pool = self.pool.clone();
         tokio::spawn(async move { pool.begin().await })
             .await
@@ -320,98 +285,23 @@ impl<'q> WriteOn for sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArgument
     }
 }
 
-/// Inside a change's scope, write its record in `tx` (once per change, however many
-/// transactions it takes).
-async fn record_change(tx: &mut Tx) -> Result<(), StoreError> {
-    let Some(c) = current_change() else {
-        return Ok(());
-    };
-    let e = &c.event;
-    sqlx::query(
-        "INSERT INTO audit_outbox (event_id, event_time, event_name, account_id, key_arns, body, mac) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(e.event_id)
-    .bind(e.event_time)
-    .bind(&e.event_name)
-    .bind(&e.account_id)
-    .bind(to_json(&e.key_arns)?)
-    .bind(&e.body)
-    .bind(&c.mac)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-fn key_from_row(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
-    Ok(KeyRecord {
-        key_id: col(r, "key_id")?,
-        account_id: col(r, "account_id")?,
-        region: col(r, "region")?,
-        description: col(r, "description")?,
-        key_spec: col(r, "key_spec")?,
-        key_usage: col(r, "key_usage")?,
-        origin: col(r, "origin")?,
-        key_manager: col(r, "key_manager")?,
-        key_state: col(r, "key_state")?,
-        policy: col(r, "policy")?,
-        multi_region: col(r, "multi_region")?,
-        current_version: col(r, "current_version")?,
-        created_at: col(r, "created_at")?,
-        deletion_date: col(r, "deletion_date")?,
-        rotation_enabled: col(r, "rotation_enabled")?,
-        rotation_period_days: col(r, "rotation_period_days")?,
-        next_rotation_date: col(r, "next_rotation_date")?,
-        on_demand_rotations: col(r, "on_demand_rotations")?,
-        mrk_id: col(r, "mrk_id")?,
-        mrk_primary: col(r, "mrk_primary")?,
-        pending_window_days: col(r, "pending_window_days")?,
-        policy_mac: col(r, "policy_mac")?,
-        state_mac: col(r, "state_mac")?,
-        tags_mac: col(r, "tags_mac")?,
-        attrs_mac: col(r, "attrs_mac")?,
-        rotation_mac: col(r, "rotation_mac")?,
-    })
-}
-
-fn keys_from_rows(rows: &[SqliteRow]) -> Result<Vec<KeyRecord>, StoreError> {
-    rows.iter().map(key_from_row).collect()
-}
-
-fn alias_from_row(r: &SqliteRow) -> Result<AliasRecord, StoreError> {
-    Ok(AliasRecord {
-        alias_name: col(r, "alias_name")?,
-        key_id: col(r, "key_id")?,
-        account_id: col(r, "account_id")?,
-        region: col(r, "region")?,
-        created_at: col(r, "created_at")?,
-        updated_at: col(r, "updated_at")?,
-        target_mrk: r.try_get("mrk_id").ok().flatten(),
-        mac: col::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
-    })
-}
-
-fn access_key_from_row(r: &SqliteRow) -> Result<AccessKeyRecord, StoreError> {
-    Ok(AccessKeyRecord {
-        access_key_id: col(r, "access_key_id")?,
-        principal_arn: col(r, "principal_arn")?,
-        account_id: col(r, "account_id")?,
-        status: col(r, "status")?,
-        secret_blob: col(r, "secret_blob")?,
-        root_version: col(r, "root_version")?,
-        mac: col(r, "mac")?,
-    })
-}
-
 /// SQLite's pieces of the key store written once in `keys.rs`.
 const IS_SAME: &str = "IS";
 const GREATEST: &str = "max";
 const FOR_UPDATE: &str = "";
 const LEASED_MATERIAL_ID: &str = "json_extract(body, '$.additionalEventData.materialId')";
 
+/// The key quota's writers: the write transaction is the one writer already.
+async fn keys_lock(_tx: &mut Tx<'_>, _account_id: &str, _region: &str) -> Result<(), StoreError> {
+    Ok(())
+}
+
 /// The alias quota's writers: the write transaction is the one writer already.
-async fn aliases_lock(_tx: &mut Tx, _account_id: &str, _region: &str) -> Result<(), StoreError> {
+async fn aliases_lock(
+    _tx: &mut Tx<'_>,
+    _account_id: &str,
+    _region: &str,
+) -> Result<(), StoreError> {
     Ok(())
 }
 
@@ -420,247 +310,20 @@ const REQUEST_TARGET: &str = "json_extract(body, '$.requestParameters.target')";
 const INSTR: &str = "instr";
 const ACCESS_KEYS_IN_CREATION_ORDER: &str = "a.created_at, a.rowid";
 
-fn tag_from_row(r: &SqliteRow) -> Result<Tag, StoreError> {
-    Ok(Tag {
-        key: col(r, "tag_key")?,
-        value: col(r, "tag_value")?,
-    })
+/// SQLite's pieces of the schema lookups written once in `schema.rs`: its migrations, the
+/// schema they reach, and its catalogue's answer to whether the migrations' table and the
+/// schema floor exist.
+fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./sql/sqlite")
 }
-
-fn key_ids(rows: &[SqliteRow]) -> Result<Vec<Uuid>, StoreError> {
-    rows.iter().map(|r| col(r, "key_id")).collect()
-}
-
-const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
-     key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac";
-
-/// Every column of a key row, so no writer forgets one.
-fn quota_exceeded() -> StoreError {
-    StoreError::Conflict {
-        constraint: QUOTA_EXCEEDED.into(),
-    }
-}
-
-/// The customer managed keys of `k`'s account and region as the triggers count them.
-async fn kept_keys(tx: &mut Tx, k: &KeyRecord) -> Result<i64, StoreError> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(sum(used), 0) FROM quota_usage WHERE account_id = $1 AND region = $2 AND resource = 'keys'",
-    )
-    .bind(&k.account_id)
-    .bind(&k.region)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(map_err)
-}
-
-/// The customer managed keys quota of an account and region, checked inside the inserting
-/// transaction (a write transaction: `BEGIN IMMEDIATE` serialises it with every other writer).
-async fn within_key_quota(tx: &mut Tx, k: &KeyRecord, max: i64) -> Result<(), StoreError> {
-    // The count the triggers keep (16 rows, not a count of the account's keys). Far below the
-    // quota, no creation racing this one can reach it: no lock. Near it, read again under the
-    // lock that serialises the account's creations: every creation that could still be in
-    // flight without the lock started while the count was more than the margin away.
-    if kept_keys(tx, k).await? + super::QUOTA_EXACT_MARGIN < max {
-        return Ok(());
-    }
-    if kept_keys(tx, k).await? >= max {
-        return Err(quota_exceeded());
-    }
-    Ok(())
-}
-
-/// Write one key's new rotation state, only where the row still carries the MAC the caller
-/// verified (and, with `require_enabled`, the key is still enabled).
-async fn apply_rotation(
-    tx: &mut Tx,
-    u: &RotationUpdate,
-    require_enabled: bool,
-) -> Result<(), StoreError> {
-    let n = sqlx::query(
-        "UPDATE keys SET current_version = ?2, rotation_enabled = ?3, rotation_period_days = ?4, \
-         next_rotation_date = ?5, on_demand_rotations = ?6, mrk_primary = ?7, rotation_mac = ?8 \
-         WHERE key_id = ?1 AND rotation_mac = ?9 AND (NOT ?10 OR key_state = 'Enabled')",
-    )
-    .bind(u.key_id)
-    .bind(u.current_version)
-    .bind(u.rotation_enabled)
-    .bind(u.rotation_period_days)
-    .bind(u.next_rotation_date)
-    .bind(u.on_demand_rotations)
-    .bind(u.mrk_primary)
-    .bind(&u.mac)
-    .bind(&u.expected_mac)
-    .bind(require_enabled)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?
-    .rows_affected();
-    if n != 1 {
-        return Err(StoreError::Conflict {
-            constraint: ROTATION_STATE_CHANGED.into(),
-        });
-    }
-    Ok(())
-}
-
-/// Check the keys of multi-Region key `mrk` are exactly `ids` (the write transaction's lock
-/// keeps a replica from being created meanwhile).
-async fn lock_related(tx: &mut Tx, mrk: Uuid, ids: &[Uuid]) -> Result<(), StoreError> {
-    let rows = sqlx::query("SELECT key_id FROM keys WHERE mrk_id = ?1 ORDER BY key_id")
-        .bind(mrk)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(map_err)?;
-    let mut have = key_ids(&rows)?;
-    let mut want = ids.to_vec();
-    have.sort();
-    want.sort();
-    if have != want {
-        return Err(StoreError::Conflict {
-            constraint: "mrk_related_keys_changed".into(),
-        });
-    }
-    Ok(())
-}
-
-async fn insert_key(tx: &mut Tx, k: &KeyRecord) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
-         key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-         rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)",
-    )
-    .bind(k.key_id)
-    .bind(&k.account_id)
-    .bind(&k.region)
-    .bind(&k.description)
-    .bind(k.key_spec)
-    .bind(k.key_usage)
-    .bind(k.origin)
-    .bind(&k.key_manager)
-    .bind(k.key_state)
-    .bind(&k.policy)
-    .bind(k.multi_region)
-    .bind(k.current_version)
-    .bind(k.created_at)
-    .bind(k.deletion_date)
-    .bind(k.rotation_enabled)
-    .bind(k.rotation_period_days)
-    .bind(k.next_rotation_date)
-    .bind(k.on_demand_rotations)
-    .bind(k.mrk_id)
-    .bind(k.mrk_primary)
-    .bind(k.pending_window_days)
-    .bind(&k.policy_mac)
-    .bind(&k.state_mac)
-    .bind(&k.tags_mac)
-    .bind(&k.attrs_mac)
-    .bind(&k.rotation_mac)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-async fn insert_material(
-    tx: &mut Tx,
-    m: &MaterialRecord,
-    rotation_type: Option<&str>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, rotation_type, public_key, created_at) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-    )
-    .bind(m.key_id)
-    .bind(m.version)
-    .bind(&m.wrapped)
-    .bind(m.root_version)
-    .bind(&m.mac)
-    .bind(rotation_type)
-    .bind(&m.public_key)
-    .bind(Utc::now())
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-async fn insert_tags(tx: &mut Tx, key_id: Uuid, tags: &[Tag]) -> Result<(), StoreError> {
-    for t in tags {
-        sqlx::query("INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES (?1,?2,?3)")
-            .bind(key_id)
-            .bind(&t.key)
-            .bind(&t.value)
-            .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
-    }
-    Ok(())
-}
-
-async fn insert_alias<'e, E: sqlx::SqliteExecutor<'e>>(
-    exec: E,
-    a: &AliasRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at, mac) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7)",
-    )
-    .bind(&a.account_id)
-    .bind(&a.region)
-    .bind(&a.alias_name)
-    .bind(a.key_id)
-    .bind(a.created_at)
-    .bind(a.updated_at)
-    .bind(&a.mac)
-    .execute(exec)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
+const SCHEMA_BUILD: i64 = super::SCHEMA_SQLITE;
+const MIGRATIONS_TABLE_EXISTS: &str =
+    "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'";
+const SCHEMA_FLOOR_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_floor')";
 
 /// This store's part of the key store written once in `keys.rs`.
 impl SqliteStore {
-    async fn dialect_schema_versions(&self) -> Result<super::SchemaVersions, StoreError> {
-        let table: bool = sqlx::query_scalar(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let database: i64 = if table {
-            sqlx::query_scalar(
-                "SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?
-        } else {
-            0
-        };
-        let floor = self.schema_floor().await?;
-        Ok(super::SchemaVersions {
-            build: super::SCHEMA_SQLITE,
-            database,
-            floor,
-        })
-    }
-
-    async fn dialect_readiness(&self) -> Result<(), StoreError> {
-        let applied: Vec<i64> = sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let known: Vec<i64> = sqlx::migrate!("./sql/sqlite")
-            .iter()
-            .map(|m| m.version)
-            .collect();
-        super::migrations_current(&known, &applied, self.schema_floor().await?)
-    }
-
     async fn dialect_generations_per_trail(
         &self,
         rows: &[String],
@@ -737,26 +400,26 @@ impl SqliteStore {
 }
 
 fn grant_from_row(r: &SqliteRow) -> Result<GrantRecord, StoreError> {
-    let operations: String = col(r, "operations")?;
-    let constraints: Option<String> = col(r, "constraints")?;
+    let operations: String = cell(r, "operations")?;
+    let constraints: Option<String> = cell(r, "constraints")?;
     Ok(GrantRecord {
-        grant_id: col(r, "grant_id")?,
-        key_id: col(r, "key_id")?,
-        name: col(r, "name")?,
-        grantee_principal: col(r, "grantee_principal")?,
-        retiring_principal: col(r, "retiring_principal")?,
+        grant_id: cell(r, "grant_id")?,
+        key_id: cell(r, "key_id")?,
+        name: cell(r, "name")?,
+        grantee_principal: cell(r, "grantee_principal")?,
+        retiring_principal: cell(r, "retiring_principal")?,
         operations: from_json(&operations, "operations")?,
         constraints: constraints
             .map(|c| from_json(&c, "constraints"))
             .transpose()?,
-        issuing_account: col(r, "issuing_account")?,
-        created_at: col(r, "created_at")?,
-        mac: col::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
+        issuing_account: cell(r, "issuing_account")?,
+        created_at: cell(r, "created_at")?,
+        mac: cell::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
     })
 }
 
 /// SQLite's pieces of the grant store written once in `grants.rs`.
-async fn grants_lock(_tx: &mut Tx, _key_id: Uuid) -> Result<(), StoreError> {
+async fn grants_lock(_tx: &mut Tx<'_>, _key_id: Uuid) -> Result<(), StoreError> {
     // The transaction began with BEGIN IMMEDIATE: it is the one writer already.
     Ok(())
 }
@@ -779,18 +442,21 @@ super::service::service_store!(SqliteStore);
 super::identity::identity_store!(SqliteStore);
 super::audit::audit_store!(SqliteStore);
 super::keys::key_store!(SqliteStore);
+super::schema::schema_lookups!(SqliteStore);
+super::writes::write_helpers!();
+super::rows::row_readers!();
 
 fn audit_row(r: &SqliteRow) -> Result<AuditRow, StoreError> {
-    let key_arns: String = col(r, "key_arns")?;
+    let key_arns: String = cell(r, "key_arns")?;
     Ok(AuditRow {
-        seq: col(r, "seq")?,
-        event_time: col(r, "event_time")?,
-        event_name: col(r, "event_name")?,
-        account_id: col(r, "account_id")?,
+        seq: cell(r, "seq")?,
+        event_time: cell(r, "event_time")?,
+        event_name: cell(r, "event_name")?,
+        account_id: cell(r, "account_id")?,
         key_arns: from_json(&key_arns, "key_arns")?,
-        body: col(r, "body")?,
-        prev_hash: col(r, "prev_hash")?,
-        hash: col(r, "hash")?,
+        body: cell(r, "body")?,
+        prev_hash: cell(r, "prev_hash")?,
+        hash: cell(r, "hash")?,
     })
 }
 
@@ -897,18 +563,18 @@ impl SqliteStore {
         .map_err(map_err)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let key_arns: String = col(r, "key_arns")?;
+            let key_arns: String = cell(r, "key_arns")?;
             let c = ChangeRecord {
                 event: NewAuditEvent {
-                    event_id: col(r, "event_id")?,
-                    event_time: col(r, "event_time")?,
-                    event_name: col(r, "event_name")?,
-                    account_id: col(r, "account_id")?,
+                    event_id: cell(r, "event_id")?,
+                    event_time: cell(r, "event_time")?,
+                    event_name: cell(r, "event_name")?,
+                    account_id: cell(r, "account_id")?,
                     key_arns: from_json(&key_arns, "key_arns")?,
-                    body: col(r, "body")?,
+                    body: cell(r, "body")?,
                     generations: Vec::new(),
                 },
-                mac: col(r, "mac")?,
+                mac: cell(r, "mac")?,
                 written: Default::default(),
             };
             sqlx::query("UPDATE audit_outbox SET claimed_until = $2 WHERE event_id = $1")

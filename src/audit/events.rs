@@ -1,0 +1,524 @@
+//! The events: CloudTrail-shaped bodies for API calls (only the request members AWS logs),
+//! their intent and commit markers, the service's own actions, security and operator events,
+//! the row generations an event names, and the change record (with its MAC) a call's write
+//! carries. Separate from recording: building an event is pure (but for the change record's
+//! MAC), and the verifier reads these shapes back.
+
+use super::*;
+use crate::store::NewAuditEvent;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+/// Who made a call, as CloudTrail's `userIdentity` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub principal_arn: String,
+    pub account_id: String,
+    pub access_key_id: String,
+    pub role_arn: Option<String>,
+}
+
+/// Everything one API call's event is made of.
+pub struct ApiCall<'a> {
+    pub operation: &'a str,
+    pub sts: bool,
+    pub region: &'a str,
+    pub source_ip: &'a str,
+    pub user_agent: &'a str,
+    pub identity: Option<&'a Identity>,
+    pub request: Option<&'a Value>,
+    pub response: Option<&'a Value>,
+    pub error: Option<(&'a str, &'a str)>,
+    pub request_id: &'a str,
+    /// TLS version, cipher suite and the client certificate's SHA-256, if any.
+    pub tls: Option<(&'a str, &'a str, Option<&'a str>)>,
+    pub time: DateTime<Utc>,
+}
+
+/// Request members that may appear in the trail: identifiers, contexts, algorithms, specs and
+/// settings. Anything else (plaintexts, ciphertexts, messages, signatures, MACs, public keys,
+/// grant tokens, secrets) is left out by construction.
+const LOGGED_MEMBERS: &[&str] = &[
+    "KeyId",
+    "AliasName",
+    "TargetKeyId",
+    "EncryptionContext",
+    "SourceEncryptionContext",
+    "DestinationEncryptionContext",
+    "EncryptionAlgorithm",
+    "SourceEncryptionAlgorithm",
+    "DestinationEncryptionAlgorithm",
+    "SourceKeyId",
+    "DestinationKeyId",
+    "SigningAlgorithm",
+    "MessageType",
+    "MacAlgorithm",
+    "KeyAgreementAlgorithm",
+    "KeySpec",
+    "CustomerMasterKeySpec",
+    "KeyPairSpec",
+    "KeyUsage",
+    "Origin",
+    "MultiRegion",
+    "NumberOfBytes",
+    "Description",
+    "Policy",
+    "PolicyName",
+    "BypassPolicyLockoutSafetyCheck",
+    "PendingWindowInDays",
+    "RotationPeriodInDays",
+    "ReplicaRegion",
+    "PrimaryRegion",
+    "GranteePrincipal",
+    "RetiringPrincipal",
+    "Operations",
+    "Constraints",
+    "Name",
+    "GrantId",
+    "Tags",
+    "TagKeys",
+    "Limit",
+    "Marker",
+    "DryRun",
+    "RoleArn",
+    "RoleSessionName",
+    "DurationSeconds",
+];
+
+fn camel(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The logged part of a request, with CloudTrail's camelCase member names.
+pub fn request_parameters(request: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(m) = request.as_object() {
+        for (k, v) in m {
+            if LOGGED_MEMBERS.contains(&k.as_str()) {
+                out.insert(camel(k), v.clone());
+            }
+        }
+    }
+    if out.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(out)
+    }
+}
+
+/// Whether a call may change something (CloudTrail's `readOnly` is false): such a call's
+/// intent is recorded before it runs ([`intent_event`]).
+pub fn changes_state(op: &str) -> bool {
+    !read_only(op)
+}
+
+/// Operations whose event CloudTrail marks `readOnly` (an operation the table does not know
+/// is taken to change something, so its intent would be recorded first).
+fn read_only(op: &str) -> bool {
+    crate::operations::find_any(op).is_some_and(|o| o.read_only)
+}
+
+fn key_arns_of(request: Option<&Value>, response: Option<&Value>) -> Vec<String> {
+    let mut arns = Vec::new();
+    let mut take = |v: Option<&Value>| {
+        if let Some(s) = v.and_then(Value::as_str) {
+            if s.starts_with("arn:") && s.contains(":key/") && !arns.iter().any(|a| a == s) {
+                arns.push(s.to_string());
+            }
+        }
+    };
+    if let Some(r) = response {
+        take(r.get("KeyId"));
+        take(r.get("SourceKeyId"));
+        take(r.pointer("/KeyMetadata/Arn"));
+        take(r.pointer("/ReplicaKeyMetadata/Arn"));
+    }
+    if let Some(r) = request {
+        take(r.get("KeyId"));
+    }
+    arns
+}
+
+/// CloudTrail's `responseElements` for the operations AWS fills it for; null otherwise.
+fn response_elements(op: &str, response: Option<&Value>) -> Value {
+    let Some(r) = response else {
+        return Value::Null;
+    };
+    let pick = |names: &[&str]| {
+        let mut m = Map::new();
+        for n in names {
+            if let Some(v) = r.get(*n) {
+                m.insert(camel(n), v.clone());
+            }
+        }
+        Value::Object(m)
+    };
+    match crate::operations::find_any(op) {
+        Some(o) if !o.response_elements.is_empty() => pick(o.response_elements),
+        _ => Value::Null,
+    }
+}
+
+fn user_identity(id: Option<&Identity>) -> Value {
+    match id {
+        None => json!({ "type": "Unknown" }),
+        Some(i) => {
+            let kind = if i.role_arn.is_some() {
+                "AssumedRole"
+            } else {
+                "IAMUser"
+            };
+            let principal = i.principal_arn.rsplit('/').next().unwrap_or_default();
+            json!({
+                "type": kind,
+                "principalId": principal,
+                "arn": i.principal_arn,
+                "accountId": i.account_id,
+                "accessKeyId": i.access_key_id,
+            })
+        }
+    }
+}
+
+fn new_event(
+    name: &str,
+    account: Option<String>,
+    arns: Vec<String>,
+    body: &Value,
+    time: DateTime<Utc>,
+    event_id: Uuid,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        event_id,
+        event_time: time,
+        event_name: name.to_string(),
+        account_id: account,
+        key_arns: arns,
+        body: canonical(body),
+        generations: Vec::new(),
+    }
+}
+
+/// `event` naming the row generations its change wrote (`written`, see `domain::seal`): in its
+/// body (`additionalEventData.rowGenerations`, hashed with the rest) and for the
+/// `audit_generations` index. An event whose change wrote nothing is returned as it is.
+pub fn with_generations(
+    mut event: NewAuditEvent,
+    written: &crate::store::Written,
+) -> NewAuditEvent {
+    let list = written.list();
+    if list.is_empty() {
+        return event;
+    }
+    let Ok(mut body) = serde_json::from_str::<Value>(&event.body) else {
+        return event;
+    };
+    let map: serde_json::Map<String, Value> =
+        list.iter().map(|(r, g)| (r.clone(), json!(g))).collect();
+    if !body["additionalEventData"].is_object() {
+        body["additionalEventData"] = json!({});
+    }
+    body["additionalEventData"]["rowGenerations"] = Value::Object(map);
+    event.body = canonical(&body);
+    event.generations = list;
+    event
+}
+
+/// The row generations an event's body names (`additionalEventData.rowGenerations`).
+pub fn generations_in(body: &Value) -> Vec<(String, i64)> {
+    body.pointer("/additionalEventData/rowGenerations")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(r, g)| Some((r.clone(), g.as_i64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The event for one API call.
+pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let arns = key_arns_of(c.request, c.response);
+    let mut e = api_body(c, &arns, event_id);
+    e["eventName"] = json!(c.operation);
+    e["responseElements"] = if c.error.is_none() {
+        response_elements(c.operation, c.response)
+    } else {
+        Value::Null
+    };
+    e["readOnly"] = json!(read_only(c.operation));
+    e["eventType"] = json!("AwsApiCall");
+    if let Some((code, message)) = c.error {
+        e["errorCode"] = json!(code);
+        e["errorMessage"] = json!(message);
+    }
+    if let Some((version, suite, client)) = c.tls {
+        e["tlsDetails"] = json!({ "tlsVersion": version, "cipherSuite": suite });
+        if let Some(fp) = client {
+            e["tlsDetails"]["clientCertificateSha256"] = json!(fp);
+        }
+    }
+    let account = c.identity.map(|i| i.account_id.clone());
+    new_event(c.operation, account, arns, &e, c.time, event_id)
+}
+
+/// What an API call's events (its intent and its outcome) have in common.
+fn api_body(c: &ApiCall<'_>, arns: &[String], event_id: Uuid) -> Value {
+    json!({
+        "eventVersion": "1.11",
+        "eventTime": c.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "eventSource": if c.sts { "sts.amazonaws.com" } else { "kms.amazonaws.com" },
+        "awsRegion": c.region,
+        "sourceIPAddress": c.source_ip,
+        "userAgent": c.user_agent,
+        "userIdentity": user_identity(c.identity),
+        "requestParameters": c.request.map(request_parameters).unwrap_or(Value::Null),
+        "responseElements": Value::Null,
+        "requestID": c.request_id,
+        "eventID": event_id.to_string(),
+        "resources": arns.iter().map(|a| json!({
+            "accountId": a.split(':').nth(4).unwrap_or_default(),
+            "type": "AWS::KMS::Key",
+            "ARN": a,
+        })).collect::<Vec<_>>(),
+        "managementEvent": true,
+        "recipientAccountId": c.identity.map(|i| i.account_id.as_str()),
+        "eventCategory": "Management",
+    })
+}
+
+/// The event recorded before a call that may change something runs (`ApiCallStarted`): who
+/// asks for what. The call runs only once it is durable, so no change is ever made without a
+/// trace in the trail, even if the call's own event (with its outcome) cannot be written
+/// afterwards; both carry the request id.
+pub fn intent_event(c: &ApiCall<'_>) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let arns = key_arns_of(c.request, None);
+    let mut e = api_body(c, &arns, event_id);
+    e["eventName"] = json!(INTENT_EVENT);
+    e["additionalEventData"] = json!({ "operation": c.operation });
+    e["readOnly"] = json!(false);
+    e["eventType"] = json!("AwsApiCallIntent");
+    let account = c.identity.map(|i| i.account_id.clone());
+    new_event(INTENT_EVENT, account, arns, &e, c.time, event_id)
+}
+
+/// The name of the event recorded before a call that may change something runs.
+pub const INTENT_EVENT: &str = "ApiCallStarted";
+
+/// The record that a call's change committed ([`ChangeRecord`]), prepared before the call runs
+/// and written in the change's own transaction. Chained only if the call's own event never is
+/// (`ApiCallCommitted`, with the call's request id): a change in force always has a trace of
+/// its outcome in the trail, not only of its intent.
+pub fn committed_event(c: &ApiCall<'_>) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let arns = key_arns_of(c.request, None);
+    let mut e = api_body(c, &arns, event_id);
+    e["eventName"] = json!(COMMITTED_EVENT);
+    e["additionalEventData"] = json!({ "operation": c.operation });
+    e["readOnly"] = json!(false);
+    e["eventType"] = json!("AwsApiCallCommitted");
+    let account = c.identity.map(|i| i.account_id.clone());
+    new_event(COMMITTED_EVENT, account, arns, &e, c.time, event_id)
+}
+
+/// The name of the event chained for a change whose call's own event was never chained.
+pub const COMMITTED_EVENT: &str = "ApiCallCommitted";
+
+/// The change record for `event`, its MAC computed in the token.
+pub async fn change_record_of(hsm: &Hsm, event: NewAuditEvent) -> Result<ChangeRecord, AuditError> {
+    let mac = hsm
+        .row_mac(change_record_message(&event))
+        .await
+        .map_err(|e| AuditError(e.to_string()))?;
+    Ok(ChangeRecord {
+        event,
+        mac,
+        written: Default::default(),
+    })
+}
+
+/// The bytes a change record's MAC covers: every column the record is chained with.
+pub(super) fn change_record_message(e: &NewAuditEvent) -> Vec<u8> {
+    let mut m = b"kms.audit.change-record.v1\0".to_vec();
+    m.extend_from_slice(e.event_id.as_bytes());
+    m.extend_from_slice(&e.event_time.timestamp_micros().to_be_bytes());
+    for part in [
+        e.event_name.as_str(),
+        e.account_id.as_deref().unwrap_or(""),
+        &e.key_arns.join("\n"),
+        &e.body,
+    ] {
+        m.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        m.extend_from_slice(part.as_bytes());
+    }
+    m
+}
+
+/// The event for something the service did by itself (rotation, deletion).
+pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let time = Utc::now();
+    let account = key_arn.split(':').nth(4).map(str::to_string);
+    let e = json!({
+        "eventVersion": "1.11",
+        "eventTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "eventSource": "kms.amazonaws.com",
+        "eventName": name,
+        "awsRegion": region,
+        "sourceIPAddress": "kms.amazonaws.com",
+        "userAgent": "kms.amazonaws.com",
+        "userIdentity": { "type": "AWSService", "invokedBy": "kms.amazonaws.com" },
+        "requestParameters": Value::Null,
+        "responseElements": Value::Null,
+        "additionalEventData": details,
+        "eventID": event_id.to_string(),
+        "readOnly": false,
+        "resources": [{ "accountId": account, "type": "AWS::KMS::Key", "ARN": key_arn }],
+        "eventType": "AwsServiceEvent",
+        "managementEvent": true,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    });
+    new_event(name, account, vec![key_arn.to_string()], &e, time, event_id)
+}
+
+/// The name of the event that records a grant's end (retired or revoked), chained before the
+/// grant's row is deleted.
+pub const GRANT_ENDED_EVENT: &str = "GrantEnded";
+
+/// The grant a `GrantEnded` event's body names.
+pub fn ended_grant_id(body: &str) -> Option<String> {
+    serde_json::from_str::<Value>(body)
+        .ok()?
+        .pointer("/additionalEventData/grantId")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The event recorded before the service changes something by itself
+/// (`ServiceActionStarted`, naming the action and the key).
+pub fn service_intent_event(action: &str, key_arn: &str, region: &str) -> NewAuditEvent {
+    service_event(
+        SERVICE_INTENT_EVENT,
+        key_arn,
+        region,
+        json!({ "action": action }),
+    )
+}
+
+/// The name of the event recorded before the service changes something by itself.
+pub const SERVICE_INTENT_EVENT: &str = "ServiceActionStarted";
+
+/// An event about the service's own protection (authentication failures summarised per
+/// source address), not about any key.
+pub fn security_event(name: &str, details: Value) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let time = Utc::now();
+    let e = json!({
+        "eventVersion": "1.11",
+        "eventTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "eventSource": "kms.amazonaws.com",
+        "eventName": name,
+        "awsRegion": Value::Null,
+        "sourceIPAddress": "kms.amazonaws.com",
+        "userAgent": "kms.amazonaws.com",
+        "userIdentity": { "type": "AWSService", "invokedBy": "kms.amazonaws.com" },
+        "requestParameters": Value::Null,
+        "responseElements": Value::Null,
+        "additionalEventData": details,
+        "eventID": event_id.to_string(),
+        "readOnly": true,
+        "resources": [],
+        "eventType": "AwsServiceEvent",
+        "managementEvent": true,
+        "eventCategory": "Management",
+    });
+    new_event(name, None, vec![], &e, time, event_id)
+}
+
+/// The event for an operator's `kms admin` change.
+pub fn admin_event(action: &str, target: &str, operator: &str, details: Value) -> NewAuditEvent {
+    operator_event(action, target, operator, details, Value::Null)
+}
+
+/// An operator's event named `name`, with `additional` as its `additionalEventData` unless null.
+fn operator_event(
+    name: &str,
+    target: &str,
+    operator: &str,
+    details: Value,
+    additional: Value,
+) -> NewAuditEvent {
+    let event_id = Uuid::new_v4();
+    let time = Utc::now();
+    let mut e = json!({
+        "eventVersion": "1.11",
+        "eventTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "eventSource": "kms-admin",
+        "eventName": name,
+        "awsRegion": Value::Null,
+        "sourceIPAddress": "localhost",
+        "userAgent": "kms admin",
+        "userIdentity": { "type": "Operator", "principalId": operator },
+        "requestParameters": { "target": target, "details": details },
+        "responseElements": Value::Null,
+        "eventID": event_id.to_string(),
+        "readOnly": false,
+        "resources": [],
+        "eventType": "AwsConsoleAction",
+        "managementEvent": true,
+        "eventCategory": "Management",
+    });
+    if !additional.is_null() {
+        e["additionalEventData"] = additional;
+    }
+    new_event(name, None, vec![], &e, time, event_id)
+}
+
+/// The event recorded before a `kms admin` command changes anything (`AdminCommandStarted`):
+/// a command whose intent cannot be recorded changes nothing.
+pub fn admin_intent_event(
+    action: &str,
+    target: &str,
+    operator: &str,
+    details: Value,
+) -> NewAuditEvent {
+    operator_event(
+        ADMIN_INTENT_EVENT,
+        target,
+        operator,
+        details,
+        json!({ "command": action }),
+    )
+}
+
+/// The name of the event recorded before a `kms admin` command runs.
+pub const ADMIN_INTENT_EVENT: &str = "AdminCommandStarted";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listed_request_members_are_logged() {
+        let req = json!({
+            "KeyId": "alias/x",
+            "Plaintext": "c2VjcmV0",
+            "EncryptionContext": {"a": "b"},
+            "GrantTokens": ["t"],
+            "Message": "bQ==",
+            "CiphertextBlob": "AQ==",
+        });
+        let p = request_parameters(&req);
+        assert_eq!(
+            p,
+            json!({"keyId": "alias/x", "encryptionContext": {"a": "b"}})
+        );
+    }
+}

@@ -1,0 +1,367 @@
+//! Recording: [`Audit`], the group commit that appends events to the one chain (the first
+//! waiting request leads a batch; the others wait for the commit that carries their event),
+//! the direct appends of `kms admin`, and the change records a call's event settles (or the
+//! sweeper settles for it). Separate from the events (what is written) and from checkpoints
+//! (what signs the chain).
+
+use super::*;
+use crate::store::{AuditStore, NewAuditEvent, StoreError};
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// At most this many events share one commit.
+const MAX_BATCH: usize = 512;
+
+struct Pending {
+    event: NewAuditEvent,
+    /// The change record this event accounts for, removed with the event's commit.
+    settles: Option<Uuid>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Events waiting for a commit, and whether a request is committing a batch right now.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Pending>,
+    leading: bool,
+    /// The chain head after this instance's last append (`None`: read it from the store).
+    head: Option<(i64, Vec<u8>)>,
+}
+
+/// Group commit without a writer thread: the first request that finds no batch in progress
+/// commits everything waiting (its own event included) and keeps going while more arrive; the
+/// others wait for the commit that carries their event. At low load an event costs one
+/// statement and no hand-off between threads; at high load one statement carries hundreds.
+pub struct Audit {
+    /// `false`: recording is off (`audit_enabled = false`, for benchmarks only).
+    enabled: bool,
+    /// A batch that has not committed in this time fails (its callers are refused), so a
+    /// database that stops answering cannot stall the trail for good.
+    append_timeout: std::time::Duration,
+    queue: std::sync::Mutex<Queue>,
+    store: Arc<dyn AuditStore>,
+    hsm: Hsm,
+    /// The head and checkpoints, also outside the database (`audit_anchor_file`).
+    anchor: Option<Arc<anchor::Anchor>>,
+}
+
+/// Hands leadership on when a leading request is done with its own batch, or is cancelled (its
+/// client went away): the events still waiting get a new leader (a task of its own); a batch in
+/// flight when a request is cancelled reports failure to its waiters.
+struct Leading {
+    audit: Arc<Audit>,
+    finished: bool,
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut q = self.audit.queue.lock().unwrap();
+        if q.waiting.is_empty() {
+            q.leading = false;
+            return;
+        }
+        drop(q);
+        let audit = self.audit.clone();
+        tokio::spawn(async move { audit.lead(false).await });
+    }
+}
+
+/// A key's latest successful cryptographic call, as `GetKeyLastUsage` reports it.
+#[derive(Debug, Clone)]
+pub struct KeyUse {
+    pub operation: String,
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// The event's `eventID` (CloudTrail's event id).
+    pub event_id: String,
+    /// The call's request id (`requestID`).
+    pub request_id: String,
+}
+
+impl Audit {
+    /// The latest successful cryptographic call that used the key `arn`, from the trail (an
+    /// event without `errorCode`; a body that is not JSON is passed over). Read for display:
+    /// the trail's integrity is what `kms audit verify` checks.
+    pub async fn last_key_use(&self, arn: &str) -> Result<Option<KeyUse>, StoreError> {
+        const PAGE: i64 = 100;
+        let mut before = i64::MAX;
+        loop {
+            let page = self.store.key_uses_before(arn, before, PAGE).await?;
+            for (seq, time, body) in &page {
+                before = *seq;
+                let Ok(v) = serde_json::from_str::<Value>(body) else {
+                    continue;
+                };
+                if v.get("errorCode").is_some() {
+                    continue;
+                }
+                let text = |k: &str| {
+                    v.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                return Ok(Some(KeyUse {
+                    operation: text("eventName"),
+                    time: *time,
+                    event_id: text("eventID"),
+                    request_id: text("requestID"),
+                }));
+            }
+            if (page.len() as i64) < PAGE {
+                return Ok(None);
+            }
+        }
+    }
+
+    pub fn start(
+        store: Arc<dyn AuditStore>,
+        hsm: Hsm,
+        append_timeout: std::time::Duration,
+        anchor: Option<Arc<anchor::Anchor>>,
+    ) -> Arc<Audit> {
+        Arc::new(Audit {
+            enabled: true,
+            append_timeout,
+            queue: Default::default(),
+            store,
+            hsm,
+            anchor,
+        })
+    }
+
+    /// An audit trail that records nothing: only for measuring what recording costs.
+    pub fn disabled(store: Arc<dyn AuditStore>, hsm: Hsm) -> Arc<Audit> {
+        tracing::warn!("the audit trail is OFF (audit_enabled = false): calls are not recorded");
+        Arc::new(Audit {
+            enabled: false,
+            append_timeout: std::time::Duration::from_secs(10),
+            queue: Default::default(),
+            store,
+            hsm,
+            anchor: None,
+        })
+    }
+
+    /// Append an event; returns once it is committed.
+    pub async fn record(self: &Arc<Self>, event: NewAuditEvent) -> Result<(), AuditError> {
+        self.record_settling(event, None).await
+    }
+
+    /// Append an event that accounts for the change record `settles` (removed from the
+    /// outbox in the same commit); returns once it is committed.
+    pub async fn record_settling(
+        self: &Arc<Self>,
+        event: NewAuditEvent,
+        settles: Option<Uuid>,
+    ) -> Result<(), AuditError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let (done, wait) = oneshot::channel();
+        let lead = {
+            let mut q = self.queue.lock().unwrap();
+            q.waiting.push(Pending {
+                event,
+                settles,
+                done,
+            });
+            !std::mem::replace(&mut q.leading, true)
+        };
+        if lead {
+            self.clone().lead(true).await;
+        }
+        let r = wait.await;
+        crate::metrics::audit_append(started.elapsed());
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AuditError(e)),
+            Err(_) => Err(AuditError(
+                "the batch holding this event was abandoned".into(),
+            )),
+        }
+    }
+
+    /// Commit batches until nothing is waiting (the caller holds `leading`). A request that
+    /// leads (`inline`) commits the one batch that carries its own event, then hands on to a
+    /// task of its own if more are waiting: under steady load the queue never empties, and a
+    /// request that led until it did would answer late (or past its deadline, abandoning the
+    /// batch in flight for everyone in it).
+    async fn lead(self: Arc<Self>, inline: bool) {
+        let mut guard = Leading {
+            audit: self.clone(),
+            finished: false,
+        };
+        loop {
+            let (batch, mut head) = {
+                let mut q = self.queue.lock().unwrap();
+                if q.waiting.is_empty() {
+                    q.leading = false;
+                    guard.finished = true;
+                    return;
+                }
+                let n = q.waiting.len().min(MAX_BATCH);
+                let batch: Vec<Pending> = q.waiting.drain(..n).collect();
+                (batch, q.head.take())
+            };
+            // Events move into the statement; their waiters keep only the reply channel.
+            let settles: Vec<Uuid> = batch.iter().filter_map(|p| p.settles).collect();
+            let (events, waiters): (Vec<NewAuditEvent>, Vec<_>) =
+                batch.into_iter().map(|p| (p.event, p.done)).unzip();
+            let result = match tokio::time::timeout(
+                self.append_timeout,
+                append(self.store.as_ref(), &mut head, &events, &settles),
+            )
+            .await
+            {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => {
+                    head = None;
+                    Err("the database did not commit the batch in time".into())
+                }
+            };
+            // Anchored outside the database before anyone is answered: an acknowledged event
+            // cannot be deleted from the database unnoticed.
+            let result = match (result, &self.anchor, &head) {
+                (Ok(()), Some(a), Some((seq, hash))) => a.head(*seq, hash),
+                (r, _, _) => r,
+            };
+            self.queue.lock().unwrap().head = head;
+            crate::metrics::audit_batch(events.len(), result.is_ok());
+            if let Err(e) = &result {
+                tracing::error!(error = %e, events = events.len(), "audit append failed; the calls it records are refused");
+            }
+            for done in waiters {
+                let _ = done.send(result.clone());
+            }
+            if inline {
+                // The guard hands leadership on to a task (or lets it go if nothing waits).
+                return;
+            }
+        }
+    }
+
+    /// The change record for `event` ([`committed_event`]), its MAC computed in the token;
+    /// `None` when recording is off.
+    pub async fn change_record(
+        &self,
+        event: NewAuditEvent,
+    ) -> Result<Option<Arc<ChangeRecord>>, AuditError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(change_record_of(&self.hsm, event).await?)))
+    }
+
+    /// Chain the change records older than `older_than` (their calls' own events will not
+    /// come: the trail refused them, or the node died) and remove them, a batch at a time.
+    /// A record whose MAC does not verify was written with SQL: it is not chained as the
+    /// service's word; a `ChangeRecordRefused` event names it instead. Returns how many were
+    /// settled.
+    pub async fn settle_change_records(
+        self: &Arc<Self>,
+        older_than: std::time::Duration,
+    ) -> Result<usize, AuditError> {
+        if !self.enabled {
+            return Ok(0);
+        }
+        let err = |e: StoreError| AuditError(e.to_string());
+        let now = Utc::now();
+        let older = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        // Held long enough for one append to finish or fail (then another sweep may retry).
+        let hold = chrono::Duration::from_std(self.append_timeout * 2)
+            .unwrap_or(chrono::Duration::MAX)
+            + chrono::Duration::seconds(5);
+        let records = self
+            .store
+            .claim_change_records(now, now - older, now + hold, 100)
+            .await
+            .map_err(err)?;
+        let n = records.len();
+        for r in records {
+            let id = r.event.event_id;
+            let genuine = self
+                .hsm
+                .row_mac_matches(change_record_message(&r.event), &r.mac)
+                .await
+                .map_err(|e| AuditError(e.to_string()))?;
+            let event = if genuine {
+                tracing::warn!(event_id = %id, "a committed change had no event of its own in the trail; its change record is chained instead");
+                r.event
+            } else {
+                tracing::error!(event_id = %id, event_name = %r.event.event_name, "a change record in the database does not verify (written with SQL?): refused, not chained as the service's record");
+                security_event(
+                    "ChangeRecordRefused",
+                    json!({
+                        "eventId": id.to_string(),
+                        "eventName": r.event.event_name,
+                        "reason": "The record's MAC does not verify.",
+                    }),
+                )
+            };
+            self.record_settling(event, Some(id)).await?;
+        }
+        Ok(n)
+    }
+
+    /// Sign a checkpoint over the chain head, if the head moved since the last one.
+    pub async fn checkpoint(&self) -> Result<Option<i64>, AuditError> {
+        checkpoint(self.store.as_ref(), &self.hsm, self.anchor.as_deref()).await
+    }
+}
+
+/// Append events after the chain head, reading the head again whenever another writer
+/// moved it. `head` is the caller's idea of it (refreshed here), so a single writer needs one
+/// round trip per batch.
+async fn append(
+    store: &dyn AuditStore,
+    head: &mut Option<(i64, Vec<u8>)>,
+    events: &[NewAuditEvent],
+    settles: &[Uuid],
+) -> Result<(), StoreError> {
+    loop {
+        let (seq, hash) = match head.take() {
+            Some(h) => h,
+            None => store.audit_head().await?,
+        };
+        if let Some(new) = store
+            .append_audit((seq, &hash), events, settles, &chain_hash)
+            .await?
+        {
+            *head = Some(new);
+            return Ok(());
+        }
+    }
+}
+
+/// Append one event directly (for `kms admin`, which has no writer task).
+pub async fn record_direct(
+    store: &dyn AuditStore,
+    event: NewAuditEvent,
+    anchor: Option<&anchor::Anchor>,
+) -> Result<(), AuditError> {
+    record_direct_settling(store, event, None, anchor).await
+}
+
+/// Append one event directly that accounts for the change record `settles`.
+pub async fn record_direct_settling(
+    store: &dyn AuditStore,
+    event: NewAuditEvent,
+    settles: Option<Uuid>,
+    anchor: Option<&anchor::Anchor>,
+) -> Result<(), AuditError> {
+    let mut head = None;
+    let settles: Vec<Uuid> = settles.into_iter().collect();
+    append(store, &mut head, &[event], &settles)
+        .await
+        .map_err(|e| AuditError(e.to_string()))?;
+    if let (Some(a), Some((seq, hash))) = (anchor, &head) {
+        a.head(*seq, hash).map_err(AuditError)?;
+    }
+    Ok(())
+}

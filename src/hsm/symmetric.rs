@@ -1,0 +1,55 @@
+//! Symmetric crypto with keys the service unwrapped: AES-GCM encryption and decryption, and
+//! random bytes from the token. Separate from wrapping: these are the hot-path calls on a
+//! pooled session.
+
+use super::*;
+
+impl Hsm {
+    /// AES-256-GCM encryption in the token with a 96-bit IV and a 128-bit tag; returns
+    /// ciphertext || tag.
+    pub async fn gcm_encrypt(
+        &self,
+        key: Arc<KeyHandle>,
+        iv: [u8; 12],
+        aad: Vec<u8>,
+        plaintext: Zeroizing<Vec<u8>>,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run_fast(move |s| {
+            let mut iv = iv;
+            let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
+            ck(s.encrypt(&Mechanism::AesGcm(params), s.obj(&key)?, &plaintext))
+        })
+        .await
+    }
+
+    /// AES-256-GCM decryption in the token; the tag is checked by the token.
+    pub async fn gcm_decrypt(
+        &self,
+        key: Arc<KeyHandle>,
+        iv: [u8; 12],
+        aad: Vec<u8>,
+        ciphertext: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        self.run_fast(move |s| {
+            let mut iv = iv;
+            let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
+            s.bad_ciphertext(ck(s.decrypt(
+                &Mechanism::AesGcm(params),
+                s.obj(&key)?,
+                &ciphertext,
+            )))
+            .map(Zeroizing::new)
+        })
+        .await
+    }
+
+    /// `n` bytes from the token's RNG.
+    pub async fn random(&self, n: usize) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        self.run_fast(move |s| {
+            let mut buf = Zeroizing::new(vec![0u8; n]);
+            ck(s.generate_random_slice(&mut buf))?;
+            Ok(buf)
+        })
+        .await
+    }
+}

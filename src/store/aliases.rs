@@ -1,0 +1,130 @@
+//! [`KeyStore`](super::KeyStore)'s aliases, written once for both stores: create (under the
+//! alias quota), repoint, delete, read, list and seal. Separate from `keys.rs` because aliases
+//! are rows of their own, keyed by account, region and name; `key_store!` gathers these
+//! methods into its `impl`.
+
+/// The alias methods of `impl KeyStore`, after the methods `key_store!` gathered so far
+/// (`methods`); the last of the chain, it writes the one `impl KeyStore for $store`.
+macro_rules! key_store_aliases {
+    ($store:ty; $($methods:tt)*) => {
+        #[async_trait]
+        impl KeyStore for $store {
+            $($methods)*
+            async fn aliases_without_mac(&self) -> Result<Vec<AliasRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT * FROM aliases WHERE mac IS NULL ORDER BY account_id, region, alias_name",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map(alias_from_row).collect()
+            }
+
+            async fn set_alias_mac(&self, a: &AliasRecord, mac: &[u8]) -> Result<bool, StoreError> {
+                let n = sqlx::query(
+                    "UPDATE aliases SET mac = $5 WHERE account_id = $1 AND region = $2 AND alias_name = $3 AND key_id = $4 AND mac IS NULL",
+                )
+                .bind(&a.account_id)
+                .bind(&a.region)
+                .bind(&a.alias_name)
+                .bind(a.key_id)
+                .bind(mac)
+                .write_on(self)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn create_alias(&self, a: &AliasRecord, max_aliases: i64) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                aliases_lock(&mut tx, &a.account_id, &a.region).await?;
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name NOT LIKE 'alias/aws/%'",
+                )
+                .bind(&a.account_id)
+                .bind(&a.region)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if n >= max_aliases {
+                    return Err(quota_exceeded());
+                }
+                insert_alias(&mut *tx, a).await?;
+                self.commit(tx).await
+            }
+
+            async fn update_alias(&self, a: &AliasRecord, from_key: Uuid) -> Result<bool, StoreError> {
+                let r = sqlx::query(
+                    "UPDATE aliases SET key_id = $4, updated_at = $5, mac = $6 \
+                     WHERE account_id = $1 AND region = $2 AND alias_name = $3 AND key_id = $7",
+                )
+                .bind(&a.account_id)
+                .bind(&a.region)
+                .bind(&a.alias_name)
+                .bind(a.key_id)
+                .bind(a.updated_at)
+                .bind(&a.mac)
+                .bind(from_key)
+                .write_on(self)
+                .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn delete_alias(
+                &self,
+                account_id: &str,
+                region: &str,
+                name: &str,
+            ) -> Result<bool, StoreError> {
+                let r = sqlx::query(
+                    "DELETE FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3",
+                )
+                .bind(account_id)
+                .bind(region)
+                .bind(name)
+                .write_on(self)
+                .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn alias(
+                &self,
+                account_id: &str,
+                region: &str,
+                name: &str,
+            ) -> Result<Option<AliasRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT * FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3",
+                )
+                .bind(account_id)
+                .bind(region)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+                row.as_ref().map(alias_from_row).transpose()
+            }
+
+            async fn list_aliases(
+                &self,
+                account_id: &str,
+                region: &str,
+                key_id: Option<Uuid>,
+            ) -> Result<Vec<AliasRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT a.*, k.mrk_id FROM aliases a JOIN keys k USING (key_id) \
+                     WHERE a.account_id = $1 AND a.region = $2 AND ($3 IS NULL OR a.key_id = $3) ORDER BY a.alias_name",
+                )
+                .bind(account_id)
+                .bind(region)
+                .bind(key_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map(alias_from_row).collect()
+            }
+        }
+    };
+}
+
+pub(crate) use key_store_aliases;

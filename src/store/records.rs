@@ -1,0 +1,336 @@
+//! The rows the repositories read and write (keys, material, aliases, imports, grants,
+//! access keys, sessions, principals), and how the vocabulary's words are stored as text.
+//! Separate from the traits: the domain builds and reads these values, the traits only name
+//! them.
+
+use crate::vocab::{KeySpec, KeyState, KeyUsage, Origin, Tag};
+use chrono::{DateTime, Utc};
+use std::fmt;
+use uuid::Uuid;
+
+/// The words of [`crate::vocab`] are stored as AWS writes them (`PendingDeletion`,
+/// `AWS_KMS`); a row holding any other word fails to load
+/// ([`StoreError::Invalid`](super::StoreError::Invalid)).
+macro_rules! stored_as_text {
+    ($($t:ty),+) => {$(
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $t
+        where
+            str: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <str as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $t
+        where
+            &'q str: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&'q str as sqlx::Encode<'q, DB>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $t
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(<&'r str as sqlx::Decode<'r, DB>>::decode(value)?.parse()?)
+            }
+        }
+    )+};
+}
+
+stored_as_text!(KeyState, Origin, KeyUsage, KeySpec);
+
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub key_id: Uuid,
+    pub account_id: String,
+    pub region: String,
+    pub description: String,
+    pub key_spec: KeySpec,
+    pub key_usage: KeyUsage,
+    pub origin: Origin,
+    pub key_manager: String,
+    pub key_state: KeyState,
+    pub policy: String,
+    pub multi_region: bool,
+    pub current_version: i32,
+    pub created_at: DateTime<Utc>,
+    /// When a key pending deletion will be deleted.
+    pub deletion_date: Option<DateTime<Utc>>,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: Option<i32>,
+    pub next_rotation_date: Option<DateTime<Utc>>,
+    pub on_demand_rotations: i32,
+    /// A multi-Region key's shared id (the `mrk-…` key id), the same in every region.
+    pub mrk_id: Option<Uuid>,
+    /// Whether this is the primary of its multi-Region key.
+    pub mrk_primary: bool,
+    /// For a primary pending replica deletion: the waiting period once its replicas are gone.
+    pub pending_window_days: Option<i32>,
+    /// MAC (computed in the token) over the key's identity and its policy.
+    pub policy_mac: Option<Vec<u8>>,
+    /// MAC (computed in the token) over the key's identity, state and deletion date.
+    pub state_mac: Option<Vec<u8>>,
+    /// MAC (computed in the token) over the key's identity and its whole set of tags.
+    pub tags_mac: Option<Vec<u8>>,
+    /// MAC (computed in the token) over what the key is, fixed at creation: spec, usage,
+    /// origin, manager and multi-Region family.
+    pub attrs_mac: Option<Vec<u8>>,
+    /// MAC (computed in the token) over what changes as the key is rotated or its multi-Region
+    /// primary moves: current material version, rotation schedule, on-demand rotation count,
+    /// primary flag.
+    pub rotation_mac: Option<Vec<u8>>,
+}
+
+/// A key's new rotation state (current material version, schedule, on-demand count, primary
+/// flag) with its MAC, written only where the row still carries `expected_mac` (the MAC the
+/// caller verified); otherwise the write is a `Conflict` ([`ROTATION_STATE_CHANGED`]).
+#[derive(Clone, Debug)]
+pub struct RotationUpdate {
+    pub key_id: Uuid,
+    pub expected_mac: Vec<u8>,
+    pub current_version: i32,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: Option<i32>,
+    pub next_rotation_date: Option<DateTime<Utc>>,
+    pub on_demand_rotations: i32,
+    pub mrk_primary: bool,
+    pub mac: Vec<u8>,
+}
+
+/// The constraint a `Conflict` names when a key's rotation state changed after it was read.
+pub const ROTATION_STATE_CHANGED: &str = "rotation_state_changed";
+
+/// A wrapping key pair handed out by `GetParametersForImport`.
+#[derive(Clone, Debug)]
+pub struct ImportTokenRecord {
+    pub token_id: Uuid,
+    pub key_id: Uuid,
+    pub wrapping_algorithm: String,
+    pub wrapping_key_spec: String,
+    pub wrapped_private: Vec<u8>,
+    pub root_version: i32,
+    pub valid_to: DateTime<Utc>,
+    pub mac: Vec<u8>,
+}
+
+/// What was imported into a key with origin `EXTERNAL`.
+#[derive(Clone, Debug)]
+pub struct KeyImportRecord {
+    pub key_id: Uuid,
+    /// A keyed check value of the material, computed in the token.
+    pub material_check: Vec<u8>,
+    /// Of the current import; `None` while the key is pending import.
+    pub expiration_model: Option<String>,
+    pub valid_to: Option<DateTime<Utc>>,
+    pub mac: Vec<u8>,
+}
+
+/// One rotation of a key: the material version it created.
+#[derive(Debug, Clone)]
+pub struct RotationRecord {
+    pub version: i32,
+    pub rotation_type: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    pub alias_name: String,
+    pub key_id: Uuid,
+    pub account_id: String,
+    pub region: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The target's multi-Region id, if it is a multi-Region key (filled by listings).
+    pub target_mrk: Option<Uuid>,
+    /// MAC over account, region, name and target (empty: none stored).
+    pub mac: Vec<u8>,
+}
+
+/// One version of a key's material, wrapped by the HSM.
+#[derive(Clone)]
+pub struct MaterialRecord {
+    pub key_id: Uuid,
+    pub version: i32,
+    pub wrapped: Vec<u8>,
+    pub root_version: i32,
+    pub mac: Vec<u8>,
+    /// For a key pair: the public key, X.509 SubjectPublicKeyInfo DER.
+    pub public_key: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for MaterialRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaterialRecord")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct AccessKeyRecord {
+    pub access_key_id: String,
+    pub principal_arn: String,
+    pub account_id: String,
+    pub status: String,
+    pub secret_blob: Vec<u8>,
+    pub root_version: i32,
+    pub mac: Vec<u8>,
+}
+
+impl fmt::Debug for AccessKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessKeyRecord")
+            .field("access_key_id", &self.access_key_id)
+            .field("principal_arn", &self.principal_arn)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A grant as stored. `constraints` is the JSON of `GrantConstraints`, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantRecord {
+    pub grant_id: String,
+    pub key_id: Uuid,
+    pub name: Option<String>,
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    pub operations: Vec<String>,
+    pub constraints: Option<serde_json::Value>,
+    pub issuing_account: String,
+    pub created_at: DateTime<Utc>,
+    /// MAC (computed in the token) over everything the grant allows.
+    pub mac: Vec<u8>,
+}
+
+/// Temporary credentials of an assumed-role session.
+#[derive(Clone)]
+pub struct SessionRecord {
+    pub access_key_id: String,
+    pub role_arn: String,
+    pub account_id: String,
+    pub session_name: String,
+    pub secret_blob: Vec<u8>,
+    pub root_version: i32,
+    pub token_sha256: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+    pub mac: Vec<u8>,
+}
+
+/// Everything that decides what a principal may do, as stored, with the MAC over it.
+#[derive(Clone, Debug)]
+pub struct PrincipalAuthz {
+    pub account_id: String,
+    pub kind: String,
+    pub trust_policy: Option<String>,
+    pub via_service: Option<String>,
+    /// `(name, document)`, in no particular order.
+    pub policies: Vec<(String, String)>,
+    pub tags: Vec<Tag>,
+    pub mac: Option<Vec<u8>>,
+}
+
+/// One administrator change to what a principal may do (`kms admin`). The domain computes
+/// the principal's MAC over the result (`apply`) and the store writes the change with that MAC
+/// in one transaction, so a change is never stored without its MAC nor a MAC without it.
+#[derive(Clone, Debug)]
+pub enum PrincipalChange {
+    CreateUser {
+        account_id: String,
+        name: String,
+        admin: bool,
+    },
+    /// Create a role, or replace an existing role's trust policy.
+    PutRole {
+        account_id: String,
+        name: String,
+        trust_policy: String,
+    },
+    PutPolicy {
+        name: String,
+        document: String,
+    },
+    DeletePolicy {
+        name: String,
+    },
+    PutTag(Tag),
+    SetService(Option<String>),
+}
+
+impl PrincipalChange {
+    /// The principal's authorization data after this change, from what it was (`None`: no such
+    /// principal yet). Pure: the MAC is computed over this, never over what the database holds.
+    pub fn apply(&self, current: Option<&PrincipalAuthz>) -> Result<PrincipalAuthz, String> {
+        use PrincipalChange::*;
+        let mut next = match (self, current) {
+            (CreateUser { account_id, .. }, None) => {
+                return Ok(PrincipalAuthz::new(account_id, "user", None))
+            }
+            (
+                PutRole {
+                    account_id,
+                    trust_policy,
+                    ..
+                },
+                None,
+            ) => return Ok(PrincipalAuthz::new(account_id, "role", Some(trust_policy))),
+            (_, None) => return Err("no such principal".into()),
+            (_, Some(c)) => c.clone(),
+        };
+        match self {
+            CreateUser { .. } => {}
+            PutRole { trust_policy, .. } => {
+                if next.kind != "role" {
+                    return Err("the principal is not a role".into());
+                }
+                next.trust_policy = Some(trust_policy.clone());
+            }
+            PutPolicy { name, document } => {
+                next.policies.retain(|(n, _)| n != name);
+                next.policies.push((name.clone(), document.clone()));
+            }
+            DeletePolicy { name } => {
+                let before = next.policies.len();
+                next.policies.retain(|(n, _)| n != name);
+                if next.policies.len() == before {
+                    return Err(format!("the principal has no policy named {name}"));
+                }
+            }
+            PutTag(t) => {
+                next.tags.retain(|x| x.key != t.key);
+                next.tags.push(t.clone());
+            }
+            SetService(s) => next.via_service = s.clone(),
+        }
+        Ok(next)
+    }
+}
+
+impl PrincipalAuthz {
+    fn new(account_id: &str, kind: &str, trust_policy: Option<&String>) -> PrincipalAuthz {
+        PrincipalAuthz {
+            account_id: account_id.to_string(),
+            kind: kind.to_string(),
+            trust_policy: trust_policy.cloned(),
+            via_service: None,
+            policies: vec![],
+            tags: vec![],
+            mac: None,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! [`AuditStore`]: the trail's storage (the chain, checkpoints, the change outbox and the
+//! trail lookups), with the values it takes and gives and the task-local change scope
+//! ([`in_change`]) whose record every write transaction inside it writes. Its one
+//! implementation for both stores is `store/audit.rs`.
+
+use crate::store::*;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// An audit event to append; the store gives it its sequence number and chain hash.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    pub event_id: Uuid,
+    pub event_time: DateTime<Utc>,
+    pub event_name: String,
+    pub account_id: Option<String>,
+    pub key_arns: Vec<String>,
+    /// The event's canonical JSON.
+    pub body: String,
+    /// The row generations the event names (`additionalEventData.rowGenerations` in `body`):
+    /// indexed in `audit_generations` when it is chained.
+    pub generations: Vec<(String, i64)>,
+}
+
+/// The record that a change committed: written by the store in the change's own transaction
+/// (the `audit_outbox` table), so the change and this record are durable together. The
+/// call's event, once chained, removes it; a record whose call never got its event chained is
+/// chained by the service itself (`ApiCallCommitted`). `mac` (computed in the token) covers
+/// the event, so a record written with SQL is never chained as the service's word.
+#[derive(Debug, Clone)]
+pub struct ChangeRecord {
+    pub event: NewAuditEvent,
+    pub mac: Vec<u8>,
+    /// The row generations the change wrote (noted once each write committed): the change's
+    /// event names them, so the trail knows how far every row it rewrote has moved.
+    pub written: Written,
+}
+
+/// Row generations a change wrote, by row name (see `domain::seal`).
+#[derive(Debug, Clone, Default)]
+pub struct Written(std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>>);
+
+impl Written {
+    pub fn list(&self) -> Vec<(String, i64)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Note that the running change committed generation `generation` of `row` (nothing outside
+/// a change's scope: with no trail there is nothing to tell).
+pub(crate) fn note_written(row: &str, generation: i64) {
+    let _ = CHANGE.try_with(|c| {
+        let mut w = c.written.0.lock().unwrap();
+        if let Some(e) = w.iter_mut().find(|(r, _)| r == row) {
+            e.1 = e.1.max(generation);
+        } else {
+            w.push((row.to_string(), generation));
+        }
+    });
+}
+
+tokio::task_local! {
+    static CHANGE: std::sync::Arc<ChangeRecord>;
+}
+
+/// Run `f` as the change `record` describes: every write transaction the store commits inside
+/// it also writes `record` (once). Outside such a scope (reads, jobs, crypto) nothing is added.
+pub async fn in_change<F: std::future::Future>(
+    record: Option<std::sync::Arc<ChangeRecord>>,
+    f: F,
+) -> F::Output {
+    match record {
+        Some(r) => CHANGE.scope(r, f).await,
+        None => f.await,
+    }
+}
+
+/// The change the running task is making, if any.
+pub(crate) fn current_change() -> Option<std::sync::Arc<ChangeRecord>> {
+    CHANGE.try_with(|r| r.clone()).ok()
+}
+
+/// An audit event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub event_time: DateTime<Utc>,
+    pub event_name: String,
+    pub account_id: Option<String>,
+    pub key_arns: Vec<String>,
+    pub body: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub signed_at: DateTime<Utc>,
+    pub signature: Vec<u8>,
+}
+
+/// Computes an event's chain hash from its sequence number, its predecessor's hash and its
+/// body (the audit layer's function; the store only orders and persists).
+pub type ChainFn = dyn Fn(i64, &[u8], &str) -> Vec<u8> + Send + Sync;
+
+/// The operations `GetKeyLastUsage` reports (botocore's `KeyLastUsageTrackingOperation`, less
+/// `Encapsulate` and `Decapsulate`, which this service does not offer), as SQL: the trail's
+/// partial indexes (sql/0029, sql/sqlite/0016) list the same.
+pub const KEY_USE_OPERATIONS: &str = "'Decrypt', 'DeriveSharedSecret', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', 'GenerateDataKeyWithoutPlaintext', 'GenerateMac', 'ReEncrypt', 'Sign', 'Verify', 'VerifyMac'";
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Append events in order to the one chain, after `head` (sequence number and hash) if the
+    /// chain still ends there: returns the new head, or `None` (nothing written) if another
+    /// writer moved it first.
+    /// `settles`: change records ([`ChangeRecord`]) the events account for, removed from the
+    /// outbox in the same transaction.
+    async fn append_audit(
+        &self,
+        head: (i64, &[u8]),
+        events: &[NewAuditEvent],
+        settles: &[Uuid],
+        chain: &ChainFn,
+    ) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
+    /// Change records written before `cutoff` and not claimed by anyone (or whose claim ran out
+    /// by `now`), at most `limit`, oldest first: claimed until `claim_until`, so that one
+    /// sweeper (of any node) chains each while its claim holds.
+    async fn claim_change_records(
+        &self,
+        now: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ChangeRecord>, StoreError>;
+    /// The chain head: the last sequence number and its hash.
+    async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
+    /// The latest `limit` cryptographic calls ([`KEY_USE_OPERATIONS`]) that used the key `arn`
+    /// (ReEncrypt's source key too) before sequence number `before`, newest first: sequence
+    /// number, time and body (`GetKeyLastUsage` reads whether each succeeded).
+    async fn key_uses_before(
+        &self,
+        arn: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, DateTime<Utc>, String)>, StoreError>;
+    /// The last `SealCoverage` event, if any.
+    async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError>;
+    /// Events after `after` in sequence order, at most `limit`.
+    async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError>;
+    /// Every (row, generation, seq) of `audit_generations`, by seq (for verification).
+    async fn audit_generations(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
+    async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError>;
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_use_indexes_list_the_operations_the_lookup_asks_for() {
+        // A list that differs would leave `key_uses_before` scanning the trail.
+        for migration in [
+            include_str!("../../../sql/0029_key_last_usage.sql"),
+            include_str!("../../../sql/sqlite/0016_key_last_usage.sql"),
+        ] {
+            assert!(migration.contains(&format!("IN ({KEY_USE_OPERATIONS})")));
+        }
+    }
+}

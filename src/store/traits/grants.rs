@@ -1,0 +1,21 @@
+//! [`GrantStore`]: the repository of grants (its one implementation for both stores is
+//! `store/grants.rs`).
+
+use crate::store::*;
+use async_trait::async_trait;
+use uuid::Uuid;
+
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Insert a grant unless its key has `max_grants` already (counted in the same
+    /// transaction, serialised across nodes): `Conflict` ([`QUOTA_EXCEEDED`]).
+    async fn insert_grant(&self, g: &GrantRecord, max_grants: i64) -> Result<(), StoreError>;
+    async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError>;
+    /// The bodies of the trail's `GrantEnded` events of the key `arn` (grants retired or
+    /// revoked).
+    async fn ended_grants_per_trail(&self, arn: &str) -> Result<Vec<String>, StoreError>;
+    async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError>;
+    async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError>;
+    /// Delete a grant; false if it did not exist.
+    async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError>;
+}
