@@ -95,6 +95,8 @@ impl std::fmt::Display for AuditError {
     }
 }
 
+impl std::error::Error for AuditError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

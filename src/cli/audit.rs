@@ -199,18 +199,14 @@ pub async fn run(s: &Settings, cmd: AuditCommand) -> Result<()> {
             let kms = open_kms(s, store.clone()).await?;
             if let AuditCommand::Checkpoint = cmd {
                 let anchor = open_anchor(s)?;
-                match crate::audit::checkpoint(store.as_ref(), kms.hsm(), anchor.as_deref())
-                    .await
-                    .map_err(|e| anyhow!("{e}"))?
+                match crate::audit::checkpoint(store.as_ref(), kms.hsm(), anchor.as_deref()).await?
                 {
                     Some(seq) => eprintln!("kms audit: checkpoint signed at event {seq}"),
                     None => eprintln!("kms audit: the last checkpoint already covers the head"),
                 }
                 return Ok(());
             }
-            let der = crate::audit::public_key_der(kms.hsm())
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
+            let der = crate::audit::public_key_der(kms.hsm()).await?;
             use base64::Engine;
             let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
             println!("-----BEGIN PUBLIC KEY-----");

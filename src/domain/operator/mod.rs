@@ -77,9 +77,7 @@ impl Operator {
 
     /// Record `event` in the trail directly (no change rides on it).
     async fn record(&self, event: crate::store::NewAuditEvent) -> Result<()> {
-        crate::audit::record_direct(self.store.as_ref(), event, self.anchor.as_deref())
-            .await
-            .map_err(|e| anyhow!("{e}"))
+        Ok(crate::audit::record_direct(self.store.as_ref(), event, self.anchor.as_deref()).await?)
     }
 
     /// Run `change`, an operator's command `action` on `target`, under the audit trail: its
@@ -124,14 +122,13 @@ impl Operator {
         })
         .await?;
         let done = crate::audit::with_generations(done, &written);
-        crate::audit::record_direct_settling(
+        Ok(crate::audit::record_direct_settling(
             self.store.as_ref(),
             done,
             Some(settles),
             self.anchor.as_deref(),
         )
-        .await
-        .map_err(|e| anyhow!("{e}"))
+        .await?)
     }
 
     /// A change to a principal, through the domain's guarded, sealed write.
