@@ -231,6 +231,12 @@ impl Validator {
         self
     }
 
+    /// `KeyId` (AWS's `KeyIdType`): required, 1 to 2,048 characters.
+    pub fn key_id(&mut self, v: &Option<String>) -> &mut Self {
+        self.required(v, "keyId")
+            .str_len(v.as_deref(), "keyId", 1, 2048)
+    }
+
     /// One of `T`'s words (AWS's `enum value set` constraint, its words in botocore's order).
     pub fn word<T: Vocabulary>(&mut self, v: &Option<Word<T>>, field: &str) -> &mut Self {
         if let Some(Word::Unknown(s)) = v {
@@ -380,6 +386,17 @@ pub fn page<T>(
         v["NextMarker"] = serde_json::json!(id(&rest[limit - 1]));
     }
     Ok(v)
+}
+
+/// `Recipient` (a Nitro Enclaves attestation document): refused, as this service has no
+/// enclaves to attest.
+pub fn refuse_recipient(recipient: &Option<serde_json::Value>) -> Result<(), ApiError> {
+    match recipient {
+        None => Ok(()),
+        Some(_) => Err(ApiError::Kms(KmsError::UnsupportedOperation(
+            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
+        ))),
+    }
 }
 
 /// Symmetric keys accept only SYMMETRIC_DEFAULT.

@@ -1,7 +1,7 @@
 //! `kms hsm …`: the token itself: its PIN, root key and MAC key rotations.
 
 use crate::config::Settings;
-use crate::domain::operator::token_list;
+use crate::domain::operator::{token_list, KeyChange};
 use crate::domain::root::current_and_backlog;
 use crate::domain::Kms;
 use crate::hsm::root_key_label;
@@ -97,12 +97,7 @@ pub async fn run(s: &Settings, cmd: HsmCommand) -> Result<()> {
     match cmd {
         HsmCommand::RotateRootKey { no_wait, .. } => {
             let k = op.rotate_root_key().await?;
-            eprintln!(
-                "kms hsm: root key v{} {} ('{}'); new blobs are wrapped under it (running nodes follow within a scheduler interval)",
-                k.version,
-                if k.created { "created" } else { "found in the token" },
-                k.label
-            );
+            rotated(&k, "root key", "new blobs are wrapped under it");
             if no_wait {
                 eprintln!("kms hsm: the running nodes re-wrap the stored blobs; `kms hsm root-keys` shows how far they are");
                 return Ok(());
@@ -137,12 +132,7 @@ pub async fn run(s: &Settings, cmd: HsmCommand) -> Result<()> {
         }
         HsmCommand::RotateMacKey { no_wait, .. } => {
             let k = op.rotate_mac_key().await?;
-            eprintln!(
-                "kms hsm: MAC key v{} {} ('{}'); new row MACs are made under it (running nodes follow within a scheduler interval)",
-                k.version,
-                if k.created { "created" } else { "found in the token" },
-                k.label
-            );
+            rotated(&k, "MAC key", "new row MACs are made under it");
             if no_wait {
                 eprintln!("kms hsm: the running nodes make the stored MACs again; `kms hsm mac-keys` shows how far they are");
                 return Ok(());
@@ -188,6 +178,25 @@ async fn set_pin(s: &Settings, new_pin_file: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// What a rotation made current.
+fn rotated(k: &KeyChange, what: &str, effect: &str) {
+    eprintln!(
+        "kms hsm: {what} v{} {} ('{}'); {effect} (running nodes follow within a scheduler interval)",
+        k.version,
+        if k.created { "created" } else { "found in the token" },
+        k.label
+    );
+}
+
+/// `done` of `total`, in per cent (100 when there was nothing to do).
+fn percent(done: i64, total: i64) -> f64 {
+    if total == 0 {
+        100.0
+    } else {
+        done as f64 * 100.0 / total as f64
+    }
+}
+
 /// Re-wrap every blob still under an older root key, in batches, printing progress.
 async fn rewrap_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<()> {
     let backlog = |per_root: &[(i32, i64)]| current_and_backlog(per_root).1;
@@ -207,11 +216,7 @@ async fn rewrap_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<()> {
         let done = (total - left).max(0);
         eprintln!(
             "kms hsm: re-wrapped {done} of {total} blobs ({:.0} %), {left} left",
-            if total == 0 {
-                100.0
-            } else {
-                done as f64 * 100.0 / total as f64
-            }
+            percent(done, total)
         );
         if !r.moved() && left > 0 {
             if r.refused > 0 {
@@ -249,11 +254,7 @@ async fn remac_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<()> {
         let done = (total - left).max(0);
         eprintln!(
             "kms hsm: made {done} of {total} MACs again ({:.0} %), {left} left",
-            if total == 0 {
-                100.0
-            } else {
-                done as f64 * 100.0 / total as f64
-            }
+            percent(done, total)
         );
         if !r.moved() && left > 0 {
             if r.refused > 0 {

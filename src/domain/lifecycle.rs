@@ -116,37 +116,27 @@ impl Kms {
     }
 
     pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
-        self.as_current(|| self.enable_key_once(caller, key_id))
+        self.as_current(|| self.switch_key(caller, key_id, "kms:EnableKey", KeyState::Enabled))
             .await
-    }
-
-    async fn enable_key_once(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:EnableKey", &[Check::NotPending]),
-            )
-            .await?;
-        self.set_state(&rec, KeyState::Enabled, None, None).await?;
-        self.invalidate(Some(rec.key_id));
-        Ok(())
     }
 
     pub async fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
-        self.as_current(|| self.disable_key_once(caller, key_id))
+        self.as_current(|| self.switch_key(caller, key_id, "kms:DisableKey", KeyState::Disabled))
             .await
     }
 
-    async fn disable_key_once(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
+    /// `EnableKey` and `DisableKey`: the key (not pending deletion) set to `state`.
+    async fn switch_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+        state: KeyState,
+    ) -> Result<(), KmsError> {
         let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:DisableKey", &[Check::NotPending]),
-            )
+            .key_for(caller, key_id, Access::to(action, &[Check::NotPending]))
             .await?;
-        self.set_state(&rec, KeyState::Disabled, None, None).await?;
+        self.set_state(&rec, state, None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
     }

@@ -1,5 +1,7 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, ignores_ciphertext, parse, Blob, Context, Validator, Word};
+use crate::api::wire::{
+    b64, ignores_ciphertext, parse, refuse_recipient, Blob, Context, Validator, Word,
+};
 use crate::domain::{Caller, Kms, KmsError};
 use crate::vocab::EncryptionAlgorithmSpec;
 use serde::Deserialize;
@@ -31,12 +33,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .grant_tokens(r.grant_tokens.as_ref())
         .word(&r.encryption_algorithm, "encryptionAlgorithm")
         .finish()?;
-    if r.recipient.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
-        )
-        .into());
-    }
+    refuse_recipient(&r.recipient)?;
     let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
     let ctx = r.encryption_context.unwrap_or_default();
     let caller = caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref());

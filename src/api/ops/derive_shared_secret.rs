@@ -1,8 +1,8 @@
 //! `DeriveSharedSecret`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Blob, Validator, Word};
-use crate::domain::{Caller, Kms, KmsError};
+use crate::api::wire::{b64, parse, refuse_recipient, Blob, Validator, Word};
+use crate::domain::{Caller, Kms};
 use crate::vocab::KeyAgreementAlgorithmSpec;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,20 +21,14 @@ struct Request {
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
     Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .key_id(&r.key_id)
         .required(&r.key_agreement_algorithm, "keyAgreementAlgorithm")
         .word(&r.key_agreement_algorithm, "keyAgreementAlgorithm")
         .required(&r.public_key, "publicKey")
         .blob_len(r.public_key.as_ref(), "publicKey", 1, 8192)
         .grant_tokens(r.grant_tokens.as_ref())
         .finish()?;
-    if r.recipient.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
-        )
-        .into());
-    }
+    refuse_recipient(&r.recipient)?;
     let alg = Word::required(&r.key_agreement_algorithm, "keyAgreementAlgorithm")?;
     let (arn, secret, origin) = kms
         .derive_shared_secret(

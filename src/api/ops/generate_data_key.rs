@@ -1,7 +1,7 @@
 //! `GenerateDataKey` and `GenerateDataKeyWithoutPlaintext`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Context, Validator, Word};
+use crate::api::wire::{b64, parse, refuse_recipient, Context, Validator, Word};
 use crate::domain::{Caller, Kms, KmsError};
 use crate::vocab::DataKeySpec;
 use serde::Deserialize;
@@ -27,8 +27,7 @@ pub async fn handle(
 ) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
     Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .key_id(&r.key_id)
         .int_range(r.number_of_bytes, "numberOfBytes", 1, 1024)
         .word(&r.key_spec, "keySpec")
         .grant_tokens(r.grant_tokens.as_ref())
@@ -50,12 +49,7 @@ pub async fn handle(
             .into())
         }
     };
-    if r.recipient.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
-        )
-        .into());
-    }
+    refuse_recipient(&r.recipient)?;
     let ctx = r.encryption_context.unwrap_or_default();
     let out = kms
         .generate_data_key(

@@ -1,8 +1,8 @@
 //! `GenerateDataKeyPair`, `GenerateDataKeyPairWithoutPlaintext`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Context, Validator};
-use crate::domain::{Caller, Kms, KmsError};
+use crate::api::wire::{b64, parse, refuse_recipient, Context, Validator};
+use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -37,18 +37,12 @@ pub async fn handle(
 ) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
     Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .key_id(&r.key_id)
         .required(&r.key_pair_spec, "keyPairSpec")
         .one_of(r.key_pair_spec.as_deref(), "keyPairSpec", KEY_PAIR_SPECS)
         .grant_tokens(r.grant_tokens.as_ref())
         .finish()?;
-    if r.recipient.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
-        )
-        .into());
-    }
+    refuse_recipient(&r.recipient)?;
     let spec = r.key_pair_spec.clone().unwrap_or_default();
     let out = kms
         .generate_data_key_pair(

@@ -1,5 +1,5 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Validator};
+use crate::api::wire::{b64, parse, refuse_recipient, Validator};
 use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,12 +25,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         )
         .into());
     }
-    if r.recipient.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
-        )
-        .into());
-    }
+    refuse_recipient(&r.recipient)?;
     let bytes = kms
         .generate_random(caller, r.number_of_bytes.unwrap_or_default() as usize)
         .await?;

@@ -178,8 +178,7 @@ struct ListRequest {
 pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: ListRequest = parse(body)?;
     Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .key_id(&r.key_id)
         .int_range(r.limit, "limit", 1, 100)
         .str_len(r.marker.as_deref(), "marker", 1, 1024)
         .str_len(r.grant_id.as_deref(), "grantId", 1, 128)

@@ -135,8 +135,7 @@ struct DeleteRequest {
 pub async fn delete(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: DeleteRequest = parse(body)?;
     let mut v = Validator::new();
-    v.required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048);
+    v.key_id(&r.key_id);
     check_material_id(&mut v, r.key_material_id.as_deref()).finish()?;
     let caller = caller.for_request(None, r.key_id.as_deref());
     let out = kms

@@ -60,8 +60,7 @@ pub async fn put(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
 pub async fn get(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: GetRequest = parse(body)?;
     Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .key_id(&r.key_id)
         .str_len(r.policy_name.as_deref(), "policyName", 1, 128)
         .finish()?;
     check_name(r.policy_name.as_deref())?;
@@ -74,8 +73,7 @@ pub async fn get(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
 pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: ListRequest = parse(body)?;
     Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .key_id(&r.key_id)
         .int_range(r.limit, "limit", 1, 1000)
         .str_len(r.marker.as_deref(), "marker", 1, 1024)
         .finish()?;

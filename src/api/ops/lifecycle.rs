@@ -6,20 +6,7 @@ use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct KeyOnly {
-    key_id: Option<String>,
-}
-
-fn key_only(body: &[u8]) -> Result<String, ApiError> {
-    let r: KeyOnly = parse(body)?;
-    Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
-        .finish()?;
-    Ok(r.key_id.unwrap_or_default())
-}
+use super::key_only;
 
 pub async fn enable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     kms.enable_key(caller, &key_only(body)?).await?;
@@ -46,8 +33,7 @@ struct Schedule {
 pub async fn schedule_deletion(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Schedule = parse(body)?;
     Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .key_id(&r.key_id)
         .int_range(r.pending_window_in_days, "pendingWindowInDays", 7, 30)
         .finish()?;
     let days = r.pending_window_in_days.unwrap_or(30);

@@ -23,8 +23,7 @@ fn request(body: &[u8], verify: bool) -> Result<Request, ApiError> {
     let mut v = Validator::new();
     v.required(&r.message, "message")
         .blob_len(r.message.as_ref(), "message", 1, 4096)
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .key_id(&r.key_id)
         .required(&r.mac_algorithm, "macAlgorithm")
         .word(&r.mac_algorithm, "macAlgorithm")
         .grant_tokens(r.grant_tokens.as_ref());

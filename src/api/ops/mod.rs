@@ -97,6 +97,38 @@ pub async fn dispatch(
 }
 
 /// AWS timestamps on the JSON protocols are epoch seconds (with a fraction).
+/// A request that names one key and may carry grant tokens (`DescribeKey`, `GetPublicKey`):
+/// the caller with its grant tokens, and the key id.
+pub(super) fn key_request(caller: &Caller, body: &[u8]) -> Result<(Caller, String), ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Request {
+        key_id: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+    }
+    let r: Request = crate::api::wire::parse(body)?;
+    crate::api::wire::Validator::new()
+        .key_id(&r.key_id)
+        .grant_tokens(r.grant_tokens.as_ref())
+        .finish()?;
+    let caller = caller.for_request(r.grant_tokens, r.key_id.as_deref());
+    Ok((caller, r.key_id.unwrap_or_default()))
+}
+
+/// A request that names one key and nothing else (`EnableKey`, `DisableKey`, …): the key id.
+pub(super) fn key_only(body: &[u8]) -> Result<String, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Request {
+        key_id: Option<String>,
+    }
+    let r: Request = crate::api::wire::parse(body)?;
+    crate::api::wire::Validator::new()
+        .key_id(&r.key_id)
+        .finish()?;
+    Ok(r.key_id.unwrap_or_default())
+}
+
 pub fn epoch(t: &chrono::DateTime<chrono::Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }

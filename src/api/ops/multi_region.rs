@@ -21,8 +21,7 @@ struct Replicate {
 pub async fn replicate(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Replicate = parse(body)?;
     let mut v = Validator::new();
-    v.required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+    v.key_id(&r.key_id)
         .required(&r.replica_region, "replicaRegion")
         .region(r.replica_region.as_deref(), "replicaRegion")
         .policy(r.policy.as_deref())
@@ -70,8 +69,7 @@ pub async fn update_primary_region(
 ) -> Result<Value, ApiError> {
     let r: UpdatePrimary = parse(body)?;
     Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .key_id(&r.key_id)
         .required(&r.primary_region, "primaryRegion")
         .region(r.primary_region.as_deref(), "primaryRegion")
         .finish()?;

@@ -21,8 +21,7 @@ struct Req {
 fn req(body: &[u8]) -> Result<Req, ApiError> {
     let r: Req = parse(body)?;
     Validator::new()
-        .required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .key_id(&r.key_id)
         .int_range(
             r.rotation_period_in_days,
             "rotationPeriodInDays",

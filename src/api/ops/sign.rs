@@ -22,8 +22,7 @@ struct Request {
 fn request(body: &[u8], verify: bool) -> Result<Request, ApiError> {
     let r: Request = parse(body)?;
     let mut v = Validator::new();
-    v.required(&r.key_id, "keyId")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+    v.key_id(&r.key_id)
         .required(&r.message, "message")
         .blob_len(r.message.as_ref(), "message", 1, 4096)
         .word(&r.message_type, "messageType")

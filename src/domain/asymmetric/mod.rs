@@ -8,7 +8,7 @@
 mod algorithms;
 
 use super::preamble::{Access, Check};
-use super::{Caller, Context, Kms, KmsError, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
+use super::{Caller, Context, Kms, KmsError, LiveMaterial, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
 use crate::hsm::{Hash, PairKind, SignScheme};
 use crate::store::KeyRecord;
 use crate::vocab::{
@@ -16,6 +16,7 @@ use crate::vocab::{
     SigningAlgorithmSpec,
 };
 pub use algorithms::*;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 pub struct SignOutput {
@@ -69,13 +70,45 @@ impl Kms {
         })
     }
 
+    /// The key's current material, loaded in the token (verified by its row MAC).
+    async fn current_material(&self, rec: &KeyRecord) -> Result<Arc<LiveMaterial>, KmsError> {
+        self.live_material(rec, rec.current_version)
+            .await?
+            .ok_or(KmsError::KeyUnavailable)
+    }
+
     /// The public key of a key pair's current material (verified by its row MAC).
     async fn public_key_of(&self, rec: &KeyRecord) -> Result<Vec<u8>, KmsError> {
-        let live = self
-            .live_material(rec, rec.current_version)
-            .await?
-            .ok_or(KmsError::KeyUnavailable)?;
+        let live = self.current_material(rec).await?;
         live.public_key.clone().ok_or(KmsError::KeyUnavailable)
+    }
+
+    /// `Sign` and `Verify`'s key, authorized for `action` with the algorithm and message type
+    /// as conditions, checked to be a signing key that offers `algorithm`, and what is signed.
+    async fn signing_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+        algorithm: SigningAlgorithmSpec,
+        message: &[u8],
+        is_digest: bool,
+    ) -> Result<(Arc<KeyRecord>, SigningAlgorithm, Vec<u8>), KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to(action, &[Check::Enabled]).conditions(&[
+                    ("kms:SigningAlgorithm", algorithm.as_str()),
+                    ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
+                ]),
+            )
+            .await?;
+        let op = action.trim_start_matches("kms:");
+        let kind = Self::require_signing_key(&rec, op)?;
+        let alg = Self::signing(&rec, algorithm, kind)?;
+        let input = to_be_signed(&alg, message, is_digest)?;
+        Ok((rec, alg, input))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -88,26 +121,13 @@ impl Kms {
         algorithm: SigningAlgorithmSpec,
         dry_run: bool,
     ) -> Result<SignOutput, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:Sign", &[Check::Enabled]).conditions(&[
-                    ("kms:SigningAlgorithm", algorithm.as_str()),
-                    ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
-                ]),
-            )
+        let (rec, alg, input) = self
+            .signing_key(caller, key_id, "kms:Sign", algorithm, message, is_digest)
             .await?;
-        let kind = Self::require_signing_key(&rec, "Sign")?;
-        let alg = Self::signing(&rec, algorithm, kind)?;
-        let input = to_be_signed(&alg, message, is_digest)?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        let live = self
-            .live_material(&rec, rec.current_version)
-            .await?
-            .ok_or(KmsError::KeyUnavailable)?;
+        let live = self.current_material(&rec).await?;
         let sig = self
             .hsm
             .sign(live.handle.clone(), alg.scheme, input)
@@ -136,19 +156,9 @@ impl Kms {
         algorithm: SigningAlgorithmSpec,
         dry_run: bool,
     ) -> Result<String, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:Verify", &[Check::Enabled]).conditions(&[
-                    ("kms:SigningAlgorithm", algorithm.as_str()),
-                    ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
-                ]),
-            )
+        let (rec, alg, _) = self
+            .signing_key(caller, key_id, "kms:Verify", algorithm, message, is_digest)
             .await?;
-        let kind = Self::require_signing_key(&rec, "Verify")?;
-        let alg = Self::signing(&rec, algorithm, kind)?;
-        to_be_signed(&alg, message, is_digest)?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
@@ -309,10 +319,7 @@ impl Kms {
             return Err(KmsError::DryRun);
         }
         let hash = oaep_hash(algorithm).ok_or(KmsError::InvalidCiphertext)?;
-        let live = self
-            .live_material(&rec, rec.current_version)
-            .await?
-            .ok_or(KmsError::KeyUnavailable)?;
+        let live = self.current_material(&rec).await?;
         match self
             .hsm
             .rsa_oaep_decrypt(live.handle.clone(), hash, blob.to_vec())
@@ -345,10 +352,7 @@ impl Kms {
     }
 
     async fn mac(&self, rec: &KeyRecord, h: Hash, message: &[u8]) -> Result<Vec<u8>, KmsError> {
-        let live = self
-            .live_material(rec, rec.current_version)
-            .await?
-            .ok_or(KmsError::KeyUnavailable)?;
+        let live = self.current_material(&rec).await?;
         Ok(self
             .hsm
             .hmac(live.handle.clone(), h, message.to_vec())
@@ -436,10 +440,7 @@ impl Kms {
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        let live = self
-            .live_material(&rec, rec.current_version)
-            .await?
-            .ok_or(KmsError::KeyUnavailable)?;
+        let live = self.current_material(&rec).await?;
         let secret = self
             .hsm
             .ecdh(live.handle.clone(), point, curve.field_len())
