@@ -216,7 +216,11 @@ impl Kms {
 
     /// Whether a principal's authorization is as the service last wrote it (sealed, and not
     /// an older row put back).
-    async fn principal_mac_holds(&self, arn: &str, a: &PrincipalAuthz) -> Result<bool, KmsError> {
+    pub(crate) async fn principal_mac_holds(
+        &self,
+        arn: &str,
+        a: &PrincipalAuthz,
+    ) -> Result<bool, KmsError> {
         Ok(a.mac.is_some()
             && self
                 .current_seal(
