@@ -352,7 +352,7 @@ impl Kms {
     }
 
     async fn mac(&self, rec: &KeyRecord, h: Hash, message: &[u8]) -> Result<Vec<u8>, KmsError> {
-        let live = self.current_material(&rec).await?;
+        let live = self.current_material(rec).await?;
         Ok(self
             .hsm
             .hmac(live.handle.clone(), h, message.to_vec())
