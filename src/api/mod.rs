@@ -401,7 +401,13 @@ async fn handle_api(
             if let Some(detail) = e.internal_detail() {
                 tracing::error!(operation = %op, detail, "internal error");
             }
-            let body = serde_json::json!({ "__type": kind, "message": message });
+            // AWS sends some errors with no message at all (KMSInvalidSignatureException,
+            // KMSInvalidMacException, InvalidCiphertextException): no member, not "".
+            let body = if message.is_empty() {
+                serde_json::json!({ "__type": kind })
+            } else {
+                serde_json::json!({ "__type": kind, "message": message })
+            };
             (
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 serde_json::to_vec(&body).unwrap_or_default(),

@@ -20,7 +20,10 @@ pub fn check_alias_name(name: &str) -> Result<(), KmsError> {
         )));
     }
     let Some(rest) = name.strip_prefix("alias/") else {
-        return Err(KmsError::InvalidAliasName(format!("Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html (got {name})")));
+        // AWS's recorded answer: a ValidationException, in these words.
+        return Err(KmsError::Validation(
+            "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html".into(),
+        ));
     };
     if rest.is_empty()
         || name.len() > 256

@@ -182,6 +182,9 @@ fn symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
 }
 
 fn rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
+    // The state first: AWS answers a disabled RSA key's RotateKeyOnDemand with
+    // DisabledException (recorded), not with the spec's UnsupportedOperationException.
+    enabled(rec)?;
     if rec.key_spec != KeySpec::SymmetricDefault || rec.origin != Origin::AwsKms {
         return Err(KmsError::UnsupportedOperation(format!(
             "{} does not support automatic rotation.",
@@ -194,7 +197,7 @@ fn rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
             rec.arn()
         )));
     }
-    enabled(rec)
+    Ok(())
 }
 
 fn external(rec: &KeyRecord) -> Result<(), KmsError> {
@@ -307,6 +310,10 @@ mod tests {
         );
         assert_eq!(
             kind(&with("Disabled", |_| ()), &[Check::Rotatable]),
+            "Disabled"
+        );
+        assert_eq!(
+            kind(&with("Disabled", rsa), &[Check::Rotatable]),
             "Disabled"
         );
         assert_eq!(

@@ -237,12 +237,6 @@ impl Kms {
                 Access::to("kms:GetKeyRotationStatus", ANY_STATE),
             )
             .await?;
-        if rec.key_spec != KeySpec::SymmetricDefault {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{} does not support automatic rotation.",
-                Self::arn(&rec)
-            )));
-        }
         // AWS: "While a KMS key is pending deletion, its key rotation status is false"; the
         // stored schedule comes back if the deletion is cancelled.
         if matches!(
@@ -257,6 +251,17 @@ impl Kms {
             });
         }
         Self::check(&rec, &[Check::Manageable])?;
+        // AWS: automatic rotation is for symmetric encryption keys only; "the key rotation
+        // status of these KMS keys [asymmetric, HMAC] is always false" (Enable and
+        // DisableKeyRotation still refuse them). Clients such as Terraform ask every key.
+        if rec.key_spec != KeySpec::SymmetricDefault {
+            return Ok(RotationStatus {
+                enabled: false,
+                key_arn: Self::arn(&rec),
+                period_days: None,
+                next: None,
+            });
+        }
         Ok(RotationStatus {
             enabled: rec.rotation_enabled,
             key_arn: Self::arn(&rec),

@@ -22,12 +22,15 @@ async fn mrk(c: &aws_sdk_kms::Client) -> String {
 }
 
 async fn replicate(c: &aws_sdk_kms::Client, key: &str) {
-    c.replicate_key()
+    let out = c
+        .replicate_key()
         .key_id(key)
         .replica_region(OTHER_REGION)
         .send()
         .await
         .unwrap();
+    // No tags: AWS omits ReplicaTags rather than sending `[]`.
+    assert!(out.replica_tags.is_none(), "{:?}", out.replica_tags);
 }
 
 async fn describe(c: &aws_sdk_kms::Client, key: &str) -> aws_sdk_kms::types::KeyMetadata {

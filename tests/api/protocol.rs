@@ -148,3 +148,72 @@ async fn every_operation_of_the_table_is_routed_and_no_other() {
         );
     }
 }
+
+/// AWS sends `KMSInvalidSignatureException`, `KMSInvalidMacException` and
+/// `InvalidCiphertextException` with no message member at all; a client that prints the
+/// message (the `aws` CLI) shows nothing after the colon, not an empty string from JSON.
+#[tokio::test]
+async fn errors_aws_sends_without_a_message_carry_none() {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let s = Server::start().await;
+    let c = s.client();
+    let create = |spec: KeySpec, usage: KeyUsageType| {
+        let c = c.clone();
+        async move {
+            c.create_key()
+                .key_spec(spec)
+                .key_usage(usage)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+                .key_id
+        }
+    };
+    let signing = create(KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let hmac = create(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    let cases = [
+        (
+            "TrentService.Verify",
+            serde_json::json!({"KeyId": signing, "Message": b64(b"m"), "Signature": b64(&[0x30, 0x06, 2, 1, 1, 2, 1, 1]), "SigningAlgorithm": "ECDSA_SHA_256"}),
+            "KMSInvalidSignatureException",
+        ),
+        (
+            "TrentService.VerifyMac",
+            serde_json::json!({"KeyId": hmac, "Message": b64(b"m"), "Mac": b64(&[0u8; 32]), "MacAlgorithm": "HMAC_SHA_256"}),
+            "KMSInvalidMacException",
+        ),
+        (
+            "TrentService.Decrypt",
+            serde_json::json!({"CiphertextBlob": b64(&[1u8; 64])}),
+            "InvalidCiphertextException",
+        ),
+    ];
+    for (target, body, want) in cases {
+        let r = s
+            .raw(Some(target), CT, serde_json::to_vec(&body).unwrap(), true)
+            .await;
+        assert_eq!((r.status, r.error_type()), (400, want), "{:?}", r.json);
+        assert!(
+            r.json.get("message").is_none(),
+            "{target}: AWS sends no message: {:?}",
+            r.json
+        );
+    }
+    // Errors AWS words keep their message.
+    let r = s
+        .raw(
+            Some("TrentService.DescribeKey"),
+            CT,
+            br#"{"KeyId":"alias/none"}"#.to_vec(),
+            true,
+        )
+        .await;
+    assert_eq!(r.error_type(), "NotFoundException");
+    assert!(!r.message().is_empty(), "{:?}", r.json);
+}

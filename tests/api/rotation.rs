@@ -388,3 +388,58 @@ async fn two_nodes_rotate_and_delete_each_due_key_exactly_once() {
         }
     }
 }
+
+/// Terraform's `aws_kms_key` reads the rotation status of every key it manages. AWS answers
+/// `false` for keys that cannot rotate (asymmetric, HMAC) instead of an error, and still
+/// refuses to turn rotation on or off for them.
+#[tokio::test]
+async fn keys_that_cannot_rotate_report_rotation_off() {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let s = Server::start().await;
+    let c = s.client();
+    for (spec, usage) in [
+        (KeySpec::Rsa2048, KeyUsageType::SignVerify),
+        (KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt),
+        (KeySpec::EccNistP256, KeyUsageType::SignVerify),
+        (KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac),
+    ] {
+        let key = c
+            .create_key()
+            .key_spec(spec.clone())
+            .key_usage(usage)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        let st = c
+            .get_key_rotation_status()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap();
+        assert!(!st.key_rotation_enabled, "{spec:?}");
+        assert_eq!(st.rotation_period_in_days, None, "{spec:?}");
+        assert_eq!(st.next_rotation_date, None, "{spec:?}");
+        assert_eq!(
+            code(c.enable_key_rotation().key_id(&key).send().await),
+            "UnsupportedOperationException",
+            "{spec:?}"
+        );
+        assert_eq!(
+            code(c.disable_key_rotation().key_id(&key).send().await),
+            "UnsupportedOperationException",
+            "{spec:?}"
+        );
+        // Disabled, it is still answered (GetKeyRotationStatus works in the Disabled state).
+        c.disable_key().key_id(&key).send().await.unwrap();
+        let st = c
+            .get_key_rotation_status()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap();
+        assert!(!st.key_rotation_enabled, "{spec:?}");
+    }
+}

@@ -48,11 +48,15 @@ pub async fn replicate(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value,
         .iter()
         .map(|t| json!({"TagKey": t.key, "TagValue": t.value}))
         .collect();
-    Ok(json!({
+    let mut v = json!({
         "ReplicaKeyMetadata": super::key_metadata(&out.metadata),
         "ReplicaPolicy": out.policy,
-        "ReplicaTags": tags,
-    }))
+    });
+    // AWS omits the member when the replica has no tags (never `[]`).
+    if !tags.is_empty() {
+        v["ReplicaTags"] = json!(tags);
+    }
+    Ok(v)
 }
 
 #[derive(Deserialize)]
