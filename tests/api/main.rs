@@ -27,5 +27,6 @@ mod security;
 mod startup;
 mod symmetric;
 mod tamper;
+mod terraform;
 mod tls;
 mod upgrade;
