@@ -1,10 +1,13 @@
-//! The calls the Terraform AWS provider makes for `aws_kms_key` (its public source,
-//! `internal/service/kms/key.go`: create, read after every change, update, delete), replayed
-//! through `aws-sdk-kms` for every kind of key a user declares. A call Terraform makes that
-//! this service answers differently from AWS fails `terraform apply` for everyone who uses it.
+//! The calls the Terraform AWS provider makes for `aws_kms_key`, `aws_kms_alias`,
+//! `aws_kms_grant` and `aws_kms_ciphertext` (its public source, `internal/service/kms/`:
+//! create, read after every change, update, delete), replayed through `aws-sdk-kms`. A call
+//! Terraform makes that this service answers differently from AWS fails `terraform apply` for
+//! everyone who uses it.
 
 use crate::support::*;
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, OriginType, Tag};
+
+const ACCOUNT: &str = "123456789012";
 
 /// What the provider's read (`findKey`) asks, in its order: DescribeKey, GetKeyPolicy for the
 /// policy named `default`, GetKeyRotationStatus when the key's origin is AWS_KMS, and
@@ -182,4 +185,174 @@ async fn aws_kms_key_create_read_update_delete_for_every_kind_of_key() {
             "{what}"
         );
     }
+}
+
+/// `aws_kms_alias` (`alias.go`): CreateAlias, then the read finds the alias by name in
+/// ListAliases (every page) and takes its target key id; UpdateAlias to another key;
+/// DeleteAlias. `aws_kms_ciphertext` is one Encrypt with an encryption context.
+#[tokio::test]
+async fn aws_kms_alias_and_aws_kms_ciphertext() {
+    let s = Server::start().await;
+    let c = s.client();
+    let new_key = || async {
+        c.create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id
+    };
+    let (k1, k2) = (new_key().await, new_key().await);
+    let find = |name: &'static str| {
+        let c = c.clone();
+        async move {
+            let mut marker = None;
+            loop {
+                let page = c
+                    .list_aliases()
+                    .set_marker(marker)
+                    .limit(1)
+                    .send()
+                    .await
+                    .unwrap();
+                if let Some(a) = page.aliases().iter().find(|a| a.alias_name() == Some(name)) {
+                    return a.target_key_id().map(str::to_string);
+                }
+                if !page.truncated() {
+                    return None;
+                }
+                marker = page.next_marker().map(str::to_string);
+            }
+        }
+    };
+    c.create_alias()
+        .alias_name("alias/terraform")
+        .target_key_id(&k1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(find("alias/terraform").await.as_deref(), Some(k1.as_str()));
+    c.update_alias()
+        .alias_name("alias/terraform")
+        .target_key_id(&k2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(find("alias/terraform").await.as_deref(), Some(k2.as_str()));
+    // aws_kms_ciphertext through the alias.
+    let blob = c
+        .encrypt()
+        .key_id("alias/terraform")
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"secret".to_vec()))
+        .encryption_context("app", "terraform")
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let plain = c
+        .decrypt()
+        .ciphertext_blob(blob)
+        .encryption_context("app", "terraform")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        plain.key_id.as_deref().map(|a| a.ends_with(&k2)),
+        Some(true)
+    );
+    c.delete_alias()
+        .alias_name("alias/terraform")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(find("alias/terraform").await, None);
+}
+
+/// `aws_kms_grant` (`grant.go`): CreateGrant with a name, constraints and a retiring
+/// principal; the read finds the grant by id in ListGrants for the key (every page); delete
+/// retires it (`retire_on_delete`) or revokes it, after which ListGrants no longer has it.
+#[tokio::test]
+async fn aws_kms_grant_create_read_retire_and_revoke() {
+    use aws_sdk_kms::types::{GrantConstraints, GrantOperation};
+    let s = Server::start().await;
+    let c = s.client();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let admin = format!("arn:aws:iam::{ACCOUNT}:user/admin");
+    let grantee = format!("arn:aws:iam::{ACCOUNT}:user/app");
+    let create = |name: &'static str| {
+        let (c, key, grantee, admin) = (c.clone(), key.clone(), grantee.clone(), admin.clone());
+        async move {
+            c.create_grant()
+                .key_id(&key)
+                .name(name)
+                .grantee_principal(&grantee)
+                .retiring_principal(&admin)
+                .operations(GrantOperation::Encrypt)
+                .operations(GrantOperation::Decrypt)
+                .constraints(
+                    GrantConstraints::builder()
+                        .encryption_context_subset("app", "terraform")
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap()
+                .grant_id
+                .unwrap()
+        }
+    };
+    let listed = |id: String| {
+        let (c, key) = (c.clone(), key.clone());
+        async move {
+            let mut marker = None;
+            loop {
+                let page = c
+                    .list_grants()
+                    .key_id(&key)
+                    .set_marker(marker)
+                    .limit(1)
+                    .send()
+                    .await
+                    .unwrap();
+                if let Some(g) = page.grants().iter().find(|g| g.grant_id() == Some(&id)) {
+                    return Some(g.clone());
+                }
+                if !page.truncated() {
+                    return None;
+                }
+                marker = page.next_marker().map(str::to_string);
+            }
+        }
+    };
+    let retired = create("retired-on-delete").await;
+    let revoked = create("revoked-on-delete").await;
+    let g = listed(retired.clone()).await.expect("the grant is listed");
+    assert_eq!(g.name(), Some("retired-on-delete"));
+    assert_eq!(g.grantee_principal(), Some(grantee.as_str()));
+    assert_eq!(g.retiring_principal(), Some(admin.as_str()));
+    assert_eq!(g.operations().len(), 2);
+    assert!(g.constraints().is_some());
+    c.retire_grant()
+        .key_id(&key)
+        .grant_id(&retired)
+        .send()
+        .await
+        .unwrap();
+    c.revoke_grant()
+        .key_id(&key)
+        .grant_id(&revoked)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed(retired).await.is_none());
+    assert!(listed(revoked).await.is_none());
 }
