@@ -263,19 +263,7 @@ impl Hsm {
             )));
         }
         let label = mac_key_label(version);
-        let mut done = Vec::new();
-        {
-            let s = self
-                .inner
-                .pinned
-                .lock()
-                .expect("pinned session lock poisoned");
-            if let Some(h) = find_one(&s, &label)? {
-                ck(s.destroy_object(h))?;
-                done.push(self.current_label());
-            }
-        }
-        done.extend(self.destroy_in_other_tokens(&label)?);
+        let done = self.destroy_everywhere(&label)?;
         self.inner
             .older_macs
             .lock()

@@ -290,6 +290,18 @@ impl Hsm {
             )));
         }
         let label = root_key_label(version);
+        let done = self.destroy_everywhere(&label)?;
+        self.inner
+            .older_roots
+            .lock()
+            .unwrap()
+            .retain(|(v, _)| *v != version);
+        Ok(done)
+    }
+
+    /// Destroy the object labelled `label` in this token and in every token of a pool; the
+    /// labels of the tokens it was found in.
+    pub(super) fn destroy_everywhere(&self, label: &str) -> Result<Vec<String>, HsmError> {
         let mut done = Vec::new();
         {
             let s = self
@@ -297,17 +309,12 @@ impl Hsm {
                 .pinned
                 .lock()
                 .expect("pinned session lock poisoned");
-            if let Some(h) = find_one(&s, &label)? {
+            if let Some(h) = find_one(&s, label)? {
                 ck(s.destroy_object(h))?;
                 done.push(self.current_label());
             }
         }
-        done.extend(self.destroy_in_other_tokens(&label)?);
-        self.inner
-            .older_roots
-            .lock()
-            .unwrap()
-            .retain(|(v, _)| *v != version);
+        done.extend(self.destroy_in_other_tokens(label)?);
         Ok(done)
     }
 }
