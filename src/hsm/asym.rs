@@ -352,16 +352,15 @@ impl Hsm {
             let (version, root) = s.root()?;
             let key = ck(s.generate_key(
                 &Mechanism::GenericSecretKeyGen,
-                &[
-                    Attribute::Token(false),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(true),
-                    Attribute::Sign(true),
-                    Attribute::Verify(true),
-                    Attribute::KeyType(KeyType::GENERIC_SECRET),
-                    Attribute::ValueLen((len as u64).into()),
-                ],
+                &super::wrap::secret_key(
+                    KeyType::GENERIC_SECRET,
+                    true,
+                    &[
+                        Attribute::Sign(true),
+                        Attribute::Verify(true),
+                        Attribute::ValueLen((len as u64).into()),
+                    ],
+                ),
             ))?;
             Ok((wrap_and_destroy(s, root, key)?, version))
         })

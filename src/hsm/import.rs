@@ -119,15 +119,7 @@ fn unwrap_material(
                 &oaep(h),
                 private,
                 key_part,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::AES),
-                    Attribute::Token(false),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(false),
-                    Attribute::Unwrap(true),
-                ],
+                &super::wrap::secret_key(KeyType::AES, false, &[Attribute::Unwrap(true)]),
             ) {
                 Ok(k) => k,
                 Err(e) => return Ok(Err(format!("RSAES-OAEP unwrap of the AES key failed: {e}"))),

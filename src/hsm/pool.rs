@@ -301,24 +301,15 @@ fn same_root(
 ) -> Result<(), HsmError> {
     let probe = ck(a.generate_key(
         &Mechanism::AesKeyGen,
-        &[
-            Attribute::Token(false),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(true),
-            Attribute::Encrypt(true),
-            Attribute::ValueLen(32.into()),
-        ],
+        &super::wrap::secret_key(
+            KeyType::AES,
+            true,
+            &[Attribute::Encrypt(true), Attribute::ValueLen(32.into())],
+        ),
     ))?;
     let blob = wrap5649(a, wrap, raw, mine, probe);
     let _ = a.destroy_object(probe);
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Token(false),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Encrypt(true),
-    ];
+    let template = super::wrap::secret_key(KeyType::AES, false, &[Attribute::Encrypt(true)]);
     match unwrap5649(b, wrap, raw, theirs, &blob?, &template) {
         Ok(h) => {
             let _ = b.destroy_object(h);

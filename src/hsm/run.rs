@@ -264,16 +264,20 @@ impl Hsm {
         r
     }
 
+    /// Every session permit of the pool: while held, no call is inside the token.
+    async fn every_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HsmError> {
+        self.inner
+            .permits
+            .acquire_many(self.inner.pool_size as u32)
+            .await
+            .map_err(|_| HsmError::Other("session pool closed".into()))
+    }
+
     /// Re-open the token, once for all callers that saw generation `seen` fail (`None`: the
     /// token is known to be down). Takes every session permit, so no call is inside the
     /// token meanwhile.
     async fn reopen(&self, seen: Option<u64>) -> Result<(), HsmError> {
-        let _all = self
-            .inner
-            .permits
-            .acquire_many(self.inner.pool_size as u32)
-            .await
-            .map_err(|_| HsmError::Other("session pool closed".into()))?;
+        let _all = self.every_permit().await?;
         let healthy = self.inner.healthy.load(Ordering::Acquire);
         let refused_pin = match seen {
             Some(g) if self.generation() != g => return Ok(()), // someone else re-opened it
@@ -360,12 +364,7 @@ impl Hsm {
     /// Inject a token fault between calls (for the fault tests): every pool permit and the
     /// pinned session are held, so no call is inside the token when it happens.
     pub async fn inject_fault(&self, fault: Fault) -> Result<(), HsmError> {
-        let _all = self
-            .inner
-            .permits
-            .acquire_many(self.inner.pool_size as u32)
-            .await
-            .map_err(|_| HsmError::Other("session pool closed".into()))?;
+        let _all = self.every_permit().await?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let pinned = inner.pinned.lock().unwrap();

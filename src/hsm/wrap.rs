@@ -32,6 +32,26 @@ pub enum BlobKind {
 pub(super) const CKM_AES_KEY_WRAP_KWP: cryptoki_sys::CK_MECHANISM_TYPE = 0x210B;
 
 /// Wrap a session object under the root key and destroy it, on success and on failure alike.
+/// The template of a secret key the service makes in a session: of `key_type`, never a token
+/// object, private and sensitive, extractable only when it is to be wrapped, with `uses` (what
+/// it may do, and any value or length).
+pub(super) fn secret_key(
+    key_type: KeyType,
+    extractable: bool,
+    uses: &[Attribute],
+) -> Vec<Attribute> {
+    let mut t = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(extractable),
+    ];
+    t.extend_from_slice(uses);
+    t
+}
+
 pub(super) fn wrap_and_destroy(
     s: &Tok,
     root: ObjectHandle,
@@ -186,15 +206,15 @@ impl Hsm {
             let (version, root) = s.root()?;
             let key = ck(s.generate_key(
                 &Mechanism::AesKeyGen,
-                &[
-                    Attribute::Token(false),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(true),
-                    Attribute::Encrypt(true),
-                    Attribute::Decrypt(true),
-                    Attribute::ValueLen(32.into()),
-                ],
+                &secret_key(
+                    KeyType::AES,
+                    true,
+                    &[
+                        Attribute::Encrypt(true),
+                        Attribute::Decrypt(true),
+                        Attribute::ValueLen(32.into()),
+                    ],
+                ),
             ))?;
             Ok((wrap_and_destroy(s, root, key)?, version))
         })
@@ -210,16 +230,11 @@ impl Hsm {
         self.unwrap(
             blob,
             root_version,
-            vec![
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Token(false),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Encrypt(true),
-                Attribute::Decrypt(true),
-            ],
+            secret_key(
+                KeyType::AES,
+                false,
+                &[Attribute::Encrypt(true), Attribute::Decrypt(true)],
+            ),
         )
         .await
     }
@@ -233,16 +248,11 @@ impl Hsm {
         self.unwrap(
             blob,
             root_version,
-            vec![
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::GENERIC_SECRET),
-                Attribute::Token(false),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Sign(true),
-                Attribute::Verify(true),
-            ],
+            secret_key(
+                KeyType::GENERIC_SECRET,
+                false,
+                &[Attribute::Sign(true), Attribute::Verify(true)],
+            ),
         )
         .await
     }
@@ -288,24 +298,12 @@ impl Hsm {
                 )));
             }
             let template = match kind {
-                BlobKind::Aes => vec![
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::AES),
-                    Attribute::Token(false),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(true),
-                ],
-                BlobKind::Secret => vec![
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::GENERIC_SECRET),
-                    Attribute::Token(false),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(true),
-                    Attribute::Sign(true),
-                    Attribute::Verify(true),
-                ],
+                BlobKind::Aes => secret_key(KeyType::AES, true, &[]),
+                BlobKind::Secret => secret_key(
+                    KeyType::GENERIC_SECRET,
+                    true,
+                    &[Attribute::Sign(true), Attribute::Verify(true)],
+                ),
                 BlobKind::Private(kind, use_) => asym::private_template(kind, use_, true),
             };
             let key = s.unwrap5649(s.root_of(from)?, &blob, &template)?;
@@ -322,17 +320,15 @@ impl Hsm {
     ) -> Result<(Vec<u8>, u32), HsmError> {
         self.run(move |s| {
             let (version, root) = s.root()?;
-            let mut template = vec![
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::GENERIC_SECRET),
-                Attribute::Token(false),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(true),
-                Attribute::Sign(true),
-                Attribute::Verify(true),
-                Attribute::Value(secret.to_vec()),
-            ];
+            let mut template = secret_key(
+                KeyType::GENERIC_SECRET,
+                true,
+                &[
+                    Attribute::Sign(true),
+                    Attribute::Verify(true),
+                    Attribute::Value(secret.to_vec()),
+                ],
+            );
             let created = ck(s.create_object(&template));
             for a in template.iter_mut() {
                 if let Attribute::Value(v) = a {

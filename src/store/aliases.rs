@@ -11,13 +11,10 @@ macro_rules! key_store_aliases {
         impl KeyStore for $store {
             $($methods)*
             async fn aliases_without_mac(&self) -> Result<Vec<AliasRecord>, StoreError> {
-                let rows = sqlx::query(
+                sqlx::query_as(
                     "SELECT * FROM aliases WHERE mac IS NULL ORDER BY account_id, region, alias_name",
                 )
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-                rows.iter().map(alias_from_row).collect()
+                .all(&self.pool).await
             }
 
             async fn set_alias_mac(&self, a: &AliasRecord, mac: &[u8]) -> Result<bool, StoreError> {
@@ -43,9 +40,7 @@ macro_rules! key_store_aliases {
                 )
                 .bind(&a.account_id)
                 .bind(&a.region)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .one(&mut *tx).await?;
                 if n >= max_aliases {
                     return Err(quota_exceeded());
                 }
@@ -93,16 +88,13 @@ macro_rules! key_store_aliases {
                 region: &str,
                 name: &str,
             ) -> Result<Option<AliasRecord>, StoreError> {
-                let row = sqlx::query(
+                sqlx::query_as(
                     "SELECT * FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3",
                 )
                 .bind(account_id)
                 .bind(region)
                 .bind(name)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?;
-                row.as_ref().map(alias_from_row).transpose()
+                .maybe(&self.pool).await
             }
 
             async fn list_aliases(
@@ -111,17 +103,14 @@ macro_rules! key_store_aliases {
                 region: &str,
                 key_id: Option<Uuid>,
             ) -> Result<Vec<AliasRecord>, StoreError> {
-                let rows = sqlx::query(
+                sqlx::query_as(
                     "SELECT a.*, k.mrk_id FROM aliases a JOIN keys k USING (key_id) \
                      WHERE a.account_id = $1 AND a.region = $2 AND ($3 IS NULL OR a.key_id = $3) ORDER BY a.alias_name",
                 )
                 .bind(account_id)
                 .bind(region)
                 .bind(key_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-                rows.iter().map(alias_from_row).collect()
+                .all(&self.pool).await
             }
         }
     };

@@ -4,7 +4,7 @@
 //! of the store: `dialect_append_audit` (Postgres appends a batch, settles its change records
 //! and indexes its generations in one statement; SQLite in one write transaction) and
 //! `dialect_claim_change_records` (Postgres `FOR UPDATE SKIP LOCKED`). The rest uses the
-//! store's `pool`, `cell`, `map_err` and `audit_row`, and its SQL for an event's first and
+//! store's `pool`, `cell`, `map_err`, and its SQL for an event's first and
 //! second key ARN (`FIRST_KEY_ARN`, `SECOND_KEY_ARN`), written as the trail's indexes have them.
 
 /// `impl AuditStore for $store`.
@@ -35,9 +35,7 @@ macro_rules! audit_store {
 
             async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
                 let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .one(&self.pool).await?;
                 Ok((cell(&r, "seq")?, cell(&r, "hash")?))
             }
 
@@ -63,45 +61,35 @@ macro_rules! audit_store {
                     .bind(arn)
                     .bind(before)
                     .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .all(&self.pool).await?;
                 rows.iter()
                     .map(|r| Ok((cell(r, "seq")?, cell(r, "event_time")?, cell(r, "body")?)))
                     .collect()
             }
 
             async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError> {
-                let row = sqlx::query(
+                sqlx::query_as(
                     "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
                      FROM audit_events WHERE event_name = 'SealCoverage' ORDER BY seq DESC LIMIT 1",
                 )
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?;
-                row.as_ref().map(audit_row).transpose()
+                .maybe(&self.pool).await
             }
 
             async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-                let rows = sqlx::query(
+                sqlx::query_as(
                     "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
                      FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
                 )
                 .bind(after)
                 .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-                rows.iter().map(audit_row).collect()
+                .all(&self.pool).await
             }
 
             async fn audit_generations(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
                 let rows = sqlx::query(
                     "SELECT row_name, generation, seq FROM audit_generations ORDER BY seq, row_name",
                 )
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .all(&self.pool).await?;
                 rows.iter()
                     .map(|r| Ok((cell(r, "row_name")?, cell(r, "generation")?, cell(r, "seq")?)))
                     .collect()
@@ -123,22 +111,10 @@ macro_rules! audit_store {
             }
 
             async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
-                let rows = sqlx::query(
+                sqlx::query_as(
                     "SELECT seq, hash, signed_at, signature FROM audit_checkpoints ORDER BY seq",
                 )
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(CheckpointRow {
-                            seq: cell(r, "seq")?,
-                            hash: cell(r, "hash")?,
-                            signed_at: cell(r, "signed_at")?,
-                            signature: cell(r, "signature")?,
-                        })
-                    })
-                    .collect()
+                .all(&self.pool).await
             }
         }
     };

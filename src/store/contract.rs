@@ -436,7 +436,7 @@ async fn key_updates_and_macs(s: &Backend) {
         .unwrap();
 
     let without: Vec<Uuid> = s
-        .keys_without_policy_mac()
+        .keys_without_mac(KeyMac::Policy)
         .await
         .unwrap()
         .iter()
@@ -444,8 +444,8 @@ async fn key_updates_and_macs(s: &Backend) {
         .collect();
     assert_eq!(without, vec![id]);
     assert!(s.set_policy_mac(id, &k.policy, &[7; 32]).await.unwrap());
-    assert!(s.keys_without_policy_mac().await.unwrap().is_empty());
-    assert_eq!(s.keys_without_state_mac().await.unwrap().len(), 1);
+    assert!(s.keys_without_mac(KeyMac::Policy).await.unwrap().is_empty());
+    assert_eq!(s.keys_without_mac(KeyMac::State).await.unwrap().len(), 1);
     let shown = s.key(id).await.unwrap().unwrap();
     let other = KeyRecord {
         key_state: KeyState::Disabled,
@@ -453,7 +453,7 @@ async fn key_updates_and_macs(s: &Backend) {
     };
     assert!(!s.set_state_mac(&other, &[8; 32]).await.unwrap());
     assert!(s.set_state_mac(&shown, &[8; 32]).await.unwrap());
-    assert!(s.keys_without_state_mac().await.unwrap().is_empty());
+    assert!(s.keys_without_mac(KeyMac::State).await.unwrap().is_empty());
 
     // Policy and state writes are compare-and-set: against a MAC the row no longer has,
     // nothing is written.

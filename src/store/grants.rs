@@ -7,10 +7,10 @@
 //!   `BEGIN IMMEDIATE`) and its commit (Postgres waits at most the commit timeout);
 //! - `grants_lock(&mut tx, key_id)`: serialise every node's writers of one key's grants
 //!   (a Postgres advisory lock; nothing on SQLite, whose one writer is already alone);
-//! - `list_arg` / `json_arg`: a list of strings and a JSON value as the dialect stores them
-//!   (Postgres `text[]` and `jsonb`; SQLite JSON text);
 //! - `FIRST_KEY_ARN`: the SQL for an audit event's first key ARN;
-//! - `grant_from_row`, `cell`, `map_err`, `write_on`: reading rows and errors.
+//! - `map_err`, `write_on`: errors and writes. Rows are read with `query_as`; operations are a
+//!   [`TextList`](crate::store::TextList) and constraints `Json` (Postgres `text[]` and
+//!   `jsonb`; SQLite JSON text).
 //!
 //! The store contract suite (`contract.rs`) runs every method on both.
 
@@ -28,9 +28,7 @@ macro_rules! grant_store {
                 grants_lock(&mut tx, g.key_id).await?;
                 let n: i64 = sqlx::query_scalar("SELECT count(*) FROM grants WHERE key_id = $1")
                     .bind(g.key_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                    .one(&mut *tx).await?;
                 if n >= max_grants {
                     return Err(quota_exceeded());
                 }
@@ -44,8 +42,8 @@ macro_rules! grant_store {
                 .bind(&g.name)
                 .bind(&g.grantee_principal)
                 .bind(&g.retiring_principal)
-                .bind(list_arg(&g.operations)?)
-                .bind(json_arg(g.constraints.as_ref())?)
+                .bind(TextList(g.operations.clone()))
+                .bind(g.constraints.clone().map(sqlx::types::Json))
                 .bind(&g.issuing_account)
                 .bind(g.created_at)
                 .bind(&g.mac)
@@ -61,31 +59,23 @@ macro_rules! grant_store {
                 );
                 sqlx::query_scalar(&q)
                     .bind(arn)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)
+                    .all(&self.pool).await
             }
 
             async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
                 let q = format!(
                     "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = $1 ORDER BY created_at, grant_id"
                 );
-                let rows = sqlx::query(&q)
+                sqlx::query_as(&q)
                     .bind(key_id)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                rows.iter().map(grant_from_row).collect()
+                    .all(&self.pool).await
             }
 
             async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
                 let q = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1");
-                let row = sqlx::query(&q)
+                sqlx::query_as(&q)
                     .bind(grant_id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                row.as_ref().map(grant_from_row).transpose()
+                    .maybe(&self.pool).await
             }
 
             async fn grants_retirable_by(
@@ -95,12 +85,9 @@ macro_rules! grant_store {
                 let q = format!(
                     "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = $1 ORDER BY created_at, grant_id"
                 );
-                let rows = sqlx::query(&q)
+                sqlx::query_as(&q)
                     .bind(principal)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                rows.iter().map(grant_from_row).collect()
+                    .all(&self.pool).await
             }
 
             async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {

@@ -2,9 +2,8 @@
 //! identity policies, the operator's events), written once for both stores: one SQL text per
 //! statement (`$N` placeholders), one method body. What differs is named in each store's
 //! module: `begin_write`, `begin_snapshot` (one consistent view: Postgres `REPEATABLE READ`)
-//! and `commit`; `json_arg`; `REQUEST_TARGET` (an audit event's `requestParameters.target`),
-//! `INSTR` (the position of a text in another) and `ACCESS_KEYS_IN_CREATION_ORDER`; the row
-//! readers `access_key_from_row` and `tag_from_row`, `cell`, `map_err`, `write_on`.
+//! and `commit`; `REQUEST_TARGET` (an audit event's `requestParameters.target`),
+//! `INSTR` (the position of a text in another) and `ACCESS_KEYS_IN_CREATION_ORDER`; the row reader `tag_from_row`, `cell`, `map_err`, `write_on`.
 
 /// `impl IdentityStore for $store`.
 macro_rules! identity_store {
@@ -22,9 +21,7 @@ macro_rules! identity_store {
                 );
                 sqlx::query_scalar(&q)
                 .bind(access_key_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)
+                .maybe(&self.pool).await
             }
 
             async fn ensure_account(&self, account_id: &str, name: &str) -> Result<(), StoreError> {
@@ -78,15 +75,12 @@ macro_rules! identity_store {
             }
 
             async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>, StoreError> {
-                let row = sqlx::query(
+                sqlx::query_as(
                     "SELECT a.access_key_id, a.principal_arn, p.account_id, a.status, a.secret_blob, a.root_version, a.mac \
                      FROM access_keys a JOIN principals p ON p.arn = a.principal_arn WHERE a.access_key_id = $1",
                 )
                 .bind(access_key_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?;
-                row.as_ref().map(access_key_from_row).transpose()
+                .maybe(&self.pool).await
             }
 
             async fn access_keys_of(
@@ -98,12 +92,9 @@ macro_rules! identity_store {
                      FROM access_keys a JOIN principals p ON p.arn = a.principal_arn WHERE a.principal_arn = $1 \
                      ORDER BY {ACCESS_KEYS_IN_CREATION_ORDER}"
                 );
-                let rows = sqlx::query(&q)
+                sqlx::query_as(&q)
                 .bind(principal_arn)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-                rows.iter().map(access_key_from_row).collect()
+                .all(&self.pool).await
             }
 
             async fn principal_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, StoreError> {
@@ -113,9 +104,7 @@ macro_rules! identity_store {
                     "SELECT account_id, kind, trust_policy, via_service, authz_mac FROM principals WHERE arn = $1",
                 )
                 .bind(arn)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?
+                .maybe(&mut *tx).await?
                 else {
                     return Ok(None);
                 };
@@ -123,18 +112,14 @@ macro_rules! identity_store {
                     "SELECT policy_name, document FROM identity_policies WHERE principal_arn = $1",
                 )
                 .bind(arn)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?
+                .all(&mut *tx).await?
                 .iter()
                 .map(|r| Ok((cell(r, "policy_name")?, cell(r, "document")?)))
                 .collect::<Result<Vec<_>, StoreError>>()?;
                 let tags =
                     sqlx::query("SELECT tag_key, tag_value FROM principal_tags WHERE principal_arn = $1")
                         .bind(arn)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(map_err)?
+                        .all(&mut *tx).await?
                         .iter()
                         .map(tag_from_row)
                         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -293,9 +278,7 @@ macro_rules! identity_store {
 
             async fn principals_without_mac(&self) -> Result<Vec<String>, StoreError> {
                 let rows = sqlx::query("SELECT arn FROM principals WHERE authz_mac IS NULL ORDER BY arn")
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .all(&self.pool).await?;
                 rows.iter().map(|r| cell(r, "arn")).collect()
             }
 
@@ -324,9 +307,7 @@ macro_rules! identity_store {
                     "SELECT account_id, trust_policy FROM principals WHERE arn = $1 AND kind = 'role'",
                 )
                 .bind(arn)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .maybe(&self.pool).await?;
                 row.map(|r| {
                     Ok((
                         cell(&r, "account_id")?,
@@ -363,29 +344,13 @@ macro_rules! identity_store {
             }
 
             async fn session(&self, access_key_id: &str) -> Result<Option<SessionRecord>, StoreError> {
-                let row = sqlx::query(
+                sqlx::query_as(
                     "SELECT s.access_key_id, s.role_arn, p.account_id, s.session_name, s.secret_blob, s.root_version, \
                      s.token_sha256, s.expires_at, s.mac FROM sessions s JOIN principals p ON p.arn = s.role_arn \
                      WHERE s.access_key_id = $1",
                 )
                 .bind(access_key_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?;
-                row.map(|r| {
-                    Ok(SessionRecord {
-                        access_key_id: cell(&r, "access_key_id")?,
-                        role_arn: cell(&r, "role_arn")?,
-                        account_id: cell(&r, "account_id")?,
-                        session_name: cell(&r, "session_name")?,
-                        secret_blob: cell(&r, "secret_blob")?,
-                        root_version: cell(&r, "root_version")?,
-                        token_sha256: cell(&r, "token_sha256")?,
-                        expires_at: cell(&r, "expires_at")?,
-                        mac: cell(&r, "mac")?,
-                    })
-                })
-                .transpose()
+                .maybe(&self.pool).await
             }
 
             async fn principal_tags(&self, principal_arn: &str) -> Result<Vec<Tag>, StoreError> {
@@ -393,18 +358,14 @@ macro_rules! identity_store {
                     "SELECT tag_key, tag_value FROM principal_tags WHERE principal_arn = $1 ORDER BY tag_key",
                 )
                 .bind(principal_arn)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .all(&self.pool).await?;
                 rows.iter().map(tag_from_row).collect()
             }
 
             async fn principal_service(&self, principal_arn: &str) -> Result<Option<String>, StoreError> {
                 let row = sqlx::query("SELECT via_service FROM principals WHERE arn = $1")
                     .bind(principal_arn)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .maybe(&self.pool).await?;
                 match row {
                     Some(r) => cell(&r, "via_service"),
                     None => Ok(None),
@@ -497,7 +458,7 @@ macro_rules! identity_store {
                 .bind(operator)
                 .bind(action)
                 .bind(target)
-                .bind(json_arg(Some(&detail))?)
+                .bind(sqlx::types::Json(&detail))
                 .write_on(self)
                 .await?;
                 Ok(())
@@ -522,9 +483,7 @@ macro_rules! identity_store {
             async fn account_exists(&self, account_id: &str) -> Result<bool, StoreError> {
                 let r = sqlx::query("SELECT 1 FROM accounts WHERE account_id = $1")
                     .bind(account_id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .maybe(&self.pool).await?;
                 Ok(r.is_some())
             }
 
@@ -534,9 +493,7 @@ macro_rules! identity_store {
                 );
                 let rows = sqlx::query(&q)
                 .bind(text)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .all(&self.pool).await?;
                 rows.iter()
                     .map(|r| r.try_get::<String, _>("arn").map_err(map_err))
                     .collect()
@@ -545,9 +502,7 @@ macro_rules! identity_store {
             async fn principal_exists(&self, arn: &str) -> Result<bool, StoreError> {
                 let r = sqlx::query("SELECT 1 FROM principals WHERE arn = $1")
                     .bind(arn)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .maybe(&self.pool).await?;
                 Ok(r.is_some())
             }
 
@@ -595,9 +550,7 @@ macro_rules! identity_store {
                     "SELECT policy_name, document FROM identity_policies WHERE principal_arn = $1 ORDER BY policy_name",
                 )
                 .bind(principal_arn)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .all(&self.pool).await?;
                 rows.iter()
                     .map(|r| Ok((cell(r, "policy_name")?, cell(r, "document")?)))
                     .collect()

@@ -22,9 +22,7 @@ macro_rules! key_store_imports {
                 .bind(account_id)
                 .bind(region)
                 .bind(valid_to_after)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(map_err)
+                .one(&self.pool).await
             }
 
             async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<(), StoreError> {
@@ -51,42 +49,15 @@ macro_rules! key_store_imports {
             }
 
             async fn import_token(&self, token_id: Uuid) -> Result<Option<ImportTokenRecord>, StoreError> {
-                let row = sqlx::query("SELECT * FROM import_tokens WHERE token_id = $1")
+                sqlx::query_as("SELECT * FROM import_tokens WHERE token_id = $1")
                     .bind(token_id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                row.map(|r| {
-                    Ok(ImportTokenRecord {
-                        token_id: cell(&r, "token_id")?,
-                        key_id: cell(&r, "key_id")?,
-                        wrapping_algorithm: cell(&r, "wrapping_algorithm")?,
-                        wrapping_key_spec: cell(&r, "wrapping_key_spec")?,
-                        wrapped_private: cell(&r, "wrapped_private")?,
-                        root_version: cell(&r, "root_version")?,
-                        valid_to: cell(&r, "valid_to")?,
-                        mac: cell(&r, "mac")?,
-                    })
-                })
-                .transpose()
+                    .maybe(&self.pool).await
             }
 
             async fn key_import(&self, key_id: Uuid) -> Result<Option<KeyImportRecord>, StoreError> {
-                let row = sqlx::query("SELECT * FROM key_imports WHERE key_id = $1")
+                sqlx::query_as("SELECT * FROM key_imports WHERE key_id = $1")
                     .bind(key_id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                row.map(|r| {
-                    Ok(KeyImportRecord {
-                        key_id: cell(&r, "key_id")?,
-                        material_check: cell(&r, "material_check")?,
-                        expiration_model: cell(&r, "expiration_model")?,
-                        valid_to: cell(&r, "valid_to")?,
-                        mac: cell(&r, "mac")?,
-                    })
-                })
-                .transpose()
+                    .maybe(&self.pool).await
             }
 
             async fn import_material(
@@ -204,9 +175,7 @@ macro_rules! key_store_imports {
 
             async fn import_key_ids(&self) -> Result<Vec<Uuid>, StoreError> {
                 let rows = sqlx::query("SELECT key_id FROM key_imports ORDER BY key_id")
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .all(&self.pool).await?;
                 rows.iter().map(|r| cell(r, "key_id")).collect()
             }
 
@@ -216,9 +185,7 @@ macro_rules! key_store_imports {
                      WHERE i.valid_to <= $1 AND k.key_state IN ('Enabled', 'Disabled', 'PendingDeletion', 'PendingReplicaDeletion') ORDER BY i.valid_to LIMIT 100",
                 )
                 .bind(now)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .all(&self.pool).await?;
                 key_ids(&rows)
             }
         }

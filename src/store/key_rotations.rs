@@ -38,12 +38,9 @@ macro_rules! key_store_rotations {
 
             async fn related_keys(&self, mrk: Uuid) -> Result<Vec<KeyRecord>, StoreError> {
                 let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE mrk_id = $1 ORDER BY region");
-                let rows = sqlx::query(&q)
+                sqlx::query_as(&q)
                     .bind(mrk)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                keys_from_rows(&rows)
+                    .all(&self.pool).await
             }
 
             async fn create_replica(
@@ -62,9 +59,7 @@ macro_rules! key_store_rotations {
                 let mut tx = self.begin_write().await?;
                 let rows = sqlx::query(&format!("SELECT key_id, mrk_primary, current_version, key_state FROM keys WHERE mrk_id = $1 ORDER BY key_id{FOR_UPDATE}"))
                 .bind(replica.mrk_id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .all(&mut *tx).await?;
                 let mut ok = false;
                 for r in &rows {
                     let state: KeyState = cell(r, "key_state")?;
@@ -128,11 +123,8 @@ macro_rules! key_store_rotations {
                     "SELECT {KEY_COLUMNS} FROM keys k WHERE k.key_state = 'PendingReplicaDeletion' \
                        AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.mrk_id = k.mrk_id AND r.key_id <> k.key_id)"
                 );
-                let rows = sqlx::query(&q)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                keys_from_rows(&rows)
+                sqlx::query_as(&q)
+                    .all(&self.pool).await
             }
 
             async fn start_primary_deletion(
@@ -158,22 +150,11 @@ macro_rules! key_store_rotations {
             }
 
             async fn rotations(&self, key_id: Uuid) -> Result<Vec<RotationRecord>, StoreError> {
-                let rows = sqlx::query(
+                sqlx::query_as(
                     "SELECT version, rotation_type, created_at FROM key_materials WHERE key_id = $1 AND rotation_type IS NOT NULL ORDER BY version",
                 )
                 .bind(key_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(RotationRecord {
-                            version: cell(r, "version")?,
-                            rotation_type: cell(r, "rotation_type")?,
-                            created_at: cell(r, "created_at")?,
-                        })
-                    })
-                    .collect()
+                .all(&self.pool).await
             }
 
             async fn set_rotation(
@@ -200,9 +181,7 @@ macro_rules! key_store_rotations {
                 )
                 .bind(now)
                 .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .all(&self.pool).await?;
                 key_ids(&rows)
             }
         }

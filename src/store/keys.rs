@@ -52,9 +52,7 @@ macro_rules! key_store {
 
             async fn all_key_ids(&self) -> Result<Vec<Uuid>, StoreError> {
                 sqlx::query_scalar("SELECT key_id FROM keys ORDER BY key_id")
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)
+                    .all(&self.pool).await
             }
 
             async fn create_managed_key(
@@ -72,12 +70,9 @@ macro_rules! key_store {
 
             async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
                 let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = $1");
-                let row = sqlx::query(&q)
+                sqlx::query_as(&q)
                     .bind(key_id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                row.as_ref().map(key_from_row).transpose()
+                    .maybe(&self.pool).await
             }
 
             async fn list_keys(
@@ -92,15 +87,12 @@ macro_rules! key_store {
                     "SELECT {KEY_COLUMNS} FROM keys WHERE account_id = $1 AND region = $2 \
                      AND ($3 IS NULL OR key_id > $3) ORDER BY key_id LIMIT $4"
                 );
-                let rows = sqlx::query(&q)
+                sqlx::query_as(&q)
                     .bind(account_id)
                     .bind(region)
                     .bind(after)
                     .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                keys_from_rows(&rows)
+                    .all(&self.pool).await
             }
 
             async fn count_customer_keys(&self, account_id: &str, region: &str) -> Result<i64, StoreError> {
@@ -111,9 +103,7 @@ macro_rules! key_store {
                 )
                 .bind(account_id)
                 .bind(region)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(map_err)
+                .one(&self.pool).await
             }
 
             async fn tags(&self, key_id: Uuid) -> Result<Vec<Tag>, StoreError> {
@@ -121,19 +111,8 @@ macro_rules! key_store {
                     "SELECT tag_key, tag_value FROM key_tags WHERE key_id = $1 ORDER BY tag_key",
                 )
                 .bind(key_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .all(&self.pool).await?;
                 rows.iter().map(tag_from_row).collect()
-            }
-
-            async fn keys_without_policy_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
-                let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE policy_mac IS NULL ORDER BY key_id");
-                let rows = sqlx::query(&q)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                keys_from_rows(&rows)
             }
 
             async fn set_policy_mac(
@@ -162,9 +141,7 @@ macro_rules! key_store {
                 sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM audit_events WHERE event_name = 'DeleteKey' AND {FIRST_KEY_ARN} = $1 AND event_time > $2)"))
                     .bind(arn)
                     .bind(created_at)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_err)
+                    .one(&self.pool).await
             }
 
             async fn leases_per_trail(
@@ -175,9 +152,7 @@ macro_rules! key_store {
                 sqlx::query_scalar(&format!("SELECT body FROM audit_events WHERE event_name = 'InvocationsLeased' AND {LEASED_MATERIAL_ID} = $1 ORDER BY seq DESC LIMIT $2"))
                     .bind(material_id)
                     .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)
+                    .all(&self.pool).await
             }
 
             async fn generations_per_trail(
@@ -190,12 +165,9 @@ macro_rules! key_store {
             async fn keys_whose_policy_contains(&self, text: &str) -> Result<Vec<KeyRecord>, StoreError> {
                 let q =
                     format!("SELECT {KEY_COLUMNS} FROM keys WHERE {INSTR}(policy, $1) > 0 ORDER BY key_id");
-                let rows = sqlx::query(&q)
+                sqlx::query_as(&q)
                     .bind(text)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                keys_from_rows(&rows)
+                    .all(&self.pool).await
             }
 
             async fn set_key_policy(
@@ -228,15 +200,12 @@ macro_rules! key_store {
                      AND ($3 IS NULL OR (deletion_date, key_id) > ($3, $4)) \
                      ORDER BY deletion_date, key_id LIMIT $2"
                 );
-                let rows = sqlx::query(&q)
+                sqlx::query_as(&q)
                     .bind(now)
                     .bind(limit)
                     .bind(after.map(|a| a.0))
                     .bind(after.map(|a| a.1))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                keys_from_rows(&rows)
+                    .all(&self.pool).await
             }
 
             async fn delete_due_key(&self, k: &KeyRecord, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -279,15 +248,6 @@ macro_rules! key_store {
                 .await?
                 .rows_affected();
                 Ok(n == 1)
-            }
-
-            async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
-                let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE state_mac IS NULL ORDER BY key_id");
-                let rows = sqlx::query(&q)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                keys_from_rows(&rows)
             }
 
             async fn set_state_mac(&self, shown: &KeyRecord, state_mac: &[u8]) -> Result<bool, StoreError> {
@@ -352,9 +312,7 @@ macro_rules! key_store {
                 let stored: Vec<Tag> =
                     sqlx::query("SELECT tag_key, tag_value FROM key_tags WHERE key_id = $1")
                         .bind(key_id)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(map_err)?
+                        .all(&mut *tx).await?
                         .iter()
                         .map(tag_from_row)
                         .collect::<Result<_, _>>()?;
@@ -373,25 +331,6 @@ macro_rules! key_store {
                     .rows_affected();
                 self.commit(tx).await?;
                 Ok(n == 1)
-            }
-
-            async fn keys_without_attrs_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
-                let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE attrs_mac IS NULL ORDER BY key_id");
-                let rows = sqlx::query(&q)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                keys_from_rows(&rows)
-            }
-
-            async fn keys_without_rotation_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
-                let q =
-                    format!("SELECT {KEY_COLUMNS} FROM keys WHERE rotation_mac IS NULL ORDER BY key_id");
-                let rows = sqlx::query(&q)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                keys_from_rows(&rows)
             }
 
             async fn set_rotation_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError> {
@@ -415,6 +354,12 @@ macro_rules! key_store {
                 Ok(n == 1)
             }
 
+            async fn keys_without_mac(&self, mac: KeyMac) -> Result<Vec<KeyRecord>, StoreError> {
+                let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE {} IS NULL ORDER BY key_id", mac.column());
+                sqlx::query_as(&q)
+                    .all(&self.pool).await
+            }
+
             async fn set_attrs_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError> {
                 let n = sqlx::query(
                     "UPDATE keys SET attrs_mac = $2 WHERE key_id = $1 AND attrs_mac IS NULL \
@@ -434,39 +379,17 @@ macro_rules! key_store {
                 Ok(n == 1)
             }
 
-            async fn keys_without_tags_mac(&self) -> Result<Vec<KeyRecord>, StoreError> {
-                let q = format!("SELECT {KEY_COLUMNS} FROM keys WHERE tags_mac IS NULL ORDER BY key_id");
-                let rows = sqlx::query(&q)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
-                keys_from_rows(&rows)
-            }
-
             async fn material(
                 &self,
                 key_id: Uuid,
                 version: i32,
             ) -> Result<Option<MaterialRecord>, StoreError> {
-                let row = sqlx::query(
+                sqlx::query_as(
                     "SELECT key_id, version, wrapped, root_version, mac, public_key FROM key_materials WHERE key_id = $1 AND version = $2",
                 )
                 .bind(key_id)
                 .bind(version)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?;
-                row.map(|r| {
-                    Ok(MaterialRecord {
-                        key_id: cell(&r, "key_id")?,
-                        version: cell(&r, "version")?,
-                        wrapped: cell(&r, "wrapped")?,
-                        root_version: cell(&r, "root_version")?,
-                        mac: cell(&r, "mac")?,
-                        public_key: cell(&r, "public_key")?,
-                    })
-                })
-                .transpose()
+                .maybe(&self.pool).await
             }
 
             async fn reserve_invocations(

@@ -4,6 +4,7 @@
 //! readers, the trail's one-statement append, the invocation lease) and the change feed.
 
 use super::grants::GRANT_COLUMNS;
+use super::rows::Read;
 use super::writes::KEY_COLUMNS;
 use super::*;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
@@ -99,7 +100,18 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+        // A value the service never writes (a key state that is not AWS's, a list that is
+        // not one): the row was not written by this service.
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Invalid(e.to_string())
+        }
         _ => StoreError::Other(e.to_string()),
+    }
+}
+
+impl super::rows::Dialect for sqlx::Postgres {
+    fn store_error(e: sqlx::Error) -> StoreError {
+        map_err(e)
     }
 }
 
@@ -229,11 +241,9 @@ impl PgStore {
 
     /// Whether the schema has been created (i.e. `kms init` ran against this database).
     pub async fn is_initialised(&self) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT to_regclass('public.root_keys') IS NOT NULL AS ok")
-            .fetch_one(&self.pool)
+        sqlx::query_scalar("SELECT to_regclass('public.root_keys') IS NOT NULL")
+            .one(&self.pool)
             .await
-            .map_err(map_err)?;
-        Ok(row.get::<bool, _>("ok"))
     }
 
     /// [`Store::changes`]: LISTEN/NOTIFY on the host that takes writes; when the connection
@@ -485,18 +495,13 @@ impl PgStore {
         &self,
         rows: &[String],
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let found = sqlx::query(
-            "SELECT row_name, max(generation) AS g FROM audit_generations \
+        sqlx::query_as(
+            "SELECT row_name, max(generation) FROM audit_generations \
              WHERE row_name = ANY($1::text[]) GROUP BY row_name",
         )
         .bind(rows)
-        .fetch_all(&self.pool)
+        .all(&self.pool)
         .await
-        .map_err(map_err)?;
-        Ok(found
-            .iter()
-            .map(|r| (r.get::<String, _>("row_name"), r.get::<i64, _>("g")))
-            .collect())
     }
 
     async fn dialect_reserve_invocations(
@@ -507,8 +512,8 @@ impl PgStore {
         n: i64,
         limit: i64,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        let row = match mrk {
-            None => sqlx::query(
+        let row: Option<(i64, i64)> = match mrk {
+            None => sqlx::query_as(
                 "WITH old AS (SELECT invocations_reserved AS start FROM key_materials \
                               WHERE key_id = $1 AND version = $2 FOR UPDATE) \
                  UPDATE key_materials k SET invocations_reserved = LEAST(old.start + $3, $4) FROM old \
@@ -519,11 +524,9 @@ impl PgStore {
             .bind(version)
             .bind(n)
             .bind(limit)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?,
+            .maybe(&self.pool).await?,
             // Every region's copy of the version moves to the same count: the highest.
-            Some(mrk) => sqlx::query(
+            Some(mrk) => sqlx::query_as(
                 "WITH copies AS (SELECT m.key_id, m.invocations_reserved FROM key_materials m JOIN keys k USING (key_id) \
                                  WHERE k.mrk_id = $1 AND m.version = $2 ORDER BY m.key_id FOR UPDATE OF m), \
                       old AS (SELECT max(invocations_reserved) AS start FROM copies) \
@@ -535,50 +538,17 @@ impl PgStore {
             .bind(version)
             .bind(n)
             .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?
+            .all(&self.pool).await?
             .into_iter()
             .next(),
         };
-        Ok(row.map(|r| {
-            (
-                r.get::<i64, _>("start"),
-                r.get::<i64, _>("invocations_reserved"),
-            )
-        }))
+        Ok(row)
     }
-}
-
-fn grant_from_row(r: &PgRow) -> Result<GrantRecord, StoreError> {
-    Ok(GrantRecord {
-        grant_id: cell(r, "grant_id")?,
-        key_id: cell(r, "key_id")?,
-        name: cell(r, "name")?,
-        grantee_principal: cell(r, "grantee_principal")?,
-        retiring_principal: cell(r, "retiring_principal")?,
-        operations: cell(r, "operations")?,
-        constraints: cell::<Option<sqlx::types::Json<serde_json::Value>>>(r, "constraints")?
-            .map(|j| j.0),
-        issuing_account: cell(r, "issuing_account")?,
-        created_at: cell(r, "created_at")?,
-        mac: cell::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
-    })
 }
 
 /// Postgres's pieces of the grant store written once in `grants.rs`.
 async fn grants_lock(tx: &mut Tx<'_>, key_id: Uuid) -> Result<(), StoreError> {
     quota_lock(tx, &format!("grants\n{key_id}")).await
-}
-
-fn list_arg(v: &[String]) -> Result<Vec<String>, StoreError> {
-    Ok(v.to_vec())
-}
-
-fn json_arg(
-    v: Option<&serde_json::Value>,
-) -> Result<Option<sqlx::types::Json<serde_json::Value>>, StoreError> {
-    Ok(v.cloned().map(sqlx::types::Json))
 }
 
 /// An audit event's first key ARN (`key_arns` is `text[]`).
@@ -594,19 +564,6 @@ super::keys::key_store!(PgStore);
 super::schema::schema_lookups!(PgStore);
 super::writes::write_helpers!();
 super::rows::row_readers!();
-
-fn audit_row(r: &PgRow) -> Result<AuditRow, StoreError> {
-    Ok(AuditRow {
-        seq: cell(r, "seq")?,
-        event_time: cell(r, "event_time")?,
-        event_name: cell(r, "event_name")?,
-        account_id: cell(r, "account_id")?,
-        key_arns: cell(r, "key_arns")?,
-        body: cell(r, "body")?,
-        prev_hash: cell(r, "prev_hash")?,
-        hash: cell(r, "hash")?,
-    })
-}
 
 /// This store's part of the audit store written once in `audit.rs`: the trail's append (the
 /// statement every audited call waits for) and the sweeper's claim of change records, which
@@ -710,25 +667,12 @@ impl PgStore {
         .bind(cutoff)
         .bind(claim_until)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let mut out: Vec<ChangeRecord> = rows
+        .all(&self.pool)
+        .await?;
+        let mut out = rows
             .iter()
-            .map(|r| ChangeRecord {
-                event: NewAuditEvent {
-                    event_id: r.get("event_id"),
-                    event_time: r.get("event_time"),
-                    event_name: r.get("event_name"),
-                    account_id: r.get("account_id"),
-                    key_arns: r.get("key_arns"),
-                    body: r.get("body"),
-                    generations: Vec::new(),
-                },
-                mac: r.get("mac"),
-                written: Default::default(),
-            })
-            .collect();
+            .map(change_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|c| c.event.event_time);
         Ok(out)
     }

@@ -53,7 +53,99 @@ macro_rules! stored_as_text {
 
 stored_as_text!(KeyState, Origin, KeyUsage, KeySpec);
 
-#[derive(Debug, Clone)]
+/// A list of strings as each database stores it: `text[]` in Postgres, a JSON array in
+/// SQLite's text (which `json_extract` reads). Grants' operations and the trail's key ARNs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextList(pub Vec<String>);
+
+impl From<TextList> for Vec<String> {
+    fn from(l: TextList) -> Vec<String> {
+        l.0
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for TextList {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <Vec<String> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Postgres> for TextList {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <Vec<String> as sqlx::Encode<'q, sqlx::Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for TextList {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(TextList(<Vec<String> as sqlx::Decode<
+            'r,
+            sqlx::Postgres,
+        >>::decode(value)?))
+    }
+}
+
+impl sqlx::Type<sqlx::Sqlite> for TextList {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <str as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for TextList {
+    fn encode_by_ref(
+        &self,
+        buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'q, sqlx::Sqlite>>::encode(serde_json::to_string(&self.0)?, buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for TextList {
+    fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<'r, sqlx::Sqlite>>::decode(value)?;
+        Ok(TextList(serde_json::from_str(text)?))
+    }
+}
+
+/// A MAC column that is NULL on rows written before it had one: read as empty (no MAC).
+pub struct MacOrEmpty(Option<Vec<u8>>);
+
+impl From<MacOrEmpty> for Vec<u8> {
+    fn from(m: MacOrEmpty) -> Vec<u8> {
+        m.0.unwrap_or_default()
+    }
+}
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for MacOrEmpty
+where
+    Vec<u8>: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <Vec<u8> as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <Vec<u8> as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for MacOrEmpty
+where
+    Option<Vec<u8>>: sqlx::Decode<'r, DB>,
+{
+    fn decode(
+        value: <DB as sqlx::Database>::ValueRef<'r>,
+    ) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(MacOrEmpty(
+            <Option<Vec<u8>> as sqlx::Decode<'r, DB>>::decode(value)?,
+        ))
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyRecord {
     pub key_id: Uuid,
     pub account_id: String,
@@ -115,7 +207,7 @@ pub struct RotationUpdate {
 pub const ROTATION_STATE_CHANGED: &str = "rotation_state_changed";
 
 /// A wrapping key pair handed out by `GetParametersForImport`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ImportTokenRecord {
     pub token_id: Uuid,
     pub key_id: Uuid,
@@ -128,7 +220,7 @@ pub struct ImportTokenRecord {
 }
 
 /// What was imported into a key with origin `EXTERNAL`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct KeyImportRecord {
     pub key_id: Uuid,
     /// A keyed check value of the material, computed in the token.
@@ -140,14 +232,14 @@ pub struct KeyImportRecord {
 }
 
 /// One rotation of a key: the material version it created.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RotationRecord {
     pub version: i32,
     pub rotation_type: String,
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AliasRecord {
     pub alias_name: String,
     pub key_id: Uuid,
@@ -156,13 +248,15 @@ pub struct AliasRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The target's multi-Region id, if it is a multi-Region key (filled by listings).
+    #[sqlx(rename = "mrk_id", default)]
     pub target_mrk: Option<Uuid>,
     /// MAC over account, region, name and target (empty: none stored).
+    #[sqlx(try_from = "MacOrEmpty")]
     pub mac: Vec<u8>,
 }
 
 /// One version of a key's material, wrapped by the HSM.
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct MaterialRecord {
     pub key_id: Uuid,
     pub version: i32,
@@ -182,7 +276,7 @@ impl fmt::Debug for MaterialRecord {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct AccessKeyRecord {
     pub access_key_id: String,
     pub principal_arn: String,
@@ -203,23 +297,26 @@ impl fmt::Debug for AccessKeyRecord {
 }
 
 /// A grant as stored. `constraints` is the JSON of `GrantConstraints`, if any.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct GrantRecord {
     pub grant_id: String,
     pub key_id: Uuid,
     pub name: Option<String>,
     pub grantee_principal: String,
     pub retiring_principal: Option<String>,
+    #[sqlx(try_from = "TextList")]
     pub operations: Vec<String>,
+    #[sqlx(json(nullable))]
     pub constraints: Option<serde_json::Value>,
     pub issuing_account: String,
     pub created_at: DateTime<Utc>,
     /// MAC (computed in the token) over everything the grant allows.
+    #[sqlx(try_from = "MacOrEmpty")]
     pub mac: Vec<u8>,
 }
 
 /// Temporary credentials of an assumed-role session.
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct SessionRecord {
     pub access_key_id: String,
     pub role_arn: String,

@@ -105,30 +105,26 @@ macro_rules! schema_lookups {
             /// migrations); `None` before the table existed.
             async fn schema_floor(&self) -> Result<Option<i64>, StoreError> {
                 let table: bool = sqlx::query_scalar(SCHEMA_FLOOR_EXISTS)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .one(&self.pool)
+                    .await?;
                 if !table {
                     return Ok(None);
                 }
                 sqlx::query_scalar("SELECT oldest_release_schema FROM schema_floor WHERE id = 1")
-                    .fetch_optional(&self.pool)
+                    .maybe(&self.pool)
                     .await
-                    .map_err(map_err)
             }
 
             async fn stored_schema_versions(&self) -> Result<super::SchemaVersions, StoreError> {
                 let table: bool = sqlx::query_scalar(MIGRATIONS_TABLE_EXISTS)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .one(&self.pool)
+                    .await?;
                 let database: i64 = if table {
                     sqlx::query_scalar(
                         "SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success",
                     )
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_err)?
+                    .one(&self.pool)
+                    .await?
                 } else {
                     0
                 };
@@ -144,9 +140,8 @@ macro_rules! schema_lookups {
                 let applied: Vec<i64> = sqlx::query_scalar(
                     "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
                 )
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+                .all(&self.pool)
+                .await?;
                 let known: Vec<i64> = migrator().iter().map(|m| m.version).collect();
                 super::migrations_current(&known, &applied, self.schema_floor().await?)
             }

@@ -38,17 +38,15 @@ macro_rules! service_store {
 
             async fn current_root_version(&self) -> Result<Option<i32>, StoreError> {
                 let row = sqlx::query("SELECT max(version) AS v FROM root_keys")
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .one(&self.pool)
+                    .await?;
                 cell(&row, "v")
             }
 
             async fn blobs_per_root(&self) -> Result<Vec<(i32, i64)>, StoreError> {
                 let rows = sqlx::query(root_sql::BLOBS_PER_ROOT)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                    .all(&self.pool)
+                    .await?;
                 rows.iter()
                     .map(|r| Ok((cell(r, "version")?, cell(r, "blobs")?)))
                     .collect()
@@ -63,9 +61,8 @@ macro_rules! service_store {
                 for r in sqlx::query(root_sql::MATERIALS_BELOW)
                     .bind(version)
                     .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?
+                    .all(&self.pool)
+                    .await?
                 {
                     out.push(BlobRef::Material(cell(&r, "key_id")?, cell(&r, "version")?));
                 }
@@ -77,9 +74,8 @@ macro_rules! service_store {
                     for r in sqlx::query(sql)
                         .bind(version)
                         .bind(limit)
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(map_err)?
+                        .all(&self.pool)
+                        .await?
                     {
                         out.push(match kind {
                             0 => BlobRef::AccessKey(cell(&r, "access_key_id")?),
@@ -127,18 +123,12 @@ macro_rules! service_store {
             }
 
             async fn current_mac_version(&self) -> Result<Option<i32>, StoreError> {
-                let row = sqlx::query(mac_sql::CURRENT)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                let row = sqlx::query(mac_sql::CURRENT).one(&self.pool).await?;
                 cell(&row, "v")
             }
 
             async fn mac_key_versions(&self) -> Result<Vec<i32>, StoreError> {
-                let rows = sqlx::query(mac_sql::VERSIONS)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                let rows = sqlx::query(mac_sql::VERSIONS).all(&self.pool).await?;
                 rows.iter().map(|r| cell(r, "version")).collect()
             }
 
@@ -154,9 +144,8 @@ macro_rules! service_store {
                     let rows = sqlx::query(&sql)
                         .bind(tag.clone())
                         .bind(limit)
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(map_err)?;
+                        .all(&self.pool)
+                        .await?;
                     for r in rows {
                         let row = match *table {
                             "keys" => MacRow::Key(cell(&r, "key_id")?, KeyMac::ALL[i]),
@@ -193,11 +182,7 @@ macro_rules! service_store {
                     .chain([(t, c)])
                 {
                     let sql = mac_sql::count_below(table, column);
-                    let row = sqlx::query(&sql)
-                        .bind(tag.clone())
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(map_err)?;
+                    let row = sqlx::query(&sql).bind(tag.clone()).one(&self.pool).await?;
                     n += sqlx::Row::try_get::<i64, _>(&row, 0).map_err(map_err)?;
                 }
                 Ok(n)

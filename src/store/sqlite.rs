@@ -8,6 +8,7 @@
 //! it reads), which stands in for Postgres's row locks and `FOR UPDATE SKIP LOCKED`.
 
 use super::grants::GRANT_COLUMNS;
+use super::rows::Read;
 use super::writes::KEY_COLUMNS;
 use super::*;
 use sqlx::error::ErrorKind;
@@ -55,6 +56,11 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        // A value the service never writes (a key state that is not AWS's, a list that is
+        // not one): the row was not written by this service.
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Invalid(e.to_string())
+        }
         _ => StoreError::Other(e.to_string()),
     }
 }
@@ -95,12 +101,10 @@ fn constraint_name(kind: ErrorKind, code: i32, message: &str) -> String {
     }
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Other(format!("JSON encoding: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Other(format!("column {what}: {e}")))
+impl super::rows::Dialect for Sqlite {
+    fn store_error(e: sqlx::Error) -> StoreError {
+        map_err(e)
+    }
 }
 
 impl SqliteStore {
@@ -128,9 +132,7 @@ impl SqliteStore {
         let row = sqlx::query(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'root_keys') AS ok",
         )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .one(&self.pool).await?;
         cell(&row, "ok")
     }
 
@@ -176,9 +178,8 @@ impl SqliteStore {
     /// The newest change recorded (0 when none): where a new poller starts.
     pub async fn last_change(&self) -> Result<i64, StoreError> {
         sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM changes")
-            .fetch_one(&self.pool)
+            .one(&self.pool)
             .await
-            .map_err(map_err)
     }
 
     /// Changes recorded after `after`, oldest first: (seq, channel, payload).
@@ -190,9 +191,8 @@ impl SqliteStore {
             "SELECT seq, channel, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000",
         )
         .bind(after)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -334,9 +334,8 @@ impl SqliteStore {
                 "SELECT max(generation) FROM audit_generations WHERE row_name = $1",
             )
             .bind(r)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .one(&self.pool)
+            .await?;
             if let Some(g) = g {
                 out.push((r.clone(), g));
             }
@@ -359,9 +358,7 @@ impl SqliteStore {
             )
             .bind(key_id)
             .bind(version)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?,
+            .maybe(&mut *tx).await?,
             // Every region's copy of the version moves to the same count: the highest.
             Some(mrk) => sqlx::query_scalar(
                 "SELECT max(m.invocations_reserved) FROM key_materials m JOIN keys k USING (key_id) \
@@ -369,9 +366,7 @@ impl SqliteStore {
             )
             .bind(mrk)
             .bind(version)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?,
+            .one(&mut *tx).await?,
         };
         let Some(start) = start.filter(|s| *s < limit) else {
             tx.rollback().await.map_err(map_err)?;
@@ -399,37 +394,10 @@ impl SqliteStore {
     }
 }
 
-fn grant_from_row(r: &SqliteRow) -> Result<GrantRecord, StoreError> {
-    let operations: String = cell(r, "operations")?;
-    let constraints: Option<String> = cell(r, "constraints")?;
-    Ok(GrantRecord {
-        grant_id: cell(r, "grant_id")?,
-        key_id: cell(r, "key_id")?,
-        name: cell(r, "name")?,
-        grantee_principal: cell(r, "grantee_principal")?,
-        retiring_principal: cell(r, "retiring_principal")?,
-        operations: from_json(&operations, "operations")?,
-        constraints: constraints
-            .map(|c| from_json(&c, "constraints"))
-            .transpose()?,
-        issuing_account: cell(r, "issuing_account")?,
-        created_at: cell(r, "created_at")?,
-        mac: cell::<Option<Vec<u8>>>(r, "mac")?.unwrap_or_default(),
-    })
-}
-
 /// SQLite's pieces of the grant store written once in `grants.rs`.
 async fn grants_lock(_tx: &mut Tx<'_>, _key_id: Uuid) -> Result<(), StoreError> {
     // The transaction began with BEGIN IMMEDIATE: it is the one writer already.
     Ok(())
-}
-
-fn list_arg(v: &[String]) -> Result<String, StoreError> {
-    to_json(v)
-}
-
-fn json_arg(v: Option<&serde_json::Value>) -> Result<Option<String>, StoreError> {
-    v.map(to_json).transpose()
 }
 
 /// An audit event's first key ARN (`key_arns` is JSON text).
@@ -445,20 +413,6 @@ super::keys::key_store!(SqliteStore);
 super::schema::schema_lookups!(SqliteStore);
 super::writes::write_helpers!();
 super::rows::row_readers!();
-
-fn audit_row(r: &SqliteRow) -> Result<AuditRow, StoreError> {
-    let key_arns: String = cell(r, "key_arns")?;
-    Ok(AuditRow {
-        seq: cell(r, "seq")?,
-        event_time: cell(r, "event_time")?,
-        event_name: cell(r, "event_name")?,
-        account_id: cell(r, "account_id")?,
-        key_arns: from_json(&key_arns, "key_arns")?,
-        body: cell(r, "body")?,
-        prev_hash: cell(r, "prev_hash")?,
-        hash: cell(r, "hash")?,
-    })
-}
 
 /// This store's part of the audit store written once in `audit.rs`: the trail's append (the
 /// statement every audited call waits for) and the sweeper's claim of change records, which
@@ -510,7 +464,7 @@ impl SqliteStore {
             .bind(e.event_time)
             .bind(&e.event_name)
             .bind(&e.account_id)
-            .bind(to_json(&e.key_arns)?)
+            .bind(TextList(e.key_arns.clone()))
             .bind(&e.body)
             .bind(p)
             .bind(h)
@@ -558,25 +512,10 @@ impl SqliteStore {
         .bind(now)
         .bind(cutoff)
         .bind(limit)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .all(&mut *tx).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let key_arns: String = cell(r, "key_arns")?;
-            let c = ChangeRecord {
-                event: NewAuditEvent {
-                    event_id: cell(r, "event_id")?,
-                    event_time: cell(r, "event_time")?,
-                    event_name: cell(r, "event_name")?,
-                    account_id: cell(r, "account_id")?,
-                    key_arns: from_json(&key_arns, "key_arns")?,
-                    body: cell(r, "body")?,
-                    generations: Vec::new(),
-                },
-                mac: cell(r, "mac")?,
-                written: Default::default(),
-            };
+            let c = change_from_row(r)?;
             sqlx::query("UPDATE audit_outbox SET claimed_until = $2 WHERE event_id = $1")
                 .bind(c.event.event_id)
                 .bind(claim_until)

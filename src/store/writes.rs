@@ -2,7 +2,7 @@
 //! key's rows: the key, its material, tags and aliases, a new rotation state, the lock on a
 //! multi-Region key's family, the key quota), written once for both stores like the repository
 //! traits: `write_helpers!()` expands them in `postgres.rs` and `sqlite.rs`, over that file's
-//! `Tx`, `Db`, `map_err`, `list_arg`, `key_ids` and its pieces of SQL and locking (`FOR_UPDATE`,
+//! `Tx`, `Db`, `map_err`, `key_ids` and its pieces of SQL and locking (`FOR_UPDATE`,
 //! `keys_lock`, `material_created_at`). They are separate from the trait macros because they
 //! are free functions that the methods of several areas (keys, aliases, imports, rotations,
 //! grants) share, not trait methods.
@@ -30,7 +30,7 @@ macro_rules! write_helpers {
             .bind(e.event_time)
             .bind(&e.event_name)
             .bind(&e.account_id)
-            .bind(list_arg(&e.key_arns)?)
+            .bind(TextList(e.key_arns.clone()))
             .bind(&e.body)
             .bind(&c.mac)
             .execute(&mut **tx)
@@ -48,9 +48,7 @@ macro_rules! write_helpers {
                 "SELECT key_id FROM keys WHERE mrk_id = $1 ORDER BY key_id{FOR_UPDATE}"
             ))
             .bind(mrk)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .all(&mut **tx).await?;
             let mut have = key_ids(&rows)?;
             let mut want = ids.to_vec();
             have.sort();
@@ -100,9 +98,7 @@ macro_rules! write_helpers {
             )
             .bind(&k.account_id)
             .bind(&k.region)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(map_err)
+            .one(&mut **tx).await
         }
 
         /// The customer managed keys quota of an account and region, checked inside the

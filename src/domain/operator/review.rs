@@ -9,7 +9,7 @@ use crate::domain::{
     alias_mac_input, attrs_mac_input, policy_mac_input, rotation_mac_input, state_mac_input,
     tags_mac_input, Kms, KmsError,
 };
-use crate::store::{KeyRecord, Tag};
+use crate::store::{KeyMac, KeyRecord, Tag};
 use anyhow::{bail, Result};
 
 /// Every kind of row MAC. A `SealCoverage` event in the trail lists the kinds every row
@@ -315,8 +315,8 @@ impl Kms {
     /// what `kms admin seal` shows before it seals anything.
     pub async fn unsealed_keys(&self) -> Result<(Vec<KeyRecord>, Vec<KeyRecord>), KmsError> {
         Ok((
-            self.keys.keys_without_policy_mac().await?,
-            self.keys.keys_without_state_mac().await?,
+            self.keys.keys_without_mac(KeyMac::Policy).await?,
+            self.keys.keys_without_mac(KeyMac::State).await?,
         ))
     }
 
@@ -328,7 +328,7 @@ impl Kms {
     ) -> Result<(Vec<crate::store::AliasRecord>, Vec<(KeyRecord, Vec<Tag>)>), KmsError> {
         let aliases = self.keys.aliases_without_mac().await?;
         let mut tags = Vec::new();
-        for k in self.keys.keys_without_tags_mac().await? {
+        for k in self.keys.keys_without_mac(KeyMac::Tags).await? {
             let t = self.keys.tags(k.key_id).await?;
             tags.push((k, t));
         }
@@ -337,12 +337,12 @@ impl Kms {
 
     /// Keys whose attributes carry no MAC: what `kms admin seal` shows.
     pub async fn unsealed_attrs(&self) -> Result<Vec<KeyRecord>, KmsError> {
-        Ok(self.keys.keys_without_attrs_mac().await?)
+        Ok(self.keys.keys_without_mac(KeyMac::Attrs).await?)
     }
 
     /// Keys whose rotation state carries no MAC: what `kms admin seal` shows.
     pub async fn unsealed_rotation(&self) -> Result<Vec<KeyRecord>, KmsError> {
-        Ok(self.keys.keys_without_rotation_mac().await?)
+        Ok(self.keys.keys_without_mac(KeyMac::Rotation).await?)
     }
 
     /// Seal a key's rotation state as shown to an operator; false when it changed since.

@@ -82,19 +82,20 @@ pub(crate) fn current_change() -> Option<std::sync::Arc<ChangeRecord>> {
 }
 
 /// An audit event as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
     pub seq: i64,
     pub event_time: DateTime<Utc>,
     pub event_name: String,
     pub account_id: Option<String>,
+    #[sqlx(try_from = "crate::store::TextList")]
     pub key_arns: Vec<String>,
     pub body: String,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CheckpointRow {
     pub seq: i64,
     pub hash: Vec<u8>,

@@ -124,8 +124,8 @@ pub trait KeyStore: Send + Sync {
         policy: &str,
         policy_mac: &[u8],
     ) -> Result<bool, StoreError>;
-    /// Keys whose policy has no MAC yet (created before policies had one).
-    async fn keys_without_policy_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Keys with no MAC yet over `mac`'s columns (created before those columns had one).
+    async fn keys_without_mac(&self, mac: KeyMac) -> Result<Vec<KeyRecord>, StoreError>;
     /// Seal a key policy stored without a MAC, only if it is still unsealed and still `policy`.
     async fn set_policy_mac(
         &self,
@@ -218,7 +218,6 @@ pub trait KeyStore: Send + Sync {
         pending_window_days: Option<i32>,
         state_mac: &[u8],
     ) -> Result<bool, StoreError>;
-    async fn keys_without_state_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// Seal a key state stored without a MAC, only if it is still unsealed and still as shown
     /// (state, deletion date, waiting period).
     async fn set_state_mac(&self, shown: &KeyRecord, state_mac: &[u8]) -> Result<bool, StoreError>;
@@ -239,9 +238,6 @@ pub trait KeyStore: Send + Sync {
         tags: &[Tag],
         tags_mac: &[u8],
     ) -> Result<bool, StoreError>;
-    async fn keys_without_tags_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
-    async fn keys_without_attrs_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
-    async fn keys_without_rotation_mac(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// Seal a key's rotation state stored without a MAC, only if it is still unsealed and
     /// still as shown.
     async fn set_rotation_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError>;
