@@ -297,15 +297,7 @@ fn api_body(c: &ApiCall<'_>, arns: &[String], event_id: Uuid) -> Value {
 /// trace in the trail, even if the call's own event (with its outcome) cannot be written
 /// afterwards; both carry the request id.
 pub fn intent_event(c: &ApiCall<'_>) -> NewAuditEvent {
-    let event_id = Uuid::new_v4();
-    let arns = key_arns_of(c.request, None);
-    let mut e = api_body(c, &arns, event_id);
-    e["eventName"] = json!(INTENT_EVENT);
-    e["additionalEventData"] = json!({ "operation": c.operation });
-    e["readOnly"] = json!(false);
-    e["eventType"] = json!("AwsApiCallIntent");
-    let account = c.identity.map(|i| i.account_id.clone());
-    new_event(INTENT_EVENT, account, arns, &e, c.time, event_id)
+    call_marker(c, INTENT_EVENT, "AwsApiCallIntent")
 }
 
 /// The name of the event recorded before a call that may change something runs.
@@ -316,15 +308,21 @@ pub const INTENT_EVENT: &str = "ApiCallStarted";
 /// (`ApiCallCommitted`, with the call's request id): a change in force always has a trace of
 /// its outcome in the trail, not only of its intent.
 pub fn committed_event(c: &ApiCall<'_>) -> NewAuditEvent {
+    call_marker(c, COMMITTED_EVENT, "AwsApiCallCommitted")
+}
+
+/// An event that marks a call which may change something (its intent, or its committed
+/// change): the call's request and caller, its operation, under `name` and `event_type`.
+fn call_marker(c: &ApiCall<'_>, name: &str, event_type: &str) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
     let arns = key_arns_of(c.request, None);
     let mut e = api_body(c, &arns, event_id);
-    e["eventName"] = json!(COMMITTED_EVENT);
+    e["eventName"] = json!(name);
     e["additionalEventData"] = json!({ "operation": c.operation });
     e["readOnly"] = json!(false);
-    e["eventType"] = json!("AwsApiCallCommitted");
+    e["eventType"] = json!(event_type);
     let account = c.identity.map(|i| i.account_id.clone());
-    new_event(COMMITTED_EVENT, account, arns, &e, c.time, event_id)
+    new_event(name, account, arns, &e, c.time, event_id)
 }
 
 /// The name of the event chained for a change whose call's own event was never chained.

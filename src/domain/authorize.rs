@@ -185,26 +185,14 @@ impl Kms {
         ctx: Option<&Context>,
         extra: &[(&str, &str)],
     ) -> Result<(), KmsError> {
-        self.authorize_multi(caller, action, rec, ctx, extra, &[])
+        self.authorize_with(caller, action, rec, ctx, extra, &[], None)
             .await
     }
 
-    pub(crate) async fn authorize_multi(
-        &self,
-        caller: &Caller,
-        action: &str,
-        rec: Option<&KeyRecord>,
-        ctx: Option<&Context>,
-        extra: &[(&str, &str)],
-        multi: &[(&str, &[String])],
-    ) -> Result<(), KmsError> {
-        self.authorize_with(caller, action, rec, ctx, extra, multi, None)
-            .await
-    }
-
-    /// As `authorize_multi`; `grants` says how grants allow the request when the caller of
-    /// this function has decided it (CreateGrant limits what a grant may create), `None` asks
-    /// the key's grants.
+    /// As `authorize`, with `multi` (multi-valued condition keys, `ForAnyValue`/
+    /// `ForAllValues`); `grants` says how grants allow the request when the caller of this
+    /// function has decided it (CreateGrant limits what a grant may create), `None` asks the
+    /// key's grants.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn authorize_with(
         &self,

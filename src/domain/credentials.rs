@@ -60,12 +60,28 @@ pub enum CredentialError {
     Failed(KmsError),
 }
 
-type CacheKey = (String, String, String, String);
+/// A store or token failure on the way to a signing key fails the request (it says nothing of
+/// the key).
+impl<E: Into<KmsError>> From<E> for CredentialError {
+    fn from(e: E) -> CredentialError {
+        CredentialError::Failed(e.into())
+    }
+}
+
+/// What a SigV4 signing key is for: an access key on a date (YYYYMMDD), in a region, for a
+/// service. The signing key cache's key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Scope {
+    access_key_id: String,
+    date: String,
+    region: String,
+    service: String,
+}
 
 pub struct Credentials {
     hsm: Hsm,
     ids: Arc<dyn IdentityStore>,
-    cache: Mutex<LruCache<CacheKey, Arc<SigningKey>>>,
+    cache: Mutex<LruCache<Scope, Arc<SigningKey>>>,
     /// Access key ids recently found unknown (or inactive, or refused), and when: answered
     /// without a query for `NEGATIVE_TTL`, or until any identity changes (NOTIFY).
     unknown: Mutex<LruCache<String, std::time::Instant>>,
@@ -164,13 +180,13 @@ impl Credentials {
         if !valid_access_key_id(access_key_id) {
             return Err(CredentialError::Unrecognized);
         }
-        let ck = (
-            access_key_id.to_string(),
-            date.to_string(),
-            region.to_string(),
-            service.to_string(),
-        );
-        if let Some(k) = self.cache.lock().unwrap().get(&ck) {
+        let scope = Scope {
+            access_key_id: access_key_id.to_string(),
+            date: date.to_string(),
+            region: region.to_string(),
+            service: service.to_string(),
+        };
+        if let Some(k) = self.cache.lock().unwrap().get(&scope) {
             crate::metrics::cache("signing_keys", true);
             return Ok(k.clone());
         }
@@ -182,9 +198,7 @@ impl Credentials {
                 return Err(CredentialError::Unrecognized);
             }
         }
-        let r = self
-            .lookup_signing_key(ck, access_key_id, date, region, service)
-            .await;
+        let r = self.lookup_signing_key(&scope).await;
         if matches!(r, Err(CredentialError::Unrecognized)) {
             self.unknown
                 .lock()
@@ -194,34 +208,33 @@ impl Credentials {
         r
     }
 
-    /// The signing key for `access_key_id` on `date` (YYYYMMDD) in `region` for `service`,
-    /// from the database and the token (`ck`: its cache key).
-    async fn lookup_signing_key(
+    /// The signing key for `scope`, from the database and the token, kept in the cache.
+    async fn lookup_signing_key(&self, scope: &Scope) -> Result<Arc<SigningKey>, CredentialError> {
+        let access_key_id = scope.access_key_id.as_str();
+        let key = if access_key_id.starts_with("ASIA") {
+            self.session_signing_key(scope).await?
+        } else {
+            self.access_key_signing_key(scope).await?
+        };
+        self.cache.lock().unwrap().put(scope.clone(), key.clone());
+        Ok(key)
+    }
+
+    /// An access key's signing key.
+    async fn access_key_signing_key(
         &self,
-        ck: CacheKey,
-        access_key_id: &str,
-        date: &str,
-        region: &str,
-        service: &str,
+        scope: &Scope,
     ) -> Result<Arc<SigningKey>, CredentialError> {
-        if access_key_id.starts_with("ASIA") {
-            let key = self
-                .session_signing_key(access_key_id, date, region, service)
-                .await?;
-            self.cache.lock().unwrap().put(ck, key.clone());
-            return Ok(key);
-        }
+        let access_key_id = scope.access_key_id.as_str();
         let rec = self
             .ids
             .access_key(access_key_id)
-            .await
-            .map_err(|e| CredentialError::Failed(e.into()))?
+            .await?
             .ok_or(CredentialError::Unrecognized)?;
         let intact = self
             .hsm
             .row_mac_matches(access_key_mac_input(&rec), &rec.mac)
-            .await
-            .map_err(|e| CredentialError::Failed(e.into()))?;
+            .await?;
         if !intact {
             tracing::error!(
                 access_key_id,
@@ -240,11 +253,7 @@ impl Credentials {
         }
         // An operator's last word on the key, in the trail: a key deactivated or deleted there
         // whose Active row is in the database again (saved and put back) is refused.
-        let last = self
-            .ids
-            .access_key_per_trail(access_key_id)
-            .await
-            .map_err(|e| CredentialError::Failed(e.into()))?;
+        let last = self.ids.access_key_per_trail(access_key_id).await?;
         if matches!(
             last.as_deref(),
             Some("DeactivateAccessKey" | "DeleteAccessKey")
@@ -256,45 +265,33 @@ impl Credentials {
             return Err(CredentialError::Unrecognized);
         }
         let key = self
-            .derive(
-                rec.secret_blob.clone(),
-                rec.root_version as u32,
-                date,
-                region,
-                service,
-            )
+            .derive(rec.secret_blob, rec.root_version, scope)
             .await?;
-        let key = Arc::new(SigningKey {
+        Ok(Arc::new(SigningKey {
             key,
             access_key_id: rec.access_key_id,
             principal_arn: rec.principal_arn,
             account_id: rec.account_id,
             role_arn: None,
             session: None,
-        });
-        self.cache.lock().unwrap().put(ck, key.clone());
-        Ok(key)
+        }))
     }
 
     /// The SigV4 key derivation: the first HMAC (over the date) in the token, the rest here.
     async fn derive(
         &self,
         blob: Vec<u8>,
-        root_version: u32,
-        date: &str,
-        region: &str,
-        service: &str,
+        root_version: i32,
+        scope: &Scope,
     ) -> Result<hmac::Key, CredentialError> {
         let secret = self
             .hsm
-            .unwrap_hmac_secret(blob, root_version)
-            .await
-            .map_err(|e| CredentialError::Failed(e.into()))?;
+            .unwrap_hmac_secret(blob, root_version as u32)
+            .await?;
         let k_date = self
             .hsm
-            .hmac_sha256(secret, date.as_bytes().to_vec())
-            .await
-            .map_err(|e| CredentialError::Failed(e.into()))?;
+            .hmac_sha256(secret, scope.date.as_bytes().to_vec())
+            .await?;
         let step = |k: &[u8], d: &str| {
             Zeroizing::new(
                 hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, k), d.as_bytes())
@@ -302,30 +299,23 @@ impl Credentials {
                     .to_vec(),
             )
         };
-        let k_region = step(&k_date, region);
-        let k_service = step(&k_region, service);
+        let k_region = step(&k_date, &scope.region);
+        let k_service = step(&k_region, &scope.service);
         let k_signing = step(&k_service, "aws4_request");
         Ok(hmac::Key::new(hmac::HMAC_SHA256, &k_signing))
     }
 
-    async fn session_signing_key(
-        &self,
-        access_key_id: &str,
-        date: &str,
-        region: &str,
-        service: &str,
-    ) -> Result<Arc<SigningKey>, CredentialError> {
+    async fn session_signing_key(&self, scope: &Scope) -> Result<Arc<SigningKey>, CredentialError> {
+        let access_key_id = scope.access_key_id.as_str();
         let rec = self
             .ids
             .session(access_key_id)
-            .await
-            .map_err(|e| CredentialError::Failed(e.into()))?
+            .await?
             .ok_or(CredentialError::Unrecognized)?;
         let intact = self
             .hsm
             .row_mac_matches(session_mac_input(&rec), &rec.mac)
-            .await
-            .map_err(|e| CredentialError::Failed(e.into()))?;
+            .await?;
         if !intact || account_of_arn(&rec.role_arn) != Some(rec.account_id.as_str()) {
             tracing::error!(
                 access_key_id,
@@ -334,13 +324,7 @@ impl Credentials {
             return Err(CredentialError::Unrecognized);
         }
         let key = self
-            .derive(
-                rec.secret_blob.clone(),
-                rec.root_version as u32,
-                date,
-                region,
-                service,
-            )
+            .derive(rec.secret_blob.clone(), rec.root_version, scope)
             .await?;
         Ok(Arc::new(SigningKey {
             key,

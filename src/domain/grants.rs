@@ -535,24 +535,7 @@ impl Kms {
         let multi: &[(&str, &[String])] = &[("kms:GrantOperations", &input.operations)];
         // The key policy and identity policies first; a grant with CreateGrant allows only
         // grants no wider than itself.
-        let by_policy = self
-            .authorize_with(
-                caller,
-                "kms:CreateGrant",
-                Some(&rec),
-                None,
-                &extra,
-                multi,
-                Some(GrantAllows::No),
-            )
-            .await;
-        if let Err(KmsError::AccessDenied(why)) = by_policy {
-            let how = self
-                .grants_allowing_grant(caller, &rec, &input.operations, input.constraints.as_ref())
-                .await?;
-            if how == GrantAllows::No {
-                return Err(KmsError::AccessDenied(why));
-            }
+        let authorize = |grants| {
             self.authorize_with(
                 caller,
                 "kms:CreateGrant",
@@ -560,9 +543,18 @@ impl Kms {
                 None,
                 &extra,
                 multi,
-                Some(how),
+                Some(grants),
             )
-            .await?;
+        };
+        let by_policy = authorize(GrantAllows::No).await;
+        if let Err(KmsError::AccessDenied(why)) = by_policy {
+            let how = self
+                .grants_allowing_grant(caller, &rec, &input.operations, input.constraints.as_ref())
+                .await?;
+            if how == GrantAllows::No {
+                return Err(KmsError::AccessDenied(why));
+            }
+            authorize(how).await?;
         } else {
             by_policy?;
         }

@@ -71,27 +71,40 @@ impl Kms {
             )));
         }
         self.check_new_policy(caller, &rec, text, bypass).await?;
+        if !self.store_key_policy(&rec, text).await? {
+            return Err(KmsError::Changed(rec.key_id));
+        }
+        Ok(())
+    }
+
+    /// Replace `rec`'s policy with `policy`, sealed; false when the row changed since `rec`
+    /// was read (nothing is written then).
+    pub(super) async fn store_key_policy(
+        &self,
+        rec: &KeyRecord,
+        policy: &str,
+    ) -> Result<bool, KmsError> {
         let sealed = KeyRecord {
-            policy: text.to_string(),
-            ..(*rec).clone()
+            policy: policy.to_string(),
+            ..rec.clone()
         };
         let seal = self
             .seal_row(
-                seal::key_row(&rec, "policy"),
+                seal::key_row(rec, "policy"),
                 policy_mac_input(&sealed),
                 rec.policy_mac.as_deref(),
             )
             .await?;
         if !self
             .keys
-            .set_key_policy(rec.key_id, rec.policy_mac.as_deref(), text, &seal.mac)
+            .set_key_policy(rec.key_id, rec.policy_mac.as_deref(), policy, &seal.mac)
             .await?
         {
-            return Err(KmsError::Changed(rec.key_id));
+            return Ok(false);
         }
         self.written(&seal);
         self.invalidate(Some(rec.key_id));
-        Ok(())
+        Ok(true)
     }
 
     pub async fn get_key_policy(&self, caller: &Caller, key_id: &str) -> Result<String, KmsError> {

@@ -13,27 +13,11 @@ struct Target {
     target_key_id: Option<String>,
 }
 
-/// AWS's model pattern for `AliasName`: a name outside it is a `ValidationException`, before
-/// the alias rules (`InvalidAliasNameException`) are applied.
-const ALIAS_NAME_PATTERN: &str = "^[a-zA-Z0-9:/_-]+$";
-
-fn alias_name_chars(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
-}
-
 fn target(body: &[u8]) -> Result<(String, String), ApiError> {
     let r: Target = parse(body)?;
     Validator::new()
-        .required(&r.alias_name, "aliasName")
+        .alias_name(&r.alias_name)
         .required(&r.target_key_id, "targetKeyId")
-        .str_len(r.alias_name.as_deref(), "aliasName", 1, 256)
-        .pattern(
-            r.alias_name.as_deref(),
-            "aliasName",
-            ALIAS_NAME_PATTERN,
-            alias_name_chars,
-        )
         .str_len(r.target_key_id.as_deref(), "targetKeyId", 1, 2048)
         .finish()?;
     Ok((
@@ -62,16 +46,7 @@ struct Name {
 
 pub async fn delete(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Name = parse(body)?;
-    Validator::new()
-        .required(&r.alias_name, "aliasName")
-        .str_len(r.alias_name.as_deref(), "aliasName", 1, 256)
-        .pattern(
-            r.alias_name.as_deref(),
-            "aliasName",
-            ALIAS_NAME_PATTERN,
-            alias_name_chars,
-        )
-        .finish()?;
+    Validator::new().alias_name(&r.alias_name).finish()?;
     kms.delete_alias(caller, r.alias_name.as_deref().unwrap_or_default())
         .await?;
     Ok(json!({}))
@@ -89,8 +64,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let r: List = parse(body)?;
     Validator::new()
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
-        .int_range(r.limit, "limit", 1, 100)
-        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .paging(r.limit, r.marker.as_deref(), 100)
         .finish()?;
     let aliases = kms.list_aliases(caller, r.key_id.as_deref()).await?;
     page(

@@ -74,8 +74,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let r: ListRequest = parse(body)?;
     Validator::new()
         .key_id(&r.key_id)
-        .int_range(r.limit, "limit", 1, 1000)
-        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .paging(r.limit, r.marker.as_deref(), 1000)
         .finish()?;
     if r.marker.is_some() {
         return Err(KmsError::InvalidMarker.into());

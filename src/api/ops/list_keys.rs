@@ -14,8 +14,7 @@ struct Request {
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
     Validator::new()
-        .int_range(r.limit, "limit", 1, 1000)
-        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .paging(r.limit, r.marker.as_deref(), 1000)
         .finish()?;
     let out = kms
         .list_keys(caller, r.limit.unwrap_or(100) as usize, r.marker.as_deref())

@@ -28,8 +28,7 @@ fn req(body: &[u8]) -> Result<Req, ApiError> {
             *ROTATION_DAYS.start(),
             *ROTATION_DAYS.end(),
         )
-        .int_range(r.limit, "limit", 1, 1000)
-        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .paging(r.limit, r.marker.as_deref(), 1000)
         .one_of(
             r.include_key_material.as_deref(),
             "includeKeyMaterial",

@@ -64,8 +64,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let r: ListRequest = parse(body)?;
     Validator::new()
         .key_id(&r.key_id)
-        .int_range(r.limit, "limit", 1, 50)
-        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .paging(r.limit, r.marker.as_deref(), 50)
         .finish()?;
     let tags = kms
         .list_resource_tags(caller, r.key_id.as_deref().unwrap_or_default())

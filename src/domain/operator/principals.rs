@@ -7,7 +7,7 @@
 use crate::domain::seal;
 use crate::domain::{policy_mac_input, principal_mac_input, Kms, KmsError};
 use crate::store::PrincipalAuthz;
-use crate::store::{KeyRecord, PrincipalChange};
+use crate::store::PrincipalChange;
 use serde_json::Value;
 
 /// What `Kms::forget_principal` rewrote.
@@ -107,29 +107,12 @@ impl Kms {
                 tracing::error!(key_id = %rec.key_id, principal = arn, "a key policy naming a deleted principal fails its integrity check; left as it is (refused)");
                 continue;
             }
-            let sealed = KeyRecord {
-                policy: policy.clone(),
-                ..rec.clone()
-            };
-            let seal = self
-                .seal_row(
-                    seal::key_row(&rec, "policy"),
-                    policy_mac_input(&sealed),
-                    rec.policy_mac.as_deref(),
-                )
-                .await?;
-            if !self
-                .keys
-                .set_key_policy(rec.key_id, rec.policy_mac.as_deref(), &policy, &seal.mac)
-                .await?
-            {
+            if !self.store_key_policy(&rec, &policy).await? {
                 return Err(KmsError::Conflict(format!(
                     "the policy of key {} changed while {arn} was being deleted; run the command again",
                     rec.arn()
                 )));
             }
-            self.written(&seal);
-            self.invalidate(Some(rec.key_id));
             out.key_policies += 1;
         }
         for role in self.ids.roles_whose_trust_contains(arn).await? {
