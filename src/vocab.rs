@@ -13,6 +13,9 @@ use std::str::FromStr;
 /// As rustls's `enum_builder!` does for protocol constants.
 macro_rules! vocabulary {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $word:literal,)+ }) => {
+        vocabulary! { $(#[$doc])* $name { $($variant = $word,)+ } message_order [$($word,)+] }
+    };
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $word:literal,)+ } message_order [$($listed:literal,)+]) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name {
@@ -36,6 +39,7 @@ macro_rules! vocabulary {
 
         impl Vocabulary for $name {
             const WORDS: &'static [&'static str] = $name::WORDS;
+            const MESSAGE_ORDER: &'static [&'static str] = &[$($listed,)+];
         }
 
         impl fmt::Display for $name {
@@ -71,6 +75,9 @@ macro_rules! vocabulary {
 pub trait Vocabulary: Copy + FromStr<Err = UnknownWord> + fmt::Display + 'static {
     /// Every word, in botocore's order.
     const WORDS: &'static [&'static str];
+    /// Every word, in the order AWS's "enum value set" message lists them: botocore's, unless a
+    /// recorded AWS answer lists them otherwise.
+    const MESSAGE_ORDER: &'static [&'static str];
 }
 
 /// A word that is not one of the type's (`what`: `KeyState`, `Origin`).
@@ -193,6 +200,8 @@ vocabulary! {
         HmacSha384 = "HMAC_SHA_384",
         HmacSha512 = "HMAC_SHA_512",
     }
+    // As AWS answered GenerateMac with an unknown MacAlgorithm (recorded).
+    message_order ["HMAC_SHA_384", "HMAC_SHA_256", "HMAC_SHA_224", "HMAC_SHA_512",]
 }
 
 vocabulary! {
@@ -281,6 +290,23 @@ pub struct Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The order an error message lists a type's words in holds every word once, and no other.
+    #[test]
+    fn message_orders_are_the_words_reordered() {
+        fn same<T: Vocabulary>() {
+            let mut a = T::WORDS.to_vec();
+            let mut b = T::MESSAGE_ORDER.to_vec();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b);
+        }
+        same::<MacAlgorithmSpec>();
+        same::<SigningAlgorithmSpec>();
+        same::<EncryptionAlgorithmSpec>();
+        same::<KeySpec>();
+        same::<KeyUsage>();
+    }
 
     #[test]
     fn every_state_reads_back_as_written_and_nothing_else_reads() {

@@ -237,13 +237,39 @@ impl Validator {
             .str_len(v.as_deref(), "keyId", 1, 2048)
     }
 
-    /// One of `T`'s words (AWS's `enum value set` constraint, its words in botocore's order).
+    /// A list's `Limit` (1 to `max`) and `Marker` (1 to 1,024 characters).
+    pub fn paging(&mut self, limit: Option<i64>, marker: Option<&str>, max: i64) -> &mut Self {
+        self.int_range(limit, "limit", 1, max)
+            .str_len(marker, "marker", 1, 1024)
+    }
+
+    /// `AliasName`: required, 1 to 256 characters of AWS's model pattern (a name outside it is
+    /// a `ValidationException`, before the alias rules' `InvalidAliasNameException`).
+    pub fn alias_name(&mut self, v: &Option<String>) -> &mut Self {
+        const ALIAS_NAME_PATTERN: &str = "^[a-zA-Z0-9:/_-]+$";
+        let chars = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
+        };
+        self.required(v, "aliasName")
+            .str_len(v.as_deref(), "aliasName", 1, 256)
+            .pattern(v.as_deref(), "aliasName", ALIAS_NAME_PATTERN, chars)
+    }
+
+    /// A principal (AWS's `PrincipalIdType`): 1 to 256 characters of [`PRINCIPAL_PATTERN`].
+    pub fn principal(&mut self, v: Option<&str>, field: &str) -> &mut Self {
+        self.str_len(v, field, 1, 256)
+            .pattern(v, field, PRINCIPAL_PATTERN, principal_ok)
+    }
+
+    /// One of `T`'s words (AWS's `enum value set` constraint, its words in the order AWS's
+    /// message lists them).
     pub fn word<T: Vocabulary>(&mut self, v: &Option<Word<T>>, field: &str) -> &mut Self {
         if let Some(Word::Unknown(s)) = v {
             self.push(
                 Some(s.clone()),
                 field,
-                format!("satisfy enum value set: [{}]", T::WORDS.join(", ")),
+                format!("satisfy enum value set: [{}]", T::MESSAGE_ORDER.join(", ")),
             );
         }
         self
@@ -356,6 +382,16 @@ impl Validator {
         );
         Err(ApiError::Kms(KmsError::Validation(msg)))
     }
+}
+
+/// AWS's pattern for a principal (`PrincipalIdType`).
+pub const PRINCIPAL_PATTERN: &str = "^[\\w+=,.@:/-]+$";
+
+/// Whether `p` matches [`PRINCIPAL_PATTERN`]: `\w` as AWS's (Java) pattern means it, ASCII
+/// letters, digits and `_`.
+pub fn principal_ok(p: &str) -> bool {
+    p.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
 }
 
 /// One page of an already-ordered list, AWS style: `{"<list>": [...], "Truncated": bool,

@@ -273,7 +273,7 @@ impl Kms {
         let model = model.unwrap_or(KeyMaterialExpires);
         match (model, valid_to) {
             (KeyMaterialExpires, None) => Err(KmsError::Validation(
-                "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES.".into(),
+                "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES".into(),
             )),
             (KeyMaterialDoesNotExpire, Some(_)) => Err(KmsError::Validation(
                 "ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE."
@@ -441,31 +441,31 @@ impl Kms {
                 return Err(KmsError::IncorrectKeyMaterial);
             }
         }
+        let mut imp = KeyImportRecord {
+            key_id: rec.key_id,
+            material_check: imported.check,
+            expiration_model: Some(model),
+            valid_to,
+            mac: vec![],
+        };
+        let own = previous.iter().find(|p| p.key_id == rec.key_id);
+        let import_seal = self
+            .seal_row(
+                super::seal::import_row(rec.key_id),
+                import_mac_input(&imp),
+                own.map(|p| p.mac.as_slice()),
+            )
+            .await?;
+        imp.mac = import_seal.mac.clone();
         if reimport {
             // The material stays as it is; only the import's expiry changes.
-            let mut imp = KeyImportRecord {
-                key_id: rec.key_id,
-                material_check: imported.check,
-                expiration_model: Some(model),
-                valid_to,
-                mac: vec![],
-            };
-            let own = previous.iter().find(|p| p.key_id == rec.key_id);
-            let seal = self
-                .seal_row(
-                    super::seal::import_row(rec.key_id),
-                    import_mac_input(&imp),
-                    own.map(|p| p.mac.as_slice()),
-                )
-                .await?;
-            imp.mac = seal.mac.clone();
             if !self.keys.update_import_expiration(&imp).await? {
                 return Err(KmsError::InvalidState(format!(
                     "{} changed while its key material was being imported; try again.",
                     rec.arn()
                 )));
             }
-            self.written(&seal);
+            self.written(&import_seal);
             self.invalidate(Some(rec.key_id));
             return Ok((rec.arn(), symmetric.then_some(material_id)));
         }
@@ -492,22 +492,6 @@ impl Kms {
             .hsm
             .row_mac(super::material_mac_input(&rec, &m))
             .await?;
-        let mut imp = KeyImportRecord {
-            key_id: rec.key_id,
-            material_check: imported.check,
-            expiration_model: Some(model),
-            valid_to,
-            mac: vec![],
-        };
-        let own = previous.iter().find(|p| p.key_id == rec.key_id);
-        let import_seal = self
-            .seal_row(
-                super::seal::import_row(rec.key_id),
-                import_mac_input(&imp),
-                own.map(|p| p.mac.as_slice()),
-            )
-            .await?;
-        imp.mac = import_seal.mac.clone();
         let state = self
             .state_seal(
                 &rec,

@@ -662,3 +662,62 @@ async fn grants_follow_the_key_type() {
         assert!(m.contains(op.as_str()), "{m}");
     }
 }
+
+/// AWS's grants for AWS service principals (`GranteeServicePrincipal`,
+/// `RetiringServicePrincipal`, and the `ListGrants` / `ListRetirableGrants` filters on them) need
+/// AWS services this service does not have: each is refused with a clear error, never ignored
+/// (an ignored grantee would create a grant for someone else, an ignored filter list other
+/// grants), and nothing is created.
+#[tokio::test]
+async fn grants_for_aws_service_principals_are_refused_not_ignored() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let (c, m) = message(
+        root.create_grant()
+            .key_id(&key)
+            .grantee_service_principal("rds.amazonaws.com")
+            .operations(GrantOperation::Decrypt)
+            .send()
+            .await,
+    );
+    assert_eq!(c, "UnsupportedOperationException");
+    assert!(m.contains("GranteeServicePrincipal"), "{m}");
+    let (c, m) = message(
+        root.create_grant()
+            .key_id(&key)
+            .grantee_principal("arn:aws:iam::123456789012:user/carol")
+            .retiring_service_principal("rds.amazonaws.com")
+            .operations(GrantOperation::Decrypt)
+            .send()
+            .await,
+    );
+    assert_eq!(c, "UnsupportedOperationException");
+    assert!(m.contains("RetiringServicePrincipal"), "{m}");
+    let grants = root.list_grants().key_id(&key).send().await.unwrap();
+    assert!(grants.grants().is_empty(), "{grants:?}");
+    let (c, m) = message(
+        root.list_grants()
+            .key_id(&key)
+            .grantee_service_principal("rds.amazonaws.com")
+            .send()
+            .await,
+    );
+    assert_eq!(c, "UnsupportedOperationException");
+    assert!(m.contains("GranteeServicePrincipal"), "{m}");
+    let (c, m) = message(
+        root.list_retirable_grants()
+            .retiring_service_principal("rds.amazonaws.com")
+            .send()
+            .await,
+    );
+    assert_eq!(c, "UnsupportedOperationException");
+    assert!(m.contains("RetiringServicePrincipal"), "{m}");
+}

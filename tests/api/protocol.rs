@@ -217,3 +217,99 @@ async fn errors_aws_sends_without_a_message_carry_none() {
     assert_eq!(r.error_type(), "NotFoundException");
     assert!(!r.message().is_empty(), "{:?}", r.json);
 }
+
+/// Error texts as real AWS answered them (recordings made against AWS and published with
+/// LocalStack's snapshot tests): the same code and the same message, to the letter.
+#[tokio::test]
+async fn error_texts_are_those_aws_answers() {
+    use aws_sdk_kms::primitives::Blob;
+    use aws_sdk_kms::types::{
+        EncryptionAlgorithmSpec, KeySpec, KeyUsageType, MacAlgorithmSpec, MessageType,
+        SigningAlgorithmSpec,
+    };
+    let s = Server::start().await;
+    let c = s.client();
+    let create = |spec: KeySpec, usage: KeyUsageType| {
+        let c = c.clone();
+        async move {
+            c.create_key()
+                .key_spec(spec)
+                .key_usage(usage)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata
+                .unwrap()
+        }
+    };
+    // A key id that is neither a UUID, an mrk- id, an alias nor an ARN.
+    let (c_, m) = message(c.describe_key().key_id("not-a-key").send().await);
+    assert_eq!(
+        (c_.as_str(), m.as_str()),
+        ("NotFoundException", "Invalid keyId 'not-a-key'")
+    );
+    // A key ARN of another region names only that region.
+    let symmetric = c.create_key().send().await.unwrap().key_metadata.unwrap();
+    let elsewhere = symmetric.arn().unwrap().replace(REGION, "ap-southeast-1");
+    let (c_, m) = message(c.describe_key().key_id(&elsewhere).send().await);
+    assert_eq!(
+        (c_.as_str(), m.as_str()),
+        ("NotFoundException", "Invalid arn ap-southeast-1")
+    );
+    // A key spec other than SYMMETRIC_DEFAULT without a KeyUsage.
+    let (c_, m) = message(c.create_key().key_spec(KeySpec::Hmac256).send().await);
+    assert_eq!(c_, "ValidationException");
+    assert_eq!(
+        m,
+        "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys."
+    );
+    // GenerateRandom without NumberOfBytes (optional in the model).
+    let (c_, m) = message(c.generate_random().send().await);
+    assert_eq!(
+        (c_.as_str(), m.as_str()),
+        ("ValidationException", "NumberOfBytes is required.")
+    );
+    // A digest of the wrong length names the signing algorithm.
+    let signing = create(KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let (c_, m) = message(
+        c.sign()
+            .key_id(signing.key_id())
+            .message(Blob::new(vec![1u8; 31]))
+            .message_type(MessageType::Digest)
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await,
+    );
+    assert_eq!(c_, "ValidationException");
+    assert_eq!(m, "Digest is invalid length for algorithm ECDSA_SHA_256.");
+    // RSA plaintext over the algorithm's limit.
+    let rsa = create(KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let (c_, m) = message(
+        c.encrypt()
+            .key_id(rsa.key_id())
+            .plaintext(Blob::new(vec![0u8; 215]))
+            .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha1)
+            .send()
+            .await,
+    );
+    assert_eq!(c_, "ValidationException");
+    assert_eq!(
+        m,
+        "Algorithm RSAES_OAEP_SHA_1 and key spec RSA_2048 cannot encrypt data larger than 214 bytes."
+    );
+    // An unknown MacAlgorithm: AWS's list, in AWS's order.
+    let hmac = create(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let (c_, m) = message(
+        c.generate_mac()
+            .key_id(hmac.key_id())
+            .message(Blob::new(b"m".to_vec()))
+            .mac_algorithm(MacAlgorithmSpec::from("HMAC_SHA_1"))
+            .send()
+            .await,
+    );
+    assert_eq!(c_, "ValidationException");
+    assert_eq!(
+        m,
+        "1 validation error detected: Value 'HMAC_SHA_1' at 'macAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [HMAC_SHA_384, HMAC_SHA_256, HMAC_SHA_224, HMAC_SHA_512]"
+    );
+}

@@ -135,7 +135,13 @@ async fn create_key_refuses_what_it_cannot_do() {
     );
     assert_eq!(code_, "ValidationException", "{msg}");
     assert_eq!(
-        code(c.create_key().key_spec(KeySpec::Sm2).send().await),
+        code(
+            c.create_key()
+                .key_spec(KeySpec::Sm2)
+                .key_usage(KeyUsageType::SignVerify)
+                .send()
+                .await
+        ),
         "UnsupportedOperationException"
     );
     assert_eq!(

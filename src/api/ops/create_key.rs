@@ -83,13 +83,21 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .key_spec
         .as_deref()
         .or(r.customer_master_key_spec.as_deref());
+    let key_spec = word(spec, KeySpec::SymmetricDefault)?;
+    if r.key_usage.is_none() && key_spec != KeySpec::SymmetricDefault {
+        return Err(KmsError::Validation(
+            "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys."
+                .into(),
+        )
+        .into());
+    }
     let meta = kms
         .create_key(
             caller,
             CreateKeyInput {
                 description: r.description.unwrap_or_default(),
                 key_usage: word(r.key_usage.as_deref(), KeyUsage::EncryptDecrypt)?,
-                key_spec: word(spec, KeySpec::SymmetricDefault)?,
+                key_spec,
                 origin: word(r.origin.as_deref(), Origin::AwsKms)?,
                 policy: r.policy,
                 tags: into_tags(r.tags),

@@ -14,8 +14,12 @@ struct Request {
 
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
+    // AWS's recorded answer to a request without NumberOfBytes (SDKs send `{}`: the member is
+    // optional in the model).
+    if r.number_of_bytes.is_none() {
+        return Err(KmsError::Validation("NumberOfBytes is required.".into()).into());
+    }
     Validator::new()
-        .required(&r.number_of_bytes, "numberOfBytes")
         .int_range(r.number_of_bytes, "numberOfBytes", 1, 1024)
         .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
         .finish()?;

@@ -1,7 +1,7 @@
 //! `CreateGrant`, `ListGrants`, `ListRetirableGrants`, `RetireGrant`, `RevokeGrant`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{page, parse, Context, Validator};
+use crate::api::wire::{page, parse, principal_ok, Context, Validator, PRINCIPAL_PATTERN};
 use crate::domain::grants::Grant;
 use crate::domain::grants::{Constraints, CreateGrantInput};
 use crate::domain::{Caller, Kms, KmsError};
@@ -64,18 +64,29 @@ struct CreateRequest {
     grant_tokens: Option<Vec<String>>,
     name: Option<String>,
     dry_run: Option<bool>,
+    grantee_service_principal: Option<String>,
+    retiring_service_principal: Option<String>,
 }
 
-const PRINCIPAL_PATTERN: &str = "^[\\w+=,.@:/-]+$";
-
-/// `\w` as AWS's (Java) pattern means it: ASCII letters, digits and `_`.
-fn principal_ok(p: &str) -> bool {
-    p.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
+/// Grants for AWS service principals (`GranteeServicePrincipal`, `RetiringServicePrincipal`):
+/// refused, never ignored, as this service has no AWS services to grant to. Ignoring the member
+/// would create a grant for a principal other than the one asked for, or list other grants.
+fn refuse_service_principals(members: &[(&str, &Option<String>)]) -> Result<(), ApiError> {
+    match members.iter().find(|(_, v)| v.is_some()) {
+        Some((name, _)) => Err(KmsError::UnsupportedOperation(format!(
+            "{name} is not supported: grants for AWS service principals need AWS services, which this service does not have."
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: CreateRequest = parse(body)?;
+    refuse_service_principals(&[
+        ("GranteeServicePrincipal", &r.grantee_service_principal),
+        ("RetiringServicePrincipal", &r.retiring_service_principal),
+    ])?;
     let mut v = Validator::new();
     v.required(&r.key_id, "keyId")
         .required(&r.grantee_principal, "granteePrincipal")
@@ -173,22 +184,17 @@ struct ListRequest {
     marker: Option<String>,
     grant_id: Option<String>,
     grantee_principal: Option<String>,
+    grantee_service_principal: Option<String>,
 }
 
 pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: ListRequest = parse(body)?;
+    refuse_service_principals(&[("GranteeServicePrincipal", &r.grantee_service_principal)])?;
     Validator::new()
         .key_id(&r.key_id)
-        .int_range(r.limit, "limit", 1, 100)
-        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .paging(r.limit, r.marker.as_deref(), 100)
         .str_len(r.grant_id.as_deref(), "grantId", 1, 128)
-        .str_len(r.grantee_principal.as_deref(), "granteePrincipal", 1, 256)
-        .pattern(
-            r.grantee_principal.as_deref(),
-            "granteePrincipal",
-            PRINCIPAL_PATTERN,
-            principal_ok,
-        )
+        .principal(r.grantee_principal.as_deref(), "granteePrincipal")
         .finish()?;
     if let Some(id) = &r.grant_id {
         crate::domain::grants::check_grant_id(id)?;
@@ -223,21 +229,16 @@ struct ListRetirableRequest {
     limit: Option<i64>,
     marker: Option<String>,
     retiring_principal: Option<String>,
+    retiring_service_principal: Option<String>,
 }
 
 pub async fn list_retirable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: ListRetirableRequest = parse(body)?;
+    refuse_service_principals(&[("RetiringServicePrincipal", &r.retiring_service_principal)])?;
     Validator::new()
         .required(&r.retiring_principal, "retiringPrincipal")
-        .str_len(r.retiring_principal.as_deref(), "retiringPrincipal", 1, 256)
-        .pattern(
-            r.retiring_principal.as_deref(),
-            "retiringPrincipal",
-            PRINCIPAL_PATTERN,
-            principal_ok,
-        )
-        .int_range(r.limit, "limit", 1, 100)
-        .str_len(r.marker.as_deref(), "marker", 1, 1024)
+        .principal(r.retiring_principal.as_deref(), "retiringPrincipal")
+        .paging(r.limit, r.marker.as_deref(), 100)
         .finish()?;
     let grants = kms
         .list_retirable_grants(caller, r.retiring_principal.as_deref().unwrap_or_default())

@@ -247,6 +247,7 @@ pub fn signing_algorithm(spec: SigningAlgorithmSpec, kind: PairKind) -> Option<S
 /// What the token signs: the digest (RSA, ECDSA) or the message itself (Ed25519).
 pub fn to_be_signed(
     alg: &SigningAlgorithm,
+    name: SigningAlgorithmSpec,
     message: &[u8],
     is_digest: bool,
 ) -> Result<Vec<u8>, KmsError> {
@@ -261,8 +262,7 @@ pub fn to_be_signed(
     if is_digest {
         if message.len() != alg.hash.output_len {
             return Err(KmsError::Validation(format!(
-                "Digest is invalid length for algorithm {}.",
-                hash_name(alg.hash)
+                "Digest is invalid length for algorithm {name}."
             )));
         }
         return Ok(message.to_vec());
@@ -270,14 +270,6 @@ pub fn to_be_signed(
     Ok(aws_lc_rs::digest::digest(alg.hash, message)
         .as_ref()
         .to_vec())
-}
-
-fn hash_name(h: &'static aws_lc_rs::digest::Algorithm) -> &'static str {
-    match h.output_len {
-        32 => "SHA-256",
-        48 => "SHA-384",
-        _ => "SHA-512",
-    }
 }
 
 /// Verify a signature against a SubjectPublicKeyInfo, over a message or a digest.

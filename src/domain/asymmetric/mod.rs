@@ -107,7 +107,7 @@ impl Kms {
         let op = action.trim_start_matches("kms:");
         let kind = Self::require_signing_key(&rec, op)?;
         let alg = Self::signing(&rec, algorithm, kind)?;
-        let input = to_be_signed(&alg, message, is_digest)?;
+        let input = to_be_signed(&alg, algorithm, message, is_digest)?;
         Ok((rec, alg, input))
     }
 
@@ -262,7 +262,7 @@ impl Kms {
         let max = oaep_max(bits, hash);
         if plaintext.len() > max {
             return Err(KmsError::Validation(format!(
-                "Plaintext is too long for {algorithm} with {}: at most {max} bytes.",
+                "Algorithm {algorithm} and key spec {} cannot encrypt data larger than {max} bytes.",
                 rec.key_spec
             )));
         }
