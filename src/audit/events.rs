@@ -363,7 +363,32 @@ pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) ->
     let event_id = Uuid::new_v4();
     let time = Utc::now();
     let account = key_arn.split(':').nth(4).map(str::to_string);
-    let e = json!({
+    let resources = json!([{ "accountId": account, "type": "AWS::KMS::Key", "ARN": key_arn }]);
+    let mut e = service_body(
+        name,
+        time,
+        event_id,
+        json!(region),
+        details,
+        false,
+        resources,
+    );
+    e["recipientAccountId"] = json!(account);
+    new_event(name, account, vec![key_arn.to_string()], &e, time, event_id)
+}
+
+/// The body of an event the service records by itself (`AwsServiceEvent`): `details` as its
+/// `additionalEventData`.
+fn service_body(
+    name: &str,
+    time: DateTime<Utc>,
+    event_id: Uuid,
+    region: Value,
+    details: Value,
+    read_only: bool,
+    resources: Value,
+) -> Value {
+    json!({
         "eventVersion": "1.11",
         "eventTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "eventSource": "kms.amazonaws.com",
@@ -376,14 +401,12 @@ pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) ->
         "responseElements": Value::Null,
         "additionalEventData": details,
         "eventID": event_id.to_string(),
-        "readOnly": false,
-        "resources": [{ "accountId": account, "type": "AWS::KMS::Key", "ARN": key_arn }],
+        "readOnly": read_only,
+        "resources": resources,
         "eventType": "AwsServiceEvent",
         "managementEvent": true,
-        "recipientAccountId": account,
         "eventCategory": "Management",
-    });
-    new_event(name, account, vec![key_arn.to_string()], &e, time, event_id)
+    })
 }
 
 /// The name of the event that records a grant's end (retired or revoked), chained before the
@@ -418,25 +441,7 @@ pub const SERVICE_INTENT_EVENT: &str = "ServiceActionStarted";
 pub fn security_event(name: &str, details: Value) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
     let time = Utc::now();
-    let e = json!({
-        "eventVersion": "1.11",
-        "eventTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "eventSource": "kms.amazonaws.com",
-        "eventName": name,
-        "awsRegion": Value::Null,
-        "sourceIPAddress": "kms.amazonaws.com",
-        "userAgent": "kms.amazonaws.com",
-        "userIdentity": { "type": "AWSService", "invokedBy": "kms.amazonaws.com" },
-        "requestParameters": Value::Null,
-        "responseElements": Value::Null,
-        "additionalEventData": details,
-        "eventID": event_id.to_string(),
-        "readOnly": true,
-        "resources": [],
-        "eventType": "AwsServiceEvent",
-        "managementEvent": true,
-        "eventCategory": "Management",
-    });
+    let e = service_body(name, time, event_id, Value::Null, details, true, json!([]));
     new_event(name, None, vec![], &e, time, event_id)
 }
 

@@ -33,107 +33,51 @@ pub(super) trait Read<'q, DB: Database, O> {
         O: 'e;
 }
 
-impl<'q, DB, O, A> Read<'q, DB, O> for sqlx::query::QueryAs<'q, DB, O, A>
-where
-    DB: Dialect,
-    A: 'q + Send + sqlx::IntoArguments<'q, DB>,
-    O: Send + Unpin + for<'r> FromRow<'r, DB::Row>,
-{
-    async fn all<'e, 'c: 'e, E>(self, e: E) -> Result<Vec<O>, StoreError>
-    where
-        'q: 'e,
-        E: 'e + Executor<'c, Database = DB>,
-        O: 'e,
-    {
-        self.fetch_all(e).await.map_err(DB::store_error)
-    }
+/// `Read` for one of sqlx's query types (`$out`: what a row reads as): its three fetches, the
+/// errors mapped by the dialect.
+macro_rules! read_for {
+    (<$($g:ident),*> $query:ty => $out:ty, where $($bounds:tt)*) => {
+        impl<'q, DB, A, $($g),*> Read<'q, DB, $out> for $query
+        where
+            DB: Dialect,
+            A: 'q + Send + sqlx::IntoArguments<'q, DB>,
+            $($bounds)*
+        {
+            async fn all<'e, 'c: 'e, E>(self, e: E) -> Result<Vec<$out>, StoreError>
+            where
+                'q: 'e,
+                E: 'e + Executor<'c, Database = DB>,
+                $out: 'e,
+            {
+                self.fetch_all(e).await.map_err(DB::store_error)
+            }
 
-    async fn one<'e, 'c: 'e, E>(self, e: E) -> Result<O, StoreError>
-    where
-        'q: 'e,
-        E: 'e + Executor<'c, Database = DB>,
-        O: 'e,
-    {
-        self.fetch_one(e).await.map_err(DB::store_error)
-    }
+            async fn one<'e, 'c: 'e, E>(self, e: E) -> Result<$out, StoreError>
+            where
+                'q: 'e,
+                E: 'e + Executor<'c, Database = DB>,
+                $out: 'e,
+            {
+                self.fetch_one(e).await.map_err(DB::store_error)
+            }
 
-    async fn maybe<'e, 'c: 'e, E>(self, e: E) -> Result<Option<O>, StoreError>
-    where
-        'q: 'e,
-        E: 'e + Executor<'c, Database = DB>,
-        O: 'e,
-    {
-        self.fetch_optional(e).await.map_err(DB::store_error)
-    }
+            async fn maybe<'e, 'c: 'e, E>(self, e: E) -> Result<Option<$out>, StoreError>
+            where
+                'q: 'e,
+                E: 'e + Executor<'c, Database = DB>,
+                $out: 'e,
+            {
+                self.fetch_optional(e).await.map_err(DB::store_error)
+            }
+        }
+    };
 }
 
-impl<'q, DB, O, A> Read<'q, DB, O> for sqlx::query::QueryScalar<'q, DB, O, A>
-where
-    DB: Dialect,
-    A: 'q + Send + sqlx::IntoArguments<'q, DB>,
-    O: Send + Unpin,
-    (O,): Send + Unpin + for<'r> FromRow<'r, DB::Row>,
-{
-    async fn all<'e, 'c: 'e, E>(self, e: E) -> Result<Vec<O>, StoreError>
-    where
-        'q: 'e,
-        E: 'e + Executor<'c, Database = DB>,
-        O: 'e,
-    {
-        self.fetch_all(e).await.map_err(DB::store_error)
-    }
-
-    async fn one<'e, 'c: 'e, E>(self, e: E) -> Result<O, StoreError>
-    where
-        'q: 'e,
-        E: 'e + Executor<'c, Database = DB>,
-        O: 'e,
-    {
-        self.fetch_one(e).await.map_err(DB::store_error)
-    }
-
-    async fn maybe<'e, 'c: 'e, E>(self, e: E) -> Result<Option<O>, StoreError>
-    where
-        'q: 'e,
-        E: 'e + Executor<'c, Database = DB>,
-        O: 'e,
-    {
-        self.fetch_optional(e).await.map_err(DB::store_error)
-    }
-}
-
-impl<'q, DB, A> Read<'q, DB, DB::Row> for sqlx::query::Query<'q, DB, A>
-where
-    DB: Dialect,
-    A: 'q + Send + sqlx::IntoArguments<'q, DB>,
-{
-    async fn all<'e, 'c: 'e, E>(self, e: E) -> Result<Vec<DB::Row>, StoreError>
-    where
-        'q: 'e,
-        E: 'e + Executor<'c, Database = DB>,
-        DB::Row: 'e,
-    {
-        self.fetch_all(e).await.map_err(DB::store_error)
-    }
-
-    async fn one<'e, 'c: 'e, E>(self, e: E) -> Result<DB::Row, StoreError>
-    where
-        'q: 'e,
-        E: 'e + Executor<'c, Database = DB>,
-        DB::Row: 'e,
-    {
-        self.fetch_one(e).await.map_err(DB::store_error)
-    }
-
-    async fn maybe<'e, 'c: 'e, E>(self, e: E) -> Result<Option<DB::Row>, StoreError>
-    where
-        'q: 'e,
-        E: 'e + Executor<'c, Database = DB>,
-        DB::Row: 'e,
-    {
-        self.fetch_optional(e).await.map_err(DB::store_error)
-    }
-}
+read_for!(<O> sqlx::query::QueryAs<'q, DB, O, A> => O,
+    where O: Send + Unpin + for<'r> FromRow<'r, DB::Row>,);
+read_for!(<O> sqlx::query::QueryScalar<'q, DB, O, A> => O,
+    where O: Send + Unpin, (O,): Send + Unpin + for<'r> FromRow<'r, DB::Row>,);
+read_for!(<> sqlx::query::Query<'q, DB, A> => DB::Row, where);
 
 /// The shared row readers, as free functions of the invoking store's module.
 macro_rules! row_readers {

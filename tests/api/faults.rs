@@ -761,20 +761,7 @@ async fn a_pool_of_tokens_fails_over_when_the_one_in_use_is_lost() {
         ],
     );
     let c = s.client();
-    let create = |spec: KeySpec, usage: KeyUsageType| {
-        let c = c.clone();
-        async move {
-            c.create_key()
-                .key_spec(spec)
-                .key_usage(usage)
-                .send()
-                .await
-                .unwrap()
-                .key_metadata
-                .unwrap()
-                .key_id
-        }
-    };
+    let create = |spec, usage| async { new_key_with(&c, spec, usage).await.key_id };
     let key = create(KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
     let signing = create(KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     let hmac = create(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;

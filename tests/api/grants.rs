@@ -672,14 +672,7 @@ async fn grants_follow_the_key_type() {
 async fn grants_for_aws_service_principals_are_refused_not_ignored() {
     let s = Server::start().await;
     let root = s.client();
-    let key = root
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&root).await;
     let (c, m) = message(
         root.create_grant()
             .key_id(&key)

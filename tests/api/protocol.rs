@@ -157,20 +157,7 @@ async fn errors_aws_sends_without_a_message_carry_none() {
     use aws_sdk_kms::types::{KeySpec, KeyUsageType};
     let s = Server::start().await;
     let c = s.client();
-    let create = |spec: KeySpec, usage: KeyUsageType| {
-        let c = c.clone();
-        async move {
-            c.create_key()
-                .key_spec(spec)
-                .key_usage(usage)
-                .send()
-                .await
-                .unwrap()
-                .key_metadata
-                .unwrap()
-                .key_id
-        }
-    };
+    let create = |spec, usage| async { new_key_with(&c, spec, usage).await.key_id };
     let signing = create(KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     let hmac = create(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
     let b64 = |b: &[u8]| {
@@ -229,19 +216,7 @@ async fn error_texts_are_those_aws_answers() {
     };
     let s = Server::start().await;
     let c = s.client();
-    let create = |spec: KeySpec, usage: KeyUsageType| {
-        let c = c.clone();
-        async move {
-            c.create_key()
-                .key_spec(spec)
-                .key_usage(usage)
-                .send()
-                .await
-                .unwrap()
-                .key_metadata
-                .unwrap()
-        }
-    };
+    let create = |spec, usage| new_key_with(&c, spec, usage);
     // A key id that is neither a UUID, an mrk- id, an alias nor an ARN.
     let (c_, m) = message(c.describe_key().key_id("not-a-key").send().await);
     assert_eq!(

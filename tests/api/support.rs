@@ -1212,6 +1212,22 @@ pub fn client_at(
     aws_sdk_kms::Client::from_conf(b.build())
 }
 
+/// A new key of `spec` for `usage`: its metadata.
+pub async fn new_key_with(
+    c: &aws_sdk_kms::Client,
+    spec: aws_sdk_kms::types::KeySpec,
+    usage: aws_sdk_kms::types::KeyUsageType,
+) -> aws_sdk_kms::types::KeyMetadata {
+    c.create_key()
+        .key_spec(spec)
+        .key_usage(usage)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+}
+
 /// A new symmetric encryption key's id.
 pub async fn new_key(c: &aws_sdk_kms::Client) -> String {
     c.create_key()
