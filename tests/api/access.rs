@@ -88,14 +88,7 @@ async fn an_administrator_can_manage_but_not_use_a_key() {
     let manage = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Create*","kms:Describe*","kms:List*","kms:Get*","kms:Put*"],"Resource":"*"}]}"#;
     let (arn, _, admin) =
         tokio::task::block_in_place(|| s.new_user("123456789012", "keyadmin", Some(manage)));
-    let key = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&admin).await;
     admin.describe_key().key_id(&key).send().await.unwrap();
     admin.get_key_policy().key_id(&key).send().await.unwrap();
     assert_eq!(
@@ -387,14 +380,7 @@ pub fn default_policy() -> &'static str {
 async fn key_policy_validation_and_lockout_safety() {
     let s = Server::start().await;
     let root = s.client();
-    let key = root
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&root).await;
     let got = root.get_key_policy().key_id(&key).send().await.unwrap();
     assert_eq!(got.policy_name.as_deref(), Some("default"));
     let doc: serde_json::Value = serde_json::from_str(got.policy.as_deref().unwrap()).unwrap();
@@ -731,22 +717,8 @@ async fn tag_conditions_and_recorded_admin_changes() {
 async fn resource_aliases_in_conditions() {
     let s = Server::start().await;
     let root = s.client();
-    let named = root
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
-    let other = root
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let named = new_key(&root).await;
+    let other = new_key(&root).await;
     root.create_alias()
         .alias_name("alias/app-web")
         .target_key_id(&named)

@@ -329,14 +329,7 @@ async fn ecc_and_ed25519_keys_sign_and_openssl_agrees() {
         String::from_utf8_lossy(&out.stdout)
     );
     // GetPublicKey is for key pairs only.
-    let sym = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let sym = new_key(&c).await;
     assert_eq!(
         code(c.get_public_key().key_id(&sym).send().await),
         "UnsupportedOperationException"
@@ -590,14 +583,7 @@ async fn hmac_keys_make_macs_that_verify_and_no_flipped_byte_does() {
 async fn data_key_pairs_come_back_usable_and_encrypted() {
     let s = Server::start().await;
     let c = s.client();
-    let kek = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let kek = new_key(&c).await;
     use aws_sdk_kms::types::DataKeyPairSpec as D;
     for spec in [
         D::Rsa2048,

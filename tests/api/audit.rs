@@ -162,14 +162,7 @@ async fn every_call_is_recorded_with_its_fields_and_no_secret() {
 async fn verify_passes_untouched_and_names_each_kind_of_tampering() {
     let s = Server::start().await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     for i in 0..10 {
         c.encrypt()
             .key_id(&key)
@@ -277,14 +270,7 @@ async fn verify_passes_untouched_and_names_each_kind_of_tampering() {
     // Rewritten: every hash recomputed after a change; only the signed checkpoint catches it.
     let s2 = Server::start().await;
     let c2 = s2.client();
-    let k2 = c2
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let k2 = new_key(&c2).await;
     for _ in 0..3 {
         c2.encrypt()
             .key_id(&k2)
@@ -331,22 +317,8 @@ async fn verify_passes_untouched_and_names_each_kind_of_tampering() {
 async fn an_export_verifies_offline_and_a_changed_export_does_not() {
     let s = Server::start().await;
     let c = s.client();
-    let a = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
-    let b = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let a = new_key(&c).await;
+    let b = new_key(&c).await;
     for k in [&a, &b, &a] {
         c.encrypt()
             .key_id(k)
@@ -424,14 +396,7 @@ async fn an_export_verifies_offline_and_a_changed_export_does_not() {
 async fn a_call_whose_audit_write_fails_is_refused() {
     let s = Server::start().await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     s.db.execute("ALTER TABLE audit_events RENAME TO audit_events_away")
         .await;
     let r = c
@@ -459,14 +424,7 @@ async fn two_instances_append_to_one_verifiable_trail() {
     let second = tokio::task::block_in_place(|| s.second_node());
     let c1 = s.client();
     let c2 = s.client_of(&second, &s.access_key_id, &s.secret);
-    let key = c1
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c1).await;
     let mut tasks = Vec::new();
     for c in [c1.clone(), c2.clone()] {
         for _ in 0..4 {

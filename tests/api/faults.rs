@@ -68,14 +68,7 @@ async fn an_unreachable_database_fails_requests_fast_and_the_service_recovers() 
     ])
     .await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let blob = c
         .encrypt()
         .key_id(&key)
@@ -246,14 +239,7 @@ async fn kill_9_during_scheduled_deletion_leaves_no_half_deleted_key() {
     let mut doomed = Vec::new();
     let mut kept = Vec::new();
     for i in 0..40 {
-        let key = c
-            .create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
+        let key = new_key(&c).await;
         let blob = c
             .encrypt()
             .key_id(&key)
@@ -334,14 +320,7 @@ async fn kill_9_during_scheduled_rotation_rotates_each_due_key_exactly_once() {
     let c = s.client();
     let mut keys = Vec::new();
     for _ in 0..40 {
-        let key = c
-            .create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
+        let key = new_key(&c).await;
         c.enable_key_rotation()
             .key_id(&key)
             .rotation_period_in_days(90)
@@ -443,14 +422,7 @@ async fn the_token_lost_under_load_is_reopened_without_a_restart() {
     let (s, fault_file) = faultable(&[]).await;
     let pid = s.pid();
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let signing = c
         .create_key()
         .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
@@ -613,14 +585,7 @@ async fn a_refused_pin_fails_fast_and_loudly_and_a_corrected_pin_file_recovers()
     .await;
     let pid = s.pid();
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let blob = c
         .encrypt()
         .key_id(&key)

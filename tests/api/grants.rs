@@ -12,14 +12,7 @@ fn pt() -> Blob {
 async fn a_user_allowed_only_by_a_grant_until_it_is_revoked() {
     let s = Server::start().await;
     let root = s.client();
-    let key = root
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&root).await;
     let (carol_arn, _, carol) =
         tokio::task::block_in_place(|| s.new_user("123456789012", "carol", None));
     assert_eq!(
@@ -151,14 +144,7 @@ async fn a_user_allowed_only_by_a_grant_until_it_is_revoked() {
 async fn grant_constraints_tokens_names_and_retirement() {
     let s = Server::start().await;
     let root = s.client();
-    let key = root
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&root).await;
     let (carol_arn, _, carol) =
         tokio::task::block_in_place(|| s.new_user("123456789012", "carol", None));
     let (dave_arn, _, dave) =
@@ -363,14 +349,7 @@ async fn grant_constraints_tokens_names_and_retirement() {
 async fn create_grant_refuses_what_the_key_cannot_do() {
     let s = Server::start().await;
     let root = s.client();
-    let key = root
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&root).await;
     let grantee = "arn:aws:iam::123456789012:user/carol";
     let (c, m) = message(
         root.create_grant()
@@ -456,14 +435,7 @@ async fn create_grant_refuses_what_the_key_cannot_do() {
 async fn create_grant_conditions_limit_what_may_be_granted() {
     let s = Server::start().await;
     let root = s.client();
-    let key = root
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&root).await;
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:CreateGrant","Resource":"*",
         "Condition":{"ForAllValues:StringEquals":{"kms:GrantOperations":["Encrypt","Decrypt"]},
                      "Bool":{"kms:GrantIsForAWSResource":"false"},

@@ -226,14 +226,7 @@ async fn symmetric_material_imported_with_oaep_is_the_same_material() {
         Err("InvalidImportTokenException".into())
     );
     // Material that is not in a pending-import key's place: a key the service made.
-    let own = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let own = new_key(&c).await;
     assert_eq!(
         code(
             c.get_parameters_for_import()

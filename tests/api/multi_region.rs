@@ -203,14 +203,7 @@ async fn a_multi_region_key_is_one_key_in_every_region() {
 async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
     let s = Server::start().await;
     let (east, west) = (s.client(), s.client_in(OTHER_REGION));
-    let single = east
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let single = new_key(&east).await;
     let key = mrk(&east).await;
     let refuse =
         |r: Result<_, _>| code::<aws_sdk_kms::operation::replicate_key::ReplicateKeyOutput, _>(r);

@@ -39,14 +39,7 @@ async fn changes_on_one_node_are_enforced_by_the_other_within_a_second() {
     let carol_two = s.client_of(&second, &carol_id, &carol_secret);
     let two = s.client_of(&second, &s.access_key_id, &s.secret);
 
-    let key = one
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&one).await;
     let grant = one
         .create_grant()
         .key_id(&key)

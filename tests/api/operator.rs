@@ -62,14 +62,7 @@ async fn health_readiness_metrics_and_request_ids_in_json_logs() {
     assert_ne!(status, 200);
 
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     for _ in 0..3 {
         c.encrypt()
             .key_id(&key)

@@ -40,14 +40,7 @@ pub(crate) fn kms_with_session(
 async fn an_assumed_role_works_and_then_expires() {
     let s = Server::start_with(&[("KMS_STS_MIN_SESSION_SECONDS", "1")]).await;
     let root = s.client();
-    let key = root
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&root).await;
     let (alice_arn, alice_id, alice_secret, _) =
         tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "alice", None));
     let (_, bob_id, bob_secret, _) =

@@ -14,14 +14,7 @@ fn pt() -> Blob {
 async fn a_key_is_deleted_when_its_window_ends_and_its_material_is_gone() {
     let s = clocked().await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     c.create_alias()
         .alias_name("alias/doomed")
         .target_key_id(&key)
@@ -304,14 +297,7 @@ async fn two_nodes_rotate_and_delete_each_due_key_exactly_once() {
     let c = s.client();
     let mut rotating = Vec::new();
     for _ in 0..6 {
-        let k = c
-            .create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
+        let k = new_key(&c).await;
         c.enable_key_rotation()
             .key_id(&k)
             .rotation_period_in_days(90)
@@ -322,14 +308,7 @@ async fn two_nodes_rotate_and_delete_each_due_key_exactly_once() {
     }
     let mut doomed = Vec::new();
     for _ in 0..4 {
-        let k = c
-            .create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
+        let k = new_key(&c).await;
         c.schedule_key_deletion()
             .key_id(&k)
             .pending_window_in_days(7)

@@ -35,14 +35,7 @@ async fn dump_database(pool: &sqlx::PgPool) -> String {
 async fn plaintext_data_keys_and_secrets_appear_nowhere_in_the_database_or_log() {
     let s = Server::start().await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let mut secrets: Vec<Vec<u8>> = Vec::new();
     for _ in 0..5 {
         let dk = c
@@ -110,14 +103,7 @@ async fn token_object_count_does_not_grow_with_keys() {
     );
     let c = s.client();
     for _ in 0..25 {
-        let key = c
-            .create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
+        let key = new_key(&c).await;
         c.encrypt()
             .key_id(&key)
             .plaintext(Blob::new(b"x".to_vec()))
@@ -132,22 +118,8 @@ async fn token_object_count_does_not_grow_with_keys() {
 async fn tampered_key_rows_are_refused() {
     let s = Server::start().await;
     let c = s.client();
-    let a = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
-    let b = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let a = new_key(&c).await;
+    let b = new_key(&c).await;
     // Swap b's wrapped material for a's: both blobs are genuine, but the MAC binds each to its key.
     s.db.execute(&format!(
         "UPDATE key_materials SET wrapped = (SELECT wrapped FROM key_materials WHERE key_id = {}) WHERE key_id = {}",
@@ -196,14 +168,7 @@ async fn reserved(s: &Server, key: &str) -> i64 {
 async fn gcm_invocations_are_counted_durably() {
     let mut s = Server::start().await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
 
     assert_eq!(
         reserved(&s, &key).await,
@@ -297,14 +262,7 @@ async fn gcm_invocations_are_counted_durably() {
 async fn key_changes_reach_the_metadata_cache() {
     let s = Server::start().await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     c.encrypt()
         .key_id(&key)
         .plaintext(Blob::new(b"x".to_vec()))
@@ -355,14 +313,7 @@ async fn key_changes_reach_the_metadata_cache() {
 async fn a_key_moved_in_the_database_is_refused_even_when_cached() {
     let s = Server::start().await;
     let east = s.client();
-    let key = east
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&east).await;
     east.encrypt()
         .key_id(&key)
         .plaintext(Blob::new(b"x".to_vec()))
@@ -422,14 +373,7 @@ async fn requests_over_the_account_quota_are_throttled() {
     ])
     .await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let mut throttled = 0;
     let mut ok = 0;
     for _ in 0..15 {
@@ -501,14 +445,7 @@ async fn policies_and_grants_written_in_the_database_are_refused() {
     let c = s.client();
     let (mallory_arn, _, mallory) = s.new_user("123456789012", "mallory", None);
     let (bob_arn, _, bob) = s.new_user("123456789012", "bob", None);
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let blob = c
         .encrypt()
         .key_id(&key)
@@ -595,14 +532,7 @@ async fn policies_and_grants_written_in_the_database_are_refused() {
     // removed to play one; with it, a missing MAC is a removed MAC and is never sealed.)
     s.db.execute("DELETE FROM audit_events WHERE event_name = 'SealCoverage'")
         .await;
-    let old = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let old = new_key(&c).await;
     s.db.execute(&format!(
         "UPDATE keys SET policy_mac = NULL WHERE key_id = {}",
         s.db.key(&old)
@@ -664,14 +594,7 @@ async fn policies_and_grants_written_in_the_database_are_refused() {
 async fn no_secret_in_the_log_even_at_trace_level() {
     let s = Server::start_with(&[("KMS_LOG", "trace"), ("RUST_LOG", "trace")]).await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let planted = b"PLANTED-AT-TRACE-91c3".to_vec();
     let blob = c
         .encrypt()
@@ -721,14 +644,7 @@ async fn no_secret_in_the_log_even_at_trace_level() {
 async fn identity_policies_tags_and_trust_policies_written_in_the_database_are_refused() {
     let s = Server::start().await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let encrypt_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}"#;
     let (eve_arn, eve_id, eve_secret, eve) = tokio::task::block_in_place(|| {
         s.new_user_with_secret("123456789012", "eve", Some(encrypt_only))
@@ -898,14 +814,7 @@ async fn key_states_changed_in_the_database_are_refused() {
     let c = s.client();
     let mut keys = Vec::new();
     for _ in 0..2 {
-        let k = c
-            .create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
+        let k = new_key(&c).await;
         keys.push(k);
     }
     let blob = c

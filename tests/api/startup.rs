@@ -143,14 +143,7 @@ async fn sigterm_drains_in_flight_requests() {
     use aws_sdk_kms::primitives::Blob;
     let mut s = Server::start().await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -233,14 +226,7 @@ async fn dev_mode_needs_no_database_server() {
     }
     assert!(dev_dir.join("kms.db").exists(), "the embedded store");
     let c = client_at(&endpoint, &id, &secret, REGION, None);
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let blob = c
         .encrypt()
         .key_id(&key)

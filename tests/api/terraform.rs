@@ -278,14 +278,7 @@ async fn aws_kms_grant_create_read_retire_and_revoke() {
     use aws_sdk_kms::types::{GrantConstraints, GrantOperation};
     let s = Server::start().await;
     let c = s.client();
-    let key = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = new_key(&c).await;
     let admin = format!("arn:aws:iam::{ACCOUNT}:user/admin");
     let grantee = format!("arn:aws:iam::{ACCOUNT}:user/app");
     let create = |name: &'static str| {

@@ -112,14 +112,7 @@ async fn https_with_a_trusted_certificate() {
         )
     };
     let admin = client(&s.access_key_id, &s.secret);
-    let key_id = admin
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key_id = new_key(&admin).await;
     // A user allowed only over TLS.
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
         "Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#;
