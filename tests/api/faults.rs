@@ -423,16 +423,13 @@ async fn the_token_lost_under_load_is_reopened_without_a_restart() {
     let pid = s.pid();
     let c = s.client();
     let key = new_key(&c).await;
-    let signing = c
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let signing = new_key_with(
+        &c,
+        aws_sdk_kms::types::KeySpec::EccNistP256,
+        aws_sdk_kms::types::KeyUsageType::SignVerify,
+    )
+    .await
+    .key_id;
     let before = c
         .encrypt()
         .key_id(&key)

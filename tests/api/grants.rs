@@ -496,17 +496,7 @@ async fn grants_follow_the_key_type() {
         tokio::task::block_in_place(|| s.new_user("123456789012", "carol", None));
     let key = |spec: KeySpec, usage: KeyUsageType| {
         let root = root.clone();
-        async move {
-            root.create_key()
-                .key_spec(spec)
-                .key_usage(usage)
-                .send()
-                .await
-                .unwrap()
-                .key_metadata
-                .unwrap()
-                .key_id
-        }
+        async move { new_key_with(&root, spec, usage).await.key_id }
     };
     let grant = |key: String, ops: Vec<GrantOperation>| {
         let (root, carol_arn) = (root.clone(), carol_arn.clone());

@@ -1209,15 +1209,7 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
         ),
         "UnsupportedOperationException"
     );
-    let signing = east
-        .create_key()
-        .key_spec(KeySpec::EccNistP256)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
+    let signing = new_key_with(&east, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     assert_eq!(signing.current_key_material_id, None);
     // A description of the material is not kept here: refused, not dropped.
     let (token, public) = parameters(

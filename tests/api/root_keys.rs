@@ -53,15 +53,8 @@ async fn the_root_key_rotates_with_every_blob_rewrapped_and_the_old_key_destroye
             .unwrap();
         sealed.push((ct, vec![i; 32]));
     }
-    let rsa = c
-        .create_key()
-        .key_spec(KeySpec::Rsa2048)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
+    let rsa = new_key_with(&c, KeySpec::Rsa2048, KeyUsageType::SignVerify)
         .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
         .key_id;
     let signature = c
         .sign()
@@ -73,15 +66,8 @@ async fn the_root_key_rotates_with_every_blob_rewrapped_and_the_old_key_destroye
         .unwrap()
         .signature
         .unwrap();
-    let hmac = c
-        .create_key()
-        .key_spec(KeySpec::Hmac256)
-        .key_usage(KeyUsageType::GenerateVerifyMac)
-        .send()
+    let hmac = new_key_with(&c, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac)
         .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
         .key_id;
     let mac = c
         .generate_mac()

@@ -382,16 +382,7 @@ async fn keys_that_cannot_rotate_report_rotation_off() {
         (KeySpec::EccNistP256, KeyUsageType::SignVerify),
         (KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac),
     ] {
-        let key = c
-            .create_key()
-            .key_spec(spec.clone())
-            .key_usage(usage)
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
+        let key = new_key_with(&c, spec.clone(), usage).await.key_id;
         let st = c
             .get_key_rotation_status()
             .key_id(&key)
