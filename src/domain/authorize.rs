@@ -134,7 +134,7 @@ impl Kms {
             principal_account: caller.account_id.clone(),
             role_arn: caller.role_arn.clone(),
             action: action.to_string(),
-            resource: rec.map(Self::arn).unwrap_or_else(|| "*".into()),
+            resource: rec.map(KeyRecord::arn).unwrap_or_else(|| "*".into()),
             context: Default::default(),
         };
         let mut put = |k: &str, v: Vec<String>| {

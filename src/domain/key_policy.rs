@@ -67,7 +67,7 @@ impl Kms {
         if rec.key_state == KeyState::PendingDeletion {
             return Err(KmsError::InvalidState(format!(
                 "{} is pending deletion.",
-                Self::arn(&rec)
+                rec.arn()
             )));
         }
         self.check_new_policy(caller, &rec, text, bypass).await?;
@@ -193,7 +193,7 @@ impl Kms {
             None
         };
         Ok(ListKeysOutput {
-            keys: rows.iter().map(|r| (r.public_id(), Self::arn(r))).collect(),
+            keys: rows.iter().map(|r| (r.public_id(), r.arn())).collect(),
             next_marker,
         })
     }

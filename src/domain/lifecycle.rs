@@ -192,7 +192,7 @@ impl Kms {
             ("PendingDeletion", Some(when))
         };
         self.invalidate(Some(rec.key_id));
-        Ok((Self::arn(&rec), state, when))
+        Ok((rec.arn(), state, when))
     }
 
     /// A key whose deletion is cancelled comes back Disabled, or pending import when it has no
@@ -223,7 +223,7 @@ impl Kms {
         {
             return Err(KmsError::InvalidState(format!(
                 "{} is not pending deletion.",
-                Self::arn(&rec)
+                rec.arn()
             )));
         }
         // A key with imported material whose material is gone (deleted or expired while
@@ -237,7 +237,7 @@ impl Kms {
         };
         self.set_state(&rec, state, None, None).await?;
         self.invalidate(Some(rec.key_id));
-        Ok(Self::arn(&rec))
+        Ok(rec.arn())
     }
 
     pub async fn update_key_description(
@@ -289,7 +289,7 @@ impl Kms {
         if rec.account_id != caller.account_id {
             return Err(KmsError::NotFound(format!(
                 "Key '{}' does not exist",
-                Self::arn(&rec)
+                rec.arn()
             )));
         }
         Ok(rec)
@@ -383,8 +383,8 @@ impl Kms {
         if old.key_spec != new.key_spec || old.key_usage != new.key_usage {
             return Err(KmsError::Validation(format!(
                 "{} and {} are not the same type of key (key spec and key usage must match).",
-                Self::arn(&old),
-                Self::arn(&new)
+                old.arn(),
+                new.arn()
             )));
         }
         let mut a = AliasRecord {

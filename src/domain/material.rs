@@ -149,14 +149,9 @@ impl Kms {
             .record(key_id)
             .await?
             .ok_or_else(|| KmsError::NotFound(format!("Key '{key_id}' does not exist")))?;
-        Ok(Self::arn(&rec))
+        Ok(rec.arn())
     }
 
-    pub(super) fn arn(rec: &KeyRecord) -> String {
-        rec.arn()
-    }
-
-    /// The usable material of a key version: from the cache, or loaded, checked and unwrapped.
     /// For `kms backup verify`: the key's rows pass every check, and every material version
     /// it holds unwraps under this token (the handle is only cached, never exported). Returns
     /// how many versions unwrapped.
@@ -171,6 +166,7 @@ impl Kms {
         Ok(n)
     }
 
+    /// The usable material of a key version: from the cache, or loaded, checked and unwrapped.
     pub(super) async fn live_material(
         &self,
         rec: &KeyRecord,

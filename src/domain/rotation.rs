@@ -64,7 +64,7 @@ impl Kms {
         due_at: Option<DateTime<Utc>>,
         on_demand: bool,
     ) -> Result<(), KmsError> {
-        let busy = || KmsError::Conflict(format!("{} is already being rotated.", Self::arn(rec)));
+        let busy = || KmsError::Conflict(format!("{} is already being rotated.", rec.arn()));
         // The rotation state as stored now, verified (the key's and every related key's).
         let rows = self.verified_rotation_rows(rec).await?;
         let current = rows
@@ -144,7 +144,7 @@ impl Kms {
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::Conflict(format!(
                     "{} is already being rotated.",
-                    Self::arn(rec)
+                    rec.arn()
                 )))
             }
             Err(e) => return Err(e.into()),
@@ -200,7 +200,7 @@ impl Kms {
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::Conflict(format!(
                     "{} is being updated; try again.",
-                    Self::arn(rec)
+                    rec.arn()
                 )))
             }
             Err(e) => return Err(e.into()),
@@ -245,7 +245,7 @@ impl Kms {
         ) {
             return Ok(RotationStatus {
                 enabled: false,
-                key_arn: Self::arn(&rec),
+                key_arn: rec.arn(),
                 period_days: rec.rotation_period_days,
                 next: None,
             });
@@ -257,14 +257,14 @@ impl Kms {
         if rec.key_spec != KeySpec::SymmetricDefault {
             return Ok(RotationStatus {
                 enabled: false,
-                key_arn: Self::arn(&rec),
+                key_arn: rec.arn(),
                 period_days: None,
                 next: None,
             });
         }
         Ok(RotationStatus {
             enabled: rec.rotation_enabled,
-            key_arn: Self::arn(&rec),
+            key_arn: rec.arn(),
             period_days: rec.rotation_period_days,
             next: rec.next_rotation_date,
         })
@@ -285,17 +285,17 @@ impl Kms {
         if rec.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::LimitExceeded(format!(
                 "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
-                Self::arn(&rec)
+                rec.arn()
             )));
         }
         if rec.rotation_enabled && rec.next_rotation_date.is_some_and(|n| n <= self.now()) {
             return Err(KmsError::Conflict(format!(
                 "An automatic rotation of {} is due; try again later.",
-                Self::arn(&rec)
+                rec.arn()
             )));
         }
         self.rotate_material(&rec, "ON_DEMAND", None, true).await?;
-        Ok(Self::arn(&rec))
+        Ok(rec.arn())
     }
 
     pub async fn list_key_rotations(
@@ -313,7 +313,7 @@ impl Kms {
         if rec.key_spec != KeySpec::SymmetricDefault {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} does not support rotation.",
-                Self::arn(&rec)
+                rec.arn()
             )));
         }
         let imported = if rec.origin == Origin::External {
@@ -325,7 +325,7 @@ impl Kms {
             None
         };
         Ok(KeyRotations {
-            arn: Self::arn(&rec),
+            arn: rec.arn(),
             blob_id: rec.blob_id(),
             current_version: rec.current_version,
             rotations: self.keys.rotations(rec.key_id).await?,

@@ -31,7 +31,7 @@ impl Kms {
         let blob = self.seal(&rec, plaintext, ctx).await?;
         Ok(EncryptOutput {
             blob,
-            key_arn: Self::arn(&rec),
+            key_arn: rec.arn(),
         })
     }
 
@@ -49,7 +49,7 @@ impl Kms {
         }
         Ok(DecryptOutput {
             plaintext,
-            key_arn: Self::arn(&rec),
+            key_arn: rec.arn(),
         })
     }
 
@@ -146,8 +146,8 @@ impl Kms {
         let blob = self.seal(&dest, plaintext, destination_ctx).await?;
         Ok(ReEncryptOutput {
             blob,
-            source_key_arn: Self::arn(&src),
-            key_arn: Self::arn(&dest),
+            source_key_arn: src.arn(),
+            key_arn: dest.arn(),
         })
     }
 
@@ -184,7 +184,7 @@ impl Kms {
         Ok(DataKeyOutput {
             blob,
             plaintext,
-            key_arn: Self::arn(&rec),
+            key_arn: rec.arn(),
         })
     }
 
