@@ -72,9 +72,20 @@ fn wrap_of(kms: &Kms, algorithm: AlgorithmSpec) -> Result<ImportWrap, KmsError> 
             )))
         }
     };
-    if hash == Hash::Sha256 && !caps.oaep_sha256 {
+    // RSAES_OAEP_SHA_256 wraps the material itself: without OAEP-SHA-256 in the token, the
+    // padding would have to come off in host memory with the material in it. RSA_AES_KEY_WRAP
+    // wraps only an ephemeral AES key that way; the material stays in the token.
+    let available = match wrap {
+        ImportWrap::Oaep(_) => caps.oaep_sha256,
+        ImportWrap::RsaAes(_) => caps.decrypts_oaep_sha256(),
+    };
+    if hash == Hash::Sha256 && !available {
+        let instead = match wrap {
+            ImportWrap::Oaep(_) if caps.decrypts_oaep_sha256() => ", and the key material would have to leave it to be unwrapped. Use RSA_AES_KEY_WRAP_SHA_256",
+            _ => "",
+        };
         return Err(KmsError::UnsupportedOperation(format!(
-            "WrappingAlgorithm {algorithm} is not available: this key store's HSM ({} {}) has no RSAES-OAEP with SHA-256.",
+            "WrappingAlgorithm {algorithm} is not available: this key store's HSM ({} {}) has no RSAES-OAEP with SHA-256{instead}.",
             caps.manufacturer, caps.model
         )));
     }

@@ -417,14 +417,20 @@ impl Hsm {
         }
     }
 
-    /// RSAES-OAEP decryption in the token (MGF1 with the same hash, no label).
+    /// RSAES-OAEP decryption (MGF1 with the same hash, no label) of a ciphertext as long as
+    /// the modulus. In the token where it has the hash; otherwise raw RSA in the token and the
+    /// padding removed here in constant time (`oaep.rs`), every failure alike.
     pub async fn rsa_oaep_decrypt(
         &self,
         key: Arc<KeyHandle>,
         hash: Hash,
         ciphertext: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        let in_token = hash != Hash::Sha256 || self.inner.caps.oaep_sha256;
         self.run(move |s| {
+            if !in_token {
+                return raw_oaep_decrypt(s, s.obj(&key)?, hash, &ciphertext);
+            }
             let params = PkcsOaepParams::new(hash.mechanism(), hash.mgf(), PkcsOaepSource::empty());
             s.bad_ciphertext(ck(s.decrypt(
                 &Mechanism::RsaPkcsOaep(params),
@@ -499,21 +505,57 @@ pub(super) fn probe_curves(s: &Session) -> Vec<Curve> {
         .collect()
 }
 
-/// Whether the token decrypts RSAES-OAEP with SHA-256 (SoftHSM 2.6.1 implements only SHA-1):
-/// probed once at start-up with a throwaway session key pair.
-pub(super) fn probe_oaep_sha256(s: &Session) -> Result<bool, HsmError> {
+/// RSAES-OAEP decryption as raw RSA (`CKM_RSA_X_509`) in the token and OAEP decoding here: for
+/// tokens without OAEP over `hash`. The key object needs `CKA_DECRYPT`. Every failure, the
+/// token's refusal of the block included, is `BadCiphertext`.
+pub(super) fn raw_oaep_decrypt(
+    s: &Tok,
+    private: ObjectHandle,
+    hash: Hash,
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+    let k = ciphertext.len();
+    let em = Zeroizing::new(s.bad_ciphertext(ck(s.decrypt(
+        &Mechanism::RsaX509,
+        private,
+        ciphertext,
+    )))?);
+    if em.len() > k {
+        return Err(HsmError::BadCiphertext);
+    }
+    // The block is as long as the modulus; a token may drop its leading zero bytes.
+    let mut block = Zeroizing::new(vec![0u8; k - em.len()]);
+    block.extend_from_slice(&em);
+    super::oaep::decode(hash, &block).ok_or(HsmError::BadCiphertext)
+}
+
+/// Which RSA decryptions the token does, probed once at start-up with a throwaway session key
+/// pair: (RSAES-OAEP with SHA-256 — SoftHSM 2.6.1 implements only SHA-1 —, raw RSA).
+pub(super) fn probe_rsa_decryption(
+    s: &Session,
+    oaep_listed: bool,
+    raw_listed: bool,
+) -> Result<(bool, bool), HsmError> {
     let (public, private) = generate_pair(s, PairKind::Rsa(2048), PrivateUse::Decrypt)?;
     let h = Hash::Sha256;
     let params = PkcsOaepParams::new(h.mechanism(), h.mgf(), PkcsOaepSource::empty());
-    let ok = s
-        .encrypt(&Mechanism::RsaPkcsOaep(params), public, b"probe")
-        .and_then(|ct| s.decrypt(&Mechanism::RsaPkcsOaep(params), private, &ct))
-        .is_ok();
+    let oaep = oaep_listed
+        && s.encrypt(&Mechanism::RsaPkcsOaep(params), public, b"probe")
+            .and_then(|ct| s.decrypt(&Mechanism::RsaPkcsOaep(params), private, &ct))
+            .is_ok_and(|pt| pt == b"probe");
+    // A block below the modulus (leading zero byte), through raw RSA and back.
+    let block: Vec<u8> = (0..256u32)
+        .map(|i| if i == 0 { 0 } else { i as u8 })
+        .collect();
+    let raw = raw_listed
+        && s.encrypt(&Mechanism::RsaX509, public, &block)
+            .and_then(|ct| s.decrypt(&Mechanism::RsaX509, private, &ct))
+            .is_ok_and(|pt| pt.len() <= block.len() && pt[..] == block[block.len() - pt.len()..]);
     let d1 = ck(s.destroy_object(public));
     let d2 = ck(s.destroy_object(private));
     d1?;
     d2?;
-    Ok(ok)
+    Ok((oaep, raw))
 }
 
 /// Label of the token-held P-256 key that signs audit checkpoints (private half; the public

@@ -18,6 +18,10 @@ pub struct Capabilities {
     pub mechanisms: Vec<MechanismType>,
     /// Whether RSAES-OAEP with SHA-256 works (probed; SoftHSM 2.6.1 has SHA-1 only).
     pub oaep_sha256: bool,
+    /// Whether raw RSA (`CKM_RSA_X_509`) decrypts in the token (probed). Where the token has no
+    /// RSAES-OAEP with SHA-256, the RSA operation runs in the token this way and the OAEP
+    /// padding is removed in the service, in constant time (`oaep.rs`).
+    pub rsa_raw: bool,
     /// The elliptic curves the token generates keys on (probed; Kryoptic built against
     /// OpenSSL 3.0 has no secp256k1).
     pub curves: Vec<asym::Curve>,
@@ -26,6 +30,12 @@ pub struct Capabilities {
 impl Capabilities {
     pub fn has(&self, m: MechanismType) -> bool {
         self.mechanisms.contains(&m)
+    }
+
+    /// Whether RSAES-OAEP with SHA-256 decrypts: in the token, or as raw RSA in the token with
+    /// the padding removed in the service. Either way the private key never leaves the token.
+    pub fn decrypts_oaep_sha256(&self) -> bool {
+        self.oaep_sha256 || self.rsa_raw
     }
 }
 

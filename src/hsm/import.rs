@@ -97,12 +97,16 @@ fn oaep(h: Hash) -> Mechanism<'static> {
 }
 
 /// Unwrap the importer's material with the wrapping private key: the new object, or why the
-/// material was refused.
+/// material was refused. `raw`: the token has no RSAES-OAEP over the hash, so the ephemeral
+/// AES key of `RsaAes` is recovered by raw RSA in the token and OAEP decoding in the service,
+/// then put back into the token as a short-lived session object; the material itself is
+/// unwrapped inside the token as always.
 fn unwrap_material(
     s: &Tok,
     private: ObjectHandle,
     modulus_len: usize,
     wrap: ImportWrap,
+    raw: bool,
     encrypted: &[u8],
     template: &[Attribute],
 ) -> Result<Result<ObjectHandle, String>, HsmError> {
@@ -115,14 +119,40 @@ fn unwrap_material(
                 return Ok(Err("too short for RSA_AES_KEY_WRAP".into()));
             }
             let (key_part, material_part) = encrypted.split_at(modulus_len);
-            let ephemeral = match s.unwrap_key(
-                &oaep(h),
-                private,
-                key_part,
-                &super::wrap::secret_key(KeyType::AES, false, &[Attribute::Unwrap(true)]),
-            ) {
-                Ok(k) => k,
-                Err(e) => return Ok(Err(format!("RSAES-OAEP unwrap of the AES key failed: {e}"))),
+            let unwrap_only = [Attribute::Unwrap(true)];
+            let ephemeral = if raw {
+                match super::asym::raw_oaep_decrypt(s, private, h, key_part) {
+                    Ok(aes) if [16, 24, 32].contains(&aes.len()) => {
+                        let mut t = super::wrap::secret_key(KeyType::AES, false, &unwrap_only);
+                        t.push(Attribute::Value(aes.to_vec()));
+                        let created = ck(s.create_object(&t));
+                        for a in t.iter_mut() {
+                            if let Attribute::Value(v) = a {
+                                zeroize::Zeroize::zeroize(v);
+                            }
+                        }
+                        created?
+                    }
+                    Ok(_) => {
+                        return Ok(Err("the RSAES-OAEP block does not hold an AES key".into()))
+                    }
+                    Err(HsmError::BadCiphertext) => {
+                        return Ok(Err("RSAES-OAEP decryption of the AES key failed".into()))
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                match s.unwrap_key(
+                    &oaep(h),
+                    private,
+                    key_part,
+                    &super::wrap::secret_key(KeyType::AES, false, &unwrap_only),
+                ) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        return Ok(Err(format!("RSAES-OAEP unwrap of the AES key failed: {e}")))
+                    }
+                }
             };
             let r = s
                 .unwrap5649(ephemeral, material_part, template)
@@ -306,18 +336,29 @@ impl Hsm {
         encrypted: Vec<u8>,
         as_: ImportAs,
     ) -> Result<Result<Imported, String>, HsmError> {
+        // Where the token has no RSAES-OAEP over the hash, the wrapping key decrypts raw RSA.
+        let raw = match wrap {
+            ImportWrap::RsaAes(Hash::Sha256) => !self.inner.caps.oaep_sha256,
+            _ => false,
+        };
         self.run(move |s| {
             let (root_version, root) = s.root()?;
+            let mut template = private_template(PairKind::Rsa(bits), PrivateUse::Unwrap, false);
+            if raw {
+                template.push(Attribute::Decrypt(true));
+                template.retain(|a| !matches!(a, Attribute::Decrypt(false)));
+            }
             let private = s.unwrap5649(
                 s.root_of(private_root_version)?,
                 &wrapped_private,
-                &private_template(PairKind::Rsa(bits), PrivateUse::Unwrap, false),
+                &template,
             )?;
             let unwrapped = unwrap_material(
                 s,
                 private,
                 bits as usize / 8,
                 wrap,
+                raw,
                 &encrypted,
                 &target_template(as_),
             );

@@ -25,6 +25,7 @@ mod capabilities;
 mod error;
 mod import;
 mod mac;
+mod oaep;
 mod pool;
 mod profile;
 mod raw;

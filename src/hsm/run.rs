@@ -56,11 +56,15 @@ impl Hsm {
             model: info.model().trim().to_string(),
             mechanisms: mechs.clone(),
             oaep_sha256: false,
+            rsa_raw: false,
             curves: vec![],
         };
-        if caps.has(MechanismType::RSA_PKCS_KEY_PAIR_GEN) && caps.has(MechanismType::RSA_PKCS_OAEP)
-        {
-            caps.oaep_sha256 = asym::probe_oaep_sha256(&pinned)?;
+        if caps.has(MechanismType::RSA_PKCS_KEY_PAIR_GEN) {
+            (caps.oaep_sha256, caps.rsa_raw) = asym::probe_rsa_decryption(
+                &pinned,
+                caps.has(MechanismType::RSA_PKCS_OAEP),
+                caps.has(MechanismType::RSA_X_509),
+            )?;
         }
         if caps.has(MechanismType::ECC_KEY_PAIR_GEN) {
             caps.curves = asym::probe_curves(&pinned);

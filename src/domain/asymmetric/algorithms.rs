@@ -102,7 +102,7 @@ pub fn algorithms(spec: KeySpec, usage: KeyUsage, caps: &Capabilities) -> Algori
         }
         (Some(Kind::Pair(PairKind::Rsa(_))), ENCRYPT_DECRYPT) => {
             a.encryption = vec![EncryptionAlgorithmSpec::RsaesOaepSha1];
-            if caps.oaep_sha256 {
+            if caps.decrypts_oaep_sha256() {
                 a.encryption.push(EncryptionAlgorithmSpec::RsaesOaepSha256);
             }
         }

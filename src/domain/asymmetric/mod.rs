@@ -219,7 +219,7 @@ impl Kms {
                 rec.key_spec
             ))
         })?;
-        if hash == Hash::Sha256 && !self.hsm.capabilities().oaep_sha256 {
+        if hash == Hash::Sha256 && !self.hsm.capabilities().decrypts_oaep_sha256() {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{algorithm} is not available: this key store's HSM ({} {}) implements RSAES-OAEP with SHA-1 only. Use RSAES_OAEP_SHA_1.",
                 self.hsm.capabilities().manufacturer,
