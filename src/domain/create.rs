@@ -89,6 +89,14 @@ impl Kms {
             )
         };
         if input.multi_region {
+            if let asymmetric::Kind::Pair(k) = kind {
+                if self.hsm.holds(k) {
+                    return Err(KmsError::UnsupportedOperation(format!(
+                        "Multi-Region keys with KeySpec {} are not available: this key store's HSM keeps such keys as token objects, which cannot be shared between Regions.",
+                        input.key_spec
+                    )));
+                }
+            }
             let mrk = keyid::new_mrk();
             rec.key_id = keyid::mrk_key_id(&mrk, &rec.region);
             rec.mrk_id = Some(mrk);
@@ -118,11 +126,40 @@ impl Kms {
         self.seal_new_key(&mut rec, &input.tags).await?;
         // Token generates → token wraps → database commits → reply.
         let m = self.new_material(&rec, 1).await?;
-        self.keys
+        if let Err(e) = self
+            .keys
             .create_key(&rec, Some(&m), &input.tags, self.limits.keys_per_region)
             .await
-            .map_err(|e| self.key_quota_error(e, &rec.account_id, &rec.region))?;
+        {
+            // A key kept as a token object is not left behind by a key that was not written.
+            self.destroy_held(&rec, &m).await;
+            return Err(self.key_quota_error(e, &rec.account_id, &rec.region));
+        }
         self.metadata(&rec).await
+    }
+
+    /// Destroy the token object of a held key's material (`hsm::held`), if it is one; a
+    /// failure is logged with what an operator needs to remove it.
+    pub(crate) async fn destroy_held(&self, rec: &KeyRecord, m: &MaterialRecord) {
+        if crate::hsm::held_id(&m.wrapped).is_none() {
+            return;
+        }
+        let label = held_label(rec.key_id, m.version);
+        match self
+            .hsm
+            .destroy_held(m.wrapped.clone(), label.clone())
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(key_id = %rec.key_id, label, "key object destroyed in the token")
+            }
+            Ok(false) => {
+                tracing::warn!(key_id = %rec.key_id, label, "the token no longer held the key object")
+            }
+            Err(e) => {
+                tracing::error!(key_id = %rec.key_id, label, error = %e, "could not destroy the key object in the token: remove the private key object with this label by hand")
+            }
+        }
     }
 
     /// An enabled, customer-managed symmetric key created now, to be adjusted by the caller.
@@ -166,10 +203,14 @@ impl Kms {
     ) -> Result<MaterialRecord, KmsError> {
         let (wrapped, root_version, public_key) = match asymmetric::kind(rec.key_spec) {
             Some(asymmetric::Kind::Pair(kind)) => {
-                let (w, public, v) = self
-                    .hsm
-                    .generate_wrapped_key_pair(kind, asymmetric::private_use(rec.key_usage))
-                    .await?;
+                let use_ = asymmetric::private_use(rec.key_usage);
+                let (w, public, v) = if self.hsm.holds(kind) {
+                    self.hsm
+                        .generate_held_key_pair(kind, use_, held_label(rec.key_id, version))
+                        .await?
+                } else {
+                    self.hsm.generate_wrapped_key_pair(kind, use_).await?
+                };
                 (w, v, Some(asymmetric::spki(kind, &public)?))
             }
             Some(asymmetric::Kind::Hmac(_, len)) => {
@@ -192,4 +233,9 @@ impl Kms {
         m.mac = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
         Ok(m)
     }
+}
+
+/// The label of a held key's token object (`hsm::held`): its key and material version.
+pub(crate) fn held_label(key_id: Uuid, version: i32) -> String {
+    format!("kms-key-{key_id}-v{version}")
 }

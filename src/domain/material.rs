@@ -220,6 +220,14 @@ impl Kms {
             return Err(KmsError::KeyUnavailable);
         }
         let unwrapped = match asymmetric::kind(rec.key_spec) {
+            Some(asymmetric::Kind::Pair(_)) if crate::hsm::held_id(&m.wrapped).is_some() => {
+                self.hsm
+                    .held_private(
+                        m.wrapped.clone(),
+                        super::create::held_label(rec.key_id, version),
+                    )
+                    .await
+            }
             Some(asymmetric::Kind::Pair(kind)) => {
                 self.hsm
                     .unwrap_private(

@@ -218,6 +218,12 @@ impl Kms {
                     .await?
                     .ok_or(KmsError::KeyUnavailable)?;
                 self.verify_material(&primary, &m).await?;
+                if crate::hsm::held_id(&m.wrapped).is_some() {
+                    // Not made multi-Region at creation (see `create_key`); never shared.
+                    return Err(KmsError::UnsupportedOperation(
+                        "This key's private key is a token object of this key store's HSM and cannot be shared between Regions.".into(),
+                    ));
+                }
                 let copy = MaterialRecord {
                     key_id: replica.key_id,
                     ..m.clone()

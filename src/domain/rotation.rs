@@ -425,8 +425,26 @@ impl Kms {
                         serde_json::json!({ "reason": "the waiting period ended; all key material was destroyed" }),
                     )
                     .await?;
+                // Keys kept as token objects (`hsm::held`) are destroyed in the token once
+                // their rows are gone.
+                let mut held = Vec::new();
+                if k.key_spec == KeySpec::EccNistEdwards25519 {
+                    for v in 1..=k.current_version {
+                        if let Some(m) = self.keys.material(k.key_id, v).await? {
+                            // Only a row that is this key's (its MAC; the object's label names
+                            // the key too): an edited row must not destroy another key.
+                            if self.verify_material(k, &m).await.is_ok() {
+                                held.push(m);
+                            }
+                        }
+                    }
+                }
                 if !action.run(self.keys.delete_due_key(k, now)).await? {
                     continue;
+                }
+                self.invalidate(Some(k.key_id));
+                for m in &held {
+                    self.destroy_held(k, m).await;
                 }
                 deleted += 1;
                 tracing::info!(key_id = %k.key_id, "key deleted at the end of its waiting period; its material is destroyed");

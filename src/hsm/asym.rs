@@ -221,6 +221,17 @@ pub(super) fn generate_pair(
     kind: PairKind,
     use_: PrivateUse,
 ) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
+    generate_pair_with(s, kind, use_, &[])
+}
+
+/// A key pair of session objects, the private one extractable (to be wrapped), unless
+/// `private_overrides` say otherwise: attributes that replace those of the same type.
+pub(super) fn generate_pair_with(
+    s: &Session,
+    kind: PairKind,
+    use_: PrivateUse,
+    private_overrides: &[Attribute],
+) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
     let mut public = vec![Attribute::Token(false)];
     let mechanism = match kind {
         PairKind::Rsa(bits) => {
@@ -242,8 +253,16 @@ pub(super) fn generate_pair(
             Mechanism::EccEdwardsKeyPairGen
         }
     };
-    let mut private = private_template(kind, use_, true);
-    private.retain(|a| !matches!(a, Attribute::Class(_) | Attribute::KeyType(_)));
+    // Held keys (a token object) are never extractable.
+    let extractable = !private_overrides.contains(&Attribute::Token(true));
+    let mut private = private_template(kind, use_, extractable);
+    private.retain(|a| {
+        !matches!(a, Attribute::Class(_) | Attribute::KeyType(_))
+            && !private_overrides
+                .iter()
+                .any(|o| o.attribute_type() == a.attribute_type())
+    });
+    private.extend_from_slice(private_overrides);
     ck(s.generate_key_pair(&mechanism, &public, &private))
 }
 
@@ -475,16 +494,16 @@ impl Hsm {
     }
 }
 
-/// Whether the token can generate an Ed25519 key pair and wrap its private key (SoftHSM 2.6.1
-/// generates them but refuses to wrap them: `CKR_KEY_NOT_WRAPPABLE`).
-pub(super) fn probe_ed25519(s: &Tok, root: ObjectHandle) -> bool {
+/// Whether the token can generate an Ed25519 key pair, and whether it can wrap its private key
+/// (SoftHSM 2.6.1 generates them but refuses to wrap them: `CKR_KEY_NOT_WRAPPABLE`).
+pub(super) fn probe_ed25519(s: &Tok, root: ObjectHandle) -> (bool, bool) {
     let Ok((public, private)) = generate_pair(s, PairKind::Ed25519, PrivateUse::Sign) else {
-        return false;
+        return (false, false);
     };
-    let ok = s.wrap5649(root, private).is_ok();
+    let wraps = s.wrap5649(root, private).is_ok();
     let _ = s.destroy_object(public);
     let _ = s.destroy_object(private);
-    ok
+    (true, wraps)
 }
 
 /// The curves the token generates key pairs on: probed once at start-up with throwaway

@@ -151,11 +151,18 @@ impl Hsm {
             session: s,
             inner: &self.inner,
         };
-        let ed = self.inner.caps.has(MechanismType::ECC_EDWARDS_KEY_PAIR_GEN)
-            && asym::probe_ed25519(&tok, root);
+        let (generates, wraps) = if self.inner.caps.has(MechanismType::ECC_EDWARDS_KEY_PAIR_GEN) {
+            asym::probe_ed25519(&tok, root)
+        } else {
+            (false, false)
+        };
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.inner.ed25519.store(wraps, relaxed);
+        // Kept as token objects where they cannot be wrapped (`held.rs`), but not in a pool of
+        // tokens: the other tokens would not have them.
         self.inner
-            .ed25519
-            .store(ed, std::sync::atomic::Ordering::Relaxed);
+            .ed25519_held
+            .store(generates && !wraps && !self.is_pool(), relaxed);
     }
 
     /// Whether Ed25519 keys can be created on this token (generated and wrapped).

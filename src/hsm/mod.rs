@@ -23,6 +23,7 @@
 mod asym;
 mod capabilities;
 mod error;
+mod held;
 mod import;
 mod mac;
 mod oaep;
@@ -44,6 +45,7 @@ pub use wrap::*;
 
 pub use asym::{Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme, AUDIT_KEY_LABEL};
 pub use error::HsmError;
+pub use held::{held_blob, held_id};
 pub use import::{ImportAs, ImportWrap, Imported};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -114,6 +116,9 @@ struct Inner {
     /// Whether Ed25519 private keys can be generated and wrapped (probed once the root key is
     /// loaded; SoftHSM 2.6.1 generates them but cannot wrap them).
     ed25519: std::sync::atomic::AtomicBool,
+    /// Whether Ed25519 private keys are kept as token objects instead (`held.rs`): generated
+    /// but not wrappable, on a single token.
+    ed25519_held: std::sync::atomic::AtomicBool,
     /// The audit signing key pair (private, public), once found or created.
     audit: Mutex<Option<(ObjectHandle, ObjectHandle)>>,
     /// Bumped each time the token is re-opened: session objects and handles of an older
@@ -166,6 +171,9 @@ pub struct KeyHandle {
     generation: u64,
     current: Arc<AtomicU64>,
     reaper: std::sync::mpsc::Sender<Reap>,
+    /// Whether dropping the last handle destroys the object: an unwrapped session object, not
+    /// a held token object.
+    owned: bool,
 }
 
 impl std::fmt::Debug for KeyHandle {
@@ -191,7 +199,9 @@ impl Drop for KeyHandle {
     fn drop(&mut self) {
         // The reaper thread lives as long as the process; if it is gone, so is the session
         // that owned the object.
-        let _ = self.reaper.send(Reap::Destroy(self.obj, self.generation));
+        if self.owned {
+            let _ = self.reaper.send(Reap::Destroy(self.obj, self.generation));
+        }
     }
 }
 

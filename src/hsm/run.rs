@@ -99,6 +99,7 @@ impl Hsm {
                 mac: Mutex::new(None),
                 older_macs: Mutex::new(Vec::new()),
                 ed25519: std::sync::atomic::AtomicBool::new(false),
+                ed25519_held: std::sync::atomic::AtomicBool::new(false),
                 audit: Mutex::new(None),
                 generation,
                 healthy: AtomicBool::new(true),

@@ -275,6 +275,7 @@ impl Hsm {
                 generation: current.load(Ordering::Acquire),
                 current,
                 reaper,
+                owned: true,
             }))
         })
         .await
@@ -296,6 +297,10 @@ impl Hsm {
                 return Err(HsmError::Other(format!(
                     "the blob is wrapped under root key v{version} already"
                 )));
+            }
+            // A held key's stand-in is under no root key: it moves to the current one as it is.
+            if super::held_id(&blob).is_some() {
+                return Ok((blob, version));
             }
             let template = match kind {
                 BlobKind::Aes => secret_key(KeyType::AES, true, &[]),

@@ -239,8 +239,9 @@ async fn ecc_and_ed25519_keys_sign_and_openssl_agrees() {
             assert!(m.contains("ECC_SECG_P256K1"), "{m}");
         }
     }
-    // Ed25519 where the token can wrap its private keys (the start-up probe decides); SoftHSM
-    // 2.6.1 generates Ed25519 keys but refuses to wrap them, and the service says so.
+    // Ed25519 on every token: wrapped where the token can wrap its private keys (the start-up
+    // probe decides), a token object where it cannot (SoftHSM 2.6.1; see
+    // `ed25519_keys_the_token_cannot_wrap_are_token_objects_until_deleted`).
     // The deprecated CustomerMasterKeySpec's enum has no Ed25519 (nor ML-DSA): refused there,
     // and left out of answers for such keys.
     #[allow(deprecated)]
@@ -253,42 +254,32 @@ async fn ecc_and_ed25519_keys_sign_and_openssl_agrees() {
         .send()
         .await;
     assert_eq!(code(old_spec), "ValidationException");
-    let created = c
+    let meta = c
         .create_key()
         .key_spec(KeySpec::EccNistEdwards25519)
         .key_usage(KeyUsageType::SignVerify)
         .send()
-        .await;
-    match created {
-        Ok(out) => {
-            let meta = out.key_metadata.unwrap();
-            #[allow(deprecated)]
-            let old_spec = meta.customer_master_key_spec.clone();
-            assert_eq!(old_spec, None);
-            let ed = meta.key_id;
-            sign_and_check(&c, &ed, &[S::Ed25519Sha512], ec).await;
-            assert_eq!(
-                code(
-                    c.sign()
-                        .key_id(&ed)
-                        .message(Blob::new(vec![0; 64]))
-                        .message_type(MessageType::Digest)
-                        .signing_algorithm(S::Ed25519Sha512)
-                        .send()
-                        .await
-                ),
-                "InvalidKeyUsageException"
-            );
-        }
-        Err(e) => {
-            let (c_, m) = message::<aws_sdk_kms::operation::create_key::CreateKeyOutput, _>(Err(e));
-            assert_eq!(c_, "UnsupportedOperationException", "{m}");
-            assert!(
-                m.contains("ECC_NIST_EDWARDS25519") && m.contains("cannot generate and wrap"),
-                "{m}"
-            );
-        }
-    }
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    #[allow(deprecated)]
+    let old_spec = meta.customer_master_key_spec.clone();
+    assert_eq!(old_spec, None);
+    let ed = meta.key_id;
+    sign_and_check(&c, &ed, &[S::Ed25519Sha512], ec).await;
+    assert_eq!(
+        code(
+            c.sign()
+                .key_id(&ed)
+                .message(Blob::new(vec![0; 64]))
+                .message_type(MessageType::Digest)
+                .signing_algorithm(S::Ed25519Sha512)
+                .send()
+                .await
+        ),
+        "InvalidKeyUsageException"
+    );
 
     // The openssl command line verifies a P-256 signature against the exported key.
     let dir = tempfile::tempdir().unwrap();
@@ -894,4 +885,146 @@ async fn rsa_oaep_sha256_decrypts_the_wycheproof_vectors() {
         valid > 20 && refused > 20,
         "{valid} valid, {refused} refused"
     );
+}
+
+/// Ed25519 on a token that generates such keys but cannot wrap them (SoftHSM 2.6.1): each
+/// private key is a token object — the database holds only a stand-in naming it, MAC'd to its
+/// key — that signs like any key, survives a restart and a root key rotation, cannot be pointed
+/// at by another key's row, is never made multi-Region, and is destroyed when the key is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ed25519_keys_the_token_cannot_wrap_are_token_objects_until_deleted() {
+    if skip_on_kryoptic("Kryoptic wraps Ed25519 private keys: none is kept as a token object") {
+        return;
+    }
+    let mut s = clocked().await;
+    let c = s.client();
+    let before = s.token.object_files();
+    let a = create(&c, KeySpec::EccNistEdwards25519, KeyUsageType::SignVerify).await;
+    let b = create(&c, KeySpec::EccNistEdwards25519, KeyUsageType::SignVerify).await;
+    assert_eq!(
+        s.token.object_files(),
+        before + 2,
+        "one token object per key"
+    );
+    async fn signs(c: &aws_sdk_kms::Client, key: &str) -> Result<(), String> {
+        let spki = c
+            .get_public_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| code::<(), _>(Err(e)))?
+            .public_key
+            .unwrap()
+            .into_inner();
+        let msg = b"signed by a token object".to_vec();
+        let sig = c
+            .sign()
+            .key_id(key)
+            .message(Blob::new(msg.clone()))
+            .signing_algorithm(S::Ed25519Sha512)
+            .send()
+            .await
+            .map_err(|e| code::<(), _>(Err(e)))?
+            .signature
+            .unwrap()
+            .into_inner();
+        signature::UnparsedPublicKey::new(&signature::ED25519, &spki[spki.len() - 32..])
+            .verify(&msg, &sig)
+            .map_err(|_| "the signature does not verify with the key's public key".to_string())
+    }
+    signs(&c, &a).await.unwrap();
+    signs(&c, &b).await.unwrap();
+    // The database holds a stand-in (a prefix and the object's CKA_ID), not key material.
+    let stored = |k: &str| {
+        format!(
+            "SELECT {} FROM key_materials WHERE key_id = {}",
+            s.db.hex("wrapped"),
+            s.db.key(k)
+        )
+    };
+    let blob_a = s.db.strings(&stored(&a)).await.remove(0);
+    let blob_b = s.db.strings(&stored(&b)).await.remove(0);
+    assert!(
+        blob_a.starts_with(&hex::encode("kms-token-object-v1:")) && blob_a.len() == 2 * 36,
+        "{blob_a}"
+    );
+    // A write the database refuses leaves no token object behind.
+    if sqlite() {
+        s.db.execute("CREATE TRIGGER refuse_material BEFORE INSERT ON key_materials BEGIN SELECT RAISE(ABORT, 'refused'); END").await;
+    } else {
+        s.db.execute("CREATE FUNCTION refuse_material() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql").await;
+        s.db.execute("CREATE TRIGGER refuse_material BEFORE INSERT ON key_materials FOR EACH ROW EXECUTE FUNCTION refuse_material()").await;
+    }
+    let refused = c
+        .create_key()
+        .key_spec(KeySpec::EccNistEdwards25519)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(
+        s.token.object_files(),
+        before + 2,
+        "an orphaned token object"
+    );
+    s.db.execute(if sqlite() {
+        "DROP TRIGGER refuse_material"
+    } else {
+        "DROP TRIGGER refuse_material ON key_materials"
+    })
+    .await;
+    // Not made multi-Region: the other Region's key could not hold the same object.
+    let (code_, m) = message(
+        c.create_key()
+            .key_spec(KeySpec::EccNistEdwards25519)
+            .key_usage(KeyUsageType::SignVerify)
+            .multi_region(true)
+            .send()
+            .await,
+    );
+    assert_eq!(code_, "UnsupportedOperationException", "{m}");
+    // A SQL writer points b's row at a's object: refused (the row's MAC), never a's signature.
+    s.db.execute(&format!(
+        "UPDATE key_materials SET wrapped = {} WHERE key_id = {}",
+        s.db.bytes(&hex::decode(&blob_a).unwrap()),
+        s.db.key(&b)
+    ))
+    .await;
+    s.stop();
+    s.spawn();
+    let c = s.client();
+    assert_eq!(signs(&c, &b).await.unwrap_err(), "KeyUnavailableException");
+    s.db.execute(&format!(
+        "UPDATE key_materials SET wrapped = {} WHERE key_id = {}",
+        s.db.bytes(&hex::decode(&blob_b).unwrap()),
+        s.db.key(&b)
+    ))
+    .await;
+    // Found again after the restart, and after a root key rotation and re-wrap.
+    signs(&c, &a).await.unwrap();
+    for args in [&["hsm", "rotate-root-key"][..], &["hsm", "rewrap"][..]] {
+        let out = s.kms(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    s.stop();
+    s.spawn();
+    let c = s.client();
+    signs(&c, &a).await.unwrap();
+    signs(&c, &b).await.unwrap();
+    // Deleted at the end of its waiting period: the object goes with it; the other stays.
+    let objects = s.token.object_files(); // the two keys' objects, and now a second root key
+    c.schedule_key_deletion()
+        .key_id(&a)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    s.advance_days(8);
+    let token = &s.token;
+    eventually("the key object to be destroyed", || {
+        let n = token.object_files();
+        async move { n == objects - 1 }
+    })
+    .await;
+    signs(&c, &b).await.unwrap();
 }

@@ -74,7 +74,10 @@ pub fn token_supports(hsm: &crate::hsm::Hsm, k: Kind) -> bool {
         Kind::Symmetric => true,
         Kind::Pair(PairKind::Rsa(_)) => caps.has(MechanismType::RSA_PKCS_KEY_PAIR_GEN),
         Kind::Pair(PairKind::Ec(c)) => caps.curves.contains(&c),
-        Kind::Pair(PairKind::Ed25519) => hsm.ed25519_supported() && caps.has(MechanismType::EDDSA),
+        Kind::Pair(PairKind::Ed25519) => {
+            (hsm.ed25519_supported() || hsm.holds(PairKind::Ed25519))
+                && caps.has(MechanismType::EDDSA)
+        }
         Kind::Hmac(h, _) => caps.has(match h {
             Hash::Sha1 => MechanismType::SHA1_HMAC,
             Hash::Sha224 => MechanismType::SHA224_HMAC,
