@@ -435,18 +435,6 @@ pub fn refuse_recipient(recipient: &Option<serde_json::Value>) -> Result<(), Api
     }
 }
 
-/// Symmetric keys accept only SYMMETRIC_DEFAULT.
-pub fn require_symmetric_algorithm(
-    alg: Option<crate::vocab::EncryptionAlgorithmSpec>,
-) -> Result<(), ApiError> {
-    match alg {
-        None | Some(crate::vocab::EncryptionAlgorithmSpec::SymmetricDefault) => Ok(()),
-        Some(other) => Err(ApiError::Kms(KmsError::InvalidKeyUsage(format!(
-            "Algorithm {other} is incompatible with key spec SYMMETRIC_DEFAULT."
-        )))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

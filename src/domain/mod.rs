@@ -173,6 +173,20 @@ pub struct ReEncryptOutput {
     pub key_arn: String,
 }
 
+/// One end of a `ReEncrypt`: the key named, its encryption context and algorithm.
+#[derive(Clone, Copy)]
+pub struct ReEncryptEnd<'a> {
+    pub key_id: &'a str,
+    pub ctx: &'a Context,
+    pub algorithm: crate::vocab::EncryptionAlgorithmSpec,
+}
+
+/// `ReEncrypt`'s destination key, checked for its algorithm.
+pub(crate) enum Destination {
+    Symmetric(Arc<KeyRecord>),
+    Rsa(asymmetric::RsaKey),
+}
+
 pub struct ListKeysOutput {
     pub keys: Vec<(keyid::PublicId, String)>,
     pub next_marker: Option<String>,

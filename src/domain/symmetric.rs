@@ -81,13 +81,28 @@ impl Kms {
     }
 
     /// `ReEncrypt`'s destination key, checked: the caller may `ReEncryptTo` it with this
-    /// context, and it is a usable symmetric encryption key.
+    /// context and algorithm, and it is a usable symmetric encryption key (`SYMMETRIC_DEFAULT`)
+    /// or RSA encryption key (`RSAES_OAEP_*`).
     pub(super) async fn re_encrypt_destination(
         &self,
         caller: &Caller,
         destination_key_id: &str,
         destination_ctx: &Context,
-    ) -> Result<Arc<KeyRecord>, KmsError> {
+        algorithm: EncryptionAlgorithmSpec,
+    ) -> Result<Destination, KmsError> {
+        if algorithm != EncryptionAlgorithmSpec::SymmetricDefault {
+            return Ok(Destination::Rsa(
+                self.rsa_key_for(
+                    caller,
+                    destination_key_id,
+                    "kms:ReEncryptTo",
+                    destination_ctx,
+                    algorithm,
+                    "ReEncrypt",
+                )
+                .await?,
+            ));
+        }
         let dest = self
             .key_for(
                 caller,
@@ -99,55 +114,93 @@ impl Kms {
                 .context(destination_ctx),
             )
             .await?;
-        Ok(dest)
+        Ok(Destination::Symmetric(dest))
     }
 
     /// `ReEncrypt` with `DryRun` and `IGNORE_CIPHERTEXT`: both keys' checks, no ciphertext.
     pub async fn dry_run_re_encrypt_without_ciphertext(
         &self,
         caller: &Caller,
-        source_key_id: &str,
-        source_ctx: &Context,
-        destination_key_id: &str,
-        destination_ctx: &Context,
+        source: ReEncryptEnd<'_>,
+        destination: ReEncryptEnd<'_>,
     ) -> Result<(), KmsError> {
-        self.re_encrypt_destination(caller, destination_key_id, destination_ctx)
-            .await?;
+        self.re_encrypt_destination(
+            caller,
+            destination.key_id,
+            destination.ctx,
+            destination.algorithm,
+        )
+        .await?;
         self.dry_run_without_ciphertext(
             caller,
             "kms:ReEncryptFrom",
-            source_key_id,
-            source_ctx,
-            EncryptionAlgorithmSpec::SymmetricDefault,
+            source.key_id,
+            source.ctx,
+            source.algorithm,
         )
         .await
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `ReEncrypt`: decrypt under the source key (symmetric, or RSA with `SourceKeyId`) and
+    /// encrypt under the destination key (symmetric or RSA); the plaintext never leaves the
+    /// service. The destination is checked first.
     pub async fn re_encrypt(
         &self,
         caller: &Caller,
         blob: &[u8],
-        source_ctx: &Context,
         source_key_id: Option<&str>,
-        destination_key_id: &str,
-        destination_ctx: &Context,
+        source_ctx: &Context,
+        source_algorithm: EncryptionAlgorithmSpec,
+        destination: ReEncryptEnd<'_>,
         dry_run: bool,
     ) -> Result<ReEncryptOutput, KmsError> {
         let dest = self
-            .re_encrypt_destination(caller, destination_key_id, destination_ctx)
+            .re_encrypt_destination(
+                caller,
+                destination.key_id,
+                destination.ctx,
+                destination.algorithm,
+            )
             .await?;
-        let (src, plaintext) = self
-            .open(caller, "kms:ReEncryptFrom", blob, source_ctx, source_key_id)
-            .await?;
+        let (source_key_arn, plaintext) = if source_algorithm
+            == EncryptionAlgorithmSpec::SymmetricDefault
+        {
+            let (src, plaintext) = self
+                .open(caller, "kms:ReEncryptFrom", blob, source_ctx, source_key_id)
+                .await?;
+            (src.arn(), plaintext)
+        } else {
+            // An asymmetric ciphertext does not name its key.
+            let Some(id) = source_key_id else {
+                return Err(KmsError::Validation(format!(
+                    "SourceKeyId is required when SourceEncryptionAlgorithm is {source_algorithm}."
+                )));
+            };
+            let key = self
+                .rsa_key_for(
+                    caller,
+                    id,
+                    "kms:ReEncryptFrom",
+                    source_ctx,
+                    source_algorithm,
+                    "ReEncrypt",
+                )
+                .await?;
+            (key.rec.arn(), self.rsa_decrypt(&key, blob).await?)
+        };
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        let blob = self.seal(&dest, plaintext, destination_ctx).await?;
+        let (blob, key_arn) = match &dest {
+            Destination::Symmetric(rec) => {
+                (self.seal(rec, plaintext, destination.ctx).await?, rec.arn())
+            }
+            Destination::Rsa(key) => (self.rsa_encrypt(key, &plaintext).await?, key.rec.arn()),
+        };
         Ok(ReEncryptOutput {
             blob,
-            source_key_arn: src.arn(),
-            key_arn: dest.arn(),
+            source_key_arn,
+            key_arn,
         })
     }
 

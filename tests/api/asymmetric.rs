@@ -1028,3 +1028,195 @@ async fn ed25519_keys_the_token_cannot_wrap_are_token_objects_until_deleted() {
     .await;
     signs(&c, &b).await.unwrap();
 }
+
+/// `ReEncrypt` with RSA keys on either side, as AWS: the source named by `SourceKeyId` with
+/// `SourceEncryptionAlgorithm`, the destination's `DestinationEncryptionAlgorithm`, the
+/// algorithms echoed, key material ids only for symmetric keys, and AWS's refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_encrypt_moves_ciphertexts_between_rsa_and_symmetric_keys() {
+    use EncryptionAlgorithmSpec::{RsaesOaepSha1, RsaesOaepSha256, SymmetricDefault};
+    let s = Server::start().await;
+    let c = s.client();
+    let rsa1 = create(&c, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let rsa2 = create(&c, KeySpec::Rsa3072, KeyUsageType::EncryptDecrypt).await;
+    let sym = new_key(&c).await;
+    let secret = b"moved without leaving the service".to_vec();
+    let under_rsa1 = c
+        .encrypt()
+        .key_id(&rsa1)
+        .plaintext(Blob::new(secret.clone()))
+        .encryption_algorithm(RsaesOaepSha256)
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    // RSA → symmetric.
+    let re = c
+        .re_encrypt()
+        .ciphertext_blob(under_rsa1.clone())
+        .source_key_id(&rsa1)
+        .source_encryption_algorithm(RsaesOaepSha256)
+        .destination_key_id(&sym)
+        .destination_encryption_context("to", "sym")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(re.source_encryption_algorithm, Some(RsaesOaepSha256));
+    assert_eq!(re.destination_encryption_algorithm, Some(SymmetricDefault));
+    assert!(re.source_key_material_id.is_none());
+    assert!(re.destination_key_material_id.is_some());
+    assert!(re.source_key_id.unwrap().ends_with(&rsa1));
+    let under_sym = re.ciphertext_blob.unwrap();
+    let back = c
+        .decrypt()
+        .ciphertext_blob(under_sym.clone())
+        .encryption_context("to", "sym")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext.unwrap().into_inner(), secret);
+    // Symmetric → RSA.
+    let re = c
+        .re_encrypt()
+        .ciphertext_blob(under_sym)
+        .source_encryption_context("to", "sym")
+        .destination_key_id(&rsa2)
+        .destination_encryption_algorithm(RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(re.source_encryption_algorithm, Some(SymmetricDefault));
+    assert_eq!(re.destination_encryption_algorithm, Some(RsaesOaepSha1));
+    assert!(re.source_key_material_id.is_some());
+    assert!(re.destination_key_material_id.is_none());
+    let under_rsa2 = re.ciphertext_blob.unwrap();
+    assert_eq!(under_rsa2.as_ref().len(), 384);
+    let dec = |blob: Blob, key: &str, alg: EncryptionAlgorithmSpec| {
+        c.decrypt()
+            .ciphertext_blob(blob)
+            .key_id(key)
+            .encryption_algorithm(alg)
+    };
+    let back = dec(under_rsa2.clone(), &rsa2, RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext.unwrap().into_inner(), secret);
+    // RSA → RSA.
+    let re = c
+        .re_encrypt()
+        .ciphertext_blob(under_rsa2.clone())
+        .source_key_id(&rsa2)
+        .source_encryption_algorithm(RsaesOaepSha1)
+        .destination_key_id(&rsa1)
+        .destination_encryption_algorithm(RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap();
+    let back = dec(re.ciphertext_blob.unwrap(), &rsa1, RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext.unwrap().into_inner(), secret);
+
+    let re = || {
+        c.re_encrypt()
+            .ciphertext_blob(under_rsa1.clone())
+            .source_key_id(&rsa1)
+            .source_encryption_algorithm(RsaesOaepSha256)
+    };
+    // An asymmetric ciphertext does not name its key.
+    let (code_, m) = message(
+        c.re_encrypt()
+            .ciphertext_blob(under_rsa1.clone())
+            .source_encryption_algorithm(RsaesOaepSha256)
+            .destination_key_id(&sym)
+            .send()
+            .await,
+    );
+    assert_eq!(code_, "ValidationException");
+    assert_eq!(
+        m,
+        "SourceKeyId is required when SourceEncryptionAlgorithm is RSAES_OAEP_SHA_256."
+    );
+    // No encryption context with an RSA destination.
+    assert_eq!(
+        code(
+            re().destination_key_id(&rsa2)
+                .destination_encryption_algorithm(RsaesOaepSha1)
+                .destination_encryption_context("k", "v")
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    // Algorithms that do not fit the keys.
+    let (code_, m) = message(
+        re().destination_key_id(&sym)
+            .destination_encryption_algorithm(RsaesOaepSha1)
+            .send()
+            .await,
+    );
+    assert_eq!(code_, "InvalidKeyUsageException");
+    assert_eq!(
+        m,
+        "Algorithm RSAES_OAEP_SHA_1 is incompatible with key spec SYMMETRIC_DEFAULT."
+    );
+    assert_eq!(
+        code(re().destination_key_id(&rsa2).send().await),
+        "InvalidKeyUsageException"
+    );
+    // The ciphertext under another RSA key, or read with the other hash.
+    assert_eq!(
+        code(
+            c.re_encrypt()
+                .ciphertext_blob(under_rsa2.clone())
+                .source_key_id(&rsa1)
+                .source_encryption_algorithm(RsaesOaepSha1)
+                .destination_key_id(&sym)
+                .send()
+                .await
+        ),
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        code(
+            c.re_encrypt()
+                .ciphertext_blob(under_rsa1.clone())
+                .source_key_id(&rsa1)
+                .source_encryption_algorithm(RsaesOaepSha1)
+                .destination_key_id(&sym)
+                .send()
+                .await
+        ),
+        "InvalidCiphertextException"
+    );
+    // A plaintext larger than the destination takes: 214 bytes fit RSA_2048 with SHA-1, not
+    // with SHA-256 (190).
+    let big = c
+        .encrypt()
+        .key_id(&rsa1)
+        .plaintext(Blob::new(vec![1u8; 214]))
+        .encryption_algorithm(RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let (code_, m) = message(
+        c.re_encrypt()
+            .ciphertext_blob(big)
+            .source_key_id(&rsa1)
+            .source_encryption_algorithm(RsaesOaepSha1)
+            .destination_key_id(&rsa1)
+            .destination_encryption_algorithm(RsaesOaepSha256)
+            .send()
+            .await,
+    );
+    assert_eq!(code_, "ValidationException");
+    assert_eq!(
+        m,
+        "Algorithm RSAES_OAEP_SHA_256 and key spec RSA_2048 cannot encrypt data larger than 190 bytes."
+    );
+}

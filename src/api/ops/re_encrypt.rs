@@ -1,8 +1,6 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{
-    b64, ignores_ciphertext, parse, require_symmetric_algorithm, Blob, Context, Validator, Word,
-};
-use crate::domain::{Caller, Kms, KmsError};
+use crate::api::wire::{b64, ignores_ciphertext, parse, Blob, Context, Validator, Word};
+use crate::domain::{Caller, Kms, KmsError, ReEncryptEnd};
 use crate::vocab::EncryptionAlgorithmSpec;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -41,9 +39,19 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         )
         .grant_tokens(r.grant_tokens.as_ref())
         .finish()?;
-    require_symmetric_algorithm(Word::known(&r.source_encryption_algorithm))?;
-    require_symmetric_algorithm(Word::known(&r.destination_encryption_algorithm))?;
+    let symmetric = EncryptionAlgorithmSpec::SymmetricDefault;
+    let source_algorithm = Word::known(&r.source_encryption_algorithm).unwrap_or(symmetric);
+    let destination_algorithm =
+        Word::known(&r.destination_encryption_algorithm).unwrap_or(symmetric);
     let blob = r.ciphertext_blob.map(|b| b.0).unwrap_or_default();
+    let source_ctx = r.source_encryption_context.unwrap_or_default();
+    let destination_ctx = r.destination_encryption_context.unwrap_or_default();
+    let destination = ReEncryptEnd {
+        key_id: r.destination_key_id.as_deref().unwrap_or_default(),
+        ctx: &destination_ctx,
+        algorithm: destination_algorithm,
+    };
+    let caller = caller.for_request(r.grant_tokens.clone(), r.destination_key_id.as_deref());
     if ignore_ciphertext {
         // Without the ciphertext, the source key comes from SourceKeyId.
         let Some(source) = r.source_key_id.as_deref() else {
@@ -52,25 +60,23 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             )
             .into());
         };
-        let caller = caller.for_request(r.grant_tokens.clone(), r.destination_key_id.as_deref());
-        kms.dry_run_re_encrypt_without_ciphertext(
-            &caller,
-            source,
-            &r.source_encryption_context.clone().unwrap_or_default(),
-            r.destination_key_id.as_deref().unwrap_or_default(),
-            &r.destination_encryption_context.clone().unwrap_or_default(),
-        )
-        .await?;
+        let source = ReEncryptEnd {
+            key_id: source,
+            ctx: &source_ctx,
+            algorithm: source_algorithm,
+        };
+        kms.dry_run_re_encrypt_without_ciphertext(&caller, source, destination)
+            .await?;
         return Err(KmsError::DryRun.into());
     }
     let out = kms
         .re_encrypt(
-            &caller.for_request(r.grant_tokens.clone(), r.destination_key_id.as_deref()),
+            &caller,
             &blob,
-            &r.source_encryption_context.unwrap_or_default(),
             r.source_key_id.as_deref(),
-            r.destination_key_id.as_deref().unwrap_or_default(),
-            &r.destination_encryption_context.unwrap_or_default(),
+            &source_ctx,
+            source_algorithm,
+            destination,
             r.dry_run.unwrap_or(false),
         )
         .await?;
@@ -78,15 +84,19 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         "CiphertextBlob": b64(&out.blob),
         "SourceKeyId": out.source_key_arn,
         "KeyId": out.key_arn,
-        "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-        "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "SourceEncryptionAlgorithm": source_algorithm,
+        "DestinationEncryptionAlgorithm": destination_algorithm,
     });
-    // Both ends are symmetric encryption keys here (ReEncrypt with RSA keys is not offered).
-    if let Some(id) = crate::domain::rotation::material_id_of_blob(&blob) {
-        v["SourceKeyMaterialId"] = json!(id);
+    // Key material ids are those of symmetric encryption keys only, as AWS.
+    if source_algorithm == symmetric {
+        if let Some(id) = crate::domain::rotation::material_id_of_blob(&blob) {
+            v["SourceKeyMaterialId"] = json!(id);
+        }
     }
-    if let Some(id) = crate::domain::rotation::material_id_of_blob(&out.blob) {
-        v["DestinationKeyMaterialId"] = json!(id);
+    if destination_algorithm == symmetric {
+        if let Some(id) = crate::domain::rotation::material_id_of_blob(&out.blob) {
+            v["DestinationKeyMaterialId"] = json!(id);
+        }
     }
     Ok(v)
 }

@@ -34,6 +34,14 @@ pub struct PublicKeyOutput {
     pub algorithms: Algorithms,
 }
 
+/// An RSA encryption key checked for one call: its record, modulus size and OAEP hash.
+pub(crate) struct RsaKey {
+    pub(crate) rec: Arc<KeyRecord>,
+    bits: u32,
+    hash: Hash,
+    algorithm: EncryptionAlgorithmSpec,
+}
+
 impl Kms {
     fn pair_kind(rec: &KeyRecord) -> Option<PairKind> {
         match kind(rec.key_spec) {
@@ -238,7 +246,93 @@ impl Kms {
         Ok(())
     }
 
-    /// RSAES-OAEP encryption with the key's public key; the ciphertext is the bare OAEP block.
+    /// The RSA encryption key `key_id` for `action` with `algorithm`: the preamble's checks, then
+    /// the key's spec and usage, the algorithm, and no encryption context.
+    pub(super) async fn rsa_key_for(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+        ctx: &Context,
+        algorithm: EncryptionAlgorithmSpec,
+        op: &str,
+    ) -> Result<RsaKey, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to(action, &[Check::Enabled])
+                    .context(ctx)
+                    .conditions(&[("kms:EncryptionAlgorithm", algorithm.as_str())]),
+            )
+            .await?;
+        let (bits, hash) = self.require_rsa_encryption(&rec, algorithm, op)?;
+        Self::refuse_context(ctx)?;
+        Ok(RsaKey {
+            rec,
+            bits,
+            hash,
+            algorithm,
+        })
+    }
+
+    /// AWS's plaintext limit for the key and algorithm.
+    pub(super) fn check_rsa_plaintext(key: &RsaKey, plaintext: &[u8]) -> Result<(), KmsError> {
+        let max = oaep_max(key.bits, key.hash);
+        if plaintext.len() > max {
+            return Err(KmsError::Validation(format!(
+                "Algorithm {} and key spec {} cannot encrypt data larger than {max} bytes.",
+                key.algorithm, key.rec.key_spec
+            )));
+        }
+        Ok(())
+    }
+
+    /// RSAES-OAEP encryption with the key's public key (aws-lc-rs, against the stored,
+    /// MAC-checked public key); the ciphertext is the bare OAEP block.
+    pub(super) async fn rsa_encrypt(
+        &self,
+        key: &RsaKey,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        Self::check_rsa_plaintext(key, plaintext)?;
+        let spki = self.public_key_of(&key.rec).await?;
+        let public = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki)
+            .ok()
+            .and_then(|k| aws_lc_rs::rsa::OaepPublicEncryptingKey::new(k).ok())
+            .ok_or(KmsError::KeyUnavailable)?;
+        let oaep = match key.hash {
+            Hash::Sha1 => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
+            _ => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+        };
+        let mut out = vec![0u8; public.ciphertext_size()];
+        let n = public
+            .encrypt(oaep, plaintext, &mut out, None)
+            .map_err(|_| KmsError::Internal("RSA-OAEP encryption failed".into()))?
+            .len();
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// RSAES-OAEP decryption in the token (or raw RSA in the token and OAEP decoding here,
+    /// where the token lacks the hash): every bad block is `InvalidCiphertextException`.
+    pub(super) async fn rsa_decrypt(
+        &self,
+        key: &RsaKey,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        if blob.len() != key.bits as usize / 8 {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        let live = self.current_material(&key.rec).await?;
+        // The token profile says which codes mean a bad ciphertext (HsmError::BadCiphertext).
+        Ok(self
+            .hsm
+            .rsa_oaep_decrypt(live.handle.clone(), key.hash, blob.to_vec())
+            .await?)
+    }
+
+    /// `Encrypt` with an RSA key.
     pub async fn encrypt_asymmetric(
         &self,
         caller: &Caller,
@@ -248,50 +342,20 @@ impl Kms {
         algorithm: EncryptionAlgorithmSpec,
         dry_run: bool,
     ) -> Result<super::EncryptOutput, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:Encrypt", &[Check::Enabled])
-                    .context(ctx)
-                    .conditions(&[("kms:EncryptionAlgorithm", algorithm.as_str())]),
-            )
+        let key = self
+            .rsa_key_for(caller, key_id, "kms:Encrypt", ctx, algorithm, "Encrypt")
             .await?;
-        let (bits, hash) = self.require_rsa_encryption(&rec, algorithm, "Encrypt")?;
-        Self::refuse_context(ctx)?;
-        let max = oaep_max(bits, hash);
-        if plaintext.len() > max {
-            return Err(KmsError::Validation(format!(
-                "Algorithm {algorithm} and key spec {} cannot encrypt data larger than {max} bytes.",
-                rec.key_spec
-            )));
-        }
+        Self::check_rsa_plaintext(&key, &plaintext)?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        let spki = self.public_key_of(&rec).await?;
-        let key = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki)
-            .ok()
-            .and_then(|k| aws_lc_rs::rsa::OaepPublicEncryptingKey::new(k).ok())
-            .ok_or(KmsError::KeyUnavailable)?;
-        let oaep = match hash {
-            Hash::Sha1 => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
-            _ => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
-        };
-        let mut out = vec![0u8; key.ciphertext_size()];
-        let n = key
-            .encrypt(oaep, &plaintext, &mut out, None)
-            .map_err(|_| KmsError::Internal("RSA-OAEP encryption failed".into()))?
-            .len();
-        out.truncate(n);
         Ok(super::EncryptOutput {
-            blob: out,
-            key_arn: rec.arn(),
+            blob: self.rsa_encrypt(&key, &plaintext).await?,
+            key_arn: key.rec.arn(),
         })
     }
 
-    /// RSAES-OAEP decryption in the token. Asymmetric ciphertexts name no key: `KeyId` is
-    /// required.
+    /// `Decrypt` with an RSA key. Asymmetric ciphertexts name no key: `KeyId` is required.
     pub async fn decrypt_asymmetric(
         &self,
         caller: &Caller,
@@ -301,37 +365,19 @@ impl Kms {
         algorithm: EncryptionAlgorithmSpec,
         dry_run: bool,
     ) -> Result<super::DecryptOutput, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:Decrypt", &[Check::Enabled])
-                    .context(ctx)
-                    .conditions(&[("kms:EncryptionAlgorithm", algorithm.as_str())]),
-            )
+        let key = self
+            .rsa_key_for(caller, key_id, "kms:Decrypt", ctx, algorithm, "Decrypt")
             .await?;
-        let (bits, _) = self.require_rsa_encryption(&rec, algorithm, "Decrypt")?;
-        Self::refuse_context(ctx)?;
-        if blob.len() != bits as usize / 8 {
+        if blob.len() != key.bits as usize / 8 {
             return Err(KmsError::InvalidCiphertext);
         }
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        let hash = oaep_hash(algorithm).ok_or(KmsError::InvalidCiphertext)?;
-        let live = self.current_material(&rec).await?;
-        match self
-            .hsm
-            .rsa_oaep_decrypt(live.handle.clone(), hash, blob.to_vec())
-            .await
-        {
-            Ok(plaintext) => Ok(super::DecryptOutput {
-                plaintext,
-                key_arn: rec.arn(),
-            }),
-            // The token profile says which codes mean a bad ciphertext (HsmError::BadCiphertext).
-            Err(e) => Err(e.into()),
-        }
+        Ok(super::DecryptOutput {
+            plaintext: self.rsa_decrypt(&key, blob).await?,
+            key_arn: key.rec.arn(),
+        })
     }
 
     fn require_mac_key(
