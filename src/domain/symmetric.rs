@@ -144,6 +144,7 @@ impl Kms {
     /// `ReEncrypt`: decrypt under the source key (symmetric, or RSA with `SourceKeyId`) and
     /// encrypt under the destination key (symmetric or RSA); the plaintext never leaves the
     /// service. The destination is checked first.
+    #[allow(clippy::too_many_arguments)]
     pub async fn re_encrypt(
         &self,
         caller: &Caller,
