@@ -15,8 +15,23 @@ pub fn read_pin_file(f: &Path) -> Result<SecretString, String> {
     ))
 }
 
+/// `KMS_…` environment variables that are not settings: read by the command line (`kms init`,
+/// `kms admin`, `--config`) and by the scripts.
+const NOT_SETTINGS: &[&str] = &[
+    "KMS_CONFIG",
+    "KMS_ADMIN_ACCESS_KEY_ID",
+    "KMS_ADMIN_SECRET_ACCESS_KEY",
+    "KMS_IMPORT_SECRET_ACCESS_KEY",
+    "KMS_OPERATOR",
+    "KMS_RELEASE",
+    "KMS_BIN",
+    "KMS_PG_BASE",
+    "KMS_SKIP_SOFTHSM_INIT",
+];
+const NOT_SETTING_PREFIXES: &[&str] = &["KMS_TEST_", "KMS_DEV_", "KMS_KRYOPTIC_"];
+
 #[derive(Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub listen: String,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy). Without
@@ -82,7 +97,7 @@ pub struct Settings {
 
 /// TLS (rustls on aws-lc-rs). Without a certificate the server speaks plain HTTP.
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
     /// PEM certificate chain.
     pub cert_file: Option<PathBuf>,
@@ -95,7 +110,7 @@ pub struct TlsSettings {
 }
 
 #[derive(Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HsmSettings {
     pub module: String,
     pub token_label: String,
@@ -112,10 +127,17 @@ pub struct HsmSettings {
     /// rather than handing each to the blocking pool: a local token answers in microseconds,
     /// less than the hand-off costs. Turn off for a network HSM whose calls take milliseconds.
     pub inline_calls: bool,
+    /// On a token without RSAES-OAEP with SHA-256 (SoftHSM 2.6.1), accept `ImportKeyMaterial`
+    /// of symmetric and HMAC material wrapped with `RSAES_OAEP_SHA_256` (Terraform's
+    /// `aws_kms_external_key` uses it): the RSA operation stays in the token, but the padding
+    /// is removed in the service, so the key material passes through this process's memory
+    /// before it is put into the token. Off: such imports are refused
+    /// (`RSA_AES_KEY_WRAP_SHA_256` works without it, the material never leaving the token).
+    pub oaep_sha256_import_in_service: bool,
 }
 
 #[derive(Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheSettings {
     pub key_metadata: usize,
     pub key_handles: usize,
@@ -166,6 +188,7 @@ impl Default for HsmSettings {
             pin_file: None,
             session_pool_size: 4,
             inline_calls: true,
+            oaep_sha256_import_in_service: false,
         }
     }
 }
@@ -173,7 +196,7 @@ impl Default for HsmSettings {
 /// Request quotas per account and region, as AWS applies them: requests over the rate are
 /// answered with `ThrottlingException`.
 #[derive(Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct QuotaSettings {
     /// Cryptographic operations (Encrypt, Decrypt, GenerateDataKey*, Sign, …) per second,
     /// shared by all of them (AWS: 50,000 in its largest regions).
@@ -225,6 +248,23 @@ impl Default for CacheSettings {
 
 impl Settings {
     pub fn load(file: Option<&Path>) -> Result<Settings, String> {
+        Settings::load_from(file, std::env::vars())
+    }
+
+    /// Settings from `file` and the `KMS_…` variables among `env`. A name that is not a
+    /// setting — misspelt in the file or in the environment — is refused, never ignored; the
+    /// `KMS_…` variables that the command line and the scripts read for themselves are not
+    /// settings and are left alone.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Settings, String> {
+        let env: config::Map<String, String> = env
+            .filter(|(k, _)| {
+                !NOT_SETTINGS.contains(&k.as_str())
+                    && !NOT_SETTING_PREFIXES.iter().any(|p| k.starts_with(p))
+            })
+            .collect();
         let mut b = config::Config::builder();
         if let Some(f) = file {
             if !f.exists() {
@@ -238,12 +278,26 @@ impl Settings {
         b = b.add_source(
             config::Environment::with_prefix("KMS")
                 .prefix_separator("_")
-                .separator("__"),
+                .separator("__")
+                .source(Some(env)),
         );
         let s: Settings = b
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| format!("the configuration is invalid: {e}"))?;
+            .map_err(|e| {
+                let e = e.to_string();
+                match e.strip_prefix("unknown field ") {
+                    // serde names the field and lists the settings of its section.
+                    Some(rest) => format!(
+                        "the configuration is invalid: {} is not a setting (in the file, or as KMS_<SECTION>__<NAME> in the environment); the settings are {}",
+                        rest.split(',').next().unwrap_or(rest),
+                        rest.split_once("expected one of ")
+                            .or_else(|| rest.split_once("expected "))
+                            .map_or("in kms.example.toml", |(_, l)| l)
+                    ),
+                    None => format!("the configuration is invalid: {e}"),
+                }
+            })?;
         s.checked()
     }
 
@@ -421,6 +475,10 @@ mod tests {
         assert_eq!(from_file.hsm.token_label, d.hsm.token_label);
         assert_eq!(from_file.hsm.session_pool_size, d.hsm.session_pool_size);
         assert_eq!(from_file.hsm.inline_calls, d.hsm.inline_calls);
+        assert_eq!(
+            from_file.hsm.oaep_sha256_import_in_service,
+            d.hsm.oaep_sha256_import_in_service
+        );
         assert_eq!(from_file.cache.key_metadata, d.cache.key_metadata);
         assert_eq!(from_file.cache.key_handles, d.cache.key_handles);
         assert_eq!(from_file.cache.signing_keys, d.cache.signing_keys);
@@ -429,6 +487,40 @@ mod tests {
             from_file.quota.management_per_second,
             d.quota.management_per_second
         );
+    }
+
+    /// A misspelt setting is refused, in the file and in the environment; the `KMS_…`
+    /// variables the command line and scripts read for themselves are not settings.
+    #[test]
+    fn a_misspelt_setting_is_refused_not_ignored() {
+        let none = || std::iter::empty::<(String, String)>();
+        let dir = tempfile::tempdir().unwrap();
+        for (text, word) in [
+            ("listenn = \"127.0.0.1:1\"\n", "`listenn`"),
+            ("[hsm]\ntoken_labl = \"kms\"\n", "`token_labl`"),
+            ("[quota]\nkeys_per_regoin = 5\n", "`keys_per_regoin`"),
+            ("[tls]\ncert = \"x\"\n", "`cert`"),
+        ] {
+            let f = dir.path().join("kms.toml");
+            std::fs::write(&f, text).unwrap();
+            let e = Settings::load_from(Some(&f), none()).err().unwrap();
+            assert!(e.contains(&format!("{word} is not a setting")), "{e}");
+        }
+        let env = |k: &str| std::iter::once((k.to_string(), "1".to_string()));
+        for k in ["KMS_HSM__PINN", "KMS_LISTNE", "KMS_CACHE__KEY_HANDELS"] {
+            let e = Settings::load_from(None, env(k)).err().unwrap();
+            assert!(e.contains("is not a setting"), "{k}: {e}");
+        }
+        for k in [
+            "KMS_TEST_DATABASE_URL",
+            "KMS_DEV_STORE",
+            "KMS_ADMIN_ACCESS_KEY_ID",
+            "KMS_OPERATOR",
+        ] {
+            assert!(Settings::load_from(None, env(k)).is_ok(), "{k}");
+        }
+        let ok = Settings::load_from(None, env("KMS_QUOTA__KEYS_PER_REGION")).unwrap();
+        assert_eq!(ok.quota.keys_per_region, 1);
     }
 
     #[test]

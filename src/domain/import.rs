@@ -59,7 +59,7 @@ pub(super) fn import_mac_input(i: &KeyImportRecord) -> Vec<u8> {
 }
 
 /// The wrapping mechanism for an algorithm name, if this token can do it.
-fn wrap_of(kms: &Kms, algorithm: AlgorithmSpec) -> Result<ImportWrap, KmsError> {
+fn wrap_of(kms: &Kms, algorithm: AlgorithmSpec, as_: ImportAs) -> Result<ImportWrap, KmsError> {
     let caps = kms.hsm.capabilities();
     let (wrap, hash) = match algorithm {
         AlgorithmSpec::RsaesOaepSha1 => (ImportWrap::Oaep(Hash::Sha1), Hash::Sha1),
@@ -75,8 +75,10 @@ fn wrap_of(kms: &Kms, algorithm: AlgorithmSpec) -> Result<ImportWrap, KmsError> 
     // RSAES_OAEP_SHA_256 wraps the material itself: without OAEP-SHA-256 in the token, the
     // padding would have to come off in host memory with the material in it. RSA_AES_KEY_WRAP
     // wraps only an ephemeral AES key that way; the material stays in the token.
+    // Where the operator opted in, secret material (not a private key) may be decoded here.
+    let secret = matches!(as_, ImportAs::Aes256 | ImportAs::Secret { .. });
     let available = match wrap {
-        ImportWrap::Oaep(_) => caps.oaep_sha256,
+        ImportWrap::Oaep(_) => caps.oaep_sha256 || (caps.oaep_sha256_import_in_service && secret),
         ImportWrap::RsaAes(_) => caps.decrypts_oaep_sha256(),
     };
     if hash == Hash::Sha256 && !available {
@@ -206,7 +208,7 @@ impl Kms {
             )));
         }
         let as_ = import_as(&rec)?;
-        let wrap = wrap_of(self, algorithm)?;
+        let wrap = wrap_of(self, algorithm, as_)?;
         if matches!(as_, ImportAs::Rsa { .. }) && matches!(wrap, ImportWrap::Oaep(_)) {
             return Err(KmsError::UnsupportedOperation(format!(
                 "WrappingAlgorithm {algorithm} cannot carry a private key; use RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256."
@@ -380,7 +382,7 @@ impl Kms {
             .wrapping_algorithm
             .parse::<AlgorithmSpec>()
             .map_err(|_| KmsError::InvalidImportToken)?;
-        let wrap = wrap_of(self, algorithm)?;
+        let wrap = wrap_of(self, algorithm, as_)?;
         let bits = t
             .wrapping_key_spec
             .strip_prefix("RSA_")

@@ -163,32 +163,31 @@ impl Kms {
                 destination.algorithm,
             )
             .await?;
-        let (source_key_arn, plaintext) = if source_algorithm
-            == EncryptionAlgorithmSpec::SymmetricDefault
-        {
-            let (src, plaintext) = self
-                .open(caller, "kms:ReEncryptFrom", blob, source_ctx, source_key_id)
-                .await?;
-            (src.arn(), plaintext)
-        } else {
-            // An asymmetric ciphertext does not name its key.
-            let Some(id) = source_key_id else {
-                return Err(KmsError::Validation(format!(
+        let (source_key_arn, plaintext) =
+            if source_algorithm == EncryptionAlgorithmSpec::SymmetricDefault {
+                let (src, plaintext) = self
+                    .open(caller, "kms:ReEncryptFrom", blob, source_ctx, source_key_id)
+                    .await?;
+                (src.arn(), plaintext)
+            } else {
+                // An asymmetric ciphertext does not name its key.
+                let Some(id) = source_key_id else {
+                    return Err(KmsError::Validation(format!(
                     "SourceKeyId is required when SourceEncryptionAlgorithm is {source_algorithm}."
                 )));
+                };
+                let key = self
+                    .rsa_key_for(
+                        caller,
+                        id,
+                        "kms:ReEncryptFrom",
+                        source_ctx,
+                        source_algorithm,
+                        "ReEncrypt",
+                    )
+                    .await?;
+                (key.rec.arn(), self.rsa_decrypt(&key, blob).await?)
             };
-            let key = self
-                .rsa_key_for(
-                    caller,
-                    id,
-                    "kms:ReEncryptFrom",
-                    source_ctx,
-                    source_algorithm,
-                    "ReEncrypt",
-                )
-                .await?;
-            (key.rec.arn(), self.rsa_decrypt(&key, blob).await?)
-        };
         if dry_run {
             return Err(KmsError::DryRun);
         }

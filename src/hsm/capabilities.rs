@@ -22,6 +22,11 @@ pub struct Capabilities {
     /// RSAES-OAEP with SHA-256, the RSA operation runs in the token this way and the OAEP
     /// padding is removed in the service, in constant time (`oaep.rs`).
     pub rsa_raw: bool,
+    /// Whether `RSAES_OAEP_SHA_256` imports of secret key material (AES, HMAC) are taken on a
+    /// token without OAEP-SHA-256, by raw RSA in the token and OAEP decoding in the service:
+    /// the material then passes through this process's memory (zeroized after) on its way
+    /// into the token. Only where the operator opted in (`hsm.oaep_sha256_import_in_service`).
+    pub oaep_sha256_import_in_service: bool,
     /// The elliptic curves the token generates keys on (probed; Kryoptic built against
     /// OpenSSL 3.0 has no secp256k1).
     pub curves: Vec<asym::Curve>,

@@ -101,6 +101,7 @@ fn oaep(h: Hash) -> Mechanism<'static> {
 /// AES key of `RsaAes` is recovered by raw RSA in the token and OAEP decoding in the service,
 /// then put back into the token as a short-lived session object; the material itself is
 /// unwrapped inside the token as always.
+#[allow(clippy::too_many_arguments)]
 fn unwrap_material(
     s: &Tok,
     private: ObjectHandle,
@@ -108,9 +109,32 @@ fn unwrap_material(
     wrap: ImportWrap,
     raw: bool,
     encrypted: &[u8],
+    as_: ImportAs,
     template: &[Attribute],
 ) -> Result<Result<ObjectHandle, String>, HsmError> {
     match wrap {
+        ImportWrap::Oaep(h) if raw => {
+            // Opted in (`oaep_sha256_import_in_service`): the material itself is decoded here.
+            let material = match super::asym::raw_oaep_decrypt(s, private, h, encrypted) {
+                Ok(m) => m,
+                Err(HsmError::BadCiphertext) => {
+                    return Ok(Err("RSAES-OAEP decryption failed".into()))
+                }
+                Err(e) => return Err(e),
+            };
+            if let Err(why) = value_fits(as_, material.len()) {
+                return Ok(Err(why));
+            }
+            let mut t = template.to_vec();
+            t.push(Attribute::Value(material.to_vec()));
+            let created = s.create_object(&t);
+            for a in t.iter_mut() {
+                if let Attribute::Value(v) = a {
+                    zeroize::Zeroize::zeroize(v);
+                }
+            }
+            Ok(created.map_err(|e| format!("the token refused the material: {e}")))
+        }
         ImportWrap::Oaep(h) => Ok(s
             .unwrap_key(&oaep(h), private, encrypted, template)
             .map_err(|e| format!("RSAES-OAEP unwrap failed: {e}"))),
@@ -159,6 +183,22 @@ fn unwrap_material(
                 .map_err(|e| format!("AES key wrap with padding unwrap failed: {e}"));
             ck(s.destroy_object(ephemeral))?;
             Ok(r)
+        }
+    }
+}
+
+/// Whether secret material of `len` bytes is of this kind (for material decoded in the service,
+/// whose length is exact).
+fn value_fits(as_: ImportAs, len: usize) -> Result<(), String> {
+    match as_ {
+        ImportAs::Aes256 if len == 32 => Ok(()),
+        ImportAs::Secret { min, max } if (min..=max).contains(&len) => Ok(()),
+        ImportAs::Aes256 => Err(format!("the material is {len} bytes, not a 256-bit key")),
+        ImportAs::Secret { min, max } => {
+            Err(format!("the material is {len} bytes, not {min} to {max}"))
+        }
+        ImportAs::Rsa { .. } | ImportAs::Ec { .. } => {
+            Err("private keys are not decoded in the service".into())
         }
     }
 }
@@ -339,6 +379,9 @@ impl Hsm {
         // Where the token has no RSAES-OAEP over the hash, the wrapping key decrypts raw RSA.
         let raw = match wrap {
             ImportWrap::RsaAes(Hash::Sha256) => !self.inner.caps.oaep_sha256,
+            ImportWrap::Oaep(Hash::Sha256) => {
+                !self.inner.caps.oaep_sha256 && self.inner.caps.oaep_sha256_import_in_service
+            }
             _ => false,
         };
         self.run(move |s| {
@@ -360,6 +403,7 @@ impl Hsm {
                 wrap,
                 raw,
                 &encrypted,
+                as_,
                 &target_template(as_),
             );
             ck(s.destroy_object(private))?;

@@ -72,6 +72,10 @@ pub struct HsmConfig {
     pub pool_size: usize,
     /// Run short calls (`run_fast`) on the caller's thread.
     pub inline_calls: bool,
+    /// On a token without RSAES-OAEP with SHA-256, take `RSAES_OAEP_SHA_256` imports of
+    /// secret key material by removing the padding in the service (the material passes
+    /// through this process's memory): see `Capabilities::oaep_sha256_import_in_service`.
+    pub oaep_sha256_import_in_service: bool,
 }
 
 #[derive(Clone)]

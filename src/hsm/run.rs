@@ -57,6 +57,7 @@ impl Hsm {
             mechanisms: mechs.clone(),
             oaep_sha256: false,
             rsa_raw: false,
+            oaep_sha256_import_in_service: false,
             curves: vec![],
         };
         if caps.has(MechanismType::RSA_PKCS_KEY_PAIR_GEN) {
@@ -66,6 +67,8 @@ impl Hsm {
                 caps.has(MechanismType::RSA_X_509),
             )?;
         }
+        caps.oaep_sha256_import_in_service =
+            cfg.oaep_sha256_import_in_service && !caps.oaep_sha256 && caps.rsa_raw;
         if caps.has(MechanismType::ECC_KEY_PAIR_GEN) {
             caps.curves = asym::probe_curves(&pinned);
         }

@@ -61,6 +61,7 @@ pub async fn open_hsm(s: &Settings) -> Result<Hsm> {
             .flatten(),
         pool_size: s.hsm.session_pool_size,
         inline_calls: s.hsm.inline_calls,
+        oaep_sha256_import_in_service: s.hsm.oaep_sha256_import_in_service,
     };
     Ok(tokio::task::spawn_blocking(move || Hsm::open(&cfg)).await??)
 }

@@ -133,7 +133,7 @@ async fn import_expiring(c: &aws_sdk_kms::Client, key: &str, material: &[u8], va
 }
 
 /// Open one of this service's v1 ciphertexts outside it, with the raw key.
-fn open_outside(key: &[u8], blob: &[u8]) -> Vec<u8> {
+pub(crate) fn open_outside(key: &[u8], blob: &[u8]) -> Vec<u8> {
     use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
     let (header, body) = blob.split_at(33);
     let mut aad = header.to_vec();

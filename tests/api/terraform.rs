@@ -1,5 +1,5 @@
 //! The calls the Terraform AWS provider makes for `aws_kms_key`, `aws_kms_alias`,
-//! `aws_kms_grant` and `aws_kms_ciphertext` (its public source, `internal/service/kms/`:
+//! `aws_kms_grant`, `aws_kms_ciphertext`, `aws_kms_external_key` and `aws_kms_replica_key` (its public source, `internal/service/kms/`:
 //! create, read after every change, update, delete), replayed through `aws-sdk-kms`. A call
 //! Terraform makes that this service answers differently from AWS fails `terraform apply` for
 //! everyone who uses it.
@@ -348,4 +348,314 @@ async fn aws_kms_grant_create_read_retire_and_revoke() {
         .unwrap();
     assert!(listed(retired).await.is_none());
     assert!(listed(revoked).await.is_none());
+}
+
+/// `aws_kms_external_key` (`external_key.go`): CreateKey with `Origin=EXTERNAL` and
+/// `KeyUsage=ENCRYPT_DECRYPT`; GetParametersForImport with `RSAES_OAEP_SHA_256` and
+/// `RSA_2048`, the material encrypted with Go's `rsa.EncryptOAEP(sha256.New(), …)` over the
+/// raw material, ImportKeyMaterial (expiring when `valid_to` is set); then the provider waits
+/// for DescribeKey to leave `PendingImport` and show `ValidTo`, reads (DescribeKey,
+/// GetKeyPolicy, ListResourceTags — no rotation status for an EXTERNAL key), updates `valid_to`
+/// by importing the same material again, disables, and deletes. On a token without OAEP with
+/// SHA-256 (SoftHSM 2.6.1) this needs `hsm.oaep_sha256_import_in_service`, which this test sets;
+/// without it the import is refused with a sentence that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_kms_external_key_create_import_read_update_delete() {
+    use aws_sdk_kms::primitives::{Blob, DateTime};
+    use aws_sdk_kms::types::{AlgorithmSpec, ExpirationModelType, WrappingKeySpec};
+    let s = Server::start_with(&[("KMS_HSM__OAEP_SHA256_IMPORT_IN_SERVICE", "true")]).await;
+    let c = s.client();
+    let material = {
+        let mut m = vec![0u8; 32];
+        aws_lc_rs::rand::fill(&mut m).unwrap();
+        m
+    };
+    let key = c
+        .create_key()
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .origin(OriginType::External)
+        .bypass_policy_lockout_safety_check(false)
+        .description("external, managed by terraform")
+        .tags(
+            Tag::builder()
+                .tag_key("team")
+                .tag_value("a")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let import = |valid_to: Option<i64>| {
+        let c = c.clone();
+        let key = key.clone();
+        let material = material.clone();
+        async move {
+            let p = c
+                .get_parameters_for_import()
+                .key_id(&key)
+                .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha256)
+                .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+                .send()
+                .await
+                .unwrap();
+            let public = p.public_key.unwrap().into_inner();
+            let wrapping = aws_lc_rs::rsa::OaepPublicEncryptingKey::new(
+                aws_lc_rs::rsa::PublicEncryptingKey::from_der(&public).unwrap(),
+            )
+            .unwrap();
+            let mut out = vec![0u8; wrapping.ciphertext_size()];
+            let encrypted = wrapping
+                .encrypt(
+                    &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+                    &material,
+                    &mut out,
+                    None,
+                )
+                .unwrap()
+                .to_vec();
+            let mut input = c
+                .import_key_material()
+                .key_id(&key)
+                .import_token(p.import_token.unwrap())
+                .encrypted_key_material(Blob::new(encrypted))
+                .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire);
+            if let Some(t) = valid_to {
+                input = input
+                    .expiration_model(ExpirationModelType::KeyMaterialExpires)
+                    .valid_to(DateTime::from_secs(t));
+            }
+            input.send().await.unwrap();
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let valid_to = now + 30 * 86400;
+    import(Some(valid_to)).await;
+    // WaitKeyMaterialImported and WaitKeyValidToPropagated.
+    let meta = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(meta.key_state, Some(KeyState::Enabled));
+    assert_eq!(meta.origin, Some(OriginType::External));
+    assert_eq!(meta.valid_to.map(|t| t.secs()), Some(valid_to));
+    assert_eq!(
+        meta.expiration_model,
+        Some(ExpirationModelType::KeyMaterialExpires)
+    );
+    assert_eq!(terraform_read(&c, &key).await, (true, None, 1));
+    // The imported material is the material: a ciphertext opens outside with it.
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"terraform".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+        .into_inner();
+    assert_eq!(crate::import::open_outside(&material, &blob), b"terraform");
+    // Update valid_to: the same material imported again with the new date.
+    let later = valid_to + 86400;
+    import(Some(later)).await;
+    let meta = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(meta.valid_to.map(|t| t.secs()), Some(later));
+    let back = c
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob))
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap()
+        .into_inner();
+    assert_eq!(back, b"terraform");
+    // enabled = false, then destroy.
+    c.disable_key().key_id(&key).send().await.unwrap();
+    assert_eq!(terraform_read(&c, &key).await, (false, None, 1));
+    c.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(30)
+        .send()
+        .await
+        .unwrap();
+    let state = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_state;
+    assert_eq!(state, Some(KeyState::PendingDeletion));
+
+    // Without the setting, a token without OAEP-SHA-256 refuses the provider's import and
+    // says why (a token with it takes it either way).
+    if !kryoptic() {
+        let s = Server::start().await;
+        let c = s.client();
+        let key = c
+            .create_key()
+            .origin(OriginType::External)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        let (code, m) = message(
+            c.get_parameters_for_import()
+                .key_id(&key)
+                .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha256)
+                .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+                .send()
+                .await,
+        );
+        assert_eq!(code, "UnsupportedOperationException");
+        assert!(m.contains("Use RSA_AES_KEY_WRAP_SHA_256"), "{m}");
+    }
+}
+
+/// `aws_kms_replica_key` (`replica_key.go`): ReplicateKey called in the primary's Region, then
+/// in the replica's Region the provider waits for DescribeKey to leave `Creating`, reads
+/// (DescribeKey: customer managed, AWS_KMS, a multi-Region REPLICA whose primary it records;
+/// GetKeyPolicy; GetKeyRotationStatus; ListResourceTags), updates (description, policy,
+/// disable) and deletes (ScheduleKeyDeletion, then DescribeKey until PendingDeletion).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_kms_replica_key_create_read_update_delete() {
+    use aws_sdk_kms::types::{KeyManagerType, MultiRegionKeyType};
+    let s = Server::start().await;
+    let (east, west) = (s.client(), s.client_in(OTHER_REGION));
+    let primary = east
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let replica = east
+        .replicate_key()
+        .key_id(&primary.key_id)
+        .replica_region(OTHER_REGION)
+        .description("replica, managed by terraform")
+        .tags(
+            Tag::builder()
+                .tag_key("team")
+                .tag_value("a")
+                .build()
+                .unwrap(),
+        )
+        .bypass_policy_lockout_safety_check(false)
+        .send()
+        .await
+        .unwrap()
+        .replica_key_metadata
+        .unwrap();
+    let id = replica.key_id.clone();
+    // WaitReplicaKeyCreated: DescribeKey until the state is Enabled.
+    let mut state = None;
+    for _ in 0..50 {
+        state = west
+            .describe_key()
+            .key_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_state;
+        if state != Some(KeyState::Creating) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, Some(KeyState::Enabled));
+    let meta = west
+        .describe_key()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(meta.key_manager, Some(KeyManagerType::Customer));
+    assert_eq!(meta.origin, Some(OriginType::AwsKms));
+    assert_eq!(meta.multi_region, Some(true));
+    let config = meta.multi_region_configuration.unwrap();
+    assert_eq!(
+        config.multi_region_key_type,
+        Some(MultiRegionKeyType::Replica)
+    );
+    assert_eq!(config.primary_key.unwrap().arn, primary.arn.clone());
+    assert_eq!(terraform_read(&west, &id).await, (true, Some(false), 1));
+    west.update_key_description()
+        .key_id(&id)
+        .description("still a replica")
+        .send()
+        .await
+        .unwrap();
+    let policy = west
+        .get_key_policy()
+        .key_id(&id)
+        .policy_name("default")
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    west.put_key_policy()
+        .key_id(&id)
+        .policy_name("default")
+        .policy(policy)
+        .bypass_policy_lockout_safety_check(false)
+        .send()
+        .await
+        .unwrap();
+    west.disable_key().key_id(&id).send().await.unwrap();
+    assert_eq!(terraform_read(&west, &id).await, (false, Some(false), 1));
+    west.schedule_key_deletion()
+        .key_id(&id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let state = west
+        .describe_key()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_state;
+    assert_eq!(state, Some(KeyState::PendingDeletion));
+    let (code, message) = message(
+        west.schedule_key_deletion()
+            .key_id(&id)
+            .pending_window_in_days(7)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "KMSInvalidStateException");
+    assert!(message.contains("is pending deletion"), "{message}");
 }
