@@ -13,6 +13,7 @@ pub mod domain;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 pub mod hsm;
+pub mod messages;
 pub mod metrics;
 pub mod operations;
 pub mod policy;

@@ -128,6 +128,9 @@ vocabulary! {
         GenerateVerifyMac = "GENERATE_VERIFY_MAC",
         KeyAgreement = "KEY_AGREEMENT",
     }
+    // As AWS answered CreateKey with an unknown KeyUsage (recorded before KEY_AGREEMENT was
+    // added; it is put last).
+    message_order ["ENCRYPT_DECRYPT", "SIGN_VERIFY", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT",]
 }
 
 vocabulary! {
@@ -152,6 +155,13 @@ vocabulary! {
         MlDsa87 = "ML_DSA_87",
         EccNistEdwards25519 = "ECC_NIST_EDWARDS25519",
     }
+    // As AWS answered CreateKey with an unknown KeySpec (recorded before SM2, ML-DSA and
+    // Ed25519 were added; they are put last, in botocore's order).
+    message_order [
+        "RSA_2048", "ECC_NIST_P384", "ECC_NIST_P256", "ECC_NIST_P521", "HMAC_384", "RSA_3072",
+        "ECC_SECG_P256K1", "RSA_4096", "SYMMETRIC_DEFAULT", "HMAC_256", "HMAC_224", "HMAC_512",
+        "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519",
+    ]
 }
 
 vocabulary! {

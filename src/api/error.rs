@@ -53,7 +53,7 @@ impl ApiError {
                 K::IncorrectKey => (
                     400,
                     "IncorrectKeyException",
-                    "The key ID in the request does not identify a CMK that can perform this operation.".into(),
+                    crate::messages::INCORRECT_KEY.into(),
                 ),
                 K::Throttled => (400, "ThrottlingException", "Rate exceeded".into()),
                 K::InvalidSignature => (400, "KMSInvalidSignatureException", String::new()),
@@ -90,7 +90,7 @@ impl ApiError {
                 K::DryRun => (
                     400,
                     "DryRunOperationException",
-                    "The request would have succeeded, but the DryRun option is set.".into(),
+                    crate::messages::DRY_RUN.into(),
                 ),
                 K::LimitExceeded(m) => (400, "LimitExceededException", m.clone()),
                 K::AccessDenied(m) => (400, "AccessDeniedException", m.clone()),

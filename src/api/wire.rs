@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use crate::domain::KmsError;
+use crate::messages;
 use crate::vocab::Vocabulary;
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -113,9 +114,9 @@ impl<T: Vocabulary> Word<T> {
     /// A member the validator required: present and known once `finish` has passed.
     pub fn required(w: &Option<Word<T>>, field: &str) -> Result<T, ApiError> {
         Word::known(w).ok_or_else(|| {
-            ApiError::Kms(KmsError::Validation(format!(
-                "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
-            )))
+            ApiError::Kms(KmsError::Validation(messages::validation(&[
+                messages::member_null(field),
+            ])))
         })
     }
 }
@@ -141,20 +142,16 @@ impl Validator {
     }
 
     fn push(&mut self, value: Option<String>, field: &str, constraint: String) {
-        let v = match value {
-            Some(v) => format!("Value '{v}' at '{field}'"),
-            None => format!("Value at '{field}'"),
-        };
-        self.errors.push(format!(
-            "{v} failed to satisfy constraint: Member must {constraint}"
+        self.errors.push(messages::constraint_failed(
+            value.as_deref(),
+            field,
+            &constraint,
         ));
     }
 
     pub fn required<T>(&mut self, v: &Option<T>, field: &str) -> &mut Self {
         if v.is_none() {
-            self.errors.push(format!(
-                "Value null at '{field}' failed to satisfy constraint: Member must not be null"
-            ));
+            self.errors.push(messages::member_null(field));
         }
         self
     }
@@ -374,13 +371,9 @@ impl Validator {
         if self.errors.is_empty() {
             return Ok(());
         }
-        let n = self.errors.len();
-        let msg = format!(
-            "{n} validation error{} detected: {}",
-            if n == 1 { "" } else { "s" },
-            self.errors.join("; ")
-        );
-        Err(ApiError::Kms(KmsError::Validation(msg)))
+        Err(ApiError::Kms(KmsError::Validation(messages::validation(
+            &self.errors,
+        ))))
     }
 }
 

@@ -37,10 +37,12 @@ impl Kms {
             )));
         };
         if !asymmetric::usages(input.key_spec).contains(&input.key_usage) {
-            return Err(KmsError::Validation(format!(
-                "KeyUsage {} is not compatible with KeySpec {}",
-                input.key_usage, input.key_spec
-            )));
+            return Err(KmsError::Validation(
+                crate::messages::usage_incompatible_with_spec(
+                    input.key_usage.as_str(),
+                    input.key_spec.as_str(),
+                ),
+            ));
         }
         if !asymmetric::token_supports(&self.hsm, kind) {
             let caps = self.hsm.capabilities();
@@ -49,13 +51,7 @@ impl Kms {
                 input.key_spec, caps.manufacturer, caps.model
             )));
         }
-        lifecycle::check_tags(&input.tags)?;
-        if input.tags.len() > lifecycle::MAX_TAGS_PER_KEY {
-            return Err(KmsError::Tag(format!(
-                "A KMS key can have at most {} tags.",
-                lifecycle::MAX_TAGS_PER_KEY
-            )));
-        }
+        lifecycle::check_new_tags(&input.tags)?;
         self.authorize(
             caller,
             "kms:CreateKey",

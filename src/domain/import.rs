@@ -201,10 +201,9 @@ impl Kms {
             rec.key_state,
             KeyState::PendingImport | KeyState::Enabled | KeyState::Disabled
         ) {
-            return Err(KmsError::InvalidState(format!(
-                "{} is {}.",
-                rec.arn(),
-                rec.key_state.words()
+            return Err(KmsError::InvalidState(crate::messages::key_state(
+                &rec.arn(),
+                &rec.key_state.words(),
             )));
         }
         let as_ = import_as(&rec)?;
@@ -286,7 +285,7 @@ impl Kms {
         let model = model.unwrap_or(KeyMaterialExpires);
         match (model, valid_to) {
             (KeyMaterialExpires, None) => Err(KmsError::Validation(
-                "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES".into(),
+                crate::messages::VALID_TO_REQUIRED.into(),
             )),
             (KeyMaterialDoesNotExpire, Some(_)) => Err(KmsError::Validation(
                 "ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE."
@@ -332,10 +331,9 @@ impl Kms {
         // Enabled").
         let reimport = rec.key_state == KeyState::Enabled;
         if rec.key_state != KeyState::PendingImport && !reimport {
-            return Err(KmsError::InvalidState(format!(
-                "{} is {}.",
-                rec.arn(),
-                rec.key_state.words()
+            return Err(KmsError::InvalidState(crate::messages::key_state(
+                &rec.arn(),
+                &rec.key_state.words(),
             )));
         }
         let as_ = import_as(&rec)?;
@@ -569,10 +567,9 @@ impl Kms {
                 | KeyState::PendingDeletion
                 | KeyState::PendingReplicaDeletion
         ) {
-            return Err(KmsError::InvalidState(format!(
-                "{} is {}.",
-                rec.arn(),
-                rec.key_state.words()
+            return Err(KmsError::InvalidState(crate::messages::key_state(
+                &rec.arn(),
+                &rec.key_state.words(),
             )));
         }
         let symmetric = rec.key_spec == KeySpec::SymmetricDefault;

@@ -152,9 +152,8 @@ impl Kms {
             .key_for(caller, key_id, Access::to("kms:GetKeyLastUsage", ANY_STATE))
             .await?;
         if rec.account_id != caller.account_id {
-            return Err(KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                rec.arn()
+            return Err(KmsError::NotFound(crate::messages::key_does_not_exist(
+                &rec.arn(),
             )));
         }
         let last = match self.audit.get() {

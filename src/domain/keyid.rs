@@ -136,7 +136,7 @@ fn parse_id(s: &str) -> Option<PublicId> {
 }
 
 pub fn parse(s: &str) -> Result<KeyRef, KmsError> {
-    let invalid = || KmsError::NotFound(format!("Invalid keyId '{s}'"));
+    let invalid = || KmsError::NotFound(crate::messages::invalid_key_id(s));
     if let Some(rest) = s.strip_prefix("arn:") {
         // arn:<partition>:kms:<region>:<account>:<resource>
         let parts: Vec<&str> = rest.splitn(5, ':').collect();

@@ -21,9 +21,7 @@ pub fn check_alias_name(name: &str) -> Result<(), KmsError> {
     }
     let Some(rest) = name.strip_prefix("alias/") else {
         // AWS's recorded answer: a ValidationException, in these words.
-        return Err(KmsError::Validation(
-            "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html".into(),
-        ));
+        return Err(KmsError::Validation(crate::messages::ALIAS_PREFIX.into()));
     };
     if rest.is_empty()
         || name.len() > 256
@@ -41,13 +39,20 @@ pub fn check_alias_name(name: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
+/// A new key's tags: each valid, and at most 50.
+pub fn check_new_tags(tags: &[Tag]) -> Result<(), KmsError> {
+    check_tags(tags)?;
+    if tags.len() > MAX_TAGS_PER_KEY {
+        return Err(KmsError::Tag(crate::messages::TOO_MANY_TAGS.into()));
+    }
+    Ok(())
+}
+
 pub fn check_tags(tags: &[Tag]) -> Result<(), KmsError> {
     let mut seen = std::collections::HashSet::new();
     for t in tags {
         if t.key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(KmsError::Tag(
-                "Tags beginning with aws: are reserved.".into(),
-            ));
+            return Err(KmsError::Tag(crate::messages::TAGS_RESERVED.into()));
         }
         if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
             return Err(KmsError::Tag(
@@ -55,7 +60,7 @@ pub fn check_tags(tags: &[Tag]) -> Result<(), KmsError> {
             ));
         }
         if !seen.insert(t.key.clone()) {
-            return Err(KmsError::Tag(format!("Duplicate tag key {}", t.key)));
+            return Err(KmsError::Tag(crate::messages::DUPLICATE_TAG_KEYS.into()));
         }
     }
     Ok(())
@@ -287,9 +292,8 @@ impl Kms {
         }
         let rec = self.resolve(caller, target).await?;
         if rec.account_id != caller.account_id {
-            return Err(KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                rec.arn()
+            return Err(KmsError::NotFound(crate::messages::key_does_not_exist(
+                &rec.arn(),
             )));
         }
         Ok(rec)

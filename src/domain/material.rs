@@ -96,7 +96,9 @@ impl Kms {
             } => {
                 // AWS's recorded answer names only the ARN's region.
                 if region != &caller.region {
-                    return Err(KmsError::NotFound(format!("Invalid arn {region}")));
+                    return Err(KmsError::NotFound(crate::messages::invalid_arn_region(
+                        region,
+                    )));
                 }
                 (*id, account.clone())
             }
@@ -126,10 +128,11 @@ impl Kms {
             }
         };
         let not_found = || {
-            KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                keyid::key_arn(&caller.region, &account, &id)
-            ))
+            KmsError::NotFound(crate::messages::key_does_not_exist(&keyid::key_arn(
+                &caller.region,
+                &account,
+                &id,
+            )))
         };
         let rec = self
             .record(id.internal(&caller.region))

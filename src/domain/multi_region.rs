@@ -157,13 +157,7 @@ impl Kms {
             self.authorize(&there, "kms:TagResource", None, None, &[])
                 .await?;
         }
-        lifecycle::check_tags(&input.tags)?;
-        if input.tags.len() > lifecycle::MAX_TAGS_PER_KEY {
-            return Err(KmsError::Tag(format!(
-                "A KMS key can have at most {} tags.",
-                lifecycle::MAX_TAGS_PER_KEY
-            )));
-        }
+        lifecycle::check_new_tags(&input.tags)?;
         // Another request may rotate the key between reading its material and committing the
         // copy; the store refuses a stale copy, and we read again.
         for _ in 0..3 {

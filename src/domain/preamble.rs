@@ -13,6 +13,7 @@
 //! through [`Kms::admit`].
 
 use super::*;
+use crate::messages;
 
 /// One thing an operation needs of its key (AWS's key-state table, and the key types each
 /// operation takes). The checks run in the order an [`Access`] lists them.
@@ -143,11 +144,13 @@ impl Kms {
 fn enabled(rec: &KeyRecord) -> Result<(), KmsError> {
     match rec.key_state {
         KeyState::Enabled => Ok(()),
-        KeyState::Disabled => Err(KmsError::Disabled(format!("{} is disabled.", rec.arn()))),
-        other => Err(KmsError::InvalidState(format!(
-            "{} is {}.",
-            rec.arn(),
-            other.words()
+        KeyState::Disabled => Err(KmsError::Disabled(messages::key_state(
+            &rec.arn(),
+            &KeyState::Disabled.words(),
+        ))),
+        other => Err(KmsError::InvalidState(messages::key_state(
+            &rec.arn(),
+            &other.words(),
         ))),
     }
 }
@@ -155,10 +158,9 @@ fn enabled(rec: &KeyRecord) -> Result<(), KmsError> {
 fn not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
     match rec.key_state {
         KeyState::Enabled | KeyState::Disabled => Ok(()),
-        other => Err(KmsError::InvalidState(format!(
-            "{} is {}.",
-            rec.arn(),
-            other.words()
+        other => Err(KmsError::InvalidState(messages::key_state(
+            &rec.arn(),
+            &other.words(),
         ))),
     }
 }
@@ -166,16 +168,16 @@ fn not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
 fn symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
     if rec.key_usage == ENCRYPT_DECRYPT && rec.key_spec != KeySpec::SymmetricDefault {
         // AWS's wording for an RSA key asked for SYMMETRIC_DEFAULT.
-        return Err(KmsError::InvalidKeyUsage(format!(
-            "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec {}.",
-            rec.key_spec
+        return Err(KmsError::InvalidKeyUsage(messages::algorithm_incompatible(
+            "SYMMETRIC_DEFAULT",
+            rec.key_spec.as_str(),
         )));
     }
     if rec.key_usage != ENCRYPT_DECRYPT || rec.key_spec != KeySpec::SymmetricDefault {
-        return Err(KmsError::InvalidKeyUsage(format!(
-            "{} key usage is {} which is not valid for {op}.",
-            rec.arn(),
-            rec.key_usage
+        return Err(KmsError::InvalidKeyUsage(messages::usage_not_valid(
+            &rec.arn(),
+            rec.key_usage.as_str(),
+            op,
         )));
     }
     Ok(())
@@ -185,11 +187,16 @@ fn rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
     // The state first: AWS answers a disabled RSA key's RotateKeyOnDemand with
     // DisabledException (recorded), not with the spec's UnsupportedOperationException.
     enabled(rec)?;
-    if rec.key_spec != KeySpec::SymmetricDefault || rec.origin != Origin::AwsKms {
-        return Err(KmsError::UnsupportedOperation(format!(
-            "{} does not support automatic rotation.",
-            rec.arn()
+    if rec.origin != Origin::AwsKms {
+        // Rotation of imported material is not offered yet: AWS's answer before it was.
+        return Err(KmsError::UnsupportedOperation(messages::origin_not_valid(
+            &rec.arn(),
+            rec.origin.as_str(),
         )));
+    }
+    if rec.key_spec != KeySpec::SymmetricDefault {
+        // AWS sends no message (recorded: RotateKeyOnDemand on an RSA key).
+        return Err(KmsError::UnsupportedOperation(String::new()));
     }
     if rec.mrk_id.is_some() && !rec.mrk_primary {
         return Err(KmsError::UnsupportedOperation(format!(
@@ -202,10 +209,9 @@ fn rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
 
 fn external(rec: &KeyRecord) -> Result<(), KmsError> {
     if rec.origin != Origin::External {
-        return Err(KmsError::UnsupportedOperation(format!(
-            "{} origin is {} which is not valid for this operation.",
-            rec.arn(),
-            rec.origin
+        return Err(KmsError::UnsupportedOperation(messages::origin_not_valid(
+            &rec.arn(),
+            rec.origin.as_str(),
         )));
     }
     Ok(())
@@ -214,10 +220,9 @@ fn external(rec: &KeyRecord) -> Result<(), KmsError> {
 fn primary(rec: &KeyRecord) -> Result<(), KmsError> {
     match (rec.mrk_id, rec.mrk_primary) {
         (Some(_), true) => Ok(()),
-        (Some(_), false) => Err(KmsError::UnsupportedOperation(format!(
-            "{} is a multi-Region replica key. Use its primary key.",
-            rec.arn()
-        ))),
+        (Some(_), false) => Err(KmsError::UnsupportedOperation(
+            messages::not_multi_region_primary(&rec.arn()),
+        )),
         (None, _) => Err(KmsError::UnsupportedOperation(format!(
             "{} is not a multi-Region key.",
             rec.arn()

@@ -283,10 +283,9 @@ impl Kms {
             )
             .await?;
         if rec.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
-            return Err(KmsError::LimitExceeded(format!(
-                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
-                rec.arn()
-            )));
+            return Err(KmsError::LimitExceeded(
+                crate::messages::on_demand_rotation_limit(&rec.arn()),
+            ));
         }
         if rec.rotation_enabled && rec.next_rotation_date.is_some_and(|n| n <= self.now()) {
             return Err(KmsError::Conflict(format!(

@@ -103,9 +103,8 @@ impl Kms {
             None => self.keys.key(rec.key_id).await?.into_iter().collect(),
         };
         if !rows.iter().any(|r| r.key_id == rec.key_id) {
-            return Err(KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                rec.arn()
+            return Err(KmsError::NotFound(crate::messages::key_does_not_exist(
+                &rec.arn(),
             )));
         }
         for r in &rows {

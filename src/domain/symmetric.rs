@@ -124,6 +124,19 @@ impl Kms {
         source: ReEncryptEnd<'_>,
         destination: ReEncryptEnd<'_>,
     ) -> Result<(), KmsError> {
+        match self
+            .dry_run_without_ciphertext(
+                caller,
+                "kms:ReEncryptFrom",
+                source.key_id,
+                source.ctx,
+                source.algorithm,
+            )
+            .await
+        {
+            Err(KmsError::DryRun) => {}
+            other => return other,
+        }
         self.re_encrypt_destination(
             caller,
             destination.key_id,
@@ -131,19 +144,13 @@ impl Kms {
             destination.algorithm,
         )
         .await?;
-        self.dry_run_without_ciphertext(
-            caller,
-            "kms:ReEncryptFrom",
-            source.key_id,
-            source.ctx,
-            source.algorithm,
-        )
-        .await
+        Err(KmsError::DryRun)
     }
 
     /// `ReEncrypt`: decrypt under the source key (symmetric, or RSA with `SourceKeyId`) and
     /// encrypt under the destination key (symmetric or RSA); the plaintext never leaves the
-    /// service. The destination is checked first.
+    /// service. The source is checked first, as AWS does (recorded: a wrong `SourceKeyId` is
+    /// `IncorrectKeyException` even when the destination is unusable too).
     #[allow(clippy::too_many_arguments)]
     pub async fn re_encrypt(
         &self,
@@ -155,14 +162,6 @@ impl Kms {
         destination: ReEncryptEnd<'_>,
         dry_run: bool,
     ) -> Result<ReEncryptOutput, KmsError> {
-        let dest = self
-            .re_encrypt_destination(
-                caller,
-                destination.key_id,
-                destination.ctx,
-                destination.algorithm,
-            )
-            .await?;
         let (source_key_arn, plaintext) =
             if source_algorithm == EncryptionAlgorithmSpec::SymmetricDefault {
                 let (src, plaintext) = self
@@ -188,6 +187,14 @@ impl Kms {
                     .await?;
                 (key.rec.arn(), self.rsa_decrypt(&key, blob).await?)
             };
+        let dest = self
+            .re_encrypt_destination(
+                caller,
+                destination.key_id,
+                destination.ctx,
+                destination.algorithm,
+            )
+            .await?;
         if dry_run {
             return Err(KmsError::DryRun);
         }

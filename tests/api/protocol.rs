@@ -287,4 +287,152 @@ async fn error_texts_are_those_aws_answers() {
         m,
         "1 validation error detected: Value 'HMAC_SHA_1' at 'macAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [HMAC_SHA_384, HMAC_SHA_256, HMAC_SHA_224, HMAC_SHA_512]"
     );
+    let answer = |r: (String, String)| r;
+    // Unknown KeySpec and KeyUsage: AWS's lists in AWS's order (recorded before SM2, ML-DSA,
+    // Ed25519 and KEY_AGREEMENT were added, which come last).
+    let (c_, m) = answer(message(
+        c.create_key()
+            .key_spec(KeySpec::from("HMAC_random"))
+            .send()
+            .await,
+    ));
+    assert_eq!(c_, "ValidationException");
+    assert!(m.starts_with("1 validation error detected: Value 'HMAC_random' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048, ECC_NIST_P384, ECC_NIST_P256, ECC_NIST_P521, HMAC_384, RSA_3072, ECC_SECG_P256K1, RSA_4096, SYMMETRIC_DEFAULT, HMAC_256, HMAC_224, HMAC_512, "), "{m}");
+    let (_, m) = answer(message(
+        c.create_key()
+            .key_spec(KeySpec::Hmac256)
+            .key_usage(KeyUsageType::from("RANDOM"))
+            .send()
+            .await,
+    ));
+    assert_eq!(m, "1 validation error detected: Value 'RANDOM' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: [ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC, KEY_AGREEMENT]");
+    // Tags: the reserved prefix in any case, duplicate keys, more than 50.
+    let tag = |k: &str, v: &str| {
+        aws_sdk_kms::types::Tag::builder()
+            .tag_key(k)
+            .tag_value(v)
+            .build()
+            .unwrap()
+    };
+    for prefix in ["aws:", "AWS:"] {
+        let (c_, m) = message(
+            c.create_key()
+                .tags(tag(&format!("{prefix}key1"), "value1"))
+                .send()
+                .await,
+        );
+        assert_eq!(
+            (c_.as_str(), m.as_str()),
+            ("TagException", "Tags beginning with aws: are reserved")
+        );
+    }
+    let (c_, m) = message(
+        c.tag_resource()
+            .key_id(symmetric.key_id())
+            .tags(tag("aws:key1", "value1"))
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (c_.as_str(), m.as_str()),
+        ("TagException", "Tags beginning with aws: are reserved")
+    );
+    let (c_, m) = message(
+        c.tag_resource()
+            .key_id(symmetric.key_id())
+            .tags(tag("tag1", "value1"))
+            .tags(tag("tag1", "another-value1"))
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (c_.as_str(), m.as_str()),
+        ("TagException", "Duplicate tag keys")
+    );
+    let mut many = c.create_key().key_usage(KeyUsageType::EncryptDecrypt);
+    for i in 0..51 {
+        many = many.tags(tag(&format!("key{i}"), "value"));
+    }
+    let (c_, m) = message(many.send().await);
+    assert_eq!((c_.as_str(), m.as_str()), ("TagException", "Too many tags"));
+    // DeriveSharedSecret with a public key that is not one: no message.
+    let agreement = create(KeySpec::EccNistP256, KeyUsageType::KeyAgreement).await;
+    let (c_, m) = message(
+        c.derive_shared_secret()
+            .key_id(agreement.key_id())
+            .key_agreement_algorithm(aws_sdk_kms::types::KeyAgreementAlgorithmSpec::Ecdh)
+            .public_key(Blob::new(b"InvalidPublicKey".to_vec()))
+            .send()
+            .await,
+    );
+    assert_eq!((c_.as_str(), m.as_str()), ("ValidationException", ""));
+    // RotateKeyOnDemand on an RSA key: no message.
+    let (c_, m) = message(c.rotate_key_on_demand().key_id(rsa.key_id()).send().await);
+    assert_eq!(
+        (c_.as_str(), m.as_str()),
+        ("UnsupportedOperationException", "")
+    );
+    // ReEncrypt whose SourceKeyId is not the ciphertext's key: the source is judged first,
+    // even when the destination (an HMAC key) could not take it either.
+    let blob = c
+        .encrypt()
+        .key_id(symmetric.key_id())
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let hmac224 = create(KeySpec::Hmac224, KeyUsageType::GenerateVerifyMac).await;
+    let (c_, m) = message(
+        c.re_encrypt()
+            .ciphertext_blob(blob)
+            .source_key_id(hmac224.key_id())
+            .destination_key_id(hmac224.key_id())
+            .source_encryption_algorithm(EncryptionAlgorithmSpec::SymmetricDefault)
+            .destination_encryption_algorithm(EncryptionAlgorithmSpec::SymmetricDefault)
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (c_.as_str(), m.as_str()),
+        (
+            "IncorrectKeyException",
+            "The key ID in the request does not identify a CMK that can perform this operation."
+        )
+    );
+    // ReplicateKey on a replica.
+    let primary = c
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let replica = c
+        .replicate_key()
+        .key_id(primary.key_id())
+        .replica_region(OTHER_REGION)
+        .send()
+        .await
+        .unwrap()
+        .replica_key_metadata
+        .unwrap();
+    let west = s.client_in(OTHER_REGION);
+    let (c_, m) = message(
+        west.replicate_key()
+            .key_id(replica.key_id())
+            .replica_region(OTHER_REGION)
+            .send()
+            .await,
+    );
+    assert_eq!(c_, "UnsupportedOperationException");
+    assert_eq!(
+        m,
+        format!(
+            "{} is not a multi-region primary key.",
+            replica.arn().unwrap()
+        )
+    );
 }

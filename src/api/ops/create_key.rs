@@ -1,7 +1,7 @@
 use crate::api::error::ApiError;
 use crate::api::wire::{into_tags, parse, TagIn, Validator};
 use crate::domain::{Caller, CreateKeyInput, Kms, KmsError};
-use crate::vocab::{KeySpec, KeyUsage, Origin, UnknownWord};
+use crate::vocab::{KeySpec, KeyUsage, Origin, UnknownWord, Vocabulary as _};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -34,7 +34,6 @@ pub fn customer_master_key_spec(key_spec: KeySpec) -> Option<&'static str> {
         .then_some(key_spec.as_str())
 }
 
-pub const KEY_USAGES: &[&str] = KeyUsage::WORDS;
 pub const ORIGINS: &[&str] = Origin::WORDS;
 
 /// A word of the request (already checked against its list by the validator), or `default`
@@ -54,13 +53,14 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let mut v = Validator::new();
     v.policy(r.policy.as_deref())
         .str_len(r.description.as_deref(), "description", 0, 8192)
-        .one_of(r.key_usage.as_deref(), "keyUsage", KEY_USAGES)
+        // Listed in the order AWS's messages list them (the vocabulary's `message_order`).
+        .one_of(r.key_usage.as_deref(), "keyUsage", KeyUsage::MESSAGE_ORDER)
         .one_of(
             r.customer_master_key_spec.as_deref(),
             "customerMasterKeySpec",
             CUSTOMER_MASTER_KEY_SPECS,
         )
-        .one_of(r.key_spec.as_deref(), "keySpec", KEY_SPECS)
+        .one_of(r.key_spec.as_deref(), "keySpec", KeySpec::MESSAGE_ORDER)
         .one_of(r.origin.as_deref(), "origin", ORIGINS)
         .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
         .str_len(r.xks_key_id.as_deref(), "xksKeyId", 1, 128);
@@ -85,11 +85,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .or(r.customer_master_key_spec.as_deref());
     let key_spec = word(spec, KeySpec::SymmetricDefault)?;
     if r.key_usage.is_none() && key_spec != KeySpec::SymmetricDefault {
-        return Err(KmsError::Validation(
-            "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys."
-                .into(),
-        )
-        .into());
+        return Err(KmsError::Validation(crate::messages::KEY_USAGE_REQUIRED.into()).into());
     }
     let meta = kms
         .create_key(
@@ -119,8 +115,11 @@ mod origin_tests {
     fn the_validator_accepts_exactly_the_specs_origins_and_usages_the_domain_knows() {
         let known: Vec<&str> = Origin::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(ORIGINS, known.as_slice());
-        let known: Vec<&str> = KeyUsage::ALL.iter().map(|u| u.as_str()).collect();
-        assert_eq!(KEY_USAGES, known.as_slice());
+        let mut known: Vec<&str> = KeyUsage::ALL.iter().map(|u| u.as_str()).collect();
+        let mut listed = KeyUsage::MESSAGE_ORDER.to_vec();
+        known.sort();
+        listed.sort();
+        assert_eq!(listed, known);
         let known: Vec<&str> = KeySpec::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(KEY_SPECS, known.as_slice());
     }

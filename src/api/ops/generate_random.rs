@@ -17,7 +17,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     // AWS's recorded answer to a request without NumberOfBytes (SDKs send `{}`: the member is
     // optional in the model).
     if r.number_of_bytes.is_none() {
-        return Err(KmsError::Validation("NumberOfBytes is required.".into()).into());
+        return Err(KmsError::Validation(crate::messages::NUMBER_OF_BYTES_REQUIRED.into()).into());
     }
     Validator::new()
         .int_range(r.number_of_bytes, "numberOfBytes", 1, 1024)

@@ -264,8 +264,8 @@ pub fn to_be_signed(
     }
     if is_digest {
         if message.len() != alg.hash.output_len {
-            return Err(KmsError::Validation(format!(
-                "Digest is invalid length for algorithm {name}."
+            return Err(KmsError::Validation(crate::messages::digest_length(
+                name.as_str(),
             )));
         }
         return Ok(message.to_vec());

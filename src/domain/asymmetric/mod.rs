@@ -10,6 +10,7 @@ mod algorithms;
 use super::preamble::{Access, Check};
 use super::{Caller, Context, Kms, KmsError, LiveMaterial, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
 use crate::hsm::{Hash, PairKind, SignScheme};
+use crate::messages;
 use crate::store::KeyRecord;
 use crate::vocab::{
     EncryptionAlgorithmSpec, KeyAgreementAlgorithmSpec, KeySpec, KeyUsage, MacAlgorithmSpec,
@@ -51,10 +52,10 @@ impl Kms {
     }
 
     fn usage_error(rec: &KeyRecord, op: &str) -> KmsError {
-        KmsError::InvalidKeyUsage(format!(
-            "{} key usage is {} which is not valid for {op}.",
-            rec.arn(),
-            rec.key_usage
+        KmsError::InvalidKeyUsage(messages::usage_not_valid(
+            &rec.arn(),
+            rec.key_usage.as_str(),
+            op,
         ))
     }
 
@@ -71,9 +72,9 @@ impl Kms {
         kind: PairKind,
     ) -> Result<SigningAlgorithm, KmsError> {
         signing_algorithm(spec, kind).ok_or_else(|| {
-            KmsError::InvalidKeyUsage(format!(
-                "Algorithm {spec} is incompatible with key spec {}.",
-                rec.key_spec
+            KmsError::InvalidKeyUsage(messages::algorithm_incompatible(
+                spec.as_str(),
+                rec.key_spec.as_str(),
             ))
         })
     }
@@ -215,16 +216,17 @@ impl Kms {
         let bits = match Self::pair_kind(rec) {
             Some(PairKind::Rsa(bits)) if rec.key_usage == ENCRYPT_DECRYPT => bits,
             _ if rec.key_spec == KeySpec::SymmetricDefault => {
-                return Err(KmsError::InvalidKeyUsage(format!(
-                    "Algorithm {algorithm} is incompatible with key spec SYMMETRIC_DEFAULT."
+                return Err(KmsError::InvalidKeyUsage(messages::algorithm_incompatible(
+                    algorithm.as_str(),
+                    "SYMMETRIC_DEFAULT",
                 )))
             }
             _ => return Err(Self::usage_error(rec, op)),
         };
         let hash = oaep_hash(algorithm).ok_or_else(|| {
-            KmsError::InvalidKeyUsage(format!(
-                "Algorithm {algorithm} is incompatible with key spec {}.",
-                rec.key_spec
+            KmsError::InvalidKeyUsage(messages::algorithm_incompatible(
+                algorithm.as_str(),
+                rec.key_spec.as_str(),
             ))
         })?;
         if hash == Hash::Sha256 && !self.hsm.capabilities().decrypts_oaep_sha256() {
@@ -280,9 +282,10 @@ impl Kms {
     pub(super) fn check_rsa_plaintext(key: &RsaKey, plaintext: &[u8]) -> Result<(), KmsError> {
         let max = oaep_max(key.bits, key.hash);
         if plaintext.len() > max {
-            return Err(KmsError::Validation(format!(
-                "Algorithm {} and key spec {} cannot encrypt data larger than {max} bytes.",
-                key.algorithm, key.rec.key_spec
+            return Err(KmsError::Validation(messages::rsa_plaintext_limit(
+                key.algorithm.as_str(),
+                key.rec.key_spec.as_str(),
+                max,
             )));
         }
         Ok(())
@@ -389,9 +392,9 @@ impl Kms {
             return Err(Self::usage_error(rec, op));
         };
         if algorithm != mac_algorithm(h) {
-            return Err(KmsError::InvalidKeyUsage(format!(
-                "Algorithm {algorithm} is incompatible with key spec {}.",
-                rec.key_spec
+            return Err(KmsError::InvalidKeyUsage(messages::algorithm_incompatible(
+                algorithm.as_str(),
+                rec.key_spec.as_str(),
             )));
         }
         Ok(h)
@@ -477,12 +480,9 @@ impl Kms {
             Some(PairKind::Ec(c)) if rec.key_usage == KEY_AGREEMENT => c,
             _ => return Err(Self::usage_error(&rec, "DeriveSharedSecret")),
         };
-        let point = ec_point_of(public_key, curve).ok_or_else(|| {
-            KmsError::Validation(format!(
-                "PublicKey is not a valid X.509 SubjectPublicKeyInfo for {}.",
-                rec.key_spec
-            ))
-        })?;
+        // AWS sends no message (recorded: an invalid PublicKey).
+        let point =
+            ec_point_of(public_key, curve).ok_or_else(|| KmsError::Validation(String::new()))?;
         if dry_run {
             return Err(KmsError::DryRun);
         }

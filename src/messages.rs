@@ -1,0 +1,216 @@
+//! AWS KMS's error messages, word for word: the texts real AWS answers, as recorded against AWS
+//! (LocalStack's snapshot tests, `tests/aws/services/kms/test_kms.snapshot.json`) or quoted in
+//! AWS's API reference. Every message the service sends for which AWS's text is known comes from
+//! this one table; where AWS sends no message at all, the error carries none (an empty text).
+//!
+//! Each entry says where its text was recorded. `tests/api/protocol.rs`
+//! (`error_texts_are_those_aws_answers`) makes each request through `aws-sdk-kms` and compares
+//! the answer to the recording; the unit tests below pin each text.
+//!
+//! Shared by the domain and the API layers, like the vocabulary, so it sits at the crate root.
+
+/// `CreateKey`/`TagResource` with a tag key starting `aws:` (any case). Recorded, no final
+/// period.
+pub const TAGS_RESERVED: &str = "Tags beginning with aws: are reserved";
+
+/// `TagResource` with the same tag key twice. Recorded.
+pub const DUPLICATE_TAG_KEYS: &str = "Duplicate tag keys";
+
+/// `CreateKey` (and `ReplicateKey`) with more than 50 tags. Recorded for `CreateKey`.
+pub const TOO_MANY_TAGS: &str = "Too many tags";
+
+/// `Decrypt`/`ReEncrypt` whose `KeyId`/`SourceKeyId` is not the key of the ciphertext.
+/// Recorded.
+pub const INCORRECT_KEY: &str =
+    "The key ID in the request does not identify a CMK that can perform this operation.";
+
+/// Any call with `DryRun` that would have succeeded. Recorded.
+pub const DRY_RUN: &str = "The request would have succeeded, but the DryRun option is set.";
+
+/// `CreateKey` with a `KeySpec` other than `SYMMETRIC_DEFAULT` and no `KeyUsage`. Recorded.
+pub const KEY_USAGE_REQUIRED: &str =
+    "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.";
+
+/// `GenerateRandom` without `NumberOfBytes` (optional in the model). Recorded.
+pub const NUMBER_OF_BYTES_REQUIRED: &str = "NumberOfBytes is required.";
+
+/// `ImportKeyMaterial` with `KEY_MATERIAL_EXPIRES` (or no model) and no `ValidTo`. Recorded.
+pub const VALID_TO_REQUIRED: &str =
+    "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES";
+
+/// `CreateAlias` with a name not starting `alias/`. Recorded.
+pub const ALIAS_PREFIX: &str = "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html";
+
+/// A `KeyId` that is neither a key id, an alias nor an ARN. Recorded (`DescribeKey`,
+/// `GenerateMac`, `VerifyMac`).
+pub fn invalid_key_id(key_id: &str) -> String {
+    format!("Invalid keyId '{key_id}'")
+}
+
+/// A key id or ARN of this account and region that names no key. Recorded.
+pub fn key_does_not_exist(arn: &str) -> String {
+    format!("Key '{arn}' does not exist")
+}
+
+/// A key ARN of another region: AWS names only the region. Recorded.
+pub fn invalid_arn_region(region: &str) -> String {
+    format!("Invalid arn {region}")
+}
+
+/// `Sign`/`Verify` with `MessageType=DIGEST` and a digest of the wrong length. Recorded.
+pub fn digest_length(algorithm: &str) -> String {
+    format!("Digest is invalid length for algorithm {algorithm}.")
+}
+
+/// RSA `Encrypt` (and `ReEncrypt` to an RSA key) over AWS's plaintext limit. Recorded for every
+/// RSA spec and OAEP hash.
+pub fn rsa_plaintext_limit(algorithm: &str, key_spec: &str, max: usize) -> String {
+    format!("Algorithm {algorithm} and key spec {key_spec} cannot encrypt data larger than {max} bytes.")
+}
+
+/// An algorithm the key spec does not take (`GenerateMac` with another HMAC, `Encrypt` with an
+/// RSA algorithm on a symmetric key, …). Recorded.
+pub fn algorithm_incompatible(algorithm: &str, key_spec: &str) -> String {
+    format!("Algorithm {algorithm} is incompatible with key spec {key_spec}.")
+}
+
+/// An operation the key's usage does not allow. Recorded (`GenerateMac`, `Sign`, `Verify`,
+/// `Encrypt`, `DeriveSharedSecret`).
+pub fn usage_not_valid(arn: &str, key_usage: &str, operation: &str) -> String {
+    format!("{arn} key usage is {key_usage} which is not valid for {operation}.")
+}
+
+/// An operation the key's origin does not allow (`GetParametersForImport` on an `AWS_KMS` key).
+/// Recorded.
+pub fn origin_not_valid(arn: &str, origin: &str) -> String {
+    format!("{arn} origin is {origin} which is not valid for this operation.")
+}
+
+/// A key in a state the operation does not accept (`… is pending import.`, `… is disabled.`).
+/// Recorded.
+pub fn key_state(arn: &str, state_words: &str) -> String {
+    format!("{arn} is {state_words}.")
+}
+
+/// `CreateKey` with a usage the spec does not have. Recorded (no final period).
+pub fn usage_incompatible_with_spec(key_usage: &str, key_spec: &str) -> String {
+    format!("KeyUsage {key_usage} is not compatible with KeySpec {key_spec}")
+}
+
+/// `RotateKeyOnDemand` past the on-demand limit. Recorded.
+pub fn on_demand_rotation_limit(arn: &str) -> String {
+    format!("The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: {arn}")
+}
+
+/// `ReplicateKey` on a multi-Region replica key. Recorded.
+pub fn not_multi_region_primary(arn: &str) -> String {
+    format!("{arn} is not a multi-region primary key.")
+}
+
+/// One failed constraint of a validation error, as AWS words it: `Value 'v' at 'field' failed to
+/// satisfy constraint: Member must …`, the value left out for blobs and secrets. Recorded for
+/// lengths, ranges and enums (`Member must satisfy enum value set: [A, B]`).
+pub fn constraint_failed(value: Option<&str>, field: &str, constraint: &str) -> String {
+    match value {
+        Some(v) => format!(
+            "Value '{v}' at '{field}' failed to satisfy constraint: Member must {constraint}"
+        ),
+        None => {
+            format!("Value at '{field}' failed to satisfy constraint: Member must {constraint}")
+        }
+    }
+}
+
+/// A required member that is absent.
+pub fn member_null(field: &str) -> String {
+    format!("Value null at '{field}' failed to satisfy constraint: Member must not be null")
+}
+
+/// The request's failed constraints, counted: `1 validation error detected: …` (several joined
+/// by `; `). Recorded.
+pub fn validation(errors: &[String]) -> String {
+    let n = errors.len();
+    format!(
+        "{n} validation error{} detected: {}",
+        if n == 1 { "" } else { "s" },
+        errors.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    /// Each entry against its recorded text.
+    #[test]
+    fn each_text_is_the_recorded_one() {
+        assert_eq!(invalid_key_id("fake-key-id"), "Invalid keyId 'fake-key-id'");
+        assert_eq!(
+            key_does_not_exist(ARN),
+            format!("Key '{ARN}' does not exist")
+        );
+        assert_eq!(
+            invalid_arn_region("ap-southeast-1"),
+            "Invalid arn ap-southeast-1"
+        );
+        assert_eq!(
+            digest_length("ECDSA_SHA_256"),
+            "Digest is invalid length for algorithm ECDSA_SHA_256."
+        );
+        assert_eq!(
+            rsa_plaintext_limit("RSAES_OAEP_SHA_1", "RSA_2048", 214),
+            "Algorithm RSAES_OAEP_SHA_1 and key spec RSA_2048 cannot encrypt data larger than 214 bytes."
+        );
+        assert_eq!(
+            algorithm_incompatible("HMAC_SHA_256", "HMAC_224"),
+            "Algorithm HMAC_SHA_256 is incompatible with key spec HMAC_224."
+        );
+        assert_eq!(
+            usage_not_valid(ARN, "ENCRYPT_DECRYPT", "GenerateMac"),
+            format!("{ARN} key usage is ENCRYPT_DECRYPT which is not valid for GenerateMac.")
+        );
+        assert_eq!(
+            origin_not_valid(ARN, "AWS_KMS"),
+            format!("{ARN} origin is AWS_KMS which is not valid for this operation.")
+        );
+        assert_eq!(
+            key_state(ARN, "pending import"),
+            format!("{ARN} is pending import.")
+        );
+        assert_eq!(
+            usage_incompatible_with_spec("KEY_AGREEMENT", "RSA_2048"),
+            "KeyUsage KEY_AGREEMENT is not compatible with KeySpec RSA_2048"
+        );
+        assert_eq!(
+            on_demand_rotation_limit(ARN),
+            format!("The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: {ARN}")
+        );
+        assert_eq!(
+            not_multi_region_primary(ARN),
+            format!("{ARN} is not a multi-region primary key.")
+        );
+        assert_eq!(
+            validation(&[constraint_failed(Some("0"), "numberOfBytes", "have value greater than or equal to 1")]),
+            "1 validation error detected: Value '0' at 'numberOfBytes' failed to satisfy constraint: Member must have value greater than or equal to 1"
+        );
+        assert_eq!(
+            validation(&[constraint_failed(None, "plaintext", "have length less than or equal to 4096")]),
+            "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096"
+        );
+        assert_eq!(
+            validation(&[member_null("keyId"), member_null("plaintext")]),
+            "2 validation errors detected: Value null at 'keyId' failed to satisfy constraint: Member must not be null; Value null at 'plaintext' failed to satisfy constraint: Member must not be null"
+        );
+        assert_eq!(TAGS_RESERVED, "Tags beginning with aws: are reserved");
+        assert_eq!(DUPLICATE_TAG_KEYS, "Duplicate tag keys");
+        assert_eq!(TOO_MANY_TAGS, "Too many tags");
+        assert!(INCORRECT_KEY.ends_with("that can perform this operation."));
+        assert!(DRY_RUN.ends_with("but the DryRun option is set."));
+        assert!(KEY_USAGE_REQUIRED.starts_with("You must specify a KeyUsage value"));
+        assert_eq!(NUMBER_OF_BYTES_REQUIRED, "NumberOfBytes is required.");
+        assert!(!VALID_TO_REQUIRED.ends_with('.'));
+        assert!(ALIAS_PREFIX.starts_with("Alias must start with the prefix \"alias/\"."));
+    }
+}
