@@ -419,7 +419,16 @@ pub fn page<T>(
 
 /// `Recipient` (a Nitro Enclaves attestation document): refused, as this service has no
 /// enclaves to attest.
-pub fn refuse_recipient(recipient: &Option<serde_json::Value>) -> Result<(), ApiError> {
+/// `Recipient` (`RecipientInfo`): read, so that it is refused rather than ignored.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct Recipient {
+    key_encryption_algorithm: Option<String>,
+    attestation_document: Option<Blob>,
+}
+
+pub fn refuse_recipient(recipient: &Option<Recipient>) -> Result<(), ApiError> {
     match recipient {
         None => Ok(()),
         Some(_) => Err(ApiError::Kms(KmsError::UnsupportedOperation(

@@ -1,6 +1,7 @@
 //! Integration tests: the real `kms` binary, a real SoftHSM2 token, a real Postgres database,
 //! real HTTP, and the AWS SDK with SigV4 credentials. One binary for the whole area.
 
+mod model_members;
 mod support;
 
 mod access;

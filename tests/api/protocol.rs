@@ -436,3 +436,75 @@ async fn error_texts_are_those_aws_answers() {
         )
     );
 }
+
+/// Every input member of every operation in AWS's model (the model's `<Op>Request` shapes,
+/// listed in `tests/api/model_members.rs`) is read by this service's request — implemented or
+/// refused with a clear error, never dropped unread. The probe: each member alone, as a JSON
+/// object and then as a number; a member the request reads refuses one of them with a
+/// `SerializationException` naming the type it wanted, while a member it did not know would be
+/// skipped and the call would go on to other answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_member_of_the_model_is_read() {
+    let s = Server::start().await;
+    let key = new_key(&s.client()).await;
+    // Taken as any JSON and judged member by member once the required members are there
+    // (every member of Constraints read or refused): probed within a whole request.
+    let whole = |op: &str, member: &str| match (op, member) {
+        ("CreateGrant", "Constraints") => Some(serde_json::json!({
+            "KeyId": key,
+            "GranteePrincipal": "arn:aws:iam::123456789012:root",
+            "Operations": ["Decrypt"],
+        })),
+        _ => None,
+    };
+    let mut unread = Vec::new();
+    for (op, members) in crate::model_members::MODEL_MEMBERS {
+        if kms::operations::NOT_YET.contains(op) {
+            continue;
+        }
+        for member in *members {
+            let mut answers = Vec::new();
+            for probe in [
+                serde_json::json!({ "probe": true }),
+                serde_json::json!(12345),
+            ] {
+                let mut body = whole(op, member).unwrap_or_else(|| serde_json::json!({}));
+                body[*member] = probe;
+                let r = s
+                    .raw(
+                        Some(&format!("TrentService.{op}")),
+                        CT,
+                        serde_json::to_vec(&body).unwrap(),
+                        true,
+                    )
+                    .await;
+                answers.push(format!("{} {}", r.error_type(), r.message()));
+            }
+            let refused_by_name = |a: &String| {
+                a.starts_with("ValidationException") && a.contains(&format!("{member} "))
+            };
+            if !answers
+                .iter()
+                .any(|a| a.starts_with("SerializationException") || refused_by_name(a))
+            {
+                unread.push(format!("{op}.{member}: {answers:?}"));
+            }
+        }
+    }
+    assert!(
+        unread.is_empty(),
+        "members not read:\n{}",
+        unread.join("\n")
+    );
+    // Recipient (Nitro Enclaves attestation) is read and refused by name.
+    let r = s
+        .raw(
+            Some("TrentService.GenerateRandom"),
+            CT,
+            br#"{"NumberOfBytes": 16, "Recipient": {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256", "AttestationDocument": "AAAA"}}"#.to_vec(),
+            true,
+        )
+        .await;
+    assert_eq!(r.error_type(), "UnsupportedOperationException");
+    assert!(r.message().contains("Recipient"), "{}", r.message());
+}

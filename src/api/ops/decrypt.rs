@@ -1,6 +1,6 @@
 use crate::api::error::ApiError;
 use crate::api::wire::{
-    b64, ignores_ciphertext, parse, refuse_recipient, Blob, Context, Validator, Word,
+    b64, ignores_ciphertext, parse, refuse_recipient, Blob, Context, Recipient, Validator, Word,
 };
 use crate::domain::{Caller, Kms, KmsError};
 use crate::vocab::EncryptionAlgorithmSpec;
@@ -15,7 +15,7 @@ struct Request {
     grant_tokens: Option<Vec<String>>,
     key_id: Option<String>,
     encryption_algorithm: Option<Word<EncryptionAlgorithmSpec>>,
-    recipient: Option<Value>,
+    recipient: Option<Recipient>,
     dry_run: Option<bool>,
     dry_run_modifiers: Option<Vec<String>>,
 }

@@ -1,7 +1,7 @@
 //! `DeriveSharedSecret`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, refuse_recipient, Blob, Validator, Word};
+use crate::api::wire::{b64, parse, refuse_recipient, Blob, Recipient, Validator, Word};
 use crate::domain::{Caller, Kms};
 use crate::vocab::KeyAgreementAlgorithmSpec;
 use serde::Deserialize;
@@ -15,7 +15,7 @@ struct Request {
     public_key: Option<Blob>,
     grant_tokens: Option<Vec<String>>,
     dry_run: Option<bool>,
-    recipient: Option<Value>,
+    recipient: Option<Recipient>,
 }
 
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {

@@ -1,7 +1,7 @@
 //! `GenerateDataKey` and `GenerateDataKeyWithoutPlaintext`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, refuse_recipient, Context, Validator, Word};
+use crate::api::wire::{b64, parse, refuse_recipient, Context, Recipient, Validator, Word};
 use crate::domain::{Caller, Kms, KmsError};
 use crate::vocab::DataKeySpec;
 use serde::Deserialize;
@@ -15,7 +15,7 @@ struct Request {
     number_of_bytes: Option<i64>,
     key_spec: Option<Word<DataKeySpec>>,
     grant_tokens: Option<Vec<String>>,
-    recipient: Option<Value>,
+    recipient: Option<Recipient>,
     dry_run: Option<bool>,
 }
 

@@ -1,7 +1,7 @@
 //! `GenerateDataKeyPair`, `GenerateDataKeyPairWithoutPlaintext`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, refuse_recipient, Context, Validator};
+use crate::api::wire::{b64, parse, refuse_recipient, Context, Recipient, Validator};
 use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,7 +25,7 @@ struct Request {
     key_pair_spec: Option<String>,
     encryption_context: Option<Context>,
     grant_tokens: Option<Vec<String>>,
-    recipient: Option<Value>,
+    recipient: Option<Recipient>,
     dry_run: Option<bool>,
 }
 

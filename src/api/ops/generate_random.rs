@@ -1,5 +1,5 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, refuse_recipient, Validator};
+use crate::api::wire::{b64, parse, refuse_recipient, Recipient, Validator};
 use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 struct Request {
     number_of_bytes: Option<i64>,
     custom_key_store_id: Option<String>,
-    recipient: Option<Value>,
+    recipient: Option<Recipient>,
 }
 
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
