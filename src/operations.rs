@@ -98,6 +98,8 @@ pub const OPERATIONS: &[Operation] = &[
     op("GenerateDataKeyPairWithoutPlaintext", C, true),
     op("DeriveSharedSecret", C, true),
     op("GetKeyLastUsage", M, true),
+    op("Encapsulate", C, true),
+    op("Decapsulate", C, true),
 ];
 
 /// The STS operations the service answers (`AssumeRole`, `GetCallerIdentity`): audited and
@@ -113,8 +115,6 @@ pub const NOT_YET: &[&str] = &[
     "DescribeCustomKeyStores",
     "DisconnectCustomKeyStore",
     "UpdateCustomKeyStore",
-    "Encapsulate",
-    "Decapsulate",
 ];
 
 /// The KMS operation named `name`.
@@ -140,10 +140,13 @@ pub enum KeyKind {
     KeyAgreement,
     /// HMAC keys.
     Hmac,
+    /// ML-KEM keys (`ENCAPSULATE_DECAPSULATE`).
+    KeyEncapsulation,
 }
 
 use KeyKind::{
-    AsymmetricEncryption as AE, Hmac as H, KeyAgreement as KA, Signing as S, Symmetric as SY,
+    AsymmetricEncryption as AE, Hmac as H, KeyAgreement as KA, KeyEncapsulation as KE,
+    Signing as S, Symmetric as SY,
 };
 
 /// A grant operation (AWS's `GrantOperation`): what a grant may allow.
@@ -188,10 +191,10 @@ pub const GRANT_OPERATIONS: &[GrantOperation] = &[
     grant("ReEncryptTo", "ReEncrypt", &[SY, AE], true),
     grant("Sign", "Sign", &[S], false),
     grant("Verify", "Verify", &[S], false),
-    grant("GetPublicKey", "GetPublicKey", &[AE, S, KA], false),
-    grant("CreateGrant", "CreateGrant", &[SY, AE, S, KA, H], false),
-    grant("RetireGrant", "RetireGrant", &[SY, AE, S, KA, H], false),
-    grant("DescribeKey", "DescribeKey", &[SY, AE, S, KA, H], false),
+    grant("GetPublicKey", "GetPublicKey", &[AE, S, KA, KE], false),
+    grant("CreateGrant", "CreateGrant", &[SY, AE, S, KA, H, KE], false),
+    grant("RetireGrant", "RetireGrant", &[SY, AE, S, KA, H, KE], false),
+    grant("DescribeKey", "DescribeKey", &[SY, AE, S, KA, H, KE], false),
     grant("GenerateDataKeyPair", "GenerateDataKeyPair", &[SY], true),
     grant(
         "GenerateDataKeyPairWithoutPlaintext",
@@ -202,6 +205,8 @@ pub const GRANT_OPERATIONS: &[GrantOperation] = &[
     grant("GenerateMac", "GenerateMac", &[H], false),
     grant("VerifyMac", "VerifyMac", &[H], false),
     grant("DeriveSharedSecret", "DeriveSharedSecret", &[KA], false),
+    grant("Encapsulate", "Encapsulate", &[KE], false),
+    grant("Decapsulate", "Decapsulate", &[KE], false),
 ];
 
 /// The grant operation named `name`.

@@ -127,10 +127,14 @@ vocabulary! {
         EncryptDecrypt = "ENCRYPT_DECRYPT",
         GenerateVerifyMac = "GENERATE_VERIFY_MAC",
         KeyAgreement = "KEY_AGREEMENT",
+        EncapsulateDecapsulate = "ENCAPSULATE_DECAPSULATE",
     }
-    // As AWS answered CreateKey with an unknown KeyUsage (recorded before KEY_AGREEMENT was
-    // added; it is put last).
-    message_order ["ENCRYPT_DECRYPT", "SIGN_VERIFY", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT",]
+    // As AWS answered CreateKey with an unknown KeyUsage (recorded before KEY_AGREEMENT and
+    // ENCAPSULATE_DECAPSULATE were added; they are put last).
+    message_order [
+        "ENCRYPT_DECRYPT", "SIGN_VERIFY", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT",
+        "ENCAPSULATE_DECAPSULATE",
+    ]
 }
 
 vocabulary! {
@@ -154,13 +158,17 @@ vocabulary! {
         MlDsa65 = "ML_DSA_65",
         MlDsa87 = "ML_DSA_87",
         EccNistEdwards25519 = "ECC_NIST_EDWARDS25519",
+        MlKem512 = "ML_KEM_512",
+        MlKem768 = "ML_KEM_768",
+        MlKem1024 = "ML_KEM_1024",
     }
     // As AWS answered CreateKey with an unknown KeySpec (recorded before SM2, ML-DSA and
     // Ed25519 were added; they are put last, in botocore's order).
     message_order [
         "RSA_2048", "ECC_NIST_P384", "ECC_NIST_P256", "ECC_NIST_P521", "HMAC_384", "RSA_3072",
         "ECC_SECG_P256K1", "RSA_4096", "SYMMETRIC_DEFAULT", "HMAC_256", "HMAC_224", "HMAC_512",
-        "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519",
+        "SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "ECC_NIST_EDWARDS25519", "ML_KEM_512",
+        "ML_KEM_768", "ML_KEM_1024",
     ]
 }
 
@@ -212,6 +220,13 @@ vocabulary! {
     }
     // As AWS answered GenerateMac with an unknown MacAlgorithm (recorded).
     message_order ["HMAC_SHA_384", "HMAC_SHA_256", "HMAC_SHA_224", "HMAC_SHA_512",]
+}
+
+vocabulary! {
+    /// A key encapsulation algorithm (botocore's `EncapsulationAlgorithmSpec`).
+    EncapsulationAlgorithmSpec {
+        MlKem = "ML_KEM",
+    }
 }
 
 vocabulary! {

@@ -30,12 +30,6 @@ impl Kms {
                 )))
             }
         }
-        let Some(kind) = asymmetric::kind(input.key_spec) else {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "KeySpec {} is not supported by this key store.",
-                input.key_spec
-            )));
-        };
         if !asymmetric::usages(input.key_spec).contains(&input.key_usage) {
             return Err(KmsError::Validation(
                 crate::messages::usage_incompatible_with_spec(
@@ -44,10 +38,11 @@ impl Kms {
                 ),
             ));
         }
-        if !asymmetric::token_supports(&self.hsm, kind) {
+        let kind = asymmetric::kind(input.key_spec);
+        if !kind.is_some_and(|k| asymmetric::token_supports(&self.hsm, k)) {
             let caps = self.hsm.capabilities();
             return Err(KmsError::UnsupportedOperation(format!(
-                "KeySpec {} is not available: this key store's HSM ({} {}) cannot generate and wrap such keys.",
+                "KeySpec {} is not available: this key store's HSM ({} {}) cannot generate such keys.",
                 input.key_spec, caps.manufacturer, caps.model
             )));
         }
@@ -85,7 +80,7 @@ impl Kms {
             )
         };
         if input.multi_region {
-            if let asymmetric::Kind::Pair(k) = kind {
+            if let Some(asymmetric::Kind::Pair(k)) = kind {
                 if self.hsm.holds(k) {
                     return Err(KmsError::UnsupportedOperation(format!(
                         "Multi-Region keys with KeySpec {} are not available: this key store's HSM keeps such keys as token objects, which cannot be shared between Regions.",

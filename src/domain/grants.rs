@@ -35,6 +35,7 @@ fn key_kind(rec: &KeyRecord) -> KeyKind {
     match rec.key_usage {
         KeyUsage::EncryptDecrypt => KeyKind::AsymmetricEncryption,
         KeyUsage::KeyAgreement => KeyKind::KeyAgreement,
+        KeyUsage::EncapsulateDecapsulate => KeyKind::KeyEncapsulation,
         _ => KeyKind::Signing,
     }
 }

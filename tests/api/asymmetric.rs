@@ -280,6 +280,18 @@ async fn ecc_and_ed25519_keys_sign_and_openssl_agrees() {
         ),
         "InvalidKeyUsageException"
     );
+    // Ed25519ph needs the token (the private key): neither token here has it.
+    let (c_, m) = message(
+        c.sign()
+            .key_id(&ed)
+            .message(Blob::new(vec![0; 64]))
+            .message_type(MessageType::Digest)
+            .signing_algorithm(S::Ed25519PhSha512)
+            .send()
+            .await,
+    );
+    assert_eq!(c_, "UnsupportedOperationException");
+    assert!(m.contains("has no Ed25519ph"), "{m}");
 
     // The openssl command line verifies a P-256 signature against the exported key.
     let dir = tempfile::tempdir().unwrap();
@@ -1219,4 +1231,137 @@ async fn re_encrypt_moves_ciphertexts_between_rsa_and_symmetric_keys() {
         m,
         "Algorithm RSAES_OAEP_SHA_256 and key spec RSA_2048 cannot encrypt data larger than 190 bytes."
     );
+}
+
+/// ML-KEM, ML-DSA and SM2: no token here generates them, so `CreateKey` refuses them naming
+/// the HSM (after AWS's own usage check), and `Encapsulate`/`Decapsulate` answer as AWS does
+/// for every key that can exist here; grants for them only on ML-KEM keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_quantum_and_sm2_keys_are_refused_naming_the_hsm() {
+    use aws_sdk_kms::types::{EncapsulationAlgorithmSpec, GrantOperation};
+    let s = Server::start().await;
+    let c = s.client();
+    for (spec, usage) in [
+        (KeySpec::MlKem768, KeyUsageType::EncapsulateDecapsulate),
+        (KeySpec::MlKem512, KeyUsageType::EncapsulateDecapsulate),
+        (KeySpec::MlKem1024, KeyUsageType::EncapsulateDecapsulate),
+        (KeySpec::MlDsa65, KeyUsageType::SignVerify),
+        (KeySpec::Sm2, KeyUsageType::EncryptDecrypt),
+    ] {
+        let (code_, m) = message(
+            c.create_key()
+                .key_spec(spec.clone())
+                .key_usage(usage)
+                .send()
+                .await,
+        );
+        assert_eq!(code_, "UnsupportedOperationException", "{spec:?}");
+        assert!(
+            m.starts_with(&format!(
+                "KeySpec {} is not available: this key store's HSM (",
+                spec.as_str()
+            )) && m.ends_with("cannot generate such keys."),
+            "{m}"
+        );
+    }
+    // AWS's usage check comes first.
+    let (code_, m) = message(
+        c.create_key()
+            .key_spec(KeySpec::MlKem768)
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .send()
+            .await,
+    );
+    assert_eq!(code_, "ValidationException");
+    assert_eq!(
+        m,
+        "KeyUsage ENCRYPT_DECRYPT is not compatible with KeySpec ML_KEM_768"
+    );
+    let (code_, _) = message(
+        c.create_key()
+            .key_usage(KeyUsageType::EncapsulateDecapsulate)
+            .send()
+            .await,
+    );
+    assert_eq!(code_, "ValidationException");
+    // Encapsulate and Decapsulate with the keys there are.
+    let key = new_key(&c).await;
+    let arn = c
+        .describe_key()
+        .key_id(key.clone())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let (code_, m) = message(
+        c.encapsulate()
+            .key_id(&key)
+            .encapsulation_algorithm(EncapsulationAlgorithmSpec::MlKem)
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (code_.as_str(), m.as_str()),
+        (
+            "InvalidKeyUsageException",
+            format!("{arn} key usage is ENCRYPT_DECRYPT which is not valid for Encapsulate.")
+                .as_str()
+        )
+    );
+    let (code_, m) = message(
+        c.decapsulate()
+            .key_id(&key)
+            .encapsulation_algorithm(EncapsulationAlgorithmSpec::MlKem)
+            .shared_secret_ciphertext_blob(Blob::new(vec![1u8; 1088]))
+            .send()
+            .await,
+    );
+    assert_eq!(code_, "InvalidKeyUsageException");
+    assert!(m.ends_with("which is not valid for Decapsulate."), "{m}");
+    assert_eq!(
+        code(
+            c.encapsulate()
+                .key_id(uuid::Uuid::new_v4().to_string())
+                .encapsulation_algorithm(EncapsulationAlgorithmSpec::MlKem)
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
+    assert_eq!(
+        code(
+            c.decapsulate()
+                .key_id(&key)
+                .encapsulation_algorithm(EncapsulationAlgorithmSpec::MlKem)
+                .send()
+                .await
+        ),
+        "ValidationException"
+    );
+    c.disable_key().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        code(
+            c.encapsulate()
+                .key_id(&key)
+                .encapsulation_algorithm(EncapsulationAlgorithmSpec::MlKem)
+                .send()
+                .await
+        ),
+        "DisabledException"
+    );
+    c.enable_key().key_id(&key).send().await.unwrap();
+    // A grant for Encapsulate names an ML-KEM key, never another.
+    let (code_, m) = message(
+        c.create_grant()
+            .key_id(&key)
+            .grantee_principal("arn:aws:iam::123456789012:root")
+            .operations(GrantOperation::Encapsulate)
+            .send()
+            .await,
+    );
+    assert_eq!(code_, "ValidationException");
+    assert!(m.contains("Encapsulate"), "{m}");
 }

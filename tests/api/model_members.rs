@@ -3,10 +3,26 @@
 // newer copy of the same AWS model (identical api-2/service-2 format, docs stripped): aws/aws-sdk-php
 // src/data/kms/2014-11-01/api-2.json at commit 20b58ddb3d561cddda6bff835aad715d78b4456c (54 operations, incl. GetKeyLastUsage).
 // No Encapsulate/Decapsulate operations exist in either model. Every operation has an input shape (<Op>Request).
+// Encapsulate and Decapsulate (ML-KEM) are newer than that model: their members are aws-sdk-kms
+// 1.129's (`EncapsulateInput`, `DecapsulateInput`).
 pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
-    ("CancelKeyDeletion", &["KeyId"]),                // required: KeyId
+    (
+        "Decapsulate",
+        &[
+            "KeyId",
+            "SharedSecretCiphertextBlob",
+            "EncapsulationAlgorithm",
+            "GrantTokens",
+            "DryRun",
+        ],
+    ), // required: KeyId, SharedSecretCiphertextBlob, EncapsulationAlgorithm
+    (
+        "Encapsulate",
+        &["KeyId", "EncapsulationAlgorithm", "GrantTokens", "DryRun"],
+    ), // required: KeyId, EncapsulationAlgorithm
+    ("CancelKeyDeletion", &["KeyId"]), // required: KeyId
     ("ConnectCustomKeyStore", &["CustomKeyStoreId"]), // required: CustomKeyStoreId
-    ("CreateAlias", &["AliasName", "TargetKeyId"]),   // required: AliasName, TargetKeyId
+    ("CreateAlias", &["AliasName", "TargetKeyId"]), // required: AliasName, TargetKeyId
     (
         "CreateCustomKeyStore",
         &[
@@ -65,8 +81,8 @@ pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
             "DryRunModifiers",
         ],
     ), // required: (none)
-    ("DeleteAlias", &["AliasName"]),                  // required: AliasName
-    ("DeleteCustomKeyStore", &["CustomKeyStoreId"]),  // required: CustomKeyStoreId
+    ("DeleteAlias", &["AliasName"]),   // required: AliasName
+    ("DeleteCustomKeyStore", &["CustomKeyStoreId"]), // required: CustomKeyStoreId
     ("DeleteImportedKeyMaterial", &["KeyId", "KeyMaterialId"]), // required: KeyId
     (
         "DeriveSharedSecret",
@@ -83,11 +99,11 @@ pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
         "DescribeCustomKeyStores",
         &["CustomKeyStoreId", "CustomKeyStoreName", "Limit", "Marker"],
     ), // required: (none)
-    ("DescribeKey", &["KeyId", "GrantTokens"]),       // required: KeyId
-    ("DisableKey", &["KeyId"]),                       // required: KeyId
-    ("DisableKeyRotation", &["KeyId"]),               // required: KeyId
+    ("DescribeKey", &["KeyId", "GrantTokens"]), // required: KeyId
+    ("DisableKey", &["KeyId"]),        // required: KeyId
+    ("DisableKeyRotation", &["KeyId"]), // required: KeyId
     ("DisconnectCustomKeyStore", &["CustomKeyStoreId"]), // required: CustomKeyStoreId
-    ("EnableKey", &["KeyId"]),                        // required: KeyId
+    ("EnableKey", &["KeyId"]),         // required: KeyId
     ("EnableKeyRotation", &["KeyId", "RotationPeriodInDays"]), // required: KeyId
     (
         "Encrypt",
@@ -152,14 +168,14 @@ pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
         "GenerateRandom",
         &["NumberOfBytes", "CustomKeyStoreId", "Recipient"],
     ), // required: (none)
-    ("GetKeyLastUsage", &["KeyId"]),                  // required: KeyId
-    ("GetKeyPolicy", &["KeyId", "PolicyName"]),       // required: KeyId
-    ("GetKeyRotationStatus", &["KeyId"]),             // required: KeyId
+    ("GetKeyLastUsage", &["KeyId"]),   // required: KeyId
+    ("GetKeyPolicy", &["KeyId", "PolicyName"]), // required: KeyId
+    ("GetKeyRotationStatus", &["KeyId"]), // required: KeyId
     (
         "GetParametersForImport",
         &["KeyId", "WrappingAlgorithm", "WrappingKeySpec"],
     ), // required: KeyId, WrappingAlgorithm, WrappingKeySpec
-    ("GetPublicKey", &["KeyId", "GrantTokens"]),      // required: KeyId
+    ("GetPublicKey", &["KeyId", "GrantTokens"]), // required: KeyId
     (
         "ImportKeyMaterial",
         &[
@@ -173,7 +189,7 @@ pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
             "KeyMaterialId",
         ],
     ), // required: KeyId, ImportToken, EncryptedKeyMaterial
-    ("ListAliases", &["KeyId", "Limit", "Marker"]),   // required: (none)
+    ("ListAliases", &["KeyId", "Limit", "Marker"]), // required: (none)
     (
         "ListGrants",
         &["Limit", "Marker", "KeyId", "GrantId", "GranteePrincipal"],
@@ -183,7 +199,7 @@ pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
         "ListKeyRotations",
         &["KeyId", "IncludeKeyMaterial", "Limit", "Marker"],
     ), // required: KeyId
-    ("ListKeys", &["Limit", "Marker"]),               // required: (none)
+    ("ListKeys", &["Limit", "Marker"]), // required: (none)
     ("ListResourceTags", &["KeyId", "Limit", "Marker"]), // required: KeyId
     (
         "ListRetirableGrants",
@@ -226,7 +242,7 @@ pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
     ), // required: KeyId, ReplicaRegion
     ("RetireGrant", &["GrantToken", "KeyId", "GrantId", "DryRun"]), // required: (none)
     ("RevokeGrant", &["KeyId", "GrantId", "DryRun"]), // required: KeyId, GrantId
-    ("RotateKeyOnDemand", &["KeyId"]),                // required: KeyId
+    ("RotateKeyOnDemand", &["KeyId"]), // required: KeyId
     ("ScheduleKeyDeletion", &["KeyId", "PendingWindowInDays"]), // required: KeyId
     (
         "Sign",
@@ -239,9 +255,9 @@ pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
             "DryRun",
         ],
     ), // required: KeyId, Message, SigningAlgorithm
-    ("TagResource", &["KeyId", "Tags"]),              // required: KeyId, Tags
-    ("UntagResource", &["KeyId", "TagKeys"]),         // required: KeyId, TagKeys
-    ("UpdateAlias", &["AliasName", "TargetKeyId"]),   // required: AliasName, TargetKeyId
+    ("TagResource", &["KeyId", "Tags"]), // required: KeyId, Tags
+    ("UntagResource", &["KeyId", "TagKeys"]), // required: KeyId, TagKeys
+    ("UpdateAlias", &["AliasName", "TargetKeyId"]), // required: AliasName, TargetKeyId
     (
         "UpdateCustomKeyStore",
         &[

@@ -305,7 +305,7 @@ async fn error_texts_are_those_aws_answers() {
             .send()
             .await,
     ));
-    assert_eq!(m, "1 validation error detected: Value 'RANDOM' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: [ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC, KEY_AGREEMENT]");
+    assert_eq!(m, "1 validation error detected: Value 'RANDOM' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: [ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC, KEY_AGREEMENT, ENCAPSULATE_DECAPSULATE]");
     // Tags: the reserved prefix in any case, duplicate keys, more than 50.
     let tag = |k: &str, v: &str| {
         aws_sdk_kms::types::Tag::builder()

@@ -6,6 +6,7 @@ mod create_key;
 mod decrypt;
 mod derive_shared_secret;
 mod describe_key;
+mod encapsulate;
 mod encrypt;
 mod generate_data_key;
 mod generate_data_key_pair;
@@ -78,6 +79,8 @@ pub async fn dispatch(
         "Sign" => sign::sign(kms, caller, body).await,
         "Verify" => sign::verify(kms, caller, body).await,
         "GetPublicKey" => get_public_key::handle(kms, caller, body).await,
+        "Encapsulate" => encapsulate::encapsulate(kms, caller, body).await,
+        "Decapsulate" => encapsulate::decapsulate(kms, caller, body).await,
         "GenerateMac" => mac::generate(kms, caller, body).await,
         "VerifyMac" => mac::verify(kms, caller, body).await,
         "GenerateDataKeyPair" => generate_data_key_pair::handle(kms, caller, body, true).await,

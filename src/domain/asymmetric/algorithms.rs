@@ -41,7 +41,14 @@ pub fn kind(spec: KeySpec) -> Option<Kind> {
         KeySpec::Hmac256 => Kind::Hmac(Hash::Sha256, 32),
         KeySpec::Hmac384 => Kind::Hmac(Hash::Sha384, 48),
         KeySpec::Hmac512 => Kind::Hmac(Hash::Sha512, 64),
-        KeySpec::Sm2 | KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => return None,
+        // No token here generates them (SoftHSM 2.6.1, Kryoptic as CI builds it).
+        KeySpec::Sm2
+        | KeySpec::MlDsa44
+        | KeySpec::MlDsa65
+        | KeySpec::MlDsa87
+        | KeySpec::MlKem512
+        | KeySpec::MlKem768
+        | KeySpec::MlKem1024 => return None,
     })
 }
 
@@ -54,7 +61,9 @@ pub fn usages(spec: KeySpec) -> &'static [KeyUsage] {
         EccNistP256 | EccNistP384 | EccNistP521 => &[SIGN_VERIFY, KEY_AGREEMENT],
         EccSecgP256k1 | EccNistEdwards25519 => &[SIGN_VERIFY],
         Hmac224 | Hmac256 | Hmac384 | Hmac512 => &[GENERATE_VERIFY_MAC],
-        Sm2 | MlDsa44 | MlDsa65 | MlDsa87 => &[],
+        Sm2 => &[ENCRYPT_DECRYPT, SIGN_VERIFY, KEY_AGREEMENT],
+        MlDsa44 | MlDsa65 | MlDsa87 => &[SIGN_VERIFY],
+        MlKem512 | MlKem768 | MlKem1024 => &[KeyUsage::EncapsulateDecapsulate],
     }
 }
 

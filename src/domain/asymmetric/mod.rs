@@ -115,6 +115,14 @@ impl Kms {
             .await?;
         let op = action.trim_start_matches("kms:");
         let kind = Self::require_signing_key(&rec, op)?;
+        if kind == PairKind::Ed25519 && algorithm == SigningAlgorithmSpec::Ed25519PhSha512 {
+            // Ed25519ph must be computed with the private key; no token here offers it.
+            let caps = self.hsm.capabilities();
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{algorithm} is not available: this key store's HSM ({} {}) has no Ed25519ph. Use ED25519_SHA_512.",
+                caps.manufacturer, caps.model
+            )));
+        }
         let alg = Self::signing(&rec, algorithm, kind)?;
         let input = to_be_signed(&alg, algorithm, message, is_digest)?;
         Ok((rec, alg, input))
@@ -457,6 +465,33 @@ impl Kms {
             return Err(KmsError::InvalidMac);
         }
         Ok(rec.arn())
+    }
+
+    /// `Encapsulate` and `Decapsulate`'s key: the preamble's checks, then an ML-KEM key
+    /// (`ENCAPSULATE_DECAPSULATE`). No token here generates ML-KEM keys, so no such key can
+    /// exist: every call is answered as AWS answers it for the key named (not found, disabled,
+    /// the wrong usage), and one that got this far would be refused naming the HSM.
+    pub async fn encapsulation_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        op: &str,
+    ) -> Result<String, KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to(&format!("kms:{op}"), &[Check::Enabled]),
+            )
+            .await?;
+        if rec.key_usage != crate::vocab::KeyUsage::EncapsulateDecapsulate {
+            return Err(Self::usage_error(&rec, op));
+        }
+        let caps = self.hsm.capabilities();
+        Err(KmsError::UnsupportedOperation(format!(
+            "{op} is not available: this key store's HSM ({} {}) has no ML-KEM.",
+            caps.manufacturer, caps.model
+        )))
     }
 
     /// ECDH between the key's private key (in the token) and the caller's public key.
