@@ -60,6 +60,8 @@ impl Kms {
             primary: rec.mrk_primary,
             // Only symmetric encryption keys name their material (they can have several); a
             // key pending its first import has none yet.
+            // AWS's current documentation: symmetric encryption keys of AWS_KMS or EXTERNAL
+            // origin (its earlier text excluded multi-Region keys with imported material).
             current_key_material_id: (rec.current_version > 0
                 && rec.key_spec == KeySpec::SymmetricDefault)
                 .then(|| super::rotation::material_id(&rec.blob_id(), rec.current_version)),

@@ -279,6 +279,17 @@ async fn rotation_by_schedule_and_on_demand_keeps_old_ciphertexts_working() {
     c.enable_key().key_id(&id).send().await.unwrap();
     c.disable_key_rotation().key_id(&id).send().await.unwrap();
     assert!(!enabled(c.clone(), id.clone()).await);
+    // Rotation off: AWS answers KeyId and KeyRotationEnabled alone (recorded).
+    let st = c
+        .get_key_rotation_status()
+        .key_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (st.rotation_period_in_days, st.next_rotation_date),
+        (None, None)
+    );
     c.disable_key().key_id(&id).send().await.unwrap();
     assert_eq!(
         code(c.rotate_key_on_demand().key_id(&id).send().await),

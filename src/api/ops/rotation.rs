@@ -62,11 +62,13 @@ pub async fn status(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .key_rotation_status(caller, r.key_id.as_deref().unwrap_or_default())
         .await?;
     let mut v = json!({ "KeyRotationEnabled": s.enabled, "KeyId": s.key_arn });
-    if let Some(p) = s.period_days {
-        v["RotationPeriodInDays"] = json!(p);
-    }
-    if let Some(n) = &s.next {
-        if s.enabled {
+    // The schedule only while rotation is on: AWS's answer for a key whose rotation is off is
+    // `KeyId` and `KeyRotationEnabled` alone (recorded).
+    if s.enabled {
+        if let Some(p) = s.period_days {
+            v["RotationPeriodInDays"] = json!(p);
+        }
+        if let Some(n) = &s.next {
             v["NextRotationDate"] = json!(super::epoch(n));
         }
     }
