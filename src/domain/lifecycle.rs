@@ -456,11 +456,14 @@ impl Kms {
         }
     }
 
+    /// The aliases of the caller's account and region (of one key, with `key_id`), and — listing
+    /// them all — the predefined `alias/aws/<service>` names whose AWS managed key does not exist
+    /// yet, which AWS lists without a `TargetKeyId`.
     pub async fn list_aliases(
         &self,
         caller: &Caller,
         key_id: Option<&str>,
-    ) -> Result<Vec<AliasRecord>, KmsError> {
+    ) -> Result<(Vec<AliasRecord>, Vec<String>), KmsError> {
         let key = match key_id {
             Some(k) => {
                 if matches!(keyid::parse(k)?, keyid::KeyRef::Alias { .. }) {
@@ -490,7 +493,15 @@ impl Kms {
                 Err(e) => return Err(e),
             }
         }
-        Ok(out)
+        let predefined = match key {
+            Some(_) => Vec::new(),
+            None => super::managed_keys::MANAGED_KEY_SERVICES
+                .iter()
+                .map(|s| format!("alias/aws/{s}"))
+                .filter(|name| !out.iter().any(|a| &a.alias_name == name))
+                .collect(),
+        };
+        Ok((out, predefined))
     }
 
     pub async fn tag_resource(

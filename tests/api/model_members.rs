@@ -50,6 +50,9 @@ pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
             "GrantTokens",
             "Name",
             "DryRun",
+            // aws-sdk-kms 1.129's model, newer than the one above.
+            "GranteeServicePrincipal",
+            "RetiringServicePrincipal",
         ],
     ), // required: KeyId, GranteePrincipal, Operations
     (
@@ -192,7 +195,15 @@ pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
     ("ListAliases", &["KeyId", "Limit", "Marker"]), // required: (none)
     (
         "ListGrants",
-        &["Limit", "Marker", "KeyId", "GrantId", "GranteePrincipal"],
+        // GranteeServicePrincipal: aws-sdk-kms 1.129's model, newer than the one above.
+        &[
+            "Limit",
+            "Marker",
+            "KeyId",
+            "GrantId",
+            "GranteePrincipal",
+            "GranteeServicePrincipal",
+        ],
     ), // required: KeyId
     ("ListKeyPolicies", &["KeyId", "Limit", "Marker"]), // required: KeyId
     (
@@ -203,7 +214,13 @@ pub const MODEL_MEMBERS: &[(&str, &[&str])] = &[
     ("ListResourceTags", &["KeyId", "Limit", "Marker"]), // required: KeyId
     (
         "ListRetirableGrants",
-        &["Limit", "Marker", "RetiringPrincipal"],
+        // RetiringServicePrincipal: aws-sdk-kms 1.129's model.
+        &[
+            "Limit",
+            "Marker",
+            "RetiringPrincipal",
+            "RetiringServicePrincipal",
+        ],
     ), // required: RetiringPrincipal
     (
         "PutKeyPolicy",

@@ -66,25 +66,41 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .paging(r.limit, r.marker.as_deref(), 100)
         .finish()?;
-    let aliases = kms.list_aliases(caller, r.key_id.as_deref()).await?;
+    let (aliases, predefined) = kms.list_aliases(caller, r.key_id.as_deref()).await?;
+    // Aliases and AWS's predefined ones (no key yet: name and ARN only, as AWS lists them),
+    // by name.
+    let mut listed: Vec<(String, Value)> = aliases
+        .iter()
+        .map(|a| {
+            let target = match a.target_mrk {
+                Some(m) => crate::domain::keyid::PublicId::Mrk(m).to_string(),
+                None => a.key_id.to_string(),
+            };
+            let v = json!({
+                "AliasName": a.alias_name,
+                "AliasArn": keyid::alias_arn(&a.region, &a.account_id, &a.alias_name),
+                "TargetKeyId": target,
+                "CreationDate": super::epoch(&a.created_at),
+                "LastUpdatedDate": super::epoch(&a.updated_at),
+            });
+            (a.alias_name.clone(), v)
+        })
+        .chain(predefined.iter().map(|n| {
+            let v = json!({
+                "AliasName": n,
+                "AliasArn": keyid::alias_arn(&caller.region, &caller.account_id, n),
+            });
+            (n.clone(), v)
+        }))
+        .collect();
+    listed.sort_by(|x, y| x.0.cmp(&y.0));
     page(
-        &aliases,
+        &listed,
         "Aliases",
         r.limit,
         50,
         r.marker.as_deref(),
-        |a| a.alias_name.clone(),
-        |a| {
-            json!({
-                "AliasName": a.alias_name,
-                "AliasArn": keyid::alias_arn(&a.region, &a.account_id, &a.alias_name),
-                "TargetKeyId": match a.target_mrk {
-                    Some(m) => crate::domain::keyid::PublicId::Mrk(m).to_string(),
-                    None => a.key_id.to_string(),
-                },
-                "CreationDate": super::epoch(&a.created_at),
-                "LastUpdatedDate": super::epoch(&a.updated_at),
-            })
-        },
+        |l| l.0.clone(),
+        |l| l.1.clone(),
     )
 }
