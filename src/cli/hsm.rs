@@ -68,6 +68,10 @@ pub enum HsmCommand {
     },
     /// The MAC key versions the token holds, and how many MACs are still under older ones.
     MacKeys,
+    /// The private keys the token keeps as token objects because it cannot wrap them
+    /// (Ed25519 on SoftHSM 2.6.1), each with the key that uses it, or `orphaned` where no key
+    /// does any more (remove those with the token's own tools).
+    HeldKeys,
     /// Destroy an older MAC key in the token (every token of a pool), once no stored MAC was
     /// made under it: from then on any row or grant token MAC'd under it is refused.
     /// Irreversible; recorded in the audit trail.
@@ -158,6 +162,24 @@ pub async fn run(s: &Settings, cmd: HsmCommand) -> Result<()> {
             eprintln!(
                 "kms hsm: MAC key v{version} destroyed in token {}; rows and grant tokens MAC'd under it are refused from now on",
                 token_list(&tokens)
+            );
+            Ok(())
+        }
+        HsmCommand::HeldKeys => {
+            let held = kms.held_objects().await?;
+            println!("LABEL  KEY");
+            for h in &held {
+                match h.key {
+                    Some((key_id, version)) => {
+                        println!("{}  {key_id} (version {version})", h.label)
+                    }
+                    None => println!("{}  orphaned: no key names it", h.label),
+                }
+            }
+            let orphans = held.iter().filter(|h| h.key.is_none()).count();
+            eprintln!(
+                "kms hsm: {} key objects held in the token, {orphans} orphaned",
+                held.len()
             );
             Ok(())
         }

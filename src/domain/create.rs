@@ -148,7 +148,7 @@ impl Kms {
                 tracing::warn!(key_id = %rec.key_id, label, "the token no longer held the key object")
             }
             Err(e) => {
-                tracing::error!(key_id = %rec.key_id, label, error = %e, "could not destroy the key object in the token: remove the private key object with this label by hand")
+                tracing::error!(key_id = %rec.key_id, label, error = %e, "could not destroy the key object in the token: `kms hsm held-keys` lists it as orphaned; remove it with the token's own tools")
             }
         }
     }
@@ -228,5 +228,37 @@ impl Kms {
 
 /// The label of a held key's token object (`hsm::held`): its key and material version.
 pub(crate) fn held_label(key_id: Uuid, version: i32) -> String {
-    format!("kms-key-{key_id}-v{version}")
+    format!("{}{key_id}-v{version}", crate::hsm::HELD_LABEL_PREFIX)
+}
+
+/// A held key object in the token, and whether a key of the database still names it.
+pub struct HeldObject {
+    pub label: String,
+    /// `None`: no key version's row names this object (its key was deleted while the token
+    /// was unreachable, or its rows were removed with SQL): an orphan to remove by hand.
+    pub key: Option<(Uuid, i32)>,
+}
+
+impl Kms {
+    /// The token's held key objects (`hsm::held`), each with the key version whose row names
+    /// it: `kms hsm held-keys`.
+    pub async fn held_objects(&self) -> Result<Vec<HeldObject>, KmsError> {
+        let mut out = Vec::new();
+        for (label, id) in self.hsm.held_objects().await? {
+            let parsed = label
+                .strip_prefix(crate::hsm::HELD_LABEL_PREFIX)
+                .and_then(|rest| rest.rsplit_once("-v"))
+                .and_then(|(k, v)| Some((k.parse::<Uuid>().ok()?, v.parse::<i32>().ok()?)));
+            let mut key = None;
+            if let Some((key_id, version)) = parsed {
+                if let Some(m) = self.keys.material(key_id, version).await? {
+                    if crate::hsm::held_id(&m.wrapped).is_some_and(|h| h[..] == id[..]) {
+                        key = Some((key_id, version));
+                    }
+                }
+            }
+            out.push(HeldObject { label, key });
+        }
+        Ok(out)
+    }
 }

@@ -18,6 +18,9 @@ use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// How every held key object's label begins (`kms-key-<key id>-v<version>`).
+pub const HELD_LABEL_PREFIX: &str = "kms-key-";
+
 /// What stands in the database for a held key's wrapped blob: this prefix and the `CKA_ID`.
 const STAND_IN: &[u8] = b"kms-token-object-v1:";
 
@@ -118,6 +121,38 @@ impl Hsm {
                 reaper,
                 owned: false,
             }))
+        })
+        .await
+    }
+
+    /// Every held key object in the token: (label, `CKA_ID`), for an operator's inventory.
+    pub async fn held_objects(&self) -> Result<Vec<(String, Vec<u8>)>, HsmError> {
+        use cryptoki::object::AttributeType;
+        self.run(|s| {
+            let mut out = Vec::new();
+            for obj in ck(s.find_objects(&[
+                Attribute::Token(true),
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+            ]))? {
+                let attrs = ck(s.get_attributes(obj, &[AttributeType::Label, AttributeType::Id]))?;
+                let (mut label, mut id) = (None, None);
+                for a in attrs {
+                    match a {
+                        Attribute::Label(l) => {
+                            label = Some(String::from_utf8_lossy(&l).into_owned())
+                        }
+                        Attribute::Id(i) => id = Some(i),
+                        _ => {}
+                    }
+                }
+                if let (Some(label), Some(id)) = (label, id) {
+                    if label.starts_with(HELD_LABEL_PREFIX) {
+                        out.push((label, id));
+                    }
+                }
+            }
+            out.sort();
+            Ok(out)
         })
         .await
     }

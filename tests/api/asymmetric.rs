@@ -1053,6 +1053,29 @@ async fn ed25519_keys_the_token_cannot_wrap_are_token_objects_until_deleted() {
     })
     .await;
     signs(&c, &b).await.unwrap();
+    // The operator's inventory: b's object in use; once b's rows are gone (removed with SQL
+    // here), its object is reported orphaned, for removal with the token's own tools.
+    let inventory = |s: &Server| {
+        let out = s.kms(&["hsm", "held-keys"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let listed = inventory(&s);
+    assert!(
+        listed.contains(&format!("kms-key-{b}-v1  {b} (version 1)")),
+        "{listed}"
+    );
+    assert!(!listed.contains(&a), "{listed}");
+    s.db.execute(&format!(
+        "DELETE FROM key_materials WHERE key_id = {}",
+        s.db.key(&b)
+    ))
+    .await;
+    let listed = inventory(&s);
+    assert!(
+        listed.contains(&format!("kms-key-{b}-v1  orphaned: no key names it")),
+        "{listed}"
+    );
 }
 
 /// `ReEncrypt` with RSA keys on either side, as AWS: the source named by `SourceKeyId` with
