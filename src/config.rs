@@ -259,10 +259,26 @@ impl Settings {
         file: Option<&Path>,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Settings, String> {
+        let top = field_names::<Settings>();
         let env: config::Map<String, String> = env
             .filter(|(k, _)| {
                 !NOT_SETTINGS.contains(&k.as_str())
                     && !NOT_SETTING_PREFIXES.iter().any(|p| k.starts_with(p))
+            })
+            .filter(|(k, _)| {
+                // `KMS_<SECTION>__<NAME>` is a setting's form: judged (refused if unknown). A
+                // top-level name is judged if it is, or nearly is, a setting's (`KMS_REGION`
+                // for `KMS_REGIONS`); the rest are some other program's (a Kubernetes
+                // service named `kms` sets `KMS_SERVICE_HOST`, `KMS_PORT`, …): left alone.
+                let Some(name) = k.strip_prefix("KMS_") else {
+                    return true;
+                };
+                let name = name.to_ascii_lowercase();
+                if name.contains("__") || top.iter().any(|t| near(t, &name)) {
+                    return true;
+                }
+                eprintln!("kms: {k} is not a setting; ignored");
+                false
             })
             .collect();
         let mut b = config::Config::builder();
@@ -369,6 +385,68 @@ impl Settings {
             None => "the configured database".into(),
         }
     }
+}
+
+/// Whether `b` is `a` or within two edits of it (a misspelling of a setting's name).
+fn near(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 2 {
+        return false;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()] <= 2
+}
+
+/// The fields a settings struct reads, as serde names them (asked of its `Deserialize`, so
+/// the list is never written twice).
+fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    struct Lister<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Lister<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Lister(&mut fields));
+    fields
 }
 
 fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -507,7 +585,13 @@ mod tests {
             assert!(e.contains(&format!("{word} is not a setting")), "{e}");
         }
         let env = |k: &str| std::iter::once((k.to_string(), "1".to_string()));
-        for k in ["KMS_HSM__PINN", "KMS_LISTNE", "KMS_CACHE__KEY_HANDELS"] {
+        for k in [
+            "KMS_HSM__PINN",
+            "KMS_LISTNE",
+            "KMS_CACHE__KEY_HANDELS",
+            "KMS_REGION",
+            "KMS_HMS__PIN",
+        ] {
             let e = Settings::load_from(None, env(k)).err().unwrap();
             assert!(e.contains("is not a setting"), "{k}: {e}");
         }
@@ -516,6 +600,11 @@ mod tests {
             "KMS_DEV_STORE",
             "KMS_ADMIN_ACCESS_KEY_ID",
             "KMS_OPERATOR",
+            // Another program's: a Kubernetes service named `kms`, a user's shell.
+            "KMS_SERVICE_HOST",
+            "KMS_PORT",
+            "KMS_PORT_4000_TCP_ADDR",
+            "KMS_KEY_ID",
         ] {
             assert!(Settings::load_from(None, env(k)).is_ok(), "{k}");
         }

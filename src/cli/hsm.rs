@@ -178,8 +178,13 @@ pub async fn run(s: &Settings, cmd: HsmCommand) -> Result<()> {
             }
             let orphans = held.iter().filter(|h| h.key.is_none()).count();
             eprintln!(
-                "kms hsm: {} key objects held in the token, {orphans} orphaned",
-                held.len()
+                "kms hsm: {} key objects held in the token, {orphans} orphaned{}",
+                held.len(),
+                if orphans > 0 {
+                    " (check the audit trail for the key's DeleteKey before removing one: rows removed from the database, or a key being created right now, show as orphaned too)"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }

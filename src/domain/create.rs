@@ -116,16 +116,26 @@ impl Kms {
         }
         self.seal_new_key(&mut rec, &input.tags).await?;
         // Token generates → token wraps → database commits → reply.
-        let m = self.new_material(&rec, 1).await?;
-        if let Err(e) = self
+        let (m, held) = self.new_material(&rec, 1).await?;
+        let written = self
             .keys
             .create_key(&rec, Some(&m), &input.tags, self.limits.keys_per_region)
-            .await
-        {
-            // A key kept as a token object is not left behind by a key that was not written.
-            self.destroy_held(&rec, &m).await;
-            return Err(self.key_quota_error(e, &rec.account_id, &rec.region));
+            .await;
+        if let Some(held) = held {
+            // A key kept as a token object (`hsm::held`): the object stays only with the key's
+            // rows. A commit whose outcome is unknown (the database went away, a commit that
+            // timed out and may still land) keeps it unless the key is certainly not there.
+            let keep = match &written {
+                Ok(()) => true,
+                Err(crate::store::StoreError::Conflict { .. })
+                | Err(crate::store::StoreError::Invalid(_)) => false,
+                Err(_) => !matches!(self.keys.key(rec.key_id).await, Ok(None)),
+            };
+            if keep {
+                held.keep();
+            }
         }
+        written.map_err(|e| self.key_quota_error(e, &rec.account_id, &rec.region))?;
         self.metadata(&rec).await
     }
 
@@ -186,19 +196,25 @@ impl Kms {
     }
 
     /// Material version `version` of a key: generated and wrapped in the token, with the row
-    /// MAC that binds it to the key.
+    /// MAC that binds it to the key; for a key kept as a token object, the new object's guard
+    /// (`NewHeld`: the object is destroyed unless the caller keeps it once the rows are
+    /// written — on every error path here too).
     pub(crate) async fn new_material(
         &self,
         rec: &KeyRecord,
         version: i32,
-    ) -> Result<MaterialRecord, KmsError> {
+    ) -> Result<(MaterialRecord, Option<crate::hsm::NewHeld>), KmsError> {
+        let mut held = None;
         let (wrapped, root_version, public_key) = match asymmetric::kind(rec.key_spec) {
             Some(asymmetric::Kind::Pair(kind)) => {
                 let use_ = asymmetric::private_use(rec.key_usage);
                 let (w, public, v) = if self.hsm.holds(kind) {
-                    self.hsm
+                    let (w, public, v, guard) = self
+                        .hsm
                         .generate_held_key_pair(kind, use_, held_label(rec.key_id, version))
-                        .await?
+                        .await?;
+                    held = Some(guard);
+                    (w, public, v)
                 } else {
                     self.hsm.generate_wrapped_key_pair(kind, use_).await?
                 };
@@ -222,7 +238,7 @@ impl Kms {
             public_key,
         };
         m.mac = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
-        Ok(m)
+        Ok((m, held))
     }
 }
 

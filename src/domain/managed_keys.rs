@@ -97,7 +97,8 @@ impl Kms {
         };
         let key_id = rec.key_id;
         self.seal_new_key(&mut rec, &[]).await?;
-        let m = self.new_material(&rec, 1).await?;
+        // Symmetric: no held object.
+        let (m, _) = self.new_material(&rec, 1).await?;
         let mut alias = AliasRecord {
             alias_name: name.to_string(),
             key_id,

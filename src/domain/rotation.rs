@@ -87,7 +87,8 @@ impl Kms {
             None => current.next_rotation_date,
         };
         let version = current.current_version + 1;
-        let m = self.new_material(current, version).await?;
+        // Symmetric: no held object.
+        let (m, _) = self.new_material(current, version).await?;
         // A multi-Region key's regions share the new material: one copy (and MAC) per region,
         // and every region moves to it; replicas show the primary's schedule.
         let mut ms = vec![m];
@@ -416,6 +417,31 @@ impl Kms {
                     tracing::error!(key_id = %k.key_id, "a key due for deletion failed its state integrity check (or is an older state put back: a cancelled deletion); not deleting it");
                     continue;
                 }
+                // Keys kept as token objects (`hsm::held`) are destroyed in the token once
+                // their rows are gone.
+                let mut held = Vec::new();
+                let mut undecided = false;
+                if k.key_spec == KeySpec::EccNistEdwards25519 {
+                    for v in 1..=k.current_version {
+                        if let Some(m) = self.keys.material(k.key_id, v).await? {
+                            // Only a row that is this key's (its MAC; the object's label names
+                            // the key too): an edited row must not destroy another key.
+                            match self.verify_material(k, &m).await {
+                                Ok(()) => held.push(m),
+                                Err(KmsError::KeyUnavailable) => {}
+                                // The token did not answer: not deleted until it can be
+                                // destroyed too (the next pass).
+                                Err(e) => {
+                                    tracing::warn!(key_id = %k.key_id, error = %e, "a key due for deletion keeps a private key in the token that cannot be checked now; deleting it later");
+                                    undecided = true;
+                                }
+                            }
+                        }
+                    }
+                }
+                if undecided {
+                    continue;
+                }
                 let action = self
                     .audit_service_intent(
                         "DeleteKey",
@@ -424,20 +450,6 @@ impl Kms {
                         serde_json::json!({ "reason": "the waiting period ended; all key material was destroyed" }),
                     )
                     .await?;
-                // Keys kept as token objects (`hsm::held`) are destroyed in the token once
-                // their rows are gone.
-                let mut held = Vec::new();
-                if k.key_spec == KeySpec::EccNistEdwards25519 {
-                    for v in 1..=k.current_version {
-                        if let Some(m) = self.keys.material(k.key_id, v).await? {
-                            // Only a row that is this key's (its MAC; the object's label names
-                            // the key too): an edited row must not destroy another key.
-                            if self.verify_material(k, &m).await.is_ok() {
-                                held.push(m);
-                            }
-                        }
-                    }
-                }
                 if !action.run(self.keys.delete_due_key(k, now)).await? {
                     continue;
                 }

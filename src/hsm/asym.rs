@@ -500,10 +500,20 @@ pub(super) fn probe_ed25519(s: &Tok, root: ObjectHandle) -> (bool, bool) {
     let Ok((public, private)) = generate_pair(s, PairKind::Ed25519, PrivateUse::Sign) else {
         return (false, false);
     };
-    let wraps = s.wrap5649(root, private).is_ok();
+    let wrapped = s.wrap5649(root, private);
     let _ = s.destroy_object(public);
     let _ = s.destroy_object(private);
-    (true, wraps)
+    match wrapped {
+        Ok(_) => (true, true),
+        // The token says so: such keys can be kept as token objects (`held.rs`).
+        Err(e) if e.rv() == Some(cryptoki::error::RvError::KeyNotWrappable) => (true, false),
+        // Anything else (a transient failure) offers no Ed25519 at all rather than keys the
+        // database backup would not hold.
+        Err(e) => {
+            tracing::warn!(error = %e, "Ed25519 probe: the token failed to wrap a private key; Ed25519 keys are not offered");
+            (false, false)
+        }
+    }
 }
 
 /// The curves the token generates key pairs on: probed once at start-up with throwaway
@@ -539,13 +549,12 @@ pub(super) fn raw_oaep_decrypt(
         private,
         ciphertext,
     )))?);
-    if em.len() > k {
+    // The block is as long as the modulus (the start-up probe takes raw RSA only from a token
+    // that returns it whole).
+    if em.len() != k {
         return Err(HsmError::BadCiphertext);
     }
-    // The block is as long as the modulus; a token may drop its leading zero bytes.
-    let mut block = Zeroizing::new(vec![0u8; k - em.len()]);
-    block.extend_from_slice(&em);
-    super::oaep::decode(hash, &block).ok_or(HsmError::BadCiphertext)
+    super::oaep::decode(hash, &em).ok_or(HsmError::BadCiphertext)
 }
 
 /// Which RSA decryptions the token does, probed once at start-up with a throwaway session key
@@ -569,7 +578,9 @@ pub(super) fn probe_rsa_decryption(
     let raw = raw_listed
         && s.encrypt(&Mechanism::RsaX509, public, &block)
             .and_then(|ct| s.decrypt(&Mechanism::RsaX509, private, &ct))
-            .is_ok_and(|pt| pt.len() <= block.len() && pt[..] == block[block.len() - pt.len()..]);
+            // The whole block back, leading zero byte included: a token that drops leading
+            // zeros would tell by its output length whether a block starts with one.
+            .is_ok_and(|pt| pt == block);
     let d1 = ck(s.destroy_object(public));
     let d2 = ck(s.destroy_object(private));
     d1?;

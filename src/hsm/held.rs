@@ -54,6 +54,33 @@ fn find_held(s: &Tok, id: &[u8; 16], label: &str) -> Result<Option<ObjectHandle>
     }
 }
 
+/// A held key object just generated: destroyed (by the reaper thread, never blocking the
+/// dropper) when this is dropped, unless [`NewHeld::keep`] was called once the key's rows are
+/// written.
+pub struct NewHeld {
+    obj: ObjectHandle,
+    generation: u64,
+    reaper: std::sync::mpsc::Sender<super::Reap>,
+    armed: bool,
+}
+
+impl NewHeld {
+    /// The key's rows are written: the object stays.
+    pub fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for NewHeld {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self
+                .reaper
+                .send(super::Reap::Destroy(self.obj, self.generation));
+        }
+    }
+}
+
 impl Hsm {
     /// Whether keys of this kind are kept as token objects here: the token generates them but
     /// cannot wrap them, and it is a single token (a pool could not fail over with them).
@@ -62,17 +89,21 @@ impl Hsm {
     }
 
     /// Generate a key pair whose private key stays in the token as a token object labelled
-    /// `label`; returns the stand-in to store and the public key (its session object is
-    /// destroyed). The caller destroys the object with [`Hsm::destroy_held`] if the key's rows
-    /// are not written.
+    /// `label`; returns the stand-in to store, the public key (its session object is
+    /// destroyed), the root key version, and the new object's guard: dropped without
+    /// [`NewHeld::keep`] — the key's rows not written, the request cancelled — it destroys the
+    /// object. The guard is made inside the token call, so a caller cancelled before the call
+    /// returns drops it too.
     pub async fn generate_held_key_pair(
         &self,
         kind: PairKind,
         use_: PrivateUse,
         label: String,
-    ) -> Result<(Vec<u8>, PublicKey, u32), HsmError> {
+    ) -> Result<(Vec<u8>, PublicKey, u32, NewHeld), HsmError> {
         let mut id = [0u8; 16];
         aws_lc_rs::rand::fill(&mut id).map_err(|_| HsmError::Other("no randomness".into()))?;
+        let reaper = self.inner.reaper.clone();
+        let current = self.inner.generation.clone();
         self.run(move |s| {
             let (version, _) = s.root()?;
             let (public, private) = generate_pair_with(
@@ -85,14 +116,18 @@ impl Hsm {
                     Attribute::Label(label.into_bytes()),
                 ],
             )?;
+            let guard = NewHeld {
+                obj: private,
+                generation: current.load(Ordering::Acquire),
+                reaper,
+                armed: true,
+            };
             let read = read_public(s, kind, public);
             let destroyed = ck(s.destroy_object(public));
             match (read, destroyed) {
-                (Ok(p), Ok(())) => Ok((held_blob(&id), p, version)),
-                (Err(e), _) | (_, Err(e)) => {
-                    let _ = s.destroy_object(private);
-                    Err(e)
-                }
+                (Ok(p), Ok(())) => Ok((held_blob(&id), p, version, guard)),
+                // The guard destroys the private object.
+                (Err(e), _) | (_, Err(e)) => Err(e),
             }
         })
         .await

@@ -115,6 +115,9 @@ fn unwrap_material(
     match wrap {
         ImportWrap::Oaep(h) if raw => {
             // Opted in (`oaep_sha256_import_in_service`): the material itself is decoded here.
+            if encrypted.len() != modulus_len {
+                return Ok(Err("not as long as the wrapping key's modulus".into()));
+            }
             let material = match super::asym::raw_oaep_decrypt(s, private, h, encrypted) {
                 Ok(m) => m,
                 Err(HsmError::BadCiphertext) => {

@@ -45,7 +45,7 @@ pub use wrap::*;
 
 pub use asym::{Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme, AUDIT_KEY_LABEL};
 pub use error::HsmError;
-pub use held::{held_blob, held_id, HELD_LABEL_PREFIX};
+pub use held::{held_blob, held_id, NewHeld, HELD_LABEL_PREFIX};
 pub use import::{ImportAs, ImportWrap, Imported};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
