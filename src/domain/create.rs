@@ -139,11 +139,11 @@ impl Kms {
         self.metadata(&rec).await
     }
 
-    /// Destroy the token object of a held key's material (`hsm::held`), if it is one; a
-    /// failure is logged with what an operator needs to remove it.
-    pub(crate) async fn destroy_held(&self, rec: &KeyRecord, m: &MaterialRecord) {
+    /// Destroy the token object of a held key's material (`hsm::held`), if it is one: false
+    /// (logged) if the token could not be asked.
+    pub(crate) async fn destroy_held(&self, rec: &KeyRecord, m: &MaterialRecord) -> bool {
         if crate::hsm::held_id(&m.wrapped).is_none() {
-            return;
+            return true;
         }
         let label = held_label(rec.key_id, m.version);
         match self
@@ -152,13 +152,16 @@ impl Kms {
             .await
         {
             Ok(true) => {
-                tracing::info!(key_id = %rec.key_id, label, "key object destroyed in the token")
+                tracing::info!(key_id = %rec.key_id, label, "key object destroyed in the token");
+                true
             }
             Ok(false) => {
-                tracing::warn!(key_id = %rec.key_id, label, "the token no longer held the key object")
+                tracing::info!(key_id = %rec.key_id, label, "the token holds no such key object (destroyed by an earlier pass)");
+                true
             }
             Err(e) => {
-                tracing::error!(key_id = %rec.key_id, label, error = %e, "could not destroy the key object in the token: `kms hsm held-keys` lists it as orphaned; remove it with the token's own tools")
+                tracing::error!(key_id = %rec.key_id, label, error = %e, "could not destroy the key object in the token; the key is deleted at a later pass");
+                false
             }
         }
     }

@@ -231,6 +231,13 @@ impl Kms {
                 rec.arn()
             )));
         }
+        // Past its deletion date the key is deleted: the job removing its rows (and destroying
+        // a private key kept in the token) may not have run yet, but nothing brings it back.
+        if rec.deletion_date.is_some_and(|d| d <= self.now()) {
+            return Err(KmsError::NotFound(crate::messages::key_does_not_exist(
+                &rec.arn(),
+            )));
+        }
         // A key with imported material whose material is gone (deleted or expired while
         // pending deletion, or never imported) is pending import again, as on AWS.
         let state = if rec.origin == Origin::External

@@ -417,8 +417,11 @@ impl Kms {
                     tracing::error!(key_id = %k.key_id, "a key due for deletion failed its state integrity check (or is an older state put back: a cancelled deletion); not deleting it");
                     continue;
                 }
-                // Keys kept as token objects (`hsm::held`) are destroyed in the token once
-                // their rows are gone.
+                // Keys kept as token objects (`hsm::held`): the object is destroyed first, and
+                // the rows only once it is gone, so a token that cannot be reached leaves the
+                // whole key for a later pass, never rows gone and the private key still there.
+                // (Nothing revives the key meanwhile: CancelKeyDeletion refuses a key past its
+                // deletion date.)
                 let mut held = Vec::new();
                 let mut undecided = false;
                 if k.key_spec == KeySpec::EccNistEdwards25519 {
@@ -442,6 +445,13 @@ impl Kms {
                 if undecided {
                     continue;
                 }
+                let mut destroyed = true;
+                for m in &held {
+                    destroyed &= self.destroy_held(k, m).await;
+                }
+                if !destroyed {
+                    continue;
+                }
                 let action = self
                     .audit_service_intent(
                         "DeleteKey",
@@ -454,9 +464,6 @@ impl Kms {
                     continue;
                 }
                 self.invalidate(Some(k.key_id));
-                for m in &held {
-                    self.destroy_held(k, m).await;
-                }
                 deleted += 1;
                 tracing::info!(key_id = %k.key_id, "key deleted at the end of its waiting period; its material is destroyed");
                 self.invalidate(Some(k.key_id));

@@ -293,10 +293,9 @@ impl Hsm {
     ) -> Result<(Vec<u8>, u32), HsmError> {
         self.run(move |s| {
             let (version, root) = s.root()?;
+            // Re-wrapped by another process since the row was listed: as it is.
             if from == version {
-                return Err(HsmError::Other(format!(
-                    "the blob is wrapped under root key v{version} already"
-                )));
+                return Ok((blob, version));
             }
             // A held key's stand-in is under no root key: it moves to the current one as it is.
             if super::held_id(&blob).is_some() {

@@ -693,3 +693,46 @@ async fn aws_managed_keys_are_created_on_first_use_and_cannot_be_changed() {
     );
     c.get_key_policy().key_id(&id).send().await.unwrap();
 }
+
+/// Past its deletion date a key is deleted, whether or not the deletion job has removed its
+/// rows yet (here the database refuses the job's delete for a while): `CancelKeyDeletion`
+/// cannot bring it back (the job may already have destroyed a private key kept in the token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_past_its_deletion_date_cannot_be_cancelled_back() {
+    let s = clocked().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    c.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    if sqlite() {
+        s.db.execute("CREATE TRIGGER refuse_delete BEFORE DELETE ON keys BEGIN SELECT RAISE(ABORT, 'refused'); END").await;
+    } else {
+        s.db.execute("CREATE FUNCTION refuse_delete() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql").await;
+        s.db.execute("CREATE TRIGGER refuse_delete BEFORE DELETE ON keys FOR EACH ROW EXECUTE FUNCTION refuse_delete()").await;
+    }
+    s.advance_days(8);
+    // Several passes of the job, each refused.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (code_, m) = message(c.cancel_key_deletion().key_id(&key).send().await);
+    assert_eq!(code_, "NotFoundException");
+    assert!(m.ends_with("does not exist"), "{m}");
+    s.db.execute(if sqlite() {
+        "DROP TRIGGER refuse_delete"
+    } else {
+        "DROP TRIGGER refuse_delete ON keys"
+    })
+    .await;
+    let c2 = c.clone();
+    eventually("the key to be deleted", move || {
+        let c = c2.clone();
+        let k = key.clone();
+        async move {
+            matches!(c.describe_key().key_id(k).send().await, Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("NotFoundException"))
+        }
+    })
+    .await;
+}
