@@ -85,13 +85,26 @@ impl Kms {
         }
         crate::metrics::cache("aliases", false);
         // The trail first: an alias re-pointed by a change that commits while it is read is
-        // then never taken for an older row put back.
-        let trail = self
-            .trail_of(&[super::seal::alias_row_of(account, region, name)])
-            .await?;
-        let t = match self.keys.alias(account, region, name).await? {
-            Some(a) => Some(self.verified_alias_under(a, Some(&trail)).await?.key_id),
-            None => None,
+        // then never taken for an older row put back. A row still refused may have raced a
+        // change whose generation reached the trail just before its row committed: it is read
+        // again (trail, then row), and only a row behind the trail every time is refused — an
+        // older row put back stays behind however often it is read.
+        let mut attempt = 0;
+        let t = loop {
+            attempt += 1;
+            let trail = self
+                .trail_of(&[super::seal::alias_row_of(account, region, name)])
+                .await?;
+            let Some(a) = self.keys.alias(account, region, name).await? else {
+                break None;
+            };
+            match self.verified_alias_under(a, Some(&trail)).await {
+                Ok(a) => break Some(a.key_id),
+                Err(KmsError::KeyUnavailable) if attempt < 3 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(e) => return Err(e),
+            }
         };
         self.aliases.lock().unwrap().put(k, t);
         Ok(t)
