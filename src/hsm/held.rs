@@ -141,21 +141,13 @@ impl Hsm {
         label: String,
     ) -> Result<Arc<KeyHandle>, HsmError> {
         let id = held_id(&blob).ok_or_else(|| HsmError::Other("not a held key".into()))?;
-        let reaper = self.inner.reaper.clone();
-        let current = self.inner.generation.clone();
         self.run(move |s| {
             let obj = find_held(s, &id, &label)?.ok_or_else(|| {
                 HsmError::Other(format!(
                     "the token no longer holds the key object '{label}'"
                 ))
             })?;
-            Ok(Arc::new(KeyHandle {
-                obj,
-                generation: current.load(Ordering::Acquire),
-                current,
-                reaper,
-                owned: false,
-            }))
+            Ok(s.handle(obj, false))
         })
         .await
     }

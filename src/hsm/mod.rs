@@ -214,6 +214,19 @@ fn ck<T>(r: Result<T, CkError>) -> Result<T, HsmError> {
 }
 
 impl Tok<'_> {
+    /// A handle on `obj` of the token as it is now; `owned`: destroyed when the last clone is
+    /// dropped (an unwrapped session object), not a held token object. Made inside the token
+    /// call, so a caller cancelled before the call returns still drops (and destroys) it.
+    pub(super) fn handle(&self, obj: ObjectHandle, owned: bool) -> Arc<KeyHandle> {
+        Arc::new(KeyHandle {
+            obj,
+            generation: self.inner.generation.load(Ordering::Acquire),
+            current: self.inner.generation.clone(),
+            reaper: self.inner.reaper.clone(),
+            owned,
+        })
+    }
+
     /// A decryption's failure, with the codes that mean "bad input" on this token (its
     /// profile) turned into `BadCiphertext`.
     pub(super) fn bad_ciphertext<T>(&self, r: Result<T, HsmError>) -> Result<T, HsmError> {

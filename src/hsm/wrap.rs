@@ -263,20 +263,9 @@ impl Hsm {
         root_version: u32,
         template: Vec<Attribute>,
     ) -> Result<Arc<KeyHandle>, HsmError> {
-        let reaper = self.inner.reaper.clone();
-        let current = self.inner.generation.clone();
-        // The handle is made inside the blocking task, so the object is destroyed even if the
-        // caller is cancelled before the task returns.
         self.run_pinned(move |s| {
             let root = s.root_of(root_version)?;
-            let obj = s.unwrap5649(root, &blob, &template)?;
-            Ok(Arc::new(KeyHandle {
-                obj,
-                generation: current.load(Ordering::Acquire),
-                current,
-                reaper,
-                owned: true,
-            }))
+            Ok(s.handle(s.unwrap5649(root, &blob, &template)?, true))
         })
         .await
     }
