@@ -107,6 +107,61 @@ pub fn not_multi_region_primary(arn: &str) -> String {
     format!("{arn} is not a multi-region primary key.")
 }
 
+// Imported key material with several materials per key (on-demand rotation of imported
+// keys). Recorded: captures of real AWS published as test data by radkawar/stackd
+// (`testdata/aws/kms/imports*.json`, September 2026).
+
+/// `ImportKeyMaterial` (existing material) of material other than the one expected: `id` is
+/// the `KeyMaterialId` asked for, or the key's current material's. Recorded.
+pub fn unexpected_key_material(id: &str) -> String {
+    format!("Imported key material does not have the expected identifier ({id}).")
+}
+
+/// `ImportKeyMaterial` with `NEW_KEY_MATERIAL` of material the key already has. Recorded.
+pub fn key_material_already_associated(id: &str, arn: &str) -> String {
+    format!("Key material (id: {id}) being imported as NEW_KEY_MATERIAL is already associated with KMS key {arn}.")
+}
+
+/// `ImportKeyMaterial` with `NEW_KEY_MATERIAL` while another material is pending rotation.
+/// Recorded.
+pub fn another_key_material_pending(new_id: &str, arn: &str, pending_id: &str) -> String {
+    format!("New key material (id: {new_id}) cannot be imported into KMS key {arn}, because another key material (id: {pending_id}) is pending rotation.")
+}
+
+/// `RotateKeyOnDemand` of a key with imported material and none pending rotation. Recorded.
+pub fn no_pending_key_material(arn: &str) -> String {
+    format!("No available key material pending rotation for the key: {arn}.")
+}
+
+/// `DeleteImportedKeyMaterial` with a `KeyMaterialId` the key never had. Recorded.
+pub fn key_material_never_imported(id: &str, arn: &str) -> String {
+    format!("Key material (id: {id}) has never been imported into KMS key {arn}.")
+}
+
+/// `ImportKeyMaterial` with `KeyMaterialId` and `NEW_KEY_MATERIAL`. Recorded.
+pub const KEY_MATERIAL_ID_WITH_NEW: &str =
+    "Input parameter keyMaterialId cannot be used with NEW_KEY_MATERIAL importType.";
+
+/// `ImportKeyMaterial` with `ImportType`, `KeyMaterialId` or `KeyMaterialDescription` (`member`,
+/// as AWS writes it) into a key that is not a symmetric encryption key. Recorded for HMAC keys.
+pub fn import_member_not_for_spec(member: &str, spec: &str) -> String {
+    format!("Input parameter {member} cannot be used with {spec} imported keys.")
+}
+
+/// `ImportKeyMaterial` with `KeyMaterialDescription` into a multi-Region replica. Recorded.
+pub const DESCRIPTION_ON_REPLICA: &str =
+    "Key material description can only be specified on primary Multi-Region keys";
+
+/// `ListKeyRotations` with `IncludeKeyMaterial` on a key that is not a symmetric encryption key.
+/// Recorded.
+pub const INCLUDE_KEY_MATERIAL_SYMMETRIC_ONLY: &str =
+    "Input parameter includeKeyMaterial can only be used with symmetric keys.";
+
+/// `ImportKeyMaterial` of other material into an HMAC or asymmetric key (which have no
+/// `KeyMaterialId`).
+pub const INCORRECT_KEY_MATERIAL: &str =
+    "The key material is not the key material previously imported into this KMS key.";
+
 /// One failed constraint of a validation error, as AWS words it: `Value 'v' at 'field' failed to
 /// satisfy constraint: Member must …`, the value left out for blobs and secrets. Recorded for
 /// lengths, ranges and enums (`Member must satisfy enum value set: [A, B]`).
@@ -212,5 +267,32 @@ mod tests {
         assert_eq!(NUMBER_OF_BYTES_REQUIRED, "NumberOfBytes is required.");
         assert!(!VALID_TO_REQUIRED.ends_with('.'));
         assert!(ALIAS_PREFIX.starts_with("Alias must start with the prefix \"alias/\"."));
+        assert_eq!(
+            unexpected_key_material("00"),
+            "Imported key material does not have the expected identifier (00)."
+        );
+        assert_eq!(
+            key_material_already_associated("ab", ARN),
+            format!("Key material (id: ab) being imported as NEW_KEY_MATERIAL is already associated with KMS key {ARN}.")
+        );
+        assert_eq!(
+            another_key_material_pending("n", ARN, "p"),
+            format!("New key material (id: n) cannot be imported into KMS key {ARN}, because another key material (id: p) is pending rotation.")
+        );
+        assert_eq!(
+            no_pending_key_material(ARN),
+            format!("No available key material pending rotation for the key: {ARN}.")
+        );
+        assert_eq!(
+            key_material_never_imported("00", ARN),
+            format!("Key material (id: 00) has never been imported into KMS key {ARN}.")
+        );
+        assert!(KEY_MATERIAL_ID_WITH_NEW.ends_with("NEW_KEY_MATERIAL importType."));
+        assert_eq!(
+            import_member_not_for_spec("keyMaterialDescription", "HMAC_224"),
+            "Input parameter keyMaterialDescription cannot be used with HMAC_224 imported keys."
+        );
+        assert!(!DESCRIPTION_ON_REPLICA.ends_with('.'));
+        assert!(INCLUDE_KEY_MATERIAL_SYMMETRIC_ONLY.ends_with("only be used with symmetric keys."));
     }
 }

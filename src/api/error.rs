@@ -68,11 +68,7 @@ impl ApiError {
                     "InvalidImportTokenException",
                     "The import token is not valid for this KMS key.".into(),
                 ),
-                K::IncorrectKeyMaterial => (
-                    400,
-                    "IncorrectKeyMaterialException",
-                    "The key material is not the key material previously imported into this KMS key.".into(),
-                ),
+                K::IncorrectKeyMaterial(m) => (400, "IncorrectKeyMaterialException", m.clone()),
                 K::Disabled(m) => (400, "DisabledException", m.clone()),
                 K::InvalidState(m) => (400, "KMSInvalidStateException", m.clone()),
                 K::InvalidKeyUsage(m) => (400, "InvalidKeyUsageException", m.clone()),

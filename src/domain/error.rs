@@ -39,7 +39,7 @@ pub enum KmsError {
     /// `ImportKeyMaterial`: not an import token of this key.
     InvalidImportToken,
     /// `ImportKeyMaterial`: not the material imported into this key before.
-    IncorrectKeyMaterial,
+    IncorrectKeyMaterial(String),
     /// Key material cannot be used right now (unwrap failed, row failed its integrity check).
     KeyUnavailable,
     /// The HSM or the database did not answer in time / is unreachable.

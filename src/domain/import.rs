@@ -2,6 +2,7 @@
 //! `DeleteImportedKeyMaterial`, and the expiry of imported material.
 
 use super::preamble::{Access, Check};
+use super::rotation::material_id;
 use super::{mac_input, Caller, Kms, KmsError};
 use crate::hsm::{Curve, Hash, ImportAs, ImportWrap, PairKind, PrivateUse};
 use crate::store::{ImportTokenRecord, KeyImportRecord, KeyRecord, MaterialRecord, StoreError};
@@ -43,17 +44,39 @@ pub(super) fn token_mac_input(t: &ImportTokenRecord) -> Vec<u8> {
 }
 
 pub(super) fn import_mac_input(i: &KeyImportRecord) -> Vec<u8> {
-    let at = i
-        .valid_to
-        .map(|t| t.timestamp_micros().to_be_bytes().to_vec())
-        .unwrap_or_default();
+    let at = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.timestamp_micros().to_be_bytes().to_vec())
+            .unwrap_or_default()
+    };
+    let model = i.expiration_model.as_deref().unwrap_or("").as_bytes();
+    // A key's first material, imported before keys held several: the form it was sealed in.
+    if i.version == 1 && i.description.is_none() && !i.pending && i.rotated_at.is_none() {
+        return mac_input(
+            "kms.key-import.v1",
+            &[
+                i.key_id.as_bytes(),
+                &i.material_check,
+                model,
+                &at(i.valid_to),
+            ],
+        );
+    }
+    // The description is length-prefixed with a presence byte: none and "" differ.
+    let description = match &i.description {
+        None => vec![0],
+        Some(d) => [&[1u8][..], d.as_bytes()].concat(),
+    };
     mac_input(
-        "kms.key-import.v1",
+        "kms.key-import.v2",
         &[
             i.key_id.as_bytes(),
+            &i.version.to_be_bytes(),
             &i.material_check,
-            i.expiration_model.as_deref().unwrap_or("").as_bytes(),
-            &at,
+            model,
+            &at(i.valid_to),
+            &description,
+            &[u8::from(i.pending)],
+            &at(i.rotated_at),
         ],
     )
 }
@@ -146,23 +169,24 @@ impl Kms {
         if stored == Some(current) {
             return Ok(p.material_check.clone());
         }
-        match self.stored_material_check(p.key_id, as_).await? {
+        match self.stored_material_check(p.key_id, p.version, as_).await? {
             Some(check) => Ok(check),
             None => Err(KmsError::KeyUnavailable),
         }
     }
 
-    /// The check value, under the current MAC key, of the material key `key_id` holds now
-    /// (its row verified first); `None` if it holds none.
+    /// The check value, under the current MAC key, of the material version `version` key
+    /// `key_id` holds now (its row verified first); `None` if it does not hold it.
     pub(crate) async fn stored_material_check(
         &self,
         key_id: uuid::Uuid,
+        version: i32,
         as_: ImportAs,
     ) -> Result<Option<Vec<u8>>, KmsError> {
         let Some(rec) = self.keys.key(key_id).await? else {
             return Ok(None);
         };
-        let Some(m) = self.keys.material(key_id, rec.current_version).await? else {
+        let Some(m) = self.keys.material(key_id, version).await? else {
             return Ok(None);
         };
         if !self
@@ -304,8 +328,12 @@ impl Kms {
         }
     }
 
-    /// Import material into an `EXTERNAL` key pending import. Returns the key's ARN and, for a
-    /// symmetric encryption key, the material's id (`KeyMaterialId`).
+    /// Import material into an `EXTERNAL` key: its first material; one of its materials again
+    /// (to change its expiry or description, or after it was deleted or expired); or, with
+    /// `NEW_KEY_MATERIAL` into a symmetric single-Region key that has material, a new material
+    /// for the next on-demand rotation (AWS's `PENDING_ROTATION`: kept, never used until
+    /// `RotateKeyOnDemand` makes it current). Returns the key's ARN and, for a symmetric
+    /// encryption key, the material's id (`KeyMaterialId`).
     #[allow(clippy::too_many_arguments)]
     pub async fn import_key_material(
         &self,
@@ -315,10 +343,14 @@ impl Kms {
         encrypted: Vec<u8>,
         expiration_model: Option<ExpirationModelType>,
         valid_to: Option<DateTime<Utc>>,
-        import_type: Option<&str>,
-        key_material_id: Option<&str>,
+        which: MaterialChoice<'_>,
     ) -> Result<(String, Option<String>), KmsError> {
         let (model, valid_to) = self.import_expiry(expiration_model, valid_to)?;
+        if which.import_type == Some("NEW_KEY_MATERIAL") && which.key_material_id.is_some() {
+            return Err(KmsError::Validation(
+                crate::messages::KEY_MATERIAL_ID_WITH_NEW.into(),
+            ));
+        }
         let rec = self
             .key_for(
                 caller,
@@ -327,10 +359,9 @@ impl Kms {
                     .conditions(&[("kms:ExpirationModel", &model)]),
             )
             .await?;
-        // Enabled: the same material again, to change its expiration (AWS: "PendingImport or
-        // Enabled").
-        let reimport = rec.key_state == KeyState::Enabled;
-        if rec.key_state != KeyState::PendingImport && !reimport {
+        // AWS: "PendingImport or Enabled" (an enabled key takes its material again, to change
+        // its expiry, or a new material to rotate to).
+        if !matches!(rec.key_state, KeyState::PendingImport | KeyState::Enabled) {
             return Err(KmsError::InvalidState(crate::messages::key_state(
                 &rec.arn(),
                 &rec.key_state.words(),
@@ -338,27 +369,266 @@ impl Kms {
         }
         let as_ = import_as(&rec)?;
         let symmetric = rec.key_spec == KeySpec::SymmetricDefault;
-        if !symmetric && (import_type.is_some() || key_material_id.is_some()) {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "ImportType and KeyMaterialId are only usable with symmetric encryption keys; {} has KeySpec {}.",
-                rec.arn(),
-                rec.key_spec
-            )));
+        // Several materials, their ids and descriptions are for symmetric encryption keys only
+        // (members in the model's order).
+        if !symmetric {
+            let given = [
+                ("importType", which.import_type.is_some()),
+                ("keyMaterialDescription", which.description.is_some()),
+                ("keyMaterialId", which.key_material_id.is_some()),
+            ];
+            if let Some((member, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(KmsError::Validation(
+                    crate::messages::import_member_not_for_spec(member, rec.key_spec.as_str()),
+                ));
+            }
         }
-        if import_type == Some("NEW_KEY_MATERIAL") && key_material_id.is_some() {
+        if which.description.is_some() && rec.mrk_id.is_some() && !rec.mrk_primary {
             return Err(KmsError::Validation(
-                "You cannot specify a KeyMaterialId with ImportType NEW_KEY_MATERIAL.".into(),
+                crate::messages::DESCRIPTION_ON_REPLICA.into(),
             ));
         }
-        let material_id = super::rotation::material_id(&rec.blob_id(), 1);
-        if let Some(id) = key_material_id {
-            if id != material_id {
-                return Err(KmsError::NotFound(format!(
-                    "Key material {id} is not associated with {}.",
+        let blob_id = rec.blob_id();
+        let incorrect = |id: &str| {
+            KmsError::IncorrectKeyMaterial(if symmetric {
+                crate::messages::unexpected_key_material(id)
+            } else {
+                crate::messages::INCORRECT_KEY_MATERIAL.into()
+            })
+        };
+        // The key's materials as sealed, and (a multi-Region key) what its related keys hold:
+        // AWS does not copy imported material between them, so each takes only the same.
+        let own = self.verified_imports(rec.key_id).await?;
+        let mut related = Vec::new();
+        if let Some(mrk) = rec.mrk_id {
+            for k in self.keys.related_keys(mrk).await? {
+                if k.key_id != rec.key_id {
+                    related.extend(self.verified_imports(k.key_id).await?);
+                }
+            }
+        }
+        // A material id names one of the key's materials, or (a related key that has none
+        // yet) one of its family's: multi-Region keys share their material ids.
+        if let Some(id) = which.key_material_id {
+            let named = |p: &KeyImportRecord| material_id(&blob_id, p.version) == id;
+            if !(own.iter().any(named) || (own.is_empty() && related.iter().any(named))) {
+                return Err(incorrect(id));
+            }
+        }
+        let imported = self
+            .unwrap_import(&rec, import_token, encrypted, as_)
+            .await?;
+        // Which of the key's materials this is, if any (each keyed check compared in constant
+        // time).
+        let mut same = None;
+        for p in &own {
+            if self.same_material(p, as_, &imported.check).await? {
+                same = Some(p.clone());
+            }
+        }
+        // AWS: without ImportType, NEW_KEY_MATERIAL for a key that never had material,
+        // EXISTING_KEY_MATERIAL after.
+        let new = match which.import_type {
+            Some(t) => t == "NEW_KEY_MATERIAL",
+            None => own.is_empty() && related.is_empty(),
+        };
+        let (version, previous) = if new && own.is_empty() && related.is_empty() {
+            (1, None)
+        } else if new {
+            if rec.mrk_id.is_some() {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "Importing new key material into {}, a multi-Region key that already has key material, is not supported by this key store yet; import the same key material with ImportType EXISTING_KEY_MATERIAL.",
                     rec.arn()
                 )));
             }
+            if let Some(p) = &same {
+                return Err(KmsError::IncorrectKeyMaterial(
+                    crate::messages::key_material_already_associated(
+                        &material_id(&blob_id, p.version),
+                        &rec.arn(),
+                    ),
+                ));
+            }
+            let next = own.iter().map(|p| p.version).max().unwrap_or(0);
+            let next = next.max(rec.current_version) + 1;
+            if let Some(p) = own.iter().find(|p| p.pending) {
+                return Err(KmsError::InvalidState(
+                    crate::messages::another_key_material_pending(
+                        &material_id(&blob_id, next),
+                        &rec.arn(),
+                        &material_id(&blob_id, p.version),
+                    ),
+                ));
+            }
+            (next, None)
+        } else {
+            match same {
+                Some(p) => (p.version, Some(p)),
+                // A related key's material, imported into this key for the first time.
+                None if own.is_empty() && !related.is_empty() => {
+                    for p in related.iter().filter(|p| p.version == 1) {
+                        if !self.same_material(p, as_, &imported.check).await? {
+                            return Err(incorrect(&material_id(&blob_id, 1)));
+                        }
+                    }
+                    (1, None)
+                }
+                None => {
+                    let expected = which.key_material_id.map_or_else(
+                        || material_id(&blob_id, rec.current_version.max(1)),
+                        str::to_string,
+                    );
+                    return Err(incorrect(&expected));
+                }
+            }
+        };
+        if let Some(id) = which.key_material_id {
+            if material_id(&blob_id, version) != id {
+                return Err(incorrect(id));
+            }
         }
+        let pending = previous.as_ref().map_or(new && version > 1, |p| p.pending);
+        let mut imp = KeyImportRecord {
+            key_id: rec.key_id,
+            version,
+            material_check: imported.check,
+            expiration_model: Some(model),
+            valid_to,
+            // AWS: without one, the description of the material's last import stays.
+            description: which
+                .description
+                .map(str::to_string)
+                .or_else(|| previous.as_ref().and_then(|p| p.description.clone())),
+            pending,
+            rotated_at: previous.as_ref().and_then(|p| p.rotated_at),
+            mac: vec![],
+        };
+        let import_seal = self
+            .seal_row(
+                super::seal::import_row(rec.key_id, version),
+                import_mac_input(&imp),
+                previous.as_ref().map(|p| p.mac.as_slice()),
+            )
+            .await?;
+        imp.mac = import_seal.mac.clone();
+        let answer = (rec.arn(), symmetric.then(|| material_id(&blob_id, version)));
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.expiration_model.is_some())
+        {
+            // The material is in the key: only the import's expiry (and description) change.
+            if !self.keys.update_import_expiration(&imp).await? {
+                return Err(KmsError::Conflict(format!(
+                    "{} changed while its key material was being imported; try again.",
+                    rec.arn()
+                )));
+            }
+            self.written(&import_seal);
+            self.invalidate(Some(rec.key_id));
+            return Ok(answer);
+        }
+        // The material comes (back) into the key under its version, so ciphertexts made
+        // before a deletion decrypt after the re-import.
+        let public_key = match (&imported.public, as_) {
+            (Some(p), ImportAs::Rsa { bits, .. }) => {
+                Some(super::asymmetric::spki(PairKind::Rsa(bits), p)?)
+            }
+            (Some(p), ImportAs::Ec { curve, .. }) => {
+                Some(super::asymmetric::spki(PairKind::Ec(curve), p)?)
+            }
+            _ => None,
+        };
+        let mut m = MaterialRecord {
+            key_id: rec.key_id,
+            version,
+            wrapped: imported.wrapped,
+            root_version: imported.root_version as i32,
+            mac: vec![],
+            public_key,
+        };
+        m.mac = self
+            .hsm
+            .row_mac(super::material_mac_input(&rec, &m))
+            .await?;
+        let mut seals = vec![import_seal];
+        // AWS: the key is usable once every material that is part of it is imported.
+        let complete = own
+            .iter()
+            .filter(|p| !p.pending && p.version != version)
+            .all(|p| p.expiration_model.is_some());
+        let state = if rec.key_state == KeyState::PendingImport && complete && !pending {
+            let s = self
+                .state_seal(
+                    &rec,
+                    KeyState::Enabled,
+                    rec.deletion_date,
+                    rec.pending_window_days,
+                )
+                .await?;
+            Some(s)
+        } else {
+            None
+        };
+        // The key's first material becomes its current one.
+        let rotation = if rec.current_version == 0 {
+            let stored = self
+                .verified_rotation_rows(&rec)
+                .await?
+                .into_iter()
+                .find(|r| r.key_id == rec.key_id)
+                .expect("verified_rotation_rows holds the key");
+            let (u, seal) = self
+                .rotation_update(
+                    &stored,
+                    &KeyRecord {
+                        current_version: version,
+                        ..stored.clone()
+                    },
+                )
+                .await?;
+            seals.push(seal);
+            Some(u)
+        } else {
+            None
+        };
+        if let Some(s) = &state {
+            seals.push(s.clone());
+        }
+        match self
+            .keys
+            .import_material(
+                &m,
+                &imp,
+                rec.key_state,
+                state
+                    .as_ref()
+                    .map(|s| (KeyState::Enabled, s.mac.as_slice())),
+                rotation.as_ref(),
+            )
+            .await
+        {
+            Ok(()) => self.written_all(&seals),
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::Conflict(format!(
+                    "{} changed while its key material was being imported; try again.",
+                    rec.arn()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate(Some(rec.key_id));
+        Ok(answer)
+    }
+
+    /// The import token checked (this key's, sealed, unexpired) and the material unwrapped
+    /// with it into the token.
+    async fn unwrap_import(
+        &self,
+        rec: &KeyRecord,
+        import_token: &[u8],
+        encrypted: Vec<u8>,
+        as_: ImportAs,
+    ) -> Result<crate::hsm::Imported, KmsError> {
         let token_id = Uuid::from_slice(import_token).map_err(|_| KmsError::InvalidImportToken)?;
         let Some(t) = self.keys.import_token(token_id).await? else {
             return Err(KmsError::InvalidImportToken);
@@ -386,7 +656,7 @@ impl Kms {
             .strip_prefix("RSA_")
             .and_then(|b| b.parse().ok())
             .ok_or(KmsError::InvalidImportToken)?;
-        let imported = match self
+        match self
             .hsm
             .import_material(
                 t.wrapped_private.clone(),
@@ -398,154 +668,30 @@ impl Kms {
             )
             .await?
         {
-            Ok(i) => i,
+            Ok(i) => Ok(i),
             Err(why) => {
                 tracing::info!(key_id = %rec.key_id, reason = %why, "imported key material refused");
-                return Err(KmsError::InvalidCiphertext);
-            }
-        };
-        // The material this key had before, and (for a multi-Region key) what its related keys
-        // have: AWS does not copy imported material between them, so each takes only the same.
-        let mut previous: Vec<KeyImportRecord> = self
-            .keys
-            .key_import(rec.key_id)
-            .await?
-            .into_iter()
-            .collect();
-        if let Some(mrk) = rec.mrk_id {
-            for k in self.keys.related_keys(mrk).await? {
-                if k.key_id != rec.key_id {
-                    previous.extend(self.keys.key_import(k.key_id).await?);
-                }
+                Err(KmsError::InvalidCiphertext)
             }
         }
-        match import_type {
-            // A second material for on-demand rotation: not kept by this key store.
-            Some("NEW_KEY_MATERIAL") if !previous.is_empty() => {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "Importing new key material into {}, which already has key material, is not supported by this key store yet; import the same key material with ImportType EXISTING_KEY_MATERIAL.",
-                    rec.arn()
-                )))
-            }
-            Some("EXISTING_KEY_MATERIAL") if previous.is_empty() => {
-                return Err(KmsError::IncorrectKeyMaterial);
-            }
-            _ => {}
-        }
-        for p in &previous {
-            if !self
-                .current_seal(
-                    super::seal::import_row(p.key_id),
-                    import_mac_input(p),
-                    &Some(p.mac.clone()),
-                )
-                .await?
-            {
-                tracing::error!(key_id = %p.key_id, "the key's import record failed its integrity check (or is an older record put back)");
-                return Err(KmsError::KeyUnavailable);
-            }
-            let stored_check = self.check_under_current_mac(p, as_).await?;
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(
-                stored_check.as_slice(),
-                imported.check.as_slice(),
-            )) {
-                return Err(KmsError::IncorrectKeyMaterial);
-            }
-        }
-        let mut imp = KeyImportRecord {
-            key_id: rec.key_id,
-            material_check: imported.check,
-            expiration_model: Some(model),
-            valid_to,
-            mac: vec![],
-        };
-        let own = previous.iter().find(|p| p.key_id == rec.key_id);
-        let import_seal = self
-            .seal_row(
-                super::seal::import_row(rec.key_id),
-                import_mac_input(&imp),
-                own.map(|p| p.mac.as_slice()),
-            )
-            .await?;
-        imp.mac = import_seal.mac.clone();
-        if reimport {
-            // The material stays as it is; only the import's expiry changes.
-            if !self.keys.update_import_expiration(&imp).await? {
-                return Err(KmsError::InvalidState(format!(
-                    "{} changed while its key material was being imported; try again.",
-                    rec.arn()
-                )));
-            }
-            self.written(&import_seal);
-            self.invalidate(Some(rec.key_id));
-            return Ok((rec.arn(), symmetric.then_some(material_id)));
-        }
-        // The same material always comes back as version 1, so ciphertexts made before a
-        // deletion decrypt after the re-import.
-        let public_key = match (&imported.public, as_) {
-            (Some(p), ImportAs::Rsa { bits, .. }) => {
-                Some(super::asymmetric::spki(PairKind::Rsa(bits), p)?)
-            }
-            (Some(p), ImportAs::Ec { curve, .. }) => {
-                Some(super::asymmetric::spki(PairKind::Ec(curve), p)?)
-            }
-            _ => None,
-        };
-        let mut m = MaterialRecord {
-            key_id: rec.key_id,
-            version: 1,
-            wrapped: imported.wrapped,
-            root_version: imported.root_version as i32,
-            mac: vec![],
-            public_key,
-        };
-        m.mac = self
-            .hsm
-            .row_mac(super::material_mac_input(&rec, &m))
-            .await?;
-        let state = self
-            .state_seal(
-                &rec,
-                KeyState::Enabled,
-                rec.deletion_date,
-                rec.pending_window_days,
-            )
-            .await?;
-        let stored = self
-            .verified_rotation_rows(&rec)
-            .await?
-            .into_iter()
-            .find(|r| r.key_id == rec.key_id)
-            .expect("verified_rotation_rows holds the key");
-        let (rotation, rotation_seal) = self
-            .rotation_update(
-                &stored,
-                &KeyRecord {
-                    current_version: m.version,
-                    ..stored.clone()
-                },
-            )
-            .await?;
-        match self
-            .keys
-            .import_material(&m, &imp, &state.mac, &rotation)
-            .await
-        {
-            Ok(()) => self.written_all(&[import_seal, state, rotation_seal]),
-            Err(StoreError::Conflict { .. }) => {
-                return Err(KmsError::InvalidState(format!(
-                    "{} is not pending import.",
-                    rec.arn()
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.invalidate(Some(rec.key_id));
-        Ok((rec.arn(), symmetric.then_some(material_id)))
     }
 
-    /// Delete an `EXTERNAL` key's material. `key_material_id`, if given, must name it. Returns
-    /// the key's ARN and, for a symmetric encryption key, the deleted material's id.
+    /// Whether `check` (of material just imported) is the check of the material `p` records.
+    async fn same_material(
+        &self,
+        p: &KeyImportRecord,
+        as_: ImportAs,
+        check: &[u8],
+    ) -> Result<bool, KmsError> {
+        let stored = self.check_under_current_mac(p, as_).await?;
+        Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
+            stored.as_slice(),
+            check,
+        )))
+    }
+
+    /// Delete one of an `EXTERNAL` key's materials: `key_material_id`'s, or the current one.
+    /// Returns the key's ARN and, for a symmetric encryption key, the deleted material's id.
     pub async fn delete_imported_key_material(
         &self,
         caller: &Caller,
@@ -573,65 +719,94 @@ impl Kms {
             )));
         }
         let symmetric = rec.key_spec == KeySpec::SymmetricDefault;
-        let material_id = super::rotation::material_id(&rec.blob_id(), 1);
-        if let Some(id) = key_material_id {
-            if !symmetric || id != material_id {
-                return Err(KmsError::NotFound(format!(
-                    "Key material {id} is not associated with {}.",
-                    rec.arn()
-                )));
+        let blob_id = rec.blob_id();
+        let own = self.verified_imports(rec.key_id).await?;
+        let target = match key_material_id {
+            None => own.iter().find(|p| p.version == rec.current_version),
+            Some(id) => {
+                let found = own
+                    .iter()
+                    .find(|p| symmetric && material_id(&blob_id, p.version) == id);
+                if found.is_none() {
+                    return Err(KmsError::Validation(
+                        crate::messages::key_material_never_imported(id, &rec.arn()),
+                    ));
+                }
+                found
             }
+        };
+        let Some(p) = target else {
+            // Never had material: AWS answers with the key alone.
+            return Ok((rec.arn(), None));
+        };
+        // Already deleted (or expired): nothing more to do.
+        if p.expiration_model.is_some() {
+            self.remove_imported(&rec, p.clone(), None).await?;
         }
-        if rec.key_state != KeyState::PendingImport {
-            self.remove_imported(&rec, None).await?;
-        }
-        Ok((rec.arn(), symmetric.then_some(material_id)))
+        Ok((
+            rec.arn(),
+            symmetric.then(|| material_id(&blob_id, p.version)),
+        ))
     }
 
-    /// Delete a key's imported material: it is pending import again (or still pending
-    /// deletion).
+    /// Delete one of a key's imported materials (`p`, as verified). A material that is part
+    /// of the key leaves its record behind (cleared: it can be imported again) and makes the
+    /// key pending import (AWS: every material that is part of the key must be imported for it
+    /// to be used), unless it is pending deletion; a material pending rotation was never part
+    /// of it and goes with its record, the key's state unchanged.
     async fn remove_imported(
         &self,
         rec: &KeyRecord,
+        p: KeyImportRecord,
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), KmsError> {
-        // Never re-sealed unverified: the row must pass its MAC first.
-        let Some(p) = self.verified_import(rec.key_id).await? else {
-            // Scheduled for deletion before any material was imported: nothing to delete.
-            if pending_deletion(rec) {
-                return Ok(());
-            }
-            return Err(KmsError::KeyUnavailable);
-        };
+        let discard = p.pending;
+        let row = super::seal::import_row(rec.key_id, p.version);
         let previous = p.mac.clone();
         let mut imp = KeyImportRecord {
             expiration_model: None,
             valid_to: None,
             ..p
         };
-        let import_seal = self
-            .seal_row(
-                super::seal::import_row(rec.key_id),
-                import_mac_input(&imp),
-                Some(&previous),
-            )
-            .await?;
-        imp.mac = import_seal.mac.clone();
+        let mut seals = Vec::new();
+        if !discard {
+            // Never re-sealed unverified: `p` passed its seal.
+            let s = self
+                .seal_row(row.clone(), import_mac_input(&imp), Some(&previous))
+                .await?;
+            imp.mac = s.mac.clone();
+            seals.push(s);
+        }
         // A key pending deletion stays so (AWS: "does not change the KMS key's state").
-        let to_state = if pending_deletion(rec) {
-            rec.key_state
-        } else {
-            KeyState::PendingImport
+        let to_state =
+            (!discard && !pending_deletion(rec) && rec.key_state != KeyState::PendingImport)
+                .then_some(KeyState::PendingImport);
+        let state = match to_state {
+            Some(to) => {
+                let s = self
+                    .state_seal(rec, to, rec.deletion_date, rec.pending_window_days)
+                    .await?;
+                seals.push(s.clone());
+                Some((rec.key_state, to, s.mac))
+            }
+            None => None,
         };
-        let state = self
-            .state_seal(rec, to_state, rec.deletion_date, rec.pending_window_days)
-            .await?;
         match self
             .keys
-            .delete_imported_material(&imp, rec.key_state, to_state, &state.mac, expired_at)
+            .delete_imported_material(
+                &imp,
+                discard,
+                state.as_ref().map(|(f, t, m)| (*f, *t, m.as_slice())),
+                expired_at,
+            )
             .await
         {
-            Ok(()) => self.written_all(&[import_seal, state]),
+            Ok(()) => {
+                self.written_all(&seals);
+                if discard {
+                    self.removed(&row, &previous);
+                }
+            }
             Err(StoreError::Conflict { .. }) => {
                 return Err(KmsError::Conflict(format!(
                     "{} changed while its key material was being deleted; try again.",
@@ -644,24 +819,81 @@ impl Kms {
         Ok(())
     }
 
+    /// `RotateKeyOnDemand` of a key with imported material: the material imported for it
+    /// (pending rotation) becomes the key's current material, at once.
+    pub(super) async fn rotate_to_imported(&self, rec: &KeyRecord) -> Result<(), KmsError> {
+        let own = self.verified_imports(rec.key_id).await?;
+        let Some(p) = own
+            .into_iter()
+            .find(|p| p.pending && p.expiration_model.is_some())
+        else {
+            return Err(KmsError::InvalidState(
+                crate::messages::no_pending_key_material(&rec.arn()),
+            ));
+        };
+        let now = self.now();
+        let mut imp = KeyImportRecord {
+            pending: false,
+            rotated_at: Some(now),
+            ..p.clone()
+        };
+        let import_seal = self
+            .seal_row(
+                super::seal::import_row(rec.key_id, p.version),
+                import_mac_input(&imp),
+                Some(&p.mac),
+            )
+            .await?;
+        imp.mac = import_seal.mac.clone();
+        let stored = self
+            .verified_rotation_rows(rec)
+            .await?
+            .into_iter()
+            .find(|r| r.key_id == rec.key_id)
+            .expect("verified_rotation_rows holds the key");
+        let (u, rotation_seal) = self
+            .rotation_update(
+                &stored,
+                &KeyRecord {
+                    current_version: p.version,
+                    on_demand_rotations: stored.on_demand_rotations + 1,
+                    ..stored.clone()
+                },
+            )
+            .await?;
+        match self.keys.rotate_to_imported(&imp, &p.mac, now, &u).await {
+            Ok(()) => self.written_all(&[import_seal, rotation_seal]),
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::Conflict(format!(
+                    "{} is already being rotated.",
+                    rec.arn()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate(Some(rec.key_id));
+        tracing::info!(key_id = %rec.key_id, version = p.version, "key rotated to imported key material");
+        Ok(())
+    }
+
     /// The scheduler's part: imported material whose `ValidTo` passed is deleted, exactly
-    /// once across nodes, and audited. Returns how many keys expired.
+    /// once across nodes, and audited. Returns how many materials expired.
     pub(super) async fn expire_imports(&self, now: DateTime<Utc>) -> Result<usize, KmsError> {
         let mut n = 0;
-        // Every import, judged by its verified row: a ValidTo moved later, cleared, or rows
-        // crowding the due list in the database neither postpone nor hide an expiry.
-        for id in self.keys.import_key_ids().await? {
-            match self.verified_import(id).await {
-                Ok(Some(i)) if i.valid_to.is_some_and(|t| t <= now) => {}
+        // Every import record, judged by its verified row: a ValidTo moved later, cleared, or
+        // rows crowding the due list in the database neither postpone nor hide an expiry.
+        for (id, version) in self.keys.import_rows().await? {
+            let p = match self.verified_import(id, version).await {
+                Ok(Some(p)) if p.valid_to.is_some_and(|t| t <= now) => p,
                 Ok(_) => continue,
                 Err(e) => {
                     // Fail closed: the key's cached material goes, and loading it again
                     // refuses it while its import row fails its check.
-                    tracing::error!(key_id = %id, error = %e, "cannot judge the expiry of imported key material; its key is refused");
+                    tracing::error!(key_id = %id, version, error = %e, "cannot judge the expiry of imported key material; its key is refused");
                     self.invalidate(Some(id));
                     continue;
                 }
-            }
+            };
             // The key as verified (policy, state, attributes): its state is never re-sealed
             // from an unverified row.
             let rec = match self.record(id).await {
@@ -676,35 +908,36 @@ impl Kms {
                 rec.key_state,
                 KeyState::Enabled
                     | KeyState::Disabled
+                    | KeyState::PendingImport
                     | KeyState::PendingDeletion
                     | KeyState::PendingReplicaDeletion
             ) {
                 continue;
             }
+            let mut detail =
+                serde_json::json!({ "reason": "the imported key material reached its ValidTo" });
+            if rec.key_spec == KeySpec::SymmetricDefault {
+                detail["keyMaterialId"] = serde_json::json!(material_id(&rec.blob_id(), version));
+            }
             let action = self
-                .audit_service_intent(
-                    "DeleteExpiredKeyMaterial",
-                    &rec.arn(),
-                    &rec.region,
-                    serde_json::json!({ "reason": "the imported key material reached its ValidTo" }),
-                )
+                .audit_service_intent("DeleteExpiredKeyMaterial", &rec.arn(), &rec.region, detail)
                 .await?;
-            match action.run(self.remove_imported(&rec, Some(now))).await {
+            match action.run(self.remove_imported(&rec, p, Some(now))).await {
                 Ok(()) => {
                     n += 1;
-                    tracing::info!(key_id = %id, "imported key material expired and was deleted");
+                    tracing::info!(key_id = %id, version, "imported key material expired and was deleted");
                     self.audit_service_done(action).await;
                 }
                 Err(KmsError::Conflict(_)) => {}
                 Err(e) => {
-                    tracing::error!(key_id = %id, error = %e, "could not expire imported key material")
+                    tracing::error!(key_id = %id, version, error = %e, "could not expire imported key material")
                 }
             }
         }
         Ok(n)
     }
 
-    /// `ExpirationModel` and `ValidTo` of an `EXTERNAL` key's current import.
+    /// `ExpirationModel` and `ValidTo` of an `EXTERNAL` key's current material.
     pub(crate) async fn import_expiration(
         &self,
         rec: &KeyRecord,
@@ -713,31 +946,65 @@ impl Kms {
             return Ok(None);
         }
         Ok(self
-            .verified_import(rec.key_id)
+            .verified_import(rec.key_id, rec.current_version.max(1))
             .await?
             .and_then(|i| i.expiration_model.map(|m| (m, i.valid_to))))
     }
 
-    /// A key's import record once its MAC holds: one altered in the database (a later
-    /// `ValidTo`, another material check) is refused, never shown or re-sealed.
+    /// A key's import records, each once its seal holds: one altered in the database (a later
+    /// `ValidTo`, another material check, a pending material made part of the key) or an
+    /// older one put back refuses them all, never shown or re-sealed.
+    pub(crate) async fn verified_imports(
+        &self,
+        key_id: uuid::Uuid,
+    ) -> Result<Vec<KeyImportRecord>, KmsError> {
+        let rows = self.keys.key_imports(key_id).await?;
+        for i in &rows {
+            self.verify_import(i).await?;
+        }
+        Ok(rows)
+    }
+
+    /// [`Kms::verified_imports`] for one material version.
     pub(crate) async fn verified_import(
         &self,
         key_id: uuid::Uuid,
+        version: i32,
     ) -> Result<Option<KeyImportRecord>, KmsError> {
-        let Some(i) = self.keys.key_import(key_id).await? else {
+        let Some(i) = self
+            .keys
+            .key_imports(key_id)
+            .await?
+            .into_iter()
+            .find(|i| i.version == version)
+        else {
             return Ok(None);
         };
+        self.verify_import(&i).await?;
+        Ok(Some(i))
+    }
+
+    async fn verify_import(&self, i: &KeyImportRecord) -> Result<(), KmsError> {
         if !self
             .current_seal(
-                super::seal::import_row(key_id),
-                import_mac_input(&i),
+                super::seal::import_row(i.key_id, i.version),
+                import_mac_input(i),
                 &Some(i.mac.clone()),
             )
             .await?
         {
-            tracing::error!(%key_id, "key import row failed its integrity check (altered in the database, or an older record put back); refusing it");
+            tracing::error!(key_id = %i.key_id, version = i.version, "key import row failed its integrity check (altered in the database, or an older record put back); refusing it");
             return Err(KmsError::KeyUnavailable);
         }
-        Ok(Some(i))
+        Ok(())
     }
+}
+
+/// Which material an `ImportKeyMaterial` call means, and its description (symmetric keys).
+#[derive(Default, Clone, Copy)]
+pub struct MaterialChoice<'a> {
+    /// `NEW_KEY_MATERIAL` or `EXISTING_KEY_MATERIAL`; `None`: AWS's default.
+    pub import_type: Option<&'a str>,
+    pub key_material_id: Option<&'a str>,
+    pub description: Option<&'a str>,
 }

@@ -177,7 +177,9 @@ impl Kms {
                 };
                 (m.mac.clone(), super::material_mac_input(&rec, &m))
             }
-            MacRow::ImportRecord(id) => return self.remac_import_record(store, row, *id).await,
+            MacRow::ImportRecord(id, v) => {
+                return self.remac_import_record(store, row, *id, *v).await
+            }
             MacRow::ImportToken(id) => {
                 let Some(t) = self.keys.import_token(*id).await? else {
                     return Ok(Moved::Elsewhere);
@@ -239,11 +241,15 @@ impl Kms {
         store: &S,
         row: &MacRow,
         key_id: uuid::Uuid,
+        version: i32,
     ) -> Result<Moved, KmsError> {
-        let (Some(rec), Some(p)) = (
-            self.keys.key(key_id).await?,
-            self.keys.key_import(key_id).await?,
-        ) else {
+        let import = self
+            .keys
+            .key_imports(key_id)
+            .await?
+            .into_iter()
+            .find(|p| p.version == version);
+        let (Some(rec), Some(p)) = (self.keys.key(key_id).await?, import) else {
             return Ok(Moved::Elsewhere);
         };
         let current = self.hsm.mac_version()?;
@@ -251,7 +257,7 @@ impl Kms {
             crate::hsm::mac_parts(&p.material_check).map(|(v, _)| v) != Some(current);
         let seal_behind = super::seal::mac_version_of(&p.mac) != Some(current);
         let new_check = if check_behind {
-            self.stored_material_check(key_id, import::import_as(&rec)?)
+            self.stored_material_check(key_id, version, import::import_as(&rec)?)
                 .await?
         } else {
             None

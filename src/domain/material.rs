@@ -212,15 +212,26 @@ impl Kms {
                 drop(evicted);
             }
         }
+        // A version above the current one is material imported for a rotation that has not
+        // happened: not part of the key yet, never used (a ciphertext naming it is refused).
+        if version > rec.current_version {
+            return Ok(None);
+        }
         let Some(m) = self.keys.material(rec.key_id, version).await? else {
             return Ok(None);
         };
         self.verify_material(rec, &m).await?;
-        // Imported material is used only under an import row that passes its MAC: one altered
-        // or deleted in the database (to escape its expiry) refuses the material instead.
-        if rec.origin == Origin::External && self.verified_import(rec.key_id).await?.is_none() {
-            tracing::error!(key_id = %rec.key_id, "imported key material has no import row (deleted in the database?); refusing it");
-            return Err(KmsError::KeyUnavailable);
+        // Imported material is used only under its import row, passing its seal and not
+        // pending rotation: one altered or deleted in the database (to escape its expiry, or
+        // to use a material before its rotation) refuses the material instead.
+        if rec.origin == Origin::External {
+            match self.verified_import(rec.key_id, version).await? {
+                Some(i) if !i.pending => {}
+                _ => {
+                    tracing::error!(key_id = %rec.key_id, version, "imported key material has no import row of its own (deleted in the database?) or is pending rotation; refusing it");
+                    return Err(KmsError::KeyUnavailable);
+                }
+            }
         }
         let unwrapped = match asymmetric::kind(rec.key_spec) {
             Some(asymmetric::Kind::Pair(_)) if crate::hsm::held_id(&m.wrapped).is_some() => {

@@ -33,6 +33,9 @@ pub(crate) enum Check {
     /// Automatic and on-demand rotation: a symmetric key with material the service generated,
     /// a multi-Region primary or a single-Region key, enabled.
     Rotatable,
+    /// `RotateKeyOnDemand`: as [`Check::Rotatable`], and a symmetric key with imported
+    /// material too (it rotates to material imported for the purpose).
+    OnDemandRotatable,
     /// Imported key material: origin `EXTERNAL`.
     External,
     /// A multi-Region primary key.
@@ -126,7 +129,8 @@ impl Kms {
                     }
                 }
                 Check::Symmetric(op) => symmetric(rec, op)?,
-                Check::Rotatable => rotatable(rec)?,
+                Check::Rotatable => rotatable(rec, false)?,
+                Check::OnDemandRotatable => rotatable(rec, true)?,
                 Check::External => external(rec)?,
                 Check::Primary => primary(rec)?,
                 Check::Replicable => {
@@ -183,12 +187,14 @@ fn symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
-fn rotatable(rec: &KeyRecord) -> Result<(), KmsError> {
+fn rotatable(rec: &KeyRecord, on_demand: bool) -> Result<(), KmsError> {
     // The state first: AWS answers a disabled RSA key's RotateKeyOnDemand with
     // DisabledException (recorded), not with the spec's UnsupportedOperationException.
     enabled(rec)?;
-    if rec.origin != Origin::AwsKms {
-        // Rotation of imported material is not offered yet: AWS's answer before it was.
+    let imported = on_demand && rec.origin == Origin::External;
+    if rec.origin != Origin::AwsKms && !imported {
+        // Automatic rotation is for material the service generated (recorded: AWS's answer
+        // to EnableKeyRotation on an EXTERNAL key).
         return Err(KmsError::UnsupportedOperation(messages::origin_not_valid(
             &rec.arn(),
             rec.origin.as_str(),

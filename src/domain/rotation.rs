@@ -28,15 +28,9 @@ pub struct KeyRotations {
     pub current_version: i32,
     /// Materials made by rotation, oldest first.
     pub rotations: Vec<crate::store::RotationRecord>,
-    /// For a key with imported material: its import state and expiry.
-    pub imported: Option<ImportedMaterial>,
-}
-
-pub struct ImportedMaterial {
-    /// The material is in the key now (not deleted or expired).
-    pub imported: bool,
-    /// `ExpirationModel` and `ValidTo` of the import, while imported.
-    pub expiration: Option<(String, Option<DateTime<Utc>>)>,
+    /// For a key with imported material: the import record of each of its materials, by
+    /// version (verified).
+    pub imported: Option<Vec<crate::store::KeyImportRecord>>,
 }
 
 /// A stable id for one version of a key's material (`CurrentKeyMaterialId`).
@@ -280,13 +274,17 @@ impl Kms {
             .key_for(
                 caller,
                 key_id,
-                Access::to("kms:RotateKeyOnDemand", &[Check::Rotatable]),
+                Access::to("kms:RotateKeyOnDemand", &[Check::OnDemandRotatable]),
             )
             .await?;
         if rec.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::LimitExceeded(
                 crate::messages::on_demand_rotation_limit(&rec.arn()),
             ));
+        }
+        if rec.origin == Origin::External {
+            self.rotate_to_imported(&rec).await?;
+            return Ok(rec.arn());
         }
         if rec.rotation_enabled && rec.next_rotation_date.is_some_and(|n| n <= self.now()) {
             return Err(KmsError::Conflict(format!(
@@ -302,6 +300,7 @@ impl Kms {
         &self,
         caller: &Caller,
         key_id: &str,
+        include_key_material: bool,
     ) -> Result<KeyRotations, KmsError> {
         let rec = self
             .key_for(
@@ -311,16 +310,18 @@ impl Kms {
             )
             .await?;
         if rec.key_spec != KeySpec::SymmetricDefault {
+            if include_key_material {
+                return Err(KmsError::Validation(
+                    crate::messages::INCLUDE_KEY_MATERIAL_SYMMETRIC_ONLY.into(),
+                ));
+            }
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} does not support rotation.",
                 rec.arn()
             )));
         }
         let imported = if rec.origin == Origin::External {
-            Some(ImportedMaterial {
-                imported: rec.key_state != KeyState::PendingImport,
-                expiration: self.import_expiration(&rec).await?,
-            })
+            Some(self.verified_imports(rec.key_id).await?)
         } else {
             None
         };

@@ -78,9 +78,14 @@ pub(crate) fn alias_row_of(account: &str, region: &str, name: &str) -> String {
     format!("arn:aws:kms:{region}:{account}:{name}")
 }
 
-/// The name the trail knows a key's import record (expiration model, `ValidTo`) by.
-pub(crate) fn import_row(key_id: uuid::Uuid) -> String {
-    format!("key/{key_id}#import")
+/// The name the trail knows a key's import record of one material version (expiration
+/// model, `ValidTo`, description, pending rotation) by. Version 1 keeps the name it had before
+/// keys held several imported materials.
+pub(crate) fn import_row(key_id: uuid::Uuid, version: i32) -> String {
+    match version {
+        1 => format!("key/{key_id}#import"),
+        v => format!("key/{key_id}#import/v{v}"),
+    }
 }
 
 /// The name the trail knows a principal's authorization (identity policies, tags, trust

@@ -1154,67 +1154,84 @@ async fn import_tokens_and_key_imports(s: &Backend) {
         "expired tokens are purged"
     );
 
-    assert!(s.key_import(id).await.unwrap().is_none());
+    assert!(s.key_imports(id).await.unwrap().is_empty());
     let valid_to = now() + TimeDelta::days(30);
     let imp = KeyImportRecord {
         key_id: id,
+        version: 1,
         material_check: vec![0xC0; 32],
         expiration_model: Some("KEY_MATERIAL_EXPIRES".into()),
         valid_to: Some(valid_to),
+        description: None,
+        pending: false,
+        rotated_at: None,
         mac: vec![4; 32],
     };
     let u = moved(&**s, id, version(1, false)).await;
-    s.import_material(&material(id, 1), &imp, &[5; 32], &u)
-        .await
-        .unwrap();
+    let enable = Some((KeyState::Enabled, [5u8; 32].as_slice()));
+    s.import_material(
+        &material(id, 1),
+        &imp,
+        KeyState::PendingImport,
+        enable,
+        Some(&u),
+    )
+    .await
+    .unwrap();
     let k = s.key(id).await.unwrap().unwrap();
     assert_eq!((k.key_state.as_str(), k.current_version), ("Enabled", 1));
     assert_eq!(k.state_mac, Some(vec![5; 32]));
-    let got = s.key_import(id).await.unwrap().unwrap();
-    assert_eq!(got.material_check, imp.material_check);
-    assert_eq!(got.expiration_model, imp.expiration_model);
-    assert_eq!(got.valid_to, Some(valid_to));
+    let got = s.key_imports(id).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].material_check, imp.material_check);
+    assert_eq!(got[0].expiration_model, imp.expiration_model);
+    assert_eq!(got[0].valid_to, Some(valid_to));
+    assert_eq!((got[0].version, got[0].pending), (1, false));
     assert_eq!(
         conflict_name(
-            s.import_material(&material(id, 1), &imp, &[5; 32], &u)
-                .await
+            s.import_material(
+                &material(id, 1),
+                &imp,
+                KeyState::PendingImport,
+                enable,
+                None
+            )
+            .await
         ),
-        "key_not_pending_import"
+        "key_state_changed"
     );
     assert_eq!(
         s.reserve_invocations(id, None, 1, 40, 1000).await.unwrap(),
         Some((0, 40))
     );
+    assert_eq!(s.import_rows().await.unwrap(), vec![(id, 1)]);
 
-    assert!(s.expired_imports(now()).await.unwrap().is_empty());
     let after = valid_to + TimeDelta::seconds(1);
-    assert_eq!(s.expired_imports(after).await.unwrap(), vec![id]);
-
     let cleared = KeyImportRecord {
         expiration_model: None,
         valid_to: None,
         mac: vec![6; 32],
         ..imp.clone()
     };
+    let to_pending = |mac: u8| Some((KeyState::Enabled, KeyState::PendingImport, [mac; 32]));
+    let st = to_pending(7);
     // Not expired yet at that time: another node may have re-imported.
     assert_eq!(
         conflict_name(
             s.delete_imported_material(
                 &cleared,
-                KeyState::Enabled,
-                KeyState::PendingImport,
-                &[7; 32],
+                false,
+                st.as_ref().map(|(f, t, m)| (*f, *t, m.as_slice())),
                 Some(now())
             )
             .await
         ),
-        "import_not_expired"
+        "import_changed"
     );
     s.delete_imported_material(
         &cleared,
-        KeyState::Enabled,
-        KeyState::PendingImport,
-        &[7; 32],
+        false,
+        st.as_ref().map(|(f, t, m)| (*f, *t, m.as_slice())),
         Some(after),
     )
     .await
@@ -1222,44 +1239,153 @@ async fn import_tokens_and_key_imports(s: &Backend) {
     let k = s.key(id).await.unwrap().unwrap();
     assert_eq!(k.key_state, KeyState::PendingImport);
     assert!(s.material(id, 1).await.unwrap().is_none());
-    let got = s.key_import(id).await.unwrap().unwrap();
-    assert_eq!((got.expiration_model, got.valid_to), (None, None));
+    let got = s.key_imports(id).await.unwrap();
+    assert_eq!(
+        (got[0].expiration_model.clone(), got[0].valid_to),
+        (None, None)
+    );
     assert_eq!(count(s, "SELECT invocations FROM key_imports").await, 40);
-    assert!(s.expired_imports(after).await.unwrap().is_empty());
 
     // The same material again: its invocations still count.
     let again = KeyImportRecord {
         expiration_model: Some("KEY_MATERIAL_DOES_NOT_EXPIRE".into()),
         valid_to: None,
-        ..imp
+        ..imp.clone()
     };
-    let u = moved(&**s, id, version(1, false)).await;
-    s.import_material(&material(id, 1), &again, &[8; 32], &u)
-        .await
-        .unwrap();
+    s.import_material(
+        &material(id, 1),
+        &again,
+        KeyState::PendingImport,
+        enable,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.reserve_invocations(id, None, 1, 10, 1000).await.unwrap(),
         Some((40, 50))
     );
+    // Its expiry changes while it is in the key; not once it is gone, nor for another check.
+    let longer = KeyImportRecord {
+        description: Some("second import".into()),
+        mac: vec![10; 32],
+        ..again.clone()
+    };
+    assert!(s.update_import_expiration(&longer).await.unwrap());
+    assert_eq!(
+        s.key_imports(id).await.unwrap()[0].description.as_deref(),
+        Some("second import")
+    );
+    let other = KeyImportRecord {
+        material_check: vec![0xC1; 32],
+        ..longer.clone()
+    };
+    assert!(!s.update_import_expiration(&other).await.unwrap());
+
+    // A second material, pending rotation: no state change, and only one at a time.
+    let pending = KeyImportRecord {
+        version: 2,
+        material_check: vec![0xC2; 32],
+        pending: true,
+        mac: vec![11; 32],
+        ..again.clone()
+    };
+    s.import_material(&material(id, 2), &pending, KeyState::Enabled, None, None)
+        .await
+        .unwrap();
+    let third = KeyImportRecord {
+        version: 3,
+        material_check: vec![0xC3; 32],
+        ..pending.clone()
+    };
+    assert!(matches!(
+        s.import_material(&material(id, 3), &third, KeyState::Enabled, None, None)
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        s.material(id, 3).await.unwrap().is_none(),
+        "nothing half-written"
+    );
+    assert_eq!(s.import_rows().await.unwrap(), vec![(id, 1), (id, 2)]);
+    // The pending material becomes current: only while its seal is the one verified.
+    let rotated_at = now();
+    let promoted = KeyImportRecord {
+        pending: false,
+        rotated_at: Some(rotated_at),
+        mac: vec![12; 32],
+        ..pending.clone()
+    };
+    let u = moved(&**s, id, version(2, false)).await;
+    assert!(matches!(
+        s.rotate_to_imported(&promoted, &[0; 32], rotated_at, &u)
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    s.rotate_to_imported(&promoted, &pending.mac, rotated_at, &u)
+        .await
+        .unwrap();
+    let k = s.key(id).await.unwrap().unwrap();
+    assert_eq!(k.current_version, 2);
+    let got = s.key_imports(id).await.unwrap();
+    assert_eq!((got[1].pending, got[1].rotated_at.is_some()), (false, true));
+    let rotations = s.rotations(id).await.unwrap();
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(
+        (rotations[0].version, rotations[0].rotation_type.as_str()),
+        (2, "ON_DEMAND")
+    );
+    // A material pending rotation is discarded with its record; one that is part of the key
+    // leaves its record.
+    let pending3 = KeyImportRecord {
+        version: 3,
+        material_check: vec![0xC3; 32],
+        pending: true,
+        mac: vec![13; 32],
+        ..again.clone()
+    };
+    s.import_material(&material(id, 3), &pending3, KeyState::Enabled, None, None)
+        .await
+        .unwrap();
+    s.delete_imported_material(&pending3, true, None, None)
+        .await
+        .unwrap();
+    assert!(s.material(id, 3).await.unwrap().is_none());
+    assert_eq!(s.key_imports(id).await.unwrap().len(), 2);
+    assert_eq!(
+        s.key(id).await.unwrap().unwrap().key_state,
+        KeyState::Enabled
+    );
+    // Discarding needs the record still pending (it was not rotated to meanwhile).
+    assert_eq!(
+        conflict_name(
+            s.delete_imported_material(&promoted, true, None, None)
+                .await
+        ),
+        "import_changed"
+    );
     // Without `expired_at`, deletion needs no expiry.
+    let st = to_pending(9);
     s.delete_imported_material(
         &cleared,
-        KeyState::Enabled,
-        KeyState::PendingImport,
-        &[9; 32],
+        false,
+        st.as_ref().map(|(f, t, m)| (*f, *t, m.as_slice())),
         None,
     )
     .await
     .unwrap();
     assert_eq!(count(s, "SELECT invocations FROM key_imports").await, 50);
+    assert!(
+        s.material(id, 2).await.unwrap().is_some(),
+        "one material at a time"
+    );
     // The key's state moved meanwhile (here: it is pending import now): nothing changes.
     assert_eq!(
         conflict_name(
             s.delete_imported_material(
                 &cleared,
-                KeyState::Enabled,
-                KeyState::PendingImport,
-                &[9; 32],
+                false,
+                st.as_ref().map(|(f, t, m)| (*f, *t, m.as_slice())),
                 None
             )
             .await

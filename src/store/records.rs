@@ -219,15 +219,25 @@ pub struct ImportTokenRecord {
     pub mac: Vec<u8>,
 }
 
-/// What was imported into a key with origin `EXTERNAL`.
+/// What was imported into a key with origin `EXTERNAL`: one record per material version.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct KeyImportRecord {
     pub key_id: Uuid,
+    /// The material version (`key_materials.version`) this is the record of.
+    pub version: i32,
     /// A keyed check value of the material, computed in the token.
     pub material_check: Vec<u8>,
-    /// Of the current import; `None` while the key is pending import.
+    /// Of the material's current import; `None` while it is not imported (deleted, expired).
     pub expiration_model: Option<String>,
     pub valid_to: Option<DateTime<Utc>>,
+    /// AWS's `KeyMaterialDescription`.
+    pub description: Option<String>,
+    /// Imported for a rotation that has not happened (AWS's `PENDING_ROTATION`): not yet part
+    /// of the key, never used.
+    pub pending: bool,
+    /// When the material became the key's current material by a rotation (`RotationDate`);
+    /// `None` for the first material and a pending one.
+    pub rotated_at: Option<DateTime<Utc>>,
     pub mac: Vec<u8>,
 }
 

@@ -152,7 +152,10 @@ macro_rules! service_store {
                             "key_materials" => {
                                 MacRow::Material(cell(&r, "key_id")?, cell(&r, "version")?)
                             }
-                            "key_imports" => MacRow::ImportRecord(cell(&r, "key_id")?),
+                            "key_imports" => MacRow::ImportRecord(cell(&r, "key_id")?, 1),
+                            "key_material_imports" => {
+                                MacRow::ImportRecord(cell(&r, "key_id")?, cell(&r, "version")?)
+                            }
                             "import_tokens" => MacRow::ImportToken(cell(&r, "token_id")?),
                             "grants" => MacRow::Grant(cell(&r, "grant_id")?),
                             "principals" => MacRow::Principal(cell(&r, "arn")?),
@@ -203,10 +206,24 @@ macro_rules! service_store {
                     mac_sql::update(t, c, k)
                 };
                 let sql = match (row, check) {
-                    (MacRow::ImportRecord(_), Some(_)) => mac_sql::UPDATE_IMPORT_RECORD.to_string(),
+                    (MacRow::ImportRecord(_, v), Some(_)) => mac_sql::update_import_record(*v),
                     (MacRow::Key(_, part), _) => column("keys", part.column()),
                     (MacRow::Material(..), _) => column("key_materials", "mac"),
-                    (MacRow::ImportRecord(_), None) => column("key_imports", "mac"),
+                    (MacRow::ImportRecord(_, v), None) => {
+                        let (table, _) = crate::store::key_imports::import_record_at(*v);
+                        let (t, c, k) = mac_sql::COLUMNS
+                            .iter()
+                            .find(|(t, c, _)| *t == table && *c == "mac")
+                            .expect("a MAC'd column");
+                        let sql = mac_sql::update(t, c, k);
+                        if *v == 1 {
+                            // `key_imports` names its row by key alone: the version bound
+                            // (`$4`) is checked, not a column.
+                            sql + " AND $4 = 1"
+                        } else {
+                            sql
+                        }
+                    }
                     (MacRow::ImportToken(_), _) => column("import_tokens", "mac"),
                     (MacRow::Grant(_), _) => column("grants", "mac"),
                     (MacRow::Principal(_), _) => column("principals", "authz_mac"),
@@ -216,10 +233,8 @@ macro_rules! service_store {
                 };
                 let q = sqlx::query(&sql).bind(new.to_vec()).bind(old.to_vec());
                 let q = match row {
-                    MacRow::Key(id, _) | MacRow::ImportRecord(id) | MacRow::ImportToken(id) => {
-                        q.bind(*id)
-                    }
-                    MacRow::Material(id, v) => q.bind(*id).bind(*v),
+                    MacRow::Key(id, _) | MacRow::ImportToken(id) => q.bind(*id),
+                    MacRow::Material(id, v) | MacRow::ImportRecord(id, v) => q.bind(*id).bind(*v),
                     MacRow::Grant(id)
                     | MacRow::Principal(id)
                     | MacRow::AccessKey(id)

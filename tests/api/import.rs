@@ -1039,11 +1039,17 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
         ),
         "UnsupportedOperationException"
     );
-    // A material id that is not this key's.
+    // A material id that is not this key's (AWS's recorded answer: the material does not have
+    // the identifier asked for).
+    let r = import_oaep(&west, &key, &material, None, Some("ab".repeat(32))).await;
     assert_eq!(
-        code(import_oaep(&west, &key, &material, None, Some("ab".repeat(32))).await),
-        "NotFoundException"
+        said(&r),
+        format!(
+            "Imported key material does not have the expected identifier ({}).",
+            "ab".repeat(32)
+        )
     );
+    assert_eq!(code(r), "IncorrectKeyMaterialException");
     // A malformed one.
     assert_eq!(
         code(import_oaep(&west, &key, &material, None, Some("AB".repeat(32))).await),
@@ -1128,7 +1134,7 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
                 .send()
                 .await
         ),
-        "NotFoundException"
+        "ValidationException"
     );
     east.decrypt()
         .ciphertext_blob(blob.clone())
@@ -1207,29 +1213,47 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
                 .send()
                 .await
         ),
-        "UnsupportedOperationException"
+        "ValidationException"
     );
     let signing = new_key_with(&east, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     assert_eq!(signing.current_key_material_id, None);
-    // A description of the material is not kept here: refused, not dropped.
-    let (token, public) = parameters(
-        &east,
-        &key,
-        AlgorithmSpec::RsaesOaepSha1,
-        WrappingKeySpec::Rsa2048,
-    )
-    .await;
+    // A description of the material: only on the primary (recorded), kept with the material.
+    for (c, ok) in [(&west, false), (&east, true)] {
+        let (token, public) = parameters(
+            c,
+            &key,
+            AlgorithmSpec::RsaesOaepSha1,
+            WrappingKeySpec::Rsa2048,
+        )
+        .await;
+        let r = c
+            .import_key_material()
+            .key_id(&key)
+            .import_token(token)
+            .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
+            .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+            .key_material_description("ceremony 2026-12")
+            .send()
+            .await;
+        if ok {
+            r.unwrap();
+        } else {
+            assert_eq!(
+                said(&r),
+                "Key material description can only be specified on primary Multi-Region keys"
+            );
+        }
+    }
+    let r = east
+        .list_key_rotations()
+        .key_id(&key)
+        .include_key_material(aws_sdk_kms::types::IncludeKeyMaterial::AllKeyMaterial)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        code(
-            east.import_key_material()
-                .key_id(&key)
-                .import_token(token)
-                .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
-                .key_material_description("ceremony 2026-12")
-                .send()
-                .await
-        ),
-        "UnsupportedOperationException"
+        r.rotations()[0].key_material_description.as_deref(),
+        Some("ceremony 2026-12")
     );
 }
 
@@ -1481,4 +1505,424 @@ async fn an_import_record_put_back_to_escape_its_expiry_is_refused() {
         code(fresh.describe_key().key_id(&key).send().await),
         "KeyUnavailableException"
     );
+}
+
+/// The message of a failed SDK call (the call's result kept for its code).
+fn said<T: std::fmt::Debug, E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug>(
+    r: &Result<T, E>,
+) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.message().unwrap_or("").to_string(),
+    }
+}
+
+async fn encrypt_with(c: &aws_sdk_kms::Client, key: &str, plaintext: &[u8]) -> Blob {
+    c.encrypt()
+        .key_id(key)
+        .plaintext(Blob::new(plaintext.to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+}
+
+async fn metadata(c: &aws_sdk_kms::Client, key: &str) -> aws_sdk_kms::types::KeyMetadata {
+    c.describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+}
+
+/// (material id, state, import state) of each entry of `ListKeyRotations`.
+async fn materials(
+    c: &aws_sdk_kms::Client,
+    key: &str,
+    all: bool,
+) -> Vec<(String, String, String, bool)> {
+    use aws_sdk_kms::types::IncludeKeyMaterial;
+    let r = c
+        .list_key_rotations()
+        .key_id(key)
+        .set_include_key_material(all.then_some(IncludeKeyMaterial::AllKeyMaterial))
+        .send()
+        .await
+        .unwrap();
+    r.rotations()
+        .iter()
+        .map(|e| {
+            (
+                e.key_material_id.clone().unwrap(),
+                e.key_material_state.as_ref().unwrap().as_str().to_string(),
+                e.import_state.as_ref().unwrap().as_str().to_string(),
+                e.rotation_date.is_some() && e.rotation_type.is_some(),
+            )
+        })
+        .collect()
+}
+
+/// On-demand rotation of imported material, as AWS has offered it since 2025 (each answer and
+/// message as recorded against AWS): new material is imported for a rotation and kept pending,
+/// never used, until `RotateKeyOnDemand` makes it current; every material that became part of
+/// the key must be imported for the key to be usable; a pending material deleted goes, and the
+/// same bytes imported again get the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_material_rotates_on_demand_to_new_material_imported_for_it() {
+    use aws_sdk_kms::types::ImportType;
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let arn = metadata(&c, &key).await.arn.unwrap();
+    let (a, b, x) = (random(32), random(32), random(32));
+    let r = c.rotate_key_on_demand().key_id(&key).send().await;
+    assert_eq!(code(r), "KMSInvalidStateException", "pending import");
+
+    let first = import_oaep(&c, &key, &a, None, None)
+        .await
+        .unwrap()
+        .key_material_id
+        .unwrap();
+    let r = c.rotate_key_on_demand().key_id(&key).send().await;
+    assert_eq!(
+        said(&r),
+        format!("No available key material pending rotation for the key: {arn}.")
+    );
+    assert_eq!(code(r), "KMSInvalidStateException");
+    let under_a = encrypt_with(&c, &key, b"under a").await;
+
+    // The same material as new: refused.
+    let r = import_oaep(&c, &key, &a, Some(ImportType::NewKeyMaterial), None).await;
+    assert_eq!(
+        said(&r),
+        format!("Key material (id: {first}) being imported as NEW_KEY_MATERIAL is already associated with KMS key {arn}.")
+    );
+    assert_eq!(code(r), "IncorrectKeyMaterialException");
+    let r = import_oaep(
+        &c,
+        &key,
+        &b,
+        Some(ImportType::NewKeyMaterial),
+        Some(first.clone()),
+    )
+    .await;
+    assert_eq!(
+        said(&r),
+        "Input parameter keyMaterialId cannot be used with NEW_KEY_MATERIAL importType."
+    );
+
+    // New material: pending rotation, not used.
+    let second = import_oaep(&c, &key, &b, Some(ImportType::NewKeyMaterial), None)
+        .await
+        .unwrap()
+        .key_material_id
+        .unwrap();
+    assert_ne!(second, first);
+    let m = metadata(&c, &key).await;
+    assert_eq!(m.key_state, Some(KeyState::Enabled));
+    assert_eq!(m.current_key_material_id.as_deref(), Some(first.as_str()));
+    let still_a = encrypt_with(&c, &key, b"still a").await;
+    assert_eq!(open_outside(&a, still_a.as_ref()), b"still a");
+    // One pending material at a time (recorded).
+    let r = import_oaep(&c, &key, &x, Some(ImportType::NewKeyMaterial), None).await;
+    assert!(
+        said(&r).ends_with(&format!(
+            "because another key material (id: {second}) is pending rotation."
+        )),
+        "{}",
+        said(&r)
+    );
+    assert_eq!(code(r), "KMSInvalidStateException");
+    assert!(materials(&c, &key, false).await.is_empty());
+    assert_eq!(
+        materials(&c, &key, true).await,
+        vec![
+            (first.clone(), "CURRENT".into(), "IMPORTED".into(), false),
+            (
+                second.clone(),
+                "PENDING_ROTATION".into(),
+                "IMPORTED".into(),
+                false
+            ),
+        ]
+    );
+
+    // The rotation: the new material is current; the old one still decrypts.
+    c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    let m = metadata(&c, &key).await;
+    assert_eq!(m.current_key_material_id.as_deref(), Some(second.as_str()));
+    let under_b = encrypt_with(&c, &key, b"under b").await;
+    assert_eq!(open_outside(&b, under_b.as_ref()), b"under b");
+    for (blob, text) in [(&under_a, &b"under a"[..]), (&under_b, b"under b")] {
+        let out = c
+            .decrypt()
+            .ciphertext_blob(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.plaintext.unwrap().into_inner(), text);
+    }
+    assert_eq!(
+        materials(&c, &key, false).await,
+        vec![(second.clone(), "CURRENT".into(), "IMPORTED".into(), true)]
+    );
+    assert_eq!(
+        materials(&c, &key, true).await,
+        vec![
+            (
+                first.clone(),
+                "NON_CURRENT".into(),
+                "IMPORTED".into(),
+                false
+            ),
+            (second.clone(), "CURRENT".into(), "IMPORTED".into(), true),
+        ]
+    );
+    // Automatic rotation stays for generated material (recorded).
+    assert_eq!(
+        code(c.enable_key_rotation().key_id(&key).send().await),
+        "UnsupportedOperationException"
+    );
+
+    // A material that is part of the key deleted (here the non-current one): the key waits for
+    // it; imported again by its id, it is back with its ciphertexts.
+    let out = c
+        .delete_imported_key_material()
+        .key_id(&key)
+        .key_material_id(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.key_material_id.as_deref(), Some(first.as_str()));
+    let m = metadata(&c, &key).await;
+    assert_eq!(m.key_state, Some(KeyState::PendingImport));
+    assert_eq!(m.current_key_material_id.as_deref(), Some(second.as_str()));
+    let r = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await;
+    assert_eq!(code(r), "KMSInvalidStateException");
+    // Other material as existing material: not the one expected (recorded).
+    let r = import_oaep(&c, &key, &x, None, None).await;
+    assert_eq!(
+        said(&r),
+        format!("Imported key material does not have the expected identifier ({second}).")
+    );
+    let back = import_oaep(
+        &c,
+        &key,
+        &a,
+        Some(ImportType::ExistingKeyMaterial),
+        Some(first.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(back.key_material_id.as_deref(), Some(first.as_str()));
+    assert_eq!(metadata(&c, &key).await.key_state, Some(KeyState::Enabled));
+    let out = c.decrypt().ciphertext_blob(under_a).send().await.unwrap();
+    assert_eq!(out.plaintext.unwrap().into_inner(), b"under a");
+    assert_eq!(
+        metadata(&c, &key).await.current_key_material_id.as_deref(),
+        Some(second.as_str()),
+        "re-importing an old material does not rotate back"
+    );
+
+    // A pending material deleted goes, the key's state unchanged; the same bytes again get
+    // the same id.
+    let third = import_oaep(&c, &key, &x, Some(ImportType::NewKeyMaterial), None)
+        .await
+        .unwrap()
+        .key_material_id
+        .unwrap();
+    c.delete_imported_key_material()
+        .key_id(&key)
+        .key_material_id(&third)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metadata(&c, &key).await.key_state, Some(KeyState::Enabled));
+    assert_eq!(materials(&c, &key, true).await.len(), 2);
+    let again = import_oaep(&c, &key, &x, Some(ImportType::NewKeyMaterial), None)
+        .await
+        .unwrap()
+        .key_material_id
+        .unwrap();
+    assert_eq!(again, third);
+    // An id the key never had (recorded).
+    let r = c
+        .delete_imported_key_material()
+        .key_id(&key)
+        .key_material_id("0".repeat(64))
+        .send()
+        .await;
+    assert_eq!(
+        said(&r),
+        format!(
+            "Key material (id: {}) has never been imported into KMS key {arn}.",
+            "0".repeat(64)
+        )
+    );
+    assert_eq!(code(r), "ValidationException");
+}
+
+/// The attack: a material pending rotation made the key's current material with SQL (the
+/// import record no longer pending, the key's version moved to it), so that the key encrypts
+/// under material that was never rotated to. The record's seal and the key's rotation state
+/// refuse it on every node, and the material is never used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_material_made_current_with_sql_is_never_used() {
+    use aws_sdk_kms::types::ImportType;
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    import_oaep(&c, &key, &random(32), None, None)
+        .await
+        .unwrap();
+    import_oaep(
+        &c,
+        &key,
+        &random(32),
+        Some(ImportType::NewKeyMaterial),
+        None,
+    )
+    .await
+    .unwrap();
+    let k = s.db.key(&key);
+    s.db.execute(&format!(
+        "UPDATE key_material_imports SET pending = (1 = 0) WHERE key_id = {k} AND version = 2"
+    ))
+    .await;
+    let node2 = tokio::task::block_in_place(|| s.second_node());
+    let fresh = s.client_of(&node2, &s.access_key_id, &s.secret);
+    // Only the record changed: the rotation finds it altered and refuses the key's imports.
+    assert_eq!(
+        code(fresh.rotate_key_on_demand().key_id(&key).send().await),
+        "KeyUnavailableException"
+    );
+    // The key's version moved too: the key is refused, not used under the pending material.
+    s.db.execute(&format!(
+        "UPDATE keys SET current_version = 2 WHERE key_id = {k}"
+    ))
+    .await;
+    let node3 = tokio::task::block_in_place(|| s.second_node());
+    let fresh = s.client_of(&node3, &s.access_key_id, &s.secret);
+    assert_eq!(
+        code(
+            fresh
+                .encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await
+        ),
+        "KeyUnavailableException"
+    );
+}
+
+/// The tamper matrix's rows for `key_material_imports` (the records of a key's materials after
+/// its first): on a key rotated to its second imported material, each column altered in turn
+/// (the row put back between) makes a node with cold caches refuse the key rather than use the
+/// material under a record the service did not write; and the material's invocation count set
+/// back across a deletion and re-import is refused, as the first material's is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_column_of_a_later_materials_record_altered_with_sql_is_refused() {
+    use aws_sdk_kms::types::ImportType;
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let second = random(32);
+    import_oaep(&c, &key, &random(32), None, None)
+        .await
+        .unwrap();
+    let id = import_oaep(&c, &key, &second, Some(ImportType::NewKeyMaterial), None)
+        .await
+        .unwrap()
+        .key_material_id
+        .unwrap();
+    c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    encrypt_with(&c, &key, b"under the second material").await;
+    let k = s.db.key(&key);
+    let row = format!("key_id = {k} AND version = 2");
+    let pg = !sqlite();
+    let now = if pg {
+        "now()"
+    } else {
+        "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')"
+    };
+    let alterations: Vec<(&str, String)> = vec![
+        ("version", "version + 1".into()),
+        ("material_check", "mac".into()),
+        ("expiration_model", "'KEY_MATERIAL_EXPIRES'".into()),
+        ("valid_to", now.into()),
+        ("description", "'forged'".into()),
+        (
+            "pending",
+            if pg { "NOT pending" } else { "1 - pending" }.into(),
+        ),
+        ("rotated_at", now.into()),
+        ("mac", "material_check".into()),
+    ];
+    s.db.execute(&format!(
+        "CREATE TABLE saved_record AS SELECT * FROM key_material_imports WHERE {row}"
+    ))
+    .await;
+    for (column, value) in alterations {
+        s.db.execute(&format!(
+            "UPDATE key_material_imports SET {column} = {value} WHERE {row}"
+        ))
+        .await;
+        let node = tokio::task::block_in_place(|| s.second_node());
+        let fresh = s.client_of(&node, &s.access_key_id, &s.secret);
+        let r = fresh
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await;
+        assert_eq!(code(r), "KeyUnavailableException", "{column} altered");
+        drop(node);
+        s.db.execute(&format!(
+            "DELETE FROM key_material_imports WHERE key_id = {k}"
+        ))
+        .await;
+        s.db.execute("INSERT INTO key_material_imports SELECT * FROM saved_record")
+            .await;
+    }
+    // Put back as it was, the record works again.
+    encrypt_with(&c, &key, b"back").await;
+
+    // The count, set back across a deletion and a re-import.
+    c.delete_imported_key_material()
+        .key_id(&key)
+        .key_material_id(&id)
+        .send()
+        .await
+        .unwrap();
+    s.db.execute(&format!(
+        "UPDATE key_material_imports SET invocations = 0 WHERE {row}"
+    ))
+    .await;
+    import_oaep(
+        &c,
+        &key,
+        &second,
+        Some(ImportType::ExistingKeyMaterial),
+        Some(id),
+    )
+    .await
+    .unwrap();
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let fresh = s.client_of(&node, &s.access_key_id, &s.secret);
+    let r = fresh
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await;
+    assert_eq!(code(r), "KeyUnavailableException");
 }

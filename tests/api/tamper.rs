@@ -122,6 +122,8 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
     // by inserting key rows itself; it grants no access and reveals nothing.
     const QUOTA_COUNT: &str = "a count that only spares CreateKey the exact count far below the quota: set back, it lets keys past the quota, as inserting key rows would";
     const DISPLAY: &str = "shown, never decides";
+    const LATER_MATERIALS: &str =
+        "import::each_column_of_a_later_materials_record_altered_with_sql_is_refused";
     vec![
         // ---- service keys
         ("root_keys", "version", Places("the root key the token holds: another version fails the start (the token has none)")),
@@ -262,6 +264,19 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
         ("key_imports", "expiration_model", r(Sel::KeyE2, A::Sql("'KEY_MATERIAL_DOES_NOT_EXPIRE'", "'KEY_MATERIAL_DOES_NOT_EXPIRE'"), P::Imported)),
         ("key_imports", "valid_to", r(Sel::KeyE2, A::Time, P::Imported)),
         ("key_imports", "mac", r(Sel::KeyE2, A::Blob, P::Imported)),
+        ("key_imports", "description", r(Sel::KeyE2, A::Sql("'forged'", "'forged'"), P::Imported)),
+        // The records of a key's later materials (rotation of imported material): each column
+        // altered on a key rotated to its second material, one at a time.
+        ("key_material_imports", "key_id", Places("bound by the import's MAC")),
+        ("key_material_imports", "version", RefusedIn(LATER_MATERIALS)),
+        ("key_material_imports", "material_check", RefusedIn(LATER_MATERIALS)),
+        ("key_material_imports", "invocations", RefusedIn("the count a material keeps across re-import, as key_imports.invocations: import::an_imported_materials_count_set_back_with_sql_is_refused_after_re_import")),
+        ("key_material_imports", "expiration_model", RefusedIn(LATER_MATERIALS)),
+        ("key_material_imports", "valid_to", RefusedIn(LATER_MATERIALS)),
+        ("key_material_imports", "description", RefusedIn(LATER_MATERIALS)),
+        ("key_material_imports", "pending", RefusedIn(LATER_MATERIALS)),
+        ("key_material_imports", "rotated_at", RefusedIn(LATER_MATERIALS)),
+        ("key_material_imports", "mac", RefusedIn(LATER_MATERIALS)),
         // ---- the audit trail
         ("audit_events", "seq", r(Sel::AuditEvent, A::Sql("seq + 1000000", "seq + 1000000"), P::Verify)),
         ("audit_events", "event_id", NoDecision("written, never read: the body's eventID, under the chain, is what is exported")),

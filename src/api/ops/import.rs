@@ -2,6 +2,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::wire::{b64, parse, Blob, Validator, Word};
+use crate::domain::import::MaterialChoice;
 use crate::domain::{Caller, Kms, KmsError};
 use crate::vocab::{AlgorithmSpec, ExpirationModelType, WrappingKeySpec};
 use serde::Deserialize;
@@ -84,13 +85,22 @@ pub async fn import(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             "importType",
             &["NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL"],
         );
+    // `KeyMaterialDescriptionType`: 0 to 256 characters of letters, digits, `:/_.-` and
+    // whitespace.
+    let description = r.key_material_description.as_deref();
+    v.str_len(description, "keyMaterialDescription", 0, 256)
+        .pattern(
+            description,
+            "keyMaterialDescription",
+            "^[a-zA-Z0-9:/_\\s.-]+$",
+            |s| {
+                !s.is_empty()
+                    && s.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || c.is_whitespace() || ":/_.-".contains(c)
+                    })
+            },
+        );
     check_material_id(&mut v, r.key_material_id.as_deref()).finish()?;
-    if r.key_material_description.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "KeyMaterialDescription is not supported by this key store yet.".into(),
-        )
-        .into());
-    }
     let valid_to = match r.valid_to {
         None => None,
         Some(t) if t.is_finite() && t.abs() < 1e11 => {
@@ -111,8 +121,11 @@ pub async fn import(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
                 .unwrap_or_default(),
             Word::known(&r.expiration_model),
             valid_to,
-            r.import_type.as_deref(),
-            r.key_material_id.as_deref(),
+            MaterialChoice {
+                import_type: r.import_type.as_deref(),
+                key_material_id: r.key_material_id.as_deref(),
+                description,
+            },
         )
         .await?;
     Ok(with_material_id(arn))

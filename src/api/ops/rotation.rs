@@ -85,8 +85,13 @@ pub async fn on_demand(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value,
 
 pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
+    let all_material = r.include_key_material.as_deref() == Some("ALL_KEY_MATERIAL");
     let k = kms
-        .list_key_rotations(caller, r.key_id.as_deref().unwrap_or_default())
+        .list_key_rotations(
+            caller,
+            r.key_id.as_deref().unwrap_or_default(),
+            r.include_key_material.is_some(),
+        )
         .await?;
     let state = |version: i32| {
         if version == k.current_version {
@@ -96,38 +101,56 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         }
     };
     let mut all: Vec<Value> = Vec::new();
-    // ALL_KEY_MATERIAL adds the first material (which no rotation made); for a key with
-    // imported material, with its import state and expiry.
-    if r.include_key_material.as_deref() == Some("ALL_KEY_MATERIAL") && k.current_version > 0 {
-        let mut first = json!({
-            "KeyId": k.arn,
-            "KeyMaterialId": material_id(&k.blob_id, 1),
-            "KeyMaterialState": state(1),
-        });
-        if let Some(i) = &k.imported {
-            first["ImportState"] = json!(if i.imported {
-                "IMPORTED"
-            } else {
-                "PENDING_IMPORT"
-            });
-            if let Some((model, valid_to)) = &i.expiration {
-                first["ExpirationModel"] = json!(model);
-                if let Some(t) = valid_to {
-                    first["ValidTo"] = json!(super::epoch(t));
+    match &k.imported {
+        // Imported material: one entry per material, with its import state, expiry and
+        // description; ROTATIONS_ONLY lists those that became current by a rotation.
+        Some(materials) => {
+            for m in materials {
+                if !all_material && m.rotated_at.is_none() {
+                    continue;
                 }
+                let mut e = json!({
+                    "KeyId": k.arn,
+                    "KeyMaterialId": material_id(&k.blob_id, m.version),
+                    "KeyMaterialState": if m.pending { "PENDING_ROTATION" } else { state(m.version) },
+                    "ImportState": if m.expiration_model.is_some() { "IMPORTED" } else { "PENDING_IMPORT" },
+                });
+                if let Some(d) = &m.description {
+                    e["KeyMaterialDescription"] = json!(d);
+                }
+                if let Some(model) = &m.expiration_model {
+                    e["ExpirationModel"] = json!(model);
+                    if let Some(t) = &m.valid_to {
+                        e["ValidTo"] = json!(super::epoch(t));
+                    }
+                }
+                if let Some(t) = &m.rotated_at {
+                    e["RotationDate"] = json!(super::epoch(t));
+                    e["RotationType"] = json!("ON_DEMAND");
+                }
+                all.push(e);
             }
         }
-        all.push(first);
+        None => {
+            // ALL_KEY_MATERIAL adds the first material (which no rotation made).
+            if all_material && k.current_version > 0 {
+                all.push(json!({
+                    "KeyId": k.arn,
+                    "KeyMaterialId": material_id(&k.blob_id, 1),
+                    "KeyMaterialState": state(1),
+                }));
+            }
+            all.extend(k.rotations.iter().map(|x| {
+                json!({
+                    "KeyId": k.arn,
+                    "KeyMaterialId": material_id(&k.blob_id, x.version),
+                    "KeyMaterialState": state(x.version),
+                    "RotationDate": super::epoch(&x.created_at),
+                    "RotationType": x.rotation_type,
+                })
+            }));
+        }
     }
-    all.extend(k.rotations.iter().map(|x| {
-        json!({
-            "KeyId": k.arn,
-            "KeyMaterialId": material_id(&k.blob_id, x.version),
-            "KeyMaterialState": state(x.version),
-            "RotationDate": super::epoch(&x.created_at),
-            "RotationType": x.rotation_type,
-        })
-    }));
     let limit = r.limit.unwrap_or(100) as usize;
     let start = match &r.marker {
         None => 0,

@@ -37,40 +37,54 @@ pub trait KeyStore: Send + Sync {
         valid_to_after: DateTime<Utc>,
     ) -> Result<i64, StoreError>;
     async fn import_token(&self, token_id: Uuid) -> Result<Option<ImportTokenRecord>, StoreError>;
-    async fn key_import(&self, key_id: Uuid) -> Result<Option<KeyImportRecord>, StoreError>;
-    /// The same material imported again into an enabled key: its new `ExpirationModel` and
-    /// `ValidTo` (`imp`, whose `material_check` must be the stored one). False if the key is
-    /// no longer enabled or holds other material.
+    /// A key's import records, one per material imported into it, by version.
+    async fn key_imports(&self, key_id: Uuid) -> Result<Vec<KeyImportRecord>, StoreError>;
+    /// The same material imported again while it is in the key: its new `ExpirationModel`,
+    /// `ValidTo` and description (`imp`, whose `material_check` must be the stored one of its
+    /// version). False if that material is no longer in the key.
     async fn update_import_expiration(&self, imp: &KeyImportRecord) -> Result<bool, StoreError>;
-    /// Make imported material the key's material, in one transaction: only while the key is
-    /// pending import (else `Conflict`); the key becomes `Enabled` with `state_mac`, and its
-    /// current version the material's (`rotation`).
+    /// Material imported into a key, in one transaction: its row `m` and its import record
+    /// `imp` (new, or the record of a deleted material of that version replaced); only while
+    /// the key is in `from` (else `Conflict`), moving it to `to` (state, `state_mac`) if given,
+    /// and writing `rotation` if given (the key's first material becomes its current one).
+    /// `Conflict` too for a second pending material.
     async fn import_material(
         &self,
         m: &MaterialRecord,
         imp: &KeyImportRecord,
-        state_mac: &[u8],
-        rotation: &RotationUpdate,
+        from: KeyState,
+        to: Option<(KeyState, &[u8])>,
+        rotation: Option<&RotationUpdate>,
     ) -> Result<(), StoreError>;
-    /// Delete a key's imported material, recording `imp`, and move the key from `from_state`
-    /// to `to_state` (`state_mac`): pending import, or still pending deletion. `Conflict` if
-    /// the key is no longer in `from_state`, or, with `expired_at`, if the import had not
-    /// expired by then (so one node expires it).
+    /// Delete one of a key's imported materials (`imp.version`): its row goes, and its import
+    /// record becomes `imp` (or, with `discard`, a pending material's record goes too: it was
+    /// never part of the key). With `state`, the key moves from the first state to the second
+    /// (`state_mac`). `Conflict` if the key is no longer in that state, if a discarded
+    /// material is no longer pending, or, with `expired_at`, if the import had not expired by
+    /// then (so one node expires it).
     async fn delete_imported_material(
         &self,
         imp: &KeyImportRecord,
-        from_state: KeyState,
-        to_state: KeyState,
-        state_mac: &[u8],
+        discard: bool,
+        state: Option<(KeyState, KeyState, &[u8])>,
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
-    /// Keys whose imported material expired by `now`.
-    async fn expired_imports(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
+    /// `RotateKeyOnDemand` of a key with imported material: its pending material becomes its
+    /// current one. The import record becomes `imp` (no longer pending) only while its seal is
+    /// still `expected_mac`; the material row is marked an on-demand rotation at `at`; the key's
+    /// rotation state is `rotation`. `Conflict` if any of it changed meanwhile.
+    async fn rotate_to_imported(
+        &self,
+        imp: &KeyImportRecord,
+        expected_mac: &[u8],
+        at: DateTime<Utc>,
+        rotation: &RotationUpdate,
+    ) -> Result<(), StoreError>;
     /// Every key of every account and region, by id (backup verification).
     async fn all_key_ids(&self) -> Result<Vec<Uuid>, StoreError>;
-    /// Every key with an import row, whatever its columns say (the expiry job judges each by
-    /// its verified row, not by a column a database writer could change).
-    async fn import_key_ids(&self) -> Result<Vec<Uuid>, StoreError>;
+    /// Every import record (key, version), whatever its columns say (the expiry job judges
+    /// each by its verified row, not by a column a database writer could change).
+    async fn import_rows(&self) -> Result<Vec<(Uuid, i32)>, StoreError>;
     async fn key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError>;
     /// Insert an AWS managed key with its first material and its `alias/aws/…` alias in one
     /// transaction; `Conflict` if the alias exists (another request created it first).

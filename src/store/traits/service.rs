@@ -67,8 +67,9 @@ pub enum MacRow {
     Key(Uuid, KeyMac),
     /// A key's material version (`key_materials.mac`).
     Material(Uuid, i32),
-    /// A key's import record (`key_imports.mac` and `material_check`).
-    ImportRecord(Uuid),
+    /// A key's import record of one material version (`key_imports.mac` and
+    /// `material_check`).
+    ImportRecord(Uuid, i32),
     /// An import token (`import_tokens.mac`).
     ImportToken(Uuid),
     /// A grant (`grants.mac`).
@@ -120,7 +121,7 @@ impl KeyMac {
 /// in both databases.
 pub(crate) mod mac_sql {
     /// Every MAC'd column: (table, column, the row's key columns).
-    pub const COLUMNS: [(&str, &str, &str); 14] = [
+    pub const COLUMNS: [(&str, &str, &str); 16] = [
         ("keys", "policy_mac", "key_id"),
         ("keys", "state_mac", "key_id"),
         ("keys", "tags_mac", "key_id"),
@@ -129,6 +130,8 @@ pub(crate) mod mac_sql {
         ("key_materials", "mac", "key_id, version"),
         ("key_imports", "mac", "key_id"),
         ("key_imports", "material_check", "key_id"),
+        ("key_material_imports", "mac", "key_id, version"),
+        ("key_material_imports", "material_check", "key_id, version"),
         ("import_tokens", "mac", "token_id"),
         ("grants", "mac", "grant_id"),
         ("principals", "authz_mac", "arn"),
@@ -175,9 +178,12 @@ pub(crate) mod mac_sql {
     }
 
     /// The import record's seal and material check together (`$1` new seal, `$2` old seal,
-    /// `$3` key, `$4` new check).
-    pub const UPDATE_IMPORT_RECORD: &str =
-        "UPDATE key_imports SET mac = $1, material_check = $4 WHERE mac = $2 AND key_id = $3";
+    /// `$3` key, `$4` version, `$5` new check), in the table that holds that version's record.
+    pub fn update_import_record(version: i32) -> String {
+        let (table, at) = crate::store::key_imports::import_record_at(version);
+        let at = at.replace("$1", "$3").replace("$2", "$4");
+        format!("UPDATE {table} SET mac = $1, material_check = $5 WHERE mac = $2 AND {at}")
+    }
 
     pub const CURRENT: &str = "SELECT max(version) AS v FROM mac_keys";
     pub const VERSIONS: &str = "SELECT version FROM mac_keys ORDER BY version";
