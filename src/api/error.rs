@@ -90,6 +90,7 @@ impl ApiError {
                 ),
                 K::LimitExceeded(m) => (400, "LimitExceededException", m.clone()),
                 K::AccessDenied(m) => (400, "AccessDeniedException", m.clone()),
+                K::NotAuthorized => (400, "NotAuthorizedException", String::new()),
                 K::KeyUnavailable => (
                     500,
                     "KeyUnavailableException",

@@ -195,6 +195,7 @@ impl Kms {
             tags_mac: None,
             attrs_mac: None,
             rotation_mac: None,
+            on_demand_rotation_start: None,
         }
     }
 

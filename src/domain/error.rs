@@ -34,6 +34,9 @@ pub enum KmsError {
     DryRun,
     LimitExceeded(String),
     AccessDenied(String),
+    /// `CreateAlias`, `UpdateAlias`, `DeleteAlias` of an `alias/aws/…` name (reserved for AWS
+    /// managed keys): AWS answers `NotAuthorizedException` with no message.
+    NotAuthorized,
     /// `ImportKeyMaterial`: the import token is past its validity.
     ExpiredImportToken,
     /// `ImportKeyMaterial`: not an import token of this key.

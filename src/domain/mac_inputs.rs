@@ -179,21 +179,28 @@ pub(crate) fn rotation_mac_input(k: &KeyRecord) -> Vec<u8> {
         .map(|d| d.timestamp_micros().to_be_bytes().to_vec())
         .unwrap_or_default();
     let created = k.created_at.timestamp_micros().to_be_bytes();
-    mac_input(
-        "kms.key-rotation.v1",
-        &[
-            k.key_id.as_bytes(),
-            k.account_id.as_bytes(),
-            k.region.as_bytes(),
-            &created,
-            &k.current_version.to_be_bytes(),
-            &[k.rotation_enabled as u8],
-            &period,
-            &next,
-            &k.on_demand_rotations.to_be_bytes(),
-            &[k.mrk_primary as u8],
-        ],
-    )
+    let mut fields: Vec<&[u8]> = vec![
+        k.key_id.as_bytes(),
+        k.account_id.as_bytes(),
+        k.region.as_bytes(),
+        &created,
+    ];
+    let (version, on_demand) = (
+        k.current_version.to_be_bytes(),
+        k.on_demand_rotations.to_be_bytes(),
+    );
+    let (enabled, primary) = ([k.rotation_enabled as u8], [k.mrk_primary as u8]);
+    fields.extend_from_slice(&[&version, &enabled, &period, &next, &on_demand, &primary]);
+    match k.on_demand_rotation_start {
+        // No on-demand rotation in progress: the form every row was sealed in before there
+        // could be one.
+        None => mac_input("kms.key-rotation.v1", &fields),
+        Some(t) => {
+            let started = t.timestamp_micros().to_be_bytes();
+            fields.push(&started);
+            mac_input("kms.key-rotation.v2", &fields)
+        }
+    }
 }
 
 /// What an alias row's MAC covers: where it lives, its name and the key it names.

@@ -9,6 +9,7 @@ pub mod credentials;
 mod error;
 pub mod grants;
 pub mod import;
+mod imported_materials;
 mod key_policy;
 pub mod keyid;
 pub mod lifecycle;
@@ -307,6 +308,9 @@ pub struct Kms {
     /// Alias → key, per account and region; dropped on any alias change (NOTIFY).
     aliases: Mutex<LruCache<(String, String, String), Option<Uuid>>>,
     clock_offset: std::sync::atomic::AtomicI64,
+    /// Wakes this node's background jobs before their next run (an on-demand rotation to
+    /// complete).
+    wake: tokio::sync::Notify,
     /// Key → its alias names, for `kms:ResourceAliases`.
     key_aliases: Mutex<LruCache<Uuid, Arc<Vec<String>>>>,
     /// The regions this deployment serves (where multi-Region keys can be replicated).
@@ -383,6 +387,7 @@ impl Kms {
             grants: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             aliases: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
+            wake: tokio::sync::Notify::new(),
             key_aliases: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             hsm,
             keys,
@@ -534,6 +539,16 @@ impl Kms {
                 tracing::error!(error = %e, event = %r.event.event_name, "could not record a service event; its change record will be chained later");
             }
         }
+    }
+
+    /// Run this node's background jobs now rather than at their next run.
+    pub(crate) fn wake_background_jobs(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Until [`Kms::wake_background_jobs`] is called (at once if it was since the last wait).
+    pub async fn background_jobs_woken(&self) {
+        self.wake.notified().await;
     }
 
     pub fn set_clock_offset(&self, seconds: i64) {

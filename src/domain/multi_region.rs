@@ -188,6 +188,8 @@ impl Kms {
                 },
                 mrk_primary: false,
                 current_version: if external { 0 } else { primary.current_version },
+                // The primary's rotation in progress is the primary's to complete.
+                on_demand_rotation_start: None,
                 created_at: self.now(),
                 deletion_date: None,
                 pending_window_days: None,

@@ -18,6 +18,8 @@ pub struct RotationStatus {
     pub key_arn: String,
     pub period_days: Option<i32>,
     pub next: Option<DateTime<Utc>>,
+    /// The start of the on-demand rotation in progress (`OnDemandRotationStartDate`).
+    pub on_demand_start: Option<DateTime<Utc>>,
 }
 
 /// `ListKeyRotations`: what a key's materials are.
@@ -50,7 +52,9 @@ pub fn material_id_of_blob(blob: &[u8]) -> Option<String> {
 
 impl Kms {
     /// New material for a key, generated and wrapped in the token, committed as the current
-    /// version. `Conflict` if another node added the same version first.
+    /// version. `Conflict` if another node added the same version first. `on_demand`: the
+    /// completion of the on-demand rotation `RotateKeyOnDemand` started (`Conflict` once it
+    /// is no longer in progress: completed elsewhere); its start is cleared with the rotation.
     pub(super) async fn rotate_material(
         &self,
         rec: &KeyRecord,
@@ -80,6 +84,9 @@ impl Kms {
             }
             None => current.next_rotation_date,
         };
+        if on_demand && current.on_demand_rotation_start.is_none() {
+            return Err(busy());
+        }
         let version = current.current_version + 1;
         // Symmetric: no held object.
         let (m, _) = self.new_material(current, version).await?;
@@ -99,17 +106,22 @@ impl Kms {
             let moved = KeyRecord {
                 current_version: version,
                 next_rotation_date: next,
-                on_demand_rotations: r.on_demand_rotations + i32::from(on_demand),
+                // Any rotation of the key completes an on-demand rotation in progress.
+                on_demand_rotation_start: if r.key_id == rec.key_id {
+                    None
+                } else {
+                    r.on_demand_rotation_start
+                },
                 ..r.clone()
             };
             let (u, seal) = self.rotation_update(r, &moved).await?;
             updates.push(u);
             seals.push(seal);
         }
-        // Rotations the service starts by itself are recorded by it (on-demand ones are a
-        // call's change).
-        let action = if rotation_type == "AUTOMATIC" {
-            self.audit_service_intent(
+        // The rotation itself is the service's work, recorded by it (an on-demand one was
+        // asked for by a call, recorded as that call).
+        let action = self
+            .audit_service_intent(
                 "RotateKey",
                 &rec.arn(),
                 &rec.region,
@@ -118,10 +130,7 @@ impl Kms {
                     "keyMaterialId": material_id(&rec.blob_id(), version),
                 }),
             )
-            .await?
-        } else {
-            super::ServiceAction::none()
-        };
+            .await?;
         let added = action
             .run(async {
                 let added = self
@@ -243,6 +252,7 @@ impl Kms {
                 key_arn: rec.arn(),
                 period_days: rec.rotation_period_days,
                 next: None,
+                on_demand_start: rec.on_demand_rotation_start,
             });
         }
         Self::check(&rec, &[Check::Manageable])?;
@@ -255,6 +265,7 @@ impl Kms {
                 key_arn: rec.arn(),
                 period_days: None,
                 next: None,
+                on_demand_start: None,
             });
         }
         Ok(RotationStatus {
@@ -262,6 +273,7 @@ impl Kms {
             key_arn: rec.arn(),
             period_days: rec.rotation_period_days,
             next: rec.next_rotation_date,
+            on_demand_start: rec.on_demand_rotation_start,
         })
     }
 
@@ -282,18 +294,94 @@ impl Kms {
                 crate::messages::on_demand_rotation_limit(&rec.arn()),
             ));
         }
-        if rec.origin == Origin::External {
-            self.rotate_to_imported(&rec).await?;
-            return Ok(rec.arn());
+        if rec.on_demand_rotation_start.is_some() {
+            return Err(KmsError::Conflict(format!(
+                "An on-demand rotation of {} is in progress; try again when it has completed.",
+                rec.arn()
+            )));
         }
-        if rec.rotation_enabled && rec.next_rotation_date.is_some_and(|n| n <= self.now()) {
+        if rec.origin == Origin::External {
+            // AWS refuses at once a key with no material imported for the rotation.
+            self.pending_material(&rec).await?;
+        } else if rec.rotation_enabled && rec.next_rotation_date.is_some_and(|n| n <= self.now()) {
             return Err(KmsError::Conflict(format!(
                 "An automatic rotation of {} is due; try again later.",
                 rec.arn()
             )));
         }
-        self.rotate_material(&rec, "ON_DEMAND", None, true).await?;
+        // As on AWS, the rotation runs in the background: its start is recorded (and counted)
+        // now, `GetKeyRotationStatus` shows it until the background jobs complete it (this
+        // node's at once; any node's at their next run if this one stops first).
+        let rows = self.verified_rotation_rows(&rec).await?;
+        let stored = rows
+            .iter()
+            .find(|r| r.key_id == rec.key_id)
+            .expect("verified_rotation_rows holds the key");
+        if stored.on_demand_rotation_start.is_some() {
+            return Err(KmsError::Conflict(format!(
+                "An on-demand rotation of {} is in progress; try again when it has completed.",
+                rec.arn()
+            )));
+        }
+        let (u, seal) = self
+            .rotation_update(
+                stored,
+                &KeyRecord {
+                    on_demand_rotation_start: Some(self.now()),
+                    on_demand_rotations: stored.on_demand_rotations + 1,
+                    ..stored.clone()
+                },
+            )
+            .await?;
+        match self.keys.set_rotation(None, &[u]).await {
+            Ok(()) => self.written(&seal),
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::Conflict(format!(
+                    "{} is being updated; try again.",
+                    rec.arn()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate_related(&rec);
+        tracing::info!(key_id = %rec.key_id, "on-demand rotation started");
+        self.wake_background_jobs();
         Ok(rec.arn())
+    }
+
+    /// The background jobs' part of on-demand rotations: each one in progress is completed
+    /// (new material, or the material imported for it, made current), exactly once across
+    /// nodes. Returns how many completed.
+    async fn complete_on_demand_rotations(&self) -> Result<usize, KmsError> {
+        let mut done = 0;
+        for id in self.keys.on_demand_rotations_started(100).await? {
+            self.invalidate(Some(id));
+            let rec = match self.record(id).await {
+                Ok(Some(rec)) => rec,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(key_id = %id, error = %e, "cannot complete an on-demand rotation: the key fails its checks");
+                    continue;
+                }
+            };
+            if rec.on_demand_rotation_start.is_none() {
+                continue;
+            }
+            let r = if rec.origin == Origin::External {
+                self.rotate_to_imported(&rec).await
+            } else {
+                self.rotate_material(&rec, "ON_DEMAND", None, true).await
+            };
+            match r {
+                Ok(()) => done += 1,
+                // Completed by another node first.
+                Err(KmsError::Conflict(_)) => {}
+                Err(e) => {
+                    tracing::error!(key_id = %id, error = %e, "on-demand rotation failed; retrying at the next run")
+                }
+            }
+        }
+        Ok(done)
     }
 
     pub async fn list_key_rotations(
@@ -506,6 +594,7 @@ impl Kms {
                 break;
             }
         }
+        rotated += self.complete_on_demand_rotations().await?;
         let expired = self.expire_imports(now).await?;
         if expired > 0 {
             tracing::info!(expired, "imported key material expired");

@@ -148,6 +148,7 @@ impl Kms {
             next_rotation_date: new.next_rotation_date,
             on_demand_rotations: new.on_demand_rotations,
             mrk_primary: new.mrk_primary,
+            on_demand_rotation_start: new.on_demand_rotation_start,
             mac: seal.mac.clone(),
         };
         Ok((update, seal))

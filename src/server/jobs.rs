@@ -112,7 +112,12 @@ pub fn spawn_scheduler(
             if let Err(e) = mac_key_job(&kms, store.as_ref()).await {
                 tracing::warn!(error = %e, "MAC key re-MAC job failed; retrying");
             }
-            tokio::time::sleep(interval).await;
+            // The next run: after `interval`, or at once for work a request left (an
+            // on-demand rotation to complete).
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = kms.background_jobs_woken() => {}
+            }
         }
     });
 }

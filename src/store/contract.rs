@@ -205,6 +205,7 @@ async fn moved(s: &dyn Store, id: Uuid, f: impl FnOnce(&mut KeyRecord)) -> Rotat
         next_rotation_date: new.next_rotation_date,
         on_demand_rotations: new.on_demand_rotations,
         mrk_primary: new.mrk_primary,
+        on_demand_rotation_start: new.on_demand_rotation_start,
         mac: Uuid::new_v4().as_bytes().to_vec(),
     }
 }
@@ -272,6 +273,7 @@ pub(crate) fn key_rec(key_id: Uuid, region: &str) -> KeyRecord {
         tags_mac: Some(vec![0x33; 32]),
         attrs_mac: Some(vec![0x34; 32]),
         rotation_mac: Some(vec![0x35; 32]),
+        on_demand_rotation_start: None,
     }
 }
 

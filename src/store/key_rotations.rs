@@ -173,6 +173,16 @@ macro_rules! key_store_rotations {
                 self.commit(tx).await
             }
 
+            async fn on_demand_rotations_started(&self, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT key_id FROM keys WHERE on_demand_rotation_start IS NOT NULL \
+                     ORDER BY on_demand_rotation_start LIMIT $1",
+                )
+                .bind(limit)
+                .all(&self.pool).await?;
+                key_ids(&rows)
+            }
+
             async fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError> {
                 let rows = sqlx::query(
                     "SELECT key_id FROM keys WHERE rotation_enabled AND key_state = 'Enabled' \

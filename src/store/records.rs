@@ -183,8 +183,11 @@ pub struct KeyRecord {
     pub attrs_mac: Option<Vec<u8>>,
     /// MAC (computed in the token) over what changes as the key is rotated or its multi-Region
     /// primary moves: current material version, rotation schedule, on-demand rotation count,
-    /// primary flag.
+    /// primary flag, the start of an on-demand rotation in progress.
     pub rotation_mac: Option<Vec<u8>>,
+    /// When the on-demand rotation in progress started (`RotateKeyOnDemand` recorded it; the
+    /// background jobs complete it): AWS's `OnDemandRotationStartDate`.
+    pub on_demand_rotation_start: Option<DateTime<Utc>>,
 }
 
 /// A key's new rotation state (current material version, schedule, on-demand count, primary
@@ -200,6 +203,7 @@ pub struct RotationUpdate {
     pub next_rotation_date: Option<DateTime<Utc>>,
     pub on_demand_rotations: i32,
     pub mrk_primary: bool,
+    pub on_demand_rotation_start: Option<DateTime<Utc>>,
     pub mac: Vec<u8>,
 }
 

@@ -32,13 +32,13 @@ pub(crate) fn migrations_current(
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 30;
-pub const SCHEMA_SQLITE: i64 = 17;
+pub const SCHEMA_POSTGRES: i64 = 31;
+pub const SCHEMA_SQLITE: i64 = 18;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 30, SQLite 17)"
+    " (schema: Postgres 31, SQLite 18)"
 );
 
 /// A database's schema as this build sees it.

@@ -10,7 +10,7 @@
 /// Every column of a key row, so no writer forgets one.
 pub(super) const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac, on_demand_rotation_start";
 
 /// The write helpers, as free functions of the invoking store's module.
 macro_rules! write_helpers {
@@ -128,7 +128,8 @@ macro_rules! write_helpers {
         ) -> Result<(), StoreError> {
             let n = sqlx::query(
                 "UPDATE keys SET current_version = $2, rotation_enabled = $3, rotation_period_days = $4, \
-                 next_rotation_date = $5, on_demand_rotations = $6, mrk_primary = $7, rotation_mac = $8 \
+                 next_rotation_date = $5, on_demand_rotations = $6, mrk_primary = $7, rotation_mac = $8, \
+                 on_demand_rotation_start = $11 \
                  WHERE key_id = $1 AND rotation_mac = $9 AND (NOT $10 OR key_state = 'Enabled')",
             )
             .bind(u.key_id)
@@ -141,6 +142,7 @@ macro_rules! write_helpers {
             .bind(&u.mac)
             .bind(&u.expected_mac)
             .bind(require_enabled)
+            .bind(u.on_demand_rotation_start)
             .execute(&mut **tx)
             .await
             .map_err(map_err)?

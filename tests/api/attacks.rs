@@ -1148,7 +1148,7 @@ async fn rotation_state_written_with_sql_is_refused_and_never_resealed() {
     let s = Server::start().await;
     let c = s.client();
     let key = new_key(&c).await;
-    c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    rotate_now(&c, &key).await;
     let id = s.db.key(&key);
     let enc = |k: String| {
         let c = c.clone();

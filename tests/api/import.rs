@@ -1651,7 +1651,7 @@ async fn imported_material_rotates_on_demand_to_new_material_imported_for_it() {
     );
 
     // The rotation: the new material is current; the old one still decrypts.
-    c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    rotate_now(&c, &key).await;
     let m = metadata(&c, &key).await;
     assert_eq!(m.current_key_material_id.as_deref(), Some(second.as_str()));
     let under_b = encrypt_with(&c, &key, b"under b").await;
@@ -1844,7 +1844,7 @@ async fn each_column_of_a_later_materials_record_altered_with_sql_is_refused() {
         .unwrap()
         .key_material_id
         .unwrap();
-    c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    rotate_now(&c, &key).await;
     encrypt_with(&c, &key, b"under the second material").await;
     let k = s.db.key(&key);
     let row = format!("key_id = {k} AND version = 2");

@@ -392,11 +392,7 @@ async fn rotation_is_shared_and_driven_by_the_primary() {
         );
     }
     let before = describe(&west, &key).await.current_key_material_id;
-    east.rotate_key_on_demand()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap();
+    rotate_now(&east, &key).await;
     let after = describe(&west, &key).await.current_key_material_id;
     assert_ne!(before, after);
     assert_eq!(after, describe(&east, &key).await.current_key_material_id);

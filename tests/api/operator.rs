@@ -162,7 +162,7 @@ async fn health_readiness_metrics_and_request_ids_in_json_logs() {
     assert!(
         of(&id)
             .iter()
-            .any(|l| l["fields"]["message"] == "key rotated"),
+            .any(|l| l["fields"]["message"] == "on-demand rotation started"),
         "the domain layer's lines carry the id too: {log}"
     );
     for l in &lines {

@@ -95,7 +95,7 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
     let token_backup = s.token.copy();
     // Work goes on: a new key, a rotation, a deletion, a revoked grant.
     let later = new_key(&c).await;
-    c.rotate_key_on_demand().key_id(&kept).send().await.unwrap();
+    rotate_now(&c, &kept).await;
     let after_rotation = encrypt(&c, &kept, "rotated").await;
     c.revoke_grant()
         .key_id(&shared)

@@ -174,7 +174,7 @@ async fn rotation_by_schedule_and_on_demand_keeps_old_ciphertexts_working() {
         );
     }
     // On demand.
-    c.rotate_key_on_demand().key_id(&id).send().await.unwrap();
+    rotate_now(&c, &id).await;
     let r = c.list_key_rotations().key_id(&id).send().await.unwrap();
     assert_eq!(r.rotations().len(), 2);
     assert_eq!(r.rotations()[1].rotation_type, Some(RotationType::OnDemand));
@@ -431,4 +431,90 @@ async fn keys_that_cannot_rotate_report_rotation_off() {
             .unwrap();
         assert!(!st.key_rotation_enabled, "{spec:?}");
     }
+}
+
+/// `RotateKeyOnDemand` only starts the rotation, as on AWS: while it runs (here held back by a
+/// lock on the material table, Postgres only) `GetKeyRotationStatus` shows its
+/// `OnDemandRotationStartDate`, the key still encrypts under its current material, a second
+/// request is refused as a conflict, and the start is counted against the limit; released, the
+/// background jobs complete it, the start date goes, and the trail records the service's
+/// `RotateKey` after the call's `RotateKeyOnDemand`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_rotation_runs_in_the_background_and_shows_its_start() {
+    if skip_on_sqlite("holds a Postgres table lock to keep the rotation in progress") {
+        return;
+    }
+    use sqlx::Connection;
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let before = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .current_key_material_id;
+    let mut lock = sqlx::PgConnection::connect(&s.db.url()).await.unwrap();
+    let mut held = lock.begin().await.unwrap();
+    sqlx::query("LOCK TABLE key_materials IN SHARE MODE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let asked = chrono::Utc::now();
+    c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    let status = c
+        .get_key_rotation_status()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let started = status
+        .on_demand_rotation_start_date
+        .expect("the rotation in progress shows its start");
+    assert!(
+        (started.secs() - asked.timestamp()).abs() <= 2,
+        "{started:?}"
+    );
+    assert!(!status.key_rotation_enabled);
+    let m = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(m.current_key_material_id, before, "not rotated yet");
+    assert_eq!(
+        code(c.rotate_key_on_demand().key_id(&key).send().await),
+        "ConflictException"
+    );
+    held.rollback().await.unwrap();
+    rotation_completed(&c, &key).await;
+    let m = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_ne!(m.current_key_material_id, before, "rotated");
+    let r = c.list_key_rotations().key_id(&key).send().await.unwrap();
+    assert_eq!(r.rotations().len(), 1);
+    assert_eq!(r.rotations()[0].rotation_type, Some(RotationType::OnDemand));
+    // The trail: the call, then the service's rotation.
+    let names = s
+        .db
+        .strings("SELECT event_name FROM audit_events WHERE event_name IN ('RotateKeyOnDemand', 'RotateKey') ORDER BY seq")
+        .await;
+    let first = names.iter().position(|n| n == "RotateKeyOnDemand");
+    let done = names.iter().position(|n| n == "RotateKey");
+    assert!(
+        first.is_some() && done.is_some() && first < done,
+        "{names:?}"
+    );
 }

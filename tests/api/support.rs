@@ -1177,6 +1177,34 @@ where
     }
 }
 
+/// `RotateKeyOnDemand`, then wait until the background jobs completed the rotation (as on
+/// AWS, the call only starts it).
+pub async fn rotate_now(
+    c: &aws_sdk_kms::Client,
+    key: &str,
+) -> aws_sdk_kms::operation::rotate_key_on_demand::RotateKeyOnDemandOutput {
+    let out = c.rotate_key_on_demand().key_id(key).send().await.unwrap();
+    rotation_completed(c, key).await;
+    out
+}
+
+/// Wait until no on-demand rotation of `key` is in progress (`GetKeyRotationStatus` shows no
+/// `OnDemandRotationStartDate`).
+pub async fn rotation_completed(c: &aws_sdk_kms::Client, key: &str) {
+    let (c, key) = (c.clone(), key.to_string());
+    eventually("the on-demand rotation to complete", move || {
+        let (c, key) = (c.clone(), key.clone());
+        async move {
+            c.get_key_rotation_status()
+                .key_id(&key)
+                .send()
+                .await
+                .is_ok_and(|s| s.on_demand_rotation_start_date.is_none())
+        }
+    })
+    .await;
+}
+
 /// `kms audit verify` against the server's database: (passed, what it printed).
 pub fn audit_verify(s: &Server) -> (bool, String) {
     let key = s.path("audit.pem");

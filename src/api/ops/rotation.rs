@@ -64,6 +64,9 @@ pub async fn status(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let mut v = json!({ "KeyRotationEnabled": s.enabled, "KeyId": s.key_arn });
     // The schedule only while rotation is on: AWS's answer for a key whose rotation is off is
     // `KeyId` and `KeyRotationEnabled` alone (recorded).
+    if let Some(t) = &s.on_demand_start {
+        v["OnDemandRotationStartDate"] = json!(super::epoch(t));
+    }
     if s.enabled {
         if let Some(p) = s.period_days {
             v["RotationPeriodInDays"] = json!(p);

@@ -207,6 +207,9 @@ pub trait KeyStore: Send + Sync {
     /// Primary keys whose scheduled rotation is due at `now` (at most `limit`). Nothing is
     /// claimed: `add_material` with `due_at` decides which node's rotation counts.
     async fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError>;
+    /// Keys with an on-demand rotation in progress, oldest first (at most `limit`). Nothing
+    /// is claimed: the rotation's write decides which node completes it.
+    async fn on_demand_rotations_started(&self, limit: i64) -> Result<Vec<Uuid>, StoreError>;
     /// Keys whose deletion date has passed at `now` (pending deletion; a multi-Region primary
     /// only once it has no replica left), oldest first, after `after` (a deletion date and key
     /// id, the last of the previous page), at most `limit`. Nothing is claimed.

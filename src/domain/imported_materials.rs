@@ -1,0 +1,393 @@
+//! A key's imported materials once they are in it: their records (one per material version,
+//! each sealed), their deletion and expiry, and the rotation to material imported for it.
+//! `import.rs` brings material in; this file keeps what a key holds consistent after.
+
+use super::import::import_mac_input;
+use super::preamble::{Access, Check};
+use super::rotation::material_id;
+use super::{Caller, Kms, KmsError};
+use crate::store::{KeyImportRecord, KeyRecord, StoreError};
+use crate::vocab::{KeySpec, KeyState, Origin};
+use chrono::{DateTime, Utc};
+
+/// Pending deletion, or (a multi-Region primary) waiting for its replicas' deletion.
+fn pending_deletion(rec: &KeyRecord) -> bool {
+    matches!(
+        rec.key_state,
+        KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
+    )
+}
+
+impl Kms {
+    /// Delete one of an `EXTERNAL` key's materials: `key_material_id`'s, or the current one.
+    /// Returns the key's ARN and, for a symmetric encryption key, the deleted material's id.
+    pub async fn delete_imported_key_material(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        key_material_id: Option<&str>,
+    ) -> Result<(String, Option<String>), KmsError> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to("kms:DeleteImportedKeyMaterial", &[Check::External]),
+            )
+            .await?;
+        if !matches!(
+            rec.key_state,
+            KeyState::Enabled
+                | KeyState::Disabled
+                | KeyState::PendingImport
+                | KeyState::PendingDeletion
+                | KeyState::PendingReplicaDeletion
+        ) {
+            return Err(KmsError::InvalidState(crate::messages::key_state(
+                &rec.arn(),
+                &rec.key_state.words(),
+            )));
+        }
+        let symmetric = rec.key_spec == KeySpec::SymmetricDefault;
+        let blob_id = rec.blob_id();
+        let own = self.verified_imports(rec.key_id).await?;
+        let target = match key_material_id {
+            None => own.iter().find(|p| p.version == rec.current_version),
+            Some(id) => {
+                let found = own
+                    .iter()
+                    .find(|p| symmetric && material_id(&blob_id, p.version) == id);
+                if found.is_none() {
+                    return Err(KmsError::Validation(
+                        crate::messages::key_material_never_imported(id, &rec.arn()),
+                    ));
+                }
+                found
+            }
+        };
+        let Some(p) = target else {
+            // Never had material: AWS answers with the key alone.
+            return Ok((rec.arn(), None));
+        };
+        // Already deleted (or expired): nothing more to do.
+        if p.expiration_model.is_some() {
+            self.remove_imported(&rec, p.clone(), None).await?;
+        }
+        Ok((
+            rec.arn(),
+            symmetric.then(|| material_id(&blob_id, p.version)),
+        ))
+    }
+
+    /// Delete one of a key's imported materials (`p`, as verified). A material that is part
+    /// of the key leaves its record behind (cleared: it can be imported again) and makes the
+    /// key pending import (AWS: every material that is part of the key must be imported for it
+    /// to be used), unless it is pending deletion; a material pending rotation was never part
+    /// of it and goes with its record, the key's state unchanged.
+    async fn remove_imported(
+        &self,
+        rec: &KeyRecord,
+        p: KeyImportRecord,
+        expired_at: Option<DateTime<Utc>>,
+    ) -> Result<(), KmsError> {
+        let discard = p.pending;
+        let row = super::seal::import_row(rec.key_id, p.version);
+        let previous = p.mac.clone();
+        let mut imp = KeyImportRecord {
+            expiration_model: None,
+            valid_to: None,
+            ..p
+        };
+        let mut seals = Vec::new();
+        if !discard {
+            // Never re-sealed unverified: `p` passed its seal.
+            let s = self
+                .seal_row(row.clone(), import_mac_input(&imp), Some(&previous))
+                .await?;
+            imp.mac = s.mac.clone();
+            seals.push(s);
+        }
+        // A key pending deletion stays so (AWS: "does not change the KMS key's state").
+        let to_state =
+            (!discard && !pending_deletion(rec) && rec.key_state != KeyState::PendingImport)
+                .then_some(KeyState::PendingImport);
+        let state = match to_state {
+            Some(to) => {
+                let s = self
+                    .state_seal(rec, to, rec.deletion_date, rec.pending_window_days)
+                    .await?;
+                seals.push(s.clone());
+                Some((rec.key_state, to, s.mac))
+            }
+            None => None,
+        };
+        match self
+            .keys
+            .delete_imported_material(
+                &imp,
+                discard,
+                state.as_ref().map(|(f, t, m)| (*f, *t, m.as_slice())),
+                expired_at,
+            )
+            .await
+        {
+            Ok(()) => {
+                self.written_all(&seals);
+                if discard {
+                    self.removed(&row, &previous);
+                }
+            }
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::Conflict(format!(
+                    "{} changed while its key material was being deleted; try again.",
+                    rec.arn()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate(Some(rec.key_id));
+        Ok(())
+    }
+
+    /// The material imported into a key for its next rotation (pending rotation), verified;
+    /// AWS's recorded refusal if there is none.
+    pub(super) async fn pending_material(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<KeyImportRecord, KmsError> {
+        self.verified_imports(rec.key_id)
+            .await?
+            .into_iter()
+            .find(|p| p.pending && p.expiration_model.is_some())
+            .ok_or_else(|| {
+                KmsError::InvalidState(crate::messages::no_pending_key_material(&rec.arn()))
+            })
+    }
+
+    /// The completion of `RotateKeyOnDemand` for a key with imported material: the material
+    /// imported for it (pending rotation) becomes the key's current material. If it was
+    /// deleted since the rotation started, the rotation ends without one (as on AWS).
+    /// `Conflict` once the rotation is no longer in progress (completed elsewhere).
+    pub(super) async fn rotate_to_imported(&self, rec: &KeyRecord) -> Result<(), KmsError> {
+        let stored = self
+            .verified_rotation_rows(rec)
+            .await?
+            .into_iter()
+            .find(|r| r.key_id == rec.key_id)
+            .expect("verified_rotation_rows holds the key");
+        if stored.on_demand_rotation_start.is_none() {
+            return Err(KmsError::Conflict(format!(
+                "{} is already rotated.",
+                rec.arn()
+            )));
+        }
+        let p = match self.pending_material(rec).await {
+            Ok(p) => p,
+            Err(KmsError::InvalidState(_)) => {
+                let (u, seal) = self
+                    .rotation_update(
+                        &stored,
+                        &KeyRecord {
+                            on_demand_rotation_start: None,
+                            ..stored.clone()
+                        },
+                    )
+                    .await?;
+                match self.keys.set_rotation(None, &[u]).await {
+                    Ok(()) => self.written(&seal),
+                    Err(StoreError::Conflict { .. }) => {
+                        return Err(KmsError::Conflict(format!(
+                            "{} is being updated.",
+                            rec.arn()
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                tracing::info!(key_id = %rec.key_id, "on-demand rotation ended without a rotation: the material imported for it was deleted");
+                self.invalidate(Some(rec.key_id));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let now = self.now();
+        let mut imp = KeyImportRecord {
+            pending: false,
+            rotated_at: Some(now),
+            ..p.clone()
+        };
+        let import_seal = self
+            .seal_row(
+                super::seal::import_row(rec.key_id, p.version),
+                import_mac_input(&imp),
+                Some(&p.mac),
+            )
+            .await?;
+        imp.mac = import_seal.mac.clone();
+        let (u, rotation_seal) = self
+            .rotation_update(
+                &stored,
+                &KeyRecord {
+                    current_version: p.version,
+                    on_demand_rotation_start: None,
+                    ..stored.clone()
+                },
+            )
+            .await?;
+        let action = self
+            .audit_service_intent(
+                "RotateKey",
+                &rec.arn(),
+                &rec.region,
+                serde_json::json!({
+                    "rotationType": "ON_DEMAND",
+                    "keyMaterialId": material_id(&rec.blob_id(), p.version),
+                }),
+            )
+            .await?;
+        let r = action
+            .run(async {
+                let r = self.keys.rotate_to_imported(&imp, &p.mac, now, &u).await;
+                if r.is_ok() {
+                    self.written_all(&[import_seal.clone(), rotation_seal.clone()]);
+                }
+                r
+            })
+            .await;
+        match r {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KmsError::Conflict(format!(
+                    "{} is already being rotated.",
+                    rec.arn()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate(Some(rec.key_id));
+        tracing::info!(key_id = %rec.key_id, version = p.version, "key rotated to imported key material");
+        self.audit_service_done(action).await;
+        Ok(())
+    }
+
+    /// The scheduler's part: imported material whose `ValidTo` passed is deleted, exactly
+    /// once across nodes, and audited. Returns how many materials expired.
+    pub(super) async fn expire_imports(&self, now: DateTime<Utc>) -> Result<usize, KmsError> {
+        let mut n = 0;
+        // Every import record, judged by its verified row: a ValidTo moved later, cleared, or
+        // rows crowding the due list in the database neither postpone nor hide an expiry.
+        for (id, version) in self.keys.import_rows().await? {
+            let p = match self.verified_import(id, version).await {
+                Ok(Some(p)) if p.valid_to.is_some_and(|t| t <= now) => p,
+                Ok(_) => continue,
+                Err(e) => {
+                    // Fail closed: the key's cached material goes, and loading it again
+                    // refuses it while its import row fails its check.
+                    tracing::error!(key_id = %id, version, error = %e, "cannot judge the expiry of imported key material; its key is refused");
+                    self.invalidate(Some(id));
+                    continue;
+                }
+            };
+            // The key as verified (policy, state, attributes): its state is never re-sealed
+            // from an unverified row.
+            let rec = match self.record(id).await {
+                Ok(Some(rec)) => rec,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(key_id = %id, error = %e, "cannot expire imported key material: the key fails its checks");
+                    continue;
+                }
+            };
+            if !matches!(
+                rec.key_state,
+                KeyState::Enabled
+                    | KeyState::Disabled
+                    | KeyState::PendingImport
+                    | KeyState::PendingDeletion
+                    | KeyState::PendingReplicaDeletion
+            ) {
+                continue;
+            }
+            let mut detail =
+                serde_json::json!({ "reason": "the imported key material reached its ValidTo" });
+            if rec.key_spec == KeySpec::SymmetricDefault {
+                detail["keyMaterialId"] = serde_json::json!(material_id(&rec.blob_id(), version));
+            }
+            let action = self
+                .audit_service_intent("DeleteExpiredKeyMaterial", &rec.arn(), &rec.region, detail)
+                .await?;
+            match action.run(self.remove_imported(&rec, p, Some(now))).await {
+                Ok(()) => {
+                    n += 1;
+                    tracing::info!(key_id = %id, version, "imported key material expired and was deleted");
+                    self.audit_service_done(action).await;
+                }
+                Err(KmsError::Conflict(_)) => {}
+                Err(e) => {
+                    tracing::error!(key_id = %id, version, error = %e, "could not expire imported key material")
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// `ExpirationModel` and `ValidTo` of an `EXTERNAL` key's current material.
+    pub(crate) async fn import_expiration(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<Option<(String, Option<DateTime<Utc>>)>, KmsError> {
+        if rec.origin != Origin::External {
+            return Ok(None);
+        }
+        Ok(self
+            .verified_import(rec.key_id, rec.current_version.max(1))
+            .await?
+            .and_then(|i| i.expiration_model.map(|m| (m, i.valid_to))))
+    }
+
+    /// A key's import records, each once its seal holds: one altered in the database (a later
+    /// `ValidTo`, another material check, a pending material made part of the key) or an
+    /// older one put back refuses them all, never shown or re-sealed.
+    pub(crate) async fn verified_imports(
+        &self,
+        key_id: uuid::Uuid,
+    ) -> Result<Vec<KeyImportRecord>, KmsError> {
+        let rows = self.keys.key_imports(key_id).await?;
+        for i in &rows {
+            self.verify_import(i).await?;
+        }
+        Ok(rows)
+    }
+
+    /// [`Kms::verified_imports`] for one material version.
+    pub(crate) async fn verified_import(
+        &self,
+        key_id: uuid::Uuid,
+        version: i32,
+    ) -> Result<Option<KeyImportRecord>, KmsError> {
+        let Some(i) = self
+            .keys
+            .key_imports(key_id)
+            .await?
+            .into_iter()
+            .find(|i| i.version == version)
+        else {
+            return Ok(None);
+        };
+        self.verify_import(&i).await?;
+        Ok(Some(i))
+    }
+
+    async fn verify_import(&self, i: &KeyImportRecord) -> Result<(), KmsError> {
+        if !self
+            .current_seal(
+                super::seal::import_row(i.key_id, i.version),
+                import_mac_input(i),
+                &Some(i.mac.clone()),
+            )
+            .await?
+        {
+            tracing::error!(key_id = %i.key_id, version = i.version, "key import row failed its integrity check (altered in the database, or an older record put back); refusing it");
+            return Err(KmsError::KeyUnavailable);
+        }
+        Ok(())
+    }
+}
