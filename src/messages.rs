@@ -148,6 +148,14 @@ pub fn import_member_not_for_spec(member: &str, spec: &str) -> String {
     format!("Input parameter {member} cannot be used with {spec} imported keys.")
 }
 
+/// `ImportKeyMaterial` with `NEW_KEY_MATERIAL` into a multi-Region replica. Recorded.
+pub const NEW_KEY_MATERIAL_ON_REPLICA: &str =
+    "Input parameter ImportType NEW_KEY_MATERIAL cannot be used on replica Multi-Region keys";
+
+/// `RotateKeyOnDemand` of a multi-Region primary with imported material before every replica
+/// has the material imported for the rotation. Recorded.
+pub const REPLICAS_LACK_ROTATION_MATERIAL: &str = "Cannot perform key material rotation: Key material has not been imported for replicas of the Multi-Region key.";
+
 /// `ImportKeyMaterial` with `KeyMaterialDescription` into a multi-Region replica. Recorded.
 pub const DESCRIPTION_ON_REPLICA: &str =
     "Key material description can only be specified on primary Multi-Region keys";
@@ -293,6 +301,10 @@ mod tests {
             "Input parameter keyMaterialDescription cannot be used with HMAC_224 imported keys."
         );
         assert!(!DESCRIPTION_ON_REPLICA.ends_with('.'));
+        assert!(NEW_KEY_MATERIAL_ON_REPLICA.ends_with("on replica Multi-Region keys"));
+        assert!(
+            REPLICAS_LACK_ROTATION_MATERIAL.starts_with("Cannot perform key material rotation:")
+        );
         assert!(INCLUDE_KEY_MATERIAL_SYMMETRIC_ONLY.ends_with("only be used with symmetric keys."));
     }
 }

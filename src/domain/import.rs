@@ -397,11 +397,11 @@ impl Kms {
                 }
             }
         }
-        // A material id names one of the key's materials, or (a related key that has none
-        // yet) one of its family's: multi-Region keys share their material ids.
+        // A material id names one of the key's materials, or one of its family's: multi-Region
+        // keys share their material ids.
         if let Some(id) = which.key_material_id {
             let named = |p: &KeyImportRecord| material_id(&blob_id, p.version) == id;
-            if !(own.iter().any(named) || (own.is_empty() && related.iter().any(named))) {
+            if !(own.iter().any(named) || related.iter().any(named)) {
                 return Err(incorrect(id));
             }
         }
@@ -418,19 +418,23 @@ impl Kms {
         }
         // AWS: without ImportType, NEW_KEY_MATERIAL for a key that never had material,
         // EXISTING_KEY_MATERIAL after.
+        let replica = rec.mrk_id.is_some() && !rec.mrk_primary;
+        if replica && which.import_type == Some("NEW_KEY_MATERIAL") {
+            return Err(KmsError::Validation(
+                crate::messages::NEW_KEY_MATERIAL_ON_REPLICA.into(),
+            ));
+        }
+        // AWS: without ImportType, NEW_KEY_MATERIAL for a key that never had material,
+        // EXISTING_KEY_MATERIAL after.
         let new = match which.import_type {
             Some(t) => t == "NEW_KEY_MATERIAL",
             None => own.is_empty() && related.is_empty(),
         };
-        let (version, previous) = if new && own.is_empty() && related.is_empty() {
-            (1, None)
+        // The version the material is (or becomes), this key's record of it if it has one,
+        // and whether the material is pending rotation.
+        let (version, previous, pending) = if new && own.is_empty() && related.is_empty() {
+            (1, None, false)
         } else if new {
-            if rec.mrk_id.is_some() {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "Importing new key material into {}, a multi-Region key that already has key material, is not supported by this key store yet; import the same key material with ImportType EXISTING_KEY_MATERIAL.",
-                    rec.arn()
-                )));
-            }
             if let Some(p) = &same {
                 return Err(KmsError::IncorrectKeyMaterial(
                     crate::messages::key_material_already_associated(
@@ -439,7 +443,14 @@ impl Kms {
                     ),
                 ));
             }
-            let next = own.iter().map(|p| p.version).max().unwrap_or(0);
+            // Above every version of the family (a multi-Region key's materials share their
+            // versions, and so their ids).
+            let next = own
+                .iter()
+                .chain(&related)
+                .map(|p| p.version)
+                .max()
+                .unwrap_or(0);
             let next = next.max(rec.current_version) + 1;
             if let Some(p) = own.iter().find(|p| p.pending) {
                 return Err(KmsError::InvalidState(
@@ -450,19 +461,25 @@ impl Kms {
                     ),
                 ));
             }
-            (next, None)
+            (next, None, true)
+        } else if let Some(p) = same {
+            let pending = p.pending;
+            (p.version, Some(p), pending)
         } else {
-            match same {
-                Some(p) => (p.version, Some(p)),
-                // A related key's material, imported into this key for the first time.
-                None if own.is_empty() && !related.is_empty() => {
-                    for p in related.iter().filter(|p| p.version == 1) {
-                        if !self.same_material(p, as_, &imported.check).await? {
-                            return Err(incorrect(&material_id(&blob_id, 1)));
-                        }
-                    }
-                    (1, None)
+            // Another key of the family's material (a multi-Region key takes the materials of
+            // its primary, each imported on its own), as the version it is there.
+            let mut found = None;
+            for p in related
+                .iter()
+                .filter(|p| !own.iter().any(|o| o.version == p.version))
+            {
+                if self.same_material(p, as_, &imported.check).await? {
+                    found = Some((p.version, p.pending));
+                    break;
                 }
+            }
+            match found {
+                Some((version, pending)) => (version, None, pending),
                 None => {
                     let expected = which.key_material_id.map_or_else(
                         || material_id(&blob_id, rec.current_version.max(1)),
@@ -477,7 +494,6 @@ impl Kms {
                 return Err(incorrect(id));
             }
         }
-        let pending = previous.as_ref().map_or(new && version > 1, |p| p.pending);
         let mut imp = KeyImportRecord {
             key_id: rec.key_id,
             version,

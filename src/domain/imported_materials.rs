@@ -145,93 +145,252 @@ impl Kms {
             Err(e) => return Err(e.into()),
         }
         self.invalidate(Some(rec.key_id));
+        // A multi-Region primary's pending material goes from its replicas too (AWS: "you'll
+        // also be deleting the key materials for the replica Region keys").
+        if discard && rec.mrk_primary {
+            if let Some(mrk) = rec.mrk_id {
+                for k in self.keys.related_keys(mrk).await? {
+                    if k.key_id == rec.key_id {
+                        continue;
+                    }
+                    if let Some(copy) = self
+                        .verified_import(k.key_id, imp.version)
+                        .await?
+                        .filter(|c| c.pending)
+                    {
+                        Box::pin(self.remove_imported(&k, copy, None)).await?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
+    /// A key's imported materials as `ListKeyRotations` shows them: a multi-Region key's are
+    /// its family's (each region lists every material, with its own import state), a material
+    /// pending rotation is pending in every region until each holds it.
+    pub(super) async fn material_views(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<Vec<super::rotation::MaterialView>, KmsError> {
+        let own = self.verified_imports(rec.key_id).await?;
+        let mut family: Vec<(bool, Vec<KeyImportRecord>)> = Vec::new();
+        if let Some(mrk) = rec.mrk_id {
+            for k in self.keys.related_keys(mrk).await? {
+                if k.key_id != rec.key_id {
+                    family.push((k.mrk_primary, self.verified_imports(k.key_id).await?));
+                }
+            }
+        }
+        let held = |records: &[KeyImportRecord], v: i32| {
+            records
+                .iter()
+                .any(|i| i.version == v && i.expiration_model.is_some())
+        };
+        let versions: std::collections::BTreeSet<i32> = own
+            .iter()
+            .chain(family.iter().flat_map(|(_, r)| r.iter()))
+            .map(|i| i.version)
+            .collect();
+        let mut views = Vec::with_capacity(versions.len());
+        for v in versions {
+            let mine = own.iter().find(|i| i.version == v);
+            // What the family knows of the material: the primary's record first.
+            let primary = if rec.mrk_primary || rec.mrk_id.is_none() {
+                mine
+            } else {
+                family
+                    .iter()
+                    .filter(|(p, _)| *p)
+                    .flat_map(|(_, r)| r.iter())
+                    .find(|i| i.version == v)
+            };
+            let Some(known) = primary.or(mine).or_else(|| {
+                family
+                    .iter()
+                    .flat_map(|(_, r)| r.iter())
+                    .find(|i| i.version == v)
+            }) else {
+                continue;
+            };
+            let state = if known.pending {
+                let everywhere = held(&own, v) && family.iter().all(|(_, r)| held(r, v));
+                if everywhere {
+                    "PENDING_ROTATION"
+                } else {
+                    "PENDING_MULTI_REGION_IMPORT_AND_ROTATION"
+                }
+            } else if v == rec.current_version {
+                "CURRENT"
+            } else {
+                "NON_CURRENT"
+            };
+            let imported = mine.is_some_and(|i| i.expiration_model.is_some());
+            views.push(super::rotation::MaterialView {
+                version: v,
+                state,
+                imported,
+                expiration: mine
+                    .filter(|_| imported)
+                    .and_then(|i| i.expiration_model.clone().map(|m| (m, i.valid_to))),
+                description: mine
+                    .and_then(|i| i.description.clone())
+                    .or_else(|| known.description.clone()),
+                rotated_at: mine.and_then(|i| i.rotated_at).or(known.rotated_at),
+            });
+        }
+        Ok(views)
+    }
+
     /// The material imported into a key for its next rotation (pending rotation), verified;
-    /// AWS's recorded refusal if there is none.
+    /// AWS's recorded refusal if there is none, or (a multi-Region primary) if a replica does
+    /// not hold it yet.
     pub(super) async fn pending_material(
         &self,
         rec: &KeyRecord,
     ) -> Result<KeyImportRecord, KmsError> {
-        self.verified_imports(rec.key_id)
+        let p = self
+            .verified_imports(rec.key_id)
             .await?
             .into_iter()
             .find(|p| p.pending && p.expiration_model.is_some())
             .ok_or_else(|| {
                 KmsError::InvalidState(crate::messages::no_pending_key_material(&rec.arn()))
-            })
+            })?;
+        if let Some(mrk) = rec.mrk_id {
+            for k in self.keys.related_keys(mrk).await? {
+                if k.key_id == rec.key_id {
+                    continue;
+                }
+                let held = self
+                    .verified_import(k.key_id, p.version)
+                    .await?
+                    .is_some_and(|i| i.expiration_model.is_some());
+                if !held {
+                    return Err(KmsError::InvalidState(
+                        crate::messages::REPLICAS_LACK_ROTATION_MATERIAL.into(),
+                    ));
+                }
+            }
+        }
+        Ok(p)
     }
 
     /// The completion of `RotateKeyOnDemand` for a key with imported material: the material
-    /// imported for it (pending rotation) becomes the key's current material. If it was
-    /// deleted since the rotation started, the rotation ends without one (as on AWS).
-    /// `Conflict` once the rotation is no longer in progress (completed elsewhere).
+    /// imported for it (pending rotation) becomes the key's current material — in every
+    /// region of a multi-Region key, in one transaction; a replica that no longer holds it
+    /// (deleted since) moves to it all the same and is pending import until it is imported
+    /// again (as on AWS). If the primary's pending material was deleted since the rotation
+    /// started, the rotation ends without one (as on AWS). `Conflict` once the rotation is no
+    /// longer in progress (completed elsewhere).
     pub(super) async fn rotate_to_imported(&self, rec: &KeyRecord) -> Result<(), KmsError> {
-        let stored = self
-            .verified_rotation_rows(rec)
-            .await?
-            .into_iter()
+        let rows = self.verified_rotation_rows(rec).await?;
+        let stored = rows
+            .iter()
             .find(|r| r.key_id == rec.key_id)
-            .expect("verified_rotation_rows holds the key");
+            .expect("verified_rotation_rows holds the key")
+            .clone();
         if stored.on_demand_rotation_start.is_none() {
             return Err(KmsError::Conflict(format!(
                 "{} is already rotated.",
                 rec.arn()
             )));
         }
-        let p = match self.pending_material(rec).await {
-            Ok(p) => p,
-            Err(KmsError::InvalidState(_)) => {
-                let (u, seal) = self
-                    .rotation_update(
-                        &stored,
-                        &KeyRecord {
-                            on_demand_rotation_start: None,
-                            ..stored.clone()
-                        },
-                    )
-                    .await?;
-                match self.keys.set_rotation(None, &[u]).await {
-                    Ok(()) => self.written(&seal),
-                    Err(StoreError::Conflict { .. }) => {
-                        return Err(KmsError::Conflict(format!(
-                            "{} is being updated.",
-                            rec.arn()
-                        )))
-                    }
-                    Err(e) => return Err(e.into()),
+        let own = self.verified_imports(rec.key_id).await?;
+        let Some(p) = own
+            .into_iter()
+            .find(|p| p.pending && p.expiration_model.is_some())
+        else {
+            let (u, seal) = self
+                .rotation_update(
+                    &stored,
+                    &KeyRecord {
+                        on_demand_rotation_start: None,
+                        ..stored.clone()
+                    },
+                )
+                .await?;
+            match self.keys.set_rotation(None, &[u]).await {
+                Ok(()) => self.written(&seal),
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(KmsError::Conflict(format!(
+                        "{} is being updated.",
+                        rec.arn()
+                    )))
                 }
-                tracing::info!(key_id = %rec.key_id, "on-demand rotation ended without a rotation: the material imported for it was deleted");
-                self.invalidate(Some(rec.key_id));
-                return Ok(());
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e),
+            tracing::info!(key_id = %rec.key_id, "on-demand rotation ended without a rotation: the material imported for it was deleted");
+            self.invalidate(Some(rec.key_id));
+            return Ok(());
         };
         let now = self.now();
-        let mut imp = KeyImportRecord {
-            pending: false,
-            rotated_at: Some(now),
-            ..p.clone()
+        let mut rotated = crate::store::ImportedRotation {
+            mrk: rec.mrk_id,
+            at: now,
+            ..Default::default()
         };
-        let import_seal = self
-            .seal_row(
-                super::seal::import_row(rec.key_id, p.version),
-                import_mac_input(&imp),
-                Some(&p.mac),
-            )
-            .await?;
-        imp.mac = import_seal.mac.clone();
-        let (u, rotation_seal) = self
-            .rotation_update(
-                &stored,
-                &KeyRecord {
-                    current_version: p.version,
-                    on_demand_rotation_start: None,
-                    ..stored.clone()
-                },
-            )
-            .await?;
+        let mut seals = Vec::new();
+        for r in &rows {
+            // Each region's record of the material: no longer pending.
+            let held = if r.key_id == rec.key_id {
+                Some(p.clone())
+            } else {
+                self.verified_import(r.key_id, p.version)
+                    .await?
+                    .filter(|i| i.pending && i.expiration_model.is_some())
+            };
+            if let Some(h) = &held {
+                let mut imp = KeyImportRecord {
+                    pending: false,
+                    rotated_at: Some(now),
+                    ..h.clone()
+                };
+                let s = self
+                    .seal_row(
+                        super::seal::import_row(r.key_id, p.version),
+                        import_mac_input(&imp),
+                        Some(&h.mac),
+                    )
+                    .await?;
+                imp.mac = s.mac.clone();
+                seals.push(s);
+                rotated.records.push((imp, h.mac.clone()));
+            } else if matches!(r.key_state, KeyState::Enabled | KeyState::Disabled) {
+                // A replica that let its copy go: pending import, as on AWS.
+                let s = self
+                    .state_seal(
+                        r,
+                        KeyState::PendingImport,
+                        r.deletion_date,
+                        r.pending_window_days,
+                    )
+                    .await?;
+                rotated.states.push((
+                    r.key_id,
+                    r.key_state,
+                    KeyState::PendingImport,
+                    s.mac.clone(),
+                ));
+                seals.push(s);
+            }
+            let (u, s) = self
+                .rotation_update(
+                    r,
+                    &KeyRecord {
+                        current_version: p.version,
+                        on_demand_rotation_start: if r.key_id == rec.key_id {
+                            None
+                        } else {
+                            r.on_demand_rotation_start
+                        },
+                        ..r.clone()
+                    },
+                )
+                .await?;
+            seals.push(s);
+            rotated.rotations.push(u);
+        }
         let action = self
             .audit_service_intent(
                 "RotateKey",
@@ -245,9 +404,9 @@ impl Kms {
             .await?;
         let r = action
             .run(async {
-                let r = self.keys.rotate_to_imported(&imp, &p.mac, now, &u).await;
+                let r = self.keys.rotate_to_imported(&rotated).await;
                 if r.is_ok() {
-                    self.written_all(&[import_seal.clone(), rotation_seal.clone()]);
+                    self.written_all(&seals);
                 }
                 r
             })
@@ -262,7 +421,7 @@ impl Kms {
             }
             Err(e) => return Err(e.into()),
         }
-        self.invalidate(Some(rec.key_id));
+        self.invalidate_related(rec);
         tracing::info!(key_id = %rec.key_id, version = p.version, "key rotated to imported key material");
         self.audit_service_done(action).await;
         Ok(())

@@ -126,7 +126,7 @@ impl Kms {
             .key_for(
                 caller,
                 &input.key_id,
-                Access::to("kms:ReplicateKey", &[Check::Primary, Check::Replicable])
+                Access::to("kms:ReplicateKey", &[Check::Primary, Check::NotPending])
                     .conditions(&[("kms:ReplicaRegion", &input.replica_region)]),
             )
             .await?;
@@ -169,7 +169,7 @@ impl Kms {
                 .key(primary.key_id)
                 .await?
                 .ok_or(KmsError::KeyUnavailable)?;
-            Self::check(&primary, &[Check::Primary, Check::Replicable])?;
+            Self::check(&primary, &[Check::Primary, Check::NotPending])?;
             let external = primary.origin == Origin::External;
             let mut replica = KeyRecord {
                 key_id: keyid::mrk_key_id(&mrk, &input.replica_region),
@@ -187,7 +187,9 @@ impl Kms {
                     KeyState::Enabled
                 },
                 mrk_primary: false,
-                current_version: if external { 0 } else { primary.current_version },
+                // With imported material too: the replica names the primary's current material
+                // (AWS shows its CurrentKeyMaterialId) until that material is imported into it.
+                current_version: primary.current_version,
                 // The primary's rotation in progress is the primary's to complete.
                 on_demand_rotation_start: None,
                 created_at: self.now(),

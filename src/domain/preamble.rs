@@ -40,9 +40,6 @@ pub(crate) enum Check {
     External,
     /// A multi-Region primary key.
     Primary,
-    /// `ReplicateKey`: enabled or disabled, or a key with imported material pending import
-    /// (the replica gets its material by its own import).
-    Replicable,
 }
 
 /// Every state: reads and listings (DescribeKey, GetKeyPolicy, ListGrants, ListResourceTags…).
@@ -133,12 +130,6 @@ impl Kms {
                 Check::OnDemandRotatable => rotatable(rec, true)?,
                 Check::External => external(rec)?,
                 Check::Primary => primary(rec)?,
-                Check::Replicable => {
-                    if !(rec.origin == Origin::External && rec.key_state == KeyState::PendingImport)
-                    {
-                        not_pending(rec)?
-                    }
-                }
             }
         }
         Ok(())
@@ -336,12 +327,9 @@ mod tests {
             kind(&with("PendingImport", external), &[Check::External]),
             "ok"
         );
+        // ReplicateKey of a primary still pending import: refused (recorded).
         assert_eq!(
-            kind(&with("PendingImport", external), &[Check::Replicable]),
-            "ok"
-        );
-        assert_eq!(
-            kind(&with("PendingImport", |_| ()), &[Check::Replicable]),
+            kind(&with("PendingImport", external), &[Check::NotPending]),
             "InvalidState"
         );
     }

@@ -30,9 +30,24 @@ pub struct KeyRotations {
     pub current_version: i32,
     /// Materials made by rotation, oldest first.
     pub rotations: Vec<crate::store::RotationRecord>,
-    /// For a key with imported material: the import record of each of its materials, by
-    /// version (verified).
-    pub imported: Option<Vec<crate::store::KeyImportRecord>>,
+    /// For a key with imported material: each of its materials (a multi-Region key's: its
+    /// family's), by version.
+    pub imported: Option<Vec<MaterialView>>,
+}
+
+/// One material of a key with imported material, as `ListKeyRotations` shows it.
+pub struct MaterialView {
+    pub version: i32,
+    /// `KeyMaterialState`: `CURRENT`, `NON_CURRENT`, `PENDING_ROTATION`, or (a multi-Region
+    /// key's material not yet in every region) `PENDING_MULTI_REGION_IMPORT_AND_ROTATION`.
+    pub state: &'static str,
+    /// In this key now (`ImportState` `IMPORTED`; else `PENDING_IMPORT`).
+    pub imported: bool,
+    /// `ExpirationModel` and `ValidTo` of its import into this key, while imported.
+    pub expiration: Option<(String, Option<DateTime<Utc>>)>,
+    pub description: Option<String>,
+    /// When a rotation made it current (`RotationDate`).
+    pub rotated_at: Option<DateTime<Utc>>,
 }
 
 /// A stable id for one version of a key's material (`CurrentKeyMaterialId`).
@@ -409,7 +424,7 @@ impl Kms {
             )));
         }
         let imported = if rec.origin == Origin::External {
-            Some(self.verified_imports(rec.key_id).await?)
+            Some(self.material_views(&rec).await?)
         } else {
             None
         };

@@ -1320,13 +1320,25 @@ async fn import_tokens_and_key_imports(s: &Backend) {
     };
     let u = moved(&**s, id, version(2, false)).await;
     assert!(matches!(
-        s.rotate_to_imported(&promoted, &[0; 32], rotated_at, &u)
-            .await,
+        s.rotate_to_imported(&ImportedRotation {
+            mrk: None,
+            at: rotated_at,
+            records: vec![(promoted.clone(), vec![0; 32])],
+            rotations: vec![u.clone()],
+            states: vec![],
+        })
+        .await,
         Err(StoreError::Conflict { .. })
     ));
-    s.rotate_to_imported(&promoted, &pending.mac, rotated_at, &u)
-        .await
-        .unwrap();
+    s.rotate_to_imported(&ImportedRotation {
+        mrk: None,
+        at: rotated_at,
+        records: vec![(promoted.clone(), pending.mac.clone())],
+        rotations: vec![u],
+        states: vec![],
+    })
+    .await
+    .unwrap();
     let k = s.key(id).await.unwrap().unwrap();
     assert_eq!(k.current_version, 2);
     let got = s.key_imports(id).await.unwrap();

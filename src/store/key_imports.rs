@@ -236,43 +236,61 @@ macro_rules! key_store_imports {
                 self.commit(tx).await
             }
 
-            async fn rotate_to_imported(
-                &self,
-                imp: &KeyImportRecord,
-                expected_mac: &[u8],
-                at: DateTime<Utc>,
-                rotation: &RotationUpdate,
-            ) -> Result<(), StoreError> {
+            async fn rotate_to_imported(&self, r: &ImportedRotation) -> Result<(), StoreError> {
+                let conflict = || StoreError::Conflict {
+                    constraint: "import_changed".into(),
+                };
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query(
-                    "UPDATE key_material_imports SET pending = $3, rotated_at = $4, mac = $5 \
-                     WHERE key_id = $1 AND version = $2 AND pending AND mac = $6",
-                )
-                .bind(imp.key_id)
-                .bind(imp.version)
-                .bind(imp.pending)
-                .bind(imp.rotated_at)
-                .bind(&imp.mac)
-                .bind(expected_mac)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                let marked = sqlx::query(
-                    "UPDATE key_materials SET rotation_type = 'ON_DEMAND', created_at = $3 \
-                     WHERE key_id = $1 AND version = $2",
-                )
-                .bind(imp.key_id)
-                .bind(imp.version)
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                if done.rows_affected() != 1 || marked.rows_affected() != 1 {
-                    return Err(StoreError::Conflict {
-                        constraint: "import_changed".into(),
-                    });
+                if let Some(mrk) = r.mrk {
+                    let ids: Vec<Uuid> = r.rotations.iter().map(|u| u.key_id).collect();
+                    lock_related(&mut tx, mrk, &ids).await?;
                 }
-                apply_rotation(&mut tx, rotation, true).await?;
+                for (imp, expected_mac) in &r.records {
+                    let done = sqlx::query(
+                        "UPDATE key_material_imports SET pending = $3, rotated_at = $4, mac = $5 \
+                         WHERE key_id = $1 AND version = $2 AND pending AND mac = $6",
+                    )
+                    .bind(imp.key_id)
+                    .bind(imp.version)
+                    .bind(imp.pending)
+                    .bind(imp.rotated_at)
+                    .bind(&imp.mac)
+                    .bind(expected_mac)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let marked = sqlx::query(
+                        "UPDATE key_materials SET rotation_type = 'ON_DEMAND', created_at = $3 \
+                         WHERE key_id = $1 AND version = $2",
+                    )
+                    .bind(imp.key_id)
+                    .bind(imp.version)
+                    .bind(r.at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    if done.rows_affected() != 1 || marked.rows_affected() != 1 {
+                        return Err(conflict());
+                    }
+                }
+                for (key_id, from, to, mac) in &r.states {
+                    let moved = sqlx::query(
+                        "UPDATE keys SET key_state = $3, state_mac = $2 WHERE key_id = $1 AND key_state = $4",
+                    )
+                    .bind(key_id)
+                    .bind(mac)
+                    .bind(to)
+                    .bind(from)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    if moved.rows_affected() != 1 {
+                        return Err(conflict());
+                    }
+                }
+                for u in &r.rotations {
+                    apply_rotation(&mut tx, u, false).await?;
+                }
                 self.commit(tx).await
             }
 

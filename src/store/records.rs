@@ -207,6 +207,23 @@ pub struct RotationUpdate {
     pub mac: Vec<u8>,
 }
 
+/// A rotation to imported material (`RotateKeyOnDemand` of a key with imported material), in
+/// every region of a multi-Region key at once.
+#[derive(Debug, Default)]
+pub struct ImportedRotation {
+    /// The multi-Region key whose regions rotate (their rows are locked together).
+    pub mrk: Option<Uuid>,
+    /// The rotation's date (`RotationDate`).
+    pub at: DateTime<Utc>,
+    /// Each region's record of the material, no longer pending, with the seal it was verified
+    /// with (the write needs it unchanged).
+    pub records: Vec<(KeyImportRecord, Vec<u8>)>,
+    /// Each region's new rotation state (its current version the material's).
+    pub rotations: Vec<RotationUpdate>,
+    /// Regions that no longer hold the material: (key, from state, to state, state MAC).
+    pub states: Vec<(Uuid, KeyState, KeyState, Vec<u8>)>,
+}
+
 /// The constraint a `Conflict` names when a key's rotation state changed after it was read.
 pub const ROTATION_STATE_CHANGED: &str = "rotation_state_changed";
 

@@ -964,19 +964,16 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
     assert!(m.key_id.starts_with("mrk-"), "{}", m.key_id);
     assert_eq!(m.current_key_material_id, None, "no material yet");
     let key = m.key_id;
-    // A primary pending import can be replicated; its replica is pending import too.
-    let out = east
+    let material = random(32);
+    // A primary pending import cannot be replicated (recorded).
+    let r = east
         .replicate_key()
         .key_id(&key)
         .replica_region(OTHER_REGION)
         .send()
-        .await
-        .unwrap();
-    let replica = out.replica_key_metadata.unwrap();
-    assert_eq!(replica.key_state, Some(KeyState::PendingImport));
-    assert_eq!(replica.origin, Some(OriginType::External));
-
-    let material = random(32);
+        .await;
+    assert!(said(&r).ends_with(" is pending import."), "{}", said(&r));
+    assert_eq!(code(r), "KMSInvalidStateException");
     // EXISTING_KEY_MATERIAL when no key of the family ever had material: refused.
     assert_eq!(
         code(
@@ -1013,6 +1010,19 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
             .current_key_material_id,
         Some(material_id.clone())
     );
+    // Its replica is pending import (imported material is never copied), naming the
+    // primary's material (as AWS).
+    let out = east
+        .replicate_key()
+        .key_id(&key)
+        .replica_region(OTHER_REGION)
+        .send()
+        .await
+        .unwrap();
+    let replica = out.replica_key_metadata.unwrap();
+    assert_eq!(replica.key_state, Some(KeyState::PendingImport));
+    assert_eq!(replica.origin, Some(OriginType::External));
+    assert_eq!(replica.current_key_material_id, Some(material_id.clone()));
     // The replica is still pending import: nothing was copied.
     let r = west
         .encrypt()
@@ -1037,7 +1047,7 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
             )
             .await
         ),
-        "UnsupportedOperationException"
+        "ValidationException"
     );
     // A material id that is not this key's (AWS's recorded answer: the material does not have
     // the identifier asked for).
@@ -1925,4 +1935,143 @@ async fn each_column_of_a_later_materials_record_altered_with_sql_is_refused() {
         .send()
         .await;
     assert_eq!(code(r), "KeyUnavailableException");
+}
+
+/// Multi-Region keys rotate to imported material as AWS has them (each answer as recorded):
+/// new material goes into the primary only, and is pending in every region
+/// (`PENDING_MULTI_REGION_IMPORT_AND_ROTATION`) until each replica has imported it; a rotation
+/// before then is refused; the primary's pending material deleted goes from its replicas too;
+/// then the rotation moves every region to it, and ciphertexts cross regions both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_region_keys_rotate_to_material_imported_into_every_region() {
+    use aws_sdk_kms::types::ImportType;
+    let s = Server::start().await;
+    let (east, west) = (s.client(), s.client_in(OTHER_REGION));
+    let key = east
+        .create_key()
+        .origin(OriginType::External)
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let (a, b) = (random(32), random(32));
+    let first = import_oaep(&east, &key, &a, None, None)
+        .await
+        .unwrap()
+        .key_material_id
+        .unwrap();
+    east.replicate_key()
+        .key_id(&key)
+        .replica_region(OTHER_REGION)
+        .send()
+        .await
+        .unwrap();
+    let out = import_oaep(&west, &key, &a, None, None).await.unwrap();
+    assert_eq!(out.key_material_id.as_deref(), Some(first.as_str()));
+    let under_a = encrypt_with(&west, &key, b"under a").await;
+
+    // New material into a replica: refused.
+    let r = import_oaep(&west, &key, &b, Some(ImportType::NewKeyMaterial), None).await;
+    assert_eq!(
+        said(&r),
+        "Input parameter ImportType NEW_KEY_MATERIAL cannot be used on replica Multi-Region keys"
+    );
+    assert_eq!(code(r), "ValidationException");
+
+    // Into the primary: pending in every region until each holds it.
+    let second = import_oaep(&east, &key, &b, Some(ImportType::NewKeyMaterial), None)
+        .await
+        .unwrap()
+        .key_material_id
+        .unwrap();
+    let waiting = "PENDING_MULTI_REGION_IMPORT_AND_ROTATION".to_string();
+    assert_eq!(
+        materials(&east, &key, true).await,
+        vec![
+            (first.clone(), "CURRENT".into(), "IMPORTED".into(), false),
+            (second.clone(), waiting.clone(), "IMPORTED".into(), false),
+        ]
+    );
+    assert_eq!(
+        materials(&west, &key, true).await,
+        vec![
+            (first.clone(), "CURRENT".into(), "IMPORTED".into(), false),
+            (
+                second.clone(),
+                waiting.clone(),
+                "PENDING_IMPORT".into(),
+                false
+            ),
+        ]
+    );
+    let r = east.rotate_key_on_demand().key_id(&key).send().await;
+    assert_eq!(
+        said(&r),
+        "Cannot perform key material rotation: Key material has not been imported for replicas of the Multi-Region key."
+    );
+    assert_eq!(code(r), "KMSInvalidStateException");
+
+    // The replica takes it (its default import type: existing material, the family's).
+    let out = import_oaep(&west, &key, &b, None, None).await.unwrap();
+    assert_eq!(out.key_material_id.as_deref(), Some(second.as_str()));
+    assert_eq!(
+        materials(&east, &key, true).await[1],
+        (
+            second.clone(),
+            "PENDING_ROTATION".into(),
+            "IMPORTED".into(),
+            false
+        )
+    );
+    // The primary's pending material deleted: gone from the replica too; the same bytes
+    // again get the same id.
+    east.delete_imported_key_material()
+        .key_id(&key)
+        .key_material_id(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(materials(&west, &key, true).await.len(), 1);
+    let again = import_oaep(&east, &key, &b, Some(ImportType::NewKeyMaterial), None)
+        .await
+        .unwrap()
+        .key_material_id
+        .unwrap();
+    assert_eq!(again, second);
+    import_oaep(&west, &key, &b, None, None).await.unwrap();
+
+    // The rotation moves every region.
+    rotate_now(&east, &key).await;
+    for c in [&east, &west] {
+        assert_eq!(
+            metadata(c, &key).await.current_key_material_id.as_deref(),
+            Some(second.as_str())
+        );
+        assert_eq!(
+            materials(c, &key, true).await,
+            vec![
+                (
+                    first.clone(),
+                    "NON_CURRENT".into(),
+                    "IMPORTED".into(),
+                    false
+                ),
+                (second.clone(), "CURRENT".into(), "IMPORTED".into(), true),
+            ]
+        );
+    }
+    let under_b = encrypt_with(&west, &key, b"under b").await;
+    assert_eq!(open_outside(&b, under_b.as_ref()), b"under b");
+    for (blob, text) in [(&under_a, &b"under a"[..]), (&under_b, b"under b")] {
+        let out = east
+            .decrypt()
+            .ciphertext_blob(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.plaintext.unwrap().into_inner(), text);
+    }
 }

@@ -115,15 +115,15 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
                 let mut e = json!({
                     "KeyId": k.arn,
                     "KeyMaterialId": material_id(&k.blob_id, m.version),
-                    "KeyMaterialState": if m.pending { "PENDING_ROTATION" } else { state(m.version) },
-                    "ImportState": if m.expiration_model.is_some() { "IMPORTED" } else { "PENDING_IMPORT" },
+                    "KeyMaterialState": m.state,
+                    "ImportState": if m.imported { "IMPORTED" } else { "PENDING_IMPORT" },
                 });
                 if let Some(d) = &m.description {
                     e["KeyMaterialDescription"] = json!(d);
                 }
-                if let Some(model) = &m.expiration_model {
+                if let Some((model, valid_to)) = &m.expiration {
                     e["ExpirationModel"] = json!(model);
-                    if let Some(t) = &m.valid_to {
+                    if let Some(t) = valid_to {
                         e["ValidTo"] = json!(super::epoch(t));
                     }
                 }

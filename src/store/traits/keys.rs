@@ -69,17 +69,12 @@ pub trait KeyStore: Send + Sync {
         state: Option<(KeyState, KeyState, &[u8])>,
         expired_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
-    /// `RotateKeyOnDemand` of a key with imported material: its pending material becomes its
-    /// current one. The import record becomes `imp` (no longer pending) only while its seal is
-    /// still `expected_mac`; the material row is marked an on-demand rotation at `at`; the key's
-    /// rotation state is `rotation`. `Conflict` if any of it changed meanwhile.
-    async fn rotate_to_imported(
-        &self,
-        imp: &KeyImportRecord,
-        expected_mac: &[u8],
-        at: DateTime<Utc>,
-        rotation: &RotationUpdate,
-    ) -> Result<(), StoreError>;
+    /// `RotateKeyOnDemand` of a key with imported material, completed: its pending material
+    /// becomes its current one, in every region of a multi-Region key, in one transaction.
+    /// Each import record is written only while its seal is still the one verified, each
+    /// material row is marked an on-demand rotation at `at`. `Conflict` if any of it changed
+    /// meanwhile.
+    async fn rotate_to_imported(&self, r: &ImportedRotation) -> Result<(), StoreError>;
     /// Every key of every account and region, by id (backup verification).
     async fn all_key_ids(&self) -> Result<Vec<Uuid>, StoreError>;
     /// Every import record (key, version), whatever its columns say (the expiry job judges
