@@ -560,7 +560,8 @@ impl Kms {
             by_policy?;
         }
         // After authorization: a caller without permission learns nothing of the key's state.
-        Self::check(&rec, &[Check::Manageable])?;
+        // AWS's key-state table: an enabled key only (a disabled one is DisabledException).
+        Self::check(&rec, &[Check::Enabled])?;
         if input.dry_run {
             return Err(KmsError::DryRun);
         }

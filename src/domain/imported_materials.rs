@@ -301,25 +301,14 @@ impl Kms {
             .into_iter()
             .find(|p| p.pending && p.expiration_model.is_some())
         else {
-            let (u, seal) = self
-                .rotation_update(
-                    &stored,
-                    &KeyRecord {
-                        on_demand_rotation_start: None,
-                        ..stored.clone()
-                    },
-                )
-                .await?;
-            match self.keys.set_rotation(None, &[u]).await {
-                Ok(()) => self.written(&seal),
-                Err(StoreError::Conflict { .. }) => {
-                    return Err(KmsError::Conflict(format!(
-                        "{} is being updated.",
-                        rec.arn()
-                    )))
-                }
-                Err(e) => return Err(e.into()),
-            }
+            self.write_rotation_state(
+                &stored,
+                KeyRecord {
+                    on_demand_rotation_start: None,
+                    ..stored.clone()
+                },
+            )
+            .await?;
             tracing::info!(key_id = %rec.key_id, "on-demand rotation ended without a rotation: the material imported for it was deleted");
             self.invalidate(Some(rec.key_id));
             return Ok(());

@@ -61,15 +61,10 @@ impl Kms {
         text: &str,
         bypass: bool,
     ) -> Result<(), KmsError> {
+        // Every state, a key pending deletion too (AWS's key-state table).
         let rec = self
             .key_for(caller, key_id, Access::to("kms:PutKeyPolicy", ANY_STATE))
             .await?;
-        if rec.key_state == KeyState::PendingDeletion {
-            return Err(KmsError::InvalidState(format!(
-                "{} is pending deletion.",
-                rec.arn()
-            )));
-        }
         self.check_new_policy(caller, &rec, text, bypass).await?;
         if !self.store_key_policy(&rec, text).await? {
             return Err(KmsError::Changed(rec.key_id));

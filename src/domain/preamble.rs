@@ -179,7 +179,16 @@ fn symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
 }
 
 fn rotatable(rec: &KeyRecord, on_demand: bool) -> Result<(), KmsError> {
-    // The state first: AWS answers a disabled RSA key's RotateKeyOnDemand with
+    // Automatic rotation of imported material: refused for its origin in every state (AWS's
+    // key-state table: "origin is EXTERNAL which is not valid for this operation" for a key
+    // pending import too).
+    if !on_demand && rec.origin == Origin::External {
+        return Err(KmsError::UnsupportedOperation(messages::origin_not_valid(
+            &rec.arn(),
+            rec.origin.as_str(),
+        )));
+    }
+    // Otherwise the state first: AWS answers a disabled RSA key's RotateKeyOnDemand with
     // DisabledException (recorded), not with the spec's UnsupportedOperationException.
     enabled(rec)?;
     let imported = on_demand && rec.origin == Origin::External;

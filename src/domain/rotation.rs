@@ -338,30 +338,40 @@ impl Kms {
                 rec.arn()
             )));
         }
-        let (u, seal) = self
-            .rotation_update(
-                stored,
-                &KeyRecord {
-                    on_demand_rotation_start: Some(self.now()),
-                    on_demand_rotations: stored.on_demand_rotations + 1,
-                    ..stored.clone()
-                },
-            )
-            .await?;
-        match self.keys.set_rotation(None, &[u]).await {
-            Ok(()) => self.written(&seal),
-            Err(StoreError::Conflict { .. }) => {
-                return Err(KmsError::Conflict(format!(
-                    "{} is being updated; try again.",
-                    rec.arn()
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.write_rotation_state(
+            stored,
+            KeyRecord {
+                on_demand_rotation_start: Some(self.now()),
+                on_demand_rotations: stored.on_demand_rotations + 1,
+                ..stored.clone()
+            },
+        )
+        .await?;
         self.invalidate_related(&rec);
         tracing::info!(key_id = %rec.key_id, "on-demand rotation started");
         self.wake_background_jobs();
         Ok(rec.arn())
+    }
+
+    /// One key's rotation state moved from `stored` (as verified) to `moved`, sealed; a
+    /// `Conflict` if it changed since it was verified.
+    pub(super) async fn write_rotation_state(
+        &self,
+        stored: &KeyRecord,
+        moved: KeyRecord,
+    ) -> Result<(), KmsError> {
+        let (u, seal) = self.rotation_update(stored, &moved).await?;
+        match self.keys.set_rotation(None, &[u]).await {
+            Ok(()) => {
+                self.written(&seal);
+                Ok(())
+            }
+            Err(StoreError::Conflict { .. }) => Err(KmsError::Conflict(format!(
+                "{} is being updated; try again.",
+                stored.arn()
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The background jobs' part of on-demand rotations: each one in progress is completed

@@ -1409,13 +1409,18 @@ async fn material_deleted_while_pending_deletion_comes_back_pending_import() {
         .send()
         .await
         .unwrap();
-    c.create_grant()
-        .key_id(&never)
-        .grantee_principal("arn:aws:iam::123456789012:user/carol")
-        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
-        .send()
-        .await
-        .unwrap();
+    // A grant needs an enabled key (the table's "is pending import").
+    assert_eq!(
+        code(
+            c.create_grant()
+                .key_id(&never)
+                .grantee_principal("arn:aws:iam::123456789012:user/carol")
+                .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+                .send()
+                .await
+        ),
+        "KMSInvalidStateException"
+    );
     assert!(
         !c.get_key_rotation_status()
             .key_id(&never)

@@ -14,6 +14,7 @@ mod failover;
 mod faults;
 mod grants;
 mod import;
+mod key_states;
 mod lifecycle;
 mod mac_keys;
 mod multi_region;
