@@ -34,6 +34,24 @@ pub const KEY_USAGE_REQUIRED: &str =
 /// `GenerateRandom` without `NumberOfBytes` (optional in the model). Recorded.
 pub const NUMBER_OF_BYTES_REQUIRED: &str = "NumberOfBytes is required.";
 
+/// `ImportKeyMaterial` with `KEY_MATERIAL_DOES_NOT_EXPIRE` and a `ValidTo`. Recorded.
+pub const VALID_TO_NOT_ALLOWED: &str =
+    "A validTo date cannot be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE";
+
+/// `ImportKeyMaterial` with a `ValidTo` not in the future. Recorded.
+pub const VALID_TO_PAST: &str = "ValidTo must be in the future";
+
+/// `ImportKeyMaterial` with a `ValidTo` more than 365 days ahead. Recorded.
+pub const VALID_TO_TOO_FAR: &str = "ValidTo must be less than 365 days in the future";
+
+/// `GetParametersForImport` with a wrapping algorithm and wrapping key spec that cannot carry
+/// the key's material (an RSA private key under RSAES-OAEP, symmetric or HMAC material under
+/// RSA-AES key wrap, RSAES_PKCS1_V1_5 for anything, a P-521 or Ed25519 key under RSAES-OAEP
+/// with RSA_2048). Recorded.
+pub fn wrapping_cannot_import(algorithm: &str, wrapping_spec: &str, key_spec: &str) -> String {
+    format!("Wrapping algorithm {algorithm} and wrapping key spec {wrapping_spec} cannot be used to import a {key_spec} key.")
+}
+
 /// `ImportKeyMaterial` with `KEY_MATERIAL_EXPIRES` (or no model) and no `ValidTo`. Recorded.
 pub const VALID_TO_REQUIRED: &str =
     "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES";
@@ -301,6 +319,16 @@ mod tests {
             "Input parameter keyMaterialDescription cannot be used with HMAC_224 imported keys."
         );
         assert!(!DESCRIPTION_ON_REPLICA.ends_with('.'));
+        assert_eq!(
+            wrapping_cannot_import("RSAES_PKCS1_V1_5", "RSA_2048", "SYMMETRIC_DEFAULT"),
+            "Wrapping algorithm RSAES_PKCS1_V1_5 and wrapping key spec RSA_2048 cannot be used to import a SYMMETRIC_DEFAULT key."
+        );
+        assert!(!VALID_TO_NOT_ALLOWED.ends_with('.'));
+        assert_eq!(VALID_TO_PAST, "ValidTo must be in the future");
+        assert_eq!(
+            VALID_TO_TOO_FAR,
+            "ValidTo must be less than 365 days in the future"
+        );
         assert!(NEW_KEY_MATERIAL_ON_REPLICA.ends_with("on replica Multi-Region keys"));
         assert!(
             REPLICAS_LACK_ROTATION_MATERIAL.starts_with("Cannot perform key material rotation:")

@@ -10,6 +10,18 @@ impl Kms {
         input: CreateKeyInput,
     ) -> Result<KeyMetadata, KmsError> {
         let external = input.origin == Origin::External;
+        if external
+            && matches!(
+                input.key_spec,
+                KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87
+            )
+        {
+            // Recorded, no final period.
+            return Err(KmsError::Validation(format!(
+                "KeySpec {} is not supported for Origin EXTERNAL",
+                input.key_spec
+            )));
+        }
         match input.origin {
             Origin::AwsKms => {}
             Origin::External

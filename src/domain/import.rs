@@ -104,6 +104,8 @@ fn wrap_of(kms: &Kms, algorithm: AlgorithmSpec, as_: ImportAs) -> Result<ImportW
     };
     if hash == Hash::Sha256 && !available {
         let instead = match wrap {
+            // Symmetric and HMAC material: RSA-AES key wrap is not offered for it (as AWS).
+            ImportWrap::Oaep(_) if secret => ", and the key material would have to leave it to be unwrapped. Use RSAES_OAEP_SHA_1, or let the service decode it (hsm.oaep_sha256_import_in_service = true)",
             ImportWrap::Oaep(_) if caps.decrypts_oaep_sha256() => ", and the key material would have to leave it to be unwrapped. Use RSA_AES_KEY_WRAP_SHA_256",
             _ => "",
         };
@@ -221,12 +223,6 @@ impl Kms {
             )));
         }
         let as_ = import_as(&rec)?;
-        let wrap = wrap_of(self, algorithm, as_)?;
-        if matches!(as_, ImportAs::Rsa { .. }) && matches!(wrap, ImportWrap::Oaep(_)) {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "WrappingAlgorithm {algorithm} cannot carry a private key; use RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256."
-            )));
-        }
         let bits = match key_spec {
             WrappingKeySpec::Rsa2048 => 2048,
             WrappingKeySpec::Rsa3072 => 3072,
@@ -237,19 +233,34 @@ impl Kms {
                 )))
             }
         };
-        if matches!(
-            as_,
-            ImportAs::Ec {
-                curve: Curve::P521,
-                ..
+        // What AWS lets each kind of material be wrapped with: RSAES-OAEP for all but an RSA
+        // private key (and not a P-521 key under RSA_2048), RSA-AES key wrap for RSA and ECC
+        // private keys only, RSAES_PKCS1_V1_5 for none (recorded answers).
+        let fits = match algorithm {
+            AlgorithmSpec::RsaesOaepSha1 | AlgorithmSpec::RsaesOaepSha256 => match as_ {
+                ImportAs::Rsa { .. } => false,
+                ImportAs::Ec {
+                    curve: Curve::P521, ..
+                } => bits != 2048,
+                _ => true,
+            },
+            AlgorithmSpec::RsaAesKeyWrapSha1 | AlgorithmSpec::RsaAesKeyWrapSha256 => {
+                matches!(as_, ImportAs::Rsa { .. } | ImportAs::Ec { .. })
             }
-        ) && matches!(wrap, ImportWrap::Oaep(_))
-            && bits == 2048
-        {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "WrappingAlgorithm {algorithm} with WrappingKeySpec RSA_2048 cannot carry ECC_NIST_P521 key material; use RSA_3072 or RSA_4096, or an RSA_AES_KEY_WRAP algorithm."
-            )));
+            AlgorithmSpec::RsaesPkcs1V15 => false,
+            // SM2 (China Regions): refused by `wrap_of` as not offered here.
+            AlgorithmSpec::Sm2Pke => true,
+        };
+        if !fits {
+            return Err(KmsError::Validation(
+                crate::messages::wrapping_cannot_import(
+                    algorithm.as_str(),
+                    key_spec.as_str(),
+                    rec.key_spec.as_str(),
+                ),
+            ));
         }
+        wrap_of(self, algorithm, as_)?;
         // Each call generates a key pair in the token: a rate per account and region, counted
         // in the database (every node's calls) from the tokens issued in the last second.
         let issued = self
@@ -302,16 +313,20 @@ impl Kms {
                 crate::messages::VALID_TO_REQUIRED.into(),
             )),
             (KeyMaterialDoesNotExpire, Some(_)) => Err(KmsError::Validation(
-                "ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE."
-                    .into(),
+                crate::messages::VALID_TO_NOT_ALLOWED.into(),
             )),
             (KeyMaterialExpires, Some(t)) => {
                 let now = self.now();
-                if t <= now || t > now + Duration::days(MAX_VALID_DAYS) {
-                    return Err(KmsError::Validation(format!(
-                        "ValidTo must be in the future and at most {MAX_VALID_DAYS} days from now."
-                    )));
+                if t <= now {
+                    return Err(KmsError::Validation(crate::messages::VALID_TO_PAST.into()));
                 }
+                if t > now + Duration::days(MAX_VALID_DAYS) {
+                    return Err(KmsError::Validation(
+                        crate::messages::VALID_TO_TOO_FAR.into(),
+                    ));
+                }
+                // AWS keeps whole seconds (recorded).
+                let t = DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t);
                 Ok((model.to_string(), Some(t)))
             }
             (KeyMaterialDoesNotExpire, None) => Ok((model.to_string(), None)),
@@ -349,9 +364,12 @@ impl Kms {
                     .conditions(&[("kms:ExpirationModel", &model)]),
             )
             .await?;
-        // AWS: "PendingImport or Enabled" (an enabled key takes its material again, to change
-        // its expiry, or a new material to rotate to).
-        if !matches!(rec.key_state, KeyState::PendingImport | KeyState::Enabled) {
+        // AWS's key-state table: pending import, enabled, or disabled (an enabled or disabled
+        // key takes its material again, to change its expiry, or a new material to rotate to).
+        if !matches!(
+            rec.key_state,
+            KeyState::PendingImport | KeyState::Enabled | KeyState::Disabled
+        ) {
             return Err(KmsError::InvalidState(crate::messages::key_state(
                 &rec.arn(),
                 &rec.key_state.words(),
@@ -530,6 +548,10 @@ impl Kms {
                 )));
             }
             self.written(&import_seal);
+            // A disabled key that takes its current material again is enabled (recorded).
+            if rec.key_state == KeyState::Disabled && version == rec.current_version {
+                self.set_state(&rec, KeyState::Enabled, None, None).await?;
+            }
             self.invalidate(Some(rec.key_id));
             return Ok(answer);
         }

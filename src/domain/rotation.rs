@@ -309,11 +309,9 @@ impl Kms {
                 crate::messages::on_demand_rotation_limit(&rec.arn()),
             ));
         }
+        // A request while one runs is the same rotation (AWS answers it as a success).
         if rec.on_demand_rotation_start.is_some() {
-            return Err(KmsError::Conflict(format!(
-                "An on-demand rotation of {} is in progress; try again when it has completed.",
-                rec.arn()
-            )));
+            return Ok(rec.arn());
         }
         if rec.origin == Origin::External {
             // AWS refuses at once a key with no material imported for the rotation.
@@ -333,10 +331,7 @@ impl Kms {
             .find(|r| r.key_id == rec.key_id)
             .expect("verified_rotation_rows holds the key");
         if stored.on_demand_rotation_start.is_some() {
-            return Err(KmsError::Conflict(format!(
-                "An on-demand rotation of {} is in progress; try again when it has completed.",
-                rec.arn()
-            )));
+            return Ok(rec.arn());
         }
         self.write_rotation_state(
             stored,

@@ -1301,6 +1301,21 @@ async fn post_quantum_and_sm2_keys_are_refused_naming_the_hsm() {
             "{m}"
         );
     }
+    // ML-DSA material cannot be imported (recorded, before any HSM question).
+    assert_eq!(
+        message(
+            c.create_key()
+                .key_spec(KeySpec::MlDsa44)
+                .key_usage(KeyUsageType::SignVerify)
+                .origin(aws_sdk_kms::types::OriginType::External)
+                .send()
+                .await,
+        ),
+        (
+            "ValidationException".to_string(),
+            "KeySpec ML_DSA_44 is not supported for Origin EXTERNAL".to_string()
+        )
+    );
     // AWS's usage check comes first.
     let (code_, m) = message(
         c.create_key()

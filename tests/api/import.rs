@@ -238,11 +238,33 @@ async fn symmetric_material_imported_with_oaep_is_the_same_material() {
         ),
         "UnsupportedOperationException"
     );
-    // The SHA-256 algorithms: the same material imports through them. RSA_AES_KEY_WRAP_SHA_256
-    // on every token (SoftHSM 2.6.1 has OAEP with SHA-1 only: the ephemeral AES key is
-    // recovered by raw RSA in the token and decoded here, the material unwrapped in the token);
-    // RSAES_OAEP_SHA_256 only where the token has it, since its block is the material itself.
-    let mut algorithms = vec![AlgorithmSpec::RsaAesKeyWrapSha256];
+    // RSA-AES key wrap is for private keys; symmetric material is refused it, in AWS's words.
+    for alg in [
+        AlgorithmSpec::RsaAesKeyWrapSha1,
+        AlgorithmSpec::RsaAesKeyWrapSha256,
+        AlgorithmSpec::RsaesPkcs1V15,
+    ] {
+        let r = c
+            .get_parameters_for_import()
+            .key_id(&key)
+            .wrapping_algorithm(alg.clone())
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await;
+        assert_eq!(
+            message(r),
+            (
+                "ValidationException".to_string(),
+                format!(
+                    "Wrapping algorithm {} and wrapping key spec RSA_2048 cannot be used to import a SYMMETRIC_DEFAULT key.",
+                    alg.as_str()
+                )
+            )
+        );
+    }
+    // RSAES_OAEP_SHA_256: the same material imports through it where the token has OAEP with
+    // SHA-256, since its block is the material itself (SoftHSM 2.6.1 has SHA-1 only: below).
+    let mut algorithms = vec![];
     if kryoptic() {
         algorithms.push(AlgorithmSpec::RsaesOaepSha256);
     }
@@ -292,7 +314,9 @@ async fn symmetric_material_imported_with_oaep_is_the_same_material() {
         assert!(
             m.contains(
                 "has no RSAES-OAEP with SHA-256, and the key material would have to leave it"
-            ) && m.ends_with("Use RSA_AES_KEY_WRAP_SHA_256."),
+            ) && m.ends_with(
+                "Use RSAES_OAEP_SHA_1, or let the service decode it (hsm.oaep_sha256_import_in_service = true)."
+            ),
             "{m}"
         );
     }
@@ -384,8 +408,9 @@ async fn symmetric_material_imported_with_oaep_is_the_same_material() {
     assert!(reserved().await >= before);
 }
 
-/// The two-step `RSA_AES_KEY_WRAP_SHA_1`, done with the `openssl` command line exactly as the
-/// README tells a user, into an HMAC key: `GenerateMac` equals the HMAC computed outside.
+/// `RSAES_OAEP_SHA_1`, done with the `openssl` command line exactly as the README tells a user,
+/// into an HMAC key: `GenerateMac` equals the HMAC computed outside. (RSA-AES key wrap is for
+/// private keys: AWS refuses it for HMAC material.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hmac_material_wrapped_with_the_openssl_command_line() {
     let s = Server::start().await;
@@ -394,7 +419,7 @@ async fn hmac_material_wrapped_with_the_openssl_command_line() {
     let (token, public) = parameters(
         &c,
         &key,
-        AlgorithmSpec::RsaAesKeyWrapSha1,
+        AlgorithmSpec::RsaesOaepSha1,
         WrappingKeySpec::Rsa3072,
     )
     .await;
@@ -404,7 +429,7 @@ async fn hmac_material_wrapped_with_the_openssl_command_line() {
     let secret = random(32);
     std::fs::write(p("PlaintextKeyMaterial.bin"), &secret).unwrap();
     let sh = |script: &str| shell(dir.path(), script);
-    sh(README_OPENSSL);
+    sh(README_OPENSSL_OAEP);
     let wrapped = std::fs::read(p("EncryptedKeyMaterial.bin")).unwrap();
     let valid_to = chrono::Utc::now() + chrono::Duration::days(1);
     c.import_key_material()
@@ -443,6 +468,14 @@ async fn hmac_material_wrapped_with_the_openssl_command_line() {
     );
     assert_eq!(mac, outside.as_ref());
 }
+
+/// The README's openssl step for `RSAES_OAEP_SHA_1` (symmetric and HMAC material; the README
+/// quotes this text).
+const README_OPENSSL_OAEP: &str = r#"
+openssl pkeyutl -encrypt -pubin -keyform DER -inkey WrappingPublicKey.bin \
+    -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 -pkeyopt rsa_mgf1_md:sha1 \
+    -in PlaintextKeyMaterial.bin -out EncryptedKeyMaterial.bin
+"#;
 
 /// The README's openssl steps for `RSA_AES_KEY_WRAP_SHA_1` (kept in one place so the README
 /// and this test cannot drift: the README quotes this text).
@@ -560,6 +593,33 @@ async fn imported_material_expires_and_import_tokens_expire() {
         .send()
         .await;
     assert_eq!(code(r), "ValidationException");
+    for (valid_to, said_) in [
+        (1_000_000, "ValidTo must be in the future"),
+        (
+            chrono::Utc::now().timestamp() + 10 * 366 * 86_400,
+            "ValidTo must be less than 365 days in the future",
+        ),
+    ] {
+        let (token, public) = parameters(
+            &c,
+            &key,
+            AlgorithmSpec::RsaesOaepSha1,
+            WrappingKeySpec::Rsa2048,
+        )
+        .await;
+        let r = c
+            .import_key_material()
+            .key_id(&key)
+            .import_token(token)
+            .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
+            .valid_to(DateTime::from_secs(valid_to))
+            .send()
+            .await;
+        assert_eq!(
+            message(r),
+            ("ValidationException".to_string(), said_.to_string())
+        );
+    }
 }
 
 /// An RSA signing key made with openssl and imported (PKCS#8 inside `RSA_AES_KEY_WRAP_SHA_1`):
@@ -579,7 +639,13 @@ async fn rsa_signing_key_imported_from_openssl_signs_like_it() {
         .wrapping_key_spec(WrappingKeySpec::Rsa4096)
         .send()
         .await;
-    assert_eq!(code(r), "UnsupportedOperationException");
+    assert_eq!(
+        message(r),
+        (
+            "ValidationException".to_string(),
+            "Wrapping algorithm RSAES_OAEP_SHA_1 and wrapping key spec RSA_4096 cannot be used to import a RSA_2048 key.".to_string()
+        )
+    );
     openssl_key_signs_like_it(
         &c,
         &key,
@@ -760,7 +826,11 @@ async fn ec_keys_imported_from_outside_sign_and_agree_like_the_material() {
         .wrapping_key_spec(WrappingKeySpec::Rsa2048)
         .send()
         .await;
-    assert_eq!(code(r), "UnsupportedOperationException");
+    assert_eq!(
+        said(&r),
+        "Wrapping algorithm RSAES_OAEP_SHA_1 and wrapping key spec RSA_2048 cannot be used to import a ECC_NIST_P521 key."
+    );
+    assert_eq!(code(r), "ValidationException");
     let private = PrivateKey::generate(&ECDH_P521).unwrap();
     let pkcs8: aws_lc_rs::encoding::Pkcs8V1Der = private.as_der().unwrap();
     let (token, wrapping) = parameters(
@@ -1768,6 +1838,18 @@ async fn imported_material_rotates_on_demand_to_new_material_imported_for_it() {
         .key_material_id
         .unwrap();
     assert_eq!(again, third);
+    // A disabled key that takes its current material again is enabled (recorded).
+    c.disable_key().key_id(&key).send().await.unwrap();
+    import_oaep(
+        &c,
+        &key,
+        &b,
+        Some(ImportType::ExistingKeyMaterial),
+        Some(second.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(metadata(&c, &key).await.key_state, Some(KeyState::Enabled));
     // An id the key never had (recorded).
     let r = c
         .delete_imported_key_material()

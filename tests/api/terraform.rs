@@ -531,7 +531,10 @@ async fn aws_kms_external_key_create_import_read_update_delete() {
                 .await,
         );
         assert_eq!(code, "UnsupportedOperationException");
-        assert!(m.contains("Use RSA_AES_KEY_WRAP_SHA_256"), "{m}");
+        assert!(
+            m.contains("Use RSAES_OAEP_SHA_1, or let the service decode it"),
+            "{m}"
+        );
     }
 }
 
