@@ -34,6 +34,31 @@ pub const KEY_USAGE_REQUIRED: &str =
 /// `GenerateRandom` without `NumberOfBytes` (optional in the model). Recorded.
 pub const NUMBER_OF_BYTES_REQUIRED: &str = "NumberOfBytes is required.";
 
+/// `GetKeyRotationStatus`, `ListKeyRotations`, `Enable/DisableKeyRotation` and
+/// `RotateKeyOnDemand` named by an alias. Recorded (`InvalidArnException`).
+pub const ALIASES_NOT_SUPPORTED: &str = "Key Aliases are not supported for this operation.";
+
+/// `CreateGrant` with operations the key's kind does not have. Recorded for an HMAC key
+/// ("a symmetric KMS key with key usage GENERATE_VERIFY_MAC").
+pub fn grant_operations_not_supported(
+    refused: &[&str],
+    symmetric: bool,
+    usage: &str,
+    valid: &[&str],
+) -> String {
+    format!(
+        "Operations [{}] are not supported when creating a grant for a{} KMS key with key usage {usage}. Valid operations are [{}]",
+        refused.join(", "),
+        if symmetric { " symmetric" } else { "n asymmetric" },
+        valid.join(", ")
+    )
+}
+
+/// `CreateGrant` with an encryption context constraint on a key that is not a symmetric
+/// encryption key. Recorded.
+pub const GRANT_CONTEXT_SYMMETRIC_ONLY: &str =
+    "EncryptionContext is supported only when creating a grant for a symmetric encryption KMS key.";
+
 /// `ImportKeyMaterial` with `KEY_MATERIAL_DOES_NOT_EXPIRE` and a `ValidTo`. Recorded.
 pub const VALID_TO_NOT_ALLOWED: &str =
     "A validTo date cannot be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE";
@@ -324,6 +349,16 @@ mod tests {
             "Wrapping algorithm RSAES_PKCS1_V1_5 and wrapping key spec RSA_2048 cannot be used to import a SYMMETRIC_DEFAULT key."
         );
         assert!(!VALID_TO_NOT_ALLOWED.ends_with('.'));
+        assert_eq!(
+            grant_operations_not_supported(
+                &["Encrypt"],
+                true,
+                "GENERATE_VERIFY_MAC",
+                &["CreateGrant", "RetireGrant", "DescribeKey", "GenerateMac", "VerifyMac"]
+            ),
+            "Operations [Encrypt] are not supported when creating a grant for a symmetric KMS key with key usage GENERATE_VERIFY_MAC. Valid operations are [CreateGrant, RetireGrant, DescribeKey, GenerateMac, VerifyMac]"
+        );
+        assert!(ALIASES_NOT_SUPPORTED.starts_with("Key Aliases"));
         assert_eq!(VALID_TO_PAST, "ValidTo must be in the future");
         assert_eq!(
             VALID_TO_TOO_FAR,

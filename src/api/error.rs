@@ -74,7 +74,8 @@ impl ApiError {
                 K::InvalidKeyUsage(m) => (400, "InvalidKeyUsageException", m.clone()),
                 K::Validation(m) => (400, "ValidationException", m.clone()),
                 K::InvalidArn(m) => (400, "InvalidArnException", m.clone()),
-                K::InvalidMarker => (400, "InvalidMarkerException", "Invalid marker".into()),
+                // AWS sends no message (recorded).
+                K::InvalidMarker => (400, "InvalidMarkerException", String::new()),
                 K::InvalidAliasName(m) => (400, "InvalidAliasNameException", m.clone()),
                 K::AlreadyExists(m) => (400, "AlreadyExistsException", m.clone()),
                 K::Conflict(m) => (400, "ConflictException", m.clone()),

@@ -474,27 +474,48 @@ impl Kms {
         input: CreateGrantInput,
     ) -> Result<(String, String), KmsError> {
         let rec = self.resolve(caller, &input.key_id).await?;
+        let kind = key_kind(&rec);
+        let mut refused = Vec::new();
         for op in &input.operations {
             let Some(g) = grant_operation(op) else {
                 return Err(KmsError::Validation(format!(
                     "{op} is not a grant operation."
                 )));
             };
-            if !g.kinds.contains(&key_kind(&rec)) {
-                return Err(KmsError::Validation(format!(
-                    "Grant operation {op} is not valid for {} key {}.",
-                    rec.key_spec,
-                    rec.arn()
-                )));
+            if !g.kinds.contains(&kind) {
+                refused.push(op.as_str());
             }
+        }
+        if !refused.is_empty() {
+            // AWS's words and order: the operations every key has, then the key kind's own.
+            let general = ["CreateGrant", "RetireGrant", "DescribeKey"];
+            let valid: Vec<&str> = general
+                .iter()
+                .copied()
+                .chain(
+                    crate::operations::grant_operation_names()
+                        .into_iter()
+                        .filter(|n| {
+                            !general.contains(n)
+                                && grant_operation(n).is_some_and(|g| g.kinds.contains(&kind))
+                        }),
+                )
+                .collect();
+            let symmetric = rec.key_spec == KeySpec::SymmetricDefault || rec.key_spec.is_hmac();
+            return Err(KmsError::Validation(
+                crate::messages::grant_operations_not_supported(
+                    &refused,
+                    symmetric,
+                    rec.key_usage.as_str(),
+                    &valid,
+                ),
+            ));
         }
         // Encryption context belongs to symmetric encryption: no constraint on other keys.
         if input.constraints.is_some() && rec.key_spec != KeySpec::SymmetricDefault {
-            return Err(KmsError::Validation(format!(
-                "Grant constraints are not supported for {} key {}.",
-                rec.key_spec,
-                rec.arn()
-            )));
+            return Err(KmsError::Validation(
+                crate::messages::GRANT_CONTEXT_SYMMETRIC_ONLY.into(),
+            ));
         }
         // AWS applies constraints to the operations that take an encryption context (and holds
         // grants created through CreateGrant to them); a constrained grant of nothing else

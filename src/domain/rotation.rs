@@ -12,6 +12,8 @@ use uuid::Uuid;
 /// Rotation periods AWS allows.
 pub const ROTATION_DAYS: std::ops::RangeInclusive<i64> = 90..=2560;
 pub const MAX_ON_DEMAND_ROTATIONS: i32 = 25;
+/// The rotation period when `EnableKeyRotation` names none.
+pub const DEFAULT_ROTATION_DAYS: i64 = 365;
 
 pub struct RotationStatus {
     pub enabled: bool,
@@ -178,15 +180,31 @@ impl Kms {
         &self,
         caller: &Caller,
         key_id: &str,
-        days: i64,
+        days: Option<i64>,
     ) -> Result<(), KmsError> {
+        // `kms:RotationPeriodInDays` is in the request only when the caller gave a period.
+        let given = days.map(|d| d.to_string());
+        let period: Vec<(&str, &str)> = given
+            .as_deref()
+            .map(|d| ("kms:RotationPeriodInDays", d))
+            .into_iter()
+            .collect();
         let rec = self
             .key_for(
                 caller,
                 key_id,
-                Access::to("kms:EnableKeyRotation", &[Check::Rotatable]),
+                Access::to("kms:EnableKeyRotation", &[Check::Rotatable]).conditions(&period),
             )
             .await?;
+        // As recorded: enabling rotation that is on, with no period or the same one, changes
+        // nothing (the next rotation stays); otherwise the period (365 days if none is given)
+        // counts from now.
+        if rec.rotation_enabled
+            && days.is_none_or(|d| Some(d) == rec.rotation_period_days.map(i64::from))
+        {
+            return Ok(());
+        }
+        let days = days.unwrap_or(DEFAULT_ROTATION_DAYS);
         let next = self.now() + Duration::days(days);
         self.set_rotation(&rec, true, Some(days as i32), Some(next))
             .await
@@ -237,9 +255,18 @@ impl Kms {
             .key_for(
                 caller,
                 key_id,
-                Access::to("kms:DisableKeyRotation", &[Check::Rotatable]),
+                Access::to("kms:DisableKeyRotation", ANY_STATE),
             )
             .await?;
+        // An enabled asymmetric or HMAC key: rotation is off already, and AWS answers so
+        // (recorded for an HMAC key).
+        if rec.origin == Origin::AwsKms
+            && rec.key_spec != KeySpec::SymmetricDefault
+            && rec.key_state == KeyState::Enabled
+        {
+            return Ok(());
+        }
+        Self::check(&rec, &[Check::Rotatable])?;
         self.set_rotation(&rec, false, rec.rotation_period_days, None)
             .await
     }

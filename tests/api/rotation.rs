@@ -416,11 +416,8 @@ async fn keys_that_cannot_rotate_report_rotation_off() {
             "UnsupportedOperationException",
             "{spec:?}"
         );
-        assert_eq!(
-            code(c.disable_key_rotation().key_id(&key).send().await),
-            "UnsupportedOperationException",
-            "{spec:?}"
-        );
+        // Turning it off is answered as done (recorded for an HMAC key): it is off.
+        c.disable_key_rotation().key_id(&key).send().await.unwrap();
         // Disabled, it is still answered (GetKeyRotationStatus works in the Disabled state).
         c.disable_key().key_id(&key).send().await.unwrap();
         let st = c
@@ -513,5 +510,134 @@ async fn on_demand_rotation_runs_in_the_background_and_shows_its_start() {
     assert!(
         first.is_some() && done.is_some() && first < done,
         "{names:?}"
+    );
+}
+
+/// Rotation calls as recorded on AWS: an alias is refused by the rotation calls; enabling
+/// rotation that is on with no period or the same one changes nothing (the next rotation
+/// stays), while after a disable no period means 365 days; a bad marker is answered without a
+/// message; and a grant on an HMAC key lists the operations it may have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_calls_answer_as_recorded() {
+    use aws_sdk_kms::types::{GrantConstraints, GrantOperation, KeySpec, KeyUsageType};
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    c.create_alias()
+        .alias_name("alias/rotating")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let aliases = [
+        "alias/rotating".to_string(),
+        format!("arn:aws:kms:{REGION}:123456789012:alias/rotating"),
+    ];
+    for a in &aliases {
+        let want = (
+            "InvalidArnException".to_string(),
+            "Key Aliases are not supported for this operation.".to_string(),
+        );
+        assert_eq!(
+            message(c.get_key_rotation_status().key_id(a).send().await),
+            want
+        );
+        assert_eq!(message(c.list_key_rotations().key_id(a).send().await), want);
+        assert_eq!(
+            message(c.enable_key_rotation().key_id(a).send().await),
+            want
+        );
+        assert_eq!(
+            message(c.disable_key_rotation().key_id(a).send().await),
+            want
+        );
+        assert_eq!(
+            message(c.rotate_key_on_demand().key_id(a).send().await),
+            want
+        );
+    }
+    let status = |c: aws_sdk_kms::Client, k: String| async move {
+        let st = c.get_key_rotation_status().key_id(k).send().await.unwrap();
+        (
+            st.rotation_period_in_days,
+            st.next_rotation_date.map(|d| d.secs()),
+        )
+    };
+    c.enable_key_rotation()
+        .key_id(&key)
+        .rotation_period_in_days(90)
+        .send()
+        .await
+        .unwrap();
+    let first = status(c.clone(), key.clone()).await;
+    assert_eq!(first.0, Some(90));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    c.enable_key_rotation().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        status(c.clone(), key.clone()).await,
+        first,
+        "no period: unchanged"
+    );
+    c.enable_key_rotation()
+        .key_id(&key)
+        .rotation_period_in_days(90)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status(c.clone(), key.clone()).await,
+        first,
+        "the same period: unchanged"
+    );
+    c.disable_key_rotation().key_id(&key).send().await.unwrap();
+    c.enable_key_rotation().key_id(&key).send().await.unwrap();
+    assert_eq!(status(c.clone(), key.clone()).await.0, Some(365));
+    assert_eq!(
+        message(
+            c.list_key_rotations()
+                .key_id(&key)
+                .marker("not-a-marker")
+                .send()
+                .await
+        ),
+        ("InvalidMarkerException".to_string(), String::new())
+    );
+
+    let hmac = new_key_with(&c, KeySpec::Hmac224, KeyUsageType::GenerateVerifyMac)
+        .await
+        .key_id;
+    assert_eq!(
+        message(
+            c.create_grant()
+                .key_id(&hmac)
+                .grantee_principal("arn:aws:iam::123456789012:role/mac")
+                .operations(GrantOperation::GenerateMac)
+                .operations(GrantOperation::Encrypt)
+                .send()
+                .await
+        ),
+        (
+            "ValidationException".to_string(),
+            "Operations [Encrypt] are not supported when creating a grant for a symmetric KMS key with key usage GENERATE_VERIFY_MAC. Valid operations are [CreateGrant, RetireGrant, DescribeKey, GenerateMac, VerifyMac]".to_string()
+        )
+    );
+    assert_eq!(
+        message(
+            c.create_grant()
+                .key_id(&hmac)
+                .grantee_principal("arn:aws:iam::123456789012:role/mac")
+                .operations(GrantOperation::GenerateMac)
+                .constraints(
+                    GrantConstraints::builder()
+                        .encryption_context_subset("a", "b")
+                        .build()
+                )
+                .send()
+                .await
+        ),
+        (
+            "ValidationException".to_string(),
+            "EncryptionContext is supported only when creating a grant for a symmetric encryption KMS key.".to_string()
+        )
     );
 }

@@ -35,6 +35,12 @@ fn req(body: &[u8]) -> Result<Req, ApiError> {
             &["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"],
         )
         .finish()?;
+    // A key's rotation is asked of the key itself, not of an alias (recorded).
+    if let Some(id) = r.key_id.as_deref() {
+        if id.starts_with("alias/") || id.contains(":alias/") {
+            return Err(KmsError::InvalidArn(crate::messages::ALIASES_NOT_SUPPORTED.into()).into());
+        }
+    }
     Ok(r)
 }
 
@@ -43,7 +49,7 @@ pub async fn enable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     kms.enable_key_rotation(
         caller,
         r.key_id.as_deref().unwrap_or_default(),
-        r.rotation_period_in_days.unwrap_or(365),
+        r.rotation_period_in_days,
     )
     .await?;
     Ok(json!({}))
