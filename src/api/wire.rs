@@ -69,6 +69,12 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 pub type Context = BTreeMap<String, String>;
 
+/// A string member as given, or empty when absent (where the member is required, the
+/// validation before has refused its absence).
+pub fn or_empty(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or_default()
+}
+
 /// A dry run that skips the ciphertext: `DryRun` with `IGNORE_CIPHERTEXT` among the
 /// `DryRunModifiers` (`Decrypt`, `ReEncrypt`).
 pub fn ignores_ciphertext(dry_run: Option<bool>, modifiers: Option<&Vec<String>>) -> bool {
@@ -387,38 +393,49 @@ pub fn principal_ok(p: &str) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
 }
 
-/// One page of an already-ordered list, AWS style: `{"<list>": [...], "Truncated": bool,
-/// "NextMarker": id}`. The marker is the id of the last item of the previous page; a marker that
-/// names no item is `InvalidMarkerException`.
-pub fn page<T>(
-    items: &[T],
-    list: &str,
-    limit: Option<i64>,
-    default_limit: usize,
-    marker: Option<&str>,
-    id: impl Fn(&T) -> String,
-    render: impl Fn(&T) -> serde_json::Value,
-) -> Result<serde_json::Value, ApiError> {
-    let limit = limit.map(|l| l as usize).unwrap_or(default_limit);
-    let start = match marker {
-        None => 0,
-        Some(m) => items
-            .iter()
-            .position(|x| id(x) == m)
-            .map(|i| i + 1)
-            .ok_or(KmsError::InvalidMarker)?,
-    };
-    let rest = &items[start..];
-    let shown: Vec<serde_json::Value> = rest.iter().take(limit).map(render).collect();
-    let mut v = serde_json::json!({ list: shown, "Truncated": rest.len() > limit });
-    if rest.len() > limit {
-        v["NextMarker"] = serde_json::json!(id(&rest[limit - 1]));
-    }
-    Ok(v)
+/// The page a list request asks for: its `Limit` (the operation's default when absent) and
+/// its `Marker`, the id of the last item of the previous page.
+pub struct Page<'a> {
+    limit: usize,
+    marker: Option<&'a str>,
 }
 
-/// `Recipient` (a Nitro Enclaves attestation document): refused, as this service has no
-/// enclaves to attest.
+impl<'a> Page<'a> {
+    pub fn of(limit: Option<i64>, marker: &'a Option<String>, default_limit: usize) -> Self {
+        Page {
+            limit: limit.map(|l| l as usize).unwrap_or(default_limit),
+            marker: marker.as_deref(),
+        }
+    }
+
+    /// The page of an already-ordered list, AWS style: `{"<list>": [...], "Truncated": bool,
+    /// "NextMarker": id}`. A marker that names no item is `InvalidMarkerException`.
+    pub fn of_list<T>(
+        &self,
+        items: &[T],
+        list: &str,
+        id: impl Fn(&T) -> String,
+        render: impl Fn(&T) -> serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let limit = self.limit;
+        let start = match self.marker {
+            None => 0,
+            Some(m) => items
+                .iter()
+                .position(|x| id(x) == m)
+                .map(|i| i + 1)
+                .ok_or(KmsError::InvalidMarker)?,
+        };
+        let rest = &items[start..];
+        let shown: Vec<serde_json::Value> = rest.iter().take(limit).map(render).collect();
+        let mut v = serde_json::json!({ list: shown, "Truncated": rest.len() > limit });
+        if rest.len() > limit {
+            v["NextMarker"] = serde_json::json!(id(&rest[limit - 1]));
+        }
+        Ok(v)
+    }
+}
+
 /// `Recipient` (`RecipientInfo`): read, so that it is refused rather than ignored.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]

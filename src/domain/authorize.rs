@@ -5,10 +5,7 @@
 use super::*;
 
 impl Kms {
-    pub(super) async fn identity_policies(
-        &self,
-        principal_arn: &str,
-    ) -> Result<Arc<Identity>, KmsError> {
+    pub(super) async fn identity_policies(&self, principal_arn: &str) -> Result<Arc<Identity>> {
         if let Some(p) = self.identity.lock().unwrap().get(principal_arn) {
             crate::metrics::cache("identity", true);
             return Ok(p.clone());
@@ -43,10 +40,7 @@ impl Kms {
     /// A principal's authorization data, once its MAC (computed in the token) matches: an
     /// identity policy, tag, service registration or trust policy altered, added or removed
     /// in the database refuses the principal everything. `None`: no such principal.
-    pub(super) async fn verified_authz(
-        &self,
-        arn: &str,
-    ) -> Result<Option<PrincipalAuthz>, KmsError> {
+    pub(super) async fn verified_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>> {
         // The trail first: a change that commits while the row is read is then never taken
         // for an older row put back.
         let trail = self.trail_of(&[seal::principal_row(arn)]).await?;
@@ -77,7 +71,7 @@ impl Kms {
         req: &mut policy::Request,
         id: &Identity,
         rec: Option<&KeyRecord>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         for t in &id.tags {
             req.context.insert(
                 format!("aws:principaltag/{}", t.key.to_ascii_lowercase()),
@@ -184,7 +178,7 @@ impl Kms {
         rec: Option<&KeyRecord>,
         ctx: Option<&Context>,
         extra: &[(&str, &str)],
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         self.authorize_with(caller, action, rec, ctx, extra, &[], None)
             .await
     }
@@ -203,7 +197,7 @@ impl Kms {
         extra: &[(&str, &str)],
         multi: &[(&str, &[String])],
         grants: Option<policy::GrantAllows>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let identity = self
             .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
             .await?;
@@ -252,7 +246,7 @@ impl Kms {
         caller: &Caller,
         role_arn: &str,
         external_id: Option<&str>,
-    ) -> Result<String, KmsError> {
+    ) -> Result<String> {
         let denied = || {
             KmsError::AccessDenied(format!(
                 "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",

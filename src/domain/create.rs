@@ -4,11 +4,7 @@
 use super::*;
 
 impl Kms {
-    pub async fn create_key(
-        &self,
-        caller: &Caller,
-        input: CreateKeyInput,
-    ) -> Result<KeyMetadata, KmsError> {
+    pub async fn create_key(&self, caller: &Caller, input: CreateKeyInput) -> Result<KeyMetadata> {
         let external = input.origin == Origin::External;
         if external
             && matches!(
@@ -219,7 +215,7 @@ impl Kms {
         &self,
         rec: &KeyRecord,
         version: i32,
-    ) -> Result<(MaterialRecord, Option<crate::hsm::NewHeld>), KmsError> {
+    ) -> Result<(MaterialRecord, Option<crate::hsm::NewHeld>)> {
         let mut held = None;
         let (wrapped, root_version, public_key) = match asymmetric::kind(rec.key_spec) {
             Some(asymmetric::Kind::Pair(kind)) => {
@@ -274,7 +270,7 @@ pub struct HeldObject {
 impl Kms {
     /// The token's held key objects (`hsm::held`), each with the key version whose row names
     /// it: `kms hsm held-keys`.
-    pub async fn held_objects(&self) -> Result<Vec<HeldObject>, KmsError> {
+    pub async fn held_objects(&self) -> Result<Vec<HeldObject>> {
         let mut out = Vec::new();
         for (label, id) in self.hsm.held_objects().await? {
             let parsed = label

@@ -3,6 +3,7 @@
 //! date) runs inside the token, and the resulting day-scoped signing key is cached in memory.
 
 use super::{mac_input, KmsError};
+use crate::domain::Result;
 use crate::hsm::Hsm;
 use crate::store::{AccessKeyRecord, IdentityStore};
 use aws_lc_rs::hmac;
@@ -351,7 +352,7 @@ impl Credentials {
         account_id: &str,
         session_name: &str,
         duration: chrono::Duration,
-    ) -> Result<IssuedSession, KmsError> {
+    ) -> Result<IssuedSession> {
         let rnd = self.hsm.random(16 + 30 + 48 + 8).await?;
         const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         let id: String = "ASIA"
@@ -415,7 +416,7 @@ impl Credentials {
         principal_arn: &str,
         access_key_id: &str,
         secret: &SecretString,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         if !valid_access_key_id(access_key_id) {
             return Err(KmsError::Validation(
                 "access key ids are 16 to 128 letters and digits".into(),
@@ -448,7 +449,7 @@ impl Credentials {
     }
 
     /// Activate or deactivate an access key (the row's MAC covers its status).
-    pub async fn set_status(&self, access_key_id: &str, active: bool) -> Result<(), KmsError> {
+    pub async fn set_status(&self, access_key_id: &str, active: bool) -> Result<()> {
         let mut rec = self.ids.access_key(access_key_id).await?.ok_or_else(|| {
             KmsError::NotFound(format!("access key {access_key_id} does not exist"))
         })?;
@@ -463,7 +464,7 @@ impl Credentials {
 
     /// Create a new access key with a random id and secret from the token's RNG. The secret is
     /// returned once and not kept.
-    pub async fn create(&self, principal_arn: &str) -> Result<(String, SecretString), KmsError> {
+    pub async fn create(&self, principal_arn: &str) -> Result<(String, SecretString)> {
         let rnd = self.hsm.random(16 + 30).await?;
         const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         // 256 is a multiple of 32, so `b & 31` is uniform.

@@ -126,3 +126,26 @@ impl std::fmt::Display for KmsError {
     }
 }
 impl std::error::Error for KmsError {}
+
+/// A store write refused by a uniqueness or compare-and-set check (another request changed the
+/// rows first) answered as the operation says; every other store error as it is.
+pub(crate) trait OnConflict<T> {
+    fn on_conflict(self, answer: impl FnOnce() -> KmsError) -> Result<T, KmsError>;
+}
+
+impl<T> OnConflict<T> for Result<T, StoreError> {
+    fn on_conflict(self, answer: impl FnOnce() -> KmsError) -> Result<T, KmsError> {
+        self.map_err(|e| match e {
+            StoreError::Conflict { .. } => answer(),
+            other => other.into(),
+        })
+    }
+}
+
+impl KmsError {
+    /// `Conflict`: the key `arn` names changed while the call was writing (`what`: "is being
+    /// updated", "changed while its key material was being imported"…); try again.
+    pub(crate) fn changed(arn: impl std::fmt::Display, what: &str) -> KmsError {
+        KmsError::Conflict(format!("{arn} {what}; try again."))
+    }
+}

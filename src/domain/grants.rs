@@ -3,6 +3,7 @@
 
 use super::preamble::{Access, Check, ANY_STATE};
 use super::{mac_input, Caller, Context, Kms, KmsError};
+use crate::domain::Result;
 use crate::operations::{grant_operation, KeyKind};
 use crate::policy::GrantAllows;
 use crate::store::{GrantRecord, KeyRecord, StoreError};
@@ -15,7 +16,7 @@ use uuid::Uuid;
 /// Operations a grant may allow, and which of them take an encryption context.
 /// A grant id as this service issues them: 64 lowercase hex digits. Anything else is
 /// `InvalidGrantIdException`, as AWS answers a grant id that is not one.
-pub fn check_grant_id(id: &str) -> Result<(), KmsError> {
+pub fn check_grant_id(id: &str) -> Result<()> {
     if id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Ok(());
     }
@@ -288,7 +289,7 @@ impl Kms {
     /// service (or altered there) allows nothing, and is reported. Nor does a grant the trail
     /// says was retired or revoked (its genuine row put back from an older backup, or saved and
     /// re-inserted by a database writer).
-    async fn verified(&self, grants: Vec<GrantRecord>) -> Result<Vec<GrantRecord>, KmsError> {
+    async fn verified(&self, grants: Vec<GrantRecord>) -> Result<Vec<GrantRecord>> {
         // Per key, the grants the trail has ended; `None`: the key does not load (deleted, or
         // failing its checks), so none of its grants allows anything.
         let mut ended: HashMap<Uuid, Option<HashSet<String>>> = HashMap::new();
@@ -334,7 +335,7 @@ impl Kms {
         Ok(out)
     }
 
-    async fn grants_of(&self, key_id: Uuid) -> Result<Arc<Vec<GrantRecord>>, KmsError> {
+    async fn grants_of(&self, key_id: Uuid) -> Result<Arc<Vec<GrantRecord>>> {
         if let Some(g) = self.grants.lock().unwrap().get(&key_id) {
             crate::metrics::cache("grants", true);
             return Ok(g.clone());
@@ -355,7 +356,7 @@ impl Kms {
         )
     }
 
-    async fn make_grant_token(&self, grant_id: &str, key_id: &Uuid) -> Result<String, KmsError> {
+    async fn make_grant_token(&self, grant_id: &str, key_id: &Uuid) -> Result<String> {
         let mac = self
             .hsm
             .row_mac(Self::grant_token_mac_input(grant_id, key_id))
@@ -368,7 +369,7 @@ impl Kms {
     }
 
     /// A grant token names its grant and key and carries a MAC from the token's MAC key.
-    async fn verify_grant_token(&self, token: &str) -> Result<(String, Uuid), KmsError> {
+    async fn verify_grant_token(&self, token: &str) -> Result<(String, Uuid)> {
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| KmsError::InvalidGrantToken)?;
@@ -392,11 +393,7 @@ impl Kms {
 
     /// Grants named by the request's grant tokens for this key, read fresh (so a new grant
     /// works at once on any node) and verified.
-    async fn token_grants(
-        &self,
-        caller: &Caller,
-        rec: &KeyRecord,
-    ) -> Result<Vec<GrantRecord>, KmsError> {
+    async fn token_grants(&self, caller: &Caller, rec: &KeyRecord) -> Result<Vec<GrantRecord>> {
         let mut out = Vec::new();
         for t in &caller.grant_tokens {
             let (grant_id, key_id) = self.verify_grant_token(t).await?;
@@ -417,7 +414,7 @@ impl Kms {
         action: &str,
         rec: &KeyRecord,
         ctx: Option<&Context>,
-    ) -> Result<GrantAllows, KmsError> {
+    ) -> Result<GrantAllows> {
         let mut how = GrantAllows::No;
         for g in self.token_grants(caller, rec).await? {
             how = best(how, grant_allows(&g, caller, action, ctx));
@@ -443,7 +440,7 @@ impl Kms {
         rec: &KeyRecord,
         operations: &[String],
         constraints: Option<&Constraints>,
-    ) -> Result<GrantAllows, KmsError> {
+    ) -> Result<GrantAllows> {
         let covers = |g: &GrantRecord| {
             operations.iter().all(|o| g.operations.contains(o))
                 && match &g.constraints {
@@ -472,7 +469,7 @@ impl Kms {
         &self,
         caller: &Caller,
         input: CreateGrantInput,
-    ) -> Result<(String, String), KmsError> {
+    ) -> Result<(String, String)> {
         let rec = self.resolve(caller, &input.key_id).await?;
         let kind = key_kind(&rec);
         let mut refused = Vec::new();
@@ -646,10 +643,9 @@ impl Kms {
         Ok((grant_id, token))
     }
 
-    pub async fn list_grants(&self, caller: &Caller, key_id: &str) -> Result<Vec<Grant>, KmsError> {
-        let rec = self
-            .key_for(caller, key_id, Access::to("kms:ListGrants", ANY_STATE))
-            .await?;
+    pub async fn list_grants(&self, caller: &Caller, key_id: &str) -> Result<Vec<Grant>> {
+        let access = Access::to("kms:ListGrants", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         let grants = self
             .verified(self.grant_store.grants_of_key(rec.key_id).await?)
             .await?;
@@ -661,7 +657,7 @@ impl Kms {
         &self,
         caller: &Caller,
         retiring: &str,
-    ) -> Result<Vec<Grant>, KmsError> {
+    ) -> Result<Vec<Grant>> {
         self.authorize(caller, "kms:ListRetirableGrants", None, None, &[])
             .await?;
         // AWS: the retiring principal must be in the caller's own account. Another account's
@@ -696,7 +692,7 @@ impl Kms {
         key_id: Option<&str>,
         grant_id: Option<&str>,
         dry_run: bool,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let (gid, kid) = match (token, key_id, grant_id) {
             (Some(t), _, _) => self.verify_grant_token(t).await?,
             (None, Some(k), Some(g)) => {
@@ -747,7 +743,7 @@ impl Kms {
     /// Delete a grant, its end first in the trail (`GrantEnded`): the row put back later is
     /// refused ([`Kms::verified`]). A trail that cannot take the event refuses the call; a
     /// deletion that fails after it leaves a grant the trail has ended, which allows nothing.
-    async fn end_grant(&self, g: &GrantRecord, operation: &str) -> Result<(), KmsError> {
+    async fn end_grant(&self, g: &GrantRecord, operation: &str) -> Result<()> {
         let rec = self
             .record(g.key_id)
             .await?
@@ -770,11 +766,10 @@ impl Kms {
         key_id: &str,
         grant_id: &str,
         dry_run: bool,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         check_grant_id(grant_id)?;
-        let rec = self
-            .key_for(caller, key_id, Access::to("kms:RevokeGrant", ANY_STATE))
-            .await?;
+        let access = Access::to("kms:RevokeGrant", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         let Some(g) = self
             .grant_store
             .grant(grant_id)

@@ -4,8 +4,9 @@
 use super::preamble::{Access, Check};
 use super::rotation::material_id;
 use super::{mac_input, Caller, Kms, KmsError};
+use crate::domain::{OnConflict, Result};
 use crate::hsm::{Curve, Hash, ImportAs, ImportWrap, PairKind, PrivateUse};
-use crate::store::{ImportTokenRecord, KeyImportRecord, KeyRecord, MaterialRecord, StoreError};
+use crate::store::{ImportTokenRecord, KeyImportRecord, KeyRecord, MaterialRecord};
 use crate::vocab::{AlgorithmSpec, ExpirationModelType, KeySpec, KeyState, WrappingKeySpec};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -80,7 +81,7 @@ pub(super) fn import_mac_input(i: &KeyImportRecord) -> Vec<u8> {
 }
 
 /// The wrapping mechanism for an algorithm name, if this token can do it.
-fn wrap_of(kms: &Kms, algorithm: AlgorithmSpec, as_: ImportAs) -> Result<ImportWrap, KmsError> {
+fn wrap_of(kms: &Kms, algorithm: AlgorithmSpec, as_: ImportAs) -> Result<ImportWrap> {
     let caps = kms.hsm.capabilities();
     let (wrap, hash) = match algorithm {
         AlgorithmSpec::RsaesOaepSha1 => (ImportWrap::Oaep(Hash::Sha1), Hash::Sha1),
@@ -118,7 +119,7 @@ fn wrap_of(kms: &Kms, algorithm: AlgorithmSpec, as_: ImportAs) -> Result<ImportW
 }
 
 /// What material a key takes.
-pub(super) fn import_as(rec: &KeyRecord) -> Result<ImportAs, KmsError> {
+pub(super) fn import_as(rec: &KeyRecord) -> Result<ImportAs> {
     match rec.key_spec {
         KeySpec::SymmetricDefault => Ok(ImportAs::Aes256),
         // AWS: HMAC key material of at least the digest length, at most 64 bytes.
@@ -155,7 +156,7 @@ impl Kms {
         &self,
         p: &KeyImportRecord,
         as_: ImportAs,
-    ) -> Result<Vec<u8>, KmsError> {
+    ) -> Result<Vec<u8>> {
         let current = self.hsm.mac_version()?;
         let stored = crate::hsm::mac_parts(&p.material_check).map(|(v, _)| v);
         if stored == Some(current) {
@@ -174,7 +175,7 @@ impl Kms {
         key_id: uuid::Uuid,
         version: i32,
         as_: ImportAs,
-    ) -> Result<Option<Vec<u8>>, KmsError> {
+    ) -> Result<Option<Vec<u8>>> {
         let Some(rec) = self.keys.key(key_id).await? else {
             return Ok(None);
         };
@@ -202,7 +203,7 @@ impl Kms {
         key_id: &str,
         algorithm: AlgorithmSpec,
         key_spec: WrappingKeySpec,
-    ) -> Result<ImportParameters, KmsError> {
+    ) -> Result<ImportParameters> {
         let rec = self
             .key_for(
                 caller,
@@ -305,7 +306,7 @@ impl Kms {
         &self,
         model: Option<ExpirationModelType>,
         valid_to: Option<DateTime<Utc>>,
-    ) -> Result<(String, Option<DateTime<Utc>>), KmsError> {
+    ) -> Result<(String, Option<DateTime<Utc>>)> {
         use ExpirationModelType::{KeyMaterialDoesNotExpire, KeyMaterialExpires};
         let model = model.unwrap_or(KeyMaterialExpires);
         match (model, valid_to) {
@@ -349,7 +350,7 @@ impl Kms {
         expiration_model: Option<ExpirationModelType>,
         valid_to: Option<DateTime<Utc>>,
         which: MaterialChoice<'_>,
-    ) -> Result<(String, Option<String>), KmsError> {
+    ) -> Result<(String, Option<String>)> {
         let (model, valid_to) = self.import_expiry(expiration_model, valid_to)?;
         if which.import_type == Some("NEW_KEY_MATERIAL") && which.key_material_id.is_some() {
             return Err(KmsError::Validation(
@@ -622,8 +623,7 @@ impl Kms {
         if let Some(s) = &state {
             seals.push(s.clone());
         }
-        match self
-            .keys
+        self.keys
             .import_material(
                 &m,
                 &imp,
@@ -634,16 +634,13 @@ impl Kms {
                 rotation.as_ref(),
             )
             .await
-        {
-            Ok(()) => self.written_all(&seals),
-            Err(StoreError::Conflict { .. }) => {
-                return Err(KmsError::Conflict(format!(
-                    "{} changed while its key material was being imported; try again.",
-                    rec.arn()
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+            .on_conflict(|| {
+                KmsError::changed(
+                    rec.arn(),
+                    "changed while its key material was being imported",
+                )
+            })?;
+        self.written_all(&seals);
         self.invalidate(Some(rec.key_id));
         Ok(answer)
     }
@@ -656,7 +653,7 @@ impl Kms {
         import_token: &[u8],
         encrypted: Vec<u8>,
         as_: ImportAs,
-    ) -> Result<crate::hsm::Imported, KmsError> {
+    ) -> Result<crate::hsm::Imported> {
         let token_id = Uuid::from_slice(import_token).map_err(|_| KmsError::InvalidImportToken)?;
         let Some(t) = self.keys.import_token(token_id).await? else {
             return Err(KmsError::InvalidImportToken);
@@ -710,7 +707,7 @@ impl Kms {
         p: &KeyImportRecord,
         as_: ImportAs,
         check: &[u8],
-    ) -> Result<bool, KmsError> {
+    ) -> Result<bool> {
         let stored = self.check_under_current_mac(p, as_).await?;
         Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
             stored.as_slice(),

@@ -6,7 +6,8 @@ use super::import::import_mac_input;
 use super::preamble::{Access, Check};
 use super::rotation::material_id;
 use super::{Caller, Kms, KmsError};
-use crate::store::{KeyImportRecord, KeyRecord, StoreError};
+use crate::domain::{OnConflict, Result};
+use crate::store::{KeyImportRecord, KeyRecord};
 use crate::vocab::{KeySpec, KeyState, Origin};
 use chrono::{DateTime, Utc};
 
@@ -26,14 +27,9 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         key_material_id: Option<&str>,
-    ) -> Result<(String, Option<String>), KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:DeleteImportedKeyMaterial", &[Check::External]),
-            )
-            .await?;
+    ) -> Result<(String, Option<String>)> {
+        let access = Access::to("kms:DeleteImportedKeyMaterial", &[Check::External]);
+        let rec = self.key_for(caller, key_id, access).await?;
         if !matches!(
             rec.key_state,
             KeyState::Enabled
@@ -88,7 +84,7 @@ impl Kms {
         rec: &KeyRecord,
         p: KeyImportRecord,
         expired_at: Option<DateTime<Utc>>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let discard = p.pending;
         let row = super::seal::import_row(rec.key_id, p.version);
         let previous = p.mac.clone();
@@ -120,7 +116,7 @@ impl Kms {
             }
             None => None,
         };
-        match self
+        let deleted = self
             .keys
             .delete_imported_material(
                 &imp,
@@ -128,21 +124,16 @@ impl Kms {
                 state.as_ref().map(|(f, t, m)| (*f, *t, m.as_slice())),
                 expired_at,
             )
-            .await
-        {
-            Ok(()) => {
-                self.written_all(&seals);
-                if discard {
-                    self.removed(&row, &previous);
-                }
-            }
-            Err(StoreError::Conflict { .. }) => {
-                return Err(KmsError::Conflict(format!(
-                    "{} changed while its key material was being deleted; try again.",
-                    rec.arn()
-                )))
-            }
-            Err(e) => return Err(e.into()),
+            .await;
+        deleted.on_conflict(|| {
+            KmsError::changed(
+                rec.arn(),
+                "changed while its key material was being deleted",
+            )
+        })?;
+        self.written_all(&seals);
+        if discard {
+            self.removed(&row, &previous);
         }
         self.invalidate(Some(rec.key_id));
         // A multi-Region primary's pending material goes from its replicas too (AWS: "you'll
@@ -172,7 +163,7 @@ impl Kms {
     pub(super) async fn material_views(
         &self,
         rec: &KeyRecord,
-    ) -> Result<Vec<super::rotation::MaterialView>, KmsError> {
+    ) -> Result<Vec<super::rotation::MaterialView>> {
         let own = self.verified_imports(rec.key_id).await?;
         let mut family: Vec<(bool, Vec<KeyImportRecord>)> = Vec::new();
         if let Some(mrk) = rec.mrk_id {
@@ -245,10 +236,7 @@ impl Kms {
     /// The material imported into a key for its next rotation (pending rotation), verified;
     /// AWS's recorded refusal if there is none, or (a multi-Region primary) if a replica does
     /// not hold it yet.
-    pub(super) async fn pending_material(
-        &self,
-        rec: &KeyRecord,
-    ) -> Result<KeyImportRecord, KmsError> {
+    pub(super) async fn pending_material(&self, rec: &KeyRecord) -> Result<KeyImportRecord> {
         let p = self
             .verified_imports(rec.key_id)
             .await?
@@ -283,7 +271,7 @@ impl Kms {
     /// again (as on AWS). If the primary's pending material was deleted since the rotation
     /// started, the rotation ends without one (as on AWS). `Conflict` once the rotation is no
     /// longer in progress (completed elsewhere).
-    pub(super) async fn rotate_to_imported(&self, rec: &KeyRecord) -> Result<(), KmsError> {
+    pub(super) async fn rotate_to_imported(&self, rec: &KeyRecord) -> Result<()> {
         let rows = self.verified_rotation_rows(rec).await?;
         let stored = rows
             .iter()
@@ -412,16 +400,7 @@ impl Kms {
                 r
             })
             .await;
-        match r {
-            Ok(()) => {}
-            Err(StoreError::Conflict { .. }) => {
-                return Err(KmsError::Conflict(format!(
-                    "{} is already being rotated.",
-                    rec.arn()
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        r.on_conflict(|| KmsError::Conflict(format!("{} is already being rotated.", rec.arn())))?;
         self.invalidate_related(rec);
         tracing::info!(key_id = %rec.key_id, version = p.version, "key rotated to imported key material");
         self.audit_service_done(action).await;
@@ -430,7 +409,7 @@ impl Kms {
 
     /// The scheduler's part: imported material whose `ValidTo` passed is deleted, exactly
     /// once across nodes, and audited. Returns how many materials expired.
-    pub(super) async fn expire_imports(&self, now: DateTime<Utc>) -> Result<usize, KmsError> {
+    pub(super) async fn expire_imports(&self, now: DateTime<Utc>) -> Result<usize> {
         let mut n = 0;
         // Every import record, judged by its verified row: a ValidTo moved later, cleared, or
         // rows crowding the due list in the database neither postpone nor hide an expiry.
@@ -493,7 +472,7 @@ impl Kms {
     pub(crate) async fn import_expiration(
         &self,
         rec: &KeyRecord,
-    ) -> Result<Option<(String, Option<DateTime<Utc>>)>, KmsError> {
+    ) -> Result<Option<(String, Option<DateTime<Utc>>)>> {
         if rec.origin != Origin::External {
             return Ok(None);
         }
@@ -509,7 +488,7 @@ impl Kms {
     pub(crate) async fn verified_imports(
         &self,
         key_id: uuid::Uuid,
-    ) -> Result<Vec<KeyImportRecord>, KmsError> {
+    ) -> Result<Vec<KeyImportRecord>> {
         let rows = self.keys.key_imports(key_id).await?;
         for i in &rows {
             self.verify_import(i).await?;
@@ -522,7 +501,7 @@ impl Kms {
         &self,
         key_id: uuid::Uuid,
         version: i32,
-    ) -> Result<Option<KeyImportRecord>, KmsError> {
+    ) -> Result<Option<KeyImportRecord>> {
         let Some(i) = self
             .keys
             .key_imports(key_id)
@@ -536,7 +515,7 @@ impl Kms {
         Ok(Some(i))
     }
 
-    async fn verify_import(&self, i: &KeyImportRecord) -> Result<(), KmsError> {
+    async fn verify_import(&self, i: &KeyImportRecord) -> Result<()> {
         if !self
             .current_seal(
                 super::seal::import_row(i.key_id, i.version),

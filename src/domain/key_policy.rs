@@ -12,7 +12,7 @@ impl Kms {
         rec: &KeyRecord,
         text: &str,
         bypass: bool,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         if text.len() > MAX_KEY_POLICY_BYTES {
             return Err(KmsError::LimitExceeded(format!(
                 "The key policy is {} bytes; the limit is {MAX_KEY_POLICY_BYTES} bytes.",
@@ -49,7 +49,7 @@ impl Kms {
         key_id: &str,
         text: &str,
         bypass: bool,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         self.as_current(|| self.put_key_policy_once(caller, key_id, text, bypass))
             .await
     }
@@ -60,11 +60,10 @@ impl Kms {
         key_id: &str,
         text: &str,
         bypass: bool,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         // Every state, a key pending deletion too (AWS's key-state table).
-        let rec = self
-            .key_for(caller, key_id, Access::to("kms:PutKeyPolicy", ANY_STATE))
-            .await?;
+        let access = Access::to("kms:PutKeyPolicy", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         self.check_new_policy(caller, &rec, text, bypass).await?;
         if !self.store_key_policy(&rec, text).await? {
             return Err(KmsError::Changed(rec.key_id));
@@ -74,11 +73,7 @@ impl Kms {
 
     /// Replace `rec`'s policy with `policy`, sealed; false when the row changed since `rec`
     /// was read (nothing is written then).
-    pub(super) async fn store_key_policy(
-        &self,
-        rec: &KeyRecord,
-        policy: &str,
-    ) -> Result<bool, KmsError> {
+    pub(super) async fn store_key_policy(&self, rec: &KeyRecord, policy: &str) -> Result<bool> {
         let sealed = KeyRecord {
             policy: policy.to_string(),
             ..rec.clone()
@@ -102,50 +97,35 @@ impl Kms {
         Ok(true)
     }
 
-    pub async fn get_key_policy(&self, caller: &Caller, key_id: &str) -> Result<String, KmsError> {
-        let rec = self
-            .key_for(caller, key_id, Access::to("kms:GetKeyPolicy", ANY_STATE))
-            .await?;
+    pub async fn get_key_policy(&self, caller: &Caller, key_id: &str) -> Result<String> {
+        let access = Access::to("kms:GetKeyPolicy", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         Ok(rec.policy.clone())
     }
 
-    pub async fn list_key_policies(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<Vec<String>, KmsError> {
+    pub async fn list_key_policies(&self, caller: &Caller, key_id: &str) -> Result<Vec<String>> {
         self.key_for(caller, key_id, Access::to("kms:ListKeyPolicies", ANY_STATE))
             .await?;
         Ok(vec!["default".into()])
     }
 
-    pub async fn describe_key(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<KeyMetadata, KmsError> {
-        let rec = self
-            .key_for(caller, key_id, Access::to("kms:DescribeKey", ANY_STATE))
-            .await?;
+    pub async fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyMetadata> {
+        let access = Access::to("kms:DescribeKey", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         self.metadata(&rec).await
     }
 
     /// `GetKeyLastUsage`: the key's latest successful cryptographic call, from the audit trail
     /// (every call this deployment answered is in it, so tracking starts when the key was
     /// created). A key id or key ARN of the caller's own account only, as on AWS.
-    pub async fn key_last_usage(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<KeyLastUsage, KmsError> {
+    pub async fn key_last_usage(&self, caller: &Caller, key_id: &str) -> Result<KeyLastUsage> {
         if matches!(keyid::parse(key_id)?, KeyRef::Alias { .. }) {
             return Err(KmsError::NotFound(format!(
                 "Alias names are not supported: specify the key ID or key ARN instead of {key_id}."
             )));
         }
-        let rec = self
-            .key_for(caller, key_id, Access::to("kms:GetKeyLastUsage", ANY_STATE))
-            .await?;
+        let access = Access::to("kms:GetKeyLastUsage", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         if rec.account_id != caller.account_id {
             return Err(KmsError::NotFound(crate::messages::key_does_not_exist(
                 &rec.arn(),
@@ -168,7 +148,7 @@ impl Kms {
         caller: &Caller,
         limit: usize,
         marker: Option<&str>,
-    ) -> Result<ListKeysOutput, KmsError> {
+    ) -> Result<ListKeysOutput> {
         self.authorize(caller, "kms:ListKeys", None, None, &[])
             .await?;
         let after = match marker {

@@ -2,6 +2,7 @@
 //! Parse, don't validate: the rest of the domain layer only ever sees a [`KeyRef`].
 
 use super::KmsError;
+use crate::domain::Result;
 use crate::store::KeyRecord;
 use std::fmt;
 use uuid::Uuid;
@@ -135,7 +136,7 @@ fn parse_id(s: &str) -> Option<PublicId> {
     parse_uuid(s).map(PublicId::Key)
 }
 
-pub fn parse(s: &str) -> Result<KeyRef, KmsError> {
+pub fn parse(s: &str) -> Result<KeyRef> {
     let invalid = || KmsError::NotFound(crate::messages::invalid_key_id(s));
     if let Some(rest) = s.strip_prefix("arn:") {
         // arn:<partition>:kms:<region>:<account>:<resource>

@@ -2,6 +2,7 @@
 
 use super::preamble::{Access, Check, ANY_STATE};
 use super::{keyid, Caller, Kms, KmsError};
+use crate::domain::Result;
 use crate::store::{AliasRecord, KeyRecord, StoreError, Tag};
 use crate::vocab::{KeyState, Origin};
 use chrono::{DateTime, Duration, Utc};
@@ -12,7 +13,7 @@ pub const MAX_TAGS_PER_KEY: usize = 50;
 
 /// AWS's alias name rules: `alias/` then letters, digits, `/`, `_`, `-`; at most 256 in all;
 /// `alias/aws/` is reserved for AWS managed keys ([`not_reserved`]).
-pub fn check_alias_name(name: &str) -> Result<(), KmsError> {
+pub fn check_alias_name(name: &str) -> Result<()> {
     // AWS refuses a colon as a validation error although the model's pattern admits it.
     if name.contains(':') {
         return Err(KmsError::Validation(format!(
@@ -40,7 +41,7 @@ pub fn check_alias_name(name: &str) -> Result<(), KmsError> {
 /// managed keys. AWS answers `NotAuthorizedException` with no message, before it looks at the
 /// key (the answer of moto's test, whose expected body was written from AWS's, and of
 /// local-kms; AWS's model does not list it, so clients see an unmodelled error code).
-pub fn not_reserved(name: &str) -> Result<(), KmsError> {
+pub fn not_reserved(name: &str) -> Result<()> {
     if name.starts_with("alias/aws/") {
         return Err(KmsError::NotAuthorized);
     }
@@ -48,7 +49,7 @@ pub fn not_reserved(name: &str) -> Result<(), KmsError> {
 }
 
 /// A new key's tags: each valid, and at most 50.
-pub fn check_new_tags(tags: &[Tag]) -> Result<(), KmsError> {
+pub fn check_new_tags(tags: &[Tag]) -> Result<()> {
     check_tags(tags)?;
     if tags.len() > MAX_TAGS_PER_KEY {
         return Err(KmsError::Tag(crate::messages::TOO_MANY_TAGS.into()));
@@ -56,7 +57,7 @@ pub fn check_new_tags(tags: &[Tag]) -> Result<(), KmsError> {
     Ok(())
 }
 
-pub fn check_tags(tags: &[Tag]) -> Result<(), KmsError> {
+pub fn check_tags(tags: &[Tag]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for t in tags {
         if t.key.to_ascii_lowercase().starts_with("aws:") {
@@ -85,7 +86,7 @@ impl Kms {
         account: &str,
         region: &str,
         name: &str,
-    ) -> Result<Option<Uuid>, KmsError> {
+    ) -> Result<Option<Uuid>> {
         let k = (account.to_string(), region.to_string(), name.to_string());
         if let Some(t) = self.aliases.lock().unwrap().get(&k) {
             crate::metrics::cache("aliases", true);
@@ -120,7 +121,7 @@ impl Kms {
 
     /// An alias row whose MAC holds. One re-pointed, inserted or moved in the database is
     /// refused (the request fails), never followed to the key it now names.
-    pub(super) async fn verified_alias(&self, a: AliasRecord) -> Result<AliasRecord, KmsError> {
+    pub(super) async fn verified_alias(&self, a: AliasRecord) -> Result<AliasRecord> {
         self.verified_alias_under(a, None).await
     }
 
@@ -130,7 +131,7 @@ impl Kms {
         &self,
         a: AliasRecord,
         trail: Option<&[(String, i64)]>,
-    ) -> Result<AliasRecord, KmsError> {
+    ) -> Result<AliasRecord> {
         let stored = Some(a.mac.clone());
         let (row, input) = (super::seal::alias_row(&a), super::alias_mac_input(&a));
         let current = match trail {
@@ -144,12 +145,12 @@ impl Kms {
         Err(KmsError::KeyUnavailable)
     }
 
-    pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
+    pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
         self.as_current(|| self.switch_key(caller, key_id, "kms:EnableKey", KeyState::Enabled))
             .await
     }
 
-    pub async fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<(), KmsError> {
+    pub async fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
         self.as_current(|| self.switch_key(caller, key_id, "kms:DisableKey", KeyState::Disabled))
             .await
     }
@@ -161,10 +162,9 @@ impl Kms {
         key_id: &str,
         action: &str,
         state: KeyState,
-    ) -> Result<(), KmsError> {
-        let rec = self
-            .key_for(caller, key_id, Access::to(action, &[Check::NotPending]))
-            .await?;
+    ) -> Result<()> {
+        let access = Access::to(action, &[Check::NotPending]);
+        let rec = self.key_for(caller, key_id, access).await?;
         self.set_state(&rec, state, None, None).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
@@ -178,7 +178,7 @@ impl Kms {
         key_id: &str,
         days: i64,
         now: DateTime<Utc>,
-    ) -> Result<(String, &'static str, Option<DateTime<Utc>>), KmsError> {
+    ) -> Result<(String, &'static str, Option<DateTime<Utc>>)> {
         self.as_current(|| self.schedule_key_deletion_once(caller, key_id, days, now))
             .await
     }
@@ -189,15 +189,10 @@ impl Kms {
         key_id: &str,
         days: i64,
         now: DateTime<Utc>,
-    ) -> Result<(String, &'static str, Option<DateTime<Utc>>), KmsError> {
-        let rec = self
-            // A key waiting for imported material can be deleted too, as on AWS.
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:ScheduleKeyDeletion", &[Check::Manageable]),
-            )
-            .await?;
+    ) -> Result<(String, &'static str, Option<DateTime<Utc>>)> {
+        let access = Access::to("kms:ScheduleKeyDeletion", &[Check::Manageable]);
+        // A key waiting for imported material can be deleted too, as on AWS.
+        let rec = self.key_for(caller, key_id, access).await?;
         let has_replicas = match (rec.mrk_id, rec.mrk_primary) {
             (Some(mrk), true) => self.keys.related_keys(mrk).await?.len() > 1,
             _ => false,
@@ -223,27 +218,14 @@ impl Kms {
 
     /// A key whose deletion is cancelled comes back Disabled, or pending import when it has no
     /// imported material.
-    pub async fn cancel_key_deletion(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<String, KmsError> {
+    pub async fn cancel_key_deletion(&self, caller: &Caller, key_id: &str) -> Result<String> {
         self.as_current(|| self.cancel_key_deletion_once(caller, key_id))
             .await
     }
 
-    async fn cancel_key_deletion_once(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<String, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:CancelKeyDeletion", ANY_STATE),
-            )
-            .await?;
+    async fn cancel_key_deletion_once(&self, caller: &Caller, key_id: &str) -> Result<String> {
+        let access = Access::to("kms:CancelKeyDeletion", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         if rec.key_state != KeyState::PendingDeletion
             && rec.key_state != KeyState::PendingReplicaDeletion
         {
@@ -278,25 +260,16 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         description: &str,
-    ) -> Result<(), KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:UpdateKeyDescription", &[Check::Manageable]),
-            )
-            .await?;
+    ) -> Result<()> {
+        let access = Access::to("kms:UpdateKeyDescription", &[Check::Manageable]);
+        let rec = self.key_for(caller, key_id, access).await?;
         self.keys.set_description(rec.key_id, description).await?;
         self.invalidate(Some(rec.key_id));
         Ok(())
     }
 
     /// The key an existing alias of the caller's account and region names.
-    async fn alias_key(
-        &self,
-        caller: &Caller,
-        name: &str,
-    ) -> Result<std::sync::Arc<KeyRecord>, KmsError> {
+    async fn alias_key(&self, caller: &Caller, name: &str) -> Result<std::sync::Arc<KeyRecord>> {
         let not_found = || keyid::alias_not_found(&caller.region, &caller.account_id, name);
         let current = self
             .keys
@@ -312,7 +285,7 @@ impl Kms {
         &self,
         caller: &Caller,
         target: &str,
-    ) -> Result<std::sync::Arc<KeyRecord>, KmsError> {
+    ) -> Result<std::sync::Arc<KeyRecord>> {
         if matches!(keyid::parse(target)?, keyid::KeyRef::Alias { .. }) {
             return Err(KmsError::Validation(
                 "TargetKeyId must be a key ID or key ARN, not an alias.".into(),
@@ -327,12 +300,7 @@ impl Kms {
         Ok(rec)
     }
 
-    pub async fn create_alias(
-        &self,
-        caller: &Caller,
-        name: &str,
-        target: &str,
-    ) -> Result<(), KmsError> {
+    pub async fn create_alias(&self, caller: &Caller, name: &str, target: &str) -> Result<()> {
         check_alias_name(name)?;
         let rec = self.alias_target_key(caller, target).await?;
         self.admit(
@@ -394,12 +362,7 @@ impl Kms {
         Ok(())
     }
 
-    pub async fn update_alias(
-        &self,
-        caller: &Caller,
-        name: &str,
-        target: &str,
-    ) -> Result<(), KmsError> {
+    pub async fn update_alias(&self, caller: &Caller, name: &str, target: &str) -> Result<()> {
         check_alias_name(name)?;
         let not_found = || keyid::alias_not_found(&caller.region, &caller.account_id, name);
         let old = self.alias_key(caller, name).await?;
@@ -446,7 +409,7 @@ impl Kms {
         Ok(())
     }
 
-    pub async fn delete_alias(&self, caller: &Caller, name: &str) -> Result<(), KmsError> {
+    pub async fn delete_alias(&self, caller: &Caller, name: &str) -> Result<()> {
         not_reserved(name)?;
         let not_found = || keyid::alias_not_found(&caller.region, &caller.account_id, name);
         let rec = self.alias_key(caller, name).await?;
@@ -470,11 +433,7 @@ impl Kms {
 
     /// The caller's alias `name` as stored, verified (not from the cache): the generation a
     /// change to it moves on from.
-    async fn stored_alias(
-        &self,
-        caller: &Caller,
-        name: &str,
-    ) -> Result<Option<AliasRecord>, KmsError> {
+    async fn stored_alias(&self, caller: &Caller, name: &str) -> Result<Option<AliasRecord>> {
         match self
             .keys
             .alias(&caller.account_id, &caller.region, name)
@@ -492,7 +451,7 @@ impl Kms {
         &self,
         caller: &Caller,
         key_id: Option<&str>,
-    ) -> Result<(Vec<AliasRecord>, Vec<String>), KmsError> {
+    ) -> Result<(Vec<AliasRecord>, Vec<String>)> {
         let key = match key_id {
             Some(k) => {
                 if matches!(keyid::parse(k)?, keyid::KeyRef::Alias { .. }) {
@@ -533,19 +492,9 @@ impl Kms {
         Ok((out, predefined))
     }
 
-    pub async fn tag_resource(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-        tags: Vec<Tag>,
-    ) -> Result<(), KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:TagResource", &[Check::Manageable]),
-            )
-            .await?;
+    pub async fn tag_resource(&self, caller: &Caller, key_id: &str, tags: Vec<Tag>) -> Result<()> {
+        let access = Access::to("kms:TagResource", &[Check::Manageable]);
+        let rec = self.key_for(caller, key_id, access).await?;
         check_tags(&tags)?;
         let mut next: Vec<Tag> = self
             .tags_of(&rec)
@@ -568,14 +517,9 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         keys: Vec<String>,
-    ) -> Result<(), KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:UntagResource", &[Check::Manageable]),
-            )
-            .await?;
+    ) -> Result<()> {
+        let access = Access::to("kms:UntagResource", &[Check::Manageable]);
+        let rec = self.key_for(caller, key_id, access).await?;
         let next: Vec<Tag> = self
             .tags_of(&rec)
             .await?
@@ -586,18 +530,9 @@ impl Kms {
         self.store_tags(&rec, &next).await
     }
 
-    pub async fn list_resource_tags(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<Vec<Tag>, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:ListResourceTags", ANY_STATE),
-            )
-            .await?;
+    pub async fn list_resource_tags(&self, caller: &Caller, key_id: &str) -> Result<Vec<Tag>> {
+        let access = Access::to("kms:ListResourceTags", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         Ok(self.tags_of(&rec).await?.to_vec())
     }
 }

@@ -16,6 +16,7 @@
 //! made the MAC, which is what a compromised key calls for.
 
 use super::{credentials, import, Kms, KmsError};
+use crate::domain::Result;
 use crate::store::{KeyMac, MacRow, ServiceStore};
 
 /// What one pass of the re-MAC job did.
@@ -51,10 +52,7 @@ impl Kms {
     /// Follow a MAC key version the database records beyond the one this process MACs under
     /// (another process rotated it): new MACs are made under it from now on. Returns the
     /// version followed, if any. A version the token does not hold is logged and not followed.
-    pub async fn follow_mac_key<S: ServiceStore + ?Sized>(
-        &self,
-        store: &S,
-    ) -> Result<Option<u32>, KmsError> {
+    pub async fn follow_mac_key<S: ServiceStore + ?Sized>(&self, store: &S) -> Result<Option<u32>> {
         let Some(recorded) = store.current_mac_version().await? else {
             return Ok(None);
         };
@@ -92,10 +90,7 @@ impl Kms {
 
     /// The current MAC key version and how many MACs are still under an older one (and the
     /// metric of those left).
-    pub async fn mac_key_status<S: ServiceStore + ?Sized>(
-        &self,
-        store: &S,
-    ) -> Result<(u32, i64), KmsError> {
+    pub async fn mac_key_status<S: ServiceStore + ?Sized>(&self, store: &S) -> Result<(u32, i64)> {
         let current = self.hsm.mac_version()?;
         // Nothing is older than version 1.
         let behind = if current > 1 {
@@ -113,7 +108,7 @@ impl Kms {
         &self,
         store: &S,
         limit: i64,
-    ) -> Result<Remacced, KmsError> {
+    ) -> Result<Remacced> {
         let current = self.hsm.mac_version()?;
         let mut out = Remacced::default();
         if current == 1 {
@@ -142,11 +137,7 @@ impl Kms {
     }
 
     /// One row's MAC made again under the current MAC key.
-    async fn remac_one<S: ServiceStore + ?Sized>(
-        &self,
-        store: &S,
-        row: &MacRow,
-    ) -> Result<Moved, KmsError> {
+    async fn remac_one<S: ServiceStore + ?Sized>(&self, store: &S, row: &MacRow) -> Result<Moved> {
         // (the MAC as stored, what it covers now, and what it should cover)
         let (old, input): (Vec<u8>, Vec<u8>) = match row {
             MacRow::Key(id, part) => {
@@ -242,7 +233,7 @@ impl Kms {
         row: &MacRow,
         key_id: uuid::Uuid,
         version: i32,
-    ) -> Result<Moved, KmsError> {
+    ) -> Result<Moved> {
         let import = self
             .keys
             .key_imports(key_id)

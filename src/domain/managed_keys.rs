@@ -1,7 +1,8 @@
 //! AWS managed keys (`alias/aws/<service>`): created on first use by an integrated service,
 //! with the key policy AWS gives them.
 
-use super::{Kms, KmsError};
+use super::Kms;
+use crate::domain::Result;
 use crate::store::{AliasRecord, KeyRecord, StoreError};
 use chrono::Duration;
 use uuid::Uuid;
@@ -73,7 +74,7 @@ impl Kms {
         account: &str,
         region: &str,
         name: &str,
-    ) -> Result<Option<Uuid>, KmsError> {
+    ) -> Result<Option<Uuid>> {
         let Some(service) = name.strip_prefix("alias/aws/") else {
             return Ok(None);
         };

@@ -8,7 +8,7 @@ impl Kms {
     /// The key's policy decides who may use it, its state whether it may be used, its
     /// attributes what it is: any of them altered in the database (or written there by anyone
     /// but this service) makes the key unusable, not open.
-    pub(super) async fn key_parts_sealed(&self, rec: &KeyRecord) -> Result<(), KmsError> {
+    pub(super) async fn key_parts_sealed(&self, rec: &KeyRecord) -> Result<()> {
         let checks = [
             ("key policy failed its integrity check", policy_mac_input(rec), &rec.policy_mac),
             ("key state failed its integrity check", state_mac_input(rec), &rec.state_mac),
@@ -32,7 +32,7 @@ impl Kms {
         Ok(())
     }
 
-    pub(super) async fn record(&self, id: Uuid) -> Result<Option<Arc<KeyRecord>>, KmsError> {
+    pub(super) async fn record(&self, id: Uuid) -> Result<Option<Arc<KeyRecord>>> {
         if let Some(r) = self.meta.lock().unwrap().get(&id) {
             crate::metrics::cache("key_metadata", true);
             return Ok(Some(r.clone()));
@@ -81,11 +81,7 @@ impl Kms {
     }
 
     /// Resolve a `KeyId` parameter to a key the caller can see in the caller's region.
-    pub(super) async fn resolve(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<Arc<KeyRecord>, KmsError> {
+    pub(super) async fn resolve(&self, caller: &Caller, key_id: &str) -> Result<Arc<KeyRecord>> {
         let r = keyid::parse(key_id)?;
         let (id, account) = match &r {
             KeyRef::Id(id) => (*id, caller.account_id.clone()),
@@ -147,7 +143,7 @@ impl Kms {
     }
 
     /// The ARN of a key by id, whatever its account (for listing grants).
-    pub(super) async fn key_arn_of(&self, key_id: Uuid) -> Result<String, KmsError> {
+    pub(super) async fn key_arn_of(&self, key_id: Uuid) -> Result<String> {
         let rec = self
             .record(key_id)
             .await?
@@ -158,7 +154,7 @@ impl Kms {
     /// For `kms backup verify`: the key's rows pass every check, and every material version
     /// it holds unwraps under this token (the handle is only cached, never exported). Returns
     /// how many versions unwrapped.
-    pub async fn verify_key_material(&self, id: Uuid) -> Result<usize, KmsError> {
+    pub async fn verify_key_material(&self, id: Uuid) -> Result<usize> {
         let rec = self.record(id).await?.ok_or(KmsError::KeyUnavailable)?;
         let mut n = 0;
         for version in 1..=rec.current_version {
@@ -174,7 +170,7 @@ impl Kms {
         &self,
         rec: &KeyRecord,
         version: i32,
-    ) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+    ) -> Result<Option<Arc<LiveMaterial>>> {
         let k = (rec.key_id, version);
         if let Some(l) = self.live.lock().unwrap().get(&k) {
             if l.bound_to == Binding::of(rec) && l.handle.is_current() {
@@ -194,7 +190,7 @@ impl Kms {
         &self,
         rec: &KeyRecord,
         version: i32,
-    ) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+    ) -> Result<Option<Arc<LiveMaterial>>> {
         let k = (rec.key_id, version);
         let cached = self.live.lock().unwrap().get(&k).cloned();
         if let Some(l) = cached {
@@ -289,11 +285,7 @@ impl Kms {
     }
 
     /// Check a material row's MAC (computed in the token) against the key it claims to be of.
-    pub(super) async fn verify_material(
-        &self,
-        rec: &KeyRecord,
-        m: &MaterialRecord,
-    ) -> Result<(), KmsError> {
+    pub(super) async fn verify_material(&self, rec: &KeyRecord, m: &MaterialRecord) -> Result<()> {
         if !self
             .hsm
             .row_mac_matches(material_mac_input(rec, m), &m.mac)
@@ -310,7 +302,7 @@ impl Kms {
     pub(super) async fn try_invocation(
         &self,
         rec: &KeyRecord,
-    ) -> Result<Option<Arc<LiveMaterial>>, KmsError> {
+    ) -> Result<Option<Arc<LiveMaterial>>> {
         let version = rec.current_version;
         let live = self.live_material(rec, version).await?.ok_or_else(|| {
             KmsError::Internal(format!(
@@ -359,7 +351,7 @@ impl Kms {
     }
 
     /// The furthest end of the material's latest leases in the trail (0: none).
-    pub(super) async fn leased_per_trail(&self, material: &str) -> Result<i64, KmsError> {
+    pub(super) async fn leased_per_trail(&self, material: &str) -> Result<i64> {
         // Leases of several nodes may reach the trail out of order: the latest few, not only
         // the last, bound where the count stands.
         let bodies = self.keys.leases_per_trail(material, 16).await?;
@@ -376,10 +368,7 @@ impl Kms {
     }
 
     /// Like `try_invocation`, but a key at the bound rotates to new material (once) and uses it.
-    pub(super) async fn invocation(
-        &self,
-        rec: &KeyRecord,
-    ) -> Result<(i32, Arc<LiveMaterial>), KmsError> {
+    pub(super) async fn invocation(&self, rec: &KeyRecord) -> Result<(i32, Arc<LiveMaterial>)> {
         if let Some(live) = self.try_invocation(rec).await? {
             return Ok((rec.current_version, live));
         }
@@ -405,7 +394,7 @@ impl Kms {
         rec: &KeyRecord,
         plaintext: Zeroizing<Vec<u8>>,
         ctx: &Context,
-    ) -> Result<Vec<u8>, KmsError> {
+    ) -> Result<Vec<u8>> {
         let (version, live) = self.invocation(rec).await?;
         let mut iv = [0u8; 12];
         aws_lc_rs::rand::fill(&mut iv)
@@ -433,7 +422,7 @@ impl Kms {
         action: &str,
         rec: &KeyRecord,
         ctx: &Context,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let access = Access::to(action, &[Check::Enabled, Check::Symmetric("Decrypt")])
             .context(ctx)
             .conditions(&[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]);
@@ -448,7 +437,7 @@ impl Kms {
         blob: &[u8],
         ctx: &Context,
         expected: Option<&str>,
-    ) -> Result<(Arc<KeyRecord>, Zeroizing<Vec<u8>>), KmsError> {
+    ) -> Result<(Arc<KeyRecord>, Zeroizing<Vec<u8>>)> {
         let expected = match expected {
             Some(k) => Some(self.resolve(caller, k).await?),
             None => None,

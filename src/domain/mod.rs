@@ -29,6 +29,9 @@ mod symmetric;
 /// `kms --version` and `/healthz`: the release and the schema versions it migrates to.
 pub use crate::store::VERSION;
 pub use error::KmsError;
+pub(crate) use error::OnConflict;
+/// The domain's result: a [`KmsError`] unless another error is named.
+pub type Result<T, E = KmsError> = std::result::Result<T, E>;
 pub use keyid::KeyRef;
 pub(crate) use mac_inputs::{
     alias_mac_input, attrs_mac_input, mac_input, policy_mac_input, rotation_mac_input,
@@ -442,11 +445,7 @@ impl Kms {
     /// keys in the region (counted in the database: every node's keys). A quick refusal
     /// before any token work; the insert counts again in its own transaction
     /// ([`Kms::key_quota_error`]), which is what holds under concurrent creations.
-    pub(crate) async fn check_key_quota(
-        &self,
-        account: &str,
-        region: &str,
-    ) -> Result<(), KmsError> {
+    pub(crate) async fn check_key_quota(&self, account: &str, region: &str) -> Result<()> {
         let n = self.keys.count_customer_keys(account, region).await?;
         if n >= self.limits.keys_per_region {
             return Err(self.key_quota_exceeded(account, region));
@@ -495,7 +494,7 @@ impl Kms {
         arn: &str,
         region: &str,
         details: serde_json::Value,
-    ) -> Result<ServiceAction, KmsError> {
+    ) -> Result<ServiceAction> {
         let Some(a) = self.audit.get() else {
             return Ok(ServiceAction::none());
         };
@@ -518,7 +517,7 @@ impl Kms {
         name: &str,
         rec: &KeyRecord,
         details: serde_json::Value,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let Some(a) = self.audit.get() else {
             return Ok(());
         };
@@ -632,7 +631,7 @@ impl Kms {
         original: (&KeyRecord, &MaterialRecord),
         rec: &KeyRecord,
         m: &MaterialRecord,
-    ) -> (bool, Result<(), KmsError>) {
+    ) -> (bool, Result<()>) {
         let tampered = material_mac_input(rec, m) != material_mac_input(original.0, original.1)
             || m.mac != original.1.mac;
         let r = async {

@@ -9,6 +9,7 @@ use super::{
     default_key_policy, lifecycle, material_mac_input, Caller, KeyMetadata, Kms, KmsError,
     RelatedKey,
 };
+use crate::domain::{OnConflict, Result};
 use crate::store::{KeyRecord, MaterialRecord, StoreError, Tag};
 use crate::vocab::{KeySpec, KeyState, Origin};
 
@@ -29,7 +30,7 @@ pub struct ReplicateOutput {
 
 impl Kms {
     /// A key's metadata as `DescribeKey` shows it, with its related multi-Region keys.
-    pub(crate) async fn metadata(&self, rec: &KeyRecord) -> Result<KeyMetadata, KmsError> {
+    pub(crate) async fn metadata(&self, rec: &KeyRecord) -> Result<KeyMetadata> {
         let mut related: Vec<RelatedKey> = match rec.mrk_id {
             None => vec![],
             Some(mrk) => self
@@ -96,7 +97,7 @@ impl Kms {
         }
     }
 
-    fn require_served(&self, region: &str) -> Result<(), KmsError> {
+    fn require_served(&self, region: &str) -> Result<()> {
         if !self.regions.iter().any(|r| r == region) {
             return Err(KmsError::UnsupportedOperation(format!(
                 "Region {region} is not served by this key store (it serves {}).",
@@ -107,7 +108,7 @@ impl Kms {
     }
 
     /// Key id or key ARN only: these operations do not take aliases.
-    fn require_key_name(key_id: &str) -> Result<(), KmsError> {
+    fn require_key_name(key_id: &str) -> Result<()> {
         if let KeyRef::Alias { .. } = keyid::parse(key_id)? {
             return Err(KmsError::InvalidArn(format!(
                 "{key_id} is an alias; specify the key ID or key ARN of a multi-Region key."
@@ -120,7 +121,7 @@ impl Kms {
         &self,
         caller: &Caller,
         input: ReplicateInput,
-    ) -> Result<ReplicateOutput, KmsError> {
+    ) -> Result<ReplicateOutput> {
         Self::require_key_name(&input.key_id)?;
         let primary = self
             .key_for(
@@ -284,7 +285,7 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         region: &str,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         Self::require_key_name(key_id)?;
         let primary = self
             .key_for(
@@ -329,16 +330,10 @@ impl Kms {
         }
         // The old primary's flag clears first: a multi-Region key never has two primaries.
         updates.sort_by_key(|u| u.mrk_primary);
-        match self.keys.set_primary(mrk, &updates).await {
-            Ok(()) => self.written_all(&seals),
-            Err(StoreError::Conflict { .. }) => {
-                return Err(KmsError::InvalidState(format!(
-                    "{} is being updated; try again.",
-                    primary.arn()
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.keys.set_primary(mrk, &updates).await.on_conflict(|| {
+            KmsError::InvalidState(format!("{} is being updated; try again.", primary.arn()))
+        })?;
+        self.written_all(&seals);
         self.invalidate_related(&primary);
         tracing::info!(key_id = %primary.public_id(), from = %primary.region, to = %region, "multi-Region primary moved");
         Ok(())

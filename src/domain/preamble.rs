@@ -88,7 +88,7 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         access: Access<'_>,
-    ) -> Result<Arc<KeyRecord>, KmsError> {
+    ) -> Result<Arc<KeyRecord>> {
         let rec = self.resolve(caller, key_id).await?;
         self.admit(caller, &rec, access).await?;
         Ok(rec)
@@ -102,7 +102,7 @@ impl Kms {
         caller: &Caller,
         rec: &KeyRecord,
         access: Access<'_>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         self.authorize(
             caller,
             access.action,
@@ -115,7 +115,7 @@ impl Kms {
     }
 
     /// Run `checks` on a key already resolved and authorized, in order.
-    pub(crate) fn check(rec: &KeyRecord, checks: &[Check]) -> Result<(), KmsError> {
+    pub(crate) fn check(rec: &KeyRecord, checks: &[Check]) -> Result<()> {
         for c in checks {
             match *c {
                 Check::Enabled => enabled(rec)?,
@@ -136,7 +136,7 @@ impl Kms {
     }
 }
 
-fn enabled(rec: &KeyRecord) -> Result<(), KmsError> {
+fn enabled(rec: &KeyRecord) -> Result<()> {
     match rec.key_state {
         KeyState::Enabled => Ok(()),
         KeyState::Disabled => Err(KmsError::Disabled(messages::key_state(
@@ -150,7 +150,7 @@ fn enabled(rec: &KeyRecord) -> Result<(), KmsError> {
     }
 }
 
-fn not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
+fn not_pending(rec: &KeyRecord) -> Result<()> {
     match rec.key_state {
         KeyState::Enabled | KeyState::Disabled => Ok(()),
         other => Err(KmsError::InvalidState(messages::key_state(
@@ -160,7 +160,7 @@ fn not_pending(rec: &KeyRecord) -> Result<(), KmsError> {
     }
 }
 
-fn symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
+fn symmetric(rec: &KeyRecord, op: &str) -> Result<()> {
     if rec.key_usage == ENCRYPT_DECRYPT && rec.key_spec != KeySpec::SymmetricDefault {
         // AWS's wording for an RSA key asked for SYMMETRIC_DEFAULT.
         return Err(KmsError::InvalidKeyUsage(messages::algorithm_incompatible(
@@ -178,7 +178,7 @@ fn symmetric(rec: &KeyRecord, op: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
-fn rotatable(rec: &KeyRecord, on_demand: bool) -> Result<(), KmsError> {
+fn rotatable(rec: &KeyRecord, on_demand: bool) -> Result<()> {
     // Automatic rotation of imported material: refused for its origin in every state (AWS's
     // key-state table: "origin is EXTERNAL which is not valid for this operation" for a key
     // pending import too).
@@ -213,7 +213,7 @@ fn rotatable(rec: &KeyRecord, on_demand: bool) -> Result<(), KmsError> {
     Ok(())
 }
 
-fn external(rec: &KeyRecord) -> Result<(), KmsError> {
+fn external(rec: &KeyRecord) -> Result<()> {
     if rec.origin != Origin::External {
         return Err(KmsError::UnsupportedOperation(messages::origin_not_valid(
             &rec.arn(),
@@ -223,7 +223,7 @@ fn external(rec: &KeyRecord) -> Result<(), KmsError> {
     Ok(())
 }
 
-fn primary(rec: &KeyRecord) -> Result<(), KmsError> {
+fn primary(rec: &KeyRecord) -> Result<()> {
     match (rec.mrk_id, rec.mrk_primary) {
         (Some(_), true) => Ok(()),
         (Some(_), false) => Err(KmsError::UnsupportedOperation(

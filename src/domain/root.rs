@@ -11,6 +11,7 @@
 
 use super::asymmetric::{self, Kind};
 use super::{credentials, import, material_mac_input, Kms, KmsError};
+use crate::domain::Result;
 use crate::hsm::{BlobKind, PairKind, PrivateUse};
 use crate::store::{
     AccessKeyRecord, BlobRef, ImportTokenRecord, MaterialRecord, ServiceStore, SessionRecord,
@@ -54,7 +55,7 @@ impl Kms {
     pub async fn follow_root_key<S: ServiceStore + ?Sized>(
         &self,
         roots: &S,
-    ) -> Result<Option<u32>, KmsError> {
+    ) -> Result<Option<u32>> {
         let Some(recorded) = roots.current_root_version().await? else {
             return Ok(None);
         };
@@ -83,7 +84,7 @@ impl Kms {
         &self,
         roots: &S,
         limit: i64,
-    ) -> Result<Rewrapped, KmsError> {
+    ) -> Result<Rewrapped> {
         let current = self.hsm.root_version()? as i32;
         let mut out = Rewrapped::default();
         let blobs = roots.blobs_below_root(current, limit).await?;
@@ -107,7 +108,7 @@ impl Kms {
     pub async fn root_key_status<S: ServiceStore + ?Sized>(
         &self,
         roots: &S,
-    ) -> Result<Vec<(i32, i64)>, KmsError> {
+    ) -> Result<Vec<(i32, i64)>> {
         let per_root = roots.blobs_per_root().await?;
         crate::metrics::rewrap_backlog(current_and_backlog(&per_root).1);
         Ok(per_root)
@@ -119,7 +120,7 @@ impl Kms {
         &self,
         roots: &S,
         blob: &BlobRef,
-    ) -> Result<bool, KmsError> {
+    ) -> Result<bool> {
         let refused = || {
             tracing::error!(?blob, "a row holding a wrapped blob failed its integrity check; not re-wrapping it (the older root key cannot be destroyed while the row records it)");
             KmsError::KeyUnavailable
@@ -230,7 +231,7 @@ impl Kms {
         parts: impl Fn(&R) -> (&Vec<u8>, i32, &Vec<u8>),
         input: impl Fn(&R) -> Vec<u8>,
         with: impl Fn(&R, Vec<u8>, i32) -> R,
-    ) -> Result<Option<Resealed>, KmsError> {
+    ) -> Result<Option<Resealed>> {
         let (blob, root_version, mac) = parts(row);
         if !self.hsm.row_mac_matches(input(row), mac).await? {
             return Ok(None);

@@ -4,7 +4,8 @@
 
 use super::preamble::{Access, Check, ANY_STATE};
 use super::{Caller, Kms, KmsError};
-use crate::store::{KeyRecord, MaterialRecord, StoreError};
+use crate::domain::{OnConflict, Result};
+use crate::store::{KeyRecord, MaterialRecord};
 use crate::vocab::{KeySpec, KeyState, Origin};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -78,7 +79,7 @@ impl Kms {
         rotation_type: &str,
         due_at: Option<DateTime<Utc>>,
         on_demand: bool,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let busy = || KmsError::Conflict(format!("{} is already being rotated.", rec.arn()));
         // The rotation state as stored now, verified (the key's and every related key's).
         let rows = self.verified_rotation_rows(rec).await?;
@@ -160,16 +161,9 @@ impl Kms {
                 added
             })
             .await;
-        match added {
-            Ok(()) => {}
-            Err(StoreError::Conflict { .. }) => {
-                return Err(KmsError::Conflict(format!(
-                    "{} is already being rotated.",
-                    rec.arn()
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        added.on_conflict(|| {
+            KmsError::Conflict(format!("{} is already being rotated.", rec.arn()))
+        })?;
         self.invalidate_related(rec);
         tracing::info!(key_id = %rec.key_id, version, rotation_type, "key rotated");
         self.audit_service_done(action).await;
@@ -181,7 +175,7 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         days: Option<i64>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         // `kms:RotationPeriodInDays` is in the request only when the caller gave a period.
         let given = days.map(|d| d.to_string());
         let period: Vec<(&str, &str)> = given
@@ -189,13 +183,8 @@ impl Kms {
             .map(|d| ("kms:RotationPeriodInDays", d))
             .into_iter()
             .collect();
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:EnableKeyRotation", &[Check::Rotatable]).conditions(&period),
-            )
-            .await?;
+        let access = Access::to("kms:EnableKeyRotation", &[Check::Rotatable]).conditions(&period);
+        let rec = self.key_for(caller, key_id, access).await?;
         // As recorded: enabling rotation that is on, with no period or the same one, changes
         // nothing (the next rotation stays); otherwise the period (365 days if none is given)
         // counts from now.
@@ -218,7 +207,7 @@ impl Kms {
         enabled: bool,
         period_days: Option<i32>,
         next: Option<DateTime<Utc>>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let rows = self.verified_rotation_rows(rec).await?;
         let (mut updates, mut seals) = (Vec::with_capacity(rows.len()), Vec::new());
         for r in &rows {
@@ -232,32 +221,18 @@ impl Kms {
             updates.push(u);
             seals.push(seal);
         }
-        match self.keys.set_rotation(rec.mrk_id, &updates).await {
-            Ok(()) => self.written_all(&seals),
-            Err(StoreError::Conflict { .. }) => {
-                return Err(KmsError::Conflict(format!(
-                    "{} is being updated; try again.",
-                    rec.arn()
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.keys
+            .set_rotation(rec.mrk_id, &updates)
+            .await
+            .on_conflict(|| KmsError::changed(rec.arn(), "is being updated"))?;
+        self.written_all(&seals);
         self.invalidate_related(rec);
         Ok(())
     }
 
-    pub async fn disable_key_rotation(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<(), KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:DisableKeyRotation", ANY_STATE),
-            )
-            .await?;
+    pub async fn disable_key_rotation(&self, caller: &Caller, key_id: &str) -> Result<()> {
+        let access = Access::to("kms:DisableKeyRotation", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         // An enabled asymmetric or HMAC key: rotation is off already, and AWS answers so
         // (recorded for an HMAC key).
         if rec.origin == Origin::AwsKms
@@ -275,14 +250,9 @@ impl Kms {
         &self,
         caller: &Caller,
         key_id: &str,
-    ) -> Result<RotationStatus, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:GetKeyRotationStatus", ANY_STATE),
-            )
-            .await?;
+    ) -> Result<RotationStatus> {
+        let access = Access::to("kms:GetKeyRotationStatus", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         // AWS: "While a KMS key is pending deletion, its key rotation status is false"; the
         // stored schedule comes back if the deletion is cancelled.
         if matches!(
@@ -319,18 +289,9 @@ impl Kms {
         })
     }
 
-    pub async fn rotate_key_on_demand(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<String, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:RotateKeyOnDemand", &[Check::OnDemandRotatable]),
-            )
-            .await?;
+    pub async fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<String> {
+        let access = Access::to("kms:RotateKeyOnDemand", &[Check::OnDemandRotatable]);
+        let rec = self.key_for(caller, key_id, access).await?;
         if rec.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::LimitExceeded(
                 crate::messages::on_demand_rotation_limit(&rec.arn()),
@@ -381,25 +342,18 @@ impl Kms {
         &self,
         stored: &KeyRecord,
         moved: KeyRecord,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let (u, seal) = self.rotation_update(stored, &moved).await?;
-        match self.keys.set_rotation(None, &[u]).await {
-            Ok(()) => {
-                self.written(&seal);
-                Ok(())
-            }
-            Err(StoreError::Conflict { .. }) => Err(KmsError::Conflict(format!(
-                "{} is being updated; try again.",
-                stored.arn()
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        let set = self.keys.set_rotation(None, &[u]).await;
+        set.on_conflict(|| KmsError::changed(stored.arn(), "is being updated"))?;
+        self.written(&seal);
+        Ok(())
     }
 
     /// The background jobs' part of on-demand rotations: each one in progress is completed
     /// (new material, or the material imported for it, made current), exactly once across
     /// nodes. Returns how many completed.
-    async fn complete_on_demand_rotations(&self) -> Result<usize, KmsError> {
+    async fn complete_on_demand_rotations(&self) -> Result<usize> {
         let mut done = 0;
         for id in self.keys.on_demand_rotations_started(100).await? {
             self.invalidate(Some(id));
@@ -436,14 +390,9 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         include_key_material: bool,
-    ) -> Result<KeyRotations, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:ListKeyRotations", ANY_STATE),
-            )
-            .await?;
+    ) -> Result<KeyRotations> {
+        let access = Access::to("kms:ListKeyRotations", ANY_STATE);
+        let rec = self.key_for(caller, key_id, access).await?;
         if rec.key_spec != KeySpec::SymmetricDefault {
             if include_key_material {
                 return Err(KmsError::Validation(
@@ -472,7 +421,7 @@ impl Kms {
     /// The background work due at the clock's now: delete keys whose window ended
     /// (crypto-shredding their material) and rotate keys whose rotation is due. Safe to run on
     /// every node at once: each key is claimed by exactly one (`FOR UPDATE SKIP LOCKED`).
-    pub async fn run_due(&self) -> Result<(usize, usize), KmsError> {
+    pub async fn run_due(&self) -> Result<(usize, usize)> {
         let now = self.now();
         // A primary whose last replica is gone starts its own waiting period.
         // The state MAC is computed first and stored with the state in one statement: a
@@ -659,10 +608,7 @@ impl Kms {
     }
 
     /// Aliases of a key (`kms:ResourceAliases`), cached until any alias changes.
-    pub(super) async fn aliases_of(
-        &self,
-        rec: &KeyRecord,
-    ) -> Result<std::sync::Arc<Vec<String>>, KmsError> {
+    pub(super) async fn aliases_of(&self, rec: &KeyRecord) -> Result<std::sync::Arc<Vec<String>>> {
         if let Some(a) = self.key_aliases.lock().unwrap().get(&rec.key_id) {
             crate::metrics::cache("key_aliases", true);
             return Ok(a.clone());

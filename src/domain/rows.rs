@@ -7,7 +7,7 @@ use super::*;
 impl Kms {
     /// A key's tags, once their MAC (in the key row) holds: a tag inserted, altered, deleted
     /// or moved in the database makes the key unusable rather than changing a decision.
-    pub(crate) async fn tags_of(&self, rec: &KeyRecord) -> Result<Arc<Vec<Tag>>, KmsError> {
+    pub(crate) async fn tags_of(&self, rec: &KeyRecord) -> Result<Arc<Vec<Tag>>> {
         if let Some(t) = self.key_tags.lock().unwrap().get(&rec.key_id) {
             crate::metrics::cache("key_tags", true);
             return Ok(t.clone());
@@ -36,7 +36,7 @@ impl Kms {
 
     /// Replace a key's tags with `next` (the verified set with a change applied) and their
     /// new MAC, computed before anything is written.
-    pub(crate) async fn store_tags(&self, rec: &KeyRecord, next: &[Tag]) -> Result<(), KmsError> {
+    pub(crate) async fn store_tags(&self, rec: &KeyRecord, next: &[Tag]) -> Result<()> {
         self.tags_of(rec).await?;
         let expected = rec.tags_mac.as_deref().unwrap_or_default();
         let seal = self
@@ -62,11 +62,7 @@ impl Kms {
     }
 
     /// The MACs of a new key: policy, state, tags and attributes (set before it is stored).
-    pub(crate) async fn seal_new_key(
-        &self,
-        rec: &mut KeyRecord,
-        tags: &[Tag],
-    ) -> Result<(), KmsError> {
+    pub(crate) async fn seal_new_key(&self, rec: &mut KeyRecord, tags: &[Tag]) -> Result<()> {
         let mut seals = self
             .seal_rows(vec![
                 (seal::key_row(rec, "policy"), policy_mac_input(rec), None),
@@ -94,10 +90,7 @@ impl Kms {
     /// The rows whose rotation state a change to `rec`'s writes (the key, and for a
     /// multi-Region key every related key), read afresh and each verified: a row that fails
     /// its rotation MAC is never re-sealed with the change (the change is refused, naming it).
-    pub(crate) async fn verified_rotation_rows(
-        &self,
-        rec: &KeyRecord,
-    ) -> Result<Vec<KeyRecord>, KmsError> {
+    pub(crate) async fn verified_rotation_rows(&self, rec: &KeyRecord) -> Result<Vec<KeyRecord>> {
         let rows = match rec.mrk_id {
             Some(mrk) => self.keys.related_keys(mrk).await?,
             None => self.keys.key(rec.key_id).await?.into_iter().collect(),
@@ -131,7 +124,7 @@ impl Kms {
         &self,
         old: &KeyRecord,
         new: &KeyRecord,
-    ) -> Result<(crate::store::RotationUpdate, seal::Seal), KmsError> {
+    ) -> Result<(crate::store::RotationUpdate, seal::Seal)> {
         let seal = self
             .seal_row(
                 seal::key_row(new, "rotation"),
@@ -176,7 +169,7 @@ impl Kms {
         state: KeyState,
         deletion_date: Option<chrono::DateTime<Utc>>,
         pending_window_days: Option<i32>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let seal = self
             .state_seal(rec, state, deletion_date, pending_window_days)
             .await?;
@@ -204,10 +197,10 @@ impl Kms {
     /// afresh, so it decides on the row as it is now. Two racing writes therefore never both
     /// land (on the same generation: either row would then pass the replay check), and neither
     /// is lost silently: the second is re-decided, as AWS serialises them.
-    pub(crate) async fn as_current<T, F, Fut>(&self, mut change: F) -> Result<T, KmsError>
+    pub(crate) async fn as_current<T, F, Fut>(&self, mut change: F) -> Result<T>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, KmsError>>,
+        Fut: std::future::Future<Output = Result<T>>,
     {
         const ATTEMPTS: usize = 16;
         for _ in 1..ATTEMPTS {
@@ -235,7 +228,7 @@ impl Kms {
         state: KeyState,
         deletion_date: Option<chrono::DateTime<Utc>>,
         pending_window_days: Option<i32>,
-    ) -> Result<seal::Seal, KmsError> {
+    ) -> Result<seal::Seal> {
         let next = KeyRecord {
             key_state: state,
             deletion_date,

@@ -21,7 +21,8 @@
 //! before rows had generations and reads as generation 0, which any generation the trail holds
 //! refuses.
 
-use super::{Kms, KmsError};
+use super::Kms;
+use crate::domain::Result;
 use crate::store::{AliasRecord, KeyRecord};
 
 const FORMAT: u8 = 1;
@@ -110,7 +111,7 @@ impl Kms {
     /// Seal `input` as the next generation of each row: above its `previous` seal (as
     /// verified; `None` for a new row or one deleted before) and above every generation the
     /// trail holds for it.
-    pub(crate) async fn seal_rows(&self, rows: Vec<RowToSeal<'_>>) -> Result<Vec<Seal>, KmsError> {
+    pub(crate) async fn seal_rows(&self, rows: Vec<RowToSeal<'_>>) -> Result<Vec<Seal>> {
         let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         let trail = self.keys.generations_per_trail(&names).await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -128,7 +129,7 @@ impl Kms {
     }
 
     /// The stored seal of `input` at `generation`, under the current MAC key.
-    async fn seal_at(&self, input: Vec<u8>, generation: i64) -> Result<Vec<u8>, KmsError> {
+    async fn seal_at(&self, input: Vec<u8>, generation: i64) -> Result<Vec<u8>> {
         let hmac = self.hsm.row_mac(with_generation(input, generation)).await?;
         let mut mac = Vec::with_capacity(1 + 8 + hmac.len());
         mac.push(FORMAT);
@@ -147,7 +148,7 @@ impl Kms {
         verified_input: Vec<u8>,
         input: Vec<u8>,
         stored: &[u8],
-    ) -> Result<Option<Vec<u8>>, KmsError> {
+    ) -> Result<Option<Vec<u8>>> {
         if !self.sealed(verified_input, &Some(stored.to_vec())).await? {
             return Ok(None);
         }
@@ -163,7 +164,7 @@ impl Kms {
         row: String,
         input: Vec<u8>,
         previous: Option<&[u8]>,
-    ) -> Result<Seal, KmsError> {
+    ) -> Result<Seal> {
         let mut s = self.seal_rows(vec![(row, input, previous)]).await?;
         Ok(s.pop().expect("one seal per row"))
     }
@@ -183,11 +184,7 @@ impl Kms {
 
     /// Whether a row's stored seal (none for a row stored before it had one) is the token's
     /// seal over `input` at the generation it carries.
-    pub(crate) async fn sealed(
-        &self,
-        input: Vec<u8>,
-        stored: &Option<Vec<u8>>,
-    ) -> Result<bool, KmsError> {
+    pub(crate) async fn sealed(&self, input: Vec<u8>, stored: &Option<Vec<u8>>) -> Result<bool> {
         let stored = stored.as_deref().unwrap_or_default();
         Ok(match with_generation_parts(stored) {
             Some((g, mac)) => {
@@ -203,7 +200,7 @@ impl Kms {
     /// The highest generation the trail holds for each of `rows`. Asked *before* the rows are
     /// read, it holds only generations committed before the read: a row read afterwards is at
     /// or above them unless it is an older row put back, whatever commits meanwhile.
-    pub(crate) async fn trail_of(&self, rows: &[String]) -> Result<Vec<(String, i64)>, KmsError> {
+    pub(crate) async fn trail_of(&self, rows: &[String]) -> Result<Vec<(String, i64)>> {
         Ok(self.keys.generations_per_trail(rows).await?)
     }
 
@@ -215,7 +212,7 @@ impl Kms {
         input: Vec<u8>,
         stored: &Option<Vec<u8>>,
         trail: &[(String, i64)],
-    ) -> Result<bool, KmsError> {
+    ) -> Result<bool> {
         if !self.sealed(input, stored).await? {
             return Ok(false);
         }
@@ -230,7 +227,7 @@ impl Kms {
         row: String,
         input: Vec<u8>,
         stored: &Option<Vec<u8>>,
-    ) -> Result<bool, KmsError> {
+    ) -> Result<bool> {
         if !self.sealed(input, stored).await? {
             return Ok(false);
         }
@@ -243,7 +240,7 @@ impl Kms {
     pub(crate) async fn behind_trail(
         &self,
         rows: &[(String, &[u8])],
-    ) -> Result<Option<(String, i64, i64)>, KmsError> {
+    ) -> Result<Option<(String, i64, i64)>> {
         let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         let trail = self.keys.generations_per_trail(&names).await?;
         Ok(first_behind(rows, &trail))

@@ -12,19 +12,14 @@ impl Kms {
         plaintext: Zeroizing<Vec<u8>>,
         ctx: &Context,
         dry_run: bool,
-    ) -> Result<EncryptOutput, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to(
-                    "kms:Encrypt",
-                    &[Check::Enabled, Check::Symmetric("Encrypt")],
-                )
-                .context(ctx)
-                .conditions(&[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]),
-            )
-            .await?;
+    ) -> Result<EncryptOutput> {
+        let access = Access::to(
+            "kms:Encrypt",
+            &[Check::Enabled, Check::Symmetric("Encrypt")],
+        )
+        .context(ctx)
+        .conditions(&[("kms:EncryptionAlgorithm", SYMMETRIC_DEFAULT)]);
+        let rec = self.key_for(caller, key_id, access).await?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
@@ -42,7 +37,7 @@ impl Kms {
         ctx: &Context,
         key_id: Option<&str>,
         dry_run: bool,
-    ) -> Result<DecryptOutput, KmsError> {
+    ) -> Result<DecryptOutput> {
         let (rec, plaintext) = self.open(caller, "kms:Decrypt", blob, ctx, key_id).await?;
         if dry_run {
             return Err(KmsError::DryRun);
@@ -63,7 +58,7 @@ impl Kms {
         key_id: &str,
         ctx: &Context,
         algorithm: EncryptionAlgorithmSpec,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let rec = self.resolve(caller, key_id).await?;
         if algorithm == EncryptionAlgorithmSpec::SymmetricDefault {
             self.check_symmetric_decrypt(caller, action, &rec, ctx)
@@ -89,7 +84,7 @@ impl Kms {
         destination_key_id: &str,
         destination_ctx: &Context,
         algorithm: EncryptionAlgorithmSpec,
-    ) -> Result<Destination, KmsError> {
+    ) -> Result<Destination> {
         if algorithm != EncryptionAlgorithmSpec::SymmetricDefault {
             return Ok(Destination::Rsa(
                 self.rsa_key_for(
@@ -103,17 +98,12 @@ impl Kms {
                 .await?,
             ));
         }
-        let dest = self
-            .key_for(
-                caller,
-                destination_key_id,
-                Access::to(
-                    "kms:ReEncryptTo",
-                    &[Check::Enabled, Check::Symmetric("ReEncrypt")],
-                )
-                .context(destination_ctx),
-            )
-            .await?;
+        let access = Access::to(
+            "kms:ReEncryptTo",
+            &[Check::Enabled, Check::Symmetric("ReEncrypt")],
+        )
+        .context(destination_ctx);
+        let dest = self.key_for(caller, destination_key_id, access).await?;
         Ok(Destination::Symmetric(dest))
     }
 
@@ -123,7 +113,7 @@ impl Kms {
         caller: &Caller,
         source: ReEncryptEnd<'_>,
         destination: ReEncryptEnd<'_>,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         match self
             .dry_run_without_ciphertext(
                 caller,
@@ -161,7 +151,7 @@ impl Kms {
         source_algorithm: EncryptionAlgorithmSpec,
         destination: ReEncryptEnd<'_>,
         dry_run: bool,
-    ) -> Result<ReEncryptOutput, KmsError> {
+    ) -> Result<ReEncryptOutput> {
         let (source_key_arn, plaintext) =
             if source_algorithm == EncryptionAlgorithmSpec::SymmetricDefault {
                 let (src, plaintext) = self
@@ -222,18 +212,13 @@ impl Kms {
         bytes: usize,
         ctx: &Context,
         dry_run: bool,
-    ) -> Result<DataKeyOutput, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to(
-                    action,
-                    &[Check::Enabled, Check::Symmetric("GenerateDataKey")],
-                )
-                .context(ctx),
-            )
-            .await?;
+    ) -> Result<DataKeyOutput> {
+        let access = Access::to(
+            action,
+            &[Check::Enabled, Check::Symmetric("GenerateDataKey")],
+        )
+        .context(ctx);
+        let rec = self.key_for(caller, key_id, access).await?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
@@ -252,7 +237,7 @@ impl Kms {
         &self,
         caller: &Caller,
         bytes: usize,
-    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    ) -> Result<Zeroizing<Vec<u8>>> {
         self.authorize(caller, "kms:GenerateRandom", None, None, &[])
             .await?;
         Ok(self.hsm.random(bytes).await?)

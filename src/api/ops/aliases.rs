@@ -1,7 +1,7 @@
 //! `CreateAlias`, `UpdateAlias`, `DeleteAlias`, `ListAliases`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{page, parse, Validator};
+use crate::api::wire::{or_empty, parse, Page, Validator};
 use crate::domain::{keyid, Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -47,8 +47,7 @@ struct Name {
 pub async fn delete(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Name = parse(body)?;
     Validator::new().alias_name(&r.alias_name).finish()?;
-    kms.delete_alias(caller, r.alias_name.as_deref().unwrap_or_default())
-        .await?;
+    kms.delete_alias(caller, or_empty(&r.alias_name)).await?;
     Ok(json!({}))
 }
 
@@ -94,13 +93,6 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         }))
         .collect();
     listed.sort_by(|x, y| x.0.cmp(&y.0));
-    page(
-        &listed,
-        "Aliases",
-        r.limit,
-        50,
-        r.marker.as_deref(),
-        |l| l.0.clone(),
-        |l| l.1.clone(),
-    )
+    let page = Page::of(r.limit, &r.marker, 50);
+    page.of_list(&listed, "Aliases", |l| l.0.clone(), |l| l.1.clone())
 }

@@ -1,7 +1,7 @@
 //! `DeriveSharedSecret`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, refuse_recipient, Blob, Recipient, Validator, Word};
+use crate::api::wire::{b64, or_empty, parse, refuse_recipient, Blob, Recipient, Validator, Word};
 use crate::domain::{Caller, Kms};
 use crate::vocab::KeyAgreementAlgorithmSpec;
 use serde::Deserialize;
@@ -33,7 +33,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let (arn, secret, origin) = kms
         .derive_shared_secret(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
-            r.key_id.as_deref().unwrap_or_default(),
+            or_empty(&r.key_id),
             alg,
             &r.public_key.map(|b| b.0).unwrap_or_default(),
             r.dry_run.unwrap_or(false),

@@ -3,7 +3,7 @@
 //! see `Kms::encapsulation_key`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{parse, Blob, Validator, Word};
+use crate::api::wire::{or_empty, parse, Blob, Validator, Word};
 use crate::domain::{Caller, Kms, KmsError};
 use crate::vocab::EncapsulationAlgorithmSpec;
 use serde::Deserialize;
@@ -43,7 +43,7 @@ async fn handle(kms: &Kms, caller: &Caller, body: &[u8], op: &str) -> Result<Val
     v.finish()?;
     kms.encapsulation_key(
         &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
-        r.key_id.as_deref().unwrap_or_default(),
+        or_empty(&r.key_id),
         op,
     )
     .await?;

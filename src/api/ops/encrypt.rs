@@ -1,5 +1,5 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Blob, Context, Validator, Word};
+use crate::api::wire::{b64, or_empty, parse, Blob, Context, Validator, Word};
 use crate::domain::{Caller, Kms};
 use crate::vocab::EncryptionAlgorithmSpec;
 use serde::Deserialize;
@@ -29,7 +29,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let plaintext = r.plaintext.map(|b| b.0).unwrap_or_default();
     let ctx = r.encryption_context.unwrap_or_default();
     let caller = caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref());
-    let key_id = r.key_id.as_deref().unwrap_or_default();
+    let key_id = or_empty(&r.key_id);
     let dry_run = r.dry_run.unwrap_or(false);
     let algorithm =
         Word::known(&r.encryption_algorithm).unwrap_or(EncryptionAlgorithmSpec::SymmetricDefault);

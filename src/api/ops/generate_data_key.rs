@@ -1,7 +1,9 @@
 //! `GenerateDataKey` and `GenerateDataKeyWithoutPlaintext`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, refuse_recipient, Context, Recipient, Validator, Word};
+use crate::api::wire::{
+    b64, or_empty, parse, refuse_recipient, Context, Recipient, Validator, Word,
+};
 use crate::domain::{Caller, Kms, KmsError};
 use crate::vocab::DataKeySpec;
 use serde::Deserialize;
@@ -59,7 +61,7 @@ pub async fn handle(
             } else {
                 "kms:GenerateDataKeyWithoutPlaintext"
             },
-            r.key_id.as_deref().unwrap_or_default(),
+            or_empty(&r.key_id),
             bytes,
             &ctx,
             r.dry_run.unwrap_or(false),

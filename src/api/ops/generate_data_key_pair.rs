@@ -1,7 +1,7 @@
 //! `GenerateDataKeyPair`, `GenerateDataKeyPairWithoutPlaintext`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, refuse_recipient, Context, Recipient, Validator};
+use crate::api::wire::{b64, or_empty, parse, refuse_recipient, Context, Recipient, Validator};
 use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -47,7 +47,7 @@ pub async fn handle(
     let out = kms
         .generate_data_key_pair(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
-            r.key_id.as_deref().unwrap_or_default(),
+            or_empty(&r.key_id),
             &spec,
             &r.encryption_context.unwrap_or_default(),
             with_plaintext,

@@ -1,7 +1,9 @@
 //! `CreateGrant`, `ListGrants`, `ListRetirableGrants`, `RetireGrant`, `RevokeGrant`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{page, parse, principal_ok, Context, Validator, PRINCIPAL_PATTERN};
+use crate::api::wire::{
+    or_empty, parse, principal_ok, Context, Page, Validator, PRINCIPAL_PATTERN,
+};
 use crate::domain::grants::Grant;
 use crate::domain::grants::{Constraints, CreateGrantInput};
 use crate::domain::{Caller, Kms, KmsError};
@@ -199,9 +201,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     if let Some(id) = &r.grant_id {
         crate::domain::grants::check_grant_id(id)?;
     }
-    let grants = kms
-        .list_grants(caller, r.key_id.as_deref().unwrap_or_default())
-        .await?;
+    let grants = kms.list_grants(caller, or_empty(&r.key_id)).await?;
     let shown: Vec<Value> = grants
         .iter()
         .filter(|g| r.grant_id.as_ref().is_none_or(|id| &g.grant_id == id))
@@ -212,15 +212,8 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         })
         .map(grant_json)
         .collect();
-    page(
-        &shown,
-        "Grants",
-        r.limit,
-        50,
-        r.marker.as_deref(),
-        grant_id,
-        Value::clone,
-    )
+    let page = Page::of(r.limit, &r.marker, 50);
+    page.of_list(&shown, "Grants", grant_id, Value::clone)
 }
 
 #[derive(Deserialize)]
@@ -241,18 +234,11 @@ pub async fn list_retirable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
         .paging(r.limit, r.marker.as_deref(), 100)
         .finish()?;
     let grants = kms
-        .list_retirable_grants(caller, r.retiring_principal.as_deref().unwrap_or_default())
+        .list_retirable_grants(caller, or_empty(&r.retiring_principal))
         .await?;
     let shown: Vec<Value> = grants.iter().map(grant_json).collect();
-    page(
-        &shown,
-        "Grants",
-        r.limit,
-        50,
-        r.marker.as_deref(),
-        grant_id,
-        Value::clone,
-    )
+    let page = Page::of(r.limit, &r.marker, 50);
+    page.of_list(&shown, "Grants", grant_id, Value::clone)
 }
 
 #[derive(Deserialize)]
@@ -300,8 +286,8 @@ pub async fn revoke(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .finish()?;
     kms.revoke_grant(
         caller,
-        r.key_id.as_deref().unwrap_or_default(),
-        r.grant_id.as_deref().unwrap_or_default(),
+        or_empty(&r.key_id),
+        or_empty(&r.grant_id),
         r.dry_run.unwrap_or(false),
     )
     .await?;

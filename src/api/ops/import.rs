@@ -1,7 +1,7 @@
 //! `GetParametersForImport`, `ImportKeyMaterial`, `DeleteImportedKeyMaterial`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Blob, Validator, Word};
+use crate::api::wire::{b64, or_empty, parse, Blob, Validator, Word};
 use crate::domain::import::MaterialChoice;
 use crate::domain::{Caller, Kms, KmsError};
 use crate::vocab::{AlgorithmSpec, ExpirationModelType, WrappingKeySpec};
@@ -30,7 +30,7 @@ pub async fn parameters(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value
     let p = kms
         .get_parameters_for_import(
             &caller,
-            r.key_id.as_deref().unwrap_or_default(),
+            or_empty(&r.key_id),
             Word::required(&r.wrapping_algorithm, "wrappingAlgorithm")?,
             Word::required(&r.wrapping_key_spec, "wrappingKeySpec")?,
         )
@@ -114,7 +114,7 @@ pub async fn import(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let arn = kms
         .import_key_material(
             &caller,
-            r.key_id.as_deref().unwrap_or_default(),
+            or_empty(&r.key_id),
             &r.import_token.map(|b| b.0).unwrap_or_default(),
             r.encrypted_key_material
                 .map(|b| b.0.to_vec())
@@ -152,11 +152,7 @@ pub async fn delete(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     check_material_id(&mut v, r.key_material_id.as_deref()).finish()?;
     let caller = caller.for_request(None, r.key_id.as_deref());
     let out = kms
-        .delete_imported_key_material(
-            &caller,
-            r.key_id.as_deref().unwrap_or_default(),
-            r.key_material_id.as_deref(),
-        )
+        .delete_imported_key_material(&caller, or_empty(&r.key_id), r.key_material_id.as_deref())
         .await?;
     Ok(with_material_id(out))
 }

@@ -1,7 +1,7 @@
 //! `PutKeyPolicy`, `GetKeyPolicy`, `ListKeyPolicies`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{parse, Validator};
+use crate::api::wire::{or_empty, parse, Validator};
 use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -49,8 +49,8 @@ pub async fn put(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
     check_name(r.policy_name.as_deref())?;
     kms.put_key_policy(
         caller,
-        r.key_id.as_deref().unwrap_or_default(),
-        r.policy.as_deref().unwrap_or_default(),
+        or_empty(&r.key_id),
+        or_empty(&r.policy),
         r.bypass_policy_lockout_safety_check.unwrap_or(false),
     )
     .await?;
@@ -64,9 +64,7 @@ pub async fn get(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
         .str_len(r.policy_name.as_deref(), "policyName", 1, 128)
         .finish()?;
     check_name(r.policy_name.as_deref())?;
-    let policy = kms
-        .get_key_policy(caller, r.key_id.as_deref().unwrap_or_default())
-        .await?;
+    let policy = kms.get_key_policy(caller, or_empty(&r.key_id)).await?;
     Ok(json!({ "Policy": policy, "PolicyName": "default" }))
 }
 
@@ -79,8 +77,6 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     if r.marker.is_some() {
         return Err(KmsError::InvalidMarker.into());
     }
-    let names = kms
-        .list_key_policies(caller, r.key_id.as_deref().unwrap_or_default())
-        .await?;
+    let names = kms.list_key_policies(caller, or_empty(&r.key_id)).await?;
     Ok(json!({ "PolicyNames": names, "Truncated": false }))
 }

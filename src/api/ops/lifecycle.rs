@@ -1,7 +1,7 @@
 //! `EnableKey`, `DisableKey`, `ScheduleKeyDeletion`, `CancelKeyDeletion`, `UpdateKeyDescription`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{parse, Validator};
+use crate::api::wire::{or_empty, parse, Validator};
 use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -38,12 +38,7 @@ pub async fn schedule_deletion(kms: &Kms, caller: &Caller, body: &[u8]) -> Resul
         .finish()?;
     let days = r.pending_window_in_days.unwrap_or(30);
     let (arn, state, when) = kms
-        .schedule_key_deletion(
-            caller,
-            r.key_id.as_deref().unwrap_or_default(),
-            days,
-            kms.now(),
-        )
+        .schedule_key_deletion(caller, or_empty(&r.key_id), days, kms.now())
         .await?;
     let mut v = json!({
         "KeyId": arn,
@@ -75,11 +70,7 @@ pub async fn update_description(
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .str_len(r.description.as_deref(), "description", 0, 8192)
         .finish()?;
-    kms.update_key_description(
-        caller,
-        r.key_id.as_deref().unwrap_or_default(),
-        r.description.as_deref().unwrap_or_default(),
-    )
-    .await?;
+    kms.update_key_description(caller, or_empty(&r.key_id), or_empty(&r.description))
+        .await?;
     Ok(json!({}))
 }

@@ -1,7 +1,7 @@
 //! `GenerateMac`, `VerifyMac`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Blob, Validator, Word};
+use crate::api::wire::{b64, or_empty, parse, Blob, Validator, Word};
 use crate::domain::{Caller, Kms};
 use crate::vocab::MacAlgorithmSpec;
 use serde::Deserialize;
@@ -41,7 +41,7 @@ pub async fn generate(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, 
     let (arn, mac) = kms
         .generate_mac(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
-            r.key_id.as_deref().unwrap_or_default(),
+            or_empty(&r.key_id),
             &r.message.map(|b| b.0).unwrap_or_default(),
             alg,
             r.dry_run.unwrap_or(false),
@@ -56,7 +56,7 @@ pub async fn verify(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let arn = kms
         .verify_mac(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
-            r.key_id.as_deref().unwrap_or_default(),
+            or_empty(&r.key_id),
             &r.message.map(|b| b.0).unwrap_or_default(),
             &r.mac.map(|b| b.0).unwrap_or_default(),
             alg,

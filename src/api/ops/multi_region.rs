@@ -1,7 +1,7 @@
 //! `ReplicateKey`, `UpdatePrimaryRegion`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{into_tags, parse, TagIn, Validator};
+use crate::api::wire::{into_tags, or_empty, parse, TagIn, Validator};
 use crate::domain::multi_region::ReplicateInput;
 use crate::domain::{Caller, Kms};
 use serde::Deserialize;
@@ -77,11 +77,7 @@ pub async fn update_primary_region(
         .required(&r.primary_region, "primaryRegion")
         .region(r.primary_region.as_deref(), "primaryRegion")
         .finish()?;
-    kms.update_primary_region(
-        caller,
-        r.key_id.as_deref().unwrap_or_default(),
-        r.primary_region.as_deref().unwrap_or_default(),
-    )
-    .await?;
+    kms.update_primary_region(caller, or_empty(&r.key_id), or_empty(&r.primary_region))
+        .await?;
     Ok(json!({}))
 }

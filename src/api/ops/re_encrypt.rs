@@ -1,5 +1,5 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, ignores_ciphertext, parse, Blob, Context, Validator, Word};
+use crate::api::wire::{b64, ignores_ciphertext, or_empty, parse, Blob, Context, Validator, Word};
 use crate::domain::{Caller, Kms, KmsError, ReEncryptEnd};
 use crate::vocab::EncryptionAlgorithmSpec;
 use serde::Deserialize;
@@ -47,7 +47,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let source_ctx = r.source_encryption_context.unwrap_or_default();
     let destination_ctx = r.destination_encryption_context.unwrap_or_default();
     let destination = ReEncryptEnd {
-        key_id: r.destination_key_id.as_deref().unwrap_or_default(),
+        key_id: or_empty(&r.destination_key_id),
         ctx: &destination_ctx,
         algorithm: destination_algorithm,
     };

@@ -2,7 +2,7 @@
 //! `ListKeyRotations`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{parse, Validator};
+use crate::api::wire::{or_empty, parse, Validator};
 use crate::domain::rotation::{material_id, ROTATION_DAYS};
 use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
@@ -46,27 +46,21 @@ fn req(body: &[u8]) -> Result<Req, ApiError> {
 
 pub async fn enable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
-    kms.enable_key_rotation(
-        caller,
-        r.key_id.as_deref().unwrap_or_default(),
-        r.rotation_period_in_days,
-    )
-    .await?;
+    kms.enable_key_rotation(caller, or_empty(&r.key_id), r.rotation_period_in_days)
+        .await?;
     Ok(json!({}))
 }
 
 pub async fn disable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
-    kms.disable_key_rotation(caller, r.key_id.as_deref().unwrap_or_default())
+    kms.disable_key_rotation(caller, or_empty(&r.key_id))
         .await?;
     Ok(json!({}))
 }
 
 pub async fn status(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
-    let s = kms
-        .key_rotation_status(caller, r.key_id.as_deref().unwrap_or_default())
-        .await?;
+    let s = kms.key_rotation_status(caller, or_empty(&r.key_id)).await?;
     let mut v = json!({ "KeyRotationEnabled": s.enabled, "KeyId": s.key_arn });
     // The schedule only while rotation is on: AWS's answer for a key whose rotation is off is
     // `KeyId` and `KeyRotationEnabled` alone (recorded).
@@ -87,7 +81,7 @@ pub async fn status(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
 pub async fn on_demand(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = req(body)?;
     let arn = kms
-        .rotate_key_on_demand(caller, r.key_id.as_deref().unwrap_or_default())
+        .rotate_key_on_demand(caller, or_empty(&r.key_id))
         .await?;
     Ok(json!({ "KeyId": arn }))
 }
@@ -98,7 +92,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let k = kms
         .list_key_rotations(
             caller,
-            r.key_id.as_deref().unwrap_or_default(),
+            or_empty(&r.key_id),
             r.include_key_material.is_some(),
         )
         .await?;

@@ -1,7 +1,7 @@
 //! `Sign`, `Verify`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{b64, parse, Blob, Validator, Word};
+use crate::api::wire::{b64, or_empty, parse, Blob, Validator, Word};
 use crate::domain::{Caller, Kms};
 use crate::vocab::{MessageType, SigningAlgorithmSpec};
 use serde::Deserialize;
@@ -50,7 +50,7 @@ pub async fn sign(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let out = kms
         .sign(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
-            r.key_id.as_deref().unwrap_or_default(),
+            or_empty(&r.key_id),
             &r.message.map(|b| b.0).unwrap_or_default(),
             Word::known(&r.message_type) == Some(MessageType::Digest),
             alg,
@@ -70,7 +70,7 @@ pub async fn verify(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     let arn = kms
         .verify(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
-            r.key_id.as_deref().unwrap_or_default(),
+            or_empty(&r.key_id),
             &r.message.map(|b| b.0).unwrap_or_default(),
             Word::known(&r.message_type) == Some(MessageType::Digest),
             &r.signature.map(|b| b.0).unwrap_or_default(),

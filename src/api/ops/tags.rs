@@ -1,7 +1,7 @@
 //! `TagResource`, `UntagResource`, `ListResourceTags`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{into_tags, page, parse, TagIn, Validator};
+use crate::api::wire::{into_tags, or_empty, parse, Page, TagIn, Validator};
 use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,8 +21,7 @@ pub async fn tag(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048);
     v.tags(r.tags.as_ref()).finish()?;
     let tags = into_tags(r.tags);
-    kms.tag_resource(caller, r.key_id.as_deref().unwrap_or_default(), tags)
-        .await?;
+    kms.tag_resource(caller, or_empty(&r.key_id), tags).await?;
     Ok(json!({}))
 }
 
@@ -43,12 +42,8 @@ pub async fn untag(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Api
         v.str_len(Some(k), &format!("tagKeys.{}.member", i + 1), 1, 128);
     }
     v.finish()?;
-    kms.untag_resource(
-        caller,
-        r.key_id.as_deref().unwrap_or_default(),
-        r.tag_keys.unwrap_or_default(),
-    )
-    .await?;
+    kms.untag_resource(caller, or_empty(&r.key_id), r.tag_keys.unwrap_or_default())
+        .await?;
     Ok(json!({}))
 }
 
@@ -66,15 +61,11 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .key_id(&r.key_id)
         .paging(r.limit, r.marker.as_deref(), 50)
         .finish()?;
-    let tags = kms
-        .list_resource_tags(caller, r.key_id.as_deref().unwrap_or_default())
-        .await?;
-    page(
+    let tags = kms.list_resource_tags(caller, or_empty(&r.key_id)).await?;
+    let page = Page::of(r.limit, &r.marker, 50);
+    page.of_list(
         &tags,
         "Tags",
-        r.limit,
-        50,
-        r.marker.as_deref(),
         |t| t.key.clone(),
         |t| json!({"TagKey": t.key, "TagValue": t.value}),
     )

@@ -2,6 +2,7 @@
 //! token can do for it, signing algorithms, encodings (SPKI, DER signatures), RSA OAEP limits.
 //! Pure functions: no token session, no store.
 
+use crate::domain::Result;
 use crate::domain::{KmsError, ENCRYPT_DECRYPT};
 use crate::hsm::{Capabilities, Curve, Hash, PairKind, PrivateUse, PublicKey, SignScheme};
 use crate::vocab::{
@@ -149,7 +150,7 @@ pub fn algorithms(spec: KeySpec, usage: KeyUsage, caps: &Capabilities) -> Algori
 }
 
 /// X.509 SubjectPublicKeyInfo DER of a public key the token reported.
-pub fn spki(kind: PairKind, public: &PublicKey) -> Result<Vec<u8>, KmsError> {
+pub fn spki(kind: PairKind, public: &PublicKey) -> Result<Vec<u8>> {
     let bad = || KmsError::Internal("the token returned a public key that does not parse".into());
     let der = match (kind, public) {
         (PairKind::Rsa(_), PublicKey::Rsa { modulus, exponent }) => {
@@ -262,7 +263,7 @@ pub fn to_be_signed(
     name: SigningAlgorithmSpec,
     message: &[u8],
     is_digest: bool,
-) -> Result<Vec<u8>, KmsError> {
+) -> Result<Vec<u8>> {
     if alg.scheme == SignScheme::Ed25519 {
         if is_digest {
             return Err(KmsError::InvalidKeyUsage(
@@ -356,7 +357,7 @@ pub fn ec_point_of(spki: &[u8], curve: Curve) -> Option<Vec<u8>> {
 }
 
 /// A data key pair made for a caller, in aws-lc-rs (it is a data key: the caller gets it).
-pub fn generate_pair(spec: &str) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), KmsError> {
+pub fn generate_pair(spec: &str) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
     use aws_lc_rs::rsa::{KeyPair, KeySize};
     use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
     let failed = |_| KmsError::Internal("key pair generation failed".into());

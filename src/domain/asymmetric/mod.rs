@@ -9,6 +9,7 @@ mod algorithms;
 
 use super::preamble::{Access, Check};
 use super::{Caller, Context, Kms, KmsError, LiveMaterial, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT};
+use crate::domain::Result;
 use crate::hsm::{Hash, PairKind, SignScheme};
 use crate::messages;
 use crate::store::KeyRecord;
@@ -59,7 +60,7 @@ impl Kms {
         ))
     }
 
-    fn require_signing_key(rec: &KeyRecord, op: &str) -> Result<PairKind, KmsError> {
+    fn require_signing_key(rec: &KeyRecord, op: &str) -> Result<PairKind> {
         match Self::pair_kind(rec) {
             Some(k) if rec.key_usage == SIGN_VERIFY => Ok(k),
             _ => Err(Self::usage_error(rec, op)),
@@ -70,7 +71,7 @@ impl Kms {
         rec: &KeyRecord,
         spec: SigningAlgorithmSpec,
         kind: PairKind,
-    ) -> Result<SigningAlgorithm, KmsError> {
+    ) -> Result<SigningAlgorithm> {
         signing_algorithm(spec, kind).ok_or_else(|| {
             KmsError::InvalidKeyUsage(messages::algorithm_incompatible(
                 spec.as_str(),
@@ -80,14 +81,14 @@ impl Kms {
     }
 
     /// The key's current material, loaded in the token (verified by its row MAC).
-    async fn current_material(&self, rec: &KeyRecord) -> Result<Arc<LiveMaterial>, KmsError> {
+    async fn current_material(&self, rec: &KeyRecord) -> Result<Arc<LiveMaterial>> {
         self.live_material(rec, rec.current_version)
             .await?
             .ok_or(KmsError::KeyUnavailable)
     }
 
     /// The public key of a key pair's current material (verified by its row MAC).
-    async fn public_key_of(&self, rec: &KeyRecord) -> Result<Vec<u8>, KmsError> {
+    async fn public_key_of(&self, rec: &KeyRecord) -> Result<Vec<u8>> {
         let live = self.current_material(rec).await?;
         live.public_key.clone().ok_or(KmsError::KeyUnavailable)
     }
@@ -102,7 +103,7 @@ impl Kms {
         algorithm: SigningAlgorithmSpec,
         message: &[u8],
         is_digest: bool,
-    ) -> Result<(Arc<KeyRecord>, SigningAlgorithm, Vec<u8>), KmsError> {
+    ) -> Result<(Arc<KeyRecord>, SigningAlgorithm, Vec<u8>)> {
         let rec = self
             .key_for(
                 caller,
@@ -137,7 +138,7 @@ impl Kms {
         is_digest: bool,
         algorithm: SigningAlgorithmSpec,
         dry_run: bool,
-    ) -> Result<SignOutput, KmsError> {
+    ) -> Result<SignOutput> {
         let (rec, alg, input) = self
             .signing_key(caller, key_id, "kms:Sign", algorithm, message, is_digest)
             .await?;
@@ -172,7 +173,7 @@ impl Kms {
         sig: &[u8],
         algorithm: SigningAlgorithmSpec,
         dry_run: bool,
-    ) -> Result<String, KmsError> {
+    ) -> Result<String> {
         let (rec, alg, _) = self
             .signing_key(caller, key_id, "kms:Verify", algorithm, message, is_digest)
             .await?;
@@ -187,18 +188,9 @@ impl Kms {
     }
 
     /// The key's public key (SPKI DER), with what `GetPublicKey` says of the key.
-    pub async fn get_public_key(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<PublicKeyOutput, KmsError> {
-        let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to("kms:GetPublicKey", &[Check::Enabled]),
-            )
-            .await?;
+    pub async fn get_public_key(&self, caller: &Caller, key_id: &str) -> Result<PublicKeyOutput> {
+        let access = Access::to("kms:GetPublicKey", &[Check::Enabled]);
+        let rec = self.key_for(caller, key_id, access).await?;
         if Self::pair_kind(&rec).is_none() {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{} is not an asymmetric KMS key; it has no public key.",
@@ -220,7 +212,7 @@ impl Kms {
         rec: &KeyRecord,
         algorithm: EncryptionAlgorithmSpec,
         op: &str,
-    ) -> Result<(u32, Hash), KmsError> {
+    ) -> Result<(u32, Hash)> {
         let bits = match Self::pair_kind(rec) {
             Some(PairKind::Rsa(bits)) if rec.key_usage == ENCRYPT_DECRYPT => bits,
             _ if rec.key_spec == KeySpec::SymmetricDefault => {
@@ -247,7 +239,7 @@ impl Kms {
         Ok((bits, hash))
     }
 
-    pub(super) fn refuse_context(ctx: &Context) -> Result<(), KmsError> {
+    pub(super) fn refuse_context(ctx: &Context) -> Result<()> {
         if !ctx.is_empty() {
             return Err(KmsError::Validation(
                 "EncryptionContext is not supported with asymmetric KMS keys.".into(),
@@ -266,7 +258,7 @@ impl Kms {
         ctx: &Context,
         algorithm: EncryptionAlgorithmSpec,
         op: &str,
-    ) -> Result<RsaKey, KmsError> {
+    ) -> Result<RsaKey> {
         let rec = self
             .key_for(
                 caller,
@@ -287,7 +279,7 @@ impl Kms {
     }
 
     /// AWS's plaintext limit for the key and algorithm.
-    pub(super) fn check_rsa_plaintext(key: &RsaKey, plaintext: &[u8]) -> Result<(), KmsError> {
+    pub(super) fn check_rsa_plaintext(key: &RsaKey, plaintext: &[u8]) -> Result<()> {
         let max = oaep_max(key.bits, key.hash);
         if plaintext.len() > max {
             return Err(KmsError::Validation(messages::rsa_plaintext_limit(
@@ -301,11 +293,7 @@ impl Kms {
 
     /// RSAES-OAEP encryption with the key's public key (aws-lc-rs, against the stored,
     /// MAC-checked public key); the ciphertext is the bare OAEP block.
-    pub(super) async fn rsa_encrypt(
-        &self,
-        key: &RsaKey,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, KmsError> {
+    pub(super) async fn rsa_encrypt(&self, key: &RsaKey, plaintext: &[u8]) -> Result<Vec<u8>> {
         Self::check_rsa_plaintext(key, plaintext)?;
         let spki = self.public_key_of(&key.rec).await?;
         let public = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki)
@@ -331,7 +319,7 @@ impl Kms {
         &self,
         key: &RsaKey,
         blob: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    ) -> Result<Zeroizing<Vec<u8>>> {
         if blob.len() != key.bits as usize / 8 {
             return Err(KmsError::InvalidCiphertext);
         }
@@ -352,7 +340,7 @@ impl Kms {
         ctx: &Context,
         algorithm: EncryptionAlgorithmSpec,
         dry_run: bool,
-    ) -> Result<super::EncryptOutput, KmsError> {
+    ) -> Result<super::EncryptOutput> {
         let key = self
             .rsa_key_for(caller, key_id, "kms:Encrypt", ctx, algorithm, "Encrypt")
             .await?;
@@ -375,7 +363,7 @@ impl Kms {
         ctx: &Context,
         algorithm: EncryptionAlgorithmSpec,
         dry_run: bool,
-    ) -> Result<super::DecryptOutput, KmsError> {
+    ) -> Result<super::DecryptOutput> {
         let key = self
             .rsa_key_for(caller, key_id, "kms:Decrypt", ctx, algorithm, "Decrypt")
             .await?;
@@ -391,11 +379,7 @@ impl Kms {
         })
     }
 
-    fn require_mac_key(
-        rec: &KeyRecord,
-        algorithm: MacAlgorithmSpec,
-        op: &str,
-    ) -> Result<Hash, KmsError> {
+    fn require_mac_key(rec: &KeyRecord, algorithm: MacAlgorithmSpec, op: &str) -> Result<Hash> {
         let Some(Kind::Hmac(h, _)) = kind(rec.key_spec) else {
             return Err(Self::usage_error(rec, op));
         };
@@ -408,7 +392,7 @@ impl Kms {
         Ok(h)
     }
 
-    async fn mac(&self, rec: &KeyRecord, h: Hash, message: &[u8]) -> Result<Vec<u8>, KmsError> {
+    async fn mac(&self, rec: &KeyRecord, h: Hash, message: &[u8]) -> Result<Vec<u8>> {
         let live = self.current_material(rec).await?;
         Ok(self
             .hsm
@@ -423,7 +407,7 @@ impl Kms {
         message: &[u8],
         algorithm: MacAlgorithmSpec,
         dry_run: bool,
-    ) -> Result<(String, Vec<u8>), KmsError> {
+    ) -> Result<(String, Vec<u8>)> {
         let rec = self
             .key_for(
                 caller,
@@ -447,7 +431,7 @@ impl Kms {
         mac: &[u8],
         algorithm: MacAlgorithmSpec,
         dry_run: bool,
-    ) -> Result<String, KmsError> {
+    ) -> Result<String> {
         let rec = self
             .key_for(
                 caller,
@@ -476,7 +460,7 @@ impl Kms {
         caller: &Caller,
         key_id: &str,
         op: &str,
-    ) -> Result<String, KmsError> {
+    ) -> Result<String> {
         let rec = self
             .key_for(
                 caller,
@@ -502,7 +486,7 @@ impl Kms {
         algorithm: KeyAgreementAlgorithmSpec,
         public_key: &[u8],
         dry_run: bool,
-    ) -> Result<(String, Zeroizing<Vec<u8>>, String), KmsError> {
+    ) -> Result<(String, Zeroizing<Vec<u8>>, String)> {
         let rec = self
             .key_for(
                 caller,
@@ -539,7 +523,7 @@ impl Kms {
         ctx: &Context,
         with_plaintext: bool,
         dry_run: bool,
-    ) -> Result<DataKeyPairOutput, KmsError> {
+    ) -> Result<DataKeyPairOutput> {
         let (action, op) = if with_plaintext {
             ("kms:GenerateDataKeyPair", "GenerateDataKeyPair")
         } else {

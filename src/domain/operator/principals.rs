@@ -5,6 +5,7 @@
 //! stay as they are, as on AWS.
 
 use crate::domain::seal;
+use crate::domain::Result;
 use crate::domain::{policy_mac_input, principal_mac_input, Kms, KmsError};
 use crate::store::PrincipalAuthz;
 use crate::store::PrincipalChange;
@@ -80,7 +81,7 @@ impl Kms {
     /// Before a principal is deleted: every key policy and role trust policy naming it names
     /// its unique id instead. Each row is verified before it is rewritten and sealed again; a
     /// row that fails its check is left as it is (it is refused anyway) and reported.
-    pub async fn forget_principal(&self, arn: &str) -> Result<Forgotten, KmsError> {
+    pub async fn forget_principal(&self, arn: &str) -> Result<Forgotten> {
         let prefix = if arn.contains(":role/") {
             "AROA"
         } else {
@@ -151,7 +152,7 @@ impl Kms {
         &self,
         arn: &str,
         change: &crate::store::PrincipalChange,
-    ) -> Result<(), KmsError> {
+    ) -> Result<()> {
         let current = self.ids.principal_authz(arn).await?;
         if let Some(cur) = &current {
             if !self.principal_mac_holds(arn, cur).await? {
@@ -199,11 +200,7 @@ impl Kms {
 
     /// Whether a principal's authorization is as the service last wrote it (sealed, and not
     /// an older row put back).
-    pub(crate) async fn principal_mac_holds(
-        &self,
-        arn: &str,
-        a: &PrincipalAuthz,
-    ) -> Result<bool, KmsError> {
+    pub(crate) async fn principal_mac_holds(&self, arn: &str, a: &PrincipalAuthz) -> Result<bool> {
         Ok(a.mac.is_some()
             && self
                 .current_seal(
@@ -216,7 +213,7 @@ impl Kms {
 
     /// Principals whose stored authorization data carries no MAC, with that data: what
     /// `kms admin seal` shows before it seals anything. (One whose MAC fails is never sealed.)
-    pub async fn unsealed_principals(&self) -> Result<Vec<(String, PrincipalAuthz)>, KmsError> {
+    pub async fn unsealed_principals(&self) -> Result<Vec<(String, PrincipalAuthz)>> {
         let mut out = Vec::new();
         for arn in self.ids.principals_without_mac().await? {
             if let Some(a) = self.ids.principal_authz(&arn).await? {
@@ -228,11 +225,7 @@ impl Kms {
 
     /// Seal one principal stored without a MAC, exactly as it was shown to the operator
     /// (`kms admin seal --confirm`): refused when it changed since, or got a MAC meanwhile.
-    pub async fn seal_reviewed_principal(
-        &self,
-        arn: &str,
-        shown: &PrincipalAuthz,
-    ) -> Result<(), KmsError> {
+    pub async fn seal_reviewed_principal(&self, arn: &str, shown: &PrincipalAuthz) -> Result<()> {
         let seal = self
             .seal_row(
                 seal::principal_row(arn),
