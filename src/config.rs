@@ -93,6 +93,28 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub quota: QuotaSettings,
     pub tls: TlsSettings,
+    /// HSM partitions custom key stores (`AWS_CLOUDHSM`) can be created over, each under the
+    /// cluster id a `CreateCustomKeyStore` names (`[[partitions]]` tables).
+    pub partitions: Vec<PartitionSettings>,
+}
+
+/// One partition (`[[partitions]]`): a token of a PKCS#11 module, registered under a cluster id.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSettings {
+    /// AWS's `CloudHsmClusterId` form: `cluster-` and 11 to 16 letters or digits 2-7.
+    pub cluster_id: String,
+    /// The partition's token label.
+    pub token_label: String,
+    /// Its PKCS#11 module; the service token's (`hsm.module`) when unset.
+    pub module: Option<String>,
+    /// A PEM certificate a store's `TrustAnchorCertificate` must match (where the partition is
+    /// reached over TLS); unset: not applicable, any certificate given is recorded.
+    pub trust_anchor_file: Option<PathBuf>,
+    /// Clusters holding the same partition (a restored backup, an HA peer): a store may move to
+    /// them with `UpdateCustomKeyStore`.
+    #[serde(default)]
+    pub related_clusters: Vec<String>,
 }
 
 /// TLS (rustls on aws-lc-rs). Without a certificate the server speaks plain HTTP.
@@ -174,6 +196,7 @@ impl Default for Settings {
             cache: CacheSettings::default(),
             quota: QuotaSettings::default(),
             tls: TlsSettings::default(),
+            partitions: vec![],
         }
     }
 }
@@ -320,6 +343,36 @@ impl Settings {
     /// These settings, if they hold together; one sentence on the first that does not.
     fn checked(self) -> Result<Settings, String> {
         let s = self;
+        let cluster_id = |c: &str| {
+            c.strip_prefix("cluster-").is_some_and(|r| {
+                (11..=16).contains(&r.len())
+                    && r.bytes()
+                        .all(|b| b.is_ascii_alphabetic() || (b'2'..=b'7').contains(&b))
+            })
+        };
+        for (i, p) in s.partitions.iter().enumerate() {
+            if !cluster_id(&p.cluster_id) {
+                return Err(format!(
+                    "partitions: '{}' is not a cluster id (cluster- and 11 to 16 letters or digits 2-7)",
+                    p.cluster_id
+                ));
+            }
+            if s.partitions[..i]
+                .iter()
+                .any(|q| q.cluster_id == p.cluster_id)
+            {
+                return Err(format!(
+                    "partitions: cluster {} is listed twice",
+                    p.cluster_id
+                ));
+            }
+            if p.token_label.trim().is_empty() {
+                return Err(format!(
+                    "partitions: cluster {} names no token_label",
+                    p.cluster_id
+                ));
+            }
+        }
         if s.regions.is_empty() || s.regions.iter().any(|r| r.trim().is_empty()) {
             return Err("the configuration must list at least one region".into());
         }
@@ -482,6 +535,33 @@ pub(crate) fn url_without_password(u: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Partitions: read from `[[partitions]]` tables; a misspelt member, a malformed cluster id
+    /// or a cluster listed twice is refused.
+    #[test]
+    fn partitions_are_read_and_checked() {
+        let load = |toml: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("kms.toml");
+            std::fs::write(&f, toml).unwrap();
+            Settings::load_from(Some(&f), std::iter::empty())
+        };
+        let ok =
+            load("[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\n")
+                .unwrap();
+        assert_eq!(ok.partitions.len(), 1);
+        assert_eq!(ok.partitions[0].cluster_id, "cluster-abcdefg2345");
+        let misspelt =
+            load("[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_lable = \"a\"\n");
+        assert!(misspelt.is_err());
+        let bad = load("[[partitions]]\ncluster_id = \"cluster-1\"\ntoken_label = \"a\"\n");
+        assert!(bad.err().unwrap().contains("not a cluster id"));
+        let twice = load(
+            "[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\n\
+             [[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"b\"\n",
+        );
+        assert!(twice.err().unwrap().contains("twice"));
+    }
 
     /// The documented example is valid and says exactly what the defaults are.
     #[test]

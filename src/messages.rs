@@ -243,6 +243,71 @@ pub fn validation(errors: &[String]) -> String {
     )
 }
 
+// Custom key stores. No recording of AWS's messages for these is public (moto, localstack
+// and the recorded captures have none): each is the first sentence of the exception's
+// documentation in botocore's model (`kms/2014-11-01/service-2.json`); clients match on the
+// exception name.
+
+/// `CustomKeyStoreNotFoundException`.
+pub fn key_store_not_found(_id: Option<&str>, _name: Option<&str>) -> String {
+    "The request was rejected because KMS cannot find a custom key store with the specified key store name or ID.".into()
+}
+
+/// `CustomKeyStoreInvalidStateException` for `UpdateCustomKeyStore` or `DeleteCustomKeyStore`
+/// of a store that is not disconnected (the model's condition, in its words).
+pub fn key_store_not_disconnected(op: &str) -> String {
+    format!("The request was rejected because of the ConnectionState of the custom key store. You requested the {op} operation on a custom key store that is not disconnected. This operation is valid only when the custom key store ConnectionState is DISCONNECTED.")
+}
+
+/// `CustomKeyStoreInvalidStateException` for `ConnectCustomKeyStore` of a store `FAILED` or
+/// `DISCONNECTING`.
+pub fn key_store_cannot_connect(state: &str) -> String {
+    format!("The request was rejected because of the ConnectionState of the custom key store. You requested the ConnectCustomKeyStore operation on a custom key store with a ConnectionState of {state}. This operation is valid for all other ConnectionState values.")
+}
+
+/// `CustomKeyStoreInvalidStateException` for `DisconnectCustomKeyStore` of a disconnected
+/// store.
+pub fn key_store_cannot_disconnect(state: &str) -> String {
+    format!("The request was rejected because of the ConnectionState of the custom key store. You requested the DisconnectCustomKeyStore operation on a custom key store with a ConnectionState of {state}.")
+}
+
+/// `CustomKeyStoreNameInUseException`.
+pub fn key_store_name_in_use(_name: &str) -> String {
+    "The request was rejected because the specified custom key store name is already assigned to another custom key store in the account. Try again with a custom key store name that is unique in the account.".into()
+}
+
+/// `CustomKeyStoreHasCMKsException`.
+pub fn key_store_has_keys(_id: &str) -> String {
+    "The request was rejected because the custom key store contains KMS keys. After verifying that you do not need to use the KMS keys, use the ScheduleKeyDeletion operation to delete the KMS keys. After they are deleted, you can delete the custom key store.".into()
+}
+
+/// `CloudHsmClusterInUseException`.
+pub fn cluster_in_use(_cluster: &str) -> String {
+    "The request was rejected because the specified CloudHSM cluster is already associated with an CloudHSM key store in the account, or it shares a backup history with an CloudHSM key store in the account.".into()
+}
+
+/// `CloudHsmClusterNotFoundException`.
+pub fn cluster_not_found(_cluster: &str) -> String {
+    "The request was rejected because KMS cannot find the CloudHSM cluster with the specified cluster ID. Retry the request with a different cluster ID.".into()
+}
+
+/// `CloudHsmClusterNotRelatedException`.
+pub fn cluster_not_related(_cluster: &str) -> String {
+    "The request was rejected because the specified CloudHSM cluster has a different cluster certificate than the original cluster. You cannot use the operation to specify an unrelated cluster for an CloudHSM key store.".into()
+}
+
+/// `IncorrectTrustAnchorException`.
+pub const INCORRECT_TRUST_ANCHOR: &str = "The request was rejected because the trust anchor certificate in the request to create an CloudHSM key store is not the trust anchor certificate for the specified CloudHSM cluster.";
+
+/// `LimitExceededException` at the quota of custom key stores (AWS: 10 per account and
+/// Region).
+pub const CUSTOM_KEY_STORE_LIMIT: &str =
+    "The request was rejected because a quota was exceeded: an account can have at most 10 custom key stores in a Region.";
+
+/// `CreateCustomKeyStore` of an `EXTERNAL_KEY_STORE`: not offered yet.
+pub const EXTERNAL_KEY_STORES_NOT_YET: &str =
+    "External key stores (EXTERNAL_KEY_STORE) are not supported by this service yet.";
+
 #[cfg(test)]
 mod tests {
     use super::*;

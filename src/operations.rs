@@ -100,6 +100,12 @@ pub const OPERATIONS: &[Operation] = &[
     op("GetKeyLastUsage", M, true),
     op("Encapsulate", C, true),
     op("Decapsulate", C, true),
+    with_response(op("CreateCustomKeyStore", M, false), &["CustomKeyStoreId"]),
+    op("DescribeCustomKeyStores", M, true),
+    op("UpdateCustomKeyStore", M, false),
+    op("DeleteCustomKeyStore", M, false),
+    op("ConnectCustomKeyStore", M, false),
+    op("DisconnectCustomKeyStore", M, false),
 ];
 
 /// The STS operations the service answers (`AssumeRole`, `GetCallerIdentity`): audited and
@@ -108,14 +114,7 @@ pub const STS_OPERATIONS: &[Operation] =
     &[op("AssumeRole", M, false), op("GetCallerIdentity", M, true)];
 
 /// AWS KMS operations this service does not implement yet.
-pub const NOT_YET: &[&str] = &[
-    "ConnectCustomKeyStore",
-    "CreateCustomKeyStore",
-    "DeleteCustomKeyStore",
-    "DescribeCustomKeyStores",
-    "DisconnectCustomKeyStore",
-    "UpdateCustomKeyStore",
-];
+pub const NOT_YET: &[&str] = &[];
 
 /// The KMS operation named `name`.
 pub fn find(name: &str) -> Option<&'static Operation> {

@@ -90,6 +90,7 @@ impl ApiError {
                     crate::messages::DRY_RUN.into(),
                 ),
                 K::LimitExceeded(m) => (400, "LimitExceededException", m.clone()),
+                K::KeyStore(e, m) => (400, e.exception(), m.clone()),
                 K::AccessDenied(m) => (400, "AccessDeniedException", m.clone()),
                 K::NotAuthorized => (400, "NotAuthorizedException", String::new()),
                 K::KeyUnavailable => (

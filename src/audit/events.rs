@@ -83,6 +83,13 @@ const LOGGED_MEMBERS: &[&str] = &[
     "RoleArn",
     "RoleSessionName",
     "DurationSeconds",
+    // Custom key stores (never KeyStorePassword).
+    "CustomKeyStoreId",
+    "CustomKeyStoreName",
+    "NewCustomKeyStoreName",
+    "CustomKeyStoreType",
+    "CloudHsmClusterId",
+    "TrustAnchorCertificate",
 ];
 
 fn camel(s: &str) -> String {

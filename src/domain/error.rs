@@ -43,6 +43,8 @@ pub enum KmsError {
     InvalidImportToken,
     /// `ImportKeyMaterial`: not the material imported into this key before.
     IncorrectKeyMaterial(String),
+    /// A custom key store's refusal (`CustomKeyStoreNotFoundException`…), with its message.
+    KeyStore(KeyStoreError, String),
     /// Key material cannot be used right now (unwrap failed, row failed its integrity check).
     KeyUnavailable,
     /// The HSM or the database did not answer in time / is unreachable.
@@ -53,6 +55,35 @@ pub enum KmsError {
     /// or node changed it first): [`super::Kms::as_current`] reads the key again and decides
     /// again. Never meant for a client (answered as an internal error if it ever reaches one).
     Changed(uuid::Uuid),
+}
+
+/// The custom key store exceptions, each AWS's `__type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStoreError {
+    NotFound,
+    InvalidState,
+    NameInUse,
+    HasCmks,
+    ClusterInUse,
+    ClusterNotFound,
+    ClusterNotRelated,
+    IncorrectTrustAnchor,
+}
+
+impl KeyStoreError {
+    /// AWS's exception name.
+    pub fn exception(self) -> &'static str {
+        match self {
+            KeyStoreError::NotFound => "CustomKeyStoreNotFoundException",
+            KeyStoreError::InvalidState => "CustomKeyStoreInvalidStateException",
+            KeyStoreError::NameInUse => "CustomKeyStoreNameInUseException",
+            KeyStoreError::HasCmks => "CustomKeyStoreHasCMKsException",
+            KeyStoreError::ClusterInUse => "CloudHsmClusterInUseException",
+            KeyStoreError::ClusterNotFound => "CloudHsmClusterNotFoundException",
+            KeyStoreError::ClusterNotRelated => "CloudHsmClusterNotRelatedException",
+            KeyStoreError::IncorrectTrustAnchor => "IncorrectTrustAnchorException",
+        }
+    }
 }
 
 impl From<StoreError> for KmsError {

@@ -6,6 +6,7 @@ mod authorize;
 pub mod ciphertext;
 mod create;
 pub mod credentials;
+pub mod custom_key_stores;
 mod error;
 pub mod grants;
 pub mod import;
@@ -28,8 +29,8 @@ mod symmetric;
 
 /// `kms --version` and `/healthz`: the release and the schema versions it migrates to.
 pub use crate::store::VERSION;
-pub use error::KmsError;
 pub(crate) use error::OnConflict;
+pub use error::{KeyStoreError, KmsError};
 /// The domain's result: a [`KmsError`] unless another error is named.
 pub type Result<T, E = KmsError> = std::result::Result<T, E>;
 pub use keyid::KeyRef;
@@ -321,6 +322,8 @@ pub struct Kms {
     /// Where the service's own actions (rotation, deletion) are recorded.
     audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
     pub(crate) limits: ResourceLimits,
+    /// Custom key stores: the registered partitions, their repository, the ones logged in to.
+    cks: custom_key_stores::CustomKeyStoreState,
 }
 
 /// Serialises the loading of one key version.
@@ -397,6 +400,7 @@ impl Kms {
             meta: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
             live: Mutex::new(LruCache::new(nz(sizes.key_handles))),
             loading: Mutex::new(std::collections::HashMap::new()),
+            cks: Default::default(),
             limits: ResourceLimits::default(),
         }
     }
@@ -438,6 +442,16 @@ impl Kms {
     /// Resource quotas other than AWS's defaults.
     pub fn with_limits(mut self, limits: ResourceLimits) -> Kms {
         self.limits = limits;
+        self
+    }
+
+    /// The custom key stores' repository and the partitions the settings register.
+    pub fn with_custom_key_stores(
+        mut self,
+        store: Arc<dyn crate::store::CustomKeyStores>,
+        partitions: BTreeMap<String, custom_key_stores::Partition>,
+    ) -> Kms {
+        self.cks = custom_key_stores::CustomKeyStoreState::new(store, partitions);
         self
     }
 

@@ -91,6 +91,11 @@ pub(crate) fn import_row(key_id: uuid::Uuid, version: i32) -> String {
 
 /// The name the trail knows a principal's authorization (identity policies, tags, trust
 /// policy, service registration) by.
+/// A custom key store's row.
+pub(crate) fn custom_key_store_row(id: &str) -> String {
+    format!("custom-key-store/{id}")
+}
+
 pub(crate) fn principal_row(arn: &str) -> String {
     format!("{arn}#authorization")
 }

@@ -47,6 +47,20 @@ impl HsmError {
         }
     }
 
+    /// The token refused the PIN offered (wrong, or not a PIN it could hold).
+    pub fn is_pin_incorrect(&self) -> bool {
+        matches!(self, HsmError::PinIncorrect)
+            || matches!(
+                self.rv(),
+                Some(RvError::PinIncorrect | RvError::PinLenRange | RvError::PinInvalid)
+            )
+    }
+
+    /// The token's user PIN is locked (too many wrong PINs).
+    pub fn is_pin_locked(&self) -> bool {
+        matches!(self.rv(), Some(RvError::PinLocked))
+    }
+
     /// The return code of a failed PKCS#11 call, if that is what failed.
     pub fn rv(&self) -> Option<RvError> {
         match self {

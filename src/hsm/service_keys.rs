@@ -256,6 +256,35 @@ impl Hsm {
         Ok(())
     }
 
+    /// A custom key store's partition: its own root wrapping key (version 1), found or
+    /// created, and made the one its keys are wrapped under. Nothing else of the service's is
+    /// created there.
+    pub fn ensure_partition_root(&self) -> Result<bool, HsmError> {
+        let s = self
+            .inner
+            .pinned
+            .lock()
+            .expect("pinned session lock poisoned");
+        let label = root_key_label(1);
+        let (root, created) = match find_one(&s, &label)? {
+            Some(h) => (h, false),
+            None => (
+                ck(s.generate_key(
+                    &Mechanism::AesKeyGen,
+                    &[
+                        service_key_template(ServiceKey::Root, &label, false),
+                        vec![Attribute::ValueLen(32.into())],
+                    ]
+                    .concat(),
+                ))?,
+                true,
+            ),
+        };
+        verify_service_key(&s, root, &label, AttributeType::Wrap, false)?;
+        *self.inner.root.lock().unwrap() = Some((1, root));
+        Ok(created)
+    }
+
     /// The version of the root key that wraps new blobs.
     pub fn root_version(&self) -> Result<u32, HsmError> {
         self.inner

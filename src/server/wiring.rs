@@ -2,11 +2,13 @@
 //! the start-up checks that fail fast in one sentence an operator can act on.
 
 use crate::config::Settings;
+use crate::domain::custom_key_stores::Partition;
 use crate::domain::operator::Operator;
 use crate::domain::{CacheSizes, Kms};
 use crate::hsm::{Hsm, HsmConfig};
 use crate::store::Store;
 use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub async fn connect_store(s: &Settings) -> Result<Arc<dyn Store>> {
@@ -90,7 +92,7 @@ pub async fn open_kms(s: &Settings, store: Arc<dyn Store>) -> Result<Kms> {
         hsm,
         store.clone(),
         store.clone(),
-        store,
+        store.clone(),
         &cache_sizes(s),
         s.regions.clone(),
     )
@@ -99,7 +101,31 @@ pub async fn open_kms(s: &Settings, store: Arc<dyn Store>) -> Result<Kms> {
         grants_per_key: s.quota.grants_per_key,
         aliases_per_region: s.quota.aliases_per_region,
         import_parameters_per_second: s.quota.import_parameters_per_second,
-    }))
+    })
+    .with_custom_key_stores(store, partitions(s)?))
+}
+
+/// The partitions the settings register, by cluster id (trust anchors read).
+fn partitions(s: &Settings) -> Result<BTreeMap<String, Partition>> {
+    let mut out = BTreeMap::new();
+    for p in &s.partitions {
+        let trust_anchor = match &p.trust_anchor_file {
+            Some(f) => Some(std::fs::read_to_string(f).with_context(|| {
+                format!("partitions: cannot read the trust anchor {}", f.display())
+            })?),
+            None => None,
+        };
+        out.insert(
+            p.cluster_id.clone(),
+            Partition {
+                module: p.module.clone().unwrap_or_else(|| s.hsm.module.clone()),
+                token_label: p.token_label.clone(),
+                trust_anchor,
+                related: p.related_clusters.clone(),
+            },
+        );
+    }
+    Ok(out)
 }
 
 pub fn cache_sizes(s: &Settings) -> CacheSizes {

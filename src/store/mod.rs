@@ -7,6 +7,7 @@
 
 mod aliases;
 mod audit;
+mod custom_key_stores;
 mod error;
 mod grants;
 mod identity;
@@ -22,6 +23,7 @@ mod sqlite;
 mod traits;
 mod writes;
 
+pub use custom_key_stores::CustomKeyStoreRecord;
 pub use error::*;
 pub use records::*;
 pub use schema::*;
@@ -38,7 +40,9 @@ use uuid::Uuid;
 /// Every repository of one database, and what the application needs besides: `domain` picks the
 /// backend from the URL (`postgres://…` or `sqlite://…`) and sees only this.
 #[async_trait]
-pub trait Store: KeyStore + IdentityStore + ServiceStore + GrantStore + AuditStore {
+pub trait Store:
+    KeyStore + IdentityStore + ServiceStore + GrantStore + AuditStore + CustomKeyStores
+{
     /// Apply the migrations this build has.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Whether the schema exists (`kms init` ran against this database).

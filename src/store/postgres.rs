@@ -3,6 +3,10 @@
 //! differs (connection and failover across hosts, commit timeouts, locks, SQL words, row
 //! readers, the trail's one-statement append, the invocation lease) and the change feed.
 
+use super::custom_key_stores::{
+    insert_custom_key_store_sql, unchanged, BindStore, CUSTOM_KEY_STORE_COLUMNS,
+    DELETE_IF_UNCHANGED,
+};
 use super::grants::GRANT_COLUMNS;
 use super::rows::Read;
 use super::writes::KEY_COLUMNS;
@@ -561,6 +565,7 @@ super::service::service_store!(PgStore);
 super::identity::identity_store!(PgStore);
 super::audit::audit_store!(PgStore);
 super::keys::key_store!(PgStore);
+super::custom_key_stores::custom_key_store_store!(PgStore);
 super::schema::schema_lookups!(PgStore);
 super::writes::write_helpers!();
 super::rows::row_readers!();

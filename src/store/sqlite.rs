@@ -7,6 +7,10 @@
 //! every transaction that writes starts with `BEGIN IMMEDIATE` (it takes the write lock before
 //! it reads), which stands in for Postgres's row locks and `FOR UPDATE SKIP LOCKED`.
 
+use super::custom_key_stores::{
+    insert_custom_key_store_sql, unchanged, BindStore, CUSTOM_KEY_STORE_COLUMNS,
+    DELETE_IF_UNCHANGED,
+};
 use super::grants::GRANT_COLUMNS;
 use super::rows::Read;
 use super::writes::KEY_COLUMNS;
@@ -94,6 +98,10 @@ fn constraint_name(kind: ErrorKind, code: i32, message: &str) -> String {
             match (table, cols.as_slice()) {
                 ("keys", ["mrk_id", "region"]) => "keys_mrk_region".into(),
                 ("keys", ["mrk_id"]) => "keys_mrk_one_primary".into(),
+                ("custom_key_stores", ["account_id", "region", "name"]) => {
+                    "custom_key_stores_name".into()
+                }
+                ("custom_key_stores", ["cluster_id"]) => "custom_key_stores_cluster".into(),
                 _ => format!("{table}_{}_key", cols.join("_")),
             }
         }
@@ -410,6 +418,7 @@ super::service::service_store!(SqliteStore);
 super::identity::identity_store!(SqliteStore);
 super::audit::audit_store!(SqliteStore);
 super::keys::key_store!(SqliteStore);
+super::custom_key_stores::custom_key_store_store!(SqliteStore);
 super::schema::schema_lookups!(SqliteStore);
 super::writes::write_helpers!();
 super::rows::row_readers!();

@@ -10,6 +10,7 @@ mod attacks;
 mod audit;
 mod auth;
 mod cli;
+mod custom_key_stores;
 mod failover;
 mod faults;
 mod grants;

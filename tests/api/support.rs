@@ -77,7 +77,7 @@ pub fn skip_on_kryoptic(reason: &str) -> bool {
 }
 
 /// `pkcs11-tool` against the module under test (Kryoptic tokens are made with it).
-fn pkcs11_tool(conf: &std::path::Path, args: &[&str]) -> std::process::Output {
+pub fn pkcs11_tool(conf: &std::path::Path, args: &[&str]) -> std::process::Output {
     let out = Command::new("pkcs11-tool")
         .env("KRYOPTIC_CONF", conf)
         .env("SOFTHSM2_CONF", conf)

@@ -3,6 +3,7 @@
 
 mod aliases;
 mod create_key;
+mod custom_key_stores;
 mod decrypt;
 mod derive_shared_secret;
 mod describe_key;
@@ -93,13 +94,18 @@ pub async fn dispatch(
         "DeleteImportedKeyMaterial" => import::delete(kms, caller, body).await,
         "UpdatePrimaryRegion" => multi_region::update_primary_region(kms, caller, body).await,
         "GetKeyLastUsage" => get_key_last_usage::handle(kms, caller, body).await,
+        "CreateCustomKeyStore" => custom_key_stores::create(kms, caller, body).await,
+        "DescribeCustomKeyStores" => custom_key_stores::describe(kms, caller, body).await,
+        "UpdateCustomKeyStore" => custom_key_stores::update(kms, caller, body).await,
+        "DeleteCustomKeyStore" => custom_key_stores::delete(kms, caller, body).await,
+        "ConnectCustomKeyStore" => custom_key_stores::connect(kms, caller, body).await,
+        "DisconnectCustomKeyStore" => custom_key_stores::disconnect(kms, caller, body).await,
         other => Err(ApiError::UnknownOperation(format!(
             "Unknown operation {other}"
         ))),
     }
 }
 
-/// AWS timestamps on the JSON protocols are epoch seconds (with a fraction).
 /// A request that names one key and may carry grant tokens (`DescribeKey`, `GetPublicKey`):
 /// the caller with its grant tokens, and the key id.
 pub(super) fn key_request(caller: &Caller, body: &[u8]) -> Result<(Caller, String), ApiError> {
@@ -132,6 +138,7 @@ pub(super) fn key_only(body: &[u8]) -> Result<String, ApiError> {
     Ok(r.key_id.unwrap_or_default())
 }
 
+/// AWS timestamps on the JSON protocols are epoch seconds (with a fraction).
 pub fn epoch(t: &chrono::DateTime<chrono::Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }

@@ -1,0 +1,25 @@
+-- Custom key stores (CreateCustomKeyStore…): an AWS_CLOUDHSM key store is a PKCS#11 partition
+-- the operator registers under a cluster id; its user PIN (AWS's kmsuser password) is kept as
+-- an AES-GCM ciphertext under a key wrapped by the service token's root key, never in
+-- plaintext. Every column that decides anything is under the row's MAC. Keys record the
+-- custom key store they live in. Additive.
+CREATE TABLE custom_key_stores (
+    custom_key_store_id   TEXT PRIMARY KEY,
+    account_id            TEXT NOT NULL,
+    region                TEXT NOT NULL,
+    name                  TEXT NOT NULL,
+    store_type            TEXT NOT NULL,
+    cluster_id            TEXT,
+    trust_anchor          TEXT,
+    password_key          BYTEA,
+    password_root_version INTEGER,
+    password_ciphertext   BYTEA,
+    connection_state      TEXT NOT NULL,
+    connection_error      TEXT,
+    created_at            TIMESTAMPTZ NOT NULL,
+    mac                   BYTEA NOT NULL
+);
+CREATE UNIQUE INDEX custom_key_stores_name ON custom_key_stores (account_id, region, name);
+CREATE UNIQUE INDEX custom_key_stores_cluster ON custom_key_stores (cluster_id);
+ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT;
+CREATE INDEX keys_custom_key_store ON keys (custom_key_store_id) WHERE custom_key_store_id IS NOT NULL;

@@ -1,0 +1,21 @@
+-- Custom key stores (see the Postgres migration 0032). Additive.
+CREATE TABLE custom_key_stores (
+    custom_key_store_id   TEXT PRIMARY KEY,
+    account_id            TEXT NOT NULL,
+    region                TEXT NOT NULL,
+    name                  TEXT NOT NULL,
+    store_type            TEXT NOT NULL,
+    cluster_id            TEXT,
+    trust_anchor          TEXT,
+    password_key          BLOB,
+    password_root_version INTEGER,
+    password_ciphertext   BLOB,
+    connection_state      TEXT NOT NULL,
+    connection_error      TEXT,
+    created_at            TEXT NOT NULL,
+    mac                   BLOB NOT NULL
+);
+CREATE UNIQUE INDEX custom_key_stores_name ON custom_key_stores (account_id, region, name);
+CREATE UNIQUE INDEX custom_key_stores_cluster ON custom_key_stores (cluster_id);
+ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT;
+CREATE INDEX keys_custom_key_store ON keys (custom_key_store_id) WHERE custom_key_store_id IS NOT NULL;

@@ -1,0 +1,585 @@
+//! Custom key stores (`CreateCustomKeyStore`, `DescribeCustomKeyStores`,
+//! `UpdateCustomKeyStore`, `DeleteCustomKeyStore`, `ConnectCustomKeyStore`,
+//! `DisconnectCustomKeyStore`).
+//!
+//! An `AWS_CLOUDHSM` key store is a PKCS#11 partition (an HSM partition or slot, a SoftHSM2 or
+//! Kryoptic token in tests) that the operator registers in the settings under a cluster id
+//! (`[partitions.<cluster id>]`). Its `KeyStorePassword` is the partition's user PIN (AWS's
+//! `kmsuser` password): kept only as an AES-GCM ciphertext under a fresh AES key generated in
+//! the service token and stored wrapped by its root key, with the store's id as the AAD, so the
+//! database holds no PIN and a ciphertext moved to another store's row does not decrypt.
+//! Connecting logs the partition in (the PIN decrypted in the token, used, forgotten); its
+//! state and the error of a failed connection are recorded as AWS shows them.
+//!
+//! Every decision read from a store's row (its account, cluster, PIN, state) is under the row's
+//! seal; a row altered with SQL is refused, never used.
+
+use super::error::KeyStoreError as E;
+use super::{mac_input, seal, Caller, Kms, KmsError, Result};
+use crate::hsm::{Hsm, HsmConfig, HsmError};
+use crate::messages;
+use crate::store::{CustomKeyStoreRecord, StoreError};
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
+
+/// Custom key stores per account and Region (AWS: 10).
+pub const MAX_CUSTOM_KEY_STORES: i64 = 10;
+
+/// A partition the operator registered as a cluster (`[partitions.<cluster id>]`).
+#[derive(Debug, Clone)]
+pub struct Partition {
+    pub module: String,
+    pub token_label: String,
+    /// The PEM certificate a `TrustAnchorCertificate` must match, where the partition is
+    /// reached over TLS; none: not applicable (the module reaches the partition itself).
+    pub trust_anchor: Option<String>,
+    /// Clusters holding the same partition (a backup restored, an HA peer): a store may move
+    /// between them (`UpdateCustomKeyStore` with `CloudHsmClusterId`).
+    pub related: Vec<String>,
+}
+
+/// The custom key stores' part of the domain: the registered partitions, the repository, and
+/// the partitions this process has logged in to.
+#[derive(Default)]
+pub struct CustomKeyStoreState {
+    store: Option<Arc<dyn crate::store::CustomKeyStores>>,
+    partitions: BTreeMap<String, Partition>,
+    open: Mutex<HashMap<String, Hsm>>,
+}
+
+impl CustomKeyStoreState {
+    pub fn new(
+        store: Arc<dyn crate::store::CustomKeyStores>,
+        partitions: BTreeMap<String, Partition>,
+    ) -> Self {
+        CustomKeyStoreState {
+            store: Some(store),
+            partitions,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn store(&self) -> Result<&Arc<dyn crate::store::CustomKeyStores>> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| KmsError::Internal("no custom key store repository".into()))
+    }
+}
+
+/// What `DescribeCustomKeyStores` shows of one store.
+#[derive(Debug, Clone)]
+pub struct CustomKeyStoreView {
+    pub id: String,
+    pub name: String,
+    pub store_type: String,
+    pub cluster_id: Option<String>,
+    pub trust_anchor: Option<String>,
+    pub connection_state: String,
+    pub connection_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `CreateCustomKeyStore`'s request, validated by the API layer.
+pub struct NewCustomKeyStore {
+    pub name: String,
+    pub store_type: String,
+    pub cluster_id: Option<String>,
+    pub trust_anchor: Option<String>,
+    pub password: Option<SecretString>,
+}
+
+/// `UpdateCustomKeyStore`'s request.
+pub struct CustomKeyStoreUpdate {
+    pub new_name: Option<String>,
+    pub cluster_id: Option<String>,
+    pub password: Option<SecretString>,
+}
+
+pub const AWS_CLOUDHSM: &str = "AWS_CLOUDHSM";
+const CONNECTED: &str = "CONNECTED";
+const DISCONNECTED: &str = "DISCONNECTED";
+const FAILED: &str = "FAILED";
+
+/// What a store's seal covers: every column but the last connection's error code.
+fn store_mac_input(r: &CustomKeyStoreRecord) -> Vec<u8> {
+    let none = "\u{0}none".as_bytes();
+    let version = r.password_root_version.unwrap_or(0).to_be_bytes();
+    let created = r.created_at.timestamp_micros().to_be_bytes();
+    mac_input(
+        "kms.custom-key-store.v1",
+        &[
+            r.custom_key_store_id.as_bytes(),
+            r.account_id.as_bytes(),
+            r.region.as_bytes(),
+            r.name.as_bytes(),
+            r.store_type.as_bytes(),
+            r.cluster_id.as_deref().map_or(none, str::as_bytes),
+            r.trust_anchor.as_deref().map_or(none, str::as_bytes),
+            r.password_key.as_deref().unwrap_or(none),
+            &version,
+            r.password_ciphertext.as_deref().unwrap_or(none),
+            r.connection_state.as_bytes(),
+            &created,
+        ],
+    )
+}
+
+/// AWS's `ConnectionErrorCode` for a partition that could not be logged in to.
+fn connection_error(e: &HsmError) -> &'static str {
+    match e {
+        HsmError::TokenNotFound { .. } | HsmError::ModuleLoad { .. } => "NETWORK_ERRORS",
+        e if e.is_pin_incorrect() => "INVALID_CREDENTIALS",
+        e if e.is_pin_locked() => "USER_LOCKED_OUT",
+        _ => "INTERNAL_ERROR",
+    }
+}
+
+impl Kms {
+    /// `CreateCustomKeyStore`: a store of the caller's account and Region over a registered
+    /// partition, disconnected.
+    pub async fn create_custom_key_store(
+        &self,
+        caller: &Caller,
+        input: NewCustomKeyStore,
+    ) -> Result<String> {
+        self.authorize(caller, "kms:CreateCustomKeyStore", None, None, &[])
+            .await?;
+        if input.store_type != AWS_CLOUDHSM {
+            return Err(KmsError::UnsupportedOperation(
+                messages::EXTERNAL_KEY_STORES_NOT_YET.into(),
+            ));
+        }
+        let cluster = input.cluster_id.unwrap_or_default();
+        let partition = self.partition(&cluster)?;
+        self.check_trust_anchor(partition, input.trust_anchor.as_deref())?;
+        let cks = self.cks.store()?;
+        // A retry of the same request answers the store it created (AWS: idempotent while
+        // the store is disconnected and every value is the same).
+        for r in cks
+            .custom_key_stores(&caller.account_id, &caller.region)
+            .await?
+        {
+            if r.name == input.name
+                && r.cluster_id.as_deref() == Some(&cluster)
+                && r.connection_state == DISCONNECTED
+                && r.trust_anchor == input.trust_anchor
+            {
+                let verified = self.verified_store(r).await?;
+                if let Some(pin) = &input.password {
+                    if self.store_pin(&verified).await?.as_slice()
+                        == secrecy::ExposeSecret::expose_secret(pin).as_bytes()
+                    {
+                        return Ok(verified.custom_key_store_id);
+                    }
+                }
+            }
+        }
+        let id = self.new_custom_key_store_id().await?;
+        let (password_key, password_root_version, password_ciphertext) = self
+            .seal_pin(&id, input.password.as_ref().expect("validated: required"))
+            .await?;
+        let mut rec = CustomKeyStoreRecord {
+            custom_key_store_id: id.clone(),
+            account_id: caller.account_id.clone(),
+            region: caller.region.clone(),
+            name: input.name,
+            store_type: AWS_CLOUDHSM.into(),
+            cluster_id: Some(cluster.clone()),
+            trust_anchor: input.trust_anchor,
+            password_key: Some(password_key),
+            password_root_version: Some(password_root_version),
+            password_ciphertext: Some(password_ciphertext),
+            connection_state: DISCONNECTED.into(),
+            connection_error: None,
+            created_at: self.now(),
+            mac: vec![],
+        };
+        let seal = self
+            .seal_row(seal::custom_key_store_row(&id), store_mac_input(&rec), None)
+            .await?;
+        rec.mac = seal.mac.clone();
+        match cks
+            .insert_custom_key_store(&rec, MAX_CUSTOM_KEY_STORES)
+            .await
+        {
+            Ok(()) => self.written(&seal),
+            Err(e) => return Err(self.store_conflict(e, &rec.name, &cluster)),
+        }
+        Ok(id)
+    }
+
+    /// `DescribeCustomKeyStores`: the caller's stores in the Region, or the one named by id
+    /// or by name.
+    pub async fn describe_custom_key_stores(
+        &self,
+        caller: &Caller,
+        id: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Vec<CustomKeyStoreView>> {
+        self.authorize(caller, "kms:DescribeCustomKeyStores", None, None, &[])
+            .await?;
+        let cks = self.cks.store()?;
+        let mut out = Vec::new();
+        for r in cks
+            .custom_key_stores(&caller.account_id, &caller.region)
+            .await?
+        {
+            if id.is_some_and(|i| i != r.custom_key_store_id) || name.is_some_and(|n| n != r.name) {
+                continue;
+            }
+            let r = self.verified_store(r).await?;
+            out.push(CustomKeyStoreView {
+                id: r.custom_key_store_id,
+                name: r.name,
+                store_type: r.store_type,
+                cluster_id: r.cluster_id,
+                trust_anchor: r.trust_anchor,
+                connection_state: r.connection_state,
+                connection_error: r.connection_error,
+                created_at: r.created_at,
+            });
+        }
+        if out.is_empty() && (id.is_some() || name.is_some()) {
+            return Err(not_found(id, name));
+        }
+        Ok(out)
+    }
+
+    /// `UpdateCustomKeyStore`: a new name, PIN or (related) cluster, while disconnected.
+    pub async fn update_custom_key_store(
+        &self,
+        caller: &Caller,
+        id: &str,
+        update: CustomKeyStoreUpdate,
+    ) -> Result<()> {
+        self.authorize(caller, "kms:UpdateCustomKeyStore", None, None, &[])
+            .await?;
+        let old = self.store_of(caller, id).await?;
+        if old.connection_state != DISCONNECTED {
+            return Err(KmsError::KeyStore(
+                E::InvalidState,
+                messages::key_store_not_disconnected("UpdateCustomKeyStore"),
+            ));
+        }
+        let mut rec = old.clone();
+        if let Some(cluster) = update.cluster_id {
+            let current = old.cluster_id.clone().unwrap_or_default();
+            if cluster != current {
+                self.partition(&cluster)?;
+                let related = self
+                    .partition(&current)
+                    .is_ok_and(|p| p.related.contains(&cluster))
+                    || self.partition(&cluster)?.related.contains(&current);
+                if !related {
+                    return Err(KmsError::KeyStore(
+                        E::ClusterNotRelated,
+                        messages::cluster_not_related(&cluster),
+                    ));
+                }
+            }
+            rec.cluster_id = Some(cluster);
+        }
+        if let Some(name) = update.new_name {
+            rec.name = name;
+        }
+        if let Some(pin) = &update.password {
+            let (k, v, c) = self.seal_pin(id, pin).await?;
+            (
+                rec.password_key,
+                rec.password_root_version,
+                rec.password_ciphertext,
+            ) = (Some(k), Some(v), Some(c));
+        }
+        rec.connection_error = None;
+        self.rewrite_store(&old, rec).await
+    }
+
+    /// `DeleteCustomKeyStore`: a disconnected store that holds no key.
+    pub async fn delete_custom_key_store(&self, caller: &Caller, id: &str) -> Result<()> {
+        self.authorize(caller, "kms:DeleteCustomKeyStore", None, None, &[])
+            .await?;
+        let rec = self.store_of(caller, id).await?;
+        if rec.connection_state != DISCONNECTED {
+            return Err(KmsError::KeyStore(
+                E::InvalidState,
+                messages::key_store_not_disconnected("DeleteCustomKeyStore"),
+            ));
+        }
+        let cks = self.cks.store()?;
+        match cks.delete_custom_key_store(id, &rec.mac).await {
+            Ok(()) => {
+                self.removed(&seal::custom_key_store_row(id), &rec.mac);
+                Ok(())
+            }
+            Err(StoreError::Conflict { constraint })
+                if constraint == "custom_key_store_has_keys" =>
+            {
+                Err(KmsError::KeyStore(
+                    E::HasCmks,
+                    messages::key_store_has_keys(id),
+                ))
+            }
+            Err(StoreError::Conflict { .. }) => Err(KmsError::changed(id, "is being updated")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `ConnectCustomKeyStore`: log in to the store's partition with its PIN. The outcome is
+    /// recorded as AWS shows it: `CONNECTED`, or `FAILED` with the `ConnectionErrorCode` of
+    /// what went wrong (the call itself succeeds, as AWS's does). A connected store stays so.
+    pub async fn connect_custom_key_store(&self, caller: &Caller, id: &str) -> Result<()> {
+        self.authorize(caller, "kms:ConnectCustomKeyStore", None, None, &[])
+            .await?;
+        let rec = self.store_of(caller, id).await?;
+        match rec.connection_state.as_str() {
+            CONNECTED => {
+                if self.open_partition(id).is_none() {
+                    // Another node connected it: this one logs in too.
+                    let _ = self.log_in(&rec).await;
+                }
+                return Ok(());
+            }
+            DISCONNECTED => {}
+            _ => {
+                return Err(KmsError::KeyStore(
+                    E::InvalidState,
+                    messages::key_store_cannot_connect(&rec.connection_state),
+                ))
+            }
+        }
+        let mut next = rec.clone();
+        match self.log_in(&rec).await {
+            Ok(()) => {
+                next.connection_state = CONNECTED.into();
+                next.connection_error = None;
+            }
+            Err(code) => {
+                next.connection_state = FAILED.into();
+                next.connection_error = Some(code.into());
+            }
+        }
+        self.rewrite_store(&rec, next).await
+    }
+
+    /// `DisconnectCustomKeyStore`: log out of the store's partition (on this node at once; on
+    /// the others at their next use of it).
+    pub async fn disconnect_custom_key_store(&self, caller: &Caller, id: &str) -> Result<()> {
+        self.authorize(caller, "kms:DisconnectCustomKeyStore", None, None, &[])
+            .await?;
+        let rec = self.store_of(caller, id).await?;
+        if rec.connection_state == DISCONNECTED {
+            return Err(KmsError::KeyStore(
+                E::InvalidState,
+                messages::key_store_cannot_disconnect(&rec.connection_state),
+            ));
+        }
+        let mut next = rec.clone();
+        next.connection_state = DISCONNECTED.into();
+        next.connection_error = None;
+        self.rewrite_store(&rec, next).await?;
+        self.cks.open.lock().unwrap().remove(id);
+        Ok(())
+    }
+
+    /// The partition this process has logged in to for store `id`, if any.
+    pub(crate) fn open_partition(&self, id: &str) -> Option<Hsm> {
+        self.cks.open.lock().unwrap().get(id).cloned()
+    }
+
+    /// Log in to the partition of `rec` (its PIN decrypted in the service token) and make sure
+    /// it holds its own root key; the `ConnectionErrorCode` of what failed otherwise.
+    async fn log_in(&self, rec: &CustomKeyStoreRecord) -> std::result::Result<(), &'static str> {
+        let cluster = rec.cluster_id.clone().unwrap_or_default();
+        let Ok(partition) = self.partition(&cluster) else {
+            return Err("CLUSTER_NOT_FOUND");
+        };
+        let pin = match self.store_pin(rec).await {
+            Ok(pin) => pin,
+            Err(e) => {
+                tracing::error!(error = ?e, store = %rec.custom_key_store_id, "the custom key store's PIN could not be decrypted");
+                return Err("INTERNAL_ERROR");
+            }
+        };
+        let pin = SecretString::from(String::from_utf8_lossy(&pin).into_owned());
+        let cfg = HsmConfig {
+            module: partition.module.clone(),
+            token_label: partition.token_label.clone(),
+            failover_labels: vec![],
+            pin,
+            pin_file: None,
+            pool_size: 2,
+            inline_calls: false,
+            oaep_sha256_import_in_service: false,
+        };
+        let opened = tokio::task::spawn_blocking(move || {
+            let hsm = Hsm::open(&cfg)?;
+            hsm.ensure_partition_root()?;
+            Ok::<_, HsmError>(hsm)
+        })
+        .await;
+        match opened {
+            Ok(Ok(hsm)) => {
+                tracing::info!(store = %rec.custom_key_store_id, cluster = %cluster, "custom key store connected");
+                self.cks
+                    .open
+                    .lock()
+                    .unwrap()
+                    .insert(rec.custom_key_store_id.clone(), hsm);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(store = %rec.custom_key_store_id, cluster = %cluster, error = %e, "custom key store connection failed");
+                Err(connection_error(&e))
+            }
+            Err(_) => Err("INTERNAL_ERROR"),
+        }
+    }
+
+    /// The registered partition of cluster `id`: `CloudHsmClusterNotFoundException` if the
+    /// settings name none.
+    fn partition(&self, id: &str) -> Result<&Partition> {
+        self.cks
+            .partitions
+            .get(id)
+            .ok_or_else(|| KmsError::KeyStore(E::ClusterNotFound, messages::cluster_not_found(id)))
+    }
+
+    fn check_trust_anchor(&self, p: &Partition, given: Option<&str>) -> Result<()> {
+        let norm = |s: &str| s.split_whitespace().collect::<String>();
+        match (&p.trust_anchor, given) {
+            (Some(want), Some(got)) if norm(want) != norm(got) => Err(KmsError::KeyStore(
+                E::IncorrectTrustAnchor,
+                messages::INCORRECT_TRUST_ANCHOR.into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The caller's store `id`, verified: `CustomKeyStoreNotFoundException` if the account has
+    /// none of that id in the Region.
+    async fn store_of(&self, caller: &Caller, id: &str) -> Result<CustomKeyStoreRecord> {
+        let cks = self.cks.store()?;
+        match cks.custom_key_store(id).await? {
+            Some(r) if r.account_id == caller.account_id && r.region == caller.region => {
+                self.verified_store(r).await
+            }
+            _ => Err(not_found(Some(id), None)),
+        }
+    }
+
+    /// The row as the service wrote it, or `KeyUnavailable` (an altered row is never used).
+    async fn verified_store(&self, r: CustomKeyStoreRecord) -> Result<CustomKeyStoreRecord> {
+        let row = seal::custom_key_store_row(&r.custom_key_store_id);
+        if self
+            .current_seal(row, store_mac_input(&r), &Some(r.mac.clone()))
+            .await?
+        {
+            Ok(r)
+        } else {
+            tracing::error!(store = %r.custom_key_store_id, "a custom key store row failed its integrity check; refusing it");
+            Err(KmsError::KeyUnavailable)
+        }
+    }
+
+    /// Write `next` in place of `old` (as verified), sealed as the row's next generation.
+    async fn rewrite_store(
+        &self,
+        old: &CustomKeyStoreRecord,
+        mut next: CustomKeyStoreRecord,
+    ) -> Result<()> {
+        let row = seal::custom_key_store_row(&old.custom_key_store_id);
+        let seal = self
+            .seal_row(row, store_mac_input(&next), Some(&old.mac))
+            .await?;
+        next.mac = seal.mac.clone();
+        let cks = self.cks.store()?;
+        match cks.update_custom_key_store(&next, &old.mac).await {
+            Ok(()) => {
+                self.written(&seal);
+                Ok(())
+            }
+            Err(e) => Err(self.store_conflict(
+                e,
+                &next.name,
+                next.cluster_id.as_deref().unwrap_or_default(),
+            )),
+        }
+    }
+
+    fn store_conflict(&self, e: StoreError, name: &str, cluster: &str) -> KmsError {
+        match e {
+            StoreError::Conflict { constraint } => match constraint.as_str() {
+                crate::store::QUOTA_EXCEEDED => {
+                    KmsError::LimitExceeded(messages::CUSTOM_KEY_STORE_LIMIT.into())
+                }
+                "custom_key_stores_name" => {
+                    KmsError::KeyStore(E::NameInUse, messages::key_store_name_in_use(name))
+                }
+                "custom_key_stores_cluster" => {
+                    KmsError::KeyStore(E::ClusterInUse, messages::cluster_in_use(cluster))
+                }
+                _ => KmsError::Conflict("The custom key store is being updated; try again.".into()),
+            },
+            e => e.into(),
+        }
+    }
+
+    /// `cks-` and 17 hex digits from the token's RNG, as AWS writes them.
+    async fn new_custom_key_store_id(&self) -> Result<String> {
+        let r = self.hsm.random(9).await?;
+        let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(format!("cks-{}", &hex[..17]))
+    }
+
+    /// The PIN sealed for store `id`: (AES key wrapped by the root key, its root version, IV
+    /// and ciphertext under it with the store id as AAD).
+    async fn seal_pin(&self, id: &str, pin: &SecretString) -> Result<(Vec<u8>, i32, Vec<u8>)> {
+        let (wrapped, version) = self.hsm.generate_wrapped_aes256().await?;
+        let key = self.hsm.unwrap_aes(wrapped.clone(), version).await?;
+        let iv: [u8; 12] = self.hsm.random(12).await?[..12]
+            .try_into()
+            .expect("12 bytes");
+        let plain = Zeroizing::new(
+            secrecy::ExposeSecret::expose_secret(pin)
+                .as_bytes()
+                .to_vec(),
+        );
+        let ct = self.hsm.gcm_encrypt(key, iv, pin_aad(id), plain).await?;
+        let mut out = iv.to_vec();
+        out.extend_from_slice(&ct);
+        Ok((wrapped, version as i32, out))
+    }
+
+    /// The PIN of a verified store row, decrypted in the service token.
+    async fn store_pin(&self, r: &CustomKeyStoreRecord) -> Result<Zeroizing<Vec<u8>>> {
+        let (Some(wrapped), Some(version), Some(ct)) = (
+            r.password_key.clone(),
+            r.password_root_version,
+            r.password_ciphertext.as_deref(),
+        ) else {
+            return Err(KmsError::Internal(
+                "a custom key store without a PIN".into(),
+            ));
+        };
+        if ct.len() < 12 + 16 {
+            return Err(KmsError::KeyUnavailable);
+        }
+        let key = self.hsm.unwrap_aes(wrapped, version as u32).await?;
+        let iv: [u8; 12] = ct[..12].try_into().expect("12 bytes");
+        Ok(self
+            .hsm
+            .gcm_decrypt(key, iv, pin_aad(&r.custom_key_store_id), ct[12..].to_vec())
+            .await?)
+    }
+}
+
+fn pin_aad(id: &str) -> Vec<u8> {
+    mac_input("kms.custom-key-store-pin.v1", &[id.as_bytes()])
+}
+
+fn not_found(id: Option<&str>, name: Option<&str>) -> KmsError {
+    KmsError::KeyStore(E::NotFound, messages::key_store_not_found(id, name))
+}
