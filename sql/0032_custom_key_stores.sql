@@ -23,3 +23,15 @@ CREATE UNIQUE INDEX custom_key_stores_name ON custom_key_stores (account_id, reg
 CREATE UNIQUE INDEX custom_key_stores_cluster ON custom_key_stores (cluster_id);
 ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT;
 CREATE INDEX keys_custom_key_store ON keys (custom_key_store_id) WHERE custom_key_store_id IS NOT NULL;
+
+-- Every node follows a store's connection state: a change is announced.
+CREATE FUNCTION kms_notify_custom_key_store_change() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('kms_custom_key_store_changed',
+                      COALESCE(NEW.custom_key_store_id, OLD.custom_key_store_id));
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER custom_key_stores_changed AFTER INSERT OR UPDATE OR DELETE ON custom_key_stores
+    FOR EACH ROW EXECUTE FUNCTION kms_notify_custom_key_store_change();

@@ -271,6 +271,12 @@ pub fn key_store_cannot_disconnect(state: &str) -> String {
     format!("The request was rejected because of the ConnectionState of the custom key store. You requested the DisconnectCustomKeyStore operation on a custom key store with a ConnectionState of {state}.")
 }
 
+/// `CustomKeyStoreInvalidStateException` for `CreateKey` (or `GenerateRandom`) in a store that
+/// is not connected (the model's condition, in its words).
+pub fn key_store_not_connected(op: &str) -> String {
+    format!("The request was rejected because of the ConnectionState of the custom key store. You requested the {op} operation in a custom key store that is not connected. This operation is valid only when the custom key store ConnectionState is CONNECTED.")
+}
+
 /// `CustomKeyStoreNameInUseException`.
 pub fn key_store_name_in_use(_name: &str) -> String {
     "The request was rejected because the specified custom key store name is already assigned to another custom key store in the account. Try again with a custom key store name that is unique in the account.".into()
@@ -303,6 +309,18 @@ pub const INCORRECT_TRUST_ANCHOR: &str = "The request was rejected because the t
 /// Region).
 pub const CUSTOM_KEY_STORE_LIMIT: &str =
     "The request was rejected because a quota was exceeded: an account can have at most 10 custom key stores in a Region.";
+
+/// `CreateKey` with `CustomKeyStoreId` and another origin (AWS's rule: the origin must be the
+/// store's; no recording of its text is public).
+pub const CUSTOM_KEY_STORE_NEEDS_ORIGIN: &str =
+    "A KMS key in a custom key store must have Origin AWS_CLOUDHSM or EXTERNAL_KEY_STORE.";
+
+/// `CreateKey` with `Origin=AWS_CLOUDHSM` and no store.
+pub const ORIGIN_NEEDS_CUSTOM_KEY_STORE: &str = "Origin AWS_CLOUDHSM requires a CustomKeyStoreId.";
+
+/// `CreateKey` in a custom key store of anything but a single-Region symmetric encryption key.
+pub const CUSTOM_KEY_STORE_KEYS: &str =
+    "Custom key stores support only single-Region symmetric encryption keys (KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT).";
 
 /// `CreateCustomKeyStore` of an `EXTERNAL_KEY_STORE`: not offered yet.
 pub const EXTERNAL_KEY_STORES_NOT_YET: &str =

@@ -19,3 +19,22 @@ CREATE UNIQUE INDEX custom_key_stores_name ON custom_key_stores (account_id, reg
 CREATE UNIQUE INDEX custom_key_stores_cluster ON custom_key_stores (cluster_id);
 ALTER TABLE keys ADD COLUMN custom_key_store_id TEXT;
 CREATE INDEX keys_custom_key_store ON keys (custom_key_store_id) WHERE custom_key_store_id IS NOT NULL;
+
+-- Every node follows a store's connection state: a change is recorded in the feed.
+CREATE TRIGGER custom_key_stores_insert_change AFTER INSERT ON custom_key_stores
+BEGIN
+    INSERT INTO changes (channel, payload)
+        VALUES ('kms_custom_key_store_changed', NEW.custom_key_store_id);
+END;
+
+CREATE TRIGGER custom_key_stores_update_change AFTER UPDATE ON custom_key_stores
+BEGIN
+    INSERT INTO changes (channel, payload)
+        VALUES ('kms_custom_key_store_changed', NEW.custom_key_store_id);
+END;
+
+CREATE TRIGGER custom_key_stores_delete_change AFTER DELETE ON custom_key_stores
+BEGIN
+    INSERT INTO changes (channel, payload)
+        VALUES ('kms_custom_key_store_changed', OLD.custom_key_store_id);
+END;

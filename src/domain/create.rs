@@ -18,8 +18,31 @@ impl Kms {
                 input.key_spec
             )));
         }
+        match (input.origin, &input.custom_key_store_id) {
+            (Origin::AwsKms | Origin::External, Some(_)) => {
+                return Err(KmsError::Validation(
+                    crate::messages::CUSTOM_KEY_STORE_NEEDS_ORIGIN.into(),
+                ))
+            }
+            (Origin::AwsCloudHsm, None) => {
+                return Err(KmsError::Validation(
+                    crate::messages::ORIGIN_NEEDS_CUSTOM_KEY_STORE.into(),
+                ))
+            }
+            // AWS: symmetric encryption keys only, never multi-Region.
+            (Origin::AwsCloudHsm, Some(_))
+                if input.key_spec != KeySpec::SymmetricDefault
+                    || input.key_usage != KeyUsage::EncryptDecrypt
+                    || input.multi_region =>
+            {
+                return Err(KmsError::UnsupportedOperation(
+                    crate::messages::CUSTOM_KEY_STORE_KEYS.into(),
+                ));
+            }
+            _ => {}
+        }
         match input.origin {
-            Origin::AwsKms => {}
+            Origin::AwsKms | Origin::AwsCloudHsm => {}
             Origin::External
                 if input.key_spec == KeySpec::SymmetricDefault
                     || input.key_spec.is_hmac()
@@ -73,11 +96,18 @@ impl Kms {
         .await?;
         self.check_key_quota(&caller.account_id, &caller.region)
             .await?;
+        // A key in a custom key store: its store, connected, and the partition that generates
+        // and wraps its material (the service token never holds it).
+        let partition = match &input.custom_key_store_id {
+            Some(id) => Some(self.store_for_new_key(caller, id).await?),
+            None => None,
+        };
         let mut rec = KeyRecord {
             description: input.description,
             key_spec: input.key_spec,
             key_usage: input.key_usage,
             origin: input.origin,
+            custom_key_store_id: input.custom_key_store_id.clone(),
             ..self.new_record(
                 &caller.account_id,
                 &caller.region,
@@ -124,7 +154,10 @@ impl Kms {
         }
         self.seal_new_key(&mut rec, &input.tags).await?;
         // Token generates → token wraps → database commits → reply.
-        let (m, held) = self.new_material(&rec, 1).await?;
+        let (m, held) = match &partition {
+            Some(p) => (self.new_partition_material(&rec, p).await?, None),
+            None => self.new_material(&rec, 1).await?,
+        };
         let written = self
             .keys
             .create_key(&rec, Some(&m), &input.tags, self.limits.keys_per_region)
@@ -204,6 +237,7 @@ impl Kms {
             attrs_mac: None,
             rotation_mac: None,
             on_demand_rotation_start: None,
+            custom_key_store_id: None,
         }
     }
 
@@ -251,6 +285,28 @@ impl Kms {
         };
         m.mac = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
         Ok((m, held))
+    }
+}
+
+impl Kms {
+    /// The first material of a key in a custom key store: an AES-256 key generated in its
+    /// partition and wrapped there under the partition's own root key.
+    async fn new_partition_material(
+        &self,
+        rec: &KeyRecord,
+        partition: &crate::hsm::Hsm,
+    ) -> Result<MaterialRecord> {
+        let (wrapped, root_version) = partition.generate_wrapped_aes256().await?;
+        let mut m = MaterialRecord {
+            key_id: rec.key_id,
+            version: 1,
+            wrapped,
+            root_version: root_version as i32,
+            mac: vec![],
+            public_key: None,
+        };
+        m.mac = self.hsm.row_mac(material_mac_input(rec, &m)).await?;
+        Ok(m)
     }
 }
 

@@ -18,7 +18,7 @@ use super::error::KeyStoreError as E;
 use super::{mac_input, seal, Caller, Kms, KmsError, Result};
 use crate::hsm::{Hsm, HsmConfig, HsmError};
 use crate::messages;
-use crate::store::{CustomKeyStoreRecord, StoreError};
+use crate::store::{CustomKeyStoreRecord, KeyRecord, StoreError};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use std::collections::{BTreeMap, HashMap};
@@ -380,8 +380,185 @@ impl Kms {
         next.connection_state = DISCONNECTED.into();
         next.connection_error = None;
         self.rewrite_store(&rec, next).await?;
-        self.cks.open.lock().unwrap().remove(id);
+        self.close_partition(id);
         Ok(())
+    }
+
+    /// The token a key's material lives in: the service token, or the partition of its custom
+    /// key store, logged in on this node (again, if another node connected it); a store that is
+    /// not connected makes its keys unusable (`KMSInvalidStateException`, as AWS).
+    pub(crate) async fn token_of(&self, rec: &KeyRecord) -> Result<Hsm> {
+        let Some(id) = &rec.custom_key_store_id else {
+            return Ok(self.hsm.clone());
+        };
+        if let Some(h) = self.open_partition(id) {
+            return Ok(h);
+        }
+        let unavailable = || {
+            KmsError::InvalidState(format!(
+                "{} is unavailable because its custom key store is not connected.",
+                rec.arn()
+            ))
+        };
+        let store = self.cks.store()?;
+        let row = match store.custom_key_store(id).await? {
+            Some(r) => self.verified_store(r).await?,
+            None => return Err(unavailable()),
+        };
+        if row.connection_state != CONNECTED {
+            return Err(unavailable());
+        }
+        self.log_in(&row).await.map_err(|_| unavailable())?;
+        self.open_partition(id).ok_or_else(unavailable)
+    }
+
+    /// `CreateKey` with `CustomKeyStoreId`: the caller's store, connected, and its partition.
+    pub(crate) async fn store_for_new_key(&self, caller: &Caller, id: &str) -> Result<Hsm> {
+        self.connected_store(caller, id, "CreateKey").await
+    }
+
+    /// `GenerateRandom` with `CustomKeyStoreId`: `n` bytes from the store's partition.
+    pub async fn random_from_store(
+        &self,
+        caller: &Caller,
+        id: &str,
+        n: usize,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        self.authorize(caller, "kms:GenerateRandom", None, None, &[])
+            .await?;
+        let h = self.connected_store(caller, id, "GenerateRandom").await?;
+        Ok(h.random(n).await?)
+    }
+
+    /// The partition of the caller's store `id`, which must be connected (logged in on this
+    /// node now if another node connected it): `CustomKeyStoreInvalidStateException` naming
+    /// `op` otherwise.
+    async fn connected_store(&self, caller: &Caller, id: &str, op: &str) -> Result<Hsm> {
+        let rec = self.store_of(caller, id).await?;
+        let not_connected =
+            || KmsError::KeyStore(E::InvalidState, messages::key_store_not_connected(op));
+        if rec.connection_state != CONNECTED {
+            return Err(not_connected());
+        }
+        if self.open_partition(id).is_none() {
+            self.log_in(&rec).await.map_err(|_| not_connected())?;
+        }
+        self.open_partition(id).ok_or_else(not_connected)
+    }
+
+    /// What `DescribeKey` shows of a key's custom key store: (its id, its cluster), and
+    /// whether it is connected (its keys are `Unavailable` otherwise).
+    pub(crate) async fn key_store_view(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<Option<(String, Option<String>, bool)>> {
+        let Some(id) = &rec.custom_key_store_id else {
+            return Ok(None);
+        };
+        let store = self.cks.store()?;
+        Ok(Some(match store.custom_key_store(id).await? {
+            Some(r) => {
+                let r = self.verified_store(r).await?;
+                let connected = r.connection_state == CONNECTED;
+                (id.clone(), r.cluster_id, connected)
+            }
+            None => (id.clone(), None, false),
+        }))
+    }
+
+    /// Another node changed store `id` (or, `None`, changes may have been missed): this node
+    /// follows its recorded state, logging in to a store recorded connected and out of one that
+    /// is not any more (its keys' handles go with it).
+    pub async fn follow_custom_key_store(&self, id: Option<&str>) {
+        let Ok(store) = self.cks.store() else {
+            return;
+        };
+        let ids: Vec<String> = match id {
+            Some(id) => vec![id.to_string()],
+            None => {
+                let mut all: Vec<String> = self.cks.open.lock().unwrap().keys().cloned().collect();
+                if let Ok(connected) = store.connected_custom_key_stores().await {
+                    all.extend(connected);
+                }
+                all
+            }
+        };
+        for id in ids {
+            let row = match store.custom_key_store(&id).await {
+                Ok(Some(r)) => self.verified_store(r).await.ok(),
+                _ => None,
+            };
+            match row {
+                Some(r) if r.connection_state == CONNECTED => {
+                    if self.open_partition(&id).is_none() {
+                        let _ = self.log_in(&r).await;
+                    }
+                }
+                _ => self.close_partition(&id),
+            }
+        }
+    }
+
+    /// Log out of store `id`'s partition on this node: its keys' cached handles go first.
+    fn close_partition(&self, id: &str) {
+        let gone: Vec<(uuid::Uuid, i32)> = {
+            let live = self.live.lock().unwrap();
+            live.iter()
+                .filter(|(_, l)| l.store.as_deref() == Some(id))
+                .map(|(k, _)| *k)
+                .collect()
+        };
+        {
+            let mut live = self.live.lock().unwrap();
+            for k in gone {
+                live.pop(&k);
+            }
+        }
+        if self.cks.open.lock().unwrap().remove(id).is_some() {
+            tracing::info!(store = %id, "custom key store disconnected on this node");
+        }
+    }
+
+    /// Root key rotation: the partition of a key's custom key store, with its root key of the
+    /// service token's current version (created there if this is the first blob moved to it).
+    pub(crate) async fn partition_at_current_root(&self, rec: &KeyRecord) -> Result<Hsm> {
+        let token = self.token_of(rec).await?;
+        let version = self.hsm.root_version()?;
+        let t = token.clone();
+        tokio::task::spawn_blocking(move || t.ensure_partition_root(version))
+            .await
+            .map_err(|e| KmsError::Internal(e.to_string()))??;
+        Ok(token)
+    }
+
+    /// Root key rotation: the key that encrypts store `id`'s PIN re-wrapped under the service
+    /// token's current root key, and the row sealed again. False if the row is gone or moved
+    /// already; `KeyUnavailable` if it fails its seal.
+    pub(crate) async fn rewrap_store_pin(&self, id: &str) -> Result<bool> {
+        let store = self.cks.store()?;
+        let Some(row) = store.custom_key_store(id).await? else {
+            return Ok(false);
+        };
+        let old = self.verified_store(row).await?;
+        let (Some(wrapped), Some(version)) = (old.password_key.clone(), old.password_root_version)
+        else {
+            return Ok(false);
+        };
+        let (rewrapped, v) = self
+            .hsm
+            .rewrap(wrapped, version as u32, crate::hsm::BlobKind::Aes)
+            .await?;
+        if v as i32 == version {
+            return Ok(false);
+        }
+        let mut next = old.clone();
+        next.password_key = Some(rewrapped);
+        next.password_root_version = Some(v as i32);
+        match self.rewrite_store(&old, next).await {
+            Ok(()) => Ok(true),
+            Err(KmsError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The partition this process has logged in to for store `id`, if any.
@@ -414,9 +591,12 @@ impl Kms {
             inline_calls: false,
             oaep_sha256_import_in_service: false,
         };
+        let Ok(root_version) = self.hsm.root_version() else {
+            return Err("INTERNAL_ERROR");
+        };
         let opened = tokio::task::spawn_blocking(move || {
             let hsm = Hsm::open(&cfg)?;
-            hsm.ensure_partition_root()?;
+            hsm.ensure_partition_root(root_version)?;
             Ok::<_, HsmError>(hsm)
         })
         .await;

@@ -150,20 +150,26 @@ pub(crate) fn tags_mac_input(k: &KeyRecord, tags: &[Tag]) -> Vec<u8> {
 /// What a key's attributes MAC covers: what the key is, fixed when it is created.
 pub(crate) fn attrs_mac_input(k: &KeyRecord) -> Vec<u8> {
     let mrk = k.mrk_id.map(|m| m.as_bytes().to_vec()).unwrap_or_default();
-    mac_input(
-        "kms.key-attributes.v1",
-        &[
-            k.key_id.as_bytes(),
-            k.account_id.as_bytes(),
-            k.region.as_bytes(),
-            k.key_spec.as_str().as_bytes(),
-            k.key_usage.as_str().as_bytes(),
-            k.origin.as_str().as_bytes(),
-            k.key_manager.as_bytes(),
-            &[k.multi_region as u8],
-            &mrk,
-        ],
-    )
+    let multi_region = [k.multi_region as u8];
+    let mut fields: Vec<&[u8]> = vec![
+        k.key_id.as_bytes(),
+        k.account_id.as_bytes(),
+        k.region.as_bytes(),
+        k.key_spec.as_str().as_bytes(),
+        k.key_usage.as_str().as_bytes(),
+        k.origin.as_str().as_bytes(),
+        k.key_manager.as_bytes(),
+        &multi_region,
+        &mrk,
+    ];
+    // A key in a custom key store names it too (v2); every other key's input is v1's.
+    match &k.custom_key_store_id {
+        None => mac_input("kms.key-attributes.v1", &fields),
+        Some(store) => {
+            fields.push(store.as_bytes());
+            mac_input("kms.key-attributes.v2", &fields)
+        }
+    }
 }
 
 /// What a key's rotation MAC covers: its identity and creation time (a deletion recorded in

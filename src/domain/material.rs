@@ -172,6 +172,8 @@ impl Kms {
         version: i32,
     ) -> Result<Option<Arc<LiveMaterial>>> {
         let k = (rec.key_id, version);
+        // A key in a custom key store is usable only while its store is connected here.
+        let token = self.token_of(rec).await?;
         if let Some(l) = self.live.lock().unwrap().get(&k) {
             if l.bound_to == Binding::of(rec) && l.handle.is_current() {
                 crate::metrics::cache("key_material", true);
@@ -181,7 +183,7 @@ impl Kms {
         crate::metrics::cache("key_material", false);
         let gate = self.loading.lock().unwrap().entry(k).or_default().clone();
         let _loading = gate.lock().await;
-        let r = self.load_material(rec, version).await;
+        let r = self.load_material(rec, version, &token).await;
         self.loading.lock().unwrap().remove(&k);
         r
     }
@@ -190,6 +192,7 @@ impl Kms {
         &self,
         rec: &KeyRecord,
         version: i32,
+        token: &Hsm,
     ) -> Result<Option<Arc<LiveMaterial>>> {
         let k = (rec.key_id, version);
         let cached = self.live.lock().unwrap().get(&k).cloned();
@@ -254,7 +257,7 @@ impl Kms {
                     .await
             }
             _ => {
-                self.hsm
+                token
                     .unwrap_aes(m.wrapped.clone(), m.root_version as u32)
                     .await
             }
@@ -265,6 +268,8 @@ impl Kms {
         })?;
         let live = Arc::new(LiveMaterial {
             handle,
+            hsm: token.clone(),
+            store: rec.custom_key_store_id.clone(),
             public_key: m.public_key.clone(),
             lease: tokio::sync::Mutex::new(Lease::default()),
             bound_to: Binding::of(rec),
@@ -405,7 +410,7 @@ impl Kms {
             iv,
         };
         let aad = ciphertext::aad(&header, ctx);
-        let body = self
+        let body = live
             .hsm
             .gcm_encrypt(live.handle.clone(), iv, aad, plaintext)
             .await?;
@@ -463,7 +468,7 @@ impl Kms {
             .await?
             .ok_or(KmsError::InvalidCiphertext)?;
         let aad = ciphertext::aad(&header, ctx);
-        match self
+        match live
             .hsm
             .gcm_decrypt(live.handle.clone(), header.iv, aad, body.to_vec())
             .await

@@ -109,6 +109,8 @@ pub struct CreateKeyInput {
     pub tags: Vec<Tag>,
     pub multi_region: bool,
     pub bypass_policy_lockout_safety_check: bool,
+    /// `CustomKeyStoreId`: the key is created in that store's partition.
+    pub custom_key_store_id: Option<String>,
 }
 
 /// What `DescribeKey` and `CreateKey` return.
@@ -139,6 +141,8 @@ pub struct KeyMetadata {
     pub algorithms: asymmetric::Algorithms,
     /// For an `EXTERNAL` key with material: its `ExpirationModel` and `ValidTo`.
     pub expiration: Option<(String, Option<chrono::DateTime<Utc>>)>,
+    /// For a key in a custom key store: `CustomKeyStoreId` and `CloudHsmClusterId`.
+    pub custom_key_store: Option<(String, Option<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +214,11 @@ pub struct Identity {
 /// A usable version of a key's material: the unwrapped token object and the invocation lease.
 struct LiveMaterial {
     handle: Arc<KeyHandle>,
+    /// The token the handle is of: the service token, or the partition of the key's custom
+    /// key store (whose keys the service token never holds).
+    hsm: Hsm,
+    /// The custom key store the key lives in: its handles go when it disconnects.
+    store: Option<String>,
     /// A key pair's public key (SPKI DER), covered by the row MAC.
     public_key: Option<Vec<u8>>,
     lease: tokio::sync::Mutex<Lease>,

@@ -46,13 +46,24 @@ impl Kms {
                 .collect(),
         };
         related.sort_by_key(|k| !k.primary);
+        let store = self.key_store_view(rec).await?;
+        // AWS: the keys of a custom key store that is not connected are `Unavailable`.
+        let key_state = match &store {
+            Some((_, _, false))
+                if matches!(rec.key_state, KeyState::Enabled | KeyState::Disabled) =>
+            {
+                KeyState::Unavailable
+            }
+            _ => rec.key_state,
+        };
         Ok(KeyMetadata {
+            custom_key_store: store.map(|(id, cluster, _)| (id, cluster)),
             account_id: rec.account_id.clone(),
             key_id: rec.public_id().to_string(),
             arn: rec.arn(),
             created_at: rec.created_at,
             description: rec.description.clone(),
-            key_state: rec.key_state,
+            key_state,
             key_usage: rec.key_usage,
             key_spec: rec.key_spec,
             origin: rec.origin,

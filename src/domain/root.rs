@@ -126,6 +126,7 @@ impl Kms {
             KmsError::KeyUnavailable
         };
         let moved = match blob {
+            BlobRef::KeyStorePin(id) => return self.rewrap_store_pin(id).await,
             BlobRef::Material(key_id, version) => {
                 let (Some(rec), Some(m)) = (
                     self.keys.key(*key_id).await?,
@@ -140,7 +141,17 @@ impl Kms {
                     Some(Kind::Hmac(..)) => BlobKind::Secret,
                     _ => BlobKind::Aes,
                 };
-                self.reseal(
+                // A key in a custom key store: its material moves to its partition's root key
+                // of the same version, in the partition (connected, here), never the service's.
+                let token = match &rec.custom_key_store_id {
+                    None => self.hsm.clone(),
+                    Some(store) => self.partition_at_current_root(&rec).await.map_err(|e| {
+                        tracing::error!(key_id = %rec.key_id, store, error = ?e, "the key's custom key store is not connected: its material stays under the older root key until it is");
+                        KmsError::KeyUnavailable
+                    })?,
+                };
+                self.reseal_in(
+                    &token,
                     &m,
                     kind,
                     |m| (&m.wrapped, m.root_version, &m.mac),
@@ -232,12 +243,26 @@ impl Kms {
         input: impl Fn(&R) -> Vec<u8>,
         with: impl Fn(&R, Vec<u8>, i32) -> R,
     ) -> Result<Option<Resealed>> {
+        self.reseal_in(&self.hsm.clone(), row, kind, parts, input, with)
+            .await
+    }
+
+    /// [`Kms::reseal`] with the blob re-wrapped in `token` (a custom key store's partition);
+    /// the MAC is still the service token's.
+    async fn reseal_in<R>(
+        &self,
+        token: &crate::hsm::Hsm,
+        row: &R,
+        kind: BlobKind,
+        parts: impl Fn(&R) -> (&Vec<u8>, i32, &Vec<u8>),
+        input: impl Fn(&R) -> Vec<u8>,
+        with: impl Fn(&R, Vec<u8>, i32) -> R,
+    ) -> Result<Option<Resealed>> {
         let (blob, root_version, mac) = parts(row);
         if !self.hsm.row_mac_matches(input(row), mac).await? {
             return Ok(None);
         }
-        let (wrapped, rv) = self
-            .hsm
+        let (wrapped, rv) = token
             .rewrap(blob.clone(), root_version as u32, kind)
             .await?;
         let new = with(row, wrapped, rv as i32);

@@ -13,6 +13,8 @@ pub enum HsmError {
     TokenNotFound { label: String },
     /// `C_Login` refused the PIN.
     PinIncorrect,
+    /// The user PIN is locked (too many wrong PINs): the security officer must reset it.
+    PinLocked,
     /// A mechanism the service needs is not offered by the token.
     MechanismMissing { what: &'static str },
     /// The root wrapping key (or the MAC key) is not on the token.
@@ -37,6 +39,7 @@ impl HsmError {
             HsmError::ModuleLoad { .. } => "ModuleLoad".into(),
             HsmError::TokenNotFound { .. } => "TokenNotFound".into(),
             HsmError::PinIncorrect => "PinIncorrect".into(),
+            HsmError::PinLocked => "PinLocked".into(),
             HsmError::MechanismMissing { .. } => "MechanismMissing".into(),
             HsmError::ServiceKeyMissing { .. } => "ServiceKeyMissing".into(),
             HsmError::Call { rv, .. } => format!("{rv:?}"),
@@ -58,7 +61,7 @@ impl HsmError {
 
     /// The token's user PIN is locked (too many wrong PINs).
     pub fn is_pin_locked(&self) -> bool {
-        matches!(self.rv(), Some(RvError::PinLocked))
+        matches!(self, HsmError::PinLocked) || matches!(self.rv(), Some(RvError::PinLocked))
     }
 
     /// The return code of a failed PKCS#11 call, if that is what failed.
@@ -98,6 +101,10 @@ impl fmt::Display for HsmError {
             HsmError::PinIncorrect => write!(
                 f,
                 "the token refused the user PIN (CKR_PIN_INCORRECT); check hsm.pin / KMS_HSM__PIN"
+            ),
+            HsmError::PinLocked => write!(
+                f,
+                "the user PIN is locked (CKR_PIN_LOCKED); the security officer must reset it"
             ),
             HsmError::MechanismMissing { what } => write!(
                 f,

@@ -256,16 +256,17 @@ impl Hsm {
         Ok(())
     }
 
-    /// A custom key store's partition: its own root wrapping key (version 1), found or
-    /// created, and made the one its keys are wrapped under. Nothing else of the service's is
-    /// created there.
-    pub fn ensure_partition_root(&self) -> Result<bool, HsmError> {
+    /// A custom key store's partition: its own root wrapping key of `version` (the service
+    /// token's current root key version: a root key rotation rotates every partition's too),
+    /// found or created, and made the one its keys are wrapped under; its older ones stay for
+    /// the blobs that record them. Nothing else of the service's is created there.
+    pub fn ensure_partition_root(&self, version: u32) -> Result<bool, HsmError> {
         let s = self
             .inner
             .pinned
             .lock()
             .expect("pinned session lock poisoned");
-        let label = root_key_label(1);
+        let label = root_key_label(version);
         let (root, created) = match find_one(&s, &label)? {
             Some(h) => (h, false),
             None => (
@@ -281,7 +282,8 @@ impl Hsm {
             ),
         };
         verify_service_key(&s, root, &label, AttributeType::Wrap, false)?;
-        *self.inner.root.lock().unwrap() = Some((1, root));
+        *self.inner.older_roots.lock().unwrap() = older_roots(&s, version)?;
+        *self.inner.root.lock().unwrap() = Some((version, root));
         Ok(created)
     }
 

@@ -52,9 +52,7 @@ pub(super) fn login(session: &Session, pin: &SecretString) -> Result<(), HsmErro
         Err(CkError::Pkcs11(RvError::PinIncorrect, _))
         | Err(CkError::Pkcs11(RvError::PinInvalid, _))
         | Err(CkError::Pkcs11(RvError::PinLenRange, _)) => Err(HsmError::PinIncorrect),
-        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(HsmError::Other(
-            "the user PIN is locked (CKR_PIN_LOCKED); the security officer must reset it".into(),
-        )),
+        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(HsmError::PinLocked),
         Err(CkError::Pkcs11(RvError::PinExpired, _)) => Err(HsmError::Other(
             "the user PIN has expired (CKR_PIN_EXPIRED); set a new one on the token".into(),
         )),

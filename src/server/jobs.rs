@@ -176,13 +176,19 @@ async fn mac_key_job(kms: &Kms, store: &dyn Store) -> Result<(), crate::domain::
 
 /// What a change announced on `channel` (with `payload`) makes stale in the caches; `None`:
 /// changes may have been missed, so everything is.
-fn apply_change(kms: &Kms, change: Option<(&str, &str)>) {
+fn apply_change(kms: &Arc<Kms>, change: Option<(&str, &str)>) {
     match change {
+        Some(("kms_custom_key_store_changed", id)) => {
+            let (kms, id) = (kms.clone(), id.to_string());
+            tokio::spawn(async move { kms.follow_custom_key_store(Some(&id)).await });
+        }
         Some(("kms_identity_changed", _)) => kms.invalidate_identities(),
         Some(("kms_grant_changed", p)) => kms.invalidate_grants(p.parse().ok()),
         Some(("kms_alias_changed", _)) => kms.invalidate_aliases(),
         Some((_, p)) => kms.invalidate(p.parse().ok()),
         None => {
+            let k = kms.clone();
+            tokio::spawn(async move { k.follow_custom_key_store(None).await });
             kms.invalidate(None);
             kms.invalidate_identities();
             kms.invalidate_grants(None);
@@ -197,6 +203,9 @@ pub async fn spawn_invalidation(store: Arc<dyn Store>, kms: Arc<Kms>) -> Result<
     // With several database hosts, the pool follows the one that takes writes.
     store.follow_primary(Duration::from_millis(500));
     let mut changes = store.changes().await?;
+    // The custom key stores recorded connected are connected on this node too.
+    let k = kms.clone();
+    tokio::spawn(async move { k.follow_custom_key_store(None).await });
     tokio::spawn(async move {
         while let Some(change) = changes.recv().await {
             match change {

@@ -274,6 +274,7 @@ pub(crate) fn key_rec(key_id: Uuid, region: &str) -> KeyRecord {
         attrs_mac: Some(vec![0x34; 32]),
         rotation_mac: Some(vec![0x35; 32]),
         on_demand_rotation_start: None,
+        custom_key_store_id: None,
     }
 }
 

@@ -163,6 +163,13 @@ macro_rules! custom_key_store_store {
                 self.commit(tx).await
             }
 
+            async fn connected_custom_key_stores(&self) -> Result<Vec<String>, StoreError> {
+                sqlx::query_scalar(
+                    "SELECT custom_key_store_id FROM custom_key_stores WHERE connection_state = 'CONNECTED'",
+                )
+                .all(&self.pool).await
+            }
+
             async fn keys_in_custom_key_store(&self, id: &str) -> Result<i64, StoreError> {
                 sqlx::query_scalar("SELECT count(*) FROM keys WHERE custom_key_store_id = $1")
                     .bind(id)

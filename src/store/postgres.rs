@@ -316,6 +316,7 @@ impl PgStore {
             "kms_identity_changed",
             "kms_grant_changed",
             "kms_alias_changed",
+            "kms_custom_key_store_changed",
         ])
         .await
         .map_err(map_err)?;

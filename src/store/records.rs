@@ -188,6 +188,8 @@ pub struct KeyRecord {
     /// When the on-demand rotation in progress started (`RotateKeyOnDemand` recorded it; the
     /// background jobs complete it): AWS's `OnDemandRotationStartDate`.
     pub on_demand_rotation_start: Option<DateTime<Utc>>,
+    /// The custom key store the key lives in (`CustomKeyStoreId`), under the attributes MAC.
+    pub custom_key_store_id: Option<String>,
 }
 
 /// A key's new rotation state (current material version, schedule, on-demand count, primary

@@ -70,6 +70,7 @@ macro_rules! service_store {
                     (root_sql::ACCESS_KEYS_BELOW, 0),
                     (root_sql::SESSIONS_BELOW, 1),
                     (root_sql::IMPORT_TOKENS_BELOW, 2),
+                    (root_sql::KEY_STORE_PINS_BELOW, 3),
                 ] {
                     for r in sqlx::query(sql)
                         .bind(version)
@@ -80,7 +81,8 @@ macro_rules! service_store {
                         out.push(match kind {
                             0 => BlobRef::AccessKey(cell(&r, "access_key_id")?),
                             1 => BlobRef::Session(cell(&r, "access_key_id")?),
-                            _ => BlobRef::ImportToken(cell(&r, "token_id")?),
+                            2 => BlobRef::ImportToken(cell(&r, "token_id")?),
+                            _ => BlobRef::KeyStorePin(cell(&r, "custom_key_store_id")?),
                         });
                     }
                 }
@@ -105,6 +107,11 @@ macro_rules! service_store {
                     BlobRef::Session(id) => sqlx::query(root_sql::REWRAP_SESSION).bind(id.clone()),
                     BlobRef::ImportToken(id) => {
                         sqlx::query(root_sql::REWRAP_IMPORT_TOKEN).bind(*id)
+                    }
+                    BlobRef::KeyStorePin(_) => {
+                        return Err(StoreError::Other(
+                            "a custom key store's PIN is re-wrapped by the domain".into(),
+                        ))
                     }
                 };
                 let n = q

@@ -2,7 +2,12 @@
 //! under a cluster id, managed through the AWS SDK as on AWS.
 
 use crate::support::*;
-use aws_sdk_kms::types::{ConnectionErrorCodeType, ConnectionStateType, CustomKeyStoreType};
+use aws_sdk_kms::error::ProvideErrorMetadata;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{
+    ConnectionErrorCodeType, ConnectionStateType, CustomKeyStoreType, KeySpec, KeyState,
+    KeyUsageType, OriginType,
+};
 
 const CLUSTER: &str = "cluster-abcdefg2345";
 const OTHER_CLUSTER: &str = "cluster-hijklmn2345";
@@ -12,7 +17,11 @@ const ANCHOR: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE---
 /// `CLUSTER`, and a cluster whose token does not exist as `OTHER_CLUSTER`; the partition's
 /// label.
 async fn with_partition() -> (Server, String) {
-    let mut s = Server::start().await;
+    with_partition_and(&[]).await
+}
+
+async fn with_partition_and(env: &[(&str, &str)]) -> (Server, String) {
+    let mut s = Server::start_with(env).await;
     let label = s.token.add_token();
     let conf = s.token.dir.path().join("partitions.toml");
     std::fs::write(
@@ -48,6 +57,38 @@ async fn create(
         .key_store_password(pin)
         .send()
         .await
+}
+
+async fn connect(c: &aws_sdk_kms::Client, id: &str) {
+    c.connect_custom_key_store()
+        .custom_key_store_id(id)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn disconnect(c: &aws_sdk_kms::Client, id: &str) {
+    c.disconnect_custom_key_store()
+        .custom_key_store_id(id)
+        .send()
+        .await
+        .unwrap();
+}
+
+fn failed(code: ConnectionErrorCodeType) -> (ConnectionStateType, Option<ConnectionErrorCodeType>) {
+    (ConnectionStateType::Failed, Some(code))
+}
+
+/// Whether `check` holds within five seconds (another node follows a change through the
+/// change feed).
+async fn eventually<F: std::future::Future<Output = bool>>(check: impl Fn() -> F) -> bool {
+    for _ in 0..50 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// A client of a user of another account, allowed every KMS action by its identity policy.
@@ -155,17 +196,10 @@ async fn a_partition_is_a_custom_key_store_managed_as_on_aws() {
 
     // Connecting with the wrong PIN fails as AWS reports it; a failed store is disconnected
     // before anything else (connect again: CustomKeyStoreInvalidStateException).
-    c.connect_custom_key_store()
-        .custom_key_store_id(&id)
-        .send()
-        .await
-        .unwrap();
+    connect(&c, &id).await;
     assert_eq!(
         state(&c, &id).await,
-        (
-            ConnectionStateType::Failed,
-            Some(ConnectionErrorCodeType::InvalidCredentials)
-        )
+        failed(ConnectionErrorCodeType::InvalidCredentials)
     );
     let r = c
         .connect_custom_key_store()
@@ -180,11 +214,7 @@ async fn a_partition_is_a_custom_key_store_managed_as_on_aws() {
         .send()
         .await;
     assert_eq!(code(r), "CustomKeyStoreInvalidStateException");
-    c.disconnect_custom_key_store()
-        .custom_key_store_id(&id)
-        .send()
-        .await
-        .unwrap();
+    disconnect(&c, &id).await;
     let r = c
         .disconnect_custom_key_store()
         .custom_key_store_id(&id)
@@ -201,18 +231,10 @@ async fn a_partition_is_a_custom_key_store_managed_as_on_aws() {
         .send()
         .await
         .unwrap();
-    c.connect_custom_key_store()
-        .custom_key_store_id(&id)
-        .send()
-        .await
-        .unwrap();
+    connect(&c, &id).await;
     assert_eq!(state(&c, &id).await, (ConnectionStateType::Connected, None));
     // Connecting a connected store changes nothing (AWS).
-    c.connect_custom_key_store()
-        .custom_key_store_id(&id)
-        .send()
-        .await
-        .unwrap();
+    connect(&c, &id).await;
     assert!(
         objects(&s, &label).contains("kms-root"),
         "{}",
@@ -244,11 +266,7 @@ async fn a_partition_is_a_custom_key_store_managed_as_on_aws() {
 
     // An unrelated cluster is refused; a cluster whose token is gone fails to connect with
     // NETWORK_ERRORS.
-    c.disconnect_custom_key_store()
-        .custom_key_store_id(&id)
-        .send()
-        .await
-        .unwrap();
+    disconnect(&c, &id).await;
     let r = c
         .update_custom_key_store()
         .custom_key_store_id(&id)
@@ -261,17 +279,10 @@ async fn a_partition_is_a_custom_key_store_managed_as_on_aws() {
         .unwrap()
         .custom_key_store_id
         .unwrap();
-    c.connect_custom_key_store()
-        .custom_key_store_id(&b)
-        .send()
-        .await
-        .unwrap();
+    connect(&c, &b).await;
     assert_eq!(
         state(&c, &b).await,
-        (
-            ConnectionStateType::Failed,
-            Some(ConnectionErrorCodeType::NetworkErrors)
-        )
+        failed(ConnectionErrorCodeType::NetworkErrors)
     );
 
     // Another account sees none of them.
@@ -396,10 +407,297 @@ async fn a_custom_key_store_row_altered_with_sql_is_refused() {
         Some(ConnectionErrorCodeType::NetworkErrors)
     );
     restore().await;
-    c.connect_custom_key_store()
+    connect(&c, &id).await;
+    assert_eq!(state(&c, &id).await.0, ConnectionStateType::Connected);
+}
+
+async fn encrypt(c: &aws_sdk_kms::Client, key: &str) -> Result<Blob, String> {
+    c.encrypt()
+        .key_id(key)
+        .plaintext(Blob::new(b"tenant secret".to_vec()))
+        .send()
+        .await
+        .map(|o| o.ciphertext_blob.unwrap())
+        .map_err(|e| e.code().unwrap_or_default().to_string())
+}
+
+async fn decrypt(c: &aws_sdk_kms::Client, blob: &Blob) -> Result<Vec<u8>, String> {
+    c.decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .map(|o| o.plaintext.unwrap().into_inner())
+        .map_err(|e| e.code().unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_in_a_custom_key_store_live_in_its_partition() {
+    let (s, label) = with_partition().await;
+    let c = s.client();
+    let id = create(&c, "tenant-a", CLUSTER, PIN)
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    let in_store = || {
+        c.create_key()
+            .custom_key_store_id(&id)
+            .origin(OriginType::AwsCloudhsm)
+    };
+    // Not connected yet: no key can be created in it.
+    assert_eq!(
+        code(in_store().send().await),
+        "CustomKeyStoreInvalidStateException"
+    );
+    connect(&c, &id).await;
+    let (service_before, partition_before) = (objects(&s, &s.token.label), objects(&s, &label));
+
+    let key = in_store()
+        .description("tenant-a's key")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(key.origin(), Some(&OriginType::AwsCloudhsm));
+    assert_eq!(key.custom_key_store_id(), Some(id.as_str()));
+    assert_eq!(key.cloud_hsm_cluster_id(), Some(CLUSTER));
+    assert_eq!(key.key_state(), Some(&KeyState::Enabled));
+    // Generated in the partition and wrapped there: no token object in either token.
+    assert_eq!(objects(&s, &s.token.label), service_before);
+    assert_eq!(objects(&s, &label), partition_before);
+
+    let k = key.key_id();
+    let blob = encrypt(&c, k).await.unwrap();
+    assert_eq!(decrypt(&c, &blob).await.unwrap(), b"tenant secret");
+    let dk = c
+        .generate_data_key()
+        .key_id(k)
+        .number_of_bytes(32)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        decrypt(&c, dk.ciphertext_blob().unwrap()).await.unwrap(),
+        dk.plaintext().unwrap().as_ref()
+    );
+    let random = c
+        .generate_random()
+        .number_of_bytes(24)
         .custom_key_store_id(&id)
         .send()
         .await
         .unwrap();
-    assert_eq!(state(&c, &id).await.0, ConnectionStateType::Connected);
+    assert_eq!(random.plaintext().unwrap().as_ref().len(), 24);
+
+    // AWS's rules for keys in a custom key store.
+    let r = in_store()
+        .key_spec(KeySpec::Rsa2048)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await;
+    assert_eq!(code(r), "UnsupportedOperationException");
+    let r = in_store().multi_region(true).send().await;
+    assert_eq!(code(r), "UnsupportedOperationException");
+    let r = c.create_key().custom_key_store_id(&id).send().await;
+    assert_eq!(code(r), "ValidationException");
+    let r = c.create_key().origin(OriginType::AwsCloudhsm).send().await;
+    assert_eq!(code(r), "ValidationException");
+    let r = c.enable_key_rotation().key_id(k).send().await;
+    let (code_, msg) = message(r);
+    assert_eq!(code_, "UnsupportedOperationException");
+    assert_eq!(
+        msg,
+        format!(
+            "{} origin is AWS_CLOUDHSM which is not valid for this operation.",
+            key.arn().unwrap()
+        )
+    );
+    let other = other_account(&s);
+    let r = other
+        .create_key()
+        .custom_key_store_id(&id)
+        .origin(OriginType::AwsCloudhsm)
+        .send()
+        .await;
+    assert_eq!(code(r), "CustomKeyStoreNotFoundException");
+
+    // A second node follows the store's connection.
+    let second = tokio::task::block_in_place(|| s.second_node());
+    let c2 = s.client_of(&second, &s.access_key_id, &s.secret);
+    assert_eq!(decrypt(&c2, &blob).await.unwrap(), b"tenant secret");
+
+    // Disconnected: its keys are Unavailable and unusable on every node, management still
+    // works, and the store cannot be deleted while they exist.
+    disconnect(&c, &id).await;
+    let d = c
+        .describe_key()
+        .key_id(k)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(d.key_state(), Some(&KeyState::Unavailable));
+    assert_eq!(
+        encrypt(&c, k).await.unwrap_err(),
+        "KMSInvalidStateException"
+    );
+    assert_eq!(
+        decrypt(&c, &blob).await.unwrap_err(),
+        "KMSInvalidStateException"
+    );
+    let refused = eventually(|| async {
+        decrypt(&c2, &blob).await.err().as_deref() == Some("KMSInvalidStateException")
+    })
+    .await;
+    assert!(
+        refused,
+        "the second node still used the disconnected store's key"
+    );
+    c.update_key_description()
+        .key_id(k)
+        .description("still managed")
+        .send()
+        .await
+        .unwrap();
+    let r = c
+        .generate_random()
+        .number_of_bytes(8)
+        .custom_key_store_id(&id)
+        .send()
+        .await;
+    assert_eq!(code(r), "CustomKeyStoreInvalidStateException");
+    let r = c
+        .delete_custom_key_store()
+        .custom_key_store_id(&id)
+        .send()
+        .await;
+    assert_eq!(code(r), "CustomKeyStoreHasCMKsException");
+
+    // The partition's PIN changed by its owner: connecting fails until it is re-entered.
+    // (SoftHSM2 reads a token's PIN when the module is initialised: the nodes restart, as a
+    // process does; a network HSM checks each login.)
+    drop(c2);
+    drop(second);
+    pkcs11_tool(
+        &s.token.conf(),
+        &[
+            "--token-label",
+            &label,
+            "--login",
+            "--pin",
+            PIN,
+            "--change-pin",
+            "--new-pin",
+            "11223344",
+        ],
+    );
+    let mut s = s;
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    connect(&c, &id).await;
+    assert_eq!(
+        state(&c, &id).await,
+        failed(ConnectionErrorCodeType::InvalidCredentials)
+    );
+    disconnect(&c, &id).await;
+    c.update_custom_key_store()
+        .custom_key_store_id(&id)
+        .key_store_password("11223344")
+        .send()
+        .await
+        .unwrap();
+    let second = tokio::task::block_in_place(|| s.second_node());
+    let c2 = s.client_of(&second, &s.access_key_id, &s.secret);
+    assert_eq!(
+        decrypt(&c2, &blob).await.unwrap_err(),
+        "KMSInvalidStateException"
+    );
+    connect(&c, &id).await;
+    assert_eq!(state(&c, &id).await, (ConnectionStateType::Connected, None));
+    assert_eq!(decrypt(&c, &blob).await.unwrap(), b"tenant secret");
+    let back = eventually(|| async { decrypt(&c2, &blob).await.is_ok() }).await;
+    assert!(
+        back,
+        "the second node did not follow the store's connection"
+    );
+
+    // The key's store is under its attributes seal: moved to another store with SQL, refused.
+    s.db.execute(&format!(
+        "UPDATE keys SET custom_key_store_id = NULL WHERE custom_key_store_id = {}",
+        s.db.text(&id)
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        decrypt(&c, &blob).await.unwrap_err(),
+        "KeyUnavailableException"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_root_key_rotates_past_custom_key_stores() {
+    let (s, label) = with_partition_and(&[("KMS_SCHEDULER_INTERVAL_MS", "100")]).await;
+    let c = s.client();
+    let id = create(&c, "tenant-a", CLUSTER, PIN)
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    connect(&c, &id).await;
+    let key = c
+        .create_key()
+        .custom_key_store_id(&id)
+        .origin(OriginType::AwsCloudhsm)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let blob = encrypt(&c, &key).await.unwrap();
+    let partition_objects = objects(&s, &label);
+
+    // The service's root key rotates: the store's PIN key moves to it, and the key's material
+    // to its partition's own root key of the same version, re-wrapped in the partition.
+    let out = tokio::task::block_in_place(|| s.kms(&["hsm", "rotate-root-key"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pin_root =
+        s.db.int("SELECT password_root_version FROM custom_key_stores")
+            .await;
+    assert_eq!(pin_root, 2);
+    let material_root =
+        s.db.int(&format!(
+            "SELECT root_version FROM key_materials WHERE key_id = {}",
+            s.db.key(&key)
+        ))
+        .await;
+    assert_eq!(material_root, 2);
+    let now = objects(&s, &label);
+    assert!(
+        now.contains("kms-root-wrapping-key-v2")
+            && !partition_objects.contains("kms-root-wrapping-key-v2"),
+        "{now}"
+    );
+    assert!(!objects(&s, &s.token.label).contains(&key));
+    let out = tokio::task::block_in_place(|| s.kms(&["hsm", "destroy-root-key", "--version", "1"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The PIN decrypts under the new root key: the store connects again, its key works.
+    disconnect(&c, &id).await;
+    let mut s = s;
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    connect(&c, &id).await;
+    assert_eq!(state(&c, &id).await, (ConnectionStateType::Connected, None));
+    assert_eq!(decrypt(&c, &blob).await.unwrap(), b"tenant secret");
 }

@@ -295,7 +295,7 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
         ("custom_key_stores", "created_at", RefusedIn("custom_key_stores::a_custom_key_store_row_altered_with_sql_is_refused")),
         ("custom_key_stores", "mac", RefusedIn("custom_key_stores::a_custom_key_store_row_altered_with_sql_is_refused")),
         ("custom_key_stores", "connection_error", NoDecision("the last failed connection's ConnectionErrorCode, shown as written; connecting again rewrites it")),
-        ("keys", "custom_key_store_id", NoDecision("no key is created in a custom key store yet; DeleteCustomKeyStore counts the keys naming a store (sealed when CreateKey takes CustomKeyStoreId)")),
+        ("keys", "custom_key_store_id", RefusedIn("under the attributes seal (kms.key-attributes.v2 names the store): custom_key_stores::keys_in_a_custom_key_store_live_in_its_partition")),
         // ---- the audit trail
         ("audit_events", "seq", r(Sel::AuditEvent, A::Sql("seq + 1000000", "seq + 1000000"), P::Verify)),
         ("audit_events", "event_id", NoDecision("written, never read: the body's eventID, under the chain, is what is exported")),

@@ -73,9 +73,9 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         )
         .into());
     }
-    if r.custom_key_store_id.is_some() || r.xks_key_id.is_some() {
+    if r.xks_key_id.is_some() {
         return Err(KmsError::UnsupportedOperation(
-            "Custom key stores are not supported by this service.".into(),
+            "External key stores (XksKeyId) are not supported by this service yet.".into(),
         )
         .into());
     }
@@ -98,6 +98,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
                 policy: r.policy,
                 tags: into_tags(r.tags),
                 multi_region: r.multi_region.unwrap_or(false),
+                custom_key_store_id: r.custom_key_store_id,
                 bypass_policy_lockout_safety_check: r
                     .bypass_policy_lockout_safety_check
                     .unwrap_or(false),

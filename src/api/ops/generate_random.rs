@@ -23,15 +23,12 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .int_range(r.number_of_bytes, "numberOfBytes", 1, 1024)
         .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
         .finish()?;
-    if r.custom_key_store_id.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "Custom key stores are not supported by this service.".into(),
-        )
-        .into());
-    }
     refuse_recipient(&r.recipient)?;
-    let bytes = kms
-        .generate_random(caller, r.number_of_bytes.unwrap_or_default() as usize)
-        .await?;
+    let n = r.number_of_bytes.unwrap_or_default() as usize;
+    let bytes = match &r.custom_key_store_id {
+        // From the store's partition (AWS: a CloudHSM key store's cluster).
+        Some(id) => kms.random_from_store(caller, id, n).await?,
+        None => kms.generate_random(caller, n).await?,
+    };
     Ok(json!({ "Plaintext": b64(&bytes) }))
 }

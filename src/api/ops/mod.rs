@@ -181,6 +181,12 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
     if let Some(d) = &m.deletion_date {
         v["DeletionDate"] = json!(epoch(d));
     }
+    if let Some((store, cluster)) = &m.custom_key_store {
+        v["CustomKeyStoreId"] = json!(store);
+        if let Some(c) = cluster {
+            v["CloudHsmClusterId"] = json!(c);
+        }
+    }
     // A primary waiting for its replicas: the window that starts when they are gone.
     if m.key_state == KeyState::PendingReplicaDeletion {
         if let Some(days) = m.pending_window_days {

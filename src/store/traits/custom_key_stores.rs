@@ -35,6 +35,8 @@ pub trait CustomKeyStores: Send + Sync {
         id: &str,
         expected_mac: &[u8],
     ) -> Result<(), StoreError>;
+    /// The ids of every custom key store recorded connected (the nodes follow them).
+    async fn connected_custom_key_stores(&self) -> Result<Vec<String>, StoreError>;
     /// How many keys (in any state) live in the custom key store.
     async fn keys_in_custom_key_store(&self, id: &str) -> Result<i64, StoreError>;
 }

@@ -208,18 +208,28 @@ pub enum BlobRef {
     Session(String),
     /// An import token's wrapping private key (`import_tokens`).
     ImportToken(Uuid),
+    /// The key that encrypts a custom key store's PIN (`custom_key_stores`): re-wrapped by the
+    /// domain, which seals the store's row again.
+    KeyStorePin(String),
 }
 
 /// The SQL of the root key statements, one text for both stores (`$N` placeholders).
 pub(crate) mod root_sql {
     pub const BLOBS_PER_ROOT: &str = "SELECT r.version, \
         (SELECT count(*) FROM key_materials WHERE root_version = r.version) \
+        + (SELECT count(*) FROM custom_key_stores WHERE password_root_version = r.version) \
         + (SELECT count(*) FROM access_keys WHERE root_version = r.version) \
         + (SELECT count(*) FROM sessions WHERE root_version = r.version) \
         + (SELECT count(*) FROM import_tokens WHERE root_version = r.version) AS blobs \
         FROM root_keys r ORDER BY r.version";
     pub const MATERIALS_BELOW: &str =
         "SELECT key_id, version FROM key_materials WHERE root_version < $1 ORDER BY key_id, version LIMIT $2";
+    /// Custom key stores whose PIN's key is under an older root key. (The material of the keys
+    /// in them is listed above: under their partition's root key of the same version, re-wrapped
+    /// in the partition.)
+    pub const KEY_STORE_PINS_BELOW: &str =
+        "SELECT custom_key_store_id FROM custom_key_stores WHERE password_root_version < $1 \
+        ORDER BY custom_key_store_id LIMIT $2";
     pub const ACCESS_KEYS_BELOW: &str =
         "SELECT access_key_id FROM access_keys WHERE root_version < $1 ORDER BY access_key_id LIMIT $2";
     pub const SESSIONS_BELOW: &str =
