@@ -9,14 +9,14 @@ use aws_sdk_kms::types::{
     KeyUsageType, OriginType,
 };
 
-const CLUSTER: &str = "cluster-abcdefg2345";
+pub(crate) const CLUSTER: &str = "cluster-abcdefg2345";
 const OTHER_CLUSTER: &str = "cluster-hijklmn2345";
 const ANCHOR: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 /// A server whose settings register a partition token (another slot of the same module) as
 /// `CLUSTER`, and a cluster whose token does not exist as `OTHER_CLUSTER`; the partition's
 /// label.
-async fn with_partition() -> (Server, String) {
+pub(crate) async fn with_partition() -> (Server, String) {
     with_partition_and(&[]).await
 }
 
@@ -700,4 +700,84 @@ async fn the_service_root_key_rotates_past_custom_key_stores() {
     connect(&c, &id).await;
     assert_eq!(state(&c, &id).await, (ConnectionStateType::Connected, None));
     assert_eq!(decrypt(&c, &blob).await.unwrap(), b"tenant secret");
+}
+
+/// Disconnect and connect while clients encrypt and decrypt with the store's key: every call
+/// either works or answers `KMSInvalidStateException` (never an internal error, never a hang),
+/// and the service's own keys are not affected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_disconnected_and_connected_under_load_fails_only_its_own_keys() {
+    let (s, _) = with_partition().await;
+    let c = s.client();
+    let id = create(&c, "tenant-a", CLUSTER, PIN)
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    connect(&c, &id).await;
+    let in_store = c
+        .create_key()
+        .custom_key_store_id(&id)
+        .origin(OriginType::AwsCloudhsm)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let own = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for key in [in_store.clone(), in_store.clone(), own.clone()] {
+        let (c, stop) = (c.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut errors) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = match encrypt(&c, &key).await {
+                    Ok(blob) => decrypt(&c, &blob).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(()) => ok += 1,
+                    Err(e) => errors.push(e),
+                }
+            }
+            (key, ok, errors)
+        }));
+    }
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        disconnect(&c, &id).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        connect(&c, &id).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        let (key, ok, errors) = w.await.unwrap();
+        assert!(ok > 0, "{key}: nothing worked");
+        if key == own {
+            assert!(
+                errors.is_empty(),
+                "the service's own key failed: {errors:?}"
+            );
+        } else {
+            assert!(
+                errors.iter().all(|e| e == "KMSInvalidStateException"),
+                "{errors:?}"
+            );
+        }
+    }
+    assert_eq!(
+        decrypt(&c, &encrypt(&c, &in_store).await.unwrap())
+            .await
+            .unwrap(),
+        b"tenant secret"
+    );
 }
