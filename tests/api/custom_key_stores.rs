@@ -97,7 +97,8 @@ fn other_account(s: &Server) -> aws_sdk_kms::Client {
     tokio::task::block_in_place(|| s.new_user("111122223333", "tenant", Some(ALL)).2)
 }
 
-/// The objects of the token labelled `label` (after logging in), as pkcs11-tool lists them.
+/// The labels of the objects of the token labelled `label` (after logging in), sorted, as
+/// pkcs11-tool lists them (Kryoptic also lists unlabelled objects of its own, in no order).
 fn objects(s: &Server, label: &str) -> String {
     let out = pkcs11_tool(
         &s.token.conf(),
@@ -110,7 +111,16 @@ fn objects(s: &Server, label: &str) -> String {
             "--list-objects",
         ],
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut labels: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("label:")
+                .map(|v| v.trim().to_string())
+        })
+        .collect();
+    labels.sort();
+    labels.join("\n")
 }
 
 async fn state(
