@@ -96,6 +96,43 @@ pub struct Settings {
     /// HSM partitions custom key stores (`AWS_CLOUDHSM`) can be created over, each under the
     /// cluster id a `CreateCustomKeyStore` names (`[[partitions]]` tables).
     pub partitions: Vec<PartitionSettings>,
+    /// The service as an External Key Store proxy for AWS KMS: the logical key stores it
+    /// serves (`[[xks_stores]]`), each under its URI path prefix.
+    pub xks_stores: Vec<XksStoreSettings>,
+    /// Proxy API requests per second per logical key store (AWS KMS's own limit: 1800).
+    pub xks_requests_per_second: u32,
+}
+
+/// One logical external key store (`[[xks_stores]]`).
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct XksStoreSettings {
+    /// `""` or `/…`: requests arrive at `{uri_path_prefix}/kms/xks/v1/…` (AWS KMS's
+    /// `XksProxyUriPath` is this and `/kms/xks/v1`).
+    #[serde(default)]
+    pub uri_path_prefix: String,
+    /// Access keys of this service (`kms admin`) whose secrets AWS KMS signs with (its
+    /// `XksProxyAuthenticationCredential`); two during a rotation.
+    pub access_key_ids: Vec<String>,
+    /// The external keys it exposes.
+    #[serde(default)]
+    pub keys: Vec<XksKeySettings>,
+}
+
+/// An external key: its XKS key id, and the symmetric encryption key of this service behind it.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct XksKeySettings {
+    pub xks_key_id: String,
+    /// The key's ARN (`arn:aws:kms:<region>:<account>:key/<id>`).
+    pub key_arn: String,
+    /// `ENCRYPT`, `DECRYPT` or both (the default).
+    #[serde(default = "both_usages")]
+    pub usage: Vec<String>,
+}
+
+fn both_usages() -> Vec<String> {
+    vec!["ENCRYPT".into(), "DECRYPT".into()]
 }
 
 /// One partition (`[[partitions]]`): a token of a PKCS#11 module, registered under a cluster id.
@@ -197,6 +234,8 @@ impl Default for Settings {
             quota: QuotaSettings::default(),
             tls: TlsSettings::default(),
             partitions: vec![],
+            xks_stores: vec![],
+            xks_requests_per_second: 1800,
         }
     }
 }
@@ -350,6 +389,39 @@ impl Settings {
                         .all(|b| b.is_ascii_alphabetic() || (b'2'..=b'7').contains(&b))
             })
         };
+        for (i, x) in s.xks_stores.iter().enumerate() {
+            let p = &x.uri_path_prefix;
+            let chars = p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b));
+            if !(p.is_empty()
+                || (p.starts_with('/') && !p.ends_with('/') && chars && p.len() <= 117))
+            {
+                return Err(format!(
+                    "xks_stores: uri_path_prefix '{p}' must be empty or /… (letters, digits, /, _, -; no trailing /)"
+                ));
+            }
+            if s.xks_stores[..i].iter().any(|o| &o.uri_path_prefix == p) {
+                return Err(format!("xks_stores: uri_path_prefix '{p}' is listed twice"));
+            }
+            if x.access_key_ids.is_empty() {
+                return Err(format!("xks_stores: '{p}' names no access_key_ids"));
+            }
+            for k in &x.keys {
+                if k.usage.is_empty() || k.usage.iter().any(|u| u != "ENCRYPT" && u != "DECRYPT") {
+                    return Err(format!(
+                        "xks_stores: key {} has usage {:?}; ENCRYPT and/or DECRYPT",
+                        k.xks_key_id, k.usage
+                    ));
+                }
+                if !k.key_arn.starts_with("arn:") || !k.key_arn.contains(":key/") {
+                    return Err(format!(
+                        "xks_stores: key {} must name a key ARN, not '{}'",
+                        k.xks_key_id, k.key_arn
+                    ));
+                }
+            }
+        }
         for (i, p) in s.partitions.iter().enumerate() {
             if !cluster_id(&p.cluster_id) {
                 return Err(format!(

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod server;
 pub mod store;
 pub mod vocab;
+pub mod xks;
 
 #[cfg(test)]
 mod layering {

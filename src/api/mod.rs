@@ -43,6 +43,8 @@ pub struct ApiState {
     /// Authentication failures per source address.
     pub auth_guard: Arc<quota::AuthGuard>,
     pub max_connections: usize,
+    /// The External Key Store proxy API, when logical key stores are configured.
+    pub xks: Option<Arc<crate::xks::XksState>>,
 }
 
 /// What a request turned out to be, and so how to answer it.
@@ -186,11 +188,64 @@ async fn handle(
         return Ok(r);
     }
     let request_id = uuid::Uuid::new_v4().to_string();
+    if let Some(xks) = state.xks.clone().filter(|x| x.serves(req.uri().path())) {
+        let span = tracing::info_span!("xks", request_id = %request_id);
+        return Ok(handle_xks(state, xks, peer, req, request_id)
+            .instrument(span)
+            .await);
+    }
     // Every log line of the request, in any layer, carries its request id.
     let span = tracing::info_span!("request", request_id = %request_id);
     Ok(handle_api(state, peer, tls, req, request_id)
         .instrument(span)
         .await)
+}
+
+/// A request of the External Key Store proxy API (`crate::xks`), within the request timeout.
+async fn handle_xks(
+    state: Arc<ApiState>,
+    xks: Arc<crate::xks::XksState>,
+    peer: std::net::IpAddr,
+    req: Request<Incoming>,
+    request_id: String,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let answered = tokio::time::timeout(state.request_timeout, async {
+        let body = match read_body(body, state.max_body_bytes).await {
+            Ok(b) => b,
+            Err(_) => return (413, serde_json::json!({"errorName": "ValidationException"})),
+        };
+        crate::xks::handle(
+            &state,
+            &xks,
+            peer,
+            &parts,
+            &body,
+            &request_id,
+        )
+        .await
+    })
+    .await;
+    let (status, body) = answered.unwrap_or_else(|_| {
+        (
+            503,
+            serde_json::json!({"errorName": "DependencyTimeoutException"}),
+        )
+    });
+    tracing::info!(
+        status,
+        micros = started.elapsed().as_micros() as u64,
+        error = body.get("errorName").and_then(|e| e.as_str()).unwrap_or(""),
+        "xks request"
+    );
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(&body).unwrap_or_default(),
+        )))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 /// The metrics label of an operation name: one of the fixed set, else `Unknown`.

@@ -90,6 +90,14 @@ const LOGGED_MEMBERS: &[&str] = &[
     "CustomKeyStoreType",
     "CloudHsmClusterId",
     "TrustAnchorCertificate",
+    // The XKS proxy API's calls (their request metadata; never data).
+    "XksProxyUriPath",
+    "ExternalKeyId",
+    "KmsRequestId",
+    "KmsOperation",
+    "AwsPrincipalArn",
+    "KmsKeyArn",
+    "KmsViaService",
 ];
 
 fn camel(s: &str) -> String {

@@ -26,6 +26,7 @@ pub mod rotation;
 mod rows;
 mod seal;
 mod symmetric;
+pub mod xks;
 
 /// `kms --version` and `/healthz`: the release and the schema versions it migrates to.
 pub use crate::store::VERSION;
@@ -425,6 +426,12 @@ impl Kms {
 
     /// Readiness: the token answers with the service session logged in; the database answers
     /// and its migrations are current. Each check is bounded by `within`.
+    /// The service token's manufacturer and model, as it reports them.
+    pub fn token_capabilities(&self) -> (String, String) {
+        let c = self.hsm.capabilities();
+        (c.manufacturer.clone(), c.model.clone())
+    }
+
     pub async fn readiness(&self, within: std::time::Duration) -> Readiness {
         let token = async {
             match tokio::time::timeout(within, self.hsm.check()).await {

@@ -131,6 +131,12 @@ pub async fn serve(s: &Settings) -> Result<()> {
         ),
         auth_guard,
         sts_min_session_seconds: s.sts_min_session_seconds,
+        xks: (!s.xks_stores.is_empty()).then(|| {
+            Arc::new(crate::xks::XksState::new(
+                s.xks_stores.clone(),
+                s.xks_requests_per_second,
+            ))
+        }),
     });
     if let Some(l) = metrics_listener {
         // Runs until the process exits.

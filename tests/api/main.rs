@@ -33,3 +33,4 @@ mod tamper;
 mod terraform;
 mod tls;
 mod upgrade;
+mod xks;

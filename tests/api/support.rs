@@ -1096,12 +1096,24 @@ pub fn sign_request(
     region: &str,
     at: SystemTime,
 ) {
+    sign_request_for(req, id, secret, region, "kms", at)
+}
+
+/// [`sign_request`] for another service's name (`kms-xks-proxy`).
+pub fn sign_request_for(
+    req: &mut http::Request<Vec<u8>>,
+    id: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+    at: SystemTime,
+) {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     let identity = Credentials::new(id, secret, None, None, "test").into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
-        .name("kms")
+        .name(service)
         .time(at)
         .settings(SigningSettings::default())
         .build()

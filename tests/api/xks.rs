@@ -1,0 +1,400 @@
+//! The service as an External Key Store (XKS) proxy for AWS KMS: the proxy API as the
+//! specification (`aws/aws-kms-xksproxy-api-spec` 1.0.2) defines it, called the way AWS KMS
+//! calls it — HTTP POSTs signed with SigV4 for `kms-xks-proxy` by the independent `aws-sigv4`
+//! crate — on the real server, token and database.
+
+use crate::support::*;
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::time::SystemTime;
+
+const PREFIX: &str = "/tenant-a";
+/// The Region AWS KMS calls from (not one this service serves).
+const KMS_REGION: &str = "eu-central-1";
+
+struct Proxy {
+    s: Server,
+    id: String,
+    secret: String,
+    /// The ARN behind the external key `k1`.
+    k1: String,
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn unb64(v: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap())
+        .unwrap()
+}
+
+/// A server whose settings expose four external keys under `PREFIX`: `k1` (encrypt and
+/// decrypt), `enc-only`, `dec-only`, and `hmac` (an HMAC key: not for encryption).
+async fn proxy() -> Proxy {
+    let mut s = Server::start().await;
+    let c = s.client();
+    let arn = |m: aws_sdk_kms::types::KeyMetadata| m.arn.unwrap();
+    let mut arns = Vec::new();
+    for _ in 0..3 {
+        arns.push(arn(c
+            .create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()));
+    }
+    let hmac = arn(c
+        .create_key()
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap());
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "xks", None));
+    let conf = s.token.dir.path().join("xks.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[xks_stores]]\nuri_path_prefix = \"{PREFIX}\"\naccess_key_ids = [\"{id}\"]\n\
+             [[xks_stores.keys]]\nxks_key_id = \"k1\"\nkey_arn = \"{}\"\n\
+             [[xks_stores.keys]]\nxks_key_id = \"enc-only\"\nkey_arn = \"{}\"\nusage = [\"ENCRYPT\"]\n\
+             [[xks_stores.keys]]\nxks_key_id = \"dec-only\"\nkey_arn = \"{}\"\nusage = [\"DECRYPT\"]\n\
+             [[xks_stores.keys]]\nxks_key_id = \"hmac\"\nkey_arn = \"{hmac}\"\n",
+            arns[0], arns[1], arns[2]
+        ),
+    )
+    .unwrap();
+    s.env
+        .push(("KMS_CONFIG".into(), conf.to_str().unwrap().into()));
+    tokio::task::block_in_place(|| s.spawn());
+    Proxy {
+        k1: arns[0].clone(),
+        s,
+        id,
+        secret,
+    }
+}
+
+impl Proxy {
+    /// POST `body` to `path`, signed as AWS KMS signs (with `secret` for this access key).
+    async fn post_as(&self, path: &str, body: &Value, secret: Option<&str>) -> (u16, Value) {
+        let url = format!("{}{path}", self.s.endpoint);
+        let bytes = serde_json::to_vec(body).unwrap();
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header("host", self.s.endpoint.trim_start_matches("http://"))
+            .header("content-type", "application/json")
+            .body(bytes)
+            .unwrap();
+        if let Some(secret) = secret {
+            sign_request_for(
+                &mut req,
+                &self.id,
+                secret,
+                KMS_REGION,
+                "kms-xks-proxy",
+                SystemTime::now(),
+            );
+        }
+        let mut rb = reqwest::Client::new().post(&url);
+        for (k, v) in req.headers() {
+            if k.as_str() != "host" {
+                rb = rb.header(k.as_str(), v.to_str().unwrap());
+            }
+        }
+        let resp = rb.body(req.into_body()).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_as(path, body, Some(&self.secret.clone())).await
+    }
+
+    fn path(&self, key: &str, op: &str) -> String {
+        format!("{PREFIX}/kms/xks/v1/keys/{key}/{op}")
+    }
+
+    async fn encrypt(&self, key: &str, pt: &[u8], aad: &[u8]) -> (u16, Value) {
+        let body = json!({
+            "requestMetadata": meta("Encrypt", Some(&self.k1)),
+            "plaintext": b64(pt),
+            "additionalAuthenticatedData": b64(aad),
+            "encryptionAlgorithm": "AES_GCM",
+            "ciphertextDataIntegrityValueAlgorithm": "SHA_256",
+        });
+        self.post(&self.path(key, "encrypt"), &body).await
+    }
+
+    async fn decrypt(&self, key: &str, enc: &Value, aad: &[u8]) -> (u16, Value) {
+        let body = json!({
+            "requestMetadata": meta("Decrypt", Some(&self.k1)),
+            "ciphertext": enc["ciphertext"],
+            "ciphertextMetadata": enc["ciphertextMetadata"],
+            "initializationVector": enc["initializationVector"],
+            "authenticationTag": enc["authenticationTag"],
+            "additionalAuthenticatedData": b64(aad),
+            "encryptionAlgorithm": "AES_GCM",
+        });
+        self.post(&self.path(key, "decrypt"), &body).await
+    }
+}
+
+/// The `requestMetadata` AWS KMS sends.
+fn meta(op: &str, kms_key_arn: Option<&str>) -> Value {
+    let mut m = json!({
+        "awsPrincipalArn": "arn:aws:iam::111122223333:role/app",
+        "kmsOperation": op,
+        "kmsRequestId": "4112f4d6-db54-4af4-ae30-c55a22a8dfae",
+    });
+    if let Some(arn) = kms_key_arn {
+        m["kmsKeyArn"] = json!(arn);
+    }
+    m
+}
+
+fn error(r: &(u16, Value)) -> (u16, &str) {
+    (r.0, r.1["errorName"].as_str().unwrap_or(""))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_api_encrypts_and_decrypts_as_the_specification_defines() {
+    let p = proxy().await;
+    let health = p
+        .post(
+            &format!("{PREFIX}/kms/xks/v1/health"),
+            &json!({"requestMetadata": {"kmsRequestId": "r1", "kmsOperation": "KmsHealthCheck"}}),
+        )
+        .await;
+    assert_eq!(health.0, 200, "{:?}", health.1);
+    assert_eq!(health.1["xksProxyFleetSize"], 1);
+    assert_eq!(health.1["ekmFleetDetails"][0]["healthStatus"], "ACTIVE");
+
+    let md = p
+        .post(
+            &p.path("k1", "metadata"),
+            &json!({"requestMetadata": meta("CreateKey", None)}),
+        )
+        .await;
+    assert_eq!(md.0, 200);
+    assert_eq!(
+        md.1,
+        json!({"keySpec": "AES_256", "keyUsage": ["ENCRYPT", "DECRYPT"], "keyStatus": "ENABLED"})
+    );
+
+    // Encrypt: GCM output split as the specification asks, with its integrity value.
+    let aad = b"project=nile,department=marketing";
+    let pt = b"AWS KMS's own ciphertext, encrypted again here";
+    let enc = p.encrypt("k1", pt, aad).await;
+    assert_eq!(enc.0, 200, "{:?}", enc.1);
+    let (ct, iv, tag, m) = (
+        unb64(&enc.1["ciphertext"]),
+        unb64(&enc.1["initializationVector"]),
+        unb64(&enc.1["authenticationTag"]),
+        unb64(&enc.1["ciphertextMetadata"]),
+    );
+    assert_eq!((ct.len(), iv.len(), tag.len()), (pt.len(), 12, 16));
+    assert!(m.len() <= 20);
+    let mut covered = aad.to_vec();
+    for part in [&m, &iv, &ct, &tag] {
+        covered.extend_from_slice(part);
+    }
+    let want = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &covered);
+    assert_eq!(unb64(&enc.1["ciphertextDataIntegrityValue"]), want.as_ref());
+    let dec = p.decrypt("k1", &enc.1, aad).await;
+    assert_eq!(dec.0, 200, "{:?}", dec.1);
+    assert_eq!(unb64(&dec.1["plaintext"]), pt);
+
+    // Anything changed is InvalidCiphertextException: the AAD, the metadata, the tag.
+    assert_eq!(
+        error(&p.decrypt("k1", &enc.1, b"other").await),
+        (400, "InvalidCiphertextException")
+    );
+    let mut moved = enc.1.clone();
+    moved["ciphertextMetadata"] = json!(b64(&[1, 0, 0, 0, 9]));
+    assert_eq!(
+        error(&p.decrypt("k1", &moved, aad).await).1,
+        "InvalidCiphertextException"
+    );
+    let mut bad_tag = enc.1.clone();
+    let mut t = tag.clone();
+    t[0] ^= 1;
+    bad_tag["authenticationTag"] = json!(b64(&t));
+    assert_eq!(
+        error(&p.decrypt("k1", &bad_tag, aad).await),
+        (400, "InvalidCiphertextException")
+    );
+    // Another external key cannot open it.
+    assert_eq!(
+        error(&p.decrypt("dec-only", &enc.1, aad).await).1,
+        "InvalidCiphertextException"
+    );
+
+    // The key behind k1 rotates: what it encrypted before still decrypts.
+    let c = p.s.client();
+    c.rotate_key_on_demand().key_id(&p.k1).send().await.unwrap();
+    let mut rotated = false;
+    for _ in 0..50 {
+        let after = p.encrypt("k1", pt, aad).await;
+        if after.1["ciphertextMetadata"] != enc.1["ciphertextMetadata"] {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(rotated, "the rotation did not reach the proxy");
+    assert_eq!(
+        unb64(&p.decrypt("k1", &enc.1, aad).await.1["plaintext"]),
+        pt
+    );
+
+    // Disabled: its status says so, and it neither encrypts nor decrypts.
+    c.disable_key().key_id(&p.k1).send().await.unwrap();
+    let md = p
+        .post(
+            &p.path("k1", "metadata"),
+            &json!({"requestMetadata": meta("DescribeKey", Some(&p.k1))}),
+        )
+        .await;
+    assert_eq!(md.1["keyStatus"], "DISABLED");
+    assert_eq!(
+        error(&p.encrypt("k1", pt, aad).await),
+        (400, "InvalidStateException")
+    );
+    assert_eq!(
+        error(&p.decrypt("k1", &enc.1, aad).await),
+        (400, "InvalidStateException")
+    );
+
+    // Every call is in the trail, under the key's ARN, without the data.
+    let trail =
+        p.s.db
+            .strings("SELECT body FROM audit_events WHERE event_name LIKE 'Xks%'")
+            .await
+            .join("\n");
+    assert!(trail.contains("XksEncrypt") && trail.contains("XksDecrypt") && trail.contains(&p.k1));
+    assert!(trail.contains("4112f4d6-db54-4af4-ae30-c55a22a8dfae"));
+    assert!(
+        !trail.contains(&b64(pt)) && !trail.contains(&b64(&ct)),
+        "{trail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_of_the_specification_is_answered_with_its_name_and_status() {
+    let p = proxy().await;
+    let aad = b"ctx";
+    let enc = p.encrypt("k1", b"data", aad).await;
+    assert_eq!(enc.0, 200);
+    let md = json!({"requestMetadata": meta("DescribeKey", Some(&p.k1))});
+
+    // Authentication: a wrong secret, no signature, another service's signature.
+    assert_eq!(
+        error(
+            &p.post_as(
+                &p.path("k1", "metadata"),
+                &md,
+                Some("not-the-secret-of-this-key-000000000")
+            )
+            .await
+        ),
+        (401, "AuthenticationFailedException")
+    );
+    assert_eq!(
+        error(&p.post_as(&p.path("k1", "metadata"), &md, None).await),
+        (401, "AuthenticationFailedException")
+    );
+    // Paths: another prefix, an unknown operation, an invalid key id.
+    assert_eq!(
+        error(&p.post("/other/kms/xks/v1/keys/k1/metadata", &md).await),
+        (404, "InvalidUriPathException")
+    );
+    assert_eq!(
+        error(&p.post(&p.path("k1", "sign"), &md).await),
+        (404, "InvalidUriPathException")
+    );
+    assert_eq!(
+        error(&p.post(&p.path("bad%20id", "metadata"), &md).await),
+        (404, "InvalidUriPathException")
+    );
+    // A key the mapping does not name.
+    assert_eq!(
+        error(&p.post(&p.path("unknown", "metadata"), &md).await),
+        (404, "KeyNotFoundException")
+    );
+    // Malformed bodies and members.
+    assert_eq!(
+        error(&p.post(&p.path("k1", "metadata"), &json!({})).await),
+        (400, "ValidationException")
+    );
+    assert_eq!(
+        error(
+            &p.post(&p.path("k1", "metadata"), &json!({"requestMetadata": {}}))
+                .await
+        ),
+        (400, "ValidationException")
+    );
+    let mut no_arn = json!({
+        "requestMetadata": meta("Encrypt", None),
+        "plaintext": b64(b"x"),
+        "encryptionAlgorithm": "AES_GCM",
+    });
+    assert_eq!(
+        error(&p.post(&p.path("k1", "encrypt"), &no_arn).await),
+        (400, "ValidationException")
+    );
+    no_arn["requestMetadata"] = meta("Encrypt", Some(&p.k1));
+    no_arn["encryptionAlgorithm"] = json!("AES_CBC");
+    assert_eq!(
+        error(&p.post(&p.path("k1", "encrypt"), &no_arn).await),
+        (400, "ValidationException")
+    );
+    no_arn["encryptionAlgorithm"] = json!("AES_GCM");
+    no_arn["plaintext"] = json!("not base64!");
+    assert_eq!(
+        error(&p.post(&p.path("k1", "encrypt"), &no_arn).await),
+        (400, "ValidationException")
+    );
+    let mut short_tag = enc.1.clone();
+    short_tag["authenticationTag"] = json!(b64(&[0; 8]));
+    assert_eq!(
+        error(&p.decrypt("k1", &short_tag, aad).await),
+        (400, "ValidationException")
+    );
+    // Key usage: the mapping's restrictions, and a key that is not for encryption.
+    assert_eq!(
+        error(&p.encrypt("dec-only", b"x", aad).await),
+        (400, "InvalidKeyUsageException")
+    );
+    assert_eq!(
+        error(&p.decrypt("enc-only", &enc.1, aad).await),
+        (400, "InvalidKeyUsageException")
+    );
+    assert_eq!(
+        error(&p.encrypt("hmac", b"x", aad).await),
+        (400, "InvalidKeyUsageException")
+    );
+    // Beyond what this proxy takes (the specification's minimum is 4300 bytes).
+    assert_eq!(
+        error(&p.encrypt("k1", &vec![7u8; 70_000], aad).await),
+        (501, "UnsupportedOperationException")
+    );
+    // A GET is refused with 405.
+    let get = reqwest::Client::new()
+        .get(format!("{}{}", p.s.endpoint, p.path("k1", "metadata")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status().as_u16(), 405);
+    // The main API is unaffected.
+    p.s.client().list_keys().send().await.unwrap();
+}
