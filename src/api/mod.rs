@@ -216,15 +216,7 @@ async fn handle_xks(
             Ok(b) => b,
             Err(_) => return (413, serde_json::json!({"errorName": "ValidationException"})),
         };
-        crate::xks::handle(
-            &state,
-            &xks,
-            peer,
-            &parts,
-            &body,
-            &request_id,
-        )
-        .await
+        crate::xks::handle(&state, &xks, peer, &parts, &body, &request_id).await
     })
     .await;
     let (status, body) = answered.unwrap_or_else(|_| {

@@ -146,6 +146,20 @@ pub fn valid_access_key_id(s: &str) -> bool {
     (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// The HMAC key of a secret's SigV4 derivation: `"AWS4" || secret`, or, when that is longer
+/// than SHA-256's block (64 bytes: a secret over 60 characters, such as the 43 to 64 of an
+/// XKS proxy credential), its SHA-256 — the key HMAC uses for a long key (RFC 2104 §2), which
+/// every token takes (SoftHSM2 does not hash a long HMAC key itself, and signs wrongly with it).
+fn signing_secret(secret: &SecretString) -> Zeroizing<Vec<u8>> {
+    let mut material = Zeroizing::new(b"AWS4".to_vec());
+    material.extend_from_slice(secret.expose_secret().as_bytes());
+    if material.len() > 64 {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
+        return Zeroizing::new(d.as_ref().to_vec());
+    }
+    material
+}
+
 /// Secrets are 40 characters when AWS issues them; the token's HMAC needs a key of at least 32
 /// bytes ("AWS4" plus 28 characters), so shorter ones are refused.
 pub fn valid_secret(s: &str) -> bool {
@@ -371,8 +385,7 @@ impl Credentials {
                     .map(|b| B32[(*b & 31) as usize] as char),
             )
             .collect();
-        let mut material = Zeroizing::new(b"AWS4".to_vec());
-        material.extend_from_slice(secret.expose_secret().as_bytes());
+        let material = signing_secret(&secret);
         let (blob, root_version) = self.hsm.wrap_hmac_secret(material).await?;
         let expires_at = chrono::Utc::now() + duration;
         // Whole seconds: the MAC covers the expiry as epoch seconds.
@@ -427,8 +440,7 @@ impl Credentials {
                 "secret access keys are 28 to 128 printable characters".into(),
             ));
         }
-        let mut material = Zeroizing::new(b"AWS4".to_vec());
-        material.extend_from_slice(secret.expose_secret().as_bytes());
+        let material = signing_secret(secret);
         let (blob, root_version) = self.hsm.wrap_hmac_secret(material).await?;
         let mut rec = AccessKeyRecord {
             access_key_id: access_key_id.to_string(),

@@ -56,8 +56,39 @@ async fn proxy() -> Proxy {
         .unwrap()
         .key_metadata
         .unwrap());
-    let (_, id, secret, _) =
+    // A credential in the form AWS KMS takes (an id of 20-30 characters A-Z2-7, a secret of
+    // 43-64 characters), imported for a user of this service.
+    let (user, _, _, _) =
         tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "xks", None));
+    let (id, secret) = (
+        "XKSPROXYTENANTA2345ABCDE".to_string(),
+        "kR3mX9pQ2vL8wN4tY6uZ1aB5cD7eF0gH+jK/lM2nO4pQ6rS8tU0vW2xY4zA6bC8=".to_string(),
+    );
+    let out = tokio::task::block_in_place(|| {
+        s.admin(
+            &[
+                "create-access-key",
+                "--user-arn",
+                &user,
+                "--access-key-id",
+                &id,
+            ],
+            &[("KMS_IMPORT_SECRET_ACCESS_KEY", &secret)],
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The imported credential authenticates on the AWS API too (a secret over 60 characters:
+    // its HMAC key is hashed first, RFC 2104; the user has no permission, so AccessDenied).
+    let probe = s
+        .client_with(&id, &secret, REGION, None)
+        .list_keys()
+        .send()
+        .await;
+    assert_eq!(code(probe), "AccessDeniedException");
     let conf = s.token.dir.path().join("xks.toml");
     std::fs::write(
         &conf,
