@@ -15,6 +15,8 @@ const KMS_REGION: &str = "eu-central-1";
 
 struct Proxy {
     s: Server,
+    /// Where requests go: the server, or another node of it.
+    endpoint: Option<String>,
     id: String,
     secret: String,
     /// The ARN behind the external key `k1`.
@@ -34,7 +36,11 @@ fn unb64(v: &Value) -> Vec<u8> {
 /// A server whose settings expose four external keys under `PREFIX`: `k1` (encrypt and
 /// decrypt), `enc-only`, `dec-only`, and `hmac` (an HMAC key: not for encryption).
 async fn proxy() -> Proxy {
-    let mut s = Server::start().await;
+    proxy_with(&[]).await
+}
+
+async fn proxy_with(env: &[(&str, &str)]) -> Proxy {
+    let mut s = Server::start_with(env).await;
     let c = s.client();
     let arn = |m: aws_sdk_kms::types::KeyMetadata| m.arn.unwrap();
     let mut arns = Vec::new();
@@ -106,6 +112,7 @@ async fn proxy() -> Proxy {
         .push(("KMS_CONFIG".into(), conf.to_str().unwrap().into()));
     tokio::task::block_in_place(|| s.spawn());
     Proxy {
+        endpoint: None,
         k1: arns[0].clone(),
         s,
         id,
@@ -116,12 +123,16 @@ async fn proxy() -> Proxy {
 impl Proxy {
     /// POST `body` to `path`, signed as AWS KMS signs (with `secret` for this access key).
     async fn post_as(&self, path: &str, body: &Value, secret: Option<&str>) -> (u16, Value) {
-        let url = format!("{}{path}", self.s.endpoint);
+        let endpoint = self
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| self.s.endpoint.clone());
+        let url = format!("{endpoint}{path}");
         let bytes = serde_json::to_vec(body).unwrap();
         let mut req = http::Request::builder()
             .method("POST")
             .uri(&url)
-            .header("host", self.s.endpoint.trim_start_matches("http://"))
+            .header("host", endpoint.trim_start_matches("http://"))
             .header("content-type", "application/json")
             .body(bytes)
             .unwrap();
@@ -428,4 +439,31 @@ async fn every_error_of_the_specification_is_answered_with_its_name_and_status()
     assert_eq!(get.status().as_u16(), 405);
     // The main API is unaffected.
     p.s.client().list_keys().send().await.unwrap();
+}
+
+/// Every node serves the proxy API (what one encrypts another decrypts), and each logical key
+/// store has its request rate: beyond it, `ThrottlingException` (429).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_node_serves_it_and_each_key_store_is_throttled() {
+    let mut p = proxy_with(&[("KMS_XKS_REQUESTS_PER_SECOND", "5")]).await;
+    let aad = b"ctx";
+    let enc = p.encrypt("k1", b"data", aad).await;
+    assert_eq!(enc.0, 200, "{:?}", enc.1);
+    let second = tokio::task::block_in_place(|| p.s.second_node());
+    p.endpoint = Some(second.endpoint.clone());
+    let dec = p.decrypt("k1", &enc.1, aad).await;
+    assert_eq!(dec.0, 200, "{:?}", dec.1);
+    assert_eq!(unb64(&dec.1["plaintext"]), b"data");
+    let mut throttled = 0;
+    for _ in 0..20 {
+        if error(&p.decrypt("k1", &enc.1, aad).await) == (429, "ThrottlingException") {
+            throttled += 1;
+        }
+    }
+    assert!(
+        throttled > 0,
+        "20 requests at once were all taken at 5 per second"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(p.decrypt("k1", &enc.1, aad).await.0, 200);
 }
