@@ -1,5 +1,5 @@
 //! The calls the Terraform AWS provider makes for `aws_kms_key`, `aws_kms_alias`,
-//! `aws_kms_grant`, `aws_kms_ciphertext`, `aws_kms_external_key` and `aws_kms_replica_key` (its public source, `internal/service/kms/`:
+//! `aws_kms_grant`, `aws_kms_ciphertext`, `aws_kms_external_key`, `aws_kms_replica_key` and `aws_kms_custom_key_store` (its public source, `internal/service/kms/`:
 //! create, read after every change, update, delete), replayed through `aws-sdk-kms`. A call
 //! Terraform makes that this service answers differently from AWS fails `terraform apply` for
 //! everyone who uses it.
@@ -661,4 +661,58 @@ async fn aws_kms_replica_key_create_read_update_delete() {
     );
     assert_eq!(code, "KMSInvalidStateException");
     assert!(message.contains("is pending deletion"), "{message}");
+}
+
+/// `aws_kms_custom_key_store` (its `custom_key_store.go`): CreateCustomKeyStore, the read by
+/// id (DescribeCustomKeyStores with CustomKeyStoreId: cluster, name, trust anchor), an update
+/// that always names the cluster beside what changed, delete; the read of a deleted store is
+/// CustomKeyStoreNotFoundException, which removes it from the state.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_kms_custom_key_store_create_read_update_delete() {
+    use crate::custom_key_stores::{with_partition, CLUSTER};
+    let (s, _) = with_partition().await;
+    let c = s.client();
+    let anchor = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let id = c
+        .create_custom_key_store()
+        .cloud_hsm_cluster_id(CLUSTER)
+        .custom_key_store_name("terraform")
+        .key_store_password(PIN)
+        .trust_anchor_certificate(anchor)
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    let read = |c: aws_sdk_kms::Client, id: String| async move {
+        c.describe_custom_key_stores()
+            .custom_key_store_id(id)
+            .send()
+            .await
+            .map(|o| o.custom_key_stores.unwrap_or_default().remove(0))
+    };
+    let r = read(c.clone(), id.clone()).await.unwrap();
+    assert_eq!(r.cloud_hsm_cluster_id(), Some(CLUSTER));
+    assert_eq!(r.custom_key_store_name(), Some("terraform"));
+    assert_eq!(r.trust_anchor_certificate(), Some(anchor));
+    // An update: the cluster as it is, the name and the password changed.
+    c.update_custom_key_store()
+        .custom_key_store_id(&id)
+        .cloud_hsm_cluster_id(CLUSTER)
+        .new_custom_key_store_name("terraform-renamed")
+        .key_store_password("another-pin")
+        .send()
+        .await
+        .unwrap();
+    let r = read(c.clone(), id.clone()).await.unwrap();
+    assert_eq!(r.custom_key_store_name(), Some("terraform-renamed"));
+    c.delete_custom_key_store()
+        .custom_key_store_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(read(c.clone(), id.clone()).await),
+        "CustomKeyStoreNotFoundException"
+    );
 }
