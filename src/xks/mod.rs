@@ -413,10 +413,41 @@ pub async fn handle(
     if method != hyper::Method::POST {
         return (405, json!({}));
     }
+    // A source that keeps failing authentication is refused before any work is done for it
+    // (the API's guard, shared): a flood of forged requests reaches neither the database nor
+    // the token, and only the failures within its budget are recorded one by one.
+    if state.auth_guard.blocked(peer) {
+        return error(XksError::AuthenticationFailed);
+    }
     let key = match authenticate(&state.kms, store, path, headers, body).await {
         Ok(k) => k,
         Err(e) => {
             tracing::warn!(prefix = %store.uri_path_prefix, "XKS proxy request failed authentication");
+            if state.auth_guard.failed(peer) {
+                let request = json!({
+                    "XksProxyUriPath": format!("{}/kms/xks/v1", store.uri_path_prefix),
+                });
+                let event = crate::audit::api_event(&crate::audit::ApiCall {
+                    operation: call.event_name(),
+                    sts: false,
+                    region: "xks",
+                    source_ip: &peer.to_string(),
+                    user_agent: headers
+                        .get("user-agent")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or(""),
+                    identity: None,
+                    request: Some(&request),
+                    response: None,
+                    error: Some((e.wire().1, "")),
+                    request_id,
+                    tls: None,
+                    time: chrono::Utc::now(),
+                });
+                if let Err(err) = state.audit.record(event).await {
+                    tracing::error!(error = %err, "a failed XKS authentication could not be recorded");
+                }
+            }
             return error(e);
         }
     };

@@ -439,6 +439,30 @@ async fn every_error_of_the_specification_is_answered_with_its_name_and_status()
     assert_eq!(get.status().as_u16(), 405);
     // The main API is unaffected.
     p.s.client().list_keys().send().await.unwrap();
+
+    // A flood of forged requests: each refused, the trail records the failures within the
+    // source's budget one by one (and the rest as a summary), not forty events.
+    for _ in 0..40 {
+        let r = p
+            .post_as(
+                &p.path("k1", "metadata"),
+                &md,
+                Some("forged-secret-forged-secret-forged-sec"),
+            )
+            .await;
+        assert_eq!(error(&r), (401, "AuthenticationFailedException"));
+    }
+    let recorded =
+        p.s.db
+            .int(
+                "SELECT count(*) FROM audit_events WHERE event_name = 'XksGetKeyMetadata' \
+             AND body LIKE '%AuthenticationFailedException%'",
+            )
+            .await;
+    assert!(
+        (1..30).contains(&recorded),
+        "{recorded} failures recorded one by one"
+    );
 }
 
 /// Every node serves the proxy API (what one encrypts another decrypts), and each logical key
