@@ -101,6 +101,11 @@ pub struct Settings {
     pub xks_stores: Vec<XksStoreSettings>,
     /// Proxy API requests per second per logical key store (AWS KMS's own limit: 1800).
     pub xks_requests_per_second: u32,
+    /// External key stores this service uses: the CAs (PEM) an XKS proxy's certificate must
+    /// chain to.
+    pub xks_client_ca_file: PathBuf,
+    /// How long an XKS proxy has to answer a call (AWS KMS gives it 250 ms).
+    pub xks_client_timeout_ms: u64,
 }
 
 /// One logical external key store (`[[xks_stores]]`).
@@ -236,6 +241,8 @@ impl Default for Settings {
             partitions: vec![],
             xks_stores: vec![],
             xks_requests_per_second: 1800,
+            xks_client_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+            xks_client_timeout_ms: 250,
         }
     }
 }

@@ -18,6 +18,80 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub const FORMAT_V1: u8 = 0x01;
+
+/// A blob of a key in an external key store: a v1 blob encrypted again by the XKS proxy.
+///
+/// ```text
+/// offset  size  field
+///      0     1  format, 0x02
+///      1    16  key id
+///     17     1  m: length of the proxy's ciphertextMetadata (at most 20)
+///     18     m  ciphertextMetadata
+///   18+m     1  v: length of the proxy's IV (12 or 16)
+///   19+m     v  IV
+/// 19+m+v    16  the proxy's authentication tag
+/// 35+m+v     n  the proxy's ciphertext of the v1 blob
+/// ```
+/// The proxy's AAD is the first 17 bytes: the blob cannot be moved to another key.
+pub const FORMAT_XKS: u8 = 0x02;
+
+/// An external key store's outer layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outer {
+    pub key_id: Uuid,
+    pub metadata: Vec<u8>,
+    pub iv: Vec<u8>,
+    pub tag: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+impl Outer {
+    /// The proxy's AAD for a key's outer layer.
+    pub fn aad(key_id: Uuid) -> Vec<u8> {
+        let mut a = vec![FORMAT_XKS];
+        a.extend_from_slice(key_id.as_bytes());
+        a
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Outer::aad(self.key_id);
+        out.push(self.metadata.len() as u8);
+        out.extend_from_slice(&self.metadata);
+        out.push(self.iv.len() as u8);
+        out.extend_from_slice(&self.iv);
+        out.extend_from_slice(&self.tag);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// `None` for anything that is not a well-formed outer layer.
+    pub fn parse(blob: &[u8]) -> Option<Outer> {
+        if blob.len() < 18 || blob[0] != FORMAT_XKS {
+            return None;
+        }
+        let key_id = Uuid::from_slice(&blob[1..17]).ok()?;
+        let m = blob[17] as usize;
+        let rest = blob.get(18..)?;
+        let (metadata, rest) = (rest.get(..m)?, rest.get(m..)?);
+        let v = *rest.first()? as usize;
+        if m > 20 || !(v == 12 || v == 16) {
+            return None;
+        }
+        let rest = rest.get(1..)?;
+        let (iv, rest) = (rest.get(..v)?, rest.get(v..)?);
+        let (tag, body) = (rest.get(..16)?, rest.get(16..)?);
+        if body.len() < OVERHEAD {
+            return None;
+        }
+        Some(Outer {
+            key_id,
+            metadata: metadata.to_vec(),
+            iv: iv.to_vec(),
+            tag: tag.to_vec(),
+            body: body.to_vec(),
+        })
+    }
+}
 pub const HEADER_LEN: usize = 1 + 16 + 4 + 12;
 pub const TAG_LEN: usize = 16;
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;

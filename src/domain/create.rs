@@ -19,6 +19,25 @@ impl Kms {
             )));
         }
         match (input.origin, &input.custom_key_store_id) {
+            (Origin::ExternalKeyStore, None) => {
+                return Err(KmsError::Validation(
+                    "Origin EXTERNAL_KEY_STORE requires a CustomKeyStoreId and an XksKeyId.".into(),
+                ))
+            }
+            (Origin::ExternalKeyStore, Some(_))
+                if input.key_spec != KeySpec::SymmetricDefault
+                    || input.key_usage != KeyUsage::EncryptDecrypt
+                    || input.multi_region =>
+            {
+                return Err(KmsError::UnsupportedOperation(
+                    crate::messages::CUSTOM_KEY_STORE_KEYS.into(),
+                ));
+            }
+            (Origin::ExternalKeyStore, Some(_)) if input.xks_key_id.is_none() => {
+                return Err(KmsError::Validation(
+                    "Origin EXTERNAL_KEY_STORE requires an XksKeyId.".into(),
+                ))
+            }
             (Origin::AwsKms | Origin::External, Some(_)) => {
                 return Err(KmsError::Validation(
                     crate::messages::CUSTOM_KEY_STORE_NEEDS_ORIGIN.into(),
@@ -41,8 +60,13 @@ impl Kms {
             }
             _ => {}
         }
+        if input.xks_key_id.is_some() && input.origin != Origin::ExternalKeyStore {
+            return Err(KmsError::Validation(
+                "XksKeyId is only for keys with Origin EXTERNAL_KEY_STORE.".into(),
+            ));
+        }
         match input.origin {
-            Origin::AwsKms | Origin::AwsCloudHsm => {}
+            Origin::AwsKms | Origin::AwsCloudHsm | Origin::ExternalKeyStore => {}
             Origin::External
                 if input.key_spec == KeySpec::SymmetricDefault
                     || input.key_spec.is_hmac()
@@ -54,11 +78,6 @@ impl Kms {
                 "Keys with Origin EXTERNAL and KeySpec {} are not supported by this key store yet.",
                 input.key_spec
             )))
-            }
-            other => {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "Origin {other} is not supported by this key store."
-                )))
             }
         }
         if !asymmetric::usages(input.key_spec).contains(&input.key_usage) {
@@ -98,9 +117,15 @@ impl Kms {
             .await?;
         // A key in a custom key store: its store, connected, and the partition that generates
         // and wraps its material (the service token never holds it).
-        let partition = match &input.custom_key_store_id {
-            Some(id) => Some(self.store_for_new_key(caller, id).await?),
-            None => None,
+        let partition = match (&input.custom_key_store_id, input.origin) {
+            (Some(id), Origin::ExternalKeyStore) => {
+                // Its own material is the service token's; the proxy must hold the external key.
+                let xks = input.xks_key_id.as_deref().unwrap_or_default();
+                self.external_store_for_new_key(caller, id, xks).await?;
+                None
+            }
+            (Some(id), _) => Some(self.store_for_new_key(caller, id).await?),
+            (None, _) => None,
         };
         let mut rec = KeyRecord {
             description: input.description,
@@ -108,6 +133,7 @@ impl Kms {
             key_usage: input.key_usage,
             origin: input.origin,
             custom_key_store_id: input.custom_key_store_id.clone(),
+            xks_key_id: input.xks_key_id.clone(),
             ..self.new_record(
                 &caller.account_id,
                 &caller.region,
@@ -176,7 +202,15 @@ impl Kms {
                 held.keep();
             }
         }
-        written.map_err(|e| self.key_quota_error(e, &rec.account_id, &rec.region))?;
+        written.map_err(|e| match e {
+            crate::store::StoreError::Conflict { constraint } if constraint == "keys_xks_key" => {
+                KmsError::KeyStore(
+                    super::error::KeyStoreError::XksKeyAlreadyInUse,
+                    "The request was rejected because the (XksKeyId) is already associated with another KMS key in this external key store.".into(),
+                )
+            }
+            e => self.key_quota_error(e, &rec.account_id, &rec.region),
+        })?;
         self.metadata(&rec).await
     }
 
@@ -238,6 +272,7 @@ impl Kms {
             rotation_mac: None,
             on_demand_rotation_start: None,
             custom_key_store_id: None,
+            xks_key_id: None,
         }
     }
 

@@ -15,6 +15,7 @@
 //! seal; a row altered with SQL is refused, never used.
 
 use super::error::KeyStoreError as E;
+use super::external_key_stores::{KeyManager, ProxyTarget, XksProxyInput, EXTERNAL_KEY_STORE};
 use super::{mac_input, seal, Caller, Kms, KmsError, Result};
 use crate::hsm::{Hsm, HsmConfig, HsmError};
 use crate::messages;
@@ -48,17 +49,24 @@ pub struct CustomKeyStoreState {
     store: Option<Arc<dyn crate::store::CustomKeyStores>>,
     partitions: BTreeMap<String, Partition>,
     open: Mutex<HashMap<String, Hsm>>,
+    /// Talks to the XKS proxies of external key stores.
+    pub(crate) manager: Option<Arc<dyn KeyManager>>,
+    /// The external key stores connected on this node, with their proxies.
+    pub(crate) proxies: Mutex<HashMap<String, Arc<ProxyTarget>>>,
 }
 
 impl CustomKeyStoreState {
     pub fn new(
         store: Arc<dyn crate::store::CustomKeyStores>,
         partitions: BTreeMap<String, Partition>,
+        manager: Arc<dyn KeyManager>,
     ) -> Self {
         CustomKeyStoreState {
             store: Some(store),
             partitions,
             open: Mutex::new(HashMap::new()),
+            manager: Some(manager),
+            proxies: Mutex::new(HashMap::new()),
         }
     }
 
@@ -80,6 +88,8 @@ pub struct CustomKeyStoreView {
     pub connection_state: String,
     pub connection_error: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// An external key store's proxy: endpoint, path, access key id, connectivity.
+    pub xks: Option<(String, String, String, String)>,
 }
 
 /// `CreateCustomKeyStore`'s request, validated by the API layer.
@@ -89,6 +99,8 @@ pub struct NewCustomKeyStore {
     pub cluster_id: Option<String>,
     pub trust_anchor: Option<String>,
     pub password: Option<SecretString>,
+    /// `EXTERNAL_KEY_STORE`: the proxy.
+    pub xks: Option<XksProxyInput>,
 }
 
 /// `UpdateCustomKeyStore`'s request.
@@ -123,6 +135,10 @@ fn store_mac_input(r: &CustomKeyStoreRecord) -> Vec<u8> {
             r.password_ciphertext.as_deref().unwrap_or(none),
             r.connection_state.as_bytes(),
             &created,
+            r.xks_uri_endpoint.as_deref().map_or(none, str::as_bytes),
+            r.xks_uri_path.as_deref().map_or(none, str::as_bytes),
+            r.xks_access_key_id.as_deref().map_or(none, str::as_bytes),
+            r.xks_connectivity.as_deref().map_or(none, str::as_bytes),
         ],
     )
 }
@@ -147,10 +163,8 @@ impl Kms {
     ) -> Result<String> {
         self.authorize(caller, "kms:CreateCustomKeyStore", None, None, &[])
             .await?;
-        if input.store_type != AWS_CLOUDHSM {
-            return Err(KmsError::UnsupportedOperation(
-                messages::EXTERNAL_KEY_STORES_NOT_YET.into(),
-            ));
+        if input.store_type == EXTERNAL_KEY_STORE {
+            return self.create_external_key_store(caller, input).await;
         }
         let cluster = input.cluster_id.unwrap_or_default();
         let partition = self.partition(&cluster)?;
@@ -194,6 +208,10 @@ impl Kms {
             password_ciphertext: Some(password_ciphertext),
             connection_state: DISCONNECTED.into(),
             connection_error: None,
+            xks_uri_endpoint: None,
+            xks_uri_path: None,
+            xks_access_key_id: None,
+            xks_connectivity: None,
             created_at: self.now(),
             mac: vec![],
         };
@@ -207,6 +225,54 @@ impl Kms {
         {
             Ok(()) => self.written(&seal),
             Err(e) => return Err(self.store_conflict(e, &rec.name, &cluster)),
+        }
+        Ok(id)
+    }
+
+    /// `CreateCustomKeyStore` of an `EXTERNAL_KEY_STORE`.
+    async fn create_external_key_store(
+        &self,
+        caller: &Caller,
+        input: NewCustomKeyStore,
+    ) -> Result<String> {
+        let xks = input.xks.ok_or_else(|| {
+            KmsError::Validation(
+                "An external key store requires XksProxyUriEndpoint, XksProxyUriPath, XksProxyAuthenticationCredential and XksProxyConnectivity.".into(),
+            )
+        })?;
+        let cks = self.cks.store()?;
+        let id = self.new_custom_key_store_id().await?;
+        let mut rec = CustomKeyStoreRecord {
+            custom_key_store_id: id.clone(),
+            account_id: caller.account_id.clone(),
+            region: caller.region.clone(),
+            name: input.name,
+            store_type: EXTERNAL_KEY_STORE.into(),
+            cluster_id: None,
+            trust_anchor: None,
+            password_key: None,
+            password_root_version: None,
+            password_ciphertext: None,
+            connection_state: DISCONNECTED.into(),
+            connection_error: None,
+            xks_uri_endpoint: None,
+            xks_uri_path: None,
+            xks_access_key_id: None,
+            xks_connectivity: None,
+            created_at: self.now(),
+            mac: vec![],
+        };
+        self.new_external_store(&mut rec, xks).await?;
+        let seal = self
+            .seal_row(seal::custom_key_store_row(&id), store_mac_input(&rec), None)
+            .await?;
+        rec.mac = seal.mac.clone();
+        match cks
+            .insert_custom_key_store(&rec, MAX_CUSTOM_KEY_STORES)
+            .await
+        {
+            Ok(()) => self.written(&seal),
+            Err(e) => return Err(self.store_conflict(e, &rec.name, "")),
         }
         Ok(id)
     }
@@ -240,6 +306,14 @@ impl Kms {
                 connection_state: r.connection_state,
                 connection_error: r.connection_error,
                 created_at: r.created_at,
+                xks: r.xks_uri_endpoint.map(|e| {
+                    (
+                        e,
+                        r.xks_uri_path.unwrap_or_default(),
+                        r.xks_access_key_id.unwrap_or_default(),
+                        r.xks_connectivity.unwrap_or_default(),
+                    )
+                }),
             });
         }
         if out.is_empty() && (id.is_some() || name.is_some()) {
@@ -336,7 +410,7 @@ impl Kms {
         let rec = self.store_of(caller, id).await?;
         match rec.connection_state.as_str() {
             CONNECTED => {
-                if self.open_partition(id).is_none() {
+                if !self.connected_here(id) {
                     // Another node connected it: this one logs in too.
                     let _ = self.log_in(&rec).await;
                 }
@@ -391,6 +465,12 @@ impl Kms {
         let Some(id) = &rec.custom_key_store_id else {
             return Ok(self.hsm.clone());
         };
+        if rec.xks_key_id.is_some() {
+            // An external key store's key: its own material is the service token's; the store
+            // must be connected all the same.
+            self.proxy_of(rec).await?;
+            return Ok(self.hsm.clone());
+        }
         if let Some(h) = self.open_partition(id) {
             return Ok(h);
         }
@@ -490,7 +570,7 @@ impl Kms {
             };
             match row {
                 Some(r) if r.connection_state == CONNECTED => {
-                    if self.open_partition(&id).is_none() {
+                    if !self.connected_here(&id) {
                         let _ = self.log_in(&r).await;
                     }
                 }
@@ -514,7 +594,8 @@ impl Kms {
                 live.pop(&k);
             }
         }
-        if self.cks.open.lock().unwrap().remove(id).is_some() {
+        let proxy = self.cks.proxies.lock().unwrap().remove(id).is_some();
+        if self.cks.open.lock().unwrap().remove(id).is_some() || proxy {
             tracing::info!(store = %id, "custom key store disconnected on this node");
         }
     }
@@ -561,6 +642,23 @@ impl Kms {
         }
     }
 
+    /// Whether this node is connected to store `id` (its partition logged in, its proxy
+    /// answering).
+    fn connected_here(&self, id: &str) -> bool {
+        self.open_partition(id).is_some() || self.cks.proxies.lock().unwrap().contains_key(id)
+    }
+
+    /// Store `id`'s row, verified, if it is recorded connected.
+    pub(crate) async fn connected_row(&self, id: &str) -> Result<Option<CustomKeyStoreRecord>> {
+        let store = self.cks.store()?;
+        Ok(match store.custom_key_store(id).await? {
+            Some(r) => {
+                Some(self.verified_store(r).await?).filter(|r| r.connection_state == CONNECTED)
+            }
+            None => None,
+        })
+    }
+
     /// The partition this process has logged in to for store `id`, if any.
     pub(crate) fn open_partition(&self, id: &str) -> Option<Hsm> {
         self.cks.open.lock().unwrap().get(id).cloned()
@@ -568,7 +666,25 @@ impl Kms {
 
     /// Log in to the partition of `rec` (its PIN decrypted in the service token) and make sure
     /// it holds its own root key; the `ConnectionErrorCode` of what failed otherwise.
-    async fn log_in(&self, rec: &CustomKeyStoreRecord) -> std::result::Result<(), &'static str> {
+    pub(crate) async fn log_in(
+        &self,
+        rec: &CustomKeyStoreRecord,
+    ) -> std::result::Result<(), &'static str> {
+        if rec.store_type == EXTERNAL_KEY_STORE {
+            let target = match self.proxy_target(rec).await {
+                Ok(t) => t,
+                Err(_) => return Err("INTERNAL_ERROR"),
+            };
+            self.proxy_health(&target, "ConnectCustomKeyStore")
+                .await
+                .map_err(|e| e.connection_error())?;
+            self.cks
+                .proxies
+                .lock()
+                .unwrap()
+                .insert(rec.custom_key_store_id.clone(), Arc::new(target));
+            return Ok(());
+        }
         let cluster = rec.cluster_id.clone().unwrap_or_default();
         let Ok(partition) = self.partition(&cluster) else {
             return Err("CLUSTER_NOT_FOUND");
@@ -640,7 +756,7 @@ impl Kms {
 
     /// The caller's store `id`, verified: `CustomKeyStoreNotFoundException` if the account has
     /// none of that id in the Region.
-    async fn store_of(&self, caller: &Caller, id: &str) -> Result<CustomKeyStoreRecord> {
+    pub(crate) async fn store_of(&self, caller: &Caller, id: &str) -> Result<CustomKeyStoreRecord> {
         let cks = self.cks.store()?;
         match cks.custom_key_store(id).await? {
             Some(r) if r.account_id == caller.account_id && r.region == caller.region => {
@@ -701,6 +817,10 @@ impl Kms {
                 "custom_key_stores_cluster" => {
                     KmsError::KeyStore(E::ClusterInUse, messages::cluster_in_use(cluster))
                 }
+                "custom_key_stores_xks_proxy" => KmsError::KeyStore(
+                    E::XksProxyUriInUse,
+                    "The request was rejected because the concatenation of the XksProxyUriEndpoint and XksProxyUriPath is already associated with another external key store in this AWS Region.".into(),
+                ),
                 _ => KmsError::Conflict("The custom key store is being updated; try again.".into()),
             },
             e => e.into(),
@@ -716,7 +836,11 @@ impl Kms {
 
     /// The PIN sealed for store `id`: (AES key wrapped by the root key, its root version, IV
     /// and ciphertext under it with the store id as AAD).
-    async fn seal_pin(&self, id: &str, pin: &SecretString) -> Result<(Vec<u8>, i32, Vec<u8>)> {
+    pub(crate) async fn seal_pin(
+        &self,
+        id: &str,
+        pin: &SecretString,
+    ) -> Result<(Vec<u8>, i32, Vec<u8>)> {
         let (wrapped, version) = self.hsm.generate_wrapped_aes256().await?;
         let key = self.hsm.unwrap_aes(wrapped.clone(), version).await?;
         let iv: [u8; 12] = self.hsm.random(12).await?[..12]
@@ -734,7 +858,7 @@ impl Kms {
     }
 
     /// The PIN of a verified store row, decrypted in the service token.
-    async fn store_pin(&self, r: &CustomKeyStoreRecord) -> Result<Zeroizing<Vec<u8>>> {
+    pub(crate) async fn store_pin(&self, r: &CustomKeyStoreRecord) -> Result<Zeroizing<Vec<u8>>> {
         let (Some(wrapped), Some(version), Some(ct)) = (
             r.password_key.clone(),
             r.password_root_version,

@@ -68,6 +68,14 @@ pub enum KeyStoreError {
     ClusterNotFound,
     ClusterNotRelated,
     IncorrectTrustAnchor,
+    XksProxyUriInUse,
+    XksProxyUriUnreachable,
+    XksProxyIncorrectAuthenticationCredential,
+    XksProxyInvalidResponse,
+    XksProxyInvalidConfiguration,
+    XksKeyNotFound,
+    XksKeyInvalidConfiguration,
+    XksKeyAlreadyInUse,
 }
 
 impl KeyStoreError {
@@ -82,6 +90,16 @@ impl KeyStoreError {
             KeyStoreError::ClusterNotFound => "CloudHsmClusterNotFoundException",
             KeyStoreError::ClusterNotRelated => "CloudHsmClusterNotRelatedException",
             KeyStoreError::IncorrectTrustAnchor => "IncorrectTrustAnchorException",
+            KeyStoreError::XksProxyUriInUse => "XksProxyUriInUseException",
+            KeyStoreError::XksProxyUriUnreachable => "XksProxyUriUnreachableException",
+            KeyStoreError::XksProxyIncorrectAuthenticationCredential => {
+                "XksProxyIncorrectAuthenticationCredentialException"
+            }
+            KeyStoreError::XksProxyInvalidResponse => "XksProxyInvalidResponseException",
+            KeyStoreError::XksProxyInvalidConfiguration => "XksProxyInvalidConfigurationException",
+            KeyStoreError::XksKeyNotFound => "XksKeyNotFoundException",
+            KeyStoreError::XksKeyInvalidConfiguration => "XksKeyInvalidConfigurationException",
+            KeyStoreError::XksKeyAlreadyInUse => "XksKeyAlreadyInUseException",
         }
     }
 }

@@ -167,6 +167,7 @@ pub(crate) fn attrs_mac_input(k: &KeyRecord) -> Vec<u8> {
         None => mac_input("kms.key-attributes.v1", &fields),
         Some(store) => {
             fields.push(store.as_bytes());
+            fields.push(k.xks_key_id.as_deref().unwrap_or("\u{0}none").as_bytes());
             mac_input("kms.key-attributes.v2", &fields)
         }
     }

@@ -396,10 +396,14 @@ impl Kms {
 
     pub(super) async fn seal(
         &self,
+        caller: &Caller,
         rec: &KeyRecord,
         plaintext: Zeroizing<Vec<u8>>,
         ctx: &Context,
     ) -> Result<Vec<u8>> {
+        // A key in an external key store: its proxy encrypts the blob again (checked first:
+        // a store that is not connected refuses before anything is encrypted).
+        let proxy = self.proxy_of(rec).await?;
         let (version, live) = self.invocation(rec).await?;
         let mut iv = [0u8; 12];
         aws_lc_rs::rand::fill(&mut iv)
@@ -416,7 +420,10 @@ impl Kms {
             .await?;
         let mut blob = header.to_bytes().to_vec();
         blob.extend_from_slice(&body);
-        Ok(blob)
+        match proxy {
+            Some(p) => self.xks_wrap(rec, &p, blob, &caller.principal_arn).await,
+            None => Ok(blob),
+        }
     }
 
     /// What decrypting with a symmetric key checks before the ciphertext: the caller may do
@@ -447,6 +454,38 @@ impl Kms {
             Some(k) => Some(self.resolve(caller, k).await?),
             None => None,
         };
+        // A blob of a key in an external key store: its proxy removes the outer layer first,
+        // once the caller may decrypt with the key; the inner blob must name the same key.
+        let inner;
+        let through_proxy = blob.first() == Some(&ciphertext::FORMAT_XKS);
+        let blob = match ciphertext::Outer::parse(blob) {
+            Some(outer) => {
+                if let Some(e) = &expected {
+                    if e.blob_id() != outer.key_id {
+                        return Err(KmsError::IncorrectKey);
+                    }
+                }
+                let row = keyid::PublicId::of_blob(outer.key_id).internal(&caller.region);
+                let rec = match self.record(row).await? {
+                    Some(r) if r.region == caller.region && r.xks_key_id.is_some() => r,
+                    _ => return Err(KmsError::InvalidCiphertext),
+                };
+                self.check_symmetric_decrypt(caller, action, &rec, ctx)
+                    .await?;
+                let proxy = self
+                    .proxy_of(&rec)
+                    .await?
+                    .ok_or(KmsError::InvalidCiphertext)?;
+                inner = self
+                    .xks_unwrap(&rec, &proxy, &outer, &caller.principal_arn)
+                    .await?;
+                match ciphertext::parse(&inner) {
+                    Some((h, _)) if h.key_id == outer.key_id => inner.as_slice(),
+                    _ => return Err(KmsError::InvalidCiphertext),
+                }
+            }
+            None => blob,
+        };
         let (header, body) = ciphertext::parse(blob).ok_or(KmsError::InvalidCiphertext)?;
         if let Some(e) = &expected {
             if e.blob_id() != header.key_id {
@@ -456,7 +495,9 @@ impl Kms {
         // A multi-Region blob decrypts with its key's copy in the caller's region.
         let row = keyid::PublicId::of_blob(header.key_id).internal(&caller.region);
         let rec = match self.record(row).await? {
-            Some(r) if r.region == caller.region => r,
+            // A key in an external key store decrypts only what its proxy decrypted first:
+            // its own layer alone is never enough.
+            Some(r) if r.region == caller.region && r.xks_key_id.is_some() == through_proxy => r,
             _ => return Err(KmsError::InvalidCiphertext),
         };
         self.check_symmetric_decrypt(caller, action, &rec, ctx)

@@ -8,6 +8,7 @@ mod create;
 pub mod credentials;
 pub mod custom_key_stores;
 mod error;
+pub mod external_key_stores;
 pub mod grants;
 pub mod import;
 mod imported_materials;
@@ -112,6 +113,8 @@ pub struct CreateKeyInput {
     pub bypass_policy_lockout_safety_check: bool,
     /// `CustomKeyStoreId`: the key is created in that store's partition.
     pub custom_key_store_id: Option<String>,
+    /// `XksKeyId`: the external key of a key in an external key store.
+    pub xks_key_id: Option<String>,
 }
 
 /// What `DescribeKey` and `CreateKey` return.
@@ -144,6 +147,8 @@ pub struct KeyMetadata {
     pub expiration: Option<(String, Option<chrono::DateTime<Utc>>)>,
     /// For a key in a custom key store: `CustomKeyStoreId` and `CloudHsmClusterId`.
     pub custom_key_store: Option<(String, Option<String>)>,
+    /// For a key in an external key store: its `XksKeyId`.
+    pub xks_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -461,13 +466,15 @@ impl Kms {
         self
     }
 
-    /// The custom key stores' repository and the partitions the settings register.
+    /// The custom key stores' repository, the partitions the settings register, and the client
+    /// of external key stores' proxies.
     pub fn with_custom_key_stores(
         mut self,
         store: Arc<dyn crate::store::CustomKeyStores>,
         partitions: BTreeMap<String, custom_key_stores::Partition>,
+        proxies: Arc<dyn external_key_stores::KeyManager>,
     ) -> Kms {
-        self.cks = custom_key_stores::CustomKeyStoreState::new(store, partitions);
+        self.cks = custom_key_stores::CustomKeyStoreState::new(store, partitions, proxies);
         self
     }
 

@@ -58,6 +58,7 @@ impl Kms {
         };
         Ok(KeyMetadata {
             custom_key_store: store.map(|(id, cluster, _)| (id, cluster)),
+            xks_key_id: rec.xks_key_id.clone(),
             account_id: rec.account_id.clone(),
             key_id: rec.public_id().to_string(),
             arn: rec.arn(),

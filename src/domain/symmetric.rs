@@ -23,7 +23,7 @@ impl Kms {
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        let blob = self.seal(&rec, plaintext, ctx).await?;
+        let blob = self.seal(caller, &rec, plaintext, ctx).await?;
         Ok(EncryptOutput {
             blob,
             key_arn: rec.arn(),
@@ -189,9 +189,10 @@ impl Kms {
             return Err(KmsError::DryRun);
         }
         let (blob, key_arn) = match &dest {
-            Destination::Symmetric(rec) => {
-                (self.seal(rec, plaintext, destination.ctx).await?, rec.arn())
-            }
+            Destination::Symmetric(rec) => (
+                self.seal(caller, rec, plaintext, destination.ctx).await?,
+                rec.arn(),
+            ),
             Destination::Rsa(key) => (self.rsa_encrypt(key, &plaintext).await?, key.rec.arn()),
         };
         Ok(ReEncryptOutput {
@@ -224,7 +225,7 @@ impl Kms {
         }
         let plaintext = self.hsm.random(bytes).await?;
         let blob = self
-            .seal(&rec, Zeroizing::new(plaintext.to_vec()), ctx)
+            .seal(caller, &rec, Zeroizing::new(plaintext.to_vec()), ctx)
             .await?;
         Ok(DataKeyOutput {
             blob,

@@ -102,7 +102,17 @@ pub async fn open_kms(s: &Settings, store: Arc<dyn Store>) -> Result<Kms> {
         aliases_per_region: s.quota.aliases_per_region,
         import_parameters_per_second: s.quota.import_parameters_per_second,
     })
-    .with_custom_key_stores(store, partitions(s)?))
+    .with_custom_key_stores(
+        store,
+        partitions(s)?,
+        Arc::new(
+            crate::xks::client::XksClient::new(
+                &s.xks_client_ca_file,
+                std::time::Duration::from_millis(s.xks_client_timeout_ms.max(1)),
+            )
+            .map_err(|e| anyhow!("the XKS proxy client: {e}"))?,
+        ),
+    ))
 }
 
 /// The partitions the settings register, by cluster id (trust anchors read).

@@ -275,6 +275,7 @@ pub(crate) fn key_rec(key_id: Uuid, region: &str) -> KeyRecord {
         rotation_mac: Some(vec![0x35; 32]),
         on_demand_rotation_start: None,
         custom_key_store_id: None,
+        xks_key_id: None,
     }
 }
 

@@ -22,6 +22,12 @@ pub struct CustomKeyStoreRecord {
     pub password_ciphertext: Option<Vec<u8>>,
     pub connection_state: String,
     pub connection_error: Option<String>,
+    /// `EXTERNAL_KEY_STORE`: the proxy's `XksProxyUriEndpoint`, `XksProxyUriPath`, the
+    /// credential's `AccessKeyId` (its secret is sealed as the PIN is), `XksProxyConnectivity`.
+    pub xks_uri_endpoint: Option<String>,
+    pub xks_uri_path: Option<String>,
+    pub xks_access_key_id: Option<String>,
+    pub xks_connectivity: Option<String>,
     pub created_at: DateTime<Utc>,
     /// MAC (computed in the token) over every column but `connection_error`.
     pub mac: Vec<u8>,
@@ -40,13 +46,14 @@ impl std::fmt::Debug for CustomKeyStoreRecord {
 
 pub(super) const CUSTOM_KEY_STORE_COLUMNS: &str = "custom_key_store_id, account_id, region, \
     name, store_type, cluster_id, trust_anchor, password_key, password_root_version, \
-    password_ciphertext, connection_state, connection_error, created_at, mac";
+    password_ciphertext, connection_state, connection_error, created_at, mac, xks_uri_endpoint, \
+    xks_uri_path, xks_access_key_id, xks_connectivity";
 
 /// The row's insert, its columns in [`CUSTOM_KEY_STORE_COLUMNS`]' order.
 pub(super) fn insert_custom_key_store_sql() -> String {
     format!(
         "INSERT INTO custom_key_stores ({CUSTOM_KEY_STORE_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     )
 }
 
@@ -210,5 +217,9 @@ where
             .bind(r.connection_error.clone())
             .bind(r.created_at)
             .bind(r.mac.clone())
+            .bind(r.xks_uri_endpoint.clone())
+            .bind(r.xks_uri_path.clone())
+            .bind(r.xks_access_key_id.clone())
+            .bind(r.xks_connectivity.clone())
     }
 }

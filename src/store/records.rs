@@ -190,6 +190,8 @@ pub struct KeyRecord {
     pub on_demand_rotation_start: Option<DateTime<Utc>>,
     /// The custom key store the key lives in (`CustomKeyStoreId`), under the attributes MAC.
     pub custom_key_store_id: Option<String>,
+    /// For a key in an external key store: its `XksKeyId` (under the attributes MAC).
+    pub xks_key_id: Option<String>,
 }
 
 /// A key's new rotation state (current material version, schedule, on-demand count, primary

@@ -102,6 +102,10 @@ fn constraint_name(kind: ErrorKind, code: i32, message: &str) -> String {
                     "custom_key_stores_name".into()
                 }
                 ("custom_key_stores", ["cluster_id"]) => "custom_key_stores_cluster".into(),
+                ("custom_key_stores", ["xks_uri_endpoint", "xks_uri_path"]) => {
+                    "custom_key_stores_xks_proxy".into()
+                }
+                ("keys", ["custom_key_store_id", "xks_key_id"]) => "keys_xks_key".into(),
                 _ => format!("{table}_{}_key", cols.join("_")),
             }
         }

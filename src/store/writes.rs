@@ -10,7 +10,7 @@
 /// Every column of a key row, so no writer forgets one.
 pub(super) const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac, on_demand_rotation_start, custom_key_store_id";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac, on_demand_rotation_start, custom_key_store_id, xks_key_id";
 
 /// The write helpers, as free functions of the invoking store's module.
 macro_rules! write_helpers {
@@ -159,8 +159,8 @@ macro_rules! write_helpers {
             sqlx::query(
                 "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
                  key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-                 rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac, custom_key_store_id) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)",
+                 rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac, custom_key_store_id, xks_key_id) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)",
             )
             .bind(k.key_id)
             .bind(&k.account_id)
@@ -189,6 +189,7 @@ macro_rules! write_helpers {
             .bind(&k.attrs_mac)
             .bind(&k.rotation_mac)
             .bind(&k.custom_key_store_id)
+            .bind(&k.xks_key_id)
             .execute(&mut **tx)
             .await
             .map_err(map_err)?;

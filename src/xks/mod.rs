@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
+pub mod client;
+
 pub const SERVICE: &str = "kms-xks-proxy";
 /// The part of every path after the key store's prefix.
 pub const BASE: &str = "/kms/xks/v1/";

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod cli;
 mod custom_key_stores;
+mod external_key_stores;
 mod failover;
 mod faults;
 mod grants;

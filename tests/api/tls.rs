@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// A test CA and a server certificate for 127.0.0.1 signed by it. Returns (CA cert, server
 /// chain, server key).
-fn certificates(
+pub(crate) fn certificates(
     dir: &std::path::Path,
 ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let p = |n: &str| dir.join(n);

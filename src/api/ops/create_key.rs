@@ -73,12 +73,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         )
         .into());
     }
-    if r.xks_key_id.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "External key stores (XksKeyId) are not supported by this service yet.".into(),
-        )
-        .into());
-    }
+
     let spec = r
         .key_spec
         .as_deref()
@@ -99,6 +94,7 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
                 tags: into_tags(r.tags),
                 multi_region: r.multi_region.unwrap_or(false),
                 custom_key_store_id: r.custom_key_store_id,
+                xks_key_id: r.xks_key_id,
                 bypass_policy_lockout_safety_check: r
                     .bypass_policy_lockout_safety_check
                     .unwrap_or(false),

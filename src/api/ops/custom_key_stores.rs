@@ -6,6 +6,7 @@ use crate::api::wire::{or_empty, parse, Page, Validator};
 use crate::domain::custom_key_stores::{
     CustomKeyStoreUpdate, CustomKeyStoreView, NewCustomKeyStore, AWS_CLOUDHSM,
 };
+use crate::domain::external_key_stores::XksProxyInput;
 use crate::domain::{Caller, Kms, KmsError};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -76,17 +77,24 @@ struct CreateRequest {
     trust_anchor_certificate: Option<String>,
     key_store_password: Option<String>,
     custom_key_store_type: Option<String>,
-    xks_proxy_uri_endpoint: Option<Value>,
-    xks_proxy_uri_path: Option<Value>,
-    xks_proxy_vpc_endpoint_service_name: Option<Value>,
-    xks_proxy_vpc_endpoint_service_owner: Option<Value>,
-    xks_proxy_authentication_credential: Option<Value>,
-    xks_proxy_connectivity: Option<Value>,
+    xks_proxy_uri_endpoint: Option<String>,
+    xks_proxy_uri_path: Option<String>,
+    xks_proxy_vpc_endpoint_service_name: Option<String>,
+    xks_proxy_vpc_endpoint_service_owner: Option<String>,
+    xks_proxy_authentication_credential: Option<Credential>,
+    xks_proxy_connectivity: Option<String>,
+}
+
+/// `XksProxyAuthenticationCredential`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Credential {
+    access_key_id: Option<String>,
+    raw_secret_access_key: Option<String>,
 }
 
 pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: CreateRequest = parse(body)?;
-    refuse_xks!(r)?;
     let mut v = Validator::new();
     v.required(&r.custom_key_store_name, "customKeyStoreName")
         .str_len(
@@ -107,7 +115,39 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             TYPES,
         );
     store_members(&mut v, &r.cloud_hsm_cluster_id, &r.key_store_password);
+    let (id, secret) = match &r.xks_proxy_authentication_credential {
+        Some(c) => (
+            c.access_key_id.as_deref(),
+            c.raw_secret_access_key.as_deref(),
+        ),
+        None => (None, None),
+    };
+    proxy_members(&mut v, &r, id, secret);
     v.finish()?;
+    if r.xks_proxy_vpc_endpoint_service_name.is_some()
+        || r.xks_proxy_vpc_endpoint_service_owner.is_some()
+    {
+        return Err(KmsError::UnsupportedOperation(
+            "XksProxyVpcEndpointServiceName: this service reaches its proxies at a public endpoint (PUBLIC_ENDPOINT).".into(),
+        )
+        .into());
+    }
+    let xks = match (
+        &r.xks_proxy_uri_endpoint,
+        &r.xks_proxy_uri_path,
+        id,
+        secret,
+        &r.xks_proxy_connectivity,
+    ) {
+        (Some(e), Some(p), Some(i), Some(s), Some(c)) => Some(XksProxyInput {
+            uri_endpoint: e.clone(),
+            uri_path: p.clone(),
+            access_key_id: i.to_string(),
+            secret: SecretString::from(s.to_string()),
+            connectivity: c.clone(),
+        }),
+        _ => None,
+    };
     let store_type = r
         .custom_key_store_type
         .unwrap_or_else(|| AWS_CLOUDHSM.into());
@@ -141,10 +181,45 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
                 cluster_id: r.cloud_hsm_cluster_id,
                 trust_anchor: r.trust_anchor_certificate,
                 password: r.key_store_password.map(SecretString::from),
+                xks,
             },
         )
         .await?;
     Ok(json!({ "CustomKeyStoreId": id }))
+}
+
+/// The external key store members, as AWS's model constrains them.
+fn proxy_members(v: &mut Validator, r: &CreateRequest, id: Option<&str>, secret: Option<&str>) {
+    const ID: &str = "xksProxyAuthenticationCredential.accessKeyId";
+    const SECRET: &str = "xksProxyAuthenticationCredential.rawSecretAccessKey";
+    let endpoint = r.xks_proxy_uri_endpoint.as_deref();
+    let path = r.xks_proxy_uri_path.as_deref();
+    v.str_len(endpoint, "xksProxyUriEndpoint", 10, 128)
+        .pattern(endpoint, "xksProxyUriEndpoint", "^https://.*$", |s| {
+            s.starts_with("https://")
+        })
+        .str_len(path, "xksProxyUriPath", 10, 128)
+        .pattern(
+            path,
+            "xksProxyUriPath",
+            "^(/[a-zA-Z0-9\\/_-]+/kms/xks/v\\d{1,2})$|^(/kms/xks/v\\d{1,2})$",
+            uri_path,
+        )
+        .one_of(
+            r.xks_proxy_connectivity.as_deref(),
+            "xksProxyConnectivity",
+            &["PUBLIC_ENDPOINT", "VPC_ENDPOINT_SERVICE"],
+        )
+        .str_len(id, ID, 20, 30)
+        .pattern(id, ID, "^[A-Z2-7]+$", |s| {
+            s.bytes()
+                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+        })
+        .str_len(secret, SECRET, 43, 64)
+        .pattern(secret, SECRET, "^[a-zA-Z0-9\\/+=]+$", |s| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/+=".contains(&b))
+        });
 }
 
 #[derive(Deserialize)]
@@ -180,6 +255,22 @@ pub async fn describe(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, 
     Ok(v)
 }
 
+/// `XksProxyUriPath`: `/kms/xks/v<n>` under an optional prefix.
+fn uri_path(s: &str) -> bool {
+    let Some(i) = s.rfind("/kms/xks/v") else {
+        return false;
+    };
+    let (prefix, v) = (&s[..i], &s[i + "/kms/xks/v".len()..]);
+    (1..=2).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_digit())
+        && (prefix.is_empty()
+            || (prefix.starts_with('/')
+                && prefix.len() > 1
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))))
+}
+
 /// One `CustomKeyStoresListEntry`.
 fn entry(s: &CustomKeyStoreView) -> Value {
     let mut e = json!({
@@ -197,6 +288,14 @@ fn entry(s: &CustomKeyStoreView) -> Value {
     }
     if let Some(c) = &s.connection_error {
         e["ConnectionErrorCode"] = json!(c);
+    }
+    if let Some((endpoint, path, id, connectivity)) = &s.xks {
+        e["XksProxyConfiguration"] = json!({
+            "Connectivity": connectivity,
+            "AccessKeyId": id,
+            "UriEndpoint": endpoint,
+            "UriPath": path,
+        });
     }
     e
 }

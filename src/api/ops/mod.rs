@@ -181,6 +181,9 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
     if let Some(d) = &m.deletion_date {
         v["DeletionDate"] = json!(epoch(d));
     }
+    if let Some(id) = &m.xks_key_id {
+        v["XksKeyConfiguration"] = json!({ "Id": id });
+    }
     if let Some((store, cluster)) = &m.custom_key_store {
         v["CustomKeyStoreId"] = json!(store);
         if let Some(c) = cluster {

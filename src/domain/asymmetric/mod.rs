@@ -550,7 +550,7 @@ impl Kms {
         })
         .await
         .map_err(|e| KmsError::Internal(format!("key pair generation did not complete: {e}")))??;
-        let blob = self.seal(&rec, private.clone(), ctx).await?;
+        let blob = self.seal(caller, &rec, private.clone(), ctx).await?;
         Ok(DataKeyPairOutput {
             key_arn: rec.arn(),
             private_blob: blob,
