@@ -770,14 +770,31 @@ impl Kms {
     async fn verified_store(&self, r: CustomKeyStoreRecord) -> Result<CustomKeyStoreRecord> {
         let row = seal::custom_key_store_row(&r.custom_key_store_id);
         if self
-            .current_seal(row, store_mac_input(&r), &Some(r.mac.clone()))
+            .current_seal(row.clone(), store_mac_input(&r), &Some(r.mac.clone()))
             .await?
         {
-            Ok(r)
-        } else {
-            tracing::error!(store = %r.custom_key_store_id, "a custom key store row failed its integrity check; refusing it");
-            Err(KmsError::KeyUnavailable)
+            return Ok(r);
         }
+        // A row read just before a change committed is behind the trail that change reached a
+        // moment later: read again, the trail first, then the row (backing off, 5 to 40 ms).
+        // An older row put back stays behind however often it is read.
+        let store = self.cks.store()?;
+        for attempt in 0..4u32 {
+            tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+            let trail = self.trail_of(std::slice::from_ref(&row)).await?;
+            let Some(again) = store.custom_key_store(&r.custom_key_store_id).await? else {
+                break;
+            };
+            let input = store_mac_input(&again);
+            if self
+                .current_under(row.clone(), input, &Some(again.mac.clone()), &trail)
+                .await?
+            {
+                return Ok(again);
+            }
+        }
+        tracing::error!(store = %r.custom_key_store_id, "a custom key store row failed its integrity check; refusing it");
+        Err(KmsError::KeyUnavailable)
     }
 
     /// Write `next` in place of `old` (as verified), sealed as the row's next generation.

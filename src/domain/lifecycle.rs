@@ -109,8 +109,10 @@ impl Kms {
             };
             match self.verified_alias_under(a, Some(&trail)).await {
                 Ok(a) => break Some(a.key_id),
-                Err(KmsError::KeyUnavailable) if attempt < 3 => {
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                // Backing off (5, 10, 20, 40 ms): on a loaded host the change's row can commit
+                // a while after its generation reached the trail (seen on SQLite under CI).
+                Err(KmsError::KeyUnavailable) if attempt < 5 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5 << (attempt - 1))).await;
                 }
                 Err(e) => return Err(e),
             }

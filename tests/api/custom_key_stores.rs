@@ -389,6 +389,10 @@ async fn a_custom_key_store_row_altered_with_sql_is_refused() {
         ("store_type", s.db.text("EXTERNAL_KEY_STORE")),
         ("created_at", s.db.now().to_string()),
         ("mac", s.db.bytes(&[0u8; 41])),
+        ("xks_uri_endpoint", s.db.text("https://proxy.example.com")),
+        ("xks_uri_path", s.db.text("/forged/kms/xks/v1")),
+        ("xks_access_key_id", s.db.text("FORGEDFORGEDFORGED2345")),
+        ("xks_connectivity", s.db.text("PUBLIC_ENDPOINT")),
     ] {
         s.db.execute(&format!("UPDATE custom_key_stores SET {col} = {value}"))
             .await;

@@ -294,6 +294,21 @@ async fn an_external_key_store_on_its_own_proxy_encrypts_twice() {
         b"held outside and inside"
     );
 
+    // The key's external key is under its attributes seal: another one named with SQL is refused.
+    s.db.execute(&format!(
+        "UPDATE keys SET xks_key_id = 'enc-only' WHERE key_id = {}",
+        s.db.key(k)
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(code(decrypt(blob.clone()).await), "KeyUnavailableException");
+    s.db.execute(&format!(
+        "UPDATE keys SET xks_key_id = 'ext-1' WHERE key_id = {}",
+        s.db.key(k)
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
     // Disconnected: unusable, as AWS has it.
     c.disconnect_custom_key_store()
         .custom_key_store_id(&id)

@@ -296,6 +296,11 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
         ("custom_key_stores", "mac", RefusedIn("custom_key_stores::a_custom_key_store_row_altered_with_sql_is_refused")),
         ("custom_key_stores", "connection_error", NoDecision("the last failed connection's ConnectionErrorCode, shown as written; connecting again rewrites it")),
         ("keys", "custom_key_store_id", RefusedIn("under the attributes seal (kms.key-attributes.v2 names the store): custom_key_stores::keys_in_a_custom_key_store_live_in_its_partition")),
+        ("custom_key_stores", "xks_uri_endpoint", RefusedIn("custom_key_stores::a_custom_key_store_row_altered_with_sql_is_refused")),
+        ("custom_key_stores", "xks_uri_path", RefusedIn("custom_key_stores::a_custom_key_store_row_altered_with_sql_is_refused")),
+        ("custom_key_stores", "xks_access_key_id", RefusedIn("custom_key_stores::a_custom_key_store_row_altered_with_sql_is_refused")),
+        ("custom_key_stores", "xks_connectivity", RefusedIn("custom_key_stores::a_custom_key_store_row_altered_with_sql_is_refused")),
+        ("keys", "xks_key_id", RefusedIn("under the attributes seal (kms.key-attributes.v2): external_key_stores::an_external_key_store_on_its_own_proxy_encrypts_twice")),
         // ---- the audit trail
         ("audit_events", "seq", r(Sel::AuditEvent, A::Sql("seq + 1000000", "seq + 1000000"), P::Verify)),
         ("audit_events", "event_id", NoDecision("written, never read: the body's eventID, under the chain, is what is exported")),
