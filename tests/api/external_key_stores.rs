@@ -317,3 +317,30 @@ async fn an_external_key_store_on_its_own_proxy_encrypts_twice() {
         .unwrap();
     assert_eq!(code(decrypt(blob).await), "KMSInvalidStateException");
 }
+
+/// A proxy that accepts connections and never answers: the call ends at the client's timeout
+/// with AWS's exception, never a hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_that_never_answers_is_an_error_not_a_hang() {
+    let (_s, c, _) = setup().await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            open.push(conn);
+        }
+    });
+    let started = std::time::Instant::now();
+    let r = new_store(
+        &c,
+        "silent",
+        &format!("https://127.0.0.1:{port}"),
+        XKS_SECRET,
+    )
+    .await;
+    assert_eq!(r.unwrap_err(), "XksProxyUriUnreachableException");
+    // The client's timeout here is 5 s (`setup`); far below the test's patience.
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    held.abort();
+}
