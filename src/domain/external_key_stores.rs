@@ -61,7 +61,7 @@ impl ProxyError {
     }
 
     /// The exception a store's creation answers for it.
-    fn exception(self) -> E {
+    pub(crate) fn exception(self) -> E {
         match self {
             ProxyError::NotReachable | ProxyError::TimedOut | ProxyError::InvalidTls => {
                 E::XksProxyUriUnreachable

@@ -795,3 +795,38 @@ async fn a_store_disconnected_and_connected_under_load_fails_only_its_own_keys()
         b"tenant secret"
     );
 }
+
+/// An account has at most 10 custom key stores in a Region (AWS's quota):
+/// `LimitExceededException` for the eleventh.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_has_at_most_ten_custom_key_stores_in_a_region() {
+    let mut s = Server::start().await;
+    let conf = s.token.dir.path().join("partitions.toml");
+    let mut text = String::new();
+    for i in 0..11 {
+        text.push_str(&format!(
+            "[[partitions]]\ncluster_id = \"cluster-quotaquota{}\"\ntoken_label = \"t{i}\"\n\n",
+            ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"][i]
+        ));
+    }
+    std::fs::write(&conf, text).unwrap();
+    s.env
+        .push(("KMS_CONFIG".into(), conf.to_str().unwrap().into()));
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    for (i, l) in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
+        .iter()
+        .enumerate()
+    {
+        create(
+            &c,
+            &format!("store-{i}"),
+            &format!("cluster-quotaquota{l}"),
+            PIN,
+        )
+        .await
+        .unwrap();
+    }
+    let r = create(&c, "store-10", "cluster-quotaquotak", PIN).await;
+    assert_eq!(code(r), "LimitExceededException");
+}

@@ -309,6 +309,75 @@ async fn an_external_key_store_on_its_own_proxy_encrypts_twice() {
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
+    // Updates, as AWS allows them: the name, path and credential while connected (each proxy
+    // change checked first), the endpoint only while disconnected.
+    let update = || c.update_custom_key_store().custom_key_store_id(&id);
+    update()
+        .new_custom_key_store_name("external-renamed")
+        .send()
+        .await
+        .unwrap();
+    let credential = |secret: &str| {
+        aws_sdk_kms::types::XksProxyAuthenticationCredentialType::builder()
+            .access_key_id(XKS_ID)
+            .raw_secret_access_key(secret)
+            .build()
+            .unwrap()
+    };
+    assert_eq!(
+        code(
+            update()
+                .xks_proxy_authentication_credential(credential(&XKS_SECRET.replace('Z', "Y")))
+                .send()
+                .await
+        ),
+        "XksProxyIncorrectAuthenticationCredentialException"
+    );
+    assert_eq!(
+        code(
+            update()
+                .xks_proxy_uri_path("/other/kms/xks/v1")
+                .send()
+                .await
+        ),
+        "XksProxyInvalidConfigurationException"
+    );
+    assert_eq!(
+        code(
+            update()
+                .xks_proxy_uri_endpoint("https://localhost:1")
+                .send()
+                .await
+        ),
+        "CustomKeyStoreInvalidStateException"
+    );
+    update()
+        .xks_proxy_authentication_credential(credential(XKS_SECRET))
+        .send()
+        .await
+        .unwrap();
+    let d = c
+        .describe_custom_key_stores()
+        .custom_key_store_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let e = &d.custom_key_stores()[0];
+    assert_eq!(e.custom_key_store_name(), Some("external-renamed"));
+    assert_eq!(
+        e.xks_proxy_configuration().unwrap().uri_path(),
+        Some("/ext/kms/xks/v1")
+    );
+    assert_eq!(
+        decrypt(blob.clone())
+            .await
+            .unwrap()
+            .plaintext
+            .unwrap()
+            .as_ref(),
+        b"held outside and inside"
+    );
+
     // Disconnected: unusable, as AWS has it.
     c.disconnect_custom_key_store()
         .custom_key_store_id(&id)

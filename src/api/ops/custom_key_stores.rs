@@ -23,40 +23,6 @@ fn cluster_id(s: &str) -> bool {
     })
 }
 
-/// The external key store members (`EXTERNAL_KEY_STORE`), read so that they are refused by
-/// name rather than ignored: this service does not offer external key stores yet.
-macro_rules! refuse_xks {
-    ($r:expr) => {
-        refuse_xks(&[
-            ("XksProxyUriEndpoint", $r.xks_proxy_uri_endpoint.is_some()),
-            ("XksProxyUriPath", $r.xks_proxy_uri_path.is_some()),
-            (
-                "XksProxyVpcEndpointServiceName",
-                $r.xks_proxy_vpc_endpoint_service_name.is_some(),
-            ),
-            (
-                "XksProxyVpcEndpointServiceOwner",
-                $r.xks_proxy_vpc_endpoint_service_owner.is_some(),
-            ),
-            (
-                "XksProxyAuthenticationCredential",
-                $r.xks_proxy_authentication_credential.is_some(),
-            ),
-            ("XksProxyConnectivity", $r.xks_proxy_connectivity.is_some()),
-        ])
-    };
-}
-
-fn refuse_xks(members: &[(&str, bool)]) -> Result<(), ApiError> {
-    match members.iter().find(|(_, given)| *given) {
-        Some((name, _)) => Err(KmsError::Validation(format!(
-            "{name} is for external key stores (EXTERNAL_KEY_STORE), which this service does not offer yet."
-        ))
-        .into()),
-        None => Ok(()),
-    }
-}
-
 /// The members of AWS's model both requests that name a cluster and a PIN share.
 fn store_members(v: &mut Validator, cluster: &Option<String>, password: &Option<String>) {
     v.str_len(cluster.as_deref(), "cloudHsmClusterId", 19, 24)
@@ -122,16 +88,19 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         ),
         None => (None, None),
     };
-    proxy_members(&mut v, &r, id, secret);
+    let proxy = ProxyMembers {
+        endpoint: r.xks_proxy_uri_endpoint.as_deref(),
+        path: r.xks_proxy_uri_path.as_deref(),
+        connectivity: r.xks_proxy_connectivity.as_deref(),
+        id,
+        secret,
+    };
+    proxy_members(&mut v, &proxy);
     v.finish()?;
-    if r.xks_proxy_vpc_endpoint_service_name.is_some()
-        || r.xks_proxy_vpc_endpoint_service_owner.is_some()
-    {
-        return Err(KmsError::UnsupportedOperation(
-            "XksProxyVpcEndpointServiceName: this service reaches its proxies at a public endpoint (PUBLIC_ENDPOINT).".into(),
-        )
-        .into());
-    }
+    refuse_vpc(
+        &r.xks_proxy_vpc_endpoint_service_name,
+        &r.xks_proxy_vpc_endpoint_service_owner,
+    )?;
     let xks = match (
         &r.xks_proxy_uri_endpoint,
         &r.xks_proxy_uri_path,
@@ -188,38 +157,56 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     Ok(json!({ "CustomKeyStoreId": id }))
 }
 
+/// The external key store members of a request.
+struct ProxyMembers<'a> {
+    endpoint: Option<&'a str>,
+    path: Option<&'a str>,
+    connectivity: Option<&'a str>,
+    id: Option<&'a str>,
+    secret: Option<&'a str>,
+}
+
 /// The external key store members, as AWS's model constrains them.
-fn proxy_members(v: &mut Validator, r: &CreateRequest, id: Option<&str>, secret: Option<&str>) {
+fn proxy_members(v: &mut Validator, p: &ProxyMembers) {
     const ID: &str = "xksProxyAuthenticationCredential.accessKeyId";
     const SECRET: &str = "xksProxyAuthenticationCredential.rawSecretAccessKey";
-    let endpoint = r.xks_proxy_uri_endpoint.as_deref();
-    let path = r.xks_proxy_uri_path.as_deref();
-    v.str_len(endpoint, "xksProxyUriEndpoint", 10, 128)
-        .pattern(endpoint, "xksProxyUriEndpoint", "^https://.*$", |s| {
+    v.str_len(p.endpoint, "xksProxyUriEndpoint", 10, 128)
+        .pattern(p.endpoint, "xksProxyUriEndpoint", "^https://.*$", |s| {
             s.starts_with("https://")
         })
-        .str_len(path, "xksProxyUriPath", 10, 128)
+        .str_len(p.path, "xksProxyUriPath", 10, 128)
         .pattern(
-            path,
+            p.path,
             "xksProxyUriPath",
             "^(/[a-zA-Z0-9\\/_-]+/kms/xks/v\\d{1,2})$|^(/kms/xks/v\\d{1,2})$",
             uri_path,
         )
         .one_of(
-            r.xks_proxy_connectivity.as_deref(),
+            p.connectivity,
             "xksProxyConnectivity",
             &["PUBLIC_ENDPOINT", "VPC_ENDPOINT_SERVICE"],
         )
-        .str_len(id, ID, 20, 30)
-        .pattern(id, ID, "^[A-Z2-7]+$", |s| {
+        .str_len(p.id, ID, 20, 30)
+        .pattern(p.id, ID, "^[A-Z2-7]+$", |s| {
             s.bytes()
                 .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
         })
-        .str_len(secret, SECRET, 43, 64)
-        .pattern(secret, SECRET, "^[a-zA-Z0-9\\/+=]+$", |s| {
+        .str_len(p.secret, SECRET, 43, 64)
+        .pattern(p.secret, SECRET, "^[a-zA-Z0-9\\/+=]+$", |s| {
             s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"/+=".contains(&b))
         });
+}
+
+/// The VPC endpoint service members: this service reaches proxies at public endpoints.
+fn refuse_vpc(name: &Option<String>, owner: &Option<String>) -> Result<(), ApiError> {
+    if name.is_some() || owner.is_some() {
+        return Err(KmsError::UnsupportedOperation(
+            "XksProxyVpcEndpointServiceName: this service reaches its proxies at a public endpoint (PUBLIC_ENDPOINT).".into(),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -307,17 +294,16 @@ struct UpdateRequest {
     new_custom_key_store_name: Option<String>,
     key_store_password: Option<String>,
     cloud_hsm_cluster_id: Option<String>,
-    xks_proxy_uri_endpoint: Option<Value>,
-    xks_proxy_uri_path: Option<Value>,
-    xks_proxy_vpc_endpoint_service_name: Option<Value>,
-    xks_proxy_vpc_endpoint_service_owner: Option<Value>,
-    xks_proxy_authentication_credential: Option<Value>,
-    xks_proxy_connectivity: Option<Value>,
+    xks_proxy_uri_endpoint: Option<String>,
+    xks_proxy_uri_path: Option<String>,
+    xks_proxy_vpc_endpoint_service_name: Option<String>,
+    xks_proxy_vpc_endpoint_service_owner: Option<String>,
+    xks_proxy_authentication_credential: Option<Credential>,
+    xks_proxy_connectivity: Option<String>,
 }
 
 pub async fn update(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: UpdateRequest = parse(body)?;
-    refuse_xks!(r)?;
     let mut v = Validator::new();
     v.required(&r.custom_key_store_id, "customKeyStoreId")
         .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
@@ -328,11 +314,44 @@ pub async fn update(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             256,
         );
     store_members(&mut v, &r.cloud_hsm_cluster_id, &r.key_store_password);
+    let (id, secret) = match &r.xks_proxy_authentication_credential {
+        Some(c) => (
+            c.access_key_id.as_deref(),
+            c.raw_secret_access_key.as_deref(),
+        ),
+        None => (None, None),
+    };
+    let proxy = ProxyMembers {
+        endpoint: r.xks_proxy_uri_endpoint.as_deref(),
+        path: r.xks_proxy_uri_path.as_deref(),
+        connectivity: r.xks_proxy_connectivity.as_deref(),
+        id,
+        secret,
+    };
+    proxy_members(&mut v, &proxy);
     v.finish()?;
+    refuse_vpc(
+        &r.xks_proxy_vpc_endpoint_service_name,
+        &r.xks_proxy_vpc_endpoint_service_owner,
+    )?;
+    let credential =
+        match (id, secret) {
+            (Some(i), Some(s)) => Some((i.to_string(), SecretString::from(s.to_string()))),
+            (None, None) => None,
+            _ => return Err(KmsError::Validation(
+                "XksProxyAuthenticationCredential needs both AccessKeyId and RawSecretAccessKey."
+                    .into(),
+            )
+            .into()),
+        };
     let update = CustomKeyStoreUpdate {
         new_name: r.new_custom_key_store_name,
         cluster_id: r.cloud_hsm_cluster_id,
         password: r.key_store_password.map(SecretString::from),
+        xks_endpoint: r.xks_proxy_uri_endpoint,
+        xks_path: r.xks_proxy_uri_path,
+        xks_credential: credential,
+        xks_connectivity: r.xks_proxy_connectivity,
     };
     let id = or_empty(&r.custom_key_store_id);
     kms.update_custom_key_store(caller, id, update).await?;
