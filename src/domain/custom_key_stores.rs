@@ -117,7 +117,7 @@ pub struct CustomKeyStoreUpdate {
 
 pub const AWS_CLOUDHSM: &str = "AWS_CLOUDHSM";
 const CONNECTED: &str = "CONNECTED";
-const DISCONNECTED: &str = "DISCONNECTED";
+pub(crate) const DISCONNECTED: &str = "DISCONNECTED";
 const FAILED: &str = "FAILED";
 
 /// What a store's seal covers: every column but the last connection's error code.
@@ -386,85 +386,6 @@ impl Kms {
         }
         rec.connection_error = None;
         self.rewrite_store(&old, rec).await
-    }
-
-    /// `UpdateCustomKeyStore` of an external key store: its name, proxy path and credential at
-    /// any time (AWS's rule), its endpoint and connectivity only while disconnected; the proxy
-    /// as changed must answer its health check first.
-    async fn update_external_key_store(
-        &self,
-        old: CustomKeyStoreRecord,
-        update: CustomKeyStoreUpdate,
-    ) -> Result<()> {
-        if update.cluster_id.is_some() || update.password.is_some() {
-            return Err(KmsError::Validation(
-                "CloudHsmClusterId and KeyStorePassword are for AWS_CLOUDHSM key stores.".into(),
-            ));
-        }
-        let connected = old.connection_state != DISCONNECTED;
-        if connected && (update.xks_endpoint.is_some() || update.xks_connectivity.is_some()) {
-            return Err(KmsError::KeyStore(
-                E::InvalidState,
-                messages::key_store_not_disconnected("UpdateCustomKeyStore"),
-            ));
-        }
-        if update
-            .xks_connectivity
-            .as_deref()
-            .is_some_and(|c| c != "PUBLIC_ENDPOINT")
-        {
-            return Err(KmsError::UnsupportedOperation(
-                "XksProxyConnectivity VPC_ENDPOINT_SERVICE is not supported: this service reaches its proxies at a public endpoint (PUBLIC_ENDPOINT).".into(),
-            ));
-        }
-        let id = old.custom_key_store_id.clone();
-        let mut rec = old.clone();
-        if let Some(name) = update.new_name {
-            rec.name = name;
-        }
-        let proxy_changed = update.xks_endpoint.is_some()
-            || update.xks_path.is_some()
-            || update.xks_credential.is_some();
-        let mut target = self.proxy_target(&old).await?;
-        if let Some(e) = update.xks_endpoint {
-            target.uri_endpoint = e.clone();
-            rec.xks_uri_endpoint = Some(e);
-        }
-        if let Some(p) = update.xks_path {
-            target.uri_path = p.clone();
-            rec.xks_uri_path = Some(p);
-        }
-        if let Some((key_id, secret)) = update.xks_credential {
-            let (k, v, c) = self.seal_pin(&id, &secret).await?;
-            (
-                rec.password_key,
-                rec.password_root_version,
-                rec.password_ciphertext,
-            ) = (Some(k), Some(v), Some(c));
-            target.access_key_id = key_id.clone();
-            target.secret = secret;
-            rec.xks_access_key_id = Some(key_id);
-        }
-        if proxy_changed {
-            if let Err(e) = self.proxy_health(&target, "UpdateCustomKeyStore").await {
-                return Err(KmsError::KeyStore(
-                    e.exception(),
-                    format!(
-                        "The XKS proxy did not answer its health check ({}).",
-                        e.connection_error()
-                    ),
-                ));
-            }
-        }
-        self.rewrite_store(&old, rec).await?;
-        if connected && proxy_changed {
-            self.cks
-                .proxies
-                .lock()
-                .unwrap()
-                .insert(id, Arc::new(target));
-        }
-        Ok(())
     }
 
     /// `DeleteCustomKeyStore`: a disconnected store that holds no key.
@@ -894,7 +815,7 @@ impl Kms {
     }
 
     /// Write `next` in place of `old` (as verified), sealed as the row's next generation.
-    async fn rewrite_store(
+    pub(crate) async fn rewrite_store(
         &self,
         old: &CustomKeyStoreRecord,
         mut next: CustomKeyStoreRecord,

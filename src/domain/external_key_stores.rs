@@ -7,8 +7,10 @@
 //! failing proxy is a clear error (`KMSInvalidStateException` for cryptographic calls, an
 //! `XksProxy…Exception` for the store's management), never a hang (the client's timeout).
 
+use super::custom_key_stores::{CustomKeyStoreUpdate, DISCONNECTED};
 use super::error::KeyStoreError as E;
 use super::{ciphertext, Kms, KmsError, Result};
+use crate::messages;
 use crate::store::{CustomKeyStoreRecord, KeyRecord};
 use base64::Engine;
 use secrecy::SecretString;
@@ -404,6 +406,85 @@ impl Kms {
             return Err(self.proxy_refused(rec, ProxyError::InvalidResponse));
         }
         Ok(Zeroizing::new(pt))
+    }
+
+    /// `UpdateCustomKeyStore` of an external key store: its name, proxy path and credential at
+    /// any time (AWS's rule), its endpoint and connectivity only while disconnected; the proxy
+    /// as changed must answer its health check first.
+    pub(crate) async fn update_external_key_store(
+        &self,
+        old: CustomKeyStoreRecord,
+        update: CustomKeyStoreUpdate,
+    ) -> Result<()> {
+        if update.cluster_id.is_some() || update.password.is_some() {
+            return Err(KmsError::Validation(
+                "CloudHsmClusterId and KeyStorePassword are for AWS_CLOUDHSM key stores.".into(),
+            ));
+        }
+        let connected = old.connection_state != DISCONNECTED;
+        if connected && (update.xks_endpoint.is_some() || update.xks_connectivity.is_some()) {
+            return Err(KmsError::KeyStore(
+                E::InvalidState,
+                messages::key_store_not_disconnected("UpdateCustomKeyStore"),
+            ));
+        }
+        if update
+            .xks_connectivity
+            .as_deref()
+            .is_some_and(|c| c != "PUBLIC_ENDPOINT")
+        {
+            return Err(KmsError::UnsupportedOperation(
+                "XksProxyConnectivity VPC_ENDPOINT_SERVICE is not supported: this service reaches its proxies at a public endpoint (PUBLIC_ENDPOINT).".into(),
+            ));
+        }
+        let id = old.custom_key_store_id.clone();
+        let mut rec = old.clone();
+        if let Some(name) = update.new_name {
+            rec.name = name;
+        }
+        let proxy_changed = update.xks_endpoint.is_some()
+            || update.xks_path.is_some()
+            || update.xks_credential.is_some();
+        let mut target = self.proxy_target(&old).await?;
+        if let Some(e) = update.xks_endpoint {
+            target.uri_endpoint = e.clone();
+            rec.xks_uri_endpoint = Some(e);
+        }
+        if let Some(p) = update.xks_path {
+            target.uri_path = p.clone();
+            rec.xks_uri_path = Some(p);
+        }
+        if let Some((key_id, secret)) = update.xks_credential {
+            let (k, v, c) = self.seal_pin(&id, &secret).await?;
+            (
+                rec.password_key,
+                rec.password_root_version,
+                rec.password_ciphertext,
+            ) = (Some(k), Some(v), Some(c));
+            target.access_key_id = key_id.clone();
+            target.secret = secret;
+            rec.xks_access_key_id = Some(key_id);
+        }
+        if proxy_changed {
+            if let Err(e) = self.proxy_health(&target, "UpdateCustomKeyStore").await {
+                return Err(KmsError::KeyStore(
+                    e.exception(),
+                    format!(
+                        "The XKS proxy did not answer its health check ({}).",
+                        e.connection_error()
+                    ),
+                ));
+            }
+        }
+        self.rewrite_store(&old, rec).await?;
+        if connected && proxy_changed {
+            self.cks
+                .proxies
+                .lock()
+                .unwrap()
+                .insert(id, Arc::new(target));
+        }
+        Ok(())
     }
 
     /// A cryptographic call its proxy failed: `KMSInvalidStateException`, as AWS answers.
