@@ -322,10 +322,6 @@ pub const ORIGIN_NEEDS_CUSTOM_KEY_STORE: &str = "Origin AWS_CLOUDHSM requires a 
 pub const CUSTOM_KEY_STORE_KEYS: &str =
     "Custom key stores support only single-Region symmetric encryption keys (KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT).";
 
-/// `CreateCustomKeyStore` of an `EXTERNAL_KEY_STORE`: not offered yet.
-pub const EXTERNAL_KEY_STORES_NOT_YET: &str =
-    "External key stores (EXTERNAL_KEY_STORE) are not supported by this service yet.";
-
 #[cfg(test)]
 mod tests {
     use super::*;

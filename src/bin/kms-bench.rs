@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(name = "kms-bench", about = "Measure an AWS-KMS-compatible endpoint")]
@@ -158,47 +158,13 @@ impl Conn {
 }
 
 fn sign(req: &mut http::Request<Vec<u8>>, t: &Target) -> Result<(), String> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    let identity = aws_credential_types::Credentials::new(
+    kms::api::sigv4::sign_request(
+        req,
         &t.access_key_id,
         &t.secret_access_key,
-        None,
-        None,
-        "kms-bench",
+        &t.region,
+        "kms",
     )
-    .into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&t.region)
-        .name("kms")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                v.to_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    let uri = req.uri().to_string();
-    let signable = SignableRequest::new(
-        "POST",
-        &uri,
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(req.body()),
-    )
-    .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    instructions.apply_to_request_http1x(req);
-    Ok(())
 }
 
 /// One call, outside a measurement; the parsed response or the error body.

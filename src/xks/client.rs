@@ -7,7 +7,7 @@ use crate::domain::external_key_stores::{KeyManager, ProxyError, ProxyTarget};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Largest answer read from a proxy.
 const MAX_ANSWER: usize = 1 << 20;
@@ -86,7 +86,16 @@ impl XksClient {
             .header("content-type", "application/json")
             .body(body)
             .map_err(|_| ProxyError::InvalidConfiguration)?;
-        sign(&mut req, t).map_err(|_| ProxyError::InvalidConfiguration)?;
+        // SigV4 for `kms-xks-proxy`, in this service's Region, with the store's credential.
+        let secret = secrecy::ExposeSecret::expose_secret(&t.secret);
+        crate::api::sigv4::sign_request(
+            &mut req,
+            &t.access_key_id,
+            secret,
+            &t.region,
+            super::SERVICE,
+        )
+        .map_err(|_| ProxyError::InvalidConfiguration)?;
         let (parts, body) = req.into_parts();
         let req = hyper::Request::from_parts(parts, Full::new(bytes::Bytes::from(body)));
         let resp = sender
@@ -102,52 +111,6 @@ impl XksClient {
             .to_vec();
         Ok((status, body))
     }
-}
-
-/// SigV4 for `kms-xks-proxy`, in this service's Region, with the store's credential.
-fn sign(req: &mut http::Request<Vec<u8>>, t: &ProxyTarget) -> Result<(), String> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    use secrecy::ExposeSecret;
-    let identity = aws_credential_types::Credentials::new(
-        &t.access_key_id,
-        t.secret.expose_secret(),
-        None,
-        None,
-        "kms",
-    )
-    .into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&t.region)
-        .name(super::SERVICE)
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                v.to_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    let uri = req.uri().to_string();
-    let signable = SignableRequest::new(
-        "POST",
-        &uri,
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(req.body()),
-    )
-    .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    instructions.apply_to_request_http1x(req);
-    Ok(())
 }
 
 #[async_trait::async_trait]
