@@ -19,6 +19,8 @@ struct Proxy {
     endpoint: Option<String>,
     id: String,
     secret: String,
+    /// Another tenant's credential: the key store under `/tenant-b` (its key `b1`).
+    other: (String, String),
     /// The ARN behind the external key `k1`.
     k1: String,
 }
@@ -95,6 +97,8 @@ async fn proxy_with(env: &[(&str, &str)]) -> Proxy {
         .send()
         .await;
     assert_eq!(code(probe), "AccessDeniedException");
+    let other =
+        tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "xks-b", None));
     let conf = s.token.dir.path().join("xks.toml");
     std::fs::write(
         &conf,
@@ -103,8 +107,10 @@ async fn proxy_with(env: &[(&str, &str)]) -> Proxy {
              [[xks_stores.keys]]\nxks_key_id = \"k1\"\nkey_arn = \"{}\"\n\
              [[xks_stores.keys]]\nxks_key_id = \"enc-only\"\nkey_arn = \"{}\"\nusage = [\"ENCRYPT\"]\n\
              [[xks_stores.keys]]\nxks_key_id = \"dec-only\"\nkey_arn = \"{}\"\nusage = [\"DECRYPT\"]\n\
-             [[xks_stores.keys]]\nxks_key_id = \"hmac\"\nkey_arn = \"{hmac}\"\n",
-            arns[0], arns[1], arns[2]
+             [[xks_stores.keys]]\nxks_key_id = \"hmac\"\nkey_arn = \"{hmac}\"\n\
+             [[xks_stores]]\nuri_path_prefix = \"/tenant-b\"\naccess_key_ids = [\"{}\"]\n\
+             [[xks_stores.keys]]\nxks_key_id = \"b1\"\nkey_arn = \"{}\"\n",
+            arns[0], arns[1], arns[2], other.1, arns[1]
         ),
     )
     .unwrap();
@@ -112,6 +118,7 @@ async fn proxy_with(env: &[(&str, &str)]) -> Proxy {
         .push(("KMS_CONFIG".into(), conf.to_str().unwrap().into()));
     tokio::task::block_in_place(|| s.spawn());
     Proxy {
+        other: (other.1.clone(), other.2.clone()),
         endpoint: None,
         k1: arns[0].clone(),
         s,
@@ -123,6 +130,17 @@ async fn proxy_with(env: &[(&str, &str)]) -> Proxy {
 impl Proxy {
     /// POST `body` to `path`, signed as AWS KMS signs (with `secret` for this access key).
     async fn post_as(&self, path: &str, body: &Value, secret: Option<&str>) -> (u16, Value) {
+        self.post_by(path, body, &self.id.clone(), secret).await
+    }
+
+    /// POST signed with access key `id` (and `secret`, if any).
+    async fn post_by(
+        &self,
+        path: &str,
+        body: &Value,
+        id: &str,
+        secret: Option<&str>,
+    ) -> (u16, Value) {
         let endpoint = self
             .endpoint
             .clone()
@@ -139,7 +157,7 @@ impl Proxy {
         if let Some(secret) = secret {
             sign_request_for(
                 &mut req,
-                &self.id,
+                id,
                 secret,
                 KMS_REGION,
                 "kms-xks-proxy",
@@ -354,6 +372,53 @@ async fn every_error_of_the_specification_is_answered_with_its_name_and_status()
     assert_eq!(
         error(&p.post_as(&p.path("k1", "metadata"), &md, None).await),
         (401, "AuthenticationFailedException")
+    );
+    // Tenants are apart: each key store's credential opens its own prefix only, and its own
+    // keys only (another tenant's key id is not found under its prefix).
+    let (b_id, b_secret) = p.other.clone();
+    let b_md = json!({"requestMetadata": meta("DescribeKey", None)});
+    assert_eq!(
+        error(
+            &p.post_by(&p.path("k1", "metadata"), &md, &b_id, Some(&b_secret))
+                .await
+        ),
+        (401, "AuthenticationFailedException")
+    );
+    let secret_a = p.secret.clone();
+    assert_eq!(
+        error(
+            &p.post_by(
+                "/tenant-b/kms/xks/v1/keys/b1/metadata",
+                &b_md,
+                &p.id.clone(),
+                Some(&secret_a)
+            )
+            .await
+        ),
+        (401, "AuthenticationFailedException")
+    );
+    assert_eq!(
+        p.post_by(
+            "/tenant-b/kms/xks/v1/keys/b1/metadata",
+            &b_md,
+            &b_id,
+            Some(&b_secret)
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        error(
+            &p.post_by(
+                "/tenant-b/kms/xks/v1/keys/k1/metadata",
+                &b_md,
+                &b_id,
+                Some(&b_secret)
+            )
+            .await
+        ),
+        (404, "KeyNotFoundException")
     );
     // Paths: another prefix, an unknown operation, an invalid key id.
     assert_eq!(
