@@ -429,7 +429,7 @@ impl Kms {
             CONNECTED => {
                 if !self.connected_here(id) {
                     // Another node connected it: this one logs in too.
-                    let _ = self.log_in(&rec).await;
+                    let _ = self.log_in_following(&rec).await;
                 }
                 return Ok(());
             }
@@ -505,7 +505,9 @@ impl Kms {
         if row.connection_state != CONNECTED {
             return Err(unavailable());
         }
-        self.log_in(&row).await.map_err(|_| unavailable())?;
+        self.log_in_following(&row)
+            .await
+            .map_err(|_| unavailable())?;
         self.open_partition(id).ok_or_else(unavailable)
     }
 
@@ -538,7 +540,9 @@ impl Kms {
             return Err(not_connected());
         }
         if self.open_partition(id).is_none() {
-            self.log_in(&rec).await.map_err(|_| not_connected())?;
+            self.log_in_following(&rec)
+                .await
+                .map_err(|_| not_connected())?;
         }
         self.open_partition(id).ok_or_else(not_connected)
     }
@@ -588,7 +592,7 @@ impl Kms {
             match row {
                 Some(r) if r.connection_state == CONNECTED => {
                     if !self.connected_here(&id) {
-                        let _ = self.log_in(&r).await;
+                        let _ = self.log_in_following(&r).await;
                     }
                 }
                 _ => self.close_partition(&id),
@@ -656,6 +660,23 @@ impl Kms {
             Ok(()) => Ok(true),
             Err(KmsError::Conflict(_)) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Log in to a store that another node connected (its row was read as `CONNECTED`), then
+    /// check that it still is: a disconnection that committed meanwhile — whose announcement
+    /// this node may have followed before this login finished — logs this node out again.
+    pub(crate) async fn log_in_following(
+        &self,
+        rec: &CustomKeyStoreRecord,
+    ) -> std::result::Result<(), &'static str> {
+        self.log_in(rec).await?;
+        match self.connected_row(&rec.custom_key_store_id).await {
+            Ok(Some(_)) => Ok(()),
+            _ => {
+                self.close_partition(&rec.custom_key_store_id);
+                Err("INTERNAL_ERROR")
+            }
         }
     }
 

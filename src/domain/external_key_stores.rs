@@ -282,7 +282,9 @@ impl Kms {
         let target = match existing {
             Some(t) => t,
             None => {
-                self.log_in(&rec).await.map_err(|_| not_connected())?;
+                self.log_in_following(&rec)
+                    .await
+                    .map_err(|_| not_connected())?;
                 let t = self.cks.proxies.lock().unwrap().get(id).cloned();
                 t.ok_or_else(not_connected)?
             }
@@ -307,7 +309,9 @@ impl Kms {
             ))
         };
         let row = self.connected_row(store).await?.ok_or_else(unavailable)?;
-        self.log_in(&row).await.map_err(|_| unavailable())?;
+        self.log_in_following(&row)
+            .await
+            .map_err(|_| unavailable())?;
         let p = self.cks.proxies.lock().unwrap().get(store).cloned();
         p.ok_or_else(unavailable).map(Some)
     }

@@ -91,6 +91,27 @@ async fn eventually<F: std::future::Future<Output = bool>>(check: impl Fn() -> F
     false
 }
 
+/// A store `tenant-a` over `CLUSTER`, connected, and a key created in it: (store id, key id).
+async fn store_with_key(c: &aws_sdk_kms::Client) -> (String, String) {
+    let id = create(c, "tenant-a", CLUSTER, PIN)
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    connect(c, &id).await;
+    let key = c
+        .create_key()
+        .custom_key_store_id(&id)
+        .origin(OriginType::AwsCloudhsm)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    (id, key)
+}
+
 /// A client of a user of another account, allowed every KMS action by its identity policy.
 fn other_account(s: &Server) -> aws_sdk_kms::Client {
     const ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
@@ -567,7 +588,8 @@ async fn keys_in_a_custom_key_store_live_in_its_partition() {
     .await;
     assert!(
         refused,
-        "the second node still used the disconnected store's key"
+        "the second node still used the disconnected store's key: {:?}",
+        decrypt(&c2, &blob).await
     );
     c.update_key_description()
         .key_id(k)
@@ -654,22 +676,7 @@ async fn keys_in_a_custom_key_store_live_in_its_partition() {
 async fn the_service_root_key_rotates_past_custom_key_stores() {
     let (s, label) = with_partition_and(&[("KMS_SCHEDULER_INTERVAL_MS", "100")]).await;
     let c = s.client();
-    let id = create(&c, "tenant-a", CLUSTER, PIN)
-        .await
-        .unwrap()
-        .custom_key_store_id
-        .unwrap();
-    connect(&c, &id).await;
-    let key = c
-        .create_key()
-        .custom_key_store_id(&id)
-        .origin(OriginType::AwsCloudhsm)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let (id, key) = store_with_key(&c).await;
     let blob = encrypt(&c, &key).await.unwrap();
     let partition_objects = objects(&s, &label);
 
@@ -723,22 +730,7 @@ async fn the_service_root_key_rotates_past_custom_key_stores() {
 async fn a_store_disconnected_and_connected_under_load_fails_only_its_own_keys() {
     let (s, _) = with_partition().await;
     let c = s.client();
-    let id = create(&c, "tenant-a", CLUSTER, PIN)
-        .await
-        .unwrap()
-        .custom_key_store_id
-        .unwrap();
-    connect(&c, &id).await;
-    let in_store = c
-        .create_key()
-        .custom_key_store_id(&id)
-        .origin(OriginType::AwsCloudhsm)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let (id, in_store) = store_with_key(&c).await;
     let own = c
         .create_key()
         .send()
