@@ -626,11 +626,38 @@ impl Kms {
     pub(crate) async fn partition_at_current_root(&self, rec: &KeyRecord) -> Result<Hsm> {
         let token = self.token_of(rec).await?;
         let version = self.hsm.root_version()?;
-        let t = token.clone();
-        tokio::task::spawn_blocking(move || t.ensure_partition_root(version))
-            .await
-            .map_err(|e| KmsError::Internal(e.to_string()))??;
+        let id = rec.custom_key_store_id.clone().unwrap_or_default();
+        self.use_partition_root(&token, &id, version).await?;
         Ok(token)
+    }
+
+    /// Make `token`, custom key store `id`'s partition, wrap under its root key of `version`:
+    /// found, or created under the database's lock on the store's partition. Without it the rotation
+    /// command and a node's re-wrap job (or two nodes connecting at once) could each find none
+    /// and each create one, and the partition would hold two keys of one label.
+    async fn use_partition_root(
+        &self,
+        token: &Hsm,
+        id: &str,
+        version: u32,
+    ) -> std::result::Result<(), HsmError> {
+        let in_token = |create: bool| {
+            let t = token.clone();
+            async move {
+                tokio::task::spawn_blocking(move || t.partition_root(version, create))
+                    .await
+                    .map_err(|e| HsmError::Other(e.to_string()))?
+            }
+        };
+        if in_token(false).await? {
+            return Ok(());
+        }
+        let unavailable = |e: crate::store::StoreError| HsmError::Other(e.to_string());
+        let store = self.cks.store().map_err(|e| HsmError::Other(e.to_string()))?;
+        let lock = store.partition_lock(id).await.map_err(unavailable)?;
+        let made = in_token(true).await;
+        lock.release().await.map_err(unavailable)?;
+        made.map(|_| ())
     }
 
     /// Root key rotation: the key that encrypts store `id`'s PIN re-wrapped under the service
@@ -748,14 +775,30 @@ impl Kms {
         let Ok(root_version) = self.hsm.root_version() else {
             return Err("INTERNAL_ERROR");
         };
-        let opened = tokio::task::spawn_blocking(move || {
-            let hsm = Hsm::open(&cfg)?;
-            hsm.ensure_partition_root(root_version)?;
-            Ok::<_, HsmError>(hsm)
-        })
-        .await;
+        // A token that another process is writing to can be missing from one slot list (SoftHSM
+        // reads its files again on every C_GetSlotList): asked twice more before it is lost.
+        let open = move || {
+            let mut again = 2;
+            loop {
+                match Hsm::open(&cfg) {
+                    Err(HsmError::TokenNotFound { .. }) if again > 0 => {
+                        again -= 1;
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    opened => return opened,
+                }
+            }
+        };
+        let opened = match tokio::task::spawn_blocking(open).await {
+            Ok(Ok(hsm)) => self
+                .use_partition_root(&hsm, &rec.custom_key_store_id, root_version)
+                .await
+                .map(|()| hsm),
+            Ok(Err(e)) => Err(e),
+            Err(_) => return Err("INTERNAL_ERROR"),
+        };
         match opened {
-            Ok(Ok(hsm)) => {
+            Ok(hsm) => {
                 tracing::info!(store = %rec.custom_key_store_id, cluster = %cluster, "custom key store connected");
                 self.cks
                     .open
@@ -764,11 +807,10 @@ impl Kms {
                     .insert(rec.custom_key_store_id.clone(), hsm);
                 Ok(())
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(store = %rec.custom_key_store_id, cluster = %cluster, error = %e, "custom key store connection failed");
                 Err(connection_error(&e))
             }
-            Err(_) => Err("INTERNAL_ERROR"),
         }
     }
 

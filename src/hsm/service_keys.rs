@@ -258,33 +258,33 @@ impl Hsm {
 
     /// A custom key store's partition: its own root wrapping key of `version` (the service
     /// token's current root key version: a root key rotation rotates every partition's too),
-    /// found or created, and made the one its keys are wrapped under; its older ones stay for
-    /// the blobs that record them. Nothing else of the service's is created there.
-    pub fn ensure_partition_root(&self, version: u32) -> Result<bool, HsmError> {
+    /// found, and created if `create` (the caller holds the database's lock on creating it:
+    /// PKCS#11 has no create-if-absent), and made the one its keys are wrapped under; its
+    /// older ones stay for the blobs that record them. Nothing else of the service's is
+    /// created there. Returns whether the partition holds it now.
+    pub fn partition_root(&self, version: u32, create: bool) -> Result<bool, HsmError> {
         let s = self
             .inner
             .pinned
             .lock()
             .expect("pinned session lock poisoned");
         let label = root_key_label(version);
-        let (root, created) = match find_one(&s, &label)? {
-            Some(h) => (h, false),
-            None => (
-                ck(s.generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        service_key_template(ServiceKey::Root, &label, false),
-                        vec![Attribute::ValueLen(32.into())],
-                    ]
-                    .concat(),
-                ))?,
-                true,
-            ),
+        let root = match find_one(&s, &label)? {
+            Some(h) => h,
+            None if !create => return Ok(false),
+            None => ck(s.generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    service_key_template(ServiceKey::Root, &label, false),
+                    vec![Attribute::ValueLen(32.into())],
+                ]
+                .concat(),
+            ))?,
         };
         verify_service_key(&s, root, &label, AttributeType::Wrap, false)?;
         *self.inner.older_roots.lock().unwrap() = older_roots(&s, version)?;
         *self.inner.root.lock().unwrap() = Some((version, root));
-        Ok(created)
+        Ok(true)
     }
 
     /// The version of the root key that wraps new blobs.

@@ -457,6 +457,12 @@ async fn keys_lock(tx: &mut Tx<'_>, account_id: &str, region: &str) -> Result<()
 async fn aliases_lock(tx: &mut Tx<'_>, account_id: &str, region: &str) -> Result<(), StoreError> {
     quota_lock(tx, &format!("aliases\n{account_id}\n{region}")).await
 }
+
+/// Serialise, for the rest of `tx`, every process that creates a root key in one custom key
+/// store's partition.
+async fn partition_lock(tx: &mut Tx<'_>, custom_key_store_id: &str) -> Result<(), StoreError> {
+    quota_lock(tx, &format!("partition\n{custom_key_store_id}")).await
+}
 /// Postgres's pieces of the identity store written once in `identity.rs`.
 const REQUEST_TARGET: &str = "((body::jsonb) #>> '{requestParameters,target}')";
 const INSTR: &str = "strpos";

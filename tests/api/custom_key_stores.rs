@@ -822,3 +822,83 @@ async fn an_account_has_at_most_ten_custom_key_stores_in_a_region() {
     let r = create(&c, "store-10", "cluster-quotaquotak", PIN).await;
     assert_eq!(code(r), "LimitExceededException");
 }
+
+/// The race of two processes each finding no root key in a new partition and each creating
+/// one (PKCS#11 has no create-if-absent): two nodes connect a store whose partition holds no
+/// root key yet, eight requests at the same moment, in several rounds (the window is one
+/// object creation long). The partition always ends with one root key, and the store works.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_connecting_a_new_store_at_once_create_one_partition_root_key() {
+    let (s, label) = with_partition().await;
+    let c = s.client();
+    let second = tokio::task::block_in_place(|| s.second_node());
+    let c2 = s.client_of(&second, &s.access_key_id, &s.secret);
+    let id = create(&c, "tenant-a", CLUSTER, PIN)
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    let roots = || {
+        objects(&s, &label)
+            .lines()
+            .filter(|l| *l == "kms-root-wrapping-key-v1")
+            .count()
+    };
+    for round in 0..6 {
+        let attempts: Vec<_> = (0..8)
+            .map(|i| {
+                let c = if i % 2 == 0 { c.clone() } else { c2.clone() };
+                let id = id.clone();
+                tokio::spawn(async move {
+                    let _ = c
+                        .connect_custom_key_store()
+                        .custom_key_store_id(id)
+                        .send()
+                        .await;
+                })
+            })
+            .collect();
+        for a in attempts {
+            a.await.unwrap();
+        }
+        assert_eq!(
+            tokio::task::block_in_place(roots),
+            1,
+            "round {round}: {}",
+            objects(&s, &label)
+        );
+        assert_eq!(state(&c, &id).await, (ConnectionStateType::Connected, None));
+        // The partition is made new again: disconnected, its root key removed.
+        disconnect(&c, &id).await;
+        tokio::task::block_in_place(|| {
+            pkcs11_tool(
+                &s.token.conf(),
+                &[
+                    "--token-label",
+                    &label,
+                    "--login",
+                    "--pin",
+                    PIN,
+                    "--delete-object",
+                    "--type",
+                    "secrkey",
+                    "--label",
+                    "kms-root-wrapping-key-v1",
+                ],
+            )
+        });
+    }
+    connect(&c, &id).await;
+    let key = c
+        .create_key()
+        .custom_key_store_id(&id)
+        .origin(OriginType::AwsCloudhsm)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let blob = encrypt(&c, &key).await.unwrap();
+    assert_eq!(decrypt(&c2, &blob).await.unwrap(), b"tenant secret");
+}
