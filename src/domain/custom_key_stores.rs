@@ -46,7 +46,7 @@ pub struct Partition {
 /// the partitions this process has logged in to.
 #[derive(Default)]
 pub struct CustomKeyStoreState {
-    store: Option<Arc<dyn crate::store::CustomKeyStores>>,
+    store: Option<Arc<dyn crate::store::Store>>,
     partitions: BTreeMap<String, Partition>,
     open: Mutex<HashMap<String, Hsm>>,
     /// Talks to the XKS proxies of external key stores.
@@ -57,7 +57,7 @@ pub struct CustomKeyStoreState {
 
 impl CustomKeyStoreState {
     pub fn new(
-        store: Arc<dyn crate::store::CustomKeyStores>,
+        store: Arc<dyn crate::store::Store>,
         partitions: BTreeMap<String, Partition>,
         manager: Arc<dyn KeyManager>,
     ) -> Self {
@@ -70,7 +70,7 @@ impl CustomKeyStoreState {
         }
     }
 
-    fn store(&self) -> Result<&Arc<dyn crate::store::CustomKeyStores>> {
+    fn store(&self) -> Result<&Arc<dyn crate::store::Store>> {
         self.store
             .as_ref()
             .ok_or_else(|| KmsError::Internal("no custom key store repository".into()))
@@ -653,8 +653,14 @@ impl Kms {
             return Ok(());
         }
         let unavailable = |e: crate::store::StoreError| HsmError::Other(e.to_string());
-        let store = self.cks.store().map_err(|e| HsmError::Other(e.to_string()))?;
-        let lock = store.partition_lock(id).await.map_err(unavailable)?;
+        let store = self
+            .cks
+            .store()
+            .map_err(|e| HsmError::Other(e.to_string()))?;
+        let lock = store
+            .token_key_lock(&format!("partition {id}"))
+            .await
+            .map_err(unavailable)?;
         let made = in_token(true).await;
         lock.release().await.map_err(unavailable)?;
         made.map(|_| ())

@@ -470,7 +470,7 @@ impl Kms {
     /// of external key stores' proxies.
     pub fn with_custom_key_stores(
         mut self,
-        store: Arc<dyn crate::store::CustomKeyStores>,
+        store: Arc<dyn crate::store::Store>,
         partitions: BTreeMap<String, custom_key_stores::Partition>,
         proxies: Arc<dyn external_key_stores::KeyManager>,
     ) -> Kms {

@@ -177,15 +177,6 @@ macro_rules! custom_key_store_store {
                 .all(&self.pool).await
             }
 
-            async fn partition_lock(
-                &self,
-                custom_key_store_id: &str,
-            ) -> Result<Box<dyn HeldLock>, StoreError> {
-                let mut tx = self.begin_write().await?;
-                partition_lock(&mut tx, custom_key_store_id).await?;
-                Ok(Box::new(super::custom_key_stores::HeldTransaction(tx)))
-            }
-
             async fn keys_in_custom_key_store(&self, id: &str) -> Result<i64, StoreError> {
                 sqlx::query_scalar("SELECT count(*) FROM keys WHERE custom_key_store_id = $1")
                     .bind(id)
@@ -195,17 +186,6 @@ macro_rules! custom_key_store_store {
     };
 }
 pub(super) use custom_key_store_store;
-
-/// A lock held as an open transaction that wrote nothing: released by rolling it back (or
-/// by dropping it, which rolls it back when its connection is next used).
-pub(super) struct HeldTransaction<DB: sqlx::Database>(pub sqlx::Transaction<'static, DB>);
-
-#[async_trait::async_trait]
-impl<DB: sqlx::Database> super::HeldLock for HeldTransaction<DB> {
-    async fn release(self: Box<Self>) -> Result<(), super::StoreError> {
-        self.0.rollback().await.map_err(|e| super::StoreError::Unavailable(e.to_string()))
-    }
-}
 
 /// Binds a row's columns in [`CUSTOM_KEY_STORE_COLUMNS`]' order.
 pub(super) trait BindStore<'q> {

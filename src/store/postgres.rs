@@ -458,10 +458,12 @@ async fn aliases_lock(tx: &mut Tx<'_>, account_id: &str, region: &str) -> Result
     quota_lock(tx, &format!("aliases\n{account_id}\n{region}")).await
 }
 
-/// Serialise, for the rest of `tx`, every process that creates a root key in one custom key
-/// store's partition.
-async fn partition_lock(tx: &mut Tx<'_>, custom_key_store_id: &str) -> Result<(), StoreError> {
-    quota_lock(tx, &format!("partition\n{custom_key_store_id}")).await
+/// A transaction that holds, until it ends, the lock every process takes to create the
+/// token keys of `scope` (an advisory lock; it writes nothing).
+async fn token_key_lock(s: &PgStore, scope: &str) -> Result<Tx<'static>, StoreError> {
+    let mut tx = s.begin_read().await?;
+    quota_lock(&mut tx, &format!("token-key\n{scope}")).await?;
+    Ok(tx)
 }
 /// Postgres's pieces of the identity store written once in `identity.rs`.
 const REQUEST_TARGET: &str = "((body::jsonb) #>> '{requestParameters,target}')";

@@ -32,6 +32,11 @@ macro_rules! service_store {
 
         #[async_trait]
         impl ServiceStore for $store {
+            async fn token_key_lock(&self, scope: &str) -> Result<Box<dyn HeldLock>, StoreError> {
+                let tx = token_key_lock(self, scope).await?;
+                Ok(Box::new(super::service::HeldTransaction(tx)))
+            }
+
             async fn ensure_root_key(&self, version: i32, label: &str) -> Result<(), StoreError> {
                 self.ensure_service_key("root_keys", version, label).await
             }
@@ -277,3 +282,17 @@ macro_rules! service_store {
 }
 
 pub(crate) use service_store;
+
+/// A lock held as an open transaction that wrote nothing: released by rolling it back (or
+/// by dropping it, which rolls it back when its connection is next used).
+pub(super) struct HeldTransaction<DB: sqlx::Database>(pub sqlx::Transaction<'static, DB>);
+
+#[async_trait::async_trait]
+impl<DB: sqlx::Database> super::HeldLock for HeldTransaction<DB> {
+    async fn release(self: Box<Self>) -> Result<(), super::StoreError> {
+        self.0
+            .rollback()
+            .await
+            .map_err(|e| super::StoreError::Unavailable(e.to_string()))
+    }
+}

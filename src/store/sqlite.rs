@@ -317,9 +317,10 @@ async fn aliases_lock(
     Ok(())
 }
 
-/// A partition's root key creators: the write transaction is the one writer already.
-async fn partition_lock(_tx: &mut Tx<'_>, _custom_key_store_id: &str) -> Result<(), StoreError> {
-    Ok(())
+/// A transaction that holds, until it ends, the lock every process takes to create token
+/// keys: the database's write lock (`BEGIN IMMEDIATE`; it writes nothing).
+async fn token_key_lock(s: &SqliteStore, _scope: &str) -> Result<Tx<'static>, StoreError> {
+    s.begin_unrecorded().await
 }
 
 /// SQLite's pieces of the identity store written once in `identity.rs`.

@@ -270,3 +270,89 @@ async fn the_root_key_rotates_with_every_blob_rewrapped_and_the_old_key_destroye
         "{events:?}"
     );
 }
+
+/// Operators rotate the root key at the same moment (four commands at once, in rounds). PKCS#11
+/// has no create-if-absent: two commands that each found no `kms-root-wrapping-key-vN` would
+/// each create one, and the token would hold two keys of one label, which no process can start
+/// with. Each version is made once, whatever the commands' order, and the service carries on.
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_rotating_at_once_make_each_root_key_once() {
+    let mut s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let blob = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"kept".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    s.stop();
+    for _ in 0..3 {
+        let rotors: Vec<_> = (0..4)
+            .map(|_| {
+                let mut cmd = Command::new(kms_bin());
+                kms_env(&mut cmd, &s.token, &s.db);
+                cmd.args(["hsm", "rotate-root-key"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = rotors
+            .into_iter()
+            .map(|c| stderr(&c.wait_with_output().unwrap()))
+            .collect();
+        let listed = pkcs11_tool(
+            &s.token.conf(),
+            &[
+                "--token-label",
+                &s.token.label,
+                "--login",
+                "--pin",
+                PIN,
+                "--list-objects",
+            ],
+        );
+        let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+        let current = s.db.int("SELECT max(version) FROM root_keys").await;
+        for version in 1..=current {
+            let label = format!("kms-root-wrapping-key-v{version}");
+            let copies = listed
+                .lines()
+                .filter(|l| l.trim().strip_prefix("label:").map(str::trim) == Some(label.as_str()))
+                .count();
+            assert_eq!(copies, 1, "{label}: {outs:?}");
+        }
+        // Whichever command finished the rotation, it is finished before the next round.
+        let out = s.kms(&["hsm", "rewrap"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            blobs_under(&s, current as i32).await,
+            blobs_under_any(&s).await
+        );
+    }
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    let plain = c
+        .decrypt()
+        .ciphertext_blob(blob)
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap();
+    assert_eq!(plain.as_ref(), b"kept");
+}
+
+/// Stored blobs under any root key version.
+async fn blobs_under_any(s: &Server) -> i64 {
+    let mut n = 0;
+    for table in ["key_materials", "access_keys", "sessions", "import_tokens"] {
+        n += s.db.int(&format!("SELECT count(*) FROM {table}")).await;
+    }
+    n
+}

@@ -27,14 +27,14 @@ pub async fn bootstrap_token_keys(store: &dyn Store, hsm: &Hsm) -> Result<Vec<St
         Some(v) => {
             let mac_version = store.current_mac_version().await?.unwrap_or(1) as u32;
             let h = hsm.clone();
-            let lines = tokio::task::spawn_blocking(move || {
+            let lines = creating(store, move || {
                 if mac_version > 1 {
                     h.load_mac_key(h.newest_mac_key_from(mac_version)?)?;
                 }
                 // A pool's other tokens get the keys (or are checked to hold the same ones).
                 let lines = h.replicate_service_keys(v as u32)?;
                 h.load_service_keys(v as u32)?;
-                Ok::<_, HsmError>(lines)
+                Ok(lines)
             })
             .await?
             .map_err(|e| {
@@ -48,8 +48,7 @@ pub async fn bootstrap_token_keys(store: &dyn Store, hsm: &Hsm) -> Result<Vec<St
         }
         None => {
             let h = hsm.clone();
-            let (root, mac) =
-                tokio::task::spawn_blocking(move || h.ensure_service_keys(1)).await??;
+            let (root, mac) = creating(store, move || h.ensure_service_keys(1)).await??;
             said.push(format!(
                 "root wrapping key {}, metadata MAC key {}",
                 if root { "created" } else { "verified" },
@@ -59,7 +58,7 @@ pub async fn bootstrap_token_keys(store: &dyn Store, hsm: &Hsm) -> Result<Vec<St
         }
     }
     let h = hsm.clone();
-    let audit_created = tokio::task::spawn_blocking(move || h.ensure_audit_key()).await??;
+    let audit_created = creating(store, move || h.ensure_audit_key()).await??;
     said.push(format!(
         "audit signing key {}",
         if audit_created { "created" } else { "verified" }
@@ -71,16 +70,29 @@ pub async fn bootstrap_token_keys(store: &dyn Store, hsm: &Hsm) -> Result<Vec<St
             .ok_or_else(|| anyhow!("the database records no root key"))?
             as u32;
         let h = hsm.clone();
-        let report = tokio::task::spawn_blocking(move || {
+        let report = creating(store, move || {
             let report = h.replicate_service_keys(version)?;
             h.load_service_keys(version)?;
-            Ok::<_, HsmError>(report)
+            Ok(report)
         })
         .await?
         .map_err(|e| anyhow!("copying the service keys to the pool's tokens failed: {e}"))?;
         said.extend(report);
     }
     Ok(said)
+}
+
+/// Run `make`, a find-or-create of service keys in the token, holding the database's lock on
+/// creating them: PKCS#11 has no create-if-absent, and two commands at once (two operators
+/// rotating, two `kms init`) would otherwise each find no key of a label and each create one.
+async fn creating<T: Send + 'static>(
+    store: &dyn Store,
+    make: impl FnOnce() -> std::result::Result<T, HsmError> + Send + 'static,
+) -> Result<std::result::Result<T, HsmError>> {
+    let lock = store.token_key_lock("service keys").await?;
+    let made = tokio::task::spawn_blocking(make).await;
+    lock.release().await?;
+    Ok(made?)
 }
 
 /// `'a', 'b'`: token labels as the commands print them.
@@ -132,7 +144,7 @@ impl Operator {
         self.audit_key_command("RotateRootKey", &label, &detail, true)
             .await?;
         let h = self.kms.hsm().clone();
-        let created = tokio::task::spawn_blocking(move || h.add_root_key(next as u32))
+        let created = creating(self.store(), move || h.add_root_key(next as u32))
             .await?
             .map_err(|e| anyhow!("the token could not create root key v{next}: {e}"))?;
         self.store.ensure_root_key(next, &label).await?;
@@ -201,7 +213,7 @@ impl Operator {
         self.audit_key_command("RotateMacKey", &label, &detail, true)
             .await?;
         let h = self.kms.hsm().clone();
-        let created = tokio::task::spawn_blocking(move || h.add_mac_key(next))
+        let created = creating(self.store(), move || h.add_mac_key(next))
             .await?
             .map_err(|e| anyhow!("the token could not create MAC key v{next}: {e}"))?;
         self.store.ensure_mac_key(next as i32, &label).await?;

@@ -37,21 +37,6 @@ pub trait CustomKeyStores: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The ids of every custom key store recorded connected (the nodes follow them).
     async fn connected_custom_key_stores(&self) -> Result<Vec<String>, StoreError>;
-    /// Hold the lock on creating root keys in custom key store `custom_key_store_id`'s
-    /// partition, until released:
-    /// on every node and process that shares the database (Postgres: an advisory lock;
-    /// SQLite: its write lock). PKCS#11 has no create-if-absent: two processes that each found
-    /// no root key of a version would each create one.
-    async fn partition_lock(
-        &self,
-        custom_key_store_id: &str,
-    ) -> Result<Box<dyn HeldLock>, StoreError>;
     /// How many keys (in any state) live in the custom key store.
     async fn keys_in_custom_key_store(&self, id: &str) -> Result<i64, StoreError>;
-}
-
-/// A lock the store holds for its caller until [`release`](HeldLock::release).
-#[async_trait]
-pub trait HeldLock: Send {
-    async fn release(self: Box<Self>) -> Result<(), StoreError>;
 }

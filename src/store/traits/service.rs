@@ -9,6 +9,12 @@ use uuid::Uuid;
 
 #[async_trait]
 pub trait ServiceStore: Send + Sync {
+    /// Hold the lock on creating the token keys named `scope` (a version of the service's root
+    /// key, a custom key store partition's root key…) until released, on every node and
+    /// process that shares the database (Postgres: an advisory lock; SQLite: its write lock,
+    /// so nothing may be written to the database while it is held). PKCS#11 has no
+    /// create-if-absent: two processes that each found no key of a label would each create one.
+    async fn token_key_lock(&self, scope: &str) -> Result<Box<dyn HeldLock>, StoreError>;
     /// Record a root key version (idempotent).
     async fn ensure_root_key(&self, version: i32, label: &str) -> Result<(), StoreError>;
     /// The newest recorded root key version.
@@ -249,4 +255,10 @@ pub(crate) mod root_sql {
         "UPDATE import_tokens SET wrapped_private = $3, root_version = $4, mac = $5 \
         WHERE token_id = $1 AND mac = $2";
     pub const FORGET_ROOT: &str = "DELETE FROM root_keys WHERE version = $1";
+}
+
+/// A lock the store holds for its caller until [`release`](HeldLock::release).
+#[async_trait]
+pub trait HeldLock: Send {
+    async fn release(self: Box<Self>) -> Result<(), StoreError>;
 }
