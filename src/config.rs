@@ -80,7 +80,8 @@ pub struct Settings {
     /// to the clock.
     pub clock_offset_file: Option<PathBuf>,
     /// Fault tests only (`enable_test_hooks`): on SIGUSR1 the service reads a fault name from this file
-    /// (`close-sessions`, `logout`, `finalize`) and inflicts it on its token.
+    /// (`close-sessions`, `logout`, `finalize`) and inflicts it on its token, or, written
+    /// `store <id> <fault>`, on the partition of a custom key store it is logged in to.
     pub fault_injection_file: Option<PathBuf>,
     pub log: String,
     /// `text` (default) or `json` (one object per line, the request id in its span).

@@ -8,23 +8,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Fault tests: each SIGUSR1 inflicts the fault named in `file` on the token.
-pub fn spawn_fault_injection(hsm: crate::hsm::Hsm, file: std::path::PathBuf) -> Result<()> {
+pub fn spawn_fault_injection(kms: Arc<Kms>, file: std::path::PathBuf) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut usr1 = signal(SignalKind::user_defined1())?;
     tracing::warn!(file = %file.display(), "fault injection is enabled (SIGUSR1)");
     tokio::spawn(async move {
         while usr1.recv().await.is_some() {
-            let fault = match std::fs::read_to_string(&file)
-                .map_err(|e| e.to_string())
-                .and_then(|t| t.parse::<crate::hsm::Fault>())
-            {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::error!(error = %e, "no fault to inject");
-                    continue;
+            // `<fault>` for the service's token, `store <id> <fault>` for the partition of a
+            // custom key store this node is logged in to.
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let (token, fault) = match text.trim().strip_prefix("store ") {
+                Some(rest) => {
+                    let (id, fault) = rest.split_once(' ').unwrap_or((rest, ""));
+                    (kms.open_partition(id), fault)
                 }
+                None => (Some(kms.hsm().clone()), text.trim()),
             };
-            match hsm.inject_fault(fault).await {
+            let (Some(token), Ok(fault)) = (token, fault.parse::<crate::hsm::Fault>()) else {
+                tracing::error!(fault = %text.trim(), "no fault to inject (or no such open partition)");
+                continue;
+            };
+            match token.inject_fault(fault).await {
                 Ok(()) => tracing::warn!(?fault, "fault injected into the token"),
                 Err(e) => tracing::error!(?fault, error = %e, "could not inject the fault"),
             }

@@ -73,7 +73,7 @@ pub async fn serve(s: &Settings) -> Result<()> {
         );
     }
     if let Some(f) = &s.fault_injection_file {
-        spawn_fault_injection(kms.hsm().clone(), f.clone())?;
+        spawn_fault_injection(kms.clone(), f.clone())?;
     }
     let metrics_note = match &metrics_listener {
         Some(l) => format!("; metrics on http://{}/metrics", l.local_addr()?),
