@@ -53,6 +53,10 @@ pub struct CustomKeyStoreState {
     pub(crate) manager: Option<Arc<dyn KeyManager>>,
     /// The external key stores connected on this node, with their proxies.
     pub(crate) proxies: Mutex<HashMap<String, Arc<ProxyTarget>>>,
+    /// When this node last failed to follow a store another node connected: for a second
+    /// after, its keys are refused at once (a partition that is down is not opened again for
+    /// every request).
+    follow_failed: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl CustomKeyStoreState {
@@ -67,10 +71,11 @@ impl CustomKeyStoreState {
             open: Mutex::new(HashMap::new()),
             manager: Some(manager),
             proxies: Mutex::new(HashMap::new()),
+            follow_failed: Mutex::new(HashMap::new()),
         }
     }
 
-    fn store(&self) -> Result<&Arc<dyn crate::store::Store>> {
+    pub(super) fn store(&self) -> Result<&Arc<dyn crate::store::Store>> {
         self.store
             .as_ref()
             .ok_or_else(|| KmsError::Internal("no custom key store repository".into()))
@@ -505,9 +510,26 @@ impl Kms {
         if row.connection_state != CONNECTED {
             return Err(unavailable());
         }
-        self.log_in_following(&row)
-            .await
-            .map_err(|_| unavailable())?;
+        let recently_failed = self
+            .cks
+            .follow_failed
+            .lock()
+            .unwrap()
+            .get(id)
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1));
+        if recently_failed {
+            return Err(unavailable());
+        }
+        if self.log_in_following(&row).await.is_err() {
+            let now = std::time::Instant::now();
+            self.cks
+                .follow_failed
+                .lock()
+                .unwrap()
+                .insert(id.clone(), now);
+            return Err(unavailable());
+        }
+        self.cks.follow_failed.lock().unwrap().remove(id);
         self.open_partition(id).ok_or_else(unavailable)
     }
 
@@ -664,36 +686,6 @@ impl Kms {
         let made = in_token(true).await;
         lock.release().await.map_err(unavailable)?;
         made.map(|_| ())
-    }
-
-    /// Root key rotation: the key that encrypts store `id`'s PIN re-wrapped under the service
-    /// token's current root key, and the row sealed again. False if the row is gone or moved
-    /// already; `KeyUnavailable` if it fails its seal.
-    pub(crate) async fn rewrap_store_pin(&self, id: &str) -> Result<bool> {
-        let store = self.cks.store()?;
-        let Some(row) = store.custom_key_store(id).await? else {
-            return Ok(false);
-        };
-        let old = self.verified_store(row).await?;
-        let (Some(wrapped), Some(version)) = (old.password_key.clone(), old.password_root_version)
-        else {
-            return Ok(false);
-        };
-        let (rewrapped, v) = self
-            .hsm
-            .rewrap(wrapped, version as u32, crate::hsm::BlobKind::Aes)
-            .await?;
-        if v as i32 == version {
-            return Ok(false);
-        }
-        let mut next = old.clone();
-        next.password_key = Some(rewrapped);
-        next.password_root_version = Some(v as i32);
-        match self.rewrite_store(&old, next).await {
-            Ok(()) => Ok(true),
-            Err(KmsError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     /// Log in to a store that another node connected (its row was read as `CONNECTED`), then
@@ -853,7 +845,10 @@ impl Kms {
     }
 
     /// The row as the service wrote it, or `KeyUnavailable` (an altered row is never used).
-    async fn verified_store(&self, r: CustomKeyStoreRecord) -> Result<CustomKeyStoreRecord> {
+    pub(super) async fn verified_store(
+        &self,
+        r: CustomKeyStoreRecord,
+    ) -> Result<CustomKeyStoreRecord> {
         let row = seal::custom_key_store_row(&r.custom_key_store_id);
         if self
             .current_seal(row.clone(), store_mac_input(&r), &Some(r.mac.clone()))

@@ -270,6 +270,36 @@ impl Kms {
         let (wrapped, root_version, _) = parts(&new);
         Ok(Some((mac.clone(), wrapped.clone(), root_version, new_mac)))
     }
+
+    /// Root key rotation: the key that encrypts store `id`'s PIN re-wrapped under the service
+    /// token's current root key, and the row sealed again. False if the row is gone or moved
+    /// already; `KeyUnavailable` if it fails its seal.
+    pub(crate) async fn rewrap_store_pin(&self, id: &str) -> Result<bool> {
+        let store = self.cks.store()?;
+        let Some(row) = store.custom_key_store(id).await? else {
+            return Ok(false);
+        };
+        let old = self.verified_store(row).await?;
+        let (Some(wrapped), Some(version)) = (old.password_key.clone(), old.password_root_version)
+        else {
+            return Ok(false);
+        };
+        let (rewrapped, v) = self
+            .hsm
+            .rewrap(wrapped, version as u32, crate::hsm::BlobKind::Aes)
+            .await?;
+        if v as i32 == version {
+            return Ok(false);
+        }
+        let mut next = old.clone();
+        next.password_key = Some(rewrapped);
+        next.password_root_version = Some(v as i32);
+        match self.rewrite_store(&old, next).await {
+            Ok(()) => Ok(true),
+            Err(KmsError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Blobs re-wrapped at once by one process.

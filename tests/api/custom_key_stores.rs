@@ -1034,3 +1034,52 @@ async fn a_partition_lost_under_load_fails_only_its_own_keys() {
         b"tenant secret"
     );
 }
+
+/// A node that cannot reach a partition another node connected (here: its settings name a
+/// token it does not have for the cluster) answers `KMSInvalidStateException` for the store's
+/// keys, again and again without hanging, while it serves the service's own keys, the
+/// connecting node serves the store's, and the store stays `CONNECTED` (AWS has one state per
+/// store).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_cannot_reach_a_partition_refuses_only_that_stores_keys() {
+    let (mut s, _) = with_partition().await;
+    let c = s.client();
+    let (id, key) = store_with_key(&c).await;
+    let conf = s.token.dir.path().join("elsewhere.toml");
+    std::fs::write(
+        &conf,
+        format!("[[partitions]]\ncluster_id = \"{CLUSTER}\"\ntoken_label = \"not-here\"\n"),
+    )
+    .unwrap();
+    s.env
+        .push(("KMS_CONFIG".into(), conf.to_str().unwrap().into()));
+    let second = tokio::task::block_in_place(|| s.second_node());
+    s.env.pop();
+    let c2 = s.client_of(&second, &s.access_key_id, &s.secret);
+    let blob = encrypt(&c, &key).await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            decrypt(&c2, &blob).await.unwrap_err(),
+            "KMSInvalidStateException"
+        );
+    }
+    let own = c2
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    assert_eq!(
+        decrypt(&c2, &encrypt(&c2, &own).await.unwrap())
+            .await
+            .unwrap(),
+        b"tenant secret"
+    );
+    assert_eq!(decrypt(&c, &blob).await.unwrap(), b"tenant secret");
+    assert_eq!(
+        state(&c2, &id).await,
+        (ConnectionStateType::Connected, None)
+    );
+}
