@@ -205,17 +205,34 @@ impl Kms {
         let (password_key, password_root_version, password_ciphertext) = self
             .seal_pin(&id, input.password.as_ref().expect("validated: required"))
             .await?;
-        let mut rec = CustomKeyStoreRecord {
-            custom_key_store_id: id.clone(),
+        let mut rec = self.new_store_row(caller, &id, input.name, AWS_CLOUDHSM);
+        rec.cluster_id = Some(cluster.clone());
+        rec.trust_anchor = input.trust_anchor;
+        rec.password_key = Some(password_key);
+        rec.password_root_version = Some(password_root_version);
+        rec.password_ciphertext = Some(password_ciphertext);
+        self.insert_store(rec, &cluster).await
+    }
+
+    /// A new store's row, disconnected, with nothing of its type's yet (unsealed).
+    fn new_store_row(
+        &self,
+        caller: &Caller,
+        id: &str,
+        name: String,
+        store_type: &str,
+    ) -> CustomKeyStoreRecord {
+        CustomKeyStoreRecord {
+            custom_key_store_id: id.to_string(),
             account_id: caller.account_id.clone(),
             region: caller.region.clone(),
-            name: input.name,
-            store_type: AWS_CLOUDHSM.into(),
-            cluster_id: Some(cluster.clone()),
-            trust_anchor: input.trust_anchor,
-            password_key: Some(password_key),
-            password_root_version: Some(password_root_version),
-            password_ciphertext: Some(password_ciphertext),
+            name,
+            store_type: store_type.into(),
+            cluster_id: None,
+            trust_anchor: None,
+            password_key: None,
+            password_root_version: None,
+            password_ciphertext: None,
             connection_state: DISCONNECTED.into(),
             connection_error: None,
             xks_uri_endpoint: None,
@@ -224,17 +241,26 @@ impl Kms {
             xks_connectivity: None,
             created_at: self.now(),
             mac: vec![],
-        };
+        }
+    }
+
+    /// Seal a new store's row and insert it (the account's quota counted with the insert);
+    /// its name, or its `cluster` (empty: none), already taken is AWS's exception. Returns
+    /// its id.
+    async fn insert_store(&self, mut rec: CustomKeyStoreRecord, cluster: &str) -> Result<String> {
+        let id = rec.custom_key_store_id.clone();
         let seal = self
             .seal_row(seal::custom_key_store_row(&id), store_mac_input(&rec), None)
             .await?;
         rec.mac = seal.mac.clone();
-        match cks
+        match self
+            .cks
+            .store()?
             .insert_custom_key_store(&rec, MAX_CUSTOM_KEY_STORES)
             .await
         {
             Ok(()) => self.written(&seal),
-            Err(e) => return Err(self.store_conflict(e, &rec.name, &cluster)),
+            Err(e) => return Err(self.store_conflict(e, &rec.name, cluster)),
         }
         Ok(id)
     }
@@ -250,41 +276,10 @@ impl Kms {
                 "An external key store requires XksProxyUriEndpoint, XksProxyUriPath, XksProxyAuthenticationCredential and XksProxyConnectivity.".into(),
             )
         })?;
-        let cks = self.cks.store()?;
         let id = self.new_custom_key_store_id().await?;
-        let mut rec = CustomKeyStoreRecord {
-            custom_key_store_id: id.clone(),
-            account_id: caller.account_id.clone(),
-            region: caller.region.clone(),
-            name: input.name,
-            store_type: EXTERNAL_KEY_STORE.into(),
-            cluster_id: None,
-            trust_anchor: None,
-            password_key: None,
-            password_root_version: None,
-            password_ciphertext: None,
-            connection_state: DISCONNECTED.into(),
-            connection_error: None,
-            xks_uri_endpoint: None,
-            xks_uri_path: None,
-            xks_access_key_id: None,
-            xks_connectivity: None,
-            created_at: self.now(),
-            mac: vec![],
-        };
+        let mut rec = self.new_store_row(caller, &id, input.name, EXTERNAL_KEY_STORE);
         self.new_external_store(&mut rec, xks).await?;
-        let seal = self
-            .seal_row(seal::custom_key_store_row(&id), store_mac_input(&rec), None)
-            .await?;
-        rec.mac = seal.mac.clone();
-        match cks
-            .insert_custom_key_store(&rec, MAX_CUSTOM_KEY_STORES)
-            .await
-        {
-            Ok(()) => self.written(&seal),
-            Err(e) => return Err(self.store_conflict(e, &rec.name, "")),
-        }
-        Ok(id)
+        self.insert_store(rec, "").await
     }
 
     /// `DescribeCustomKeyStores`: the caller's stores in the Region, or the one named by id

@@ -150,54 +150,23 @@ impl Kms {
                         KmsError::KeyUnavailable
                     })?,
                 };
-                self.reseal_in(
-                    &token,
-                    &m,
-                    kind,
-                    |m| (&m.wrapped, m.root_version, &m.mac),
-                    |m| material_mac_input(&rec, m),
-                    |m, wrapped, root_version| MaterialRecord {
-                        wrapped,
-                        root_version,
-                        ..m.clone()
-                    },
-                )
-                .await?
+                self.reseal_in(&token, &m, kind, |m| material_mac_input(&rec, m))
+                    .await?
             }
-            BlobRef::AccessKey(id) => {
-                let Some(r) = self.ids.access_key(id).await? else {
-                    return Ok(false);
-                };
-                self.reseal(
-                    &r,
-                    BlobKind::Secret,
-                    |r| (&r.secret_blob, r.root_version, &r.mac),
-                    credentials::access_key_mac_input,
-                    |r, secret_blob, root_version| AccessKeyRecord {
-                        secret_blob,
-                        root_version,
-                        ..r.clone()
-                    },
-                )
-                .await?
-            }
-            BlobRef::Session(id) => {
-                let Some(r) = self.ids.session(id).await? else {
-                    return Ok(false);
-                };
-                self.reseal(
-                    &r,
-                    BlobKind::Secret,
-                    |r| (&r.secret_blob, r.root_version, &r.mac),
-                    credentials::session_mac_input,
-                    |r, secret_blob, root_version| SessionRecord {
-                        secret_blob,
-                        root_version,
-                        ..r.clone()
-                    },
-                )
-                .await?
-            }
+            BlobRef::AccessKey(id) => match self.ids.access_key(id).await? {
+                Some(r) => {
+                    self.reseal(&r, BlobKind::Secret, credentials::access_key_mac_input)
+                        .await?
+                }
+                None => return Ok(false),
+            },
+            BlobRef::Session(id) => match self.ids.session(id).await? {
+                Some(r) => {
+                    self.reseal(&r, BlobKind::Secret, credentials::session_mac_input)
+                        .await?
+                }
+                None => return Ok(false),
+            },
             BlobRef::ImportToken(id) => {
                 let Some(t) = self.keys.import_token(*id).await? else {
                     return Ok(false);
@@ -209,18 +178,8 @@ impl Kms {
                 let Some(bits) = bits else {
                     return Err(refused());
                 };
-                self.reseal(
-                    &t,
-                    BlobKind::Private(PairKind::Rsa(bits), PrivateUse::Unwrap),
-                    |t| (&t.wrapped_private, t.root_version, &t.mac),
-                    import::token_mac_input,
-                    |t, wrapped_private, root_version| ImportTokenRecord {
-                        wrapped_private,
-                        root_version,
-                        ..t.clone()
-                    },
-                )
-                .await?
+                let kind = BlobKind::Private(PairKind::Rsa(bits), PrivateUse::Unwrap);
+                self.reseal(&t, kind, import::token_mac_input).await?
             }
         };
         let Some((old_mac, wrapped, root_version, mac)) = moved else {
@@ -232,42 +191,36 @@ impl Kms {
     }
 
     /// One row's blob re-wrapped and the row sealed again: `None` if the row as stored fails
-    /// its MAC (nothing unverified is sealed). `parts`: the row's blob, root version and MAC;
-    /// `input`: what its MAC covers; `with`: the row with a new blob and root version.
-    /// Returns (the old MAC, the new blob, its root version, the new MAC).
-    async fn reseal<R>(
+    /// its MAC (nothing unverified is sealed); `input`: what its MAC covers. Returns (the old
+    /// MAC, the new blob, its root version, the new MAC).
+    async fn reseal<R: WrappedRow>(
         &self,
         row: &R,
         kind: BlobKind,
-        parts: impl Fn(&R) -> (&Vec<u8>, i32, &Vec<u8>),
         input: impl Fn(&R) -> Vec<u8>,
-        with: impl Fn(&R, Vec<u8>, i32) -> R,
     ) -> Result<Option<Resealed>> {
-        self.reseal_in(&self.hsm.clone(), row, kind, parts, input, with)
-            .await
+        self.reseal_in(&self.hsm.clone(), row, kind, input).await
     }
 
     /// [`Kms::reseal`] with the blob re-wrapped in `token` (a custom key store's partition);
     /// the MAC is still the service token's.
-    async fn reseal_in<R>(
+    async fn reseal_in<R: WrappedRow>(
         &self,
         token: &crate::hsm::Hsm,
         row: &R,
         kind: BlobKind,
-        parts: impl Fn(&R) -> (&Vec<u8>, i32, &Vec<u8>),
         input: impl Fn(&R) -> Vec<u8>,
-        with: impl Fn(&R, Vec<u8>, i32) -> R,
     ) -> Result<Option<Resealed>> {
-        let (blob, root_version, mac) = parts(row);
+        let (blob, root_version, mac) = row.parts();
         if !self.hsm.row_mac_matches(input(row), mac).await? {
             return Ok(None);
         }
         let (wrapped, rv) = token
             .rewrap(blob.clone(), root_version as u32, kind)
             .await?;
-        let new = with(row, wrapped, rv as i32);
+        let new = row.with(wrapped, rv as i32);
         let new_mac = self.hsm.row_mac(input(&new)).await?;
-        let (wrapped, root_version, _) = parts(&new);
+        let (wrapped, root_version, _) = new.parts();
         Ok(Some((mac.clone(), wrapped.clone(), root_version, new_mac)))
     }
 
@@ -331,6 +284,36 @@ pub(super) async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Out
         .map(|o| o.expect("every future completed"))
         .collect()
 }
+
+/// A row that holds a blob wrapped under a root key, and the MAC that seals it.
+trait WrappedRow: Sized {
+    /// Its blob, the blob's root key version, its MAC.
+    fn parts(&self) -> (&Vec<u8>, i32, &Vec<u8>);
+    /// The row with another blob, wrapped under root key `root_version`.
+    fn with(&self, blob: Vec<u8>, root_version: i32) -> Self;
+}
+
+/// `impl WrappedRow for $row` whose blob is column `$blob`.
+macro_rules! wrapped_row {
+    ($row:ty, $blob:ident) => {
+        impl WrappedRow for $row {
+            fn parts(&self) -> (&Vec<u8>, i32, &Vec<u8>) {
+                (&self.$blob, self.root_version, &self.mac)
+            }
+            fn with(&self, $blob: Vec<u8>, root_version: i32) -> Self {
+                Self {
+                    $blob,
+                    root_version,
+                    ..self.clone()
+                }
+            }
+        }
+    };
+}
+wrapped_row!(MaterialRecord, wrapped);
+wrapped_row!(AccessKeyRecord, secret_blob);
+wrapped_row!(SessionRecord, secret_blob);
+wrapped_row!(ImportTokenRecord, wrapped_private);
 
 /// A re-wrapped row: (the old MAC, the new blob, its root version, the new MAC).
 type Resealed = (Vec<u8>, Vec<u8>, i32, Vec<u8>);

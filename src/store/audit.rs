@@ -7,6 +7,21 @@
 //! store's `pool`, `cell`, `map_err`, and its SQL for an event's first and
 //! second key ARN (`FIRST_KEY_ARN`, `SECOND_KEY_ARN`), written as the trail's indexes have them.
 
+use super::{ChainFn, NewAuditEvent, StoreError};
+use uuid::Uuid;
+
+/// What [`AuditStore::append_audit`](super::AuditStore::append_audit) appends, as each dialect's `dialect_append_audit` takes it.
+/// The chain's head it goes after, the events, the change records they settle, the hash.
+pub(super) struct AuditBatch<'a>(
+    pub (i64, &'a [u8]),
+    pub &'a [NewAuditEvent],
+    pub &'a [Uuid],
+    pub &'a ChainFn,
+);
+
+/// The new head, or `None` if another writer moved it first.
+pub(super) type AppendResult = Result<Option<(i64, Vec<u8>)>, StoreError>;
+
 /// `impl AuditStore for $store`.
 macro_rules! audit_store {
     ($store:ty) => {
@@ -19,7 +34,8 @@ macro_rules! audit_store {
                 settles: &[Uuid],
                 chain: &ChainFn,
             ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
-                self.dialect_append_audit(head, events, settles, chain).await
+                let batch = AuditBatch(head, events, settles, chain);
+                self.dialect_append_audit(batch).await
             }
 
             async fn claim_change_records(

@@ -24,8 +24,25 @@ mod traits;
 mod writes;
 
 pub use custom_key_stores::CustomKeyStoreRecord;
+
+/// Every repository written once for both dialects, implemented for `$store` in its dialect's
+/// module (whose `Tx`, `map_err`, locks and SQL pieces the bodies use).
+macro_rules! repositories {
+    ($store:ty) => {
+        super::grants::grant_store!($store);
+        super::service::service_store!($store);
+        super::identity::identity_store!($store);
+        super::audit::audit_store!($store);
+        super::keys::key_store!($store);
+        super::custom_key_stores::custom_key_store_store!($store);
+        super::schema::schema_lookups!($store);
+        super::writes::write_helpers!();
+        super::rows::row_readers!();
+    };
+}
 pub use error::*;
 pub use records::*;
+use repositories;
 pub use schema::*;
 pub use traits::*;
 

@@ -3,6 +3,7 @@
 //! differs (connection and failover across hosts, commit timeouts, locks, SQL words, row
 //! readers, the trail's one-statement append, the invocation lease) and the change feed.
 
+use super::audit::{AppendResult, AuditBatch};
 use super::custom_key_stores::{
     insert_custom_key_store_sql, unchanged, BindStore, CUSTOM_KEY_STORE_COLUMNS,
     DELETE_IF_UNCHANGED,
@@ -569,27 +570,14 @@ const FIRST_KEY_ARN: &str = "key_arns[1]";
 /// Its second (ReEncrypt's source key).
 const SECOND_KEY_ARN: &str = "key_arns[2]";
 
-super::grants::grant_store!(PgStore);
-super::service::service_store!(PgStore);
-super::identity::identity_store!(PgStore);
-super::audit::audit_store!(PgStore);
-super::keys::key_store!(PgStore);
-super::custom_key_stores::custom_key_store_store!(PgStore);
-super::schema::schema_lookups!(PgStore);
-super::writes::write_helpers!();
-super::rows::row_readers!();
+super::repositories!(PgStore);
 
 /// This store's part of the audit store written once in `audit.rs`: the trail's append (the
 /// statement every audited call waits for) and the sweeper's claim of change records, which
 /// each dialect does its own way.
 impl PgStore {
-    async fn dialect_append_audit(
-        &self,
-        head: (i64, &[u8]),
-        events: &[NewAuditEvent],
-        settles: &[Uuid],
-        chain: &ChainFn,
-    ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    async fn dialect_append_audit(&self, batch: AuditBatch<'_>) -> AppendResult {
+        let AuditBatch(head, events, settles, chain) = batch;
         // One statement, one round trip: the head moves only if it is still where the caller
         // saw it (another instance may have appended since), and the events go in only if it
         // moved. Otherwise nothing is written and the caller reads the head again.

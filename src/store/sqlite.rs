@@ -7,6 +7,7 @@
 //! every transaction that writes starts with `BEGIN IMMEDIATE` (it takes the write lock before
 //! it reads), which stands in for Postgres's row locks and `FOR UPDATE SKIP LOCKED`.
 
+use super::audit::{AppendResult, AuditBatch};
 use super::custom_key_stores::{
     insert_custom_key_store_sql, unchanged, BindStore, CUSTOM_KEY_STORE_COLUMNS,
     DELETE_IF_UNCHANGED,
@@ -423,27 +424,14 @@ const FIRST_KEY_ARN: &str = "json_extract(key_arns, '$[0]')";
 /// Its second (ReEncrypt's source key).
 const SECOND_KEY_ARN: &str = "json_extract(key_arns, '$[1]')";
 
-super::grants::grant_store!(SqliteStore);
-super::service::service_store!(SqliteStore);
-super::identity::identity_store!(SqliteStore);
-super::audit::audit_store!(SqliteStore);
-super::keys::key_store!(SqliteStore);
-super::custom_key_stores::custom_key_store_store!(SqliteStore);
-super::schema::schema_lookups!(SqliteStore);
-super::writes::write_helpers!();
-super::rows::row_readers!();
+super::repositories!(SqliteStore);
 
 /// This store's part of the audit store written once in `audit.rs`: the trail's append (the
 /// statement every audited call waits for) and the sweeper's claim of change records, which
 /// each dialect does its own way.
 impl SqliteStore {
-    async fn dialect_append_audit(
-        &self,
-        head: (i64, &[u8]),
-        events: &[NewAuditEvent],
-        settles: &[Uuid],
-        chain: &ChainFn,
-    ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    async fn dialect_append_audit(&self, batch: AuditBatch<'_>) -> AppendResult {
+        let AuditBatch(head, events, settles, chain) = batch;
         // As in Postgres, an empty batch writes nothing and returns the caller's head.
         if events.is_empty() {
             return Ok(Some((head.0, head.1.to_vec())));

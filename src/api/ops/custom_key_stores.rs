@@ -81,26 +81,9 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             TYPES,
         );
     store_members(&mut v, &r.cloud_hsm_cluster_id, &r.key_store_password);
-    let (id, secret) = match &r.xks_proxy_authentication_credential {
-        Some(c) => (
-            c.access_key_id.as_deref(),
-            c.raw_secret_access_key.as_deref(),
-        ),
-        None => (None, None),
-    };
-    let proxy = ProxyMembers {
-        endpoint: r.xks_proxy_uri_endpoint.as_deref(),
-        path: r.xks_proxy_uri_path.as_deref(),
-        connectivity: r.xks_proxy_connectivity.as_deref(),
-        id,
-        secret,
-    };
-    proxy_members(&mut v, &proxy);
-    v.finish()?;
-    refuse_vpc(
-        &r.xks_proxy_vpc_endpoint_service_name,
-        &r.xks_proxy_vpc_endpoint_service_owner,
-    )?;
+    let proxy = proxy_members!(r);
+    proxy.check(v)?;
+    let (id, secret) = (proxy.id, proxy.secret);
     let xks = match (
         &r.xks_proxy_uri_endpoint,
         &r.xks_proxy_uri_path,
@@ -157,56 +140,77 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     Ok(json!({ "CustomKeyStoreId": id }))
 }
 
-/// The external key store members of a request.
+/// The external key store members of a request (`CreateCustomKeyStore` and
+/// `UpdateCustomKeyStore` name them alike).
 struct ProxyMembers<'a> {
     endpoint: Option<&'a str>,
     path: Option<&'a str>,
     connectivity: Option<&'a str>,
     id: Option<&'a str>,
     secret: Option<&'a str>,
+    /// `XksProxyVpcEndpointServiceName` or `…Owner` given.
+    vpc: bool,
 }
 
-/// The external key store members, as AWS's model constrains them.
-fn proxy_members(v: &mut Validator, p: &ProxyMembers) {
-    const ID: &str = "xksProxyAuthenticationCredential.accessKeyId";
-    const SECRET: &str = "xksProxyAuthenticationCredential.rawSecretAccessKey";
-    v.str_len(p.endpoint, "xksProxyUriEndpoint", 10, 128)
-        .pattern(p.endpoint, "xksProxyUriEndpoint", "^https://.*$", |s| {
-            s.starts_with("https://")
-        })
-        .str_len(p.path, "xksProxyUriPath", 10, 128)
-        .pattern(
-            p.path,
-            "xksProxyUriPath",
-            "^(/[a-zA-Z0-9\\/_-]+/kms/xks/v\\d{1,2})$|^(/kms/xks/v\\d{1,2})$",
-            uri_path,
-        )
-        .one_of(
-            p.connectivity,
-            "xksProxyConnectivity",
-            &["PUBLIC_ENDPOINT", "VPC_ENDPOINT_SERVICE"],
-        )
-        .str_len(p.id, ID, 20, 30)
-        .pattern(p.id, ID, "^[A-Z2-7]+$", |s| {
-            s.bytes()
-                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
-        })
-        .str_len(p.secret, SECRET, 43, 64)
-        .pattern(p.secret, SECRET, "^[a-zA-Z0-9\\/+=]+$", |s| {
-            s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"/+=".contains(&b))
-        });
+/// The [`ProxyMembers`] of request `r`.
+macro_rules! proxy_members {
+    ($r:expr) => {{
+        let credential = $r.xks_proxy_authentication_credential.as_ref();
+        ProxyMembers {
+            endpoint: $r.xks_proxy_uri_endpoint.as_deref(),
+            path: $r.xks_proxy_uri_path.as_deref(),
+            connectivity: $r.xks_proxy_connectivity.as_deref(),
+            id: credential.and_then(|c| c.access_key_id.as_deref()),
+            secret: credential.and_then(|c| c.raw_secret_access_key.as_deref()),
+            vpc: $r.xks_proxy_vpc_endpoint_service_name.is_some()
+                || $r.xks_proxy_vpc_endpoint_service_owner.is_some(),
+        }
+    }};
 }
+use proxy_members;
 
-/// The VPC endpoint service members: this service reaches proxies at public endpoints.
-fn refuse_vpc(name: &Option<String>, owner: &Option<String>) -> Result<(), ApiError> {
-    if name.is_some() || owner.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "XksProxyVpcEndpointServiceName: this service reaches its proxies at a public endpoint (PUBLIC_ENDPOINT).".into(),
-        )
-        .into());
+impl ProxyMembers<'_> {
+    /// The members as AWS's model constrains them, added to the request's other violations
+    /// (`v`) and reported with them; then the VPC endpoint service members refused (this
+    /// service reaches proxies at public endpoints).
+    fn check(&self, mut v: Validator) -> Result<(), ApiError> {
+        const ID: &str = "xksProxyAuthenticationCredential.accessKeyId";
+        const SECRET: &str = "xksProxyAuthenticationCredential.rawSecretAccessKey";
+        v.str_len(self.endpoint, "xksProxyUriEndpoint", 10, 128)
+            .pattern(self.endpoint, "xksProxyUriEndpoint", "^https://.*$", |s| {
+                s.starts_with("https://")
+            })
+            .str_len(self.path, "xksProxyUriPath", 10, 128)
+            .pattern(
+                self.path,
+                "xksProxyUriPath",
+                "^(/[a-zA-Z0-9\\/_-]+/kms/xks/v\\d{1,2})$|^(/kms/xks/v\\d{1,2})$",
+                uri_path,
+            )
+            .one_of(
+                self.connectivity,
+                "xksProxyConnectivity",
+                &["PUBLIC_ENDPOINT", "VPC_ENDPOINT_SERVICE"],
+            )
+            .str_len(self.id, ID, 20, 30)
+            .pattern(self.id, ID, "^[A-Z2-7]+$", |s| {
+                s.bytes()
+                    .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+            })
+            .str_len(self.secret, SECRET, 43, 64)
+            .pattern(self.secret, SECRET, "^[a-zA-Z0-9\\/+=]+$", |s| {
+                s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/+=".contains(&b))
+            });
+        v.finish()?;
+        if self.vpc {
+            return Err(KmsError::UnsupportedOperation(
+                "XksProxyVpcEndpointServiceName: this service reaches its proxies at a public endpoint (PUBLIC_ENDPOINT).".into(),
+            )
+            .into());
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -314,26 +318,9 @@ pub async fn update(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             256,
         );
     store_members(&mut v, &r.cloud_hsm_cluster_id, &r.key_store_password);
-    let (id, secret) = match &r.xks_proxy_authentication_credential {
-        Some(c) => (
-            c.access_key_id.as_deref(),
-            c.raw_secret_access_key.as_deref(),
-        ),
-        None => (None, None),
-    };
-    let proxy = ProxyMembers {
-        endpoint: r.xks_proxy_uri_endpoint.as_deref(),
-        path: r.xks_proxy_uri_path.as_deref(),
-        connectivity: r.xks_proxy_connectivity.as_deref(),
-        id,
-        secret,
-    };
-    proxy_members(&mut v, &proxy);
-    v.finish()?;
-    refuse_vpc(
-        &r.xks_proxy_vpc_endpoint_service_name,
-        &r.xks_proxy_vpc_endpoint_service_owner,
-    )?;
+    let proxy = proxy_members!(r);
+    proxy.check(v)?;
+    let (id, secret) = (proxy.id, proxy.secret);
     let credential =
         match (id, secret) {
             (Some(i), Some(s)) => Some((i.to_string(), SecretString::from(s.to_string()))),
