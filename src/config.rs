@@ -135,6 +135,11 @@ pub struct XksKeySettings {
     /// `ENCRYPT`, `DECRYPT` or both (the default).
     #[serde(default = "both_usages")]
     pub usage: Vec<String>,
+    /// Secondary authorization (the specification's `AccessDeniedException`): the AWS
+    /// principals (`requestMetadata.awsPrincipalArn`) whose requests AWS KMS may forward for
+    /// this key, each an ARN, a trailing `*` matching any ending. Empty (the default): any.
+    #[serde(default)]
+    pub allowed_principals: Vec<String>,
 }
 
 fn both_usages() -> Vec<String> {
@@ -428,6 +433,12 @@ impl Settings {
                         k.xks_key_id, k.key_arn
                     ));
                 }
+                if let Some(p) = k.allowed_principals.iter().find(|p| !p.starts_with("arn:")) {
+                    return Err(format!(
+                        "xks_stores: key {} allows '{p}', which is not a principal ARN",
+                        k.xks_key_id
+                    ));
+                }
             }
         }
         for (i, p) in s.partitions.iter().enumerate() {
@@ -641,6 +652,19 @@ mod tests {
              [[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"b\"\n",
         );
         assert!(twice.err().unwrap().contains("twice"));
+        // An XKS key's secondary authorization names principal ARNs; anything else is refused.
+        let xks = |principal: &str| {
+            load(&format!(
+                "[[xks_stores]]\naccess_key_ids = [\"A\"]\n[[xks_stores.keys]]\nxks_key_id = \"k\"\n\
+                 key_arn = \"arn:aws:kms:us-east-1:123456789012:key/k\"\n\
+                 allowed_principals = [\"{principal}\"]\n"
+            ))
+        };
+        assert!(xks("arn:aws:iam::111122223333:role/app-*").is_ok());
+        assert!(xks("role/app")
+            .err()
+            .unwrap()
+            .contains("not a principal ARN"));
     }
 
     /// The documented example is valid and says exactly what the defaults are.

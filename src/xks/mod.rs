@@ -54,6 +54,7 @@ pub enum XksError {
     InvalidCiphertext,
     InvalidKeyUsage,
     AuthenticationFailed,
+    AccessDenied,
     KeyNotFound,
     InvalidUriPath,
     Throttling,
@@ -71,6 +72,7 @@ impl XksError {
             XksError::InvalidCiphertext => (400, "InvalidCiphertextException"),
             XksError::InvalidKeyUsage => (400, "InvalidKeyUsageException"),
             XksError::AuthenticationFailed => (401, "AuthenticationFailedException"),
+            XksError::AccessDenied => (403, "AccessDeniedException"),
             XksError::KeyNotFound => (404, "KeyNotFoundException"),
             XksError::InvalidUriPath => (404, "InvalidUriPathException"),
             XksError::Throttling => (429, "ThrottlingException"),
@@ -243,6 +245,15 @@ pub async fn answer(
     recorded.request["ExternalKeyId"] = json!(id);
     // The mapped key's ARN, where the trail indexes the events of a key.
     recorded.request["KeyId"] = json!(mapped.key_arn);
+    // Secondary authorization: the AWS principals the operator allows for this key.
+    let principal = meta.aws_principal_arn.as_deref().unwrap_or_default();
+    let allowed = |p: &String| match p.strip_suffix('*') {
+        Some(prefix) => principal.starts_with(prefix),
+        None => p == principal,
+    };
+    if !mapped.allowed_principals.is_empty() && !mapped.allowed_principals.iter().any(allowed) {
+        return Err(XksError::AccessDenied);
+    }
     let may = |usage: &str| mapped.usage.iter().any(|u| u == usage);
     match call {
         Call::Metadata(_) => {

@@ -108,9 +108,13 @@ async fn proxy_with(env: &[(&str, &str)]) -> Proxy {
              [[xks_stores.keys]]\nxks_key_id = \"enc-only\"\nkey_arn = \"{}\"\nusage = [\"ENCRYPT\"]\n\
              [[xks_stores.keys]]\nxks_key_id = \"dec-only\"\nkey_arn = \"{}\"\nusage = [\"DECRYPT\"]\n\
              [[xks_stores.keys]]\nxks_key_id = \"hmac\"\nkey_arn = \"{hmac}\"\n\
+             [[xks_stores.keys]]\nxks_key_id = \"app-only\"\nkey_arn = \"{}\"\n\
+             allowed_principals = [\"arn:aws:iam::111122223333:role/app\"]\n\
+             [[xks_stores.keys]]\nxks_key_id = \"ops-only\"\nkey_arn = \"{}\"\n\
+             allowed_principals = [\"arn:aws:iam::111122223333:role/ops-*\"]\n\
              [[xks_stores]]\nuri_path_prefix = \"/tenant-b\"\naccess_key_ids = [\"{}\"]\n\
              [[xks_stores.keys]]\nxks_key_id = \"b1\"\nkey_arn = \"{}\"\n",
-            arns[0], arns[1], arns[2], other.1, arns[1]
+            arns[0], arns[1], arns[2], arns[0], arns[0], other.1, arns[1]
         ),
     )
     .unwrap();
@@ -490,6 +494,20 @@ async fn every_error_of_the_specification_is_answered_with_its_name_and_status()
         error(&p.encrypt("hmac", b"x", aad).await),
         (400, "InvalidKeyUsageException")
     );
+    // Secondary authorization: a key the operator allows to some AWS principals only. The
+    // requests here come from role/app: allowed by name, refused where only role/ops-* is.
+    assert_eq!(p.encrypt("app-only", b"x", aad).await.0, 200);
+    assert_eq!(
+        error(&p.encrypt("ops-only", b"x", aad).await),
+        (403, "AccessDeniedException")
+    );
+    assert_eq!(
+        error(&p.post(&p.path("ops-only", "metadata"), &md).await),
+        (403, "AccessDeniedException")
+    );
+    let mut ops = md.clone();
+    ops["requestMetadata"]["awsPrincipalArn"] = json!("arn:aws:iam::111122223333:role/ops-admin");
+    assert_eq!(p.post(&p.path("ops-only", "metadata"), &ops).await.0, 200);
     // Beyond what this proxy takes (the specification's minimum is 4300 bytes).
     assert_eq!(
         error(&p.encrypt("k1", &vec![7u8; 70_000], aad).await),
