@@ -1083,3 +1083,86 @@ async fn a_node_that_cannot_reach_a_partition_refuses_only_that_stores_keys() {
         (ConnectionStateType::Connected, None)
     );
 }
+
+/// A key in a custom key store is governed as any other: an alias names it, a grant lets
+/// another user use it (and only as granted), its key policy decides who may, disabling it
+/// refuses its use (`DisabledException`), and the trail records its use under its ARN.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_in_a_store_has_aliases_grants_policies_and_a_trail_as_any_other() {
+    let (s, _) = with_partition().await;
+    let c = s.client();
+    let (_, key) = store_with_key(&c).await;
+    let arn = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    c.create_alias()
+        .alias_name("alias/tenant-a")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let blob = encrypt(&c, "alias/tenant-a").await.unwrap();
+    assert_eq!(decrypt(&c, &blob).await.unwrap(), b"tenant secret");
+
+    // A grant: the grantee may decrypt, and nothing else.
+    let (carol_arn, _, carol) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "carol", None));
+    assert_eq!(
+        decrypt(&carol, &blob).await.unwrap_err(),
+        "AccessDeniedException"
+    );
+    c.create_grant()
+        .key_id(&key)
+        .grantee_principal(&carol_arn)
+        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(decrypt(&carol, &blob).await.unwrap(), b"tenant secret");
+    assert_eq!(
+        encrypt(&carol, &key).await.unwrap_err(),
+        "AccessDeniedException"
+    );
+
+    // The key policy: one that names only the account root leaves a user with an identity
+    // policy allowing everything able to; one that denies that user refuses it.
+    const ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+    let (dave_arn, _, dave) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "dave", Some(ALL)));
+    assert_eq!(decrypt(&dave, &blob).await.unwrap(), b"tenant secret");
+    let deny = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::123456789012:root"}},"Action":"kms:*","Resource":"*"}},{{"Effect":"Deny","Principal":{{"AWS":"{dave_arn}"}},"Action":"kms:Decrypt","Resource":"*"}}]}}"#
+    );
+    c.put_key_policy()
+        .key_id(&key)
+        .policy(deny)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        decrypt(&dave, &blob).await.unwrap_err(),
+        "AccessDeniedException"
+    );
+
+    // Disabled: refused as any key is.
+    c.disable_key().key_id(&key).send().await.unwrap();
+    assert_eq!(decrypt(&c, &blob).await.unwrap_err(), "DisabledException");
+    c.enable_key().key_id(&key).send().await.unwrap();
+    assert_eq!(decrypt(&c, &blob).await.unwrap(), b"tenant secret");
+
+    // The trail: its uses under its ARN, the grantee's among them.
+    let decrypts =
+        s.db.strings(&format!(
+            "SELECT body FROM audit_events WHERE event_name = 'Decrypt' AND body LIKE '%{arn}%'"
+        ))
+        .await
+        .join("\n");
+    assert!(decrypts.contains("carol"), "{decrypts}");
+}
