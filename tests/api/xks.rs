@@ -574,3 +574,46 @@ async fn every_node_serves_it_and_each_key_store_is_throttled() {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(p.decrypt("k1", &enc.1, aad).await.0, 200);
 }
+
+/// The token lost (its storage taken away and every session on it closed, by the fault hook):
+/// a proxy call is the specification's `DependencyTimeoutException` (503, which AWS KMS
+/// retries), answered at once, never a hang and never a plaintext error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_token_is_the_specifications_dependency_timeout() {
+    let fault = tempfile::tempdir().unwrap().keep().join("fault");
+    let p = proxy_with(&[
+        ("KMS_FAULT_INJECTION_FILE", fault.to_str().unwrap()),
+        ("KMS_ENABLE_TEST_HOOKS", "true"),
+    ])
+    .await;
+    let aad = b"context";
+    assert_eq!(p.encrypt("k1", b"x", aad).await.0, 200);
+    // SoftHSM2 keeps the token in a directory of its own; Kryoptic keeps its database open
+    // and comes back at once (then the call simply works).
+    let storage = if kryoptic() {
+        p.s.token.dir.path().join("token-0.sql")
+    } else {
+        std::fs::read_dir(p.s.token.dir.path().join("tokens"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|d| d.is_dir())
+            .unwrap()
+    };
+    let hidden = storage.with_extension("lost");
+    std::fs::rename(&storage, &hidden).unwrap();
+    std::fs::write(&fault, "close-sessions").unwrap();
+    p.s.signal("USR1");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let r = p.encrypt("k1", b"x", aad).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    if kryoptic() {
+        assert!(
+            r.0 == 200 || error(&r) == (503, "DependencyTimeoutException"),
+            "{r:?}"
+        );
+    } else {
+        assert_eq!(error(&r), (503, "DependencyTimeoutException"), "{r:?}");
+    }
+    std::fs::rename(&hidden, &storage).unwrap();
+}
