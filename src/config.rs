@@ -90,6 +90,12 @@ pub struct Settings {
     /// `127.0.0.1:9464`. Unauthenticated: keep it where only the scraper reaches it. Off when
     /// unset.
     pub metrics_listen: Option<String>,
+    /// Where to serve the console for operators and auditors (`/console/`), e.g.
+    /// `127.0.0.1:4001`: TLS with the API's `[tls]` settings, plain HTTP only on loopback or
+    /// with `allow_plain_http`. Off when unset (on in `kms serve --dev`).
+    pub console_listen: Option<String>,
+    /// How long a console session lasts after its sign-in.
+    pub console_session_minutes: u64,
     pub hsm: HsmSettings,
     pub cache: CacheSettings,
     pub quota: QuotaSettings,
@@ -240,6 +246,8 @@ impl Default for Settings {
             log: "info,cryptoki=off,sqlx::postgres::notice=warn".into(),
             log_format: "text".into(),
             metrics_listen: None,
+            console_listen: None,
+            console_session_minutes: 15,
             hsm: HsmSettings::default(),
             cache: CacheSettings::default(),
             quota: QuotaSettings::default(),
@@ -730,6 +738,8 @@ mod tests {
         assert_eq!(from_file.log_format, d.log_format);
         assert_eq!(from_file.hsm.failover_labels, d.hsm.failover_labels);
         assert_eq!(from_file.metrics_listen, d.metrics_listen);
+        assert_eq!(from_file.console_listen, d.console_listen);
+        assert_eq!(from_file.console_session_minutes, d.console_session_minutes);
         assert_eq!(from_file.clock_offset_file, d.clock_offset_file);
         assert_eq!(from_file.fault_injection_file, d.fault_injection_file);
         assert_eq!(from_file.log, d.log);

@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 #[cfg(fuzzing)]
 pub mod fuzzing;
@@ -57,7 +58,8 @@ mod layering {
 
     #[test]
     fn the_api_reads_the_domain_never_the_store() {
-        for (path, text) in sources(&src().join("api")) {
+        let api = sources(&src().join("api"));
+        for (path, text) in api.into_iter().chain(sources(&src().join("console"))) {
             let lines = naming(&text, "store::");
             assert!(
                 lines.is_empty(),

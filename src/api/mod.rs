@@ -83,11 +83,19 @@ struct CallInfo {
     change: Option<Arc<crate::audit::ChangeRecord>>,
 }
 
+/// What a listener serves: the API (with the XKS proxy API), or the console.
+#[derive(Clone)]
+pub enum Serves {
+    Api,
+    Console(Arc<crate::console::Console>),
+}
+
 /// Serve until `shutdown` resolves, then stop accepting and drain in-flight requests (for at
 /// most `drain`).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ApiState>,
+    serves: Serves,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -118,9 +126,17 @@ pub async fn serve(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
+                let (state, serves) = (state.clone(), serves.clone());
                 let make_svc = move |tls: Option<Arc<TlsDetails>>| {
-                    service_fn(move |req| handle(state.clone(), peer.ip(), tls.clone(), req))
+                    service_fn(move |req| {
+                        let (state, serves, tls) = (state.clone(), serves.clone(), tls.clone());
+                        async move {
+                            match serves {
+                                Serves::Api => handle(state, peer.ip(), tls, req).await,
+                                Serves::Console(c) => Ok(crate::console::handle(&c, &state, peer.ip(), tls, req).await),
+                            }
+                        }
+                    })
                 };
                 let builder = {
                     let mut b = http1::Builder::new();
@@ -594,7 +610,7 @@ async fn audit(
 /// instead of a connection reset while it is still sending; a body far over it is cut off.
 const DRAIN_FACTOR: usize = 16;
 
-async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
     let mut buf = bytes::BytesMut::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {

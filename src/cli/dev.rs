@@ -72,6 +72,13 @@ pub fn dev_environment(dir: &std::path::Path) -> Result<std::path::PathBuf> {
         &format!("sqlite://{}", dir.join("kms.db").display()),
     );
     set("KMS_HSM__TOKEN_LABEL", "kms-dev");
+    // The console beside the API: the next port (any free one where the API's is chosen).
+    let listen = std::env::var("KMS_LISTEN").unwrap_or_else(|_| Settings::default().listen);
+    if let Some((host, port)) = listen.rsplit_once(':') {
+        let port: u16 = port.parse().unwrap_or(0);
+        let console = if port == 0 { 0 } else { port.wrapping_add(1) };
+        set("KMS_CONSOLE_LISTEN", &format!("{host}:{console}"));
+    }
     set("KMS_HSM__PIN_FILE", pin.to_str().unwrap_or_default());
     // `kms init` imports these as the administrator's key on first start.
     let creds = std::fs::read_to_string(&credentials)?;

@@ -50,6 +50,21 @@ pub async fn serve(s: &Settings) -> Result<()> {
         .map_err(|e| anyhow!("cannot listen on {}: {e}", s.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let console_listener = match &s.console_listen {
+        Some(c) => {
+            if tls.is_none() && !s.allow_plain_http && !is_loopback(c) {
+                return Err(anyhow!(
+                    "refusing to serve the console over plain HTTP on {c}: configure tls.cert_file and tls.key_file, use a loopback address, or set allow_plain_http = true"
+                ));
+            }
+            Some(
+                tokio::net::TcpListener::bind(c)
+                    .await
+                    .map_err(|e| anyhow!("cannot listen on {c} (console_listen): {e}"))?,
+            )
+        }
+        None => None,
+    };
     let metrics_listener = match &s.metrics_listen {
         Some(m) => Some(
             tokio::net::TcpListener::bind(m)
@@ -79,8 +94,12 @@ pub async fn serve(s: &Settings) -> Result<()> {
         Some(l) => format!("; metrics on http://{}/metrics", l.local_addr()?),
         None => String::new(),
     };
+    let console_note = match &console_listener {
+        Some(l) => format!("; console on {scheme}://{}/console/", l.local_addr()?),
+        None => String::new(),
+    };
     println!(
-        "kms listening on {scheme}://{addr} (regions: {}){metrics_note}",
+        "kms listening on {scheme}://{addr} (regions: {}){metrics_note}{console_note}",
         s.regions.join(", ")
     );
     use std::io::Write;
@@ -146,9 +165,24 @@ pub async fn serve(s: &Settings) -> Result<()> {
             std::future::pending::<()>(),
         ));
     }
+    if let Some(l) = console_listener {
+        let console = Arc::new(crate::console::Console::new(Duration::from_secs(
+            s.console_session_minutes.max(1) * 60,
+        )));
+        // Runs until the process exits.
+        tokio::spawn(api::serve(
+            l,
+            state.clone(),
+            api::Serves::Console(console),
+            tls.clone(),
+            std::future::pending::<()>(),
+            Duration::from_secs(s.drain_seconds),
+        ));
+    }
     api::serve(
         listener,
         state,
+        api::Serves::Api,
         tls,
         shutdown_signal(),
         Duration::from_secs(s.drain_seconds),

@@ -10,6 +10,7 @@ mod attacks;
 mod audit;
 mod auth;
 mod cli;
+mod console;
 mod custom_key_stores;
 mod external_key_stores;
 mod failover;

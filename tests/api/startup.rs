@@ -263,7 +263,10 @@ fn start_dev(dir: &std::path::Path, dev_dir: &std::path::Path) -> (std::process:
         .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
         .spawn()
         .unwrap();
-    let endpoint = listening_urls(&mut child, &dir.join("stderr"));
+    // The API's URL first; the console's after it (dev mode serves one).
+    let urls = listening_urls(&mut child, &dir.join("stderr"));
+    assert!(urls.contains("/console/"), "{urls}");
+    let endpoint = urls.split(' ').next().unwrap_or_default().to_string();
     (child, endpoint)
 }
 

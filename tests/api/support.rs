@@ -529,6 +529,8 @@ pub struct Server {
     pub endpoint: String,
     /// The metrics listener's `/metrics` URL, when `KMS_METRICS_LISTEN` is set.
     pub metrics: Option<String>,
+    /// The console's `/console/` URL, when `KMS_CONSOLE_LISTEN` is set.
+    pub console: Option<String>,
     pub access_key_id: String,
     pub secret: String,
     pub log: PathBuf,
@@ -611,6 +613,7 @@ impl Server {
             child: None,
             endpoint: String::new(),
             metrics: None,
+            console: None,
             access_key_id: id.into(),
             secret: secret.into(),
             log,
@@ -641,6 +644,7 @@ impl Server {
             child: None,
             endpoint: String::new(),
             metrics: None,
+            console: None,
             access_key_id: id.into(),
             secret: secret.into(),
             log,
@@ -676,6 +680,7 @@ impl Server {
             child: None,
             endpoint: String::new(),
             metrics: None,
+            console: None,
             access_key_id: id.expect("init prints the key id"),
             secret: secret.expect("init prints the secret"),
             log,
@@ -715,7 +720,14 @@ impl Server {
         let (child, endpoint) = self.start_process();
         let mut urls = endpoint.split(' ');
         self.endpoint = urls.next().unwrap_or_default().to_string();
-        self.metrics = urls.next().map(str::to_string);
+        let rest: Vec<&str> = urls.collect();
+        let find = |end: &str| {
+            rest.iter()
+                .find(|u| u.ends_with(end))
+                .map(|u| u.to_string())
+        };
+        self.metrics = find("/metrics");
+        self.console = find("/console/");
         self.child = Some(child);
     }
 

@@ -1,0 +1,345 @@
+//! The console for operators and auditors (`console_listen`): pages rendered on the server,
+//! signed in with an access key of this service, every page authorized by the policy engine as
+//! the signed-in principal (the domain's own calls, as the API makes them) and recorded in the
+//! audit trail like an API call.
+//!
+//! Defences, each on every response or request: a strict Content-Security-Policy (no script,
+//! no inline style, `frame-ancestors 'none'`), `nosniff`, no caching, no referrer; the session
+//! cookie `HttpOnly`, `SameSite=Strict`, `Secure` under TLS, short-lived; every change is a
+//! POST carrying the session's CSRF token, from this origin only (`Origin`,
+//! `Sec-Fetch-Site`).
+
+pub mod pages;
+pub mod session;
+
+use crate::api::{ApiState, TlsDetails};
+use crate::domain::Caller;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use session::{Session, Sessions, COOKIE};
+use std::sync::Arc;
+
+/// At most this many keys are listed on one inventory page.
+const KEYS_PER_PAGE: usize = 1000;
+
+/// The console of one node: its sessions.
+pub struct Console {
+    pub sessions: Sessions,
+}
+
+impl Console {
+    pub fn new(session_lifetime: std::time::Duration) -> Console {
+        Console {
+            sessions: Sessions::new(session_lifetime),
+        }
+    }
+}
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// A response with the console's headers.
+fn respond(status: StatusCode, content_type: &str) -> http::response::Builder {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-security-policy", CSP)
+        .header("x-content-type-options", "nosniff")
+        .header("x-frame-options", "DENY")
+        .header("referrer-policy", "no-referrer")
+        .header("cache-control", "no-store")
+}
+
+fn page(status: StatusCode, markup: maud::Markup) -> Response<Full<Bytes>> {
+    let body = markup.into_string().into_bytes();
+    respond(status, "text/html; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+fn redirect(to: &str, cookie: Option<String>) -> Response<Full<Bytes>> {
+    let mut r = respond(StatusCode::SEE_OTHER, "text/plain").header("location", to);
+    if let Some(c) = cookie {
+        r = r.header("set-cookie", c);
+    }
+    r.body(Full::new(Bytes::new())).unwrap_or_default()
+}
+
+/// The `Set-Cookie` of a session (`value` empty: the cookie cleared).
+fn set_cookie(value: &str, secure: bool, lifetime: std::time::Duration) -> String {
+    let max_age = if value.is_empty() {
+        0
+    } else {
+        lifetime.as_secs()
+    };
+    format!(
+        "{COOKIE}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// The session cookie the request carries, if any.
+fn cookie_of(req: &hyper::http::request::Parts) -> Option<String> {
+    req.headers
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Whether a POST comes from a page of this console: a browser's `Sec-Fetch-Site` and
+/// `Origin`, where sent, name this origin.
+fn same_origin(req: &hyper::http::request::Parts) -> bool {
+    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    if header("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none") {
+        return false;
+    }
+    match (header("origin"), header("host")) {
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) == Some(host),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+/// What an event of the console records of its request.
+struct Call<'a> {
+    api: &'a ApiState,
+    peer: std::net::IpAddr,
+    tls: Option<&'a TlsDetails>,
+    user_agent: String,
+    request_id: String,
+}
+
+impl Call<'_> {
+    /// Record `operation` (an API operation's name, or `ConsoleLogin`) by `who` in the trail,
+    /// as the API records its calls; false if the trail could not take it.
+    async fn record(
+        &self,
+        operation: &str,
+        who: Option<&Session>,
+        request: serde_json::Value,
+        error: Option<&str>,
+    ) -> bool {
+        let identity = who.map(|s| crate::audit::Identity {
+            principal_arn: s.principal_arn.clone(),
+            account_id: s.account_id.clone(),
+            access_key_id: s.access_key_id.clone(),
+            role_arn: None,
+        });
+        let region = who
+            .map(|s| s.region.clone())
+            .or_else(|| self.api.regions.first().cloned())
+            .unwrap_or_default();
+        let event = crate::audit::api_event(&crate::audit::ApiCall {
+            operation,
+            sts: false,
+            region: &region,
+            source_ip: &self.peer.to_string(),
+            user_agent: &self.user_agent,
+            identity: identity.as_ref(),
+            request: Some(&request),
+            response: None,
+            error: error.map(|e| (e, "")),
+            request_id: &self.request_id,
+            tls: self.tls.map(|t| {
+                (
+                    t.version.as_str(),
+                    t.cipher_suite.as_str(),
+                    t.client_certificate.as_deref(),
+                )
+            }),
+            time: chrono::Utc::now(),
+        });
+        match self.api.audit.record(event).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, operation, "a console event could not be recorded");
+                false
+            }
+        }
+    }
+}
+
+/// Answer one request of the console listener.
+pub async fn handle(
+    console: &Console,
+    api: &ApiState,
+    peer: std::net::IpAddr,
+    tls: Option<Arc<TlsDetails>>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let secure = tls.is_some();
+    let call = Call {
+        api,
+        peer,
+        tls: tls.as_deref(),
+        user_agent: format!(
+            "kms-console ({})",
+            parts
+                .headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        ),
+        request_id: uuid::Uuid::new_v4().to_string(),
+    };
+    let path = parts.uri.path().to_string();
+    let cookie = cookie_of(&parts);
+    let session = match &cookie {
+        Some(c) => console.sessions.find(api, c).await,
+        None => None,
+    };
+    let post = parts.method == hyper::Method::POST;
+    if post && !same_origin(&parts) {
+        return page(StatusCode::FORBIDDEN, pages::not_found(session.as_ref()));
+    }
+    let form = if post {
+        match crate::api::read_body(body, 16 * 1024).await {
+            Ok(b) => form_urlencoded::parse(&b).into_owned().collect::<Vec<_>>(),
+            Err(_) => return page(StatusCode::PAYLOAD_TOO_LARGE, pages::sign_in(None)),
+        }
+    } else {
+        Vec::new()
+    };
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    match (post, path.as_str()) {
+        (false, "/console/style.css") => respond(StatusCode::OK, "text/css")
+            .body(Full::new(Bytes::from_static(pages::STYLE.as_bytes())))
+            .unwrap_or_default(),
+        (false, "/" | "/console" | "/console/") => match session {
+            Some(_) => redirect("/console/keys", None),
+            None => redirect("/console/sign-in", None),
+        },
+        (false, "/console/sign-in") => page(StatusCode::OK, pages::sign_in(None)),
+        (true, "/console/sign-in") => {
+            if api.auth_guard.blocked(peer) {
+                return page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    pages::sign_in(Some("Too many failed sign-ins from here; try again later.")),
+                );
+            }
+            let id = field("access_key_id").trim().to_string();
+            match console
+                .sessions
+                .sign_in(api, &id, field("secret_access_key"))
+                .await
+            {
+                Ok((value, s)) => {
+                    let recorded = call
+                        .record("ConsoleLogin", Some(&s), serde_json::json!({}), None)
+                        .await;
+                    if !recorded {
+                        console.sessions.end(&value);
+                        return page(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            pages::sign_in(Some(
+                                "The audit trail cannot record the sign-in; try again later.",
+                            )),
+                        );
+                    }
+                    let lifetime = console.sessions.lifetime();
+                    redirect("/console/keys", Some(set_cookie(&value, secure, lifetime)))
+                }
+                Err(_) => {
+                    tracing::warn!(access_key_id = %id, "console sign-in refused");
+                    if api.auth_guard.failed(peer) {
+                        call.record(
+                            "ConsoleLogin",
+                            None,
+                            serde_json::json!({}),
+                            Some("AuthenticationFailed"),
+                        )
+                        .await;
+                    }
+                    page(
+                        StatusCode::UNAUTHORIZED,
+                        pages::sign_in(Some("The access key ID or the secret is not valid.")),
+                    )
+                }
+            }
+        }
+        (_, _) if session.is_none() => redirect("/console/sign-in", None),
+        (true, _) if field("csrf") != session.as_ref().map_or("", |s| s.csrf.as_str()) => {
+            page(StatusCode::FORBIDDEN, pages::not_found(session.as_ref()))
+        }
+        (true, "/console/sign-out") => {
+            if let Some(c) = &cookie {
+                console.sessions.end(c);
+            }
+            redirect(
+                "/console/sign-in",
+                Some(set_cookie("", secure, console.sessions.lifetime())),
+            )
+        }
+        (false, "/console/keys") => {
+            let s = session.expect("checked above");
+            let caller = s.caller(&peer.to_string(), secure);
+            let filter = pages::KeyFilter::from_query(parts.uri.query().unwrap_or(""));
+            let (listed, error) = match key_rows(api, &caller, &filter).await {
+                Ok(l) => (Some(l), None),
+                Err(e) => (None, Some(crate::api::error::ApiError::from(e).wire().1)),
+            };
+            if !call
+                .record("ListKeys", Some(&s), serde_json::json!({}), error)
+                .await
+            {
+                return page(StatusCode::SERVICE_UNAVAILABLE, pages::not_found(Some(&s)));
+            }
+            match listed {
+                Some((rows, hidden)) => {
+                    page(StatusCode::OK, pages::keys(&s, &filter, &rows, hidden))
+                }
+                None => page(StatusCode::FORBIDDEN, pages::keys(&s, &filter, &[], 0)),
+            }
+        }
+        _ => page(StatusCode::NOT_FOUND, pages::not_found(session.as_ref())),
+    }
+}
+
+/// The keys `caller` may list (a page of them), each it may also describe with its aliases, and
+/// how many it may list but not describe.
+async fn key_rows(
+    api: &ApiState,
+    caller: &Caller,
+    filter: &pages::KeyFilter,
+) -> Result<(Vec<pages::KeyRow>, usize), crate::domain::KmsError> {
+    let kms = &api.kms;
+    let listed = kms.list_keys(caller, KEYS_PER_PAGE, None).await?;
+    // Aliases only where the principal may list them.
+    let aliases = kms
+        .list_aliases(caller, None)
+        .await
+        .map(|(a, _)| a)
+        .unwrap_or_default();
+    let (mut rows, mut hidden) = (Vec::new(), 0);
+    for (_, arn) in listed.keys {
+        match kms.describe_key(caller, &arn).await {
+            Ok(meta) => {
+                let names: Vec<String> = aliases
+                    .iter()
+                    .filter(|a| a.key_id.to_string() == meta.key_id)
+                    .map(|a| a.alias_name.clone())
+                    .collect();
+                if filter.admits(&meta, &names) {
+                    rows.push(pages::KeyRow {
+                        meta,
+                        aliases: names,
+                    });
+                }
+            }
+            Err(_) => hidden += 1,
+        }
+    }
+    Ok((rows, hidden))
+}

@@ -1,0 +1,174 @@
+//! Console sessions: a sign-in checks an access key id and its secret the way SigV4 does (the
+//! signing key the service derives for it in the token, against the one derived here from the
+//! secret given, over a fresh challenge), and opens a session named by a random cookie. The
+//! session knows the principal, never the secret; it ends when it expires, when its user signs
+//! out, and as soon as its access key no longer signs (deactivated, deleted).
+
+use crate::api::ApiState;
+use crate::domain::Caller;
+use aws_lc_rs::{digest, hmac, rand::SecureRandom};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The cookie that names a session.
+pub const COOKIE: &str = "kms_console";
+
+/// One signed-in principal.
+#[derive(Clone)]
+pub struct Session {
+    pub access_key_id: String,
+    pub principal_arn: String,
+    pub account_id: String,
+    pub region: String,
+    /// The token every form of the session carries (CSRF).
+    pub csrf: String,
+    expires: Instant,
+}
+
+impl Session {
+    /// The session's principal as the domain authorizes it.
+    pub fn caller(&self, source_ip: &str, secure: bool) -> Caller {
+        Caller {
+            account_id: self.account_id.clone(),
+            principal_arn: self.principal_arn.clone(),
+            region: self.region.clone(),
+            source_ip: Some(source_ip.to_string()),
+            grant_tokens: Vec::new(),
+            role_arn: None,
+            request_alias: None,
+            access_key_id: self.access_key_id.clone(),
+            secure_transport: secure,
+        }
+    }
+}
+
+/// The sessions of this node, by the SHA-256 of their cookie (the cookie itself is kept
+/// nowhere on the server).
+pub struct Sessions {
+    by_cookie: Mutex<HashMap<Vec<u8>, Session>>,
+    lifetime: Duration,
+}
+
+/// Why a sign-in failed (all the same to the user: one message, no oracle).
+#[derive(Debug)]
+pub struct SignInRefused;
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("the system's random source");
+    hex::encode(b)
+}
+
+fn cookie_digest(cookie: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, cookie.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+/// HMAC-SHA-256.
+fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
+        .as_ref()
+        .to_vec()
+}
+
+impl Sessions {
+    pub fn new(lifetime: Duration) -> Sessions {
+        Sessions {
+            by_cookie: Mutex::new(HashMap::new()),
+            lifetime,
+        }
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// Check `secret` for `access_key_id` as SigV4 checks a signature, and open a session for
+    /// its principal: the cookie to set, and the session.
+    pub async fn sign_in(
+        &self,
+        api: &ApiState,
+        access_key_id: &str,
+        secret: &str,
+    ) -> Result<(String, Session), SignInRefused> {
+        let region = api.regions.first().cloned().unwrap_or_default();
+        let date = chrono::Utc::now().format("%Y%m%d").to_string();
+        let key = api
+            .kms
+            .credentials
+            .signing_key(access_key_id, &date, &region, "kms")
+            .await
+            .map_err(|_| SignInRefused)?;
+        // Temporary credentials need their session token: the console takes long-term keys.
+        if key.session.is_some() {
+            return Err(SignInRefused);
+        }
+        let challenge = random_hex(32);
+        let mut derived = mac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+        for part in [region.as_str(), "kms", "aws4_request"] {
+            derived = mac(&derived, part.as_bytes());
+        }
+        let given = mac(&derived, challenge.as_bytes());
+        let expected = key.sign(challenge.as_bytes());
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_slice(),
+            expected.as_slice(),
+        )) {
+            return Err(SignInRefused);
+        }
+        let session = Session {
+            access_key_id: key.access_key_id.clone(),
+            principal_arn: key.principal_arn.clone(),
+            account_id: key.account_id.clone(),
+            region,
+            csrf: random_hex(32),
+            expires: Instant::now() + self.lifetime,
+        };
+        let cookie = random_hex(32);
+        let mut all = self.by_cookie.lock().unwrap();
+        all.retain(|_, s| s.expires > Instant::now());
+        all.insert(cookie_digest(&cookie), session.clone());
+        Ok((cookie, session))
+    }
+
+    /// The live session `cookie` names: `None` if there is none, it expired, or its access key
+    /// no longer signs (then it is ended here).
+    pub async fn find(&self, api: &ApiState, cookie: &str) -> Option<Session> {
+        let digest = cookie_digest(cookie);
+        let session = {
+            let mut all = self.by_cookie.lock().unwrap();
+            match all.get(&digest) {
+                Some(s) if s.expires > Instant::now() => s.clone(),
+                Some(_) => {
+                    all.remove(&digest);
+                    return None;
+                }
+                None => return None,
+            }
+        };
+        let date = chrono::Utc::now().format("%Y%m%d").to_string();
+        let still = api
+            .kms
+            .credentials
+            .signing_key(&session.access_key_id, &date, &session.region, "kms")
+            .await
+            .is_ok();
+        if !still {
+            self.end(cookie);
+            return None;
+        }
+        Some(session)
+    }
+
+    /// End the session `cookie` names.
+    pub fn end(&self, cookie: &str) {
+        self.by_cookie
+            .lock()
+            .unwrap()
+            .remove(&cookie_digest(cookie));
+    }
+}

@@ -1,0 +1,256 @@
+//! The console for operators and auditors, through real HTTP as a browser speaks it (forms,
+//! cookies, redirects): sign-in with an access key, what each principal may see, and the
+//! attacks on a web console — a page without a session, a forged CSRF token, a foreign origin,
+//! markup in a key's description, a cookie whose access key was deactivated.
+
+use crate::support::*;
+use reqwest::StatusCode;
+
+const ACCOUNT: &str = "123456789012";
+
+/// A server with its console on a port of its own.
+async fn with_console() -> Server {
+    Server::start_with(&[("KMS_CONSOLE_LISTEN", "127.0.0.1:0")]).await
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The console's URL for `path` (`/console/keys`).
+fn url(s: &Server, path: &str) -> String {
+    let base = s.console.as_deref().expect("the console is on");
+    format!("{}{path}", base.trim_end_matches("/console/"))
+}
+
+/// Sign in: the response, and the session cookie (`name=value`) if one was set.
+async fn sign_in(s: &Server, id: &str, secret: &str) -> (reqwest::Response, Option<String>) {
+    let r = browser()
+        .post(url(s, "/console/sign-in"))
+        .form(&[("access_key_id", id), ("secret_access_key", secret)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+    (r, cookie)
+}
+
+/// GET `path` with the session `cookie`: status, `Location`, body.
+async fn get(s: &Server, path: &str, cookie: &str) -> (StatusCode, String, String) {
+    let r = browser()
+        .get(url(s, path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (r.status(), location, r.text().await.unwrap())
+}
+
+/// The CSRF token of the page's forms.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_shows_each_principal_only_the_keys_it_may_describe() {
+    let s = with_console().await;
+    let c = s.client();
+    let mine = new_key(&c).await;
+    let script = c
+        .create_key()
+        .description("<script>alert('owned')</script>")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+
+    // Without a session: every page sends the browser to the sign-in form.
+    let (status, location, _) = get(&s, "/console/keys", "").await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/console/sign-in")
+    );
+    let form = browser()
+        .get(url(&s, "/console/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    let csp = form.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(form.headers()["cache-control"], "no-store");
+    assert!(!form.text().await.unwrap().contains("<script"));
+
+    // A wrong secret: refused, no cookie, recorded.
+    let (r, cookie) = sign_in(&s, &s.access_key_id, "not-the-secret").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none());
+    let (r, cookie) = sign_in(&s, "AKIAUNKNOWNKEY000000", &s.secret).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none());
+
+    // The right one: a session cookie a script cannot read, sent to this site only.
+    let (r, cookie) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for flag in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=900",
+    ] {
+        assert!(set.contains(flag), "{set}");
+    }
+    let admin = cookie.unwrap();
+    let (status, _, page) = get(&s, "/console/keys", &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&mine) && page.contains(&script), "{page}");
+    // Markup in a description is text, never markup.
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert"));
+    // Filters: only what matches.
+    let (_, _, filtered) = get(&s, &format!("/console/keys?q={}", &script[..8]), &admin).await;
+    assert!(filtered.contains(&script) && !filtered.contains(&mine));
+
+    // A user whose identity policy allows listing, and describing one key only.
+    let arn = c
+        .describe_key()
+        .key_id(&mine)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}},{{"Effect":"Allow","Action":"kms:DescribeKey","Resource":"{arn}"}}]}}"#
+    );
+    let (_, erin_id, erin_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "erin", Some(&policy)));
+    let (_, erin) = sign_in(&s, &erin_id, &erin_secret).await;
+    let (_, _, page) = get(&s, "/console/keys", &erin.unwrap()).await;
+    assert!(page.contains(&mine) && !page.contains(&script), "{page}");
+    assert!(
+        page.contains("1 more you may list but not describe"),
+        "{page}"
+    );
+
+    // Another account's user, allowed everything in its own account: none of these keys.
+    const ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+    let (_, other_id, other_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret("111122223333", "tenant", Some(ALL)));
+    let (_, other) = sign_in(&s, &other_id, &other_secret).await;
+    let (status, _, page) = get(&s, "/console/keys", &other.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains(&mine) && !page.contains(&script), "{page}");
+
+    // The trail: each sign-in and page, under its principal; the failures; never a secret.
+    let trail = s
+        .db
+        .strings("SELECT body FROM audit_events WHERE event_name IN ('ConsoleLogin', 'ListKeys')")
+        .await
+        .join("\n");
+    assert!(
+        trail.contains("ConsoleLogin") && trail.contains("erin"),
+        "{trail}"
+    );
+    assert!(trail.contains("AuthenticationFailed"), "{trail}");
+    assert!(trail.contains("kms-console"), "{trail}");
+    assert!(!trail.contains(&s.secret) && !trail.contains(&erin_secret));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_csrf_token_a_foreign_origin_or_a_deactivated_key_change_nothing() {
+    let s = with_console().await;
+    const LIST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#;
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "frank", Some(LIST)));
+    let (_, cookie) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    let cookie = cookie.unwrap();
+    let (_, _, page) = get(&s, "/console/keys", &cookie).await;
+    let csrf = csrf_of(&page);
+
+    // Sign-out with a forged token, or posted from another site: refused, the session lives.
+    let post = |form: Vec<(&'static str, String)>, origin: Option<&'static str>| {
+        let mut r = browser()
+            .post(url(&s, "/console/sign-out"))
+            .header("cookie", cookie.clone())
+            .form(&form);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    let forged = post(vec![("csrf", "0".repeat(64))], None).await.unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let none = post(vec![], None).await.unwrap();
+    assert_eq!(none.status(), StatusCode::FORBIDDEN);
+    let foreign = post(vec![("csrf", csrf.clone())], Some("http://evil.example"))
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get(&s, "/console/keys", &cookie).await.0, StatusCode::OK);
+    // The right token: signed out, the cookie cleared, and worth nothing after.
+    let out = post(vec![("csrf", csrf)], None).await.unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(out.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_eq!(
+        get(&s, "/console/keys", &cookie).await.0,
+        StatusCode::SEE_OTHER
+    );
+
+    // A session whose access key is deactivated ends with it.
+    let (_, frank) = sign_in(&s, &id, &secret).await;
+    let frank = frank.expect("signed in");
+    assert_eq!(get(&s, "/console/keys", &frank).await.0, StatusCode::OK);
+    let out = tokio::task::block_in_place(|| {
+        s.admin(&["deactivate-access-key", "--access-key-id", &id], &[])
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ended = async {
+        for _ in 0..50 {
+            if get(&s, "/console/keys", &frank).await.0 == StatusCode::SEE_OTHER {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(ended.await, "the deactivated key's session still works");
+    // And a cookie nobody was given is no session.
+    let (status, location, _) = get(&s, "/console/keys", "kms_console=00ff").await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/console/sign-in")
+    );
+}
