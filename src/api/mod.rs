@@ -1,6 +1,7 @@
 //! HTTP: AWS JSON 1.1 framing on `POST /`, SigV4, dispatch to one module per operation, and the
 //! one error-to-wire mapping. Request and response bodies are never logged.
 
+pub mod call;
 pub mod error;
 pub mod ops;
 pub mod quota;

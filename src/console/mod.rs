@@ -12,12 +12,15 @@
 pub mod pages;
 pub mod session;
 
+use crate::api::call::{call_as, OnBehalf};
+use crate::api::error::ApiError;
 use crate::api::{ApiState, TlsDetails};
 use crate::domain::Caller;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
+use serde_json::json;
 use session::{Session, Sessions, COOKIE};
 use std::sync::Arc;
 
@@ -207,12 +210,6 @@ pub async fn handle(
     } else {
         Vec::new()
     };
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    };
     match (post, path.as_str()) {
         (false, "/console/style.css") => respond(StatusCode::OK, "text/css")
             .body(Full::new(Bytes::from_static(pages::STYLE.as_bytes())))
@@ -229,10 +226,10 @@ pub async fn handle(
                     pages::sign_in(Some("Too many failed sign-ins from here; try again later.")),
                 );
             }
-            let id = field("access_key_id").trim().to_string();
+            let id = field(&form, "access_key_id").trim().to_string();
             match console
                 .sessions
-                .sign_in(api, &id, field("secret_access_key"))
+                .sign_in(api, &id, field(&form, "secret_access_key"))
                 .await
             {
                 Ok((value, s)) => {
@@ -270,7 +267,7 @@ pub async fn handle(
             }
         }
         (_, _) if session.is_none() => redirect("/console/sign-in", None),
-        (true, _) if field("csrf") != session.as_ref().map_or("", |s| s.csrf.as_str()) => {
+        (true, _) if field(&form, "csrf") != session.as_ref().map_or("", |s| s.csrf.as_str()) => {
             page(StatusCode::FORBIDDEN, pages::not_found(session.as_ref()))
         }
         (true, "/console/sign-out") => {
@@ -303,8 +300,129 @@ pub async fn handle(
                 None => page(StatusCode::FORBIDDEN, pages::keys(&s, &filter, &[], 0)),
             }
         }
+        (_, p) if p.starts_with("/console/keys/") => {
+            let s = session.expect("checked above");
+            let caller = s.caller(&peer.to_string(), secure);
+            let who = OnBehalf {
+                caller: &caller,
+                peer,
+                tls: tls.as_deref(),
+                user_agent: &call.user_agent,
+            };
+            let rest = &p["/console/keys/".len()..];
+            let (id, act) = rest.split_once('/').unwrap_or((rest, ""));
+            if !key_id_shaped(id) {
+                return page(StatusCode::NOT_FOUND, pages::not_found(Some(&s)));
+            }
+            if post {
+                let done = act_on_key(api, &who, id, act, &form).await;
+                let to = match done {
+                    Ok(op) => format!("/console/keys/{id}?done={op}"),
+                    Err(e) => format!("/console/keys/{id}?error={e}"),
+                };
+                return redirect(&to, None);
+            }
+            if !act.is_empty() {
+                return page(StatusCode::NOT_FOUND, pages::not_found(Some(&s)));
+            }
+            match key_page(api, &who, id, parts.uri.query().unwrap_or("")).await {
+                Some(k) => page(StatusCode::OK, pages::key(&s, &k)),
+                // Not there, or not the principal's to describe: the same answer.
+                None => page(StatusCode::NOT_FOUND, pages::not_found(Some(&s))),
+            }
+        }
         _ => page(StatusCode::NOT_FOUND, pages::not_found(session.as_ref())),
     }
+}
+
+/// A form field's value (empty if absent).
+fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// Whether `id` looks like a key id (a UUID or `mrk-…`): anything else is not looked up.
+fn key_id_shaped(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// An exception or operation name from a query string, if it is one (letters only): what the
+/// key page says the last action answered, never text a link could choose.
+fn word(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
+/// The key page of `id`: the API calls behind each part, as the principal. `None` if the
+/// principal may not describe the key (or there is none).
+async fn key_page(
+    api: &ApiState,
+    who: &OnBehalf<'_>,
+    id: &str,
+    query: &str,
+) -> Option<pages::KeyPage> {
+    let describe = call_as(api, who, "DescribeKey", json!({ "KeyId": id }))
+        .await
+        .ok()?;
+    let key_id = describe["KeyMetadata"]["KeyId"].as_str()?.to_string();
+    let of = |r: Result<serde_json::Value, ApiError>| r.map_err(|e| e.wire().1.to_string());
+    let key = json!({ "KeyId": key_id });
+    let aliases = of(call_as(api, who, "ListAliases", key.clone()).await);
+    let tags = of(call_as(api, who, "ListResourceTags", key.clone()).await);
+    let policy_request = json!({ "KeyId": key_id, "PolicyName": "default" });
+    let policy = of(call_as(api, who, "GetKeyPolicy", policy_request).await);
+    let grants = of(call_as(api, who, "ListGrants", key.clone()).await);
+    let rotation = of(call_as(api, who, "GetKeyRotationStatus", key).await);
+    let notice = match (word(query, "done"), word(query, "error")) {
+        (Some(op), _) => Some((true, format!("{op}: done."))),
+        (None, Some(e)) => Some((false, format!("Refused: {e}."))),
+        _ => None,
+    };
+    Some(pages::KeyPage {
+        key_id,
+        describe,
+        aliases,
+        tags,
+        policy,
+        grants,
+        rotation,
+        notice,
+    })
+}
+
+/// A key page's action, as the API call it is: the operation's name, or the exception.
+async fn act_on_key(
+    api: &ApiState,
+    who: &OnBehalf<'_>,
+    id: &str,
+    act: &str,
+    form: &[(String, String)],
+) -> Result<&'static str, String> {
+    let key = json!({ "KeyId": id });
+    let (op, request) = match act {
+        "disable" => ("DisableKey", key),
+        "enable" => ("EnableKey", key),
+        "cancel-deletion" => ("CancelKeyDeletion", key),
+        "rotate" => ("RotateKeyOnDemand", key),
+        "schedule-deletion" => {
+            // A deletion is confirmed by typing the key's id.
+            if field(form, "confirm").trim() != id {
+                return Err("ConfirmationMissing".into());
+            }
+            let days: i64 = field(form, "days").trim().parse().unwrap_or(30);
+            let request = json!({ "KeyId": id, "PendingWindowInDays": days });
+            ("ScheduleKeyDeletion", request)
+        }
+        _ => return Err("UnknownAction".into()),
+    };
+    call_as(api, who, op, request)
+        .await
+        .map(|_| op)
+        .map_err(|e| e.wire().1.to_string())
 }
 
 /// The keys `caller` may list (a page of them), each it may also describe with its aliases, and

@@ -16,7 +16,9 @@ th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #dde1e7;font-si
 th{background:#eef0f4}form.filters{display:flex;gap:.6em;flex-wrap:wrap;margin-bottom:1em}\
 .error{color:#a4161a}.muted{color:#5c6370}code{font-size:.85em}\
 .signin{max-width:26em;margin:4em auto;background:#fff;padding:1.5em;border:1px solid #dde1e7}\
-.signin label{display:block;margin:.8em 0 .2em}.signin input{width:100%;box-sizing:border-box}";
+.signin label{display:block;margin:.8em 0 .2em}.signin input{width:100%;box-sizing:border-box}\
+.actions{display:flex;gap:1em;flex-wrap:wrap;margin:1em 0}.done{color:#1b6e2d}\
+table.meta{width:auto}table.meta th{width:12em}pre{background:#fff;padding:.8em;border:1px solid #dde1e7;overflow:auto}";
 
 fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     html! {
@@ -151,7 +153,7 @@ pub fn keys(session: &Session, filter: &KeyFilter, rows: &[KeyRow], hidden: usiz
                 tbody {
                     @for r in rows {
                         tr {
-                            td { code { (r.meta.key_id) } }
+                            td { a href={ "/console/keys/" (r.meta.key_id) } { code { (r.meta.key_id) } } }
                             td { @for a in &r.aliases { code { (a) } " " } }
                             td { (r.meta.key_state.to_string()) }
                             td { (r.meta.key_spec.to_string()) }
@@ -174,5 +176,129 @@ pub fn not_found(session: Option<&Session>) -> Markup {
         "Not found",
         session,
         html! { h1 { "Not found" } p { a href="/console/keys" { "Keys" } } },
+    )
+}
+
+/// What the key page shows: each part the answer of the API call behind it, or the exception
+/// the API gave the principal for it.
+pub struct KeyPage {
+    pub key_id: String,
+    pub describe: serde_json::Value,
+    pub aliases: Result<serde_json::Value, String>,
+    pub tags: Result<serde_json::Value, String>,
+    pub policy: Result<serde_json::Value, String>,
+    pub grants: Result<serde_json::Value, String>,
+    pub rotation: Result<serde_json::Value, String>,
+    /// What the last action answered (`?done=` or `?error=`).
+    pub notice: Option<(bool, String)>,
+}
+
+/// A value of a JSON answer as text (`—` when absent).
+fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "—".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One part of the key page: its rows, or why the principal may not see it.
+fn part(
+    title: &str,
+    answer: &Result<serde_json::Value, String>,
+    body: impl Fn(&serde_json::Value) -> Markup,
+) -> Markup {
+    html! {
+        h2 { (title) }
+        @match answer {
+            Ok(v) => (body(v)),
+            Err(e) => p.muted { "Not shown: " code { (e) } }
+        }
+    }
+}
+
+/// An action button: a POST form with the session's CSRF token (and more fields).
+fn action(s: &Session, key_id: &str, name: &str, label: &str, fields: Markup) -> Markup {
+    html! {
+        form.action method="post" action={ "/console/keys/" (key_id) "/" (name) } {
+            input type="hidden" name="csrf" value=(s.csrf);
+            (fields)
+            button type="submit" { (label) }
+        }
+    }
+}
+
+/// One key: its metadata, aliases, tags, key policy, grants and rotation, and the actions the
+/// API allows on it.
+pub fn key(s: &Session, k: &KeyPage) -> Markup {
+    let m = &k.describe["KeyMetadata"];
+    let state = m["KeyState"].as_str().unwrap_or("");
+    page(
+        &k.key_id,
+        Some(s),
+        html! {
+            p { a href="/console/keys" { "← Keys" } }
+            h1 { "Key " code { (k.key_id) } }
+            @if let Some((ok, msg)) = &k.notice {
+                p class=(if *ok { "done" } else { "error" }) { (msg) }
+            }
+            table.meta {
+                @for (label, member) in [("ARN", "Arn"), ("State", "KeyState"), ("Spec", "KeySpec"),
+                    ("Usage", "KeyUsage"), ("Origin", "Origin"), ("Created", "CreationDate"),
+                    ("Description", "Description"), ("Deletion date", "DeletionDate"),
+                    ("Custom key store", "CustomKeyStoreId"), ("Multi-Region", "MultiRegion"),
+                    ("Key manager", "KeyManager")] {
+                    tr { th { (label) } td { (text(&m[member])) } }
+                }
+            }
+            div.actions {
+                @if state == "Enabled" { (action(s, &k.key_id, "disable", "Disable", html! {})) }
+                @if state == "Disabled" { (action(s, &k.key_id, "enable", "Enable", html! {})) }
+                @if state == "PendingDeletion" {
+                    (action(s, &k.key_id, "cancel-deletion", "Cancel deletion", html! {}))
+                } @else {
+                    (action(s, &k.key_id, "schedule-deletion", "Schedule deletion", html! {
+                        label { "Waiting period (days) " input name="days" value="30" size="3"; }
+                        label { " Type the key id to confirm " input name="confirm" size="36"; }
+                    }))
+                }
+                (action(s, &k.key_id, "rotate", "Rotate now", html! {}))
+            }
+            (part("Aliases", &k.aliases, |v| html! {
+                ul { @for a in v["Aliases"].as_array().into_iter().flatten() { li { code { (text(&a["AliasName"])) } } } }
+            }))
+            (part("Tags", &k.tags, |v| html! {
+                table { @for t in v["Tags"].as_array().into_iter().flatten() {
+                    tr { td { (text(&t["TagKey"])) } td { (text(&t["TagValue"])) } }
+                } }
+            }))
+            (part("Key policy", &k.policy, |v| {
+                let pretty = v["Policy"].as_str()
+                    .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                    .and_then(|p| serde_json::to_string_pretty(&p).ok())
+                    .unwrap_or_else(|| text(&v["Policy"]));
+                html! { pre { (pretty) } }
+            }))
+            (part("Grants", &k.grants, |v| html! {
+                table {
+                    tr { th { "Grant" } th { "Grantee" } th { "Operations" } th { "Name" } }
+                    @for g in v["Grants"].as_array().into_iter().flatten() {
+                        tr {
+                            td { code { (text(&g["GrantId"])) } }
+                            td { (text(&g["GranteePrincipal"])) }
+                            td { (g["Operations"].as_array().map(|o| o.iter().map(text).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                            td { (text(&g["Name"])) }
+                        }
+                    }
+                }
+            }))
+            (part("Rotation", &k.rotation, |v| html! {
+                table.meta {
+                    tr { th { "Automatic rotation" } td { (text(&v["KeyRotationEnabled"])) } }
+                    tr { th { "Period (days)" } td { (text(&v["RotationPeriodInDays"])) } }
+                    tr { th { "Next rotation" } td { (text(&v["NextRotationDate"])) } }
+                }
+            }))
+        },
     )
 }

@@ -254,3 +254,153 @@ async fn a_forged_csrf_token_a_foreign_origin_or_a_deactivated_key_change_nothin
         (StatusCode::SEE_OTHER, "/console/sign-in")
     );
 }
+
+/// POST a key page's action with the session's CSRF token: where the browser is sent next.
+async fn act(s: &Server, cookie: &str, key: &str, action: &str, form: &[(&str, &str)]) -> String {
+    let (_, _, page) = get(s, &format!("/console/keys/{key}"), cookie).await;
+    let csrf = csrf_of(&page);
+    let mut fields = vec![("csrf", csrf.as_str())];
+    fields.extend_from_slice(form);
+    let r = browser()
+        .post(url(s, &format!("/console/keys/{key}/{action}")))
+        .header("cookie", cookie)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_page_shows_its_parts_and_its_actions_are_api_calls() {
+    let s = with_console().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    c.create_alias()
+        .alias_name("alias/payments")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    c.tag_resource()
+        .key_id(&key)
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key("team")
+                .tag_value("<b>billing</b>")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (_, cookie) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    let cookie = cookie.unwrap();
+    let (status, _, page) = get(&s, &format!("/console/keys/{key}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    for part in [
+        "alias/payments",
+        "team",
+        "&lt;b&gt;billing&lt;/b&gt;",
+        "&quot;Version&quot;",
+        "Disable",
+    ] {
+        assert!(page.contains(part), "{part}: {page}");
+    }
+
+    // Disable: the API answers DisabledException from then on, and the trail has the call.
+    let to = act(&s, &cookie, &key, "disable", &[]).await;
+    assert_eq!(to, format!("/console/keys/{key}?done=DisableKey"));
+    let refused = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+        .send()
+        .await;
+    assert_eq!(code(refused), "DisabledException");
+    let (_, _, page) = get(&s, &to, &cookie).await;
+    assert!(
+        page.contains("DisableKey: done.") && page.contains("Enable"),
+        "{page}"
+    );
+    let trail =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'DisableKey'")
+            .await
+            .join("\n");
+    assert!(
+        trail.contains("kms-console") && trail.contains(&key),
+        "{trail}"
+    );
+
+    // Deletion needs the key id typed; then it is scheduled, and can be cancelled.
+    let to = act(
+        &s,
+        &cookie,
+        &key,
+        "schedule-deletion",
+        &[("days", "7"), ("confirm", "")],
+    )
+    .await;
+    assert!(to.ends_with("?error=ConfirmationMissing"), "{to}");
+    let to = act(
+        &s,
+        &cookie,
+        &key,
+        "schedule-deletion",
+        &[("days", "7"), ("confirm", &key)],
+    )
+    .await;
+    assert!(to.ends_with("?done=ScheduleKeyDeletion"), "{to}");
+    let state = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_state;
+    assert_eq!(state, Some(aws_sdk_kms::types::KeyState::PendingDeletion));
+    // A refusal of the API is shown as its exception.
+    let to = act(&s, &cookie, &key, "rotate", &[]).await;
+    assert!(to.contains("?error="), "{to}");
+    let to = act(&s, &cookie, &key, "cancel-deletion", &[]).await;
+    assert!(to.ends_with("?done=CancelKeyDeletion"), "{to}");
+
+    // Another account's principal naming this key in a URL: not found, and no action.
+    const ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+    let (_, other_id, other_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret("111122223333", "tenant", Some(ALL)));
+    let (_, other) = sign_in(&s, &other_id, &other_secret).await;
+    let other = other.unwrap();
+    let (status, _, page) = get(&s, &format!("/console/keys/{key}"), &other).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!page.contains("alias/payments"));
+    let (_, _, own_page) = get(&s, "/console/keys", &other).await;
+    let csrf = csrf_of(&own_page);
+    let r = browser()
+        .post(url(&s, &format!("/console/keys/{key}/enable")))
+        .header("cookie", other.clone())
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .contains("?error="));
+    let state = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_state;
+    assert_eq!(state, Some(aws_sdk_kms::types::KeyState::Disabled));
+    // A path that is no key id is not looked up.
+    let (status, _, _) = get(&s, "/console/keys/..%2F..%2Fetc", &cookie).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
