@@ -300,6 +300,39 @@ pub async fn handle(
                 None => page(StatusCode::FORBIDDEN, pages::keys(&s, &filter, &[], 0)),
             }
         }
+        (false, "/console/simulate") => {
+            let s = session.expect("checked above");
+            let caller = s.caller(&peer.to_string(), secure);
+            let q = |name: &str| {
+                form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.trim().to_string())
+                    .unwrap_or_default()
+            };
+            let mut sim = pages::SimulatorPage {
+                principal: q("principal"),
+                action: q("action"),
+                key: q("key"),
+                context: q("context"),
+                answer: None,
+            };
+            if !sim.principal.is_empty() {
+                let answer = simulate(api, &caller, &sim).await;
+                let request =
+                    json!({ "KeyId": sim.key, "Action": sim.action, "Principal": sim.principal });
+                let error = answer.as_ref().err().map(|(kind, _)| *kind);
+                if !call
+                    .record("ConsoleSimulatePolicy", Some(&s), request, error)
+                    .await
+                {
+                    return page(StatusCode::SERVICE_UNAVAILABLE, pages::not_found(Some(&s)));
+                }
+                sim.answer = Some(answer.map_err(|(_, m)| m));
+            } else {
+                sim.action = "kms:Decrypt".into();
+            }
+            page(StatusCode::OK, pages::simulator(&s, &sim))
+        }
         (_, p) if p.starts_with("/console/keys/") => {
             let s = session.expect("checked above");
             let caller = s.caller(&peer.to_string(), secure);
@@ -333,6 +366,32 @@ pub async fn handle(
         }
         _ => page(StatusCode::NOT_FOUND, pages::not_found(session.as_ref())),
     }
+}
+
+/// The simulator's answer for the page's question: the exception's name and message if it
+/// could not be answered.
+async fn simulate(
+    api: &ApiState,
+    caller: &Caller,
+    p: &pages::SimulatorPage,
+) -> Result<crate::domain::simulate::Simulation, (&'static str, String)> {
+    let ctx: crate::domain::Context = if p.context.is_empty() {
+        Default::default()
+    } else {
+        serde_json::from_str(&p.context).map_err(|_| {
+            (
+                "ValidationException",
+                "The encryption context is not a JSON object of strings.".to_string(),
+            )
+        })?
+    };
+    api.kms
+        .simulate(caller, &p.principal, &p.action, &p.key, &ctx)
+        .await
+        .map_err(|e| {
+            let (_, kind, message) = ApiError::from(e).wire();
+            (kind, format!("{kind}: {message}"))
+        })
 }
 
 /// A form field's value (empty if absent).

@@ -35,6 +35,7 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     strong { "kms console" }
                     @if let Some(s) = session {
                         a href="/console/keys" { "Keys" }
+                        a href="/console/simulate" { "Policy simulator" }
                         span.muted { (s.principal_arn) }
                         form method="post" action="/console/sign-out" {
                             input type="hidden" name="csrf" value=(s.csrf);
@@ -299,6 +300,57 @@ pub fn key(s: &Session, k: &KeyPage) -> Markup {
                     tr { th { "Next rotation" } td { (text(&v["NextRotationDate"])) } }
                 }
             }))
+        },
+    )
+}
+
+/// The policy simulator's form (a GET: it changes nothing), with the last answer.
+pub struct SimulatorPage {
+    pub principal: String,
+    pub action: String,
+    pub key: String,
+    pub context: String,
+    pub answer: Option<Result<crate::domain::simulate::Simulation, String>>,
+}
+
+pub fn simulator(s: &Session, p: &SimulatorPage) -> Markup {
+    let applied = |list: Vec<(String, &crate::domain::simulate::Applied)>| {
+        html! {
+            @if list.is_empty() { p.muted { "No statement applies." } }
+            ul { @for (label, a) in list {
+                li { (label) code { (a.statement) } " — " (if a.allow { "Allow" } else { "Deny" }) }
+            } }
+        }
+    };
+    page(
+        "Policy simulator",
+        Some(s),
+        html! {
+            h1 { "Policy simulator" }
+            p.muted { "May a principal of your account perform an action on a key? Answered by the engine that authorizes every call." }
+            form.simulator method="get" action="/console/simulate" {
+                label { "Principal ARN " input name="principal" value=(p.principal) size="60"; }
+                label { " Action " input name="action" value=(p.action) size="24"; }
+                label { " Key " input name="key" value=(p.key) size="40"; }
+                label { " Encryption context (JSON) " input name="context" value=(p.context) size="40"; }
+                button type="submit" { "Simulate" }
+            }
+            @match &p.answer {
+                None => {}
+                Some(Err(e)) => p.error { (e) }
+                Some(Ok(sim)) => {
+                    @match &sim.denied {
+                        None => h2.done { "Allowed" }
+                        Some(m) => { h2.error { "Denied" } p { (m) } }
+                    }
+                    h3 { "Key policy" }
+                    (applied(sim.key_policy.iter().map(|a| (String::new(), a)).collect()))
+                    h3 { "Identity policies" }
+                    (applied(sim.identity.iter().map(|(i, a)| (format!("policy {i}: "), a)).collect()))
+                    h3 { "Grants" }
+                    p { (if sim.grant { "A grant allows it." } else { "No grant allows it." }) }
+                }
+            }
         },
     )
 }

@@ -26,6 +26,7 @@ pub mod root;
 pub mod rotation;
 mod rows;
 mod seal;
+pub mod simulate;
 mod symmetric;
 pub mod xks;
 

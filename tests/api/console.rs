@@ -404,3 +404,69 @@ async fn a_key_page_shows_its_parts_and_its_actions_are_api_calls() {
     let (status, _, _) = get(&s, "/console/keys/..%2F..%2Fetc", &cookie).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_policy_simulator_answers_with_the_statements_that_decided() {
+    let s = with_console().await;
+    let c = s.client();
+    const ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+    let (dave, _, _, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "dave", Some(ALL)));
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"RootAccess","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Sid":"NoDecryptForDave","Effect":"Deny","Principal":{{"AWS":"{dave}"}},"Action":"kms:Decrypt","Resource":"*"}}]}}"#
+    );
+    let key = c
+        .create_key()
+        .policy(policy)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let (_, cookie) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    let cookie = cookie.unwrap();
+    let ask = |principal: String, action: &str| {
+        let q = form_urlencoded::Serializer::new(String::new())
+            .append_pair("principal", &principal)
+            .append_pair("action", action)
+            .append_pair("key", &key)
+            .append_pair("context", r#"{"purpose":"test"}"#)
+            .finish();
+        format!("/console/simulate?{q}")
+    };
+    let (status, _, page) = get(&s, &ask(dave.clone(), "kms:Decrypt"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Denied") && page.contains("NoDecryptForDave"),
+        "{page}"
+    );
+    let (_, _, page) = get(&s, &ask(dave.clone(), "kms:Encrypt"), &cookie).await;
+    assert!(
+        page.contains("Allowed") && page.contains("RootAccess"),
+        "{page}"
+    );
+    assert!(page.contains("policy 1:"), "{page}");
+    // Only principals of one's own account.
+    let (_, _, page) = get(
+        &s,
+        &ask("arn:aws:iam::111122223333:user/x".into(), "kms:Encrypt"),
+        &cookie,
+    )
+    .await;
+    assert!(page.contains("ValidationException"), "{page}");
+    // Only on a key whose policy the asker may read.
+    const LIST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#;
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "gina", Some(LIST)));
+    let (_, gina) = sign_in(&s, &id, &secret).await;
+    let (_, _, page) = get(&s, &ask(dave.clone(), "kms:Encrypt"), &gina.unwrap()).await;
+    assert!(
+        page.contains("AccessDeniedException") && !page.contains("RootAccess"),
+        "{page}"
+    );
+    let trail =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'ConsoleSimulatePolicy'")
+            .await;
+    assert_eq!(trail.len(), 4, "{trail:?}");
+}
