@@ -86,6 +86,29 @@ impl Audit {
     /// The latest successful cryptographic call that used the key `arn`, from the trail (an
     /// event without `errorCode`; a body that is not JSON is passed over). Read for display:
     /// the trail's integrity is what `kms audit verify` checks.
+    /// The account's events matching `filter`, newest first, before `before`: each with
+    /// whether its row still hashes to what it records (a row edited in the database does
+    /// not).
+    pub async fn lookup(
+        &self,
+        account_id: &str,
+        filter: &crate::store::EventFilter,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(crate::store::AuditRow, bool)>, StoreError> {
+        let rows = self
+            .store
+            .lookup_events(account_id, filter, before, limit)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let intact = super::chain_hash(r.seq, &r.prev_hash, &r.body) == r.hash;
+                (r, intact)
+            })
+            .collect())
+    }
+
     pub async fn last_key_use(&self, arn: &str) -> Result<Option<KeyUse>, StoreError> {
         const PAGE: i64 = 100;
         let mut before = i64::MAX;

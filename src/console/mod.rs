@@ -333,6 +333,27 @@ pub async fn handle(
             }
             page(StatusCode::OK, pages::simulator(&s, &sim))
         }
+        (false, p) if p == "/console/trail" || p.starts_with("/console/trail/") => {
+            let s = session.expect("checked above");
+            let caller = s.caller(&peer.to_string(), secure);
+            let query = parts.uri.query().unwrap_or("");
+            let one = p.strip_prefix("/console/trail/").map(|n| n.parse::<i64>());
+            let (markup, error) = match one {
+                Some(Ok(seq)) => trail_event(api, &caller, &s, seq).await,
+                Some(Err(_)) => (pages::not_found(Some(&s)), Some("NotFoundException")),
+                None => trail_page(api, &caller, &s, query).await,
+            };
+            let request = json!({ "Query": query, "Path": p });
+            if !call.record("LookupEvents", Some(&s), request, error).await {
+                return page(StatusCode::SERVICE_UNAVAILABLE, pages::not_found(Some(&s)));
+            }
+            let status = match error {
+                None => StatusCode::OK,
+                Some("NotFoundException") => StatusCode::NOT_FOUND,
+                Some(_) => StatusCode::FORBIDDEN,
+            };
+            page(status, markup)
+        }
         (_, p) if p.starts_with("/console/keys/") => {
             let s = session.expect("checked above");
             let caller = s.caller(&peer.to_string(), secure);
@@ -365,6 +386,108 @@ pub async fn handle(
             }
         }
         _ => page(StatusCode::NOT_FOUND, pages::not_found(session.as_ref())),
+    }
+}
+
+/// One event of the caller's account, or why not (the exception's name).
+async fn trail_event(
+    api: &ApiState,
+    caller: &Caller,
+    s: &Session,
+    seq: i64,
+) -> (maud::Markup, Option<&'static str>) {
+    let filter = crate::store::EventFilter::default();
+    match api
+        .kms
+        .lookup_events(caller, &filter, Some(seq + 1), 1)
+        .await
+    {
+        Ok(rows) => match rows.into_iter().find(|(r, _)| r.seq == seq) {
+            Some((r, intact)) => (pages::event(s, seq, intact, &r.body), None),
+            None => (pages::not_found(Some(s)), Some("NotFoundException")),
+        },
+        Err(e) => {
+            let kind = ApiError::from(e).wire().1;
+            (pages::not_found(Some(s)), Some(kind))
+        }
+    }
+}
+
+/// The trail viewer for the query's filters, or why not.
+async fn trail_page(
+    api: &ApiState,
+    caller: &Caller,
+    s: &Session,
+    query: &str,
+) -> (maud::Markup, Option<&'static str>) {
+    const PAGE: i64 = 50;
+    let q = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let time = |v: String| {
+        chrono::DateTime::parse_from_rfc3339(&v)
+            .ok()
+            .map(|t| t.to_utc())
+    };
+    let some = |v: String| (!v.is_empty()).then_some(v);
+    let mut t = pages::TrailPage {
+        event: q("event"),
+        key: q("key"),
+        text: q("text"),
+        errors: q("errors") == "1",
+        from: q("from"),
+        to: q("to"),
+        rows: Vec::new(),
+        error: None,
+        older: None,
+    };
+    let filter = crate::store::EventFilter {
+        event_name: some(t.event.clone()),
+        key_arn: some(t.key.clone()),
+        text: some(t.text.clone()),
+        errors_only: t.errors,
+        from: time(t.from.clone()),
+        to: time(t.to.clone()),
+    };
+    let before = q("before").parse::<i64>().ok();
+    match api.kms.lookup_events(caller, &filter, before, PAGE).await {
+        Ok(rows) => {
+            if rows.len() as i64 == PAGE {
+                let last = rows.last().map(|(r, _)| r.seq).unwrap_or_default();
+                let mut next = form_urlencoded::Serializer::new(String::new());
+                for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                    if k != "before" {
+                        next.append_pair(&k, &v);
+                    }
+                }
+                t.older = Some(next.append_pair("before", &last.to_string()).finish());
+            }
+            t.rows = rows
+                .into_iter()
+                .map(|(r, intact)| {
+                    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+                    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+                    pages::TrailRow {
+                        seq: r.seq,
+                        time: r.event_time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                        event: r.event_name.clone(),
+                        principal: text(&body["userIdentity"]["arn"]),
+                        key: r.key_arns.first().cloned().unwrap_or_default(),
+                        error: text(&body["errorCode"]),
+                        intact,
+                    }
+                })
+                .collect();
+            (pages::trail(s, &t), None)
+        }
+        Err(e) => {
+            let (_, kind, message) = ApiError::from(e).wire();
+            t.error = Some(format!("{kind}: {message}"));
+            (pages::trail(s, &t), Some(kind))
+        }
     }
 }
 

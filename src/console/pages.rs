@@ -36,6 +36,7 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     @if let Some(s) = session {
                         a href="/console/keys" { "Keys" }
                         a href="/console/simulate" { "Policy simulator" }
+                        a href="/console/trail" { "Audit trail" }
                         span.muted { (s.principal_arn) }
                         form method="post" action="/console/sign-out" {
                             input type="hidden" name="csrf" value=(s.csrf);
@@ -351,6 +352,84 @@ pub fn simulator(s: &Session, p: &SimulatorPage) -> Markup {
                     p { (if sim.grant { "A grant allows it." } else { "No grant allows it." }) }
                 }
             }
+        },
+    )
+}
+
+/// The trail viewer's filters (its query string) and the events found.
+pub struct TrailPage {
+    pub event: String,
+    pub key: String,
+    pub text: String,
+    pub errors: bool,
+    pub from: String,
+    pub to: String,
+    /// (sequence number, time, event name, principal, key, error, row intact, body)
+    pub rows: Vec<TrailRow>,
+    pub error: Option<String>,
+    /// The query for the next (older) page, if there may be one.
+    pub older: Option<String>,
+}
+
+pub struct TrailRow {
+    pub seq: i64,
+    pub time: String,
+    pub event: String,
+    pub principal: String,
+    pub key: String,
+    pub error: String,
+    pub intact: bool,
+}
+
+pub fn trail(s: &Session, t: &TrailPage) -> Markup {
+    page(
+        "Audit trail",
+        Some(s),
+        html! {
+            h1 { "Audit trail" }
+            form.filters method="get" action="/console/trail" {
+                input name="event" value=(t.event) placeholder="event (Decrypt)";
+                input name="key" value=(t.key) placeholder="key ARN" size="40";
+                input name="text" value=(t.text) placeholder="principal or access key";
+                input name="from" value=(t.from) placeholder="from (2026-12-01T00:00:00Z)";
+                input name="to" value=(t.to) placeholder="to";
+                label { input type="checkbox" name="errors" value="1" checked[t.errors]; " failures only" }
+                button type="submit" { "Filter" }
+            }
+            @if let Some(e) = &t.error { p.error { (e) } }
+            table {
+                thead { tr {
+                    th { "#" } th { "Time" } th { "Event" } th { "Principal" } th { "Key" }
+                    th { "Error" } th { "Row" }
+                } }
+                tbody { @for r in &t.rows {
+                    tr {
+                        td { a href={ "/console/trail/" (r.seq) } { (r.seq) } }
+                        td { (r.time) } td { (r.event) } td { (r.principal) }
+                        td { code { (r.key) } } td { (r.error) }
+                        td { @if r.intact { "intact" } @else { strong.error { "ALTERED" } } }
+                    }
+                } }
+            }
+            @if let Some(q) = &t.older { p { a href={ "/console/trail?" (q) } { "Older events" } } }
+        },
+    )
+}
+
+/// One event, as the trail holds it.
+pub fn event(s: &Session, seq: i64, intact: bool, body: &str) -> Markup {
+    let pretty = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| body.to_string());
+    page(
+        "Event",
+        Some(s),
+        html! {
+            p { a href="/console/trail" { "← Audit trail" } }
+            h1 { "Event " (seq) }
+            p { @if intact { "Its row hashes to what it records." } @else { strong.error { "Its row was altered in the database: it does not hash to what it records." } } }
+            pre { (pretty) }
         },
     )
 }

@@ -91,6 +91,47 @@ macro_rules! audit_store {
                 .maybe(&self.pool).await
             }
 
+            async fn lookup_events(
+                &self,
+                account_id: &str,
+                filter: &EventFilter,
+                before: i64,
+                limit: i64,
+            ) -> Result<Vec<AuditRow>, StoreError> {
+                // Every value is bound; the text is matched literally (LIKE's wildcards escaped).
+                let q = format!(
+                    "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
+                     FROM audit_events WHERE account_id = $1 AND seq < $2 \
+                     AND ($3 IS NULL OR event_name = $3) \
+                     AND ($4 IS NULL OR {FIRST_KEY_ARN} = $4 OR {SECOND_KEY_ARN} = $4) \
+                     AND ($5 IS NULL OR body LIKE $5 ESCAPE '!') \
+                     AND ($6 = 0 OR body LIKE '%\"errorCode\"%') \
+                     AND ($7 IS NULL OR event_time >= $7) AND ($8 IS NULL OR event_time < $8) \
+                     ORDER BY seq DESC LIMIT $9"
+                );
+                let text = filter.text.as_ref().map(|t| {
+                    let escaped: String = t
+                        .chars()
+                        .flat_map(|c| match c {
+                            '%' | '_' | '!' => vec!['!', c],
+                            c => vec![c],
+                        })
+                        .collect();
+                    format!("%{escaped}%")
+                });
+                sqlx::query_as(&q)
+                    .bind(account_id)
+                    .bind(before)
+                    .bind(filter.event_name.clone())
+                    .bind(filter.key_arn.clone())
+                    .bind(text)
+                    .bind(filter.errors_only as i32)
+                    .bind(filter.from)
+                    .bind(filter.to)
+                    .bind(limit)
+                    .all(&self.pool).await
+            }
+
             async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
                 sqlx::query_as(
                     "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \

@@ -470,3 +470,115 @@ async fn the_policy_simulator_answers_with_the_statements_that_decided() {
             .await;
     assert_eq!(trail.len(), 4, "{trail:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trail_viewer_shows_an_accounts_events_and_flags_an_altered_row() {
+    let s = with_console().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let arn = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let other = new_key(&c).await;
+    c.disable_key().key_id(&key).send().await.unwrap();
+    let refused = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+        .send()
+        .await;
+    assert_eq!(code(refused), "DisabledException");
+    // Reading the trail takes `cloudtrail:LookupEvents` (AWS's action for the event history):
+    // the administrator's `kms:*` is not enough; an auditor of the account is allowed it.
+    let (_, admin) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    assert_eq!(
+        get(&s, "/console/trail", &admin.unwrap()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    const AUDITOR: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["cloudtrail:LookupEvents","kms:ListKeys"],"Resource":"*"}]}"#;
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "ivy", Some(AUDITOR)));
+    let (_, cookie) = sign_in(&s, &id, &secret).await;
+    let cookie = cookie.unwrap();
+
+    let (status, _, page) = get(&s, "/console/trail", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("CreateKey") && page.contains("ConsoleLogin"),
+        "{page}"
+    );
+    // Filters: by event, by key, failures only; a text with LIKE's wildcards is literal.
+    let (_, _, page) = get(&s, "/console/trail?event=DisableKey", &cookie).await;
+    assert!(
+        page.contains("DisableKey") && !page.contains("ConsoleLogin"),
+        "{page}"
+    );
+    let q = form_urlencoded::Serializer::new(String::new())
+        .append_pair("key", &arn)
+        .finish();
+    let (_, _, page) = get(&s, &format!("/console/trail?{q}"), &cookie).await;
+    assert!(page.contains(&key) && !page.contains(&other), "{page}");
+    let (_, _, page) = get(&s, "/console/trail?errors=1", &cookie).await;
+    assert!(
+        page.contains("DisabledException") && !page.contains(">CreateKey<"),
+        "{page}"
+    );
+    let (_, _, page) = get(&s, "/console/trail?text=%25", &cookie).await;
+    assert!(!page.contains("CreateKey"), "{page}");
+    // By time: everything is after 2000, nothing before.
+    let (_, _, page) = get(&s, "/console/trail?from=2000-01-01T00:00:00Z", &cookie).await;
+    assert!(page.contains("DisableKey"), "{page}");
+    let (_, _, page) = get(&s, "/console/trail?to=2000-01-01T00:00:00Z", &cookie).await;
+    assert!(!page.contains("DisableKey"), "{page}");
+
+    // One event; and a row edited in the database is shown as altered.
+    let seq =
+        s.db.int("SELECT max(seq) FROM audit_events WHERE event_name = 'DisableKey'")
+            .await;
+    let (status, _, page) = get(&s, &format!("/console/trail/{seq}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("&quot;eventName&quot;: &quot;DisableKey&quot;")
+            && page.contains("hashes to what it records"),
+        "{page}"
+    );
+    s.db.execute(&format!(
+        "UPDATE audit_events SET body = replace(body, 'DisableKey', 'EnableKey') WHERE seq = {seq}"
+    ))
+    .await;
+    let (_, _, page) = get(&s, &format!("/console/trail/{seq}"), &cookie).await;
+    assert!(page.contains("was altered in the database"), "{page}");
+
+    // A principal its identity policies do not allow to read the trail: refused.
+    const LIST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#;
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "hal", Some(LIST)));
+    let (_, hal) = sign_in(&s, &id, &secret).await;
+    let (status, _, page) = get(&s, "/console/trail", &hal.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        page.contains("AccessDeniedException") && !page.contains("CreateKey"),
+        "{page}"
+    );
+    // Another account's auditor: its own account's events only.
+    let (_, id, secret, _) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret("111122223333", "auditor", Some(AUDITOR))
+    });
+    let (_, auditor) = sign_in(&s, &id, &secret).await;
+    let auditor = auditor.unwrap();
+    let (status, _, page) = get(&s, "/console/trail", &auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("ConsoleLogin") && !page.contains(&key) && !page.contains("CreateKey"),
+        "{page}"
+    );
+    let (status, _, _) = get(&s, &format!("/console/trail/{seq}"), &auditor).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

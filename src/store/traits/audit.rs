@@ -95,6 +95,20 @@ pub struct AuditRow {
     pub hash: Vec<u8>,
 }
 
+/// What a trail lookup keeps: each member, when set, must match.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event_name: Option<String>,
+    /// The key's ARN, as the event names it (first or second key: ReEncrypt's source).
+    pub key_arn: Option<String>,
+    /// Text the event's body holds (a principal's ARN or an access key id).
+    pub text: Option<String>,
+    /// Only events that failed (carry an `errorCode`).
+    pub errors_only: bool,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CheckpointRow {
     pub seq: i64,
@@ -149,6 +163,15 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Vec<(i64, DateTime<Utc>, String)>, StoreError>;
     /// The last `SealCoverage` event, if any.
     async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError>;
+    /// Account `account_id`'s events before sequence number `before` that match `filter`,
+    /// newest first, at most `limit` (the console's trail viewer).
+    async fn lookup_events(
+        &self,
+        account_id: &str,
+        filter: &EventFilter,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError>;
     /// Events after `after` in sequence order, at most `limit`.
     async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError>;
     /// Every (row, generation, seq) of `audit_generations`, by seq (for verification).
