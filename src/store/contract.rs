@@ -178,7 +178,8 @@ contract!(
     identity_accounts_principals_access_keys,
     identity_policies_tags_services_and_authz,
     roles_and_sessions,
-    audit_chain_head_events_and_checkpoints
+    audit_chain_head_events_and_checkpoints,
+    audit_lookup_filters_one_accounts_events
 );
 
 pub(crate) const ACCOUNT: &str = "111122223333";
@@ -1736,6 +1737,82 @@ async fn roles_and_sessions(s: &Backend) {
     // Sessions go with their role.
     assert!(s.delete_principal(role).await.unwrap());
     assert!(s.session("ASIANEW").await.unwrap().is_none());
+}
+
+/// The console's trail lookup: one account's events only, newest first, each filter applied,
+/// LIKE's wildcards in the text taken literally, paged by sequence number.
+async fn audit_lookup_filters_one_accounts_events(s: &Backend) {
+    let chain: &ChainFn = &crate::audit::chain_hash;
+    let (seq0, hash0) = s.audit_head().await.unwrap();
+    let (a, b) = (
+        "arn:aws:kms:eu-west-1:111122223333:key/a",
+        "arn:aws:kms:eu-west-1:111122223333:key/b",
+    );
+    let mut failed = event("Decrypt", &[a]);
+    failed.body = r#"{"eventName":"Decrypt","errorCode":"DisabledException","userIdentity":{"arn":"arn:aws:iam::111122223333:user/x_y"}}"#.into();
+    let mut elsewhere = event("Encrypt", &[a]);
+    elsewhere.account_id = Some("999999999999".into());
+    let batch = vec![
+        event("Encrypt", &[a]),
+        event("ReEncrypt", &[b, a]),
+        failed,
+        elsewhere,
+        event("CreateKey", &[b]),
+    ];
+    s.append_audit((seq0, &hash0), &batch, &[], chain)
+        .await
+        .unwrap()
+        .unwrap();
+    let look = |f: EventFilter, before: i64, limit: i64| async move {
+        s.lookup_events(ACCOUNT, &f, before, limit)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.event_name.clone())
+            .collect::<Vec<_>>()
+    };
+    let all = EventFilter::default();
+    assert_eq!(
+        look(all.clone(), i64::MAX, 10).await,
+        ["CreateKey", "Decrypt", "ReEncrypt", "Encrypt"]
+    );
+    let key_a = EventFilter {
+        key_arn: Some(a.into()),
+        ..all.clone()
+    };
+    assert_eq!(
+        look(key_a, i64::MAX, 10).await,
+        ["Decrypt", "ReEncrypt", "Encrypt"]
+    );
+    let named = EventFilter {
+        event_name: Some("Encrypt".into()),
+        ..all.clone()
+    };
+    assert_eq!(look(named, i64::MAX, 10).await, ["Encrypt"]);
+    let errors = EventFilter {
+        errors_only: true,
+        ..all.clone()
+    };
+    assert_eq!(look(errors, i64::MAX, 10).await, ["Decrypt"]);
+    let literal = EventFilter {
+        text: Some("user/x_y".into()),
+        ..all.clone()
+    };
+    assert_eq!(look(literal, i64::MAX, 10).await, ["Decrypt"]);
+    let wildcard = EventFilter {
+        text: Some("user/x%".into()),
+        ..all.clone()
+    };
+    assert!(look(wildcard, i64::MAX, 10).await.is_empty());
+    let later = EventFilter {
+        from: Some(now() + TimeDelta::hours(1)),
+        ..all.clone()
+    };
+    assert!(look(later, i64::MAX, 10).await.is_empty());
+    // Paged: the two newest, then what is before the second.
+    let newest = s.lookup_events(ACCOUNT, &all, i64::MAX, 2).await.unwrap();
+    assert_eq!(newest.len(), 2);
+    assert_eq!(look(all, newest[1].seq, 10).await, ["ReEncrypt", "Encrypt"]);
 }
 
 fn event(name: &str, arns: &[&str]) -> NewAuditEvent {
