@@ -396,7 +396,7 @@ async fn trail_event(
     s: &Session,
     seq: i64,
 ) -> (maud::Markup, Option<&'static str>) {
-    let filter = crate::store::EventFilter::default();
+    let filter = crate::domain::trail::EventFilter::default();
     match api
         .kms
         .lookup_events(caller, &filter, Some(seq + 1), 1)
@@ -444,7 +444,7 @@ async fn trail_page(
         error: None,
         older: None,
     };
-    let filter = crate::store::EventFilter {
+    let filter = crate::domain::trail::EventFilter {
         event_name: some(t.event.clone()),
         key_arn: some(t.key.clone()),
         text: some(t.text.clone()),

@@ -28,7 +28,7 @@ mod rows;
 mod seal;
 pub mod simulate;
 mod symmetric;
-mod trail;
+pub mod trail;
 pub mod xks;
 
 /// `kms --version` and `/healthz`: the release and the schema versions it migrates to.
