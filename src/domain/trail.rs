@@ -2,9 +2,9 @@
 //! policies allow `cloudtrail:LookupEvents` (AWS's action for reading the event history).
 
 use super::*;
+use crate::store::AuditRow;
 /// What a trail lookup keeps (the console builds it; the store applies it).
 pub use crate::store::EventFilter;
-use crate::store::AuditRow;
 
 impl Kms {
     /// The caller's account's events matching `filter`, newest first, before sequence number
