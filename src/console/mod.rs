@@ -303,12 +303,7 @@ pub async fn handle(
         (false, "/console/simulate") => {
             let s = session.expect("checked above");
             let caller = s.caller(&peer.to_string(), secure);
-            let q = |name: &str| {
-                form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.trim().to_string())
-                    .unwrap_or_default()
-            };
+            let q = |name: &str| query_value(parts.uri.query().unwrap_or(""), name);
             let mut sim = pages::SimulatorPage {
                 principal: q("principal"),
                 action: q("action"),
@@ -421,12 +416,7 @@ async fn trail_page(
     query: &str,
 ) -> (maud::Markup, Option<&'static str>) {
     const PAGE: i64 = 50;
-    let q = |name: &str| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
+    let q = |name: &str| query_value(query, name);
     let time = |v: String| {
         chrono::DateTime::parse_from_rfc3339(&v)
             .ok()
@@ -533,10 +523,16 @@ fn key_id_shaped(id: &str) -> bool {
 /// An exception or operation name from a query string, if it is one (letters only): what the
 /// key page says the last action answered, never text a link could choose.
 fn word(query: &str, name: &str) -> Option<String> {
+    Some(query_value(query, name))
+        .filter(|v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
+/// A query string member's value, trimmed (empty if absent).
+fn query_value(query: &str, name: &str) -> String {
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphabetic()))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The key page of `id`: the API calls behind each part, as the principal. `None` if the

@@ -1,12 +1,12 @@
-//! Console sessions: a sign-in checks an access key id and its secret the way SigV4 does (the
-//! signing key the service derives for it in the token, against the one derived here from the
-//! secret given, over a fresh challenge), and opens a session named by a random cookie. The
+//! Console sessions: a sign-in checks an access key id and its secret as the API checks a
+//! request (the secret signs one with `aws-sigv4`, the API's verifier checks it), and opens a
+//! session named by a random cookie. The
 //! session knows the principal, never the secret; it ends when it expires, when its user signs
 //! out, and as soon as its access key no longer signs (deactivated, deleted).
 
 use crate::api::ApiState;
 use crate::domain::Caller;
-use aws_lc_rs::{digest, hmac, rand::SecureRandom};
+use aws_lc_rs::{digest, rand::SecureRandom};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -68,13 +68,6 @@ fn cookie_digest(cookie: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// HMAC-SHA-256.
-fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
-        .as_ref()
-        .to_vec()
-}
-
 impl Sessions {
     pub fn new(lifetime: Duration) -> Sessions {
         Sessions {
@@ -95,31 +88,32 @@ impl Sessions {
         access_key_id: &str,
         secret: &str,
     ) -> Result<(String, Session), SignInRefused> {
+        // The secret signs a request as any AWS client would (`aws-sigv4`), and the API's own
+        // verifier checks it: the console takes exactly what the API takes.
         let region = api.regions.first().cloned().unwrap_or_default();
-        let date = chrono::Utc::now().format("%Y%m%d").to_string();
-        let key = api
-            .kms
-            .credentials
-            .signing_key(access_key_id, &date, &region, "kms")
-            .await
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri("http://console/console/sign-in")
+            .header("host", "console")
+            .body(Vec::new())
             .map_err(|_| SignInRefused)?;
-        // Temporary credentials need their session token: the console takes long-term keys.
-        if key.session.is_some() {
-            return Err(SignInRefused);
-        }
-        let challenge = random_hex(32);
-        let mut derived = mac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-        for part in [region.as_str(), "kms", "aws4_request"] {
-            derived = mac(&derived, part.as_bytes());
-        }
-        let given = mac(&derived, challenge.as_bytes());
-        let expected = key.sign(challenge.as_bytes());
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            given.as_slice(),
-            expected.as_slice(),
-        )) {
-            return Err(SignInRefused);
-        }
+        crate::api::sigv4::sign_request(&mut req, access_key_id, secret, &region, "kms")
+            .map_err(|_| SignInRefused)?;
+        let verified = crate::api::sigv4::verify(
+            &api.kms.credentials,
+            "kms",
+            std::slice::from_ref(&region),
+            "POST",
+            req.uri().path(),
+            "",
+            req.headers(),
+            req.body(),
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(|_| SignInRefused)?;
+        // Temporary credentials fail there (their session token is not given): long-term keys.
+        let key = verified.key;
         let session = Session {
             access_key_id: key.access_key_id.clone(),
             principal_arn: key.principal_arn.clone(),
