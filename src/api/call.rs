@@ -28,12 +28,7 @@ pub async fn call_as(
     let request_id = uuid::Uuid::new_v4().to_string();
     let caller = who.caller;
     let mut info = CallInfo {
-        identity: Some(crate::audit::Identity {
-            principal_arn: caller.principal_arn.clone(),
-            account_id: caller.account_id.clone(),
-            access_key_id: caller.access_key_id.clone(),
-            role_arn: caller.role_arn.clone(),
-        }),
+        identity: Some(caller.identity()),
         region: caller.region.clone(),
         user_agent: who.user_agent.to_string(),
         request: Some(request.clone()),

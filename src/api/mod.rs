@@ -69,6 +69,17 @@ pub struct TlsDetails {
     pub client_certificate: Option<String>,
 }
 
+impl TlsDetails {
+    /// What the trail records of it: version, cipher suite, client certificate's SHA-256.
+    pub fn parts(&self) -> (&str, &str, Option<&str>) {
+        (
+            self.version.as_str(),
+            self.cipher_suite.as_str(),
+            self.client_certificate.as_deref(),
+        )
+    }
+}
+
 /// What the audit event of a call needs beyond its outcome.
 #[derive(Default)]
 struct CallInfo {
@@ -588,13 +599,7 @@ async fn audit(
         response,
         error: error.as_ref().map(|(k, m)| (*k, m.as_str())),
         request_id,
-        tls: tls.map(|t| {
-            (
-                t.version.as_str(),
-                t.cipher_suite.as_str(),
-                t.client_certificate.as_deref(),
-            )
-        }),
+        tls: tls.map(TlsDetails::parts),
         time: chrono::Utc::now(),
     });
     let (event, settles) = match &info.change {
@@ -729,12 +734,7 @@ async fn process(
             }
         })?;
         info.region = verified.region.clone();
-        info.identity = Some(crate::audit::Identity {
-            principal_arn: verified.key.principal_arn.clone(),
-            account_id: verified.key.account_id.clone(),
-            access_key_id: verified.key.access_key_id.clone(),
-            role_arn: verified.key.role_arn.clone(),
-        });
+        info.identity = Some(verified.key.identity());
         info.request = if protocol == Protocol::Query {
             let params: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(&body)
                 .into_owned()

@@ -18,6 +18,22 @@ pub struct Identity {
     pub role_arn: Option<String>,
 }
 
+impl Identity {
+    pub fn of(
+        principal_arn: &str,
+        account_id: &str,
+        access_key_id: &str,
+        role: Option<&String>,
+    ) -> Self {
+        Identity {
+            principal_arn: principal_arn.into(),
+            account_id: account_id.into(),
+            access_key_id: access_key_id.into(),
+            role_arn: role.cloned(),
+        }
+    }
+}
+
 /// Everything one API call's event is made of.
 pub struct ApiCall<'a> {
     pub operation: &'a str,

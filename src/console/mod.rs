@@ -128,11 +128,9 @@ impl Call<'_> {
         request: serde_json::Value,
         error: Option<&str>,
     ) -> bool {
-        let identity = who.map(|s| crate::audit::Identity {
-            principal_arn: s.principal_arn.clone(),
-            account_id: s.account_id.clone(),
-            access_key_id: s.access_key_id.clone(),
-            role_arn: None,
+        let identity = who.map(|s| {
+            s.caller(&self.peer.to_string(), self.tls.is_some())
+                .identity()
         });
         let region = who
             .map(|s| s.region.clone())
@@ -149,13 +147,7 @@ impl Call<'_> {
             response: None,
             error: error.map(|e| (e, "")),
             request_id: &self.request_id,
-            tls: self.tls.map(|t| {
-                (
-                    t.version.as_str(),
-                    t.cipher_suite.as_str(),
-                    t.client_certificate.as_deref(),
-                )
-            }),
+            tls: self.tls.map(TlsDetails::parts),
             time: chrono::Utc::now(),
         });
         match self.api.audit.record(event).await {

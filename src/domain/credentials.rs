@@ -41,6 +41,12 @@ pub struct IssuedSession {
 
 impl SigningKey {
     /// HMAC-SHA256 of a string to sign under this key.
+    /// Who the trail says signed with it.
+    pub fn identity(&self) -> crate::audit::Identity {
+        let (p, a, k) = (&self.principal_arn, &self.account_id, &self.access_key_id);
+        crate::audit::Identity::of(p, a, k, self.role_arn.as_ref())
+    }
+
     pub fn sign(&self, data: &[u8]) -> Vec<u8> {
         hmac::sign(&self.key, data).as_ref().to_vec()
     }

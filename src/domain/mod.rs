@@ -90,6 +90,12 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Who the trail says made the call.
+    pub fn identity(&self) -> crate::audit::Identity {
+        let (p, a, k) = (&self.principal_arn, &self.account_id, &self.access_key_id);
+        crate::audit::Identity::of(p, a, k, self.role_arn.as_ref())
+    }
+
     /// The request's grant tokens and the alias (name or ARN) its `KeyId` used, if any.
     pub fn for_request(&self, tokens: Option<Vec<String>>, key_id: Option<&str>) -> Caller {
         let request_alias = key_id.and_then(|k| match keyid::parse(k) {

@@ -470,12 +470,7 @@ pub async fn handle(
     } else {
         answer(&state.kms, store, &call, body, &mut recorded).await
     };
-    let identity = crate::audit::Identity {
-        principal_arn: key.principal_arn.clone(),
-        account_id: key.account_id.clone(),
-        access_key_id: key.access_key_id.clone(),
-        role_arn: key.role_arn.clone(),
-    };
+    let identity = key.identity();
     let error_of = result.as_ref().err().map(|e| e.wire().1);
     let event = crate::audit::api_event(&crate::audit::ApiCall {
         operation: call.event_name(),
