@@ -731,42 +731,15 @@ async fn a_store_disconnected_and_connected_under_load_fails_only_its_own_keys()
     let (s, _) = with_partition().await;
     let c = s.client();
     let (id, in_store) = store_with_key(&c).await;
-    let own = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for key in [in_store.clone(), in_store.clone(), own.clone()] {
-        let (c, stop) = (c.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let (mut ok, mut errors) = (0, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = match encrypt(&c, &key).await {
-                    Ok(blob) => decrypt(&c, &blob).await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                match r {
-                    Ok(()) => ok += 1,
-                    Err(e) => errors.push(e),
-                }
-            }
-            (key, ok, errors)
-        }));
-    }
+    let own = new_key(&c).await;
+    let load = Load::start(&c, &[&in_store, &in_store, &own]);
     for _ in 0..4 {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         disconnect(&c, &id).await;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         connect(&c, &id).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for w in workers {
-        let (key, ok, errors) = w.await.unwrap();
+    for (key, ok, errors) in load.finish().await {
         assert!(ok > 0, "{key}: nothing worked");
         if key == own {
             assert!(
@@ -786,6 +759,55 @@ async fn a_store_disconnected_and_connected_under_load_fails_only_its_own_keys()
             .unwrap(),
         b"tenant secret"
     );
+}
+
+/// Clients encrypting and decrypting, one per key given, until [`Load::finish`]: no call may
+/// take 10 seconds.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<(String, usize, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(c: &aws_sdk_kms::Client, keys: &[&String]) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers = keys
+            .iter()
+            .map(|key| {
+                let (c, stop, key) = (c.clone(), stop.clone(), key.to_string());
+                tokio::spawn(async move {
+                    let (mut ok, mut errors) = (0, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let started = std::time::Instant::now();
+                        let r = match encrypt(&c, &key).await {
+                            Ok(blob) => decrypt(&c, &blob).await.map(|_| ()),
+                            Err(e) => Err(e),
+                        };
+                        assert!(
+                            started.elapsed() < std::time::Duration::from_secs(10),
+                            "a call hung"
+                        );
+                        match r {
+                            Ok(()) => ok += 1,
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    (key, ok, errors)
+                })
+            })
+            .collect();
+        Load { stop, workers }
+    }
+
+    /// Each worker's key, its round trips, and the errors it met.
+    async fn finish(self) -> Vec<(String, usize, Vec<String>)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut out = Vec::new();
+        for w in self.workers {
+            out.push(w.await.unwrap());
+        }
+        out
+    }
 }
 
 /// An account has at most 10 custom key stores in a Region (AWS's quota):
@@ -934,39 +956,9 @@ async fn a_partition_lost_under_load_fails_only_its_own_keys() {
     .await;
     let c = s.client();
     let (id, in_store) = store_with_key(&c).await;
-    let own = c
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let own = new_key(&c).await;
     let before = encrypt(&c, &in_store).await.unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for key in [in_store.clone(), in_store.clone(), own.clone()] {
-        let (c, stop) = (c.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let (mut ok, mut errors) = (0, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let started = std::time::Instant::now();
-                let r = match encrypt(&c, &key).await {
-                    Ok(blob) => decrypt(&c, &blob).await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                assert!(
-                    started.elapsed() < std::time::Duration::from_secs(10),
-                    "a call hung"
-                );
-                match r {
-                    Ok(()) => ok += 1,
-                    Err(e) => errors.push(e),
-                }
-            }
-            (key, ok, errors)
-        }));
-    }
+    let load = Load::start(&c, &[&in_store, &in_store, &own]);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let storage = partition_storage(&s, &label);
     let hidden = storage.with_extension("lost");
@@ -989,9 +981,7 @@ async fn a_partition_lost_under_load_fails_only_its_own_keys() {
         assert!(code.is_some(), "{e:?}");
     }
     std::fs::rename(&hidden, &storage).unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for w in workers {
-        let (key, ok, errors) = w.await.unwrap();
+    for (key, ok, errors) in load.finish().await {
         assert!(ok > 0, "{key}: nothing worked");
         if key == own {
             assert!(
