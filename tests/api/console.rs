@@ -135,16 +135,7 @@ async fn the_console_shows_each_principal_only_the_keys_it_may_describe() {
     assert!(filtered.contains(&script) && !filtered.contains(&mine));
 
     // A user whose identity policy allows listing, and describing one key only.
-    let arn = c
-        .describe_key()
-        .key_id(&mine)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
+    let arn = describe(&c, &mine).await.arn.unwrap();
     let policy = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}},{{"Effect":"Allow","Action":"kms:DescribeKey","Resource":"{arn}"}}]}}"#
     );
@@ -352,15 +343,7 @@ async fn a_key_page_shows_its_parts_and_its_actions_are_api_calls() {
     )
     .await;
     assert!(to.ends_with("?done=ScheduleKeyDeletion"), "{to}");
-    let state = c
-        .describe_key()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_state;
+    let state = describe(&c, &key).await.key_state;
     assert_eq!(state, Some(aws_sdk_kms::types::KeyState::PendingDeletion));
     // A refusal of the API is shown as its exception.
     let to = act(&s, &cookie, &key, "rotate", &[]).await;
@@ -390,15 +373,7 @@ async fn a_key_page_shows_its_parts_and_its_actions_are_api_calls() {
         .to_str()
         .unwrap()
         .contains("?error="));
-    let state = c
-        .describe_key()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_state;
+    let state = describe(&c, &key).await.key_state;
     assert_eq!(state, Some(aws_sdk_kms::types::KeyState::Disabled));
     // A path that is no key id is not looked up.
     let (status, _, _) = get(&s, "/console/keys/..%2F..%2Fetc", &cookie).await;
@@ -476,16 +451,7 @@ async fn the_trail_viewer_shows_an_accounts_events_and_flags_an_altered_row() {
     let s = with_console().await;
     let c = s.client();
     let key = new_key(&c).await;
-    let arn = c
-        .describe_key()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
+    let arn = describe(&c, &key).await.arn.unwrap();
     let other = new_key(&c).await;
     c.disable_key().key_id(&key).send().await.unwrap();
     let refused = c

@@ -565,14 +565,7 @@ async fn keys_in_a_custom_key_store_live_in_its_partition() {
     // Disconnected: its keys are Unavailable and unusable on every node, management still
     // works, and the store cannot be deleted while they exist.
     disconnect(&c, &id).await;
-    let d = c
-        .describe_key()
-        .key_id(k)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
+    let d = describe(&c, &k).await;
     assert_eq!(d.key_state(), Some(&KeyState::Unavailable));
     assert_eq!(
         encrypt(&c, k).await.unwrap_err(),
@@ -1082,16 +1075,7 @@ async fn a_key_in_a_store_has_aliases_grants_policies_and_a_trail_as_any_other()
     let (s, _) = with_partition().await;
     let c = s.client();
     let (_, key) = store_with_key(&c).await;
-    let arn = c
-        .describe_key()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
+    let arn = describe(&c, &key).await.arn.unwrap();
     c.create_alias()
         .alias_name("alias/tenant-a")
         .target_key_id(&key)

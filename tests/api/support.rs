@@ -1281,6 +1281,17 @@ pub async fn new_key_with(
 }
 
 /// A new symmetric encryption key's id.
+/// `DescribeKey`'s metadata of `key`.
+pub async fn describe(c: &aws_sdk_kms::Client, key: &str) -> aws_sdk_kms::types::KeyMetadata {
+    c.describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+}
+
 pub async fn new_key(c: &aws_sdk_kms::Client) -> String {
     c.create_key()
         .send()
