@@ -565,7 +565,7 @@ async fn keys_in_a_custom_key_store_live_in_its_partition() {
     // Disconnected: its keys are Unavailable and unusable on every node, management still
     // works, and the store cannot be deleted while they exist.
     disconnect(&c, &id).await;
-    let d = describe(&c, &k).await;
+    let d = describe(&c, k).await;
     assert_eq!(d.key_state(), Some(&KeyState::Unavailable));
     assert_eq!(
         encrypt(&c, k).await.unwrap_err(),
