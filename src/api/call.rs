@@ -3,7 +3,7 @@
 //! event in the trail as a signed request gets — only the signature check is the front end's.
 
 use super::error::ApiError;
-use super::{audit, record_intent, ApiState, CallInfo, Protocol, Reply, TlsDetails};
+use super::{audit, ApiState, CallInfo, Protocol, Reply, TlsDetails};
 use crate::domain::Caller;
 use serde_json::Value;
 
@@ -46,14 +46,16 @@ pub async fn call_as(
         {
             return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
         }
-        let change = record_intent(state, who.peer, &info, operation, &request_id, false).await?;
-        info.change = change.clone();
-        crate::audit::in_change(
-            change,
-            super::ops::dispatch(operation, &state.kms, caller, &body),
+        super::run_operation(
+            state,
+            who.peer,
+            &mut info,
+            caller,
+            operation,
+            &body,
+            &request_id,
         )
         .await
-        .map(Reply::Json)
     })
     .await
     .unwrap_or(Err(ApiError::Kms(

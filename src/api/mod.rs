@@ -93,6 +93,31 @@ struct CallInfo {
     suppressed: bool,
     /// The change record written with the call's change, which the call's event settles.
     change: Option<Arc<crate::audit::ChangeRecord>>,
+    /// The keys the call resolved, which its event names.
+    keys: Vec<String>,
+}
+
+/// Run operation `op` of the JSON API for `caller`: its intent first (for a call that may
+/// change something), then its handler in the scope its writes commit in, noting the keys it
+/// resolves for its event.
+async fn run_operation(
+    state: &ApiState,
+    peer: std::net::IpAddr,
+    info: &mut CallInfo,
+    caller: &Caller,
+    op: &str,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Reply, ApiError> {
+    let change = record_intent(state, peer, info, op, request_id, false).await?;
+    info.change = change.clone();
+    let (result, keys) = crate::domain::noting_keys(crate::audit::in_change(
+        change,
+        ops::dispatch(op, &state.kms, caller, body),
+    ))
+    .await;
+    info.keys = keys;
+    result.map(Reply::Json)
 }
 
 /// What a listener serves: the API (with the XKS proxy API), or the console.
@@ -541,6 +566,7 @@ async fn record_intent(
         request_id,
         tls: None,
         time: chrono::Utc::now(),
+        keys: &[],
     };
     let refuse = |e: crate::audit::AuditError| {
         tracing::error!(operation, error = %e, "the audit trail cannot take the call's intent; the call is refused before it changes anything");
@@ -601,6 +627,7 @@ async fn audit(
         request_id,
         tls: tls.map(TlsDetails::parts),
         time: chrono::Utc::now(),
+        keys: &info.keys,
     });
     let (event, settles) = match &info.change {
         Some(c) => (
@@ -801,11 +828,7 @@ async fn process(
         if !state.quotas.allow(&caller.account_id, &caller.region, &op) {
             return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
         }
-        let change = record_intent(state, peer, info, &op, request_id, false).await?;
-        info.change = change.clone();
-        crate::audit::in_change(change, ops::dispatch(&op, &state.kms, &caller, &body))
-            .await
-            .map(Reply::Json)
+        run_operation(state, peer, info, &caller, &op, &body, request_id).await
     }
     .await;
     if protocol == Protocol::Json {

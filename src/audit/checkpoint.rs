@@ -27,14 +27,7 @@ pub async fn checkpoint(
         return Ok(None);
     }
     let signed_at = Utc::now();
-    let msg = checkpoint_message(seq, &hash, &signed_at);
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &msg);
-    let raw = hsm
-        .audit_sign(digest.as_ref().to_vec())
-        .await
-        .map_err(|e| AuditError(e.to_string()))?;
-    let signature = crate::domain::asymmetric::ecdsa_raw_to_der(&raw)
-        .ok_or_else(|| AuditError("the token returned a malformed signature".into()))?;
+    let signature = audit_signature(hsm, &checkpoint_message(seq, &hash, &signed_at)).await?;
     let row = CheckpointRow {
         seq,
         hash,

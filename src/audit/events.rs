@@ -49,6 +49,9 @@ pub struct ApiCall<'a> {
     /// TLS version, cipher suite and the client certificate's SHA-256, if any.
     pub tls: Option<(&'a str, &'a str, Option<&'a str>)>,
     pub time: DateTime<Utc>,
+    /// The keys the call resolved (by id, alias or ARN), beyond those its request and
+    /// response name by ARN.
+    pub keys: &'a [String],
 }
 
 /// Request members that may appear in the trail: identifiers, contexts, algorithms, specs and
@@ -114,6 +117,13 @@ const LOGGED_MEMBERS: &[&str] = &[
     "AwsPrincipalArn",
     "KmsKeyArn",
     "KmsViaService",
+    // The console's own events (a report, an export of the trail).
+    "Report",
+    "Format",
+    "EventName",
+    "From",
+    "To",
+    "Events",
 ];
 
 fn camel(s: &str) -> String {
@@ -153,7 +163,7 @@ fn read_only(op: &str) -> bool {
     crate::operations::find_any(op).is_some_and(|o| o.read_only)
 }
 
-fn key_arns_of(request: Option<&Value>, response: Option<&Value>) -> Vec<String> {
+fn key_arns_of(request: Option<&Value>, response: Option<&Value>, keys: &[String]) -> Vec<String> {
     let mut arns = Vec::new();
     let mut take = |v: Option<&Value>| {
         if let Some(s) = v.and_then(Value::as_str) {
@@ -170,6 +180,9 @@ fn key_arns_of(request: Option<&Value>, response: Option<&Value>) -> Vec<String>
     }
     if let Some(r) = request {
         take(r.get("KeyId"));
+    }
+    for k in keys {
+        take(Some(&Value::String(k.clone())));
     }
     arns
 }
@@ -274,7 +287,7 @@ pub fn generations_in(body: &Value) -> Vec<(String, i64)> {
 /// The event for one API call.
 pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
-    let arns = key_arns_of(c.request, c.response);
+    let arns = key_arns_of(c.request, c.response, c.keys);
     let mut e = api_body(c, &arns, event_id);
     e["eventName"] = json!(c.operation);
     e["responseElements"] = if c.error.is_none() {
@@ -346,7 +359,7 @@ pub fn committed_event(c: &ApiCall<'_>) -> NewAuditEvent {
 /// change): the call's request and caller, its operation, under `name` and `event_type`.
 fn call_marker(c: &ApiCall<'_>, name: &str, event_type: &str) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
-    let arns = key_arns_of(c.request, None);
+    let arns = key_arns_of(c.request, None, &[]);
     let mut e = api_body(c, &arns, event_id);
     e["eventName"] = json!(name);
     e["additionalEventData"] = json!({ "operation": c.operation });

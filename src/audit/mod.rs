@@ -7,12 +7,14 @@
 //!
 //! This file holds the chain itself (its hash, the checkpoint message, canonical JSON);
 //! `events.rs` builds the events, `recorder.rs` appends them (group commit, change records),
-//! `checkpoint.rs` signs the head. All are re-exported here.
+//! `checkpoint.rs` signs the head, `report.rs` signs reports. All but `verify`, `report` and
+//! `anchor` are re-exported here.
 
 pub mod anchor;
 mod checkpoint;
 mod events;
 mod recorder;
+pub mod report;
 pub mod verify;
 
 pub use checkpoint::*;
@@ -25,6 +27,18 @@ use crate::hsm::Hsm;
 pub use crate::store::{in_change, ChangeRecord};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+/// Sign `message` in the token with the audit key: the DER ECDSA P-256 signature of its
+/// SHA-256 (what checkpoints and reports carry).
+pub(crate) async fn audit_signature(hsm: &Hsm, message: &[u8]) -> Result<Vec<u8>, AuditError> {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
+    let raw = hsm
+        .audit_sign(digest.as_ref().to_vec())
+        .await
+        .map_err(|e| AuditError(e.to_string()))?;
+    crate::domain::asymmetric::ecdsa_raw_to_der(&raw)
+        .ok_or_else(|| AuditError("the token returned a malformed signature".into()))
+}
 
 /// The hash before the first event.
 pub const GENESIS: [u8; 32] = [0u8; 32];

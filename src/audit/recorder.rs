@@ -336,6 +336,65 @@ impl Audit {
     pub async fn checkpoint(&self) -> Result<Option<i64>, AuditError> {
         checkpoint(self.store.as_ref(), &self.hsm, self.anchor.as_deref()).await
     }
+
+    /// Sign a report this service built, over the chain head now ([`super::report`]).
+    pub async fn sign_report(
+        &self,
+        content: &[u8],
+    ) -> Result<super::report::ReportSignature, AuditError> {
+        super::report::sign(self.store.as_ref(), &self.hsm, content).await
+    }
+
+    /// The audit public key (SubjectPublicKeyInfo DER).
+    pub async fn public_key_der(&self) -> Result<Vec<u8>, AuditError> {
+        public_key_der(&self.hsm).await
+    }
+
+    /// The trail in the database verified with the audit public key, as `kms audit verify`
+    /// does (anchors aside), and the latest checkpoint.
+    pub async fn verify_stored(
+        &self,
+    ) -> Result<(super::verify::Report, Option<crate::store::CheckpointRow>), AuditError> {
+        let key = self.public_key_der().await?;
+        let (report, _, cps) = super::verify::stored(self.store.as_ref(), &key)
+            .await
+            .map_err(|e| AuditError(e.to_string()))?;
+        Ok((report, cps.last().cloned()))
+    }
+
+    /// The latest checkpoint, and whether its signature verifies with the audit public key.
+    pub async fn latest_checkpoint(
+        &self,
+    ) -> Result<Option<(crate::store::CheckpointRow, bool)>, AuditError> {
+        let cps = (self.store.checkpoints().await).map_err(|e| AuditError(e.to_string()))?;
+        let Some(c) = cps.last().cloned() else {
+            return Ok(None);
+        };
+        let key = self.public_key_der().await?;
+        let msg = checkpoint_message(c.seq, &c.hash, &c.signed_at);
+        let verifies = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            &key,
+        )
+        .verify(&msg, &c.signature)
+        .is_ok();
+        Ok(Some((c, verifies)))
+    }
+
+    /// The events `filter` keeps, as `kms audit export` writes them (JSON Lines), and how
+    /// many.
+    pub async fn export(
+        &self,
+        filter: &super::verify::Filter,
+    ) -> Result<(Vec<String>, usize), AuditError> {
+        let err = |e: StoreError| AuditError(e.to_string());
+        let rows = super::verify::all_events(self.store.as_ref())
+            .await
+            .map_err(err)?;
+        let cps = self.store.checkpoints().await.map_err(err)?;
+        let n = rows.iter().filter(|r| filter.matches(r)).count();
+        Ok((super::verify::export(&rows, &cps, filter), n))
+    }
 }
 
 /// Append events after the chain head, reading the head again whenever another writer

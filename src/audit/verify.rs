@@ -2,7 +2,7 @@
 //! carries what verification needs.
 
 use super::{chain_hash, checkpoint_message, GENESIS};
-use crate::store::{AuditRow, CheckpointRow};
+use crate::store::{AuditRow, AuditStore, CheckpointRow, StoreError};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -357,6 +357,43 @@ pub fn verify(
     }
     r.problems.sort_by_key(|(s, _)| *s);
     r
+}
+
+/// Every event of the trail in the database, in order.
+pub async fn all_events(store: &dyn AuditStore) -> Result<Vec<AuditRow>, StoreError> {
+    const PAGE: i64 = 5000;
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_events(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let done = (page.len() as i64) < PAGE;
+        out.extend(page);
+        if done {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The trail in the database verified with the audit public key: the chain from the first
+/// event to the head, the checkpoints, the columns exports filter on, and the key
+/// generations; with the links checked (for anchors). What it cannot see is an anchor outside
+/// the database: the caller checks those.
+pub async fn stored(
+    store: &dyn AuditStore,
+    public_key: &[u8],
+) -> Result<(Report, Vec<Link>, Vec<CheckpointRow>), StoreError> {
+    let rows = all_events(store).await?;
+    let links: Vec<Link> = rows.iter().map(Link::from).collect();
+    let cps = store.checkpoints().await?;
+    let (head, _) = store.audit_head().await?;
+    let mut report = verify(&links, &cps, public_key, true, Some(head));
+    check_columns(&mut report, &rows);
+    let generations = store.audit_generations().await?;
+    check_generations(&mut report, &rows, &generations);
+    Ok((report, links, cps))
 }
 
 /// What an export keeps.

@@ -2,9 +2,7 @@
 
 use crate::config::Settings;
 use crate::server::wiring::{connect_store, open_anchor, open_kms};
-use crate::store::Store;
 use anyhow::{anyhow, Result};
-use std::sync::Arc;
 
 /// `kms audit …`: the auditor's commands.
 #[derive(clap::Subcommand, Debug)]
@@ -27,6 +25,10 @@ pub enum AuditCommand {
         /// `audit_max_checkpoint_age_secs` (0: no bound).
         #[arg(long)]
         max_checkpoint_age_secs: Option<u64>,
+        /// Verify a signed report of the console instead: its signature, then that the chain
+        /// head it names is in the trail (the export given, or else the database).
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
     },
     /// Write events as JSON Lines, with what `verify` needs to check them.
     Export {
@@ -84,22 +86,6 @@ fn print_report(r: &crate::audit::verify::Report) -> Result<()> {
     ))
 }
 
-async fn all_events(store: &Arc<dyn Store>) -> Result<Vec<crate::store::AuditRow>> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.audit_events(after, 5000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        let done = page.len() < 5000;
-        out.extend(page);
-        if done {
-            break;
-        }
-    }
-    Ok(out)
-}
-
 pub async fn run(s: &Settings, cmd: AuditCommand) -> Result<()> {
     use crate::audit::verify;
     let parse_time = |t: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
@@ -112,6 +98,53 @@ pub async fn run(s: &Settings, cmd: AuditCommand) -> Result<()> {
             .transpose()
     };
     match cmd {
+        AuditCommand::Verify {
+            public_key,
+            export,
+            report: Some(report),
+            ..
+        } => {
+            let key = read_public_key(&public_key)?;
+            let text = std::fs::read(&report)
+                .map_err(|e| anyhow!("cannot read {}: {e}", report.display()))?;
+            let signed = crate::audit::report::verify(&text, &key).map_err(|e| anyhow!(e))?;
+            println!(
+                "the report's signature verifies: signed {} over the trail up to event {}",
+                signed.signed_at, signed.seq
+            );
+            let hash = match export {
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+                    let (links, _) = verify::parse_export(&text).map_err(|e| anyhow!(e))?;
+                    links
+                        .into_iter()
+                        .find(|l| l.seq == signed.seq)
+                        .map(|l| l.hash)
+                }
+                None => {
+                    let store = connect_store(s).await?;
+                    let row = store.audit_events(signed.seq - 1, 1).await?;
+                    row.into_iter()
+                        .find(|r| r.seq == signed.seq)
+                        .map(|r| r.hash)
+                }
+            };
+            match hash {
+                Some(h) if h == signed.head => {
+                    println!("OK: the trail holds the chain head the report was built from");
+                    Ok(())
+                }
+                Some(_) => Err(anyhow!(
+                    "the trail's event {} does not have the hash the report was built from: the trail was rewritten since",
+                    signed.seq
+                )),
+                None => Err(anyhow!(
+                    "the trail has no event {}: the report's chain head cannot be checked against it",
+                    signed.seq
+                )),
+            }
+        }
         AuditCommand::Verify {
             public_key,
             export: Some(file),
@@ -128,6 +161,7 @@ pub async fn run(s: &Settings, cmd: AuditCommand) -> Result<()> {
             export: None,
             anchor,
             max_checkpoint_age_secs,
+            report: None,
         } => {
             let key = read_public_key(&public_key)?;
             let anchors: Vec<std::path::PathBuf> = if anchor.is_empty() {
@@ -136,14 +170,7 @@ pub async fn run(s: &Settings, cmd: AuditCommand) -> Result<()> {
                 anchor
             };
             let store = connect_store(s).await?;
-            let rows = all_events(&store).await?;
-            let links: Vec<verify::Link> = rows.iter().map(verify::Link::from).collect();
-            let cps = store.checkpoints().await?;
-            let (head, _) = store.audit_head().await?;
-            let mut report = verify::verify(&links, &cps, &key, true, Some(head));
-            verify::check_columns(&mut report, &rows);
-            let generations = store.audit_generations().await?;
-            verify::check_generations(&mut report, &rows, &generations);
+            let (mut report, links, cps) = verify::stored(store.as_ref(), &key).await?;
             for a in &anchors {
                 let anchored = crate::audit::anchor::read(a).map_err(|e| anyhow!(e))?;
                 verify::check_anchor(
@@ -185,7 +212,7 @@ pub async fn run(s: &Settings, cmd: AuditCommand) -> Result<()> {
                 event_name,
             };
             let store = connect_store(s).await?;
-            let rows = all_events(&store).await?;
+            let rows = verify::all_events(store.as_ref()).await?;
             let cps = store.checkpoints().await?;
             let lines = verify::export(&rows, &cps, &filter);
             let n = rows.iter().filter(|r| filter.matches(r)).count();

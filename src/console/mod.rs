@@ -9,6 +9,7 @@
 //! POST carrying the session's CSRF token, from this origin only (`Origin`,
 //! `Sec-Fetch-Site`).
 
+mod audit;
 pub mod pages;
 pub mod session;
 
@@ -30,12 +31,15 @@ const KEYS_PER_PAGE: usize = 1000;
 /// The console of one node: its sessions.
 pub struct Console {
     pub sessions: Sessions,
+    /// Held by the one verification, export or report running on this node.
+    heavy: tokio::sync::Mutex<()>,
 }
 
 impl Console {
     pub fn new(session_lifetime: std::time::Duration) -> Console {
         Console {
             sessions: Sessions::new(session_lifetime),
+            heavy: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -149,6 +153,7 @@ impl Call<'_> {
             request_id: &self.request_id,
             tls: self.tls.map(TlsDetails::parts),
             time: chrono::Utc::now(),
+            keys: &[],
         });
         match self.api.audit.record(event).await {
             Ok(_) => true,
@@ -341,6 +346,13 @@ pub async fn handle(
             };
             page(status, markup)
         }
+        (_, p) if p.starts_with("/console/audit") || p.starts_with("/console/reports") => {
+            let s = session.expect("checked above");
+            let caller = s.caller(&peer.to_string(), secure);
+            let query = parts.uri.query().unwrap_or("");
+            let answer = audit::handle(console, &call, &s, &caller, post, p, query).await;
+            answer.unwrap_or_else(|| page(StatusCode::NOT_FOUND, pages::not_found(Some(&s))))
+        }
         (_, p) if p.starts_with("/console/keys/") => {
             let s = session.expect("checked above");
             let caller = s.caller(&peer.to_string(), secure);
@@ -362,6 +374,22 @@ pub async fn handle(
                     Err(e) => format!("/console/keys/{id}?error={e}"),
                 };
                 return redirect(&to, None);
+            }
+            if act == "access" {
+                let review = (api.kms.access_review(&caller, id).await)
+                    .map_err(|e| ApiError::from(e).wire().1);
+                let error = review.as_ref().err().copied();
+                let request = json!({ "KeyId": id });
+                if !call
+                    .record("ConsoleAccessReview", Some(&s), request, error)
+                    .await
+                {
+                    return page(StatusCode::SERVICE_UNAVAILABLE, pages::not_found(Some(&s)));
+                }
+                return match review {
+                    Ok(r) => page(StatusCode::OK, pages::access(&s, id, &r)),
+                    Err(_) => page(StatusCode::NOT_FOUND, pages::not_found(Some(&s))),
+                };
             }
             if !act.is_empty() {
                 return page(StatusCode::NOT_FOUND, pages::not_found(Some(&s)));

@@ -20,7 +20,7 @@ th{background:#eef0f4}form.filters{display:flex;gap:.6em;flex-wrap:wrap;margin-b
 .actions{display:flex;gap:1em;flex-wrap:wrap;margin:1em 0}.done{color:#1b6e2d}\
 table.meta{width:auto}table.meta th{width:12em}pre{background:#fff;padding:.8em;border:1px solid #dde1e7;overflow:auto}";
 
-fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -37,6 +37,8 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                         a href="/console/keys" { "Keys" }
                         a href="/console/simulate" { "Policy simulator" }
                         a href="/console/trail" { "Audit trail" }
+                        a href="/console/audit" { "Integrity" }
+                        a href="/console/reports" { "Reports" }
                         span.muted { (s.principal_arn) }
                         form method="post" action="/console/sign-out" {
                             input type="hidden" name="csrf" value=(s.csrf);
@@ -266,6 +268,7 @@ pub fn key(s: &Session, k: &KeyPage) -> Markup {
                 }
                 (action(s, &k.key_id, "rotate", "Rotate now", html! {}))
             }
+            p { a href={ "/console/keys/" (k.key_id) "/access" } { "Who can use this key" } }
             (part("Aliases", &k.aliases, |v| html! {
                 ul { @for a in v["Aliases"].as_array().into_iter().flatten() { li { code { (text(&a["AliasName"])) } } } }
             }))
@@ -430,6 +433,41 @@ pub fn event(s: &Session, seq: i64, intact: bool, body: &str) -> Markup {
             h1 { "Event " (seq) }
             p { @if intact { "Its row hashes to what it records." } @else { strong.error { "Its row was altered in the database: it does not hash to what it records." } } }
             pre { (pretty) }
+        },
+    )
+}
+
+/// Who can use a key, and through what (`/console/keys/{id}/access`).
+pub fn access(s: &Session, key_id: &str, r: &crate::domain::simulate::AccessReview) -> Markup {
+    let table = |entries: &[crate::domain::simulate::AccessEntry]| {
+        html! {
+            table.access {
+                thead { tr { th { "Principal" } th { "Actions" } th { "Through" } } }
+                tbody { @for e in entries {
+                    tr {
+                        td { code { (e.principal) } }
+                        td { (e.actions.join(", ")) }
+                        td { @for t in &e.through { (t) br; } }
+                    }
+                } }
+            }
+        }
+    };
+    page(
+        "Access",
+        Some(s),
+        html! {
+            p { a href={ "/console/keys/" (key_id) } { "← Key" } }
+            h1 { "Who can use " code { (r.key_arn) } }
+            p.muted { "Each principal of the key's account asked of the engine that authorizes every call, for the key's uses and its management; then the other accounts the key policy names, and the grants." }
+            h2 { "Principals of this account" }
+            @if r.principals.is_empty() { p.muted { "None." } } @else { (table(&r.principals)) }
+            @if r.truncated { p.error { "The account has more principals than were reviewed." } }
+            h2 { "Other accounts named by the key policy" }
+            p.muted { "Their own account's identity policies must allow it too." }
+            @if r.other_accounts.is_empty() { p.muted { "None." } } @else { (table(&r.other_accounts)) }
+            h2 { "Grants" }
+            @if r.grants.is_empty() { p.muted { "None." } } @else { (table(&r.grants)) }
         },
     )
 }

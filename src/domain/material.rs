@@ -139,6 +139,7 @@ impl Kms {
             return Err(not_found());
         }
         // Another account's key (named by ARN): its key policy decides, in `authorize`.
+        note_key(rec.arn());
         Ok(rec)
     }
 

@@ -22,6 +22,7 @@ mod material;
 pub mod multi_region;
 pub mod operator;
 mod preamble;
+pub mod reports;
 pub mod root;
 pub mod rotation;
 mod rows;
@@ -311,6 +312,33 @@ impl ServiceAction {
     pub(crate) async fn run<F: std::future::Future>(&self, f: F) -> F::Output {
         crate::store::in_change(self.0.clone(), f).await
     }
+}
+
+tokio::task_local! {
+    /// The keys a call resolved, for its event in the trail.
+    static NOTED_KEYS: std::cell::RefCell<Vec<String>>;
+}
+
+/// Run `f` (one API call), noting the ARN of every key it resolves: the event of the call
+/// names them (CloudTrail's `resources`) even where the request named a key by id or alias
+/// and the response names none (`DisableKey`, `PutKeyPolicy`, a refused `Decrypt`…).
+pub async fn noting_keys<F: std::future::Future>(f: F) -> (F::Output, Vec<String>) {
+    NOTED_KEYS
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let out = f.await;
+            (out, NOTED_KEYS.with(|k| k.take()))
+        })
+        .await
+}
+
+/// Note a key the current call resolved (nothing outside [`noting_keys`]).
+fn note_key(arn: String) {
+    let _ = NOTED_KEYS.try_with(|k| {
+        let mut k = k.borrow_mut();
+        if !k.contains(&arn) {
+            k.push(arn);
+        }
+    });
 }
 
 pub struct Kms {

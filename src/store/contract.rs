@@ -1492,6 +1492,13 @@ async fn identity_accounts_principals_access_keys(s: &Backend) {
         .principal_exists("arn:aws:iam::111122223333:user/bob")
         .await
         .unwrap());
+    assert_eq!(s.principals_of(ACCOUNT, 10).await.unwrap(), vec![user]);
+    assert!(s
+        .principals_of("000000000000", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s.principals_of(ACCOUNT, 0).await.unwrap().is_empty());
     assert_eq!(
         conflict_name(
             s.ensure_principal("arn:x", ACCOUNT, "group", "g", false)

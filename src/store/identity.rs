@@ -506,6 +506,20 @@ macro_rules! identity_store {
                 Ok(r.is_some())
             }
 
+            async fn principals_of(
+                &self,
+                account_id: &str,
+                limit: i64,
+            ) -> Result<Vec<String>, StoreError> {
+                let rows = sqlx::query("SELECT arn FROM principals WHERE account_id = $1 ORDER BY arn LIMIT $2")
+                    .bind(account_id)
+                    .bind(limit)
+                    .all(&self.pool).await?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>("arn").map_err(map_err))
+                    .collect()
+            }
+
             async fn put_identity_policy(
                 &self,
                 principal_arn: &str,

@@ -456,6 +456,7 @@ pub async fn handle(
                     request_id,
                     tls: None,
                     time: chrono::Utc::now(),
+                    keys: &[],
                 });
                 if let Err(err) = state.audit.record(event).await {
                     tracing::error!(error = %err, "a failed XKS authentication could not be recorded");
@@ -488,6 +489,7 @@ pub async fn handle(
         request_id,
         tls: None,
         time: chrono::Utc::now(),
+        keys: &[],
     });
     // The call's event is durable before its answer; a trail that cannot take it fails it.
     if let Err(e) = state.audit.record(event).await {

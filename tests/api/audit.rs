@@ -77,8 +77,16 @@ async fn every_call_is_recorded_with_its_fields_and_no_secret() {
         ),
         "AccessDeniedException"
     );
+    c.disable_key().key_id(&key.key_id).send().await.unwrap();
 
     let all = events(&s).await;
+    // A call that named its key by id and whose response names none: its event still names
+    // the key (CloudTrail's `resources`), so a search by key finds it.
+    let disabled = named(&all, "DisableKey");
+    assert_eq!(
+        disabled[0]["resources"][0]["ARN"],
+        key.arn.clone().unwrap().as_str()
+    );
     let enc = named(&all, "Encrypt");
     assert_eq!(enc.len(), 2, "one allowed and one denied Encrypt");
     let ok = enc.iter().find(|e| e.get("errorCode").is_none()).unwrap();
@@ -117,6 +125,10 @@ async fn every_call_is_recorded_with_its_fields_and_no_secret() {
     let denied = enc.iter().find(|e| e.get("errorCode").is_some()).unwrap();
     assert_eq!(denied["errorCode"], "AccessDeniedException");
     assert_eq!(denied["userIdentity"]["arn"], user_arn.as_str());
+    assert_eq!(
+        denied["resources"][0]["ARN"],
+        key.arn.clone().unwrap().as_str()
+    );
     assert!(denied["errorMessage"]
         .as_str()
         .unwrap()

@@ -6,14 +6,14 @@
 use crate::support::*;
 use reqwest::StatusCode;
 
-const ACCOUNT: &str = "123456789012";
+pub(crate) const ACCOUNT: &str = "123456789012";
 
 /// A server with its console on a port of its own.
-async fn with_console() -> Server {
+pub(crate) async fn with_console() -> Server {
     Server::start_with(&[("KMS_CONSOLE_LISTEN", "127.0.0.1:0")]).await
 }
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -21,13 +21,17 @@ fn browser() -> reqwest::Client {
 }
 
 /// The console's URL for `path` (`/console/keys`).
-fn url(s: &Server, path: &str) -> String {
+pub(crate) fn url(s: &Server, path: &str) -> String {
     let base = s.console.as_deref().expect("the console is on");
     format!("{}{path}", base.trim_end_matches("/console/"))
 }
 
 /// Sign in: the response, and the session cookie (`name=value`) if one was set.
-async fn sign_in(s: &Server, id: &str, secret: &str) -> (reqwest::Response, Option<String>) {
+pub(crate) async fn sign_in(
+    s: &Server,
+    id: &str,
+    secret: &str,
+) -> (reqwest::Response, Option<String>) {
     let r = browser()
         .post(url(s, "/console/sign-in"))
         .form(&[("access_key_id", id), ("secret_access_key", secret)])
@@ -42,7 +46,7 @@ async fn sign_in(s: &Server, id: &str, secret: &str) -> (reqwest::Response, Opti
 }
 
 /// GET `path` with the session `cookie`: status, `Location`, body.
-async fn get(s: &Server, path: &str, cookie: &str) -> (StatusCode, String, String) {
+pub(crate) async fn get(s: &Server, path: &str, cookie: &str) -> (StatusCode, String, String) {
     let r = browser()
         .get(url(s, path))
         .header("cookie", cookie)
@@ -58,7 +62,7 @@ async fn get(s: &Server, path: &str, cookie: &str) -> (StatusCode, String, Strin
 }
 
 /// The CSRF token of the page's forms.
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let at = page
         .find("name=\"csrf\" value=\"")
         .expect("a form with a CSRF token")

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod cli;
 mod console;
+mod console_audit;
 mod custom_key_stores;
 mod external_key_stores;
 mod failover;

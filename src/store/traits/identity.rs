@@ -66,6 +66,8 @@ pub trait IdentityStore: Send + Sync {
         mac: &[u8],
     ) -> Result<bool, StoreError>;
     async fn principal_exists(&self, arn: &str) -> Result<bool, StoreError>;
+    /// The users and roles of an account: their ARNs, in order, at most `limit`.
+    async fn principals_of(&self, account_id: &str, limit: i64) -> Result<Vec<String>, StoreError>;
     /// Attach (or replace) a named identity policy.
     async fn put_identity_policy(
         &self,

@@ -1,0 +1,449 @@
+//! The console's audit side: who can use a key and through what, the chain's integrity page
+//! (checkpoint, verification, export), and the signed compliance reports an auditor checks
+//! later with `kms audit verify --report` — and the attacks on them: a report edited after it
+//! was signed, a trail rewritten after a report, a row altered in the database, another
+//! account's auditor.
+
+use crate::console::{browser, csrf_of, get, sign_in, url, with_console, ACCOUNT};
+use crate::support::*;
+use reqwest::StatusCode;
+
+const AUDITOR: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["cloudtrail:LookupEvents","kms:ListKeys","kms:ListAliases","kms:DescribeKey","kms:GetKeyPolicy","kms:ListGrants","kms:GetKeyRotationStatus","kms:ListKeyRotations","kms:GetKeyLastUsage"],"Resource":"*"}]}"#;
+
+/// GET a file: status, `Content-Disposition`, bytes.
+async fn download(s: &Server, path: &str, cookie: &str) -> (StatusCode, String, Vec<u8>) {
+    let r = browser()
+        .get(url(s, path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let disposition = r
+        .headers()
+        .get("content-disposition")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (r.status(), disposition, r.bytes().await.unwrap().to_vec())
+}
+
+/// `kms audit verify` with `args`: success, and what it printed.
+fn verify(s: &Server, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["audit", "verify"];
+    all.extend_from_slice(args);
+    let out = s.kms(&all);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Another account's administrator and auditor, signed in: its session cookie.
+async fn tenant(s: &Server) -> String {
+    const OTHER: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:*","cloudtrail:LookupEvents"],"Resource":"*"}]}"#;
+    let (_, id, secret, _) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret("111122223333", "tenant", Some(OTHER))
+    });
+    sign_in(s, &id, &secret).await.1.expect("signed in")
+}
+
+/// An auditor of the account, signed in: its session cookie.
+async fn auditor(s: &Server, name: &str) -> String {
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, name, Some(AUDITOR)));
+    sign_in(s, &id, &secret).await.1.expect("signed in")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_are_signed_and_kms_audit_verify_catches_any_change() {
+    let s = with_console().await;
+    let c = s.client();
+    let rotating = new_key(&c).await;
+    c.enable_key_rotation()
+        .key_id(&rotating)
+        .send()
+        .await
+        .unwrap();
+    let formula = c
+        .create_key()
+        .description("=HYPERLINK(\"http://evil.example\",\"click\")")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let retiring = new_key(&c).await;
+    c.schedule_key_deletion()
+        .key_id(&retiring)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let cookie = auditor(&s, "ada").await;
+
+    // The public key, from the console, in the PEM `kms audit verify` takes.
+    let (status, _, pem) = download(&s, "/console/audit/public-key.pem", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let pem_path = s.path("audit.pem");
+    std::fs::write(&pem_path, &pem).unwrap();
+    let pem_arg = pem_path.to_str().unwrap().to_string();
+
+    // The inventory, as CSV: every key, its cryptoperiod, a formula never a formula.
+    let (status, disposition, csv) = download(&s, "/console/reports/inventory.csv", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        disposition.contains("attachment") && disposition.contains(".csv"),
+        "{disposition}"
+    );
+    let text = String::from_utf8(csv.clone()).unwrap();
+    assert!(
+        text.contains("key_id,key_arn") || text.contains(",key_id,"),
+        "{text}"
+    );
+    for k in [&rotating, &formula, &retiring] {
+        assert!(text.contains(k.as_str()), "{k}: {text}");
+    }
+    let row = |id: &str| text.lines().find(|l| l.contains(id)).unwrap().to_string();
+    assert!(row(&rotating).contains(",true,365,"), "{}", row(&rotating));
+    assert!(row(&rotating).ends_with(",within"), "{}", row(&rotating));
+    assert!(row(&retiring).contains("retiring (pending deletion)"));
+    assert!(
+        row(&formula).contains("\"'=HYPERLINK("),
+        "{}",
+        row(&formula)
+    );
+    assert!(text
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("# kms-report-signature v1 "));
+
+    // Verified as it is; refused once one cell is changed; refused once the trail is
+    // rewritten under it.
+    let report = s.path("inventory.csv");
+    std::fs::write(&report, &csv).unwrap();
+    let (ok, out) = verify(
+        &s,
+        &[
+            "--public-key",
+            &pem_arg,
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && out.contains("OK"), "{out}");
+    let edited = text.replacen("PendingDeletion", "Enabled", 1);
+    std::fs::write(&report, &edited).unwrap();
+    let (ok, out) = verify(
+        &s,
+        &[
+            "--public-key",
+            &pem_arg,
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && out.contains("does not verify"), "{out}");
+    // The same for the printable page.
+    let (status, _, html) = download(&s, "/console/reports/inventory.html", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = String::from_utf8(html.clone()).unwrap();
+    assert!(page.contains("<!-- kms-report-signature v1 ") && page.contains(&formula));
+    let report = s.path("inventory.html");
+    std::fs::write(&report, &html).unwrap();
+    let (ok, out) = verify(
+        &s,
+        &[
+            "--public-key",
+            &pem_arg,
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    let seq: i64 = page
+        .rsplit("seq=")
+        .next()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    s.db.execute(&format!(
+        "UPDATE audit_events SET hash = prev_hash WHERE seq = {seq}"
+    ))
+    .await;
+    let (ok, out) = verify(
+        &s,
+        &[
+            "--public-key",
+            &pem_arg,
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && out.contains("rewritten"), "{out}");
+
+    // Unused keys: the one pending deletion, with its date.
+    let (_, _, unused) = download(&s, "/console/reports/unused-keys.csv", &cookie).await;
+    let unused = String::from_utf8(unused).unwrap();
+    let pending = unused.lines().find(|l| l.contains(&retiring)).unwrap();
+    assert!(pending.starts_with("pending deletion,"), "{unused}");
+    // Used today: nothing is unused for 90 days.
+    assert!(
+        !unused.lines().any(|l| l.starts_with("unused,")),
+        "{unused}"
+    );
+
+    // Another account's auditor: its report holds none of these keys.
+    let other = tenant(&s).await;
+    let (status, _, theirs) = download(&s, "/console/reports/inventory.csv", &other).await;
+    assert_eq!(status, StatusCode::OK);
+    let theirs = String::from_utf8(theirs).unwrap();
+    assert!(
+        !theirs.contains(&rotating) && !theirs.contains(ACCOUNT),
+        "{theirs}"
+    );
+
+    // Each report is in the trail, under its principal.
+    let events =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'ConsoleReport'")
+            .await;
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(events
+        .iter()
+        .any(|e| e.contains("ada") && e.contains("unused-keys")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_integrity_page_verifies_the_chain_exports_and_shows_tampering() {
+    let s = with_console().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    c.disable_key().key_id(&key).send().await.unwrap();
+    assert!(s.kms(&["audit", "checkpoint"]).status.success());
+    let cookie = auditor(&s, "ada").await;
+
+    let (status, _, page) = get(&s, "/console/audit", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("Covers events up to") && page.contains("verifies with the audit public key"),
+        "{page}"
+    );
+    assert!(page.contains("BEGIN PUBLIC KEY"));
+    // Verify now (a POST with the session's CSRF token): intact.
+    let verify_now = |csrf: String| {
+        browser()
+            .post(url(&s, "/console/audit/verify"))
+            .header("cookie", cookie.clone())
+            .form(&[("csrf", csrf)])
+            .send()
+    };
+    let r = verify_now(csrf_of(&page)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let result = r.text().await.unwrap();
+    assert!(result.contains("Intact."), "{result}");
+    // Without the token: refused.
+    let forged = verify_now("0".repeat(64)).await.unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    // An export of the account's events that `kms audit verify --export` accepts.
+    let q = form_urlencoded::Serializer::new(String::new())
+        .append_pair("key", &key)
+        .finish();
+    let (status, disposition, export) =
+        download(&s, &format!("/console/audit/export?{q}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(disposition.contains("kms-audit-export.jsonl"));
+    let text = String::from_utf8(export.clone()).unwrap();
+    assert!(
+        text.contains("DisableKey") && text.contains("\"checkpoint\""),
+        "{text}"
+    );
+    let file = s.path("export.jsonl");
+    std::fs::write(&file, &export).unwrap();
+    let pem = s.path("audit.pem");
+    std::fs::write(&pem, s.kms(&["audit", "public-key"]).stdout).unwrap();
+    let (ok, out) = verify(
+        &s,
+        &[
+            "--public-key",
+            pem.to_str().unwrap(),
+            "--export",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+
+    // A row altered in the database: the next verification says where.
+    let seq =
+        s.db.int("SELECT max(seq) FROM audit_events WHERE event_name = 'DisableKey'")
+            .await;
+    s.db.execute(&format!(
+        "UPDATE audit_events SET body = replace(body, 'DisableKey', 'EnableKey') WHERE seq = {seq}"
+    ))
+    .await;
+    let (_, _, page) = get(&s, "/console/audit", &cookie).await;
+    let result = verify_now(csrf_of(&page))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        result.contains("TAMPERED") && result.contains(&format!("event {seq} was altered")),
+        "{result}"
+    );
+
+    // Another account's auditor exports no body of this account.
+    let other = tenant(&s).await;
+    let (status, _, theirs) = download(&s, "/console/audit/export", &other).await;
+    assert_eq!(status, StatusCode::OK);
+    let theirs = String::from_utf8(theirs).unwrap();
+    assert!(
+        !theirs.contains(&key) && !theirs.contains(ACCOUNT),
+        "{theirs}"
+    );
+    // A principal without cloudtrail:LookupEvents sees none of it.
+    let (_, admin) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    let admin = admin.unwrap();
+    assert_eq!(
+        get(&s, "/console/audit", &admin).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        download(&s, "/console/audit/export", &admin).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let events =
+        s.db.strings("SELECT event_name FROM audit_events WHERE event_name LIKE 'Console%Trail%'")
+            .await;
+    assert!(
+        events.iter().any(|e| e == "ConsoleVerifyTrail"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e == "ConsoleExportTrail"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_access_page_lists_who_can_use_a_key_and_through_what() {
+    let s = with_console().await;
+    let c = s.client();
+    const NONE: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#;
+    const ENCRYPT: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"CarolEncrypts","Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}"#;
+    let (alice, _, _, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "alice", Some(NONE)));
+    let (bob, _, _, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "bob", Some(NONE)));
+    let (carol, _, _, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "carol", Some(ENCRYPT)));
+    let (dan, _, _, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "dan", Some(NONE)));
+    let admin_arn = format!("arn:aws:iam::{ACCOUNT}:user/admin");
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+            {{"Sid":"RootAccess","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},
+            {{"Sid":"AliceDecrypts","Effect":"Allow","Principal":{{"AWS":"{alice}"}},"Action":"kms:Decrypt","Resource":"*"}},
+            {{"Sid":"PartnerEncrypts","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:root"}},"Action":"kms:Encrypt","Resource":"*"}}]}}"#
+    );
+    let key = c
+        .create_key()
+        .policy(policy)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let grant = c
+        .create_grant()
+        .key_id(&key)
+        .grantee_principal(&bob)
+        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let (_, cookie) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    let cookie = cookie.unwrap();
+    let (status, _, page) = get(&s, &format!("/console/keys/{key}/access"), &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    // One row per principal: its actions, then what allows them.
+    let row = |who: &str| {
+        let at = page
+            .find(&format!("<code>{who}</code>"))
+            .unwrap_or_else(|| panic!("{who}: {page}"));
+        page[at..].split("</tr>").next().unwrap().to_string()
+    };
+    let a = row(&alice);
+    assert!(
+        a.contains("kms:Decrypt") && a.contains("key policy: AliceDecrypts"),
+        "{a}"
+    );
+    assert!(!a.contains("kms:Encrypt"), "{a}");
+    let cr = row(&carol);
+    assert!(
+        cr.contains("kms:Encrypt") && cr.contains("identity policy 1: CarolEncrypts"),
+        "{cr}"
+    );
+    assert!(!cr.contains("kms:Decrypt"), "{cr}");
+    let ad = row(&admin_arn);
+    assert!(ad.contains("kms:ScheduleKeyDeletion"), "{ad}");
+    // Dan may do nothing with it: not listed.
+    assert!(!page.contains(&format!("<code>{dan}</code>")), "{page}");
+    // The partner account, named by the key policy; bob, through his grant only.
+    let p = row("arn:aws:iam::111122223333:root");
+    assert!(
+        p.contains("kms:Encrypt") && p.contains("PartnerEncrypts"),
+        "{p}"
+    );
+    // Bob: an account principal allowed through his grant alone (the statement naming the
+    // account does not allow him without an identity policy), and the grant itself.
+    let b = page.matches(&format!("<code>{bob}</code>")).count();
+    assert_eq!(b, 2, "{page}");
+    let g = row(&bob);
+    assert!(g.contains("kms:Decrypt") && g.contains("grant"), "{g}");
+    assert!(
+        !g.contains("RootAccess") && !g.contains("kms:Encrypt"),
+        "{g}"
+    );
+    let a = row(&alice);
+    assert!(!a.contains("RootAccess"), "{a}");
+    assert!(page.contains(&format!("grant {grant}")), "{page}");
+
+    // The same in the access review report.
+    let (_, _, csv) = download(&s, "/console/reports/access-review.csv", &cookie).await;
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(
+        csv.lines().any(|l| l.contains(&alice)
+            && l.contains("account principal")
+            && l.contains("AliceDecrypts")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.contains(&bob) && l.contains(",grant,")),
+        "{csv}"
+    );
+
+    // Only for a principal that may read the key's policy: dan gets nothing.
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "eve", Some(NONE)));
+    let eve = sign_in(&s, &id, &secret).await.1.unwrap();
+    let (status, _, page) = get(&s, &format!("/console/keys/{key}/access"), &eve).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!page.contains(&alice), "{page}");
+    let events =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'ConsoleAccessReview'")
+            .await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events.iter().any(|e| e.contains("AccessDeniedException")),
+        "{events:?}"
+    );
+}
