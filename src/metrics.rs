@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -189,8 +190,45 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     Metrics { registry, ..m }
 });
 
+/// Running totals of this process, for the console's operator view (the families above
+/// keep them per label only).
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+static REQUEST_ERRORS: AtomicU64 = AtomicU64::new(0);
+static TOKEN_CALLS: AtomicU64 = AtomicU64::new(0);
+static TOKEN_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// This process's totals since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    /// Requests answered with an error.
+    pub errors: u64,
+    pub token_calls: u64,
+    pub token_errors: u64,
+    pub token_reopens: u64,
+    pub token_failovers: u64,
+    pub audit_failures: u64,
+}
+
+pub fn totals() -> Totals {
+    let m = &*METRICS;
+    Totals {
+        requests: REQUESTS.load(Ordering::Relaxed),
+        errors: REQUEST_ERRORS.load(Ordering::Relaxed),
+        token_calls: TOKEN_CALLS.load(Ordering::Relaxed),
+        token_errors: TOKEN_ERRORS.load(Ordering::Relaxed),
+        token_reopens: m.token_reopens.get(),
+        token_failovers: m.token_failovers.get(),
+        audit_failures: m.audit_failures.get(),
+    }
+}
+
 /// One answered API request.
 pub fn request(operation: &'static str, error: &'static str, took: Duration) {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    if !error.is_empty() {
+        REQUEST_ERRORS.fetch_add(1, Ordering::Relaxed);
+    }
     let m = &*METRICS;
     m.requests
         .get_or_create(&RequestLabels { operation, error })
@@ -202,6 +240,10 @@ pub fn request(operation: &'static str, error: &'static str, took: Duration) {
 
 /// One call into the token (`session`: `pool`, `inline` or `pinned`); `error` is its failure.
 pub fn token_call(session: &'static str, took: Duration, error: Option<String>) {
+    TOKEN_CALLS.fetch_add(1, Ordering::Relaxed);
+    if error.is_some() {
+        TOKEN_ERRORS.fetch_add(1, Ordering::Relaxed);
+    }
     let m = &*METRICS;
     let l = TokenCallLabels { session };
     m.token_calls.get_or_create(&l).inc();

@@ -55,6 +55,27 @@ impl Quotas {
     }
 }
 
+impl Quotas {
+    /// An account's two shares in a Region now: for the cryptographic share, then the
+    /// rest, the rate per second (0: unlimited) and what is left of this second's burst.
+    pub fn usage(&self, account: &str, region: &str) -> [(f64, f64); 2] {
+        let now = Instant::now();
+        let buckets = self.buckets.lock().unwrap();
+        let left =
+            |share: char, rate: f64| match buckets.get(&format!("{account}/{region}/{share}")) {
+                Some(b) => (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate),
+                None => rate,
+            };
+        [
+            (self.crypto_per_second, left('c', self.crypto_per_second)),
+            (
+                self.management_per_second,
+                left('m', self.management_per_second),
+            ),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +90,10 @@ mod tests {
         assert!(q.allow("a", "r", "DescribeKey"));
         assert!(q.allow("a", "r", "DescribeKey"));
         assert!(!q.allow("a", "r", "DescribeKey"));
+        let [(crypto, left), (management, _)] = q.usage("a", "r");
+        assert_eq!((crypto, management), (5.0, 2.0));
+        assert!(left < 1.0, "{left}");
+        assert_eq!(q.usage("c", "r")[0], (5.0, 5.0));
         std::thread::sleep(std::time::Duration::from_millis(250));
         assert!(q.allow("a", "r", "Encrypt"));
     }

@@ -10,6 +10,7 @@
 //! `Sec-Fetch-Site`).
 
 mod audit;
+mod operator;
 pub mod pages;
 pub mod session;
 
@@ -33,6 +34,8 @@ pub struct Console {
     pub sessions: Sessions,
     /// Held by the one verification, export or report running on this node.
     heavy: tokio::sync::Mutex<()>,
+    /// What the operator view's charts are drawn from.
+    pub samples: Arc<operator::Samples>,
 }
 
 impl Console {
@@ -40,6 +43,7 @@ impl Console {
         Console {
             sessions: Sessions::new(session_lifetime),
             heavy: tokio::sync::Mutex::new(()),
+            samples: Arc::default(),
         }
     }
 }
@@ -295,6 +299,25 @@ pub async fn handle(
                     page(StatusCode::OK, pages::keys(&s, &filter, &rows, hidden))
                 }
                 None => page(StatusCode::FORBIDDEN, pages::keys(&s, &filter, &[], 0)),
+            }
+        }
+        (false, "/console/operator") => {
+            let s = session.expect("checked above");
+            let caller = s.caller(&peer.to_string(), secure);
+            let nodes = (api.kms.nodes_seen(&caller).await).map_err(|e| ApiError::from(e).wire().1);
+            let error = nodes.as_ref().err().copied();
+            if !call
+                .record("ConsoleOperatorView", Some(&s), json!({}), error)
+                .await
+            {
+                return page(StatusCode::SERVICE_UNAVAILABLE, pages::not_found(Some(&s)));
+            }
+            match nodes {
+                Ok(nodes) => {
+                    let view = operator::gather(api, &s, nodes).await;
+                    page(StatusCode::OK, operator::page(&s, &view, &console.samples))
+                }
+                Err(_) => page(StatusCode::FORBIDDEN, pages::not_found(Some(&s))),
             }
         }
         (false, "/console/simulate") => {

@@ -18,7 +18,8 @@ th{background:#eef0f4}form.filters{display:flex;gap:.6em;flex-wrap:wrap;margin-b
 .signin{max-width:26em;margin:4em auto;background:#fff;padding:1.5em;border:1px solid #dde1e7}\
 .signin label{display:block;margin:.8em 0 .2em}.signin input{width:100%;box-sizing:border-box}\
 .actions{display:flex;gap:1em;flex-wrap:wrap;margin:1em 0}.done{color:#1b6e2d}\
-table.meta{width:auto}table.meta th{width:12em}pre{background:#fff;padding:.8em;border:1px solid #dde1e7;overflow:auto}";
+table.meta{width:auto}table.meta th{width:12em}.charts{display:flex;flex-wrap:wrap;gap:1em}\
+figure.chart{margin:0;background:#fff;padding:.5em;border:1px solid #dde1e7}figcaption{font-size:.85em}pre{background:#fff;padding:.8em;border:1px solid #dde1e7;overflow:auto}";
 
 pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     html! {
@@ -39,6 +40,7 @@ pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                         a href="/console/trail" { "Audit trail" }
                         a href="/console/audit" { "Integrity" }
                         a href="/console/reports" { "Reports" }
+                        a href="/console/operator" { "Operations" }
                         span.muted { (s.principal_arn) }
                         form method="post" action="/console/sign-out" {
                             input type="hidden" name="csrf" value=(s.csrf);

@@ -20,6 +20,7 @@ pub mod mac_keys;
 mod managed_keys;
 mod material;
 pub mod multi_region;
+pub mod nodes;
 pub mod operator;
 mod preamble;
 pub mod reports;

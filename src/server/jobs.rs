@@ -222,3 +222,36 @@ pub async fn spawn_invalidation(store: Arc<dyn Store>, kms: Arc<Kms>) -> Result<
     });
     Ok(())
 }
+
+/// Every `every`: report this node (its address, release, token, readiness) for the console's
+/// operator view.
+pub fn spawn_node_reports(kms: Arc<Kms>, address: String, every: Duration) {
+    let node_id = format!(
+        "{}-{}",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "node".into()),
+        std::process::id()
+    );
+    let started_at = chrono::Utc::now();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let r = kms.readiness(crate::api::READINESS_TIMEOUT).await;
+            let node = crate::domain::nodes::NodeRecord {
+                node_id: node_id.clone(),
+                address: address.clone(),
+                version: crate::domain::VERSION.to_string(),
+                token_label: r.token_label.clone(),
+                ready: r.ready(),
+                started_at,
+                last_seen: chrono::Utc::now(),
+            };
+            if let Err(e) = kms.report_node(&node).await {
+                tracing::debug!(error = %e, "could not report this node");
+            }
+        }
+    });
+}

@@ -8,7 +8,10 @@ use crate::api::{self, ApiState};
 use crate::config::Settings;
 use crate::store::Store;
 use anyhow::{anyhow, Result};
-use jobs::{spawn_checkpoints, spawn_fault_injection, spawn_invalidation, spawn_scheduler};
+use jobs::{
+    spawn_checkpoints, spawn_fault_injection, spawn_invalidation, spawn_node_reports,
+    spawn_scheduler,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use wiring::{connect_store, open_anchor, open_kms};
@@ -80,6 +83,7 @@ pub async fn serve(s: &Settings) -> Result<()> {
         Duration::from_millis(s.scheduler_interval_ms.max(10)),
         s.clock_offset_file.clone(),
     );
+    spawn_node_reports(kms.clone(), addr.to_string(), Duration::from_secs(5));
     if s.enable_test_hooks {
         tracing::warn!(
             clock_offset_file = ?s.clock_offset_file,
@@ -169,6 +173,7 @@ pub async fn serve(s: &Settings) -> Result<()> {
         let console = Arc::new(crate::console::Console::new(Duration::from_secs(
             s.console_session_minutes.max(1) * 60,
         )));
+        console.samples.start(state.clone());
         // Runs until the process exits.
         tokio::spawn(api::serve(
             l,

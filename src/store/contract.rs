@@ -179,7 +179,8 @@ contract!(
     identity_policies_tags_services_and_authz,
     roles_and_sessions,
     audit_chain_head_events_and_checkpoints,
-    audit_lookup_filters_one_accounts_events
+    audit_lookup_filters_one_accounts_events,
+    nodes_report_and_are_forgotten
 );
 
 pub(crate) const ACCOUNT: &str = "111122223333";
@@ -2002,4 +2003,43 @@ async fn concurrent_audit_writers_take_turns(b: &Backend) {
         prev = r.hash.clone();
     }
     assert_eq!(s.audit_head().await.unwrap(), (20, prev));
+}
+
+async fn nodes_report_and_are_forgotten(s: &Backend) {
+    let t0 = now();
+    let node = |id: &str, seen: DateTime<Utc>| NodeRecord {
+        node_id: id.into(),
+        address: "127.0.0.1:8443".into(),
+        version: "1.0.0".into(),
+        token_label: "kms".into(),
+        ready: true,
+        started_at: t0,
+        last_seen: seen,
+    };
+    let long_ago = t0 - chrono::Duration::days(2);
+    s.node_seen(&node("a", t0), long_ago).await.unwrap();
+    s.node_seen(&node("b", t0 - chrono::Duration::seconds(5)), long_ago)
+        .await
+        .unwrap();
+    // A node's next report replaces its row.
+    let mut again = node("a", t0 + chrono::Duration::seconds(10));
+    again.ready = false;
+    s.node_seen(&again, long_ago).await.unwrap();
+    let seen = s.nodes().await.unwrap();
+    assert_eq!(
+        seen,
+        vec![again, node("b", t0 - chrono::Duration::seconds(5))]
+    );
+    // Nodes not seen since the cut are forgotten.
+    s.node_seen(&node("a", t0 + chrono::Duration::seconds(20)), t0)
+        .await
+        .unwrap();
+    let ids: Vec<String> = s
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.node_id)
+        .collect();
+    assert_eq!(ids, vec!["a".to_string()]);
 }

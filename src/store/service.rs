@@ -32,6 +32,41 @@ macro_rules! service_store {
 
         #[async_trait]
         impl ServiceStore for $store {
+            async fn node_seen(
+                &self,
+                n: &NodeRecord,
+                forget_before: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO nodes (node_id, address, version, token_label, ready, started_at, last_seen) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (node_id) DO UPDATE SET \
+                     address = $2, version = $3, token_label = $4, ready = $5, started_at = $6, last_seen = $7",
+                )
+                .bind(&n.node_id)
+                .bind(&n.address)
+                .bind(&n.version)
+                .bind(&n.token_label)
+                .bind(n.ready)
+                .bind(n.started_at)
+                .bind(n.last_seen)
+                .write_on(self)
+                .await?;
+                sqlx::query("DELETE FROM nodes WHERE last_seen < $1")
+                    .bind(forget_before)
+                    .write_on(self)
+                    .await?;
+                Ok(())
+            }
+
+            async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+                sqlx::query_as(
+                    "SELECT node_id, address, version, token_label, ready, started_at, last_seen \
+                     FROM nodes ORDER BY last_seen DESC, node_id LIMIT 1000",
+                )
+                .all(&self.pool)
+                .await
+            }
+
             async fn token_key_lock(&self, scope: &str) -> Result<Box<dyn HeldLock>, StoreError> {
                 let tx = token_key_lock(self, scope).await?;
                 Ok(Box::new(super::service::HeldTransaction(tx)))

@@ -447,3 +447,65 @@ async fn the_access_page_lists_who_can_use_a_key_and_through_what() {
         "{events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_view_shows_the_token_the_nodes_and_the_rates_to_an_operator_only() {
+    let s = with_console().await;
+    let c = s.client();
+    new_key(&c).await;
+    const OPERATOR: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"cloudwatch:GetMetricData","Resource":"*"}]}"#;
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "olga", Some(OPERATOR)));
+    let cookie = sign_in(&s, &id, &secret).await.1.unwrap();
+    // The node reports itself at start and every five seconds.
+    let mut page = String::new();
+    for _ in 0..50 {
+        let (status, _, p) = get(&s, "/console/operator", &cookie).await;
+        assert_eq!(status, StatusCode::OK, "{p}");
+        page = p;
+        if page.contains("<span class=\"done\">ready</span>") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for part in [
+        "SoftHSM",
+        "logged in",
+        "Sessions in use",
+        "<svg",
+        "Requests",
+        "Quota of account 123456789012",
+        "<span class=\"done\">ready</span>",
+        "Nodes seen",
+    ] {
+        assert!(page.contains(part), "{part}: {page}");
+    }
+    let nodes = s.db.int("SELECT count(*) FROM nodes").await;
+    assert_eq!(nodes, 1);
+    // A row planted in the database is shown as what it says, never believed: a node that
+    // reported a day ago is gone.
+    let hour_ago =
+        (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%d %H:%M:%S+00:00");
+    s.db.execute(&format!(
+        "INSERT INTO nodes (node_id, address, version, token_label, ready, started_at, last_seen) \
+         VALUES ('<b>old</b>', '10.0.0.9:443', 'x', 'kms', true, '{hour_ago}', '{hour_ago}')"
+    ))
+    .await;
+    let (_, _, page) = get(&s, "/console/operator", &cookie).await;
+    assert!(
+        page.contains("&lt;b&gt;old&lt;/b&gt;") && page.contains(">gone<"),
+        "{page}"
+    );
+    // The account's administrator (kms:*) is no operator of the deployment.
+    let (_, admin) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    let (status, _, page) = get(&s, "/console/operator", &admin.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!page.contains("SoftHSM"), "{page}");
+    let events =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'ConsoleOperatorView'")
+            .await;
+    assert!(
+        events.iter().any(|e| e.contains("AccessDeniedException")),
+        "{events:?}"
+    );
+}

@@ -7,6 +7,22 @@ use crate::store::*;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+/// A node of the deployment as it last reported itself (shown, never trusted).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NodeRecord {
+    pub node_id: String,
+    /// Its API listener's address.
+    pub address: String,
+    /// Its release (`kms --version`).
+    pub version: String,
+    /// The token it calls now.
+    pub token_label: String,
+    /// Whether its token and database checks passed when it reported.
+    pub ready: bool,
+    pub started_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait ServiceStore: Send + Sync {
     /// Hold the lock on creating the token keys named `scope` (a version of the service's root
@@ -15,6 +31,15 @@ pub trait ServiceStore: Send + Sync {
     /// so nothing may be written to the database while it is held). PKCS#11 has no
     /// create-if-absent: two processes that each found no key of a label would each create one.
     async fn token_key_lock(&self, scope: &str) -> Result<Box<dyn HeldLock>, StoreError>;
+    /// Record that node `n` reported itself now (its row replaced), and forget nodes not seen
+    /// since `forget_before`.
+    async fn node_seen(
+        &self,
+        n: &NodeRecord,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The nodes that reported themselves, the most recently seen first.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
     /// Record a root key version (idempotent).
     async fn ensure_root_key(&self, version: i32, label: &str) -> Result<(), StoreError>;
     /// The newest recorded root key version.
