@@ -36,6 +36,7 @@ export KMS_DATABASE_URL="$PG_BASE/kms_bench"
 export KMS_HSM__TOKEN_LABEL=kms-bench
 export KMS_HSM__PIN_FILE="$B/pin"
 export KMS_LISTEN="127.0.0.1:$PORT"
+export KMS_CONSOLE_LISTEN="127.0.0.1:$((PORT + 1))"
 export KMS_LOG="${BENCH_LOG:-warn,cryptoki=off}"
 # The benchmark measures the server, not the per-account quotas (AWS: 2,000/s for DescribeKey).
 export KMS_QUOTA__CRYPTO_PER_SECOND=10000000 KMS_QUOTA__MANAGEMENT_PER_SECOND=10000000
@@ -80,6 +81,9 @@ log "scale: Encrypt over 10 keys, then over 1,000 keys after $KEYS keys exist"
 "$BENCH" scale "${T[@]}" "${S[@]}" --concurrency 64 --keys 10 --spread 10 --case "Encrypt 64 B, 10 keys"
 "$BENCH" scale "${T[@]}" "${S[@]}" --concurrency 64 --keys "$KEYS" --spread 1000 \
     --case "Encrypt 64 B, 1,000 of $KEYS keys"
+
+log "the console's pages with $KEYS keys (and more) in the account"
+"$BENCH" console "${T[@]}" --json "$J" --console "http://127.0.0.1:$((PORT + 1))" --samples 50
 
 log "memory: resident size after 100,000 and after $REQUESTS requests"
 "$BENCH" load "${T[@]}" --requests 100000

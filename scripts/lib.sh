@@ -34,6 +34,12 @@ ensure_tools() {
     [ -e /usr/lib/softhsm/libsofthsm2.so ] || die "softhsm2 is installed but /usr/lib/softhsm/libsofthsm2.so is missing"
 }
 
+# The console's browser tests: Debian's headless Chromium and its WebDriver.
+ensure_browser() {
+    need_packages chromium chromium-driver
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || die "chromium or chromedriver is missing after installing them"
+}
+
 # Refuse a checkout that tracks a token, a PIN or a working directory of the scripts: a
 # SoftHSM2 token directory (its *.object files and the per-token lock), a Kryoptic token
 # database, a PIN file, or anything under the scripts' own working directories.

@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 check_no_secrets_tracked
 ensure_tools
+ensure_browser
 ensure_postgres
 mkdir -p "$DEV_DIR"
 ensure_aws_cli
@@ -17,6 +18,7 @@ done
 
 export KMS_TEST_DATABASE_URL="$PG_BASE"
 export KMS_TEST_REQUIRE_AWS_CLI=1
+export KMS_TEST_REQUIRE_BROWSER=1
 cd "$ROOT"
 log "building the test suite"
 cargo test --all-targets --no-run "$@"

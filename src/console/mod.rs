@@ -4,7 +4,8 @@
 //! audit trail like an API call.
 //!
 //! Defences, each on every response or request: a strict Content-Security-Policy (no script,
-//! no inline style, `frame-ancestors 'none'`), `nosniff`, no caching, no referrer; the session
+//! no inline style, `frame-ancestors 'none'`), `nosniff`, no caching, no referrer to another
+//! site; the session
 //! cookie `HttpOnly`, `SameSite=Strict`, `Secure` under TLS, short-lived; every change is a
 //! POST carrying the session's CSRF token, from this origin only (`Origin`,
 //! `Sec-Fetch-Site`).
@@ -26,8 +27,10 @@ use serde_json::json;
 use session::{Session, Sessions, COOKIE};
 use std::sync::Arc;
 
-/// At most this many keys are listed on one inventory page.
-const KEYS_PER_PAGE: usize = 1000;
+/// At most this many keys are shown on one inventory page...
+const KEYS_PER_PAGE: usize = 100;
+/// ...listed from at most this many when a filter leaves some out.
+const KEYS_SCANNED: usize = 1000;
 
 /// The console of one node: its sessions.
 pub struct Console {
@@ -59,7 +62,11 @@ fn respond(status: StatusCode, content_type: &str) -> http::response::Builder {
         .header("content-security-policy", CSP)
         .header("x-content-type-options", "nosniff")
         .header("x-frame-options", "DENY")
-        .header("referrer-policy", "no-referrer")
+        // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null`
+        // with its own forms' POSTs, which the same-origin check must then refuse (found by
+        // browser::an_auditor_walks_through_the_console_in_chromium). No URL of the console
+        // leaves it as a referrer either way.
+        .header("referrer-policy", "same-origin")
         .header("cache-control", "no-store")
 }
 
@@ -201,6 +208,20 @@ pub async fn handle(
     };
     let post = parts.method == hyper::Method::POST;
     if post && !same_origin(&parts) {
+        let header = |n: &str| {
+            parts
+                .headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        tracing::warn!(
+            origin = header("origin"),
+            host = header("host"),
+            sec_fetch_site = header("sec-fetch-site"),
+            path = %path,
+            "console POST from another origin refused"
+        );
         return page(StatusCode::FORBIDDEN, pages::not_found(session.as_ref()));
     }
     let form = if post {
@@ -283,8 +304,10 @@ pub async fn handle(
         (false, "/console/keys") => {
             let s = session.expect("checked above");
             let caller = s.caller(&peer.to_string(), secure);
-            let filter = pages::KeyFilter::from_query(parts.uri.query().unwrap_or(""));
-            let (listed, error) = match key_rows(api, &caller, &filter).await {
+            let query = parts.uri.query().unwrap_or("");
+            let filter = pages::KeyFilter::from_query(query);
+            let marker = Some(query_value(query, "marker")).filter(|m| key_id_shaped(m));
+            let (listed, error) = match key_rows(api, &caller, &filter, marker).await {
                 Ok(l) => (Some(l), None),
                 Err(e) => (None, Some(crate::api::error::ApiError::from(e).wire().1)),
             };
@@ -295,10 +318,11 @@ pub async fn handle(
                 return page(StatusCode::SERVICE_UNAVAILABLE, pages::not_found(Some(&s)));
             }
             match listed {
-                Some((rows, hidden)) => {
-                    page(StatusCode::OK, pages::keys(&s, &filter, &rows, hidden))
-                }
-                None => page(StatusCode::FORBIDDEN, pages::keys(&s, &filter, &[], 0)),
+                Some(rows) => page(StatusCode::OK, pages::keys(&s, &filter, &rows)),
+                None => page(
+                    StatusCode::FORBIDDEN,
+                    pages::keys(&s, &filter, &pages::KeyRows::default()),
+                ),
             }
         }
         (false, "/console/operator") => {
@@ -646,39 +670,35 @@ async fn act_on_key(
         .map_err(|e| e.wire().1.to_string())
 }
 
-/// The keys `caller` may list (a page of them), each it may also describe with its aliases, and
-/// how many it may list but not describe.
+/// A page of the inventory for `filter`: the keys `caller` may list after `marker` and also
+/// describe, that the filter admits (at most [`KEYS_PER_PAGE`], from at most [`KEYS_SCANNED`]
+/// listed), how many of those listed it may not describe, and where the next page starts.
 async fn key_rows(
     api: &ApiState,
     caller: &Caller,
     filter: &pages::KeyFilter,
-) -> Result<(Vec<pages::KeyRow>, usize), crate::domain::KmsError> {
-    let kms = &api.kms;
-    let listed = kms.list_keys(caller, KEYS_PER_PAGE, None).await?;
-    // Aliases only where the principal may list them.
-    let aliases = kms
-        .list_aliases(caller, None)
-        .await
-        .map(|(a, _)| a)
-        .unwrap_or_default();
-    let (mut rows, mut hidden) = (Vec::new(), 0);
-    for (_, arn) in listed.keys {
-        match kms.describe_key(caller, &arn).await {
-            Ok(meta) => {
-                let names: Vec<String> = aliases
-                    .iter()
-                    .filter(|a| a.key_id.to_string() == meta.key_id)
-                    .map(|a| a.alias_name.clone())
-                    .collect();
-                if filter.admits(&meta, &names) {
-                    rows.push(pages::KeyRow {
-                        meta,
-                        aliases: names,
-                    });
-                }
-            }
-            Err(_) => hidden += 1,
+    marker: Option<String>,
+) -> Result<pages::KeyRows, crate::domain::KmsError> {
+    let mut out = pages::KeyRows::default();
+    let mut marker = marker;
+    let mut scanned = 0;
+    loop {
+        let page = api
+            .kms
+            .inventory(caller, marker.as_deref(), KEYS_PER_PAGE)
+            .await?;
+        scanned += page.rows.len() + page.hidden;
+        out.hidden += page.hidden;
+        out.rows.extend(
+            page.rows
+                .into_iter()
+                .filter(|r| filter.admits(&r.meta, &r.aliases)),
+        );
+        marker = page.next_marker;
+        if marker.is_none() || out.rows.len() >= KEYS_PER_PAGE || scanned >= KEYS_SCANNED {
+            break;
         }
     }
-    Ok((rows, hidden))
+    out.next_marker = marker;
+    Ok(out)
 }

@@ -116,14 +116,37 @@ impl KeyFilter {
     }
 }
 
-/// One row of the inventory: a key the principal may describe, and its aliases.
-pub struct KeyRow {
-    pub meta: KeyMetadata,
-    pub aliases: Vec<String>,
+/// A page of the inventory: the keys the principal may describe that the filter admits, how
+/// many listed keys it may not describe, and where the next page starts.
+#[derive(Default)]
+pub struct KeyRows {
+    pub rows: Vec<crate::domain::inventory::InventoryRow>,
+    pub hidden: usize,
+    pub next_marker: Option<String>,
+}
+
+impl KeyFilter {
+    /// The query string of the filter's next page, from `marker`.
+    fn next_page(&self, marker: &str) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("q", &self.text),
+            ("state", &self.state),
+            ("spec", &self.spec),
+            ("usage", &self.usage),
+            ("origin", &self.origin),
+        ] {
+            if !v.is_empty() {
+                q.append_pair(k, v);
+            }
+        }
+        q.append_pair("marker", marker).finish()
+    }
 }
 
 /// The key inventory: the keys the signed-in principal may list and describe.
-pub fn keys(session: &Session, filter: &KeyFilter, rows: &[KeyRow], hidden: usize) -> Markup {
+pub fn keys(session: &Session, filter: &KeyFilter, listed: &KeyRows) -> Markup {
+    let (rows, hidden) = (&listed.rows, listed.hidden);
     let select = |name: &str, current: &str, options: &[&str]| {
         html! {
             select name=(name) {
@@ -148,7 +171,7 @@ pub fn keys(session: &Session, filter: &KeyFilter, rows: &[KeyRow], hidden: usiz
                 button type="submit" { "Filter" }
             }
             p.muted {
-                (rows.len()) " keys"
+                (rows.len()) " keys" @if listed.next_marker.is_some() { " on this page" }
                 @if hidden > 0 { " (" (hidden) " more you may list but not describe)" }
             }
             table {
@@ -160,7 +183,7 @@ pub fn keys(session: &Session, filter: &KeyFilter, rows: &[KeyRow], hidden: usiz
                     @for r in rows {
                         tr {
                             td { a href={ "/console/keys/" (r.meta.key_id) } { code { (r.meta.key_id) } } }
-                            td { @for a in &r.aliases { code { (a) } " " } }
+                            td { @for a in r.aliases.iter() { code { (a) } " " } }
                             td { (r.meta.key_state.to_string()) }
                             td { (r.meta.key_spec.to_string()) }
                             td { (r.meta.key_usage.to_string()) }
@@ -171,6 +194,9 @@ pub fn keys(session: &Session, filter: &KeyFilter, rows: &[KeyRow], hidden: usiz
                         }
                     }
                 }
+            }
+            @if let Some(m) = &listed.next_marker {
+                p { a href={ "/console/keys?" (filter.next_page(m)) } { "Next page" } }
             }
         },
     )
@@ -205,6 +231,17 @@ fn text(v: &serde_json::Value) -> String {
         serde_json::Value::Null => "—".into(),
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// A date of a JSON answer (seconds since the epoch, as the API sends them) as UTC time.
+fn date(v: &serde_json::Value) -> String {
+    match v
+        .as_f64()
+        .and_then(|t| chrono::DateTime::from_timestamp_millis((t * 1000.0) as i64))
+    {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        None => text(v),
     }
 }
 
@@ -254,7 +291,7 @@ pub fn key(s: &Session, k: &KeyPage) -> Markup {
                     ("Description", "Description"), ("Deletion date", "DeletionDate"),
                     ("Custom key store", "CustomKeyStoreId"), ("Multi-Region", "MultiRegion"),
                     ("Key manager", "KeyManager")] {
-                    tr { th { (label) } td { (text(&m[member])) } }
+                    tr { th { (label) } td { (if member.ends_with("Date") { date(&m[member]) } else { text(&m[member]) }) } }
                 }
             }
             div.actions {
@@ -303,7 +340,7 @@ pub fn key(s: &Session, k: &KeyPage) -> Markup {
                 table.meta {
                     tr { th { "Automatic rotation" } td { (text(&v["KeyRotationEnabled"])) } }
                     tr { th { "Period (days)" } td { (text(&v["RotationPeriodInDays"])) } }
-                    tr { th { "Next rotation" } td { (text(&v["NextRotationDate"])) } }
+                    tr { th { "Next rotation" } td { (date(&v["NextRotationDate"])) } }
                 }
             }))
         },

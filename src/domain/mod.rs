@@ -12,6 +12,7 @@ pub mod external_key_stores;
 pub mod grants;
 pub mod import;
 mod imported_materials;
+pub mod inventory;
 mod key_policy;
 pub mod keyid;
 pub mod lifecycle;

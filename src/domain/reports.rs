@@ -164,21 +164,6 @@ impl Kms {
         params: ReportParams,
     ) -> Result<Report> {
         let now = self.now();
-        let mut keys = Vec::new();
-        let mut marker = None;
-        loop {
-            let page = self.list_keys(caller, PAGE, marker.as_deref()).await?;
-            keys.extend(page.keys.into_iter().map(|(_, arn)| arn));
-            match page.next_marker {
-                Some(m) => marker = Some(m),
-                None => break,
-            }
-        }
-        let aliases = self
-            .list_aliases(caller, None)
-            .await
-            .map(|(a, _)| a)
-            .unwrap_or_default();
         let mut r = Report {
             kind,
             account_id: caller.account_id.clone(),
@@ -197,30 +182,30 @@ impl Kms {
             notes: Vec::new(),
         };
         let (mut hidden, mut unread) = (0, 0);
-        for arn in &keys {
-            let Ok(meta) = self.describe_key(caller, arn).await else {
-                hidden += 1;
-                continue;
-            };
-            let names: Vec<String> = aliases
-                .iter()
-                .filter(|a| a.key_id.to_string() == meta.key_id)
-                .map(|a| a.alias_name.clone())
-                .collect();
-            let k = KeyInReport {
-                caller,
-                meta: &meta,
-                aliases: &names,
-                params,
-                now,
-            };
-            let complete = match kind {
-                ReportKind::Inventory => self.inventory_row(&k, &mut r.rows).await,
-                ReportKind::Access => self.access_rows(caller, &meta, &mut r.rows).await,
-                ReportKind::Unused => self.unused_rows(&k, &mut r.rows).await,
-            };
-            if !complete {
-                unread += 1;
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self.inventory(caller, marker.as_deref(), PAGE).await?;
+            hidden += page.hidden;
+            for row in &page.rows {
+                let k = KeyInReport {
+                    caller,
+                    meta: &row.meta,
+                    aliases: &row.aliases,
+                    params,
+                    now,
+                };
+                let complete = match kind {
+                    ReportKind::Inventory => self.inventory_row(&k, &mut r.rows).await,
+                    ReportKind::Access => self.access_rows(caller, &row.meta, &mut r.rows).await,
+                    ReportKind::Unused => self.unused_rows(&k, &mut r.rows).await,
+                };
+                if !complete {
+                    unread += 1;
+                }
+            }
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => break,
             }
         }
         if hidden > 0 {
@@ -232,11 +217,6 @@ impl Kms {
             r.notes.push(format!(
                 "For {unread} keys the principal may not read every part this report shows (rotations, last use, key policy or grants): those cells are empty, or the key's access rows are left out."
             ));
-        }
-        if aliases.is_empty() && !keys.is_empty() {
-            r.notes.push(
-                "No aliases are shown: the principal may not list them, or there are none.".into(),
-            );
         }
         Ok(r)
     }

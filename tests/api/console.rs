@@ -552,3 +552,39 @@ async fn the_trail_viewer_shows_an_accounts_events_and_flags_an_altered_row() {
     let (status, _, _) = get(&s, &format!("/console/trail/{seq}"), &auditor).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inventory_pages_through_every_key_and_filters_across_pages() {
+    let s = with_console().await;
+    let c = s.client();
+    let mut made = Vec::new();
+    for i in 0..105 {
+        let mut req = c.create_key();
+        if i == 104 {
+            req = req.description("the needle");
+        }
+        made.push(req.send().await.unwrap().key_metadata.unwrap().key_id);
+    }
+    let (_, cookie) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    let cookie = cookie.unwrap();
+    let shown = |page: &str| made.iter().filter(|k| page.contains(k.as_str())).count();
+    let (status, _, first) = get(&s, "/console/keys", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown(&first), 100, "{first}");
+    assert!(first.contains("100 keys on this page"), "{first}");
+    let at = first
+        .find("href=\"/console/keys?marker=")
+        .expect("a next page")
+        + 6;
+    let next = first[at..].split('"').next().unwrap().replace("&amp;", "&");
+    let (_, _, second) = get(&s, &next, &cookie).await;
+    assert_eq!(shown(&second), 5, "{second}");
+    assert!(!second.contains("Next page"), "{second}");
+    // A filter looks through more than one page of keys.
+    let (_, _, found) = get(&s, "/console/keys?q=needle", &cookie).await;
+    assert_eq!(shown(&found), 1, "{found}");
+    assert!(found.contains(&made[104]));
+    // A marker that is no key id is not used.
+    let (status, _, _) = get(&s, "/console/keys?marker=%27%3B--", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -9,6 +9,7 @@ mod asymmetric;
 mod attacks;
 mod audit;
 mod auth;
+mod browser;
 mod cli;
 mod console;
 mod console_audit;

@@ -122,6 +122,11 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
     // by inserting key rows itself; it grants no access and reveals nothing.
     const QUOTA_COUNT: &str = "a count that only spares CreateKey the exact count far below the quota: set back, it lets keys past the quota, as inserting key rows would";
     const DISPLAY: &str = "shown, never decides";
+    // A node's own report of itself, rewritten every five seconds: an edited row misleads the
+    // operator view until the node's next report (markup in it is shown as text:
+    // console_audit::the_operator_view_shows_the_token_the_nodes_and_the_rates_to_an_operator_only).
+    const NODE: &str =
+        "shown in the operator view, never decides; the node rewrites its row every five seconds";
     const LATER_MATERIALS: &str =
         "import::each_column_of_a_later_materials_record_altered_with_sql_is_refused";
     vec![
@@ -132,6 +137,14 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
         ("mac_keys", "version", NoDecision("new MACs are made under the newest MAC key the token holds from this version up: set back, nothing changes; set past the token's keys, a node refuses to start (or to follow), naming the key it lacks; a MAC names its own key version, verified by the token")),
         ("mac_keys", "label", NoDecision("written for operators; the token object is found from the version")),
         ("mac_keys", "created_at", NoDecision(DISPLAY)),
+        // ---- the nodes as they report themselves (the console's operator view)
+        ("nodes", "node_id", NoDecision(NODE)),
+        ("nodes", "address", NoDecision(NODE)),
+        ("nodes", "version", NoDecision(NODE)),
+        ("nodes", "token_label", NoDecision(NODE)),
+        ("nodes", "ready", NoDecision(NODE)),
+        ("nodes", "started_at", NoDecision(NODE)),
+        ("nodes", "last_seen", NoDecision(NODE)),
         ("schema_floor", "id", NoDecision("the one row the floor is kept in")),
         ("schema_floor", "oldest_release_schema", NoDecision("which binaries start against the schema: lowered, an older binary runs against a schema it does not know and fails on it; rows it writes are still sealed by the token")),
         ("quota_usage", "account_id", NoDecision(QUOTA_COUNT)),
