@@ -103,14 +103,25 @@ macro_rules! key_store_aliases {
                 region: &str,
                 key_id: Option<Uuid>,
             ) -> Result<Vec<AliasRecord>, StoreError> {
-                sqlx::query_as(
-                    "SELECT a.*, k.mrk_id FROM aliases a JOIN keys k USING (key_id) \
-                     WHERE a.account_id = $1 AND a.region = $2 AND ($3 IS NULL OR a.key_id = $3) ORDER BY a.alias_name",
-                )
-                .bind(account_id)
-                .bind(region)
-                .bind(key_id)
-                .all(&self.pool).await
+                // Two statements, not `($3 IS NULL OR a.key_id = $3)`: a generic plan of that
+                // one reads every alias of the account to find one key's (see `list_keys`).
+                const ALL: &str = "SELECT a.*, k.mrk_id FROM aliases a JOIN keys k USING (key_id) \
+                     WHERE a.account_id = $1 AND a.region = $2";
+                match key_id {
+                    Some(key_id) => {
+                        sqlx::query_as(&format!("{ALL} AND a.key_id = $3 ORDER BY a.alias_name"))
+                            .bind(account_id)
+                            .bind(region)
+                            .bind(key_id)
+                            .all(&self.pool).await
+                    }
+                    None => {
+                        sqlx::query_as(&format!("{ALL} ORDER BY a.alias_name"))
+                            .bind(account_id)
+                            .bind(region)
+                            .all(&self.pool).await
+                    }
+                }
             }
         }
     };

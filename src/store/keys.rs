@@ -82,17 +82,35 @@ macro_rules! key_store {
                 after: Option<Uuid>,
                 limit: i64,
             ) -> Result<Vec<KeyRecord>, StoreError> {
-                // Blobs compare bytewise, as Postgres compares uuids.
-                let q = format!(
-                    "SELECT {KEY_COLUMNS} FROM keys WHERE account_id = $1 AND region = $2 \
-                     AND ($3 IS NULL OR key_id > $3) ORDER BY key_id LIMIT $4"
-                );
-                sqlx::query_as(&q)
-                    .bind(account_id)
-                    .bind(region)
-                    .bind(after)
-                    .bind(limit)
-                    .all(&self.pool).await
+                // Blobs compare bytewise, as Postgres compares uuids. Two statements, not one
+                // with `($3 IS NULL OR key_id > $3)`: Postgres's generic plan for that one
+                // cannot seek to the marker, so every page read the account's keys from the
+                // first (a middle page of 100,000 keys took 90 ms instead of 2).
+                match after {
+                    Some(after) => {
+                        let q = format!(
+                            "SELECT {KEY_COLUMNS} FROM keys WHERE account_id = $1 AND region = $2 \
+                             AND key_id > $3 ORDER BY key_id LIMIT $4"
+                        );
+                        sqlx::query_as(&q)
+                            .bind(account_id)
+                            .bind(region)
+                            .bind(after)
+                            .bind(limit)
+                            .all(&self.pool).await
+                    }
+                    None => {
+                        let q = format!(
+                            "SELECT {KEY_COLUMNS} FROM keys WHERE account_id = $1 AND region = $2 \
+                             ORDER BY key_id LIMIT $3"
+                        );
+                        sqlx::query_as(&q)
+                            .bind(account_id)
+                            .bind(region)
+                            .bind(limit)
+                            .all(&self.pool).await
+                    }
+                }
             }
 
             async fn count_customer_keys(&self, account_id: &str, region: &str) -> Result<i64, StoreError> {

@@ -588,3 +588,32 @@ async fn the_inventory_pages_through_every_key_and_filters_across_pages() {
     let (status, _, _) = get(&s, "/console/keys?marker=%27%3B--", &cookie).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn temporary_credentials_cannot_sign_in() {
+    // A role's temporary credentials (an `ASIA…` key, its secret and its session token) work
+    // for the API; the console takes long-term access keys only, so the key id and secret of a
+    // session (which leaked without its token, say) open nothing.
+    let s = with_console().await;
+    let (alice_arn, alice_id, alice_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "alice", None));
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{alice_arn}"}},"Action":"sts:AssumeRole","Resource":"*"}}]}}"#
+    );
+    let role = tokio::task::block_in_place(|| s.create_role(ACCOUNT, "console-role", &trust));
+    tokio::task::block_in_place(|| s.put_user_policy(&role, "use", crate::access::ALL));
+    let creds = crate::roles::sts(&s, &alice_id, &alice_secret)
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("web")
+        .send()
+        .await
+        .unwrap()
+        .credentials
+        .unwrap();
+    let session = crate::roles::kms_with_session(&s, &creds);
+    assert!(session.list_keys().send().await.is_ok());
+    let (r, cookie) = sign_in(&s, &creds.access_key_id, &creds.secret_access_key).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none());
+}
