@@ -25,6 +25,18 @@ pub async fn call_as(
     operation: &str,
     request: Value,
 ) -> Result<Value, ApiError> {
+    // Boxed: the future of every operation's handler is large, and a page that makes several
+    // calls would otherwise hold one of them per call (a key's page overflowed a worker
+    // thread's stack in a debug build).
+    Box::pin(call(state, who, operation, request)).await
+}
+
+async fn call(
+    state: &ApiState,
+    who: &OnBehalf<'_>,
+    operation: &str,
+    request: Value,
+) -> Result<Value, ApiError> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let caller = who.caller;
     let mut info = CallInfo {

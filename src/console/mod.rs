@@ -621,7 +621,8 @@ async fn key_page(
     let policy_request = json!({ "KeyId": key_id, "PolicyName": "default" });
     let policy = of(call_as(api, who, "GetKeyPolicy", policy_request).await);
     let grants = of(call_as(api, who, "ListGrants", key.clone()).await);
-    let rotation = of(call_as(api, who, "GetKeyRotationStatus", key).await);
+    let rotation = of(call_as(api, who, "GetKeyRotationStatus", key.clone()).await);
+    let rotations = of(call_as(api, who, "ListKeyRotations", key).await);
     let notice = match (word(query, "done"), word(query, "error")) {
         (Some(op), _) => Some((true, format!("{op}: done."))),
         (None, Some(e)) => Some((false, format!("Refused: {e}."))),
@@ -635,6 +636,7 @@ async fn key_page(
         policy,
         grants,
         rotation,
+        rotations,
         notice,
     })
 }
@@ -653,6 +655,20 @@ async fn act_on_key(
         "enable" => ("EnableKey", key),
         "cancel-deletion" => ("CancelKeyDeletion", key),
         "rotate" => ("RotateKeyOnDemand", key),
+        "create-alias" => {
+            let name = field(form, "alias").trim();
+            (
+                "CreateAlias",
+                json!({ "AliasName": name, "TargetKeyId": id }),
+            )
+        }
+        "tag" => {
+            let tag =
+                json!({ "TagKey": field(form, "tag_key"), "TagValue": field(form, "tag_value") });
+            ("TagResource", json!({ "KeyId": id, "Tags": [tag] }))
+        }
+        "enable-rotation" => ("EnableKeyRotation", key),
+        "disable-rotation" => ("DisableKeyRotation", key),
         "schedule-deletion" => {
             // A deletion is confirmed by typing the key's id.
             if field(form, "confirm").trim() != id {
@@ -671,8 +687,8 @@ async fn act_on_key(
 }
 
 /// A page of the inventory for `filter`: the keys `caller` may list after `marker` and also
-/// describe, that the filter admits (at most [`KEYS_PER_PAGE`], from at most [`KEYS_SCANNED`]
-/// listed), how many of those listed it may not describe, and where the next page starts.
+/// describe, that the filter admits (from whole listed pages of [`KEYS_PER_PAGE`] until one
+/// fills the page, at most [`KEYS_SCANNED`] listed), how many of those listed it may not describe, and where the next page starts.
 async fn key_rows(
     api: &ApiState,
     caller: &Caller,
@@ -689,11 +705,37 @@ async fn key_rows(
             .await?;
         scanned += page.rows.len() + page.hidden;
         out.hidden += page.hidden;
-        out.rows.extend(
-            page.rows
-                .into_iter()
-                .filter(|r| filter.admits(&r.meta, &r.aliases)),
-        );
+        for key in page.rows {
+            // A page ends with the listed page it fills up in (its marker is ListKeys's).
+            if !filter.admits(&key.meta, &key.aliases) {
+                continue;
+            }
+            let arn = key.meta.arn.clone();
+            let rotation = (api.kms.key_rotation_status(caller, &arn).await)
+                .ok()
+                .map(|r| (r.enabled, r.next));
+            if !filter.admits_rotation(rotation.map(|(on, _)| on)) {
+                continue;
+            }
+            if filter.by_tag() {
+                let tags = api
+                    .kms
+                    .list_resource_tags(caller, &arn)
+                    .await
+                    .unwrap_or_default();
+                if !filter.admits_tags(&tags) {
+                    continue;
+                }
+            }
+            let last_used = (api.kms.key_last_usage(caller, &arn).await)
+                .ok()
+                .map(|u| u.last.map(|l| l.time));
+            out.rows.push(pages::KeyRow {
+                key,
+                rotation,
+                last_used,
+            });
+        }
         marker = page.next_marker;
         if marker.is_none() || out.rows.len() >= KEYS_PER_PAGE || scanned >= KEYS_SCANNED {
             break;

@@ -82,6 +82,12 @@ pub struct KeyFilter {
     pub spec: String,
     pub usage: String,
     pub origin: String,
+    /// `on` or `off`: automatic rotation.
+    pub rotation: String,
+    /// A custom key store's id, or `any` (keys in any custom key store).
+    pub store: String,
+    /// `key=value` (or `key`): a tag the key carries.
+    pub tag: String,
 }
 
 impl KeyFilter {
@@ -95,6 +101,9 @@ impl KeyFilter {
                 "spec" => f.spec = v,
                 "usage" => f.usage = v,
                 "origin" => f.origin = v,
+                "rotation" => f.rotation = v,
+                "store" => f.store = v,
+                "tag" => f.tag = v,
                 _ => {}
             }
         }
@@ -113,14 +122,53 @@ impl KeyFilter {
             && is(&self.spec, m.key_spec.to_string())
             && is(&self.usage, m.key_usage.to_string())
             && is(&self.origin, m.origin.to_string())
+            && match (self.store.as_str(), &m.custom_key_store) {
+                ("", _) => true,
+                ("any", store) => store.is_some(),
+                (want, Some((id, _))) => want == id,
+                (_, None) => false,
+            }
     }
+
+    /// Whether the filter needs the key's tags.
+    pub fn by_tag(&self) -> bool {
+        !self.tag.is_empty()
+    }
+
+    /// Whether `tags` hold the tag the filter asks for.
+    pub fn admits_tags(&self, tags: &[crate::vocab::Tag]) -> bool {
+        let (key, value) = match self.tag.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (self.tag.trim(), None),
+        };
+        tags.iter()
+            .any(|t| t.key == key && value.is_none_or(|v| t.value == v))
+    }
+
+    /// Whether a key whose automatic rotation is `enabled` (`None`: not readable) passes.
+    pub fn admits_rotation(&self, enabled: Option<bool>) -> bool {
+        match self.rotation.as_str() {
+            "on" => enabled == Some(true),
+            "off" => enabled == Some(false),
+            _ => true,
+        }
+    }
+}
+
+/// One key of an inventory page, with what the principal may read of its rotation and use.
+pub struct KeyRow {
+    pub key: crate::domain::inventory::InventoryRow,
+    /// Automatic rotation and the next date (`None`: not readable, `kms:GetKeyRotationStatus`).
+    pub rotation: Option<(bool, Option<chrono::DateTime<chrono::Utc>>)>,
+    /// The last use (`Some(None)`: never; `None`: not readable, `kms:GetKeyLastUsage`).
+    pub last_used: Option<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 /// A page of the inventory: the keys the principal may describe that the filter admits, how
 /// many listed keys it may not describe, and where the next page starts.
 #[derive(Default)]
 pub struct KeyRows {
-    pub rows: Vec<crate::domain::inventory::InventoryRow>,
+    pub rows: Vec<KeyRow>,
     pub hidden: usize,
     pub next_marker: Option<String>,
 }
@@ -135,6 +183,9 @@ impl KeyFilter {
             ("spec", &self.spec),
             ("usage", &self.usage),
             ("origin", &self.origin),
+            ("rotation", &self.rotation),
+            ("store", &self.store),
+            ("tag", &self.tag),
         ] {
             if !v.is_empty() {
                 q.append_pair(k, v);
@@ -168,6 +219,9 @@ pub fn keys(session: &Session, filter: &KeyFilter, listed: &KeyRows) -> Markup {
                 (select("spec", &filter.spec, KeySpec::WORDS))
                 (select("usage", &filter.usage, KeyUsage::WORDS))
                 (select("origin", &filter.origin, Origin::WORDS))
+                (select("rotation", &filter.rotation, &["on", "off"]))
+                input name="store" value=(filter.store) placeholder="custom key store (or any)" size="22";
+                input name="tag" value=(filter.tag) placeholder="tag (key=value)" size="16";
                 button type="submit" { "Filter" }
             }
             p.muted {
@@ -177,10 +231,12 @@ pub fn keys(session: &Session, filter: &KeyFilter, listed: &KeyRows) -> Markup {
             table {
                 thead { tr {
                     th { "Key" } th { "Aliases" } th { "State" } th { "Spec" } th { "Usage" }
-                    th { "Origin" } th { "Created" } th { "Custom key store" } th { "Description" }
+                    th { "Origin" } th { "Created" } th { "Rotation" } th { "Last used" }
+                    th { "Custom key store" } th { "Description" }
                 } }
                 tbody {
-                    @for r in rows {
+                    @for row in rows {
+                        @let r = &row.key;
                         tr {
                             td { a href={ "/console/keys/" (r.meta.key_id) } { code { (r.meta.key_id) } } }
                             td { @for a in r.aliases.iter() { code { (a) } " " } }
@@ -189,6 +245,16 @@ pub fn keys(session: &Session, filter: &KeyFilter, listed: &KeyRows) -> Markup {
                             td { (r.meta.key_usage.to_string()) }
                             td { (r.meta.origin.to_string()) }
                             td { (r.meta.created_at.format("%Y-%m-%d %H:%M UTC")) }
+                            td { @match &row.rotation {
+                                Some((true, next)) => { "on" @if let Some(n) = next { br; span.muted { "next " (n.format("%Y-%m-%d")) } } }
+                                Some((false, _)) => "off",
+                                None => span.muted { "—" },
+                            } }
+                            td { @match &row.last_used {
+                                Some(Some(t)) => (t.format("%Y-%m-%d %H:%M UTC")),
+                                Some(None) => span.muted { "never" },
+                                None => span.muted { "—" },
+                            } }
                             td { @if let Some((id, _)) = &r.meta.custom_key_store { code { (id) } } }
                             td { (r.meta.description) }
                         }
@@ -221,6 +287,8 @@ pub struct KeyPage {
     pub policy: Result<serde_json::Value, String>,
     pub grants: Result<serde_json::Value, String>,
     pub rotation: Result<serde_json::Value, String>,
+    /// `ListKeyRotations`: the materials rotation made (or imported).
+    pub rotations: Result<serde_json::Value, String>,
     /// What the last action answered (`?done=` or `?error=`).
     pub notice: Option<(bool, String)>,
 }
@@ -342,7 +410,60 @@ pub fn key(s: &Session, k: &KeyPage) -> Markup {
                     tr { th { "Period (days)" } td { (text(&v["RotationPeriodInDays"])) } }
                     tr { th { "Next rotation" } td { (date(&v["NextRotationDate"])) } }
                 }
+                div.actions {
+                    @if v["KeyRotationEnabled"].as_bool() == Some(true) {
+                        (action(s, &k.key_id, "disable-rotation", "Turn automatic rotation off", html! {}))
+                    } @else {
+                        (action(s, &k.key_id, "enable-rotation", "Turn automatic rotation on", html! {}))
+                    }
+                }
             }))
+            (part("Rotations and materials", &k.rotations, |v| html! {
+                @let list = v["Rotations"].as_array().cloned().unwrap_or_default();
+                @if list.is_empty() { p.muted { "None yet." } } @else {
+                    table {
+                        tr { th { "Material" } th { "Rotated" } th { "Type" } th { "State" } th { "Import" } th { "Valid to" } }
+                        @for r in &list {
+                            tr {
+                                td { code { (text(&r["KeyMaterialId"])) } }
+                                td { (date(&r["RotationDate"])) }
+                                td { (text(&r["RotationType"])) }
+                                td { (text(&r["KeyMaterialState"])) }
+                                td { (text(&r["ImportState"])) }
+                                td { (date(&r["ValidTo"])) }
+                            }
+                        }
+                    }
+                }
+            }))
+            @if m["MultiRegion"].as_bool() == Some(true) {
+                h2 { "Replicas" }
+                @let config = &m["MultiRegionConfiguration"];
+                table {
+                    tr { th { "Key" } th { "Region" } th { "Role" } }
+                    tr { td { code { (text(&config["PrimaryKey"]["Arn"])) } } td { (text(&config["PrimaryKey"]["Region"])) } td { "primary" } }
+                    @for r in config["ReplicaKeys"].as_array().into_iter().flatten() {
+                        tr { td { code { (text(&r["Arn"])) } } td { (text(&r["Region"])) } td { "replica" } }
+                    }
+                }
+            }
+            @if m["Origin"].as_str() == Some("EXTERNAL") {
+                h2 { "Imported key material" }
+                table.meta {
+                    tr { th { "Expiration model" } td { (text(&m["ExpirationModel"])) } }
+                    tr { th { "Valid to" } td { (date(&m["ValidTo"])) } }
+                }
+            }
+            h2 { "Add" }
+            div.actions {
+                (action(s, &k.key_id, "create-alias", "Create alias", html! {
+                    label { "Alias " input name="alias" value="alias/" size="30"; }
+                }))
+                (action(s, &k.key_id, "tag", "Tag", html! {
+                    label { "Key " input name="tag_key" size="16"; }
+                    label { " Value " input name="tag_value" size="24"; }
+                }))
+            }
         },
     )
 }

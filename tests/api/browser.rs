@@ -158,7 +158,11 @@ async fn downloaded(dir: &Path) -> PathBuf {
         let files: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| !p.to_string_lossy().ends_with(".crdownload"))
+            // Chromium writes a download under a hidden name, then as `….crdownload`.
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                !name.starts_with('.') && !name.ends_with(".crdownload")
+            })
             .collect();
         if let [one] = files.as_slice() {
             return one.clone();

@@ -304,6 +304,58 @@ async fn a_key_page_shows_its_parts_and_its_actions_are_api_calls() {
         assert!(page.contains(part), "{part}: {page}");
     }
 
+    // Rotations, aliases and tags from the page, each the API call it is.
+    let to = act(&s, &cookie, &key, "enable-rotation", &[]).await;
+    assert!(to.ends_with("?done=EnableKeyRotation"), "{to}");
+    let to = act(
+        &s,
+        &cookie,
+        &key,
+        "create-alias",
+        &[("alias", "alias/from-console")],
+    )
+    .await;
+    assert!(to.ends_with("?done=CreateAlias"), "{to}");
+    let to = act(
+        &s,
+        &cookie,
+        &key,
+        "create-alias",
+        &[("alias", "not-an-alias")],
+    )
+    .await;
+    assert!(to.contains("?error="), "{to}");
+    let to = act(
+        &s,
+        &cookie,
+        &key,
+        "tag",
+        &[("tag_key", "owner"), ("tag_value", "ops")],
+    )
+    .await;
+    assert!(to.ends_with("?done=TagResource"), "{to}");
+    let (_, _, page) = get(&s, &format!("/console/keys/{key}"), &cookie).await;
+    for part in [
+        "alias/from-console",
+        "owner",
+        "ops",
+        "Turn automatic rotation off",
+        "Rotations and materials",
+    ] {
+        assert!(page.contains(part), "{part}: {page}");
+    }
+    let aliases = c
+        .list_aliases()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .aliases
+        .unwrap();
+    assert!(aliases
+        .iter()
+        .any(|a| a.alias_name.as_deref() == Some("alias/from-console")));
+
     // Disable: the API answers DisabledException from then on, and the trail has the call.
     let to = act(&s, &cookie, &key, "disable", &[]).await;
     assert_eq!(to, format!("/console/keys/{key}?done=DisableKey"));
@@ -587,6 +639,48 @@ async fn the_inventory_pages_through_every_key_and_filters_across_pages() {
     // A marker that is no key id is not used.
     let (status, _, _) = get(&s, "/console/keys?marker=%27%3B--", &cookie).await;
     assert_eq!(status, StatusCode::OK);
+
+    // Filters by rotation, tag and custom key store; last use and next rotation shown.
+    c.enable_key_rotation()
+        .key_id(&made[3])
+        .send()
+        .await
+        .unwrap();
+    c.tag_resource()
+        .key_id(&made[7])
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key("team")
+                .tag_value("blue")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.encrypt()
+        .key_id(&made[7])
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let (_, _, rotating) = get(&s, "/console/keys?rotation=on", &cookie).await;
+    assert_eq!(shown(&rotating), 1, "{rotating}");
+    assert!(
+        rotating.contains(&made[3]) && rotating.contains("next "),
+        "{rotating}"
+    );
+    let (_, _, tagged) = get(&s, "/console/keys?tag=team%3Dblue", &cookie).await;
+    assert_eq!(shown(&tagged), 1, "{tagged}");
+    assert!(
+        tagged.contains(&made[7]) && !tagged.contains(">never<"),
+        "{tagged}"
+    );
+    let (_, _, other_tag) = get(&s, "/console/keys?tag=team%3Dred", &cookie).await;
+    assert_eq!(shown(&other_tag), 0, "{other_tag}");
+    let (_, _, in_stores) = get(&s, "/console/keys?store=any", &cookie).await;
+    assert_eq!(shown(&in_stores), 0, "{in_stores}");
+    assert!(first.contains(">never<"), "{first}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
