@@ -219,7 +219,18 @@ impl Kms {
         let rec = self
             .key_for(asker, key_id, Access::to("kms:GetKeyPolicy", ANY_STATE))
             .await?;
-        let grants = self.list_grants(asker, &rec.key_id.to_string()).await?;
+        // Another account's principal, even one the key policy lets read the policy, never
+        // learns the users and roles of the key's account (as on AWS, where that takes
+        // iam:ListUsers in the key's own account). The console names keys by id, which resolve
+        // in the asker's own account only; this holds for any other caller too.
+        if rec.account_id != asker.account_id {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to review access to {}: the key is in another account",
+                asker.principal_arn,
+                rec.arn()
+            )));
+        }
+        let grants = self.list_grants(asker, &rec.arn()).await?;
         let arns = self
             .ids
             .principals_of(&rec.account_id, REVIEWED_PRINCIPALS + 1)
