@@ -371,13 +371,7 @@ impl Audit {
             return Ok(None);
         };
         let key = self.public_key_der().await?;
-        let msg = checkpoint_message(c.seq, &c.hash, &c.signed_at);
-        let verifies = aws_lc_rs::signature::UnparsedPublicKey::new(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-            &key,
-        )
-        .verify(&msg, &c.signature)
-        .is_ok();
+        let verifies = super::verify::checkpoint_verifies(&c, &key);
         Ok(Some((c, verifies)))
     }
 

@@ -301,15 +301,10 @@ pub fn verify(
         prev = Some(l.hash.clone());
         r.last_seq = l.seq;
     }
-    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
-        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-        public_key,
-    );
     let first = links.first().map(|l| l.seq).unwrap_or(1);
     for c in checkpoints {
         r.checkpoints += 1;
-        let msg = checkpoint_message(c.seq, &c.hash, &c.signed_at);
-        if key.verify(&msg, &c.signature).is_err() {
+        if !checkpoint_verifies(c, public_key) {
             r.problems.push((
                 c.seq,
                 format!(
@@ -394,6 +389,19 @@ pub async fn stored(
     let generations = store.audit_generations().await?;
     check_generations(&mut report, &rows, &generations);
     Ok((report, links, cps))
+}
+
+/// Whether checkpoint `c`'s signature verifies with the audit public key (DER).
+pub fn checkpoint_verifies(c: &CheckpointRow, public_key: &[u8]) -> bool {
+    aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+        public_key,
+    )
+    .verify(
+        &checkpoint_message(c.seq, &c.hash, &c.signed_at),
+        &c.signature,
+    )
+    .is_ok()
 }
 
 /// What an export keeps.

@@ -234,13 +234,7 @@ pub async fn run(s: &Settings, cmd: AuditCommand) -> Result<()> {
                 return Ok(());
             }
             let der = crate::audit::public_key_der(kms.hsm()).await?;
-            use base64::Engine;
-            let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-            println!("-----BEGIN PUBLIC KEY-----");
-            for chunk in b64.as_bytes().chunks(64) {
-                println!("{}", String::from_utf8_lossy(chunk));
-            }
-            println!("-----END PUBLIC KEY-----");
+            print!("{}", crate::audit::public_key_pem(&der));
             Ok(())
         }
     }

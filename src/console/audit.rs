@@ -35,21 +35,6 @@ fn kind_of(e: crate::domain::KmsError) -> (&'static str, String) {
     (kind, format!("{kind}: {message}"))
 }
 
-/// The PEM text of a SubjectPublicKeyInfo.
-fn pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap_or_default())
-        .collect();
-    format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        lines.join("\n")
-    )
-}
-
 /// Answer the audit and report pages (`None`: not one of theirs).
 pub(super) async fn handle(
     console: &super::Console,
@@ -122,7 +107,7 @@ pub(super) async fn handle(
                 Ok(status) => download(
                     "application/x-pem-file",
                     "kms-audit-public-key.pem",
-                    pem(&status.public_key).into_bytes(),
+                    crate::audit::public_key_pem(&status.public_key).into_bytes(),
                 ),
                 Err(_) => page(StatusCode::FORBIDDEN, super::pages::not_found(Some(s))),
             }
@@ -260,7 +245,7 @@ fn audit_page(
                         }
                     }
                     h2 { "Audit public key" }
-                    pre { (pem(&status.public_key)) }
+                    pre { (crate::audit::public_key_pem(&status.public_key)) }
                     p { a href="/console/audit/public-key.pem" { "Download (PEM)" } " — what " code { "kms audit verify --public-key" } " takes." }
                 }
             }
