@@ -25,9 +25,7 @@ impl<'de> Deserialize<'de> for Blob {
     }
 }
 
-pub fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
+pub use crate::encoding::b64;
 
 /// serde messages can quote the offending value; a value may be a secret, so quotes are
 /// emptied before the message is returned.
@@ -346,6 +344,20 @@ impl Validator {
     }
 
     /// `DryRunModifiers`: each one of AWS's (`IGNORE_CIPHERTEXT`).
+    /// Decrypt's and ReEncrypt's ciphertext: required unless a dry run ignores it
+    /// (`IGNORE_CIPHERTEXT`); then the dry-run modifiers, which must be known.
+    pub fn ciphertext(
+        &mut self,
+        blob: &Option<Blob>,
+        ignored: bool,
+        modifiers: Option<&Vec<String>>,
+    ) -> &mut Self {
+        if !ignored {
+            self.required(blob, "ciphertextBlob");
+        }
+        self.dry_run_modifiers(modifiers)
+    }
+
     pub fn dry_run_modifiers(&mut self, v: Option<&Vec<String>>) -> &mut Self {
         for m in v.into_iter().flatten() {
             self.one_of(Some(m), "dryRunModifiers", &["IGNORE_CIPHERTEXT"]);

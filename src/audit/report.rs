@@ -8,6 +8,7 @@
 //! checkpoint's (`kms.audit.checkpoint.v1`) or the other way round.
 
 use super::{AuditError, Hsm};
+use crate::encoding::b64;
 use crate::store::AuditStore;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -35,10 +36,6 @@ fn message(content: &[u8], seq: i64, head: &[u8], signed_at: &DateTime<Utc>) -> 
     m.extend_from_slice(&signed_at.timestamp_micros().to_be_bytes());
     m.extend_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, content).as_ref());
     m
-}
-
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 /// Sign `content` (a whole report, up to its signature line) over the chain head now.

@@ -2,8 +2,8 @@
 //! carries what verification needs.
 
 use super::{chain_hash, checkpoint_message, GENESIS};
+use crate::encoding::{b64, unb64};
 use crate::store::{AuditRow, AuditStore, CheckpointRow, StoreError};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -430,16 +430,6 @@ impl Filter {
             })
             && self.event_name.as_ref().is_none_or(|n| &r.event_name == n)
     }
-}
-
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-fn unb64(v: &Value) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(v.as_str()?)
-        .ok()
 }
 
 /// JSON Lines: a header, then every link from the first matching event to the first checkpoint

@@ -6,7 +6,6 @@
 //! Every measurement prints a line and appends a JSON object to `--json`; `report` turns a
 //! run's JSON into the table of `docs/benchmarks.md`.
 
-use base64::Engine;
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use http_body_util::{BodyExt, Full};
@@ -116,9 +115,7 @@ enum Cmd {
     Report { json: PathBuf },
 }
 
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
+use kms::encoding::b64;
 
 /// One keep-alive HTTP/1.1 connection that sends signed KMS requests.
 struct Conn {
@@ -475,7 +472,7 @@ async fn token(common: Common) -> Result<(), String> {
     use cryptoki::mechanism::aead::GcmParams;
     use cryptoki::mechanism::rsa::PkcsPssParams;
     use cryptoki::mechanism::{Mechanism, MechanismType};
-    use kms::hsm::{Curve, PairKind, PrivateUse};
+    use kms::hsm::{BlobKind, Curve, PairKind, PrivateUse};
     let s = kms::config::Settings::load(None)?;
     let hsm = kms::server::wiring::open_hsm(&s)
         .await
@@ -520,7 +517,10 @@ async fn token(common: Common) -> Result<(), String> {
         .generate_wrapped_aes256()
         .await
         .map_err(|e| e.to_string())?;
-    let aes = hsm.unwrap_aes(aes, root).await.map_err(|e| e.to_string())?;
+    let aes = hsm
+        .unwrap_key(aes, root, BlobKind::Aes)
+        .await
+        .map_err(|e| e.to_string())?;
     let obj = aes.object();
     time(
         "token AES-GCM 64 B",
@@ -539,7 +539,11 @@ async fn token(common: Common) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let rsa = hsm
-        .unwrap_private(rsa, root, PairKind::Rsa(2048), PrivateUse::Sign)
+        .unwrap_key(
+            rsa,
+            root,
+            BlobKind::Private(PairKind::Rsa(2048), PrivateUse::Sign),
+        )
         .await
         .map_err(|e| e.to_string())?;
     let obj = rsa.object();
@@ -561,7 +565,11 @@ async fn token(common: Common) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let ec = hsm
-        .unwrap_private(ec, root, PairKind::Ec(Curve::P256), PrivateUse::Sign)
+        .unwrap_key(
+            ec,
+            root,
+            BlobKind::Private(PairKind::Ec(Curve::P256), PrivateUse::Sign),
+        )
         .await
         .map_err(|e| e.to_string())?;
     let obj = ec.object();
@@ -575,7 +583,7 @@ async fn token(common: Common) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let mac = hsm
-        .unwrap_hmac_secret(mac, root)
+        .unwrap_key(mac, root, BlobKind::Secret)
         .await
         .map_err(|e| e.to_string())?;
     let obj = mac.object();

@@ -307,7 +307,7 @@ impl Credentials {
     ) -> Result<hmac::Key, CredentialError> {
         let secret = self
             .hsm
-            .unwrap_hmac_secret(blob, root_version as u32)
+            .unwrap_key(blob, root_version as u32, crate::hsm::BlobKind::Secret)
             .await?;
         let k_date = self
             .hsm

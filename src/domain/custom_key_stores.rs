@@ -935,7 +935,10 @@ impl Kms {
         pin: &SecretString,
     ) -> Result<(Vec<u8>, i32, Vec<u8>)> {
         let (wrapped, version) = self.hsm.generate_wrapped_aes256().await?;
-        let key = self.hsm.unwrap_aes(wrapped.clone(), version).await?;
+        let key = self
+            .hsm
+            .unwrap_key(wrapped.clone(), version, crate::hsm::BlobKind::Aes)
+            .await?;
         let iv: [u8; 12] = self.hsm.random(12).await?[..12]
             .try_into()
             .expect("12 bytes");
@@ -964,7 +967,10 @@ impl Kms {
         if ct.len() < 12 + 16 {
             return Err(KmsError::KeyUnavailable);
         }
-        let key = self.hsm.unwrap_aes(wrapped, version as u32).await?;
+        let key = self
+            .hsm
+            .unwrap_key(wrapped, version as u32, crate::hsm::BlobKind::Aes)
+            .await?;
         let iv: [u8; 12] = ct[..12].try_into().expect("12 bytes");
         Ok(self
             .hsm

@@ -10,9 +10,9 @@
 use super::custom_key_stores::{CustomKeyStoreUpdate, DISCONNECTED};
 use super::error::KeyStoreError as E;
 use super::{ciphertext, Kms, KmsError, Result};
+use crate::encoding::{b64, unb64};
 use crate::messages;
 use crate::store::{CustomKeyStoreRecord, KeyRecord};
-use base64::Engine;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -96,16 +96,6 @@ pub struct XksProxyInput {
     pub access_key_id: String,
     pub secret: SecretString,
     pub connectivity: String,
-}
-
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-fn unb64(v: &Value) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(v.as_str()?)
-        .ok()
 }
 
 /// The `requestMetadata` of a call for `op`.

@@ -16,6 +16,11 @@ const TOKEN_LIFETIME_HOURS: i64 = 24;
 /// The latest `ValidTo` an import may have (as AWS: 365 days ahead).
 const MAX_VALID_DAYS: i64 = 365;
 
+/// GetParametersForImport and ImportKeyMaterial: a key with imported material (`EXTERNAL`),
+/// pending import, enabled or disabled (AWS's key-state table: an enabled or disabled key takes
+/// its material again, to change its expiry, or a new material to rotate to).
+const IMPORTABLE: &[Check] = &[Check::External, Check::Manageable];
+
 pub struct ImportParameters {
     pub key_arn: String,
     pub import_token: Vec<u8>,
@@ -208,21 +213,12 @@ impl Kms {
             .key_for(
                 caller,
                 key_id,
-                Access::to("kms:GetParametersForImport", &[Check::External]).conditions(&[
+                Access::to("kms:GetParametersForImport", IMPORTABLE).conditions(&[
                     ("kms:WrappingAlgorithm", algorithm.as_str()),
                     ("kms:WrappingKeySpec", key_spec.as_str()),
                 ]),
             )
             .await?;
-        if !matches!(
-            rec.key_state,
-            KeyState::PendingImport | KeyState::Enabled | KeyState::Disabled
-        ) {
-            return Err(KmsError::InvalidState(crate::messages::key_state(
-                &rec.arn(),
-                &rec.key_state.words(),
-            )));
-        }
         let as_ = import_as(&rec)?;
         let bits = match key_spec {
             WrappingKeySpec::Rsa2048 => 2048,
@@ -361,21 +357,10 @@ impl Kms {
             .key_for(
                 caller,
                 key_id,
-                Access::to("kms:ImportKeyMaterial", &[Check::External])
+                Access::to("kms:ImportKeyMaterial", IMPORTABLE)
                     .conditions(&[("kms:ExpirationModel", &model)]),
             )
             .await?;
-        // AWS's key-state table: pending import, enabled, or disabled (an enabled or disabled
-        // key takes its material again, to change its expiry, or a new material to rotate to).
-        if !matches!(
-            rec.key_state,
-            KeyState::PendingImport | KeyState::Enabled | KeyState::Disabled
-        ) {
-            return Err(KmsError::InvalidState(crate::messages::key_state(
-                &rec.arn(),
-                &rec.key_state.words(),
-            )));
-        }
         let as_ = import_as(&rec)?;
         let symmetric = rec.key_spec == KeySpec::SymmetricDefault;
         // Several materials, their ids and descriptions are for symmetric encryption keys only

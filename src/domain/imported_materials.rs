@@ -336,14 +336,7 @@ impl Kms {
             } else if matches!(r.key_state, KeyState::Enabled | KeyState::Disabled) {
                 // A replica that let its copy go: pending import, as on AWS. Its state row is
                 // sealed again only once it passes its own seal (never re-sealed unverified).
-                if !self
-                    .current_seal(
-                        super::seal::key_row(r, "state"),
-                        super::state_mac_input(r),
-                        &r.state_mac,
-                    )
-                    .await?
-                {
+                if !self.current_state_seal(r).await? {
                     tracing::error!(key_id = %r.key_id, "a replica's state failed its integrity check; not rotating its family");
                     return Err(KmsError::KeyUnavailable);
                 }

@@ -244,22 +244,29 @@ impl Kms {
             }
             Some(asymmetric::Kind::Pair(kind)) => {
                 self.hsm
-                    .unwrap_private(
+                    .unwrap_key(
                         m.wrapped.clone(),
                         m.root_version as u32,
-                        kind,
-                        asymmetric::private_use(rec.key_usage),
+                        crate::hsm::BlobKind::Private(kind, asymmetric::private_use(rec.key_usage)),
                     )
                     .await
             }
             Some(asymmetric::Kind::Hmac(..)) => {
                 self.hsm
-                    .unwrap_hmac_secret(m.wrapped.clone(), m.root_version as u32)
+                    .unwrap_key(
+                        m.wrapped.clone(),
+                        m.root_version as u32,
+                        crate::hsm::BlobKind::Secret,
+                    )
                     .await
             }
             _ => {
                 token
-                    .unwrap_aes(m.wrapped.clone(), m.root_version as u32)
+                    .unwrap_key(
+                        m.wrapped.clone(),
+                        m.root_version as u32,
+                        crate::hsm::BlobKind::Aes,
+                    )
                     .await
             }
         };

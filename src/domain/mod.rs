@@ -712,7 +712,11 @@ impl Kms {
         let r = async {
             self.verify_material(rec, m).await?;
             self.hsm
-                .unwrap_aes(m.wrapped.clone(), m.root_version as u32)
+                .unwrap_key(
+                    m.wrapped.clone(),
+                    m.root_version as u32,
+                    crate::hsm::BlobKind::Aes,
+                )
                 .await
                 .map(drop)
                 .map_err(KmsError::from)

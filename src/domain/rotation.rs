@@ -430,14 +430,7 @@ impl Kms {
         for rec in self.keys.replica_deletions_done().await? {
             // Only a wait the service started (state and waiting period as sealed): a row
             // made to wait for replicas in the database is never sealed as pending deletion.
-            if !self
-                .current_seal(
-                    super::seal::key_row(&rec, "state"),
-                    super::state_mac_input(&rec),
-                    &rec.state_mac,
-                )
-                .await?
-            {
+            if !self.current_state_seal(&rec).await? {
                 tracing::error!(key_id = %rec.key_id, "a primary waiting for its replicas' deletion failed its state integrity check (or is an older state put back); not scheduling its deletion");
                 continue;
             }
@@ -491,14 +484,7 @@ impl Kms {
             for k in &due {
                 // Only a deletion the service scheduled: the state and date as sealed. A row
                 // made pending deletion in the database is refused, never shredded.
-                if !self
-                    .current_seal(
-                        super::seal::key_row(k, "state"),
-                        super::state_mac_input(k),
-                        &k.state_mac,
-                    )
-                    .await?
-                {
+                if !self.current_state_seal(k).await? {
                     tracing::error!(key_id = %k.key_id, "a key due for deletion failed its state integrity check (or is an older state put back: a cancelled deletion); not deleting it");
                     continue;
                 }

@@ -240,6 +240,13 @@ impl Kms {
         Ok(self.behind_trail(&[(row, stored)]).await?.is_none())
     }
 
+    /// [`Kms::current_seal`] of a key's state row: its state, deletion date and waiting period
+    /// as the service sealed them, and not an older state put back.
+    pub(crate) async fn current_state_seal(&self, k: &KeyRecord) -> Result<bool> {
+        self.current_seal(key_row(k, "state"), super::state_mac_input(k), &k.state_mac)
+            .await
+    }
+
     /// The first of `rows` (name, stored seal) whose generation is below the highest the
     /// trail holds for it: an older row put back. `None` when every row is current.
     pub(crate) async fn behind_trail(

@@ -385,19 +385,6 @@ impl Hsm {
         })
         .await
     }
-
-    /// Unwrap a private key blob into a non-extractable session object for one use.
-    pub async fn unwrap_private(
-        &self,
-        blob: Vec<u8>,
-        root_version: u32,
-        kind: PairKind,
-        use_: PrivateUse,
-    ) -> Result<Arc<KeyHandle>, HsmError> {
-        self.unwrap(blob, root_version, private_template(kind, use_, false))
-            .await
-    }
-
     /// Sign in the token. For RSA and ECDSA `data` is the digest; for Ed25519 the message.
     pub async fn sign(
         &self,

@@ -172,6 +172,21 @@ impl Tok<'_> {
     }
 }
 
+/// The service key `(kind, label, clonable)` if the token holds it, else a new one generated
+/// with `mechanism` and `extra` attributes; and whether it was generated.
+fn find_or_generate(
+    s: &Session,
+    (kind, label, clonable): (ServiceKey, &str, bool),
+    mechanism: Mechanism,
+    extra: Vec<Attribute>,
+) -> Result<(ObjectHandle, bool), HsmError> {
+    if let Some(h) = find_one(s, label)? {
+        return Ok((h, false));
+    }
+    let template = [service_key_template(kind, label, clonable), extra].concat();
+    Ok((ck(s.generate_key(&mechanism, &template))?, true))
+}
+
 impl Hsm {
     /// Create the service's own token objects if absent; verify them if present.
     /// Returns `(created_root, created_mac)`.
@@ -182,51 +197,34 @@ impl Hsm {
             .lock()
             .expect("pinned session lock poisoned");
         let root_label = root_key_label(root_version);
-        let mut created = (false, false);
         let clonable = self.is_pool();
-        let root = match find_one(&s, &root_label)? {
-            Some(h) => h,
-            None => {
-                created.0 = true;
-                ck(s.generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        service_key_template(ServiceKey::Root, &root_label, clonable),
-                        // Until `kms init` has copied it to the pool's other tokens, extractable.
-                        vec![Attribute::ValueLen(32.into())],
-                    ]
-                    .concat(),
-                ))?
-            }
-        };
+        let (root, created_root) = find_or_generate(
+            &s,
+            (ServiceKey::Root, &root_label, clonable),
+            Mechanism::AesKeyGen,
+            // Until `kms init` has copied it to the pool's other tokens, extractable.
+            vec![Attribute::ValueLen(32.into())],
+        )?;
         verify_service_key(&s, root, &root_label, AttributeType::Wrap, clonable)?;
         // The MAC key version this process uses (1 until it follows a rotation).
         let mac_version = self.held_mac_version();
         let mac_label = mac_key_label(mac_version);
-        let mac = match find_one(&s, &mac_label)? {
-            Some(h) => h,
-            None => {
-                created.1 = true;
-                ck(s.generate_key(
-                    &Mechanism::GenericSecretKeyGen,
-                    &[
-                        service_key_template(ServiceKey::Mac, &mac_label, clonable),
-                        vec![
-                            Attribute::KeyType(KeyType::GENERIC_SECRET),
-                            Attribute::ValueLen(32.into()),
-                        ],
-                    ]
-                    .concat(),
-                ))?
-            }
-        };
+        let (mac, created_mac) = find_or_generate(
+            &s,
+            (ServiceKey::Mac, &mac_label, clonable),
+            Mechanism::GenericSecretKeyGen,
+            vec![
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::ValueLen(32.into()),
+            ],
+        )?;
         verify_service_key(&s, mac, &mac_label, AttributeType::Sign, clonable)?;
         *self.inner.older_roots.lock().unwrap() = older_roots(&s, root_version)?;
         *self.inner.root.lock().unwrap() = Some((root_version, root));
         *self.inner.older_macs.lock().unwrap() = older_macs(&s, mac_version)?;
         *self.inner.mac.lock().unwrap() = Some((mac_version, mac));
         self.probe_with_root(&s, root);
-        Ok(created)
+        Ok((created_root, created_mac))
     }
 
     /// Find (and check) the service keys without creating anything: `kms serve` uses this so

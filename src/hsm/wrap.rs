@@ -28,6 +28,25 @@ pub enum BlobKind {
     Private(asym::PairKind, asym::PrivateUse),
 }
 
+impl BlobKind {
+    /// The template a blob of this kind is unwrapped with: extractable only to be wrapped again.
+    fn template(self, extractable: bool) -> Vec<Attribute> {
+        match self {
+            BlobKind::Aes => secret_key(
+                KeyType::AES,
+                extractable,
+                &[Attribute::Encrypt(true), Attribute::Decrypt(true)],
+            ),
+            BlobKind::Secret => secret_key(
+                KeyType::GENERIC_SECRET,
+                extractable,
+                &[Attribute::Sign(true), Attribute::Verify(true)],
+            ),
+            BlobKind::Private(kind, use_) => asym::private_template(kind, use_, extractable),
+        }
+    }
+}
+
 /// `CKM_AES_KEY_WRAP_KWP` (PKCS#11 3.0).
 pub(super) const CKM_AES_KEY_WRAP_KWP: cryptoki_sys::CK_MECHANISM_TYPE = 0x210B;
 
@@ -221,40 +240,15 @@ impl Hsm {
         .await
     }
 
-    /// Unwrap an AES key blob into a non-extractable session object for encrypt/decrypt.
-    pub async fn unwrap_aes(
+    /// Unwrap a blob of `kind` into a non-extractable session object for its use: encrypt
+    /// and decrypt (AES), sign and verify (a generic secret), or the private key's one use.
+    pub async fn unwrap_key(
         &self,
         blob: Vec<u8>,
         root_version: u32,
+        kind: BlobKind,
     ) -> Result<Arc<KeyHandle>, HsmError> {
-        self.unwrap(
-            blob,
-            root_version,
-            secret_key(
-                KeyType::AES,
-                false,
-                &[Attribute::Encrypt(true), Attribute::Decrypt(true)],
-            ),
-        )
-        .await
-    }
-
-    /// Unwrap an HMAC secret blob into a non-extractable session object that can sign.
-    pub async fn unwrap_hmac_secret(
-        &self,
-        blob: Vec<u8>,
-        root_version: u32,
-    ) -> Result<Arc<KeyHandle>, HsmError> {
-        self.unwrap(
-            blob,
-            root_version,
-            secret_key(
-                KeyType::GENERIC_SECRET,
-                false,
-                &[Attribute::Sign(true), Attribute::Verify(true)],
-            ),
-        )
-        .await
+        self.unwrap(blob, root_version, kind.template(false)).await
     }
 
     pub(super) async fn unwrap(
@@ -290,16 +284,7 @@ impl Hsm {
             if super::held_id(&blob).is_some() {
                 return Ok((blob, version));
             }
-            let template = match kind {
-                BlobKind::Aes => secret_key(KeyType::AES, true, &[]),
-                BlobKind::Secret => secret_key(
-                    KeyType::GENERIC_SECRET,
-                    true,
-                    &[Attribute::Sign(true), Attribute::Verify(true)],
-                ),
-                BlobKind::Private(kind, use_) => asym::private_template(kind, use_, true),
-            };
-            let key = s.unwrap5649(s.root_of(from)?, &blob, &template)?;
+            let key = s.unwrap5649(s.root_of(from)?, &blob, &kind.template(true))?;
             Ok((wrap_and_destroy(s, root, key)?, version))
         })
         .await

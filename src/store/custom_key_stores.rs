@@ -77,6 +77,19 @@ pub(super) fn unchanged(rows: u64) -> Result<(), super::StoreError> {
 /// `map_err` and `Read`.
 macro_rules! custom_key_store_store {
     ($store:ty) => {
+        /// Write a store's row in `tx`.
+        async fn insert_store_row(
+            tx: &mut Tx<'_>,
+            r: &CustomKeyStoreRecord,
+        ) -> Result<(), StoreError> {
+            sqlx::query(&insert_custom_key_store_sql())
+                .bind_store(r)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        }
+
         #[async_trait]
         impl CustomKeyStores for $store {
             async fn insert_custom_key_store(
@@ -94,11 +107,7 @@ macro_rules! custom_key_store_store {
                 if n >= max {
                     return Err(quota_exceeded());
                 }
-                sqlx::query(&insert_custom_key_store_sql())
-                    .bind_store(r)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                insert_store_row(&mut tx, r).await?;
                 self.commit(tx).await
             }
 
@@ -137,11 +146,7 @@ macro_rules! custom_key_store_store {
                     .await
                     .map_err(map_err)?;
                 unchanged(done.rows_affected())?;
-                sqlx::query(&insert_custom_key_store_sql())
-                    .bind_store(r)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                insert_store_row(&mut tx, r).await?;
                 self.commit(tx).await
             }
 

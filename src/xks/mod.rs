@@ -408,6 +408,46 @@ pub async fn authenticate(
     }
 }
 
+/// Where a proxy call came from, for its audit event.
+struct Who<'a> {
+    call: &'a Call,
+    peer: std::net::IpAddr,
+    headers: &'a hyper::HeaderMap,
+    request_id: &'a str,
+}
+
+impl Who<'_> {
+    /// Record the call's event: who made it (once authenticated), what it asked, how it ended.
+    async fn record(
+        &self,
+        audit: &std::sync::Arc<crate::audit::Audit>,
+        identity: Option<&crate::audit::Identity>,
+        request: &Value,
+        error: Option<&str>,
+    ) -> Result<(), crate::audit::AuditError> {
+        let event = crate::audit::api_event(&crate::audit::ApiCall {
+            operation: self.call.event_name(),
+            sts: false,
+            region: "xks",
+            source_ip: &self.peer.to_string(),
+            user_agent: self
+                .headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            identity,
+            request: Some(request),
+            response: None,
+            error: error.map(|k| (k, "")),
+            request_id: self.request_id,
+            tls: None,
+            time: chrono::Utc::now(),
+            keys: &[],
+        });
+        audit.record(event).await
+    }
+}
+
 /// One request of the proxy API, start to finish: routed, authenticated, throttled, answered,
 /// recorded. Returns (status, body).
 pub async fn handle(
@@ -440,25 +480,16 @@ pub async fn handle(
                 let request = json!({
                     "XksProxyUriPath": format!("{}/kms/xks/v1", store.uri_path_prefix),
                 });
-                let event = crate::audit::api_event(&crate::audit::ApiCall {
-                    operation: call.event_name(),
-                    sts: false,
-                    region: "xks",
-                    source_ip: &peer.to_string(),
-                    user_agent: headers
-                        .get("user-agent")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or(""),
-                    identity: None,
-                    request: Some(&request),
-                    response: None,
-                    error: Some((e.wire().1, "")),
+                let who = Who {
+                    call: &call,
+                    peer,
+                    headers,
                     request_id,
-                    tls: None,
-                    time: chrono::Utc::now(),
-                    keys: &[],
-                });
-                if let Err(err) = state.audit.record(event).await {
+                };
+                if let Err(err) = who
+                    .record(&state.audit, None, &request, Some(e.wire().1))
+                    .await
+                {
                     tracing::error!(error = %err, "a failed XKS authentication could not be recorded");
                 }
             }
@@ -473,26 +504,17 @@ pub async fn handle(
     };
     let identity = key.identity();
     let error_of = result.as_ref().err().map(|e| e.wire().1);
-    let event = crate::audit::api_event(&crate::audit::ApiCall {
-        operation: call.event_name(),
-        sts: false,
-        region: "xks",
-        source_ip: &peer.to_string(),
-        user_agent: headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-        identity: Some(&identity),
-        request: Some(&recorded.request),
-        response: None,
-        error: error_of.map(|k| (k, "")),
+    let who = Who {
+        call: &call,
+        peer,
+        headers,
         request_id,
-        tls: None,
-        time: chrono::Utc::now(),
-        keys: &[],
-    });
+    };
     // The call's event is durable before its answer; a trail that cannot take it fails it.
-    if let Err(e) = state.audit.record(event).await {
+    if let Err(e) = who
+        .record(&state.audit, Some(&identity), &recorded.request, error_of)
+        .await
+    {
         tracing::error!(error = %e, "the XKS call's event could not be recorded; answered as failed");
         return error(XksError::DependencyTimeout);
     }

@@ -23,11 +23,12 @@ struct Request {
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
     let ignore_ciphertext = ignores_ciphertext(r.dry_run, r.dry_run_modifiers.as_ref());
-    let mut v = Validator::new();
-    if !ignore_ciphertext {
-        v.required(&r.ciphertext_blob, "ciphertextBlob");
-    }
-    v.dry_run_modifiers(r.dry_run_modifiers.as_ref())
+    Validator::new()
+        .ciphertext(
+            &r.ciphertext_blob,
+            ignore_ciphertext,
+            r.dry_run_modifiers.as_ref(),
+        )
         .required(&r.destination_key_id, "destinationKeyId")
         .blob_len(r.ciphertext_blob.as_ref(), "ciphertextBlob", 1, 6144)
         .str_len(r.source_key_id.as_deref(), "sourceKeyId", 1, 2048)
