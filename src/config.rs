@@ -96,6 +96,10 @@ pub struct Settings {
     pub console_listen: Option<String>,
     /// How long a console session lasts after its sign-in.
     pub console_session_minutes: u64,
+    /// Let a client certificate (mutual TLS, `tls.client_ca_file`) sign in to the console as
+    /// the access key its subjectAltName URI `urn:kms:access-key:<id>` names. Off by default:
+    /// it makes the client CA an issuer of console identities.
+    pub console_certificate_sign_in: bool,
     pub hsm: HsmSettings,
     pub cache: CacheSettings,
     pub quota: QuotaSettings,
@@ -248,6 +252,7 @@ impl Default for Settings {
             metrics_listen: None,
             console_listen: None,
             console_session_minutes: 15,
+            console_certificate_sign_in: false,
             hsm: HsmSettings::default(),
             cache: CacheSettings::default(),
             quota: QuotaSettings::default(),

@@ -67,6 +67,8 @@ pub struct TlsDetails {
     pub cipher_suite: String,
     /// SHA-256 of the client certificate (hex), when the client presented one (mutual TLS).
     pub client_certificate: Option<String>,
+    /// The client certificate itself (DER), for the console's certificate sign-in.
+    pub client_certificate_der: Option<Vec<u8>>,
 }
 
 impl TlsDetails {
@@ -211,6 +213,10 @@ pub async fn serve(
                                 client_certificate: session.peer_certificates().and_then(|c| c.first()).map(|c| {
                                     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, c.as_ref()))
                                 }),
+                                client_certificate_der: session
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .map(|c| c.as_ref().to_vec()),
                             };
                             let svc = make_svc(Some(Arc::new(details)));
                             let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc));

@@ -11,6 +11,7 @@
 //! `Sec-Fetch-Site`).
 
 mod audit;
+pub mod certificate;
 mod operator;
 pub mod pages;
 pub mod session;
@@ -18,6 +19,7 @@ pub mod session;
 use crate::api::call::{call_as, OnBehalf};
 use crate::api::error::ApiError;
 use crate::api::{ApiState, TlsDetails};
+use crate::domain::inventory::DEFAULT_CRYPTOPERIOD_DAYS;
 use crate::domain::Caller;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -35,6 +37,8 @@ const KEYS_SCANNED: usize = 1000;
 /// The console of one node: its sessions.
 pub struct Console {
     pub sessions: Sessions,
+    /// Whether a client certificate may sign in (`console_certificate_sign_in`).
+    certificates: bool,
     /// Held by the one verification, export or report running on this node.
     heavy: tokio::sync::Mutex<()>,
     /// What the operator view's charts are drawn from.
@@ -42,9 +46,10 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(session_lifetime: std::time::Duration) -> Console {
+    pub fn new(session_lifetime: std::time::Duration, certificates: bool) -> Console {
         Console {
             sessions: Sessions::new(session_lifetime),
+            certificates,
             heavy: tokio::sync::Mutex::new(()),
             samples: Arc::default(),
         }
@@ -202,10 +207,17 @@ pub async fn handle(
     };
     let path = parts.uri.path().to_string();
     let cookie = cookie_of(&parts);
+    let certificate = tls.as_deref().and_then(|t| t.client_certificate.as_deref());
     let session = match &cookie {
-        Some(c) => console.sessions.find(api, c).await,
+        Some(c) => console.sessions.find(api, c, certificate).await,
         None => None,
     };
+    // The access key the connection's client certificate names, where it may sign in.
+    let offer = tls
+        .as_deref()
+        .and_then(|t| t.client_certificate_der.as_deref())
+        .filter(|_| console.certificates)
+        .and_then(certificate::access_key_of);
     let post = parts.method == hyper::Method::POST;
     if post && !same_origin(&parts) {
         let header = |n: &str| {
@@ -227,7 +239,12 @@ pub async fn handle(
     let form = if post {
         match crate::api::read_body(body, 16 * 1024).await {
             Ok(b) => form_urlencoded::parse(&b).into_owned().collect::<Vec<_>>(),
-            Err(_) => return page(StatusCode::PAYLOAD_TOO_LARGE, pages::sign_in(None)),
+            Err(_) => {
+                return page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    pages::sign_in(offer.as_deref(), None),
+                )
+            }
         }
     } else {
         Vec::new()
@@ -240,31 +257,46 @@ pub async fn handle(
             Some(_) => redirect("/console/keys", None),
             None => redirect("/console/sign-in", None),
         },
-        (false, "/console/sign-in") => page(StatusCode::OK, pages::sign_in(None)),
-        (true, "/console/sign-in") => {
+        (false, "/console/sign-in") => page(StatusCode::OK, pages::sign_in(offer.as_deref(), None)),
+        (true, "/console/sign-in" | "/console/sign-in-certificate") => {
             if api.auth_guard.blocked(peer) {
+                let error = "Too many failed sign-ins from here; try again later.";
                 return page(
                     StatusCode::TOO_MANY_REQUESTS,
-                    pages::sign_in(Some("Too many failed sign-ins from here; try again later.")),
+                    pages::sign_in(offer.as_deref(), Some(error)),
                 );
             }
-            let id = field(&form, "access_key_id").trim().to_string();
-            match console
-                .sessions
-                .sign_in(api, &id, field(&form, "secret_access_key"))
-                .await
-            {
+            let (id, opened, refused) = if path == "/console/sign-in" {
+                let id = field(&form, "access_key_id").trim().to_string();
+                let secret = field(&form, "secret_access_key");
+                let opened = console.sessions.sign_in(api, &id, secret).await;
+                (id, opened, "The access key ID or the secret is not valid.")
+            } else {
+                // Only where the connection holds a certificate naming an access key, and
+                // certificate sign-in is on.
+                let (Some(id), Some(fingerprint)) = (offer.clone(), certificate) else {
+                    return page(StatusCode::FORBIDDEN, pages::not_found(None));
+                };
+                let opened = (console.sessions)
+                    .sign_in_certificate(api, &id, fingerprint)
+                    .await;
+                (
+                    id,
+                    opened,
+                    "The certificate's access key is not an active access key.",
+                )
+            };
+            match opened {
                 Ok((value, s)) => {
                     let recorded = call
                         .record("ConsoleLogin", Some(&s), serde_json::json!({}), None)
                         .await;
                     if !recorded {
                         console.sessions.end(&value);
+                        let error = "The audit trail cannot record the sign-in; try again later.";
                         return page(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            pages::sign_in(Some(
-                                "The audit trail cannot record the sign-in; try again later.",
-                            )),
+                            pages::sign_in(offer.as_deref(), Some(error)),
                         );
                     }
                     let lifetime = console.sessions.lifetime();
@@ -283,7 +315,7 @@ pub async fn handle(
                     }
                     page(
                         StatusCode::UNAUTHORIZED,
-                        pages::sign_in(Some("The access key ID or the secret is not valid.")),
+                        pages::sign_in(offer.as_deref(), Some(refused)),
                     )
                 }
             }
@@ -697,6 +729,7 @@ async fn key_rows(
 ) -> Result<pages::KeyRows, crate::domain::KmsError> {
     let mut out = pages::KeyRows::default();
     let mut marker = marker;
+    let now = api.kms.now();
     let mut scanned = 0;
     loop {
         let page = api
@@ -711,10 +744,12 @@ async fn key_rows(
                 continue;
             }
             let arn = key.meta.arn.clone();
-            let rotation = (api.kms.key_rotation_status(caller, &arn).await)
-                .ok()
-                .map(|r| (r.enabled, r.next));
-            if !filter.admits_rotation(rotation.map(|(on, _)| on)) {
+            let renewal = api.kms.renewal(caller, &arn).await;
+            let rotation = renewal.status.as_ref().map(|r| (r.enabled, r.next));
+            let cryptoperiod = renewal.cryptoperiod(&key.meta, DEFAULT_CRYPTOPERIOD_DAYS, now);
+            if !filter.admits_rotation(rotation.map(|(on, _)| on))
+                || !filter.admits_period(cryptoperiod.map(|(_, v)| v))
+            {
                 continue;
             }
             if filter.by_tag() {
@@ -733,6 +768,7 @@ async fn key_rows(
             out.rows.push(pages::KeyRow {
                 key,
                 rotation,
+                cryptoperiod,
                 last_used,
             });
         }

@@ -2,6 +2,7 @@
 //! escaped). No script, no inline style: the Content-Security-Policy forbids both.
 
 use super::session::Session;
+use crate::domain::inventory::{Cryptoperiod, DEFAULT_CRYPTOPERIOD_DAYS};
 use crate::domain::KeyMetadata;
 use crate::vocab::{KeySpec, KeyState, KeyUsage, Origin};
 use maud::{html, Markup, DOCTYPE};
@@ -55,11 +56,20 @@ pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
 }
 
 /// The sign-in form, with what went wrong last, if anything.
-pub fn sign_in(error: Option<&str>) -> Markup {
+/// The sign-in page; `certificate`: the access key the connection's client certificate names,
+/// where it may sign in with it.
+pub fn sign_in(certificate: Option<&str>, error: Option<&str>) -> Markup {
     page(
         "Sign in",
         None,
         html! {
+            @if let Some(id) = certificate {
+                form.signin method="post" action="/console/sign-in-certificate" {
+                    h1 { "Sign in" }
+                    p { "Your client certificate names access key " code { (id) } "." }
+                    p { button #certificate_sign_in type="submit" { "Sign in with the certificate" } }
+                }
+            }
             form.signin method="post" action="/console/sign-in" autocomplete="off" {
                 h1 { "Sign in" }
                 p.muted { "With an access key of this service. The secret is checked once and kept nowhere." }
@@ -84,6 +94,8 @@ pub struct KeyFilter {
     pub origin: String,
     /// `on` or `off`: automatic rotation.
     pub rotation: String,
+    /// `within` or `exceeded`: the cryptoperiod verdict.
+    pub period: String,
     /// A custom key store's id, or `any` (keys in any custom key store).
     pub store: String,
     /// `key=value` (or `key`): a tag the key carries.
@@ -102,6 +114,7 @@ impl KeyFilter {
                 "usage" => f.usage = v,
                 "origin" => f.origin = v,
                 "rotation" => f.rotation = v,
+                "period" => f.period = v,
                 "store" => f.store = v,
                 "tag" => f.tag = v,
                 _ => {}
@@ -153,6 +166,15 @@ impl KeyFilter {
             _ => true,
         }
     }
+
+    /// Whether a key with cryptoperiod `verdict` (`None`: not readable) passes.
+    pub fn admits_period(&self, verdict: Option<Cryptoperiod>) -> bool {
+        match self.period.as_str() {
+            "within" => verdict == Some(Cryptoperiod::Within),
+            "exceeded" => matches!(verdict, Some(Cryptoperiod::Exceeded(_))),
+            _ => true,
+        }
+    }
 }
 
 /// One key of an inventory page, with what the principal may read of its rotation and use.
@@ -160,6 +182,8 @@ pub struct KeyRow {
     pub key: crate::domain::inventory::InventoryRow,
     /// Automatic rotation and the next date (`None`: not readable, `kms:GetKeyRotationStatus`).
     pub rotation: Option<(bool, Option<chrono::DateTime<chrono::Utc>>)>,
+    /// The cryptoperiod applied (days) and its verdict (`None`: rotations not readable).
+    pub cryptoperiod: Option<(i64, Cryptoperiod)>,
     /// The last use (`Some(None)`: never; `None`: not readable, `kms:GetKeyLastUsage`).
     pub last_used: Option<Option<chrono::DateTime<chrono::Utc>>>,
 }
@@ -184,6 +208,7 @@ impl KeyFilter {
             ("usage", &self.usage),
             ("origin", &self.origin),
             ("rotation", &self.rotation),
+            ("period", &self.period),
             ("store", &self.store),
             ("tag", &self.tag),
         ] {
@@ -220,6 +245,7 @@ pub fn keys(session: &Session, filter: &KeyFilter, listed: &KeyRows) -> Markup {
                 (select("usage", &filter.usage, KeyUsage::WORDS))
                 (select("origin", &filter.origin, Origin::WORDS))
                 (select("rotation", &filter.rotation, &["on", "off"]))
+                (select("period", &filter.period, &["within", "exceeded"]))
                 input name="store" value=(filter.store) placeholder="custom key store (or any)" size="22";
                 input name="tag" value=(filter.tag) placeholder="tag (key=value)" size="16";
                 button type="submit" { "Filter" }
@@ -231,7 +257,9 @@ pub fn keys(session: &Session, filter: &KeyFilter, listed: &KeyRows) -> Markup {
             table {
                 thead { tr {
                     th { "Key" } th { "Aliases" } th { "State" } th { "Spec" } th { "Usage" }
-                    th { "Origin" } th { "Created" } th { "Rotation" } th { "Last used" }
+                    th { "Origin" } th { "Created" } th { "Rotation" }
+                    th title={ "Time since creation or last rotation, against the rotation period or " (DEFAULT_CRYPTOPERIOD_DAYS) " days" } { "Cryptoperiod" }
+                    th { "Last used" }
                     th { "Custom key store" } th { "Description" }
                 } }
                 tbody {
@@ -248,6 +276,11 @@ pub fn keys(session: &Session, filter: &KeyFilter, listed: &KeyRows) -> Markup {
                             td { @match &row.rotation {
                                 Some((true, next)) => { "on" @if let Some(n) = next { br; span.muted { "next " (n.format("%Y-%m-%d")) } } }
                                 Some((false, _)) => "off",
+                                None => span.muted { "—" },
+                            } }
+                            td { @match &row.cryptoperiod {
+                                Some((days, v @ Cryptoperiod::Exceeded(_))) => { strong { (v.to_string()) } br; span.muted { (days) " d" } }
+                                Some((days, v)) => { (v.to_string()) br; span.muted { (days) " d" } }
                                 None => span.muted { "—" },
                             } }
                             td { @match &row.last_used {

@@ -23,6 +23,9 @@ pub struct Session {
     pub region: String,
     /// The token every form of the session carries (CSRF).
     pub csrf: String,
+    /// The SHA-256 (hex) of the client certificate the session was opened with, if it was:
+    /// the session is then found only over a connection that presents it.
+    pub certificate: Option<String>,
     expires: Instant,
 }
 
@@ -113,29 +116,72 @@ impl Sessions {
         .await
         .map_err(|_| SignInRefused)?;
         // Temporary credentials fail there (their session token is not given): long-term keys.
-        let key = verified.key;
+        Ok(self.open(&verified.key, region, None))
+    }
+
+    /// Open a session for the access key a client certificate names (`certificate`: its
+    /// SHA-256, hex): an active long-term access key of this service, never temporary
+    /// credentials. The TLS layer has checked the certificate against the client CAs.
+    pub async fn sign_in_certificate(
+        &self,
+        api: &ApiState,
+        access_key_id: &str,
+        certificate: &str,
+    ) -> Result<(String, Session), SignInRefused> {
+        let region = api.regions.first().cloned().unwrap_or_default();
+        let date = chrono::Utc::now().format("%Y%m%d").to_string();
+        let key = api
+            .kms
+            .credentials
+            .signing_key(access_key_id, &date, &region, "kms")
+            .await
+            .map_err(|_| SignInRefused)?;
+        if key.session.is_some() || key.role_arn.is_some() {
+            return Err(SignInRefused);
+        }
+        Ok(self.open(&key, region, Some(certificate.to_string())))
+    }
+
+    /// A new session of `key`'s principal: its cookie, and the session.
+    fn open(
+        &self,
+        key: &crate::domain::credentials::SigningKey,
+        region: String,
+        certificate: Option<String>,
+    ) -> (String, Session) {
         let session = Session {
             access_key_id: key.access_key_id.clone(),
             principal_arn: key.principal_arn.clone(),
             account_id: key.account_id.clone(),
             region,
             csrf: random_hex(32),
+            certificate,
             expires: Instant::now() + self.lifetime,
         };
         let cookie = random_hex(32);
         let mut all = self.by_cookie.lock().unwrap();
         all.retain(|_, s| s.expires > Instant::now());
         all.insert(cookie_digest(&cookie), session.clone());
-        Ok((cookie, session))
+        (cookie, session)
     }
 
-    /// The live session `cookie` names: `None` if there is none, it expired, or its access key
-    /// no longer signs (then it is ended here).
-    pub async fn find(&self, api: &ApiState, cookie: &str) -> Option<Session> {
+    /// The live session `cookie` names, over a connection presenting client certificate
+    /// `certificate` (SHA-256, hex): `None` if there is none, it expired, it was opened with
+    /// another certificate than the connection's, or its access key no longer signs (then it
+    /// is ended here).
+    pub async fn find(
+        &self,
+        api: &ApiState,
+        cookie: &str,
+        certificate: Option<&str>,
+    ) -> Option<Session> {
         let digest = cookie_digest(cookie);
         let session = {
             let mut all = self.by_cookie.lock().unwrap();
             match all.get(&digest) {
+                Some(s) if s.certificate.is_some() && s.certificate.as_deref() != certificate => {
+                    return None
+                }
                 Some(s) if s.expires > Instant::now() => s.clone(),
                 Some(_) => {
                     all.remove(&digest);

@@ -3,7 +3,9 @@
 //! `ListKeys`, `DescribeKey` and `ListAliases`.
 
 use super::preamble::{Access, ANY_STATE};
+use super::rotation::RotationStatus;
 use super::*;
+use chrono::{DateTime, Duration};
 
 /// One key of the inventory.
 #[derive(Debug, Clone)]
@@ -58,5 +60,86 @@ impl Kms {
             page.rows.push(InventoryRow { meta, aliases });
         }
         Ok(page)
+    }
+}
+
+/// The cryptoperiod of a key without automatic rotation, unless a report is asked for another
+/// (days): AWS's default rotation period.
+pub const DEFAULT_CRYPTOPERIOD_DAYS: i64 = 365;
+
+/// How a key's material is renewed, as the principal may read it: automatic rotation
+/// (`kms:GetKeyRotationStatus`) and the rotations made so far (`kms:ListKeyRotations`; a key
+/// other than a symmetric encryption key has none).
+#[derive(Default)]
+pub struct Renewal {
+    pub status: Option<RotationStatus>,
+    /// How many rotations, and the last (`None`: not readable).
+    pub rotations: Option<(usize, Option<DateTime<Utc>>)>,
+}
+
+/// Whether a key's current material is within its cryptoperiod (NIST SP 800-57 Part 1, 5.3;
+/// PCI DSS v4.0 3.6.1): the time since its creation or last rotation against the period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cryptoperiod {
+    Within,
+    /// By this many days.
+    Exceeded(i64),
+    /// Pending deletion: the key is being retired.
+    Retiring,
+}
+
+impl std::fmt::Display for Cryptoperiod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cryptoperiod::Within => f.write_str("within"),
+            Cryptoperiod::Exceeded(days) => write!(f, "exceeded by {days} days"),
+            Cryptoperiod::Retiring => f.write_str("retiring (pending deletion)"),
+        }
+    }
+}
+
+impl Renewal {
+    /// The cryptoperiod applied (days) and the verdict at `now`: a key with automatic
+    /// rotation has its rotation period; any other, `default_days`. `None` where the rotation
+    /// status or the rotations cannot be read.
+    pub fn cryptoperiod(
+        &self,
+        meta: &KeyMetadata,
+        default_days: i64,
+        now: DateTime<Utc>,
+    ) -> Option<(i64, Cryptoperiod)> {
+        let status = self.status.as_ref()?;
+        let (_, last_rotation) = self.rotations?;
+        let period = match status.enabled {
+            true => status.period_days.map(i64::from).unwrap_or(365),
+            false => default_days,
+        };
+        let renewed = last_rotation
+            .unwrap_or(meta.created_at)
+            .max(meta.created_at);
+        let verdict = match meta.key_state {
+            KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => Cryptoperiod::Retiring,
+            // A day's grace for the rotation job's schedule.
+            _ if now - renewed <= Duration::days(period + 1) => Cryptoperiod::Within,
+            _ => Cryptoperiod::Exceeded((now - renewed).num_days() - period),
+        };
+        Some((period, verdict))
+    }
+}
+
+impl Kms {
+    /// Key `arn`'s [`Renewal`] as `caller` may read it.
+    pub async fn renewal(&self, caller: &Caller, arn: &str) -> Renewal {
+        let status = self.key_rotation_status(caller, arn).await.ok();
+        let rotations = match self.list_key_rotations(caller, arn, false).await {
+            Ok(r) => Some((
+                r.rotations.len(),
+                r.rotations.iter().map(|r| r.created_at).max(),
+            )),
+            // Only symmetric encryption keys rotate; any other has made no rotation.
+            Err(KmsError::UnsupportedOperation(_)) => Some((0, None)),
+            Err(_) => None,
+        };
+        Renewal { status, rotations }
     }
 }

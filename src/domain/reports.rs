@@ -5,7 +5,7 @@
 //! caller with [`Kms::sign_report`] over the chain head.
 
 use super::*;
-use chrono::{DateTime, Duration};
+use chrono::DateTime;
 
 /// A report's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +114,7 @@ pub struct ReportParams {
 impl Default for ReportParams {
     fn default() -> Self {
         ReportParams {
-            cryptoperiod_days: 365,
+            cryptoperiod_days: super::inventory::DEFAULT_CRYPTOPERIOD_DAYS,
             unused_days: 90,
         }
     }
@@ -224,26 +224,17 @@ impl Kms {
     /// The inventory row of one key; false if a part could not be read.
     async fn inventory_row(&self, k: &KeyInReport<'_>, rows: &mut Vec<Vec<String>>) -> bool {
         let (caller, m, aliases, params, now) = (k.caller, k.meta, k.aliases, k.params, k.now);
-        let status = self.key_rotation_status(caller, &m.arn).await.ok();
-        let rotations = self.list_key_rotations(caller, &m.arn, false).await.ok();
+        let renewal = self.renewal(caller, &m.arn).await;
         let used = self.key_last_usage(caller, &m.arn).await.ok();
-        let complete = status.is_some() && rotations.is_some() && used.is_some();
-        let last_rotation = rotations
-            .as_ref()
-            .and_then(|r| r.rotations.iter().map(|r| r.created_at).max());
-        let rotating = status.as_ref().is_some_and(|s| s.enabled);
-        let period = match (&status, rotating) {
-            (Some(s), true) => s.period_days.map(i64::from).unwrap_or(365),
-            _ => params.cryptoperiod_days,
+        let (period, verdict) = match renewal.cryptoperiod(m, params.cryptoperiod_days, now) {
+            Some((p, v)) => (p.to_string(), v.to_string()),
+            None => Default::default(),
         };
-        let renewed = last_rotation.unwrap_or(m.created_at).max(m.created_at);
-        let verdict = match m.key_state {
-            KeyState::PendingDeletion | KeyState::PendingReplicaDeletion => {
-                "retiring (pending deletion)".to_string()
-            }
-            // A day's grace for the rotation job's schedule.
-            _ if now - renewed <= Duration::days(period + 1) => "within".to_string(),
-            _ => format!("exceeded by {} days", (now - renewed).num_days() - period),
+        let complete = renewal.status.is_some() && renewal.rotations.is_some() && used.is_some();
+        let status = renewal.status;
+        let (rotations, last_rotation) = match renewal.rotations {
+            Some((n, last)) => (n.to_string(), last),
+            None => Default::default(),
         };
         let last = used.as_ref().and_then(|u| u.last.as_ref());
         rows.push(vec![
@@ -273,14 +264,11 @@ impl Kms {
                 .map(|d| d.to_string())
                 .unwrap_or_default(),
             opt_time(status.as_ref().and_then(|s| s.next.as_ref())),
-            rotations
-                .as_ref()
-                .map(|r| r.rotations.len().to_string())
-                .unwrap_or_default(),
+            rotations,
             opt_time(last_rotation.as_ref()),
             opt_time(last.map(|l| &l.time)),
             last.map(|l| l.operation.clone()).unwrap_or_default(),
-            period.to_string(),
+            period,
             verdict,
         ]);
         complete

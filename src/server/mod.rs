@@ -170,9 +170,10 @@ pub async fn serve(s: &Settings) -> Result<()> {
         ));
     }
     if let Some(l) = console_listener {
-        let console = Arc::new(crate::console::Console::new(Duration::from_secs(
-            s.console_session_minutes.max(1) * 60,
-        )));
+        let console = Arc::new(crate::console::Console::new(
+            Duration::from_secs(s.console_session_minutes.max(1) * 60),
+            s.console_certificate_sign_in,
+        ));
         console.samples.start(state.clone());
         // Runs until the process exits.
         tokio::spawn(api::serve(

@@ -8,6 +8,11 @@ use std::sync::Arc;
 pub fn tls_acceptor(s: &Settings) -> Result<Option<tokio_rustls::TlsAcceptor>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    if s.console_certificate_sign_in && s.tls.client_ca_file.is_none() {
+        return Err(anyhow!(
+            "console_certificate_sign_in needs tls.client_ca_file (mutual TLS)"
+        ));
+    }
     let (cert, key) = match (&s.tls.cert_file, &s.tls.key_file) {
         (None, None) => return Ok(None),
         (Some(c), Some(k)) => (c, k),

@@ -711,3 +711,88 @@ async fn temporary_credentials_cannot_sign_in() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(cookie.is_none());
 }
+
+const SIGN_VERIFY: aws_sdk_kms::types::KeyUsageType = aws_sdk_kms::types::KeyUsageType::SignVerify;
+
+/// The inventory's cryptoperiod column: the time since a key's creation or last rotation
+/// against its rotation period, or 365 days for a key without automatic rotation; and the
+/// inventory report says the same of each key. An RSA key (it cannot rotate) is judged, not
+/// reported as unreadable.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inventory_shows_whether_each_key_keeps_its_cryptoperiod() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let clock = dir.join("clock-offset");
+    std::fs::write(&clock, "0").unwrap();
+    let s = Server::start_with(&[
+        ("KMS_CONSOLE_LISTEN", "127.0.0.1:0"),
+        ("KMS_CLOCK_OFFSET_FILE", clock.to_str().unwrap()),
+        ("KMS_ENABLE_TEST_HOOKS", "true"),
+        ("KMS_SCHEDULER_INTERVAL_MS", "50"),
+    ])
+    .await;
+    let c = s.client();
+    let create = |d: &'static str| c.create_key().description(d);
+    let id =
+        |o: aws_sdk_kms::operation::create_key::CreateKeyOutput| o.key_metadata.unwrap().key_id;
+    let kept = id(create("kept").send().await.unwrap());
+    let rotating = id(create("rotating").send().await.unwrap());
+    let rsa = create("rsa").key_spec(aws_sdk_kms::types::KeySpec::Rsa2048);
+    let rsa = id(rsa.key_usage(SIGN_VERIFY).send().await.unwrap());
+    c.enable_key_rotation()
+        .key_id(&rotating)
+        .rotation_period_in_days(400)
+        .send()
+        .await
+        .unwrap();
+    let (_, cookie) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    let cookie = cookie.unwrap();
+    let row = |page: &str, key: &str| {
+        let at = page.find(&format!("/console/keys/{key}")).expect(key);
+        page[at..].split("</tr>").next().unwrap().to_string()
+    };
+    let (_, _, now) = get(&s, "/console/keys", &cookie).await;
+    for k in [&kept, &rotating, &rsa] {
+        assert!(row(&now, k).contains("within"), "{}", row(&now, k));
+    }
+    assert!(row(&now, &rotating).contains("400 d"), "{now}");
+    assert!(row(&now, &kept).contains("365 d"), "{now}");
+
+    // 380 days on: the keys without rotation are past 365 days; the rotating one (400) is not.
+    s.advance_days(380);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, _, later) = get(&s, "/console/keys", &cookie).await;
+    for k in [&kept, &rsa] {
+        assert!(
+            row(&later, k).contains("exceeded by 15 days"),
+            "{}",
+            row(&later, k)
+        );
+    }
+    assert!(row(&later, &rotating).contains("within"), "{later}");
+    let (_, _, exceeded) = get(&s, "/console/keys?period=exceeded", &cookie).await;
+    assert!(
+        exceeded.contains(kept.as_str())
+            && exceeded.contains(rsa.as_str())
+            && !exceeded.contains(rotating.as_str()),
+        "{exceeded}"
+    );
+    let (_, _, within) = get(&s, "/console/keys?period=within", &cookie).await;
+    assert!(
+        within.contains(rotating.as_str()) && !within.contains(kept.as_str()),
+        "{within}"
+    );
+
+    // The inventory report: the same verdicts, and no key reported as unreadable.
+    let (status, _, csv) = get(&s, "/console/reports/inventory.csv", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let line = |k: &str| {
+        csv.lines()
+            .find(|l| l.contains(k))
+            .unwrap_or_else(|| panic!("{k} in {csv}"))
+            .to_string()
+    };
+    assert!(line(&rsa).contains("exceeded by 15 days"), "{csv}");
+    assert!(line(&kept).contains("exceeded by 15 days"), "{csv}");
+    assert!(line(&rotating).contains(",400,within"), "{csv}");
+    assert!(!csv.contains("may not read every part"), "{csv}");
+}
