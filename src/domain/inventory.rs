@@ -35,16 +35,19 @@ impl Kms {
         marker: Option<&str>,
         limit: usize,
     ) -> Result<InventoryPage> {
-        let listed = self.list_keys(caller, limit, marker).await?;
+        let (rows, next_marker) = self.list_key_rows(caller, limit, marker).await?;
+        let arns: Vec<String> = rows.iter().map(|r| r.arn()).collect();
+        // The page's keys checked at once (a cold page: one trail query, not one a key).
+        self.cache_listed(rows).await?;
         let aliases_shown = self
             .authorize(caller, "kms:ListAliases", None, None, &[])
             .await
             .is_ok();
         let mut page = InventoryPage {
-            next_marker: listed.next_marker,
+            next_marker,
             ..InventoryPage::default()
         };
-        for (_, arn) in listed.keys {
+        for arn in arns {
             let access = Access::to("kms:DescribeKey", ANY_STATE);
             let Ok(rec) = self.key_for(caller, &arn, access).await else {
                 page.hidden += 1;
@@ -131,13 +134,18 @@ impl Kms {
     /// Key `arn`'s [`Renewal`] as `caller` may read it.
     pub async fn renewal(&self, caller: &Caller, arn: &str) -> Renewal {
         let status = self.key_rotation_status(caller, arn).await.ok();
-        let rotations = match self.list_key_rotations(caller, arn, false).await {
-            Ok(r) => Some((
-                r.rotations.len(),
-                r.rotations.iter().map(|r| r.created_at).max(),
-            )),
-            // Only symmetric encryption keys rotate; any other has made no rotation.
-            Err(KmsError::UnsupportedOperation(_)) => Some((0, None)),
+        // What ListKeyRotations would answer, as the principal may ask it.
+        let access = Access::to("kms:ListKeyRotations", ANY_STATE);
+        let rotations = match self.key_for(caller, arn, access).await {
+            // Only symmetric encryption keys rotate; a key at its first material has made no
+            // rotation (each rotation makes the next version current): no query for those.
+            Ok(rec) if rec.key_spec != KeySpec::SymmetricDefault || rec.current_version <= 1 => {
+                Some((0, None))
+            }
+            Ok(rec) => match self.keys.rotations(rec.key_id).await {
+                Ok(r) => Some((r.len(), r.iter().map(|r| r.created_at).max())),
+                Err(_) => None,
+            },
             Err(_) => None,
         };
         Renewal { status, rotations }

@@ -149,6 +149,21 @@ impl Kms {
         limit: usize,
         marker: Option<&str>,
     ) -> Result<ListKeysOutput> {
+        let (rows, next_marker) = self.list_key_rows(caller, limit, marker).await?;
+        Ok(ListKeysOutput {
+            keys: rows.iter().map(|r| (r.public_id(), r.arn())).collect(),
+            next_marker,
+        })
+    }
+
+    /// `ListKeys`'s rows (unchecked: what they say is only listed, never used) and the marker
+    /// of the next page.
+    pub(super) async fn list_key_rows(
+        &self,
+        caller: &Caller,
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<(Vec<KeyRecord>, Option<String>)> {
         self.authorize(caller, "kms:ListKeys", None, None, &[])
             .await?;
         let after = match marker {
@@ -166,9 +181,6 @@ impl Kms {
         } else {
             None
         };
-        Ok(ListKeysOutput {
-            keys: rows.iter().map(|r| (r.public_id(), r.arn())).collect(),
-            next_marker,
-        })
+        Ok((rows, next_marker))
     }
 }

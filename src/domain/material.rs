@@ -80,6 +80,46 @@ impl Kms {
         Ok(Some(rec))
     }
 
+    /// Check the rows of a listing as [`Kms::record`] checks a key it reads, all at once (the
+    /// generations of every row from the trail in one query), and keep those that pass in the
+    /// cache: the inventory reads a page of keys so, not one key at a time. A row that is not
+    /// as sealed, is behind the trail or whose deletion the trail records is not kept; `record`
+    /// then reads it again and judges it.
+    pub(super) async fn cache_listed(&self, rows: Vec<KeyRecord>) -> Result<()> {
+        let rows: Vec<KeyRecord> = {
+            let meta = self.meta.lock().unwrap();
+            rows.into_iter()
+                .filter(|r| !meta.contains(&r.key_id))
+                .collect()
+        };
+        let mut sealed = Vec::with_capacity(rows.len());
+        for rec in rows {
+            if self.key_parts_sealed(&rec).await.is_ok() {
+                sealed.push(rec);
+            }
+        }
+        let names: Vec<String> = sealed
+            .iter()
+            .flat_map(|r| KEY_PARTS.iter().map(move |part| seal::key_row(r, part)))
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let trail = self.keys.generations_per_trail(&names).await?;
+        for rec in sealed {
+            if seal::first_behind(&key_part_rows(&rec), &trail).is_some()
+                || self
+                    .keys
+                    .deleted_per_trail(&rec.arn(), rec.created_at)
+                    .await?
+            {
+                continue;
+            }
+            self.meta.lock().unwrap().put(rec.key_id, Arc::new(rec));
+        }
+        Ok(())
+    }
+
     /// Resolve a `KeyId` parameter to a key the caller can see in the caller's region.
     pub(super) async fn resolve(&self, caller: &Caller, key_id: &str) -> Result<Arc<KeyRecord>> {
         let r = keyid::parse(key_id)?;
