@@ -19,9 +19,10 @@ pub mod session;
 use crate::api::call::{call_as, OnBehalf};
 use crate::api::error::ApiError;
 use crate::api::{ApiState, TlsDetails};
-use crate::domain::inventory::DEFAULT_CRYPTOPERIOD_DAYS;
+use crate::domain::inventory::{InventoryRow, DEFAULT_CRYPTOPERIOD_DAYS, KEYS_AT_ONCE};
 use crate::domain::Caller;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -738,10 +739,11 @@ async fn key_rows(
             .await?;
         scanned += page.rows.len() + page.hidden;
         out.hidden += page.hidden;
-        for key in page.rows {
-            // A page ends with the listed page it fills up in (its marker is ListKeys's).
+        // A page ends with the listed page it fills up in (its marker is ListKeys's). Each
+        // key's reads are a few database round trips: several keys at a time, in order.
+        let row = |key: InventoryRow| async move {
             if !filter.admits(&key.meta, &key.aliases) {
-                continue;
+                return None;
             }
             let arn = key.meta.arn.clone();
             let renewal = api.kms.renewal(caller, &arn).await;
@@ -750,7 +752,7 @@ async fn key_rows(
             if !filter.admits_rotation(rotation.map(|(on, _)| on))
                 || !filter.admits_period(cryptoperiod.map(|(_, v)| v))
             {
-                continue;
+                return None;
             }
             if filter.by_tag() {
                 let tags = api
@@ -759,19 +761,25 @@ async fn key_rows(
                     .await
                     .unwrap_or_default();
                 if !filter.admits_tags(&tags) {
-                    continue;
+                    return None;
                 }
             }
             let last_used = (api.kms.key_last_usage(caller, &arn).await)
                 .ok()
                 .map(|u| u.last.map(|l| l.time));
-            out.rows.push(pages::KeyRow {
+            Some(pages::KeyRow {
                 key,
                 rotation,
                 cryptoperiod,
                 last_used,
-            });
-        }
+            })
+        };
+        let rows = futures_util::stream::iter(page.rows.into_iter().map(row))
+            .buffered(KEYS_AT_ONCE)
+            .filter_map(std::future::ready)
+            .collect::<Vec<_>>()
+            .await;
+        out.rows.extend(rows);
         marker = page.next_marker;
         if marker.is_none() || out.rows.len() >= KEYS_PER_PAGE || scanned >= KEYS_SCANNED {
             break;

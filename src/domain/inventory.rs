@@ -6,6 +6,7 @@ use super::preamble::{Access, ANY_STATE};
 use super::rotation::RotationStatus;
 use super::*;
 use chrono::{DateTime, Duration};
+use futures_util::StreamExt;
 
 /// One key of the inventory.
 #[derive(Debug, Clone)]
@@ -24,6 +25,10 @@ pub struct InventoryPage {
     /// Where the next page starts, if there is one.
     pub next_marker: Option<String>,
 }
+
+/// How many keys of a page are read at a time (each read is a few database round trips, and
+/// the pool has connections to spare for them).
+pub const KEYS_AT_ONCE: usize = 8;
 
 impl Kms {
     /// At most `limit` of the keys `caller` may list (`kms:ListKeys`) after `marker`: each it
@@ -47,11 +52,11 @@ impl Kms {
             next_marker,
             ..InventoryPage::default()
         };
-        for arn in arns {
+        // Each key's reads are a few database round trips: several keys at a time, in order.
+        let row = |arn: String| async move {
             let access = Access::to("kms:DescribeKey", ANY_STATE);
             let Ok(rec) = self.key_for(caller, &arn, access).await else {
-                page.hidden += 1;
-                continue;
+                return Ok(None);
             };
             let meta = self.metadata(&rec).await?;
             let aliases = if aliases_shown {
@@ -60,7 +65,14 @@ impl Kms {
             } else {
                 Arc::default()
             };
-            page.rows.push(InventoryRow { meta, aliases });
+            Ok::<_, KmsError>(Some(InventoryRow { meta, aliases }))
+        };
+        let mut rows = futures_util::stream::iter(arns.into_iter().map(row)).buffered(KEYS_AT_ONCE);
+        while let Some(r) = rows.next().await {
+            match r? {
+                Some(r) => page.rows.push(r),
+                None => page.hidden += 1,
+            }
         }
         Ok(page)
     }

@@ -123,6 +123,20 @@ impl Browser {
         panic!("no page at {url}: {source}");
     }
 
+    /// The page's text once `ok` holds of it (a click that submits a form may return before
+    /// the next page has loaded), or after 15 s the text as it is.
+    async fn text_until(&self, ok: impl Fn(&str) -> bool) -> String {
+        let mut text = String::new();
+        for _ in 0..150 {
+            text = self.text().await;
+            if ok(&text) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        text
+    }
+
     async fn fill(&self, css: &str, value: &str) {
         let field = self.client.find(Locator::Css(css)).await.unwrap();
         field.clear().await.unwrap();
@@ -212,7 +226,7 @@ async fn an_auditor_walks_through_the_console_in_chromium() {
 
     // The inventory: the key, its description as text; no script ran; the cookie is out of
     // any script's reach (HttpOnly).
-    let page = b.text().await;
+    let page = b.text_until(|t| t.contains(&key)).await;
     let at = b.client.current_url().await.unwrap();
     assert!(
         page.contains(&key) && page.contains(&other),
@@ -235,15 +249,16 @@ async fn an_auditor_walks_through_the_console_in_chromium() {
     // Find the key by its description, open it, disable it.
     b.fill("input[name=q]", "payments").await;
     b.click("form.filters button").await;
-    let page = b.text().await;
+    let page = b.text_until(|t| !t.contains(&other)).await;
     assert!(page.contains(&key) && !page.contains(&other), "{page}");
     b.click(&format!("a[href='/console/keys/{key}']")).await;
+    b.text_until(|t| t.contains("Key policy")).await;
     b.shot("3-key").await;
     b.click(&format!(
         "form[action='/console/keys/{key}/disable'] button"
     ))
     .await;
-    let page = b.text().await;
+    let page = b.text_until(|t| t.contains("DisableKey: done.")).await;
     assert!(page.contains("DisableKey: done."), "{page}");
     let refused = c
         .encrypt()
@@ -256,7 +271,7 @@ async fn an_auditor_walks_through_the_console_in_chromium() {
     // Who can use it.
     b.click(&format!("a[href='/console/keys/{key}/access']"))
         .await;
-    let page = b.text().await;
+    let page = b.text_until(|t| t.contains(&auditor)).await;
     assert!(page.contains(&auditor), "{page}");
     b.shot("4-access").await;
 
@@ -266,7 +281,7 @@ async fn an_auditor_walks_through_the_console_in_chromium() {
     b.fill("input[name=action]", "kms:Decrypt").await;
     b.fill("input[name=key]", &key).await;
     b.click("form.simulator button").await;
-    let page = b.text().await;
+    let page = b.text_until(|t| t.contains("Allowed")).await;
     assert!(page.contains("Allowed"), "{page}");
     b.shot("5-simulator").await;
 
@@ -275,7 +290,9 @@ async fn an_auditor_walks_through_the_console_in_chromium() {
         .await;
     b.shot("6-trail").await;
     b.click("td a[href^='/console/trail/']").await;
-    let page = b.text().await;
+    let page = b
+        .text_until(|t| t.contains("\"eventName\": \"DisableKey\""))
+        .await;
     assert!(
         page.contains("\"eventName\": \"DisableKey\"")
             && page.contains(&key)
@@ -287,7 +304,7 @@ async fn an_auditor_walks_through_the_console_in_chromium() {
     // The chain verified.
     b.goto(&format!("{base}/console/audit")).await;
     b.click("form[action='/console/audit/verify'] button").await;
-    let page = b.text().await;
+    let page = b.text_until(|t| t.contains("Intact.")).await;
     assert!(page.contains("Intact."), "{page}");
     b.shot("8-integrity").await;
 
