@@ -151,6 +151,10 @@ struct KeyInReport<'a> {
     now: DateTime<Utc>,
 }
 
+/// What the inventory report says of its description column: every other column is read from
+/// rows the service sealed (or from the trail), a description is not.
+pub const UNSEALED_DESCRIPTIONS: &str = "A key's description (its purpose) is shown as stored: unlike the other columns, it is not sealed against a change made in the database.";
+
 /// The keys of the caller's account and Region, a page at a time.
 const PAGE: usize = 1000;
 
@@ -217,6 +221,9 @@ impl Kms {
             r.notes.push(format!(
                 "For {unread} keys the principal may not read every part this report shows (rotations, last use, key policy or grants): those cells are empty, or the key's access rows are left out."
             ));
+        }
+        if matches!(kind, ReportKind::Inventory) {
+            r.notes.push(UNSEALED_DESCRIPTIONS.into());
         }
         Ok(r)
     }

@@ -795,6 +795,11 @@ async fn the_inventory_shows_whether_each_key_keeps_its_cryptoperiod() {
     assert!(line(&kept).contains("exceeded by 15 days"), "{csv}");
     assert!(line(&rotating).contains(",400,within"), "{csv}");
     assert!(!csv.contains("may not read every part"), "{csv}");
+    // The one column a database writer can change unseen is said to be so.
+    assert!(
+        csv.contains("# note: A key's description (its purpose) is shown as stored"),
+        "{csv}"
+    );
 }
 
 /// A database writer who edits a sealed column of a key's row (its usage, here) does not get
