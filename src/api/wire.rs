@@ -343,7 +343,6 @@ impl Validator {
         )
     }
 
-    /// `DryRunModifiers`: each one of AWS's (`IGNORE_CIPHERTEXT`).
     /// Decrypt's and ReEncrypt's ciphertext: required unless a dry run ignores it
     /// (`IGNORE_CIPHERTEXT`); then the dry-run modifiers, which must be known.
     pub fn ciphertext(
@@ -358,6 +357,7 @@ impl Validator {
         self.dry_run_modifiers(modifiers)
     }
 
+    /// `DryRunModifiers`: each one of AWS's (`IGNORE_CIPHERTEXT`).
     pub fn dry_run_modifiers(&mut self, v: Option<&Vec<String>>) -> &mut Self {
         for m in v.into_iter().flatten() {
             self.one_of(Some(m), "dryRunModifiers", &["IGNORE_CIPHERTEXT"]);

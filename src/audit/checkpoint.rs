@@ -57,8 +57,7 @@ pub async fn public_key_der(hsm: &Hsm) -> Result<Vec<u8>, AuditError> {
 /// A SubjectPublicKeyInfo (DER) as PEM, 64 characters a line: what `kms audit public-key`
 /// prints and `kms audit verify --public-key` reads.
 pub fn public_key_pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let b64 = crate::encoding::b64(der);
     let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
     for chunk in b64.as_bytes().chunks(64) {
         pem.push_str(&String::from_utf8_lossy(chunk));

@@ -213,12 +213,14 @@ pub async fn handle(
         Some(c) => console.sessions.find(api, c, certificate).await,
         None => None,
     };
-    // The access key the connection's client certificate names, where it may sign in.
-    let offer = tls
-        .as_deref()
-        .and_then(|t| t.client_certificate_der.as_deref())
-        .filter(|_| console.certificates)
-        .and_then(certificate::access_key_of);
+    // The access key the connection's client certificate names, where it may sign in: read
+    // only by the sign-in pages (a certificate is not parsed on every request).
+    let offer = || {
+        tls.as_deref()
+            .and_then(|t| t.client_certificate_der.as_deref())
+            .filter(|_| console.certificates)
+            .and_then(certificate::access_key_of)
+    };
     let post = parts.method == hyper::Method::POST;
     if post && !same_origin(&parts) {
         let header = |n: &str| {
@@ -243,7 +245,7 @@ pub async fn handle(
             Err(_) => {
                 return page(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    pages::sign_in(offer.as_deref(), None),
+                    pages::sign_in(offer().as_deref(), None),
                 )
             }
         }
@@ -258,8 +260,11 @@ pub async fn handle(
             Some(_) => redirect("/console/keys", None),
             None => redirect("/console/sign-in", None),
         },
-        (false, "/console/sign-in") => page(StatusCode::OK, pages::sign_in(offer.as_deref(), None)),
+        (false, "/console/sign-in") => {
+            page(StatusCode::OK, pages::sign_in(offer().as_deref(), None))
+        }
         (true, "/console/sign-in" | "/console/sign-in-certificate") => {
+            let offer = offer();
             if api.auth_guard.blocked(peer) {
                 let error = "Too many failed sign-ins from here; try again later.";
                 return page(

@@ -80,7 +80,7 @@ impl Kms {
 
 /// The cryptoperiod of a key without automatic rotation, unless a report is asked for another
 /// (days): AWS's default rotation period.
-pub const DEFAULT_CRYPTOPERIOD_DAYS: i64 = 365;
+pub const DEFAULT_CRYPTOPERIOD_DAYS: i64 = super::rotation::DEFAULT_ROTATION_DAYS;
 
 /// How a key's material is renewed, as the principal may read it: automatic rotation
 /// (`kms:GetKeyRotationStatus`) and the rotations made so far (`kms:ListKeyRotations`; a key
@@ -126,7 +126,10 @@ impl Renewal {
         let status = self.status.as_ref()?;
         let (_, last_rotation) = self.rotations?;
         let period = match status.enabled {
-            true => status.period_days.map(i64::from).unwrap_or(365),
+            true => status
+                .period_days
+                .map(i64::from)
+                .unwrap_or(super::rotation::DEFAULT_ROTATION_DAYS),
             false => default_days,
         };
         let renewed = last_rotation

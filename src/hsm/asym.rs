@@ -385,6 +385,7 @@ impl Hsm {
         })
         .await
     }
+
     /// Sign in the token. For RSA and ECDSA `data` is the digest; for Ed25519 the message.
     pub async fn sign(
         &self,

@@ -4,6 +4,7 @@
 //! markup in a key's description, a cookie whose access key was deactivated.
 
 use crate::support::*;
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use reqwest::StatusCode;
 
 pub(crate) const ACCOUNT: &str = "123456789012";
@@ -712,8 +713,6 @@ async fn temporary_credentials_cannot_sign_in() {
     assert!(cookie.is_none());
 }
 
-const SIGN_VERIFY: aws_sdk_kms::types::KeyUsageType = aws_sdk_kms::types::KeyUsageType::SignVerify;
-
 /// The inventory's cryptoperiod column: the time since a key's creation or last rotation
 /// against its rotation period, or 365 days for a key without automatic rotation; and the
 /// inventory report says the same of each key. An RSA key (it cannot rotate) is judged, not
@@ -731,13 +730,10 @@ async fn the_inventory_shows_whether_each_key_keeps_its_cryptoperiod() {
     ])
     .await;
     let c = s.client();
-    let create = |d: &'static str| c.create_key().description(d);
-    let id =
-        |o: aws_sdk_kms::operation::create_key::CreateKeyOutput| o.key_metadata.unwrap().key_id;
-    let kept = id(create("kept").send().await.unwrap());
-    let rotating = id(create("rotating").send().await.unwrap());
-    let rsa = create("rsa").key_spec(aws_sdk_kms::types::KeySpec::Rsa2048);
-    let rsa = id(rsa.key_usage(SIGN_VERIFY).send().await.unwrap());
+    let kept = new_key(&c).await;
+    let rotating = new_key(&c).await;
+    let rsa = new_key_with(&c, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
+    let rsa = rsa.key_id;
     c.enable_key_rotation()
         .key_id(&rotating)
         .rotation_period_in_days(400)
