@@ -432,15 +432,7 @@ async fn the_access_page_lists_who_can_use_a_key_and_through_what() {
     );
 
     // A multi-Region key, named by its `mrk-` id, is reviewed too.
-    let mrk = c
-        .create_key()
-        .multi_region(true)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let mrk = new_multi_region_key(&c).await;
     let (status, _, page) = get(&s, &format!("/console/keys/{mrk}/access"), &cookie).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains(&admin_arn), "{page}");

@@ -1292,6 +1292,12 @@ pub async fn describe(c: &aws_sdk_kms::Client, key: &str) -> aws_sdk_kms::types:
         .unwrap()
 }
 
+/// A new multi-Region symmetric encryption key's id (`mrk-…`).
+pub async fn new_multi_region_key(c: &aws_sdk_kms::Client) -> String {
+    let made = c.create_key().multi_region(true).send().await.unwrap();
+    made.key_metadata.unwrap().key_id
+}
+
 pub async fn new_key(c: &aws_sdk_kms::Client) -> String {
     c.create_key()
         .send()
