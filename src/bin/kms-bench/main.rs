@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Target {
-    /// http://host:port of the endpoint.
+    /// http://host:port of the endpoint; several, comma-separated, spread the connections
+    /// over them in turn (nodes of one service) and report each one's latency.
     #[arg(long)]
     endpoint: String,
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
@@ -32,6 +33,17 @@ struct Target {
     secret_access_key: String,
     #[arg(long, default_value = "us-east-1")]
     region: String,
+}
+
+impl Target {
+    fn endpoints(&self) -> Vec<&str> {
+        self.endpoint.split(',').map(str::trim).collect()
+    }
+
+    /// The endpoint for set-up calls (the first).
+    fn first(&self) -> &str {
+        self.endpoints()[0]
+    }
 }
 
 #[derive(Args, Clone)]
@@ -85,6 +97,10 @@ enum Cmd {
         spread: usize,
         #[arg(long, default_value = "scale")]
         case: String,
+        /// Reuse the keys listed in this file (one id a line) if it exists; otherwise create
+        /// them and write it (so that rounds in turns measure the same keys).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Send `requests` Encrypts as fast as possible (for memory measurements).
     Load {
@@ -111,11 +127,26 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         samples: usize,
     },
+    /// The disk's own commit cost: `count` writes of 8 KiB, each followed by `fdatasync`, in a
+    /// file under `dir` (give the database's data directory: one Postgres commit costs one).
+    Fsync {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+    },
     /// Print the table (Markdown) of a run's JSON Lines.
     Report { json: PathBuf },
 }
 
 use kms::encoding::b64;
+
+mod console;
+mod token;
+use console::console_pages;
+use token::token;
 
 /// One keep-alive HTTP/1.1 connection that sends signed KMS requests.
 struct Conn {
@@ -182,7 +213,7 @@ fn sign(req: &mut http::Request<Vec<u8>>, t: &Target) -> Result<(), String> {
 
 /// One call, outside a measurement; the parsed response or the error body.
 async fn once(t: &Target, op: &str, body: Value) -> Result<Value, String> {
-    let mut c = Conn::open(&t.endpoint).await?;
+    let mut c = Conn::open(t.first()).await?;
     let (status, bytes) = c.call(t, op, body.to_string().as_bytes()).await?;
     if status != 200 {
         return Err(format!(
@@ -201,6 +232,8 @@ struct Stats {
     p50_us: u64,
     p99_us: u64,
     p999_us: u64,
+    /// With several endpoints: each one's (requests/s, p50, p99), in the order given.
+    nodes: Vec<(f64, u64, u64)>,
 }
 
 impl Stats {
@@ -224,6 +257,7 @@ impl Stats {
             p50_us: pct(0.50),
             p99_us: pct(0.99),
             p999_us: pct(0.999),
+            nodes: Vec::new(),
         }
     }
 }
@@ -231,18 +265,20 @@ impl Stats {
 /// Bodies for one case: called with the worker's request counter.
 type BodyFn = Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>;
 
-/// Drive `op` from `conc` connections for `seconds`.
+/// Drive `op` from `conc` connections for `seconds` (connection `w` to endpoint `w mod n`).
 async fn measure(t: &Target, op: &str, body: BodyFn, conc: usize, seconds: f64) -> Stats {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
+    let endpoints: Vec<String> = t.endpoints().into_iter().map(str::to_string).collect();
     let mut tasks = Vec::new();
     for w in 0..conc {
         let (t, op, body) = (t.clone(), op.to_string(), body.clone());
+        let endpoint = endpoints[w % endpoints.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
-            let Ok(mut c) = Conn::open(&t.endpoint).await else {
-                return (lat, 1);
+            let Ok(mut c) = Conn::open(&endpoint).await else {
+                return (w, lat, 1);
             };
             let mut n = w as u64 * 1_000_000_007;
             while Instant::now() < deadline {
@@ -254,25 +290,39 @@ async fn measure(t: &Target, op: &str, body: BodyFn, conc: usize, seconds: f64) 
                     Ok(_) => errors += 1,
                     Err(_) => {
                         errors += 1;
-                        match Conn::open(&t.endpoint).await {
+                        match Conn::open(&endpoint).await {
                             Ok(nc) => c = nc,
                             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                         }
                     }
                 }
             }
-            (lat, errors)
+            (w, lat, errors)
         }));
     }
-    let mut all = Vec::new();
+    let mut per_node: Vec<Vec<u32>> = vec![Vec::new(); endpoints.len()];
     let mut errors = 0;
     for t in tasks {
-        if let Ok((l, e)) = t.await {
-            all.extend(l);
+        if let Ok((w, l, e)) = t.await {
+            per_node[w % endpoints.len()].extend(l);
             errors += e;
         }
     }
-    Stats::of(all, errors, started.elapsed().as_secs_f64())
+    let seconds = started.elapsed().as_secs_f64();
+    let nodes = if endpoints.len() > 1 {
+        per_node
+            .iter()
+            .map(|l| {
+                let s = Stats::of(l.clone(), 0, seconds);
+                (s.rps(), s.p50_us, s.p99_us)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut s = Stats::of(per_node.concat(), errors, seconds);
+    s.nodes = nodes;
+    s
 }
 
 fn record(common: &Common, case: &str, conc: usize, s: &Stats, extra: Value) {
@@ -298,6 +348,13 @@ fn record(common: &Common, case: &str, conc: usize, s: &Stats, extra: Value) {
             "p99_us": s.p99_us,
             "p999_us": s.p999_us,
         });
+        if !s.nodes.is_empty() {
+            v["nodes"] = json!(s
+                .nodes
+                .iter()
+                .map(|(rps, p50, p99)| json!({"rps": rps, "p50_us": p50, "p99_us": p99}))
+                .collect::<Vec<_>>());
+        }
         if let (Some(m), Some(x)) = (v.as_object_mut(), extra.as_object()) {
             for (k, val) in x {
                 m.insert(k.clone(), val.clone());
@@ -415,6 +472,9 @@ async fn run(t: Target, common: Common, ops: Option<String>) -> Result<(), Strin
         {
             continue;
         }
+        // Unrecorded: the case's first calls (its key unwrapped, its statements prepared on
+        // the connections in use) are not its steady state.
+        measure(&t, &op, body.clone(), 8, 0.3).await;
         for conc in levels(&common) {
             let s = measure(&t, &op, body.clone(), conc, common.seconds).await;
             record(&common, case, conc, &s, json!({}));
@@ -467,256 +527,6 @@ async fn baseline(common: Common) -> Result<(), String> {
     Ok(())
 }
 
-/// The token's rate for each mechanism the server uses, on one session with a cached handle.
-async fn token(common: Common) -> Result<(), String> {
-    use cryptoki::mechanism::aead::GcmParams;
-    use cryptoki::mechanism::rsa::PkcsPssParams;
-    use cryptoki::mechanism::{Mechanism, MechanismType};
-    use kms::hsm::{BlobKind, Curve, PairKind, PrivateUse};
-    let s = kms::config::Settings::load(None)?;
-    let hsm = kms::server::wiring::open_hsm(&s)
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    let h = hsm.clone();
-    tokio::task::spawn_blocking(move || h.load_service_keys(1))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let secs = common.seconds;
-    let common = &common;
-    let time = |name: &'static str, f: Box<dyn Fn(&cryptoki::session::Session) -> bool + Send>| {
-        let hsm = hsm.clone();
-        async move {
-            let (n, elapsed) = hsm
-                .run(move |sess| {
-                    let start = Instant::now();
-                    let mut n = 0u64;
-                    while start.elapsed().as_secs_f64() < secs {
-                        if !f(sess) {
-                            break;
-                        }
-                        n += 1;
-                    }
-                    Ok((n, start.elapsed().as_secs_f64()))
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            let st = Stats {
-                requests: n,
-                errors: 0,
-                seconds: elapsed,
-                p50_us: 0,
-                p99_us: 0,
-                p999_us: 0,
-            };
-            record(common, name, 1, &st, json!({"limit": "token"}));
-            Ok::<_, String>(())
-        }
-    };
-    let (aes, root) = hsm
-        .generate_wrapped_aes256()
-        .await
-        .map_err(|e| e.to_string())?;
-    let aes = hsm
-        .unwrap_key(aes, root, BlobKind::Aes)
-        .await
-        .map_err(|e| e.to_string())?;
-    let obj = aes.object();
-    time(
-        "token AES-GCM 64 B",
-        Box::new(move |s| {
-            let mut iv = [1u8; 12];
-            let aad = [0u8; 40];
-            let Ok(p) = GcmParams::new(&mut iv, &aad, 128.into()) else {
-                return false;
-            };
-            s.encrypt(&Mechanism::AesGcm(p), obj, &[1u8; 64]).is_ok()
-        }),
-    )
-    .await?;
-    let (rsa, _, root) = hsm
-        .generate_wrapped_key_pair(PairKind::Rsa(2048), PrivateUse::Sign)
-        .await
-        .map_err(|e| e.to_string())?;
-    let rsa = hsm
-        .unwrap_key(
-            rsa,
-            root,
-            BlobKind::Private(PairKind::Rsa(2048), PrivateUse::Sign),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let obj = rsa.object();
-    time(
-        "token RSA-2048 PSS sign",
-        Box::new(move |s| {
-            let params = PkcsPssParams {
-                hash_alg: MechanismType::SHA256,
-                mgf: cryptoki::mechanism::rsa::PkcsMgfType::MGF1_SHA256,
-                s_len: 32u64.into(),
-            };
-            s.sign(&Mechanism::RsaPkcsPss(params), obj, &[3u8; 32])
-                .is_ok()
-        }),
-    )
-    .await?;
-    let (ec, _, root) = hsm
-        .generate_wrapped_key_pair(PairKind::Ec(Curve::P256), PrivateUse::Sign)
-        .await
-        .map_err(|e| e.to_string())?;
-    let ec = hsm
-        .unwrap_key(
-            ec,
-            root,
-            BlobKind::Private(PairKind::Ec(Curve::P256), PrivateUse::Sign),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let obj = ec.object();
-    time(
-        "token P-256 ECDSA sign",
-        Box::new(move |s| s.sign(&Mechanism::Ecdsa, obj, &[3u8; 32]).is_ok()),
-    )
-    .await?;
-    let (mac, root) = hsm
-        .generate_wrapped_secret(32)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mac = hsm
-        .unwrap_key(mac, root, BlobKind::Secret)
-        .await
-        .map_err(|e| e.to_string())?;
-    let obj = mac.object();
-    time(
-        "token HMAC-SHA256",
-        Box::new(move |s| {
-            s.sign(&Mechanism::Sha256Hmac, obj, b"benchmark message")
-                .is_ok()
-        }),
-    )
-    .await?;
-    drop((aes, rsa, ec, mac));
-    Ok(())
-}
-
-/// GET `path` of the console with `cookie` on `c`: the status and the body.
-async fn get_page(
-    c: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    host: &str,
-    path: &str,
-    cookie: &str,
-) -> Result<(u16, Bytes), String> {
-    let req = http::Request::builder()
-        .uri(format!("http://{host}{path}"))
-        .header("host", host)
-        .header("cookie", cookie)
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    c.ready().await.map_err(|e| e.to_string())?;
-    let resp = c.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((status, body.to_bytes()))
-}
-
-/// The console's pages with the target holding `keys` keys: the inventory's first page, a page
-/// in the middle, a search that matches nothing (the most a filtered page scans), a key's page.
-async fn console_pages(
-    t: Target,
-    common: Common,
-    console: String,
-    keys: usize,
-    samples: usize,
-) -> Result<(), String> {
-    create_keys(&t, keys).await?;
-    // Every key there is (ListKeys, 1,000 a page).
-    let mut made = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let mut req = json!({ "Limit": 1000 });
-        if let Some(m) = &marker {
-            req["Marker"] = json!(m);
-        }
-        let page = once(&t, "ListKeys", req).await?;
-        for k in page["Keys"].as_array().into_iter().flatten() {
-            made.push(k["KeyId"].as_str().unwrap_or_default().to_string());
-        }
-        match page["NextMarker"].as_str() {
-            Some(m) if page["Truncated"].as_bool() == Some(true) => marker = Some(m.to_string()),
-            _ => break,
-        }
-    }
-    let host = console
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let stream = tokio::net::TcpStream::connect(&host)
-        .await
-        .map_err(|e| format!("connect {host}: {e}"))?;
-    let (mut c, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let form = format!(
-        "access_key_id={}&secret_access_key={}",
-        t.access_key_id,
-        t.secret_access_key
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D")
-    );
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{host}/console/sign-in"))
-        .header("host", &host)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(form)))
-        .map_err(|e| e.to_string())?;
-    c.ready().await.map_err(|e| e.to_string())?;
-    let resp = c.send_request(req).await.map_err(|e| e.to_string())?;
-    let cookie = resp
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .ok_or("the console refused the sign-in")?
-        .to_string();
-    let _ = resp.into_body().collect().await;
-    let middle = made.get(made.len() / 2).cloned().unwrap_or_default();
-    let key = made.first().cloned().unwrap_or_default();
-    let pages = [
-        ("console: keys, first page", "/console/keys".to_string()),
-        (
-            "console: keys, a middle page",
-            format!("/console/keys?marker={middle}"),
-        ),
-        (
-            "console: keys, a search matching none",
-            "/console/keys?q=no-such-key-text".to_string(),
-        ),
-        ("console: a key's page", format!("/console/keys/{key}")),
-    ];
-    for (case, path) in pages {
-        let mut lat = Vec::with_capacity(samples);
-        let mut errors = 0;
-        let started = Instant::now();
-        for _ in 0..samples {
-            let at = Instant::now();
-            match get_page(&mut c, &host, &path, &cookie).await {
-                Ok((200, _)) => lat.push(at.elapsed().as_micros() as u32),
-                _ => errors += 1,
-            }
-        }
-        let s = Stats::of(lat, errors, started.elapsed().as_secs_f64());
-        record(&common, case, 1, &s, json!({ "keys": made.len() }));
-    }
-    Ok(())
-}
-
 /// Create `keys` symmetric keys from 64 connections (the CreateKey path as clients use it).
 async fn create_keys(t: &Target, keys: usize) -> Result<Vec<String>, String> {
     // Create keys from 64 connections (the CreateKey path as clients use it).
@@ -727,7 +537,7 @@ async fn create_keys(t: &Target, keys: usize) -> Result<Vec<String>, String> {
     for _ in 0..64 {
         let (t, made, next) = (t.clone(), made.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
-            let mut c = Conn::open(&t.endpoint).await?;
+            let mut c = Conn::open(t.first()).await?;
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < keys {
                 let (status, body) = c.call(&t, "CreateKey", b"{}").await?;
                 if status != 200 {
@@ -760,8 +570,22 @@ async fn scale(
     keys: usize,
     spread: usize,
     case: String,
+    key_file: Option<PathBuf>,
 ) -> Result<(), String> {
-    let made = create_keys(&t, keys).await?;
+    let made = match &key_file {
+        Some(f) if f.exists() => std::fs::read_to_string(f)
+            .map_err(|e| e.to_string())?
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        _ => {
+            let made = create_keys(&t, keys).await?;
+            if let Some(f) = &key_file {
+                std::fs::write(f, made.join("\n")).map_err(|e| e.to_string())?;
+            }
+            made
+        }
+    };
     let spread_keys: Vec<String> = made.iter().take(spread.max(1)).cloned().collect();
     let bodies: Vec<Vec<u8>> = spread_keys
         .iter()
@@ -773,7 +597,7 @@ async fn scale(
         .collect();
     // Warm every key once so the figure is the steady state, not the first unwrap.
     for b in &bodies {
-        let mut c = Conn::open(&t.endpoint).await?;
+        let mut c = Conn::open(t.first()).await?;
         c.call(&t, "Encrypt", b).await?;
     }
     let n = bodies.len();
@@ -802,7 +626,7 @@ async fn load(t: Target, requests: u64, conc: usize) -> Result<(), String> {
     for _ in 0..conc {
         let (t, body, left) = (t.clone(), body.clone(), left.clone());
         tasks.push(tokio::spawn(async move {
-            let mut c = Conn::open(&t.endpoint).await?;
+            let mut c = Conn::open(t.first()).await?;
             let mut errors = 0u64;
             while left
                 .fetch_update(
@@ -831,6 +655,31 @@ async fn load(t: Target, requests: u64, conc: usize) -> Result<(), String> {
     if errors > 0 {
         return Err(format!("{errors} requests failed"));
     }
+    Ok(())
+}
+
+/// The latency of one durable commit on the disk under `dir`.
+fn fsync(common: Common, dir: PathBuf, count: usize) -> Result<(), String> {
+    use std::io::{Seek, Write};
+    let path = dir.join(format!(".kms-bench-fsync-{}", std::process::id()));
+    let mut f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let block = [0x5au8; 8192];
+    let mut lat = Vec::with_capacity(count);
+    let started = Instant::now();
+    let r = (|| {
+        for _ in 0..count {
+            let t0 = Instant::now();
+            f.rewind()?;
+            f.write_all(&block)?;
+            f.sync_data()?;
+            lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        }
+        Ok::<_, std::io::Error>(())
+    })();
+    let _ = std::fs::remove_file(&path);
+    r.map_err(|e| e.to_string())?;
+    let s = Stats::of(lat, 0, started.elapsed().as_secs_f64());
+    record(&common, "fdatasync 8 KiB", 1, &s, json!({"limit": "disk"}));
     Ok(())
 }
 
@@ -920,7 +769,8 @@ fn main() {
                 keys,
                 spread,
                 case,
-            } => scale(target, common, keys, spread, case).await,
+                key_file,
+            } => scale(target, common, keys, spread, case, key_file).await,
             Cmd::Load {
                 target,
                 requests,
@@ -933,6 +783,7 @@ fn main() {
                 keys,
                 samples,
             } => console_pages(target, common, console, keys, samples).await,
+            Cmd::Fsync { common, dir, count } => fsync(common, dir, count),
             Cmd::Report { json } => report(&json),
         }
     });

@@ -1,0 +1,113 @@
+//! A PKCS#11 module for benchmarks: every call is forwarded to the module named by
+//! `LATENCY_SHIM_MODULE` after sleeping `LATENCY_SHIM_DELAY_US` microseconds on the calling thread,
+//! as a call to a token across a network blocks its caller for one round trip. Calls on
+//! different threads wait side by side, as a network appliance's sessions do.
+//!
+//! Why a shim and not p11-kit: Debian 12's p11-kit 0.24.1 cannot carry the mechanism
+//! parameters the service needs (its RPC lists no AES-GCM and no AES key wrap), and the
+//! kernel of the benchmark machines has no `netem` qdisc. See docs/benchmarks.md.
+#![allow(non_snake_case, clippy::missing_safety_doc)]
+
+use cryptoki_sys::*;
+use std::ffi::c_void;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+struct Real {
+    list: &'static CK_FUNCTION_LIST,
+    delay: Duration,
+    _lib: libloading::Library,
+}
+
+static REAL: OnceLock<Result<Real, String>> = OnceLock::new();
+static LIST: OnceLock<CK_FUNCTION_LIST> = OnceLock::new();
+
+fn load() -> Result<Real, String> {
+    let path = std::env::var("LATENCY_SHIM_MODULE").map_err(|_| "LATENCY_SHIM_MODULE is not set")?;
+    let delay_us: u64 = std::env::var("LATENCY_SHIM_DELAY_US")
+        .unwrap_or_else(|_| "1000".into())
+        .parse()
+        .map_err(|e| format!("LATENCY_SHIM_DELAY_US: {e}"))?;
+    unsafe {
+        let lib = libloading::Library::new(&path).map_err(|e| format!("{path}: {e}"))?;
+        let get: libloading::Symbol<unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV> =
+            lib.get(b"C_GetFunctionList").map_err(|e| e.to_string())?;
+        let mut list: *mut CK_FUNCTION_LIST = std::ptr::null_mut();
+        let rv = get(&mut list);
+        if rv != CKR_OK || list.is_null() {
+            return Err(format!("C_GetFunctionList of {path}: {rv:#x}"));
+        }
+        Ok(Real { list: &*list, delay: Duration::from_micros(delay_us), _lib: lib })
+    }
+}
+
+fn real() -> &'static Real {
+    match REAL.get_or_init(load) {
+        Ok(r) => r,
+        Err(e) => panic!("kms-latency-shim: {e}"),
+    }
+}
+
+/// With `LATENCY_SHIM_COUNTS=<file>`: every second, each function's number of calls so far.
+fn count(name: &'static str) {
+    static COUNTS: OnceLock<Option<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>> =
+        OnceLock::new();
+    let Some(m) = COUNTS.get_or_init(|| {
+        let path = std::env::var("LATENCY_SHIM_COUNTS").ok()?;
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            if let Some(Some(m)) = COUNTS.get() {
+                let text: String = m
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}\n"))
+                    .collect();
+                let _ = std::fs::write(&path, text);
+            }
+        });
+        Some(std::sync::Mutex::new(Default::default()))
+    }) else {
+        return;
+    };
+    *m.lock().unwrap().entry(name).or_default() += 1;
+}
+
+macro_rules! wrap {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            unsafe extern "C" fn $name($($arg: $ty),*) -> CK_RV {
+                let r = real();
+                count(stringify!($name));
+                std::thread::sleep(r.delay);
+                match r.list.$name {
+                    Some(f) => f($($arg),*),
+                    None => CKR_FUNCTION_NOT_SUPPORTED,
+                }
+            }
+        )*
+        fn our_list(version: CK_VERSION) -> CK_FUNCTION_LIST {
+            CK_FUNCTION_LIST {
+                version,
+                C_GetFunctionList: Some(C_GetFunctionList),
+                $($name: Some($name),)*
+            }
+        }
+    };
+}
+
+include!("wrappers.rs");
+
+/// The module's one export: the real module's function list, each function delayed.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetFunctionList(pp: *mut *mut CK_FUNCTION_LIST) -> CK_RV {
+    if pp.is_null() {
+        return CKR_ARGUMENTS_BAD;
+    }
+    let Ok(r) = REAL.get_or_init(load) else {
+        return CKR_GENERAL_ERROR;
+    };
+    // Callers only read the list (PKCS#11 declares it theirs to read, not to write).
+    *pp = LIST.get_or_init(|| our_list(r.list.version)) as *const _ as *mut CK_FUNCTION_LIST;
+    CKR_OK
+}
