@@ -399,7 +399,7 @@ impl Hsm {
             SignScheme::RsaPkcs1(h) => {
                 let mut input = digest_info(h).to_vec();
                 input.extend_from_slice(&data);
-                ck(s.sign(&Mechanism::RsaPkcs, s.obj(&key)?, &input))
+                s.sign_once(&Mechanism::RsaPkcs, s.obj(&key)?, &input)
             }
             SignScheme::RsaPss(h) => {
                 let params = PkcsPssParams {
@@ -407,16 +407,16 @@ impl Hsm {
                     mgf: h.mgf(),
                     s_len: (h.output_len() as u64).into(),
                 };
-                ck(s.sign(&Mechanism::RsaPkcsPss(params), s.obj(&key)?, &data))
+                s.sign_once(&Mechanism::RsaPkcsPss(params), s.obj(&key)?, &data)
             }
-            SignScheme::Ecdsa => ck(s.sign(&Mechanism::Ecdsa, s.obj(&key)?, &data)),
-            SignScheme::Ed25519 => ck(s.sign(
+            SignScheme::Ecdsa => s.sign_once(&Mechanism::Ecdsa, s.obj(&key)?, &data),
+            SignScheme::Ed25519 => s.sign_once(
                 &Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
                     cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
                 )),
                 s.obj(&key)?,
                 &data,
-            )),
+            ),
         };
         match scheme {
             SignScheme::Ecdsa | SignScheme::Ed25519 => self.run_fast(call).await,
@@ -476,7 +476,7 @@ impl Hsm {
                 Hash::Sha384 => Mechanism::Sha384Hmac,
                 Hash::Sha512 => Mechanism::Sha512Hmac,
             };
-            ck(s.sign(&mechanism, s.obj(&key)?, &data))
+            s.sign_once(&mechanism, s.obj(&key)?, &data)
         })
         .await
     }

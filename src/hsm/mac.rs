@@ -90,7 +90,7 @@ impl Tok<'_> {
         let (version, key) = self.mac()?;
         Ok(tagged_mac(
             version,
-            ck(self.sign(&Mechanism::Sha256Hmac, key, data))?,
+            self.sign_once(&Mechanism::Sha256Hmac, key, data)?,
         ))
     }
 }
@@ -103,7 +103,8 @@ impl Hsm {
         data: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
         self.run_fast(move |s| {
-            ck(s.sign(&Mechanism::Sha256Hmac, s.obj(&key)?, &data)).map(Zeroizing::new)
+            s.sign_once(&Mechanism::Sha256Hmac, s.obj(&key)?, &data)
+                .map(Zeroizing::new)
         })
         .await
     }
@@ -131,7 +132,7 @@ impl Hsm {
                 );
                 return Ok(false);
             };
-            let expect = ck(s.sign(&Mechanism::Sha256Hmac, key, &data))?;
+            let expect = s.sign_once(&Mechanism::Sha256Hmac, key, &data)?;
             Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
                 expect.as_slice(),
                 hmac.as_slice(),

@@ -249,4 +249,77 @@ impl Tok<'_> {
             Err(HsmError::Reopened)
         }
     }
+
+    /// Single-part encryption in two token calls (`C_EncryptInit`, then `C_Encrypt` into a
+    /// buffer of `capacity` bytes) where cryptoki's `encrypt` makes three (it asks the length
+    /// first). Each call is a round trip to a token across a network.
+    pub fn encrypt_once(
+        &self,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        data: &[u8],
+        capacity: usize,
+    ) -> Result<Vec<u8>, HsmError> {
+        let Some(raw) = &self.inner.raw else {
+            return ck(self.session.encrypt(mechanism, key, data));
+        };
+        ck(self.session.encrypt_init(mechanism, key))?;
+        let out = self.single_part(raw, raw::SinglePart::Encrypt, data, capacity)?;
+        Ok(std::mem::take(&mut *Zeroizing::new(out)))
+    }
+
+    /// [`Tok::encrypt_once`] for decryption: the output is at most the input's length.
+    pub fn decrypt_once(
+        &self,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        data: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        let Some(raw) = &self.inner.raw else {
+            return ck(self.session.decrypt(mechanism, key, data)).map(Zeroizing::new);
+        };
+        ck(self.session.decrypt_init(mechanism, key))?;
+        self.single_part(raw, raw::SinglePart::Decrypt, data, data.len())
+    }
+
+    /// [`Tok::encrypt_once`] for signatures and MACs (at most 512 bytes: RSA-4096).
+    pub fn sign_once(
+        &self,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        let Some(raw) = &self.inner.raw else {
+            return ck(self.session.sign(mechanism, key, data));
+        };
+        ck(self.session.sign_init(mechanism, key))?;
+        let out = self.single_part(raw, raw::SinglePart::Sign, data, 512)?;
+        Ok(std::mem::take(&mut *Zeroizing::new(out)))
+    }
+
+    /// The operation initialised on this session, finished in one call into `capacity`
+    /// bytes, or two if the token wants more (`CKR_BUFFER_TOO_SMALL` leaves the operation
+    /// active and says how much).
+    fn single_part(
+        &self,
+        raw: &raw::RawModule,
+        op: raw::SinglePart,
+        data: &[u8],
+        capacity: usize,
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        let mut out = Zeroizing::new(vec![0u8; capacity.max(1)]);
+        // SAFETY: the session is ours for the call, `data` is read-only input and `out` holds
+        // `len` bytes.
+        let mut len = out.len() as cryptoki_sys::CK_ULONG;
+        let mut rv =
+            unsafe { raw.single_part(op, self.session.handle(), data, &mut out, &mut len) };
+        if rv == cryptoki_sys::CKR_BUFFER_TOO_SMALL {
+            out = Zeroizing::new(vec![0u8; len as usize]);
+            // SAFETY: as above, with the length the token asked for.
+            rv = unsafe { raw.single_part(op, self.session.handle(), data, &mut out, &mut len) };
+        }
+        ck(cryptoki::error::Rv::from(rv).into_result(op.function()))?;
+        out.truncate(len as usize);
+        Ok(out)
+    }
 }

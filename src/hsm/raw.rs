@@ -1,5 +1,6 @@
-//! The few PKCS#11 calls cryptoki 0.12 does not wrap (`C_CloseAllSessions`, and anything with
-//! `CKM_AES_KEY_WRAP_KWP`, a mechanism it cannot name), made through the module's function list.
+//! The few PKCS#11 calls cryptoki 0.12 does not wrap (`C_CloseAllSessions`, anything with
+//! `CKM_AES_KEY_WRAP_KWP`, a mechanism it cannot name, and single-part operations into a buffer
+//! the caller sizes: one call where cryptoki makes two), made through the module's function list.
 //! Only `C_GetFunctionList` is looked up by name: PKCS#11 3.0 modules such as Kryoptic export
 //! nothing else.
 
@@ -7,6 +8,24 @@ use cryptoki_sys::{
     CK_ATTRIBUTE, CK_BYTE, CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_INFO, CK_MECHANISM_TYPE,
     CK_OBJECT_HANDLE, CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID, CK_ULONG,
 };
+
+/// The single-part calls finished in one call into a buffer the caller sizes.
+#[derive(Clone, Copy)]
+pub(super) enum SinglePart {
+    Encrypt,
+    Decrypt,
+    Sign,
+}
+
+impl SinglePart {
+    pub(super) fn function(self) -> cryptoki::context::Function {
+        match self {
+            SinglePart::Encrypt => cryptoki::context::Function::Encrypt,
+            SinglePart::Decrypt => cryptoki::context::Function::Decrypt,
+            SinglePart::Sign => cryptoki::context::Function::Sign,
+        }
+    }
+}
 
 /// `CKR_FUNCTION_NOT_SUPPORTED`, for a function the module's list leaves empty.
 const NOT_SUPPORTED: CK_RV = cryptoki_sys::CKR_FUNCTION_NOT_SUPPORTED;
@@ -57,6 +76,35 @@ impl RawModule {
         match self.fns().C_GetMechanismInfo {
             // SAFETY: `info` is a valid, exclusive struct for the call.
             Some(f) => unsafe { f(slot, mechanism, info) },
+            None => NOT_SUPPORTED,
+        }
+    }
+
+    /// # Safety
+    /// The session must be live with `op`'s operation initialised; `*len` must be at most
+    /// `out`'s length.
+    pub(super) unsafe fn single_part(
+        &self,
+        op: SinglePart,
+        session: CK_SESSION_HANDLE,
+        data: &[u8],
+        out: &mut [u8],
+        len: &mut CK_ULONG,
+    ) -> CK_RV {
+        let f = match op {
+            SinglePart::Encrypt => self.fns().C_Encrypt,
+            SinglePart::Decrypt => self.fns().C_Decrypt,
+            SinglePart::Sign => self.fns().C_Sign,
+        };
+        match f {
+            // The input pointer is declared mutable in PKCS#11's C prototypes; it is only read.
+            Some(f) => f(
+                session,
+                data.as_ptr() as *mut CK_BYTE,
+                data.len() as CK_ULONG,
+                out.as_mut_ptr(),
+                len,
+            ),
             None => NOT_SUPPORTED,
         }
     }

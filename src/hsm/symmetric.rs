@@ -17,7 +17,13 @@ impl Hsm {
         self.run_fast(move |s| {
             let mut iv = iv;
             let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
-            ck(s.encrypt(&Mechanism::AesGcm(params), s.obj(&key)?, &plaintext))
+            // The output is the ciphertext and its 16-byte tag.
+            s.encrypt_once(
+                &Mechanism::AesGcm(params),
+                s.obj(&key)?,
+                &plaintext,
+                plaintext.len() + 16,
+            )
         })
         .await
     }
@@ -33,12 +39,7 @@ impl Hsm {
         self.run_fast(move |s| {
             let mut iv = iv;
             let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
-            s.bad_ciphertext(ck(s.decrypt(
-                &Mechanism::AesGcm(params),
-                s.obj(&key)?,
-                &ciphertext,
-            )))
-            .map(Zeroizing::new)
+            s.bad_ciphertext(s.decrypt_once(&Mechanism::AesGcm(params), s.obj(&key)?, &ciphertext))
         })
         .await
     }
