@@ -66,38 +66,40 @@ pub fn checkpoint_message(seq: i64, hash: &[u8], signed_at: &DateTime<Utc>) -> V
 /// JSON with object keys sorted at every level and no insignificant whitespace, so the same
 /// event always encodes to the same bytes (whatever serde_json's map order is).
 pub fn canonical(v: &Value) -> String {
-    fn write(v: &Value, out: &mut String) {
+    // Written straight into one buffer: keys and leaves through serde_json's own escaping,
+    // with no intermediate values (every audited call builds one; this is on the hot path).
+    fn write(v: &Value, out: &mut Vec<u8>) {
         match v {
             Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.iter().enumerate() {
+                let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                out.push(b'{');
+                for (i, (k, x)) in entries.into_iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
-                    out.push_str(&Value::String((*k).clone()).to_string());
-                    out.push(':');
-                    write(&m[*k], out);
+                    serde_json::to_writer(&mut *out, k).expect("a string serializes");
+                    out.push(b':');
+                    write(x, out);
                 }
-                out.push('}');
+                out.push(b'}');
             }
             Value::Array(a) => {
-                out.push('[');
+                out.push(b'[');
                 for (i, x) in a.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     write(x, out);
                 }
-                out.push(']');
+                out.push(b']');
             }
-            other => out.push_str(&other.to_string()),
+            other => serde_json::to_writer(&mut *out, other).expect("a JSON value serializes"),
         }
     }
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(1024);
     write(v, &mut out);
-    out
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 #[derive(Debug)]
@@ -122,6 +124,17 @@ mod tests {
         assert_eq!(
             canonical(&v),
             r#"{"a":{"c":"x\"y","d":[1,{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn canonical_json_escapes_keys_and_leaves_as_serde_json_does() {
+        // The bytes of events already in a trail must not change: escapes, non-ASCII text,
+        // control characters, numbers, null and booleans encode as before.
+        let v = json!({"k\u{1}\n\"": "é\u{7f}\t\\", "Z": [null, true, -1.5, 1e300, 18446744073709551615u64], "é": {}});
+        assert_eq!(
+            canonical(&v),
+            "{\"Z\":[null,true,-1.5,1e+300,18446744073709551615],\"k\\u0001\\n\\\"\":\"é\u{7f}\\t\\\\\",\"é\":{}}"
         );
     }
 

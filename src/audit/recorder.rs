@@ -28,7 +28,13 @@ struct Queue {
     leading: bool,
     /// The chain head after this instance's last append (`None`: read it from the store).
     head: Option<(i64, Vec<u8>)>,
+    /// Until when appends lock the head first: another node appended after this one's last
+    /// batch not long ago, so a batch after the head it knows would likely be refused.
+    contended_until: Option<std::time::Instant>,
 }
+
+/// How long after finding the head moved by another node this node's appends lock it first.
+const CONTENDED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Group commit without a writer thread: the first request that finds no batch in progress
 /// commits everything waiting (its own event included) and keeps going while more arrive; the
@@ -83,9 +89,6 @@ pub struct KeyUse {
 }
 
 impl Audit {
-    /// The latest successful cryptographic call that used the key `arn`, from the trail (an
-    /// event without `errorCode`; a body that is not JSON is passed over). Read for display:
-    /// the trail's integrity is what `kms audit verify` checks.
     /// The account's events matching `filter`, newest first, before `before`: each with
     /// whether its row still hashes to what it records (a row edited in the database does
     /// not).
@@ -109,6 +112,9 @@ impl Audit {
             .collect())
     }
 
+    /// The latest successful cryptographic call that used the key `arn`, from the trail (an
+    /// event without `errorCode`; a body that is not JSON is passed over). Read for display:
+    /// the trail's integrity is what `kms audit verify` checks.
     pub async fn last_key_use(&self, arn: &str) -> Result<Option<KeyUse>, StoreError> {
         const PAGE: i64 = 100;
         let mut before = i64::MAX;
@@ -230,7 +236,11 @@ impl Audit {
                 }
                 let n = q.waiting.len().min(MAX_BATCH);
                 let batch: Vec<Pending> = q.waiting.drain(..n).collect();
-                (batch, q.head.take())
+                let head = q.head.take();
+                let contended = q
+                    .contended_until
+                    .is_some_and(|t| t > std::time::Instant::now());
+                (batch, if contended { None } else { head })
             };
             // Events move into the statement; their waiters keep only the reply channel.
             let settles: Vec<Uuid> = batch.iter().filter_map(|p| p.settles).collect();
@@ -242,7 +252,14 @@ impl Audit {
             )
             .await
             {
-                Ok(r) => r.map_err(|e| e.to_string()),
+                Ok(Ok(contended)) => {
+                    if contended {
+                        self.queue.lock().unwrap().contended_until =
+                            Some(std::time::Instant::now() + CONTENDED_FOR);
+                    }
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => {
                     head = None;
                     Err("the database did not commit the batch in time".into())
@@ -394,25 +411,31 @@ impl Audit {
 /// Append events after the chain head, reading the head again whenever another writer
 /// moved it. `head` is the caller's idea of it (refreshed here), so a single writer needs one
 /// round trip per batch.
+/// Append after `head` if known (one statement), else, or if another writer moved it, after
+/// the head as it is under its lock. Returns whether another writer had moved it.
 async fn append(
     store: &dyn AuditStore,
     head: &mut Option<(i64, Vec<u8>)>,
     events: &[NewAuditEvent],
     settles: &[Uuid],
-) -> Result<(), StoreError> {
-    loop {
-        let (seq, hash) = match head.take() {
-            Some(h) => h,
-            None => store.audit_head().await?,
-        };
+) -> Result<bool, StoreError> {
+    let mut moved = false;
+    if let Some((seq, hash)) = head.take() {
         if let Some(new) = store
             .append_audit((seq, &hash), events, settles, &chain_hash)
             .await?
         {
             *head = Some(new);
-            return Ok(());
+            return Ok(false);
         }
+        moved = true;
     }
+    *head = Some(
+        store
+            .append_audit_serialized(events, settles, &chain_hash)
+            .await?,
+    );
+    Ok(moved)
 }
 
 /// Append one event directly (for `kms admin`, which has no writer task).

@@ -38,6 +38,16 @@ macro_rules! audit_store {
                 self.dialect_append_audit(batch).await
             }
 
+            async fn append_audit_serialized(
+                &self,
+                events: &[NewAuditEvent],
+                settles: &[Uuid],
+                chain: &ChainFn,
+            ) -> Result<(i64, Vec<u8>), StoreError> {
+                self.dialect_append_audit_serialized(events, settles, chain)
+                    .await
+            }
+
             async fn claim_change_records(
                 &self,
                 now: DateTime<Utc>,

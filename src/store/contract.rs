@@ -1968,6 +1968,28 @@ async fn audit_chain_head_events_and_checkpoints(s: &Backend) {
     .await
     .unwrap();
     assert_eq!(s.checkpoints().await.unwrap(), vec![c1, c3]);
+
+    // The append after the head as it is (a writer that lost a race to another node): it
+    // goes after the real head, whatever head the writer knew, and chains from it.
+    let before = s.audit_head().await.unwrap();
+    let after = s
+        .append_audit_serialized(
+            &[event("Encrypt", &["k4"]), event("Decrypt", &["k4"])],
+            &[],
+            chain,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.0, before.0 + 2);
+    assert_eq!(s.audit_head().await.unwrap(), after);
+    let tail = s.audit_events(before.0, 10).await.unwrap();
+    assert_eq!(tail.len(), 2);
+    assert_eq!(tail[0].prev_hash, before.1);
+    assert_eq!(tail[1].hash, after.1);
+    assert_eq!(
+        tail[1].hash,
+        crate::audit::chain_hash(tail[1].seq, &tail[0].hash, &tail[1].body)
+    );
 }
 
 async fn concurrent_audit_writers_take_turns(b: &Backend) {

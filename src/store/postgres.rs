@@ -577,6 +577,49 @@ super::repositories!(PgStore);
 /// each dialect does its own way.
 impl PgStore {
     async fn dialect_append_audit(&self, batch: AuditBatch<'_>) -> AppendResult {
+        self.append_audit_on(batch, None).await
+    }
+
+    /// The append after the head as it is under its row lock, in one transaction: another
+    /// node's append waits for this one to commit, then goes after it (no statement wasted).
+    async fn dialect_append_audit_serialized(
+        &self,
+        events: &[NewAuditEvent],
+        settles: &[Uuid],
+        chain: &ChainFn,
+    ) -> Result<(i64, Vec<u8>), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let head: (i64, Vec<u8>) = (
+            r.try_get("seq").map_err(map_err)?,
+            r.try_get("hash").map_err(map_err)?,
+        );
+        let batch = AuditBatch((head.0, &head.1), events, settles, chain);
+        let Some(new) = self.append_audit_on(batch, Some(&mut tx)).await? else {
+            return Err(StoreError::Other(
+                "the trail's head moved while its row was locked".into(),
+            ));
+        };
+        match tokio::time::timeout(self.commit_timeout, tx.commit()).await {
+            Ok(r) => r.map_err(map_err)?,
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "the database did not confirm a write in time".into(),
+                ))
+            }
+        }
+        Ok(new)
+    }
+
+    /// The append's one statement, on the pool (its own commit) or in `tx`.
+    async fn append_audit_on(
+        &self,
+        batch: AuditBatch<'_>,
+        tx: Option<&mut sqlx::Transaction<'static, sqlx::Postgres>>,
+    ) -> AppendResult {
         let AuditBatch(head, events, settles, chain) = batch;
         // One statement, one round trip: the head moves only if it is still where the caller
         // saw it (another instance may have appended since), and the events go in only if it
@@ -647,7 +690,11 @@ impl PgStore {
             .bind(&gen_seqs);
         // The trail's commit is what every audited call waits for: confirmed in time or
         // reported (a synchronous standby that is gone answers every call 503, promptly).
-        let inserted = self.autocommit(inserted).await?.rows_affected();
+        let inserted = match tx {
+            None => self.autocommit(inserted).await?,
+            Some(tx) => inserted.execute(&mut **tx).await.map_err(map_err)?,
+        }
+        .rows_affected();
         Ok((inserted as usize == n).then_some((seq, prev)))
     }
 

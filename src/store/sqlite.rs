@@ -430,6 +430,23 @@ super::repositories!(SqliteStore);
 /// statement every audited call waits for) and the sweeper's claim of change records, which
 /// each dialect does its own way.
 impl SqliteStore {
+    /// The append after the head as it is now: read it and append, again if another writer
+    /// (another process on the same file) moved it in between.
+    async fn dialect_append_audit_serialized(
+        &self,
+        events: &[NewAuditEvent],
+        settles: &[Uuid],
+        chain: &ChainFn,
+    ) -> Result<(i64, Vec<u8>), StoreError> {
+        loop {
+            let head = AuditStore::audit_head(self).await?;
+            let batch = AuditBatch((head.0, &head.1), events, settles, chain);
+            if let Some(new) = self.dialect_append_audit(batch).await? {
+                return Ok(new);
+            }
+        }
+    }
+
     async fn dialect_append_audit(&self, batch: AuditBatch<'_>) -> AppendResult {
         let AuditBatch(head, events, settles, chain) = batch;
         // As in Postgres, an empty batch writes nothing and returns the caller's head.

@@ -140,6 +140,16 @@ pub trait AuditStore: Send + Sync {
         settles: &[Uuid],
         chain: &ChainFn,
     ) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
+    /// [`AuditStore::append_audit`] after the head as it is when the append runs: for a writer
+    /// that found the head moved by another node, which would likely lose the next race too.
+    /// On Postgres the head's row is locked for the append (a transaction of three round
+    /// trips): appends from several nodes wait for each other instead of failing.
+    async fn append_audit_serialized(
+        &self,
+        events: &[NewAuditEvent],
+        settles: &[Uuid],
+        chain: &ChainFn,
+    ) -> Result<(i64, Vec<u8>), StoreError>;
     /// Change records written before `cutoff` and not claimed by anyone (or whose claim ran out
     /// by `now`), at most `limit`, oldest first: claimed until `claim_until`, so that one
     /// sweeper (of any node) chains each while its claim holds.
