@@ -23,7 +23,8 @@ static REAL: OnceLock<Result<Real, String>> = OnceLock::new();
 static LIST: OnceLock<CK_FUNCTION_LIST> = OnceLock::new();
 
 fn load() -> Result<Real, String> {
-    let path = std::env::var("LATENCY_SHIM_MODULE").map_err(|_| "LATENCY_SHIM_MODULE is not set")?;
+    let path =
+        std::env::var("LATENCY_SHIM_MODULE").map_err(|_| "LATENCY_SHIM_MODULE is not set")?;
     let delay_us: u64 = std::env::var("LATENCY_SHIM_DELAY_US")
         .unwrap_or_else(|_| "1000".into())
         .parse()
@@ -37,7 +38,11 @@ fn load() -> Result<Real, String> {
         if rv != CKR_OK || list.is_null() {
             return Err(format!("C_GetFunctionList of {path}: {rv:#x}"));
         }
-        Ok(Real { list: &*list, delay: Duration::from_micros(delay_us), _lib: lib })
+        Ok(Real {
+            list: &*list,
+            delay: Duration::from_micros(delay_us),
+            _lib: lib,
+        })
     }
 }
 
@@ -50,8 +55,9 @@ fn real() -> &'static Real {
 
 /// With `LATENCY_SHIM_COUNTS=<file>`: every second, each function's number of calls so far.
 fn count(name: &'static str) {
-    static COUNTS: OnceLock<Option<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>> =
-        OnceLock::new();
+    static COUNTS: OnceLock<
+        Option<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>,
+    > = OnceLock::new();
     let Some(m) = COUNTS.get_or_init(|| {
         let path = std::env::var("LATENCY_SHIM_COUNTS").ok()?;
         std::thread::spawn(move || loop {
