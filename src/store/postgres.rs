@@ -588,30 +588,40 @@ impl PgStore {
         settles: &[Uuid],
         chain: &ChainFn,
     ) -> Result<(i64, Vec<u8>), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let head: (i64, Vec<u8>) = (
-            r.try_get("seq").map_err(map_err)?,
-            r.try_get("hash").map_err(map_err)?,
-        );
-        let batch = AuditBatch((head.0, &head.1), events, settles, chain);
-        let Some(new) = self.append_audit_on(batch, Some(&mut tx)).await? else {
-            return Err(StoreError::Other(
-                "the trail's head moved while its row was locked".into(),
-            ));
+        let append = async {
+            let mut tx = self.pool.begin().await.map_err(map_err)?;
+            let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let head: (i64, Vec<u8>) = (
+                r.try_get("seq").map_err(map_err)?,
+                r.try_get("hash").map_err(map_err)?,
+            );
+            let batch = AuditBatch((head.0, &head.1), events, settles, chain);
+            let Some(new) = self.append_audit_on(batch, Some(&mut tx)).await? else {
+                return Err(StoreError::Other(
+                    "the trail's head moved while its row was locked".into(),
+                ));
+            };
+            tx.commit().await.map_err(map_err)?;
+            Ok(new)
         };
-        match tokio::time::timeout(self.commit_timeout, tx.commit()).await {
-            Ok(r) => r.map_err(map_err)?,
+        // The lock is held by the last append until its commit is confirmed: one waiting for a
+        // synchronous standby that is gone holds it for good, so the wait for the lock counts
+        // as the commit's (a prompt 503, as the one-statement append gives).
+        match tokio::time::timeout(self.commit_timeout, append).await {
+            Ok(r) => r,
             Err(_) => {
-                return Err(StoreError::Unavailable(
+                tracing::error!(
+                    timeout_ms = self.commit_timeout.as_millis() as u64,
+                    "the database did not confirm a write within database_commit_timeout_ms: no host taking writes, or commits waiting for a synchronous standby that is gone"
+                );
+                Err(StoreError::Unavailable(
                     "the database did not confirm a write in time".into(),
                 ))
             }
         }
-        Ok(new)
     }
 
     /// The append's one statement, on the pool (its own commit) or in `tx`.
