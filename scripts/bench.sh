@@ -209,9 +209,9 @@ done
 
 log "the report"
 "$BENCH" report "$J" > "$B/results.md"
-MACHINE="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(softhsm2-util --version 2>/dev/null | head -1 | sed 's/^/SoftHSM /'); $(psql "$PG_BASE/postgres" -XAtc 'show server_version' 2>/dev/null | sed 's/^/Postgres /')"
+MACHINE="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); SoftHSM $(softhsm2-util --version 2>/dev/null | head -1 || true); Postgres $(psql "$PG_BASE/postgres" -XAtc 'show server_version' 2>/dev/null | cut -d' ' -f1 || true)"
 COMMIT="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock hsm scripts 2>/dev/null || echo ' (with uncommitted changes)')"
-COMMAND="$([ "$QUICK" = 1 ] && echo "BENCH_QUICK=1 ")BENCH_KEYS=$KEYS BENCH_REQUESTS=$REQUESTS BENCH_SECONDS=$SECONDS_EACH scripts/bench.sh"
+COMMAND="$([ "$QUICK" != 1 ] || echo "BENCH_QUICK=1 ")BENCH_KEYS=$KEYS BENCH_REQUESTS=$REQUESTS BENCH_SECONDS=$SECONDS_EACH scripts/bench.sh"
 python3 "$ROOT/scripts/bench-report.py" "$J" "$B" --machine "$MACHINE" --commit "$COMMIT" \
     --command "$COMMAND" >> "$B/results.md"
 cat "$B/results.md"
