@@ -387,16 +387,17 @@ impl PgStore {
     ) -> Result<sqlx::postgres::PgQueryResult, StoreError> {
         match tokio::time::timeout(self.commit_timeout, q.execute(&self.pool)).await {
             Ok(r) => r.map_err(map_err),
-            Err(_) => {
-                tracing::error!(
-                    timeout_ms = self.commit_timeout.as_millis() as u64,
-                    "the database did not confirm a write within database_commit_timeout_ms: no host taking writes, or commits waiting for a synchronous standby that is gone"
-                );
-                Err(StoreError::Unavailable(
-                    "the database did not confirm a write in time".into(),
-                ))
-            }
+            Err(_) => Err(self.unconfirmed()),
         }
+    }
+
+    /// A write not confirmed within `database_commit_timeout_ms`, logged with its likely cause.
+    fn unconfirmed(&self) -> StoreError {
+        tracing::error!(
+            timeout_ms = self.commit_timeout.as_millis() as u64,
+            "the database did not confirm a write within database_commit_timeout_ms: no host taking writes, or commits waiting for a synchronous standby that is gone"
+        );
+        StoreError::Unavailable("the database did not confirm a write in time".into())
     }
 
     /// This store with commits waiting at most `t` for their confirmation.
@@ -612,15 +613,7 @@ impl PgStore {
         // as the commit's (a prompt 503, as the one-statement append gives).
         match tokio::time::timeout(self.commit_timeout, append).await {
             Ok(r) => r,
-            Err(_) => {
-                tracing::error!(
-                    timeout_ms = self.commit_timeout.as_millis() as u64,
-                    "the database did not confirm a write within database_commit_timeout_ms: no host taking writes, or commits waiting for a synchronous standby that is gone"
-                );
-                Err(StoreError::Unavailable(
-                    "the database did not confirm a write in time".into(),
-                ))
-            }
+            Err(_) => Err(self.unconfirmed()),
         }
     }
 
