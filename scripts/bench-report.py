@@ -10,6 +10,7 @@ ratio or a difference between figures of the same run. Standard library only.
 import argparse
 import json
 import math
+import os
 import re
 import statistics
 
@@ -248,7 +249,6 @@ for rtt in sorted({k[0] for k in far}):
 if chart(f"{a.outdir}/far-token.svg", "Encrypt c=64 with a far token, by session pool size",
          "hsm.session_pool_size", "requests/s (log)", series):
     plots.append(("Throughput by session pool size and round trip", "far-token.svg"))
-import os
 
 if os.path.exists(f"{a.outdir}/flamegraph.svg"):
     plots.append(("Flame graph of the server, Encrypt 64 B at c=64", "flamegraph.svg"))

@@ -236,27 +236,25 @@ impl Audit {
                 }
                 let n = q.waiting.len().min(MAX_BATCH);
                 let batch: Vec<Pending> = q.waiting.drain(..n).collect();
-                let head = q.head.take();
-                let contended = q
-                    .contended_until
-                    .is_some_and(|t| t > std::time::Instant::now());
-                (batch, if contended { None } else { head })
+                // Within the contended window the known head is passed over: the append locks
+                // and reads the head as it is.
+                let now = std::time::Instant::now();
+                let contended = q.contended_until.is_some_and(|t| t > now);
+                (batch, q.head.take().filter(|_| !contended))
             };
             // Events move into the statement; their waiters keep only the reply channel.
             let settles: Vec<Uuid> = batch.iter().filter_map(|p| p.settles).collect();
             let (events, waiters): (Vec<NewAuditEvent>, Vec<_>) =
                 batch.into_iter().map(|p| (p.event, p.done)).unzip();
+            let mut moved = false;
             let result = match tokio::time::timeout(
                 self.append_timeout,
                 append(self.store.as_ref(), &mut head, &events, &settles),
             )
             .await
             {
-                Ok(Ok(contended)) => {
-                    if contended {
-                        self.queue.lock().unwrap().contended_until =
-                            Some(std::time::Instant::now() + CONTENDED_FOR);
-                    }
+                Ok(Ok(m)) => {
+                    moved = m;
                     Ok(())
                 }
                 Ok(Err(e)) => Err(e.to_string()),
@@ -271,7 +269,13 @@ impl Audit {
                 (Ok(()), Some(a), Some((seq, hash))) => a.head(*seq, hash),
                 (r, _, _) => r,
             };
-            self.queue.lock().unwrap().head = head;
+            {
+                let mut q = self.queue.lock().unwrap();
+                q.head = head;
+                if moved {
+                    q.contended_until = Some(std::time::Instant::now() + CONTENDED_FOR);
+                }
+            }
             crate::metrics::audit_batch(events.len(), result.is_ok());
             if let Err(e) = &result {
                 tracing::error!(error = %e, events = events.len(), "audit append failed; the calls it records are refused");
@@ -408,10 +412,8 @@ impl Audit {
     }
 }
 
-/// Append events after the chain head, reading the head again whenever another writer
-/// moved it. `head` is the caller's idea of it (refreshed here), so a single writer needs one
-/// round trip per batch.
-/// Append after `head` if known (one statement), else, or if another writer moved it, after
+/// Append events after the chain head. `head` is the caller's idea of it (refreshed here): a
+/// single writer needs one round trip per batch. Append after `head` if known (one statement), else, or if another writer moved it, after
 /// the head as it is under its lock. Returns whether another writer had moved it.
 async fn append(
     store: &dyn AuditStore,

@@ -260,12 +260,8 @@ impl Tok<'_> {
         data: &[u8],
         capacity: usize,
     ) -> Result<Vec<u8>, HsmError> {
-        let Some(raw) = &self.inner.raw else {
-            return ck(self.session.encrypt(mechanism, key, data));
-        };
-        ck(self.session.encrypt_init(mechanism, key))?;
-        let out = self.single_part(raw, raw::SinglePart::Encrypt, data, capacity)?;
-        Ok(std::mem::take(&mut *Zeroizing::new(out)))
+        let mut out = self.once(raw::SinglePart::Encrypt, mechanism, key, data, capacity)?;
+        Ok(std::mem::take(&mut *out))
     }
 
     /// [`Tok::encrypt_once`] for decryption: the output is at most the input's length.
@@ -275,11 +271,7 @@ impl Tok<'_> {
         key: ObjectHandle,
         data: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        let Some(raw) = &self.inner.raw else {
-            return ck(self.session.decrypt(mechanism, key, data)).map(Zeroizing::new);
-        };
-        ck(self.session.decrypt_init(mechanism, key))?;
-        self.single_part(raw, raw::SinglePart::Decrypt, data, data.len())
+        self.once(raw::SinglePart::Decrypt, mechanism, key, data, data.len())
     }
 
     /// [`Tok::encrypt_once`] for signatures and MACs (at most 512 bytes: RSA-4096).
@@ -289,12 +281,35 @@ impl Tok<'_> {
         key: ObjectHandle,
         data: &[u8],
     ) -> Result<Vec<u8>, HsmError> {
+        let mut out = self.once(raw::SinglePart::Sign, mechanism, key, data, 512)?;
+        Ok(std::mem::take(&mut *out))
+    }
+
+    /// `op` initialised with `mechanism` and `key`, then finished by [`Tok::single_part`];
+    /// cryptoki's own call where the module's raw function list is not loaded.
+    fn once(
+        &self,
+        op: raw::SinglePart,
+        mechanism: &Mechanism,
+        key: ObjectHandle,
+        data: &[u8],
+        capacity: usize,
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        let s = self.session;
         let Some(raw) = &self.inner.raw else {
-            return ck(self.session.sign(mechanism, key, data));
+            return ck(match op {
+                raw::SinglePart::Encrypt => s.encrypt(mechanism, key, data),
+                raw::SinglePart::Decrypt => s.decrypt(mechanism, key, data),
+                raw::SinglePart::Sign => s.sign(mechanism, key, data),
+            })
+            .map(Zeroizing::new);
         };
-        ck(self.session.sign_init(mechanism, key))?;
-        let out = self.single_part(raw, raw::SinglePart::Sign, data, 512)?;
-        Ok(std::mem::take(&mut *Zeroizing::new(out)))
+        ck(match op {
+            raw::SinglePart::Encrypt => s.encrypt_init(mechanism, key),
+            raw::SinglePart::Decrypt => s.decrypt_init(mechanism, key),
+            raw::SinglePart::Sign => s.sign_init(mechanism, key),
+        })?;
+        self.single_part(raw, op, data, capacity)
     }
 
     /// The operation initialised on this session, finished in one call into `capacity`
