@@ -1992,6 +1992,41 @@ async fn audit_chain_head_events_and_checkpoints(s: &Backend) {
     );
 }
 
+/// The attack: someone who can write the database replaces the function that chains a
+/// contended append (sql/0034) with one that chains what it likes. The service recomputes every
+/// hash it is given back, and acknowledges nothing it did not compute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_append_function_cannot_make_the_service_take_its_chain() {
+    let b = Backend::postgres().await;
+    let Backend::Postgres(_, pg) = &b else {
+        unreachable!()
+    };
+    let chain = &crate::audit::chain_hash;
+    let honest = b
+        .append_audit_serialized(&[event("Encrypt", &["k1"])], &[], chain)
+        .await
+        .unwrap();
+    assert_eq!(b.audit_head().await.unwrap(), honest);
+    // Its own hash: over the body alone, so no later event's link to it can be checked.
+    let forged = include_str!("../../sql/0034_audit_append_in_one_round_trip.sql")
+        .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+        .replace(
+            "h := sha256('\\x6b6d732e61756469742e6576656e742e763100'::bytea || int8send(head_seq + i)\n                    || h || convert_to(bodies[i], 'UTF8'));",
+            "h := sha256(convert_to(bodies[i], 'UTF8'));",
+        );
+    assert!(forged.contains("h := sha256(convert_to(bodies[i], 'UTF8'));"));
+    sqlx::raw_sql(&forged).execute(pg.pool()).await.unwrap();
+    let e = b
+        .append_audit_serialized(&[event("Decrypt", &["k1"])], &[], chain)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("with a hash the service did not compute"),
+        "{e}"
+    );
+}
+
 async fn concurrent_audit_writers_take_turns(b: &Backend) {
     let s = b.shared();
     let mut tasks = Vec::new();

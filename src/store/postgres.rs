@@ -577,52 +577,85 @@ super::repositories!(PgStore);
 /// statement every audited call waits for) and the sweeper's claim of change records, which
 /// each dialect does its own way.
 impl PgStore {
-    async fn dialect_append_audit(&self, batch: AuditBatch<'_>) -> AppendResult {
-        self.append_audit_on(batch, None).await
-    }
-
-    /// The append after the head as it is under its row lock, in one transaction: another
-    /// node's append waits for this one to commit, then goes after it (no statement wasted).
+    /// The append after the head as it is, in one round trip: `kms_audit_append` (sql/0034)
+    /// locks the head's row, chains the events after it, writes them and moves the head, so
+    /// another node's append waits for this one's commit, then goes after it (no statement
+    /// wasted). Every hash it returns is checked against `chain` before it is taken as the
+    /// new head.
     async fn dialect_append_audit_serialized(
         &self,
         events: &[NewAuditEvent],
         settles: &[Uuid],
         chain: &ChainFn,
     ) -> Result<(i64, Vec<u8>), StoreError> {
-        let append = async {
-            let mut tx = self.pool.begin().await.map_err(map_err)?;
-            let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            let head: (i64, Vec<u8>) = (
-                r.try_get("seq").map_err(map_err)?,
-                r.try_get("hash").map_err(map_err)?,
-            );
-            let batch = AuditBatch((head.0, &head.1), events, settles, chain);
-            let Some(new) = self.append_audit_on(batch, Some(&mut tx)).await? else {
-                return Err(StoreError::Other(
-                    "the trail's head moved while its row was locked".into(),
-                ));
-            };
-            tx.commit().await.map_err(map_err)?;
-            Ok(new)
-        };
-        // The lock is held by the last append until its commit is confirmed: one waiting for a
-        // synchronous standby that is gone holds it for good, so the wait for the lock counts
-        // as the commit's (a prompt 503, as the one-statement append gives).
-        match tokio::time::timeout(self.commit_timeout, append).await {
-            Ok(r) => r,
-            Err(_) => Err(self.unconfirmed()),
+        let n = events.len();
+        let (mut ids, mut times, mut names) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut accounts, mut arns, mut bodies) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut gen_rows, mut gens, mut gen_events) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, e) in events.iter().enumerate() {
+            ids.push(e.event_id);
+            times.push(e.event_time);
+            names.push(e.event_name.as_str());
+            accounts.push(e.account_id.as_deref());
+            // ARNs hold no newline; arrays of arrays must be rectangular, so join them.
+            arns.push(e.key_arns.join("\n"));
+            bodies.push(e.body.as_str());
+            for (r, g) in &e.generations {
+                gen_rows.push(r.as_str());
+                gens.push(*g);
+                gen_events.push(i as i32 + 1);
+            }
         }
+        let q = sqlx::query(
+            "SELECT first_seq, first_prev, hashes FROM kms_audit_append($1, $2, $3, $4, $5, $6, $7::uuid[], $8, $9, $10)",
+        )
+        .bind(&ids)
+        .bind(&times)
+        .bind(&names)
+        .bind(&accounts)
+        .bind(&arns)
+        .bind(&bodies)
+        .bind(settles)
+        .bind(&gen_rows)
+        .bind(&gens)
+        .bind(&gen_events);
+        // The head's row is held by the last append until its commit is confirmed (one waiting
+        // for a synchronous standby that is gone holds it for good): the wait for it counts as
+        // this commit's, and is answered as promptly.
+        let r = match tokio::time::timeout(self.commit_timeout, q.fetch_one(&self.pool)).await {
+            Ok(r) => r.map_err(map_err)?,
+            Err(_) => return Err(self.unconfirmed()),
+        };
+        let first: i64 = r.try_get("first_seq").map_err(map_err)?;
+        let mut prev: Vec<u8> = r.try_get("first_prev").map_err(map_err)?;
+        let hashes: Vec<Vec<u8>> = r.try_get("hashes").map_err(map_err)?;
+        if hashes.len() != n {
+            return Err(StoreError::Other(format!(
+                "the database chained {} of {n} events",
+                hashes.len()
+            )));
+        }
+        for ((seq, e), h) in (first..).zip(events).zip(hashes) {
+            if chain(seq, &prev, &e.body) != h {
+                return Err(StoreError::Other(format!(
+                    "the database chained event {seq} with a hash the service did not compute"
+                )));
+            }
+            prev = h;
+        }
+        Ok((first + n as i64 - 1, prev))
     }
 
-    /// The append's one statement, on the pool (its own commit) or in `tx`.
-    async fn append_audit_on(
-        &self,
-        batch: AuditBatch<'_>,
-        tx: Option<&mut sqlx::Transaction<'static, sqlx::Postgres>>,
-    ) -> AppendResult {
+    /// The append's one statement, in a transaction of its own.
+    async fn dialect_append_audit(&self, batch: AuditBatch<'_>) -> AppendResult {
         let AuditBatch(head, events, settles, chain) = batch;
         // One statement, one round trip: the head moves only if it is still where the caller
         // saw it (another instance may have appended since), and the events go in only if it
@@ -693,11 +726,7 @@ impl PgStore {
             .bind(&gen_seqs);
         // The trail's commit is what every audited call waits for: confirmed in time or
         // reported (a synchronous standby that is gone answers every call 503, promptly).
-        let inserted = match tx {
-            None => self.autocommit(inserted).await?,
-            Some(tx) => inserted.execute(&mut **tx).await.map_err(map_err)?,
-        }
-        .rows_affected();
+        let inserted = self.autocommit(inserted).await?.rows_affected();
         Ok((inserted as usize == n).then_some((seq, prev)))
     }
 

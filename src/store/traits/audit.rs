@@ -142,8 +142,9 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
     /// [`AuditStore::append_audit`] after the head as it is when the append runs: for a writer
     /// that found the head moved by another node, which would likely lose the next race too.
-    /// On Postgres the head's row is locked for the append (a transaction of three round
-    /// trips): appends from several nodes wait for each other instead of failing.
+    /// On Postgres one round trip locks the head's row, chains the events after it and
+    /// writes them (`kms_audit_append`, every hash it returns checked with `chain`): appends
+    /// from several nodes wait for each other instead of failing.
     async fn append_audit_serialized(
         &self,
         events: &[NewAuditEvent],
