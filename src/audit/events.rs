@@ -207,32 +207,103 @@ fn response_elements(op: &str, response: Option<&Value>) -> Value {
     }
 }
 
-fn user_identity(id: Option<&Identity>) -> Value {
-    match id {
-        None => json!({ "type": "Unknown" }),
-        Some(i) => {
-            let kind = if i.role_arn.is_some() {
-                "AssumedRole"
-            } else {
-                "IAMUser"
-            };
-            let principal = i.principal_arn.rsplit('/').next().unwrap_or_default();
-            json!({
-                "type": kind,
-                "principalId": principal,
-                "arn": i.principal_arn,
-                "accountId": i.account_id,
-                "accessKeyId": i.access_key_id,
-            })
-        }
+fn user_identity(id: Option<&Identity>) -> Member<'_> {
+    let Some(i) = id else {
+        return Member::Object(Members(vec![("type", Member::Str("Unknown"))]));
+    };
+    let kind = if i.role_arn.is_some() {
+        "AssumedRole"
+    } else {
+        "IAMUser"
+    };
+    let principal = i.principal_arn.rsplit('/').next().unwrap_or_default();
+    Member::Object(Members(vec![
+        ("type", Member::Str(kind)),
+        ("principalId", Member::Str(principal)),
+        ("arn", Member::Str(&i.principal_arn)),
+        ("accountId", Member::Str(&i.account_id)),
+        ("accessKeyId", Member::Str(&i.access_key_id)),
+    ]))
+}
+
+/// An object of an event body, written as [`canonical`] writes a `Value` (members sorted by
+/// name, serde_json's escaping) without building the `Value` first: an API call's event is
+/// written for every audited call, and its maps were a tenth of the server's time.
+struct Members<'a>(Vec<(&'static str, Member<'a>)>);
+
+enum Member<'a> {
+    Str(&'a str),
+    String(String),
+    Bool(bool),
+    Null,
+    Value(Value),
+    Object(Members<'a>),
+    Objects(Vec<Members<'a>>),
+}
+
+impl<'a> Member<'a> {
+    fn opt(s: Option<&'a str>) -> Member<'a> {
+        s.map_or(Member::Null, Member::Str)
     }
 }
 
+impl<'a> Members<'a> {
+    /// Set member `name` (replacing it if present).
+    fn set(&mut self, name: &'static str, m: Member<'a>) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(e) => e.1 = m,
+            None => self.0.push((name, m)),
+        }
+    }
+
+    fn write(mut self, out: &mut Vec<u8>) {
+        let string = |s: &str, out: &mut Vec<u8>| {
+            serde_json::to_writer(&mut *out, s).expect("a string serializes")
+        };
+        self.0.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out.push(b'{');
+        for (i, (name, m)) in self.0.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(name, out);
+            out.push(b':');
+            match m {
+                Member::Str(s) => string(s, out),
+                Member::String(s) => string(&s, out),
+                Member::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+                Member::Null => out.extend_from_slice(b"null"),
+                Member::Value(v) => super::canonical_into(&v, out),
+                Member::Object(o) => o.write(out),
+                Member::Objects(list) => {
+                    out.push(b'[');
+                    for (j, o) in list.into_iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        o.write(out);
+                    }
+                    out.push(b']');
+                }
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// The canonical JSON text of this object.
+    fn text(self) -> String {
+        let mut out = Vec::with_capacity(1024);
+        self.write(&mut out);
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+}
+
+/// An event of canonical JSON `body`.
 fn new_event(
     name: &str,
     account: Option<String>,
     arns: Vec<String>,
-    body: &Value,
+    body: String,
     time: DateTime<Utc>,
     event_id: Uuid,
 ) -> NewAuditEvent {
@@ -242,7 +313,7 @@ fn new_event(
         event_name: name.to_string(),
         account_id: account,
         key_arns: arns,
-        body: canonical(body),
+        body,
         generations: Vec::new(),
     }
 }
@@ -289,51 +360,76 @@ pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
     let arns = key_arns_of(c.request, c.response, c.keys);
     let mut e = api_body(c, &arns, event_id);
-    e["eventName"] = json!(c.operation);
-    e["responseElements"] = if c.error.is_none() {
-        response_elements(c.operation, c.response)
-    } else {
-        Value::Null
-    };
-    e["readOnly"] = json!(read_only(c.operation));
-    e["eventType"] = json!("AwsApiCall");
+    e.set("eventName", Member::Str(c.operation));
+    if c.error.is_none() {
+        e.set(
+            "responseElements",
+            Member::Value(response_elements(c.operation, c.response)),
+        );
+    }
+    e.set("readOnly", Member::Bool(read_only(c.operation)));
+    e.set("eventType", Member::Str("AwsApiCall"));
     if let Some((code, message)) = c.error {
-        e["errorCode"] = json!(code);
-        e["errorMessage"] = json!(message);
+        e.set("errorCode", Member::Str(code));
+        e.set("errorMessage", Member::Str(message));
     }
     if let Some((version, suite, client)) = c.tls {
-        e["tlsDetails"] = json!({ "tlsVersion": version, "cipherSuite": suite });
+        let mut tls = Members(vec![
+            ("tlsVersion", Member::Str(version)),
+            ("cipherSuite", Member::Str(suite)),
+        ]);
         if let Some(fp) = client {
-            e["tlsDetails"]["clientCertificateSha256"] = json!(fp);
+            tls.set("clientCertificateSha256", Member::Str(fp));
         }
+        e.set("tlsDetails", Member::Object(tls));
     }
+    let body = e.text();
     let account = c.identity.map(|i| i.account_id.clone());
-    new_event(c.operation, account, arns, &e, c.time, event_id)
+    new_event(c.operation, account, arns, body, c.time, event_id)
 }
 
 /// What an API call's events (its intent and its outcome) have in common.
-fn api_body(c: &ApiCall<'_>, arns: &[String], event_id: Uuid) -> Value {
-    json!({
-        "eventVersion": "1.11",
-        "eventTime": c.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "eventSource": if c.sts { "sts.amazonaws.com" } else { "kms.amazonaws.com" },
-        "awsRegion": c.region,
-        "sourceIPAddress": c.source_ip,
-        "userAgent": c.user_agent,
-        "userIdentity": user_identity(c.identity),
-        "requestParameters": c.request.map(request_parameters).unwrap_or(Value::Null),
-        "responseElements": Value::Null,
-        "requestID": c.request_id,
-        "eventID": event_id.to_string(),
-        "resources": arns.iter().map(|a| json!({
-            "accountId": a.split(':').nth(4).unwrap_or_default(),
-            "type": "AWS::KMS::Key",
-            "ARN": a,
-        })).collect::<Vec<_>>(),
-        "managementEvent": true,
-        "recipientAccountId": c.identity.map(|i| i.account_id.as_str()),
-        "eventCategory": "Management",
-    })
+fn api_body<'a>(c: &'a ApiCall<'a>, arns: &'a [String], event_id: Uuid) -> Members<'a> {
+    let resource = |a: &'a String| {
+        Members(vec![
+            (
+                "accountId",
+                Member::Str(a.split(':').nth(4).unwrap_or_default()),
+            ),
+            ("type", Member::Str("AWS::KMS::Key")),
+            ("ARN", Member::Str(a)),
+        ])
+    };
+    let time = c.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let source = if c.sts {
+        "sts.amazonaws.com"
+    } else {
+        "kms.amazonaws.com"
+    };
+    let parameters = c.request.map(request_parameters).unwrap_or(Value::Null);
+    Members(vec![
+        ("eventVersion", Member::Str("1.11")),
+        ("eventTime", Member::String(time)),
+        ("eventSource", Member::Str(source)),
+        ("awsRegion", Member::Str(c.region)),
+        ("sourceIPAddress", Member::Str(c.source_ip)),
+        ("userAgent", Member::Str(c.user_agent)),
+        ("userIdentity", user_identity(c.identity)),
+        ("requestParameters", Member::Value(parameters)),
+        ("responseElements", Member::Null),
+        ("requestID", Member::Str(c.request_id)),
+        ("eventID", Member::String(event_id.to_string())),
+        (
+            "resources",
+            Member::Objects(arns.iter().map(resource).collect()),
+        ),
+        ("managementEvent", Member::Bool(true)),
+        (
+            "recipientAccountId",
+            Member::opt(c.identity.map(|i| i.account_id.as_str())),
+        ),
+        ("eventCategory", Member::Str("Management")),
+    ])
 }
 
 /// The event recorded before a call that may change something runs (`ApiCallStarted`): who
@@ -361,12 +457,14 @@ fn call_marker(c: &ApiCall<'_>, name: &str, event_type: &str) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
     let arns = key_arns_of(c.request, None, &[]);
     let mut e = api_body(c, &arns, event_id);
-    e["eventName"] = json!(name);
-    e["additionalEventData"] = json!({ "operation": c.operation });
-    e["readOnly"] = json!(false);
-    e["eventType"] = json!(event_type);
+    e.set("eventName", Member::Str(name));
+    let operation = Members(vec![("operation", Member::Str(c.operation))]);
+    e.set("additionalEventData", Member::Object(operation));
+    e.set("readOnly", Member::Bool(false));
+    e.set("eventType", Member::Str(event_type));
+    let body = e.text();
     let account = c.identity.map(|i| i.account_id.clone());
-    new_event(name, account, arns, &e, c.time, event_id)
+    new_event(name, account, arns, body, c.time, event_id)
 }
 
 /// The name of the event chained for a change whose call's own event was never chained.
@@ -418,7 +516,14 @@ pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) ->
         resources,
     );
     e["recipientAccountId"] = json!(account);
-    new_event(name, account, vec![key_arn.to_string()], &e, time, event_id)
+    new_event(
+        name,
+        account,
+        vec![key_arn.to_string()],
+        canonical(&e),
+        time,
+        event_id,
+    )
 }
 
 /// The body of an event the service records by itself (`AwsServiceEvent`): `details` as its
@@ -486,7 +591,7 @@ pub fn security_event(name: &str, details: Value) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
     let time = Utc::now();
     let e = service_body(name, time, event_id, Value::Null, details, true, json!([]));
-    new_event(name, None, vec![], &e, time, event_id)
+    new_event(name, None, vec![], canonical(&e), time, event_id)
 }
 
 /// The event for an operator's `kms admin` change.
@@ -525,7 +630,7 @@ fn operator_event(
     if !additional.is_null() {
         e["additionalEventData"] = additional;
     }
-    new_event(name, None, vec![], &e, time, event_id)
+    new_event(name, None, vec![], canonical(&e), time, event_id)
 }
 
 /// The event recorded before a `kms admin` command changes anything (`AdminCommandStarted`):
@@ -567,5 +672,94 @@ mod tests {
             p,
             json!({"keyId": "alias/x", "encryptionContext": {"a": "b"}})
         );
+    }
+
+    /// The API call's event is written without a `Value`: it must be the very bytes
+    /// `canonical` gives of the event (the chain hashes them, `kms audit verify` reads them).
+    #[test]
+    fn an_api_calls_event_is_canonical_json_with_every_member() {
+        let time = DateTime::parse_from_rfc3339("2026-12-05T10:11:12.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let role = "arn:aws:iam::111122223333:role/r".to_string();
+        let who = Identity::of(
+            "arn:aws:sts::111122223333:assumed-role/r/s\u{e9}ss\"ion",
+            "111122223333",
+            "ASIAEXAMPLE",
+            Some(&role),
+        );
+        let request = json!({"KeyId": arn, "Plaintext": "c2VjcmV0", "EncryptionContext": {"b": "\n", "a": "1"}});
+        let response = json!({"KeyId": arn, "CiphertextBlob": "AQ=="});
+        let call = |error, tls, identity| ApiCall {
+            operation: "Encrypt",
+            sts: false,
+            region: "eu-west-1",
+            source_ip: "10.0.0.1",
+            user_agent: "aws-cli/2 \u{1}",
+            identity,
+            request: Some(&request),
+            response: Some(&response),
+            error,
+            request_id: "req-1",
+            tls,
+            time,
+            keys: &[],
+        };
+        let cases = [
+            (
+                call(None, None, Some(&who)),
+                json!({
+                    "responseElements": null, "readOnly": true, "eventType": "AwsApiCall",
+                    "recipientAccountId": "111122223333",
+                    "userIdentity": {"type": "AssumedRole", "principalId": "s\u{e9}ss\"ion",
+                        "arn": who.principal_arn, "accountId": "111122223333", "accessKeyId": "ASIAEXAMPLE"},
+                }),
+            ),
+            (
+                call(
+                    Some(("AccessDeniedException", "No \"way\"")),
+                    Some(("TLSv1.3", "TLS13_AES_128_GCM_SHA256", Some("ab01"))),
+                    None,
+                ),
+                json!({
+                    "responseElements": null, "readOnly": true, "eventType": "AwsApiCall",
+                    "errorCode": "AccessDeniedException", "errorMessage": "No \"way\"",
+                    "tlsDetails": {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS13_AES_128_GCM_SHA256", "clientCertificateSha256": "ab01"},
+                    "recipientAccountId": null, "userIdentity": {"type": "Unknown"},
+                }),
+            ),
+        ];
+        for (c, special) in cases {
+            let e = api_event(&c);
+            let body: Value = serde_json::from_str(&e.body).unwrap();
+            assert_eq!(canonical(&body), e.body, "the bytes are canonical");
+            let mut expected = json!({
+                "eventVersion": "1.11", "eventTime": "2026-12-05T10:11:12Z",
+                "eventSource": "kms.amazonaws.com", "eventName": "Encrypt", "awsRegion": "eu-west-1",
+                "sourceIPAddress": "10.0.0.1", "userAgent": "aws-cli/2 \u{1}",
+                "requestParameters": {"keyId": arn, "encryptionContext": {"a": "1", "b": "\n"}},
+                "requestID": "req-1", "eventID": e.event_id.to_string(),
+                "resources": [{"accountId": "111122223333", "type": "AWS::KMS::Key", "ARN": arn}],
+                "managementEvent": true, "eventCategory": "Management",
+            });
+            for (k, v) in special.as_object().unwrap() {
+                expected[k] = v.clone();
+            }
+            assert_eq!(body, expected);
+            assert_eq!(e.key_arns, vec![arn.to_string()]);
+        }
+        // The intent marker: the same members, its own name, type and operation.
+        let m = intent_event(&call(None, None, Some(&who)));
+        let marker: Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(canonical(&marker), m.body, "the bytes are canonical");
+        assert_eq!(marker["eventName"], INTENT_EVENT);
+        assert_eq!(marker["eventType"], "AwsApiCallIntent");
+        assert_eq!(marker["readOnly"], false);
+        assert_eq!(
+            marker["additionalEventData"],
+            json!({"operation": "Encrypt"})
+        );
+        assert_eq!(marker["userIdentity"]["type"], "AssumedRole");
     }
 }

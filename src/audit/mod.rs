@@ -66,40 +66,42 @@ pub fn checkpoint_message(seq: i64, hash: &[u8], signed_at: &DateTime<Utc>) -> V
 /// JSON with object keys sorted at every level and no insignificant whitespace, so the same
 /// event always encodes to the same bytes (whatever serde_json's map order is).
 pub fn canonical(v: &Value) -> String {
-    // Written straight into one buffer: keys and leaves through serde_json's own escaping,
-    // with no intermediate values (every audited call builds one; this is on the hot path).
-    fn write(v: &Value, out: &mut Vec<u8>) {
-        match v {
-            Value::Object(m) => {
-                let mut entries: Vec<(&String, &Value)> = m.iter().collect();
-                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                out.push(b'{');
-                for (i, (k, x)) in entries.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    serde_json::to_writer(&mut *out, k).expect("a string serializes");
-                    out.push(b':');
-                    write(x, out);
-                }
-                out.push(b'}');
-            }
-            Value::Array(a) => {
-                out.push(b'[');
-                for (i, x) in a.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write(x, out);
-                }
-                out.push(b']');
-            }
-            other => serde_json::to_writer(&mut *out, other).expect("a JSON value serializes"),
-        }
-    }
     let mut out = Vec::with_capacity(1024);
-    write(v, &mut out);
+    canonical_into(v, &mut out);
     String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// [`canonical`] appended to `out`: written straight into one buffer, keys and leaves through
+/// serde_json's own escaping, with no intermediate values (every audited call writes one; this
+/// is on the hot path).
+pub(crate) fn canonical_into(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, x)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k).expect("a string serializes");
+                out.push(b':');
+                canonical_into(x, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_into(x, out);
+            }
+            out.push(b']');
+        }
+        other => serde_json::to_writer(&mut *out, other).expect("a JSON value serializes"),
+    }
 }
 
 #[derive(Debug)]
