@@ -573,6 +573,65 @@ const SECOND_KEY_ARN: &str = "key_arns[2]";
 
 super::repositories!(PgStore);
 
+/// A batch of events as the columns an append binds (one array per column).
+struct EventColumns<'a> {
+    ids: Vec<Uuid>,
+    times: Vec<chrono::DateTime<Utc>>,
+    names: Vec<&'a str>,
+    accounts: Vec<Option<&'a str>>,
+    /// Each event's key ARNs joined by newlines (ARNs hold none; arrays of arrays must be
+    /// rectangular).
+    arns: Vec<String>,
+    bodies: Vec<&'a str>,
+    /// The row generations the events name, each with its event's place in the batch (from 1).
+    gen_rows: Vec<&'a str>,
+    gens: Vec<i64>,
+    gen_events: Vec<i32>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: &'a [NewAuditEvent]) -> Self {
+        let n = events.len();
+        let mut c = EventColumns {
+            ids: Vec::with_capacity(n),
+            times: Vec::with_capacity(n),
+            names: Vec::with_capacity(n),
+            accounts: Vec::with_capacity(n),
+            arns: Vec::with_capacity(n),
+            bodies: Vec::with_capacity(n),
+            gen_rows: Vec::new(),
+            gens: Vec::new(),
+            gen_events: Vec::new(),
+        };
+        for (i, e) in events.iter().enumerate() {
+            c.ids.push(e.event_id);
+            c.times.push(e.event_time);
+            c.names.push(e.event_name.as_str());
+            c.accounts.push(e.account_id.as_deref());
+            c.arns.push(e.key_arns.join("\n"));
+            c.bodies.push(e.body.as_str());
+            for (r, g) in &e.generations {
+                c.gen_rows.push(r.as_str());
+                c.gens.push(*g);
+                c.gen_events.push(i as i32 + 1);
+            }
+        }
+        c
+    }
+
+    /// `q` with the six event columns bound next (ids, times, names, accounts, ARNs, bodies).
+    fn bind<'q>(&'q self, q: PgQuery<'q>) -> PgQuery<'q> {
+        q.bind(&self.ids)
+            .bind(&self.times)
+            .bind(&self.names)
+            .bind(&self.accounts)
+            .bind(&self.arns)
+            .bind(&self.bodies)
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 /// This store's part of the audit store written once in `audit.rs`: the trail's append (the
 /// statement every audited call waits for) and the sweeper's claim of change records, which
 /// each dialect does its own way.
@@ -589,44 +648,15 @@ impl PgStore {
         chain: &ChainFn,
     ) -> Result<(i64, Vec<u8>), StoreError> {
         let n = events.len();
-        let (mut ids, mut times, mut names) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut accounts, mut arns, mut bodies) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut gen_rows, mut gens, mut gen_events) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, e) in events.iter().enumerate() {
-            ids.push(e.event_id);
-            times.push(e.event_time);
-            names.push(e.event_name.as_str());
-            accounts.push(e.account_id.as_deref());
-            // ARNs hold no newline; arrays of arrays must be rectangular, so join them.
-            arns.push(e.key_arns.join("\n"));
-            bodies.push(e.body.as_str());
-            for (r, g) in &e.generations {
-                gen_rows.push(r.as_str());
-                gens.push(*g);
-                gen_events.push(i as i32 + 1);
-            }
-        }
-        let q = sqlx::query(
-            "SELECT first_seq, first_prev, hashes FROM kms_audit_append($1, $2, $3, $4, $5, $6, $7::uuid[], $8, $9, $10)",
-        )
-        .bind(&ids)
-        .bind(&times)
-        .bind(&names)
-        .bind(&accounts)
-        .bind(&arns)
-        .bind(&bodies)
-        .bind(settles)
-        .bind(&gen_rows)
-        .bind(&gens)
-        .bind(&gen_events);
+        let c = EventColumns::of(events);
+        let q = c
+            .bind(sqlx::query(
+                "SELECT first_seq, first_prev, hashes FROM kms_audit_append($1, $2, $3, $4, $5, $6, $7::uuid[], $8, $9, $10)",
+            ))
+            .bind(settles)
+        .bind(&c.gen_rows)
+        .bind(&c.gens)
+        .bind(&c.gen_events);
         // The head's row is held by the last append until its commit is confirmed (one waiting
         // for a synchronous standby that is gone holds it for good): the wait for it counts as
         // this commit's, and is answered as promptly.
@@ -662,40 +692,21 @@ impl PgStore {
         // moved. Otherwise nothing is written and the caller reads the head again.
         let (mut seq, mut prev) = (head.0, head.1.to_vec());
         let n = events.len();
+        let c = EventColumns::of(events);
         let mut seqs = Vec::with_capacity(n);
-        let mut ids = Vec::with_capacity(n);
-        let mut times = Vec::with_capacity(n);
-        let mut names = Vec::with_capacity(n);
-        let mut accounts = Vec::with_capacity(n);
-        let mut arns = Vec::with_capacity(n);
-        let mut bodies = Vec::with_capacity(n);
         let mut prevs = Vec::with_capacity(n);
         let mut hashes = Vec::with_capacity(n);
         for e in events {
             seq += 1;
             let hash = chain(seq, &prev, &e.body);
             seqs.push(seq);
-            ids.push(e.event_id);
-            times.push(e.event_time);
-            names.push(e.event_name.as_str());
-            accounts.push(e.account_id.as_deref());
-            // ARNs hold no newline; arrays of arrays must be rectangular, so join them.
-            arns.push(e.key_arns.join("\n"));
-            bodies.push(e.body.as_str());
             prevs.push(std::mem::replace(&mut prev, hash.clone()));
             hashes.push(hash);
         }
         // The change records the events account for are removed in the same statement (a
         // batch of reads binds an empty list: a lookup of nothing in the primary key).
         // The row generations the events name go into their index in the same statement.
-        let (mut gen_rows, mut gens, mut gen_seqs) = (Vec::new(), Vec::new(), Vec::new());
-        for (e, s) in events.iter().zip(&seqs) {
-            for (r, g) in &e.generations {
-                gen_rows.push(r.as_str());
-                gens.push(*g);
-                gen_seqs.push(*s);
-            }
-        }
+        let gen_seqs: Vec<i64> = c.gen_events.iter().map(|i| head.0 + *i as i64).collect();
         let sql = "WITH moved AS (UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1 AND seq = $12 AND hash = $13 RETURNING 1), \
                   settled AS (DELETE FROM audit_outbox WHERE event_id = ANY($14::uuid[]) AND EXISTS (SELECT 1 FROM moved)), \
                   generations AS (INSERT INTO audit_generations (row_name, generation, seq) \
@@ -706,14 +717,8 @@ impl PgStore {
                  FROM UNNEST($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[]) \
                       AS x(s, i, t, n, a, k, b, p, h) \
                  WHERE EXISTS (SELECT 1 FROM moved)";
-        let inserted = sqlx::query(sql)
-            .bind(&seqs)
-            .bind(&ids)
-            .bind(&times)
-            .bind(&names)
-            .bind(&accounts)
-            .bind(&arns)
-            .bind(&bodies)
+        let inserted = c
+            .bind(sqlx::query(sql).bind(&seqs))
             .bind(&prevs)
             .bind(&hashes)
             .bind(seq)
@@ -721,8 +726,8 @@ impl PgStore {
             .bind(head.0)
             .bind(head.1)
             .bind(settles)
-            .bind(&gen_rows)
-            .bind(&gens)
+            .bind(&c.gen_rows)
+            .bind(&c.gens)
             .bind(&gen_seqs);
         // The trail's commit is what every audited call waits for: confirmed in time or
         // reported (a synchronous standby that is gone answers every call 503, promptly).
