@@ -93,22 +93,37 @@ impl Kms {
             return Ok(*t);
         }
         crate::metrics::cache("aliases", false);
-        // The trail first: an alias re-pointed by a change that commits while it is read is
-        // then never taken for an older row put back. A row still refused may have raced a
-        // change whose generation reached the trail just before its row committed: it is read
-        // again (trail, then row), and only a row behind the trail every time is refused — an
-        // older row put back stays behind however often it is read.
+        let t = self
+            .alias_trail_first(account, region, name)
+            .await?
+            .map(|a| a.key_id);
+        self.aliases.lock().unwrap().put(k, t);
+        Ok(t)
+    }
+
+    /// Alias `name` as stored now, verified against the trail read before it. An alias
+    /// re-pointed by a change that commits while it is read is then never taken for an older
+    /// row put back. A row still refused may have raced a change whose generation reached the
+    /// trail just before its row committed: it is read again (trail, then row), and only a row
+    /// behind the trail every time is refused — an older row put back stays behind however
+    /// often it is read. `None`: there is no such alias (now).
+    async fn alias_trail_first(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>> {
         let mut attempt = 0;
-        let t = loop {
+        loop {
             attempt += 1;
             let trail = self
                 .trail_of(&[super::seal::alias_row_of(account, region, name)])
                 .await?;
             let Some(a) = self.keys.alias(account, region, name).await? else {
-                break None;
+                return Ok(None);
             };
             match self.verified_alias_under(a, Some(&trail)).await {
-                Ok(a) => break Some(a.key_id),
+                Ok(a) => return Ok(Some(a)),
                 // Backing off (5, 10, 20, 40 ms): on a loaded host the change's row can commit
                 // a while after its generation reached the trail (seen on SQLite under CI).
                 Err(KmsError::KeyUnavailable) if attempt < 5 => {
@@ -116,9 +131,21 @@ impl Kms {
                 }
                 Err(e) => return Err(e),
             }
-        };
-        self.aliases.lock().unwrap().put(k, t);
-        Ok(t)
+        }
+    }
+
+    /// An alias row read a moment ago (listed, or read to be changed), verified. The trail is
+    /// asked after the row was read, so a change that committed in between makes the row look
+    /// behind it: a row refused is read again trail first ([`Kms::alias_trail_first`]) before
+    /// it is refused. `None`: the alias is gone now.
+    pub(super) async fn verified_alias_again(&self, a: AliasRecord) -> Result<Option<AliasRecord>> {
+        match self.verified_alias(a.clone()).await {
+            Err(KmsError::KeyUnavailable) => {
+                self.alias_trail_first(&a.account_id, &a.region, &a.alias_name)
+                    .await
+            }
+            r => r.map(Some),
+        }
     }
 
     /// An alias row whose MAC holds. One re-pointed, inserted or moved in the database is
@@ -278,7 +305,10 @@ impl Kms {
             .alias(&caller.account_id, &caller.region, name)
             .await?
             .ok_or_else(not_found)?;
-        let current = self.verified_alias(current).await?;
+        let current = self
+            .verified_alias_again(current)
+            .await?
+            .ok_or_else(not_found)?;
         self.record(current.key_id).await?.ok_or_else(not_found)
     }
 
@@ -441,7 +471,7 @@ impl Kms {
             .alias(&caller.account_id, &caller.region, name)
             .await?
         {
-            Some(a) => Ok(Some(self.verified_alias(a).await?)),
+            Some(a) => self.verified_alias_again(a).await,
             None => Ok(None),
         }
     }
@@ -476,10 +506,11 @@ impl Kms {
             .list_aliases(&caller.account_id, &caller.region, key)
             .await?
         {
-            // A row that fails its check is logged and left out of the listing.
-            match self.verified_alias(a).await {
-                Ok(a) => out.push(a),
-                Err(KmsError::KeyUnavailable) => {}
+            // A row that fails its check is logged and left out of the listing, as is one that
+            // moved to another key, or went, while it was read.
+            match self.verified_alias_again(a).await {
+                Ok(Some(a)) if key.is_none_or(|k| a.key_id == k) => out.push(a),
+                Ok(_) | Err(KmsError::KeyUnavailable) => {}
                 Err(e) => return Err(e),
             }
         }

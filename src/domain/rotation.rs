@@ -608,7 +608,12 @@ impl Kms {
             .list_aliases(&rec.account_id, &rec.region, Some(rec.key_id))
             .await?
         {
-            names.push(self.verified_alias(a).await?.alias_name);
+            // Read again if it raced a change; one that moved to another key meanwhile is not
+            // this key's any more.
+            match self.verified_alias_again(a).await? {
+                Some(a) if a.key_id == rec.key_id => names.push(a.alias_name),
+                _ => {}
+            }
         }
         let names = std::sync::Arc::new(names);
         self.key_aliases
