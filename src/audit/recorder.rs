@@ -413,8 +413,9 @@ impl Audit {
 }
 
 /// Append events after the chain head. `head` is the caller's idea of it (refreshed here): a
-/// single writer needs one round trip per batch. Append after `head` if known (one statement), else, or if another writer moved it, after
-/// the head as it is under its lock. Returns whether another writer had moved it.
+/// single writer needs one round trip per batch. Append after `head` if known (one
+/// statement), else, or if another writer moved it, after the head as it is under its lock.
+/// Returns whether another writer had moved it.
 async fn append(
     store: &dyn AuditStore,
     head: &mut Option<(i64, Vec<u8>)>,

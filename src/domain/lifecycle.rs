@@ -122,56 +122,46 @@ impl Kms {
             let Some(a) = self.keys.alias(account, region, name).await? else {
                 return Ok(None);
             };
-            match self.verified_alias_under(a, Some(&trail)).await {
-                Ok(a) => return Ok(Some(a)),
-                // Backing off (5, 10, 20, 40 ms): on a loaded host the change's row can commit
-                // a while after its generation reached the trail (seen on SQLite under CI).
-                Err(KmsError::KeyUnavailable) if attempt < 5 => {
-                    tokio::time::sleep(std::time::Duration::from_millis(5 << (attempt - 1))).await;
-                }
-                Err(e) => return Err(e),
+            if self.alias_is_current(&a, Some(&trail)).await? {
+                return Ok(Some(a));
             }
+            if attempt == 5 {
+                tracing::error!(alias = %a.alias_name, account_id = %a.account_id, region = %a.region, key_id = %a.key_id, sealed = !a.mac.is_empty(), "alias row failed its integrity check (altered in the database, an older row put back, or stored before aliases were sealed: review with `kms admin seal`); refusing it");
+                return Err(KmsError::KeyUnavailable);
+            }
+            // Backing off (5, 10, 20, 40 ms): on a loaded host the change's row can commit a
+            // while after its generation reached the trail (seen on SQLite under CI).
+            tokio::time::sleep(std::time::Duration::from_millis(5 << (attempt - 1))).await;
         }
     }
 
-    /// An alias row read a moment ago (listed, or read to be changed), verified. The trail is
+    /// An alias row read a moment ago (listed, or read to be changed), verified: one whose MAC
+    /// does not hold (re-pointed, inserted or moved in the database) or that is behind the
+    /// trail is refused (the request fails), never followed to the key it names. The trail is
     /// asked after the row was read, so a change that committed in between makes the row look
-    /// behind it: a row refused is read again trail first ([`Kms::alias_trail_first`]) before
-    /// it is refused. `None`: the alias is gone now.
-    pub(super) async fn verified_alias_again(&self, a: AliasRecord) -> Result<Option<AliasRecord>> {
-        match self.verified_alias(a.clone()).await {
-            Err(KmsError::KeyUnavailable) => {
-                self.alias_trail_first(&a.account_id, &a.region, &a.alias_name)
-                    .await
-            }
-            r => r.map(Some),
+    /// behind it: a row that fails is read again trail first ([`Kms::alias_trail_first`])
+    /// before it is refused. `None`: the alias is gone now.
+    pub(super) async fn verified_alias(&self, a: AliasRecord) -> Result<Option<AliasRecord>> {
+        if self.alias_is_current(&a, None).await? {
+            return Ok(Some(a));
         }
+        self.alias_trail_first(&a.account_id, &a.region, &a.alias_name)
+            .await
     }
 
-    /// An alias row whose MAC holds. One re-pointed, inserted or moved in the database is
-    /// refused (the request fails), never followed to the key it now names.
-    pub(super) async fn verified_alias(&self, a: AliasRecord) -> Result<AliasRecord> {
-        self.verified_alias_under(a, None).await
-    }
-
-    /// [`Kms::verified_alias`], against generations read from the trail before the row (if
-    /// given; else the trail is asked now).
-    async fn verified_alias_under(
+    /// Whether an alias row's seal holds and its generation is not behind the trail (as read
+    /// before the row, if given; else asked now).
+    async fn alias_is_current(
         &self,
-        a: AliasRecord,
+        a: &AliasRecord,
         trail: Option<&[(String, i64)]>,
-    ) -> Result<AliasRecord> {
+    ) -> Result<bool> {
         let stored = Some(a.mac.clone());
-        let (row, input) = (super::seal::alias_row(&a), super::alias_mac_input(&a));
-        let current = match trail {
-            Some(t) => self.current_under(row, input, &stored, t).await?,
-            None => self.current_seal(row, input, &stored).await?,
-        };
-        if current {
-            return Ok(a);
+        let (row, input) = (super::seal::alias_row(a), super::alias_mac_input(a));
+        match trail {
+            Some(t) => self.current_under(row, input, &stored, t).await,
+            None => self.current_seal(row, input, &stored).await,
         }
-        tracing::error!(alias = %a.alias_name, account_id = %a.account_id, region = %a.region, key_id = %a.key_id, sealed = !a.mac.is_empty(), "alias row failed its integrity check (altered in the database, an older row put back, or stored before aliases were sealed: review with `kms admin seal`); refusing it");
-        Err(KmsError::KeyUnavailable)
     }
 
     pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
@@ -305,10 +295,7 @@ impl Kms {
             .alias(&caller.account_id, &caller.region, name)
             .await?
             .ok_or_else(not_found)?;
-        let current = self
-            .verified_alias_again(current)
-            .await?
-            .ok_or_else(not_found)?;
+        let current = self.verified_alias(current).await?.ok_or_else(not_found)?;
         self.record(current.key_id).await?.ok_or_else(not_found)
     }
 
@@ -471,7 +458,7 @@ impl Kms {
             .alias(&caller.account_id, &caller.region, name)
             .await?
         {
-            Some(a) => self.verified_alias_again(a).await,
+            Some(a) => self.verified_alias(a).await,
             None => Ok(None),
         }
     }
@@ -508,7 +495,7 @@ impl Kms {
         {
             // A row that fails its check is logged and left out of the listing, as is one that
             // moved to another key, or went, while it was read.
-            match self.verified_alias_again(a).await {
+            match self.verified_alias(a).await {
                 Ok(Some(a)) if key.is_none_or(|k| a.key_id == k) => out.push(a),
                 Ok(_) | Err(KmsError::KeyUnavailable) => {}
                 Err(e) => return Err(e),

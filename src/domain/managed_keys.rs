@@ -128,7 +128,7 @@ impl Kms {
             Err(StoreError::Conflict { .. }) => {
                 self.invalidate_aliases();
                 match self.keys.alias(account, region, name).await? {
-                    Some(a) => Ok(Some(self.verified_alias(a).await?.key_id)),
+                    Some(a) => Ok(self.verified_alias(a).await?.map(|a| a.key_id)),
                     None => Ok(None),
                 }
             }

@@ -610,7 +610,7 @@ impl Kms {
         {
             // Read again if it raced a change; one that moved to another key meanwhile is not
             // this key's any more.
-            match self.verified_alias_again(a).await? {
+            match self.verified_alias(a).await? {
                 Some(a) if a.key_id == rec.key_id => names.push(a.alias_name),
                 _ => {}
             }

@@ -385,7 +385,15 @@ impl PgStore {
         &self,
         q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<sqlx::postgres::PgQueryResult, StoreError> {
-        match tokio::time::timeout(self.commit_timeout, q.execute(&self.pool)).await {
+        self.confirmed(q.execute(&self.pool)).await
+    }
+
+    /// `write` (one statement that commits), confirmed within `commit_timeout`.
+    async fn confirmed<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.commit_timeout, write).await {
             Ok(r) => r.map_err(map_err),
             Err(_) => Err(self.unconfirmed()),
         }
@@ -632,6 +640,11 @@ impl<'a> EventColumns<'a> {
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
+/// The contended append (sql/0034): the event columns, the settled change records, the row
+/// generations with their events' places in the batch.
+const APPEND_AFTER_HEAD: &str = "SELECT first_seq, first_prev, hashes \
+     FROM kms_audit_append($1, $2, $3, $4, $5, $6, $7::uuid[], $8, $9, $10)";
+
 /// This store's part of the audit store written once in `audit.rs`: the trail's append (the
 /// statement every audited call waits for) and the sweeper's claim of change records, which
 /// each dialect does its own way.
@@ -649,21 +662,12 @@ impl PgStore {
     ) -> Result<(i64, Vec<u8>), StoreError> {
         let n = events.len();
         let c = EventColumns::of(events);
-        let q = c
-            .bind(sqlx::query(
-                "SELECT first_seq, first_prev, hashes FROM kms_audit_append($1, $2, $3, $4, $5, $6, $7::uuid[], $8, $9, $10)",
-            ))
-            .bind(settles)
-        .bind(&c.gen_rows)
-        .bind(&c.gens)
-        .bind(&c.gen_events);
+        let q = c.bind(sqlx::query(APPEND_AFTER_HEAD)).bind(settles);
+        let q = q.bind(&c.gen_rows).bind(&c.gens).bind(&c.gen_events);
         // The head's row is held by the last append until its commit is confirmed (one waiting
         // for a synchronous standby that is gone holds it for good): the wait for it counts as
         // this commit's, and is answered as promptly.
-        let r = match tokio::time::timeout(self.commit_timeout, q.fetch_one(&self.pool)).await {
-            Ok(r) => r.map_err(map_err)?,
-            Err(_) => return Err(self.unconfirmed()),
-        };
+        let r = self.confirmed(q.fetch_one(&self.pool)).await?;
         let first: i64 = r.try_get("first_seq").map_err(map_err)?;
         let mut prev: Vec<u8> = r.try_get("first_prev").map_err(map_err)?;
         let hashes: Vec<Vec<u8>> = r.try_get("hashes").map_err(map_err)?;
