@@ -11,8 +11,8 @@
 # Sections: the limits; the operation matrix (audit on); audit off; a flame graph of Encrypt
 # c=64 (perf + inferno); 10 keys against 100,000 keys (three rounds, each its own server and
 # database); the console's pages; memory; a far token (every PKCS#11 call delayed by one round
-# trip, by hsm/latency-shim) by session pool size and round trip; two and three nodes on one
-# Postgres.
+# trip, by hsm/latency-shim) by session pool size and round trip, on SoftHSM2 (PKCS#11 2.40) and
+# on Kryoptic (PKCS#11 3.0 messages); two and three nodes on one Postgres.
 #
 # Writes .bench/results.jsonl (one JSON object per figure), .bench/results.md (the tables and
 # the targets) and .bench/*.svg (the plots). A full run also writes them into
@@ -38,7 +38,9 @@ SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
 
 ensure_tools
 ensure_postgres
-need_packages linux-perf
+need_packages linux-perf opensc
+log "building the Kryoptic module (once per machine), for the far token with PKCS#11 3.0 messages"
+ensure_kryoptic || die "Kryoptic does not build"
 rm -rf "$B"; mkdir -p "$B"; chmod 700 "$B"
 
 log "building kms, kms-bench and the latency shim (release)"
@@ -57,11 +59,18 @@ export AWS_ACCESS_KEY_ID=AKIABENCHMARK0000001
 export AWS_SECRET_ACCESS_KEY="$(head -c 30 /dev/urandom | base64 | tr -d '/+=' | head -c 40)"
 
 # instance NAME: a token and a database of its own, initialised with the benchmark's access key.
+# instance NAME [kryoptic]: a token (SoftHSM2, or Kryoptic) and a database, `kms init` run.
+declare -A KIND=()
 instance() {
     local name="$1" pin
+    KIND[$name]="${2:-softhsm}"
     pin="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     (umask 077; printf '%s' "$pin" > "$B/$name.pin")
-    bash "$ROOT/hsm/softhsm2-init.sh" "$B/$name-softhsm" "kms-$name" "$pin" >/dev/null
+    if [ "${KIND[$name]}" = kryoptic ]; then
+        bash "$ROOT/hsm/kryoptic-init.sh" "$KRYOPTIC_MODULE" "$B/$name-kryoptic" "kms-$name" "$pin" 2>/dev/null
+    else
+        bash "$ROOT/hsm/softhsm2-init.sh" "$B/$name-softhsm" "kms-$name" "$pin" >/dev/null
+    fi
     psql "$PG_BASE/postgres" -qXc "DROP DATABASE IF EXISTS kms_bench_$name" >/dev/null
     psql "$PG_BASE/postgres" -qXc "CREATE DATABASE kms_bench_$name" >/dev/null
     in_instance "$name" env KMS_ADMIN_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
@@ -69,8 +78,12 @@ instance() {
 }
 # instance_env NAME: IV, the settings of instance NAME (its token and its database).
 instance_env() {
-    IV=(SOFTHSM2_CONF="$B/$1-softhsm/softhsm2.conf" KMS_DATABASE_URL="$PG_BASE/kms_bench_$1"
-        KMS_HSM__TOKEN_LABEL="kms-$1" KMS_HSM__PIN_FILE="$B/$1.pin")
+    IV=(KMS_DATABASE_URL="$PG_BASE/kms_bench_$1" KMS_HSM__TOKEN_LABEL="kms-$1" KMS_HSM__PIN_FILE="$B/$1.pin")
+    if [ "${KIND[$1]}" = kryoptic ]; then
+        IV+=(KRYOPTIC_CONF="$B/$1-kryoptic/kryoptic.conf" KMS_HSM__MODULE="$KRYOPTIC_MODULE")
+    else
+        IV+=(SOFTHSM2_CONF="$B/$1-softhsm/softhsm2.conf")
+    fi
 }
 # in_instance NAME COMMAND…: run COMMAND with instance NAME's settings.
 in_instance() {
@@ -179,21 +192,30 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 stop_all
 
-log "a far token: every PKCS#11 call one round trip away (hsm/latency-shim), by session pool size"
-instance far
+# far NAME MODULE LABEL: instance NAME's token (MODULE) behind hsm/latency-shim, each round trip
+# of RTTS: the token's own round trip, then Encrypt c=64 at each session pool size of POOLS.
 IFS=, read -ra rtts <<< "$RTTS"
 IFS=, read -ra pools <<< "$POOLS"
-for rtt in "${rtts[@]}"; do
-    FAR=(KMS_HSM__MODULE="$SHIM" LATENCY_SHIM_MODULE="$SOFTHSM_MODULE" LATENCY_SHIM_DELAY_US="$rtt")
-    in_instance far env "${FAR[@]}" "$BENCH" token --seconds 1 --json "$J" --concurrency 1 \
-        --label "far rtt=${rtt}us"
-    for pool in "${pools[@]}"; do
-        serve far $((PORT + 30)) "${FAR[@]}" KMS_HSM__INLINE_CALLS=false KMS_HSM__SESSION_POOL_SIZE="$pool"
-        "$BENCH" run --endpoint "$(endpoint $((PORT + 30)))" "${R[@]}" "${S[@]}" --concurrency 64 \
-            --ops "Encrypt 64 B" --label "far rtt=${rtt}us pool=$pool"
-        stop_all
+far() {
+    local name="$1" module="$2" label="$3" rtt pool
+    for rtt in "${rtts[@]}"; do
+        FAR=(KMS_HSM__MODULE="$SHIM" LATENCY_SHIM_MODULE="$module" LATENCY_SHIM_DELAY_US="$rtt")
+        in_instance "$name" env "${FAR[@]}" "$BENCH" token --seconds 1 --json "$J" --concurrency 1 \
+            --label "$label rtt=${rtt}us"
+        for pool in "${pools[@]}"; do
+            serve "$name" $((PORT + 30)) "${FAR[@]}" KMS_HSM__INLINE_CALLS=false KMS_HSM__SESSION_POOL_SIZE="$pool"
+            "$BENCH" run --endpoint "$(endpoint $((PORT + 30)))" "${R[@]}" "${S[@]}" --concurrency 64 \
+                --ops "Encrypt 64 B" --label "$label rtt=${rtt}us pool=$pool"
+            stop_all
+        done
     done
-done
+}
+log "a far token: every PKCS#11 call one round trip away (hsm/latency-shim), by session pool size"
+instance far
+far far "$SOFTHSM_MODULE" "far"
+log "a far token that has PKCS#11 3.0 messages (Kryoptic): one call an Encrypt, by session pool size"
+instance farkryoptic kryoptic
+far farkryoptic "$KRYOPTIC_MODULE" "far kryoptic"
 
 log "several nodes on one Postgres and one token: 1, 2 and 3 servers, 64 connections in all"
 instance nodes

@@ -33,6 +33,14 @@ struct TokenCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GcmLabels {
+    /// `message` (one PKCS#11 3.0 call on a session set up for the key), `setup` (a session's
+    /// message-based operation set up for a key) or `two_calls` (PKCS#11 2.40: init, then the
+    /// operation).
+    call: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenErrorLabels {
     /// The PKCS#11 return code (cryptoki's name: `GeneralError` for `CKR_GENERAL_ERROR`), or
     /// the service's reason when no call returned one.
@@ -54,6 +62,7 @@ struct Metrics {
     token_calls: Family<TokenCallLabels, Counter>,
     token_call_seconds: HistogramFamily<TokenCallLabels>,
     token_errors: Family<TokenErrorLabels, Counter>,
+    token_gcm: Family<GcmLabels, Counter>,
     token_reopens: Counter,
     token_failovers: Counter,
     token_up: Gauge,
@@ -82,6 +91,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         token_calls: Family::default(),
         token_call_seconds: Family::new_with_constructor(latency),
         token_errors: Family::default(),
+        token_gcm: Family::default(),
         token_reopens: Counter::default(),
         token_failovers: Counter::default(),
         token_up: Gauge::default(),
@@ -121,6 +131,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "token_errors",
         "Failed calls into the PKCS#11 token, by return code (a failed GCM tag check is GeneralError on SoftHSM)",
         m.token_errors.clone(),
+    );
+    registry.register(
+        "token_gcm_calls",
+        "AES-GCM encryptions and decryptions in the token, by how they were called: as one PKCS#11 3.0 message, as two PKCS#11 2.40 calls, and the set-ups of a session's message-based operation for a key",
+        m.token_gcm.clone(),
     );
     registry.register(
         "token_reopens",
@@ -255,6 +270,12 @@ pub fn token_call(session: &'static str, took: Duration, error: Option<String>) 
             .get_or_create(&TokenErrorLabels { error })
             .inc();
     }
+}
+
+/// An AES-GCM operation in the token, or the set-up of a session for them: `message`, `setup`
+/// or `two_calls` (see `GcmLabels`).
+pub fn token_gcm(call: &'static str) {
+    METRICS.token_gcm.get_or_create(&GcmLabels { call }).inc();
 }
 
 pub fn token_reopened() {

@@ -155,6 +155,7 @@ impl Hsm {
         let tok = Tok {
             session: s,
             inner: &self.inner,
+            messages: None,
         };
         let (generates, wraps) = if self.inner.caps.has(MechanismType::ECC_EDWARDS_KEY_PAIR_GEN) {
             asym::probe_ed25519(&tok, root)

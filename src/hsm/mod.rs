@@ -26,6 +26,7 @@ mod error;
 mod held;
 mod import;
 mod mac;
+mod messages;
 mod oaep;
 mod pool;
 mod profile;
@@ -98,8 +99,11 @@ struct Inner {
     caps: Capabilities,
     /// Logged in for the life of the process; owns every unwrapped session object.
     pinned: Arc<Mutex<Session>>,
-    pool: Mutex<Vec<Session>>,
+    pool: Mutex<Vec<Pooled>>,
     pool_size: usize,
+    /// Whether AES-GCM runs as PKCS#11 3.0 messages (`messages.rs`): the module has the calls
+    /// and the token lists AES-GCM for message-based encryption and decryption.
+    gcm_messages: AtomicBool,
     inline_calls: bool,
     /// One permit per pooled session. Re-opening the token takes all of them (and the pinned
     /// session), so no call is inside the token while its sessions are replaced.
@@ -158,12 +162,46 @@ enum Reap {
 pub struct Tok<'a> {
     session: &'a Session,
     inner: &'a Inner,
+    /// The message-based operations set up on this session (a pooled session only).
+    messages: Option<&'a std::cell::RefCell<messages::Bound>>,
+}
+
+/// A pooled session, with the message-based AES-GCM operations it has set up.
+pub(super) struct Pooled {
+    session: Session,
+    messages: std::cell::RefCell<messages::Bound>,
+}
+
+impl Pooled {
+    fn new(session: Session) -> Pooled {
+        Pooled {
+            session,
+            messages: Default::default(),
+        }
+    }
 }
 
 impl std::ops::Deref for Tok<'_> {
     type Target = Session;
     fn deref(&self) -> &Session {
         self.session
+    }
+}
+
+/// A call's wish for a pooled session whose message-based operation of `direction` is set up
+/// for the key at address `key` (an address, so that the wish can cross threads).
+#[derive(Clone, Copy)]
+struct Prefer {
+    direction: raw::Direction,
+    key: usize,
+}
+
+impl Prefer {
+    fn of(direction: raw::Direction, key: &Arc<KeyHandle>) -> Option<Prefer> {
+        Some(Prefer {
+            direction,
+            key: Arc::as_ptr(key) as usize,
+        })
     }
 }
 

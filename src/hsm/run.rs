@@ -75,8 +75,10 @@ impl Hsm {
         let pool_size = cfg.pool_size.max(1);
         let mut pool = Vec::with_capacity(pool_size);
         for _ in 0..pool_size {
-            pool.push(ck(ctx.open_rw_session(slot))?);
+            pool.push(Pooled::new(ck(ctx.open_rw_session(slot))?));
         }
+        let gcm_messages = messages::gcm_messages(raw.as_ref(), slot);
+        tracing::debug!(gcm_messages, "AES-GCM as PKCS#11 3.0 messages");
         let pinned = Arc::new(Mutex::new(pinned));
         let generation = Arc::new(AtomicU64::new(1));
         let (reaper, reaper_thread) = spawn_reaper(pinned.clone(), generation.clone());
@@ -93,6 +95,7 @@ impl Hsm {
                 pinned,
                 pool: Mutex::new(pool),
                 pool_size,
+                gcm_messages: AtomicBool::new(gcm_messages),
                 inline_calls: cfg.inline_calls,
                 permits: Arc::new(tokio::sync::Semaphore::new(pool_size)),
                 reaper,
@@ -118,12 +121,12 @@ impl Hsm {
         R: Send + 'static,
     {
         let started = std::time::Instant::now();
-        let r = self.run_pooled(f).await;
+        let r = self.run_pooled(None, f).await;
         record_call("pool", started, &r);
         r
     }
 
-    async fn run_pooled<R, F>(&self, f: F) -> Result<R, HsmError>
+    async fn run_pooled<R, F>(&self, prefer: Option<Prefer>, f: F) -> Result<R, HsmError>
     where
         F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
         R: Send + 'static,
@@ -145,7 +148,7 @@ impl Hsm {
         let joined = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _span = span.enter();
-            inner.with_pooled_session(f)
+            inner.with_pooled_session(prefer, f)
         })
         .await;
         let r = match joined {
@@ -163,8 +166,24 @@ impl Hsm {
         F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
         R: Send + 'static,
     {
+        self.run_fast_on(None, f).await
+    }
+
+    /// [`Hsm::run_fast`] on a session set up for `prefer`'s key, if one is free.
+    pub(super) async fn run_fast_on<R, F>(
+        &self,
+        prefer: Option<Prefer>,
+        f: F,
+    ) -> Result<R, HsmError>
+    where
+        F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
+        R: Send + 'static,
+    {
         if !self.inner.inline_calls {
-            return self.run(f).await;
+            let started = std::time::Instant::now();
+            let r = self.run_pooled(prefer, f).await;
+            record_call("pool", started, &r);
+            return r;
         }
         let started = std::time::Instant::now();
         self.ensure_open().await?;
@@ -176,7 +195,7 @@ impl Hsm {
                 .acquire()
                 .await
                 .map_err(|_| HsmError::Other("session pool closed".into()))?;
-            self.inner.with_pooled_session(f)
+            self.inner.with_pooled_session(prefer, f)
         };
         record_call("inline", started, &r);
         self.after(generation, r).await
@@ -199,6 +218,7 @@ impl Hsm {
             f(&Tok {
                 session: &s,
                 inner: &inner,
+                messages: None,
             })
         })
         .await

@@ -112,24 +112,44 @@ impl Inner {
     /// back, unless the token no longer knows it. The caller holds a pool permit.
     pub(super) fn with_pooled_session<R>(
         &self,
+        prefer: Option<Prefer>,
         f: impl FnOnce(&Tok) -> Result<R, HsmError>,
     ) -> Result<R, HsmError> {
-        let pooled = self.pool.lock().unwrap().pop();
-        let session = match pooled {
+        let pooled = {
+            let mut pool = self.pool.lock().unwrap();
+            // A session whose message-based operation is set up for the key, else the last.
+            let set_up = prefer.and_then(|p| {
+                pool.iter().rposition(|s| {
+                    s.messages
+                        .borrow()
+                        .is_for(p.direction, p.key as *const KeyHandle)
+                })
+            });
+            match set_up {
+                Some(i) => Some(pool.swap_remove(i)),
+                None => pool.pop(),
+            }
+        };
+        let pooled = match pooled {
             Some(s) => s,
-            None => ck(self.ctx.open_rw_session(*self.slot.lock().unwrap()))?,
+            None => Pooled::new(ck(self.ctx.open_rw_session(*self.slot.lock().unwrap()))?),
         };
         let r = f(&Tok {
-            session: &session,
+            session: &pooled.session,
             inner: self,
+            messages: Some(&pooled.messages),
         });
         if r.as_ref().err().is_some_and(token_lost) {
             // Its handle may be reused by the token once re-opened: never close it.
-            std::mem::forget(session);
+            std::mem::forget(pooled);
         } else {
+            pooled
+                .messages
+                .borrow_mut()
+                .end_stale(self.raw.as_ref(), &pooled.session);
             let mut pool = self.pool.lock().unwrap();
             if pool.len() < self.pool_size {
-                pool.push(session);
+                pool.push(pooled);
             }
         }
         r

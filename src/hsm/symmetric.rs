@@ -1,7 +1,8 @@
-//! Symmetric crypto with keys the service unwrapped: AES-GCM encryption and decryption, and
-//! random bytes from the token. Separate from wrapping: these are the hot-path calls on a
-//! pooled session.
+//! Symmetric crypto with keys the service unwrapped: AES-GCM encryption and decryption (as
+//! PKCS#11 3.0 messages where the token has them: `messages.rs`), and random bytes from the
+//! token. Separate from wrapping: these are the hot-path calls on a pooled session.
 
+use super::raw::Direction;
 use super::*;
 
 impl Hsm {
@@ -14,7 +15,12 @@ impl Hsm {
         aad: Vec<u8>,
         plaintext: Zeroizing<Vec<u8>>,
     ) -> Result<Vec<u8>, HsmError> {
-        self.run_fast(move |s| {
+        let prefer = Prefer::of(Direction::Encrypt, &key);
+        self.run_fast_on(prefer, move |s| {
+            if let Some(r) = s.gcm_message(Direction::Encrypt, &key, iv, &aad, &plaintext) {
+                return r.map(|mut out| std::mem::take(&mut *out));
+            }
+            crate::metrics::token_gcm("two_calls");
             let mut iv = iv;
             let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
             // The output is the ciphertext and its 16-byte tag.
@@ -36,7 +42,12 @@ impl Hsm {
         aad: Vec<u8>,
         ciphertext: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        self.run_fast(move |s| {
+        let prefer = Prefer::of(Direction::Decrypt, &key);
+        self.run_fast_on(prefer, move |s| {
+            if let Some(r) = s.gcm_message(Direction::Decrypt, &key, iv, &aad, &ciphertext) {
+                return s.bad_ciphertext(r);
+            }
+            crate::metrics::token_gcm("two_calls");
             let mut iv = iv;
             let params = ck(GcmParams::new(&mut iv, &aad, 128.into()))?;
             s.bad_ciphertext(s.decrypt_once(&Mechanism::AesGcm(params), s.obj(&key)?, &ciphertext))

@@ -205,3 +205,66 @@ async fn health_readiness_metrics_and_request_ids_in_json_logs() {
     // Liveness does not depend on it.
     assert_eq!(get(&format!("{}/healthz", s.endpoint)).await.0, 200);
 }
+
+/// A warm key's Encrypt and Decrypt are one token call each where the token has PKCS#11 3.0
+/// messages (Kryoptic): a pooled session is set up for the key once, then every message is one
+/// `C_EncryptMessage` or `C_DecryptMessage`. On a PKCS#11 2.40 token (SoftHSM2) each is two
+/// calls. Counted by `kms_token_gcm_calls_total`; the bytes are the same either way (the
+/// rolling-upgrade test decrypts each release's ciphertexts with the other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_keys_encrypt_is_one_token_call_where_the_token_has_messages() {
+    let s = Server::start_with(&[
+        ("KMS_METRICS_LISTEN", "127.0.0.1:0"),
+        ("KMS_HSM__SESSION_POOL_SIZE", "2"),
+    ])
+    .await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let encrypt = |pt: Vec<u8>| {
+        let req = c.encrypt().key_id(&key).plaintext(Blob::new(pt));
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .ciphertext_blob
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let decrypt = |ct: Vec<u8>| c.decrypt().ciphertext_blob(Blob::new(ct)).send();
+    let mut ciphertexts = Vec::new();
+    for i in 0..21u8 {
+        ciphertexts.push((i, encrypt(vec![i; 64]).await));
+    }
+    for (i, ct) in ciphertexts {
+        let out = decrypt(ct).await.unwrap();
+        assert_eq!(out.plaintext.unwrap().into_inner(), vec![i; 64]);
+    }
+    // A tampered ciphertext is refused as one, and the session's operation still serves.
+    let mut bad = encrypt(b"tamper".to_vec()).await;
+    *bad.last_mut().unwrap() ^= 1;
+    assert_eq!(code(decrypt(bad).await), "InvalidCiphertextException");
+    let out = decrypt(encrypt(b"after".to_vec()).await).await.unwrap();
+    assert_eq!(out.plaintext.unwrap().into_inner(), b"after");
+
+    let (_, _, text) = get(s.metrics.as_deref().unwrap()).await;
+    let m = samples(&text);
+    let calls = |call: &str| {
+        m.get(&format!(r#"kms_token_gcm_calls_total{{call="{call}"}}"#))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    // 23 encryptions and 23 decryptions (one refused) of the customer key.
+    if kryoptic() {
+        assert!(calls("message") >= 46.0, "{text}");
+        // Two sessions, each set up once a direction, and once more for the session whose
+        // decryption failed (a failed message ends its operation).
+        assert!(calls("setup") <= 5.0, "{text}");
+        assert!(calls("setup") >= 2.0, "{text}");
+        assert_eq!(calls("two_calls"), 0.0, "{text}");
+    } else {
+        assert_eq!(calls("message"), 0.0, "{text}");
+        assert_eq!(calls("setup"), 0.0, "{text}");
+        assert!(calls("two_calls") >= 46.0, "{text}");
+    }
+}

@@ -3,6 +3,9 @@
 //! as a call to a token across a network blocks its caller for one round trip. Calls on
 //! different threads wait side by side, as a network appliance's sessions do.
 //!
+//! A module whose default interface is PKCS#11 3.0 (Kryoptic) is offered as one: the shim's
+//! `C_GetInterface` hands out a 3.0 function list with the functions 3.0 added delayed too.
+//!
 //! Why a shim and not p11-kit: Debian 12's p11-kit 0.24.1 cannot carry the mechanism
 //! parameters the service needs (its RPC lists no AES-GCM and no AES key wrap), and the
 //! kernel of the benchmark machines has no `netem` qdisc. See docs/benchmarks.md.
@@ -15,12 +18,23 @@ use std::time::Duration;
 
 struct Real {
     list: &'static CK_FUNCTION_LIST,
+    /// The real module's PKCS#11 3.0 function list, where its default interface is one.
+    list3: Option<&'static CK_FUNCTION_LIST_3_0>,
     delay: Duration,
     _lib: libloading::Library,
 }
 
 static REAL: OnceLock<Result<Real, String>> = OnceLock::new();
 static LIST: OnceLock<CK_FUNCTION_LIST> = OnceLock::new();
+static LIST3: OnceLock<CK_FUNCTION_LIST_3_0> = OnceLock::new();
+/// `C_GetInterface`'s answer: the interface's name, its function list and flags.
+struct Interface(CK_INTERFACE);
+// SAFETY: it points only at static data, never written after it is made.
+unsafe impl Send for Interface {}
+unsafe impl Sync for Interface {}
+static INTERFACE: OnceLock<Interface> = OnceLock::new();
+/// The name of PKCS#11's standard interface.
+static PKCS11_NAME: &[u8; 8] = b"PKCS 11\0";
 
 fn load() -> Result<Real, String> {
     let path =
@@ -38,8 +52,28 @@ fn load() -> Result<Real, String> {
         if rv != CKR_OK || list.is_null() {
             return Err(format!("C_GetFunctionList of {path}: {rv:#x}"));
         }
+        let list3 = match lib.get::<unsafe extern "C" fn(
+            *mut CK_UTF8CHAR,
+            *mut CK_VERSION,
+            *mut *mut CK_INTERFACE,
+            CK_FLAGS,
+        ) -> CK_RV>(b"C_GetInterface")
+        {
+            Ok(get) => {
+                let mut iface: *mut CK_INTERFACE = std::ptr::null_mut();
+                let rv = get(std::ptr::null_mut(), std::ptr::null_mut(), &mut iface, 0);
+                let l = if rv == CKR_OK && !iface.is_null() {
+                    (*iface).pFunctionList as *const CK_FUNCTION_LIST_3_0
+                } else {
+                    std::ptr::null()
+                };
+                (!l.is_null() && (*l).version.major >= 3).then(|| &*l)
+            }
+            Err(_) => None,
+        };
         Ok(Real {
             list: &*list,
+            list3,
             delay: Duration::from_micros(delay_us),
             _lib: lib,
         })
@@ -102,7 +136,24 @@ macro_rules! wrap {
     };
 }
 
+macro_rules! wrap3 {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            unsafe extern "C" fn $name($($arg: $ty),*) -> CK_RV {
+                let r = real();
+                count(stringify!($name));
+                std::thread::sleep(r.delay);
+                match r.list3.and_then(|l| l.$name) {
+                    Some(f) => f($($arg),*),
+                    None => CKR_FUNCTION_NOT_SUPPORTED,
+                }
+            }
+        )*
+    };
+}
+
 include!("wrappers.rs");
+include!("wrappers3.rs");
 
 /// The module's one export: the real module's function list, each function delayed.
 #[no_mangle]
@@ -115,5 +166,40 @@ pub unsafe extern "C" fn C_GetFunctionList(pp: *mut *mut CK_FUNCTION_LIST) -> CK
     };
     // Callers only read the list (PKCS#11 declares it theirs to read, not to write).
     *pp = LIST.get_or_init(|| our_list(r.list.version)) as *const _ as *mut CK_FUNCTION_LIST;
+    CKR_OK
+}
+
+/// The module's default interface: PKCS#11 3.0 where the real module's is (each function
+/// delayed, the 3.0 ones too), else its 2.40 list.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetInterface(
+    name: *mut CK_UTF8CHAR,
+    _version: *mut CK_VERSION,
+    pp: *mut *mut CK_INTERFACE,
+    _flags: CK_FLAGS,
+) -> CK_RV {
+    if pp.is_null() {
+        return CKR_ARGUMENTS_BAD;
+    }
+    if !name.is_null()
+        && std::ffi::CStr::from_ptr(name as *const std::ffi::c_char).to_bytes() != b"PKCS 11"
+    {
+        return CKR_ARGUMENTS_BAD;
+    }
+    let Ok(r) = REAL.get_or_init(load) else {
+        return CKR_GENERAL_ERROR;
+    };
+    let list: *mut c_void = match r.list3 {
+        Some(l3) => LIST3.get_or_init(|| our_list3(l3.version)) as *const _ as *mut c_void,
+        None => LIST.get_or_init(|| our_list(r.list.version)) as *const _ as *mut c_void,
+    };
+    let iface = INTERFACE.get_or_init(|| {
+        Interface(CK_INTERFACE {
+            pInterfaceName: PKCS11_NAME.as_ptr() as *mut CK_UTF8CHAR,
+            pFunctionList: list,
+            flags: 0,
+        })
+    });
+    *pp = &iface.0 as *const CK_INTERFACE as *mut CK_INTERFACE;
     CKR_OK
 }
