@@ -196,12 +196,17 @@ struct Prefer {
     key: usize,
 }
 
-impl Prefer {
-    fn of(direction: raw::Direction, key: &Arc<KeyHandle>) -> Option<Prefer> {
-        Some(Prefer {
-            direction,
-            key: Arc::as_ptr(key) as usize,
-        })
+impl Hsm {
+    /// The wish for a session set up for `key` in `direction`; none where AES-GCM does not run
+    /// as messages (no session is ever set up, so none is looked for).
+    fn prefer(&self, direction: raw::Direction, key: &Arc<KeyHandle>) -> Option<Prefer> {
+        self.inner
+            .gcm_messages
+            .load(Ordering::Relaxed)
+            .then_some(Prefer {
+                direction,
+                key: Arc::as_ptr(key) as usize,
+            })
     }
 }
 

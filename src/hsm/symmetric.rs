@@ -15,7 +15,7 @@ impl Hsm {
         aad: Vec<u8>,
         plaintext: Zeroizing<Vec<u8>>,
     ) -> Result<Vec<u8>, HsmError> {
-        let prefer = Prefer::of(Direction::Encrypt, &key);
+        let prefer = self.prefer(Direction::Encrypt, &key);
         self.run_fast_on(prefer, move |s| {
             if let Some(r) = s.gcm_message(Direction::Encrypt, &key, iv, &aad, &plaintext) {
                 return r.map(|mut out| std::mem::take(&mut *out));
@@ -42,7 +42,7 @@ impl Hsm {
         aad: Vec<u8>,
         ciphertext: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        let prefer = Prefer::of(Direction::Decrypt, &key);
+        let prefer = self.prefer(Direction::Decrypt, &key);
         self.run_fast_on(prefer, move |s| {
             if let Some(r) = s.gcm_message(Direction::Decrypt, &key, iv, &aad, &ciphertext) {
                 return s.bad_ciphertext(r);
