@@ -5,11 +5,13 @@
 //! is a round trip, so a warm key's Encrypt or Decrypt costs one round trip instead of two.
 //!
 //! A session keeps its operation for the key it last used; calls for a key prefer a session set
-//! up for it (`Inner::with_pooled_session`). The operation is compared with a key by identity: a
-//! `Weak` on the key's handle keeps the handle's address from being reused and says when the
-//! handle is gone. A session set up for a handle that is gone (the cache evicted it and its
-//! object was destroyed) ends the operation when it is next given back or used, so the token's
-//! copy of the key does not outlive the service's handle by more than that.
+//! up for it, then one set up for no key (`Inner::with_pooled_session`). The operation is
+//! compared with a key by identity: a `Weak` on the key's handle keeps the handle's address from
+//! being reused and says when the handle is gone. The token keeps its own copy of the key in an
+//! operation; when a handle is gone (the cache evicted it, the key was deleted, the object was
+//! destroyed), the next call given back to the pool ends every idle session's operation for it
+//! (`Inner::end_stale_messages`), so that copy does not outlive the service's handle by more
+//! than the time to the next call.
 //!
 //! Used where the module's default interface is PKCS#11 3.0 and the token lists AES-GCM with
 //! `CKF_MESSAGE_ENCRYPT` and `CKF_MESSAGE_DECRYPT` (Kryoptic); otherwise, and for empty messages,
@@ -40,6 +42,15 @@ impl Bound {
         }
     }
 
+    /// Whether no operation of direction `d` is set up, or only one for a handle that is gone.
+    pub(super) fn is_free(&self, d: Direction) -> bool {
+        let slot = match d {
+            Direction::Encrypt => &self.encrypt,
+            Direction::Decrypt => &self.decrypt,
+        };
+        slot.as_ref().is_none_or(|w| w.strong_count() == 0)
+    }
+
     /// Whether the operation of direction `d` is set up for the handle at `key`.
     pub(super) fn is_for(&self, d: Direction, key: *const KeyHandle) -> bool {
         let slot = match d {
@@ -49,11 +60,20 @@ impl Bound {
         slot.as_ref().is_some_and(|w| std::ptr::eq(w.as_ptr(), key))
     }
 
-    /// End the operations whose key's handle is gone.
-    pub(super) fn end_stale(&mut self, raw: Option<&RawModule>, session: &Session) {
+    /// Whether an operation is set up for a key whose handle is gone, or is set up at all
+    /// while messages are off (`all`).
+    pub(super) fn is_stale(&self, all: bool) -> bool {
+        [&self.encrypt, &self.decrypt]
+            .into_iter()
+            .flatten()
+            .any(|w| all || w.strong_count() == 0)
+    }
+
+    /// End the operations whose key's handle is gone (every operation: `all`).
+    pub(super) fn end_stale(&mut self, raw: Option<&RawModule>, session: &Session, all: bool) {
         for d in [Direction::Encrypt, Direction::Decrypt] {
             let slot = self.slot(d);
-            if slot.as_ref().is_some_and(|w| w.strong_count() == 0) {
+            if slot.as_ref().is_some_and(|w| all || w.strong_count() == 0) {
                 *slot = None;
                 if let Some(raw) = raw {
                     // SAFETY: a live session of ours, not in use by anyone else.
@@ -75,13 +95,16 @@ pub(super) fn gcm_messages(raw: Option<&RawModule>, slot: Slot) -> bool {
     rv == cryptoki_sys::CKR_OK && info.flags & both == both
 }
 
-/// A code that means the token does not do AES-GCM messages as the service asks for them.
+/// A code that means the token does not do AES-GCM messages as the service asks for them (the
+/// message's parameters are the same for every message, so a token that refuses them once
+/// refuses them always; Kryoptic says `CKR_ARGUMENTS_BAD` for parameters it cannot read).
 fn refused(rv: cryptoki_sys::CK_RV) -> bool {
     matches!(
         rv,
         cryptoki_sys::CKR_MECHANISM_INVALID
             | cryptoki_sys::CKR_MECHANISM_PARAM_INVALID
             | cryptoki_sys::CKR_FUNCTION_NOT_SUPPORTED
+            | cryptoki_sys::CKR_ARGUMENTS_BAD
     )
 }
 
@@ -120,20 +143,30 @@ impl Tok<'_> {
         if data.len() < least {
             return None;
         }
+        // A handle of a token since re-opened is refused before any call (a re-open also
+        // empties the pool, so no session set up for it is left either).
+        let obj = match self.obj(key) {
+            Ok(o) => o,
+            Err(e) => return Some(Err(e)),
+        };
         let mut bound = bound.borrow_mut();
         let session = self.session.handle();
         if !bound.is_for(d, Arc::as_ptr(key)) {
-            let obj = match self.obj(key) {
-                Ok(o) => o,
-                Err(e) => return Some(Err(e)),
-            };
             let slot = bound.slot(d);
             if slot.take().is_some() {
                 // SAFETY: our live session; its operation was for another key.
                 unsafe { raw.message_final(d, session) };
             }
             // SAFETY: our live session and a key object of the token as it is now.
-            let rv = unsafe { raw.message_init(d, session, obj.handle()) };
+            let mut rv = unsafe { raw.message_init(d, session, obj.handle()) };
+            if rv == cryptoki_sys::CKR_OPERATION_ACTIVE {
+                // An operation the service lost track of (a final that failed): end it, once.
+                // SAFETY: as above.
+                rv = unsafe {
+                    raw.message_final(d, session);
+                    raw.message_init(d, session, obj.handle())
+                };
+            }
             if refused(rv) {
                 self.stop_messages(rv);
                 return None;

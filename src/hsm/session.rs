@@ -117,15 +117,18 @@ impl Inner {
     ) -> Result<R, HsmError> {
         let pooled = {
             let mut pool = self.pool.lock().unwrap();
-            // A session whose message-based operation is set up for the key, else the last.
-            let set_up = prefer.and_then(|p| {
-                pool.iter().rposition(|s| {
-                    s.messages
-                        .borrow()
-                        .is_for(p.direction, p.key as *const KeyHandle)
-                })
+            // A session whose message-based operation is set up for the key, else one set up
+            // for no key (another key's stays for it), else the last.
+            let chosen = prefer.and_then(|p| {
+                let key = p.key as *const KeyHandle;
+                pool.iter()
+                    .rposition(|s| s.messages.borrow().is_for(p.direction, key))
+                    .or_else(|| {
+                        pool.iter()
+                            .rposition(|s| s.messages.borrow().is_free(p.direction))
+                    })
             });
-            match set_up {
+            match chosen {
                 Some(i) => Some(pool.swap_remove(i)),
                 None => pool.pop(),
             }
@@ -141,18 +144,49 @@ impl Inner {
         });
         if r.as_ref().err().is_some_and(token_lost) {
             // Its handle may be reused by the token once re-opened: never close it.
-            std::mem::forget(pooled);
+            std::mem::forget(pooled.session);
         } else {
-            pooled
-                .messages
-                .borrow_mut()
-                .end_stale(self.raw.as_ref(), &pooled.session);
-            let mut pool = self.pool.lock().unwrap();
-            if pool.len() < self.pool_size {
-                pool.push(pooled);
+            let stale = pooled.messages.borrow().is_stale(!self.messages_on());
+            {
+                let mut pool = self.pool.lock().unwrap();
+                if pool.len() < self.pool_size {
+                    pool.push(pooled);
+                }
+            }
+            if stale {
+                self.end_stale_messages();
             }
         }
         r
+    }
+
+    /// Whether AES-GCM runs as messages now.
+    fn messages_on(&self) -> bool {
+        self.gcm_messages.load(Ordering::Relaxed)
+    }
+
+    /// End the message-based operations of idle pooled sessions whose key's handle is gone (all
+    /// of them once messages are off): the token's copy of such a key goes with them. Each such
+    /// session is taken out of the pool for its call and put back.
+    fn end_stale_messages(&self) {
+        let all = !self.messages_on();
+        let stale: Vec<Pooled> = {
+            let mut pool = self.pool.lock().unwrap();
+            let (stale, keep) = std::mem::take(&mut *pool)
+                .into_iter()
+                .partition(|p| p.messages.borrow().is_stale(all));
+            *pool = keep;
+            stale
+        };
+        for p in stale {
+            p.messages
+                .borrow_mut()
+                .end_stale(self.raw.as_ref(), &p.session, all);
+            let mut pool = self.pool.lock().unwrap();
+            if pool.len() < self.pool_size {
+                pool.push(p);
+            }
+        }
     }
 
     /// The PIN to log in with now: the PIN file as it reads now, if there is one.
@@ -187,7 +221,7 @@ impl Inner {
         }
         // The old sessions are closed (or died with the token): forget their handles.
         for s in self.pool.lock().unwrap().drain(..) {
-            std::mem::forget(s);
+            std::mem::forget(s.session);
         }
         match self
             .ctx

@@ -268,3 +268,55 @@ async fn a_warm_keys_encrypt_is_one_token_call_where_the_token_has_messages() {
         assert!(calls("two_calls") >= 46.0, "{text}");
     }
 }
+
+/// One session, two keys in turns, one unwrapped key at a time: each message is made under its
+/// own key. On a token with messages the session's operation is set up again at every change of
+/// key (each set-up counted), with the other key's handle evicted in between (its operation ended
+/// as stale), and every ciphertext decrypts to its own plaintext, so no message went out under
+/// the key the session was set up for before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_serving_two_keys_in_turns_encrypts_each_under_its_own() {
+    let s = Server::start_with(&[
+        ("KMS_METRICS_LISTEN", "127.0.0.1:0"),
+        ("KMS_HSM__SESSION_POOL_SIZE", "1"),
+        ("KMS_CACHE__KEY_HANDLES", "1"),
+    ])
+    .await;
+    let c = s.client();
+    let keys = [new_key(&c).await, new_key(&c).await];
+    let mut made = Vec::new();
+    for i in 0..10u8 {
+        let key = &keys[usize::from(i % 2)];
+        let out = c
+            .encrypt()
+            .key_id(key)
+            .plaintext(Blob::new(vec![i; 32]))
+            .send()
+            .await
+            .unwrap();
+        made.push((i, key.clone(), out.ciphertext_blob.unwrap()));
+    }
+    for (i, key, ct) in made {
+        let out = c
+            .decrypt()
+            .key_id(&key)
+            .ciphertext_blob(ct)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.plaintext.unwrap().into_inner(), vec![i; 32]);
+        assert!(out.key_id.unwrap().ends_with(key.as_str()));
+    }
+    let (_, _, text) = get(s.metrics.as_deref().unwrap()).await;
+    let m = samples(&text);
+    let setups = m
+        .get(r#"kms_token_gcm_calls_total{call="setup"}"#)
+        .copied()
+        .unwrap_or(0.0);
+    if kryoptic() {
+        // Ten encryptions and ten decryptions, the key changing at each.
+        assert!(setups >= 20.0, "{text}");
+    } else {
+        assert_eq!(setups, 0.0, "{text}");
+    }
+}

@@ -190,7 +190,10 @@ pub unsafe extern "C" fn C_GetInterface(
         return CKR_GENERAL_ERROR;
     };
     let list: *mut c_void = match r.list3 {
-        Some(l3) => LIST3.get_or_init(|| our_list3(l3.version)) as *const _ as *mut c_void,
+        // Our list is a 3.0 list whatever the real module's minor version (Kryoptic's is 3.2):
+        // a caller reads as much of it as its version says.
+        Some(_) => LIST3.get_or_init(|| our_list3(CK_VERSION { major: 3, minor: 0 })) as *const _
+            as *mut c_void,
         None => LIST.get_or_init(|| our_list(r.list.version)) as *const _ as *mut c_void,
     };
     let iface = INTERFACE.get_or_init(|| {
