@@ -357,6 +357,10 @@ impl Inner {
         *self.mac.lock().unwrap() = o.mac;
         *self.older_macs.lock().unwrap() = o.older_macs;
         *self.audit.lock().unwrap() = o.audit;
+        // Another token of the pool (or the same one, re-initialised) is asked afresh whether
+        // it does AES-GCM as messages; its pooled sessions are new, set up for no key.
+        let messages = super::messages::gcm_messages(self.raw.as_ref(), o.slot);
+        self.gcm_messages.store(messages, Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }

@@ -863,3 +863,61 @@ async fn a_pool_of_tokens_fails_over_when_the_one_in_use_is_lost() {
         "{listed}"
     );
 }
+
+/// A token lost and re-opened is asked again whether it does AES-GCM as messages: on Kryoptic
+/// the encryptions after the re-open are still one call each (their sessions set up afresh),
+/// never the two calls of PKCS#11 2.40; on SoftHSM2 they stay two calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_token_keeps_encrypting_as_messages_where_it_can() {
+    let (s, fault_file) = faultable(&[("KMS_METRICS_LISTEN", "127.0.0.1:0")]).await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let encrypt = || {
+        c.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"around the re-open".to_vec()))
+            .send()
+    };
+    encrypt().await.unwrap();
+    let calls = |text: &str, call: &str| {
+        crate::operator::samples(text)
+            .get(&format!(r#"kms_token_gcm_calls_total{{call="{call}"}}"#))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let metrics = s.metrics.clone().unwrap();
+    let (_, _, before) = crate::operator::get(&metrics).await;
+    inflict(&s, &fault_file, "close-sessions");
+    // The re-open happens behind the next calls; a call caught in it may fail retryably.
+    let mut done = 0;
+    for _ in 0..50 {
+        if encrypt().await.is_ok() {
+            done += 1;
+            if done == 5 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(done, 5, "{}", s.server_log());
+    let (_, _, after) = crate::operator::get(&metrics).await;
+    assert!(
+        s.server_log().contains("re-open") || s.server_log().contains("reopen"),
+        "{}",
+        s.server_log()
+    );
+    if kryoptic() {
+        assert!(calls(&after, "setup") > calls(&before, "setup"), "{after}");
+        assert!(
+            calls(&after, "message") >= calls(&before, "message") + 5.0,
+            "{after}"
+        );
+        assert_eq!(calls(&after, "two_calls"), 0.0, "{after}");
+    } else {
+        assert_eq!(calls(&after, "message"), 0.0, "{after}");
+        assert!(
+            calls(&after, "two_calls") >= calls(&before, "two_calls") + 5.0,
+            "{after}"
+        );
+    }
+}

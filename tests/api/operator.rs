@@ -20,7 +20,7 @@ pub async fn get(url: &str) -> (u16, String, String) {
 }
 
 /// Samples of an OpenMetrics text: `name{labels}` → value.
-fn samples(text: &str) -> HashMap<String, f64> {
+pub fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
