@@ -35,6 +35,13 @@ pub(super) struct Bound {
 }
 
 impl Bound {
+    fn get(&self, d: Direction) -> &Option<Weak<KeyHandle>> {
+        match d {
+            Direction::Encrypt => &self.encrypt,
+            Direction::Decrypt => &self.decrypt,
+        }
+    }
+
     fn slot(&mut self, d: Direction) -> &mut Option<Weak<KeyHandle>> {
         match d {
             Direction::Encrypt => &mut self.encrypt,
@@ -44,20 +51,14 @@ impl Bound {
 
     /// Whether no operation of direction `d` is set up, or only one for a handle that is gone.
     pub(super) fn is_free(&self, d: Direction) -> bool {
-        let slot = match d {
-            Direction::Encrypt => &self.encrypt,
-            Direction::Decrypt => &self.decrypt,
-        };
-        slot.as_ref().is_none_or(|w| w.strong_count() == 0)
+        self.get(d).as_ref().is_none_or(|w| stale(w, false))
     }
 
     /// Whether the operation of direction `d` is set up for the handle at `key`.
     pub(super) fn is_for(&self, d: Direction, key: *const KeyHandle) -> bool {
-        let slot = match d {
-            Direction::Encrypt => &self.encrypt,
-            Direction::Decrypt => &self.decrypt,
-        };
-        slot.as_ref().is_some_and(|w| std::ptr::eq(w.as_ptr(), key))
+        self.get(d)
+            .as_ref()
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), key))
     }
 
     /// Whether an operation is set up for a key whose handle is gone, or is set up at all
@@ -66,14 +67,14 @@ impl Bound {
         [&self.encrypt, &self.decrypt]
             .into_iter()
             .flatten()
-            .any(|w| all || w.strong_count() == 0)
+            .any(|w| stale(w, all))
     }
 
     /// End the operations whose key's handle is gone (every operation: `all`).
     pub(super) fn end_stale(&mut self, raw: Option<&RawModule>, session: &Session, all: bool) {
         for d in [Direction::Encrypt, Direction::Decrypt] {
             let slot = self.slot(d);
-            if slot.as_ref().is_some_and(|w| all || w.strong_count() == 0) {
+            if slot.as_ref().is_some_and(|w| stale(w, all)) {
                 *slot = None;
                 if let Some(raw) = raw {
                     // SAFETY: a live session of ours, not in use by anyone else.
@@ -82,6 +83,12 @@ impl Bound {
             }
         }
     }
+}
+
+/// Whether an operation set up for the handle `w` is to end: the handle is gone, or every
+/// operation is (`all`: messages are off).
+fn stale(w: &Weak<KeyHandle>, all: bool) -> bool {
+    all || w.strong_count() == 0
 }
 
 /// Whether the module and the token do AES-GCM as messages.
@@ -132,8 +139,7 @@ impl Tok<'_> {
         aad: &[u8],
         data: &[u8],
     ) -> Option<Result<Zeroizing<Vec<u8>>, HsmError>> {
-        let on = self.inner.gcm_messages.load(Ordering::Relaxed);
-        let bound = self.messages.filter(|_| on)?;
+        let bound = self.messages.filter(|_| self.inner.messages_on())?;
         let raw = self.inner.raw.as_ref()?;
         // Kryoptic refuses an empty message; a decryption needs a byte besides its tag.
         let least = match d {

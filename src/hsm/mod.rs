@@ -196,17 +196,21 @@ struct Prefer {
     key: usize,
 }
 
+impl Inner {
+    /// Whether AES-GCM runs as messages now.
+    fn messages_on(&self) -> bool {
+        self.gcm_messages.load(Ordering::Relaxed)
+    }
+}
+
 impl Hsm {
     /// The wish for a session set up for `key` in `direction`; none where AES-GCM does not run
     /// as messages (no session is ever set up, so none is looked for).
     fn prefer(&self, direction: raw::Direction, key: &Arc<KeyHandle>) -> Option<Prefer> {
-        self.inner
-            .gcm_messages
-            .load(Ordering::Relaxed)
-            .then_some(Prefer {
-                direction,
-                key: Arc::as_ptr(key) as usize,
-            })
+        self.inner.messages_on().then_some(Prefer {
+            direction,
+            key: Arc::as_ptr(key) as usize,
+        })
     }
 }
 

@@ -120,8 +120,17 @@ impl Hsm {
         F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
         R: Send + 'static,
     {
+        self.run_on(None, f).await
+    }
+
+    /// [`Hsm::run`] on a session set up for `prefer`'s key, if one is free.
+    async fn run_on<R, F>(&self, prefer: Option<Prefer>, f: F) -> Result<R, HsmError>
+    where
+        F: FnOnce(&Tok) -> Result<R, HsmError> + Send + 'static,
+        R: Send + 'static,
+    {
         let started = std::time::Instant::now();
-        let r = self.run_pooled(None, f).await;
+        let r = self.run_pooled(prefer, f).await;
         record_call("pool", started, &r);
         r
     }
@@ -180,10 +189,7 @@ impl Hsm {
         R: Send + 'static,
     {
         if !self.inner.inline_calls {
-            let started = std::time::Instant::now();
-            let r = self.run_pooled(prefer, f).await;
-            record_call("pool", started, &r);
-            return r;
+            return self.run_on(prefer, f).await;
         }
         let started = std::time::Instant::now();
         self.ensure_open().await?;

@@ -160,11 +160,6 @@ impl Inner {
         r
     }
 
-    /// Whether AES-GCM runs as messages now.
-    fn messages_on(&self) -> bool {
-        self.gcm_messages.load(Ordering::Relaxed)
-    }
-
     /// End the message-based operations of idle pooled sessions whose key's handle is gone (all
     /// of them once messages are off): the token's copy of such a key goes with them. Each such
     /// session is taken out of the pool for its call and put back.

@@ -113,19 +113,36 @@ fn count(name: &'static str) {
     *m.lock().unwrap().entry(name).or_default() += 1;
 }
 
-macro_rules! wrap {
-    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+/// Each function: count it, sleep one round trip, then call the real module's (from `$list`, a
+/// function giving the real module's list that has it, if it has one).
+macro_rules! forward {
+    ($list:ident; $($name:ident($($arg:ident: $ty:ty),*);)*) => {
         $(
             unsafe extern "C" fn $name($($arg: $ty),*) -> CK_RV {
                 let r = real();
                 count(stringify!($name));
                 std::thread::sleep(r.delay);
-                match r.list.$name {
+                match $list(r).and_then(|l| l.$name) {
                     Some(f) => f($($arg),*),
                     None => CKR_FUNCTION_NOT_SUPPORTED,
                 }
             }
         )*
+    };
+}
+
+fn list_240(r: &Real) -> Option<&CK_FUNCTION_LIST> {
+    Some(r.list)
+}
+
+fn list_30(r: &Real) -> Option<&CK_FUNCTION_LIST_3_0> {
+    r.list3
+}
+
+/// The 2.40 functions, and the 2.40 list of them.
+macro_rules! wrap {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        forward!(list_240; $($name($($arg: $ty),*);)*);
         fn our_list(version: CK_VERSION) -> CK_FUNCTION_LIST {
             CK_FUNCTION_LIST {
                 version,
@@ -136,19 +153,10 @@ macro_rules! wrap {
     };
 }
 
+/// The functions PKCS#11 3.0 added (`our_list3` in `wrappers3.rs` lists them with the rest).
 macro_rules! wrap3 {
     ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
-        $(
-            unsafe extern "C" fn $name($($arg: $ty),*) -> CK_RV {
-                let r = real();
-                count(stringify!($name));
-                std::thread::sleep(r.delay);
-                match r.list3.and_then(|l| l.$name) {
-                    Some(f) => f($($arg),*),
-                    None => CKR_FUNCTION_NOT_SUPPORTED,
-                }
-            }
-        )*
+        forward!(list_30; $($name($($arg: $ty),*);)*);
     };
 }
 
