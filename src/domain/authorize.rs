@@ -94,7 +94,7 @@ impl Kms {
         Ok(())
     }
 
-    pub(super) fn key_policy(&self, rec: &KeyRecord) -> Option<PolicyDocument> {
+    pub(super) fn key_policy(&self, rec: &KeyRecord) -> Option<Arc<PolicyDocument>> {
         if let Some(p) = self.key_policies.lock().unwrap().get(&rec.key_id) {
             if p.0 == rec.policy {
                 crate::metrics::cache("key_policies", true);
@@ -103,7 +103,7 @@ impl Kms {
         }
         crate::metrics::cache("key_policies", false);
         let parsed = match policy::parse(&rec.policy, PolicyKind::Key) {
-            Ok(d) => Some(d),
+            Ok(d) => Some(Arc::new(d)),
             Err(e) => {
                 tracing::error!(key_id = %rec.key_id, error = %e, "stored key policy is not valid; it allows nothing");
                 None

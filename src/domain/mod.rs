@@ -382,7 +382,7 @@ pub struct Kms {
 /// Serialises the loading of one key version.
 type LoadGate = Arc<tokio::sync::Mutex<()>>;
 /// A key policy's text and what it parsed to (`None`: invalid, allows nothing).
-type ParsedPolicy = (String, Option<PolicyDocument>);
+type ParsedPolicy = (String, Option<Arc<PolicyDocument>>);
 
 /// Key policies are limited to 32 KB.
 pub const MAX_KEY_POLICY_BYTES: usize = 32 * 1024;
