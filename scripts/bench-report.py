@@ -49,13 +49,16 @@ def check(name, ok, measured):
 http1, http64 = one("HTTP baseline", 1), one("HTTP baseline", 64)
 fsync = one("fdatasync 8 KiB")
 enc1 = one("Encrypt 64 B", 1, "kms")
+floor = one("the trail's append alone (Postgres)", 1)
 if http1 and fsync and enc1:
     limit = http1["p50_us"] + fsync["p50_us"] + 150
     check(
         "Encrypt 64 B, c=1, audit on: p50 ≤ HTTP p50 + one fdatasync + 150 µs",
         enc1["p50_us"] <= limit,
         f'{enc1["p50_us"]} µs against {http1["p50_us"]} + {fsync["p50_us"]} + 150 = {limit} µs '
-        f'({enc1["p50_us"] - limit:+d} µs)',
+        f'({enc1["p50_us"] - limit:+d} µs)'
+        + (f'; the trail\'s append alone (Postgres, no HTTP, no token): {floor["p50_us"]} µs p50'
+           if floor else ""),
     )
 for case in ("Encrypt 64 B", "Decrypt", "GenerateDataKey"):
     r = one(case, 64, "kms")
@@ -172,6 +175,31 @@ if node_rows:
             )
 
 
+# Where a request's time goes: the server's own stage metric, mean µs a request, by concurrency.
+STAGES = ("receive", "authenticate", "operation", "record", "respond")
+stage_rows = {(r["case"][len("stage "):], r["concurrency"]): r for r in rows
+              if r.get("label") == "stages" and str(r.get("case", "")).startswith("stage ")}
+stage_lines = []
+concs = sorted({c for _, c in stage_rows})
+if stage_rows:
+    p50 = {c: one("Encrypt 64 B", c, "stages") for c in concs}
+    stage_lines += [
+        "| Stage | " + " | ".join(f"c={c}: mean µs | share" for c in concs) + " |",
+        "|---|" + "---:|---:|" * len(concs),
+    ]
+    totals = {c: sum(stage_rows[(s, c)]["mean_us"] for s in STAGES if (s, c) in stage_rows) for c in concs}
+    for s in STAGES:
+        cells = []
+        for c in concs:
+            r = stage_rows.get((s, c))
+            cells.append(f'{r["mean_us"]:.0f} | {r["mean_us"] / totals[c]:.0%}' if r else " | ")
+        stage_lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    stage_lines.append("| all stages | " + " | ".join(f"{totals[c]:.0f} | " for c in concs) + " |")
+    stage_lines.append(
+        "| the client's p50, same run | "
+        + " | ".join(f'{p50[c]["p50_us"]} | ' if p50[c] else " | " for c in concs) + " |")
+
+
 # ---- plots: small hand-made SVG line charts -------------------------------------------------
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 
@@ -262,6 +290,11 @@ if far_lines:
     print("### A far token (every PKCS#11 call delayed by one round trip; `inline_calls = false`)")
     print()
     print("\n".join(far_lines))
+    print()
+if stage_lines:
+    print("### Where a request's time goes (Encrypt 64 B, audit on; the server's `kms_request_stage_duration_seconds`)")
+    print()
+    print("\n".join(stage_lines))
     print()
 if node_lines:
     print("### Several nodes on one Postgres and one token (64 connections in all, spread evenly)")

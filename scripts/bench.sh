@@ -129,11 +129,25 @@ in_instance main "$BENCH" token "${S[@]}" --concurrency 1
 PGDATA_DIR="$(psql "$PG_BASE/postgres" -XAtc 'show data_directory' 2>/dev/null || true)"
 [ -d "$PGDATA_DIR" ] || PGDATA_DIR="$B"
 "$BENCH" fsync --json "$J" --dir "$PGDATA_DIR" --count "$([ "$QUICK" = 1 ] && echo 300 || echo 2000)"
+# The trail's append alone (the service's statement, one event at a time, no HTTP, no token).
+instance trail
+in_instance trail "$BENCH" trail "${S[@]}"
 
 log "the operation matrix (audit trail on)"
-serve main "$PORT"
+serve main "$PORT" KMS_METRICS_LISTEN="127.0.0.1:$((PORT + 2))"
 MAIN_PID="${PIDS[-1]}"
 "$BENCH" run --endpoint "$(endpoint "$PORT")" "${R[@]}" "${C[@]}" ${OPS:+--ops "$OPS"}
+
+log "where a request's time goes: Encrypt 64 B at c=1 and c=64, by stage (the server's own metric)"
+scrape() { python3 -c 'import sys,urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+    "http://127.0.0.1:$((PORT + 2))/metrics"; }
+for c in 1 64; do
+    scrape > "$B/stages-before"
+    "$BENCH" run --endpoint "$(endpoint "$PORT")" "${R[@]}" "${S[@]}" --concurrency "$c" --ops "Encrypt 64 B" \
+        --warmup 0 --label stages >/dev/null
+    scrape > "$B/stages-after"
+    python3 "$ROOT/scripts/bench-stages.py" "$B/stages-before" "$B/stages-after" "$c" >> "$J"
+done
 
 log "audit trail on and off, Encrypt c=64, in turns"
 stop_all

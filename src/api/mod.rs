@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::domain::{Caller, Kms};
+use crate::metrics::Stage;
 
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 pub const TARGET_PREFIX: &str = "TrentService.";
@@ -97,6 +98,8 @@ struct CallInfo {
     change: Option<Arc<crate::audit::ChangeRecord>>,
     /// The keys the call resolved, which its event names.
     keys: Vec<String>,
+    /// How long each stage of the call took.
+    stages: crate::metrics::Stages,
 }
 
 /// Run operation `op` of the JSON API for `caller`: its intent first (for a call that may
@@ -456,6 +459,7 @@ async fn handle_api(
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(250));
+    let stage = Instant::now();
     let recorded = if info.suppressed {
         // Over its source's budget of authentication failures: counted for the summary
         // event, not recorded one by one.
@@ -475,6 +479,7 @@ async fn handle_api(
         )
         .await
     };
+    let stage = info.stages.ended(Stage::Record, stage);
     // A dependency failed (the database, or a trail it cannot append to): the caller may
     // retry. A call that changes something already has its intent in the trail.
     let result = match recorded {
@@ -523,8 +528,10 @@ async fn handle_api(
             )
         }
     };
+    info.stages.ended(Stage::Respond, stage);
     let took = started.elapsed();
     crate::metrics::request(operation_label(&op), error, took);
+    crate::metrics::stages(operation_label(&op), &info.stages);
     tracing::info!(
         operation = %op,
         status = status.as_u16(),
@@ -720,6 +727,7 @@ async fn process(
         info.operation = label.clone();
     }
     let result = async {
+        let stage = Instant::now();
         if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
             return Err(ApiError::UnknownOperation(format!(
                 "The service accepts only POST / (got {} {})",
@@ -742,6 +750,7 @@ async fn process(
             .map_err(|_| {
                 ApiError::Serialization("The request body was not received in time.".into())
             })??;
+        let stage = info.stages.ended(Stage::Receive, stage);
         // A source that keeps failing authentication is refused before any work (the
         // signature check may read the database).
         if state.auth_guard.blocked(peer) {
@@ -769,6 +778,7 @@ async fn process(
                 info.suppressed = true;
             }
         })?;
+        let stage = info.stages.ended(Stage::Authenticate, stage);
         info.region = verified.region.clone();
         info.identity = Some(verified.key.identity());
         info.request = if protocol == Protocol::Query {
@@ -837,7 +847,9 @@ async fn process(
         if !state.quotas.allow(&caller.account_id, &caller.region, &op) {
             return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
         }
-        run_operation(state, peer, info, &caller, &op, &body, request_id).await
+        let r = run_operation(state, peer, info, &caller, &op, &body, request_id).await;
+        info.stages.ended(Stage::Operation, stage);
+        r
     }
     .await;
     if protocol == Protocol::Json {

@@ -134,6 +134,34 @@ async fn health_readiness_metrics_and_request_ids_in_json_logs() {
     );
     assert!(sample(&m, "kms_audit_append_duration_seconds_count") >= 5.0);
     assert!(sample(&m, "kms_audit_batch_events_count") >= 1.0);
+    // Where each request's time went: every stage of each Encrypt counted once, the stages
+    // together within the requests' own time, and the event's commit taking some of it.
+    let mut staged = 0.0;
+    for stage in ["receive", "authenticate", "operation", "record", "respond"] {
+        let series = format!(r#"operation="Encrypt",stage="{stage}""#);
+        assert_eq!(
+            sample(
+                &m,
+                &format!("kms_request_stage_duration_seconds_count{{{series}}}")
+            ),
+            3.0,
+            "{stage}"
+        );
+        staged += sample(
+            &m,
+            &format!("kms_request_stage_duration_seconds_sum{{{series}}}"),
+        );
+    }
+    let record = r#"kms_request_stage_duration_seconds_sum{operation="Encrypt",stage="record"}"#;
+    assert!(sample(&m, record) > 0.0);
+    assert!(
+        staged
+            <= sample(
+                &m,
+                r#"kms_request_duration_seconds_sum{operation="Encrypt"}"#
+            ),
+        "{text}"
+    );
 
     // JSON logs: every line is an object; a request's lines carry its request id, including
     // lines written below the API layer.

@@ -73,6 +73,10 @@ enum Cmd {
         /// Operations (default: all).
         #[arg(long)]
         ops: Option<String>,
+        /// Seconds of each case's unrecorded first calls, at concurrency 8 (0: none, for a
+        /// server already warm whose own metrics are read around the run).
+        #[arg(long, default_value_t = 0.3)]
+        warmup: f64,
     },
     /// A bare HTTP server answering a fixed body, driven by the same signed client.
     Baseline {
@@ -137,6 +141,12 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         count: usize,
     },
+    /// The audit trail's append alone, one event at a time, on the database of the instance in
+    /// the environment (`KMS_DATABASE_URL`): Postgres's own floor under an audited call.
+    Trail {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print the table (Markdown) of a run's JSON Lines.
     Report { json: PathBuf },
 }
@@ -145,8 +155,10 @@ use kms::encoding::b64;
 
 mod console;
 mod token;
+mod trail;
 use console::console_pages;
 use token::token;
+use trail::trail;
 
 /// One keep-alive HTTP/1.1 connection that sends signed KMS requests.
 struct Conn {
@@ -387,7 +399,7 @@ async fn create_key(t: &Target, spec: &str, usage: &str) -> Result<String, Strin
         .ok_or_else(|| "CreateKey returned no KeyId".into())
 }
 
-async fn run(t: Target, common: Common, ops: Option<String>) -> Result<(), String> {
+async fn run(t: Target, common: Common, ops: Option<String>, warmup: f64) -> Result<(), String> {
     let wanted: Option<Vec<String>> =
         ops.map(|o| o.split(',').map(|s| s.trim().to_string()).collect());
     // Only the keys the chosen cases use: an RSA key pair generated during a run of Encrypt
@@ -492,7 +504,9 @@ async fn run(t: Target, common: Common, ops: Option<String>) -> Result<(), Strin
         }
         // Unrecorded: the case's first calls (its key unwrapped, its statements prepared on
         // the connections in use) are not its steady state.
-        measure(&t, &op, body.clone(), 8, 0.3).await;
+        if warmup > 0.0 {
+            measure(&t, &op, body.clone(), 8, warmup).await;
+        }
         for conc in levels(&common) {
             let s = measure(&t, &op, body.clone(), conc, common.seconds).await;
             record(&common, case, conc, &s, json!({}));
@@ -778,7 +792,8 @@ fn main() {
                 target,
                 common,
                 ops,
-            } => run(target, common, ops).await,
+                warmup,
+            } => run(target, common, ops, warmup).await,
             Cmd::Baseline { common } => baseline(common).await,
             Cmd::Token { common } => token(common).await,
             Cmd::Scale {
@@ -802,6 +817,7 @@ fn main() {
                 samples,
             } => console_pages(target, common, console, keys, samples).await,
             Cmd::Fsync { common, dir, count } => fsync(common, dir, count),
+            Cmd::Trail { common } => trail(common).await,
             Cmd::Report { json } => report(&json),
         }
     });
