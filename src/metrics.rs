@@ -294,7 +294,6 @@ pub fn totals() -> Totals {
     }
 }
 
-/// One answered API request.
 /// The stages one API request went through, and how long each took.
 #[derive(Debug, Default)]
 pub struct Stages([Option<Duration>; 5]);
@@ -323,6 +322,7 @@ pub fn stages(operation: &'static str, s: &Stages) {
     }
 }
 
+/// One answered API request.
 pub fn request(operation: &'static str, error: &'static str, took: Duration) {
     REQUESTS.fetch_add(1, Ordering::Relaxed);
     if !error.is_empty() {

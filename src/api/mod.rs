@@ -530,8 +530,9 @@ async fn handle_api(
     };
     info.stages.ended(Stage::Respond, stage);
     let took = started.elapsed();
-    crate::metrics::request(operation_label(&op), error, took);
-    crate::metrics::stages(operation_label(&op), &info.stages);
+    let label = operation_label(&op);
+    crate::metrics::request(label, error, took);
+    crate::metrics::stages(label, &info.stages);
     tracing::info!(
         operation = %op,
         status = status.as_u16(),

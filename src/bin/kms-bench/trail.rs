@@ -56,9 +56,8 @@ pub(super) async fn trail(common: Common) -> Result<(), String> {
     let store = PgStore::connect(&s.database_url, 2)
         .await
         .map_err(|e| e.to_string())?;
-    let chain = |seq: i64, prev: &[u8], body: &str| kms::audit::chain_hash(seq, prev, body);
     let mut head = store
-        .append_audit_serialized(&[encrypt_event(0)], &[], &chain)
+        .append_audit_serialized(&[encrypt_event(0)], &[], &kms::audit::chain_hash)
         .await
         .map_err(|e| e.to_string())?;
     let mut lat = Vec::new();
@@ -68,7 +67,7 @@ pub(super) async fn trail(common: Common) -> Result<(), String> {
         let e = encrypt_event(n);
         let t0 = Instant::now();
         head = store
-            .append_audit((head.0, &head.1), &[e], &[], &chain)
+            .append_audit((head.0, &head.1), &[e], &[], &kms::audit::chain_hash)
             .await
             .map_err(|e| e.to_string())?
             .ok_or("another writer moved the trail's head")?;
