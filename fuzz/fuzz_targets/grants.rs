@@ -56,6 +56,9 @@ fn constraints(b: u8, c: u8) -> Option<Value> {
 }
 
 /// Whether a grant's constraints admit a context (keys compared without case, as AWS does).
+/// A constraint or a context holding two keys that differ only by case admits nothing: AWS
+/// says not to use such pairs and does not say how it decides them, so the service refuses
+/// rather than pick one of the two values.
 fn admits(constraints: &Option<Value>, ctx: &BTreeMap<String, String>) -> bool {
     let fold = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
         m.iter()
@@ -66,13 +69,17 @@ fn admits(constraints: &Option<Value>, ctx: &BTreeMap<String, String>) -> bool {
     let obj = c.as_object().unwrap();
     let read =
         |v: &Value| -> BTreeMap<String, String> { serde_json::from_value(v.clone()).unwrap() };
+    let distinct = |m: &BTreeMap<String, String>| fold(m).len() == m.len();
     if let Some(eq) = obj.get("EncryptionContextEquals") {
         let eq = read(eq);
-        return fold(&eq) == fold(ctx) && ctx.len() == fold(ctx).len();
+        return distinct(&eq) && distinct(ctx) && fold(&eq) == fold(ctx);
     }
     if let Some(sub) = obj.get("EncryptionContextSubset") {
-        let (sub, f) = (fold(&read(sub)), fold(ctx));
-        return ctx.len() == f.len() && sub.iter().all(|(k, v)| f.get(k) == Some(v));
+        let sub = read(sub);
+        let (folded_sub, f) = (fold(&sub), fold(ctx));
+        return distinct(&sub)
+            && distinct(ctx)
+            && folded_sub.iter().all(|(k, v)| f.get(k) == Some(v));
     }
     true
 }
