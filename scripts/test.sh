@@ -28,6 +28,8 @@ log "building the test suite"
 cargo test --all-targets --no-run "$@"
 log "building the previous release's binary (scripts/previous-release) for the rolling-upgrade test"
 build_previous_release "$@"
+log "building hsm/latency-shim (a token that is slow to generate key pairs, for the fault tests)"
+CARGO_TARGET_DIR="$ROOT/target/latency-shim" cargo build -q --manifest-path "$ROOT/hsm/latency-shim/Cargo.toml"
 # The fuzz targets build at the lowest priority while the integration tests run (those mostly
 # wait on their servers), so the short fuzz run below starts at once.
 ensure_cargo_fuzz

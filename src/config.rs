@@ -53,6 +53,10 @@ pub struct Settings {
     /// Every request is answered within this (`DependencyTimeoutException` when the database
     /// or the token does not answer in time), audit write included.
     pub request_timeout_ms: u64,
+    /// Generating a key pair (an RSA-4096 pair takes seconds on a busy machine, tens of
+    /// seconds on some HSMs) stops a request's clock for at most this long; the rest of the
+    /// call keeps the whole of `request_timeout_ms` (see `deadline`).
+    pub key_generation_timeout_ms: u64,
     /// Connections served at once; further ones are closed as soon as they are accepted.
     pub max_connections: usize,
     /// Shortest session AssumeRole grants (AWS: 900 seconds).
@@ -237,6 +241,7 @@ impl Default for Settings {
             max_body_bytes: 256 * 1024,
             drain_seconds: 30,
             request_timeout_ms: 10_000,
+            key_generation_timeout_ms: 120_000,
             max_connections: 10_000,
             sts_min_session_seconds: 900,
             scheduler_interval_ms: 60_000,
@@ -497,6 +502,12 @@ impl Settings {
                     ));
                 }
             }
+        }
+        if s.key_generation_timeout_ms < 1_000 {
+            return Err(format!(
+                "key_generation_timeout_ms must be at least 1000 (an RSA-4096 key pair takes seconds), not {}",
+                s.key_generation_timeout_ms
+            ));
         }
         if let Some(t) = s.database_commit_timeout_ms {
             if t == 0 || t >= s.request_timeout_ms {

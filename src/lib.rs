@@ -2,8 +2,8 @@
 //! backing key inside a PKCS#11 token and only wrapped blobs and metadata in Postgres.
 //!
 //! Layers (dependencies point down only): `api` → `domain` → (`audit`, `hsm`, `store`); `api`
-//! reads the domain's views (`domain`), never a store row. `operations`, `vocab` and `encoding`
-//! are leaves every layer may read. The `layering` test below keeps the rules it can check
+//! reads the domain's views (`domain`), never a store row. `operations`, `vocab`, `encoding`
+//! and `deadline` are leaves every layer may read. The `layering` test below keeps the rules it can check
 //! mechanically.
 
 pub mod api;
@@ -11,6 +11,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod deadline;
 pub mod domain;
 pub mod encoding;
 #[cfg(fuzzing)]

@@ -48,29 +48,33 @@ async fn call(
         ..CallInfo::default()
     };
     let body = serde_json::to_vec(&request).unwrap_or_default();
-    let result = tokio::time::timeout(state.request_timeout, async {
-        if crate::operations::find(operation).is_none() {
-            return Err(ApiError::UnknownOperation(operation.to_string()));
-        }
-        if !state
-            .quotas
-            .allow(&caller.account_id, &caller.region, operation)
-        {
-            return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
-        }
-        super::run_operation(
-            state,
-            who.peer,
-            &mut info,
-            caller,
-            operation,
-            &body,
-            &request_id,
-        )
-        .await
-    })
-    .await
-    .unwrap_or(Err(ApiError::Kms(
+    let (result, _) = crate::deadline::within(
+        std::time::Instant::now() + state.request_timeout,
+        state.key_generation_timeout,
+        async {
+            if crate::operations::find(operation).is_none() {
+                return Err(ApiError::UnknownOperation(operation.to_string()));
+            }
+            if !state
+                .quotas
+                .allow(&caller.account_id, &caller.region, operation)
+            {
+                return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
+            }
+            super::run_operation(
+                state,
+                who.peer,
+                &mut info,
+                caller,
+                operation,
+                &body,
+                &request_id,
+            )
+            .await
+        },
+    )
+    .await;
+    let result = result.unwrap_or(Err(ApiError::Kms(
         crate::domain::KmsError::DependencyTimeout,
     )));
     let recorded = audit(

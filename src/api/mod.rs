@@ -39,8 +39,10 @@ pub struct ApiState {
     pub regions: Vec<String>,
     pub max_body_bytes: usize,
     pub sts_min_session_seconds: i64,
-    /// Every request is answered within this.
+    /// Every request is answered within this, plus the time it spent generating key pairs
+    /// (each up to `key_generation_timeout`; see `crate::deadline`).
     pub request_timeout: Duration,
+    pub key_generation_timeout: Duration,
     pub quotas: quota::Quotas,
     /// Authentication failures per source address.
     pub auth_guard: Arc<quota::AuthGuard>,
@@ -430,13 +432,14 @@ async fn handle_api(
     let secure = tls.is_some();
     let started = Instant::now();
     let mut info = CallInfo::default();
-    let deadline = started + state.request_timeout;
-    let (op, protocol, result) = match tokio::time::timeout_at(
-        deadline.into(),
+    let (answered, clock) = crate::deadline::within(
+        started + state.request_timeout,
+        state.key_generation_timeout,
         process(&state, peer, secure, req, &request_id, &mut info),
     )
-    .await
-    {
+    .await;
+    let deadline = clock.deadline();
+    let (op, protocol, result) = match answered {
         Ok(r) => r,
         // The database or the token did not answer in time; what was in flight is dropped
         // (an open transaction rolls back).

@@ -350,6 +350,8 @@ impl Hsm {
         kind: PairKind,
         use_: PrivateUse,
     ) -> Result<(Vec<u8>, PublicKey, u32), HsmError> {
+        // A prime search: its request's clock stops meanwhile (`crate::deadline`).
+        let _generating = crate::deadline::generating();
         self.run(move |s| {
             let (version, root) = s.root()?;
             let (public, private) = generate_pair(s, kind, use_)?;

@@ -104,6 +104,8 @@ impl Hsm {
         aws_lc_rs::rand::fill(&mut id).map_err(|_| HsmError::Other("no randomness".into()))?;
         let reaper = self.inner.reaper.clone();
         let current = self.inner.generation.clone();
+        // A prime search: its request's clock stops meanwhile (`crate::deadline`).
+        let _generating = crate::deadline::generating();
         self.run(move |s| {
             let (version, _) = s.root()?;
             let (public, private) = generate_pair_with(

@@ -137,9 +137,10 @@ pub async fn serve(s: &Settings) -> Result<()> {
         audit.clone(),
         auth_guard.clone(),
         Duration::from_millis(s.audit_checkpoint_interval_ms.max(100)),
-        // A call's own event is written by then or never (its deadline, and the moment it
-        // is given past it, are over).
-        Duration::from_millis(s.request_timeout_ms.max(100)) + Duration::from_secs(5),
+        // A call's own event is written by then or never (its deadline, a key pair's
+        // generation, and the moment it is given past them, are over).
+        Duration::from_millis(s.request_timeout_ms.max(100) + s.key_generation_timeout_ms)
+            + Duration::from_secs(5),
     );
     let state = Arc::new(ApiState {
         audit: audit.clone(),
@@ -147,6 +148,7 @@ pub async fn serve(s: &Settings) -> Result<()> {
         regions: s.regions.clone(),
         max_body_bytes: s.max_body_bytes,
         request_timeout: Duration::from_millis(s.request_timeout_ms.max(100)),
+        key_generation_timeout: Duration::from_millis(s.key_generation_timeout_ms),
         max_connections: s.max_connections.max(1),
         quotas: crate::api::quota::Quotas::new(
             s.quota.crypto_per_second,

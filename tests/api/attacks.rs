@@ -2083,6 +2083,9 @@ async fn a_change_and_the_record_that_it_committed_are_durable_together() {
     let s = Server::start_with(&[
         ("KMS_AUDIT_CHECKPOINT_INTERVAL_MS", "300"),
         ("KMS_REQUEST_TIMEOUT_MS", "2000"),
+        // A record is left to its call for the call's longest life (the deadline, plus a key
+        // pair's generation), then taken into the trail by the node.
+        ("KMS_KEY_GENERATION_TIMEOUT_MS", "1000"),
     ])
     .await;
     let c = s.client();

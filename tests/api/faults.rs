@@ -921,3 +921,87 @@ async fn a_reopened_token_keeps_encrypting_as_messages_where_it_can() {
         );
     }
 }
+
+/// A token that takes its time over a key pair (a YubiHSM 2 generating RSA-4096 takes tens of
+/// seconds) is working, not stalled: the generation stops the request's clock, up to
+/// `key_generation_timeout_ms`, and the call succeeds past `request_timeout_ms`. Past that
+/// limit the call fails with AWS's timeout error and leaves no key behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_key_pair_generation_stops_the_request_clock_up_to_its_limit() {
+    use aws_sdk_kms::types::{AlgorithmSpec, KeySpec, KeyUsageType, OriginType, WrappingKeySpec};
+    let dir = tempfile::tempdir().unwrap();
+    let slowness = dir.path().join("generate-key-pair-ms");
+    let (shim, module) = (latency_shim(), softhsm_module());
+    let s = Server::start_with(&[
+        ("KMS_HSM__MODULE", shim.as_str()),
+        ("LATENCY_SHIM_MODULE", module.as_str()),
+        ("LATENCY_SHIM_DELAY_US", "0"),
+        (
+            "LATENCY_SHIM_GENERATE_KEY_PAIR_FILE",
+            slowness.to_str().unwrap(),
+        ),
+        ("KMS_REQUEST_TIMEOUT_MS", "1500"),
+        ("KMS_KEY_GENERATION_TIMEOUT_MS", "3000"),
+    ])
+    .await;
+    let c = s.client();
+    let external = c
+        .create_key()
+        .origin(OriginType::External)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    // From now on each key pair takes the token 2.5 s: past the 1.5 s deadline.
+    std::fs::write(&slowness, "2500").unwrap();
+    let t0 = Instant::now();
+    let key = c
+        .create_key()
+        .key_spec(KeySpec::Rsa2048)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await
+        .expect("CreateKey with a 2.5 s key pair generation")
+        .key_metadata
+        .unwrap()
+        .key_id;
+    assert!(t0.elapsed() >= Duration::from_millis(2500));
+    c.get_parameters_for_import()
+        .key_id(&external)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha1)
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .expect("GetParametersForImport with a 2.5 s key pair generation");
+    assert!(c
+        .get_public_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .is_some());
+
+    // A 6 s generation against the 3 s limit: the call fails as AWS's timeout once the
+    // deadline and the limit are spent (4.5 s), and no key is left behind.
+    std::fs::write(&slowness, "6000").unwrap();
+    let before = c.list_keys().send().await.unwrap().keys.unwrap().len();
+    let t0 = Instant::now();
+    let r = c
+        .create_key()
+        .key_spec(KeySpec::Rsa2048)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await;
+    let took = t0.elapsed();
+    assert_eq!(code(r), "DependencyTimeoutException");
+    assert!(
+        took >= Duration::from_millis(4400) && took < Duration::from_millis(6000),
+        "{took:?}"
+    );
+    std::fs::write(&slowness, "0").unwrap();
+    let after = c.list_keys().send().await.unwrap().keys.unwrap().len();
+    assert_eq!(after, before, "the timed-out CreateKey left a key");
+}

@@ -66,6 +66,30 @@ pub fn softhsm_module() -> String {
         .unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into())
 }
 
+/// `hsm/latency-shim` (a PKCS#11 module that forwards every call to another after a delay),
+/// built once for the run; scripts/test.sh builds it first, so tests find it ready.
+pub fn latency_shim() -> String {
+    static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = env!("CARGO_MANIFEST_DIR");
+            let target = format!("{root}/target/latency-shim");
+            let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "-q", "--manifest-path"])
+                .arg(format!("{root}/hsm/latency-shim/Cargo.toml"))
+                .env("CARGO_TARGET_DIR", &target)
+                .output()
+                .expect("run cargo");
+            assert!(
+                out.status.success(),
+                "build hsm/latency-shim: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            format!("{target}/debug/libkms_latency_shim.so")
+        })
+        .clone()
+}
+
 /// Whether this run's token is Kryoptic (else SoftHSM2).
 pub fn kryoptic() -> bool {
     std::env::var("KMS_TEST_TOKEN").is_ok_and(|t| t == "kryoptic")

@@ -3,6 +3,10 @@
 //! as a call to a token across a network blocks its caller for one round trip. Calls on
 //! different threads wait side by side, as a network appliance's sessions do.
 //!
+//! With `LATENCY_SHIM_GENERATE_KEY_PAIR_FILE=<file>`, `C_GenerateKeyPair` also waits the number
+//! of milliseconds the file holds when it is called (none while the file is absent): a token
+//! whose key pair generation is slow, as a YubiHSM 2's RSA-4096 is. The tests use it.
+//!
 //! A module whose default interface is PKCS#11 3.0 (Kryoptic) is offered as one: the shim's
 //! `C_GetInterface` hands out a 3.0 function list with the functions 3.0 added delayed too.
 //!
@@ -113,6 +117,16 @@ fn count(name: &'static str) {
     *m.lock().unwrap().entry(name).or_default() += 1;
 }
 
+/// What `LATENCY_SHIM_GENERATE_KEY_PAIR_FILE` holds now, in milliseconds (none: zero).
+fn generation_delay() -> Duration {
+    let ms = std::env::var("LATENCY_SHIM_GENERATE_KEY_PAIR_FILE")
+        .ok()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    Duration::from_millis(ms)
+}
+
 /// Each function: count it, sleep one round trip, then call the real module's (from `$list`, a
 /// function giving the real module's list that has it, if it has one).
 macro_rules! forward {
@@ -122,6 +136,9 @@ macro_rules! forward {
                 let r = real();
                 count(stringify!($name));
                 std::thread::sleep(r.delay);
+                if stringify!($name) == "C_GenerateKeyPair" {
+                    std::thread::sleep(generation_delay());
+                }
                 match $list(r).and_then(|l| l.$name) {
                     Some(f) => f($($arg),*),
                     None => CKR_FUNCTION_NOT_SUPPORTED,

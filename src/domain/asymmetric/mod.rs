@@ -544,12 +544,15 @@ impl Kms {
         if dry_run {
             return Err(KmsError::DryRun);
         }
+        // A prime search: the request's clock stops meanwhile (`crate::deadline`).
+        let generating = crate::deadline::generating();
         let (private, public) = tokio::task::spawn_blocking({
             let spec = spec.to_string();
             move || generate_pair(&spec)
         })
         .await
         .map_err(|e| KmsError::Internal(format!("key pair generation did not complete: {e}")))??;
+        drop(generating);
         let blob = self.seal(caller, &rec, private.clone(), ctx).await?;
         Ok(DataKeyPairOutput {
             key_arn: rec.arn(),
