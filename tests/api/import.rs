@@ -837,7 +837,7 @@ async fn ec_keys_imported_from_outside_sign_and_agree_like_the_material() {
         &c,
         &key,
         AlgorithmSpec::RsaAesKeyWrapSha1,
-        WrappingKeySpec::Rsa4096,
+        WrappingKeySpec::Rsa3072,
     )
     .await;
     import(&c, &key, token, rsa_aes_sha1(&wrapping, pkcs8.as_ref()))
@@ -910,7 +910,7 @@ async fn rsa_decryption_key_imported_from_outside_decrypts_like_it() {
         &c,
         &key,
         AlgorithmSpec::RsaAesKeyWrapSha1,
-        WrappingKeySpec::Rsa4096,
+        WrappingKeySpec::Rsa2048,
     )
     .await;
     import(&c, &key, token, rsa_aes_sha1(&wrapping, pkcs8.as_ref()))
