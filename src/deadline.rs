@@ -4,7 +4,7 @@
 //! stops answering fails calls promptly (`DependencyTimeoutException`) instead of holding them.
 //! Generating an RSA key pair is different: the token is working, not stalled, and the time it
 //! takes is long and random (a prime search). An RSA-4096 pair takes a second or more on a
-//! busy machine, and tens of seconds on some HSMs (YubiHSM 2). AWS answers `CreateKey` and
+//! busy machine, and can take tens of seconds on a network HSM. AWS answers `CreateKey` and
 //! `GetParametersForImport` for RSA_4096; so must we. While a key pair is being generated the
 //! request's clock stops, for at most `key_generation_timeout_ms`; the rest of the call (the
 //! database, the other token calls, the audit event) keeps the whole of `request_timeout_ms`.

@@ -922,7 +922,7 @@ async fn a_reopened_token_keeps_encrypting_as_messages_where_it_can() {
     }
 }
 
-/// A token that takes its time over a key pair (a YubiHSM 2 generating RSA-4096 takes tens of
+/// A token that takes its time over a key pair (an HSM generating RSA-4096 can take tens of
 /// seconds) is working, not stalled: the generation stops the request's clock, up to
 /// `key_generation_timeout_ms`, and the call succeeds past `request_timeout_ms`. Past that
 /// limit the call fails with AWS's timeout error and leaves no key behind.

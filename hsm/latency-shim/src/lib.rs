@@ -5,7 +5,7 @@
 //!
 //! With `LATENCY_SHIM_GENERATE_KEY_PAIR_FILE=<file>`, `C_GenerateKeyPair` also waits the number
 //! of milliseconds the file holds when it is called (none while the file is absent): a token
-//! whose key pair generation is slow, as a YubiHSM 2's RSA-4096 is. The tests use it.
+//! whose key pair generation is slow, as an HSM's RSA-4096 can be. The tests use it.
 //!
 //! A module whose default interface is PKCS#11 3.0 (Kryoptic) is offered as one: the shim's
 //! `C_GetInterface` hands out a 3.0 function list with the functions 3.0 added delayed too.
