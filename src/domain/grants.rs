@@ -811,8 +811,15 @@ mod tests {
                 .unwrap();
         assert!(sub.admit(&ctx(&[("dept", "IT"), ("x", "y")])));
         assert!(!sub.admit(&ctx(&[("dept", "it")])));
-        // Two keys that differ only by case decide nothing.
+        // Two keys that differ only by case decide nothing, in the context or the constraint.
         assert!(!sub.admit(&ctx(&[("dept", "IT"), ("DEPT", "IT")])));
+        for kind in ["EncryptionContextSubset", "EncryptionContextEquals"] {
+            let twice =
+                stored_constraints(&serde_json::json!({kind: {"a": "1", "A": "1"}})).unwrap();
+            for c in [&[("a", "1")][..], &[("A", "1")], &[("a", "1"), ("A", "1")]] {
+                assert!(!twice.admit(&ctx(c)), "{kind} {c:?}");
+            }
+        }
     }
 
     #[test]
