@@ -928,7 +928,7 @@ async fn a_reopened_token_keeps_encrypting_as_messages_where_it_can() {
 /// limit the call fails with AWS's timeout error and leaves no key behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_key_pair_generation_stops_the_request_clock_up_to_its_limit() {
-    use aws_sdk_kms::types::{AlgorithmSpec, KeySpec, KeyUsageType, OriginType, WrappingKeySpec};
+    use aws_sdk_kms::types::{AlgorithmSpec, KeySpec, KeyUsageType, WrappingKeySpec};
     let dir = tempfile::tempdir().unwrap();
     let slowness = dir.path().join("generate-key-pair-ms");
     let (shim, module) = (latency_shim(), softhsm_module());
@@ -945,27 +945,14 @@ async fn a_slow_key_pair_generation_stops_the_request_clock_up_to_its_limit() {
     ])
     .await;
     let c = s.client();
-    let external = c
-        .create_key()
-        .origin(OriginType::External)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let external =
+        crate::import::external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt)
+            .await;
     // From now on each key pair takes the token 2.5 s: past the 1.5 s deadline.
     std::fs::write(&slowness, "2500").unwrap();
     let t0 = Instant::now();
-    let key = c
-        .create_key()
-        .key_spec(KeySpec::Rsa2048)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
+    let key = new_key_with(&c, KeySpec::Rsa2048, KeyUsageType::SignVerify)
         .await
-        .expect("CreateKey with a 2.5 s key pair generation")
-        .key_metadata
-        .unwrap()
         .key_id;
     assert!(t0.elapsed() >= Duration::from_millis(2500));
     c.get_parameters_for_import()

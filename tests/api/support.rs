@@ -1304,7 +1304,6 @@ pub async fn new_key_with(
         .unwrap()
 }
 
-/// A new symmetric encryption key's id.
 /// `DescribeKey`'s metadata of `key`.
 pub async fn describe(c: &aws_sdk_kms::Client, key: &str) -> aws_sdk_kms::types::KeyMetadata {
     c.describe_key()
@@ -1322,6 +1321,7 @@ pub async fn new_multi_region_key(c: &aws_sdk_kms::Client) -> String {
     made.key_metadata.unwrap().key_id
 }
 
+/// A new symmetric encryption key's id.
 pub async fn new_key(c: &aws_sdk_kms::Client) -> String {
     c.create_key()
         .send()
