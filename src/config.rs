@@ -851,6 +851,21 @@ mod tests {
     }
 
     #[test]
+    fn a_key_generation_timeout_below_a_second_is_refused() {
+        let e = Settings {
+            key_generation_timeout_ms: 999,
+            ..Settings::default()
+        }
+        .checked()
+        .err()
+        .expect("refused");
+        assert!(
+            e.starts_with("key_generation_timeout_ms must be at least 1000"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn passwords_are_not_repeated_in_messages() {
         assert_eq!(
             url_without_password("postgres://u:hunter2@db:5432/kms").unwrap(),

@@ -3,8 +3,8 @@
 //!
 //! Layers (dependencies point down only): `api` → `domain` → (`audit`, `hsm`, `store`); `api`
 //! reads the domain's views (`domain`), never a store row. `operations`, `vocab`, `encoding`
-//! and `deadline` are leaves every layer may read. The `layering` test below keeps the rules it can check
-//! mechanically.
+//! and `deadline` are leaves every layer may read. The `layering` test below keeps the rules it
+//! can check mechanically.
 
 pub mod api;
 pub mod audit;

@@ -25,8 +25,6 @@ pub fn pg_base() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-/// The PKCS#11 module under test: SoftHSM2 unless `KMS_TEST_TOKEN=kryoptic`, whose module is
-/// `KMS_TEST_KRYOPTIC_MODULE` (scripts/test.sh builds it).
 /// Wait (at most 30 s) for `kms serve`'s listening line on the child's stdout, which is then
 /// drained in the background: the API's URL, then the metrics URL if there is one, separated
 /// by a space. Lines before it (development mode's credentials) are skipped. Panics with the
@@ -57,6 +55,8 @@ pub fn listening_urls(child: &mut std::process::Child, log: &std::path::Path) ->
         })
 }
 
+/// The PKCS#11 module under test: SoftHSM2 unless `KMS_TEST_TOKEN=kryoptic`, whose module is
+/// `KMS_TEST_KRYOPTIC_MODULE` (scripts/test.sh builds it).
 pub fn softhsm_module() -> String {
     if kryoptic() {
         return std::env::var("KMS_TEST_KRYOPTIC_MODULE")
