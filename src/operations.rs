@@ -26,6 +26,10 @@ pub struct Operation {
     pub read_only: bool,
     /// The response members the trail keeps (`responseElements`, camel-cased); none: null.
     pub response_elements: &'static [&'static str],
+    /// AWS's "Cross-account use: Yes": a caller may name another account's key (by ARN) and
+    /// that key's policy may allow it. For every other operation a key policy's allow for
+    /// another account has no effect (AWS: "the user's attempts ... still fail").
+    pub cross_account: bool,
 }
 
 const fn op(name: &'static str, quota: Quota, read_only: bool) -> Operation {
@@ -34,7 +38,14 @@ const fn op(name: &'static str, quota: Quota, read_only: bool) -> Operation {
         quota,
         read_only,
         response_elements: &[],
+        cross_account: false,
     }
+}
+
+/// An operation that may be used on another account's key.
+const fn across(mut o: Operation) -> Operation {
+    o.cross_account = true;
+    o
 }
 
 const fn with_response(mut o: Operation, members: &'static [&'static str]) -> Operation {
@@ -52,7 +63,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("DeleteImportedKeyMaterial", M, false),
     op("EnableKeyRotation", M, false),
     op("DisableKeyRotation", M, false),
-    op("GetKeyRotationStatus", M, true),
+    across(op("GetKeyRotationStatus", M, true)),
     op("RotateKeyOnDemand", M, false),
     op("ListKeyRotations", M, true),
     with_response(op("CancelKeyDeletion", M, false), &["KeyId"]),
@@ -70,36 +81,36 @@ pub const OPERATIONS: &[Operation] = &[
     op("UntagResource", M, false),
     op("UpdateAlias", M, false),
     op("UpdateKeyDescription", M, false),
-    with_response(op("CreateGrant", M, false), &["GrantId"]),
+    with_response(across(op("CreateGrant", M, false)), &["GrantId"]),
     with_response(op("CreateKey", M, false), &["KeyMetadata"]),
-    op("ListGrants", M, true),
+    across(op("ListGrants", M, true)),
     op("ListRetirableGrants", M, true),
-    op("RetireGrant", M, false),
-    op("RevokeGrant", M, false),
-    op("Decrypt", C, true),
-    op("DescribeKey", M, true),
-    op("Encrypt", C, true),
-    op("GenerateDataKey", C, true),
-    op("GenerateDataKeyWithoutPlaintext", C, true),
+    across(op("RetireGrant", M, false)),
+    across(op("RevokeGrant", M, false)),
+    across(op("Decrypt", C, true)),
+    across(op("DescribeKey", M, true)),
+    across(op("Encrypt", C, true)),
+    across(op("GenerateDataKey", C, true)),
+    across(op("GenerateDataKeyWithoutPlaintext", C, true)),
     op("GenerateRandom", C, true),
     op("GetKeyPolicy", M, true),
     op("ListKeyPolicies", M, true),
     op("ListKeys", M, true),
     op("PutKeyPolicy", M, false),
-    op("ReEncrypt", C, true),
+    across(op("ReEncrypt", C, true)),
     with_response(op("ReplicateKey", M, false), &["ReplicaKeyMetadata"]),
     op("UpdatePrimaryRegion", M, false),
-    op("Sign", C, true),
-    op("Verify", C, true),
-    op("GetPublicKey", M, true),
-    op("GenerateMac", C, true),
-    op("VerifyMac", C, true),
-    op("GenerateDataKeyPair", C, true),
-    op("GenerateDataKeyPairWithoutPlaintext", C, true),
-    op("DeriveSharedSecret", C, true),
+    across(op("Sign", C, true)),
+    across(op("Verify", C, true)),
+    across(op("GetPublicKey", M, true)),
+    across(op("GenerateMac", C, true)),
+    across(op("VerifyMac", C, true)),
+    across(op("GenerateDataKeyPair", C, true)),
+    across(op("GenerateDataKeyPairWithoutPlaintext", C, true)),
+    across(op("DeriveSharedSecret", C, true)),
     op("GetKeyLastUsage", M, true),
-    op("Encapsulate", C, true),
-    op("Decapsulate", C, true),
+    across(op("Encapsulate", C, true)),
+    across(op("Decapsulate", C, true)),
     with_response(op("CreateCustomKeyStore", M, false), &["CustomKeyStoreId"]),
     op("DescribeCustomKeyStores", M, true),
     op("UpdateCustomKeyStore", M, false),
@@ -119,6 +130,17 @@ pub const NOT_YET: &[&str] = &[];
 /// The KMS operation named `name`.
 pub fn find(name: &str) -> Option<&'static Operation> {
     OPERATIONS.iter().find(|o| o.name == name)
+}
+
+/// Whether the key policy of another account's key may allow `action` (`kms:Encrypt`,
+/// `kms:ReEncryptFrom`…) to a caller of this account.
+pub fn crosses_accounts(action: &str) -> bool {
+    let name = action.strip_prefix("kms:").unwrap_or(action);
+    let name = match name {
+        "ReEncryptFrom" | "ReEncryptTo" => "ReEncrypt",
+        n => n,
+    };
+    find(name).is_some_and(|o| o.cross_account)
 }
 
 /// The KMS or STS operation named `name`.
@@ -316,5 +338,46 @@ mod tests {
                 assert!(!o.read_only, "{}", o.name);
             }
         }
+    }
+
+    /// AWS's API reference says "Cross-account use: Yes" for exactly these (botocore's
+    /// documentation strings, and the API pages of the operations newer than its model).
+    #[test]
+    fn only_the_operations_aws_lets_cross_accounts_do() {
+        let mut ours: Vec<&str> = OPERATIONS
+            .iter()
+            .filter(|o| o.cross_account)
+            .map(|o| o.name)
+            .collect();
+        ours.sort_unstable();
+        assert_eq!(
+            ours,
+            [
+                "CreateGrant",
+                "Decapsulate",
+                "Decrypt",
+                "DeriveSharedSecret",
+                "DescribeKey",
+                "Encapsulate",
+                "Encrypt",
+                "GenerateDataKey",
+                "GenerateDataKeyPair",
+                "GenerateDataKeyPairWithoutPlaintext",
+                "GenerateDataKeyWithoutPlaintext",
+                "GenerateMac",
+                "GetKeyRotationStatus",
+                "GetPublicKey",
+                "ListGrants",
+                "ReEncrypt",
+                "RetireGrant",
+                "RevokeGrant",
+                "Sign",
+                "Verify",
+                "VerifyMac",
+            ]
+        );
+        assert!(crosses_accounts("kms:ReEncryptFrom") && crosses_accounts("kms:ReEncryptTo"));
+        assert!(!crosses_accounts("kms:PutKeyPolicy") && !crosses_accounts("kms:ReplicateKey"));
+        assert!(!crosses_accounts("kms:CreateKey") && !crosses_accounts("kms:Unknown"));
     }
 }

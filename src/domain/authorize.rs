@@ -218,6 +218,14 @@ impl Kms {
             req.context.insert(k.to_ascii_lowercase(), v.to_vec());
         }
         let decision = match rec {
+            // AWS: a key policy's allow for another account has no effect on the operations
+            // that do not cross accounts (administering, tagging, replicating a key...).
+            Some(rec)
+                if rec.account_id != caller.account_id
+                    && !crate::operations::crosses_accounts(action) =>
+            {
+                policy::Decision::Deny(policy::Denial::NoKeyPolicyAllows)
+            }
             Some(rec) => match self.key_policy(rec) {
                 Some(kp) => {
                     let grant = match grants {

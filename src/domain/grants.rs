@@ -722,6 +722,15 @@ impl Kms {
                 .record(kid)
                 .await?
                 .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
+            // Beyond the grant's own principals, only the account the grant was created in
+            // (AWS): another account that the key policy trusts retires nothing.
+            if g.issuing_account != format!("arn:aws:iam::{}:root", caller.account_id) {
+                let req = self.request(caller, "kms:RetireGrant", Some(&rec), None);
+                return Err(KmsError::AccessDenied(crate::policy::denial_message(
+                    &req,
+                    crate::policy::Denial::NoKeyPolicyAllows,
+                )));
+            }
             self.authorize_with(
                 caller,
                 "kms:RetireGrant",

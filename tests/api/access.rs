@@ -787,3 +787,206 @@ async fn resource_aliases_in_conditions() {
         "AccessDeniedException"
     );
 }
+
+/// The attack: account A's key policy trusts account B for `kms:*`, and B's user has `kms:*` on
+/// the key in its own identity policy. AWS lets another account only use a key (encrypt,
+/// describe, grant...), never administer it: each administrative call fails and changes
+/// nothing, above all ReplicateKey (a replica owned by A under a policy B wrote would decrypt
+/// every ciphertext of A) and RetireGrant of A's grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_account_trusted_by_the_key_policy_still_cannot_administer_the_key() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = root
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let arn = key.arn.clone().unwrap();
+    let trusting = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::123456789012:root"}},"Action":"kms:*","Resource":"*"}},
+            {{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{B}:root"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    );
+    root.put_key_policy()
+        .key_id(&key.key_id)
+        .policy(&trusting)
+        .send()
+        .await
+        .unwrap();
+    let (carol_arn, _, _) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "carol", None));
+    let grant = root
+        .create_grant()
+        .key_id(&key.key_id)
+        .grantee_principal(&carol_arn)
+        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let (bob_arn, _, bob) = tokio::task::block_in_place(|| s.new_user(B, "bob", None));
+    s.put_user_policy(
+        &bob_arn,
+        "all-of-a",
+        &format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:*","Resource":"{arn}"}}]}}"#),
+    );
+    // Using the key across accounts works, as on AWS (once bob's policy is seen).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Err(e) = bob.encrypt().key_id(&arn).plaintext(pt()).send().await {
+        assert_eq!(code::<(), _>(Err(e)), "AccessDeniedException");
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    bob.describe_key().key_id(&arn).send().await.unwrap();
+    bob.get_key_rotation_status()
+        .key_id(&arn)
+        .send()
+        .await
+        .unwrap();
+    bob.list_grants().key_id(&arn).send().await.unwrap();
+
+    let own_policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{B}:root"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    );
+    let denied = |what: &str, r: (String, String)| {
+        assert_eq!(r.0, "AccessDeniedException", "{what}: {}", r.1);
+        assert!(
+            r.1.contains("because no resource-based policy allows"),
+            "{what}: {}",
+            r.1
+        );
+    };
+    denied(
+        "PutKeyPolicy",
+        message(
+            bob.put_key_policy()
+                .key_id(&arn)
+                .policy(&own_policy)
+                .bypass_policy_lockout_safety_check(true)
+                .send()
+                .await,
+        ),
+    );
+    denied(
+        "GetKeyPolicy",
+        message(bob.get_key_policy().key_id(&arn).send().await),
+    );
+    denied(
+        "ScheduleKeyDeletion",
+        message(
+            bob.schedule_key_deletion()
+                .key_id(&arn)
+                .pending_window_in_days(7)
+                .send()
+                .await,
+        ),
+    );
+    denied(
+        "DisableKey",
+        message(bob.disable_key().key_id(&arn).send().await),
+    );
+    denied(
+        "TagResource",
+        message(
+            bob.tag_resource()
+                .key_id(&arn)
+                .tags(
+                    aws_sdk_kms::types::Tag::builder()
+                        .tag_key("Team")
+                        .tag_value("B")
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await,
+        ),
+    );
+    denied(
+        "ListResourceTags",
+        message(bob.list_resource_tags().key_id(&arn).send().await),
+    );
+    denied(
+        "UpdateKeyDescription",
+        message(
+            bob.update_key_description()
+                .key_id(&arn)
+                .description("B's now")
+                .send()
+                .await,
+        ),
+    );
+    denied(
+        "ReplicateKey",
+        message(
+            bob.replicate_key()
+                .key_id(&arn)
+                .replica_region(OTHER_REGION)
+                .policy(&own_policy)
+                .bypass_policy_lockout_safety_check(true)
+                .send()
+                .await,
+        ),
+    );
+    denied(
+        "RetireGrant",
+        message(
+            bob.retire_grant()
+                .key_id(&arn)
+                .grant_id(&grant)
+                .send()
+                .await,
+        ),
+    );
+    // Nothing changed.
+    let now = root
+        .describe_key()
+        .key_id(&key.key_id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(now.key_state, Some(aws_sdk_kms::types::KeyState::Enabled));
+    assert_eq!(now.description.as_deref(), Some(""));
+    let replicas = now.multi_region_configuration.unwrap().replica_keys;
+    assert!(replicas.unwrap_or_default().is_empty());
+    let policy = root
+        .get_key_policy()
+        .key_id(&key.key_id)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    assert_eq!(policy, trusting);
+    assert!(root
+        .list_resource_tags()
+        .key_id(&key.key_id)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default()
+        .is_empty());
+    let grants = root
+        .list_grants()
+        .key_id(&key.key_id)
+        .send()
+        .await
+        .unwrap()
+        .grants
+        .unwrap();
+    assert_eq!(grants.len(), 1);
+    assert!(s
+        .client_in(OTHER_REGION)
+        .describe_key()
+        .key_id(&arn.replace(REGION, OTHER_REGION))
+        .send()
+        .await
+        .is_err());
+}
