@@ -684,6 +684,38 @@ pub(crate) async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, A
     Ok(buf.freeze())
 }
 
+/// The request's body, once the request is one the service takes: `POST /`, within the size
+/// limit, received within the body timeout (and well within the call's deadline, so that a
+/// client that sends slowly is told so, not answered as if a dependency had timed out).
+async fn receive(
+    state: &ApiState,
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+) -> Result<Bytes, ApiError> {
+    if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
+        // The path is the client's: only its beginning is repeated.
+        let path: String = parts.uri.path().chars().take(128).collect();
+        return Err(ApiError::UnknownOperation(format!(
+            "The service accepts only POST / (got {} {path})",
+            parts.method,
+        )));
+    }
+    if let Some(len) = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > state.max_body_bytes.saturating_mul(DRAIN_FACTOR) {
+            return Err(ApiError::RequestTooLarge(state.max_body_bytes));
+        }
+    }
+    let limit = BODY_READ_TIMEOUT.min(state.request_timeout / 2);
+    tokio::time::timeout(limit, read_body(body, state.max_body_bytes))
+        .await
+        .map_err(|_| ApiError::Serialization("The request body was not received in time.".into()))?
+}
+
 async fn process(
     state: &ApiState,
     peer: std::net::IpAddr,
@@ -732,35 +764,21 @@ async fn process(
     }
     let result = async {
         let stage = Instant::now();
-        if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
-            return Err(ApiError::UnknownOperation(format!(
-                "The service accepts only POST / (got {} {})",
-                parts.method,
-                parts.uri.path()
-            )));
-        }
-        if let Some(len) = parts
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            if len > state.max_body_bytes.saturating_mul(DRAIN_FACTOR) {
-                return Err(ApiError::RequestTooLarge(state.max_body_bytes));
-            }
-        }
-        let body = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(body, state.max_body_bytes))
-            .await
-            .map_err(|_| {
-                ApiError::Serialization("The request body was not received in time.".into())
-            })??;
-        let stage = info.stages.ended(Stage::Receive, stage);
+        // What fails before the signature is checked (no request at all, too large, too slow)
+        // counts against its source's budget like a failed signature: an unauthenticated
+        // flood of them is neither recorded one by one nor worked on once over the budget.
         // A source that keeps failing authentication is refused before any work (the
         // signature check may read the database).
         if state.auth_guard.blocked(peer) {
             info.suppressed = true;
             return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
         }
+        let body = receive(state, &parts, body).await.inspect_err(|_| {
+            if !state.auth_guard.failed(peer) {
+                info.suppressed = true;
+            }
+        })?;
+        let stage = info.stages.ended(Stage::Receive, stage);
         let verified = sigv4::verify(
             &state.kms.credentials,
             if protocol == Protocol::Query {

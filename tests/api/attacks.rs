@@ -1138,6 +1138,100 @@ async fn a_flood_of_unauthenticated_requests_is_throttled_and_summarised() {
     assert!(ok, "{out}");
 }
 
+/// The same flood with what is no request at all (another method, another path, a long path):
+/// it fails before any signature is looked at, and before this change every one of them was
+/// an audit event (carrying the path) however many came. Now each counts against its source's
+/// budget like a failed signature: past it they are throttled and summarised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_requests_that_are_no_requests_is_throttled_and_summarised() {
+    let s = Server::start_with(&[("KMS_AUDIT_CHECKPOINT_INTERVAL_MS", "300")]).await;
+    let events_before = s.db.int("SELECT count(*) FROM audit_events").await;
+    let flood = reqwest::Client::builder()
+        .local_address(Some("127.0.0.3".parse().unwrap()))
+        .build()
+        .unwrap();
+    let long = "x".repeat(4000);
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    const N: usize = 300;
+    for i in 0..N {
+        let resp = match i % 3 {
+            0 => flood.get(format!("{}/{long}", s.endpoint)).send().await,
+            1 => {
+                flood
+                    .post(format!("{}/other", s.endpoint))
+                    .body("{}")
+                    .send()
+                    .await
+            }
+            _ => {
+                flood
+                    .put(format!("{}/", s.endpoint))
+                    .body("{}")
+                    .send()
+                    .await
+            }
+        }
+        .unwrap();
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        *codes
+            .entry(v["__type"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    assert!(codes.contains_key("UnknownOperationException"), "{codes:?}");
+    let throttled = codes.get("ThrottlingException").copied().unwrap_or(0);
+    assert!(throttled > N / 2, "{codes:?}");
+    eventually("the summary event", || async {
+        s.db.int("SELECT count(*) FROM audit_events WHERE event_name = 'AuthenticationFailuresSummarized'")
+            .await
+            > 0
+    })
+    .await;
+    let grown = s.db.int("SELECT count(*) FROM audit_events").await - events_before;
+    assert!(
+        grown < 60,
+        "the chain grew by {grown} events for {N} requests"
+    );
+    // What was recorded repeats only the beginning of a path.
+    let longest =
+        s.db.int("SELECT coalesce(max(length(body)), 0) FROM audit_events")
+            .await;
+    assert!(longest < 3000, "an event of {longest} bytes");
+    let (ok, out) = audit_verify(&s);
+    assert!(ok, "{out}");
+}
+
+/// A client that sends its body too slowly is told so (400, `SerializationException`) within
+/// half the call's deadline, not answered as if the database or the token had timed out (503
+/// `DependencyTimeoutException`, logged as an error for the operator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_too_slowly_is_the_clients_fault_not_a_dependency_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start_with(&[("KMS_REQUEST_TIMEOUT_MS", "2000")]).await;
+    let addr = s.endpoint.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-amz-json-1.1\r\nx-amz-target: TrentService.ListKeys\r\ncontent-length: 100\r\n\r\n{{"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut answer))
+        .await
+        .expect("an answer before the client gave up")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("SerializationException"), "{answer}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!s
+        .server_log()
+        .contains("did not finish within request_timeout_ms"));
+}
+
 /// A database writer who sets a key's current material version back (new ciphertexts under
 /// retired material), postpones its rotation, resets its on-demand rotation count, or makes a
 /// replica the primary, is refused: the key stops working rather than obeying the row, and no
