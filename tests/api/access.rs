@@ -985,7 +985,7 @@ async fn another_account_trusted_by_the_key_policy_still_cannot_administer_the_k
     assert!(s
         .client_in(OTHER_REGION)
         .describe_key()
-        .key_id(&arn.replace(REGION, OTHER_REGION))
+        .key_id(arn.replace(REGION, OTHER_REGION))
         .send()
         .await
         .is_err());
