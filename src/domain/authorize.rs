@@ -135,7 +135,14 @@ impl Kms {
             r.context.insert(k.to_ascii_lowercase(), v);
         };
         put("kms:CallerAccount", vec![caller.account_id.clone()]);
-        put("aws:PrincipalArn", vec![caller.principal_arn.clone()]);
+        // A role's session is known to policies by its role's ARN (IAM's aws:PrincipalArn).
+        put(
+            "aws:PrincipalArn",
+            vec![caller
+                .role_arn
+                .clone()
+                .unwrap_or_else(|| caller.principal_arn.clone())],
+        );
         put("aws:PrincipalAccount", vec![caller.account_id.clone()]);
         put(
             "aws:CurrentTime",

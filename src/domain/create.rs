@@ -97,22 +97,50 @@ impl Kms {
             )));
         }
         lifecycle::check_new_tags(&input.tags)?;
-        self.authorize(
+        let tags = lifecycle::TagConditions::of(&input.tags);
+        let mut conditions = vec![
+            ("kms:KeySpec", input.key_spec.as_str()),
+            ("kms:KeyUsage", input.key_usage.as_str()),
+            ("kms:KeyOrigin", input.origin.as_str()),
+            (
+                "kms:MultiRegion",
+                if input.multi_region { "true" } else { "false" },
+            ),
+            (
+                "kms:BypassPolicyLockoutSafetyCheck",
+                if input.bypass_policy_lockout_safety_check {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
+        ];
+        conditions.extend(tags.single());
+        let multi = tags.multi();
+        let multi: &[(&str, &[String])] = if input.tags.is_empty() { &[] } else { &multi };
+        self.authorize_with(
             caller,
             "kms:CreateKey",
             None,
             None,
-            &[
-                ("kms:KeySpec", input.key_spec.as_str()),
-                ("kms:KeyUsage", input.key_usage.as_str()),
-                ("kms:KeyOrigin", input.origin.as_str()),
-                (
-                    "kms:MultiRegion",
-                    if input.multi_region { "true" } else { "false" },
-                ),
-            ],
+            &conditions,
+            multi,
+            None,
         )
         .await?;
+        // AWS: tags given to CreateKey also need kms:TagResource (in an identity policy).
+        if !input.tags.is_empty() {
+            self.authorize_with(
+                caller,
+                "kms:TagResource",
+                None,
+                None,
+                &conditions,
+                multi,
+                None,
+            )
+            .await?;
+        }
         self.check_key_quota(&caller.account_id, &caller.region)
             .await?;
         // A key in a custom key store: its store, connected, and the partition that generates

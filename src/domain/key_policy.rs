@@ -62,7 +62,11 @@ impl Kms {
         bypass: bool,
     ) -> Result<()> {
         // Every state, a key pending deletion too (AWS's key-state table).
-        let access = Access::to("kms:PutKeyPolicy", ANY_STATE);
+        let bypassing = [(
+            "kms:BypassPolicyLockoutSafetyCheck",
+            if bypass { "true" } else { "false" },
+        )];
+        let access = Access::to("kms:PutKeyPolicy", ANY_STATE).conditions(&bypassing);
         let rec = self.key_for(caller, key_id, access).await?;
         self.check_new_policy(caller, &rec, text, bypass).await?;
         if !self.store_key_policy(&rec, text).await? {

@@ -209,7 +209,13 @@ impl Kms {
         days: i64,
         now: DateTime<Utc>,
     ) -> Result<(String, &'static str, Option<DateTime<Utc>>)> {
-        let access = Access::to("kms:ScheduleKeyDeletion", &[Check::Manageable]);
+        let window = days.to_string();
+        let window = [(
+            "kms:ScheduleKeyDeletionPendingWindowInDays",
+            window.as_str(),
+        )];
+        let access =
+            Access::to("kms:ScheduleKeyDeletion", &[Check::Manageable]).conditions(&window);
         // A key waiting for imported material can be deleted too, as on AWS.
         let rec = self.key_for(caller, key_id, access).await?;
         let has_replicas = match (rec.mrk_id, rec.mrk_primary) {
@@ -513,7 +519,11 @@ impl Kms {
     }
 
     pub async fn tag_resource(&self, caller: &Caller, key_id: &str, tags: Vec<Tag>) -> Result<()> {
-        let access = Access::to("kms:TagResource", &[Check::Manageable]);
+        let conditions = TagConditions::of(&tags);
+        let (single, multi) = (conditions.single(), conditions.multi());
+        let access = Access::to("kms:TagResource", &[Check::Manageable])
+            .conditions(&single)
+            .multi(&multi);
         let rec = self.key_for(caller, key_id, access).await?;
         check_tags(&tags)?;
         let mut next: Vec<Tag> = self
@@ -538,7 +548,8 @@ impl Kms {
         key_id: &str,
         keys: Vec<String>,
     ) -> Result<()> {
-        let access = Access::to("kms:UntagResource", &[Check::Manageable]);
+        let tag_keys = [("aws:TagKeys", keys.as_slice())];
+        let access = Access::to("kms:UntagResource", &[Check::Manageable]).multi(&tag_keys);
         let rec = self.key_for(caller, key_id, access).await?;
         let next: Vec<Tag> = self
             .tags_of(&rec)
@@ -554,5 +565,35 @@ impl Kms {
         let access = Access::to("kms:ListResourceTags", ANY_STATE);
         let rec = self.key_for(caller, key_id, access).await?;
         Ok(self.tags_of(&rec).await?.to_vec())
+    }
+}
+
+/// The condition keys of the tags a request sets: `aws:RequestTag/<key>` for each, and
+/// `aws:TagKeys` (multi-valued) for all of them.
+pub(crate) struct TagConditions {
+    requested: Vec<(String, String)>,
+    keys: Vec<String>,
+}
+
+impl TagConditions {
+    pub(crate) fn of(tags: &[Tag]) -> TagConditions {
+        TagConditions {
+            requested: tags
+                .iter()
+                .map(|t| (format!("aws:RequestTag/{}", t.key), t.value.clone()))
+                .collect(),
+            keys: tags.iter().map(|t| t.key.clone()).collect(),
+        }
+    }
+
+    pub(crate) fn single(&self) -> Vec<(&str, &str)> {
+        self.requested
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    pub(crate) fn multi(&self) -> [(&'static str, &[String]); 1] {
+        [("aws:TagKeys", self.keys.as_slice())]
     }
 }

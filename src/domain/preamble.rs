@@ -51,6 +51,7 @@ pub(crate) struct Access<'a> {
     action: &'a str,
     ctx: Option<&'a Context>,
     conditions: &'a [(&'a str, &'a str)],
+    multi: &'a [(&'a str, &'a [String])],
     checks: &'a [Check],
 }
 
@@ -61,6 +62,7 @@ impl<'a> Access<'a> {
             action,
             ctx: None,
             conditions: &[],
+            multi: &[],
             checks,
         }
     }
@@ -77,6 +79,11 @@ impl<'a> Access<'a> {
     /// The operation's condition keys (`kms:SigningAlgorithm`…).
     pub(crate) fn conditions(self, conditions: &'a [(&'a str, &'a str)]) -> Self {
         Access { conditions, ..self }
+    }
+
+    /// The operation's multi-valued condition keys (`aws:TagKeys`).
+    pub(crate) fn multi(self, multi: &'a [(&'a str, &'a [String])]) -> Self {
+        Access { multi, ..self }
     }
 }
 
@@ -103,12 +110,14 @@ impl Kms {
         rec: &KeyRecord,
         access: Access<'_>,
     ) -> Result<()> {
-        self.authorize(
+        self.authorize_with(
             caller,
             access.action,
             Some(rec),
             access.ctx,
             access.conditions,
+            access.multi,
+            None,
         )
         .await?;
         Self::check(rec, access.checks)

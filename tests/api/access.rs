@@ -990,3 +990,122 @@ async fn another_account_trusted_by_the_key_policy_still_cannot_administer_the_k
         .await
         .is_err());
 }
+
+/// The condition keys AWS sets for the administrative calls, each the lever of a documented
+/// policy pattern, attacked: a user whose identity policy allows tagging only with the key
+/// `Project` (`ForAllValues:StringEquals aws:TagKeys`) sets `Team`; a user denied the lockout
+/// bypass (`kms:BypassPolicyLockoutSafetyCheck`) bypasses it; a user denied a waiting period
+/// under 30 days (`kms:ScheduleKeyDeletionPendingWindowInDays`) schedules 7; a user denied
+/// `aws:RequestTag/Team` creates a key with that tag, and one without `kms:TagResource` tags a
+/// new key through CreateKey. Before these keys were set, a missing key made every one of them
+/// pass (a ForAllValues on no values holds, a Deny on a missing key never applies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_condition_keys_of_administrative_calls_are_set() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let (dana_arn, _, dana) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "dana", None));
+    s.put_user_policy(
+        &dana_arn,
+        "guarded",
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":["kms:DescribeKey","kms:PutKeyPolicy","kms:ScheduleKeyDeletion","kms:CancelKeyDeletion","kms:CreateKey","kms:UntagResource"],"Resource":"*"},
+            {"Effect":"Allow","Action":"kms:TagResource","Resource":"*","Condition":{"ForAllValues:StringEquals":{"aws:TagKeys":["Project"]}}},
+            {"Effect":"Deny","Action":["kms:PutKeyPolicy","kms:CreateKey"],"Resource":"*","Condition":{"Bool":{"kms:BypassPolicyLockoutSafetyCheck":"true"}}},
+            {"Effect":"Deny","Action":"kms:ScheduleKeyDeletion","Resource":"*","Condition":{"NumericLessThan":{"kms:ScheduleKeyDeletionPendingWindowInDays":"30"}}},
+            {"Effect":"Deny","Action":"kms:CreateKey","Resource":"*","Condition":{"StringEquals":{"aws:RequestTag/Team":"Finance"}}}]}"#,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dana.describe_key().key_id(&key).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let tag = |k: &str, v: &str| {
+        aws_sdk_kms::types::Tag::builder()
+            .tag_key(k)
+            .tag_value(v)
+            .build()
+            .unwrap()
+    };
+    let denied = |what: &str, r: (String, String)| {
+        assert_eq!(r.0, "AccessDeniedException", "{what}: {}", r.1);
+    };
+    denied(
+        "a tag key outside aws:TagKeys",
+        message(
+            dana.tag_resource()
+                .key_id(&key)
+                .tags(tag("Team", "Finance"))
+                .send()
+                .await,
+        ),
+    );
+    dana.tag_resource()
+        .key_id(&key)
+        .tags(tag("Project", "x"))
+        .send()
+        .await
+        .unwrap();
+    denied(
+        "the lockout bypass",
+        message(
+            dana.put_key_policy()
+                .key_id(&key)
+                .policy(default_policy())
+                .bypass_policy_lockout_safety_check(true)
+                .send()
+                .await,
+        ),
+    );
+    dana.put_key_policy()
+        .key_id(&key)
+        .policy(default_policy())
+        .send()
+        .await
+        .unwrap();
+    denied(
+        "a 7-day deletion",
+        message(
+            dana.schedule_key_deletion()
+                .key_id(&key)
+                .pending_window_in_days(7)
+                .send()
+                .await,
+        ),
+    );
+    dana.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(30)
+        .send()
+        .await
+        .unwrap();
+    dana.cancel_key_deletion()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    denied(
+        "CreateKey with a denied request tag",
+        message(dana.create_key().tags(tag("Team", "Finance")).send().await),
+    );
+    denied(
+        "CreateKey with a tag key TagResource does not allow",
+        message(dana.create_key().tags(tag("Owner", "dana")).send().await),
+    );
+    dana.create_key()
+        .tags(tag("Project", "y"))
+        .send()
+        .await
+        .unwrap();
+    dana.create_key().send().await.unwrap();
+    let tags = root
+        .list_resource_tags()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default();
+    assert_eq!(tags.len(), 1, "{tags:?}");
+}

@@ -138,3 +138,56 @@ async fn an_assumed_role_works_and_then_expires() {
         "{e:?}"
     );
 }
+
+/// The attack: a key policy denies every session of the contractors' roles by
+/// `ArnLike aws:PrincipalArn arn:aws:iam::<account>:role/contractor-*`, as AWS recommends. A
+/// session of such a role is known to policies by its role's ARN (IAM's aws:PrincipalArn), so
+/// the deny holds; with the session's own ARN there, it never matched and the session used the
+/// key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_on_the_role_arn_holds_for_its_sessions() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"},
+        {"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::123456789012:role/contractor-*"}}}]}"#;
+    root.put_key_policy()
+        .key_id(&key)
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+    let (alice_arn, alice_id, alice_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "alice", None));
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{alice_arn}"}},"Action":"sts:AssumeRole","Resource":"*"}}]}}"#
+    );
+    for (role_name, refused) in [("contractor-7", true), ("staff", false)] {
+        let role = tokio::task::block_in_place(|| s.create_role("123456789012", role_name, &trust));
+        tokio::task::block_in_place(|| s.put_user_policy(&role, "use", super::access::ALL));
+        let creds = sts(&s, &alice_id, &alice_secret)
+            .assume_role()
+            .role_arn(&role)
+            .role_session_name("s-1")
+            .send()
+            .await
+            .unwrap()
+            .credentials
+            .unwrap();
+        let session = kms_with_session(&s, &creds);
+        let got = session
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await;
+        if refused {
+            let (c, m) = message(got);
+            assert_eq!(c, "AccessDeniedException", "{m}");
+            assert!(m.contains("explicit deny"), "{m}");
+        } else {
+            got.unwrap();
+        }
+    }
+}
