@@ -30,6 +30,9 @@ pub struct Operation {
     /// that key's policy may allow it. For every other operation a key policy's allow for
     /// another account has no effect (AWS: "the user's attempts ... still fail").
     pub cross_account: bool,
+    /// Its `KeyId` names a key by key id or key ARN only: an alias is refused with AWS's
+    /// `InvalidArnException` ("Key Aliases are not supported for this operation.").
+    pub key_only: bool,
 }
 
 const fn op(name: &'static str, quota: Quota, read_only: bool) -> Operation {
@@ -39,7 +42,14 @@ const fn op(name: &'static str, quota: Quota, read_only: bool) -> Operation {
         read_only,
         response_elements: &[],
         cross_account: false,
+        key_only: false,
     }
+}
+
+/// An operation whose `KeyId` takes no alias.
+const fn key_only(mut o: Operation) -> Operation {
+    o.key_only = true;
+    o
 }
 
 /// An operation that may be used on another account's key.
@@ -58,48 +68,51 @@ use Quota::{Cryptographic as C, Management as M};
 /// Every operation this server implements.
 pub const OPERATIONS: &[Operation] = &[
     // In the order the fuzz corpus indexes them (fuzz/fuzz_targets/request.rs): append only.
-    op("GetParametersForImport", M, true),
-    op("ImportKeyMaterial", M, false),
-    op("DeleteImportedKeyMaterial", M, false),
-    op("EnableKeyRotation", M, false),
-    op("DisableKeyRotation", M, false),
-    across(op("GetKeyRotationStatus", M, true)),
-    op("RotateKeyOnDemand", M, false),
-    op("ListKeyRotations", M, true),
-    with_response(op("CancelKeyDeletion", M, false), &["KeyId"]),
+    key_only(op("GetParametersForImport", M, true)),
+    key_only(op("ImportKeyMaterial", M, false)),
+    key_only(op("DeleteImportedKeyMaterial", M, false)),
+    key_only(op("EnableKeyRotation", M, false)),
+    key_only(op("DisableKeyRotation", M, false)),
+    across(key_only(op("GetKeyRotationStatus", M, true))),
+    key_only(op("RotateKeyOnDemand", M, false)),
+    key_only(op("ListKeyRotations", M, true)),
+    with_response(key_only(op("CancelKeyDeletion", M, false)), &["KeyId"]),
     op("CreateAlias", M, false),
     op("DeleteAlias", M, false),
-    op("DisableKey", M, false),
-    op("EnableKey", M, false),
+    key_only(op("DisableKey", M, false)),
+    key_only(op("EnableKey", M, false)),
     op("ListAliases", M, true),
-    op("ListResourceTags", M, true),
+    key_only(op("ListResourceTags", M, true)),
     with_response(
-        op("ScheduleKeyDeletion", M, false),
+        key_only(op("ScheduleKeyDeletion", M, false)),
         &["KeyId", "DeletionDate", "KeyState", "PendingWindowInDays"],
     ),
-    op("TagResource", M, false),
-    op("UntagResource", M, false),
+    key_only(op("TagResource", M, false)),
+    key_only(op("UntagResource", M, false)),
     op("UpdateAlias", M, false),
-    op("UpdateKeyDescription", M, false),
-    with_response(across(op("CreateGrant", M, false)), &["GrantId"]),
+    key_only(op("UpdateKeyDescription", M, false)),
+    with_response(across(key_only(op("CreateGrant", M, false))), &["GrantId"]),
     with_response(op("CreateKey", M, false), &["KeyMetadata"]),
-    across(op("ListGrants", M, true)),
+    across(key_only(op("ListGrants", M, true))),
     op("ListRetirableGrants", M, true),
-    across(op("RetireGrant", M, false)),
-    across(op("RevokeGrant", M, false)),
+    across(key_only(op("RetireGrant", M, false))),
+    across(key_only(op("RevokeGrant", M, false))),
     across(op("Decrypt", C, true)),
     across(op("DescribeKey", M, true)),
     across(op("Encrypt", C, true)),
     across(op("GenerateDataKey", C, true)),
     across(op("GenerateDataKeyWithoutPlaintext", C, true)),
     op("GenerateRandom", C, true),
-    op("GetKeyPolicy", M, true),
-    op("ListKeyPolicies", M, true),
+    key_only(op("GetKeyPolicy", M, true)),
+    key_only(op("ListKeyPolicies", M, true)),
     op("ListKeys", M, true),
-    op("PutKeyPolicy", M, false),
+    key_only(op("PutKeyPolicy", M, false)),
     across(op("ReEncrypt", C, true)),
-    with_response(op("ReplicateKey", M, false), &["ReplicaKeyMetadata"]),
-    op("UpdatePrimaryRegion", M, false),
+    with_response(
+        key_only(op("ReplicateKey", M, false)),
+        &["ReplicaKeyMetadata"],
+    ),
+    key_only(op("UpdatePrimaryRegion", M, false)),
     across(op("Sign", C, true)),
     across(op("Verify", C, true)),
     across(op("GetPublicKey", M, true)),
@@ -379,5 +392,48 @@ mod tests {
         assert!(crosses_accounts("kms:ReEncryptFrom") && crosses_accounts("kms:ReEncryptTo"));
         assert!(!crosses_accounts("kms:PutKeyPolicy") && !crosses_accounts("kms:ReplicateKey"));
         assert!(!crosses_accounts("kms:CreateKey") && !crosses_accounts("kms:Unknown"));
+    }
+
+    /// botocore documents each of these `KeyId`s as "the key ID or key ARN" (no alias), and AWS
+    /// answers an alias with InvalidArnException; RotateKeyOnDemand and ListKeyRotations, newer
+    /// than that model, as recorded.
+    #[test]
+    fn the_operations_that_take_no_alias_are_awss() {
+        let mut ours: Vec<&str> = OPERATIONS
+            .iter()
+            .filter(|o| o.key_only)
+            .map(|o| o.name)
+            .collect();
+        ours.sort_unstable();
+        assert_eq!(
+            ours,
+            [
+                "CancelKeyDeletion",
+                "CreateGrant",
+                "DeleteImportedKeyMaterial",
+                "DisableKey",
+                "DisableKeyRotation",
+                "EnableKey",
+                "EnableKeyRotation",
+                "GetKeyPolicy",
+                "GetKeyRotationStatus",
+                "GetParametersForImport",
+                "ImportKeyMaterial",
+                "ListGrants",
+                "ListKeyPolicies",
+                "ListKeyRotations",
+                "ListResourceTags",
+                "PutKeyPolicy",
+                "ReplicateKey",
+                "RetireGrant",
+                "RevokeGrant",
+                "RotateKeyOnDemand",
+                "ScheduleKeyDeletion",
+                "TagResource",
+                "UntagResource",
+                "UpdateKeyDescription",
+                "UpdatePrimaryRegion",
+            ]
+        );
     }
 }

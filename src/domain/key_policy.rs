@@ -128,13 +128,14 @@ impl Kms {
                 "Alias names are not supported: specify the key ID or key ARN instead of {key_id}."
             )));
         }
-        let access = Access::to("kms:GetKeyLastUsage", ANY_STATE);
-        let rec = self.key_for(caller, key_id, access).await?;
+        let rec = self.resolve(caller, key_id).await?;
         if rec.account_id != caller.account_id {
             return Err(KmsError::NotFound(crate::messages::key_does_not_exist(
                 &rec.arn(),
             )));
         }
+        self.admit(caller, &rec, Access::to("kms:GetKeyLastUsage", ANY_STATE))
+            .await?;
         let last = match self.audit.get() {
             Some(a) => a.last_key_use(&rec.arn()).await?,
             None => None,

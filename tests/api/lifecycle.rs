@@ -200,6 +200,125 @@ async fn states_follow_aws_key_state_table() {
     );
 }
 
+/// The operations whose `KeyId` is "the key ID or key ARN" refuse an alias (or an alias ARN)
+/// as AWS does (recorded: InvalidArnException, "Key Aliases are not supported for this
+/// operation."), and change nothing.
+#[tokio::test]
+async fn the_operations_that_take_only_a_key_id_refuse_an_alias() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = c
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    c.create_alias()
+        .alias_name("alias/only-ids")
+        .target_key_id(&key.key_id)
+        .send()
+        .await
+        .unwrap();
+    let want = (
+        "InvalidArnException".to_string(),
+        "Key Aliases are not supported for this operation.".to_string(),
+    );
+    for a in [
+        "alias/only-ids".to_string(),
+        format!("arn:aws:kms:{REGION}:123456789012:alias/only-ids"),
+    ] {
+        let tag = Tag::builder().tag_key("k").tag_value("v").build().unwrap();
+        let answers = [
+            (
+                "GetKeyPolicy",
+                message(c.get_key_policy().key_id(&a).send().await),
+            ),
+            (
+                "ListKeyPolicies",
+                message(c.list_key_policies().key_id(&a).send().await),
+            ),
+            (
+                "DisableKey",
+                message(c.disable_key().key_id(&a).send().await),
+            ),
+            ("EnableKey", message(c.enable_key().key_id(&a).send().await)),
+            (
+                "ScheduleKeyDeletion",
+                message(c.schedule_key_deletion().key_id(&a).send().await),
+            ),
+            (
+                "UpdateKeyDescription",
+                message(
+                    c.update_key_description()
+                        .key_id(&a)
+                        .description("x")
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "TagResource",
+                message(c.tag_resource().key_id(&a).tags(tag).send().await),
+            ),
+            (
+                "ListResourceTags",
+                message(c.list_resource_tags().key_id(&a).send().await),
+            ),
+            (
+                "CreateGrant",
+                message(
+                    c.create_grant()
+                        .key_id(&a)
+                        .grantee_principal("arn:aws:iam::123456789012:root")
+                        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "ListGrants",
+                message(c.list_grants().key_id(&a).send().await),
+            ),
+            (
+                "ReplicateKey",
+                message(
+                    c.replicate_key()
+                        .key_id(&a)
+                        .replica_region(OTHER_REGION)
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "GetParametersForImport",
+                message(
+                    c.get_parameters_for_import()
+                        .key_id(&a)
+                        .wrapping_algorithm(aws_sdk_kms::types::AlgorithmSpec::RsaesOaepSha256)
+                        .wrapping_key_spec(aws_sdk_kms::types::WrappingKeySpec::Rsa2048)
+                        .send()
+                        .await,
+                ),
+            ),
+        ];
+        for (op, answer) in answers {
+            assert_eq!(answer, want, "{op} with {a}");
+        }
+    }
+    let now = c
+        .describe_key()
+        .key_id("alias/only-ids")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(now.key_state, Some(KeyState::Enabled));
+    assert_eq!(now.description.as_deref(), Some(""));
+}
+
 #[tokio::test]
 async fn aliases_name_keys_everywhere_a_key_id_is_accepted() {
     let s = Server::start().await;

@@ -35,12 +35,6 @@ fn req(body: &[u8]) -> Result<Req, ApiError> {
             &["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"],
         )
         .finish()?;
-    // A key's rotation is asked of the key itself, not of an alias (recorded).
-    if let Some(id) = r.key_id.as_deref() {
-        if id.starts_with("alias/") || id.contains(":alias/") {
-            return Err(KmsError::InvalidArn(crate::messages::ALIASES_NOT_SUPPORTED.into()).into());
-        }
-    }
     Ok(r)
 }
 
