@@ -1421,3 +1421,103 @@ async fn post_quantum_and_sm2_keys_are_refused_naming_the_hsm() {
     assert_eq!(code_, "ValidationException");
     assert!(m.contains("Encapsulate"), "{m}");
 }
+
+/// As recorded on AWS: a dry run of Verify or VerifyMac answers what the call would have (a bad
+/// signature or MAC is KMSInvalidSignatureException / KMSInvalidMacException, a good one
+/// DryRunOperationException); a disabled key still gives its public key; a symmetric key has
+/// none (UnsupportedOperationException, no message).
+#[tokio::test]
+async fn dry_runs_and_public_keys_answer_as_recorded() {
+    use aws_sdk_kms::types::{
+        KeySpec, KeyUsageType, MacAlgorithmSpec, MessageType, SigningAlgorithmSpec,
+    };
+    let s = Server::start().await;
+    let c = s.client();
+    let signer = c
+        .create_key()
+        .key_spec(KeySpec::EccNistP256)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let msg = aws_sdk_kms::primitives::Blob::new(b"signed".to_vec());
+    let sig = c
+        .sign()
+        .key_id(&signer)
+        .message(msg.clone())
+        .message_type(MessageType::Raw)
+        .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .unwrap()
+        .signature
+        .unwrap();
+    let verify = |sig: aws_sdk_kms::primitives::Blob| {
+        c.verify()
+            .key_id(&signer)
+            .message(msg.clone())
+            .message_type(MessageType::Raw)
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .signature(sig)
+            .dry_run(true)
+            .send()
+    };
+    assert_eq!(code(verify(sig.clone()).await), "DryRunOperationException");
+    let mut bad = sig.into_inner();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert_eq!(
+        message(verify(aws_sdk_kms::primitives::Blob::new(bad)).await),
+        ("KMSInvalidSignatureException".to_string(), String::new())
+    );
+    let hmac = c
+        .create_key()
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let mac = c
+        .generate_mac()
+        .key_id(&hmac)
+        .message(msg.clone())
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .send()
+        .await
+        .unwrap()
+        .mac
+        .unwrap();
+    let verify_mac = |mac: aws_sdk_kms::primitives::Blob| {
+        c.verify_mac()
+            .key_id(&hmac)
+            .message(msg.clone())
+            .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+            .mac(mac)
+            .dry_run(true)
+            .send()
+    };
+    assert_eq!(
+        code(verify_mac(mac.clone()).await),
+        "DryRunOperationException"
+    );
+    let mut bad = mac.into_inner();
+    bad[0] ^= 1;
+    assert_eq!(
+        message(verify_mac(aws_sdk_kms::primitives::Blob::new(bad)).await),
+        ("KMSInvalidMacException".to_string(), String::new())
+    );
+    c.disable_key().key_id(&signer).send().await.unwrap();
+    let public = c.get_public_key().key_id(&signer).send().await.unwrap();
+    assert!(public.public_key.is_some());
+    let symmetric = new_key(&c).await;
+    assert_eq!(
+        message(c.get_public_key().key_id(&symmetric).send().await),
+        ("UnsupportedOperationException".to_string(), String::new())
+    );
+}

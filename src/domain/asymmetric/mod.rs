@@ -177,25 +177,27 @@ impl Kms {
         let (rec, alg, _) = self
             .signing_key(caller, key_id, "kms:Verify", algorithm, message, is_digest)
             .await?;
-        if dry_run {
-            return Err(KmsError::DryRun);
-        }
         let spki = self.public_key_of(&rec).await?;
         if !verify(&alg, &spki, message, is_digest, sig) {
             return Err(KmsError::InvalidSignature);
+        }
+        // A dry run answers as the call would have (recorded: a bad signature is
+        // KMSInvalidSignatureException with DryRun too).
+        if dry_run {
+            return Err(KmsError::DryRun);
         }
         Ok(rec.arn())
     }
 
     /// The key's public key (SPKI DER), with what `GetPublicKey` says of the key.
     pub async fn get_public_key(&self, caller: &Caller, key_id: &str) -> Result<PublicKeyOutput> {
-        let access = Access::to("kms:GetPublicKey", &[Check::Enabled]);
+        // A disabled key's public key is given too (recorded); one pending deletion or import
+        // is not.
+        let access = Access::to("kms:GetPublicKey", &[Check::NotPending]);
         let rec = self.key_for(caller, key_id, access).await?;
         if Self::pair_kind(&rec).is_none() {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{} is not an asymmetric KMS key; it has no public key.",
-                rec.arn()
-            )));
+            // Recorded: no message.
+            return Err(KmsError::UnsupportedOperation(String::new()));
         }
         let spki = self.public_key_of(&rec).await?;
         Ok(PublicKeyOutput {
@@ -441,12 +443,13 @@ impl Kms {
             )
             .await?;
         let h = Self::require_mac_key(&rec, algorithm, "VerifyMac")?;
-        if dry_run {
-            return Err(KmsError::DryRun);
-        }
         let expect = self.mac(&rec, h, message).await?;
         if !bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_slice(), mac)) {
             return Err(KmsError::InvalidMac);
+        }
+        // As Verify: a dry run with a wrong MAC is KMSInvalidMacException (recorded).
+        if dry_run {
+            return Err(KmsError::DryRun);
         }
         Ok(rec.arn())
     }
