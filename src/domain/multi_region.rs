@@ -109,11 +109,12 @@ impl Kms {
         }
     }
 
+    /// A Region this deployment serves; another is answered as AWS answers a Region it has
+    /// no multi-Region keys in (recorded).
     fn require_served(&self, region: &str) -> Result<()> {
         if !self.regions.iter().any(|r| r == region) {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "Region {region} is not served by this key store (it serves {}).",
-                self.regions.join(", ")
+            return Err(KmsError::Validation(format!(
+                "Region {region} is not a valid Region or multi-Region keys are not supported in Region {region}."
             )));
         }
         Ok(())
@@ -143,6 +144,13 @@ impl Kms {
                     .conditions(&[("kms:ReplicaRegion", &input.replica_region)]),
             )
             .await?;
+        if input.replica_region == primary.region {
+            // Recorded, in these words.
+            return Err(KmsError::Validation(format!(
+                "{} cannot have a replica because it contains the primary.",
+                input.replica_region
+            )));
+        }
         self.require_served(&input.replica_region)?;
         let mrk = primary.mrk_id.expect("require_primary: a multi-Region key");
         let there = Self::in_region(caller, &input.replica_region);
@@ -285,11 +293,11 @@ impl Kms {
         )))
     }
 
-    fn replica_exists(primary: &KeyRecord, region: &str) -> KmsError {
-        KmsError::AlreadyExists(format!(
-            "Multi-Region key {} already has a key in {region}.",
-            primary.public_id()
-        ))
+    /// Recorded, in these words (a replica pending deletion there counts too).
+    fn replica_exists(_primary: &KeyRecord, _region: &str) -> KmsError {
+        KmsError::AlreadyExists(
+            "You can create only one replica of each primary key in each AWS Region.".into(),
+        )
     }
 
     pub async fn update_primary_region(
@@ -303,8 +311,11 @@ impl Kms {
             .key_for(
                 caller,
                 key_id,
-                Access::to("kms:UpdatePrimaryRegion", &[Check::Primary, Check::Enabled])
-                    .conditions(&[("kms:PrimaryRegion", region)]),
+                Access::to(
+                    "kms:UpdatePrimaryRegion",
+                    &[Check::MovablePrimary, Check::Enabled],
+                )
+                .conditions(&[("kms:PrimaryRegion", region)]),
             )
             .await?;
         self.require_served(region)?;
@@ -317,8 +328,9 @@ impl Kms {
             .record(keyid::mrk_key_id(&mrk, region))
             .await?
             .ok_or_else(|| {
-                KmsError::NotFound(format!(
-                    "Multi-Region key {} has no replica in {region}.",
+                // Recorded, in these words.
+                KmsError::Validation(format!(
+                    "{} does not have a replica key in the specified Region.",
                     primary.public_id()
                 ))
             })?;

@@ -31,8 +31,9 @@ pub(crate) enum Check {
     /// name, for AWS's message.
     Symmetric(&'static str),
     /// Automatic and on-demand rotation: a symmetric key with material the service generated,
-    /// a multi-Region primary or a single-Region key, enabled.
-    Rotatable,
+    /// a multi-Region primary or a single-Region key, enabled; the operation's name, for AWS's
+    /// message about a replica.
+    Rotatable(&'static str),
     /// `RotateKeyOnDemand`: as [`Check::Rotatable`], and a symmetric key with imported
     /// material too (it rotates to material imported for the purpose).
     OnDemandRotatable,
@@ -40,6 +41,10 @@ pub(crate) enum Check {
     External,
     /// A multi-Region primary key.
     Primary,
+    /// `UpdatePrimaryRegion`'s key: a multi-Region primary (AWS answers a replica
+    /// `KMSInvalidStateException`, where ReplicateKey's answer is
+    /// `UnsupportedOperationException`; recorded).
+    MovablePrimary,
 }
 
 /// Every state: reads and listings (DescribeKey, GetKeyPolicy, ListGrants, ListResourceTags…).
@@ -135,10 +140,19 @@ impl Kms {
                     }
                 }
                 Check::Symmetric(op) => symmetric(rec, op)?,
-                Check::Rotatable => rotatable(rec, false)?,
-                Check::OnDemandRotatable => rotatable(rec, true)?,
+                Check::Rotatable(op) => rotatable(rec, false, op)?,
+                Check::OnDemandRotatable => rotatable(rec, true, "RotateKeyOnDemand")?,
                 Check::External => external(rec)?,
                 Check::Primary => primary(rec)?,
+                Check::MovablePrimary => match (rec.mrk_id, rec.mrk_primary) {
+                    (Some(_), false) => {
+                        return Err(KmsError::InvalidState(format!(
+                            "{} is not a multi-Region primary key.",
+                            rec.arn()
+                        )))
+                    }
+                    _ => primary(rec)?,
+                },
             }
         }
         Ok(())
@@ -187,7 +201,7 @@ fn symmetric(rec: &KeyRecord, op: &str) -> Result<()> {
     Ok(())
 }
 
-fn rotatable(rec: &KeyRecord, on_demand: bool) -> Result<()> {
+fn rotatable(rec: &KeyRecord, on_demand: bool, op: &str) -> Result<()> {
     // Automatic rotation of imported material: refused for its origin in every state (AWS's
     // key-state table: "origin is EXTERNAL which is not valid for this operation" for a key
     // pending import too).
@@ -214,8 +228,9 @@ fn rotatable(rec: &KeyRecord, on_demand: bool) -> Result<()> {
         return Err(KmsError::UnsupportedOperation(String::new()));
     }
     if rec.mrk_id.is_some() && !rec.mrk_primary {
+        // Recorded, in these words (lower-case "region").
         return Err(KmsError::UnsupportedOperation(format!(
-            "{} is a multi-Region replica key. Rotation is managed by its primary key.",
+            "{} is a multi-region replica key which is not valid for {op}.",
             rec.arn()
         )));
     }
@@ -325,15 +340,24 @@ mod tests {
         let e = Kms::check(&with("Enabled", hmac), &[Check::Symmetric("Encrypt")]).unwrap_err();
         assert!(format!("{e:?}").contains("GENERATE_VERIFY_MAC which is not valid for Encrypt"));
         assert_eq!(
-            kind(&with("Enabled", rsa), &[Check::Rotatable]),
+            kind(
+                &with("Enabled", rsa),
+                &[Check::Rotatable("EnableKeyRotation")]
+            ),
             "UnsupportedOperation"
         );
         assert_eq!(
-            kind(&with("Disabled", |_| ()), &[Check::Rotatable]),
+            kind(
+                &with("Disabled", |_| ()),
+                &[Check::Rotatable("EnableKeyRotation")]
+            ),
             "Disabled"
         );
         assert_eq!(
-            kind(&with("Disabled", rsa), &[Check::Rotatable]),
+            kind(
+                &with("Disabled", rsa),
+                &[Check::Rotatable("EnableKeyRotation")]
+            ),
             "Disabled"
         );
         assert_eq!(

@@ -183,7 +183,11 @@ impl Kms {
             .map(|d| ("kms:RotationPeriodInDays", d))
             .into_iter()
             .collect();
-        let access = Access::to("kms:EnableKeyRotation", &[Check::Rotatable]).conditions(&period);
+        let access = Access::to(
+            "kms:EnableKeyRotation",
+            &[Check::Rotatable("EnableKeyRotation")],
+        )
+        .conditions(&period);
         let rec = self.key_for(caller, key_id, access).await?;
         // As recorded: enabling rotation that is on, with no period or the same one, changes
         // nothing (the next rotation stays); otherwise the period (365 days if none is given)
@@ -241,7 +245,7 @@ impl Kms {
         {
             return Ok(());
         }
-        Self::check(&rec, &[Check::Rotatable])?;
+        Self::check(&rec, &[Check::Rotatable("DisableKeyRotation")])?;
         self.set_rotation(&rec, false, rec.rotation_period_days, None)
             .await
     }
@@ -254,11 +258,9 @@ impl Kms {
         let access = Access::to("kms:GetKeyRotationStatus", ANY_STATE);
         let rec = self.key_for(caller, key_id, access).await?;
         // AWS: "While a KMS key is pending deletion, its key rotation status is false"; the
-        // stored schedule comes back if the deletion is cancelled.
-        if matches!(
-            rec.key_state,
-            KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
-        ) {
+        // stored schedule comes back if the deletion is cancelled. A primary waiting for its
+        // replicas' deletion still reports its schedule (recorded).
+        if rec.key_state == KeyState::PendingDeletion {
             return Ok(RotationStatus {
                 enabled: false,
                 key_arn: rec.arn(),
@@ -267,7 +269,9 @@ impl Kms {
                 on_demand_start: rec.on_demand_rotation_start,
             });
         }
-        Self::check(&rec, &[Check::Manageable])?;
+        if rec.key_state != KeyState::PendingReplicaDeletion {
+            Self::check(&rec, &[Check::Manageable])?;
+        }
         // AWS: automatic rotation is for symmetric encryption keys only; "the key rotation
         // status of these KMS keys [asymmetric, HMAC] is always false" (Enable and
         // DisableKeyRotation still refuse them). Clients such as Terraform ask every key.

@@ -207,6 +207,11 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
     let key = mrk(&east).await;
     let refuse =
         |r: Result<_, _>| code::<aws_sdk_kms::operation::replicate_key::ReplicateKeyOutput, _>(r);
+    let answer =
+        |r: Result<aws_sdk_kms::operation::replicate_key::ReplicateKeyOutput, _>| message(r);
+    let pair = |c: &str, m: String| (c.to_string(), m);
+    let id = describe(&east, &key).await.key_id;
+    let west_arn = format!("arn:aws:kms:{OTHER_REGION}:123456789012:key/{id}");
     assert_eq!(
         refuse(
             east.replicate_key()
@@ -217,25 +222,32 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
         ),
         "UnsupportedOperationException"
     );
+    // Recorded on AWS, in these words.
     assert_eq!(
-        refuse(
+        answer(
             east.replicate_key()
                 .key_id(&key)
                 .replica_region(REGION)
                 .send()
                 .await
         ),
-        "AlreadyExistsException"
+        pair(
+            "ValidationException",
+            format!("{REGION} cannot have a replica because it contains the primary.")
+        )
     );
     assert_eq!(
-        refuse(
+        answer(
             east.replicate_key()
                 .key_id(&key)
                 .replica_region("ap-south-1")
                 .send()
                 .await
         ),
-        "UnsupportedOperationException"
+        pair(
+            "ValidationException",
+            "Region ap-south-1 is not a valid Region or multi-Region keys are not supported in Region ap-south-1.".into()
+        )
     );
     assert_eq!(
         refuse(
@@ -254,14 +266,17 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
         .await
         .unwrap();
     assert_eq!(
-        refuse(
+        answer(
             east.replicate_key()
                 .key_id("alias/mr")
                 .replica_region(OTHER_REGION)
                 .send()
                 .await
         ),
-        "InvalidArnException"
+        pair(
+            "InvalidArnException",
+            "Key Aliases are not supported for this operation.".into()
+        )
     );
     assert_eq!(
         refuse(
@@ -275,47 +290,60 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
     );
     // No replica yet: the primary cannot move there.
     assert_eq!(
-        code(
+        message(
             east.update_primary_region()
                 .key_id(&key)
                 .primary_region(OTHER_REGION)
                 .send()
                 .await
         ),
-        "NotFoundException"
+        pair(
+            "ValidationException",
+            format!("{id} does not have a replica key in the specified Region.")
+        )
     );
     replicate(&east, &key).await;
     assert_eq!(
-        refuse(
+        answer(
             east.replicate_key()
                 .key_id(&key)
                 .replica_region(OTHER_REGION)
                 .send()
                 .await
         ),
-        "AlreadyExistsException"
+        pair(
+            "AlreadyExistsException",
+            "You can create only one replica of each primary key in each AWS Region.".into()
+        )
     );
     // A replica is not replicated, and cannot be made primary from itself.
     assert_eq!(
-        refuse(
+        answer(
             west.replicate_key()
                 .key_id(&key)
                 .replica_region(REGION)
                 .send()
                 .await
         ),
-        "UnsupportedOperationException"
+        pair(
+            "UnsupportedOperationException",
+            format!("{west_arn} is not a multi-region primary key.")
+        )
     );
     assert_eq!(
-        code(
+        message(
             west.update_primary_region()
                 .key_id(&key)
                 .primary_region(REGION)
                 .send()
                 .await
         ),
-        "UnsupportedOperationException"
+        pair(
+            "KMSInvalidStateException",
+            format!("{west_arn} is not a multi-Region primary key.")
+        )
     );
+
     assert_eq!(
         code(
             east.update_primary_region()
@@ -377,20 +405,26 @@ async fn rotation_is_shared_and_driven_by_the_primary() {
     let key = mrk(&east).await;
     replicate(&east, &key).await;
     let old = encrypt(&west, &key).await;
-    for c in [&west] {
-        assert_eq!(
-            code(c.enable_key_rotation().key_id(&key).send().await),
-            "UnsupportedOperationException"
-        );
-        assert_eq!(
-            code(c.rotate_key_on_demand().key_id(&key).send().await),
-            "UnsupportedOperationException"
-        );
-        assert_eq!(
-            code(c.disable_key_rotation().key_id(&key).send().await),
-            "UnsupportedOperationException"
-        );
-    }
+    // Recorded on AWS, in these words.
+    let arn = describe(&west, &key).await.arn.unwrap();
+    let replica = |op: &str| {
+        (
+            "UnsupportedOperationException".to_string(),
+            format!("{arn} is a multi-region replica key which is not valid for {op}."),
+        )
+    };
+    assert_eq!(
+        message(west.enable_key_rotation().key_id(&key).send().await),
+        replica("EnableKeyRotation")
+    );
+    assert_eq!(
+        message(west.rotate_key_on_demand().key_id(&key).send().await),
+        replica("RotateKeyOnDemand")
+    );
+    assert_eq!(
+        message(west.disable_key_rotation().key_id(&key).send().await),
+        replica("DisableKeyRotation")
+    );
     let before = describe(&west, &key).await.current_key_material_id;
     rotate_now(&east, &key).await;
     let after = describe(&west, &key).await.current_key_material_id;
@@ -510,6 +544,12 @@ async fn a_primary_with_replicas_is_deleted_only_after_them() {
     let key = mrk(&east).await;
     replicate(&east, &key).await;
     let blob = encrypt(&east, &key).await;
+    east.enable_key_rotation()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let rotation_enabled_before = true;
 
     let out = east
         .schedule_key_deletion()
@@ -524,6 +564,20 @@ async fn a_primary_with_replicas_is_deleted_only_after_them() {
     let (c, m) = message(east.encrypt().key_id(&key).plaintext(pt()).send().await);
     assert_eq!(c, "KMSInvalidStateException");
     assert!(m.ends_with("is pending replica deletion."), "{m}");
+    // Unlike a key pending deletion, it still reports its rotation (recorded).
+    let status = east
+        .get_key_rotation_status()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            status.key_rotation_enabled,
+            status.rotation_period_in_days.is_some()
+        ),
+        (rotation_enabled_before, rotation_enabled_before)
+    );
     // It can be cancelled like any pending deletion, and scheduled again.
     east.cancel_key_deletion()
         .key_id(&key)
