@@ -184,6 +184,15 @@ fn not_pending(rec: &KeyRecord) -> Result<()> {
 }
 
 fn symmetric(rec: &KeyRecord, op: &str) -> Result<()> {
+    if rec.key_usage == ENCRYPT_DECRYPT
+        && rec.key_spec != KeySpec::SymmetricDefault
+        && op.starts_with("GenerateDataKeyPair")
+    {
+        // Recorded, in these words.
+        return Err(KmsError::InvalidKeyUsage(
+            "You cannot generate a data key pair with an asymmetric CMK".into(),
+        ));
+    }
     if rec.key_usage == ENCRYPT_DECRYPT && rec.key_spec != KeySpec::SymmetricDefault {
         // AWS's wording for an RSA key asked for SYMMETRIC_DEFAULT.
         return Err(KmsError::InvalidKeyUsage(messages::algorithm_incompatible(

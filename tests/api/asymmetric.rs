@@ -277,21 +277,39 @@ async fn ecc_and_ed25519_keys_sign_and_openssl_agrees() {
     };
     if let Some(meta) = meta {
         #[allow(deprecated)]
-        let old_spec = meta.customer_master_key_spec.clone();
-        assert_eq!(old_spec, None);
+        // Recorded on AWS: the deprecated member names Ed25519 too.
+        assert_eq!(
+            meta.customer_master_key_spec,
+            Some(aws_sdk_kms::types::CustomerMasterKeySpec::from(
+                "ECC_NIST_EDWARDS25519"
+            ))
+        );
         let ed = meta.key_id;
         sign_and_check(&c, &ed, &[S::Ed25519Sha512], ec).await;
+        // Each Ed25519 algorithm takes one message type, and a key that is no ML-DSA key
+        // takes no EXTERNAL_MU (recorded, in these words).
+        let refused = |t: MessageType, alg: S| {
+            c.sign()
+                .key_id(&ed)
+                .message(Blob::new(vec![0; 64]))
+                .message_type(t)
+                .signing_algorithm(alg)
+                .send()
+        };
+        let validation = |m: &str| ("ValidationException".to_string(), m.to_string());
         assert_eq!(
-            code(
-                c.sign()
-                    .key_id(&ed)
-                    .message(Blob::new(vec![0; 64]))
-                    .message_type(MessageType::Digest)
-                    .signing_algorithm(S::Ed25519Sha512)
-                    .send()
-                    .await
-            ),
-            "InvalidKeyUsageException"
+            message(refused(MessageType::Digest, S::Ed25519Sha512).await),
+            validation("Message type DIGEST is incompatible with algorithm ED25519_SHA_512.")
+        );
+        assert_eq!(
+            message(refused(MessageType::Raw, S::Ed25519PhSha512).await),
+            validation("Message type RAW is incompatible with algorithm ED25519_PH_SHA_512.")
+        );
+        assert_eq!(
+            message(refused(MessageType::ExternalMu, S::Ed25519Sha512).await),
+            validation(
+                "Message type EXTERNAL_MU is incompatible with key spec ECC_NIST_EDWARDS25519."
+            )
         );
         // Ed25519ph needs the token (the private key): neither token here has it.
         let (c_, m) = message(
@@ -1519,5 +1537,84 @@ async fn dry_runs_and_public_keys_answer_as_recorded() {
     assert_eq!(
         message(c.get_public_key().key_id(&symmetric).send().await),
         ("UnsupportedOperationException".to_string(), String::new())
+    );
+}
+
+/// RSA encryption keys' refusals, as recorded on AWS in these words: an encryption context;
+/// Decrypt of an RSA ciphertext without its KeyId; a data key pair under an RSA key.
+#[tokio::test]
+async fn rsa_refusals_answer_as_recorded() {
+    use aws_sdk_kms::types::{DataKeyPairSpec, EncryptionAlgorithmSpec, KeySpec, KeyUsageType};
+    let s = Server::start().await;
+    let c = s.client();
+    let rsa = c
+        .create_key()
+        .key_spec(KeySpec::Rsa2048)
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let validation = |m: &str| ("ValidationException".to_string(), m.to_string());
+    let context =
+        "EncryptionContext is not supported when encrypting/decrypting with asymmetric CMKs.";
+    assert_eq!(
+        message(
+            c.encrypt()
+                .key_id(&rsa)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+                .encryption_context("k", "v")
+                .send()
+                .await
+        ),
+        validation(context)
+    );
+    let blob = c
+        .encrypt()
+        .key_id(&rsa)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    assert_eq!(
+        message(
+            c.decrypt()
+                .key_id(&rsa)
+                .ciphertext_blob(blob.clone())
+                .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+                .encryption_context("k", "v")
+                .send()
+                .await
+        ),
+        validation(context)
+    );
+    assert_eq!(
+        message(
+            c.decrypt()
+                .ciphertext_blob(blob)
+                .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+                .send()
+                .await
+        ),
+        validation("KeyId must not be null")
+    );
+    assert_eq!(
+        message(
+            c.generate_data_key_pair()
+                .key_id(&rsa)
+                .key_pair_spec(DataKeyPairSpec::EccNistP256)
+                .send()
+                .await
+        ),
+        (
+            "InvalidKeyUsageException".to_string(),
+            "You cannot generate a data key pair with an asymmetric CMK".to_string()
+        )
     );
 }

@@ -27,10 +27,11 @@ pub const KEY_SPECS: &[&str] = KeySpec::WORDS;
 /// (the first 13 of `KEY_SPECS`).
 pub const CUSTOMER_MASTER_KEY_SPECS: &[&str] = KEY_SPECS.split_at(13).0;
 
-/// `CustomerMasterKeySpec` in an answer: the key spec where that enum has it, else absent.
+/// `CustomerMasterKeySpec` in an answer: the key spec where that enum has it, and Ed25519's
+/// (recorded: AWS names it in the deprecated member too), else absent.
 pub fn customer_master_key_spec(key_spec: KeySpec) -> Option<&'static str> {
-    CUSTOMER_MASTER_KEY_SPECS
-        .contains(&key_spec.as_str())
+    (CUSTOMER_MASTER_KEY_SPECS.contains(&key_spec.as_str())
+        || key_spec == KeySpec::EccNistEdwards25519)
         .then_some(key_spec.as_str())
 }
 

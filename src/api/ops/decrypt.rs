@@ -62,12 +62,8 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
                 .await?
         }
         // An asymmetric ciphertext does not name its key.
-        (_, None) => {
-            return Err(KmsError::Validation(format!(
-                "KeyId is required when EncryptionAlgorithm is {algorithm}."
-            ))
-            .into())
-        }
+        // (Recorded, in these words.)
+        (_, None) => return Err(KmsError::Validation("KeyId must not be null".into()).into()),
     };
     let mut v = json!({
         "KeyId": out.key_arn,

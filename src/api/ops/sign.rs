@@ -34,19 +34,17 @@ fn request(body: &[u8], verify: bool) -> Result<Request, ApiError> {
             .blob_len(r.signature.as_ref(), "signature", 1, 6144);
     }
     v.finish()?;
-    if Word::known(&r.message_type) == Some(MessageType::ExternalMu) {
-        return Err(crate::domain::KmsError::InvalidKeyUsage(
-            "MessageType EXTERNAL_MU is only for ML-DSA keys, which this key store does not offer."
-                .into(),
-        )
-        .into());
-    }
     Ok(r)
 }
 
 pub async fn sign(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = request(body, false)?;
     let alg = Word::required(&r.signing_algorithm, "signingAlgorithm")?;
+    if Word::known(&r.message_type) == Some(MessageType::ExternalMu) {
+        let caller = caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref());
+        kms.refuse_external_mu(&caller, or_empty(&r.key_id), "kms:Sign", alg)
+            .await?;
+    }
     let out = kms
         .sign(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),
@@ -67,6 +65,11 @@ pub async fn sign(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
 pub async fn verify(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = request(body, true)?;
     let alg = Word::required(&r.signing_algorithm, "signingAlgorithm")?;
+    if Word::known(&r.message_type) == Some(MessageType::ExternalMu) {
+        let caller = caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref());
+        kms.refuse_external_mu(&caller, or_empty(&r.key_id), "kms:Verify", alg)
+            .await?;
+    }
     let arn = kms
         .verify(
             &caller.for_request(r.grant_tokens.clone(), r.key_id.as_deref()),

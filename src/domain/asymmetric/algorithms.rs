@@ -265,11 +265,7 @@ pub fn to_be_signed(
     is_digest: bool,
 ) -> Result<Vec<u8>> {
     if alg.scheme == SignScheme::Ed25519 {
-        if is_digest {
-            return Err(KmsError::InvalidKeyUsage(
-                "ED25519_SHA_512 signs messages only: use MessageType RAW.".into(),
-            ));
-        }
+        // (A digest for ED25519_SHA_512 is refused before, with AWS's words.)
         return Ok(message.to_vec());
     }
     if is_digest {

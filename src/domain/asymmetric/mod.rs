@@ -116,6 +116,24 @@ impl Kms {
             .await?;
         let op = action.trim_start_matches("kms:");
         let kind = Self::require_signing_key(&rec, op)?;
+        if kind == PairKind::Ed25519 {
+            // Recorded, in these words: each Ed25519 algorithm takes one message type.
+            let refused = match (algorithm, is_digest) {
+                (SigningAlgorithmSpec::Ed25519Sha512, true) => Some("DIGEST"),
+                (SigningAlgorithmSpec::Ed25519PhSha512, false) => Some("RAW"),
+                _ => None,
+            };
+            if let Some(t) = refused {
+                return Err(KmsError::Validation(format!(
+                    "Message type {t} is incompatible with algorithm {algorithm}."
+                )));
+            }
+            if algorithm == SigningAlgorithmSpec::Ed25519PhSha512 && message.len() != 64 {
+                return Err(KmsError::Validation(crate::messages::digest_length(
+                    algorithm.as_str(),
+                )));
+            }
+        }
         if kind == PairKind::Ed25519 && algorithm == SigningAlgorithmSpec::Ed25519PhSha512 {
             // Ed25519ph must be computed with the private key; no token here offers it.
             let caps = self.hsm.capabilities();
@@ -127,6 +145,32 @@ impl Kms {
         let alg = Self::signing(&rec, algorithm, kind)?;
         let input = to_be_signed(&alg, algorithm, message, is_digest)?;
         Ok((rec, alg, input))
+    }
+
+    /// `Sign` or `Verify` with `MessageType` `EXTERNAL_MU`: only ML-DSA keys take one, and no
+    /// token here holds those, so once the key is found and the caller may use it, the answer
+    /// is AWS's for any other key spec (recorded).
+    pub async fn refuse_external_mu(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+        algorithm: SigningAlgorithmSpec,
+    ) -> Result<()> {
+        let rec = self
+            .key_for(
+                caller,
+                key_id,
+                Access::to(action, &[Check::Enabled]).conditions(&[
+                    ("kms:SigningAlgorithm", algorithm.as_str()),
+                    ("kms:MessageType", "EXTERNAL_MU"),
+                ]),
+            )
+            .await?;
+        Err(KmsError::Validation(format!(
+            "Message type EXTERNAL_MU is incompatible with key spec {}.",
+            rec.key_spec
+        )))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -244,7 +288,9 @@ impl Kms {
     pub(super) fn refuse_context(ctx: &Context) -> Result<()> {
         if !ctx.is_empty() {
             return Err(KmsError::Validation(
-                "EncryptionContext is not supported with asymmetric KMS keys.".into(),
+                // Recorded, in these words.
+                "EncryptionContext is not supported when encrypting/decrypting with asymmetric CMKs."
+                    .into(),
             ));
         }
         Ok(())
