@@ -276,10 +276,11 @@ async fn ecc_and_ed25519_keys_sign_and_openssl_agrees() {
         }
     };
     if let Some(meta) = meta {
-        #[allow(deprecated)]
         // Recorded on AWS: the deprecated member names Ed25519 too.
+        #[allow(deprecated)]
+        let old_spec = meta.customer_master_key_spec.clone();
         assert_eq!(
-            meta.customer_master_key_spec,
+            old_spec,
             Some(aws_sdk_kms::types::CustomerMasterKeySpec::from(
                 "ECC_NIST_EDWARDS25519"
             ))
