@@ -55,6 +55,10 @@ log "building kms and the fuzz targets"
 bin="${KMS_BIN:-}"
 if [ -z "$bin" ]; then cargo build --bin kms -q; bin="$ROOT/target/debug/kms"; fi
 "$bin" init >/dev/null
+# The grants target's grantees: a grant names a principal that exists.
+for u in fuzz-grantee fuzz-other; do
+    "$bin" admin create-user --account-id 123456789012 --user-name "$u" >/dev/null
+done
 cargo fuzz build "${profile[@]}" -s "$sanitizer" >"$work/build.log" 2>&1 \
     || { grep -v "^ *Compiling" "$work/build.log" | tail -40; die "the fuzz targets do not build"; }
 for t in "${targets[@]}"; do

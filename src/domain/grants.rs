@@ -62,7 +62,40 @@ pub struct CreateGrantInput {
     pub dry_run: bool,
 }
 
-/// Principals a grant may name: an account's root, a user, a role or an assumed-role session.
+impl Kms {
+    /// A principal a grant names must be one: an account's root, a user or a role that exists,
+    /// a session of a role that exists, a federated user of an account that exists. AWS's
+    /// answers, recorded: a malformed one (an assumed-role ARN with a path) is "ARN is not
+    /// valid: <arn>", one that names no principal "ARN does not refer to a valid principal:
+    /// <arn>" (both InvalidArnException).
+    async fn check_grant_principal(&self, p: &str) -> Result<()> {
+        if !valid_principal(p) {
+            return Err(KmsError::InvalidArn(format!("ARN is not valid: {p}")));
+        }
+        let parts: Vec<&str> = p.splitn(6, ':').collect();
+        let (service, account, resource) = (parts[2], parts[4], parts[5]);
+        let exists = match (service, resource.split_once('/')) {
+            ("iam", None) => self.ids.account_exists(account).await?,
+            ("iam", Some(_)) => self.ids.principal_authz(p).await?.is_some(),
+            ("sts", Some(("assumed-role", rest))) => {
+                let role = rest.split_once('/').map_or(rest, |(r, _)| r);
+                let role = format!("arn:aws:iam::{account}:role/{role}");
+                self.ids.principal_authz(&role).await?.is_some()
+            }
+            ("sts", Some(("federated-user", _))) => self.ids.account_exists(account).await?,
+            _ => false,
+        };
+        if !exists {
+            return Err(KmsError::InvalidArn(format!(
+                "ARN does not refer to a valid principal: {p}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Principals a grant may name, by the form of their ARN: an account's root, a user, a role,
+/// an assumed-role session (`assumed-role/<role>/<session>`, no path) or a federated user.
 pub fn valid_principal(p: &str) -> bool {
     let parts: Vec<&str> = p.splitn(6, ':').collect();
     if parts.len() != 6
@@ -77,7 +110,14 @@ pub fn valid_principal(p: &str) -> bool {
         "iam" => {
             parts[5] == "root" || parts[5].starts_with("user/") || parts[5].starts_with("role/")
         }
-        "sts" => parts[5].starts_with("assumed-role/"),
+        "sts" => match parts[5].split_once('/') {
+            Some(("assumed-role", rest)) => {
+                let names: Vec<&str> = rest.split('/').collect();
+                names.len() == 2 && names.iter().all(|n| !n.is_empty())
+            }
+            Some(("federated-user", name)) => !name.is_empty() && !name.contains('/'),
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -528,11 +568,7 @@ impl Kms {
             ));
         }
         for p in std::iter::once(&input.grantee).chain(input.retiring.iter()) {
-            if !valid_principal(p) {
-                return Err(KmsError::Validation(format!(
-                    "{p} is not a valid principal ARN."
-                )));
-            }
+            self.check_grant_principal(p).await?;
         }
         let constraint_type = input.constraints.as_ref().map(|c| {
             if c.equals.is_some() {

@@ -407,11 +407,11 @@ async fn a_grant_to_an_account_needs_its_principals_identity_policies() {
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_grant_refuses_constraints_it_cannot_enforce() {
     let s = Server::start().await;
     let key = new_key(&s.client()).await;
-    let grantee = format!("arn:aws:iam::{ACCOUNT}:user/bob");
+    let (grantee, _, _) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "bob", None));
     let send = |constraints: serde_json::Value| {
         let body = serde_json::json!({
             "KeyId": key,
@@ -1729,7 +1729,7 @@ async fn resource_quotas_hold_across_nodes() {
     }
     let k1 = keys[0].clone();
     // Grants: six race for two places on one key.
-    let grantee = format!("arn:aws:iam::{ACCOUNT}:user/bob");
+    let (grantee, _, _) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "bob", None));
     let granted = all((0..6).map(|i| {
         clients[i % 2]
             .create_grant()

@@ -312,7 +312,7 @@ async fn a_primary_killed_under_load_loses_nothing_acknowledged() {
         .send()
         .await
         .unwrap();
-    let grantee = format!("arn:aws:iam::{ACCOUNT}:user/bob");
+    let (grantee, _, _) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "bob", None));
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Two clients doing a mix of writes and crypto until told to stop.

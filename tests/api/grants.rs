@@ -345,12 +345,13 @@ async fn grant_constraints_tokens_names_and_retirement() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_grant_refuses_what_the_key_cannot_do() {
     let s = Server::start().await;
     let root = s.client();
     let key = new_key(&root).await;
-    let grantee = "arn:aws:iam::123456789012:user/carol";
+    let (grantee, _, _) = tokio::task::block_in_place(|| s.new_user("123456789012", "carol", None));
+    let grantee = grantee.as_str();
     let (c, m) = message(
         root.create_grant()
             .key_id(&key)
@@ -442,6 +443,9 @@ async fn create_grant_conditions_limit_what_may_be_granted() {
                      "ArnLike":{"kms:GranteePrincipal":"arn:aws:iam::123456789012:user/app-*"}}}]}"#;
     let (_, _, ops) =
         tokio::task::block_in_place(|| s.new_user("123456789012", "ops", Some(policy)));
+    for name in ["app-web", "intruder"] {
+        tokio::task::block_in_place(|| s.new_user("123456789012", name, None));
+    }
     ops.create_grant()
         .key_id(&key)
         .grantee_principal("arn:aws:iam::123456789012:user/app-web")
@@ -675,4 +679,69 @@ async fn grants_for_aws_service_principals_are_refused_not_ignored() {
     );
     assert_eq!(c, "UnsupportedOperationException");
     assert!(m.contains("RetiringServicePrincipal"), "{m}");
+}
+
+/// A grant names a principal that exists, as AWS checks (recorded): a session of a role that
+/// exists (never issued too) and a federated user of the caller's account are taken; a
+/// session of a missing role, a federated user of an account that does not exist and a user
+/// that does not exist are "ARN does not refer to a valid principal: <arn>", an assumed-role
+/// ARN with a path "ARN is not valid: <arn>" (InvalidArnException), and no grant is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_names_a_principal_that_exists() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole","Resource":"*"}]}"#;
+    tokio::task::block_in_place(|| s.create_role("123456789012", "probe", trust));
+    let grant = |p: &str| {
+        c.create_grant()
+            .key_id(&key)
+            .grantee_principal(p)
+            .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+            .send()
+    };
+    for ok in [
+        "arn:aws:sts::123456789012:assumed-role/probe/never-issued",
+        "arn:aws:sts::123456789012:federated-user/unissued",
+        "arn:aws:iam::123456789012:role/probe",
+        "arn:aws:iam::123456789012:root",
+    ] {
+        grant(ok).await.unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+    }
+    for (bad, why) in [
+        (
+            "arn:aws:sts::123456789012:assumed-role/missing/target",
+            "ARN does not refer to a valid principal",
+        ),
+        (
+            "arn:aws:sts::999999999999:federated-user/unissued",
+            "ARN does not refer to a valid principal",
+        ),
+        (
+            "arn:aws:iam::123456789012:user/nobody",
+            "ARN does not refer to a valid principal",
+        ),
+        (
+            "arn:aws:iam::999999999999:root",
+            "ARN does not refer to a valid principal",
+        ),
+        (
+            "arn:aws:sts::123456789012:assumed-role/path/probe/target",
+            "ARN is not valid",
+        ),
+    ] {
+        assert_eq!(
+            message(grant(bad).await),
+            ("InvalidArnException".to_string(), format!("{why}: {bad}")),
+        );
+    }
+    let grants = c
+        .list_grants()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .grants
+        .unwrap();
+    assert_eq!(grants.len(), 4);
 }

@@ -1484,7 +1484,7 @@ async fn material_deleted_while_pending_deletion_comes_back_pending_import() {
         code(
             c.create_grant()
                 .key_id(&never)
-                .grantee_principal("arn:aws:iam::123456789012:user/carol")
+                .grantee_principal("arn:aws:iam::123456789012:root")
                 .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
                 .send()
                 .await

@@ -157,7 +157,7 @@ async fn fixture(c: &aws_sdk_kms::Client, n: usize, kind: Kind, state: State) ->
         f.grant = Some(
             c.create_grant()
                 .key_id(&key)
-                .grantee_principal("arn:aws:iam::123456789012:role/state")
+                .grantee_principal("arn:aws:iam::123456789012:root")
                 .operations(aws_sdk_kms::types::GrantOperation::DescribeKey)
                 .send()
                 .await
@@ -240,7 +240,7 @@ async fn run(c: &aws_sdk_kms::Client, op: &str, f: &Fixture) -> String {
         "CreateGrant" => answer(
             c.create_grant()
                 .key_id(k)
-                .grantee_principal("arn:aws:iam::123456789012:role/other")
+                .grantee_principal("arn:aws:iam::123456789012:root")
                 .operations(aws_sdk_kms::types::GrantOperation::DescribeKey)
                 .send()
                 .await,

@@ -610,7 +610,7 @@ async fn rotation_calls_answer_as_recorded() {
         message(
             c.create_grant()
                 .key_id(&hmac)
-                .grantee_principal("arn:aws:iam::123456789012:role/mac")
+                .grantee_principal("arn:aws:iam::123456789012:root")
                 .operations(GrantOperation::GenerateMac)
                 .operations(GrantOperation::Encrypt)
                 .send()
@@ -625,7 +625,7 @@ async fn rotation_calls_answer_as_recorded() {
         message(
             c.create_grant()
                 .key_id(&hmac)
-                .grantee_principal("arn:aws:iam::123456789012:role/mac")
+                .grantee_principal("arn:aws:iam::123456789012:root")
                 .operations(GrantOperation::GenerateMac)
                 .constraints(
                     GrantConstraints::builder()

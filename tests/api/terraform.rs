@@ -273,14 +273,15 @@ async fn aws_kms_alias_and_aws_kms_ciphertext() {
 /// `aws_kms_grant` (`grant.go`): CreateGrant with a name, constraints and a retiring
 /// principal; the read finds the grant by id in ListGrants for the key (every page); delete
 /// retires it (`retire_on_delete`) or revokes it, after which ListGrants no longer has it.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_kms_grant_create_read_retire_and_revoke() {
     use aws_sdk_kms::types::{GrantConstraints, GrantOperation};
     let s = Server::start().await;
     let c = s.client();
     let key = new_key(&c).await;
     let admin = format!("arn:aws:iam::{ACCOUNT}:user/admin");
-    let grantee = format!("arn:aws:iam::{ACCOUNT}:user/app");
+    // A grant names a principal that exists.
+    let (grantee, _, _) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "app", None));
     let create = |name: &'static str| {
         let (c, key, grantee, admin) = (c.clone(), key.clone(), grantee.clone(), admin.clone());
         async move {
