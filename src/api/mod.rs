@@ -49,6 +49,32 @@ pub struct ApiState {
     pub max_connections: usize,
     /// The External Key Store proxy API, when logical key stores are configured.
     pub xks: Option<Arc<crate::xks::XksState>>,
+    /// The last readiness checks and when they ran (see [`ApiState::recent_readiness`]).
+    pub readiness: tokio::sync::Mutex<Option<(Instant, Arc<crate::domain::Readiness>)>>,
+}
+
+/// How long one run of the readiness checks answers `/readyz`.
+const READINESS_REUSE: Duration = Duration::from_secs(1);
+
+impl ApiState {
+    /// The readiness checks (a database query, a call on the token's pinned session), run at
+    /// most once a [`READINESS_REUSE`] however many ask: the API listener's `/readyz` is
+    /// unauthenticated, and a flood of it would otherwise queue on the pinned session every
+    /// unwrap needs. Callers that arrive meanwhile wait for the one run.
+    /// The operator's listener (`fresh`) always runs them, and its run answers the public
+    /// probes too; a run that found the service not ready is not reused.
+    async fn recent_readiness(&self, fresh: bool) -> Arc<crate::domain::Readiness> {
+        let mut last = self.readiness.lock().await;
+        if let Some((at, r)) = &*last {
+            // A failing check is run again at once: its recovery shows without delay.
+            if !fresh && r.ready() && at.elapsed() < READINESS_REUSE {
+                return r.clone();
+            }
+        }
+        let r = Arc::new(self.kms.readiness(READINESS_TIMEOUT).await);
+        *last = Some((Instant::now(), r.clone()));
+        r
+    }
 }
 
 /// What a request turned out to be, and so how to answer it.
@@ -336,7 +362,7 @@ async fn probe<B>(
             Some(r)
         }
         "/readyz" => {
-            let r = state.kms.readiness(READINESS_TIMEOUT).await;
+            let r = state.recent_readiness(detail).await;
             let report = |detail: bool| {
                 let check = |c: &Result<(), String>| match c {
                     Ok(()) => serde_json::json!({"ok": true}),

@@ -253,6 +253,30 @@ impl Kms {
         }
     }
 
+    /// `action` on the alias `name` of the caller's account and region, as AWS asks it of the
+    /// alias operations besides the key's policy: the caller's identity policies, with the
+    /// alias's ARN as the resource (so an IAM statement naming aliases, `alias/prod-*`, allows
+    /// or denies it).
+    pub(crate) async fn authorize_on_alias(
+        &self,
+        caller: &Caller,
+        action: &str,
+        name: &str,
+    ) -> Result<()> {
+        let identity = self
+            .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
+            .await?;
+        let mut req = self.request(caller, action, None, None);
+        self.add_tags(&mut req, &identity, None).await?;
+        req.resource = keyid::alias_arn(&caller.region, &caller.account_id, name);
+        match policy::decide_identity_only(&identity.policies, &req) {
+            policy::Decision::Allow => Ok(()),
+            policy::Decision::Deny(why) => {
+                Err(KmsError::AccessDenied(policy::denial_message(&req, why)))
+            }
+        }
+    }
+
     /// `sts:AssumeRole`: the role's trust policy must allow the caller (directly, or by
     /// trusting the caller's account whose identity policies then must allow it). Returns the
     /// role's account.

@@ -328,6 +328,8 @@ impl Kms {
     pub async fn create_alias(&self, caller: &Caller, name: &str, target: &str) -> Result<()> {
         check_alias_name(name)?;
         let rec = self.alias_target_key(caller, target).await?;
+        self.authorize_on_alias(caller, "kms:CreateAlias", name)
+            .await?;
         self.admit(
             caller,
             &rec,
@@ -392,6 +394,8 @@ impl Kms {
         let not_found = || keyid::alias_not_found(&caller.region, &caller.account_id, name);
         let old = self.alias_key(caller, name).await?;
         let new = self.alias_target_key(caller, target).await?;
+        self.authorize_on_alias(caller, "kms:UpdateAlias", name)
+            .await?;
         self.admit(caller, &old, Access::to("kms:UpdateAlias", ANY_STATE))
             .await?;
         self.admit(
@@ -438,6 +442,8 @@ impl Kms {
         not_reserved(name)?;
         let not_found = || keyid::alias_not_found(&caller.region, &caller.account_id, name);
         let rec = self.alias_key(caller, name).await?;
+        self.authorize_on_alias(caller, "kms:DeleteAlias", name)
+            .await?;
         self.admit(caller, &rec, Access::to("kms:DeleteAlias", ANY_STATE))
             .await?;
         let previous = self.stored_alias(caller, name).await?;

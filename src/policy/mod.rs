@@ -202,6 +202,17 @@ pub fn denial_message(req: &Request, why: Denial) -> String {
             req.action
         ),
     };
+    // Recorded: a caller of another account that its own policies do not allow is not told
+    // the resource's ARN back.
+    let resource_account = req.resource.split(':').nth(4);
+    if why == Denial::NoIdentityPolicyAllows
+        && resource_account.is_some_and(|a| !a.is_empty() && a != req.principal_account)
+    {
+        return format!(
+            "User: {} is not authorized to perform: {} on this resource {tail}",
+            req.principal_arn, req.action
+        );
+    }
     format!(
         "User: {} is not authorized to perform: {} on resource: {} {tail}",
         req.principal_arn, req.action, req.resource

@@ -1654,6 +1654,15 @@ fn denial_messages_name_the_missing_policy() {
         .ends_with("because no resource-based policy allows the kms:Encrypt action"));
     assert!(denial_message(&r, Denial::ExplicitInIdentityPolicy)
         .ends_with("with an explicit deny in an identity-based policy"));
+    // A caller of another account its own policies do not allow (recorded): "this resource".
+    let mut other = base();
+    other.principal_account = "222222222222".into();
+    other.principal_arn = "arn:aws:iam::222222222222:user/bob".into();
+    assert_eq!(
+        denial_message(&other, Denial::NoIdentityPolicyAllows),
+        "User: arn:aws:iam::222222222222:user/bob is not authorized to perform: kms:Encrypt on this resource because no identity-based policy allows the kms:Encrypt action"
+    );
+    assert!(denial_message(&other, Denial::NoKeyPolicyAllows).contains(KEY));
 }
 
 /// A grant whose grantee is the caller's account is the account root of a key policy: its

@@ -162,6 +162,7 @@ pub async fn serve(s: &Settings) -> Result<()> {
                 s.xks_requests_per_second,
             ))
         }),
+        readiness: Default::default(),
     });
     if let Some(l) = metrics_listener {
         // Runs until the process exits.

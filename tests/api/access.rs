@@ -1109,3 +1109,94 @@ async fn the_condition_keys_of_administrative_calls_are_set() {
         .unwrap_or_default();
     assert_eq!(tags.len(), 1, "{tags:?}");
 }
+
+/// The attack: a key administrator whose identity policy denies changing the `alias/prod-*`
+/// aliases (the resource AWS authorizes alias operations on, besides each key) points
+/// `alias/prod-db` at a key of its own, so that applications encrypting through the alias use
+/// its key. Before, only the keys were asked, and the deny on the alias never applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_policy_on_alias_arns_governs_the_alias_operations() {
+    let s = Server::start().await;
+    let root = s.client();
+    let prod = new_key(&root).await;
+    root.create_alias()
+        .alias_name("alias/prod-db")
+        .target_key_id(&prod)
+        .send()
+        .await
+        .unwrap();
+    let (ops_arn, _, ops) = tokio::task::block_in_place(|| s.new_user("123456789012", "ops", None));
+    s.put_user_policy(
+        &ops_arn,
+        "no-prod-aliases",
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"kms:*","Resource":"*"},
+            {"Effect":"Deny","Action":["kms:CreateAlias","kms:UpdateAlias","kms:DeleteAlias"],"Resource":"arn:aws:kms:*:123456789012:alias/prod-*"}]}"#,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let own = loop {
+        match ops.create_key().send().await {
+            Ok(o) => break o.key_metadata.unwrap().key_id,
+            Err(e) => {
+                assert_eq!(code::<(), _>(Err(e)), "AccessDeniedException");
+                assert!(std::time::Instant::now() < deadline);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let denied = |r: (String, String)| {
+        assert_eq!(r.0, "AccessDeniedException", "{}", r.1);
+        assert!(
+            r.1.contains("on resource: arn:aws:kms:us-east-1:123456789012:alias/prod-")
+                && r.1
+                    .ends_with("with an explicit deny in an identity-based policy"),
+            "{}",
+            r.1
+        );
+    };
+    denied(message(
+        ops.update_alias()
+            .alias_name("alias/prod-db")
+            .target_key_id(&own)
+            .send()
+            .await,
+    ));
+    denied(message(
+        ops.create_alias()
+            .alias_name("alias/prod-new")
+            .target_key_id(&own)
+            .send()
+            .await,
+    ));
+    denied(message(
+        ops.delete_alias().alias_name("alias/prod-db").send().await,
+    ));
+    // Other aliases are its to manage.
+    ops.create_alias()
+        .alias_name("alias/dev-db")
+        .target_key_id(&own)
+        .send()
+        .await
+        .unwrap();
+    ops.update_alias()
+        .alias_name("alias/dev-db")
+        .target_key_id(&prod)
+        .send()
+        .await
+        .unwrap();
+    ops.delete_alias()
+        .alias_name("alias/dev-db")
+        .send()
+        .await
+        .unwrap();
+    let target = root
+        .describe_key()
+        .key_id("alias/prod-db")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    assert_eq!(target, prod);
+}

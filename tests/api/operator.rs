@@ -348,3 +348,36 @@ async fn one_session_serving_two_keys_in_turns_encrypts_each_under_its_own() {
         assert_eq!(setups, 0.0, "{text}");
     }
 }
+
+/// The flood: anyone who reaches the API port asks `/readyz` as fast as it can. Each answer
+/// used to run the checks again (a database query and a call on the token's pinned session,
+/// which every unwrap needs); now one run answers every probe for a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_readiness_probes_costs_one_check_a_second() {
+    let s = Server::start_with(&[("KMS_METRICS_LISTEN", "127.0.0.1:0")]).await;
+    let metrics = s.metrics.clone().expect("the metrics URL is printed");
+    let pinned = || async {
+        let (_, _, text) = get(&metrics).await;
+        samples(&text)
+            .get(r#"kms_token_calls_total{session="pinned"}"#)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let before = pinned().await;
+    let started = std::time::Instant::now();
+    let client = reqwest::Client::new();
+    let url = format!("{}/readyz", s.endpoint);
+    const N: usize = 400;
+    let answers = futures_util::future::join_all((0..N).map(|_| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.get(url).send().await.unwrap().status().as_u16() }
+    }))
+    .await;
+    assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
+    let seconds = started.elapsed().as_secs_f64();
+    let calls = pinned().await - before;
+    assert!(
+        calls <= seconds.ceil() + 2.0,
+        "{calls} token calls for {N} probes in {seconds:.1} s"
+    );
+}
