@@ -753,6 +753,31 @@ impl Kms {
         // otherwise the key's policies (AWS: another grant's RetireGrant retires only itself).
         let may = g.retiring_principal.as_deref().is_some_and(me)
             || (me(&g.grantee_principal) && g.operations.iter().any(|o| o == "RetireGrant"));
+        if may
+            && !g
+                .issuing_account
+                .ends_with(&format!("::{}:root", caller.account_id))
+        {
+            // A grant's principal in another account retires it only where its own identity
+            // policies allow kms:RetireGrant (recorded: "... on this resource because no
+            // identity-based policy allows the kms:RetireGrant action").
+            let rec = self
+                .record(kid)
+                .await?
+                .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
+            let identity = self
+                .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
+                .await?;
+            let mut req = self.request(caller, "kms:RetireGrant", Some(&rec), None);
+            self.add_tags(&mut req, &identity, Some(&rec)).await?;
+            if let crate::policy::Decision::Deny(why) =
+                crate::policy::decide_identity_only(&identity.policies, &req)
+            {
+                return Err(KmsError::AccessDenied(crate::policy::denial_message(
+                    &req, why,
+                )));
+            }
+        }
         if !may {
             let rec = self
                 .record(kid)

@@ -1200,3 +1200,64 @@ async fn an_identity_policy_on_alias_arns_governs_the_alias_operations() {
         .key_id;
     assert_eq!(target, prod);
 }
+
+/// A grant's retiring principal in another account retires the grant only where its own
+/// identity policies allow kms:RetireGrant, as recorded on AWS ("... on this resource because
+/// no identity-based policy allows the kms:RetireGrant action"); same-account principals of a
+/// grant need no policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retiring_principal_of_another_account_needs_its_own_policy() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let (bob_arn, _, bob) = tokio::task::block_in_place(|| s.new_user(B, "bob", None));
+    let grant = root
+        .create_grant()
+        .key_id(&key)
+        .grantee_principal("arn:aws:iam::123456789012:root")
+        .retiring_principal(&bob_arn)
+        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let arn = root
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let retire = || bob.retire_grant().key_id(&arn).grant_id(&grant).send();
+    assert_eq!(
+        message(retire().await),
+        (
+            "AccessDeniedException".to_string(),
+            format!("User: {bob_arn} is not authorized to perform: kms:RetireGrant on this resource because no identity-based policy allows the kms:RetireGrant action")
+        )
+    );
+    s.put_user_policy(
+        &bob_arn,
+        "retire",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:RetireGrant","Resource":"*"}]}"#,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Err(e) = retire().await {
+        assert_eq!(code::<(), _>(Err(e)), "AccessDeniedException");
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let left = root
+        .list_grants()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .grants
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
