@@ -59,6 +59,10 @@ pub struct Settings {
     pub key_generation_timeout_ms: u64,
     /// Connections served at once; further ones are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Connections one source (an IPv4 address, an IPv6 /64) may hold at once, so that one
+    /// client cannot take every slot; further ones from it are closed as they are accepted.
+    /// Raise it when every client comes through one proxy that does not keep its address.
+    pub max_connections_per_source: usize,
     /// Shortest session AssumeRole grants (AWS: 900 seconds).
     pub sts_min_session_seconds: i64,
     /// How often the background jobs (deletion, rotation) look for due work.
@@ -243,6 +247,7 @@ impl Default for Settings {
             request_timeout_ms: 10_000,
             key_generation_timeout_ms: 120_000,
             max_connections: 10_000,
+            max_connections_per_source: 1_000,
             sts_min_session_seconds: 900,
             scheduler_interval_ms: 60_000,
             audit_checkpoint_interval_ms: 60_000,
@@ -503,6 +508,9 @@ impl Settings {
                 }
             }
         }
+        if s.max_connections_per_source == 0 {
+            return Err("max_connections_per_source must be at least 1".into());
+        }
         if s.key_generation_timeout_ms < 1_000 {
             return Err(format!(
                 "key_generation_timeout_ms must be at least 1000 (an RSA-4096 key pair takes seconds), not {}",
@@ -720,6 +728,10 @@ mod tests {
         assert_eq!(from_file.drain_seconds, d.drain_seconds);
         assert_eq!(from_file.request_timeout_ms, d.request_timeout_ms);
         assert_eq!(from_file.max_connections, d.max_connections);
+        assert_eq!(
+            from_file.max_connections_per_source,
+            d.max_connections_per_source
+        );
         assert_eq!(from_file.sts_min_session_seconds, d.sts_min_session_seconds);
         assert_eq!(from_file.scheduler_interval_ms, d.scheduler_interval_ms);
         assert_eq!(

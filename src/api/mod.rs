@@ -47,6 +47,7 @@ pub struct ApiState {
     /// Authentication failures per source address.
     pub auth_guard: Arc<quota::AuthGuard>,
     pub max_connections: usize,
+    pub max_connections_per_source: usize,
     /// The External Key Store proxy API, when logical key stores are configured.
     pub xks: Option<Arc<crate::xks::XksState>>,
     /// The last readiness checks and when they ran (see [`ApiState::recent_readiness`]).
@@ -175,6 +176,7 @@ pub async fn serve(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(state.max_connections));
+    let sources = quota::SourceConnections::default();
     let mut refused: u64 = 0;
     tokio::pin!(shutdown);
     loop {
@@ -198,6 +200,16 @@ pub async fn serve(
                     drop(stream);
                     continue;
                 };
+                // And one of its source's share, so that one client cannot hold them all.
+                let Some(share) = sources.take(peer.ip(), state.max_connections_per_source) else {
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        tracing::warn!(refused, limit = state.max_connections_per_source, "a source holds its share of connections; closing its new ones");
+                    }
+                    drop((slot, stream));
+                    continue;
+                };
+                let slot = (slot, share);
                 let _ = stream.set_nodelay(true);
                 let (state, serves) = (state.clone(), serves.clone());
                 let make_svc = move |tls: Option<Arc<TlsDetails>>| {

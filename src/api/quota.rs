@@ -2,7 +2,7 @@
 //! burst), in two shares as AWS counts them: cryptographic operations, and the rest.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 struct Bucket {
@@ -258,5 +258,44 @@ mod auth_tests {
         assert!(g.failed(ip("::ffff:10.0.0.9")));
         assert!(g.failed(ip("10.0.0.9")));
         assert!(!g.failed(ip("::ffff:10.0.0.9")));
+    }
+}
+
+/// The connections each source (see [`source_of`]) holds on a listener.
+#[derive(Clone, Default)]
+pub struct SourceConnections(Arc<Mutex<HashMap<std::net::IpAddr, usize>>>);
+
+/// One connection of a source, counted until it is dropped.
+pub struct SourceShare {
+    of: SourceConnections,
+    source: std::net::IpAddr,
+}
+
+impl SourceConnections {
+    /// A share for a new connection from `ip`, unless its source holds `limit` already.
+    pub fn take(&self, ip: std::net::IpAddr, limit: usize) -> Option<SourceShare> {
+        let source = source_of(ip);
+        let mut held = self.0.lock().unwrap();
+        let n = held.entry(source).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(SourceShare {
+            of: self.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceShare {
+    fn drop(&mut self) {
+        let mut held = self.of.0.lock().unwrap();
+        if let Some(n) = held.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.source);
+            }
+        }
     }
 }

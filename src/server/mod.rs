@@ -150,6 +150,7 @@ pub async fn serve(s: &Settings) -> Result<()> {
         request_timeout: Duration::from_millis(s.request_timeout_ms.max(100)),
         key_generation_timeout: Duration::from_millis(s.key_generation_timeout_ms),
         max_connections: s.max_connections.max(1),
+        max_connections_per_source: s.max_connections_per_source.max(1),
         quotas: crate::api::quota::Quotas::new(
             s.quota.crypto_per_second,
             s.quota.management_per_second,

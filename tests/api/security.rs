@@ -437,6 +437,54 @@ async fn connections_beyond_the_limit_are_closed_not_queued() {
     .await;
 }
 
+/// The flood: one client opens connections and holds them (idle, or sending headers slowly)
+/// until every slot is taken and everyone else is closed on connect. Now one source (an IPv4
+/// address, an IPv6 /64) holds at most `max_connections_per_source`: its next ones are closed,
+/// other sources are served, and its share comes back as its connections close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_cannot_hold_every_connection() {
+    use tokio::io::AsyncReadExt;
+    let s = Server::start_with(&[
+        ("KMS_MAX_CONNECTIONS", "100"),
+        ("KMS_MAX_CONNECTIONS_PER_SOURCE", "2"),
+    ])
+    .await;
+    let addr: std::net::SocketAddr = s.endpoint.trim_start_matches("http://").parse().unwrap();
+    let from = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        async move {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(std::net::SocketAddr::new(ip, 0)).unwrap();
+            sock.connect(addr).await.unwrap()
+        }
+    };
+    let held = [from("127.0.0.6").await, from("127.0.0.6").await];
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut third = from("127.0.0.6").await;
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("closed promptly, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the source's third connection is closed");
+    // Everyone else is served meanwhile.
+    s.client().list_keys().send().await.unwrap();
+    drop(held);
+    eventually("the source's share comes back", || async {
+        let mut c = from("127.0.0.6").await;
+        use tokio::io::AsyncWriteExt;
+        let host = addr.to_string();
+        c.write_all(format!("GET /healthz HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes())
+            .await
+            .is_ok()
+            && matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(2), c.read(&mut [0u8; 64])).await,
+                Ok(Ok(n)) if n > 0
+            )
+    })
+    .await;
+}
+
 /// Whoever can write to Postgres cannot grant themselves a key: a key policy rewritten in the
 /// database makes the key unusable (not open), and a grant inserted there allows nothing.
 #[tokio::test]
