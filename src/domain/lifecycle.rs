@@ -411,17 +411,32 @@ impl Kms {
                 new.arn()
             )));
         }
+        if old.key_id != new.key_id
+            && self
+                .keys
+                .list_aliases(&caller.account_id, &caller.region, Some(new.key_id))
+                .await?
+                .len()
+                >= MAX_ALIASES_PER_KEY
+        {
+            return Err(KmsError::LimitExceeded(format!(
+                "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases."
+            )));
+        }
+        let stored = self.stored_alias(caller, name).await?;
+        // The alias keeps its creation date; only its last update moves (as on AWS).
+        let created_at = stored.as_ref().map_or_else(|| self.now(), |p| p.created_at);
         let mut a = AliasRecord {
             alias_name: name.to_string(),
             key_id: new.key_id,
             account_id: caller.account_id.clone(),
             region: caller.region.clone(),
-            created_at: self.now(),
+            created_at,
             updated_at: self.now(),
             target_mrk: None,
             mac: vec![],
         };
-        let previous = self.stored_alias(caller, name).await?.map(|p| p.mac);
+        let previous = stored.map(|p| p.mac);
         let seal = self
             .seal_row(
                 super::seal::alias_row(&a),

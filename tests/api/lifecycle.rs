@@ -862,3 +862,78 @@ async fn a_key_past_its_deletion_date_cannot_be_cancelled_back() {
     })
     .await;
 }
+
+/// A key has at most 50 aliases, however they come to it: created for it, or re-pointed to it
+/// with UpdateAlias (which used not to count them); an alias keeps its creation date when it
+/// is re-pointed.
+#[tokio::test]
+async fn a_key_has_at_most_fifty_aliases_however_they_arrive() {
+    let s = Server::start().await;
+    let c = s.client();
+    let (full, other) = (new_key(&c).await, new_key(&c).await);
+    for i in 0..50 {
+        c.create_alias()
+            .alias_name(format!("alias/full-{i}"))
+            .target_key_id(&full)
+            .send()
+            .await
+            .unwrap();
+    }
+    let limit = (
+        "LimitExceededException".to_string(),
+        "A KMS key can have at most 50 aliases.".to_string(),
+    );
+    assert_eq!(
+        message(
+            c.create_alias()
+                .alias_name("alias/one-more")
+                .target_key_id(&full)
+                .send()
+                .await
+        ),
+        limit
+    );
+    c.create_alias()
+        .alias_name("alias/elsewhere")
+        .target_key_id(&other)
+        .send()
+        .await
+        .unwrap();
+    let created = |aliases: Vec<aws_sdk_kms::types::AliasListEntry>| {
+        aliases
+            .into_iter()
+            .find(|a| a.alias_name.as_deref() == Some("alias/elsewhere"))
+            .and_then(|a| a.creation_date)
+    };
+    let before = created(c.list_aliases().send().await.unwrap().aliases.unwrap());
+    assert_eq!(
+        message(
+            c.update_alias()
+                .alias_name("alias/elsewhere")
+                .target_key_id(&full)
+                .send()
+                .await
+        ),
+        limit
+    );
+    // Re-pointed where there is room, it keeps its creation date.
+    let third = new_key(&c).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    c.update_alias()
+        .alias_name("alias/elsewhere")
+        .target_key_id(&third)
+        .send()
+        .await
+        .unwrap();
+    let listed = c
+        .list_aliases()
+        .key_id(&third)
+        .send()
+        .await
+        .unwrap()
+        .aliases
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(created(listed.clone()), before);
+    assert!(listed[0].last_updated_date > before);
+}
