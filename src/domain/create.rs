@@ -118,28 +118,15 @@ impl Kms {
         conditions.extend(tags.single());
         let multi = tags.multi();
         let multi: &[(&str, &[String])] = if input.tags.is_empty() { &[] } else { &multi };
-        self.authorize_with(
-            caller,
-            "kms:CreateKey",
-            None,
-            None,
-            &conditions,
-            multi,
-            None,
-        )
-        .await?;
         // AWS: tags given to CreateKey also need kms:TagResource (in an identity policy).
-        if !input.tags.is_empty() {
-            self.authorize_with(
-                caller,
-                "kms:TagResource",
-                None,
-                None,
-                &conditions,
-                multi,
-                None,
-            )
-            .await?;
+        let actions: &[&str] = if input.tags.is_empty() {
+            &["kms:CreateKey"]
+        } else {
+            &["kms:CreateKey", "kms:TagResource"]
+        };
+        for action in actions {
+            self.authorize_with(caller, action, None, None, &conditions, multi, None)
+                .await?;
         }
         self.check_key_quota(&caller.account_id, &caller.region)
             .await?;

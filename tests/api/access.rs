@@ -836,12 +836,7 @@ async fn another_account_trusted_by_the_key_policy_still_cannot_administer_the_k
         &format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:*","Resource":"{arn}"}}]}}"#),
     );
     // Using the key across accounts works, as on AWS (once bob's policy is seen).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while let Err(e) = bob.encrypt().key_id(&arn).plaintext(pt()).send().await {
-        assert_eq!(code::<(), _>(Err(e)), "AccessDeniedException");
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    once_allowed(|| bob.encrypt().key_id(&arn).plaintext(pt()).send()).await;
     bob.describe_key().key_id(&arn).send().await.unwrap();
     bob.get_key_rotation_status()
         .key_id(&arn)
@@ -1016,11 +1011,7 @@ async fn the_condition_keys_of_administrative_calls_are_set() {
             {"Effect":"Deny","Action":"kms:ScheduleKeyDeletion","Resource":"*","Condition":{"NumericLessThan":{"kms:ScheduleKeyDeletionPendingWindowInDays":"30"}}},
             {"Effect":"Deny","Action":"kms:CreateKey","Resource":"*","Condition":{"StringEquals":{"aws:RequestTag/Team":"Finance"}}}]}"#,
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while dana.describe_key().key_id(&key).send().await.is_err() {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    once_allowed(|| dana.describe_key().key_id(&key).send()).await;
     let tag = |k: &str, v: &str| {
         aws_sdk_kms::types::Tag::builder()
             .tag_key(k)
@@ -1133,17 +1124,11 @@ async fn an_identity_policy_on_alias_arns_governs_the_alias_operations() {
             {"Effect":"Allow","Action":"kms:*","Resource":"*"},
             {"Effect":"Deny","Action":["kms:CreateAlias","kms:UpdateAlias","kms:DeleteAlias"],"Resource":"arn:aws:kms:*:123456789012:alias/prod-*"}]}"#,
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let own = loop {
-        match ops.create_key().send().await {
-            Ok(o) => break o.key_metadata.unwrap().key_id,
-            Err(e) => {
-                assert_eq!(code::<(), _>(Err(e)), "AccessDeniedException");
-                assert!(std::time::Instant::now() < deadline);
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let own = once_allowed(|| ops.create_key().send())
+        .await
+        .key_metadata
+        .unwrap()
+        .key_id;
     let denied = |r: (String, String)| {
         assert_eq!(r.0, "AccessDeniedException", "{}", r.1);
         assert!(
@@ -1245,12 +1230,7 @@ async fn a_retiring_principal_of_another_account_needs_its_own_policy() {
         "retire",
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:RetireGrant","Resource":"*"}]}"#,
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while let Err(e) = retire().await {
-        assert_eq!(code::<(), _>(Err(e)), "AccessDeniedException");
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    once_allowed(retire).await;
     let left = root
         .list_grants()
         .key_id(&key)

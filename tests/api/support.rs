@@ -1225,6 +1225,27 @@ where
     }
 }
 
+/// Call `f` until it succeeds (a policy just written reaches every cache within moments),
+/// each failure meanwhile an `AccessDeniedException`; its success.
+pub async fn once_allowed<T, E, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: ProvideErrorMetadata + std::fmt::Debug,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert_eq!(e.code(), Some("AccessDeniedException"), "{e:?}");
+                assert!(Instant::now() < deadline, "never allowed: {e:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
 /// `RotateKeyOnDemand`, then wait until the background jobs completed the rotation (as on
 /// AWS, the call only starts it).
 pub async fn rotate_now(

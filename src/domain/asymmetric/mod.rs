@@ -104,15 +104,9 @@ impl Kms {
         message: &[u8],
         is_digest: bool,
     ) -> Result<(Arc<KeyRecord>, SigningAlgorithm, Vec<u8>)> {
+        let message_type = if is_digest { "DIGEST" } else { "RAW" };
         let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to(action, &[Check::Enabled]).conditions(&[
-                    ("kms:SigningAlgorithm", algorithm.as_str()),
-                    ("kms:MessageType", if is_digest { "DIGEST" } else { "RAW" }),
-                ]),
-            )
+            .signing_key_for(caller, key_id, action, algorithm, message_type)
             .await?;
         let op = action.trim_start_matches("kms:");
         let kind = Self::require_signing_key(&rec, op)?;
@@ -147,6 +141,24 @@ impl Kms {
         Ok((rec, alg, input))
     }
 
+    /// The key `Sign` or `Verify` names, once the caller may use it with this algorithm and
+    /// message type (their condition keys) and it is enabled.
+    async fn signing_key_for(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+        algorithm: SigningAlgorithmSpec,
+        message_type: &str,
+    ) -> Result<Arc<KeyRecord>> {
+        let conditions = [
+            ("kms:SigningAlgorithm", algorithm.as_str()),
+            ("kms:MessageType", message_type),
+        ];
+        let access = Access::to(action, &[Check::Enabled]).conditions(&conditions);
+        self.key_for(caller, key_id, access).await
+    }
+
     /// `Sign` or `Verify` with `MessageType` `EXTERNAL_MU`: only ML-DSA keys take one, and no
     /// token here holds those, so once the key is found and the caller may use it, the answer
     /// is AWS's for any other key spec (recorded).
@@ -158,14 +170,7 @@ impl Kms {
         algorithm: SigningAlgorithmSpec,
     ) -> Result<()> {
         let rec = self
-            .key_for(
-                caller,
-                key_id,
-                Access::to(action, &[Check::Enabled]).conditions(&[
-                    ("kms:SigningAlgorithm", algorithm.as_str()),
-                    ("kms:MessageType", "EXTERNAL_MU"),
-                ]),
-            )
+            .signing_key_for(caller, key_id, action, algorithm, "EXTERNAL_MU")
             .await?;
         Err(KmsError::Validation(format!(
             "Message type EXTERNAL_MU is incompatible with key spec {}.",
