@@ -61,14 +61,18 @@ impl ApiState {
     /// The readiness checks (a database query, a call on the token's pinned session), run at
     /// most once a [`READINESS_REUSE`] however many ask: the API listener's `/readyz` is
     /// unauthenticated, and a flood of it would otherwise queue on the pinned session every
-    /// unwrap needs. Callers that arrive meanwhile wait for the one run.
-    /// The operator's listener (`fresh`) always runs them, and its run answers the public
-    /// probes too; a run that found the service not ready is not reused.
+    /// unwrap needs. Callers that arrive during a run wait for it and take its answer.
+    /// The operator's listener (`fresh`) runs them unless a run ended while it waited, and its
+    /// run answers the public probes too; a run that found the service not ready answers only
+    /// those that waited for it.
     async fn recent_readiness(&self, fresh: bool) -> Arc<crate::domain::Readiness> {
+        let asked = Instant::now();
         let mut last = self.readiness.lock().await;
         if let Some((at, r)) = &*last {
-            // A failing check is run again at once: its recovery shows without delay.
-            if !fresh && r.ready() && at.elapsed() < READINESS_REUSE {
+            // A run that ended while this caller waited answers it, pass or fail; a passing
+            // one answers the public probes for a while; a failing one is run again (its
+            // recovery shows without delay).
+            if *at >= asked || (!fresh && r.ready() && at.elapsed() < READINESS_REUSE) {
                 return r.clone();
             }
         }
@@ -731,11 +735,11 @@ async fn receive(
     body: Incoming,
 ) -> Result<Bytes, ApiError> {
     if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
-        // The path is the client's: only its beginning is repeated.
+        // Method and path are the client's: only their beginning is repeated.
+        let method: String = parts.method.as_str().chars().take(16).collect();
         let path: String = parts.uri.path().chars().take(128).collect();
         return Err(ApiError::UnknownOperation(format!(
-            "The service accepts only POST / (got {} {path})",
-            parts.method,
+            "The service accepts only POST / (got {method} {path})"
         )));
     }
     if let Some(len) = parts

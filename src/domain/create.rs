@@ -97,7 +97,7 @@ impl Kms {
             )));
         }
         lifecycle::check_new_tags(&input.tags)?;
-        let tags = lifecycle::TagConditions::of(&input.tags);
+        let tags = lifecycle::TagConditions::of(&input.tags)?;
         let mut conditions = vec![
             ("kms:KeySpec", input.key_spec.as_str()),
             ("kms:KeyUsage", input.key_usage.as_str()),

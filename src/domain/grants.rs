@@ -567,8 +567,12 @@ impl Kms {
                 "Grant constraints apply only to cryptographic operations that take an encryption context.".into(),
             ));
         }
+        // The form now; whether the principal exists only once the caller may create the
+        // grant (a caller without permission learns nothing of other principals).
         for p in std::iter::once(&input.grantee).chain(input.retiring.iter()) {
-            self.check_grant_principal(p).await?;
+            if !valid_principal(p) {
+                return Err(KmsError::InvalidArn(format!("ARN is not valid: {p}")));
+            }
         }
         let constraint_type = input.constraints.as_ref().map(|c| {
             if c.equals.is_some() {
@@ -616,6 +620,9 @@ impl Kms {
         // After authorization: a caller without permission learns nothing of the key's state.
         // AWS's key-state table: an enabled key only (a disabled one is DisabledException).
         Self::check(&rec, &[Check::Enabled])?;
+        for p in std::iter::once(&input.grantee).chain(input.retiring.iter()) {
+            self.check_grant_principal(p).await?;
+        }
         if input.dry_run {
             return Err(KmsError::DryRun);
         }
@@ -719,8 +726,10 @@ impl Kms {
         Ok(out)
     }
 
-    /// Retire by token, or by key and grant id. The retiring principal, the grantee of a grant
-    /// that includes RetireGrant, or a principal the key's policies allow kms:RetireGrant may.
+    /// Retire by token, or by key and grant id. The retiring principal, or the grantee of a
+    /// grant that includes RetireGrant, may (one in another account than the key's only where
+    /// its identity policies allow kms:RetireGrant); otherwise a principal of the key's
+    /// account whose policies allow kms:RetireGrant.
     pub async fn retire_grant(
         &self,
         caller: &Caller,
@@ -753,18 +762,15 @@ impl Kms {
         // otherwise the key's policies (AWS: another grant's RetireGrant retires only itself).
         let may = g.retiring_principal.as_deref().is_some_and(me)
             || (me(&g.grantee_principal) && g.operations.iter().any(|o| o == "RetireGrant"));
-        if may
-            && !g
-                .issuing_account
-                .ends_with(&format!("::{}:root", caller.account_id))
-        {
-            // A grant's principal in another account retires it only where its own identity
-            // policies allow kms:RetireGrant (recorded: "... on this resource because no
-            // identity-based policy allows the kms:RetireGrant action").
-            let rec = self
-                .record(kid)
-                .await?
-                .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
+        let rec = self
+            .record(kid)
+            .await?
+            .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
+        let another_account = rec.account_id != caller.account_id;
+        if may && another_account {
+            // A grant's principal in another account than the key's retires it only where its
+            // own identity policies allow kms:RetireGrant (recorded: "... on this resource
+            // because no identity-based policy allows the kms:RetireGrant action").
             let identity = self
                 .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
                 .await?;
@@ -779,13 +785,10 @@ impl Kms {
             }
         }
         if !may {
-            let rec = self
-                .record(kid)
-                .await?
-                .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
-            // Beyond the grant's own principals, only the account the grant was created in
-            // (AWS): another account that the key policy trusts retires nothing.
-            if g.issuing_account != format!("arn:aws:iam::{}:root", caller.account_id) {
+            // Beyond the grant's own principals, only the key's account (AWS: "the account in
+            // which the grant was created"), by its policies: another account that the key
+            // policy trusts retires nothing.
+            if another_account {
                 let req = self.request(caller, "kms:RetireGrant", Some(&rec), None);
                 return Err(KmsError::AccessDenied(crate::policy::denial_message(
                     &req,

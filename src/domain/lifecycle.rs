@@ -540,7 +540,7 @@ impl Kms {
     }
 
     pub async fn tag_resource(&self, caller: &Caller, key_id: &str, tags: Vec<Tag>) -> Result<()> {
-        let conditions = TagConditions::of(&tags);
+        let conditions = TagConditions::of(&tags)?;
         let (single, multi) = (conditions.single(), conditions.multi());
         let access = Access::to("kms:TagResource", &[Check::Manageable])
             .conditions(&single)
@@ -555,6 +555,7 @@ impl Kms {
             .cloned()
             .collect();
         next.extend(tags);
+        no_case_twins(&next)?;
         if next.len() > MAX_TAGS_PER_KEY {
             return Err(KmsError::LimitExceeded(format!(
                 "A KMS key can have at most {MAX_TAGS_PER_KEY} tags."
@@ -589,6 +590,30 @@ impl Kms {
     }
 }
 
+/// A key's tags (or a request's) never hold two keys that differ only by case: policies see
+/// tag keys without case (`aws:RequestTag/env`, `aws:ResourceTag/env`), so one of the two
+/// values would decide unseen. Refused with `TagException`.
+fn no_case_twins(tags: &[Tag]) -> Result<()> {
+    // (The same key twice is another error, `check_tags`'s.)
+    let mut seen = std::collections::HashMap::new();
+    for t in tags {
+        if seen
+            .insert(t.key.to_lowercase(), t.key.as_str())
+            .is_some_and(|k| k != t.key)
+        {
+            return Err(KmsError::Tag(format!(
+                "Tag keys that differ only by case cannot be set together: {}",
+                tags.iter()
+                    .filter(|o| o.key.eq_ignore_ascii_case(&t.key))
+                    .map(|o| o.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The condition keys of the tags a request sets: `aws:RequestTag/<key>` for each, and
 /// `aws:TagKeys` (multi-valued) for all of them.
 pub(crate) struct TagConditions {
@@ -597,14 +622,16 @@ pub(crate) struct TagConditions {
 }
 
 impl TagConditions {
-    pub(crate) fn of(tags: &[Tag]) -> TagConditions {
-        TagConditions {
+    /// (A set with two keys that differ only by case is refused: see [`no_case_twins`].)
+    pub(crate) fn of(tags: &[Tag]) -> Result<TagConditions> {
+        no_case_twins(tags)?;
+        Ok(TagConditions {
             requested: tags
                 .iter()
                 .map(|t| (format!("aws:RequestTag/{}", t.key), t.value.clone()))
                 .collect(),
             keys: tags.iter().map(|t| t.key.clone()).collect(),
-        }
+        })
     }
 
     pub(crate) fn single(&self) -> Vec<(&str, &str)> {

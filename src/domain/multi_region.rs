@@ -162,25 +162,36 @@ impl Kms {
         {
             return Err(Self::replica_exists(&primary, &input.replica_region));
         }
-        self.authorize(
-            &there,
-            "kms:CreateKey",
-            None,
-            None,
-            &[
-                ("kms:KeySpec", primary.key_spec.as_str()),
-                ("kms:KeyUsage", primary.key_usage.as_str()),
-                ("kms:KeyOrigin", primary.origin.as_str()),
-                ("kms:MultiRegion", "true"),
-                ("kms:MultiRegionKeyType", "REPLICA"),
-            ],
-        )
-        .await?;
-        if !input.tags.is_empty() {
-            self.authorize(&there, "kms:TagResource", None, None, &[])
+        lifecycle::check_new_tags(&input.tags)?;
+        // The replica is created (and tagged) with the condition keys CreateKey has.
+        let tags = lifecycle::TagConditions::of(&input.tags)?;
+        let mut conditions = vec![
+            ("kms:KeySpec", primary.key_spec.as_str()),
+            ("kms:KeyUsage", primary.key_usage.as_str()),
+            ("kms:KeyOrigin", primary.origin.as_str()),
+            ("kms:MultiRegion", "true"),
+            ("kms:MultiRegionKeyType", "REPLICA"),
+            (
+                "kms:BypassPolicyLockoutSafetyCheck",
+                if input.bypass_policy_lockout_safety_check {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
+        ];
+        conditions.extend(tags.single());
+        let multi = tags.multi();
+        let multi: &[(&str, &[String])] = if input.tags.is_empty() { &[] } else { &multi };
+        let actions: &[&str] = if input.tags.is_empty() {
+            &["kms:CreateKey"]
+        } else {
+            &["kms:CreateKey", "kms:TagResource"]
+        };
+        for action in actions {
+            self.authorize_with(&there, action, None, None, &conditions, multi, None)
                 .await?;
         }
-        lifecycle::check_new_tags(&input.tags)?;
         // Another request may rotate the key between reading its material and committing the
         // copy; the store refuses a stale copy, and we read again.
         for _ in 0..3 {

@@ -1005,7 +1005,7 @@ async fn the_condition_keys_of_administrative_calls_are_set() {
         &dana_arn,
         "guarded",
         r#"{"Version":"2012-10-17","Statement":[
-            {"Effect":"Allow","Action":["kms:DescribeKey","kms:PutKeyPolicy","kms:ScheduleKeyDeletion","kms:CancelKeyDeletion","kms:CreateKey","kms:UntagResource"],"Resource":"*"},
+            {"Effect":"Allow","Action":["kms:DescribeKey","kms:PutKeyPolicy","kms:ScheduleKeyDeletion","kms:CancelKeyDeletion","kms:CreateKey","kms:UntagResource","kms:ReplicateKey"],"Resource":"*"},
             {"Effect":"Allow","Action":"kms:TagResource","Resource":"*","Condition":{"ForAllValues:StringEquals":{"aws:TagKeys":["Project"]}}},
             {"Effect":"Deny","Action":["kms:PutKeyPolicy","kms:CreateKey"],"Resource":"*","Condition":{"Bool":{"kms:BypassPolicyLockoutSafetyCheck":"true"}}},
             {"Effect":"Deny","Action":"kms:ScheduleKeyDeletion","Resource":"*","Condition":{"NumericLessThan":{"kms:ScheduleKeyDeletionPendingWindowInDays":"30"}}},
@@ -1090,6 +1090,55 @@ async fn the_condition_keys_of_administrative_calls_are_set() {
         .await
         .unwrap();
     dana.create_key().send().await.unwrap();
+    // ReplicateKey creates a key too: the same condition keys hold for it.
+    let mrk = root
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    denied(
+        "a replica with the lockout bypass",
+        message(
+            dana.replicate_key()
+                .key_id(&mrk)
+                .replica_region(OTHER_REGION)
+                .policy(default_policy())
+                .bypass_policy_lockout_safety_check(true)
+                .send()
+                .await,
+        ),
+    );
+    denied(
+        "a replica with a tag key TagResource does not allow",
+        message(
+            dana.replicate_key()
+                .key_id(&mrk)
+                .replica_region(OTHER_REGION)
+                .tags(tag("Owner", "dana"))
+                .send()
+                .await,
+        ),
+    );
+    // Two tag keys that differ only by case are one condition key: such a set is refused
+    // rather than judged on one of its values.
+    for (who, twins) in [
+        (&dana, vec![tag("Project", "x"), tag("project", "y")]),
+        // (The key has Project already.)
+        (&root, vec![tag("project", "y")]),
+    ] {
+        let (c, m) = message(
+            who.tag_resource()
+                .key_id(&key)
+                .set_tags(Some(twins))
+                .send()
+                .await,
+        );
+        assert_eq!(c, "TagException", "{m}");
+    }
     let tags = root
         .list_resource_tags()
         .key_id(&key)

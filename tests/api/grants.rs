@@ -735,6 +735,19 @@ async fn a_grant_names_a_principal_that_exists() {
             ("InvalidArnException".to_string(), format!("{why}: {bad}")),
         );
     }
+    // Whether a principal exists is told only to a caller that may create the grant.
+    let (_, _, nosy) = tokio::task::block_in_place(|| s.new_user("123456789012", "nosy", None));
+    assert_eq!(
+        code(
+            nosy.create_grant()
+                .key_id(&key)
+                .grantee_principal("arn:aws:iam::123456789012:user/nobody")
+                .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
     let grants = c
         .list_grants()
         .key_id(&key)

@@ -31,8 +31,6 @@ use crate::domain::{Caller, KeyMetadata, Kms, KmsError};
 use crate::vocab::KeyState;
 use serde_json::{json, Value};
 
-/// The handler of each operation of [`crate::operations::OPERATIONS`] (a test asks every one
-/// of them through HTTP and gets no `UnknownOperationException`).
 /// An operation that names its key by key id or ARN only refuses an alias, as AWS does, before
 /// anything else is asked of the request (a body that is no JSON object is the handler's to
 /// refuse).
@@ -51,6 +49,8 @@ fn refuse_alias(body: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The handler of each operation of [`crate::operations::OPERATIONS`] (a test asks every one
+/// of them through HTTP and gets no `UnknownOperationException`).
 pub async fn dispatch(
     op: &str,
     kms: &Kms,
