@@ -1006,6 +1006,11 @@ async fn ed25519_keys_the_token_cannot_wrap_are_token_objects_until_deleted() {
         .send()
         .await;
     assert!(refused.is_err());
+    // (The object is destroyed by the token's reaper thread, a moment after the answer.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.token.object_files() != before + 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(
         s.token.object_files(),
         before + 2,
