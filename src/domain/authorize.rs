@@ -263,12 +263,28 @@ impl Kms {
         action: &str,
         name: &str,
     ) -> Result<()> {
+        let resource = keyid::alias_arn(&caller.region, &caller.account_id, name);
+        self.authorize_by_identity(caller, action, None, Some(resource))
+            .await
+    }
+
+    /// `action` decided by the caller's identity policies alone (no key policy, no grant), on
+    /// `rec` (its tags in the context) and, with `resource`, on that ARN instead.
+    pub(crate) async fn authorize_by_identity(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: Option<&KeyRecord>,
+        resource: Option<String>,
+    ) -> Result<()> {
         let identity = self
             .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
             .await?;
-        let mut req = self.request(caller, action, None, None);
-        self.add_tags(&mut req, &identity, None).await?;
-        req.resource = keyid::alias_arn(&caller.region, &caller.account_id, name);
+        let mut req = self.request(caller, action, rec, None);
+        self.add_tags(&mut req, &identity, rec).await?;
+        if let Some(resource) = resource {
+            req.resource = resource;
+        }
         match policy::decide_identity_only(&identity.policies, &req) {
             policy::Decision::Allow => Ok(()),
             policy::Decision::Deny(why) => {

@@ -771,18 +771,8 @@ impl Kms {
             // A grant's principal in another account than the key's retires it only where its
             // own identity policies allow kms:RetireGrant (recorded: "... on this resource
             // because no identity-based policy allows the kms:RetireGrant action").
-            let identity = self
-                .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
+            self.authorize_by_identity(caller, "kms:RetireGrant", Some(&rec), None)
                 .await?;
-            let mut req = self.request(caller, "kms:RetireGrant", Some(&rec), None);
-            self.add_tags(&mut req, &identity, Some(&rec)).await?;
-            if let crate::policy::Decision::Deny(why) =
-                crate::policy::decide_identity_only(&identity.policies, &req)
-            {
-                return Err(KmsError::AccessDenied(crate::policy::denial_message(
-                    &req, why,
-                )));
-            }
         }
         if !may {
             // Beyond the grant's own principals, only the key's account (AWS: "the account in

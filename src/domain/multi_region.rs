@@ -3,7 +3,7 @@
 //! region) with its own policy, aliases, tags, grants and state. Shared properties (material,
 //! spec, usage, origin, rotation) are written to every row in one transaction.
 
-use super::keyid::{self, KeyRef};
+use super::keyid;
 use super::preamble::{Access, Check};
 use super::{
     default_key_policy, lifecycle, material_mac_input, Caller, KeyMetadata, Kms, KmsError,
@@ -120,22 +120,11 @@ impl Kms {
         Ok(())
     }
 
-    /// Key id or key ARN only: these operations do not take aliases.
-    fn require_key_name(key_id: &str) -> Result<()> {
-        if let KeyRef::Alias { .. } = keyid::parse(key_id)? {
-            return Err(KmsError::InvalidArn(format!(
-                "{key_id} is an alias; specify the key ID or key ARN of a multi-Region key."
-            )));
-        }
-        Ok(())
-    }
-
     pub async fn replicate_key(
         &self,
         caller: &Caller,
         input: ReplicateInput,
     ) -> Result<ReplicateOutput> {
-        Self::require_key_name(&input.key_id)?;
         let primary = self
             .key_for(
                 caller,
@@ -160,7 +149,7 @@ impl Kms {
             .await?
             .is_some()
         {
-            return Err(Self::replica_exists(&primary, &input.replica_region));
+            return Err(Self::replica_exists());
         }
         lifecycle::check_new_tags(&input.tags)?;
         // The replica is created (and tagged) with the condition keys CreateKey has.
@@ -292,9 +281,7 @@ impl Kms {
                 Err(e @ StoreError::Conflict { .. }) if matches!(&e, StoreError::Conflict { constraint } if constraint == crate::store::QUOTA_EXCEEDED) => {
                     return Err(self.key_quota_error(e, &replica.account_id, &replica.region))
                 }
-                Err(StoreError::Conflict { .. }) => {
-                    return Err(Self::replica_exists(&primary, &input.replica_region))
-                }
+                Err(StoreError::Conflict { .. }) => return Err(Self::replica_exists()),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -305,7 +292,7 @@ impl Kms {
     }
 
     /// Recorded, in these words (a replica pending deletion there counts too).
-    fn replica_exists(_primary: &KeyRecord, _region: &str) -> KmsError {
+    fn replica_exists() -> KmsError {
         KmsError::AlreadyExists(
             "You can create only one replica of each primary key in each AWS Region.".into(),
         )
@@ -317,7 +304,6 @@ impl Kms {
         key_id: &str,
         region: &str,
     ) -> Result<()> {
-        Self::require_key_name(key_id)?;
         let primary = self
             .key_for(
                 caller,
