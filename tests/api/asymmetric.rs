@@ -1452,15 +1452,8 @@ async fn dry_runs_and_public_keys_answer_as_recorded() {
     };
     let s = Server::start().await;
     let c = s.client();
-    let signer = c
-        .create_key()
-        .key_spec(KeySpec::EccNistP256)
-        .key_usage(KeyUsageType::SignVerify)
-        .send()
+    let signer = new_key_with(&c, KeySpec::EccNistP256, KeyUsageType::SignVerify)
         .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
         .key_id;
     let msg = aws_sdk_kms::primitives::Blob::new(b"signed".to_vec());
     let sig = c
@@ -1492,15 +1485,8 @@ async fn dry_runs_and_public_keys_answer_as_recorded() {
         message(verify(aws_sdk_kms::primitives::Blob::new(bad)).await),
         ("KMSInvalidSignatureException".to_string(), String::new())
     );
-    let hmac = c
-        .create_key()
-        .key_spec(KeySpec::Hmac256)
-        .key_usage(KeyUsageType::GenerateVerifyMac)
-        .send()
+    let hmac = new_key_with(&c, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac)
         .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
         .key_id;
     let mac = c
         .generate_mac()
@@ -1548,15 +1534,8 @@ async fn rsa_refusals_answer_as_recorded() {
     use aws_sdk_kms::types::{DataKeyPairSpec, EncryptionAlgorithmSpec, KeySpec, KeyUsageType};
     let s = Server::start().await;
     let c = s.client();
-    let rsa = c
-        .create_key()
-        .key_spec(KeySpec::Rsa2048)
-        .key_usage(KeyUsageType::EncryptDecrypt)
-        .send()
+    let rsa = new_key_with(&c, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt)
         .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
         .key_id;
     let validation = |m: &str| ("ValidationException".to_string(), m.to_string());
     let context =
