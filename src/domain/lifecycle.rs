@@ -9,6 +9,18 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 pub const MAX_ALIASES_PER_KEY: usize = 50;
+const PER_KEY: i64 = MAX_ALIASES_PER_KEY as i64;
+
+/// Whether the store refused an alias because its key has [`MAX_ALIASES_PER_KEY`] already.
+fn too_many_for_key(e: &StoreError) -> bool {
+    matches!(e, StoreError::Conflict { constraint } if constraint == crate::store::KEY_ALIASES_EXCEEDED)
+}
+
+fn key_aliases_exceeded() -> KmsError {
+    KmsError::LimitExceeded(format!(
+        "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases."
+    ))
+}
 pub const MAX_TAGS_PER_KEY: usize = 50;
 
 /// AWS's alias name rules: `alias/` then letters, digits, `/`, `_`, `-`; at most 256 in all;
@@ -336,17 +348,6 @@ impl Kms {
             Access::to("kms:CreateAlias", &[Check::Manageable]),
         )
         .await?;
-        if self
-            .keys
-            .list_aliases(&caller.account_id, &caller.region, Some(rec.key_id))
-            .await?
-            .len()
-            >= MAX_ALIASES_PER_KEY
-        {
-            return Err(KmsError::LimitExceeded(format!(
-                "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases."
-            )));
-        }
         let now = self.now();
         let mut a = AliasRecord {
             alias_name: name.to_string(),
@@ -365,10 +366,11 @@ impl Kms {
         a.mac = seal.mac.clone();
         match self
             .keys
-            .create_alias(&a, self.limits.aliases_per_region)
+            .create_alias(&a, self.limits.aliases_per_region, PER_KEY)
             .await
         {
             Ok(()) => self.written(&seal),
+            Err(e) if too_many_for_key(&e) => return Err(key_aliases_exceeded()),
             Err(StoreError::Conflict { constraint })
                 if constraint == crate::store::QUOTA_EXCEEDED =>
             {
@@ -411,18 +413,6 @@ impl Kms {
                 new.arn()
             )));
         }
-        if old.key_id != new.key_id
-            && self
-                .keys
-                .list_aliases(&caller.account_id, &caller.region, Some(new.key_id))
-                .await?
-                .len()
-                >= MAX_ALIASES_PER_KEY
-        {
-            return Err(KmsError::LimitExceeded(format!(
-                "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases."
-            )));
-        }
         let stored = self.stored_alias(caller, name).await?;
         // The alias keeps its creation date; only its last update moves (as on AWS).
         let created_at = stored.as_ref().map_or_else(|| self.now(), |p| p.created_at);
@@ -445,8 +435,11 @@ impl Kms {
             )
             .await?;
         a.mac = seal.mac.clone();
-        if !self.keys.update_alias(&a, old.key_id).await? {
-            return Err(not_found());
+        match self.keys.update_alias(&a, old.key_id, PER_KEY).await {
+            Ok(true) => {}
+            Ok(false) => return Err(not_found()),
+            Err(e) if too_many_for_key(&e) => return Err(key_aliases_exceeded()),
+            Err(e) => return Err(e.into()),
         }
         self.written(&seal);
         self.invalidate_aliases();

@@ -32,8 +32,15 @@ macro_rules! key_store_aliases {
                 Ok(n == 1)
             }
 
-            async fn create_alias(&self, a: &AliasRecord, max_aliases: i64) -> Result<(), StoreError> {
+            async fn create_alias(
+                &self,
+                a: &AliasRecord,
+                max_aliases: i64,
+                per_key: i64,
+            ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
+                // Every alias write of the account and region takes this lock first, so the
+                // counts below stay true until the insert commits.
                 aliases_lock(&mut tx, &a.account_id, &a.region).await?;
                 let n: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name NOT LIKE 'alias/aws/%'",
@@ -44,11 +51,22 @@ macro_rules! key_store_aliases {
                 if n >= max_aliases {
                     return Err(quota_exceeded());
                 }
+                key_alias_room(&mut tx, a, per_key).await?;
                 insert_alias(&mut *tx, a).await?;
                 self.commit(tx).await
             }
 
-            async fn update_alias(&self, a: &AliasRecord, from_key: Uuid) -> Result<bool, StoreError> {
+            async fn update_alias(
+                &self,
+                a: &AliasRecord,
+                from_key: Uuid,
+                per_key: i64,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.begin_write().await?;
+                aliases_lock(&mut tx, &a.account_id, &a.region).await?;
+                if a.key_id != from_key {
+                    key_alias_room(&mut tx, a, per_key).await?;
+                }
                 let r = sqlx::query(
                     "UPDATE aliases SET key_id = $4, updated_at = $5, mac = $6 \
                      WHERE account_id = $1 AND region = $2 AND alias_name = $3 AND key_id = $7",
@@ -60,8 +78,10 @@ macro_rules! key_store_aliases {
                 .bind(a.updated_at)
                 .bind(&a.mac)
                 .bind(from_key)
-                .write_on(self)
-                .await?;
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                self.commit(tx).await?;
                 Ok(r.rows_affected() > 0)
             }
 

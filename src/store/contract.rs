@@ -543,13 +543,13 @@ async fn aliases_create_update_delete_and_conflict(s: &Backend) {
         .unwrap();
 
     let a = alias_rec("alias/orders", k1);
-    s.create_alias(&a, i64::MAX).await.unwrap();
-    s.create_alias(&alias_rec("alias/billing", k2), i64::MAX)
+    s.create_alias(&a, i64::MAX, i64::MAX).await.unwrap();
+    s.create_alias(&alias_rec("alias/billing", k2), i64::MAX, i64::MAX)
         .await
         .unwrap();
     assert_eq!(
         conflict_name(
-            s.create_alias(&alias_rec("alias/orders", k2), i64::MAX)
+            s.create_alias(&alias_rec("alias/orders", k2), i64::MAX, i64::MAX)
                 .await
         ),
         "aliases_pkey"
@@ -580,9 +580,25 @@ async fn aliases_create_update_delete_and_conflict(s: &Backend) {
         mac: vec![0x55; 32],
         ..alias_rec("alias/orders", k2)
     };
+    // A key's alias count is checked in the writing transaction, on create and on repoint.
+    assert_eq!(
+        conflict_name(
+            s.create_alias(&alias_rec("alias/third", k1), i64::MAX, 1)
+                .await
+        ),
+        KEY_ALIASES_EXCEEDED
+    );
+    assert_eq!(
+        conflict_name(s.update_alias(&to_k2, k1, 1).await),
+        KEY_ALIASES_EXCEEDED
+    );
+    assert_eq!(
+        s.alias(ACCOUNT, REGION, "alias/orders").await.unwrap(),
+        Some(a.clone())
+    );
     // Only from the key the caller verified.
-    assert!(!s.update_alias(&to_k2, k2).await.unwrap());
-    assert!(s.update_alias(&to_k2, k1).await.unwrap());
+    assert!(!s.update_alias(&to_k2, k2, i64::MAX).await.unwrap());
+    assert!(s.update_alias(&to_k2, k1, i64::MAX).await.unwrap());
     let moved = s
         .alias(ACCOUNT, REGION, "alias/orders")
         .await
@@ -593,7 +609,7 @@ async fn aliases_create_update_delete_and_conflict(s: &Backend) {
     assert_eq!(moved.created_at, a.created_at);
     assert_eq!(moved.mac, vec![0x55; 32]);
     assert!(!s
-        .update_alias(&alias_rec("alias/missing", k2), k1)
+        .update_alias(&alias_rec("alias/missing", k2), k1, i64::MAX)
         .await
         .unwrap());
 
@@ -1053,7 +1069,7 @@ async fn due_deletions_cascade_and_happen_once(b: &Backend) {
         s.create_key(&k, Some(&material(id, 1)), &[tag("a", "b")], i64::MAX)
             .await
             .unwrap();
-        s.create_alias(&alias_rec(&format!("alias/k{i}"), id), i64::MAX)
+        s.create_alias(&alias_rec(&format!("alias/k{i}"), id), i64::MAX, i64::MAX)
             .await
             .unwrap();
         s.insert_grant(&grant_rec(&format!("g{i}"), id, now), i64::MAX)

@@ -8,6 +8,9 @@ use std::fmt;
 /// aliases per region) refused the insert.
 pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
 
+/// The constraint a `Conflict` names when the key an alias would name has its most aliases.
+pub const KEY_ALIASES_EXCEEDED: &str = "key_aliases_exceeded";
+
 #[derive(Debug)]
 pub enum StoreError {
     /// A uniqueness or foreign-key constraint refused the write; carries the constraint name.

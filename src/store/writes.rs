@@ -229,6 +229,24 @@ macro_rules! write_helpers {
             .map_err(map_err)?;
             Ok(())
         }
+
+        /// `Err` ([`KEY_ALIASES_EXCEEDED`](crate::store::KEY_ALIASES_EXCEEDED)) if the key `a`
+        /// names has `per_key` aliases already; under the account and region's alias lock.
+        async fn key_alias_room(tx: &mut Tx<'_>, a: &AliasRecord, per_key: i64) -> Result<(), StoreError> {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM aliases WHERE account_id = $1 AND region = $2 AND key_id = $3",
+            )
+            .bind(&a.account_id)
+            .bind(&a.region)
+            .bind(a.key_id)
+            .one(&mut **tx).await?;
+            if n >= per_key {
+                return Err(StoreError::Conflict {
+                    constraint: crate::store::KEY_ALIASES_EXCEEDED.into(),
+                });
+            }
+            Ok(())
+        }
     };
 }
 

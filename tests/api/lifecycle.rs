@@ -937,3 +937,79 @@ async fn a_key_has_at_most_fifty_aliases_however_they_arrive() {
     assert_eq!(created(listed.clone()), before);
     assert!(listed[0].last_updated_date > before);
 }
+
+/// The attack: many CreateAlias and UpdateAlias calls at once toward one key each read its
+/// count below 50 before any of them wrote, and together left it with more than 50 aliases.
+#[tokio::test]
+async fn aliases_arriving_at_once_still_stop_at_fifty() {
+    let s = Server::start().await;
+    let c = s.client();
+    let (full, other) = (new_key(&c).await, new_key(&c).await);
+    for i in 0..44 {
+        c.create_alias()
+            .alias_name(format!("alias/race-{i}"))
+            .target_key_id(&full)
+            .send()
+            .await
+            .unwrap();
+    }
+    for i in 0..8 {
+        c.create_alias()
+            .alias_name(format!("alias/moving-{i}"))
+            .target_key_id(&other)
+            .send()
+            .await
+            .unwrap();
+    }
+    let creates = (0..16).map(|i| {
+        let c = c.clone();
+        let full = full.clone();
+        tokio::spawn(async move {
+            c.create_alias()
+                .alias_name(format!("alias/burst-{i}"))
+                .target_key_id(&full)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| message(Err::<(), _>(e)))
+        })
+    });
+    let updates = (0..8).map(|i| {
+        let c = c.clone();
+        let full = full.clone();
+        tokio::spawn(async move {
+            c.update_alias()
+                .alias_name(format!("alias/moving-{i}"))
+                .target_key_id(&full)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| message(Err::<(), _>(e)))
+        })
+    });
+    let tasks: Vec<_> = creates.chain(updates).collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(e) => assert_eq!(
+                e,
+                (
+                    "LimitExceededException".to_string(),
+                    "A KMS key can have at most 50 aliases.".to_string()
+                )
+            ),
+        }
+    }
+    let listed = c
+        .list_aliases()
+        .key_id(&full)
+        .limit(100)
+        .send()
+        .await
+        .unwrap()
+        .aliases
+        .unwrap();
+    assert_eq!(listed.len(), 50, "{won} of 24 calls succeeded");
+    assert_eq!(won, 6);
+}

@@ -259,12 +259,24 @@ pub trait KeyStore: Send + Sync {
     async fn aliases_without_mac(&self) -> Result<Vec<AliasRecord>, StoreError>;
     /// Seal an alias stored without a MAC, only if it is still unsealed and still names the key.
     async fn set_alias_mac(&self, a: &AliasRecord, mac: &[u8]) -> Result<bool, StoreError>;
-    /// Insert an alias; `Conflict` if the name is taken, or ([`QUOTA_EXCEEDED`]) if the account
-    /// has `max_aliases` in the region already (counted in the same transaction).
-    async fn create_alias(&self, a: &AliasRecord, max_aliases: i64) -> Result<(), StoreError>;
+    /// Insert an alias; `Conflict` if the name is taken, ([`QUOTA_EXCEEDED`]) if the account
+    /// has `max_aliases` in the region already, or ([`KEY_ALIASES_EXCEEDED`]) if its key has
+    /// `per_key` (both counted in the same transaction, so calls at once cannot pass them).
+    async fn create_alias(
+        &self,
+        a: &AliasRecord,
+        max_aliases: i64,
+        per_key: i64,
+    ) -> Result<(), StoreError>;
     /// Point an existing alias at `a.key_id` with its new MAC, provided it still names
-    /// `from_key`; false if there is no such alias or it changed.
-    async fn update_alias(&self, a: &AliasRecord, from_key: Uuid) -> Result<bool, StoreError>;
+    /// `from_key`; false if there is no such alias or it changed; ([`KEY_ALIASES_EXCEEDED`])
+    /// if `a.key_id` has `per_key` aliases already (counted in the same transaction).
+    async fn update_alias(
+        &self,
+        a: &AliasRecord,
+        from_key: Uuid,
+        per_key: i64,
+    ) -> Result<bool, StoreError>;
     async fn delete_alias(
         &self,
         account_id: &str,
