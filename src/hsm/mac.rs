@@ -44,6 +44,45 @@ fn tagged_mac(version: u32, hmac: Vec<u8>) -> Vec<u8> {
     out
 }
 
+/// How many verified row MACs [`VerifiedMacs`] keeps per generation.
+const VERIFIED_MACS: usize = 1 << 16;
+
+/// Row MACs the token has verified, each as a digest of the data and the MAC it verified: a
+/// row read again (each page of a list call reads every row of the page) is not sent to the
+/// token again, so a caller cannot make one call cost the token thousands of HMACs. Bounded:
+/// two generations of at most [`VERIFIED_MACS`] digests; when the newer fills, the older is
+/// dropped. Only matches are kept, and a hit counts only while the token still holds the MAC
+/// key version the MAC names (a destroyed key's MACs are refused at once, as before).
+#[derive(Default)]
+pub(super) struct VerifiedMacs {
+    newer: std::collections::HashSet<[u8; 32]>,
+    older: std::collections::HashSet<[u8; 32]>,
+}
+
+impl VerifiedMacs {
+    fn contains(&self, d: &[u8; 32]) -> bool {
+        self.newer.contains(d) || self.older.contains(d)
+    }
+
+    fn insert(&mut self, d: [u8; 32]) {
+        if self.newer.len() >= VERIFIED_MACS {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(d);
+    }
+}
+
+/// What [`VerifiedMacs`] keeps of a verified (data, MAC): SHA-256 over the data's length, the
+/// data and the MAC as stored (its version tag included). Finding another pair with the same
+/// digest is finding a SHA-256 collision.
+fn verified_digest(data: &[u8], mac: &[u8]) -> [u8; 32] {
+    let mut c = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    c.update(&(data.len() as u64).to_be_bytes());
+    c.update(data);
+    c.update(mac);
+    c.finish().as_ref().try_into().expect("32 bytes")
+}
+
 /// The MAC keys of versions below `current` still in the token (each checked as a MAC key
 /// must be).
 pub(super) fn older_macs(s: &Session, current: u32) -> Result<Vec<(u32, ObjectHandle)>, HsmError> {
@@ -119,26 +158,39 @@ impl Hsm {
     /// the MAC names, compared in constant time): the one check behind every row the service
     /// refuses to trust unverified. A MAC under a MAC key the token no longer holds (destroyed
     /// after a rotation) never matches.
+    /// A match is remembered ([`VerifiedMacs`]): the same data and MAC again is answered
+    /// without the token while the MAC key version stays held.
     pub async fn row_mac_matches(&self, data: Vec<u8>, mac: &[u8]) -> Result<bool, HsmError> {
         let Some((version, hmac)) = mac_parts(mac) else {
             return Ok(false);
         };
+        let digest = verified_digest(&data, mac);
+        let seen = self.inner.verified_macs.lock().unwrap().contains(&digest);
+        crate::metrics::cache("row_mac", seen);
+        if seen && self.mac_versions().contains(&version) {
+            return Ok(true);
+        }
         let hmac = hmac.to_vec();
-        self.run_fast(move |s| {
-            let Some(key) = s.mac_of(version)? else {
-                tracing::warn!(
-                    mac_version = version,
-                    "a row is MAC'd under a MAC key the token no longer holds; refusing it"
-                );
-                return Ok(false);
-            };
-            let expect = s.sign_once(&Mechanism::Sha256Hmac, key, &data)?;
-            Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
-                expect.as_slice(),
-                hmac.as_slice(),
-            )))
-        })
-        .await
+        let matches = self
+            .run_fast(move |s| {
+                let Some(key) = s.mac_of(version)? else {
+                    tracing::warn!(
+                        mac_version = version,
+                        "a row is MAC'd under a MAC key the token no longer holds; refusing it"
+                    );
+                    return Ok(false);
+                };
+                let expect = s.sign_once(&Mechanism::Sha256Hmac, key, &data)?;
+                Ok(bool::from(subtle::ConstantTimeEq::ct_eq(
+                    expect.as_slice(),
+                    hmac.as_slice(),
+                )))
+            })
+            .await?;
+        if matches {
+            self.inner.verified_macs.lock().unwrap().insert(digest);
+        }
+        Ok(matches)
     }
 
     /// The version of the MAC key that MACs new rows.

@@ -121,6 +121,8 @@ struct Inner {
     /// MAC keys of older versions still in the token: rows MAC'd under them verify with them
     /// until they are re-MAC'd and the key is destroyed.
     older_macs: Mutex<Vec<(u32, ObjectHandle)>>,
+    /// Row MACs the token verified, so a row read again is not verified in it again.
+    verified_macs: Mutex<mac::VerifiedMacs>,
     /// Whether Ed25519 private keys can be generated and wrapped (probed once the root key is
     /// loaded; SoftHSM 2.6.1 generates them but cannot wrap them).
     ed25519: std::sync::atomic::AtomicBool,

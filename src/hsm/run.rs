@@ -104,6 +104,7 @@ impl Hsm {
                 older_roots: Mutex::new(Vec::new()),
                 mac: Mutex::new(None),
                 older_macs: Mutex::new(Vec::new()),
+                verified_macs: Mutex::new(Default::default()),
                 ed25519: std::sync::atomic::AtomicBool::new(false),
                 ed25519_held: std::sync::atomic::AtomicBool::new(false),
                 audit: Mutex::new(None),

@@ -2843,3 +2843,71 @@ async fn the_key_quota_holds_from_its_kept_count_to_its_exact_one() {
     c.create_key().send().await.unwrap();
     assert_eq!(code(c.create_key().send().await), "LimitExceededException");
 }
+
+/// The amplification: a tenant at the management rate asks ListGrants and ListAliases for
+/// their largest page again and again. Each row's seal was verified in the token on every
+/// call, so one call cost the token a hundred HMACs, and a key's 50,000 grants fifty thousand.
+/// A row the token verified once is not sent to it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_the_same_rows_again_costs_the_token_nothing_more() {
+    let s = Server::start_with(&[("KMS_METRICS_LISTEN", "127.0.0.1:0")]).await;
+    let metrics = s.metrics.clone().expect("the metrics URL is printed");
+    let c = s.client();
+    let keys = [new_key(&c).await, new_key(&c).await];
+    let (carol, _, _) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "carol", None));
+    for i in 0..100 {
+        c.create_grant()
+            .key_id(&keys[0])
+            .grantee_principal(&carol)
+            .operations(GrantOperation::Decrypt)
+            .name(format!("g{i}"))
+            .send()
+            .await
+            .unwrap();
+        c.create_alias()
+            .alias_name(format!("alias/listed-{i}"))
+            .target_key_id(&keys[i % 2])
+            .send()
+            .await
+            .unwrap();
+    }
+    let token_calls = || async {
+        let (_, _, text) = crate::operator::get(&metrics).await;
+        crate::operator::samples(&text)
+            .iter()
+            .filter(|(k, _)| k.starts_with("kms_token_calls_total"))
+            .map(|(_, v)| v)
+            .sum::<f64>()
+    };
+    let list = || async {
+        let grants = c
+            .list_grants()
+            .key_id(&keys[0])
+            .limit(100)
+            .send()
+            .await
+            .unwrap()
+            .grants
+            .unwrap();
+        let aliases = c
+            .list_aliases()
+            .limit(100)
+            .send()
+            .await
+            .unwrap()
+            .aliases
+            .unwrap();
+        assert_eq!((grants.len(), aliases.len()), (100, 100));
+    };
+    list().await;
+    let before = token_calls().await;
+    for _ in 0..3 {
+        list().await;
+    }
+    let spent = token_calls().await - before;
+    assert!(
+        spent < 60.0,
+        "listing 600 rows verified before took {spent} token calls"
+    );
+}
+
