@@ -2911,3 +2911,42 @@ async fn listing_the_same_rows_again_costs_the_token_nothing_more() {
     );
 }
 
+/// The flood: a caller well within its cryptographic rate asks for many RSA_4096 data key
+/// pairs at once. Each is a prime search in software that holds a core for up to seconds, and
+/// every one was started, so the node's cores all worked for that caller while everyone else
+/// waited. Now as many run as the node has cores, as many again wait, and the rest are
+/// throttled at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_rsa_key_pairs_is_throttled_past_the_cores() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let calls: Vec<_> = (0..32)
+        .map(|_| {
+            let (c, key) = (c.clone(), key.clone());
+            tokio::spawn(async move {
+                c.generate_data_key_pair_without_plaintext()
+                    .key_id(&key)
+                    .key_pair_spec(aws_sdk_kms::types::DataKeyPairSpec::Rsa4096)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| code(Err::<(), _>(e)))
+            })
+        })
+        .collect();
+    let (mut made, mut throttled) = (0, 0);
+    for t in calls {
+        match t.await.unwrap() {
+            Ok(()) => made += 1,
+            Err(e) => {
+                assert_eq!(e, "ThrottlingException");
+                throttled += 1;
+            }
+        }
+    }
+    assert!(
+        made >= 1 && throttled >= 1,
+        "{made} made, {throttled} throttled"
+    );
+}

@@ -598,7 +598,12 @@ impl Kms {
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        // A prime search: the request's clock stops meanwhile (`crate::deadline`).
+        // A prime search takes a core: only so many at once ([`SoftwarePairs`]).
+        let _turn = match spec {
+            "RSA_2048" | "RSA_3072" | "RSA_4096" => Some(SOFTWARE_PAIRS.turn().await?),
+            _ => None,
+        };
+        // The request's clock stops meanwhile (`crate::deadline`).
         let generating = crate::deadline::generating();
         let (private, public) = tokio::task::spawn_blocking({
             let spec = spec.to_string();
@@ -617,9 +622,96 @@ impl Kms {
     }
 }
 
+/// RSA data key pairs being generated in software: a prime search holds a core for tens of
+/// milliseconds (RSA_2048) to seconds (RSA_4096), so callers within their cryptographic rate
+/// could otherwise hold every core of the node and starve every other request. As many run as
+/// the node has cores, and as many again may wait for a turn; a call beyond that is answered
+/// `ThrottlingException` at once (AWS, too, gives RSA data key pairs lower rates than other
+/// cryptographic calls).
+pub(crate) struct SoftwarePairs {
+    running: tokio::sync::Semaphore,
+    /// Calls running or waiting.
+    admitted: std::sync::atomic::AtomicUsize,
+    most_admitted: usize,
+}
+
+static SOFTWARE_PAIRS: std::sync::LazyLock<SoftwarePairs> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    SoftwarePairs::new(cores)
+});
+
+/// A call admitted (running or waiting); uncounted when dropped, however the call ends.
+struct Admitted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// A call's turn to generate, held for the generation.
+pub(crate) struct PairTurn<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    _admitted: Admitted<'a>,
+}
+
+impl SoftwarePairs {
+    fn new(at_once: usize) -> Self {
+        SoftwarePairs {
+            running: tokio::sync::Semaphore::new(at_once),
+            admitted: std::sync::atomic::AtomicUsize::new(0),
+            most_admitted: 2 * at_once,
+        }
+    }
+
+    /// Wait for a turn, or `Throttled` if as many calls as may wait are waiting already.
+    pub(crate) async fn turn(&self) -> Result<PairTurn<'_>> {
+        let before = self
+            .admitted
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let admitted = Admitted(&self.admitted);
+        if before >= self.most_admitted {
+            return Err(KmsError::Throttled);
+        }
+        let permit = self
+            .running
+            .acquire()
+            .await
+            .map_err(|_| KmsError::Internal("key pair generation is closed".into()))?;
+        Ok(PairTurn {
+            _permit: permit,
+            _admitted: admitted,
+        })
+    }
+}
+
 pub struct DataKeyPairOutput {
     pub key_arn: String,
     pub private_blob: Vec<u8>,
     pub private_plaintext: Option<Zeroizing<Vec<u8>>>,
     pub public_key: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn software_pairs_run_so_many_at_once_and_let_as_many_wait() {
+        use futures_util::FutureExt;
+        let gate = SoftwarePairs::new(1);
+        let first = gate.turn().await.unwrap();
+        // The second waits for the first; a third finds every place taken.
+        let mut second = Box::pin(gate.turn());
+        assert!((&mut second).now_or_never().is_none());
+        assert!(matches!(gate.turn().await, Err(KmsError::Throttled)));
+        // A waiter that gives up (its request timed out) frees its place.
+        drop(second);
+        let mut second = Box::pin(gate.turn());
+        assert!((&mut second).now_or_never().is_none());
+        drop(first);
+        let _second = second.await.unwrap();
+        let mut third = Box::pin(gate.turn());
+        assert!((&mut third).now_or_never().is_none(), "waits, not refused");
+    }
 }
