@@ -117,6 +117,7 @@ fn admin(s: &crate::config::Settings) -> Caller {
         request_alias: None,
         access_key_id: std::env::var("KMS_ADMIN_ACCESS_KEY_ID").unwrap_or_default(),
         secure_transport: true,
+        re_encrypt_on_same_key: None,
     }
 }
 

@@ -871,6 +871,7 @@ async fn process(
             request_alias: None,
             access_key_id: verified.key.access_key_id.clone(),
             secure_transport: secure,
+            re_encrypt_on_same_key: None,
         };
         if protocol == Protocol::Query {
             // AssumeRole counts against the management share like any other call.

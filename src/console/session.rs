@@ -42,6 +42,7 @@ impl Session {
             request_alias: None,
             access_key_id: self.access_key_id.clone(),
             secure_transport: secure,
+            re_encrypt_on_same_key: None,
         }
     }
 }

@@ -160,6 +160,9 @@ impl Kms {
         if let Some(a) = &caller.request_alias {
             put("kms:RequestAlias", vec![a.clone()]);
         }
+        if let Some(same) = caller.re_encrypt_on_same_key {
+            put("kms:ReEncryptOnSameKey", vec![same.to_string()]);
+        }
         if let Some(rec) = rec {
             put("kms:KeySpec", vec![rec.key_spec.to_string()]);
             put("kms:KeyUsage", vec![rec.key_usage.to_string()]);

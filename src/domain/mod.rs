@@ -90,6 +90,9 @@ pub struct Caller {
     pub access_key_id: String,
     /// Whether the request came over TLS (`aws:SecureTransport`).
     pub secure_transport: bool,
+    /// For ReEncrypt: whether its source and destination are the same key
+    /// (`kms:ReEncryptOnSameKey`); set by the domain once it knows both.
+    pub re_encrypt_on_same_key: Option<bool>,
 }
 
 impl Caller {

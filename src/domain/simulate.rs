@@ -127,6 +127,7 @@ fn principal(account_id: &str, region: &str, principal_arn: &str) -> Caller {
         request_alias: None,
         access_key_id: String::new(),
         secure_transport: true,
+        re_encrypt_on_same_key: None,
     }
 }
 

@@ -75,6 +75,23 @@ impl Kms {
         Err(KmsError::DryRun)
     }
 
+    /// The caller of a ReEncrypt whose source is under the key `source` names in blobs (if
+    /// known): with `kms:ReEncryptOnSameKey`, true when the destination is that key. A key
+    /// that does not resolve is not the same; the call fails on it later, in AWS's order.
+    async fn re_encrypting(
+        &self,
+        caller: &Caller,
+        source: Option<uuid::Uuid>,
+        destination_key_id: &str,
+    ) -> Caller {
+        let destination = self.resolve(caller, destination_key_id).await.ok();
+        let same = matches!((source, destination), (Some(s), Some(d)) if s == d.blob_id());
+        Caller {
+            re_encrypt_on_same_key: Some(same),
+            ..caller.clone()
+        }
+    }
+
     /// `ReEncrypt`'s destination key, checked: the caller may `ReEncryptTo` it with this
     /// context and algorithm, and it is a usable symmetric encryption key (`SYMMETRIC_DEFAULT`)
     /// or RSA encryption key (`RSAES_OAEP_*`).
@@ -114,6 +131,10 @@ impl Kms {
         source: ReEncryptEnd<'_>,
         destination: ReEncryptEnd<'_>,
     ) -> Result<()> {
+        let from = self.resolve(caller, source.key_id).await.ok();
+        let caller = &self
+            .re_encrypting(caller, from.map(|r| r.blob_id()), destination.key_id)
+            .await;
         match self
             .dry_run_without_ciphertext(
                 caller,
@@ -152,6 +173,14 @@ impl Kms {
         destination: ReEncryptEnd<'_>,
         dry_run: bool,
     ) -> Result<ReEncryptOutput> {
+        let source = match (source_algorithm, source_key_id) {
+            (EncryptionAlgorithmSpec::SymmetricDefault, _) => ciphertext::Outer::parse(blob)
+                .map(|o| o.key_id)
+                .or_else(|| ciphertext::parse(blob).map(|(h, _)| h.key_id)),
+            (_, Some(id)) => self.resolve(caller, id).await.ok().map(|r| r.blob_id()),
+            (_, None) => None,
+        };
+        let caller = &self.re_encrypting(caller, source, destination.key_id).await;
         let (source_key_arn, plaintext) =
             if source_algorithm == EncryptionAlgorithmSpec::SymmetricDefault {
                 let (src, plaintext) = self

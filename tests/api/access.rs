@@ -1290,3 +1290,59 @@ async fn a_retiring_principal_of_another_account_needs_its_own_policy() {
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The bypass: a policy that lets a principal re-encrypt only onto the key a ciphertext is
+/// already under (AWS's example: a Deny of ReEncrypt* where `kms:ReEncryptOnSameKey` is
+/// false). The key was never set, so the Deny never matched and the principal moved
+/// ciphertexts to any key it could use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_on_reencrypt_to_another_key_holds() {
+    let s = Server::start().await;
+    let root = s.client();
+    let (here, there) = (new_key(&root).await, new_key(&root).await);
+    let (erin_arn, _, erin) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "erin", None));
+    s.put_user_policy(
+        &erin_arn,
+        "same-key-only",
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":["kms:Encrypt","kms:ReEncrypt*"],"Resource":"*"},
+            {"Effect":"Deny","Action":["kms:ReEncryptFrom","kms:ReEncryptTo"],"Resource":"*","Condition":{"Bool":{"kms:ReEncryptOnSameKey":"false"}}}]}"#,
+    );
+    let blob = once_allowed(|| {
+        erin.encrypt()
+            .key_id(&here)
+            .plaintext(aws_sdk_kms::primitives::Blob::new(b"moved?".to_vec()))
+            .send()
+    })
+    .await
+    .ciphertext_blob
+    .unwrap();
+    let again = erin
+        .re_encrypt()
+        .ciphertext_blob(blob.clone())
+        .destination_key_id(&here)
+        .send()
+        .await
+        .unwrap();
+    assert!(again.key_id.unwrap().ends_with(&here));
+    let moved = message(
+        erin.re_encrypt()
+            .ciphertext_blob(blob.clone())
+            .destination_key_id(&there)
+            .send()
+            .await,
+    );
+    assert_eq!(moved.0, "AccessDeniedException", "{}", moved.1);
+    // The same with DryRun, and naming the source key.
+    let dry = code(
+        erin.re_encrypt()
+            .ciphertext_blob(blob)
+            .source_key_id(&here)
+            .destination_key_id(&there)
+            .dry_run(true)
+            .send()
+            .await,
+    );
+    assert_eq!(dry, "AccessDeniedException");
+}
