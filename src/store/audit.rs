@@ -71,15 +71,19 @@ macro_rules! audit_store {
                 before: i64,
                 limit: i64,
             ) -> Result<Vec<(i64, DateTime<Utc>, String)>, StoreError> {
-                // Each branch reads one partial index backwards.
+                // Each branch reads one partial index of successful calls backwards (the
+                // predicate as the index names it: failed calls, which another account can add
+                // at will, are never walked).
                 let q = format!(
                     "SELECT seq, event_time, body FROM ( \
                        SELECT seq, event_time, body FROM audit_events \
-                         WHERE {FIRST_KEY_ARN} = $1 AND event_name IN ({KEY_USE_OPERATIONS}) AND seq < $2 \
+                         WHERE {FIRST_KEY_ARN} = $1 AND event_name IN ({KEY_USE_OPERATIONS}) \
+                         AND {SUCCEEDED} AND seq < $2 \
                          ORDER BY seq DESC LIMIT $3) AS a \
                      UNION ALL SELECT seq, event_time, body FROM ( \
                        SELECT seq, event_time, body FROM audit_events \
-                         WHERE {SECOND_KEY_ARN} = $1 AND event_name = 'ReEncrypt' AND seq < $2 \
+                         WHERE {SECOND_KEY_ARN} = $1 AND event_name = 'ReEncrypt' \
+                         AND {SUCCEEDED} AND seq < $2 \
                          ORDER BY seq DESC LIMIT $3) AS b \
                      ORDER BY seq DESC LIMIT $3"
                 );

@@ -180,6 +180,7 @@ contract!(
     roles_and_sessions,
     audit_chain_head_events_and_checkpoints,
     audit_lookup_filters_one_accounts_events,
+    a_keys_last_use_skips_failed_calls_in_the_store,
     nodes_report_and_are_forgotten
 );
 
@@ -1849,6 +1850,30 @@ fn event(name: &str, arns: &[&str]) -> NewAuditEvent {
         body: format!(r#"{{"eventName":"{name}"}}"#),
         generations: Vec::new(),
     }
+}
+
+/// Failed calls (another account can add them at will, denied) are not walked to find a key's
+/// last successful use: one row asked for is the success, under 300 newer failures.
+async fn a_keys_last_use_skips_failed_calls_in_the_store(s: &Backend) {
+    let chain: &ChainFn = &crate::audit::chain_hash;
+    let arn = "arn:aws:kms:eu-west-1:111122223333:key/1f2e";
+    let mut batch = vec![event("Encrypt", &[arn])];
+    for _ in 0..300 {
+        let mut denied = event("Decrypt", &[arn]);
+        denied.body = r#"{"eventName":"Decrypt","errorCode":"AccessDeniedException"}"#.into();
+        batch.push(denied);
+    }
+    let mut reencrypted = event("ReEncrypt", &["k2", arn]);
+    reencrypted.body = r#"{"eventName":"ReEncrypt","errorCode":"AccessDeniedException"}"#.into();
+    batch.push(reencrypted);
+    let head = s.audit_head().await.unwrap();
+    s.append_audit((head.0, &head.1), &batch, &[], chain)
+        .await
+        .unwrap()
+        .unwrap();
+    let last = s.key_uses_before(arn, i64::MAX, 1).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].0, head.0 + 1, "the Encrypt, first of the batch");
 }
 
 async fn audit_chain_head_events_and_checkpoints(s: &Backend) {
