@@ -90,8 +90,10 @@ pub struct KeyUse {
 
 impl Audit {
     /// The account's events matching `filter`, newest first, before `before`: each with
-    /// whether its row still hashes to what it records (a row edited in the database does
-    /// not).
+    /// whether its row is as written: it hashes to what it records, and the columns the
+    /// query selected it by (account, event name, key ARNs, time) say what its hashed body
+    /// says. A row edited in the database, or relabelled to slip another account's event into
+    /// this account's trail, is not.
     pub async fn lookup(
         &self,
         account_id: &str,
@@ -106,7 +108,8 @@ impl Audit {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let intact = super::chain_hash(r.seq, &r.prev_hash, &r.body) == r.hash;
+                let intact = super::chain_hash(r.seq, &r.prev_hash, &r.body) == r.hash
+                    && super::verify::altered_columns(&r).is_empty();
                 (r, intact)
             })
             .collect())

@@ -49,33 +49,7 @@ impl Report {
 /// hidden from (or slipped into) an export by editing a column the chain does not cover.
 pub fn check_columns(r: &mut Report, rows: &[AuditRow]) {
     for row in rows {
-        let Ok(body) = serde_json::from_str::<Value>(&row.body) else {
-            continue; // An unreadable body fails its hash check or was never valid JSON.
-        };
-        let mut wrong = Vec::new();
-        if body["eventName"].as_str() != Some(row.event_name.as_str()) {
-            wrong.push("event_name");
-        }
-        if body["recipientAccountId"].as_str() != row.account_id.as_deref() {
-            wrong.push("account_id");
-        }
-        let mut arns: Vec<&str> = body["resources"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x["ARN"].as_str()).collect())
-            .unwrap_or_default();
-        let mut stored: Vec<&str> = row.key_arns.iter().map(String::as_str).collect();
-        arns.sort();
-        stored.sort();
-        if arns != stored {
-            wrong.push("key_arns");
-        }
-        let body_time = body["eventTime"]
-            .as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.timestamp());
-        if body_time != Some(row.event_time.timestamp()) {
-            wrong.push("event_time");
-        }
+        let wrong = altered_columns(row);
         if !wrong.is_empty() {
             r.problems.push((
                 row.seq,
@@ -88,6 +62,40 @@ pub fn check_columns(r: &mut Report, rows: &[AuditRow]) {
         }
     }
     r.problems.sort_by_key(|p| p.0);
+}
+
+/// The columns of `row` kept for queries (event name, account, key ARNs, time) that do not say
+/// what its hashed body says. None for a body that is not JSON: it fails its hash check, or
+/// was never valid.
+pub fn altered_columns(row: &AuditRow) -> Vec<&'static str> {
+    let Ok(body) = serde_json::from_str::<Value>(&row.body) else {
+        return Vec::new();
+    };
+    let mut wrong = Vec::new();
+    if body["eventName"].as_str() != Some(row.event_name.as_str()) {
+        wrong.push("event_name");
+    }
+    if body["recipientAccountId"].as_str() != row.account_id.as_deref() {
+        wrong.push("account_id");
+    }
+    let mut arns: Vec<&str> = body["resources"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["ARN"].as_str()).collect())
+        .unwrap_or_default();
+    let mut stored: Vec<&str> = row.key_arns.iter().map(String::as_str).collect();
+    arns.sort();
+    stored.sort();
+    if arns != stored {
+        wrong.push("key_arns");
+    }
+    let body_time = body["eventTime"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp());
+    if body_time != Some(row.event_time.timestamp()) {
+        wrong.push("event_time");
+    }
+    wrong
 }
 
 /// The row generations the trail's events name (`additionalEventData.rowGenerations`, in the

@@ -27,7 +27,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
-use session::{Session, Sessions, COOKIE};
+use session::{Session, Sessions, COOKIE, HOST_COOKIE};
 use std::sync::Arc;
 
 /// At most this many keys are shown on one inventory page...
@@ -91,28 +91,32 @@ fn redirect(to: &str, cookie: Option<String>) -> Response<Full<Bytes>> {
     r.body(Full::new(Bytes::new())).unwrap_or_default()
 }
 
-/// The `Set-Cookie` of a session (`value` empty: the cookie cleared).
+/// The `Set-Cookie` of a session (`value` empty: the cookie cleared). Over TLS it is a
+/// `__Host-` cookie ([`HOST_COOKIE`]), which a browser requires to be `Secure` with `Path=/`.
 fn set_cookie(value: &str, secure: bool, lifetime: std::time::Duration) -> String {
     let max_age = if value.is_empty() {
         0
     } else {
         lifetime.as_secs()
     };
-    format!(
-        "{COOKIE}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
-        if secure { "; Secure" } else { "" }
-    )
+    let (name, path) = if secure {
+        (HOST_COOKIE, "/; Secure")
+    } else {
+        (COOKIE, "/console")
+    };
+    format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}")
 }
 
-/// The session cookie the request carries, if any.
-fn cookie_of(req: &hyper::http::request::Parts) -> Option<String> {
+/// The session cookie the request carries, if any: over TLS only the `__Host-` one.
+fn cookie_of(req: &hyper::http::request::Parts, secure: bool) -> Option<String> {
+    let name = if secure { HOST_COOKIE } else { COOKIE };
     req.headers
         .get_all(hyper::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
 }
 
@@ -207,7 +211,7 @@ pub async fn handle(
         request_id: uuid::Uuid::new_v4().to_string(),
     };
     let path = parts.uri.path().to_string();
-    let cookie = cookie_of(&parts);
+    let cookie = cookie_of(&parts, secure);
     let certificate = tls.as_deref().and_then(|t| t.client_certificate.as_deref());
     let session = match &cookie {
         Some(c) => console.sessions.find(api, c, certificate).await,
@@ -327,8 +331,21 @@ pub async fn handle(
             }
         }
         (_, _) if session.is_none() => redirect("/console/sign-in", None),
-        (true, _) if field(&form, "csrf") != session.as_ref().map_or("", |s| s.csrf.as_str()) => {
+        (true, _) if !csrf_matches(field(&form, "csrf"), session.as_ref()) => {
             page(StatusCode::FORBIDDEN, pages::not_found(session.as_ref()))
+        }
+        // Pages read the trail, inventories and policies straight from the domain: each
+        // signed-in request takes one request of its account's management rate, as an API
+        // call does, so one account's auditor cannot keep the database busy for every account.
+        (_, _)
+            if !session
+                .as_ref()
+                .is_some_and(|s| api.quotas.allow(&s.account_id, &s.region, "ConsolePage")) =>
+        {
+            page(
+                StatusCode::TOO_MANY_REQUESTS,
+                pages::throttled(session.as_ref()),
+            )
         }
         (true, "/console/sign-out") => {
             if let Some(c) = &cookie {
@@ -489,6 +506,16 @@ pub async fn handle(
     }
 }
 
+/// Whether a form's CSRF token is the session's (compared in constant time).
+fn csrf_matches(sent: &str, session: Option<&session::Session>) -> bool {
+    session.is_some_and(|s| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            sent.as_bytes(),
+            s.csrf.as_bytes(),
+        ))
+    })
+}
+
 /// One event of the caller's account, or why not (the exception's name).
 async fn trail_event(
     api: &ApiState,
@@ -497,11 +524,11 @@ async fn trail_event(
     seq: i64,
 ) -> (maud::Markup, Option<&'static str>) {
     let filter = crate::domain::trail::EventFilter::default();
-    match api
-        .kms
-        .lookup_events(caller, &filter, Some(seq + 1), 1)
-        .await
-    {
+    // The last sequence number has no event after it to look below.
+    let Some(below) = seq.checked_add(1) else {
+        return (pages::not_found(Some(s)), Some("NotFoundException"));
+    };
+    match api.kms.lookup_events(caller, &filter, Some(below), 1).await {
         Ok(rows) => match rows.into_iter().find(|(r, _)| r.seq == seq) {
             Some((r, intact)) => (pages::event(s, seq, intact, &r.body), None),
             None => (pages::not_found(Some(s)), Some("NotFoundException")),
@@ -565,12 +592,16 @@ async fn trail_page(
                 .map(|(r, intact)| {
                     let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
                     let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+                    // What the hashed body says, not the columns kept for queries.
+                    let time = chrono::DateTime::parse_from_rfc3339(&text(&body["eventTime"]))
+                        .map(|t| t.to_utc())
+                        .unwrap_or(r.event_time);
                     pages::TrailRow {
                         seq: r.seq,
-                        time: r.event_time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                        event: r.event_name.clone(),
+                        time: time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                        event: text(&body["eventName"]),
                         principal: text(&body["userIdentity"]["arn"]),
-                        key: r.key_arns.first().cloned().unwrap_or_default(),
+                        key: text(&body["resources"][0]["ARN"]),
                         error: text(&body["errorCode"]),
                         intact,
                     }

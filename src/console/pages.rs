@@ -310,6 +310,15 @@ pub fn not_found(session: Option<&Session>) -> Markup {
     )
 }
 
+/// The account's request rate is used up for now.
+pub fn throttled(session: Option<&Session>) -> Markup {
+    page(
+        "Rate exceeded",
+        session,
+        html! { h1 { "Rate exceeded" } p { "Too many requests for this account just now; try again in a moment." } },
+    )
+}
+
 /// What the key page shows: each part the answer of the API call behind it, or the exception
 /// the API gave the principal for it.
 pub struct KeyPage {
@@ -624,7 +633,7 @@ pub fn event(s: &Session, seq: i64, intact: bool, body: &str) -> Markup {
         html! {
             p { a href="/console/trail" { "← Audit trail" } }
             h1 { "Event " (seq) }
-            p { @if intact { "Its row hashes to what it records." } @else { strong.error { "Its row was altered in the database: it does not hash to what it records." } } }
+            p { @if intact { "Its row hashes to what it records." } @else { strong.error { "Its row was altered in the database: it does not hash to what it records, or its columns do not say what it records." } } }
             pre { (pretty) }
         },
     )

@@ -11,8 +11,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The cookie that names a session.
+/// The cookie that names a session, over plain HTTP (loopback only).
 pub const COOKIE: &str = "kms_console";
+
+/// The cookie that names a session over TLS. A browser takes a `__Host-` cookie only from
+/// this host itself, over HTTPS, for every path: a sibling host (`evil.example.com` beside
+/// `kms.example.com`) cannot plant its own session under this name for the victim to work
+/// in.
+pub const HOST_COOKIE: &str = "__Host-kms_console";
 
 /// One signed-in principal.
 #[derive(Clone)]

@@ -518,3 +518,64 @@ async fn the_operator_view_shows_the_token_the_nodes_and_the_rates_to_an_operato
         "{events:?}"
     );
 }
+
+/// The SQL writer relabels trail rows. The chain hashes each row's body, not the columns the
+/// trail viewer selects rows by, and the viewer called such a row intact: another account's
+/// event given this account's number appeared in this account's trail, and an Encrypt
+/// renamed GenerateRandom was listed under that name. Now a row whose columns do not say
+/// what its body says is shown ALTERED, with what its body says.
+#[tokio::test(flavor = "multi_thread")]
+async fn trail_rows_relabelled_in_sql_are_shown_altered() {
+    let s = with_console().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"relabel".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let (_, _, theirs) = tokio::task::block_in_place(|| {
+        s.new_user(
+            "111122223333",
+            "mallory",
+            Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#),
+        )
+    });
+    let their_key = once_allowed(|| theirs.create_key().send())
+        .await
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let ann = auditor(&s, "ann").await;
+    let (_, _, before) = get(&s, "/console/trail", &ann).await;
+    assert!(!before.contains("ALTERED"), "{before}");
+    assert!(!before.contains(&their_key));
+
+    let foreign =
+        s.db.int("SELECT max(seq) FROM audit_events WHERE account_id = '111122223333'")
+            .await;
+    s.db.execute(&format!(
+        "UPDATE audit_events SET account_id = '{ACCOUNT}' WHERE seq = {foreign}"
+    ))
+    .await;
+    let renamed =
+        s.db.int("SELECT max(seq) FROM audit_events WHERE event_name = 'Encrypt'")
+            .await;
+    s.db.execute(&format!(
+        "UPDATE audit_events SET event_name = 'GenerateRandom' WHERE seq = {renamed}"
+    ))
+    .await;
+
+    let (_, _, slipped) = get(&s, &format!("/console/trail/{foreign}"), &ann).await;
+    assert!(slipped.contains("was altered in the database"), "{slipped}");
+    let (_, _, listed) = get(&s, "/console/trail?event=GenerateRandom", &ann).await;
+    assert!(listed.contains("ALTERED"), "{listed}");
+    assert!(
+        listed.contains(">Encrypt<"),
+        "shown with its recorded name: {listed}"
+    );
+    // The last sequence number asked for is no event, not a failure.
+    let (status, _, _) = get(&s, &format!("/console/trail/{}", i64::MAX), &ann).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

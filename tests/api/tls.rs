@@ -440,7 +440,7 @@ async fn console_request(
         .lines()
         .find(|l| {
             l.to_ascii_lowercase()
-                .starts_with("set-cookie: kms_console=")
+                .starts_with("set-cookie: __host-kms_console=")
         })
         .map(|l| {
             l["set-cookie: ".len()..]
@@ -449,7 +449,7 @@ async fn console_request(
                 .unwrap()
                 .to_string()
         })
-        .filter(|c| c != "kms_console=");
+        .filter(|c| c != "__Host-kms_console=");
     (status, cookie, text)
 }
 
@@ -509,10 +509,21 @@ async fn a_client_certificate_signs_in_to_the_console_as_the_access_key_it_names
     );
     let (status, cookie, page) = req(alice_id, "POST", "/console/sign-in-certificate", None).await;
     assert_eq!(status, 303, "{page}");
+    // Over TLS the session is a __Host- cookie: Secure, for the whole host, set by it alone.
+    let set = page
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_default();
+    assert!(set.contains("; Path=/;") && set.contains("Secure"), "{set}");
     let cookie = cookie.expect("a session");
     let (status, _, keys) = req(alice_id, "GET", "/console/keys", Some(cookie.clone())).await;
     assert_eq!(status, 200, "{keys}");
     assert!(keys.contains(&alice), "{keys}");
+    // The planted cookie: a sibling host sets a session of its own under the plain name (no
+    // __Host- prefix); over TLS it opens nothing.
+    let planted = cookie.replacen("__Host-kms_console=", "kms_console=", 1);
+    let (status, _, _) = req(alice_id, "GET", "/console/keys", Some(planted)).await;
+    assert_eq!(status, 303);
 
     // The cookie without the certificate, or with another one, opens nothing.
     let (status, _, _) = req(None, "GET", "/console/keys", Some(cookie.clone())).await;
