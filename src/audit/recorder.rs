@@ -380,7 +380,7 @@ impl Audit {
         &self,
     ) -> Result<(super::verify::Report, Option<crate::store::CheckpointRow>), AuditError> {
         let key = self.public_key_der().await?;
-        let (report, _, cps) = super::verify::stored(self.store.as_ref(), &key)
+        let (report, _, cps) = super::verify::stored(self.store.as_ref(), &key, &[])
             .await
             .map_err(|e| AuditError(e.to_string()))?;
         Ok((report, cps.last().cloned()))
@@ -405,13 +405,9 @@ impl Audit {
         &self,
         filter: &super::verify::Filter,
     ) -> Result<(Vec<String>, usize), AuditError> {
-        let err = |e: StoreError| AuditError(e.to_string());
-        let rows = super::verify::all_events(self.store.as_ref())
+        super::verify::export_stored(self.store.as_ref(), filter)
             .await
-            .map_err(err)?;
-        let cps = self.store.checkpoints().await.map_err(err)?;
-        let n = rows.iter().filter(|r| filter.matches(r)).count();
-        Ok((super::verify::export(&rows, &cps, filter), n))
+            .map_err(|e| AuditError(e.to_string()))
     }
 }
 

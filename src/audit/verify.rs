@@ -17,17 +17,6 @@ pub struct Link {
     pub body: Option<String>,
 }
 
-impl From<&AuditRow> for Link {
-    fn from(r: &AuditRow) -> Link {
-        Link {
-            seq: r.seq,
-            prev_hash: r.prev_hash.clone(),
-            hash: r.hash.clone(),
-            body: Some(r.body.clone()),
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct Report {
     pub events: usize,
@@ -102,18 +91,16 @@ pub fn altered_columns(row: &AuditRow) -> Vec<&'static str> {
 /// hashed bodies) must be exactly those of their index (`indexed`: row, generation, seq), which
 /// the service reads to refuse an older row put back: an entry deleted from the index (to let
 /// a replayed row through) or added to it (to lock a row out) is reported at its event.
-pub fn check_generations(r: &mut Report, rows: &[AuditRow], indexed: &[(String, i64, i64)]) {
+pub fn check_generations(
+    r: &mut Report,
+    named: &std::collections::BTreeSet<(i64, String, i64)>,
+    indexed: &[(String, i64, i64)],
+) {
     use std::collections::BTreeSet;
-    let mut named = BTreeSet::new();
-    for row in rows {
-        if let Ok(body) = serde_json::from_str::<Value>(&row.body) {
-            for (name, g) in super::generations_in(&body) {
-                named.insert((row.seq, name, g));
-            }
-        }
-    }
+    // Entries of events appended after the trail was read are not compared.
     let held: BTreeSet<(i64, String, i64)> = indexed
         .iter()
+        .filter(|(_, _, seq)| *seq <= r.last_seq)
         .map(|(name, g, seq)| (*seq, name.clone(), *g))
         .collect();
     for (seq, name, g) in named.difference(&held) {
@@ -122,7 +109,7 @@ pub fn check_generations(r: &mut Report, rows: &[AuditRow], indexed: &[(String, 
             format!("event {seq} names generation {g} of {name}, which the audit_generations index does not hold (deleted from it)"),
         ));
     }
-    for (seq, name, g) in held.difference(&named) {
+    for (seq, name, g) in held.difference(named) {
         r.problems.push((
             *seq,
             format!("the audit_generations index holds generation {g} of {name} at event {seq}, which that event does not name (inserted into it)"),
@@ -131,13 +118,28 @@ pub fn check_generations(r: &mut Report, rows: &[AuditRow], indexed: &[(String, 
     r.problems.sort_by_key(|p| p.0);
 }
 
+/// The row generations `rows` name (sequence number, row, generation), for
+/// [`check_generations`].
+fn named_generations(
+    rows: &[AuditRow],
+    named: &mut std::collections::BTreeSet<(i64, String, i64)>,
+) {
+    for row in rows {
+        if let Ok(body) = serde_json::from_str::<Value>(&row.body) {
+            for (name, g) in super::generations_in(&body) {
+                named.insert((row.seq, name, g));
+            }
+        }
+    }
+}
+
 /// Check a whole trail against what was anchored outside the database: the anchored head must
 /// be in the trail with the same hash (events acknowledged and then deleted, or a chain
 /// rewritten, show here), and every anchored checkpoint must verify and be in the database
 /// and the trail.
 pub fn check_anchor(
     r: &mut Report,
-    links: &[Link],
+    hashes: &Hashes,
     checkpoints: &[CheckpointRow],
     anchored: &super::anchor::Anchored,
     what: &str,
@@ -147,7 +149,7 @@ pub fn check_anchor(
         &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
         public_key,
     );
-    let hash_at = |seq: i64| links.iter().find(|l| l.seq == seq).map(|l| &l.hash);
+    let hash_at = |seq: i64| hashes.get(&seq);
     if let Some((seq, hash)) = &anchored.head {
         match hash_at(*seq) {
             None if *seq > r.last_seq => r.problems.push((
@@ -238,9 +240,161 @@ pub fn check_freshness(
     }
 }
 
-/// Check links (in the order given) and checkpoints. `from_start`: the links must begin at the
-/// first event (a whole trail, not an export of part of it). `head`: the database's chain head,
-/// if known, to notice a tail removed after the last checkpoint.
+/// The hashes of the events at the sequence numbers a check asked about (checkpoints,
+/// anchors), as the trail holds them.
+pub type Hashes = std::collections::BTreeMap<i64, Vec<u8>>;
+
+/// A chain checked link by link, in order: a trail read in pages keeps one page in memory,
+/// and of the rest only the hashes at the sequence numbers asked about.
+pub struct ChainCheck {
+    r: Report,
+    expected: Option<i64>,
+    prev: Option<Vec<u8>>,
+    first: Option<i64>,
+    wanted: std::collections::BTreeSet<i64>,
+    hashes: Hashes,
+}
+
+impl ChainCheck {
+    /// `from_start`: the links must begin at the first event (a whole trail, not an export of
+    /// part of it). `wanted`: the sequence numbers whose hashes [`ChainCheck::finish`] returns
+    /// (the checkpoints' are always kept).
+    pub fn new(from_start: bool, wanted: impl IntoIterator<Item = i64>) -> Self {
+        ChainCheck {
+            r: Report::default(),
+            expected: from_start.then_some(1),
+            prev: from_start.then(|| GENESIS.to_vec()),
+            first: None,
+            wanted: wanted.into_iter().collect(),
+            hashes: Hashes::new(),
+        }
+    }
+
+    /// The next link: its sequence number, its predecessor's hash, its hash, and its body if
+    /// it has one to check.
+    pub fn link(&mut self, seq: i64, prev_hash: &[u8], hash: &[u8], body: Option<&str>) {
+        let r = &mut self.r;
+        r.events += 1;
+        self.first.get_or_insert(seq);
+        if let Some(e) = self.expected {
+            if seq > e {
+                r.problems.push((
+                    e,
+                    format!(
+                        "event {e}{} missing: deleted from the trail",
+                        if seq > e + 1 {
+                            format!(" to {} are", seq - 1)
+                        } else {
+                            " is".into()
+                        }
+                    ),
+                ));
+            } else if seq < e {
+                r.problems.push((
+                    seq,
+                    format!("event {seq} appears out of order (after event {})", e - 1),
+                ));
+            }
+        }
+        if let (Some(p), Some(e)) = (&self.prev, self.expected) {
+            if seq == e && prev_hash != p.as_slice() {
+                r.problems.push((
+                    seq,
+                    format!(
+                        "event {seq} does not follow event {}: an event was inserted, deleted or reordered here",
+                        seq - 1
+                    ),
+                ));
+            }
+        }
+        if let Some(body) = body {
+            r.bodies_checked += 1;
+            if chain_hash(seq, prev_hash, body) != hash {
+                r.problems.push((
+                    seq,
+                    format!("event {seq} was altered: its content does not match its hash"),
+                ));
+            }
+        }
+        if self.wanted.contains(&seq) {
+            self.hashes.insert(seq, hash.to_vec());
+        }
+        self.expected = Some(seq + 1);
+        self.prev = Some(hash.to_vec());
+        r.last_seq = seq;
+    }
+
+    /// The report, with the checkpoints checked against the chain; `head`: the database's
+    /// chain head when the reading began, if known, to notice a tail removed after the last
+    /// checkpoint. Also the hashes asked for.
+    pub fn finish(
+        self,
+        checkpoints: &[CheckpointRow],
+        public_key: &[u8],
+        head: Option<i64>,
+    ) -> (Report, Hashes) {
+        let ChainCheck {
+            mut r,
+            first,
+            hashes,
+            ..
+        } = self;
+        let first = first.unwrap_or(1);
+        for c in checkpoints {
+            r.checkpoints += 1;
+            if !checkpoint_verifies(c, public_key) {
+                r.problems.push((
+                    c.seq,
+                    format!(
+                        "the checkpoint at event {} (signed {}) does not verify with the audit public key",
+                        c.seq, c.signed_at
+                    ),
+                ));
+                continue;
+            }
+            if c.seq > r.last_seq {
+                r.problems.push((
+                    r.last_seq + 1,
+                    format!(
+                        "the trail is truncated: it ends at event {} but a checkpoint signed {} covers events up to {}",
+                        r.last_seq, c.signed_at, c.seq
+                    ),
+                ));
+                continue;
+            }
+            if c.seq < first {
+                continue;
+            }
+            match hashes.get(&c.seq) {
+                Some(h) if *h == c.hash => {}
+                Some(_) => r.problems.push((
+                    c.seq,
+                    format!(
+                        "events up to {} were rewritten: the chain no longer matches the checkpoint signed {}",
+                        c.seq, c.signed_at
+                    ),
+                )),
+                None => {}
+            }
+        }
+        if let Some(h) = head {
+            if h > r.last_seq {
+                r.problems.push((
+                    r.last_seq + 1,
+                    format!(
+                        "the trail is truncated: the chain head says {h} events, the trail ends at {}",
+                        r.last_seq
+                    ),
+                ));
+            }
+        }
+        r.problems.sort_by_key(|(s, _)| *s);
+        (r, hashes)
+    }
+}
+
+/// Check links (in the order given) and checkpoints: [`ChainCheck`] over links in memory (an
+/// export read back).
 pub fn verify(
     links: &[Link],
     checkpoints: &[CheckpointRow],
@@ -248,155 +402,101 @@ pub fn verify(
     from_start: bool,
     head: Option<i64>,
 ) -> Report {
-    let mut r = Report::default();
-    let mut expected: Option<i64> = if from_start { Some(1) } else { None };
-    let mut prev: Option<Vec<u8>> = if from_start {
-        Some(GENESIS.to_vec())
-    } else {
-        None
-    };
+    let mut check = ChainCheck::new(from_start, checkpoints.iter().map(|c| c.seq));
     for l in links {
-        r.events += 1;
-        if let Some(e) = expected {
-            if l.seq > e {
-                r.problems.push((
-                    e,
-                    format!(
-                        "event {e}{} missing: deleted from the trail",
-                        if l.seq > e + 1 {
-                            format!(" to {} are", l.seq - 1)
-                        } else {
-                            " is".into()
-                        }
-                    ),
-                ));
-            } else if l.seq < e {
-                r.problems.push((
-                    l.seq,
-                    format!(
-                        "event {} appears out of order (after event {})",
-                        l.seq,
-                        e - 1
-                    ),
-                ));
-            }
-        }
-        if let (Some(p), Some(e)) = (&prev, expected) {
-            if l.seq == e && &l.prev_hash != p {
-                r.problems.push((
-                    l.seq,
-                    format!(
-                        "event {} does not follow event {}: an event was inserted, deleted or reordered here",
-                        l.seq,
-                        l.seq - 1
-                    ),
-                ));
-            }
-        }
-        if let Some(body) = &l.body {
-            r.bodies_checked += 1;
-            if chain_hash(l.seq, &l.prev_hash, body) != l.hash {
-                r.problems.push((
-                    l.seq,
-                    format!(
-                        "event {} was altered: its content does not match its hash",
-                        l.seq
-                    ),
-                ));
-            }
-        }
-        expected = Some(l.seq + 1);
-        prev = Some(l.hash.clone());
-        r.last_seq = l.seq;
+        check.link(l.seq, &l.prev_hash, &l.hash, l.body.as_deref());
     }
-    let first = links.first().map(|l| l.seq).unwrap_or(1);
-    for c in checkpoints {
-        r.checkpoints += 1;
-        if !checkpoint_verifies(c, public_key) {
-            r.problems.push((
-                c.seq,
-                format!(
-                    "the checkpoint at event {} (signed {}) does not verify with the audit public key",
-                    c.seq, c.signed_at
-                ),
-            ));
-            continue;
-        }
-        if c.seq > r.last_seq {
-            r.problems.push((
-                r.last_seq + 1,
-                format!(
-                    "the trail is truncated: it ends at event {} but a checkpoint signed {} covers events up to {}",
-                    r.last_seq, c.signed_at, c.seq
-                ),
-            ));
-            continue;
-        }
-        if c.seq < first {
-            continue;
-        }
-        match links.iter().find(|l| l.seq == c.seq) {
-            Some(l) if l.hash == c.hash => {}
-            Some(_) => r.problems.push((
-                c.seq,
-                format!(
-                    "events up to {} were rewritten: the chain no longer matches the checkpoint signed {}",
-                    c.seq, c.signed_at
-                ),
-            )),
-            None => {}
-        }
-    }
-    if let Some(h) = head {
-        if h > r.last_seq {
-            r.problems.push((
-                r.last_seq + 1,
-                format!(
-                    "the trail is truncated: the chain head says {h} events, the trail ends at {}",
-                    r.last_seq
-                ),
-            ));
-        }
-    }
-    r.problems.sort_by_key(|(s, _)| *s);
-    r
+    check.finish(checkpoints, public_key, head).0
 }
 
-/// Every event of the trail in the database, in order.
-pub async fn all_events(store: &dyn AuditStore) -> Result<Vec<AuditRow>, StoreError> {
-    const PAGE: i64 = 5000;
-    let mut out = Vec::new();
-    let mut after = 0;
+/// How many events a whole-trail read holds at once.
+const PAGE: i64 = 5000;
+
+/// The events of the trail in the database after `after`, in order, a page at a time.
+async fn pages<F>(store: &dyn AuditStore, mut after: i64, mut each: F) -> Result<(), StoreError>
+where
+    F: FnMut(&[AuditRow]) -> std::ops::ControlFlow<()>,
+{
     loop {
         let page = store.audit_events(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
         after = last.seq;
-        let done = (page.len() as i64) < PAGE;
-        out.extend(page);
-        if done {
-            break;
+        if each(&page).is_break() || (page.len() as i64) < PAGE {
+            return Ok(());
         }
     }
-    Ok(out)
 }
 
 /// The trail in the database verified with the audit public key: the chain from the first
 /// event to the head, the checkpoints, the columns exports filter on, and the key
-/// generations; with the links checked (for anchors). What it cannot see is an anchor outside
-/// the database: the caller checks those.
+/// generations. Read a page at a time: what it keeps of the events read is their problems, the
+/// generations they name, and the hashes at the checkpoints and at `wanted` (the sequence
+/// numbers an anchor outside the database names, which the caller checks).
 pub async fn stored(
     store: &dyn AuditStore,
     public_key: &[u8],
-) -> Result<(Report, Vec<Link>, Vec<CheckpointRow>), StoreError> {
-    let rows = all_events(store).await?;
-    let links: Vec<Link> = rows.iter().map(Link::from).collect();
+    wanted: &[i64],
+) -> Result<(Report, Hashes, Vec<CheckpointRow>), StoreError> {
+    // The checkpoints and the head before the events: a checkpoint or an append that comes
+    // while the events are read is past what this check sees, not a gap in it.
     let cps = store.checkpoints().await?;
     let (head, _) = store.audit_head().await?;
-    let mut report = verify(&links, &cps, public_key, true, Some(head));
-    check_columns(&mut report, &rows);
+    let wanted = cps.iter().map(|c| c.seq).chain(wanted.iter().copied());
+    let mut check = ChainCheck::new(true, wanted);
+    let mut columns = Report::default();
+    let mut named = std::collections::BTreeSet::new();
+    pages(store, 0, |page| {
+        for r in page {
+            check.link(r.seq, &r.prev_hash, &r.hash, Some(&r.body));
+        }
+        check_columns(&mut columns, page);
+        named_generations(page, &mut named);
+        std::ops::ControlFlow::Continue(())
+    })
+    .await?;
+    let (mut report, hashes) = check.finish(&cps, public_key, Some(head));
+    report.problems.append(&mut columns.problems);
     let generations = store.audit_generations().await?;
-    check_generations(&mut report, &rows, &generations);
-    Ok((report, links, cps))
+    check_generations(&mut report, &named, &generations);
+    Ok((report, hashes, cps))
+}
+
+/// The export of the trail in the database that `filter` keeps ([`export`]), read a page at a
+/// time (twice: to find the matching events, then to write the links from the first to the
+/// checkpoint after the last), and how many events matched.
+pub async fn export_stored(
+    store: &dyn AuditStore,
+    filter: &Filter,
+) -> Result<(Vec<String>, usize), StoreError> {
+    let cps = store.checkpoints().await?;
+    let (mut lo, mut hi, mut n) = (None, None, 0);
+    pages(store, 0, |page| {
+        for r in page.iter().filter(|r| filter.matches(r)) {
+            lo.get_or_insert(r.seq);
+            hi = Some(r.seq);
+            n += 1;
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .await?;
+    let mut out = vec![export_header()];
+    if let (Some(lo), Some(hi)) = (lo, hi) {
+        let end = checkpoints_end(&cps, hi);
+        pages(store, lo - 1, |page| {
+            for r in page {
+                if r.seq > end {
+                    return std::ops::ControlFlow::Break(());
+                }
+                out.push(export_line(r, filter));
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .await?;
+    }
+    out.extend(cps.iter().map(checkpoint_line));
+    Ok((out, n))
 }
 
 /// Whether checkpoint `c`'s signature verifies with the audit public key (DER).
@@ -440,52 +540,51 @@ impl Filter {
     }
 }
 
-/// JSON Lines: a header, then every link from the first matching event to the first checkpoint
-/// at or after the last one (bodies only for matching events), then the checkpoints.
-pub fn export(rows: &[AuditRow], checkpoints: &[CheckpointRow], filter: &Filter) -> Vec<String> {
-    let mut out = vec![json!({
+/// An export is JSON Lines: a header, then every link from the first matching event to the
+/// first checkpoint at or after the last one (bodies only for matching events), then the
+/// checkpoints ([`export_stored`]).
+fn export_header() -> String {
+    json!({
         "type": "header",
         "format": "kms-audit-export-v1",
         "exportedAt": Utc::now().to_rfc3339(),
     })
-    .to_string()];
-    let matching: Vec<i64> = rows
+    .to_string()
+}
+
+/// Where an export of events up to `hi` ends: the first checkpoint at or after it (the end of
+/// the trail if none).
+fn checkpoints_end(checkpoints: &[CheckpointRow], hi: i64) -> i64 {
+    checkpoints
         .iter()
-        .filter(|r| filter.matches(r))
-        .map(|r| r.seq)
-        .collect();
-    if let (Some(&lo), Some(&hi)) = (matching.first(), matching.last()) {
-        let end = checkpoints
-            .iter()
-            .map(|c| c.seq)
-            .find(|&s| s >= hi)
-            .unwrap_or(i64::MAX);
-        for r in rows.iter().filter(|r| r.seq >= lo && r.seq <= end) {
-            let mut line = json!({
-                "type": "event",
-                "seq": r.seq,
-                "prevHash": b64(&r.prev_hash),
-                "hash": b64(&r.hash),
-            });
-            if filter.matches(r) {
-                line["body"] = json!(r.body);
-            }
-            out.push(line.to_string());
-        }
+        .map(|c| c.seq)
+        .find(|&s| s >= hi)
+        .unwrap_or(i64::MAX)
+}
+
+/// An event's line: its link, and its body if the filter keeps it.
+fn export_line(r: &AuditRow, filter: &Filter) -> String {
+    let mut line = json!({
+        "type": "event",
+        "seq": r.seq,
+        "prevHash": b64(&r.prev_hash),
+        "hash": b64(&r.hash),
+    });
+    if filter.matches(r) {
+        line["body"] = json!(r.body);
     }
-    for c in checkpoints {
-        out.push(
-            json!({
-                "type": "checkpoint",
-                "seq": c.seq,
-                "hash": b64(&c.hash),
-                "signedAt": c.signed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "signature": b64(&c.signature),
-            })
-            .to_string(),
-        );
-    }
-    out
+    line.to_string()
+}
+
+fn checkpoint_line(c: &CheckpointRow) -> String {
+    json!({
+        "type": "checkpoint",
+        "seq": c.seq,
+        "hash": b64(&c.hash),
+        "signedAt": c.signed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "signature": b64(&c.signature),
+    })
+    .to_string()
 }
 
 /// Read an export back; `Err` names the first line that does not parse.

@@ -169,15 +169,28 @@ pub async fn run(s: &Settings, cmd: AuditCommand) -> Result<()> {
             } else {
                 anchor
             };
+            let anchored = anchors
+                .iter()
+                .map(|a| crate::audit::anchor::read(a).map_err(|e| anyhow!(e)))
+                .collect::<Result<Vec<_>>>()?;
+            // The events the anchors name: their hashes are kept while the trail is read.
+            let wanted: Vec<i64> = anchored
+                .iter()
+                .flat_map(|a| {
+                    a.head
+                        .iter()
+                        .map(|h| h.0)
+                        .chain(a.checkpoints.iter().map(|c| c.seq))
+                })
+                .collect();
             let store = connect_store(s).await?;
-            let (mut report, links, cps) = verify::stored(store.as_ref(), &key).await?;
-            for a in &anchors {
-                let anchored = crate::audit::anchor::read(a).map_err(|e| anyhow!(e))?;
+            let (mut report, hashes, cps) = verify::stored(store.as_ref(), &key, &wanted).await?;
+            for (a, anchored) in anchors.iter().zip(&anchored) {
                 verify::check_anchor(
                     &mut report,
-                    &links,
+                    &hashes,
                     &cps,
-                    &anchored,
+                    anchored,
                     &a.display().to_string(),
                     &key,
                 );
@@ -212,10 +225,7 @@ pub async fn run(s: &Settings, cmd: AuditCommand) -> Result<()> {
                 event_name,
             };
             let store = connect_store(s).await?;
-            let rows = verify::all_events(store.as_ref()).await?;
-            let cps = store.checkpoints().await?;
-            let lines = verify::export(&rows, &cps, &filter);
-            let n = rows.iter().filter(|r| filter.matches(r)).count();
+            let (lines, n) = verify::export_stored(store.as_ref(), &filter).await?;
             std::fs::write(&out, lines.join("\n") + "\n")
                 .map_err(|e| anyhow!("cannot write {}: {e}", out.display()))?;
             eprintln!("kms audit: {n} events exported to {}", out.display());

@@ -181,6 +181,7 @@ contract!(
     audit_chain_head_events_and_checkpoints,
     audit_lookup_filters_one_accounts_events,
     a_keys_last_use_skips_failed_calls_in_the_store,
+    a_trail_is_verified_and_exported_a_page_at_a_time,
     nodes_report_and_are_forgotten
 );
 
@@ -1850,6 +1851,74 @@ fn event(name: &str, arns: &[&str]) -> NewAuditEvent {
         body: format!(r#"{{"eventName":"{name}"}}"#),
         generations: Vec::new(),
     }
+}
+
+/// A trail longer than the pages it is read in (5,000 events) is verified and exported a page
+/// at a time: clean, it verifies; a body altered in its third page is named; an export of
+/// one event past the first pages holds that event's body and the links after it.
+async fn a_trail_is_verified_and_exported_a_page_at_a_time(s: &Backend) {
+    use crate::audit::verify;
+    let chain: &ChainFn = &crate::audit::chain_hash;
+    let as_recorded = |account: &str| {
+        let mut e = event("Encrypt", &[]);
+        e.account_id = Some(account.into());
+        e.body = serde_json::json!({
+            "eventName": "Encrypt",
+            "recipientAccountId": account,
+            "eventTime": e.event_time.to_rfc3339(),
+        })
+        .to_string();
+        e
+    };
+    let mut head = s.audit_head().await.unwrap();
+    let start = head.0;
+    for batch in 0..12 {
+        let events: Vec<_> = (0..1000)
+            .map(|i| match (batch, i) {
+                (11, 500) => as_recorded("999988887777"),
+                _ => as_recorded(ACCOUNT),
+            })
+            .collect();
+        head = s
+            .append_audit((head.0, &head.1), &events, &[], chain)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let store: &dyn AuditStore = &**s;
+    let (report, _, _) = verify::stored(store, &[], &[]).await.unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.events as i64, start + 12_000);
+
+    let lone = start + 11_501;
+    let filter = verify::Filter {
+        account: Some("999988887777".into()),
+        ..Default::default()
+    };
+    let (lines, n) = verify::export_stored(store, &filter).await.unwrap();
+    assert_eq!(n, 1);
+    // The header, the lone event and every link after it (no checkpoint ends it sooner).
+    assert_eq!(lines.len() as i64, 1 + (start + 12_000 - lone + 1));
+    assert!(lines[1].contains(&format!("\"seq\":{lone}")) && lines[1].contains("body"));
+    assert!(!lines[2].contains("body"));
+
+    let altered = start + 10_002;
+    s.execute_for_key(
+        &format!(
+            "UPDATE audit_events SET body = body || ' ' WHERE seq = {altered} AND $1 IS NOT NULL"
+        ),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    let (report, _, _) = verify::stored(store, &[], &[]).await.unwrap();
+    assert_eq!(
+        report.problems,
+        vec![(
+            altered,
+            format!("event {altered} was altered: its content does not match its hash")
+        )]
+    );
 }
 
 /// Failed calls (another account can add them at will, denied) are not walked to find a key's
