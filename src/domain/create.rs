@@ -4,6 +4,42 @@
 use super::*;
 
 impl Kms {
+    /// Authorize creating a key (CreateKey, or ReplicateKey's replica in its Region) with
+    /// `conditions` (its spec, usage, origin, multi-Region type) and the condition keys every
+    /// creation has: the lockout bypass, and `aws:RequestTag/*` and `aws:TagKeys` for its
+    /// tags, which (AWS) also need `kms:TagResource`.
+    pub(super) async fn authorize_creation(
+        &self,
+        caller: &Caller,
+        conditions: Vec<(&str, &str)>,
+        tags: &[Tag],
+        bypass_lockout_check: bool,
+    ) -> Result<()> {
+        lifecycle::check_new_tags(tags)?;
+        let tagged = lifecycle::TagConditions::of(tags)?;
+        let mut conditions = conditions;
+        conditions.push((
+            "kms:BypassPolicyLockoutSafetyCheck",
+            if bypass_lockout_check {
+                "true"
+            } else {
+                "false"
+            },
+        ));
+        conditions.extend(tagged.single());
+        let multi = tagged.multi();
+        let (multi, actions): (&[(&str, &[String])], &[&str]) = if tags.is_empty() {
+            (&[], &["kms:CreateKey"])
+        } else {
+            (&multi, &["kms:CreateKey", "kms:TagResource"])
+        };
+        for action in actions {
+            self.authorize_with(caller, action, None, None, &conditions, multi, None)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn create_key(&self, caller: &Caller, input: CreateKeyInput) -> Result<KeyMetadata> {
         let external = input.origin == Origin::External;
         if external
@@ -96,9 +132,7 @@ impl Kms {
                 input.key_spec, caps.manufacturer, caps.model
             )));
         }
-        lifecycle::check_new_tags(&input.tags)?;
-        let tags = lifecycle::TagConditions::of(&input.tags)?;
-        let mut conditions = vec![
+        let conditions = vec![
             ("kms:KeySpec", input.key_spec.as_str()),
             ("kms:KeyUsage", input.key_usage.as_str()),
             ("kms:KeyOrigin", input.origin.as_str()),
@@ -106,28 +140,14 @@ impl Kms {
                 "kms:MultiRegion",
                 if input.multi_region { "true" } else { "false" },
             ),
-            (
-                "kms:BypassPolicyLockoutSafetyCheck",
-                if input.bypass_policy_lockout_safety_check {
-                    "true"
-                } else {
-                    "false"
-                },
-            ),
         ];
-        conditions.extend(tags.single());
-        let multi = tags.multi();
-        let multi: &[(&str, &[String])] = if input.tags.is_empty() { &[] } else { &multi };
-        // AWS: tags given to CreateKey also need kms:TagResource (in an identity policy).
-        let actions: &[&str] = if input.tags.is_empty() {
-            &["kms:CreateKey"]
-        } else {
-            &["kms:CreateKey", "kms:TagResource"]
-        };
-        for action in actions {
-            self.authorize_with(caller, action, None, None, &conditions, multi, None)
-                .await?;
-        }
+        self.authorize_creation(
+            caller,
+            conditions,
+            &input.tags,
+            input.bypass_policy_lockout_safety_check,
+        )
+        .await?;
         self.check_key_quota(&caller.account_id, &caller.region)
             .await?;
         // A key in a custom key store: its store, connected, and the partition that generates

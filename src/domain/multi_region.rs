@@ -6,8 +6,7 @@
 use super::keyid;
 use super::preamble::{Access, Check};
 use super::{
-    default_key_policy, lifecycle, material_mac_input, Caller, KeyMetadata, Kms, KmsError,
-    RelatedKey,
+    default_key_policy, material_mac_input, Caller, KeyMetadata, Kms, KmsError, RelatedKey,
 };
 use crate::domain::{OnConflict, Result};
 use crate::store::{KeyRecord, MaterialRecord, StoreError, Tag};
@@ -151,36 +150,21 @@ impl Kms {
         {
             return Err(Self::replica_exists());
         }
-        lifecycle::check_new_tags(&input.tags)?;
         // The replica is created (and tagged) with the condition keys CreateKey has.
-        let tags = lifecycle::TagConditions::of(&input.tags)?;
-        let mut conditions = vec![
+        let conditions = vec![
             ("kms:KeySpec", primary.key_spec.as_str()),
             ("kms:KeyUsage", primary.key_usage.as_str()),
             ("kms:KeyOrigin", primary.origin.as_str()),
             ("kms:MultiRegion", "true"),
             ("kms:MultiRegionKeyType", "REPLICA"),
-            (
-                "kms:BypassPolicyLockoutSafetyCheck",
-                if input.bypass_policy_lockout_safety_check {
-                    "true"
-                } else {
-                    "false"
-                },
-            ),
         ];
-        conditions.extend(tags.single());
-        let multi = tags.multi();
-        let multi: &[(&str, &[String])] = if input.tags.is_empty() { &[] } else { &multi };
-        let actions: &[&str] = if input.tags.is_empty() {
-            &["kms:CreateKey"]
-        } else {
-            &["kms:CreateKey", "kms:TagResource"]
-        };
-        for action in actions {
-            self.authorize_with(&there, action, None, None, &conditions, multi, None)
-                .await?;
-        }
+        self.authorize_creation(
+            &there,
+            conditions,
+            &input.tags,
+            input.bypass_policy_lockout_safety_check,
+        )
+        .await?;
         // Another request may rotate the key between reading its material and committing the
         // copy; the store refuses a stale copy, and we read again.
         for _ in 0..3 {
