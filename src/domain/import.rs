@@ -395,7 +395,7 @@ impl Kms {
         let own = self.verified_imports(rec.key_id).await?;
         let mut related = Vec::new();
         if let Some(mrk) = rec.mrk_id {
-            for k in self.keys.related_keys(mrk).await? {
+            for k in self.verified_family(mrk, &rec.account_id).await? {
                 if k.key_id != rec.key_id {
                     related.extend(self.verified_imports(k.key_id).await?);
                 }

@@ -140,7 +140,7 @@ impl Kms {
         // also be deleting the key materials for the replica Region keys").
         if discard && rec.mrk_primary {
             if let Some(mrk) = rec.mrk_id {
-                for k in self.keys.related_keys(mrk).await? {
+                for k in self.verified_family(mrk, &rec.account_id).await? {
                     if k.key_id == rec.key_id {
                         continue;
                     }
@@ -167,7 +167,7 @@ impl Kms {
         let own = self.verified_imports(rec.key_id).await?;
         let mut family: Vec<(bool, Vec<KeyImportRecord>)> = Vec::new();
         if let Some(mrk) = rec.mrk_id {
-            for k in self.keys.related_keys(mrk).await? {
+            for k in self.verified_family(mrk, &rec.account_id).await? {
                 if k.key_id != rec.key_id {
                     family.push((k.mrk_primary, self.verified_imports(k.key_id).await?));
                 }
@@ -246,7 +246,7 @@ impl Kms {
                 KmsError::InvalidState(crate::messages::no_pending_key_material(&rec.arn()))
             })?;
         if let Some(mrk) = rec.mrk_id {
-            for k in self.keys.related_keys(mrk).await? {
+            for k in self.verified_family(mrk, &rec.account_id).await? {
                 if k.key_id == rec.key_id {
                     continue;
                 }

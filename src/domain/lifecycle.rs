@@ -231,7 +231,7 @@ impl Kms {
         // A key waiting for imported material can be deleted too, as on AWS.
         let rec = self.key_for(caller, key_id, access).await?;
         let has_replicas = match (rec.mrk_id, rec.mrk_primary) {
-            (Some(mrk), true) => self.keys.related_keys(mrk).await?.len() > 1,
+            (Some(mrk), true) => self.verified_family(mrk, &rec.account_id).await?.len() > 1,
             _ => false,
         };
         let (state, when) = if has_replicas {

@@ -33,8 +33,7 @@ impl Kms {
         let mut related: Vec<RelatedKey> = match rec.mrk_id {
             None => vec![],
             Some(mrk) => self
-                .keys
-                .related_keys(mrk)
+                .verified_family(mrk, &rec.account_id)
                 .await?
                 .iter()
                 .map(|r| RelatedKey {

@@ -87,10 +87,31 @@ impl Kms {
         Ok(())
     }
 
+    /// The keys of the multi-Region family `mrk` (of `account`), as stored, less any row
+    /// whose attributes seal does not hold: membership is read from `keys.mrk_id`, which a
+    /// database writer can set on any key of a Region the family is not in, and only the
+    /// attributes seal (which covers `mrk_id`, account and Region) says which family a key was
+    /// created in. A key left out is one the service refuses to use anyway.
+    pub(crate) async fn verified_family(&self, mrk: Uuid, account: &str) -> Result<Vec<KeyRecord>> {
+        let mut family = Vec::new();
+        for r in self.keys.related_keys(mrk).await? {
+            if r.account_id == account && self.sealed(attrs_mac_input(&r), &r.attrs_mac).await? {
+                family.push(r);
+            } else {
+                tracing::error!(key_id = %r.key_id, region = %r.region, "a key names a multi-Region key it was not created in (its attributes fail their integrity check); leaving it out of that key's family");
+            }
+        }
+        Ok(family)
+    }
+
     /// The rows whose rotation state a change to `rec`'s writes (the key, and for a
     /// multi-Region key every related key), read afresh and each verified: a row that fails
     /// its rotation MAC is never re-sealed with the change (the change is refused, naming it).
     pub(crate) async fn verified_rotation_rows(&self, rec: &KeyRecord) -> Result<Vec<KeyRecord>> {
+        // Every row the store counts in the family, each checked: the store writes a family's
+        // rotation only to the rows it holds as the family, so a row that does not belong
+        // (its attributes seal, which covers `mrk_id`, fails) refuses the change rather than
+        // receiving the family's material.
         let rows = match rec.mrk_id {
             Some(mrk) => self.keys.related_keys(mrk).await?,
             None => self.keys.key(rec.key_id).await?.into_iter().collect(),
@@ -102,13 +123,18 @@ impl Kms {
         }
         for r in &rows {
             if r.account_id != rec.account_id
-                || !self
-                    .current_seal(
-                        seal::key_row(r, "rotation"),
-                        rotation_mac_input(r),
-                        &r.rotation_mac,
-                    )
-                    .await?
+                || !self.sealed(attrs_mac_input(r), &r.attrs_mac).await?
+            {
+                tracing::error!(key_id = %r.key_id, region = %r.region, mrk_id = ?rec.mrk_id, "a key the database counts in a multi-Region key's family was not created in it (its attributes fail their integrity check); refusing to rotate the family");
+                return Err(KmsError::KeyUnavailable);
+            }
+            if !self
+                .current_seal(
+                    seal::key_row(r, "rotation"),
+                    rotation_mac_input(r),
+                    &r.rotation_mac,
+                )
+                .await?
             {
                 tracing::error!(key_id = %r.key_id, region = %r.region, "key rotation state failed its integrity check; refusing to change it");
                 return Err(KmsError::KeyUnavailable);

@@ -666,3 +666,79 @@ async fn a_primary_with_replicas_is_deleted_only_after_them() {
         "InvalidCiphertextException"
     );
 }
+
+/// The SQL writer enrols a key in a multi-Region key's family: `keys.mrk_id` is where
+/// membership is read, and the rotation seal does not cover it. The primary's next rotation
+/// then wrote its new material into the unrelated key and sealed it there; with the column
+/// set back, every seal of the key held, and it encrypted under another key's material. Now a
+/// family's rotation checks each key's attributes seal (which covers `mrk_id`): a key that
+/// was not created in the family refuses the rotation until it is gone from it, and is never
+/// given the family's material.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_enrolled_in_a_family_with_sql_is_not_rotated_with_it() {
+    let s = Server::start().await;
+    let c = s.client();
+    let primary = c
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    // In a Region where the family has no key (a family holds one key per Region).
+    let west = s.client_in(OTHER_REGION);
+    let bystander = new_key(&west).await;
+    let id = |k: &str| s.db.key(k);
+    let version = |k: String| {
+        let db = &s.db;
+        async move {
+            db.int(&format!(
+                "SELECT current_version FROM keys WHERE key_id = {}",
+                k
+            ))
+            .await
+        }
+    };
+    assert_eq!(version(id(&bystander)).await, 1);
+    s.db.execute(&format!(
+        "UPDATE keys SET mrk_id = (SELECT mrk_id FROM keys WHERE mrk_id IS NOT NULL AND mrk_primary) WHERE key_id = {}",
+        id(&bystander)
+    ))
+    .await;
+    // The family holds a key that was not created in it: it is not rotated.
+    assert_eq!(
+        code(c.rotate_key_on_demand().key_id(&primary).send().await),
+        "KeyUnavailableException"
+    );
+    assert_eq!(
+        version(id(&bystander)).await,
+        1,
+        "the enrolled key was not given the family's material"
+    );
+    s.db.execute(&format!(
+        "UPDATE keys SET mrk_id = NULL WHERE key_id = {}",
+        id(&bystander)
+    ))
+    .await;
+    c.rotate_key_on_demand()
+        .key_id(&primary)
+        .send()
+        .await
+        .unwrap();
+    rotation_completed(&c, &primary).await;
+    let primary_row = "(SELECT key_id FROM keys WHERE mrk_id IS NOT NULL AND mrk_primary)";
+    assert_eq!(version(primary_row.into()).await, 2, "the primary rotated");
+    assert_eq!(version(id(&bystander)).await, 1);
+    let blob = west
+        .encrypt()
+        .key_id(&bystander)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"own material".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    west.decrypt().ciphertext_blob(blob).send().await.unwrap();
+}
