@@ -489,6 +489,20 @@ impl Kms {
         Ok(rows)
     }
 
+    /// Whether every material that is part of `rec` (versions up to its current one) is
+    /// imported, by its sealed import records: none deleted or expired, none missing.
+    pub(crate) async fn imported_material_held(&self, rec: &KeyRecord) -> Result<bool> {
+        if rec.current_version < 1 {
+            return Ok(false); // Never imported.
+        }
+        let imports = self.verified_imports(rec.key_id).await?;
+        Ok((1..=rec.current_version).all(|v| {
+            imports
+                .iter()
+                .any(|i| i.version == v && !i.pending && i.expiration_model.is_some())
+        }))
+    }
+
     /// [`Kms::verified_imports`] for one material version.
     pub(crate) async fn verified_import(
         &self,

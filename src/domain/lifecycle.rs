@@ -279,10 +279,10 @@ impl Kms {
             )));
         }
         // A key with imported material whose material is gone (deleted or expired while
-        // pending deletion, or never imported) is pending import again, as on AWS.
-        let state = if rec.origin == Origin::External
-            && self.keys.material(rec.key_id, 1).await?.is_none()
-        {
+        // pending deletion, or never imported) is pending import again, as on AWS. Decided
+        // from its sealed import records, not from whether a material row is there: a row
+        // put back with SQL after its deletion would otherwise bring the key back usable.
+        let state = if rec.origin == Origin::External && !self.imported_material_held(&rec).await? {
             KeyState::PendingImport
         } else {
             KeyState::Disabled

@@ -266,9 +266,10 @@ impl Kms {
         // to use a material before its rotation) refuses the material instead.
         if rec.origin == Origin::External {
             match self.verified_import(rec.key_id, version).await? {
-                Some(i) if !i.pending => {}
+                // Held: not pending rotation, and not deleted or expired (its record cleared).
+                Some(i) if !i.pending && i.expiration_model.is_some() => {}
                 _ => {
-                    tracing::error!(key_id = %rec.key_id, version, "imported key material has no import row of its own (deleted in the database?) or is pending rotation; refusing it");
+                    tracing::error!(key_id = %rec.key_id, version, "imported key material has no import row of its own (deleted in the database?), is pending rotation, or was deleted (its row put back?); refusing it");
                     return Err(KmsError::KeyUnavailable);
                 }
             }

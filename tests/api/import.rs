@@ -2162,3 +2162,53 @@ async fn multi_region_keys_rotate_to_material_imported_into_every_region() {
         assert_eq!(out.plaintext.unwrap().into_inner(), text);
     }
 }
+
+/// The SQL writer keeps a copy of a key's material row, and puts it back once the material
+/// was deleted while the key waited for deletion. The row's MAC is still good, and the key's
+/// record said the material was gone, but CancelKeyDeletion looked only for a material row: it
+/// brought the key back Disabled instead of pending import, and EnableKey then encrypted under
+/// the deleted material. Now the key comes back pending import (decided from its sealed import
+/// records), and a material whose import record says it is gone is never loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_material_put_back_with_sql_is_never_used() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    import_oaep(&c, &key, &random(32), None, None)
+        .await
+        .unwrap();
+    let row = s.db.key(&key);
+    s.db.execute(&format!(
+        "CREATE TABLE saved_material AS SELECT * FROM key_materials WHERE key_id = {row}"
+    ))
+    .await;
+    c.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    c.delete_imported_key_material()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    s.db.execute("INSERT INTO key_materials SELECT * FROM saved_material")
+        .await;
+    c.cancel_key_deletion().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        metadata(&c, &key).await.key_state,
+        Some(KeyState::PendingImport)
+    );
+    assert_eq!(
+        code(
+            c.encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+                .await
+        ),
+        "KMSInvalidStateException"
+    );
+    s.db.execute("DROP TABLE saved_material").await;
+}
