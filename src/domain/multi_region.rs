@@ -167,12 +167,24 @@ impl Kms {
         // Another request may rotate the key between reading its material and committing the
         // copy; the store refuses a stale copy, and we read again.
         for _ in 0..3 {
-            // The stored primary, not a cached one: its current version must be exact.
+            // The stored primary, not a cached one: its current version must be exact. The
+            // replica copies what it is (spec, usage, origin, account, family, key store) and
+            // its rotation state, and is sealed with them: each as the primary's seals hold
+            // it, and its rotation state not an older one put back.
             let primary = self
                 .keys
                 .key(primary.key_id)
                 .await?
                 .ok_or(KmsError::KeyUnavailable)?;
+            self.key_parts_sealed(&primary).await?;
+            let rotation = primary.rotation_mac.as_deref().unwrap_or_default();
+            if let Some((row, have, held)) = self
+                .behind_trail(&[(super::seal::key_row(&primary, "rotation"), rotation)])
+                .await?
+            {
+                tracing::error!(key_id = %primary.key_id, row, generation = have, trail = held, "the primary's rotation state is older than the audit trail records; refusing to replicate it");
+                return Err(KmsError::KeyUnavailable);
+            }
             Self::check(&primary, &[Check::Primary, Check::NotPending])?;
             let external = primary.origin == Origin::External;
             let mut replica = KeyRecord {

@@ -742,3 +742,61 @@ async fn a_key_enrolled_in_a_family_with_sql_is_not_rotated_with_it() {
         .unwrap();
     west.decrypt().ciphertext_blob(blob).send().await.unwrap();
 }
+
+/// The SQL writer edits a multi-Region primary while its metadata is cached (a node whose
+/// change notifications it stopped, by disabling the trigger that sends them): ReplicateKey
+/// checked the cached primary, then built and sealed the replica from the primary's row as
+/// stored, unchecked. A primary made EXTERNAL in SQL gave a replica sealed as EXTERNAL, which
+/// copies no material. Now the row the replica is built from must pass the primary's seals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_is_built_only_from_the_primary_as_sealed() {
+    let s = Server::start().await;
+    let c = s.client();
+    let primary = c
+        .create_key()
+        .multi_region(true)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    c.describe_key().key_id(&primary).send().await.unwrap();
+    let (quiet, loud) = if sqlite() {
+        (
+            "DROP TRIGGER keys_update_change",
+            "CREATE TRIGGER keys_update_change AFTER UPDATE ON keys BEGIN INSERT INTO changes (channel, payload) VALUES ('kms_key_changed', lower(hex(NEW.key_id))); END",
+        )
+    } else {
+        (
+            "ALTER TABLE keys DISABLE TRIGGER keys_changed",
+            "ALTER TABLE keys ENABLE TRIGGER keys_changed",
+        )
+    };
+    s.db.execute(quiet).await;
+    s.db.execute("UPDATE keys SET origin = 'EXTERNAL' WHERE mrk_primary")
+        .await;
+    assert_eq!(
+        code(
+            c.replicate_key()
+                .key_id(&primary)
+                .replica_region(OTHER_REGION)
+                .send()
+                .await
+        ),
+        "KeyUnavailableException"
+    );
+    s.db.execute("UPDATE keys SET origin = 'AWS_KMS' WHERE mrk_primary")
+        .await;
+    s.db.execute(loud).await;
+    let replica = c
+        .replicate_key()
+        .key_id(&primary)
+        .replica_region(OTHER_REGION)
+        .send()
+        .await
+        .unwrap()
+        .replica_key_metadata
+        .unwrap();
+    assert_eq!(replica.origin, Some(aws_sdk_kms::types::OriginType::AwsKms));
+}
