@@ -230,6 +230,10 @@ pub struct CacheSettings {
     pub key_metadata: usize,
     pub key_handles: usize,
     pub signing_keys: usize,
+    /// How long a node uses a row it read and verified (key metadata, tags, policies, grants,
+    /// aliases, identities, signing keys) before reading it again, at least 1: what a node
+    /// acts on is at most this old when the database's change notifications do not reach it.
+    pub max_age_secs: u64,
 }
 
 impl Default for Settings {
@@ -340,6 +344,7 @@ impl Default for CacheSettings {
             key_metadata: 10_000,
             key_handles: 1_000,
             signing_keys: 10_000,
+            max_age_secs: 60,
         }
     }
 }
@@ -507,6 +512,9 @@ impl Settings {
                     ));
                 }
             }
+        }
+        if s.cache.max_age_secs == 0 {
+            return Err("cache.max_age_secs must be at least 1".into());
         }
         if s.max_connections_per_source == 0 {
             return Err("max_connections_per_source must be at least 1".into());

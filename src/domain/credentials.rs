@@ -88,7 +88,7 @@ struct Scope {
 pub struct Credentials {
     hsm: Hsm,
     ids: Arc<dyn IdentityStore>,
-    cache: Mutex<LruCache<Scope, Arc<SigningKey>>>,
+    cache: Mutex<super::cache::Cache<Scope, Arc<SigningKey>>>,
     /// Access key ids recently found unknown (or inactive, or refused), and when: answered
     /// without a query for `NEGATIVE_TTL`, or until any identity changes (NOTIFY).
     unknown: Mutex<LruCache<String, std::time::Instant>>,
@@ -173,11 +173,16 @@ pub fn valid_secret(s: &str) -> bool {
 }
 
 impl Credentials {
-    pub fn new(hsm: Hsm, ids: Arc<dyn IdentityStore>, cache_size: usize) -> Credentials {
+    pub fn new(
+        hsm: Hsm,
+        ids: Arc<dyn IdentityStore>,
+        cache_size: usize,
+        max_age: std::time::Duration,
+    ) -> Credentials {
         Credentials {
             hsm,
             ids,
-            cache: Mutex::new(LruCache::new(super::nz(cache_size))),
+            cache: Mutex::new(super::cache::Cache::new(super::nz(cache_size), max_age)),
             unknown: Mutex::new(LruCache::new(super::nz(cache_size.max(1024)))),
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod asymmetric;
 mod authorize;
+mod cache;
 pub mod ciphertext;
 mod create;
 pub mod credentials;
@@ -302,6 +303,8 @@ pub struct CacheSizes {
     pub key_metadata: usize,
     pub key_handles: usize,
     pub signing_keys: usize,
+    /// How long a cached row is used before it is read again ([`cache::Cache`]).
+    pub max_age: std::time::Duration,
 }
 
 /// An action the service takes by itself, its intent recorded ([`Kms::audit_service_intent`]).
@@ -349,7 +352,7 @@ fn note_key(arn: String) {
 pub struct Kms {
     hsm: Hsm,
     keys: Arc<dyn KeyStore>,
-    meta: Mutex<LruCache<Uuid, Arc<KeyRecord>>>,
+    meta: Mutex<cache::Cache<Uuid, Arc<KeyRecord>>>,
     live: Mutex<LruCache<(Uuid, i32), Arc<LiveMaterial>>>,
     /// One load (MAC check + unwrap) at a time per key version: concurrent first uses of a
     /// cold key wait for it instead of unwrapping the same blob N times.
@@ -357,22 +360,22 @@ pub struct Kms {
     pub credentials: credentials::Credentials,
     ids: Arc<dyn crate::store::IdentityStore>,
     /// Parsed identity policies per principal; dropped on any identity change (NOTIFY).
-    identity: Mutex<LruCache<String, Arc<Identity>>>,
+    identity: Mutex<cache::Cache<String, Arc<Identity>>>,
     /// Key tags (for `aws:ResourceTag/…`), dropped with the key's metadata.
-    key_tags: Mutex<LruCache<Uuid, Arc<Vec<Tag>>>>,
+    key_tags: Mutex<cache::Cache<Uuid, Arc<Vec<Tag>>>>,
     /// Parsed key policies, with the text they were parsed from.
-    key_policies: Mutex<LruCache<Uuid, Arc<ParsedPolicy>>>,
+    key_policies: Mutex<cache::Cache<Uuid, Arc<ParsedPolicy>>>,
     grant_store: Arc<dyn crate::store::GrantStore>,
     /// Grants per key; dropped when any node changes a key's grants (NOTIFY).
-    grants: Mutex<LruCache<Uuid, Arc<Vec<crate::store::GrantRecord>>>>,
+    grants: Mutex<cache::Cache<Uuid, Arc<Vec<crate::store::GrantRecord>>>>,
     /// Alias → key, per account and region; dropped on any alias change (NOTIFY).
-    aliases: Mutex<LruCache<(String, String, String), Option<Uuid>>>,
+    aliases: Mutex<cache::Cache<(String, String, String), Option<Uuid>>>,
     clock_offset: std::sync::atomic::AtomicI64,
     /// Wakes this node's background jobs before their next run (an on-demand rotation to
     /// complete).
     wake: tokio::sync::Notify,
     /// Key → its alias names, for `kms:ResourceAliases`.
-    key_aliases: Mutex<LruCache<Uuid, Arc<Vec<String>>>>,
+    key_aliases: Mutex<cache::Cache<Uuid, Arc<Vec<String>>>>,
     /// The regions this deployment serves (where multi-Region keys can be replicated).
     regions: Vec<String>,
     /// Where the service's own actions (rotation, deletion) are recorded.
@@ -440,20 +443,21 @@ impl Kms {
                 hsm.clone(),
                 ids.clone(),
                 sizes.signing_keys,
+                sizes.max_age,
             ),
             ids,
-            identity: Mutex::new(LruCache::new(nz(sizes.signing_keys))),
-            key_policies: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
-            key_tags: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
+            identity: Mutex::new(cache::Cache::new(nz(sizes.signing_keys), sizes.max_age)),
+            key_policies: Mutex::new(cache::Cache::new(nz(sizes.key_metadata), sizes.max_age)),
+            key_tags: Mutex::new(cache::Cache::new(nz(sizes.key_metadata), sizes.max_age)),
             grant_store,
-            grants: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
-            aliases: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
+            grants: Mutex::new(cache::Cache::new(nz(sizes.key_metadata), sizes.max_age)),
+            aliases: Mutex::new(cache::Cache::new(nz(sizes.key_metadata), sizes.max_age)),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
             wake: tokio::sync::Notify::new(),
-            key_aliases: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
+            key_aliases: Mutex::new(cache::Cache::new(nz(sizes.key_metadata), sizes.max_age)),
             hsm,
             keys,
-            meta: Mutex::new(LruCache::new(nz(sizes.key_metadata))),
+            meta: Mutex::new(cache::Cache::new(nz(sizes.key_metadata), sizes.max_age)),
             live: Mutex::new(LruCache::new(nz(sizes.key_handles))),
             loading: Mutex::new(std::collections::HashMap::new()),
             cks: Default::default(),

@@ -143,6 +143,7 @@ pub fn cache_sizes(s: &Settings) -> CacheSizes {
         key_metadata: s.cache.key_metadata,
         key_handles: s.cache.key_handles,
         signing_keys: s.cache.signing_keys,
+        max_age: std::time::Duration::from_secs(s.cache.max_age_secs),
     }
 }
 

@@ -1,0 +1,100 @@
+//! The caches of rows read from the database and verified (key metadata, tags, policies,
+//! grants, aliases, identities, signing keys): bounded, least recently used first out, and
+//! with a maximum age.
+//!
+//! Every node drops an entry when the database announces that its row changed (Postgres's
+//! NOTIFY from the tables' triggers, SQLite's change table). The age bounds how long a node can
+//! act on a row another node changed when that announcement does not come: the listening
+//! connection lost it, or a database writer disabled the triggers that send it (a DisableKey,
+//! RevokeGrant or deactivated access key would otherwise go unseen by every other node until
+//! it restarted). An entry past its age is read and verified again; the rows' seals, already
+//! verified once, cost the token nothing then (`hsm::mac::VerifiedMacs`).
+
+use lru::LruCache;
+use std::borrow::Borrow;
+use std::hash::Hash;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+pub struct Cache<K: Hash + Eq, V> {
+    entries: LruCache<K, (Instant, V)>,
+    max_age: Duration,
+}
+
+impl<K: Hash + Eq, V> Cache<K, V> {
+    pub fn new(capacity: NonZeroUsize, max_age: Duration) -> Self {
+        Cache {
+            entries: LruCache::new(capacity),
+            max_age,
+        }
+    }
+
+    fn fresh<Q>(&self, k: &Q) -> Option<bool>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.entries
+            .peek(k)
+            .map(|(at, _)| at.elapsed() < self.max_age)
+    }
+
+    /// The entry for `k`, unless it is older than the maximum age (then it is dropped).
+    pub fn get<Q>(&mut self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.fresh(k)? {
+            true => self.entries.get(k).map(|(_, v)| v),
+            false => {
+                self.entries.pop(k);
+                None
+            }
+        }
+    }
+
+    pub fn contains<Q>(&self, k: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.fresh(k).unwrap_or(false)
+    }
+
+    pub fn put(&mut self, k: K, v: V) -> Option<V> {
+        self.entries.put(k, (Instant::now(), v)).map(|(_, v)| v)
+    }
+
+    pub fn pop<Q>(&mut self, k: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.entries.pop(k).map(|(_, v)| v)
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_past_its_age_is_gone() {
+        let mut c = Cache::new(NonZeroUsize::new(2).unwrap(), Duration::from_millis(50));
+        c.put("a", 1);
+        assert_eq!(c.get(&"a"), Some(&1));
+        assert!(c.contains(&"a"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!c.contains(&"a"));
+        assert_eq!(c.get(&"a"), None);
+        c.put("a", 2);
+        assert_eq!(c.get(&"a"), Some(&2));
+        assert_eq!(c.pop(&"a"), Some(2));
+        assert_eq!(c.get(&"a"), None);
+    }
+}
