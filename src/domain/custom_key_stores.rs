@@ -126,7 +126,7 @@ pub(crate) const DISCONNECTED: &str = "DISCONNECTED";
 const FAILED: &str = "FAILED";
 
 /// What a store's seal covers: every column but the last connection's error code.
-fn store_mac_input(r: &CustomKeyStoreRecord) -> Vec<u8> {
+pub(super) fn store_mac_input(r: &CustomKeyStoreRecord) -> Vec<u8> {
     let none = "\u{0}none".as_bytes();
     let version = r.password_root_version.unwrap_or(0).to_be_bytes();
     let created = r.created_at.timestamp_micros().to_be_bytes();

@@ -210,6 +210,12 @@ impl Kms {
                 };
                 (r.mac.clone(), credentials::session_mac_input(&r))
             }
+            MacRow::CustomKeyStore(id) => {
+                let Some(r) = self.cks.store()?.custom_key_store(id).await? else {
+                    return Ok(Moved::Elsewhere);
+                };
+                (r.mac.clone(), super::custom_key_stores::store_mac_input(&r))
+            }
         };
         let Some(new) = self
             .reseal_under_current(input.clone(), input, &old)

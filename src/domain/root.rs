@@ -10,7 +10,7 @@
 //! blob needs (the database's foreign key refuses to forget a version a blob still records).
 
 use super::asymmetric::{self, Kind};
-use super::{credentials, import, material_mac_input, Kms, KmsError};
+use super::{attrs_mac_input, credentials, import, material_mac_input, Kms, KmsError};
 use crate::domain::Result;
 use crate::hsm::{BlobKind, PairKind, PrivateUse};
 use crate::store::{
@@ -134,6 +134,12 @@ impl Kms {
                 ) else {
                     return Ok(false);
                 };
+                // The token is chosen by the key's custom key store, which its material's MAC
+                // does not cover: the key's attributes seal (which does) must hold first, or a
+                // store set with SQL would have the job write a root key into that partition.
+                if !self.sealed(attrs_mac_input(&rec), &rec.attrs_mac).await? {
+                    return Err(refused());
+                }
                 let kind = match asymmetric::kind(rec.key_spec) {
                     Some(Kind::Pair(k)) => {
                         BlobKind::Private(k, asymmetric::private_use(rec.key_usage))

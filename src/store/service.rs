@@ -212,7 +212,8 @@ macro_rules! service_store {
                                 cell(&r, "alias_name")?,
                             ),
                             "access_keys" => MacRow::AccessKey(cell(&r, "access_key_id")?),
-                            _ => MacRow::Session(cell(&r, "access_key_id")?),
+                            "sessions" => MacRow::Session(cell(&r, "access_key_id")?),
+                            _ => MacRow::CustomKeyStore(cell(&r, "custom_key_store_id")?),
                         };
                         if !out.contains(&row) {
                             out.push(row);
@@ -277,6 +278,7 @@ macro_rules! service_store {
                     (MacRow::Alias(..), _) => column("aliases", "mac"),
                     (MacRow::AccessKey(_), _) => column("access_keys", "mac"),
                     (MacRow::Session(_), _) => column("sessions", "mac"),
+                    (MacRow::CustomKeyStore(_), _) => column("custom_key_stores", "mac"),
                 };
                 let q = sqlx::query(&sql).bind(new.to_vec()).bind(old.to_vec());
                 let q = match row {
@@ -285,7 +287,8 @@ macro_rules! service_store {
                     MacRow::Grant(id)
                     | MacRow::Principal(id)
                     | MacRow::AccessKey(id)
-                    | MacRow::Session(id) => q.bind(id.clone()),
+                    | MacRow::Session(id)
+                    | MacRow::CustomKeyStore(id) => q.bind(id.clone()),
                     MacRow::Alias(a, r, n) => q.bind(a.clone()).bind(r.clone()).bind(n.clone()),
                 };
                 let q = match check {

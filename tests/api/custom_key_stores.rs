@@ -1140,3 +1140,64 @@ async fn a_key_in_a_store_has_aliases_grants_policies_and_a_trail_as_any_other()
         .join("\n");
     assert!(decrypts.contains("carol"), "{decrypts}");
 }
+
+/// The metadata MAC key rotates past custom key stores: a store's sealed row is re-MAC'd under
+/// the new MAC key like every other sealed row, so destroying the old MAC key leaves the store
+/// usable. (Its rows were left out of the re-MAC and of the count `destroy-mac-key` checks:
+/// after it, every custom key store was refused.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mac_key_rotates_past_custom_key_stores() {
+    let (s, _) = with_partition_and(&[("KMS_SCHEDULER_INTERVAL_MS", "100")]).await;
+    let c = s.client();
+    let (id, key) = store_with_key(&c).await;
+    let blob = encrypt(&c, &key).await.unwrap();
+    for args in [
+        vec!["hsm", "rotate-mac-key"],
+        vec!["hsm", "remac"],
+        vec!["hsm", "destroy-mac-key", "--version", "1"],
+    ] {
+        let out = tokio::task::block_in_place(|| s.kms(&args));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A node started now reads the store's row only as stored (no change re-seals it).
+    let mut s = s;
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    assert_eq!(state(&c, &id).await, (ConnectionStateType::Connected, None));
+    assert_eq!(decrypt(&c, &blob).await.unwrap(), b"tenant secret");
+}
+
+/// The SQL writer gives a key of the service's token a custom key store's id: the root key's
+/// re-wrap chose the token from that column (which the material's MAC does not cover), created
+/// a root key in the store's partition, and failed there on every run. The key's attributes
+/// seal (which covers the column) is now checked first: the key is refused, and the partition
+/// is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_moved_into_a_store_with_sql_is_not_rewrapped_there() {
+    let (s, label) = with_partition().await;
+    let c = s.client();
+    let id = create(&c, "empty", CLUSTER, PIN)
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    connect(&c, &id).await;
+    let key = new_key(&c).await;
+    s.db.execute(&format!(
+        "UPDATE keys SET custom_key_store_id = '{id}' WHERE key_id = {}",
+        s.db.key(&key)
+    ))
+    .await;
+    let before = objects(&s, &label);
+    let out = tokio::task::block_in_place(|| s.kms(&["hsm", "rotate-root-key"]));
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !objects(&s, &label).contains("kms-root-wrapping-key-v2"),
+        "{said}\n{before}"
+    );
+    assert!(said.contains("failed its integrity check"), "{said}");
+}

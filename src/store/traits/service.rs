@@ -113,6 +113,8 @@ pub enum MacRow {
     AccessKey(String),
     /// A role session (`sessions.mac`).
     Session(String),
+    /// A custom key store (`custom_key_stores.mac`).
+    CustomKeyStore(String),
 }
 
 /// The sealed parts of a key row, by their MAC column.
@@ -152,7 +154,7 @@ impl KeyMac {
 /// in both databases.
 pub(crate) mod mac_sql {
     /// Every MAC'd column: (table, column, the row's key columns).
-    pub const COLUMNS: [(&str, &str, &str); 16] = [
+    pub const COLUMNS: [(&str, &str, &str); 17] = [
         ("keys", "policy_mac", "key_id"),
         ("keys", "state_mac", "key_id"),
         ("keys", "tags_mac", "key_id"),
@@ -169,6 +171,7 @@ pub(crate) mod mac_sql {
         ("aliases", "mac", "account_id, region, alias_name"),
         ("access_keys", "mac", "access_key_id"),
         ("sessions", "mac", "access_key_id"),
+        ("custom_key_stores", "mac", "custom_key_store_id"),
     ];
     /// Pending audit records: counted (they settle into the trail within seconds), never
     /// re-MAC'd.
