@@ -95,12 +95,15 @@ pub fn check_generations(
     r: &mut Report,
     named: &std::collections::BTreeSet<(i64, String, i64)>,
     indexed: &[(String, i64, i64)],
+    appended_up_to: i64,
 ) {
     use std::collections::BTreeSet;
-    // Entries of events appended after the trail was read are not compared.
+    // Entries of events appended after the trail was read (up to the head as it was once the
+    // index had been read) are not compared; one beyond that head names no event at all.
+    let appended = |seq: i64| seq > r.last_seq && seq <= appended_up_to;
     let held: BTreeSet<(i64, String, i64)> = indexed
         .iter()
-        .filter(|(_, _, seq)| *seq <= r.last_seq)
+        .filter(|(_, _, seq)| !appended(*seq))
         .map(|(name, g, seq)| (*seq, name.clone(), *g))
         .collect();
     for (seq, name, g) in named.difference(&held) {
@@ -317,7 +320,7 @@ impl ChainCheck {
             }
         }
         if self.wanted.contains(&seq) {
-            self.hashes.insert(seq, hash.to_vec());
+            self.hashes.entry(seq).or_insert_with(|| hash.to_vec());
         }
         self.expected = Some(seq + 1);
         self.prev = Some(hash.to_vec());
@@ -459,7 +462,8 @@ pub async fn stored(
     let (mut report, hashes) = check.finish(&cps, public_key, Some(head));
     report.problems.append(&mut columns.problems);
     let generations = store.audit_generations().await?;
-    check_generations(&mut report, &named, &generations);
+    let (head_after, _) = store.audit_head().await?;
+    check_generations(&mut report, &named, &generations, head_after);
     Ok((report, hashes, cps))
 }
 
@@ -471,19 +475,21 @@ pub async fn export_stored(
     filter: &Filter,
 ) -> Result<(Vec<String>, usize), StoreError> {
     let cps = store.checkpoints().await?;
-    let (mut lo, mut hi, mut n) = (None, None, 0);
+    let (mut lo, mut hi, mut n, mut read_to) = (None, None, 0, 0);
     pages(store, 0, |page| {
         for r in page.iter().filter(|r| filter.matches(r)) {
             lo.get_or_insert(r.seq);
             hi = Some(r.seq);
             n += 1;
         }
+        read_to = page.last().map_or(read_to, |r| r.seq);
         std::ops::ControlFlow::Continue(())
     })
     .await?;
     let mut out = vec![export_header()];
     if let (Some(lo), Some(hi)) = (lo, hi) {
-        let end = checkpoints_end(&cps, hi);
+        // What the first reading saw, no more: events appended since were not counted.
+        let end = checkpoints_end(&cps, hi).min(read_to);
         pages(store, lo - 1, |page| {
             for r in page {
                 if r.seq > end {

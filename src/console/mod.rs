@@ -334,6 +334,16 @@ pub async fn handle(
         (true, _) if !csrf_matches(field(&form, "csrf"), session.as_ref()) => {
             page(StatusCode::FORBIDDEN, pages::not_found(session.as_ref()))
         }
+        // Signing out is never throttled.
+        (true, "/console/sign-out") => {
+            if let Some(c) = &cookie {
+                console.sessions.end(c);
+            }
+            redirect(
+                "/console/sign-in",
+                Some(set_cookie("", secure, console.sessions.lifetime())),
+            )
+        }
         // Pages read the trail, inventories and policies straight from the domain: each
         // signed-in request takes one request of its account's management rate, as an API
         // call does, so one account's auditor cannot keep the database busy for every account.
@@ -345,15 +355,6 @@ pub async fn handle(
             page(
                 StatusCode::TOO_MANY_REQUESTS,
                 pages::throttled(session.as_ref()),
-            )
-        }
-        (true, "/console/sign-out") => {
-            if let Some(c) = &cookie {
-                console.sessions.end(c);
-            }
-            redirect(
-                "/console/sign-in",
-                Some(set_cookie("", secure, console.sessions.lifetime())),
             )
         }
         (false, "/console/keys") => {

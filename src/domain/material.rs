@@ -122,6 +122,19 @@ impl Kms {
 
     /// Resolve a `KeyId` parameter to a key the caller can see in the caller's region.
     pub(super) async fn resolve(&self, caller: &Caller, key_id: &str) -> Result<Arc<KeyRecord>> {
+        let rec = self.resolve_unnoted(caller, key_id).await?;
+        // Another account's key (named by ARN): its key policy decides, in `authorize`.
+        note_key(rec.arn());
+        Ok(rec)
+    }
+
+    /// [`Kms::resolve`] without naming the key in the call's event (a look at a key the call
+    /// may never get to use).
+    pub(super) async fn resolve_unnoted(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<Arc<KeyRecord>> {
         let r = keyid::parse(key_id)?;
         let (id, account) = match &r {
             KeyRef::Id(id) => (*id, caller.account_id.clone()),
@@ -178,8 +191,6 @@ impl Kms {
         if rec.region != caller.region || rec.account_id != account || rec.public_id() != id {
             return Err(not_found());
         }
-        // Another account's key (named by ARN): its key policy decides, in `authorize`.
-        note_key(rec.arn());
         Ok(rec)
     }
 

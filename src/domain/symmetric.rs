@@ -84,7 +84,7 @@ impl Kms {
         source: Option<uuid::Uuid>,
         destination_key_id: &str,
     ) -> Caller {
-        let destination = self.resolve(caller, destination_key_id).await.ok();
+        let destination = self.resolve_unnoted(caller, destination_key_id).await.ok();
         let same = matches!((source, destination), (Some(s), Some(d)) if s == d.blob_id());
         Caller {
             re_encrypt_on_same_key: Some(same),
@@ -131,7 +131,7 @@ impl Kms {
         source: ReEncryptEnd<'_>,
         destination: ReEncryptEnd<'_>,
     ) -> Result<()> {
-        let from = self.resolve(caller, source.key_id).await.ok();
+        let from = self.resolve_unnoted(caller, source.key_id).await.ok();
         let caller = &self
             .re_encrypting(caller, from.map(|r| r.blob_id()), destination.key_id)
             .await;
@@ -177,7 +177,11 @@ impl Kms {
             (EncryptionAlgorithmSpec::SymmetricDefault, _) => ciphertext::Outer::parse(blob)
                 .map(|o| o.key_id)
                 .or_else(|| ciphertext::parse(blob).map(|(h, _)| h.key_id)),
-            (_, Some(id)) => self.resolve(caller, id).await.ok().map(|r| r.blob_id()),
+            (_, Some(id)) => self
+                .resolve_unnoted(caller, id)
+                .await
+                .ok()
+                .map(|r| r.blob_id()),
             (_, None) => None,
         };
         let caller = &self.re_encrypting(caller, source, destination.key_id).await;

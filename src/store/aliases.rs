@@ -81,8 +81,12 @@ macro_rules! key_store_aliases {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    // Nothing changed: rolled back, with the change's record.
+                    return Ok(false);
+                }
                 self.commit(tx).await?;
-                Ok(r.rows_affected() > 0)
+                Ok(true)
             }
 
             async fn delete_alias(

@@ -1919,6 +1919,24 @@ async fn a_trail_is_verified_and_exported_a_page_at_a_time(s: &Backend) {
             format!("event {altered} was altered: its content does not match its hash")
         )]
     );
+    // An index entry naming an event past the head (which would refuse its row from then on)
+    // is no append in flight: it is reported.
+    let beyond = start + 12_000 + 1_000;
+    s.execute_for_key(
+        &format!("INSERT INTO audit_generations (row_name, generation, seq) SELECT 'key/x#policy', 99, {beyond} WHERE $1 IS NOT NULL"),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    let (report, _, _) = verify::stored(store, &[], &[]).await.unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|(seq, p)| *seq == beyond && p.contains("inserted into it")),
+        "{:?}",
+        report.problems
+    );
 }
 
 /// Failed calls (another account can add them at will, denied) are not walked to find a key's
@@ -1926,14 +1944,18 @@ async fn a_trail_is_verified_and_exported_a_page_at_a_time(s: &Backend) {
 async fn a_keys_last_use_skips_failed_calls_in_the_store(s: &Backend) {
     let chain: &ChainFn = &crate::audit::chain_hash;
     let arn = "arn:aws:kms:eu-west-1:111122223333:key/1f2e";
-    let mut batch = vec![event("Encrypt", &[arn])];
+    // Bodies as the service writes them: members sorted, a failure's errorCode at the top
+    // level, a caller's encryption context inside requestParameters (here naming errorCode).
+    let mut used = event("Encrypt", &[arn]);
+    used.body = r#"{"eventCategory":"Management","eventName":"Encrypt","requestParameters":{"encryptionContext":{"errorCode":"x","eventCategory":"y"}}}"#.into();
+    let mut batch = vec![used];
     for _ in 0..300 {
         let mut denied = event("Decrypt", &[arn]);
-        denied.body = r#"{"eventName":"Decrypt","errorCode":"AccessDeniedException"}"#.into();
+        denied.body = r#"{"errorCode":"AccessDeniedException","eventCategory":"Management","eventName":"Decrypt"}"#.into();
         batch.push(denied);
     }
     let mut reencrypted = event("ReEncrypt", &["k2", arn]);
-    reencrypted.body = r#"{"eventName":"ReEncrypt","errorCode":"AccessDeniedException"}"#.into();
+    reencrypted.body = r#"{"errorCode":"AccessDeniedException","eventCategory":"Management","eventName":"ReEncrypt"}"#.into();
     batch.push(reencrypted);
     let head = s.audit_head().await.unwrap();
     s.append_audit((head.0, &head.1), &batch, &[], chain)
@@ -1943,6 +1965,8 @@ async fn a_keys_last_use_skips_failed_calls_in_the_store(s: &Backend) {
     let last = s.key_uses_before(arn, i64::MAX, 1).await.unwrap();
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].0, head.0 + 1, "the Encrypt, first of the batch");
+    let body = &last[0].2;
+    assert!(body.contains("errorCode"), "{body}");
 }
 
 async fn audit_chain_head_events_and_checkpoints(s: &Backend) {

@@ -579,6 +579,14 @@ const FIRST_KEY_ARN: &str = "key_arns[1]";
 /// Its second (ReEncrypt's source key).
 const SECOND_KEY_ARN: &str = "key_arns[2]";
 
+/// The predicate of the partial indexes of successful calls (see the migration that made
+/// them): no top-level `errorCode`. Event bodies are written with their members sorted, so a
+/// top-level `errorCode` comes before the top-level `eventCategory`, the first member named so
+/// (the members before it are the service's or escaped strings); a caller's encryption context
+/// key `errorCode` sits in `requestParameters`, after it.
+pub(crate) const SUCCEEDED: &str =
+    "NOT (strpos(body, '\"errorCode\":') BETWEEN 1 AND strpos(body, '\"eventCategory\":'))";
+
 super::repositories!(PgStore);
 
 /// A batch of events as the columns an append binds (one array per column).

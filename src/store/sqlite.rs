@@ -424,6 +424,14 @@ const FIRST_KEY_ARN: &str = "json_extract(key_arns, '$[0]')";
 /// Its second (ReEncrypt's source key).
 const SECOND_KEY_ARN: &str = "json_extract(key_arns, '$[1]')";
 
+/// The predicate of the partial indexes of successful calls (see the migration that made
+/// them): no top-level `errorCode`. Event bodies are written with their members sorted, so a
+/// top-level `errorCode` comes before the top-level `eventCategory`, the first member named so
+/// (the members before it are the service's or escaped strings); a caller's encryption context
+/// key `errorCode` sits in `requestParameters`, after it.
+pub(crate) const SUCCEEDED: &str =
+    "NOT (instr(body, '\"errorCode\":') BETWEEN 1 AND instr(body, '\"eventCategory\":'))";
+
 super::repositories!(SqliteStore);
 
 /// This store's part of the audit store written once in `audit.rs`: the trail's append (the

@@ -2911,11 +2911,12 @@ async fn listing_the_same_rows_again_costs_the_token_nothing_more() {
     );
 }
 
-/// The flood: a caller well within its cryptographic rate asks for many RSA_4096 data key
-/// pairs at once. Each is a prime search in software that holds a core for up to seconds, and
-/// every one was started, so the node's cores all worked for that caller while everyone else
-/// waited. Now as many run as the node has cores, as many again wait, and the rest are
-/// throttled at once.
+/// The flood: a caller well within its cryptographic rate asks for many RSA data key pairs at
+/// once. Each is a prime search in software that holds a core (RSA_4096: for up to seconds),
+/// and every one was started, so the node's cores all worked for that caller while everyone
+/// else waited. Now as many run as the node has cores, as many again wait, and the rest are
+/// throttled at once. (RSA_2048 here, so that the calls that wait do not meet the request
+/// deadline on a loaded machine; the gate is the same for every RSA size.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_rsa_key_pairs_is_throttled_past_the_cores() {
     let s = Server::start().await;
@@ -2927,7 +2928,7 @@ async fn a_flood_of_rsa_key_pairs_is_throttled_past_the_cores() {
             tokio::spawn(async move {
                 c.generate_data_key_pair_without_plaintext()
                     .key_id(&key)
-                    .key_pair_spec(aws_sdk_kms::types::DataKeyPairSpec::Rsa4096)
+                    .key_pair_spec(aws_sdk_kms::types::DataKeyPairSpec::Rsa2048)
                     .send()
                     .await
                     .map(|_| ())
@@ -2935,16 +2936,15 @@ async fn a_flood_of_rsa_key_pairs_is_throttled_past_the_cores() {
             })
         })
         .collect();
-    let (mut made, mut throttled) = (0, 0);
+    let (mut made, mut throttled, mut other) = (0, 0, Vec::new());
     for t in calls {
         match t.await.unwrap() {
             Ok(()) => made += 1,
-            Err(e) => {
-                assert_eq!(e, "ThrottlingException");
-                throttled += 1;
-            }
+            Err(e) if e == "ThrottlingException" => throttled += 1,
+            Err(e) => other.push(e),
         }
     }
+    assert!(other.is_empty(), "{other:?}");
     assert!(
         made >= 1 && throttled >= 1,
         "{made} made, {throttled} throttled"

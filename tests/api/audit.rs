@@ -609,6 +609,21 @@ async fn key_last_usage_is_the_latest_successful_cryptographic_call_in_the_trail
     assert_eq!(src.cloud_trail_event_id(), dst.cloud_trail_event_id());
     assert_eq!(src.kms_request_id(), re.request_id());
 
+    // A caller's encryption context key named errorCode (recorded in the event's request
+    // parameters) does not make a successful call look failed.
+    let hidden = c
+        .generate_data_key()
+        .key_id(&dest)
+        .number_of_bytes(32)
+        .encryption_context("errorCode", "AccessDeniedException")
+        .encryption_context("eventCategory", "Management")
+        .send()
+        .await
+        .unwrap();
+    let l = last(dest.clone()).await;
+    assert_eq!(l.operation(), Some(&Op::GenerateDataKey));
+    assert_eq!(l.kms_request_id(), hidden.request_id());
+
     // Key id or key ARN of the caller's own account only.
     c.create_alias()
         .alias_name("alias/used")

@@ -599,7 +599,7 @@ impl Kms {
             return Err(KmsError::DryRun);
         }
         // A prime search takes a core: only so many at once ([`SoftwarePairs`]).
-        let _turn = match spec {
+        let turn = match spec {
             "RSA_2048" | "RSA_3072" | "RSA_4096" => Some(SOFTWARE_PAIRS.turn().await?),
             _ => None,
         };
@@ -607,7 +607,12 @@ impl Kms {
         let generating = crate::deadline::generating();
         let (private, public) = tokio::task::spawn_blocking({
             let spec = spec.to_string();
-            move || generate_pair(&spec)
+            // The turn ends with the search, not with the request: a request that times out
+            // or is dropped leaves its search running, and it keeps its place until done.
+            move || {
+                let _turn = turn;
+                generate_pair(&spec)
+            }
         })
         .await
         .map_err(|e| KmsError::Internal(format!("key pair generation did not complete: {e}")))??;
@@ -649,7 +654,7 @@ impl Drop for Admitted<'_> {
     }
 }
 
-/// A call's turn to generate, held for the generation.
+/// A call's turn to generate, held for the generation (by the blocking task that runs it).
 pub(crate) struct PairTurn<'a> {
     _permit: tokio::sync::SemaphorePermit<'a>,
     _admitted: Admitted<'a>,

@@ -126,10 +126,6 @@ pub type ChainFn = dyn Fn(i64, &[u8], &str) -> Vec<u8> + Send + Sync;
 /// partial indexes (sql/0029, sql/sqlite/0016) list the same.
 pub const KEY_USE_OPERATIONS: &str = "'Decrypt', 'DeriveSharedSecret', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', 'GenerateDataKeyWithoutPlaintext', 'GenerateMac', 'ReEncrypt', 'Sign', 'Verify', 'VerifyMac'";
 
-/// The predicate of the partial indexes of successful calls (sql/0035, sql/sqlite/0021):
-/// an event whose body records no error code.
-pub const SUCCEEDED: &str = "body NOT LIKE '%\"errorCode\"%'";
-
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Append events in order to the one chain, after `head` (sequence number and hash) if the
@@ -210,11 +206,17 @@ mod tests {
         ] {
             assert!(migration.contains(&format!("IN ({KEY_USE_OPERATIONS})")));
         }
-        for migration in [
-            include_str!("../../../sql/0035_trail_by_account.sql"),
-            include_str!("../../../sql/sqlite/0021_trail_by_account.sql"),
+        for (migration, succeeded) in [
+            (
+                include_str!("../../../sql/0035_trail_by_account.sql"),
+                crate::store::postgres::SUCCEEDED,
+            ),
+            (
+                include_str!("../../../sql/sqlite/0021_trail_by_account.sql"),
+                crate::store::sqlite::SUCCEEDED,
+            ),
         ] {
-            assert_eq!(migration.matches(&format!("AND {SUCCEEDED};")).count(), 2);
+            assert_eq!(migration.matches(&format!("AND {succeeded};")).count(), 2);
         }
     }
 }
