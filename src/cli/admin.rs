@@ -127,6 +127,19 @@ pub async fn run(s: &Settings, cmd: AdminCommand) -> Result<()> {
         // Showing changes nothing: not audited.
         return show_unsealed(&op).await;
     }
+    if let AdminCommand::DeletePrincipal { principal_arn } = &cmd {
+        // Its access keys go first, each as its own recorded DeleteAccessKey: a key's row
+        // saved and put back once a principal of the same name exists again is then refused
+        // by the trail, as a key deleted on its own is.
+        op.check_deletable(principal_arn, &admin_arn(&s.account_id))
+            .await?;
+        for id in op.access_key_ids_of(principal_arn).await? {
+            let detail = serde_json::json!({ "principal": principal_arn });
+            op.audited("DeleteAccessKey", &id, detail, op.delete_access_key(&id))
+                .await?;
+            eprintln!("kms admin: access key {id} of {principal_arn} deleted");
+        }
+    }
     let (action, target, detail) = describe_admin(&cmd);
     op.audited(action, &target, detail, execute(s, &op, cmd))
         .await

@@ -2950,3 +2950,38 @@ async fn a_flood_of_rsa_key_pairs_is_throttled_past_the_cores() {
         "{made} made, {throttled} throttled"
     );
 }
+
+/// Someone who kept a user's access key (its secret, and a copy of its row) puts the row back
+/// once the user was deleted and created again with the same name. `delete-principal`
+/// removed the user's access keys without recording each key's deletion, so the row's seal
+/// held, the trail said nothing against it, and it signed as the new user. Now the user's
+/// access keys are deleted first, each recorded as a DeleteAccessKey, and the row put back is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_key_row_put_back_after_its_user_was_re_created_is_refused() {
+    let s = Server::start().await;
+    let (arn, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "temp", None));
+    let who = |c: aws_sdk_kms::Client| async move {
+        c.list_keys().send().await.map(|_| ()).map_err(|e| {
+            aws_sdk_kms::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or_default()
+                .to_string()
+        })
+    };
+    let old = s.client_with(&id, &secret, REGION, None);
+    // Allowed nothing, but recognised: AccessDenied, not an unknown key.
+    assert_eq!(who(old.clone()).await, Err("AccessDeniedException".into()));
+    s.db.execute(&format!(
+        "CREATE TABLE saved_key AS SELECT * FROM access_keys WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    s.admin_ok(&["delete-principal", "--principal-arn", &arn]);
+    let (again, _, _) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "temp", None));
+    assert_eq!(again, arn);
+    s.db.execute("INSERT INTO access_keys SELECT * FROM saved_key")
+        .await;
+    s.db.execute("DROP TABLE saved_key").await;
+    let back = s.client_with(&id, &secret, REGION, None);
+    assert_eq!(who(back).await, Err("UnrecognizedClientException".into()));
+}

@@ -311,11 +311,27 @@ impl Operator {
     /// shows a deleted principal), so one re-created with the same name inherits nothing; then
     /// it goes, with its access keys, sessions, policies and tags. `protected`: the default
     /// account's administrator, which stays.
-    pub async fn delete_principal(&self, arn: &str, protected: &str) -> Result<Forgotten> {
+    /// Whether `arn` may be deleted: it exists, and is not the account's administrator.
+    pub async fn check_deletable(&self, arn: &str, protected: &str) -> Result<()> {
         if arn == protected {
             bail!("the default account's administrator cannot be deleted");
         }
-        self.need_principal(arn).await?;
+        self.need_principal(arn).await
+    }
+
+    /// The ids of the access keys of `arn`.
+    pub async fn access_key_ids_of(&self, arn: &str) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .access_keys_of(arn)
+            .await?
+            .into_iter()
+            .map(|k| k.access_key_id)
+            .collect())
+    }
+
+    pub async fn delete_principal(&self, arn: &str, protected: &str) -> Result<Forgotten> {
+        self.check_deletable(arn, protected).await?;
         let forgotten = self.kms.forget_principal(arn).await?;
         if !self.store.delete_principal(arn).await? {
             bail!("no user or role {arn}");
