@@ -479,6 +479,11 @@ pub async fn handle(
                 return redirect(&to, None);
             }
             if act == "access" {
+                // Up to a thousand principals, each asked nine actions: one review at a time
+                // on this node, as the trail's verification and exports are.
+                let Ok(_one) = console.heavy.try_lock() else {
+                    return page(StatusCode::SERVICE_UNAVAILABLE, pages::throttled(Some(&s)));
+                };
                 let review = (api.kms.access_review(&caller, id).await)
                     .map_err(|e| ApiError::from(e).wire().1);
                 let error = review.as_ref().err().copied();
