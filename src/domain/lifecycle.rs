@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 pub const MAX_ALIASES_PER_KEY: usize = 50;
 const PER_KEY: i64 = MAX_ALIASES_PER_KEY as i64;
+pub const MAX_TAGS_PER_KEY: usize = 50;
 
 /// Whether the store refused an alias because its key has [`MAX_ALIASES_PER_KEY`] already.
 fn too_many_for_key(e: &StoreError) -> bool {
@@ -21,7 +22,6 @@ fn key_aliases_exceeded() -> KmsError {
         "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases."
     ))
 }
-pub const MAX_TAGS_PER_KEY: usize = 50;
 
 /// AWS's alias name rules: `alias/` then letters, digits, `/`, `_`, `-`; at most 256 in all;
 /// `alias/aws/` is reserved for AWS managed keys ([`not_reserved`]).

@@ -38,6 +38,17 @@ impl Kms {
             return Ok(Some(r.clone()));
         }
         crate::metrics::cache("key_metadata", false);
+        let Some(rec) = self.load_verified(id).await? else {
+            return Ok(None);
+        };
+        let rec = Arc::new(rec);
+        self.meta.lock().unwrap().put(id, rec.clone());
+        Ok(Some(rec))
+    }
+
+    /// A key's row as stored now (never the cache), each part as sealed, none an older one put
+    /// back, and not a deleted key's rows put back: `KeyUnavailable` (logged) otherwise.
+    pub(super) async fn load_verified(&self, id: Uuid) -> Result<Option<KeyRecord>> {
         let Some(mut rec) = self.keys.key(id).await? else {
             return Ok(None);
         };
@@ -75,8 +86,6 @@ impl Kms {
             tracing::error!(key_id = %rec.key_id, "the audit trail records this key's deletion, but its rows are in the database again (put back from a backup?); refusing to use it");
             return Err(KmsError::KeyUnavailable);
         }
-        let rec = Arc::new(rec);
-        self.meta.lock().unwrap().put(id, rec.clone());
         Ok(Some(rec))
     }
 

@@ -169,26 +169,11 @@ impl Kms {
         for _ in 0..3 {
             // The stored primary, not a cached one: its current version must be exact. The
             // replica copies what it is (spec, usage, origin, account, family, key store) and
-            // its rotation state, and is sealed with them: each as the primary's seals hold
-            // it, and its rotation state not an older one put back.
-            // The trail first: what it holds then was committed before the row is read.
-            let parts: Vec<String> = super::KEY_PARTS
-                .iter()
-                .map(|part| super::seal::key_row(&primary, part))
-                .collect();
-            let trail = self.trail_of(&parts).await?;
+            // its rotation state, and is sealed with them: the primary as its seals hold it.
             let primary = self
-                .keys
-                .key(primary.key_id)
+                .load_verified(primary.key_id)
                 .await?
                 .ok_or(KmsError::KeyUnavailable)?;
-            self.key_parts_sealed(&primary).await?;
-            if let Some((row, have, held)) =
-                super::seal::first_behind(&super::key_part_rows(&primary), &trail)
-            {
-                tracing::error!(key_id = %primary.key_id, row, generation = have, trail = held, "a part of the primary is older than the audit trail records; refusing to replicate it");
-                return Err(KmsError::KeyUnavailable);
-            }
             Self::check(&primary, &[Check::Primary, Check::NotPending])?;
             let external = primary.origin == Origin::External;
             let mut replica = KeyRecord {

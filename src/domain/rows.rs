@@ -95,13 +95,19 @@ impl Kms {
     pub(crate) async fn verified_family(&self, mrk: Uuid, account: &str) -> Result<Vec<KeyRecord>> {
         let mut family = Vec::new();
         for r in self.keys.related_keys(mrk).await? {
-            if r.account_id == account && self.sealed(attrs_mac_input(&r), &r.attrs_mac).await? {
+            if self.created_in_family(&r, account).await? {
                 family.push(r);
             } else {
                 tracing::error!(key_id = %r.key_id, region = %r.region, "a key names a multi-Region key it was not created in (its attributes fail their integrity check); leaving it out of that key's family");
             }
         }
         Ok(family)
+    }
+
+    /// Whether a row the store counts in a family (by its `mrk_id`) was created in it: of the
+    /// family's account, its attributes seal (which covers `mrk_id`) holding.
+    async fn created_in_family(&self, r: &KeyRecord, account: &str) -> Result<bool> {
+        Ok(r.account_id == account && self.sealed(attrs_mac_input(r), &r.attrs_mac).await?)
     }
 
     /// The rows whose rotation state a change to `rec`'s writes (the key, and for a
@@ -122,9 +128,7 @@ impl Kms {
             )));
         }
         for r in &rows {
-            if r.account_id != rec.account_id
-                || !self.sealed(attrs_mac_input(r), &r.attrs_mac).await?
-            {
+            if !self.created_in_family(r, &rec.account_id).await? {
                 tracing::error!(key_id = %r.key_id, region = %r.region, mrk_id = ?rec.mrk_id, "a key the database counts in a multi-Region key's family was not created in it (its attributes fail their integrity check); refusing to rotate the family");
                 return Err(KmsError::KeyUnavailable);
             }

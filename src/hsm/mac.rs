@@ -167,7 +167,7 @@ impl Hsm {
         let digest = verified_digest(&data, mac);
         let seen = self.inner.verified_macs.lock().unwrap().contains(&digest);
         crate::metrics::cache("row_mac", seen);
-        if seen && self.mac_versions().contains(&version) {
+        if seen && self.holds_mac_version(version) {
             return Ok(true);
         }
         let hmac = hmac.to_vec();
@@ -203,6 +203,23 @@ impl Hsm {
             .ok_or(HsmError::ServiceKeyMissing {
                 label: MAC_KEY_LABEL.into(),
             })
+    }
+
+    /// Whether the token holds MAC key `version` (current, or older and not destroyed); no
+    /// allocation: asked on every remembered row MAC.
+    fn holds_mac_version(&self, version: u32) -> bool {
+        self.inner
+            .mac
+            .lock()
+            .unwrap()
+            .is_some_and(|(v, _)| v == version)
+            || self
+                .inner
+                .older_macs
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(v, _)| *v == version)
     }
 
     /// The MAC key versions the token holds (the current one and older ones not destroyed).

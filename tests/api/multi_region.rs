@@ -678,15 +678,7 @@ async fn a_primary_with_replicas_is_deleted_only_after_them() {
 async fn a_key_enrolled_in_a_family_with_sql_is_not_rotated_with_it() {
     let s = Server::start().await;
     let c = s.client();
-    let primary = c
-        .create_key()
-        .multi_region(true)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let primary = new_multi_region_key(&c).await;
     // In a Region where the family has no key (a family holds one key per Region).
     let west = s.client_in(OTHER_REGION);
     let bystander = new_key(&west).await;
@@ -752,15 +744,7 @@ async fn a_key_enrolled_in_a_family_with_sql_is_not_rotated_with_it() {
 async fn a_replica_is_built_only_from_the_primary_as_sealed() {
     let s = Server::start().await;
     let c = s.client();
-    let primary = c
-        .create_key()
-        .multi_region(true)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let primary = new_multi_region_key(&c).await;
     c.describe_key().key_id(&primary).send().await.unwrap();
     let (quiet, loud) = if sqlite() {
         (
