@@ -380,3 +380,55 @@ async fn the_mac_key_rotates_with_every_row_moved_and_rows_under_the_destroyed_k
         "{events:?}"
     );
 }
+
+/// The token layer remembers the row MACs it verified (so list calls do not make it verify the
+/// same rows again). Someone holding the old MAC key, or a seal it made, puts that seal back
+/// after the key was destroyed: the running node had verified exactly those bytes before, and
+/// a remembered match must not outlive the key. Refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_row_mac_is_refused_once_its_mac_key_is_destroyed() {
+    let s = Server::start_with(&[("KMS_SCHEDULER_INTERVAL_MS", "100")]).await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let encrypt = || {
+        c.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+    };
+    let seal_sql = format!(
+        "SELECT {} FROM keys WHERE key_id = {}",
+        s.db.hex("policy_mac"),
+        s.db.key(&key)
+    );
+    // Loaded, so its v1 seals were verified by this node.
+    encrypt().await.unwrap();
+    let v1_seal = s.db.strings(&seal_sql).await.remove(0);
+    for args in [
+        vec!["hsm", "rotate-mac-key"],
+        vec!["hsm", "remac"],
+        vec!["hsm", "destroy-mac-key", "--version", "1"],
+    ] {
+        let out = tokio::task::block_in_place(|| s.kms(&args));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    assert_ne!(s.db.strings(&seal_sql).await.remove(0), v1_seal);
+    // The running node stops verifying with v1 within a few scheduler intervals.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    s.db.execute(&format!(
+        "UPDATE keys SET policy_mac = {} WHERE key_id = {}",
+        s.db.bytes(&hex::decode(&v1_seal).unwrap()),
+        s.db.key(&key)
+    ))
+    .await;
+    let c2 = c.clone();
+    let k2 = key.clone();
+    eventually("the v1 seal to be refused", move || {
+        let (c, k) = (c2.clone(), k2.clone());
+        async move {
+            matches!(c.encrypt().key_id(&k).plaintext(Blob::new(b"x".to_vec())).send().await,
+                Err(e) if aws_sdk_kms::error::ProvideErrorMetadata::code(&e) == Some("KeyUnavailableException"))
+        }
+    })
+    .await;
+}
