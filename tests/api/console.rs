@@ -846,3 +846,45 @@ async fn the_inventory_never_shows_a_key_row_written_with_sql() {
         "{back}"
     );
 }
+
+/// The flood through the console: the pages read the trail, inventories and policies straight
+/// from the domain, outside the API's request quotas, so one account's signed-in user could ask
+/// page after page with no limit. Each page now takes one request of its account's management
+/// rate: past it the account is answered 429, another account is still served, and signing out
+/// is never throttled.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_pages_count_against_the_accounts_request_rate() {
+    let s = Server::start_with(&[
+        ("KMS_CONSOLE_LISTEN", "127.0.0.1:0"),
+        ("KMS_QUOTA__MANAGEMENT_PER_SECOND", "3"),
+    ])
+    .await;
+    const ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret("111122223333", "tenant", Some(ALL)));
+    let (_, flooder) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    let (_, other) = sign_in(&s, &id, &secret).await;
+    let (flooder, other) = (flooder.unwrap(), other.unwrap());
+    let mut statuses = Vec::new();
+    let mut csrf = None;
+    for _ in 0..12 {
+        let (status, _, page) = get(&s, "/console/keys", &flooder).await;
+        if status == StatusCode::OK {
+            csrf = Some(csrf_of(&page));
+        }
+        statuses.push(status);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(get(&s, "/console/keys", &other).await.0, StatusCode::OK);
+    let out = browser()
+        .post(url(&s, "/console/sign-out"))
+        .header("cookie", flooder.clone())
+        .form(&[("csrf", csrf.expect("a page was served first"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+}
