@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 pub struct Cache<K: Hash + Eq, V> {
     entries: LruCache<K, (Instant, V)>,
     max_age: Duration,
+    /// Moved on every drop ([`Cache::pop`], [`Cache::clear`]): a row read before a drop and
+    /// put after it ([`Cache::put_unless_dropped_since`]) is not kept.
+    drops: u64,
 }
 
 impl<K: Hash + Eq, V> Cache<K, V> {
@@ -26,6 +29,21 @@ impl<K: Hash + Eq, V> Cache<K, V> {
         Cache {
             entries: LruCache::new(capacity),
             max_age,
+            drops: 0,
+        }
+    }
+
+    /// Where the drops stand now: taken before a row is read, given back to
+    /// [`Cache::put_unless_dropped_since`] with what was read.
+    pub fn drops(&self) -> u64 {
+        self.drops
+    }
+
+    /// Keep `v` for `k` unless an entry was dropped since `drops` was taken: the row was read
+    /// before a change's drop reached this cache, and may be the row from before the change.
+    pub fn put_unless_dropped_since(&mut self, drops: u64, k: K, v: V) {
+        if self.drops == drops {
+            self.put(k, v);
         }
     }
 
@@ -71,10 +89,12 @@ impl<K: Hash + Eq, V> Cache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.drops += 1;
         self.entries.pop(k).map(|(_, v)| v)
     }
 
     pub fn clear(&mut self) {
+        self.drops += 1;
         self.entries.clear()
     }
 }
@@ -96,5 +116,17 @@ mod tests {
         assert_eq!(c.get(&"a"), Some(&2));
         assert_eq!(c.pop(&"a"), Some(2));
         assert_eq!(c.get(&"a"), None);
+    }
+
+    #[test]
+    fn a_row_read_before_a_drop_is_not_kept_after_it() {
+        let mut c = Cache::new(NonZeroUsize::new(2).unwrap(), Duration::from_secs(60));
+        let before = c.drops();
+        c.pop(&"a"); // A change reached the cache while "a" was being read.
+        c.put_unless_dropped_since(before, "a", 1);
+        assert_eq!(c.get(&"a"), None);
+        let now = c.drops();
+        c.put_unless_dropped_since(now, "a", 2);
+        assert_eq!(c.get(&"a"), Some(&2));
     }
 }

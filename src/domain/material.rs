@@ -38,11 +38,17 @@ impl Kms {
             return Ok(Some(r.clone()));
         }
         crate::metrics::cache("key_metadata", false);
+        // A change that commits while the row is read drops the key from the cache before this
+        // read ends: what was read is then not kept (it may be the row from before).
+        let drops = self.meta.lock().unwrap().drops();
         let Some(rec) = self.load_verified(id).await? else {
             return Ok(None);
         };
         let rec = Arc::new(rec);
-        self.meta.lock().unwrap().put(id, rec.clone());
+        self.meta
+            .lock()
+            .unwrap()
+            .put_unless_dropped_since(drops, id, rec.clone());
         Ok(Some(rec))
     }
 
