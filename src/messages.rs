@@ -34,6 +34,10 @@ pub const KEY_USAGE_REQUIRED: &str =
 /// `GenerateRandom` without `NumberOfBytes` (optional in the model). Recorded.
 pub const NUMBER_OF_BYTES_REQUIRED: &str = "NumberOfBytes is required.";
 
+/// `ScheduleKeyDeletion` with a `PendingWindowInDays` the model allows (1 to 365) outside 7 to
+/// 30. Recorded by a client against AWS (aws-sdk-go, status 400), no final period.
+pub const PENDING_WINDOW_RANGE: &str = "PendingWindowInDays must be between 7 and 30";
+
 /// `GetKeyRotationStatus`, `ListKeyRotations`, `Enable/DisableKeyRotation` and
 /// `RotateKeyOnDemand` named by an alias. Recorded (`InvalidArnException`).
 pub const ALIASES_NOT_SUPPORTED: &str = "Key Aliases are not supported for this operation.";

@@ -11,6 +11,8 @@ use uuid::Uuid;
 pub const MAX_ALIASES_PER_KEY: usize = 50;
 const PER_KEY: i64 = MAX_ALIASES_PER_KEY as i64;
 pub const MAX_TAGS_PER_KEY: usize = 50;
+/// The waiting periods `ScheduleKeyDeletion` takes, in days (AWS's).
+pub const PENDING_WINDOW_DAYS: std::ops::RangeInclusive<i64> = 7..=30;
 
 /// Whether the store refused an alias because its key has [`MAX_ALIASES_PER_KEY`] already.
 fn too_many_for_key(e: &StoreError) -> bool {
@@ -201,7 +203,8 @@ impl Kms {
         Ok(())
     }
 
-    /// Returns the key's ARN, its new state and its deletion date. A multi-Region primary
+    /// Returns the key's ARN, its new state and its deletion date (a `days` outside
+    /// [`PENDING_WINDOW_DAYS`] is refused before the key is looked up). A multi-Region primary
     /// with replicas waits in `PendingReplicaDeletion` (no date yet) until they are gone.
     pub async fn schedule_key_deletion(
         &self,
@@ -221,6 +224,11 @@ impl Kms {
         days: i64,
         now: DateTime<Utc>,
     ) -> Result<(String, &'static str, Option<DateTime<Utc>>)> {
+        if !PENDING_WINDOW_DAYS.contains(&days) {
+            return Err(KmsError::Validation(
+                crate::messages::PENDING_WINDOW_RANGE.into(),
+            ));
+        }
         let window = days.to_string();
         let window = [(
             "kms:ScheduleKeyDeletionPendingWindowInDays",

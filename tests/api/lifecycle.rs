@@ -67,27 +67,25 @@ async fn states_follow_aws_key_state_table() {
         .await
         .unwrap();
 
-    // Deletion: 7–30 days, default 30.
-    assert_eq!(
-        code(
+    // Deletion: 7–30 days, default 30. AWS's model takes 1 to 365 (outside it, the model's
+    // text); inside it, the service's own text for anything but 7 to 30.
+    for (days, text) in [
+        (6, "PendingWindowInDays must be between 7 and 30"),
+        (1, "PendingWindowInDays must be between 7 and 30"),
+        (31, "PendingWindowInDays must be between 7 and 30"),
+        (365, "PendingWindowInDays must be between 7 and 30"),
+        (0, "1 validation error detected: Value '0' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value greater than or equal to 1"),
+        (366, "1 validation error detected: Value '366' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value less than or equal to 365"),
+    ] {
+        let (c_, m) = message(
             c.schedule_key_deletion()
                 .key_id(&id)
-                .pending_window_in_days(6)
+                .pending_window_in_days(days)
                 .send()
-                .await
-        ),
-        "ValidationException"
-    );
-    assert_eq!(
-        code(
-            c.schedule_key_deletion()
-                .key_id(&id)
-                .pending_window_in_days(31)
-                .send()
-                .await
-        ),
-        "ValidationException"
-    );
+                .await,
+        );
+        assert_eq!((c_.as_str(), m.as_str()), ("ValidationException", text), "{days}");
+    }
     let sch = c.schedule_key_deletion().key_id(&id).send().await.unwrap();
     assert_eq!(sch.key_state, Some(KeyState::PendingDeletion));
     assert_eq!(sch.pending_window_in_days, Some(30));

@@ -34,7 +34,8 @@ pub async fn schedule_deletion(kms: &Kms, caller: &Caller, body: &[u8]) -> Resul
     let r: Schedule = parse(body)?;
     Validator::new()
         .key_id(&r.key_id)
-        .int_range(r.pending_window_in_days, "pendingWindowInDays", 7, 30)
+        // AWS's model allows 1 to 365; the service then asks for 7 to 30 (the domain's check).
+        .int_range(r.pending_window_in_days, "pendingWindowInDays", 1, 365)
         .finish()?;
     let days = r.pending_window_in_days.unwrap_or(30);
     let (arn, state, when) = kms
