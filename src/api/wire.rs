@@ -140,12 +140,22 @@ pub struct Validator {
     errors: Vec<String>,
 }
 
+/// The string members AWS's model marks `sensitive` (a custom key store's password, an external
+/// key store proxy's credential): a failed constraint names the member, never its value, so
+/// the secret reaches neither the caller's error, the audit trail nor the log.
+const SENSITIVE_MEMBERS: &[&str] = &[
+    "keyStorePassword",
+    "xksProxyAuthenticationCredential.accessKeyId",
+    "xksProxyAuthenticationCredential.rawSecretAccessKey",
+];
+
 impl Validator {
     pub fn new() -> Validator {
         Validator::default()
     }
 
     fn push(&mut self, value: Option<String>, field: &str, constraint: String) {
+        let value = value.filter(|_| !SENSITIVE_MEMBERS.contains(&field));
         self.errors.push(messages::constraint_failed(
             value.as_deref(),
             field,
@@ -242,6 +252,17 @@ impl Validator {
     pub fn paging(&mut self, limit: Option<i64>, marker: Option<&str>, max: i64) -> &mut Self {
         self.int_range(limit, "limit", 1, max)
             .str_len(marker, "marker", 1, 1024)
+            .pattern(marker, "marker", "[\\u0020-\\u00FF]*", |s| {
+                s.chars().all(|c| ('\u{20}'..='\u{ff}').contains(&c))
+            })
+    }
+
+    /// `PolicyName`: 1 to 128 word characters (AWS's model; only `default` exists).
+    pub fn policy_name(&mut self, v: Option<&str>) -> &mut Self {
+        self.str_len(v, "policyName", 1, 128)
+            .pattern(v, "policyName", "[\\w]+", |s| {
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
     }
 
     /// `AliasName`: required, 1 to 256 characters of AWS's model pattern (a name outside it is
@@ -308,8 +329,8 @@ impl Validator {
                     "have length less than or equal to 10".into(),
                 );
             }
-            for t in list {
-                self.str_len(Some(t), "grantTokens", 1, 8192);
+            for (i, t) in list.iter().enumerate() {
+                self.str_len(Some(t), &format!("grantTokens.{}.member", i + 1), 1, 8192);
             }
         }
         self
@@ -482,6 +503,75 @@ mod tests {
             "1 validation error detected: Value '0' at 'numberOfBytes' failed to satisfy constraint: \
              Member must have value greater than or equal to 1"
         );
+    }
+
+    fn message(v: &mut Validator) -> String {
+        let Err(ApiError::Kms(KmsError::Validation(m))) = v.finish() else {
+            panic!("no validation error")
+        };
+        m
+    }
+
+    /// The model's patterns for a policy's name and a list's marker, quoted as AWS prints
+    /// them (the model's text).
+    #[test]
+    fn policy_names_and_markers_follow_the_models_patterns() {
+        let mut v = Validator::new();
+        v.policy_name(Some("default"))
+            .paging(None, Some("next é ÿ"), 100);
+        assert!(v.finish().is_ok());
+        assert_eq!(
+            message(Validator::new().policy_name(Some("de-fault"))),
+            "1 validation error detected: Value 'de-fault' at 'policyName' failed to satisfy \
+             constraint: Member must satisfy regular expression pattern: [\\w]+"
+        );
+        // Empty: both the length and the pattern fail, as AWS counts them.
+        assert!(message(Validator::new().policy_name(Some("")))
+            .starts_with("2 validation errors detected: "));
+        assert_eq!(
+            message(Validator::new().paging(None, Some("ā"), 100)),
+            "1 validation error detected: Value 'ā' at 'marker' failed to satisfy constraint: \
+             Member must satisfy regular expression pattern: [\\u0020-\\u00FF]*"
+        );
+    }
+
+    /// A list member's entries are named by their place, as AWS names them
+    /// (`tags.1.member.tagKey`, `grantTokens.2.member`).
+    #[test]
+    fn a_grant_token_is_named_by_its_place() {
+        let tokens = vec!["ok".to_string(), String::new()];
+        assert_eq!(
+            message(Validator::new().grant_tokens(Some(&tokens))),
+            "1 validation error detected: Value '' at 'grantTokens.2.member' failed to satisfy \
+             constraint: Member must have length greater than or equal to 1"
+        );
+    }
+
+    /// The members AWS's model marks sensitive are named, never quoted.
+    #[test]
+    fn sensitive_members_are_never_quoted() {
+        let m = message(
+            Validator::new()
+                .str_len(Some("hunter2hunter2"), "keyStorePassword", 1, 8)
+                .str_len(
+                    Some("SECRET-ID"),
+                    "xksProxyAuthenticationCredential.accessKeyId",
+                    20,
+                    30,
+                )
+                .pattern(
+                    Some("SECRET-KEY"),
+                    "xksProxyAuthenticationCredential.rawSecretAccessKey",
+                    "^[a-zA-Z0-9\\/+=]+$",
+                    |_| false,
+                )
+                .str_len(Some("visible"), "customKeyStoreName", 1, 3),
+        );
+        for secret in ["hunter2", "SECRET-ID", "SECRET-KEY"] {
+            assert!(!m.contains(secret), "{m}");
+        }
+        assert!(m.contains("Value at 'keyStorePassword' failed"), "{m}");
+        assert!(m.contains("Value 'visible' at 'customKeyStoreName'"), "{m}");
     }
 
     #[test]

@@ -362,6 +362,30 @@ async fn create_grant_refuses_what_the_key_cannot_do() {
     );
     assert_eq!(c, "ValidationException");
     assert!(m.contains("Sign"), "{m}");
+    // A principal and a name outside the model's patterns: one answer counts both, as AWS's
+    // model validation reports every failed member at once.
+    let (c, m) = message(
+        root.create_grant()
+            .key_id(&key)
+            .grantee_principal("not a principal!")
+            .name("not a name!")
+            .operations(GrantOperation::Encrypt)
+            .send()
+            .await,
+    );
+    assert_eq!(c, "ValidationException");
+    assert!(m.starts_with("2 validation errors detected: "), "{m}");
+    assert!(
+        m.contains("Value 'not a principal!' at 'granteePrincipal' failed"),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "Value 'not a name!' at 'name' failed to satisfy constraint: Member must satisfy \
+             regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
+        ),
+        "{m}"
+    );
     assert_eq!(
         code(
             root.create_grant()

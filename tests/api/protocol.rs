@@ -104,6 +104,33 @@ async fn framing_errors_are_400s_with_aws_names() {
         )
         .await;
     assert_eq!(r.status, 200);
+    // Members of a sibling operation too: DisableKeyRotation has no Limit, EnableKeyRotation
+    // no IncludeKeyMaterial, ListKeyRotations no RotationPeriodInDays, GetKeyRotationStatus
+    // none of them; each answers as if they were absent.
+    let key = s.client().create_key().send().await.unwrap();
+    let key = key.key_metadata.unwrap().key_id;
+    for (op, extra) in [
+        ("DisableKeyRotation", r#""Limit":0"#),
+        (
+            "EnableKeyRotation",
+            r#""IncludeKeyMaterial":"NONE","Limit":0"#,
+        ),
+        ("ListKeyRotations", r#""RotationPeriodInDays":1"#),
+        (
+            "GetKeyRotationStatus",
+            r#""RotationPeriodInDays":1,"Marker":"""#,
+        ),
+    ] {
+        let r = s
+            .raw(
+                Some(&format!("TrentService.{op}")),
+                CT,
+                format!(r#"{{"KeyId":"{key}",{extra}}}"#).into_bytes(),
+                true,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{op}: {:?}", r.json);
+    }
 
     // The server still works after all that.
     s.client().create_key().send().await.unwrap();
@@ -507,4 +534,32 @@ async fn every_request_member_of_the_model_is_read() {
         .await;
     assert_eq!(r.error_type(), "UnsupportedOperationException");
     assert!(r.message().contains("Recipient"), "{}", r.message());
+    // The WithoutPlaintext operations have no Recipient member: there it is ignored, as any
+    // member an operation does not have.
+    let key = s.client().create_key().send().await.unwrap();
+    let key = key.key_metadata.unwrap().key_id;
+    for (op, spec) in [
+        ("GenerateDataKeyWithoutPlaintext", r#""KeySpec": "AES_256""#),
+        (
+            "GenerateDataKeyPairWithoutPlaintext",
+            r#""KeyPairSpec": "ECC_NIST_P256""#,
+        ),
+    ] {
+        let r = s
+            .raw(
+                Some(&format!("TrentService.{op}")),
+                CT,
+                format!(
+                    r#"{{"KeyId": "{key}", {spec}, "Recipient": {{"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256", "AttestationDocument": "AAAA"}}}}"#
+                )
+                .into_bytes(),
+                true,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{op}: {:?}", r.json);
+        assert!(
+            r.json.get("CiphertextBlob").is_some()
+                || r.json.get("PrivateKeyCiphertextBlob").is_some()
+        );
+    }
 }

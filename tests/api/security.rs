@@ -31,6 +31,27 @@ async fn dump_database(pool: &sqlx::PgPool) -> String {
     all.to_lowercase()
 }
 
+/// Every row of every table (on SQLite, every byte of the database file and its write-ahead
+/// log, as hex and as text), lower-cased.
+async fn database_text(s: &Server) -> String {
+    if sqlite() {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal"] {
+            let path = format!("{}{suffix}", s.db.url().trim_start_matches("sqlite://"));
+            bytes.extend(std::fs::read(path).unwrap_or_default());
+        }
+        assert!(!bytes.is_empty());
+        format!(
+            "{}\n{}",
+            hex::encode(&bytes),
+            String::from_utf8_lossy(&bytes)
+        )
+        .to_lowercase()
+    } else {
+        dump_database(&s.db.pool().await).await
+    }
+}
+
 #[tokio::test]
 async fn plaintext_data_keys_and_secrets_appear_nowhere_in_the_database_or_log() {
     let s = Server::start().await;
@@ -55,23 +76,7 @@ async fn plaintext_data_keys_and_secrets_appear_nowhere_in_the_database_or_log()
         .await
         .unwrap();
     secrets.push(pt);
-    let dump = if sqlite() {
-        // Every byte of the database file and its write-ahead log, as hex and as text.
-        let mut bytes = Vec::new();
-        for suffix in ["", "-wal"] {
-            let path = format!("{}{suffix}", s.db.url().trim_start_matches("sqlite://"));
-            bytes.extend(std::fs::read(path).unwrap_or_default());
-        }
-        assert!(!bytes.is_empty());
-        format!(
-            "{}\n{}",
-            hex::encode(&bytes),
-            String::from_utf8_lossy(&bytes)
-        )
-        .to_lowercase()
-    } else {
-        dump_database(&s.db.pool().await).await
-    };
+    let dump = database_text(&s).await;
     assert!(dump.contains(&key), "the dump covers the keys table");
     let log = s.server_log().to_lowercase();
     use base64::Engine;
@@ -638,6 +643,109 @@ async fn policies_and_grants_written_in_the_database_are_refused() {
 
 /// No secret reaches the log at any level: with every target at `trace`, planted plaintexts,
 /// data keys, the PIN and the secret access key appear nowhere in what the server wrote.
+/// The attack: a caller sends a custom key store's password, or an external key store proxy's
+/// credential, that breaks AWS's length or pattern rules. The validation error would quote the
+/// value (as it does other members), and the error message is kept in the audit trail and the
+/// log. AWS's model marks these members sensitive: the error names the member, never its value.
+#[tokio::test]
+async fn a_secret_that_fails_validation_is_quoted_nowhere() {
+    let s = Server::start().await;
+    let c = s.client();
+    // 33 characters: one over KeyStorePassword's 32.
+    let password = "Pw-NEVER-ECHOED-7f3a-0123456789ab";
+    let (code_, m) = message(
+        c.create_custom_key_store()
+            .custom_key_store_name("echo-test")
+            .cloud_hsm_cluster_id("cluster-234567abcde")
+            .trust_anchor_certificate("anchor")
+            .key_store_password(password)
+            .send()
+            .await,
+    );
+    assert_eq!(code_, "ValidationException");
+    assert_eq!(
+        m,
+        "1 validation error detected: Value at 'keyStorePassword' failed to satisfy constraint: \
+         Member must have length less than or equal to 32"
+    );
+    // An access key id of 19 characters (20 to 30) and a secret of 42 (43 to 64) with a
+    // character outside the pattern.
+    let id = "NEVERECHOEDIDABCDEF";
+    let secret = "never-echoed-secret-0123456789abcdefghij!!";
+    let (code_, m) = message(
+        c.create_custom_key_store()
+            .custom_key_store_name("echo-test-xks")
+            .custom_key_store_type(aws_sdk_kms::types::CustomKeyStoreType::ExternalKeyStore)
+            .xks_proxy_uri_endpoint("https://xks.example.com")
+            .xks_proxy_uri_path("/kms/xks/v1")
+            .xks_proxy_connectivity(aws_sdk_kms::types::XksProxyConnectivityType::PublicEndpoint)
+            .xks_proxy_authentication_credential(
+                aws_sdk_kms::types::XksProxyAuthenticationCredentialType::builder()
+                    .access_key_id(id)
+                    .raw_secret_access_key(secret)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await,
+    );
+    assert_eq!(code_, "ValidationException");
+    // Three: the id's length, the secret's length and its pattern.
+    assert!(m.starts_with("3 validation errors detected: "), "{m}");
+    for member in ["accessKeyId", "rawSecretAccessKey"] {
+        assert!(
+            m.contains(&format!(
+                "Value at 'xksProxyAuthenticationCredential.{member}' failed"
+            )),
+            "{m}"
+        );
+    }
+    // Half a credential (the SDK builds none such): the model requires both members, and
+    // the one given is not quoted either.
+    let r = s
+        .raw(
+            Some("TrentService.CreateCustomKeyStore"),
+            "application/x-amz-json-1.1",
+            serde_json::json!({
+                "CustomKeyStoreName": "echo-test-half",
+                "CustomKeyStoreType": "EXTERNAL_KEY_STORE",
+                "XksProxyUriEndpoint": "https://xks.example.com",
+                "XksProxyUriPath": "/kms/xks/v1",
+                "XksProxyConnectivity": "PUBLIC_ENDPOINT",
+                "XksProxyAuthenticationCredential": {"RawSecretAccessKey": secret},
+            })
+            .to_string()
+            .into_bytes(),
+            true,
+        )
+        .await;
+    assert_eq!(r.error_type(), "ValidationException");
+    assert!(
+        r.message().starts_with(
+            "3 validation errors detected: Value null at \
+             'xksProxyAuthenticationCredential.accessKeyId' failed to satisfy constraint: \
+             Member must not be null; "
+        ),
+        "{}",
+        r.message()
+    );
+    assert!(!r.message().contains(secret));
+    let dump = database_text(&s).await;
+    assert!(
+        dump.contains("echo-test") || dump.contains("createcustomkeystore"),
+        "the failed calls are in the trail"
+    );
+    let log = s.server_log();
+    for needle in [password, id, secret] {
+        assert!(!m.contains(needle), "the error quotes a secret");
+        assert!(
+            !dump.contains(&needle.to_lowercase()),
+            "the trail holds {needle}"
+        );
+        assert!(!log.contains(needle), "the log holds {needle}");
+    }
+}
+
 #[tokio::test]
 async fn no_secret_in_the_log_even_at_trace_level() {
     let s = Server::start_with(&[("KMS_LOG", "trace"), ("RUST_LOG", "trace")]).await;

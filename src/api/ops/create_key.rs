@@ -64,7 +64,17 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .one_of(r.key_spec.as_deref(), "keySpec", KeySpec::MESSAGE_ORDER)
         .one_of(r.origin.as_deref(), "origin", ORIGINS)
         .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
-        .str_len(r.xks_key_id.as_deref(), "xksKeyId", 1, 128);
+        .str_len(r.xks_key_id.as_deref(), "xksKeyId", 1, 128)
+        .pattern(
+            r.xks_key_id.as_deref(),
+            "xksKeyId",
+            "^[a-zA-Z0-9-_.]+$",
+            |s| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            },
+        );
     v.tags(r.tags.as_ref());
     v.finish()?;
     if r.key_spec.is_some() && r.customer_master_key_spec.is_some() {

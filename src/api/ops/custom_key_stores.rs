@@ -148,6 +148,8 @@ struct ProxyMembers<'a> {
     connectivity: Option<&'a str>,
     id: Option<&'a str>,
     secret: Option<&'a str>,
+    /// `XksProxyAuthenticationCredential` given (the model requires both its members).
+    credential: bool,
     /// `XksProxyVpcEndpointServiceName` or `…Owner` given.
     vpc: bool,
 }
@@ -162,6 +164,7 @@ macro_rules! proxy_members {
             connectivity: $r.xks_proxy_connectivity.as_deref(),
             id: credential.and_then(|c| c.access_key_id.as_deref()),
             secret: credential.and_then(|c| c.raw_secret_access_key.as_deref()),
+            credential: credential.is_some(),
             vpc: $r.xks_proxy_vpc_endpoint_service_name.is_some()
                 || $r.xks_proxy_vpc_endpoint_service_owner.is_some(),
         }
@@ -191,8 +194,11 @@ impl ProxyMembers<'_> {
                 self.connectivity,
                 "xksProxyConnectivity",
                 &["PUBLIC_ENDPOINT", "VPC_ENDPOINT_SERVICE"],
-            )
-            .str_len(self.id, ID, 20, 30)
+            );
+        if self.credential {
+            v.required(&self.id, ID).required(&self.secret, SECRET);
+        }
+        v.str_len(self.id, ID, 20, 30)
             .pattern(self.id, ID, "^[A-Z2-7]+$", |s| {
                 s.bytes()
                     .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
@@ -320,17 +326,11 @@ pub async fn update(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     store_members(&mut v, &r.cloud_hsm_cluster_id, &r.key_store_password);
     let proxy = proxy_members!(r);
     proxy.check(v)?;
-    let (id, secret) = (proxy.id, proxy.secret);
-    let credential =
-        match (id, secret) {
-            (Some(i), Some(s)) => Some((i.to_string(), SecretString::from(s.to_string()))),
-            (None, None) => None,
-            _ => return Err(KmsError::Validation(
-                "XksProxyAuthenticationCredential needs both AccessKeyId and RawSecretAccessKey."
-                    .into(),
-            )
-            .into()),
-        };
+    // Both members or neither: `check` refused a credential with one.
+    let credential = proxy
+        .id
+        .zip(proxy.secret)
+        .map(|(i, s)| (i.to_string(), SecretString::from(s.to_string())));
     let update = CustomKeyStoreUpdate {
         new_name: r.new_custom_key_store_name,
         cluster_id: r.cloud_hsm_cluster_id,

@@ -51,7 +51,10 @@ pub async fn handle(
             .into())
         }
     };
-    refuse_recipient(&r.recipient)?;
+    // The WithoutPlaintext model has no Recipient: a member it does not have is ignored.
+    if with_plaintext {
+        refuse_recipient(&r.recipient)?;
+    }
     let ctx = r.encryption_context.unwrap_or_default();
     let out = kms
         .generate_data_key(

@@ -42,7 +42,10 @@ pub async fn handle(
         .one_of(r.key_pair_spec.as_deref(), "keyPairSpec", KEY_PAIR_SPECS)
         .grant_tokens(r.grant_tokens.as_ref())
         .finish()?;
-    refuse_recipient(&r.recipient)?;
+    // The WithoutPlaintext model has no Recipient: a member it does not have is ignored.
+    if with_plaintext {
+        refuse_recipient(&r.recipient)?;
+    }
     let spec = r.key_pair_spec.clone().unwrap_or_default();
     let out = kms
         .generate_data_key_pair(

@@ -14,15 +14,15 @@ struct Request {
 
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
-    // AWS's recorded answer to a request without NumberOfBytes (SDKs send `{}`: the member is
-    // optional in the model).
-    if r.number_of_bytes.is_none() {
-        return Err(KmsError::Validation(crate::messages::NUMBER_OF_BYTES_REQUIRED.into()).into());
-    }
     Validator::new()
         .int_range(r.number_of_bytes, "numberOfBytes", 1, 1024)
         .str_len(r.custom_key_store_id.as_deref(), "customKeyStoreId", 1, 64)
         .finish()?;
+    // Then AWS's recorded answer to a request without NumberOfBytes (SDKs send `{}`: the
+    // member is optional in the model, so the model's checks come first).
+    if r.number_of_bytes.is_none() {
+        return Err(KmsError::Validation(crate::messages::NUMBER_OF_BYTES_REQUIRED.into()).into());
+    }
     refuse_recipient(&r.recipient)?;
     let n = r.number_of_bytes.unwrap_or_default() as usize;
     let bytes = match &r.custom_key_store_id {

@@ -1,9 +1,7 @@
 //! `CreateGrant`, `ListGrants`, `ListRetirableGrants`, `RetireGrant`, `RevokeGrant`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{
-    or_empty, parse, principal_ok, Context, Page, Validator, PRINCIPAL_PATTERN,
-};
+use crate::api::wire::{or_empty, parse, Context, Page, Validator};
 use crate::domain::grants::Grant;
 use crate::domain::grants::{Constraints, CreateGrantInput};
 use crate::domain::{Caller, Kms, KmsError};
@@ -94,9 +92,13 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .required(&r.grantee_principal, "granteePrincipal")
         .required(&r.operations, "operations")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
-        .str_len(r.grantee_principal.as_deref(), "granteePrincipal", 1, 256)
-        .str_len(r.retiring_principal.as_deref(), "retiringPrincipal", 1, 256)
+        .principal(r.grantee_principal.as_deref(), "granteePrincipal")
+        .principal(r.retiring_principal.as_deref(), "retiringPrincipal")
         .str_len(r.name.as_deref(), "name", 1, 256)
+        .pattern(r.name.as_deref(), "name", "^[a-zA-Z0-9:/_-]+$", |n| {
+            n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
+        })
         .grant_tokens(r.grant_tokens.as_ref());
     let grant_operations = crate::operations::grant_operation_names();
     for (i, op) in r.operations.iter().flatten().enumerate() {
@@ -107,30 +109,6 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         );
     }
     v.finish()?;
-    for (field, p) in [
-        ("granteePrincipal", r.grantee_principal.as_deref()),
-        ("retiringPrincipal", r.retiring_principal.as_deref()),
-    ] {
-        if let Some(p) = p {
-            if !principal_ok(p) {
-                return Err(KmsError::Validation(format!(
-                    "1 validation error detected: Value '{p}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: {PRINCIPAL_PATTERN}"
-                ))
-                .into());
-            }
-        }
-    }
-    if let Some(n) = &r.name {
-        if !n
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ":/_-".contains(c))
-        {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value '{n}' at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
-            ))
-            .into());
-        }
-    }
     let ops = r.operations.unwrap_or_default();
     if ops.is_empty() {
         return Err(KmsError::Validation("1 validation error detected: Value '[]' at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1".into()).into());

@@ -43,7 +43,7 @@ pub async fn put(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
         .required(&r.key_id, "keyId")
         .required(&r.policy, "policy")
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
-        .str_len(r.policy_name.as_deref(), "policyName", 1, 128)
+        .policy_name(r.policy_name.as_deref())
         .policy(r.policy.as_deref())
         .finish()?;
     check_name(r.policy_name.as_deref())?;
@@ -61,7 +61,7 @@ pub async fn get(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
     let r: GetRequest = parse(body)?;
     Validator::new()
         .key_id(&r.key_id)
-        .str_len(r.policy_name.as_deref(), "policyName", 1, 128)
+        .policy_name(r.policy_name.as_deref())
         .finish()?;
     check_name(r.policy_name.as_deref())?;
     let policy = kms.get_key_policy(caller, or_empty(&r.key_id)).await?;
