@@ -38,6 +38,26 @@ pub const NUMBER_OF_BYTES_REQUIRED: &str = "NumberOfBytes is required.";
 /// 30. Recorded by a client against AWS (aws-sdk-go, status 400), no final period.
 pub const PENDING_WINDOW_RANGE: &str = "PendingWindowInDays must be between 7 and 30";
 
+/// `CreateKey` past the account's key quota in the region. Recorded by a client against AWS
+/// (aws-sdk-go, status 400, 2016): "Key quota for this account in this region is 101 but the
+/// current usage is 101."
+pub fn key_quota(limit: usize, usage: usize) -> String {
+    format!(
+        "Key quota for this account in this region is {limit} but the current usage is {usage}."
+    )
+}
+
+/// `CreateAlias`/`UpdateAlias` giving a key more aliases than its quota. Recorded by a client
+/// against AWS (2024): "Aliases per key quota for this account in this region is 50, current
+/// usage is 60."
+pub fn aliases_per_key_quota(limit: usize, usage: usize) -> String {
+    format!("Aliases per key quota for this account in this region is {limit}, current usage is {usage}.")
+}
+
+/// `CreateGrant` whose only operation is `CreateGrant`. Recorded by a client against AWS
+/// (botocore, 2019).
+pub const GRANT_ONLY_CREATE_GRANT: &str = "Grants must not contain only the CreateGrant operation.";
+
 /// `GetKeyRotationStatus`, `ListKeyRotations`, `Enable/DisableKeyRotation` and
 /// `RotateKeyOnDemand` named by an alias. Recorded (`InvalidArnException`).
 pub const ALIASES_NOT_SUPPORTED: &str = "Key Aliases are not supported for this operation.";

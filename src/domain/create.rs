@@ -210,7 +210,7 @@ impl Kms {
             self.keys
                 .create_key(&rec, None, &input.tags, self.limits.keys_per_region)
                 .await
-                .map_err(|e| self.key_quota_error(e, &rec.account_id, &rec.region))?;
+                .map_err(|e| self.key_quota_error(e))?;
             return self.metadata(&rec).await;
         }
         self.seal_new_key(&mut rec, &input.tags).await?;
@@ -244,7 +244,7 @@ impl Kms {
                     "The request was rejected because the (XksKeyId) is already associated with another KMS key in this external key store.".into(),
                 )
             }
-            e => self.key_quota_error(e, &rec.account_id, &rec.region),
+            e => self.key_quota_error(e),
         })?;
         self.metadata(&rec).await
     }

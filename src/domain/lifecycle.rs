@@ -19,9 +19,11 @@ fn too_many_for_key(e: &StoreError) -> bool {
     matches!(e, StoreError::Conflict { constraint } if constraint == crate::store::KEY_ALIASES_EXCEEDED)
 }
 
+/// The key already has its quota of aliases (the write counted them in its transaction).
 fn key_aliases_exceeded() -> KmsError {
-    KmsError::LimitExceeded(format!(
-        "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases."
+    KmsError::LimitExceeded(crate::messages::aliases_per_key_quota(
+        MAX_ALIASES_PER_KEY,
+        MAX_ALIASES_PER_KEY,
     ))
 }
 

@@ -530,31 +530,28 @@ impl Kms {
     pub(crate) async fn check_key_quota(&self, account: &str, region: &str) -> Result<()> {
         let n = self.keys.count_customer_keys(account, region).await?;
         if n >= self.limits.keys_per_region {
-            return Err(self.key_quota_exceeded(account, region));
+            return Err(self.key_quota_exceeded(n));
         }
         Ok(())
     }
 
-    fn key_quota_exceeded(&self, account: &str, region: &str) -> KmsError {
-        KmsError::LimitExceeded(format!(
-            "The request was rejected because the account {account} has reached the limit of {} KMS keys in {region}.",
-            self.limits.keys_per_region
+    /// AWS's text, with the account's count of keys in the region (`usage`).
+    fn key_quota_exceeded(&self, usage: i64) -> KmsError {
+        KmsError::LimitExceeded(crate::messages::key_quota(
+            self.limits.keys_per_region as usize,
+            usage.max(0) as usize,
         ))
     }
 
     /// A store error from inserting a customer managed key: the quota counted in the insert's
     /// transaction becomes `LimitExceededException`.
-    pub(crate) fn key_quota_error(
-        &self,
-        e: crate::store::StoreError,
-        account: &str,
-        region: &str,
-    ) -> KmsError {
+    pub(crate) fn key_quota_error(&self, e: crate::store::StoreError) -> KmsError {
         match e {
             crate::store::StoreError::Conflict { constraint }
                 if constraint == crate::store::QUOTA_EXCEEDED =>
             {
-                self.key_quota_exceeded(account, region)
+                // Counted in the insert's transaction: the account was at its quota.
+                self.key_quota_exceeded(self.limits.keys_per_region)
             }
             other => other.into(),
         }

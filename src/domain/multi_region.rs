@@ -263,7 +263,7 @@ impl Kms {
                     continue
                 }
                 Err(e @ StoreError::Conflict { .. }) if matches!(&e, StoreError::Conflict { constraint } if constraint == crate::store::QUOTA_EXCEEDED) => {
-                    return Err(self.key_quota_error(e, &replica.account_id, &replica.region))
+                    return Err(self.key_quota_error(e))
                 }
                 Err(StoreError::Conflict { .. }) => return Err(Self::replica_exists()),
                 Err(e) => return Err(e.into()),

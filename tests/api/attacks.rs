@@ -2841,7 +2841,16 @@ async fn the_key_quota_holds_from_its_kept_count_to_its_exact_one() {
     })
     .await;
     c.create_key().send().await.unwrap();
-    assert_eq!(code(c.create_key().send().await), "LimitExceededException");
+    // In AWS's words (recorded): the quota and the account's count of keys.
+    assert_eq!(
+        message(c.create_key().send().await),
+        (
+            "LimitExceededException".to_string(),
+            format!(
+                "Key quota for this account in this region is {QUOTA} but the current usage is {QUOTA}."
+            )
+        )
+    );
 }
 
 /// The amplification: a tenant at the management rate asks ListGrants and ListAliases for

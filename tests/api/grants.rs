@@ -362,6 +362,22 @@ async fn create_grant_refuses_what_the_key_cannot_do() {
     );
     assert_eq!(c, "ValidationException");
     assert!(m.contains("Sign"), "{m}");
+    // A grant of nothing but CreateGrant (recorded).
+    let (c, m) = message(
+        root.create_grant()
+            .key_id(&key)
+            .grantee_principal(grantee)
+            .operations(GrantOperation::CreateGrant)
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (c.as_str(), m.as_str()),
+        (
+            "ValidationException",
+            "Grants must not contain only the CreateGrant operation."
+        )
+    );
     // A principal and a name outside the model's patterns: one answer counts both, as AWS's
     // model validation reports every failed member at once.
     let (c, m) = message(

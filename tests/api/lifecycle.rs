@@ -879,7 +879,8 @@ async fn a_key_has_at_most_fifty_aliases_however_they_arrive() {
     }
     let limit = (
         "LimitExceededException".to_string(),
-        "A KMS key can have at most 50 aliases.".to_string(),
+        "Aliases per key quota for this account in this region is 50, current usage is 50."
+            .to_string(),
     );
     assert_eq!(
         message(
@@ -994,7 +995,7 @@ async fn aliases_arriving_at_once_still_stop_at_fifty() {
                 e,
                 (
                     "LimitExceededException".to_string(),
-                    "A KMS key can have at most 50 aliases.".to_string()
+                    "Aliases per key quota for this account in this region is 50, current usage is 50.".to_string()
                 )
             ),
         }

@@ -113,6 +113,9 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     if ops.is_empty() {
         return Err(KmsError::Validation("1 validation error detected: Value '[]' at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1".into()).into());
     }
+    if ops.iter().all(|o| o == "CreateGrant") {
+        return Err(KmsError::Validation(crate::messages::GRANT_ONLY_CREATE_GRANT.into()).into());
+    }
     let constraints = constraints_in(r.constraints)?;
     let (grant_id, token) = kms
         .create_grant(
