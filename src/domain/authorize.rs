@@ -229,12 +229,20 @@ impl Kms {
         }
         let decision = match rec {
             // AWS: a key policy's allow for another account has no effect on the operations
-            // that do not cross accounts (administering, tagging, replicating a key...).
+            // that do not cross accounts (administering, tagging, replicating a key...): decided
+            // as if the key had no policy, which is also how another account's key that does
+            // not exist is decided ([`Kms::absent_elsewhere`]).
             Some(rec)
                 if rec.account_id != caller.account_id
                     && !crate::operations::crosses_accounts(action) =>
             {
-                policy::Decision::Deny(policy::Denial::NoKeyPolicyAllows)
+                policy::decide(
+                    &policy::PolicyDocument::empty(),
+                    &rec.account_id,
+                    ids,
+                    policy::GrantAllows::No,
+                    &req,
+                )
             }
             Some(rec) => match self.key_policy(rec) {
                 Some(kp) => {
@@ -254,6 +262,36 @@ impl Kms {
                 Err(KmsError::AccessDenied(policy::denial_message(&req, why)))
             }
         }
+    }
+
+    /// The refusal of `action` on `arn`, another account's key or alias that does not exist
+    /// in this Region: decided as a key with no policy is (the caller's explicit deny, or no
+    /// resource-based policy allows it), so that it reads exactly as the refusal of a key that
+    /// exists and does not let the caller in.
+    pub(super) async fn absent_elsewhere(
+        &self,
+        caller: &Caller,
+        action: &str,
+        arn: String,
+    ) -> Result<KmsError> {
+        let identity = self
+            .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
+            .await?;
+        let mut req = self.request(caller, action, None, None);
+        self.add_tags(&mut req, &identity, None).await?;
+        let account = arn.split(':').nth(4).unwrap_or_default().to_string();
+        req.resource = arn;
+        let why = match policy::decide(
+            &policy::PolicyDocument::empty(),
+            &account,
+            &identity.policies,
+            policy::GrantAllows::No,
+            &req,
+        ) {
+            policy::Decision::Deny(why) => why,
+            policy::Decision::Allow => policy::Denial::NoKeyPolicyAllows,
+        };
+        Ok(KmsError::AccessDenied(policy::denial_message(&req, why)))
     }
 
     /// `action` on the alias `name` of the caller's account and region, as AWS asks it of the

@@ -510,7 +510,9 @@ impl Kms {
         caller: &Caller,
         input: CreateGrantInput,
     ) -> Result<(String, String)> {
-        let rec = self.resolve(caller, &input.key_id).await?;
+        let rec = self
+            .resolve(caller, &input.key_id, "kms:CreateGrant")
+            .await?;
         let kind = key_kind(&rec);
         let mut refused = Vec::new();
         for op in &input.operations {
@@ -742,7 +744,7 @@ impl Kms {
             (Some(t), _, _) => self.verify_grant_token(t).await?,
             (None, Some(k), Some(g)) => {
                 check_grant_id(g)?;
-                let rec = self.resolve(caller, k).await?;
+                let rec = self.resolve(caller, k, "kms:RetireGrant").await?;
                 (g.to_string(), rec.key_id)
             }
             _ => {

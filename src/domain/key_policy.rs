@@ -128,12 +128,7 @@ impl Kms {
                 "Alias names are not supported: specify the key ID or key ARN instead of {key_id}."
             )));
         }
-        let rec = self.resolve(caller, key_id).await?;
-        if rec.account_id != caller.account_id {
-            return Err(KmsError::NotFound(crate::messages::key_does_not_exist(
-                &rec.arn(),
-            )));
-        }
+        let rec = self.resolve_own(caller, key_id).await?;
         self.admit(caller, &rec, Access::to("kms:GetKeyLastUsage", ANY_STATE))
             .await?;
         let last = match self.audit.get() {

@@ -104,6 +104,24 @@ pub fn alias_arn(region: &str, account: &str, name: &str) -> String {
     format!("arn:aws:kms:{region}:{account}:{name}")
 }
 
+/// The ARN `r` names when it is another account's than `account`, in `region`: a key ARN or an
+/// alias ARN (a reference to another Region is answered for its Region alone).
+pub fn foreign_arn(r: &KeyRef, region: &str, account: &str) -> Option<String> {
+    match r {
+        KeyRef::Arn {
+            region: rg,
+            account: a,
+            id,
+        } if rg == region && a != account => Some(key_arn(rg, a, id)),
+        KeyRef::Alias {
+            name,
+            region: Some(rg),
+            account: Some(a),
+        } if rg == region && a != account => Some(alias_arn(rg, a, name)),
+        _ => None,
+    }
+}
+
 /// AWS's `NotFoundException` for an alias that names no key.
 pub fn alias_not_found(region: &str, account: &str, name: &str) -> KmsError {
     KmsError::NotFound(format!(

@@ -338,12 +338,7 @@ impl Kms {
                 "TargetKeyId must be a key ID or key ARN, not an alias.".into(),
             ));
         }
-        let rec = self.resolve(caller, target).await?;
-        if rec.account_id != caller.account_id {
-            return Err(KmsError::NotFound(crate::messages::key_does_not_exist(
-                &rec.arn(),
-            )));
-        }
+        let rec = self.resolve_own(caller, target).await?;
         Ok(rec)
     }
 
@@ -506,7 +501,16 @@ impl Kms {
                 if matches!(keyid::parse(k)?, keyid::KeyRef::Alias { .. }) {
                     return Err(KmsError::InvalidArn(format!("Invalid keyId {k}")));
                 }
-                let rec = self.resolve(caller, k).await?;
+                // ListAliases takes the caller's own keys only: another account's key is
+                // refused alike whether it exists or not.
+                if let Some(arn) =
+                    keyid::foreign_arn(&keyid::parse(k)?, &caller.region, &caller.account_id)
+                {
+                    return Err(self
+                        .absent_elsewhere(caller, "kms:ListAliases", arn)
+                        .await?);
+                }
+                let rec = self.resolve(caller, k, "kms:ListAliases").await?;
                 self.authorize(caller, "kms:ListAliases", None, None, &[])
                     .await?;
                 Some(rec.key_id)

@@ -135,9 +135,15 @@ impl Kms {
         Ok(())
     }
 
-    /// Resolve a `KeyId` parameter to a key the caller can see in the caller's region.
-    pub(super) async fn resolve(&self, caller: &Caller, key_id: &str) -> Result<Arc<KeyRecord>> {
-        let rec = self.resolve_unnoted(caller, key_id).await?;
+    /// Resolve a `KeyId` parameter to a key the caller can see in the caller's region, for
+    /// `action`.
+    pub(super) async fn resolve(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+    ) -> Result<Arc<KeyRecord>> {
+        let rec = self.resolve_unnoted(caller, key_id, action).await?;
         // Another account's key (named by ARN): its key policy decides, in `authorize`.
         note_key(rec.arn());
         Ok(rec)
@@ -145,11 +151,50 @@ impl Kms {
 
     /// [`Kms::resolve`] without naming the key in the call's event (a look at a key the call
     /// may never get to use).
+    ///
+    /// Another account's key or alias that does not exist is refused as AWS refuses another
+    /// account's key whose policy does not let the caller in: `AccessDeniedException` "…
+    /// because the resource does not exist in this Region, no resource-based policies allow
+    /// access, …", never `NotFoundException`. Otherwise the two answers would tell any account
+    /// which key ids and alias names another account has.
     pub(super) async fn resolve_unnoted(
         &self,
         caller: &Caller,
         key_id: &str,
+        action: &str,
     ) -> Result<Arc<KeyRecord>> {
+        match self.resolve_as_named(caller, key_id).await {
+            Err(KmsError::NotFound(m)) => {
+                let r = keyid::parse(key_id)?;
+                match keyid::foreign_arn(&r, &caller.region, &caller.account_id) {
+                    Some(arn) => Err(self.absent_elsewhere(caller, action, arn).await?),
+                    None => Err(KmsError::NotFound(m)),
+                }
+            }
+            found => found,
+        }
+    }
+
+    /// [`Kms::resolve`] for the operations that take the caller's own keys only: another
+    /// account's key is `NotFoundException` ("Key '<its ARN>' does not exist") whether it
+    /// exists or not.
+    pub(super) async fn resolve_own(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<Arc<KeyRecord>> {
+        let rec = self.resolve_as_named(caller, key_id).await?;
+        if rec.account_id != caller.account_id {
+            return Err(KmsError::NotFound(crate::messages::key_does_not_exist(
+                &rec.arn(),
+            )));
+        }
+        note_key(rec.arn());
+        Ok(rec)
+    }
+
+    /// The key `key_id` names, looked up as named (`NotFoundException` for none).
+    async fn resolve_as_named(&self, caller: &Caller, key_id: &str) -> Result<Arc<KeyRecord>> {
         let r = keyid::parse(key_id)?;
         let (id, account) = match &r {
             KeyRef::Id(id) => (*id, caller.account_id.clone()),
@@ -526,7 +571,7 @@ impl Kms {
         expected: Option<&str>,
     ) -> Result<(Arc<KeyRecord>, Zeroizing<Vec<u8>>)> {
         let expected = match expected {
-            Some(k) => Some(self.resolve(caller, k).await?),
+            Some(k) => Some(self.resolve(caller, k, action).await?),
             None => None,
         };
         // A blob of a key in an external key store: its proxy removes the outer layer first,

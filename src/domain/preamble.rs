@@ -101,7 +101,7 @@ impl Kms {
         key_id: &str,
         access: Access<'_>,
     ) -> Result<Arc<KeyRecord>> {
-        let rec = self.resolve(caller, key_id).await?;
+        let rec = self.resolve(caller, key_id, access.action).await?;
         self.admit(caller, &rec, access).await?;
         Ok(rec)
     }
@@ -191,6 +191,15 @@ fn symmetric(rec: &KeyRecord, op: &str) -> Result<()> {
         // Recorded, in these words.
         return Err(KmsError::InvalidKeyUsage(
             "You cannot generate a data key pair with an asymmetric CMK".into(),
+        ));
+    }
+    if rec.key_usage == ENCRYPT_DECRYPT
+        && rec.key_spec != KeySpec::SymmetricDefault
+        && op.starts_with("GenerateDataKey")
+    {
+        // Recorded by a client against AWS, in these words (no final period).
+        return Err(KmsError::InvalidKeyUsage(
+            "You cannot generate a data key with an asymmetric CMK".into(),
         ));
     }
     if rec.key_usage == ENCRYPT_DECRYPT && rec.key_spec != KeySpec::SymmetricDefault {

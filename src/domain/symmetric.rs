@@ -59,7 +59,7 @@ impl Kms {
         ctx: &Context,
         algorithm: EncryptionAlgorithmSpec,
     ) -> Result<()> {
-        let rec = self.resolve(caller, key_id).await?;
+        let rec = self.resolve(caller, key_id, action).await?;
         if algorithm == EncryptionAlgorithmSpec::SymmetricDefault {
             self.check_symmetric_decrypt(caller, action, &rec, ctx)
                 .await?;
@@ -84,7 +84,10 @@ impl Kms {
         source: Option<uuid::Uuid>,
         destination_key_id: &str,
     ) -> Caller {
-        let destination = self.resolve_unnoted(caller, destination_key_id).await.ok();
+        let destination = self
+            .resolve_unnoted(caller, destination_key_id, "kms:ReEncryptTo")
+            .await
+            .ok();
         let same = matches!((source, destination), (Some(s), Some(d)) if s == d.blob_id());
         Caller {
             re_encrypt_on_same_key: Some(same),
@@ -131,7 +134,10 @@ impl Kms {
         source: ReEncryptEnd<'_>,
         destination: ReEncryptEnd<'_>,
     ) -> Result<()> {
-        let from = self.resolve_unnoted(caller, source.key_id).await.ok();
+        let from = self
+            .resolve_unnoted(caller, source.key_id, "kms:ReEncryptFrom")
+            .await
+            .ok();
         let caller = &self
             .re_encrypting(caller, from.map(|r| r.blob_id()), destination.key_id)
             .await;
@@ -178,7 +184,7 @@ impl Kms {
                 .map(|o| o.key_id)
                 .or_else(|| ciphertext::parse(blob).map(|(h, _)| h.key_id)),
             (_, Some(id)) => self
-                .resolve_unnoted(caller, id)
+                .resolve_unnoted(caller, id, "kms:ReEncryptFrom")
                 .await
                 .ok()
                 .map(|r| r.blob_id()),

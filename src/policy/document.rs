@@ -50,6 +50,17 @@ pub struct PolicyDocument {
     pub statements: Vec<Statement>,
 }
 
+impl PolicyDocument {
+    /// A policy with no statement: it allows and denies nothing.
+    pub fn empty() -> PolicyDocument {
+        PolicyDocument {
+            version: None,
+            id: None,
+            statements: Vec::new(),
+        }
+    }
+}
+
 fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
     match v {
         Value::String(s) => Ok(vec![s.clone()]),
@@ -101,8 +112,11 @@ fn valid_aws_principal(p: &str) -> bool {
         }
 }
 
+/// AWS's text for a statement naming a principal that is not one (recorded against AWS,
+/// 2020 and 2025): sent as it is, not prefixed with the statement's place.
+const INVALID: &str = "Policy contains a statement with one or more invalid principals.";
+
 fn principals(v: &Value) -> Result<Principals, String> {
-    const INVALID: &str = "Policy contains a statement with one or more invalid principals.";
     match v {
         Value::String(s) if s == "*" => Ok(Principals::Anyone),
         Value::Object(m) if !m.is_empty() => {
@@ -177,7 +191,13 @@ pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
     };
     let mut out = Vec::new();
     for (i, s) in stmts.iter().enumerate() {
-        out.push(statement(s, kind).map_err(|e| format!("Statement {}: {e}", i + 1))?);
+        out.push(statement(s, kind).map_err(|e| {
+            if e == INVALID {
+                e
+            } else {
+                format!("Statement {}: {e}", i + 1)
+            }
+        })?);
     }
     Ok(PolicyDocument {
         version,

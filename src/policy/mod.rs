@@ -184,6 +184,10 @@ pub fn decide_identity_only(identity_policies: &[PolicyDocument], req: &Request)
     }
 }
 
+/// How AWS ends the refusal of another account's resource by the resource's side (absent, not
+/// allowed by its policy, or denied by it). Recorded against AWS (2025).
+pub const CROSS_ACCOUNT_RESOURCE_DENIAL: &str = "because the resource does not exist in this Region, no resource-based policies allow access, or a resource-based policy explicitly denies access";
+
 /// AWS's wording for an `AccessDeniedException`.
 pub fn denial_message(req: &Request, why: Denial) -> String {
     let tail = match why {
@@ -202,12 +206,19 @@ pub fn denial_message(req: &Request, why: Denial) -> String {
             req.action
         ),
     };
-    // Recorded: a caller of another account that its own policies do not allow is not told
-    // the resource's ARN back.
+    // Another account's resource is never named back ("on this resource", recorded for a
+    // caller its own policies do not allow). Refused by the resource's side, AWS answers with
+    // one text whether the resource is absent, its policy does not allow the caller or denies
+    // it (recorded, 2025), so an account cannot tell another's keys that exist from those
+    // that do not.
     let resource_account = req.resource.split(':').nth(4);
-    if why == Denial::NoIdentityPolicyAllows
-        && resource_account.is_some_and(|a| !a.is_empty() && a != req.principal_account)
-    {
+    if resource_account.is_some_and(|a| !a.is_empty() && a != req.principal_account) {
+        let tail = match why {
+            Denial::NoKeyPolicyAllows | Denial::ExplicitInKeyPolicy => {
+                CROSS_ACCOUNT_RESOURCE_DENIAL.to_string()
+            }
+            Denial::NoIdentityPolicyAllows | Denial::ExplicitInIdentityPolicy => tail,
+        };
         return format!(
             "User: {} is not authorized to perform: {} on this resource {tail}",
             req.principal_arn, req.action

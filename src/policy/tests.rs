@@ -1607,6 +1607,21 @@ fn malformed_documents_say_what_is_wrong() {
     }
 }
 
+/// A principal that is not one: AWS's text alone (recorded), not prefixed with the statement's
+/// place as our own texts are.
+#[test]
+fn an_invalid_principal_is_refused_in_aws_words() {
+    let e = parse(
+        r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":{"AWS":"bob"},"Action":"kms:*","Resource":"*"}]}"#,
+        PolicyKind::Key,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "Policy contains a statement with one or more invalid principals."
+    );
+}
+
 #[test]
 fn valid_documents_parse() {
     let default = crate::domain::default_key_policy("111122223333");
@@ -1662,7 +1677,16 @@ fn denial_messages_name_the_missing_policy() {
         denial_message(&other, Denial::NoIdentityPolicyAllows),
         "User: arn:aws:iam::222222222222:user/bob is not authorized to perform: kms:Encrypt on this resource because no identity-based policy allows the kms:Encrypt action"
     );
-    assert!(denial_message(&other, Denial::NoKeyPolicyAllows).contains(KEY));
+    // Refused by the key's side (absent, not allowed, denied): one text, naming nothing
+    // (recorded, 2025).
+    for why in [Denial::NoKeyPolicyAllows, Denial::ExplicitInKeyPolicy] {
+        assert_eq!(
+            denial_message(&other, why),
+            "User: arn:aws:iam::222222222222:user/bob is not authorized to perform: kms:Encrypt on this resource because the resource does not exist in this Region, no resource-based policies allow access, or a resource-based policy explicitly denies access"
+        );
+    }
+    // The caller's own explicit deny: the key's ARN is not told back either.
+    assert!(!denial_message(&other, Denial::ExplicitInIdentityPolicy).contains(KEY));
 }
 
 /// A grant whose grantee is the caller's account is the account root of a key policy: its

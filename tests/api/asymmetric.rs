@@ -148,13 +148,14 @@ async fn rsa_signing_keys_sign_with_every_algorithm() {
     let s = Server::start().await;
     let c = s.client();
     let key = create(&c, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
+    // As AWS lists them (botocore's DescribeKey example): PKCS #1 v1.5 first.
     let algs = [
-        S::RsassaPssSha256,
-        S::RsassaPssSha384,
-        S::RsassaPssSha512,
         S::RsassaPkcs1V15Sha256,
         S::RsassaPkcs1V15Sha384,
         S::RsassaPkcs1V15Sha512,
+        S::RsassaPssSha256,
+        S::RsassaPssSha384,
+        S::RsassaPssSha512,
     ];
     sign_and_check(&c, &key, &algs, verifier).await;
     // A signing key neither encrypts nor signs with another family's algorithm.
@@ -462,6 +463,21 @@ async fn rsa_oaep_decrypts_what_others_encrypt() {
     assert_eq!(
         m,
         "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec RSA_2048."
+    );
+    // A data key from an RSA key (recorded, no final period).
+    let (c_, m) = message(
+        c.generate_data_key()
+            .key_id(&key)
+            .number_of_bytes(32)
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (c_.as_str(), m.as_str()),
+        (
+            "InvalidKeyUsageException",
+            "You cannot generate a data key with an asymmetric CMK"
+        )
     );
     // RSAES_OAEP_SHA_256 on every token: in the token where it has it (Kryoptic), as raw RSA
     // in the token with the padding removed by the service where it has SHA-1 only (SoftHSM).

@@ -1716,7 +1716,10 @@ async fn resource_quotas_hold_across_nodes() {
             Err(e) => {
                 let (code_, msg) = message::<(), _>(Err(e));
                 assert_eq!(code_, "LimitExceededException", "{msg}");
-                assert!(msg.contains("limit of 3 KMS keys"), "{msg}");
+                assert_eq!(
+                    msg,
+                    "Key quota for this account in this region is 3 but the current usage is 3."
+                );
             }
         }
     }
@@ -2993,4 +2996,83 @@ async fn an_access_key_row_put_back_after_its_user_was_re_created_is_refused() {
     s.db.execute("DROP TABLE saved_key").await;
     let back = s.client_with(&id, &secret, REGION, None);
     assert_eq!(who(back).await, Err("UnrecognizedClientException".into()));
+}
+
+/// The attack: another account probes which key ids and alias names an account has. Its own
+/// policies allow it everything (or deny it everything); it names account A's keys and aliases
+/// by ARN. A key or alias that exists was refused (`AccessDeniedException`), one that does not
+/// was `NotFoundException` ("Key '…' does not exist", "Alias … is not found."): an oracle for
+/// every key id and alias name (`alias/customer-acme`) of any account. As on AWS, the two are
+/// now one answer, word for word, for each operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_account_cannot_tell_which_keys_and_aliases_exist() {
+    let s = Server::start().await;
+    let a = s.client();
+    let key = a.create_key().send().await.unwrap().key_metadata.unwrap();
+    let arn = key.arn.clone().unwrap();
+    a.create_alias()
+        .alias_name("alias/customer-acme")
+        .target_key_id(&key.key_id)
+        .send()
+        .await
+        .unwrap();
+    let absent_key = arn.replace(&key.key_id, "0b7c1a52-64f4-4e0e-9a51-2f2d6d1c0e77");
+    let alias = |name: &str| arn.replace(&format!("key/{}", key.key_id), name);
+    const DENY_ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:*","Resource":"*"}]}"#;
+    let (_, _, prober) =
+        tokio::task::block_in_place(|| s.new_user(OTHER, "prober", Some(crate::access::ALL)));
+    let (_, _, denier) =
+        tokio::task::block_in_place(|| s.new_user(OTHER, "denier", Some(DENY_ALL)));
+    let ask = |c: aws_sdk_kms::Client, id: String| async move {
+        vec![
+            message(c.describe_key().key_id(&id).send().await),
+            message(
+                c.encrypt()
+                    .key_id(&id)
+                    .plaintext(Blob::new(b"x".to_vec()))
+                    .send()
+                    .await,
+            ),
+            message(
+                c.generate_data_key()
+                    .key_id(&id)
+                    .number_of_bytes(32)
+                    .send()
+                    .await,
+            ),
+            message(
+                c.create_grant()
+                    .key_id(&id)
+                    .grantee_principal(format!("arn:aws:iam::{OTHER}:root"))
+                    .operations(GrantOperation::Decrypt)
+                    .send()
+                    .await,
+            ),
+            message(c.list_grants().key_id(&id).send().await),
+            message(c.get_key_policy().key_id(&id).send().await),
+        ]
+    };
+    for c in [&prober, &denier] {
+        let present = ask(c.clone(), arn.clone()).await;
+        assert!(
+            present
+                .iter()
+                .all(|(code_, m)| code_ == "AccessDeniedException"
+                    && m.contains(" on this resource ")
+                    && !m.contains(&key.key_id)),
+            "{present:?}"
+        );
+        assert_eq!(present, ask(c.clone(), absent_key.clone()).await);
+        // Aliases: DescribeKey, Encrypt and GenerateDataKey take another account's alias ARN.
+        let present = ask(c.clone(), alias("alias/customer-acme")).await;
+        assert_eq!(
+            present[..3],
+            ask(c.clone(), alias("alias/customer-none")).await[..3]
+        );
+        // ListAliases of a key (the caller's own keys only): alike too.
+        assert_eq!(
+            message(c.list_aliases().key_id(&arn).send().await),
+            message(c.list_aliases().key_id(&absent_key).send().await)
+        );
+    }
 }
