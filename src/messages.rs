@@ -58,6 +58,11 @@ pub fn aliases_per_key_quota(limit: usize, usage: usize) -> String {
 /// (botocore, 2019).
 pub const GRANT_ONLY_CREATE_GRANT: &str = "Grants must not contain only the CreateGrant operation.";
 
+/// Any call over the account's request quota (`ThrottlingException`). Recorded by a client
+/// against AWS (aws-java-sdk, 2015) and quoted in AWS's KMS Developer Guide (request quotas).
+pub const THROTTLED: &str =
+    "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.";
+
 /// `GetKeyRotationStatus`, `ListKeyRotations`, `Enable/DisableKeyRotation` and
 /// `RotateKeyOnDemand` named by an alias. Recorded (`InvalidArnException`).
 pub const ALIASES_NOT_SUPPORTED: &str = "Key Aliases are not supported for this operation.";

@@ -55,7 +55,7 @@ impl ApiError {
                     "IncorrectKeyException",
                     crate::messages::INCORRECT_KEY.into(),
                 ),
-                K::Throttled => (400, "ThrottlingException", "Rate exceeded".into()),
+                K::Throttled => (400, "ThrottlingException", crate::messages::THROTTLED.into()),
                 K::InvalidSignature => (400, "KMSInvalidSignatureException", String::new()),
                 K::InvalidMac => (400, "KMSInvalidMacException", String::new()),
                 K::ExpiredImportToken => (

@@ -73,9 +73,11 @@ impl Kms {
             // key pending its first import has none yet.
             // AWS's current documentation: symmetric encryption keys of AWS_KMS or EXTERNAL
             // origin (its earlier text excluded multi-Region keys with imported material).
+            // Keys in a custom key store (AWS_CLOUDHSM, EXTERNAL_KEY_STORE) have none.
             current_key_material_id: (rec.current_version > 0
-                && rec.key_spec == KeySpec::SymmetricDefault)
-                .then(|| super::rotation::material_id(&rec.blob_id(), rec.current_version)),
+                && rec.key_spec == KeySpec::SymmetricDefault
+                && matches!(rec.origin, Origin::AwsKms | Origin::External))
+            .then(|| super::rotation::material_id(&rec.blob_id(), rec.current_version)),
             deletion_date: rec.deletion_date,
             pending_window_days: rec.pending_window_days,
             related,

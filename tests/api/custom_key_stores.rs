@@ -498,6 +498,8 @@ async fn keys_in_a_custom_key_store_live_in_its_partition() {
     assert_eq!(key.custom_key_store_id(), Some(id.as_str()));
     assert_eq!(key.cloud_hsm_cluster_id(), Some(CLUSTER));
     assert_eq!(key.key_state(), Some(&KeyState::Enabled));
+    // AWS names the current material only of AWS_KMS and EXTERNAL keys.
+    assert_eq!(key.current_key_material_id(), None);
     // Generated in the partition and wrapped there: no token object in either token.
     assert_eq!(objects(&s, &s.token.label), service_before);
     assert_eq!(objects(&s, &label), partition_before);

@@ -225,6 +225,8 @@ async fn an_external_key_store_on_its_own_proxy_encrypts_twice() {
         Some("ext-1")
     );
     assert_eq!(key.custom_key_store_id(), Some(id.as_str()));
+    // AWS names the current material only of AWS_KMS and EXTERNAL keys.
+    assert_eq!(key.current_key_material_id(), None);
     assert_eq!(
         code(in_store("ext-1").send().await),
         "XksKeyAlreadyInUseException"

@@ -108,7 +108,24 @@ async fn a_multi_region_key_is_one_key_in_every_region() {
     let meta = rep.replica_key_metadata.unwrap();
     assert_eq!(meta.key_id, key);
     assert_eq!(meta.description.as_deref(), Some("replica"));
-    assert_eq!(meta.key_state, Some(KeyState::Enabled));
+    // As AWS answers (recorded): the replica is `Creating`, disabled; `DescribeKey` then
+    // shows it settled.
+    assert_eq!(
+        (meta.key_state.clone(), meta.enabled),
+        (Some(KeyState::Creating), false)
+    );
+    let settled = west
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(
+        (settled.key_state, settled.enabled),
+        (Some(KeyState::Enabled), true)
+    );
     assert!(meta
         .arn
         .as_deref()

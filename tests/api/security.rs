@@ -394,7 +394,10 @@ async fn requests_over_the_account_quota_are_throttled() {
                 let (code_, msg) =
                     message::<aws_sdk_kms::operation::encrypt::EncryptOutput, _>(Err(e));
                 assert_eq!(code_, "ThrottlingException");
-                assert_eq!(msg, "Rate exceeded");
+                assert_eq!(
+                    msg,
+                    "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
+                );
                 throttled += 1;
             }
         }

@@ -193,11 +193,16 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
     }
     if !m.related.is_empty() {
         let key = |k: &crate::domain::RelatedKey| json!({"Arn": k.arn, "Region": k.region});
-        v["MultiRegionConfiguration"] = json!({
+        let mut config = json!({
             "MultiRegionKeyType": if m.primary { "PRIMARY" } else { "REPLICA" },
-            "PrimaryKey": m.related.iter().find(|k| k.primary).map(key),
             "ReplicaKeys": m.related.iter().filter(|k| !k.primary).map(key).collect::<Vec<_>>(),
         });
+        // Left out, never null, should the family's primary not be among the keys read (one
+        // refused for a failed seal, say).
+        if let Some(p) = m.related.iter().find(|k| k.primary) {
+            config["PrimaryKey"] = key(p);
+        }
+        v["MultiRegionConfiguration"] = config;
     }
     if let Some(d) = &m.deletion_date {
         v["DeletionDate"] = json!(epoch(d));

@@ -48,8 +48,14 @@ pub async fn replicate(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value,
         .iter()
         .map(|t| json!({"TagKey": t.key, "TagValue": t.value}))
         .collect();
+    // AWS answers with the replica in its transient `Creating` state (disabled), which turns
+    // to `Enabled` (or `PendingImport`) "after a few seconds" (recorded). Here the replica is
+    // whole when the call returns: `DescribeKey` shows its settled state at once.
+    let mut metadata = super::key_metadata(&out.metadata);
+    metadata["KeyState"] = json!("Creating");
+    metadata["Enabled"] = json!(false);
     let mut v = json!({
-        "ReplicaKeyMetadata": super::key_metadata(&out.metadata),
+        "ReplicaKeyMetadata": metadata,
         "ReplicaPolicy": out.policy,
     });
     // AWS omits the member when the replica has no tags (never `[]`).

@@ -121,13 +121,14 @@ pub fn algorithms(spec: KeySpec, usage: KeyUsage, caps: &Capabilities) -> Algori
         }
         (Some(Kind::Pair(PairKind::Rsa(_))), _) => {
             use SigningAlgorithmSpec::*;
+            // In the order AWS lists them (its DescribeKey example in botocore's model).
             a.signing = vec![
-                RsassaPssSha256,
-                RsassaPssSha384,
-                RsassaPssSha512,
                 RsassaPkcs1V15Sha256,
                 RsassaPkcs1V15Sha384,
                 RsassaPkcs1V15Sha512,
+                RsassaPssSha256,
+                RsassaPssSha384,
+                RsassaPssSha512,
             ]
         }
         (Some(Kind::Pair(PairKind::Ec(_))), KEY_AGREEMENT) => {
