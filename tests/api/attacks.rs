@@ -3023,6 +3023,35 @@ async fn another_account_cannot_tell_which_keys_and_aliases_exist() {
         tokio::task::block_in_place(|| s.new_user(OTHER, "prober", Some(crate::access::ALL)));
     let (_, _, denier) =
         tokio::task::block_in_place(|| s.new_user(OTHER, "denier", Some(DENY_ALL)));
+    // Through an alias ARN, the key behind it is not named back: not in the refusal, and not
+    // in the caller's own trail (its account's auditors read it).
+    for c in [&prober, &denier] {
+        let (code_, m) = message(
+            c.describe_key()
+                .key_id(alias("alias/customer-acme"))
+                .send()
+                .await,
+        );
+        assert_eq!(code_, "AccessDeniedException");
+        assert!(!m.contains(&key.key_id), "{m}");
+    }
+    let named =
+        s.db.int(&format!(
+            "SELECT count(*) FROM audit_events WHERE account_id = '{OTHER}' AND body LIKE '%{}%'",
+            key.key_id
+        ))
+        .await;
+    let recorded = s
+        .db
+        .int(&format!(
+            "SELECT count(*) FROM audit_events WHERE account_id = '{OTHER}' AND event_name = 'DescribeKey'"
+        ))
+        .await;
+    assert_eq!(recorded, 2, "both refusals are in the caller's trail");
+    assert_eq!(
+        named, 0,
+        "the caller's trail names the key behind another account's alias"
+    );
     let ask = |c: aws_sdk_kms::Client, id: String| async move {
         vec![
             message(c.describe_key().key_id(&id).send().await),

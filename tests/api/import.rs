@@ -1092,14 +1092,7 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
     let replica = out.replica_key_metadata.unwrap();
     // `Creating` in ReplicateKey's answer, as on AWS; settled, `PendingImport`.
     assert_eq!(replica.key_state, Some(KeyState::Creating));
-    let settled = west
-        .describe_key()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
+    let settled = describe(&west, &key).await;
     assert_eq!(settled.key_state, Some(KeyState::PendingImport));
     assert_eq!(replica.origin, Some(OriginType::External));
     assert_eq!(replica.current_key_material_id, Some(material_id.clone()));

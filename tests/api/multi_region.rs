@@ -114,14 +114,7 @@ async fn a_multi_region_key_is_one_key_in_every_region() {
         (meta.key_state.clone(), meta.enabled),
         (Some(KeyState::Creating), false)
     );
-    let settled = west
-        .describe_key()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
+    let settled = describe(&west, &key).await;
     assert_eq!(
         (settled.key_state, settled.enabled),
         (Some(KeyState::Enabled), true)
