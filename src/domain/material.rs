@@ -574,6 +574,22 @@ impl Kms {
             Some(k) => Some(self.resolve(caller, k, action).await?),
             None => None,
         };
+        // Found from the ciphertext alone, a refused key is "the resource associated with this
+        // ciphertext" (AWS's words), not named.
+        let admit = |rec: Arc<KeyRecord>| {
+            let named = expected.is_some();
+            async move {
+                match self
+                    .check_symmetric_decrypt(caller, action, &rec, ctx)
+                    .await
+                {
+                    Err(KmsError::AccessDenied(m)) if !named => Err(KmsError::AccessDenied(
+                        crate::policy::named_by_ciphertext(&m, &rec.arn()),
+                    )),
+                    other => other,
+                }
+            }
+        };
         // A blob of a key in an external key store: its proxy removes the outer layer first,
         // once the caller may decrypt with the key; the inner blob must name the same key.
         let inner;
@@ -590,8 +606,7 @@ impl Kms {
                     Some(r) if r.region == caller.region && r.xks_key_id.is_some() => r,
                     _ => return Err(KmsError::InvalidCiphertext),
                 };
-                self.check_symmetric_decrypt(caller, action, &rec, ctx)
-                    .await?;
+                admit(rec.clone()).await?;
                 let proxy = self
                     .proxy_of(&rec)
                     .await?
@@ -620,8 +635,7 @@ impl Kms {
             Some(r) if r.region == caller.region && r.xks_key_id.is_some() == through_proxy => r,
             _ => return Err(KmsError::InvalidCiphertext),
         };
-        self.check_symmetric_decrypt(caller, action, &rec, ctx)
-            .await?;
+        admit(rec.clone()).await?;
         let version =
             i32::try_from(header.material_version).map_err(|_| KmsError::InvalidCiphertext)?;
         let live = self

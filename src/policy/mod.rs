@@ -188,6 +188,19 @@ pub fn decide_identity_only(identity_policies: &[PolicyDocument], req: &Request)
 /// allowed by its policy, or denied by it). Recorded against AWS (2025).
 pub const CROSS_ACCOUNT_RESOURCE_DENIAL: &str = "because the resource does not exist in this Region, no resource-based policies allow access, or a resource-based policy explicitly denies access";
 
+/// A refusal of a key found from a ciphertext (a `Decrypt` without `KeyId`), as AWS words it:
+/// "… on the resource associated with this ciphertext …" where `denial_message` names the
+/// resource (`arn`) or says "this resource" (recorded, 2025, and in AWS's documentation).
+pub fn named_by_ciphertext(message: &str, arn: &str) -> String {
+    const PHRASE: &str = " on the resource associated with this ciphertext ";
+    let named = format!(" on resource: {arn} ");
+    if message.contains(&named) {
+        message.replacen(&named, PHRASE, 1)
+    } else {
+        message.replacen(" on this resource ", PHRASE, 1)
+    }
+}
+
 /// AWS's wording for an `AccessDeniedException`.
 pub fn denial_message(req: &Request, why: Denial) -> String {
     let tail = match why {

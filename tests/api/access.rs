@@ -259,9 +259,26 @@ async fn an_explicit_deny_beats_every_allow_and_takes_effect_at_once() {
         .unwrap();
     let (c, m) = message(alice.decrypt().ciphertext_blob(blob.clone()).send().await);
     assert_eq!(c, "AccessDeniedException");
-    assert!(
-        m.ends_with("with an explicit deny in a resource-based policy"),
-        "{m}"
+    // The key found from the ciphertext alone is "the resource associated with this
+    // ciphertext" (AWS's words); named by KeyId, it is named back.
+    assert_eq!(
+        m,
+        format!("User: {alice_arn} is not authorized to perform: kms:Decrypt on the resource associated with this ciphertext with an explicit deny in a resource-based policy")
+    );
+    let (_, m) = message(
+        alice
+            .decrypt()
+            .key_id(&key.key_id)
+            .ciphertext_blob(blob.clone())
+            .send()
+            .await,
+    );
+    assert_eq!(
+        m,
+        format!(
+            "User: {alice_arn} is not authorized to perform: kms:Decrypt on resource: {} with an explicit deny in a resource-based policy",
+            key.arn.as_deref().unwrap()
+        )
     );
     alice
         .encrypt()
