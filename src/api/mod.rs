@@ -157,14 +157,14 @@ async fn run_operation(
         Box::pin(ops::dispatch(op, &state.kms, caller, body)),
     ))
     .await;
-    // Refused: another account's key is not named in the caller's event (the caller named an
-    // alias of that account, say; its key is for that account's policy to show).
+    // Failed: another account's key is not named in the caller's event (the caller named an
+    // alias of that account, say, and was refused; its key is for that account to show).
     info.keys = match &result {
-        Err(ApiError::Kms(crate::domain::KmsError::AccessDenied(_))) => keys
+        Err(_) => keys
             .into_iter()
             .filter(|arn| arn.split(':').nth(4) == Some(caller.account_id.as_str()))
             .collect(),
-        _ => keys,
+        Ok(_) => keys,
     };
     result.map(Reply::Json)
 }

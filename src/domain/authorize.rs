@@ -229,20 +229,12 @@ impl Kms {
         }
         let decision = match rec {
             // AWS: a key policy's allow for another account has no effect on the operations
-            // that do not cross accounts (administering, tagging, replicating a key...): decided
-            // as if the key had no policy, which is also how another account's key that does
-            // not exist is decided ([`Kms::absent_elsewhere`]).
+            // that do not cross accounts (administering, tagging, replicating a key...).
             Some(rec)
                 if rec.account_id != caller.account_id
                     && !crate::operations::crosses_accounts(action) =>
             {
-                policy::decide(
-                    &policy::PolicyDocument::empty(),
-                    &rec.account_id,
-                    ids,
-                    policy::GrantAllows::No,
-                    &req,
-                )
+                policy::Decision::Deny(policy::Denial::NoKeyPolicyAllows)
             }
             Some(rec) => match self.key_policy(rec) {
                 Some(kp) => {
@@ -250,7 +242,26 @@ impl Kms {
                         Some(g) => g,
                         None => self.grant_allows(caller, action, rec, ctx).await?,
                     };
-                    policy::decide(&kp, &rec.account_id, ids, grant, &req)
+                    let decision = policy::decide(&kp, &rec.account_id, ids, grant, &req);
+                    // Another account's key tells the caller of its own explicit deny only once
+                    // the key's side (its policy or a grant) would let the caller in: otherwise
+                    // the refusal is the key's, worded as for a key that does not exist
+                    // ([`Kms::absent_elsewhere`]), whatever the caller's policies say.
+                    match decision {
+                        policy::Decision::Deny(policy::Denial::ExplicitInIdentityPolicy)
+                            if rec.account_id != caller.account_id
+                                && matches!(
+                                    policy::decide(&kp, &rec.account_id, &[], grant, &req),
+                                    policy::Decision::Deny(
+                                        policy::Denial::NoKeyPolicyAllows
+                                            | policy::Denial::ExplicitInKeyPolicy
+                                    )
+                                ) =>
+                        {
+                            policy::Decision::Deny(policy::Denial::NoKeyPolicyAllows)
+                        }
+                        d => d,
+                    }
                 }
                 None => policy::Decision::Deny(policy::Denial::NoKeyPolicyAllows),
             },
@@ -265,33 +276,26 @@ impl Kms {
     }
 
     /// The refusal of `action` on `arn`, another account's key or alias that does not exist
-    /// in this Region: decided as a key with no policy is (the caller's explicit deny, or no
-    /// resource-based policy allows it), so that it reads exactly as the refusal of a key that
-    /// exists and does not let the caller in.
+    /// in this Region: the key's side refuses it, so it reads exactly as the refusal of a key
+    /// that exists and does not let the caller in, whatever the caller's own policies say.
+    /// The request's grant tokens are checked first, as they are for a key that exists.
     pub(super) async fn absent_elsewhere(
         &self,
         caller: &Caller,
         action: &str,
         arn: String,
     ) -> Result<KmsError> {
-        let identity = self
-            .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
-            .await?;
+        if crate::operations::crosses_accounts(action) {
+            for t in &caller.grant_tokens {
+                self.verify_grant_token(t).await?;
+            }
+        }
         let mut req = self.request(caller, action, None, None);
-        self.add_tags(&mut req, &identity, None).await?;
-        let account = arn.split(':').nth(4).unwrap_or_default().to_string();
         req.resource = arn;
-        let why = match policy::decide(
-            &policy::PolicyDocument::empty(),
-            &account,
-            &identity.policies,
-            policy::GrantAllows::No,
+        Ok(KmsError::AccessDenied(policy::denial_message(
             &req,
-        ) {
-            policy::Decision::Deny(why) => why,
-            policy::Decision::Allow => policy::Denial::NoKeyPolicyAllows,
-        };
-        Ok(KmsError::AccessDenied(policy::denial_message(&req, why)))
+            policy::Denial::NoKeyPolicyAllows,
+        )))
     }
 
     /// `action` on the alias `name` of the caller's account and region, as AWS asks it of the

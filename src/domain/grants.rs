@@ -2,7 +2,7 @@
 //! grant tokens, and whether a grant allows a request.
 
 use super::preamble::{Access, Check, ANY_STATE};
-use super::{mac_input, Caller, Context, Kms, KmsError};
+use super::{keyid, mac_input, Caller, Context, Kms, KmsError};
 use crate::domain::Result;
 use crate::operations::{grant_operation, KeyKind};
 use crate::policy::GrantAllows;
@@ -409,7 +409,7 @@ impl Kms {
     }
 
     /// A grant token names its grant and key and carries a MAC from the token's MAC key.
-    async fn verify_grant_token(&self, token: &str) -> Result<(String, Uuid)> {
+    pub(super) async fn verify_grant_token(&self, token: &str) -> Result<(String, Uuid)> {
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| KmsError::InvalidGrantToken)?;
@@ -505,19 +505,14 @@ impl Kms {
         Ok(how)
     }
 
-    pub async fn create_grant(
-        &self,
-        caller: &Caller,
-        input: CreateGrantInput,
-    ) -> Result<(String, String)> {
-        let rec = self
-            .resolve(caller, &input.key_id, "kms:CreateGrant")
-            .await?;
-        let kind = key_kind(&rec);
+    /// The refusal of the grant `input` asks for on `rec` by the key's kind: operations the
+    /// kind does not take, or constraints where no encryption context applies.
+    fn grant_unfit_for(rec: &KeyRecord, input: &CreateGrantInput) -> Option<KmsError> {
+        let kind = key_kind(rec);
         let mut refused = Vec::new();
         for op in &input.operations {
             let Some(g) = grant_operation(op) else {
-                return Err(KmsError::Validation(format!(
+                return Some(KmsError::Validation(format!(
                     "{op} is not a grant operation."
                 )));
             };
@@ -541,7 +536,7 @@ impl Kms {
                 )
                 .collect();
             let symmetric = rec.key_spec == KeySpec::SymmetricDefault || rec.key_spec.is_hmac();
-            return Err(KmsError::Validation(
+            return Some(KmsError::Validation(
                 crate::messages::grant_operations_not_supported(
                     &refused,
                     symmetric,
@@ -552,7 +547,7 @@ impl Kms {
         }
         // Encryption context belongs to symmetric encryption: no constraint on other keys.
         if input.constraints.is_some() && rec.key_spec != KeySpec::SymmetricDefault {
-            return Err(KmsError::Validation(
+            return Some(KmsError::Validation(
                 crate::messages::GRANT_CONTEXT_SYMMETRIC_ONLY.into(),
             ));
         }
@@ -565,17 +560,33 @@ impl Kms {
                 .iter()
                 .any(|o| with_context(o) || o == "CreateGrant")
         {
-            return Err(KmsError::Validation(
+            return Some(KmsError::Validation(
                 "Grant constraints apply only to cryptographic operations that take an encryption context.".into(),
             ));
         }
-        // The form now; whether the principal exists only once the caller may create the
-        // grant (a caller without permission learns nothing of other principals).
+        None
+    }
+
+    pub async fn create_grant(
+        &self,
+        caller: &Caller,
+        input: CreateGrantInput,
+    ) -> Result<(String, String)> {
+        // The form of the principals first: it says nothing of the key.
         for p in std::iter::once(&input.grantee).chain(input.retiring.iter()) {
             if !valid_principal(p) {
                 return Err(KmsError::InvalidArn(format!("ARN is not valid: {p}")));
             }
         }
+        let rec = self
+            .resolve(caller, &input.key_id, "kms:CreateGrant")
+            .await?;
+        // What the key's kind refuses; for another account's key only once the caller may
+        // create grants on it (its kind would tell that the key exists, and what it is).
+        let unfit = match Self::grant_unfit_for(&rec, &input) {
+            Some(e) if rec.account_id == caller.account_id => return Err(e),
+            unfit => unfit,
+        };
         let constraint_type = input.constraints.as_ref().map(|c| {
             if c.equals.is_some() {
                 "EncryptionContextEquals"
@@ -618,6 +629,9 @@ impl Kms {
             authorize(how).await?;
         } else {
             by_policy?;
+        }
+        if let Some(e) = unfit {
+            return Err(e);
         }
         // After authorization: a caller without permission learns nothing of the key's state.
         // AWS's key-state table: an enabled key only (a disabled one is DisabledException).
@@ -745,6 +759,22 @@ impl Kms {
             (None, Some(k), Some(g)) => {
                 check_grant_id(g)?;
                 let rec = self.resolve(caller, k, "kms:RetireGrant").await?;
+                // Another account's key: a grant id that is not its grant is refused as a key
+                // that does not exist is (a NotFoundException would tell that the key exists).
+                if let Some(arn) =
+                    keyid::foreign_arn(&keyid::parse(k)?, &caller.region, &caller.account_id)
+                {
+                    let on_key = self
+                        .grant_store
+                        .grant(g)
+                        .await?
+                        .is_some_and(|x| x.key_id == rec.key_id);
+                    if !on_key {
+                        return Err(self
+                            .absent_elsewhere(caller, "kms:RetireGrant", arn)
+                            .await?);
+                    }
+                }
                 (g.to_string(), rec.key_id)
             }
             _ => {

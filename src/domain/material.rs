@@ -574,6 +574,14 @@ impl Kms {
             Some(k) => Some(self.resolve(caller, k, action).await?),
             None => None,
         };
+        // Another account's key named by KeyId: the caller may decrypt with it before anything
+        // is said of the blob (an IncorrectKeyException would tell that the key exists).
+        if let Some(e) = expected
+            .as_ref()
+            .filter(|e| e.account_id != caller.account_id)
+        {
+            self.check_symmetric_decrypt(caller, action, e, ctx).await?;
+        }
         // Found from the ciphertext alone, a refused key is "the resource associated with this
         // ciphertext" (AWS's words), not named.
         let admit = |rec: Arc<KeyRecord>| {

@@ -3023,6 +3023,23 @@ async fn another_account_cannot_tell_which_keys_and_aliases_exist() {
         tokio::task::block_in_place(|| s.new_user(OTHER, "prober", Some(crate::access::ALL)));
     let (_, _, denier) =
         tokio::task::block_in_place(|| s.new_user(OTHER, "denier", Some(DENY_ALL)));
+    // Denies every key of account A by ARN, and allows everything else.
+    let scoped_policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:*","Resource":"*"}},{{"Effect":"Deny","Action":"kms:*","Resource":"arn:aws:kms:*:{ACCOUNT}:key/*"}}]}}"#
+    );
+    let (_, _, scoped) =
+        tokio::task::block_in_place(|| s.new_user(OTHER, "scoped", Some(&scoped_policy)));
+    // A ciphertext of another of A's keys: with the probed key as KeyId it is the wrong key.
+    let other_key = a.create_key().send().await.unwrap().key_metadata.unwrap();
+    let blob = a
+        .encrypt()
+        .key_id(&other_key.key_id)
+        .plaintext(Blob::new(b"a's".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
     // Through an alias ARN, the key behind it is not named back: not in the refusal, and not
     // in the caller's own trail (its account's auditors read it).
     for c in [&prober, &denier] {
@@ -3052,36 +3069,69 @@ async fn another_account_cannot_tell_which_keys_and_aliases_exist() {
         named, 0,
         "the caller's trail names the key behind another account's alias"
     );
-    let ask = |c: aws_sdk_kms::Client, id: String| async move {
-        vec![
-            message(c.describe_key().key_id(&id).send().await),
-            message(
-                c.encrypt()
-                    .key_id(&id)
-                    .plaintext(Blob::new(b"x".to_vec()))
-                    .send()
-                    .await,
-            ),
-            message(
-                c.generate_data_key()
-                    .key_id(&id)
-                    .number_of_bytes(32)
-                    .send()
-                    .await,
-            ),
-            message(
-                c.create_grant()
-                    .key_id(&id)
-                    .grantee_principal(format!("arn:aws:iam::{OTHER}:root"))
-                    .operations(GrantOperation::Decrypt)
-                    .send()
-                    .await,
-            ),
-            message(c.list_grants().key_id(&id).send().await),
-            message(c.get_key_policy().key_id(&id).send().await),
-        ]
+    let ask = |c: aws_sdk_kms::Client, id: String| {
+        let blob = blob.clone();
+        async move {
+            vec![
+                // KeyId named with any ciphertext: the key is checked before the blob.
+                message(c.decrypt().key_id(&id).ciphertext_blob(blob).send().await),
+                // A grant id that is no grant of the key.
+                message(
+                    c.retire_grant()
+                        .key_id(&id)
+                        .grant_id("0".repeat(64))
+                        .send()
+                        .await,
+                ),
+                // An operation the key's kind does not take.
+                message(
+                    c.create_grant()
+                        .key_id(&id)
+                        .grantee_principal(format!("arn:aws:iam::{OTHER}:root"))
+                        .operations(GrantOperation::Sign)
+                        .send()
+                        .await,
+                ),
+                message(c.describe_key().key_id(&id).send().await),
+                message(
+                    c.encrypt()
+                        .key_id(&id)
+                        .plaintext(Blob::new(b"x".to_vec()))
+                        .send()
+                        .await,
+                ),
+                message(
+                    c.generate_data_key()
+                        .key_id(&id)
+                        .number_of_bytes(32)
+                        .send()
+                        .await,
+                ),
+                message(
+                    c.create_grant()
+                        .key_id(&id)
+                        .grantee_principal(format!("arn:aws:iam::{OTHER}:root"))
+                        .operations(GrantOperation::Decrypt)
+                        .send()
+                        .await,
+                ),
+                message(c.list_grants().key_id(&id).send().await),
+                message(c.get_key_policy().key_id(&id).send().await),
+            ]
+        }
     };
-    for c in [&prober, &denier] {
+    // A grant token is checked alike (InvalidGrantTokenException, before the key's side).
+    let with_token = |c: aws_sdk_kms::Client, id: String| async move {
+        message(
+            c.encrypt()
+                .key_id(&id)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .grant_tokens("not-a-grant-token")
+                .send()
+                .await,
+        )
+    };
+    for c in [&prober, &denier, &scoped] {
         let present = ask(c.clone(), arn.clone()).await;
         assert!(
             present
@@ -3095,8 +3145,12 @@ async fn another_account_cannot_tell_which_keys_and_aliases_exist() {
         // Aliases: DescribeKey, Encrypt and GenerateDataKey take another account's alias ARN.
         let present = ask(c.clone(), alias("alias/customer-acme")).await;
         assert_eq!(
-            present[..3],
-            ask(c.clone(), alias("alias/customer-none")).await[..3]
+            present[..6],
+            ask(c.clone(), alias("alias/customer-none")).await[..6]
+        );
+        assert_eq!(
+            with_token(c.clone(), arn.clone()).await,
+            with_token(c.clone(), absent_key.clone()).await
         );
         // ListAliases of a key (the caller's own keys only): alike too.
         assert_eq!(
