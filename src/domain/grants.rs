@@ -2,7 +2,7 @@
 //! grant tokens, and whether a grant allows a request.
 
 use super::preamble::{Access, Check, ANY_STATE};
-use super::{keyid, mac_input, Caller, Context, Kms, KmsError};
+use super::{mac_input, Caller, Context, Kms, KmsError};
 use crate::domain::Result;
 use crate::operations::{grant_operation, KeyKind};
 use crate::policy::GrantAllows;
@@ -761,9 +761,7 @@ impl Kms {
                 let rec = self.resolve(caller, k, "kms:RetireGrant").await?;
                 // Another account's key: a grant id that is not its grant is refused as a key
                 // that does not exist is (a NotFoundException would tell that the key exists).
-                if let Some(arn) =
-                    keyid::foreign_arn(&keyid::parse(k)?, &caller.region, &caller.account_id)
-                {
+                if let Some(arn) = super::material::foreign_reference(caller, k)? {
                     let on_key = self
                         .grant_store
                         .grant(g)

@@ -503,9 +503,7 @@ impl Kms {
                 }
                 // ListAliases takes the caller's own keys only: another account's key is
                 // refused alike whether it exists or not.
-                if let Some(arn) =
-                    keyid::foreign_arn(&keyid::parse(k)?, &caller.region, &caller.account_id)
-                {
+                if let Some(arn) = super::material::foreign_reference(caller, k)? {
                     return Err(self
                         .absent_elsewhere(caller, "kms:ListAliases", arn)
                         .await?);

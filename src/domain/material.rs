@@ -164,13 +164,10 @@ impl Kms {
         action: &str,
     ) -> Result<Arc<KeyRecord>> {
         match self.resolve_as_named(caller, key_id).await {
-            Err(KmsError::NotFound(m)) => {
-                let r = keyid::parse(key_id)?;
-                match keyid::foreign_arn(&r, &caller.region, &caller.account_id) {
-                    Some(arn) => Err(self.absent_elsewhere(caller, action, arn).await?),
-                    None => Err(KmsError::NotFound(m)),
-                }
-            }
+            Err(KmsError::NotFound(m)) => match foreign_reference(caller, key_id)? {
+                Some(arn) => Err(self.absent_elsewhere(caller, action, arn).await?),
+                None => Err(KmsError::NotFound(m)),
+            },
             found => found,
         }
     }
@@ -575,18 +572,24 @@ impl Kms {
             None => None,
         };
         // Another account's key named by KeyId: the caller may decrypt with it before anything
-        // is said of the blob (an IncorrectKeyException would tell that the key exists).
+        // is said of the blob (an IncorrectKeyException would tell that the key exists). The
+        // blob's key is then that key, already admitted.
+        let mut admitted = None;
         if let Some(e) = expected
             .as_ref()
             .filter(|e| e.account_id != caller.account_id)
         {
             self.check_symmetric_decrypt(caller, action, e, ctx).await?;
+            admitted = Some(e.key_id);
         }
         // Found from the ciphertext alone, a refused key is "the resource associated with this
         // ciphertext" (AWS's words), not named.
         let admit = |rec: Arc<KeyRecord>| {
             let named = expected.is_some();
             async move {
+                if admitted == Some(rec.key_id) {
+                    return Ok(());
+                }
                 match self
                     .check_symmetric_decrypt(caller, action, &rec, ctx)
                     .await
@@ -661,4 +664,14 @@ impl Kms {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The ARN `key_id` names when it is another account's key or alias in the caller's Region
+/// (the references whose absence must read as a refusal: [`Kms::absent_elsewhere`]).
+pub(super) fn foreign_reference(caller: &Caller, key_id: &str) -> Result<Option<String>> {
+    Ok(keyid::foreign_arn(
+        &keyid::parse(key_id)?,
+        &caller.region,
+        &caller.account_id,
+    ))
 }

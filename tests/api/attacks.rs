@@ -2998,6 +2998,18 @@ async fn an_access_key_row_put_back_after_its_user_was_re_created_is_refused() {
     assert_eq!(who(back).await, Err("UnrecognizedClientException".into()));
 }
 
+/// `CreateGrant` on `id` for [`OTHER`]'s root, of `op`: the answer's code and message.
+async fn grant_to_other(c: &aws_sdk_kms::Client, id: &str, op: GrantOperation) -> (String, String) {
+    message(
+        c.create_grant()
+            .key_id(id)
+            .grantee_principal(format!("arn:aws:iam::{OTHER}:root"))
+            .operations(op)
+            .send()
+            .await,
+    )
+}
+
 /// The attack: another account probes which key ids and alias names an account has. Its own
 /// policies allow it everything (or deny it everything); it names account A's keys and aliases
 /// by ARN. A key or alias that exists was refused (`AccessDeniedException`), one that does not
@@ -3084,14 +3096,7 @@ async fn another_account_cannot_tell_which_keys_and_aliases_exist() {
                         .await,
                 ),
                 // An operation the key's kind does not take.
-                message(
-                    c.create_grant()
-                        .key_id(&id)
-                        .grantee_principal(format!("arn:aws:iam::{OTHER}:root"))
-                        .operations(GrantOperation::Sign)
-                        .send()
-                        .await,
-                ),
+                grant_to_other(&c, &id, GrantOperation::Sign).await,
                 message(c.describe_key().key_id(&id).send().await),
                 message(
                     c.encrypt()
@@ -3107,14 +3112,7 @@ async fn another_account_cannot_tell_which_keys_and_aliases_exist() {
                         .send()
                         .await,
                 ),
-                message(
-                    c.create_grant()
-                        .key_id(&id)
-                        .grantee_principal(format!("arn:aws:iam::{OTHER}:root"))
-                        .operations(GrantOperation::Decrypt)
-                        .send()
-                        .await,
-                ),
+                grant_to_other(&c, &id, GrantOperation::Decrypt).await,
                 message(c.list_grants().key_id(&id).send().await),
                 message(c.get_key_policy().key_id(&id).send().await),
             ]
