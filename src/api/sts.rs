@@ -162,7 +162,7 @@ pub async fn handle(
         )
         .into());
     }
-    let account = state
+    let role = state
         .kms
         .authorize_assume_role(
             caller,
@@ -174,8 +174,8 @@ pub async fn handle(
         .kms
         .credentials
         .create_session(
+            &role,
             &role_arn,
-            &account,
             &session,
             chrono::Duration::seconds(duration),
         )

@@ -346,7 +346,7 @@ impl Kms {
         caller: &Caller,
         role_arn: &str,
         external_id: Option<&str>,
-    ) -> Result<String> {
+    ) -> Result<super::credentials::AssumableRole> {
         let denied = || {
             KmsError::AccessDenied(format!(
                 "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
@@ -356,6 +356,7 @@ impl Kms {
         let Some(role) = self.verified_authz(role_arn).await.map_err(|_| denied())? else {
             return Err(denied());
         };
+        let generation = role.mac.as_deref().map_or(0, super::seal::generation_of);
         let (account, Some(trust)) = (role.account_id, role.trust_policy) else {
             return Err(denied());
         };
@@ -380,7 +381,10 @@ impl Kms {
             policy::GrantAllows::No,
             &req,
         ) {
-            policy::Decision::Allow => Ok(account),
+            policy::Decision::Allow => Ok(super::credentials::AssumableRole {
+                account_id: account,
+                generation,
+            }),
             policy::Decision::Deny(_) => Err(denied()),
         }
     }

@@ -5,7 +5,7 @@
 use super::{mac_input, KmsError};
 use crate::domain::Result;
 use crate::hsm::Hsm;
-use crate::store::{AccessKeyRecord, IdentityStore};
+use crate::store::{AccessKeyRecord, IdentityStore, KeyStore};
 use aws_lc_rs::hmac;
 use base64::Engine;
 use lru::LruCache;
@@ -60,6 +60,14 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+/// A role the caller may assume, as its trust policy was verified.
+#[derive(Debug)]
+pub struct AssumableRole {
+    pub account_id: String,
+    /// The generation of the role's sealed authorization: a session is issued under it.
+    pub generation: i64,
+}
+
 #[derive(Debug)]
 pub enum CredentialError {
     /// No such access key, or it is not active.
@@ -88,6 +96,8 @@ struct Scope {
 pub struct Credentials {
     hsm: Hsm,
     ids: Arc<dyn IdentityStore>,
+    /// The generations the audit trail holds (a role's sessions ended).
+    trail: Arc<dyn KeyStore>,
     cache: Mutex<super::cache::Cache<Scope, Arc<SigningKey>>>,
     /// Access key ids recently found unknown (or inactive, or refused), and when: answered
     /// without a query for `NEGATIVE_TTL`, or until any identity changes (NOTIFY).
@@ -176,12 +186,14 @@ impl Credentials {
     pub fn new(
         hsm: Hsm,
         ids: Arc<dyn IdentityStore>,
+        trail: Arc<dyn KeyStore>,
         cache_size: usize,
         max_age: std::time::Duration,
     ) -> Credentials {
         Credentials {
             hsm,
             ids,
+            trail,
             cache: Mutex::new(super::cache::Cache::new(super::nz(cache_size), max_age)),
             unknown: Mutex::new(LruCache::new(super::nz(cache_size.max(1024)))),
         }
@@ -333,19 +345,32 @@ impl Credentials {
 
     async fn session_signing_key(&self, scope: &Scope) -> Result<Arc<SigningKey>, CredentialError> {
         let access_key_id = scope.access_key_id.as_str();
-        let rec = self
-            .ids
-            .session(access_key_id)
-            .await?
-            .ok_or(CredentialError::Unrecognized)?;
-        let intact = self
-            .hsm
-            .row_mac_matches(session_mac_input(&rec), &rec.mac)
+        let Some(rec) = self.ids.session(access_key_id).await? else {
+            return Err(CredentialError::Unrecognized);
+        };
+        // The trail's mark of when the role's sessions last ended (the role's generation
+        // then), read after the row: a session that ends while the row is read is refused.
+        let sessions = super::seal::sessions_row(&rec.role_arn);
+        let ended = self
+            .trail
+            .generations_per_trail(std::slice::from_ref(&sessions))
             .await?;
+        let intact = super::seal::sealed_in(&self.hsm, session_mac_input(&rec), &rec.mac).await?;
         if !intact || account_of_arn(&rec.role_arn) != Some(rec.account_id.as_str()) {
             tracing::error!(
                 access_key_id,
                 "session row failed its integrity check; refusing it"
+            );
+            return Err(CredentialError::Unrecognized);
+        }
+        if let Some((_, issued, ended)) =
+            super::seal::first_behind(&[(sessions, rec.mac.as_slice())], &ended)
+        {
+            tracing::error!(
+                access_key_id,
+                issued,
+                ended,
+                "a session's row put back after the role's sessions ended (its trust policy replaced, or the role deleted); refusing it"
             );
             return Err(CredentialError::Unrecognized);
         }
@@ -373,8 +398,8 @@ impl Credentials {
     /// Issue temporary credentials for a role (the caller was authorized by its trust policy).
     pub async fn create_session(
         &self,
+        role: &AssumableRole,
         role_arn: &str,
-        account_id: &str,
         session_name: &str,
         duration: chrono::Duration,
     ) -> Result<IssuedSession> {
@@ -405,7 +430,7 @@ impl Credentials {
         let mut rec = crate::store::SessionRecord {
             access_key_id: id.clone(),
             role_arn: role_arn.to_string(),
-            account_id: account_id.to_string(),
+            account_id: role.account_id.clone(),
             session_name: session_name.to_string(),
             secret_blob: blob,
             root_version: root_version as i32,
@@ -418,7 +443,9 @@ impl Credentials {
             expires_at,
             mac: vec![],
         };
-        rec.mac = self.hsm.row_mac(session_mac_input(&rec)).await?;
+        // Sealed at the generation of the role as it was authorized: once the role's sessions
+        // end, the trail holds a later one, and this row put back is refused.
+        rec.mac = super::seal::seal_in(&self.hsm, session_mac_input(&rec), role.generation).await?;
         self.ids.insert_session(&rec).await?;
         Ok(IssuedSession {
             access_key_id: id,
@@ -426,7 +453,8 @@ impl Credentials {
             token,
             expires_at,
             assumed_role_arn: format!(
-                "arn:aws:sts::{account_id}:assumed-role/{}/{session_name}",
+                "arn:aws:sts::{}:assumed-role/{}/{session_name}",
+                role.account_id,
                 role_name(role_arn)
             ),
             assumed_role_id: format!("{role_id}:{session_name}"),

@@ -442,6 +442,7 @@ impl Kms {
             credentials: credentials::Credentials::new(
                 hsm.clone(),
                 ids.clone(),
+                keys.clone(),
                 sizes.signing_keys,
                 sizes.max_age,
             ),

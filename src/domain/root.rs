@@ -218,14 +218,15 @@ impl Kms {
         input: impl Fn(&R) -> Vec<u8>,
     ) -> Result<Option<Resealed>> {
         let (blob, root_version, mac) = row.parts();
-        if !self.hsm.row_mac_matches(input(row), mac).await? {
+        if !super::seal::sealed_in(&self.hsm, input(row), mac).await? {
             return Ok(None);
         }
         let (wrapped, rv) = token
             .rewrap(blob.clone(), root_version as u32, kind)
             .await?;
         let new = row.with(wrapped, rv as i32);
-        let new_mac = self.hsm.row_mac(input(&new)).await?;
+        // Of the form the row had: a session's seal keeps the generation it was issued under.
+        let new_mac = self.seal_like(mac, input(&new)).await?;
         let (wrapped, root_version, _) = new.parts();
         Ok(Some((mac.clone(), wrapped.clone(), root_version, new_mac)))
     }

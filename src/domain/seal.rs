@@ -89,15 +89,51 @@ pub(crate) fn import_row(key_id: uuid::Uuid, version: i32) -> String {
     }
 }
 
-/// The name the trail knows a principal's authorization (identity policies, tags, trust
-/// policy, service registration) by.
 /// A custom key store's row.
 pub(crate) fn custom_key_store_row(id: &str) -> String {
     format!("custom-key-store/{id}")
 }
 
+/// The name the trail knows a principal's authorization (identity policies, tags, trust
+/// policy, service registration) by.
 pub(crate) fn principal_row(arn: &str) -> String {
     format!("{arn}#authorization")
+}
+
+/// The name the trail knows a role's sessions by. Its generation moves each time the role's
+/// sessions end (its trust policy replaced, the role deleted); a session is sealed at the
+/// generation it was issued under, so a session's row put back after they ended is behind
+/// the trail.
+pub(crate) fn sessions_row(role_arn: &str) -> String {
+    format!("{role_arn}#sessions")
+}
+
+/// The stored seal of `input` at `generation`, made in `hsm` under its current MAC key.
+pub(crate) async fn seal_in(
+    hsm: &crate::hsm::Hsm,
+    input: Vec<u8>,
+    generation: i64,
+) -> Result<Vec<u8>> {
+    let hmac = hsm.row_mac(with_generation(input, generation)).await?;
+    let mut mac = Vec::with_capacity(1 + 8 + hmac.len());
+    mac.push(FORMAT);
+    mac.extend_from_slice(&generation.to_be_bytes());
+    mac.extend_from_slice(&hmac);
+    Ok(mac)
+}
+
+/// Whether `stored` (a seal with a generation, or a bare MAC from before generations) is
+/// `hsm`'s seal over `input`.
+pub(crate) async fn sealed_in(
+    hsm: &crate::hsm::Hsm,
+    input: Vec<u8>,
+    stored: &[u8],
+) -> Result<bool> {
+    Ok(match with_generation_parts(stored) {
+        Some((g, mac)) => hsm.row_mac_matches(with_generation(input, g), mac).await?,
+        // A bare MAC: a seal from before generations (32 bytes, or 37 re-MAC'd since).
+        None => hsm.row_mac_matches(input, stored).await?,
+    })
 }
 
 /// A row to seal: its name, its MAC input, and its previous seal as verified (if any).
@@ -135,12 +171,16 @@ impl Kms {
 
     /// The stored seal of `input` at `generation`, under the current MAC key.
     async fn seal_at(&self, input: Vec<u8>, generation: i64) -> Result<Vec<u8>> {
-        let hmac = self.hsm.row_mac(with_generation(input, generation)).await?;
-        let mut mac = Vec::with_capacity(1 + 8 + hmac.len());
-        mac.push(FORMAT);
-        mac.extend_from_slice(&generation.to_be_bytes());
-        mac.extend_from_slice(&hmac);
-        Ok(mac)
+        seal_in(&self.hsm, input, generation).await
+    }
+
+    /// A new seal over `input` of the form `stored` has: at the generation it carries, or a
+    /// bare MAC for a row sealed before generations. (It does not verify `stored`.)
+    pub(crate) async fn seal_like(&self, stored: &[u8], input: Vec<u8>) -> Result<Vec<u8>> {
+        match with_generation_parts(stored) {
+            Some((g, _)) => self.seal_at(input, g).await,
+            None => Ok(self.hsm.row_mac(input).await?),
+        }
     }
 
     /// A stored seal made again under the current MAC key, over `input` (the row as it is
@@ -157,10 +197,7 @@ impl Kms {
         if !self.sealed(verified_input, &Some(stored.to_vec())).await? {
             return Ok(None);
         }
-        Ok(Some(match with_generation_parts(stored) {
-            Some((g, _)) => self.seal_at(input, g).await?,
-            None => self.hsm.row_mac(input).await?,
-        }))
+        Ok(Some(self.seal_like(stored, input).await?))
     }
 
     /// [`Kms::seal_rows`] for one row.
@@ -190,16 +227,7 @@ impl Kms {
     /// Whether a row's stored seal (none for a row stored before it had one) is the token's
     /// seal over `input` at the generation it carries.
     pub(crate) async fn sealed(&self, input: Vec<u8>, stored: &Option<Vec<u8>>) -> Result<bool> {
-        let stored = stored.as_deref().unwrap_or_default();
-        Ok(match with_generation_parts(stored) {
-            Some((g, mac)) => {
-                self.hsm
-                    .row_mac_matches(with_generation(input, g), mac)
-                    .await?
-            }
-            // A bare MAC: a seal from before generations (32 bytes, or 37 re-MAC'd since).
-            None => self.hsm.row_mac_matches(input, stored).await?,
-        })
+        sealed_in(&self.hsm, input, stored.as_deref().unwrap_or_default()).await
     }
 
     /// The highest generation the trail holds for each of `rows`. Asked *before* the rows are

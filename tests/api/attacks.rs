@@ -1800,12 +1800,8 @@ async fn sessions_end_when_their_role_is_deleted_or_its_trust_changes() {
     let node2 = s.second_node();
     let root = s.client();
     let key = new_key(&root).await;
-    let (alice_arn, alice_id, alice_secret, _) =
-        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "alice", None));
-    let trust = format!(
-        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{alice_arn}"}},"Action":"sts:AssumeRole","Resource":"*"}}]}}"#
-    );
-    let all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+    let (alice_arn, alice_id, alice_secret, trust) = alice_and_her_trust(&s);
+    let all = crate::access::ALL;
     for (round, end) in ["delete", "retrust"].iter().enumerate() {
         let name = format!("app{round}");
         let role = tokio::task::block_in_place(|| s.create_role(ACCOUNT, &name, &trust));
@@ -3155,5 +3151,121 @@ async fn another_account_cannot_tell_which_keys_and_aliases_exist() {
             message(c.list_aliases().key_id(&arn).send().await),
             message(c.list_aliases().key_id(&absent_key).send().await)
         );
+    }
+}
+
+/// A user alice of [`ACCOUNT`] and a trust policy that lets her assume a role: (her ARN,
+/// access key id and secret, the trust policy).
+fn alice_and_her_trust(s: &Server) -> (String, String, String, String) {
+    let (arn, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "alice", None));
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{arn}"}},"Action":"sts:AssumeRole","Resource":"*"}}]}}"#
+    );
+    (arn, id, secret, trust)
+}
+
+/// The attack: a database writer saves a role session's row (and its holder keeps the session's
+/// secret and token). The session ends: the role's trust policy is replaced, or the role is
+/// deleted and re-created with the same name. Its row put back, with the MAC it had then,
+/// signed again as the role until it expired: the row's MAC says the service wrote it, not
+/// that the session is still live. Now a session is bound to the trail's mark of when the
+/// role's sessions last ended, and a row put back from before it is refused. A session
+/// issued after the end works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_session_put_back_after_it_ended_is_refused() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let (alice_arn, alice_id, alice_secret, trust) = alice_and_her_trust(&s);
+    let all = crate::access::ALL;
+    let assume = |role: String| {
+        let sts = crate::roles::sts(&s, &alice_id, &alice_secret);
+        async move {
+            sts.assume_role()
+                .role_arn(role)
+                .role_session_name("web")
+                .send()
+                .await
+                .unwrap()
+                .credentials
+                .unwrap()
+        }
+    };
+    let encrypt = |c: aws_sdk_kms::Client| {
+        let key = key.clone();
+        async move {
+            c.encrypt()
+                .key_id(key)
+                .plaintext(pt())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    aws_sdk_kms::error::ProvideErrorMetadata::code(&e)
+                        .unwrap_or_default()
+                        .to_string()
+                })
+        }
+    };
+    for end in ["retrust", "delete"] {
+        let name = format!("app-{end}");
+        let role = tokio::task::block_in_place(|| s.create_role(ACCOUNT, &name, &trust));
+        tokio::task::block_in_place(|| s.put_user_policy(&role, "use", all));
+        let creds = assume(role.clone()).await;
+        let session = crate::roles::kms_with_session(&s, &creds);
+        encrypt(session.clone()).await.unwrap();
+        s.db.execute(&format!(
+            "CREATE TABLE saved_session AS SELECT * FROM sessions WHERE access_key_id = '{}'",
+            creds.access_key_id
+        ))
+        .await;
+        match end {
+            "retrust" => {
+                let nobody =
+                    trust.replace(&alice_arn, &format!("arn:aws:iam::{ACCOUNT}:user/nobody"));
+                tokio::task::block_in_place(|| s.create_role(ACCOUNT, &name, &nobody));
+            }
+            _ => {
+                s.admin_ok(&["delete-principal", "--principal-arn", &role]);
+                let again = tokio::task::block_in_place(|| s.create_role(ACCOUNT, &name, &trust));
+                assert_eq!(again, role);
+                tokio::task::block_in_place(|| s.put_user_policy(&role, "use", all));
+            }
+        }
+        assert_eq!(
+            s.db.int(&format!(
+                "SELECT count(*) FROM sessions WHERE access_key_id = '{}'",
+                creds.access_key_id
+            ))
+            .await,
+            0,
+            "{end}: the session's row is gone"
+        );
+        // Ended on the server too (its cached signing key dropped)...
+        eventually(&format!("the session to end ({end})"), || {
+            let c = session.clone();
+            async move { encrypt(c).await.is_err() }
+        })
+        .await;
+        // ... and its row put back, once the id is no longer answered from the server's
+        // memory of unknown ids (two seconds).
+        s.db.execute("INSERT INTO sessions SELECT * FROM saved_session")
+            .await;
+        s.db.execute("DROP TABLE saved_session").await;
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let back = crate::roles::kms_with_session(&s, &creds);
+        assert_eq!(
+            encrypt(back).await,
+            Err("UnrecognizedClientException".into()),
+            "{end}: the ended session's row put back"
+        );
+        if end == "delete" {
+            // The re-created role's own sessions work.
+            let fresh = assume(role.clone()).await;
+            encrypt(crate::roles::kms_with_session(&s, &fresh))
+                .await
+                .unwrap();
+        }
     }
 }

@@ -182,6 +182,12 @@ impl Kms {
             .await;
         if written.is_ok() {
             self.written(&seal);
+            if matches!(change, crate::store::PrincipalChange::PutRole { .. }) {
+                // The store ended the role's sessions with the write: a session issued under
+                // an earlier generation of the role is behind the trail from now on, its row
+                // put back included.
+                crate::store::note_written(&seal::sessions_row(arn), seal.generation);
+            }
         }
         match written {
             Err(crate::store::StoreError::Conflict { constraint })
@@ -196,6 +202,25 @@ impl Kms {
             )),
             other => Ok(other?),
         }
+    }
+
+    /// A principal's deletion committed (`mac`: its authorization's seal as it was): its
+    /// authorization row and, for a role, its sessions move one generation past it, so
+    /// neither row put back is taken for current, even once the same ARN exists again.
+    pub(crate) async fn principal_deleted(&self, arn: &str, mac: Option<&[u8]>) -> Result<()> {
+        let rows = [seal::principal_row(arn), seal::sessions_row(arn)];
+        let held = self.trail_of(&rows).await?;
+        let past = held
+            .iter()
+            .map(|(_, g)| *g)
+            .chain(mac.map(seal::generation_of))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        for row in &rows {
+            crate::store::note_written(row, past);
+        }
+        Ok(())
     }
 
     /// Whether a principal's authorization is as the service last wrote it (sealed, and not
