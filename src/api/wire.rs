@@ -268,14 +268,9 @@ impl Validator {
     /// `AliasName`: required, 1 to 256 characters of AWS's model pattern (a name outside it is
     /// a `ValidationException`, before the alias rules' `InvalidAliasNameException`).
     pub fn alias_name(&mut self, v: &Option<String>) -> &mut Self {
-        const ALIAS_NAME_PATTERN: &str = "^[a-zA-Z0-9:/_-]+$";
-        let chars = |s: &str| {
-            s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
-        };
         self.required(v, "aliasName")
             .str_len(v.as_deref(), "aliasName", 1, 256)
-            .pattern(v.as_deref(), "aliasName", ALIAS_NAME_PATTERN, chars)
+            .pattern(v.as_deref(), "aliasName", NAME_PATTERN, name_ok)
     }
 
     /// A principal (AWS's `PrincipalIdType`): 1 to 256 characters of [`PRINCIPAL_PATTERN`].
@@ -416,14 +411,25 @@ impl Validator {
     }
 }
 
+/// AWS's pattern for an alias name (`AliasNameType`) and a grant's name (`GrantNameType`).
+pub const NAME_PATTERN: &str = "^[a-zA-Z0-9:/_-]+$";
+
+/// Whether `s` matches [`NAME_PATTERN`] (one character at least, as its `+` says).
+pub fn name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
+}
+
 /// AWS's pattern for a principal (`PrincipalIdType`).
 pub const PRINCIPAL_PATTERN: &str = "^[\\w+=,.@:/-]+$";
 
 /// Whether `p` matches [`PRINCIPAL_PATTERN`]: `\w` as AWS's (Java) pattern means it, ASCII
 /// letters, digits and `_`.
 pub fn principal_ok(p: &str) -> bool {
-    p.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
+    !p.is_empty()
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
 }
 
 /// The page a list request asks for: its `Limit` (the operation's default when absent) and

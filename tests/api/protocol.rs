@@ -106,11 +106,17 @@ async fn framing_errors_are_400s_with_aws_names() {
     assert_eq!(r.status, 200);
     // Members of a sibling operation too: DisableKeyRotation has no Limit, EnableKeyRotation
     // no IncludeKeyMaterial, ListKeyRotations no RotationPeriodInDays, GetKeyRotationStatus
-    // none of them; each answers as if they were absent.
+    // none of them; each answers as if they were absent, whatever their JSON type.
     let key = s.client().create_key().send().await.unwrap();
     let key = key.key_metadata.unwrap().key_id;
     for (op, extra) in [
         ("DisableKeyRotation", r#""Limit":0"#),
+        (
+            "DisableKeyRotation",
+            r#""RotationPeriodInDays":"x","IncludeKeyMaterial":7"#,
+        ),
+        ("ListKeyRotations", r#""RotationPeriodInDays":[]"#),
+        ("EnableKeyRotation", r#""Limit":"many","Marker":{}"#),
         (
             "EnableKeyRotation",
             r#""IncludeKeyMaterial":"NONE","Limit":0"#,

@@ -1,7 +1,7 @@
 //! `CreateGrant`, `ListGrants`, `ListRetirableGrants`, `RetireGrant`, `RevokeGrant`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{or_empty, parse, Context, Page, Validator};
+use crate::api::wire::{self, or_empty, parse, Context, Page, Validator};
 use crate::domain::grants::Grant;
 use crate::domain::grants::{Constraints, CreateGrantInput};
 use crate::domain::{Caller, Kms, KmsError};
@@ -95,10 +95,7 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .principal(r.grantee_principal.as_deref(), "granteePrincipal")
         .principal(r.retiring_principal.as_deref(), "retiringPrincipal")
         .str_len(r.name.as_deref(), "name", 1, 256)
-        .pattern(r.name.as_deref(), "name", "^[a-zA-Z0-9:/_-]+$", |n| {
-            n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
-        })
+        .pattern(r.name.as_deref(), "name", wire::NAME_PATTERN, wire::name_ok)
         .grant_tokens(r.grant_tokens.as_ref());
     let grant_operations = crate::operations::grant_operation_names();
     for (i, op) in r.operations.iter().flatten().enumerate() {

@@ -8,69 +8,61 @@ use crate::domain::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// `DisableKeyRotation`, `GetKeyRotationStatus` and `RotateKeyOnDemand`: `KeyId` alone. Each
+/// operation reads only the members its model has (AWS ignores the others, whatever their type).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Req {
+struct KeyOnly {
+    key_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Enable {
     key_id: Option<String>,
     rotation_period_in_days: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Listing {
+    key_id: Option<String>,
     limit: Option<i64>,
     marker: Option<String>,
     include_key_material: Option<String>,
 }
 
-/// The request, each member checked only by the operation whose model has it (AWS ignores
-/// members an operation does not have).
-fn req(body: &[u8], members: Members) -> Result<Req, ApiError> {
-    let r: Req = parse(body)?;
-    let mut v = Validator::new();
-    v.key_id(&r.key_id);
-    match members {
-        Members::KeyId => {}
-        Members::Period => {
-            v.int_range(
-                r.rotation_period_in_days,
-                "rotationPeriodInDays",
-                *ROTATION_DAYS.start(),
-                *ROTATION_DAYS.end(),
-            );
-        }
-        Members::Listing => {
-            v.paging(r.limit, r.marker.as_deref(), 1000).one_of(
-                r.include_key_material.as_deref(),
-                "includeKeyMaterial",
-                &["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"],
-            );
-        }
-    }
-    v.finish()?;
+fn key_only(body: &[u8]) -> Result<KeyOnly, ApiError> {
+    let r: KeyOnly = parse(body)?;
+    Validator::new().key_id(&r.key_id).finish()?;
     Ok(r)
 }
 
-/// Which members beside `KeyId` an operation's model has.
-enum Members {
-    KeyId,
-    /// `EnableKeyRotation`'s `RotationPeriodInDays`.
-    Period,
-    /// `ListKeyRotations`' `Limit`, `Marker` and `IncludeKeyMaterial`.
-    Listing,
-}
-
 pub async fn enable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
-    let r = req(body, Members::Period)?;
+    let r: Enable = parse(body)?;
+    Validator::new()
+        .key_id(&r.key_id)
+        .int_range(
+            r.rotation_period_in_days,
+            "rotationPeriodInDays",
+            *ROTATION_DAYS.start(),
+            *ROTATION_DAYS.end(),
+        )
+        .finish()?;
     kms.enable_key_rotation(caller, or_empty(&r.key_id), r.rotation_period_in_days)
         .await?;
     Ok(json!({}))
 }
 
 pub async fn disable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
-    let r = req(body, Members::KeyId)?;
+    let r = key_only(body)?;
     kms.disable_key_rotation(caller, or_empty(&r.key_id))
         .await?;
     Ok(json!({}))
 }
 
 pub async fn status(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
-    let r = req(body, Members::KeyId)?;
+    let r = key_only(body)?;
     let s = kms.key_rotation_status(caller, or_empty(&r.key_id)).await?;
     let mut v = json!({ "KeyRotationEnabled": s.enabled, "KeyId": s.key_arn });
     // The schedule only while rotation is on: AWS's answer for a key whose rotation is off is
@@ -90,7 +82,7 @@ pub async fn status(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
 }
 
 pub async fn on_demand(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
-    let r = req(body, Members::KeyId)?;
+    let r = key_only(body)?;
     let arn = kms
         .rotate_key_on_demand(caller, or_empty(&r.key_id))
         .await?;
@@ -98,7 +90,16 @@ pub async fn on_demand(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value,
 }
 
 pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
-    let r = req(body, Members::Listing)?;
+    let r: Listing = parse(body)?;
+    Validator::new()
+        .key_id(&r.key_id)
+        .paging(r.limit, r.marker.as_deref(), 1000)
+        .one_of(
+            r.include_key_material.as_deref(),
+            "includeKeyMaterial",
+            &["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"],
+        )
+        .finish()?;
     let all_material = r.include_key_material.as_deref() == Some("ALL_KEY_MATERIAL");
     let k = kms
         .list_key_rotations(
