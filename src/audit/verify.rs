@@ -533,10 +533,12 @@ impl Filter {
     pub fn matches(&self, r: &AuditRow) -> bool {
         self.from.is_none_or(|f| r.event_time >= f)
             && self.to.is_none_or(|t| r.event_time <= t)
-            && self
-                .account
-                .as_ref()
-                .is_none_or(|a| r.account_id.as_deref() == Some(a.as_str()))
+            && self.account.as_ref().is_none_or(|a| {
+                // The account's callers' events, and other accounts' calls that used its keys
+                // (AWS records a cross-account call in the key owner's account as well).
+                r.account_id.as_deref() == Some(a.as_str())
+                    || r.key_arns.iter().any(|k| key_owner(k) == Some(a.as_str()))
+            })
             && self.key.as_ref().is_none_or(|k| {
                 r.key_arns
                     .iter()
@@ -544,6 +546,11 @@ impl Filter {
             })
             && self.event_name.as_ref().is_none_or(|n| &r.event_name == n)
     }
+}
+
+/// The account of a key ARN (`arn:aws:kms:<region>:<account>:key/…`).
+fn key_owner(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4)
 }
 
 /// An export is JSON Lines: a header, then every link from the first matching event to the

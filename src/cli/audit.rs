@@ -39,6 +39,7 @@ pub enum AuditCommand {
         from: Option<String>,
         #[arg(long)]
         to: Option<String>,
+        /// An account: its callers' events, and other accounts' calls that used its keys.
         #[arg(long)]
         account: Option<String>,
         /// A key id or key ARN.

@@ -5,7 +5,8 @@
 //! and indexes its generations in one statement; SQLite in one write transaction) and
 //! `dialect_claim_change_records` (Postgres `FOR UPDATE SKIP LOCKED`). The rest uses the
 //! store's `pool`, `cell`, `map_err`, and its SQL for an event's first and
-//! second key ARN (`FIRST_KEY_ARN`, `SECOND_KEY_ARN`), written as the trail's indexes have them.
+//! second key ARN (`FIRST_KEY_ARN`, `SECOND_KEY_ARN`) and their accounts (`FIRST_KEY_OWNER`,
+//! `SECOND_KEY_OWNER`), written as the trail's indexes have them.
 
 use super::{ChainFn, NewAuditEvent, StoreError};
 use uuid::Uuid;
@@ -113,15 +114,41 @@ macro_rules! audit_store {
                 limit: i64,
             ) -> Result<Vec<AuditRow>, StoreError> {
                 // Every value is bound; the text is matched literally (LIKE's wildcards escaped).
-                let q = format!(
-                    "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
-                     FROM audit_events WHERE account_id = $1 AND seq < $2 \
-                     AND ($3 IS NULL OR event_name = $3) \
+                // The account's own callers' events, and other accounts' calls that used one of
+                // its keys (first or second key ARN): each part newest first through its own
+                // index, then merged.
+                const COLUMNS: &str =
+                    "seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash";
+                let filters = format!(
+                    "seq < $2 AND ($3 IS NULL OR event_name = $3) \
                      AND ($4 IS NULL OR {FIRST_KEY_ARN} = $4 OR {SECOND_KEY_ARN} = $4) \
                      AND ($5 IS NULL OR body LIKE $5 ESCAPE '!') \
                      AND ($6 = 0 OR body LIKE '%\"errorCode\"%') \
-                     AND ($7 IS NULL OR event_time >= $7) AND ($8 IS NULL OR event_time < $8) \
-                     ORDER BY seq DESC LIMIT $9"
+                     AND ($7 IS NULL OR event_time >= $7) AND ($8 IS NULL OR event_time < $8)"
+                );
+                // Each index by key owner holds only calls from another account (its predicate
+                // is repeated here, as the index has it).
+                let first = format!(
+                    "{FIRST_KEY_ARN} IS NOT NULL AND {FIRST_KEY_OWNER} {DISTINCT_FROM} account_id"
+                );
+                let second = format!(
+                    "{SECOND_KEY_ARN} IS NOT NULL AND {SECOND_KEY_OWNER} {DISTINCT_FROM} account_id"
+                );
+                let part = |name: &str, owner: String| {
+                    format!("SELECT * FROM (SELECT {COLUMNS} FROM audit_events WHERE {owner} AND {filters} ORDER BY seq DESC LIMIT $9) AS {name}")
+                };
+                let q = format!(
+                    "SELECT {COLUMNS} FROM ({} UNION ALL {} UNION ALL {}) AS merged ORDER BY seq DESC LIMIT $9",
+                    part("own", "account_id = $1".into()),
+                    part("first_key", format!("{first} AND {FIRST_KEY_OWNER} = $1")),
+                    // Not again where the first key is the account's too.
+                    part(
+                        "second_key",
+                        format!(
+                            "{second} AND {SECOND_KEY_OWNER} = $1 \
+                             AND ({FIRST_KEY_ARN} IS NULL OR {FIRST_KEY_OWNER} <> $1)"
+                        )
+                    ),
                 );
                 let text = filter.text.as_ref().map(|t| {
                     let escaped: String = t

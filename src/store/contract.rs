@@ -179,7 +179,7 @@ contract!(
     identity_policies_tags_services_and_authz,
     roles_and_sessions,
     audit_chain_head_events_and_checkpoints,
-    audit_lookup_filters_one_accounts_events,
+    audit_lookup_filters_one_accounts_events_and_calls_on_its_keys,
     a_keys_last_use_skips_failed_calls_in_the_store,
     a_trail_is_verified_and_exported_a_page_at_a_time,
     nodes_report_and_are_forgotten
@@ -1767,7 +1767,7 @@ async fn roles_and_sessions(s: &Backend) {
 
 /// The console's trail lookup: one account's events only, newest first, each filter applied,
 /// LIKE's wildcards in the text taken literally, paged by sequence number.
-async fn audit_lookup_filters_one_accounts_events(s: &Backend) {
+async fn audit_lookup_filters_one_accounts_events_and_calls_on_its_keys(s: &Backend) {
     let chain: &ChainFn = &crate::audit::chain_hash;
     let (seq0, hash0) = s.audit_head().await.unwrap();
     let (a, b) = (
@@ -1776,13 +1776,22 @@ async fn audit_lookup_filters_one_accounts_events(s: &Backend) {
     );
     let mut failed = event("Decrypt", &[a]);
     failed.body = r#"{"eventName":"Decrypt","errorCode":"DisabledException","userIdentity":{"arn":"arn:aws:iam::111122223333:user/x_y"}}"#.into();
-    let mut elsewhere = event("Encrypt", &[a]);
-    elsewhere.account_id = Some("999999999999".into());
+    // Calls from another account: on one of the account's keys (the first, the second or
+    // both of ReEncrypt's), shown to the key owner too, each once; on its own key, not.
+    let theirs = "arn:aws:kms:eu-west-1:999999999999:key/c";
+    let from_elsewhere = |name: &str, arns: &[&str]| {
+        let mut e = event(name, arns);
+        e.account_id = Some("999999999999".into());
+        e
+    };
     let batch = vec![
         event("Encrypt", &[a]),
         event("ReEncrypt", &[b, a]),
         failed,
-        elsewhere,
+        from_elsewhere("Encrypt", &[a]),
+        from_elsewhere("Encrypt", &[theirs]),
+        from_elsewhere("ReEncrypt", &[theirs, a]),
+        from_elsewhere("ReEncrypt", &[b, a]),
         event("CreateKey", &[b]),
     ];
     s.append_audit((seq0, &hash0), &batch, &[], chain)
@@ -1798,23 +1807,26 @@ async fn audit_lookup_filters_one_accounts_events(s: &Backend) {
             .collect::<Vec<_>>()
     };
     let all = EventFilter::default();
-    assert_eq!(
-        look(all.clone(), i64::MAX, 10).await,
-        ["CreateKey", "Decrypt", "ReEncrypt", "Encrypt"]
-    );
+    let seven = [
+        "CreateKey",
+        "ReEncrypt",
+        "ReEncrypt",
+        "Encrypt",
+        "Decrypt",
+        "ReEncrypt",
+        "Encrypt",
+    ];
+    assert_eq!(look(all.clone(), i64::MAX, 10).await, seven);
     let key_a = EventFilter {
         key_arn: Some(a.into()),
         ..all.clone()
     };
-    assert_eq!(
-        look(key_a, i64::MAX, 10).await,
-        ["Decrypt", "ReEncrypt", "Encrypt"]
-    );
+    assert_eq!(look(key_a, i64::MAX, 10).await, seven[1..]);
     let named = EventFilter {
         event_name: Some("Encrypt".into()),
         ..all.clone()
     };
-    assert_eq!(look(named, i64::MAX, 10).await, ["Encrypt"]);
+    assert_eq!(look(named, i64::MAX, 10).await, ["Encrypt", "Encrypt"]);
     let errors = EventFilter {
         errors_only: true,
         ..all.clone()
@@ -1838,7 +1850,7 @@ async fn audit_lookup_filters_one_accounts_events(s: &Backend) {
     // Paged: the two newest, then what is before the second.
     let newest = s.lookup_events(ACCOUNT, &all, i64::MAX, 2).await.unwrap();
     assert_eq!(newest.len(), 2);
-    assert_eq!(look(all, newest[1].seq, 10).await, ["ReEncrypt", "Encrypt"]);
+    assert_eq!(look(all, newest[1].seq, 10).await, seven[2..]);
 }
 
 fn event(name: &str, arns: &[&str]) -> NewAuditEvent {

@@ -578,6 +578,13 @@ async fn grants_lock(tx: &mut Tx<'_>, key_id: Uuid) -> Result<(), StoreError> {
 const FIRST_KEY_ARN: &str = "key_arns[1]";
 /// Its second (ReEncrypt's source key).
 const SECOND_KEY_ARN: &str = "key_arns[2]";
+/// The account of the first key ARN (`arn:aws:kms:<region>:<account>:…`), as the trail's index
+/// by key owner has it.
+const FIRST_KEY_OWNER: &str = "split_part(key_arns[1], ':', 5)";
+/// "Not equal, a NULL being unequal to a value" (the indexes by key owner's predicate).
+const DISTINCT_FROM: &str = "IS DISTINCT FROM";
+/// The account of the second.
+const SECOND_KEY_OWNER: &str = "split_part(key_arns[2], ':', 5)";
 
 /// The predicate of the partial indexes of successful calls (see the migration that made
 /// them): no top-level `errorCode`. Event bodies are written with their members sorted, so a

@@ -423,6 +423,13 @@ async fn grants_lock(_tx: &mut Tx<'_>, _key_id: Uuid) -> Result<(), StoreError> 
 const FIRST_KEY_ARN: &str = "json_extract(key_arns, '$[0]')";
 /// Its second (ReEncrypt's source key).
 const SECOND_KEY_ARN: &str = "json_extract(key_arns, '$[1]')";
+/// The account of the first key ARN (`arn:aws:kms:<region>:<account>:…`), as the trail's index
+/// by key owner has it.
+const FIRST_KEY_OWNER: &str = "substr(json_extract(key_arns, '$[0]'), instr(substr(json_extract(key_arns, '$[0]'), 13), ':') + 13, 12)";
+/// "Not equal, a NULL being unequal to a value" (the indexes by key owner's predicate).
+const DISTINCT_FROM: &str = "IS NOT";
+/// The account of the second.
+const SECOND_KEY_OWNER: &str = "substr(json_extract(key_arns, '$[1]'), instr(substr(json_extract(key_arns, '$[1]'), 13), ':') + 13, 12)";
 
 /// The predicate of the partial indexes of successful calls (see the migration that made
 /// them): no top-level `errorCode`. Event bodies are written with their members sorted, so a

@@ -579,3 +579,80 @@ async fn trail_rows_relabelled_in_sql_are_shown_altered() {
     let (status, _, _) = get(&s, &format!("/console/trail/{}", i64::MAX), &ann).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The attack on the key owner's oversight: another account uses one of the account's keys
+/// (its policy allows that account). The call was in the caller's trail only, so the key
+/// owner's auditor could not see who outside the account used its keys. As AWS records a
+/// cross-account call in the key owner's account as well, it is now in both accounts' trail
+/// viewers and in the owner's export; an account whose keys it did not use sees nothing of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_accounts_use_of_a_key_is_in_the_key_owners_trail() {
+    const OTHER: &str = "111122223333";
+    const THIRD: &str = "444455556666";
+    const USER: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:*","cloudtrail:LookupEvents"],"Resource":"*"}]}"#;
+    let s = with_console().await;
+    let c = s.client();
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},
+            {{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{OTHER}:root"}},"Action":"kms:Encrypt","Resource":"*"}}]}}"#
+    );
+    let arn = c
+        .create_key()
+        .policy(policy)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let (bob_arn, bob_id, bob_secret, bob) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(OTHER, "bob", Some(USER)));
+    once_allowed(|| {
+        bob.encrypt()
+            .key_id(&arn)
+            .plaintext(aws_sdk_kms::primitives::Blob::new(b"cross".to_vec()))
+            .send()
+    })
+    .await;
+    let (_, carol_id, carol_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(THIRD, "carol", Some(USER)));
+    let trail = format!(
+        "/console/trail?event=Encrypt&key={}",
+        form_urlencoded::byte_serialize(arn.as_bytes()).collect::<String>()
+    );
+    let ann = auditor(&s, "ann").await;
+    let bobs = sign_in(&s, &bob_id, &bob_secret).await.1.unwrap();
+    for (who, cookie) in [("the key owner's auditor", &ann), ("the caller", &bobs)] {
+        let (status, _, page) = get(&s, &trail, cookie).await;
+        assert_eq!(status, StatusCode::OK, "{who}");
+        assert!(page.contains(&bob_arn), "{who} sees bob's call: {page}");
+        assert!(!page.contains("ALTERED"), "{who}: {page}");
+    }
+    let carols = sign_in(&s, &carol_id, &carol_secret).await.1.unwrap();
+    let (_, _, page) = get(&s, "/console/trail", &carols).await;
+    assert!(
+        !page.contains(&bob_arn),
+        "another account sees nothing of it: {page}"
+    );
+    assert!(!page.contains(&arn), "{page}");
+
+    let file = s.path("owner.jsonl");
+    let out = s.kms(&[
+        "audit",
+        "export",
+        "--out",
+        file.to_str().unwrap(),
+        "--account",
+        ACCOUNT,
+        "--event-name",
+        "Encrypt",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&bob_arn),
+        "the owner's export holds bob's call: {text}"
+    );
+}
