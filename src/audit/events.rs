@@ -163,7 +163,17 @@ fn read_only(op: &str) -> bool {
     crate::operations::find_any(op).is_some_and(|o| o.read_only)
 }
 
-fn key_arns_of(request: Option<&Value>, response: Option<&Value>, keys: &[String]) -> Vec<String> {
+/// The key ARNs an event is filed under: those of the response and the keys the call resolved
+/// (the service's own), and the request's `KeyId` when it is an ARN of the caller's account.
+/// Another account's ARN as the caller typed it is never taken: the key owner's trail shows
+/// the calls filed under its keys, so a caller could otherwise file any call (one refused, one
+/// of an operation that takes no key) in any account's trail.
+fn key_arns_of(
+    request: Option<&Value>,
+    response: Option<&Value>,
+    keys: &[String],
+    caller_account: Option<&str>,
+) -> Vec<String> {
     let mut arns = Vec::new();
     let mut take = |v: Option<&Value>| {
         if let Some(s) = v.and_then(Value::as_str) {
@@ -179,7 +189,11 @@ fn key_arns_of(request: Option<&Value>, response: Option<&Value>, keys: &[String
         take(r.pointer("/ReplicaKeyMetadata/Arn"));
     }
     if let Some(r) = request {
-        take(r.get("KeyId"));
+        let own = r.get("KeyId").filter(|v| {
+            let account = v.as_str().and_then(|s| s.split(':').nth(4));
+            account.is_some() && account == caller_account
+        });
+        take(own);
     }
     for k in keys {
         take(Some(&Value::String(k.clone())));
@@ -358,7 +372,8 @@ pub fn generations_in(body: &Value) -> Vec<(String, i64)> {
 /// The event for one API call.
 pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
-    let arns = key_arns_of(c.request, c.response, c.keys);
+    let account = c.identity.map(|i| i.account_id.as_str());
+    let arns = key_arns_of(c.request, c.response, c.keys, account);
     let mut e = api_body(c, &arns, event_id);
     e.set("eventName", Member::Str(c.operation));
     if c.error.is_none() {
@@ -455,7 +470,8 @@ pub fn committed_event(c: &ApiCall<'_>) -> NewAuditEvent {
 /// change): the call's request and caller, its operation, under `name` and `event_type`.
 fn call_marker(c: &ApiCall<'_>, name: &str, event_type: &str) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
-    let arns = key_arns_of(c.request, None, &[]);
+    let account = c.identity.map(|i| i.account_id.as_str());
+    let arns = key_arns_of(c.request, None, &[], account);
     let mut e = api_body(c, &arns, event_id);
     e.set("eventName", Member::Str(name));
     let operation = Members(vec![("operation", Member::Str(c.operation))]);

@@ -537,7 +537,10 @@ impl Filter {
                 // The account's callers' events, and other accounts' calls that used its keys
                 // (AWS records a cross-account call in the key owner's account as well).
                 r.account_id.as_deref() == Some(a.as_str())
-                    || r.key_arns.iter().any(|k| key_owner(k) == Some(a.as_str()))
+                    || r.key_arns
+                        .iter()
+                        .take(2)
+                        .any(|k| key_owner(k) == Some(a.as_str()))
             })
             && self.key.as_ref().is_none_or(|k| {
                 r.key_arns
@@ -548,7 +551,8 @@ impl Filter {
     }
 }
 
-/// The account of a key ARN (`arn:aws:kms:<region>:<account>:key/…`).
+/// The account of a key ARN (`arn:aws:kms:<region>:<account>:key/…`): of an event's first two,
+/// as the trail viewer's indexes by key owner read them.
 fn key_owner(arn: &str) -> Option<&str> {
     arn.split(':').nth(4)
 }

@@ -630,6 +630,36 @@ async fn another_accounts_use_of_a_key_is_in_the_key_owners_trail() {
         assert!(page.contains(&bob_arn), "{who} sees bob's call: {page}");
         assert!(!page.contains("ALTERED"), "{who}: {page}");
     }
+    // What the caller cannot file in the key owner's trail by naming its key: a call the key
+    // refuses (and the intent recorded before it), a call of an operation that takes no key.
+    assert_eq!(
+        code(bob.disable_key().key_id(&arn).send().await),
+        "AccessDeniedException"
+    );
+    let r = raw_request(
+        &s.endpoint,
+        &bob_id,
+        &bob_secret,
+        REGION,
+        Some("TrentService.GenerateRandom"),
+        "application/x-amz-json-1.1",
+        format!(r#"{{"NumberOfBytes":8,"KeyId":"{arn}"}}"#).into_bytes(),
+        true,
+        std::time::SystemTime::now(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let bobs_calls = format!(
+        "/console/trail?text={}",
+        form_urlencoded::byte_serialize(bob_arn.as_bytes()).collect::<String>()
+    );
+    let (_, _, owners) = get(&s, &bobs_calls, &ann).await;
+    assert!(owners.contains(">Encrypt<"), "{owners}");
+    for other in ["DisableKey", "GenerateRandom", "ApiCallStarted"] {
+        assert!(!owners.contains(other), "{other} is bob's to see: {owners}");
+    }
+    let (_, _, his) = get(&s, &bobs_calls, &bobs).await;
+    assert!(his.contains(">DisableKey<"), "{his}");
     let carols = sign_in(&s, &carol_id, &carol_secret).await.1.unwrap();
     let (_, _, page) = get(&s, "/console/trail", &carols).await;
     assert!(
