@@ -333,11 +333,11 @@ impl Operator {
     pub async fn delete_principal(&self, arn: &str, protected: &str) -> Result<Forgotten> {
         self.check_deletable(arn, protected).await?;
         let forgotten = self.kms.forget_principal(arn).await?;
-        let sealed = self.store.principal_authz(arn).await?.and_then(|a| a.mac);
+        let marks = self.kms.deletion_marks(arn).await?;
         if !self.store.delete_principal(arn).await? {
             bail!("no user or role {arn}");
         }
-        self.kms.principal_deleted(arn, sealed.as_deref()).await?;
+        self.kms.deleted(&marks);
         Ok(forgotten)
     }
 }

@@ -204,23 +204,38 @@ impl Kms {
         }
     }
 
-    /// A principal's deletion committed (`mac`: its authorization's seal as it was): its
-    /// authorization row and, for a role, its sessions move one generation past it, so
-    /// neither row put back is taken for current, even once the same ARN exists again.
-    pub(crate) async fn principal_deleted(&self, arn: &str, mac: Option<&[u8]>) -> Result<()> {
+    /// The generations a principal's deletion leaves in the trail, worked out before the
+    /// deletion (so a trail that cannot be read stops it before anything is deleted): its
+    /// authorization row and, for a role, its sessions, one past the row as it verifies and
+    /// past every generation the trail holds for either. Once the deletion committed, pass
+    /// them to [`Kms::deleted`]; neither row put back is then taken for current, even once
+    /// the same ARN exists again.
+    pub(crate) async fn deletion_marks(&self, arn: &str) -> Result<Vec<(String, i64)>> {
         let rows = [seal::principal_row(arn), seal::sessions_row(arn)];
         let held = self.trail_of(&rows).await?;
+        // The row's own generation only as sealed: an unverified one is a database writer's.
+        let sealed = match self.ids.principal_authz(arn).await? {
+            Some(a) if self.principal_mac_holds(arn, &a).await? => {
+                a.mac.as_deref().map(seal::generation_of)
+            }
+            _ => None,
+        };
         let past = held
             .iter()
             .map(|(_, g)| *g)
-            .chain(mac.map(seal::generation_of))
+            .chain(sealed)
             .max()
             .unwrap_or(0)
-            + 1;
-        for row in &rows {
-            crate::store::note_written(row, past);
+            .saturating_add(1);
+        Ok(rows.into_iter().map(|r| (r, past)).collect())
+    }
+
+    /// A deletion committed: the running change's event names `marks`
+    /// ([`Kms::deletion_marks`]).
+    pub(crate) fn deleted(&self, marks: &[(String, i64)]) {
+        for (row, generation) in marks {
+            crate::store::note_written(row, *generation);
         }
-        Ok(())
     }
 
     /// Whether a principal's authorization is as the service last wrote it (sealed, and not
