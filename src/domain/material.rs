@@ -614,10 +614,13 @@ impl Kms {
                 }
                 let row = keyid::PublicId::of_blob(outer.key_id).internal(&caller.region);
                 let rec = match self.record(row).await? {
-                    Some(r) if r.region == caller.region && r.xks_key_id.is_some() => r,
-                    _ => return Err(KmsError::InvalidCiphertext),
+                    Some(r) if r.region == caller.region => r,
+                    _ => return Err(self.absent_by_ciphertext(caller, action).await?),
                 };
                 admit(rec.clone()).await?;
+                if rec.xks_key_id.is_none() {
+                    return Err(KmsError::InvalidCiphertext);
+                }
                 let proxy = self
                     .proxy_of(&rec)
                     .await?
@@ -641,12 +644,15 @@ impl Kms {
         // A multi-Region blob decrypts with its key's copy in the caller's region.
         let row = keyid::PublicId::of_blob(header.key_id).internal(&caller.region);
         let rec = match self.record(row).await? {
-            // A key in an external key store decrypts only what its proxy decrypted first:
-            // its own layer alone is never enough.
-            Some(r) if r.region == caller.region && r.xks_key_id.is_some() == through_proxy => r,
-            _ => return Err(KmsError::InvalidCiphertext),
+            Some(r) if r.region == caller.region => r,
+            _ => return Err(self.absent_by_ciphertext(caller, action).await?),
         };
         admit(rec.clone()).await?;
+        // A key in an external key store decrypts only what its proxy decrypted first: its
+        // own layer alone is never enough. (Told only to a caller the key admits.)
+        if rec.xks_key_id.is_some() != through_proxy {
+            return Err(KmsError::InvalidCiphertext);
+        }
         let version =
             i32::try_from(header.material_version).map_err(|_| KmsError::InvalidCiphertext)?;
         let live = self
@@ -663,6 +669,25 @@ impl Kms {
             // The token profile says which codes mean a bad ciphertext (HsmError::BadCiphertext).
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+impl Kms {
+    /// The refusal of a ciphertext whose key does not exist in the caller's Region (deleted,
+    /// of another Region, or a header naming no key): as AWS answers it, the refusal of a key
+    /// found from a ciphertext that does not let the caller in (recorded: "… on the resource
+    /// associated with this ciphertext because the resource does not exist in this Region,
+    /// …"), so a forged header tells nothing of which keys exist. The request's grant tokens
+    /// are checked first, as they are for a key that exists.
+    async fn absent_by_ciphertext(&self, caller: &Caller, action: &str) -> Result<KmsError> {
+        for t in &caller.grant_tokens {
+            self.verify_grant_token(t).await?;
+        }
+        Ok(KmsError::AccessDenied(format!(
+            "User: {} is not authorized to perform: {action} on the resource associated with this ciphertext {}",
+            caller.principal_arn,
+            crate::policy::CROSS_ACCOUNT_RESOURCE_DENIAL
+        )))
     }
 }
 

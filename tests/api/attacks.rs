@@ -3151,6 +3151,26 @@ async fn another_account_cannot_tell_which_keys_and_aliases_exist() {
             message(c.list_aliases().key_id(&arn).send().await),
             message(c.list_aliases().key_id(&absent_key).send().await)
         );
+        // A ciphertext names its key: one of A's (its header as A's key wrote it) and one
+        // naming a key id that is no key read alike, without KeyId and with a grant token.
+        let mut forged = blob.clone().into_inner();
+        forged[1..17].copy_from_slice(&[0x42; 16]);
+        for tokens in [vec![], vec!["not-a-grant-token".to_string()]] {
+            let decrypt = |b: Vec<u8>| {
+                c.decrypt()
+                    .ciphertext_blob(Blob::new(b))
+                    .set_grant_tokens(Some(tokens.clone()))
+                    .send()
+            };
+            let present = message(decrypt(blob.clone().into_inner()).await);
+            assert_eq!(present, message(decrypt(forged.clone()).await));
+            if tokens.is_empty() {
+                assert!(
+                    present.1.contains(" on the resource associated with this ciphertext because the resource does not exist in this Region"),
+                    "{present:?}"
+                );
+            }
+        }
     }
 }
 

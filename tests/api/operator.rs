@@ -73,7 +73,7 @@ async fn health_readiness_metrics_and_request_ids_in_json_logs() {
     }
     let r = c
         .decrypt()
-        .ciphertext_blob(Blob::new(vec![1u8; 80]))
+        .ciphertext_blob(Blob::new(vec![9u8; 80]))
         .send()
         .await;
     assert_eq!(code(r), "InvalidCiphertextException");

@@ -210,7 +210,7 @@ async fn errors_aws_sends_without_a_message_carry_none() {
         ),
         (
             "TrentService.Decrypt",
-            serde_json::json!({"CiphertextBlob": b64(&[1u8; 64])}),
+            serde_json::json!({"CiphertextBlob": b64(&[9u8; 64])}),
             "InvalidCiphertextException",
         ),
     ];

@@ -51,9 +51,10 @@ async fn a_key_is_deleted_when_its_window_ends_and_its_material_is_gone() {
         code(c.describe_key().key_id(&key).send().await),
         "NotFoundException"
     );
+    // As AWS answers a deleted key's ciphertext.
     assert_eq!(
         code(c.decrypt().ciphertext_blob(blob).send().await),
-        "InvalidCiphertextException"
+        "AccessDeniedException"
     );
     assert_eq!(
         code(c.describe_key().key_id("alias/doomed").send().await),
