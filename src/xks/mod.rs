@@ -205,6 +205,9 @@ fn enc(b: &[u8]) -> String {
 /// request metadata AWS KMS sent (never a plaintext, a ciphertext or the AAD).
 pub struct Recorded {
     pub request: Value,
+    /// The mapped key's ARN (from the operator's configuration), where the trail files the
+    /// call's event, whichever account the proxy credential's user is of.
+    pub key_arn: Option<String>,
 }
 
 /// Answer one authenticated call of `store`: the reply body, or the error. `recorded` gets what
@@ -245,6 +248,7 @@ pub async fn answer(
     recorded.request["ExternalKeyId"] = json!(id);
     // The mapped key's ARN, where the trail indexes the events of a key.
     recorded.request["KeyId"] = json!(mapped.key_arn);
+    recorded.key_arn = Some(mapped.key_arn.clone());
     // Secondary authorization: the AWS principals the operator allows for this key.
     let principal = meta.aws_principal_arn.as_deref().unwrap_or_default();
     let allowed = |p: &String| match p.strip_suffix('*') {
@@ -423,6 +427,7 @@ impl Who<'_> {
         audit: &std::sync::Arc<crate::audit::Audit>,
         identity: Option<&crate::audit::Identity>,
         request: &Value,
+        keys: &[String],
         error: Option<&str>,
     ) -> Result<(), crate::audit::AuditError> {
         let event = crate::audit::api_event(&crate::audit::ApiCall {
@@ -442,7 +447,7 @@ impl Who<'_> {
             request_id: self.request_id,
             tls: None,
             time: chrono::Utc::now(),
-            keys: &[],
+            keys,
         });
         audit.record(event).await
     }
@@ -487,7 +492,7 @@ pub async fn handle(
                     request_id,
                 };
                 if let Err(err) = who
-                    .record(&state.audit, None, &request, Some(e.wire().1))
+                    .record(&state.audit, None, &request, &[], Some(e.wire().1))
                     .await
                 {
                     tracing::error!(error = %err, "a failed XKS authentication could not be recorded");
@@ -496,7 +501,10 @@ pub async fn handle(
             return error(e);
         }
     };
-    let mut recorded = Recorded { request: json!({}) };
+    let mut recorded = Recorded {
+        request: json!({}),
+        key_arn: None,
+    };
     let result = if !xks.quotas.allow(&store.uri_path_prefix, "xks", "Encrypt") {
         Err(XksError::Throttling)
     } else {
@@ -512,7 +520,13 @@ pub async fn handle(
     };
     // The call's event is durable before its answer; a trail that cannot take it fails it.
     if let Err(e) = who
-        .record(&state.audit, Some(&identity), &recorded.request, error_of)
+        .record(
+            &state.audit,
+            Some(&identity),
+            &recorded.request,
+            recorded.key_arn.as_slice(),
+            error_of,
+        )
         .await
     {
         tracing::error!(error = %e, "the XKS call's event could not be recorded; answered as failed");

@@ -65,9 +65,10 @@ async fn proxy_with(env: &[(&str, &str)]) -> Proxy {
         .key_metadata
         .unwrap());
     // A credential in the form AWS KMS takes (an id of 20-30 characters A-Z2-7, a secret of
-    // 43-64 characters), imported for a user of this service.
+    // 43-64 characters), imported for a user of this service: of an account of its own, as
+    // the proxy's credential has nothing to do with the keys' account.
     let (user, _, _, _) =
-        tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "xks", None));
+        tokio::task::block_in_place(|| s.new_user_with_secret("444455556666", "xks", None));
     let (id, secret) = (
         "XKSPROXYTENANTA2345ABCDE".to_string(),
         "kR3mX9pQ2vL8wN4tY6uZ1aB5cD7eF0gH+jK/lM2nO4pQ6rS8tU0vW2xY4zA6bC8=".to_string(),
@@ -346,6 +347,27 @@ async fn the_proxy_api_encrypts_and_decrypts_as_the_specification_defines() {
             .await
             .join("\n");
     assert!(trail.contains("XksEncrypt") && trail.contains("XksDecrypt") && trail.contains(&p.k1));
+    // Each call mapped to the key is filed under it (its owner's trail viewer finds it
+    // there), though the proxy's credential is another account's. (A call refused before its
+    // key was looked up names the key only in the metadata the caller sent: not filed.)
+    let filed =
+        p.s.db
+            .strings(&format!(
+                "SELECT event_name FROM audit_events WHERE event_name LIKE 'Xks%' \
+                 AND body LIKE '%\"keyId\":\"{}\"%'",
+                p.k1
+            ))
+            .await;
+    let under_key =
+        p.s.db
+            .int(&format!(
+                "SELECT count(*) FROM audit_events WHERE event_name LIKE 'Xks%' \
+                 AND CAST(key_arns AS TEXT) LIKE '%{}%'",
+                p.k1
+            ))
+            .await;
+    assert!(!filed.is_empty());
+    assert_eq!(under_key, filed.len() as i64, "{filed:?}");
     assert!(trail.contains("4112f4d6-db54-4af4-ae30-c55a22a8dfae"));
     assert!(
         !trail.contains(&b64(pt)) && !trail.contains(&b64(&ct)),
