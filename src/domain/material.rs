@@ -614,7 +614,8 @@ impl Kms {
                 }
                 let row = keyid::PublicId::of_blob(outer.key_id).internal(&caller.region);
                 let rec = match self.record(row).await? {
-                    Some(r) if r.region == caller.region => r,
+                    // A multi-Region key by its public id alone, never its row's.
+                    Some(r) if r.region == caller.region && r.blob_id() == outer.key_id => r,
                     _ => return Err(self.absent_by_ciphertext(caller, action).await?),
                 };
                 admit(rec.clone()).await?;
@@ -644,7 +645,8 @@ impl Kms {
         // A multi-Region blob decrypts with its key's copy in the caller's region.
         let row = keyid::PublicId::of_blob(header.key_id).internal(&caller.region);
         let rec = match self.record(row).await? {
-            Some(r) if r.region == caller.region => r,
+            // A multi-Region key by its public id alone, never its row's.
+            Some(r) if r.region == caller.region && r.blob_id() == header.key_id => r,
             _ => return Err(self.absent_by_ciphertext(caller, action).await?),
         };
         admit(rec.clone()).await?;
