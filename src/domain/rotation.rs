@@ -422,6 +422,29 @@ impl Kms {
         })
     }
 
+    /// A Region (other than the primary's own) where a copy of the multi-Region primary `rec`
+    /// still exists, found by the id each Region's copy has (derived from the family's id):
+    /// `None` once every replica is gone. The family's id is the primary's as sealed.
+    async fn replica_left(&self, rec: &KeyRecord) -> Result<Option<String>> {
+        let Some(primary) = self.load_verified(rec.key_id).await? else {
+            return Ok(None);
+        };
+        let Some(mrk) = primary.mrk_id else {
+            return Ok(None);
+        };
+        for region in self.regions.iter().filter(|r| **r != primary.region) {
+            if self
+                .keys
+                .key(crate::domain::keyid::mrk_key_id(&mrk, region))
+                .await?
+                .is_some()
+            {
+                return Ok(Some(region.clone()));
+            }
+        }
+        Ok(None)
+    }
+
     /// The background work due at the clock's now: delete keys whose window ended
     /// (crypto-shredding their material) and rotate keys whose rotation is due. Safe to run on
     /// every node at once: each key is claimed by exactly one (`FOR UPDATE SKIP LOCKED`).
@@ -437,6 +460,20 @@ impl Kms {
             if !self.current_state_seal(&rec).await? {
                 tracing::error!(key_id = %rec.key_id, "a primary waiting for its replicas' deletion failed its state integrity check (or is an older state put back); not scheduling its deletion");
                 continue;
+            }
+            // Its replicas found by their ids, not by the unsealed `mrk_id` column (the store
+            // selected it so): cleared on a replica with SQL, that column would start the
+            // primary's waiting period while the replica still exists.
+            match self.replica_left(&rec).await {
+                Ok(None) => {}
+                Ok(Some(region)) => {
+                    tracing::error!(key_id = %rec.key_id, region, "a primary waiting for its replicas' deletion has a replica whose family was altered in the database; still waiting");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(key_id = %rec.key_id, error = ?e, "a primary waiting for its replicas' deletion could not be checked; still waiting");
+                    continue;
+                }
             }
             let when = now + Duration::days(i64::from(rec.pending_window_days.unwrap_or(30)));
             let seal = self

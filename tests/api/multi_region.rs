@@ -795,3 +795,37 @@ async fn a_replica_is_built_only_from_the_primary_as_sealed() {
         .unwrap();
     assert_eq!(replica.origin, Some(aws_sdk_kms::types::OriginType::AwsKms));
 }
+
+/// The attack: a primary waits in `PendingReplicaDeletion` for its replica. A database writer
+/// clears the replica's `mrk_id`, so the primary counts no replica and its own waiting period
+/// starts (then its deletion), while the replica still exists. Now the primary finds its
+/// replicas by their ids (each Region's copy of a multi-Region key has an id derived from the
+/// family's), not by that column: it keeps waiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_hidden_from_its_family_with_sql_keeps_the_primary_waiting() {
+    let s = clocked().await;
+    let east = s.client();
+    let key = mrk(&east).await;
+    replicate(&east, &key).await;
+    let out = east
+        .schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.key_state, Some(KeyState::PendingReplicaDeletion));
+    s.db.execute(&format!(
+        "UPDATE keys SET mrk_id = NULL WHERE region = '{OTHER_REGION}' AND mrk_id = {}",
+        s.db.key(key.trim_start_matches("mrk-"))
+    ))
+    .await;
+    s.advance_days(1);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let m = describe(&east, &key).await;
+    assert_eq!(
+        (m.key_state, m.deletion_date),
+        (Some(KeyState::PendingReplicaDeletion), None),
+        "the primary still waits for its replica"
+    );
+}
