@@ -3289,3 +3289,67 @@ async fn a_role_session_put_back_after_it_ended_is_refused() {
         }
     }
 }
+
+/// The flood: a key holding many grants (AWS allows 50,000), listed one grant a page in a
+/// loop at the management rate. Each page read every grant row of the key from the database
+/// and checked each one's MAC in the token, then kept one. Now the pages come from the key's
+/// verified grants as authorization keeps them (dropped on any change of the key's grants):
+/// the rows are read and checked once, not once a page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_many_grants_listed_a_page_at_a_time_reads_them_once() {
+    let s = Server::start_with(&[("KMS_METRICS_LISTEN", "127.0.0.1:0")]).await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    const GRANTS: usize = 12;
+    for i in 0..GRANTS {
+        c.create_grant()
+            .key_id(&key)
+            .grantee_principal(format!("arn:aws:iam::{ACCOUNT}:root"))
+            .operations(GrantOperation::Encrypt)
+            .name(format!("g{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let metrics = s.metrics.clone().expect("the metrics URL is printed");
+    let lookups = || {
+        let metrics = metrics.clone();
+        async move {
+            let m = crate::operator::samples(&crate::operator::get(&metrics).await.2);
+            // Row MAC checks (of a memo or the token), whichever rows.
+            let n = |r: &str| {
+                m.get(&format!(
+                    r#"kms_cache_lookups_total{{cache="row_mac",result="{r}"}}"#
+                ))
+                .copied()
+                .unwrap_or(0.0)
+            };
+            n("hit") + n("miss")
+        }
+    };
+    let before = lookups().await;
+    let (mut marker, mut listed) = (None::<String>, 0);
+    loop {
+        let page = c
+            .list_grants()
+            .key_id(&key)
+            .limit(1)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .unwrap();
+        listed += page.grants().len();
+        marker = page.next_marker().map(str::to_string);
+        if !page.truncated() {
+            break;
+        }
+    }
+    assert_eq!(listed, GRANTS);
+    // At most one check of each grant for all the pages (before: every grant on every page,
+    // GRANTS × GRANTS).
+    let checked = lookups().await - before;
+    assert!(
+        checked <= GRANTS as f64,
+        "{checked} row MAC checks to list {GRANTS} grants a page at a time"
+    );
+}
