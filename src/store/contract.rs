@@ -2067,6 +2067,21 @@ async fn audit_chain_head_events_and_checkpoints(s: &Backend) {
         vec![ended.body]
     );
     assert!(s.ended_grants_per_trail("k3").await.unwrap().is_empty());
+    // One grant's end, by its id and key.
+    let named = |id: &str| {
+        let mut e = event("GrantEnded", &[arn]);
+        e.body =
+            format!(r#"{{"additionalEventData":{{"grantId":"{id}"}},"eventName":"GrantEnded"}}"#);
+        e
+    };
+    let head = s.audit_head().await.unwrap();
+    s.append_audit((head.0, &head.1), &[named("g1")], &[], chain)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.grant_ended_per_trail(arn, "g1").await.unwrap());
+    assert!(!s.grant_ended_per_trail(arn, "g2").await.unwrap());
+    assert!(!s.grant_ended_per_trail("k3", "g1").await.unwrap());
     // A key's cryptographic calls, newest first: as the first ARN, and as ReEncrypt's second.
     let uses: Vec<i64> = s
         .key_uses_before(arn, i64::MAX, 10)

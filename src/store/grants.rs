@@ -7,7 +7,8 @@
 //!   `BEGIN IMMEDIATE`) and its commit (Postgres waits at most the commit timeout);
 //! - `grants_lock(&mut tx, key_id)`: serialise every node's writers of one key's grants
 //!   (a Postgres advisory lock; nothing on SQLite, whose one writer is already alone);
-//! - `FIRST_KEY_ARN`: the SQL for an audit event's first key ARN;
+//! - `FIRST_KEY_ARN`: the SQL for an audit event's first key ARN; `ENDED_GRANT_ID`: for the
+//!   grant a `GrantEnded` event names;
 //! - `map_err`, `write_on`: errors and writes. Rows are read with `query_as`; operations are a
 //!   [`TextList`](crate::store::TextList) and constraints `Json` (Postgres `text[]` and
 //!   `jsonb`; SQLite JSON text).
@@ -60,6 +61,16 @@ macro_rules! grant_store {
                 sqlx::query_scalar(&q)
                     .bind(arn)
                     .all(&self.pool).await
+            }
+
+            async fn grant_ended_per_trail(&self, arn: &str, grant_id: &str) -> Result<bool, StoreError> {
+                sqlx::query_scalar(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM audit_events WHERE event_name = 'GrantEnded' \
+                     AND {ENDED_GRANT_ID} = $2 AND {FIRST_KEY_ARN} = $1)"
+                ))
+                .bind(arn)
+                .bind(grant_id)
+                .one(&self.pool).await
             }
 
             async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {

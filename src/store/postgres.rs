@@ -574,6 +574,8 @@ async fn grants_lock(tx: &mut Tx<'_>, key_id: Uuid) -> Result<(), StoreError> {
     quota_lock(tx, &format!("grants\n{key_id}")).await
 }
 
+/// The grant a `GrantEnded` event names, as the trail's index of ended grants has it.
+const ENDED_GRANT_ID: &str = "(body::jsonb) #>> '{additionalEventData,grantId}'";
 /// An audit event's first key ARN (`key_arns` is `text[]`).
 const FIRST_KEY_ARN: &str = "key_arns[1]";
 /// Its second (ReEncrypt's source key).

@@ -419,6 +419,8 @@ async fn grants_lock(_tx: &mut Tx<'_>, _key_id: Uuid) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// The grant a `GrantEnded` event names, as the trail's index of ended grants has it.
+const ENDED_GRANT_ID: &str = "json_extract(body, '$.additionalEventData.grantId')";
 /// An audit event's first key ARN (`key_arns` is JSON text).
 const FIRST_KEY_ARN: &str = "json_extract(key_arns, '$[0]')";
 /// Its second (ReEncrypt's source key).

@@ -14,6 +14,9 @@ pub trait GrantStore: Send + Sync {
     /// The bodies of the trail's `GrantEnded` events of the key `arn` (grants retired or
     /// revoked).
     async fn ended_grants_per_trail(&self, arn: &str) -> Result<Vec<String>, StoreError>;
+    /// Whether the trail holds a `GrantEnded` event of the key `arn` for `grant_id` (one
+    /// lookup, whatever number of the key's grants have ended).
+    async fn grant_ended_per_trail(&self, arn: &str, grant_id: &str) -> Result<bool, StoreError>;
     async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError>;
     async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError>;
     /// Delete a grant; false if it did not exist.
