@@ -162,7 +162,7 @@ async fn run_operation(
     info.keys = match &result {
         Err(_) => keys
             .into_iter()
-            .filter(|arn| arn.split(':').nth(4) == Some(caller.account_id.as_str()))
+            .filter(|arn| crate::audit::key_owner(arn) == Some(caller.account_id.as_str()))
             .collect(),
         Ok(_) => keys,
     };

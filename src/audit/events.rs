@@ -163,6 +163,12 @@ fn read_only(op: &str) -> bool {
     crate::operations::find_any(op).is_some_and(|o| o.read_only)
 }
 
+/// The account of a key ARN (`arn:aws:kms:<region>:<account>:key/…`, its fifth field): whose
+/// trail an event filed under the key belongs to.
+pub(crate) fn key_owner(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4)
+}
+
 /// The key ARNs an event is filed under: those of the response and the keys the call resolved
 /// (the service's own), and the request's `KeyId` when it is an ARN of the caller's account.
 /// Another account's ARN as the caller typed it is never taken: the key owner's trail shows
@@ -190,7 +196,7 @@ fn key_arns_of(
     }
     if let Some(r) = request {
         let own = r.get("KeyId").filter(|v| {
-            let account = v.as_str().and_then(|s| s.split(':').nth(4));
+            let account = v.as_str().and_then(key_owner);
             account.is_some() && account == caller_account
         });
         take(own);
@@ -407,10 +413,7 @@ pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
 fn api_body<'a>(c: &'a ApiCall<'a>, arns: &'a [String], event_id: Uuid) -> Members<'a> {
     let resource = |a: &'a String| {
         Members(vec![
-            (
-                "accountId",
-                Member::Str(a.split(':').nth(4).unwrap_or_default()),
-            ),
+            ("accountId", Member::Str(key_owner(a).unwrap_or_default())),
             ("type", Member::Str("AWS::KMS::Key")),
             ("ARN", Member::Str(a)),
         ])
@@ -520,7 +523,7 @@ pub(super) fn change_record_message(e: &NewAuditEvent) -> Vec<u8> {
 pub fn service_event(name: &str, key_arn: &str, region: &str, details: Value) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
     let time = Utc::now();
-    let account = key_arn.split(':').nth(4).map(str::to_string);
+    let account = key_owner(key_arn).map(str::to_string);
     let resources = json!([{ "accountId": account, "type": "AWS::KMS::Key", "ARN": key_arn }]);
     let mut e = service_body(
         name,

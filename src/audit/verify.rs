@@ -535,12 +535,13 @@ impl Filter {
             && self.to.is_none_or(|t| r.event_time <= t)
             && self.account.as_ref().is_none_or(|a| {
                 // The account's callers' events, and other accounts' calls that used its keys
-                // (AWS records a cross-account call in the key owner's account as well).
+                // (AWS records a cross-account call in the key owner's account as well), of an
+                // event's first two key ARNs, as the trail viewer's indexes read them.
                 r.account_id.as_deref() == Some(a.as_str())
                     || r.key_arns
                         .iter()
                         .take(2)
-                        .any(|k| key_owner(k) == Some(a.as_str()))
+                        .any(|k| super::events::key_owner(k) == Some(a.as_str()))
             })
             && self.key.as_ref().is_none_or(|k| {
                 r.key_arns
@@ -549,12 +550,6 @@ impl Filter {
             })
             && self.event_name.as_ref().is_none_or(|n| &r.event_name == n)
     }
-}
-
-/// The account of a key ARN (`arn:aws:kms:<region>:<account>:key/…`): of an event's first two,
-/// as the trail viewer's indexes by key owner read them.
-fn key_owner(arn: &str) -> Option<&str> {
-    arn.split(':').nth(4)
 }
 
 /// An export is JSON Lines: a header, then every link from the first matching event to the
