@@ -858,13 +858,15 @@ async fn process(
                 .into_owned()
                 .map(|(k, v)| (k, serde_json::Value::String(v)))
                 .collect();
+            // Only an action STS has names the event: the trail's readers take some event
+            // names as the service's own (`DeleteKey`, `GrantEnded`, …), and the caller fills
+            // this member.
             info.operation = params
                 .get("Action")
                 .and_then(|v| v.as_str())
+                .filter(|a| sts::ACTIONS.contains(a))
                 .unwrap_or("-")
-                .chars()
-                .take(64)
-                .collect();
+                .to_string();
             Some(serde_json::Value::Object(params))
         } else {
             serde_json::from_slice(&body).ok()

@@ -85,6 +85,9 @@ fn valid_session_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
 }
 
+/// The actions this STS answers; any other is `UnknownOperation`, and its event is named `-`.
+pub const ACTIONS: &[&str] = &["AssumeRole", "GetCallerIdentity"];
+
 /// Handle an authenticated Query request. Returns the XML body.
 pub async fn handle(
     state: &ApiState,

@@ -375,11 +375,20 @@ pub fn generations_in(body: &Value) -> Vec<(String, i64)> {
         .unwrap_or_default()
 }
 
+/// The keys a call's event is filed under ([`key_arns_of`]); an STS call names none, whatever
+/// members its request carries.
+fn filed_under(c: &ApiCall<'_>, response: Option<&Value>, keys: &[String]) -> Vec<String> {
+    if c.sts {
+        return Vec::new();
+    }
+    let account = c.identity.map(|i| i.account_id.as_str());
+    key_arns_of(c.request, response, keys, account)
+}
+
 /// The event for one API call.
 pub fn api_event(c: &ApiCall<'_>) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
-    let account = c.identity.map(|i| i.account_id.as_str());
-    let arns = key_arns_of(c.request, c.response, c.keys, account);
+    let arns = filed_under(c, c.response, c.keys);
     let mut e = api_body(c, &arns, event_id);
     e.set("eventName", Member::Str(c.operation));
     if c.error.is_none() {
@@ -473,8 +482,7 @@ pub fn committed_event(c: &ApiCall<'_>) -> NewAuditEvent {
 /// change): the call's request and caller, its operation, under `name` and `event_type`.
 fn call_marker(c: &ApiCall<'_>, name: &str, event_type: &str) -> NewAuditEvent {
     let event_id = Uuid::new_v4();
-    let account = c.identity.map(|i| i.account_id.as_str());
-    let arns = key_arns_of(c.request, None, &[], account);
+    let arns = filed_under(c, None, &[]);
     let mut e = api_body(c, &arns, event_id);
     e.set("eventName", Member::Str(name));
     let operation = Members(vec![("operation", Member::Str(c.operation))]);

@@ -3356,3 +3356,91 @@ async fn a_key_with_many_grants_listed_a_page_at_a_time_reads_them_once() {
         "{checked} row MAC checks to list {GRANTS} grants a page at a time"
     );
 }
+
+/// The attack: a principal of the account, with no KMS permission at all, sends a signed STS
+/// Query request whose `Action` is the name of an event the service writes itself
+/// (`DeleteKey`, the event of a key's deletion) and whose `KeyId` is a key of the account. On
+/// the previous code the trail took the action as the event's name and filed the key in it, so
+/// every node read the key as deleted and refused it for good (a chained event cannot be
+/// removed). Now an STS call's event is named only by an action STS has, and files no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sts_call_cannot_write_an_event_the_service_reads_as_its_own() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let arn = key.arn().unwrap().to_string();
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "nobody", None));
+    for action in ["DeleteKey", "SealCoverage", "GrantEnded", "Encrypt"] {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("Action", action)
+            .append_pair("Version", "2011-06-15")
+            .append_pair("KeyId", &arn)
+            .finish();
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/", s.endpoint))
+            .header("host", s.endpoint.trim_start_matches("http://"))
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(body.into_bytes())
+            .unwrap();
+        sign_request_for(
+            &mut req,
+            &id,
+            &secret,
+            REGION,
+            "sts",
+            std::time::SystemTime::now(),
+        );
+        let mut rb = reqwest::Client::new().post(format!("{}/", s.endpoint));
+        for (k, v) in req.headers() {
+            if k.as_str() != "host" {
+                rb = rb.header(k.as_str(), v.to_str().unwrap());
+            }
+        }
+        let status = rb.body(req.into_body()).send().await.unwrap().status();
+        assert_eq!(status.as_u16(), 400, "{action}");
+    }
+    // The key still works, on this node and on a node that starts now.
+    root.encrypt()
+        .key_id(&arn)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    let node2 = s.second_node();
+    s.client_of(&node2, &s.access_key_id, &s.secret)
+        .encrypt()
+        .key_id(&arn)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    // The trail names the calls by no action of the service's, and files none under the key.
+    let sts = "body LIKE '%\"eventSource\":\"sts.amazonaws.com\"%'";
+    let names =
+        s.db.strings(&format!("SELECT event_name FROM audit_events WHERE {sts}"))
+            .await;
+    // Each call's intent (`ApiCallStarted`) and its outcome, named `-`.
+    assert_eq!(names.iter().filter(|n| *n == "-").count(), 4, "{names:?}");
+    assert!(
+        names.iter().all(|n| n == "-" || n == "ApiCallStarted"),
+        "{names:?}"
+    );
+    let filed =
+        s.db.strings(&format!(
+            "SELECT body FROM audit_events WHERE {sts} AND body LIKE {}",
+            s.db.text(&format!("%\"ARN\":\"{arn}\"%"))
+        ))
+        .await;
+    assert!(filed.is_empty(), "{filed:?}");
+}
