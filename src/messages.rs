@@ -34,6 +34,16 @@ pub const KEY_USAGE_REQUIRED: &str =
 /// `GenerateRandom` without `NumberOfBytes` (optional in the model). Recorded.
 pub const NUMBER_OF_BYTES_REQUIRED: &str = "NumberOfBytes is required.";
 
+/// `GenerateDataKey`/`GenerateDataKeyWithoutPlaintext` with neither `NumberOfBytes` nor
+/// `KeySpec`, or with both: the same text for the two (moto, LocalStack and local-kms, which
+/// follow AWS's answers, all send it for both).
+pub const BYTES_OR_KEY_SPEC: &str = "Please specify either number of bytes or key spec.";
+
+/// `CreateGrant` whose `Constraints` has both `EncryptionContextEquals` and
+/// `EncryptionContextSubset`. Recorded by a client against AWS (quoted in the Terraform AWS
+/// provider's grant resource: "ValidationException: More than one constraint supplied").
+pub const MORE_THAN_ONE_CONSTRAINT: &str = "More than one constraint supplied";
+
 /// `ScheduleKeyDeletion` with a `PendingWindowInDays` the model allows (1 to 365) outside 7 to
 /// 30. Recorded by a client against AWS (aws-sdk-go, status 400), no final period.
 pub const PENDING_WINDOW_RANGE: &str = "PendingWindowInDays must be between 7 and 30";

@@ -249,8 +249,11 @@ impl Validator {
     }
 
     /// A list's `Limit` (1 to `max`) and `Marker` (1 to 1,024 characters).
-    pub fn paging(&mut self, limit: Option<i64>, marker: Option<&str>, max: i64) -> &mut Self {
-        self.int_range(limit, "limit", 1, max)
+    /// `Limit` and `Marker` of a listing: the model's bounds (`LimitType`, 1 to 1,000, for
+    /// every listing). A listing whose documented maximum is lower answers at most that many
+    /// (see [`Page::of`]), as AWS does.
+    pub fn paging(&mut self, limit: Option<i64>, marker: Option<&str>) -> &mut Self {
+        self.int_range(limit, "limit", 1, 1000)
             .str_len(marker, "marker", 1, 1024)
             .pattern(marker, "marker", "[\\u0020-\\u00FF]*", |s| {
                 s.chars().all(|c| ('\u{20}'..='\u{ff}').contains(&c))
@@ -315,18 +318,64 @@ impl Validator {
         self
     }
 
+    /// `GrantTokens`: at most 10, each 1 to 8,192 characters.
     pub fn grant_tokens(&mut self, v: Option<&Vec<String>>) -> &mut Self {
         if let Some(list) = v {
             if list.len() > 10 {
                 self.push(
-                    None,
+                    Some(list_value(list)),
                     "grantTokens",
                     "have length less than or equal to 10".into(),
                 );
             }
-            for (i, t) in list.iter().enumerate() {
-                self.str_len(Some(t), &format!("grantTokens.{}.member", i + 1), 1, 8192);
-            }
+            self.list_of_strings(Some(list), "grantTokens", 1, 8192);
+        }
+        self
+    }
+
+    /// A list of strings whose member shape has a length (`GrantTokens`, `TagKeys`). A member
+    /// out of bounds fails the list, as AWS reports it: the whole list quoted, with every
+    /// constraint of the member's shape (`Member must satisfy constraint: [Member must have
+    /// length less than or equal to 128, Member must have length greater than or equal to 1]`).
+    pub fn list_of_strings(
+        &mut self,
+        v: Option<&Vec<String>>,
+        field: &str,
+        min: usize,
+        max: usize,
+    ) -> &mut Self {
+        let fails = |s: &String| !(min..=max).contains(&s.chars().count());
+        if let Some(list) = v.filter(|l| l.iter().any(fails)) {
+            self.push(
+                Some(list_value(list)),
+                field,
+                format!(
+                    "satisfy constraint: [Member must have length less than or equal to {max}, \
+                     Member must have length greater than or equal to {min}]"
+                ),
+            );
+        }
+        self
+    }
+
+    /// A list of enum words (`Operations`, `DryRunModifiers`): a word outside the set fails
+    /// the list, reported as AWS does (`Member must satisfy constraint: [Member must satisfy
+    /// enum value set: [...]]`).
+    pub fn list_of_words(
+        &mut self,
+        v: Option<&Vec<String>>,
+        field: &str,
+        allowed: &[&str],
+    ) -> &mut Self {
+        if let Some(list) = v.filter(|l| l.iter().any(|s| !allowed.contains(&s.as_str()))) {
+            self.push(
+                Some(list_value(list)),
+                field,
+                format!(
+                    "satisfy constraint: [Member must satisfy enum value set: [{}]]",
+                    allowed.join(", ")
+                ),
+            );
         }
         self
     }
@@ -375,10 +424,7 @@ impl Validator {
 
     /// `DryRunModifiers`: each one of AWS's (`IGNORE_CIPHERTEXT`).
     pub fn dry_run_modifiers(&mut self, v: Option<&Vec<String>>) -> &mut Self {
-        for m in v.into_iter().flatten() {
-            self.one_of(Some(m), "dryRunModifiers", &["IGNORE_CIPHERTEXT"]);
-        }
-        self
+        self.list_of_words(v, "dryRunModifiers", &["IGNORE_CIPHERTEXT"])
     }
 
     /// A string member that must match AWS's `pattern` (`matches` decides it).
@@ -411,6 +457,11 @@ impl Validator {
     }
 }
 
+/// A list of strings as AWS's messages quote it (Java's `List.toString`: `[a, b]`).
+fn list_value(list: &[String]) -> String {
+    format!("[{}]", list.join(", "))
+}
+
 /// AWS's pattern for an alias name (`AliasNameType`) and a grant's name (`GrantNameType`).
 pub const NAME_PATTERN: &str = "^[a-zA-Z0-9:/_-]+$";
 
@@ -440,9 +491,16 @@ pub struct Page<'a> {
 }
 
 impl<'a> Page<'a> {
-    pub fn of(limit: Option<i64>, marker: &'a Option<String>, default_limit: usize) -> Self {
+    /// The page a `Limit` asks for (validated by [`Validator::paging`]): the listing's
+    /// default without one, and never more than the listing's documented maximum.
+    pub fn of(
+        limit: Option<i64>,
+        marker: &'a Option<String>,
+        default_limit: usize,
+        max: usize,
+    ) -> Self {
         Page {
-            limit: limit.map(|l| l as usize).unwrap_or(default_limit),
+            limit: limit.map_or(default_limit, |l| (l as usize).min(max)),
             marker: marker.as_deref(),
         }
     }
@@ -524,7 +582,7 @@ mod tests {
     fn policy_names_and_markers_follow_the_models_patterns() {
         let mut v = Validator::new();
         v.policy_name(Some("default"))
-            .paging(None, Some("next é ÿ"), 100);
+            .paging(None, Some("next é ÿ"));
         assert!(v.finish().is_ok());
         assert_eq!(
             message(Validator::new().policy_name(Some("de-fault"))),
@@ -535,22 +593,47 @@ mod tests {
         assert!(message(Validator::new().policy_name(Some("")))
             .starts_with("2 validation errors detected: "));
         assert_eq!(
-            message(Validator::new().paging(None, Some("ā"), 100)),
+            message(Validator::new().paging(None, Some("ā"))),
             "1 validation error detected: Value 'ā' at 'marker' failed to satisfy constraint: \
              Member must satisfy regular expression pattern: [\\u0020-\\u00FF]*"
         );
     }
 
-    /// A list member's entries are named by their place, as AWS names them
-    /// (`tags.1.member.tagKey`, `grantTokens.2.member`).
+    /// A list of plain values is named once, quoted whole, with every constraint of its
+    /// member's shape, as AWS reports it; a list of structures names the member by its place
+    /// (`tags.1.member.tagKey`).
     #[test]
-    fn a_grant_token_is_named_by_its_place() {
+    fn a_list_of_strings_is_reported_whole() {
         let tokens = vec!["ok".to_string(), String::new()];
         assert_eq!(
             message(Validator::new().grant_tokens(Some(&tokens))),
-            "1 validation error detected: Value '' at 'grantTokens.2.member' failed to satisfy \
-             constraint: Member must have length greater than or equal to 1"
+            "1 validation error detected: Value '[ok, ]' at 'grantTokens' failed to satisfy \
+             constraint: Member must satisfy constraint: [Member must have length less than or \
+             equal to 8192, Member must have length greater than or equal to 1]"
         );
+        let eleven: Vec<String> = (0..11).map(|i| i.to_string()).collect();
+        assert_eq!(
+            message(Validator::new().grant_tokens(Some(&eleven))),
+            "1 validation error detected: Value '[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]' at \
+             'grantTokens' failed to satisfy constraint: Member must have length less than or \
+             equal to 10"
+        );
+        let ops = vec!["Encrypt".to_string(), "ListGrants".to_string()];
+        assert_eq!(
+            message(Validator::new().list_of_words(
+                Some(&ops),
+                "operations",
+                &["Encrypt", "Decrypt"]
+            )),
+            "1 validation error detected: Value '[Encrypt, ListGrants]' at 'operations' failed \
+             to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum \
+             value set: [Encrypt, Decrypt]]"
+        );
+        assert!(Validator::new()
+            .grant_tokens(Some(&vec!["a".into(); 10]))
+            .list_of_words(Some(&ops), "operations", &["Encrypt", "ListGrants"])
+            .finish()
+            .is_ok());
     }
 
     /// The members AWS's model marks sensitive are named, never quoted.

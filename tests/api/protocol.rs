@@ -569,3 +569,127 @@ async fn every_request_member_of_the_model_is_read() {
         );
     }
 }
+
+/// The texts of AWS's model validation for lists, and of two request shapes AWS refuses with a
+/// text of its own: a list of plain values is quoted whole; a `Limit` within the model's 1 to
+/// 1,000 is accepted, and a listing answers no more than its documented maximum.
+#[tokio::test]
+async fn list_and_constraint_texts_are_those_aws_answers() {
+    use aws_sdk_kms::types::{DataKeySpec, GrantConstraints, GrantOperation};
+    let s = Server::start().await;
+    let c = s.client();
+    let key = c.create_key().send().await.unwrap().key_metadata.unwrap();
+    let key_id = key.key_id();
+    // NumberOfBytes and KeySpec both: the same text as neither.
+    for both in [true, false] {
+        let mut r = c.generate_data_key().key_id(key_id);
+        if both {
+            r = r.number_of_bytes(32).key_spec(DataKeySpec::Aes256);
+        }
+        let (code, m) = message(r.send().await);
+        assert_eq!(
+            (code.as_str(), m.as_str()),
+            (
+                "ValidationException",
+                "Please specify either number of bytes or key spec."
+            )
+        );
+    }
+    // Both constraints of a grant.
+    let (code, m) = message(
+        c.create_grant()
+            .key_id(key_id)
+            .grantee_principal("arn:aws:iam::111122223333:user/bob")
+            .operations(GrantOperation::Decrypt)
+            .constraints(
+                GrantConstraints::builder()
+                    .encryption_context_equals("a", "1")
+                    .encryption_context_subset("b", "2")
+                    .build(),
+            )
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (code.as_str(), m.as_str()),
+        ("ValidationException", "More than one constraint supplied")
+    );
+    // An operation outside the set: the list is quoted whole.
+    let (code, m) = message(
+        c.create_grant()
+            .key_id(key_id)
+            .grantee_principal("arn:aws:iam::111122223333:user/bob")
+            .operations(GrantOperation::Decrypt)
+            .operations(GrantOperation::from("ListGrants"))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException");
+    assert!(
+        m.starts_with(
+            "1 validation error detected: Value '[Decrypt, ListGrants]' at 'operations' failed \
+             to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum \
+             value set: ["
+        ) && m.ends_with("]]"),
+        "{m}"
+    );
+    // A tag key out of bounds.
+    let (code, m) = message(
+        c.untag_resource()
+            .key_id(key_id)
+            .tag_keys("ok")
+            .tag_keys("")
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (code.as_str(), m.as_str()),
+        (
+            "ValidationException",
+            "1 validation error detected: Value '[ok, ]' at 'tagKeys' failed to satisfy \
+             constraint: Member must satisfy constraint: [Member must have length less than or \
+             equal to 128, Member must have length greater than or equal to 1]"
+        )
+    );
+    // Limit: the model's 1 to 1,000; ListAliases answers at most 100 of them (three keys,
+    // as a key may have 50 aliases).
+    let mut keys = vec![key_id.to_string()];
+    for _ in 0..2 {
+        let k = c.create_key().send().await.unwrap().key_metadata.unwrap();
+        keys.push(k.key_id().to_string());
+    }
+    for i in 0..101 {
+        c.create_alias()
+            .alias_name(format!("alias/page-{i:03}"))
+            .target_key_id(&keys[i / 40])
+            .send()
+            .await
+            .unwrap();
+    }
+    let page = c.list_aliases().limit(1000).send().await.unwrap();
+    assert_eq!(page.aliases().len(), 100);
+    assert!(page.truncated());
+    let rest = c
+        .list_aliases()
+        .limit(1000)
+        .marker(page.next_marker().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(!rest.truncated());
+    let named = |l: &[aws_sdk_kms::types::AliasListEntry]| {
+        l.iter()
+            .filter(|a| a.alias_name().unwrap().starts_with("alias/page-"))
+            .count()
+    };
+    assert_eq!(named(page.aliases()) + named(rest.aliases()), 101);
+    let (code, m) = message(c.list_aliases().limit(1001).send().await);
+    assert_eq!(
+        (code.as_str(), m.as_str()),
+        (
+            "ValidationException",
+            "1 validation error detected: Value '1001' at 'limit' failed to satisfy constraint: \
+             Member must have value less than or equal to 1000"
+        )
+    );
+}

@@ -63,7 +63,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let r: List = parse(body)?;
     Validator::new()
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
-        .paging(r.limit, r.marker.as_deref(), 100)
+        .paging(r.limit, r.marker.as_deref())
         .finish()?;
     let (aliases, predefined) = kms.list_aliases(caller, r.key_id.as_deref()).await?;
     // Aliases and AWS's predefined ones (no key yet: name and ARN only, as AWS lists them),
@@ -93,6 +93,6 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         }))
         .collect();
     listed.sort_by(|x, y| x.0.cmp(&y.0));
-    let page = Page::of(r.limit, &r.marker, 50);
+    let page = Page::of(r.limit, &r.marker, 50, 100);
     page.of_list(&listed, "Aliases", |l| l.0.clone(), |l| l.1.clone())
 }

@@ -238,13 +238,13 @@ pub async fn describe(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, 
             1,
             256,
         )
-        .paging(r.limit, r.marker.as_deref(), 1000)
+        .paging(r.limit, r.marker.as_deref())
         .finish()?;
     let id = r.custom_key_store_id.as_deref();
     let stores = kms
         .describe_custom_key_stores(caller, id, r.custom_key_store_name.as_deref())
         .await?;
-    let page = Page::of(r.limit, &r.marker, 100);
+    let page = Page::of(r.limit, &r.marker, 100, 1000);
     let mut v = page.of_list(&stores, "CustomKeyStores", |s| s.id.clone(), entry)?;
     if v.get("NextMarker").is_none() {
         v["Truncated"] = json!(false);

@@ -38,18 +38,8 @@ pub async fn handle(
         (Some(n), None) => n as usize,
         (None, Some(DataKeySpec::Aes256)) => 32,
         (None, Some(DataKeySpec::Aes128)) => 16,
-        (None, None) => {
-            return Err(KmsError::Validation(
-                "Please specify either number of bytes or key spec.".into(),
-            )
-            .into())
-        }
-        (Some(_), Some(_)) => {
-            return Err(KmsError::Validation(
-                "Please specify either number of bytes or key spec, not both.".into(),
-            )
-            .into())
-        }
+        // Neither, or both: one text for the two, as AWS answers them.
+        _ => return Err(KmsError::Validation(crate::messages::BYTES_OR_KEY_SPEC.into()).into()),
     };
     // The WithoutPlaintext model has no Recipient: a member it does not have is ignored.
     if with_plaintext {

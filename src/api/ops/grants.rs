@@ -9,22 +9,23 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// `Constraints` as sent: every member is read or refused, never dropped (a member dropped
-/// would make the grant wider than asked).
-fn constraints_in(v: Option<Value>) -> Result<Option<Constraints>, KmsError> {
+/// would make the grant wider than asked). A member of the wrong type is a
+/// `SerializationException`, as AWS's framework answers it.
+fn constraints_in(v: Option<Value>) -> Result<Option<Constraints>, ApiError> {
     let obj = match v {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Object(obj)) => obj,
         Some(_) => {
-            return Err(KmsError::Validation(
+            return Err(ApiError::Serialization(
                 "Constraints must be a structure.".into(),
             ))
         }
     };
     let mut c = Constraints::default();
     for (name, value) in obj {
-        let ctx = || -> Result<Context, KmsError> {
+        let ctx = || -> Result<Context, ApiError> {
             serde_json::from_value(value.clone()).map_err(|_| {
-                KmsError::Validation(format!(
+                ApiError::Serialization(format!(
                     "Constraints.{name} must be a map of strings to strings."
                 ))
             })
@@ -33,21 +34,20 @@ fn constraints_in(v: Option<Value>) -> Result<Option<Constraints>, KmsError> {
             "EncryptionContextEquals" => c.equals = Some(ctx()?),
             "EncryptionContextSubset" => c.subset = Some(ctx()?),
             "SourceArn" => {
-                return Err(KmsError::Validation(
+                return Err(ApiError::from(KmsError::Validation(
                     "The SourceArn grant constraint applies to grants for AWS service principals, which this service does not support.".into(),
-                ))
+                )))
             }
             other => {
                 return Err(KmsError::Validation(format!(
                     "Constraints has an unknown member {other}: the grant would allow more than asked, so it is not created."
-                )))
+                ))
+                .into())
             }
         }
     }
     if c.equals.is_some() && c.subset.is_some() {
-        return Err(KmsError::Validation(
-            "Specify EncryptionContextEquals or EncryptionContextSubset, not both.".into(),
-        ));
+        return Err(KmsError::Validation(crate::messages::MORE_THAN_ONE_CONSTRAINT.into()).into());
     }
     // An empty structure constrains nothing.
     Ok((c.equals.is_some() || c.subset.is_some()).then_some(c))
@@ -97,15 +97,12 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .str_len(r.name.as_deref(), "name", 1, 256)
         .pattern(r.name.as_deref(), "name", wire::NAME_PATTERN, wire::name_ok)
         .grant_tokens(r.grant_tokens.as_ref());
-    let grant_operations = crate::operations::grant_operation_names();
-    for (i, op) in r.operations.iter().flatten().enumerate() {
-        v.one_of(
-            Some(op),
-            &format!("operations.{}.member", i + 1),
-            &grant_operations,
-        );
-    }
-    v.finish()?;
+    v.list_of_words(
+        r.operations.as_ref(),
+        "operations",
+        &crate::operations::grant_operation_names(),
+    )
+    .finish()?;
     let ops = r.operations.unwrap_or_default();
     if ops.is_empty() {
         return Err(KmsError::Validation("1 validation error detected: Value '[]' at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1".into()).into());
@@ -172,7 +169,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     refuse_service_principals(&[("GranteeServicePrincipal", &r.grantee_service_principal)])?;
     Validator::new()
         .key_id(&r.key_id)
-        .paging(r.limit, r.marker.as_deref(), 100)
+        .paging(r.limit, r.marker.as_deref())
         .str_len(r.grant_id.as_deref(), "grantId", 1, 128)
         .principal(r.grantee_principal.as_deref(), "granteePrincipal")
         .finish()?;
@@ -190,7 +187,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         })
         .map(grant_json)
         .collect();
-    let page = Page::of(r.limit, &r.marker, 50);
+    let page = Page::of(r.limit, &r.marker, 50, 100);
     page.of_list(&shown, "Grants", grant_id, Value::clone)
 }
 
@@ -209,13 +206,13 @@ pub async fn list_retirable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
     Validator::new()
         .required(&r.retiring_principal, "retiringPrincipal")
         .principal(r.retiring_principal.as_deref(), "retiringPrincipal")
-        .paging(r.limit, r.marker.as_deref(), 100)
+        .paging(r.limit, r.marker.as_deref())
         .finish()?;
     let grants = kms
         .list_retirable_grants(caller, or_empty(&r.retiring_principal))
         .await?;
     let shown: Vec<Value> = grants.iter().map(grant_json).collect();
-    let page = Page::of(r.limit, &r.marker, 50);
+    let page = Page::of(r.limit, &r.marker, 50, 100);
     page.of_list(&shown, "Grants", grant_id, Value::clone)
 }
 

@@ -72,7 +72,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let r: ListRequest = parse(body)?;
     Validator::new()
         .key_id(&r.key_id)
-        .paging(r.limit, r.marker.as_deref(), 1000)
+        .paging(r.limit, r.marker.as_deref())
         .finish()?;
     if r.marker.is_some() {
         return Err(KmsError::InvalidMarker.into());

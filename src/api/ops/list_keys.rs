@@ -14,7 +14,7 @@ struct Request {
 pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: Request = parse(body)?;
     Validator::new()
-        .paging(r.limit, r.marker.as_deref(), 1000)
+        .paging(r.limit, r.marker.as_deref())
         .finish()?;
     let out = kms
         .list_keys(caller, r.limit.unwrap_or(100) as usize, r.marker.as_deref())

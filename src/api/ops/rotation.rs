@@ -93,7 +93,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let r: Listing = parse(body)?;
     Validator::new()
         .key_id(&r.key_id)
-        .paging(r.limit, r.marker.as_deref(), 1000)
+        .paging(r.limit, r.marker.as_deref())
         .one_of(
             r.include_key_material.as_deref(),
             "includeKeyMaterial",

@@ -34,14 +34,12 @@ struct UntagRequest {
 
 pub async fn untag(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r: UntagRequest = parse(body)?;
-    let mut v = Validator::new();
-    v.required(&r.key_id, "keyId")
+    Validator::new()
+        .required(&r.key_id, "keyId")
         .required(&r.tag_keys, "tagKeys")
-        .str_len(r.key_id.as_deref(), "keyId", 1, 2048);
-    for (i, k) in r.tag_keys.iter().flatten().enumerate() {
-        v.str_len(Some(k), &format!("tagKeys.{}.member", i + 1), 1, 128);
-    }
-    v.finish()?;
+        .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
+        .list_of_strings(r.tag_keys.as_ref(), "tagKeys", 1, 128)
+        .finish()?;
     kms.untag_resource(caller, or_empty(&r.key_id), r.tag_keys.unwrap_or_default())
         .await?;
     Ok(json!({}))
@@ -59,10 +57,10 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
     let r: ListRequest = parse(body)?;
     Validator::new()
         .key_id(&r.key_id)
-        .paging(r.limit, r.marker.as_deref(), 50)
+        .paging(r.limit, r.marker.as_deref())
         .finish()?;
     let tags = kms.list_resource_tags(caller, or_empty(&r.key_id)).await?;
-    let page = Page::of(r.limit, &r.marker, 50);
+    let page = Page::of(r.limit, &r.marker, 50, 50);
     page.of_list(
         &tags,
         "Tags",
