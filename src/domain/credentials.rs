@@ -499,16 +499,39 @@ impl Credentials {
         })
     }
 
-    /// Activate or deactivate an access key (the row's MAC covers its status).
+    /// Activate or deactivate an access key (the row's MAC covers its status). The row is
+    /// verified first: a row edited in the database (another principal, another secret) is
+    /// refused, never sealed as it reads; and the new status is written only over the row
+    /// verified.
     pub async fn set_status(&self, access_key_id: &str, active: bool) -> Result<()> {
         let mut rec = self.ids.access_key(access_key_id).await?.ok_or_else(|| {
             KmsError::NotFound(format!("access key {access_key_id} does not exist"))
         })?;
+        if !self
+            .hsm
+            .row_mac_matches(access_key_mac_input(&rec), &rec.mac)
+            .await?
+        {
+            tracing::error!(
+                access_key_id,
+                "access key row failed its integrity check; its status is not changed"
+            );
+            return Err(KmsError::Validation(format!(
+                "access key {access_key_id} failed its integrity check (its row was changed outside the service); it is not sealed again. Delete it and create a new one."
+            )));
+        }
+        let verified = std::mem::take(&mut rec.mac);
         rec.status = if active { "Active" } else { "Inactive" }.into();
         let mac = self.hsm.row_mac(access_key_mac_input(&rec)).await?;
-        self.ids
-            .set_access_key_status(access_key_id, &rec.status, &mac)
-            .await?;
+        if !self
+            .ids
+            .set_access_key_status(access_key_id, &rec.status, &verified, &mac)
+            .await?
+        {
+            return Err(KmsError::Conflict(format!(
+                "access key {access_key_id} changed while its status was being set; try again"
+            )));
+        }
         self.invalidate_all();
         Ok(())
     }

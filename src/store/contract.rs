@@ -1563,18 +1563,26 @@ async fn identity_accounts_principals_access_keys(s: &Backend) {
         .collect();
     assert_eq!(mine, vec!["AKIAFIRST", "AKIASECOND"]);
 
+    // Written only over the row whose MAC the caller verified.
+    assert!(!s
+        .set_access_key_status("AKIAFIRST", "Inactive", &[7; 32], &[2; 32])
+        .await
+        .unwrap());
     assert!(s
-        .set_access_key_status("AKIAFIRST", "Inactive", &[2; 32])
+        .set_access_key_status("AKIAFIRST", "Inactive", &[1; 32], &[2; 32])
         .await
         .unwrap());
     let got = s.access_key("AKIAFIRST").await.unwrap().unwrap();
     assert_eq!((got.status.as_str(), got.mac), ("Inactive", vec![2; 32]));
     assert!(!s
-        .set_access_key_status("AKIANONE", "Inactive", &[2; 32])
+        .set_access_key_status("AKIANONE", "Inactive", &[1; 32], &[2; 32])
         .await
         .unwrap());
     assert_eq!(
-        conflict_name(s.set_access_key_status("AKIAFIRST", "Gone", &[2; 32]).await),
+        conflict_name(
+            s.set_access_key_status("AKIAFIRST", "Gone", &[2; 32], &[3; 32])
+                .await
+        ),
         "access_keys_status_check"
     );
     assert!(s.delete_access_key("AKIAFIRST").await.unwrap());

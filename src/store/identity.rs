@@ -468,13 +468,16 @@ macro_rules! identity_store {
                 &self,
                 access_key_id: &str,
                 status: &str,
+                old_mac: &[u8],
                 mac: &[u8],
             ) -> Result<bool, StoreError> {
-                let r =
-                    sqlx::query("UPDATE access_keys SET status = $2, mac = $3 WHERE access_key_id = $1")
+                let r = sqlx::query(
+                    "UPDATE access_keys SET status = $2, mac = $3 WHERE access_key_id = $1 AND mac = $4",
+                )
                         .bind(access_key_id)
                         .bind(status)
                         .bind(mac)
+                        .bind(old_mac)
                         .write_on(self)
                         .await?;
                 Ok(r.rows_affected() > 0)

@@ -3444,3 +3444,50 @@ async fn an_sts_call_cannot_write_an_event_the_service_reads_as_its_own() {
         .await;
     assert!(filed.is_empty(), "{filed:?}");
 }
+
+/// The attack: a database writer who holds an access key of their own points its row at
+/// another principal (`UPDATE access_keys SET principal_arn = <admin>`). The row now fails its
+/// MAC and the key stops working; its holder reports it broken, and the operator deactivates
+/// and activates it. On the previous code the status change sealed the edited row as it read
+/// it, and the writer's secret then signed as the admin. Now a status change verifies the row
+/// first and refuses one that fails, and writes only over the row it verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_key_edited_with_sql_is_never_sealed_by_a_status_change() {
+    let s = Server::start().await;
+    let admin =
+        s.db.strings(&format!(
+            "SELECT principal_arn FROM access_keys WHERE access_key_id = {}",
+            s.db.text(&s.access_key_id)
+        ))
+        .await
+        .remove(0);
+    let (_, id, secret, mallory) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "mallory", None));
+    assert_eq!(
+        code(mallory.list_keys().send().await.map(|_| ())),
+        "AccessDeniedException"
+    );
+    s.db.execute(&format!(
+        "UPDATE access_keys SET principal_arn = {} WHERE access_key_id = {}",
+        s.db.text(&admin),
+        s.db.text(&id)
+    ))
+    .await;
+    for command in ["deactivate-access-key", "activate-access-key"] {
+        let out = tokio::task::block_in_place(|| s.admin(&[command, "--access-key-id", &id], &[]));
+        assert!(!out.status.success(), "{command} sealed an edited row");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("integrity"), "{err}");
+    }
+    let node = tokio::task::block_in_place(|| s.second_node());
+    assert_eq!(
+        code(
+            s.client_of(&node, &id, &secret)
+                .list_keys()
+                .send()
+                .await
+                .map(|_| ())
+        ),
+        "UnrecognizedClientException"
+    );
+}

@@ -58,11 +58,13 @@ pub trait IdentityStore: Send + Sync {
     async fn access_keys_of(&self, principal_arn: &str)
         -> Result<Vec<AccessKeyRecord>, StoreError>;
     async fn account_exists(&self, account_id: &str) -> Result<bool, StoreError>;
-    /// Set an access key's status and its new row MAC; false if there is no such key.
+    /// Set an access key's status and its new row MAC, over the row whose MAC is `old_mac`;
+    /// false if there is no such row.
     async fn set_access_key_status(
         &self,
         access_key_id: &str,
         status: &str,
+        old_mac: &[u8],
         mac: &[u8],
     ) -> Result<bool, StoreError>;
     async fn principal_exists(&self, arn: &str) -> Result<bool, StoreError>;
