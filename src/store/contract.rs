@@ -1483,6 +1483,24 @@ async fn grants_insert_list_delete(s: &Backend) {
             .unwrap(),
         vec![g_tie_b.clone(), g_late.clone()]
     );
+    // The grants to a principal: to the role itself and to its sessions; a name's `_` is no
+    // wildcard (`role/a_p` is not `role/app`).
+    let mut g_session = grant_rec("c-session", id, t + TimeDelta::seconds(9));
+    g_session.grantee_principal = "arn:aws:sts::111122223333:assumed-role/app/s1".into();
+    s.insert_grant(&g_session, i64::MAX).await.unwrap();
+    assert_eq!(
+        s.grants_to_principal("arn:aws:iam::111122223333:role/app")
+            .await
+            .unwrap(),
+        vec![g_tie_a.clone(), g_tie_b.clone(), g_late.clone(), g_session]
+    );
+    for none in [
+        "arn:aws:iam::111122223333:role/a_p",
+        "arn:aws:iam::111122223333:user/app",
+    ] {
+        assert!(s.grants_to_principal(none).await.unwrap().is_empty());
+    }
+    assert!(s.delete_grant("c-session").await.unwrap());
     assert!(s.delete_grant("b-tie").await.unwrap());
     assert!(!s.delete_grant("b-tie").await.unwrap());
     assert_eq!(s.grants_of_key(id).await.unwrap(), vec![g_tie_a, g_late]);

@@ -15,6 +15,28 @@
 //!
 //! The store contract suite (`contract.rs`) runs every method on both.
 
+/// The grants to a user or role (`$1`) and, for a role, to its sessions (`$2`, the `LIKE`
+/// pattern of [`sessions_of`]).
+pub(crate) const GRANTS_TO_PRINCIPAL: &str =
+    "(grantee_principal = $1 OR grantee_principal LIKE $2 ESCAPE '\\')";
+
+/// The `LIKE` pattern of a role's sessions' ARNs (`arn:aws:sts::<account>:assumed-role/<name>/%`,
+/// the name's wildcards escaped); a user's matches nothing.
+pub(crate) fn sessions_of(arn: &str) -> String {
+    arn.split_once(":role/")
+        .map(|(head, name)| {
+            let name = name
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!(
+                "{}:assumed-role/{name}/%",
+                head.replacen("arn:aws:iam::", "arn:aws:sts::", 1)
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// `impl GrantStore for $store`, from the names above in the invoking module.
 macro_rules! grant_store {
     ($store:ty) => {
@@ -98,6 +120,17 @@ macro_rules! grant_store {
                 );
                 sqlx::query_as(&q)
                     .bind(principal)
+                    .all(&self.pool).await
+            }
+
+            async fn grants_to_principal(&self, arn: &str) -> Result<Vec<GrantRecord>, StoreError> {
+                let q = format!(
+                    "SELECT {GRANT_COLUMNS} FROM grants WHERE {} ORDER BY created_at, grant_id",
+                    crate::store::GRANTS_TO_PRINCIPAL
+                );
+                sqlx::query_as(&q)
+                    .bind(arn)
+                    .bind(crate::store::sessions_of(arn))
                     .all(&self.pool).await
             }
 

@@ -413,22 +413,10 @@ macro_rules! identity_store {
                     .map_err(map_err)?;
                 // Grants to the principal (and, for a role, to its sessions) go with it: one re-created
                 // with the same name does not inherit them (AWS tells principals apart by unique id).
-                let sessions = arn
-                    .split_once(":role/")
-                    .map(|(head, name)| {
-                        let name = name
-                            .replace('\\', "\\\\")
-                            .replace('%', "\\%")
-                            .replace('_', "\\_");
-                        format!(
-                            "{}:assumed-role/{name}/%",
-                            head.replacen("arn:aws:iam::", "arn:aws:sts::", 1)
-                        )
-                    })
-                    .unwrap_or_default();
-                sqlx::query("DELETE FROM grants WHERE grantee_principal = $1 OR grantee_principal LIKE $2 ESCAPE '\\'")
+                // The domain has ended each in the trail first; this removes any left.
+                sqlx::query(&format!("DELETE FROM grants WHERE {}", crate::store::GRANTS_TO_PRINCIPAL))
                     .bind(arn)
-                    .bind(sessions)
+                    .bind(crate::store::sessions_of(arn))
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;

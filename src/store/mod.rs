@@ -24,6 +24,7 @@ mod traits;
 mod writes;
 
 pub use custom_key_stores::CustomKeyStoreRecord;
+pub(crate) use grants::{sessions_of, GRANTS_TO_PRINCIPAL};
 
 /// Every repository written once for both dialects, implemented for `$store` in its dialect's
 /// module (whose `Tx`, `map_err`, locks and SQL pieces the bodies use).

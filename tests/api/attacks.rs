@@ -3491,3 +3491,62 @@ async fn an_access_key_edited_with_sql_is_never_sealed_by_a_status_change() {
         "UnrecognizedClientException"
     );
 }
+
+/// The attack: a database writer saves the grants to a user, the operator deletes the user
+/// (its grants go with it), someone re-creates a user of the same name, and the writer puts
+/// the saved grant rows back, their MACs intact. On the previous code the deletion wrote no
+/// end of the grants in the trail, so the put-back grant let the new user encrypt. Now each
+/// grant to a deleted principal (or to its role's sessions) ends as a retired grant does,
+/// recorded in the trail first, and a row put back is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_principals_grant_put_back_with_sql_allows_nothing() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let (arn, _, old) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "temp", None));
+    root.create_grant()
+        .key_id(&key)
+        .grantee_principal(&arn)
+        .operations(GrantOperation::Encrypt)
+        .send()
+        .await
+        .unwrap();
+    old.encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    s.db.execute(&format!(
+        "CREATE TABLE saved_grants AS SELECT * FROM grants WHERE grantee_principal = {}",
+        s.db.text(&arn)
+    ))
+    .await;
+    s.admin_ok(&["delete-principal", "--principal-arn", &arn]);
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "temp", None));
+    s.db.execute("INSERT INTO grants SELECT * FROM saved_grants")
+        .await;
+    // A node that starts now reads the rows as they are.
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let new = s.client_of(&node, &id, &secret);
+    assert_eq!(
+        code(
+            new.encrypt()
+                .key_id(&key)
+                .plaintext(pt())
+                .send()
+                .await
+                .map(|_| ())
+        ),
+        "AccessDeniedException"
+    );
+    let listed = s
+        .client_of(&node, &s.access_key_id, &s.secret)
+        .list_grants()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.grants().is_empty(), "{listed:?}");
+}

@@ -333,12 +333,41 @@ impl Operator {
     pub async fn delete_principal(&self, arn: &str, protected: &str) -> Result<Forgotten> {
         self.check_deletable(arn, protected).await?;
         let forgotten = self.kms.forget_principal(arn).await?;
+        self.end_grants_to(arn).await?;
         let marks = self.kms.deletion_marks(arn).await?;
         if !self.store.delete_principal(arn).await? {
             bail!("no user or role {arn}");
         }
         self.kms.deleted(&marks);
         Ok(forgotten)
+    }
+}
+
+impl Operator {
+    /// Each grant to a principal being deleted (and, for a role, to its sessions) ends in the
+    /// trail first, as a retired grant does (`GrantEnded`): its row, saved and put back once a
+    /// principal of the same name exists again, is then refused. The rows go with the
+    /// principal's.
+    async fn end_grants_to(&self, arn: &str) -> Result<()> {
+        for g in self.store.grants_to_principal(arn).await? {
+            // A grant of a key that no longer exists allows nothing.
+            let Some(rec) = self.kms.record(g.key_id).await? else {
+                continue;
+            };
+            let details =
+                serde_json::json!({ "grantId": g.grant_id, "operation": "DeletePrincipal" });
+            self.record(crate::audit::service_event(
+                crate::audit::GRANT_ENDED_EVENT,
+                &rec.arn(),
+                &rec.region,
+                details,
+            ))
+            .await
+            .map_err(|e| {
+                anyhow!("the audit trail cannot record the end of grant {}, so nothing was deleted: {e}", g.grant_id)
+            })?;
+        }
+        Ok(())
     }
 }
 

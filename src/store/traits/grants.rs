@@ -19,6 +19,8 @@ pub trait GrantStore: Send + Sync {
     async fn grant_ended_per_trail(&self, arn: &str, grant_id: &str) -> Result<bool, StoreError>;
     async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError>;
     async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError>;
+    /// The grants to a user or role `arn`, and for a role to its sessions.
+    async fn grants_to_principal(&self, arn: &str) -> Result<Vec<GrantRecord>, StoreError>;
     /// Delete a grant; false if it did not exist.
     async fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError>;
 }
