@@ -437,6 +437,13 @@ impl Kms {
         // The version the material is (or becomes), this key's record of it if it has one,
         // and whether the material is pending rotation.
         let (version, previous, pending) = if new && own.is_empty() && related.is_empty() {
+            // A first material only for a key whose sealed record says it never had one: the
+            // records of a key that has material, deleted in the database, would otherwise let
+            // other material in as its first.
+            if rec.current_version > 0 {
+                tracing::error!(key_id = %rec.key_id, current_version = rec.current_version, "the key has material by its sealed record, but no import records (deleted in the database?); refusing the import");
+                return Err(KmsError::KeyUnavailable);
+            }
             (1, None, false)
         } else if new {
             if let Some(p) = &same {

@@ -2215,3 +2215,37 @@ async fn deleted_material_put_back_with_sql_is_never_used() {
     );
     s.db.execute("DROP TABLE saved_material").await;
 }
+
+/// The attack: a database writer deletes a key's import records and its material rows, so
+/// that the key looks as if it never had material, and a principal who may import then brings
+/// material of its own (which it knows) as the key's first. On the previous code the import
+/// was taken as the first one, and the key computed MACs with the attacker's material. Now a
+/// key whose sealed record says it has material (its current version) takes no "first"
+/// material: the missing records are an integrity failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn import_records_deleted_with_sql_let_no_other_material_in() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    import_oaep(&c, &key, &random(32), None, None)
+        .await
+        .unwrap();
+    let k = s.db.key(&key);
+    for table in ["key_imports", "key_materials"] {
+        s.db.execute(&format!("DELETE FROM {table} WHERE key_id = {k}"))
+            .await;
+    }
+    let node2 = tokio::task::block_in_place(|| s.second_node());
+    let fresh = s.client_of(&node2, &s.access_key_id, &s.secret);
+    let theirs = random(32);
+    let r = import_oaep(&fresh, &key, &theirs, None, None).await;
+    assert_eq!(code(r), "KeyUnavailableException");
+    assert!(fresh
+        .generate_mac()
+        .key_id(&key)
+        .message(Blob::new(b"m".to_vec()))
+        .mac_algorithm(aws_sdk_kms::types::MacAlgorithmSpec::HmacSha256)
+        .send()
+        .await
+        .is_err());
+}
