@@ -207,13 +207,16 @@ impl Kms {
             rec.key_state = KeyState::PendingImport;
             rec.current_version = 0;
             self.seal_new_key(&mut rec, &input.tags).await?;
+            let aliases = self.seal_new_alias_set(&mut rec, &[]).await?;
             self.keys
                 .create_key(&rec, None, &input.tags, self.limits.keys_per_region)
                 .await
                 .map_err(|e| self.key_quota_error(e))?;
+            self.written(&aliases);
             return self.metadata(&rec).await;
         }
         self.seal_new_key(&mut rec, &input.tags).await?;
+        let aliases = self.seal_new_alias_set(&mut rec, &[]).await?;
         // Token generates → token wraps → database commits → reply.
         let (m, held) = match &partition {
             Some(p) => (self.new_partition_material(&rec, p).await?, None),
@@ -246,6 +249,8 @@ impl Kms {
             }
             e => self.key_quota_error(e),
         })?;
+        // The trail holds the new key's set of aliases: a set removed later is refused.
+        self.written(&aliases);
         self.metadata(&rec).await
     }
 
@@ -303,6 +308,8 @@ impl Kms {
             policy_mac: None,
             state_mac: None,
             tags_mac: None,
+            alias_set: None,
+            aliases_mac: None,
             attrs_mac: None,
             rotation_mac: None,
             on_demand_rotation_start: None,

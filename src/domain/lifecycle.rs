@@ -19,6 +19,16 @@ fn too_many_for_key(e: &StoreError) -> bool {
     matches!(e, StoreError::Conflict { constraint } if constraint == crate::store::KEY_ALIASES_EXCEEDED)
 }
 
+/// Whether a store error is the conflict of a key's set of aliases changed since it was read.
+fn alias_set_changed(e: &StoreError) -> bool {
+    matches!(e, StoreError::Conflict { constraint } if constraint == crate::store::ALIAS_SET_CHANGED)
+}
+
+/// The answer when a key's set of aliases kept changing under an alias change.
+fn alias_set_conflict(rec: &KeyRecord) -> KmsError {
+    KmsError::changed(rec.arn(), "changed its aliases during this request")
+}
+
 /// The key already has its quota of aliases (the write counted them in its transaction).
 fn key_aliases_exceeded() -> KmsError {
     KmsError::LimitExceeded(crate::messages::aliases_per_key_quota(
@@ -369,12 +379,32 @@ impl Kms {
             .seal_row(super::seal::alias_row(&a), super::alias_mac_input(&a), None)
             .await?;
         a.mac = seal.mac.clone();
-        match self
-            .keys
-            .create_alias(&a, self.limits.aliases_per_region, PER_KEY)
-            .await
-        {
-            Ok(()) => self.written(&seal),
+        // With the key's new set of aliases; again if another change of the set came first.
+        let _one_at_a_time = self.alias_changes.lock().await;
+        let mut attempt = 0;
+        let written = loop {
+            attempt += 1;
+            let current = self.alias_set(&rec).await?;
+            let next = current.with(Some((name, seal.generation)), None);
+            let (set, set_seal) = self.next_alias_set(&rec, &current, &next).await?;
+            match self
+                .keys
+                .create_alias(&a, self.limits.aliases_per_region, PER_KEY, &set)
+                .await
+            {
+                Err(e) if alias_set_changed(&e) && attempt < 8 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
+                    continue;
+                }
+                other => break other.map(|()| set_seal),
+            }
+        };
+        match written {
+            Ok(set_seal) => {
+                self.written(&seal);
+                self.written(&set_seal);
+            }
+            Err(e) if alias_set_changed(&e) => return Err(alias_set_conflict(&rec)),
             Err(e) if too_many_for_key(&e) => return Err(key_aliases_exceeded()),
             Err(StoreError::Conflict { constraint })
                 if constraint == crate::store::QUOTA_EXCEEDED =>
@@ -440,9 +470,50 @@ impl Kms {
             )
             .await?;
         a.mac = seal.mac.clone();
-        match self.keys.update_alias(&a, old.key_id, PER_KEY).await {
-            Ok(true) => {}
-            Ok(false) => return Err(not_found()),
+        // The sets of aliases of the key it leaves and the key it joins (the same key: its
+        // set with the alias's new generation).
+        let _one_at_a_time = self.alias_changes.lock().await;
+        let mut attempt = 0;
+        let written = loop {
+            attempt += 1;
+            let mut sets = Vec::new();
+            let joining = self.alias_set(&new).await?;
+            sets.push(
+                self.next_alias_set(
+                    &new,
+                    &joining,
+                    &joining.with(Some((name, seal.generation)), None),
+                )
+                .await?,
+            );
+            if old.key_id != new.key_id {
+                let leaving = self.alias_set(&old).await?;
+                sets.push(
+                    self.next_alias_set(&old, &leaving, &leaving.with(None, Some(name)))
+                        .await?,
+                );
+            }
+            let (stored, seals): (Vec<_>, Vec<_>) = sets.into_iter().unzip();
+            match self
+                .keys
+                .update_alias(&a, old.key_id, PER_KEY, &stored)
+                .await
+            {
+                Err(e) if alias_set_changed(&e) && attempt < 8 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
+                    continue;
+                }
+                other => break other.map(|done| (done, seals)),
+            }
+        };
+        match written {
+            Ok((true, seals)) => {
+                for s in &seals {
+                    self.written(s);
+                }
+            }
+            Ok((false, _)) => return Err(not_found()),
+            Err(e) if alias_set_changed(&e) => return Err(alias_set_conflict(&new)),
             Err(e) if too_many_for_key(&e) => return Err(key_aliases_exceeded()),
             Err(e) => return Err(e.into()),
         }
@@ -460,12 +531,32 @@ impl Kms {
         self.admit(caller, &rec, Access::to("kms:DeleteAlias", ANY_STATE))
             .await?;
         let previous = self.stored_alias(caller, name).await?;
-        if !self
-            .keys
-            .delete_alias(&caller.account_id, &caller.region, name)
-            .await?
-        {
-            return Err(not_found());
+        // With the key's new set of aliases; again if another change of the set came first.
+        let _one_at_a_time = self.alias_changes.lock().await;
+        let mut attempt = 0;
+        let deleted = loop {
+            attempt += 1;
+            let current = self.alias_set(&rec).await?;
+            let (set, set_seal) = self
+                .next_alias_set(&rec, &current, &current.with(None, Some(name)))
+                .await?;
+            match self
+                .keys
+                .delete_alias(&caller.account_id, &caller.region, name, &set)
+                .await
+            {
+                Err(e) if alias_set_changed(&e) && attempt < 8 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
+                    continue;
+                }
+                other => break other.map(|done| done.then_some(set_seal)),
+            }
+        };
+        match deleted {
+            Ok(Some(set_seal)) => self.written(&set_seal),
+            Ok(None) => return Err(not_found()),
+            Err(e) if alias_set_changed(&e) => return Err(alias_set_conflict(&rec)),
+            Err(e) => return Err(e.into()),
         }
         // The row put back after its deletion is refused: the trail holds a later generation.
         if let Some(p) = previous {

@@ -147,6 +147,20 @@ pub(crate) fn tags_mac_input(k: &KeyRecord, tags: &[Tag]) -> Vec<u8> {
     mac_input("kms.key-tags.v1", &fields)
 }
 
+/// What a key's aliases seal covers: its identity and its set of aliases as stored
+/// (`keys.alias_set`, each name with its row's generation then, by name).
+pub(crate) fn aliases_mac_input(k: &KeyRecord, alias_set: &str) -> Vec<u8> {
+    mac_input(
+        "kms.key-aliases.v1",
+        &[
+            k.key_id.as_bytes(),
+            k.account_id.as_bytes(),
+            k.region.as_bytes(),
+            alias_set.as_bytes(),
+        ],
+    )
+}
+
 /// What a key's attributes MAC covers: what the key is, fixed when it is created.
 pub(crate) fn attrs_mac_input(k: &KeyRecord) -> Vec<u8> {
     let mrk = k.mrk_id.map(|m| m.as_bytes().to_vec()).unwrap_or_default();

@@ -153,6 +153,13 @@ impl Kms {
                         let tags = self.keys.tags(*id).await?;
                         (&rec.tags_mac, super::tags_mac_input(&rec, &tags))
                     }
+                    KeyMac::Aliases => (
+                        &rec.aliases_mac,
+                        super::aliases_mac_input(
+                            &rec,
+                            rec.alias_set.as_deref().unwrap_or_default(),
+                        ),
+                    ),
                 };
                 let Some(stored) = stored.clone() else {
                     return Ok(Moved::Elsewhere);

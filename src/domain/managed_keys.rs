@@ -110,16 +110,21 @@ impl Kms {
             target_mrk: None,
             mac: vec![],
         };
-        alias.mac = self
+        let alias_seal = self
             .seal_row(
                 super::seal::alias_row(&alias),
                 super::alias_mac_input(&alias),
                 None,
             )
-            .await?
-            .mac;
+            .await?;
+        alias.mac = alias_seal.mac.clone();
+        let aliases = self
+            .seal_new_alias_set(&mut rec, &[(name.to_string(), alias_seal.generation)])
+            .await?;
         match self.keys.create_managed_key(&rec, &m, &alias).await {
             Ok(()) => {
+                self.written(&alias_seal);
+                self.written(&aliases);
                 tracing::info!(%key_id, alias = name, "AWS managed key created on first use");
                 self.invalidate_aliases();
                 Ok(Some(key_id))

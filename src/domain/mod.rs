@@ -1,6 +1,7 @@
 //! The domain: one function per operation, key states, the ciphertext format, and the caches
 //! that keep the hot path free of SQL, session opening and unwrapping.
 
+mod alias_sets;
 pub mod asymmetric;
 mod authorize;
 mod cache;
@@ -43,8 +44,8 @@ pub use error::{KeyStoreError, KmsError};
 pub type Result<T, E = KmsError> = std::result::Result<T, E>;
 pub use keyid::KeyRef;
 pub(crate) use mac_inputs::{
-    alias_mac_input, attrs_mac_input, mac_input, policy_mac_input, rotation_mac_input,
-    state_mac_input, tags_mac_input,
+    alias_mac_input, aliases_mac_input, attrs_mac_input, mac_input, policy_mac_input,
+    rotation_mac_input, state_mac_input, tags_mac_input,
 };
 use mac_inputs::{key_part_rows, material_mac_input, principal_mac_input, KEY_PARTS};
 use preamble::{Access, Check, ANY_STATE};
@@ -376,6 +377,10 @@ pub struct Kms {
     wake: tokio::sync::Notify,
     /// Key → its alias names, for `kms:ResourceAliases`.
     key_aliases: Mutex<cache::Cache<Uuid, Arc<Vec<String>>>>,
+    /// This node's alias changes, one at a time: each rewrites its keys' sealed sets of
+    /// aliases over the sets it read, so two at once on one key would send one of them back
+    /// to read again. (Across nodes, the one that loses the race reads again.)
+    alias_changes: tokio::sync::Mutex<()>,
     /// The regions this deployment serves (where multi-Region keys can be replicated).
     regions: Vec<String>,
     /// Where the service's own actions (rotation, deletion) are recorded.
@@ -456,6 +461,7 @@ impl Kms {
             clock_offset: std::sync::atomic::AtomicI64::new(0),
             wake: tokio::sync::Notify::new(),
             key_aliases: Mutex::new(cache::Cache::new(nz(sizes.key_metadata), sizes.max_age)),
+            alias_changes: tokio::sync::Mutex::new(()),
             hsm,
             keys,
             meta: Mutex::new(cache::Cache::new(nz(sizes.key_metadata), sizes.max_age)),

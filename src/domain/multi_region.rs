@@ -216,6 +216,7 @@ impl Kms {
             self.check_key_quota(&replica.account_id, &replica.region)
                 .await?;
             self.seal_new_key(&mut replica, &input.tags).await?;
+            let aliases = self.seal_new_alias_set(&mut replica, &[]).await?;
             let mut copies = Vec::new();
             let versions = if external { 0 } else { primary.current_version };
             for v in 1..=versions {
@@ -254,6 +255,7 @@ impl Kms {
                 .await
             {
                 Ok(()) => {
+                    self.written(&aliases);
                     tracing::info!(key_id = %replica.public_id(), region = %replica.region, "multi-Region key replicated");
                     return Ok(ReplicateOutput {
                         metadata: self.metadata(&replica).await?,

@@ -641,21 +641,9 @@ impl Kms {
             return Ok(a.clone());
         }
         crate::metrics::cache("key_aliases", false);
-        // kms:ResourceAliases decides: any alias row of the key that fails its check refuses
-        // the request.
-        let mut names = Vec::new();
-        for a in self
-            .keys
-            .list_aliases(&rec.account_id, &rec.region, Some(rec.key_id))
-            .await?
-        {
-            // Read again if it raced a change; one that moved to another key meanwhile is not
-            // this key's any more.
-            match self.verified_alias(a).await? {
-                Some(a) if a.key_id == rec.key_id => names.push(a.alias_name),
-                _ => {}
-            }
-        }
+        // kms:ResourceAliases decides: an alias row of the key that fails its check, or one
+        // of its sealed set deleted in the database, refuses the request.
+        let names = self.alias_set(rec).await?.names();
         let names = std::sync::Arc::new(names);
         self.key_aliases
             .lock()

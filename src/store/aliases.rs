@@ -37,6 +37,7 @@ macro_rules! key_store_aliases {
                 a: &AliasRecord,
                 max_aliases: i64,
                 per_key: i64,
+                set: &AliasSetSeal,
             ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
                 // Every alias write of the account and region takes this lock first, so the
@@ -53,6 +54,7 @@ macro_rules! key_store_aliases {
                 }
                 key_alias_room(&mut tx, a, per_key).await?;
                 insert_alias(&mut *tx, a).await?;
+                set_alias_set(&mut tx, set).await?;
                 self.commit(tx).await
             }
 
@@ -61,6 +63,7 @@ macro_rules! key_store_aliases {
                 a: &AliasRecord,
                 from_key: Uuid,
                 per_key: i64,
+                sets: &[AliasSetSeal],
             ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
                 aliases_lock(&mut tx, &a.account_id, &a.region).await?;
@@ -85,6 +88,9 @@ macro_rules! key_store_aliases {
                     // Nothing changed: rolled back, with the change's record.
                     return Ok(false);
                 }
+                for set in sets {
+                    set_alias_set(&mut tx, set).await?;
+                }
                 self.commit(tx).await?;
                 Ok(true)
             }
@@ -94,16 +100,26 @@ macro_rules! key_store_aliases {
                 account_id: &str,
                 region: &str,
                 name: &str,
+                set: &AliasSetSeal,
             ) -> Result<bool, StoreError> {
+                let mut tx = self.begin_write().await?;
+                aliases_lock(&mut tx, account_id, region).await?;
                 let r = sqlx::query(
-                    "DELETE FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3",
+                    "DELETE FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3 AND key_id = $4",
                 )
                 .bind(account_id)
                 .bind(region)
                 .bind(name)
-                .write_on(self)
-                .await?;
-                Ok(r.rows_affected() > 0)
+                .bind(set.key_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                set_alias_set(&mut tx, set).await?;
+                self.commit(tx).await?;
+                Ok(true)
             }
 
             async fn alias(

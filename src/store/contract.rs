@@ -275,6 +275,8 @@ pub(crate) fn key_rec(key_id: Uuid, region: &str) -> KeyRecord {
         policy_mac: Some(vec![0x11; 32]),
         state_mac: Some(vec![0x22; 32]),
         tags_mac: Some(vec![0x33; 32]),
+        alias_set: Some("[]".into()),
+        aliases_mac: Some(vec![0x3a; 32]),
         attrs_mac: Some(vec![0x34; 32]),
         rotation_mac: Some(vec![0x35; 32]),
         on_demand_rotation_start: None,
@@ -530,6 +532,23 @@ async fn key_updates_and_macs(s: &Backend) {
     );
 }
 
+/// A key's next set of aliases, written over the seal it carries now (`from` repeated) with
+/// the seal `to` repeated, its set `[to]`.
+fn set_of(key_id: Uuid, from: u8, to: u8) -> AliasSetSeal {
+    AliasSetSeal {
+        key_id,
+        expected: Some(vec![from; 32]),
+        alias_set: format!("[{to}]"),
+        mac: vec![to; 32],
+    }
+}
+
+/// A key's set of aliases and its seal, as stored.
+async fn set_now(s: &Backend, key_id: Uuid) -> (Option<String>, Option<Vec<u8>>) {
+    let k = s.key(key_id).await.unwrap().unwrap();
+    (k.alias_set, k.aliases_mac)
+}
+
 async fn aliases_create_update_delete_and_conflict(s: &Backend) {
     let (k1, k2) = (Uuid::new_v4(), Uuid::new_v4());
     s.create_key(&key_rec(k1, REGION), Some(&material(k1, 1)), &[], i64::MAX)
@@ -545,17 +564,51 @@ async fn aliases_create_update_delete_and_conflict(s: &Backend) {
         .unwrap();
 
     let a = alias_rec("alias/orders", k1);
-    s.create_alias(&a, i64::MAX, i64::MAX).await.unwrap();
-    s.create_alias(&alias_rec("alias/billing", k2), i64::MAX, i64::MAX)
+    s.create_alias(&a, i64::MAX, i64::MAX, &set_of(k1, 0x3a, 1))
         .await
         .unwrap();
+    s.create_alias(
+        &alias_rec("alias/billing", k2),
+        i64::MAX,
+        i64::MAX,
+        &set_of(k2, 0x3a, 2),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         conflict_name(
-            s.create_alias(&alias_rec("alias/orders", k2), i64::MAX, i64::MAX)
-                .await
+            s.create_alias(
+                &alias_rec("alias/orders", k2),
+                i64::MAX,
+                i64::MAX,
+                &set_of(k2, 2, 3)
+            )
+            .await
         ),
         "aliases_pkey"
     );
+    // Written with the key's new set of aliases, over the set as the caller read it.
+    assert_eq!(
+        set_now(s, k1).await,
+        (Some("[1]".to_string()), Some(vec![1; 32]))
+    );
+    assert_eq!(
+        conflict_name(
+            s.create_alias(
+                &alias_rec("alias/stale", k1),
+                i64::MAX,
+                i64::MAX,
+                &set_of(k1, 0x3a, 9)
+            )
+            .await
+        ),
+        ALIAS_SET_CHANGED
+    );
+    assert!(s
+        .alias(ACCOUNT, REGION, "alias/stale")
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(
         s.alias(ACCOUNT, REGION, "alias/orders").await.unwrap(),
         Some(a.clone())
@@ -582,16 +635,22 @@ async fn aliases_create_update_delete_and_conflict(s: &Backend) {
         mac: vec![0x55; 32],
         ..alias_rec("alias/orders", k2)
     };
+    let moving = [set_of(k2, 2, 5), set_of(k1, 1, 6)];
     // A key's alias count is checked in the writing transaction, on create and on repoint.
     assert_eq!(
         conflict_name(
-            s.create_alias(&alias_rec("alias/third", k1), i64::MAX, 1)
-                .await
+            s.create_alias(
+                &alias_rec("alias/third", k1),
+                i64::MAX,
+                1,
+                &set_of(k1, 1, 4)
+            )
+            .await
         ),
         KEY_ALIASES_EXCEEDED
     );
     assert_eq!(
-        conflict_name(s.update_alias(&to_k2, k1, 1).await),
+        conflict_name(s.update_alias(&to_k2, k1, 1, &moving).await),
         KEY_ALIASES_EXCEEDED
     );
     assert_eq!(
@@ -599,8 +658,13 @@ async fn aliases_create_update_delete_and_conflict(s: &Backend) {
         Some(a.clone())
     );
     // Only from the key the caller verified.
-    assert!(!s.update_alias(&to_k2, k2, i64::MAX).await.unwrap());
-    assert!(s.update_alias(&to_k2, k1, i64::MAX).await.unwrap());
+    assert!(!s.update_alias(&to_k2, k2, i64::MAX, &moving).await.unwrap());
+    assert!(s.update_alias(&to_k2, k1, i64::MAX, &moving).await.unwrap());
+    assert_eq!(set_now(s, k2).await.1, Some(vec![5; 32]));
+    assert_eq!(
+        set_now(s, k1).await,
+        (Some("[6]".to_string()), Some(vec![6; 32]))
+    );
     let moved = s
         .alias(ACCOUNT, REGION, "alias/orders")
         .await
@@ -611,16 +675,25 @@ async fn aliases_create_update_delete_and_conflict(s: &Backend) {
     assert_eq!(moved.created_at, a.created_at);
     assert_eq!(moved.mac, vec![0x55; 32]);
     assert!(!s
-        .update_alias(&alias_rec("alias/missing", k2), k1, i64::MAX)
+        .update_alias(&alias_rec("alias/missing", k2), k1, i64::MAX, &[])
         .await
         .unwrap());
 
+    // A deletion with a stale set deletes nothing.
+    assert_eq!(
+        conflict_name(
+            s.delete_alias(ACCOUNT, REGION, "alias/orders", &set_of(k2, 2, 8))
+                .await
+        ),
+        ALIAS_SET_CHANGED
+    );
     assert!(s
-        .delete_alias(ACCOUNT, REGION, "alias/orders")
+        .delete_alias(ACCOUNT, REGION, "alias/orders", &set_of(k2, 5, 7))
         .await
         .unwrap());
+    assert_eq!(set_now(s, k2).await.1, Some(vec![7; 32]));
     assert!(!s
-        .delete_alias(ACCOUNT, REGION, "alias/orders")
+        .delete_alias(ACCOUNT, REGION, "alias/orders", &set_of(k2, 7, 8))
         .await
         .unwrap());
     assert_eq!(
@@ -1071,9 +1144,14 @@ async fn due_deletions_cascade_and_happen_once(b: &Backend) {
         s.create_key(&k, Some(&material(id, 1)), &[tag("a", "b")], i64::MAX)
             .await
             .unwrap();
-        s.create_alias(&alias_rec(&format!("alias/k{i}"), id), i64::MAX, i64::MAX)
-            .await
-            .unwrap();
+        s.create_alias(
+            &alias_rec(&format!("alias/k{i}"), id),
+            i64::MAX,
+            i64::MAX,
+            &set_of(id, 0x3a, 1),
+        )
+        .await
+        .unwrap();
         s.insert_grant(&grant_rec(&format!("g{i}"), id, now), i64::MAX)
             .await
             .unwrap();

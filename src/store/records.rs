@@ -178,6 +178,11 @@ pub struct KeyRecord {
     pub state_mac: Option<Vec<u8>>,
     /// MAC (computed in the token) over the key's identity and its whole set of tags.
     pub tags_mac: Option<Vec<u8>>,
+    /// The key's aliases as the service last wrote them: JSON, `[[name, generation of the
+    /// alias row then], …]` by name (`None` for a key from before the set was kept).
+    pub alias_set: Option<String>,
+    /// Seal (computed in the token) over the key's identity and `alias_set`.
+    pub aliases_mac: Option<Vec<u8>>,
     /// MAC (computed in the token) over what the key is, fixed at creation: spec, usage,
     /// origin, manager and multi-Region family.
     pub attrs_mac: Option<Vec<u8>>,
@@ -193,6 +198,20 @@ pub struct KeyRecord {
     /// For a key in an external key store: its `XksKeyId` (under the attributes MAC).
     pub xks_key_id: Option<String>,
 }
+
+/// A key's new set of aliases with its seal, written in an alias change's transaction only
+/// where the key row still carries `expected` (the seal the caller verified; `None` for a key
+/// from before the set was kept); otherwise the write is a `Conflict` ([`ALIAS_SET_CHANGED`]).
+#[derive(Clone, Debug)]
+pub struct AliasSetSeal {
+    pub key_id: Uuid,
+    pub expected: Option<Vec<u8>>,
+    pub alias_set: String,
+    pub mac: Vec<u8>,
+}
+
+/// The `Conflict` of an alias change whose key's set of aliases changed since it was read.
+pub const ALIAS_SET_CHANGED: &str = "alias set changed";
 
 /// A key's new rotation state (current material version, schedule, on-demand count, primary
 /// flag) with its MAC, written only where the row still carries `expected_mac` (the MAC the

@@ -10,7 +10,7 @@
 /// Every column of a key row, so no writer forgets one.
 pub(super) const KEY_COLUMNS: &str = "key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
      key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac, on_demand_rotation_start, custom_key_store_id, xks_key_id";
+     rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac, on_demand_rotation_start, custom_key_store_id, xks_key_id, alias_set, aliases_mac";
 
 /// The write helpers, as free functions of the invoking store's module.
 macro_rules! write_helpers {
@@ -159,8 +159,8 @@ macro_rules! write_helpers {
             sqlx::query(
                 "INSERT INTO keys (key_id, account_id, region, description, key_spec, key_usage, origin, key_manager, \
                  key_state, policy, multi_region, current_version, created_at, deletion_date, rotation_enabled, \
-                 rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac, custom_key_store_id, xks_key_id) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)",
+                 rotation_period_days, next_rotation_date, on_demand_rotations, mrk_id, mrk_primary, pending_window_days, policy_mac, state_mac, tags_mac, attrs_mac, rotation_mac, custom_key_store_id, xks_key_id, alias_set, aliases_mac) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30)",
             )
             .bind(k.key_id)
             .bind(&k.account_id)
@@ -190,9 +190,34 @@ macro_rules! write_helpers {
             .bind(&k.rotation_mac)
             .bind(&k.custom_key_store_id)
             .bind(&k.xks_key_id)
+            .bind(&k.alias_set)
+            .bind(&k.aliases_mac)
             .execute(&mut **tx)
             .await
             .map_err(map_err)?;
+            Ok(())
+        }
+
+        /// A key's new set of aliases and its seal, where the row still carries the seal the
+        /// caller verified.
+        async fn set_alias_set(tx: &mut Tx<'_>, s: &AliasSetSeal) -> Result<(), StoreError> {
+            let q = sqlx::query(match s.expected {
+                Some(_) => "UPDATE keys SET alias_set = $2, aliases_mac = $3 WHERE key_id = $1 AND aliases_mac = $4",
+                None => "UPDATE keys SET alias_set = $2, aliases_mac = $3 WHERE key_id = $1 AND aliases_mac IS NULL",
+            })
+            .bind(s.key_id)
+            .bind(&s.alias_set)
+            .bind(&s.mac);
+            let q = match &s.expected {
+                Some(e) => q.bind(e),
+                None => q,
+            };
+            let n = q.execute(&mut **tx).await.map_err(map_err)?.rows_affected();
+            if n != 1 {
+                return Err(StoreError::Conflict {
+                    constraint: ALIAS_SET_CHANGED.into(),
+                });
+            }
             Ok(())
         }
 

@@ -426,18 +426,37 @@ async fn create_grant_refuses_constraints_it_cannot_enforce() {
             true,
         )
     };
-    // Each would have been dropped, leaving an unconstrained Decrypt grant.
-    for c in [
-        serde_json::json!({"SourceArn": "arn:aws:s3:::bucket"}),
-        serde_json::json!({"EncryptionContextSubset": {"a": "b"}, "SourceArn": "arn:aws:s3:::bucket"}),
-        serde_json::json!({"EncryptionContextSubsets": {"a": "b"}}),
-        serde_json::json!({"encryptionContextEquals": {"a": "b"}}),
-        serde_json::json!({"EncryptionContextEquals": {"a": 1}}),
-        serde_json::json!("EncryptionContextEquals"),
+    // Each would have been dropped, leaving an unconstrained Decrypt grant. (A member of the
+    // wrong type is AWS's SerializationException.)
+    for (c, refused) in [
+        (
+            serde_json::json!({"SourceArn": "arn:aws:s3:::bucket"}),
+            "ValidationException",
+        ),
+        (
+            serde_json::json!({"EncryptionContextSubset": {"a": "b"}, "SourceArn": "arn:aws:s3:::bucket"}),
+            "ValidationException",
+        ),
+        (
+            serde_json::json!({"EncryptionContextSubsets": {"a": "b"}}),
+            "ValidationException",
+        ),
+        (
+            serde_json::json!({"encryptionContextEquals": {"a": "b"}}),
+            "ValidationException",
+        ),
+        (
+            serde_json::json!({"EncryptionContextEquals": {"a": 1}}),
+            "SerializationException",
+        ),
+        (
+            serde_json::json!("EncryptionContextEquals"),
+            "SerializationException",
+        ),
     ] {
         let r = send(c.clone()).await;
         assert_eq!(r.status, 400, "{c}: {}", r.json);
-        assert_eq!(r.error_type(), "ValidationException", "{c}: {}", r.json);
+        assert_eq!(r.error_type(), refused, "{c}: {}", r.json);
     }
     let listed = s.client().list_grants().key_id(&key).send().await.unwrap();
     assert!(listed.grants().is_empty(), "{listed:?}");
@@ -3549,4 +3568,96 @@ async fn a_deleted_principals_grant_put_back_with_sql_allows_nothing() {
         .await
         .unwrap();
     assert!(listed.grants().is_empty(), "{listed:?}");
+}
+
+/// The attack: a policy decides on a key's aliases (`kms:ResourceAliases`): here a Deny of
+/// Encrypt for keys with an alias `alias/restricted-*`. A database writer deletes the alias
+/// row. On the previous code the key then had no alias to match, so the Deny no longer applied
+/// and the call succeeded, with no trace in the trail. Now each key keeps its set of aliases
+/// under a seal: a name of the set whose row is gone, while the trail holds no later change of
+/// that alias, makes the key refused. A set removed in the database is refused as well; an
+/// alias deleted by a call frees the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_deleted_with_sql_does_not_lift_a_policy_on_aliases() {
+    let s = Server::start().await;
+    let root = s.client();
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"},
+        {"Effect":"Deny","Action":"kms:Encrypt","Resource":"*",
+         "Condition":{"ForAnyValue:StringLike":{"kms:ResourceAliases":"alias/restricted-*"}}}]}"#;
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "dave", Some(policy)));
+    let keys = [new_key(&root).await, new_key(&root).await];
+    for (i, key) in keys.iter().enumerate() {
+        root.create_alias()
+            .alias_name(format!("alias/restricted-{i}"))
+            .target_key_id(key)
+            .send()
+            .await
+            .unwrap();
+        root.create_alias()
+            .alias_name(format!("alias/other-{i}"))
+            .target_key_id(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let encrypts = |c: aws_sdk_kms::Client, key: String| async move {
+        c.encrypt()
+            .key_id(key)
+            .plaintext(pt())
+            .send()
+            .await
+            .map(|_| ())
+    };
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let dave = s.client_of(&node, &id, &secret);
+    for key in &keys {
+        assert_eq!(
+            code(encrypts(dave.clone(), key.clone()).await),
+            "AccessDeniedException"
+        );
+    }
+    // The attack on the first key: its restricted alias deleted with SQL.
+    s.db.execute("DELETE FROM aliases WHERE alias_name = 'alias/restricted-0'")
+        .await;
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let dave = s.client_of(&node, &id, &secret);
+    assert_eq!(
+        code(encrypts(dave.clone(), keys[0].clone()).await),
+        "KeyUnavailableException"
+    );
+    // On the second, the key's whole set of aliases removed as well.
+    s.db.execute(&format!(
+        "UPDATE keys SET alias_set = NULL, aliases_mac = NULL WHERE key_id = {}",
+        s.db.key(&keys[1])
+    ))
+    .await;
+    s.db.execute("DELETE FROM aliases WHERE alias_name = 'alias/restricted-1'")
+        .await;
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let dave = s.client_of(&node, &id, &secret);
+    assert_eq!(
+        code(encrypts(dave.clone(), keys[1].clone()).await),
+        "KeyUnavailableException"
+    );
+    // An alias deleted by a call: the key is free of the Deny.
+    let key = new_key(&root).await;
+    for name in ["alias/restricted-2", "alias/other-2"] {
+        root.create_alias()
+            .alias_name(name)
+            .target_key_id(&key)
+            .send()
+            .await
+            .unwrap();
+    }
+    root.delete_alias()
+        .alias_name("alias/restricted-2")
+        .send()
+        .await
+        .unwrap();
+    let node = tokio::task::block_in_place(|| s.second_node());
+    encrypts(s.client_of(&node, &id, &secret), key.clone())
+        .await
+        .unwrap();
 }

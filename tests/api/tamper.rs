@@ -225,6 +225,9 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
         ("keys", "tags_mac", r(Sel::Key, A::Blob, P::Key)),
         ("keys", "attrs_mac", r(Sel::Key, A::Blob, P::Key)),
         ("keys", "rotation_mac", r(Sel::Key, A::Blob, P::Key)),
+        // The key's set of aliases (what kms:ResourceAliases holds) and its seal.
+        ("keys", "alias_set", r(Sel::Key, A::Text, P::Key)),
+        ("keys", "aliases_mac", r(Sel::Key, A::Blob, P::Key)),
         // An on-demand rotation made to look in progress (or its start moved): under the
         // rotation seal like the rest of the rotation state.
         ("keys", "on_demand_rotation_start", r(Sel::Key, A::Sql("now()", "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')"), P::Key)),

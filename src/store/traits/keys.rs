@@ -262,26 +262,33 @@ pub trait KeyStore: Send + Sync {
     /// Insert an alias; `Conflict` if the name is taken, ([`QUOTA_EXCEEDED`]) if the account
     /// has `max_aliases` in the region already, or ([`KEY_ALIASES_EXCEEDED`]) if its key has
     /// `per_key` (both counted in the same transaction, so calls at once cannot pass them).
+    /// With it, its key's new set of aliases (`set`: [`ALIAS_SET_CHANGED`] if the key's set
+    /// changed since it was read).
     async fn create_alias(
         &self,
         a: &AliasRecord,
         max_aliases: i64,
         per_key: i64,
+        set: &AliasSetSeal,
     ) -> Result<(), StoreError>;
     /// Point an existing alias at `a.key_id` with its new MAC, provided it still names
     /// `from_key`; false if there is no such alias or it changed; ([`KEY_ALIASES_EXCEEDED`])
-    /// if `a.key_id` has `per_key` aliases already (counted in the same transaction).
+    /// if `a.key_id` has `per_key` aliases already (counted in the same transaction). With it,
+    /// the new sets of aliases of the keys it leaves and joins (`sets`).
     async fn update_alias(
         &self,
         a: &AliasRecord,
         from_key: Uuid,
         per_key: i64,
+        sets: &[AliasSetSeal],
     ) -> Result<bool, StoreError>;
+    /// Delete an alias, with its key's new set of aliases; false if there is no such alias.
     async fn delete_alias(
         &self,
         account_id: &str,
         region: &str,
         name: &str,
+        set: &AliasSetSeal,
     ) -> Result<bool, StoreError>;
     async fn alias(
         &self,

@@ -125,15 +125,17 @@ pub enum KeyMac {
     Tags,
     Attrs,
     Rotation,
+    Aliases,
 }
 
 impl KeyMac {
-    pub const ALL: [KeyMac; 5] = [
+    pub const ALL: [KeyMac; 6] = [
         KeyMac::Policy,
         KeyMac::State,
         KeyMac::Tags,
         KeyMac::Attrs,
         KeyMac::Rotation,
+        KeyMac::Aliases,
     ];
     pub fn column(self) -> &'static str {
         match self {
@@ -142,6 +144,7 @@ impl KeyMac {
             KeyMac::Tags => "tags_mac",
             KeyMac::Attrs => "attrs_mac",
             KeyMac::Rotation => "rotation_mac",
+            KeyMac::Aliases => "aliases_mac",
         }
     }
 }
@@ -154,12 +157,13 @@ impl KeyMac {
 /// in both databases.
 pub(crate) mod mac_sql {
     /// Every MAC'd column: (table, column, the row's key columns).
-    pub const COLUMNS: [(&str, &str, &str); 17] = [
+    pub const COLUMNS: [(&str, &str, &str); 18] = [
         ("keys", "policy_mac", "key_id"),
         ("keys", "state_mac", "key_id"),
         ("keys", "tags_mac", "key_id"),
         ("keys", "attrs_mac", "key_id"),
         ("keys", "rotation_mac", "key_id"),
+        ("keys", "aliases_mac", "key_id"),
         ("key_materials", "mac", "key_id, version"),
         ("key_imports", "mac", "key_id"),
         ("key_imports", "material_check", "key_id"),
