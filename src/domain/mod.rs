@@ -1,7 +1,7 @@
 //! The domain: one function per operation, key states, the ciphertext format, and the caches
 //! that keep the hot path free of SQL, session opening and unwrapping.
 
-mod alias_sets;
+pub(crate) mod alias_sets;
 pub mod asymmetric;
 mod authorize;
 mod cache;

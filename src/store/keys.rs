@@ -378,6 +378,20 @@ macro_rules! key_store {
                     .all(&self.pool).await
             }
 
+            async fn seal_alias_set(&self, set: &AliasSetSeal) -> Result<bool, StoreError> {
+                let n = sqlx::query(
+                    "UPDATE keys SET alias_set = $2, aliases_mac = $3 WHERE key_id = $1 \
+                     AND alias_set IS NULL AND aliases_mac IS NULL",
+                )
+                .bind(set.key_id)
+                .bind(&set.alias_set)
+                .bind(&set.mac)
+                .write_on(self)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
             async fn set_attrs_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError> {
                 let n = sqlx::query(
                     "UPDATE keys SET attrs_mac = $2 WHERE key_id = $1 AND attrs_mac IS NULL \

@@ -3661,3 +3661,85 @@ async fn an_alias_deleted_with_sql_does_not_lift_a_policy_on_aliases() {
         .await
         .unwrap();
 }
+
+/// A key from before sets of aliases were kept has none: its alias rows are taken as they are
+/// (so a row deleted with SQL goes unnoticed, as before) until an operator reviews and seals
+/// its set with `kms admin seal`, or its first alias change seals it. Played here by a key
+/// whose set is removed along with the trail's record of it, on a deployment whose trail has
+/// no `SealCoverage` event (from before MACs, as `security::` plays it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_from_before_alias_sets_is_sealed_by_the_operator() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    root.create_alias()
+        .alias_name("alias/legacy")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let arn = root
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    for sql in [
+        "DELETE FROM audit_events WHERE event_name = 'SealCoverage'".to_string(),
+        format!(
+            "UPDATE keys SET alias_set = NULL, aliases_mac = NULL WHERE key_id = {}",
+            s.db.key(&key)
+        ),
+        format!(
+            "DELETE FROM audit_generations WHERE row_name = {}",
+            s.db.text(&format!("{arn}#aliases"))
+        ),
+    ] {
+        s.db.execute(&sql).await;
+    }
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let fresh = s.client_of(&node, &s.access_key_id, &s.secret);
+    fresh
+        .encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    // Shown, then sealed as shown.
+    let out = tokio::task::block_in_place(|| s.admin(&["seal"], &[]));
+    let (shown, said) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(
+        shown.contains("key aliases") && shown.contains("alias/legacy"),
+        "{shown}"
+    );
+    let digest = said
+        .split("--confirm ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{said}"))
+        .trim()
+        .to_string();
+    tokio::task::block_in_place(|| s.admin_ok(&["seal", "--confirm", &digest]));
+    // Now the row deleted with SQL refuses the key.
+    s.db.execute("DELETE FROM aliases WHERE alias_name = 'alias/legacy'")
+        .await;
+    let node = tokio::task::block_in_place(|| s.second_node());
+    assert_eq!(
+        code(
+            s.client_of(&node, &s.access_key_id, &s.secret)
+                .encrypt()
+                .key_id(&key)
+                .plaintext(pt())
+                .send()
+                .await
+        ),
+        "KeyUnavailableException"
+    );
+}

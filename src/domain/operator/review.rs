@@ -24,6 +24,7 @@ pub const MAC_KINDS: &[&str] = &[
     "key-attributes",
     "key-rotation",
     "key-tags",
+    "key-aliases",
 ];
 
 /// The latest `SealCoverage` event's sequence number and the MAC kinds it lists.
@@ -53,6 +54,7 @@ pub enum Unsealed {
     KeyAttrs(crate::store::KeyRecord),
     KeyRotation(crate::store::KeyRecord),
     KeyTags(crate::store::KeyRecord, Vec<crate::store::Tag>),
+    KeyAliases(crate::store::KeyRecord, Vec<(String, i64)>),
 }
 
 impl Unsealed {
@@ -66,6 +68,7 @@ impl Unsealed {
             Unsealed::KeyAttrs(_) => "key-attributes",
             Unsealed::KeyRotation(_) => "key-rotation",
             Unsealed::KeyTags(..) => "key-tags",
+            Unsealed::KeyAliases(..) => "key-aliases",
         }
     }
 }
@@ -194,6 +197,18 @@ pub async fn unsealed_rows(kms: &Kms) -> Result<Vec<UnsealedRow>, KmsError> {
             row: Unsealed::KeyTags(k, t),
         });
     }
+    for (k, names) in kms.unsealed_alias_sets().await? {
+        let shown = serde_json::json!({
+            "row": "key aliases",
+            "key": k.arn(),
+            "aliases": names.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        });
+        out.push(UnsealedRow {
+            name: format!("aliases of key {}", k.arn()),
+            shown: shown.to_string(),
+            row: Unsealed::KeyAliases(k, names),
+        });
+    }
     Ok(out)
 }
 
@@ -268,6 +283,7 @@ impl Operator {
                 Unsealed::KeyAttrs(k) => kms.seal_reviewed_attrs(k).await,
                 Unsealed::KeyRotation(k) => kms.seal_reviewed_rotation(k).await,
                 Unsealed::KeyTags(k, t) => kms.seal_reviewed_tags(k, t).await,
+                Unsealed::KeyAliases(k, names) => kms.seal_reviewed_alias_set(k, names).await,
             }?;
             if !done {
                 bail!(
@@ -333,6 +349,48 @@ impl Kms {
             tags.push((k, t));
         }
         Ok((aliases, tags))
+    }
+
+    /// Keys from before sets of aliases were kept (no set, no seal), each with its aliases as
+    /// stored (name, the generation of its row): what `kms admin seal` shows. (Each alias row
+    /// is still checked on its own when it is used.)
+    pub async fn unsealed_alias_sets(
+        &self,
+    ) -> Result<Vec<(KeyRecord, Vec<(String, i64)>)>, KmsError> {
+        let mut out = Vec::new();
+        for k in self.keys.keys_without_mac(KeyMac::Aliases).await? {
+            let mut names: Vec<(String, i64)> = self
+                .keys
+                .list_aliases(&k.account_id, &k.region, Some(k.key_id))
+                .await?
+                .into_iter()
+                .map(|a| (a.alias_name, seal::generation_of(&a.mac)))
+                .collect();
+            names.sort();
+            out.push((k, names));
+        }
+        Ok(out)
+    }
+
+    /// Seal a key's set of aliases as shown to an operator; false when it changed since.
+    pub async fn seal_reviewed_alias_set(
+        &self,
+        shown: &KeyRecord,
+        names: &[(String, i64)],
+    ) -> Result<bool, KmsError> {
+        let (set, seal) = self
+            .next_alias_set(
+                shown,
+                &crate::domain::alias_sets::AliasSet {
+                    names: Vec::new(),
+                    sealed: None,
+                },
+                names,
+            )
+            .await?;
+        let done = self.keys.seal_alias_set(&set).await?;
+        self.written_if(done, &seal);
+        Ok(done)
     }
 
     /// Keys whose attributes carry no MAC: what `kms admin seal` shows.

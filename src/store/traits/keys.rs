@@ -253,6 +253,9 @@ pub trait KeyStore: Send + Sync {
     /// Seal a key's rotation state stored without a MAC, only if it is still unsealed and
     /// still as shown.
     async fn set_rotation_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError>;
+    /// Give a key from before sets of aliases were kept its set and seal (`set.expected` is
+    /// not read), only if it still has none; false otherwise.
+    async fn seal_alias_set(&self, set: &AliasSetSeal) -> Result<bool, StoreError>;
     /// Seal a key's attributes stored without a MAC, only if they are still unsealed and
     /// still as shown.
     async fn set_attrs_mac(&self, k: &KeyRecord, mac: &[u8]) -> Result<bool, StoreError>;
