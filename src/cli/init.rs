@@ -43,7 +43,7 @@ pub async fn run(s: &Settings) -> Result<()> {
     let unsealed = op.unsealed_at_init().await?;
     if unsealed > 0 {
         eprintln!(
-            "kms init: {unsealed} rows carry no MAC and are refused until an operator reviews and seals them: run `kms admin seal`"
+            "kms init: {unsealed} rows carry no MAC and are refused until an operator reviews and seals them (a key's set of aliases from before sets were kept is kept from its next alias change): run `kms admin seal`"
         );
     }
     match key {

@@ -42,7 +42,7 @@ pub async fn serve(s: &Settings) -> Result<()> {
     match crate::domain::operator::unsealed_rows(&kms).await {
         Ok(rows) if !rows.is_empty() => tracing::warn!(
             rows = rows.len(),
-            "rows carry no MAC and are refused until an operator reviews and seals them: run `kms admin seal`"
+            "rows carry no MAC and are refused until an operator reviews and seals them (a key's set of aliases from before sets were kept is kept from its next alias change): run `kms admin seal`"
         ),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not count rows without a MAC"),

@@ -43,6 +43,7 @@ macro_rules! key_store_aliases {
                 // Every alias write of the account and region takes this lock first, so the
                 // counts below stay true until the insert commits.
                 aliases_lock(&mut tx, &a.account_id, &a.region).await?;
+                lock_key_rows(&mut tx, &[set.key_id]).await?;
                 let n: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name NOT LIKE 'alias/aws/%'",
                 )
@@ -67,6 +68,7 @@ macro_rules! key_store_aliases {
             ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
                 aliases_lock(&mut tx, &a.account_id, &a.region).await?;
+                lock_key_rows(&mut tx, &[a.key_id, from_key]).await?;
                 if a.key_id != from_key {
                     key_alias_room(&mut tx, a, per_key).await?;
                 }
@@ -104,6 +106,7 @@ macro_rules! key_store_aliases {
             ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
                 aliases_lock(&mut tx, account_id, region).await?;
+                lock_key_rows(&mut tx, &[set.key_id]).await?;
                 let r = sqlx::query(
                     "DELETE FROM aliases WHERE account_id = $1 AND region = $2 AND alias_name = $3 AND key_id = $4",
                 )

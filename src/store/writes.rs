@@ -198,6 +198,24 @@ macro_rules! write_helpers {
             Ok(())
         }
 
+        /// Lock key rows (in key order) for the rest of the transaction. An alias write takes
+        /// the rows of the keys it touches before their aliases: the order a key's deletion
+        /// takes them in (its row, then its aliases by cascade), so the two never wait on each
+        /// other in a cycle.
+        async fn lock_key_rows(tx: &mut Tx<'_>, ids: &[Uuid]) -> Result<(), StoreError> {
+            let mut ids = ids.to_vec();
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                sqlx::query(&format!("SELECT key_id FROM keys WHERE key_id = $1{FOR_UPDATE}"))
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            Ok(())
+        }
+
         /// A key's new set of aliases and its seal, where the row still carries the seal the
         /// caller verified.
         async fn set_alias_set(tx: &mut Tx<'_>, s: &AliasSetSeal) -> Result<(), StoreError> {

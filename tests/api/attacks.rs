@@ -1960,15 +1960,12 @@ async fn a_database_restored_from_an_older_backup_is_refused_at_start() {
     assert!(said.contains("restored from an older backup"), "{said}");
 }
 
-/// A user deleted and re-created with the same name is another principal (AWS tells them
-/// apart by unique id): the new one does not inherit the old one's grants, nor does a role's
-/// new session inherit grants to the old role's sessions.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_principal_re_created_with_the_same_name_inherits_no_grants() {
-    let s = Server::start().await;
+/// A server's administrator client, a new key, and the ARN of a user `temp` granted Encrypt
+/// on it (and seen to use the grant).
+async fn user_temp_granted_encrypt(s: &Server) -> (aws_sdk_kms::Client, String, String) {
     let root = s.client();
     let key = new_key(&root).await;
-    let (arn, _, old) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "temp", None));
+    let (arn, _, temp) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "temp", None));
     root.create_grant()
         .key_id(&key)
         .grantee_principal(&arn)
@@ -1976,12 +1973,22 @@ async fn a_principal_re_created_with_the_same_name_inherits_no_grants() {
         .send()
         .await
         .unwrap();
-    old.encrypt()
+    temp.encrypt()
         .key_id(&key)
         .plaintext(pt())
         .send()
         .await
         .unwrap();
+    (root, key, arn)
+}
+
+/// A user deleted and re-created with the same name is another principal (AWS tells them
+/// apart by unique id): the new one does not inherit the old one's grants, nor does a role's
+/// new session inherit grants to the old role's sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_re_created_with_the_same_name_inherits_no_grants() {
+    let s = Server::start().await;
+    let (root, key, arn) = user_temp_granted_encrypt(&s).await;
     s.admin_ok(&["delete-principal", "--principal-arn", &arn]);
     // The attack: someone who may create users re-creates "temp" for themselves.
     let (again, _, new) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "temp", None));
@@ -3520,22 +3527,7 @@ async fn an_access_key_edited_with_sql_is_never_sealed_by_a_status_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_principals_grant_put_back_with_sql_allows_nothing() {
     let s = Server::start().await;
-    let root = s.client();
-    let key = new_key(&root).await;
-    let (arn, _, old) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "temp", None));
-    root.create_grant()
-        .key_id(&key)
-        .grantee_principal(&arn)
-        .operations(GrantOperation::Encrypt)
-        .send()
-        .await
-        .unwrap();
-    old.encrypt()
-        .key_id(&key)
-        .plaintext(pt())
-        .send()
-        .await
-        .unwrap();
+    let (_, key, arn) = user_temp_granted_encrypt(&s).await;
     s.db.execute(&format!(
         "CREATE TABLE saved_grants AS SELECT * FROM grants WHERE grantee_principal = {}",
         s.db.text(&arn)
@@ -3727,19 +3719,28 @@ async fn a_key_from_before_alias_sets_is_sealed_by_the_operator() {
         .trim()
         .to_string();
     tokio::task::block_in_place(|| s.admin_ok(&["seal", "--confirm", &digest]));
-    // Now the row deleted with SQL refuses the key.
-    s.db.execute("DELETE FROM aliases WHERE alias_name = 'alias/legacy'")
-        .await;
-    let node = tokio::task::block_in_place(|| s.second_node());
-    assert_eq!(
-        code(
-            s.client_of(&node, &s.access_key_id, &s.secret)
+    // Now the row deleted with SQL refuses the key; so does the sealed set stripped again (the
+    // seal's generation is in the trail, in the command's event).
+    let refused = |sql: String| {
+        let s = &s;
+        let key = key.clone();
+        async move {
+            s.db.execute(&sql).await;
+            let node = tokio::task::block_in_place(|| s.second_node());
+            let r = s
+                .client_of(&node, &s.access_key_id, &s.secret)
                 .encrypt()
                 .key_id(&key)
                 .plaintext(pt())
                 .send()
-                .await
-        ),
-        "KeyUnavailableException"
-    );
+                .await;
+            assert_eq!(code(r), "KeyUnavailableException", "{sql}");
+        }
+    };
+    refused("DELETE FROM aliases WHERE alias_name = 'alias/legacy'".into()).await;
+    refused(format!(
+        "UPDATE keys SET alias_set = NULL, aliases_mac = NULL WHERE key_id = {}",
+        s.db.key(&key)
+    ))
+    .await;
 }

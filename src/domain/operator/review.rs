@@ -358,13 +358,27 @@ impl Kms {
         &self,
     ) -> Result<Vec<(KeyRecord, Vec<(String, i64)>)>, KmsError> {
         let mut out = Vec::new();
+        // The aliases of each account and Region read once (a deployment from before the sets
+        // has every key here).
+        let mut listed: std::collections::HashMap<
+            (String, String),
+            Vec<crate::store::AliasRecord>,
+        > = Default::default();
         for k in self.keys.keys_without_mac(KeyMac::Aliases).await? {
-            let mut names: Vec<(String, i64)> = self
-                .keys
-                .list_aliases(&k.account_id, &k.region, Some(k.key_id))
-                .await?
-                .into_iter()
-                .map(|a| (a.alias_name, seal::generation_of(&a.mac)))
+            if k.alias_set.is_some() {
+                // A set without its seal: refused where the key is used; never sealed as found.
+                tracing::error!(key_id = %k.key_id, "the key's set of aliases has no seal (removed in the database?); it is refused and not offered for sealing");
+                continue;
+            }
+            let place = (k.account_id.clone(), k.region.clone());
+            if !listed.contains_key(&place) {
+                let all = self.keys.list_aliases(&place.0, &place.1, None).await?;
+                listed.insert(place.clone(), all);
+            }
+            let mut names: Vec<(String, i64)> = listed[&place]
+                .iter()
+                .filter(|a| a.key_id == k.key_id)
+                .map(|a| (a.alias_name.clone(), seal::generation_of(&a.mac)))
                 .collect();
             names.sort();
             out.push((k, names));
