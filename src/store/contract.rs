@@ -1701,8 +1701,8 @@ async fn identity_accounts_principals_access_keys(s: &Backend) {
     );
 
     // Deleting the principal takes its access keys with it.
-    assert!(s.delete_principal(user).await.unwrap());
-    assert!(!s.delete_principal(user).await.unwrap());
+    assert!(s.delete_principal(user).await.unwrap().is_some());
+    assert!(s.delete_principal(user).await.unwrap().is_none());
     assert!(s.access_key("AKIASECOND").await.unwrap().is_none());
     assert_eq!(count(s, "SELECT count(*) FROM access_keys").await, 0);
 }
@@ -1795,7 +1795,7 @@ async fn identity_policies_tags_services_and_authz(s: &Backend) {
     assert_eq!(s.identity_policies(user).await.unwrap().len(), 1);
 
     // Policies and tags go with the principal.
-    assert!(s.delete_principal(user).await.unwrap());
+    assert!(s.delete_principal(user).await.unwrap().is_some());
     assert!(s.identity_policies(user).await.unwrap().is_empty());
     assert!(s.principal_tags(user).await.unwrap().is_empty());
 }
@@ -1865,7 +1865,22 @@ async fn roles_and_sessions(s: &Backend) {
     assert!(s.session("ASIAOLD").await.unwrap().is_none());
     assert!(s.session("ASIANEW").await.unwrap().is_some());
     // Sessions go with their role.
-    assert!(s.delete_principal(role).await.unwrap());
+    // The grants to the role's sessions go with it, and are told.
+    let key = Uuid::new_v4();
+    s.create_key(
+        &key_rec(key, REGION),
+        Some(&material(key, 1)),
+        &[],
+        i64::MAX,
+    )
+    .await
+    .unwrap();
+    let mut g = grant_rec("to-a-session", key, now);
+    g.grantee_principal = "arn:aws:sts::111122223333:assumed-role/deployer/s1".into();
+    s.insert_grant(&g, i64::MAX).await.unwrap();
+    let gone = s.delete_principal(role).await.unwrap().unwrap();
+    assert_eq!(gone, vec![g]);
+    assert!(s.grant("to-a-session").await.unwrap().is_none());
     assert!(s.session("ASIANEW").await.unwrap().is_none());
 }
 

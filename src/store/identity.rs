@@ -399,7 +399,7 @@ macro_rules! identity_store {
                 Ok(())
             }
 
-            async fn delete_principal(&self, arn: &str) -> Result<bool, StoreError> {
+            async fn delete_principal(&self, arn: &str) -> Result<Option<Vec<GrantRecord>>, StoreError> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query("DELETE FROM access_keys WHERE principal_arn = $1")
                     .bind(arn)
@@ -413,15 +413,22 @@ macro_rules! identity_store {
                     .map_err(map_err)?;
                 // Grants to the principal (and, for a role, to its sessions) go with it: one re-created
                 // with the same name does not inherit them (AWS tells principals apart by unique id).
-                // The domain has ended each in the trail first; this removes any left.
-                sqlx::query(&format!("DELETE FROM grants WHERE {}", crate::store::GRANTS_TO_PRINCIPAL))
-                    .bind(arn)
-                    .bind(crate::store::sessions_of(arn))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                // The domain has ended each in the trail first; the ones it removes are told, so
+                // that a grant created meanwhile is ended too.
+                let grants: Vec<GrantRecord> = sqlx::query_as(&format!(
+                    "DELETE FROM grants WHERE {} RETURNING {GRANT_COLUMNS}",
+                    crate::store::GRANTS_TO_PRINCIPAL
+                ))
+                .bind(arn)
+                .bind(crate::store::sessions_of(arn))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Ok(None);
+                }
                 self.commit(tx).await?;
-                Ok(r.rows_affected() > 0)
+                Ok(Some(grants))
             }
 
             async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, StoreError> {

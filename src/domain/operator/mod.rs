@@ -333,23 +333,32 @@ impl Operator {
     pub async fn delete_principal(&self, arn: &str, protected: &str) -> Result<Forgotten> {
         self.check_deletable(arn, protected).await?;
         let forgotten = self.kms.forget_principal(arn).await?;
-        self.end_grants_to(arn).await?;
+        let ended = self
+            .end_grants(self.store.grants_to_principal(arn).await?)
+            .await?;
         let marks = self.kms.deletion_marks(arn).await?;
-        if !self.store.delete_principal(arn).await? {
+        let Some(deleted) = self.store.delete_principal(arn).await? else {
             bail!("no user or role {arn}");
-        }
+        };
         self.kms.deleted(&marks);
+        // A grant created to it after its grants were ended went with it: ended now.
+        let late: Vec<_> = deleted
+            .into_iter()
+            .filter(|g| !ended.contains(&g.grant_id))
+            .collect();
+        self.end_grants(late).await?;
         Ok(forgotten)
     }
 }
 
 impl Operator {
     /// Each grant to a principal being deleted (and, for a role, to its sessions) ends in the
-    /// trail first, as a retired grant does (`GrantEnded`): its row, saved and put back once a
+    /// trail, as a retired grant does (`GrantEnded`): its row, saved and put back once a
     /// principal of the same name exists again, is then refused. The rows go with the
-    /// principal's.
-    async fn end_grants_to(&self, arn: &str) -> Result<()> {
-        for g in self.store.grants_to_principal(arn).await? {
+    /// principal's; returns the grants ended.
+    async fn end_grants(&self, grants: Vec<crate::store::GrantRecord>) -> Result<Vec<String>> {
+        let mut ended = Vec::new();
+        for g in grants {
             // A grant of a key that no longer exists allows nothing. The key's row as stored
             // names it: a key that fails its own checks still has its grants ended.
             let Some(rec) = self.store.key(g.key_id).await? else {
@@ -365,10 +374,14 @@ impl Operator {
             ))
             .await
             .map_err(|e| {
-                anyhow!("the audit trail cannot record the end of grant {}, so nothing was deleted: {e}", g.grant_id)
+                anyhow!(
+                    "the audit trail cannot record the end of grant {}: {e}",
+                    g.grant_id
+                )
             })?;
+            ended.push(g.grant_id);
         }
-        Ok(())
+        Ok(ended)
     }
 }
 

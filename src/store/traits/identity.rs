@@ -99,8 +99,8 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     async fn put_principal_tag(&self, principal_arn: &str, tag: &Tag) -> Result<(), StoreError>;
     /// Delete a user or role with its keys, sessions, policies and the grants naming it (or its
-    /// sessions) as grantee; false if absent.
-    async fn delete_principal(&self, arn: &str) -> Result<bool, StoreError>;
+    /// sessions) as grantee; the grants deleted, or `None` (nothing deleted) if it is absent.
+    async fn delete_principal(&self, arn: &str) -> Result<Option<Vec<GrantRecord>>, StoreError>;
     async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, StoreError>;
     /// Record an identity change for the audit trail.
     async fn record_admin_event(
