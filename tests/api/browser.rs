@@ -169,17 +169,21 @@ impl Browser {
 /// The one file that appears in `dir` within ten seconds (a finished download).
 async fn downloaded(dir: &Path) -> PathBuf {
     for _ in 0..100 {
-        let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        let all: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
-            // Chromium writes a download under a hidden name, then as `….crdownload`.
-            .filter(|p| {
-                let name = p.file_name().unwrap_or_default().to_string_lossy();
-                !name.starts_with('.') && !name.ends_with(".crdownload")
-            })
             .collect();
-        if let [one] = files.as_slice() {
-            return one.clone();
+        // Chromium writes a download under a hidden name, then as `….crdownload`, and may
+        // hold the final name as an empty file meanwhile (a loaded CI host read it empty):
+        // done when only the final file is left, with content.
+        let writing = all.iter().any(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with('.') || name.ends_with(".crdownload")
+        });
+        if let ([one], false) = (all.as_slice(), writing) {
+            if std::fs::metadata(one).map(|m| m.len() > 0).unwrap_or(false) {
+                return one.clone();
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
