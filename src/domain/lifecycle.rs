@@ -24,9 +24,31 @@ fn alias_set_changed(e: &StoreError) -> bool {
     matches!(e, StoreError::Conflict { constraint } if constraint == crate::store::ALIAS_SET_CHANGED)
 }
 
-/// The answer when a key's set of aliases kept changing under an alias change.
-fn alias_set_conflict(rec: &KeyRecord) -> KmsError {
-    KmsError::changed(rec.arn(), "changed its aliases during this request")
+/// One alias change, `attempt` (it reads the sets of aliases it changes and writes them with
+/// the alias), made again while another change of a set came first: up to 8 attempts, then
+/// the answer that `rec`'s aliases kept changing. The store's other answers are the caller's.
+async fn alias_set_retries<T, F>(
+    rec: &KeyRecord,
+    attempt: impl Fn() -> F,
+) -> Result<std::result::Result<T, StoreError>>
+where
+    F: std::future::Future<Output = Result<std::result::Result<T, StoreError>>>,
+{
+    for n in 1..8 {
+        match attempt().await? {
+            Err(e) if alias_set_changed(&e) => {
+                tokio::time::sleep(std::time::Duration::from_millis(2 * n)).await
+            }
+            other => return Ok(other),
+        }
+    }
+    match attempt().await? {
+        Err(e) if alias_set_changed(&e) => Err(KmsError::changed(
+            rec.arn(),
+            "changed its aliases during this request",
+        )),
+        other => Ok(other),
+    }
 }
 
 /// The key already has its quota of aliases (the write counted them in its transaction).
@@ -381,30 +403,23 @@ impl Kms {
         a.mac = seal.mac.clone();
         // With the key's new set of aliases; again if another change of the set came first.
         let _one_at_a_time = self.alias_changes.lock().await;
-        let mut attempt = 0;
-        let written = loop {
-            attempt += 1;
-            let current = self.alias_set(&rec).await?;
-            let next = current.with(Some((name, seal.generation)), None);
-            let (set, set_seal) = self.next_alias_set(&rec, &current, &next).await?;
-            match self
+        let (key, a, generation) = (&*rec, &a, seal.generation);
+        let written = alias_set_retries(key, move || async move {
+            let current = self.alias_set(key).await?;
+            let next = current.with(Some((name, generation)), None);
+            let (set, set_seal) = self.next_alias_set(key, &current, &next).await?;
+            Ok(self
                 .keys
-                .create_alias(&a, self.limits.aliases_per_region, PER_KEY, &set)
+                .create_alias(a, self.limits.aliases_per_region, PER_KEY, &set)
                 .await
-            {
-                Err(e) if alias_set_changed(&e) && attempt < 8 => {
-                    tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
-                    continue;
-                }
-                other => break other.map(|()| set_seal),
-            }
-        };
+                .map(|()| set_seal))
+        })
+        .await?;
         match written {
             Ok(set_seal) => {
                 self.written(&seal);
                 self.written(&set_seal);
             }
-            Err(e) if alias_set_changed(&e) => return Err(alias_set_conflict(&rec)),
             Err(e) if too_many_for_key(&e) => return Err(key_aliases_exceeded()),
             Err(StoreError::Conflict { constraint })
                 if constraint == crate::store::QUOTA_EXCEEDED =>
@@ -473,39 +488,29 @@ impl Kms {
         // The sets of aliases of the key it leaves and the key it joins (the same key: its
         // set with the alias's new generation).
         let _one_at_a_time = self.alias_changes.lock().await;
-        let mut attempt = 0;
-        let written = loop {
-            attempt += 1;
+        let (old, new, a, generation) = (&*old, &*new, &a, seal.generation);
+        let written = alias_set_retries(new, move || async move {
             let mut sets = Vec::new();
-            let joining = self.alias_set(&new).await?;
+            let joining = self.alias_set(new).await?;
             sets.push(
-                self.next_alias_set(
-                    &new,
-                    &joining,
-                    &joining.with(Some((name, seal.generation)), None),
-                )
-                .await?,
+                self.next_alias_set(new, &joining, &joining.with(Some((name, generation)), None))
+                    .await?,
             );
             if old.key_id != new.key_id {
-                let leaving = self.alias_set(&old).await?;
+                let leaving = self.alias_set(old).await?;
                 sets.push(
-                    self.next_alias_set(&old, &leaving, &leaving.with(None, Some(name)))
+                    self.next_alias_set(old, &leaving, &leaving.with(None, Some(name)))
                         .await?,
                 );
             }
             let (stored, seals): (Vec<_>, Vec<_>) = sets.into_iter().unzip();
-            match self
+            Ok(self
                 .keys
-                .update_alias(&a, old.key_id, PER_KEY, &stored)
+                .update_alias(a, old.key_id, PER_KEY, &stored)
                 .await
-            {
-                Err(e) if alias_set_changed(&e) && attempt < 8 => {
-                    tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
-                    continue;
-                }
-                other => break other.map(|done| (done, seals)),
-            }
-        };
+                .map(|done| (done, seals)))
+        })
+        .await?;
         match written {
             Ok((true, seals)) => {
                 for s in &seals {
@@ -513,7 +518,6 @@ impl Kms {
                 }
             }
             Ok((false, _)) => return Err(not_found()),
-            Err(e) if alias_set_changed(&e) => return Err(alias_set_conflict(&new)),
             Err(e) if too_many_for_key(&e) => return Err(key_aliases_exceeded()),
             Err(e) => return Err(e.into()),
         }
@@ -533,29 +537,22 @@ impl Kms {
         let previous = self.stored_alias(caller, name).await?;
         // With the key's new set of aliases; again if another change of the set came first.
         let _one_at_a_time = self.alias_changes.lock().await;
-        let mut attempt = 0;
-        let deleted = loop {
-            attempt += 1;
-            let current = self.alias_set(&rec).await?;
+        let key = &*rec;
+        let deleted = alias_set_retries(key, move || async move {
+            let current = self.alias_set(key).await?;
             let (set, set_seal) = self
-                .next_alias_set(&rec, &current, &current.with(None, Some(name)))
+                .next_alias_set(key, &current, &current.with(None, Some(name)))
                 .await?;
-            match self
+            Ok(self
                 .keys
                 .delete_alias(&caller.account_id, &caller.region, name, &set)
                 .await
-            {
-                Err(e) if alias_set_changed(&e) && attempt < 8 => {
-                    tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
-                    continue;
-                }
-                other => break other.map(|done| done.then_some(set_seal)),
-            }
-        };
+                .map(|done| done.then_some(set_seal)))
+        })
+        .await?;
         match deleted {
             Ok(Some(set_seal)) => self.written(&set_seal),
             Ok(None) => return Err(not_found()),
-            Err(e) if alias_set_changed(&e) => return Err(alias_set_conflict(&rec)),
             Err(e) => return Err(e.into()),
         }
         // The row put back after its deletion is refused: the trail holds a later generation.
