@@ -81,7 +81,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("DeleteAlias", M, false),
     key_only(op("DisableKey", M, false)),
     key_only(op("EnableKey", M, false)),
-    op("ListAliases", M, true),
+    key_only(op("ListAliases", M, true)),
     key_only(op("ListResourceTags", M, true)),
     with_response(
         key_only(op("ScheduleKeyDeletion", M, false)),
@@ -121,7 +121,7 @@ pub const OPERATIONS: &[Operation] = &[
     across(op("GenerateDataKeyPair", C, true)),
     across(op("GenerateDataKeyPairWithoutPlaintext", C, true)),
     across(op("DeriveSharedSecret", C, true)),
-    op("GetKeyLastUsage", M, true),
+    key_only(op("GetKeyLastUsage", M, true)),
     across(op("Encapsulate", C, true)),
     across(op("Decapsulate", C, true)),
     with_response(op("CreateCustomKeyStore", M, false), &["CustomKeyStoreId"]),

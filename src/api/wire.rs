@@ -135,6 +135,13 @@ impl<'de, T: Vocabulary> Deserialize<'de> for Word<T> {
     }
 }
 
+tokio::task_local! {
+    /// Set while a request names an alias to an operation that takes a key id or key ARN only
+    /// ([`crate::operations::Operation::key_only`]): AWS checks the model's constraints first,
+    /// then refuses the alias, so the handler's validation answers it.
+    pub static ALIAS_REFUSED: ();
+}
+
 #[derive(Default)]
 pub struct Validator {
     errors: Vec<String>,
@@ -447,8 +454,15 @@ impl Validator {
         self
     }
 
+    /// The request's first failed constraints, as AWS's one `ValidationException` lists them;
+    /// with none, an alias named where the operation takes a key id or key ARN only
+    /// ([`ALIAS_REFUSED`]).
     pub fn finish(&mut self) -> Result<(), ApiError> {
         if self.errors.is_empty() {
+            if ALIAS_REFUSED.try_with(|()| ()).is_ok() {
+                let m = messages::ALIASES_NOT_SUPPORTED;
+                return Err(ApiError::Kms(KmsError::InvalidArn(m.into())));
+            }
             return Ok(());
         }
         Err(ApiError::Kms(KmsError::Validation(messages::validation(

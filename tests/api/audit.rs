@@ -633,7 +633,7 @@ async fn key_last_usage_is_the_latest_successful_cryptographic_call_in_the_trail
         .unwrap();
     assert_eq!(
         code(c.get_key_last_usage().key_id("alias/used").send().await),
-        "NotFoundException"
+        "InvalidArnException"
     );
     let arn = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}");
     let trusting = format!(

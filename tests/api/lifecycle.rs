@@ -300,10 +300,38 @@ async fn the_operations_that_take_only_a_key_id_refuse_an_alias() {
                         .await,
                 ),
             ),
+            (
+                "ListAliases",
+                message(c.list_aliases().key_id(&a).send().await),
+            ),
+            (
+                "GetKeyLastUsage",
+                message(c.get_key_last_usage().key_id(&a).send().await),
+            ),
         ];
         for (op, answer) in answers {
             assert_eq!(answer, want, "{op} with {a}");
         }
+        // The model's constraints are checked first (AWS's framework validates a request
+        // before the service reads its key id).
+        let (code, m) = message(
+            c.schedule_key_deletion()
+                .key_id(&a)
+                .pending_window_in_days(0)
+                .send()
+                .await,
+        );
+        assert_eq!(code, "ValidationException", "{m}");
+        assert!(m.contains("'0' at 'pendingWindowInDays'"), "{m}");
+        let (code, m) = message(
+            c.update_key_description()
+                .key_id(&a)
+                .description("d".repeat(8193))
+                .send()
+                .await,
+        );
+        assert_eq!(code, "ValidationException", "{m}");
+        assert!(m.contains("at 'description'"), "{m}");
     }
     let now = c
         .describe_key()

@@ -27,39 +27,44 @@ mod sign;
 mod tags;
 
 use super::error::ApiError;
-use crate::domain::{Caller, KeyMetadata, Kms, KmsError};
+use crate::domain::{Caller, KeyMetadata, Kms};
 use crate::vocab::KeyState;
 use serde_json::{json, Value};
 
-/// An operation that names its key by key id or ARN only refuses an alias, as AWS does, before
-/// anything else is asked of the request (a body that is no JSON object is the handler's to
-/// refuse).
-fn refuse_alias(body: &[u8]) -> Result<(), ApiError> {
+/// Whether a request names its key by an alias or alias ARN (a body that is no JSON object is
+/// the handler's to refuse).
+fn names_alias(body: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Named<'a> {
         #[serde(rename = "KeyId", borrow)]
         key_id: Option<std::borrow::Cow<'a, str>>,
     }
-    let Ok(Named { key_id: Some(id) }) = serde_json::from_slice::<Named>(body) else {
-        return Ok(());
-    };
-    if id.starts_with("alias/") || id.contains(":alias/") {
-        return Err(KmsError::InvalidArn(crate::messages::ALIASES_NOT_SUPPORTED.into()).into());
-    }
-    Ok(())
+    matches!(
+        serde_json::from_slice::<Named>(body),
+        Ok(Named { key_id: Some(id) }) if id.starts_with("alias/") || id.contains(":alias/")
+    )
 }
 
 /// The handler of each operation of [`crate::operations::OPERATIONS`] (a test asks every one
 /// of them through HTTP and gets no `UnknownOperationException`).
+///
+/// An operation that names its key by key id or key ARN only refuses an alias as AWS does: once
+/// the request passes the model's constraints, before anything else is asked of it (the
+/// handler's [`Validator::finish`](crate::api::wire::Validator::finish) answers so).
 pub async fn dispatch(
     op: &str,
     kms: &Kms,
     caller: &Caller,
     body: &[u8],
 ) -> Result<Value, ApiError> {
-    if crate::operations::find(op).is_some_and(|o| o.key_only) {
-        refuse_alias(body)?;
+    if crate::operations::find(op).is_some_and(|o| o.key_only) && names_alias(body) {
+        let route = route(op, kms, caller, body);
+        return crate::api::wire::ALIAS_REFUSED.scope((), route).await;
     }
+    route(op, kms, caller, body).await
+}
+
+async fn route(op: &str, kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     match op {
         "CreateKey" => create_key::handle(kms, caller, body).await,
         "Decrypt" => decrypt::handle(kms, caller, body).await,
