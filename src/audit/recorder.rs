@@ -308,7 +308,8 @@ impl Audit {
     /// Chain the change records older than `older_than` (their calls' own events will not
     /// come: the trail refused them, or the node died) and remove them, a batch at a time.
     /// A record whose MAC does not verify was written with SQL: it is not chained as the
-    /// service's word; a `ChangeRecordRefused` event names it instead. Returns how many were
+    /// service's word; a `ChangeRecordRefused` event names it instead, as it names a record
+    /// whose event is in the trail already (settled, then put back). Returns how many were
     /// settled.
     pub async fn settle_change_records(
         self: &Arc<Self>,
@@ -337,7 +338,22 @@ impl Audit {
                 .row_mac_matches(change_record_message(&r.event), &r.mac)
                 .await
                 .map_err(|e| AuditError(e.to_string()))?;
-            let event = if genuine {
+            let chained = genuine
+                && (self.store)
+                    .event_in_trail(id, r.event.event_time)
+                    .await
+                    .map_err(err)?;
+            let event = if chained {
+                tracing::error!(event_id = %id, "a change record in the database is in the trail already (put back with SQL?): refused, not chained again");
+                security_event(
+                    "ChangeRecordRefused",
+                    json!({
+                        "eventId": id.to_string(),
+                        "eventName": r.event.event_name,
+                        "reason": "The record's event is in the trail already.",
+                    }),
+                )
+            } else if genuine {
                 tracing::warn!(event_id = %id, "a committed change had no event of its own in the trail; its change record is chained instead");
                 r.event
             } else {

@@ -60,6 +60,22 @@ macro_rules! audit_store {
                     .await
             }
 
+            async fn event_in_trail(
+                &self,
+                event_id: Uuid,
+                event_time: DateTime<Utc>,
+            ) -> Result<bool, StoreError> {
+                // Through the index by time.
+                let found: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM audit_events WHERE event_time = $1 AND event_id = $2 LIMIT 1",
+                )
+                .bind(event_time)
+                .bind(event_id)
+                .maybe(&self.pool)
+                .await?;
+                Ok(found.is_some())
+            }
+
             async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
                 let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
                     .one(&self.pool).await?;

@@ -2136,6 +2136,12 @@ async fn audit_chain_head_events_and_checkpoints(s: &Backend) {
         prev = r.hash.clone();
     }
     assert_eq!(prev, head.1);
+    // An event is found by its id and time, and only so.
+    let (id, at) = (batch[1].event_id, batch[1].event_time);
+    assert!(s.event_in_trail(id, at).await.unwrap());
+    assert!(!s.event_in_trail(Uuid::new_v4(), at).await.unwrap());
+    let later = at + chrono::Duration::microseconds(1);
+    assert!(!s.event_in_trail(id, later).await.unwrap());
     assert_eq!(
         s.audit_events(1, 1)
             .await

@@ -2337,6 +2337,66 @@ async fn a_change_and_the_record_that_it_committed_are_durable_together() {
     assert!(ok, "{out}");
 }
 
+/// A change record put back after it was settled is not chained a second time: the database
+/// writer saves a genuine record (MAC and all) while it waits in `audit_outbox`, lets the node
+/// take it into the trail, then inserts it again. Before, the node chained it once more as
+/// the service's word, with the same `eventID`, so the trail told of one change twice (and
+/// the second at a later place in the chain than the calls after it). Now it is refused as a
+/// record already in the trail, and a `ChangeRecordRefused` event names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_change_record_put_back_is_not_chained_again() {
+    let s = Server::start_with(&[
+        ("KMS_AUDIT_CHECKPOINT_INTERVAL_MS", "300"),
+        ("KMS_REQUEST_TIMEOUT_MS", "2000"),
+        ("KMS_KEY_GENERATION_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let mend_trail = refuse_audit_events(&s, &["ApiCallStarted", "AdminCommandStarted"]).await;
+    assert_eq!(
+        code(c.disable_key().key_id(&key).send().await),
+        "DependencyTimeoutException"
+    );
+    assert_eq!(s.db.int("SELECT count(*) FROM audit_outbox").await, 1);
+    s.db.execute("CREATE TABLE saved_outbox AS SELECT * FROM audit_outbox")
+        .await;
+    for sql in mend_trail {
+        s.db.execute(sql).await;
+    }
+    let settled = || async { s.db.int("SELECT count(*) FROM audit_outbox").await == 0 };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !settled().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record was not chained"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let committed = "SELECT count(*) FROM audit_events WHERE event_name = 'ApiCallCommitted'";
+    assert_eq!(s.db.int(committed).await, 1);
+    // The writer puts the settled record back.
+    s.db.execute("INSERT INTO audit_outbox SELECT * FROM saved_outbox")
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !settled().await {
+        assert!(std::time::Instant::now() < deadline, "the record was left");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(s.db.int(committed).await, 1, "the record was chained again");
+    let refused =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'ChangeRecordRefused'")
+            .await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("in the trail already"),
+        "{}",
+        refused[0]
+    );
+    let (ok, out) = audit_verify(&s);
+    assert!(ok, "{out}");
+}
+
 /// A grant revoked (or retired) cannot be brought back: the database writer saves the genuine
 /// row (MAC and all) while the grant is live, the key's administrator revokes it, and the
 /// writer inserts the saved row again. The trail records the grant's end before its row goes,

@@ -161,6 +161,13 @@ pub trait AuditStore: Send + Sync {
         claim_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<ChangeRecord>, StoreError>;
+    /// Whether the trail holds an event with this id and time (a change record's event, chained
+    /// already: the record, found again in the outbox, was put back).
+    async fn event_in_trail(
+        &self,
+        event_id: Uuid,
+        event_time: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// The chain head: the last sequence number and its hash.
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
     /// The latest `limit` cryptographic calls ([`KEY_USE_OPERATIONS`]) that used the key `arn`
