@@ -3804,3 +3804,57 @@ async fn a_key_from_before_alias_sets_is_sealed_by_the_operator() {
     ))
     .await;
 }
+
+/// A key's set of aliases stripped of its seal is refused where the key is used, and never
+/// offered to an operator for sealing: the database writer who removes the seal (and the
+/// trail's index entry of it, on a deployment from before MACs) and edits the set cannot have
+/// the edit laundered by a routine `kms admin seal`. Played like the legacy key above, with the
+/// set kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_of_aliases_stripped_of_its_seal_is_never_offered_for_sealing() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    for name in ["alias/kept", "alias/dropped"] {
+        root.create_alias()
+            .alias_name(name)
+            .target_key_id(&key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let arn = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}");
+    for sql in [
+        "DELETE FROM audit_events WHERE event_name = 'SealCoverage'".to_string(),
+        format!(
+            "UPDATE keys SET aliases_mac = NULL, alias_set = replace(alias_set, '\"alias/dropped\"', '\"alias/elsewhere\"') WHERE key_id = {}",
+            s.db.key(&key)
+        ),
+        format!(
+            "DELETE FROM audit_generations WHERE row_name = {}",
+            s.db.text(&format!("{arn}#aliases"))
+        ),
+    ] {
+        s.db.execute(&sql).await;
+    }
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let fresh = || s.client_of(&node, &s.access_key_id, &s.secret);
+    let used = fresh().encrypt().key_id(&key).plaintext(pt()).send().await;
+    assert_eq!(code(used), "KeyUnavailableException");
+    let out = tokio::task::block_in_place(|| s.admin(&["seal"], &[]));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        !shown.contains("key aliases") && !shown.contains(&key),
+        "offered for sealing: {shown}"
+    );
+    let unsealed = format!(
+        "SELECT count(*) FROM keys WHERE aliases_mac IS NULL AND key_id = {}",
+        s.db.key(&key)
+    );
+    assert_eq!(s.db.int(&unsealed).await, 1);
+    drop(node);
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let fresh = || s.client_of(&node, &s.access_key_id, &s.secret);
+    let used = fresh().encrypt().key_id(&key).plaintext(pt()).send().await;
+    assert_eq!(code(used), "KeyUnavailableException");
+}
