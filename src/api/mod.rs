@@ -202,6 +202,9 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d`: it is
+                // the IPv4 address it is, for `aws:SourceIp`, the trail and its share.
+                let peer = peer.ip().to_canonical();
                 // One slot per connection, held by its task; without a free slot the
                 // connection is closed at once (the client sees it closed, not a hang).
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -213,7 +216,7 @@ pub async fn serve(
                     continue;
                 };
                 // And one of its source's share, so that one client cannot hold them all.
-                let Some(share) = sources.take(peer.ip(), state.max_connections_per_source) else {
+                let Some(share) = sources.take(peer, state.max_connections_per_source) else {
                     refused += 1;
                     if refused.is_power_of_two() {
                         tracing::warn!(refused, limit = state.max_connections_per_source, "a source holds its share of connections; closing its new ones");
@@ -229,8 +232,8 @@ pub async fn serve(
                         let (state, serves, tls) = (state.clone(), serves.clone(), tls.clone());
                         async move {
                             match serves {
-                                Serves::Api => handle(state, peer.ip(), tls, req).await,
-                                Serves::Console(c) => Ok(crate::console::handle(&c, &state, peer.ip(), tls, req).await),
+                                Serves::Api => handle(state, peer, tls, req).await,
+                                Serves::Console(c) => Ok(crate::console::handle(&c, &state, peer, tls, req).await),
                             }
                         }
                     })

@@ -235,7 +235,8 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
     let (Ok(ip), Some((net, bits))) = (ip.parse::<IpAddr>(), parse_cidr(cidr)) else {
         return false;
     };
-    match (ip, net) {
+    // An IPv4-mapped address (`::ffff:a.b.c.d`) is the IPv4 address it maps.
+    match (ip.to_canonical(), net) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
             let mask = if bits == 0 {
                 0

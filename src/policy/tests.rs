@@ -650,6 +650,12 @@ fn condition_cases() -> Vec<(&'static str, Ctx<'static>, bool)> {
             &[("aws:SourceIp", &["11.1.2.3"])],
             false,
         ),
+        // An IPv4-mapped IPv6 address is its IPv4 address.
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            &[("aws:SourceIp", &["::ffff:10.1.2.3"])],
+            true,
+        ),
         (
             r#"{"IpAddress":{"aws:SourceIp":"192.0.2.5"}}"#,
             &[("aws:SourceIp", &["192.0.2.5"])],

@@ -3858,3 +3858,40 @@ async fn a_set_of_aliases_stripped_of_its_seal_is_never_offered_for_sealing() {
     let used = fresh().encrypt().key_id(&key).plaintext(pt()).send().await;
     assert_eq!(code(used), "KeyUnavailableException");
 }
+
+/// An IPv4 client of a dual-stack listener (`[::]:port`) is seen as the IPv4 address it is: a
+/// key policy that denies `aws:SourceIp` 127.0.0.0/8 denies it, and the trail names
+/// `127.0.0.1`. Before, the socket's `::ffff:127.0.0.1` matched no IPv4 range, so every IPv4
+/// deny list was passed by (and an IPv4 allow list shut everyone out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv4_caller_of_a_dual_stack_listener_meets_ipv4_source_conditions() {
+    let s = Server::start_with(&[("KMS_LISTEN", "[::]:0"), ("KMS_ALLOW_PLAIN_HTTP", "true")]).await;
+    let port = s.endpoint.rsplit(':').next().unwrap().trim_end_matches('/');
+    let c = client_at(
+        &format!("http://127.0.0.1:{port}"),
+        &s.access_key_id,
+        &s.secret,
+        REGION,
+        None,
+    );
+    let key = new_key(&c).await;
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Effect":"Deny","Principal":"*","Action":"kms:Encrypt","Resource":"*","Condition":{{"IpAddress":{{"aws:SourceIp":"127.0.0.0/8"}}}}}}]}}"#
+    );
+    c.put_key_policy()
+        .key_id(&key)
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+    let r = c.encrypt().key_id(&key).plaintext(pt()).send().await;
+    assert_eq!(code(r), "AccessDeniedException");
+    let sources =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'PutKeyPolicy'")
+            .await;
+    assert!(
+        sources[0].contains(r#""sourceIPAddress":"127.0.0.1""#),
+        "{}",
+        sources[0]
+    );
+}
