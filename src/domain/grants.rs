@@ -810,8 +810,10 @@ impl Kms {
         let me = |p: &str| p == caller.principal_arn || caller.role_arn.as_deref() == Some(p);
         // The retiring principal, or the grantee of this grant when it includes RetireGrant;
         // otherwise the key's policies (AWS: another grant's RetireGrant retires only itself).
-        let may = g.retiring_principal.as_deref().is_some_and(me)
-            || (me(&g.grantee_principal) && g.operations.iter().any(|o| o == "RetireGrant"));
+        // Read from a row that verifies: principals written with SQL retire nothing.
+        let may = (g.retiring_principal.as_deref().is_some_and(me)
+            || (me(&g.grantee_principal) && g.operations.iter().any(|o| o == "RetireGrant")))
+            && self.verified_one(g.clone()).await?.is_some();
         let rec = self
             .record(kid)
             .await?

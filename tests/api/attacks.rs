@@ -3895,3 +3895,45 @@ async fn an_ipv4_caller_of_a_dual_stack_listener_meets_ipv4_source_conditions() 
         sources[0]
     );
 }
+
+/// A grant's retiring principal is read from a row that verifies: the database writer who
+/// names a principal it holds as a grant's retiring principal cannot have it retire the grant
+/// (which ends it for good, in the trail, under that principal's name). Before, RetireGrant
+/// decided who may retire from the row as stored, before checking its MAC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retiring_principal_written_with_sql_retires_nothing() {
+    let s = Server::start().await;
+    let (root, key, _) = user_temp_granted_encrypt(&s).await;
+    let (mallory, _, m) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "mallory", None));
+    let grant_id = root
+        .list_grants()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .grants()[0]
+        .grant_id
+        .clone()
+        .unwrap();
+    s.db.execute(&format!(
+        "UPDATE grants SET retiring_principal = {} WHERE grant_id = {}",
+        s.db.text(&mallory),
+        s.db.text(&grant_id)
+    ))
+    .await;
+    let r = m
+        .retire_grant()
+        .key_id(&key)
+        .grant_id(&grant_id)
+        .send()
+        .await;
+    assert_eq!(code(r), "AccessDeniedException");
+    assert_eq!(
+        s.db.int(&format!(
+            "SELECT count(*) FROM grants WHERE grant_id = {}",
+            s.db.text(&grant_id)
+        ))
+        .await,
+        1
+    );
+}
