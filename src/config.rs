@@ -172,6 +172,10 @@ pub struct PartitionSettings {
     pub cluster_id: String,
     /// The partition's token label.
     pub token_label: String,
+    /// The accounts (12 digits each) whose custom key stores may use it. Any other account is
+    /// answered as if the cluster did not exist: a tenant can neither claim another tenant's
+    /// partition nor try PINs against it, nor learn that it exists.
+    pub accounts: Vec<String>,
     /// Its PKCS#11 module; the service token's (`hsm.module`) when unset.
     pub module: Option<String>,
     /// A PEM certificate a store's `TrustAnchorCertificate` must match (where the partition is
@@ -491,6 +495,22 @@ impl Settings {
                     p.cluster_id
                 ));
             }
+            if p.accounts.is_empty() {
+                return Err(format!(
+                    "partitions: cluster {} names no accounts (those whose custom key stores may use it)",
+                    p.cluster_id
+                ));
+            }
+            if let Some(a) = p
+                .accounts
+                .iter()
+                .find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(format!(
+                    "partitions: cluster {}: '{a}' is not an account id (12 digits)",
+                    p.cluster_id
+                ));
+            }
         }
         if s.regions.is_empty() || s.regions.iter().any(|r| r.trim().is_empty()) {
             return Err("the configuration must list at least one region".into());
@@ -678,20 +698,32 @@ mod tests {
             Settings::load_from(Some(&f), std::iter::empty())
         };
         let ok =
-            load("[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\n")
+            load("[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\naccounts = [\"111122223333\"]\n")
                 .unwrap();
         assert_eq!(ok.partitions.len(), 1);
         assert_eq!(ok.partitions[0].cluster_id, "cluster-abcdefg2345");
         let misspelt =
             load("[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_lable = \"a\"\n");
         assert!(misspelt.is_err());
-        let bad = load("[[partitions]]\ncluster_id = \"cluster-1\"\ntoken_label = \"a\"\n");
+        let bad = load("[[partitions]]\ncluster_id = \"cluster-1\"\ntoken_label = \"a\"\naccounts = [\"111122223333\"]\n");
         assert!(bad.err().unwrap().contains("not a cluster id"));
         let twice = load(
-            "[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\n\
-             [[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"b\"\n",
+            "[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\naccounts = [\"111122223333\"]\n\
+             [[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"b\"\naccounts = [\"111122223333\"]\n",
         );
         assert!(twice.err().unwrap().contains("twice"));
+        let owned = |accounts: &str| {
+            load(&format!(
+                "[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\n{accounts}"
+            ))
+        };
+        assert!(owned("").err().unwrap().contains("accounts"));
+        assert!(owned("accounts = []\n")
+            .err()
+            .unwrap()
+            .contains("no accounts"));
+        let not_id = owned("accounts = [\"1234\"]\n").err().unwrap();
+        assert!(not_id.contains("'1234' is not an account id"), "{not_id}");
         // An XKS key's secondary authorization names principal ARNs; anything else is refused.
         let xks = |principal: &str| {
             load(&format!(

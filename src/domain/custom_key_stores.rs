@@ -40,6 +40,8 @@ pub struct Partition {
     /// Clusters holding the same partition (a backup restored, an HA peer): a store may move
     /// between them (`UpdateCustomKeyStore` with `CloudHsmClusterId`).
     pub related: Vec<String>,
+    /// The accounts whose stores may use it; to any other it does not exist.
+    pub accounts: Vec<String>,
 }
 
 /// The custom key stores' part of the domain: the registered partitions, the repository, and
@@ -177,7 +179,7 @@ impl Kms {
             return self.create_external_key_store(caller, input).await;
         }
         let cluster = input.cluster_id.unwrap_or_default();
-        let partition = self.partition(&cluster)?;
+        let partition = self.partition(&caller.account_id, &cluster)?;
         self.check_trust_anchor(partition, input.trust_anchor.as_deref())?;
         let cks = self.cks.store()?;
         // A retry of the same request answers the store it created (AWS: idempotent while
@@ -359,11 +361,15 @@ impl Kms {
         if let Some(cluster) = update.cluster_id {
             let current = old.cluster_id.clone().unwrap_or_default();
             if cluster != current {
-                self.partition(&cluster)?;
+                let account = &caller.account_id;
+                self.partition(account, &cluster)?;
                 let related = self
-                    .partition(&current)
+                    .partition(account, &current)
                     .is_ok_and(|p| p.related.contains(&cluster))
-                    || self.partition(&cluster)?.related.contains(&current);
+                    || self
+                        .partition(account, &cluster)?
+                        .related
+                        .contains(&current);
                 if !related {
                     return Err(KmsError::KeyStore(
                         E::ClusterNotRelated,
@@ -744,7 +750,7 @@ impl Kms {
             return Ok(());
         }
         let cluster = rec.cluster_id.clone().unwrap_or_default();
-        let Ok(partition) = self.partition(&cluster) else {
+        let Ok(partition) = self.partition(&rec.account_id, &cluster) else {
             return Err("CLUSTER_NOT_FOUND");
         };
         let pin = match self.store_pin(rec).await {
@@ -807,12 +813,14 @@ impl Kms {
         }
     }
 
-    /// The registered partition of cluster `id`: `CloudHsmClusterNotFoundException` if the
-    /// settings name none.
-    fn partition(&self, id: &str) -> Result<&Partition> {
+    /// The registered partition of cluster `id` that `account`'s stores may use:
+    /// `CloudHsmClusterNotFoundException` if the settings name none, or give it to other
+    /// accounts only (the same answer, so that no account learns of another's partitions).
+    fn partition(&self, account: &str, id: &str) -> Result<&Partition> {
         self.cks
             .partitions
             .get(id)
+            .filter(|p| p.accounts.iter().any(|a| a == account))
             .ok_or_else(|| KmsError::KeyStore(E::ClusterNotFound, messages::cluster_not_found(id)))
     }
 

@@ -132,6 +132,7 @@ fn partitions(s: &Settings) -> Result<BTreeMap<String, Partition>> {
                 token_label: p.token_label.clone(),
                 trust_anchor,
                 related: p.related_clusters.clone(),
+                accounts: p.accounts.clone(),
             },
         );
     }

@@ -11,6 +11,8 @@ use aws_sdk_kms::types::{
 
 pub(crate) const CLUSTER: &str = "cluster-abcdefg2345";
 const OTHER_CLUSTER: &str = "cluster-hijklmn2345";
+/// The account whose stores may use the partitions (`accounts` of `[[partitions]]`).
+const OWNER: &str = "accounts = [\"123456789012\"]\n";
 const ANCHOR: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 /// A server whose settings register a partition token (another slot of the same module) as
@@ -27,8 +29,8 @@ async fn with_partition_and(env: &[(&str, &str)]) -> (Server, String) {
     std::fs::write(
         &conf,
         format!(
-            "[[partitions]]\ncluster_id = \"{CLUSTER}\"\ntoken_label = \"{label}\"\n\n\
-             [[partitions]]\ncluster_id = \"{OTHER_CLUSTER}\"\ntoken_label = \"no-such-token\"\n"
+            "[[partitions]]\ncluster_id = \"{CLUSTER}\"\ntoken_label = \"{label}\"\n{OWNER}\n\
+             [[partitions]]\ncluster_id = \"{OTHER_CLUSTER}\"\ntoken_label = \"no-such-token\"\n{OWNER}"
         ),
     )
     .unwrap();
@@ -814,7 +816,7 @@ async fn an_account_has_at_most_ten_custom_key_stores_in_a_region() {
     let mut text = String::new();
     for i in 0..11 {
         text.push_str(&format!(
-            "[[partitions]]\ncluster_id = \"cluster-quotaquota{}\"\ntoken_label = \"t{i}\"\n\n",
+            "[[partitions]]\ncluster_id = \"cluster-quotaquota{}\"\ntoken_label = \"t{i}\"\n{OWNER}\n",
             ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"][i]
         ));
     }
@@ -1038,7 +1040,7 @@ async fn a_node_that_cannot_reach_a_partition_refuses_only_that_stores_keys() {
     let conf = s.token.dir.path().join("elsewhere.toml");
     std::fs::write(
         &conf,
-        format!("[[partitions]]\ncluster_id = \"{CLUSTER}\"\ntoken_label = \"not-here\"\n"),
+        format!("[[partitions]]\ncluster_id = \"{CLUSTER}\"\ntoken_label = \"not-here\"\n{OWNER}"),
     )
     .unwrap();
     s.env
@@ -1207,4 +1209,39 @@ async fn a_key_moved_into_a_store_with_sql_is_not_rewrapped_there() {
         "{said}\n{before}"
     );
     assert!(said.contains("failed its integrity check"), "{said}");
+}
+
+/// A partition serves the accounts its settings name (`accounts`): another account that names
+/// its cluster is answered as for a cluster that does not exist, before and after the owner's
+/// store is on it. Before, any account could create a store over any registered partition,
+/// claiming it from its tenant (`CloudHsmClusterInUseException` told it was taken) and trying
+/// PINs against it through Connect.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_account_cannot_use_or_find_a_partition_it_was_not_given() {
+    let (s, _) = with_partition().await;
+    let c = s.client();
+    let admin = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+    let (_, _, other) =
+        tokio::task::block_in_place(|| s.new_user("210987654321", "admin", Some(admin)));
+    let absent = "cluster-zzzzzzzzzzz";
+    let unregistered = message(create(&other, "mine", absent, PIN).await);
+    assert_eq!(unregistered.0, "CloudHsmClusterNotFoundException");
+    let as_absent = |m: (String, String)| (m.0, m.1.replace(CLUSTER, absent));
+    let taken = message(create(&other, "mine", CLUSTER, PIN).await);
+    assert_eq!(as_absent(taken), unregistered);
+    let id = create(&c, "owned", CLUSTER, PIN)
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    connect(&c, &id).await;
+    let taken = message(create(&other, "mine", CLUSTER, PIN).await);
+    assert_eq!(as_absent(taken), unregistered);
+    assert!(other
+        .describe_custom_key_stores()
+        .send()
+        .await
+        .unwrap()
+        .custom_key_stores()
+        .is_empty());
 }
