@@ -495,6 +495,34 @@ impl Settings {
                     p.cluster_id
                 ));
             }
+            let token = |q: &PartitionSettings| {
+                (
+                    q.module.clone().unwrap_or_else(|| s.hsm.module.clone()),
+                    q.token_label.clone(),
+                )
+            };
+            // A token logged in to once is logged in for every session of the process: a
+            // second store over it would connect with any PIN.
+            let (module, label) = token(p);
+            if module == s.hsm.module
+                && std::iter::once(&s.hsm.token_label)
+                    .chain(&s.hsm.failover_labels)
+                    .any(|l| *l == label)
+            {
+                return Err(format!(
+                    "partitions: cluster {} names the service's own token",
+                    p.cluster_id
+                ));
+            }
+            if let Some(q) = s.partitions[..i]
+                .iter()
+                .find(|q| token(q) == token(p) && q.accounts != p.accounts)
+            {
+                return Err(format!(
+                    "partitions: clusters {} and {} name the same token for different accounts",
+                    q.cluster_id, p.cluster_id
+                ));
+            }
             if p.accounts.is_empty() {
                 return Err(format!(
                     "partitions: cluster {} names no accounts (those whose custom key stores may use it)",
@@ -718,6 +746,18 @@ mod tests {
             ))
         };
         assert!(owned("").err().unwrap().contains("accounts"));
+        let shared = load(
+            "[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\naccounts = [\"111122223333\"]\n\
+             [[partitions]]\ncluster_id = \"cluster-hijklmn2345\"\ntoken_label = \"a\"\naccounts = [\"444455556666\"]\n",
+        );
+        assert!(shared
+            .err()
+            .unwrap()
+            .contains("same token for different accounts"));
+        let own = load(
+            "[hsm]\ntoken_label = \"kms\"\n[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"kms\"\naccounts = [\"111122223333\"]\n",
+        );
+        assert!(own.err().unwrap().contains("the service's own token"));
         assert!(owned("accounts = []\n")
             .err()
             .unwrap()
