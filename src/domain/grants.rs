@@ -162,7 +162,10 @@ fn stored_constraints(v: &serde_json::Value) -> Option<Constraints> {
 
 /// A context with its keys lower-cased (grant constraints compare keys without case, values
 /// with it); `None` when two keys differ only by case, which no constraint can decide.
-fn folded(ctx: &Context) -> Option<std::collections::BTreeMap<String, &str>> {
+type Folded<'a> = Option<std::collections::BTreeMap<String, &'a str>>;
+
+/// [`Folded`] of `ctx`.
+fn folded(ctx: &Context) -> Folded<'_> {
     let out: std::collections::BTreeMap<String, &str> = ctx
         .iter()
         .map(|(k, v)| (k.to_lowercase(), v.as_str()))
@@ -184,16 +187,21 @@ fn same_pairs(a: &Context, b: &Context) -> bool {
 }
 
 impl Constraints {
-    /// Whether a request's encryption context satisfies these constraints.
-    fn admit(&self, ctx: &Context) -> bool {
+    /// Whether a request's encryption context, [`folded`] (once for all the grants it is held
+    /// to: a context of many pairs is not folded again for each), satisfies these constraints.
+    fn admit(&self, ctx: &Folded) -> bool {
+        let Some(ctx) = ctx else {
+            return self.equals.is_none() && self.subset.is_none();
+        };
         if let Some(eq) = &self.equals {
-            if !same_pairs(eq, ctx) {
+            if folded(eq).as_ref() != Some(ctx) {
                 return false;
             }
         }
         if let Some(sub) = &self.subset {
-            if !includes(ctx, sub) {
-                return false;
+            match folded(sub) {
+                Some(sub) if sub.iter().all(|(k, v)| ctx.get(k) == Some(v)) => {}
+                _ => return false,
             }
         }
         true
@@ -216,14 +224,15 @@ impl Constraints {
     }
 }
 
-/// Whether one grant allows `action` for the caller with this encryption context, and how:
-/// a grant to the caller itself (or to the role it assumed) allows; a grant to the caller's
-/// account allows only with an identity policy that allows too (decided in `policy`).
-pub fn grant_allows(
+/// Whether one grant allows `action` for the caller with this encryption context ([`folded`];
+/// `None` for a request without one), and how: a grant to the caller itself (or to the role it
+/// assumed) allows; a grant to the caller's account allows only with an identity policy that
+/// allows too (decided in `policy`).
+fn grant_allows(
     g: &GrantRecord,
     caller: &Caller,
     action: &str,
-    ctx: Option<&Context>,
+    ctx: Option<&Folded>,
 ) -> GrantAllows {
     let op = action.strip_prefix("kms:").unwrap_or(action);
     if !g.operations.iter().any(|o| o == op) {
@@ -233,7 +242,12 @@ pub fn grant_allows(
         || caller.role_arn.as_deref() == Some(g.grantee_principal.as_str())
     {
         GrantAllows::Caller
-    } else if g.grantee_principal == format!("arn:aws:iam::{}:root", caller.account_id) {
+    } else if g
+        .grantee_principal
+        .strip_prefix("arn:aws:iam::")
+        .and_then(|a| a.strip_suffix(":root"))
+        == Some(caller.account_id.as_str())
+    {
         GrantAllows::Account
     } else {
         return GrantAllows::No;
@@ -246,7 +260,7 @@ pub fn grant_allows(
         // AWS applies constraints to the operations that take an encryption context; those
         // that do not (DescribeKey, RetireGrant) are allowed as granted, and CreateGrant is
         // held to the constraints by `create_grant`.
-        if with_context(op) && !c.admit(ctx.unwrap_or(&Context::new())) {
+        if with_context(op) && !c.admit(ctx.unwrap_or(&Some(Default::default()))) {
             return GrantAllows::No;
         }
     }
@@ -474,6 +488,8 @@ impl Kms {
         rec: &KeyRecord,
         ctx: Option<&Context>,
     ) -> Result<GrantAllows> {
+        let folded = ctx.map(folded);
+        let ctx = folded.as_ref();
         let mut how = GrantAllows::No;
         for g in self.token_grants(caller, rec).await? {
             how = best(how, grant_allows(&g, caller, action, ctx));
@@ -902,6 +918,10 @@ impl Kms {
 
 #[cfg(test)]
 mod tests {
+    /// [`Constraints::admit`] of a context as a request gives it.
+    fn admits(c: &super::Constraints, ctx: &super::Context) -> bool {
+        c.admit(&super::folded(ctx))
+    }
     use super::*;
 
     fn ctx(pairs: &[(&str, &str)]) -> Context {
@@ -915,7 +935,7 @@ mod tests {
     fn constraints_read_strictly_and_compare_keys_without_case() {
         // An empty stored object constrains nothing; an unknown member or both kinds allow nothing.
         let empty = stored_constraints(&serde_json::json!({})).unwrap();
-        assert!(empty.admit(&ctx(&[("a", "1")])));
+        assert!(admits(&empty, &ctx(&[("a", "1")])));
         assert!(stored_constraints(&serde_json::json!({"SourceArn": "x"})).is_none());
         assert!(stored_constraints(&serde_json::json!({
             "EncryptionContextEquals": {}, "EncryptionContextSubset": {}
@@ -924,15 +944,15 @@ mod tests {
         let sub =
             stored_constraints(&serde_json::json!({"EncryptionContextSubset": {"Dept": "IT"}}))
                 .unwrap();
-        assert!(sub.admit(&ctx(&[("dept", "IT"), ("x", "y")])));
-        assert!(!sub.admit(&ctx(&[("dept", "it")])));
+        assert!(admits(&sub, &ctx(&[("dept", "IT"), ("x", "y")])));
+        assert!(!admits(&sub, &ctx(&[("dept", "it")])));
         // Two keys that differ only by case decide nothing, in the context or the constraint.
-        assert!(!sub.admit(&ctx(&[("dept", "IT"), ("DEPT", "IT")])));
+        assert!(!admits(&sub, &ctx(&[("dept", "IT"), ("DEPT", "IT")])));
         for kind in ["EncryptionContextSubset", "EncryptionContextEquals"] {
             let twice =
                 stored_constraints(&serde_json::json!({kind: {"a": "1", "A": "1"}})).unwrap();
             for c in [&[("a", "1")][..], &[("A", "1")], &[("a", "1"), ("A", "1")]] {
-                assert!(!twice.admit(&ctx(c)), "{kind} {c:?}");
+                assert!(!admits(&twice, &ctx(c)), "{kind} {c:?}");
             }
         }
     }
