@@ -901,6 +901,12 @@ async fn process(
                 .await
                 .map(Reply::Xml);
         }
+        // The account's share is taken before anything else is asked of the request: a call
+        // refused for its operation or its Content-Type is recorded in the trail too, and
+        // counts like any other (one of the management share).
+        if !state.quotas.allow(&caller.account_id, &caller.region, &op) {
+            return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
+        }
         if crate::operations::find(&op).is_none() {
             return Err(ApiError::UnknownOperation(if target.is_empty() {
                 "Missing X-Amz-Target header".into()
@@ -921,9 +927,6 @@ async fn process(
                 "Content-Type must be {CONTENT_TYPE} (got '{}')",
                 ct.chars().take(100).collect::<String>()
             )));
-        }
-        if !state.quotas.allow(&caller.account_id, &caller.region, &op) {
-            return Err(ApiError::Kms(crate::domain::KmsError::Throttled));
         }
         let r = run_operation(state, peer, info, &caller, &op, &body, request_id).await;
         info.stages.ended(Stage::Operation, stage);

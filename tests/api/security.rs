@@ -408,6 +408,21 @@ async fn requests_over_the_account_quota_are_throttled() {
     );
     // The management share is separate, and the crypto share refills.
     c.describe_key().key_id(&key).send().await.unwrap();
+    // A call refused for its operation or its Content-Type counts against the management
+    // share too (each is recorded in the trail): a flood of them is throttled.
+    let mut answers = std::collections::BTreeMap::new();
+    for i in 0..40 {
+        let (target, ct) = match i % 2 {
+            0 => ("TrentService.FlyToTheMoon", "application/x-amz-json-1.1"),
+            _ => ("TrentService.ListKeys", "application/json"),
+        };
+        let r = s.raw(Some(target), ct, b"{}".to_vec(), true).await;
+        *answers.entry(r.error_type().to_string()).or_insert(0) += 1;
+    }
+    assert!(
+        answers.get("ThrottlingException") >= Some(&10),
+        "{answers:?}"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     c.encrypt()
         .key_id(&key)
