@@ -297,6 +297,15 @@ pub async fn handle(
                 )
             };
             match opened {
+                // A sign-in counts against its account's share, as a page does.
+                Ok((value, s)) if !api.quotas.allow(&s.account_id, &s.region, "ConsoleLogin") => {
+                    console.sessions.end(&value);
+                    let error = "Too many requests for this account; try again later.";
+                    page(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        pages::sign_in(offer.as_deref(), Some(error)),
+                    )
+                }
                 Ok((value, s)) => {
                     let recorded = call
                         .record("ConsoleLogin", Some(&s), serde_json::json!({}), None)

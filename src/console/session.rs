@@ -56,8 +56,50 @@ impl Session {
 /// The sessions of this node, by the SHA-256 of their cookie (the cookie itself is kept
 /// nowhere on the server).
 pub struct Sessions {
-    by_cookie: Mutex<HashMap<Vec<u8>, Session>>,
+    live: Mutex<Live>,
     lifetime: Duration,
+}
+
+/// The live sessions of one access key at most: signing in again ends the oldest.
+pub const SESSIONS_PER_KEY: usize = 10;
+
+/// The sessions by cookie digest, and each access key's cookie digests, oldest first.
+#[derive(Default)]
+struct Live {
+    by_cookie: HashMap<Vec<u8>, Session>,
+    by_key: HashMap<String, std::collections::VecDeque<Vec<u8>>>,
+    swept: Option<Instant>,
+}
+
+impl Live {
+    fn remove(&mut self, digest: &[u8]) {
+        if let Some(s) = self.by_cookie.remove(digest) {
+            if let Some(q) = self.by_key.get_mut(&s.access_key_id) {
+                q.retain(|d| d != digest);
+                if q.is_empty() {
+                    self.by_key.remove(&s.access_key_id);
+                }
+            }
+        }
+    }
+
+    /// Forget expired sessions, at most once a second (not on every sign-in).
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .swept
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.swept = Some(now);
+        let expired: Vec<Vec<u8>> = (self.by_cookie.iter())
+            .filter(|(_, s)| s.expires <= now)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in expired {
+            self.remove(&d);
+        }
+    }
 }
 
 /// Why a sign-in failed (all the same to the user: one message, no oracle).
@@ -81,7 +123,7 @@ fn cookie_digest(cookie: &str) -> Vec<u8> {
 impl Sessions {
     pub fn new(lifetime: Duration) -> Sessions {
         Sessions {
-            by_cookie: Mutex::new(HashMap::new()),
+            live: Mutex::new(Live::default()),
             lifetime,
         }
     }
@@ -166,9 +208,16 @@ impl Sessions {
             expires: Instant::now() + self.lifetime,
         };
         let cookie = random_hex(32);
-        let mut all = self.by_cookie.lock().unwrap();
-        all.retain(|_, s| s.expires > Instant::now());
-        all.insert(cookie_digest(&cookie), session.clone());
+        let digest = cookie_digest(&cookie);
+        let mut live = self.live.lock().unwrap();
+        live.sweep(Instant::now());
+        let queue = live.by_key.entry(key.access_key_id.clone()).or_default();
+        queue.push_back(digest.clone());
+        let oldest = (queue.len() > SESSIONS_PER_KEY).then(|| queue.pop_front());
+        if let Some(Some(d)) = oldest {
+            live.by_cookie.remove(&d);
+        }
+        live.by_cookie.insert(digest, session.clone());
         (cookie, session)
     }
 
@@ -184,14 +233,14 @@ impl Sessions {
     ) -> Option<Session> {
         let digest = cookie_digest(cookie);
         let session = {
-            let mut all = self.by_cookie.lock().unwrap();
-            match all.get(&digest) {
+            let mut live = self.live.lock().unwrap();
+            match live.by_cookie.get(&digest) {
                 Some(s) if s.certificate.is_some() && s.certificate.as_deref() != certificate => {
                     return None
                 }
                 Some(s) if s.expires > Instant::now() => s.clone(),
                 Some(_) => {
-                    all.remove(&digest);
+                    live.remove(&digest);
                     return None;
                 }
                 None => return None,
@@ -213,9 +262,6 @@ impl Sessions {
 
     /// End the session `cookie` names.
     pub fn end(&self, cookie: &str) {
-        self.by_cookie
-            .lock()
-            .unwrap()
-            .remove(&cookie_digest(cookie));
+        self.live.lock().unwrap().remove(&cookie_digest(cookie));
     }
 }

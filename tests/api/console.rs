@@ -888,3 +888,46 @@ async fn console_pages_count_against_the_accounts_request_rate() {
         .unwrap();
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
 }
+
+/// The sign-in flood: one access key signing in again and again. Each sign-in counts against
+/// its account's share (a page does too), and a key holds at most ten live sessions (the
+/// eleventh ends the oldest). Before, a successful sign-in was never throttled and every one
+/// added a session for fifteen minutes, each insert scanning them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_in_again_and_again_is_throttled_and_holds_ten_sessions() {
+    let s = Server::start_with(&[
+        ("KMS_CONSOLE_LISTEN", "127.0.0.1:0"),
+        ("KMS_QUOTA__MANAGEMENT_PER_SECOND", "1000"),
+    ])
+    .await;
+    let mut cookies = Vec::new();
+    for _ in 0..11 {
+        let (r, cookie) = sign_in(&s, &s.access_key_id, &s.secret).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        cookies.push(cookie.unwrap());
+    }
+    let (status, location, _) = get(&s, "/console/keys", &cookies[0]).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/console/sign-in"),
+        "the oldest session was ended"
+    );
+    for c in &cookies[1..] {
+        assert_eq!(get(&s, "/console/keys", c).await.0, StatusCode::OK);
+    }
+    drop(s);
+    let s = Server::start_with(&[
+        ("KMS_CONSOLE_LISTEN", "127.0.0.1:0"),
+        ("KMS_QUOTA__MANAGEMENT_PER_SECOND", "5"),
+    ])
+    .await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..20 {
+        let (r, cookie) = sign_in(&s, &s.access_key_id, &s.secret).await;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(cookie.is_none());
+        }
+        *statuses.entry(r.status().as_u16()).or_insert(0) += 1;
+    }
+    assert!(statuses.get(&429) >= Some(&5), "{statuses:?}");
+}
