@@ -548,6 +548,13 @@ impl Kms {
     ) -> Result<Zeroizing<Vec<u8>>> {
         self.authorize(caller, "kms:GenerateRandom", None, None, &[])
             .await?;
+        // AWS: "If you specify the ID of an external key store, GenerateRandom throws an
+        // UnsupportedOperationException."
+        if self.store_of(caller, id).await?.store_type == EXTERNAL_KEY_STORE {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{id} is an external key store. GenerateRandom does not support external key stores."
+            )));
+        }
         let h = self.connected_store(caller, id, "GenerateRandom").await?;
         Ok(h.random(n).await?)
     }

@@ -1211,6 +1211,23 @@ async fn a_key_moved_into_a_store_with_sql_is_not_rewrapped_there() {
     assert!(said.contains("failed its integrity check"), "{said}");
 }
 
+/// AWS generates no data key pair under a key in a custom key store:
+/// `UnsupportedOperationException`, whatever the key's state otherwise allows.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_data_key_pair_comes_from_a_key_in_a_custom_key_store() {
+    let (s, _) = with_partition().await;
+    let c = s.client();
+    let (_, key) = store_with_key(&c).await;
+    let spec = aws_sdk_kms::types::DataKeyPairSpec::Rsa2048;
+    let r = c
+        .generate_data_key_pair()
+        .key_id(&key)
+        .key_pair_spec(spec)
+        .send()
+        .await;
+    assert_eq!(code(r), "UnsupportedOperationException");
+}
+
 /// A partition serves the accounts its settings name (`accounts`): another account that names
 /// its cluster is answered as for a cluster that does not exist, before and after the owner's
 /// store is on it. Before, any account could create a store over any registered partition,

@@ -253,6 +253,34 @@ async fn an_external_key_store_on_its_own_proxy_encrypts_twice() {
     };
     let pt = decrypt(blob.clone()).await.unwrap().plaintext.unwrap();
     assert_eq!(pt.as_ref(), b"held outside and inside");
+    // AWS: no data key pair under a key in a custom key store, and no random bytes from an
+    // external key store ("UnsupportedOperationException").
+    for plaintext in [true, false] {
+        let spec = aws_sdk_kms::types::DataKeyPairSpec::EccNistP256;
+        let r = if plaintext {
+            code(
+                c.generate_data_key_pair()
+                    .key_id(k)
+                    .key_pair_spec(spec)
+                    .send()
+                    .await,
+            )
+        } else {
+            let r = c.generate_data_key_pair_without_plaintext().key_id(k);
+            code(r.key_pair_spec(spec).send().await)
+        };
+        assert_eq!(r, "UnsupportedOperationException");
+    }
+    assert_eq!(
+        code(
+            c.generate_random()
+                .number_of_bytes(16)
+                .custom_key_store_id(&id)
+                .send()
+                .await
+        ),
+        "UnsupportedOperationException"
+    );
     let dk = c
         .generate_data_key()
         .key_id(k)

@@ -72,6 +72,8 @@ async fn a_user_allowed_only_by_a_grant_until_it_is_revoked() {
         Some("arn:aws:iam::123456789012:root")
     );
     assert_eq!(lg.operations().len(), 2);
+    // A grant created without a name lists an empty one, as AWS lists it ("Name": "").
+    assert_eq!(lg.name.as_deref(), Some(""));
     // Revoked: stops at once.
     root.revoke_grant()
         .key_id(&key)

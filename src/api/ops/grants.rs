@@ -141,9 +141,8 @@ fn grant_json(g: &Grant) -> Value {
         "IssuingAccount": g.issuing_account,
         "Operations": g.operations,
     });
-    if let Some(n) = &g.name {
-        v["Name"] = json!(n);
-    }
+    // AWS lists a grant created without a name with an empty one.
+    v["Name"] = json!(g.name.as_deref().unwrap_or_default());
     if let Some(r) = &g.retiring_principal {
         v["RetiringPrincipal"] = json!(r);
     }

@@ -595,6 +595,13 @@ impl Kms {
             .context(ctx)
             .conditions(&conditions);
         let rec = self.key_for(caller, key_id, access).await?;
+        // AWS: "You cannot use an asymmetric KMS key or a KMS key in a custom key store."
+        if rec.custom_key_store_id.is_some() {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{} is in a custom key store. {op} does not support KMS keys in a custom key store.",
+                rec.arn()
+            )));
+        }
         if dry_run {
             return Err(KmsError::DryRun);
         }
