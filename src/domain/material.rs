@@ -283,10 +283,12 @@ impl Kms {
         let k = (rec.key_id, version);
         // A key in a custom key store is usable only while its store is connected here.
         let token = self.token_of(rec).await?;
-        if let Some(l) = self.live.lock().unwrap().get(&k) {
+        let hit = self.live.lock().unwrap().get(&k).cloned();
+        if let Some(l) = hit {
             if l.bound_to == Binding::of(rec) && l.handle.is_current() {
                 crate::metrics::cache("key_material", true);
-                return Ok(Some(l.clone()));
+                self.not_expired(rec, l.valid_to)?;
+                return Ok(Some(l));
             }
         }
         crate::metrics::cache("key_material", false);
@@ -307,6 +309,7 @@ impl Kms {
         let cached = self.live.lock().unwrap().get(&k).cloned();
         if let Some(l) = cached {
             if l.bound_to == Binding::of(rec) && l.handle.is_current() {
+                self.not_expired(rec, l.valid_to)?;
                 return Ok(Some(l));
             }
             if !l.handle.is_current() {
@@ -332,10 +335,14 @@ impl Kms {
         // Imported material is used only under its import row, passing its seal and not
         // pending rotation: one altered or deleted in the database (to escape its expiry, or
         // to use a material before its rotation) refuses the material instead.
+        let mut valid_to = None;
         if rec.origin == Origin::External {
             match self.verified_import(rec.key_id, version).await? {
                 // Held: not pending rotation, and not deleted or expired (its record cleared).
-                Some(i) if !i.pending && i.expiration_model.is_some() => {}
+                Some(i) if !i.pending && i.expiration_model.is_some() => {
+                    self.not_expired(rec, i.valid_to)?;
+                    valid_to = i.valid_to;
+                }
                 _ => {
                     tracing::error!(key_id = %rec.key_id, version, "imported key material has no import row of its own (deleted in the database?), is pending rotation, or was deleted (its row put back?); refusing it");
                     return Err(KmsError::KeyUnavailable);
@@ -390,6 +397,7 @@ impl Kms {
             public_key: m.public_key.clone(),
             lease: tokio::sync::Mutex::new(Lease::default()),
             bound_to: Binding::of(rec),
+            valid_to,
         });
         let evicted = {
             let mut c = self.live.lock().unwrap();
@@ -404,6 +412,23 @@ impl Kms {
         };
         drop(evicted); // destroys the evicted object once no request holds it
         Ok(Some(live))
+    }
+
+    /// Imported material past its `ValidTo` is expired, as the key is once the expiry job has
+    /// run (AWS: the key is then pending import): refused, on every node, whether or not the
+    /// job ran and whatever became of the import record since the material was loaded.
+    fn not_expired(
+        &self,
+        rec: &KeyRecord,
+        valid_to: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<()> {
+        if valid_to.is_some_and(|t| t <= self.now()) {
+            return Err(KmsError::InvalidState(crate::messages::key_state(
+                &rec.arn(),
+                &KeyState::PendingImport.words(),
+            )));
+        }
+        Ok(())
     }
 
     /// Check a material row's MAC (computed in the token) against the key it claims to be of.

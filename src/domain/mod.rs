@@ -247,6 +247,9 @@ struct LiveMaterial {
     /// The metadata the row MAC was verified against; a cached handle is only used for a key
     /// record that still says the same (the record may be reloaded from the database).
     bound_to: Binding,
+    /// Imported material's `ValidTo`, from its verified import record: past it, the handle is
+    /// never used, whatever becomes of the record in the database.
+    valid_to: Option<chrono::DateTime<Utc>>,
 }
 
 #[derive(PartialEq, Eq)]

@@ -2249,3 +2249,33 @@ async fn import_records_deleted_with_sql_let_no_other_material_in() {
         .await
         .is_err());
 }
+
+/// Imported material is never used past its `ValidTo`, even on a node that loaded it before
+/// and whose import record the database writer then deleted (so that the expiry job, which
+/// goes by the records it finds, never expires it). Before, the node kept serving the cached
+/// material until it was evicted or the node restarted.
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_imported_material_is_not_used_past_its_valid_to() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let valid_to = chrono::Utc::now().timestamp() + 4;
+    import_expiring(&c, &key, &random(32), valid_to).await;
+    let blob = encrypt_with(&c, &key, b"before").await;
+    s.db.execute(&format!(
+        "DELETE FROM key_imports WHERE key_id = {}",
+        s.db.key(&key)
+    ))
+    .await;
+    let wait = (valid_to + 1 - chrono::Utc::now().timestamp()).max(0) as u64;
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let r = c
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"after".to_vec()))
+        .send()
+        .await;
+    assert_eq!(code(r), "KMSInvalidStateException");
+    let r = c.decrypt().ciphertext_blob(blob).send().await;
+    assert_eq!(code(r), "KMSInvalidStateException");
+}
