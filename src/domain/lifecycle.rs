@@ -616,7 +616,18 @@ impl Kms {
             // A row that fails its check is logged and left out of the listing, as is one that
             // moved to another key, or went, while it was read.
             match self.verified_alias(a).await {
-                Ok(Some(a)) if key.is_none_or(|k| a.key_id == k) => out.push(a),
+                Ok(Some(a)) if key.is_none_or(|k| a.key_id == k) => {
+                    // Its target named as the key is verified (a family's key by its family's
+                    // id), never from the key row's family as stored.
+                    match self.record(a.key_id).await {
+                        Ok(Some(rec)) => out.push(AliasRecord {
+                            target_mrk: rec.mrk_id,
+                            ..a
+                        }),
+                        Ok(None) | Err(KmsError::KeyUnavailable) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 Ok(_) | Err(KmsError::KeyUnavailable) => {}
                 Err(e) => return Err(e),
             }

@@ -829,3 +829,41 @@ async fn a_replica_hidden_from_its_family_with_sql_keeps_the_primary_waiting() {
         "the primary still waits for its replica"
     );
 }
+
+/// ListAliases names an alias's target from the key as verified, never from the key row's
+/// multi-Region family as stored: the SQL writer who enrolls an alias's key in another family
+/// cannot make the listing name that family's key as the alias's target (a tool that resolves
+/// aliases through ListAliases would then encrypt under it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_listed_never_names_a_family_written_with_sql() {
+    let s = Server::start().await;
+    let c = s.client();
+    let family = new_multi_region_key(&c).await;
+    // In a Region where the family has no key (a family holds one key per Region).
+    let west = s.client_in(OTHER_REGION);
+    let key = new_key(&west).await;
+    west.create_alias()
+        .alias_name("alias/payments")
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    s.db.execute(&format!(
+        "UPDATE keys SET mrk_id = (SELECT mrk_id FROM keys WHERE mrk_id IS NOT NULL AND mrk_primary) WHERE key_id = {}",
+        s.db.key(&key)
+    ))
+    .await;
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let fresh = s.client_of_in(&node, OTHER_REGION);
+    let listed = fresh.list_aliases().send().await.unwrap();
+    let targets: Vec<_> = listed
+        .aliases()
+        .iter()
+        .filter(|a| a.alias_name() == Some("alias/payments"))
+        .map(|a| a.target_key_id().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        !targets.contains(&family),
+        "the alias was listed as {family}'s: {targets:?}"
+    );
+}
