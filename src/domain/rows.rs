@@ -127,6 +127,19 @@ impl Kms {
                 &rec.arn(),
             )));
         }
+        // And every row at a family id (each Region's key of the family has an id derived
+        // from the family's): one whose `mrk_id` was cleared or changed in the database is
+        // not counted by the store, and would be left out of the rotation, keeping the old
+        // material. The change is refused while one is hidden.
+        if let Some(mrk) = rec.mrk_id {
+            for region in &self.regions {
+                let id = super::keyid::mrk_key_id(&mrk, region);
+                if !rows.iter().any(|r| r.key_id == id) && self.keys.key(id).await?.is_some() {
+                    tracing::error!(key_id = %id, region = %region, mrk_id = %mrk, "a key of a multi-Region key's family is not counted in it by the database (its mrk_id changed?); refusing to rotate the family");
+                    return Err(KmsError::KeyUnavailable);
+                }
+            }
+        }
         for r in &rows {
             if !self.created_in_family(r, &rec.account_id).await? {
                 tracing::error!(key_id = %r.key_id, region = %r.region, mrk_id = ?rec.mrk_id, "a key the database counts in a multi-Region key's family was not created in it (its attributes fail their integrity check); refusing to rotate the family");

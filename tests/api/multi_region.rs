@@ -867,3 +867,50 @@ async fn an_alias_listed_never_names_a_family_written_with_sql() {
         "the alias was listed as {family}'s: {targets:?}"
     );
 }
+
+/// A replica hidden from its family's rotation: the SQL writer clears the replica's `mrk_id`
+/// around a rotation, so the store counts the primary alone and the replica would keep
+/// encrypting under the old material (and never decrypt what the family makes under the new).
+/// Now every row at a family id must be counted in the family: the rotation is refused while
+/// one is hidden, and goes through for all once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_hidden_from_its_family_is_not_left_out_of_a_rotation() {
+    let s = Server::start().await;
+    let east = s.client();
+    let key = mrk(&east).await;
+    replicate(&east, &key).await;
+    let mrk_id = s.db.key(key.trim_start_matches("mrk-"));
+    let versions = || async {
+        s.db.strings(&format!(
+            "SELECT current_version FROM keys WHERE key_id IN (SELECT key_id FROM keys WHERE mrk_id = {mrk_id}) OR region = '{OTHER_REGION}' ORDER BY region"
+        ))
+        .await
+    };
+    let hide = format!(
+        "UPDATE keys SET mrk_id = NULL WHERE region = '{OTHER_REGION}' AND mrk_id = {mrk_id}"
+    );
+    s.db.execute(&hide).await;
+    assert_eq!(
+        code(east.rotate_key_on_demand().key_id(&key).send().await),
+        "KeyUnavailableException"
+    );
+    assert_eq!(versions().await, vec!["1", "1"]);
+    s.db.execute(&format!(
+        "UPDATE keys SET mrk_id = {mrk_id} WHERE region = '{OTHER_REGION}'"
+    ))
+    .await;
+    east.rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while versions().await != vec!["2", "2"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            versions().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
