@@ -608,6 +608,7 @@ impl Kms {
             Some(id) => vec![id.to_string()],
             None => {
                 let mut all: Vec<String> = self.cks.open.lock().unwrap().keys().cloned().collect();
+                all.extend(self.cks.proxies.lock().unwrap().keys().cloned());
                 if let Ok(connected) = store.connected_custom_key_stores().await {
                     all.extend(connected);
                 }

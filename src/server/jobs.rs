@@ -202,14 +202,25 @@ fn apply_change(kms: &Arc<Kms>, change: Option<(&str, &str)>) {
 }
 
 /// Drop cached entries when any process changes what they hold ([`Store::changes`]). If
-/// announcements may have been missed, the whole cache is dropped.
-pub async fn spawn_invalidation(store: Arc<dyn Store>, kms: Arc<Kms>) -> Result<()> {
+/// announcements may have been missed, the whole cache is dropped. The custom key stores are
+/// followed again every `max_age` besides (as cached rows are read again once that old): a
+/// store disconnected elsewhere is disconnected here even if its announcement never comes.
+pub async fn spawn_invalidation(
+    store: Arc<dyn Store>,
+    kms: Arc<Kms>,
+    max_age: Duration,
+) -> Result<()> {
     // With several database hosts, the pool follows the one that takes writes.
     store.follow_primary(Duration::from_millis(500));
     let mut changes = store.changes().await?;
     // The custom key stores recorded connected are connected on this node too.
     let k = kms.clone();
-    tokio::spawn(async move { k.follow_custom_key_store(None).await });
+    tokio::spawn(async move {
+        loop {
+            k.follow_custom_key_store(None).await;
+            tokio::time::sleep(max_age.max(Duration::from_secs(1))).await;
+        }
+    });
     tokio::spawn(async move {
         while let Some(change) = changes.recv().await {
             match change {

@@ -76,7 +76,8 @@ pub async fn serve(s: &Settings) -> Result<()> {
         ),
         None => None,
     };
-    spawn_invalidation(store.clone(), kms.clone()).await?;
+    let max_age = Duration::from_secs(s.cache.max_age_secs);
+    spawn_invalidation(store.clone(), kms.clone(), max_age).await?;
     spawn_scheduler(
         kms.clone(),
         store.clone(),

@@ -1262,3 +1262,38 @@ async fn another_account_cannot_use_or_find_a_partition_it_was_not_given() {
         .custom_key_stores()
         .is_empty());
 }
+
+/// A store disconnected on one node is disconnected on the others even when the database's
+/// change notifications are stopped (the SQL writer disables the table's triggers): a node
+/// follows its connected stores again every `cache.max_age_secs` (here 2). Before, the other
+/// node kept using its logged-in partition until it restarted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disconnection_reaches_the_other_node_even_when_the_notifications_are_stopped() {
+    let (s, _) = with_partition_and(&[("KMS_CACHE__MAX_AGE_SECS", "2")]).await;
+    let c = s.client();
+    let (id, key) = store_with_key(&c).await;
+    let second = tokio::task::block_in_place(|| s.second_node());
+    let c2 = s.client_of(&second, &s.access_key_id, &s.secret);
+    encrypt(&c2, &key).await.unwrap();
+    let stop: &[&str] = if sqlite() {
+        &[
+            "DROP TRIGGER custom_key_stores_insert_change",
+            "DROP TRIGGER custom_key_stores_update_change",
+            "DROP TRIGGER custom_key_stores_delete_change",
+        ]
+    } else {
+        &["ALTER TABLE custom_key_stores DISABLE TRIGGER USER"]
+    };
+    for sql in stop {
+        s.db.execute(sql).await;
+    }
+    disconnect(&c, &id).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while encrypt(&c2, &key).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other node still uses the disconnected store"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
