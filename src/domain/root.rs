@@ -114,6 +114,37 @@ impl Kms {
         Ok(per_root)
     }
 
+    /// How many stored key material rows fail their MAC (which covers the root key version
+    /// each records), each logged. Before a root key is destroyed none may: a row relabelled
+    /// with SQL as wrapped under another root key could be wrapped under it, and would be lost
+    /// with it.
+    pub async fn materials_failing_their_check(&self) -> Result<usize> {
+        let (mut after, mut bad) = (None, 0);
+        let mut key: Option<crate::store::KeyRecord> = None;
+        loop {
+            let page = self.keys.materials_after(after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.key_id, last.version));
+            for m in page {
+                if key.as_ref().is_none_or(|k| k.key_id != m.key_id) {
+                    key = self.keys.key(m.key_id).await?;
+                }
+                let holds = match &key {
+                    Some(k) => {
+                        let input = super::mac_inputs::material_mac_input(k, &m);
+                        self.hsm.row_mac_matches(input, &m.mac).await?
+                    }
+                    None => false,
+                };
+                if !holds {
+                    tracing::error!(key_id = %m.key_id, version = m.version, root_version = m.root_version, "a key material row fails its integrity check (written or relabelled in the database?)");
+                    bad += 1;
+                }
+            }
+        }
+        Ok(bad)
+    }
+
     /// Re-wrap one blob: false if its row is gone or another process re-wrapped it first;
     /// `KeyUnavailable` (logged) if its row fails its integrity check.
     async fn rewrap_one<S: ServiceStore + ?Sized>(

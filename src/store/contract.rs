@@ -434,6 +434,16 @@ async fn list_keys_paginates_in_id_order(s: &Backend) {
     let east = s.list_keys(ACCOUNT, "us-east-1", None, 10).await.unwrap();
     assert_eq!(east.len(), 1);
     assert_eq!(east[0].key_id, other);
+    // Every material row, walked a page at a time in (key id, version) order.
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.materials_after(after, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.key_id, last.version));
+        walked.extend(page.iter().map(|m| (m.key_id, m.version)));
+    }
+    assert_eq!(walked, ids.iter().map(|id| (*id, 1)).collect::<Vec<_>>());
 }
 
 async fn key_updates_and_macs(s: &Backend) {

@@ -411,6 +411,32 @@ macro_rules! key_store {
                 Ok(n == 1)
             }
 
+            async fn materials_after(
+                &self,
+                after: Option<(Uuid, i32)>,
+                limit: i64,
+            ) -> Result<Vec<MaterialRecord>, StoreError> {
+                const COLUMNS: &str =
+                    "SELECT key_id, version, wrapped, root_version, mac, public_key FROM key_materials";
+                match after {
+                    None => {
+                        sqlx::query_as(&format!("{COLUMNS} ORDER BY key_id, version LIMIT $1"))
+                            .bind(limit)
+                            .all(&self.pool).await
+                    }
+                    Some((key_id, version)) => {
+                        sqlx::query_as(&format!(
+                            "{COLUMNS} WHERE key_id > $1 OR (key_id = $1 AND version > $2) \
+                             ORDER BY key_id, version LIMIT $3"
+                        ))
+                        .bind(key_id)
+                        .bind(version)
+                        .bind(limit)
+                        .all(&self.pool).await
+                    }
+                }
+            }
+
             async fn material(
                 &self,
                 key_id: Uuid,

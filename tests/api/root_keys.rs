@@ -356,3 +356,74 @@ async fn blobs_under_any(s: &Server) -> i64 {
     }
     n
 }
+
+/// The SQL writer relabels key material still wrapped under the old root key as wrapped under
+/// the new one, so that nothing seems to need the old key: destroyed, it would take that
+/// material with it, for good (backups included). Now `destroy-root-key` first checks every
+/// material row's MAC (which covers the root version it records) and refuses while any fails.
+/// With the labels put back, the re-wrap moves them and the old key goes, nothing lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn material_relabelled_with_sql_keeps_its_root_key_from_being_destroyed() {
+    let mut s = Server::start().await;
+    let c = s.client();
+    let mut keys = Vec::new();
+    for _ in 0..20 {
+        keys.push(new_key(&c).await);
+    }
+    s.stop();
+    // The rotation killed after its first batch: material is left under v1.
+    let mut cmd = Command::new(kms_bin());
+    kms_env(&mut cmd, &s.token, &s.db);
+    let mut child = cmd
+        .args(["hsm", "rotate-root-key", "--batch", "1"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("no progress").unwrap();
+        if line.contains("re-wrapped") && line.contains('%') {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let under_v1 = "FROM key_materials WHERE root_version = 1";
+    assert!(s.db.int(&format!("SELECT count(*) {under_v1}")).await > 0);
+    s.db.execute(&format!(
+        "CREATE TABLE relabelled AS SELECT key_id, version {under_v1}"
+    ))
+    .await;
+    s.db.execute("UPDATE key_materials SET root_version = 2 WHERE root_version = 1")
+        .await;
+    let out = s.kms(&["hsm", "rewrap", "--batch", "50"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(blobs_under(&s, 1).await, 0);
+    let out = s.kms(&["hsm", "destroy-root-key", "--version", "1"]);
+    assert!(!out.status.success(), "destroyed under hidden material");
+    assert!(
+        stderr(&out).contains("fail their integrity check"),
+        "{}",
+        stderr(&out)
+    );
+    s.db.execute(
+        "UPDATE key_materials SET root_version = 1 WHERE EXISTS (SELECT 1 FROM relabelled r \
+         WHERE r.key_id = key_materials.key_id AND r.version = key_materials.version)",
+    )
+    .await;
+    let out = s.kms(&["hsm", "rewrap", "--batch", "50"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.kms(&["hsm", "destroy-root-key", "--version", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    s.spawn();
+    let c = s.client();
+    for k in &keys {
+        c.encrypt()
+            .key_id(k)
+            .plaintext(Blob::new(b"kept".to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+}

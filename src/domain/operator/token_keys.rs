@@ -175,6 +175,12 @@ impl Operator {
                 "root key v{version} still wraps {n} stored blobs; run `kms hsm rewrap` first, so that none needs it"
             );
         }
+        let bad = self.kms.materials_failing_their_check().await?;
+        if bad > 0 {
+            bail!(
+                "{bad} stored key material rows fail their integrity check (written or relabelled in the database?): one may be wrapped under root key v{version}, so it was not destroyed; the log names each row"
+            );
+        }
         let label = root_key_label(version as u32);
         let detail = serde_json::json!({ "rootKeyVersion": version });
         self.audit_key_command("DestroyRootKey", &label, &detail, true)

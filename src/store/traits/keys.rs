@@ -306,6 +306,13 @@ pub trait KeyStore: Send + Sync {
         region: &str,
         key_id: Option<Uuid>,
     ) -> Result<Vec<AliasRecord>, StoreError>;
+    /// Every key material row after `after` (key id, then version), at most `limit`, in that
+    /// order: a walk over all of them, a page at a time.
+    async fn materials_after(
+        &self,
+        after: Option<(Uuid, i32)>,
+        limit: i64,
+    ) -> Result<Vec<MaterialRecord>, StoreError>;
     async fn material(
         &self,
         key_id: Uuid,
