@@ -157,7 +157,7 @@ impl Kms {
             Ok(rec) if rec.key_spec != KeySpec::SymmetricDefault || rec.current_version <= 1 => {
                 Some((0, None))
             }
-            Ok(rec) => match self.keys.rotations(rec.key_id).await {
+            Ok(rec) => match self.verified_rotations(&rec).await {
                 Ok(r) => Some((r.len(), r.iter().map(|r| r.created_at).max())),
                 Err(_) => None,
             },

@@ -417,9 +417,33 @@ impl Kms {
             arn: rec.arn(),
             blob_id: rec.blob_id(),
             current_version: rec.current_version,
-            rotations: self.keys.rotations(rec.key_id).await?,
+            rotations: self.verified_rotations(&rec).await?,
             imported,
         })
+    }
+
+    /// The key's rotations as its material rows record them, only those of a version the key
+    /// has reached whose row passes its MAC: a row inserted or relabelled with SQL is neither
+    /// listed nor counted towards a cryptoperiod (their dates are display columns).
+    pub(crate) async fn verified_rotations(
+        &self,
+        rec: &KeyRecord,
+    ) -> Result<Vec<crate::store::RotationRecord>> {
+        let mut out = Vec::new();
+        for r in self.keys.rotations(rec.key_id).await? {
+            if r.version > rec.current_version {
+                continue;
+            }
+            let Some(m) = self.keys.material(rec.key_id, r.version).await? else {
+                continue;
+            };
+            match self.verify_material(rec, &m).await {
+                Ok(()) => out.push(r),
+                Err(KmsError::KeyUnavailable) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// A Region (other than the primary's own) where a copy of the multi-Region primary `rec`

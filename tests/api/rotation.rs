@@ -642,3 +642,62 @@ async fn rotation_calls_answer_as_recorded() {
         )
     );
 }
+
+/// ListKeyRotations lists only rotations the key has made: a material row inserted with SQL
+/// (a version the key never reached, a MAC that does not hold) is neither listed nor counted
+/// (the compliance inventory's cryptoperiod reads the same list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_inserted_with_sql_is_not_listed() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    rotation_completed(&c, &key).await;
+    let listed = || async {
+        c.list_key_rotations()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .rotations()
+            .len()
+    };
+    assert_eq!(listed().await, 1);
+    for version in [99, 2] {
+        let sql = if version == 2 {
+            format!(
+                "UPDATE key_materials SET mac = {} WHERE key_id = {} AND version = 2",
+                s.db.bytes(&[7u8; 32]),
+                s.db.key(&key)
+            )
+        } else {
+            format!(
+                "INSERT INTO key_materials (key_id, version, wrapped, root_version, mac, rotation_type, created_at) \
+                 VALUES ({}, 99, {}, 1, {}, 'AUTOMATIC', {})",
+                s.db.key(&key),
+                s.db.bytes(&[1u8; 40]),
+                s.db.bytes(&[7u8; 32]),
+                s.db.now()
+            )
+        };
+        if version == 99 {
+            s.db.execute(&sql).await;
+            assert_eq!(
+                listed().await,
+                1,
+                "a version the key never reached is listed"
+            );
+        } else {
+            let node = tokio::task::block_in_place(|| s.second_node());
+            s.db.execute(&sql).await;
+            let fresh = s.client_of(&node, &s.access_key_id, &s.secret);
+            let r = fresh
+                .list_key_rotations()
+                .key_id(&key)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.rotations().is_empty(), "{:?}", r.rotations());
+        }
+    }
+}
