@@ -63,11 +63,8 @@ impl ApiError {
                     "ExpiredImportTokenException",
                     "The import token is expired. Use GetParametersForImport to get a new import token and public key.".into(),
                 ),
-                K::InvalidImportToken => (
-                    400,
-                    "InvalidImportTokenException",
-                    "The import token is not valid for this KMS key.".into(),
-                ),
+                // AWS sends no message (recorded: a token of another key, a corrupt one).
+                K::InvalidImportToken => (400, "InvalidImportTokenException", String::new()),
                 K::IncorrectKeyMaterial(m) => (400, "IncorrectKeyMaterialException", m.clone()),
                 K::Disabled(m) => (400, "DisabledException", m.clone()),
                 K::InvalidState(m) => (400, "KMSInvalidStateException", m.clone()),

@@ -257,6 +257,13 @@ impl Kms {
     ) -> Result<RotationStatus> {
         let access = Access::to("kms:GetKeyRotationStatus", ANY_STATE);
         let rec = self.key_for(caller, key_id, access).await?;
+        // A key in a custom key store has no rotation status (recorded: "<arn> origin is
+        // AWS_CLOUDHSM which is not valid for this operation.", UnsupportedOperationException).
+        if rec.custom_key_store_id.is_some() {
+            return Err(KmsError::UnsupportedOperation(
+                crate::messages::origin_not_valid(&rec.arn(), rec.origin.as_str()),
+            ));
+        }
         // AWS: "While a KMS key is pending deletion, its key rotation status is false"; the
         // stored schedule comes back if the deletion is cancelled. A primary waiting for its
         // replicas' deletion still reports its schedule (recorded).
@@ -403,10 +410,15 @@ impl Kms {
                     crate::messages::INCLUDE_KEY_MATERIAL_SYMMETRIC_ONLY.into(),
                 ));
             }
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{} does not support rotation.",
-                rec.arn()
-            )));
+            // A key that never rotates has made no rotation (recorded for an HMAC key:
+            // `{"Rotations": [], "Truncated": false}`).
+            return Ok(KeyRotations {
+                arn: rec.arn(),
+                blob_id: rec.blob_id(),
+                current_version: rec.current_version,
+                rotations: Vec::new(),
+                imported: None,
+            });
         }
         let imported = if rec.origin == Origin::External {
             Some(self.material_views(&rec).await?)

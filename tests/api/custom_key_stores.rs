@@ -552,6 +552,9 @@ async fn keys_in_a_custom_key_store_live_in_its_partition() {
             key.arn().unwrap()
         )
     );
+    // Nor has it a rotation status (recorded, in the same words).
+    let r = c.get_key_rotation_status().key_id(k).send().await;
+    assert_eq!(message(r), (code_, msg));
     let other = other_account(&s);
     let r = other
         .create_key()

@@ -222,8 +222,27 @@ async fn symmetric_material_imported_with_oaep_is_the_same_material() {
     )
     .await;
     assert_eq!(
-        import(&c, &key, other_token, oaep_sha1(&other_public, &material)).await,
+        import(
+            &c,
+            &key,
+            other_token.clone(),
+            oaep_sha1(&other_public, &material)
+        )
+        .await,
         Err("InvalidImportTokenException".into())
+    );
+    // With no message, as AWS answers it (recorded for a token of another key).
+    let r = c
+        .import_key_material()
+        .key_id(&key)
+        .import_token(other_token)
+        .encrypted_key_material(Blob::new(oaep_sha1(&other_public, &material)))
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .send()
+        .await;
+    assert_eq!(
+        message(r),
+        ("InvalidImportTokenException".to_string(), String::new())
     );
     // Material that is not in a pending-import key's place: a key the service made.
     let own = new_key(&c).await;

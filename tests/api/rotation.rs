@@ -419,6 +419,12 @@ async fn keys_that_cannot_rotate_report_rotation_off() {
         );
         // Turning it off is answered as done (recorded for an HMAC key): it is off.
         c.disable_key_rotation().key_id(&key).send().await.unwrap();
+        // And it has made no rotation (recorded for an HMAC key: an empty list).
+        let listed = c.list_key_rotations().key_id(&key).send().await.unwrap();
+        assert!(
+            listed.rotations().is_empty() && !listed.truncated,
+            "{spec:?}"
+        );
         // Disabled, it is still answered (GetKeyRotationStatus works in the Disabled state).
         c.disable_key().key_id(&key).send().await.unwrap();
         let st = c
