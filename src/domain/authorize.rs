@@ -167,6 +167,15 @@ impl Kms {
             put("kms:KeySpec", vec![rec.key_spec.to_string()]);
             put("kms:KeyUsage", vec![rec.key_usage.to_string()]);
             put("kms:KeyOrigin", vec![rec.origin.to_string()]);
+            put("kms:MultiRegion", vec![rec.mrk_id.is_some().to_string()]);
+            if rec.mrk_id.is_some() {
+                let kind = if rec.mrk_primary {
+                    "PRIMARY"
+                } else {
+                    "REPLICA"
+                };
+                put("kms:MultiRegionKeyType", vec![kind.to_string()]);
+            }
         }
         if let Some(ctx) = ctx {
             for (k, v) in ctx {

@@ -141,6 +141,11 @@ impl Kms {
                 if input.multi_region { "true" } else { "false" },
             ),
         ];
+        // A multi-Region key is created as its family's primary.
+        let mut conditions = conditions;
+        if input.multi_region {
+            conditions.push(("kms:MultiRegionKeyType", "PRIMARY"));
+        }
         self.authorize_creation(
             caller,
             conditions,

@@ -91,6 +91,12 @@ fn valid_aws_principal(p: &str) -> bool {
     if p == "*" || unique_id(p) {
         return true;
     }
+    // A principal names one identity: AWS refuses a partial wildcard (`user/contractor-*`),
+    // which would otherwise be kept and match no one (`ArnLike` on `aws:PrincipalArn` is the
+    // way to name several).
+    if p.contains(['*', '?']) {
+        return false;
+    }
     if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
         return true;
     }
@@ -288,6 +294,27 @@ fn account_of(arn_or_account: &str) -> Option<&str> {
 }
 
 impl Principals {
+    /// Whether a Deny's `NotPrincipal` spares the caller. AWS evaluates each identity of the
+    /// caller's chain (its account, the role of a session, the caller itself) against the
+    /// statement, so each must be listed: a user with its account, a role session with its
+    /// role and account (IAM's NotPrincipal examples). Naming a user alone spares no one.
+    fn spares(&self, req: &Request) -> bool {
+        match self {
+            Principals::Anyone => true,
+            Principals::List { aws, .. } => {
+                let listed = |arn: &str| aws.iter().any(|p| p == arn);
+                let account = aws.iter().any(|p| {
+                    (p.len() == 12 || p.ends_with(":root"))
+                        && account_of(p) == Some(req.principal_account.as_str())
+                });
+                let root = req.principal_arn.ends_with(":root");
+                account
+                    && (root || listed(&req.principal_arn))
+                    && req.role_arn.as_deref().is_none_or(listed)
+            }
+        }
+    }
+
     fn matches(&self, req: &Request) -> Option<PrincipalMatch> {
         match self {
             Principals::Anyone => Some(PrincipalMatch::Direct),
@@ -315,7 +342,12 @@ impl Statement {
         let m = match (&self.principal, &self.not_principal) {
             (Some(p), _) => p.matches(req)?,
             (None, Some(np)) => {
-                if np.matches(req).is_some() {
+                let spared = match self.effect {
+                    Effect::Deny => np.spares(req),
+                    // An Allow applies to fewer callers the more it spares (fail closed).
+                    Effect::Allow => np.matches(req).is_some(),
+                };
+                if spared {
                     return None;
                 }
                 PrincipalMatch::Direct

@@ -846,6 +846,15 @@ const ID_ALLOW_ALL: &str = r#"{"Effect":"Allow","Action":"kms:*","Resource":"*"}
 const ID_ALLOW_DECRYPT: &str = r#"{"Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}"#;
 const ID_DENY_ALL: &str = r#"{"Effect":"Deny","Action":"kms:*","Resource":"*"}"#;
 
+/// A session `name` of role `audit` of alice's account.
+fn session(name: &str) -> Request {
+    Request {
+        principal_arn: format!("arn:aws:sts::111122223333:assumed-role/audit/{name}"),
+        role_arn: Some("arn:aws:iam::111122223333:role/audit".into()),
+        ..base()
+    }
+}
+
 fn bob_other_account() -> Request {
     Request {
         principal_arn: "arn:aws:iam::444455556666:user/bob".into(),
@@ -1163,14 +1172,57 @@ fn decision_cases() -> Vec<(&'static str, String, Vec<String>, bool, Request, De
             Allow,
         ),
         (
-            "NotPrincipal excludes alice",
+            "NotPrincipal spares alice named with her account (IAM's example)",
+            s(
+                r#"{"Effect":"Deny","NotPrincipal":{"AWS":["arn:aws:iam::111122223333:user/alice","arn:aws:iam::111122223333:root"]},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Allow,
+        ),
+        (
+            // AWS evaluates the account too: the Deny applies to it, so to alice.
+            "NotPrincipal naming alice without her account spares no one",
             s(
                 r#"{"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}"#,
             ),
             vec![],
             false,
             enc.clone(),
+            Deny(ExplicitInKeyPolicy),
+        ),
+        (
+            // The account named spares alice only; mallory, of the same account, is denied.
+            "NotPrincipal naming a user and the account denies the account's other users",
+            s(
+                r#"{"Effect":"Deny","NotPrincipal":{"AWS":["arn:aws:iam::111122223333:user/bob","arn:aws:iam::111122223333:root"]},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            enc.clone(),
+            Deny(ExplicitInKeyPolicy),
+        ),
+        (
+            "NotPrincipal spares a role session named with its role and account",
+            s(
+                r#"{"Effect":"Deny","NotPrincipal":{"AWS":["arn:aws:sts::111122223333:assumed-role/audit/app","arn:aws:iam::111122223333:role/audit","arn:aws:iam::111122223333:root"]},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            session("app"),
             Allow,
+        ),
+        (
+            // Not all sessions: another session of the role is denied.
+            "NotPrincipal naming one session of a role denies the role's other sessions",
+            s(
+                r#"{"Effect":"Deny","NotPrincipal":{"AWS":["arn:aws:sts::111122223333:assumed-role/audit/app","arn:aws:iam::111122223333:role/audit","arn:aws:iam::111122223333:root"]},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}"#,
+            ),
+            vec![],
+            false,
+            session("other"),
+            Deny(ExplicitInKeyPolicy),
         ),
         (
             "NotPrincipal denies others",
@@ -1615,6 +1667,21 @@ fn malformed_documents_say_what_is_wrong() {
 
 /// A principal that is not one: AWS's text alone (recorded), not prefixed with the statement's
 /// place as our own texts are.
+#[test]
+fn a_principal_with_a_wildcard_is_refused() {
+    for p in [
+        "arn:aws:iam::111122223333:user/contractor-*",
+        "arn:aws:iam::111122223333:role/r?",
+        "arn:aws:sts::111122223333:assumed-role/r/*",
+    ] {
+        let text = format!(
+            r#"{{"Statement":[{{"Effect":"Deny","Principal":{{"AWS":"{p}"}},"Action":"kms:*","Resource":"*"}}]}}"#
+        );
+        let e = parse(&text, PolicyKind::Key).expect_err(p);
+        assert!(e.contains("invalid principals"), "{p}: {e}");
+    }
+}
+
 #[test]
 fn an_invalid_principal_is_refused_in_aws_words() {
     let e = parse(

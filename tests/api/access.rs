@@ -1363,3 +1363,31 @@ async fn a_deny_on_reencrypt_to_another_key_holds() {
     );
     assert_eq!(dry, "AccessDeniedException");
 }
+
+/// The multi-Region condition keys AWS documents are set: `kms:MultiRegion` on every call on a
+/// key, `kms:MultiRegionKeyType` (PRIMARY or REPLICA) on a multi-Region key's calls and on
+/// CreateKey of one. Before, neither was set on a key's calls, nor the type on CreateKey, so a
+/// Deny on them never applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_region_condition_keys_are_set() {
+    let s = Server::start().await;
+    let c = s.client();
+    let family = new_multi_region_key(&c).await;
+    let single = new_key(&c).await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*","Condition":{"Bool":{"kms:MultiRegion":"true"}}},{"Effect":"Deny","Action":"kms:CreateKey","Resource":"*","Condition":{"StringEquals":{"kms:MultiRegionKeyType":"PRIMARY"}}},{"Effect":"Deny","Action":"kms:DescribeKey","Resource":"*","Condition":{"StringEquals":{"kms:MultiRegionKeyType":"PRIMARY"}}}]}"#;
+    let (_, _, user) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "regional", Some(policy)));
+    let encrypt = |k: &str| user.encrypt().key_id(k).plaintext(pt()).send();
+    assert_eq!(code(encrypt(&family).await), "AccessDeniedException");
+    encrypt(&single).await.unwrap();
+    assert_eq!(
+        code(user.describe_key().key_id(&family).send().await),
+        "AccessDeniedException"
+    );
+    user.describe_key().key_id(&single).send().await.unwrap();
+    assert_eq!(
+        code(user.create_key().multi_region(true).send().await),
+        "AccessDeniedException"
+    );
+    user.create_key().send().await.unwrap();
+}
