@@ -3714,6 +3714,24 @@ async fn an_alias_deleted_with_sql_does_not_lift_a_policy_on_aliases() {
         .unwrap();
 }
 
+/// A deployment from before MACs (no `SealCoverage` event) whose key's set of aliases lost its
+/// seal and the trail's index entry of it, the set itself set by `set` (SQL).
+async fn strip_alias_set(s: &Server, key: &str, arn: &str, set: &str) {
+    for sql in [
+        "DELETE FROM audit_events WHERE event_name = 'SealCoverage'".to_string(),
+        format!(
+            "UPDATE keys SET {set}, aliases_mac = NULL WHERE key_id = {}",
+            s.db.key(key)
+        ),
+        format!(
+            "DELETE FROM audit_generations WHERE row_name = {}",
+            s.db.text(&format!("{arn}#aliases"))
+        ),
+    ] {
+        s.db.execute(&sql).await;
+    }
+}
+
 /// A key from before sets of aliases were kept has none: its alias rows are taken as they are
 /// (so a row deleted with SQL goes unnoticed, as before) until an operator reviews and seals
 /// its set with `kms admin seal`, or its first alias change seals it. Played here by a key
@@ -3740,19 +3758,7 @@ async fn a_key_from_before_alias_sets_is_sealed_by_the_operator() {
         .unwrap()
         .arn
         .unwrap();
-    for sql in [
-        "DELETE FROM audit_events WHERE event_name = 'SealCoverage'".to_string(),
-        format!(
-            "UPDATE keys SET alias_set = NULL, aliases_mac = NULL WHERE key_id = {}",
-            s.db.key(&key)
-        ),
-        format!(
-            "DELETE FROM audit_generations WHERE row_name = {}",
-            s.db.text(&format!("{arn}#aliases"))
-        ),
-    ] {
-        s.db.execute(&sql).await;
-    }
+    strip_alias_set(&s, &key, &arn, "alias_set = NULL").await;
     let node = tokio::task::block_in_place(|| s.second_node());
     let fresh = s.client_of(&node, &s.access_key_id, &s.secret);
     fresh
@@ -3824,19 +3830,8 @@ async fn a_set_of_aliases_stripped_of_its_seal_is_never_offered_for_sealing() {
             .unwrap();
     }
     let arn = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}");
-    for sql in [
-        "DELETE FROM audit_events WHERE event_name = 'SealCoverage'".to_string(),
-        format!(
-            "UPDATE keys SET aliases_mac = NULL, alias_set = replace(alias_set, '\"alias/dropped\"', '\"alias/elsewhere\"') WHERE key_id = {}",
-            s.db.key(&key)
-        ),
-        format!(
-            "DELETE FROM audit_generations WHERE row_name = {}",
-            s.db.text(&format!("{arn}#aliases"))
-        ),
-    ] {
-        s.db.execute(&sql).await;
-    }
+    let edited = "alias_set = replace(alias_set, '\"alias/dropped\"', '\"alias/elsewhere\"')";
+    strip_alias_set(&s, &key, &arn, edited).await;
     let node = tokio::task::block_in_place(|| s.second_node());
     let fresh = || s.client_of(&node, &s.access_key_id, &s.secret);
     let used = fresh().encrypt().key_id(&key).plaintext(pt()).send().await;

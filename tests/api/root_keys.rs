@@ -20,6 +20,34 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
+/// `kms hsm rotate-root-key --batch <batch>` killed (SIGKILL) once it reports its first
+/// re-wrap progress: the lines it printed.
+fn rotation_killed_mid_way(s: &Server, batch: &str) -> Vec<String> {
+    let mut cmd = Command::new(kms_bin());
+    kms_env(&mut cmd, &s.token, &s.db);
+    let mut child = cmd
+        .args(["hsm", "rotate-root-key", "--batch", batch])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .expect("rotate-root-key printed no progress")
+            .unwrap();
+        seen.push(line.clone());
+        if line.contains("re-wrapped") && line.contains('%') {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    seen
+}
+
 /// Stored blobs per root key version, straight from the tables.
 async fn blobs_under(s: &Server, version: i32) -> i64 {
     let mut n = 0;
@@ -117,28 +145,7 @@ async fn the_root_key_rotates_with_every_blob_rewrapped_and_the_old_key_destroye
 
     // The nodes stopped, the rotation is killed (SIGKILL) in the middle of re-wrapping.
     s.stop();
-    let mut cmd = Command::new(kms_bin());
-    kms_env(&mut cmd, &s.token, &s.db);
-    let mut child = cmd
-        .args(["hsm", "rotate-root-key", "--batch", "2"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = lines
-            .next()
-            .expect("rotate-root-key printed no progress")
-            .unwrap();
-        seen.push(line.clone());
-        if line.contains("re-wrapped") && line.contains('%') {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let seen = rotation_killed_mid_way(&s, "2");
     assert!(
         seen.iter().any(|l| l.contains("root key v2 created")),
         "{seen:?}"
@@ -372,23 +379,7 @@ async fn material_relabelled_with_sql_keeps_its_root_key_from_being_destroyed() 
     }
     s.stop();
     // The rotation killed after its first batch: material is left under v1.
-    let mut cmd = Command::new(kms_bin());
-    kms_env(&mut cmd, &s.token, &s.db);
-    let mut child = cmd
-        .args(["hsm", "rotate-root-key", "--batch", "1"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("no progress").unwrap();
-        if line.contains("re-wrapped") && line.contains('%') {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    let _ = child.wait();
+    rotation_killed_mid_way(&s, "1");
     let under_v1 = "FROM key_materials WHERE root_version = 1";
     assert!(s.db.int(&format!("SELECT count(*) {under_v1}")).await > 0);
     s.db.execute(&format!(
