@@ -19,7 +19,7 @@ impl Kms {
                 text.len()
             )));
         }
-        let doc = policy::parse(text, PolicyKind::Key).map_err(KmsError::MalformedPolicy)?;
+        let doc = policy::parse_new(text, PolicyKind::Key).map_err(KmsError::MalformedPolicy)?;
         if !bypass {
             let identity = self
                 .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))

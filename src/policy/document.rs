@@ -91,12 +91,6 @@ fn valid_aws_principal(p: &str) -> bool {
     if p == "*" || unique_id(p) {
         return true;
     }
-    // A principal names one identity: AWS refuses a partial wildcard (`user/contractor-*`),
-    // which would otherwise be kept and match no one (`ArnLike` on `aws:PrincipalArn` is the
-    // way to name several).
-    if p.contains(['*', '?']) {
-        return false;
-    }
     if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
         return true;
     }
@@ -160,6 +154,27 @@ fn valid_action(a: &str) -> bool {
 }
 
 /// Parse and check a policy document.
+/// [`parse`] for a policy being written (PutKeyPolicy, CreateKey, a role's trust policy): a
+/// principal names one identity, and AWS refuses a partial wildcard (`user/contractor-*`),
+/// which would otherwise be kept and match no one (`ArnLike` on `aws:PrincipalArn` names
+/// several). A policy stored before this rule is still read as it was (refusing it on read
+/// would lock its key).
+pub fn parse_new(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
+    let doc = parse(text, kind)?;
+    let wildcard = |p: &Option<Principals>| match p {
+        Some(Principals::List { aws, .. }) => aws.iter().any(|a| a.contains(['*', '?'])),
+        _ => false,
+    };
+    if doc
+        .statements
+        .iter()
+        .any(|s| wildcard(&s.principal) || wildcard(&s.not_principal))
+    {
+        return Err(INVALID.into());
+    }
+    Ok(doc)
+}
+
 pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
     let v: Value =
         serde_json::from_str(text).map_err(|e| format!("The policy is not valid JSON: {e}"))?;

@@ -15,7 +15,7 @@ pub mod document;
 #[cfg(test)]
 mod tests;
 
-pub use document::{parse, PolicyDocument, PolicyKind};
+pub use document::{parse, parse_new, PolicyDocument, PolicyKind};
 
 use std::collections::BTreeMap;
 

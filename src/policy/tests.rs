@@ -1677,8 +1677,10 @@ fn a_principal_with_a_wildcard_is_refused() {
         let text = format!(
             r#"{{"Statement":[{{"Effect":"Deny","Principal":{{"AWS":"{p}"}},"Action":"kms:*","Resource":"*"}}]}}"#
         );
-        let e = parse(&text, PolicyKind::Key).expect_err(p);
+        let e = parse_new(&text, PolicyKind::Key).expect_err(p);
         assert!(e.contains("invalid principals"), "{p}: {e}");
+        // One stored before the rule is read as it was: refusing it would lock its key.
+        parse(&text, PolicyKind::Key).unwrap();
     }
 }
 

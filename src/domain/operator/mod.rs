@@ -202,7 +202,7 @@ impl Operator {
         if !valid_name(role_name, 64) {
             bail!("role names are 1 to 64 letters, digits and +=,.@_-");
         }
-        crate::policy::parse(trust_policy, crate::policy::PolicyKind::Key)
+        crate::policy::parse_new(trust_policy, crate::policy::PolicyKind::Key)
             .map_err(|e| anyhow!("the trust policy is not valid: {e}"))?;
         let arn = format!("arn:aws:iam::{account_id}:role/{role_name}");
         self.change(
