@@ -396,7 +396,7 @@ mod tests {
 
     /// botocore documents each of these `KeyId`s as "the key ID or key ARN" (no alias), and AWS
     /// answers an alias with InvalidArnException; RotateKeyOnDemand and ListKeyRotations, newer
-    /// than that model, as recorded.
+    /// than that model, as recorded; GetKeyLastUsage ("Alias names are not supported").
     #[test]
     fn the_operations_that_take_no_alias_are_awss() {
         let mut ours: Vec<&str> = OPERATIONS
@@ -415,10 +415,12 @@ mod tests {
                 "DisableKeyRotation",
                 "EnableKey",
                 "EnableKeyRotation",
+                "GetKeyLastUsage",
                 "GetKeyPolicy",
                 "GetKeyRotationStatus",
                 "GetParametersForImport",
                 "ImportKeyMaterial",
+                "ListAliases",
                 "ListGrants",
                 "ListKeyPolicies",
                 "ListKeyRotations",

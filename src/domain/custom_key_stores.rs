@@ -362,14 +362,10 @@ impl Kms {
             let current = old.cluster_id.clone().unwrap_or_default();
             if cluster != current {
                 let account = &caller.account_id;
-                self.partition(account, &cluster)?;
-                let related = self
-                    .partition(account, &current)
-                    .is_ok_and(|p| p.related.contains(&cluster))
-                    || self
-                        .partition(account, &cluster)?
-                        .related
-                        .contains(&current);
+                let to = self.partition(account, &cluster)?;
+                let from = self.partition(account, &current);
+                let related = to.related.contains(&current)
+                    || from.is_ok_and(|p| p.related.contains(&cluster));
                 if !related {
                     return Err(KmsError::KeyStore(
                         E::ClusterNotRelated,
@@ -551,9 +547,8 @@ impl Kms {
         // AWS: "If you specify the ID of an external key store, GenerateRandom throws an
         // UnsupportedOperationException."
         if self.store_of(caller, id).await?.store_type == EXTERNAL_KEY_STORE {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "{id} is an external key store. GenerateRandom does not support external key stores."
-            )));
+            let m = format!("{id} is an external key store, which GenerateRandom does not take.");
+            return Err(KmsError::UnsupportedOperation(m));
         }
         let h = self.connected_store(caller, id, "GenerateRandom").await?;
         Ok(h.random(n).await?)

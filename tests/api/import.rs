@@ -2288,13 +2288,16 @@ async fn cached_imported_material_is_not_used_past_its_valid_to() {
     .await;
     let wait = (valid_to + 1 - chrono::Utc::now().timestamp()).max(0) as u64;
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    // Refused as expired (the cached material), or as tampered with (loaded again, without
+    // its import row), whichever the node meets first.
+    let refused = ["KMSInvalidStateException", "KeyUnavailableException"];
     let r = c
         .encrypt()
         .key_id(&key)
         .plaintext(Blob::new(b"after".to_vec()))
         .send()
         .await;
-    assert_eq!(code(r), "KMSInvalidStateException");
+    assert!(refused.contains(&code(r).as_str()));
     let r = c.decrypt().ciphertext_blob(blob).send().await;
-    assert_eq!(code(r), "KMSInvalidStateException");
+    assert!(refused.contains(&code(r).as_str()));
 }
