@@ -285,9 +285,8 @@ impl Kms {
         let token = self.token_of(rec).await?;
         let hit = self.live.lock().unwrap().get(&k).cloned();
         if let Some(l) = hit {
-            if l.bound_to == Binding::of(rec) && l.handle.is_current() {
+            if l.bound_to == Binding::of(rec) && l.handle.is_current() && self.valid(&l) {
                 crate::metrics::cache("key_material", true);
-                self.not_expired(rec, l.valid_to)?;
                 return Ok(Some(l));
             }
         }
@@ -308,11 +307,15 @@ impl Kms {
         let k = (rec.key_id, version);
         let cached = self.live.lock().unwrap().get(&k).cloned();
         if let Some(l) = cached {
-            if l.bound_to == Binding::of(rec) && l.handle.is_current() {
-                self.not_expired(rec, l.valid_to)?;
+            if l.bound_to == Binding::of(rec) && l.handle.is_current() && self.valid(&l) {
                 return Ok(Some(l));
             }
-            if !l.handle.is_current() {
+            if !self.valid(&l) {
+                // Past the ValidTo it was loaded under: loaded again, under the import record
+                // as it is now (another node may have imported it again with a later one).
+                let evicted = self.live.lock().unwrap().pop(&k);
+                drop(evicted);
+            } else if !l.handle.is_current() {
                 // The token was re-opened: the object died with its session; unwrap again.
                 let evicted = self.live.lock().unwrap().pop(&k);
                 drop(evicted);
@@ -414,9 +417,16 @@ impl Kms {
         Ok(Some(live))
     }
 
+    /// Whether a loaded material is still within the `ValidTo` it was loaded under (past it,
+    /// it is loaded again: the import record decides, not the handle).
+    fn valid(&self, l: &LiveMaterial) -> bool {
+        l.valid_to.is_none_or(|t| self.now() < t)
+    }
+
     /// Imported material past its `ValidTo` is expired, as the key is once the expiry job has
     /// run (AWS: the key is then pending import): refused, on every node, whether or not the
-    /// job ran and whatever became of the import record since the material was loaded.
+    /// job ran, and a handle loaded before is never used past the `ValidTo` it was loaded
+    /// under.
     fn not_expired(
         &self,
         rec: &KeyRecord,

@@ -2301,3 +2301,23 @@ async fn cached_imported_material_is_not_used_past_its_valid_to() {
     let r = c.decrypt().ciphertext_blob(blob).send().await;
     assert!(refused.contains(&code(r).as_str()));
 }
+
+/// Material imported again with a later `ValidTo` serves on every node past the first one: a
+/// node that loaded it under the first `ValidTo` loads it again once that passes (the import
+/// record decides), rather than refusing a key that is still Enabled.
+#[tokio::test(flavor = "multi_thread")]
+async fn material_imported_again_with_a_later_valid_to_serves_on_every_node() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let material = random(32);
+    let first = chrono::Utc::now().timestamp() + 4;
+    import_expiring(&c, &key, &material, first).await;
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let other = s.client_of(&node, &s.access_key_id, &s.secret);
+    encrypt_with(&other, &key, b"loaded there").await;
+    import_expiring(&c, &key, &material, first + 86_400).await;
+    let wait = (first + 1 - chrono::Utc::now().timestamp()).max(0) as u64;
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    encrypt_with(&other, &key, b"still served").await;
+}
