@@ -164,6 +164,27 @@ fn stored_constraints(v: &serde_json::Value) -> Option<Constraints> {
 /// with it); `None` when two keys differ only by case, which no constraint can decide.
 type Folded<'a> = Option<std::collections::BTreeMap<String, &'a str>>;
 
+/// A request's encryption context, [`folded`] the first time a constrained grant asks for it
+/// (once per call, however many grants ask; most calls meet none, and fold nothing).
+struct LazyContext<'a> {
+    ctx: Option<&'a Context>,
+    folded: std::cell::OnceCell<Folded<'a>>,
+}
+
+impl<'a> LazyContext<'a> {
+    fn new(ctx: Option<&'a Context>) -> Self {
+        LazyContext {
+            ctx,
+            folded: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The context folded; a request without one has an empty one.
+    fn get(&self) -> &Folded<'a> {
+        (self.folded).get_or_init(|| self.ctx.map_or_else(|| Some(Default::default()), folded))
+    }
+}
+
 /// [`Folded`] of `ctx`.
 fn folded(ctx: &Context) -> Folded<'_> {
     let out: std::collections::BTreeMap<String, &str> = ctx
@@ -224,16 +245,10 @@ impl Constraints {
     }
 }
 
-/// Whether one grant allows `action` for the caller with this encryption context ([`folded`];
-/// `None` for a request without one), and how: a grant to the caller itself (or to the role it
-/// assumed) allows; a grant to the caller's account allows only with an identity policy that
-/// allows too (decided in `policy`).
-fn grant_allows(
-    g: &GrantRecord,
-    caller: &Caller,
-    action: &str,
-    ctx: Option<&Folded>,
-) -> GrantAllows {
+/// Whether one grant allows `action` for the caller with this encryption context, and how: a
+/// grant to the caller itself (or to the role it assumed) allows; a grant to the caller's
+/// account allows only with an identity policy that allows too (decided in `policy`).
+fn grant_allows(g: &GrantRecord, caller: &Caller, action: &str, ctx: &LazyContext) -> GrantAllows {
     let op = action.strip_prefix("kms:").unwrap_or(action);
     if !g.operations.iter().any(|o| o == op) {
         return GrantAllows::No;
@@ -260,7 +275,7 @@ fn grant_allows(
         // AWS applies constraints to the operations that take an encryption context; those
         // that do not (DescribeKey, RetireGrant) are allowed as granted, and CreateGrant is
         // held to the constraints by `create_grant`.
-        if with_context(op) && !c.admit(ctx.unwrap_or(&Some(Default::default()))) {
+        if with_context(op) && !c.admit(ctx.get()) {
             return GrantAllows::No;
         }
     }
@@ -488,17 +503,16 @@ impl Kms {
         rec: &KeyRecord,
         ctx: Option<&Context>,
     ) -> Result<GrantAllows> {
-        let folded = ctx.map(folded);
-        let ctx = folded.as_ref();
+        let lazy = LazyContext::new(ctx);
         let mut how = GrantAllows::No;
         for g in self.token_grants(caller, rec).await? {
-            how = best(how, grant_allows(&g, caller, action, ctx));
+            how = best(how, grant_allows(&g, caller, action, &lazy));
         }
         if how == GrantAllows::Caller {
             return Ok(how);
         }
         for g in self.grants_of(rec.key_id).await?.iter() {
-            how = best(how, grant_allows(g, caller, action, ctx));
+            how = best(how, grant_allows(g, caller, action, &lazy));
             if how == GrantAllows::Caller {
                 break;
             }
@@ -534,7 +548,10 @@ impl Kms {
             .chain(cached.iter())
         {
             if covers(g) {
-                how = best(how, grant_allows(g, caller, "kms:CreateGrant", None));
+                how = best(
+                    how,
+                    grant_allows(g, caller, "kms:CreateGrant", &LazyContext::new(None)),
+                );
             }
         }
         Ok(how)
