@@ -148,7 +148,18 @@ impl Renewal {
 impl Kms {
     /// Key `arn`'s [`Renewal`] as `caller` may read it.
     pub async fn renewal(&self, caller: &Caller, arn: &str) -> Renewal {
-        let status = self.key_rotation_status(caller, arn).await.ok();
+        let status = match self.key_rotation_status(caller, arn).await {
+            Ok(s) => Some(s),
+            // A key in a custom key store has no rotation status on AWS: it never rotates.
+            Err(KmsError::UnsupportedOperation(_)) => Some(RotationStatus {
+                enabled: false,
+                key_arn: arn.to_string(),
+                period_days: None,
+                next: None,
+                on_demand_start: None,
+            }),
+            Err(_) => None,
+        };
         // What ListKeyRotations would answer, as the principal may ask it.
         let access = Access::to("kms:ListKeyRotations", ANY_STATE);
         let rotations = match self.key_for(caller, arn, access).await {
