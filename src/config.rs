@@ -514,12 +514,17 @@ impl Settings {
                     p.cluster_id
                 ));
             }
+            // Clusters on one token (an HA peer, a restored backup) serve one account: two
+            // stores of different accounts on it would share one login.
+            let set = |q: &PartitionSettings| {
+                (q.accounts.iter().cloned()).collect::<std::collections::BTreeSet<String>>()
+            };
             if let Some(q) = s.partitions[..i]
                 .iter()
-                .find(|q| token(q) == token(p) && q.accounts != p.accounts)
+                .find(|q| token(q) == token(p) && (set(q) != set(p) || set(p).len() != 1))
             {
                 return Err(format!(
-                    "partitions: clusters {} and {} name the same token for different accounts",
+                    "partitions: clusters {} and {} name the same token: they must serve the same one account",
                     q.cluster_id, p.cluster_id
                 ));
             }
@@ -753,7 +758,20 @@ mod tests {
         assert!(shared
             .err()
             .unwrap()
-            .contains("same token for different accounts"));
+            .contains("must serve the same one account"));
+        let two = load(
+            "[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\naccounts = [\"111122223333\", \"444455556666\"]\n\
+             [[partitions]]\ncluster_id = \"cluster-hijklmn2345\"\ntoken_label = \"a\"\naccounts = [\"444455556666\", \"111122223333\"]\n",
+        );
+        assert!(two
+            .err()
+            .unwrap()
+            .contains("must serve the same one account"));
+        let peers = load(
+            "[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\naccounts = [\"111122223333\"]\n\
+             [[partitions]]\ncluster_id = \"cluster-hijklmn2345\"\ntoken_label = \"a\"\naccounts = [\"111122223333\"]\n",
+        );
+        assert!(peers.is_ok(), "{:?}", peers.err());
         let own = load(
             "[hsm]\ntoken_label = \"kms\"\n[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"kms\"\naccounts = [\"111122223333\"]\n",
         );

@@ -26,6 +26,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
+mod following;
+
 /// Custom key stores per account and Region (AWS: 10).
 pub const MAX_CUSTOM_KEY_STORES: i64 = 10;
 
@@ -592,40 +594,6 @@ impl Kms {
         }))
     }
 
-    /// Another node changed store `id` (or, `None`, changes may have been missed): this node
-    /// follows its recorded state, logging in to a store recorded connected and out of one that
-    /// is not any more (its keys' handles go with it).
-    pub async fn follow_custom_key_store(&self, id: Option<&str>) {
-        let Ok(store) = self.cks.store() else {
-            return;
-        };
-        let ids: Vec<String> = match id {
-            Some(id) => vec![id.to_string()],
-            None => {
-                let mut all: Vec<String> = self.cks.open.lock().unwrap().keys().cloned().collect();
-                all.extend(self.cks.proxies.lock().unwrap().keys().cloned());
-                if let Ok(connected) = store.connected_custom_key_stores().await {
-                    all.extend(connected);
-                }
-                all
-            }
-        };
-        for id in ids {
-            let row = match store.custom_key_store(&id).await {
-                Ok(Some(r)) => self.verified_store(r).await.ok(),
-                _ => None,
-            };
-            match row {
-                Some(r) if r.connection_state == CONNECTED => {
-                    if !self.connected_here(&id) {
-                        let _ = self.log_in_following(&r).await;
-                    }
-                }
-                _ => self.close_partition(&id),
-            }
-        }
-    }
-
     /// Log out of store `id`'s partition on this node: its keys' cached handles go first.
     fn close_partition(&self, id: &str) {
         let gone: Vec<(uuid::Uuid, i32)> = {
@@ -754,6 +722,7 @@ impl Kms {
         }
         let cluster = rec.cluster_id.clone().unwrap_or_default();
         let Ok(partition) = self.partition(&rec.account_id, &cluster) else {
+            tracing::error!(store = %rec.custom_key_store_id, cluster = %cluster, account = %rec.account_id, "the store's cluster is not registered for its account (the settings' [[partitions]] accounts): it cannot connect");
             return Err("CLUSTER_NOT_FOUND");
         };
         let pin = match self.store_pin(rec).await {

@@ -216,9 +216,10 @@ pub async fn spawn_invalidation(
     // The custom key stores recorded connected are connected on this node too.
     let k = kms.clone();
     tokio::spawn(async move {
+        k.follow_custom_key_store(None).await;
         loop {
-            k.follow_custom_key_store(None).await;
             tokio::time::sleep(max_age.max(Duration::from_secs(1))).await;
+            k.follow_custom_key_stores(None, false).await;
         }
     });
     tokio::spawn(async move {
