@@ -297,9 +297,7 @@ pub async fn handle(
                 )
             };
             match opened {
-                // A sign-in counts against its account's share, as a page does.
-                Ok((value, s)) if !api.quotas.allow(&s.account_id, &s.region, "ConsoleLogin") => {
-                    console.sessions.end(&value);
+                Err(session::SignInRefused::Throttled) => {
                     let error = "Too many requests for this account; try again later.";
                     page(
                         StatusCode::TOO_MANY_REQUESTS,

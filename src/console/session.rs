@@ -102,9 +102,13 @@ impl Live {
     }
 }
 
-/// Why a sign-in failed (all the same to the user: one message, no oracle).
+/// Why a sign-in failed: the credentials (all the same to the user: one message, no oracle),
+/// or the account's request rate (told only once the credentials are good).
 #[derive(Debug)]
-pub struct SignInRefused;
+pub enum SignInRefused {
+    Invalid,
+    Throttled,
+}
 
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
@@ -112,6 +116,15 @@ fn random_hex(n: usize) -> String {
         .fill(&mut b)
         .expect("the system's random source");
     hex::encode(b)
+}
+
+/// A sign-in counts against its account's share, as a page does: checked before the session
+/// is opened (so a refused one ends no other session of its key).
+fn admitted(api: &ApiState, account: &str, region: &str) -> Result<(), SignInRefused> {
+    match api.quotas.allow(account, region, "ConsoleLogin") {
+        true => Ok(()),
+        false => Err(SignInRefused::Throttled),
+    }
 }
 
 fn cookie_digest(cookie: &str) -> Vec<u8> {
@@ -148,9 +161,9 @@ impl Sessions {
             .uri("http://console/console/sign-in")
             .header("host", "console")
             .body(Vec::new())
-            .map_err(|_| SignInRefused)?;
+            .map_err(|_| SignInRefused::Invalid)?;
         crate::api::sigv4::sign_request(&mut req, access_key_id, secret, &region, "kms")
-            .map_err(|_| SignInRefused)?;
+            .map_err(|_| SignInRefused::Invalid)?;
         let verified = crate::api::sigv4::verify(
             &api.kms.credentials,
             "kms",
@@ -163,8 +176,9 @@ impl Sessions {
             chrono::Utc::now(),
         )
         .await
-        .map_err(|_| SignInRefused)?;
+        .map_err(|_| SignInRefused::Invalid)?;
         // Temporary credentials fail there (their session token is not given): long-term keys.
+        admitted(api, &verified.key.account_id, &region)?;
         Ok(self.open(&verified.key, region, None))
     }
 
@@ -184,10 +198,11 @@ impl Sessions {
             .credentials
             .signing_key(access_key_id, &date, &region, "kms")
             .await
-            .map_err(|_| SignInRefused)?;
+            .map_err(|_| SignInRefused::Invalid)?;
         if key.session.is_some() || key.role_arn.is_some() {
-            return Err(SignInRefused);
+            return Err(SignInRefused::Invalid);
         }
+        admitted(api, &key.account_id, &region)?;
         Ok(self.open(&key, region, Some(certificate.to_string())))
     }
 
