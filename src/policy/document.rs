@@ -153,7 +153,6 @@ fn valid_action(a: &str) -> bool {
         })
 }
 
-/// Parse and check a policy document.
 /// [`parse`] for a policy being written (PutKeyPolicy, CreateKey, a role's trust policy): a
 /// principal names one identity, and AWS refuses a partial wildcard (`user/contractor-*`),
 /// which would otherwise be kept and match no one (`ArnLike` on `aws:PrincipalArn` names
@@ -175,6 +174,7 @@ pub fn parse_new(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String>
     Ok(doc)
 }
 
+/// Parse and check a policy document.
 pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
     let v: Value =
         serde_json::from_str(text).map_err(|e| format!("The policy is not valid JSON: {e}"))?;
