@@ -164,6 +164,10 @@ fn stored_constraints(v: &serde_json::Value) -> Option<Constraints> {
 /// with it); `None` when two keys differ only by case, which no constraint can decide.
 type Folded<'a> = Option<std::collections::BTreeMap<String, &'a str>>;
 
+/// `kms:GrantIsForAWSResource` of CreateGrant, ListGrants and RevokeGrant (as AWS sets it):
+/// no AWS service calls this server.
+const FOR_NO_AWS_RESOURCE: &[(&str, &str)] = &[("kms:GrantIsForAWSResource", "false")];
+
 /// A request's encryption context, [`folded`] the first time a constrained grant asks for it
 /// (once per call, however many grants ask; most calls meet none, and fold nothing).
 struct LazyContext<'a> {
@@ -173,10 +177,8 @@ struct LazyContext<'a> {
 
 impl<'a> LazyContext<'a> {
     fn new(ctx: Option<&'a Context>) -> Self {
-        LazyContext {
-            ctx,
-            folded: std::cell::OnceCell::new(),
-        }
+        let folded = std::cell::OnceCell::new();
+        LazyContext { ctx, folded }
     }
 
     /// The context folded; a request without one has an empty one.
@@ -755,7 +757,7 @@ impl Kms {
     }
 
     pub async fn list_grants(&self, caller: &Caller, key_id: &str) -> Result<Vec<Grant>> {
-        let access = Access::to("kms:ListGrants", ANY_STATE);
+        let access = Access::to("kms:ListGrants", ANY_STATE).conditions(FOR_NO_AWS_RESOURCE);
         let rec = self.key_for(caller, key_id, access).await?;
         // The key's verified grants as authorization reads them (cached, dropped on any change
         // of the key's grants): a key holding its quota of grants, listed a page at a time in
@@ -916,7 +918,7 @@ impl Kms {
         dry_run: bool,
     ) -> Result<()> {
         check_grant_id(grant_id)?;
-        let access = Access::to("kms:RevokeGrant", ANY_STATE);
+        let access = Access::to("kms:RevokeGrant", ANY_STATE).conditions(FOR_NO_AWS_RESOURCE);
         let rec = self.key_for(caller, key_id, access).await?;
         let Some(g) = self
             .grant_store

@@ -1391,3 +1391,33 @@ async fn multi_region_condition_keys_are_set() {
     );
     user.create_key().send().await.unwrap();
 }
+
+/// `kms:GrantIsForAWSResource` is set on ListGrants and RevokeGrant as on CreateGrant (false:
+/// no AWS service calls this server), so a Deny on it applies to all three. Before, it was
+/// missing on the two, and a Deny "unless for an AWS resource" never applied to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_is_for_aws_resource_is_set_on_every_grant_call() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let g = c
+        .create_grant()
+        .key_id(&key)
+        .grantee_principal("arn:aws:iam::123456789012:root")
+        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap();
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":["kms:CreateGrant","kms:ListGrants","kms:RevokeGrant"],"Resource":"*","Condition":{"Bool":{"kms:GrantIsForAWSResource":"false"}}}]}"#;
+    let (_, _, user) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "granter", Some(policy)));
+    assert_eq!(
+        code(user.list_grants().key_id(&key).send().await),
+        "AccessDeniedException"
+    );
+    let revoke = user
+        .revoke_grant()
+        .key_id(&key)
+        .grant_id(g.grant_id.unwrap());
+    assert_eq!(code(revoke.send().await), "AccessDeniedException");
+}
