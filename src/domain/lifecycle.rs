@@ -34,21 +34,19 @@ async fn alias_set_retries<T, F>(
 where
     F: std::future::Future<Output = Result<std::result::Result<T, StoreError>>>,
 {
-    for n in 1..8 {
+    for n in 1.. {
         match attempt().await? {
-            Err(e) if alias_set_changed(&e) => {
+            Err(e) if alias_set_changed(&e) && n < 8 => {
                 tokio::time::sleep(std::time::Duration::from_millis(2 * n)).await
             }
+            Err(e) if alias_set_changed(&e) => break,
             other => return Ok(other),
         }
     }
-    match attempt().await? {
-        Err(e) if alias_set_changed(&e) => Err(KmsError::changed(
-            rec.arn(),
-            "changed its aliases during this request",
-        )),
-        other => Ok(other),
-    }
+    Err(KmsError::changed(
+        rec.arn(),
+        "changed its aliases during this request",
+    ))
 }
 
 /// The key already has its quota of aliases (the write counted them in its transaction).
