@@ -144,12 +144,29 @@ impl Kms {
                 .unwrap_or_else(|| caller.principal_arn.clone())],
         );
         put("aws:PrincipalAccount", vec![caller.account_id.clone()]);
+        let resource = caller.principal_arn.splitn(6, ':').nth(5).unwrap_or("");
+        let kind = if caller.role_arn.is_some() {
+            "AssumedRole"
+        } else if resource == "root" {
+            "Account"
+        } else {
+            "User"
+        };
+        put("aws:PrincipalType", vec![kind.to_string()]);
+        // An IAM user's friendly name (the last part of its path); other principals have none.
+        if let Some(user) = resource.strip_prefix("user/") {
+            put(
+                "aws:username",
+                vec![user.rsplit('/').next().unwrap_or(user).to_string()],
+            );
+        }
+        put("aws:RequestedRegion", vec![caller.region.clone()]);
+        let now = self.now();
         put(
             "aws:CurrentTime",
-            vec![self
-                .now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)],
+            vec![now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)],
         );
+        put("aws:EpochTime", vec![now.timestamp().to_string()]);
         put(
             "aws:SecureTransport",
             vec![caller.secure_transport.to_string()],

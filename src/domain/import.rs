@@ -353,12 +353,18 @@ impl Kms {
                 crate::messages::KEY_MATERIAL_ID_WITH_NEW.into(),
             ));
         }
+        // `kms:ValidTo` is the expiry in seconds since the epoch, absent for material that
+        // does not expire (AWS's condition key, compared with the Numeric operators).
+        let valid_to_seconds = valid_to.map(|t| t.timestamp().to_string());
+        let mut conditions = vec![("kms:ExpirationModel", model.as_str())];
+        if let Some(seconds) = &valid_to_seconds {
+            conditions.push(("kms:ValidTo", seconds));
+        }
         let rec = self
             .key_for(
                 caller,
                 key_id,
-                Access::to("kms:ImportKeyMaterial", IMPORTABLE)
-                    .conditions(&[("kms:ExpirationModel", &model)]),
+                Access::to("kms:ImportKeyMaterial", IMPORTABLE).conditions(&conditions),
             )
             .await?;
         let as_ = import_as(&rec)?;

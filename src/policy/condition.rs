@@ -3,7 +3,8 @@
 //! the request makes a condition false, except for negated operators (true), `…IfExists`
 //! (true) and `Null` (which tests for it).
 
-use super::{glob, Request};
+use super::variables::{self, Piece};
+use super::{glob, glob_tokens, tokens, Request, Tok};
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -117,6 +118,8 @@ pub struct Condition {
     /// Lower-cased: condition key names are not case-sensitive.
     pub key: String,
     pub values: Vec<String>,
+    /// Whether the values hold policy variables ([`variables`]) to replace first.
+    pub variables: bool,
 }
 
 fn value_strings(v: &Value) -> Result<Vec<String>, String> {
@@ -133,7 +136,9 @@ fn value_strings(v: &Value) -> Result<Vec<String>, String> {
     }
 }
 
-pub fn parse_block(v: &Value) -> Result<Vec<Condition>, String> {
+/// `variables`: whether the document's Version lets values hold policy variables (they do in
+/// the String and ARN operators' values).
+pub fn parse_block(v: &Value, variables: bool) -> Result<Vec<Condition>, String> {
     let Value::Object(ops) = v else {
         return Err("Condition must be a JSON object.".into());
     };
@@ -166,12 +171,23 @@ pub fn parse_block(v: &Value) -> Result<Vec<Condition>, String> {
             for val in &values {
                 check_value(op, val).map_err(|e| format!("{name} {key}: {e}."))?;
             }
+            let variables = variables
+                && matches!(
+                    op.positive(),
+                    Op::StringEquals
+                        | Op::StringEqualsIgnoreCase
+                        | Op::StringLike
+                        | Op::ArnEquals
+                        | Op::ArnLike
+                )
+                && values.iter().any(|v| variables::has_variables(v));
             out.push(Condition {
                 op,
                 qualifier,
                 if_exists,
                 key: key.to_ascii_lowercase(),
                 values,
+                variables,
             });
         }
     }
@@ -220,7 +236,8 @@ fn parse_date(s: &str) -> Option<f64> {
     None
 }
 
-fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
+/// An address or CIDR block (`10.0.0.0/8`, `2001:db8::/32`): the address and its prefix length.
+pub(crate) fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
     let (addr, bits) = match s.split_once('/') {
         Some((a, b)) => (a, Some(b.parse::<u32>().ok()?)),
         None => (s, None),
@@ -232,9 +249,14 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
 }
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {
-    let (Ok(ip), Some((net, bits))) = (ip.parse::<IpAddr>(), parse_cidr(cidr)) else {
+    let (Ok(ip), Some(block)) = (ip.parse::<IpAddr>(), parse_cidr(cidr)) else {
         return false;
     };
+    cidr_contains(block, ip)
+}
+
+/// Whether `ip` is in the block ([`parse_cidr`]'s form).
+pub(crate) fn cidr_contains((net, bits): (IpAddr, u32), ip: IpAddr) -> bool {
     // An IPv4-mapped address (`::ffff:a.b.c.d`) is the IPv4 address it maps.
     match (ip.to_canonical(), net) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
@@ -258,9 +280,40 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
 }
 
 fn arn_like(pattern: &str, arn: &str) -> bool {
-    let p: Vec<&str> = pattern.splitn(6, ':').collect();
+    arn_like_tokens(&tokens(pattern).collect::<Vec<_>>(), arn)
+}
+
+/// Each of the six parts of an ARN matched against the pattern's part (wildcards do not
+/// cross a `:`).
+fn arn_like_tokens(pattern: &[Tok], arn: &str) -> bool {
+    let mut p = Vec::with_capacity(6);
+    let mut rest = pattern;
+    while p.len() < 5 {
+        let Some(i) = rest.iter().position(|t| *t == Tok::Char(':')) else {
+            break;
+        };
+        p.push(&rest[..i]);
+        rest = &rest[i + 1..];
+    }
+    p.push(rest);
     let a: Vec<&str> = arn.splitn(6, ':').collect();
-    p.len() == 6 && a.len() == 6 && p.iter().zip(&a).all(|(p, a)| glob(p, a, false))
+    p.len() == 6
+        && a.len() == 6
+        && p.iter()
+            .zip(&a)
+            .all(|(p, a)| glob_tokens(p, &a.chars().collect::<Vec<_>>()))
+}
+
+/// [`matches_one`] for a policy value whose variables were replaced.
+fn matches_pieces(op: Op, policy: &[Piece], request: &str) -> bool {
+    match op {
+        Op::StringLike => glob_tokens(
+            &variables::pattern(policy),
+            &request.chars().collect::<Vec<_>>(),
+        ),
+        Op::ArnEquals | Op::ArnLike => arn_like_tokens(&variables::pattern(policy), request),
+        other => matches_one(other, &variables::text(policy), request),
+    }
 }
 
 /// One request value against one policy value, with the positive form of the operator.
@@ -328,7 +381,20 @@ impl Condition {
         };
         let positive = self.op.positive();
         // Does one request value match any policy value (positive form)?
-        let hit = |r: &String| self.values.iter().any(|p| matches_one(positive, p, r));
+        let resolved: Option<Vec<Option<Vec<Piece>>>> = self.variables.then(|| {
+            self.values
+                .iter()
+                .map(|v| variables::resolve(v, req))
+                .collect()
+        });
+        let hit = |r: &String| match &resolved {
+            None => self.values.iter().any(|p| matches_one(positive, p, r)),
+            // A value with a variable that has no value matches nothing.
+            Some(values) => values
+                .iter()
+                .flatten()
+                .any(|p| matches_pieces(positive, p, r)),
+        };
         let result = match self.qualifier {
             Some(Qualifier::ForAllValues) => {
                 if self.op.negated() {

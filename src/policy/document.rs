@@ -2,7 +2,7 @@
 //! with a sentence that says what is wrong.
 
 use super::condition::Condition;
-use super::{glob, PrincipalMatch, Request};
+use super::{glob, glob_tokens, PrincipalMatch, Request};
 use serde_json::Value;
 
 /// Key policies name principals; identity policies are attached to one and must not.
@@ -40,6 +40,8 @@ pub struct Statement {
     pub not_action: bool,
     pub resource: Vec<String>,
     pub not_resource: bool,
+    /// Whether `resource` holds policy variables to replace first.
+    pub resource_variables: bool,
     pub conditions: Vec<Condition>,
 }
 
@@ -210,9 +212,11 @@ pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
             )
         }
     };
+    // Policy variables came with this version of the language.
+    let variables = version.as_deref() == Some("2012-10-17");
     let mut out = Vec::new();
     for (i, s) in stmts.iter().enumerate() {
-        out.push(statement(s, kind).map_err(|e| {
+        out.push(statement(s, kind, variables).map_err(|e| {
             if e == INVALID {
                 e
             } else {
@@ -227,7 +231,7 @@ pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
     })
 }
 
-fn statement(v: &Value, kind: PolicyKind) -> Result<Statement, String> {
+fn statement(v: &Value, kind: PolicyKind, variables: bool) -> Result<Statement, String> {
     let Value::Object(m) = v else {
         return Err("a statement must be a JSON object.".into());
     };
@@ -240,6 +244,7 @@ fn statement(v: &Value, kind: PolicyKind) -> Result<Statement, String> {
         not_action: false,
         resource: vec![],
         not_resource: false,
+        resource_variables: false,
         conditions: vec![],
     };
     let mut effect = None;
@@ -270,8 +275,13 @@ fn statement(v: &Value, kind: PolicyKind) -> Result<Statement, String> {
                 has_resource += 1;
                 st.not_resource = k == "NotResource";
                 st.resource = strings(v, k)?;
+                st.resource_variables = variables
+                    && st
+                        .resource
+                        .iter()
+                        .any(|r| super::variables::has_variables(r));
             }
-            "Condition" => st.conditions = super::condition::parse_block(v)?,
+            "Condition" => st.conditions = super::condition::parse_block(v, variables)?,
             other => return Err(format!("unknown element '{other}'.")),
         }
     }
@@ -373,7 +383,15 @@ impl Statement {
         if action == self.not_action {
             return None;
         }
-        let resource = self.resource.iter().any(|r| glob(r, &req.resource, false));
+        let resource = if self.resource_variables {
+            let arn: Vec<char> = req.resource.chars().collect();
+            self.resource.iter().any(|r| {
+                super::variables::resolve(r, req)
+                    .is_some_and(|p| glob_tokens(&super::variables::pattern(&p), &arn))
+            })
+        } else {
+            self.resource.iter().any(|r| glob(r, &req.resource, false))
+        };
         if resource == self.not_resource {
             return None;
         }

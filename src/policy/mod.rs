@@ -6,11 +6,14 @@
 //! * [`condition`] evaluates the `Condition` element: the String, Numeric, Date, Bool, Null,
 //!   Arn and IpAddress families, the `…IfExists` forms and the `ForAnyValue:` /
 //!   `ForAllValues:` qualifiers.
+//! * [`variables`] replaces policy variables (`${aws:username}`) in a statement's `Resource`
+//!   and in its String and ARN conditions' values.
 //! * [`decide`] combines the key policy, the caller's identity policies and grants the way AWS
 //!   KMS does.
 
 pub mod condition;
 pub mod document;
+mod variables;
 
 #[cfg(test)]
 mod tests;
@@ -243,25 +246,45 @@ pub fn denial_message(req: &Request, why: Denial) -> String {
     )
 }
 
+/// One character of a pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tok {
+    /// `*`: any run of characters.
+    Any,
+    /// `?`: any one character.
+    One,
+    Char(char),
+}
+
+/// A pattern's text as its characters, `*` and `?` as wildcards.
+pub(crate) fn tokens(pattern: &str) -> impl Iterator<Item = Tok> + '_ {
+    pattern.chars().map(|c| match c {
+        '*' => Tok::Any,
+        '?' => Tok::One,
+        c => Tok::Char(c),
+    })
+}
+
 /// `*` matches any run of characters, `?` any one character.
 pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
-    let p: Vec<char> = if ignore_case {
-        pattern.to_lowercase().chars().collect()
+    if ignore_case {
+        let p: Vec<Tok> = tokens(&pattern.to_lowercase()).collect();
+        glob_tokens(&p, &text.to_lowercase().chars().collect::<Vec<_>>())
     } else {
-        pattern.chars().collect()
-    };
-    let t: Vec<char> = if ignore_case {
-        text.to_lowercase().chars().collect()
-    } else {
-        text.chars().collect()
-    };
+        let p: Vec<Tok> = tokens(pattern).collect();
+        glob_tokens(&p, &text.chars().collect::<Vec<_>>())
+    }
+}
+
+/// [`glob`] of a pattern already split into its characters.
+pub(crate) fn glob_tokens(p: &[Tok], t: &[char]) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let (mut star, mut mark) = (None::<usize>, 0usize);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == Tok::One || p[pi] == Tok::Char(t[ti])) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == Tok::Any {
             star = Some(pi);
             mark = ti;
             pi += 1;
@@ -273,7 +296,7 @@ pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
             return false;
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while pi < p.len() && p[pi] == Tok::Any {
         pi += 1;
     }
     pi == p.len()

@@ -812,6 +812,80 @@ fn condition_cases() -> Vec<(&'static str, Ctx<'static>, bool)> {
             &[("aws:ResourceTag/env", &["prod"])],
             true,
         ),
+        // --- Policy variables (in String and ARN values)
+        (
+            r#"{"StringEquals":{"aws:ResourceTag/owner":"${aws:username}"}}"#,
+            &[
+                ("aws:ResourceTag/owner", &["alice"]),
+                ("aws:username", &["alice"]),
+            ],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"aws:ResourceTag/owner":"${aws:username}"}}"#,
+            &[
+                ("aws:ResourceTag/owner", &["bob"]),
+                ("aws:username", &["alice"]),
+            ],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"aws:ResourceTag/owner":"${aws:username}"}}"#,
+            &[("aws:ResourceTag/owner", &["${aws:username}"])],
+            false,
+        ),
+        (
+            r#"{"StringNotEquals":{"aws:ResourceTag/owner":"${aws:username}"}}"#,
+            &[("aws:ResourceTag/owner", &["${aws:username}"])],
+            true,
+        ),
+        (
+            r#"{"StringEqualsIgnoreCase":{"aws:ResourceTag/owner":"${aws:username}"}}"#,
+            &[
+                ("aws:ResourceTag/owner", &["ALICE"]),
+                ("aws:username", &["alice"]),
+            ],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"aws:ResourceTag/owner":["${aws:username}","ops"]}}"#,
+            &[("aws:ResourceTag/owner", &["ops"])],
+            true,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:path":"home/${aws:username}/*"}}"#,
+            &[
+                ("kms:EncryptionContext:path", &["home/alice/x"]),
+                ("aws:username", &["alice"]),
+            ],
+            true,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:path":"home/${aws:username}/*"}}"#,
+            &[
+                ("kms:EncryptionContext:path", &["home/bob/x"]),
+                ("aws:username", &["alice"]),
+            ],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:team":"${aws:PrincipalTag/team, 'none'}"}}"#,
+            &[("kms:EncryptionContext:team", &["none"])],
+            true,
+        ),
+        (
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::${aws:PrincipalAccount}:user/*"}}"#,
+            &[
+                ("aws:PrincipalArn", &[ALICE]),
+                ("aws:PrincipalAccount", &["111122223333"]),
+            ],
+            true,
+        ),
+        (
+            r#"{"ArnEquals":{"aws:PrincipalArn":"${aws:PrincipalArn}"}}"#,
+            &[("aws:PrincipalArn", &[ALICE])],
+            true,
+        ),
     ]
 }
 

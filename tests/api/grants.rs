@@ -800,3 +800,37 @@ async fn a_grant_names_a_principal_that_exists() {
         .unwrap();
     assert_eq!(grants.len(), 4);
 }
+
+/// In a CreateGrant, `kms:EncryptionContext:<key>` and `kms:EncryptionContextKeys` are the
+/// pairs of the grant's constraint, as AWS sets them there. Before, neither was set: a Deny on
+/// one tenant's context never applied to a grant for that tenant, and a policy requiring every
+/// grant to be constrained (`Null` on the keys) refused every grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_context_condition_keys_apply_to_a_grants_constraint() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"kms:*","Resource":"*"},
+        {"Effect":"Deny","Action":"kms:CreateGrant","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:tenant":"acme"}}},
+        {"Effect":"Deny","Action":"kms:CreateGrant","Resource":"*","Condition":{"Null":{"kms:EncryptionContextKeys":"true"}}}]}"#;
+    let (_, _, user) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "granter", Some(policy)));
+    let grant = |constraints: Option<GrantConstraints>| {
+        user.create_grant()
+            .key_id(&key)
+            .grantee_principal("arn:aws:iam::123456789012:root")
+            .operations(GrantOperation::Decrypt)
+            .set_constraints(constraints)
+            .send()
+    };
+    let acme = GrantConstraints::builder()
+        .encryption_context_subset("tenant", "acme")
+        .build();
+    assert_eq!(code(grant(Some(acme)).await), "AccessDeniedException");
+    assert_eq!(code(grant(None).await), "AccessDeniedException");
+    let other = GrantConstraints::builder()
+        .encryption_context_equals("tenant", "other")
+        .build();
+    grant(Some(other)).await.unwrap();
+}

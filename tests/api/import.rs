@@ -2321,3 +2321,47 @@ async fn material_imported_again_with_a_later_valid_to_serves_on_every_node() {
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
     encrypt_with(&other, &key, b"still served").await;
 }
+
+/// `kms:ValidTo` is set on ImportKeyMaterial (the expiry in seconds since the epoch), so a
+/// policy can cap how long imported material lives. Before, it was never set: a Deny on
+/// material living past a day never applied, and material was imported to live a month.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_to_is_a_condition_key_of_import_key_material() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let day = chrono::Utc::now().timestamp() + 86_400;
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+        {{"Effect":"Allow","Action":"kms:*","Resource":"*"}},
+        {{"Effect":"Deny","Action":"kms:ImportKeyMaterial","Resource":"*","Condition":{{"NumericGreaterThan":{{"kms:ValidTo":"{day}"}}}}}}]}}"#
+    );
+    let (_, _, user) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "importer", Some(&policy)));
+    let material = random(32);
+    let import = |valid_to: i64| {
+        let (user, key, material) = (&user, &key, &material);
+        async move {
+            let (token, public) = parameters(
+                user,
+                key,
+                AlgorithmSpec::RsaesOaepSha1,
+                WrappingKeySpec::Rsa2048,
+            )
+            .await;
+            user.import_key_material()
+                .key_id(key)
+                .import_token(token)
+                .encrypted_key_material(Blob::new(oaep_sha1(&public, material)))
+                .expiration_model(ExpirationModelType::KeyMaterialExpires)
+                .valid_to(DateTime::from_secs(valid_to))
+                .send()
+                .await
+        }
+    };
+    assert_eq!(
+        code(import(day + 30 * 86_400).await),
+        "AccessDeniedException"
+    );
+    import(day - 3_600).await.unwrap();
+}
