@@ -39,7 +39,7 @@ impl Hsm {
         let raw = raw::RawModule::load(&cfg.module);
         let kwp_listed = lists_kwp(raw.as_ref(), slot);
         let pinned = ck(ctx.open_rw_session(slot))?;
-        login(&pinned, &cfg.pin)?;
+        login(&pinned, &info, &cfg.pin)?;
         let wrap = choose_rfc5649(&pinned, raw.as_ref(), &mechs, kwp_listed, &profile)?;
         tracing::debug!(
             token = profile.name,

@@ -45,10 +45,37 @@ pub(super) fn find_slot(
     })
 }
 
-/// `C_Login` as the user; "already logged in" is success (login state is per process).
-pub(super) fn login(session: &Session, pin: &SecretString) -> Result<(), HsmError> {
+/// The PIN (its digest) each token this process logged in to took, by token (label and
+/// serial number): login state is per process, so once one session logged in, the token
+/// checks no PIN another offers.
+static LOGGED_IN: Mutex<std::collections::BTreeMap<String, [u8; 32]>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// `C_Login` as the user on the token `token` describes. "Already logged in" is success (login
+/// state is per process) only for the PIN that logged this process in: the token checks no
+/// PIN then, so a different one (a second custom key store over the same token with a wrong
+/// PIN) is refused here as the token would have refused it.
+pub(super) fn login(
+    session: &Session,
+    token: &cryptoki::slot::TokenInfo,
+    pin: &SecretString,
+) -> Result<(), HsmError> {
+    let key = format!(
+        "{}\u{0}{}",
+        token.label().trim_end(),
+        token.serial_number().trim_end()
+    );
     match session.login(UserType::User, Some(pin)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Ok(()) => {
+            LOGGED_IN.lock().unwrap().insert(key, pin_digest(pin));
+            Ok(())
+        }
+        Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+            match LOGGED_IN.lock().unwrap().get(&key) {
+                Some(took) if *took != pin_digest(pin) => Err(HsmError::PinIncorrect),
+                _ => Ok(()),
+            }
+        }
         Err(CkError::Pkcs11(RvError::PinIncorrect, _))
         | Err(CkError::Pkcs11(RvError::PinInvalid, _))
         | Err(CkError::Pkcs11(RvError::PinLenRange, _)) => Err(HsmError::PinIncorrect),
@@ -266,9 +293,9 @@ impl Inner {
     /// A new session on the token labelled `label`, logged in with `pin` (another token of
     /// the pool; closing it does not affect the token in use).
     pub(super) fn log_in_to(&self, label: &str, pin: &SecretString) -> Result<Session, HsmError> {
-        let (slot, _) = find_slot(&self.ctx, label)?;
+        let (slot, info) = find_slot(&self.ctx, label)?;
         let session = ck(self.ctx.open_rw_session(slot))?;
-        login(&session, pin)?;
+        login(&session, &info, pin)?;
         Ok(session)
     }
 
@@ -280,9 +307,9 @@ impl Inner {
         pin: &SecretString,
         digest: [u8; 32],
     ) -> Result<Opened, (HsmError, Option<[u8; 32]>)> {
-        let (slot, _) = find_slot(&self.ctx, label).map_err(|e| (e, None))?;
+        let (slot, info) = find_slot(&self.ctx, label).map_err(|e| (e, None))?;
         let session = ck(self.ctx.open_rw_session(slot)).map_err(|e| (e, None))?;
-        login(&session, pin).map_err(|e| {
+        login(&session, &info, pin).map_err(|e| {
             let refused = matches!(e, HsmError::PinIncorrect).then_some(digest);
             (e, refused)
         })?;

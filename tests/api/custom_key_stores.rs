@@ -1300,3 +1300,57 @@ async fn a_disconnection_reaches_the_other_node_even_when_the_notifications_are_
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 }
+
+/// Two clusters of one account over the same token: once a store logged the process in to the
+/// token, the token checks no PIN another session offers (`CKR_USER_ALREADY_LOGGED_IN`). A
+/// second store with a wrong PIN is refused all the same (`INVALID_CREDENTIALS`), as the token
+/// would have refused it. Before, it connected with any PIN.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_store_over_a_logged_in_token_still_needs_its_pin() {
+    let mut s = Server::start().await;
+    let label = s.token.add_token();
+    let twin = "cluster-opqrstu2345";
+    let conf = s.token.dir.path().join("partitions.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[partitions]]\ncluster_id = \"{CLUSTER}\"\ntoken_label = \"{label}\"\n{OWNER}\n\
+             [[partitions]]\ncluster_id = \"{twin}\"\ntoken_label = \"{label}\"\n{OWNER}"
+        ),
+    )
+    .unwrap();
+    s.env
+        .push(("KMS_CONFIG".into(), conf.to_str().unwrap().into()));
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    let store = |name: &'static str, cluster: &'static str, pin: &'static str| {
+        let c = &c;
+        async move {
+            create(c, name, cluster, pin)
+                .await
+                .unwrap()
+                .custom_key_store_id
+                .unwrap()
+        }
+    };
+    let first = store("first", CLUSTER, PIN).await;
+    connect(&c, &first).await;
+    assert_eq!(state(&c, &first).await.0, ConnectionStateType::Connected);
+    let wrong = store("wrong", twin, "not-the-pin").await;
+    connect(&c, &wrong).await;
+    assert_eq!(
+        state(&c, &wrong).await,
+        failed(ConnectionErrorCodeType::InvalidCredentials)
+    );
+    assert_eq!(state(&c, &first).await.0, ConnectionStateType::Connected);
+    disconnect(&c, &wrong).await;
+    let update = c
+        .update_custom_key_store()
+        .custom_key_store_id(&wrong)
+        .key_store_password(PIN)
+        .send()
+        .await;
+    update.unwrap();
+    connect(&c, &wrong).await;
+    assert_eq!(state(&c, &wrong).await.0, ConnectionStateType::Connected);
+}
