@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod error;
+mod forwarded;
 pub mod ops;
 pub mod quota;
 pub mod sigv4;
@@ -48,6 +49,9 @@ pub struct ApiState {
     pub auth_guard: Arc<quota::AuthGuard>,
     pub max_connections: usize,
     pub max_connections_per_source: usize,
+    /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed
+    /// (`trusted_proxies`, parsed).
+    pub trusted_proxies: Vec<forwarded::Block>,
     /// The External Key Store proxy API, when logical key stores are configured.
     pub xks: Option<Arc<crate::xks::XksState>>,
     /// The last readiness checks and when they ran (see [`ApiState::recent_readiness`]).
@@ -58,6 +62,10 @@ pub struct ApiState {
 const READINESS_REUSE: Duration = Duration::from_secs(1);
 
 impl ApiState {
+    fn trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        forwarded::trusted(&self.trusted_proxies, ip)
+    }
+
     /// The readiness checks (a database query, a call on the token's pinned session), run at
     /// most once a [`READINESS_REUSE`] however many ask: the API listener's `/readyz` is
     /// unauthenticated, and a flood of it would otherwise queue on the pinned session every
@@ -215,14 +223,20 @@ pub async fn serve(
                     drop(stream);
                     continue;
                 };
-                // And one of its source's share, so that one client cannot hold them all.
-                let Some(share) = sources.take(peer, state.max_connections_per_source) else {
-                    refused += 1;
-                    if refused.is_power_of_two() {
-                        tracing::warn!(refused, limit = state.max_connections_per_source, "a source holds its share of connections; closing its new ones");
-                    }
-                    drop((slot, stream));
-                    continue;
+                // And one of its source's share, so that one client cannot hold them all (a
+                // trusted proxy carries every client's connections: it has no share).
+                let share = if state.trusted_proxy(peer) {
+                    None
+                } else {
+                    let Some(share) = sources.take(peer, state.max_connections_per_source) else {
+                        refused += 1;
+                        if refused.is_power_of_two() {
+                            tracing::warn!(refused, limit = state.max_connections_per_source, "a source holds its share of connections; closing its new ones");
+                        }
+                        drop((slot, stream));
+                        continue;
+                    };
+                    Some(share)
                 };
                 let slot = (slot, share);
                 let _ = stream.set_nodelay(true);
@@ -231,8 +245,11 @@ pub async fn serve(
                     service_fn(move |req| {
                         let (state, serves, tls) = (state.clone(), serves.clone(), tls.clone());
                         async move {
+                            // The client behind a trusted proxy.
+                            let (peer, forwarded_https) =
+                                forwarded::client(&state.trusted_proxies, peer, req.headers());
                             match serves {
-                                Serves::Api => handle(state, peer, tls, req).await,
+                                Serves::Api => handle(state, peer, tls, forwarded_https, req).await,
                                 Serves::Console(c) => Ok(crate::console::handle(&c, &state, peer, tls, req).await),
                             }
                         }
@@ -302,6 +319,7 @@ async fn handle(
     state: Arc<ApiState>,
     peer: std::net::IpAddr,
     tls: Option<Arc<TlsDetails>>,
+    forwarded_https: bool,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if let Some(r) = probe(&state, &req, false).await {
@@ -316,9 +334,11 @@ async fn handle(
     }
     // Every log line of the request, in any layer, carries its request id.
     let span = tracing::info_span!("request", request_id = %request_id);
-    Ok(handle_api(state, peer, tls, req, request_id)
-        .instrument(span)
-        .await)
+    Ok(
+        handle_api(state, peer, tls, forwarded_https, req, request_id)
+            .instrument(span)
+            .await,
+    )
 }
 
 /// A request of the External Key Store proxy API (`crate::xks`), within the request timeout.
@@ -479,10 +499,12 @@ async fn handle_api(
     state: Arc<ApiState>,
     peer: std::net::IpAddr,
     tls: Option<Arc<TlsDetails>>,
+    forwarded_https: bool,
     req: Request<Incoming>,
     request_id: String,
 ) -> Response<Full<Bytes>> {
-    let secure = tls.is_some();
+    // Over TLS to this listener, or to the trusted proxy that forwarded the request.
+    let secure = tls.is_some() || forwarded_https;
     let started = Instant::now();
     let mut info = CallInfo::default();
     let (answered, clock) = crate::deadline::within(

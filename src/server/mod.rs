@@ -152,6 +152,9 @@ pub async fn serve(s: &Settings) -> Result<()> {
         key_generation_timeout: Duration::from_millis(s.key_generation_timeout_ms),
         max_connections: s.max_connections.max(1),
         max_connections_per_source: s.max_connections_per_source.max(1),
+        trusted_proxies: (s.trusted_proxies.iter())
+            .filter_map(|p| crate::policy::condition::parse_cidr(p))
+            .collect(),
         quotas: crate::api::quota::Quotas::new(
             s.quota.crypto_per_second,
             s.quota.management_per_second,

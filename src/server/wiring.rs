@@ -109,6 +109,7 @@ pub async fn open_kms(s: &Settings, store: Arc<dyn Store>) -> Result<Kms> {
             crate::xks::client::XksClient::new(
                 &s.xks_client_ca_file,
                 std::time::Duration::from_millis(s.xks_client_timeout_ms.max(1)),
+                &s.xks_client_endpoints,
             )
             .map_err(|e| anyhow!("the XKS proxy client: {e}"))?,
         ),

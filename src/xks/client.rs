@@ -15,12 +15,40 @@ const MAX_ANSWER: usize = 1 << 20;
 pub struct XksClient {
     tls: tokio_rustls::TlsConnector,
     timeout: Duration,
+    /// The endpoints it may connect to (host lower-cased, port); empty: any.
+    allowed: Vec<(String, u16)>,
+}
+
+/// The host (lower-cased) and port of an XKS proxy endpoint, `https://host[:port]` (a trailing
+/// `/` aside); `None` for anything else.
+pub fn proxy_authority(endpoint: &str) -> Option<(String, u16)> {
+    let authority = endpoint.strip_prefix("https://")?.trim_end_matches('/');
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        // An IPv6 literal's colons are inside its brackets.
+        Some((h, p)) if !p.contains(']') => (h, p.parse::<u16>().ok()?),
+        _ => (authority, 443),
+    };
+    (!host.is_empty()).then(|| (host.to_ascii_lowercase(), port))
 }
 
 impl XksClient {
     /// Trusting the CAs of `ca_file` (a PEM bundle: the public CAs a real proxy's certificate
     /// chains to, or an operator's own).
-    pub fn new(ca_file: &std::path::Path, timeout: Duration) -> Result<XksClient, String> {
+    /// `allowed`: the endpoints it may connect to (`xks_client_endpoints`); empty: any.
+    pub fn new(
+        ca_file: &std::path::Path,
+        timeout: Duration,
+        allowed: &[String],
+    ) -> Result<XksClient, String> {
+        let allowed = allowed
+            .iter()
+            .map(|e| {
+                proxy_authority(e).ok_or_else(|| format!("'{e}' is not an XKS proxy endpoint"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::CertificateDer;
         let mut roots = rustls::RootCertStore::empty();
@@ -38,6 +66,7 @@ impl XksClient {
         Ok(XksClient {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             timeout,
+            allowed,
         })
     }
 
@@ -60,6 +89,14 @@ impl XksClient {
             ),
             None => (authority, 443),
         };
+        // An endpoint the operator did not list is never connected to: it answers as one that
+        // cannot be reached, whatever is there (no port of the node's network is probed).
+        if !self.allowed.is_empty()
+            && !proxy_authority(&t.uri_endpoint).is_some_and(|a| self.allowed.contains(&a))
+        {
+            tracing::warn!(endpoint = %t.uri_endpoint, "an external key store names an XKS proxy endpoint not in xks_client_endpoints; not connecting");
+            return Err(ProxyError::NotReachable);
+        }
         let tcp = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(|_| ProxyError::NotReachable)?;
@@ -135,5 +172,37 @@ impl KeyManager for XksClient {
             (_, "InvalidUriPathException") => ProxyError::InvalidConfiguration,
             _ => ProxyError::Failed(status),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proxy_authority;
+
+    #[test]
+    fn proxy_endpoints_are_read_as_host_and_port() {
+        let a = |e: &str| proxy_authority(e);
+        assert_eq!(
+            a("https://xks.example.com"),
+            Some(("xks.example.com".into(), 443))
+        );
+        assert_eq!(
+            a("https://XKS.example.com:8443/"),
+            Some(("xks.example.com".into(), 8443))
+        );
+        assert_eq!(a("https://127.0.0.1:443"), a("https://127.0.0.1"));
+        assert_eq!(a("https://[::1]:8443"), Some(("[::1]".into(), 8443)));
+        assert_eq!(a("https://[::1]"), Some(("[::1]".into(), 443)));
+        for bad in [
+            "http://xks.example.com",
+            "https://",
+            "https://:443",
+            "https://xks.example.com:port",
+            "https://xks.example.com:70000",
+            "https://xks.example.com/kms",
+            "https://user@xks.example.com",
+        ] {
+            assert_eq!(a(bad), None, "{bad}");
+        }
     }
 }

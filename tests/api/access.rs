@@ -1421,3 +1421,144 @@ async fn grant_is_for_aws_resource_is_set_on_every_grant_call() {
         .grant_id(g.grant_id.unwrap());
     assert_eq!(code(revoke.send().await), "AccessDeniedException");
 }
+
+/// Policy variables are replaced from the request (IAM's `${aws:username}`), in a statement's
+/// Resource and in its String conditions. Before, they were compared as text: a Deny on
+/// `"aws:ResourceTag/frozen-for": "${aws:username}"` never applied, and the frozen user
+/// encrypted with the key frozen for them. In a document of the older Version they are text,
+/// as in IAM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_variables_are_replaced_from_the_request() {
+    let s = Server::start().await;
+    let c = s.client();
+    let frozen = new_key(&c).await;
+    let other = new_key(&c).await;
+    for (key, user) in [(&frozen, "vars"), (&other, "someone-else")] {
+        let tag = aws_sdk_kms::types::Tag::builder()
+            .tag_key("frozen-for")
+            .tag_value(user)
+            .build()
+            .unwrap();
+        c.tag_resource().key_id(key).tags(tag).send().await.unwrap();
+    }
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"},
+        {"Effect":"Allow","Action":"kms:DescribeKey","Resource":"arn:aws:kms:*:${aws:PrincipalAccount}:key/*"},
+        {"Effect":"Deny","Action":"kms:Encrypt","Resource":"*","Condition":{"StringEquals":{"aws:ResourceTag/frozen-for":"${aws:username}"}}}]}"#;
+    let (_, _, user) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "vars", Some(policy)));
+    let encrypt = |k: &str| user.encrypt().key_id(k).plaintext(pt()).send();
+    assert_eq!(code(encrypt(&frozen).await), "AccessDeniedException");
+    encrypt(&other).await.unwrap();
+    user.describe_key().key_id(&frozen).send().await.unwrap();
+
+    // The same statements in a document of Version 2008-10-17: the variables are text.
+    let old = policy.replace("2012-10-17", "2008-10-17");
+    let (_, _, older) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "vars-2008", Some(&old)));
+    older
+        .encrypt()
+        .key_id(&other)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(older.describe_key().key_id(&frozen).send().await),
+        "AccessDeniedException"
+    );
+}
+
+/// The global condition keys of the caller and the request (`aws:PrincipalType`,
+/// `aws:username`, `aws:RequestedRegion`, `aws:EpochTime`) are set, so a Deny on each applies.
+/// Before, none was set and none of these Denies applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_condition_keys_of_the_caller_are_set() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+        {{"Effect":"Allow","Action":"kms:*","Resource":"*"}},
+        {{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*","Condition":{{"StringEquals":{{"aws:PrincipalType":"User"}}}}}},
+        {{"Effect":"Deny","Action":"kms:DescribeKey","Resource":"*","Condition":{{"StringEquals":{{"aws:username":"globals"}}}}}},
+        {{"Effect":"Deny","Action":"kms:ListKeys","Resource":"*","Condition":{{"StringEquals":{{"aws:RequestedRegion":"{REGION}"}}}}}},
+        {{"Effect":"Deny","Action":"kms:GenerateRandom","Resource":"*","Condition":{{"NumericGreaterThan":{{"aws:EpochTime":"1700000000"}}}}}}]}}"#
+    );
+    let (_, _, user) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "globals", Some(&policy)));
+    let denied = |code: String| assert_eq!(code, "AccessDeniedException");
+    denied(code(
+        user.encrypt().key_id(&key).plaintext(pt()).send().await,
+    ));
+    denied(code(user.describe_key().key_id(&key).send().await));
+    denied(code(user.list_keys().send().await));
+    denied(code(user.generate_random().number_of_bytes(8).send().await));
+    // Another user of the account is held to none of the username's Deny.
+    let (_, _, other) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "globals-2", Some(&policy)));
+    other.describe_key().key_id(&key).send().await.unwrap();
+}
+
+/// Behind a reverse proxy listed in `trusted_proxies`, a request is the client's its
+/// `X-Forwarded-For` names (the rightmost address that is not a trusted proxy), over TLS when
+/// its `X-Forwarded-Proto` says so: an `aws:SourceIp` deny list applies to the clients, not to
+/// the proxy, and no address a client writes to the left of its own is believed. Without the
+/// setting the headers say nothing, so a client cannot choose its own `aws:SourceIp`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_forwards_its_clients_address_and_no_one_else_does() {
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"kms:*","Resource":"*"},
+        {"Effect":"Deny","Action":"kms:Encrypt","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"203.0.113.0/24"}}},
+        {"Effect":"Deny","Action":"kms:DescribeKey","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("proxy.toml");
+    std::fs::write(&conf, "trusted_proxies = [\"127.0.0.0/8\"]\n").unwrap();
+    let behind = Server::start_with(&[("KMS_CONFIG", conf.to_str().unwrap())]).await;
+    let direct = Server::start().await;
+    for (s, trusted) in [(&behind, true), (&direct, false)] {
+        let key = new_key(&s.client()).await;
+        let (_, _, user) =
+            tokio::task::block_in_place(|| s.new_user("123456789012", "proxied", Some(policy)));
+        let encrypt = |forwarded: &'static str| {
+            let mut call = user.encrypt().key_id(&key).plaintext(pt()).customize();
+            if !forwarded.is_empty() {
+                call = call.mutate_request(move |r| {
+                    r.headers_mut().insert("x-forwarded-for", forwarded);
+                });
+            }
+            call.send()
+        };
+        encrypt("").await.unwrap();
+        for (forwarded, from_the_list) in [
+            ("203.0.113.7", true),
+            ("203.0.113.7, 127.0.0.1", true),
+            ("198.51.100.1, 203.0.113.7", true),
+            ("203.0.113.7, 198.51.100.1", false),
+            ("203.0.113.7, not-an-address, 127.0.0.1", false),
+        ] {
+            let r = encrypt(forwarded).await;
+            if trusted && from_the_list {
+                assert_eq!(code(r), "AccessDeniedException", "{forwarded}");
+            } else {
+                r.unwrap_or_else(|e| panic!("{forwarded} (trusted {trusted}): {e:?}"));
+            }
+        }
+        let describe = |proto: &'static str| {
+            user.describe_key()
+                .key_id(&key)
+                .customize()
+                .mutate_request(move |r| {
+                    r.headers_mut().insert("x-forwarded-proto", proto);
+                })
+                .send()
+        };
+        assert_eq!(code(describe("http").await), "AccessDeniedException");
+        let https = describe("https").await;
+        if trusted {
+            https.unwrap();
+        } else {
+            assert_eq!(code(https), "AccessDeniedException");
+        }
+    }
+}

@@ -15,6 +15,12 @@ const XKS_SECRET: &str = "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5d2FsZG8xMj
 /// decryption, `enc-only` only for encryption) and trusts its own CA as an XKS client; an SDK
 /// client over TLS.
 async fn setup() -> (Server, aws_sdk_kms::Client, String) {
+    setup_with("", &[]).await
+}
+
+/// [`setup`], with `top` (top-level settings) at the head of the server's settings file and
+/// `env` in its environment.
+async fn setup_with(top: &str, env: &[(&str, &str)]) -> (Server, aws_sdk_kms::Client, String) {
     let dir = tempfile::tempdir().unwrap().keep();
     let (ca, cert, key) = crate::tls::certificates(&dir);
     let mut s = Server::start_with(&[
@@ -95,7 +101,7 @@ async fn setup() -> (Server, aws_sdk_kms::Client, String) {
     std::fs::write(
         &conf,
         format!(
-            "[[xks_stores]]\nuri_path_prefix = \"/ext\"\naccess_key_ids = [\"{XKS_ID}\"]\n\
+            "{top}[[xks_stores]]\nuri_path_prefix = \"/ext\"\naccess_key_ids = [\"{XKS_ID}\"]\n\
              [[xks_stores.keys]]\nxks_key_id = \"ext-1\"\nkey_arn = \"{}\"\n\
              [[xks_stores.keys]]\nxks_key_id = \"enc-only\"\nkey_arn = \"{}\"\nusage = [\"ENCRYPT\"]\n",
             arns[0], arns[1]
@@ -104,6 +110,8 @@ async fn setup() -> (Server, aws_sdk_kms::Client, String) {
     .unwrap();
     s.env
         .push(("KMS_CONFIG".into(), conf.to_str().unwrap().into()));
+    s.env
+        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     tokio::task::block_in_place(|| s.spawn());
     let c = client()(&s);
     (s, c, arns[0].clone())
@@ -442,4 +450,29 @@ async fn a_proxy_that_never_answers_is_an_error_not_a_hang() {
     // The client's timeout here is 5 s (`setup`); far below the test's patience.
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
     held.abort();
+}
+
+/// With `xks_client_endpoints` set, a node connects to no other proxy endpoint: a store naming
+/// one is answered as one that cannot be reached, whatever listens there, so a principal
+/// allowed CreateCustomKeyStore cannot have the node probe its network. (The endpoint named
+/// here is the very proxy the listed name reaches: only the list refuses it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_endpoint_not_listed_is_never_connected_to() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let top = format!("xks_client_endpoints = [\"https://LOCALHOST:{port}/\"]\n");
+    let listen = format!("127.0.0.1:{port}");
+    let (s, c, _) = setup_with(&top, &[("KMS_LISTEN", &listen)]).await;
+    assert_eq!(s.endpoint, format!("https://127.0.0.1:{port}"));
+    assert_eq!(
+        new_store(&c, "unlisted", &s.endpoint, XKS_SECRET)
+            .await
+            .unwrap_err(),
+        "XksProxyUriUnreachableException"
+    );
+    let listed = format!("https://localhost:{port}");
+    new_store(&c, "listed", &listed, XKS_SECRET).await.unwrap();
 }
