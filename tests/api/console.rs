@@ -918,9 +918,11 @@ async fn signing_in_again_and_again_is_throttled_and_holds_ten_sessions() {
     drop(s);
     let s = Server::start_with(&[
         ("KMS_CONSOLE_LISTEN", "127.0.0.1:0"),
-        ("KMS_QUOTA__MANAGEMENT_PER_SECOND", "5"),
+        ("KMS_QUOTA__MANAGEMENT_PER_SECOND", "2"),
     ])
     .await;
+    let (r, first) = sign_in(&s, &s.access_key_id, &s.secret).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let mut statuses = std::collections::BTreeMap::new();
     for _ in 0..20 {
         let (r, cookie) = sign_in(&s, &s.access_key_id, &s.secret).await;
@@ -930,4 +932,9 @@ async fn signing_in_again_and_again_is_throttled_and_holds_ten_sessions() {
         *statuses.entry(r.status().as_u16()).or_insert(0) += 1;
     }
     assert!(statuses.get(&429) >= Some(&5), "{statuses:?}");
+    // The throttled sign-ins ended no session: with fewer than ten let in, the first one lives.
+    assert!(statuses.get(&303) < Some(&9), "{statuses:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (status, _, _) = get(&s, "/console/keys", &first.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{statuses:?}");
 }
