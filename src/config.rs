@@ -64,10 +64,12 @@ pub struct Settings {
     /// Raise it when every client comes through one proxy that does not keep its address.
     pub max_connections_per_source: usize,
     /// Reverse proxies (load balancers) in front of the API and the console, as addresses or
-    /// CIDR blocks. A request one of them forwards is the client's that its `X-Forwarded-For`
-    /// names (the rightmost address that is not a trusted proxy), over TLS when its
-    /// `X-Forwarded-Proto` says `https`: for `aws:SourceIp`, `aws:SecureTransport`, the trail,
-    /// and the failed-authentication and connection budgets per source. Anyone else's
+    /// CIDR blocks: list only the proxies' own addresses. A request one of them forwards is the
+    /// client's that its `X-Forwarded-For` names (the rightmost address that is not a trusted
+    /// proxy), over TLS when its last `X-Forwarded-Proto` says `https`: for `aws:SourceIp`,
+    /// `aws:SecureTransport`, the trail and the failed-authentication budget per source. A
+    /// trusted proxy has no connection share (it carries every client's). The proxy must
+    /// append to `X-Forwarded-For` and overwrite `X-Forwarded-Proto`. Anyone else's
     /// `X-Forwarded-*` headers are ignored. Empty (the default): none.
     pub trusted_proxies: Vec<String>,
     /// Shortest session AssumeRole grants (AWS: 900 seconds).

@@ -250,7 +250,7 @@ pub async fn serve(
                                 forwarded::client(&state.trusted_proxies, peer, req.headers());
                             match serves {
                                 Serves::Api => handle(state, peer, tls, forwarded_https, req).await,
-                                Serves::Console(c) => Ok(crate::console::handle(&c, &state, peer, tls, req).await),
+                                Serves::Console(c) => Ok(crate::console::handle(&c, &state, peer, tls, forwarded_https, req).await),
                             }
                         }
                     })

@@ -2,16 +2,18 @@
 
 use super::*;
 
+/// The settings of a file holding `toml`, nothing from the environment.
+fn load(toml: &str) -> Result<Settings, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("kms.toml");
+    std::fs::write(&f, toml).unwrap();
+    Settings::load_from(Some(&f), std::iter::empty())
+}
+
 /// Partitions: read from `[[partitions]]` tables; a misspelt member, a malformed cluster id
 /// or a cluster listed twice is refused.
 #[test]
 fn partitions_are_read_and_checked() {
-    let load = |toml: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("kms.toml");
-        std::fs::write(&f, toml).unwrap();
-        Settings::load_from(Some(&f), std::iter::empty())
-    };
     let ok =
             load("[[partitions]]\ncluster_id = \"cluster-abcdefg2345\"\ntoken_label = \"a\"\naccounts = [\"111122223333\"]\n")
                 .unwrap();
@@ -269,12 +271,6 @@ fn passwords_are_not_repeated_in_messages() {
 /// an address (a CIDR block) or an XKS proxy endpoint is refused, naming it.
 #[test]
 fn trusted_proxies_and_proxy_endpoints_are_checked() {
-    let load = |toml: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("kms.toml");
-        std::fs::write(&f, toml).unwrap();
-        Settings::load_from(Some(&f), std::iter::empty())
-    };
     let ok = load(
         "trusted_proxies = [\"10.0.0.10\", \"10.0.1.0/24\", \"2001:db8::/32\"]\n\
          xks_client_endpoints = [\"https://xks.example.internal\", \"https://10.0.0.5:8443\"]\n",

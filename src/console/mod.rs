@@ -139,6 +139,8 @@ struct Call<'a> {
     api: &'a ApiState,
     peer: std::net::IpAddr,
     tls: Option<&'a TlsDetails>,
+    /// Over TLS, to this listener or to the trusted proxy that forwarded the request.
+    secure: bool,
     user_agent: String,
     request_id: String,
 }
@@ -153,10 +155,7 @@ impl Call<'_> {
         request: serde_json::Value,
         error: Option<&str>,
     ) -> bool {
-        let identity = who.map(|s| {
-            s.caller(&self.peer.to_string(), self.tls.is_some())
-                .identity()
-        });
+        let identity = who.map(|s| s.caller(&self.peer.to_string(), self.secure).identity());
         let region = who
             .map(|s| s.region.clone())
             .or_else(|| self.api.regions.first().cloned())
@@ -192,14 +191,17 @@ pub async fn handle(
     api: &ApiState,
     peer: std::net::IpAddr,
     tls: Option<Arc<TlsDetails>>,
+    forwarded_https: bool,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let secure = tls.is_some();
+    // Over TLS to this listener, or to the trusted proxy that forwarded the request.
+    let secure = tls.is_some() || forwarded_https;
     let call = Call {
         api,
         peer,
         tls: tls.as_deref(),
+        secure,
         user_agent: format!(
             "kms-console ({})",
             parts

@@ -734,6 +734,7 @@ impl Kms {
         };
         let pin = SecretString::from(String::from_utf8_lossy(&pin).into_owned());
         let cfg = HsmConfig {
+            strict_login: true,
             module: partition.module.clone(),
             token_label: partition.token_label.clone(),
             failover_labels: vec![],

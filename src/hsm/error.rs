@@ -15,6 +15,9 @@ pub enum HsmError {
     PinIncorrect,
     /// The user PIN is locked (too many wrong PINs): the security officer must reset it.
     PinLocked,
+    /// This process is logged in to the token with another PIN, so the token did not check
+    /// this one (`CKR_USER_ALREADY_LOGGED_IN`) and it is refused (strict logins only).
+    LoggedInWithAnotherPin,
     /// A mechanism the service needs is not offered by the token.
     MechanismMissing { what: &'static str },
     /// The root wrapping key (or the MAC key) is not on the token.
@@ -40,6 +43,7 @@ impl HsmError {
             HsmError::TokenNotFound { .. } => "TokenNotFound".into(),
             HsmError::PinIncorrect => "PinIncorrect".into(),
             HsmError::PinLocked => "PinLocked".into(),
+            HsmError::LoggedInWithAnotherPin => "LoggedInWithAnotherPin".into(),
             HsmError::MechanismMissing { .. } => "MechanismMissing".into(),
             HsmError::ServiceKeyMissing { .. } => "ServiceKeyMissing".into(),
             HsmError::Call { rv, .. } => format!("{rv:?}"),
@@ -52,11 +56,13 @@ impl HsmError {
 
     /// The token refused the PIN offered (wrong, or not a PIN it could hold).
     pub fn is_pin_incorrect(&self) -> bool {
-        matches!(self, HsmError::PinIncorrect)
-            || matches!(
-                self.rv(),
-                Some(RvError::PinIncorrect | RvError::PinLenRange | RvError::PinInvalid)
-            )
+        matches!(
+            self,
+            HsmError::PinIncorrect | HsmError::LoggedInWithAnotherPin
+        ) || matches!(
+            self.rv(),
+            Some(RvError::PinIncorrect | RvError::PinLenRange | RvError::PinInvalid)
+        )
     }
 
     /// The token's user PIN is locked (too many wrong PINs).
@@ -105,6 +111,10 @@ impl fmt::Display for HsmError {
             HsmError::PinLocked => write!(
                 f,
                 "the user PIN is locked (CKR_PIN_LOCKED); the security officer must reset it"
+            ),
+            HsmError::LoggedInWithAnotherPin => write!(
+                f,
+                "this process is logged in to the token with another PIN, so the token did not check this one (CKR_USER_ALREADY_LOGGED_IN): refused; if the token's PIN was changed, disconnect every custom key store using the token and connect again"
             ),
             HsmError::MechanismMissing { what } => write!(
                 f,

@@ -77,6 +77,12 @@ pub struct HsmConfig {
     /// secret key material by removing the padding in the service (the material passes
     /// through this process's memory): see `Capabilities::oaep_sha256_import_in_service`.
     pub oaep_sha256_import_in_service: bool,
+    /// Hold every login to the token to the PIN that logged this process in to it (a custom
+    /// key store's partition, whose PIN is what admits a store: another store over the same
+    /// token, answered "already logged in", must offer the same PIN). Off for the service's
+    /// own token, whose PIN comes from the operator (a PIN changed on the token is taken at
+    /// the next login even while old sessions live).
+    pub strict_login: bool,
 }
 
 #[derive(Clone)]
@@ -95,6 +101,7 @@ struct Inner {
     current: std::sync::atomic::AtomicUsize,
     pin: Mutex<SecretString>,
     pin_file: Option<std::path::PathBuf>,
+    login: session::LoginRule,
     slot: Mutex<Slot>,
     caps: Capabilities,
     /// Logged in for the life of the process; owns every unwrapped session object.

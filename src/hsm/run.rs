@@ -39,7 +39,11 @@ impl Hsm {
         let raw = raw::RawModule::load(&cfg.module);
         let kwp_listed = lists_kwp(raw.as_ref(), slot);
         let pinned = ck(ctx.open_rw_session(slot))?;
-        login(&pinned, &info, &cfg.pin)?;
+        let login_rule = session::LoginRule {
+            module: cfg.module.clone(),
+            strict: cfg.strict_login,
+        };
+        login(&pinned, &login_rule, &info, &cfg.pin)?;
         let wrap = choose_rfc5649(&pinned, raw.as_ref(), &mechs, kwp_listed, &profile)?;
         tracing::debug!(
             token = profile.name,
@@ -90,6 +94,7 @@ impl Hsm {
                 current: std::sync::atomic::AtomicUsize::new(current),
                 pin: Mutex::new(cfg.pin.clone()),
                 pin_file: cfg.pin_file.clone(),
+                login: login_rule,
                 slot: Mutex::new(slot),
                 caps,
                 pinned,

@@ -45,37 +45,51 @@ pub(super) fn find_slot(
     })
 }
 
-/// The PIN (its digest) each token this process logged in to took, by token (label and
-/// serial number): login state is per process, so once one session logged in, the token
+/// The PIN (its digest) each token this process logged in to took, by module and token (label
+/// and serial number): login state is per process, so once one session logged in, the token
 /// checks no PIN another offers.
 static LOGGED_IN: Mutex<std::collections::BTreeMap<String, [u8; 32]>> =
     Mutex::new(std::collections::BTreeMap::new());
 
-/// `C_Login` as the user on the token `token` describes. "Already logged in" is success (login
-/// state is per process) only for the PIN that logged this process in: the token checks no
-/// PIN then, so a different one (a second custom key store over the same token with a wrong
-/// PIN) is refused here as the token would have refused it.
+/// How an [`Hsm`] logs in to its tokens.
+pub(super) struct LoginRule {
+    /// The PKCS#11 module's path: with the token's label and serial number, which token.
+    pub module: String,
+    /// Hold a login the token does not check (this process is logged in to it already) to the
+    /// PIN that logged in ([`HsmConfig::strict_login`]).
+    pub strict: bool,
+}
+
+/// `C_Login` as the user on the token `token` describes; "already logged in" is success (login
+/// state is per process). Under a strict rule, only for the PIN that logged this process in:
+/// the token checks no PIN then, so a different one (a second custom key store over the same
+/// token with a wrong PIN) is refused here, as the token would have refused it.
 pub(super) fn login(
     session: &Session,
+    rule: &LoginRule,
     token: &cryptoki::slot::TokenInfo,
     pin: &SecretString,
 ) -> Result<(), HsmError> {
     let key = format!(
-        "{}\u{0}{}",
+        "{}\u{0}{}\u{0}{}",
+        rule.module,
         token.label().trim_end(),
         token.serial_number().trim_end()
     );
+    let digest = pin_digest(pin);
+    // Held across C_Login: a login racing another on the same token finds its PIN recorded.
+    let mut logged_in = LOGGED_IN.lock().unwrap();
     match session.login(UserType::User, Some(pin)) {
         Ok(()) => {
-            LOGGED_IN.lock().unwrap().insert(key, pin_digest(pin));
+            logged_in.insert(key, digest);
             Ok(())
         }
-        Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
-            match LOGGED_IN.lock().unwrap().get(&key) {
-                Some(took) if *took != pin_digest(pin) => Err(HsmError::PinIncorrect),
-                _ => Ok(()),
-            }
-        }
+        Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => match logged_in.get(&key) {
+            Some(took) if *took == digest => Ok(()),
+            _ if !rule.strict => Ok(()),
+            // Another PIN logged in (or one this process did not record): not checked, refused.
+            _ => Err(HsmError::LoggedInWithAnotherPin),
+        },
         Err(CkError::Pkcs11(RvError::PinIncorrect, _))
         | Err(CkError::Pkcs11(RvError::PinInvalid, _))
         | Err(CkError::Pkcs11(RvError::PinLenRange, _)) => Err(HsmError::PinIncorrect),
@@ -295,7 +309,7 @@ impl Inner {
     pub(super) fn log_in_to(&self, label: &str, pin: &SecretString) -> Result<Session, HsmError> {
         let (slot, info) = find_slot(&self.ctx, label)?;
         let session = ck(self.ctx.open_rw_session(slot))?;
-        login(&session, &info, pin)?;
+        login(&session, &self.login, &info, pin)?;
         Ok(session)
     }
 
@@ -309,7 +323,7 @@ impl Inner {
     ) -> Result<Opened, (HsmError, Option<[u8; 32]>)> {
         let (slot, info) = find_slot(&self.ctx, label).map_err(|e| (e, None))?;
         let session = ck(self.ctx.open_rw_session(slot)).map_err(|e| (e, None))?;
-        login(&session, &info, pin).map_err(|e| {
+        login(&session, &self.login, &info, pin).map_err(|e| {
             let refused = matches!(e, HsmError::PinIncorrect).then_some(digest);
             (e, refused)
         })?;

@@ -51,6 +51,7 @@ pub async fn connect_migrated_store(s: &Settings) -> Result<Arc<dyn Store>> {
 
 pub async fn open_hsm(s: &Settings) -> Result<Hsm> {
     let cfg = HsmConfig {
+        strict_login: false,
         module: s.hsm.module.clone(),
         token_label: s.hsm.token_label.clone(),
         failover_labels: s.hsm.failover_labels.clone(),

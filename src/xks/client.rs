@@ -76,28 +76,24 @@ impl XksClient {
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), ProxyError> {
-        let rest = t
-            .uri_endpoint
-            .strip_prefix("https://")
-            .ok_or(ProxyError::InvalidConfiguration)?;
-        let authority = rest.trim_end_matches('/');
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| ProxyError::InvalidConfiguration)?,
-            ),
-            None => (authority, 443),
-        };
+        // One reading of the endpoint, for the allow-list and the connection alike.
+        let (host, port) =
+            proxy_authority(&t.uri_endpoint).ok_or(ProxyError::InvalidConfiguration)?;
+        let authority = (t.uri_endpoint.strip_prefix("https://"))
+            .ok_or(ProxyError::InvalidConfiguration)?
+            .trim_end_matches('/');
         // An endpoint the operator did not list is never connected to: it answers as one that
         // cannot be reached, whatever is there (no port of the node's network is probed).
-        if !self.allowed.is_empty()
-            && !proxy_authority(&t.uri_endpoint).is_some_and(|a| self.allowed.contains(&a))
-        {
+        if !self.allowed.is_empty() && !self.allowed.contains(&(host.clone(), port)) {
             tracing::warn!(endpoint = %t.uri_endpoint, "an external key store names an XKS proxy endpoint not in xks_client_endpoints; not connecting");
             return Err(ProxyError::NotReachable);
         }
-        let tcp = tokio::net::TcpStream::connect((host, port))
+        // An IPv6 literal is written in brackets; the socket and the TLS name take it bare.
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|_| ProxyError::NotReachable)?;
         let _ = tcp.set_nodelay(true);

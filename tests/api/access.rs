@@ -1498,6 +1498,27 @@ async fn global_condition_keys_of_the_caller_are_set() {
     let (_, _, other) =
         tokio::task::block_in_place(|| s.new_user("123456789012", "globals-2", Some(&policy)));
     other.describe_key().key_id(&key).send().await.unwrap();
+
+    // A role's session is an AssumedRole and has no user name.
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/admin"},"Action":"sts:AssumeRole","Resource":"*"}]}"#;
+    let role = tokio::task::block_in_place(|| s.create_role("123456789012", "globals", trust));
+    let role_policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"kms:*","Resource":"*"},
+        {"Effect":"Deny","Action":"kms:Encrypt","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalType":"AssumedRole"}}},
+        {"Effect":"Deny","Action":"kms:DescribeKey","Resource":"*","Condition":{"Null":{"aws:username":"false"}}}]}"#;
+    tokio::task::block_in_place(|| s.put_user_policy(&role, "use", role_policy));
+    let assumed = crate::roles::sts(&s, &s.access_key_id, &s.secret)
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("globals")
+        .send()
+        .await
+        .unwrap();
+    let session = crate::roles::kms_with_session(&s, assumed.credentials().unwrap());
+    denied(code(
+        session.encrypt().key_id(&key).plaintext(pt()).send().await,
+    ));
+    session.describe_key().key_id(&key).send().await.unwrap();
 }
 
 /// Behind a reverse proxy listed in `trusted_proxies`, a request is the client's its

@@ -23,17 +23,25 @@ pub(crate) async fn with_partition() -> (Server, String) {
 }
 
 async fn with_partition_and(env: &[(&str, &str)]) -> (Server, String) {
-    let mut s = Server::start_with(env).await;
-    let label = s.token.add_token();
-    let conf = s.token.dir.path().join("partitions.toml");
-    std::fs::write(
-        &conf,
+    with_partitions(env, |label| {
         format!(
             "[[partitions]]\ncluster_id = \"{CLUSTER}\"\ntoken_label = \"{label}\"\n{OWNER}\n\
              [[partitions]]\ncluster_id = \"{OTHER_CLUSTER}\"\ntoken_label = \"no-such-token\"\n{OWNER}"
-        ),
-    )
-    .unwrap();
+        )
+    })
+    .await
+}
+
+/// A server with a partition token (another slot of the same module) and the settings
+/// `partitions` writes for its label; the label.
+async fn with_partitions(
+    env: &[(&str, &str)],
+    partitions: impl Fn(&str) -> String,
+) -> (Server, String) {
+    let mut s = Server::start_with(env).await;
+    let label = s.token.add_token();
+    let conf = s.token.dir.path().join("partitions.toml");
+    std::fs::write(&conf, partitions(&label)).unwrap();
     s.env
         .push(("KMS_CONFIG".into(), conf.to_str().unwrap().into()));
     tokio::task::block_in_place(|| s.spawn());
@@ -1307,21 +1315,14 @@ async fn a_disconnection_reaches_the_other_node_even_when_the_notifications_are_
 /// would have refused it. Before, it connected with any PIN.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_store_over_a_logged_in_token_still_needs_its_pin() {
-    let mut s = Server::start().await;
-    let label = s.token.add_token();
     let twin = "cluster-opqrstu2345";
-    let conf = s.token.dir.path().join("partitions.toml");
-    std::fs::write(
-        &conf,
+    let (s, _) = with_partitions(&[], |label| {
         format!(
             "[[partitions]]\ncluster_id = \"{CLUSTER}\"\ntoken_label = \"{label}\"\n{OWNER}\n\
              [[partitions]]\ncluster_id = \"{twin}\"\ntoken_label = \"{label}\"\n{OWNER}"
-        ),
-    )
-    .unwrap();
-    s.env
-        .push(("KMS_CONFIG".into(), conf.to_str().unwrap().into()));
-    tokio::task::block_in_place(|| s.spawn());
+        )
+    })
+    .await;
     let c = s.client();
     let store = |name: &'static str, cluster: &'static str, pin: &'static str| {
         let c = &c;

@@ -114,6 +114,24 @@ async fn import_oaep(
 /// Fresh import parameters (RSAES_OAEP_SHA_1, RSA_2048), then `material` wrapped under them
 /// and imported to expire at `valid_to` (Unix seconds).
 async fn import_expiring(c: &aws_sdk_kms::Client, key: &str, material: &[u8], valid_to: i64) {
+    try_import_expiring(c, key, material, valid_to)
+        .await
+        .unwrap();
+}
+
+/// [`import_expiring`], its answer.
+async fn try_import_expiring(
+    c: &aws_sdk_kms::Client,
+    key: &str,
+    material: &[u8],
+    valid_to: i64,
+) -> Result<
+    aws_sdk_kms::operation::import_key_material::ImportKeyMaterialOutput,
+    aws_sdk_kms::error::SdkError<
+        aws_sdk_kms::operation::import_key_material::ImportKeyMaterialError,
+        aws_sdk_kms::config::http::HttpResponse,
+    >,
+> {
     let (token, public) = parameters(
         c,
         key,
@@ -129,7 +147,6 @@ async fn import_expiring(c: &aws_sdk_kms::Client, key: &str, material: &[u8], va
         .valid_to(DateTime::from_secs(valid_to))
         .send()
         .await
-        .unwrap();
 }
 
 /// Open one of this service's v1 ciphertexts outside it, with the raw key.
@@ -2339,26 +2356,7 @@ async fn valid_to_is_a_condition_key_of_import_key_material() {
     let (_, _, user) =
         tokio::task::block_in_place(|| s.new_user("123456789012", "importer", Some(&policy)));
     let material = random(32);
-    let import = |valid_to: i64| {
-        let (user, key, material) = (&user, &key, &material);
-        async move {
-            let (token, public) = parameters(
-                user,
-                key,
-                AlgorithmSpec::RsaesOaepSha1,
-                WrappingKeySpec::Rsa2048,
-            )
-            .await;
-            user.import_key_material()
-                .key_id(key)
-                .import_token(token)
-                .encrypted_key_material(Blob::new(oaep_sha1(&public, material)))
-                .expiration_model(ExpirationModelType::KeyMaterialExpires)
-                .valid_to(DateTime::from_secs(valid_to))
-                .send()
-                .await
-        }
-    };
+    let import = |valid_to: i64| try_import_expiring(&user, &key, &material, valid_to);
     assert_eq!(
         code(import(day + 30 * 86_400).await),
         "AccessDeniedException"
