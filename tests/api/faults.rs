@@ -187,7 +187,15 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        tokio::time::sleep(Duration::from_millis(150 + (seed >> 33) % 600)).await;
+        // Each round kills the server at a random moment after its first acknowledged data
+        // key (a slow token on a loaded machine may take longer than a fixed window to give
+        // one), so every round has something to lose.
+        let before = acked.lock().unwrap().len();
+        let waiting = std::time::Instant::now();
+        while acked.lock().unwrap().len() == before && waiting.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis((seed >> 33) % 600)).await;
         tokio::task::block_in_place(|| s.kill9());
         for w in workers {
             let _ = w.await;

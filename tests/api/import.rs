@@ -2328,12 +2328,19 @@ async fn material_imported_again_with_a_later_valid_to_serves_on_every_node() {
     let c = s.client();
     let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
     let material = random(32);
-    let first = chrono::Utc::now().timestamp() + 4;
+    // Far enough ahead that the second node starts, loads the material and the second import
+    // lands before the first ValidTo (import parameters are an RSA key pair: seconds on a
+    // slow token under load).
+    let first = chrono::Utc::now().timestamp() + 30;
     import_expiring(&c, &key, &material, first).await;
     let node = tokio::task::block_in_place(|| s.second_node());
     let other = s.client_of(&node, &s.access_key_id, &s.secret);
     encrypt_with(&other, &key, b"loaded there").await;
     import_expiring(&c, &key, &material, first + 86_400).await;
+    assert!(
+        chrono::Utc::now().timestamp() < first,
+        "the second import landed after the first ValidTo: the test proves nothing"
+    );
     let wait = (first + 1 - chrono::Utc::now().timestamp()).max(0) as u64;
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
     encrypt_with(&other, &key, b"still served").await;
