@@ -78,21 +78,26 @@ pub(crate) async fn import(
         .map_err(|e| code::<(), _>(Err(e)))
 }
 
-/// Fresh import parameters (RSAES_OAEP_SHA_1, RSA_2048), then `material` wrapped under them
-/// with `import_type` and `key_material_id`, not expiring.
-async fn import_oaep(
-    c: &aws_sdk_kms::Client,
-    key: &str,
-    material: &[u8],
-    import_type: Option<aws_sdk_kms::types::ImportType>,
-    key_material_id: Option<String>,
-) -> Result<
+/// What ImportKeyMaterial answers through the SDK.
+type Imported = Result<
     aws_sdk_kms::operation::import_key_material::ImportKeyMaterialOutput,
     aws_sdk_kms::error::SdkError<
         aws_sdk_kms::operation::import_key_material::ImportKeyMaterialError,
         aws_sdk_kms::config::http::HttpResponse,
     >,
-> {
+>;
+
+/// Fresh import parameters (RSAES_OAEP_SHA_1, RSA_2048), then `material` wrapped under them
+/// and imported to expire at `valid_to` (Unix seconds) or never, with `import_type` and
+/// `key_material_id`.
+async fn import_wrapped(
+    c: &aws_sdk_kms::Client,
+    key: &str,
+    material: &[u8],
+    valid_to: Option<i64>,
+    import_type: Option<aws_sdk_kms::types::ImportType>,
+    key_material_id: Option<String>,
+) -> Imported {
     let (token, public) = parameters(
         c,
         key,
@@ -100,19 +105,34 @@ async fn import_oaep(
         WrappingKeySpec::Rsa2048,
     )
     .await;
+    let model = match valid_to {
+        Some(_) => ExpirationModelType::KeyMaterialExpires,
+        None => ExpirationModelType::KeyMaterialDoesNotExpire,
+    };
     c.import_key_material()
         .key_id(key)
         .import_token(token)
         .encrypted_key_material(Blob::new(oaep_sha1(&public, material)))
-        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .expiration_model(model)
+        .set_valid_to(valid_to.map(DateTime::from_secs))
         .set_import_type(import_type)
         .set_key_material_id(key_material_id)
         .send()
         .await
 }
 
-/// Fresh import parameters (RSAES_OAEP_SHA_1, RSA_2048), then `material` wrapped under them
-/// and imported to expire at `valid_to` (Unix seconds).
+/// [`import_wrapped`], not expiring.
+async fn import_oaep(
+    c: &aws_sdk_kms::Client,
+    key: &str,
+    material: &[u8],
+    import_type: Option<aws_sdk_kms::types::ImportType>,
+    key_material_id: Option<String>,
+) -> Imported {
+    import_wrapped(c, key, material, None, import_type, key_material_id).await
+}
+
+/// [`import_wrapped`] to expire at `valid_to` (Unix seconds).
 async fn import_expiring(c: &aws_sdk_kms::Client, key: &str, material: &[u8], valid_to: i64) {
     try_import_expiring(c, key, material, valid_to)
         .await
@@ -125,28 +145,8 @@ async fn try_import_expiring(
     key: &str,
     material: &[u8],
     valid_to: i64,
-) -> Result<
-    aws_sdk_kms::operation::import_key_material::ImportKeyMaterialOutput,
-    aws_sdk_kms::error::SdkError<
-        aws_sdk_kms::operation::import_key_material::ImportKeyMaterialError,
-        aws_sdk_kms::config::http::HttpResponse,
-    >,
-> {
-    let (token, public) = parameters(
-        c,
-        key,
-        AlgorithmSpec::RsaesOaepSha1,
-        WrappingKeySpec::Rsa2048,
-    )
-    .await;
-    c.import_key_material()
-        .key_id(key)
-        .import_token(token)
-        .encrypted_key_material(Blob::new(oaep_sha1(&public, material)))
-        .expiration_model(ExpirationModelType::KeyMaterialExpires)
-        .valid_to(DateTime::from_secs(valid_to))
-        .send()
-        .await
+) -> Imported {
+    import_wrapped(c, key, material, Some(valid_to), None, None).await
 }
 
 /// Open one of this service's v1 ciphertexts outside it, with the raw key.
