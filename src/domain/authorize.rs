@@ -130,6 +130,7 @@ impl Kms {
             action: action.to_string(),
             resource: rec.map(KeyRecord::arn).unwrap_or_else(|| "*".into()),
             context: Default::default(),
+            alternatives: Default::default(),
         };
         let mut put = |k: &str, v: Vec<String>| {
             r.context.insert(k.to_ascii_lowercase(), v);
@@ -196,10 +197,20 @@ impl Kms {
         }
         if let Some(ctx) = ctx {
             for (k, v) in ctx {
-                put(&format!("kms:EncryptionContext:{k}"), vec![v.clone()]);
+                // Condition key names are not case-sensitive, so `Stage` and `stage` are one
+                // key: it holds both values, as alternatives (`policy::Request::alternatives`).
+                let key = format!("kms:encryptioncontext:{}", k.to_ascii_lowercase());
+                let values = r.context.entry(key.clone()).or_default();
+                values.push(v.clone());
+                if values.len() > 1 {
+                    r.alternatives.insert(key);
+                }
             }
             if !ctx.is_empty() {
-                put("kms:EncryptionContextKeys", ctx.keys().cloned().collect());
+                r.context.insert(
+                    "kms:encryptioncontextkeys".into(),
+                    ctx.keys().cloned().collect(),
+                );
             }
         }
         r

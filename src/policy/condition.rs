@@ -3,6 +3,7 @@
 //! the request makes a condition false, except for negated operators (true), `…IfExists`
 //! (true) and `Null` (which tests for it).
 
+use super::document::Effect;
 use super::variables::{self, Piece};
 use super::{glob, glob_tokens, tokens, Request, Tok};
 use serde_json::Value;
@@ -366,7 +367,8 @@ fn compare(op: Op, request: f64, policy: f64) -> bool {
 }
 
 impl Condition {
-    pub fn holds(&self, req: &Request) -> bool {
+    /// Whether the condition holds for the request, in a statement of `effect`.
+    pub fn holds(&self, req: &Request, effect: Effect) -> bool {
         let present = req.value(&self.key).filter(|v| !v.is_empty());
         if self.op == Op::Null {
             let want_absent = self.values.iter().any(|v| v.eq_ignore_ascii_case("true"));
@@ -379,6 +381,20 @@ impl Condition {
                 None => self.if_exists || self.op.negated(),
             };
         };
+        if values.len() > 1 && req.alternatives.contains(&self.key) {
+            // The request holds one of these values, and which one is ambiguous: read it the
+            // way that lets fewer requests through (fail closed).
+            let one = |v: &String| self.holds_on(std::slice::from_ref(v), req);
+            return match effect {
+                Effect::Allow => values.iter().all(one),
+                Effect::Deny => values.iter().any(one),
+            };
+        }
+        self.holds_on(values, req)
+    }
+
+    /// Whether the condition holds for `values`, the request's values of its key.
+    fn holds_on(&self, values: &[String], req: &Request) -> bool {
         let positive = self.op.positive();
         // Does one request value match any policy value (positive form)?
         let resolved: Option<Vec<Option<Vec<Piece>>>> = self.variables.then(|| {

@@ -395,7 +395,7 @@ impl Statement {
         if resource == self.not_resource {
             return None;
         }
-        if !self.conditions.iter().all(|c| c.holds(req)) {
+        if !self.conditions.iter().all(|c| c.holds(req, self.effect)) {
             return None;
         }
         Some(m)

@@ -20,7 +20,7 @@ mod tests;
 
 pub use document::{parse, parse_new, PolicyDocument, PolicyKind};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything evaluation needs to know about one request.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +37,12 @@ pub struct Request {
     pub resource: String,
     /// Condition keys (lower-cased names) and their values.
     pub context: BTreeMap<String, Vec<String>>,
+    /// Condition keys (lower-cased) whose values are alternatives: the request holds one of
+    /// them under that name, and which one is ambiguous. Encryption context keys that differ
+    /// only in case (`Stage`, `stage`) are one condition key, `kms:EncryptionContext:stage`.
+    /// A condition on such a key is read the strict way for its statement: an Allow's must
+    /// hold for every alternative, a Deny's for any ([`condition::Condition::holds`]).
+    pub alternatives: BTreeSet<String>,
 }
 
 impl Request {

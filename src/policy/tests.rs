@@ -13,6 +13,7 @@ fn base() -> Request {
         action: "kms:Encrypt".into(),
         resource: KEY.into(),
         context: Default::default(),
+        alternatives: Default::default(),
     }
 }
 
@@ -902,6 +903,124 @@ fn conditions() {
         let got = evaluate(&doc, &req) == Outcome::Allow(PrincipalMatch::Direct);
         assert_eq!(got, *expect, "case {i}: {cond} with {ctx:?}");
     }
+}
+
+/// Encryption context keys that differ only in case (`Tenant`, `tenant`) are one condition key
+/// holding two values, and the request holds one of them: an Allow's condition must hold for
+/// both, a Deny's for either. Before, the key that sorted last was the only value, so a
+/// caller chose which of its values a policy saw.
+#[test]
+fn encryption_context_keys_that_differ_in_case_are_read_strictly() {
+    let twins = |values: &[&str]| {
+        let mut r = base().with("kms:EncryptionContext:tenant", values);
+        if values.len() > 1 {
+            r.alternatives.insert("kms:encryptioncontext:tenant".into());
+        }
+        r
+    };
+    let deny = |condition: &str| {
+        let text = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:*","Resource":"*"}},{{"Effect":"Deny","Action":"kms:*","Resource":"*","Condition":{condition}}}]}}"#
+        );
+        parse(&text, PolicyKind::Identity).unwrap()
+    };
+    let allowed = |doc: &PolicyDocument, req: &Request| {
+        evaluate(doc, req) == Outcome::Allow(PrincipalMatch::Direct)
+    };
+    let cases: &[(&str, bool, &[&str], bool)] = &[
+        // (condition, in a Deny statement, the request's values, allowed)
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:tenant":"a"}}"#,
+            false,
+            &["a"],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:tenant":"a"}}"#,
+            false,
+            &["b", "a"],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:tenant":"a"}}"#,
+            false,
+            &["a", "a"],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:tenant":["a","b"]}}"#,
+            false,
+            &["b", "a"],
+            true,
+        ),
+        (
+            r#"{"StringNotEquals":{"kms:EncryptionContext:tenant":"b"}}"#,
+            false,
+            &["a", "b"],
+            false,
+        ),
+        (
+            r#"{"StringLike":{"kms:EncryptionContext:tenant":"a*"}}"#,
+            false,
+            &["ab", "b"],
+            false,
+        ),
+        (
+            r#"{"ForAnyValue:StringEquals":{"kms:EncryptionContext:tenant":"a"}}"#,
+            false,
+            &["a", "b"],
+            false,
+        ),
+        (
+            r#"{"StringNotEquals":{"kms:EncryptionContext:tenant":"a"}}"#,
+            true,
+            &["a"],
+            true,
+        ),
+        (
+            r#"{"StringNotEquals":{"kms:EncryptionContext:tenant":"a"}}"#,
+            true,
+            &["b", "a"],
+            false,
+        ),
+        (
+            r#"{"StringNotEquals":{"kms:EncryptionContext:tenant":"a"}}"#,
+            true,
+            &["a", "a"],
+            true,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:tenant":"b"}}"#,
+            true,
+            &["a", "b"],
+            false,
+        ),
+        (
+            r#"{"StringEquals":{"kms:EncryptionContext:tenant":"b"}}"#,
+            true,
+            &["a", "c"],
+            true,
+        ),
+    ];
+    for (i, (condition, in_deny, values, expect)) in cases.iter().enumerate() {
+        let doc = if *in_deny {
+            deny(condition)
+        } else {
+            identity(condition)
+        };
+        assert_eq!(
+            allowed(&doc, &twins(values)),
+            *expect,
+            "case {i}: {condition} (deny: {in_deny}) with {values:?}"
+        );
+    }
+    // A multi-valued key that is not a set of alternatives keeps IAM's reading: one value
+    // that matches is enough for a condition without a qualifier.
+    let keys = base().with("kms:EncryptionContextKeys", &["b", "a"]);
+    assert!(allowed(
+        &identity(r#"{"StringEquals":{"kms:EncryptionContextKeys":"a"}}"#),
+        &keys
+    ));
 }
 
 fn key_policy(statements: &str) -> PolicyDocument {

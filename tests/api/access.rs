@@ -1583,3 +1583,62 @@ async fn a_trusted_proxy_forwards_its_clients_address_and_no_one_else_does() {
         }
     }
 }
+
+/// Encryption context keys that differ only in case (`Tenant`, `tenant`) are one condition
+/// key, `kms:EncryptionContext:tenant`, to a policy. Before, it held the value of the key that
+/// sorted last, so a caller chose which value its policy saw: allowed only `tenant=alice`, it
+/// encrypted with `tenant=alice` beside `Tenant=bob`, and a Deny unless `tenant=alice` never
+/// applied to it. Now an Allow's condition must hold for each such value, a Deny's for any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_context_keys_that_differ_only_in_case_cannot_choose_what_a_policy_sees() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = root
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    let arn = key.arn.clone().unwrap();
+    let scoped = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:Encrypt","Resource":"{arn}","Condition":{{"StringEquals":{{"kms:EncryptionContext:tenant":"alice"}}}}}}]}}"#
+    );
+    let denied_unless = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:Encrypt","Resource":"{arn}"}},{{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*","Condition":{{"StringNotEquals":{{"kms:EncryptionContext:tenant":"alice"}}}}}}]}}"#
+    );
+    let (_, _, alice) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "alice", Some(&scoped)));
+    let (_, _, carol) =
+        tokio::task::block_in_place(|| s.new_user("123456789012", "carol", Some(&denied_unless)));
+    for (who, user) in [("alice", &alice), ("carol", &carol)] {
+        let encrypt = |pairs: &[(&str, &str)]| {
+            let mut req = user.encrypt().key_id(&key.key_id).plaintext(pt());
+            for (k, v) in pairs {
+                req = req.encryption_context(*k, *v);
+            }
+            req.send()
+        };
+        // What the policy allows, alone and beside a twin that says the same.
+        encrypt(&[("tenant", "alice")]).await.unwrap();
+        encrypt(&[("Tenant", "alice"), ("tenant", "alice")])
+            .await
+            .unwrap_or_else(|e| panic!("{who}: {e:?}"));
+        // A twin that says otherwise, on either side of the sort.
+        for pairs in [
+            [("Tenant", "bob"), ("tenant", "alice")],
+            [("Tenant", "alice"), ("tenant", "bob")],
+            [("TENANT", "bob"), ("tenant", "alice")],
+        ] {
+            assert_eq!(
+                code(encrypt(&pairs).await),
+                "AccessDeniedException",
+                "{who} with {pairs:?}"
+            );
+        }
+        assert_eq!(
+            code(encrypt(&[("tenant", "bob")]).await),
+            "AccessDeniedException"
+        );
+    }
+}

@@ -938,3 +938,56 @@ async fn signing_in_again_and_again_is_throttled_and_holds_ten_sessions() {
     let (status, _, _) = get(&s, "/console/keys", &first.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{statuses:?}");
 }
+
+/// Behind a TLS-terminating proxy listed in `trusted_proxies`, the console serves the client
+/// the proxy names: the sign-in cookie is the `Secure` `__Host-` one when the proxy took HTTPS,
+/// and one client's failed sign-ins throttle that client, not every client behind the proxy.
+/// Without the setting the same headers change nothing: every caller is the proxy.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_the_console_serves_the_proxys_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("proxy.toml");
+    std::fs::write(&conf, "trusted_proxies = [\"127.0.0.0/8\"]\n").unwrap();
+    let common = [
+        ("KMS_CONSOLE_LISTEN", "127.0.0.1:0"),
+        ("KMS_QUOTA__AUTH_FAILURES_PER_SECOND", "1"),
+        ("KMS_QUOTA__AUTH_FAILURE_BURST", "3"),
+    ];
+    let mut with_proxy = common.to_vec();
+    with_proxy.push(("KMS_CONFIG", conf.to_str().unwrap()));
+    let behind = Server::start_with(&with_proxy).await;
+    let direct = Server::start_with(&common).await;
+    for (s, trusted) in [(&behind, true), (&direct, false)] {
+        let from = |client: &'static str, secret: &str| {
+            browser()
+                .post(url(s, "/console/sign-in"))
+                .header("x-forwarded-for", client)
+                .header("x-forwarded-proto", "https")
+                .form(&[
+                    ("access_key_id", s.access_key_id.as_str()),
+                    ("secret_access_key", secret),
+                ])
+                .send()
+        };
+        let r = from("203.0.113.9", &s.secret).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert_eq!(
+            set.starts_with("__Host-kms_console=") && set.contains("; Secure;"),
+            trusted,
+            "{set}"
+        );
+        for _ in 0..6 {
+            from("203.0.113.9", "not-the-secret").await.unwrap();
+        }
+        let again = from("203.0.113.9", &s.secret).await.unwrap();
+        assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+        let other = from("198.51.100.2", &s.secret).await.unwrap();
+        let expected = if trusted {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(other.status(), expected, "trusted {trusted}");
+    }
+}
