@@ -359,6 +359,29 @@ impl Kms {
         rec: Option<&KeyRecord>,
         resource: Option<String>,
     ) -> Result<()> {
+        self.by_identity(caller, action, rec, resource, false).await
+    }
+
+    /// Refuse `action` only where one of the caller's identity policies explicitly denies it
+    /// (what AWS lets an IAM policy do to the principals a grant lets retire it).
+    pub(crate) async fn refuse_if_identity_denies(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: &KeyRecord,
+    ) -> Result<()> {
+        self.by_identity(caller, action, Some(rec), None, true)
+            .await
+    }
+
+    async fn by_identity(
+        &self,
+        caller: &Caller,
+        action: &str,
+        rec: Option<&KeyRecord>,
+        resource: Option<String>,
+        deny_only: bool,
+    ) -> Result<()> {
         let identity = self
             .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
             .await?;
@@ -369,6 +392,7 @@ impl Kms {
         }
         match policy::decide_identity_only(&identity.policies, &req) {
             policy::Decision::Allow => Ok(()),
+            policy::Decision::Deny(policy::Denial::NoIdentityPolicyAllows) if deny_only => Ok(()),
             policy::Decision::Deny(why) => {
                 Err(KmsError::AccessDenied(policy::denial_message(&req, why)))
             }

@@ -679,9 +679,10 @@ impl Kms {
     }
 
     /// Retire by token, or by key and grant id. The retiring principal, or the grantee of a
-    /// grant that includes RetireGrant, may (one in another account than the key's only where
-    /// its identity policies allow kms:RetireGrant); otherwise a principal of the key's
-    /// account whose policies allow kms:RetireGrant.
+    /// grant that includes RetireGrant, may unless an identity policy denies kms:RetireGrant
+    /// (one in another account than the key's only where its identity policies allow it); so
+    /// may the key's account, and a principal of that account whose identity policies allow
+    /// kms:RetireGrant (the key policy has no say, as on AWS).
     pub async fn retire_grant(
         &self,
         caller: &Caller,
@@ -735,34 +736,36 @@ impl Kms {
             .await?
             .ok_or_else(|| KmsError::NotFound(format!("Grant ID {gid} not found")))?;
         let another_account = rec.account_id != caller.account_id;
+        // AWS: "The kms:RetireGrant permission is not effective in a key policy": the grant,
+        // the key's account and IAM policies decide.
         if may && another_account {
             // A grant's principal in another account than the key's retires it only where its
             // own identity policies allow kms:RetireGrant (recorded: "... on this resource
             // because no identity-based policy allows the kms:RetireGrant action").
             self.authorize_by_identity(caller, "kms:RetireGrant", Some(&rec), None)
                 .await?;
-        }
-        if !may {
+        } else if may {
+            // A grant's principal needs no policy, but an IAM policy may deny it ("To deny
+            // permission to retire a grant, you can use a Deny action with the kms:RetireGrant
+            // permission in your IAM policies").
+            self.refuse_if_identity_denies(caller, "kms:RetireGrant", &rec)
+                .await?;
+        } else if another_account {
             // Beyond the grant's own principals, only the key's account (AWS: "the account in
-            // which the grant was created"), by its policies: another account that the key
-            // policy trusts retires nothing.
-            if another_account {
-                let req = self.request(caller, "kms:RetireGrant", Some(&rec), None);
-                return Err(KmsError::AccessDenied(crate::policy::denial_message(
-                    &req,
-                    crate::policy::Denial::NoKeyPolicyAllows,
-                )));
-            }
-            self.authorize_with(
-                caller,
-                "kms:RetireGrant",
-                Some(&rec),
-                None,
-                &[],
-                &[],
-                Some(GrantAllows::No),
-            )
-            .await?;
+            // which the grant was created"): another account that the key policy trusts
+            // retires nothing.
+            let req = self.request(caller, "kms:RetireGrant", Some(&rec), None);
+            return Err(KmsError::AccessDenied(crate::policy::denial_message(
+                &req,
+                crate::policy::Denial::NoKeyPolicyAllows,
+            )));
+        } else if caller.role_arn.is_some()
+            || caller.principal_arn != format!("arn:aws:iam::{}:root", rec.account_id)
+        {
+            // The account itself retires any of its grants; its principals where their IAM
+            // policies allow kms:RetireGrant (a key policy naming them does not).
+            self.authorize_by_identity(caller, "kms:RetireGrant", Some(&rec), None)
+                .await?;
         }
         // A dry run answers only after everything a real call checks.
         if dry_run {

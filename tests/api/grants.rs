@@ -834,3 +834,65 @@ async fn encryption_context_condition_keys_apply_to_a_grants_constraint() {
         .build();
     grant(Some(other)).await.unwrap();
 }
+
+/// Who may retire a grant, as AWS has it: the grant decides, the account that owns the key may
+/// always, and "the kms:RetireGrant permission is not effective in a key policy" — but "to
+/// deny permission to retire a grant, you can use a Deny action with the kms:RetireGrant
+/// permission in your IAM policies". Before, a grant's retiring principal retired it through
+/// an IAM Deny, and a principal that only the key policy named retired every grant of the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_grant_the_account_and_iam_policies_decide_who_retires_a_grant() {
+    const ACCOUNT: &str = "123456789012";
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"kms:RetireGrant","Resource":"*"}]}"#;
+    let (bob_arn, _, bob) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "bob", Some(deny)));
+    let (carol_arn, _, carol) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "carol", None));
+    let (dave_arn, _, dave) = tokio::task::block_in_place(|| s.new_user(ACCOUNT, "dave", None));
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},
+            {{"Effect":"Allow","Principal":{{"AWS":"{dave_arn}"}},"Action":["kms:RetireGrant","kms:ListGrants"],"Resource":"*"}}]}}"#
+    );
+    root.put_key_policy()
+        .key_id(&key)
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+    let grant = |retiring: &str| {
+        root.create_grant()
+            .key_id(&key)
+            .grantee_principal(&carol_arn)
+            .retiring_principal(retiring)
+            .operations(GrantOperation::Decrypt)
+            .send()
+    };
+    let retire =
+        |who: &aws_sdk_kms::Client, id: &str| who.retire_grant().key_id(&key).grant_id(id).send();
+    let by_bob = grant(&bob_arn).await.unwrap().grant_id.unwrap();
+    assert_eq!(
+        message(retire(&bob, &by_bob).await).0,
+        "AccessDeniedException",
+        "bob's IAM policy denies kms:RetireGrant"
+    );
+    let by_carol = grant(&carol_arn).await.unwrap().grant_id.unwrap();
+    assert_eq!(
+        code(retire(&dave, &by_carol).await),
+        "AccessDeniedException",
+        "only the key policy names dave"
+    );
+    retire(&carol, &by_carol).await.unwrap();
+    let other = grant(&carol_arn).await.unwrap().grant_id.unwrap();
+    s.put_user_policy(
+        &dave_arn,
+        "retire",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:RetireGrant","Resource":"*"}]}"#,
+    );
+    once_allowed(|| retire(&dave, &other)).await;
+    // The account retires what its principals may not.
+    retire(&root, &by_bob).await.unwrap();
+    let left = root.list_grants().key_id(&key).send().await.unwrap();
+    assert!(left.grants().is_empty(), "{:?}", left.grants());
+}
