@@ -33,6 +33,11 @@ impl<K: Hash + Eq, V> Cache<K, V> {
         }
     }
 
+    /// How long an entry is used before it is read again.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
     /// Where the drops stand now: taken before a row is read, given back to
     /// [`Cache::put_unless_dropped_since`] with what was read.
     pub fn drops(&self) -> u64 {

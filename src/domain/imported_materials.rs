@@ -461,7 +461,11 @@ impl Kms {
         Ok(n)
     }
 
-    /// `ExpirationModel` and `ValidTo` of an `EXTERNAL` key's current material.
+    /// `ExpirationModel` and `ValidTo` of an `EXTERNAL` key, over the materials that are part
+    /// of it and imported now: AWS's `ValidTo` is "the earliest time at which any imported key
+    /// material permanently associated with this KMS key expires" (one expiring material makes
+    /// the key unusable), so the key's materials expire if any of them does. A material
+    /// imported for a rotation that has not happened is not part of the key yet.
     pub(crate) async fn import_expiration(
         &self,
         rec: &KeyRecord,
@@ -469,10 +473,25 @@ impl Kms {
         if rec.origin != Origin::External {
             return Ok(None);
         }
-        Ok(self
-            .verified_import(rec.key_id, rec.current_version.max(1))
-            .await?
-            .and_then(|i| i.expiration_model.map(|m| (m, i.valid_to))))
+        let imports = self.verified_imports(rec.key_id).await?;
+        let imported = imports
+            .iter()
+            .filter(|i| !i.pending && i.version <= rec.current_version.max(1));
+        let mut expiration = None;
+        for i in imported {
+            let Some(model) = &i.expiration_model else {
+                continue;
+            };
+            expiration = match (expiration, i.valid_to) {
+                (Some((_, Some(earliest))), Some(t)) if earliest <= t => {
+                    Some((model.clone(), Some(earliest)))
+                }
+                (_, Some(t)) => Some((model.clone(), Some(t))),
+                (Some((m, Some(earliest))), None) => Some((m, Some(earliest))),
+                (_, None) => Some((model.clone(), None)),
+            };
+        }
+        Ok(expiration)
     }
 
     /// A key's import records, each once its seal holds: one altered in the database (a later

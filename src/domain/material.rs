@@ -311,8 +311,9 @@ impl Kms {
                 return Ok(Some(l));
             }
             if !self.valid(&l) {
-                // Past the ValidTo it was loaded under: loaded again, under the import record
-                // as it is now (another node may have imported it again with a later one).
+                // Past the ValidTo it was loaded under, or due to read its import record again:
+                // loaded again, under the import record as it is now (another node may have
+                // imported it again with another ValidTo, or deleted it).
                 let evicted = self.live.lock().unwrap().pop(&k);
                 drop(evicted);
             } else if !l.handle.is_current() {
@@ -401,6 +402,8 @@ impl Kms {
             lease: tokio::sync::Mutex::new(Lease::default()),
             bound_to: Binding::of(rec),
             valid_to,
+            recheck_at: (rec.origin == Origin::External)
+                .then(|| std::time::Instant::now() + self.meta.lock().unwrap().max_age()),
         });
         let evicted = {
             let mut c = self.live.lock().unwrap();
@@ -417,10 +420,12 @@ impl Kms {
         Ok(Some(live))
     }
 
-    /// Whether a loaded material is still within the `ValidTo` it was loaded under (past it,
-    /// it is loaded again: the import record decides, not the handle).
+    /// Whether a loaded material is still within the `ValidTo` it was loaded under, and its
+    /// import record was read within the caches' maximum age (past either, it is loaded
+    /// again: the import record decides, not the handle).
     fn valid(&self, l: &LiveMaterial) -> bool {
         l.valid_to.is_none_or(|t| self.now() < t)
+            && l.recheck_at.is_none_or(|t| std::time::Instant::now() < t)
     }
 
     /// Imported material past its `ValidTo` is expired, as the key is once the expiry job has

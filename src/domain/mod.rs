@@ -250,6 +250,11 @@ struct LiveMaterial {
     /// Imported material's `ValidTo`, from its verified import record: past it, the handle is
     /// never used, whatever becomes of the record in the database.
     valid_to: Option<chrono::DateTime<Utc>>,
+    /// Imported material: when its import record is read again (the caches' maximum age
+    /// after the load). The record may change on another node (imported again with an earlier
+    /// `ValidTo`) or be deleted with SQL with its change's notification suppressed; past this
+    /// the handle is used only once the record, as it is then, still allows it.
+    recheck_at: Option<std::time::Instant>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -674,6 +679,16 @@ impl Kms {
             None => {
                 m.clear();
                 t.clear();
+                // Changes may have been missed: imported material's records are read again.
+                let mut live = self.live.lock().unwrap();
+                let imported: Vec<(Uuid, i32)> = live
+                    .iter()
+                    .filter(|(_, l)| l.recheck_at.is_some())
+                    .map(|(k, _)| *k)
+                    .collect();
+                let dropped: Vec<_> = imported.iter().filter_map(|k| live.pop(k)).collect();
+                drop(live);
+                drop(dropped);
             }
         }
     }

@@ -32,13 +32,13 @@ pub(crate) fn migrations_current(
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 38;
-pub const SCHEMA_SQLITE: i64 = 24;
+pub const SCHEMA_POSTGRES: i64 = 39;
+pub const SCHEMA_SQLITE: i64 = 25;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 38, SQLite 24)"
+    " (schema: Postgres 39, SQLite 25)"
 );
 
 /// A database's schema as this build sees it.

@@ -2370,3 +2370,116 @@ async fn valid_to_is_a_condition_key_of_import_key_material() {
     );
     import(day - 3_600).await.unwrap();
 }
+
+/// Material imported again with an earlier `ValidTo` stops serving on every node at that time.
+/// Only its import record changes, and the other node, which had loaded the material under
+/// the first record, heard nothing of it: it served past the new `ValidTo` until its expiry
+/// job ran. A change to an import record now reaches every node as a change of its key.
+#[tokio::test(flavor = "multi_thread")]
+async fn material_imported_again_with_an_earlier_valid_to_stops_on_every_node() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let material = random(32);
+    import_expiring(&c, &key, &material, chrono::Utc::now().timestamp() + 86_400).await;
+    let node = tokio::task::block_in_place(|| s.second_node());
+    let other = s.client_of(&node, &s.access_key_id, &s.secret);
+    encrypt_with(&other, &key, b"loaded there").await;
+    let soon = chrono::Utc::now().timestamp() + 20;
+    import_expiring(&c, &key, &material, soon).await;
+    assert!(
+        chrono::Utc::now().timestamp() < soon,
+        "the second import landed after its ValidTo: the test proves nothing"
+    );
+    let wait = (soon + 1 - chrono::Utc::now().timestamp()).max(0) as u64;
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let refused = ["KMSInvalidStateException", "KeyUnavailableException"];
+    let r = other
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"after".to_vec()))
+        .send()
+        .await;
+    assert!(refused.contains(&code(r).as_str()));
+}
+
+/// A node reads a loaded material's import record again within the caches' maximum age, so
+/// a record deleted with SQL (its change's notification suppressed: here the triggers are
+/// dropped first) stops the material there too. Before, the node kept using what it had
+/// loaded until it restarted, while every other node refused the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn imported_material_whose_record_is_deleted_quietly_stops_within_the_cache_age() {
+    let s = Server::start_with(&[("KMS_CACHE__MAX_AGE_SECS", "2")]).await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    import_oaep(&c, &key, &random(32), None, None)
+        .await
+        .unwrap();
+    encrypt_with(&c, &key, b"loaded").await;
+    let drop_triggers = if sqlite() {
+        "DROP TRIGGER IF EXISTS key_imports_delete_change"
+    } else {
+        "DROP TRIGGER IF EXISTS key_imports_changed ON key_imports"
+    };
+    s.db.execute(drop_triggers).await;
+    s.db.execute(&format!(
+        "DELETE FROM key_imports WHERE key_id = {}",
+        s.db.key(&key)
+    ))
+    .await;
+    eventually("the node to stop using the material", || {
+        let (c, key) = (c.clone(), key.clone());
+        async move {
+            let r = c
+                .encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"after".to_vec()))
+                .send()
+                .await;
+            r.as_ref()
+                .err()
+                .and_then(aws_sdk_kms::error::ProvideErrorMetadata::code)
+                == Some("KeyUnavailableException")
+        }
+    })
+    .await;
+}
+
+/// DescribeKey's `ValidTo` is "the earliest time at which any imported key material
+/// permanently associated with this KMS key expires" (AWS): one expiring material makes the
+/// key unusable. Before, it was the current material's, so a key whose older material expired
+/// first showed the later date. A material pending rotation is not part of the key yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_key_shows_the_earliest_valid_to_of_the_keys_materials() {
+    use aws_sdk_kms::types::{ExpirationModelType, ImportType};
+    let s = Server::start().await;
+    let c = s.client();
+    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let now = chrono::Utc::now().timestamp();
+    let (earlier, later) = (now + 86_400, now + 2 * 86_400);
+    let expiry = |m: &aws_sdk_kms::types::KeyMetadata| {
+        (m.expiration_model.clone(), m.valid_to.map(|t| t.secs()))
+    };
+    let expires_at = |t: i64| (Some(ExpirationModelType::KeyMaterialExpires), Some(t));
+    import_wrapped(&c, &key, &random(32), Some(earlier), None, None)
+        .await
+        .unwrap();
+    assert_eq!(expiry(&metadata(&c, &key).await), expires_at(earlier));
+    let second = import_wrapped(
+        &c,
+        &key,
+        &random(32),
+        Some(later),
+        Some(ImportType::NewKeyMaterial),
+        None,
+    )
+    .await
+    .unwrap()
+    .key_material_id
+    .unwrap();
+    assert_eq!(expiry(&metadata(&c, &key).await), expires_at(earlier));
+    rotate_now(&c, &key).await;
+    let m = metadata(&c, &key).await;
+    assert_eq!(m.current_key_material_id.as_deref(), Some(second.as_str()));
+    assert_eq!(expiry(&m), expires_at(earlier));
+}
