@@ -11,6 +11,9 @@ impl Kms {
             return Ok(p.clone());
         }
         crate::metrics::cache("identity", false);
+        // A change that commits while this is read drops the entry before the read ends:
+        // what was read is then not kept (it may be from before the change).
+        let drops = self.identity.lock().unwrap().drops();
         let mut docs = Vec::new();
         let authz = self.verified_authz(principal_arn).await?;
         let (policies, tags, via_service) = match authz {
@@ -30,10 +33,11 @@ impl Kms {
             tags,
             via_service,
         });
-        self.identity
-            .lock()
-            .unwrap()
-            .put(principal_arn.to_string(), id.clone());
+        self.identity.lock().unwrap().put_unless_dropped_since(
+            drops,
+            principal_arn.to_string(),
+            id.clone(),
+        );
         Ok(id)
     }
 

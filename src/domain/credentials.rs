@@ -249,12 +249,18 @@ impl Credentials {
     /// The signing key for `scope`, from the database and the token, kept in the cache.
     async fn lookup_signing_key(&self, scope: &Scope) -> Result<Arc<SigningKey>, CredentialError> {
         let access_key_id = scope.access_key_id.as_str();
+        // A change that commits while this is read drops the entry before the read ends:
+        // what was read is then not kept (it may be from before the change).
+        let drops = self.cache.lock().unwrap().drops();
         let key = if access_key_id.starts_with("ASIA") {
             self.session_signing_key(scope).await?
         } else {
             self.access_key_signing_key(scope).await?
         };
-        self.cache.lock().unwrap().put(scope.clone(), key.clone());
+        self.cache
+            .lock()
+            .unwrap()
+            .put_unless_dropped_since(drops, scope.clone(), key.clone());
         Ok(key)
     }
 

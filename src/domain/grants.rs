@@ -308,11 +308,17 @@ impl Kms {
             return Ok(g.clone());
         }
         crate::metrics::cache("grants", false);
+        // A change that commits while this is read drops the entry before the read ends:
+        // what was read is then not kept (it may be from before the change).
+        let drops = self.grants.lock().unwrap().drops();
         let g = Arc::new(
             self.verified(self.grant_store.grants_of_key(key_id).await?)
                 .await?,
         );
-        self.grants.lock().unwrap().put(key_id, g.clone());
+        self.grants
+            .lock()
+            .unwrap()
+            .put_unless_dropped_since(drops, key_id, g.clone());
         Ok(g)
     }
 

@@ -40,10 +40,12 @@ impl Kms {
         marker: Option<&str>,
         limit: usize,
     ) -> Result<InventoryPage> {
+        // Taken before the rows are read: a row a change drops meanwhile is not kept.
+        let drops = self.meta.lock().unwrap().drops();
         let (rows, next_marker) = self.list_key_rows(caller, limit, marker).await?;
         let arns: Vec<String> = rows.iter().map(|r| r.arn()).collect();
         // The page's keys checked at once (a cold page: one trail query, not one a key).
-        self.cache_listed(rows).await?;
+        self.cache_listed(drops, rows).await?;
         let aliases_shown = self
             .authorize(caller, "kms:ListAliases", None, None, &[])
             .await

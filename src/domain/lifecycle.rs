@@ -139,11 +139,17 @@ impl Kms {
             return Ok(*t);
         }
         crate::metrics::cache("aliases", false);
+        // A change that commits while this is read drops the entry before the read ends:
+        // what was read is then not kept (it may be from before the change).
+        let drops = self.aliases.lock().unwrap().drops();
         let t = self
             .alias_trail_first(account, region, name)
             .await?
             .map(|a| a.key_id);
-        self.aliases.lock().unwrap().put(k, t);
+        self.aliases
+            .lock()
+            .unwrap()
+            .put_unless_dropped_since(drops, k, t);
         Ok(t)
     }
 

@@ -99,8 +99,9 @@ impl Kms {
     /// generations of every row from the trail in one query), and keep those that pass in the
     /// cache: the inventory reads a page of keys so, not one key at a time. A row that is not
     /// as sealed, is behind the trail or whose deletion the trail records is not kept; `record`
-    /// then reads it again and judges it.
-    pub(super) async fn cache_listed(&self, rows: Vec<KeyRecord>) -> Result<()> {
+    /// then reads it again and judges it. `drops`: the cache's drops taken before the rows
+    /// were read (a row a change dropped since may be from before the change: not kept).
+    pub(super) async fn cache_listed(&self, drops: u64, rows: Vec<KeyRecord>) -> Result<()> {
         let rows: Vec<KeyRecord> = {
             let meta = self.meta.lock().unwrap();
             rows.into_iter()
@@ -130,7 +131,10 @@ impl Kms {
             {
                 continue;
             }
-            self.meta.lock().unwrap().put(rec.key_id, Arc::new(rec));
+            self.meta
+                .lock()
+                .unwrap()
+                .put_unless_dropped_since(drops, rec.key_id, Arc::new(rec));
         }
         Ok(())
     }

@@ -677,6 +677,9 @@ impl Kms {
             return Ok(a.clone());
         }
         crate::metrics::cache("key_aliases", false);
+        // A change that commits while this is read drops the entry before the read ends:
+        // what was read is then not kept (it may be from before the change).
+        let drops = self.key_aliases.lock().unwrap().drops();
         // kms:ResourceAliases decides: an alias row of the key that fails its check, or one
         // of its sealed set deleted in the database, refuses the request.
         let names = self.alias_set(rec).await?.names();
@@ -684,7 +687,7 @@ impl Kms {
         self.key_aliases
             .lock()
             .unwrap()
-            .put(rec.key_id, names.clone());
+            .put_unless_dropped_since(drops, rec.key_id, names.clone());
         Ok(names)
     }
 }

@@ -13,6 +13,9 @@ impl Kms {
             return Ok(t.clone());
         }
         crate::metrics::cache("key_tags", false);
+        // A change that commits while this is read drops the entry before the read ends:
+        // what was read is then not kept (it may be from before the change).
+        let drops = self.key_tags.lock().unwrap().drops();
         let tags = self.keys.tags(rec.key_id).await?;
         if !self
             .sealed(tags_mac_input(rec, &tags), &rec.tags_mac)
@@ -30,7 +33,10 @@ impl Kms {
             return Err(KmsError::KeyUnavailable);
         }
         let t = Arc::new(tags);
-        self.key_tags.lock().unwrap().put(rec.key_id, t.clone());
+        self.key_tags
+            .lock()
+            .unwrap()
+            .put_unless_dropped_since(drops, rec.key_id, t.clone());
         Ok(t)
     }
 
