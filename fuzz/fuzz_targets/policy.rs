@@ -18,11 +18,21 @@ fuzz_target!(|data: &[u8]| {
         action: action.clone(),
         resource: resource.clone(),
         context: Default::default(),
+        alternatives: Default::default(),
     };
     while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
-        req = req.with(&k, &[&v]);
+        // A key given twice holds both values as alternatives (context keys that differ only
+        // in case).
+        let key = k.to_ascii_lowercase();
+        if req.context.contains_key(&key) {
+            req.context.get_mut(&key).unwrap().push(v.to_string());
+            req.alternatives.insert(key);
+        } else {
+            req = req.with(&k, &[&v]);
+        }
     }
-    for kind in [PolicyKind::Key, PolicyKind::Identity] {
+    for kind in [PolicyKind::Key, PolicyKind::Identity, PolicyKind::Trust] {
+        let _ = policy::parse_new(&text, kind);
         if let Ok(doc) = policy::parse(&text, kind) {
             let _ = policy::evaluate(&doc, &req);
             let _ = policy::decide_identity_only(std::slice::from_ref(&doc), &req);

@@ -425,7 +425,7 @@ impl Kms {
         let (account, Some(trust)) = (role.account_id, role.trust_policy) else {
             return Err(denied());
         };
-        let trust = policy::parse(&trust, PolicyKind::Key).map_err(|e| {
+        let trust = policy::parse(&trust, PolicyKind::Trust).map_err(|e| {
             tracing::error!(role_arn, error = %e, "stored trust policy is not valid");
             denied()
         })?;

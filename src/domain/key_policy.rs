@@ -20,6 +20,7 @@ impl Kms {
             )));
         }
         let doc = policy::parse_new(text, PolicyKind::Key).map_err(KmsError::MalformedPolicy)?;
+        self.principals_exist(&doc).await?;
         if !bypass {
             let identity = self
                 .identity_policies(caller.role_arn.as_deref().unwrap_or(&caller.principal_arn))
@@ -37,6 +38,43 @@ impl Kms {
                 return Err(KmsError::MalformedPolicy(
                     "The new key policy will not allow you to update the key policy in the future."
                         .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// AWS: "The principals in the key policy must exist and be visible to KMS". A user or
+    /// role (or a session of a role) that no account here has is refused with AWS's words, as
+    /// a principal that is not one is: a Deny naming a misspelt or not yet created principal
+    /// would otherwise be kept and apply to no one. Accounts (`<account>`, `…:root`) and the
+    /// unique ids of deleted principals are not looked up.
+    async fn principals_exist(&self, doc: &policy::PolicyDocument) -> Result<()> {
+        let mut named: Vec<String> = Vec::new();
+        for s in &doc.statements {
+            for p in [&s.principal, &s.not_principal].into_iter().flatten() {
+                if let policy::document::Principals::List { aws, .. } = p {
+                    named.extend(aws.iter().cloned());
+                }
+            }
+        }
+        for p in &named {
+            let parts: Vec<&str> = p.splitn(6, ':').collect();
+            let (service, account, resource) = match parts[..] {
+                [_, _, service, _, account, resource] => (service, account, resource),
+                _ => continue,
+            };
+            let identity = match (service, resource.split_once('/')) {
+                ("iam", Some(("user" | "role", _))) => p.to_string(),
+                ("sts", Some(("assumed-role", rest))) => {
+                    let role = rest.split_once('/').map_or(rest, |(r, _)| r);
+                    format!("arn:aws:iam::{account}:role/{role}")
+                }
+                _ => continue,
+            };
+            if !self.ids.principal_exists(&identity).await? {
+                return Err(KmsError::MalformedPolicy(
+                    "Policy contains a statement with one or more invalid principals.".into(),
                 ));
             }
         }

@@ -204,8 +204,10 @@ fn check_value(op: Op, v: &str) -> Result<(), String> {
         | NumericGreaterThan
         | NumericGreaterThanEquals => v
             .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
             .map(|_| ())
-            .map_err(|_| format!("'{v}' is not a number")),
+            .ok_or_else(|| format!("'{v}' is not a number")),
         DateEquals
         | DateLessThan
         | DateLessThanEquals
@@ -226,7 +228,7 @@ fn check_value(op: Op, v: &str) -> Result<(), String> {
 
 fn parse_date(s: &str) -> Option<f64> {
     if let Ok(n) = s.parse::<f64>() {
-        return Some(n);
+        return n.is_finite().then_some(n);
     }
     if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(d.timestamp_millis() as f64 / 1000.0);
@@ -246,7 +248,18 @@ pub(crate) fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
     let ip: IpAddr = addr.parse().ok()?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let bits = bits.unwrap_or(max);
-    (bits <= max).then_some((ip, bits))
+    if bits > max {
+        return None;
+    }
+    // An IPv4-mapped block (`::ffff:10.0.0.0/104`) is the IPv4 block it maps, as a caller's
+    // IPv4-mapped address is its IPv4 address ([`cidr_contains`]).
+    match ip {
+        IpAddr::V6(v6) if bits >= 96 => match v6.to_ipv4_mapped() {
+            Some(v4) => Some((IpAddr::V4(v4), bits - 96)),
+            None => Some((ip, bits)),
+        },
+        _ => Some((ip, bits)),
+    }
 }
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {
@@ -320,7 +333,7 @@ fn matches_pieces(op: Op, policy: &[Piece], request: &str) -> bool {
 /// One request value against one policy value, with the positive form of the operator.
 fn matches_one(op: Op, policy: &str, request: &str) -> bool {
     use Op::*;
-    let num = |s: &str| s.parse::<f64>().ok();
+    let num = |s: &str| s.parse::<f64>().ok().filter(|n| n.is_finite());
     match op {
         StringEquals => policy == request,
         StringEqualsIgnoreCase => {
@@ -371,8 +384,9 @@ impl Condition {
     pub fn holds(&self, req: &Request, effect: Effect) -> bool {
         let present = req.value(&self.key).filter(|v| !v.is_empty());
         if self.op == Op::Null {
-            let want_absent = self.values.iter().any(|v| v.eq_ignore_ascii_case("true"));
-            return want_absent == present.is_none();
+            // The values listed are ORed: `["true","false"]` holds either way.
+            let absent = present.is_none();
+            return (self.values.iter()).any(|v| v.eq_ignore_ascii_case("true") == absent);
         }
         let Some(values) = present else {
             return match self.qualifier {

@@ -3,6 +3,7 @@
 
 use super::condition::Condition;
 use super::{glob, glob_tokens, PrincipalMatch, Request};
+use serde::Deserializer as _;
 use serde_json::Value;
 
 /// Key policies name principals; identity policies are attached to one and must not.
@@ -10,6 +11,9 @@ use serde_json::Value;
 pub enum PolicyKind {
     Key,
     Identity,
+    /// A role's trust policy: a key policy's shape, whose statements need no `Resource`
+    /// (IAM's trust policies have none; one without it applies to the role).
+    Trust,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +165,12 @@ fn valid_action(a: &str) -> bool {
 /// several). A policy stored before this rule is still read as it was (refusing it on read
 /// would lock its key).
 pub fn parse_new(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
+    // serde_json keeps the last of a key repeated in one object and drops the others without
+    // a word: a reviewer reading the policy would see a condition, principal or effect that
+    // is not the one applied.
+    if let Err(e) = serde_json::Deserializer::from_str(text).deserialize_any(NoRepeatedKeys) {
+        return Err(format!("The policy is not valid JSON: {e}"));
+    }
     let doc = parse(text, kind)?;
     let wildcard = |p: &Option<Principals>| match p {
         Some(Principals::List { aws, .. }) => aws.iter().any(|a| a.contains(['*', '?'])),
@@ -174,6 +184,57 @@ pub fn parse_new(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String>
         return Err(INVALID.into());
     }
     Ok(doc)
+}
+
+/// Walks a JSON text and fails on a key that one object holds twice.
+struct NoRepeatedKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for NoRepeatedKeys {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        while a.next_element_seed(NoRepeatedKeys)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = a.next_key::<String>()? {
+            if !seen.insert(k.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key '{k}' appears twice in one object"
+                )));
+            }
+            a.next_value_seed(NoRepeatedKeys)?;
+        }
+        Ok(())
+    }
 }
 
 /// Parse and check a policy document.
@@ -289,11 +350,13 @@ fn statement(v: &Value, kind: PolicyKind, variables: bool) -> Result<Statement, 
     if has_action != 1 {
         return Err("exactly one of Action or NotAction is required.".into());
     }
-    if has_resource != 1 {
+    if has_resource == 0 && kind == PolicyKind::Trust {
+        st.resource = vec!["*".into()];
+    } else if has_resource != 1 {
         return Err("exactly one of Resource or NotResource is required.".into());
     }
     match kind {
-        PolicyKind::Key => {
+        PolicyKind::Key | PolicyKind::Trust => {
             if st.principal.is_some() == st.not_principal.is_some() {
                 return Err(
                     "a key policy statement needs exactly one of Principal or NotPrincipal.".into(),

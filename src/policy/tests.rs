@@ -640,6 +640,28 @@ fn condition_cases() -> Vec<(&'static str, Ctx<'static>, bool)> {
             )],
             false,
         ),
+        // --- Null with both values: ORed, so it holds either way
+        (
+            r#"{"Null":{"kms:EncryptionContextKeys":["true","false"]}}"#,
+            &[],
+            true,
+        ),
+        (
+            r#"{"Null":{"kms:EncryptionContextKeys":["true","false"]}}"#,
+            &[("kms:EncryptionContextKeys", &["a"])],
+            true,
+        ),
+        // --- An IPv4-mapped block in a policy is the IPv4 block it maps
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"::ffff:10.0.0.0/104"}}"#,
+            &[("aws:SourceIp", &["10.1.2.3"])],
+            true,
+        ),
+        (
+            r#"{"IpAddress":{"aws:SourceIp":"::ffff:10.0.0.0/104"}}"#,
+            &[("aws:SourceIp", &["11.1.2.3"])],
+            false,
+        ),
         // --- IpAddress
         (
             r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
@@ -1729,6 +1751,21 @@ fn malformed_cases() -> Vec<(&'static str, PolicyKind, &'static str)> {
     use PolicyKind::*;
     vec![
         ("not json", Key, "not valid JSON"),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"NumericLessThan":{"kms:ValidTo":"NaN"}}}]}"#,
+            Key,
+            "not a number",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"DateLessThan":{"aws:CurrentTime":"inf"}}}]}"#,
+            Key,
+            "not a date",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"sts:AssumeRole"}]}"#,
+            Key,
+            "Resource",
+        ),
         ("[]", Key, "JSON object"),
         (r#"{"Version":"2012-10-17"}"#, Key, "Statement"),
         (
@@ -1856,6 +1893,43 @@ fn malformed_documents_say_what_is_wrong() {
         let e = parse(text, kind).expect_err(text);
         assert!(e.contains(words), "{text}: {e}");
     }
+}
+
+/// A key repeated in one JSON object (serde_json would keep the last and drop the others
+/// silently, so a reviewer would read a condition, principal or effect that is not applied)
+/// is refused in a policy being written; one stored before is read as it was.
+#[test]
+fn a_policy_being_written_may_not_repeat_a_key() {
+    let repeated = [
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333"},"StringEquals":{"kms:ViaService":"ec2.us-east-1.amazonaws.com"}}}]}"#,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#,
+        r#"{"Version":"2012-10-17","Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#,
+    ];
+    for text in repeated {
+        let e = parse_new(text, PolicyKind::Key).expect_err(text);
+        assert!(e.contains("appears twice in one object"), "{text}: {e}");
+        parse(text, PolicyKind::Key).expect(text);
+    }
+    parse_new(
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"a","Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"},{"Sid":"b","Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#,
+        PolicyKind::Key,
+    )
+    .unwrap();
+}
+
+/// A role's trust policy needs no `Resource` (IAM's have none): a statement without one
+/// applies to the role. Key policies still need one.
+#[test]
+fn a_trust_policy_needs_no_resource() {
+    let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"sts:AssumeRole"}]}"#;
+    let doc = parse_new(text, PolicyKind::Trust).unwrap();
+    let req = Request {
+        action: "sts:AssumeRole".into(),
+        resource: "arn:aws:iam::111122223333:role/app".into(),
+        ..base()
+    };
+    assert_eq!(evaluate(&doc, &req), Outcome::Allow(PrincipalMatch::Direct));
+    assert!(parse(text, PolicyKind::Key).is_err());
 }
 
 /// A principal that is not one: AWS's text alone (recorded), not prefixed with the statement's

@@ -393,7 +393,7 @@ pub fn default_policy() -> &'static str {
     r#"{"Version":"2012-10-17","Id":"key-default-1","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"}]}"#
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_policy_validation_and_lockout_safety() {
     let s = Server::start().await;
     let root = s.client();
@@ -414,6 +414,18 @@ async fn key_policy_validation_and_lockout_safety() {
     );
     assert_eq!(c, "MalformedPolicyDocumentException");
     assert!(m.contains("Action"), "{m}");
+    // A key repeated in one object: refused, not read as its last occurrence (here the
+    // Deny's account restriction would have vanished, leaving a Deny on every caller but the
+    // reviewer reading another).
+    let (c, m) = message(
+        root.put_key_policy()
+            .key_id(&key)
+            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"},{"Effect":"Deny","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{"StringNotEquals":{"kms:CallerAccount":"123456789012"},"StringNotEquals":{"kms:ViaService":"ec2.us-east-1.amazonaws.com"}}}]}"#)
+            .send()
+            .await,
+    );
+    assert_eq!(c, "MalformedPolicyDocumentException");
+    assert!(m.contains("appears twice"), "{m}");
     // Characters outside the model's pattern (beyond U+00FF): a validation error.
     let (c, m) = message(
         root.put_key_policy()
@@ -432,7 +444,24 @@ async fn key_policy_validation_and_lockout_safety() {
         code(root.put_key_policy().key_id(&key).policy(big).send().await),
         "LimitExceededException"
     );
+    // A principal that does not exist (AWS: "The principals in the key policy must exist"):
+    // refused in AWS's words, not kept to apply to no one (here a Deny on a misspelt user).
+    let ghost = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"},{"Effect":"Deny","Principal":{"AWS":["arn:aws:iam::123456789012:root","arn:aws:iam::123456789012:user/nobdoy"]},"Action":"kms:Decrypt","Resource":"*"}]}"#;
+    assert_eq!(
+        message(
+            root.put_key_policy()
+                .key_id(&key)
+                .policy(ghost)
+                .send()
+                .await
+        ),
+        (
+            "MalformedPolicyDocumentException".to_string(),
+            "Policy contains a statement with one or more invalid principals.".to_string()
+        )
+    );
     // A policy that would lock the caller out is refused unless the check is bypassed.
+    tokio::task::block_in_place(|| s.new_user("123456789012", "nobody", None));
     let lockout = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/nobody"},"Action":"kms:*","Resource":"*"}]}"#;
     let (c, m) = message(
         root.put_key_policy()
@@ -1592,28 +1621,16 @@ async fn a_trusted_proxy_forwards_its_clients_address_and_no_one_else_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encryption_context_keys_that_differ_only_in_case_cannot_choose_what_a_policy_sees() {
     let s = Server::start().await;
-    let root = s.client();
-    let key = root
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
-    let arn = key.arn.clone().unwrap();
-    let scoped = format!(
-        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:Encrypt","Resource":"{arn}","Condition":{{"StringEquals":{{"kms:EncryptionContext:tenant":"alice"}}}}}}]}}"#
-    );
-    let denied_unless = format!(
-        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:Encrypt","Resource":"{arn}"}},{{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*","Condition":{{"StringNotEquals":{{"kms:EncryptionContext:tenant":"alice"}}}}}}]}}"#
-    );
+    let key = new_key(&s.client()).await;
+    let scoped = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:tenant":"alice"}}}]}"#;
+    let denied_unless = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"},{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*","Condition":{"StringNotEquals":{"kms:EncryptionContext:tenant":"alice"}}}]}"#;
     let (_, _, alice) =
-        tokio::task::block_in_place(|| s.new_user("123456789012", "alice", Some(&scoped)));
+        tokio::task::block_in_place(|| s.new_user("123456789012", "alice", Some(scoped)));
     let (_, _, carol) =
-        tokio::task::block_in_place(|| s.new_user("123456789012", "carol", Some(&denied_unless)));
+        tokio::task::block_in_place(|| s.new_user("123456789012", "carol", Some(denied_unless)));
     for (who, user) in [("alice", &alice), ("carol", &carol)] {
         let encrypt = |pairs: &[(&str, &str)]| {
-            let mut req = user.encrypt().key_id(&key.key_id).plaintext(pt());
+            let mut req = user.encrypt().key_id(&key).plaintext(pt());
             for (k, v) in pairs {
                 req = req.encryption_context(*k, *v);
             }

@@ -2325,25 +2325,38 @@ async fn cached_imported_material_is_not_used_past_its_valid_to() {
 #[tokio::test(flavor = "multi_thread")]
 async fn material_imported_again_with_a_later_valid_to_serves_on_every_node() {
     let s = Server::start().await;
+    let now = chrono::Utc::now().timestamp();
+    let (_node, other, key) = imported_again_beside_a_second_node(&s, now + 30, now + 86_430).await;
+    encrypt_with(&other, &key, b"still served").await;
+}
+
+/// An EXTERNAL key's material imported to expire at `first` (Unix seconds), loaded on a
+/// second node, then imported again (on the first node) to expire at `second`; returned once
+/// the earlier of the two has passed: the second node, a client of it, and the key.
+async fn imported_again_beside_a_second_node(
+    s: &Server,
+    first: i64,
+    second: i64,
+) -> (Node, aws_sdk_kms::Client, String) {
     let c = s.client();
     let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
     let material = random(32);
-    // Far enough ahead that the second node starts, loads the material and the second import
-    // lands before the first ValidTo (import parameters are an RSA key pair: seconds on a
-    // slow token under load).
-    let first = chrono::Utc::now().timestamp() + 30;
     import_expiring(&c, &key, &material, first).await;
     let node = tokio::task::block_in_place(|| s.second_node());
     let other = s.client_of(&node, &s.access_key_id, &s.secret);
     encrypt_with(&other, &key, b"loaded there").await;
-    import_expiring(&c, &key, &material, first + 86_400).await;
+    import_expiring(&c, &key, &material, second).await;
+    // Far enough ahead that the second node starts, loads the material and the second import
+    // lands before the earlier ValidTo (import parameters are an RSA key pair: seconds on a
+    // slow token under load).
+    let earlier = first.min(second);
     assert!(
-        chrono::Utc::now().timestamp() < first,
-        "the second import landed after the first ValidTo: the test proves nothing"
+        chrono::Utc::now().timestamp() < earlier,
+        "the second import landed after the earlier ValidTo: the test proves nothing"
     );
-    let wait = (first + 1 - chrono::Utc::now().timestamp()).max(0) as u64;
+    let wait = (earlier + 1 - chrono::Utc::now().timestamp()).max(0) as u64;
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-    encrypt_with(&other, &key, b"still served").await;
+    (node, other, key)
 }
 
 /// `kms:ValidTo` is set on ImportKeyMaterial (the expiry in seconds since the epoch), so a
@@ -2378,21 +2391,8 @@ async fn valid_to_is_a_condition_key_of_import_key_material() {
 #[tokio::test(flavor = "multi_thread")]
 async fn material_imported_again_with_an_earlier_valid_to_stops_on_every_node() {
     let s = Server::start().await;
-    let c = s.client();
-    let key = external_key(&c, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
-    let material = random(32);
-    import_expiring(&c, &key, &material, chrono::Utc::now().timestamp() + 86_400).await;
-    let node = tokio::task::block_in_place(|| s.second_node());
-    let other = s.client_of(&node, &s.access_key_id, &s.secret);
-    encrypt_with(&other, &key, b"loaded there").await;
-    let soon = chrono::Utc::now().timestamp() + 20;
-    import_expiring(&c, &key, &material, soon).await;
-    assert!(
-        chrono::Utc::now().timestamp() < soon,
-        "the second import landed after its ValidTo: the test proves nothing"
-    );
-    let wait = (soon + 1 - chrono::Utc::now().timestamp()).max(0) as u64;
-    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let now = chrono::Utc::now().timestamp();
+    let (_node, other, key) = imported_again_beside_a_second_node(&s, now + 86_400, now + 20).await;
     let refused = ["KMSInvalidStateException", "KeyUnavailableException"];
     let r = other
         .encrypt()

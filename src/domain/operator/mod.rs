@@ -202,7 +202,7 @@ impl Operator {
         if !valid_name(role_name, 64) {
             bail!("role names are 1 to 64 letters, digits and +=,.@_-");
         }
-        crate::policy::parse_new(trust_policy, crate::policy::PolicyKind::Key)
+        crate::policy::parse_new(trust_policy, crate::policy::PolicyKind::Trust)
             .map_err(|e| anyhow!("the trust policy is not valid: {e}"))?;
         let arn = format!("arn:aws:iam::{account_id}:role/{role_name}");
         self.change(
@@ -249,7 +249,7 @@ impl Operator {
     /// Attach (or replace) a named identity policy of a user or role.
     pub async fn put_principal_policy(&self, arn: &str, name: &str, document: &str) -> Result<()> {
         self.need_user(arn).await?;
-        crate::policy::parse(document, crate::policy::PolicyKind::Identity)
+        crate::policy::parse_new(document, crate::policy::PolicyKind::Identity)
             .map_err(|e| anyhow!("the policy document is not valid: {e}"))?;
         if !valid_name(name, 128) {
             bail!("policy names are 1 to 128 letters, digits and +=,.@_-");
