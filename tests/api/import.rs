@@ -2305,18 +2305,24 @@ async fn cached_imported_material_is_not_used_past_its_valid_to() {
     .await;
     let wait = (valid_to + 1 - chrono::Utc::now().timestamp()).max(0) as u64;
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-    // Refused as expired (the cached material), or as tampered with (loaded again, without
-    // its import row), whichever the node meets first.
-    let refused = ["KMSInvalidStateException", "KeyUnavailableException"];
+    encrypt_refused_as_expired(&c, &key).await;
+    let r = c.decrypt().ciphertext_blob(blob).send().await;
+    assert!(EXPIRED_OR_UNAVAILABLE.contains(&code(r).as_str()));
+}
+
+/// How a node refuses material past its `ValidTo`: as expired (the cached material), or as
+/// tampered with (loaded again, without its import row), whichever it meets first.
+const EXPIRED_OR_UNAVAILABLE: [&str; 2] = ["KMSInvalidStateException", "KeyUnavailableException"];
+
+/// Encrypt with `key` is refused as its material's `ValidTo` has passed.
+async fn encrypt_refused_as_expired(c: &aws_sdk_kms::Client, key: &str) {
     let r = c
         .encrypt()
-        .key_id(&key)
+        .key_id(key)
         .plaintext(Blob::new(b"after".to_vec()))
         .send()
         .await;
-    assert!(refused.contains(&code(r).as_str()));
-    let r = c.decrypt().ciphertext_blob(blob).send().await;
-    assert!(refused.contains(&code(r).as_str()));
+    assert!(EXPIRED_OR_UNAVAILABLE.contains(&code(r).as_str()));
 }
 
 /// Material imported again with a later `ValidTo` serves on every node past the first one: a
@@ -2393,14 +2399,7 @@ async fn material_imported_again_with_an_earlier_valid_to_stops_on_every_node() 
     let s = Server::start().await;
     let now = chrono::Utc::now().timestamp();
     let (_node, other, key) = imported_again_beside_a_second_node(&s, now + 86_400, now + 20).await;
-    let refused = ["KMSInvalidStateException", "KeyUnavailableException"];
-    let r = other
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new(b"after".to_vec()))
-        .send()
-        .await;
-    assert!(refused.contains(&code(r).as_str()));
+    encrypt_refused_as_expired(&other, &key).await;
 }
 
 /// A node reads a loaded material's import record again within the caches' maximum age, so
