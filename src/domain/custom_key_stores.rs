@@ -596,19 +596,7 @@ impl Kms {
 
     /// Log out of store `id`'s partition on this node: its keys' cached handles go first.
     fn close_partition(&self, id: &str) {
-        let gone: Vec<(uuid::Uuid, i32)> = {
-            let live = self.live.lock().unwrap();
-            live.iter()
-                .filter(|(_, l)| l.store.as_deref() == Some(id))
-                .map(|(k, _)| *k)
-                .collect()
-        };
-        {
-            let mut live = self.live.lock().unwrap();
-            for k in gone {
-                live.pop(&k);
-            }
-        }
+        self.drop_live_where(|_, l| l.store.as_deref() == Some(id));
         let proxy = self.cks.proxies.lock().unwrap().remove(id).is_some();
         if self.cks.open.lock().unwrap().remove(id).is_some() || proxy {
             tracing::info!(store = %id, "custom key store disconnected on this node");

@@ -72,15 +72,10 @@ impl Kms {
         }
         let parts: Vec<&str> = p.splitn(6, ':').collect();
         let (service, account, resource) = (parts[2], parts[4], parts[5]);
-        let exists = match (service, resource.split_once('/')) {
-            ("iam", None) => self.ids.account_exists(account).await?,
-            ("iam", Some(_)) => self.ids.principal_authz(p).await?.is_some(),
-            ("sts", Some(("assumed-role", rest))) => {
-                let role = rest.split_once('/').map_or(rest, |(r, _)| r);
-                let role = format!("arn:aws:iam::{account}:role/{role}");
-                self.ids.principal_authz(&role).await?.is_some()
-            }
-            ("sts", Some(("federated-user", _))) => self.ids.account_exists(account).await?,
+        let exists = match (identity_named(p), service, resource.split_once('/')) {
+            (Some(identity), _, _) => self.ids.principal_authz(&identity).await?.is_some(),
+            (None, "iam", None) => self.ids.account_exists(account).await?,
+            (None, "sts", Some(("federated-user", _))) => self.ids.account_exists(account).await?,
             _ => false,
         };
         if !exists {
@@ -89,6 +84,24 @@ impl Kms {
             )));
         }
         Ok(())
+    }
+}
+
+/// The IAM user or role a principal ARN stands for: a user or role itself, or the role of an
+/// assumed-role session (`arn:aws:sts::<account>:assumed-role/<role>/<session>`); `None` for
+/// an account, a federated user or anything else.
+pub(crate) fn identity_named(p: &str) -> Option<String> {
+    let parts: Vec<&str> = p.splitn(6, ':').collect();
+    let [_, _, service, _, account, resource] = parts[..] else {
+        return None;
+    };
+    match (service, resource.split_once('/')?) {
+        ("iam", ("user" | "role", _)) => Some(p.to_string()),
+        ("sts", ("assumed-role", rest)) => {
+            let role = rest.split_once('/').map_or(rest, |(r, _)| r);
+            Some(format!("arn:aws:iam::{account}:role/{role}"))
+        }
+        _ => None,
     }
 }
 

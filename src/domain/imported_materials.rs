@@ -474,24 +474,12 @@ impl Kms {
             return Ok(None);
         }
         let imports = self.verified_imports(rec.key_id).await?;
-        let imported = imports
-            .iter()
-            .filter(|i| !i.pending && i.version <= rec.current_version.max(1));
-        let mut expiration = None;
-        for i in imported {
-            let Some(model) = &i.expiration_model else {
-                continue;
-            };
-            expiration = match (expiration, i.valid_to) {
-                (Some((_, Some(earliest))), Some(t)) if earliest <= t => {
-                    Some((model.clone(), Some(earliest)))
-                }
-                (_, Some(t)) => Some((model.clone(), Some(t))),
-                (Some((m, Some(earliest))), None) => Some((m, Some(earliest))),
-                (_, None) => Some((model.clone(), None)),
-            };
-        }
-        Ok(expiration)
+        // Materials that expire sort first (`false` < `true`), the earliest of them first.
+        Ok(imports
+            .into_iter()
+            .filter(|i| !i.pending && i.version <= rec.current_version.max(1))
+            .filter_map(|i| Some((i.expiration_model?, i.valid_to)))
+            .min_by_key(|(_, valid_to)| (valid_to.is_none(), *valid_to)))
     }
 
     /// A key's import records, each once its seal holds: one altered in the database (a later

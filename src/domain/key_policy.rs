@@ -58,23 +58,13 @@ impl Kms {
                 }
             }
         }
-        for p in &named {
-            let parts: Vec<&str> = p.splitn(6, ':').collect();
-            let (service, account, resource) = match parts[..] {
-                [_, _, service, _, account, resource] => (service, account, resource),
-                _ => continue,
-            };
-            let identity = match (service, resource.split_once('/')) {
-                ("iam", Some(("user" | "role", _))) => p.to_string(),
-                ("sts", Some(("assumed-role", rest))) => {
-                    let role = rest.split_once('/').map_or(rest, |(r, _)| r);
-                    format!("arn:aws:iam::{account}:role/{role}")
-                }
-                _ => continue,
-            };
+        for identity in named
+            .iter()
+            .filter_map(|p| super::grants::identity_named(p))
+        {
             if !self.ids.principal_exists(&identity).await? {
                 return Err(KmsError::MalformedPolicy(
-                    "Policy contains a statement with one or more invalid principals.".into(),
+                    policy::document::INVALID_PRINCIPALS.into(),
                 ));
             }
         }

@@ -666,31 +666,31 @@ impl Kms {
             Some(id) => {
                 m.pop(&id);
                 t.pop(&id);
-                let mut live = self.live.lock().unwrap();
-                let stale: Vec<(Uuid, i32)> = live
-                    .iter()
-                    .filter(|(k, _)| k.0 == id)
-                    .map(|(k, _)| *k)
-                    .collect();
-                let dropped: Vec<_> = stale.iter().filter_map(|k| live.pop(k)).collect();
-                drop(live);
-                drop(dropped);
+                drop((m, t));
+                self.drop_live_where(|k, _| k.0 == id);
             }
             None => {
                 m.clear();
                 t.clear();
+                drop((m, t));
                 // Changes may have been missed: imported material's records are read again.
-                let mut live = self.live.lock().unwrap();
-                let imported: Vec<(Uuid, i32)> = live
-                    .iter()
-                    .filter(|(_, l)| l.recheck_at.is_some())
-                    .map(|(k, _)| *k)
-                    .collect();
-                let dropped: Vec<_> = imported.iter().filter_map(|k| live.pop(k)).collect();
-                drop(live);
-                drop(dropped);
+                self.drop_live_where(|_, l| l.recheck_at.is_some());
             }
         }
+    }
+
+    /// Forget the cached handles `gone` picks; each is destroyed once no request holds it,
+    /// outside the cache's lock.
+    fn drop_live_where(&self, gone: impl Fn(&(Uuid, i32), &LiveMaterial) -> bool) {
+        let mut live = self.live.lock().unwrap();
+        let keys: Vec<(Uuid, i32)> = live
+            .iter()
+            .filter(|(k, l)| gone(k, l))
+            .map(|(k, _)| *k)
+            .collect();
+        let dropped: Vec<_> = keys.iter().filter_map(|k| live.pop(k)).collect();
+        drop(live);
+        drop(dropped);
     }
 
     /// An identity (identity policy or access key) changed somewhere: forget what was derived.

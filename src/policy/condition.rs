@@ -202,10 +202,7 @@ fn check_value(op: Op, v: &str) -> Result<(), String> {
         | NumericLessThan
         | NumericLessThanEquals
         | NumericGreaterThan
-        | NumericGreaterThanEquals => v
-            .parse::<f64>()
-            .ok()
-            .filter(|n| n.is_finite())
+        | NumericGreaterThanEquals => parse_number(v)
             .map(|_| ())
             .ok_or_else(|| format!("'{v}' is not a number")),
         DateEquals
@@ -224,6 +221,11 @@ fn check_value(op: Op, v: &str) -> Result<(), String> {
             .ok_or_else(|| format!("'{v}' is not an IP address or CIDR block")),
         _ => Ok(()),
     }
+}
+
+/// A number as a condition reads one: `NaN` and `inf`, which Rust parses, are not.
+fn parse_number(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 fn parse_date(s: &str) -> Option<f64> {
@@ -333,7 +335,6 @@ fn matches_pieces(op: Op, policy: &[Piece], request: &str) -> bool {
 /// One request value against one policy value, with the positive form of the operator.
 fn matches_one(op: Op, policy: &str, request: &str) -> bool {
     use Op::*;
-    let num = |s: &str| s.parse::<f64>().ok().filter(|n| n.is_finite());
     match op {
         StringEquals => policy == request,
         StringEqualsIgnoreCase => {
@@ -345,7 +346,7 @@ fn matches_one(op: Op, policy: &str, request: &str) -> bool {
         | NumericLessThanEquals
         | NumericGreaterThan
         | NumericGreaterThanEquals => {
-            let (Some(p), Some(r)) = (num(policy), num(request)) else {
+            let (Some(p), Some(r)) = (parse_number(policy), parse_number(request)) else {
                 return false;
             };
             compare(op, r, p)

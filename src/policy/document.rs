@@ -120,7 +120,9 @@ fn valid_aws_principal(p: &str) -> bool {
 
 /// AWS's text for a statement naming a principal that is not one (recorded against AWS,
 /// 2020 and 2025): sent as it is, not prefixed with the statement's place.
-const INVALID: &str = "Policy contains a statement with one or more invalid principals.";
+/// AWS's refusal of a principal that is not one (recorded).
+pub const INVALID_PRINCIPALS: &str =
+    "Policy contains a statement with one or more invalid principals.";
 
 fn principals(v: &Value) -> Result<Principals, String> {
     match v {
@@ -130,23 +132,25 @@ fn principals(v: &Value) -> Result<Principals, String> {
             let mut services = Vec::new();
             for (k, v) in m {
                 match k.as_str() {
-                    "AWS" => {
-                        aws.extend(strings(v, "Principal AWS").map_err(|_| INVALID.to_string())?)
-                    }
-                    "Service" => services
-                        .extend(strings(v, "Principal Service").map_err(|_| INVALID.to_string())?),
-                    _ => return Err(INVALID.into()),
+                    "AWS" => aws.extend(
+                        strings(v, "Principal AWS").map_err(|_| INVALID_PRINCIPALS.to_string())?,
+                    ),
+                    "Service" => services.extend(
+                        strings(v, "Principal Service")
+                            .map_err(|_| INVALID_PRINCIPALS.to_string())?,
+                    ),
+                    _ => return Err(INVALID_PRINCIPALS.into()),
                 }
             }
             if aws.iter().any(|p| !valid_aws_principal(p)) {
-                return Err(INVALID.into());
+                return Err(INVALID_PRINCIPALS.into());
             }
             if aws.iter().any(|p| p == "*") {
                 return Ok(Principals::Anyone);
             }
             Ok(Principals::List { aws, services })
         }
-        _ => Err(INVALID.into()),
+        _ => Err(INVALID_PRINCIPALS.into()),
     }
 }
 
@@ -181,7 +185,7 @@ pub fn parse_new(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String>
         .iter()
         .any(|s| wildcard(&s.principal) || wildcard(&s.not_principal))
     {
-        return Err(INVALID.into());
+        return Err(INVALID_PRINCIPALS.into());
     }
     Ok(doc)
 }
@@ -278,7 +282,7 @@ pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, String> {
     let mut out = Vec::new();
     for (i, s) in stmts.iter().enumerate() {
         out.push(statement(s, kind, variables).map_err(|e| {
-            if e == INVALID {
+            if e == INVALID_PRINCIPALS {
                 e
             } else {
                 format!("Statement {}: {e}", i + 1)
