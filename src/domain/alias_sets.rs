@@ -117,7 +117,7 @@ impl Kms {
         let mut names = Vec::new();
         for a in self
             .keys
-            .list_aliases(&rec.account_id, &rec.region, Some(rec.key_id))
+            .list_aliases(&rec.account_id, &rec.region, Some(rec.key_id), "", i64::MAX)
             .await?
         {
             // Read again if it raced a change; one that moved to another key meanwhile is

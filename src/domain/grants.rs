@@ -251,28 +251,28 @@ impl Kms {
     /// says was retired or revoked (its genuine row put back from an older backup, or saved and
     /// re-inserted by a database writer).
     async fn verified(&self, grants: Vec<GrantRecord>) -> Result<Vec<GrantRecord>> {
-        // Per key, the grants the trail has ended; `None`: the key does not load (deleted, or
+        // Per key, which of these grants the trail has ended, asked by their ids (never by
+        // reading every grant end of the key: a loop of CreateGrant and RetireGrant would make
+        // each later load heavier for good); `None`: the key does not load (deleted, or
         // failing its checks), so none of its grants allows anything.
-        let mut ended: HashMap<Uuid, Option<HashSet<String>>> = HashMap::new();
+        let mut asked: HashMap<Uuid, Vec<String>> = HashMap::new();
         for g in &grants {
-            if ended.contains_key(&g.key_id) {
-                continue;
-            }
-            let rec = match self.record(g.key_id).await {
+            asked.entry(g.key_id).or_default().push(g.grant_id.clone());
+        }
+        let mut ended: HashMap<Uuid, Option<HashSet<String>>> = HashMap::new();
+        for (key_id, ids) in asked {
+            let rec = match self.record(key_id).await {
                 Ok(Some(rec)) => rec,
                 Ok(None) | Err(_) => {
-                    ended.insert(g.key_id, None);
+                    ended.insert(key_id, None);
                     continue;
                 }
             };
-            let ids: HashSet<String> = self
+            let found = self
                 .grant_store
-                .ended_grants_per_trail(&rec.arn())
-                .await?
-                .iter()
-                .filter_map(|b| crate::audit::ended_grant_id(b))
-                .collect();
-            ended.insert(g.key_id, Some(ids));
+                .grants_ended_per_trail(&rec.arn(), &ids)
+                .await?;
+            ended.insert(key_id, Some(found.into_iter().collect()));
         }
         let mut out = Vec::with_capacity(grants.len());
         for g in grants {
@@ -286,17 +286,9 @@ impl Kms {
         Ok(out)
     }
 
-    /// [`Kms::verified`] for one grant (named by a grant token): its end looked up in the
-    /// trail by its id, not by reading every grant end of its key.
+    /// [`Kms::verified`] for one grant (named by a grant token).
     async fn verified_one(&self, g: GrantRecord) -> Result<Option<GrantRecord>> {
-        let Ok(Some(rec)) = self.record(g.key_id).await else {
-            return Ok(None);
-        };
-        let ended = self
-            .grant_store
-            .grant_ended_per_trail(&rec.arn(), &g.grant_id)
-            .await?;
-        Ok(self.intact(&g, ended).await?.then_some(g))
+        Ok(self.verified(vec![g]).await?.pop())
     }
 
     /// Whether a grant row may allow anything: the trail has not `ended` it, and its MAC holds.
@@ -671,7 +663,9 @@ impl Kms {
         &self,
         caller: &Caller,
         retiring: &str,
-    ) -> Result<Vec<Grant>> {
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<(Vec<Grant>, Option<String>)> {
         self.authorize(caller, "kms:ListRetirableGrants", None, None, &[])
             .await?;
         // AWS: the retiring principal must be in the caller's own account. Another account's
@@ -683,18 +677,40 @@ impl Kms {
                 caller.principal_arn
             )));
         }
-        let grants = self
-            .verified(self.grant_store.grants_retirable_by(retiring).await?)
-            .await?;
-        let mut out = Vec::with_capacity(grants.len());
-        for g in grants {
-            // The key's ARN: its region and account come from the key's record (a key gone
-            // meanwhile takes its grants with it).
-            if let Ok(arn) = self.key_arn_of(g.key_id).await {
-                out.push(Grant::of(g, &arn));
+        // The marker is the last grant listed: one the principal may retire.
+        if let Some(m) = marker {
+            let theirs = self.grant_store.grant(m).await?;
+            if theirs.is_none_or(|g| g.retiring_principal.as_deref() != Some(retiring)) {
+                return Err(KmsError::InvalidMarker);
             }
         }
-        Ok(out)
+        // Read a page at a time (any account may name this principal as a grant's retiring
+        // principal: the list can be long) until a page and one more are listed: a row that
+        // fails its checks, or whose key went, is left out.
+        let mut out = Vec::with_capacity(limit + 1);
+        let mut after = marker.map(str::to_string);
+        loop {
+            let rows = self
+                .grant_store
+                .grants_retirable_by(retiring, after.as_deref(), limit as i64 + 1)
+                .await?;
+            let last_page = rows.len() <= limit;
+            after = rows.last().map(|g| g.grant_id.clone());
+            for g in self.verified(rows).await? {
+                // The key's ARN: its region and account come from the key's record.
+                if let Ok(arn) = self.key_arn_of(g.key_id).await {
+                    out.push(Grant::of(g, &arn));
+                }
+            }
+            if out.len() > limit || last_page {
+                break;
+            }
+        }
+        let next = (out.len() > limit).then(|| {
+            out.truncate(limit);
+            out[limit - 1].grant_id.clone()
+        });
+        Ok((out, next))
     }
 
     /// Retire by token, or by key and grant id. The retiring principal, or the grantee of a

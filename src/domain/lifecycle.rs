@@ -580,13 +580,19 @@ impl Kms {
         }
     }
 
-    /// The aliases of the caller's account and region (of one key, with `key_id`), and — listing
-    /// them all — the predefined `alias/aws/<service>` names whose AWS managed key does not exist
-    /// yet, which AWS lists without a `TargetKeyId`.
+    /// A page of the aliases of the caller's account and region (of one key, with `key_id`),
+    /// and — listing them all — of the predefined `alias/aws/<service>` names whose AWS managed
+    /// key does not exist yet, which AWS lists without a `TargetKeyId`: each by name, after
+    /// the name `marker` (the last one listed before). At most `limit` + 1 aliases are read
+    /// past the ones that fail their checks, so that a page costs a page, however many
+    /// aliases the account has; the predefined names after the marker are all given, for the
+    /// caller to merge.
     pub async fn list_aliases(
         &self,
         caller: &Caller,
         key_id: Option<&str>,
+        limit: usize,
+        marker: Option<&str>,
     ) -> Result<(Vec<AliasRecord>, Vec<String>)> {
         let key = match key_id {
             Some(k) => {
@@ -611,39 +617,72 @@ impl Kms {
                 None
             }
         };
-        let mut out = Vec::new();
-        for a in self
-            .keys
-            .list_aliases(&caller.account_id, &caller.region, key)
-            .await?
-        {
-            // A row that fails its check is logged and left out of the listing, as is one that
-            // moved to another key, or went, while it was read.
-            match self.verified_alias(a).await {
-                Ok(Some(a)) if key.is_none_or(|k| a.key_id == k) => {
-                    // Its target named as the key is verified (a family's key by its family's
-                    // id), never from the key row's family as stored.
-                    match self.record(a.key_id).await {
-                        Ok(Some(rec)) => out.push(AliasRecord {
-                            target_mrk: rec.mrk_id,
-                            ..a
-                        }),
-                        Ok(None) | Err(KmsError::KeyUnavailable) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(_) | Err(KmsError::KeyUnavailable) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let predefined = match key {
+        let predefined = |after: &str| match key {
             Some(_) => Vec::new(),
             None => super::managed_keys::MANAGED_KEY_SERVICES
                 .iter()
                 .map(|s| format!("alias/aws/{s}"))
-                .filter(|name| !out.iter().any(|a| &a.alias_name == name))
+                .filter(|name| name.as_str() > after)
                 .collect(),
         };
+        // The marker is a name listed before: a predefined one, or an alias of the listing.
+        let after = marker.unwrap_or("");
+        if let Some(m) = marker {
+            let listed = predefined("").iter().any(|n| n == m)
+                || self
+                    .keys
+                    .alias(&caller.account_id, &caller.region, m)
+                    .await?
+                    .is_some_and(|a| key.is_none_or(|k| a.key_id == k));
+            if !listed {
+                return Err(KmsError::InvalidMarker);
+            }
+        }
+        let mut out = Vec::with_capacity(limit + 1);
+        let mut from = after.to_string();
+        loop {
+            let rows = self
+                .keys
+                .list_aliases(
+                    &caller.account_id,
+                    &caller.region,
+                    key,
+                    &from,
+                    limit as i64 + 1,
+                )
+                .await?;
+            let last_page = rows.len() <= limit;
+            if let Some(a) = rows.last() {
+                from = a.alias_name.clone();
+            }
+            for a in rows {
+                // A row that fails its check is logged and left out of the listing, as is one
+                // that moved to another key, or went, while it was read.
+                match self.verified_alias(a).await {
+                    Ok(Some(a)) if key.is_none_or(|k| a.key_id == k) => {
+                        // Its target named as the key is verified (a family's key by its
+                        // family's id), never from the key row's family as stored.
+                        match self.record(a.key_id).await {
+                            Ok(Some(rec)) => out.push(AliasRecord {
+                                target_mrk: rec.mrk_id,
+                                ..a
+                            }),
+                            Ok(None) | Err(KmsError::KeyUnavailable) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(_) | Err(KmsError::KeyUnavailable) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if out.len() > limit || last_page {
+                break;
+            }
+        }
+        let predefined = predefined(after)
+            .into_iter()
+            .filter(|name| !out.iter().any(|a| &a.alias_name == name))
+            .collect();
         Ok((out, predefined))
     }
 

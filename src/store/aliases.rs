@@ -145,23 +145,29 @@ macro_rules! key_store_aliases {
                 account_id: &str,
                 region: &str,
                 key_id: Option<Uuid>,
+                after: &str,
+                limit: i64,
             ) -> Result<Vec<AliasRecord>, StoreError> {
                 // Two statements, not `($3 IS NULL OR a.key_id = $3)`: a generic plan of that
                 // one reads every alias of the account to find one key's (see `list_keys`).
                 const ALL: &str = "SELECT a.*, k.mrk_id FROM aliases a JOIN keys k USING (key_id) \
-                     WHERE a.account_id = $1 AND a.region = $2";
+                     WHERE a.account_id = $1 AND a.region = $2 AND a.alias_name > $3";
                 match key_id {
                     Some(key_id) => {
-                        sqlx::query_as(&format!("{ALL} AND a.key_id = $3 ORDER BY a.alias_name"))
+                        sqlx::query_as(&format!("{ALL} AND a.key_id = $5 ORDER BY a.alias_name LIMIT $4"))
                             .bind(account_id)
                             .bind(region)
+                            .bind(after)
+                            .bind(limit)
                             .bind(key_id)
                             .all(&self.pool).await
                     }
                     None => {
-                        sqlx::query_as(&format!("{ALL} ORDER BY a.alias_name"))
+                        sqlx::query_as(&format!("{ALL} ORDER BY a.alias_name LIMIT $4"))
                             .bind(account_id)
                             .bind(region)
+                            .bind(after)
+                            .bind(limit)
                             .all(&self.pool).await
                     }
                 }

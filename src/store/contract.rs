@@ -629,16 +629,37 @@ async fn aliases_create_update_delete_and_conflict(s: &Backend) {
         .unwrap()
         .is_none());
 
-    let all = s.list_aliases(ACCOUNT, REGION, None).await.unwrap();
+    let all = s
+        .list_aliases(ACCOUNT, REGION, None, "", i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(
         all.iter()
             .map(|a| (a.alias_name.as_str(), a.target_mrk))
             .collect::<Vec<_>>(),
         vec![("alias/billing", Some(mrk)), ("alias/orders", None)]
     );
-    let of_k1 = s.list_aliases(ACCOUNT, REGION, Some(k1)).await.unwrap();
+    let of_k1 = s
+        .list_aliases(ACCOUNT, REGION, Some(k1), "", i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(of_k1.len(), 1);
     assert_eq!(of_k1[0].alias_name, "alias/orders");
+    // A page: at most `limit`, after a name.
+    let names = |after: &'static str, limit: i64, key: Option<Uuid>| async move {
+        s.list_aliases(ACCOUNT, REGION, key, after, limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.alias_name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("", 1, None).await, ["alias/billing"]);
+    assert_eq!(names("alias/billing", 1, None).await, ["alias/orders"]);
+    assert_eq!(names("alias/c", 5, None).await, ["alias/orders"]);
+    assert!(names("alias/orders", 5, None).await.is_empty());
+    assert!(names("alias/orders", 5, Some(k1)).await.is_empty());
+    assert_eq!(names("alias/b", 5, Some(k1)).await, ["alias/orders"]);
 
     let to_k2 = AliasRecord {
         key_id: k2,
@@ -707,7 +728,10 @@ async fn aliases_create_update_delete_and_conflict(s: &Backend) {
         .await
         .unwrap());
     assert_eq!(
-        s.list_aliases(ACCOUNT, REGION, None).await.unwrap().len(),
+        s.list_aliases(ACCOUNT, REGION, None, "", i64::MAX)
+            .await
+            .unwrap()
+            .len(),
         1
     );
 }
@@ -1565,12 +1589,30 @@ async fn grants_insert_list_delete(s: &Backend) {
     );
     assert_eq!(s.grant("b-tie").await.unwrap(), Some(g_tie_b.clone()));
     assert_eq!(s.grant("nope").await.unwrap(), None);
+    let ops = "arn:aws:iam::111122223333:role/ops";
     assert_eq!(
-        s.grants_retirable_by("arn:aws:iam::111122223333:role/ops")
-            .await
-            .unwrap(),
+        s.grants_retirable_by(ops, None, 10).await.unwrap(),
         vec![g_tie_b.clone(), g_late.clone()]
     );
+    // In pages: after a grant of the principal, and none after one that is not its own.
+    assert_eq!(
+        s.grants_retirable_by(ops, None, 1).await.unwrap(),
+        vec![g_tie_b.clone()]
+    );
+    assert_eq!(
+        s.grants_retirable_by(ops, Some("b-tie"), 1).await.unwrap(),
+        vec![g_late.clone()]
+    );
+    assert!(s
+        .grants_retirable_by(ops, Some(&g_late.grant_id), 1)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .grants_retirable_by(ops, Some("a-tie"), 10)
+        .await
+        .unwrap()
+        .is_empty());
     // The grants to a principal: to the role itself and to its sessions; a name's `_` is no
     // wildcard (`role/a_p` is not `role/app`).
     let mut g_session = grant_rec("c-session", id, t + TimeDelta::seconds(9));
@@ -2210,13 +2252,29 @@ async fn audit_chain_head_events_and_checkpoints(s: &Backend) {
         e
     };
     let head = s.audit_head().await.unwrap();
-    s.append_audit((head.0, &head.1), &[named("g1")], &[], chain)
+    // (ended twice: told once)
+    s.append_audit((head.0, &head.1), &[named("g1"), named("g1")], &[], chain)
         .await
         .unwrap()
         .unwrap();
-    assert!(s.grant_ended_per_trail(arn, "g1").await.unwrap());
-    assert!(!s.grant_ended_per_trail(arn, "g2").await.unwrap());
-    assert!(!s.grant_ended_per_trail("k3", "g1").await.unwrap());
+    let ids = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        s.grants_ended_per_trail(arn, &ids(&["g1", "g2"]))
+            .await
+            .unwrap(),
+        ids(&["g1"])
+    );
+    assert!(s
+        .grants_ended_per_trail(arn, &ids(&["g2"]))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .grants_ended_per_trail("k3", &ids(&["g1"]))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s.grants_ended_per_trail(arn, &[]).await.unwrap().is_empty());
     // A key's cryptographic calls, newest first: as the first ARN, and as ReEncrypt's second.
     let uses: Vec<i64> = s
         .key_uses_before(arn, i64::MAX, 10)

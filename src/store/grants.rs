@@ -85,14 +85,25 @@ macro_rules! grant_store {
                     .all(&self.pool).await
             }
 
-            async fn grant_ended_per_trail(&self, arn: &str, grant_id: &str) -> Result<bool, StoreError> {
+            async fn grants_ended_per_trail(
+                &self,
+                arn: &str,
+                grant_ids: &[String],
+            ) -> Result<Vec<String>, StoreError> {
+                if grant_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // One lookup by the index of ended grant ids per id asked of: the planner is
+                // not left to choose the index by key, which reads every end of the key.
                 sqlx::query_scalar(&format!(
-                    "SELECT EXISTS (SELECT 1 FROM audit_events WHERE event_name = 'GrantEnded' \
-                     AND {ENDED_GRANT_ID} = $2 AND {FIRST_KEY_ARN} = $1)"
+                    "SELECT DISTINCT g.value FROM {} WHERE EXISTS (SELECT 1 FROM audit_events \
+                     WHERE event_name = 'GrantEnded' AND {ENDED_GRANT_ID} = g.value \
+                     AND {FIRST_KEY_ARN} = $1)",
+                    text_list_rows("$2")
                 ))
                 .bind(arn)
-                .bind(grant_id)
-                .one(&self.pool).await
+                .bind(TextList(grant_ids.to_vec()))
+                .all(&self.pool).await
             }
 
             async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError> {
@@ -114,12 +125,21 @@ macro_rules! grant_store {
             async fn grants_retirable_by(
                 &self,
                 principal: &str,
+                after: Option<&str>,
+                limit: i64,
             ) -> Result<Vec<GrantRecord>, StoreError> {
+                // After the grant `after` of the same retiring principal, in creation order
+                // (the index by retiring principal and creation: a page reads a page).
                 let q = format!(
-                    "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = $1 ORDER BY created_at, grant_id"
+                    "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = $1 \
+                     AND ($2 IS NULL OR (created_at, grant_id) > (SELECT created_at, grant_id \
+                     FROM grants WHERE grant_id = $2 AND retiring_principal = $1)) \
+                     ORDER BY created_at, grant_id LIMIT $3"
                 );
                 sqlx::query_as(&q)
                     .bind(principal)
+                    .bind(after)
+                    .bind(limit)
                     .all(&self.pool).await
             }
 

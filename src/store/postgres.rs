@@ -583,6 +583,11 @@ const SECOND_KEY_ARN: &str = "key_arns[2]";
 /// The account of the first key ARN (`arn:aws:kms:<region>:<account>:…`), as the trail's index
 /// by key owner has it.
 const FIRST_KEY_OWNER: &str = "split_part(key_arns[1], ':', 5)";
+/// The text list bound as `param` ([`TextList`]: a `text[]` here) as a table `g` of one
+/// column, `value`.
+fn text_list_rows(param: &str) -> String {
+    format!("unnest({param}::text[]) AS g(value)")
+}
 /// "Not equal, a NULL being unequal to a value" (the indexes by key owner's predicate).
 const DISTINCT_FROM: &str = "IS DISTINCT FROM";
 /// The account of the second.

@@ -32,13 +32,13 @@ pub(crate) fn migrations_current(
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 39;
-pub const SCHEMA_SQLITE: i64 = 25;
+pub const SCHEMA_POSTGRES: i64 = 40;
+pub const SCHEMA_SQLITE: i64 = 26;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 39, SQLite 25)"
+    " (schema: Postgres 40, SQLite 26)"
 );
 
 /// A database's schema as this build sees it.

@@ -428,6 +428,11 @@ const SECOND_KEY_ARN: &str = "json_extract(key_arns, '$[1]')";
 /// The account of the first key ARN (`arn:aws:kms:<region>:<account>:…`), as the trail's index
 /// by key owner has it.
 const FIRST_KEY_OWNER: &str = "substr(json_extract(key_arns, '$[0]'), instr(substr(json_extract(key_arns, '$[0]'), 13), ':') + 13, 12)";
+/// The text list bound as `param` ([`TextList`]: a JSON array here) as a table `g` of one
+/// column, `value`.
+fn text_list_rows(param: &str) -> String {
+    format!("json_each({param}) AS g")
+}
 /// "Not equal, a NULL being unequal to a value" (the indexes by key owner's predicate).
 const DISTINCT_FROM: &str = "IS NOT";
 /// The account of the second.

@@ -896,3 +896,77 @@ async fn only_the_grant_the_account_and_iam_policies_decide_who_retires_a_grant(
     let left = root.list_grants().key_id(&key).send().await.unwrap();
     assert!(left.grants().is_empty(), "{:?}", left.grants());
 }
+
+/// ListRetirableGrants reads its page from the database a page at a time (any account may
+/// name a principal as its grants' retiring principal, so the list can be long): a row that
+/// fails its checks is passed over and the page is still full, the marker continues after the
+/// last grant shown, and a marker that is not one of the principal's grants is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_retirable_grants_pages_past_rows_that_fail_their_checks() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let (ops_arn, _, ops) = tokio::task::block_in_place(|| {
+        s.new_user(
+            "123456789012",
+            "ops",
+            Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListRetirableGrants","Resource":"*"}]}"#),
+        )
+    });
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let g = root
+            .create_grant()
+            .key_id(&key)
+            .grantee_principal(&ops_arn)
+            .retiring_principal(&ops_arn)
+            .operations(GrantOperation::Decrypt)
+            .send()
+            .await
+            .unwrap();
+        ids.push(g.grant_id.unwrap());
+    }
+    let elsewhere = root
+        .create_grant()
+        .key_id(&key)
+        .grantee_principal(&ops_arn)
+        .operations(GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    // The second grant's row is edited in the database: it allows nothing and is not listed.
+    s.db.execute(&format!(
+        "UPDATE grants SET name = 'edited' WHERE grant_id = {}",
+        s.db.text(&ids[1])
+    ))
+    .await;
+    let page = |marker: Option<String>| {
+        let (ops, ops_arn) = (ops.clone(), ops_arn.clone());
+        async move {
+            ops.list_retirable_grants()
+                .retiring_principal(ops_arn)
+                .limit(2)
+                .set_marker(marker)
+                .send()
+                .await
+        }
+    };
+    let listed = |p: &aws_sdk_kms::operation::list_retirable_grants::ListRetirableGrantsOutput| {
+        p.grants()
+            .iter()
+            .map(|g| g.grant_id.clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let first = page(None).await.unwrap();
+    assert_eq!(listed(&first), [ids[0].clone(), ids[2].clone()]);
+    assert!(first.truncated);
+    assert_eq!(first.next_marker.as_deref(), Some(ids[2].as_str()));
+    let second = page(first.next_marker.clone()).await.unwrap();
+    assert_eq!(listed(&second), [ids[3].clone(), ids[4].clone()]);
+    assert!(!second.truncated && second.next_marker.is_none());
+    for marker in ["nope".to_string(), elsewhere] {
+        assert_eq!(code(page(Some(marker)).await), "InvalidMarkerException");
+    }
+}

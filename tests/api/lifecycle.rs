@@ -1040,3 +1040,69 @@ async fn aliases_arriving_at_once_still_stop_at_fifty() {
     assert_eq!(listed.len(), 50, "{won} of 24 calls succeeded");
     assert_eq!(won, 6);
 }
+
+/// ListAliases reads its page from the database a page at a time, past rows that fail their
+/// checks (here copies of a valid row under other names): every page but the last is full,
+/// and the pages together are the whole listing, AWS's predefined names among the aliases.
+#[tokio::test]
+async fn list_aliases_pages_past_rows_that_fail_their_checks() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    for i in 0..5 {
+        c.create_alias()
+            .alias_name(format!("alias/z-{i}"))
+            .target_key_id(&key)
+            .send()
+            .await
+            .unwrap();
+    }
+    for name in ["alias/z-1a", "alias/z-2a", "alias/z-2b"] {
+        s.db.execute(&format!(
+            "INSERT INTO aliases (account_id, region, alias_name, key_id, created_at, updated_at, mac) \
+             SELECT account_id, region, '{name}', key_id, created_at, updated_at, mac FROM aliases WHERE alias_name = 'alias/z-0'"
+        ))
+        .await;
+    }
+    let names = |p: &aws_sdk_kms::operation::list_aliases::ListAliasesOutput| {
+        p.aliases()
+            .iter()
+            .filter_map(|a| a.alias_name.clone())
+            .collect::<Vec<_>>()
+    };
+    let all = names(&c.list_aliases().limit(1000).send().await.unwrap());
+    assert!(
+        !all.iter().any(|n| n.len() == "alias/z-1a".len()),
+        "{all:?}"
+    );
+    assert!(all.iter().any(|n| n == "alias/aws/s3"), "{all:?}");
+    let mut paged = Vec::new();
+    let mut marker = None;
+    loop {
+        let p = c
+            .list_aliases()
+            .limit(2)
+            .set_marker(marker)
+            .send()
+            .await
+            .unwrap();
+        paged.extend(names(&p));
+        if !p.truncated {
+            break;
+        }
+        assert_eq!(names(&p).len(), 2, "{paged:?}");
+        marker = p.next_marker;
+    }
+    assert_eq!(paged, all);
+    // A page of one key's, through the copies.
+    let of_key = c
+        .list_aliases()
+        .key_id(&key)
+        .limit(2)
+        .marker("alias/z-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(names(&of_key), ["alias/z-2", "alias/z-3"]);
+    assert!(of_key.truncated);
+}

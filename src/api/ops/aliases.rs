@@ -1,7 +1,7 @@
 //! `CreateAlias`, `UpdateAlias`, `DeleteAlias`, `ListAliases`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{or_empty, parse, Page, Validator};
+use crate::api::wire::{or_empty, parse, Validator};
 use crate::domain::{keyid, Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -65,7 +65,10 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .paging(r.limit, r.marker.as_deref())
         .finish()?;
-    let (aliases, predefined) = kms.list_aliases(caller, r.key_id.as_deref()).await?;
+    let limit = r.limit.unwrap_or(50).min(100) as usize;
+    let (aliases, predefined) = kms
+        .list_aliases(caller, r.key_id.as_deref(), limit, r.marker.as_deref())
+        .await?;
     // Aliases and AWS's predefined ones (no key yet: name and ARN only, as AWS lists them),
     // by name.
     let mut listed: Vec<(String, Value)> = aliases
@@ -92,7 +95,16 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
             (n.clone(), v)
         }))
         .collect();
+    // Both come after the marker: the page is the first `limit` of them.
     listed.sort_by(|x, y| x.0.cmp(&y.0));
-    let page = Page::of(r.limit, &r.marker, 50, 100);
-    page.of_list(&listed, "Aliases", |l| l.0.clone(), |l| l.1.clone())
+    let truncated = listed.len() > limit;
+    listed.truncate(limit);
+    let mut v = json!({
+        "Aliases": listed.iter().map(|l| l.1.clone()).collect::<Vec<_>>(),
+        "Truncated": truncated,
+    });
+    if truncated {
+        v["NextMarker"] = json!(listed[limit - 1].0);
+    }
+    Ok(v)
 }

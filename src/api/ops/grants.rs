@@ -207,12 +207,20 @@ pub async fn list_retirable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
         .principal(r.retiring_principal.as_deref(), "retiringPrincipal")
         .paging(r.limit, r.marker.as_deref())
         .finish()?;
-    let grants = kms
-        .list_retirable_grants(caller, or_empty(&r.retiring_principal))
+    let (grants, next) = kms
+        .list_retirable_grants(
+            caller,
+            or_empty(&r.retiring_principal),
+            r.limit.unwrap_or(50).min(100) as usize,
+            r.marker.as_deref(),
+        )
         .await?;
     let shown: Vec<Value> = grants.iter().map(grant_json).collect();
-    let page = Page::of(r.limit, &r.marker, 50, 100);
-    page.of_list(&shown, "Grants", grant_id, Value::clone)
+    let mut v = json!({"Grants": shown, "Truncated": next.is_some()});
+    if let Some(m) = next {
+        v["NextMarker"] = json!(m);
+    }
+    Ok(v)
 }
 
 #[derive(Deserialize)]

@@ -372,7 +372,10 @@ impl Kms {
             }
             let place = (k.account_id.clone(), k.region.clone());
             if !listed.contains_key(&place) {
-                let all = self.keys.list_aliases(&place.0, &place.1, None).await?;
+                let all = self
+                    .keys
+                    .list_aliases(&place.0, &place.1, None, "", i64::MAX)
+                    .await?;
                 listed.insert(place.clone(), all);
             }
             let mut names: Vec<(String, i64)> = listed[&place]

@@ -12,13 +12,24 @@ pub trait GrantStore: Send + Sync {
     async fn insert_grant(&self, g: &GrantRecord, max_grants: i64) -> Result<(), StoreError>;
     async fn grants_of_key(&self, key_id: Uuid) -> Result<Vec<GrantRecord>, StoreError>;
     /// The bodies of the trail's `GrantEnded` events of the key `arn` (grants retired or
-    /// revoked).
+    /// revoked): all of them, for restoring a backup.
     async fn ended_grants_per_trail(&self, arn: &str) -> Result<Vec<String>, StoreError>;
-    /// Whether the trail holds a `GrantEnded` event of the key `arn` for `grant_id` (one
-    /// lookup, whatever number of the key's grants have ended).
-    async fn grant_ended_per_trail(&self, arn: &str, grant_id: &str) -> Result<bool, StoreError>;
+    /// Which of `grant_ids` the trail holds a `GrantEnded` event of the key `arn` for: one
+    /// lookup by id per grant asked of, whatever number of the key's grants have ended.
+    async fn grants_ended_per_trail(
+        &self,
+        arn: &str,
+        grant_ids: &[String],
+    ) -> Result<Vec<String>, StoreError>;
     async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError>;
-    async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>, StoreError>;
+    /// The grants `principal` may retire, in creation order: at most `limit`, after the grant
+    /// `after` (none when `after` is not one of them).
+    async fn grants_retirable_by(
+        &self,
+        principal: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<GrantRecord>, StoreError>;
     /// The grants to a user or role `arn`, and for a role to its sessions.
     async fn grants_to_principal(&self, arn: &str) -> Result<Vec<GrantRecord>, StoreError>;
     /// Delete a grant; false if it did not exist.

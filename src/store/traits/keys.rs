@@ -299,12 +299,15 @@ pub trait KeyStore: Send + Sync {
         region: &str,
         name: &str,
     ) -> Result<Option<AliasRecord>, StoreError>;
-    /// Aliases of one account and region (of one key, if given), by name.
+    /// Aliases of one account and region (of one key, if given), by name: at most `limit`
+    /// of those named after `after` (`""`: from the first).
     async fn list_aliases(
         &self,
         account_id: &str,
         region: &str,
         key_id: Option<Uuid>,
+        after: &str,
+        limit: i64,
     ) -> Result<Vec<AliasRecord>, StoreError>;
     /// Every key material row after `after` (key id, then version), at most `limit`, in that
     /// order: a walk over all of them, a page at a time.
