@@ -173,6 +173,14 @@ pub async fn handle(
             params.get("ExternalId").map(String::as_str),
         )
         .await?;
+    // Role chaining (a role's session assuming a role): STS holds such sessions to an hour.
+    if caller.role_arn.is_some() && duration > 3600 {
+        return Err(KmsError::Validation(
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining."
+                .into(),
+        )
+        .into());
+    }
     let s = state
         .kms
         .credentials

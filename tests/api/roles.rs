@@ -191,3 +191,87 @@ async fn a_deny_on_the_role_arn_holds_for_its_sessions() {
         }
     }
 }
+
+/// Role chaining: a role's session that assumes a role gets at most an hour, as from STS
+/// ("The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role
+/// chaining."). Before, a stolen session of minutes renewed itself for twelve hours at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_assumed_by_role_chaining_gets_at_most_an_hour() {
+    let s = Server::start().await;
+    let (alice_arn, alice_id, alice_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret("123456789012", "alice", None));
+    let trusting = |who: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{who}"}},"Action":"sts:AssumeRole","Resource":"*"}}]}}"#
+        )
+    };
+    let first = tokio::task::block_in_place(|| {
+        s.create_role("123456789012", "first", &trusting(&alice_arn))
+    });
+    tokio::task::block_in_place(|| {
+        s.put_user_policy(
+            &first,
+            "chain",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#,
+        )
+    });
+    let second =
+        tokio::task::block_in_place(|| s.create_role("123456789012", "second", &trusting(&first)));
+    // A user may ask for twelve hours.
+    let out = sts(&s, &alice_id, &alice_secret)
+        .assume_role()
+        .role_arn(&first)
+        .role_session_name("hop-1")
+        .duration_seconds(43200)
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials.unwrap();
+    let session = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::Config::builder()
+            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+            .region(aws_sdk_sts::config::Region::new(REGION))
+            .endpoint_url(&s.endpoint)
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                &c.access_key_id,
+                &c.secret_access_key,
+                Some(c.session_token.clone()),
+                None,
+                "sts",
+            ))
+            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    // Its session may not.
+    let e = session
+        .assume_role()
+        .role_arn(&second)
+        .role_session_name("hop-2")
+        .duration_seconds(3601)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_sts::error::ProvideErrorMetadata::code(&e),
+        Some("ValidationError"),
+        "{e:?}"
+    );
+    assert_eq!(
+        aws_sdk_sts::error::ProvideErrorMetadata::message(&e),
+        Some("The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.")
+    );
+    // An hour, or the default, it may.
+    for duration in [Some(3600), None] {
+        let out = session
+            .assume_role()
+            .role_arn(&second)
+            .role_session_name("hop-2")
+            .set_duration_seconds(duration)
+            .send()
+            .await
+            .unwrap();
+        let expires = out.credentials.unwrap().expiration;
+        let left = expires.secs() - chrono::Utc::now().timestamp();
+        assert!((3500..=3600).contains(&left), "{left}");
+    }
+}
