@@ -329,6 +329,10 @@ pub struct QuotaSettings {
     /// its failures are summarised in the audit trail once a minute instead of one by one.
     pub auth_failures_per_second: u32,
     pub auth_failure_burst: u32,
+    /// Failures audited one by one per second from all sources together (a second's worth at
+    /// once; 0: no limit): past it, failures from sources within their own budgets are
+    /// summarised too, so a flood spread over many addresses does not grow the trail.
+    pub auth_failures_audited_per_second: u32,
     /// Customer managed keys per account and region (AWS: 100,000), counted across nodes.
     pub keys_per_region: i64,
     /// Grants per key (AWS: 50,000), counted across nodes.
@@ -349,6 +353,7 @@ impl Default for QuotaSettings {
             management_per_second: 2_000,
             auth_failures_per_second: 5,
             auth_failure_burst: 20,
+            auth_failures_audited_per_second: 100,
             keys_per_region: 100_000,
             grants_per_key: 50_000,
             aliases_per_region: 50_000,

@@ -106,12 +106,17 @@ mod tests {
 pub struct AuthGuard {
     per_second: f64,
     burst: f64,
+    /// Failures audited one by one per second from all sources together (0: no limit), a
+    /// second's worth at once: many sources, each within its budget, are summarised too.
+    audited_per_second: f64,
     state: Mutex<AuthState>,
 }
 
 struct AuthState {
     /// Least recently failing sources go first when the table is full.
     buckets: lru::LruCache<std::net::IpAddr, Bucket>,
+    /// The budget of all sources together.
+    all: Bucket,
     suppressed: HashMap<std::net::IpAddr, u64>,
 }
 
@@ -149,15 +154,21 @@ impl AuthState {
 }
 
 impl AuthGuard {
-    /// `per_second` failures per source, with a burst of `burst` (0: no limit).
-    pub fn new(per_second: u32, burst: u32) -> AuthGuard {
+    /// `per_second` failures per source, with a burst of `burst` (0: no limit), and
+    /// `audited_per_second` audited one by one from all sources together (0: no limit).
+    pub fn new(per_second: u32, burst: u32, audited_per_second: u32) -> AuthGuard {
         AuthGuard {
             per_second: per_second as f64,
             burst: burst.max(1) as f64,
+            audited_per_second: audited_per_second as f64,
             state: Mutex::new(AuthState {
                 buckets: lru::LruCache::new(
                     std::num::NonZeroUsize::new(MAX_SOURCES).expect("non-zero"),
                 ),
+                all: Bucket {
+                    tokens: audited_per_second as f64,
+                    at: Instant::now(),
+                },
                 suppressed: HashMap::new(),
             }),
         }
@@ -206,8 +217,19 @@ impl AuthGuard {
             at: now,
         });
         self.refill(b, now);
-        if b.tokens >= 1.0 {
+        let within_source = b.tokens >= 1.0;
+        if within_source {
             b.tokens -= 1.0;
+        }
+        let rate = self.audited_per_second;
+        let all = &mut st.all;
+        all.tokens = (all.tokens + now.duration_since(all.at).as_secs_f64() * rate).min(rate);
+        all.at = now;
+        let within_all = rate <= 0.0 || all.tokens >= 1.0;
+        if within_source && within_all {
+            if rate > 0.0 {
+                all.tokens -= 1.0;
+            }
             true
         } else {
             st.suppress(source);
@@ -230,7 +252,7 @@ mod auth_tests {
 
     #[test]
     fn a_failing_source_is_blocked_and_counted_others_are_not() {
-        let g = AuthGuard::new(1, 3);
+        let g = AuthGuard::new(1, 3, 0);
         let (a, b): (std::net::IpAddr, std::net::IpAddr) =
             ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         assert!(!g.blocked(a));
@@ -246,8 +268,23 @@ mod auth_tests {
     }
 
     #[test]
+    fn many_sources_within_their_budgets_are_audited_together_within_one() {
+        let g = AuthGuard::new(1, 3, 5);
+        let ip = |i: u8| -> std::net::IpAddr { std::net::Ipv4Addr::new(10, 1, 0, i).into() };
+        // Five sources' first failures are audited; the next sources', each within its own
+        // budget, are counted for the summary instead (and not throttled: that is their own
+        // budget's say).
+        let audited = (1..=20).filter(|i| g.failed(ip(*i))).count();
+        assert_eq!(audited, 5);
+        assert!((1..=20).all(|i| !g.blocked(ip(i))));
+        assert_eq!(g.take_suppressed().len(), 15);
+        std::thread::sleep(std::time::Duration::from_millis(450));
+        assert!(g.failed(ip(1)) && g.failed(ip(2)));
+    }
+
+    #[test]
     fn an_ipv6_network_is_one_source() {
-        let g = AuthGuard::new(1, 2);
+        let g = AuthGuard::new(1, 2, 0);
         let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
         assert!(g.failed(ip("2001:db8::1")) && g.failed(ip("2001:db8::2")));
         // Another address of the same /64: the same budget, used up.

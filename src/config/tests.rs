@@ -135,6 +135,10 @@ fn example_file_matches_the_defaults() {
         from_file.quota.auth_failure_burst,
         d.quota.auth_failure_burst
     );
+    assert_eq!(
+        from_file.quota.auth_failures_audited_per_second,
+        d.quota.auth_failures_audited_per_second
+    );
     assert_eq!(from_file.quota.keys_per_region, d.quota.keys_per_region);
     assert_eq!(from_file.quota.grants_per_key, d.quota.grants_per_key);
     assert_eq!(

@@ -133,6 +133,7 @@ pub async fn serve(s: &Settings) -> Result<()> {
     let auth_guard = Arc::new(crate::api::quota::AuthGuard::new(
         s.quota.auth_failures_per_second,
         s.quota.auth_failure_burst,
+        s.quota.auth_failures_audited_per_second,
     ));
     spawn_checkpoints(
         audit.clone(),

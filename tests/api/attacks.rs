@@ -1157,6 +1157,72 @@ async fn a_flood_of_unauthenticated_requests_is_throttled_and_summarised() {
     assert!(ok, "{out}");
 }
 
+/// The same flood spread over many addresses, each within its own budget: before, every one
+/// of its failures was an audit event (40 sources of 10 grew the chain by 400). Now failures
+/// from all sources together are audited one by one within `auth_failures_audited_per_second`,
+/// the rest summarised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_spread_over_many_addresses_is_summarised_too() {
+    let s = Server::start_with(&[
+        ("KMS_AUDIT_CHECKPOINT_INTERVAL_MS", "300"),
+        ("KMS_QUOTA__AUTH_FAILURES_AUDITED_PER_SECOND", "20"),
+    ])
+    .await;
+    let events_before = s.db.int("SELECT count(*) FROM audit_events").await;
+    const SOURCES: u8 = 40;
+    const EACH: usize = 10;
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    for i in 1..=SOURCES {
+        let from = reqwest::Client::builder()
+            .local_address(Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                127, 0, 1, i,
+            ))))
+            .build()
+            .unwrap();
+        for _ in 0..EACH {
+            let resp = from
+                .post(format!("{}/", s.endpoint))
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amz-target", "TrentService.ListKeys")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            *codes
+                .entry(v["__type"].as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
+        }
+    }
+    // Each source stayed within its own budget: none was throttled.
+    assert_eq!(
+        codes.get("MissingAuthenticationTokenException").copied(),
+        Some(SOURCES as usize * EACH),
+        "{codes:?}"
+    );
+    eventually("the summary event", || async {
+        s.db.int("SELECT count(*) FROM audit_events WHERE event_name = 'AuthenticationFailuresSummarized'")
+            .await
+            > 0
+    })
+    .await;
+    let grown = s.db.int("SELECT count(*) FROM audit_events").await - events_before;
+    assert!(
+        grown < 200,
+        "the chain grew by {grown} events for {} failed requests",
+        SOURCES as usize * EACH
+    );
+    let summary =
+        s.db.strings(
+            "SELECT body FROM audit_events WHERE event_name = 'AuthenticationFailuresSummarized'",
+        )
+        .await
+        .join("\n");
+    assert!(summary.contains(&format!("127.0.1.{SOURCES}")), "{summary}");
+    let (ok, out) = audit_verify(&s);
+    assert!(ok, "{out}");
+}
+
 /// The same flood with what is no request at all (another method, another path, a long path):
 /// it fails before any signature is looked at, and before this change every one of them was
 /// an audit event (carrying the path) however many came. Now each counts against its source's
