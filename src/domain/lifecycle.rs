@@ -371,7 +371,7 @@ impl Kms {
     ) -> Result<std::sync::Arc<KeyRecord>> {
         if matches!(keyid::parse(target)?, keyid::KeyRef::Alias { .. }) {
             return Err(KmsError::Validation(
-                "TargetKeyId must be a key ID or key ARN, not an alias.".into(),
+                "Aliases must refer to keys. Not aliases".into(),
             ));
         }
         let rec = self.resolve_own(caller, target).await?;

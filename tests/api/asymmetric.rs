@@ -788,6 +788,82 @@ async fn data_key_pairs_come_back_usable_and_encrypted() {
     );
 }
 
+/// ML-KEM data key pairs, as AWS gives them: the private key a PKCS #8 PrivateKeyInfo holding
+/// the seed (86 bytes for every parameter set), the public key a SubjectPublicKeyInfo. The
+/// public key is checked against what an implementation independent of the service's (RustCrypto
+/// `ml-kem`) derives from the seed, and a secret encapsulated to it is decapsulated by that
+/// implementation's private key.
+#[tokio::test]
+async fn ml_kem_data_key_pairs_hold_the_seed_and_its_public_key() {
+    use aws_sdk_kms::types::DataKeyPairSpec as D;
+    use ml_kem::kem::{Decapsulate, Encapsulate};
+    use ml_kem::{EncodedSizeUser, KemCore};
+    let s = Server::start().await;
+    let c = s.client();
+    let kek = new_key(&c).await;
+    fn check<K: KemCore>(seed: &[u8], public: &[u8]) {
+        let (d, z) = seed.split_at(32);
+        let (dk, ek) = K::generate_deterministic(d.try_into().unwrap(), z.try_into().unwrap());
+        assert_eq!(&ek.as_bytes()[..], public);
+        let (ct, shared) = ek.encapsulate(&mut rand_core::OsRng).unwrap();
+        assert_eq!(dk.decapsulate(&ct).unwrap(), shared);
+    }
+    for (spec, arc, public_len) in [
+        (D::MlKem512, 1u8, 800usize),
+        (D::MlKem768, 2, 1184),
+        (D::MlKem1024, 3, 1568),
+    ] {
+        let out = c
+            .generate_data_key_pair()
+            .key_id(&kek)
+            .key_pair_spec(spec.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.key_pair_spec, Some(spec.clone()));
+        let private = out.private_key_plaintext.unwrap().into_inner();
+        let spki = out.public_key.unwrap().into_inner();
+        let oid = [
+            0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x04, arc,
+        ];
+        assert_eq!(private.len(), 86, "{spec:?}");
+        assert_eq!(private[..5], [0x30, 0x54, 0x02, 0x01, 0x00]);
+        assert_eq!(private[5..18], [&[0x30, 0x0b][..], &oid].concat()[..]);
+        assert_eq!(private[18..22], [0x04, 0x42, 0x80, 0x40]);
+        let seed = &private[22..];
+        assert!(spki.windows(oid.len()).any(|w| w == oid), "{spec:?}");
+        let public = &spki[spki.len() - public_len..];
+        assert_eq!(
+            spki[spki.len() - public_len - 1],
+            0x00,
+            "{spec:?}: no unused bits"
+        );
+        match spec {
+            D::MlKem512 => check::<ml_kem::MlKem512>(seed, public),
+            D::MlKem768 => check::<ml_kem::MlKem768>(seed, public),
+            _ => check::<ml_kem::MlKem1024>(seed, public),
+        }
+        let decrypted = c
+            .decrypt()
+            .ciphertext_blob(out.private_key_ciphertext_blob.unwrap())
+            .send()
+            .await
+            .unwrap()
+            .plaintext
+            .unwrap()
+            .into_inner();
+        assert_eq!(decrypted, private);
+    }
+    let without = c
+        .generate_data_key_pair_without_plaintext()
+        .key_id(&kek)
+        .key_pair_spec(D::MlKem768)
+        .send()
+        .await
+        .unwrap();
+    assert!(without.public_key.is_some() && without.private_key_ciphertext_blob.is_some());
+}
+
 #[tokio::test]
 async fn ecdh_secrets_are_equal_on_both_sides() {
     let s = Server::start().await;

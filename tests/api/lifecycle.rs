@@ -447,15 +447,19 @@ async fn aliases_name_keys_everywhere_a_key_id_is_accepted() {
         ),
         "ValidationException"
     );
+    // AWS's words, as moto and local-kms repeat them.
     assert_eq!(
-        code(
+        message(
             c.create_alias()
                 .alias_name("alias/x")
                 .target_key_id("alias/app/payments")
                 .send()
                 .await
         ),
-        "ValidationException"
+        (
+            "ValidationException".to_string(),
+            "Aliases must refer to keys. Not aliases".to_string()
+        )
     );
     assert_eq!(
         code(

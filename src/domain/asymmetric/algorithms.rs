@@ -389,6 +389,7 @@ pub fn generate_pair(spec: &str) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
             let public = kp.public_key().as_der().map_err(failed)?.as_ref().to_vec();
             Ok((Zeroizing::new(doc.as_ref().to_vec()), public))
         }
+        ml_kem if super::ml_kem::is_ml_kem(ml_kem) => super::ml_kem::generate(ml_kem),
         other => Err(KmsError::UnsupportedOperation(format!(
             "KeyPairSpec {other} is not supported by this key store."
         ))),
