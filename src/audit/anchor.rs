@@ -22,6 +22,8 @@ const HEAD_RECORD: usize = 96;
 pub struct Anchor {
     path: PathBuf,
     head: Mutex<(std::fs::File, i64)>,
+    /// The head this file held when it was opened.
+    opened_at: Option<(i64, Vec<u8>)>,
 }
 
 fn head_path(path: &Path) -> PathBuf {
@@ -48,11 +50,18 @@ impl Anchor {
         open(path, true)?;
         let hp = head_path(path);
         let f = open(&hp, false)?;
-        let last = read_head(&hp)?.map(|(s, _)| s).unwrap_or(0);
+        let opened_at = read_head(&hp)?;
+        let last = opened_at.as_ref().map(|(s, _)| *s).unwrap_or(0);
         Ok(Anchor {
             path: path.to_path_buf(),
             head: Mutex::new((f, last)),
+            opened_at,
         })
+    }
+
+    /// The head this anchor held when it was opened: a point the trail must still hold.
+    pub fn opened_at(&self) -> Option<(i64, Vec<u8>)> {
+        self.opened_at.clone()
     }
 
     /// Record the chain head after a commit (before its callers are answered).

@@ -51,6 +51,9 @@ pub struct Audit {
     hsm: Hsm,
     /// The head and checkpoints, also outside the database (`audit_anchor_file`).
     anchor: Option<Arc<anchor::Anchor>>,
+    /// The last point of the chain this node wrote or anchored: whatever other nodes append,
+    /// the trail must still hold it, with its hash ([`still_holds`]).
+    known: std::sync::Mutex<Option<(i64, Vec<u8>)>>,
 }
 
 /// Hands leadership on when a leading request is done with its own batch, or is cancelled (its
@@ -156,6 +159,7 @@ impl Audit {
         append_timeout: std::time::Duration,
         anchor: Option<Arc<anchor::Anchor>>,
     ) -> Arc<Audit> {
+        let known = anchor.as_ref().and_then(|a| a.opened_at());
         Arc::new(Audit {
             enabled: true,
             append_timeout,
@@ -163,6 +167,7 @@ impl Audit {
             store,
             hsm,
             anchor,
+            known: std::sync::Mutex::new(known),
         })
     }
 
@@ -176,6 +181,7 @@ impl Audit {
             store,
             hsm,
             anchor: None,
+            known: Default::default(),
         })
     }
 
@@ -250,9 +256,10 @@ impl Audit {
             let (events, waiters): (Vec<NewAuditEvent>, Vec<_>) =
                 batch.into_iter().map(|p| (p.event, p.done)).unzip();
             let mut moved = false;
+            let known = self.known.lock().unwrap().clone();
             let result = match tokio::time::timeout(
                 self.append_timeout,
-                append(self.store.as_ref(), &mut head, &events, &settles),
+                append(self.store.as_ref(), &mut head, known, &events, &settles),
             )
             .await
             {
@@ -272,6 +279,9 @@ impl Audit {
                 (Ok(()), Some(a), Some((seq, hash))) => a.head(*seq, hash),
                 (r, _, _) => r,
             };
+            if let (Ok(()), Some(h)) = (&result, &head) {
+                *self.known.lock().unwrap() = Some(h.clone());
+            }
             {
                 let mut q = self.queue.lock().unwrap();
                 q.head = head;
@@ -374,6 +384,11 @@ impl Audit {
 
     /// Sign a checkpoint over the chain head, if the head moved since the last one.
     pub async fn checkpoint(&self) -> Result<Option<i64>, AuditError> {
+        // Never a signature over a chain that lost what this node wrote.
+        let known = self.known.lock().unwrap().clone();
+        still_holds(self.store.as_ref(), known.as_ref())
+            .await
+            .map_err(|e| AuditError(e.to_string()))?;
         checkpoint(self.store.as_ref(), &self.hsm, self.anchor.as_deref()).await
     }
 
@@ -434,6 +449,7 @@ impl Audit {
 async fn append(
     store: &dyn AuditStore,
     head: &mut Option<(i64, Vec<u8>)>,
+    known: Option<(i64, Vec<u8>)>,
     events: &[NewAuditEvent],
     settles: &[Uuid],
 ) -> Result<bool, StoreError> {
@@ -448,12 +464,40 @@ async fn append(
         }
         moved = true;
     }
+    // After a head this node did not know: it must still follow what this node knows.
+    still_holds(store, known.as_ref()).await?;
     *head = Some(
         store
             .append_audit_serialized(events, settles, &chain_hash)
             .await?,
     );
     Ok(moved)
+}
+
+/// Whether the trail still holds `known` (a point this node wrote, saw or anchored): the event
+/// at its seq, with its hash. Another node appending after it moves the head, never that
+/// event; a trail rolled back or cut in the database (an older snapshot, its tail deleted and
+/// written again) has lost it, and nothing more is appended or signed after such a chain: the
+/// calls it would record are refused until an operator has looked (`kms audit verify`).
+async fn still_holds(
+    store: &dyn AuditStore,
+    known: Option<&(i64, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    let Some((seq, hash)) = known.filter(|(seq, _)| *seq > 0) else {
+        return Ok(());
+    };
+    let held = store
+        .audit_events(seq - 1, 1)
+        .await?
+        .first()
+        .is_some_and(|e| e.seq == *seq && &e.hash == hash);
+    if held {
+        return Ok(());
+    }
+    tracing::error!(seq, "the audit trail in the database no longer holds an event this node wrote or anchored: it was rolled back or cut (a restored snapshot, its tail deleted or rewritten); nothing is appended after it and the calls to record are refused. Run `kms audit verify` (with --anchor) to see what is missing");
+    Err(StoreError::Other(format!(
+        "the audit trail no longer holds event {seq} as this node wrote it: it was rolled back or cut in the database"
+    )))
 }
 
 /// Append one event directly (for `kms admin`, which has no writer task).
@@ -474,7 +518,8 @@ pub async fn record_direct_settling(
 ) -> Result<(), AuditError> {
     let mut head = None;
     let settles: Vec<Uuid> = settles.into_iter().collect();
-    append(store, &mut head, &[event], &settles)
+    let known = anchor.and_then(|a| a.opened_at());
+    append(store, &mut head, known, &[event], &settles)
         .await
         .map_err(|e| AuditError(e.to_string()))?;
     if let (Some(a), Some((seq, hash))) = (anchor, &head) {
