@@ -182,6 +182,7 @@ contract!(
     audit_lookup_filters_one_accounts_events_and_calls_on_its_keys,
     a_keys_last_use_skips_failed_calls_in_the_store,
     a_trail_is_verified_and_exported_a_page_at_a_time,
+    a_keys_deletion_is_read_from_the_events_body,
     nodes_report_and_are_forgotten
 );
 
@@ -2034,6 +2035,32 @@ fn event(name: &str, arns: &[&str]) -> NewAuditEvent {
         body: format!(r#"{{"eventName":"{name}"}}"#),
         generations: Vec::new(),
     }
+}
+
+/// A key's deletion is read from the service's DeleteKey event as its hashed body says it (name,
+/// type, key, time to the second), never from the columns beside the body: a column renamed to
+/// DeleteKey deletes nothing, and a DeleteKey renamed in its column is still a deletion.
+async fn a_keys_deletion_is_read_from_the_events_body(s: &Backend) {
+    let chain: &ChainFn = &crate::audit::chain_hash;
+    let arn = "arn:aws:kms:eu-west-1:111122223333:key/5ee1";
+    let other = "arn:aws:kms:eu-west-1:111122223333:key/07e2";
+    let created = now() - TimeDelta::days(8);
+    let mut deleted =
+        crate::audit::service_event("DeleteKey", arn, "eu-west-1", serde_json::json!({}));
+    deleted.event_name = "Decrypt".into();
+    let column_only = event("DeleteKey", &[other]);
+    let head = s.audit_head().await.unwrap();
+    s.append_audit((head.0, &head.1), &[deleted, column_only], &[], chain)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.deleted_per_trail(arn, created).await.unwrap());
+    // Deleted before this key (of the same ARN) was created: not this key's deletion.
+    assert!(!s
+        .deleted_per_trail(arn, now() + TimeDelta::hours(1))
+        .await
+        .unwrap());
+    assert!(!s.deleted_per_trail(other, created).await.unwrap());
 }
 
 /// A trail longer than the pages it is read in (5,000 events) is verified and exported a page

@@ -156,10 +156,20 @@ macro_rules! key_store {
                 arn: &str,
                 created_at: DateTime<Utc>,
             ) -> Result<bool, StoreError> {
-                sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM audit_events WHERE event_name = 'DeleteKey' AND {FIRST_KEY_ARN} = $1 AND event_time > $2)"))
-                    .bind(arn)
-                    .bind(created_at)
-                    .one(&self.pool).await
+                // Read from the event's hashed body (its name, type, key and time), never
+                // from the columns beside it, which a database writer edits without breaking
+                // the chain: a deletion renamed in `event_name` is still a deletion. The body's
+                // time is to the second, so a deletion in the second of the key's creation
+                // counts (a replica deleted and replicated again within one second is refused).
+                let created = created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                sqlx::query_scalar(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM audit_events WHERE {BODY_EVENT_NAME} = 'DeleteKey' \
+                     AND {BODY_FIRST_RESOURCE_ARN} = $1 AND {BODY_EVENT_TYPE} = 'AwsServiceEvent' \
+                     AND {BODY_EVENT_TIME} >= $2)"
+                ))
+                .bind(arn)
+                .bind(created)
+                .one(&self.pool).await
             }
 
             async fn leases_per_trail(

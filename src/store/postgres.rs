@@ -580,6 +580,12 @@ const ENDED_GRANT_ID: &str = "(body::jsonb) #>> '{additionalEventData,grantId}'"
 const FIRST_KEY_ARN: &str = "key_arns[1]";
 /// Its second (ReEncrypt's source key).
 const SECOND_KEY_ARN: &str = "key_arns[2]";
+/// An event's name, type, time and first resource's ARN as its hashed body says them (the
+/// columns beside the body are not hashed). The index of deletions is on these expressions.
+const BODY_EVENT_NAME: &str = "((body::jsonb) ->> 'eventName')";
+const BODY_EVENT_TYPE: &str = "((body::jsonb) ->> 'eventType')";
+const BODY_EVENT_TIME: &str = "((body::jsonb) ->> 'eventTime')";
+const BODY_FIRST_RESOURCE_ARN: &str = "((body::jsonb) #>> '{resources,0,ARN}')";
 /// The account of the first key ARN (`arn:aws:kms:<region>:<account>:…`), as the trail's index
 /// by key owner has it.
 const FIRST_KEY_OWNER: &str = "split_part(key_arns[1], ':', 5)";

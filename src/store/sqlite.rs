@@ -425,6 +425,12 @@ const ENDED_GRANT_ID: &str = "json_extract(body, '$.additionalEventData.grantId'
 const FIRST_KEY_ARN: &str = "json_extract(key_arns, '$[0]')";
 /// Its second (ReEncrypt's source key).
 const SECOND_KEY_ARN: &str = "json_extract(key_arns, '$[1]')";
+/// An event's name, type, time and first resource's ARN as its hashed body says them (the
+/// columns beside the body are not hashed). The index of deletions is on these expressions.
+const BODY_EVENT_NAME: &str = "json_extract(body, '$.eventName')";
+const BODY_EVENT_TYPE: &str = "json_extract(body, '$.eventType')";
+const BODY_EVENT_TIME: &str = "json_extract(body, '$.eventTime')";
+const BODY_FIRST_RESOURCE_ARN: &str = "json_extract(body, '$.resources[0].ARN')";
 /// The account of the first key ARN (`arn:aws:kms:<region>:<account>:…`), as the trail's index
 /// by key owner has it.
 const FIRST_KEY_OWNER: &str = "substr(json_extract(key_arns, '$[0]'), instr(substr(json_extract(key_arns, '$[0]'), 13), ':') + 13, 12)";

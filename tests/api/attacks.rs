@@ -1833,8 +1833,21 @@ async fn a_deleted_key_put_back_from_a_backup_is_refused() {
             "KeyUnavailableException"
         );
     }
+    // Hiding the deletion in what is not hashed: the event renamed in its column, the key's
+    // generations dropped from their index. The deletion is read from the event's hashed body
+    // (before, a node that had not seen the key used it again).
+    s.db.execute("UPDATE audit_events SET event_name = 'Decrypt' WHERE event_name = 'DeleteKey'")
+        .await;
+    s.db.execute(&format!(
+        "DELETE FROM audit_generations WHERE row_name LIKE '%{key}%'"
+    ))
+    .await;
+    let node3 = s.second_node();
+    let third = s.client_of(&node3, &s.access_key_id, &s.secret);
+    let (code_, msg) = message(third.decrypt().ciphertext_blob(blob.clone()).send().await);
+    assert_eq!(code_, "KeyUnavailableException", "{msg}");
     // Hiding the deletion means editing the trail, which verification catches.
-    s.db.execute("DELETE FROM audit_events WHERE event_name = 'DeleteKey'")
+    s.db.execute("DELETE FROM audit_events WHERE body LIKE '%\"eventName\":\"DeleteKey\"%'")
         .await;
     let (ok, out) = audit_verify(&s);
     assert!(!ok, "the trail verified without its DeleteKey event: {out}");

@@ -101,8 +101,8 @@ pub trait KeyStore: Send + Sync {
     /// Customer managed keys of an account in a region, in any state, as the database's
     /// triggers count them (`quota_usage`): the key quota's quick refusal.
     async fn count_customer_keys(&self, account_id: &str, region: &str) -> Result<i64, StoreError>;
-    /// Whether the audit trail records the deletion of the key `arn` (a `DeleteKey` event)
-    /// after `created_at`.
+    /// Whether the audit trail records the deletion of the key `arn` (the service's `DeleteKey`
+    /// event, as its hashed body says) in or after the second of `created_at`.
     async fn deleted_per_trail(
         &self,
         arn: &str,
