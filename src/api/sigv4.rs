@@ -363,6 +363,11 @@ pub fn sign_request(
     service: &str,
 ) -> Result<(), String> {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    // The id goes into the Authorization header as it is: one that no header can carry (a line
+    // break, a control character) is refused here, where `aws-sigv4` would panic applying it.
+    if access_key_id.is_empty() || !access_key_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the access key id holds characters no header can carry".into());
+    }
     let identity =
         aws_credential_types::Credentials::new(access_key_id, secret, None, None, "kms").into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()

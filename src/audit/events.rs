@@ -117,13 +117,19 @@ const LOGGED_MEMBERS: &[&str] = &[
     "AwsPrincipalArn",
     "KmsKeyArn",
     "KmsViaService",
-    // The console's own events (a report, an export of the trail).
+    // The console's own events (a report, an export of the trail, a search of it, a policy
+    // simulated): what the auditor asked for, so that the trail says what was looked at.
     "Report",
     "Format",
     "EventName",
     "From",
     "To",
     "Events",
+    "Key",
+    "Query",
+    "Path",
+    "Action",
+    "Principal",
 ];
 
 fn camel(s: &str) -> String {

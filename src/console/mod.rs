@@ -322,7 +322,14 @@ pub async fn handle(
                     redirect("/console/keys", Some(set_cookie(&value, secure, lifetime)))
                 }
                 Err(_) => {
-                    tracing::warn!(access_key_id = %id, "console sign-in refused");
+                    // The form is anyone's to fill: an id that is not one (a line break to
+                    // forge log lines, a secret pasted in the wrong field) is not logged.
+                    let shown = if crate::domain::credentials::valid_access_key_id(&id) {
+                        id.as_str()
+                    } else {
+                        "(not an access key id)"
+                    };
+                    tracing::warn!(access_key_id = shown, "console sign-in refused");
                     if api.auth_guard.failed(peer) {
                         call.record(
                             "ConsoleLogin",

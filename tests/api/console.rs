@@ -501,6 +501,15 @@ async fn the_policy_simulator_answers_with_the_statements_that_decided() {
         s.db.strings("SELECT body FROM audit_events WHERE event_name = 'ConsoleSimulatePolicy'")
             .await;
     assert_eq!(trail.len(), 4, "{trail:?}");
+    // Each says whom and what was asked of (before, only the key: the principals probed were
+    // nowhere in the trail).
+    assert!(
+        trail
+            .iter()
+            .all(|b| b.contains(r#""principal":"#) && b.contains(r#""action":"#)),
+        "{trail:?}"
+    );
+    assert!(trail.iter().any(|b| b.contains(&dave)), "{trail:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -990,4 +999,25 @@ async fn behind_a_trusted_proxy_the_console_serves_the_proxys_client() {
         };
         assert_eq!(other.status(), expected, "trusted {trusted}");
     }
+}
+
+/// The sign-in form is anyone's to fill: an access key id holding a line break (to forge a log
+/// line for the operators who read the service's log) or a secret pasted in the wrong field is
+/// refused and not written to the log; a refused id of the right form is logged. Before, such
+/// an id panicked the request's task inside `aws-sigv4` (the connection dropped, no answer),
+/// and the field was logged as typed, line breaks and terminal escapes included.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_sign_in_cannot_write_lines_into_the_log() {
+    let s = with_console().await;
+    let forged =
+        "AKIA0000\n2026-01-01T00:00:00Z  INFO kms::console: FORGED sign-in succeeded\u{1b}[2J";
+    let (r, _) = sign_in(&s, forged, "x").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (r, _) = sign_in(&s, "AKIAQQQQQQQQQQQQQQQQ", "wrong").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let log = s.server_log();
+    assert!(!log.contains("FORGED"), "{log}");
+    assert!(!log.contains("[2J"), "{log}");
+    assert!(log.contains("(not an access key id)"));
+    assert!(log.contains("AKIAQQQQQQQQQQQQQQQQ"));
 }
