@@ -281,8 +281,8 @@ async fn execute(s: &Settings, op: &Operator, cmd: AdminCommand) -> Result<()> {
             let source = live_trail.display().to_string();
             let c = op.carry_forward_ends(&text, &source, &key).await?;
             eprintln!(
-                "kms admin: carried forward {} key deletions and {} grant ends from {source} (events up to {}, the last signed checkpoint)",
-                c.keys, c.grants, c.signed_to
+                "kms admin: carried forward {} key deletions, {} grant ends and {} access key deactivations or deletions from {source} (events up to {}, the last signed checkpoint)",
+                c.keys, c.grants, c.access_keys, c.signed_to
             );
         }
         AdminCommand::Seal { confirm } => {

@@ -139,7 +139,7 @@ macro_rules! audit_store {
                     "seq < $2 AND ($3 IS NULL OR event_name = $3) \
                      AND ($4 IS NULL OR {FIRST_KEY_ARN} = $4 OR {SECOND_KEY_ARN} = $4) \
                      AND ($5 IS NULL OR body LIKE $5 ESCAPE '!') \
-                     AND ($6 = 0 OR body LIKE '%\"errorCode\"%') \
+                     AND ($6 = 0 OR NOT {SUCCEEDED}) \
                      AND ($7 IS NULL OR event_time >= $7) AND ($8 IS NULL OR event_time < $8)"
                 );
                 // Each index by key owner holds only calls from another account (its predicate

@@ -93,12 +93,15 @@ macro_rules! grant_store {
                 if grant_ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                // One lookup by the index of ended grant ids per id asked of: the planner is
-                // not left to choose the index by key, which reads every end of the key.
+                // One lookup by the index of ended grant ids per id asked of (a subquery with a
+                // LIMIT, which the planner cannot turn into a join that reads every end of the
+                // key). The event's name and key are read from its hashed body, not from the
+                // columns beside it, which a database writer renames without breaking the chain.
                 sqlx::query_scalar(&format!(
-                    "SELECT DISTINCT g.value FROM {} WHERE EXISTS (SELECT 1 FROM audit_events \
-                     WHERE event_name = 'GrantEnded' AND {ENDED_GRANT_ID} = g.value \
-                     AND {FIRST_KEY_ARN} = $1)",
+                    "SELECT DISTINCT g.value FROM {} WHERE (SELECT 1 FROM audit_events \
+                     WHERE {INSTR}(body, '\"eventName\":\"GrantEnded\"') > 0 \
+                     AND {ENDED_GRANT_ID} = g.value AND {BODY_FIRST_RESOURCE_ARN} = $1 \
+                     AND {BODY_EVENT_NAME} = 'GrantEnded' LIMIT 1) IS NOT NULL",
                     text_list_rows("$2")
                 ))
                 .bind(arn)

@@ -2641,8 +2641,30 @@ async fn a_revoked_grant_put_back_with_sql_allows_nothing() {
         "a grant put back is listed: {:?}",
         listed.grants()
     );
+    // Hiding the ends in what is not hashed: the events renamed in their column. The ends are
+    // read from the events' bodies (before, the grants allowed again on a node that had not
+    // seen them).
+    s.db.execute("UPDATE audit_events SET event_name = 'Decrypt' WHERE event_name = 'GrantEnded'")
+        .await;
+    let node3 = s.second_node();
+    let bob3 = s.client_of(&node3, &bob_id, &bob_secret);
+    assert_eq!(
+        code(bob3.encrypt().key_id(&key).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(
+            bob3.encrypt()
+                .key_id(&key)
+                .plaintext(pt())
+                .grant_tokens(&grants[1].1)
+                .send()
+                .await
+        ),
+        "AccessDeniedException"
+    );
     // Hiding the ends means editing the trail, which verification catches.
-    s.db.execute("DELETE FROM audit_events WHERE event_name = 'GrantEnded'")
+    s.db.execute("DELETE FROM audit_events WHERE body LIKE '%\"eventName\":\"GrantEnded\"%'")
         .await;
     let (ok, out) = audit_verify(&s);
     assert!(
@@ -2689,6 +2711,23 @@ async fn a_deactivated_access_key_put_back_with_sql_is_refused() {
             code(works(s.client_of(&node, &id, &secret)).await),
             "UnrecognizedClientException",
             "{command} undone with SQL"
+        );
+        // The operator's word hidden in what is not hashed: the event renamed in its column,
+        // the key's generations dropped from their index. It is read from the event's body
+        // (before, the key signed again on a node that had not seen it).
+        s.db.execute(
+            "UPDATE audit_events SET event_name = 'ListKeys' WHERE event_name IN ('DeactivateAccessKey', 'DeleteAccessKey')",
+        )
+        .await;
+        s.db.execute(&format!(
+            "DELETE FROM audit_generations WHERE row_name LIKE '%{id}%'"
+        ))
+        .await;
+        let node = tokio::task::block_in_place(|| s.second_node());
+        assert_eq!(
+            code(works(s.client_of(&node, &id, &secret)).await),
+            "UnrecognizedClientException",
+            "{command} undone with SQL, its event renamed"
         );
     }
     // The key's row is back (the delete was undone); the operator may turn it on again.

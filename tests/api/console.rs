@@ -557,11 +557,21 @@ async fn the_trail_viewer_shows_an_accounts_events_and_flags_an_altered_row() {
         .finish();
     let (_, _, page) = get(&s, &format!("/console/trail?{q}"), &cookie).await;
     assert!(page.contains(&key) && !page.contains(&other), "{page}");
+    // A successful call whose encryption context names `errorCode` is no failure (before, the
+    // filter matched the text anywhere in the event, so callers padded the failures view).
+    c.encrypt()
+        .key_id(&other)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+        .encryption_context("errorCode", "x")
+        .send()
+        .await
+        .unwrap();
     let (_, _, page) = get(&s, "/console/trail?errors=1", &cookie).await;
     assert!(
         page.contains("DisabledException") && !page.contains(">CreateKey<"),
         "{page}"
     );
+    assert!(!page.contains(&other), "{page}");
     let (_, _, page) = get(&s, "/console/trail?text=%25", &cookie).await;
     assert!(!page.contains("CreateKey"), "{page}");
     // By time: everything is after 2000, nothing before.

@@ -68,6 +68,14 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
     let (kept, doomed, shared) = (new_key(&c).await, new_key(&c).await, new_key(&c).await);
     let (bob_arn, bob_id, bob_secret, bob) =
         tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "bob", None));
+    let (_, carol_id, carol_secret, carol) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret(
+            ACCOUNT,
+            "carol",
+            Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#),
+        )
+    });
+    carol.list_keys().send().await.unwrap();
     let grant = c
         .create_grant()
         .key_id(&shared)
@@ -93,7 +101,11 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
             .arg(&dump))
     });
     let token_backup = s.token.copy();
-    // Work goes on: a new key, a rotation, a deletion, a revoked grant.
+    // Work goes on: a new key, a rotation, a deletion, a revoked grant, carol's access key
+    // deactivated (it leaked, say).
+    tokio::task::block_in_place(|| {
+        s.admin_ok(&["deactivate-access-key", "--access-key-id", &carol_id])
+    });
     let later = new_key(&c).await;
     rotate_now(&c, &kept).await;
     let after_rotation = encrypt(&c, &kept, "rotated").await;
@@ -168,8 +180,16 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
         &[],
     ));
     assert!(
-        said.contains("carried forward 1 key deletions and 1 grant ends"),
+        said.contains(
+            "carried forward 1 key deletions, 1 grant ends and 1 access key deactivations or deletions"
+        ),
         "{said}"
+    );
+    // Carol's access key, Active in the backup, stays deactivated (before, it signed again).
+    let rcarol = client_at(&restored.endpoint, &carol_id, &carol_secret, REGION, None);
+    assert_eq!(
+        code(rcarol.list_keys().send().await),
+        "UnrecognizedClientException"
     );
     let rc = restored.client();
     // Everything up to the backup decrypts, except under the key deleted since.

@@ -1,6 +1,6 @@
 //! After a restore from a backup: the live trail's ends (keys deleted, grants retired or
-//! revoked after the backup was taken) carried into the restored trail, so the restored
-//! database does not revive them.
+//! revoked, access keys deactivated or deleted after the backup was taken) carried into the
+//! restored trail, so the restored database does not revive them.
 
 use super::Operator;
 use anyhow::{anyhow, Result};
@@ -9,6 +9,8 @@ use anyhow::{anyhow, Result};
 pub struct CarriedForward {
     pub keys: usize,
     pub grants: usize,
+    /// Access keys the live trail's operator last deactivated or deleted.
+    pub access_keys: usize,
     /// The last signed checkpoint of the live trail: nothing after it was taken.
     pub signed_to: i64,
 }
@@ -36,6 +38,9 @@ impl Operator {
         // by anyone who edited the export.
         let signed_to = checkpoints.iter().map(|c| c.seq).max().unwrap_or(0);
         let (mut keys, mut grants) = (0, 0);
+        // Per access key, the operator's last word on it in the live trail.
+        let mut access: std::collections::BTreeMap<String, (String, serde_json::Value)> =
+            Default::default();
         for l in links.iter().filter(|l| l.seq <= signed_to) {
             let Some(body) = &l.body else { continue };
             let v: serde_json::Value = serde_json::from_str(body)
@@ -43,6 +48,18 @@ impl Operator {
             let name = v["eventName"].as_str().unwrap_or_default();
             let by_service =
                 v.pointer("/userIdentity/type").and_then(|t| t.as_str()) == Some("AWSService");
+            let by_operator =
+                v.pointer("/userIdentity/type").and_then(|t| t.as_str()) == Some("Operator");
+            if by_operator && ACCESS_KEY_WORDS.contains(&name) {
+                if let Some(target) = v
+                    .pointer("/requestParameters/target")
+                    .and_then(|t| t.as_str())
+                {
+                    let from = serde_json::json!({ "seq": l.seq, "eventId": v["eventID"], "eventTime": v["eventTime"] });
+                    access.insert(target.to_string(), (name.to_string(), from));
+                }
+                continue;
+            }
             let (Some(arn), Some(region)) = (
                 v.pointer("/resources/0/ARN").and_then(|a| a.as_str()),
                 v["awsRegion"].as_str(),
@@ -96,10 +113,41 @@ impl Operator {
             };
             self.record(event).await?;
         }
+        // An access key deactivated or deleted after the backup: its Active row in the backup is
+        // refused once the restored trail says so too (where it says nothing later already).
+        let mut access_keys = 0;
+        for (target, (name, from)) in access {
+            if name == "ActivateAccessKey" {
+                continue;
+            }
+            let restored = self.store.access_key_per_trail(&target).await?;
+            if restored.as_deref() == Some(name.as_str()) {
+                continue;
+            }
+            access_keys += 1;
+            self.record(crate::audit::admin_event(
+                &name,
+                &target,
+                &self.name,
+                serde_json::json!({
+                    "reason": "in the live trail after the backup this database was restored from",
+                    "carriedForwardFrom": from,
+                }),
+            ))
+            .await?;
+        }
         Ok(CarriedForward {
             keys,
             grants,
+            access_keys,
             signed_to,
         })
     }
 }
+
+/// The operator's words on an access key's status, as its events name them.
+const ACCESS_KEY_WORDS: &[&str] = &[
+    "DeactivateAccessKey",
+    "ActivateAccessKey",
+    "DeleteAccessKey",
+];
