@@ -393,6 +393,9 @@ pub struct Kms {
     regions: Vec<String>,
     /// Where the service's own actions (rotation, deletion) are recorded.
     audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
+    /// The deployment's own account (`account_id`, its operators'): the only one whose
+    /// principals may see the operator view of every node and tenant.
+    operator_account: std::sync::OnceLock<String>,
     pub(crate) limits: ResourceLimits,
     /// Custom key stores: the registered partitions, their repository, the ones logged in to.
     cks: custom_key_stores::CustomKeyStoreState,
@@ -452,6 +455,7 @@ impl Kms {
         Kms {
             regions,
             audit: std::sync::OnceLock::new(),
+            operator_account: std::sync::OnceLock::new(),
             credentials: credentials::Credentials::new(
                 hsm.clone(),
                 ids.clone(),
@@ -574,6 +578,11 @@ impl Kms {
 
     pub fn set_audit(&self, audit: Arc<crate::audit::Audit>) {
         let _ = self.audit.set(audit);
+    }
+
+    /// The deployment's own account (see [`Kms::may_view_operations`]).
+    pub fn set_operator_account(&self, account_id: String) {
+        let _ = self.operator_account.set(account_id);
     }
 
     /// Before the service changes something by itself (a scheduled rotation, a deletion at the

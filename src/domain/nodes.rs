@@ -23,8 +23,16 @@ impl Kms {
         Ok(self.cks.store()?.nodes().await?)
     }
 
-    /// Whether `caller` may see the operator view (`cloudwatch:GetMetricData`).
+    /// Whether `caller` may see the operator view (`cloudwatch:GetMetricData`): a principal of
+    /// the deployment's own account only. The view is of every node and every tenant's rates;
+    /// another account's administrator (`"Action": "*"`) may not see it.
     pub async fn may_view_operations(&self, caller: &Caller) -> Result<()> {
+        if self.operator_account.get() != Some(&caller.account_id) {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: cloudwatch:GetMetricData because the operator view is the deployment's operators'",
+                caller.principal_arn
+            )));
+        }
         self.authorize(caller, "cloudwatch:GetMetricData", None, None, &[])
             .await
     }

@@ -130,6 +130,7 @@ pub async fn serve(s: &Settings) -> Result<()> {
         crate::audit::Audit::disabled(store.clone(), kms.hsm().clone())
     };
     kms.set_audit(audit.clone());
+    kms.set_operator_account(s.account_id.clone());
     let auth_guard = Arc::new(crate::api::quota::AuthGuard::new(
         s.quota.auth_failures_per_second,
         s.quota.auth_failure_burst,

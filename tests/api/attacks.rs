@@ -906,6 +906,22 @@ fn public_key(s: &Server) -> std::path::PathBuf {
     key
 }
 
+/// Calls, a checkpoint, more calls: the checkpoint's seq and the head's, the head past it.
+async fn calls_past_a_checkpoint(s: &Server, c: &aws_sdk_kms::Client, key: &str) -> (i64, i64) {
+    some_calls(c, key, 3).await;
+    let out = s.kms(&["audit", "checkpoint"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cp = s.db.int("SELECT max(seq) FROM audit_checkpoints").await;
+    some_calls(c, key, 4).await;
+    let head = s.db.int("SELECT max(seq) FROM audit_events").await;
+    assert!(head > cp);
+    (cp, head)
+}
+
 /// The quiet attack: delete every event written after the newest checkpoint and move the
 /// head back to it. The database alone still verifies; the head anchored outside it (after
 /// every commit) does not let it pass.
@@ -914,17 +930,7 @@ async fn events_deleted_after_the_last_checkpoint_are_detected() {
     let (s, _dir, anchor) = audited_server().await;
     let c = s.client();
     let key = new_key(&c).await;
-    some_calls(&c, &key, 4).await;
-    let out = s.kms(&["audit", "checkpoint"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cp = s.db.int("SELECT max(seq) FROM audit_checkpoints").await;
-    some_calls(&c, &key, 5).await;
-    let head = s.db.int("SELECT max(seq) FROM audit_events").await;
-    assert!(head > cp);
+    let (cp, _) = calls_past_a_checkpoint(&s, &c, &key).await;
     let pem = public_key(&s);
     let verify = |s: &Server, with_anchor: bool| {
         let args = ["audit", "verify", "--public-key", pem.to_str().unwrap()];
@@ -971,17 +977,7 @@ async fn a_trail_cut_while_the_service_runs_is_not_written_over() {
     let (s, _dir, _anchor) = audited_server().await;
     let c = s.client();
     let key = new_key(&c).await;
-    some_calls(&c, &key, 3).await;
-    let out = s.kms(&["audit", "checkpoint"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cp = s.db.int("SELECT max(seq) FROM audit_checkpoints").await;
-    some_calls(&c, &key, 4).await;
-    let head = s.db.int("SELECT max(seq) FROM audit_events").await;
-    assert!(head > cp);
+    let (cp, head) = calls_past_a_checkpoint(&s, &c, &key).await;
     // The attack: the tail after the checkpoint is cut, and the head moved back to it.
     s.db.execute(&format!("DELETE FROM audit_generations WHERE seq > {cp}"))
         .await;

@@ -502,6 +502,15 @@ async fn the_operator_view_shows_the_token_the_nodes_and_the_rates_to_an_operato
         page.contains("&lt;b&gt;old&lt;/b&gt;") && page.contains(">gone<"),
         "{page}"
     );
+    // Nor is another account's principal allowed the same action: the view is of every node
+    // and tenant (before, any account's administrator saw it).
+    let (_, id, secret, _) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret("111122223333", "tenant-ops", Some(OPERATOR))
+    });
+    let tenant = sign_in(&s, &id, &secret).await.1.unwrap();
+    let (status, _, page) = get(&s, "/console/operator", &tenant).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!page.contains("Token state"), "{page}");
     // The account's administrator (kms:*) is no operator of the deployment.
     let (_, admin) = sign_in(&s, &s.access_key_id, &s.secret).await;
     let (status, _, page) = get(&s, "/console/operator", &admin.unwrap()).await;

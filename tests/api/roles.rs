@@ -16,6 +16,27 @@ pub(crate) fn sts(s: &Server, id: &str, secret: &str) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::from_conf(conf)
 }
 
+/// An STS client signing with a role session's credentials (role chaining).
+pub(crate) fn sts_with_session(
+    s: &Server,
+    c: &aws_sdk_sts::types::Credentials,
+) -> aws_sdk_sts::Client {
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new(REGION))
+        .endpoint_url(&s.endpoint)
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            &c.access_key_id,
+            &c.secret_access_key,
+            Some(c.session_token.clone()),
+            None,
+            "sts",
+        ))
+        .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
+}
+
 pub(crate) fn kms_with_session(
     s: &Server,
     c: &aws_sdk_sts::types::Credentials,
@@ -226,22 +247,7 @@ async fn a_role_assumed_by_role_chaining_gets_at_most_an_hour() {
         .send()
         .await
         .unwrap();
-    let c = out.credentials.unwrap();
-    let session = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::Config::builder()
-            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
-            .region(aws_sdk_sts::config::Region::new(REGION))
-            .endpoint_url(&s.endpoint)
-            .credentials_provider(aws_sdk_sts::config::Credentials::new(
-                &c.access_key_id,
-                &c.secret_access_key,
-                Some(c.session_token.clone()),
-                None,
-                "sts",
-            ))
-            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
-            .build(),
-    );
+    let session = sts_with_session(&s, &out.credentials.unwrap());
     // Its session may not.
     let e = session
         .assume_role()
