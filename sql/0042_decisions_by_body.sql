@@ -1,17 +1,20 @@
--- Two lookups the service decides by, moved from the event_name and key_arns columns (not
+-- Two more lookups the service decides by, moved from the event_name and key_arns columns (not
 -- hashed: a database writer renames an event there without breaking the chain) to what each
--- event's hashed body says. The predicates are text tests (cheap on every event written; a
--- superset each lookup narrows by the parsed body); only the events they admit are parsed.
--- Additive: the indexes on the columns (0023, 0037) stay for the previous release.
+-- event's hashed body says, as 0041 did for deletions (its predicate reads the top-level
+-- event name as text; the rest is read as json). Additive: the indexes on the columns (0023,
+-- 0037) stay for the previous release.
 --
 -- An access key's latest status event (DeactivateAccessKey, ActivateAccessKey, DeleteAccessKey):
 -- a key deactivated, its event renamed in the column and its Active row put back, signed again.
-CREATE INDEX audit_events_access_keys_by_body ON audit_events (((body::jsonb) #>> '{requestParameters,target}'), seq)
-    WHERE (strpos(body, '"eventName":"DeactivateAccessKey"') > 0
-        OR strpos(body, '"eventName":"ActivateAccessKey"') > 0
-        OR strpos(body, '"eventName":"DeleteAccessKey"') > 0);
+CREATE INDEX audit_events_access_keys_by_body ON audit_events (((body::json) #>> '{requestParameters,target}'), seq)
+    WHERE split_part(substr(body, strpos(body, '"eventName":"') + 13, 64), '"', 1)
+        IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey');
 
 -- A grant's end (GrantEnded), by its grant id and key: a grant put back with its end renamed in
 -- the column allowed again.
-CREATE INDEX audit_events_ended_grant_ids_by_body ON audit_events (((body::jsonb) #>> '{additionalEventData,grantId}'), ((body::jsonb) #>> '{resources,0,ARN}'))
-    WHERE strpos(body, '"eventName":"GrantEnded"') > 0;
+CREATE INDEX audit_events_ended_grant_ids_by_body ON audit_events (((body::json) #>> '{additionalEventData,grantId}'), ((body::json) #>> '{resources,0,ARN}'))
+    WHERE split_part(substr(body, strpos(body, '"eventName":"') + 13, 64), '"', 1) = 'GrantEnded';
+
+-- ListAliases pages an account's aliases in byte order (as the listing merges them with AWS's
+-- predefined names), whatever the database's collation: an index in that order.
+CREATE INDEX aliases_in_byte_order ON aliases (account_id, region, alias_name COLLATE "C");

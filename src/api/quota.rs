@@ -205,22 +205,23 @@ impl AuthGuard {
     /// A request from `source` failed authentication. True: audit it as usual; false: the
     /// source is over its budget, and the failure is counted for the summary instead.
     pub fn failed(&self, source: std::net::IpAddr) -> bool {
-        if self.per_second <= 0.0 {
-            return true;
-        }
         let source = source_of(source);
         let now = Instant::now();
         let mut st = self.state.lock().unwrap();
-        let burst = self.burst;
-        let b = st.buckets.get_or_insert_mut(source, || Bucket {
-            tokens: burst,
-            at: now,
-        });
-        self.refill(b, now);
-        let within_source = b.tokens >= 1.0;
-        if within_source {
-            b.tokens -= 1.0;
-        }
+        // The source's own budget (none when `per_second` is 0), then all sources' together.
+        let within_source = self.per_second <= 0.0 || {
+            let burst = self.burst;
+            let b = st.buckets.get_or_insert_mut(source, || Bucket {
+                tokens: burst,
+                at: now,
+            });
+            self.refill(b, now);
+            let within = b.tokens >= 1.0;
+            if within {
+                b.tokens -= 1.0;
+            }
+            within
+        };
         let rate = self.audited_per_second;
         let all = &mut st.all;
         all.tokens = (all.tokens + now.duration_since(all.at).as_secs_f64() * rate).min(rate);
@@ -280,6 +281,14 @@ mod auth_tests {
         assert_eq!(g.take_suppressed().len(), 15);
         std::thread::sleep(std::time::Duration::from_millis(450));
         assert!(g.failed(ip(1)) && g.failed(ip(2)));
+    }
+
+    #[test]
+    fn the_budget_of_all_sources_holds_without_one_per_source() {
+        let g = AuthGuard::new(0, 3, 2);
+        let ip = |i: u8| -> std::net::IpAddr { std::net::Ipv4Addr::new(10, 2, 0, i).into() };
+        assert_eq!((1..=6).filter(|i| g.failed(ip(*i))).count(), 2);
+        assert!((1..=6).all(|i| !g.blocked(ip(i))));
     }
 
     #[test]

@@ -677,25 +677,34 @@ impl Kms {
                 caller.principal_arn
             )));
         }
-        // The marker is the last grant listed: one the principal may retire.
-        if let Some(m) = marker {
-            let theirs = self.grant_store.grant(m).await?;
-            if theirs.is_none_or(|g| g.retiring_principal.as_deref() != Some(retiring)) {
-                return Err(KmsError::InvalidMarker);
-            }
-        }
+        // The marker is the last grant listed: one the principal may retire; the listing goes
+        // on from its place (a creation time and id), which stays if the grant goes meanwhile.
+        let mut after = match marker {
+            None => None,
+            Some(m) => match self.grant_store.grant(m).await? {
+                Some(g) if g.retiring_principal.as_deref() == Some(retiring) => {
+                    Some((g.created_at, g.grant_id))
+                }
+                _ => return Err(KmsError::InvalidMarker),
+            },
+        };
         // Read a page at a time (any account may name this principal as a grant's retiring
         // principal: the list can be long) until a page and one more are listed: a row that
         // fails its checks, or whose key went, is left out.
         let mut out = Vec::with_capacity(limit + 1);
-        let mut after = marker.map(str::to_string);
         loop {
             let rows = self
                 .grant_store
-                .grants_retirable_by(retiring, after.as_deref(), limit as i64 + 1)
+                .grants_retirable_by(
+                    retiring,
+                    after.as_ref().map(|(at, id)| (*at, id.as_str())),
+                    limit as i64 + 1,
+                )
                 .await?;
             let last_page = rows.len() <= limit;
-            after = rows.last().map(|g| g.grant_id.clone());
+            if let Some(g) = rows.last() {
+                after = Some((g.created_at, g.grant_id.clone()));
+            }
             for g in self.verified(rows).await? {
                 // The key's ARN: its region and account come from the key's record.
                 if let Ok(arn) = self.key_arn_of(g.key_id).await {

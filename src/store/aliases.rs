@@ -150,11 +150,16 @@ macro_rules! key_store_aliases {
             ) -> Result<Vec<AliasRecord>, StoreError> {
                 // Two statements, not `($3 IS NULL OR a.key_id = $3)`: a generic plan of that
                 // one reads every alias of the account to find one key's (see `list_keys`).
-                const ALL: &str = "SELECT a.*, k.mrk_id FROM aliases a JOIN keys k USING (key_id) \
-                     WHERE a.account_id = $1 AND a.region = $2 AND a.alias_name > $3";
+                // In byte order, as the listing merges and pages them (not the database's
+                // collation, which may order `alias/Prod` after `alias/dev`).
+                let all = format!(
+                    "SELECT a.*, k.mrk_id FROM aliases a JOIN keys k USING (key_id) \
+                     WHERE a.account_id = $1 AND a.region = $2 AND a.alias_name{BYTE_ORDER} > $3"
+                );
+                let order = format!("ORDER BY a.alias_name{BYTE_ORDER} LIMIT $4");
                 match key_id {
                     Some(key_id) => {
-                        sqlx::query_as(&format!("{ALL} AND a.key_id = $5 ORDER BY a.alias_name LIMIT $4"))
+                        sqlx::query_as(&format!("{all} AND a.key_id = $5 {order}"))
                             .bind(account_id)
                             .bind(region)
                             .bind(after)
@@ -163,7 +168,7 @@ macro_rules! key_store_aliases {
                             .all(&self.pool).await
                     }
                     None => {
-                        sqlx::query_as(&format!("{ALL} ORDER BY a.alias_name LIMIT $4"))
+                        sqlx::query_as(&format!("{all} {order}"))
                             .bind(account_id)
                             .bind(region)
                             .bind(after)

@@ -1601,19 +1601,23 @@ async fn grants_insert_list_delete(s: &Backend) {
         vec![g_tie_b.clone()]
     );
     assert_eq!(
-        s.grants_retirable_by(ops, Some("b-tie"), 1).await.unwrap(),
+        s.grants_retirable_by(ops, Some((t, "b-tie")), 1)
+            .await
+            .unwrap(),
         vec![g_late.clone()]
     );
     assert!(s
-        .grants_retirable_by(ops, Some(&g_late.grant_id), 1)
+        .grants_retirable_by(ops, Some((g_late.created_at, &g_late.grant_id)), 1)
         .await
         .unwrap()
         .is_empty());
-    assert!(s
-        .grants_retirable_by(ops, Some("a-tie"), 10)
-        .await
-        .unwrap()
-        .is_empty());
+    // From a place, whether a grant is there or not: at the same time, after the id.
+    assert_eq!(
+        s.grants_retirable_by(ops, Some((t, "b-a")), 10)
+            .await
+            .unwrap(),
+        vec![g_tie_b.clone(), g_late.clone()]
+    );
     // The grants to a principal: to the role itself and to its sessions; a name's `_` is no
     // wildcard (`role/a_p` is not `role/app`).
     let mut g_session = grant_rec("c-session", id, t + TimeDelta::seconds(9));

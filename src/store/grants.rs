@@ -99,9 +99,8 @@ macro_rules! grant_store {
                 // columns beside it, which a database writer renames without breaking the chain.
                 sqlx::query_scalar(&format!(
                     "SELECT DISTINCT g.value FROM {} WHERE (SELECT 1 FROM audit_events \
-                     WHERE {INSTR}(body, '\"eventName\":\"GrantEnded\"') > 0 \
-                     AND {ENDED_GRANT_ID} = g.value AND {BODY_FIRST_RESOURCE_ARN} = $1 \
-                     AND {BODY_EVENT_NAME} = 'GrantEnded' LIMIT 1) IS NOT NULL",
+                     WHERE {BODY_EVENT_NAME} = 'GrantEnded' AND {ENDED_GRANT_ID} = g.value \
+                     AND {BODY_FIRST_RESOURCE_ARN} = $1 LIMIT 1) IS NOT NULL",
                     text_list_rows("$2")
                 ))
                 .bind(arn)
@@ -128,22 +127,35 @@ macro_rules! grant_store {
             async fn grants_retirable_by(
                 &self,
                 principal: &str,
-                after: Option<&str>,
+                after: Option<(DateTime<Utc>, &str)>,
                 limit: i64,
             ) -> Result<Vec<GrantRecord>, StoreError> {
-                // After the grant `after` of the same retiring principal, in creation order
-                // (the index by retiring principal and creation: a page reads a page).
-                let q = format!(
-                    "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = $1 \
-                     AND ($2 IS NULL OR (created_at, grant_id) > (SELECT created_at, grant_id \
-                     FROM grants WHERE grant_id = $2 AND retiring_principal = $1)) \
-                     ORDER BY created_at, grant_id LIMIT $3"
-                );
-                sqlx::query_as(&q)
-                    .bind(principal)
-                    .bind(after)
-                    .bind(limit)
-                    .all(&self.pool).await
+                // In creation order, after the position `after` (the index by retiring
+                // principal and creation: a page reads a page). Two statements, not
+                // `$2 IS NULL OR …`: a generic plan of that one reads from the first grant.
+                match after {
+                    None => {
+                        sqlx::query_as(&format!(
+                            "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = $1 \
+                             ORDER BY created_at, grant_id LIMIT $2"
+                        ))
+                        .bind(principal)
+                        .bind(limit)
+                        .all(&self.pool).await
+                    }
+                    Some((at, id)) => {
+                        sqlx::query_as(&format!(
+                            "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = $1 \
+                             AND (created_at, grant_id) > ($2, $3) \
+                             ORDER BY created_at, grant_id LIMIT $4"
+                        ))
+                        .bind(principal)
+                        .bind(at)
+                        .bind(id)
+                        .bind(limit)
+                        .all(&self.pool).await
+                    }
+                }
             }
 
             async fn grants_to_principal(&self, arn: &str) -> Result<Vec<GrantRecord>, StoreError> {

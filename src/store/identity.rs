@@ -16,16 +16,10 @@ macro_rules! identity_store {
             ) -> Result<Option<String>, StoreError> {
                 // The event's name as its hashed body says it: the column beside it is not
                 // hashed, and a database writer renames it without breaking the chain.
-                // The index's predicate is a cheap text test (no event's body is parsed on its
-                // way into the trail), a superset the exact test after it narrows.
                 let q = format!(
                     "SELECT {BODY_EVENT_NAME} FROM audit_events \
-                     WHERE ({INSTR}(body, '\"eventName\":\"DeactivateAccessKey\"') > 0 \
-                         OR {INSTR}(body, '\"eventName\":\"ActivateAccessKey\"') > 0 \
-                         OR {INSTR}(body, '\"eventName\":\"DeleteAccessKey\"') > 0) \
-                       AND {REQUEST_TARGET} = $1 \
-                       AND {BODY_EVENT_NAME} IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey') \
-                     ORDER BY seq DESC LIMIT 1"
+                     WHERE {BODY_EVENT_NAME} IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey') \
+                       AND {REQUEST_TARGET} = $1 ORDER BY seq DESC LIMIT 1"
                 );
                 sqlx::query_scalar(&q)
                 .bind(access_key_id)

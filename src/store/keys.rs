@@ -162,11 +162,9 @@ macro_rules! key_store {
                 // time is to the second, so a deletion in the second of the key's creation
                 // counts (a replica deleted and replicated again within one second is refused).
                 let created = created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                // The index's predicate is a cheap text test (no event's body is parsed on its
-                // way into the trail), a superset the exact tests after it narrow.
                 sqlx::query_scalar(&format!(
-                    "SELECT EXISTS (SELECT 1 FROM audit_events WHERE {INSTR}(body, '\"eventName\":\"DeleteKey\"') > 0 \
-                     AND {BODY_FIRST_RESOURCE_ARN} = $1 AND {BODY_EVENT_NAME} = 'DeleteKey' \
+                    "SELECT EXISTS (SELECT 1 FROM audit_events WHERE {BODY_EVENT_NAME} = 'DeleteKey' \
+                     AND {BODY_FIRST_RESOURCE_ARN} = $1 \
                      AND {BODY_EVENT_TYPE} = 'AwsServiceEvent' AND {BODY_EVENT_TIME} >= $2)"
                 ))
                 .bind(arn)

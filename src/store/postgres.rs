@@ -476,8 +476,11 @@ async fn token_key_lock(s: &PgStore, scope: &str) -> Result<Tx<'static>, StoreEr
     Ok(tx)
 }
 /// Postgres's pieces of the identity store written once in `identity.rs`.
-const REQUEST_TARGET: &str = "((body::jsonb) #>> '{requestParameters,target}')";
+const REQUEST_TARGET: &str = "((body::json) #>> '{requestParameters,target}')";
 const INSTR: &str = "strpos";
+/// Text compared and ordered byte by byte (as Rust's `str` is), whatever the database's
+/// collation.
+const BYTE_ORDER: &str = " COLLATE \"C\"";
 const ACCESS_KEYS_IN_CREATION_ORDER: &str = "a.created_at, a.access_key_id";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
@@ -575,17 +578,23 @@ async fn grants_lock(tx: &mut Tx<'_>, key_id: Uuid) -> Result<(), StoreError> {
 }
 
 /// The grant a `GrantEnded` event names, as the trail's index of ended grants has it.
-const ENDED_GRANT_ID: &str = "(body::jsonb) #>> '{additionalEventData,grantId}'";
+const ENDED_GRANT_ID: &str = "((body::json) #>> '{additionalEventData,grantId}')";
 /// An audit event's first key ARN (`key_arns` is `text[]`).
 const FIRST_KEY_ARN: &str = "key_arns[1]";
 /// Its second (ReEncrypt's source key).
 const SECOND_KEY_ARN: &str = "key_arns[2]";
-/// An event's name, type, time and first resource's ARN as its hashed body says them (the
-/// columns beside the body are not hashed). The index of deletions is on these expressions.
-const BODY_EVENT_NAME: &str = "((body::jsonb) ->> 'eventName')";
-const BODY_EVENT_TYPE: &str = "((body::jsonb) ->> 'eventType')";
-const BODY_EVENT_TIME: &str = "((body::jsonb) ->> 'eventTime')";
-const BODY_FIRST_RESOURCE_ARN: &str = "((body::jsonb) #>> '{resources,0,ARN}')";
+/// An event's name as its hashed body says it, read as text: the value of the first
+/// `"eventName":"` of the body, which is the top-level member's (bodies are written with their
+/// members sorted, and those before it are the service's or escaped strings; a caller's
+/// context key `eventName` sits in `requestParameters`, after it). No event is parsed to read
+/// it, and no caller's text reaches it: the partial indexes on what bodies say take it as
+/// their predicate. The rest is read from the events it admits, as `json` (which takes any
+/// escape a caller may have sent, unlike `jsonb`).
+const BODY_EVENT_NAME: &str =
+    "split_part(substr(body, strpos(body, '\"eventName\":\"') + 13, 64), '\"', 1)";
+const BODY_EVENT_TYPE: &str = "((body::json) ->> 'eventType')";
+const BODY_EVENT_TIME: &str = "((body::json) ->> 'eventTime')";
+const BODY_FIRST_RESOURCE_ARN: &str = "((body::json) #>> '{resources,0,ARN}')";
 /// The account of the first key ARN (`arn:aws:kms:<region>:<account>:…`), as the trail's index
 /// by key owner has it.
 const FIRST_KEY_OWNER: &str = "split_part(key_arns[1], ':', 5)";

@@ -327,6 +327,8 @@ async fn token_key_lock(s: &SqliteStore, _scope: &str) -> Result<Tx<'static>, St
 /// SQLite's pieces of the identity store written once in `identity.rs`.
 const REQUEST_TARGET: &str = "json_extract(body, '$.requestParameters.target')";
 const INSTR: &str = "instr";
+/// Text compared and ordered byte by byte: SQLite's own (BINARY) collation.
+const BYTE_ORDER: &str = "";
 const ACCESS_KEYS_IN_CREATION_ORDER: &str = "a.created_at, a.rowid";
 
 /// SQLite's pieces of the schema lookups written once in `schema.rs`: its migrations, the
@@ -425,9 +427,9 @@ const ENDED_GRANT_ID: &str = "json_extract(body, '$.additionalEventData.grantId'
 const FIRST_KEY_ARN: &str = "json_extract(key_arns, '$[0]')";
 /// Its second (ReEncrypt's source key).
 const SECOND_KEY_ARN: &str = "json_extract(key_arns, '$[1]')";
-/// An event's name, type, time and first resource's ARN as its hashed body says them (the
-/// columns beside the body are not hashed). The index of deletions is on these expressions.
-const BODY_EVENT_NAME: &str = "json_extract(body, '$.eventName')";
+/// An event's name as its hashed body says it, read as text (see the Postgres store's): the
+/// value of the body's first `"eventName":"`, the top-level member's.
+const BODY_EVENT_NAME: &str = "substr(substr(body, instr(body, '\"eventName\":\"') + 13, 64), 1, instr(substr(body, instr(body, '\"eventName\":\"') + 13, 64), '\"') - 1)";
 const BODY_EVENT_TYPE: &str = "json_extract(body, '$.eventType')";
 const BODY_EVENT_TIME: &str = "json_extract(body, '$.eventTime')";
 const BODY_FIRST_RESOURCE_ARN: &str = "json_extract(body, '$.resources[0].ARN')";

@@ -4125,3 +4125,36 @@ async fn a_retiring_principal_written_with_sql_retires_nothing() {
         1
     );
 }
+
+/// A caller's encryption context may hold text that reads like the service's own words
+/// (`"eventName":"DeleteKey"`, `"eventName":"GrantEnded"`) and an escape Postgres's `jsonb`
+/// refuses (a NUL): its event is recorded like any other, taken for no deletion or grant end,
+/// and no call recorded with it fails. (With the indexes on what bodies say admitting events
+/// by a looser text test, such a call made the whole audit batch fail on Postgres.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encryption_context_that_mimics_the_services_words_is_only_a_context() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    for name in ["DeleteKey", "GrantEnded", "DeactivateAccessKey"] {
+        c.encrypt()
+            .key_id(&key)
+            .plaintext(pt())
+            .encryption_context("eventName", name)
+            .encryption_context("z", "\u{0}")
+            .send()
+            .await
+            .unwrap();
+    }
+    let node2 = s.second_node();
+    let fresh = s.client_of(&node2, &s.access_key_id, &s.secret);
+    fresh
+        .encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    let (ok, out) = audit_verify(&s);
+    assert!(ok, "{out}");
+}

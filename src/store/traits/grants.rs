@@ -22,12 +22,12 @@ pub trait GrantStore: Send + Sync {
         grant_ids: &[String],
     ) -> Result<Vec<String>, StoreError>;
     async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError>;
-    /// The grants `principal` may retire, in creation order: at most `limit`, after the grant
-    /// `after` (none when `after` is not one of them).
+    /// The grants `principal` may retire, in creation order (then grant id): at most `limit`,
+    /// after the position `after` (a creation time and grant id).
     async fn grants_retirable_by(
         &self,
         principal: &str,
-        after: Option<&str>,
+        after: Option<(DateTime<Utc>, &str)>,
         limit: i64,
     ) -> Result<Vec<GrantRecord>, StoreError>;
     /// The grants to a user or role `arn`, and for a role to its sessions.
