@@ -359,7 +359,9 @@ impl Audit {
                     "ChangeRecordRefused",
                     json!({
                         "eventId": id.to_string(),
-                        "eventName": r.event.event_name,
+                        // Not `eventName`: a member before the body's own, which the trail's
+                        // indexes read as the event's name (a database writer's text here).
+                        "refusedEventName": r.event.event_name,
                         "reason": "The record's event is in the trail already.",
                     }),
                 )
@@ -372,7 +374,7 @@ impl Audit {
                     "ChangeRecordRefused",
                     json!({
                         "eventId": id.to_string(),
-                        "eventName": r.event.event_name,
+                        "refusedEventName": r.event.event_name,
                         "reason": "The record's MAC does not verify.",
                     }),
                 )

@@ -99,9 +99,11 @@ macro_rules! grant_store {
                 // columns beside it, which a database writer renames without breaking the chain.
                 sqlx::query_scalar(&format!(
                     "SELECT DISTINCT g.value FROM {} WHERE (SELECT 1 FROM audit_events \
-                     WHERE {BODY_EVENT_NAME} = 'GrantEnded' AND {ENDED_GRANT_ID} = g.value \
-                     AND {BODY_FIRST_RESOURCE_ARN} = $1 LIMIT 1) IS NOT NULL",
-                    text_list_rows("$2")
+                     WHERE {BODY_EVENT_NAME} = 'GrantEnded' AND {} = g.value AND {} = $1 \
+                     LIMIT 1) IS NOT NULL",
+                    text_list_rows("$2"),
+                    when_named("= 'GrantEnded'", ENDED_GRANT_ID),
+                    when_named("= 'GrantEnded'", BODY_FIRST_RESOURCE_ARN)
                 ))
                 .bind(arn)
                 .bind(TextList(grant_ids.to_vec()))

@@ -16,10 +16,11 @@ macro_rules! identity_store {
             ) -> Result<Option<String>, StoreError> {
                 // The event's name as its hashed body says it: the column beside it is not
                 // hashed, and a database writer renames it without breaking the chain.
+                const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
                 let q = format!(
-                    "SELECT {BODY_EVENT_NAME} FROM audit_events \
-                     WHERE {BODY_EVENT_NAME} IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey') \
-                       AND {REQUEST_TARGET} = $1 ORDER BY seq DESC LIMIT 1"
+                    "SELECT {BODY_EVENT_NAME} FROM audit_events WHERE {BODY_EVENT_NAME} {NAMES} \
+                       AND {} = $1 ORDER BY seq DESC LIMIT 1",
+                    when_named(NAMES, REQUEST_TARGET)
                 );
                 sqlx::query_scalar(&q)
                 .bind(access_key_id)

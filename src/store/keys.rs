@@ -162,10 +162,13 @@ macro_rules! key_store {
                 // time is to the second, so a deletion in the second of the key's creation
                 // counts (a replica deleted and replicated again within one second is refused).
                 let created = created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let named = |expr: &str| when_named("= 'DeleteKey'", expr);
                 sqlx::query_scalar(&format!(
                     "SELECT EXISTS (SELECT 1 FROM audit_events WHERE {BODY_EVENT_NAME} = 'DeleteKey' \
-                     AND {BODY_FIRST_RESOURCE_ARN} = $1 \
-                     AND {BODY_EVENT_TYPE} = 'AwsServiceEvent' AND {BODY_EVENT_TIME} >= $2)"
+                     AND {} = $1 AND {} = 'AwsServiceEvent' AND {} >= $2)",
+                    named(BODY_FIRST_RESOURCE_ARN),
+                    named(BODY_EVENT_TYPE),
+                    named(BODY_EVENT_TIME)
                 ))
                 .bind(arn)
                 .bind(created)

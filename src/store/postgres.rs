@@ -592,6 +592,12 @@ const SECOND_KEY_ARN: &str = "key_arns[2]";
 /// escape a caller may have sent, unlike `jsonb`).
 const BODY_EVENT_NAME: &str =
     "split_part(substr(body, strpos(body, '\"eventName\":\"') + 13, 64), '\"', 1)";
+/// `expr`, read only from an event whose top-level name passes `test` (`= 'DeleteKey'`): a
+/// caller's body may hold an escape (`\u0000`) that cannot be read as text, and a plan may test
+/// conditions in any order. The indexes on what bodies say are on such expressions.
+fn when_named(test: &str, expr: &str) -> String {
+    format!("(CASE WHEN {BODY_EVENT_NAME} {test} THEN {expr} END)")
+}
 const BODY_EVENT_TYPE: &str = "((body::json) ->> 'eventType')";
 const BODY_EVENT_TIME: &str = "((body::json) ->> 'eventTime')";
 const BODY_FIRST_RESOURCE_ARN: &str = "((body::json) #>> '{resources,0,ARN}')";
