@@ -10,6 +10,24 @@ struct Bucket {
     at: Instant,
 }
 
+impl Bucket {
+    /// Refilled at `rate` a second since it was last, up to `burst`.
+    fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
+        self.at = now;
+    }
+
+    /// Refilled, then one token taken if there is one.
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        self.refill(now, rate, burst);
+        let taken = self.tokens >= 1.0;
+        if taken {
+            self.tokens -= 1.0;
+        }
+        taken
+    }
+}
+
 pub struct Quotas {
     crypto_per_second: f64,
     management_per_second: f64,
@@ -44,14 +62,7 @@ impl Quotas {
             tokens: rate,
             at: now,
         });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        b.take(now, rate, rate)
     }
 }
 
@@ -174,12 +185,6 @@ impl AuthGuard {
         }
     }
 
-    fn refill(&self, b: &mut Bucket, now: Instant) {
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_second).min(self.burst);
-        b.at = now;
-    }
-
     /// Whether the source has used up its failures: its request is refused (and counted, not
     /// audited) before any work is done for it.
     pub fn blocked(&self, source: std::net::IpAddr) -> bool {
@@ -191,7 +196,7 @@ impl AuthGuard {
         let mut st = self.state.lock().unwrap();
         let blocked = match st.buckets.peek_mut(&source) {
             Some(b) => {
-                self.refill(b, now);
+                b.refill(now, self.per_second, self.burst);
                 b.tokens < 1.0
             }
             None => false,
@@ -209,28 +214,17 @@ impl AuthGuard {
         let now = Instant::now();
         let mut st = self.state.lock().unwrap();
         // The source's own budget (none when `per_second` is 0), then all sources' together.
-        let within_source = self.per_second <= 0.0 || {
-            let burst = self.burst;
-            let b = st.buckets.get_or_insert_mut(source, || Bucket {
-                tokens: burst,
-                at: now,
-            });
-            self.refill(b, now);
-            let within = b.tokens >= 1.0;
-            if within {
-                b.tokens -= 1.0;
-            }
-            within
-        };
-        let rate = self.audited_per_second;
-        let all = &mut st.all;
-        all.tokens = (all.tokens + now.duration_since(all.at).as_secs_f64() * rate).min(rate);
-        all.at = now;
-        let within_all = rate <= 0.0 || all.tokens >= 1.0;
-        if within_source && within_all {
-            if rate > 0.0 {
-                all.tokens -= 1.0;
-            }
+        let (rate, burst) = (self.per_second, self.burst);
+        let within_source = rate <= 0.0
+            || st
+                .buckets
+                .get_or_insert_mut(source, || Bucket {
+                    tokens: burst,
+                    at: now,
+                })
+                .take(now, rate, burst);
+        let all = self.audited_per_second;
+        if within_source && (all <= 0.0 || st.all.take(now, all, all)) {
             true
         } else {
             st.suppress(source);

@@ -519,6 +519,25 @@ impl<'a> Page<'a> {
         }
     }
 
+    /// How many items the page holds.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A page the domain cut (it read only what the page needs), AWS style: `{"<list>": [...],
+    /// "Truncated": bool, "NextMarker": next}`, truncated where there is a next marker.
+    pub fn cut(
+        list: &str,
+        items: Vec<serde_json::Value>,
+        next: Option<String>,
+    ) -> serde_json::Value {
+        let mut v = serde_json::json!({ list: items, "Truncated": next.is_some() });
+        if let Some(m) = next {
+            v["NextMarker"] = serde_json::json!(m);
+        }
+        v
+    }
+
     /// The page of an already-ordered list, AWS style: `{"<list>": [...], "Truncated": bool,
     /// "NextMarker": id}`. A marker that names no item is `InvalidMarkerException`.
     pub fn of_list<T>(

@@ -476,6 +476,22 @@ async fn append(
     Ok(moved)
 }
 
+/// Whether the trail holds event `seq` with `hash` (seq 0: the empty chain, always held).
+pub async fn holds_event(
+    store: &dyn AuditStore,
+    seq: i64,
+    hash: &[u8],
+) -> Result<bool, StoreError> {
+    if seq <= 0 {
+        return Ok(true);
+    }
+    Ok(store
+        .audit_events(seq - 1, 1)
+        .await?
+        .first()
+        .is_some_and(|e| e.seq == seq && e.hash == hash))
+}
+
 /// Whether the trail still holds `known` (a point this node wrote, saw or anchored): the event
 /// at its seq, with its hash. Another node appending after it moves the head, never that
 /// event; a trail rolled back or cut in the database (an older snapshot, its tail deleted and
@@ -485,15 +501,10 @@ async fn still_holds(
     store: &dyn AuditStore,
     known: Option<&(i64, Vec<u8>)>,
 ) -> Result<(), StoreError> {
-    let Some((seq, hash)) = known.filter(|(seq, _)| *seq > 0) else {
+    let Some((seq, hash)) = known else {
         return Ok(());
     };
-    let held = store
-        .audit_events(seq - 1, 1)
-        .await?
-        .first()
-        .is_some_and(|e| e.seq == *seq && &e.hash == hash);
-    if held {
+    if holds_event(store, *seq, hash).await? {
         return Ok(());
     }
     tracing::error!(seq, "the audit trail in the database no longer holds an event this node wrote or anchored: it was rolled back or cut (a restored snapshot, its tail deleted or rewritten); nothing is appended after it and the calls to record are refused. Run `kms audit verify` (with --anchor) to see what is missing");

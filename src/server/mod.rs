@@ -237,15 +237,7 @@ async fn check_not_restored(s: &Settings, store: &dyn Store) -> Result<()> {
         .chain(anchored.checkpoints.iter().map(|c| (c.seq, c.hash.clone())))
         .max_by_key(|(seq, _)| *seq);
     let (anchored_seq, anchored_hash) = anchored_point.unwrap_or((0, vec![]));
-    let present = if anchored_seq == 0 {
-        true
-    } else {
-        store
-            .audit_events(anchored_seq - 1, 1)
-            .await?
-            .first()
-            .is_some_and(|e| e.seq == anchored_seq && e.hash == anchored_hash)
-    };
+    let present = crate::audit::holds_event(store, anchored_seq, &anchored_hash).await?;
     if anchored_seq > db_seq || !present {
         return Err(anyhow!(
             "the database's audit trail (head at event {db_seq}) does not hold event {anchored_seq} as the audit anchor {} records it: the database was restored from an older backup (or events were deleted or rewritten). Serving it would revive keys deleted and undo changes made since. Keep the anchor as evidence, run `kms audit verify --anchor {}` to see what is missing, and start with a new audit_anchor_file only once the loss is understood",

@@ -1,7 +1,7 @@
 //! `CreateAlias`, `UpdateAlias`, `DeleteAlias`, `ListAliases`.
 
 use crate::api::error::ApiError;
-use crate::api::wire::{or_empty, parse, Validator};
+use crate::api::wire::{or_empty, parse, Page, Validator};
 use crate::domain::{keyid, Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .str_len(r.key_id.as_deref(), "keyId", 1, 2048)
         .paging(r.limit, r.marker.as_deref())
         .finish()?;
-    let limit = r.limit.unwrap_or(50).min(100) as usize;
+    let limit = Page::of(r.limit, &r.marker, 50, 100).limit();
     let (aliases, predefined) = kms
         .list_aliases(caller, r.key_id.as_deref(), limit, r.marker.as_deref())
         .await?;
@@ -97,14 +97,8 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         .collect();
     // Both come after the marker: the page is the first `limit` of them.
     listed.sort_by(|x, y| x.0.cmp(&y.0));
-    let truncated = listed.len() > limit;
+    let next = (listed.len() > limit).then(|| listed[limit - 1].0.clone());
     listed.truncate(limit);
-    let mut v = json!({
-        "Aliases": listed.iter().map(|l| l.1.clone()).collect::<Vec<_>>(),
-        "Truncated": truncated,
-    });
-    if truncated {
-        v["NextMarker"] = json!(listed[limit - 1].0);
-    }
-    Ok(v)
+    let shown = listed.into_iter().map(|l| l.1).collect();
+    Ok(Page::cut("Aliases", shown, next))
 }

@@ -211,16 +211,15 @@ pub async fn list_retirable(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
         .list_retirable_grants(
             caller,
             or_empty(&r.retiring_principal),
-            r.limit.unwrap_or(50).min(100) as usize,
+            Page::of(r.limit, &r.marker, 50, 100).limit(),
             r.marker.as_deref(),
         )
         .await?;
-    let shown: Vec<Value> = grants.iter().map(grant_json).collect();
-    let mut v = json!({"Grants": shown, "Truncated": next.is_some()});
-    if let Some(m) = next {
-        v["NextMarker"] = json!(m);
-    }
-    Ok(v)
+    Ok(Page::cut(
+        "Grants",
+        grants.iter().map(grant_json).collect(),
+        next,
+    ))
 }
 
 #[derive(Deserialize)]

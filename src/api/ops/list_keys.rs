@@ -1,5 +1,5 @@
 use crate::api::error::ApiError;
-use crate::api::wire::{parse, Validator};
+use crate::api::wire::{parse, Page, Validator};
 use crate::domain::{Caller, Kms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,9 +24,5 @@ pub async fn handle(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
         .iter()
         .map(|(id, arn)| json!({"KeyId": id.to_string(), "KeyArn": arn}))
         .collect();
-    let mut v = json!({ "Keys": keys, "Truncated": out.next_marker.is_some() });
-    if let Some(m) = out.next_marker {
-        v["NextMarker"] = json!(m);
-    }
-    Ok(v)
+    Ok(Page::cut("Keys", keys, out.next_marker))
 }

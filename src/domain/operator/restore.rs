@@ -46,16 +46,14 @@ impl Operator {
             let v: serde_json::Value = serde_json::from_str(body)
                 .map_err(|_| anyhow!("event {} of the live trail is not JSON", l.seq))?;
             let name = v["eventName"].as_str().unwrap_or_default();
-            let by_service =
-                v.pointer("/userIdentity/type").and_then(|t| t.as_str()) == Some("AWSService");
-            let by_operator =
-                v.pointer("/userIdentity/type").and_then(|t| t.as_str()) == Some("Operator");
-            if by_operator && ACCESS_KEY_WORDS.contains(&name) {
+            let by = v.pointer("/userIdentity/type").and_then(|t| t.as_str());
+            let by_service = by == Some("AWSService");
+            let from = serde_json::json!({ "seq": l.seq, "eventId": v["eventID"], "eventTime": v["eventTime"] });
+            if by == Some("Operator") && ACCESS_KEY_WORDS.contains(&name) {
                 if let Some(target) = v
                     .pointer("/requestParameters/target")
                     .and_then(|t| t.as_str())
                 {
-                    let from = serde_json::json!({ "seq": l.seq, "eventId": v["eventID"], "eventTime": v["eventTime"] });
                     access.insert(target.to_string(), (name.to_string(), from));
                 }
                 continue;
@@ -66,7 +64,6 @@ impl Operator {
             ) else {
                 continue;
             };
-            let from = serde_json::json!({ "seq": l.seq, "eventId": v["eventID"], "eventTime": v["eventTime"] });
             let event = match name {
                 "DeleteKey" if by_service => {
                     if store
