@@ -13,6 +13,7 @@
 
 pub mod condition;
 pub mod document;
+mod glob;
 mod variables;
 
 #[cfg(test)]
@@ -252,58 +253,5 @@ pub fn denial_message(req: &Request, why: Denial) -> String {
     )
 }
 
-/// One character of a pattern.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tok {
-    /// `*`: any run of characters.
-    Any,
-    /// `?`: any one character.
-    One,
-    Char(char),
-}
-
-/// A pattern's text as its characters, `*` and `?` as wildcards.
-pub(crate) fn tokens(pattern: &str) -> impl Iterator<Item = Tok> + '_ {
-    pattern.chars().map(|c| match c {
-        '*' => Tok::Any,
-        '?' => Tok::One,
-        c => Tok::Char(c),
-    })
-}
-
-/// `*` matches any run of characters, `?` any one character.
-pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
-    if ignore_case {
-        let p: Vec<Tok> = tokens(&pattern.to_lowercase()).collect();
-        glob_tokens(&p, &text.to_lowercase().chars().collect::<Vec<_>>())
-    } else {
-        let p: Vec<Tok> = tokens(pattern).collect();
-        glob_tokens(&p, &text.chars().collect::<Vec<_>>())
-    }
-}
-
-/// [`glob`] of a pattern already split into its characters.
-pub(crate) fn glob_tokens(p: &[Tok], t: &[char]) -> bool {
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let (mut star, mut mark) = (None::<usize>, 0usize);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == Tok::One || p[pi] == Tok::Char(t[ti])) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == Tok::Any {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == Tok::Any {
-        pi += 1;
-    }
-    pi == p.len()
-}
+pub use glob::glob;
+pub(crate) use glob::{glob_tokens, tokens, Tok};
