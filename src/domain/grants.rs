@@ -520,6 +520,9 @@ impl Kms {
                 return Err(KmsError::InvalidArn(format!("ARN is not valid: {p}")));
             }
         }
+        if let Some(c) = &input.constraints {
+            c.within_limits()?;
+        }
         let rec = self
             .resolve(caller, &input.key_id, "kms:CreateGrant")
             .await?;

@@ -347,6 +347,50 @@ async fn grant_constraints_tokens_names_and_retirement() {
     );
 }
 
+/// AWS's bounds on a grant constraint: at most 8 encryption context pairs, each key and value
+/// at most 384 characters. Every call on the key reads its grants' constraints, so without
+/// them one grantor could make each call on the key as costly as it liked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_grant_refuses_constraints_beyond_awss_bounds() {
+    let s = Server::start().await;
+    let root = s.client();
+    let key = new_key(&root).await;
+    let (grantee, _, _) = tokio::task::block_in_place(|| s.new_user("123456789012", "dave", None));
+    let grant = |pairs: Vec<(String, String)>, subset: bool| {
+        let mut c = aws_sdk_kms::types::GrantConstraints::builder();
+        for (k, v) in pairs {
+            c = if subset {
+                c.encryption_context_subset(k, v)
+            } else {
+                c.encryption_context_equals(k, v)
+            };
+        }
+        root.create_grant()
+            .key_id(&key)
+            .grantee_principal(&grantee)
+            .operations(GrantOperation::Encrypt)
+            .constraints(c.build())
+            .send()
+    };
+    let pairs = |n: usize, len: usize| -> Vec<(String, String)> {
+        (0..n).map(|i| (format!("k{i}"), "v".repeat(len))).collect()
+    };
+    for subset in [false, true] {
+        grant(pairs(8, 384), subset).await.unwrap();
+        let (c, m) = message(grant(pairs(9, 1), subset).await);
+        assert_eq!(c, "ValidationException", "{m}");
+        assert!(m.contains("up to 8"), "{m}");
+        let (c, m) = message(grant(pairs(1, 385), subset).await);
+        assert_eq!(c, "ValidationException", "{m}");
+        assert!(m.contains("384"), "{m}");
+        let long_key = vec![("k".repeat(385), "v".into())];
+        assert_eq!(
+            message(grant(long_key, subset).await).0,
+            "ValidationException"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_grant_refuses_what_the_key_cannot_do() {
     let s = Server::start().await;

@@ -128,10 +128,6 @@ pub async fn create(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
     Ok(json!({ "GrantToken": token, "GrantId": grant_id }))
 }
 
-fn grant_id(g: &Value) -> String {
-    g["GrantId"].as_str().unwrap_or_default().to_string()
-}
-
 fn grant_json(g: &Grant) -> Value {
     let mut v = json!({
         "KeyId": g.key_arn,
@@ -176,7 +172,8 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         crate::domain::grants::check_grant_id(id)?;
     }
     let grants = kms.list_grants(caller, or_empty(&r.key_id)).await?;
-    let shown: Vec<Value> = grants
+    // Filtered as grants; only the page is rendered.
+    let shown: Vec<&Grant> = grants
         .iter()
         .filter(|g| r.grant_id.as_ref().is_none_or(|id| &g.grant_id == id))
         .filter(|g| {
@@ -184,10 +181,9 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
                 .as_ref()
                 .is_none_or(|p| &g.grantee_principal == p)
         })
-        .map(grant_json)
         .collect();
     let page = Page::of(r.limit, &r.marker, 50, 100);
-    page.of_list(&shown, "Grants", grant_id, Value::clone)
+    page.of_list(&shown, "Grants", |g| g.grant_id.clone(), |g| grant_json(g))
 }
 
 #[derive(Deserialize)]

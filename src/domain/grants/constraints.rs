@@ -12,6 +12,40 @@ pub struct Constraints {
     pub subset: Option<Context>,
 }
 
+/// AWS's bounds on a grant constraint: "Each constraint value can include up to 8 encryption
+/// context pairs. The encryption context value in each constraint cannot exceed 384
+/// characters." Every call on the key reads its grants' constraints, so an unbounded one would
+/// make each call on the key cost what its grantor chose.
+pub const MAX_CONSTRAINT_PAIRS: usize = 8;
+pub const MAX_CONSTRAINT_CHARS: usize = 384;
+
+impl Constraints {
+    /// Refused with `ValidationException` beyond AWS's bounds (each key and each value at most
+    /// 384 characters, at most 8 pairs).
+    pub fn within_limits(&self) -> Result<(), crate::domain::KmsError> {
+        for (name, ctx) in [
+            ("EncryptionContextEquals", &self.equals),
+            ("EncryptionContextSubset", &self.subset),
+        ] {
+            let Some(ctx) = ctx else { continue };
+            if ctx.len() > MAX_CONSTRAINT_PAIRS {
+                return Err(crate::domain::KmsError::Validation(format!(
+                    "The {name} grant constraint has {} encryption context pairs: it can include up to {MAX_CONSTRAINT_PAIRS}.",
+                    ctx.len()
+                )));
+            }
+            if ctx.iter().any(|(k, v)| {
+                k.chars().count() > MAX_CONSTRAINT_CHARS || v.chars().count() > MAX_CONSTRAINT_CHARS
+            }) {
+                return Err(crate::domain::KmsError::Validation(format!(
+                    "An encryption context key or value in the {name} grant constraint exceeds {MAX_CONSTRAINT_CHARS} characters."
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(super) fn constraints_json(c: &Constraints) -> serde_json::Value {
     let mut v = serde_json::Map::new();
     if let Some(e) = &c.equals {
