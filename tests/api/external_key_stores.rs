@@ -476,3 +476,81 @@ async fn a_proxy_endpoint_not_listed_is_never_connected_to() {
     let listed = format!("https://localhost:{port}");
     new_store(&c, "listed", &listed, XKS_SECRET).await.unwrap();
 }
+
+/// The proxy members as AWS's model constrains them: `XksProxyUriEndpoint` is
+/// `^https://[a-zA-Z0-9.-]+$` (no path, no trailing slash; a port is this service's one
+/// extension, for proxies on premises), and the VPC endpoint service members are checked
+/// before they are refused as unsupported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_members_are_checked_as_awss_model_constrains_them() {
+    let s = Server::start().await;
+    let c = s.client();
+    let create = |endpoint: &str| {
+        c.create_custom_key_store()
+            .custom_key_store_name(format!("s-{}", uuid::Uuid::new_v4()))
+            .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+            .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+            .xks_proxy_uri_endpoint(endpoint)
+            .xks_proxy_uri_path("/kms/xks/v1")
+            .xks_proxy_authentication_credential(
+                aws_sdk_kms::types::XksProxyAuthenticationCredentialType::builder()
+                    .access_key_id(XKS_ID)
+                    .raw_secret_access_key(XKS_SECRET)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    for bad in [
+        "http://xks.example.com",
+        "https://xks.example.com/",
+        "https://xks.example.com/kms",
+        "https://xks.example.com:",
+        "https://xks.example.com:99999",
+        "https://user@xks.example.com",
+    ] {
+        let (code, m) = message(create(bad).await);
+        assert_eq!(code, "ValidationException", "{bad}: {m}");
+        assert_eq!(
+            m,
+            format!("1 validation error detected: Value '{bad}' at 'xksProxyUriEndpoint' failed to satisfy constraint: Member must satisfy regular expression pattern: ^https://[a-zA-Z0-9.-]+$")
+        );
+    }
+    // Past validation, to the proxy's health check (nothing listens there).
+    for good in ["https://127.0.0.1", "https://127.0.0.1:1"] {
+        let (code, m) = message(create(good).await);
+        assert_eq!(code, "XksProxyUriUnreachableException", "{good}: {m}");
+    }
+    let vpc = |name: Option<&str>, owner: Option<&str>| {
+        c.create_custom_key_store()
+            .custom_key_store_name(format!("v-{}", uuid::Uuid::new_v4()))
+            .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+            .xks_proxy_connectivity(XksProxyConnectivityType::VpcEndpointService)
+            .xks_proxy_uri_endpoint("https://127.0.0.1")
+            .xks_proxy_uri_path("/kms/xks/v1")
+            .set_xks_proxy_vpc_endpoint_service_name(name.map(str::to_string))
+            .set_xks_proxy_vpc_endpoint_service_owner(owner.map(str::to_string))
+            .xks_proxy_authentication_credential(
+                aws_sdk_kms::types::XksProxyAuthenticationCredentialType::builder()
+                    .access_key_id(XKS_ID)
+                    .raw_secret_access_key(XKS_SECRET)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    let (code, m) = message(vpc(Some("bad-name-of-a-service"), None).await);
+    assert_eq!(code, "ValidationException");
+    assert!(m.contains("at 'xksProxyVpcEndpointServiceName' failed to satisfy constraint: Member must satisfy regular expression pattern"), "{m}");
+    let (code, m) = message(vpc(None, Some("123")).await);
+    assert_eq!(code, "ValidationException");
+    assert!(m.contains("at 'xksProxyVpcEndpointServiceOwner'"), "{m}");
+    let (code, _) = message(
+        vpc(
+            Some("com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0"),
+            Some("111122223333"),
+        )
+        .await,
+    );
+    assert_eq!(code, "UnsupportedOperationException");
+}

@@ -1336,6 +1336,26 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
     );
     let signing = new_key_with(&east, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
     assert_eq!(signing.current_key_material_id, None);
+    // The description's `\s` is Java's (ASCII whitespace): a no-break space fails the pattern.
+    let (token, public) = parameters(
+        &east,
+        &key,
+        AlgorithmSpec::RsaesOaepSha1,
+        WrappingKeySpec::Rsa2048,
+    )
+    .await;
+    let (code, m) = message(
+        east.import_key_material()
+            .key_id(&key)
+            .import_token(token)
+            .encrypted_key_material(Blob::new(oaep_sha1(&public, &material)))
+            .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+            .key_material_description("ceremony\u{a0}2026-12")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException", "{m}");
+    assert!(m.contains("at 'keyMaterialDescription' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_\\s.-]+$"), "{m}");
     // A description of the material: only on the primary (recorded), kept with the material.
     for (c, ok) in [(&west, false), (&east, true)] {
         let (token, public) = parameters(

@@ -150,8 +150,9 @@ struct ProxyMembers<'a> {
     secret: Option<&'a str>,
     /// `XksProxyAuthenticationCredential` given (the model requires both its members).
     credential: bool,
-    /// `XksProxyVpcEndpointServiceName` or `…Owner` given.
-    vpc: bool,
+    /// `XksProxyVpcEndpointServiceName`, `XksProxyVpcEndpointServiceOwner`.
+    vpc_name: Option<&'a str>,
+    vpc_owner: Option<&'a str>,
 }
 
 /// The [`ProxyMembers`] of request `r`.
@@ -165,8 +166,8 @@ macro_rules! proxy_members {
             id: credential.and_then(|c| c.access_key_id.as_deref()),
             secret: credential.and_then(|c| c.raw_secret_access_key.as_deref()),
             credential: credential.is_some(),
-            vpc: $r.xks_proxy_vpc_endpoint_service_name.is_some()
-                || $r.xks_proxy_vpc_endpoint_service_owner.is_some(),
+            vpc_name: $r.xks_proxy_vpc_endpoint_service_name.as_deref(),
+            vpc_owner: $r.xks_proxy_vpc_endpoint_service_owner.as_deref(),
         }
     }};
 }
@@ -180,9 +181,12 @@ impl ProxyMembers<'_> {
         const ID: &str = "xksProxyAuthenticationCredential.accessKeyId";
         const SECRET: &str = "xksProxyAuthenticationCredential.rawSecretAccessKey";
         v.str_len(self.endpoint, "xksProxyUriEndpoint", 10, 128)
-            .pattern(self.endpoint, "xksProxyUriEndpoint", "^https://.*$", |s| {
-                s.starts_with("https://")
-            })
+            .pattern(
+                self.endpoint,
+                "xksProxyUriEndpoint",
+                "^https://[a-zA-Z0-9.-]+$",
+                uri_endpoint,
+            )
             .str_len(self.path, "xksProxyUriPath", 10, 128)
             .pattern(
                 self.path,
@@ -208,8 +212,22 @@ impl ProxyMembers<'_> {
                 s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"/+=".contains(&b))
             });
+        v.str_len(self.vpc_name, "xksProxyVpcEndpointServiceName", 20, 64)
+            .pattern(
+                self.vpc_name,
+                "xksProxyVpcEndpointServiceName",
+                "^(com|eu)\\.amazonaws\\.vpce\\.([a-z]+-){2,3}\\d+\\.vpce-svc-[0-9a-z]+$",
+                vpc_service_name,
+            )
+            .str_len(self.vpc_owner, "xksProxyVpcEndpointServiceOwner", 12, 12)
+            .pattern(
+                self.vpc_owner,
+                "xksProxyVpcEndpointServiceOwner",
+                "^[0-9]{12}$",
+                |s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()),
+            );
         v.finish()?;
-        if self.vpc {
+        if self.vpc_name.is_some() || self.vpc_owner.is_some() {
             return Err(KmsError::UnsupportedOperation(
                 "XksProxyVpcEndpointServiceName: this service reaches its proxies at a public endpoint (PUBLIC_ENDPOINT).".into(),
             )
@@ -253,6 +271,52 @@ pub async fn describe(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, 
 }
 
 /// `XksProxyUriPath`: `/kms/xks/v<n>` under an optional prefix.
+/// AWS's `^https://[a-zA-Z0-9.-]+$` (no path, no trailing slash), and, as an on-premises
+/// proxy may listen elsewhere than 443, a port after the host (`https://host:8443`).
+fn uri_endpoint(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("https://") else {
+        return false;
+    };
+    let (host, port) = match rest.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+        && port.is_none_or(|p| {
+            (1..=5).contains(&p.len())
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+        })
+}
+
+/// `^(com|eu)\.amazonaws\.vpce\.([a-z]+-){2,3}\d+\.vpce-svc-[0-9a-z]+$`.
+fn vpc_service_name(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("com.amazonaws.vpce.")
+        .or_else(|| s.strip_prefix("eu.amazonaws.vpce."))
+    else {
+        return false;
+    };
+    let Some((region, svc)) = rest.split_once(".vpce-svc-") else {
+        return false;
+    };
+    let parts: Vec<&str> = region.split('-').collect();
+    let (last, words) = parts.split_last().expect("split yields one part at least");
+    (2..=3).contains(&words.len())
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && !last.is_empty()
+        && last.bytes().all(|b| b.is_ascii_digit())
+        && !svc.is_empty()
+        && svc
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
 fn uri_path(s: &str) -> bool {
     let Some(i) = s.rfind("/kms/xks/v") else {
         return false;

@@ -96,7 +96,10 @@ pub async fn import(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
             |s| {
                 !s.is_empty()
                     && s.chars().all(|c| {
-                        c.is_ascii_alphanumeric() || c.is_whitespace() || ":/_.-".contains(c)
+                        // Java's `\s`: ASCII whitespace only.
+                        c.is_ascii_alphanumeric()
+                            || matches!(c, ' ' | '\t' | '\n' | '\x0B' | '\x0C' | '\r')
+                            || ":/_.-".contains(c)
                     })
             },
         );
