@@ -140,8 +140,20 @@ pub async fn run(s: &Settings, cmd: AdminCommand) -> Result<()> {
             eprintln!("kms admin: access key {id} of {principal_arn} deleted");
         }
     }
-    let (action, target, detail) = describe_admin(&cmd);
-    op.audited(action, &target, detail, execute(s, &op, cmd))
+    // A new access key's id is drawn before its creation is recorded, so that the event names
+    // it: a principal deleted after that event ends the key, whatever the database shows.
+    let generated = match &cmd {
+        AdminCommand::CreateAccessKey {
+            access_key_id: None,
+            ..
+        } => Some(op.new_access_key().await?),
+        _ => None,
+    };
+    let (action, target, mut detail) = describe_admin(&cmd);
+    if let Some((id, _)) = &generated {
+        detail["access_key_id"] = serde_json::json!(id);
+    }
+    op.audited(action, &target, detail, execute(s, &op, cmd, generated))
         .await
 }
 
@@ -180,7 +192,12 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-async fn execute(s: &Settings, op: &Operator, cmd: AdminCommand) -> Result<()> {
+async fn execute(
+    s: &Settings,
+    op: &Operator,
+    cmd: AdminCommand,
+    generated: Option<(String, SecretString)>,
+) -> Result<()> {
     match cmd {
         AdminCommand::CreateAccount { account_id, name } => {
             op.create_account(&account_id, &name).await?;
@@ -212,7 +229,9 @@ async fn execute(s: &Settings, op: &Operator, cmd: AdminCommand) -> Result<()> {
             user_arn,
             access_key_id: None,
         } => {
-            let (id, secret) = op.create_access_key(&user_arn).await?;
+            let (id, secret) =
+                generated.context("a new access key is drawn before it is created")?;
+            op.import_access_key(&user_arn, &id, &secret).await?;
             println!("AWS_ACCESS_KEY_ID={id}");
             println!("AWS_SECRET_ACCESS_KEY={}", secret.expose_secret());
         }

@@ -308,6 +308,25 @@ impl Credentials {
             );
             return Err(CredentialError::Unrecognized);
         }
+        // A principal deleted after the key's creation (by the trail's events, not the rows):
+        // a key hidden from the deletion and put back once a principal of the same name exists
+        // again is the deleted principal's, not the new one's.
+        if let Some(deleted) = self
+            .ids
+            .principal_deleted_per_trail(&rec.principal_arn)
+            .await?
+        {
+            let created = self.ids.access_key_created_per_trail(access_key_id).await?;
+            if created.is_none_or(|c| c < deleted) {
+                tracing::error!(
+                    access_key_id,
+                    deleted,
+                    created,
+                    "the audit trail records this access key's principal deleted after the key was created (its row kept or put back in the database?); refusing it"
+                );
+                return Err(CredentialError::Unrecognized);
+            }
+        }
         let key = self
             .derive(rec.secret_blob, rec.root_version, scope)
             .await?;
@@ -542,9 +561,9 @@ impl Credentials {
         Ok(())
     }
 
-    /// Create a new access key with a random id and secret from the token's RNG. The secret is
-    /// returned once and not kept.
-    pub async fn create(&self, principal_arn: &str) -> Result<(String, SecretString)> {
+    /// A new access key's random id and secret from the token's RNG (stored by
+    /// [`Self::import`]). The secret is returned once and not kept.
+    pub async fn new_access_key(&self) -> Result<(String, SecretString)> {
         let rnd = self.hsm.random(16 + 30).await?;
         const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         // 256 is a multiple of 32, so `b & 31` is uniform.
@@ -555,7 +574,6 @@ impl Credentials {
         let secret = SecretString::from(
             base64::engine::general_purpose::STANDARD_NO_PAD.encode(&rnd[16..46]),
         );
-        self.import(principal_arn, &id, &secret).await?;
         Ok((id, secret))
     }
 }

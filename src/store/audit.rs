@@ -114,12 +114,13 @@ macro_rules! audit_store {
                     .collect()
             }
 
-            async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError> {
-                sqlx::query_as(
+            async fn seal_coverages(&self) -> Result<Vec<AuditRow>, StoreError> {
+                // By the event's hashed body, not the column beside it.
+                sqlx::query_as(&format!(
                     "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
-                     FROM audit_events WHERE event_name = 'SealCoverage' ORDER BY seq DESC LIMIT 1",
-                )
-                .maybe(&self.pool).await
+                     FROM audit_events WHERE {BODY_EVENT_NAME} = 'SealCoverage' ORDER BY seq",
+                ))
+                .all(&self.pool).await
             }
 
             async fn lookup_events(

@@ -27,6 +27,27 @@ macro_rules! identity_store {
                 .maybe(&self.pool).await
             }
 
+            async fn principal_deleted_per_trail(&self, arn: &str) -> Result<Option<i64>, StoreError> {
+                let q = format!(
+                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} = 'DeletePrincipal' \
+                       AND {} = $1 ORDER BY seq DESC LIMIT 1",
+                    when_named("= 'DeletePrincipal'", REQUEST_TARGET)
+                );
+                sqlx::query_scalar(&q).bind(arn).maybe(&self.pool).await
+            }
+
+            async fn access_key_created_per_trail(
+                &self,
+                access_key_id: &str,
+            ) -> Result<Option<i64>, StoreError> {
+                let q = format!(
+                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} = 'CreateAccessKey' \
+                       AND {} = $1 ORDER BY seq DESC LIMIT 1",
+                    when_named("= 'CreateAccessKey'", CREATED_ACCESS_KEY)
+                );
+                sqlx::query_scalar(&q).bind(access_key_id).maybe(&self.pool).await
+            }
+
             async fn ensure_account(&self, account_id: &str, name: &str) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO accounts (account_id, name) VALUES ($1, $2) ON CONFLICT (account_id) DO NOTHING",

@@ -180,7 +180,13 @@ macro_rules! key_store {
                 material_id: &str,
                 limit: i64,
             ) -> Result<Vec<String>, StoreError> {
-                sqlx::query_scalar(&format!("SELECT body FROM audit_events WHERE event_name = 'InvocationsLeased' AND {LEASED_MATERIAL_ID} = $1 ORDER BY seq DESC LIMIT $2"))
+                // By the event's hashed body (its name and material), not the column beside
+                // it: leases renamed there would let the material's count be set back.
+                sqlx::query_scalar(&format!(
+                    "SELECT body FROM audit_events WHERE {BODY_EVENT_NAME} = 'InvocationsLeased' \
+                     AND {} = $1 ORDER BY seq DESC LIMIT $2",
+                    when_named("= 'InvocationsLeased'", LEASED_MATERIAL_ID)
+                ))
                     .bind(material_id)
                     .bind(limit)
                     .all(&self.pool).await

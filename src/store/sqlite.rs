@@ -326,6 +326,8 @@ async fn token_key_lock(s: &SqliteStore, _scope: &str) -> Result<Tx<'static>, St
 
 /// SQLite's pieces of the identity store written once in `identity.rs`.
 const REQUEST_TARGET: &str = "json_extract(body, '$.requestParameters.target')";
+/// The access key a `CreateAccessKey` event names.
+const CREATED_ACCESS_KEY: &str = "json_extract(body, '$.requestParameters.details.access_key_id')";
 const INSTR: &str = "instr";
 /// Text compared and ordered byte by byte: SQLite's own (BINARY) collation.
 const BYTE_ORDER: &str = "";

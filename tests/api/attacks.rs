@@ -631,6 +631,93 @@ async fn a_principal_inserted_with_sql_is_never_sealed_as_a_side_effect() {
     );
 }
 
+/// The attack: a principal's MAC removed and a policy inserted, as above, and the trail's
+/// `SealCoverage` renamed in the `event_name` column (which the chain does not cover), then its
+/// kinds rewritten in its body. `kms admin seal` found the coverage by the column, so with it
+/// renamed the row was offered as one from before sealing, and a confirm made the edit
+/// genuine. Now the coverage is read from the events' hashed bodies, and one rewritten (its
+/// body no longer hashing to its hash) refuses the review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seal_coverage_renamed_or_rewritten_with_sql_offers_nothing() {
+    let s = Server::start().await;
+    let (arn, _, _, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "mallory", None));
+    s.db.execute(&format!(
+        "UPDATE principals SET authz_mac = NULL WHERE arn = '{arn}'"
+    ))
+    .await;
+    s.db.execute(
+        "UPDATE audit_events SET event_name = 'Renamed' WHERE event_name = 'SealCoverage'",
+    )
+    .await;
+    // `kms admin seal` (the review): whether it succeeded, what it offered, what it said.
+    let review = || {
+        let out = tokio::task::block_in_place(|| s.admin(&["seal"], &[]));
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (_, shown, said) = review();
+    assert!(!shown.contains(&arn), "offered for sealing: {shown}");
+    assert!(said.contains("REFUSED") && said.contains(&arn), "{said}");
+    // Its kinds taken out of its body: the body no longer hashes to the event's hash.
+    s.db.execute(
+        "UPDATE audit_events SET body = replace(body, '\"principal\",', '') WHERE event_name = 'Renamed'",
+    )
+    .await;
+    let (ok, shown, said) = review();
+    assert!(!ok, "reviewed over a rewritten coverage: {said}");
+    assert!(!shown.contains(&arn), "offered for sealing: {shown}");
+    assert!(
+        said.contains("SealCoverage") && said.contains("not as it was chained"),
+        "{said}"
+    );
+}
+
+/// The attack: pass AES-GCM's 2^32 bound of one material by setting its invocation count back
+/// (`key_materials.invocations_reserved`), with the material's `InvocationsLeased` events
+/// renamed in the `event_name` column. The lease check found the leases by that column, so it
+/// saw none, and the material encrypted again from a count set back. Now the leases are read
+/// from the events' hashed bodies, and the key is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_count_set_back_with_its_leases_renamed_is_refused() {
+    let mut s = Server::start().await;
+    let c = s.client();
+    let key = c
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    let leased =
+        s.db.int("SELECT count(*) FROM audit_events WHERE event_name = 'InvocationsLeased'")
+            .await;
+    assert!(leased >= 1, "the lease is in the trail");
+    s.db.execute(
+        "UPDATE audit_events SET event_name = 'Renamed' WHERE event_name = 'InvocationsLeased'",
+    )
+    .await;
+    s.db.execute(&format!(
+        "UPDATE key_materials SET invocations_reserved = 0 WHERE key_id = {}",
+        s.db.key(&key)
+    ))
+    .await;
+    // A node with no lease in memory.
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    assert_eq!(
+        code(c.encrypt().key_id(&key).plaintext(pt()).send().await),
+        "KeyUnavailableException"
+    );
+}
+
 /// The digest `kms admin seal` offers (or sixty-four zeros when it offers none).
 fn rows_digest_of(said: &str) -> String {
     said.split("--confirm ")
@@ -3271,6 +3358,52 @@ async fn an_access_key_row_put_back_after_its_user_was_re_created_is_refused() {
     s.db.execute("DROP TABLE saved_key").await;
     let back = s.client_with(&id, &secret, REGION, None);
     assert_eq!(who(back).await, Err("UnrecognizedClientException".into()));
+}
+
+/// The attack: as above, but the key's row is hidden while the principal is deleted (deleted,
+/// a copy kept), so that the deletion records no DeleteAccessKey for it. The principal's
+/// deletion named only the keys the database showed; the row put back after a principal of
+/// the same name exists again signed as the new principal. Now the trail's DeletePrincipal,
+/// later than the key's CreateAccessKey, ends every key of the deleted principal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_key_hidden_while_its_user_was_deleted_is_refused_after() {
+    let mut s = Server::start().await;
+    let all = Some(crate::access::ALL);
+    let (arn, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "hidden", all));
+    let works = |c: aws_sdk_kms::Client| async move {
+        c.list_keys().send().await.map(|_| ()).map_err(|e| {
+            aws_sdk_kms::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or_default()
+                .to_string()
+        })
+    };
+    assert_eq!(
+        works(s.client_with(&id, &secret, REGION, None)).await,
+        Ok(())
+    );
+    s.db.execute(&format!(
+        "CREATE TABLE hidden_key AS SELECT * FROM access_keys WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    s.db.execute(&format!(
+        "DELETE FROM access_keys WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    s.admin_ok(&["delete-principal", "--principal-arn", &arn]);
+    let (again, new_id, new_secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "hidden", all));
+    assert_eq!(again, arn);
+    s.db.execute("INSERT INTO access_keys SELECT * FROM hidden_key")
+        .await;
+    s.db.execute("DROP TABLE hidden_key").await;
+    // A node that never saw the key (signing keys are cached per node).
+    tokio::task::block_in_place(|| s.spawn());
+    let back = s.client_with(&id, &secret, REGION, None);
+    assert_eq!(works(back).await, Err("UnrecognizedClientException".into()));
+    // The new principal's own key, created after the deletion, works.
+    let fresh = s.client_with(&new_id, &new_secret, REGION, None);
+    assert_eq!(works(fresh).await, Ok(()));
 }
 
 /// `CreateGrant` on `id` for [`OTHER`]'s root, of `op`: the answer's code and message.

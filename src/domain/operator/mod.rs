@@ -217,10 +217,10 @@ impl Operator {
         Ok(arn)
     }
 
-    /// A new access key for a user: its id and secret (shown once, stored sealed).
-    pub async fn create_access_key(&self, user_arn: &str) -> Result<(String, SecretString)> {
-        self.need_user(user_arn).await?;
-        Ok(self.kms.credentials.create(user_arn).await?)
+    /// A new access key's id and secret, drawn from the token's RNG (nothing stored: give it
+    /// to a user with [`Operator::import_access_key`]; the secret is shown once).
+    pub async fn new_access_key(&self) -> Result<(String, SecretString)> {
+        Ok(self.kms.credentials.new_access_key().await?)
     }
 
     /// An existing access key (id and secret) given to a user.
@@ -446,12 +446,14 @@ impl Operator {
             },
             None if !existing.is_empty() => AdminKey::Existing(existing[0].access_key_id.clone()),
             None => {
-                let (id, secret) = self
-                    .kms
-                    .credentials
-                    .create(&admin)
-                    .await
-                    .map_err(|e| anyhow!("cannot create the administrator's key: {e}"))?;
+                let credentials = &self.kms.credentials;
+                let (id, secret) = async {
+                    let (id, secret) = credentials.new_access_key().await?;
+                    credentials.import(&admin, &id, &secret).await?;
+                    Ok::<_, crate::domain::KmsError>((id, secret))
+                }
+                .await
+                .map_err(|e| anyhow!("cannot create the administrator's key: {e}"))?;
                 AdminKey::Created(id, secret)
             }
         })

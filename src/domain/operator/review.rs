@@ -27,22 +27,46 @@ pub const MAC_KINDS: &[&str] = &[
     "key-aliases",
 ];
 
-/// The latest `SealCoverage` event's sequence number and the MAC kinds it lists.
+/// The latest `SealCoverage` event's sequence number and the MAC kinds the trail's
+/// `SealCoverage` events list (a kind once covered stays covered: a later event with fewer
+/// kinds takes none away). Each event must be as it was chained: its body hashes to its hash,
+/// and the event after it (or the head) follows that hash. A coverage rewritten in the
+/// database (its kinds removed, so that a row whose MAC a writer removed is offered as never
+/// sealed) refuses the review.
 async fn sealed_coverage(store: &dyn crate::store::Store) -> Result<(Option<i64>, Vec<String>)> {
-    let Some(row) = store.last_seal_coverage().await? else {
-        return Ok((None, vec![]));
-    };
-    let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or_default();
-    let kinds = body
-        .pointer("/requestParameters/details/kinds")
-        .and_then(|k| k.as_array())
-        .map(|k| {
-            k.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((Some(row.seq), kinds))
+    let mut kinds: Vec<String> = Vec::new();
+    let mut last = None;
+    for row in store.seal_coverages().await? {
+        let next = match store.audit_events(row.seq, 1).await?.into_iter().next() {
+            Some(e) => Some(e.prev_hash),
+            None => {
+                let (seq, hash) = store.audit_head().await?;
+                (seq == row.seq).then_some(hash)
+            }
+        };
+        if crate::audit::chain_hash(row.seq, &row.prev_hash, &row.body) != row.hash
+            || next.as_deref() != Some(row.hash.as_slice())
+        {
+            bail!(
+                "the audit trail's SealCoverage event {} is not as it was chained (run `kms audit verify`): the trail cannot say which rows had their MAC removed, so no row is offered for sealing",
+                row.seq
+            );
+        }
+        let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or_default();
+        for k in body
+            .pointer("/requestParameters/details/kinds")
+            .and_then(|k| k.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+        {
+            if !kinds.iter().any(|x| x == k) {
+                kinds.push(k.to_string());
+            }
+        }
+        last = Some(row.seq);
+    }
+    Ok((last, kinds))
 }
 
 /// One row without a MAC, as `kms admin seal` shows it.
@@ -243,9 +267,9 @@ impl Operator {
     /// The rows without a MAC: those an operator may seal, and those never sealed (rows of a
     /// kind the trail says every row carried, in a `SealCoverage` event, had their MAC removed).
     pub async fn review(&self) -> Result<Review> {
+        let unsealed = unsealed_rows(&self.kms).await?;
         let (coverage_seq, covered) = sealed_coverage(self.store.as_ref()).await?;
-        let (refused, rows) = unsealed_rows(&self.kms)
-            .await?
+        let (refused, rows) = unsealed
             .into_iter()
             .partition(|r| covered.iter().any(|k| k == r.row.kind()));
         Ok(Review {

@@ -179,8 +179,8 @@ pub trait AuditStore: Send + Sync {
         before: i64,
         limit: i64,
     ) -> Result<Vec<(i64, DateTime<Utc>, String)>, StoreError>;
-    /// The last `SealCoverage` event, if any.
-    async fn last_seal_coverage(&self) -> Result<Option<AuditRow>, StoreError>;
+    /// Every `SealCoverage` event (by the event's hashed body), in order.
+    async fn seal_coverages(&self) -> Result<Vec<AuditRow>, StoreError>;
     /// Account `account_id`'s events before sequence number `before` that match `filter`,
     /// newest first, at most `limit` (the console's trail viewer).
     async fn lookup_events(

@@ -11,6 +11,15 @@ pub trait IdentityStore: Send + Sync {
     /// (`DeactivateAccessKey`, `ActivateAccessKey` or `DeleteAccessKey`), if any.
     async fn access_key_per_trail(&self, access_key_id: &str)
         -> Result<Option<String>, StoreError>;
+    /// The sequence number of the trail's latest `DeletePrincipal` of `arn`, by the event's
+    /// hashed body.
+    async fn principal_deleted_per_trail(&self, arn: &str) -> Result<Option<i64>, StoreError>;
+    /// The sequence number of the trail's latest `CreateAccessKey` naming `access_key_id`, by
+    /// the event's hashed body.
+    async fn access_key_created_per_trail(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<i64>, StoreError>;
     /// A principal's identity policies, tags, service registration, trust policy and their
     /// MAC, read in one transaction; `None` if there is no such principal.
     async fn principal_authz(&self, arn: &str) -> Result<Option<PrincipalAuthz>, StoreError>;
