@@ -726,7 +726,7 @@ async fn audit(
     });
     let (event, settles) = match &info.change {
         Some(c) => (
-            crate::audit::with_generations(event, &c.written),
+            crate::audit::with_generations(crate::audit::settling(event, &c.event), &c.written),
             Some(c.event.event_id),
         ),
         None => (event, None),
@@ -893,6 +893,11 @@ async fn process(
                 .unwrap_or("-")
                 .to_string();
             Some(serde_json::Value::Object(params))
+        } else if wire::json_depth(&body) > wire::MAX_JSON_DEPTH {
+            return Err(ApiError::Serialization(format!(
+                "Malformed JSON: the request nests deeper than {} levels.",
+                wire::MAX_JSON_DEPTH
+            )));
         } else {
             serde_json::from_slice(&body).ok()
         };

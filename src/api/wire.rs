@@ -65,6 +65,38 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// How deep a request's JSON may nest: no member of AWS's model nests deeper than a few levels
+/// (a grant's constraints, a list of tags). A request nested deeper is refused before it is
+/// read or kept in the trail, where the event holds it one level deeper again.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// The deepest nesting of objects and arrays in `body` (text in strings aside), read once.
+pub fn json_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 pub type Context = BTreeMap<String, String>;
 
 /// A string member as given, or empty when absent (where the member is required, the
