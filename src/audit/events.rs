@@ -369,6 +369,24 @@ pub fn with_generations(
     event
 }
 
+/// `event` as the event that settles the change record whose event is `record`: under the
+/// record's id and time, so that the record, put back in the database once it was settled, is
+/// found in the trail (by its id and time) and refused, not chained again. The record's time is
+/// the call's, taken as it began.
+pub fn settling(mut event: NewAuditEvent, record: &NewAuditEvent) -> NewAuditEvent {
+    let Ok(mut body) = serde_json::from_str::<Value>(&event.body) else {
+        return event;
+    };
+    body["eventID"] = json!(record.event_id.to_string());
+    body["eventTime"] = json!(record
+        .event_time
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    event.body = canonical(&body);
+    event.event_id = record.event_id;
+    event.event_time = record.event_time;
+    event
+}
+
 /// The row generations an event's body names (`additionalEventData.rowGenerations`).
 pub fn generations_in(body: &Value) -> Vec<(String, i64)> {
     body.pointer("/additionalEventData/rowGenerations")

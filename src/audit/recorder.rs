@@ -353,6 +353,12 @@ impl Audit {
                     .event_in_trail(id, r.event.event_time)
                     .await
                     .map_err(err)?;
+            // The call's own event came late (after this sweep claimed its record): it removed
+            // the record in the statement that chained it, so a record no longer waiting was
+            // settled, not put back.
+            if chained && !self.store.change_record_pending(id).await.map_err(err)? {
+                continue;
+            }
             let event = if chained {
                 tracing::error!(event_id = %id, "a change record in the database is in the trail already (put back with SQL?): refused, not chained again");
                 security_event(

@@ -33,8 +33,8 @@ impl Report {
     }
 }
 
-/// The columns `kms audit export` filters on (event name, account, key ARNs, time) are copies
-/// of the hashed body kept for queries: each must say what the body says, or an event could be
+/// The columns `kms audit export` filters on (event name, account, key ARNs, time) and the
+/// event id the change records are looked up by are copies of the hashed body kept for queries: each must say what the body says, or an event could be
 /// hidden from (or slipped into) an export by editing a column the chain does not cover.
 pub fn check_columns(r: &mut Report, rows: &[AuditRow]) {
     for row in rows {
@@ -63,6 +63,9 @@ pub fn altered_columns(row: &AuditRow) -> Vec<&'static str> {
     let mut wrong = Vec::new();
     if body["eventName"].as_str() != Some(row.event_name.as_str()) {
         wrong.push("event_name");
+    }
+    if body["eventID"].as_str() != Some(row.event_id.to_string().as_str()) {
+        wrong.push("event_id");
     }
     if body["recipientAccountId"].as_str() != row.account_id.as_deref() {
         wrong.push("account_id");

@@ -60,6 +60,15 @@ macro_rules! audit_store {
                     .await
             }
 
+            async fn change_record_pending(&self, event_id: Uuid) -> Result<bool, StoreError> {
+                let found: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM audit_outbox WHERE event_id = $1")
+                        .bind(event_id)
+                        .maybe(&self.pool)
+                        .await?;
+                Ok(found.is_some())
+            }
+
             async fn event_in_trail(
                 &self,
                 event_id: Uuid,
@@ -117,7 +126,7 @@ macro_rules! audit_store {
             async fn seal_coverages(&self) -> Result<Vec<AuditRow>, StoreError> {
                 // By the event's hashed body, not the column beside it.
                 sqlx::query_as(&format!(
-                    "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
+                    "SELECT seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
                      FROM audit_events WHERE {BODY_EVENT_NAME} = 'SealCoverage' ORDER BY seq",
                 ))
                 .all(&self.pool).await
@@ -135,7 +144,7 @@ macro_rules! audit_store {
                 // its keys (first or second key ARN): each part newest first through its own
                 // index, then merged.
                 const COLUMNS: &str =
-                    "seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash";
+                    "seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash";
                 let filters = format!(
                     "seq < $2 AND ($3 IS NULL OR event_name = $3) \
                      AND ($4 IS NULL OR {FIRST_KEY_ARN} = $4 OR {SECOND_KEY_ARN} = $4) \
@@ -192,7 +201,7 @@ macro_rules! audit_store {
 
             async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
                 sqlx::query_as(
-                    "SELECT seq, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
+                    "SELECT seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
                      FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
                 )
                 .bind(after)

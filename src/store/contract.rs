@@ -2079,6 +2079,7 @@ async fn a_trail_is_verified_and_exported_a_page_at_a_time(s: &Backend) {
         let mut e = event("Encrypt", &[]);
         e.account_id = Some(account.into());
         e.body = serde_json::json!({
+            "eventID": e.event_id.to_string(),
             "eventName": "Encrypt",
             "recipientAccountId": account,
             "eventTime": e.event_time.to_rfc3339(),

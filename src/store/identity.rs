@@ -5,6 +5,10 @@
 //! and `commit`; `REQUEST_TARGET` (an audit event's `requestParameters.target`),
 //! `INSTR` (the position of a text in another) and `ACCESS_KEYS_IN_CREATION_ORDER`; the row reader `tag_from_row`, `cell`, `map_err`, `write_on`.
 
+/// The operator's events that end a role's sessions (its trust policy replaced, its deletion),
+/// as the index on what bodies say has them (`audit_events_principal_changes_by_body`).
+pub(super) const PRINCIPAL_CHANGES: &str = "IN ('CreateRole', 'DeletePrincipal')";
+
 /// `impl IdentityStore for $store`.
 macro_rules! identity_store {
     ($store:ty) => {
@@ -28,12 +32,27 @@ macro_rules! identity_store {
             }
 
             async fn principal_deleted_per_trail(&self, arn: &str) -> Result<Option<i64>, StoreError> {
+                use super::identity::PRINCIPAL_CHANGES as CHANGES;
                 let q = format!(
-                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} = 'DeletePrincipal' \
-                       AND {} = $1 ORDER BY seq DESC LIMIT 1",
-                    when_named("= 'DeletePrincipal'", REQUEST_TARGET)
+                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} {CHANGES} \
+                       AND {} = $1 AND {BODY_EVENT_NAME} = 'DeletePrincipal' ORDER BY seq DESC LIMIT 1",
+                    when_named(CHANGES, REQUEST_TARGET)
                 );
                 sqlx::query_scalar(&q).bind(arn).maybe(&self.pool).await
+            }
+
+            async fn principal_changes_per_trail(
+                &self,
+                arn: &str,
+                limit: i64,
+            ) -> Result<Vec<String>, StoreError> {
+                use super::identity::PRINCIPAL_CHANGES as CHANGES;
+                let q = format!(
+                    "SELECT body FROM audit_events WHERE {BODY_EVENT_NAME} {CHANGES} \
+                       AND {} = $1 ORDER BY seq DESC LIMIT $2",
+                    when_named(CHANGES, REQUEST_TARGET)
+                );
+                sqlx::query_scalar(&q).bind(arn).bind(limit).all(&self.pool).await
             }
 
             async fn access_key_created_per_trail(

@@ -319,7 +319,7 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
         ("keys", "xks_key_id", RefusedIn("under the attributes seal (kms.key-attributes.v2): external_key_stores::an_external_key_store_on_its_own_proxy_encrypts_twice")),
         // ---- the audit trail
         ("audit_events", "seq", r(Sel::AuditEvent, A::Sql("seq + 1000000", "seq + 1000000"), P::Verify)),
-        ("audit_events", "event_id", NoDecision("written, never read: the body's eventID, under the chain, is what is exported")),
+        ("audit_events", "event_id", r(Sel::AuditEvent, A::Sql("gen_random_uuid()", "randomblob(16)"), P::Verify)),
         ("audit_events", "event_time", r(Sel::AuditEvent, A::Time, P::Verify)),
         ("audit_events", "event_name", r(Sel::AuditEvent, A::Text, P::Verify)),
         ("audit_events", "account_id", r(Sel::AuditEvent, A::Text, P::Verify)),

@@ -270,8 +270,7 @@ pub async fn describe(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, 
     Ok(v)
 }
 
-/// `XksProxyUriPath`: `/kms/xks/v<n>` under an optional prefix.
-/// AWS's `^https://[a-zA-Z0-9.-]+$` (no path, no trailing slash), and, as an on-premises
+/// `XksProxyUriEndpoint`: AWS's `^https://[a-zA-Z0-9.-]+$` (no path, no trailing slash), and, as an on-premises
 /// proxy may listen elsewhere than 443, a port after the host (`https://host:8443`).
 fn uri_endpoint(s: &str) -> bool {
     let Some(rest) = s.strip_prefix("https://") else {
@@ -317,6 +316,7 @@ fn vpc_service_name(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
+/// `XksProxyUriPath`: `/kms/xks/v<n>` under an optional prefix.
 fn uri_path(s: &str) -> bool {
     let Some(i) = s.rfind("/kms/xks/v") else {
         return false;

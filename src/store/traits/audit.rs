@@ -85,6 +85,9 @@ pub(crate) fn current_change() -> Option<std::sync::Arc<ChangeRecord>> {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
     pub seq: i64,
+    /// A copy of the body's `eventID` kept for lookups (the sweeper's: is a change record's
+    /// event in the trail?), like the other columns beside the body.
+    pub event_id: Uuid,
     pub event_time: DateTime<Utc>,
     pub event_name: String,
     pub account_id: Option<String>,
@@ -163,6 +166,9 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Vec<ChangeRecord>, StoreError>;
     /// Whether the trail holds an event with this id and time (a change record's event, chained
     /// already: the record, found again in the outbox, was put back).
+    /// Whether the change record `event_id` is still in `audit_outbox` (a call's event removes
+    /// its record in the statement that chains it).
+    async fn change_record_pending(&self, event_id: Uuid) -> Result<bool, StoreError>;
     async fn event_in_trail(
         &self,
         event_id: Uuid,

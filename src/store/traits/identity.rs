@@ -14,6 +14,14 @@ pub trait IdentityStore: Send + Sync {
     /// The sequence number of the trail's latest `DeletePrincipal` of `arn`, by the event's
     /// hashed body.
     async fn principal_deleted_per_trail(&self, arn: &str) -> Result<Option<i64>, StoreError>;
+    /// The bodies of the trail's latest `limit` events that end sessions of the role `arn`
+    /// (`CreateRole`, which replaces its trust policy, and `DeletePrincipal`), newest first,
+    /// by the events' hashed bodies.
+    async fn principal_changes_per_trail(
+        &self,
+        arn: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError>;
     /// The sequence number of the trail's latest `CreateAccessKey` naming `access_key_id`, by
     /// the event's hashed body.
     async fn access_key_created_per_trail(
