@@ -13,10 +13,12 @@ CREATE INDEX audit_events_leases_by_body ON audit_events ((CASE WHEN split_part(
 CREATE INDEX audit_events_seal_coverage_by_body ON audit_events (seq)
     WHERE split_part(substr(body, strpos(body, '"eventName":"') + 13, 64), '"', 1) = 'SealCoverage';
 
--- A principal's deletion (DeletePrincipal) and an access key's creation (CreateAccessKey, by
--- the key id it names): an access key of a deleted principal, hidden from the deletion and put
--- back once a principal of the same name exists again, signed as that new principal.
-CREATE INDEX audit_events_principal_deletions_by_body ON audit_events ((CASE WHEN split_part(substr(body, strpos(body, '"eventName":"') + 13, 64), '"', 1) = 'DeletePrincipal' THEN ((body::json) #>> '{requestParameters,target}') END), seq)
-    WHERE split_part(substr(body, strpos(body, '"eventName":"') + 13, 64), '"', 1) = 'DeletePrincipal';
+-- A principal's deletion (DeletePrincipal) and a role's trust policy replaced (CreateRole),
+-- which end a role's sessions, and an access key's creation (CreateAccessKey, by the key id it
+-- names): an access key of a deleted principal, hidden from the deletion and put back once a
+-- principal of the same name exists again, signed as that new principal; a role session's row
+-- put back after its sessions ended signed again once the generations index lost their end.
+CREATE INDEX audit_events_principal_changes_by_body ON audit_events ((CASE WHEN split_part(substr(body, strpos(body, '"eventName":"') + 13, 64), '"', 1) IN ('CreateRole', 'DeletePrincipal') THEN ((body::json) #>> '{requestParameters,target}') END), seq)
+    WHERE split_part(substr(body, strpos(body, '"eventName":"') + 13, 64), '"', 1) IN ('CreateRole', 'DeletePrincipal');
 CREATE INDEX audit_events_access_key_creations_by_body ON audit_events ((CASE WHEN split_part(substr(body, strpos(body, '"eventName":"') + 13, 64), '"', 1) = 'CreateAccessKey' THEN ((body::json) #>> '{requestParameters,details,access_key_id}') END), seq)
     WHERE split_part(substr(body, strpos(body, '"eventName":"') + 13, 64), '"', 1) = 'CreateAccessKey';

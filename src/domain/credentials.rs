@@ -376,10 +376,33 @@ impl Credentials {
         // The trail's mark of when the role's sessions last ended (the role's generation
         // then), read after the row: a session that ends while the row is read is refused.
         let sessions = super::seal::sessions_row(&rec.role_arn);
-        let ended = self
+        let mut ended = self
             .trail
             .generations_per_trail(std::slice::from_ref(&sessions))
             .await?;
+        // And from the hashed bodies of the events that end the role's sessions: the
+        // generations index beside the trail is not hashed, and a database writer deletes its
+        // entries without breaking the chain.
+        for body in self
+            .ids
+            .principal_changes_per_trail(&rec.role_arn, 16)
+            .await?
+        {
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            ended.extend(
+                crate::audit::generations_in(&body)
+                    .into_iter()
+                    .filter(|(row, _)| *row == sessions),
+            );
+        }
+        // One mark: the latest end either says.
+        let ended: Vec<(String, i64)> = ended
+            .iter()
+            .map(|(_, g)| *g)
+            .max()
+            .map(|g| (sessions.clone(), g))
+            .into_iter()
+            .collect();
         let intact = super::seal::sealed_in(&self.hsm, session_mac_input(&rec), &rec.mac).await?;
         if !intact || account_of_arn(&rec.role_arn) != Some(rec.account_id.as_str()) {
             tracing::error!(

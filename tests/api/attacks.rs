@@ -407,6 +407,44 @@ async fn a_grant_to_an_account_needs_its_principals_identity_policies() {
         .unwrap();
 }
 
+/// The attack: a change (DisableKey) whose request carries a member nested about 126 levels
+/// deep (`Tags`, which the trail logs). The call's event, which holds the request one level
+/// deeper, could not be read back to name the generations the change wrote, nor the change
+/// record it settles, so it was chained without them: the rows it wrote lost their protection
+/// against a replay. Now a request nested deeper than 32 levels is refused before it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_nested_too_deep_is_refused_before_it_changes_anything() {
+    let s = Server::start().await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let disable = |depth: usize| {
+        s.raw(
+            Some("TrentService.DisableKey"),
+            "application/x-amz-json-1.1",
+            format!(r#"{{"KeyId":"{key}","Tags":{}}}"#, nested(depth)).into_bytes(),
+            true,
+        )
+    };
+    let r = disable(126).await;
+    assert_eq!(
+        (r.status, r.error_type()),
+        (400, "SerializationException"),
+        "{:?}",
+        r.json
+    );
+    let state = c.describe_key().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        state.key_metadata.unwrap().key_state,
+        Some(aws_sdk_kms::types::KeyState::Enabled),
+        "the key was disabled"
+    );
+    // A request nested as deep as the limit is read (and this one then refused for its `Tags`,
+    // which DisableKey does not take, or taken: either way, not for its depth).
+    let r = disable(31).await;
+    assert_ne!(r.error_type(), "SerializationException", "{:?}", r.json);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_grant_refuses_constraints_it_cannot_enforce() {
     let s = Server::start().await;
@@ -650,6 +688,17 @@ async fn a_seal_coverage_renamed_or_rewritten_with_sql_offers_nothing() {
         "UPDATE audit_events SET event_name = 'Renamed' WHERE event_name = 'SealCoverage'",
     )
     .await;
+    s.db.execute(
+        "CREATE TABLE tm_coverage AS SELECT body FROM audit_events WHERE event_name = 'Renamed'",
+    )
+    .await;
+    // A checkpoint signed after the coverage.
+    let out = tokio::task::block_in_place(|| s.kms(&["audit", "checkpoint"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // `kms admin seal` (the review): whether it succeeded, what it offered, what it said.
     let review = || {
         let out = tokio::task::block_in_place(|| s.admin(&["seal"], &[]));
@@ -669,6 +718,69 @@ async fn a_seal_coverage_renamed_or_rewritten_with_sql_offers_nothing() {
     assert!(!shown.contains(&arn), "offered for sealing: {shown}");
     assert!(
         said.contains("SealCoverage") && said.contains("not as it was chained"),
+        "{said}"
+    );
+    // Its kinds taken out and the chain from it to the head computed again, link by link (a
+    // database writer computes SHA-256 too): the coverage hashes as chained up to the head,
+    // but not up to the checkpoint signed after it, whose signature no writer can make.
+    s.db.execute("UPDATE audit_events SET body = (SELECT body FROM tm_coverage) WHERE event_name = 'Renamed'")
+        .await;
+    let from =
+        s.db.int("SELECT seq FROM audit_events WHERE event_name = 'Renamed'")
+            .await;
+    assert!(
+        s.db.int(&format!(
+            "SELECT count(*) FROM audit_checkpoints WHERE seq >= {from}"
+        ))
+        .await
+            >= 1,
+        "a checkpoint is signed after the coverage"
+    );
+    let seqs =
+        s.db.strings(&format!(
+            "SELECT seq FROM audit_events WHERE seq >= {from} ORDER BY seq"
+        ))
+        .await;
+    let bodies =
+        s.db.strings(&format!(
+            "SELECT body FROM audit_events WHERE seq >= {from} ORDER BY seq"
+        ))
+        .await;
+    let prev_hex = format!(
+        "SELECT {} FROM audit_events WHERE seq = {from}",
+        s.db.hex("prev_hash")
+    );
+    let mut prev = hex::decode(&s.db.strings(&prev_hex).await[0]).unwrap();
+    for (seq, body) in seqs.iter().zip(bodies) {
+        let seq: i64 = seq.parse().unwrap();
+        let body = if seq == from {
+            body.replace("\"principal\",", "")
+        } else {
+            body
+        };
+        let hash = kms::audit::chain_hash(seq, &prev, &body);
+        s.db.execute(&format!(
+            "UPDATE audit_events SET body = {}, prev_hash = {}, hash = {} WHERE seq = {seq}",
+            s.db.text(&body),
+            s.db.bytes(&prev),
+            s.db.bytes(&hash)
+        ))
+        .await;
+        prev = hash;
+    }
+    s.db.execute(&format!(
+        "UPDATE audit_head SET hash = {} WHERE id = 1",
+        s.db.bytes(&prev)
+    ))
+    .await;
+    let (ok, shown, said) = review();
+    assert!(
+        !ok,
+        "reviewed over a coverage rewritten with its chain: {said}"
+    );
+    assert!(!shown.contains(&arn), "offered for sealing: {shown}");
+    assert!(
+        said.contains("not as it was chained up to the checkpoint"),
         "{said}"
     );
 }
@@ -2578,6 +2690,21 @@ async fn a_change_and_the_record_that_it_committed_are_durable_together() {
     assert!(ok, "{out}");
 }
 
+/// One `ChangeRecordRefused` in the trail, for a record already in it, and the trail verifies.
+async fn refused_once_as_in_the_trail(s: &Server) {
+    let refused =
+        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'ChangeRecordRefused'")
+            .await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("in the trail already"),
+        "{}",
+        refused[0]
+    );
+    let (ok, out) = audit_verify(s);
+    assert!(ok, "{out}");
+}
+
 /// A change record put back after it was settled is not chained a second time: the database
 /// writer saves a genuine record (MAC and all) while it waits in `audit_outbox`, lets the node
 /// take it into the trail, then inserts it again. Before, the node chained it once more as
@@ -2625,17 +2752,83 @@ async fn a_settled_change_record_put_back_is_not_chained_again() {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     assert_eq!(s.db.int(committed).await, 1, "the record was chained again");
-    let refused =
-        s.db.strings("SELECT body FROM audit_events WHERE event_name = 'ChangeRecordRefused'")
-            .await;
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    assert!(
-        refused[0].contains("in the trail already"),
-        "{}",
-        refused[0]
+    refused_once_as_in_the_trail(&s).await;
+}
+
+/// As above, for the record of a change whose call's own event settled it (the usual case): a
+/// trigger copies each record as it is written (it lives for milliseconds), and the writer puts
+/// it back once the call's event removed it. The call's event had an id of its own, so the
+/// record's id was never in the trail, and the record was chained as a second
+/// `ApiCallCommitted` after the calls that followed it. Now the call's event takes its record's
+/// id and time, and the record put back is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_record_settled_by_its_calls_event_and_put_back_is_refused() {
+    let s = Server::start_with(&[
+        ("KMS_AUDIT_CHECKPOINT_INTERVAL_MS", "300"),
+        ("KMS_REQUEST_TIMEOUT_MS", "2000"),
+        ("KMS_KEY_GENERATION_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    let c = s.client();
+    let key = new_key(&c).await;
+    s.db.execute("CREATE TABLE saved_outbox AS SELECT * FROM audit_outbox WHERE 1 = 0")
+        .await;
+    if sqlite() {
+        s.db.execute(
+            "CREATE TRIGGER save_outbox AFTER INSERT ON audit_outbox BEGIN \
+             INSERT INTO saved_outbox SELECT * FROM audit_outbox WHERE event_id = NEW.event_id; END",
+        )
+        .await;
+    } else {
+        s.db.execute(
+            "CREATE FUNCTION save_outbox() RETURNS trigger AS $$ BEGIN \
+             INSERT INTO saved_outbox SELECT NEW.*; RETURN NEW; END $$ LANGUAGE plpgsql",
+        )
+        .await;
+        s.db.execute(
+            "CREATE TRIGGER save_outbox AFTER INSERT ON audit_outbox \
+             FOR EACH ROW EXECUTE FUNCTION save_outbox()",
+        )
+        .await;
+    }
+    c.disable_key().key_id(&key).send().await.unwrap();
+    s.db.execute(if sqlite() {
+        "DROP TRIGGER save_outbox"
+    } else {
+        "DROP TRIGGER save_outbox ON audit_outbox"
+    })
+    .await;
+    assert_eq!(s.db.int("SELECT count(*) FROM saved_outbox").await, 1);
+    assert_eq!(
+        s.db.int("SELECT count(*) FROM audit_outbox").await,
+        0,
+        "settled by the call's event"
     );
+    s.db.execute("INSERT INTO audit_outbox SELECT * FROM saved_outbox")
+        .await;
+    let settled = || async { s.db.int("SELECT count(*) FROM audit_outbox").await == 0 };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !settled().await {
+        assert!(std::time::Instant::now() < deadline, "the record was left");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let committed = "SELECT count(*) FROM audit_events WHERE event_name = 'ApiCallCommitted'";
+    assert_eq!(
+        s.db.int(committed).await,
+        0,
+        "the settled record was chained again"
+    );
+    refused_once_as_in_the_trail(&s).await;
+    // The `event_id` column the lookup reads, edited to hide the call's event from it, is
+    // reported by verification (the column must say what the hashed body says).
+    s.db.execute(&format!(
+        "UPDATE audit_events SET event_id = (SELECT event_id FROM audit_events WHERE event_name = 'ChangeRecordRefused') \
+         WHERE event_name = 'DisableKey' AND key_arns {} '%{key}%'",
+        if sqlite() { "LIKE" } else { "::text LIKE" }
+    ))
+    .await;
     let (ok, out) = audit_verify(&s);
-    assert!(ok, "{out}");
+    assert!(!ok && out.contains("event_id"), "{out}");
 }
 
 /// A grant revoked (or retired) cannot be brought back: the database writer saves the genuine
@@ -3603,7 +3796,9 @@ fn alice_and_her_trust(s: &Server) -> (String, String, String, String) {
 /// signed again as the role until it expired: the row's MAC says the service wrote it, not
 /// that the session is still live. Now a session is bound to the trail's mark of when the
 /// role's sessions last ended, and a row put back from before it is refused. A session
-/// issued after the end works.
+/// issued after the end works. The mark is read from the hashed bodies of the events that
+/// ended the sessions as well as from the `audit_generations` index beside the trail: with the
+/// index's entry deleted, the row put back signed again (before the bodies were read).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_session_put_back_after_it_ended_is_refused() {
     let s = Server::start().await;
@@ -3681,7 +3876,13 @@ async fn a_role_session_put_back_after_it_ended_is_refused() {
         })
         .await;
         // ... and its row put back, once the id is no longer answered from the server's
-        // memory of unknown ids (two seconds).
+        // memory of unknown ids (two seconds), with the end of the role's sessions deleted from
+        // the generations index beside the trail (not hashed): the end is read from the
+        // hashed bodies of the events that ended them too.
+        s.db.execute(&format!(
+            "DELETE FROM audit_generations WHERE row_name = '{role}#sessions'"
+        ))
+        .await;
         s.db.execute("INSERT INTO sessions SELECT * FROM saved_session")
             .await;
         s.db.execute("DROP TABLE saved_session").await;

@@ -436,9 +436,7 @@ impl Operator {
                 }
                 Some(_) => AdminKey::Present(id),
                 None => {
-                    self.kms
-                        .credentials
-                        .import(&admin, &id, &secret)
+                    self.admin_key_created(&admin, &id, &secret, true)
                         .await
                         .map_err(|e| anyhow!("cannot import the administrator's key: {e}"))?;
                     AdminKey::Imported(id)
@@ -446,16 +444,32 @@ impl Operator {
             },
             None if !existing.is_empty() => AdminKey::Existing(existing[0].access_key_id.clone()),
             None => {
-                let credentials = &self.kms.credentials;
                 let (id, secret) = async {
-                    let (id, secret) = credentials.new_access_key().await?;
-                    credentials.import(&admin, &id, &secret).await?;
-                    Ok::<_, crate::domain::KmsError>((id, secret))
+                    let (id, secret) = self.new_access_key().await?;
+                    self.admin_key_created(&admin, &id, &secret, false).await?;
+                    Ok::<_, anyhow::Error>((id, secret))
                 }
                 .await
                 .map_err(|e| anyhow!("cannot create the administrator's key: {e}"))?;
                 AdminKey::Created(id, secret)
             }
         })
+    }
+
+    /// The administrator's access key `id` stored, recorded as `kms admin create-access-key`
+    /// records a key (a `CreateAccessKey` naming it): a key is refused once the trail records
+    /// its principal deleted after that event.
+    async fn admin_key_created(
+        &self,
+        admin: &str,
+        id: &str,
+        secret: &SecretString,
+        imported: bool,
+    ) -> Result<()> {
+        let detail = serde_json::json!({ "imported": imported, "access_key_id": id });
+        self.audited("CreateAccessKey", admin, detail, async {
+            Ok(self.kms.credentials.import(admin, id, secret).await?)
+        })
+        .await
     }
 }

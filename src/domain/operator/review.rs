@@ -10,7 +10,7 @@ use crate::domain::{
     tags_mac_input, Kms, KmsError,
 };
 use crate::store::{KeyMac, KeyRecord, Tag};
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
 /// Every kind of row MAC. A `SealCoverage` event in the trail lists the kinds every row
 /// carried when it was recorded (by `kms init` on a database with nothing unsealed, and by
@@ -29,30 +29,61 @@ pub const MAC_KINDS: &[&str] = &[
 
 /// The latest `SealCoverage` event's sequence number and the MAC kinds the trail's
 /// `SealCoverage` events list (a kind once covered stays covered: a later event with fewer
-/// kinds takes none away). Each event must be as it was chained: its body hashes to its hash,
-/// and the event after it (or the head) follows that hash. A coverage rewritten in the
-/// database (its kinds removed, so that a row whose MAC a writer removed is offered as never
-/// sealed) refuses the review.
-async fn sealed_coverage(store: &dyn crate::store::Store) -> Result<(Option<i64>, Vec<String>)> {
+/// kinds takes none away). Each must be as it was chained: the chain from it to the first
+/// checkpoint after it (whose signature must verify with the audit public key), or to the head
+/// if none is signed yet, hashes link by link. A coverage rewritten in the database (its kinds
+/// removed, so that a row whose MAC a writer removed is offered as never sealed, and the hashes
+/// after it computed again) refuses the review.
+async fn sealed_coverage(
+    store: &dyn crate::store::Store,
+    public_key: &[u8],
+) -> Result<(Option<i64>, Vec<String>)> {
+    use crate::audit::verify::{checkpoint_verifies, ChainCheck};
     let mut kinds: Vec<String> = Vec::new();
     let mut last = None;
-    for row in store.seal_coverages().await? {
-        let next = match store.audit_events(row.seq, 1).await?.into_iter().next() {
-            Some(e) => Some(e.prev_hash),
-            None => {
-                let (seq, hash) = store.audit_head().await?;
-                (seq == row.seq).then_some(hash)
-            }
+    let coverages: Vec<(crate::store::AuditRow, serde_json::Value)> = store
+        .seal_coverages()
+        .await?
+        .into_iter()
+        .filter_map(|row| {
+            let body: serde_json::Value = serde_json::from_str(&row.body).ok()?;
+            // The operator's own event, by its body (an older release's refusal event could
+            // carry a writer's text as its first `eventName`).
+            (body["eventName"] == "SealCoverage" && body["userIdentity"]["type"] == "Operator")
+                .then_some((row, body))
+        })
+        .collect();
+    if coverages.is_empty() {
+        return Ok((None, kinds));
+    }
+    let checkpoints = store.checkpoints().await?;
+    let head = store.audit_head().await?;
+    for (row, body) in coverages {
+        let signed = checkpoints
+            .iter()
+            .find(|c| c.seq >= row.seq && checkpoint_verifies(c, public_key));
+        let (end, end_hash) = match signed {
+            Some(c) => (c.seq, c.hash.clone()),
+            None => head.clone(),
         };
-        if crate::audit::chain_hash(row.seq, &row.prev_hash, &row.body) != row.hash
-            || next.as_deref() != Some(row.hash.as_slice())
-        {
+        let mut check = ChainCheck::new(false, [end]);
+        let mut after = row.seq - 1;
+        while after < end {
+            let page = store.audit_events(after, (end - after).min(5000)).await?;
+            let Some(tail) = page.last() else { break };
+            after = tail.seq;
+            for e in page.iter().filter(|e| e.seq <= end) {
+                check.link(e.seq, &e.prev_hash, &e.hash, Some(&e.body));
+            }
+        }
+        let (report, hashes) = check.finish(&[], public_key, None);
+        if !report.ok() || after < end || hashes.get(&end) != Some(&end_hash) {
             bail!(
-                "the audit trail's SealCoverage event {} is not as it was chained (run `kms audit verify`): the trail cannot say which rows had their MAC removed, so no row is offered for sealing",
-                row.seq
+                "the audit trail's SealCoverage event {} is not as it was chained up to {} (run `kms audit verify`): the trail cannot say which rows had their MAC removed, so no row is offered for sealing",
+                row.seq,
+                if signed.is_some() { format!("the checkpoint at event {end}") } else { format!("the head (event {end})") }
             );
         }
-        let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or_default();
         for k in body
             .pointer("/requestParameters/details/kinds")
             .and_then(|k| k.as_array())
@@ -268,7 +299,8 @@ impl Operator {
     /// kind the trail says every row carried, in a `SealCoverage` event, had their MAC removed).
     pub async fn review(&self) -> Result<Review> {
         let unsealed = unsealed_rows(&self.kms).await?;
-        let (coverage_seq, covered) = sealed_coverage(self.store.as_ref()).await?;
+        let (coverage_seq, covered) =
+            sealed_coverage(self.store.as_ref(), &self.audit_public_key().await?).await?;
         let (refused, rows) = unsealed
             .into_iter()
             .partition(|r| covered.iter().any(|k| k == r.row.kind()));
@@ -278,6 +310,13 @@ impl Operator {
             coverage_seq,
             covered,
         })
+    }
+
+    /// The audit public key (SubjectPublicKeyInfo DER) the checkpoints verify with.
+    async fn audit_public_key(&self) -> Result<Vec<u8>> {
+        crate::audit::public_key_der(self.kms.hsm())
+            .await
+            .map_err(|e| anyhow!("the audit public key cannot be read: {e}"))
     }
 
     /// Seal the rows of `review`, if `confirm` is its digest and they are still as shown;
@@ -332,7 +371,13 @@ impl Operator {
     /// row carries every kind of MAC, so that from then on a MAC missing is a MAC removed.
     pub async fn unsealed_at_init(&self) -> Result<usize> {
         let n = unsealed_rows(&self.kms).await?.len();
-        if n == 0 && sealed_coverage(self.store.as_ref()).await?.1.len() < MAC_KINDS.len() {
+        if n == 0
+            && sealed_coverage(self.store.as_ref(), &self.audit_public_key().await?)
+                .await?
+                .1
+                .len()
+                < MAC_KINDS.len()
+        {
             self.record_coverage().await?;
         }
         Ok(n)
