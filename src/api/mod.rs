@@ -878,6 +878,9 @@ async fn process(
         let stage = info.stages.ended(Stage::Authenticate, stage);
         info.region = verified.region.clone();
         info.identity = Some(verified.key.identity());
+        // A JSON request that cannot be read whole: refused once it has counted against the
+        // account's share, as any call.
+        let mut unreadable: Option<ApiError> = None;
         info.request = if protocol == Protocol::Query {
             let params: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(&body)
                 .into_owned()
@@ -894,12 +897,24 @@ async fn process(
                 .to_string();
             Some(serde_json::Value::Object(params))
         } else if wire::json_depth(&body) > wire::MAX_JSON_DEPTH {
-            return Err(ApiError::Serialization(format!(
+            unreadable = Some(ApiError::Serialization(format!(
                 "Malformed JSON: the request nests deeper than {} levels.",
                 wire::MAX_JSON_DEPTH
             )));
+            None
+        } else if body.iter().all(|b| b.is_ascii_whitespace()) {
+            None
         } else {
-            serde_json::from_slice(&body).ok()
+            // Read whole, as the trail keeps it: a request the handler's own reading would take
+            // (it skips members it does not know without reading their numbers or escapes) but
+            // that cannot be read whole would leave its event without its parameters.
+            match wire::parse::<serde_json::Value>(&body) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    unreadable = Some(e);
+                    None
+                }
+            }
         };
         let caller = Caller {
             account_id: verified.key.account_id.clone(),
@@ -954,6 +969,9 @@ async fn process(
                 "Content-Type must be {CONTENT_TYPE} (got '{}')",
                 ct.chars().take(100).collect::<String>()
             )));
+        }
+        if let Some(e) = unreadable {
+            return Err(e);
         }
         let r = run_operation(state, peer, info, &caller, &op, &body, request_id).await;
         info.stages.ended(Stage::Operation, stage);

@@ -298,10 +298,12 @@ impl Credentials {
         // An operator's last word on the key, in the trail: a key deactivated or deleted there
         // whose Active row is in the database again (saved and put back) is refused.
         let last = self.ids.access_key_per_trail(access_key_id).await?;
-        if matches!(
-            last.as_deref(),
-            Some("DeactivateAccessKey" | "DeleteAccessKey")
-        ) {
+        let created = self.ids.access_key_created_per_trail(access_key_id).await?;
+        // Unless the operator created the key again (imported the same id) after that word.
+        if last.as_ref().is_some_and(|(name, seq)| {
+            matches!(name.as_str(), "DeactivateAccessKey" | "DeleteAccessKey")
+                && created.is_none_or(|c| c < *seq)
+        }) {
             tracing::error!(
                 access_key_id,
                 "the audit trail records this access key's deactivation or deletion, but its row says Active (put back in the database?); refusing it"
@@ -316,7 +318,6 @@ impl Credentials {
             .principal_deleted_per_trail(&rec.principal_arn)
             .await?
         {
-            let created = self.ids.access_key_created_per_trail(access_key_id).await?;
             if created.is_none_or(|c| c < deleted) {
                 tracing::error!(
                     access_key_id,

@@ -17,18 +17,20 @@ macro_rules! identity_store {
             async fn access_key_per_trail(
                 &self,
                 access_key_id: &str,
-            ) -> Result<Option<String>, StoreError> {
+            ) -> Result<Option<(String, i64)>, StoreError> {
                 // The event's name as its hashed body says it: the column beside it is not
                 // hashed, and a database writer renames it without breaking the chain.
                 const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
                 let q = format!(
-                    "SELECT {BODY_EVENT_NAME} FROM audit_events WHERE {BODY_EVENT_NAME} {NAMES} \
+                    "SELECT {BODY_EVENT_NAME} AS name, seq FROM audit_events WHERE {BODY_EVENT_NAME} {NAMES} \
                        AND {} = $1 ORDER BY seq DESC LIMIT 1",
                     when_named(NAMES, REQUEST_TARGET)
                 );
-                sqlx::query_scalar(&q)
-                .bind(access_key_id)
-                .maybe(&self.pool).await
+                let row = sqlx::query(&q)
+                    .bind(access_key_id)
+                    .maybe(&self.pool)
+                    .await?;
+                row.map(|r| Ok((cell(&r, "name")?, cell(&r, "seq")?))).transpose()
             }
 
             async fn principal_deleted_per_trail(&self, arn: &str) -> Result<Option<i64>, StoreError> {

@@ -412,6 +412,8 @@ async fn a_grant_to_an_account_needs_its_principals_identity_policies() {
 /// deeper, could not be read back to name the generations the change wrote, nor the change
 /// record it settles, so it was chained without them: the rows it wrote lost their protection
 /// against a replay. Now a request nested deeper than 32 levels is refused before it is read.
+/// So is one whose JSON cannot be read whole (a number out of range, a lone surrogate in a
+/// member the handler skips unread): its event held no request parameters at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_nested_too_deep_is_refused_before_it_changes_anything() {
     let s = Server::start().await;
@@ -433,6 +435,30 @@ async fn a_request_nested_too_deep_is_refused_before_it_changes_anything() {
         "{:?}",
         r.json
     );
+    let state = c.describe_key().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        state.key_metadata.unwrap().key_state,
+        Some(aws_sdk_kms::types::KeyState::Enabled),
+        "the key was disabled"
+    );
+    // A member the handler skips unread but that cannot be read whole (a number past any
+    // float's range, a lone surrogate escape): the event would have held no parameters at all.
+    for extra in ["1e400", r#""\udc00""#] {
+        let r = s
+            .raw(
+                Some("TrentService.DisableKey"),
+                "application/x-amz-json-1.1",
+                format!(r#"{{"KeyId":"{key}","X":{extra}}}"#).into_bytes(),
+                true,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error_type()),
+            (400, "SerializationException"),
+            "{extra}: {:?}",
+            r.json
+        );
+    }
     let state = c.describe_key().key_id(&key).send().await.unwrap();
     assert_eq!(
         state.key_metadata.unwrap().key_state,
@@ -3597,6 +3623,62 @@ async fn an_access_key_hidden_while_its_user_was_deleted_is_refused_after() {
     // The new principal's own key, created after the deletion, works.
     let fresh = s.client_with(&new_id, &new_secret, REGION, None);
     assert_eq!(works(fresh).await, Ok(()));
+}
+
+/// The operator's word stands either way: an access key deleted, then imported again by the
+/// operator under the same id (its `CreateAccessKey` names it after the deletion), signs again
+/// (before: the deletion stayed the trail's last word on the id, and the key imported again
+/// was refused for good); its row put back with SQL instead is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_key_imported_again_after_its_deletion_signs() {
+    let s = Server::start().await;
+    let all = Some(crate::access::ALL);
+    let (arn, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "erin", all));
+    let works = |c: aws_sdk_kms::Client| async move {
+        c.list_keys().send().await.map(|_| ()).map_err(|e| {
+            aws_sdk_kms::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or_default()
+                .to_string()
+        })
+    };
+    s.db.execute(&format!(
+        "CREATE TABLE erins_key AS SELECT * FROM access_keys WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    s.admin_ok(&["delete-access-key", "--access-key-id", &id]);
+    s.db.execute("INSERT INTO access_keys SELECT * FROM erins_key")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        works(s.client_with(&id, &secret, REGION, None)).await,
+        Err("UnrecognizedClientException".into()),
+        "the row put back with SQL"
+    );
+    s.db.execute(&format!(
+        "DELETE FROM access_keys WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    let out = s.admin(
+        &[
+            "create-access-key",
+            "--user-arn",
+            &arn,
+            "--access-key-id",
+            &id,
+        ],
+        &[("KMS_IMPORT_SECRET_ACCESS_KEY", &secret)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        works(s.client_with(&id, &secret, REGION, None)).await,
+        Ok(())
+    );
 }
 
 /// `CreateGrant` on `id` for [`OTHER`]'s root, of `op`: the answer's code and message.

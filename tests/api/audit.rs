@@ -190,17 +190,25 @@ async fn verify_passes_untouched_and_names_each_kind_of_tampering() {
 
     let db = &s.db;
     let exec = |q: String| async move { db.execute(&q).await };
-    // Altered: one event's content changed.
+    // Altered: one event's content changed (the first Encrypt's).
+    let n = db
+        .int("SELECT min(seq) FROM audit_events WHERE event_name = 'Encrypt'")
+        .await;
     let original = db
-        .strings("SELECT body FROM audit_events WHERE seq = 3")
+        .strings(&format!("SELECT body FROM audit_events WHERE seq = {n}"))
         .await
         .remove(0);
-    exec("UPDATE audit_events SET body = replace(body, 'Encrypt', 'Decrypt') WHERE seq = 3".into())
-        .await;
-    let (ok, out) = verify(&s);
-    assert!(!ok && out.contains("event 3 was altered"), "{out}");
     exec(format!(
-        "UPDATE audit_events SET body = {} WHERE seq = 3",
+        "UPDATE audit_events SET body = replace(body, 'Encrypt', 'Decrypt') WHERE seq = {n}"
+    ))
+    .await;
+    let (ok, out) = verify(&s);
+    assert!(
+        !ok && out.contains(&format!("event {n} was altered")),
+        "{out}"
+    );
+    exec(format!(
+        "UPDATE audit_events SET body = {} WHERE seq = {n}",
         db.text(&original)
     ))
     .await;

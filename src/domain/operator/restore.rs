@@ -118,7 +118,7 @@ impl Operator {
                 continue;
             }
             let restored = self.store.access_key_per_trail(&target).await?;
-            if restored.as_deref() == Some(name.as_str()) {
+            if restored.is_some_and(|(n, _)| n == name) {
                 continue;
             }
             access_keys += 1;

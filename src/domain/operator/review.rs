@@ -29,42 +29,53 @@ pub const MAC_KINDS: &[&str] = &[
 
 /// The latest `SealCoverage` event's sequence number and the MAC kinds the trail's
 /// `SealCoverage` events list (a kind once covered stays covered: a later event with fewer
-/// kinds takes none away). Each must be as it was chained: the chain from it to the first
-/// checkpoint after it (whose signature must verify with the audit public key), or to the head
-/// if none is signed yet, hashes link by link. A coverage rewritten in the database (its kinds
-/// removed, so that a row whose MAC a writer removed is offered as never sealed, and the hashes
+/// kinds takes none away). Every event the search finds must be as it was chained: the chain
+/// from it to the first checkpoint after it (every checkpoint after it must verify with the
+/// audit public key), or else to the head this operator's anchor file holds, or else to the
+/// head, hashes link by link. A coverage rewritten in the database (its kinds removed, or its
+/// author, so that a row whose MAC a writer removed is offered as never sealed, with the hashes
 /// after it computed again) refuses the review.
 async fn sealed_coverage(
     store: &dyn crate::store::Store,
     public_key: &[u8],
+    anchored: Option<(i64, Vec<u8>)>,
 ) -> Result<(Option<i64>, Vec<String>)> {
     use crate::audit::verify::{checkpoint_verifies, ChainCheck};
     let mut kinds: Vec<String> = Vec::new();
     let mut last = None;
-    let coverages: Vec<(crate::store::AuditRow, serde_json::Value)> = store
-        .seal_coverages()
-        .await?
-        .into_iter()
-        .filter_map(|row| {
-            let body: serde_json::Value = serde_json::from_str(&row.body).ok()?;
-            // The operator's own event, by its body (an older release's refusal event could
-            // carry a writer's text as its first `eventName`).
-            (body["eventName"] == "SealCoverage" && body["userIdentity"]["type"] == "Operator")
-                .then_some((row, body))
-        })
-        .collect();
-    if coverages.is_empty() {
+    let found = store.seal_coverages().await?;
+    if found.is_empty() {
         return Ok((None, kinds));
     }
     let checkpoints = store.checkpoints().await?;
     let head = store.audit_head().await?;
-    for (row, body) in coverages {
-        let signed = checkpoints
+    for row in found {
+        let after_it: Vec<_> = checkpoints.iter().filter(|c| c.seq >= row.seq).collect();
+        if let Some(c) = after_it
             .iter()
-            .find(|c| c.seq >= row.seq && checkpoint_verifies(c, public_key));
-        let (end, end_hash) = match signed {
-            Some(c) => (c.seq, c.hash.clone()),
-            None => head.clone(),
+            .find(|c| !checkpoint_verifies(c, public_key))
+        {
+            bail!(
+                "the checkpoint at event {} does not verify with the audit public key (run `kms audit verify`): the trail cannot say which rows had their MAC removed, so no row is offered for sealing",
+                c.seq
+            );
+        }
+        let (end, end_hash, what) = match (after_it.first(), &anchored) {
+            (Some(c), _) => (
+                c.seq,
+                c.hash.clone(),
+                format!("the checkpoint at event {}", c.seq),
+            ),
+            (None, Some((seq, hash))) if *seq >= row.seq => (
+                *seq,
+                hash.clone(),
+                format!("the anchored head (event {seq})"),
+            ),
+            _ => (
+                head.0,
+                head.1.clone(),
+                format!("the head (event {})", head.0),
+            ),
         };
         let mut check = ChainCheck::new(false, [end]);
         let mut after = row.seq - 1;
@@ -79,10 +90,15 @@ async fn sealed_coverage(
         let (report, hashes) = check.finish(&[], public_key, None);
         if !report.ok() || after < end || hashes.get(&end) != Some(&end_hash) {
             bail!(
-                "the audit trail's SealCoverage event {} is not as it was chained up to {} (run `kms audit verify`): the trail cannot say which rows had their MAC removed, so no row is offered for sealing",
-                row.seq,
-                if signed.is_some() { format!("the checkpoint at event {end}") } else { format!("the head (event {end})") }
+                "the audit trail's SealCoverage event {} is not as it was chained up to {what} (run `kms audit verify`): the trail cannot say which rows had their MAC removed, so no row is offered for sealing",
+                row.seq
             );
+        }
+        // The operator's own event, by its body (an older release's refusal event could carry
+        // a writer's text as its first `eventName`): as chained, so as written.
+        let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or_default();
+        if body["eventName"] != "SealCoverage" || body["userIdentity"]["type"] != "Operator" {
+            continue;
         }
         for k in body
             .pointer("/requestParameters/details/kinds")
@@ -299,8 +315,12 @@ impl Operator {
     /// kind the trail says every row carried, in a `SealCoverage` event, had their MAC removed).
     pub async fn review(&self) -> Result<Review> {
         let unsealed = unsealed_rows(&self.kms).await?;
-        let (coverage_seq, covered) =
-            sealed_coverage(self.store.as_ref(), &self.audit_public_key().await?).await?;
+        let (coverage_seq, covered) = sealed_coverage(
+            self.store.as_ref(),
+            &self.audit_public_key().await?,
+            self.anchored(),
+        )
+        .await?;
         let (refused, rows) = unsealed
             .into_iter()
             .partition(|r| covered.iter().any(|k| k == r.row.kind()));
@@ -310,6 +330,11 @@ impl Operator {
             coverage_seq,
             covered,
         })
+    }
+
+    /// The head this operator's anchor file holds (seq and hash), if one is configured.
+    fn anchored(&self) -> Option<(i64, Vec<u8>)> {
+        self.anchor.as_ref().and_then(|a| a.opened_at())
     }
 
     /// The audit public key (SubjectPublicKeyInfo DER) the checkpoints verify with.
@@ -372,10 +397,14 @@ impl Operator {
     pub async fn unsealed_at_init(&self) -> Result<usize> {
         let n = unsealed_rows(&self.kms).await?.len();
         if n == 0
-            && sealed_coverage(self.store.as_ref(), &self.audit_public_key().await?)
-                .await?
-                .1
-                .len()
+            && sealed_coverage(
+                self.store.as_ref(),
+                &self.audit_public_key().await?,
+                self.anchored(),
+            )
+            .await?
+            .1
+            .len()
                 < MAC_KINDS.len()
         {
             self.record_coverage().await?;

@@ -164,11 +164,11 @@ pub trait AuditStore: Send + Sync {
         claim_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<ChangeRecord>, StoreError>;
-    /// Whether the trail holds an event with this id and time (a change record's event, chained
-    /// already: the record, found again in the outbox, was put back).
     /// Whether the change record `event_id` is still in `audit_outbox` (a call's event removes
     /// its record in the statement that chains it).
     async fn change_record_pending(&self, event_id: Uuid) -> Result<bool, StoreError>;
+    /// Whether the trail holds an event with this id and time (a change record's event, chained
+    /// already: the record, found again in the outbox, was put back).
     async fn event_in_trail(
         &self,
         event_id: Uuid,

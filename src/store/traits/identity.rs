@@ -7,10 +7,12 @@ use chrono::{DateTime, Utc};
 
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
-    /// The name of the trail's latest operator event on the access key `access_key_id`
-    /// (`DeactivateAccessKey`, `ActivateAccessKey` or `DeleteAccessKey`), if any.
-    async fn access_key_per_trail(&self, access_key_id: &str)
-        -> Result<Option<String>, StoreError>;
+    /// The name and sequence number of the trail's latest operator event on the access key
+    /// `access_key_id` (`DeactivateAccessKey`, `ActivateAccessKey` or `DeleteAccessKey`), if any.
+    async fn access_key_per_trail(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<(String, i64)>, StoreError>;
     /// The sequence number of the trail's latest `DeletePrincipal` of `arn`, by the event's
     /// hashed body.
     async fn principal_deleted_per_trail(&self, arn: &str) -> Result<Option<i64>, StoreError>;
