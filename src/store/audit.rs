@@ -127,7 +127,9 @@ macro_rules! audit_store {
                 // By the event's hashed body, not the column beside it.
                 sqlx::query_as(&format!(
                     "SELECT seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash \
-                     FROM audit_events WHERE {BODY_EVENT_NAME} = 'SealCoverage' ORDER BY seq",
+                     FROM audit_events WHERE {BODY_EVENT_NAME} {} \
+                     AND {BODY_EVENT_NAME} = 'SealCoverage' ORDER BY seq",
+                    super::identity::DECIDED
                 ))
                 .all(&self.pool).await
             }

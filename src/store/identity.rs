@@ -5,9 +5,10 @@
 //! and `commit`; `REQUEST_TARGET` (an audit event's `requestParameters.target`),
 //! `INSTR` (the position of a text in another) and `ACCESS_KEYS_IN_CREATION_ORDER`; the row reader `tag_from_row`, `cell`, `map_err`, `write_on`.
 
-/// The operator's events that end a role's sessions (its trust policy replaced, its deletion),
-/// as the index on what bodies say has them (`audit_events_principal_changes_by_body`).
-pub(super) const PRINCIPAL_CHANGES: &str = "IN ('CreateRole', 'DeletePrincipal')";
+/// The events the index of decisions by what bodies say holds (`audit_events_decisions_by_body`,
+/// keyed on the name and `decision_key()`): every query of it names them so, as its predicate.
+pub(super) const DECIDED: &str =
+    "IN ('CreateAccessKey', 'CreateRole', 'DeletePrincipal', 'InvocationsLeased', 'SealCoverage')";
 
 /// `impl IdentityStore for $store`.
 macro_rules! identity_store {
@@ -34,11 +35,11 @@ macro_rules! identity_store {
             }
 
             async fn principal_deleted_per_trail(&self, arn: &str) -> Result<Option<i64>, StoreError> {
-                use super::identity::PRINCIPAL_CHANGES as CHANGES;
+                use super::identity::DECIDED;
                 let q = format!(
-                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} {CHANGES} \
-                       AND {} = $1 AND {BODY_EVENT_NAME} = 'DeletePrincipal' ORDER BY seq DESC LIMIT 1",
-                    when_named(CHANGES, REQUEST_TARGET)
+                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} {DECIDED} \
+                       AND {BODY_EVENT_NAME} = 'DeletePrincipal' AND {} = $1 ORDER BY seq DESC LIMIT 1",
+                    decision_key()
                 );
                 sqlx::query_scalar(&q).bind(arn).maybe(&self.pool).await
             }
@@ -48,11 +49,12 @@ macro_rules! identity_store {
                 arn: &str,
                 limit: i64,
             ) -> Result<Vec<String>, StoreError> {
-                use super::identity::PRINCIPAL_CHANGES as CHANGES;
+                use super::identity::DECIDED;
                 let q = format!(
-                    "SELECT body FROM audit_events WHERE {BODY_EVENT_NAME} {CHANGES} \
-                       AND {} = $1 ORDER BY seq DESC LIMIT $2",
-                    when_named(CHANGES, REQUEST_TARGET)
+                    "SELECT body FROM audit_events WHERE {BODY_EVENT_NAME} {DECIDED} \
+                       AND {BODY_EVENT_NAME} IN ('CreateRole', 'DeletePrincipal') AND {} = $1 \
+                       ORDER BY seq DESC LIMIT $2",
+                    decision_key()
                 );
                 sqlx::query_scalar(&q).bind(arn).bind(limit).all(&self.pool).await
             }
@@ -61,10 +63,11 @@ macro_rules! identity_store {
                 &self,
                 access_key_id: &str,
             ) -> Result<Option<i64>, StoreError> {
+                use super::identity::DECIDED;
                 let q = format!(
-                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} = 'CreateAccessKey' \
-                       AND {} = $1 ORDER BY seq DESC LIMIT 1",
-                    when_named("= 'CreateAccessKey'", CREATED_ACCESS_KEY)
+                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} {DECIDED} \
+                       AND {BODY_EVENT_NAME} = 'CreateAccessKey' AND {} = $1 ORDER BY seq DESC LIMIT 1",
+                    decision_key()
                 );
                 sqlx::query_scalar(&q).bind(access_key_id).maybe(&self.pool).await
             }

@@ -14,7 +14,7 @@
 //!
 //! What else differs is named in each store's module: `IS_SAME` (a comparison that takes
 //! NULL as a value: `IS NOT DISTINCT FROM`, SQLite's `IS`), `GREATEST`, `FOR_UPDATE`, `INSTR`,
-//! `FIRST_KEY_ARN`, `LEASED_MATERIAL_ID`; `keys_lock` and `aliases_lock` (Postgres locks,
+//! `FIRST_KEY_ARN`, `decision_key()`; `keys_lock` and `aliases_lock` (Postgres locks,
 //! SQLite's one writer); the row readers. The helpers that write a key, its material, tags and
 //! aliases, its rotation state and the lock on its multi-Region family are written once too
 //! (`writes.rs`).
@@ -182,10 +182,11 @@ macro_rules! key_store {
             ) -> Result<Vec<String>, StoreError> {
                 // By the event's hashed body (its name and material), not the column beside
                 // it: leases renamed there would let the material's count be set back.
+                use super::identity::DECIDED;
                 sqlx::query_scalar(&format!(
-                    "SELECT body FROM audit_events WHERE {BODY_EVENT_NAME} = 'InvocationsLeased' \
-                     AND {} = $1 ORDER BY seq DESC LIMIT $2",
-                    when_named("= 'InvocationsLeased'", LEASED_MATERIAL_ID)
+                    "SELECT body FROM audit_events WHERE {BODY_EVENT_NAME} {DECIDED} \
+                     AND {BODY_EVENT_NAME} = 'InvocationsLeased' AND {} = $1 ORDER BY seq DESC LIMIT $2",
+                    decision_key()
                 ))
                     .bind(material_id)
                     .bind(limit)

@@ -456,7 +456,6 @@ impl WriteOn for sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArgume
 const IS_SAME: &str = "IS NOT DISTINCT FROM";
 const GREATEST: &str = "GREATEST";
 const FOR_UPDATE: &str = " FOR UPDATE";
-const LEASED_MATERIAL_ID: &str = "((body::json) #>> '{additionalEventData,materialId}')";
 
 /// Serialise every node's creators of one account's keys in one Region (the key quota).
 async fn keys_lock(tx: &mut Tx<'_>, account_id: &str, region: &str) -> Result<(), StoreError> {
@@ -477,8 +476,12 @@ async fn token_key_lock(s: &PgStore, scope: &str) -> Result<Tx<'static>, StoreEr
 }
 /// Postgres's pieces of the identity store written once in `identity.rs`.
 const REQUEST_TARGET: &str = "((body::json) #>> '{requestParameters,target}')";
-/// The access key a `CreateAccessKey` event names.
-const CREATED_ACCESS_KEY: &str = "((body::json) #>> '{requestParameters,details,access_key_id}')";
+/// What the index of decisions by what bodies say (`audit_events_decisions_by_body`) keys an
+/// event on, read only from an event of its name: a lease's material, a created access key's
+/// id, a deleted principal's or re-trusted role's ARN.
+fn decision_key() -> String {
+    format!("(CASE WHEN {BODY_EVENT_NAME} = 'InvocationsLeased' THEN ((body::json) #>> '{{additionalEventData,materialId}}') WHEN {BODY_EVENT_NAME} = 'CreateAccessKey' THEN ((body::json) #>> '{{requestParameters,details,access_key_id}}') WHEN {BODY_EVENT_NAME} IN ('CreateRole', 'DeletePrincipal') THEN ((body::json) #>> '{{requestParameters,target}}') END)")
+}
 const INSTR: &str = "strpos";
 /// Text compared and ordered byte by byte (as Rust's `str` is), whatever the database's
 /// collation.

@@ -302,7 +302,6 @@ impl<'q> WriteOn for sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArgument
 const IS_SAME: &str = "IS";
 const GREATEST: &str = "max";
 const FOR_UPDATE: &str = "";
-const LEASED_MATERIAL_ID: &str = "json_extract(body, '$.additionalEventData.materialId')";
 
 /// The key quota's writers: the write transaction is the one writer already.
 async fn keys_lock(_tx: &mut Tx<'_>, _account_id: &str, _region: &str) -> Result<(), StoreError> {
@@ -326,8 +325,12 @@ async fn token_key_lock(s: &SqliteStore, _scope: &str) -> Result<Tx<'static>, St
 
 /// SQLite's pieces of the identity store written once in `identity.rs`.
 const REQUEST_TARGET: &str = "json_extract(body, '$.requestParameters.target')";
-/// The access key a `CreateAccessKey` event names.
-const CREATED_ACCESS_KEY: &str = "json_extract(body, '$.requestParameters.details.access_key_id')";
+/// What the index of decisions by what bodies say (`audit_events_decisions_by_body`) keys an
+/// event on, read only from an event of its name: a lease's material, a created access key's
+/// id, a deleted principal's or re-trusted role's ARN.
+fn decision_key() -> String {
+    format!("(CASE WHEN {BODY_EVENT_NAME} = 'InvocationsLeased' THEN json_extract(body, '$.additionalEventData.materialId') WHEN {BODY_EVENT_NAME} = 'CreateAccessKey' THEN json_extract(body, '$.requestParameters.details.access_key_id') WHEN {BODY_EVENT_NAME} IN ('CreateRole', 'DeletePrincipal') THEN json_extract(body, '$.requestParameters.target') END)")
+}
 const INSTR: &str = "instr";
 /// Text compared and ordered byte by byte: SQLite's own (BINARY) collation.
 const BYTE_ORDER: &str = "";
