@@ -420,13 +420,23 @@ async fn a_request_nested_too_deep_is_refused_before_it_changes_anything() {
     let c = s.client();
     let key = new_key(&c).await;
     let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
-    let disable = |depth: usize| {
+    // DisableKey on the key with one more member, `member` (its name and value as JSON text).
+    let disable_with = |member: String| {
         s.raw(
             Some("TrentService.DisableKey"),
             "application/x-amz-json-1.1",
-            format!(r#"{{"KeyId":"{key}","Tags":{}}}"#, nested(depth)).into_bytes(),
+            format!(r#"{{"KeyId":"{key}",{member}}}"#).into_bytes(),
             true,
         )
+    };
+    let disable = |depth: usize| disable_with(format!(r#""Tags":{}"#, nested(depth)));
+    let still_enabled = || async {
+        let state = c.describe_key().key_id(&key).send().await.unwrap();
+        assert_eq!(
+            state.key_metadata.unwrap().key_state,
+            Some(aws_sdk_kms::types::KeyState::Enabled),
+            "the key was disabled"
+        );
     };
     let r = disable(126).await;
     assert_eq!(
@@ -435,23 +445,11 @@ async fn a_request_nested_too_deep_is_refused_before_it_changes_anything() {
         "{:?}",
         r.json
     );
-    let state = c.describe_key().key_id(&key).send().await.unwrap();
-    assert_eq!(
-        state.key_metadata.unwrap().key_state,
-        Some(aws_sdk_kms::types::KeyState::Enabled),
-        "the key was disabled"
-    );
+    still_enabled().await;
     // A member the handler skips unread but that cannot be read whole (a number past any
     // float's range, a lone surrogate escape): the event would have held no parameters at all.
     for extra in ["1e400", r#""\udc00""#] {
-        let r = s
-            .raw(
-                Some("TrentService.DisableKey"),
-                "application/x-amz-json-1.1",
-                format!(r#"{{"KeyId":"{key}","X":{extra}}}"#).into_bytes(),
-                true,
-            )
-            .await;
+        let r = disable_with(format!(r#""X":{extra}"#)).await;
         assert_eq!(
             (r.status, r.error_type()),
             (400, "SerializationException"),
@@ -459,12 +457,7 @@ async fn a_request_nested_too_deep_is_refused_before_it_changes_anything() {
             r.json
         );
     }
-    let state = c.describe_key().key_id(&key).send().await.unwrap();
-    assert_eq!(
-        state.key_metadata.unwrap().key_state,
-        Some(aws_sdk_kms::types::KeyState::Enabled),
-        "the key was disabled"
-    );
+    still_enabled().await;
     // A request nested as deep as the limit is read (and this one then refused for its `Tags`,
     // which DisableKey does not take, or taken: either way, not for its depth).
     let r = disable(31).await;
