@@ -419,7 +419,11 @@ pub fn verify(
 const PAGE: i64 = 5000;
 
 /// The events of the trail in the database after `after`, in order, a page at a time.
-async fn pages<F>(store: &dyn AuditStore, mut after: i64, mut each: F) -> Result<(), StoreError>
+pub(crate) async fn pages<F>(
+    store: &dyn AuditStore,
+    mut after: i64,
+    mut each: F,
+) -> Result<(), StoreError>
 where
     F: FnMut(&[AuditRow]) -> std::ops::ControlFlow<()>,
 {

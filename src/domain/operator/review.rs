@@ -79,14 +79,18 @@ async fn sealed_coverage(
         };
         let mut check = ChainCheck::new(false, [end]);
         let mut after = row.seq - 1;
-        while after < end {
-            let page = store.audit_events(after, (end - after).min(5000)).await?;
-            let Some(tail) = page.last() else { break };
-            after = tail.seq;
+        crate::audit::verify::pages(store, after, |page| {
             for e in page.iter().filter(|e| e.seq <= end) {
                 check.link(e.seq, &e.prev_hash, &e.hash, Some(&e.body));
+                after = e.seq;
             }
-        }
+            if after >= end {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .await?;
         let (report, hashes) = check.finish(&[], public_key, None);
         if !report.ok() || after < end || hashes.get(&end) != Some(&end_hash) {
             bail!(
