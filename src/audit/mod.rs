@@ -120,6 +120,67 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A trail of `n` events of which every `every`-th matches, read as the store reads it:
+    /// how many reads a search makes, and what it answers.
+    async fn search(
+        n: i64,
+        every: i64,
+        limit: i64,
+        budget: std::time::Duration,
+    ) -> (Vec<i64>, Option<i64>, usize) {
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let read = |(floor, top): (i64, i64), want: i64| {
+            reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let rows = (floor.max(1)..top.min(n + 1))
+                .rev()
+                .filter(|s| s % every == 0)
+                .take(want as usize)
+                .map(|seq| crate::store::AuditRow {
+                    seq,
+                    event_id: uuid::Uuid::nil(),
+                    event_time: chrono::Utc::now(),
+                    event_name: String::new(),
+                    account_id: None,
+                    key_arns: Vec::new(),
+                    body: String::new(),
+                    prev_hash: Vec::new(),
+                    hash: Vec::new(),
+                })
+                .collect();
+            async move { Ok(rows) }
+        };
+        let (rows, next) = read_windows((0, n + 1), limit, (1000, budget), read)
+            .await
+            .unwrap();
+        let seqs = rows.iter().map(|r| r.seq).collect();
+        (seqs, next, reads.into_inner())
+    }
+
+    /// A search that matches nothing in a long trail reads one window and answers where the
+    /// next page goes on (before, it walked the whole trail in one query, holding a database
+    /// connection for as long as the trail was long); given time, it reads on to the start.
+    #[tokio::test]
+    async fn a_search_reads_a_bounded_part_of_the_trail_per_page() {
+        let none = std::time::Duration::ZERO;
+        let (rows, next, reads) = search(100_000, 1_000_000, 50, none).await;
+        assert!(rows.is_empty());
+        assert_eq!((next, reads), (Some(99_001), 1));
+        let (rows, next, reads) = search(100_000, 1_000_000, 50, std::time::Duration::MAX).await;
+        assert!(rows.is_empty());
+        assert_eq!((next, reads), (None, 100));
+        // A page filled in the first window: below its last row.
+        let (rows, next, reads) = search(100_000, 3, 5, none).await;
+        assert_eq!(rows, [99_999, 99_996, 99_993, 99_990, 99_987]);
+        assert_eq!((next, reads), (Some(99_987), 1));
+        // Filled across windows, each asked only for what is still missing.
+        let (rows, next, _) = search(10_000, 700, 5, std::time::Duration::MAX).await;
+        assert_eq!(rows, [9_800, 9_100, 8_400, 7_700, 7_000]);
+        assert_eq!(next, Some(7_000));
+        // The whole trail inside one window.
+        let (rows, next, reads) = search(10, 2, 50, none).await;
+        assert_eq!((rows, next, reads), (vec![10, 8, 6, 4, 2], None, 1));
+    }
+
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
         let v = json!({"b": 1, "a": {"d": [1, {"z": 1, "y": 2}], "c": "x\"y"}});

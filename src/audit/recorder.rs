@@ -40,6 +40,50 @@ const CONTENDED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 /// commits everything waiting (its own event included) and keeps going while more arrive; the
 /// others wait for the commit that carries their event. At low load an event costs one
 /// statement and no hand-off between threads; at high load one statement carries hundreds.
+/// How many of the trail's sequence numbers one query of [`Audit::lookup`] reads.
+pub const LOOKUP_WINDOW: i64 = 20_000;
+/// How long [`Audit::lookup`] reads on before it answers with what it found.
+pub const LOOKUP_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Rows newest first from `[down_to, top)`, read `window` sequence numbers at a time by
+/// `read(range, at_most)`, until `limit` rows are found, the range is read or `budget` has
+/// passed; with where a next page goes on from (below its last row, or below what was read).
+pub(crate) async fn read_windows<F, Fut>(
+    (down_to, mut top): (i64, i64),
+    limit: i64,
+    (window, budget): (i64, std::time::Duration),
+    read: F,
+) -> Result<(Vec<crate::store::AuditRow>, Option<i64>), StoreError>
+where
+    F: Fn((i64, i64), i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<crate::store::AuditRow>, StoreError>>,
+{
+    let started = std::time::Instant::now();
+    let mut rows: Vec<crate::store::AuditRow> = Vec::new();
+    loop {
+        let floor = top.saturating_sub(window).max(down_to);
+        rows.extend(read((floor, top), limit - rows.len() as i64).await?);
+        if rows.len() as i64 >= limit {
+            let last = rows.last().map(|r| r.seq);
+            return Ok((rows, last));
+        }
+        if floor <= down_to.max(1) {
+            return Ok((rows, None));
+        }
+        top = floor;
+        if started.elapsed() >= budget {
+            return Ok((rows, Some(top)));
+        }
+    }
+}
+
+/// A page of [`Audit::lookup`]: the events, each with whether its row is as written, and the
+/// sequence number the next page reads below, if any of the trail is left to read.
+pub struct Lookup {
+    pub rows: Vec<(crate::store::AuditRow, bool)>,
+    pub next: Option<i64>,
+}
+
 pub struct Audit {
     /// `false`: recording is off (`audit_enabled = false`, for benchmarks only).
     enabled: bool,
@@ -92,30 +136,38 @@ pub struct KeyUse {
 }
 
 impl Audit {
-    /// The account's events matching `filter`, newest first, before `before`: each with
-    /// whether its row is as written: it hashes to what it records, and the columns the
-    /// query selected it by (account, event name, key ARNs, time) say what its hashed body
-    /// says. A row edited in the database, or relabelled to slip another account's event into
-    /// this account's trail, is not.
+    /// The account's events matching `filter`, newest first, before `before` and not below
+    /// `down_to`: each with whether its row is as written: it hashes to what it records, and
+    /// the columns the query selected it by (account, event name, key ARNs, time) say what its
+    /// hashed body says. A row edited in the database, or relabelled to slip another account's
+    /// event into this account's trail, is not.
+    ///
+    /// The trail is read [`LOOKUP_WINDOW`] sequence numbers at a time, newest first, until
+    /// `limit` events are found or [`LOOKUP_BUDGET`] has passed: a filter that matches nothing
+    /// in a long trail costs each request a bounded read, not a walk of the whole trail, and
+    /// the page says where the next one goes on from (as CloudTrail's pages may be short, or
+    /// empty, and still have a next).
     pub async fn lookup(
         &self,
         account_id: &str,
         filter: &crate::store::EventFilter,
-        before: i64,
+        (down_to, before): (i64, i64),
         limit: i64,
-    ) -> Result<Vec<(crate::store::AuditRow, bool)>, StoreError> {
-        let rows = self
-            .store
-            .lookup_events(account_id, filter, before, limit)
-            .await?;
-        Ok(rows
+    ) -> Result<Lookup, StoreError> {
+        let (head, _) = self.store.audit_head().await?;
+        let top = before.min(head.saturating_add(1));
+        let read = |range, want| self.store.lookup_events(account_id, filter, range, want);
+        let (rows, next) =
+            read_windows((down_to, top), limit, (LOOKUP_WINDOW, LOOKUP_BUDGET), read).await?;
+        let rows = rows
             .into_iter()
             .map(|r| {
                 let intact = super::chain_hash(r.seq, &r.prev_hash, &r.body) == r.hash
                     && super::verify::altered_columns(&r).is_empty();
                 (r, intact)
             })
-            .collect())
+            .collect();
+        Ok(Lookup { rows, next })
     }
 
     /// The latest successful cryptographic call that used the key `arn`, from the trail (an

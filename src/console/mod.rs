@@ -35,6 +35,13 @@ const KEYS_PER_PAGE: usize = 100;
 /// ...listed from at most this many when a filter leaves some out.
 const KEYS_SCANNED: usize = 1000;
 
+/// Trail searches and filtered inventories that may run at once on one node.
+const SEARCHES: usize = 4;
+/// The largest form the console takes.
+const MAX_FORM: usize = 16 * 1024;
+/// How much of a client's header a console event or log line keeps.
+const HEADER_KEPT: usize = 256;
+
 /// The console of one node: its sessions.
 pub struct Console {
     pub sessions: Sessions,
@@ -42,6 +49,11 @@ pub struct Console {
     certificates: bool,
     /// Held by the one verification, export or report running on this node.
     heavy: tokio::sync::Mutex<()>,
+    /// Taken by each trail search and each filtered inventory running on this node: each
+    /// holds a database connection for up to its budget, and the API's calls need the rest.
+    searches: tokio::sync::Semaphore,
+    /// POSTs from another origin refused on this node (logged at the 1st, 2nd, 4th…).
+    refused_posts: std::sync::atomic::AtomicU64,
     /// What the operator view's charts are drawn from.
     pub samples: Arc<operator::Samples>,
 }
@@ -52,6 +64,8 @@ impl Console {
             sessions: Sessions::new(session_lifetime),
             certificates,
             heavy: tokio::sync::Mutex::new(()),
+            searches: tokio::sync::Semaphore::new(SEARCHES),
+            refused_posts: std::sync::atomic::AtomicU64::new(0),
             samples: Arc::default(),
         }
     }
@@ -185,6 +199,29 @@ impl Call<'_> {
     }
 }
 
+/// Whether a signed-in request's fetch metadata allow it: from this console's own pages, or
+/// typed in (`Sec-Fetch-Site` `same-origin` or `none`, or a client that sends none); from
+/// elsewhere, only a link followed to a page that costs no more than a page (not an export, a
+/// report, an access review or a search). A session cookie is `SameSite=Strict`, but the
+/// browser still sends it to requests from the same site: a sibling host's page must not be
+/// able to make an auditor's browser run the node's costliest work in the auditor's name.
+fn fetch_allowed(req: &hyper::http::request::Parts) -> bool {
+    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    match header("sec-fetch-site") {
+        None | Some("same-origin" | "none") => return true,
+        Some(_) => {}
+    }
+    let path = req.uri.path();
+    let costly = path.starts_with("/console/audit")
+        || path.starts_with("/console/reports")
+        || path.ends_with("/access")
+        || req.uri.query().is_some_and(|q| !q.is_empty());
+    req.method == hyper::Method::GET
+        && header("sec-fetch-mode") == Some("navigate")
+        && header("sec-fetch-dest").is_none_or(|d| d == "document")
+        && !costly
+}
+
 /// Answer one request of the console listener.
 pub async fn handle(
     console: &Console,
@@ -209,6 +246,9 @@ pub async fn handle(
                 .get("user-agent")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
+                .chars()
+                .take(HEADER_KEPT)
+                .collect::<String>()
         ),
         request_id: uuid::Uuid::new_v4().to_string(),
     };
@@ -229,28 +269,54 @@ pub async fn handle(
     };
     let post = parts.method == hyper::Method::POST;
     if post && !same_origin(&parts) {
-        let header = |n: &str| {
-            parts
-                .headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-        };
-        tracing::warn!(
-            origin = header("origin"),
-            host = header("host"),
-            sec_fetch_site = header("sec-fetch-site"),
-            path = %path,
-            "console POST from another origin refused"
-        );
+        let refused =
+            1 + (console.refused_posts).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if refused.is_power_of_two() {
+            // The client's own headers: only their beginning.
+            let header = |n: &str| {
+                let v = parts.headers.get(n).and_then(|v| v.to_str().ok());
+                v.unwrap_or("")
+                    .chars()
+                    .take(HEADER_KEPT)
+                    .collect::<String>()
+            };
+            tracing::warn!(
+                refused,
+                origin = header("origin"),
+                host = header("host"),
+                sec_fetch_site = header("sec-fetch-site"),
+                path = %path.chars().take(HEADER_KEPT).collect::<String>(),
+                "console POST from another origin refused (logged at the 1st, 2nd, 4th… refusal)"
+            );
+        }
+        return page(StatusCode::FORBIDDEN, pages::not_found(session.as_ref()));
+    }
+    if session.is_some() && !fetch_allowed(&parts) {
         return page(StatusCode::FORBIDDEN, pages::not_found(session.as_ref()));
     }
     let form = if post {
-        match crate::api::read_body(body, 16 * 1024).await {
-            Ok(b) => form_urlencoded::parse(&b).into_owned().collect::<Vec<_>>(),
-            Err(_) => {
+        let declared = (parts.headers.get("content-length"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_FORM) {
+            return page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                pages::sign_in(offer().as_deref(), None),
+            );
+        }
+        // A client that sends its form slowly holds a connection only this long.
+        let limit = crate::api::BODY_READ_TIMEOUT.min(api.request_timeout / 2);
+        match tokio::time::timeout(limit, crate::api::read_body(body, MAX_FORM)).await {
+            Ok(Ok(b)) => form_urlencoded::parse(&b).into_owned().collect::<Vec<_>>(),
+            Ok(Err(_)) => {
                 return page(
                     StatusCode::PAYLOAD_TOO_LARGE,
+                    pages::sign_in(offer().as_deref(), None),
+                )
+            }
+            Err(_) => {
+                return page(
+                    StatusCode::REQUEST_TIMEOUT,
                     pages::sign_in(offer().as_deref(), None),
                 )
             }
@@ -379,7 +445,11 @@ pub async fn handle(
             let query = parts.uri.query().unwrap_or("");
             let filter = pages::KeyFilter::from_query(query);
             let marker = Some(query_value(query, "marker")).filter(|m| key_id_shaped(m));
-            let (listed, error) = match key_rows(api, &caller, &filter, marker).await {
+            let Some(listed) = search(console, api, key_rows(api, &caller, &filter, marker)).await
+            else {
+                return page(StatusCode::SERVICE_UNAVAILABLE, pages::throttled(Some(&s)));
+            };
+            let (listed, error) = match listed {
                 Ok(l) => (Some(l), None),
                 Err(e) => (None, Some(crate::api::error::ApiError::from(e).wire().1)),
             };
@@ -452,7 +522,12 @@ pub async fn handle(
             let (markup, error) = match one {
                 Some(Ok(seq)) => trail_event(api, &caller, &s, seq).await,
                 Some(Err(_)) => (pages::not_found(Some(&s)), Some("NotFoundException")),
-                None => trail_page(api, &caller, &s, query).await,
+                None => match search(console, api, trail_page(api, &caller, &s, query)).await {
+                    Some(answer) => answer,
+                    None => {
+                        return page(StatusCode::SERVICE_UNAVAILABLE, pages::throttled(Some(&s)))
+                    }
+                },
             };
             let request = json!({ "Query": query, "Path": p });
             if !call.record("LookupEvents", Some(&s), request, error).await {
@@ -528,6 +603,21 @@ pub async fn handle(
     }
 }
 
+/// `work`, a search (of the trail, or of the inventory), within this node's share of
+/// searches and the API's deadline for a call (`request_timeout_ms`); `None` where the share
+/// is taken or the deadline passed. Each search holds a database connection while it runs:
+/// an account's auditors cannot hold every connection the node's API calls need.
+async fn search<T>(
+    console: &Console,
+    api: &ApiState,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let Ok(_share) = console.searches.try_acquire() else {
+        return None;
+    };
+    tokio::time::timeout(api.request_timeout, work).await.ok()
+}
+
 /// Whether a form's CSRF token is the session's (compared in constant time).
 fn csrf_matches(sent: &str, session: Option<&session::Session>) -> bool {
     session.is_some_and(|s| {
@@ -550,8 +640,12 @@ async fn trail_event(
     let Some(below) = seq.checked_add(1) else {
         return (pages::not_found(Some(s)), Some("NotFoundException"));
     };
-    match api.kms.lookup_events(caller, &filter, Some(below), 1).await {
-        Ok(rows) => match rows.into_iter().find(|(r, _)| r.seq == seq) {
+    match api
+        .kms
+        .lookup_events(caller, &filter, (seq, Some(below)), 1)
+        .await
+    {
+        Ok(page) => match page.rows.into_iter().find(|(r, _)| r.seq == seq) {
             Some((r, intact)) => (pages::event(s, seq, intact, &r.body), None),
             None => (pages::not_found(Some(s)), Some("NotFoundException")),
         },
@@ -587,6 +681,7 @@ async fn trail_page(
         rows: Vec::new(),
         error: None,
         older: None,
+        stopped_at: None,
     };
     let filter = crate::domain::trail::EventFilter {
         event_name: some(t.event.clone()),
@@ -597,10 +692,17 @@ async fn trail_page(
         to: time(t.to.clone()),
     };
     let before = q("before").parse::<i64>().ok();
-    match api.kms.lookup_events(caller, &filter, before, PAGE).await {
-        Ok(rows) => {
-            if rows.len() as i64 == PAGE {
-                let last = rows.last().map(|(r, _)| r.seq).unwrap_or_default();
+    match api
+        .kms
+        .lookup_events(caller, &filter, (0, before), PAGE)
+        .await
+    {
+        Ok(crate::audit::Lookup { rows, next }) => {
+            // A full page, or a search that read its share of the trail and found fewer.
+            if let Some(last) = next {
+                if (rows.len() as i64) < PAGE {
+                    t.stopped_at = Some(last);
+                }
                 let mut next = form_urlencoded::Serializer::new(String::new());
                 for (k, v) in form_urlencoded::parse(query.as_bytes()) {
                     if k != "before" {

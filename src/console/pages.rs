@@ -574,6 +574,8 @@ pub struct TrailPage {
     pub error: Option<String>,
     /// The query for the next (older) page, if there may be one.
     pub older: Option<String>,
+    /// Where a search that read its share of the trail before it filled the page stopped.
+    pub stopped_at: Option<i64>,
 }
 
 pub struct TrailRow {
@@ -616,6 +618,7 @@ pub fn trail(s: &Session, t: &TrailPage) -> Markup {
                     }
                 } }
             }
+            @if let Some(n) = t.stopped_at { p { "This page's search read the trail down to event " (n) " and stopped there." } }
             @if let Some(q) = &t.older { p { a href={ "/console/trail?" (q) } { "Older events" } } }
         },
     )

@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::audit::verify;
-use crate::store::AuditRow;
 /// A signed checkpoint over the chain head.
 pub use crate::store::CheckpointRow;
 
@@ -17,26 +16,31 @@ pub struct TrailStatus {
 pub use crate::store::EventFilter;
 
 impl Kms {
-    /// The caller's account's events matching `filter`, newest first, before sequence number
-    /// `before`, at most `limit` (≤ 200), each with whether its row still hashes to what it
-    /// records.
+    /// The caller's account's events matching `filter`, newest first, with sequence numbers
+    /// in `range` (from its first, down to which, to before its second, if any), at most
+    /// `limit` (≤ 200), each with whether its row still hashes to what it records; read a
+    /// bounded part of the trail at a time ([`crate::audit::Audit::lookup`]).
     pub async fn lookup_events(
         &self,
         caller: &Caller,
         filter: &EventFilter,
-        before: Option<i64>,
+        range: (i64, Option<i64>),
         limit: i64,
-    ) -> Result<Vec<(AuditRow, bool)>> {
+    ) -> Result<crate::audit::Lookup> {
         self.authorize(caller, "cloudtrail:LookupEvents", None, None, &[])
             .await?;
         let Some(audit) = self.audit.get() else {
-            return Ok(Vec::new());
+            return Ok(crate::audit::Lookup {
+                rows: Vec::new(),
+                next: None,
+            });
         };
+        let (down_to, before) = range;
         Ok(audit
             .lookup(
                 &caller.account_id,
                 filter,
-                before.unwrap_or(i64::MAX),
+                (down_to, before.unwrap_or(i64::MAX)),
                 limit.clamp(1, 200),
             )
             .await?)

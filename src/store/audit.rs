@@ -138,17 +138,18 @@ macro_rules! audit_store {
                 &self,
                 account_id: &str,
                 filter: &EventFilter,
-                before: i64,
+                (floor, before): (i64, i64),
                 limit: i64,
             ) -> Result<Vec<AuditRow>, StoreError> {
-                // Every value is bound; the text is matched literally (LIKE's wildcards escaped).
+                // Only sequence numbers in [floor, before) are read, whatever the filters: the
+                // caller bounds how much of the trail one query walks. Every value is bound; the text is matched literally (LIKE's wildcards escaped).
                 // The account's own callers' events, and other accounts' calls that used one of
                 // its keys (first or second key ARN): each part newest first through its own
                 // index, then merged.
                 const COLUMNS: &str =
                     "seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash";
                 let filters = format!(
-                    "seq < $2 AND ($3 IS NULL OR event_name = $3) \
+                    "seq < $2 AND seq >= $10 AND ($3 IS NULL OR event_name = $3) \
                      AND ($4 IS NULL OR {FIRST_KEY_ARN} = $4 OR {SECOND_KEY_ARN} = $4) \
                      AND ($5 IS NULL OR body LIKE $5 ESCAPE '!') \
                      AND ($6 = 0 OR NOT {SUCCEEDED}) \
@@ -198,6 +199,7 @@ macro_rules! audit_store {
                     .bind(filter.from)
                     .bind(filter.to)
                     .bind(limit)
+                    .bind(floor)
                     .all(&self.pool).await
             }
 

@@ -1977,7 +1977,7 @@ async fn audit_lookup_filters_one_accounts_events_and_calls_on_its_keys(s: &Back
         .unwrap()
         .unwrap();
     let look = |f: EventFilter, before: i64, limit: i64| async move {
-        s.lookup_events(ACCOUNT, &f, before, limit)
+        s.lookup_events(ACCOUNT, &f, (0, before), limit)
             .await
             .unwrap()
             .iter()
@@ -2026,9 +2026,18 @@ async fn audit_lookup_filters_one_accounts_events_and_calls_on_its_keys(s: &Back
     };
     assert!(look(later, i64::MAX, 10).await.is_empty());
     // Paged: the two newest, then what is before the second.
-    let newest = s.lookup_events(ACCOUNT, &all, i64::MAX, 2).await.unwrap();
+    let newest = s
+        .lookup_events(ACCOUNT, &all, (0, i64::MAX), 2)
+        .await
+        .unwrap();
     assert_eq!(newest.len(), 2);
-    assert_eq!(look(all, newest[1].seq, 10).await, seven[2..]);
+    assert_eq!(look(all.clone(), newest[1].seq, 10).await, seven[2..]);
+    // Bounded below: nothing under the floor is read, whatever the limit.
+    let above = s
+        .lookup_events(ACCOUNT, &all, (newest[1].seq, i64::MAX), 10)
+        .await
+        .unwrap();
+    assert_eq!(above.len(), 2);
 }
 
 fn event(name: &str, arns: &[&str]) -> NewAuditEvent {

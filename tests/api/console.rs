@@ -1031,3 +1031,161 @@ async fn a_refused_sign_in_cannot_write_lines_into_the_log() {
     assert!(log.contains("(not an access key id)"));
     assert!(log.contains("AKIAQQQQQQQQQQQQQQQQ"));
 }
+
+/// The console's unauthenticated and same-site floods, each first watched to succeed:
+/// - a failed sign-in's event kept the whole `User-Agent` (400 KiB a failure, chained for
+///   good): now its first 256 characters, as the API keeps;
+/// - a form sent one byte at a time held its connection for as long as the client liked: now
+///   it is answered 408 within the body timeout, and a declared length over the form limit at
+///   once;
+/// - every POST from another origin wrote its headers, whole, to the log: now the 1st, 2nd,
+///   4th… refusal is logged;
+/// - a page of a sibling host (same site, so the `SameSite=Strict` cookie goes with it) could
+///   make a signed-in auditor's browser run exports and searches: now only a followed link to a
+///   plain page is served from outside the console's own pages.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consoles_floods_and_sibling_pages_are_bounded() {
+    let s = Server::start_with(&[
+        ("KMS_CONSOLE_LISTEN", "127.0.0.1:0"),
+        ("KMS_REQUEST_TIMEOUT_MS", "2000"),
+    ])
+    .await;
+    // The agent, 100 KiB.
+    let agent = format!("flood-{}", "u".repeat(100 * 1024));
+    let r = browser()
+        .post(url(&s, "/console/sign-in"))
+        .header("user-agent", agent.as_str())
+        .form(&[
+            ("access_key_id", "AKIAQQQQQQQQQQQQQQQQ"),
+            ("secret_access_key", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let bodies =
+        s.db.strings("SELECT body FROM audit_events WHERE body LIKE '%flood-%'")
+            .await;
+    assert_eq!(bodies.len(), 1, "the failed sign-in is recorded");
+    assert!(bodies[0].len() < 4096, "{} bytes", bodies[0].len());
+
+    // A slow form, and a form too long by its own word.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = url(&s, "")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut c = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let head = format!(
+        "POST /console/sign-in HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\na"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), c.read(&mut answer))
+        .await
+        .expect("answered before the client finished sending")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let mut c = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let head = format!(
+        "POST /console/sign-in HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 413"));
+
+    // Ten POSTs from another origin: four log lines (the 1st, 2nd, 4th, 8th).
+    for _ in 0..10 {
+        let r = browser()
+            .post(url(&s, "/console/sign-out"))
+            .header(
+                "origin",
+                format!("https://evil.example{}", "x".repeat(4096)),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    let log = s.server_log();
+    let lines: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("console POST from another origin refused"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines.iter().all(|l| l.len() < 2048));
+
+    // Signed in: what a sibling host's page may make the browser fetch.
+    const AUDITOR: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["cloudtrail:LookupEvents","kms:ListKeys"],"Resource":"*"}]}"#;
+    let (_, id, secret, _) =
+        tokio::task::block_in_place(|| s.new_user_with_secret(ACCOUNT, "auditor", Some(AUDITOR)));
+    let (_, cookie) = sign_in(&s, &id, &secret).await;
+    let cookie = cookie.unwrap();
+    let fetch = |path: &'static str, site: &'static str, mode: &'static str, dest: &'static str| {
+        let cookie = cookie.clone();
+        let s = &s;
+        async move {
+            browser()
+                .get(url(s, path))
+                .header("cookie", cookie)
+                .header("sec-fetch-site", site)
+                .header("sec-fetch-mode", mode)
+                .header("sec-fetch-dest", dest)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let exports = || async {
+        s.db.int("SELECT count(*) FROM audit_events WHERE event_name = 'ConsoleExportTrail'")
+            .await
+    };
+    for (site, mode, dest) in [
+        ("same-site", "no-cors", "image"),
+        ("cross-site", "no-cors", "image"),
+        ("same-site", "navigate", "document"),
+    ] {
+        assert_eq!(
+            fetch("/console/audit/export", site, mode, dest).await,
+            StatusCode::FORBIDDEN,
+            "{site} {mode} {dest}"
+        );
+        assert_eq!(
+            fetch("/console/trail?text=x", site, mode, dest).await,
+            StatusCode::FORBIDDEN
+        );
+    }
+    assert_eq!(exports().await, 0, "no export ran");
+    assert_eq!(
+        fetch("/console/keys", "same-site", "navigate", "document").await,
+        StatusCode::OK,
+        "a link followed to a plain page"
+    );
+    assert_eq!(
+        fetch("/console/keys", "same-site", "no-cors", "image").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        fetch(
+            "/console/audit/export",
+            "same-origin",
+            "navigate",
+            "document"
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(exports().await, 1);
+}

@@ -187,13 +187,14 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Vec<(i64, DateTime<Utc>, String)>, StoreError>;
     /// Every `SealCoverage` event (by the event's hashed body), in order.
     async fn seal_coverages(&self) -> Result<Vec<AuditRow>, StoreError>;
-    /// Account `account_id`'s events before sequence number `before` that match `filter`,
-    /// newest first, at most `limit` (the console's trail viewer).
+    /// Account `account_id`'s events with sequence numbers in `[floor, before)` that match
+    /// `filter`, newest first, at most `limit` (the console's trail viewer). The range bounds
+    /// the rows the query reads, whatever the filter leaves.
     async fn lookup_events(
         &self,
         account_id: &str,
         filter: &EventFilter,
-        before: i64,
+        range: (i64, i64),
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError>;
     /// Events after `after` in sequence order, at most `limit`.
