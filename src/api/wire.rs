@@ -229,18 +229,23 @@ impl Validator {
         self
     }
 
-    /// Blob lengths; blob values are never echoed.
+    /// Blob lengths. A value of the model's sensitive blob (`PlaintextType`: `plaintext`,
+    /// `message`) is never echoed; any other blob is shown as AWS's Java service shows a
+    /// buffer, by its length only (`java.nio.HeapByteBuffer[pos=0 lim=0 cap=0]`).
     pub fn blob_len(&mut self, v: Option<&Blob>, field: &str, min: usize, max: usize) -> &mut Self {
         if let Some(b) = v {
-            if b.0.len() < min {
+            let n = b.0.len();
+            let shown = (!matches!(field, "plaintext" | "message"))
+                .then(|| format!("java.nio.HeapByteBuffer[pos=0 lim={n} cap={n}]"));
+            if n < min {
                 self.push(
-                    None,
+                    shown,
                     field,
                     format!("have length greater than or equal to {min}"),
                 );
-            } else if b.0.len() > max {
+            } else if n > max {
                 self.push(
-                    None,
+                    shown,
                     field,
                     format!("have length less than or equal to {max}"),
                 );

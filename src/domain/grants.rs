@@ -66,6 +66,18 @@ impl Kms {
     /// answers, recorded: a malformed one (an assumed-role ARN with a path) is "ARN is not
     /// valid: <arn>", one that names no principal "ARN does not refer to a valid principal:
     /// <arn>" (both InvalidArnException).
+    /// A principal a ListGrants filter names, checked as a grant's is ([`check_grant_principal`]);
+    /// one that is not an ARN (a unique id) is "Input does not refer to a valid principal", as
+    /// AWS answers (recorded).
+    pub async fn check_listed_principal(&self, p: &str) -> Result<()> {
+        if !p.starts_with("arn:") {
+            return Err(KmsError::InvalidArn(
+                "Input does not refer to a valid principal".into(),
+            ));
+        }
+        self.check_grant_principal(p).await
+    }
+
     async fn check_grant_principal(&self, p: &str) -> Result<()> {
         if !valid_principal(p) {
             return Err(KmsError::InvalidArn(format!("ARN is not valid: {p}")));
@@ -515,7 +527,19 @@ impl Kms {
         input: CreateGrantInput,
     ) -> Result<(String, String)> {
         // The form of the principals first: it says nothing of the key.
-        for p in std::iter::once(&input.grantee).chain(input.retiring.iter()) {
+        // Not an ARN at all (a unique id, `AROA…:session`): AWS names the member, recorded
+        // for GranteePrincipal; a malformed ARN: "ARN is not valid: <arn>".
+        let members = [
+            ("GranteePrincipal", Some(&input.grantee)),
+            ("RetiringPrincipal", input.retiring.as_ref()),
+        ];
+        for (member, p) in members {
+            let Some(p) = p else { continue };
+            if !p.starts_with("arn:") {
+                return Err(KmsError::InvalidArn(format!(
+                    "{member} does not refer to a valid principal."
+                )));
+            }
             if !valid_principal(p) {
                 return Err(KmsError::InvalidArn(format!("ARN is not valid: {p}")));
             }
@@ -673,7 +697,17 @@ impl Kms {
             .await?;
         // AWS: the retiring principal must be in the caller's own account. Another account's
         // grants, grantees and constraints are never listed.
+        // Not an ARN (a unique id, `AROA…:session`): AWS's answer, recorded.
+        if !retiring.starts_with("arn:") {
+            return Err(KmsError::NotFound(format!(
+                "Retiring principal {retiring} could not be found"
+            )));
+        }
         let account = retiring.split(':').nth(4);
+        if valid_principal(retiring) && account == Some(caller.account_id.as_str()) {
+            // One of the caller's account that does not exist: AWS's answer, recorded.
+            self.check_grant_principal(retiring).await?;
+        }
         if !valid_principal(retiring) || account != Some(caller.account_id.as_str()) {
             return Err(KmsError::AccessDenied(format!(
                 "User: {} is not authorized to perform: kms:ListRetirableGrants on resource: {retiring} because the retiring principal is not in the caller's account",

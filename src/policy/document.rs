@@ -351,12 +351,16 @@ fn statement(v: &Value, kind: PolicyKind, variables: bool) -> Result<Statement, 
         }
     }
     st.effect = effect.ok_or("Effect is required.")?;
-    if has_action != 1 {
+    // A key policy's statement without Action or without Resource is taken, as AWS takes it,
+    // and has no effect (its empty list matches nothing): "the CreateKey and PutKeyPolicy API
+    // requests succeed, even though the policy statement is ineffective" (the model's Policy).
+    let inert = kind == PolicyKind::Key;
+    if has_action > 1 || (has_action == 0 && !inert) {
         return Err("exactly one of Action or NotAction is required.".into());
     }
     if has_resource == 0 && kind == PolicyKind::Trust {
         st.resource = vec!["*".into()];
-    } else if has_resource != 1 {
+    } else if has_resource > 1 || (has_resource == 0 && !inert) {
         return Err("exactly one of Resource or NotResource is required.".into());
     }
     match kind {

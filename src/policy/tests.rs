@@ -1762,8 +1762,8 @@ fn malformed_cases() -> Vec<(&'static str, PolicyKind, &'static str)> {
             "not a date",
         ),
         (
-            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"sts:AssumeRole"}]}"#,
-            Key,
+            r#"{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole"}]}"#,
+            Identity,
             "Resource",
         ),
         ("[]", Key, "JSON object"),
@@ -1795,13 +1795,13 @@ fn malformed_cases() -> Vec<(&'static str, PolicyKind, &'static str)> {
             "Principal",
         ),
         (
-            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Resource":"*"}]}"#,
-            Key,
+            r#"{"Statement":[{"Effect":"Allow","Resource":"*"}]}"#,
+            Identity,
             "Action",
         ),
         (
-            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*"}]}"#,
-            Key,
+            r#"{"Statement":[{"Effect":"Allow","Action":"kms:*"}]}"#,
+            Identity,
             "Resource",
         ),
         (
@@ -1918,7 +1918,8 @@ fn a_policy_being_written_may_not_repeat_a_key() {
 }
 
 /// A role's trust policy needs no `Resource` (IAM's have none): a statement without one
-/// applies to the role. Key policies still need one.
+/// applies to the role. A key policy's statement without one is taken, as AWS takes it, and
+/// has no effect; an identity policy's is refused.
 #[test]
 fn a_trust_policy_needs_no_resource() {
     let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"sts:AssumeRole"}]}"#;
@@ -1929,7 +1930,19 @@ fn a_trust_policy_needs_no_resource() {
         ..base()
     };
     assert_eq!(evaluate(&doc, &req), Outcome::Allow(PrincipalMatch::Direct));
-    assert!(parse(text, PolicyKind::Key).is_err());
+    let inert = parse_new(text, PolicyKind::Key).unwrap();
+    assert_ne!(
+        evaluate(&inert, &req),
+        Outcome::Allow(PrincipalMatch::Direct)
+    );
+    let no_action = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Resource":"*"}]}"#;
+    let inert = parse_new(no_action, PolicyKind::Key).unwrap();
+    assert_ne!(
+        evaluate(&inert, &req),
+        Outcome::Allow(PrincipalMatch::Direct)
+    );
+    let identity = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*"}]}"#;
+    assert!(parse(identity, PolicyKind::Identity).is_err());
 }
 
 /// A principal that is not one: AWS's text alone (recorded), not prefixed with the statement's

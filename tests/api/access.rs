@@ -413,7 +413,37 @@ async fn key_policy_validation_and_lockout_safety() {
             .await,
     );
     assert_eq!(c, "MalformedPolicyDocumentException");
-    assert!(m.contains("Action"), "{m}");
+    assert!(m.contains("Principal"), "{m}");
+    // A statement without Resource, or without Action, is taken and has no effect, as AWS
+    // takes it (the model's Policy: "the CreateKey and PutKeyPolicy API requests succeed, even
+    // though the policy statement is ineffective"). Before, MalformedPolicyDocumentException.
+    let inert = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"},{"Effect":"Deny","Principal":"*","Action":"kms:Encrypt"},{"Effect":"Deny","Principal":"*","Resource":"*"}]}"#;
+    root.put_key_policy()
+        .key_id(&key)
+        .policy(inert)
+        .send()
+        .await
+        .unwrap();
+    root.encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    // Nor does such a statement count as the caller's way back in.
+    let only_inert = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*"}]}"#;
+    let (c, m) = message(
+        root.put_key_policy()
+            .key_id(&key)
+            .policy(only_inert)
+            .send()
+            .await,
+    );
+    assert_eq!(c, "MalformedPolicyDocumentException");
+    assert!(
+        m.contains("will not allow you to update the key policy"),
+        "{m}"
+    );
     // A key repeated in one object: refused, not read as its last occurrence (here the
     // Deny's account restriction would have vanished, leaving a Deny on every caller but the
     // reviewer reading another).

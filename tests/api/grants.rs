@@ -821,6 +821,51 @@ async fn a_grant_names_a_principal_that_exists() {
             ("InvalidArnException".to_string(), format!("{why}: {bad}")),
         );
     }
+    // A unique id, not an ARN (recorded: AWS names the member).
+    assert_eq!(
+        message(grant("AROA00000000000000100:future").await),
+        (
+            "InvalidArnException".to_string(),
+            "GranteePrincipal does not refer to a valid principal.".to_string()
+        ),
+    );
+    // The filters of ListGrants and ListRetirableGrants name a principal too (recorded).
+    let nobody = "arn:aws:iam::123456789012:user/nobody";
+    let unique_id = "AROA00000000000000100:future";
+    let listed = |p: &'static str| c.list_grants().key_id(&key).grantee_principal(p).send();
+    assert_eq!(
+        message(listed(nobody).await),
+        (
+            "InvalidArnException".to_string(),
+            format!("ARN does not refer to a valid principal: {nobody}")
+        ),
+    );
+    assert_eq!(
+        message(listed(unique_id).await),
+        (
+            "InvalidArnException".to_string(),
+            "Input does not refer to a valid principal".to_string()
+        ),
+    );
+    let probe = listed("arn:aws:iam::123456789012:role/probe")
+        .await
+        .unwrap();
+    assert_eq!(probe.grants().len(), 1);
+    let retirable = |p: &'static str| c.list_retirable_grants().retiring_principal(p).send();
+    assert_eq!(
+        message(retirable(nobody).await),
+        (
+            "InvalidArnException".to_string(),
+            format!("ARN does not refer to a valid principal: {nobody}")
+        ),
+    );
+    assert_eq!(
+        message(retirable(unique_id).await),
+        (
+            "NotFoundException".to_string(),
+            format!("Retiring principal {unique_id} could not be found")
+        ),
+    );
     // Whether a principal exists is told only to a caller that may create the grant.
     let (_, _, nosy) = tokio::task::block_in_place(|| s.new_user("123456789012", "nosy", None));
     assert_eq!(

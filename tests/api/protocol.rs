@@ -320,6 +320,26 @@ async fn error_texts_are_those_aws_answers() {
         m,
         "1 validation error detected: Value 'HMAC_SHA_1' at 'macAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [HMAC_SHA_384, HMAC_SHA_256, HMAC_SHA_224, HMAC_SHA_512]"
     );
+    // A blob out of its bounds: a plaintext is never shown, any other blob as AWS's Java
+    // service shows a buffer (before, no value was shown for any blob).
+    let (c_, m) = message(
+        c.decrypt()
+            .ciphertext_blob(Blob::new(Vec::new()))
+            .send()
+            .await,
+    );
+    assert_eq!(c_, "ValidationException");
+    assert_eq!(m, "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=0 cap=0]' at 'ciphertextBlob' failed to satisfy constraint: Member must have length greater than or equal to 1");
+    let (_, m) = message(
+        c.verify_mac()
+            .key_id(hmac.key_id())
+            .message(Blob::new(vec![0; 4097]))
+            .mac(Blob::new(vec![0; 6145]))
+            .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+            .send()
+            .await,
+    );
+    assert_eq!(m, "2 validation errors detected: Value at 'message' failed to satisfy constraint: Member must have length less than or equal to 4096; Value 'java.nio.HeapByteBuffer[pos=0 lim=6145 cap=6145]' at 'mac' failed to satisfy constraint: Member must have length less than or equal to 6144");
     let answer = |r: (String, String)| r;
     // Unknown KeySpec and KeyUsage: AWS's lists in AWS's order (recorded before SM2, ML-DSA,
     // Ed25519 and KEY_AGREEMENT were added, which come last).

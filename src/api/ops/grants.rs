@@ -172,6 +172,11 @@ pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiE
         crate::domain::grants::check_grant_id(id)?;
     }
     let grants = kms.list_grants(caller, or_empty(&r.key_id)).await?;
+    // A filter that names no principal is refused (as AWS does), told only to a caller that
+    // may list the key's grants.
+    if let Some(p) = &r.grantee_principal {
+        kms.check_listed_principal(p).await?;
+    }
     // Filtered as grants; only the page is rendered.
     let shown: Vec<&Grant> = grants
         .iter()
