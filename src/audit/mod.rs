@@ -15,11 +15,13 @@ mod checkpoint;
 mod events;
 mod recorder;
 pub mod report;
+mod seals;
 pub mod verify;
 
 pub use checkpoint::*;
 pub use events::*;
 pub use recorder::*;
+pub use seals::*;
 
 use crate::hsm::Hsm;
 /// A call's change record (the trail's outbox entry that commits with the change) and the

@@ -325,6 +325,16 @@ impl Audit {
                     Err("the database did not commit the batch in time".into())
                 }
             };
+            // Sealed before anyone is answered: an acknowledged event that can decide
+            // something is the service's, by its seal ([`super::seals`]).
+            let result = match (result, &head) {
+                (Ok(()), Some((last, _))) => {
+                    let first = last - events.len() as i64 + 1;
+                    (seal_chained(self.store.as_ref(), &self.hsm, first, &events).await)
+                        .map_err(|e| e.to_string())
+                }
+                (r, _) => r,
+            };
             // Anchored outside the database before anyone is answered: an acknowledged event
             // cannot be deleted from the database unnoticed.
             let result = match (result, &self.anchor, &head) {
@@ -571,18 +581,20 @@ async fn still_holds(
     )))
 }
 
-/// Append one event directly (for `kms admin`, which has no writer task).
+/// Append one event directly (for `kms admin`, which has no writer task), sealed in `hsm`.
 pub async fn record_direct(
     store: &dyn AuditStore,
+    hsm: &Hsm,
     event: NewAuditEvent,
     anchor: Option<&anchor::Anchor>,
 ) -> Result<(), AuditError> {
-    record_direct_settling(store, event, None, anchor).await
+    record_direct_settling(store, hsm, event, None, anchor).await
 }
 
-/// Append one event directly that accounts for the change record `settles`.
+/// Append one event directly that accounts for the change record `settles`, sealed in `hsm`.
 pub async fn record_direct_settling(
     store: &dyn AuditStore,
+    hsm: &Hsm,
     event: NewAuditEvent,
     settles: Option<Uuid>,
     anchor: Option<&anchor::Anchor>,
@@ -590,9 +602,13 @@ pub async fn record_direct_settling(
     let mut head = None;
     let settles: Vec<Uuid> = settles.into_iter().collect();
     let known = anchor.and_then(|a| a.opened_at());
-    append(store, &mut head, known, &[event], &settles)
+    let events = [event];
+    append(store, &mut head, known, &events, &settles)
         .await
         .map_err(|e| AuditError(e.to_string()))?;
+    if let Some((seq, _)) = &head {
+        seal_chained(store, hsm, *seq, &events).await?;
+    }
     if let (Some(a), Some((seq, hash))) = (anchor, &head) {
         a.head(*seq, hash).map_err(AuditError)?;
     }

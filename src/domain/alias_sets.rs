@@ -138,10 +138,8 @@ impl Kms {
                 .iter()
                 .map(|(n, _)| seal::alias_row_of(&rec.account_id, &rec.region, n))
                 .collect();
-            let trail = self.trail_of(&rows).await?;
             for ((_, generation), row) in missing.iter().zip(&rows) {
-                let held = trail.iter().find(|(r, _)| r == row).map_or(0, |(_, g)| *g);
-                if held <= *generation {
+                if !self.removed_per_sealed_event(row, *generation).await? {
                     return Ok(None);
                 }
             }
@@ -151,6 +149,29 @@ impl Kms {
             names,
             sealed: k.aliases_mac.clone(),
         }))
+    }
+
+    /// Whether the trail holds a later change of alias row `row` than `generation` (the one
+    /// the key's set sealed), by an event the service sealed that names it: the alias was
+    /// deleted or moved on, not removed from the database. The generations index beside the
+    /// trail is not hashed, and an event a database writer appends is not sealed.
+    async fn removed_per_sealed_event(&self, row: &str, generation: i64) -> Result<bool> {
+        let public_key = self.audit_public_key().await?;
+        for (later, seq) in self.keys.generation_events(row, generation, 16).await? {
+            let Some(event) =
+                crate::audit::sealed_event(self.keys.as_ref(), &public_key, seq).await?
+            else {
+                continue;
+            };
+            let body: serde_json::Value = serde_json::from_str(&event.body).unwrap_or_default();
+            if crate::audit::generations_in(&body)
+                .iter()
+                .any(|(r, g)| r == row && *g == later)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The seal of `rec`'s next set of aliases, `next`, over the set as verified (`current`):

@@ -295,35 +295,51 @@ impl Credentials {
         if rec.status != "Active" {
             return Err(CredentialError::Unrecognized);
         }
-        // An operator's last word on the key, in the trail: a key deactivated or deleted there
-        // whose Active row is in the database again (saved and put back) is refused.
-        let last = self.ids.access_key_per_trail(access_key_id).await?;
-        let created = self.ids.access_key_created_per_trail(access_key_id).await?;
-        // Unless the operator created the key again (imported the same id) after that word.
-        if last.as_ref().is_some_and(|(name, seq)| {
-            matches!(name.as_str(), "DeactivateAccessKey" | "DeleteAccessKey")
-                && created.is_none_or(|c| c < *seq)
-        }) {
-            tracing::error!(
-                access_key_id,
-                "the audit trail records this access key's deactivation or deletion, but its row says Active (put back in the database?); refusing it"
-            );
-            return Err(CredentialError::Unrecognized);
-        }
-        // A principal deleted after the key's creation (by the trail's events, not the rows):
-        // a key hidden from the deletion and put back once a principal of the same name exists
-        // again is the deleted principal's, not the new one's.
-        if let Some(deleted) = self
-            .ids
+        // The trail's word on the key: a key deactivated or deleted there whose Active row is
+        // in the database again (saved and put back) is refused, and so is a key hidden from
+        // its principal's deletion and put back once a principal of the same name exists
+        // again (by the events' hashed bodies, not the rows).
+        let ended = self.ids.access_key_ended_per_trail(access_key_id).await?;
+        let deleted = (self.ids)
             .principal_deleted_per_trail(&rec.principal_arn)
-            .await?
-        {
-            if created.is_none_or(|c| c < deleted) {
+            .await?;
+        if ended.is_some() || deleted.is_some() {
+            // Unless the operator's later word, sealed, lets it sign again: an activation or a
+            // creation (the same id imported again) after its end, a creation after its
+            // principal's deletion. An event without the service's seal permits nothing: a
+            // database writer appends one that hashes as chained.
+            let after = ended.unwrap_or(i64::MAX).min(deleted.unwrap_or(i64::MAX));
+            let permits = (self.ids)
+                .access_key_permits_after(access_key_id, after, 16)
+                .await?;
+            let (mut reopened, mut recreated) = (ended.is_none(), deleted.is_none());
+            for (name, seq) in permits {
+                let reopens = !reopened && ended.is_some_and(|e| seq > e);
+                let recreates =
+                    !recreated && name == "CreateAccessKey" && deleted.is_some_and(|d| seq > d);
+                if !(reopens || recreates) || !self.permit_sealed(seq, &name, access_key_id).await?
+                {
+                    continue;
+                }
+                reopened |= reopens;
+                recreated |= recreates;
+                if reopened && recreated {
+                    break;
+                }
+            }
+            if !reopened {
+                tracing::error!(
+                    access_key_id,
+                    ended,
+                    "the audit trail records this access key's deactivation or deletion, and no sealed activation or creation after it, but its row says Active (put back in the database?); refusing it"
+                );
+                return Err(CredentialError::Unrecognized);
+            }
+            if !recreated {
                 tracing::error!(
                     access_key_id,
                     deleted,
-                    created,
-                    "the audit trail records this access key's principal deleted after the key was created (its row kept or put back in the database?); refusing it"
+                    "the audit trail records this access key's principal deleted, and no sealed creation of the key after it (its row kept or put back in the database?); refusing it"
                 );
                 return Err(CredentialError::Unrecognized);
             }
@@ -339,6 +355,29 @@ impl Credentials {
             role_arn: None,
             session: None,
         }))
+    }
+
+    /// Whether event `seq` is the service's sealed `name` (`ActivateAccessKey` or
+    /// `CreateAccessKey`) of access key `access_key_id`.
+    async fn permit_sealed(
+        &self,
+        seq: i64,
+        name: &str,
+        access_key_id: &str,
+    ) -> Result<bool, CredentialError> {
+        let public_key = crate::audit::public_key_der(&self.hsm)
+            .await
+            .map_err(|e| KmsError::Internal(e.to_string()))?;
+        let Some(row) = crate::audit::sealed_event(self.trail.as_ref(), &public_key, seq).await?
+        else {
+            return Ok(false);
+        };
+        let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or_default();
+        let named = match name {
+            "CreateAccessKey" => body.pointer("/requestParameters/details/access_key_id"),
+            _ => body.pointer("/requestParameters/target"),
+        };
+        Ok(body["eventName"] == name && named.and_then(|v| v.as_str()) == Some(access_key_id))
     }
 
     /// The SigV4 key derivation: the first HMAC (over the date) in the token, the rest here.
@@ -384,17 +423,33 @@ impl Credentials {
         // And from the hashed bodies of the events that end the role's sessions: the
         // generations index beside the trail is not hashed, and a database writer deletes its
         // entries without breaking the chain.
-        for body in self
-            .ids
-            .principal_changes_per_trail(&rec.role_arn, 16)
-            .await?
-        {
-            let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            ended.extend(
-                crate::audit::generations_in(&body)
-                    .into_iter()
-                    .filter(|(row, _)| *row == sessions),
-            );
+        // Newest first, down to the newest the service sealed (each end moves the role's
+        // generation on, so the service's latest holds its highest): a database writer's events
+        // in front of it only ever end more.
+        let public_key = crate::audit::public_key_der(&self.hsm)
+            .await
+            .map_err(|e| KmsError::Internal(e.to_string()))?;
+        let mut before = i64::MAX;
+        'pages: loop {
+            let page = (self.ids)
+                .principal_changes_per_trail(&rec.role_arn, before, 16)
+                .await?;
+            let last_page = page.len() < 16;
+            for (seq, body, seal) in page {
+                before = seq;
+                let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                ended.extend(
+                    crate::audit::generations_in(&value)
+                        .into_iter()
+                        .filter(|(row, _)| *row == sessions),
+                );
+                if seal.is_some_and(|s| crate::audit::seal_verifies(&public_key, seq, &body, &s)) {
+                    break 'pages;
+                }
+            }
+            if last_page {
+                break;
+            }
         }
         // One mark: the latest end either says.
         let ended: Vec<(String, i64)> = ended

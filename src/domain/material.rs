@@ -519,18 +519,31 @@ impl Kms {
     /// The furthest end of the material's latest leases in the trail (0: none).
     pub(super) async fn leased_per_trail(&self, material: &str) -> Result<i64> {
         // Leases of several nodes may reach the trail out of order: the latest few, not only
-        // the last, bound where the count stands.
-        let bodies = self.keys.leases_per_trail(material, 16).await?;
-        Ok(bodies
-            .iter()
-            .filter_map(|b| {
-                serde_json::from_str::<serde_json::Value>(b)
-                    .ok()?
-                    .pointer("/additionalEventData/end")?
-                    .as_i64()
-            })
-            .max()
-            .unwrap_or(0))
+        // the last, bound where the count stands. The latest few *sealed*: a database writer
+        // appends leases of its own (each ends where it likes) until the service's fall out
+        // of any fixed window. Every lease read counts towards the furthest end (one of a
+        // writer's only ever holds the count back further); only the service's count towards
+        // the few.
+        const SEALED: usize = 16;
+        let public_key = self.audit_public_key().await?;
+        let (mut furthest, mut sealed, mut before) = (0i64, 0usize, i64::MAX);
+        loop {
+            let page = self.keys.leases_per_trail(material, before, 64).await?;
+            let last_page = page.len() < 64;
+            for (seq, body, seal) in page {
+                before = seq;
+                let end = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|b| b.pointer("/additionalEventData/end")?.as_i64());
+                furthest = furthest.max(end.unwrap_or(0));
+                let genuine =
+                    seal.is_some_and(|s| crate::audit::seal_verifies(&public_key, seq, &body, &s));
+                sealed += usize::from(genuine);
+            }
+            if sealed >= SEALED || last_page {
+                return Ok(furthest);
+            }
+        }
     }
 
     /// Like `try_invocation`, but a key at the bound rotates to new material (once) and uses it.

@@ -396,6 +396,9 @@ pub struct Kms {
     /// The deployment's own account (`account_id`, its operators'): the only one whose
     /// principals may see the operator view of every node and tenant.
     operator_account: std::sync::OnceLock<String>,
+    /// The audit public key (SubjectPublicKeyInfo DER), read from the token once: event seals
+    /// verify with it ([`Kms::audit_public_key`]).
+    audit_public_key: tokio::sync::OnceCell<Vec<u8>>,
     pub(crate) limits: ResourceLimits,
     /// Custom key stores: the registered partitions, their repository, the ones logged in to.
     cks: custom_key_stores::CustomKeyStoreState,
@@ -456,6 +459,7 @@ impl Kms {
             regions,
             audit: std::sync::OnceLock::new(),
             operator_account: std::sync::OnceLock::new(),
+            audit_public_key: tokio::sync::OnceCell::new(),
             credentials: credentials::Credentials::new(
                 hsm.clone(),
                 ids.clone(),
@@ -660,6 +664,17 @@ impl Kms {
 
     pub(crate) fn ids_store(&self) -> &Arc<dyn crate::store::IdentityStore> {
         &self.ids
+    }
+
+    /// The audit public key (SubjectPublicKeyInfo DER) the trail's seals and checkpoints
+    /// verify with.
+    pub(crate) async fn audit_public_key(&self) -> Result<Vec<u8>> {
+        let key = self
+            .audit_public_key
+            .get_or_try_init(|| crate::audit::public_key_der(&self.hsm))
+            .await
+            .map_err(|e| KmsError::Internal(e.to_string()))?;
+        Ok(key.clone())
     }
 
     pub fn hsm(&self) -> &Hsm {

@@ -223,6 +223,19 @@ macro_rules! audit_store {
                     .collect()
             }
 
+            async fn seal_audit_events(&self, seals: &[(i64, Vec<u8>)]) -> Result<(), StoreError> {
+                // Only an event without a seal takes one: a seal is never replaced.
+                for (seq, seal) in seals {
+                    sqlx::query("UPDATE audit_events SET seal = $2 WHERE seq = $1 AND seal IS NULL")
+                        .bind(seq)
+                        .bind(seal)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(map_err)?;
+                }
+                Ok(())
+            }
+
             async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO audit_checkpoints (seq, hash, signed_at, signature) VALUES ($1,$2,$3,$4) \

@@ -13,6 +13,37 @@ pub(super) const DECIDED: &str =
 /// `impl IdentityStore for $store`.
 macro_rules! identity_store {
     ($store:ty) => {
+        impl $store {
+            /// The events of `audit_events_decisions_by_body` whose hashed body's name is
+            /// `names` (an SQL test: `= '…'` or `IN (…)`) and whose decision key is `key`,
+            /// before sequence number `before`, newest first, at most `limit`: sequence number,
+            /// body and seal.
+            pub(super) async fn decided_events(
+                &self,
+                names: &str,
+                key: &str,
+                before: i64,
+                limit: i64,
+            ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError> {
+                use super::identity::DECIDED;
+                let q = format!(
+                    "SELECT seq, body, seal FROM audit_events WHERE {BODY_EVENT_NAME} {DECIDED} \
+                       AND {BODY_EVENT_NAME} {names} AND {} = $1 AND seq < $3 \
+                     ORDER BY seq DESC LIMIT $2",
+                    decision_key()
+                );
+                let rows = sqlx::query(&q)
+                    .bind(key)
+                    .bind(limit)
+                    .bind(before)
+                    .all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((cell(r, "seq")?, cell(r, "body")?, cell(r, "seal")?)))
+                    .collect()
+            }
+        }
+
         #[async_trait]
         impl IdentityStore for $store {
             async fn access_key_per_trail(
@@ -34,6 +65,56 @@ macro_rules! identity_store {
                 row.map(|r| Ok((cell(&r, "name")?, cell(&r, "seq")?))).transpose()
             }
 
+            async fn access_key_ended_per_trail(
+                &self,
+                access_key_id: &str,
+            ) -> Result<Option<i64>, StoreError> {
+                // Through the same index as `access_key_per_trail` (its predicate as it has it).
+                const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
+                let q = format!(
+                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} {NAMES} \
+                       AND {} = $1 AND {BODY_EVENT_NAME} IN ('DeactivateAccessKey', 'DeleteAccessKey') \
+                     ORDER BY seq DESC LIMIT 1",
+                    when_named(NAMES, REQUEST_TARGET)
+                );
+                sqlx::query_scalar(&q).bind(access_key_id).maybe(&self.pool).await
+            }
+
+            async fn access_key_permits_after(
+                &self,
+                access_key_id: &str,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<(String, i64)>, StoreError> {
+                use super::identity::DECIDED;
+                // Each through its index: activations by target, creations by the key id.
+                const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
+                let q = format!(
+                    "SELECT name, seq FROM ( \
+                       SELECT * FROM (SELECT {BODY_EVENT_NAME} AS name, seq FROM audit_events \
+                         WHERE {BODY_EVENT_NAME} {NAMES} AND {} = $1 \
+                           AND {BODY_EVENT_NAME} = 'ActivateAccessKey' AND seq > $2 \
+                         ORDER BY seq DESC LIMIT $3) AS activated \
+                       UNION ALL \
+                       SELECT * FROM (SELECT {BODY_EVENT_NAME} AS name, seq FROM audit_events \
+                         WHERE {BODY_EVENT_NAME} {DECIDED} AND {BODY_EVENT_NAME} = 'CreateAccessKey' \
+                           AND {} = $1 AND seq > $2 \
+                         ORDER BY seq DESC LIMIT $3) AS created \
+                     ) AS permits ORDER BY seq DESC LIMIT $3",
+                    when_named(NAMES, REQUEST_TARGET),
+                    decision_key()
+                );
+                let rows = sqlx::query(&q)
+                    .bind(access_key_id)
+                    .bind(after)
+                    .bind(limit)
+                    .all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((cell(r, "name")?, cell(r, "seq")?)))
+                    .collect()
+            }
+
             async fn principal_deleted_per_trail(&self, arn: &str) -> Result<Option<i64>, StoreError> {
                 use super::identity::DECIDED;
                 let q = format!(
@@ -47,16 +128,11 @@ macro_rules! identity_store {
             async fn principal_changes_per_trail(
                 &self,
                 arn: &str,
+                before: i64,
                 limit: i64,
-            ) -> Result<Vec<String>, StoreError> {
-                use super::identity::DECIDED;
-                let q = format!(
-                    "SELECT body FROM audit_events WHERE {BODY_EVENT_NAME} {DECIDED} \
-                       AND {BODY_EVENT_NAME} IN ('CreateRole', 'DeletePrincipal') AND {} = $1 \
-                       ORDER BY seq DESC LIMIT $2",
-                    decision_key()
-                );
-                sqlx::query_scalar(&q).bind(arn).bind(limit).all(&self.pool).await
+            ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError> {
+                self.decided_events("IN ('CreateRole', 'DeletePrincipal')", arn, before, limit)
+                    .await
             }
 
             async fn access_key_created_per_trail(

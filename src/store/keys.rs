@@ -178,19 +178,47 @@ macro_rules! key_store {
             async fn leases_per_trail(
                 &self,
                 material_id: &str,
+                before: i64,
                 limit: i64,
-            ) -> Result<Vec<String>, StoreError> {
+            ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError> {
                 // By the event's hashed body (its name and material), not the column beside
                 // it: leases renamed there would let the material's count be set back.
-                use super::identity::DECIDED;
-                sqlx::query_scalar(&format!(
-                    "SELECT body FROM audit_events WHERE {BODY_EVENT_NAME} {DECIDED} \
-                     AND {BODY_EVENT_NAME} = 'InvocationsLeased' AND {} = $1 ORDER BY seq DESC LIMIT $2",
-                    decision_key()
-                ))
-                    .bind(material_id)
-                    .bind(limit)
-                    .all(&self.pool).await
+                self.decided_events("= 'InvocationsLeased'", material_id, before, limit)
+                    .await
+            }
+
+            async fn audit_event_sealed(
+                &self,
+                seq: i64,
+            ) -> Result<Option<(AuditRow, Option<Vec<u8>>)>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash, seal \
+                     FROM audit_events WHERE seq = $1",
+                )
+                .bind(seq)
+                .maybe(&self.pool)
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                use sqlx::FromRow;
+                let event = AuditRow::from_row(&r).map_err(map_err)?;
+                Ok(Some((event, cell(&r, "seal")?)))
+            }
+
+            async fn generation_events(
+                &self,
+                row: &str,
+                above: i64,
+                limit: i64,
+            ) -> Result<Vec<(i64, i64)>, StoreError> {
+                sqlx::query_as(
+                    "SELECT generation, seq FROM audit_generations WHERE row_name = $1 AND generation > $2 \
+                     ORDER BY generation DESC, seq DESC LIMIT $3",
+                )
+                .bind(row)
+                .bind(above)
+                .bind(limit)
+                .all(&self.pool)
+                .await
             }
 
             async fn generations_per_trail(

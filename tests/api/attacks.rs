@@ -4567,3 +4567,207 @@ async fn an_encryption_context_that_mimics_the_services_words_is_only_a_context(
     let (ok, out) = audit_verify(&s);
     assert!(ok, "{out}");
 }
+
+/// An event a database writer appends after the head, as `kms_audit_append` would chain it:
+/// `body` (canonical JSON) at the next sequence number, hashed onto the head, the head moved.
+/// Its other columns are copied from the head's row. Returns its sequence number.
+async fn append_with_sql(s: &Server, body: &serde_json::Value) -> i64 {
+    let body = kms::audit::canonical(body);
+    let head = s.db.int("SELECT seq FROM audit_head WHERE id = 1").await;
+    let prev_hex = format!("SELECT {} FROM audit_head WHERE id = 1", s.db.hex("hash"));
+    let prev = hex::decode(&s.db.strings(&prev_hex).await[0]).unwrap();
+    let seq = head + 1;
+    let hash = kms::audit::chain_hash(seq, &prev, &body);
+    let name = body
+        .split("\"eventName\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    s.db.execute(&format!(
+        "INSERT INTO audit_events (seq, event_id, event_time, event_name, account_id, key_arns, body, prev_hash, hash) \
+         SELECT {seq}, {}, event_time, {}, account_id, key_arns, {}, {}, {} FROM audit_events WHERE seq = {head}",
+        s.db.new_uuid(),
+        s.db.text(&name),
+        s.db.text(&body),
+        s.db.bytes(&prev),
+        s.db.bytes(&hash)
+    ))
+    .await;
+    s.db.execute(&format!(
+        "UPDATE audit_head SET seq = {seq}, hash = {} WHERE id = 1",
+        s.db.bytes(&hash)
+    ))
+    .await;
+    seq
+}
+
+/// The latest event named `name` in the trail, as its body.
+async fn latest_event(s: &Server, name: &str) -> serde_json::Value {
+    let bodies =
+        s.db.strings(&format!(
+            "SELECT body FROM audit_events WHERE event_name = '{name}' ORDER BY seq DESC LIMIT 1"
+        ))
+        .await;
+    serde_json::from_str(&bodies[0]).unwrap()
+}
+
+/// The attack: the trail's hashes are not keyed, so a database writer appends events of its
+/// own that hash as chained (`kms audit verify` passes; the next checkpoint signs them), and
+/// the decisions read from the trail took them as the service's:
+/// - an access key deactivated, its row put back, and an `ActivateAccessKey` appended: the
+///   key signed again (and so with a `CreateAccessKey` naming it, or the service's own
+///   `CreateAccessKey` copied to the end);
+/// - a material's count set back, with seventy `InvocationsLeased` ending at 0 appended in
+///   front of the real ones: the lease check read the newest sixteen (any fixed window falls
+///   the same way) and the material encrypted again from the count set back;
+/// - an alias row deleted with SQL, with an event naming its next generation appended (and
+///   that generation put into the unhashed index): the key's set of aliases took the alias as
+///   deleted, and a Deny on `kms:ResourceAliases` stopped applying.
+/// Now every event that can decide something is sealed in the token once chained, and an
+/// event permits only with its seal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_appended_with_sql_permit_nothing() {
+    let mut s = Server::start().await;
+    let c = s.client();
+
+    // 1. An access key deactivated, put back, and "activated" in the trail by the writer.
+    let (_, id, secret, _) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret(
+            ACCOUNT,
+            "erin",
+            Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#),
+        )
+    });
+    s.db.execute(&format!(
+        "CREATE TABLE saved_key AS SELECT * FROM access_keys WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    tokio::task::block_in_place(|| s.admin_ok(&["deactivate-access-key", "--access-key-id", &id]));
+    s.db.execute(&format!(
+        "UPDATE access_keys SET status = (SELECT status FROM saved_key), mac = (SELECT mac FROM saved_key) WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    let works = |c: aws_sdk_kms::Client| async move { c.list_keys().send().await.map(|_| ()) };
+    let refused = |what: &'static str| {
+        let (s, id, secret) = (&s, id.clone(), secret.clone());
+        async move {
+            let node = tokio::task::block_in_place(|| s.second_node());
+            assert_eq!(
+                code(works(s.client_of(&node, &id, &secret)).await),
+                "UnrecognizedClientException",
+                "{what}"
+            );
+        }
+    };
+    refused("the row put back").await;
+    let mut activate = latest_event(&s, "DeactivateAccessKey").await;
+    activate["eventName"] = "ActivateAccessKey".into();
+    activate["eventID"] = uuid::Uuid::new_v4().to_string().into();
+    append_with_sql(&s, &activate).await;
+    refused("an ActivateAccessKey appended with SQL").await;
+    let mut create = latest_event(&s, "CreateAccessKey").await;
+    assert_eq!(
+        create["requestParameters"]["details"]["access_key_id"],
+        id.as_str()
+    );
+    // The service's own event, seal and all, copied to the end.
+    let original = s
+        .db
+        .int(&format!(
+            "SELECT max(seq) FROM audit_events WHERE event_name = 'CreateAccessKey' AND body LIKE '%{id}%'"
+        ))
+        .await;
+    let copied = append_with_sql(&s, &create).await;
+    s.db.execute(&format!(
+        "UPDATE audit_events SET seal = (SELECT seal FROM audit_events WHERE seq = {original}) WHERE seq = {copied}"
+    ))
+    .await;
+    refused("the service's CreateAccessKey copied to the end with its seal").await;
+    create["eventID"] = uuid::Uuid::new_v4().to_string().into();
+    append_with_sql(&s, &create).await;
+    refused("a CreateAccessKey appended with SQL").await;
+    // The operator's own word still counts.
+    tokio::task::block_in_place(|| s.admin_ok(&["activate-access-key", "--access-key-id", &id]));
+    let node = tokio::task::block_in_place(|| s.second_node());
+    works(s.client_of(&node, &id, &secret)).await.unwrap();
+
+    // 2. A material's count set back behind leases the writer appended in front.
+    let key = new_key(&c).await;
+    c.encrypt()
+        .key_id(&key)
+        .plaintext(pt())
+        .send()
+        .await
+        .unwrap();
+    let mut lease = latest_event(&s, "InvocationsLeased").await;
+    lease["additionalEventData"]["start"] = 0.into();
+    lease["additionalEventData"]["end"] = 0.into();
+    for _ in 0..70 {
+        lease["eventID"] = uuid::Uuid::new_v4().to_string().into();
+        append_with_sql(&s, &lease).await;
+    }
+    s.db.execute(&format!(
+        "UPDATE key_materials SET invocations_reserved = 0 WHERE key_id = {}",
+        s.db.key(&key)
+    ))
+    .await;
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    assert_eq!(
+        code(c.encrypt().key_id(&key).plaintext(pt()).send().await),
+        "KeyUnavailableException",
+        "a count set back behind appended leases"
+    );
+
+    // 3. An alias a Deny names, deleted with SQL, "deleted" in the trail by the writer.
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Effect":"Deny","Principal":"*","Action":"kms:Encrypt","Resource":"*","Condition":{{"ForAnyValue:StringEquals":{{"kms:ResourceAliases":"alias/restricted"}}}}}}]}}"#
+    );
+    let guarded = c
+        .create_key()
+        .policy(policy)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    c.create_alias()
+        .alias_name("alias/restricted")
+        .target_key_id(&guarded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(c.encrypt().key_id(&guarded).plaintext(pt()).send().await),
+        "AccessDeniedException"
+    );
+    let row = format!("arn:aws:kms:{REGION}:{ACCOUNT}:alias/restricted");
+    let generation =
+        s.db.int(&format!(
+            "SELECT max(generation) FROM audit_generations WHERE row_name = '{row}'"
+        ))
+        .await;
+    s.db.execute("DELETE FROM aliases WHERE alias_name = 'alias/restricted'")
+        .await;
+    let mut deleted = latest_event(&s, "CreateAlias").await;
+    deleted["eventName"] = "DeleteAlias".into();
+    deleted["eventID"] = uuid::Uuid::new_v4().to_string().into();
+    deleted["additionalEventData"]["rowGenerations"] =
+        serde_json::json!({ row.clone(): generation + 1 });
+    let seq = append_with_sql(&s, &deleted).await;
+    s.db.execute(&format!(
+        "INSERT INTO audit_generations (row_name, generation, seq) VALUES ('{row}', {}, {seq})",
+        generation + 1
+    ))
+    .await;
+    tokio::task::block_in_place(|| s.spawn());
+    let c = s.client();
+    let r = c.encrypt().key_id(&guarded).plaintext(pt()).send().await;
+    assert!(
+        r.is_err(),
+        "the Deny on the key's alias lifted by an appended event"
+    );
+    assert_eq!(code(r), "KeyUnavailableException");
+}

@@ -327,6 +327,7 @@ fn matrix() -> Vec<(&'static str, &'static str, Judged)> {
         ("audit_events", "body", r(Sel::AuditEvent, A::Text, P::Verify)),
         ("audit_events", "prev_hash", r(Sel::AuditEvent, A::Blob, P::Verify)),
         ("audit_events", "hash", r(Sel::AuditEvent, A::Blob, P::Verify)),
+        ("audit_events", "seal", RefusedIn("the event's signature with the audit key over its place and body: an event whose seal is removed, altered or copied from another permits nothing (attacks::events_appended_with_sql_permit_nothing)")),
         ("audit_generations", "row_name", RefusedIn("checked against the generations the events' hashed bodies name (kms audit verify): attacks::an_older_row_put_back_with_sql_is_refused")),
         ("audit_generations", "generation", RefusedIn("checked against the generations the events' hashed bodies name (kms audit verify): attacks::an_older_row_put_back_with_sql_is_refused")),
         ("audit_generations", "seq", RefusedIn("checked against the generations the events' hashed bodies name (kms audit verify): attacks::an_older_row_put_back_with_sql_is_refused")),

@@ -77,7 +77,13 @@ impl Operator {
 
     /// Record `event` in the trail directly (no change rides on it).
     async fn record(&self, event: crate::store::NewAuditEvent) -> Result<()> {
-        Ok(crate::audit::record_direct(self.store.as_ref(), event, self.anchor.as_deref()).await?)
+        Ok(crate::audit::record_direct(
+            self.store.as_ref(),
+            self.kms.hsm(),
+            event,
+            self.anchor.as_deref(),
+        )
+        .await?)
     }
 
     /// Run `change`, an operator's command `action` on `target`, under the audit trail: its
@@ -124,6 +130,7 @@ impl Operator {
         let done = crate::audit::with_generations(done, &written);
         Ok(crate::audit::record_direct_settling(
             self.store.as_ref(),
+            self.kms.hsm(),
             done,
             Some(settles),
             self.anchor.as_deref(),

@@ -201,6 +201,8 @@ pub trait AuditStore: Send + Sync {
     async fn audit_events(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError>;
     /// Every (row, generation, seq) of `audit_generations`, by seq (for verification).
     async fn audit_generations(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
+    /// Store each event's seal (by sequence number), where it has none yet.
+    async fn seal_audit_events(&self, seals: &[(i64, Vec<u8>)]) -> Result<(), StoreError>;
     async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError>;
     async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError>;
 }

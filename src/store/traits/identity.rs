@@ -13,17 +13,33 @@ pub trait IdentityStore: Send + Sync {
         &self,
         access_key_id: &str,
     ) -> Result<Option<(String, i64)>, StoreError>;
+    /// The sequence number of the trail's latest `DeactivateAccessKey` or `DeleteAccessKey`
+    /// of the key (by the events' hashed bodies).
+    async fn access_key_ended_per_trail(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<i64>, StoreError>;
+    /// The trail's `ActivateAccessKey` and `CreateAccessKey` events of the key after sequence
+    /// number `after` (by their hashed bodies): name and sequence number, newest first, at
+    /// most `limit`.
+    async fn access_key_permits_after(
+        &self,
+        access_key_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
     /// The sequence number of the trail's latest `DeletePrincipal` of `arn`, by the event's
     /// hashed body.
     async fn principal_deleted_per_trail(&self, arn: &str) -> Result<Option<i64>, StoreError>;
-    /// The bodies of the trail's latest `limit` events that end sessions of the role `arn`
-    /// (`CreateRole`, which replaces its trust policy, and `DeletePrincipal`), newest first,
-    /// by the events' hashed bodies.
+    /// The trail's events that end sessions of the role `arn` (`CreateRole`, which replaces
+    /// its trust policy, and `DeletePrincipal`) before sequence number `before`, newest first,
+    /// at most `limit`, by the events' hashed bodies: sequence number, body and seal.
     async fn principal_changes_per_trail(
         &self,
         arn: &str,
+        before: i64,
         limit: i64,
-    ) -> Result<Vec<String>, StoreError>;
+    ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError>;
     /// The sequence number of the trail's latest `CreateAccessKey` naming `access_key_id`, by
     /// the event's hashed body.
     async fn access_key_created_per_trail(

@@ -108,15 +108,32 @@ pub trait KeyStore: Send + Sync {
         arn: &str,
         created_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// The bodies of the trail's latest `InvocationsLeased` events (at most `limit`, newest
-    /// first) of the material `material_id`.
+    /// The trail's `InvocationsLeased` events of the material `material_id` before sequence
+    /// number `before`, newest first, at most `limit`: sequence number, body and seal.
     async fn leases_per_trail(
         &self,
         material_id: &str,
+        before: i64,
         limit: i64,
-    ) -> Result<Vec<String>, StoreError>;
+    ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError>;
     /// The highest generation the trail's events name for each of `rows` (rows it names
     /// nowhere are left out).
+    /// The generations above `above` the trail's index holds for `row`, with the sequence
+    /// number of the event that names each, highest first, at most `limit` (the index is not
+    /// hashed: each is read from its event before it permits anything).
+    async fn generation_events(
+        &self,
+        row: &str,
+        above: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError>;
+    /// Event `seq` of the audit trail and its seal, if it has one (checked by
+    /// `audit::sealed_event`): what a decision read from the trail reads before an event
+    /// permits anything.
+    async fn audit_event_sealed(
+        &self,
+        seq: i64,
+    ) -> Result<Option<(super::AuditRow, Option<Vec<u8>>)>, StoreError>;
     async fn generations_per_trail(
         &self,
         rows: &[String],
