@@ -412,7 +412,7 @@ impl Audit {
                 .map_err(|e| AuditError(e.to_string()))?;
             let chained = genuine
                 && (self.store)
-                    .event_in_trail(id, r.event.event_time)
+                    .event_in_trail(id, (r.event.event_time, r.event.event_time))
                     .await
                     .map_err(err)?;
             // The call's own event came late (after this sweep claimed its record): it removed

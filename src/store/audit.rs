@@ -72,14 +72,15 @@ macro_rules! audit_store {
             async fn event_in_trail(
                 &self,
                 event_id: Uuid,
-                event_time: DateTime<Utc>,
+                (from, to): (DateTime<Utc>, DateTime<Utc>),
             ) -> Result<bool, StoreError> {
                 // Through the index by time.
                 let found: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM audit_events WHERE event_time = $1 AND event_id = $2 LIMIT 1",
+                    "SELECT 1 FROM audit_events WHERE event_time >= $1 AND event_time <= $3 AND event_id = $2 LIMIT 1",
                 )
-                .bind(event_time)
+                .bind(from)
                 .bind(event_id)
+                .bind(to)
                 .maybe(&self.pool)
                 .await?;
                 Ok(found.is_some())

@@ -2233,10 +2233,18 @@ async fn audit_chain_head_events_and_checkpoints(s: &Backend) {
     assert_eq!(prev, head.1);
     // An event is found by its id and time, and only so.
     let (id, at) = (batch[1].event_id, batch[1].event_time);
-    assert!(s.event_in_trail(id, at).await.unwrap());
-    assert!(!s.event_in_trail(Uuid::new_v4(), at).await.unwrap());
+    assert!(s.event_in_trail(id, (at, at)).await.unwrap());
+    assert!(!s.event_in_trail(Uuid::new_v4(), (at, at)).await.unwrap());
     let later = at + chrono::Duration::microseconds(1);
-    assert!(!s.event_in_trail(id, later).await.unwrap());
+    assert!(!s.event_in_trail(id, (later, later)).await.unwrap());
+    // Within the second its body names.
+    let second = chrono::Timelike::with_nanosecond(&at, 0).unwrap();
+    let end = second + chrono::Duration::microseconds(999_999);
+    assert!(s.event_in_trail(id, (second, end)).await.unwrap());
+    assert!(!s
+        .event_in_trail(id, (later, end + chrono::Duration::seconds(1)))
+        .await
+        .unwrap());
     assert_eq!(
         s.audit_events(1, 1)
             .await

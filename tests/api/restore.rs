@@ -76,6 +76,34 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
         )
     });
     carol.list_keys().send().await.unwrap();
+    // Dave's key was deleted once and imported again under the same id before the backup, so
+    // the backup's trail already ends the key with a DeleteAccessKey; the live trail's second
+    // deletion, after the backup, has the same name.
+    let (dave_arn, dave_id, dave_secret, _) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret(
+            ACCOUNT,
+            "dave",
+            Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#),
+        )
+    });
+    tokio::task::block_in_place(|| {
+        s.admin_ok(&["delete-access-key", "--access-key-id", &dave_id]);
+        let out = s.admin(
+            &[
+                "create-access-key",
+                "--user-arn",
+                &dave_arn,
+                "--access-key-id",
+                &dave_id,
+            ],
+            &[("KMS_IMPORT_SECRET_ACCESS_KEY", &dave_secret)],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
     let grant = c
         .create_grant()
         .key_id(&shared)
@@ -104,7 +132,8 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
     // Work goes on: a new key, a rotation, a deletion, a revoked grant, carol's access key
     // deactivated (it leaked, say).
     tokio::task::block_in_place(|| {
-        s.admin_ok(&["deactivate-access-key", "--access-key-id", &carol_id])
+        s.admin_ok(&["deactivate-access-key", "--access-key-id", &carol_id]);
+        s.admin_ok(&["delete-access-key", "--access-key-id", &dave_id]);
     });
     let later = new_key(&c).await;
     rotate_now(&c, &kept).await;
@@ -181,9 +210,17 @@ async fn a_restored_backup_decrypts_what_it_held_and_revives_nothing_ended_since
     ));
     assert!(
         said.contains(
-            "carried forward 1 key deletions, 1 grant ends and 1 access key deactivations or deletions"
+            "carried forward 1 key deletions, 1 grant ends and 2 access key deactivations or deletions"
         ),
         "{said}"
+    );
+    // Dave's key, imported again before the backup and deleted again after it, stays deleted
+    // (before, the restored trail's earlier DeleteAccessKey of the same name was taken for
+    // this one, nothing was carried, and the key signed again).
+    let rdave = client_at(&restored.endpoint, &dave_id, &dave_secret, REGION, None);
+    assert_eq!(
+        code(rdave.list_keys().send().await),
+        "UnrecognizedClientException"
     );
     // Carol's access key, Active in the backup, stays deactivated (before, it signed again).
     let rcarol = client_at(&restored.endpoint, &carol_id, &carol_secret, REGION, None);

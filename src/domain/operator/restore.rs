@@ -39,8 +39,11 @@ impl Operator {
         let signed_to = checkpoints.iter().map(|c| c.seq).max().unwrap_or(0);
         let (mut keys, mut grants) = (0, 0);
         // Per access key, the operator's last word on it in the live trail.
-        let mut access: std::collections::BTreeMap<String, (String, serde_json::Value)> =
-            Default::default();
+        #[allow(clippy::type_complexity)]
+        let mut access: std::collections::BTreeMap<
+            String,
+            (String, serde_json::Value, serde_json::Value),
+        > = Default::default();
         for l in links.iter().filter(|l| l.seq <= signed_to) {
             let Some(body) = &l.body else { continue };
             let v: serde_json::Value = serde_json::from_str(body)
@@ -54,7 +57,7 @@ impl Operator {
                     .pointer("/requestParameters/target")
                     .and_then(|t| t.as_str())
                 {
-                    access.insert(target.to_string(), (name.to_string(), from));
+                    access.insert(target.to_string(), (name.to_string(), from, v.clone()));
                 }
                 continue;
             }
@@ -66,10 +69,10 @@ impl Operator {
             };
             let event = match name {
                 "DeleteKey" if by_service => {
-                    if store
-                        .deleted_per_trail(arn, chrono::DateTime::<chrono::Utc>::UNIX_EPOCH)
-                        .await?
-                    {
+                    // This deletion, not any deletion of the ARN (a multi-Region replica
+                    // deleted, replicated again and deleted again; a backup that plants a
+                    // deletion dated 1970): carried unless the restored trail holds it.
+                    if in_restored_trail(store, &v).await? {
                         continue;
                     }
                     keys += 1;
@@ -113,12 +116,10 @@ impl Operator {
         // An access key deactivated or deleted after the backup: its Active row in the backup is
         // refused once the restored trail says so too (where it says nothing later already).
         let mut access_keys = 0;
-        for (target, (name, from)) in access {
-            if name == "ActivateAccessKey" {
-                continue;
-            }
-            let restored = self.store.access_key_per_trail(&target).await?;
-            if restored.is_some_and(|(n, _)| n == name) {
+        for (target, (name, from, event)) in access {
+            // This word, not one of the same name before it (the key deactivated, imported
+            // again and deactivated again): carried unless the restored trail holds it.
+            if name == "ActivateAccessKey" || in_restored_trail(store, &event).await? {
                 continue;
             }
             access_keys += 1;
@@ -140,6 +141,23 @@ impl Operator {
             signed_to,
         })
     }
+}
+
+/// Whether the restored trail holds the live trail's event `v` (its `eventID`, within the
+/// second its `eventTime` names): the backup was taken after it.
+async fn in_restored_trail(store: &dyn crate::store::Store, v: &serde_json::Value) -> Result<bool> {
+    let id = v["eventID"]
+        .as_str()
+        .and_then(|i| uuid::Uuid::parse_str(i).ok());
+    let time = v["eventTime"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let (Some(id), Some(time)) = (id, time) else {
+        return Ok(false);
+    };
+    let second = time.to_utc();
+    let within = (second, second + chrono::Duration::microseconds(999_999));
+    Ok(store.event_in_trail(id, within).await?)
 }
 
 /// The operator's words on an access key's status, as its events name them.

@@ -167,12 +167,13 @@ pub trait AuditStore: Send + Sync {
     /// Whether the change record `event_id` is still in `audit_outbox` (a call's event removes
     /// its record in the statement that chains it).
     async fn change_record_pending(&self, event_id: Uuid) -> Result<bool, StoreError>;
-    /// Whether the trail holds an event with this id and time (a change record's event, chained
-    /// already: the record, found again in the outbox, was put back).
+    /// Whether the trail holds an event with this id and a time within `within` (both ends
+    /// included): a change record's event, chained already (the record, found again in the
+    /// outbox, was put back), or a live trail's event already in a restored one.
     async fn event_in_trail(
         &self,
         event_id: Uuid,
-        event_time: DateTime<Utc>,
+        within: (DateTime<Utc>, DateTime<Utc>),
     ) -> Result<bool, StoreError>;
     /// The chain head: the last sequence number and its hash.
     async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError>;
