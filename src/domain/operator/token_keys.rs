@@ -242,7 +242,12 @@ impl Operator {
                 "MAC key v{version} is the current MAC key; rotate to a new one first (`kms hsm rotate-mac-key`)"
             );
         }
-        if version < 1 || !kms.hsm().mac_versions().contains(&(version as u32)) {
+        // The database's word first: a version it no longer records was forgotten by a run of
+        // this command that did not finish destroying it in every token of a pool (run again,
+        // it destroys what is left).
+        let recorded = self.store.mac_key_versions().await?.contains(&version);
+        let held = kms.hsm().mac_versions().contains(&(version as u32));
+        if version < 1 || version > current as i32 || !(recorded || held) {
             bail!("the token holds no MAC key v{version}");
         }
         if behind > 0 {
@@ -254,15 +259,19 @@ impl Operator {
         let detail = serde_json::json!({ "macKeyVersion": version });
         self.audit_key_command("DestroyMacKey", &label, &detail, true)
             .await?;
+        // Forgotten by the database before it is destroyed anywhere (as a root key is): a
+        // destruction that stops half-way (a token of the pool unreachable, the process gone)
+        // leaves a key no node loads or verifies with (`follow_mac_key`), never one the
+        // database still names after a token lost it.
+        self.store.forget_mac_key(version).await?;
         let h = kms.hsm().clone();
         let tokens = tokio::task::spawn_blocking(move || h.destroy_mac_key(version as u32))
             .await?
             .map_err(|e| {
                 anyhow!(
-                    "the token could not destroy MAC key v{version}: {e}; run the command again"
+                    "the token could not destroy MAC key v{version}: {e}; the database no longer names it; run the command again to destroy it where it is left"
                 )
             })?;
-        self.store.forget_mac_key(version).await?;
         self.audit_key_command("DestroyMacKey", &label, &detail, false)
             .await?;
         Ok(tokens)
