@@ -224,6 +224,10 @@ fn percent(done: i64, total: i64) -> f64 {
     }
 }
 
+/// Passes in a row that move nothing while the backlog stays before a re-wrap or re-MAC
+/// gives up on the rows left (200 ms apart).
+const STALLED_PASSES: u32 = 5;
+
 /// Re-wrap every blob still under an older root key, in batches, printing progress.
 async fn rewrap_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<()> {
     let backlog = |per_root: &[(i32, i64)]| current_and_backlog(per_root).1;
@@ -232,6 +236,7 @@ async fn rewrap_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<()> {
     eprintln!("kms hsm: {total} stored blobs to re-wrap under root key v{current}");
     let (mut mine, mut others) = (0usize, 0usize);
     let mut left = total;
+    let mut stalled = 0;
     while left > 0 {
         let r = kms
             .rewrap_batch(store, batch)
@@ -239,13 +244,27 @@ async fn rewrap_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<()> {
             .map_err(|e| anyhow!("re-wrapping stopped ({e}); run `kms hsm rewrap` to resume"))?;
         mine += r.rewrapped;
         others += r.elsewhere;
+        let before = left;
         left = backlog(&kms.root_key_status(store).await?);
+        // Passes that move nothing here and leave the backlog where it was: rows the listing
+        // names but no reader finds (a key material without its key, an access key without its
+        // principal: written in the database), not rows another process is moving.
+        stalled = if r.rewrapped == 0 && left >= before {
+            stalled + 1
+        } else {
+            0
+        };
+        if stalled >= STALLED_PASSES {
+            return Err(anyhow!(
+                "{left} stored blobs are left under an older root key and no process moves them: rows that belong to nothing the service reads (a key material without its key, an access key without its principal: written in the database?); review them before the older root key can be destroyed"
+            ));
+        }
         let done = (total - left).max(0);
         eprintln!(
             "kms hsm: re-wrapped {done} of {total} blobs ({:.0} %), {left} left",
             percent(done, total)
         );
-        if !r.moved() && left > 0 {
+        if (!r.moved() || stalled > 0) && left > 0 {
             if r.refused > 0 {
                 return Err(anyhow!(
                     "{left} stored blobs are left under an older root key: {} rows failed their integrity check (logged); review them before the older root key can be destroyed",
@@ -270,6 +289,7 @@ async fn remac_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<()> {
     eprintln!("kms hsm: {total} stored MACs to make again under MAC key v{current}");
     let (mut mine, mut others) = (0usize, 0usize);
     let mut left = total;
+    let mut stalled = 0;
     while left > 0 {
         let r = kms
             .remac_batch(store, batch)
@@ -277,13 +297,25 @@ async fn remac_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<()> {
             .map_err(|e| anyhow!("re-MACing stopped ({e}); run `kms hsm remac` to resume"))?;
         mine += r.remacced;
         others += r.elsewhere;
+        let before = left;
         left = kms.mac_key_status(store).await?.1;
+        // As for the re-wrap: rows listed that no reader finds (written in the database).
+        stalled = if r.remacced == 0 && left >= before {
+            stalled + 1
+        } else {
+            0
+        };
+        if stalled >= STALLED_PASSES {
+            return Err(anyhow!(
+                "{left} stored MACs are left under an older MAC key and no process moves them: rows that belong to nothing the service reads (a key material without its key, an access key without its principal: written in the database?); review them before the older MAC key can be destroyed"
+            ));
+        }
         let done = (total - left).max(0);
         eprintln!(
             "kms hsm: made {done} of {total} MACs again ({:.0} %), {left} left",
             percent(done, total)
         );
-        if !r.moved() && left > 0 {
+        if (!r.moved() || stalled > 0) && left > 0 {
             if r.refused > 0 {
                 return Err(anyhow!(
                     "{left} stored MACs are left under an older MAC key: {} rows failed their integrity check (logged); review them before the older MAC key can be destroyed",

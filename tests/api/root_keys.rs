@@ -418,3 +418,65 @@ async fn material_relabelled_with_sql_keeps_its_root_key_from_being_destroyed() 
             .unwrap();
     }
 }
+
+/// The attack: a material row whose key is gone (the foreign key dropped, the row copied under
+/// a key id that names no key) is listed under the older root key for ever, and no reader
+/// finds it. `kms hsm rewrap` counted it as moved by another process on every pass and looped
+/// without end (and the older root key could never be destroyed). Now passes that move
+/// nothing while the backlog stays end the command with what is left, named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_material_row_without_its_key_ends_the_rewrap_instead_of_holding_it() {
+    if skip_on_sqlite("drops a Postgres foreign key") {
+        return;
+    }
+    let mut s = Server::start().await;
+    let c = s.client();
+    for _ in 0..4 {
+        new_key(&c).await;
+    }
+    s.stop();
+    rotation_killed_mid_way(&s, "1");
+    s.db.execute("ALTER TABLE key_materials DROP CONSTRAINT key_materials_key_id_fkey")
+        .await;
+    s.db.execute(
+        "CREATE TABLE orphan AS SELECT * FROM key_materials WHERE root_version = 1 LIMIT 1",
+    )
+    .await;
+    s.db.execute("UPDATE orphan SET key_id = gen_random_uuid()")
+        .await;
+    s.db.execute("INSERT INTO key_materials SELECT * FROM orphan")
+        .await;
+    let started = std::time::Instant::now();
+    let out = tokio::task::block_in_place(|| {
+        let mut cmd = std::process::Command::new(kms_bin());
+        kms_env(&mut cmd, &s.token, &s.db);
+        let mut child = cmd
+            .args(["hsm", "rewrap", "--batch", "50"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        for _ in 0..300 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+        }
+        child.wait_with_output().unwrap()
+    });
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(29),
+        "kms hsm rewrap did not end"
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains("1 stored blobs are left under an older root key and no process moves them"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(blobs_under(&s, 1).await, 1, "the real blobs moved");
+}
