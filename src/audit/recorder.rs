@@ -157,8 +157,16 @@ impl Audit {
         let (head, _) = self.store.audit_head().await?;
         let top = before.min(head.saturating_add(1));
         let read = |range, want| self.store.lookup_events(account_id, filter, range, want);
+        // With no filter every row the account's indexes walk is one of the page: one query.
+        let unfiltered = filter.event_name.is_none()
+            && filter.key_arn.is_none()
+            && filter.text.is_none()
+            && !filter.errors_only
+            && filter.from.is_none()
+            && filter.to.is_none();
+        let window = if unfiltered { i64::MAX } else { LOOKUP_WINDOW };
         let (rows, next) =
-            read_windows((down_to, top), limit, (LOOKUP_WINDOW, LOOKUP_BUDGET), read).await?;
+            read_windows((down_to, top), limit, (window, LOOKUP_BUDGET), read).await?;
         let rows = rows
             .into_iter()
             .map(|r| {
@@ -330,8 +338,13 @@ impl Audit {
             let result = match (result, &head) {
                 (Ok(()), Some((last, _))) => {
                     let first = last - events.len() as i64 + 1;
-                    (seal_chained(self.store.as_ref(), &self.hsm, first, &events).await)
-                        .map_err(|e| e.to_string())
+                    let sealing = seal_chained(self.store.as_ref(), &self.hsm, first, &events);
+                    match tokio::time::timeout(self.append_timeout, sealing).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(_) => {
+                            Err("the database did not store the events' seals in time".into())
+                        }
+                    }
                 }
                 (r, _) => r,
             };
@@ -536,11 +549,20 @@ async fn append(
     }
     // After a head this node did not know: it must still follow what this node knows.
     still_holds(store, known.as_ref()).await?;
-    *head = Some(
-        store
-            .append_audit_serialized(events, settles, &chain_hash)
-            .await?,
-    );
+    let (last, hash) = store
+        .append_audit_serialized(events, settles, &chain_hash)
+        .await?;
+    // And go on after it: a head moved back below what this node knows (the head's row
+    // rewritten) would chain these events below an event of this node's, and their seals
+    // would rank an older event of its above them.
+    let first = last - events.len() as i64 + 1;
+    if let Some((seq, _)) = known.as_ref().filter(|(seq, _)| first <= *seq) {
+        tracing::error!(seq, first, "the audit trail's head in the database moved back below an event this node wrote or anchored; the events just chained are not sealed and the calls they record are refused");
+        return Err(StoreError::Other(format!(
+            "the audit trail's head moved back below event {seq} in the database"
+        )));
+    }
+    *head = Some((last, hash));
     Ok(moved)
 }
 

@@ -3,16 +3,19 @@
 //! The chain's hashes are not keyed: anyone who can write to the database can append an event
 //! that hashes as chained after the head (`kms_audit_append` does it in one statement). The
 //! checkpoints sign whatever head they find, and `kms audit verify` checks links, not authors.
-//! So every event that can decide something (every event but a read-only call's: a
-//! `CreateAccessKey`, an `ActivateAccessKey`, a `SealCoverage`, a change's generations) is
-//! sealed once it is chained: signed in the token with the audit key over its sequence number
-//! and a digest of its body, and the signature stored beside it (`audit_events.seal`). A
+//! So every event a decision reads (an access key's creation, activation, deactivation or
+//! deletion, a principal's deletion, a role's trust replaced, a material's leases, a change's
+//! row generations: [`is_sealed_kind`]) is sealed once it is chained: signed in the token
+//! with the audit key over its sequence number and a digest of its body, and the signature
+//! stored beside it (`audit_events.seal`). A
 //! decision that an event *permits* (a key used again after its deactivation, a row offered as
 //! from before sealing) takes the event only with its seal; an event that *restricts* counts
 //! either way (a database writer who forges one only refuses what it could delete anyway).
 //!
 //! A seal binds the sequence number: a genuine event copied to the end of the trail (after a
-//! later deactivation) does not verify there. It is written after the append, before any call
+//! later deactivation) does not verify there. A permit must also come after the end it lifts
+//! in time (`domain::credentials`): an event the service sealed where the database put the
+//! head (moved ahead, then back) keeps the time it was made. It is written after the append, before any call
 //! the batch records is answered; an event chained but never sealed (the node died between)
 //! permits nothing.
 
@@ -28,10 +31,26 @@ fn seal_message(seq: i64, body: &str) -> Vec<u8> {
     m
 }
 
-/// Whether an event is sealed once chained: every event but a read-only API call's (the bulk
-/// of the trail, which decides nothing).
+/// The events a decision reads from the trail by name (besides those naming row
+/// generations): what permits (an access key's creation or activation, a material's leases),
+/// what ends (an access key's deactivation or deletion, a principal's deletion, a role's
+/// trust replaced), and coverage.
+const SEALED_NAMES: &[&str] = &[
+    "CreateAccessKey",
+    "ActivateAccessKey",
+    "DeactivateAccessKey",
+    "DeleteAccessKey",
+    "DeletePrincipal",
+    "CreateRole",
+    "InvocationsLeased",
+    "SealCoverage",
+];
+
+/// Whether an event is sealed once chained: one a decision reads (by its name, or the row
+/// generations it names). Not the bulk of the trail (cryptographic and read-only calls, the
+/// intents of changes, failed calls), which decides nothing.
 pub fn is_sealed_kind(event: &NewAuditEvent) -> bool {
-    changes_state(&event.event_name)
+    !event.generations.is_empty() || SEALED_NAMES.contains(&event.event_name.as_str())
 }
 
 /// Seal the events of a batch chained at `first`, `first + 1`, … (those [`is_sealed_kind`]
@@ -42,17 +61,23 @@ pub(crate) async fn seal_chained(
     first: i64,
     events: &[NewAuditEvent],
 ) -> Result<(), AuditError> {
-    let mut seals = Vec::new();
-    for (seq, e) in (first..).zip(events) {
-        if is_sealed_kind(e) {
-            seals.push((
-                seq,
-                audit_signature(hsm, &seal_message(seq, &e.body)).await?,
-            ));
-        }
-    }
-    if seals.is_empty() {
+    let sealed: Vec<(i64, &NewAuditEvent)> = (first..)
+        .zip(events)
+        .filter(|(_, e)| is_sealed_kind(e))
+        .collect();
+    if sealed.is_empty() {
         return Ok(());
+    }
+    // Signed at once (each on a session of its own), then stored.
+    let messages: Vec<Vec<u8>> = sealed
+        .iter()
+        .map(|(seq, e)| seal_message(*seq, &e.body))
+        .collect();
+    let signing = messages.iter().map(|m| audit_signature(hsm, m));
+    let signed = futures_util::future::join_all(signing).await;
+    let mut seals = Vec::with_capacity(signed.len());
+    for ((seq, _), seal) in sealed.iter().zip(signed) {
+        seals.push((*seq, seal?));
     }
     store
         .seal_audit_events(&seals)

@@ -249,7 +249,7 @@ async fn rewrap_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<()> {
         // Passes that move nothing here and leave the backlog where it was: rows the listing
         // names but no reader finds (a key material without its key, an access key without its
         // principal: written in the database), not rows another process is moving.
-        stalled = if r.rewrapped == 0 && left >= before {
+        stalled = if r.rewrapped == 0 && r.elsewhere > 0 && left >= before {
             stalled + 1
         } else {
             0
@@ -300,7 +300,8 @@ async fn remac_all(kms: &Kms, store: &dyn Store, batch: i64) -> Result<()> {
         let before = left;
         left = kms.mac_key_status(store).await?.1;
         // As for the re-wrap: rows listed that no reader finds (written in the database).
-        stalled = if r.remacced == 0 && left >= before {
+        // (Change records the trail has still to take are counted, never listed: waited for.)
+        stalled = if r.remacced == 0 && r.elsewhere > 0 && left >= before {
             stalled + 1
         } else {
             0

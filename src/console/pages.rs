@@ -143,6 +143,23 @@ impl KeyFilter {
             }
     }
 
+    /// Whether any filter is set (the inventory then reads up to its scan's worth of keys).
+    pub fn filters(&self) -> bool {
+        [
+            &self.text,
+            &self.state,
+            &self.spec,
+            &self.usage,
+            &self.origin,
+            &self.rotation,
+            &self.period,
+            &self.store,
+            &self.tag,
+        ]
+        .iter()
+        .any(|f| !f.is_empty())
+    }
+
     /// Whether the filter needs the key's tags.
     pub fn by_tag(&self) -> bool {
         !self.tag.is_empty()

@@ -308,23 +308,22 @@ impl Credentials {
             // creation (the same id imported again) after its end, a creation after its
             // principal's deletion. An event without the service's seal permits nothing: a
             // database writer appends one that hashes as chained.
-            let after = ended.unwrap_or(i64::MAX).min(deleted.unwrap_or(i64::MAX));
-            let permits = (self.ids)
-                .access_key_permits_after(access_key_id, after, 16)
-                .await?;
-            let (mut reopened, mut recreated) = (ended.is_none(), deleted.is_none());
-            for (name, seq) in permits {
-                let reopens = !reopened && ended.is_some_and(|e| seq > e);
-                let recreates =
-                    !recreated && name == "CreateAccessKey" && deleted.is_some_and(|d| seq > d);
-                if !(reopens || recreates) || !self.permit_sealed(seq, &name, access_key_id).await?
+            let public_key = crate::audit::public_key_der(&self.hsm)
+                .await
+                .map_err(|e| KmsError::Internal(e.to_string()))?;
+            let principal = rec.principal_arn.as_str();
+            let mut reopened = ended.is_none();
+            if let Some(end) = ended {
+                let end = self.end_time(end).await?;
+                for (name, seq) in (self.ids)
+                    .access_key_permits_after(access_key_id, end.0, 16)
+                    .await?
                 {
-                    continue;
-                }
-                reopened |= reopens;
-                recreated |= recreates;
-                if reopened && recreated {
-                    break;
+                    let word = (seq, name.as_str(), access_key_id, principal);
+                    if self.permit_sealed(&public_key, word, end).await? {
+                        reopened = true;
+                        break;
+                    }
                 }
             }
             if !reopened {
@@ -334,6 +333,15 @@ impl Credentials {
                     "the audit trail records this access key's deactivation or deletion, and no sealed activation or creation after it, but its row says Active (put back in the database?); refusing it"
                 );
                 return Err(CredentialError::Unrecognized);
+            }
+            let mut recreated = deleted.is_none();
+            if let Some(gone) = deleted {
+                let gone = self.end_time(gone).await?;
+                let created = self.ids.access_key_created_per_trail(access_key_id).await?;
+                if let Some(seq) = created.filter(|c| *c > gone.0) {
+                    let word = (seq, "CreateAccessKey", access_key_id, principal);
+                    recreated = self.permit_sealed(&public_key, word, gone).await?;
+                }
             }
             if !recreated {
                 tracing::error!(
@@ -357,27 +365,49 @@ impl Credentials {
         }))
     }
 
-    /// Whether event `seq` is the service's sealed `name` (`ActivateAccessKey` or
-    /// `CreateAccessKey`) of access key `access_key_id`.
-    async fn permit_sealed(
+    /// Event `seq` (one that ends something) with the time its body names: a permit must
+    /// come after it in the trail *and* in time. A sealed event of the service's moved up the
+    /// trail (the head's row rewritten so that it chained above events it came before) still
+    /// carries its own time.
+    async fn end_time(
         &self,
         seq: i64,
-        name: &str,
-        access_key_id: &str,
+    ) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>), CredentialError> {
+        let row = self.trail.audit_event_sealed(seq).await?;
+        Ok((seq, row.and_then(|(r, _)| body_time(&r.body))))
+    }
+
+    /// Whether `word` (sequence number, name, access key id, principal ARN) is the service's
+    /// sealed `ActivateAccessKey` or `CreateAccessKey` of that key (a creation for that
+    /// principal), successful, after `end` (a sequence number, and the time of a sealed end).
+    async fn permit_sealed(
+        &self,
+        public_key: &[u8],
+        (seq, name, access_key_id, principal): (i64, &str, &str, &str),
+        end: (i64, Option<chrono::DateTime<chrono::Utc>>),
     ) -> Result<bool, CredentialError> {
-        let public_key = crate::audit::public_key_der(&self.hsm)
-            .await
-            .map_err(|e| KmsError::Internal(e.to_string()))?;
-        let Some(row) = crate::audit::sealed_event(self.trail.as_ref(), &public_key, seq).await?
+        if seq <= end.0 {
+            return Ok(false);
+        }
+        let Some(row) = crate::audit::sealed_event(self.trail.as_ref(), public_key, seq).await?
         else {
             return Ok(false);
         };
         let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or_default();
-        let named = match name {
-            "CreateAccessKey" => body.pointer("/requestParameters/details/access_key_id"),
-            _ => body.pointer("/requestParameters/target"),
+        let text = |p: &str| body.pointer(p).and_then(|v| v.as_str());
+        let names_key = match name {
+            "CreateAccessKey" => {
+                text("/requestParameters/details/access_key_id") == Some(access_key_id)
+                    && text("/requestParameters/target") == Some(principal)
+            }
+            _ => text("/requestParameters/target") == Some(access_key_id),
         };
-        Ok(body["eventName"] == name && named.and_then(|v| v.as_str()) == Some(access_key_id))
+        let in_time = match (end.1, body_time(&row.body)) {
+            (None, _) => true,
+            (Some(ended), Some(at)) => at >= ended,
+            (Some(_), None) => false,
+        };
+        Ok(body["eventName"] == name && body.get("errorCode").is_none() && names_key && in_time)
     }
 
     /// The SigV4 key derivation: the first HMAC (over the date) in the token, the rest here.
@@ -423,13 +453,13 @@ impl Credentials {
         // And from the hashed bodies of the events that end the role's sessions: the
         // generations index beside the trail is not hashed, and a database writer deletes its
         // entries without breaking the chain.
-        // Newest first, down to the newest the service sealed (each end moves the role's
-        // generation on, so the service's latest holds its highest): a database writer's events
-        // in front of it only ever end more.
+        // Newest first, down to the sixteen newest the service sealed (ends by several
+        // operators may reach the trail out of order): a database writer's events in front of
+        // them only ever end more.
         let public_key = crate::audit::public_key_der(&self.hsm)
             .await
             .map_err(|e| KmsError::Internal(e.to_string()))?;
-        let mut before = i64::MAX;
+        let (mut before, mut sealed) = (i64::MAX, 0usize);
         'pages: loop {
             let page = (self.ids)
                 .principal_changes_per_trail(&rec.role_arn, before, 16)
@@ -444,7 +474,10 @@ impl Credentials {
                         .filter(|(row, _)| *row == sessions),
                 );
                 if seal.is_some_and(|s| crate::audit::seal_verifies(&public_key, seq, &body, &s)) {
-                    break 'pages;
+                    sealed += 1;
+                    if sealed >= 16 {
+                        break 'pages;
+                    }
                 }
             }
             if last_page {
@@ -655,6 +688,13 @@ impl Credentials {
         );
         Ok((id, secret))
     }
+}
+
+/// The time an event's body names (`eventTime`, to the second).
+fn body_time(body: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let t = chrono::DateTime::parse_from_rfc3339(v["eventTime"].as_str()?).ok()?;
+    Some(t.to_utc())
 }
 
 #[cfg(test)]

@@ -313,7 +313,11 @@ fn named_elsewhere(doc: &PolicyDocument, account_id: &str) -> Vec<AccessEntry> {
     use crate::policy::document::Principals;
     let mut out: Vec<AccessEntry> = Vec::new();
     for (i, st) in doc.statements.iter().enumerate() {
-        if st.effect != Effect::Allow {
+        // An inert statement (no Action, or no Resource: taken, with no effect) grants nothing.
+        if st.effect != Effect::Allow
+            || (st.action.is_empty() && !st.not_action)
+            || (st.resource.is_empty() && !st.not_resource)
+        {
             continue;
         }
         let named: Vec<String> = match &st.principal {

@@ -253,11 +253,13 @@ impl Kms {
         ctx: &Context,
         dry_run: bool,
     ) -> Result<DataKeyOutput> {
-        let access = Access::to(
-            action,
-            &[Check::Enabled, Check::Symmetric("GenerateDataKey")],
-        )
-        .context(ctx);
+        // The key-usage error names the operation called, as AWS's does.
+        let op = match action {
+            "kms:GenerateDataKeyWithoutPlaintext" => "GenerateDataKeyWithoutPlaintext",
+            _ => "GenerateDataKey",
+        };
+        let checks = [Check::Enabled, Check::Symmetric(op)];
+        let access = Access::to(action, &checks).context(ctx);
         let rec = self.key_for(caller, key_id, access).await?;
         if dry_run {
             return Err(KmsError::DryRun);

@@ -4771,3 +4771,77 @@ async fn events_appended_with_sql_permit_nothing() {
     );
     assert_eq!(code(r), "KeyUnavailableException");
 }
+
+/// The attack: the head's row rewritten (its sequence number moved a million ahead) while the
+/// operator activates an access key, so that the service chains and seals its own
+/// `ActivateAccessKey` far above its place; the head set back; later the key is deactivated
+/// (chained at its true place, below the activation) and its Active row put back. The sealed
+/// activation stood after the deactivation in the trail, and the key signed again. Now a
+/// permit must also come after the end in time, which a sealed event keeps wherever it is
+/// chained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_activation_moved_up_the_trail_permits_nothing() {
+    let mut s = Server::start().await;
+    let (_, id, secret, _) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret(
+            ACCOUNT,
+            "frida",
+            Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#),
+        )
+    });
+    s.db.execute(&format!(
+        "CREATE TABLE saved_key AS SELECT * FROM access_keys WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    s.stop();
+    tokio::task::block_in_place(|| s.admin_ok(&["deactivate-access-key", "--access-key-id", &id]));
+    let head = s.db.int("SELECT seq FROM audit_head WHERE id = 1").await;
+    s.db.execute(&format!(
+        "UPDATE audit_head SET seq = {} WHERE id = 1",
+        head + 1_000_000
+    ))
+    .await;
+    tokio::task::block_in_place(|| s.admin_ok(&["activate-access-key", "--access-key-id", &id]));
+    let parked =
+        s.db.int("SELECT max(seq) FROM audit_events WHERE event_name = 'ActivateAccessKey'")
+            .await;
+    assert!(
+        parked > head + 1_000_000,
+        "the activation is chained far ahead"
+    );
+    // The head set back (to the last event at its true place), a second later a deactivation.
+    let hash = format!(
+        "SELECT {} FROM audit_events WHERE seq = {head}",
+        s.db.hex("hash")
+    );
+    let hash = s.db.strings(&hash).await[0].clone();
+    s.db.execute(&format!(
+        "UPDATE audit_head SET seq = {head}, hash = {} WHERE id = 1",
+        s.db.bytes(&hex::decode(hash).unwrap())
+    ))
+    .await;
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    tokio::task::block_in_place(|| s.admin_ok(&["deactivate-access-key", "--access-key-id", &id]));
+    let ended =
+        s.db.int("SELECT max(seq) FROM audit_events WHERE event_name = 'DeactivateAccessKey'")
+            .await;
+    assert!(
+        ended < parked,
+        "the deactivation is below the activation in the trail"
+    );
+    s.db.execute(&format!(
+        "UPDATE access_keys SET status = (SELECT status FROM saved_key), mac = (SELECT mac FROM saved_key) WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    tokio::task::block_in_place(|| s.spawn());
+    assert_eq!(
+        code(
+            s.client_with(&id, &secret, REGION, None)
+                .list_keys()
+                .send()
+                .await
+        ),
+        "UnrecognizedClientException",
+        "the sealed activation moved up the trail let the key sign again"
+    );
+}

@@ -340,6 +340,19 @@ async fn error_texts_are_those_aws_answers() {
             .await,
     );
     assert_eq!(m, "2 validation errors detected: Value at 'message' failed to satisfy constraint: Member must have length less than or equal to 4096; Value 'java.nio.HeapByteBuffer[pos=0 lim=6145 cap=6145]' at 'mac' failed to satisfy constraint: Member must have length less than or equal to 6144");
+    // A key of the wrong usage: the error names the operation called.
+    let (c_, m) = message(
+        c.generate_data_key_without_plaintext()
+            .key_id(hmac.key_id())
+            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+            .send()
+            .await,
+    );
+    assert_eq!(c_, "InvalidKeyUsageException");
+    assert!(
+        m.ends_with("key usage is GENERATE_VERIFY_MAC which is not valid for GenerateDataKeyWithoutPlaintext."),
+        "{m}"
+    );
     let answer = |r: (String, String)| r;
     // Unknown KeySpec and KeyUsage: AWS's lists in AWS's order (recorded before SM2, ML-DSA,
     // Ed25519 and KEY_AGREEMENT were added, which come last).
