@@ -453,7 +453,14 @@ pub async fn handle(
                 };
                 listed
             } else {
-                rows.await
+                // Unfiltered, it still reads past keys the principal may not describe: within
+                // the call's deadline.
+                match tokio::time::timeout(api.request_timeout, rows).await {
+                    Ok(listed) => listed,
+                    Err(_) => {
+                        return page(StatusCode::SERVICE_UNAVAILABLE, pages::throttled(Some(&s)))
+                    }
+                }
             };
             let (listed, error) = match listed {
                 Ok(l) => (Some(l), None),

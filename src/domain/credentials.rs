@@ -314,7 +314,9 @@ impl Credentials {
             let principal = rec.principal_arn.as_str();
             let mut reopened = ended.is_none();
             if let Some(end) = ended {
-                let end = self.end_time(end).await?;
+                let end = self
+                    .end_bound(&public_key, end, Ends::Key(access_key_id))
+                    .await?;
                 for (name, seq) in (self.ids)
                     .access_key_permits_after(access_key_id, end.0, 16)
                     .await?
@@ -336,7 +338,9 @@ impl Credentials {
             }
             let mut recreated = deleted.is_none();
             if let Some(gone) = deleted {
-                let gone = self.end_time(gone).await?;
+                let gone = self
+                    .end_bound(&public_key, gone, Ends::Principal(principal))
+                    .await?;
                 let created = self.ids.access_key_created_per_trail(access_key_id).await?;
                 if let Some(seq) = created.filter(|c| *c > gone.0) {
                     let word = (seq, "CreateAccessKey", access_key_id, principal);
@@ -365,16 +369,47 @@ impl Credentials {
         }))
     }
 
-    /// Event `seq` (one that ends something) with the time its body names: a permit must
-    /// come after it in the trail *and* in time. A sealed event of the service's moved up the
-    /// trail (the head's row rewritten so that it chained above events it came before) still
-    /// carries its own time.
-    async fn end_time(
+    /// What a permit must come after: the latest end (`latest`, by place in the trail) and the
+    /// latest time any end's body names, read back to the sixteen newest sealed ends. A sealed
+    /// event of the service's moved up the trail (the head's row rewritten, so that it chained
+    /// above events it came before) keeps the time it was made, and an end chained below it
+    /// since still bounds it by time. An end whose time does not read bounds everything
+    /// (`None`: nothing permits). A database writer's ends only ever end more.
+    async fn end_bound(
         &self,
-        seq: i64,
+        public_key: &[u8],
+        latest: i64,
+        ends: Ends<'_>,
     ) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>), CredentialError> {
-        let row = self.trail.audit_event_sealed(seq).await?;
-        Ok((seq, row.and_then(|(r, _)| body_time(&r.body))))
+        let (mut before, mut sealed) = (i64::MAX, 0usize);
+        let mut time = Some(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        loop {
+            let page = match ends {
+                Ends::Key(id) => self.ids.access_key_ends_per_trail(id, before, 64).await?,
+                Ends::Principal(arn) => {
+                    (self.ids)
+                        .principal_deletions_per_trail(arn, before, 64)
+                        .await?
+                }
+            };
+            let last_page = page.len() < 64;
+            for (seq, body, seal) in page {
+                before = seq;
+                time = match (time, body_time(&body)) {
+                    (Some(t), Some(at)) => Some(t.max(at)),
+                    _ => None,
+                };
+                let genuine =
+                    seal.is_some_and(|s| crate::audit::seal_verifies(public_key, seq, &body, &s));
+                sealed += usize::from(genuine);
+            }
+            if sealed >= 16 || last_page {
+                return Ok((
+                    latest,
+                    time.or(Some(chrono::DateTime::<chrono::Utc>::MAX_UTC)),
+                ));
+            }
+        }
     }
 
     /// Whether `word` (sequence number, name, access key id, principal ARN) is the service's
@@ -403,9 +438,8 @@ impl Credentials {
             _ => text("/requestParameters/target") == Some(access_key_id),
         };
         let in_time = match (end.1, body_time(&row.body)) {
-            (None, _) => true,
             (Some(ended), Some(at)) => at >= ended,
-            (Some(_), None) => false,
+            _ => false,
         };
         Ok(body["eventName"] == name && body.get("errorCode").is_none() && names_key && in_time)
     }
@@ -688,6 +722,14 @@ impl Credentials {
         );
         Ok((id, secret))
     }
+}
+
+/// Whose ends [`Credentials::end_bound`] reads: an access key's (deactivated, deleted), or a
+/// principal's (deleted).
+#[derive(Clone, Copy)]
+enum Ends<'a> {
+    Key(&'a str),
+    Principal(&'a str),
 }
 
 /// The time an event's body names (`eventTime`, to the second).

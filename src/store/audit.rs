@@ -225,16 +225,18 @@ macro_rules! audit_store {
             }
 
             async fn seal_audit_events(&self, seals: &[(i64, Vec<u8>)]) -> Result<(), StoreError> {
-                // Only an event without a seal takes one: a seal is never replaced.
+                // Only an event without a seal takes one: a seal is never replaced. A batch's
+                // seals in one transaction (one commit, one fsync on SQLite).
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
                 for (seq, seal) in seals {
                     sqlx::query("UPDATE audit_events SET seal = $2 WHERE seq = $1 AND seal IS NULL")
                         .bind(seq)
                         .bind(seal)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await
                         .map_err(map_err)?;
                 }
-                Ok(())
+                tx.commit().await.map_err(map_err)
             }
 
             async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {

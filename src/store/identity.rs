@@ -80,6 +80,40 @@ macro_rules! identity_store {
                 sqlx::query_scalar(&q).bind(access_key_id).maybe(&self.pool).await
             }
 
+            async fn access_key_ends_per_trail(
+                &self,
+                access_key_id: &str,
+                before: i64,
+                limit: i64,
+            ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError> {
+                // Through the same index as `access_key_per_trail` (its predicate as it has it).
+                const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
+                let q = format!(
+                    "SELECT seq, body, seal FROM audit_events WHERE {BODY_EVENT_NAME} {NAMES} \
+                       AND {} = $1 AND {BODY_EVENT_NAME} IN ('DeactivateAccessKey', 'DeleteAccessKey') \
+                       AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                    when_named(NAMES, REQUEST_TARGET)
+                );
+                let rows = sqlx::query(&q)
+                    .bind(access_key_id)
+                    .bind(before)
+                    .bind(limit)
+                    .all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((cell(r, "seq")?, cell(r, "body")?, cell(r, "seal")?)))
+                    .collect()
+            }
+
+            async fn principal_deletions_per_trail(
+                &self,
+                arn: &str,
+                before: i64,
+                limit: i64,
+            ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError> {
+                self.decided_events("= 'DeletePrincipal'", arn, before, limit).await
+            }
+
             async fn access_key_permits_after(
                 &self,
                 access_key_id: &str,

@@ -4777,8 +4777,9 @@ async fn events_appended_with_sql_permit_nothing() {
 /// `ActivateAccessKey` far above its place; the head set back; later the key is deactivated
 /// (chained at its true place, below the activation) and its Active row put back. The sealed
 /// activation stood after the deactivation in the trail, and the key signed again. Now a
-/// permit must also come after the end in time, which a sealed event keeps wherever it is
-/// chained.
+/// permit must also come after the ends in time, which a sealed event keeps wherever it is
+/// chained: not before the latest time any end names (a deactivation of the writer's own
+/// with no time at all, appended last, lets nothing through).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_activation_moved_up_the_trail_permits_nothing() {
     let mut s = Server::start().await;
@@ -4829,6 +4830,12 @@ async fn a_sealed_activation_moved_up_the_trail_permits_nothing() {
         ended < parked,
         "the deactivation is below the activation in the trail"
     );
+    // And a deactivation of the writer's own after it, with no time to compare: the latest
+    // end by place. (With the time bound taken from that end alone, the check was off.)
+    let mut timeless = latest_event(&s, "DeactivateAccessKey").await;
+    timeless.as_object_mut().unwrap().remove("eventTime");
+    timeless["eventID"] = uuid::Uuid::new_v4().to_string().into();
+    append_with_sql(&s, &timeless).await;
     s.db.execute(&format!(
         "UPDATE access_keys SET status = (SELECT status FROM saved_key), mac = (SELECT mac FROM saved_key) WHERE access_key_id = '{id}'"
     ))

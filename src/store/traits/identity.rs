@@ -19,6 +19,23 @@ pub trait IdentityStore: Send + Sync {
         &self,
         access_key_id: &str,
     ) -> Result<Option<i64>, StoreError>;
+    /// The trail's `DeactivateAccessKey` and `DeleteAccessKey` events of the key before
+    /// sequence number `before`, newest first, at most `limit` (by their hashed bodies):
+    /// sequence number, body and seal.
+    async fn access_key_ends_per_trail(
+        &self,
+        access_key_id: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError>;
+    /// The trail's `DeletePrincipal` events of `arn` before sequence number `before`, newest
+    /// first, at most `limit` (by their hashed bodies): sequence number, body and seal.
+    async fn principal_deletions_per_trail(
+        &self,
+        arn: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError>;
     /// The trail's `ActivateAccessKey` and `CreateAccessKey` events of the key after sequence
     /// number `after` (by their hashed bodies): name and sequence number, newest first, at
     /// most `limit`.
