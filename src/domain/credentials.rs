@@ -102,6 +102,9 @@ pub struct Credentials {
     /// Access key ids recently found unknown (or inactive, or refused), and when: answered
     /// without a query for `NEGATIVE_TTL`, or until any identity changes (NOTIFY).
     unknown: Mutex<LruCache<String, std::time::Instant>>,
+    /// The audit public key (SubjectPublicKeyInfo DER), read from the token once: the trail's
+    /// seals verify with it ([`Credentials::audit_public_key`]).
+    audit_public_key: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 /// How long an unknown access key id is answered from memory.
@@ -196,7 +199,19 @@ impl Credentials {
             trail,
             cache: Mutex::new(super::cache::Cache::new(super::nz(cache_size), max_age)),
             unknown: Mutex::new(LruCache::new(super::nz(cache_size.max(1024)))),
+            audit_public_key: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The audit public key (SubjectPublicKeyInfo DER) the trail's seals and checkpoints
+    /// verify with, read from the token once.
+    pub(crate) async fn audit_public_key(&self) -> Result<Vec<u8>, KmsError> {
+        let key = self
+            .audit_public_key
+            .get_or_try_init(|| crate::audit::public_key_der(&self.hsm))
+            .await
+            .map_err(|e| KmsError::Internal(e.to_string()))?;
+        Ok(key.clone())
     }
 
     /// Forget every cached signing key (an access key was deactivated or deleted) and every
@@ -308,9 +323,7 @@ impl Credentials {
             // creation (the same id imported again) after its end, a creation after its
             // principal's deletion. An event without the service's seal permits nothing: a
             // database writer appends one that hashes as chained.
-            let public_key = crate::audit::public_key_der(&self.hsm)
-                .await
-                .map_err(|e| KmsError::Internal(e.to_string()))?;
+            let public_key = self.audit_public_key().await?;
             let principal = rec.principal_arn.as_str();
             let mut reopened = ended.is_none();
             if let Some(end) = ended {
@@ -490,9 +503,7 @@ impl Credentials {
         // Newest first, down to the sixteen newest the service sealed (ends by several
         // operators may reach the trail out of order): a database writer's events in front of
         // them only ever end more.
-        let public_key = crate::audit::public_key_der(&self.hsm)
-            .await
-            .map_err(|e| KmsError::Internal(e.to_string()))?;
+        let public_key = self.audit_public_key().await?;
         let (mut before, mut sealed) = (i64::MAX, 0usize);
         'pages: loop {
             let page = (self.ids)

@@ -396,9 +396,6 @@ pub struct Kms {
     /// The deployment's own account (`account_id`, its operators'): the only one whose
     /// principals may see the operator view of every node and tenant.
     operator_account: std::sync::OnceLock<String>,
-    /// The audit public key (SubjectPublicKeyInfo DER), read from the token once: event seals
-    /// verify with it ([`Kms::audit_public_key`]).
-    audit_public_key: tokio::sync::OnceCell<Vec<u8>>,
     pub(crate) limits: ResourceLimits,
     /// Custom key stores: the registered partitions, their repository, the ones logged in to.
     cks: custom_key_stores::CustomKeyStoreState,
@@ -459,7 +456,6 @@ impl Kms {
             regions,
             audit: std::sync::OnceLock::new(),
             operator_account: std::sync::OnceLock::new(),
-            audit_public_key: tokio::sync::OnceCell::new(),
             credentials: credentials::Credentials::new(
                 hsm.clone(),
                 ids.clone(),
@@ -669,12 +665,7 @@ impl Kms {
     /// The audit public key (SubjectPublicKeyInfo DER) the trail's seals and checkpoints
     /// verify with.
     pub(crate) async fn audit_public_key(&self) -> Result<Vec<u8>> {
-        let key = self
-            .audit_public_key
-            .get_or_try_init(|| crate::audit::public_key_der(&self.hsm))
-            .await
-            .map_err(|e| KmsError::Internal(e.to_string()))?;
-        Ok(key.clone())
+        self.credentials.audit_public_key().await
     }
 
     pub fn hsm(&self) -> &Hsm {

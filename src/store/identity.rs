@@ -46,30 +46,11 @@ macro_rules! identity_store {
 
         #[async_trait]
         impl IdentityStore for $store {
-            async fn access_key_per_trail(
-                &self,
-                access_key_id: &str,
-            ) -> Result<Option<(String, i64)>, StoreError> {
-                // The event's name as its hashed body says it: the column beside it is not
-                // hashed, and a database writer renames it without breaking the chain.
-                const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
-                let q = format!(
-                    "SELECT {BODY_EVENT_NAME} AS name, seq FROM audit_events WHERE {BODY_EVENT_NAME} {NAMES} \
-                       AND {} = $1 ORDER BY seq DESC LIMIT 1",
-                    when_named(NAMES, REQUEST_TARGET)
-                );
-                let row = sqlx::query(&q)
-                    .bind(access_key_id)
-                    .maybe(&self.pool)
-                    .await?;
-                row.map(|r| Ok((cell(&r, "name")?, cell(&r, "seq")?))).transpose()
-            }
-
             async fn access_key_ended_per_trail(
                 &self,
                 access_key_id: &str,
             ) -> Result<Option<i64>, StoreError> {
-                // Through the same index as `access_key_per_trail` (its predicate as it has it).
+                // Through the access-key index by target (0023: its predicate as it has it).
                 const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
                 let q = format!(
                     "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} {NAMES} \
@@ -86,7 +67,7 @@ macro_rules! identity_store {
                 before: i64,
                 limit: i64,
             ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError> {
-                // Through the same index as `access_key_per_trail` (its predicate as it has it).
+                // Through the access-key index by target (0023: its predicate as it has it).
                 const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
                 let q = format!(
                     "SELECT seq, body, seal FROM audit_events WHERE {BODY_EVENT_NAME} {NAMES} \

@@ -7,12 +7,6 @@ use chrono::{DateTime, Utc};
 
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
-    /// The name and sequence number of the trail's latest operator event on the access key
-    /// `access_key_id` (`DeactivateAccessKey`, `ActivateAccessKey` or `DeleteAccessKey`), if any.
-    async fn access_key_per_trail(
-        &self,
-        access_key_id: &str,
-    ) -> Result<Option<(String, i64)>, StoreError>;
     /// The sequence number of the trail's latest `DeactivateAccessKey` or `DeleteAccessKey`
     /// of the key (by the events' hashed bodies).
     async fn access_key_ended_per_trail(
