@@ -4568,6 +4568,23 @@ async fn an_encryption_context_that_mimics_the_services_words_is_only_a_context(
     assert!(ok, "{out}");
 }
 
+/// A user of the account who may list keys, and the writer's copy of its access key's row as
+/// it is now (table `saved_key`): its access key id and secret.
+async fn lister_with_saved_key(s: &Server, name: &str) -> (String, String) {
+    let (_, id, secret, _) = tokio::task::block_in_place(|| {
+        s.new_user_with_secret(
+            ACCOUNT,
+            name,
+            Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#),
+        )
+    });
+    s.db.execute(&format!(
+        "CREATE TABLE saved_key AS SELECT * FROM access_keys WHERE access_key_id = '{id}'"
+    ))
+    .await;
+    (id, secret)
+}
+
 /// An event a database writer appends after the head, as `kms_audit_append` would chain it:
 /// `body` (canonical JSON) at the next sequence number, hashed onto the head, the head moved.
 /// Its other columns are copied from the head's row. Returns its sequence number.
@@ -4632,17 +4649,7 @@ async fn events_appended_with_sql_permit_nothing() {
     let c = s.client();
 
     // 1. An access key deactivated, put back, and "activated" in the trail by the writer.
-    let (_, id, secret, _) = tokio::task::block_in_place(|| {
-        s.new_user_with_secret(
-            ACCOUNT,
-            "erin",
-            Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#),
-        )
-    });
-    s.db.execute(&format!(
-        "CREATE TABLE saved_key AS SELECT * FROM access_keys WHERE access_key_id = '{id}'"
-    ))
-    .await;
+    let (id, secret) = lister_with_saved_key(&s, "erin").await;
     tokio::task::block_in_place(|| s.admin_ok(&["deactivate-access-key", "--access-key-id", &id]));
     s.db.execute(&format!(
         "UPDATE access_keys SET status = (SELECT status FROM saved_key), mac = (SELECT mac FROM saved_key) WHERE access_key_id = '{id}'"
@@ -4783,17 +4790,7 @@ async fn events_appended_with_sql_permit_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_activation_moved_up_the_trail_permits_nothing() {
     let mut s = Server::start().await;
-    let (_, id, secret, _) = tokio::task::block_in_place(|| {
-        s.new_user_with_secret(
-            ACCOUNT,
-            "frida",
-            Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:ListKeys","Resource":"*"}]}"#),
-        )
-    });
-    s.db.execute(&format!(
-        "CREATE TABLE saved_key AS SELECT * FROM access_keys WHERE access_key_id = '{id}'"
-    ))
-    .await;
+    let (id, secret) = lister_with_saved_key(&s, "frida").await;
     s.stop();
     tokio::task::block_in_place(|| s.admin_ok(&["deactivate-access-key", "--access-key-id", &id]));
     let head = s.db.int("SELECT seq FROM audit_head WHERE id = 1").await;
