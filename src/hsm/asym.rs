@@ -549,12 +549,20 @@ pub(super) fn raw_oaep_decrypt(
 
 /// Which RSA decryptions the token does, probed once at start-up with a throwaway session key
 /// pair: (RSAES-OAEP with SHA-256 — SoftHSM 2.6.1 implements only SHA-1 —, raw RSA).
+///
+/// The pair is 1,024 bits where the token makes one (what is probed, a mechanism, does not
+/// depend on the size, and every `kms` process pays for the pair: a 2,048-bit one cost SoftHSM
+/// 0.1 to 0.4 s of CPU, most of what a `kms admin` command spent), 2,048 where it refuses short
+/// keys (FIPS-mode HSMs do).
 pub(super) fn probe_rsa_decryption(
     s: &Session,
     oaep_listed: bool,
     raw_listed: bool,
 ) -> Result<(bool, bool), HsmError> {
-    let (public, private) = generate_pair(s, PairKind::Rsa(2048), PrivateUse::Decrypt)?;
+    let pair = |bits: u32| {
+        generate_pair(s, PairKind::Rsa(bits), PrivateUse::Decrypt).map(|pair| (bits, pair))
+    };
+    let (bits, (public, private)) = pair(1024).or_else(|_| pair(2048))?;
     let h = Hash::Sha256;
     let params = PkcsOaepParams::new(h.mechanism(), h.mgf(), PkcsOaepSource::empty());
     let oaep = oaep_listed
@@ -562,7 +570,7 @@ pub(super) fn probe_rsa_decryption(
             .and_then(|ct| s.decrypt(&Mechanism::RsaPkcsOaep(params), private, &ct))
             .is_ok_and(|pt| pt == b"probe");
     // A block below the modulus (leading zero byte), through raw RSA and back.
-    let block: Vec<u8> = (0..256u32)
+    let block: Vec<u8> = (0..bits / 8)
         .map(|i| if i == 0 { 0 } else { i as u8 })
         .collect();
     let raw = raw_listed
