@@ -14,6 +14,17 @@ pub const MAX_TAGS_PER_KEY: usize = 50;
 /// The waiting periods `ScheduleKeyDeletion` takes, in days (AWS's).
 pub const PENDING_WINDOW_DAYS: std::ops::RangeInclusive<i64> = 7..=30;
 
+/// The type of key `UpdateAlias` keeps an alias within: symmetric, asymmetric or HMAC.
+fn alias_type(k: &KeyRecord) -> &'static str {
+    use super::asymmetric::{kind, Kind};
+    match kind(k.key_spec) {
+        Some(Kind::Symmetric) => "symmetric",
+        Some(Kind::Pair(_)) => "asymmetric",
+        Some(Kind::Hmac(..)) => "HMAC",
+        None => k.key_spec.as_str(),
+    }
+}
+
 /// Whether the store refused an alias because its key has [`MAX_ALIASES_PER_KEY`] already.
 fn too_many_for_key(e: &StoreError) -> bool {
     matches!(e, StoreError::Conflict { constraint } if constraint == crate::store::KEY_ALIASES_EXCEEDED)
@@ -460,9 +471,11 @@ impl Kms {
             Access::to("kms:UpdateAlias", &[Check::Manageable]),
         )
         .await?;
-        if old.key_spec != new.key_spec || old.key_usage != new.key_usage {
+        // AWS: "the same type (both symmetric or both asymmetric or both HMAC), and ... the
+        // same key usage": an RSA_2048 signing key's alias moves to an ECC_NIST_P256 one.
+        if alias_type(&old) != alias_type(&new) || old.key_usage != new.key_usage {
             return Err(KmsError::Validation(format!(
-                "{} and {} are not the same type of key (key spec and key usage must match).",
+                "{} and {} are not the same type of key (both symmetric, both asymmetric or both HMAC, with the same key usage).",
                 old.arn(),
                 new.arn()
             )));

@@ -13,6 +13,9 @@ use uuid::Uuid;
 /// Rotation periods AWS allows.
 pub const ROTATION_DAYS: std::ops::RangeInclusive<i64> = 90..=2560;
 pub const MAX_ON_DEMAND_ROTATIONS: i32 = 25;
+
+/// How close to its automatic rotation a key refuses an on-demand one (`ConflictException`).
+const AUTOMATIC_ROTATION_CONFLICT: Duration = Duration::minutes(20);
 /// The rotation period when `EnableKeyRotation` names none.
 pub const DEFAULT_ROTATION_DAYS: i64 = 365;
 
@@ -300,6 +303,8 @@ impl Kms {
         })
     }
 
+    /// Start an on-demand rotation; answers the key ID (not its ARN: AWS's `RotateKeyOnDemand`
+    /// response, as its CloudTrail record shows it, names the key by its ID).
     pub async fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<String> {
         let access = Access::to("kms:RotateKeyOnDemand", &[Check::OnDemandRotatable]);
         let rec = self.key_for(caller, key_id, access).await?;
@@ -310,14 +315,20 @@ impl Kms {
         }
         // A request while one runs is the same rotation (AWS answers it as a success).
         if rec.on_demand_rotation_start.is_some() {
-            return Ok(rec.arn());
+            return Ok(rec.public_id().to_string());
         }
         if rec.origin == Origin::External {
             // AWS refuses at once a key with no material imported for the rotation.
             self.pending_material(&rec).await?;
-        } else if rec.rotation_enabled && rec.next_rotation_date.is_some_and(|n| n <= self.now()) {
+        } else if rec.rotation_enabled
+            && rec
+                .next_rotation_date
+                .is_some_and(|n| n <= self.now() + AUTOMATIC_ROTATION_CONFLICT)
+        {
+            // AWS: "an automatic rotation of this key is currently in progress or scheduled to
+            // begin within the next 20 minutes" (its ConflictException).
             return Err(KmsError::Conflict(format!(
-                "An automatic rotation of {} is due; try again later.",
+                "An automatic rotation of {} is due within 20 minutes; try again later.",
                 rec.arn()
             )));
         }
@@ -330,7 +341,7 @@ impl Kms {
             .find(|r| r.key_id == rec.key_id)
             .expect("verified_rotation_rows holds the key");
         if stored.on_demand_rotation_start.is_some() {
-            return Ok(rec.arn());
+            return Ok(rec.public_id().to_string());
         }
         self.write_rotation_state(
             stored,
@@ -344,7 +355,7 @@ impl Kms {
         self.invalidate_related(&rec);
         tracing::info!(key_id = %rec.key_id, "on-demand rotation started");
         self.wake_background_jobs();
-        Ok(rec.arn())
+        Ok(rec.public_id().to_string())
     }
 
     /// One key's rotation state moved from `stored` (as verified) to `moved`, sealed; a

@@ -471,6 +471,47 @@ async fn aliases_name_keys_everywhere_a_key_id_is_accepted() {
         ),
         "NotFoundException"
     );
+    // An alias moves only within a type of key (symmetric, asymmetric, HMAC) and its key
+    // usage, as AWS documents UpdateAlias: across specs of one type it moves.
+    {
+        use aws_sdk_kms::types::{KeySpec as S, KeyUsageType as U};
+        let p256 = new_key_with(&c, S::EccNistP256, U::SignVerify).await.key_id;
+        let p384 = new_key_with(&c, S::EccNistP384, U::SignVerify).await.key_id;
+        let agree = new_key_with(&c, S::EccNistP256, U::KeyAgreement)
+            .await
+            .key_id;
+        let hmac256 = new_key_with(&c, S::Hmac256, U::GenerateVerifyMac)
+            .await
+            .key_id;
+        let hmac512 = new_key_with(&c, S::Hmac512, U::GenerateVerifyMac)
+            .await
+            .key_id;
+        for (name, from) in [("alias/typed/ecc", &p256), ("alias/typed/hmac", &hmac256)] {
+            c.create_alias()
+                .alias_name(name)
+                .target_key_id(from)
+                .send()
+                .await
+                .unwrap();
+        }
+        let update = |name: &'static str, to: &str| {
+            c.update_alias().alias_name(name).target_key_id(to).send()
+        };
+        update("alias/typed/ecc", &p384).await.unwrap();
+        update("alias/typed/hmac", &hmac512).await.unwrap();
+        for (name, to) in [
+            ("alias/typed/ecc", &agree),
+            ("alias/typed/ecc", &hmac256),
+            ("alias/typed/hmac", &k2.key_id),
+        ] {
+            let (c_, m) = message(update(name, to).await);
+            assert_eq!(c_, "ValidationException", "{name} -> {to}: {m}");
+            assert!(m.contains("not the same type of key"), "{m}");
+        }
+        for name in ["alias/typed/ecc", "alias/typed/hmac"] {
+            c.delete_alias().alias_name(name).send().await.unwrap();
+        }
+    }
     // Update: the alias now names k2; old ciphertexts still decrypt (they name k1).
     c.update_alias()
         .alias_name("alias/app/payments")

@@ -125,6 +125,24 @@ async fn rotation_by_schedule_and_on_demand_keeps_old_ciphertexts_working() {
         .unwrap()
         .ciphertext_blob
         .unwrap();
+    // Ten minutes before the automatic rotation, an on-demand one is a conflict (AWS: "in
+    // progress or scheduled to begin within the next 20 minutes").
+    s.set_clock_offset(90 * 86400 - 600);
+    // The service reads its clock offset between background runs: until a new key's creation
+    // date shows it.
+    eventually("the clock moved", || async {
+        let made = c.create_key().send().await.unwrap().key_metadata.unwrap();
+        made.creation_date.unwrap().secs() > chrono::Utc::now().timestamp() + 89 * 86400
+    })
+    .await;
+    let (c_, m) = message(c.rotate_key_on_demand().key_id(&id).send().await);
+    assert_eq!(c_, "ConflictException", "{m}");
+    s.set_clock_offset(0);
+    eventually("the clock moved back", || async {
+        let made = c.create_key().send().await.unwrap().key_metadata.unwrap();
+        made.creation_date.unwrap().secs() < chrono::Utc::now().timestamp() + 86400
+    })
+    .await;
     s.advance_days(91);
     eventually("scheduled rotation", || async {
         c.list_key_rotations()
@@ -468,7 +486,20 @@ async fn on_demand_rotation_runs_in_the_background_and_shows_its_start() {
         .await
         .unwrap();
     let asked = chrono::Utc::now();
-    c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    // The response names the key by its ID, asked by ARN too (as AWS's CloudTrail record of
+    // RotateKeyOnDemand shows its response).
+    let arn = c
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let started = c.rotate_key_on_demand().key_id(&arn).send().await.unwrap();
+    assert_eq!(started.key_id(), Some(key.as_str()));
     let status = c
         .get_key_rotation_status()
         .key_id(&key)

@@ -769,17 +769,24 @@ impl Server {
 
     /// Move the service clock forward (needs `KMS_CLOCK_OFFSET_FILE` from `start_with`).
     pub fn advance_days(&self, days: i64) {
-        let f = self
-            .env
-            .iter()
-            .find(|(k, _)| k == "KMS_CLOCK_OFFSET_FILE")
-            .map(|(_, v)| v.clone())
-            .expect("clock file");
-        let now: i64 = std::fs::read_to_string(&f)
+        let now: i64 = std::fs::read_to_string(self.clock_file())
             .ok()
             .and_then(|t| t.trim().parse().ok())
             .unwrap_or(0);
-        std::fs::write(&f, (now + days * 86400).to_string()).unwrap();
+        self.set_clock_offset(now + days * 86400);
+    }
+
+    /// Set the service clock to `seconds` past the real one (needs `KMS_CLOCK_OFFSET_FILE`).
+    pub fn set_clock_offset(&self, seconds: i64) {
+        std::fs::write(self.clock_file(), seconds.to_string()).unwrap();
+    }
+
+    fn clock_file(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "KMS_CLOCK_OFFSET_FILE")
+            .map(|(_, v)| v.clone())
+            .expect("clock file")
     }
 
     fn start_process(&self) -> (Child, String) {

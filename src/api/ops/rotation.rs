@@ -83,10 +83,10 @@ pub async fn status(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, Ap
 
 pub async fn on_demand(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
     let r = key_only(body)?;
-    let arn = kms
+    let id = kms
         .rotate_key_on_demand(caller, or_empty(&r.key_id))
         .await?;
-    Ok(json!({ "KeyId": arn }))
+    Ok(json!({ "KeyId": id }))
 }
 
 pub async fn list(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiError> {
