@@ -134,23 +134,31 @@ ensure_kryoptic() {
 }
 
 # The previous release's `kms` binary (the commit scripts/previous-release names), for the
-# rolling-upgrade test: built in this checkout's target directory, where only the crate itself
-# compiles (the dependencies are this build's), copied out, and this build's binary put back.
-# Exports KMS_TEST_PREVIOUS_BIN. Arguments: those of `cargo test`.
+# rolling-upgrade test: built once per machine (kept in ~/.cache/kms, by commit), in this
+# checkout's target directory, where only the crate itself compiles (the dependencies are this
+# build's), copied out, and this build's binary put back. Exports KMS_TEST_PREVIOUS_BIN.
+# Arguments: those of `cargo test`.
 build_previous_release() {
-    local commit dir
+    local commit dir cache
     commit="$(grep -v '^#' "$ROOT/scripts/previous-release" | head -1)"
-    dir="$DEV_DIR/previous-release"
-    rm -rf "$dir"
-    mkdir -p "$dir/src"
-    git -C "$ROOT" archive "$commit" | tar -x -C "$dir/src" \
-        || die "the previous release ($commit, scripts/previous-release) is not in this clone's history"
-    (cd "$dir/src" && CARGO_TARGET_DIR="$ROOT/target" cargo build --bin kms -q) \
-        || die "the previous release ($commit) does not build"
-    cp "$ROOT/target/debug/kms" "$dir/kms"
-    rm -f "$ROOT/target/debug/kms"
-    (cd "$ROOT" && cargo test --all-targets --no-run -q "$@")
-    [ "$("$ROOT/target/debug/kms" --version)" != "$("$dir/kms" --version)" ] \
-        || die "target/debug/kms is still the previous release's binary"
-    export KMS_TEST_PREVIOUS_BIN="$dir/kms" KMS_TEST_REQUIRE_PREVIOUS=1
+    # Built once per machine and commit, like Kryoptic: a release's binary does not change.
+    cache="${KMS_PREVIOUS_RELEASE_DIR:-$HOME/.cache/kms/previous-release-$commit}"
+    if [ ! -x "$cache/kms" ]; then
+        dir="$DEV_DIR/previous-release"
+        rm -rf "$dir"
+        mkdir -p "$dir/src"
+        git -C "$ROOT" archive "$commit" | tar -x -C "$dir/src" \
+            || die "the previous release ($commit, scripts/previous-release) is not in this clone's history"
+        (cd "$dir/src" && CARGO_TARGET_DIR="$ROOT/target" cargo build --bin kms -q) \
+            || die "the previous release ($commit) does not build"
+        mkdir -p "$cache"
+        cp "$ROOT/target/debug/kms" "$cache/kms.partial"
+        mv "$cache/kms.partial" "$cache/kms"
+        rm -f "$ROOT/target/debug/kms"
+        rm -rf "$dir"
+        (cd "$ROOT" && cargo test --all-targets --no-run -q "$@")
+    fi
+    [ "$("$ROOT/target/debug/kms" --version)" != "$("$cache/kms" --version)" ] \
+        || die "target/debug/kms is the previous release's binary"
+    export KMS_TEST_PREVIOUS_BIN="$cache/kms" KMS_TEST_REQUIRE_PREVIOUS=1
 }
