@@ -413,19 +413,12 @@ fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n.max(1)).expect("max(1) is non-zero")
 }
 
+/// The key policy a key gets when its creator names none: AWS's text to the byte (its layout
+/// too, as `GetKeyPolicy` and `ReplicaPolicy` answer it; botocore's GetKeyPolicy example).
 pub fn default_key_policy(account_id: &str) -> String {
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Id": "key-default-1",
-        "Statement": [{
-            "Sid": "Enable IAM User Permissions",
-            "Effect": "Allow",
-            "Principal": {"AWS": format!("arn:aws:iam::{account_id}:root")},
-            "Action": "kms:*",
-            "Resource": "*"
-        }]
-    })
-    .to_string()
+    format!(
+        "{{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"key-default-1\",\n  \"Statement\" : [ {{\n    \"Sid\" : \"Enable IAM User Permissions\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {{\n      \"AWS\" : \"arn:aws:iam::{account_id}:root\"\n    }},\n    \"Action\" : \"kms:*\",\n    \"Resource\" : \"*\"\n  }} ]\n}}"
+    )
 }
 
 /// What `/readyz` reports.

@@ -129,7 +129,8 @@ impl Kms {
             .key_for(
                 caller,
                 &input.key_id,
-                Access::to("kms:ReplicateKey", &[Check::Primary, Check::NotPending])
+                // A disabled primary is refused (`DisabledException`, as recorded on AWS).
+                Access::to("kms:ReplicateKey", &[Check::Primary, Check::Enabled])
                     .conditions(&[("kms:ReplicaRegion", &input.replica_region)]),
             )
             .await?;
@@ -176,7 +177,7 @@ impl Kms {
                 .load_verified(primary.key_id)
                 .await?
                 .ok_or(KmsError::KeyUnavailable)?;
-            Self::check(&primary, &[Check::Primary, Check::NotPending])?;
+            Self::check(&primary, &[Check::Primary, Check::Enabled])?;
             let external = primary.origin == Origin::External;
             let mut replica = KeyRecord {
                 key_id: keyid::mrk_key_id(&mrk, &input.replica_region),

@@ -389,6 +389,12 @@ async fn cross_account_use_needs_both_sides() {
     assert!(m.contains("no resource-based policies allow access"), "{m}");
 }
 
+/// The key policy AWS gives a key created without one, to the byte (botocore's GetKeyPolicy
+/// example, account 123456789012).
+pub fn aws_default_policy_text() -> String {
+    "{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"key-default-1\",\n  \"Statement\" : [ {\n    \"Sid\" : \"Enable IAM User Permissions\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {\n      \"AWS\" : \"arn:aws:iam::123456789012:root\"\n    },\n    \"Action\" : \"kms:*\",\n    \"Resource\" : \"*\"\n  } ]\n}".to_string()
+}
+
 pub fn default_policy() -> &'static str {
     r#"{"Version":"2012-10-17","Id":"key-default-1","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"}]}"#
 }
@@ -400,6 +406,7 @@ async fn key_policy_validation_and_lockout_safety() {
     let key = new_key(&root).await;
     let got = root.get_key_policy().key_id(&key).send().await.unwrap();
     assert_eq!(got.policy_name.as_deref(), Some("default"));
+    assert_eq!(got.policy, Some(aws_default_policy_text()));
     let doc: serde_json::Value = serde_json::from_str(got.policy.as_deref().unwrap()).unwrap();
     assert_eq!(
         doc["Statement"][0]["Principal"]["AWS"],

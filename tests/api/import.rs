@@ -1117,7 +1117,8 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
         Some(material_id.clone())
     );
     // Its replica is pending import (imported material is never copied), naming the
-    // primary's material (as AWS).
+    // primary's material once settled; ReplicateKey's own answer names none (both as AWS
+    // answers, recorded).
     let out = east
         .replicate_key()
         .key_id(&key)
@@ -1131,7 +1132,8 @@ async fn multi_region_keys_take_the_same_imported_material_in_each_region() {
     let settled = describe(&west, &key).await;
     assert_eq!(settled.key_state, Some(KeyState::PendingImport));
     assert_eq!(replica.origin, Some(OriginType::External));
-    assert_eq!(replica.current_key_material_id, Some(material_id.clone()));
+    assert_eq!(replica.current_key_material_id, None);
+    assert_eq!(settled.current_key_material_id, Some(material_id.clone()));
     // The replica is still pending import: nothing was copied.
     let r = west
         .encrypt()

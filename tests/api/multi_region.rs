@@ -114,6 +114,13 @@ async fn a_multi_region_key_is_one_key_in_every_region() {
         (meta.key_state.clone(), meta.enabled),
         (Some(KeyState::Creating), false)
     );
+    // Nor a current key material, in AWS's answer (recorded); `DescribeKey` shows it after.
+    assert_eq!(meta.current_key_material_id, None);
+    // The default policy, as AWS writes it (layout and all).
+    assert_eq!(
+        rep.replica_policy.as_deref(),
+        Some(crate::access::aws_default_policy_text().as_str())
+    );
     let settled = describe(&west, &key).await;
     assert_eq!(
         (settled.key_state, settled.enabled),
@@ -269,6 +276,22 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
         ),
         "ValidationException"
     );
+    // A disabled primary is not replicated (recorded on AWS, in these words).
+    east.disable_key().key_id(&key).send().await.unwrap();
+    assert_eq!(
+        answer(
+            east.replicate_key()
+                .key_id(&key)
+                .replica_region(OTHER_REGION)
+                .send()
+                .await
+        ),
+        pair(
+            "DisabledException",
+            format!("arn:aws:kms:{REGION}:123456789012:key/{id} is disabled.")
+        )
+    );
+    east.enable_key().key_id(&key).send().await.unwrap();
     east.create_alias()
         .alias_name("alias/mr")
         .target_key_id(&key)

@@ -470,15 +470,8 @@ async fn on_demand_rotation_runs_in_the_background_and_shows_its_start() {
     let s = Server::start().await;
     let c = s.client();
     let key = new_key(&c).await;
-    let before = c
-        .describe_key()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .current_key_material_id;
+    let described = describe(&c, &key).await;
+    let (before, arn) = (described.current_key_material_id, described.arn.unwrap());
     let mut lock = sqlx::PgConnection::connect(&s.db.url()).await.unwrap();
     let mut held = lock.begin().await.unwrap();
     sqlx::query("LOCK TABLE key_materials IN SHARE MODE")
@@ -488,16 +481,6 @@ async fn on_demand_rotation_runs_in_the_background_and_shows_its_start() {
     let asked = chrono::Utc::now();
     // The response names the key by its ID, asked by ARN too (as AWS's CloudTrail record of
     // RotateKeyOnDemand shows its response).
-    let arn = c
-        .describe_key()
-        .key_id(&key)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
     let started = c.rotate_key_on_demand().key_id(&arn).send().await.unwrap();
     assert_eq!(started.key_id(), Some(key.as_str()));
     let status = c

@@ -54,6 +54,10 @@ pub async fn replicate(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value,
     let mut metadata = super::key_metadata(&out.metadata);
     metadata["KeyState"] = json!("Creating");
     metadata["Enabled"] = json!(false);
+    // Nor has it a current key material yet in AWS's answer (recorded).
+    if let Some(m) = metadata.as_object_mut() {
+        m.remove("CurrentKeyMaterialId");
+    }
     let mut v = json!({
         "ReplicaKeyMetadata": metadata,
         "ReplicaPolicy": out.policy,
