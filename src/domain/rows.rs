@@ -16,11 +16,29 @@ impl Kms {
         // A change that commits while this is read drops the entry before the read ends:
         // what was read is then not kept (it may be from before the change).
         let drops = self.key_tags.lock().unwrap().drops();
-        let tags = self.keys.tags(rec.key_id).await?;
-        if !self
+        let mut tags = self.keys.tags(rec.key_id).await?;
+        let mut sealed = self
             .sealed(tags_mac_input(rec, &tags), &rec.tags_mac)
-            .await?
-        {
+            .await?;
+        let stored_row;
+        let mut rec = rec;
+        if !sealed {
+            // The key row in hand (cached) may be older than the tags just read: another node
+            // changed them and its notice has not arrived yet. Judged once more against the
+            // row as stored now, read before the tags, before anything is refused (as it
+            // stands, a tag written with SQL fails either way).
+            if let Some(now) = self.load_verified(rec.key_id).await? {
+                if now.tags_mac != rec.tags_mac {
+                    stored_row = now;
+                    rec = &stored_row;
+                    tags = self.keys.tags(rec.key_id).await?;
+                    sealed = self
+                        .sealed(tags_mac_input(rec, &tags), &rec.tags_mac)
+                        .await?;
+                }
+            }
+        }
+        if !sealed {
             tracing::error!(key_id = %rec.key_id, sealed = rec.tags_mac.is_some(), "key tags failed their integrity check (altered in the database, or stored before tags were sealed: review with `kms admin seal`); refusing to use the key");
             return Err(KmsError::KeyUnavailable);
         }
