@@ -27,6 +27,11 @@ pub const INCORRECT_KEY: &str =
 /// Any call with `DryRun` that would have succeeded. Recorded.
 pub const DRY_RUN: &str = "The request would have succeeded, but the DryRun option is set.";
 
+/// `PutKeyPolicy` naming RAM's key policy (`PolicyName` `AWS_RAM`): AWS's model says it fails
+/// with a `ValidationException`. Not recorded: the service's own words.
+pub const AWS_RAM_POLICY_NOT_SETTABLE: &str =
+    "The AWS_RAM key policy is managed by AWS RAM; PutKeyPolicy sets only the default key policy.";
+
 /// `CreateKey` with a `KeySpec` other than `SYMMETRIC_DEFAULT` and no `KeyUsage`. Recorded.
 pub const KEY_USAGE_REQUIRED: &str =
     "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.";

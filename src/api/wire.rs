@@ -292,7 +292,6 @@ impl Validator {
             .str_len(v.as_deref(), "keyId", 1, 2048)
     }
 
-    /// A list's `Limit` (1 to `max`) and `Marker` (1 to 1,024 characters).
     /// `Limit` and `Marker` of a listing: the model's bounds (`LimitType`, 1 to 1,000, for
     /// every listing). A listing whose documented maximum is lower answers at most that many
     /// (see [`Page::of`]), as AWS does.
@@ -308,7 +307,7 @@ impl Validator {
     pub fn policy_name(&mut self, v: Option<&str>) -> &mut Self {
         self.str_len(v, "policyName", 1, 128)
             .pattern(v, "policyName", "[\\w]+", |s| {
-                !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             })
     }
 
@@ -364,15 +363,34 @@ impl Validator {
 
     /// `GrantTokens`: at most 10, each 1 to 8,192 characters.
     pub fn grant_tokens(&mut self, v: Option<&Vec<String>>) -> &mut Self {
+        self.list_len(v, "grantTokens", 0..=10)
+            .list_of_strings(v, "grantTokens", 1, 8192)
+    }
+
+    /// A list's own length (`ResourceOwners`: one or two members).
+    pub fn list_len(
+        &mut self,
+        v: Option<&Vec<String>>,
+        field: &str,
+        bounds: std::ops::RangeInclusive<usize>,
+    ) -> &mut Self {
         if let Some(list) = v {
-            if list.len() > 10 {
-                self.push(
-                    Some(list_value(list)),
-                    "grantTokens",
-                    "have length less than or equal to 10".into(),
-                );
+            let failed = if list.len() < *bounds.start() {
+                Some(format!(
+                    "have length greater than or equal to {}",
+                    bounds.start()
+                ))
+            } else if list.len() > *bounds.end() {
+                Some(format!(
+                    "have length less than or equal to {}",
+                    bounds.end()
+                ))
+            } else {
+                None
+            };
+            if let Some(constraint) = failed {
+                self.push(Some(list_value(list)), field, constraint);
             }
-            self.list_of_strings(Some(list), "grantTokens", 1, 8192);
         }
         self
     }
@@ -471,7 +489,9 @@ impl Validator {
         self.list_of_words(v, "dryRunModifiers", &["IGNORE_CIPHERTEXT"])
     }
 
-    /// A string member that must match AWS's `pattern` (`matches` decides it).
+    /// A string member that must match AWS's `pattern` (`matches` decides it). A pattern
+    /// that ends in `+` (`[\w]+`, `^[a-f0-9]+$`) takes one character at least: an empty value
+    /// fails it as well as its length, two errors as AWS counts them.
     pub fn pattern(
         &mut self,
         v: Option<&str>,
@@ -479,8 +499,9 @@ impl Validator {
         pattern: &str,
         matches: impl Fn(&str) -> bool,
     ) -> &mut Self {
+        let needs_one = pattern.trim_end_matches('$').ends_with('+');
         if let Some(s) = v {
-            if !matches(s) {
+            if !matches(s) || (needs_one && s.is_empty()) {
                 self.push(
                     Some(s.to_string()),
                     field,

@@ -171,12 +171,28 @@ impl Kms {
         })
     }
 
+    /// `ListKeys`. `own` is whether `ResourceOwners` names `SELF` (as it does when absent).
+    /// `OTHER_ACCOUNTS_VIA_RAM` adds nothing: no key here is shared through Resource Access
+    /// Manager. A listing of shared keys alone is empty, and takes no marker (this service
+    /// never returned one for it).
     pub async fn list_keys(
         &self,
         caller: &Caller,
+        own: bool,
         limit: usize,
         marker: Option<&str>,
     ) -> Result<ListKeysOutput> {
+        if !own {
+            self.authorize(caller, "kms:ListKeys", None, None, &[])
+                .await?;
+            if marker.is_some() {
+                return Err(KmsError::InvalidMarker);
+            }
+            return Ok(ListKeysOutput {
+                keys: Vec::new(),
+                next_marker: None,
+            });
+        }
         let (rows, next_marker) = self.list_key_rows(caller, limit, marker).await?;
         Ok(ListKeysOutput {
             keys: rows.iter().map(|r| (r.public_id(), r.arn())).collect(),

@@ -40,6 +40,49 @@ async fn two_accounts_cannot_see_or_use_each_others_keys() {
         .collect();
     assert_eq!(la, vec![ka.key_id.clone()]);
     assert_eq!(lb, vec![kb.key_id.clone()]);
+    // ResourceOwners (newer than this SDK): no key is shared through RAM here, so a listing
+    // of shared keys alone is empty (never the other tenant's keys, nor one's own); with SELF
+    // it is one's own keys, as without it.
+    let list = |body: &str| {
+        s.raw(
+            Some("TrentService.ListKeys"),
+            "application/x-amz-json-1.1",
+            body.as_bytes().to_vec(),
+            true,
+        )
+    };
+    let shared = list(r#"{"ResourceOwners":["OTHER_ACCOUNTS_VIA_RAM"]}"#).await;
+    assert_eq!(shared.status, 200, "{}", shared.json);
+    assert_eq!(
+        shared.json,
+        serde_json::json!({"Keys": [], "Truncated": false})
+    );
+    let both = list(r#"{"ResourceOwners":["OTHER_ACCOUNTS_VIA_RAM","SELF"]}"#).await;
+    assert_eq!(
+        both.json["Keys"][0]["KeyId"],
+        ka.key_id.as_str(),
+        "{}",
+        both.json
+    );
+    assert_eq!(both.json["Keys"].as_array().unwrap().len(), 1);
+    let marker = format!(
+        r#"{{"ResourceOwners":["OTHER_ACCOUNTS_VIA_RAM"],"Marker":"{}"}}"#,
+        ka.key_id
+    );
+    assert_eq!(list(&marker).await.error_type(), "InvalidMarkerException");
+    let bad = list(r#"{"ResourceOwners":["EVERYONE"]}"#).await;
+    assert_eq!(
+        (bad.error_type(), bad.message()),
+        (
+            "ValidationException",
+            "1 validation error detected: Value '[EVERYONE]' at 'resourceOwners' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [SELF, OTHER_ACCOUNTS_VIA_RAM]]"
+        )
+    );
+    let empty = list(r#"{"ResourceOwners":[]}"#).await;
+    assert_eq!(
+        empty.message(),
+        "1 validation error detected: Value '[]' at 'resourceOwners' failed to satisfy constraint: Member must have length greater than or equal to 1"
+    );
     // By id, the other account's key does not exist; by ARN it is refused.
     assert_eq!(
         code(a.describe_key().key_id(&kb.key_id).send().await),
@@ -540,6 +583,35 @@ async fn key_policy_validation_and_lockout_safety() {
                 .await
         ),
         "NotFoundException"
+    );
+    // RAM's key policy: there is none to get (no key is shared through RAM here), and it is
+    // never set by PutKeyPolicy (AWS's model: a ValidationException).
+    assert_eq!(
+        code(
+            root.get_key_policy()
+                .key_id(&key)
+                .policy_name("AWS_RAM")
+                .send()
+                .await
+        ),
+        "NotFoundException"
+    );
+    let (c, _) = message(
+        root.put_key_policy()
+            .key_id(&key)
+            .policy_name("AWS_RAM")
+            .policy(ALL)
+            .send()
+            .await,
+    );
+    assert_eq!(c, "ValidationException");
+    // An empty policy fails its length and its pattern (`[…]+`), two errors as AWS counts them.
+    let (c, m) = message(root.put_key_policy().key_id(&key).policy("").send().await);
+    assert_eq!(c, "ValidationException");
+    assert!(m.starts_with("2 validation errors detected: "), "{m}");
+    assert!(
+        m.contains("Member must satisfy regular expression pattern"),
+        "{m}"
     );
 }
 

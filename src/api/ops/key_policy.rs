@@ -46,6 +46,13 @@ pub async fn put(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Value, ApiEr
         .policy_name(r.policy_name.as_deref())
         .policy(r.policy.as_deref())
         .finish()?;
+    // RAM's policy (`AWS_RAM`) is RAM's to set; AWS's model: "the request fails with a
+    // ValidationException".
+    if r.policy_name.as_deref() == Some("AWS_RAM") {
+        return Err(
+            KmsError::Validation(crate::messages::AWS_RAM_POLICY_NOT_SETTABLE.into()).into(),
+        );
+    }
     check_name(r.policy_name.as_deref())?;
     kms.put_key_policy(
         caller,
