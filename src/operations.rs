@@ -318,6 +318,13 @@ mod tests {
         "VerifyMac",
     ];
 
+    /// The names of the operations `pick` picks, sorted.
+    fn names_where(pick: impl Fn(&&Operation) -> bool) -> Vec<&'static str> {
+        let mut names: Vec<&str> = OPERATIONS.iter().filter(pick).map(|o| o.name).collect();
+        names.sort_unstable();
+        names
+    }
+
     #[test]
     fn the_table_and_the_operations_not_built_yet_are_aws_s_operations() {
         assert_eq!(AWS.len(), 56);
@@ -357,14 +364,8 @@ mod tests {
     /// documentation strings, and the API pages of the operations newer than its model).
     #[test]
     fn only_the_operations_aws_lets_cross_accounts_do() {
-        let mut ours: Vec<&str> = OPERATIONS
-            .iter()
-            .filter(|o| o.cross_account)
-            .map(|o| o.name)
-            .collect();
-        ours.sort_unstable();
         assert_eq!(
-            ours,
+            names_where(|o| o.cross_account),
             [
                 "CreateGrant",
                 "Decapsulate",
@@ -399,14 +400,8 @@ mod tests {
     /// than that model, as recorded; GetKeyLastUsage ("Alias names are not supported").
     #[test]
     fn the_operations_that_take_no_alias_are_awss() {
-        let mut ours: Vec<&str> = OPERATIONS
-            .iter()
-            .filter(|o| o.key_only)
-            .map(|o| o.name)
-            .collect();
-        ours.sort_unstable();
         assert_eq!(
-            ours,
+            names_where(|o| o.key_only),
             [
                 "CancelKeyDeletion",
                 "CreateGrant",

@@ -288,39 +288,7 @@ impl Kms {
 
     /// An enabled, customer-managed symmetric key created now, to be adjusted by the caller.
     pub(crate) fn new_record(&self, account: &str, region: &str, policy: String) -> KeyRecord {
-        KeyRecord {
-            key_id: Uuid::new_v4(),
-            account_id: account.to_string(),
-            region: region.to_string(),
-            description: String::new(),
-            key_spec: KeySpec::SymmetricDefault,
-            key_usage: ENCRYPT_DECRYPT,
-            origin: Origin::AwsKms,
-            key_manager: "CUSTOMER".into(),
-            key_state: KeyState::Enabled,
-            policy,
-            multi_region: false,
-            current_version: 1,
-            created_at: self.now(),
-            deletion_date: None,
-            rotation_enabled: false,
-            rotation_period_days: None,
-            next_rotation_date: None,
-            on_demand_rotations: 0,
-            mrk_id: None,
-            mrk_primary: false,
-            pending_window_days: None,
-            policy_mac: None,
-            state_mac: None,
-            tags_mac: None,
-            alias_set: None,
-            aliases_mac: None,
-            attrs_mac: None,
-            rotation_mac: None,
-            on_demand_rotation_start: None,
-            custom_key_store_id: None,
-            xks_key_id: None,
-        }
+        KeyRecord::new(Uuid::new_v4(), account, region, policy, self.now())
     }
 
     /// Material version `version` of a key: generated and wrapped in the token, with the row

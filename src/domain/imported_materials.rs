@@ -19,6 +19,16 @@ fn pending_deletion(rec: &KeyRecord) -> bool {
     )
 }
 
+/// The key states in which imported material can be deleted, by `DeleteImportedKeyMaterial`
+/// or by its expiry (AWS's key-state table): not while the key is unavailable or being made.
+const MATERIAL_DELETABLE: [KeyState; 5] = [
+    KeyState::Enabled,
+    KeyState::Disabled,
+    KeyState::PendingImport,
+    KeyState::PendingDeletion,
+    KeyState::PendingReplicaDeletion,
+];
+
 impl Kms {
     /// Delete one of an `EXTERNAL` key's materials: `key_material_id`'s, or the current one.
     /// Returns the key's ARN and, for a symmetric encryption key, the deleted material's id.
@@ -30,14 +40,7 @@ impl Kms {
     ) -> Result<(String, Option<String>)> {
         let access = Access::to("kms:DeleteImportedKeyMaterial", &[Check::External]);
         let rec = self.key_for(caller, key_id, access).await?;
-        if !matches!(
-            rec.key_state,
-            KeyState::Enabled
-                | KeyState::Disabled
-                | KeyState::PendingImport
-                | KeyState::PendingDeletion
-                | KeyState::PendingReplicaDeletion
-        ) {
+        if !MATERIAL_DELETABLE.contains(&rec.key_state) {
             return Err(KmsError::InvalidState(crate::messages::key_state(
                 &rec.arn(),
                 &rec.key_state.words(),
@@ -373,17 +376,7 @@ impl Kms {
             seals.push(s);
             rotated.rotations.push(u);
         }
-        let action = self
-            .audit_service_intent(
-                "RotateKey",
-                &rec.arn(),
-                &rec.region,
-                serde_json::json!({
-                    "rotationType": "ON_DEMAND",
-                    "keyMaterialId": material_id(&rec.blob_id(), p.version),
-                }),
-            )
-            .await?;
+        let action = self.rotation_intent(rec, "ON_DEMAND", p.version).await?;
         let r = action
             .run(async {
                 let r = self.keys.rotate_to_imported(&rotated).await;
@@ -428,14 +421,7 @@ impl Kms {
                     continue;
                 }
             };
-            if !matches!(
-                rec.key_state,
-                KeyState::Enabled
-                    | KeyState::Disabled
-                    | KeyState::PendingImport
-                    | KeyState::PendingDeletion
-                    | KeyState::PendingReplicaDeletion
-            ) {
+            if !MATERIAL_DELETABLE.contains(&rec.key_state) {
                 continue;
             }
             let mut detail =

@@ -72,6 +72,26 @@ pub fn material_id_of_blob(blob: &[u8]) -> Option<String> {
 }
 
 impl Kms {
+    /// The service's own record, before the rotation is written, that `rec` rotates to
+    /// material `version` (`RotateKey`, of `rotation_type` `AUTOMATIC` or `ON_DEMAND`).
+    pub(super) async fn rotation_intent(
+        &self,
+        rec: &KeyRecord,
+        rotation_type: &str,
+        version: i32,
+    ) -> Result<super::ServiceAction> {
+        self.audit_service_intent(
+            "RotateKey",
+            &rec.arn(),
+            &rec.region,
+            serde_json::json!({
+                "rotationType": rotation_type,
+                "keyMaterialId": material_id(&rec.blob_id(), version),
+            }),
+        )
+        .await
+    }
+
     /// New material for a key, generated and wrapped in the token, committed as the current
     /// version. `Conflict` if another node added the same version first. `on_demand`: the
     /// completion of the on-demand rotation `RotateKeyOnDemand` started (`Conflict` once it
@@ -141,17 +161,7 @@ impl Kms {
         }
         // The rotation itself is the service's work, recorded by it (an on-demand one was
         // asked for by a call, recorded as that call).
-        let action = self
-            .audit_service_intent(
-                "RotateKey",
-                &rec.arn(),
-                &rec.region,
-                serde_json::json!({
-                    "rotationType": rotation_type,
-                    "keyMaterialId": material_id(&rec.blob_id(), version),
-                }),
-            )
-            .await?;
+        let action = self.rotation_intent(rec, rotation_type, version).await?;
         let added = action
             .run(async {
                 let added = self

@@ -199,18 +199,7 @@ impl Kms {
                 old.rotation_mac.as_deref(),
             )
             .await?;
-        let update = crate::store::RotationUpdate {
-            key_id: new.key_id,
-            expected_mac: old.rotation_mac.clone().unwrap_or_default(),
-            current_version: new.current_version,
-            rotation_enabled: new.rotation_enabled,
-            rotation_period_days: new.rotation_period_days,
-            next_rotation_date: new.next_rotation_date,
-            on_demand_rotations: new.on_demand_rotations,
-            mrk_primary: new.mrk_primary,
-            on_demand_rotation_start: new.on_demand_rotation_start,
-            mac: seal.mac.clone(),
-        };
+        let update = crate::store::RotationUpdate::between(old, new, seal.mac.clone());
         Ok((update, seal))
     }
 

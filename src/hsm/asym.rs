@@ -594,11 +594,7 @@ impl Hsm {
     /// Find the audit signing key pair, creating it (once, as token objects: the private key
     /// sensitive and never extractable) if absent. Returns whether it was created.
     pub fn ensure_audit_key(&self) -> Result<bool, HsmError> {
-        let s = self
-            .inner
-            .pinned
-            .lock()
-            .expect("pinned session lock poisoned");
+        let s = self.pinned();
         let public_label = format!("{AUDIT_KEY_LABEL}-public");
         let private = find_labelled(&s, ObjectClass::PRIVATE_KEY, AUDIT_KEY_LABEL)?;
         let public = find_labelled(&s, ObjectClass::PUBLIC_KEY, &public_label)?;

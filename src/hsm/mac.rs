@@ -248,11 +248,7 @@ impl Hsm {
         let clonable = self.is_pool();
         let label = mac_key_label(version);
         let created = {
-            let s = self
-                .inner
-                .pinned
-                .lock()
-                .expect("pinned session lock poisoned");
+            let s = self.pinned();
             match find_one(&s, &label)? {
                 Some(_) => false,
                 None => {
@@ -283,11 +279,7 @@ impl Hsm {
     /// an older current version than the token holds cannot move new MACs back under an
     /// older key: the token, not the database, says which keys exist).
     pub fn newest_mac_key_from(&self, version: u32) -> Result<u32, HsmError> {
-        let s = self
-            .inner
-            .pinned
-            .lock()
-            .expect("pinned session lock poisoned");
+        let s = self.pinned();
         let mut v = version.max(1);
         while find_one(&s, &mac_key_label(v + 1))?.is_some() {
             v += 1;
@@ -298,11 +290,7 @@ impl Hsm {
     /// Use MAC key `version` for new row MACs from now on (another process rotated it): it
     /// must be in the token as a service MAC key must be; older versions stay for verifying.
     pub fn load_mac_key(&self, version: u32) -> Result<(), HsmError> {
-        let s = self
-            .inner
-            .pinned
-            .lock()
-            .expect("pinned session lock poisoned");
+        let s = self.pinned();
         let label = mac_key_label(version);
         let mac = find_one(&s, &label)?.ok_or(HsmError::ServiceKeyMissing {
             label: label.clone(),

@@ -213,6 +213,15 @@ impl Inner {
 }
 
 impl Hsm {
+    /// The session pinned for the life of the process (its login state), held while the
+    /// guard lives.
+    fn pinned(&self) -> std::sync::MutexGuard<'_, Session> {
+        self.inner
+            .pinned
+            .lock()
+            .expect("pinned session lock poisoned")
+    }
+
     /// The wish for a session set up for `key` in `direction`; none where AES-GCM does not run
     /// as messages (no session is ever set up, so none is looked for).
     fn prefer(&self, direction: raw::Direction, key: &Arc<KeyHandle>) -> Option<Prefer> {

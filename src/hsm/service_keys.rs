@@ -191,11 +191,7 @@ impl Hsm {
     /// Create the service's own token objects if absent; verify them if present.
     /// Returns `(created_root, created_mac)`.
     pub fn ensure_service_keys(&self, root_version: u32) -> Result<(bool, bool), HsmError> {
-        let s = self
-            .inner
-            .pinned
-            .lock()
-            .expect("pinned session lock poisoned");
+        let s = self.pinned();
         let root_label = root_key_label(root_version);
         let clonable = self.is_pool();
         let (root, created_root) = find_or_generate(
@@ -230,11 +226,7 @@ impl Hsm {
     /// Find (and check) the service keys without creating anything: `kms serve` uses this so
     /// that a token that was never initialised is reported, not silently populated.
     pub fn load_service_keys(&self, root_version: u32) -> Result<(), HsmError> {
-        let s = self
-            .inner
-            .pinned
-            .lock()
-            .expect("pinned session lock poisoned");
+        let s = self.pinned();
         let root_label = root_key_label(root_version);
         let root = find_one(&s, &root_label)?.ok_or(HsmError::ServiceKeyMissing {
             label: root_label.clone(),
@@ -261,11 +253,7 @@ impl Hsm {
     /// older ones stay for the blobs that record them. Nothing else of the service's is
     /// created there. Returns whether the partition holds it now.
     pub fn partition_root(&self, version: u32, create: bool) -> Result<bool, HsmError> {
-        let s = self
-            .inner
-            .pinned
-            .lock()
-            .expect("pinned session lock poisoned");
+        let s = self.pinned();
         let label = root_key_label(version);
         let root = match find_one(&s, &label)? {
             Some(h) => h,
@@ -333,11 +321,7 @@ impl Hsm {
     pub(super) fn destroy_everywhere(&self, label: &str) -> Result<Vec<String>, HsmError> {
         let mut done = Vec::new();
         {
-            let s = self
-                .inner
-                .pinned
-                .lock()
-                .expect("pinned session lock poisoned");
+            let s = self.pinned();
             if let Some(h) = find_one(&s, label)? {
                 ck(s.destroy_object(h))?;
                 done.push(self.current_label());

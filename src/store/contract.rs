@@ -201,18 +201,7 @@ async fn moved(s: &dyn Store, id: Uuid, f: impl FnOnce(&mut KeyRecord)) -> Rotat
     let old = s.key(id).await.unwrap().unwrap();
     let mut new = old.clone();
     f(&mut new);
-    RotationUpdate {
-        key_id: id,
-        expected_mac: old.rotation_mac.unwrap_or_default(),
-        current_version: new.current_version,
-        rotation_enabled: new.rotation_enabled,
-        rotation_period_days: new.rotation_period_days,
-        next_rotation_date: new.next_rotation_date,
-        on_demand_rotations: new.on_demand_rotations,
-        mrk_primary: new.mrk_primary,
-        on_demand_rotation_start: new.on_demand_rotation_start,
-        mac: Uuid::new_v4().as_bytes().to_vec(),
-    }
+    RotationUpdate::between(&old, &new, Uuid::new_v4().as_bytes().to_vec())
 }
 
 fn version(v: i32, on_demand: bool) -> impl FnOnce(&mut KeyRecord) {
@@ -252,27 +241,7 @@ async fn set_state(
 
 pub(crate) fn key_rec(key_id: Uuid, region: &str) -> KeyRecord {
     KeyRecord {
-        key_id,
-        account_id: ACCOUNT.into(),
-        region: region.into(),
         description: "orders table key".into(),
-        key_spec: KeySpec::SymmetricDefault,
-        key_usage: KeyUsage::EncryptDecrypt,
-        origin: Origin::AwsKms,
-        key_manager: "CUSTOMER".into(),
-        key_state: KeyState::Enabled,
-        policy: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
-        multi_region: false,
-        current_version: 1,
-        created_at: now(),
-        deletion_date: None,
-        rotation_enabled: false,
-        rotation_period_days: None,
-        next_rotation_date: None,
-        on_demand_rotations: 0,
-        mrk_id: None,
-        mrk_primary: false,
-        pending_window_days: None,
         policy_mac: Some(vec![0x11; 32]),
         state_mac: Some(vec![0x22; 32]),
         tags_mac: Some(vec![0x33; 32]),
@@ -280,9 +249,13 @@ pub(crate) fn key_rec(key_id: Uuid, region: &str) -> KeyRecord {
         aliases_mac: Some(vec![0x3a; 32]),
         attrs_mac: Some(vec![0x34; 32]),
         rotation_mac: Some(vec![0x35; 32]),
-        on_demand_rotation_start: None,
-        custom_key_store_id: None,
-        xks_key_id: None,
+        ..KeyRecord::new(
+            key_id,
+            ACCOUNT,
+            region,
+            r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
+            now(),
+        )
     }
 }
 
@@ -566,9 +539,7 @@ async fn aliases_create_update_delete_and_conflict(s: &Backend) {
         .await
         .unwrap();
     let mrk = Uuid::new_v4();
-    let mut mk = key_rec(k2, REGION);
-    mk.multi_region = true;
-    mk.mrk_id = Some(mrk);
+    let mut mk = mrk_rec(k2, REGION, mrk);
     mk.mrk_primary = true;
     s.create_key(&mk, Some(&material(k2, 1)), &[], i64::MAX)
         .await
@@ -934,29 +905,47 @@ async fn concurrent_reservations_never_overlap(b: &Backend) {
     assert_eq!(next, limit);
 }
 
-/// A primary in `REGION` and its replica in us-east-1.
-async fn mrk_pair(s: &dyn Store) -> (Uuid, Uuid, Uuid) {
-    let (mrk, primary, replica) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let mut p = key_rec(primary, REGION);
-    p.multi_region = true;
-    p.mrk_id = Some(mrk);
-    p.mrk_primary = true;
-    s.create_key(&p, Some(&material(primary, 1)), &[tag("t", "1")], i64::MAX)
-        .await
-        .unwrap();
-    let mut r = key_rec(replica, "us-east-1");
+/// A key of multi-Region key `mrk` in `region` (a replica unless marked primary).
+fn mrk_rec(key_id: Uuid, region: &str, mrk: Uuid) -> KeyRecord {
+    let mut r = key_rec(key_id, region);
     r.multi_region = true;
     r.mrk_id = Some(mrk);
+    r
+}
+
+/// Replica `r` of `primary`, asked at the primary's material version `version` with copies
+/// of `copied` (its first version's material, as the primary holds it, unless forged).
+async fn replicate(
+    s: &dyn Store,
+    r: &KeyRecord,
+    primary: Uuid,
+    version: i32,
+    copied: MaterialRecord,
+    mac: u8,
+) -> Result<(), StoreError> {
     s.create_replica(
-        &r,
+        r,
         primary,
-        1,
-        &[(material(primary, 1), vec![0x55; 32])],
+        version,
+        &[(copied, vec![mac; 32])],
         &[],
         i64::MAX,
     )
     .await
-    .unwrap();
+}
+
+/// A primary in `REGION` and its replica in us-east-1.
+async fn mrk_pair(s: &dyn Store) -> (Uuid, Uuid, Uuid) {
+    let (mrk, primary, replica) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut p = mrk_rec(primary, REGION, mrk);
+    p.mrk_primary = true;
+    s.create_key(&p, Some(&material(primary, 1)), &[tag("t", "1")], i64::MAX)
+        .await
+        .unwrap();
+    let r = mrk_rec(replica, "us-east-1", mrk);
+    replicate(s, &r, primary, 1, material(primary, 1), 0x55)
+        .await
+        .unwrap();
     (mrk, primary, replica)
 }
 
@@ -976,41 +965,17 @@ async fn multi_region_replicas_rotation_and_primary(s: &Backend) {
     assert_eq!(copy.mac, vec![0x55; 32]);
 
     // The primary moved on (or the material differs): the caller retries.
-    let mut r2 = key_rec(Uuid::new_v4(), "ap-south-1");
-    r2.multi_region = true;
-    r2.mrk_id = Some(mrk);
-    let stale = s
-        .create_replica(
-            &r2,
-            primary,
-            2,
-            &[(material(primary, 1), vec![1])],
-            &[],
-            i64::MAX,
-        )
-        .await;
+    let r2 = mrk_rec(Uuid::new_v4(), "ap-south-1", mrk);
+    let stale = replicate(&**s, &r2, primary, 2, material(primary, 1), 1).await;
     assert_eq!(conflict_name(stale), "mrk_primary_changed");
     let mut forged = material(primary, 1);
     forged.wrapped = vec![0; 40];
-    let changed = s
-        .create_replica(&r2, primary, 1, &[(forged, vec![1])], &[], i64::MAX)
-        .await;
+    let changed = replicate(&**s, &r2, primary, 1, forged, 1).await;
     assert_eq!(conflict_name(changed), "mrk_primary_changed");
     assert!(s.key(r2.key_id).await.unwrap().is_none());
     // A second replica in a region that has one.
-    let mut dup = key_rec(Uuid::new_v4(), "us-east-1");
-    dup.multi_region = true;
-    dup.mrk_id = Some(mrk);
-    let exists = s
-        .create_replica(
-            &dup,
-            primary,
-            1,
-            &[(material(primary, 1), vec![1])],
-            &[],
-            i64::MAX,
-        )
-        .await;
+    let dup = mrk_rec(Uuid::new_v4(), "us-east-1", mrk);
+    let exists = replicate(&**s, &dup, primary, 1, material(primary, 1), 1).await;
     assert_eq!(conflict_name(exists), "keys_mrk_region");
 
     // Invocations are counted across regions.

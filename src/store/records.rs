@@ -199,6 +199,52 @@ pub struct KeyRecord {
     pub xks_key_id: Option<String>,
 }
 
+impl KeyRecord {
+    /// An enabled, customer-managed symmetric key with nothing sealed yet: what a key is made
+    /// from (the maker sets what differs, then seals it).
+    pub fn new(
+        key_id: Uuid,
+        account_id: &str,
+        region: &str,
+        policy: String,
+        created_at: DateTime<Utc>,
+    ) -> KeyRecord {
+        KeyRecord {
+            key_id,
+            account_id: account_id.to_string(),
+            region: region.to_string(),
+            description: String::new(),
+            key_spec: KeySpec::SymmetricDefault,
+            key_usage: KeyUsage::EncryptDecrypt,
+            origin: Origin::AwsKms,
+            key_manager: "CUSTOMER".into(),
+            key_state: KeyState::Enabled,
+            policy,
+            multi_region: false,
+            current_version: 1,
+            created_at,
+            deletion_date: None,
+            rotation_enabled: false,
+            rotation_period_days: None,
+            next_rotation_date: None,
+            on_demand_rotations: 0,
+            mrk_id: None,
+            mrk_primary: false,
+            pending_window_days: None,
+            policy_mac: None,
+            state_mac: None,
+            tags_mac: None,
+            alias_set: None,
+            aliases_mac: None,
+            attrs_mac: None,
+            rotation_mac: None,
+            on_demand_rotation_start: None,
+            custom_key_store_id: None,
+            xks_key_id: None,
+        }
+    }
+}
+
 /// A key's new set of aliases with its seal, written in an alias change's transaction only
 /// where the key row still carries `expected` (the seal the caller verified; `None` for a key
 /// from before the set was kept); otherwise the write is a `Conflict` ([`ALIAS_SET_CHANGED`]).
@@ -228,6 +274,25 @@ pub struct RotationUpdate {
     pub mrk_primary: bool,
     pub on_demand_rotation_start: Option<DateTime<Utc>>,
     pub mac: Vec<u8>,
+}
+
+impl RotationUpdate {
+    /// `new`'s rotation columns with their seal `mac`, written only where the row still
+    /// carries `old`'s rotation seal.
+    pub fn between(old: &KeyRecord, new: &KeyRecord, mac: Vec<u8>) -> RotationUpdate {
+        RotationUpdate {
+            key_id: new.key_id,
+            expected_mac: old.rotation_mac.clone().unwrap_or_default(),
+            current_version: new.current_version,
+            rotation_enabled: new.rotation_enabled,
+            rotation_period_days: new.rotation_period_days,
+            next_rotation_date: new.next_rotation_date,
+            on_demand_rotations: new.on_demand_rotations,
+            mrk_primary: new.mrk_primary,
+            on_demand_rotation_start: new.on_demand_rotation_start,
+            mac,
+        }
+    }
 }
 
 /// A rotation to imported material (`RotateKeyOnDemand` of a key with imported material), in
