@@ -227,27 +227,21 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
     let answer =
         |r: Result<aws_sdk_kms::operation::replicate_key::ReplicateKeyOutput, _>| message(r);
     let pair = |c: &str, m: String| (c.to_string(), m);
+    let replicate_to = |key: &str, region: &str| {
+        east.replicate_key()
+            .key_id(key)
+            .replica_region(region)
+            .send()
+    };
     let id = describe(&east, &key).await.key_id;
     let west_arn = format!("arn:aws:kms:{OTHER_REGION}:123456789012:key/{id}");
     assert_eq!(
-        refuse(
-            east.replicate_key()
-                .key_id(&single)
-                .replica_region(OTHER_REGION)
-                .send()
-                .await
-        ),
+        refuse(replicate_to(&single, OTHER_REGION).await),
         "UnsupportedOperationException"
     );
     // Recorded on AWS, in these words.
     assert_eq!(
-        answer(
-            east.replicate_key()
-                .key_id(&key)
-                .replica_region(REGION)
-                .send()
-                .await
-        ),
+        answer(replicate_to(&key, REGION).await),
         pair(
             "ValidationException",
             format!("{REGION} cannot have a replica because it contains the primary.")
@@ -255,11 +249,7 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
     );
     assert_eq!(
         answer(
-            east.replicate_key()
-                .key_id(&key)
-                .replica_region("ap-south-1")
-                .send()
-                .await
+            replicate_to(&key, "ap-south-1").await
         ),
         pair(
             "ValidationException",
@@ -267,25 +257,13 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
         )
     );
     assert_eq!(
-        refuse(
-            east.replicate_key()
-                .key_id(&key)
-                .replica_region("moon")
-                .send()
-                .await
-        ),
+        refuse(replicate_to(&key, "moon").await),
         "ValidationException"
     );
     // A disabled primary is not replicated (recorded on AWS, in these words).
     east.disable_key().key_id(&key).send().await.unwrap();
     assert_eq!(
-        answer(
-            east.replicate_key()
-                .key_id(&key)
-                .replica_region(OTHER_REGION)
-                .send()
-                .await
-        ),
+        answer(replicate_to(&key, OTHER_REGION).await),
         pair(
             "DisabledException",
             format!("arn:aws:kms:{REGION}:123456789012:key/{id} is disabled.")
@@ -299,26 +277,14 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
         .await
         .unwrap();
     assert_eq!(
-        answer(
-            east.replicate_key()
-                .key_id("alias/mr")
-                .replica_region(OTHER_REGION)
-                .send()
-                .await
-        ),
+        answer(replicate_to("alias/mr", OTHER_REGION).await),
         pair(
             "InvalidArnException",
             "Key Aliases are not supported for this operation.".into()
         )
     );
     assert_eq!(
-        refuse(
-            east.replicate_key()
-                .key_id("mrk-0123456789abcdef0123456789abcdef")
-                .replica_region(OTHER_REGION)
-                .send()
-                .await
-        ),
+        refuse(replicate_to("mrk-0123456789abcdef0123456789abcdef", OTHER_REGION).await),
         "NotFoundException"
     );
     // No replica yet: the primary cannot move there.
@@ -337,13 +303,7 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
     );
     replicate(&east, &key).await;
     assert_eq!(
-        answer(
-            east.replicate_key()
-                .key_id(&key)
-                .replica_region(OTHER_REGION)
-                .send()
-                .await
-        ),
+        answer(replicate_to(&key, OTHER_REGION).await),
         pair(
             "AlreadyExistsException",
             "You can create only one replica of each primary key in each AWS Region.".into()
@@ -411,13 +371,7 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
     decrypt(&west, &blob).await;
     decrypt(&east, &blob).await;
     assert_eq!(
-        refuse(
-            east.replicate_key()
-                .key_id(&key)
-                .replica_region(OTHER_REGION)
-                .send()
-                .await
-        ),
+        refuse(replicate_to(&key, OTHER_REGION).await),
         "UnsupportedOperationException"
     );
     assert_eq!(
