@@ -189,6 +189,11 @@ pub fn on_demand_rotation_limit(arn: &str) -> String {
     format!("The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: {arn}")
 }
 
+/// `ReplicateKey` to a Region of another AWS partition (`cn-north-1` for a key in
+/// `us-east-1`). Recorded.
+pub const REPLICA_IN_ANOTHER_PARTITION: &str =
+    "The replica key Region must be in the same AWS partition as the primary key Region.";
+
 /// `ReplicateKey` on a multi-Region replica key. Recorded.
 pub fn not_multi_region_primary(arn: &str) -> String {
     format!("{arn} is not a multi-region primary key.")

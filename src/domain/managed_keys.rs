@@ -4,7 +4,6 @@
 use super::Kms;
 use crate::domain::Result;
 use crate::store::{AliasRecord, KeyRecord, StoreError};
-use chrono::Duration;
 use uuid::Uuid;
 
 /// Services whose AWS managed key (`alias/aws/<service>`) is created on first use.
@@ -35,35 +34,33 @@ pub const MANAGED_KEY_SERVICES: &[&str] = &[
     "xray",
 ];
 
-/// AWS's key policy for an AWS managed key: the service may use it on behalf of principals of
-/// the account (`kms:ViaService`), and the account may only read its metadata. Everything
-/// else (disabling, deleting, re-policing, re-aliasing, rotation changes) is refused by it.
+/// How AWS names a service in its managed key's policy and description: the name in the
+/// policy's first `Sid`, the short name after it, and what the key protects. Recorded for SQS
+/// (radkawar/stackd `testdata/aws/kms/rotation.json`, `managed_sqs_policy` and the key's
+/// description); the other services take their short name and "data" (not recorded).
+fn service_names(service: &str) -> (String, String, String) {
+    match service {
+        "sqs" => (
+            "Simple Queue Service (SQS)".into(),
+            "SQS".into(),
+            "SQS messages".into(),
+        ),
+        other => {
+            let short = other.to_uppercase();
+            (short.clone(), short.clone(), format!("{short} data"))
+        }
+    }
+}
+
+/// AWS's key policy for an AWS managed key, to the byte as AWS writes it (pretty-printed):
+/// the service may use it on behalf of principals of the account (`kms:ViaService`), and the
+/// account may only read its metadata and revoke grants. Everything else (disabling,
+/// deleting, re-policing, re-aliasing, rotation changes) is refused by it.
 pub fn managed_key_policy(account: &str, region: &str, service: &str) -> String {
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Id": format!("auto-{service}-1"),
-        "Statement": [
-            {
-                "Sid": format!("Allow access through {service} for all principals in the account that are authorized to use {service}"),
-                "Effect": "Allow",
-                "Principal": {"AWS": "*"},
-                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"],
-                "Resource": "*",
-                "Condition": {"StringEquals": {
-                    "kms:CallerAccount": account,
-                    "kms:ViaService": format!("{service}.{region}.amazonaws.com")
-                }}
-            },
-            {
-                "Sid": "Allow direct access to key metadata to the account",
-                "Effect": "Allow",
-                "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
-                "Action": ["kms:Describe*", "kms:Get*", "kms:List*"],
-                "Resource": "*"
-            }
-        ]
-    })
-    .to_string()
+    let (long, short, _) = service_names(service);
+    format!(
+        "{{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"auto-{service}-1\",\n  \"Statement\" : [ {{\n    \"Sid\" : \"Allow access through {long} for all principals in the account that are authorized to use {short}\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {{\n      \"AWS\" : \"*\"\n    }},\n    \"Action\" : [ \"kms:Encrypt\", \"kms:Decrypt\", \"kms:ReEncrypt*\", \"kms:GenerateDataKey*\", \"kms:CreateGrant\", \"kms:DescribeKey\" ],\n    \"Resource\" : \"*\",\n    \"Condition\" : {{\n      \"StringEquals\" : {{\n        \"kms:ViaService\" : \"{service}.{region}.amazonaws.com\",\n        \"kms:CallerAccount\" : \"{account}\"\n      }}\n    }}\n  }}, {{\n    \"Sid\" : \"Allow direct access to key metadata to the account\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {{\n      \"AWS\" : \"arn:aws:iam::{account}:root\"\n    }},\n    \"Action\" : [ \"kms:Describe*\", \"kms:Get*\", \"kms:List*\", \"kms:RevokeGrant\" ],\n    \"Resource\" : \"*\"\n  }} ]\n}}"
+    )
 }
 
 impl Kms {
@@ -82,14 +79,14 @@ impl Kms {
             return Ok(None);
         }
         let now = self.now();
+        // As recorded on AWS (a new `alias/aws/sqs` key): GetKeyRotationStatus answers
+        // rotation off, with no period or next date.
         let mut rec = KeyRecord {
             description: format!(
-                "Default key that protects my {service} data when no other key is defined"
+                "Default key that protects my {} when no other key is defined",
+                service_names(service).2
             ),
             key_manager: "AWS".into(),
-            rotation_enabled: true,
-            rotation_period_days: Some(365),
-            next_rotation_date: Some(now + Duration::days(365)),
             ..self.new_record(
                 account,
                 region,

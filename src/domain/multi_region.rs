@@ -141,6 +141,12 @@ impl Kms {
                 input.replica_region
             )));
         }
+        if aws_partition(&input.replica_region) != aws_partition(&primary.region) {
+            // Recorded (a replica in cn-north-1 of a key in us-east-1), in these words.
+            return Err(KmsError::Validation(
+                crate::messages::REPLICA_IN_ANOTHER_PARTITION.into(),
+            ));
+        }
         self.require_served(&input.replica_region)?;
         let mrk = primary.mrk_id.expect("require_primary: a multi-Region key");
         let there = Self::in_region(caller, &input.replica_region);
@@ -348,4 +354,21 @@ impl Kms {
         tracing::info!(key_id = %primary.public_id(), from = %primary.region, to = %region, "multi-Region primary moved");
         Ok(())
     }
+}
+
+/// The AWS partition a Region name belongs to, by its prefix (`cn-` is `aws-cn`,
+/// `us-gov-` `aws-us-gov`, the isolated Regions theirs); every other name is `aws`.
+fn aws_partition(region: &str) -> &'static str {
+    const PREFIXES: [(&str, &str); 6] = [
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-isof-", "aws-iso-f"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| region.starts_with(prefix))
+        .map_or("aws", |(_, partition)| partition)
 }

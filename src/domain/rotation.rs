@@ -189,13 +189,11 @@ impl Kms {
         key_id: &str,
         days: Option<i64>,
     ) -> Result<()> {
-        // `kms:RotationPeriodInDays` is in the request only when the caller gave a period.
-        let given = days.map(|d| d.to_string());
-        let period: Vec<(&str, &str)> = given
-            .as_deref()
-            .map(|d| ("kms:RotationPeriodInDays", d))
-            .into_iter()
-            .collect();
+        // `kms:RotationPeriodInDays` is in every request, 365 when the caller gave no period
+        // (recorded on AWS: a Deny on `Null` of it does not apply to such a request, and a
+        // numeric Deny that lets 90 through refuses it).
+        let given = days.unwrap_or(DEFAULT_ROTATION_DAYS).to_string();
+        let period = [("kms:RotationPeriodInDays", given.as_str())];
         let access = Access::to(
             "kms:EnableKeyRotation",
             &[Check::Rotatable("EnableKeyRotation")],
@@ -313,8 +311,8 @@ impl Kms {
         })
     }
 
-    /// Start an on-demand rotation; answers the key ID (not its ARN: AWS's `RotateKeyOnDemand`
-    /// response, as its CloudTrail record shows it, names the key by its ID).
+    /// Start an on-demand rotation; answers the key's ARN, as AWS's `RotateKeyOnDemand` does
+    /// (recorded, asked by key ID).
     pub async fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<String> {
         let access = Access::to("kms:RotateKeyOnDemand", &[Check::OnDemandRotatable]);
         let rec = self.key_for(caller, key_id, access).await?;
@@ -325,7 +323,7 @@ impl Kms {
         }
         // A request while one runs is the same rotation (AWS answers it as a success).
         if rec.on_demand_rotation_start.is_some() {
-            return Ok(rec.public_id().to_string());
+            return Ok(rec.arn());
         }
         if rec.origin == Origin::External {
             // AWS refuses at once a key with no material imported for the rotation.
@@ -351,7 +349,7 @@ impl Kms {
             .find(|r| r.key_id == rec.key_id)
             .expect("verified_rotation_rows holds the key");
         if stored.on_demand_rotation_start.is_some() {
-            return Ok(rec.public_id().to_string());
+            return Ok(rec.arn());
         }
         self.write_rotation_state(
             stored,
@@ -365,7 +363,7 @@ impl Kms {
         self.invalidate_related(&rec);
         tracing::info!(key_id = %rec.key_id, "on-demand rotation started");
         self.wake_background_jobs();
-        Ok(rec.public_id().to_string())
+        Ok(rec.arn())
     }
 
     /// One key's rotation state moved from `stored` (as verified) to `moved`, sealed; a

@@ -774,16 +774,44 @@ async fn aws_managed_keys_are_created_on_first_use_and_cannot_be_changed() {
     assert_eq!(m.key_manager, Some(aws_sdk_kms::types::KeyManagerType::Aws));
     assert_eq!(
         m.description.as_deref(),
-        Some("Default key that protects my s3 data when no other key is defined")
+        Some("Default key that protects my S3 data when no other key is defined")
     );
+    // As recorded on AWS for a new AWS managed key: rotation shown off, with no schedule.
     let st = c
         .get_key_rotation_status()
         .key_id(&m.key_id)
         .send()
         .await
         .unwrap();
-    assert!(st.key_rotation_enabled);
-    assert_eq!(st.rotation_period_in_days, Some(365));
+    assert!(!st.key_rotation_enabled);
+    assert_eq!(st.rotation_period_in_days, None);
+    assert_eq!(st.next_rotation_date, None);
+    // SQS's key: its description and policy are AWS's, to the byte (recorded on AWS:
+    // radkawar/stackd testdata/aws/kms/rotation.json, managed_sqs_policy).
+    let sqs = c
+        .describe_key()
+        .key_id("alias/aws/sqs")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(
+        sqs.description.as_deref(),
+        Some("Default key that protects my SQS messages when no other key is defined")
+    );
+    let policy = c
+        .get_key_policy()
+        .key_id(&sqs.key_id)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    assert_eq!(
+        policy,
+        "{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"auto-sqs-1\",\n  \"Statement\" : [ {\n    \"Sid\" : \"Allow access through Simple Queue Service (SQS) for all principals in the account that are authorized to use SQS\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {\n      \"AWS\" : \"*\"\n    },\n    \"Action\" : [ \"kms:Encrypt\", \"kms:Decrypt\", \"kms:ReEncrypt*\", \"kms:GenerateDataKey*\", \"kms:CreateGrant\", \"kms:DescribeKey\" ],\n    \"Resource\" : \"*\",\n    \"Condition\" : {\n      \"StringEquals\" : {\n        \"kms:ViaService\" : \"sqs.us-east-1.amazonaws.com\",\n        \"kms:CallerAccount\" : \"123456789012\"\n      }\n    }\n  }, {\n    \"Sid\" : \"Allow direct access to key metadata to the account\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {\n      \"AWS\" : \"arn:aws:iam::123456789012:root\"\n    },\n    \"Action\" : [ \"kms:Describe*\", \"kms:Get*\", \"kms:List*\", \"kms:RevokeGrant\" ],\n    \"Resource\" : \"*\"\n  } ]\n}"
+    );
     let aliases = c.list_aliases().send().await.unwrap();
     assert_eq!(
         aliases

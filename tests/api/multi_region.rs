@@ -260,6 +260,15 @@ async fn replicate_key_and_update_primary_region_refuse_what_aws_refuses() {
         refuse(replicate_to(&key, "moon").await),
         "ValidationException"
     );
+    // Recorded on AWS, in these words: another partition's Region.
+    assert_eq!(
+        answer(replicate_to(&key, "cn-north-1").await),
+        pair(
+            "ValidationException",
+            "The replica key Region must be in the same AWS partition as the primary key Region."
+                .into()
+        )
+    );
     // A disabled primary is not replicated (recorded on AWS, in these words).
     east.disable_key().key_id(&key).send().await.unwrap();
     assert_eq!(

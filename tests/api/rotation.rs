@@ -479,10 +479,10 @@ async fn on_demand_rotation_runs_in_the_background_and_shows_its_start() {
         .await
         .unwrap();
     let asked = chrono::Utc::now();
-    // The response names the key by its ID, asked by ARN too (as AWS's CloudTrail record of
-    // RotateKeyOnDemand shows its response).
-    let started = c.rotate_key_on_demand().key_id(&arn).send().await.unwrap();
-    assert_eq!(started.key_id(), Some(key.as_str()));
+    // The response names the key by its ARN, asked by key ID too (recorded on AWS:
+    // radkawar/stackd testdata/aws/kms/rotation.json, rotate_first).
+    let started = c.rotate_key_on_demand().key_id(&key).send().await.unwrap();
+    assert_eq!(started.key_id(), Some(arn.as_str()));
     let status = c
         .get_key_rotation_status()
         .key_id(&key)
@@ -720,4 +720,57 @@ async fn a_rotation_inserted_with_sql_is_not_listed() {
             assert!(r.rotations().is_empty(), "{:?}", r.rotations());
         }
     }
+}
+
+/// `kms:RotationPeriodInDays` is in every EnableKeyRotation request, 365 when the period is
+/// omitted, as recorded on AWS (radkawar/stackd testdata/aws/kms/rotation.json,
+/// `condition_null_omitted` and `condition_numeric_omitted`): a Deny on the key's absence does
+/// not apply, and a Deny on any period but 90 does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rotation_period_condition_key_is_365_when_the_period_is_omitted() {
+    let s = Server::start().await;
+    let c = s.client();
+    let policy = |condition: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::123456789012:root"}},"Action":"kms:*","Resource":"*"}},
+            {{"Effect":"Deny","Principal":"*","Action":"kms:EnableKeyRotation","Resource":"*","Condition":{condition}}}]}}"#
+        )
+    };
+    let enable = |key: String, days: Option<i32>| {
+        c.enable_key_rotation()
+            .key_id(key)
+            .set_rotation_period_in_days(days)
+            .send()
+    };
+    let absent = c
+        .create_key()
+        .policy(policy(r#"{"Null":{"kms:RotationPeriodInDays":"true"}}"#))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    enable(absent.clone(), None).await.unwrap();
+    let other = c
+        .create_key()
+        .policy(policy(
+            r#"{"NumericNotEquals":{"kms:RotationPeriodInDays":"90"}}"#,
+        ))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    enable(other.clone(), Some(90)).await.unwrap();
+    assert_eq!(
+        code(enable(other.clone(), None).await),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(enable(other, Some(180)).await),
+        "AccessDeniedException"
+    );
 }
