@@ -1669,12 +1669,32 @@ async fn rsa_refusals_answer_as_recorded() {
     assert_eq!(
         message(
             c.decrypt()
-                .ciphertext_blob(blob)
+                .ciphertext_blob(blob.clone())
                 .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
                 .send()
                 .await
         ),
         validation("KeyId must not be null")
+    );
+    // A dry run decrypts: a ciphertext that does not is refused as such, not answered as a
+    // dry run (recorded on AWS, dry_invalid_ciphertext, every RSA spec).
+    let dry_decrypt = |blob: Vec<u8>| {
+        c.decrypt()
+            .key_id(&rsa)
+            .ciphertext_blob(Blob::new(blob))
+            .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+            .dry_run(true)
+            .send()
+    };
+    let mut bad = blob.clone().into_inner();
+    bad[7] ^= 1;
+    assert_eq!(
+        message(dry_decrypt(bad).await),
+        ("InvalidCiphertextException".to_string(), String::new())
+    );
+    assert_eq!(
+        code(dry_decrypt(blob.into_inner()).await),
+        "DryRunOperationException"
     );
     assert_eq!(
         message(

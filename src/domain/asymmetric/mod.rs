@@ -421,14 +421,15 @@ impl Kms {
         let key = self
             .rsa_key_for(caller, key_id, "kms:Decrypt", ctx, algorithm, "Decrypt")
             .await?;
-        if blob.len() != key.bits as usize / 8 {
-            return Err(KmsError::InvalidCiphertext);
-        }
+        // A dry run decrypts too, as the symmetric one does: a ciphertext that does not
+        // decrypt is InvalidCiphertextException, not DryRunOperationException (recorded on
+        // AWS for every RSA spec and both OAEP hashes).
+        let plaintext = self.rsa_decrypt(&key, blob).await?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
         Ok(super::DecryptOutput {
-            plaintext: self.rsa_decrypt(&key, blob).await?,
+            plaintext,
             key_arn: key.rec.arn(),
         })
     }
