@@ -625,6 +625,12 @@ impl Kms {
         expected: Option<&str>,
     ) -> Result<(Arc<KeyRecord>, Zeroizing<Vec<u8>>)> {
         let expected = match expected {
+            // A key ARN of another Region never names the key a ciphertext decrypts with here
+            // (its copy in this Region, for a multi-Region key): recorded on AWS as
+            // IncorrectKeyException, a replica's ciphertext with its primary's ARN.
+            Some(k) if matches!(keyid::parse(k), Ok(KeyRef::Arn { ref region, .. }) if region != &caller.region) => {
+                return Err(KmsError::IncorrectKey)
+            }
             Some(k) => Some(self.resolve(caller, k, action).await?),
             None => None,
         };

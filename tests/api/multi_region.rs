@@ -188,6 +188,22 @@ async fn a_multi_region_key_is_one_key_in_every_region() {
     assert!(listed
         .iter()
         .any(|k| k.key_id.as_deref() == Some(key.as_str())));
+    // The primary's ARN named in the replica's Region: not the key that decrypts here
+    // (recorded on AWS, decrypt_replica_primary_arn, in these words).
+    assert_eq!(
+        message(
+            west.decrypt()
+                .key_id(created.arn.clone().unwrap())
+                .ciphertext_blob(made_east.clone())
+                .send()
+                .await
+        ),
+        (
+            "IncorrectKeyException".to_string(),
+            "The key ID in the request does not identify a CMK that can perform this operation."
+                .to_string()
+        )
+    );
     west.disable_key().key_id(&key).send().await.unwrap();
     assert_eq!(
         code(
