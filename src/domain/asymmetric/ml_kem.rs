@@ -87,15 +87,6 @@ fn algorithm(arc: u8) -> [u8; 13] {
     ]
 }
 
-/// A DER length.
-fn der_len(n: usize, out: &mut Vec<u8>) {
-    match n {
-        0..=0x7f => out.push(n as u8),
-        0x80..=0xff => out.extend([0x81, n as u8]),
-        _ => out.extend([0x82, (n >> 8) as u8, n as u8]),
-    }
-}
-
 /// `OneAsymmetricKey { version 0, algorithm, privateKey OCTET STRING { seed [0] } }`.
 fn private_key_info(arc: u8, seed: &[u8; 64]) -> Zeroizing<Vec<u8>> {
     let mut der = Zeroizing::new(Vec::with_capacity(86));
@@ -109,11 +100,11 @@ fn private_key_info(arc: u8, seed: &[u8; 64]) -> Zeroizing<Vec<u8>> {
 /// `SubjectPublicKeyInfo { algorithm, subjectPublicKey BIT STRING }`.
 fn public_key_info(arc: u8, public: &[u8]) -> Vec<u8> {
     let mut bits = vec![0x03];
-    der_len(public.len() + 1, &mut bits);
+    super::der::push_len(public.len() + 1, &mut bits);
     bits.push(0x00);
     bits.extend(public);
     let mut der = vec![0x30];
-    der_len(algorithm(arc).len() + bits.len(), &mut der);
+    super::der::push_len(algorithm(arc).len() + bits.len(), &mut der);
     der.extend(algorithm(arc));
     der.extend(bits);
     der

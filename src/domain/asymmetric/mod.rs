@@ -6,6 +6,7 @@
 //! RSA encryption) run in aws-lc-rs against the stored, MAC-protected public key.
 
 mod algorithms;
+mod der;
 mod ml_kem;
 
 use super::preamble::{Access, Check};
