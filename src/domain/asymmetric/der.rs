@@ -20,10 +20,19 @@ pub(super) fn element(tag: u8, content: &[u8]) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// The first element of `der`: its tag, its content, the whole element, and what follows it.
-/// Lengths of one to three bytes, as [`push_len`] writes them.
-pub(super) fn read(der: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
-    let (&tag, rest) = der.split_first()?;
+/// One DER element read from the front of some bytes.
+pub(super) struct Element<'a> {
+    pub content: &'a [u8],
+    /// The whole element, its tag and length too.
+    pub whole: &'a [u8],
+    /// What follows it.
+    pub rest: &'a [u8],
+}
+
+/// The first element of `der` if its tag is `tag`. Lengths of one to three bytes, as
+/// [`push_len`] writes them.
+pub(super) fn expect(der: &[u8], tag: u8) -> Option<Element<'_>> {
+    let (&found, rest) = der.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = match first {
         0..=0x7f => (usize::from(first), rest),
@@ -36,7 +45,11 @@ pub(super) fn read(der: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
     };
     let content = rest.get(..len)?;
     let header = der.len() - rest.len();
-    Some((tag, content, &der[..header + len], &rest[len..]))
+    (found == tag).then_some(Element {
+        content,
+        whole: &der[..header + len],
+        rest: &rest[len..],
+    })
 }
 
 /// An EC key's PKCS #8 `PrivateKeyInfo` with its curve named inside the `ECPrivateKey` too
@@ -44,41 +57,24 @@ pub(super) fn read(der: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
 /// 144 bytes for ECC_SECG_P256K1, where AWS-LC's own encoding, without it, has 135). `None`
 /// for what is not such a key; returned as it is when it names its curve already.
 pub(super) fn ec_pkcs8_naming_curve(pkcs8: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let (0x30, info, _, []) = read(pkcs8)? else {
-        return None;
-    };
-    let (0x02, _, _, after_version) = read(info)? else {
-        return None;
-    };
-    let (0x30, algorithm, _, after_algorithm) = read(after_version)? else {
-        return None;
-    };
-    let (0x06, _, _, curve_part) = read(algorithm)? else {
-        return None;
-    };
-    let (0x06, _, curve, []) = read(curve_part)? else {
-        return None;
-    };
-    let (0x04, key, _, attributes) = read(after_algorithm)? else {
-        return None;
-    };
-    let (0x30, ec_key, _, []) = read(key)? else {
-        return None;
-    };
-    let (0x02, _, _, after_ec_version) = read(ec_key)? else {
-        return None;
-    };
-    let (0x04, _, _, optional) = read(after_ec_version)? else {
-        return None;
-    };
+    let info = expect(pkcs8, 0x30).filter(|e| e.rest.is_empty())?;
+    let version = expect(info.content, 0x02)?;
+    let algorithm = expect(version.rest, 0x30)?;
+    let curve = expect(expect(algorithm.content, 0x06)?.rest, 0x06)?;
+    let key = expect(algorithm.rest, 0x04)?;
+    let ec_key = expect(key.content, 0x30).filter(|e| e.rest.is_empty())?;
+    let secret = expect(expect(ec_key.content, 0x02)?.rest, 0x04)?;
+    let optional = secret.rest;
     if optional.first() == Some(&0xa0) {
         return Some(Zeroizing::new(pkcs8.to_vec()));
     }
-    let mut ec_content = Zeroizing::new(ec_key[..ec_key.len() - optional.len()].to_vec());
-    ec_content.extend_from_slice(&element(0xa0, curve));
+    let mut ec_content =
+        Zeroizing::new(ec_key.content[..ec_key.content.len() - optional.len()].to_vec());
+    ec_content.extend_from_slice(&element(0xa0, curve.whole));
     ec_content.extend_from_slice(optional);
-    let mut info_content = Zeroizing::new(info[..info.len() - after_algorithm.len()].to_vec());
+    let mut info_content =
+        Zeroizing::new(info.content[..info.content.len() - algorithm.rest.len()].to_vec());
     info_content.extend_from_slice(&element(0x04, &element(0x30, &ec_content)));
-    info_content.extend_from_slice(attributes);
+    info_content.extend_from_slice(key.rest);
     Some(element(0x30, &info_content))
 }
