@@ -53,17 +53,7 @@ pub(super) async fn console_pages(
             _ => break,
         }
     }
-    let host = console
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let stream = tokio::net::TcpStream::connect(&host)
-        .await
-        .map_err(|e| format!("connect {host}: {e}"))?;
-    let (mut c, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let Conn { send: mut c, host } = Conn::open(&console).await?;
     let form = format!(
         "access_key_id={}&secret_access_key={}",
         t.access_key_id,
