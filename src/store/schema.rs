@@ -32,13 +32,13 @@ pub(crate) fn migrations_current(
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 44;
-pub const SCHEMA_SQLITE: i64 = 30;
+pub const SCHEMA_POSTGRES: i64 = 45;
+pub const SCHEMA_SQLITE: i64 = 31;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 44, SQLite 30)"
+    " (schema: Postgres 45, SQLite 31)"
 );
 
 /// A database's schema as this build sees it.
