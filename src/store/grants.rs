@@ -97,12 +97,13 @@ macro_rules! grant_store {
                 // LIMIT, which the planner cannot turn into a join that reads every end of the
                 // key). The event's name and key are read from its hashed body, not from the
                 // columns beside it, which a database writer renames without breaking the chain.
+                use super::identity::DECIDED;
                 sqlx::query_scalar(&format!(
                     "SELECT DISTINCT g.value FROM {} WHERE (SELECT 1 FROM audit_events \
-                     WHERE {BODY_EVENT_NAME} = 'GrantEnded' AND {} = g.value AND {} = $1 \
-                     LIMIT 1) IS NOT NULL",
+                     WHERE {BODY_EVENT_NAME} {DECIDED} AND {BODY_EVENT_NAME} = 'GrantEnded' \
+                     AND {} = g.value AND {} = $1 LIMIT 1) IS NOT NULL",
                     text_list_rows("$2"),
-                    when_named("= 'GrantEnded'", ENDED_GRANT_ID),
+                    decision_key(),
                     when_named("= 'GrantEnded'", BODY_FIRST_RESOURCE_ARN)
                 ))
                 .bind(arn)

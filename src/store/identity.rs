@@ -5,10 +5,13 @@
 //! and `commit`; `REQUEST_TARGET` (an audit event's `requestParameters.target`),
 //! `INSTR` (the position of a text in another) and `ACCESS_KEYS_IN_CREATION_ORDER`; the row reader `tag_from_row`, `cell`, `map_err`, `write_on`.
 
-/// The events the index of decisions by what bodies say holds (`audit_events_decisions_by_body`,
+/// The events the index of decisions by what bodies say holds (`audit_events_decided_by_body`,
 /// keyed on the name and `decision_key()`): every query of it names them so, as its predicate.
-pub(super) const DECIDED: &str =
-    "IN ('CreateAccessKey', 'CreateRole', 'DeletePrincipal', 'InvocationsLeased', 'SealCoverage')";
+/// One index for every decision read from bodies, so that an append works the event's name
+/// out of its body once, not once an index (sql/0046).
+pub(crate) const DECIDED: &str = "IN ('ActivateAccessKey', 'CreateAccessKey', 'CreateRole', \
+     'DeactivateAccessKey', 'DeleteAccessKey', 'DeleteKey', 'DeletePrincipal', 'GrantEnded', \
+     'InvocationsLeased', 'SealCoverage')";
 
 /// `impl IdentityStore for $store`.
 macro_rules! identity_store {
@@ -50,13 +53,12 @@ macro_rules! identity_store {
                 &self,
                 access_key_id: &str,
             ) -> Result<Option<i64>, StoreError> {
-                // Through the access-key index by target (0023: its predicate as it has it).
-                const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
+                use super::identity::DECIDED;
                 let q = format!(
-                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} {NAMES} \
-                       AND {} = $1 AND {BODY_EVENT_NAME} IN ('DeactivateAccessKey', 'DeleteAccessKey') \
-                     ORDER BY seq DESC LIMIT 1",
-                    when_named(NAMES, REQUEST_TARGET)
+                    "SELECT seq FROM audit_events WHERE {BODY_EVENT_NAME} {DECIDED} \
+                       AND {BODY_EVENT_NAME} IN ('DeactivateAccessKey', 'DeleteAccessKey') \
+                       AND {} = $1 ORDER BY seq DESC LIMIT 1",
+                    decision_key()
                 );
                 sqlx::query_scalar(&q).bind(access_key_id).maybe(&self.pool).await
             }
@@ -67,23 +69,13 @@ macro_rules! identity_store {
                 before: i64,
                 limit: i64,
             ) -> Result<Vec<(i64, String, Option<Vec<u8>>)>, StoreError> {
-                // Through the access-key index by target (0023: its predicate as it has it).
-                const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
-                let q = format!(
-                    "SELECT seq, body, seal FROM audit_events WHERE {BODY_EVENT_NAME} {NAMES} \
-                       AND {} = $1 AND {BODY_EVENT_NAME} IN ('DeactivateAccessKey', 'DeleteAccessKey') \
-                       AND seq < $2 ORDER BY seq DESC LIMIT $3",
-                    when_named(NAMES, REQUEST_TARGET)
-                );
-                let rows = sqlx::query(&q)
-                    .bind(access_key_id)
-                    .bind(before)
-                    .bind(limit)
-                    .all(&self.pool)
-                    .await?;
-                rows.iter()
-                    .map(|r| Ok((cell(r, "seq")?, cell(r, "body")?, cell(r, "seal")?)))
-                    .collect()
+                self.decided_events(
+                    "IN ('DeactivateAccessKey', 'DeleteAccessKey')",
+                    access_key_id,
+                    before,
+                    limit,
+                )
+                .await
             }
 
             async fn principal_deletions_per_trail(
@@ -102,22 +94,21 @@ macro_rules! identity_store {
                 limit: i64,
             ) -> Result<Vec<(String, i64)>, StoreError> {
                 use super::identity::DECIDED;
-                // Each through its index: activations by target, creations by the key id.
-                const NAMES: &str = "IN ('DeactivateAccessKey', 'ActivateAccessKey', 'DeleteAccessKey')";
+                // Each through the index of decisions (name, key, sequence number): activations
+                // by target, creations by the key id.
+                let key = decision_key();
                 let q = format!(
                     "SELECT name, seq FROM ( \
                        SELECT * FROM (SELECT {BODY_EVENT_NAME} AS name, seq FROM audit_events \
-                         WHERE {BODY_EVENT_NAME} {NAMES} AND {} = $1 \
-                           AND {BODY_EVENT_NAME} = 'ActivateAccessKey' AND seq > $2 \
+                         WHERE {BODY_EVENT_NAME} {DECIDED} AND {BODY_EVENT_NAME} = 'ActivateAccessKey' \
+                           AND {key} = $1 AND seq > $2 \
                          ORDER BY seq DESC LIMIT $3) AS activated \
                        UNION ALL \
                        SELECT * FROM (SELECT {BODY_EVENT_NAME} AS name, seq FROM audit_events \
                          WHERE {BODY_EVENT_NAME} {DECIDED} AND {BODY_EVENT_NAME} = 'CreateAccessKey' \
-                           AND {} = $1 AND seq > $2 \
+                           AND {key} = $1 AND seq > $2 \
                          ORDER BY seq DESC LIMIT $3) AS created \
-                     ) AS permits ORDER BY seq DESC LIMIT $3",
-                    when_named(NAMES, REQUEST_TARGET),
-                    decision_key()
+                     ) AS permits ORDER BY seq DESC LIMIT $3"
                 );
                 let rows = sqlx::query(&q)
                     .bind(access_key_id)

@@ -162,11 +162,14 @@ macro_rules! key_store {
                 // time is to the second, so a deletion in the second of the key's creation
                 // counts (a replica deleted and replicated again within one second is refused).
                 let created = created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                use super::identity::DECIDED;
                 let named = |expr: &str| when_named("= 'DeleteKey'", expr);
+                // Through the index of decisions (name, key: the deleted key's ARN).
                 sqlx::query_scalar(&format!(
-                    "SELECT EXISTS (SELECT 1 FROM audit_events WHERE {BODY_EVENT_NAME} = 'DeleteKey' \
+                    "SELECT EXISTS (SELECT 1 FROM audit_events WHERE {BODY_EVENT_NAME} {DECIDED} \
+                     AND {BODY_EVENT_NAME} = 'DeleteKey' \
                      AND {} = $1 AND {} = 'AwsServiceEvent' AND {} >= $2)",
-                    named(BODY_FIRST_RESOURCE_ARN),
+                    decision_key(),
                     named(BODY_EVENT_TYPE),
                     named(BODY_EVENT_TIME)
                 ))

@@ -476,11 +476,12 @@ async fn token_key_lock(s: &PgStore, scope: &str) -> Result<Tx<'static>, StoreEr
 }
 /// Postgres's pieces of the identity store written once in `identity.rs`.
 const REQUEST_TARGET: &str = "((body::json) #>> '{requestParameters,target}')";
-/// What the index of decisions by what bodies say (`audit_events_decisions_by_body`) keys an
+/// What the index of decisions by what bodies say (`audit_events_decided_by_body`) keys an
 /// event on, read only from an event of its name: a lease's material, a created access key's
-/// id, a deleted principal's or re-trusted role's ARN.
+/// id, a deleted principal's or re-trusted role's ARN, an access key changed, a deleted key's
+/// ARN, an ended grant's id.
 fn decision_key() -> String {
-    format!("(CASE WHEN {BODY_EVENT_NAME} = 'InvocationsLeased' THEN ((body::json) #>> '{{additionalEventData,materialId}}') WHEN {BODY_EVENT_NAME} = 'CreateAccessKey' THEN ((body::json) #>> '{{requestParameters,details,access_key_id}}') WHEN {BODY_EVENT_NAME} IN ('CreateRole', 'DeletePrincipal') THEN ((body::json) #>> '{{requestParameters,target}}') END)")
+    format!("(CASE WHEN {BODY_EVENT_NAME} = 'InvocationsLeased' THEN ((body::json) #>> '{{additionalEventData,materialId}}') WHEN {BODY_EVENT_NAME} = 'CreateAccessKey' THEN ((body::json) #>> '{{requestParameters,details,access_key_id}}') WHEN {BODY_EVENT_NAME} IN ('CreateRole', 'DeletePrincipal', 'ActivateAccessKey', 'DeactivateAccessKey', 'DeleteAccessKey') THEN {REQUEST_TARGET} WHEN {BODY_EVENT_NAME} = 'DeleteKey' THEN {BODY_FIRST_RESOURCE_ARN} WHEN {BODY_EVENT_NAME} = 'GrantEnded' THEN {ENDED_GRANT_ID} END)")
 }
 const INSTR: &str = "strpos";
 /// Text compared and ordered byte by byte (as Rust's `str` is), whatever the database's

@@ -32,13 +32,13 @@ pub(crate) fn migrations_current(
 
 /// The schema versions this build migrates to: the highest migration of `sql/` (Postgres)
 /// and of `sql/sqlite/` (a unit test keeps them equal to the migrations).
-pub const SCHEMA_POSTGRES: i64 = 45;
-pub const SCHEMA_SQLITE: i64 = 31;
+pub const SCHEMA_POSTGRES: i64 = 46;
+pub const SCHEMA_SQLITE: i64 = 32;
 
 /// `kms --version`: the release and the schema versions it migrates to.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (schema: Postgres 45, SQLite 31)"
+    " (schema: Postgres 46, SQLite 32)"
 );
 
 /// A database's schema as this build sees it.

@@ -325,11 +325,12 @@ async fn token_key_lock(s: &SqliteStore, _scope: &str) -> Result<Tx<'static>, St
 
 /// SQLite's pieces of the identity store written once in `identity.rs`.
 const REQUEST_TARGET: &str = "json_extract(body, '$.requestParameters.target')";
-/// What the index of decisions by what bodies say (`audit_events_decisions_by_body`) keys an
+/// What the index of decisions by what bodies say (`audit_events_decided_by_body`) keys an
 /// event on, read only from an event of its name: a lease's material, a created access key's
-/// id, a deleted principal's or re-trusted role's ARN.
+/// id, a deleted principal's or re-trusted role's ARN, an access key changed, a deleted key's
+/// ARN, an ended grant's id.
 fn decision_key() -> String {
-    format!("(CASE WHEN {BODY_EVENT_NAME} = 'InvocationsLeased' THEN json_extract(body, '$.additionalEventData.materialId') WHEN {BODY_EVENT_NAME} = 'CreateAccessKey' THEN json_extract(body, '$.requestParameters.details.access_key_id') WHEN {BODY_EVENT_NAME} IN ('CreateRole', 'DeletePrincipal') THEN json_extract(body, '$.requestParameters.target') END)")
+    format!("(CASE WHEN {BODY_EVENT_NAME} = 'InvocationsLeased' THEN json_extract(body, '$.additionalEventData.materialId') WHEN {BODY_EVENT_NAME} = 'CreateAccessKey' THEN json_extract(body, '$.requestParameters.details.access_key_id') WHEN {BODY_EVENT_NAME} IN ('CreateRole', 'DeletePrincipal', 'ActivateAccessKey', 'DeactivateAccessKey', 'DeleteAccessKey') THEN {REQUEST_TARGET} WHEN {BODY_EVENT_NAME} = 'DeleteKey' THEN {BODY_FIRST_RESOURCE_ARN} WHEN {BODY_EVENT_NAME} = 'GrantEnded' THEN {ENDED_GRANT_ID} END)")
 }
 const INSTR: &str = "instr";
 /// Text compared and ordered byte by byte: SQLite's own (BINARY) collation.
