@@ -743,27 +743,14 @@ async fn the_rotation_period_condition_key_is_365_when_the_period_is_omitted() {
             .set_rotation_period_in_days(days)
             .send()
     };
-    let absent = c
-        .create_key()
-        .policy(policy(r#"{"Null":{"kms:RotationPeriodInDays":"true"}}"#))
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    // A key whose policy denies EnableKeyRotation under `condition`.
+    let key_denying = |condition: &str| {
+        let create = c.create_key().policy(policy(condition)).send();
+        async move { create.await.unwrap().key_metadata.unwrap().key_id }
+    };
+    let absent = key_denying(r#"{"Null":{"kms:RotationPeriodInDays":"true"}}"#).await;
     enable(absent.clone(), None).await.unwrap();
-    let other = c
-        .create_key()
-        .policy(policy(
-            r#"{"NumericNotEquals":{"kms:RotationPeriodInDays":"90"}}"#,
-        ))
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let other = key_denying(r#"{"NumericNotEquals":{"kms:RotationPeriodInDays":"90"}}"#).await;
     enable(other.clone(), Some(90)).await.unwrap();
     assert_eq!(
         code(enable(other.clone(), None).await),
